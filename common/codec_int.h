@@ -1,0 +1,28 @@
+/* Descriptor helpers shared by the codec's decoder and encoder. */
+#ifndef HY_CODEC_INT_H
+#define HY_CODEC_INT_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The message descriptor of a message-typed (or map) field. */
+static inline const ProtobufCMessageDescriptor *hy_codec_msgdesc(const ProtobufCFieldDescriptor *f)
+{
+    return (const ProtobufCMessageDescriptor *)f->descriptor;
+}
+
+/* Field of d named key, in camelCase ("enabledBackend") or as in the
+ * .proto ("enabled_backend"); NULL if none. */
+const ProtobufCFieldDescriptor *hy_codec_find_field(const ProtobufCMessageDescriptor *d,
+                                                    const char *key);
+/* True when camel is the lowerCamelCase form of snake. */
+bool hy_codec_camel_eq(const char *snake, const char *camel);
+/* Writes the lowerCamelCase form of snake into out (truncated to size). */
+void hy_codec_camel(const char *snake, char *out, size_t size);
+/* True for a protobuf map field (repeated XxxEntry{key, value}). */
+bool hy_codec_is_map_entry(const ProtobufCFieldDescriptor *f);
+/* Bytes one value of type t occupies in a message or a repeated array. */
+size_t hy_codec_scalar_size(ProtobufCType t);
+
+#endif
