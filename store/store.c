@@ -1,0 +1,263 @@
+/* The public store API: argument checks, dispatch through the backend's ops
+ * table, and the in-process watcher registry every backend shares. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "store_backend.h"
+#include "poison.h"
+
+/* ---- watchers ---------------------------------------------------------- */
+
+static int watchers_init(struct hy_store_watchers *w)
+{
+    pthread_mutexattr_t a;
+    int rc;
+    memset(w, 0, sizeof(*w));
+    w->next_id = 1;
+    if ((rc = pthread_mutexattr_init(&a)) != 0)
+        return -rc;
+    rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    if (rc == 0)
+        rc = pthread_mutex_init(&w->mu, &a);
+    pthread_mutexattr_destroy(&a);
+    return -rc;
+}
+
+static void watchers_fini(struct hy_store_watchers *w)
+{
+    pthread_mutex_destroy(&w->mu);
+    free(w->v);
+}
+
+/* Drops the entries unwatched during a round; mu held, no round running. */
+static void watchers_compact(struct hy_store_watchers *w)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < w->n; i++)
+        if (w->v[i].fn)
+            w->v[j++] = w->v[i];
+    w->n = j;
+    w->dirty = false;
+}
+
+/* Calls every watcher with mu held, so that once hy_store_unwatch returns
+ * the callback is neither running nor called again. mu is recursive: a
+ * callback may watch, unwatch or write to the store on its own thread. */
+static void watchers_notify(struct hy_store_watchers *w, uint64_t revision)
+{
+    pthread_mutex_lock(&w->mu);
+    w->depth++;
+    size_t n = w->n; /* watchers added by a callback start with the next commit */
+    for (size_t i = 0; i < n; i++) {
+        struct hy_store_watcher e = w->v[i]; /* v may move if a callback watches */
+        if (e.fn)
+            e.fn(e.ud, revision);
+    }
+    if (--w->depth == 0 && w->dirty)
+        watchers_compact(w);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int hy_store_watch(struct hy_store *s, hy_store_watch_fn fn, void *ud)
+{
+    struct hy_store_watchers *w = &s->watchers;
+    int id = HY_ENOMEM;
+    pthread_mutex_lock(&w->mu);
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 4;
+        struct hy_store_watcher *v = realloc(w->v, cap * sizeof(*v));
+        if (!v)
+            goto out_unlock;
+        w->v = v;
+        w->cap = cap;
+    }
+    id = w->next_id;
+    w->next_id = w->next_id == INT_MAX ? 1 : w->next_id + 1;
+    w->v[w->n++] = (struct hy_store_watcher){.id = id, .fn = fn, .ud = ud};
+out_unlock:
+    pthread_mutex_unlock(&w->mu);
+    return id;
+}
+
+void hy_store_unwatch(struct hy_store *s, int id)
+{
+    struct hy_store_watchers *w = &s->watchers;
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->v[i].id != id || !w->v[i].fn)
+            continue;
+        w->v[i].fn = NULL;
+        w->dirty = true;
+        break;
+    }
+    if (w->depth == 0 && w->dirty)
+        watchers_compact(w);
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* ---- argument checks --------------------------------------------------- */
+
+static bool valid_part(const char *s)
+{
+    return s && s[0] && !strchr(s, '/');
+}
+
+/* A key part must be non-empty and free of '/' (the key separator); global
+ * types ignore the mesh. */
+static bool valid_ident(const struct hy_rtype *t, const char *mesh, const char *name)
+{
+    if (!t || !valid_part(name))
+        return false;
+    return t->scope == HY_SCOPE_GLOBAL || valid_part(mesh);
+}
+
+static bool valid_write(const struct hy_store_write *w)
+{
+    const struct hy_resource *r = w->r;
+    if (!r || !r->meta || (w->op != HY_STORE_PUT && w->op != HY_STORE_DELETE))
+        return false;
+    if (w->op == HY_STORE_PUT && !r->spec)
+        return false;
+    return valid_ident(r->type, r->meta->mesh, r->meta->name);
+}
+
+/* ---- API --------------------------------------------------------------- */
+
+int hy_store_open(const struct hy_store_config *cfg, struct hy_store **out)
+{
+    struct hy_store *s;
+    int rc = hy_store_lmdb_open(cfg, &s);
+    if (rc < 0)
+        return rc;
+    if ((rc = watchers_init(&s->watchers)) < 0) {
+        s->ops->close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void hy_store_close(struct hy_store *s)
+{
+    if (!s)
+        return;
+    watchers_fini(&s->watchers);
+    s->ops->close(s);
+}
+
+int hy_store_get(struct hy_store *s, const char *type, const char *mesh, const char *name,
+                 struct hy_resource **out)
+{
+    const struct hy_rtype *t = type ? hy_rtype_by_name(type) : NULL;
+    if (!valid_ident(t, mesh, name))
+        return HY_EINVAL;
+    return s->ops->get(s, t, hy_store_key_mesh(t, mesh), name, out);
+}
+
+int hy_store_apply(struct hy_store *s, struct hy_store_write *w, size_t n, size_t *failed)
+{
+    uint64_t committed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!valid_write(&w[i])) {
+            if (failed)
+                *failed = i;
+            return HY_EINVAL;
+        }
+    }
+    int rc = s->ops->apply(s, w, n, failed, &committed);
+    if (rc == 0 && committed)
+        watchers_notify(&s->watchers, committed);
+    return rc;
+}
+
+int hy_store_put(struct hy_store *s, const struct hy_resource *r, uint64_t expect_version,
+                 struct hy_store_write *result)
+{
+    struct hy_store_write w = {.op = HY_STORE_PUT, .r = r, .expect_version = expect_version};
+    int rc = hy_store_apply(s, &w, 1, NULL);
+    if (rc == 0 && result)
+        *result = w;
+    return rc;
+}
+
+int hy_store_delete(struct hy_store *s, const char *type, const char *mesh, const char *name,
+                    uint64_t expect_version)
+{
+    const struct hy_rtype *t = type ? hy_rtype_by_name(type) : NULL;
+    if (!t)
+        return HY_EINVAL;
+    /* Only type, mesh and name of a DELETE's resource are read. */
+    Hypha__V1__Meta m = HYPHA__V1__META__INIT;
+    m.mesh = (char *)mesh;
+    m.name = (char *)name;
+    struct hy_resource r = {.type = t, .meta = &m};
+    struct hy_store_write w = {.op = HY_STORE_DELETE, .r = &r, .expect_version = expect_version};
+    return hy_store_apply(s, &w, 1, NULL);
+}
+
+int hy_store_list(struct hy_store *s, const char *type, const char *mesh, const char *after,
+                  size_t limit, struct hy_store_page *out)
+{
+    const struct hy_rtype *t = type ? hy_rtype_by_name(type) : NULL;
+    memset(out, 0, sizeof(*out));
+    if (!t)
+        return HY_EINVAL;
+    if (t->scope == HY_SCOPE_GLOBAL || (mesh && !mesh[0]))
+        mesh = NULL;
+    if (mesh && !valid_part(mesh))
+        return HY_EINVAL;
+    return s->ops->list(s, t, mesh, after, limit, out);
+}
+
+void hy_store_page_fini(struct hy_store_page *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        hy_resource_free(p->items[i]);
+    free(p->items);
+    free(p->next);
+    memset(p, 0, sizeof(*p));
+}
+
+int hy_store_changes(struct hy_store *s, uint64_t since, size_t max, struct hy_store_changes *out)
+{
+    memset(out, 0, sizeof(*out));
+    return s->ops->changes(s, since, max, out);
+}
+
+void hy_store_changes_fini(struct hy_store_changes *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->v[i].type);
+        free(c->v[i].mesh);
+        free(c->v[i].name);
+    }
+    free(c->v);
+    memset(c, 0, sizeof(*c));
+}
+
+uint64_t hy_store_revision(struct hy_store *s)
+{
+    return s->ops->revision(s);
+}
+
+uint64_t hy_store_horizon(struct hy_store *s)
+{
+    return s->ops->horizon(s);
+}
+
+int hy_store_compact(struct hy_store *s, uint64_t upto)
+{
+    return s->ops->compact(s, upto);
+}
+
+int hy_store_stats(struct hy_store *s, struct hy_store_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    return s->ops->stats(s, out);
+}

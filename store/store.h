@@ -1,0 +1,151 @@
+/* The resource store: one interface (an ops table) in front of a backend.
+ * LMDB is the only backend today; a second (e.g. PostgreSQL for HA) plugs in
+ * behind the same ops without touching callers.
+ *
+ * Keys are type/mesh/name (mesh empty for global-scope types). Every change
+ * committed gets the next store revision (one 64-bit counter, several per
+ * transaction when it changes several keys) and a record in the change log.
+ * The log is compacted past a horizon; reading changes from before it fails
+ * with HY_ETOOOLD ("take a snapshot"). */
+#ifndef HY_STORE_H
+#define HY_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "resource.h"
+
+struct hy_store;
+
+struct hy_store_config {
+    const char *path;       /* directory; created if missing */
+    size_t map_size;        /* bytes; 0 = default (1 GiB) */
+    uint64_t log_retention; /* change records kept before compaction; 0 = default (100000) */
+    bool read_only;
+};
+
+/* Opens the store at cfg->path (backend chosen by configuration; LMDB now).
+ * On success *out owns the store. Errors: HY_ESTORE with a log line naming
+ * the path and the backend's reason, -errno for the directory. */
+int hy_store_open(const struct hy_store_config *cfg, struct hy_store **out);
+/* Closes and frees; NULL is fine. No other call may be in flight. */
+void hy_store_close(struct hy_store *s);
+
+/* Reads one resource. *out is a new resource owned by the caller.
+ * mesh is NULL or "" for global-scope types. HY_ENOTFOUND if absent. */
+int hy_store_get(struct hy_store *s, const char *type, const char *mesh, const char *name,
+                 struct hy_resource **out);
+
+/* One write in a batch. */
+enum hy_store_op { HY_STORE_PUT, HY_STORE_DELETE };
+
+#define HY_VERSION_ANY UINT64_MAX /* no compare-and-swap */
+#define HY_VERSION_NEW 0          /* must not exist yet */
+
+enum hy_store_result {
+    HY_STORE_CREATED,
+    HY_STORE_UPDATED,
+    HY_STORE_UNCHANGED, /* put of identical spec and labels: nothing written */
+    HY_STORE_DELETED,
+};
+
+struct hy_store_write {
+    enum hy_store_op op;
+    /* PUT: the resource to write (borrowed). Its meta creation/modification
+     * times are set by the store; version and origin are taken from r.
+     * The store sets the version (stored one + 1, or 1 when new); origin
+     * is taken from r.
+     * DELETE: only r->type, r->meta->mesh, r->meta->name are used. */
+    const struct hy_resource *r;
+    /* Compare-and-swap: HY_VERSION_ANY, HY_VERSION_NEW, or the version the
+     * caller last read; a mismatch fails the whole batch with HY_ECONFLICT. */
+    uint64_t expect_version;
+    /* Filled on success: */
+    enum hy_store_result result;
+    uint64_t version;  /* version now stored (PUT), or deleted version */
+    uint64_t revision; /* revision of this change; that of the store for UNCHANGED */
+};
+
+/* Applies every write in one transaction: all or nothing. Deleting a Mesh
+ * also deletes all its mesh-scoped resources in that transaction (each gets
+ * a change record). Errors: HY_ECONFLICT (CAS failed, including
+ * HY_VERSION_NEW on an existing key; *failed = index), HY_ENOTFOUND (delete
+ * of a missing key; *failed = index), HY_EINVAL (unknown type, empty name,
+ * '/' in a name or mesh, missing mesh for a mesh-scoped type; *failed =
+ * index), HY_ETOOBIG (key over the backend's limit, or too many changes for
+ * one transaction), HY_EFULL (map full: nothing written), -EROFS (store
+ * opened read-only), HY_ESTORE. *failed = n when the commit itself failed;
+ * failed may be NULL. Watchers are woken after a successful commit that
+ * changed something. */
+int hy_store_apply(struct hy_store *s, struct hy_store_write *w, size_t n, size_t *failed);
+
+/* Convenience single-resource forms of hy_store_apply. */
+int hy_store_put(struct hy_store *s, const struct hy_resource *r, uint64_t expect_version,
+                 struct hy_store_write *result);
+int hy_store_delete(struct hy_store *s, const char *type, const char *mesh, const char *name,
+                    uint64_t expect_version);
+
+/* Lists resources of one type (and one mesh if mesh is non-NULL and
+ * non-empty; the mesh is ignored for global-scope types), in key
+ * order. Paging: start after the key token `after` (NULL = from the start;
+ * the token is the `next` a previous call returned), at most `limit` items
+ * (0 = no limit). */
+struct hy_store_page {
+    struct hy_resource **items; /* owned array of owned resources */
+    size_t n;
+    size_t total; /* number of resources of this type (and mesh) in all */
+    char *next;   /* owned token for the next page, NULL on the last page */
+};
+int hy_store_list(struct hy_store *s, const char *type, const char *mesh, const char *after,
+                  size_t limit, struct hy_store_page *out);
+void hy_store_page_fini(struct hy_store_page *p);
+
+/* The change feed. */
+struct hy_store_change {
+    uint64_t revision;
+    enum hy_store_op op;      /* PUT (create or update) or DELETE */
+    char *type, *mesh, *name; /* owned; mesh "" for global types */
+    uint64_t version;
+};
+struct hy_store_changes {
+    struct hy_store_change *v; /* owned */
+    size_t n;
+    uint64_t to; /* last revision covered by this read (>= since) */
+};
+/* Reads changes with revision > since, at most max (0 = all). HY_ETOOOLD
+ * when since is behind the compaction horizon: the caller must take a
+ * snapshot (list everything) and continue from hy_store_revision(). */
+int hy_store_changes(struct hy_store *s, uint64_t since, size_t max, struct hy_store_changes *out);
+void hy_store_changes_fini(struct hy_store_changes *c);
+
+/* Latest committed revision; 0 for an empty store. Cannot fail. */
+uint64_t hy_store_revision(struct hy_store *s);
+/* Oldest revision from which hy_store_changes still works (changes with
+ * revision > horizon are all present). Cannot fail. */
+uint64_t hy_store_horizon(struct hy_store *s);
+/* Drops change records with revision <= upto (never past the latest).
+ * Compaction also happens by itself when the log exceeds log_retention. */
+int hy_store_compact(struct hy_store *s, uint64_t upto);
+
+/* Statistics for metrics. */
+struct hy_store_stats {
+    uint64_t revision, horizon;
+    uint64_t resources; /* entries in the resource table */
+    uint64_t log_records;
+    size_t map_size, used_bytes;
+};
+int hy_store_stats(struct hy_store *s, struct hy_store_stats *out);
+
+/* In-process watchers, called after every commit that changed something,
+ * on the committing thread, with the commit's last revision. Callbacks run
+ * under the (recursive) registry lock: once hy_store_unwatch returns, the
+ * callback is not running and will not run again; a callback may itself
+ * watch, unwatch or write. Keep it short: to wake a libuv loop, use
+ * hy_store_uv_watch_start (store_uv.h). Returns a watcher id > 0 or
+ * HY_ENOMEM. */
+typedef void (*hy_store_watch_fn)(void *ud, uint64_t revision);
+int hy_store_watch(struct hy_store *s, hy_store_watch_fn fn, void *ud);
+void hy_store_unwatch(struct hy_store *s, int id);
+
+#endif

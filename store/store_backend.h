@@ -1,0 +1,65 @@
+/* What a store backend implements (the ops table behind store.h) and the
+ * state every backend shares. Only store*.c include this. */
+#ifndef HY_STORE_BACKEND_H
+#define HY_STORE_BACKEND_H
+
+#include <pthread.h>
+
+#include "store.h"
+
+/* One function per operation. store.c has already checked the arguments:
+ * types are known, names are non-empty and free of '/', mesh-scoped types
+ * have a mesh. Returns follow store.h unless said otherwise. */
+struct hy_store_ops {
+    const char *name; /* "lmdb": for log lines */
+    /* Frees the backend and s itself. */
+    void (*close)(struct hy_store *s);
+    int (*get)(struct hy_store *s, const struct hy_rtype *t, const char *mesh, const char *name,
+               struct hy_resource **out);
+    /* As hy_store_apply; on success *committed is the last revision written,
+     * or 0 when nothing changed (watchers are then not woken). */
+    int (*apply)(struct hy_store *s, struct hy_store_write *w, size_t n, size_t *failed,
+                 uint64_t *committed);
+    /* mesh is NULL for all meshes. */
+    int (*list)(struct hy_store *s, const struct hy_rtype *t, const char *mesh, const char *after,
+                size_t limit, struct hy_store_page *out);
+    int (*changes)(struct hy_store *s, uint64_t since, size_t max, struct hy_store_changes *out);
+    uint64_t (*revision)(struct hy_store *s);
+    uint64_t (*horizon)(struct hy_store *s);
+    int (*compact)(struct hy_store *s, uint64_t upto);
+    int (*stats)(struct hy_store *s, struct hy_store_stats *out);
+};
+
+struct hy_store_watcher {
+    int id;
+    hy_store_watch_fn fn; /* NULL: removed during a notification round */
+    void *ud;
+};
+
+/* The in-process watcher registry (store.c). */
+struct hy_store_watchers {
+    pthread_mutex_t mu; /* recursive: callbacks run under it */
+    struct hy_store_watcher *v;
+    size_t n, cap;
+    int next_id;
+    unsigned depth; /* notification rounds running (on the thread holding mu) */
+    bool dirty;     /* entries removed during a round: compact when it ends */
+};
+
+/* Every backend's handle begins with this. */
+struct hy_store {
+    const struct hy_store_ops *ops;
+    struct hy_store_watchers watchers;
+};
+
+/* Opens the LMDB backend (store_lmdb.c); same contract as hy_store_open,
+ * except that s->watchers is left for store.c to initialise. */
+int hy_store_lmdb_open(const struct hy_store_config *cfg, struct hy_store **out);
+
+/* The mesh part of a key: "" for global-scope types or a NULL mesh. */
+static inline const char *hy_store_key_mesh(const struct hy_rtype *t, const char *mesh)
+{
+    return t->scope == HY_SCOPE_GLOBAL || !mesh ? "" : mesh;
+}
+
+#endif
