@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing (as root), checks formatting,
+# builds with ASan + UBSan, runs every test with ctest, then runs each fuzz
+# target for a bounded time. Exits non-zero on any failure.
+#
+#   HYPHA_FUZZ_SECONDS  seconds per fuzz target (default 30; 0 skips fuzzing)
+#   HYPHA_BUILD_DIR     sanitizer build directory (default build-tests)
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+. deploy/local/deps.sh
+# shellcheck disable=SC2086
+hy_install_packages $HY_BUILD_PACKAGES $HY_TEST_PACKAGES
+
+build=${HYPHA_BUILD_DIR:-build-tests}
+fuzz_seconds=${HYPHA_FUZZ_SECONDS:-30}
+jobs=$(nproc)
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format and source checks"
+mapfile -t sources < <(git ls-files '*.c' '*.h' 2>/dev/null ||
+    find . -path ./build\* -prune -o \( -name '*.c' -o -name '*.h' \) -print)
+clang-format --dry-run -Werror "${sources[@]}"
+# every source file bans the unsafe string functions (common/poison.h)
+missing_poison=$(for f in "${sources[@]}"; do
+    case "$f" in *.c) grep -q '#include "poison.h"' "$f" || echo "$f" ;; esac
+done)
+case "$missing_poison" in
+    ?*) echo "these files do not include poison.h last: $missing_poison" >&2; exit 1 ;;
+esac
+
+step "build ($build, ASan + UBSan)"
+cmake -S . -B "$build" -DHYPHA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build "$build" -j "$jobs"
+
+step "ctest"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+(cd "$build" && ctest --output-on-failure -j "$jobs")
+
+if [ "$fuzz_seconds" -gt 0 ]; then
+    step "fuzz (${fuzz_seconds}s per target, clang + libFuzzer)"
+    CC=clang cmake -S . -B "$build-fuzz" -DHYPHA_FUZZ=ON -DHYPHA_SANITIZE=ON \
+        -DCMAKE_BUILD_TYPE=Debug >/dev/null
+    cmake --build "$build-fuzz" -j "$jobs" --target fuzz_codec
+    for target in codec; do
+        scratch=$(mktemp -d)
+        log="$top/$build-fuzz/fuzz_$target.log"
+        # new inputs go to the scratch dir; the committed seed corpus stays as it is
+        rc=0
+        "$top/$build-fuzz/bin/fuzz_$target" -max_total_time="$fuzz_seconds" -timeout=10 \
+            -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$top/$build-fuzz/" \
+            "$scratch" "$top/tests/fuzz/corpus/$target" >"$log" 2>&1 || rc=$?
+        rm -rf "$scratch"
+        tail -n 12 "$log"
+        [ "$rc" -eq 0 ] || { echo "fuzz_$target failed (rc $rc; input kept in $build-fuzz/)" >&2; exit 1; }
+    done
+fi
+step "all tests passed"
