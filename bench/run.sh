@@ -1,0 +1,85 @@
+#!/bin/sh
+# Builds the benchmarks in Release without sanitizers, runs them, and rewrites
+# the results sections of bench/README.md (between the results:* markers)
+# with the tables, headed by date, machine and commit.
+#
+# usage: bench/run.sh [--no-write]
+#   --no-write   print the results, leave README.md alone
+# The benchmarks also read HYPHA_BENCH_SCALE, HYPHA_BENCH_REPS and
+# HYPHA_BENCH_DIR (see `build-bench/bin/hypha-bench-store --help`).
+set -eu
+
+write=1
+for arg in "$@"; do
+    case "$arg" in
+    --no-write) write=0 ;;
+    -h | --help)
+        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "run.sh: unknown argument '$arg' (try --help)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+build="build-bench"
+readme=bench/README.md
+
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHYPHA_SANITIZE=OFF -DHYPHA_FUZZ=OFF >/dev/null
+cmake --build "$build" --target hypha-bench-store hypha-bench-codec -j "$(nproc)"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/hypha-bench-run-XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+
+# ---- the heading: when, where, what --------------------------------------
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+[ -n "$cpu" ] || cpu=$(uname -m)
+mem_gib=$(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
+if commit=$(git rev-parse --short HEAD 2>/dev/null); then
+    [ -z "$(git status --porcelain 2>/dev/null)" ] || commit="$commit + uncommitted changes"
+else
+    commit=uncommitted
+fi
+cc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")
+cc_version=$("${cc:-cc}" --version 2>/dev/null | head -n 1)
+libs="LMDB $(pkg-config --modversion lmdb), libyaml $(pkg-config --modversion yaml-0.1), protobuf-c $(pkg-config --modversion libprotobuf-c)"
+heading="Run $(date -u '+%Y-%m-%d %H:%M UTC') on $cpu, $(nproc) CPUs, $mem_gib GiB RAM, Linux $(uname -r); commit $commit; Release build, $cc_version; $libs."
+
+# ---- run ----------------------------------------------------------------
+for b in store codec; do
+    echo "run.sh: running hypha-bench-$b..." >&2
+    {
+        echo "$heading"
+        echo
+        "$build/bin/hypha-bench-$b"
+    } >"$tmp/$b.md"
+done
+
+if [ "$write" = 0 ]; then
+    cat "$tmp/store.md" "$tmp/codec.md"
+    exit 0
+fi
+
+# ---- rewrite README between markers --------------------------------------
+for b in store codec; do
+    if ! grep -qx "<!-- results:$b:begin -->" "$readme" || ! grep -qx "<!-- results:$b:end -->" "$readme"; then
+        echo "run.sh: $readme lacks the <!-- results:$b:begin/end --> markers; put them back" >&2
+        exit 1
+    fi
+    awk -v begin="<!-- results:$b:begin -->" -v end="<!-- results:$b:end -->" -v body="$tmp/$b.md" '
+        $0 == begin {
+            print; print ""
+            while ((getline line < body) > 0) print line
+            print ""; skip = 1; next
+        }
+        $0 == end { skip = 0 }
+        !skip { print }
+    ' "$readme" >"$tmp/README.md"
+    cp "$tmp/README.md" "$readme"
+done
+cat "$tmp/store.md" "$tmp/codec.md"
+echo "run.sh: results written to $readme" >&2
