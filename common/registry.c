@@ -3,6 +3,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ca.pb-c.h"
 #include "dataplane.pb-c.h"
 #include "mesh.pb-c.h"
 #include "policies.pb-c.h"
@@ -17,29 +18,36 @@
 #define OZ HY_ORIGIN_ZONE
 
 static const struct hy_rtype types[] = {
-    /* name, plural, short, scope, origin, inline, system, descriptor, validator */
-    {"Mesh", "meshes", NULL, G, OG, true, false, &hypha__v1__mesh__descriptor, hy_validate_mesh},
-    {"Zone", "zones", NULL, G, OG, true, false, &hypha__v1__zone__descriptor, NULL},
+    /* name, plural, short, scope, origin, inline, system, descriptor, validator, secret */
+    {"Mesh", "meshes", NULL, G, OG, true, false, &hypha__v1__mesh__descriptor, hy_validate_mesh,
+     false},
+    {"Zone", "zones", NULL, G, OG, true, false, &hypha__v1__zone__descriptor, NULL, false},
     {"ZoneInsight", "zoneinsights", NULL, G, OG, true, true, &hypha__v1__zone_insight__descriptor,
-     NULL},
+     NULL, false},
     {"ZoneIngress", "zoneingresses", NULL, G, OZ, true, false, &hypha__v1__zone_ingress__descriptor,
-     hy_validate_zone_ingress},
+     hy_validate_zone_ingress, false},
     {"Dataplane", "dataplanes", "dp", M, OZ, true, false, &hypha__v1__dataplane__descriptor,
-     hy_validate_dataplane},
+     hy_validate_dataplane, false},
     {"DataplaneInsight", "dataplaneinsights", NULL, M, OZ, true, true,
-     &hypha__v1__dataplane_insight__descriptor, NULL},
+     &hypha__v1__dataplane_insight__descriptor, NULL, false},
     {"MeshTrafficPermission", "meshtrafficpermissions", "mtp", M, OG, false, false,
-     &hypha__v1__mesh_traffic_permission__descriptor, hy_validate_mtp},
+     &hypha__v1__mesh_traffic_permission__descriptor, hy_validate_mtp, false},
     {"MeshTimeout", "meshtimeouts", "mt", M, OG, false, false, &hypha__v1__mesh_timeout__descriptor,
-     hy_validate_timeout},
+     hy_validate_timeout, false},
     {"MeshRetry", "meshretries", "mr", M, OG, false, false, &hypha__v1__mesh_retry__descriptor,
-     hy_validate_retry},
+     hy_validate_retry, false},
     {"MeshHealthCheck", "meshhealthchecks", "mhc", M, OG, false, false,
-     &hypha__v1__mesh_health_check__descriptor, hy_validate_health_check},
+     &hypha__v1__mesh_health_check__descriptor, hy_validate_health_check, false},
     {"MeshCircuitBreaker", "meshcircuitbreakers", "mcb", M, OG, false, false,
-     &hypha__v1__mesh_circuit_breaker__descriptor, hy_validate_circuit_breaker},
+     &hypha__v1__mesh_circuit_breaker__descriptor, hy_validate_circuit_breaker, false},
     {"MeshLoadBalancingStrategy", "meshloadbalancingstrategies", "mlbs", M, OG, false, false,
-     &hypha__v1__mesh_load_balancing_strategy__descriptor, hy_validate_lbs},
+     &hypha__v1__mesh_load_balancing_strategy__descriptor, hy_validate_lbs, false},
+    {"MeshTrust", "meshtrusts", NULL, M, OG, true, true, &hypha__v1__mesh_trust__descriptor, NULL,
+     false},
+    {"MeshCaKey", "meshcakeys", NULL, M, OG, true, true, &hypha__v1__mesh_ca_key__descriptor, NULL,
+     true},
+    {"TokenRevocation", "tokenrevocations", NULL, G, OG, true, true,
+     &hypha__v1__token_revocation__descriptor, NULL, false},
 };
 
 const struct hy_rtype *hy_rtype_all(size_t *n)

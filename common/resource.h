@@ -34,6 +34,7 @@ struct hy_rtype {
     /* Adds a cause to diag for every problem in r's spec (meta is checked by
      * hy_resource_validate). May be NULL. */
     void (*validate)(const struct hy_resource *r, struct hy_diag *diag);
+    bool secret; /* never served by the API nor sent to another control plane */
 };
 
 /* All registered types, in a stable order; *n receives the count. */
