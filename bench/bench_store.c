@@ -24,6 +24,7 @@ struct params {
     int reps;
     const char *dir, *data;
     size_t single, total, batch, n_gets, changes, read_reps;
+    size_t page_total, page_size; /* benchmark 4b */
 };
 
 /* What names resource i, for both sides: one contiguous entry each, so a
@@ -45,6 +46,10 @@ struct fixture {
     MDB_val record;    /* a ChangeRecord as the store appends it */
     uint32_t *get_order;
     size_t changes; /* feed length read by benchmark 5 */
+    char base[48];  /* the sample's name, which resource names extend */
+    /* p->batch resources renamed for each batch that fills benchmark 4b's
+     * stores (page_total resources need not all be in memory at once) */
+    struct hy_resource **pool;
 };
 
 /* Raw LMDB: one environment, a "kv" database for resources and a "log"
@@ -168,10 +173,16 @@ static void fixture_init(const struct params *p, struct fixture *fx)
     fx->n_default = p->total / 2;
     fx->res = xmalloc(fx->n * sizeof(*fx->res));
     fx->ids = xmalloc(fx->n * sizeof(*fx->ids));
+    if (snprintf(fx->base, sizeof(fx->base), "%s", tmpl->meta->name) >= (int)sizeof(fx->base))
+        bench_die(path, "the sample's name is too long for the benchmark");
+    fx->pool = xmalloc(p->batch * sizeof(*fx->pool));
+    for (size_t i = 0; i < p->batch; i++)
+        if (!(fx->pool[i] = hy_resource_dup(tmpl)))
+            bench_die("fixture", "out of memory");
     for (size_t i = 0; i < fx->n; i++) {
         struct ident *id = &fx->ids[i];
         /* The sample's own name, made unique: keys and values stay its size. */
-        int n = snprintf(id->name, sizeof(id->name), "%s-%06zu", tmpl->meta->name, i);
+        int n = snprintf(id->name, sizeof(id->name), "%s-%06zu", fx->base, i);
         int k = snprintf(id->key, sizeof(id->key), "%s/%s/%s", MTP, mesh_of(fx, i), id->name);
         if (n < 0 || (size_t)n >= sizeof(id->name) || k < 0 || (size_t)k >= sizeof(id->key))
             bench_die(path, "the sample's name is too long for the benchmark");
@@ -191,8 +202,11 @@ static void fixture_init(const struct params *p, struct fixture *fx)
     fx->changes = p->changes < p->total ? p->changes : p->total;
 }
 
-static void fixture_fini(struct fixture *fx)
+static void fixture_fini(const struct params *p, struct fixture *fx)
 {
+    for (size_t i = 0; i < p->batch; i++)
+        hy_resource_free(fx->pool[i]);
+    free(fx->pool);
     for (size_t i = 0; i < fx->n; i++)
         hy_resource_free(fx->res[i]);
     free(fx->res);
@@ -403,6 +417,135 @@ static double list_raw(struct run *r)
     return bench_now() - t0;
 }
 
+/* ---- 4b. paging -------------------------------------------------------- */
+
+/* Fills both stores with page_total MTPs in mesh "default", in batches as
+ * benchmark 2 writes them. Not timed. */
+static void page_fill(struct run *r)
+{
+    const struct params *p = r->p;
+    const struct fixture *fx = r->fx; /* its pool's resources are renamed */
+    char name[64], key[128];
+    MDB_txn *txn;
+    for (size_t i = 0; i < p->page_total; i += p->batch) {
+        size_t n = p->page_total - i < p->batch ? p->page_total - i : p->batch;
+        mdb_check(mdb_txn_begin(r->raw.env, NULL, 0, &txn), "mdb_txn_begin");
+        for (size_t j = 0; j < n; j++) {
+            snprintf(name, sizeof(name), "%s-%06zu", fx->base, i + j);
+            int k = snprintf(key, sizeof(key), "%s/default/%s", MTP, name);
+            if (hy_resource_set_name(fx->pool[j], "default", name) < 0)
+                bench_die("page fill", "out of memory");
+            r->writes[j] = (struct hy_store_write){
+                .op = HY_STORE_PUT, .r = fx->pool[j], .expect_version = HY_VERSION_ANY};
+            MDB_val kv = {(size_t)k, key}, v = fx->value;
+            mdb_check(mdb_put(txn, r->raw.kv, &kv, &v, 0), "mdb_put");
+        }
+        hy_check(hy_store_apply(r->s, r->writes, n, NULL), "hy_store_apply");
+        mdb_check(mdb_txn_commit(txn), "mdb_txn_commit");
+    }
+}
+
+/* Every page of the mesh in turn, each starting after the previous page's
+ * `next`, as an API client pages. */
+static double page_hypha(struct run *r)
+{
+    struct hy_store_page page;
+    char *next = NULL;
+    size_t seen = 0, pages = 0;
+    double t0 = bench_now();
+    do {
+        hy_check(hy_store_list(r->s, MTP, "default", next, r->p->page_size, &page),
+                 "hy_store_list");
+        if (page.total != r->p->page_total)
+            bench_die("hy_store_list", "total %zu, expected %zu", page.total, r->p->page_total);
+        seen += page.n;
+        pages++;
+        free(next);
+        next = page.next; /* taken over: the next page starts after it */
+        page.next = NULL;
+        hy_store_page_fini(&page);
+    } while (next);
+    double t = bench_now() - t0;
+    if (seen != r->p->page_total)
+        bench_die("hy_store_list", "paged through %zu resources in %zu pages, expected %zu", seen,
+                  pages, r->p->page_total);
+    return t;
+}
+
+/* One raw page: a read transaction, the cursor put after the key `tok`
+ * (*tok_len 0: at the prefix), up to `most` values under the prefix copied
+ * out, then one key peeked at to know whether another page follows. The
+ * last key read becomes tok. Returns the number of values; *more whether a
+ * page follows. */
+static size_t raw_page(struct raw *raw, const MDB_val *prefix, char *tok, size_t *tok_len,
+                       size_t most, void **copies, bool *more)
+{
+    MDB_txn *txn;
+    MDB_cursor *c;
+    MDB_val k = *tok_len ? (MDB_val){*tok_len, tok} : *prefix, v;
+    size_t n = 0;
+    int rc;
+    mdb_check(mdb_txn_begin(raw->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin");
+    mdb_check(mdb_cursor_open(txn, raw->kv, &c), "mdb_cursor_open");
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && *tok_len && k.mv_size == *tok_len && memcmp(k.mv_data, tok, *tok_len) == 0)
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < prefix->mv_size || memcmp(k.mv_data, prefix->mv_data, prefix->mv_size))
+            break;
+        if (n == most)
+            break;
+        copies[n++] = xmemdup(v.mv_data, v.mv_size);
+        memcpy(tok, k.mv_data, k.mv_size);
+        *tok_len = k.mv_size;
+    }
+    *more = rc == 0 && n == most && k.mv_size >= prefix->mv_size &&
+            memcmp(k.mv_data, prefix->mv_data, prefix->mv_size) == 0;
+    if (rc && rc != MDB_NOTFOUND)
+        mdb_check(rc, "mdb_cursor_get");
+    mdb_cursor_close(c);
+    mdb_txn_abort(txn);
+    return n;
+}
+
+static double page_raw(struct run *r)
+{
+    static const char pfx[] = MTP "/default/";
+    const MDB_val prefix = {sizeof(pfx) - 1, (void *)pfx};
+    char tok[512]; /* LMDB's largest key */
+    size_t tok_len = 0, seen = 0, most = r->p->page_size;
+    void **copies = xmalloc(most * sizeof(*copies));
+    bool more;
+    double t0 = bench_now();
+    do {
+        size_t n = raw_page(&r->raw, &prefix, tok, &tok_len, most, copies, &more);
+        for (size_t i = 0; i < n; i++) /* as a caller frees a page */
+            free(copies[i]);
+        seen += n;
+    } while (more);
+    double t = bench_now() - t0;
+    free(copies);
+    if (seen != r->p->page_total)
+        bench_die("raw paging", "walked %zu records, expected %zu", seen, r->p->page_total);
+    return t;
+}
+
+/* Untimed: one pass over both stores in pages of 1000, so that paging
+ * measures lookups, not page faults. */
+static void page_warm(struct run *r)
+{
+    struct hy_store_page page;
+    char *next = NULL;
+    do {
+        hy_check(hy_store_list(r->s, MTP, "default", next, 1000, &page), "hy_store_list");
+        free(next);
+        next = page.next;
+        page.next = NULL;
+        hy_store_page_fini(&page);
+    } while (next);
+    raw_walk(&r->raw, r->raw.kv, NULL, 0, r->p->page_total);
+}
+
 /* ---- 5. change feed ---------------------------------------------------- */
 
 static double changes_hypha(struct run *r)
@@ -434,7 +577,7 @@ static double changes_raw(struct run *r)
 
 /* ---- driver ------------------------------------------------------------ */
 
-enum { ROW_SINGLE, ROW_BATCH, ROW_GET, ROW_LIST, ROW_CHANGES, NROWS };
+enum { ROW_SINGLE, ROW_BATCH, ROW_GET, ROW_LIST, ROW_PAGES, ROW_CHANGES, NROWS };
 
 typedef double (*timed_fn)(struct run *r);
 
@@ -483,6 +626,13 @@ static void one_rep(const struct params *p, const struct fixture *fx, struct ben
     pair(&rows[ROW_LIST], (double)p->read_reps, hf, list_hypha, list_raw, &r);
     pair(&rows[ROW_CHANGES], (double)p->read_reps, hf, changes_hypha, changes_raw, &r);
     run_close(&r);
+
+    run_open(&r, p, fx);
+    fprintf(stderr, "bench: filling %zu resources for paging...\n", p->page_total);
+    page_fill(&r);
+    page_warm(&r);
+    pair(&rows[ROW_PAGES], 1, hf, page_hypha, page_raw, &r);
+    run_close(&r);
 }
 
 static size_t scaled(size_t n, double scale, size_t min)
@@ -503,10 +653,12 @@ int main(int argc, char **argv)
         .n_gets = 200000,
         .changes = 10000,
         .read_reps = 20,
+        .page_total = 100000,
+        .page_size = 100,
     };
     const struct bench_opt opts[] = {
         {"--scale", "HYPHA_BENCH_SCALE", BENCH_OPT_DOUBLE, &p.scale,
-         "multiply --single, --total, --gets and --changes by this (default 1)"},
+         "multiply --single, --total, --gets, --changes and --page-total by this (default 1)"},
         {"--reps", "HYPHA_BENCH_REPS", BENCH_OPT_INT, &p.reps,
          "repetitions; the table shows medians (default 5, at most 15)"},
         {"--dir", "HYPHA_BENCH_DIR", BENCH_OPT_STR, &p.dir,
@@ -521,6 +673,9 @@ int main(int argc, char **argv)
         {"--changes", NULL, BENCH_OPT_SIZE, &p.changes, "change-feed length (default 10000)"},
         {"--read-reps", NULL, BENCH_OPT_SIZE, &p.read_reps,
          "lists and feed reads per repetition (default 20)"},
+        {"--page-total", NULL, BENCH_OPT_SIZE, &p.page_total,
+         "resources paged through, in a store of their own (default 100000)"},
+        {"--page-size", NULL, BENCH_OPT_SIZE, &p.page_size, "resources per page (default 100)"},
     };
     bench_opts_parse(argc, argv,
                      "Benchmarks the Hypha store against raw LMDB doing the same work; prints a "
@@ -532,8 +687,11 @@ int main(int argc, char **argv)
     p.total = scaled(p.total, p.scale, 2);
     p.n_gets = scaled(p.n_gets, p.scale, 1);
     p.changes = scaled(p.changes, p.scale, 1);
+    p.page_total = scaled(p.page_total, p.scale, 1);
     if (p.batch == 0)
         p.batch = 1;
+    if (p.page_size == 0)
+        p.page_size = 1;
 
     struct fixture fx = {0};
     fixture_init(&p, &fx);
@@ -542,7 +700,8 @@ int main(int argc, char **argv)
         [ROW_SINGLE] = {.name = "1. Single durable puts", .unit = "puts"},
         [ROW_BATCH] = {.name = "2. Batched puts", .unit = "puts"},
         [ROW_GET] = {.name = "3. Random gets", .unit = "gets"},
-        [ROW_LIST] = {.name = "4. List one type", .unit = "lists"},
+        [ROW_LIST] = {.name = "4a. List one type", .unit = "lists"},
+        [ROW_PAGES] = {.name = "4b. Page through one type", .unit = "walks"},
         [ROW_CHANGES] = {.name = "5. Change-feed read", .unit = "reads"},
     };
     snprintf(rows[ROW_SINGLE].work, sizeof(rows[0].work), "%zu puts, 1 per txn", p.single);
@@ -550,6 +709,8 @@ int main(int argc, char **argv)
     snprintf(rows[ROW_GET].work, sizeof(rows[0].work), "%zu gets over %zu keys", p.n_gets, p.total);
     snprintf(rows[ROW_LIST].work, sizeof(rows[0].work), "%zu lists of %zu (of %zu keys)",
              p.read_reps, fx.n_default, p.total);
+    snprintf(rows[ROW_PAGES].work, sizeof(rows[0].work), "all %zu pages of %zu (%zu keys)",
+             (p.page_total + p.page_size - 1) / p.page_size, p.page_size, p.page_total);
     snprintf(rows[ROW_CHANGES].work, sizeof(rows[0].work), "%zu reads of %zu changes", p.read_reps,
              fx.changes);
 
@@ -570,6 +731,6 @@ int main(int argc, char **argv)
     if (strcmp(fs, "tmpfs") == 0)
         printf("\n**Warning:** tmpfs makes fsync free; durable-put numbers do not reflect a "
                "disk. Pass --dir on a real filesystem.\n");
-    fixture_fini(&fx);
+    fixture_fini(&p, &fx);
     return 0;
 }

@@ -82,9 +82,19 @@ static bool looks_typed(const char *v, size_t len)
     static const char *const words[] = {
         "",    "~",  "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE",
         "yes", "no", "on",   "off",  "Yes",  "No",   ".inf", ".nan", "-.inf", "y",     "n"};
+    /* Settle most keys and names by their first byte. Of the ASCII letters,
+     * only n N t T f F y Y o begin a word above, and only i I n N begin
+     * something strtod reads ("inf", "infinity", "nan", any case); a letter
+     * is never the whitespace strtod skips, in any locale. */
+    char c = v[0];
+    bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (letter && !strchr("nNtTfFyYoiI", c))
+        return false;
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
         if (strcmp(v, words[i]) == 0)
             return true;
+    if (letter && !strchr("iInN", c))
+        return false;
     char *end;
     (void)strtod(v, &end);
     return len > 0 && end == v + len;

@@ -90,7 +90,8 @@ int hy_store_delete(struct hy_store *s, const char *type, const char *mesh, cons
  * non-empty; the mesh is ignored for global-scope types), in key
  * order. Paging: start after the key token `after` (NULL = from the start;
  * the token is the `next` a previous call returned), at most `limit` items
- * (0 = no limit). */
+ * (0 = no limit). A page starts after its token even if that resource has
+ * been deleted since, and costs its own items, not the type's size. */
 struct hy_store_page {
     struct hy_resource **items; /* owned array of owned resources */
     size_t n;

@@ -3,12 +3,15 @@
  *
  * Named databases: "resources" (key "Type/mesh/name", value an Envelope),
  * "changes" (key the revision as 8 big-endian bytes, value a ChangeRecord)
- * and "meta" ("revision" and "horizon", 8 big-endian bytes each).
+ * and "meta" (8 big-endian bytes each: "revision", "horizon", "schema",
+ * "counted", and resource counters keyed "Type/" and "Type/mesh/"; see
+ * "counters" below).
  *
  * Internal helpers return 0, an MDB_* code or an HY_E* code (the ranges do
  * not overlap); xlate() turns the result into an HY_E* at each entry point,
  * so MDB_* codes never leave this file. */
 #include <errno.h>
+#include <inttypes.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +26,8 @@
 
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
 #define DEFAULT_RETENTION 100000
-#define KEY_BUF 1024 /* > LMDB's largest key size (511 unless rebuilt) */
+#define KEY_BUF 1024  /* > LMDB's largest key size (511 unless rebuilt) */
+#define SPEC_BUF 1024 /* specs up to this size are packed on the stack */
 #define OP_UPSERT HYPHA__V1__CHANGE_RECORD__OP__Upsert
 #define OP_DELETE HYPHA__V1__CHANGE_RECORD__OP__Delete
 
@@ -147,6 +151,182 @@ static int load(struct lmdb_store *ls, MDB_txn *txn, const MDB_val *k, struct hy
     return rc ? rc : decode(ls, k, &d, old);
 }
 
+/* ---- counters ---------------------------------------------------------- */
+
+/* List totals come from counters in "meta", so that a page costs its own
+ * items rather than a walk over the whole type. A key prefix's counter is
+ * stored under the prefix itself: "Type/" counts a type, "Type/mesh/" a
+ * mesh-scoped type in one mesh (the prefixes lists walk; no other meta key
+ * ends in '/'). A counter that would be 0 is absent.
+ *
+ * They are trusted only while "schema" is SCHEMA and "counted" equals
+ * "revision": every write transaction that keeps them moves "counted" along
+ * with "revision", so one committed by a binary that does not know them (an
+ * older Hypha) leaves them visibly stale. Opening read-write rebuilds missing
+ * or stale counters; a list that finds them untrusted counts by walking. */
+#define SCHEMA 1
+#define COUNT_SLOTS 16
+
+struct count_delta {
+    const struct hy_rtype *t;
+    const char *mesh; /* "" for global types; borrowed from the batch */
+    int64_t d;
+};
+
+/* The counter changes of one write transaction, written to "meta" when the
+ * table is full and before commit: a batch of puts costs a few counter
+ * writes, not two per put. Aborting the transaction drops them with it. */
+struct counts {
+    bool on; /* the counters were right when the transaction began */
+    size_t n;
+    struct count_delta v[COUNT_SLOTS];
+};
+
+static int counts_valid(struct lmdb_store *ls, MDB_txn *txn, bool *valid)
+{
+    uint64_t schema, counted, rev;
+    int rc;
+    if ((rc = meta_get(ls, txn, "schema", &schema)) ||
+        (rc = meta_get(ls, txn, "counted", &counted)) || (rc = meta_get(ls, txn, "revision", &rev)))
+        return rc;
+    *valid = schema == SCHEMA && counted == rev;
+    return 0;
+}
+
+/* Adds d to the counter under key; *ok = false (nothing written) when the
+ * counter would go below zero. */
+static int counter_add(struct lmdb_store *ls, MDB_txn *txn, const char *key, int64_t d, bool *ok)
+{
+    uint64_t v;
+    int rc = meta_get(ls, txn, key, &v);
+    if (rc)
+        return rc;
+    if (d < 0 && v < (uint64_t)-d) {
+        *ok = false;
+        return 0;
+    }
+    v += (uint64_t)d; /* modulo 2^64: adds a negative d too */
+    if (v)
+        return meta_put(ls, txn, key, v);
+    MDB_val k = {strlen(key), (void *)key};
+    rc = mdb_del(txn, ls->meta, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int counts_flush(struct lmdb_store *ls, MDB_txn *txn, struct counts *c)
+{
+    char key[KEY_BUF];
+    bool ok = true;
+    int rc = 0;
+    for (size_t i = 0; i < c->n && rc == 0 && ok; i++) {
+        const struct count_delta *e = &c->v[i];
+        if (e->d == 0)
+            continue;
+        snprintf(key, sizeof(key), "%s/", e->t->name);
+        rc = counter_add(ls, txn, key, e->d, &ok);
+        if (rc == 0 && ok && e->mesh[0]) {
+            /* fits: a key of this type and mesh did */
+            snprintf(key, sizeof(key), "%s/%s/", e->t->name, e->mesh);
+            rc = counter_add(ls, txn, key, e->d, &ok);
+        }
+    }
+    c->n = 0;
+    if (!ok) {
+        /* Not worth failing writes over: stop keeping them, leave "counted"
+         * behind, and the next open rebuilds them. */
+        hy_log(HY_LOG_WARN, "store",
+               "%s: resource counter %s disagrees with the resources; list totals are counted "
+               "by walking until the store is reopened",
+               ls->path, key);
+        c->on = false;
+    }
+    return rc;
+}
+
+/* Notes d resources more (or fewer) of type t in mesh. */
+static int counts_note(struct lmdb_store *ls, MDB_txn *txn, struct counts *c,
+                       const struct hy_rtype *t, const char *mesh, int64_t d)
+{
+    int rc;
+    if (!c->on)
+        return 0;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->v[i].t == t && strcmp(c->v[i].mesh, mesh) == 0) {
+            c->v[i].d += d;
+            return 0;
+        }
+    }
+    if (c->n == COUNT_SLOTS && (rc = counts_flush(ls, txn, c)))
+        return rc;
+    if (c->on)
+        c->v[c->n++] = (struct count_delta){.t = t, .mesh = mesh, .d = d};
+    return 0;
+}
+
+/* Writes the counter of a run of keys under prefix (a C string). */
+static int put_run(struct lmdb_store *ls, MDB_txn *txn, const char *prefix, uint64_t n)
+{
+    return prefix[0] && n ? meta_put(ls, txn, prefix, n) : 0;
+}
+
+/* Recounts every counter in one walk over the keys (in key order, all keys
+ * under a prefix are one run) and marks them right; *total = resources. */
+static int counts_rebuild(struct lmdb_store *ls, MDB_txn *txn, uint64_t *total)
+{
+    char key[KEY_BUF], tk[KEY_BUF] = "", mk[KEY_BUF] = "";
+    uint64_t tn = 0, mn = 0, rev;
+    MDB_cursor *c;
+    MDB_val k, d;
+    int rc = mdb_cursor_open(txn, ls->meta, &c);
+    *total = 0;
+    if (rc)
+        return rc;
+    /* Old counters go first: a mesh emptied behind their back still has one. */
+    for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+        if (k.mv_size && ((const char *)k.mv_data)[k.mv_size - 1] == '/' &&
+            (rc = mdb_cursor_del(c, 0))) /* the cursor's next is then the following key */
+            break;
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND || (rc = mdb_cursor_open(txn, ls->res, &c)))
+        return rc;
+    for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+        /* Copied: k is valid only until the next write, which may be ours. */
+        memcpy(key, k.mv_data, k.mv_size);
+        key[k.mv_size] = '\0';
+        const char *te = memchr(key, '/', k.mv_size), *me = te ? strchr(te + 1, '/') : NULL;
+        if (!me)
+            continue; /* not a key this store writes */
+        size_t tl = (size_t)(te + 1 - key), ml = (size_t)(me + 1 - key);
+        if (strncmp(tk, key, tl) != 0 || tk[tl] != '\0') {
+            if ((rc = put_run(ls, txn, tk, tn)))
+                break;
+            memcpy(tk, key, tl);
+            tk[tl] = '\0';
+            tn = 0;
+        }
+        tn++;
+        ++*total;
+        if (ml == tl + 1)
+            continue; /* a global type: no mesh counter */
+        if (strncmp(mk, key, ml) != 0 || mk[ml] != '\0') {
+            if ((rc = put_run(ls, txn, mk, mn)))
+                break;
+            memcpy(mk, key, ml);
+            mk[ml] = '\0';
+            mn = 0;
+        }
+        mn++;
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND || (rc = put_run(ls, txn, tk, tn)) || (rc = put_run(ls, txn, mk, mn)) ||
+        (rc = meta_get(ls, txn, "revision", &rev)) || (rc = meta_put(ls, txn, "schema", SCHEMA)))
+        return rc;
+    return meta_put(ls, txn, "counted", rev);
+}
+
 /* ---- writes ------------------------------------------------------------ */
 
 static int append_change(struct lmdb_store *ls, MDB_txn *txn, uint64_t rev, int op,
@@ -178,13 +358,43 @@ static bool cas_ok(const struct hy_resource *old, uint64_t expect)
     return old && old->version == expect;
 }
 
-static int apply_put(struct lmdb_store *ls, MDB_txn *txn, struct hy_store_write *w, uint64_t *rev)
+/* Writes r's Envelope at k, packed by protobuf-c straight into the value
+ * LMDB reserves for it: the bytes hy_resource_pack makes (keep the two in
+ * step), without its two heap buffers and the copy into the page. A spec of
+ * up to SPEC_BUF bytes, the usual case, is packed on the stack. */
+static int put_envelope(struct lmdb_store *ls, MDB_txn *txn, MDB_val *k,
+                        const struct hy_resource *r)
+{
+    Hypha__V1__Envelope env = HYPHA__V1__ENVELOPE__INIT;
+    uint8_t small[SPEC_BUF];
+    MDB_val d;
+    env.meta = r->meta;
+    env.has_version = r->version != 0;
+    env.version = r->version;
+    env.origin = r->origin;
+    env.has_spec = 1;
+    env.spec.len = protobuf_c_message_get_packed_size(r->spec);
+    env.spec.data = env.spec.len <= sizeof(small) ? small : malloc(env.spec.len);
+    if (!env.spec.data)
+        return HY_ENOMEM;
+    protobuf_c_message_pack(r->spec, env.spec.data);
+    d.mv_size = hypha__v1__envelope__get_packed_size(&env);
+    int rc = mdb_put(txn, ls->res, k, &d, MDB_RESERVE);
+    if (rc == 0) /* filled before any other write, as MDB_RESERVE requires */
+        hypha__v1__envelope__pack(&env, d.mv_data);
+    if (env.spec.data != small)
+        free(env.spec.data);
+    return rc;
+}
+
+static int apply_put(struct lmdb_store *ls, MDB_txn *txn, struct hy_store_write *w, uint64_t *rev,
+                     struct counts *cnt)
 {
     const struct hy_resource *r = w->r;
     const char *mesh = hy_store_key_mesh(r->type, r->meta->mesh);
     struct hy_resource *old;
     char kb[KEY_BUF];
-    MDB_val k, d;
+    MDB_val k;
     int rc = make_key(ls, r->type->name, mesh, r->meta->name, kb, &k);
     if (rc || (rc = load(ls, txn, &k, &old)))
         return rc;
@@ -212,16 +422,10 @@ static int apply_put(struct lmdb_store *ls, MDB_txn *txn, struct hy_store_write 
     struct hy_resource tmp = *r;
     tmp.meta = &m;
     tmp.version = old ? old->version + 1 : 1;
-    uint8_t *buf = hy_resource_pack(&tmp, &d.mv_size);
-    if (!buf) {
-        rc = HY_ENOMEM;
-        goto out_free_now;
-    }
-    d.mv_data = buf;
-    rc = mdb_put(txn, ls->res, &k, &d, 0);
-    free(buf);
-    if (rc || (rc = append_change(ls, txn, ++*rev, OP_UPSERT, r->type->name, mesh, r->meta->name,
-                                  tmp.version)))
+    if ((rc = put_envelope(ls, txn, &k, &tmp)) ||
+        (rc = append_change(ls, txn, ++*rev, OP_UPSERT, r->type->name, mesh, r->meta->name,
+                            tmp.version)) ||
+        (!old && (rc = counts_note(ls, txn, cnt, r->type, mesh, 1))))
         goto out_free_now;
     w->result = old ? HY_STORE_UPDATED : HY_STORE_CREATED;
     w->version = tmp.version;
@@ -249,7 +453,8 @@ static int envelope_version(struct lmdb_store *ls, const MDB_val *k, const MDB_v
 
 /* Deletes every resource of type t in mesh, one change record each. */
 static int cascade_type(struct lmdb_store *ls, MDB_txn *txn, MDB_cursor *c,
-                        const struct hy_rtype *t, const char *mesh, uint64_t *rev)
+                        const struct hy_rtype *t, const char *mesh, uint64_t *rev,
+                        struct counts *cnt)
 {
     char prefix[KEY_BUF], name[KEY_BUF];
     MDB_val k, d;
@@ -270,13 +475,15 @@ static int cascade_type(struct lmdb_store *ls, MDB_txn *txn, MDB_cursor *c,
         memcpy(name, (const char *)k.mv_data + plen, k.mv_size - plen);
         name[k.mv_size - plen] = '\0';
         if ((rc = mdb_cursor_del(c, 0)) ||
-            (rc = append_change(ls, txn, ++*rev, OP_DELETE, t->name, mesh, name, version)))
+            (rc = append_change(ls, txn, ++*rev, OP_DELETE, t->name, mesh, name, version)) ||
+            (rc = counts_note(ls, txn, cnt, t, mesh, -1)))
             return rc;
     }
 }
 
 /* Deleting a Mesh takes every mesh-scoped resource inside it along. */
-static int cascade(struct lmdb_store *ls, MDB_txn *txn, const char *mesh, uint64_t *rev)
+static int cascade(struct lmdb_store *ls, MDB_txn *txn, const char *mesh, uint64_t *rev,
+                   struct counts *cnt)
 {
     size_t nt;
     const struct hy_rtype *types = hy_rtype_all(&nt);
@@ -284,14 +491,14 @@ static int cascade(struct lmdb_store *ls, MDB_txn *txn, const char *mesh, uint64
     int rc = mdb_cursor_open(txn, ls->res, &c);
     for (size_t i = 0; i < nt && rc == 0; i++)
         if (types[i].scope == HY_SCOPE_MESH)
-            rc = cascade_type(ls, txn, c, &types[i], mesh, rev);
+            rc = cascade_type(ls, txn, c, &types[i], mesh, rev, cnt);
     if (c)
         mdb_cursor_close(c);
     return rc;
 }
 
 static int apply_delete(struct lmdb_store *ls, MDB_txn *txn, struct hy_store_write *w,
-                        uint64_t *rev)
+                        uint64_t *rev, struct counts *cnt)
 {
     const struct hy_resource *r = w->r;
     const char *mesh = hy_store_key_mesh(r->type, r->meta->mesh);
@@ -307,11 +514,12 @@ static int apply_delete(struct lmdb_store *ls, MDB_txn *txn, struct hy_store_wri
         rc = HY_ECONFLICT;
         goto out_free_old;
     }
-    if (strcmp(r->type->name, "Mesh") == 0 && (rc = cascade(ls, txn, r->meta->name, rev)))
+    if (strcmp(r->type->name, "Mesh") == 0 && (rc = cascade(ls, txn, r->meta->name, rev, cnt)))
         goto out_free_old;
     if ((rc = mdb_del(txn, ls->res, &k, NULL)) ||
         (rc = append_change(ls, txn, ++*rev, OP_DELETE, r->type->name, mesh, r->meta->name,
-                            old->version)))
+                            old->version)) ||
+        (rc = counts_note(ls, txn, cnt, r->type, mesh, -1)))
         goto out_free_old;
     w->result = HY_STORE_DELETED;
     w->version = old->version;
@@ -341,12 +549,15 @@ static int compact_txn(struct lmdb_store *ls, MDB_txn *txn, uint64_t upto)
     return meta_put(ls, txn, "horizon", upto);
 }
 
-/* Records the new revision and keeps at most `retention` change records. */
-static int finish_txn(struct lmdb_store *ls, MDB_txn *txn, uint64_t rev)
+/* Records the new revision and the counters, and keeps at most `retention`
+ * change records. */
+static int finish_txn(struct lmdb_store *ls, MDB_txn *txn, uint64_t rev, struct counts *cnt)
 {
     uint64_t horizon;
     int rc = meta_put(ls, txn, "revision", rev);
-    if (rc || (rc = meta_get(ls, txn, "horizon", &horizon)))
+    if (rc || (cnt->on && (rc = counts_flush(ls, txn, cnt))) ||
+        (cnt->on && (rc = meta_put(ls, txn, "counted", rev))) ||
+        (rc = meta_get(ls, txn, "horizon", &horizon)))
         return rc;
     if (rev - horizon > ls->retention)
         rc = compact_txn(ls, txn, rev - ls->retention);
@@ -368,6 +579,7 @@ static int lmdb_apply(struct hy_store *s, struct hy_store_write *w, size_t n, si
     struct lmdb_store *ls = lmdb(s);
     MDB_txn *txn;
     uint64_t rev0, rev;
+    struct counts cnt = {.n = 0};
     char what[KEY_BUF + 32];
     size_t i = 0;
     int rc;
@@ -378,16 +590,16 @@ static int lmdb_apply(struct hy_store *s, struct hy_store_write *w, size_t n, si
         return 0;
     if ((rc = mdb_txn_begin(ls->env, NULL, 0, &txn)))
         return xlate(ls, rc, "begin write");
-    if ((rc = meta_get(ls, txn, "revision", &rev0)))
+    if ((rc = meta_get(ls, txn, "revision", &rev0)) || (rc = counts_valid(ls, txn, &cnt.on)))
         goto out_abort;
     rev = rev0;
     for (; i < n; i++) {
-        rc = w[i].op == HY_STORE_PUT ? apply_put(ls, txn, &w[i], &rev)
-                                     : apply_delete(ls, txn, &w[i], &rev);
+        rc = w[i].op == HY_STORE_PUT ? apply_put(ls, txn, &w[i], &rev, &cnt)
+                                     : apply_delete(ls, txn, &w[i], &rev, &cnt);
         if (rc)
             goto out_abort;
     }
-    if (rev != rev0 && (rc = finish_txn(ls, txn, rev)))
+    if (rev != rev0 && (rc = finish_txn(ls, txn, rev, &cnt)))
         goto out_abort;
     if ((rc = mdb_txn_commit(txn)))
         goto out_failed;
@@ -458,33 +670,74 @@ static int page_push(struct hy_store_page *p, size_t *cap, struct hy_resource *r
     return 0;
 }
 
-/* One pass over the prefix: counts all, keeps those after `after`. */
+/* *total = the number of keys under prefix (a C string): its counter when
+ * the counters are right, else a walk over the keys. */
+static int list_total(struct lmdb_store *ls, MDB_txn *txn, MDB_cursor *c, const char *prefix,
+                      size_t plen, size_t *total)
+{
+    MDB_val k = {plen, (void *)prefix}, d;
+    uint64_t n;
+    bool valid;
+    int rc = counts_valid(ls, txn, &valid);
+    if (rc || (valid && (rc = meta_get(ls, txn, prefix, &n))))
+        return rc;
+    if (valid) {
+        *total = (size_t)n;
+        return 0;
+    }
+    *total = 0;
+    for (rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE); rc == 0 && has_prefix(&k, prefix, plen);
+         rc = mdb_cursor_get(c, &k, &d, MDB_NEXT))
+        ++*total;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Puts the cursor on the first key under prefix that sorts after `after`
+ * (NULL: the first under prefix), whether or not `after` still exists. */
+static int list_seek(struct lmdb_store *ls, MDB_txn *txn, MDB_cursor *c, const char *prefix,
+                     size_t plen, const char *after, MDB_val *k, MDB_val *d)
+{
+    MDB_val from = {plen, (void *)prefix}, a;
+    bool from_after = false;
+    int rc;
+    if (after) {
+        /* Searching needs no size limit: a token longer than any key works. */
+        a.mv_size = strlen(after);
+        a.mv_data = (void *)after;
+        if (mdb_cmp(txn, ls->res, &a, &from) > 0) {
+            from = a;
+            from_after = true;
+        }
+    }
+    *k = from;
+    rc = mdb_cursor_get(c, k, d, MDB_SET_RANGE);
+    /* The prefix is never a key (names are not empty); `after` may be. */
+    if (rc == 0 && from_after && mdb_cmp(txn, ls->res, k, &from) == 0)
+        rc = mdb_cursor_get(c, k, d, MDB_NEXT);
+    return rc;
+}
+
+/* Seeks to `after`, keeps up to `limit` items and peeks one further to know
+ * whether there is a next page. */
 static int list_txn(struct lmdb_store *ls, MDB_txn *txn, const char *prefix, size_t plen,
                     const char *after, size_t limit, struct hy_store_page *out)
 {
     MDB_cursor *c;
-    MDB_val k = {plen, (void *)prefix}, d;
+    MDB_val k, d;
     MDB_val last = {0, NULL}; /* key of the last item kept, valid within txn */
-    size_t alen = after ? strlen(after) : 0, cap = 0;
+    size_t cap = 0;
     struct hy_resource *r;
     int rc = mdb_cursor_open(txn, ls->res, &c);
     if (rc)
         return rc;
-    for (rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE); rc == 0 && has_prefix(&k, prefix, plen);
-         rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
-        out->total++;
-        if (after) {
-            size_t m = k.mv_size < alen ? k.mv_size : alen;
-            int cmp = memcmp(k.mv_data, after, m);
-            if (cmp < 0 || (cmp == 0 && k.mv_size <= alen))
-                continue;
-        }
+    if ((rc = list_total(ls, txn, c, prefix, plen, &out->total)))
+        goto out_close;
+    for (rc = list_seek(ls, txn, c, prefix, plen, after, &k, &d);
+         rc == 0 && has_prefix(&k, prefix, plen); rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
         if (limit && out->n == limit) {
-            if (!out->next && !(out->next = strndup(last.mv_data, last.mv_size))) {
+            if (!(out->next = strndup(last.mv_data, last.mv_size)))
                 rc = HY_ENOMEM;
-                break;
-            }
-            continue;
+            break;
         }
         if ((rc = decode(ls, &k, &d, &r)))
             break;
@@ -494,6 +747,7 @@ static int list_txn(struct lmdb_store *ls, MDB_txn *txn, const char *prefix, siz
         }
         last = k;
     }
+out_close:
     mdb_cursor_close(c);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
@@ -517,7 +771,17 @@ static int lmdb_list(struct hy_store *s, const struct hy_rtype *t, const char *m
     return xlate(ls, rc, "list");
 }
 
-/* Copies one change record out of the txn into *c (owned strings). */
+/* Takes a string out of an unpacked ChangeRecord, which frees what is left:
+ * protobuf-c allocates each present string apart, and an absent one (these
+ * fields have no default) is NULL, which reads as "". NULL on ENOMEM. */
+static char *take_str(char **field)
+{
+    char *v = *field;
+    *field = NULL;
+    return v ? v : strdup("");
+}
+
+/* Decodes one change record of the txn into *c, taking over its strings. */
 static int decode_change(struct lmdb_store *ls, const MDB_val *k, const MDB_val *d,
                          struct hy_store_change *c)
 {
@@ -531,9 +795,9 @@ static int decode_change(struct lmdb_store *ls, const MDB_val *k, const MDB_val 
     c->revision = be64_get(k->mv_data);
     c->op = cr->op == OP_DELETE ? HY_STORE_DELETE : HY_STORE_PUT;
     c->version = cr->version;
-    c->type = strdup(cr->type ? cr->type : "");
-    c->mesh = strdup(cr->mesh ? cr->mesh : "");
-    c->name = strdup(cr->name ? cr->name : "");
+    c->type = take_str(&cr->type);
+    c->mesh = take_str(&cr->mesh);
+    c->name = take_str(&cr->name);
     hypha__v1__change_record__free_unpacked(cr, NULL);
     return c->type && c->mesh && c->name ? 0 : HY_ENOMEM;
 }
@@ -698,6 +962,46 @@ static int open_dbs(struct lmdb_store *ls)
     return mdb_txn_commit(txn); /* keeps the handles open */
 }
 
+/* Refuses a store written by a newer schema; opening read-write, rebuilds
+ * missing or stale counters (a store from before them, or written since by
+ * a Hypha without them). A failed rebuild is logged, not fatal: lists then
+ * count by walking. 0 or HY_ESTORE (logged). */
+static int check_schema(struct lmdb_store *ls)
+{
+    MDB_txn *txn;
+    uint64_t schema, n = 0;
+    bool valid = true;
+    int rc = mdb_txn_begin(ls->env, NULL, ls->read_only ? MDB_RDONLY : 0, &txn);
+    if (rc) {
+        hy_log(HY_LOG_ERROR, "store", "%s: cannot read the store schema: %s", ls->path,
+               mdb_strerror(rc));
+        return HY_ESTORE;
+    }
+    if ((rc = meta_get(ls, txn, "schema", &schema)) == 0 && schema > SCHEMA) {
+        mdb_txn_abort(txn);
+        hy_log(HY_LOG_ERROR, "store",
+               "%s: the store has schema %" PRIu64 ", newer than this Hypha knows (%d); open it "
+               "with the Hypha version that wrote it",
+               ls->path, schema, SCHEMA);
+        return HY_ESTORE;
+    }
+    if (rc == 0 && !ls->read_only && (rc = counts_valid(ls, txn, &valid)) == 0 && !valid)
+        rc = counts_rebuild(ls, txn, &n);
+    if (rc || valid)
+        mdb_txn_abort(txn);
+    else
+        rc = mdb_txn_commit(txn);
+    if (rc)
+        hy_log(HY_LOG_WARN, "store",
+               "%s: cannot count the resources for list totals: %s; lists count by walking "
+               "until a reopen succeeds",
+               ls->path, mdb_strerror(rc));
+    else if (n > 0)
+        hy_log(HY_LOG_INFO, "store", "%s: counted %" PRIu64 " resource(s) for list totals",
+               ls->path, n);
+    return 0;
+}
+
 int hy_store_lmdb_open(const struct hy_store_config *cfg, struct hy_store **out)
 {
     struct lmdb_store *ls;
@@ -722,7 +1026,13 @@ int hy_store_lmdb_open(const struct hy_store_config *cfg, struct hy_store **out)
         (rc = mdb_env_set_mapsize(ls->env, cfg->map_size ? cfg->map_size : DEFAULT_MAP_SIZE)) ||
         (rc =
              mdb_env_open(ls->env, ls->path, MDB_NOTLS | (ls->read_only ? MDB_RDONLY : 0), 0600)) ||
-        (rc = mdb_reader_check(ls->env, &dead)) || (rc = open_dbs(ls)))
+        (rc = mdb_reader_check(ls->env, &dead)) || (rc = open_dbs(ls))) {
+        hy_log(HY_LOG_ERROR, "store", "%s: cannot open the LMDB store: %s%s", ls->path,
+               mdb_strerror(rc),
+               rc == MDB_NOTFOUND ? " (no Hypha store here: open it read-write once first)" : "");
+        goto out_close_env;
+    }
+    if ((rc = check_schema(ls)))
         goto out_close_env;
     if (dead > 0)
         hy_log(HY_LOG_INFO, "store", "%s: cleared %d reader slot(s) left by dead processes",
@@ -730,9 +1040,6 @@ int hy_store_lmdb_open(const struct hy_store_config *cfg, struct hy_store **out)
     *out = &ls->base;
     return 0;
 out_close_env:
-    hy_log(HY_LOG_ERROR, "store", "%s: cannot open the LMDB store: %s%s", ls->path,
-           mdb_strerror(rc),
-           rc == MDB_NOTFOUND ? " (no Hypha store here: open it read-write once first)" : "");
     mdb_env_close(ls->env);
 out_free:
     if (ls)

@@ -1,5 +1,6 @@
 /* Unit tests of the store (LMDB backend): CRUD, compare-and-swap, the change
- * feed and its compaction, cascades, listing, a full map, and watchers. */
+ * feed and its compaction, cascades, listing and its totals, a full map, and
+ * watchers. */
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include <uv.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 
 #include "error.h"
 #include "policies.pb-c.h"
@@ -591,6 +593,290 @@ static void test_list(void **state)
     assert_int_equal(hy_store_list(f->s, "Nope", NULL, NULL, 0, &p), HY_EINVAL);
 }
 
+/* Deletes between pages: a page starts after the token whether or not its
+ * key still exists. */
+static void test_list_after_deleted(void **state)
+{
+    struct fx *f = *state;
+    static const char *const names[] = {"a", "b", "c", "d", "e"};
+    static const char *const all[] = {"m/a", "m/b", "m/c", "m/d", "m/e"};
+    struct hy_store_page p;
+    for (size_t i = 0; i < 5; i++)
+        put_new(f->s, "m", names[i], "x");
+
+    assert_int_equal(hy_store_list(f->s, MTP, "m", NULL, 2, &p), 0);
+    expect_page(&p, all, 2, 5, MTP "/m/b");
+    char *next = strdup(p.next);
+    hy_store_page_fini(&p);
+    assert_int_equal(hy_store_delete(f->s, MTP, "m", "b", HY_VERSION_ANY), 0);
+    assert_int_equal(hy_store_list(f->s, MTP, "m", next, 2, &p), 0);
+    expect_page(&p, all + 2, 2, 4, MTP "/m/d");
+    free(next);
+    next = strdup(p.next);
+    hy_store_page_fini(&p);
+
+    /* the token's key and the one after it both gone */
+    assert_int_equal(hy_store_delete(f->s, MTP, "m", "d", HY_VERSION_ANY), 0);
+    assert_int_equal(hy_store_delete(f->s, MTP, "m", "e", HY_VERSION_ANY), 0);
+    assert_int_equal(hy_store_list(f->s, MTP, "m", next, 2, &p), 0);
+    expect_page(&p, NULL, 0, 2, NULL);
+    hy_store_page_fini(&p);
+    free(next);
+
+    /* a token that never was a key, and one before the type's keys */
+    assert_int_equal(hy_store_list(f->s, MTP, "m", MTP "/m/bb", 0, &p), 0);
+    expect_page(&p, all + 2, 1, 2, NULL);
+    hy_store_page_fini(&p);
+    assert_int_equal(hy_store_list(f->s, MTP, "m", "A", 0, &p), 0);
+    static const char *const left[] = {"m/a", "m/c"};
+    expect_page(&p, left, 2, 2, NULL);
+    hy_store_page_fini(&p);
+}
+
+/* Tokens longer than the largest key (511 bytes) still seek: after the
+ * longest key plus one byte, and after a short key padded far past 511. */
+static void test_list_long_token(void **state)
+{
+    struct fx *f = *state;
+    char name[600], token[700];
+    struct hy_store_page p;
+    /* a name making a key of exactly the largest size */
+    size_t n = (size_t)511 - strlen(MTP "/m/");
+    memset(name, 'y', n);
+    name[n] = '\0';
+    put_new(f->s, "m", "c", "x");
+    put_new(f->s, "m", name, "x");
+    put_new(f->s, "m", "z", "x");
+
+    snprintf(token, sizeof(token), MTP "/m/%sy", name); /* the longest key + 1 byte */
+    assert_int_equal(hy_store_list(f->s, MTP, "m", token, 0, &p), 0);
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.items[0]->meta->name, "z");
+    hy_store_page_fini(&p);
+
+    memset(token, 'x', sizeof(token) - 1);
+    token[sizeof(token) - 1] = '\0';
+    memcpy(token, MTP "/m/c", strlen(MTP "/m/c")); /* "…/m/cxxxx…", 699 bytes */
+    assert_int_equal(hy_store_list(f->s, MTP, "m", token, 0, &p), 0);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.items[0]->meta->name, name);
+    hy_store_page_fini(&p);
+}
+
+/* ---- list totals ------------------------------------------------------- */
+
+/* Checks the total a page reports for type (and mesh) against a full list. */
+static void expect_total(struct hy_store *s, const char *type, const char *mesh, size_t want)
+{
+    struct hy_store_page p;
+    assert_int_equal(hy_store_list(s, type, mesh, NULL, 1, &p), 0);
+    assert_int_equal(p.total, want);
+    hy_store_page_fini(&p);
+    assert_int_equal(hy_store_list(s, type, mesh, NULL, 0, &p), 0);
+    assert_int_equal(p.n, want);
+    assert_int_equal(p.total, want);
+    hy_store_page_fini(&p);
+}
+
+static void put_batch(struct hy_store *s, struct hy_resource **r, size_t n, int want_rc)
+{
+    struct hy_store_write w[32];
+    assert_true(n <= 32);
+    for (size_t i = 0; i < n; i++)
+        w[i] = (struct hy_store_write){
+            .op = HY_STORE_PUT, .r = r[i], .expect_version = HY_VERSION_ANY};
+    assert_int_equal(hy_store_apply(s, w, n, NULL), want_rc);
+}
+
+static void expect_cascade_totals(struct hy_store *s)
+{
+    expect_total(s, "Mesh", NULL, 1);
+    expect_total(s, MTP, NULL, 21);
+    expect_total(s, MTP, "a", 0);
+    expect_total(s, MTP, "b", 1);
+    expect_total(s, MTP, "m07", 1);
+    expect_total(s, "MeshTimeout", NULL, 1);
+    expect_total(s, "MeshTimeout", "a", 0);
+    expect_total(s, "Dataplane", NULL, 0);
+}
+
+/* Totals through batches, UNCHANGED puts, failed batches, cascades and
+ * reopening: the counters move with every write that commits. */
+static void test_totals(void **state)
+{
+    struct fx *f = *state;
+    struct hy_resource *r[] = {
+        of_type("Mesh", NULL, "a"),
+        of_type("Mesh", NULL, "b"),
+        mtp("a", "p1", "x"),
+        mtp("a", "p2", "x"),
+        of_type("MeshTimeout", "a", "t1"),
+        of_type("Dataplane", "a", "dp1"),
+        mtp("b", "p1", "x"),
+        of_type("MeshTimeout", "b", "t1"),
+    };
+    const size_t nr = sizeof(r) / sizeof(r[0]);
+    put_batch(f->s, r, nr, 0);
+    expect_total(f->s, "Mesh", NULL, 2);
+    expect_total(f->s, MTP, NULL, 3);
+    expect_total(f->s, MTP, "a", 2);
+    expect_total(f->s, MTP, "b", 1);
+    expect_total(f->s, MTP, "none", 0);
+    expect_total(f->s, "MeshTimeout", NULL, 2);
+    expect_total(f->s, "Dataplane", "a", 1);
+    expect_total(f->s, "Zone", NULL, 0);
+
+    /* UNCHANGED puts and updates count nothing */
+    uint64_t rev = hy_store_revision(f->s);
+    put_batch(f->s, r, nr, 0);
+    assert_int_equal(hy_store_revision(f->s), rev);
+    put_new(f->s, "a", "p1", "y");
+    expect_total(f->s, MTP, "a", 2);
+    expect_total(f->s, MTP, NULL, 3);
+
+    /* a failed batch counts nothing, nor does a create deleted in its batch */
+    struct hy_resource *p3 = mtp("a", "p3", "x"), *p4 = mtp("a", "p4", "x");
+    struct hy_store_write w[3] = {
+        {.op = HY_STORE_PUT, .r = p3, .expect_version = HY_VERSION_NEW},
+        {.op = HY_STORE_DELETE, .r = r[3], .expect_version = HY_VERSION_ANY},
+        {.op = HY_STORE_PUT, .r = p4, .expect_version = 7},
+    };
+    assert_int_equal(hy_store_apply(f->s, w, 3, NULL), HY_ECONFLICT);
+    expect_total(f->s, MTP, "a", 2);
+    w[1] = (struct hy_store_write){.op = HY_STORE_DELETE, .r = p3, .expect_version = 1};
+    assert_int_equal(hy_store_apply(f->s, w, 2, NULL), 0);
+    expect_total(f->s, MTP, "a", 2);
+    expect_total(f->s, MTP, NULL, 3);
+
+    /* one batch over more (type, mesh) pairs than the store buffers, ending
+     * with a Mesh whose cascade deletes four resources of three types */
+    struct hy_resource *many[20];
+    struct hy_store_write mw[21];
+    for (size_t i = 0; i < 20; i++) {
+        char mesh[8];
+        snprintf(mesh, sizeof(mesh), "m%02zu", i);
+        many[i] = mtp(mesh, "p", "x");
+        mw[i] = (struct hy_store_write){
+            .op = HY_STORE_PUT, .r = many[i], .expect_version = HY_VERSION_NEW};
+    }
+    mw[20] = (struct hy_store_write){.op = HY_STORE_DELETE, .r = r[0], .expect_version = 1};
+    assert_int_equal(hy_store_apply(f->s, mw, 21, NULL), 0);
+    expect_cascade_totals(f->s);
+
+    reopen(f, 0, 0);
+    expect_cascade_totals(f->s);
+    struct hy_store *ro;
+    assert_int_equal(open_store(f->dir, 0, 0, true, &ro), 0);
+    expect_cascade_totals(ro);
+    hy_store_close(ro);
+
+    for (size_t i = 0; i < 20; i++)
+        hy_resource_free(many[i]);
+    for (size_t i = 0; i < nr; i++)
+        hy_resource_free(r[i]);
+    hy_resource_free(p3);
+    hy_resource_free(p4);
+}
+
+/* Sets (v non-NULL) or deletes a key of the closed store's "meta" database,
+ * as an older Hypha or damage would leave it. */
+static void meta_set(const char *dir, const char *key, const uint64_t *v)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k = {strlen(key), (void *)key};
+    uint8_t b[8];
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 3), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    if (v) {
+        for (int i = 0; i < 8; i++)
+            b[i] = (uint8_t)(*v >> (56 - 8 * i));
+        MDB_val d = {8, b};
+        assert_int_equal(mdb_put(txn, dbi, &k, &d, 0), 0);
+    } else {
+        int rc = mdb_del(txn, dbi, &k, NULL);
+        assert_true(rc == 0 || rc == MDB_NOTFOUND);
+    }
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* Reopening rebuilds counters that are missing (a store from before them)
+ * or stale (written since by a Hypha without them), and a counter found
+ * wrong on a write stops being trusted. */
+static void test_totals_rebuild(void **state)
+{
+    struct fx *f = *state;
+    static const uint64_t five = 5, one = 1;
+    struct hy_store *ro;
+    put_new(f->s, "a", "p1", "x");
+    put_new(f->s, "a", "p2", "x");
+    put_new(f->s, "b", "p1", "x");
+    struct hy_resource *t = of_type("MeshTimeout", "a", "t1");
+    assert_int_equal(hy_store_put(f->s, t, HY_VERSION_NEW, NULL), 0);
+    hy_resource_free(t);
+
+    /* a store from before the counters, with a leftover for an empty mesh */
+    hy_store_close(f->s);
+    f->s = NULL;
+    meta_set(f->dir, "schema", NULL);
+    meta_set(f->dir, "counted", NULL);
+    meta_set(f->dir, MTP "/", NULL);
+    meta_set(f->dir, MTP "/a/", &five);
+    meta_set(f->dir, "MeshTimeout/gone/", &five);
+    meta_set(f->dir, "MeshTimeout/gone2/", &five);
+    assert_int_equal(open_store(f->dir, 0, 0, true, &ro), 0); /* cannot rebuild: walks */
+    expect_total(ro, MTP, NULL, 3);
+    expect_total(ro, MTP, "a", 2);
+    expect_total(ro, "MeshTimeout", "gone", 0);
+    hy_store_close(ro);
+    reopen(f, 0, 0);
+    expect_total(f->s, MTP, NULL, 3);
+    expect_total(f->s, MTP, "a", 2);
+    expect_total(f->s, "MeshTimeout", NULL, 1);
+    expect_total(f->s, "MeshTimeout", "gone", 0);
+    expect_total(f->s, "MeshTimeout", "gone2", 0);
+    put_new(f->s, "a", "p3", "x");
+    expect_total(f->s, MTP, "a", 3);
+
+    /* an older Hypha wrote since: "counted" lags "revision" */
+    hy_store_close(f->s);
+    f->s = NULL;
+    meta_set(f->dir, MTP "/b/", &five);
+    meta_set(f->dir, "counted", &one);
+    reopen(f, 0, 0);
+    expect_total(f->s, MTP, "b", 1);
+    expect_total(f->s, MTP, NULL, 4);
+
+    /* a damaged counter goes below zero: lists walk until the next open */
+    hy_store_close(f->s);
+    f->s = NULL;
+    meta_set(f->dir, MTP "/b/", NULL);
+    reopen(f, 0, 0);
+    assert_int_equal(hy_store_delete(f->s, MTP, "b", "p1", HY_VERSION_ANY), 0);
+    expect_total(f->s, MTP, "b", 0);
+    expect_total(f->s, MTP, "a", 3);
+    put_new(f->s, "b", "p2", "x");
+    expect_total(f->s, MTP, "b", 1);
+    reopen(f, 0, 0);
+    expect_total(f->s, MTP, "b", 1);
+    expect_total(f->s, MTP, NULL, 4);
+
+    /* a store from a newer Hypha is refused */
+    static const uint64_t two = 2;
+    hy_store_close(f->s);
+    f->s = NULL;
+    meta_set(f->dir, "schema", &two);
+    assert_int_equal(open_store(f->dir, 0, 0, false, &ro), HY_ESTORE);
+    assert_int_equal(open_store(f->dir, 0, 0, true, &ro), HY_ESTORE);
+    meta_set(f->dir, "schema", &one);
+    reopen(f, 0, 0);
+}
+
 /* ---- persistence, read-only, full map ---------------------------------- */
 
 static void test_reopen_read_only(void **state)
@@ -874,10 +1160,25 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-        T(test_crud),         T(test_cas),        T(test_unchanged),        T(test_batch_revisions),
-        T(test_batch_atomic), T(test_changes),    T(test_compact_manual),   T(test_compact_auto),
-        T(test_cascade),      T(test_list),       T(test_reopen_read_only), T(test_full),
-        T(test_watch),        T(test_concurrent), T(test_uv_watch),
+        T(test_crud),
+        T(test_cas),
+        T(test_unchanged),
+        T(test_batch_revisions),
+        T(test_batch_atomic),
+        T(test_changes),
+        T(test_compact_manual),
+        T(test_compact_auto),
+        T(test_cascade),
+        T(test_list),
+        T(test_list_after_deleted),
+        T(test_list_long_token),
+        T(test_totals),
+        T(test_totals_rebuild),
+        T(test_reopen_read_only),
+        T(test_full),
+        T(test_watch),
+        T(test_concurrent),
+        T(test_uv_watch),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
