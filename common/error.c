@@ -17,6 +17,8 @@ const char *hy_strerror(int err)
         [HY_EDEPTH - HY_EFIRST] = "input nested too deeply",
         [HY_ESTORE - HY_EFIRST] = "store failure",
         [HY_ENOMEM - HY_EFIRST] = "out of memory",
+        [HY_ECRYPTO - HY_EFIRST] = "crypto library failure",
+        [HY_EVERIFY - HY_EFIRST] = "verification failed",
     };
     if (err == 0)
         return "success";

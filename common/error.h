@@ -15,6 +15,8 @@ enum hy_err {
     HY_EDEPTH,             /* input nested deeper than allowed */
     HY_ESTORE,             /* store backend failed in another way */
     HY_ENOMEM,             /* allocation failed */
+    HY_ECRYPTO,            /* the crypto library failed (wolfSSL) */
+    HY_EVERIFY,            /* a signature, certificate or token did not verify */
     HY_ELAST
 };
 
