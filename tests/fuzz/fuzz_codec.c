@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "poison.h"
 
 static void check_roundtrip(const struct hy_resource *r, enum hy_format f)
 {

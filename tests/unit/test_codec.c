@@ -13,6 +13,7 @@
 #include "codec.h"
 #include "error.h"
 #include "policies.pb-c.h"
+#include "poison.h"
 
 static char *read_file(const char *path, size_t *len)
 {

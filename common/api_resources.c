@@ -1,0 +1,785 @@
+/* The resource API: routing of Kuma-style paths to the store, in JSON or
+ * YAML, with the error shape {"title","details","causes"}. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api.h"
+#include "codec.h"
+#include "error.h"
+#include "log.h"
+#include "poison.h"
+
+#define LIST_DEFAULT 100
+#define LIST_MAX 1000
+#define MAX_SEGS 5
+
+/* ----- batches ----- */
+
+int hy_api_batch_add(struct hy_api_batch *b, enum hy_store_op op, struct hy_resource *r,
+                     uint64_t expect_version)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 8;
+        struct hy_store_write *w = realloc(b->w, cap * sizeof(*w));
+        if (!w)
+            return HY_ENOMEM;
+        b->w = w;
+        b->cap = cap;
+    }
+    if (b->nowned == b->capowned) {
+        size_t cap = b->capowned ? b->capowned * 2 : 8;
+        struct hy_resource **o = realloc(b->owned, cap * sizeof(*o));
+        if (!o)
+            return HY_ENOMEM;
+        b->owned = o;
+        b->capowned = cap;
+    }
+    b->owned[b->nowned++] = r;
+    b->w[b->n++] = (struct hy_store_write){.op = op, .r = r, .expect_version = expect_version};
+    return 0;
+}
+
+static void batch_fini(struct hy_api_batch *b)
+{
+    for (size_t i = 0; i < b->nowned; i++)
+        hy_resource_free(b->owned[i]);
+    free(b->owned);
+    free(b->w);
+    memset(b, 0, sizeof(*b));
+}
+
+/* ----- request helpers ----- */
+
+static bool has_media(const char *header, const char *const *types)
+{
+    for (size_t i = 0; types[i]; i++)
+        if (strstr(header, types[i]))
+            return true;
+    return false;
+}
+
+static const char *const yaml_types[] = {"application/yaml", "text/yaml", "application/x-yaml",
+                                         NULL};
+static const char *const json_types[] = {"application/json", NULL};
+
+static enum hy_format response_format(const struct hy_http_req *req)
+{
+    return has_media(req->accept, yaml_types) ? HY_FORMAT_YAML : HY_FORMAT_JSON;
+}
+
+/* Body media types we read: JSON and YAML (JSON is YAML flow syntax, so one
+ * parser reads both). A request without a Content-Type is read the same. */
+static bool body_type_ok(const struct hy_http_req *req, struct hy_http_resp *resp)
+{
+    if (!req->content_type[0] || has_media(req->content_type, yaml_types) ||
+        has_media(req->content_type, json_types))
+        return true;
+    char details[300];
+    snprintf(details, sizeof(details),
+             "Content-Type \"%.200s\" is not supported; send application/json or application/yaml",
+             req->content_type);
+    hy_http_error(resp, 415, "Unsupported media type", details, NULL);
+    return false;
+}
+
+static const char *source_name(const struct hy_http_req *req)
+{
+    return req->source[0] ? req->source : "request body";
+}
+
+static void set_route(struct hy_http_resp *resp, const char *route)
+{
+    snprintf(resp->route, sizeof(resp->route), "%s", route);
+}
+
+/* Parses an If-Match value ("3" or 3). false if absent; *bad on junk. */
+static bool if_match(const struct hy_http_req *req, uint64_t *version, bool *bad)
+{
+    const char *s = req->if_match;
+    *bad = false;
+    if (!s[0])
+        return false;
+    if (*s == 'W' && s[1] == '/')
+        s += 2;
+    if (*s == '"')
+        s++;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || (*end && strcmp(end, "\"") != 0) || v == 0) {
+        *bad = true;
+        return false;
+    }
+    *version = v;
+    return true;
+}
+
+static void store_error(struct hy_http_resp *resp, int rc, const char *what)
+{
+    char details[512];
+    switch (rc) {
+    case HY_ENOTFOUND:
+        snprintf(details, sizeof(details), "%s not found", what);
+        hy_http_error(resp, 404, "Not found", details, NULL);
+        break;
+    case HY_ECONFLICT:
+        snprintf(details, sizeof(details),
+                 "%s changed since the version given in If-Match (or already exists); read it "
+                 "again and retry",
+                 what);
+        hy_http_error(resp, 409, "Version conflict", details, NULL);
+        break;
+    case HY_EFULL:
+        hy_http_error(resp, 507, "Store full",
+                      "the store has no room left; nothing was written (raise the store map size)",
+                      NULL);
+        break;
+    case HY_ETOOBIG:
+        hy_http_error(resp, 413, "Too large", "the write is larger than the store accepts", NULL);
+        break;
+    default:
+        snprintf(details, sizeof(details), "%s: %s", what, hy_strerror(rc));
+        hy_http_error(resp, 500, "Store error", details, NULL);
+        break;
+    }
+}
+
+static void describe(const struct hy_rtype *t, const char *mesh, const char *name, char *buf,
+                     size_t size)
+{
+    if (t->scope == HY_SCOPE_MESH)
+        snprintf(buf, size, "%s %s in mesh %s", t->name, name, mesh);
+    else
+        snprintf(buf, size, "%s %s", t->name, name);
+}
+
+/* Encodes r as the response body. */
+static int put_resource(struct hy_http_resp *resp, const struct hy_resource *r, enum hy_format f)
+{
+    resp->content_type = f == HY_FORMAT_YAML ? "application/yaml" : "application/json";
+    snprintf(resp->etag, sizeof(resp->etag), "%llu", (unsigned long long)r->version);
+    return hy_codec_encode_resource(r, f, &resp->body);
+}
+
+/* ----- ownership and references ----- */
+
+static const char *refusal(struct hy_api *api, const struct hy_rtype *t, char *buf, size_t size)
+{
+    if (t->system) {
+        snprintf(buf, size, "%s resources are written by the control plane itself, not by users",
+                 t->name);
+        return buf;
+    }
+    return api->write_refusal ? api->write_refusal(api->ud, t, buf, size) : NULL;
+}
+
+static bool mesh_exists(struct hy_api *api, const char *mesh)
+{
+    struct hy_resource *m = NULL;
+    if (hy_store_get(api->store, "Mesh", NULL, mesh, &m) < 0)
+        return false;
+    hy_resource_free(m);
+    return true;
+}
+
+/* ----- GET /, /_resources ----- */
+
+static void get_root(struct hy_api *api, struct hy_http_resp *resp)
+{
+    struct hy_buf *b = &resp->body;
+    hy_buf_printf(b, "{\"product\":\"Hypha\",\"version\":\"%s\",\"mode\":", HYPHA_VERSION);
+    hy_codec_json_string(b, api->mode, strlen(api->mode));
+    hy_buf_puts(b, ",\"instanceId\":");
+    hy_codec_json_string(b, api->instance_id, strlen(api->instance_id));
+    hy_buf_puts(b, "}");
+}
+
+static void get_types(struct hy_http_resp *resp)
+{
+    size_t nt;
+    const struct hy_rtype *t = hy_rtype_all(&nt);
+    struct hy_buf *b = &resp->body;
+    hy_buf_puts(b, "{\"resources\":[");
+    bool first = true;
+    for (size_t i = 0; i < nt; i++) {
+        if (t[i].secret)
+            continue;
+        hy_buf_printf(b,
+                      "%s{\"name\":\"%s\",\"plural\":\"%s\",\"shortName\":%s%s%s,\"scope\":\"%s\","
+                      "\"origin\":\"%s\",\"readOnly\":%s}",
+                      first ? "" : ",", t[i].name, t[i].plural, t[i].short_name ? "\"" : "",
+                      t[i].short_name ? t[i].short_name : "null", t[i].short_name ? "\"" : "",
+                      t[i].scope == HY_SCOPE_MESH ? "Mesh" : "Global",
+                      t[i].origin == HY_ORIGIN_ZONE ? "zone" : "global",
+                      t[i].system ? "true" : "false");
+        first = false;
+    }
+    hy_buf_puts(b, "]}");
+}
+
+/* ----- lists ----- */
+
+struct label_filter {
+    char key[256], value[256];
+};
+
+/* Reads filter[labels.KEY]=VALUE parameters (Kuma's form). */
+static size_t label_filters(const struct hy_http_req *req, struct label_filter *f, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < req->nparams && n < max; i++) {
+        const char *k = req->params[i].key;
+        size_t l = strlen(k);
+        if (strncmp(k, "filter[labels.", 14) != 0 || l < 16 || k[l - 1] != ']')
+            continue;
+        const char *key = k + 14;
+        size_t kl = l - 15;
+        if (kl > 8 && strncmp(key, "kuma.io/", 8) == 0) {
+            snprintf(f[n].key, sizeof(f[n].key), "hypha.io/%.*s", (int)(kl - 8), key + 8);
+        } else {
+            snprintf(f[n].key, sizeof(f[n].key), "%.*s", (int)kl, key);
+        }
+        snprintf(f[n].value, sizeof(f[n].value), "%s", req->params[i].value);
+        n++;
+    }
+    return n;
+}
+
+static bool matches(const struct hy_resource *r, const struct label_filter *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool ok = false;
+        for (size_t j = 0; j < r->meta->n_labels && !ok; j++) {
+            const Hypha__V1__Meta__LabelsEntry *e = r->meta->labels[j];
+            ok = e->key && e->value && strcmp(e->key, f[i].key) == 0 &&
+                 strcmp(e->value, f[i].value) == 0;
+        }
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static void url_encode(struct hy_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("-._~", c))
+            hy_buf_append(b, s, 1);
+        else
+            hy_buf_printf(b, "%%%02X", c);
+    }
+}
+
+static void list(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
+                 const struct hy_rtype *t, const char *mesh)
+{
+    size_t size = LIST_DEFAULT;
+    const char *s = hy_http_param(req, "size");
+    if (s) {
+        char *end;
+        unsigned long v = strtoul(s, &end, 10);
+        if (!s[0] || *end || v == 0 || v > LIST_MAX) {
+            char details[128];
+            snprintf(details, sizeof(details), "size must be an integer from 1 to %d", LIST_MAX);
+            hy_http_error(resp, 400, "Invalid parameter", details, NULL);
+            return;
+        }
+        size = v;
+    }
+    const char *offset = hy_http_param(req, "offset");
+    if (offset && !offset[0])
+        offset = NULL;
+    struct label_filter filters[8];
+    size_t nf = label_filters(req, filters, 8);
+    enum hy_format f = response_format(req);
+
+    /* Without filters one store page is the answer. With filters, read on
+     * until `size` items match, and keep counting matches for the total;
+     * the next page starts after the last item returned, if anything after
+     * it matches. The token is the store's paging key (type/mesh/name). */
+    struct hy_resource **items = calloc(size, sizeof(*items));
+    size_t n = 0, total = 0;
+    char *next = NULL;
+    bool more = false;
+    int rc = 0;
+    if (!items) {
+        hy_http_error(resp, 500, "Out of memory", "cannot allocate the list", NULL);
+        return;
+    }
+    char *after = offset ? strdup(offset) : NULL;
+    do {
+        struct hy_store_page page = {0};
+        rc = hy_store_list(api->store, t->name, mesh, after, nf ? 500 : size, &page);
+        free(after);
+        after = NULL;
+        if (rc < 0)
+            break;
+        for (size_t i = 0; i < page.n; i++) {
+            struct hy_resource *r = page.items[i];
+            if (nf && !matches(r, filters, nf))
+                continue;
+            total++;
+            if (n == size) {
+                more = true;
+                continue;
+            }
+            items[n++] = r;
+            page.items[i] = NULL;
+        }
+        if (!nf) {
+            total = page.total;
+            next = page.next;
+            page.next = NULL;
+        } else if (page.next) {
+            after = strdup(page.next);
+        }
+        hy_store_page_fini(&page);
+    } while (after);
+    if (nf && more && n > 0) {
+        const struct hy_resource *r = items[n - 1];
+        const char *m = r->meta->mesh ? r->meta->mesh : "";
+        size_t l = strlen(t->name) + strlen(m) + strlen(r->meta->name) + 3;
+        if ((next = malloc(l)))
+            snprintf(next, l, "%s/%s/%s", t->name, m, r->meta->name);
+    }
+    if (rc < 0) {
+        store_error(resp, rc, t->name);
+        goto out;
+    }
+    struct hy_buf *b = &resp->body;
+    if (f == HY_FORMAT_YAML) {
+        resp->content_type = "application/yaml";
+        for (size_t i = 0; i < n; i++) {
+            hy_buf_puts(b, "---\n");
+            hy_codec_encode_resource(items[i], f, b);
+        }
+        goto out;
+    }
+    hy_buf_printf(b, "{\"total\":%zu,\"items\":[", total);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            hy_buf_puts(b, ",");
+        hy_codec_encode_resource(items[i], f, b);
+    }
+    hy_buf_puts(b, "],\"next\":");
+    if (next) {
+        struct hy_buf url = {0};
+        hy_buf_puts(&url, req->path);
+        hy_buf_printf(&url, "?size=%zu&offset=", size);
+        url_encode(&url, next);
+        for (size_t i = 0; i < req->nparams; i++)
+            if (strncmp(req->params[i].key, "filter[", 7) == 0) {
+                hy_buf_puts(&url, "&");
+                url_encode(&url, req->params[i].key);
+                hy_buf_puts(&url, "=");
+                url_encode(&url, req->params[i].value);
+            }
+        hy_codec_json_string(b, url.data, url.len);
+        hy_buf_fini(&url);
+    } else {
+        hy_buf_puts(b, "null");
+    }
+    hy_buf_puts(b, "}");
+out:
+    for (size_t i = 0; i < n; i++)
+        hy_resource_free(items[i]);
+    free(items);
+    free(next);
+}
+
+/* ----- one resource ----- */
+
+static void get_one(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
+                    const struct hy_rtype *t, const char *mesh, const char *name)
+{
+    struct hy_resource *r = NULL;
+    int rc = hy_store_get(api->store, t->name, mesh, name, &r);
+    if (rc < 0) {
+        char what[600];
+        describe(t, mesh, name, what, sizeof(what));
+        store_error(resp, rc, what);
+        return;
+    }
+    put_resource(resp, r, response_format(req));
+    hy_resource_free(r);
+}
+
+/* Decodes a request body into docs, answering 400/415 itself on failure. */
+static bool decode_body(const struct hy_http_req *req, struct hy_http_resp *resp,
+                        struct hy_docs *docs)
+{
+    struct hy_diag d = {0};
+    if (!body_type_ok(req, resp))
+        return false;
+    int rc = hy_codec_decode_resources(source_name(req), req->body, req->body_len, NULL, docs, &d);
+    bool ok = rc == 0 && hy_docs_validate(docs, &d);
+    if (!ok) {
+        hy_http_error(resp, 400, "Invalid resource",
+                      rc == HY_ETOOBIG ? "the document is too large" : "the resource is not valid",
+                      &d);
+        if (rc == 0)
+            hy_docs_fini(docs);
+    } else if (docs->n == 0) {
+        hy_http_error(resp, 400, "Invalid resource", "the request body holds no resource", NULL);
+        ok = false;
+    }
+    hy_diag_fini(&d);
+    return ok;
+}
+
+static const char *result_name(enum hy_store_result r)
+{
+    switch (r) {
+    case HY_STORE_CREATED:
+        return "created";
+    case HY_STORE_UPDATED:
+        return "updated";
+    case HY_STORE_UNCHANGED:
+        return "unchanged";
+    default:
+        return "deleted";
+    }
+}
+
+/* Checks ownership and the mesh reference of one user write; adds causes. */
+static void check_write(struct hy_api *api, const struct hy_resource *r, const struct hy_docs *all,
+                        struct hy_diag *d)
+{
+    char why[512];
+    const char *no = refusal(api, r->type, why, sizeof(why));
+    if (no)
+        hy_diag_add(d, 0, 0, "type", "%s", no);
+    if (r->type->scope != HY_SCOPE_MESH || !r->meta->mesh)
+        return;
+    for (size_t i = 0; all && i < all->n; i++) {
+        const struct hy_resource *o = all->v[i].res;
+        if (strcmp(o->type->name, "Mesh") == 0 && strcmp(o->meta->name, r->meta->mesh) == 0)
+            return;
+    }
+    if (!mesh_exists(api, r->meta->mesh))
+        hy_diag_add(d, 0, 0, "mesh", "mesh \"%s\" does not exist; create the Mesh first",
+                    r->meta->mesh);
+}
+
+/* Runs the hook and commits. Returns 0 or answers the error itself. */
+static int commit(struct hy_api *api, struct hy_api_batch *b, struct hy_http_resp *resp,
+                  const char *what)
+{
+    struct hy_diag d = {0};
+    int rc = api->before_commit ? api->before_commit(api->ud, b, &d) : 0;
+    if (rc < 0) {
+        hy_http_error(resp, 400, "Invalid resource", "the write was refused", &d);
+        hy_diag_fini(&d);
+        return rc;
+    }
+    hy_diag_fini(&d);
+    size_t failed = 0;
+    rc = hy_store_apply(api->store, b->w, b->n, &failed);
+    if (rc < 0) {
+        char w[600];
+        if (failed < b->n && b->w[failed].r)
+            describe(b->w[failed].r->type, b->w[failed].r->meta->mesh, b->w[failed].r->meta->name,
+                     w, sizeof(w));
+        else
+            snprintf(w, sizeof(w), "%s", what);
+        store_error(resp, rc, w);
+    }
+    return rc;
+}
+
+static void put_one(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
+                    const struct hy_rtype *t, const char *mesh, const char *name)
+{
+    struct hy_docs docs;
+    if (!decode_body(req, resp, &docs))
+        return;
+    struct hy_diag d = {.source = source_name(req)};
+    struct hy_resource *r = docs.v[0].res;
+    if (docs.n != 1)
+        hy_diag_add(&d, 0, 0, "", "expected one resource, found %zu (use POST /_apply for many)",
+                    docs.n);
+    else if (r->type != t)
+        hy_diag_add(&d, docs.v[0].line, 1, "type", "%s does not match the path, which is for %s",
+                    r->type->name, t->name);
+    else if (strcmp(r->meta->name, name) != 0)
+        hy_diag_add(&d, docs.v[0].line, 1, "name", "\"%s\" does not match the path's \"%s\"",
+                    r->meta->name, name);
+    else if (mesh && (!r->meta->mesh || strcmp(r->meta->mesh, mesh) != 0))
+        hy_diag_add(&d, docs.v[0].line, 1, "mesh", "\"%s\" does not match the path's \"%s\"",
+                    r->meta->mesh ? r->meta->mesh : "", mesh);
+    else
+        check_write(api, r, NULL, &d);
+    uint64_t version = HY_VERSION_ANY;
+    bool bad = false;
+    if (if_match(req, &version, &bad), bad)
+        hy_diag_add(&d, 0, 0, "If-Match", "\"%s\" is not a resource version", req->if_match);
+    if (d.n) {
+        hy_http_error(resp, 400, "Invalid resource", "the resource cannot be written", &d);
+        goto out;
+    }
+    struct hy_api_batch b = {0};
+    docs.v[0].res = NULL; /* the batch owns it now */
+    if (hy_api_batch_add(&b, HY_STORE_PUT, r, version) < 0) {
+        hy_resource_free(r);
+        hy_http_error(resp, 500, "Out of memory", "cannot write", NULL);
+        goto out_batch;
+    }
+    char what[600];
+    describe(t, mesh, name, what, sizeof(what));
+    if (commit(api, &b, resp, what) < 0)
+        goto out_batch;
+    enum hy_store_result result = b.w[0].result;
+    struct hy_resource *stored = NULL;
+    if (hy_store_get(api->store, t->name, mesh, name, &stored) == 0) {
+        put_resource(resp, stored, response_format(req));
+        hy_resource_free(stored);
+    }
+    resp->status = result == HY_STORE_CREATED ? 201 : 200;
+    snprintf(resp->result, sizeof(resp->result), "%s", result_name(result));
+    hy_log(HY_LOG_INFO, "api", "%s %s %s", req->peer, what, result_name(result));
+out_batch:
+    batch_fini(&b);
+out:
+    hy_diag_fini(&d);
+    hy_docs_fini(&docs);
+}
+
+static void delete_one(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
+                       const struct hy_rtype *t, const char *mesh, const char *name)
+{
+    char why[512], what[600];
+    const char *no = refusal(api, t, why, sizeof(why));
+    if (no) {
+        hy_http_error(resp, 400, "Read-only resource", no, NULL);
+        return;
+    }
+    uint64_t version = HY_VERSION_ANY;
+    bool bad = false;
+    if (if_match(req, &version, &bad), bad) {
+        hy_http_error(resp, 400, "Invalid header", "If-Match is not a resource version", NULL);
+        return;
+    }
+    struct hy_resource *r = hy_resource_new(t);
+    struct hy_api_batch b = {0};
+    if (!r || hy_resource_set_name(r, mesh, name) < 0 ||
+        hy_api_batch_add(&b, HY_STORE_DELETE, r, version) < 0) {
+        hy_http_error(resp, 500, "Out of memory", "cannot delete", NULL);
+        goto out;
+    }
+    r = NULL;
+    describe(t, mesh, name, what, sizeof(what));
+    if (commit(api, &b, resp, what) == 0) {
+        hy_buf_puts(&resp->body, "{}");
+        snprintf(resp->result, sizeof(resp->result), "deleted");
+        hy_log(HY_LOG_INFO, "api", "%s %s deleted", req->peer, what);
+    }
+out:
+    hy_resource_free(r);
+    batch_fini(&b);
+}
+
+/* ----- POST /_apply ----- */
+
+static void apply(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp)
+{
+    struct hy_docs docs;
+    if (!decode_body(req, resp, &docs))
+        return;
+    struct hy_diag d = {.source = source_name(req)};
+    for (size_t i = 0; i < docs.n; i++) {
+        const struct hy_resource *r = docs.v[i].res;
+        size_t before = d.n;
+        check_write(api, r, &docs, &d);
+        for (size_t j = 0; j < i; j++) {
+            const struct hy_resource *o = docs.v[j].res;
+            if (o->type == r->type && strcmp(o->meta->name, r->meta->name) == 0 &&
+                strcmp(o->meta->mesh ? o->meta->mesh : "", r->meta->mesh ? r->meta->mesh : "") == 0)
+                hy_diag_add(&d, 0, 0, "name", "%s %s appears twice (first at line %d)",
+                            r->type->name, r->meta->name, docs.v[j].line);
+        }
+        for (size_t k = before; k < d.n; k++)
+            if (d.causes[k].line == 0) {
+                d.causes[k].line = docs.v[i].line;
+                d.causes[k].col = 1;
+            }
+    }
+    bool dry = hy_http_param(req, "dryRun") && strcmp(hy_http_param(req, "dryRun"), "false") != 0;
+    struct hy_api_batch b = {0};
+    if (d.n) {
+        hy_http_error(resp, 400, "Invalid resources", "nothing was written", &d);
+        goto out;
+    }
+    for (size_t i = 0; i < docs.n; i++) {
+        if (hy_api_batch_add(&b, HY_STORE_PUT, docs.v[i].res, HY_VERSION_ANY) < 0) {
+            hy_http_error(resp, 500, "Out of memory", "nothing was written", NULL);
+            goto out;
+        }
+        docs.v[i].res = NULL;
+    }
+    size_t nuser = b.n;
+    if (dry) {
+        for (size_t i = 0; i < nuser; i++) {
+            const struct hy_resource *r = b.w[i].r;
+            struct hy_resource *old = NULL;
+            if (hy_store_get(api->store, r->type->name, r->meta->mesh, r->meta->name, &old) < 0)
+                b.w[i].result = HY_STORE_CREATED;
+            else
+                b.w[i].result =
+                    hy_resource_same_content(old, r) ? HY_STORE_UNCHANGED : HY_STORE_UPDATED;
+            hy_resource_free(old);
+        }
+    } else if (commit(api, &b, resp, "apply") < 0) {
+        goto out;
+    }
+    struct hy_buf *o = &resp->body;
+    hy_buf_puts(o, "{\"results\":[");
+    for (size_t i = 0; i < nuser; i++) {
+        const struct hy_resource *r = b.w[i].r;
+        const char *mesh = r->meta->mesh ? r->meta->mesh : "";
+        hy_buf_printf(o, "%s{\"type\":\"%s\",\"mesh\":", i ? "," : "", r->type->name);
+        hy_codec_json_string(o, mesh, strlen(mesh));
+        hy_buf_puts(o, ",\"name\":");
+        hy_codec_json_string(o, r->meta->name, strlen(r->meta->name));
+        hy_buf_printf(o, ",\"result\":\"%s\"}", result_name(b.w[i].result));
+    }
+    hy_buf_printf(o, "],\"dryRun\":%s}", dry ? "true" : "false");
+    if (!dry)
+        hy_log(HY_LOG_INFO, "api", "%s applied %zu resources from %s", req->peer, nuser,
+               source_name(req));
+out:
+    batch_fini(&b);
+    hy_diag_fini(&d);
+    hy_docs_fini(&docs);
+}
+
+/* ----- routing ----- */
+
+static size_t split(const char *path, char *buf, size_t size, char **segs)
+{
+    snprintf(buf, size, "%s", path);
+    size_t n = 0;
+    for (char *p = buf; *p && n < MAX_SEGS;) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        segs[n++] = p;
+        char *slash = strchr(p, '/');
+        if (!slash)
+            break;
+        *slash = '\0';
+        p = slash + 1;
+    }
+    return n;
+}
+
+static void not_allowed(struct hy_http_resp *resp, const char *method, const char *allowed)
+{
+    char details[128];
+    snprintf(details, sizeof(details), "%s is not allowed here (allowed: %s)", method, allowed);
+    hy_http_error(resp, 405, "Method not allowed", details, NULL);
+}
+
+static const struct hy_rtype *user_type(const char *plural)
+{
+    const struct hy_rtype *t = hy_rtype_by_plural(plural);
+    return t && !t->secret ? t : NULL;
+}
+
+static void one(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
+                const struct hy_rtype *t, const char *mesh, const char *name)
+{
+    switch (req->method) {
+    case HY_HTTP_GET:
+    case HY_HTTP_HEAD:
+        get_one(api, req, resp, t, mesh, name);
+        break;
+    case HY_HTTP_PUT:
+        put_one(api, req, resp, t, mesh, name);
+        break;
+    case HY_HTTP_DELETE:
+        delete_one(api, req, resp, t, mesh, name);
+        break;
+    default:
+        not_allowed(resp, req->method_name, "GET, PUT, DELETE");
+    }
+}
+
+static void many(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
+                 const struct hy_rtype *t, const char *mesh)
+{
+    if (req->method == HY_HTTP_GET || req->method == HY_HTTP_HEAD)
+        list(api, req, resp, t, mesh);
+    else
+        not_allowed(resp, req->method_name, "GET");
+}
+
+static void unknown_type(struct hy_http_resp *resp, const char *plural)
+{
+    char details[300];
+    snprintf(details, sizeof(details),
+             "\"%.200s\" is not a resource type; GET /_resources lists them", plural);
+    hy_http_error(resp, 404, "Not found", details, NULL);
+}
+
+bool hy_api_handle(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp)
+{
+    char buf[1024];
+    char *s[MAX_SEGS];
+    size_t n = split(req->path, buf, sizeof(buf), s);
+    bool get = req->method == HY_HTTP_GET || req->method == HY_HTTP_HEAD;
+    if (n == 0 || (n == 1 && (!strcmp(s[0], "ready") || !strcmp(s[0], "_resources")))) {
+        set_route(resp, n ? (s[0][0] == 'r' ? "/ready" : "/_resources") : "/");
+        if (!get)
+            not_allowed(resp, req->method_name, "GET");
+        else if (n == 0)
+            get_root(api, resp);
+        else if (s[0][0] == 'r')
+            hy_buf_puts(&resp->body, "{\"ready\":true}");
+        else
+            get_types(resp);
+        return true;
+    }
+    if (n == 1 && !strcmp(s[0], "_apply")) {
+        set_route(resp, "/_apply");
+        if (req->method != HY_HTTP_POST)
+            not_allowed(resp, req->method_name, "POST");
+        else
+            apply(api, req, resp);
+        return true;
+    }
+    if (!strcmp(s[0], "meshes") && n >= 3) {
+        const struct hy_rtype *t = user_type(s[2]);
+        if (n > 4 || !t || t->scope != HY_SCOPE_MESH) {
+            set_route(resp, "/meshes/{mesh}/{unknown}");
+            unknown_type(resp, s[2]);
+        } else if (n == 3) {
+            set_route(resp, "/meshes/{mesh}/{plural}");
+            many(api, req, resp, t, s[1]);
+        } else {
+            set_route(resp, "/meshes/{mesh}/{plural}/{name}");
+            one(api, req, resp, t, s[1], s[3]);
+        }
+        return true;
+    }
+    const struct hy_rtype *t = user_type(s[0]);
+    if (!t)
+        return false; /* not ours: the binary may know the path */
+    if (n == 1) {
+        set_route(resp, "/{plural}");
+        many(api, req, resp, t, NULL);
+    } else if (n == 2 && t->scope == HY_SCOPE_GLOBAL) {
+        set_route(resp, "/{plural}/{name}");
+        one(api, req, resp, t, NULL, s[1]);
+    } else {
+        set_route(resp, "/{plural}/{unknown}");
+        char details[300];
+        snprintf(details, sizeof(details), "%s is mesh-scoped: use /meshes/{mesh}/%s/{name}",
+                 t->name, t->plural);
+        hy_http_error(resp, 404, "Not found", details, NULL);
+    }
+    return true;
+}

@@ -1,0 +1,483 @@
+/* HTTP API server on libwebsockets over the caller's libuv loop: one vhost
+ * per listener, whole-request buffering with a size cap, one handler call
+ * per request, responses written in chunks from the WRITEABLE callback. */
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codec.h"
+#include "error.h"
+#include "http_server.h"
+#include "log.h"
+#include "poison.h"
+
+#define CHUNK 16384
+#define HDR_MAX 4096
+
+struct vh_data {
+    struct hy_http_server *server;
+    int index;
+    bool tls;
+};
+
+struct hy_http_server {
+    struct hy_http_server_config cfg;
+    struct lws_context *ctx;
+    bool stopping;
+    struct lws_vhost **vhosts;
+    struct vh_data *vhd;
+    size_t nvhosts;
+};
+
+/* Per connection; reset at every new transaction on a kept-alive one. */
+struct pss {
+    struct hy_http_req req;
+    struct hy_http_resp resp;
+    struct hy_http_param *params;
+    char *strs[8]; /* owned header copies and path */
+    struct hy_buf body;
+    size_t sent;
+    bool responding, close_after, too_big;
+    struct timespec started;
+};
+
+static const char *const method_names[] = {"GET",    "HEAD",  "PUT",     "POST",
+                                           "DELETE", "PATCH", "OPTIONS", "OTHER"};
+
+static void pss_reset(struct pss *p)
+{
+    for (size_t i = 0; i < p->req.nparams; i++) {
+        free(p->params[i].key);
+        free(p->params[i].value);
+    }
+    free(p->params);
+    for (size_t i = 0; i < sizeof(p->strs) / sizeof(p->strs[0]); i++)
+        free(p->strs[i]);
+    hy_buf_fini(&p->body);
+    hy_buf_fini(&p->resp.body);
+    memset(p, 0, sizeof(*p));
+}
+
+static const char *copy_hdr(struct lws *wsi, struct pss *p, int slot, enum lws_token_indexes t)
+{
+    int n = lws_hdr_total_length(wsi, t);
+    if (n <= 0)
+        return "";
+    char *s = malloc((size_t)n + 1);
+    if (!s || lws_hdr_copy(wsi, s, n + 1, t) < 0) {
+        free(s);
+        return "";
+    }
+    p->strs[slot] = s;
+    return s;
+}
+
+static const char *copy_custom(struct lws *wsi, struct pss *p, int slot, const char *name)
+{
+    int nl = (int)strlen(name);
+    int n = lws_hdr_custom_length(wsi, name, nl);
+    if (n <= 0)
+        return "";
+    char *s = malloc((size_t)n + 1);
+    if (!s || lws_hdr_custom_copy(wsi, s, n + 1, name, nl) < 0) {
+        free(s);
+        return "";
+    }
+    p->strs[slot] = s;
+    return s;
+}
+
+static void read_params(struct lws *wsi, struct pss *p)
+{
+    char frag[1024];
+    for (int i = 0; i < 64; i++) {
+        int n = lws_hdr_copy_fragment(wsi, frag, sizeof(frag), WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0)
+            break;
+        struct hy_http_param *v = realloc(p->params, (p->req.nparams + 1) * sizeof(*v));
+        if (!v)
+            break;
+        p->params = v;
+        char *eq = strchr(frag, '=');
+        if (eq)
+            *eq = '\0';
+        v[p->req.nparams].key = strdup(frag);
+        v[p->req.nparams].value = strdup(eq ? eq + 1 : "");
+        p->req.nparams++;
+    }
+    p->req.params = p->params;
+}
+
+static enum hy_http_method method_of(struct lws *wsi)
+{
+    static const struct {
+        enum lws_token_indexes tok;
+        enum hy_http_method m;
+    } map[] = {
+        {WSI_TOKEN_GET_URI, HY_HTTP_GET},         {WSI_TOKEN_HEAD_URI, HY_HTTP_HEAD},
+        {WSI_TOKEN_PUT_URI, HY_HTTP_PUT},         {WSI_TOKEN_POST_URI, HY_HTTP_POST},
+        {WSI_TOKEN_DELETE_URI, HY_HTTP_DELETE},   {WSI_TOKEN_PATCH_URI, HY_HTTP_PATCH},
+        {WSI_TOKEN_OPTIONS_URI, HY_HTTP_OPTIONS},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (lws_hdr_total_length(wsi, map[i].tok) > 0)
+            return map[i].m;
+    return HY_HTTP_OTHER;
+}
+
+static bool is_loopback(const char *ip)
+{
+    return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+           strncmp(ip, "::ffff:127.", 11) == 0;
+}
+
+/* Builds the request from the headers lws parsed. */
+static void begin_request(struct lws *wsi, struct pss *p, const char *path)
+{
+    const struct vh_data *vhd = lws_get_vhost_user(lws_get_vhost(wsi));
+    pss_reset(p);
+    clock_gettime(CLOCK_MONOTONIC, &p->started);
+    p->req.method = method_of(wsi);
+    p->req.method_name = method_names[p->req.method];
+    p->strs[0] = strdup(path ? path : "/");
+    p->req.path = p->strs[0] ? p->strs[0] : "/";
+    p->req.content_type = copy_hdr(wsi, p, 1, WSI_TOKEN_HTTP_CONTENT_TYPE);
+    p->req.accept = copy_hdr(wsi, p, 2, WSI_TOKEN_HTTP_ACCEPT);
+    p->req.if_match = copy_hdr(wsi, p, 3, WSI_TOKEN_HTTP_IF_MATCH);
+    p->req.authorization = copy_hdr(wsi, p, 4, WSI_TOKEN_HTTP_AUTHORIZATION);
+    p->req.source = copy_custom(wsi, p, 5, "hypha-source:");
+    char peer[64] = "";
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    p->strs[6] = strdup(peer);
+    p->req.peer = p->strs[6] ? p->strs[6] : "";
+    p->req.peer_loopback = is_loopback(p->req.peer);
+    p->req.tls = vhd->tls;
+    p->req.listener = vhd->index;
+    p->req.body = "";
+    read_params(wsi, p);
+    p->resp.status = 200;
+    p->resp.content_type = "application/json";
+}
+
+static int send_headers(struct lws *wsi, struct pss *p)
+{
+    uint8_t buf[LWS_PRE + HDR_MAX], *start = buf + LWS_PRE, *q = start, *end = buf + sizeof(buf);
+    struct hy_http_resp *r = &p->resp;
+    size_t len = p->req.method == HY_HTTP_HEAD ? 0 : r->body.len;
+    if (lws_add_http_common_headers(wsi, (unsigned)r->status, r->content_type, len, &q, end))
+        return -1;
+    char v[64];
+    if (r->etag[0]) {
+        int n = snprintf(v, sizeof(v), "\"%s\"", r->etag);
+        if (lws_add_http_header_by_name(wsi, (const uint8_t *)"etag:", (const uint8_t *)v, n, &q,
+                                        end))
+            return -1;
+    }
+    if (r->result[0] && lws_add_http_header_by_name(
+                            wsi, (const uint8_t *)"hypha-result:", (const uint8_t *)r->result,
+                            (int)strlen(r->result), &q, end))
+        return -1;
+    if (p->close_after && lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+                                                       (const uint8_t *)"close", 5, &q, end))
+        return -1;
+    if (lws_finalize_write_http_header(wsi, start, &q, end))
+        return -1;
+    return 0;
+}
+
+static double elapsed(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Runs the handler (unless the response is already decided) and starts
+ * writing. Returns what the lws callback should return. */
+static int respond(struct lws *wsi, struct pss *p)
+{
+    struct hy_http_server *s = ((struct vh_data *)lws_get_vhost_user(lws_get_vhost(wsi)))->server;
+    if (!p->too_big) {
+        p->req.body = p->body.data ? p->body.data : "";
+        p->req.body_len = p->body.len;
+        s->cfg.handler(s->cfg.ud, &p->req, &p->resp);
+    }
+    p->responding = true;
+    if (s->cfg.observe)
+        s->cfg.observe(s->cfg.ud, p->req.method_name, p->resp.route[0] ? p->resp.route : "other",
+                       p->resp.status, elapsed(&p->started));
+    if (send_headers(wsi, p) < 0)
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int write_body(struct lws *wsi, struct pss *p)
+{
+    uint8_t buf[LWS_PRE + CHUNK];
+    size_t total = p->req.method == HY_HTTP_HEAD ? 0 : p->resp.body.len;
+    size_t n = total - p->sent;
+    if (n > CHUNK)
+        n = CHUNK;
+    bool last = p->sent + n == total;
+    if (n)
+        memcpy(buf + LWS_PRE, p->resp.body.data + p->sent, n);
+    if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+        return -1;
+    p->sent += n;
+    if (!last) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (p->close_after)
+        return -1;
+    pss_reset(p);
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static void too_big(struct pss *p, size_t max)
+{
+    char details[128];
+    snprintf(details, sizeof(details), "the request body is larger than the limit of %zu bytes",
+             max);
+    p->too_big = p->close_after = true;
+    hy_buf_fini(&p->body);
+    hy_http_error(&p->resp, 413, "Request body too large", details, NULL);
+    snprintf(p->resp.route, sizeof(p->resp.route), "%s", "(too large)");
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    struct pss *p = user;
+    const struct vh_data *vhd = lws_get_vhost(wsi) ? lws_get_vhost_user(lws_get_vhost(wsi)) : NULL;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP: {
+        size_t max = vhd->server->cfg.max_body;
+        begin_request(wsi, p, in);
+        char cl[32] = "";
+        bool has_body = lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
+                        strtoull(cl, NULL, 10) > 0;
+        if (has_body && strtoull(cl, NULL, 10) > max) {
+            too_big(p, max);
+            return respond(wsi, p);
+        }
+        if (has_body || lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+            lws_set_timeout(
+                wsi, PENDING_TIMEOUT_HTTP_CONTENT,
+                (int)(vhd->server->cfg.timeout_sec ? vhd->server->cfg.timeout_sec : 10));
+            return 0; /* wait for the body */
+        }
+        return respond(wsi, p);
+    }
+    case LWS_CALLBACK_HTTP_BODY:
+        if (p->too_big)
+            return 0;
+        if (p->body.len + len > vhd->server->cfg.max_body) {
+            too_big(p, vhd->server->cfg.max_body);
+            return respond(wsi, p);
+        }
+        if (hy_buf_append(&p->body, in, len) < 0)
+            return -1;
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+        if (p->responding)
+            return 0;
+        return respond(wsi, p);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (!p || !p->responding)
+            return 0;
+        return write_body(wsi, p);
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (p)
+            pss_reset(p);
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+    {"http", callback, sizeof(struct pss), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void lws_log_emit(int level, const char *line)
+{
+    enum hy_log_level l = level == LLL_ERR    ? HY_LOG_ERROR
+                          : level == LLL_WARN ? HY_LOG_WARN
+                                              : HY_LOG_DEBUG;
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    /* lws prefixes its own timestamp: skip to the message */
+    const char *msg = line;
+    const char *sp = strstr(line, "] ");
+    if (sp && (size_t)(sp - line) < n)
+        msg = sp + 2;
+    hy_log(l, "lws", "%.*s", (int)(n - (size_t)(msg - line)), msg);
+}
+
+/* Splits "host:port" / "[v6]:port". */
+static int split_address(const char *addr, char *host, size_t hsize, int *port)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon) /* an empty host (":5681") means every interface */
+        return HY_EINVAL;
+    const char *h = addr;
+    size_t hl = (size_t)(colon - addr);
+    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl >= hsize)
+        return HY_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535 || !colon[1])
+        return HY_EINVAL;
+    *port = (int)p;
+    return 0;
+}
+
+int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_server **out)
+{
+    struct hy_http_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return HY_ENOMEM;
+    s->cfg = *cfg;
+    s->vhosts = calloc(cfg->nlisteners, sizeof(*s->vhosts));
+    s->vhd = calloc(cfg->nlisteners, sizeof(*s->vhd));
+    if (!s->vhosts || !s->vhd) {
+        hy_http_server_free(s);
+        return HY_ENOMEM;
+    }
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    void *loops[1] = {cfg->loop};
+    info.foreign_loops = loops;
+    /* crashes must crash (and reach ASan), not spin in lws' handler */
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                   LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                   LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    s->ctx = lws_create_context(&info);
+    if (!s->ctx) {
+        hy_log(HY_LOG_ERROR, "http", "cannot create the libwebsockets context");
+        hy_http_server_free(s);
+        return HY_EINVAL;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct hy_http_listener *l = &cfg->listeners[i];
+        char host[256], name[32];
+        int port;
+        if (split_address(l->address, host, sizeof(host), &port) < 0) {
+            hy_log(HY_LOG_ERROR, "http", "invalid listen address \"%s\" (expected host:port)",
+                   l->address);
+            hy_http_server_free(s);
+            return HY_EINVAL;
+        }
+        s->vhd[i] = (struct vh_data){s, (int)i, l->tls_cert != NULL};
+        struct lws_context_creation_info v;
+        memset(&v, 0, sizeof(v));
+        snprintf(name, sizeof(name), "listener-%zu", i);
+        v.vhost_name = name;
+        v.port = port;
+        v.iface = host[0] ? host : NULL;
+        v.protocols = protocols;
+        v.user = &s->vhd[i];
+        v.timeout_secs = cfg->timeout_sec ? cfg->timeout_sec : 10;
+        v.keepalive_timeout = 30;
+        v.ssl_cert_filepath = l->tls_cert;
+        v.ssl_private_key_filepath = l->tls_key;
+        if (strchr(host, ':') == NULL)
+            v.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+        s->vhosts[i] = lws_create_vhost(s->ctx, &v);
+        if (!s->vhosts[i]) {
+            hy_log(HY_LOG_ERROR, "http", "cannot listen on %s%s", l->address,
+                   l->tls_cert ? " (TLS: check the certificate and key files)" : "");
+            hy_http_server_free(s);
+            return HY_EINVAL;
+        }
+        s->nvhosts = i + 1;
+    }
+    *out = s;
+    return 0;
+}
+
+int hy_http_server_port(const struct hy_http_server *s, size_t i)
+{
+    if (!s || i >= s->nvhosts || !s->vhosts[i])
+        return 0;
+    return lws_get_vhost_listen_port(s->vhosts[i]);
+}
+
+void hy_http_server_stop(struct hy_http_server *s)
+{
+    if (s && s->ctx && !s->stopping) {
+        s->stopping = true;
+        lws_context_destroy(s->ctx);
+    }
+}
+
+void hy_http_server_free(struct hy_http_server *s)
+{
+    if (!s)
+        return;
+    /* lws 4.1 on a foreign loop: the first destroy (stop) starts closing
+     * its handles, the loop runs their close callbacks, and this second
+     * call frees the context. */
+    hy_http_server_stop(s);
+    if (s->ctx)
+        lws_context_destroy(s->ctx);
+    free(s->vhosts);
+    free(s->vhd);
+    free(s);
+}
+
+const char *hy_http_param(const struct hy_http_req *req, const char *key)
+{
+    for (size_t i = 0; i < req->nparams; i++)
+        if (req->params[i].key && strcmp(req->params[i].key, key) == 0)
+            return req->params[i].value;
+    return NULL;
+}
+
+void hy_http_error(struct hy_http_resp *resp, int status, const char *title, const char *details,
+                   const struct hy_diag *diag)
+{
+    struct hy_buf *b = &resp->body;
+    hy_buf_fini(b);
+    resp->status = status;
+    resp->content_type = "application/json";
+    hy_buf_puts(b, "{\"title\":");
+    hy_codec_json_string(b, title, strlen(title));
+    hy_buf_puts(b, ",\"details\":");
+    hy_codec_json_string(b, details, strlen(details));
+    hy_buf_puts(b, ",\"causes\":[");
+    for (size_t i = 0; diag && i < diag->n; i++) {
+        const struct hy_cause *c = &diag->causes[i];
+        char field[1200];
+        const char *path = c->field ? c->field : "";
+        if (c->line > 0)
+            snprintf(field, sizeof(field), "%s:%d:%d%s%s", diag->source ? diag->source : "-",
+                     c->line, c->col, path[0] ? ": " : "", path);
+        else
+            snprintf(field, sizeof(field), "%s", path);
+        const char *msg = c->message ? c->message : "";
+        hy_buf_puts(b, i ? ",{\"field\":" : "{\"field\":");
+        hy_codec_json_string(b, field, strlen(field));
+        hy_buf_puts(b, ",\"message\":");
+        hy_codec_json_string(b, msg, strlen(msg));
+        hy_buf_puts(b, "}");
+    }
+    hy_buf_puts(b, "]}");
+}

@@ -1,0 +1,104 @@
+/* The HTTP API server: libwebsockets on a libuv loop the caller owns. It
+ * reads whole requests (bounded), hands each to one handler function and
+ * writes the response it fills. Shared by hypha-global and hypha-zone.
+ * This header does not include libwebsockets.h, so handlers need not. */
+#ifndef HY_HTTP_SERVER_H
+#define HY_HTTP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "diag.h"
+
+enum hy_http_method {
+    HY_HTTP_GET,
+    HY_HTTP_HEAD,
+    HY_HTTP_PUT,
+    HY_HTTP_POST,
+    HY_HTTP_DELETE,
+    HY_HTTP_PATCH,
+    HY_HTTP_OPTIONS,
+    HY_HTTP_OTHER,
+};
+
+struct hy_http_param {
+    char *key, *value; /* owned, URL-decoded */
+};
+
+/* A request as the handler sees it. Everything is owned by the server and
+ * valid only during the handler call. Absent headers are "". */
+struct hy_http_req {
+    enum hy_http_method method;
+    const char *method_name; /* "GET" ... */
+    const char *path;        /* URL-decoded, without the query */
+    const struct hy_http_param *params;
+    size_t nparams;
+    const char *content_type, *accept, *if_match, *authorization, *source;
+    const char *body; /* NUL-terminated; "" when there is none */
+    size_t body_len;
+    const char *peer;   /* client IP address */
+    bool peer_loopback; /* 127.0.0.0/8 or ::1 */
+    bool tls;           /* arrived on a TLS listener */
+    int listener;       /* index of the listener it arrived on */
+};
+
+/* The response the handler fills. body is written as is with content_type. */
+struct hy_http_resp {
+    int status;               /* default 200 */
+    const char *content_type; /* static string; default "application/json" */
+    struct hy_buf body;
+    char etag[32];   /* without quotes; "" for none */
+    char result[16]; /* Hypha-Result header; "" for none */
+    char route[96];  /* route template for metrics, e.g. "/meshes/{mesh}" */
+};
+
+typedef void (*hy_http_handler_fn)(void *ud, const struct hy_http_req *req,
+                                   struct hy_http_resp *resp);
+
+struct hy_http_listener {
+    const char *address;  /* "host:port"; port 0 picks a free one */
+    const char *tls_cert; /* PEM paths; both NULL for plain HTTP */
+    const char *tls_key;
+};
+
+struct hy_http_server_config {
+    uv_loop_t *loop; /* the caller's loop; the server joins it */
+    const struct hy_http_listener *listeners;
+    size_t nlisteners;
+    size_t max_body;      /* bytes; larger requests get 413 */
+    unsigned timeout_sec; /* a request not fully received by then is dropped; 0 = 10 */
+    hy_http_handler_fn handler;
+    void *ud;
+    /* Called after every response with method, route, status and seconds
+     * taken; may be NULL. Used for metrics. */
+    void (*observe)(void *ud, const char *method, const char *route, int status, double seconds);
+};
+
+struct hy_http_server;
+
+/* Starts listening on every listener. Errors: -errno-like codes or
+ * HY_EINVAL with a log line naming the address and why. On success *out
+ * owns the server (hy_http_server_free). */
+int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_server **out);
+/* The port listener i is bound to (useful with port 0). 0 if unknown. */
+int hy_http_server_port(const struct hy_http_server *s, size_t i);
+/* Stops listening and starts closing connections; libwebsockets closes
+ * its handles asynchronously, so run the loop until it has no active handles
+ * before hy_http_server_free. NULL and repeated calls are fine. */
+void hy_http_server_stop(struct hy_http_server *s);
+/* Frees the server (stopping it first if that was not done, in which case
+ * some memory of lws is only released once the loop has run). NULL is fine. */
+void hy_http_server_free(struct hy_http_server *s);
+
+/* Query parameter by key, or NULL. */
+const char *hy_http_param(const struct hy_http_req *req, const char *key);
+
+/* Fills resp with a JSON error {"title","details","causes":[...]}; causes
+ * come from diag (may be NULL), each as {"field","message"}, the field
+ * carrying "source:line:col: path" when the position is known. */
+void hy_http_error(struct hy_http_resp *resp, int status, const char *title, const char *details,
+                   const struct hy_diag *diag);
+
+#endif

@@ -1,0 +1,119 @@
+# Shared by the integration tests: start real binaries on ephemeral loopback
+# ports, wait for them to be ready (never a blind sleep), stop them by pid,
+# and assert. Source it; HY_BIN must point at build/bin.
+set -euo pipefail
+
+: "${HY_BIN:?HY_BIN must name the directory of the hypha binaries}"
+HY_TMP=$(mktemp -d "${TMPDIR:-/tmp}/hypha-it.XXXXXX")
+HY_PIDS=()
+HY_FAILS=0
+HY_PASSES=0
+
+hy_cleanup() {
+    local pid
+    for pid in "${HY_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${HY_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    [ -n "${HY_KEEP_TMP:-}" ] || rm -rf "$HY_TMP"
+}
+trap hy_cleanup EXIT
+
+hy_log() { printf '%s\n' "$*" >&2; }
+
+# hy_wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds.
+hy_wait_for() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            hy_log "timed out waiting for: $*"
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+# hy_start_global NAME [ARGS...]: starts hypha-global with its data in
+# $HY_TMP/NAME and the API on an ephemeral port; sets GLOBAL_PID,
+# GLOBAL_URL, GLOBAL_LOG and GLOBAL_DATA. Waits until /ready answers.
+hy_start_global() {
+    local name=$1
+    shift
+    GLOBAL_DATA=$HY_TMP/$name
+    GLOBAL_LOG=$HY_TMP/$name.log
+    mkdir -p "$GLOBAL_DATA"
+    : >"$GLOBAL_LOG"
+    "$HY_BIN/hypha-global" --data-dir "$GLOBAL_DATA" --api-address 127.0.0.1:0 \
+        --kds-address 127.0.0.1:0 "$@" >>"$GLOBAL_LOG" 2>&1 &
+    GLOBAL_PID=$!
+    HY_PIDS+=("$GLOBAL_PID")
+    hy_wait_for 20 grep -q 'API listening on http://' "$GLOBAL_LOG" || {
+        cat "$GLOBAL_LOG" >&2
+        return 1
+    }
+    local port
+    port=$(grep -o 'API listening on http://[^ ]*' "$GLOBAL_LOG" | tail -n 1 | sed 's/.*://')
+    GLOBAL_URL=http://127.0.0.1:$port
+    hy_wait_for 10 curl -sf "$GLOBAL_URL/ready"
+}
+
+# hy_stop PID: SIGTERM and wait; fails if it does not exit cleanly.
+hy_stop() {
+    local pid=$1 rc=0
+    kill "$pid"
+    wait "$pid" || rc=$?
+    HY_PIDS=("${HY_PIDS[@]/$pid/}")
+    return "$rc"
+}
+
+hy_ok() {
+    HY_PASSES=$((HY_PASSES + 1))
+    printf 'ok   %s\n' "$*"
+}
+
+hy_fail() {
+    HY_FAILS=$((HY_FAILS + 1))
+    printf 'FAIL %s\n' "$*"
+}
+
+# hy_check DESCRIPTION CMD...: passes when CMD succeeds.
+hy_check() {
+    local what=$1
+    shift
+    if "$@"; then hy_ok "$what"; else hy_fail "$what"; fi
+}
+
+# hy_eq DESCRIPTION EXPECTED ACTUAL
+hy_eq() {
+    if [ "$2" = "$3" ]; then
+        hy_ok "$1"
+    else
+        hy_fail "$1: expected [$2], got [$3]"
+    fi
+}
+
+# hy_contains DESCRIPTION NEEDLE HAYSTACK
+hy_contains() {
+    case "$3" in
+        *"$2"*) hy_ok "$1" ;;
+        *) hy_fail "$1: [$2] not in [$3]" ;;
+    esac
+}
+
+# hy_status METHOD URL [CURL ARGS...]: prints the HTTP status code (000 when
+# the server closed the connection without an answer).
+hy_status() {
+    local m=$1 u=$2
+    shift 2
+    curl -s -o "$HY_TMP/last-body" -w '%{http_code}' -X "$m" "$@" "$u" || true
+}
+
+hy_body() { cat "$HY_TMP/last-body"; }
+
+hy_done() {
+    printf '\n%d passed, %d failed\n' "$HY_PASSES" "$HY_FAILS"
+    [ "$HY_FAILS" -eq 0 ]
+}
