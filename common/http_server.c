@@ -398,6 +398,8 @@ int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_s
         v.keepalive_timeout = 30;
         v.ssl_cert_filepath = l->tls_cert;
         v.ssl_private_key_filepath = l->tls_key;
+        if (l->tls_cert) /* lws enables TLS on a vhost only with this option on it too */
+            v.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         if (strchr(host, ':') == NULL)
             v.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
         s->vhosts[i] = lws_create_vhost(s->ctx, &v);

@@ -4,8 +4,10 @@
 set -euo pipefail
 
 : "${HY_BIN:?HY_BIN must name the directory of the hypha binaries}"
+HY_BIN=$(cd "$HY_BIN" && pwd)
 HY_TMP=$(mktemp -d "${TMPDIR:-/tmp}/hypha-it.XXXXXX")
 HY_PIDS=()
+HY_CLEANUP=() # extra commands run at exit, last first
 HY_FAILS=0
 HY_PASSES=0
 
@@ -16,6 +18,10 @@ hy_cleanup() {
     done
     for pid in "${HY_PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
+    done
+    local i
+    for ((i = ${#HY_CLEANUP[@]} - 1; i >= 0; i--)); do
+        eval "${HY_CLEANUP[$i]}" 2>/dev/null || true
     done
     [ -n "${HY_KEEP_TMP:-}" ] || rm -rf "$HY_TMP"
 }
@@ -39,14 +45,16 @@ hy_wait_for() {
 # hy_start_global NAME [ARGS...]: starts hypha-global with its data in
 # $HY_TMP/NAME and the API on an ephemeral port; sets GLOBAL_PID,
 # GLOBAL_URL, GLOBAL_LOG and GLOBAL_DATA. Waits until /ready answers.
+# HY_NETNS, when set, names a network namespace to run it in.
 hy_start_global() {
-    local name=$1
+    local name=$1 prefix=()
     shift
+    [ -z "${HY_NETNS:-}" ] || prefix=(ip netns exec "$HY_NETNS")
     GLOBAL_DATA=$HY_TMP/$name
     GLOBAL_LOG=$HY_TMP/$name.log
     mkdir -p "$GLOBAL_DATA"
     : >"$GLOBAL_LOG"
-    "$HY_BIN/hypha-global" --data-dir "$GLOBAL_DATA" --api-address 127.0.0.1:0 \
+    "${prefix[@]}" "$HY_BIN/hypha-global" --data-dir "$GLOBAL_DATA" --api-address 127.0.0.1:0 \
         --kds-address 127.0.0.1:0 "$@" >>"$GLOBAL_LOG" 2>&1 &
     GLOBAL_PID=$!
     HY_PIDS+=("$GLOBAL_PID")
@@ -57,7 +65,26 @@ hy_start_global() {
     local port
     port=$(grep -o 'API listening on http://[^ ]*' "$GLOBAL_LOG" | tail -n 1 | sed 's/.*://')
     GLOBAL_URL=http://127.0.0.1:$port
-    hy_wait_for 10 curl -sf "$GLOBAL_URL/ready"
+    hy_wait_for 10 "${prefix[@]}" curl -sf "$GLOBAL_URL/ready"
+}
+
+# hy_netns_pair A B: two network namespaces joined by a veth pair,
+# 10.213.77.1/30 in A and 10.213.77.2/30 in B, removed at exit. Returns 77
+# (skip) when this is not root or ip(8) is missing.
+hy_netns_pair() {
+    [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null || return 77
+    local a=$1 b=$2 va=hy$$a vb=hy$$b
+    ip netns add "$a" || return 77
+    HY_CLEANUP+=("ip netns del $a")
+    ip netns add "$b"
+    HY_CLEANUP+=("ip netns del $b")
+    ip link add "$va" netns "$a" type veth peer name "$vb" netns "$b"
+    ip -n "$a" addr add 10.213.77.1/30 dev "$va"
+    ip -n "$b" addr add 10.213.77.2/30 dev "$vb"
+    ip -n "$a" link set "$va" up
+    ip -n "$b" link set "$vb" up
+    ip -n "$a" link set lo up
+    ip -n "$b" link set lo up
 }
 
 # hy_stop PID: SIGTERM and wait; fails if it does not exit cleanly.
