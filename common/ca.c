@@ -361,7 +361,7 @@ static void put_time(struct hy_ca_der *d, int64_t t)
         return;
     }
     int year = tm.tm_year + 1900;
-    char s[20];
+    char s[64]; /* sized for any int, so the compiler can prove no truncation */
     if (year < 2050)
         snprintf(s, sizeof(s), "%02d%02d%02d%02d%02d%02dZ", year % 100, tm.tm_mon + 1, tm.tm_mday,
                  tm.tm_hour, tm.tm_min, tm.tm_sec);

@@ -14,8 +14,7 @@ static void check_roundtrip(const struct hy_resource *r, enum hy_format f)
         abort();
     struct hy_docs again;
     struct hy_diag d = {0};
-    if (hy_codec_decode_resources("again", out.data, out.len, NULL, &again, &d) < 0 ||
-        again.n != 1)
+    if (hy_codec_decode_resources("again", out.data, out.len, NULL, &again, &d) < 0 || again.n != 1)
         abort();
     size_t la, lb;
     uint8_t *pa = hy_resource_pack(r, &la), *pb = hy_resource_pack(again.v[0].res, &lb);

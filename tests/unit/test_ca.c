@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "ca.h"
 #include "error.h"
+#include "poison.h"
 
 #define DAY 86400
 #define TEN_YEARS (3650LL * DAY)

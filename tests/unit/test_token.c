@@ -19,6 +19,7 @@
 #include "buf.h"
 #include "error.h"
 #include "token.h"
+#include "poison.h"
 
 #define HOUR 3600
 

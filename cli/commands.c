@@ -1,0 +1,104 @@
+/* The command table: every hyphactl command, its arguments and flags, as
+ * data that dispatch, --help and the bash completion script all read. */
+#include <stddef.h>
+
+#include "cli.h"
+#include "poison.h"
+
+#define FILE_VALUE "@file"
+
+const struct hy_flag hy_cli_global_flags[] = {
+    {"cp", 0, "URL|NAME", "control plane to talk to: a URL or a configured name (env HYPHA_CP)",
+     NULL},
+    {"config", 0, "FILE", "configuration file (env HYPHA_CONFIG; default ~/.hypha/config.yaml)",
+     FILE_VALUE},
+    {"ca-cert-file", 0, "FILE",
+     "CA certificates that verify an https control plane (env HYPHA_CA_CERT_FILE)", FILE_VALUE},
+    {"auth-token", 0, "TOKEN", "admin token, sent as a bearer token (env HYPHA_AUTH_TOKEN)", NULL},
+    {"help", 'h', NULL, "help for the command", NULL},
+    {0},
+};
+
+static const struct hy_flag apply_flags[] = {
+    {"file", 'f', "FILE", "YAML or JSON file to apply, - for standard input (repeatable)",
+     FILE_VALUE},
+    {"dry-run", 0, NULL, "validate on the control plane without writing anything", NULL},
+    {0},
+};
+
+static const struct hy_flag get_flags[] = {
+    {"mesh", 'm', "MESH", "mesh of the resources (one resource: default \"default\"; a list: all)",
+     NULL},
+    {"output", 'o', "FORMAT", "table, yaml or json (default table)", "table yaml json"},
+    {"size", 0, "N", "fetch one page of at most N resources", NULL},
+    {"offset", 0, "TOKEN", "start at this page (printed when --size leaves more)", NULL},
+    {"label", 0, "KEY=VALUE", "only resources with this label (repeatable)", NULL},
+    {0},
+};
+
+static const struct hy_flag delete_flags[] = {
+    {"mesh", 'm', "MESH", "mesh of the resource (default \"default\")", NULL},
+    {0},
+};
+
+static const struct hy_flag zone_token_flags[] = {
+    {"zone", 0, "ZONE", "zone the token admits (required)", NULL},
+    {"valid-for", 0, "DURATION", "lifetime of the token, like 24h or 30d (default 720h)", NULL},
+    {0},
+};
+
+static const struct hy_flag cp_add_flags[] = {
+    {"name", 0, "NAME", "name to refer to it by (required)", NULL},
+    {"address", 0, "URL", "its API address, like https://global.example:5682 (required)", NULL},
+    {"ca-cert-file", 0, "FILE", "CA certificates that verify its https address", FILE_VALUE},
+    {"auth-token", 0, "TOKEN", "admin token to send to it", NULL},
+    {"overwrite", 0, NULL, "replace a control plane of the same name", NULL},
+    {"skip-verify", 0, NULL, "do not check that the address answers before saving", NULL},
+    {0},
+};
+
+static const struct hy_flag cp_name_flags[] = {
+    {"name", 0, "NAME", "name of the control plane (required)", NULL},
+    {0},
+};
+
+static const struct hy_flag version_flags[] = {
+    {"client", 0, NULL, "print only the client's version", NULL},
+    {0},
+};
+
+static const struct hy_flag no_flags[] = {{0}};
+
+static const struct hy_cmd commands[] = {
+    {"apply", NULL, "Create or update resources from YAML or JSON files",
+     "Every file is decoded and validated here first; then each file is applied by\n"
+     "the control plane in one transaction: all of its resources or none.",
+     NULL, 0, 0, apply_flags, hy_cmd_apply},
+    {"get", "TYPE [NAME]", "Show one resource or list the resources of a type",
+     "TYPE is a type name, its plural or its short name: mesh, meshes, mtp, dp, zones...", "@types",
+     1, 2, get_flags, hy_cmd_get},
+    {"delete", "TYPE NAME", "Delete a resource", NULL, "@types", 2, 2, delete_flags, hy_cmd_delete},
+    {"inspect zones", NULL, "Show the zones and whether they are connected", NULL, NULL, 0, 0,
+     no_flags, hy_cmd_inspect_zones},
+    {"generate zone-token", NULL, "Generate a token that admits a zone control plane", NULL, NULL,
+     0, 0, zone_token_flags, hy_cmd_generate_zone_token},
+    {"config control-planes add", NULL, "Add a control plane and make it the current one", NULL,
+     NULL, 0, 0, cp_add_flags, hy_cmd_cp_add},
+    {"config control-planes list", NULL, "List the configured control planes", NULL, NULL, 0, 0,
+     no_flags, hy_cmd_cp_list},
+    {"config control-planes switch", NULL, "Make another control plane the current one", NULL, NULL,
+     0, 0, cp_name_flags, hy_cmd_cp_switch},
+    {"config control-planes remove", NULL, "Remove a control plane from the configuration", NULL,
+     NULL, 0, 0, cp_name_flags, hy_cmd_cp_remove},
+    {"version", NULL, "Print the client's and the control plane's versions", NULL, NULL, 0, 0,
+     version_flags, hy_cmd_version},
+    {"completion", "SHELL", "Print a shell completion script (bash)",
+     "Load it in the current shell with: source <(hyphactl completion bash)", "bash", 1, 1,
+     no_flags, hy_cmd_completion},
+};
+
+const struct hy_cmd *hy_cli_commands(size_t *n)
+{
+    *n = sizeof(commands) / sizeof(commands[0]);
+    return commands;
+}
