@@ -236,6 +236,7 @@ void hy_store_changes_fini(struct hy_store_changes *c)
         free(c->v[i].type);
         free(c->v[i].mesh);
         free(c->v[i].name);
+        free(c->v[i].origin);
     }
     free(c->v);
     memset(c, 0, sizeof(*c));

@@ -50,8 +50,15 @@ enum hy_store_result {
     HY_STORE_DELETED,
 };
 
+/* Flags of a write. */
+#define HY_STORE_REPLICA 0x1   /* PUT: store r as another store had it: its version and \
+                                  meta times are kept, no CAS; UNCHANGED when the stored \
+                                  copy has the same version and content */
+#define HY_STORE_IF_EXISTS 0x2 /* DELETE: a missing key is not an error (result UNCHANGED) */
+
 struct hy_store_write {
     enum hy_store_op op;
+    unsigned flags; /* HY_STORE_* above */
     /* PUT: the resource to write (borrowed). Its meta creation/modification
      * times are set by the store; version and origin are taken from r.
      * The store sets the version (stored one + 1, or 1 when new); origin
@@ -107,6 +114,7 @@ struct hy_store_change {
     uint64_t revision;
     enum hy_store_op op;      /* PUT (create or update) or DELETE */
     char *type, *mesh, *name; /* owned; mesh "" for global types */
+    char *origin;             /* owned; the resource's origin, "" when it had none */
     uint64_t version;
 };
 struct hy_store_changes {

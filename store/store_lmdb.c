@@ -330,7 +330,8 @@ static int counts_rebuild(struct lmdb_store *ls, MDB_txn *txn, uint64_t *total)
 /* ---- writes ------------------------------------------------------------ */
 
 static int append_change(struct lmdb_store *ls, MDB_txn *txn, uint64_t rev, int op,
-                         const char *type, const char *mesh, const char *name, uint64_t version)
+                         const char *type, const char *mesh, const char *name, uint64_t version,
+                         const char *origin)
 {
     Hypha__V1__ChangeRecord cr = HYPHA__V1__CHANGE_RECORD__INIT;
     cr.has_op = cr.has_version = 1;
@@ -339,6 +340,7 @@ static int append_change(struct lmdb_store *ls, MDB_txn *txn, uint64_t rev, int 
     cr.mesh = (char *)mesh;
     cr.name = (char *)name;
     cr.version = version;
+    cr.origin = (char *)origin;
     uint8_t kb[8];
     be64_put(kb, rev);
     MDB_val k = {8, kb}, d = {hypha__v1__change_record__get_packed_size(&cr), NULL};
@@ -398,11 +400,12 @@ static int apply_put(struct lmdb_store *ls, MDB_txn *txn, struct hy_store_write 
     int rc = make_key(ls, r->type->name, mesh, r->meta->name, kb, &k);
     if (rc || (rc = load(ls, txn, &k, &old)))
         return rc;
-    if (!cas_ok(old, w->expect_version)) {
+    bool replica = w->flags & HY_STORE_REPLICA;
+    if (!replica && !cas_ok(old, w->expect_version)) {
         rc = HY_ECONFLICT;
         goto out_free_old;
     }
-    if (old && hy_resource_same_content(old, r)) {
+    if (old && hy_resource_same_content(old, r) && (!replica || old->version == r->version)) {
         w->result = HY_STORE_UNCHANGED;
         w->version = old->version;
         w->revision = *rev;
@@ -413,18 +416,21 @@ static int apply_put(struct lmdb_store *ls, MDB_txn *txn, struct hy_store_write 
         rc = HY_ENOMEM;
         goto out_free_old;
     }
-    /* Pack a shallow copy carrying the store's fields: r is the caller's. */
+    /* Pack a shallow copy carrying the store's fields: r is the caller's.
+     * A replica keeps the times and version its source store gave it. */
     Hypha__V1__Meta m = *r->meta;
     m.type = (char *)r->type->name;
     m.mesh = mesh[0] ? (char *)mesh : NULL;
-    m.creation_time = old && old->meta->creation_time ? old->meta->creation_time : now;
-    m.modification_time = now;
+    if (!replica || !m.creation_time)
+        m.creation_time = old && old->meta->creation_time ? old->meta->creation_time : now;
+    if (!replica || !m.modification_time)
+        m.modification_time = now;
     struct hy_resource tmp = *r;
     tmp.meta = &m;
-    tmp.version = old ? old->version + 1 : 1;
+    tmp.version = replica && r->version ? r->version : old ? old->version + 1 : 1;
     if ((rc = put_envelope(ls, txn, &k, &tmp)) ||
         (rc = append_change(ls, txn, ++*rev, OP_UPSERT, r->type->name, mesh, r->meta->name,
-                            tmp.version)) ||
+                            tmp.version, r->origin)) ||
         (!old && (rc = counts_note(ls, txn, cnt, r->type, mesh, 1))))
         goto out_free_now;
     w->result = old ? HY_STORE_UPDATED : HY_STORE_CREATED;
@@ -437,8 +443,11 @@ out_free_old:
     return rc;
 }
 
+/* Reads the version and origin (copied into origin[ORIGIN_BUF], "" if none)
+ * of the envelope at k. */
+#define ORIGIN_BUF 256
 static int envelope_version(struct lmdb_store *ls, const MDB_val *k, const MDB_val *d,
-                            uint64_t *version)
+                            uint64_t *version, char origin[ORIGIN_BUF])
 {
     Hypha__V1__Envelope *env = hypha__v1__envelope__unpack(NULL, d->mv_size, d->mv_data);
     if (!env) {
@@ -447,6 +456,7 @@ static int envelope_version(struct lmdb_store *ls, const MDB_val *k, const MDB_v
         return HY_ESTORE;
     }
     *version = env->version;
+    snprintf(origin, ORIGIN_BUF, "%s", env->origin ? env->origin : "");
     hypha__v1__envelope__free_unpacked(env, NULL);
     return 0;
 }
@@ -456,7 +466,7 @@ static int cascade_type(struct lmdb_store *ls, MDB_txn *txn, MDB_cursor *c,
                         const struct hy_rtype *t, const char *mesh, uint64_t *rev,
                         struct counts *cnt)
 {
-    char prefix[KEY_BUF], name[KEY_BUF];
+    char prefix[KEY_BUF], name[KEY_BUF], origin[ORIGIN_BUF];
     MDB_val k, d;
     uint64_t version;
     int rc = make_key(ls, t->name, mesh, NULL, prefix, &k);
@@ -469,13 +479,14 @@ static int cascade_type(struct lmdb_store *ls, MDB_txn *txn, MDB_cursor *c,
         rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE);
         if (rc == MDB_NOTFOUND || (rc == 0 && !has_prefix(&k, prefix, plen)))
             return 0;
-        if (rc || (rc = envelope_version(ls, &k, &d, &version)))
+        if (rc || (rc = envelope_version(ls, &k, &d, &version, origin)))
             return rc;
         /* Copy the name out: k points into a page the delete changes. */
         memcpy(name, (const char *)k.mv_data + plen, k.mv_size - plen);
         name[k.mv_size - plen] = '\0';
         if ((rc = mdb_cursor_del(c, 0)) ||
-            (rc = append_change(ls, txn, ++*rev, OP_DELETE, t->name, mesh, name, version)) ||
+            (rc = append_change(ls, txn, ++*rev, OP_DELETE, t->name, mesh, name, version,
+                                origin[0] ? origin : NULL)) ||
             (rc = counts_note(ls, txn, cnt, t, mesh, -1)))
             return rc;
     }
@@ -508,8 +519,13 @@ static int apply_delete(struct lmdb_store *ls, MDB_txn *txn, struct hy_store_wri
     int rc = make_key(ls, r->type->name, mesh, r->meta->name, kb, &k);
     if (rc || (rc = load(ls, txn, &k, &old)))
         return rc;
-    if (!old)
-        return HY_ENOTFOUND;
+    if (!old) {
+        if (!(w->flags & HY_STORE_IF_EXISTS))
+            return HY_ENOTFOUND;
+        w->result = HY_STORE_UNCHANGED;
+        w->revision = *rev;
+        return 0;
+    }
     if (!cas_ok(old, w->expect_version)) {
         rc = HY_ECONFLICT;
         goto out_free_old;
@@ -518,7 +534,7 @@ static int apply_delete(struct lmdb_store *ls, MDB_txn *txn, struct hy_store_wri
         goto out_free_old;
     if ((rc = mdb_del(txn, ls->res, &k, NULL)) ||
         (rc = append_change(ls, txn, ++*rev, OP_DELETE, r->type->name, mesh, r->meta->name,
-                            old->version)) ||
+                            old->version, old->origin)) ||
         (rc = counts_note(ls, txn, cnt, r->type, mesh, -1)))
         goto out_free_old;
     w->result = HY_STORE_DELETED;
@@ -798,8 +814,9 @@ static int decode_change(struct lmdb_store *ls, const MDB_val *k, const MDB_val 
     c->type = take_str(&cr->type);
     c->mesh = take_str(&cr->mesh);
     c->name = take_str(&cr->name);
+    c->origin = take_str(&cr->origin);
     hypha__v1__change_record__free_unpacked(cr, NULL);
-    return c->type && c->mesh && c->name ? 0 : HY_ENOMEM;
+    return c->type && c->mesh && c->name && c->origin ? 0 : HY_ENOMEM;
 }
 
 static int changes_txn(struct lmdb_store *ls, MDB_txn *txn, uint64_t since, size_t max,

@@ -1156,6 +1156,87 @@ static void test_uv_watch(void **state)
     put_new(f->s, "m", "after-stop", "x");
 }
 
+/* ---- replicas, IF_EXISTS deletes, origins in the feed ------------------- */
+
+static void test_replica(void **state)
+{
+    struct fx *f = *state;
+    struct hy_resource *r = mtp("default", "rep", "a"), *got = NULL;
+    r->version = 7;
+    r->origin = strdup("global");
+    r->meta->creation_time = hy_timestamp_now();
+    r->meta->creation_time->seconds = 1000;
+    r->meta->modification_time = hy_timestamp_now();
+    r->meta->modification_time->seconds = 2000;
+    struct hy_store_write w = {
+        .op = HY_STORE_PUT, .flags = HY_STORE_REPLICA, .r = r, .expect_version = HY_VERSION_NEW};
+    assert_int_equal(hy_store_apply(f->s, &w, 1, NULL), 0);
+    assert_int_equal(w.result, HY_STORE_CREATED);
+    assert_int_equal(w.version, 7);
+    assert_int_equal(hy_store_get(f->s, MTP, "default", "rep", &got), 0);
+    assert_int_equal(got->version, 7);
+    assert_int_equal(got->meta->creation_time->seconds, 1000);
+    assert_int_equal(got->meta->modification_time->seconds, 2000);
+    assert_string_equal(got->origin, "global");
+    hy_resource_free(got);
+    /* the same version and content again: unchanged, no revision */
+    uint64_t rev = hy_store_revision(f->s);
+    w.result = HY_STORE_CREATED;
+    assert_int_equal(hy_store_apply(f->s, &w, 1, NULL), 0);
+    assert_int_equal(w.result, HY_STORE_UNCHANGED);
+    assert_int_equal(hy_store_revision(f->s), rev);
+    /* a newer version with the same content is written: the source moved on */
+    r->version = 8;
+    assert_int_equal(hy_store_apply(f->s, &w, 1, NULL), 0);
+    assert_int_equal(w.result, HY_STORE_UPDATED);
+    assert_int_equal(w.version, 8);
+    /* replicas ignore CAS: expect_version says nothing about them */
+    r->version = 3;
+    w.expect_version = 99;
+    assert_int_equal(hy_store_apply(f->s, &w, 1, NULL), 0);
+    assert_int_equal(w.version, 3);
+    hy_resource_free(r);
+}
+
+static void test_delete_if_exists_and_origin(void **state)
+{
+    struct fx *f = *state;
+    struct hy_resource *r = mtp("default", "gone", NULL);
+    struct hy_store_write w = {.op = HY_STORE_DELETE,
+                               .flags = HY_STORE_IF_EXISTS,
+                               .r = r,
+                               .expect_version = HY_VERSION_ANY};
+    uint64_t rev = hy_store_revision(f->s);
+    assert_int_equal(hy_store_apply(f->s, &w, 1, NULL), 0);
+    assert_int_equal(w.result, HY_STORE_UNCHANGED);
+    assert_int_equal(hy_store_revision(f->s), rev);
+    w.flags = 0;
+    assert_int_equal(hy_store_apply(f->s, &w, 1, NULL), HY_ENOTFOUND);
+    /* the feed names each change's origin, deletes and cascades included */
+    r->origin = strdup("east");
+    struct hy_store_write p;
+    assert_int_equal(hy_store_put(f->s, r, HY_VERSION_ANY, &p), 0);
+    assert_int_equal(hy_store_delete(f->s, MTP, "default", "gone", HY_VERSION_ANY), 0);
+    struct hy_resource *m = of_type("Mesh", NULL, "default"), *d = mtp("default", "d", NULL);
+    d->origin = strdup("west");
+    assert_int_equal(hy_store_put(f->s, m, HY_VERSION_ANY, &p), 0);
+    assert_int_equal(hy_store_put(f->s, d, HY_VERSION_ANY, &p), 0);
+    assert_int_equal(hy_store_delete(f->s, "Mesh", NULL, "default", HY_VERSION_ANY), 0);
+    struct hy_store_changes c = {0};
+    assert_int_equal(hy_store_changes(f->s, rev, 0, &c), 0);
+    assert_int_equal(c.n, 6);
+    assert_string_equal(c.v[0].origin, "east"); /* put gone */
+    assert_string_equal(c.v[1].origin, "east"); /* delete gone */
+    assert_string_equal(c.v[2].origin, "");     /* put the mesh */
+    assert_string_equal(c.v[3].origin, "west"); /* put d */
+    assert_string_equal(c.v[4].origin, "west"); /* cascade delete of d */
+    assert_string_equal(c.v[5].origin, "");     /* delete the mesh */
+    hy_store_changes_fini(&c);
+    hy_resource_free(m);
+    hy_resource_free(d);
+    hy_resource_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1179,6 +1260,8 @@ int main(void)
         T(test_watch),
         T(test_concurrent),
         T(test_uv_watch),
+        T(test_replica),
+        T(test_delete_if_exists_and_origin),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,70 @@
+/* The KDS sync engine, apart from any socket: what one side sends (the
+ * changes to its store since the revision the peer acknowledged, or a
+ * snapshot when its change log no longer reaches back) and how the other
+ * side applies them (in one store transaction, so a resource never
+ * disappears and comes back). Both control planes use it, in both
+ * directions. */
+#ifndef HY_KDS_SYNC_H
+#define HY_KDS_SYNC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kds.pb-c.h"
+#include "store.h"
+
+/* Which resources belong to a stream: by type and origin (the resource's
+ * origin string, "" when it has none). */
+struct hy_kds_scope {
+    bool (*match)(void *ud, const struct hy_rtype *t, const char *origin);
+    void *ud;
+};
+
+#define HY_KDS_MAX_CHANGES 1000 /* changes read per message; more follow in the next */
+
+/* Builds the Changes that bring a peer which applied everything up to
+ * `since` up to date, for resources in scope: at most `max` change records
+ * (0 = HY_KDS_MAX_CHANGES) read from the log, each key sent once in its
+ * latest state; out->to is the last revision covered, so the caller sends
+ * again from there until out->to == hy_store_revision(). When the log no
+ * longer reaches back to `since` (or `since` is ahead of this store, which
+ * was then rebuilt), out is a snapshot of everything in scope with to = the
+ * current revision. On success *out is owned by the caller
+ * (hypha__v1__changes__free_unpacked); otherwise a negative code. */
+int hy_kds_collect(struct hy_store *s, uint64_t since, size_t max, const struct hy_kds_scope *scope,
+                   Hypha__V1__Changes **out);
+
+struct hy_kds_apply_opts {
+    /* Every incoming upsert and delete must be in this scope (its origin as
+     * sent); anything else fails the whole message: a zone may not send a
+     * Mesh. For deletes only the type is checked. */
+    const struct hy_kds_scope *accept;
+    /* Local resources a snapshot replaces: those in this scope and not in
+     * the snapshot are deleted in the same transaction. */
+    const struct hy_kds_scope *replace;
+    /* Rewrites an incoming resource before it is stored (origin, name,
+     * labels) and an incoming delete key the same way (name written into
+     * buf, at most size bytes). Either may be NULL. Return 0 or a negative
+     * code. */
+    int (*transform)(void *ud, struct hy_resource *r);
+    int (*transform_key)(void *ud, const Hypha__V1__ResourceKey *k, char *buf, size_t size);
+    void *ud;
+};
+
+struct hy_kds_applied {
+    size_t upserts, deletes; /* writes that changed something */
+    uint64_t revision;       /* local store revision after the commit */
+};
+
+/* Applies c in one transaction: upserts keep the version and times the
+ * sender's store gave them (HY_STORE_REPLICA), deletes of missing keys are
+ * no-ops, and a snapshot also deletes what it replaces. On failure nothing
+ * is written and err (if not NULL) says why, for a Nack. */
+int hy_kds_apply(struct hy_store *s, const Hypha__V1__Changes *c,
+                 const struct hy_kds_apply_opts *opts, struct hy_kds_applied *out, char *err,
+                 size_t errsize);
+
+/* Packs a KdsMessage into a new buffer (caller frees); NULL on ENOMEM. */
+uint8_t *hy_kds_pack(const Hypha__V1__KdsMessage *m, size_t *len);
+
+#endif

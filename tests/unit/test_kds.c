@@ -1,0 +1,330 @@
+/* Unit tests of the KDS sync engine on two real stores: deltas, snapshots
+ * past compaction, scopes, renames, chunking, and that a resync never
+ * deletes what it keeps. */
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "error.h"
+#include "kds_sync.h"
+#include "policies.pb-c.h"
+#include "poison.h"
+
+struct fx {
+    char da[64], db[64];
+    struct hy_store *a, *b; /* a: the sender ("global"), b: the receiver ("zone") */
+};
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    snprintf(f->da, sizeof(f->da), "/tmp/hy-test-kds-XXXXXX");
+    snprintf(f->db, sizeof(f->db), "/tmp/hy-test-kds-XXXXXX");
+    assert_non_null(mkdtemp(f->da));
+    assert_non_null(mkdtemp(f->db));
+    struct hy_store_config ca = {.path = f->da, .log_retention = 1000000};
+    struct hy_store_config cb = {.path = f->db, .log_retention = 1000000};
+    assert_int_equal(hy_store_open(&ca, &f->a), 0);
+    assert_int_equal(hy_store_open(&cb, &f->b), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    hy_store_close(f->a);
+    hy_store_close(f->b);
+    nftw(f->da, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    nftw(f->db, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* global -> zone: global-origin types (origin none or "global"), not secret */
+static bool to_zone(void *ud, const struct hy_rtype *t, const char *origin)
+{
+    (void)ud;
+    return t->origin == HY_ORIGIN_GLOBAL && (!origin || !origin[0] || !strcmp(origin, "global"));
+}
+
+/* zone -> global: zone-origin types written in zone "east" */
+static bool from_east(void *ud, const struct hy_rtype *t, const char *origin)
+{
+    (void)ud;
+    return t->origin == HY_ORIGIN_ZONE && (!origin || !strcmp(origin, "east"));
+}
+
+static const struct hy_kds_scope zone_scope = {to_zone, NULL};
+static const struct hy_kds_scope east_scope = {from_east, NULL};
+
+static struct hy_resource *make(const char *type, const char *mesh, const char *name,
+                                const char *origin)
+{
+    struct hy_resource *r = hy_resource_new(hy_rtype_by_name(type));
+    assert_non_null(r);
+    assert_int_equal(hy_resource_set_name(r, mesh, name), 0);
+    if (origin)
+        r->origin = strdup(origin);
+    return r;
+}
+
+static void put(struct hy_store *s, const char *type, const char *mesh, const char *name,
+                const char *origin, const char *label)
+{
+    struct hy_resource *r = make(type, mesh, name, origin);
+    if (label) {
+        r->meta->labels = calloc(1, sizeof(*r->meta->labels));
+        r->meta->labels[0] = malloc(sizeof(Hypha__V1__Meta__LabelsEntry));
+        hypha__v1__meta__labels_entry__init(r->meta->labels[0]);
+        r->meta->labels[0]->key = strdup("v");
+        r->meta->labels[0]->value = strdup(label);
+        r->meta->n_labels = 1;
+    }
+    struct hy_store_write w;
+    assert_int_equal(hy_store_put(s, r, HY_VERSION_ANY, &w), 0);
+    hy_resource_free(r);
+}
+
+static bool has(struct hy_store *s, const char *type, const char *mesh, const char *name)
+{
+    struct hy_resource *r = NULL;
+    int rc = hy_store_get(s, type, mesh, name, &r);
+    hy_resource_free(r);
+    return rc == 0;
+}
+
+/* Sends everything a has in scope since *since to b. */
+static Hypha__V1__Changes *sync(struct fx *f, uint64_t *since, struct hy_kds_applied *done)
+{
+    Hypha__V1__Changes *c = NULL;
+    assert_int_equal(hy_kds_collect(f->a, *since, 0, &zone_scope, &c), 0);
+    struct hy_kds_apply_opts o = {.accept = &zone_scope, .replace = &zone_scope};
+    char err[256];
+    int rc = hy_kds_apply(f->b, c, &o, done, err, sizeof(err));
+    if (rc)
+        fail_msg("apply: %s", err);
+    *since = c->to;
+    return c;
+}
+
+static void same_resource(struct fx *f, const char *type, const char *mesh, const char *name)
+{
+    struct hy_resource *x = NULL, *y = NULL;
+    assert_int_equal(hy_store_get(f->a, type, mesh, name, &x), 0);
+    assert_int_equal(hy_store_get(f->b, type, mesh, name, &y), 0);
+    size_t lx, ly;
+    uint8_t *px = hy_resource_pack(x, &lx), *py = hy_resource_pack(y, &ly);
+    assert_int_equal(lx, ly);
+    assert_memory_equal(px, py, lx);
+    free(px);
+    free(py);
+    hy_resource_free(x);
+    hy_resource_free(y);
+}
+
+static void test_delta(void **state)
+{
+    struct fx *f = *state;
+    put(f->a, "Mesh", NULL, "default", NULL, NULL);
+    put(f->a, "MeshTrafficPermission", "default", "p1", NULL, "1");
+    put(f->a, "MeshRetry", "default", "r1", NULL, NULL);
+    put(f->a, "Dataplane", "default", "east.web-1", "east", NULL); /* from a zone */
+    put(f->a, "MeshCaKey", "default", "ca-1", NULL, NULL);         /* secret */
+    put(f->a, "ZoneInsight", NULL, "east", NULL, NULL);            /* global-only system */
+    uint64_t since = 0;
+    struct hy_kds_applied done;
+    Hypha__V1__Changes *c = sync(f, &since, &done);
+    assert_false(c->snapshot);
+    assert_int_equal(c->to, hy_store_revision(f->a));
+    hypha__v1__changes__free_unpacked(c, NULL);
+    assert_int_equal(done.upserts, 4); /* mesh, p1, r1, zone insight */
+    same_resource(f, "Mesh", NULL, "default");
+    same_resource(f, "MeshTrafficPermission", "default", "p1");
+    assert_false(has(f->b, "Dataplane", "default", "east.web-1"));
+    assert_false(has(f->b, "MeshCaKey", "default", "ca-1"));
+
+    /* an update, a delete, a create and an update again: one state per key */
+    put(f->a, "MeshTrafficPermission", "default", "p1", NULL, "2");
+    assert_int_equal(hy_store_delete(f->a, "MeshRetry", "default", "r1", HY_VERSION_ANY), 0);
+    put(f->a, "MeshTimeout", "default", "t1", NULL, NULL);
+    put(f->a, "MeshTrafficPermission", "default", "p1", NULL, "3");
+    c = sync(f, &since, &done);
+    assert_int_equal(c->n_upserts, 2);
+    assert_int_equal(c->n_deletes, 1);
+    hypha__v1__changes__free_unpacked(c, NULL);
+    same_resource(f, "MeshTrafficPermission", "default", "p1");
+    same_resource(f, "MeshTimeout", "default", "t1");
+    assert_false(has(f->b, "MeshRetry", "default", "r1"));
+
+    /* nothing new: an empty message that still covers up to the revision */
+    c = sync(f, &since, &done);
+    assert_int_equal(c->n_upserts + c->n_deletes, 0);
+    assert_int_equal(done.upserts + done.deletes, 0);
+    hypha__v1__changes__free_unpacked(c, NULL);
+}
+
+static void test_snapshot_after_compaction(void **state)
+{
+    struct fx *f = *state;
+    put(f->a, "Mesh", NULL, "default", NULL, NULL);
+    put(f->a, "MeshTrafficPermission", "default", "keep", NULL, "1");
+    put(f->a, "MeshTrafficPermission", "default", "drop", NULL, "1");
+    uint64_t since = 0;
+    struct hy_kds_applied done;
+    hypha__v1__changes__free_unpacked(sync(f, &since, &done), NULL);
+    put(f->b, "Dataplane", "default", "local-dp", "east", NULL); /* the zone's own */
+    /* the sender moves on and compacts its log past the receiver */
+    assert_int_equal(
+        hy_store_delete(f->a, "MeshTrafficPermission", "default", "drop", HY_VERSION_ANY), 0);
+    put(f->a, "MeshTimeout", "default", "new", NULL, NULL);
+    assert_int_equal(hy_store_compact(f->a, hy_store_revision(f->a)), 0);
+    uint64_t b_before = hy_store_revision(f->b);
+    Hypha__V1__Changes *c = sync(f, &since, &done);
+    assert_true(c->snapshot);
+    hypha__v1__changes__free_unpacked(c, NULL);
+    assert_false(has(f->b, "MeshTrafficPermission", "default", "drop"));
+    assert_true(has(f->b, "MeshTrafficPermission", "default", "keep"));
+    assert_true(has(f->b, "MeshTimeout", "default", "new"));
+    assert_true(has(f->b, "Dataplane", "default", "local-dp")); /* outside the replace scope */
+    /* "keep" never disappeared: the receiver's log has no delete of it */
+    struct hy_store_changes ch = {0};
+    assert_int_equal(hy_store_changes(f->b, b_before, 0, &ch), 0);
+    for (size_t i = 0; i < ch.n; i++)
+        if (!strcmp(ch.v[i].name, "keep"))
+            fail_msg("keep was touched by the resync (op %d)", ch.v[i].op);
+    assert_int_equal(ch.n, 2); /* delete drop, create new */
+    hy_store_changes_fini(&ch);
+
+    /* a receiver ahead of the sender (the sender was rebuilt): snapshot */
+    since = hy_store_revision(f->a) + 100;
+    c = sync(f, &since, &done);
+    assert_true(c->snapshot);
+    assert_int_equal(done.upserts + done.deletes, 0);
+    hypha__v1__changes__free_unpacked(c, NULL);
+}
+
+static void test_accept_scope(void **state)
+{
+    struct fx *f = *state;
+    /* a Mesh that claims to come from a zone is not in the zone scope */
+    put(f->a, "Mesh", NULL, "evil", "east", NULL);
+    Hypha__V1__Changes *c = NULL;
+    assert_int_equal(hy_kds_collect(f->a, 0, 0, &zone_scope, &c), 0);
+    assert_int_equal(c->n_upserts, 0);
+    hypha__v1__changes__free_unpacked(c, NULL);
+    /* build the message by hand, as a hostile zone would */
+    c = malloc(sizeof(*c));
+    hypha__v1__changes__init(c);
+    struct hy_resource *m = make("Mesh", NULL, "evil", NULL);
+    size_t len;
+    uint8_t *p = hy_resource_pack(m, &len);
+    c->upserts = malloc(sizeof(*c->upserts));
+    c->upserts[0] = hypha__v1__envelope__unpack(NULL, len, p);
+    c->n_upserts = 1;
+    free(p);
+    hy_resource_free(m);
+    struct hy_kds_apply_opts o = {.accept = &east_scope, .replace = &east_scope};
+    char err[256];
+    uint64_t rev = hy_store_revision(f->b);
+    assert_int_equal(hy_kds_apply(f->b, c, &o, NULL, err, sizeof(err)), HY_EINVAL);
+    assert_string_equal(err, "Mesh evil may not be sent on this stream");
+    assert_int_equal(hy_store_revision(f->b), rev);
+    hypha__v1__changes__free_unpacked(c, NULL);
+}
+
+/* The global CP names a zone's resources "<zone>.<name>". */
+static int rename_east(void *ud, struct hy_resource *r)
+{
+    (void)ud;
+    char name[300];
+    snprintf(name, sizeof(name), "east.%s", r->meta->name);
+    free(r->origin);
+    r->origin = strdup("east");
+    return hy_resource_set_name(r, r->meta->mesh, name);
+}
+
+static int rename_key(void *ud, const Hypha__V1__ResourceKey *k, char *buf, size_t size)
+{
+    (void)ud;
+    snprintf(buf, size, "east.%s", k->name);
+    return 0;
+}
+
+static void test_zone_to_global_rename(void **state)
+{
+    struct fx *f = *state;
+    put(f->a, "Mesh", NULL, "default", "global", NULL); /* synced down: not sent back */
+    put(f->a, "Dataplane", "default", "web-1", "east", NULL);
+    put(f->a, "ZoneIngress", NULL, "ingress", "east", NULL);
+    put(f->a, "ZoneIngress", NULL, "west.ingress", "west", NULL); /* another zone's copy */
+    Hypha__V1__Changes *c = NULL;
+    assert_int_equal(hy_kds_collect(f->a, 0, 0, &east_scope, &c), 0);
+    assert_int_equal(c->n_upserts, 2);
+    struct hy_kds_apply_opts o = {
+        .accept = &east_scope, .transform = rename_east, .transform_key = rename_key};
+    assert_int_equal(hy_kds_apply(f->b, c, &o, NULL, NULL, 0), 0);
+    hypha__v1__changes__free_unpacked(c, NULL);
+    assert_true(has(f->b, "Dataplane", "default", "east.web-1"));
+    assert_true(has(f->b, "ZoneIngress", NULL, "east.ingress"));
+    assert_false(has(f->b, "ZoneIngress", NULL, "east.west.ingress"));
+    uint64_t since = hy_store_revision(f->a);
+    assert_int_equal(hy_store_delete(f->a, "Dataplane", "default", "web-1", HY_VERSION_ANY), 0);
+    assert_int_equal(hy_kds_collect(f->a, since, 0, &east_scope, &c), 0);
+    assert_int_equal(c->n_deletes, 1);
+    assert_int_equal(hy_kds_apply(f->b, c, &o, NULL, NULL, 0), 0);
+    hypha__v1__changes__free_unpacked(c, NULL);
+    assert_false(has(f->b, "Dataplane", "default", "east.web-1"));
+}
+
+static void test_chunks(void **state)
+{
+    struct fx *f = *state;
+    put(f->a, "Mesh", NULL, "default", NULL, NULL);
+    char name[32];
+    for (int i = 0; i < 2500; i++) {
+        snprintf(name, sizeof(name), "p-%04d", i);
+        put(f->a, "MeshTrafficPermission", "default", name, NULL, NULL);
+    }
+    uint64_t since = 0, rev = hy_store_revision(f->a);
+    int rounds = 0;
+    struct hy_kds_applied done;
+    while (since < rev) {
+        Hypha__V1__Changes *c = sync(f, &since, &done);
+        assert_true(c->n_upserts <= HY_KDS_MAX_CHANGES);
+        hypha__v1__changes__free_unpacked(c, NULL);
+        rounds++;
+    }
+    assert_int_equal(rounds, 3);
+    struct hy_store_page page = {0};
+    assert_int_equal(hy_store_list(f->b, "MeshTrafficPermission", "default", NULL, 1, &page), 0);
+    assert_int_equal(page.total, 2500);
+    hy_store_page_fini(&page);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        T(test_delta),        T(test_snapshot_after_compaction),
+        T(test_accept_scope), T(test_zone_to_global_rename),
+        T(test_chunks),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
