@@ -6,45 +6,31 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "api.h"
-#include "config.h"
-#include "http_server.h"
-#include "log.h"
-#include "metrics.h"
-#include "store.h"
+#include "cp.h"
 
 /* Configuration (one table in main.c drives flags, env and the file). */
 struct hy_global_cfg {
-    char *data_dir;                 /* LMDB store, keys and generated certificates */
-    struct hy_addr api_address;     /* plain HTTP API, loopback by default */
-    struct hy_addr api_tls_address; /* HTTPS API, only with a certificate */
-    char *api_tls_cert;
-    char *api_tls_key;
+    struct hy_cp_cfg cp;
     struct hy_addr kds_address;
-    uint64_t max_body;       /* bytes */
-    uint64_t store_map_size; /* bytes */
-    enum hy_log_level log_level;
+    char *kds_tls_cert; /* made in the data dir at first start when not given */
+    char *kds_tls_key;
+    uint64_t kds_max_message; /* bytes */
 };
 
 struct hy_token_key;
+struct hy_kds_server;
 
 struct hy_global {
+    struct hy_cp cp; /* first: the base */
     const struct hy_global_cfg *cfg;
-    uv_loop_t *loop;
-    struct hy_store *store;
-    struct hy_metrics *metrics;
-    struct hy_metric *requests, *durations;
-    struct hy_http_server *http;
-    struct hy_api api;
     struct hy_token_key *token_key;
-    char admin_token[65];
-    char instance_id[64];
+    struct hy_kds_server *kds;
 };
 
 /* Opens the data dir (creating the store, the token signing key and the
- * admin token at first start) and starts the API listeners on g->loop.
- * Logs and returns a negative code on failure; hy_global_close undoes a
- * partial open. */
+ * admin token at first start) and starts the API and KDS listeners on
+ * loop. Logs and returns a negative code on failure; hy_global_close undoes
+ * a partial open. */
 int hy_global_open(struct hy_global *g, const struct hy_global_cfg *cfg, uv_loop_t *loop);
 /* Stops listening; run the loop afterwards until the servers' handles have
  * closed, then hy_global_close. */
@@ -54,9 +40,6 @@ void hy_global_close(struct hy_global *g);
 
 /* The batch hook that creates mesh root CAs (mesh_ca.c). */
 int hy_global_mesh_ca_hook(void *ud, struct hy_api_batch *b, struct hy_diag *d);
-
-/* data_dir/name into buf; HY_ETOOBIG if it does not fit. */
-int hy_global_path(const struct hy_global *g, const char *name, char *buf, size_t size);
 
 /* The token signing key: loaded from the data dir or made at first start
  * (tokens.c). */
@@ -71,9 +54,8 @@ struct hy_token_failure;
 int hy_global_verify_zone_token(struct hy_global *g, const char *token,
                                 struct hy_token_claims *claims, struct hy_token_failure *why);
 
-/* Zone token endpoints (tokens.c): POST /tokens/zone, POST /tokens/revocations.
- * Returns false when the path is not theirs. */
-bool hy_global_tokens_handle(struct hy_global *g, const struct hy_http_req *req,
-                             struct hy_http_resp *resp);
+/* Zone token endpoints (tokens.c): POST /tokens/zone, POST /tokens/revocations,
+ * POST /tokens/zone/verify. Returns false when the path is not theirs. */
+bool hy_global_tokens_handle(void *g, const struct hy_http_req *req, struct hy_http_resp *resp);
 
 #endif

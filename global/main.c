@@ -14,24 +14,15 @@
 #define O(field) offsetof(struct hy_global_cfg, field)
 
 static const struct hy_option options[] = {
-    {"data-dir", "HYPHA_DATA_DIR", "dataDir", HY_OPT_STRING, O(data_dir), "./hypha-global-data",
-     "directory of the store, the token signing key, the admin token and certificates"},
-    {"api-address", "HYPHA_API_ADDRESS", "apiAddress", HY_OPT_ADDRESS, O(api_address),
-     "127.0.0.1:5681", "HTTP API address (port 0 picks a free port)"},
-    {"api-tls-address", "HYPHA_API_TLS_ADDRESS", "apiTlsAddress", HY_OPT_ADDRESS,
-     O(api_tls_address), "0.0.0.0:5682", "HTTPS API address, served when a certificate is given"},
-    {"api-tls-cert", "HYPHA_API_TLS_CERT", "apiTlsCert", HY_OPT_STRING, O(api_tls_cert), NULL,
-     "PEM certificate of the HTTPS API"},
-    {"api-tls-key", "HYPHA_API_TLS_KEY", "apiTlsKey", HY_OPT_STRING, O(api_tls_key), NULL,
-     "PEM private key of the HTTPS API"},
+    HY_CP_OPTIONS(struct hy_global_cfg, cp, "./hypha-global-data"),
     {"kds-address", "HYPHA_KDS_ADDRESS", "kdsAddress", HY_OPT_ADDRESS, O(kds_address),
      "0.0.0.0:5685", "KDS address zones connect to (wss)"},
-    {"api-max-body", "HYPHA_API_MAX_BODY", "apiMaxBody", HY_OPT_SIZE, O(max_body), "1Mi",
-     "largest request body the API accepts"},
-    {"store-map-size", "HYPHA_STORE_MAP_SIZE", "storeMapSize", HY_OPT_SIZE, O(store_map_size),
-     "1Gi", "maximum size of the LMDB store"},
-    {"log-level", "HYPHA_LOG_LEVEL", "logLevel", HY_OPT_LOG_LEVEL, O(log_level), "info",
-     "debug, info, warn or error"},
+    {"kds-tls-cert", "HYPHA_KDS_TLS_CERT", "kdsTlsCert", HY_OPT_STRING, O(kds_tls_cert), NULL,
+     "PEM certificate of the KDS server (made in the data dir at first start if not given)"},
+    {"kds-tls-key", "HYPHA_KDS_TLS_KEY", "kdsTlsKey", HY_OPT_STRING, O(kds_tls_key), NULL,
+     "PEM private key of the KDS server"},
+    {"kds-max-message", "HYPHA_KDS_MAX_MESSAGE", "kdsMaxMessage", HY_OPT_SIZE, O(kds_max_message),
+     "4Mi", "largest KDS message; a larger one closes that zone's connection"},
 };
 
 static const struct hy_config_spec spec = {
@@ -65,7 +56,7 @@ int main(int argc, char **argv)
         hy_config_fini(&spec, &cfg);
         return rc < 0 ? 2 : 0;
     }
-    hy_log_threshold = cfg.log_level;
+    hy_log_threshold = cfg.cp.log_level;
     signal(SIGPIPE, SIG_IGN);
 
     uv_loop_t loop;

@@ -123,7 +123,7 @@ int hy_global_mesh_ca_hook(void *ud, struct hy_api_batch *b, struct hy_diag *d)
             if (strcmp(be->name, m->mtls->enabled_backend) != 0 ||
                 be->type != HYPHA__V1__CERTIFICATE_AUTHORITY_BACKEND__TYPE__builtin)
                 continue;
-            if (trust_exists(g->store, r->meta->name, be->name) ||
+            if (trust_exists(g->cp.store, r->meta->name, be->name) ||
                 in_batch(b, "MeshTrust", r->meta->name, be->name))
                 continue;
             int rc = make_root(b, r->meta->name, be, d);

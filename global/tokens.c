@@ -20,7 +20,7 @@
 int hy_global_tokens_open(struct hy_global *g)
 {
     char path[4096];
-    if (hy_global_path(g, "token-signing.key", path, sizeof(path)) < 0)
+    if (hy_cp_path(&g->cp, "token-signing.key", path, sizeof(path)) < 0)
         return HY_ETOOBIG;
     int rc = hy_token_key_load(path, &g->token_key);
     if (rc == 0) {
@@ -55,7 +55,7 @@ static bool is_revoked(const char *jti, void *arg)
 {
     struct hy_global *g = arg;
     struct hy_resource *r = NULL;
-    if (hy_store_get(g->store, "TokenRevocation", NULL, jti, &r) < 0)
+    if (hy_store_get(g->cp.store, "TokenRevocation", NULL, jti, &r) < 0)
         return false;
     hy_resource_free(r);
     return true;
@@ -158,7 +158,7 @@ static void revoke_token(struct hy_global *g, const struct hy_http_req *req,
     if (!t->kind || !t->revoked_at)
         goto out_nomem;
     struct hy_store_write w;
-    int rc = hy_store_put(g->store, res, HY_VERSION_ANY, &w);
+    int rc = hy_store_put(g->cp.store, res, HY_VERSION_ANY, &w);
     if (rc < 0) {
         hy_http_error(resp, 500, "Store error", hy_strerror(rc), NULL);
         goto out;
@@ -217,9 +217,9 @@ static void verify_token(struct hy_global *g, const struct hy_http_req *req,
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
-bool hy_global_tokens_handle(struct hy_global *g, const struct hy_http_req *req,
-                             struct hy_http_resp *resp)
+bool hy_global_tokens_handle(void *ud, const struct hy_http_req *req, struct hy_http_resp *resp)
 {
+    struct hy_global *g = ud;
     static const struct {
         const char *path;
         void (*fn)(struct hy_global *, const struct hy_http_req *, struct hy_http_resp *);

@@ -1,0 +1,129 @@
+/* What the global and zone control planes share: the data directory (LMDB
+ * store, admin token), process and API metrics, the HTTP API listeners with
+ * the admin-token rule for non-loopback clients, and the router that puts
+ * /metrics and the binary's own paths in front of the resource API. */
+#ifndef HY_CP_H
+#define HY_CP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "api.h"
+#include "config.h"
+#include "http_server.h"
+#include "log.h"
+#include "metrics.h"
+#include "store.h"
+
+/* Options both control planes take (each binary's table points at these). */
+struct hy_cp_cfg {
+    char *data_dir;
+    struct hy_addr api_address;     /* plain HTTP, loopback by default */
+    struct hy_addr api_tls_address; /* HTTPS, only with a certificate */
+    char *api_tls_cert;
+    char *api_tls_key;
+    uint64_t max_body;       /* bytes */
+    uint64_t store_map_size; /* bytes */
+    enum hy_log_level log_level;
+};
+
+/* The option-table rows of struct hy_cp_cfg, for a binary whose config
+ * struct S holds it as member M; default_dir is that binary's data dir. */
+#define HY_CP_OPTIONS(S, M, default_dir)                                                           \
+    {"data-dir",                                                                                   \
+     "HYPHA_DATA_DIR",                                                                             \
+     "dataDir",                                                                                    \
+     HY_OPT_STRING,                                                                                \
+     offsetof(S, M.data_dir),                                                                      \
+     default_dir,                                                                                  \
+     "directory of the store, keys, the admin token and certificates"},                            \
+        {"api-address",                                                                            \
+         "HYPHA_API_ADDRESS",                                                                      \
+         "apiAddress",                                                                             \
+         HY_OPT_ADDRESS,                                                                           \
+         offsetof(S, M.api_address),                                                               \
+         "127.0.0.1:5681",                                                                         \
+         "HTTP API address (port 0 picks a free port)"},                                           \
+        {"api-tls-address",                                                                        \
+         "HYPHA_API_TLS_ADDRESS",                                                                  \
+         "apiTlsAddress",                                                                          \
+         HY_OPT_ADDRESS,                                                                           \
+         offsetof(S, M.api_tls_address),                                                           \
+         "0.0.0.0:5682",                                                                           \
+         "HTTPS API address, served when a certificate is given"},                                 \
+        {"api-tls-cert",                                                                           \
+         "HYPHA_API_TLS_CERT",                                                                     \
+         "apiTlsCert",                                                                             \
+         HY_OPT_STRING,                                                                            \
+         offsetof(S, M.api_tls_cert),                                                              \
+         NULL,                                                                                     \
+         "PEM certificate of the HTTPS API"},                                                      \
+        {"api-tls-key",                                                                            \
+         "HYPHA_API_TLS_KEY",                                                                      \
+         "apiTlsKey",                                                                              \
+         HY_OPT_STRING,                                                                            \
+         offsetof(S, M.api_tls_key),                                                               \
+         NULL,                                                                                     \
+         "PEM private key of the HTTPS API"},                                                      \
+        {"api-max-body",                                                                           \
+         "HYPHA_API_MAX_BODY",                                                                     \
+         "apiMaxBody",                                                                             \
+         HY_OPT_SIZE,                                                                              \
+         offsetof(S, M.max_body),                                                                  \
+         "1Mi",                                                                                    \
+         "largest request body the API accepts"},                                                  \
+        {"store-map-size",                                                                         \
+         "HYPHA_STORE_MAP_SIZE",                                                                   \
+         "storeMapSize",                                                                           \
+         HY_OPT_SIZE,                                                                              \
+         offsetof(S, M.store_map_size),                                                            \
+         "1Gi",                                                                                    \
+         "maximum size of the LMDB store"},                                                        \
+    {                                                                                              \
+        "log-level", "HYPHA_LOG_LEVEL", "logLevel", HY_OPT_LOG_LEVEL, offsetof(S, M.log_level),    \
+            "info", "debug, info, warn or error"                                                   \
+    }
+
+struct hy_cp;
+
+/* A binary's own paths, tried before the resource API; returns false when
+ * the path is not its. */
+typedef bool (*hy_cp_handler_fn)(void *ud, const struct hy_http_req *req,
+                                 struct hy_http_resp *resp);
+
+struct hy_cp {
+    const struct hy_cp_cfg *cfg;
+    const char *component; /* "global" or "zone", for logs */
+    uv_loop_t *loop;
+    struct hy_store *store;
+    struct hy_metrics *metrics;
+    struct hy_metric *requests, *durations;
+    struct hy_http_server *http;
+    struct hy_api api;
+    hy_cp_handler_fn extra;
+    void *extra_ud;
+    char admin_token[65];
+    char instance_id[64];
+};
+
+/* Opens the data dir (created 0700), the store, the admin token (made at
+ * first start, 0600) and the metrics; fills instance_id. component names
+ * the binary in logs and GET /. On failure logs why and returns a negative
+ * code; hy_cp_close undoes a partial open. */
+int hy_cp_open(struct hy_cp *cp, const struct hy_cp_cfg *cfg, const char *component,
+               uv_loop_t *loop);
+/* Starts the API listeners. Set cp->api (store, mode, hooks) and
+ * cp->extra before. Logs "API listening on http://HOST:PORT" (and https). */
+int hy_cp_listen(struct hy_cp *cp);
+/* Stops listening; run the loop until lws has closed its handles, then
+ * hy_cp_close. */
+void hy_cp_stop(struct hy_cp *cp);
+void hy_cp_close(struct hy_cp *cp);
+
+/* data_dir/name into buf; HY_ETOOBIG if it does not fit. */
+int hy_cp_path(const struct hy_cp *cp, const char *name, char *buf, size_t size);
+/* Writes nbytes random bytes as 2*nbytes hex characters and a NUL. */
+int hy_cp_random_hex(char *out, size_t nbytes);
+
+#endif
