@@ -1,0 +1,248 @@
+/* The wss server: one lws context with one TLS vhost on the caller's libuv
+ * loop, one websocket subprotocol, connections kept in lws's per-session
+ * memory (struct hy_ws_conn). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+#include "ws_int.h"
+#include "poison.h"
+
+struct hy_ws_server {
+    struct hy_ws_ep ep;
+    uv_loop_t *loop;
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    char *subprotocol;
+    struct lws_protocols protocols[2]; /* lws keeps pointers to these */
+    uv_timer_t *defer;                 /* runs a stop asked for inside a callback; NULL */
+    struct hy_ws_reaper *reaper;       /* set once the context is being destroyed */
+    SSL_CTX *client_ctx;               /* unused by us; stops lws from making one */
+};
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    struct hy_ws_conn *c = user;
+    struct hy_ws_server *s = lws_get_vhost(wsi) ? lws_get_vhost_user(lws_get_vhost(wsi)) : NULL;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        /* lws refuses unknown subprotocols itself but binds a request with
+         * none to protocols[0]: refuse that here */
+        if (!in || !*(const char *)in) {
+            char peer[64] = "";
+            lws_get_peer_simple(wsi, peer, sizeof(peer));
+            hy_log(HY_LOG_WARN, "ws", "server: refused a websocket from %s without subprotocol %s",
+                   peer, s ? s->subprotocol : "?");
+            return 1;
+        }
+        return 0;
+    case LWS_CALLBACK_ESTABLISHED: {
+        char peer[64] = "";
+        lws_get_peer_simple(wsi, peer, sizeof(peer));
+        memset(c, 0, sizeof(*c));
+        c->ep = &s->ep;
+        hy_ws_conn_opened(c, wsi, peer);
+        return 0;
+    }
+    case LWS_CALLBACK_RECEIVE:
+        return c && c->ep ? hy_ws_conn_receive(c, in, len) : -1;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (c && c->ep)
+            hy_ws_conn_pong(c);
+        return 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (c && c->ep)
+            hy_ws_conn_peer_close(c, in, len);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return c && c->ep ? hy_ws_conn_writeable(c) : 0;
+    case LWS_CALLBACK_CLOSED:
+        if (c && c->ep)
+            hy_ws_conn_closed(c, s && s->ep.stopping ? "server stopping" : "connection lost");
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        return -1; /* plain HTTP on a websocket-only port */
+    default:
+        return 0;
+    }
+}
+
+/* Splits "host:port" / "[v6]:port"; an empty host means every interface. */
+static int split_address(const char *addr, char *host, size_t hsize, int *port)
+{
+    const char *colon = addr ? strrchr(addr, ':') : NULL;
+    if (!colon)
+        return HY_EINVAL;
+    const char *h = addr;
+    size_t hl = (size_t)(colon - addr);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    if (hl >= hsize)
+        return HY_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p < 0 || p > 65535 || !colon[1])
+        return HY_EINVAL;
+    *port = (int)p;
+    return 0;
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void do_stop(struct hy_ws_server *s)
+{
+    if (s->defer) {
+        uv_close((uv_handle_t *)s->defer, free_handle);
+        s->defer = NULL;
+    }
+    if (s->ctx) {
+        s->reaper = hy_ws_reaper_start(s->loop, s->ctx);
+        s->ctx = NULL;
+        s->vhost = NULL;
+    }
+}
+
+static void on_defer(uv_timer_t *t)
+{
+    do_stop(t->data);
+}
+
+int hy_ws_server_new(const struct hy_ws_server_config *cfg, struct hy_ws_server **out)
+{
+    char host[256];
+    int port;
+    if (!cfg->loop || !cfg->subprotocol || !cfg->subprotocol[0] ||
+        split_address(cfg->address, host, sizeof(host), &port) < 0) {
+        hy_log(HY_LOG_ERROR, "ws", "server: invalid config (address \"%s\", subprotocol \"%s\")",
+               cfg->address ? cfg->address : "", cfg->subprotocol ? cfg->subprotocol : "");
+        return HY_EINVAL;
+    }
+    if (!cfg->tls_cert || !cfg->tls_key || access(cfg->tls_cert, R_OK) < 0 ||
+        access(cfg->tls_key, R_OK) < 0) {
+        hy_log(HY_LOG_ERROR, "ws",
+               "server %s: cannot read the TLS certificate \"%s\" or key \"%s\"", cfg->address,
+               cfg->tls_cert ? cfg->tls_cert : "(none)", cfg->tls_key ? cfg->tls_key : "(none)");
+        return HY_EINVAL;
+    }
+    struct hy_ws_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return HY_ENOMEM;
+    int rc = hy_ws_ep_init(&s->ep, &cfg->limits, &cfg->cb, cfg->ud, "server");
+    if (rc < 0)
+        goto out_free;
+    rc = HY_ENOMEM;
+    s->loop = cfg->loop;
+    s->subprotocol = strdup(cfg->subprotocol);
+    if (!s->subprotocol)
+        goto out_free;
+    s->protocols[0] = (struct lws_protocols){
+        .name = s->subprotocol,
+        .callback = callback,
+        .per_session_data_size = sizeof(struct hy_ws_conn),
+        .rx_buffer_size = HY_WS_FRAG,
+    };
+    hy_ws_log_init();
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    void *loops[1] = {cfg->loop};
+    info.foreign_loops = loops;
+    /* crashes must crash (and reach ASan), not spin in lws' handler */
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                   LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                   LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    rc = HY_EINVAL;
+    s->ctx = lws_create_context(&info);
+    if (!s->ctx) {
+        hy_log(HY_LOG_ERROR, "ws", "server: cannot create the libwebsockets context");
+        goto out_free;
+    }
+    struct lws_context_creation_info v;
+    memset(&v, 0, sizeof(v));
+    v.vhost_name = "ws";
+    v.port = port;
+    v.iface = host[0] ? host : NULL;
+    v.protocols = s->protocols;
+    v.user = s;
+    v.ssl_cert_filepath = cfg->tls_cert;
+    v.ssl_private_key_filepath = cfg->tls_key;
+    v.alpn = "http/1.1"; /* websockets over HTTP/1.1 only */
+    v.timeout_secs = HY_WS_HANDSHAKE_SEC;
+    v.retry_and_idle_policy = &s->ep.policy;
+    /* lws would give this server vhost a client SSL_CTX too, loaded with
+     * the system CAs, which it may later fail to free: hand it ours */
+    bool failed;
+    s->client_ctx = hy_ws_tls_client_ctx(NULL, &failed);
+    v.provided_client_ssl_ctx = s->client_ctx;
+    /* lws enables TLS on a vhost only with this option on it too */
+    v.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    if (!strchr(host, ':'))
+        v.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    s->vhost = lws_create_vhost(s->ctx, &v);
+    if (!s->vhost) {
+        hy_log(HY_LOG_ERROR, "ws",
+               "server: cannot listen on %s (address in use, or a bad TLS certificate or key)",
+               cfg->address);
+        goto out_free;
+    }
+    hy_log(HY_LOG_INFO, "ws", "server: listening on %s (wss, subprotocol %s)", cfg->address,
+           s->subprotocol);
+    *out = s;
+    return 0;
+
+out_free:
+    hy_ws_server_free(s);
+    return rc;
+}
+
+int hy_ws_server_port(const struct hy_ws_server *s)
+{
+    return s && s->vhost ? lws_get_vhost_listen_port(s->vhost) : 0;
+}
+
+size_t hy_ws_server_nconns(const struct hy_ws_server *s)
+{
+    return s ? s->ep.nopen : 0;
+}
+
+void hy_ws_server_stop(struct hy_ws_server *s)
+{
+    if (!s || s->ep.stopping)
+        return;
+    s->ep.stopping = true;
+    if (s->ep.depth > 0) { /* inside our own callback: lws is on the stack */
+        s->defer = malloc(sizeof(*s->defer));
+        if (s->defer) {
+            uv_timer_init(s->loop, s->defer);
+            s->defer->data = s;
+            uv_timer_start(s->defer, on_defer, 0, 0);
+            return;
+        }
+    }
+    do_stop(s);
+}
+
+void hy_ws_server_free(struct hy_ws_server *s)
+{
+    if (!s)
+        return;
+    s->ep.stopping = true;
+    do_stop(s);
+    hy_ws_reaper_release(s->reaper); /* frees the context now or after a few iterations */
+    hy_ws_tls_ctx_free(s->client_ctx);
+    free(s->subprotocol);
+    free(s);
+}
