@@ -11,6 +11,7 @@
 #include "error.h"
 #include "http_server.h"
 #include "log.h"
+#include "ws_int.h"
 #include "poison.h"
 
 #define CHUNK 16384
@@ -25,9 +26,10 @@ struct vh_data {
 struct hy_http_server {
     struct hy_http_server_config cfg;
     struct lws_context *ctx;
-    bool stopping;
+    struct hy_ws_reaper *reaper; /* set once stopping: finishes lws's two-step destroy */
     struct lws_vhost **vhosts;
     struct vh_data *vhd;
+    SSL_CTX *client_ctx; /* given to TLS vhosts so lws makes none (ws_tls.c says why) */
     size_t nvhosts;
 };
 
@@ -398,8 +400,13 @@ int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_s
         v.keepalive_timeout = 30;
         v.ssl_cert_filepath = l->tls_cert;
         v.ssl_private_key_filepath = l->tls_key;
-        if (l->tls_cert) /* lws enables TLS on a vhost only with this option on it too */
+        if (l->tls_cert) { /* lws enables TLS on a vhost only with this option on it too */
             v.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+            bool failed = false;
+            if (!s->client_ctx)
+                s->client_ctx = hy_ws_tls_client_ctx(NULL, &failed);
+            v.provided_client_ssl_ctx = s->client_ctx;
+        }
         if (strchr(host, ':') == NULL)
             v.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
         s->vhosts[i] = lws_create_vhost(s->ctx, &v);
@@ -424,22 +431,19 @@ int hy_http_server_port(const struct hy_http_server *s, size_t i)
 
 void hy_http_server_stop(struct hy_http_server *s)
 {
-    if (s && s->ctx && !s->stopping) {
-        s->stopping = true;
-        lws_context_destroy(s->ctx);
-    }
+    /* lws 4.1 on a foreign loop destroys a context in two steps with loop
+     * turns in between; the reaper (ws_conn.c) does the second when safe. */
+    if (s && s->ctx && !s->reaper)
+        s->reaper = hy_ws_reaper_start(s->cfg.loop, s->ctx);
 }
 
 void hy_http_server_free(struct hy_http_server *s)
 {
     if (!s)
         return;
-    /* lws 4.1 on a foreign loop: the first destroy (stop) starts closing
-     * its handles, the loop runs their close callbacks, and this second
-     * call frees the context. */
     hy_http_server_stop(s);
-    if (s->ctx)
-        lws_context_destroy(s->ctx);
+    hy_ws_reaper_release(s->reaper);
+    hy_ws_tls_ctx_free(s->client_ctx);
     free(s->vhosts);
     free(s->vhd);
     free(s);
