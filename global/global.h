@@ -38,7 +38,13 @@ void hy_global_stop(struct hy_global *g);
 /* Frees everything and closes the store. */
 void hy_global_close(struct hy_global *g);
 
-/* The batch hook that creates mesh root CAs (mesh_ca.c). */
+/* The KDS server (kds_server.c): start after the API, stop with it. */
+int hy_kds_server_start(struct hy_global *g);
+void hy_kds_server_stop(struct hy_global *g);
+void hy_kds_server_free(struct hy_global *g);
+
+/* The batch hook of user writes (mesh_ca.c): creates mesh root CAs, and
+ * takes a deleted Zone's resources along with it. */
 int hy_global_mesh_ca_hook(void *ud, struct hy_api_batch *b, struct hy_diag *d);
 
 /* The token signing key: loaded from the data dir or made at first start

@@ -1,8 +1,10 @@
-/* Mesh root CAs: when a Mesh names a builtin CA backend that has no root
- * yet, the global CP makes one (ECDSA P-256) and stores its certificate
- * (MeshTrust, synced to zones) and key (MeshCaKey, secret) in the same
- * transaction as the Mesh. */
+/* The global CP's hook on user writes. Mesh root CAs: when a Mesh names a
+ * builtin CA backend that has no root yet, the global CP makes one (ECDSA
+ * P-256) and stores its certificate (MeshTrust, synced to zones) and key
+ * (MeshCaKey, secret) in the same transaction as the Mesh. Zones: deleting
+ * one deletes what it synced here. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -107,12 +109,57 @@ out:
     return rc;
 }
 
+/* Deleting a Zone takes what it synced here along (and its insight), in
+ * the same transaction; KDS then tells the other zones. */
+static int drop_zone(struct hy_global *g, struct hy_api_batch *b, const char *zone)
+{
+    size_t nt;
+    const struct hy_rtype *types = hy_rtype_all(&nt);
+    for (size_t i = 0; i < nt; i++) {
+        char *after = NULL;
+        do {
+            struct hy_store_page page = {0};
+            int rc = hy_store_list(g->cp.store, types[i].name, NULL, after, 500, &page);
+            free(after);
+            after = NULL;
+            if (rc < 0)
+                return rc;
+            for (size_t k = 0; k < page.n && rc == 0; k++) {
+                struct hy_resource *r = page.items[k];
+                bool insight =
+                    !strcmp(r->type->name, "ZoneInsight") && !strcmp(r->meta->name, zone);
+                if (!insight && !(r->origin && !strcmp(r->origin, zone)))
+                    continue;
+                rc = hy_api_batch_add(b, HY_STORE_DELETE, r, HY_VERSION_ANY);
+                if (rc == 0) {
+                    b->w[b->n - 1].flags = HY_STORE_IF_EXISTS;
+                    page.items[k] = NULL;
+                }
+            }
+            after = page.next;
+            page.next = NULL;
+            hy_store_page_fini(&page);
+            if (rc < 0) {
+                free(after);
+                return rc;
+            }
+        } while (after);
+    }
+    return 0;
+}
+
 int hy_global_mesh_ca_hook(void *ud, struct hy_api_batch *b, struct hy_diag *d)
 {
     struct hy_global *g = ud;
     size_t n = b->n; /* only the user's writes: what we add is not revisited */
     for (size_t i = 0; i < n; i++) {
         const struct hy_resource *r = b->w[i].r;
+        if (b->w[i].op == HY_STORE_DELETE && !strcmp(r->type->name, "Zone")) {
+            int rc = drop_zone(g, b, r->meta->name);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
         if (b->w[i].op != HY_STORE_PUT || strcmp(r->type->name, "Mesh") != 0)
             continue;
         const Hypha__V1__Mesh *m = (const Hypha__V1__Mesh *)r->spec;

@@ -51,8 +51,9 @@ enum hy_store_result {
 };
 
 /* Flags of a write. */
-#define HY_STORE_REPLICA 0x1   /* PUT: store r as another store had it: its version and \
-                                  meta times are kept, no CAS; UNCHANGED when the stored \
+#define HY_STORE_REPLICA                                                                           \
+    0x1                        /* PUT: store r as another store had it: its version and            \
+                                  meta times are kept, no CAS; UNCHANGED when the stored           \
                                   copy has the same version and content */
 #define HY_STORE_IF_EXISTS 0x2 /* DELETE: a missing key is not an error (result UNCHANGED) */
 

@@ -68,6 +68,46 @@ hy_start_global() {
     hy_wait_for 10 "${prefix[@]}" curl -sf "$GLOBAL_URL/ready"
 }
 
+# hy_free_port: prints a TCP port free on 127.0.0.1 right now (for a
+# process that must come back on the same port after a restart).
+hy_free_port() {
+    local p
+    for _ in $(seq 1 50); do
+        p=$((10000 + RANDOM % 20000)) # below the ephemeral range (32768+)
+        (: </dev/tcp/127.0.0.1/"$p") 2>/dev/null || { echo "$p"; return 0; }
+    done
+    return 1
+}
+
+# hy_start_zone NAME [ARGS...]: starts hypha-zone NAME with its data in
+# $HY_TMP/zone-NAME, federated with the global CP started by
+# hy_start_global (KDS at $KDS_PORT, CA $GLOBAL_DATA/kds/ca.pem) using the
+# token in $HY_TMP/NAME.token; sets ZONE_PID_NAME, ZONE_URL_NAME and
+# ZONE_LOG_NAME (dashes in NAME become underscores). Waits until /ready.
+hy_start_zone() {
+    local name=$1 var=${1//-/_} log data
+    shift
+    data=$HY_TMP/zone-$name
+    log=$HY_TMP/zone-$name.log
+    mkdir -p "$data"
+    [ ! -f "$log" ] || mv "$log" "$log.$(date +%s%N)" # a restart gets a fresh log
+    "$HY_BIN/hypha-zone" --zone "$name" --data-dir "$data" --api-address 127.0.0.1:0 \
+        --global-address "wss://127.0.0.1:$KDS_PORT" --global-ca-file "$GLOBAL_DATA/kds/ca.pem" \
+        --zone-token-file "$HY_TMP/$name.token" --kds-backoff-max 1s "$@" >>"$log" 2>&1 &
+    local pid=$!
+    HY_PIDS+=("$pid")
+    printf -v "ZONE_PID_$var" %s "$pid"
+    printf -v "ZONE_LOG_$var" %s "$log"
+    hy_wait_for 20 grep -q 'API listening on http://' "$log" || {
+        cat "$log" >&2
+        return 1
+    }
+    local port
+    port=$(grep -o 'API listening on http://[^ ]*' "$log" | tail -n 1 | sed 's/.*://')
+    printf -v "ZONE_URL_$var" %s "http://127.0.0.1:$port"
+    hy_wait_for 10 curl -sf "http://127.0.0.1:$port/ready"
+}
+
 # hy_netns_pair A B: two network namespaces joined by a veth pair,
 # 10.213.77.1/30 in A and 10.213.77.2/30 in B, removed at exit. Returns 77
 # (skip) when this is not root or ip(8) is missing.

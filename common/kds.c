@@ -1,0 +1,84 @@
+/* KDS scopes and ZoneInsight bookkeeping, shared by kds_server and
+ * kds_client. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cp.h"
+#include "error.h"
+#include "kds.h"
+#include "poison.h"
+
+bool hy_kds_to_zone(const struct hy_rtype *t, const char *origin, const char *zone)
+{
+    if (t->secret)
+        return false;
+    if (!strcmp(t->name, "ZoneIngress"))
+        return origin && origin[0] && strcmp(origin, "global") != 0 && strcmp(origin, zone) != 0;
+    if (t->origin != HY_ORIGIN_GLOBAL || !strcmp(t->name, "Zone"))
+        return false;
+    if (t->system && strcmp(t->name, "MeshTrust") != 0)
+        return false; /* ZoneInsight, TokenRevocation stay on the global CP */
+    return !origin || !origin[0] || !strcmp(origin, "global");
+}
+
+bool hy_kds_from_zone(const struct hy_rtype *t, const char *origin, const char *zone)
+{
+    return t->origin == HY_ORIGIN_ZONE && origin && !strcmp(origin, zone);
+}
+
+void hy_kds_set_str(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = src ? strdup(src) : NULL;
+}
+
+Hypha__V1__ZoneInsight__Subscription *hy_kds_insight_current(Hypha__V1__ZoneInsight *zi, bool add)
+{
+    if (!add && zi->n_subscriptions)
+        return zi->subscriptions[zi->n_subscriptions - 1];
+    Hypha__V1__ZoneInsight__Subscription *s = malloc(sizeof(*s));
+    if (!s)
+        return NULL;
+    hypha__v1__zone_insight__subscription__init(s);
+    char id[17];
+    if (hy_cp_random_hex(id, 8) == 0)
+        s->id = strdup(id);
+    s->connect_time = hy_timestamp_now();
+    if (zi->n_subscriptions >= HY_KDS_INSIGHT_SUBSCRIPTIONS) {
+        protobuf_c_message_free_unpacked(&zi->subscriptions[0]->base, NULL);
+        memmove(zi->subscriptions, zi->subscriptions + 1,
+                (zi->n_subscriptions - 1) * sizeof(*zi->subscriptions));
+        zi->n_subscriptions--;
+    }
+    Hypha__V1__ZoneInsight__Subscription **v =
+        realloc(zi->subscriptions, (zi->n_subscriptions + 1) * sizeof(*v));
+    if (!v) {
+        protobuf_c_message_free_unpacked(&s->base, NULL);
+        return NULL;
+    }
+    zi->subscriptions = v;
+    v[zi->n_subscriptions++] = s;
+    return s;
+}
+
+int hy_kds_insight_edit(struct hy_store *s, const char *name,
+                        void (*edit)(Hypha__V1__ZoneInsight *zi, void *ud), void *ud)
+{
+    struct hy_resource *r = NULL;
+    int rc = hy_store_get(s, "ZoneInsight", NULL, name, &r);
+    if (rc == HY_ENOTFOUND) {
+        r = hy_resource_new(hy_rtype_by_name("ZoneInsight"));
+        if (!r || hy_resource_set_name(r, NULL, name) < 0) {
+            hy_resource_free(r);
+            return HY_ENOMEM;
+        }
+    } else if (rc < 0) {
+        return rc;
+    }
+    edit((Hypha__V1__ZoneInsight *)r->spec, ud);
+    struct hy_store_write w;
+    rc = hy_store_put(s, r, HY_VERSION_ANY, &w);
+    hy_resource_free(r);
+    return rc;
+}

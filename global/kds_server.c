@@ -1,0 +1,622 @@
+/* The KDS server of the global CP: admits zones by token over wss, sends
+ * each the global resources (and other zones' ingresses) it lacks, applies
+ * what each zone sends under that zone's name, and keeps ZoneInsight. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ca.h"
+#include "error.h"
+#include "global.h"
+#include "kds.h"
+#include "log.h"
+#include "store_uv.h"
+#include "token.h"
+#include "ws.h"
+#include "poison.h"
+
+struct session {
+    struct hy_kds_server *srv;
+    struct hy_ws_conn *conn;
+    struct session *next;
+    char zone[254];
+    char version[64];
+    bool welcomed, in_flight, closing;
+    uint64_t acked;   /* global revision the zone has applied */
+    uint64_t sent_to; /* revision covered by the message in flight */
+    uint64_t nacked;  /* revision of the last Nack: do not resend before it moves */
+    uint64_t sent, received;
+    char last_error[256];
+    bool insight_dirty;
+};
+
+struct hy_kds_server {
+    struct hy_global *g;
+    struct hy_ws_server *ws;
+    struct hy_store_uv_watch watch;
+    bool watching;
+    uv_timer_t flush;
+    bool flush_init;
+    struct session *sessions;
+};
+
+/* ----- helpers ----- */
+
+static bool to_zone_match(void *ud, const struct hy_rtype *t, const char *origin)
+{
+    return hy_kds_to_zone(t, origin, ((struct session *)ud)->zone);
+}
+
+static bool from_zone_match(void *ud, const struct hy_rtype *t, const char *origin)
+{
+    (void)origin; /* what a zone sends has no origin yet: the type decides */
+    return t->origin == HY_ORIGIN_ZONE && strcmp(((struct session *)ud)->zone, "") != 0;
+}
+
+static bool zone_owned(void *ud, const struct hy_rtype *t, const char *origin)
+{
+    (void)t;
+    return origin && !strcmp(origin, ((struct session *)ud)->zone);
+}
+
+static int send_msg(struct session *s, const Hypha__V1__KdsMessage *m)
+{
+    size_t len;
+    uint8_t *buf = hy_kds_pack(m, &len);
+    if (!buf)
+        return HY_ENOMEM;
+    int rc = hy_ws_send(s->conn, buf, len);
+    free(buf);
+    if (rc == -ENOBUFS) {
+        hy_log(HY_LOG_WARN, "kds", "zone %s: send queue full (a slow zone): closing", s->zone);
+        hy_ws_close(s->conn, 1008, "send queue full");
+        s->closing = true;
+    }
+    return rc;
+}
+
+static void reject(struct session *s, const char *reason)
+{
+    Hypha__V1__Reject r = HYPHA__V1__REJECT__INIT;
+    Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
+    r.reason = (char *)reason;
+    m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_REJECT;
+    m.reject = &r;
+    hy_log(HY_LOG_WARN, "kds", "zone %s from %s rejected: %s", s->zone[0] ? s->zone : "?",
+           hy_ws_conn_peer(s->conn), reason);
+    snprintf(s->last_error, sizeof(s->last_error), "%s", reason);
+    send_msg(s, &m);
+    char short_reason[120];
+    snprintf(short_reason, sizeof(short_reason), "%s", reason);
+    hy_ws_close(s->conn, 1008, short_reason);
+    s->closing = true;
+}
+
+/* ----- ZoneInsight ----- */
+
+struct insight_edit {
+    struct session *s;
+    enum { INS_CONNECT, INS_UPDATE, INS_DISCONNECT } what;
+    uint64_t synced_revision; /* 0: unchanged */
+};
+
+static void edit_insight(Hypha__V1__ZoneInsight *zi, void *ud)
+{
+    struct insight_edit *e = ud;
+    struct session *s = e->s;
+    Hypha__V1__ZoneInsight__Subscription *sub = hy_kds_insight_current(zi, e->what == INS_CONNECT);
+    if (!sub)
+        return;
+    if (e->what == INS_CONNECT) {
+        hy_kds_set_str(&sub->global_instance_id, s->srv->g->cp.instance_id);
+        hy_kds_set_str(&sub->version, s->version);
+    }
+    if (e->what == INS_DISCONNECT && !sub->disconnect_time)
+        sub->disconnect_time = hy_timestamp_now();
+    sub->has_last_acked_revision = 1;
+    sub->last_acked_revision = s->acked;
+    if (s->last_error[0])
+        hy_kds_set_str(&sub->last_error, s->last_error);
+    if (!sub->stat) {
+        sub->stat = malloc(sizeof(*sub->stat));
+        if (!sub->stat)
+            return;
+        hypha__v1__zone_insight__subscription__stat__init(sub->stat);
+    }
+    sub->stat->has_resources_sent = sub->stat->has_resources_received = 1;
+    sub->stat->resources_sent = s->sent;
+    sub->stat->resources_received = s->received;
+    if (e->synced_revision) {
+        zi->has_synced_revision = 1;
+        zi->synced_revision = e->synced_revision;
+    }
+}
+
+static void insight(struct session *s, int what, uint64_t synced)
+{
+    struct insight_edit e = {s, what, synced};
+    int rc = hy_kds_insight_edit(s->srv->g->cp.store, s->zone, edit_insight, &e);
+    if (rc < 0)
+        hy_log(HY_LOG_ERROR, "kds", "zone %s: cannot record its insight: %s", s->zone,
+               hy_strerror(rc));
+    s->insight_dirty = false;
+}
+
+static uint64_t synced_revision(struct hy_global *g, const char *zone)
+{
+    struct hy_resource *r = NULL;
+    uint64_t v = 0;
+    if (hy_store_get(g->cp.store, "ZoneInsight", NULL, zone, &r) == 0)
+        v = ((Hypha__V1__ZoneInsight *)r->spec)->synced_revision;
+    hy_resource_free(r);
+    return v;
+}
+
+/* ----- sending global changes ----- */
+
+static void send_next(struct session *s)
+{
+    struct hy_store *st = s->srv->g->cp.store;
+    if (!s->welcomed || s->in_flight || s->closing)
+        return;
+    uint64_t rev = hy_store_revision(st);
+    while (s->acked < rev && s->nacked != rev) {
+        struct hy_kds_scope scope = {to_zone_match, s};
+        Hypha__V1__Changes *c = NULL;
+        int rc = hy_kds_collect(st, s->acked, 0, &scope, &c);
+        if (rc < 0) {
+            hy_log(HY_LOG_ERROR, "kds", "zone %s: cannot read changes: %s", s->zone,
+                   hy_strerror(rc));
+            return;
+        }
+        if (!c->snapshot && c->n_upserts == 0 && c->n_deletes == 0) {
+            /* nothing for this zone in there: move on without a message */
+            s->acked = c->to;
+            hypha__v1__changes__free_unpacked(c, NULL);
+            continue;
+        }
+        Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
+        m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_CHANGES;
+        m.changes = c;
+        rc = send_msg(s, &m);
+        if (rc == 0) {
+            s->in_flight = true;
+            s->sent_to = c->to;
+            s->sent += c->n_upserts + c->n_deletes;
+            hy_log(HY_LOG_DEBUG, "kds", "zone %s: sent %s %zu upserts, %zu deletes (%llu..%llu]",
+                   s->zone, c->snapshot ? "snapshot of" : "", c->n_upserts, c->n_deletes,
+                   (unsigned long long)c->from, (unsigned long long)c->to);
+        }
+        hypha__v1__changes__free_unpacked(c, NULL);
+        return;
+    }
+}
+
+/* A connected zone that was deleted or disabled meanwhile is let go. */
+static bool still_admitted(struct session *s)
+{
+    struct hy_resource *r = NULL;
+    const char *why = NULL;
+    if (hy_store_get(s->srv->g->cp.store, "Zone", NULL, s->zone, &r) < 0)
+        why = "was deleted on the global control plane";
+    else if (((Hypha__V1__Zone *)r->spec)->has_enabled && !((Hypha__V1__Zone *)r->spec)->enabled)
+        why = "was disabled on the global control plane";
+    hy_resource_free(r);
+    if (!why)
+        return true;
+    char reason[300];
+    snprintf(reason, sizeof(reason), "zone %s %s", s->zone, why);
+    reject(s, reason);
+    return false;
+}
+
+static void on_store_change(struct hy_store_uv_watch *w, uint64_t revision)
+{
+    struct hy_kds_server *srv = w->data;
+    (void)revision;
+    for (struct session *s = srv->sessions; s; s = s->next)
+        if (s->welcomed && !s->closing && still_admitted(s))
+            send_next(s);
+}
+
+/* ----- receiving ----- */
+
+/* The global CP keeps a zone's resources as "<zone>.<name>", labelled with
+ * their zone, so two zones' web-1 never collide. */
+static int take_from_zone(void *ud, struct hy_resource *r)
+{
+    struct session *s = ud;
+    char name[512];
+    snprintf(name, sizeof(name), "%s.%s", s->zone, r->meta->name);
+    const char *labels[][2] = {
+        {"hypha.io/origin", "zone"},
+        {"hypha.io/zone", s->zone},
+        {"hypha.io/display-name", r->meta->name},
+    };
+    Hypha__V1__Meta *m = r->meta;
+    for (size_t i = 0; i < 3; i++) {
+        Hypha__V1__Meta__LabelsEntry *e = NULL;
+        for (size_t k = 0; k < m->n_labels && !e; k++)
+            if (!strcmp(m->labels[k]->key, labels[i][0]))
+                e = m->labels[k];
+        if (!e) {
+            Hypha__V1__Meta__LabelsEntry **v = realloc(m->labels, (m->n_labels + 1) * sizeof(*v));
+            if (!v || !(e = malloc(sizeof(*e))))
+                return HY_ENOMEM;
+            m->labels = v;
+            hypha__v1__meta__labels_entry__init(e);
+            e->key = strdup(labels[i][0]);
+            v[m->n_labels++] = e;
+        }
+        hy_kds_set_str(&e->value, labels[i][1]);
+    }
+    hy_kds_set_str(&r->origin, s->zone);
+    return hy_resource_set_name(r, r->meta->mesh, name);
+}
+
+static int take_key(void *ud, const Hypha__V1__ResourceKey *k, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s.%s", ((struct session *)ud)->zone, k->name);
+    return 0;
+}
+
+static void on_changes(struct session *s, const Hypha__V1__Changes *c)
+{
+    struct hy_kds_scope accept = {from_zone_match, s}, replace = {zone_owned, s};
+    struct hy_kds_apply_opts o = {.accept = &accept,
+                                  .replace = &replace,
+                                  .transform = take_from_zone,
+                                  .transform_key = take_key,
+                                  .ud = s};
+    struct hy_kds_applied done;
+    char err[256];
+    Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
+    Hypha__V1__Ack ack = HYPHA__V1__ACK__INIT;
+    Hypha__V1__Nack nack = HYPHA__V1__NACK__INIT;
+    if (hy_kds_apply(s->srv->g->cp.store, c, &o, &done, err, sizeof(err)) == 0) {
+        s->received += c->n_upserts + c->n_deletes;
+        ack.has_to = 1;
+        ack.to = c->to;
+        m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_ACK;
+        m.ack = &ack;
+        insight(s, INS_UPDATE, c->to ? c->to : 0);
+        hy_log(HY_LOG_INFO, "kds",
+               "zone %s: applied %zu upserts, %zu deletes%s (zone revision %llu)", s->zone,
+               done.upserts, done.deletes, c->snapshot ? " from a snapshot" : "",
+               (unsigned long long)c->to);
+    } else {
+        nack.has_to = 1;
+        nack.to = c->to;
+        nack.error = err;
+        m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_NACK;
+        m.nack = &nack;
+        snprintf(s->last_error, sizeof(s->last_error), "refused changes: %.200s", err);
+        insight(s, INS_UPDATE, 0);
+        hy_log(HY_LOG_WARN, "kds", "zone %s: refused its changes: %s", s->zone, err);
+    }
+    send_msg(s, &m);
+}
+
+static struct session *find_zone(struct hy_kds_server *srv, const char *zone, struct session * not )
+{
+    for (struct session *s = srv->sessions; s; s = s->next)
+        if (s != not &&s->welcomed && !s->closing && !strcmp(s->zone, zone))
+            return s;
+    return NULL;
+}
+
+/* A Zone that is not registered yet registers at its first good Hello. */
+static bool zone_enabled(struct hy_global *g, const char *zone)
+{
+    struct hy_resource *r = NULL;
+    if (hy_store_get(g->cp.store, "Zone", NULL, zone, &r) == HY_ENOTFOUND) {
+        r = hy_resource_new(hy_rtype_by_name("Zone"));
+        if (r && hy_resource_set_name(r, NULL, zone) == 0) {
+            Hypha__V1__Zone *z = (Hypha__V1__Zone *)r->spec;
+            z->has_enabled = z->enabled = 1;
+            struct hy_store_write w;
+            if (hy_store_put(g->cp.store, r, HY_VERSION_NEW, &w) == 0)
+                hy_log(HY_LOG_INFO, "kds", "zone %s registered", zone);
+        }
+    }
+    bool on =
+        !r || !((Hypha__V1__Zone *)r->spec)->has_enabled || ((Hypha__V1__Zone *)r->spec)->enabled;
+    hy_resource_free(r);
+    return on;
+}
+
+static void on_hello(struct session *s, const Hypha__V1__Hello *h)
+{
+    struct hy_kds_server *srv = s->srv;
+    snprintf(s->zone, sizeof(s->zone), "%s", h->zone ? h->zone : "");
+    snprintf(s->version, sizeof(s->version), "%s", h->version ? h->version : "");
+    if (!hy_valid_name(s->zone)) {
+        s->zone[0] = '\0';
+        reject(s, "Hello names no valid zone");
+        return;
+    }
+    struct hy_token_claims claims = {0};
+    struct hy_token_failure why = {0};
+    char reason[400];
+    int rc = hy_global_verify_zone_token(srv->g, h->token ? h->token : "", &claims, &why);
+    if (rc < 0) {
+        snprintf(reason, sizeof(reason), "zone token refused: %s",
+                 rc == HY_EVERIFY ? why.message : hy_strerror(rc));
+    } else if (strcmp(claims.zone, s->zone) != 0) {
+        snprintf(reason, sizeof(reason),
+                 "the zone token is for zone %s, but this zone calls itself %s", claims.zone,
+                 s->zone);
+    } else if (!zone_enabled(srv->g, s->zone)) {
+        snprintf(reason, sizeof(reason),
+                 "zone %s is disabled on the global control plane (Zone.enabled is false)",
+                 s->zone);
+    } else if (find_zone(srv, s->zone, s)) {
+        snprintf(reason, sizeof(reason), "zone %s is already connected from %s", s->zone,
+                 hy_ws_conn_peer(find_zone(srv, s->zone, s)->conn));
+    } else {
+        reason[0] = '\0';
+    }
+    hy_token_claims_fini(&claims);
+    if (reason[0]) {
+        /* a registered zone's refused attempts show in its insight */
+        struct hy_resource *z = NULL;
+        if (hy_store_get(srv->g->cp.store, "Zone", NULL, s->zone, &z) == 0) {
+            snprintf(s->last_error, sizeof(s->last_error), "%s", reason);
+            insight(s, INS_CONNECT, 0);
+            insight(s, INS_DISCONNECT, 0);
+        }
+        hy_resource_free(z);
+        reject(s, reason);
+        return;
+    }
+    s->welcomed = true;
+    s->acked = h->acked_global_revision;
+    s->last_error[0] = '\0';
+    insight(s, INS_CONNECT, 0);
+    Hypha__V1__Welcome w = HYPHA__V1__WELCOME__INIT;
+    Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
+    w.global_instance_id = srv->g->cp.instance_id;
+    w.has_acked_zone_revision = 1;
+    w.acked_zone_revision = synced_revision(srv->g, s->zone);
+    m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_WELCOME;
+    m.welcome = &w;
+    hy_log(HY_LOG_INFO, "kds",
+           "zone %s connected from %s (version %s, has global revision %llu, sent us up to %llu)",
+           s->zone, hy_ws_conn_peer(s->conn), s->version, (unsigned long long)s->acked,
+           (unsigned long long)w.acked_zone_revision);
+    if (send_msg(s, &m) == 0)
+        send_next(s);
+}
+
+static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size_t len)
+{
+    (void)ud;
+    struct session *s = hy_ws_conn_user(c);
+    if (!s || s->closing)
+        return;
+    Hypha__V1__KdsMessage *m = hypha__v1__kds_message__unpack(NULL, len, data);
+    if (!m) {
+        reject(s, "malformed message (not a KdsMessage)");
+        return;
+    }
+    if (!s->welcomed && m->msg_case != HYPHA__V1__KDS_MESSAGE__MSG_HELLO) {
+        reject(s, "the first message must be Hello");
+    } else {
+        switch (m->msg_case) {
+        case HYPHA__V1__KDS_MESSAGE__MSG_HELLO:
+            if (s->welcomed)
+                reject(s, "Hello sent twice");
+            else
+                on_hello(s, m->hello);
+            break;
+        case HYPHA__V1__KDS_MESSAGE__MSG_CHANGES:
+            on_changes(s, m->changes);
+            break;
+        case HYPHA__V1__KDS_MESSAGE__MSG_ACK:
+            if (s->in_flight && m->ack->to == s->sent_to) {
+                s->acked = m->ack->to;
+                s->in_flight = false;
+                s->insight_dirty = true;
+                send_next(s);
+            }
+            break;
+        case HYPHA__V1__KDS_MESSAGE__MSG_NACK:
+            s->in_flight = false;
+            s->nacked = hy_store_revision(s->srv->g->cp.store);
+            snprintf(s->last_error, sizeof(s->last_error), "zone refused changes: %s",
+                     m->nack->error ? m->nack->error : "");
+            hy_log(HY_LOG_WARN, "kds", "zone %s refused changes up to %llu: %s", s->zone,
+                   (unsigned long long)m->nack->to, m->nack->error ? m->nack->error : "");
+            s->insight_dirty = true;
+            break;
+        default:
+            reject(s, "unexpected message");
+        }
+    }
+    hypha__v1__kds_message__free_unpacked(m, NULL);
+}
+
+static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
+{
+    struct hy_kds_server *srv = ud;
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s) {
+        hy_ws_close(c, 1011, "out of memory");
+        return;
+    }
+    s->srv = srv;
+    s->conn = c;
+    s->next = srv->sessions;
+    srv->sessions = s;
+    hy_ws_conn_set_user(c, s);
+    hy_log(HY_LOG_DEBUG, "kds", "connection from %s", peer);
+}
+
+static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reason)
+{
+    struct hy_kds_server *srv = ud;
+    struct session *s = hy_ws_conn_user(c);
+    if (!s)
+        return;
+    if (s->welcomed) {
+        if (code != 1000 && code != 1001 && !s->last_error[0])
+            snprintf(s->last_error, sizeof(s->last_error), "connection closed (%d %s)", code,
+                     reason);
+        insight(s, INS_DISCONNECT, 0);
+        hy_log(HY_LOG_INFO, "kds", "zone %s disconnected (%d %s)", s->zone, code, reason);
+    }
+    for (struct session **p = &srv->sessions; *p; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    hy_ws_conn_set_user(c, NULL);
+    free(s);
+}
+
+/* Acks are frequent: their insight is written once a second, not each time. */
+static void on_flush(uv_timer_t *t)
+{
+    struct hy_kds_server *srv = t->data;
+    for (struct session *s = srv->sessions; s; s = s->next)
+        if (s->welcomed && s->insight_dirty)
+            insight(s, INS_UPDATE, 0);
+}
+
+/* ----- certificates ----- */
+
+static int write_file(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -errno;
+    chmod(path, mode);
+    int rc = fputs(text, f) < 0 ? -EIO : 0;
+    if (fclose(f) != 0 && rc == 0)
+        rc = -errno;
+    return rc;
+}
+
+/* The KDS certificate: given, or made at first start in data_dir/kds/. */
+static int kds_certs(struct hy_global *g, char *cert, char *key, size_t size)
+{
+    const struct hy_global_cfg *c = g->cfg;
+    if (c->kds_tls_cert && c->kds_tls_key) {
+        snprintf(cert, size, "%s", c->kds_tls_cert);
+        snprintf(key, size, "%s", c->kds_tls_key);
+        return 0;
+    }
+    char dir[4096], ca_path[4200];
+    hy_cp_path(&g->cp, "kds", dir, sizeof(dir));
+    snprintf(cert, size, "%s/server.pem", dir);
+    snprintf(key, size, "%s/server-key.pem", dir);
+    snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", dir);
+    if (access(cert, R_OK) == 0 && access(key, R_OK) == 0)
+        return 0;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    const char *dns[] = {"localhost", host};
+    char bind_ip[300] = "";
+    const char *ips[3] = {"127.0.0.1", "::1", NULL};
+    size_t nips = 2;
+    if (c->kds_address.kind == HY_ADDR_IPV4 || c->kds_address.kind == HY_ADDR_IPV6) {
+        snprintf(bind_ip, sizeof(bind_ip), "%s", c->kds_address.host);
+        if (strcmp(bind_ip, "127.0.0.1") && strcmp(bind_ip, "::1") && strcmp(bind_ip, "0.0.0.0") &&
+            strcmp(bind_ip, "::"))
+            ips[nips++] = bind_ip;
+    }
+    struct hy_ca_server_req req = {.dns = dns,
+                                   .ndns = strcmp(host, "localhost") ? 2 : 1,
+                                   .ips = ips,
+                                   .nips = nips,
+                                   .now = time(NULL),
+                                   .validity_seconds = 10LL * 365 * 86400};
+    struct hy_ca_pem ca = {0}, leaf = {0};
+    int rc = hy_ca_make_self_signed_server("Hypha KDS CA", &req, &ca, &leaf);
+    if (rc == 0 && !(rc = write_file(ca_path, ca.cert, 0644)) &&
+        !(rc = write_file(key, leaf.key, 0600)))
+        rc = write_file(cert, leaf.cert, 0644);
+    hy_ca_pem_fini(&ca);
+    hy_ca_pem_fini(&leaf);
+    if (rc == 0)
+        hy_log(HY_LOG_INFO, "kds",
+               "generated the KDS certificate %s; zones verify it with --global-ca-file %s", cert,
+               ca_path);
+    return rc;
+}
+
+/* ----- lifecycle ----- */
+
+int hy_kds_server_start(struct hy_global *g)
+{
+    struct hy_kds_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return HY_ENOMEM;
+    srv->g = g;
+    g->kds = srv;
+    char cert[4200], key[4200], addr[300];
+    int rc = kds_certs(g, cert, key, sizeof(cert));
+    if (rc < 0) {
+        hy_log(HY_LOG_ERROR, "kds", "cannot make the KDS certificate: %s", hy_strerror(rc));
+        return rc;
+    }
+    struct hy_ws_server_config wc = {
+        .loop = g->cp.loop,
+        .address = hy_addr_format(&g->cfg->kds_address, addr, sizeof(addr)),
+        .tls_cert = cert,
+        .tls_key = key,
+        .subprotocol = HY_KDS_SUBPROTOCOL,
+        .limits = {.max_message = (size_t)g->cfg->kds_max_message},
+        .cb = {on_open, on_message, on_close},
+        .ud = srv,
+    };
+    if ((rc = hy_ws_server_new(&wc, &srv->ws)) < 0)
+        return rc;
+    srv->watch.data = srv;
+    if ((rc = hy_store_uv_watch_start(g->cp.loop, g->cp.store, &srv->watch, on_store_change)) < 0)
+        return rc;
+    srv->watching = true;
+    uv_timer_init(g->cp.loop, &srv->flush);
+    srv->flush.data = srv;
+    srv->flush_init = true;
+    uv_timer_start(&srv->flush, on_flush, 1000, 1000);
+    struct hy_addr bound = g->cfg->kds_address;
+    bound.port = (uint16_t)hy_ws_server_port(srv->ws);
+    hy_log(HY_LOG_INFO, "kds", "KDS listening on wss://%s",
+           hy_addr_format(&bound, addr, sizeof(addr)));
+    return 0;
+}
+
+void hy_kds_server_stop(struct hy_global *g)
+{
+    struct hy_kds_server *srv = g->kds;
+    if (!srv)
+        return;
+    hy_ws_server_stop(srv->ws);
+    if (srv->watching)
+        hy_store_uv_watch_stop(&srv->watch, NULL);
+    srv->watching = false;
+    if (srv->flush_init && !uv_is_closing((uv_handle_t *)&srv->flush))
+        uv_close((uv_handle_t *)&srv->flush, NULL);
+}
+
+void hy_kds_server_free(struct hy_global *g)
+{
+    struct hy_kds_server *srv = g->kds;
+    if (!srv)
+        return;
+    hy_ws_server_free(srv->ws);
+    while (srv->sessions) {
+        struct session *s = srv->sessions;
+        srv->sessions = s->next;
+        free(s);
+    }
+    free(srv);
+    g->kds = NULL;
+}

@@ -1,0 +1,370 @@
+/* The KDS client of a federated zone: connects to the global CP over wss
+ * (reconnecting with jittered backoff), presents the zone token, applies
+ * the global resources it is sent and sends up its own. What it has
+ * applied is recorded in its own ZoneInsight, so a restart resumes from
+ * there and only changes travel. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "kds.h"
+#include "log.h"
+#include "store_uv.h"
+#include "ws.h"
+#include "zone.h"
+#include "poison.h"
+
+struct hy_kds_client {
+    struct hy_zone *z;
+    struct hy_ws_client *ws;
+    struct hy_store_uv_watch watch;
+    bool watching;
+    bool welcomed, in_flight, rejected;
+    uint64_t global_applied; /* global revision applied here (persisted) */
+    uint64_t acked;          /* our revision the global CP has applied */
+    uint64_t sent_to, nacked;
+    uint64_t sent, received;
+    char last_error[256];
+};
+
+static const char *zone_of(void *ud)
+{
+    return ((struct hy_kds_client *)ud)->z->cfg->zone;
+}
+
+static bool synced_here(void *ud, const struct hy_rtype *t, const char *origin)
+{
+    (void)origin; /* as sent by the global CP: the type decides */
+    return hy_kds_to_zone(t, !strcmp(t->name, "ZoneIngress") ? "other" : NULL, zone_of(ud));
+}
+
+/* Local resources a snapshot from the global CP replaces: whatever came
+ * from it, never this zone's own. */
+static bool from_global(void *ud, const struct hy_rtype *t, const char *origin)
+{
+    return hy_kds_to_zone(t, origin, zone_of(ud)) && !(origin && !strcmp(origin, zone_of(ud)));
+}
+
+static bool ours(void *ud, const struct hy_rtype *t, const char *origin)
+{
+    return hy_kds_from_zone(t, origin, zone_of(ud));
+}
+
+/* Resources of the global CP carry origin "global" here. */
+static int take_from_global(void *ud, struct hy_resource *r)
+{
+    (void)ud;
+    if (!r->origin || !r->origin[0])
+        hy_kds_set_str(&r->origin, "global");
+    return r->origin ? 0 : HY_ENOMEM;
+}
+
+static int send_msg(struct hy_kds_client *k, const Hypha__V1__KdsMessage *m)
+{
+    size_t len;
+    uint8_t *buf = hy_kds_pack(m, &len);
+    if (!buf)
+        return HY_ENOMEM;
+    int rc = hy_ws_send(hy_ws_client_conn(k->ws), buf, len);
+    free(buf);
+    return rc;
+}
+
+/* ----- our own insight ----- */
+
+static void edit_own(Hypha__V1__ZoneInsight *zi, void *ud)
+{
+    struct hy_kds_client *k = ud;
+    Hypha__V1__ZoneInsight__Subscription *sub = hy_kds_insight_current(zi, false);
+    zi->has_synced_revision = 1;
+    zi->synced_revision = k->global_applied;
+    if (!sub)
+        return;
+    sub->has_last_acked_revision = 1;
+    sub->last_acked_revision = k->acked;
+    if (k->last_error[0])
+        hy_kds_set_str(&sub->last_error, k->last_error);
+}
+
+static void record(struct hy_kds_client *k)
+{
+    int rc = hy_kds_insight_edit(k->z->cp.store, k->z->cfg->zone, edit_own, k);
+    if (rc < 0)
+        hy_log(HY_LOG_ERROR, "kds", "cannot record the sync state: %s", hy_strerror(rc));
+}
+
+static void edit_connect(Hypha__V1__ZoneInsight *zi, void *ud)
+{
+    struct hy_kds_client *k = ud;
+    Hypha__V1__ZoneInsight__Subscription *sub = hy_kds_insight_current(zi, true);
+    if (sub)
+        hy_kds_set_str(&sub->version, HYPHA_VERSION);
+    (void)k;
+}
+
+static void edit_disconnect(Hypha__V1__ZoneInsight *zi, void *ud)
+{
+    struct hy_kds_client *k = ud;
+    Hypha__V1__ZoneInsight__Subscription *sub = hy_kds_insight_current(zi, false);
+    if (sub && !sub->disconnect_time)
+        sub->disconnect_time = hy_timestamp_now();
+    if (sub && k->last_error[0])
+        hy_kds_set_str(&sub->last_error, k->last_error);
+}
+
+static uint64_t load_applied(struct hy_store *s, const char *zone)
+{
+    struct hy_resource *r = NULL;
+    uint64_t v = 0;
+    if (hy_store_get(s, "ZoneInsight", NULL, zone, &r) == 0)
+        v = ((Hypha__V1__ZoneInsight *)r->spec)->synced_revision;
+    hy_resource_free(r);
+    return v;
+}
+
+/* ----- sending our changes ----- */
+
+static void send_next(struct hy_kds_client *k)
+{
+    struct hy_store *st = k->z->cp.store;
+    if (!k->welcomed || k->in_flight)
+        return;
+    uint64_t rev = hy_store_revision(st);
+    while (k->acked < rev && k->nacked != rev) {
+        struct hy_kds_scope scope = {ours, k};
+        Hypha__V1__Changes *c = NULL;
+        int rc = hy_kds_collect(st, k->acked, 0, &scope, &c);
+        if (rc < 0) {
+            hy_log(HY_LOG_ERROR, "kds", "cannot read changes: %s", hy_strerror(rc));
+            return;
+        }
+        if (!c->snapshot && c->n_upserts == 0 && c->n_deletes == 0) {
+            k->acked = c->to; /* nothing of ours in there */
+            hypha__v1__changes__free_unpacked(c, NULL);
+            continue;
+        }
+        Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
+        m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_CHANGES;
+        m.changes = c;
+        if (send_msg(k, &m) == 0) {
+            k->in_flight = true;
+            k->sent_to = c->to;
+            k->sent += c->n_upserts + c->n_deletes;
+        }
+        hypha__v1__changes__free_unpacked(c, NULL);
+        return;
+    }
+}
+
+static void on_store_change(struct hy_store_uv_watch *w, uint64_t revision)
+{
+    (void)revision;
+    send_next(w->data);
+}
+
+/* ----- receiving ----- */
+
+static void on_changes(struct hy_kds_client *k, const Hypha__V1__Changes *c)
+{
+    struct hy_kds_scope accept = {synced_here, k}, replace = {from_global, k};
+    struct hy_kds_apply_opts o = {
+        .accept = &accept, .replace = &replace, .transform = take_from_global, .ud = k};
+    struct hy_kds_applied done;
+    char err[256];
+    Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
+    Hypha__V1__Ack ack = HYPHA__V1__ACK__INIT;
+    Hypha__V1__Nack nack = HYPHA__V1__NACK__INIT;
+    if (hy_kds_apply(k->z->cp.store, c, &o, &done, err, sizeof(err)) == 0) {
+        k->global_applied = c->to;
+        k->received += c->n_upserts + c->n_deletes;
+        k->last_error[0] = '\0';
+        record(k);
+        ack.has_to = 1;
+        ack.to = c->to;
+        m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_ACK;
+        m.ack = &ack;
+        hy_log(HY_LOG_INFO, "kds",
+               "applied %zu upserts, %zu deletes%s from the global control plane (revision %llu)",
+               done.upserts, done.deletes, c->snapshot ? " from a snapshot" : "",
+               (unsigned long long)c->to);
+    } else {
+        nack.has_to = 1;
+        nack.to = c->to;
+        nack.error = err;
+        m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_NACK;
+        m.nack = &nack;
+        snprintf(k->last_error, sizeof(k->last_error), "refused changes: %.200s", err);
+        hy_log(HY_LOG_WARN, "kds", "refused changes from the global control plane: %s", err);
+    }
+    send_msg(k, &m);
+}
+
+static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size_t len)
+{
+    struct hy_kds_client *k = ud;
+    Hypha__V1__KdsMessage *m = hypha__v1__kds_message__unpack(NULL, len, data);
+    if (!m) {
+        hy_ws_close(c, 1008, "malformed message");
+        return;
+    }
+    switch (m->msg_case) {
+    case HYPHA__V1__KDS_MESSAGE__MSG_WELCOME:
+        k->welcomed = true;
+        k->acked = m->welcome->acked_zone_revision;
+        hy_log(HY_LOG_INFO, "kds",
+               "connected to the global control plane %s (it has our changes up to %llu)",
+               m->welcome->global_instance_id ? m->welcome->global_instance_id : "?",
+               (unsigned long long)k->acked);
+        send_next(k);
+        break;
+    case HYPHA__V1__KDS_MESSAGE__MSG_REJECT:
+        k->rejected = true;
+        snprintf(k->last_error, sizeof(k->last_error), "rejected: %s",
+                 m->reject->reason ? m->reject->reason : "");
+        hy_log(HY_LOG_ERROR, "kds", "the global control plane rejected this zone: %s",
+               m->reject->reason ? m->reject->reason : "");
+        break;
+    case HYPHA__V1__KDS_MESSAGE__MSG_CHANGES:
+        if (k->welcomed)
+            on_changes(k, m->changes);
+        break;
+    case HYPHA__V1__KDS_MESSAGE__MSG_ACK:
+        if (k->in_flight && m->ack->to == k->sent_to) {
+            k->acked = m->ack->to;
+            k->in_flight = false;
+            send_next(k);
+        }
+        break;
+    case HYPHA__V1__KDS_MESSAGE__MSG_NACK:
+        k->in_flight = false;
+        k->nacked = hy_store_revision(k->z->cp.store);
+        snprintf(k->last_error, sizeof(k->last_error), "global refused our changes: %s",
+                 m->nack->error ? m->nack->error : "");
+        hy_log(HY_LOG_WARN, "kds", "the global control plane refused our changes: %s",
+               m->nack->error ? m->nack->error : "");
+        break;
+    default:
+        break;
+    }
+    hypha__v1__kds_message__free_unpacked(m, NULL);
+}
+
+static char *read_token(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *buf = calloc(1, 16384);
+    if (buf && fread(buf, 1, 16383, f) == 0) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf)
+        buf[strcspn(buf, " \t\r\n")] = '\0';
+    return buf;
+}
+
+static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
+{
+    struct hy_kds_client *k = ud;
+    const struct hy_zone_cfg *cfg = k->z->cfg;
+    (void)c;
+    char *token = cfg->zone_token_file ? read_token(cfg->zone_token_file) : NULL;
+    if (!token)
+        hy_log(HY_LOG_ERROR, "kds", "%s: cannot read the zone token: %s",
+               cfg->zone_token_file ? cfg->zone_token_file : "(no --zone-token-file)",
+               strerror(errno));
+    k->welcomed = k->in_flight = k->rejected = false;
+    k->nacked = 0;
+    hy_kds_insight_edit(k->z->cp.store, cfg->zone, edit_connect, k);
+    Hypha__V1__Hello h = HYPHA__V1__HELLO__INIT;
+    Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
+    h.zone = cfg->zone;
+    h.version = HYPHA_VERSION;
+    h.token = token ? token : "";
+    h.has_acked_global_revision = 1;
+    h.acked_global_revision = k->global_applied;
+    h.instance_id = k->z->cp.instance_id;
+    m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_HELLO;
+    m.hello = &h;
+    hy_log(HY_LOG_INFO, "kds", "connected to %s; sending Hello (has global revision %llu)", peer,
+           (unsigned long long)k->global_applied);
+    send_msg(k, &m);
+    free(token);
+}
+
+static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reason)
+{
+    struct hy_kds_client *k = ud;
+    (void)c;
+    bool was = k->welcomed;
+    k->welcomed = k->in_flight = false;
+    if (!k->rejected) /* a Reject says more than the close that follows it */
+        snprintf(k->last_error, sizeof(k->last_error), "%s (%d)", reason, code);
+    hy_kds_insight_edit(k->z->cp.store, k->z->cfg->zone, edit_disconnect, k);
+    hy_log(was ? HY_LOG_WARN : HY_LOG_INFO, "kds",
+           "%s the global control plane: %s (%d); retrying in %u ms", was ? "lost" : "cannot reach",
+           reason, code, hy_ws_client_retry_delay_ms(k->ws));
+}
+
+/* ----- lifecycle ----- */
+
+int hy_zone_kds_start(struct hy_zone *z)
+{
+    const struct hy_zone_cfg *cfg = z->cfg;
+    if (!cfg->global_ca_file && !cfg->global_tls_skip_verify) {
+        hy_log(HY_LOG_ERROR, "kds",
+               "--global-ca-file is required to verify the global control plane (or "
+               "--global-tls-skip-verify, which is insecure)");
+        return HY_EINVAL;
+    }
+    struct hy_kds_client *k = calloc(1, sizeof(*k));
+    if (!k)
+        return HY_ENOMEM;
+    k->z = z;
+    z->kds = k;
+    k->global_applied = load_applied(z->cp.store, cfg->zone);
+    struct hy_ws_client_config wc = {
+        .loop = z->cp.loop,
+        .url = cfg->global_address,
+        .ca_file = cfg->global_ca_file,
+        .skip_verify = cfg->global_tls_skip_verify,
+        .subprotocol = HY_KDS_SUBPROTOCOL,
+        .limits = {.max_message = (size_t)cfg->kds_max_message},
+        .backoff = {.max_ms = (unsigned)cfg->kds_backoff_max},
+        .cb = {on_open, on_message, on_close},
+        .ud = k,
+    };
+    int rc = hy_ws_client_new(&wc, &k->ws);
+    if (rc < 0)
+        return rc;
+    k->watch.data = k;
+    if ((rc = hy_store_uv_watch_start(z->cp.loop, z->cp.store, &k->watch, on_store_change)) < 0)
+        return rc;
+    k->watching = true;
+    return 0;
+}
+
+void hy_zone_kds_stop(struct hy_zone *z)
+{
+    struct hy_kds_client *k = z->kds;
+    if (!k)
+        return;
+    hy_ws_client_stop(k->ws);
+    if (k->watching)
+        hy_store_uv_watch_stop(&k->watch, NULL);
+    k->watching = false;
+}
+
+void hy_zone_kds_free(struct hy_zone *z)
+{
+    struct hy_kds_client *k = z->kds;
+    if (!k)
+        return;
+    hy_ws_client_free(k->ws);
+    free(k);
+    z->kds = NULL;
+}

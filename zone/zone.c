@@ -1,0 +1,84 @@
+/* hypha-zone: the control-plane base plus the zone's own rules: which
+ * resources may be written here, and that what is written here is marked
+ * as this zone's. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+#include "zone.h"
+#include "poison.h"
+
+static const char *write_refusal(void *ud, const struct hy_rtype *t, char *buf, size_t size)
+{
+    struct hy_zone *z = ud;
+    if (!z->cfg->global_address || t->origin != HY_ORIGIN_GLOBAL)
+        return NULL;
+    snprintf(buf, size,
+             "%s resources are managed by the global control plane at %s: write them there and "
+             "they sync to this zone",
+             t->name, z->cfg->global_address);
+    return buf;
+}
+
+/* Everything written through this zone's API is this zone's: mark it, so
+ * KDS sends it up (and never sends it back down). */
+static int mark_origin(void *ud, struct hy_api_batch *b, struct hy_diag *d)
+{
+    struct hy_zone *z = ud;
+    (void)d;
+    for (size_t i = 0; i < b->n; i++) {
+        struct hy_resource *r = b->owned[i];
+        if (b->w[i].op != HY_STORE_PUT || r->type->origin != HY_ORIGIN_ZONE)
+            continue;
+        free(r->origin);
+        if (!(r->origin = strdup(z->cfg->zone)))
+            return HY_ENOMEM;
+    }
+    return 0;
+}
+
+int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *loop)
+{
+    memset(z, 0, sizeof(*z));
+    z->cfg = cfg;
+    if (!cfg->zone || !hy_valid_name(cfg->zone)) {
+        hy_log(HY_LOG_ERROR, "zone",
+               "--zone: \"%s\" is not a zone name (lowercase letters, digits, '-' and '.')",
+               cfg->zone ? cfg->zone : "");
+        return HY_EINVAL;
+    }
+    int rc = hy_cp_open(&z->cp, &cfg->cp, "zone", loop);
+    if (rc < 0)
+        return rc;
+    z->cp.api = (struct hy_api){
+        .store = z->cp.store,
+        .mode = cfg->global_address ? "zone" : "standalone",
+        .instance_id = z->cp.instance_id,
+        .write_refusal = write_refusal,
+        .before_commit = mark_origin,
+        .ud = z,
+    };
+    if ((rc = hy_cp_listen(&z->cp)) < 0)
+        return rc;
+    if (cfg->global_address && (rc = hy_zone_kds_start(z)) < 0)
+        return rc;
+    hy_log(HY_LOG_INFO, "zone", "hypha-zone %s started: zone %s, %s, data %s, revision %llu",
+           HYPHA_VERSION, cfg->zone,
+           cfg->global_address ? "federated with the global control plane" : "standalone",
+           cfg->cp.data_dir, (unsigned long long)hy_store_revision(z->cp.store));
+    return 0;
+}
+
+void hy_zone_stop(struct hy_zone *z)
+{
+    hy_zone_kds_stop(z);
+    hy_cp_stop(&z->cp);
+}
+
+void hy_zone_close(struct hy_zone *z)
+{
+    hy_zone_kds_free(z);
+    hy_cp_close(&z->cp);
+}

@@ -1,0 +1,47 @@
+/* hypha-zone: the zone control plane's state. Standalone (no global
+ * address) it is the source of truth for everything; federated it keeps
+ * the global CP's meshes and policies in sync over KDS and is the source
+ * of its own Dataplanes and ZoneIngresses. */
+#ifndef HY_ZONE_H
+#define HY_ZONE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "cp.h"
+
+struct hy_zone_cfg {
+    struct hy_cp_cfg cp;
+    char *zone;           /* this zone's name */
+    char *global_address; /* wss://HOST:5685; NULL: standalone */
+    char *global_ca_file; /* verifies the global CP's KDS certificate */
+    bool global_tls_skip_verify;
+    char *zone_token_file;    /* the zone token the global CP issued */
+    uint64_t kds_max_message; /* bytes */
+    int64_t kds_backoff_max;  /* milliseconds between reconnects, at most */
+};
+
+struct hy_kds_client;
+
+struct hy_zone {
+    struct hy_cp cp; /* first: the base */
+    const struct hy_zone_cfg *cfg;
+    struct hy_kds_client *kds; /* NULL when standalone */
+};
+
+/* Opens the data dir and starts the API (and, federated, the KDS client).
+ * Logs and returns a negative code on failure; hy_zone_close undoes a
+ * partial open. */
+int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *loop);
+/* Stops listening and syncing; run the loop until the handles have closed,
+ * then hy_zone_close. */
+void hy_zone_stop(struct hy_zone *z);
+void hy_zone_close(struct hy_zone *z);
+
+/* KDS client (kds_client.c). */
+int hy_zone_kds_start(struct hy_zone *z);
+void hy_zone_kds_stop(struct hy_zone *z);
+void hy_zone_kds_free(struct hy_zone *z);
+
+#endif
