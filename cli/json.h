@@ -35,7 +35,8 @@ const char *hy_json_str(const struct hy_json *j);
 /* hy_json_str of hy_json_get, or NULL. */
 const char *hy_json_get_str(const struct hy_json *j, const char *key);
 
-/* Appends j as compact JSON. 0 or HY_ENOMEM. */
+/* Appends j as compact JSON. 0, HY_EINVAL for an object key that is not a
+ * scalar (YAML lets a mapping or list be a key), or HY_ENOMEM. */
 int hy_json_write(const struct hy_json *j, struct hy_buf *out);
 
 #endif

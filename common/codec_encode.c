@@ -163,29 +163,55 @@ static int jclose(struct sink *s)
     return rc;
 }
 
+/* True when the character at p (left bytes) must be escaped for YAML to read
+ * it back as written, though JSON allows it raw: DEL and the C1 controls
+ * (libyaml refuses them; NEL is a line break to YAML and would be folded),
+ * U+2028 and U+2029 (line breaks to YAML) and U+FFFE, U+FFFF (refused).
+ * Sets *cp to the code point and *n to its UTF-8 length. */
+static bool yaml_unsafe(const unsigned char *p, size_t left, unsigned *cp, size_t *n)
+{
+    if (p[0] == 0x7f) {
+        *cp = 0x7f, *n = 1;
+    } else if (left >= 2 && p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+        *cp = p[1], *n = 2;
+    } else if (left >= 3 && p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
+        *cp = 0x2000u + (p[2] - 0x80u), *n = 3;
+    } else if (left >= 3 && p[0] == 0xef && p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf)) {
+        *cp = 0xfffeu + (p[2] - 0xbeu), *n = 3;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 int hy_codec_json_string(struct hy_buf *out, const char *v, size_t len)
 {
     if (hy_buf_puts(out, "\"") < 0)
         return HY_ENOMEM;
     size_t start = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\')
+    for (size_t i = 0; i < len;) {
+        const unsigned char *p = (const unsigned char *)v + i;
+        unsigned cp = p[0];
+        size_t n = 1;
+        if (cp >= 0x20 && cp != '"' && cp != '\\' && !yaml_unsafe(p, len - i, &cp, &n)) {
+            i++;
             continue;
+        }
         char esc[8];
-        if (ch == '"' || ch == '\\')
-            snprintf(esc, sizeof(esc), "\\%c", ch);
-        else if (ch == '\n')
+        if (cp == '"' || cp == '\\')
+            snprintf(esc, sizeof(esc), "\\%c", (int)cp);
+        else if (cp == '\n')
             snprintf(esc, sizeof(esc), "\\n");
-        else if (ch == '\t')
+        else if (cp == '\t')
             snprintf(esc, sizeof(esc), "\\t");
-        else if (ch == '\r')
+        else if (cp == '\r')
             snprintf(esc, sizeof(esc), "\\r");
         else
-            snprintf(esc, sizeof(esc), "\\u%04x", ch);
+            snprintf(esc, sizeof(esc), "\\u%04x", cp);
         if (hy_buf_append(out, v + start, i - start) < 0 || hy_buf_puts(out, esc) < 0)
             return HY_ENOMEM;
-        start = i + 1;
+        i += n;
+        start = i;
     }
     if (hy_buf_append(out, v + start, len - start) < 0)
         return HY_ENOMEM;

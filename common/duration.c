@@ -1,5 +1,6 @@
 /* Durations as Kuma writes them ("1m30s", "500ms", "1d") and RFC 3339
  * timestamps: the two scalar forms the codec gives our time messages. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -189,9 +190,12 @@ void hy_timestamp_format(int64_t seconds, int32_t nanos, char *buf, size_t size)
 {
     time_t t = (time_t)seconds;
     struct tm tm;
-    gmtime_r(&t, &tm);
-    int n = snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (!gmtime_r(&t, &tm)) { /* the year does not fit an int: seconds, as date(1) takes them */
+        snprintf(buf, size, "@%" PRId64, seconds);
+        return;
+    }
+    int n = snprintf(buf, size, "%04lld-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900LL,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     if (n < 0 || (size_t)n >= size)
         return;
     if (nanos > 0) {

@@ -212,6 +212,12 @@ static const char *describe_read_error(int rc, char *buf, size_t size)
     }
 }
 
+/* The reader's byte source for a connection. */
+static int conn_read(void *conn, void *p, size_t n)
+{
+    return hy_http_conn_read(conn, p, n);
+}
+
 int hy_http_client_request(const struct hy_http_options *opts, const struct hy_http_request *req,
                            struct hy_http_response *resp, char *err, size_t errsize)
 {
@@ -236,7 +242,7 @@ int hy_http_client_request(const struct hy_http_options *opts, const struct hy_h
         wrc = hy_http_conn_write(&c, req->body, req->body_len);
     /* even when sending failed, the server may have answered early (413,
      * 401) and closed: read what it said before reporting the failure */
-    struct hy_http_reader r = {.c = &c};
+    struct hy_http_reader r = {.read = conn_read, .arg = &c};
     rc = hy_http_read_response(&r, req->method, max, resp);
     hy_http_reader_fini(&r);
     if (rc < 0) {

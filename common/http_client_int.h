@@ -41,9 +41,15 @@ int hy_http_conn_write(struct hy_http_conn *c, const void *p, size_t n);
 /* Closes the TLS session and the socket; safe to call twice. */
 void hy_http_conn_close(struct hy_http_conn *c);
 
-/* Reads one response from a connection, buffering as it goes. */
+/* Where a reader gets its bytes, with hy_http_conn_read's contract: >0
+ * bytes, 0 at the end of the stream, or a negative code. */
+typedef int (*hy_http_read_fn)(void *arg, void *p, size_t n);
+
+/* Reads one response from a byte source (a connection, or memory in the
+ * fuzz target), buffering as it goes. */
 struct hy_http_reader {
-    struct hy_http_conn *c;
+    hy_http_read_fn read;
+    void *arg; /* read's first argument: a struct hy_http_conn * for a connection */
     char *buf; /* owned: free with hy_http_reader_fini */
     size_t start, end, cap;
     bool eof;

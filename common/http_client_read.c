@@ -36,7 +36,7 @@ static int fill(struct hy_http_reader *r, size_t limit)
             r->cap = cap;
         }
     }
-    int n = hy_http_conn_read(r->c, r->buf + r->end, r->cap - r->end);
+    int n = r->read(r->arg, r->buf + r->end, r->cap - r->end);
     if (n < 0)
         return n;
     if (n == 0)
@@ -53,6 +53,11 @@ static char *read_line(struct hy_http_reader *r, size_t limit, int *rc)
         char *nl = r->end > r->start ? memchr(r->buf + r->start, '\n', r->end - r->start) : NULL;
         if (nl) {
             char *line = r->buf + r->start;
+            /* the same limit whether the line came in one read or many */
+            if ((size_t)(nl - line) >= limit) {
+                *rc = HY_ETOOBIG;
+                return NULL;
+            }
             r->start = (size_t)(nl - r->buf) + 1;
             if (nl > line && nl[-1] == '\r')
                 nl--;

@@ -3,7 +3,7 @@
 # builds with ASan + UBSan, runs every test with ctest, then runs each fuzz
 # target for a bounded time. Exits non-zero on any failure.
 #
-#   HYPHA_FUZZ_SECONDS  seconds per fuzz target (default 30; 0 skips fuzzing)
+#   HYPHA_FUZZ_SECONDS  seconds per fuzz target (default 20; 0 skips fuzzing)
 #   HYPHA_BUILD_DIR     sanitizer build directory (default build-tests)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,7 +13,9 @@ cd "$top"
 hy_install_packages $HY_BUILD_PACKAGES $HY_TEST_PACKAGES
 
 build=${HYPHA_BUILD_DIR:-build-tests}
-fuzz_seconds=${HYPHA_FUZZ_SECONDS:-30}
+fuzz_seconds=${HYPHA_FUZZ_SECONDS:-20}
+# tests/fuzz/fuzz_<name>.c, each with its seed corpus in tests/fuzz/corpus/<name>/
+fuzz_targets=(codec token http_response cli_json config)
 jobs=$(nproc)
 
 step() { printf '\n== %s\n' "$*"; }
@@ -40,11 +42,11 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd "$build" && ctest --output-on-failure -j "$jobs")
 
 if [ "$fuzz_seconds" -gt 0 ]; then
-    step "fuzz (${fuzz_seconds}s per target, clang + libFuzzer)"
+    step "fuzz (${fuzz_seconds}s per target, ${#fuzz_targets[@]} targets, clang + libFuzzer)"
     CC=clang cmake -S . -B "$build-fuzz" -DHYPHA_FUZZ=ON -DHYPHA_SANITIZE=ON \
         -DCMAKE_BUILD_TYPE=Debug >/dev/null
-    cmake --build "$build-fuzz" -j "$jobs" --target fuzz_codec
-    for target in codec; do
+    cmake --build "$build-fuzz" -j "$jobs" --target "${fuzz_targets[@]/#/fuzz_}"
+    for target in "${fuzz_targets[@]}"; do
         scratch=$(mktemp -d)
         log="$top/$build-fuzz/fuzz_$target.log"
         # new inputs go to the scratch dir; the committed seed corpus stays as it is
