@@ -88,7 +88,7 @@ static void reject(struct session *s, const char *reason)
     m.reject = &r;
     hy_log(HY_LOG_WARN, "kds", "zone %s from %s rejected: %s", s->zone[0] ? s->zone : "?",
            hy_ws_conn_peer(s->conn), reason);
-    snprintf(s->last_error, sizeof(s->last_error), "%s", reason);
+    snprintf(s->last_error, sizeof(s->last_error), "%.250s", reason);
     send_msg(s, &m);
     char short_reason[120];
     snprintf(short_reason, sizeof(short_reason), "%s", reason);
@@ -365,7 +365,7 @@ static void on_hello(struct session *s, const Hypha__V1__Hello *h)
         /* a registered zone's refused attempts show in its insight */
         struct hy_resource *z = NULL;
         if (hy_store_get(srv->g->cp.store, "Zone", NULL, s->zone, &z) == 0) {
-            snprintf(s->last_error, sizeof(s->last_error), "%s", reason);
+            snprintf(s->last_error, sizeof(s->last_error), "%.250s", reason);
             insight(s, INS_CONNECT, 0);
             insight(s, INS_DISCONNECT, 0);
         }
