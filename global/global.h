@@ -14,7 +14,8 @@ struct hy_global_cfg {
     struct hy_addr kds_address;
     char *kds_tls_cert; /* made in the data dir at first start when not given */
     char *kds_tls_key;
-    uint64_t kds_max_message; /* bytes */
+    uint64_t kds_max_message;  /* bytes */
+    int64_t kds_ping_interval; /* milliseconds between websocket pings; silent 3x that: dropped */
 };
 
 struct hy_token_key;

@@ -553,6 +553,11 @@ static int kds_certs(struct hy_global *g, char *cert, char *key, size_t size)
 
 /* ----- lifecycle ----- */
 
+static unsigned ping_sec(int64_t ms)
+{
+    return ms <= 0 ? 0 : ms < 1000 ? 1 : (unsigned)(ms / 1000);
+}
+
 int hy_kds_server_start(struct hy_global *g)
 {
     struct hy_kds_server *srv = calloc(1, sizeof(*srv));
@@ -572,7 +577,8 @@ int hy_kds_server_start(struct hy_global *g)
         .tls_cert = cert,
         .tls_key = key,
         .subprotocol = HY_KDS_SUBPROTOCOL,
-        .limits = {.max_message = (size_t)g->cfg->kds_max_message},
+        .limits = {.max_message = (size_t)g->cfg->kds_max_message,
+                   .ping_sec = ping_sec(g->cfg->kds_ping_interval)},
         .cb = {on_open, on_message, on_close},
         .ud = srv,
     };

@@ -21,6 +21,9 @@ static const struct hy_option options[] = {
      "PEM certificate of the KDS server (made in the data dir at first start if not given)"},
     {"kds-tls-key", "HYPHA_KDS_TLS_KEY", "kdsTlsKey", HY_OPT_STRING, O(kds_tls_key), NULL,
      "PEM private key of the KDS server"},
+    {"kds-ping-interval", "HYPHA_KDS_PING_INTERVAL", "kdsPingInterval", HY_OPT_DURATION,
+     O(kds_ping_interval), "10s",
+     "websocket ping interval on KDS; a peer silent for three intervals is dropped (Offline)"},
     {"kds-max-message", "HYPHA_KDS_MAX_MESSAGE", "kdsMaxMessage", HY_OPT_SIZE, O(kds_max_message),
      "4Mi", "largest KDS message; a larger one closes that zone's connection"},
 };

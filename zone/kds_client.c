@@ -333,7 +333,12 @@ int hy_zone_kds_start(struct hy_zone *z)
         .ca_file = cfg->global_ca_file,
         .skip_verify = cfg->global_tls_skip_verify,
         .subprotocol = HY_KDS_SUBPROTOCOL,
-        .limits = {.max_message = (size_t)cfg->kds_max_message},
+        .limits = {.max_message = (size_t)cfg->kds_max_message,
+                   .ping_sec = cfg->kds_ping_interval > 0
+                                   ? (unsigned)(cfg->kds_ping_interval < 1000
+                                                    ? 1
+                                                    : cfg->kds_ping_interval / 1000)
+                                   : 0},
         .backoff = {.max_ms = (unsigned)cfg->kds_backoff_max},
         .cb = {on_open, on_message, on_close},
         .ud = k,

@@ -17,9 +17,10 @@ struct hy_zone_cfg {
     char *global_address; /* wss://HOST:5685; NULL: standalone */
     char *global_ca_file; /* verifies the global CP's KDS certificate */
     bool global_tls_skip_verify;
-    char *zone_token_file;    /* the zone token the global CP issued */
-    uint64_t kds_max_message; /* bytes */
-    int64_t kds_backoff_max;  /* milliseconds between reconnects, at most */
+    char *zone_token_file;     /* the zone token the global CP issued */
+    uint64_t kds_max_message;  /* bytes */
+    int64_t kds_ping_interval; /* milliseconds between websocket pings; silent 3x that: dropped */
+    int64_t kds_backoff_max;   /* milliseconds between reconnects, at most */
 };
 
 struct hy_kds_client;

@@ -11,7 +11,7 @@ mkdir -p "$HOME"
 unset HYPHA_CP HYPHA_CONFIG
 
 KDS_PORT=$(hy_free_port)
-start_global() { hy_start_global g --kds-address "127.0.0.1:$KDS_PORT" "$@"; }
+start_global() { hy_start_global g --kds-address "127.0.0.1:$KDS_PORT" --kds-ping-interval 1s "$@"; }
 start_global
 ctl() { "$HY_BIN/hyphactl" --cp "$GLOBAL_URL" "$@"; }
 zurl() { local v="ZONE_URL_${1//-/_}"; echo "${!v}"; }
@@ -195,6 +195,13 @@ spec:
   rules: [{default: {idleTimeout: 3s}}]
 EOF
 hy_check "zones still converge after garbage on the KDS port" hy_wait_for 20 converged east west south
+
+# ---- heartbeats: a zone that goes silent is marked Offline, and comes back
+kill -STOP "$(zpid south)"
+hy_check "a silent zone is dropped and shows Offline" hy_wait_for 15 offline
+kill -CONT "$(zpid south)"
+online() { "$HY_BIN/hyphactl" --cp "$GLOBAL_URL" inspect zones | grep '^south' | grep -q Online; }
+hy_check "and is Online again once it answers" hy_wait_for 15 online
 
 # ---- deleting a zone removes its resources everywhere
 ctl delete zone east >/dev/null
