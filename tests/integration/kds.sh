@@ -126,6 +126,12 @@ hy_eq "with all 200 policies" 200 \
 # ---- a zone started while the global CP is down connects when it comes up
 ctl generate zone-token --zone north --valid-for 24h >"$HY_TMP/north.token"
 hy_stop "$GLOBAL_PID"
+hy_eq "while the global CP is down, a zone keeps serving its synced state" 200 \
+    "$(curl -s "$(zurl east)/meshtrafficpermissions?size=1000" | jq '[.items[] | select(.name | startswith("bulk-"))] | length')"
+hy_stop "$(zpid east)"
+hy_start_zone east
+hy_eq "and after its own restart" 200 \
+    "$(curl -s "$(zurl east)/meshtrafficpermissions?size=1000" | jq '[.items[] | select(.name | startswith("bulk-"))] | length')"
 hy_start_zone north
 hy_check "north keeps retrying" hy_wait_for 10 grep -q 'cannot reach the global control plane' "$(zlog north)"
 start_global
