@@ -121,6 +121,24 @@ int hy_cp_listen(struct hy_cp *cp);
 void hy_cp_stop(struct hy_cp *cp);
 void hy_cp_close(struct hy_cp *cp);
 
+/* What a control-plane binary hands hy_cp_main. */
+struct hy_cp_program {
+    const struct hy_config_spec *spec;
+    void *cfg;             /* the binary's zeroed config struct, which spec fills */
+    size_t cp_offset;      /* offsetof its struct hy_cp_cfg member */
+    const char *component; /* for logs: "global", "zone" */
+    void *state;           /* the binary's state, passed to the three below */
+    int (*open)(void *state, const void *cfg, uv_loop_t *loop);
+    void (*stop)(void *state);
+    void (*close)(void *state);
+};
+
+/* Parses the options (--help and --version print and return 0; a bad
+ * option prints why and returns 2), opens, runs the loop until SIGINT or
+ * SIGTERM, stops, lets libwebsockets finish closing, closes. Returns the
+ * process exit code: 0, or 1 when open failed. */
+int hy_cp_main(const struct hy_cp_program *p, int argc, char **argv);
+
 /* data_dir/name into buf; HY_ETOOBIG if it does not fit. */
 int hy_cp_path(const struct hy_cp *cp, const char *name, char *buf, size_t size);
 /* Writes nbytes random bytes as 2*nbytes hex characters and a NUL. */

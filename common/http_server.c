@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "codec.h"
+#include "config.h"
 #include "error.h"
 #include "http_server.h"
 #include "log.h"
@@ -324,30 +325,6 @@ static void lws_log_emit(int level, const char *line)
     hy_log(l, "lws", "%.*s", (int)(n - (size_t)(msg - line)), msg);
 }
 
-/* Splits "host:port" / "[v6]:port". */
-static int split_address(const char *addr, char *host, size_t hsize, int *port)
-{
-    const char *colon = strrchr(addr, ':');
-    if (!colon) /* an empty host (":5681") means every interface */
-        return HY_EINVAL;
-    const char *h = addr;
-    size_t hl = (size_t)(colon - addr);
-    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    if (hl >= hsize)
-        return HY_EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (*end || p < 0 || p > 65535 || !colon[1])
-        return HY_EINVAL;
-    *port = (int)p;
-    return 0;
-}
-
 int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_server **out)
 {
     struct hy_http_server *s = calloc(1, sizeof(*s));
@@ -379,11 +356,10 @@ int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_s
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct hy_http_listener *l = &cfg->listeners[i];
-        char host[256], name[32];
-        int port;
-        if (split_address(l->address, host, sizeof(host), &port) < 0) {
-            hy_log(HY_LOG_ERROR, "http", "invalid listen address \"%s\" (expected host:port)",
-                   l->address);
+        char name[32], why[200];
+        struct hy_addr a;
+        if (hy_addr_parse(l->address, &a, why, sizeof(why)) < 0) {
+            hy_log(HY_LOG_ERROR, "http", "invalid listen address: %s", why);
             hy_http_server_free(s);
             return HY_EINVAL;
         }
@@ -392,8 +368,8 @@ int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_s
         memset(&v, 0, sizeof(v));
         snprintf(name, sizeof(name), "listener-%zu", i);
         v.vhost_name = name;
-        v.port = port;
-        v.iface = host[0] ? host : NULL;
+        v.port = a.port;
+        v.iface = a.host[0] ? a.host : NULL;
         v.protocols = protocols;
         v.user = &s->vhd[i];
         v.timeout_secs = cfg->timeout_sec ? cfg->timeout_sec : 10;
@@ -407,7 +383,7 @@ int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_s
                 s->client_ctx = hy_ws_tls_client_ctx(NULL, &failed);
             v.provided_client_ssl_ctx = s->client_ctx;
         }
-        if (strchr(host, ':') == NULL)
+        if (a.kind != HY_ADDR_IPV6)
             v.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
         s->vhosts[i] = lws_create_vhost(s->ctx, &v);
         if (!s->vhosts[i]) {

@@ -82,3 +82,49 @@ int hy_kds_insight_edit(struct hy_store *s, const char *name,
     hy_resource_free(r);
     return rc;
 }
+
+int hy_kds_outbox_next(struct hy_kds_outbox *o, struct hy_store *s,
+                       const struct hy_kds_scope *scope,
+                       int (*send)(void *ud, const Hypha__V1__KdsMessage *m), void *ud)
+{
+    uint64_t rev = hy_store_revision(s);
+    while (!o->in_flight && o->acked < rev && o->nacked != rev) {
+        Hypha__V1__Changes *c = NULL;
+        int rc = hy_kds_collect(s, o->acked, 0, scope, &c);
+        if (rc < 0)
+            return rc;
+        if (!c->snapshot && c->n_upserts == 0 && c->n_deletes == 0) {
+            o->acked = c->to; /* nothing in scope there: move on without a message */
+        } else {
+            Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
+            m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_CHANGES;
+            m.changes = c;
+            if ((rc = send(ud, &m)) == 0) {
+                o->in_flight = true;
+                o->sent_to = c->to;
+                o->sent += c->n_upserts + c->n_deletes;
+            }
+        }
+        hypha__v1__changes__free_unpacked(c, NULL);
+        if (rc < 0)
+            return rc;
+        if (o->in_flight)
+            break;
+    }
+    return 0;
+}
+
+bool hy_kds_outbox_ack(struct hy_kds_outbox *o, uint64_t to)
+{
+    if (!o->in_flight || to != o->sent_to)
+        return false;
+    o->acked = to;
+    o->in_flight = false;
+    return true;
+}
+
+void hy_kds_outbox_nack(struct hy_kds_outbox *o, struct hy_store *s)
+{
+    o->in_flight = false;
+    o->nacked = hy_store_revision(s);
+}

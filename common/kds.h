@@ -18,6 +18,28 @@ bool hy_kds_to_zone(const struct hy_rtype *t, const char *origin, const char *zo
 /* zone -> global: the zone-origin resources written in `zone`. */
 bool hy_kds_from_zone(const struct hy_rtype *t, const char *origin, const char *zone);
 
+/* One direction's sending state: what the peer has acked, what is in
+ * flight. Both ends keep one (one Changes in flight at a time). */
+struct hy_kds_outbox {
+    bool in_flight;
+    uint64_t acked;   /* store revision the peer has applied */
+    uint64_t sent_to; /* revision covered by the message in flight */
+    uint64_t nacked;  /* store revision when the peer last refused: wait for a newer one */
+    uint64_t sent;    /* resources sent, for insights */
+};
+
+/* Sends the next Changes of scope when none is in flight, skipping over
+ * stretches of the log with nothing in scope without a message. send
+ * returns 0 when the message was queued. Returns 0 or a negative code
+ * (logged by the caller). */
+int hy_kds_outbox_next(struct hy_kds_outbox *o, struct hy_store *s,
+                       const struct hy_kds_scope *scope,
+                       int (*send)(void *ud, const Hypha__V1__KdsMessage *m), void *ud);
+/* The peer acked `to`: true when that was the message in flight. */
+bool hy_kds_outbox_ack(struct hy_kds_outbox *o, uint64_t to);
+/* The peer refused the message in flight. */
+void hy_kds_outbox_nack(struct hy_kds_outbox *o, struct hy_store *s);
+
 /* Reads the ZoneInsight called name (or a new one), lets edit change it,
  * and writes it back. Returns 0 or a negative code. */
 int hy_kds_insight_edit(struct hy_store *s, const char *name,

@@ -67,34 +67,22 @@ static bool in_scope(const struct hy_kds_scope *sc, const struct hy_rtype *t, co
     return t && !t->secret && sc->match(sc->ud, t, origin);
 }
 
+struct snapshot_walk {
+    const struct hy_kds_scope *scope;
+    Hypha__V1__Changes *c;
+};
+
+static int snapshot_one(void *ud, struct hy_resource *r, bool *take)
+{
+    struct snapshot_walk *w = ud;
+    (void)take;
+    return in_scope(w->scope, r->type, S(r->origin)) ? add_upsert(w->c, r) : 0;
+}
+
 static int snapshot(struct hy_store *s, const struct hy_kds_scope *scope, Hypha__V1__Changes *c)
 {
-    size_t nt;
-    const struct hy_rtype *types = hy_rtype_all(&nt);
-    for (size_t i = 0; i < nt; i++) {
-        if (types[i].secret)
-            continue;
-        char *after = NULL;
-        do {
-            struct hy_store_page page = {0};
-            int rc = hy_store_list(s, types[i].name, NULL, after, 500, &page);
-            free(after);
-            after = NULL;
-            if (rc < 0)
-                return rc;
-            for (size_t k = 0; k < page.n && rc == 0; k++)
-                if (in_scope(scope, page.items[k]->type, S(page.items[k]->origin)))
-                    rc = add_upsert(c, page.items[k]);
-            after = page.next;
-            page.next = NULL;
-            hy_store_page_fini(&page);
-            if (rc < 0) {
-                free(after);
-                return rc;
-            }
-        } while (after);
-    }
-    return 0;
+    struct snapshot_walk w = {scope, c};
+    return hy_store_each(s, NULL, snapshot_one, &w);
 }
 
 static int cmp_change(const void *a, const void *b)
@@ -217,63 +205,48 @@ static void batch_free(struct hy_store_write *w, size_t n)
     free(w);
 }
 
+struct replace_walk {
+    const struct hy_kds_scope *replace;
+    const struct keyset *keep;
+    struct hy_store_write **w;
+    size_t *n, *cap;
+};
+
+static int replace_one(void *ud, struct hy_resource *r, bool *take)
+{
+    struct replace_walk *rw = ud;
+    if (r->type->secret || !rw->replace->match(rw->replace->ud, r->type, S(r->origin)))
+        return 0;
+    char *key = key_of(r->type->name, r->meta->mesh, r->meta->name);
+    if (!key)
+        return HY_ENOMEM;
+    bool kept = bsearch(&key, rw->keep->v, rw->keep->n, sizeof(char *), cmp_str) != NULL;
+    free(key);
+    if (kept)
+        return 0;
+    if (*rw->n == *rw->cap) {
+        size_t nc = *rw->cap * 2 + 16;
+        struct hy_store_write *nw = realloc(*rw->w, nc * sizeof(*nw));
+        if (!nw)
+            return HY_ENOMEM;
+        *rw->w = nw;
+        *rw->cap = nc;
+    }
+    (*rw->w)[(*rw->n)++] = (struct hy_store_write){.op = HY_STORE_DELETE,
+                                                   .flags = HY_STORE_IF_EXISTS,
+                                                   .r = r,
+                                                   .expect_version = HY_VERSION_ANY};
+    *take = true; /* the batch owns it now */
+    return 0;
+}
+
 /* Adds DELETEs for local resources in `replace` that the snapshot lacks. */
 static int replace_rest(struct hy_store *s, const struct hy_kds_scope *replace,
                         const struct keyset *keep, struct hy_store_write **w, size_t *n,
                         size_t *cap)
 {
-    size_t nt;
-    const struct hy_rtype *types = hy_rtype_all(&nt);
-    for (size_t i = 0; i < nt; i++) {
-        if (types[i].secret)
-            continue;
-        char *after = NULL;
-        do {
-            struct hy_store_page page = {0};
-            int rc = hy_store_list(s, types[i].name, NULL, after, 500, &page);
-            free(after);
-            after = NULL;
-            if (rc < 0)
-                return rc;
-            for (size_t k = 0; k < page.n && rc == 0; k++) {
-                struct hy_resource *r = page.items[k];
-                if (!replace->match(replace->ud, r->type, S(r->origin)))
-                    continue;
-                char *key = key_of(r->type->name, r->meta->mesh, r->meta->name);
-                if (!key) {
-                    rc = HY_ENOMEM;
-                    break;
-                }
-                bool kept = bsearch(&key, keep->v, keep->n, sizeof(char *), cmp_str) != NULL;
-                free(key);
-                if (kept)
-                    continue;
-                if (*n == *cap) {
-                    size_t nc = *cap * 2 + 16;
-                    struct hy_store_write *nw = realloc(*w, nc * sizeof(*nw));
-                    if (!nw) {
-                        rc = HY_ENOMEM;
-                        break;
-                    }
-                    *w = nw;
-                    *cap = nc;
-                }
-                (*w)[(*n)++] = (struct hy_store_write){.op = HY_STORE_DELETE,
-                                                       .flags = HY_STORE_IF_EXISTS,
-                                                       .r = r,
-                                                       .expect_version = HY_VERSION_ANY};
-                page.items[k] = NULL; /* the batch owns it now */
-            }
-            after = page.next;
-            page.next = NULL;
-            hy_store_page_fini(&page);
-            if (rc < 0) {
-                free(after);
-                return rc;
-            }
-        } while (after);
-    }
-    return 0;
+    struct replace_walk rw = {replace, keep, w, n, cap};
+    return hy_store_each(s, NULL, replace_one, &rw);
 }
 
 static int upsert_write(const Hypha__V1__Envelope *env, const struct hy_kds_apply_opts *o,

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "error.h"
 #include "log.h"
 #include "ws_int.h"
@@ -72,30 +73,6 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
 }
 
-/* Splits "host:port" / "[v6]:port"; an empty host means every interface. */
-static int split_address(const char *addr, char *host, size_t hsize, int *port)
-{
-    const char *colon = addr ? strrchr(addr, ':') : NULL;
-    if (!colon)
-        return HY_EINVAL;
-    const char *h = addr;
-    size_t hl = (size_t)(colon - addr);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    if (hl >= hsize)
-        return HY_EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (*end || p < 0 || p > 65535 || !colon[1])
-        return HY_EINVAL;
-    *port = (int)p;
-    return 0;
-}
-
 static void free_handle(uv_handle_t *h)
 {
     free(h);
@@ -121,10 +98,9 @@ static void on_defer(uv_timer_t *t)
 
 int hy_ws_server_new(const struct hy_ws_server_config *cfg, struct hy_ws_server **out)
 {
-    char host[256];
-    int port;
-    if (!cfg->loop || !cfg->subprotocol || !cfg->subprotocol[0] ||
-        split_address(cfg->address, host, sizeof(host), &port) < 0) {
+    struct hy_addr a;
+    if (!cfg->loop || !cfg->subprotocol || !cfg->subprotocol[0] || !cfg->address ||
+        hy_addr_parse(cfg->address, &a, NULL, 0) < 0) {
         hy_log(HY_LOG_ERROR, "ws", "server: invalid config (address \"%s\", subprotocol \"%s\")",
                cfg->address ? cfg->address : "", cfg->subprotocol ? cfg->subprotocol : "");
         return HY_EINVAL;
@@ -173,8 +149,8 @@ int hy_ws_server_new(const struct hy_ws_server_config *cfg, struct hy_ws_server 
     struct lws_context_creation_info v;
     memset(&v, 0, sizeof(v));
     v.vhost_name = "ws";
-    v.port = port;
-    v.iface = host[0] ? host : NULL;
+    v.port = a.port;
+    v.iface = a.host[0] ? a.host : NULL;
     v.protocols = s->protocols;
     v.user = s;
     v.ssl_cert_filepath = cfg->tls_cert;
@@ -189,7 +165,7 @@ int hy_ws_server_new(const struct hy_ws_server_config *cfg, struct hy_ws_server 
     v.provided_client_ssl_ctx = s->client_ctx;
     /* lws enables TLS on a vhost only with this option on it too */
     v.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    if (!strchr(host, ':'))
+    if (a.kind != HY_ADDR_IPV6)
         v.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     s->vhost = lws_create_vhost(s->ctx, &v);
     if (!s->vhost) {

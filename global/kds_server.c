@@ -25,11 +25,9 @@ struct session {
     struct session *next;
     char zone[254];
     char version[64];
-    bool welcomed, in_flight, closing;
-    uint64_t acked;   /* global revision the zone has applied */
-    uint64_t sent_to; /* revision covered by the message in flight */
-    uint64_t nacked;  /* revision of the last Nack: do not resend before it moves */
-    uint64_t sent, received;
+    bool welcomed, closing;
+    struct hy_kds_outbox out; /* global changes going down */
+    uint64_t received;
     char last_error[256];
     bool insight_dirty;
 };
@@ -63,8 +61,9 @@ static bool zone_owned(void *ud, const struct hy_rtype *t, const char *origin)
     return origin && !strcmp(origin, ((struct session *)ud)->zone);
 }
 
-static int send_msg(struct session *s, const Hypha__V1__KdsMessage *m)
+static int send_msg(void *ud, const Hypha__V1__KdsMessage *m)
 {
+    struct session *s = ud;
     size_t len;
     uint8_t *buf = hy_kds_pack(m, &len);
     if (!buf)
@@ -118,7 +117,7 @@ static void edit_insight(Hypha__V1__ZoneInsight *zi, void *ud)
     if (e->what == INS_DISCONNECT && !sub->disconnect_time)
         sub->disconnect_time = hy_timestamp_now();
     sub->has_last_acked_revision = 1;
-    sub->last_acked_revision = s->acked;
+    sub->last_acked_revision = s->out.acked;
     if (s->last_error[0])
         hy_kds_set_str(&sub->last_error, s->last_error);
     if (!sub->stat) {
@@ -128,7 +127,7 @@ static void edit_insight(Hypha__V1__ZoneInsight *zi, void *ud)
         hypha__v1__zone_insight__subscription__stat__init(sub->stat);
     }
     sub->stat->has_resources_sent = sub->stat->has_resources_received = 1;
-    sub->stat->resources_sent = s->sent;
+    sub->stat->resources_sent = s->out.sent;
     sub->stat->resources_received = s->received;
     if (e->synced_revision) {
         zi->has_synced_revision = 1;
@@ -160,40 +159,12 @@ static uint64_t synced_revision(struct hy_global *g, const char *zone)
 
 static void send_next(struct session *s)
 {
-    struct hy_store *st = s->srv->g->cp.store;
-    if (!s->welcomed || s->in_flight || s->closing)
+    struct hy_kds_scope scope = {to_zone_match, s};
+    if (!s->welcomed || s->closing)
         return;
-    uint64_t rev = hy_store_revision(st);
-    while (s->acked < rev && s->nacked != rev) {
-        struct hy_kds_scope scope = {to_zone_match, s};
-        Hypha__V1__Changes *c = NULL;
-        int rc = hy_kds_collect(st, s->acked, 0, &scope, &c);
-        if (rc < 0) {
-            hy_log(HY_LOG_ERROR, "kds", "zone %s: cannot read changes: %s", s->zone,
-                   hy_strerror(rc));
-            return;
-        }
-        if (!c->snapshot && c->n_upserts == 0 && c->n_deletes == 0) {
-            /* nothing for this zone in there: move on without a message */
-            s->acked = c->to;
-            hypha__v1__changes__free_unpacked(c, NULL);
-            continue;
-        }
-        Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
-        m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_CHANGES;
-        m.changes = c;
-        rc = send_msg(s, &m);
-        if (rc == 0) {
-            s->in_flight = true;
-            s->sent_to = c->to;
-            s->sent += c->n_upserts + c->n_deletes;
-            hy_log(HY_LOG_DEBUG, "kds", "zone %s: sent %s %zu upserts, %zu deletes (%llu..%llu]",
-                   s->zone, c->snapshot ? "snapshot of" : "", c->n_upserts, c->n_deletes,
-                   (unsigned long long)c->from, (unsigned long long)c->to);
-        }
-        hypha__v1__changes__free_unpacked(c, NULL);
-        return;
-    }
+    int rc = hy_kds_outbox_next(&s->out, s->srv->g->cp.store, &scope, send_msg, s);
+    if (rc < 0)
+        hy_log(HY_LOG_ERROR, "kds", "zone %s: cannot send changes: %s", s->zone, hy_strerror(rc));
 }
 
 /* A connected zone that was deleted or disabled meanwhile is let go. */
@@ -374,7 +345,7 @@ static void on_hello(struct session *s, const Hypha__V1__Hello *h)
         return;
     }
     s->welcomed = true;
-    s->acked = h->acked_global_revision;
+    s->out = (struct hy_kds_outbox){.acked = h->acked_global_revision};
     s->last_error[0] = '\0';
     insight(s, INS_CONNECT, 0);
     Hypha__V1__Welcome w = HYPHA__V1__WELCOME__INIT;
@@ -386,7 +357,7 @@ static void on_hello(struct session *s, const Hypha__V1__Hello *h)
     m.welcome = &w;
     hy_log(HY_LOG_INFO, "kds",
            "zone %s connected from %s (version %s, has global revision %llu, sent us up to %llu)",
-           s->zone, hy_ws_conn_peer(s->conn), s->version, (unsigned long long)s->acked,
+           s->zone, hy_ws_conn_peer(s->conn), s->version, (unsigned long long)s->out.acked,
            (unsigned long long)w.acked_zone_revision);
     if (send_msg(s, &m) == 0)
         send_next(s);
@@ -417,16 +388,13 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
             on_changes(s, m->changes);
             break;
         case HYPHA__V1__KDS_MESSAGE__MSG_ACK:
-            if (s->in_flight && m->ack->to == s->sent_to) {
-                s->acked = m->ack->to;
-                s->in_flight = false;
+            if (hy_kds_outbox_ack(&s->out, m->ack->to)) {
                 s->insight_dirty = true;
                 send_next(s);
             }
             break;
         case HYPHA__V1__KDS_MESSAGE__MSG_NACK:
-            s->in_flight = false;
-            s->nacked = hy_store_revision(s->srv->g->cp.store);
+            hy_kds_outbox_nack(&s->out, s->srv->g->cp.store);
             snprintf(s->last_error, sizeof(s->last_error), "zone refused changes: %s",
                      m->nack->error ? m->nack->error : "");
             hy_log(HY_LOG_WARN, "kds", "zone %s refused changes up to %llu: %s", s->zone,

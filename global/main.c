@@ -1,14 +1,8 @@
 /* hypha-global: parse the configuration, open the control plane, run the
  * loop until SIGINT/SIGTERM, close. */
-#include <signal.h>
 #include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-#include "config.h"
 #include "global.h"
-#include "log.h"
 #include "poison.h"
 
 #define O(field) offsetof(struct hy_global_cfg, field)
@@ -36,52 +30,34 @@ static const struct hy_config_spec spec = {
     .config_env = "HYPHA_CONFIG",
 };
 
-static void on_signal(uv_signal_t *s, int signum)
+static int open_cp(void *state, const void *cfg, uv_loop_t *loop)
 {
-    hy_log(HY_LOG_INFO, "global", "signal %d: shutting down", signum);
-    uv_stop(s->loop);
+    return hy_global_open(state, cfg, loop);
+}
+
+static void stop_cp(void *state)
+{
+    hy_global_stop(state);
+}
+
+static void close_cp(void *state)
+{
+    hy_global_close(state);
 }
 
 int main(int argc, char **argv)
 {
     struct hy_global_cfg cfg = {0};
-    struct hy_config_result res = {0};
-    int rc = hy_config_parse(&spec, &cfg, argc, argv, &res);
-    if (rc < 0 || res.help || res.version) {
-        struct hy_buf out = {0};
-        if (rc < 0)
-            fprintf(stderr, "hypha-global: %s\n(see hypha-global --help)\n", res.error);
-        else if (res.help && hy_config_usage(&spec, &out) == 0)
-            fputs(out.data, stdout);
-        else if (res.version)
-            printf("hypha-global %s\n", HYPHA_VERSION);
-        hy_buf_fini(&out);
-        hy_config_fini(&spec, &cfg);
-        return rc < 0 ? 2 : 0;
-    }
-    hy_log_threshold = cfg.cp.log_level;
-    signal(SIGPIPE, SIG_IGN);
-
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    uv_signal_t sigint, sigterm;
-    uv_signal_init(&loop, &sigint);
-    uv_signal_init(&loop, &sigterm);
-    uv_signal_start(&sigint, on_signal, SIGINT);
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
-
-    struct hy_global g;
-    rc = hy_global_open(&g, &cfg, &loop);
-    if (rc == 0)
-        uv_run(&loop, UV_RUN_DEFAULT);
-    /* close our handles; lws closes its own: run until all have finished */
-    hy_global_stop(&g);
-    uv_close((uv_handle_t *)&sigint, NULL);
-    uv_close((uv_handle_t *)&sigterm, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    hy_global_close(&g);
-    uv_loop_close(&loop);
-    hy_config_fini(&spec, &cfg);
-    hy_log(HY_LOG_INFO, "global", "stopped");
-    return rc < 0 ? 1 : 0;
+    struct hy_global state;
+    const struct hy_cp_program p = {
+        .spec = &spec,
+        .cfg = &cfg,
+        .cp_offset = offsetof(struct hy_global_cfg, cp),
+        .component = "global",
+        .state = &state,
+        .open = open_cp,
+        .stop = stop_cp,
+        .close = close_cp,
+    };
+    return hy_cp_main(&p, argc, argv);
 }

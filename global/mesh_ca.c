@@ -109,43 +109,31 @@ out:
     return rc;
 }
 
+struct zone_walk {
+    struct hy_api_batch *b;
+    const char *zone;
+};
+
+static int drop_one(void *ud, struct hy_resource *r, bool *take)
+{
+    struct zone_walk *zw = ud;
+    bool insight = !strcmp(r->type->name, "ZoneInsight") && !strcmp(r->meta->name, zw->zone);
+    if (!insight && !(r->origin && !strcmp(r->origin, zw->zone)))
+        return 0;
+    int rc = hy_api_batch_add(zw->b, HY_STORE_DELETE, r, HY_VERSION_ANY);
+    if (rc == 0) {
+        zw->b->w[zw->b->n - 1].flags = HY_STORE_IF_EXISTS;
+        *take = true;
+    }
+    return rc;
+}
+
 /* Deleting a Zone takes what it synced here along (and its insight), in
  * the same transaction; KDS then tells the other zones. */
 static int drop_zone(struct hy_global *g, struct hy_api_batch *b, const char *zone)
 {
-    size_t nt;
-    const struct hy_rtype *types = hy_rtype_all(&nt);
-    for (size_t i = 0; i < nt; i++) {
-        char *after = NULL;
-        do {
-            struct hy_store_page page = {0};
-            int rc = hy_store_list(g->cp.store, types[i].name, NULL, after, 500, &page);
-            free(after);
-            after = NULL;
-            if (rc < 0)
-                return rc;
-            for (size_t k = 0; k < page.n && rc == 0; k++) {
-                struct hy_resource *r = page.items[k];
-                bool insight =
-                    !strcmp(r->type->name, "ZoneInsight") && !strcmp(r->meta->name, zone);
-                if (!insight && !(r->origin && !strcmp(r->origin, zone)))
-                    continue;
-                rc = hy_api_batch_add(b, HY_STORE_DELETE, r, HY_VERSION_ANY);
-                if (rc == 0) {
-                    b->w[b->n - 1].flags = HY_STORE_IF_EXISTS;
-                    page.items[k] = NULL;
-                }
-            }
-            after = page.next;
-            page.next = NULL;
-            hy_store_page_fini(&page);
-            if (rc < 0) {
-                free(after);
-                return rc;
-            }
-        } while (after);
-    }
-    return 0;
+    struct zone_walk zw = {b, zone};
+    return hy_store_each(g->cp.store, NULL, drop_one, &zw);
 }
 
 int hy_global_mesh_ca_hook(void *ud, struct hy_api_batch *b, struct hy_diag *d)

@@ -228,6 +228,43 @@ int hy_store_changes(struct hy_store *s, uint64_t since, size_t max, struct hy_s
     return s->ops->changes(s, since, max, out);
 }
 
+static int each_of_type(struct hy_store *s, const char *type, hy_store_each_fn fn, void *ud)
+{
+    char *after = NULL;
+    int rc = 0;
+    do {
+        struct hy_store_page page = {0};
+        rc = hy_store_list(s, type, NULL, after, 500, &page);
+        free(after);
+        after = NULL;
+        for (size_t i = 0; rc == 0 && i < page.n; i++) {
+            bool take = false;
+            rc = fn(ud, page.items[i], &take);
+            if (take)
+                page.items[i] = NULL;
+        }
+        if (rc == 0) {
+            after = page.next;
+            page.next = NULL;
+        }
+        hy_store_page_fini(&page);
+    } while (rc == 0 && after);
+    free(after);
+    return rc;
+}
+
+int hy_store_each(struct hy_store *s, const char *type, hy_store_each_fn fn, void *ud)
+{
+    if (type)
+        return each_of_type(s, type, fn, ud);
+    size_t nt;
+    const struct hy_rtype *types = hy_rtype_all(&nt);
+    int rc = 0;
+    for (size_t i = 0; i < nt && rc == 0; i++)
+        rc = each_of_type(s, types[i].name, fn, ud);
+    return rc;
+}
+
 void hy_store_changes_fini(struct hy_store_changes *c)
 {
     if (!c)

@@ -110,6 +110,13 @@ int hy_store_list(struct hy_store *s, const char *type, const char *mesh, const 
                   size_t limit, struct hy_store_page *out);
 void hy_store_page_fini(struct hy_store_page *p);
 
+/* Calls fn with every resource of type (every type when type is NULL,
+ * secret ones included), page by page in key order. fn gets r to read; it
+ * may take r over by setting *take (then it frees it). A non-zero return
+ * of fn stops the walk and is returned; so are store errors. */
+typedef int (*hy_store_each_fn)(void *ud, struct hy_resource *r, bool *take);
+int hy_store_each(struct hy_store *s, const char *type, hy_store_each_fn fn, void *ud);
+
 /* The change feed. */
 struct hy_store_change {
     uint64_t revision;

@@ -21,11 +21,10 @@ struct hy_kds_client {
     struct hy_ws_client *ws;
     struct hy_store_uv_watch watch;
     bool watching;
-    bool welcomed, in_flight, rejected;
-    uint64_t global_applied; /* global revision applied here (persisted) */
-    uint64_t acked;          /* our revision the global CP has applied */
-    uint64_t sent_to, nacked;
-    uint64_t sent, received;
+    bool welcomed, rejected;
+    uint64_t global_applied;  /* global revision applied here (persisted) */
+    struct hy_kds_outbox out; /* our changes going up */
+    uint64_t received;
     char last_error[256];
 };
 
@@ -61,8 +60,9 @@ static int take_from_global(void *ud, struct hy_resource *r)
     return r->origin ? 0 : HY_ENOMEM;
 }
 
-static int send_msg(struct hy_kds_client *k, const Hypha__V1__KdsMessage *m)
+static int send_msg(void *ud, const Hypha__V1__KdsMessage *m)
 {
+    struct hy_kds_client *k = ud;
     size_t len;
     uint8_t *buf = hy_kds_pack(m, &len);
     if (!buf)
@@ -83,7 +83,7 @@ static void edit_own(Hypha__V1__ZoneInsight *zi, void *ud)
     if (!sub)
         return;
     sub->has_last_acked_revision = 1;
-    sub->last_acked_revision = k->acked;
+    sub->last_acked_revision = k->out.acked;
     if (k->last_error[0])
         hy_kds_set_str(&sub->last_error, k->last_error);
 }
@@ -128,34 +128,10 @@ static uint64_t load_applied(struct hy_store *s, const char *zone)
 
 static void send_next(struct hy_kds_client *k)
 {
-    struct hy_store *st = k->z->cp.store;
-    if (!k->welcomed || k->in_flight)
-        return;
-    uint64_t rev = hy_store_revision(st);
-    while (k->acked < rev && k->nacked != rev) {
-        struct hy_kds_scope scope = {ours, k};
-        Hypha__V1__Changes *c = NULL;
-        int rc = hy_kds_collect(st, k->acked, 0, &scope, &c);
-        if (rc < 0) {
-            hy_log(HY_LOG_ERROR, "kds", "cannot read changes: %s", hy_strerror(rc));
-            return;
-        }
-        if (!c->snapshot && c->n_upserts == 0 && c->n_deletes == 0) {
-            k->acked = c->to; /* nothing of ours in there */
-            hypha__v1__changes__free_unpacked(c, NULL);
-            continue;
-        }
-        Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
-        m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_CHANGES;
-        m.changes = c;
-        if (send_msg(k, &m) == 0) {
-            k->in_flight = true;
-            k->sent_to = c->to;
-            k->sent += c->n_upserts + c->n_deletes;
-        }
-        hypha__v1__changes__free_unpacked(c, NULL);
-        return;
-    }
+    struct hy_kds_scope scope = {ours, k};
+    int rc = k->welcomed ? hy_kds_outbox_next(&k->out, k->z->cp.store, &scope, send_msg, k) : 0;
+    if (rc < 0)
+        hy_log(HY_LOG_ERROR, "kds", "cannot send our changes: %s", hy_strerror(rc));
 }
 
 static void on_store_change(struct hy_store_uv_watch *w, uint64_t revision)
@@ -212,11 +188,11 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
     switch (m->msg_case) {
     case HYPHA__V1__KDS_MESSAGE__MSG_WELCOME:
         k->welcomed = true;
-        k->acked = m->welcome->acked_zone_revision;
+        k->out = (struct hy_kds_outbox){.acked = m->welcome->acked_zone_revision};
         hy_log(HY_LOG_INFO, "kds",
                "connected to the global control plane %s (it has our changes up to %llu)",
                m->welcome->global_instance_id ? m->welcome->global_instance_id : "?",
-               (unsigned long long)k->acked);
+               (unsigned long long)k->out.acked);
         send_next(k);
         break;
     case HYPHA__V1__KDS_MESSAGE__MSG_REJECT:
@@ -231,15 +207,11 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
             on_changes(k, m->changes);
         break;
     case HYPHA__V1__KDS_MESSAGE__MSG_ACK:
-        if (k->in_flight && m->ack->to == k->sent_to) {
-            k->acked = m->ack->to;
-            k->in_flight = false;
+        if (hy_kds_outbox_ack(&k->out, m->ack->to))
             send_next(k);
-        }
         break;
     case HYPHA__V1__KDS_MESSAGE__MSG_NACK:
-        k->in_flight = false;
-        k->nacked = hy_store_revision(k->z->cp.store);
+        hy_kds_outbox_nack(&k->out, k->z->cp.store);
         snprintf(k->last_error, sizeof(k->last_error), "global refused our changes: %s",
                  m->nack->error ? m->nack->error : "");
         hy_log(HY_LOG_WARN, "kds", "the global control plane refused our changes: %s",
@@ -277,8 +249,8 @@ static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
         hy_log(HY_LOG_ERROR, "kds", "%s: cannot read the zone token: %s",
                cfg->zone_token_file ? cfg->zone_token_file : "(no --zone-token-file)",
                strerror(errno));
-    k->welcomed = k->in_flight = k->rejected = false;
-    k->nacked = 0;
+    k->welcomed = k->rejected = false;
+    k->out = (struct hy_kds_outbox){0};
     hy_kds_insight_edit(k->z->cp.store, cfg->zone, edit_connect, k);
     Hypha__V1__Hello h = HYPHA__V1__HELLO__INIT;
     Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
@@ -301,7 +273,8 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
     struct hy_kds_client *k = ud;
     (void)c;
     bool was = k->welcomed;
-    k->welcomed = k->in_flight = false;
+    k->welcomed = false;
+    k->out.in_flight = false;
     if (!k->rejected) /* a Reject says more than the close that follows it */
         snprintf(k->last_error, sizeof(k->last_error), "%s (%d)", reason, code);
     hy_kds_insight_edit(k->z->cp.store, k->z->cfg->zone, edit_disconnect, k);
