@@ -309,22 +309,6 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static void lws_log_emit(int level, const char *line)
-{
-    enum hy_log_level l = level == LLL_ERR    ? HY_LOG_ERROR
-                          : level == LLL_WARN ? HY_LOG_WARN
-                                              : HY_LOG_DEBUG;
-    size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-        n--;
-    /* lws prefixes its own timestamp: skip to the message */
-    const char *msg = line;
-    const char *sp = strstr(line, "] ");
-    if (sp && (size_t)(sp - line) < n)
-        msg = sp + 2;
-    hy_log(l, "lws", "%.*s", (int)(n - (size_t)(msg - line)), msg);
-}
-
 int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_server **out)
 {
     struct hy_http_server *s = calloc(1, sizeof(*s));
@@ -337,7 +321,7 @@ int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_s
         hy_http_server_free(s);
         return HY_ENOMEM;
     }
-    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+    hy_ws_log_init(); /* one lws log sink for the process (ws_conn.c) */
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
