@@ -128,3 +128,35 @@ void hy_kds_outbox_nack(struct hy_kds_outbox *o, struct hy_store *s)
     o->in_flight = false;
     o->nacked = hy_store_revision(s);
 }
+
+int hy_kds_metrics_init(struct hy_kds_metrics *km, struct hy_metrics *m)
+{
+    km->messages = hy_metric_counter(m, "hypha_kds_messages_total",
+                                     "KDS messages by direction and type", 2, "direction", "type");
+    km->bytes = hy_metric_counter(m, "hypha_kds_bytes_total", "KDS message bytes by direction", 1,
+                                  "direction");
+    km->resources =
+        hy_metric_counter(m, "hypha_kds_resources_total",
+                          "Resources (upserts and deletes) carried by KDS", 1, "direction");
+    return km->messages && km->bytes && km->resources ? 0 : HY_ENOMEM;
+}
+
+void hy_kds_count(const struct hy_kds_metrics *km, const char *direction,
+                  const Hypha__V1__KdsMessage *msg, size_t len)
+{
+    static const char *const names[] = {
+        [HYPHA__V1__KDS_MESSAGE__MSG_HELLO] = "hello",
+        [HYPHA__V1__KDS_MESSAGE__MSG_WELCOME] = "welcome",
+        [HYPHA__V1__KDS_MESSAGE__MSG_REJECT] = "reject",
+        [HYPHA__V1__KDS_MESSAGE__MSG_CHANGES] = "changes",
+        [HYPHA__V1__KDS_MESSAGE__MSG_ACK] = "ack",
+        [HYPHA__V1__KDS_MESSAGE__MSG_NACK] = "nack",
+    };
+    size_t k = (size_t)msg->msg_case;
+    const char *type = k < sizeof(names) / sizeof(names[0]) && names[k] ? names[k] : "other";
+    hy_series_inc(hy_metric_series(km->messages, direction, type));
+    hy_series_add(hy_metric_series(km->bytes, direction), (double)len);
+    if (msg->msg_case == HYPHA__V1__KDS_MESSAGE__MSG_CHANGES)
+        hy_series_add(hy_metric_series(km->resources, direction),
+                      (double)(msg->changes->n_upserts + msg->changes->n_deletes));
+}

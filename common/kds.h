@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "kds_sync.h"
+#include "metrics.h"
 #include "zone.pb-c.h"
 
 #define HY_KDS_SUBPROTOCOL "hypha.kds.v1"
@@ -39,6 +40,19 @@ int hy_kds_outbox_next(struct hy_kds_outbox *o, struct hy_store *s,
 bool hy_kds_outbox_ack(struct hy_kds_outbox *o, uint64_t to);
 /* The peer refused the message in flight. */
 void hy_kds_outbox_nack(struct hy_kds_outbox *o, struct hy_store *s);
+
+/* KDS metrics, the same on both ends. */
+struct hy_kds_metrics {
+    struct hy_metric *messages;  /* hypha_kds_messages_total{direction,type} */
+    struct hy_metric *bytes;     /* hypha_kds_bytes_total{direction} */
+    struct hy_metric *resources; /* hypha_kds_resources_total{direction} */
+};
+/* Registers them in m. 0 or HY_ENOMEM. */
+int hy_kds_metrics_init(struct hy_kds_metrics *km, struct hy_metrics *m);
+/* Counts one message sent or received ("sent"/"received") of len bytes.
+ * Cannot fail. */
+void hy_kds_count(const struct hy_kds_metrics *km, const char *direction,
+                  const Hypha__V1__KdsMessage *msg, size_t len);
 
 /* Reads the ZoneInsight called name (or a new one), lets edit change it,
  * and writes it back. Returns 0 or a negative code. */

@@ -40,6 +40,7 @@ struct hy_kds_server {
     uv_timer_t flush;
     bool flush_init;
     struct session *sessions;
+    struct hy_kds_metrics metrics;
 };
 
 /* ----- helpers ----- */
@@ -70,6 +71,8 @@ static int send_msg(void *ud, const Hypha__V1__KdsMessage *m)
         return HY_ENOMEM;
     int rc = hy_ws_send(s->conn, buf, len);
     free(buf);
+    if (rc == 0)
+        hy_kds_count(&s->srv->metrics, "sent", m, len);
     if (rc == -ENOBUFS) {
         hy_log(HY_LOG_WARN, "kds", "zone %s: send queue full (a slow zone): closing", s->zone);
         hy_ws_close(s->conn, 1008, "send queue full");
@@ -374,6 +377,7 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
         reject(s, "malformed message (not a KdsMessage)");
         return;
     }
+    hy_kds_count(&s->srv->metrics, "received", m, len);
     if (!s->welcomed && m->msg_case != HYPHA__V1__KDS_MESSAGE__MSG_HELLO) {
         reject(s, "the first message must be Hello");
     } else {
@@ -526,6 +530,14 @@ static unsigned ping_sec(int64_t ms)
     return ms <= 0 ? 0 : ms < 1000 ? 1 : (unsigned)(ms / 1000);
 }
 
+static double zones_connected(void *ud)
+{
+    double n = 0;
+    for (struct session *s = ((struct hy_kds_server *)ud)->sessions; s; s = s->next)
+        n += s->welcomed && !s->closing;
+    return n;
+}
+
 int hy_kds_server_start(struct hy_global *g)
 {
     struct hy_kds_server *srv = calloc(1, sizeof(*srv));
@@ -533,6 +545,10 @@ int hy_kds_server_start(struct hy_global *g)
         return HY_ENOMEM;
     srv->g = g;
     g->kds = srv;
+    if (hy_kds_metrics_init(&srv->metrics, g->cp.metrics) < 0 ||
+        !hy_metric_gauge_fn(g->cp.metrics, "hypha_kds_zones_connected",
+                            "Zones connected and admitted over KDS", zones_connected, srv))
+        return HY_ENOMEM;
     char cert[4200], key[4200], addr[300];
     int rc = kds_certs(g, cert, key, sizeof(cert));
     if (rc < 0) {

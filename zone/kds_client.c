@@ -26,6 +26,7 @@ struct hy_kds_client {
     struct hy_kds_outbox out; /* our changes going up */
     uint64_t received;
     char last_error[256];
+    struct hy_kds_metrics metrics;
 };
 
 static const char *zone_of(void *ud)
@@ -69,6 +70,8 @@ static int send_msg(void *ud, const Hypha__V1__KdsMessage *m)
         return HY_ENOMEM;
     int rc = hy_ws_send(hy_ws_client_conn(k->ws), buf, len);
     free(buf);
+    if (rc == 0)
+        hy_kds_count(&k->metrics, "sent", m, len);
     return rc;
 }
 
@@ -185,6 +188,7 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
         hy_ws_close(c, 1008, "malformed message");
         return;
     }
+    hy_kds_count(&k->metrics, "received", m, len);
     switch (m->msg_case) {
     case HYPHA__V1__KDS_MESSAGE__MSG_WELCOME:
         k->welcomed = true;
@@ -285,6 +289,11 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
 
 /* ----- lifecycle ----- */
 
+static double connected(void *ud)
+{
+    return ((struct hy_kds_client *)ud)->welcomed;
+}
+
 int hy_zone_kds_start(struct hy_zone *z)
 {
     const struct hy_zone_cfg *cfg = z->cfg;
@@ -299,6 +308,10 @@ int hy_zone_kds_start(struct hy_zone *z)
         return HY_ENOMEM;
     k->z = z;
     z->kds = k;
+    if (hy_kds_metrics_init(&k->metrics, z->cp.metrics) < 0 ||
+        !hy_metric_gauge_fn(z->cp.metrics, "hypha_kds_connected",
+                            "1 while admitted by the global control plane", connected, k))
+        return HY_ENOMEM;
     k->global_applied = load_applied(z->cp.store, cfg->zone);
     struct hy_ws_client_config wc = {
         .loop = z->cp.loop,

@@ -49,6 +49,15 @@ hy_contains "a zone's mesh has its root certificate (not the key)" "BEGIN CERTIF
     "$(curl -s "$(zurl east)/meshes/default/meshtrusts/ca-1")"
 hy_eq "the CA key did not travel" 404 "$(hy_status GET "$(zurl east)/meshes/default/meshcakeys/ca-1")"
 
+curl -s "$GLOBAL_URL/metrics" >"$HY_TMP/gm.txt"
+curl -s "$(zurl east)/metrics" >"$HY_TMP/zm.txt"
+hy_check "promtool accepts the global CP's metrics" promtool check metrics <"$HY_TMP/gm.txt"
+hy_check "and the zone's" promtool check metrics <"$HY_TMP/zm.txt"
+hy_contains "the global CP counts connected zones" "hypha_kds_zones_connected 3" "$(cat "$HY_TMP/gm.txt")"
+hy_contains "and KDS messages" 'hypha_kds_messages_total{direction="sent",type="changes"}' \
+    "$(cat "$HY_TMP/gm.txt")"
+hy_contains "the zone says it is connected" "hypha_kds_connected 1" "$(cat "$HY_TMP/zm.txt")"
+
 # ---- global -> zones: create, update, delete
 for f in meshtimeout meshretry meshhealthcheck meshcircuitbreaker meshloadbalancingstrategy; do
     ctl apply -f "$DATA/$f.yaml" >/dev/null
