@@ -1,0 +1,91 @@
+/* libFuzzer target for KDS frames: any bytes as a KdsMessage; a Changes is
+ * applied, as a zone's would be on the global CP and as the global CP's
+ * would be in a zone, to a store that lives for the whole run. Nothing may
+ * crash or leak, and nothing outside each direction's scope may be
+ * written. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kds.h"
+#include "poison.h"
+
+static struct hy_store *store;
+static char dir[64];
+
+static void cleanup(void)
+{
+    char cmd[128];
+    hy_store_close(store);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
+static bool from_east(void *ud, const struct hy_rtype *t, const char *origin)
+{
+    (void)ud;
+    return hy_kds_from_zone(t, origin ? origin : "east", "east");
+}
+
+static bool owned_by_east(void *ud, const struct hy_rtype *t, const char *origin)
+{
+    (void)ud;
+    (void)t;
+    return origin && !strcmp(origin, "east");
+}
+
+static bool to_east(void *ud, const struct hy_rtype *t, const char *origin)
+{
+    (void)ud;
+    return hy_kds_to_zone(t, origin, "east");
+}
+
+static int rename_east(void *ud, struct hy_resource *r)
+{
+    (void)ud;
+    char name[600];
+    snprintf(name, sizeof(name), "east.%s", r->meta->name ? r->meta->name : "");
+    hy_kds_set_str(&r->origin, "east");
+    return hy_resource_set_name(r, r->meta->mesh, name);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    snprintf(dir, sizeof(dir), "%s/hy-fuzz-kds-XXXXXX",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    if (!mkdtemp(dir))
+        abort();
+    struct hy_store_config c = {.path = dir, .map_size = 256u << 20, .log_retention = 2000};
+    if (hy_store_open(&c, &store) < 0)
+        abort();
+    atexit(cleanup);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    Hypha__V1__KdsMessage *m = hypha__v1__kds_message__unpack(NULL, size, data);
+    if (!m)
+        return 0;
+    if (m->msg_case == HYPHA__V1__KDS_MESSAGE__MSG_CHANGES) {
+        struct hy_kds_scope up = {from_east, NULL}, owned = {owned_by_east, NULL};
+        struct hy_kds_scope down = {to_east, NULL};
+        struct hy_kds_apply_opts global_side = {
+            .accept = &up, .replace = &owned, .transform = rename_east};
+        struct hy_kds_apply_opts zone_side = {.accept = &down, .replace = &down};
+        char err[256];
+        hy_kds_apply(store, m->changes, &global_side, NULL, err, sizeof(err));
+        hy_kds_apply(store, m->changes, &zone_side, NULL, err, sizeof(err));
+        /* what the store now holds must be collectable again */
+        Hypha__V1__Changes *c = NULL;
+        if (hy_kds_collect(store, 0, 0, &down, &c) == 0)
+            hypha__v1__changes__free_unpacked(c, NULL);
+    }
+    hypha__v1__kds_message__free_unpacked(m, NULL);
+    return 0;
+}
