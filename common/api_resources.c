@@ -444,24 +444,38 @@ static const char *result_name(enum hy_store_result r)
     }
 }
 
+/* What a batch of user writes knows about meshes: the Mesh names it
+ * creates (sorted) and the last mesh found in the store. */
+struct mesh_refs {
+    const char **created;
+    size_t n;
+    const char *known;
+};
+
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* Checks ownership and the mesh reference of one user write; adds causes. */
-static void check_write(struct hy_api *api, const struct hy_resource *r, const struct hy_docs *all,
+static void check_write(struct hy_api *api, const struct hy_resource *r, struct mesh_refs *m,
                         struct hy_diag *d)
 {
     char why[512];
     const char *no = refusal(api, r->type, why, sizeof(why));
     if (no)
         hy_diag_add(d, 0, 0, "type", "%s", no);
-    if (r->type->scope != HY_SCOPE_MESH || !r->meta->mesh)
+    const char *mesh = r->meta->mesh;
+    if (r->type->scope != HY_SCOPE_MESH || !mesh)
         return;
-    for (size_t i = 0; all && i < all->n; i++) {
-        const struct hy_resource *o = all->v[i].res;
-        if (strcmp(o->type->name, "Mesh") == 0 && strcmp(o->meta->name, r->meta->mesh) == 0)
-            return;
-    }
-    if (!mesh_exists(api, r->meta->mesh))
-        hy_diag_add(d, 0, 0, "mesh", "mesh \"%s\" does not exist; create the Mesh first",
-                    r->meta->mesh);
+    if (m && m->n && bsearch(&mesh, m->created, m->n, sizeof(char *), cmp_cstr))
+        return;
+    if (m && m->known && !strcmp(m->known, mesh))
+        return;
+    if (!mesh_exists(api, mesh))
+        hy_diag_add(d, 0, 0, "mesh", "mesh \"%s\" does not exist; create the Mesh first", mesh);
+    else if (m)
+        m->known = mesh;
 }
 
 /* Runs the hook and commits. Returns 0 or answers the error itself. */
@@ -583,29 +597,75 @@ out:
 
 /* ----- POST /_apply ----- */
 
+static bool same_key(const struct hy_resource *a, const struct hy_resource *b)
+{
+    return a->type == b->type && !strcmp(a->meta->name, b->meta->name) &&
+           !strcmp(a->meta->mesh ? a->meta->mesh : "", b->meta->mesh ? b->meta->mesh : "");
+}
+
+/* qsort has no context argument: the docs being sorted (loop thread only). */
+static const struct hy_docs *sort_docs;
+
+/* Orders document indices by type, mesh and name, then by position. */
+static int cmp_doc_key(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    const struct hy_resource *p = sort_docs->v[x].res, *q = sort_docs->v[y].res;
+    int c = strcmp(p->type->name, q->type->name);
+    if (!c)
+        c = strcmp(p->meta->mesh ? p->meta->mesh : "", q->meta->mesh ? q->meta->mesh : "");
+    if (!c)
+        c = strcmp(p->meta->name, q->meta->name);
+    return c ? c : (x > y) - (x < y);
+}
+
 static void apply(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp)
 {
     struct hy_docs docs;
     if (!decode_body(req, resp, &docs))
         return;
     struct hy_diag d = {.source = source_name(req)};
+    /* Linear in the documents (sorting aside): a 10k-document apply must
+     * not compare every pair. */
+    struct mesh_refs meshes = {.created = malloc((docs.n + 1) * sizeof(char *))};
+    size_t *order = malloc((docs.n + 1) * sizeof(size_t));
+    if (!meshes.created || !order) {
+        hy_http_error(resp, 500, "Out of memory", "nothing was written", NULL);
+        free(meshes.created);
+        free(order);
+        hy_docs_fini(&docs);
+        return;
+    }
     for (size_t i = 0; i < docs.n; i++) {
-        const struct hy_resource *r = docs.v[i].res;
+        order[i] = i;
+        if (!strcmp(docs.v[i].res->type->name, "Mesh"))
+            meshes.created[meshes.n++] = docs.v[i].res->meta->name;
+    }
+    qsort(meshes.created, meshes.n, sizeof(char *), cmp_cstr);
+    for (size_t i = 0; i < docs.n; i++) {
         size_t before = d.n;
-        check_write(api, r, &docs, &d);
-        for (size_t j = 0; j < i; j++) {
-            const struct hy_resource *o = docs.v[j].res;
-            if (o->type == r->type && strcmp(o->meta->name, r->meta->name) == 0 &&
-                strcmp(o->meta->mesh ? o->meta->mesh : "", r->meta->mesh ? r->meta->mesh : "") == 0)
-                hy_diag_add(&d, 0, 0, "name", "%s %s appears twice (first at line %d)",
-                            r->type->name, r->meta->name, docs.v[j].line);
-        }
+        check_write(api, docs.v[i].res, &meshes, &d);
         for (size_t k = before; k < d.n; k++)
             if (d.causes[k].line == 0) {
                 d.causes[k].line = docs.v[i].line;
                 d.causes[k].col = 1;
             }
     }
+    sort_docs = &docs;
+    qsort(order, docs.n, sizeof(size_t), cmp_doc_key);
+    for (size_t i = 1; i < docs.n; i++) {
+        const struct hy_doc *first = &docs.v[order[i - 1]], *dup = &docs.v[order[i]];
+        if (same_key(first->res, dup->res)) {
+            size_t f = i - 1;
+            while (f > 0 && same_key(docs.v[order[f - 1]].res, dup->res))
+                f--;
+            hy_diag_add(&d, dup->line, 1, "name", "%s %s appears twice (first at line %d)",
+                        dup->res->type->name, dup->res->meta->name, docs.v[order[f]].line);
+        }
+    }
+    sort_docs = NULL;
+    free(meshes.created);
+    free(order);
     bool dry = hy_http_param(req, "dryRun") && strcmp(hy_http_param(req, "dryRun"), "false") != 0;
     struct hy_api_batch b = {0};
     if (d.n) {

@@ -169,6 +169,12 @@ hy_eq "apply with one invalid document: 400" 400 \
 hy_eq "the invalid document is named with its line" "two.yaml:5:7: name" \
     "$(hy_body | jq -r '.causes[0].field')"
 hy_eq "and the valid one was not written" 404 "$(hy_status GET "$U/zones/ok-1")"
+dup=$'type: Zone\nname: twice\n---\ntype: Zone\nname: other\n---\ntype: Zone\nname: twice\nenabled: false\n'
+hy_eq "apply with the same resource twice: 400" 400 \
+    "$(hy_status POST "$U/_apply" -H "$Y" -H 'Hypha-Source: dup.yaml' --data-binary "$dup")"
+hy_eq "the second one is named, with the first's line" \
+    "dup.yaml:7:1: name: Zone twice appears twice (first at line 1)" \
+    "$(hy_body | jq -r '.causes[0] | .field + ": " + .message')"
 hy_eq "dry run answers" 200 \
     "$(hy_status POST "$U/_apply?dryRun=true" -H "$Y" --data-binary $'type: Zone\nname: dry\n')"
 hy_eq "dry run reports created" created "$(hy_body | jq -r '.results[0].result')"
