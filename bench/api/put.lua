@@ -1,0 +1,65 @@
+-- wrk script for bench/api.sh: PUT updates of one MeshTrafficPermission.
+-- Every body differs from the one stored before it (a label carries the
+-- thread and a per-thread counter), so every PUT is a real, durable write,
+-- whatever order the connections' requests reach the server in. Each
+-- response must be 200 with "Hypha-Result: updated"; done() prints how
+-- many were not, and bench/api.sh refuses to publish a number if any.
+--
+-- usage: wrk -s put.lua URL -- NAME   (URL without the path; NAME the policy)
+
+local threads = {}
+
+function setup(thread)
+    table.insert(threads, thread)
+    thread:set("id", #threads)
+end
+
+function init(args)
+    name = args[1] or "bench-put"
+    path = "/meshes/default/meshtrafficpermissions/" .. name
+    headers = {["Content-Type"] = "application/yaml"}
+    -- the example policy of tests/data/resources/meshtrafficpermission.yaml
+    template = "type: MeshTrafficPermission\n" ..
+        "mesh: default\n" ..
+        "name: " .. name .. "\n" ..
+        "labels:\n" ..
+        "  bench.hypha.io/put: \"%d-%d\"\n" ..
+        "spec:\n" ..
+        "  targetRef:\n" ..
+        "    kind: MeshService\n" ..
+        "    name: backend\n" ..
+        "  from:\n" ..
+        "    - targetRef:\n" ..
+        "        kind: MeshService\n" ..
+        "        name: web\n" ..
+        "      default:\n" ..
+        "        action: Allow\n" ..
+        "    - targetRef:\n" ..
+        "        kind: MeshSubset\n" ..
+        "        tags:\n" ..
+        "          kuma.io/zone: west\n" ..
+        "      default:\n" ..
+        "        action: Deny\n"
+    n = 0
+    bad = 0
+end
+
+function request()
+    n = n + 1
+    return wrk.format("PUT", path, headers, string.format(template, id, n))
+end
+
+function response(status, hdrs, body)
+    local result = hdrs["hypha-result"] or hdrs["Hypha-Result"]
+    if status ~= 200 or result ~= "updated" then
+        bad = bad + 1
+    end
+end
+
+function done(summary, latency, requests)
+    local total = 0
+    for _, t in ipairs(threads) do
+        total = total + t:get("bad")
+    end
+    io.write(string.format("not-updated: %d\n", total))
+end
