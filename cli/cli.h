@@ -62,7 +62,7 @@ void hy_cli_error(struct hy_cli *cli, const char *fmt, ...) __attribute__((forma
  * usage error (exit status 2) and returns HY_EINVAL. */
 int hy_cli_usage(struct hy_cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Loads the configuration file once (--config, HYPHA_CONFIG, or
+/* Loads the configuration file once (--config, HYPHACTL_CONFIG, or
  * ~/.hypha/config.yaml). 0, or a negative code after printing why. */
 int hy_cli_load_config(struct hy_cli *cli);
 /* Chooses the control plane: --cp (a URL or a configured name), HYPHA_CP,

@@ -10,7 +10,7 @@
 const struct hy_flag hy_cli_global_flags[] = {
     {"cp", 0, "URL|NAME", "control plane to talk to: a URL or a configured name (env HYPHA_CP)",
      NULL},
-    {"config", 0, "FILE", "configuration file (env HYPHA_CONFIG; default ~/.hypha/config.yaml)",
+    {"config", 0, "FILE", "configuration file (env HYPHACTL_CONFIG; default ~/.hypha/config.yaml)",
      FILE_VALUE},
     {"ca-cert-file", 0, "FILE",
      "CA certificates that verify an https control plane (env HYPHA_CA_CERT_FILE)", FILE_VALUE},

@@ -22,7 +22,7 @@ int hy_cli_load_config(struct hy_cli *cli)
 {
     if (cli->cfg_loaded)
         return 0;
-    const char *path = setting(cli, "config", "HYPHA_CONFIG");
+    const char *path = setting(cli, "config", "HYPHACTL_CONFIG");
     char *def = NULL;
     if (!path && !(path = def = hy_cliconfig_default_path())) {
         hy_cli_error(cli, "cannot find the configuration file: HOME is not set; pass --config");

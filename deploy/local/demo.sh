@@ -2,14 +2,15 @@
 # The main command: installs what is missing (as root), builds, and starts
 # what Hypha has today on this machine. It grows into the multi-zone demo.
 #
-# Today that is the global control plane: hypha-global on 127.0.0.1:5681,
-# a mesh with its own root CA, a few policies applied with hyphactl, and a
-# zone token generated for a zone called "east". Zone control planes,
-# ingress gateways and sidecars are not built yet (see README "Status"), so
-# no zone connects and no traffic flows.
+# Today that is the control planes: hypha-global on 127.0.0.1:5681 with a
+# mesh (and its root CA) and a few policies applied with hyphactl, and two
+# zone control planes, east and west, registered with zone tokens and kept
+# in sync over KDS; a Dataplane written in east shows up on the global CP.
+# Ingress gateways and sidecars are not built yet (see README "Status"), so
+# no traffic flows, and everything runs on loopback (no namespaces yet).
 #
 #   deploy/local/demo.sh           start, show, stay up until Ctrl-C
-#   deploy/local/demo.sh --check   the same on a free port, check, stop; exit 0 or 1
+#   deploy/local/demo.sh --check   the same on free ports, check, stop; exit 0 or 1
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -22,116 +23,122 @@ hy_install_packages $HY_BUILD_PACKAGES curl
 
 echo "== building (build-demo/, optimised, no sanitizers)"
 cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHYPHA_SANITIZE=OFF >/dev/null
-cmake --build build-demo -j "$(nproc)" --target hypha-global hyphactl >/dev/null
+cmake --build build-demo -j "$(nproc)" --target hypha-global hypha-zone hyphactl >/dev/null
 bin=$top/build-demo/bin
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/hypha-demo.XXXXXX")
-pid=
+pids=()
 cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill "$pid"
-        wait "$pid" 2>/dev/null || true
-    fi
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# start LOG CMD...: runs CMD in the background (its pid joins pids) and
+# waits, bounded, until its log says where its API listens and /ready
+# answers; sets url_out to that URL.
+url_out=
+start() {
+    local log=$1
+    shift
+    "$@" >"$log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 400); do
+        grep -q 'API listening on http://' "$log" && break
+        kill -0 "${pids[-1]}" 2>/dev/null || { cat "$log" >&2; exit 1; }
+        sleep 0.05
+    done
+    url_out=http://$(grep -o 'API listening on http://[^ ]*' "$log" | sed 's|.*http://||')
+    for _ in $(seq 1 200); do
+        curl -sf "$url_out/ready" >/dev/null && return 0
+        sleep 0.05
+    done
+    echo "$log: not ready" >&2
+    exit 1
+}
+# until_true CMD...: retries CMD for at most 10 s.
+until_true() {
+    for _ in $(seq 1 200); do
+        "$@" && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
 address=127.0.0.1:5681
 $check && address=127.0.0.1:0
 echo "== starting hypha-global (data in $work/global)"
-"$bin/hypha-global" --data-dir "$work/global" --api-address "$address" \
-    --kds-address 127.0.0.1:0 >"$work/global.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 200); do
-    grep -q 'API listening on http://' "$work/global.log" && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/global.log"; exit 1; }
-    sleep 0.05
-done
-url=http://$(grep -o 'API listening on http://[^ ]*' "$work/global.log" | sed 's|.*http://||')
-export HYPHA_CP=$url HYPHA_CONFIG=$work/hyphactl.yaml
+start "$work/global.log" "$bin/hypha-global" --data-dir "$work/global" \
+    --api-address "$address" --kds-address 127.0.0.1:0
+url=$url_out
+kds=$(grep -o 'KDS listening on wss://[^ ]*' "$work/global.log" | sed 's/KDS listening on //')
+export HYPHA_CP=$url HYPHACTL_CONFIG=$work/hyphactl.yaml
 ctl() { "$bin/hyphactl" "$@"; }
-until curl -sf "$url/ready" >/dev/null; do sleep 0.05; done
-echo "   API at $url"
+echo "   API at $url, KDS at $kds"
 
 echo "== applying a mesh with mTLS and three policies"
-cat >"$work/demo.yaml" <<'EOF'
-type: Mesh
-name: default
-mtls:
-  enabledBackend: ca-1
-  backends:
-    - name: ca-1
-      type: builtin
-      dpCert: {rotation: {expiration: 1d}}
----
-type: Zone
-name: east
-enabled: true
----
-type: MeshTrafficPermission
-mesh: default
-name: allow-web-to-backend
-spec:
-  targetRef: {kind: MeshService, name: backend}
-  from:
-    - targetRef: {kind: MeshService, name: web}
-      default: {action: Allow}
----
-type: MeshTimeout
-mesh: default
-name: backend-timeouts
-spec:
-  targetRef: {kind: Mesh}
-  to:
-    - targetRef: {kind: MeshService, name: backend}
-      default: {connectionTimeout: 2s, idleTimeout: 1m30s}
----
-type: MeshRetry
-mesh: default
-name: retry-backend
-spec:
-  targetRef: {kind: Mesh}
-  to:
-    - targetRef: {kind: MeshService, name: backend}
-      default: {tcp: {maxConnectAttempt: 3}}
-EOF
-ctl apply -f "$work/demo.yaml"
+ctl apply -f deploy/local/demo.yaml
 echo
 ctl get meshes
 echo
 ctl get meshtrafficpermissions
 echo
 echo "== the mesh's root CA (certificate only; the key never leaves the global CP)"
-curl -s "$url/meshes/default/meshtrusts/ca-1" | sed -n 's/.*"fingerprint":"\([0-9a-f]*\)".*/   fingerprint \1/p'
+curl -s "$url/meshes/default/meshtrusts/ca-1" |
+    sed -n 's/.*"fingerprint":"\([0-9a-f]*\)".*/   fingerprint \1/p'
 echo
-echo "== a zone token for zone east (zones can present it once hypha-zone exists)"
-token=$(ctl generate zone-token --zone east --valid-for 720h)
-echo "   ${token:0:60}..."
+
+echo "== two zones, east and west, registered with zone tokens"
+declare -A zurl
+for z in east west; do
+    ctl generate zone-token --zone "$z" --valid-for 720h >"$work/$z.token"
+    start "$work/zone-$z.log" "$bin/hypha-zone" --zone "$z" --data-dir "$work/zone-$z" \
+        --api-address 127.0.0.1:0 --global-address "$kds" \
+        --global-ca-file "$work/global/kds/ca.pem" --zone-token-file "$work/$z.token"
+    zurl[$z]=$url_out
+    echo "   zone $z: API at ${zurl[$z]}"
+done
+synced() { curl -sf "${zurl[$1]}/meshes/default/meshtrafficpermissions/allow-web-to-backend" >/dev/null; }
+until_true synced east && until_true synced west || true
+echo "== a Dataplane written in zone east reaches the global CP as east.web-1"
+curl -s -X PUT "${zurl[east]}/meshes/default/dataplanes/web-1" \
+    -H 'Content-Type: application/yaml' --data-binary @tests/data/resources/dataplane.yaml >/dev/null
+up() { curl -sf "$url/meshes/default/dataplanes/east.web-1" >/dev/null; }
+until_true up || true
+online2() { [ "$(ctl inspect zones | grep -c Online)" -eq 2 ]; }
+until_true online2 || true
+echo
+ctl inspect zones
+echo
+ctl get dataplanes
 
 if $check; then
     ok=true
-    [ "$(ctl get meshtrafficpermissions -o json | grep -c allow-web-to-backend)" -ge 1 ] || ok=false
+    synced east && synced west || { echo "the zones did not get the policies"; ok=false; }
+    up || { echo "the Dataplane did not reach the global CP"; ok=false; }
+    online2 || { echo "the zones are not both Online"; ok=false; }
     curl -sf "$url/meshes/default/meshtrusts/ca-1" | grep -q 'BEGIN CERTIFICATE' || ok=false
-    curl -s -X POST "$url/tokens/zone/verify" -H 'Content-Type: application/json' \
-        --data "{\"token\":\"$token\"}" | grep -q '"valid":true' || ok=false
-    curl -sf "$url/metrics" | grep -q '^hypha_store_revision' || ok=false
+    curl -sf "$url/metrics" | grep -q '^hypha_kds_zones_connected 2' || ok=false
     if $ok; then echo "== check passed"; exit 0; else echo "== check FAILED"; exit 1; fi
 fi
 
-cat <<EOF
+cat <<TXT
 
-== hypha-global is running at $url (log: $work/global.log)
+== running: global CP at $url, zone east at ${zurl[east]}, zone west at ${zurl[west]}
+   logs in $work (global.log, zone-east.log, zone-west.log)
 Try, in another terminal (from $top):
   export HYPHA_CP=$url
-  build-demo/bin/hyphactl get meshes
+  build-demo/bin/hyphactl get zones ; build-demo/bin/hyphactl inspect zones
   build-demo/bin/hyphactl get mtp -o yaml
   build-demo/bin/hyphactl apply -f tests/data/resources/meshretry.yaml
-  build-demo/bin/hyphactl get zones
-  curl -s $url/metrics | grep hypha_
-  curl -s $url/meshes/default/meshtrusts/ca-1
-Not here yet: zone control planes, ingress gateways, sidecars and the
+  build-demo/bin/hyphactl --cp ${zurl[west]} get meshretries     # synced to west
+  build-demo/bin/hyphactl get dataplanes                        # east.web-1, ZONE east
+  curl -s $url/metrics | grep hypha_kds
+Not here yet: ingress gateways, sidecars, network namespaces and the
 cross-zone call (README, "Status").
 Press Ctrl-C to stop; everything was started in $work and is removed.
-EOF
-wait "$pid"
+TXT
+wait "${pids[0]}"

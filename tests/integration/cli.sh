@@ -8,7 +8,7 @@
 DATA=$(cd "$(dirname "$0")/../data/resources" && pwd)
 export HOME=$HY_TMP/home
 mkdir -p "$HOME"
-unset HYPHA_CP HYPHA_CONFIG HYPHA_CA_CERT_FILE HYPHA_AUTH_TOKEN
+unset HYPHA_CP HYPHACTL_CONFIG HYPHA_CA_CERT_FILE HYPHA_AUTH_TOKEN
 ctl() { "$HY_BIN/hyphactl" "$@"; }
 # run CMD...: runs CMD, its stdout and stderr in $o and its exit code in $rc
 run() {

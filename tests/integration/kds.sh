@@ -8,7 +8,7 @@
 DATA=$(cd "$(dirname "$0")/../data/resources" && pwd)
 export HOME=$HY_TMP/home
 mkdir -p "$HOME"
-unset HYPHA_CP HYPHA_CONFIG
+unset HYPHA_CP HYPHACTL_CONFIG
 
 KDS_PORT=$(hy_free_port)
 start_global() { hy_start_global g --kds-address "127.0.0.1:$KDS_PORT" --kds-ping-interval 1s "$@"; }

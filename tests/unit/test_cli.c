@@ -692,7 +692,7 @@ static int setup_home(void **state)
         return -1;
     setenv("HOME", home, 1);
     unsetenv("HYPHA_CP");
-    unsetenv("HYPHA_CONFIG");
+    unsetenv("HYPHACTL_CONFIG");
     unsetenv("HYPHA_CA_CERT_FILE");
     unsetenv("HYPHA_AUTH_TOKEN");
     int32_t nanos;
