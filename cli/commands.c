@@ -47,6 +47,16 @@ static const struct hy_flag zone_token_flags[] = {
     {0},
 };
 
+static const struct hy_flag dp_token_flags[] = {
+    {"mesh", 'm', "MESH", "the Dataplane's mesh (required)", NULL},
+    {"name", 0, "NAME", "the Dataplane's name (required)", NULL},
+    {"tag", 0, "KEY=VALUE", "a tag the sidecar may claim, like hypha.io/service=web (repeatable)",
+     NULL},
+    {"zone", 0, "ZONE", "the zone that accepts it (when asking the global control plane)", NULL},
+    {"valid-for", 0, "DURATION", "lifetime of the token (default 24h)", NULL},
+    {0},
+};
+
 static const struct hy_flag cp_add_flags[] = {
     {"name", 0, "NAME", "name to refer to it by (required)", NULL},
     {"address", 0, "URL", "its API address, like https://global.example:5682 (required)", NULL},
@@ -82,6 +92,8 @@ static const struct hy_cmd commands[] = {
      no_flags, hy_cmd_inspect_zones},
     {"generate zone-token", NULL, "Generate a token that admits a zone control plane", NULL, NULL,
      0, 0, zone_token_flags, hy_cmd_generate_zone_token},
+    {"generate dataplane-token", NULL, "Generate a token a sidecar presents to its zone", NULL,
+     NULL, 0, 0, dp_token_flags, hy_cmd_generate_dataplane_token},
     {"config control-planes add", NULL, "Add a control plane and make it the current one", NULL,
      NULL, 0, 0, cp_add_flags, hy_cmd_cp_add},
     {"config control-planes list", NULL, "List the configured control planes", NULL, NULL, 0, 0,

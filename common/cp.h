@@ -92,9 +92,15 @@ struct hy_cp;
 typedef bool (*hy_cp_handler_fn)(void *ud, const struct hy_http_req *req,
                                  struct hy_http_resp *resp);
 
+struct hy_token_key;
+struct hy_token_claims;
+struct hy_token_failure;
+
 struct hy_cp {
     const struct hy_cp_cfg *cfg;
     const char *component; /* "global" or "zone", for logs */
+    const char *zone;      /* this zone's name on a zone CP; NULL on the global CP */
+    struct hy_token_key *token_key;
     uv_loop_t *loop;
     struct hy_store *store;
     struct hy_metrics *metrics;
@@ -120,6 +126,23 @@ int hy_cp_listen(struct hy_cp *cp);
  * hy_cp_close. */
 void hy_cp_stop(struct hy_cp *cp);
 void hy_cp_close(struct hy_cp *cp);
+
+/* The token signing key (cp_tokens.c): loaded from the data dir or made at
+ * first start; the global CP also publishes its public half as a
+ * TokenSigningKey, which KDS brings to the zones. Set cp->zone first. */
+int hy_cp_tokens_open(struct hy_cp *cp);
+void hy_cp_tokens_close(struct hy_cp *cp);
+/* The token endpoints, for cp->extra: POST /tokens/zone and
+ * /tokens/zone/verify (global CP), /tokens/dataplane,
+ * /tokens/dataplane/verify and /tokens/revocations (both). */
+bool hy_cp_tokens_handle(void *cp, const struct hy_http_req *req, struct hy_http_resp *resp);
+/* The one check of a token of kind (enum hy_token_kind): signed by this
+ * CP's key (a zone also takes the global CP's published keys for dataplane
+ * tokens, which must then name this zone), within its times, of that kind
+ * and not revoked. 0 with claims filled (free with hy_token_claims_fini),
+ * HY_EVERIFY with why filled, or another error. */
+int hy_cp_verify_token(struct hy_cp *cp, int kind, const char *token,
+                       struct hy_token_claims *claims, struct hy_token_failure *why);
 
 /* What a control-plane binary hands hy_cp_main. */
 struct hy_cp_program {

@@ -17,8 +17,11 @@ bool hy_kds_to_zone(const struct hy_rtype *t, const char *origin, const char *zo
         return origin && origin[0] && strcmp(origin, "global") != 0 && strcmp(origin, zone) != 0;
     if (t->origin != HY_ORIGIN_GLOBAL || !strcmp(t->name, "Zone"))
         return false;
-    if (t->system && strcmp(t->name, "MeshTrust") != 0)
-        return false; /* ZoneInsight, TokenRevocation stay on the global CP */
+    /* of the system types, trust roots, token keys and revocations travel;
+     * ZoneInsight stays on the global CP */
+    if (t->system && strcmp(t->name, "MeshTrust") && strcmp(t->name, "TokenSigningKey") &&
+        strcmp(t->name, "TokenRevocation"))
+        return false;
     return !origin || !origin[0] || !strcmp(origin, "global");
 }
 

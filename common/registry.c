@@ -46,6 +46,8 @@ static const struct hy_rtype types[] = {
      false},
     {"MeshCaKey", "meshcakeys", NULL, M, OG, true, true, &hypha__v1__mesh_ca_key__descriptor, NULL,
      true},
+    {"TokenSigningKey", "tokensigningkeys", NULL, G, OG, true, true,
+     &hypha__v1__token_signing_key__descriptor, NULL, false},
     {"TokenRevocation", "tokenrevocations", NULL, G, OG, true, true,
      &hypha__v1__token_revocation__descriptor, NULL, false},
 };

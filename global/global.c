@@ -25,7 +25,7 @@ int hy_global_open(struct hy_global *g, const struct hy_global_cfg *cfg, uv_loop
     memset(g, 0, sizeof(*g));
     g->cfg = cfg;
     int rc = hy_cp_open(&g->cp, &cfg->cp, "global", loop);
-    if (rc < 0 || (rc = hy_global_tokens_open(g)) < 0)
+    if (rc < 0 || (rc = hy_cp_tokens_open(&g->cp)) < 0)
         return rc;
     g->cp.api = (struct hy_api){
         .store = g->cp.store,
@@ -35,8 +35,8 @@ int hy_global_open(struct hy_global *g, const struct hy_global_cfg *cfg, uv_loop
         .before_commit = hy_global_mesh_ca_hook,
         .ud = g,
     };
-    g->cp.extra = hy_global_tokens_handle;
-    g->cp.extra_ud = g;
+    g->cp.extra = hy_cp_tokens_handle;
+    g->cp.extra_ud = &g->cp;
     if ((rc = hy_cp_listen(&g->cp)) < 0 || (rc = hy_kds_server_start(g)) < 0)
         return rc;
     hy_log(HY_LOG_INFO, "global", "hypha-global %s started (instance %s, data %s, revision %llu)",
@@ -54,6 +54,6 @@ void hy_global_stop(struct hy_global *g)
 void hy_global_close(struct hy_global *g)
 {
     hy_kds_server_free(g);
-    hy_global_tokens_close(g);
+    hy_cp_tokens_close(&g->cp);
     hy_cp_close(&g->cp);
 }

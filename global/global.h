@@ -18,13 +18,11 @@ struct hy_global_cfg {
     int64_t kds_ping_interval; /* milliseconds between websocket pings; silent 3x that: dropped */
 };
 
-struct hy_token_key;
 struct hy_kds_server;
 
 struct hy_global {
     struct hy_cp cp; /* first: the base */
     const struct hy_global_cfg *cfg;
-    struct hy_token_key *token_key;
     struct hy_kds_server *kds;
 };
 
@@ -47,22 +45,5 @@ void hy_kds_server_free(struct hy_global *g);
 /* The batch hook of user writes (mesh_ca.c): creates mesh root CAs, and
  * takes a deleted Zone's resources along with it. */
 int hy_global_mesh_ca_hook(void *ud, struct hy_api_batch *b, struct hy_diag *d);
-
-/* The token signing key: loaded from the data dir or made at first start
- * (tokens.c). */
-int hy_global_tokens_open(struct hy_global *g);
-void hy_global_tokens_close(struct hy_global *g);
-
-struct hy_token_claims;
-struct hy_token_failure;
-/* The one zone-token check (KDS uses it): signature by our key, times, kind
- * and revocation. 0 with claims filled (caller frees with
- * hy_token_claims_fini), HY_EVERIFY with why filled, or another error. */
-int hy_global_verify_zone_token(struct hy_global *g, const char *token,
-                                struct hy_token_claims *claims, struct hy_token_failure *why);
-
-/* Zone token endpoints (tokens.c): POST /tokens/zone, POST /tokens/revocations,
- * POST /tokens/zone/verify. Returns false when the path is not theirs. */
-bool hy_global_tokens_handle(void *g, const struct hy_http_req *req, struct hy_http_resp *resp);
 
 #endif

@@ -316,7 +316,8 @@ static void on_hello(struct session *s, const Hypha__V1__Hello *h)
     struct hy_token_claims claims = {0};
     struct hy_token_failure why = {0};
     char reason[400];
-    int rc = hy_global_verify_zone_token(srv->g, h->token ? h->token : "", &claims, &why);
+    int rc = hy_cp_verify_token(&srv->g->cp, HY_TOKEN_KIND_ZONE, h->token ? h->token : "", &claims,
+                                &why);
     if (rc < 0) {
         snprintf(reason, sizeof(reason), "zone token refused: %s",
                  rc == HY_EVERIFY ? why.message : hy_strerror(rc));

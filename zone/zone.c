@@ -50,7 +50,8 @@ int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *lo
         return HY_EINVAL;
     }
     int rc = hy_cp_open(&z->cp, &cfg->cp, "zone", loop);
-    if (rc < 0)
+    z->cp.zone = cfg->zone;
+    if (rc < 0 || (rc = hy_cp_tokens_open(&z->cp)) < 0)
         return rc;
     z->cp.api = (struct hy_api){
         .store = z->cp.store,
@@ -60,6 +61,8 @@ int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *lo
         .before_commit = mark_origin,
         .ud = z,
     };
+    z->cp.extra = hy_cp_tokens_handle;
+    z->cp.extra_ud = &z->cp;
     if ((rc = hy_cp_listen(&z->cp)) < 0)
         return rc;
     if (cfg->global_address && (rc = hy_zone_kds_start(z)) < 0)
@@ -80,5 +83,6 @@ void hy_zone_stop(struct hy_zone *z)
 void hy_zone_close(struct hy_zone *z)
 {
     hy_zone_kds_free(z);
+    hy_cp_tokens_close(&z->cp);
     hy_cp_close(&z->cp);
 }

@@ -238,7 +238,8 @@ static void test_error_envelope(void **state)
         "mtp.yaml:1:7: type: unknown type \"MeshTraficPermission\" (expected one of: "
         "Mesh, Zone, ZoneInsight, ZoneIngress, Dataplane, DataplaneInsight, "
         "MeshTrafficPermission, MeshTimeout, MeshRetry, MeshHealthCheck, "
-        "MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshTrust, MeshCaKey, TokenRevocation)");
+        "MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshTrust, MeshCaKey, TokenSigningKey, "
+                 "TokenRevocation)");
     expect_error("type: Zone\nenabled: true\n", "mtp.yaml:1:1: name: required");
     expect_error("type: MeshRetry\nname: r\nspec: {}\n",
                  "mtp.yaml:1:1: mesh: required for MeshRetry");
