@@ -1,6 +1,7 @@
 /* Certificates for the mesh CAs and control-plane TLS: ECDSA P-256 keys,
- * X.509 v3 generation, inspection, chain and key checks. wolfSSL stays inside
- * ca.c; callers see PEM text and HY_E* codes only. */
+ * X.509 v3 generation, certificate requests, zone intermediate CAs and
+ * sidecar leaves issued for them, inspection, chain and key checks. wolfSSL
+ * stays inside common/ca*.c; callers see PEM text and HY_E* codes only. */
 #ifndef HY_CA_H
 #define HY_CA_H
 
@@ -10,10 +11,13 @@
 
 #define HY_CA_CN_MAX 64          /* printable ASCII bytes in a subject CN (RFC 5280) */
 #define HY_CA_FINGERPRINT_LEN 64 /* SHA-256 as lowercase hex, without separators */
+#define HY_CA_URI_MAX 2048       /* bytes in a URI SAN (SPIFFE's limit for an ID) */
+#define HY_CA_CHAIN_MAX 8        /* certificates in a chain or a trust bundle */
 
-/* A certificate and its private key, both PEM, NUL-terminated. */
+/* A certificate (or, from hy_ca_make_csr, a certificate request) and its
+ * private key, both PEM, NUL-terminated. */
 struct hy_ca_pem {
-    char *cert; /* owned: one "-----BEGIN CERTIFICATE-----" block */
+    char *cert; /* owned: one "-----BEGIN CERTIFICATE-----" (or "CERTIFICATE REQUEST") block */
     char *key;  /* owned: PKCS#8 "-----BEGIN PRIVATE KEY-----" (unencrypted EC P-256) */
 };
 
@@ -69,7 +73,62 @@ int hy_ca_sign_server(const struct hy_ca_pem *ca, const struct hy_ca_server_req 
 int hy_ca_make_self_signed_server(const char *ca_cn, const struct hy_ca_server_req *req,
                                   struct hy_ca_pem *ca, struct hy_ca_pem *leaf);
 
-/* What hy_ca_inspect reads from a certificate. */
+/* Makes a key pair and a request for a certificate, to be signed elsewhere
+ * (hy_ca_sign_intermediate, hy_ca_sign_leaf) without the key ever leaving
+ * the caller: a new ECDSA P-256 key and a PKCS#10 CertificationRequest with
+ * subject "O=Hypha, CN=<cn>", that key, no attributes, signed with the key
+ * (ecdsa-with-SHA256).
+ * On success fills *out (out->cert: "-----BEGIN CERTIFICATE REQUEST-----",
+ * out->key: PKCS#8; caller frees with hy_ca_pem_fini) and returns 0. On
+ * failure returns HY_EINVAL (cn empty, longer than HY_CA_CN_MAX or not
+ * printable ASCII), HY_ENOMEM or HY_ECRYPTO, and leaves *out zeroed. */
+int hy_ca_make_csr(const char *cn, struct hy_ca_pem *out);
+
+/* Issues a zone's intermediate CA for a request (from hy_ca_make_csr or any
+ * P-256 PKCS#10 request signed with ecdsa-with-SHA256), signed by root (cert
+ * and key PEM, e.g. from hy_ca_make_root; any CA that may sign CAs):
+ * the request's own signature is checked first. Only the request's key and
+ * CN are used: the subject is "O=Hypha, CN=<cn_override, else the request's
+ * CN>", whatever else the request names or asks for. The issuer is copied
+ * byte for byte from root's subject; basicConstraints CA:true pathLen 0
+ * (critical: it signs leaves, never CAs), keyUsage keyCertSign+cRLSign
+ * (critical), subject key identifier and root's as authority key identifier,
+ * a random 16-byte serial, ecdsa-with-SHA256. Valid from now - 60 s to
+ * now + validity_seconds, cut short at root's own notAfter.
+ * On success sets *cert_pem (one "CERTIFICATE" block, caller frees) and
+ * returns 0. On failure sets *cert_pem to NULL and returns HY_EVERIFY (the
+ * request's signature does not verify), HY_EINVAL (a request that does not
+ * parse or whose key is not P-256; no usable CN: cn_override and the
+ * request's CN both missing or not valid as in hy_ca_make_root; validity
+ * <= 0 or past year 9999; a root certificate that does not parse, is not a
+ * CA, has pathLen 0, has expired, or whose key is not root->key), HY_ENOMEM
+ * or HY_ECRYPTO. */
+int hy_ca_sign_intermediate(const struct hy_ca_pem *root, const char *csr_pem, int64_t now,
+                            int64_t validity_seconds, const char *cn_override, char **cert_pem);
+
+/* Issues a workload's leaf certificate for a request (as for
+ * hy_ca_sign_intermediate, the request's signature checked first and only
+ * its key and CN used), signed by ca: a root or an intermediate (cert and
+ * key PEM; a chain root -> intermediate -> leaf verifies with
+ * hy_ca_verify_chain). The identity is the signer's to decide: the SANs are
+ * exactly uris[0..nuris) as URIs (e.g. "spiffe://default/web"; up to
+ * HY_CA_URI_MAX bytes of printable ASCII, with a scheme), the request's own
+ * SANs are ignored. Subject "O=Hypha, CN=<last path segment of uris[0]>",
+ * or the request's CN when there is no URI or its path has no last segment
+ * that fits a CN. basicConstraints CA:false (critical), keyUsage
+ * digitalSignature (critical), extKeyUsage serverAuth+clientAuth, key
+ * identifiers, a random serial, ecdsa-with-SHA256; valid from now - 60 s to
+ * now + validity_seconds, cut short at ca's own notAfter.
+ * On success sets *cert_pem (caller frees) and returns 0. On failure sets
+ * *cert_pem to NULL and returns HY_EVERIFY (the request's signature),
+ * HY_EINVAL (as hy_ca_sign_intermediate, a URI that is not one, no usable
+ * CN, a CA that has expired or whose key is not ca->key), HY_ENOMEM or
+ * HY_ECRYPTO. */
+int hy_ca_sign_leaf(const struct hy_ca_pem *ca, const char *csr_pem, int64_t now,
+                    int64_t validity_seconds, const char *const *uris, size_t nuris,
+                    char **cert_pem);
+
+/* What hy_ca_inspect reads from a certificate or a certificate request. */
 struct hy_ca_info {
     char *subject_cn;   /* owned; "" when the subject has no CN */
     char *issuer_cn;    /* owned; "" when the issuer has no CN */
@@ -79,12 +138,15 @@ struct hy_ca_info {
     char **sans;        /* owned array of owned strings: "DNS:localhost", "IP:::1", "URI:..." */
     size_t nsans;
     char fingerprint[HY_CA_FINGERPRINT_LEN + 1]; /* SHA-256 of the DER, lowercase hex */
+    bool is_request; /* a PKCS#10 request: only subject_cn and fingerprint are set */
 };
 
-/* Reads the first certificate of cert_pem. On success fills *out (caller
- * frees with hy_ca_info_fini) and returns 0; on failure returns HY_EINVAL
- * (not a PEM certificate, or one wolfSSL cannot parse) or HY_ENOMEM and
- * leaves *out zeroed. */
+/* Reads the first certificate of cert_pem or, when it holds none, its first
+ * certificate request (its subject CN, only when a valid CN; its signature
+ * is not checked). On success fills *out (caller frees with
+ * hy_ca_info_fini) and returns 0; on failure returns HY_EINVAL (neither a
+ * PEM certificate nor a request, or one that does not parse) or HY_ENOMEM
+ * and leaves *out zeroed. */
 int hy_ca_inspect(const char *cert_pem, struct hy_ca_info *out);
 
 /* Frees what hy_ca_inspect filled and zeroes *info; safe on a zeroed struct. */
@@ -99,6 +161,24 @@ void hy_ca_info_fini(struct hy_ca_info *info);
  * "certificate was not issued by this CA"; HY_EINVAL when either PEM does not
  * parse (also with *why); HY_ENOMEM or HY_ECRYPTO. */
 int hy_ca_verify(const char *cert_pem, const char *ca_pem, const char **why);
+
+/* Checks the first certificate of leaf_pem through a chain: it must have
+ * been issued, directly or through CA certificates in chain_pem (the
+ * intermediates, in any order; NULL or "" for none), by a root in roots_pem
+ * (one or more self-issued CA certificates: during a root rotation the trust
+ * bundle holds the old root and the new). Every certificate on the path must
+ * be within its validity now (the system clock), every issuer a CA that may
+ * sign certificates, pathLen constraints are honoured; certificates in the
+ * bundle that cannot anchor anything (expired, not CAs, not self-issued) are
+ * passed over. At most HY_CA_CHAIN_MAX certificates in chain_pem and in
+ * roots_pem.
+ * Returns 0 when it verifies; HY_EVERIFY when it does not, with *why (if why
+ * is not NULL) set to a static sentence ("certificate has expired", "an
+ * intermediate certificate was not issued by a root in the bundle", ...);
+ * HY_EINVAL when a PEM does not parse or roots_pem holds no certificate
+ * (also with *why); HY_ETOOBIG past HY_CA_CHAIN_MAX; HY_ENOMEM. */
+int hy_ca_verify_chain(const char *leaf_pem, const char *chain_pem, const char *roots_pem,
+                       const char **why);
 
 /* Checks that key_pem (PKCS#8 "PRIVATE KEY" or SEC1 "EC PRIVATE KEY", P-256,
  * unencrypted) is the private key of the first certificate in cert_pem. The

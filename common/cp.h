@@ -144,6 +144,13 @@ bool hy_cp_tokens_handle(void *cp, const struct hy_http_req *req, struct hy_http
 int hy_cp_verify_token(struct hy_cp *cp, int kind, const char *token,
                        struct hy_token_claims *claims, struct hy_token_failure *why);
 
+/* A before_commit hook part (cp_mesh_ca.c): for every Mesh the batch puts
+ * whose enabled builtin backend has no root yet, makes one and adds its
+ * MeshTrust and MeshCaKey to the batch. 0, or a negative code with a cause. */
+int hy_cp_mesh_roots(struct hy_cp *cp, struct hy_api_batch *b, struct hy_diag *d);
+/* A Timestamp message at secs (caller frees); NULL on ENOMEM. */
+Hypha__V1__Timestamp *hy_cp_timestamp(int64_t secs);
+
 /* What a control-plane binary hands hy_cp_main. */
 struct hy_cp_program {
     const struct hy_config_spec *spec;

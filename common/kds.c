@@ -65,8 +65,9 @@ Hypha__V1__ZoneInsight__Subscription *hy_kds_insight_current(Hypha__V1__ZoneInsi
     return s;
 }
 
-int hy_kds_insight_edit(struct hy_store *s, const char *name,
-                        void (*edit)(Hypha__V1__ZoneInsight *zi, void *ud), void *ud)
+int hy_kds_insight_build(struct hy_store *s, const char *name,
+                         void (*edit)(Hypha__V1__ZoneInsight *zi, void *ud), void *ud,
+                         struct hy_resource **out)
 {
     struct hy_resource *r = NULL;
     int rc = hy_store_get(s, "ZoneInsight", NULL, name, &r);
@@ -80,6 +81,17 @@ int hy_kds_insight_edit(struct hy_store *s, const char *name,
         return rc;
     }
     edit((Hypha__V1__ZoneInsight *)r->spec, ud);
+    *out = r;
+    return 0;
+}
+
+int hy_kds_insight_edit(struct hy_store *s, const char *name,
+                        void (*edit)(Hypha__V1__ZoneInsight *zi, void *ud), void *ud)
+{
+    struct hy_resource *r = NULL;
+    int rc = hy_kds_insight_build(s, name, edit, ud, &r);
+    if (rc < 0)
+        return rc;
     struct hy_store_write w;
     rc = hy_store_put(s, r, HY_VERSION_ANY, &w);
     hy_resource_free(r);

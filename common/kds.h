@@ -54,6 +54,12 @@ int hy_kds_metrics_init(struct hy_kds_metrics *km, struct hy_metrics *m);
 void hy_kds_count(const struct hy_kds_metrics *km, const char *direction,
                   const Hypha__V1__KdsMessage *msg, size_t len);
 
+/* Reads the ZoneInsight called name (or makes a new one) and lets edit
+ * change it; *out is the result, not written (caller frees). 0 or a
+ * negative code. */
+int hy_kds_insight_build(struct hy_store *s, const char *name,
+                         void (*edit)(Hypha__V1__ZoneInsight *zi, void *ud), void *ud,
+                         struct hy_resource **out);
 /* Reads the ZoneInsight called name (or a new one), lets edit change it,
  * and writes it back. Returns 0 or a negative code. */
 int hy_kds_insight_edit(struct hy_store *s, const char *name,

@@ -342,6 +342,22 @@ int hy_kds_apply(struct hy_store *s, const Hypha__V1__Changes *c, const struct h
             rc = replace_rest(s, o->replace, &keep, &w, &n, &cap);
         }
     }
+    if (rc == 0 && o->also) {
+        if (n == cap) {
+            struct hy_store_write *nw = realloc(w, (cap + 1) * sizeof(*nw));
+            rc = nw ? 0 : HY_ENOMEM;
+            if (nw) {
+                w = nw;
+                cap++;
+            }
+        }
+        struct hy_resource *dup = rc == 0 ? hy_resource_dup(o->also) : NULL;
+        if (dup)
+            w[n++] = (struct hy_store_write){
+                .op = HY_STORE_PUT, .r = dup, .expect_version = HY_VERSION_ANY};
+        else
+            rc = HY_ENOMEM;
+    }
     size_t failed = 0;
     if (rc == 0 && n) {
         rc = hy_store_apply(s, w, n, &failed);
@@ -350,7 +366,7 @@ int hy_kds_apply(struct hy_store *s, const Hypha__V1__Changes *c, const struct h
     }
     if (rc == 0 && out) {
         memset(out, 0, sizeof(*out));
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n - (o->also ? 1 : 0); i++)
             if (w[i].result != HY_STORE_UNCHANGED)
                 (*(w[i].op == HY_STORE_PUT ? &out->upserts : &out->deletes))++;
         out->revision = hy_store_revision(s);

@@ -49,6 +49,10 @@ struct hy_kds_apply_opts {
     int (*transform)(void *ud, struct hy_resource *r);
     int (*transform_key)(void *ud, const Hypha__V1__ResourceKey *k, char *buf, size_t size);
     void *ud;
+    /* Written in the same transaction when not NULL (the receiver's record
+     * of how far it got, so that record and data can never disagree).
+     * Borrowed. */
+    const struct hy_resource *also;
 };
 
 struct hy_kds_applied {

@@ -32,7 +32,7 @@ int hy_global_open(struct hy_global *g, const struct hy_global_cfg *cfg, uv_loop
         .mode = "global",
         .instance_id = g->cp.instance_id,
         .write_refusal = write_refusal,
-        .before_commit = hy_global_mesh_ca_hook,
+        .before_commit = hy_global_before_commit,
         .ud = g,
     };
     g->cp.extra = hy_cp_tokens_handle;

@@ -42,8 +42,8 @@ int hy_kds_server_start(struct hy_global *g);
 void hy_kds_server_stop(struct hy_global *g);
 void hy_kds_server_free(struct hy_global *g);
 
-/* The batch hook of user writes (mesh_ca.c): creates mesh root CAs, and
+/* The batch hook of user writes (write_hook.c): creates mesh root CAs, and
  * takes a deleted Zone's resources along with it. */
-int hy_global_mesh_ca_hook(void *ud, struct hy_api_batch *b, struct hy_diag *d);
+int hy_global_before_commit(void *ud, struct hy_api_batch *b, struct hy_diag *d);
 
 #endif

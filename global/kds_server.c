@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ca.h"
+#include "ca.pb-c.h"
 #include "error.h"
 #include "global.h"
 #include "kds.h"
@@ -251,18 +252,26 @@ static void on_changes(struct session *s, const Hypha__V1__Changes *c)
     Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
     Hypha__V1__Ack ack = HYPHA__V1__ACK__INIT;
     Hypha__V1__Nack nack = HYPHA__V1__NACK__INIT;
-    if (hy_kds_apply(s->srv->g->cp.store, c, &o, &done, err, sizeof(err)) == 0) {
-        s->received += c->n_upserts + c->n_deletes;
+    /* the zone's synced revision is recorded in the same transaction */
+    s->received += c->n_upserts + c->n_deletes;
+    struct insight_edit e = {s, INS_UPDATE, c->to};
+    struct hy_resource *zi = NULL;
+    if (hy_kds_insight_build(s->srv->g->cp.store, s->zone, edit_insight, &e, &zi) == 0)
+        o.also = zi;
+    int rc = hy_kds_apply(s->srv->g->cp.store, c, &o, &done, err, sizeof(err));
+    hy_resource_free(zi);
+    if (rc == 0) {
+        s->insight_dirty = false;
         ack.has_to = 1;
         ack.to = c->to;
         m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_ACK;
         m.ack = &ack;
-        insight(s, INS_UPDATE, c->to ? c->to : 0);
         hy_log(HY_LOG_INFO, "kds",
                "zone %s: applied %zu upserts, %zu deletes%s (zone revision %llu)", s->zone,
                done.upserts, done.deletes, c->snapshot ? " from a snapshot" : "",
                (unsigned long long)c->to);
     } else {
+        s->received -= c->n_upserts + c->n_deletes;
         nack.has_to = 1;
         nack.to = c->to;
         nack.error = err;
@@ -275,10 +284,57 @@ static void on_changes(struct session *s, const Hypha__V1__Changes *c)
     send_msg(s, &m);
 }
 
-static struct session *find_zone(struct hy_kds_server *srv, const char *zone, struct session * not )
+/* A zone asks for its intermediate CA of a mesh's backend: the global CP
+ * signs the CSR with the mesh root, whose key never leaves it. */
+#define INTERMEDIATE_VALIDITY (365LL * 86400)
+
+static void on_csr(struct session *s, const Hypha__V1__CsrRequest *q)
+{
+    struct hy_store *st = s->srv->g->cp.store;
+    Hypha__V1__CsrResponse r = HYPHA__V1__CSR_RESPONSE__INIT;
+    Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
+    struct hy_resource *trust = NULL, *key = NULL;
+    char err[300] = "", *cert = NULL;
+    r.mesh = q->mesh;
+    r.backend = q->backend;
+    if (!q->mesh || !q->backend || !q->csr || !hy_valid_name(q->mesh) || !hy_valid_name(q->backend))
+        snprintf(err, sizeof(err), "a CsrRequest needs mesh, backend and csr");
+    else if (hy_store_get(st, "MeshTrust", q->mesh, q->backend, &trust) < 0 ||
+             hy_store_get(st, "MeshCaKey", q->mesh, q->backend, &key) < 0)
+        snprintf(err, sizeof(err), "mesh %.100s has no root CA for backend %.100s", q->mesh,
+                 q->backend);
+    if (!err[0]) {
+        struct hy_ca_pem root = {((Hypha__V1__MeshTrust *)trust->spec)->ca_cert,
+                                 ((Hypha__V1__MeshCaKey *)key->spec)->key};
+        char cn[64];
+        snprintf(cn, sizeof(cn), "%.30s.%.30s", s->zone, q->mesh);
+        int rc =
+            hy_ca_sign_intermediate(&root, q->csr, time(NULL), INTERMEDIATE_VALIDITY, cn, &cert);
+        if (rc < 0)
+            snprintf(err, sizeof(err), "cannot sign the CSR: %s", hy_strerror(rc));
+    }
+    if (err[0]) {
+        r.error = err;
+        hy_log(HY_LOG_WARN, "kds", "zone %s: refused its CSR for mesh %s backend %s: %s", s->zone,
+               q->mesh ? q->mesh : "?", q->backend ? q->backend : "?", err);
+    } else {
+        r.cert = cert;
+        hy_log(HY_LOG_INFO, "kds", "zone %s: signed its intermediate CA for mesh %s backend %s",
+               s->zone, q->mesh, q->backend);
+    }
+    m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_CSR_RESPONSE;
+    m.csr_response = &r;
+    send_msg(s, &m);
+    free(cert);
+    hy_resource_free(trust);
+    hy_resource_free(key);
+}
+
+static struct session *find_zone(struct hy_kds_server *srv, const char *zone,
+                                 struct session *except)
 {
     for (struct session *s = srv->sessions; s; s = s->next)
-        if (s != not &&s->welcomed && !s->closing && !strcmp(s->zone, zone))
+        if (s != except && s->welcomed && !s->closing && !strcmp(s->zone, zone))
             return s;
     return NULL;
 }
@@ -391,6 +447,9 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
             break;
         case HYPHA__V1__KDS_MESSAGE__MSG_CHANGES:
             on_changes(s, m->changes);
+            break;
+        case HYPHA__V1__KDS_MESSAGE__MSG_CSR_REQUEST:
+            on_csr(s, m->csr_request);
             break;
         case HYPHA__V1__KDS_MESSAGE__MSG_ACK:
             if (hy_kds_outbox_ack(&s->out, m->ack->to)) {

@@ -75,6 +75,11 @@ static int send_msg(void *ud, const Hypha__V1__KdsMessage *m)
     return rc;
 }
 
+int hy_zone_kds_send(struct hy_zone *z, const Hypha__V1__KdsMessage *m)
+{
+    return z->kds && z->kds->welcomed ? send_msg(z->kds, m) : -ENOTCONN;
+}
+
 /* ----- our own insight ----- */
 
 static void edit_own(Hypha__V1__ZoneInsight *zi, void *ud)
@@ -89,13 +94,6 @@ static void edit_own(Hypha__V1__ZoneInsight *zi, void *ud)
     sub->last_acked_revision = k->out.acked;
     if (k->last_error[0])
         hy_kds_set_str(&sub->last_error, k->last_error);
-}
-
-static void record(struct hy_kds_client *k)
-{
-    int rc = hy_kds_insight_edit(k->z->cp.store, k->z->cfg->zone, edit_own, k);
-    if (rc < 0)
-        hy_log(HY_LOG_ERROR, "kds", "cannot record the sync state: %s", hy_strerror(rc));
 }
 
 static void edit_connect(Hypha__V1__ZoneInsight *zi, void *ud)
@@ -155,11 +153,17 @@ static void on_changes(struct hy_kds_client *k, const Hypha__V1__Changes *c)
     Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
     Hypha__V1__Ack ack = HYPHA__V1__ACK__INIT;
     Hypha__V1__Nack nack = HYPHA__V1__NACK__INIT;
-    if (hy_kds_apply(k->z->cp.store, c, &o, &done, err, sizeof(err)) == 0) {
-        k->global_applied = c->to;
+    /* how far we got is recorded in the same transaction as the changes */
+    uint64_t before = k->global_applied;
+    struct hy_resource *own = NULL;
+    k->global_applied = c->to;
+    k->last_error[0] = '\0';
+    if (hy_kds_insight_build(k->z->cp.store, k->z->cfg->zone, edit_own, k, &own) == 0)
+        o.also = own;
+    int rc = hy_kds_apply(k->z->cp.store, c, &o, &done, err, sizeof(err));
+    hy_resource_free(own);
+    if (rc == 0) {
         k->received += c->n_upserts + c->n_deletes;
-        k->last_error[0] = '\0';
-        record(k);
         ack.has_to = 1;
         ack.to = c->to;
         m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_ACK;
@@ -169,6 +173,7 @@ static void on_changes(struct hy_kds_client *k, const Hypha__V1__Changes *c)
                done.upserts, done.deletes, c->snapshot ? " from a snapshot" : "",
                (unsigned long long)c->to);
     } else {
+        k->global_applied = before;
         nack.has_to = 1;
         nack.to = c->to;
         nack.error = err;
@@ -198,6 +203,7 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
                m->welcome->global_instance_id ? m->welcome->global_instance_id : "?",
                (unsigned long long)k->out.acked);
         send_next(k);
+        hy_zone_ca_check(k->z);
         break;
     case HYPHA__V1__KDS_MESSAGE__MSG_REJECT:
         k->rejected = true;
@@ -213,6 +219,9 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
     case HYPHA__V1__KDS_MESSAGE__MSG_ACK:
         if (hy_kds_outbox_ack(&k->out, m->ack->to))
             send_next(k);
+        break;
+    case HYPHA__V1__KDS_MESSAGE__MSG_CSR_RESPONSE:
+        hy_zone_ca_response(k->z, m->csr_response);
         break;
     case HYPHA__V1__KDS_MESSAGE__MSG_NACK:
         hy_kds_outbox_nack(&k->out, k->z->cp.store);
@@ -278,6 +287,7 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
     (void)c;
     bool was = k->welcomed;
     k->welcomed = false;
+    hy_zone_ca_disconnected(k->z);
     k->out.in_flight = false;
     if (!k->rejected) /* a Reject says more than the close that follows it */
         snprintf(k->last_error, sizeof(k->last_error), "%s (%d)", reason, code);

@@ -23,12 +23,18 @@ static const char *write_refusal(void *ud, const struct hy_rtype *t, char *buf, 
 }
 
 /* Everything written through this zone's API is this zone's: mark it, so
- * KDS sends it up (and never sends it back down). */
-static int mark_origin(void *ud, struct hy_api_batch *b, struct hy_diag *d)
+ * KDS sends it up (and never sends it back down). A standalone zone owns
+ * its meshes, so it makes their root CAs too. */
+static int before_commit(void *ud, struct hy_api_batch *b, struct hy_diag *d)
 {
     struct hy_zone *z = ud;
-    (void)d;
-    for (size_t i = 0; i < b->n; i++) {
+    size_t n = b->n;
+    if (!z->cfg->global_address) {
+        int rc = hy_cp_mesh_roots(&z->cp, b, d);
+        if (rc < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
         struct hy_resource *r = b->owned[i];
         if (b->w[i].op != HY_STORE_PUT || r->type->origin != HY_ORIGIN_ZONE)
             continue;
@@ -58,14 +64,14 @@ int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *lo
         .mode = cfg->global_address ? "zone" : "standalone",
         .instance_id = z->cp.instance_id,
         .write_refusal = write_refusal,
-        .before_commit = mark_origin,
+        .before_commit = before_commit,
         .ud = z,
     };
     z->cp.extra = hy_cp_tokens_handle;
     z->cp.extra_ud = &z->cp;
     if ((rc = hy_cp_listen(&z->cp)) < 0)
         return rc;
-    if (cfg->global_address && (rc = hy_zone_kds_start(z)) < 0)
+    if ((cfg->global_address && (rc = hy_zone_kds_start(z)) < 0) || (rc = hy_zone_ca_start(z)) < 0)
         return rc;
     hy_log(HY_LOG_INFO, "zone", "hypha-zone %s started: zone %s, %s, data %s, revision %llu",
            HYPHA_VERSION, cfg->zone,
@@ -76,12 +82,14 @@ int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *lo
 
 void hy_zone_stop(struct hy_zone *z)
 {
+    hy_zone_ca_stop(z);
     hy_zone_kds_stop(z);
     hy_cp_stop(&z->cp);
 }
 
 void hy_zone_close(struct hy_zone *z)
 {
+    hy_zone_ca_free(z);
     hy_zone_kds_free(z);
     hy_cp_tokens_close(&z->cp);
     hy_cp_close(&z->cp);

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "cp.h"
+#include "kds.pb-c.h"
 
 struct hy_zone_cfg {
     struct hy_cp_cfg cp;
@@ -24,11 +25,13 @@ struct hy_zone_cfg {
 };
 
 struct hy_kds_client;
+struct hy_zone_ca;
 
 struct hy_zone {
     struct hy_cp cp; /* first: the base */
     const struct hy_zone_cfg *cfg;
     struct hy_kds_client *kds; /* NULL when standalone */
+    struct hy_zone_ca *ca;
 };
 
 /* Opens the data dir and starts the API (and, federated, the KDS client).
@@ -44,5 +47,18 @@ void hy_zone_close(struct hy_zone *z);
 int hy_zone_kds_start(struct hy_zone *z);
 void hy_zone_kds_stop(struct hy_zone *z);
 void hy_zone_kds_free(struct hy_zone *z);
+/* Sends one message to the global CP: 0, or -ENOTCONN while not admitted. */
+int hy_zone_kds_send(struct hy_zone *z, const Hypha__V1__KdsMessage *m);
+
+/* The zone's intermediate CAs (zone_ca.c). */
+int hy_zone_ca_start(struct hy_zone *z);
+void hy_zone_ca_stop(struct hy_zone *z);
+void hy_zone_ca_free(struct hy_zone *z);
+/* Makes or asks for what is missing; called on changes and on connecting. */
+void hy_zone_ca_check(struct hy_zone *z);
+/* The global CP answered a CsrRequest. */
+void hy_zone_ca_response(struct hy_zone *z, const Hypha__V1__CsrResponse *r);
+/* The KDS connection dropped: requests in flight are asked again later. */
+void hy_zone_ca_disconnected(struct hy_zone *z);
 
 #endif

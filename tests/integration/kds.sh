@@ -58,6 +58,22 @@ hy_contains "and KDS messages" 'hypha_kds_messages_total{direction="sent",type="
     "$(cat "$HY_TMP/gm.txt")"
 hy_contains "the zone says it is connected" "hypha_kds_connected 1" "$(cat "$HY_TMP/zm.txt")"
 
+# ---- zone CAs: each zone's intermediate, signed by the mesh root on the global CP
+curl -s "$GLOBAL_URL/meshes/default/meshtrusts/ca-1" | jq -r .caCert >"$HY_TMP/root.pem"
+issuer_at() { curl -sf "$(zurl "$1")/meshes/default/meshissuers/ca-1" >/dev/null; }
+for z in east west south; do
+    hy_check "zone $z gets its intermediate CA from the global CP" hy_wait_for 15 issuer_at $z
+done
+curl -s "$(zurl east)/meshes/default/meshissuers/ca-1" | jq -r .cert >"$HY_TMP/east-issuer.pem"
+hy_contains "it chains to the mesh root (openssl verify)" "OK" \
+    "$(openssl verify -CAfile "$HY_TMP/root.pem" "$HY_TMP/east-issuer.pem" 2>&1)"
+hy_contains "it is a CA that signs leaves only (pathlen 0)" "CA:TRUE, pathlen:0" \
+    "$(openssl x509 -in "$HY_TMP/east-issuer.pem" -noout -text)"
+hy_eq "its key stays in the zone" 404 "$(hy_status GET "$(zurl east)/meshes/default/meshissuerkeys/ca-1")"
+hy_eq "and the issuer is not sent to the global CP" 404 \
+    "$(hy_status GET "$GLOBAL_URL/meshes/default/meshissuers/ca-1")"
+hy_check "the global CP logged the signing" grep -q "zone east: signed its intermediate CA" "$GLOBAL_LOG"
+
 # ---- dataplane tokens: a zone issues its own, the global CP issues for a zone
 dpverify() { # URL TOKEN -> the verify answer
     curl -s -X POST "$1/tokens/dataplane/verify" -H 'Content-Type: application/json' \
@@ -240,6 +256,25 @@ spec:
   rules: [{default: {idleTimeout: 3s}}]
 EOF
 hy_check "zones still converge after garbage on the KDS port" hy_wait_for 20 converged east west south
+
+# ---- a standalone zone makes its own root and intermediate
+mkdir -p "$HY_TMP/alone"
+"$HY_BIN/hypha-zone" --zone alone --data-dir "$HY_TMP/alone" --api-address 127.0.0.1:0 \
+    >"$HY_TMP/alone.log" 2>&1 &
+alone=$!
+HY_PIDS+=("$alone")
+hy_wait_for 15 grep -q 'API listening on http://' "$HY_TMP/alone.log"
+A=http://127.0.0.1:$(grep -o 'API listening on http://[^ ]*' "$HY_TMP/alone.log" | sed 's/.*://')
+hy_wait_for 10 curl -sf "$A/ready"
+hy_eq "a standalone zone takes a Mesh" 201 \
+    "$(hy_status PUT "$A/meshes/default" -H 'Content-Type: application/yaml' --data-binary @"$DATA/mesh.yaml")"
+alone_issuer() { curl -sf "$A/meshes/default/meshissuers/ca-1" >/dev/null; }
+hy_check "and makes its root and its intermediate" hy_wait_for 15 alone_issuer
+curl -s "$A/meshes/default/meshtrusts/ca-1" | jq -r .caCert >"$HY_TMP/alone-root.pem"
+curl -s "$A/meshes/default/meshissuers/ca-1" | jq -r .cert >"$HY_TMP/alone-issuer.pem"
+hy_contains "which chains to its own root" "OK" \
+    "$(openssl verify -CAfile "$HY_TMP/alone-root.pem" "$HY_TMP/alone-issuer.pem" 2>&1)"
+hy_stop "$alone"
 
 # ---- heartbeats: a zone that goes silent is marked Offline, and comes back
 kill -STOP "$(zpid south)"

@@ -1,6 +1,7 @@
 /* Unit tests of the CA module: root and server certificates read back,
- * chains that verify and ones that must not, key matching, bad input, and
- * (when the openssl CLI is installed) a cross-check of what we write. */
+ * requests, intermediates and leaves issued for them, chains that verify and
+ * ones that must not, key matching, bad input, and (when the openssl CLI is
+ * installed) a cross-check of what we write. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -49,9 +50,18 @@ static void assert_verify_fails(const char *cert, const char *ca, const char *wh
         fail_msg("why is \"%s\", expected it to mention \"%s\"", why, why_part);
 }
 
-/* Decodes the PEM, replaces the first `from` in the DER with `to` (same
- * length), and encodes it again: a certificate changed after signing. */
-static char *tamper(const char *pem, const char *from, const char *to)
+static void assert_chain_fails(const char *leaf, const char *chain, const char *roots,
+                               const char *why_part)
+{
+    const char *why = NULL;
+    assert_int_equal(hy_ca_verify_chain(leaf, chain, roots, &why), HY_EVERIFY);
+    assert_non_null(why);
+    if (!strstr(why, why_part))
+        fail_msg("why is \"%s\", expected it to mention \"%s\"", why, why_part);
+}
+
+/* The DER of the first PEM block in pem (caller frees). */
+static uint8_t *pem_der(const char *pem, size_t *len)
 {
     const char *b = strstr(pem, "-----\n") + 6, *e = strstr(pem, "-----END");
     char *b64 = calloc(1, (size_t)(e - b) + 1);
@@ -59,22 +69,62 @@ static char *tamper(const char *pem, const char *from, const char *to)
     for (const char *p = b; p < e; p++)
         if (*p != '\n')
             b64[n++] = *p;
-    uint8_t *der = malloc(n);
-    size_t len;
-    assert_true(hy_base64_decode(b64, n, der, &len, false));
-    uint8_t *at = memmem(der, len, from, strlen(from));
-    assert_non_null(at);
-    memcpy(at, to, strlen(to));
+    uint8_t *der = malloc(n + 3);
+    assert_true(hy_base64_decode(b64, n, der, len, false));
+    free(b64);
+    return der;
+}
+
+/* der as PEM with the label of pem's first block (caller frees). */
+static char *der_pem_like(const uint8_t *der, size_t len, const char *pem)
+{
+    const char *label = pem + strlen("-----BEGIN ");
+    int label_len = (int)(strstr(label, "-----") - label);
     char *enc = malloc(hy_base64_encoded_size(len));
     hy_base64_encode(der, len, enc, false);
     struct hy_buf out = {0};
-    assert_int_equal(
-        hy_buf_printf(&out, "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n", enc),
-        0);
+    assert_int_equal(hy_buf_printf(&out, "-----BEGIN %.*s-----\n%s\n-----END %.*s-----\n",
+                                   label_len, label, enc, label_len, label),
+                     0);
     free(enc);
-    free(der);
-    free(b64);
     return out.data;
+}
+
+/* Decodes the PEM, replaces the first `from` in the DER with `to` (same
+ * length), and encodes it again: a certificate or request changed after
+ * signing. */
+static char *tamper(const char *pem, const char *from, const char *to)
+{
+    size_t len;
+    uint8_t *der = pem_der(pem, &len);
+    uint8_t *at = memmem(der, len, from, strlen(from));
+    assert_non_null(at);
+    memcpy(at, to, strlen(to));
+    char *out = der_pem_like(der, len, pem);
+    free(der);
+    return out;
+}
+
+/* Flips one bit of the DER byte at `from_end` bytes before its end (inside
+ * the signature, which comes last). */
+static char *flip_from_end(const char *pem, size_t from_end)
+{
+    size_t len;
+    uint8_t *der = pem_der(pem, &len);
+    der[len - from_end] ^= 0x01;
+    char *out = der_pem_like(der, len, pem);
+    free(der);
+    return out;
+}
+
+/* True when the DER of pem contains bytes[0..n). */
+static bool der_has(const char *pem, const void *bytes, size_t n)
+{
+    size_t len;
+    uint8_t *der = pem_der(pem, &len);
+    bool found = memmem(der, len, bytes, n) != NULL;
+    free(der);
+    return found;
 }
 
 static void test_root(void **state)
@@ -292,6 +342,13 @@ static void test_validity_enforced(void **state)
     assert_int_equal(hy_ca_inspect(old_ca.cert, &info), 0); /* still readable */
     assert_int_equal(info.not_after, now - 2 * DAY);
     hy_ca_info_fini(&info);
+    /* a leaf still within its time, from a CA past its own: wolfSSL alone
+     * would accept it */
+    req = server_req(now, DAY);
+    assert_int_equal(hy_ca_sign_server(&old_ca, &req, &leaf), 0);
+    assert_verify_fails(leaf.cert, old_ca.cert, "the CA certificate has expired");
+    assert_chain_fails(leaf.cert, NULL, old_ca.cert, "root in the bundle has expired");
+    hy_ca_pem_fini(&leaf);
     hy_ca_pem_fini(&old_ca);
     hy_ca_pem_fini(&ca);
 }
@@ -319,6 +376,406 @@ static void test_garbage(void **state)
     hy_ca_pem_fini(&ca);
 }
 
+/* ----- requests, intermediates and leaves ----- */
+
+#define ZONE_CN "Hypha zone CA east"
+#define SPIFFE_WEB "spiffe://default/web"
+
+/* DER of the extensions we promise, header included */
+static const uint8_t bc_ca_pathlen0[] = {0x06, 0x03, 0x55, 0x1d, 0x13, 0x01, 0x01, 0xff, 0x04,
+                                         0x08, 0x30, 0x06, 0x01, 0x01, 0xff, 0x02, 0x01, 0x00};
+static const uint8_t bc_not_ca[] = {0x06, 0x03, 0x55, 0x1d, 0x13, 0x01,
+                                    0x01, 0xff, 0x04, 0x02, 0x30, 0x00};
+static const uint8_t ku_cert_crl_sign[] = {0x06, 0x03, 0x55, 0x1d, 0x0f, 0x01, 0x01,
+                                           0xff, 0x04, 0x04, 0x03, 0x02, 0x01, 0x06};
+static const uint8_t ku_digital_signature[] = {0x06, 0x03, 0x55, 0x1d, 0x0f, 0x01, 0x01,
+                                               0xff, 0x04, 0x04, 0x03, 0x02, 0x07, 0x80};
+static const uint8_t eku_server_client[] = {
+    0x06, 0x03, 0x55, 0x1d, 0x25, 0x04, 0x16, 0x30, 0x14, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05,
+    0x05, 0x07, 0x03, 0x01, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02};
+
+static void make_csr(const char *cn, struct hy_ca_pem *csr)
+{
+    int rc = hy_ca_make_csr(cn, csr);
+    if (rc != 0)
+        fail_msg("hy_ca_make_csr: %s", hy_strerror(rc));
+}
+
+/* An intermediate signed by root for a new request: inter gets its
+ * certificate and the request's key. */
+static void make_intermediate(const struct hy_ca_pem *root, const char *cn, int64_t now,
+                              int64_t validity, struct hy_ca_pem *inter)
+{
+    struct hy_ca_pem csr;
+    make_csr(cn, &csr);
+    char *cert;
+    int rc = hy_ca_sign_intermediate(root, csr.cert, now, validity, NULL, &cert);
+    if (rc != 0)
+        fail_msg("hy_ca_sign_intermediate: %s", hy_strerror(rc));
+    inter->cert = cert;
+    inter->key = csr.key;
+    csr.key = NULL;
+    hy_ca_pem_fini(&csr);
+}
+
+static char *concat(const char *a, const char *b)
+{
+    struct hy_buf out = {0};
+    assert_int_equal(hy_buf_printf(&out, "%s%s", a, b), 0);
+    return out.data;
+}
+
+static void test_csr(void **state)
+{
+    (void)state;
+    struct hy_ca_pem csr, other;
+    make_csr(ZONE_CN, &csr);
+    assert_non_null(strstr(csr.cert, "-----BEGIN CERTIFICATE REQUEST-----"));
+    assert_non_null(strstr(csr.key, "-----BEGIN PRIVATE KEY-----"));
+
+    struct hy_ca_info info;
+    assert_int_equal(hy_ca_inspect(csr.cert, &info), 0);
+    assert_true(info.is_request);
+    assert_string_equal(info.subject_cn, ZONE_CN);
+    assert_string_equal(info.issuer_cn, "");
+    assert_false(info.is_ca);
+    assert_int_equal(info.nsans, 0);
+    assert_int_equal(strlen(info.fingerprint), HY_CA_FINGERPRINT_LEN);
+    hy_ca_info_fini(&info);
+
+    /* a request is not a certificate */
+    assert_int_equal(hy_ca_verify(csr.cert, csr.cert, NULL), HY_EINVAL);
+    assert_int_equal(hy_ca_check_key(csr.cert, csr.key), HY_EINVAL);
+    struct hy_ca_pem root;
+    make_root(ROOT_CN, time(NULL), DAY, &root);
+    assert_int_equal(hy_ca_inspect(root.cert, &info), 0);
+    assert_false(info.is_request);
+    hy_ca_info_fini(&info);
+
+    /* a new key each time */
+    make_csr(ZONE_CN, &other);
+    assert_string_not_equal(csr.key, other.key);
+    hy_ca_pem_fini(&other);
+
+    char long_cn[HY_CA_CN_MAX + 2];
+    memset(long_cn, 'a', sizeof(long_cn) - 1);
+    long_cn[sizeof(long_cn) - 1] = '\0';
+    assert_int_equal(hy_ca_make_csr("", &other), HY_EINVAL);
+    assert_null(other.cert);
+    assert_null(other.key);
+    assert_int_equal(hy_ca_make_csr(NULL, &other), HY_EINVAL);
+    assert_int_equal(hy_ca_make_csr(long_cn, &other), HY_EINVAL);
+    assert_int_equal(hy_ca_make_csr("new\nline", &other), HY_EINVAL);
+
+    hy_ca_pem_fini(&root);
+    hy_ca_pem_fini(&csr);
+    hy_ca_pem_fini(&csr);
+}
+
+static void test_sign_intermediate(void **state)
+{
+    (void)state;
+    int64_t now = time(NULL);
+    struct hy_ca_pem root, other, csr, inter;
+    make_root(ROOT_CN, now, 30 * DAY, &root);
+    make_root("other root", now, TEN_YEARS, &other);
+    make_csr(ZONE_CN, &csr);
+
+    /* asked for a year, cut at the root's end */
+    char *cert;
+    assert_int_equal(hy_ca_sign_intermediate(&root, csr.cert, now, 365 * DAY, NULL, &cert), 0);
+    struct hy_ca_info info;
+    assert_int_equal(hy_ca_inspect(cert, &info), 0);
+    assert_string_equal(info.subject_cn, ZONE_CN);
+    assert_string_equal(info.issuer_cn, ROOT_CN);
+    assert_true(info.is_ca);
+    assert_int_equal(info.nsans, 0);
+    assert_int_equal(info.not_before, now - 60);
+    assert_int_equal(info.not_after, now + 30 * DAY);
+    hy_ca_info_fini(&info);
+    assert_true(der_has(cert, bc_ca_pathlen0, sizeof(bc_ca_pathlen0)));
+    assert_true(der_has(cert, ku_cert_crl_sign, sizeof(ku_cert_crl_sign)));
+
+    assert_int_equal(hy_ca_verify(cert, root.cert, NULL), 0);
+    assert_verify_fails(cert, other.cert, "not issued by this CA");
+    assert_int_equal(hy_ca_check_key(cert, csr.key), 0); /* the requester's key */
+    assert_int_equal(hy_ca_check_key(cert, root.key), HY_EVERIFY);
+    assert_int_equal(hy_ca_verify_chain(cert, NULL, root.cert, NULL), 0);
+
+    /* pathLen 0: it signs leaves, never another CA */
+    inter = (struct hy_ca_pem){.cert = cert, .key = csr.key};
+    struct hy_ca_pem csr2;
+    make_csr("below", &csr2);
+    char *cert2 = (char *)"unset";
+    assert_int_equal(hy_ca_sign_intermediate(&inter, csr2.cert, now, DAY, NULL, &cert2), HY_EINVAL);
+    assert_null(cert2);
+    free(cert);
+
+    /* shorter than the root: as asked; the CN overridden */
+    assert_int_equal(hy_ca_sign_intermediate(&root, csr.cert, now, DAY, "zone west", &cert), 0);
+    assert_int_equal(hy_ca_inspect(cert, &info), 0);
+    assert_string_equal(info.subject_cn, "zone west");
+    assert_int_equal(info.not_after, now + DAY);
+    hy_ca_info_fini(&info);
+    free(cert);
+
+    /* refusals, leaving *cert_pem NULL */
+    struct hy_ca_pem mixed = {.cert = root.cert, .key = other.key};
+    struct hy_ca_pem leafish;
+    struct hy_ca_server_req req = server_req(now, DAY);
+    assert_int_equal(hy_ca_sign_server(&root, &req, &leafish), 0);
+    struct hy_ca_pem old;
+    make_root("old", now - 10 * DAY, DAY, &old);
+    static const char *const bad_csrs[] = {"", "hello",
+                                           "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"
+                                           "-----END CERTIFICATE REQUEST-----\n"};
+    for (size_t i = 0; i < sizeof(bad_csrs) / sizeof(bad_csrs[0]); i++)
+        assert_int_equal(hy_ca_sign_intermediate(&root, bad_csrs[i], now, DAY, NULL, &cert),
+                         HY_EINVAL);
+    assert_int_equal(hy_ca_sign_intermediate(&root, NULL, now, DAY, NULL, &cert), HY_EINVAL);
+    assert_int_equal(hy_ca_sign_intermediate(&root, root.cert, now, DAY, NULL, &cert),
+                     HY_EINVAL); /* a certificate is not a request */
+    assert_int_equal(hy_ca_sign_intermediate(&mixed, csr.cert, now, DAY, NULL, &cert), HY_EINVAL);
+    assert_int_equal(hy_ca_sign_intermediate(&leafish, csr.cert, now, DAY, NULL, &cert), HY_EINVAL);
+    assert_int_equal(hy_ca_sign_intermediate(&old, csr.cert, now, DAY, NULL, &cert), HY_EINVAL);
+    assert_int_equal(hy_ca_sign_intermediate(NULL, csr.cert, now, DAY, NULL, &cert), HY_EINVAL);
+    assert_int_equal(hy_ca_sign_intermediate(&root, csr.cert, now, 0, NULL, &cert), HY_EINVAL);
+    assert_int_equal(hy_ca_sign_intermediate(&root, csr.cert, now, DAY, "", &cert), HY_EINVAL);
+    assert_int_equal(hy_ca_sign_intermediate(&root, csr.cert, now, DAY, "bad\x01", &cert),
+                     HY_EINVAL);
+    assert_null(cert);
+
+    hy_ca_pem_fini(&old);
+    hy_ca_pem_fini(&leafish);
+    hy_ca_pem_fini(&csr2);
+    hy_ca_pem_fini(&csr);
+    hy_ca_pem_fini(&other);
+    hy_ca_pem_fini(&root);
+}
+
+/* A request changed after it was signed is refused whatever the CA. */
+static void test_csr_tampered(void **state)
+{
+    (void)state;
+    int64_t now = time(NULL);
+    struct hy_ca_pem root, csr, inter;
+    make_root(ROOT_CN, now, TEN_YEARS, &root);
+    make_intermediate(&root, ZONE_CN, now, DAY, &inter);
+    make_csr("web", &csr);
+    const char *uris[] = {SPIFFE_WEB};
+    char *cert = (char *)"unset";
+
+    /* flip a bit of the last byte of s, and one in the middle of r */
+    char *forged[] = {flip_from_end(csr.cert, 1), flip_from_end(csr.cert, 40),
+                      tamper(csr.cert, "web", "wex")};
+    for (size_t i = 0; i < sizeof(forged) / sizeof(forged[0]); i++) {
+        assert_int_equal(hy_ca_sign_intermediate(&root, forged[i], now, DAY, NULL, &cert),
+                         HY_EVERIFY);
+        assert_null(cert);
+        assert_int_equal(hy_ca_sign_leaf(&inter, forged[i], now, DAY, uris, 1, &cert), HY_EVERIFY);
+        assert_null(cert);
+        /* still readable, as a forged certificate is */
+        struct hy_ca_info info;
+        assert_int_equal(hy_ca_inspect(forged[i], &info), 0);
+        hy_ca_info_fini(&info);
+        free(forged[i]);
+    }
+    /* the untouched request still goes through */
+    assert_int_equal(hy_ca_sign_leaf(&inter, csr.cert, now, DAY, uris, 1, &cert), 0);
+    free(cert);
+
+    hy_ca_pem_fini(&csr);
+    hy_ca_pem_fini(&inter);
+    hy_ca_pem_fini(&root);
+}
+
+static void test_sign_leaf_chain(void **state)
+{
+    (void)state;
+    int64_t now = time(NULL);
+    struct hy_ca_pem root, other, inter, csr;
+    make_root(ROOT_CN, now, TEN_YEARS, &root);
+    make_root("Hypha root CA, previous", now, TEN_YEARS, &other);
+    make_intermediate(&root, ZONE_CN, now, 30 * DAY, &inter);
+    make_csr("ignored-cn", &csr);
+
+    const char *uris[] = {SPIFFE_WEB, "spiffe://default/ns/default/sa/web"};
+    char *leaf;
+    assert_int_equal(hy_ca_sign_leaf(&inter, csr.cert, now, 365 * DAY, uris, 2, &leaf), 0);
+    struct hy_ca_info info;
+    assert_int_equal(hy_ca_inspect(leaf, &info), 0);
+    assert_string_equal(info.subject_cn, "web"); /* the first URI's last segment */
+    assert_string_equal(info.issuer_cn, ZONE_CN);
+    assert_false(info.is_ca);
+    assert_int_equal(info.nsans, 2);
+    assert_string_equal(info.sans[0], "URI:" SPIFFE_WEB);
+    assert_string_equal(info.sans[1], "URI:spiffe://default/ns/default/sa/web");
+    assert_int_equal(info.not_before, now - 60);
+    assert_int_equal(info.not_after, now + 30 * DAY); /* the intermediate's end */
+    hy_ca_info_fini(&info);
+    assert_true(der_has(leaf, bc_not_ca, sizeof(bc_not_ca)));
+    assert_true(der_has(leaf, ku_digital_signature, sizeof(ku_digital_signature)));
+    assert_true(der_has(leaf, eku_server_client, sizeof(eku_server_client)));
+    assert_int_equal(hy_ca_check_key(leaf, csr.key), 0);
+
+    /* root -> intermediate -> leaf, the right root anywhere in the bundle */
+    char *bundle = concat(other.cert, root.cert);
+    char *both_roots_rev = concat(root.cert, other.cert);
+    const char *why = "unset";
+    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, bundle, &why), 0);
+    assert_null(why);
+    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, both_roots_rev, NULL), 0);
+    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, root.cert, NULL), 0);
+    assert_int_equal(hy_ca_verify(leaf, inter.cert, NULL), 0); /* one hop */
+    assert_int_equal(hy_ca_verify_chain(inter.cert, NULL, bundle, NULL), 0);
+    assert_int_equal(hy_ca_verify_chain(root.cert, NULL, bundle, NULL), 0);
+    /* an intermediate in the bundle is no root, but one hop is hy_ca_verify's */
+    assert_chain_fails(leaf, inter.cert, inter.cert, "not a root");
+    assert_chain_fails(leaf, NULL, inter.cert, "not a root");
+    /* not without the right root, nor without the intermediate */
+    assert_chain_fails(leaf, inter.cert, other.cert, "intermediate");
+    assert_chain_fails(leaf, inter.cert, other.cert, "not issued by a root in the bundle");
+    assert_chain_fails(leaf, NULL, bundle, "not issued by a root in the bundle");
+    assert_chain_fails(leaf, "", bundle, "not issued");
+    assert_verify_fails(leaf, root.cert, "not issued by this CA");
+
+    /* intermediates in any order, unrelated ones ignored */
+    struct hy_ca_pem stray;
+    make_intermediate(&other, "stray", now, DAY, &stray);
+    char *chain = concat(stray.cert, inter.cert);
+    assert_int_equal(hy_ca_verify_chain(leaf, chain, root.cert, NULL), 0);
+    free(chain);
+    hy_ca_pem_fini(&stray);
+
+    /* the identity is the signer's: no URI, or one without a path, and the
+     * request's CN names it */
+    char *cert;
+    const char *no_path[] = {"spiffe://default"};
+    const char *query[] = {"spiffe://default/ns/api?x=1#y"};
+    assert_int_equal(hy_ca_sign_leaf(&inter, csr.cert, now, DAY, no_path, 1, &cert), 0);
+    assert_int_equal(hy_ca_inspect(cert, &info), 0);
+    assert_string_equal(info.subject_cn, "ignored-cn");
+    hy_ca_info_fini(&info);
+    free(cert);
+    assert_int_equal(hy_ca_sign_leaf(&inter, csr.cert, now, DAY, NULL, 0, &cert), 0);
+    assert_int_equal(hy_ca_inspect(cert, &info), 0);
+    assert_string_equal(info.subject_cn, "ignored-cn");
+    assert_int_equal(info.nsans, 0);
+    hy_ca_info_fini(&info);
+    free(cert);
+    assert_int_equal(hy_ca_sign_leaf(&inter, csr.cert, now, DAY, query, 1, &cert), 0);
+    assert_int_equal(hy_ca_inspect(cert, &info), 0);
+    assert_string_equal(info.subject_cn, "api");
+    hy_ca_info_fini(&info);
+    free(cert);
+    /* a root signs leaves too */
+    assert_int_equal(hy_ca_sign_leaf(&root, csr.cert, now, DAY, uris, 1, &cert), 0);
+    assert_int_equal(hy_ca_verify_chain(cert, NULL, bundle, NULL), 0);
+    free(cert);
+
+    /* refusals: bad URIs, an intermediate with another's key, bad input */
+    static const char *const bad_uris[] = {
+        "", "no-scheme", "1http://x", "spiffe://default/w b", "spiffe://d/<x>", ":x"};
+    for (size_t i = 0; i < sizeof(bad_uris) / sizeof(bad_uris[0]); i++) {
+        cert = (char *)"unset";
+        assert_int_equal(hy_ca_sign_leaf(&inter, csr.cert, now, DAY, &bad_uris[i], 1, &cert),
+                         HY_EINVAL);
+        assert_null(cert);
+    }
+    const char *with_null[] = {SPIFFE_WEB, NULL};
+    assert_int_equal(hy_ca_sign_leaf(&inter, csr.cert, now, DAY, with_null, 2, &cert), HY_EINVAL);
+    assert_int_equal(hy_ca_sign_leaf(&inter, csr.cert, now, DAY, NULL, 1, &cert), HY_EINVAL);
+    struct hy_ca_pem mixed = {.cert = inter.cert, .key = root.key};
+    assert_int_equal(hy_ca_sign_leaf(&mixed, csr.cert, now, DAY, uris, 1, &cert), HY_EINVAL);
+    mixed.key = csr.key;
+    assert_int_equal(hy_ca_sign_leaf(&mixed, csr.cert, now, DAY, uris, 1, &cert), HY_EINVAL);
+    struct hy_ca_pem leaf_as_ca = {.cert = leaf, .key = csr.key};
+    assert_int_equal(hy_ca_sign_leaf(&leaf_as_ca, csr.cert, now, DAY, uris, 1, &cert), HY_EINVAL);
+    assert_int_equal(hy_ca_sign_leaf(&inter, csr.cert, now, -1, uris, 1, &cert), HY_EINVAL);
+    assert_null(cert);
+
+    free(both_roots_rev);
+    free(bundle);
+    free(leaf);
+    hy_ca_pem_fini(&csr);
+    hy_ca_pem_fini(&inter);
+    hy_ca_pem_fini(&other);
+    hy_ca_pem_fini(&root);
+}
+
+/* Times are checked on every certificate of the path; a root that cannot
+ * anchor is passed over (rotation: the old root has expired). */
+static void test_chain_validity(void **state)
+{
+    (void)state;
+    int64_t now = time(NULL);
+    const char *uris[] = {SPIFFE_WEB};
+    struct hy_ca_pem root, old_root, inter, old_inter, csr;
+    make_root(ROOT_CN, now - 20 * DAY, TEN_YEARS, &root);
+    make_root("expired root", now - 20 * DAY, DAY, &old_root);
+    make_csr("web", &csr);
+    char *leaf;
+
+    /* an intermediate that ended ten days ago, and a leaf inside its life */
+    make_intermediate(&root, "old zone", now - 15 * DAY, 5 * DAY, &old_inter);
+    assert_int_equal(hy_ca_sign_leaf(&old_inter, csr.cert, now - 14 * DAY, DAY, uris, 1, &leaf), 0);
+    assert_chain_fails(leaf, old_inter.cert, root.cert, "intermediate certificate has expired");
+    free(leaf);
+    /* nor can it issue any more */
+    assert_int_equal(hy_ca_sign_leaf(&old_inter, csr.cert, now, DAY, uris, 1, &leaf), HY_EINVAL);
+
+    make_intermediate(&root, ZONE_CN, now, 30 * DAY, &inter);
+    assert_int_equal(hy_ca_sign_leaf(&inter, csr.cert, now - 3 * DAY, DAY, uris, 1, &leaf), 0);
+    assert_chain_fails(leaf, inter.cert, root.cert, "certificate has expired");
+    free(leaf);
+    assert_int_equal(hy_ca_sign_leaf(&inter, csr.cert, now + 3 * DAY, DAY, uris, 1, &leaf), 0);
+    assert_chain_fails(leaf, inter.cert, root.cert, "not yet valid");
+    free(leaf);
+
+    assert_int_equal(hy_ca_sign_leaf(&inter, csr.cert, now, DAY, uris, 1, &leaf), 0);
+    char *bundle = concat(old_root.cert, root.cert);
+    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, bundle, NULL), 0);
+    assert_chain_fails(leaf, inter.cert, old_root.cert, "root in the bundle has expired");
+    free(bundle);
+
+    /* bundles that are not bundles */
+    const char *why;
+    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, "", &why), HY_EINVAL);
+    assert_non_null(why);
+    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, NULL, &why), HY_EINVAL);
+    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, "hello", &why), HY_EINVAL);
+    assert_int_equal(hy_ca_verify_chain(leaf, "hello", root.cert, &why), HY_EINVAL);
+    assert_non_null(why);
+    assert_int_equal(hy_ca_verify_chain("hello", inter.cert, root.cert, &why), HY_EINVAL);
+    assert_int_equal(hy_ca_verify_chain(NULL, inter.cert, root.cert, &why), HY_EINVAL);
+    assert_int_equal(hy_ca_verify_chain(csr.cert, inter.cert, root.cert, &why), HY_EINVAL);
+    static const char bad_body[] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, bad_body, &why), HY_EINVAL);
+    assert_int_equal(hy_ca_verify_chain(leaf, bad_body, root.cert, &why), HY_EINVAL);
+    assert_int_equal(hy_ca_verify_chain(bad_body, inter.cert, root.cert, &why), HY_EINVAL);
+    char *with_bad = concat(root.cert, bad_body);
+    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, with_bad, &why), HY_EINVAL);
+    free(with_bad);
+    char *truncated = strndup(root.cert, strlen(root.cert) - 10);
+    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, truncated, &why), HY_EINVAL);
+    free(truncated);
+    /* a leaf among the roots anchors nothing */
+    assert_chain_fails(leaf, inter.cert, leaf, "not a CA");
+    struct hy_buf many = {0};
+    for (int i = 0; i <= HY_CA_CHAIN_MAX; i++)
+        assert_int_equal(hy_buf_printf(&many, "%s", root.cert), 0);
+    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, many.data, &why), HY_ETOOBIG);
+    assert_int_equal(hy_ca_verify_chain(leaf, many.data, root.cert, &why), HY_ETOOBIG);
+    hy_buf_fini(&many);
+    free(leaf);
+
+    hy_ca_pem_fini(&csr);
+    hy_ca_pem_fini(&old_inter);
+    hy_ca_pem_fini(&inter);
+    hy_ca_pem_fini(&old_root);
+    hy_ca_pem_fini(&root);
+}
+
 /* ----- cross-checks with the openssl CLI ----- */
 
 static bool have_openssl(void)
@@ -330,9 +787,9 @@ static char tmpdir[64];
 
 static char *path_in_tmp(const char *name)
 {
-    static char buf[4][128];
+    static char buf[8][128]; /* enough for one command line */
     static int next;
-    char *p = buf[next++ % 4];
+    char *p = buf[next++ % 8];
     snprintf(p, sizeof(buf[0]), "%s/%s", tmpdir, name);
     return p;
 }
@@ -503,14 +960,226 @@ static void test_openssl_ca(void **state)
     free(ext.key);
 }
 
+/* Our request, intermediate and leaf as openssl reads them, and the chain
+ * openssl verifies. */
+static void test_openssl_chain(void **state)
+{
+    (void)state;
+    if (!have_openssl())
+        skip();
+    int64_t now = time(NULL);
+    struct hy_ca_pem root, other, inter, csr;
+    make_root(ROOT_CN, now, TEN_YEARS, &root);
+    make_root("other", now, TEN_YEARS, &other);
+    make_intermediate(&root, ZONE_CN, now, 30 * DAY, &inter);
+    make_csr("web", &csr);
+    const char *uris[] = {SPIFFE_WEB};
+    char *leaf;
+    assert_int_equal(hy_ca_sign_leaf(&inter, csr.cert, now, DAY, uris, 1, &leaf), 0);
+    write_text(path_in_tmp("root.pem"), root.cert);
+    write_text(path_in_tmp("other.pem"), other.cert);
+    write_text(path_in_tmp("inter.pem"), inter.cert);
+    write_text(path_in_tmp("leaf.pem"), leaf);
+    write_text(path_in_tmp("csr.pem"), csr.cert);
+    write_text(path_in_tmp("csr.key"), csr.key);
+
+    char cmd[768];
+    int st;
+    snprintf(cmd, sizeof(cmd), "openssl req -verify -noout -subject -in %s",
+             path_in_tmp("csr.pem"));
+    char *out = run(cmd, &st);
+    if (st != 0)
+        fail_msg("openssl req -verify: %s", out);
+    assert_non_null(strstr(out, "verify OK"));
+    assert_non_null(strstr(out, "O = Hypha, CN = web"));
+    free(out);
+    snprintf(cmd, sizeof(cmd),
+             "test \"$(openssl pkey -in %s -pubout)\" = \"$(openssl req -in %s -noout -pubkey)\"",
+             path_in_tmp("csr.key"), path_in_tmp("csr.pem"));
+    out = run(cmd, &st);
+    assert_int_equal(st, 0);
+    free(out);
+
+    snprintf(cmd, sizeof(cmd), "openssl x509 -noout -text -in %s", path_in_tmp("inter.pem"));
+    out = run(cmd, &st);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "Basic Constraints: critical"));
+    assert_non_null(strstr(out, "CA:TRUE, pathlen:0"));
+    assert_non_null(strstr(out, "Key Usage: critical"));
+    assert_non_null(strstr(out, "Certificate Sign, CRL Sign"));
+    assert_non_null(strstr(out, "Issuer: O = Hypha, CN = " ROOT_CN));
+    assert_non_null(strstr(out, "Subject: O = Hypha, CN = " ZONE_CN));
+    free(out);
+
+    snprintf(cmd, sizeof(cmd), "openssl x509 -noout -text -in %s", path_in_tmp("leaf.pem"));
+    out = run(cmd, &st);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "Basic Constraints: critical"));
+    assert_non_null(strstr(out, "CA:FALSE"));
+    assert_non_null(strstr(out, "Key Usage: critical"));
+    assert_non_null(strstr(out, "Digital Signature"));
+    assert_non_null(strstr(out, "TLS Web Server Authentication, TLS Web Client Authentication"));
+    assert_non_null(strstr(out, "URI:" SPIFFE_WEB));
+    assert_non_null(strstr(out, "Subject: O = Hypha, CN = web"));
+    free(out);
+
+    /* strict RFC 5280 path validation, both TLS purposes */
+    static const char *const purposes[] = {"sslclient", "sslserver"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "openssl verify -x509_strict -purpose %s -CAfile %s -untrusted %s %s", purposes[i],
+                 path_in_tmp("root.pem"), path_in_tmp("inter.pem"), path_in_tmp("leaf.pem"));
+        out = run(cmd, &st);
+        if (st != 0)
+            fail_msg("openssl verify: %s", out);
+        free(out);
+    }
+    snprintf(cmd, sizeof(cmd), "openssl verify -CAfile %s -untrusted %s %s",
+             path_in_tmp("other.pem"), path_in_tmp("inter.pem"), path_in_tmp("leaf.pem"));
+    out = run(cmd, &st);
+    assert_int_not_equal(st, 0);
+    free(out);
+
+    free(leaf);
+    hy_ca_pem_fini(&csr);
+    hy_ca_pem_fini(&inter);
+    hy_ca_pem_fini(&other);
+    hy_ca_pem_fini(&root);
+}
+
+/* Requests made by openssl: only the key and CN are taken from them; keys
+ * other than P-256 and other hashes are refused. And a CA that openssl puts
+ * below our pathLen-0 intermediate does not verify. */
+static void test_openssl_requests(void **state)
+{
+    (void)state;
+    if (!have_openssl())
+        skip();
+    int64_t now = time(NULL);
+    struct hy_ca_pem root, inter;
+    make_root(ROOT_CN, now, TEN_YEARS, &root);
+    make_intermediate(&root, ZONE_CN, now, 30 * DAY, &inter);
+    write_text(path_in_tmp("root.pem"), root.cert);
+    write_text(path_in_tmp("inter.pem"), inter.cert);
+    write_text(path_in_tmp("inter.key"), inter.key);
+
+    char cmd[1024];
+    int st;
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s "
+             "-out %s -subj '/O=Elsewhere/CN=sidecar' "
+             "-addext 'subjectAltName=DNS:evil.example,URI:spiffe://other/admin'",
+             path_in_tmp("ext.key"), path_in_tmp("ext.csr"));
+    char *out = run(cmd, &st);
+    if (st != 0)
+        fail_msg("openssl req: %s", out);
+    free(out);
+    char *ext_csr = read_text(path_in_tmp("ext.csr"));
+    char *ext_key = read_text(path_in_tmp("ext.key"));
+    struct hy_ca_info info;
+    assert_int_equal(hy_ca_inspect(ext_csr, &info), 0);
+    assert_true(info.is_request);
+    assert_string_equal(info.subject_cn, "sidecar");
+    hy_ca_info_fini(&info);
+
+    const char *uris[] = {SPIFFE_WEB};
+    char *cert;
+    assert_int_equal(hy_ca_sign_leaf(&inter, ext_csr, now, DAY, uris, 1, &cert), 0);
+    assert_int_equal(hy_ca_inspect(cert, &info), 0);
+    assert_string_equal(info.subject_cn, "web");
+    assert_int_equal(info.nsans, 1); /* the requested SANs are not ours to grant */
+    assert_string_equal(info.sans[0], "URI:" SPIFFE_WEB);
+    hy_ca_info_fini(&info);
+    assert_int_equal(hy_ca_check_key(cert, ext_key), 0);
+    assert_int_equal(hy_ca_verify_chain(cert, inter.cert, root.cert, NULL), 0);
+    free(cert);
+    assert_int_equal(hy_ca_sign_intermediate(&root, ext_csr, now, DAY, NULL, &cert), 0);
+    assert_int_equal(hy_ca_inspect(cert, &info), 0);
+    assert_string_equal(info.subject_cn, "sidecar");
+    hy_ca_info_fini(&info);
+    assert_true(der_has(cert, "Hypha", 5));
+    assert_false(der_has(cert, "Elsewhere", 9));
+    free(cert);
+
+    /* refused: P-384, RSA, SHA-384 */
+    static const char *const refused[] = {
+        "-newkey ec -pkeyopt ec_paramgen_curve:P-384",
+        "-newkey rsa:2048",
+        "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -sha384",
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        snprintf(cmd, sizeof(cmd), "openssl req -new %s -nodes -keyout %s -out %s -subj /CN=x",
+                 refused[i], path_in_tmp("bad.key"), path_in_tmp("bad.csr"));
+        out = run(cmd, &st);
+        if (st != 0)
+            fail_msg("openssl req: %s", out);
+        free(out);
+        char *bad = read_text(path_in_tmp("bad.csr"));
+        cert = (char *)"unset";
+        assert_int_equal(hy_ca_sign_leaf(&inter, bad, now, DAY, uris, 1, &cert), HY_EINVAL);
+        assert_null(cert);
+        assert_int_equal(hy_ca_sign_intermediate(&root, bad, now, DAY, NULL, &cert), HY_EINVAL);
+        free(bad);
+    }
+
+    /* openssl makes a CA below our intermediate, which pathLen 0 forbids */
+    write_text(path_in_tmp("sub.ext"), "basicConstraints=critical,CA:true\n"
+                                       "keyUsage=critical,keyCertSign\n"
+                                       "subjectKeyIdentifier=hash\n"
+                                       "authorityKeyIdentifier=keyid\n");
+    snprintf(cmd, sizeof(cmd),
+             "openssl x509 -req -in %s -CA %s -CAkey %s -set_serial 7 -days 1 -extfile %s "
+             "-out %s",
+             path_in_tmp("ext.csr"), path_in_tmp("inter.pem"), path_in_tmp("inter.key"),
+             path_in_tmp("sub.ext"), path_in_tmp("sub.pem"));
+    out = run(cmd, &st);
+    if (st != 0)
+        fail_msg("openssl x509 -req: %s", out);
+    free(out);
+    struct hy_ca_pem sub = {.cert = read_text(path_in_tmp("sub.pem")), .key = ext_key};
+    struct hy_ca_pem csr;
+    make_csr("deep", &csr);
+    assert_int_equal(hy_ca_sign_leaf(&sub, csr.cert, now, DAY, uris, 1, &cert), 0);
+    write_text(path_in_tmp("deep.pem"), cert);
+    char *chain = concat(inter.cert, sub.cert);
+    assert_chain_fails(cert, chain, root.cert, "pathLen");
+    free(chain);
+    snprintf(cmd, sizeof(cmd), "cat %s %s > %s && openssl verify -CAfile %s -untrusted %s %s",
+             path_in_tmp("inter.pem"), path_in_tmp("sub.pem"), path_in_tmp("chain.pem"),
+             path_in_tmp("root.pem"), path_in_tmp("chain.pem"), path_in_tmp("deep.pem"));
+    out = run(cmd, &st);
+    assert_int_not_equal(st, 0); /* openssl agrees */
+    assert_non_null(strstr(out, "path length"));
+    free(out);
+    free(cert);
+    hy_ca_pem_fini(&csr);
+    free(sub.cert);
+
+    free(ext_key);
+    free(ext_csr);
+    hy_ca_pem_fini(&inter);
+    hy_ca_pem_fini(&root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_root),           cmocka_unit_test(test_root_far_future),
-        cmocka_unit_test(test_root_bad_input), cmocka_unit_test(test_self_signed_server),
-        cmocka_unit_test(test_sign_server),    cmocka_unit_test(test_validity_enforced),
-        cmocka_unit_test(test_garbage),        cmocka_unit_test(test_openssl_reads_ours),
+        cmocka_unit_test(test_root),
+        cmocka_unit_test(test_root_far_future),
+        cmocka_unit_test(test_root_bad_input),
+        cmocka_unit_test(test_self_signed_server),
+        cmocka_unit_test(test_sign_server),
+        cmocka_unit_test(test_validity_enforced),
+        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_csr),
+        cmocka_unit_test(test_sign_intermediate),
+        cmocka_unit_test(test_csr_tampered),
+        cmocka_unit_test(test_sign_leaf_chain),
+        cmocka_unit_test(test_chain_validity),
+        cmocka_unit_test(test_openssl_reads_ours),
         cmocka_unit_test(test_openssl_ca),
+        cmocka_unit_test(test_openssl_chain),
+        cmocka_unit_test(test_openssl_requests),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

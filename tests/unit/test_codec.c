@@ -233,12 +233,12 @@ static void test_error_envelope(void **state)
 {
     (void)state;
     expect_error("name: x\nmesh: default\n", "mtp.yaml:1:1: type: required");
-    expect_error(
-        "type: MeshTraficPermission\nname: x\n",
-        "mtp.yaml:1:7: type: unknown type \"MeshTraficPermission\" (expected one of: "
-        "Mesh, Zone, ZoneInsight, ZoneIngress, Dataplane, DataplaneInsight, "
-        "MeshTrafficPermission, MeshTimeout, MeshRetry, MeshHealthCheck, "
-        "MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshTrust, MeshCaKey, TokenSigningKey, "
+    expect_error("type: MeshTraficPermission\nname: x\n",
+                 "mtp.yaml:1:7: type: unknown type \"MeshTraficPermission\" (expected one of: "
+                 "Mesh, Zone, ZoneInsight, ZoneIngress, Dataplane, DataplaneInsight, "
+                 "MeshTrafficPermission, MeshTimeout, MeshRetry, MeshHealthCheck, "
+                 "MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshTrust, MeshCaKey, MeshIssuer, "
+                 "MeshIssuerKey, TokenSigningKey, "
                  "TokenRevocation)");
     expect_error("type: Zone\nenabled: true\n", "mtp.yaml:1:1: name: required");
     expect_error("type: MeshRetry\nname: r\nspec: {}\n",
