@@ -151,7 +151,7 @@ tokens() {
 start_zone() {
     Z_LOG="$tmp/zone-$1.log"
     Z_T0=$(now_ns)
-    "$bin/hypha-zone" --zone "$1" --data-dir "$tmp/zone-$1.data" --api-address 127.0.0.1:0 \
+    "$bin/hypha-zone" --zone "$1" --data-dir "$tmp/zone-$1.data" --api-address 127.0.0.1:0 --dp-address 127.0.0.1:0 \
         --global-address "$G_KDS" --global-ca-file "$G_CA" \
         --zone-token-file "$tmp/tokens/$1.token" >"$Z_LOG" 2>&1 &
     Z_PID=$!

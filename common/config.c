@@ -137,7 +137,7 @@ static int check_table(const struct hy_config_spec *spec, struct hy_config_resul
             return fail(res, HY_EINVAL, "option table: row %zu has no usable flag name", i);
         if (find_builtin(o->name, strlen(o->name)) != B_NONE)
             return fail(res, HY_EINVAL, "option table: --%s is built in", o->name);
-        if ((unsigned)o->type > HY_OPT_ADDRESS)
+        if ((unsigned)o->type > HY_OPT_STRINGS)
             return fail(res, HY_EINVAL, "option table: --%s has an unknown type", o->name);
         for (size_t j = 0; j < i; j++) {
             const struct hy_option *p = &spec->opts[j];
@@ -164,6 +164,24 @@ static bool is_prefix_of_key(const struct hy_config_spec *spec, const char *pref
     return false;
 }
 
+/* A YAML list for a list option: its items replace what lower sources set. */
+static int apply_list(struct ctx *c, const struct hy_option *o, const char *key,
+                      const struct hy_node *seq)
+{
+    char why[HY_CONFIG_ERROR_MAX];
+    int rc = hy_config_set(o, c->cfg, "", why, sizeof(why));
+    for (size_t i = 0; i < seq->n && rc == 0; i++) {
+        const struct hy_node *item = seq->items[i];
+        if (item->kind != HY_NODE_SCALAR || hy_node_is_null(item))
+            return fail(c->res, HY_EINVAL, "%s:%d:%d: %s[%zu]: expected a single value", c->path,
+                        item->line, item->col, key, i);
+        if ((rc = hy_config_add(o, c->cfg, item->value, why, sizeof(why))) < 0)
+            return fail(c->res, rc, "%s:%d:%d: %s[%zu]: %s", c->path, item->line, item->col, key, i,
+                        why);
+    }
+    return rc < 0 ? fail(c->res, rc, "%s: %s", key, why) : 0;
+}
+
 static int apply_map(struct ctx *c, const struct hy_node *map, const char *prefix)
 {
     const struct hy_config_spec *spec = c->spec;
@@ -185,6 +203,12 @@ static int apply_map(struct ctx *c, const struct hy_node *map, const char *prefi
                 return fail(c->res, HY_EINVAL, "%s:%d:%d: %s is set twice (first on line %d)",
                             c->path, k->line, k->col, key, *first);
             *first = k->line;
+            if (v->kind == HY_NODE_SEQ && o->type == HY_OPT_STRINGS) {
+                int rc = apply_list(c, o, key, v);
+                if (rc < 0)
+                    return rc;
+                continue;
+            }
             if (v->kind != HY_NODE_SCALAR)
                 return fail(c->res, HY_EINVAL, "%s:%d:%d: %s: expected a single value, not a %s",
                             c->path, v->line, v->col, key,
@@ -435,7 +459,12 @@ int hy_config_parse(const struct hy_config_spec *spec, void *cfg, int argc, char
         }
     }
     for (int i = 0; i < nflags; i++) {
-        if ((rc = hy_config_set(flags[i].opt, cfg, flags[i].value, why, sizeof(why))) < 0) {
+        /* a list flag given again adds to what its first occurrence set */
+        bool again = false;
+        for (int j = 0; j < i && !again; j++)
+            again = flags[j].opt == flags[i].opt;
+        if ((rc = (again ? hy_config_add : hy_config_set)(flags[i].opt, cfg, flags[i].value, why,
+                                                          sizeof(why))) < 0) {
             fail(res, rc, "--%s: %s", flags[i].opt->name, why);
             goto out_free;
         }
@@ -451,11 +480,13 @@ out_free:
 void hy_config_fini(const struct hy_config_spec *spec, void *cfg)
 {
     for (size_t i = 0; i < spec->nopts; i++) {
-        if (spec->opts[i].type != HY_OPT_STRING)
-            continue;
-        char **field = (char **)((char *)cfg + spec->opts[i].offset);
-        free(*field);
-        *field = NULL;
+        void *field = (char *)cfg + spec->opts[i].offset;
+        if (spec->opts[i].type == HY_OPT_STRINGS) {
+            hy_strings_fini(field);
+        } else if (spec->opts[i].type == HY_OPT_STRING) {
+            free(*(char **)field);
+            *(char **)field = NULL;
+        }
     }
 }
 
@@ -475,8 +506,9 @@ static const char *metavar(enum hy_opt_type t)
         [HY_OPT_SIZE] = " SIZE",
         [HY_OPT_LOG_LEVEL] = " LEVEL",
         [HY_OPT_ADDRESS] = " HOST:PORT",
+        [HY_OPT_STRINGS] = " TEXT[,TEXT...]",
     };
-    return (unsigned)t <= HY_OPT_ADDRESS ? names[t] : "";
+    return (unsigned)t <= HY_OPT_STRINGS ? names[t] : "";
 }
 
 /* Appends one row, padding every column but the last to its width. */

@@ -21,6 +21,16 @@ enum hy_opt_type {
     HY_OPT_SIZE,      /* uint64_t bytes: "512", "64K", "16Mi", "1G" (see hy_size_parse) */
     HY_OPT_LOG_LEVEL, /* enum hy_log_level (log.h): debug, info, warn, error */
     HY_OPT_ADDRESS,   /* struct hy_addr: "host:port" (see hy_addr_parse) */
+    HY_OPT_STRINGS,   /* struct hy_strings: a list. Every value is split at commas ("a,b");
+                       * a repeated flag adds to the list; in the file, a scalar or a YAML
+                       * list. Each source replaces the list a lower one set. */
+};
+
+/* The field of an HY_OPT_STRINGS option: owned by the config struct, freed
+ * by hy_config_fini. */
+struct hy_strings {
+    char **v; /* n owned, non-empty strings; NULL when n is 0 */
+    size_t n;
 };
 
 /* One row of a binary's option table. */
@@ -64,7 +74,8 @@ struct hy_config_result {
  * earlier call set): strings are freed when overridden.
  *
  * Flags are "--name value" or "--name=value"; bools "--name" or
- * "--name=false"; "--" ends the flags. Built in: --config FILE, --help (-h),
+ * "--name=false"; "--" ends the flags. A list option (HY_OPT_STRINGS) may be
+ * given more than once: its flags add up. Built in: --config FILE, --help (-h),
  * --version. An empty environment variable counts as unset; a null value in
  * the file leaves the field as the lower sources set it.
  *
@@ -81,8 +92,8 @@ struct hy_config_result {
 int hy_config_parse(const struct hy_config_spec *spec, void *cfg, int argc, char **argv,
                     struct hy_config_result *res);
 
-/* Frees the strings the options own in cfg and sets them to NULL; cfg can be
- * parsed into again. Cannot fail. */
+/* Frees the strings (and lists) the options own in cfg and sets them to NULL
+ * (empty); cfg can be parsed into again. Cannot fail. */
 void hy_config_fini(const struct hy_config_spec *spec, void *cfg);
 
 /* Appends the --help text: usage line, summary, then one aligned row per

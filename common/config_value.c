@@ -203,6 +203,70 @@ static int parse_int(const char *s, bool is_signed, int64_t *i, uint64_t *u, cha
     return 0;
 }
 
+void hy_strings_fini(struct hy_strings *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+    s->v = NULL;
+    s->n = 0;
+}
+
+/* Splits text at commas into s, replacing its items or adding to them. ""
+ * is no item at all; an empty item between commas is a mistake. s is
+ * unchanged on failure. */
+static int strings_set(struct hy_strings *s, const char *text, bool add, char *why, size_t size)
+{
+    size_t n = *text ? 1 : 0, keep = add ? s->n : 0;
+    for (const char *c = text; *c; c++)
+        n += *c == ',';
+    char **v = calloc(keep + n + 1, sizeof(*v));
+    if (!v) {
+        snprintf(why, size, "out of memory");
+        return HY_ENOMEM;
+    }
+    const char *p = text;
+    int rc;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strcspn(p, ",");
+        if (len == 0) {
+            snprintf(why, size, "\"%.100s\" has an empty item (items are separated by commas)",
+                     text);
+            rc = HY_EINVAL;
+            goto out_fail;
+        }
+        if (!(v[keep + i] = strndup(p, len))) {
+            snprintf(why, size, "out of memory");
+            rc = HY_ENOMEM;
+            goto out_fail;
+        }
+        p += len + (p[len] == ',');
+    }
+    for (size_t i = 0; i < keep; i++)
+        v[i] = s->v[i];
+    if (!add)
+        hy_strings_fini(s);
+    free(s->v); /* when adding, its items moved to v */
+    s->v = keep + n ? v : NULL;
+    s->n = keep + n;
+    if (!s->v)
+        free(v);
+    return 0;
+
+out_fail:
+    for (size_t i = 0; i < n; i++)
+        free(v[keep + i]);
+    free(v);
+    return rc;
+}
+
+int hy_config_add(const struct hy_option *o, void *cfg, const char *text, char *why, size_t size)
+{
+    if (o->type == HY_OPT_STRINGS)
+        return strings_set((struct hy_strings *)((char *)cfg + o->offset), text, true, why, size);
+    return hy_config_set(o, cfg, text, why, size);
+}
+
 int hy_config_set(const struct hy_option *o, void *cfg, const char *text, char *why, size_t size)
 {
     void *field = (char *)cfg + o->offset;
@@ -275,6 +339,8 @@ int hy_config_set(const struct hy_option *o, void *cfg, const char *text, char *
     }
     case HY_OPT_ADDRESS:
         return hy_addr_parse(text, (struct hy_addr *)field, why, size);
+    case HY_OPT_STRINGS:
+        return strings_set(field, text, false, why, size);
     }
     snprintf(why, size, "option has an unknown type %d", (int)o->type);
     return HY_EINVAL;

@@ -148,6 +148,15 @@ int hy_cp_verify_token(struct hy_cp *cp, int kind, const char *token,
  * whose enabled builtin backend has no root yet, makes one and adds its
  * MeshTrust and MeshCaKey to the batch. 0, or a negative code with a cause. */
 int hy_cp_mesh_roots(struct hy_cp *cp, struct hy_api_batch *b, struct hy_diag *d);
+/* The certificate of one of cp's TLS listeners: given_cert/given_key when
+ * both are set, else data_dir/subdir/server.pem (+ server-key.pem), made
+ * at first start with a CA (data_dir/subdir/ca.pem) for localhost, the
+ * host name, loopback and addr's IP; the log names the CA file and hint
+ * says who should trust it. Paths into cert and key (size bytes each).
+ * 0 or a negative code (logged). */
+int hy_cp_server_cert(struct hy_cp *cp, const char *subdir, const char *what, const char *hint,
+                      const char *given_cert, const char *given_key, const struct hy_addr *addr,
+                      char *cert, char *key, size_t size);
 /* A Timestamp message at secs (caller frees); NULL on ENOMEM. */
 Hypha__V1__Timestamp *hy_cp_timestamp(int64_t secs);
 

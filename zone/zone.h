@@ -22,16 +22,21 @@ struct hy_zone_cfg {
     uint64_t kds_max_message;  /* bytes */
     int64_t kds_ping_interval; /* milliseconds between websocket pings; silent 3x that: dropped */
     int64_t kds_backoff_max;   /* milliseconds between reconnects, at most */
+    struct hy_addr dp_address; /* where sidecars connect (wss) */
+    char *dp_tls_cert;         /* made in the data dir at first start when not given */
+    char *dp_tls_key;
 };
 
 struct hy_kds_client;
 struct hy_zone_ca;
+struct hy_dp_server;
 
 struct hy_zone {
     struct hy_cp cp; /* first: the base */
     const struct hy_zone_cfg *cfg;
     struct hy_kds_client *kds; /* NULL when standalone */
     struct hy_zone_ca *ca;
+    struct hy_dp_server *dp;
 };
 
 /* Opens the data dir and starts the API (and, federated, the KDS client).

@@ -96,7 +96,7 @@ declare -A zurl
 for z in east west; do
     ctl generate zone-token --zone "$z" --valid-for 720h >"$work/$z.token"
     start "$work/zone-$z.log" "$bin/hypha-zone" --zone "$z" --data-dir "$work/zone-$z" \
-        --api-address 127.0.0.1:0 --global-address "$kds" \
+        --api-address 127.0.0.1:0 --dp-address 127.0.0.1:0 --global-address "$kds" \
         --global-ca-file "$work/global/kds/ca.pem" --zone-token-file "$work/$z.token"
     zurl[$z]=$url_out
     echo "   zone $z: API at ${zurl[$z]}"

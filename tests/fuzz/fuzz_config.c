@@ -38,6 +38,7 @@ struct cfg {
     enum hy_log_level log_level;
     char *zone;
     char *global_url;
+    struct hy_strings vars;
 };
 
 #define F(field) offsetof(struct cfg, field)
@@ -66,6 +67,7 @@ static const struct hy_option opts[] = {
     {"zone", NULL, "zone", HY_OPT_STRING, F(zone), "", "zone name"},
     {"global-url", NULL, "multizone.zone.globalAddress", HY_OPT_STRING, F(global_url), NULL,
      "global"},
+    {"var", "HYPHA_FUZZ_VAR", "dataplane.vars", HY_OPT_STRINGS, F(vars), NULL, "variables"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -154,6 +156,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             again.kind != cfg.api_address.kind || again.port != cfg.api_address.port ||
             strcmp(again.host, cfg.api_address.host) != 0)
             abort();
+        /* a list holds non-empty items without commas */
+        if ((cfg.vars.n == 0) != (cfg.vars.v == NULL))
+            abort();
+        for (size_t i = 0; i < cfg.vars.n; i++)
+            if (!cfg.vars.v[i][0] || strchr(cfg.vars.v[i], ','))
+                abort();
     }
     hy_config_fini(&spec, &cfg);
     return 0;

@@ -227,7 +227,7 @@ hy_check "and admitted once enabled" hy_wait_for 20 converged off
 hy_stop "$(zpid off)"
 cp "$HY_TMP/east.token" "$HY_TMP/east2.token"
 mkdir -p "$HY_TMP/zone-east2"
-"$HY_BIN/hypha-zone" --zone east --data-dir "$HY_TMP/zone-east2" --api-address 127.0.0.1:0 \
+"$HY_BIN/hypha-zone" --zone east --data-dir "$HY_TMP/zone-east2" --api-address 127.0.0.1:0 --dp-address 127.0.0.1:0 \
     --global-address "wss://127.0.0.1:$KDS_PORT" --global-ca-file "$GLOBAL_DATA/kds/ca.pem" \
     --zone-token-file "$HY_TMP/east2.token" >"$HY_TMP/east2.log" 2>&1 &
 dup=$!
@@ -259,7 +259,7 @@ hy_check "zones still converge after garbage on the KDS port" hy_wait_for 20 con
 
 # ---- a standalone zone makes its own root and intermediate
 mkdir -p "$HY_TMP/alone"
-"$HY_BIN/hypha-zone" --zone alone --data-dir "$HY_TMP/alone" --api-address 127.0.0.1:0 \
+"$HY_BIN/hypha-zone" --zone alone --data-dir "$HY_TMP/alone" --api-address 127.0.0.1:0 --dp-address 127.0.0.1:0 \
     >"$HY_TMP/alone.log" 2>&1 &
 alone=$!
 HY_PIDS+=("$alone")

@@ -91,7 +91,7 @@ hy_start_zone() {
     log=$HY_TMP/zone-$name.log
     mkdir -p "$data"
     [ ! -f "$log" ] || mv "$log" "$log.$(date +%s%N)" # a restart gets a fresh log
-    "$HY_BIN/hypha-zone" --zone "$name" --data-dir "$data" --api-address 127.0.0.1:0 \
+    "$HY_BIN/hypha-zone" --zone "$name" --data-dir "$data" --api-address 127.0.0.1:0 --dp-address 127.0.0.1:0 \
         --global-address "wss://127.0.0.1:$KDS_PORT" --global-ca-file "$GLOBAL_DATA/kds/ca.pem" \
         --zone-token-file "$HY_TMP/$name.token" --kds-backoff-max 1s "$@" >>"$log" 2>&1 &
     local pid=$!

@@ -713,6 +713,117 @@ static void test_addr_parse(void **state)
     assert_non_null(strstr(err, "the host is too long"));
 }
 
+/* A list option: comma-separated values, repeated flags that add up, a
+ * YAML list or a scalar in the file, and each source replacing the lower
+ * one's list. */
+struct list_cfg {
+    struct hy_strings vars;
+    char *name;
+};
+
+static const struct hy_option list_opts[] = {
+    {"var", "HYPHA_TEST_VAR", "vars", HY_OPT_STRINGS, offsetof(struct list_cfg, vars), NULL,
+     "NAME=VALUE, repeatable"},
+    {"name", NULL, NULL, HY_OPT_STRING, offsetof(struct list_cfg, name), NULL, "a name"},
+};
+
+static const struct hy_config_spec list_spec = {
+    .program = "hypha-test",
+    .opts = list_opts,
+    .nopts = 2,
+    .config_env = "HYPHA_TEST_CONFIG",
+};
+
+static int parse_list(struct list_cfg *c, struct hy_config_result *res, const char *arg, ...)
+{
+    char *argv[32];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, arg);
+    argv[argc++] = (char *)"hypha-test";
+    for (; arg && argc < 31; arg = va_arg(ap, const char *))
+        argv[argc++] = (char *)arg;
+    va_end(ap);
+    argv[argc] = NULL;
+    return hy_config_parse(&list_spec, c, argc, argv, res);
+}
+
+static void expect_list(const struct hy_strings *s, size_t n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    assert_int_equal(s->n, n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(s->v[i], va_arg(ap, const char *));
+    va_end(ap);
+}
+
+static void test_list_option(void **state)
+{
+    (void)state;
+    struct list_cfg c = {0};
+    struct hy_config_result res;
+    assert_int_equal(parse_list(&c, &res, NULL), 0);
+    expect_list(&c.vars, 0);
+    assert_null(c.vars.v);
+
+    /* flags: commas split, repeats add up, in order */
+    assert_int_equal(parse_list(&c, &res, "--var", "a=1,b=2", "--name", "x", "--var=c=3", NULL), 0);
+    expect_list(&c.vars, 3, "a=1", "b=2", "c=3");
+    hy_config_fini(&list_spec, &c);
+    expect_list(&c.vars, 0);
+    assert_null(c.name);
+
+    /* the file, as a list or a scalar; the environment replaces it; flags
+     * replace the environment */
+    char path[64], scalar[64];
+    write_temp("vars:\n  - a=1\n  - b=2,c=3\n", path);
+    write_temp("vars: d=4,e=5\n", scalar);
+    assert_int_equal(parse_list(&c, &res, "--config", path, NULL), 0);
+    expect_list(&c.vars, 3, "a=1", "b=2", "c=3");
+    assert_int_equal(parse_list(&c, &res, "--config", scalar, NULL), 0);
+    expect_list(&c.vars, 2, "d=4", "e=5");
+    setenv("HYPHA_TEST_VAR", "f=6", 1);
+    assert_int_equal(parse_list(&c, &res, "--config", path, NULL), 0);
+    expect_list(&c.vars, 1, "f=6");
+    assert_int_equal(parse_list(&c, &res, "--config", path, "--var", "g=7", "--var", "h=8", NULL),
+                     0);
+    expect_list(&c.vars, 2, "g=7", "h=8");
+    unsetenv("HYPHA_TEST_VAR");
+    hy_config_fini(&list_spec, &c);
+    unlink(path);
+    unlink(scalar);
+
+    /* mistakes name where they are; the list is left as it was */
+    assert_int_equal(parse_list(&c, &res, "--var", "a=1,,b=2", NULL), HY_EINVAL);
+    assert_string_equal(res.error,
+                        "--var: \"a=1,,b=2\" has an empty item (items are separated by commas)");
+    assert_int_equal(parse_list(&c, &res, "--var", "a=1", "--var", "b=2,", NULL), HY_EINVAL);
+    assert_string_equal(res.error,
+                        "--var: \"b=2,\" has an empty item (items are separated by commas)");
+    expect_list(&c.vars, 1, "a=1");
+    hy_config_fini(&list_spec, &c);
+    write_temp("vars:\n  - a=1\n  - {b: 2}\n", path);
+    assert_int_equal(parse_list(&c, &res, "--config", path, NULL), HY_EINVAL);
+    char want[160];
+    snprintf(want, sizeof(want), "%s:3:5: vars[1]: expected a single value", path);
+    assert_string_equal(res.error, want);
+    hy_config_fini(&list_spec, &c);
+    unlink(path);
+    write_temp("vars: {a: 1}\n", path);
+    assert_int_equal(parse_list(&c, &res, "--config", path, NULL), HY_EINVAL);
+    snprintf(want, sizeof(want), "%s:1:7: vars: expected a single value, not a mapping", path);
+    assert_string_equal(res.error, want);
+    hy_config_fini(&list_spec, &c);
+    unlink(path);
+
+    /* --help shows that it takes a list */
+    struct hy_buf out = {0};
+    assert_int_equal(hy_config_usage(&list_spec, &out), 0);
+    assert_non_null(strstr(out.data, "--var TEXT[,TEXT...]"));
+    hy_buf_fini(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -730,6 +841,7 @@ int main(void)
         cmocka_unit_test_setup(test_size_parse, clear_env),
         cmocka_unit_test_setup(test_duration_option, clear_env),
         cmocka_unit_test_setup(test_addr_parse, clear_env),
+        cmocka_unit_test_setup(test_list_option, clear_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

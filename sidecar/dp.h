@@ -1,0 +1,213 @@
+/* hypha-dp, the sidecar: its options, the Dataplane file it presents, the
+ * config snapshots the zone control plane gives it, the control stream
+ * (dp_client.c) and the admin server (dp_admin.c). The data-plane proxy is
+ * a later module: it takes the current snapshot from struct hy_dp_current,
+ * from any thread. */
+#ifndef HY_DP_H
+#define HY_DP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "ca.h"
+#include "config.h"
+#include "diag.h"
+#include "dp.pb-c.h"
+#include "log.h"
+#include "resource.h"
+
+#define HY_DP_SUBPROTOCOL "hypha.dp.v1"
+#define HY_DP_RENEW_PERCENT 80        /* of a certificate's life, when a new one is asked for */
+#define HY_DP_MAX_MESSAGE (16u << 20) /* largest DpMessage accepted: a big mesh's outbounds */
+#define HY_DP_SHUTDOWN_GRACE_MS 5000  /* wait for the zone to answer our close, at most */
+
+/* The options (main.c's table). */
+struct hy_dp_cfg {
+    char *cp_address;                 /* wss://ZONE:5678 */
+    char *ca_cert_file;               /* PEM CA(s) the zone's DP server certificate chains to */
+    char *dataplane_file;             /* the Dataplane resource, YAML or JSON */
+    char *dataplane_token_file;       /* the dataplane token (JWT) */
+    struct hy_strings dataplane_vars; /* NAME=VALUE, for {{ NAME }} in the file */
+    struct hy_addr admin_address;
+    enum hy_log_level log_level;
+};
+
+/* ----- the Dataplane file (dp_file.c) ----- */
+
+/* The Dataplane the sidecar presents in DpHello. */
+struct hy_dp_file {
+    struct hy_resource *res;  /* owned: the decoded and validated Dataplane */
+    Hypha__V1__Envelope *env; /* owned (hypha__v1__envelope__free_unpacked): res as sent */
+};
+
+/* Replaces every placeholder "{{ NAME }}" (spaces or tabs inside the braces
+ * optional; NAME of letters, digits, '_', '-' and '.') in text[0..len) by the
+ * value of the variable NAME, vars being "NAME=VALUE" strings (the first '='
+ * splits; values are single-line). diag->source names the file.
+ * On success returns 0 with *out (NUL-terminated, caller frees) and *out_len.
+ * On failure returns HY_EINVAL with a cause in diag for every problem, each
+ * at its line:column when it has one: a variable that is not NAME=VALUE or
+ * is given twice, a value with a line break, a "{{" that does not open a
+ * placeholder, an unknown placeholder (named, with the flag to give it);
+ * or HY_ENOMEM. *out is NULL on failure. */
+int hy_dp_file_expand(const char *text, size_t len, const struct hy_strings *vars, char **out,
+                      size_t *out_len, struct hy_diag *diag);
+
+/* Expands text as above, then decodes and validates it: exactly one
+ * document, of type Dataplane, valid (hy_docs_validate: causes at their
+ * line:column). source names the text in causes (diag->source is set to it).
+ * Variables the text never uses are logged (WARN), not refused.
+ * On success returns 0 and fills *out (free with hy_dp_file_fini). On
+ * failure returns HY_EINVAL (or HY_ETOOBIG, HY_EDEPTH, HY_ENOMEM) with
+ * causes in diag, and leaves *out zeroed. */
+int hy_dp_file_parse(const char *source, const char *text, size_t len,
+                     const struct hy_strings *vars, struct hy_dp_file *out, struct hy_diag *diag);
+
+/* Reads the file at path (at most HY_CODEC_MAX_BYTES) and parses it as
+ * hy_dp_file_parse, the path naming it in causes. A file that cannot be
+ * read is one cause and its -errno. */
+int hy_dp_file_load(const char *path, const struct hy_strings *vars, struct hy_dp_file *out,
+                    struct hy_diag *diag);
+
+/* Frees what *f owns and zeroes it; safe on a zeroed struct. */
+void hy_dp_file_fini(struct hy_dp_file *f);
+
+/* ----- config snapshots (dp_snapshot.c) ----- */
+
+/* One config the sidecar accepted, with the private key of its certificate.
+ * Immutable once published: every field is read-only for its whole life,
+ * so any thread holding a reference reads it without locks. */
+struct hy_dp_snapshot {
+    atomic_uint refs;
+    Hypha__V1__DpConfig *config;   /* owned; cert, trust_bundle and version are set */
+    char *key;                     /* owned PEM (PKCS#8) of config->cert's key; wiped when freed */
+    int64_t not_before, not_after; /* the certificate's validity, Unix seconds */
+    int64_t renew_at;              /* hy_dp_renew_at of those */
+    char fingerprint[HY_CA_FINGERPRINT_LEN + 1]; /* of the certificate */
+    char *spiffe_id;                             /* owned: its first URI SAN */
+};
+
+/* Checks a config the zone sent, as the sidecar must before using it:
+ * a version; mesh and name, when set, those of our Dataplane; listener
+ * ports in 1..65535 and used once; a certificate that is a leaf, carries a
+ * SPIFFE ID of the mesh (spiffe://MESH/...), is valid now and chains
+ * through config->chain to a root in config->trust_bundle
+ * (hy_ca_verify_chain); and one of keys[0..nkeys) (PEM private keys, NULL
+ * entries skipped) as its key (hy_ca_check_key).
+ * On success returns 0, sets *out to a new snapshot (one reference) that
+ * has taken config and a copy of the matching key, and *which to that
+ * key's index. On failure returns HY_EVERIFY (certificate or key) or
+ * HY_EINVAL (anything else; HY_ENOMEM) with err set to one sentence for
+ * DpNack and the log, config left to the caller, *out NULL. */
+int hy_dp_snapshot_new(Hypha__V1__DpConfig *config, const char *mesh, const char *name,
+                       const char *const *keys, size_t nkeys, struct hy_dp_snapshot **out,
+                       size_t *which, char *err, size_t errlen);
+/* Takes one more reference; returns s. NULL is fine. Any thread. */
+struct hy_dp_snapshot *hy_dp_snapshot_ref(struct hy_dp_snapshot *s);
+/* Drops a reference; the last frees the snapshot (the key wiped). NULL is
+ * fine. Any thread. */
+void hy_dp_snapshot_unref(struct hy_dp_snapshot *s);
+
+/* When to ask for a new certificate valid from not_before to not_after:
+ * at HY_DP_RENEW_PERCENT % of its life, Unix seconds. Cannot fail. */
+int64_t hy_dp_renew_at(int64_t not_before, int64_t not_after);
+/* How long to wait for the new certificate after asking before asking
+ * again, in ms: 5 % of the life, at least 1 s and at most 60 s. */
+uint64_t hy_dp_renew_retry_ms(int64_t not_before, int64_t not_after);
+
+/* The published snapshot. The control stream publishes; readers on any
+ * thread take references. A worker keeps the generation of the snapshot it
+ * holds and compares it with hy_dp_current_generation (one atomic load,
+ * no lock) on its hot path, calling hy_dp_current_get only when it moved. */
+struct hy_dp_current {
+    pthread_mutex_t lock;            /* held only to swap or to take a reference */
+    struct hy_dp_snapshot *snap;     /* guarded by lock; NULL before the first config */
+    atomic_uint_fast64_t generation; /* bumped after every publish */
+};
+
+/* Cannot fail (a default mutex). */
+void hy_dp_current_init(struct hy_dp_current *c);
+/* Drops the snapshot it holds. */
+void hy_dp_current_fini(struct hy_dp_current *c);
+/* Replaces the snapshot by s, taking over the caller's reference to it;
+ * the previous one goes when its last reader drops it. */
+void hy_dp_current_publish(struct hy_dp_current *c, struct hy_dp_snapshot *s);
+/* A new reference to the current snapshot (drop it with
+ * hy_dp_snapshot_unref), or NULL before the first config. If gen is not
+ * NULL it receives the generation of what was returned. */
+struct hy_dp_snapshot *hy_dp_current_get(struct hy_dp_current *c, uint64_t *gen);
+uint64_t hy_dp_current_generation(struct hy_dp_current *c);
+
+/* ----- the sidecar (dp.c, dp_client.c, dp_admin.c) ----- */
+
+struct hy_ws_client;
+struct hy_http_server;
+struct hy_metrics;
+struct hy_metric;
+struct hy_series;
+
+struct hy_dp {
+    const struct hy_dp_cfg *cfg;
+    uv_loop_t *loop;
+    struct hy_dp_file file;
+    char *token; /* owned; read again at every connect */
+    struct hy_dp_current current;
+
+    /* control stream (dp_client.c) */
+    struct hy_ws_client *ws;
+    struct hy_ca_pem pending; /* key and CSR of the last request sent; zeroed when none */
+    uv_timer_t renew_timer;   /* the next time to ask for a certificate */
+    uv_timer_t grace_timer;   /* shutdown: stop waiting for the close handshake */
+    bool timers_init;
+    bool open;           /* the websocket is open */
+    bool rejected;       /* the zone sent DpReject on this connection */
+    bool shutting_down;  /* hy_dp_shutdown was called */
+    int64_t next_ask_ms; /* Unix ms of the next DpCsr; 0: none planned */
+    char status[320];    /* the last thing that happened to the stream, for /ready */
+
+    /* metrics and admin (dp.c, dp_admin.c) */
+    struct hy_metrics *metrics;
+    struct hy_series *acks, *nacks, *cert_expiry, *renewals;
+    struct hy_http_server *admin;
+};
+
+/* Reads the Dataplane file and the token, makes the metrics, starts the
+ * admin server and the control stream on loop. On failure logs why (every
+ * problem of the Dataplane file on its own line) and returns a negative
+ * code; hy_dp_close undoes a partial open. */
+int hy_dp_open(struct hy_dp *d, const struct hy_dp_cfg *cfg, uv_loop_t *loop);
+/* SIGINT/SIGTERM: closes the stream with 1000 "dataplane shutting down"
+ * (the zone deregisters the Dataplane) and stops the loop once the zone
+ * answered, or after HY_DP_SHUTDOWN_GRACE_MS; at once when not connected or
+ * when called a second time. */
+void hy_dp_shutdown(struct hy_dp *d);
+/* Stops the admin server, the stream and the timers; then run the loop
+ * until every handle has closed, and hy_dp_close. */
+void hy_dp_stop(struct hy_dp *d);
+void hy_dp_close(struct hy_dp *d);
+
+/* Ready when a config is applied and its certificate has not expired.
+ * Returns true, or false with why (one sentence) filled. Loop thread. */
+bool hy_dp_ready(struct hy_dp *d, char *why, size_t size);
+
+/* The control stream (dp_client.c). */
+int hy_dp_client_start(struct hy_dp *d);
+void hy_dp_client_stop(struct hy_dp *d);
+void hy_dp_client_free(struct hy_dp *d);
+/* The trimmed contents of a token file (caller frees), or NULL with errno
+ * set (ENODATA for an empty file). */
+char *hy_dp_read_token(const char *path);
+
+/* The admin server (dp_admin.c): GET /ready, /config, /metrics. */
+int hy_dp_admin_start(struct hy_dp *d);
+void hy_dp_admin_stop(struct hy_dp *d);
+void hy_dp_admin_free(struct hy_dp *d);
+/* The port the admin server listens on (with port 0 in the address); 0 if
+ * none. */
+int hy_dp_admin_port(const struct hy_dp *d);
+
+#endif

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Sidecars against a real zone: hypha-dp registers its Dataplane with a
+# dataplane token and gets a certificate from the zone's intermediate CA
+# (which chains to the mesh root on the global CP), a config with the
+# permissions and endpoints of its mesh, renewals, refusals of tokens for
+# another Dataplane or mesh, keeping its config while the zone is down, and
+# deregistration on a clean exit.
+. "$(dirname "$0")/lib.sh"
+DATA=$(cd "$(dirname "$0")/../data" && pwd)
+export HOME=$HY_TMP/home
+mkdir -p "$HOME"
+unset HYPHA_CP HYPHACTL_CONFIG
+
+KDS_PORT=$(hy_free_port)
+hy_start_global g --kds-address "127.0.0.1:$KDS_PORT"
+ctl() { "$HY_BIN/hyphactl" --cp "$GLOBAL_URL" "$@"; }
+ctl generate zone-token --zone east --valid-for 24h >"$HY_TMP/east.token"
+# leaves live 20 s here, so a renewal happens during the test
+sed 's/expiration: 1d/expiration: 20s/' "$DATA/resources/mesh.yaml" | ctl apply -f - >/dev/null
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: web-to-backend
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Allow}
+YAML
+DP_PORT=$(hy_free_port)
+hy_start_zone east --dp-address "127.0.0.1:$DP_PORT"
+E=$ZONE_URL_east
+issuer() { curl -sf "$E/meshes/default/meshissuers/ca-1" >/dev/null; }
+hy_check "the zone has its intermediate CA" hy_wait_for 15 issuer
+ZCA=$HY_TMP/zone-east/dp/ca.pem
+
+# start_dp NAME SERVICE PORT [ARGS...]: a sidecar for NAME; sets DP_PID and
+# DP_ADMIN; its token is $HY_TMP/NAME.token unless ARGS override it
+start_dp() {
+    local name=$1 svc=$2 port=$3 log=$HY_TMP/dp-$1.log
+    shift 3
+    [ ! -f "$log" ] || mv "$log" "$log.$(date +%s%N)"
+    "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
+        --dataplane-file "$DATA/dp/dataplane.yaml" --dataplane-token-file "$HY_TMP/$name.token" \
+        --dataplane-var "name=$name,service=$svc,port=$port,app_port=$((port + 1)),out_port=$((port + 2))" \
+        --admin-address 127.0.0.1:0 "$@" >"$log" 2>&1 &
+    DP_PID=$!
+    HY_PIDS+=("$DP_PID")
+    hy_wait_for 15 grep -q 'admin on http://' "$log"
+    DP_ADMIN=$(grep -o 'admin on http://[^ ]*' "$log" | sed 's/admin on //')
+}
+dptoken() { # NAME MESH SERVICE
+    "$HY_BIN/hyphactl" --cp "$E" generate dataplane-token --mesh "$2" --name "$1" \
+        --tag "hypha.io/service=$3" --valid-for 1h >"$HY_TMP/$1.token"
+}
+
+# ---- registration, certificate, config
+dptoken backend-1 default backend
+start_dp backend-1 backend 21000
+B_PID=$DP_PID
+B_ADMIN=$DP_ADMIN
+ready() { curl -sf "$1/ready" >/dev/null; }
+hy_check "the sidecar becomes ready" hy_wait_for 15 ready "$B_ADMIN"
+registered() { curl -sf "$E/meshes/default/dataplanes/$1" >/dev/null; }
+hy_check "its Dataplane is registered in the zone" registered backend-1
+at_global() { curl -sf "$GLOBAL_URL/meshes/default/dataplanes/east.$1" >/dev/null; }
+hy_check "and reaches the global CP" hy_wait_for 10 at_global backend-1
+curl -s "$B_ADMIN/config" >"$HY_TMP/b-config.json"
+jq -r .cert "$HY_TMP/b-config.json" >"$HY_TMP/b-leaf.pem"
+jq -r .chain "$HY_TMP/b-config.json" >"$HY_TMP/b-chain.pem"
+jq -r .trustBundle "$HY_TMP/b-config.json" >"$HY_TMP/b-bundle.pem"
+hy_contains "its certificate names spiffe://default/backend" "URI:spiffe://default/backend" \
+    "$(openssl x509 -in "$HY_TMP/b-leaf.pem" -noout -text)"
+hy_contains "and chains to the mesh root through the zone CA (openssl verify)" "OK" \
+    "$(openssl verify -CAfile "$HY_TMP/b-bundle.pem" -untrusted "$HY_TMP/b-chain.pem" "$HY_TMP/b-leaf.pem" 2>&1)"
+hy_contains "the root in its bundle is the global CP's" \
+    "$(curl -s "$GLOBAL_URL/meshes/default/meshtrusts/ca-1" | jq -r .caCert | head -2 | tail -1)" \
+    "$(cat "$HY_TMP/b-bundle.pem")"
+hy_eq "MeshTrafficPermission lets web in" "spiffe://default/web" \
+    "$(jq -r '.inbounds[0].allowed[0]' "$HY_TMP/b-config.json")"
+hy_check "the key never appears in /config" bash -c "! grep -q 'PRIVATE KEY' '$HY_TMP/b-config.json'"
+hy_check "promtool accepts the sidecar's metrics" promtool check metrics < <(curl -s "$B_ADMIN/metrics")
+
+dptoken web-1 default web
+start_dp web-1 web 22000
+W_ADMIN=$DP_ADMIN
+W_PID=$DP_PID
+hy_check "a second sidecar becomes ready" hy_wait_for 15 ready "$W_ADMIN"
+endpoint() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[0].endpoints[] | select(.name == "backend-1" and .port == 21000)' >/dev/null; }
+hy_check "its outbound to backend lists backend-1's inbound" hy_wait_for 10 endpoint
+insight() { curl -s "$E/meshes/default/dataplaneinsights/web-1" | jq -e '.subscriptions[-1].configVersion != null' >/dev/null; }
+hy_check "the zone keeps a DataplaneInsight with the acked config" hy_wait_for 10 insight
+
+# ---- a deny reaches the sidecar
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: deny-web
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Deny}
+YAML
+denied() { curl -s "$B_ADMIN/config" | jq -e '.inbounds[0].denied | index("spiffe://default/web")' >/dev/null; }
+hy_check "a Deny on the global CP reaches the backend sidecar's config" hy_wait_for 10 denied
+
+# ---- renewal at 80 % of a 20 s certificate, without a new connection
+serial() { openssl x509 -noout -serial < <(curl -s "$1/config" | jq -r .cert); }
+s1=$(serial "$B_ADMIN")
+renewed() { [ "$(serial "$B_ADMIN")" != "$s1" ]; }
+hy_check "the certificate is renewed before it expires" hy_wait_for 25 renewed
+hy_check "the zone logged the renewal" grep -q "default/backend-1: certificate renewed" "$ZONE_LOG_east"
+hy_check "still ready" ready "$B_ADMIN"
+
+# ---- refusals
+dptoken someone-else default web
+cp "$HY_TMP/someone-else.token" "$HY_TMP/impostor.token"
+start_dp impostor web 23000
+hy_check "a token for another Dataplane is refused" \
+    hy_wait_for 10 grep -q "the dataplane token is for Dataplane someone-else, not impostor" "$ZONE_LOG_east"
+hy_stop "$DP_PID" || true
+dptoken wrong-mesh default web
+sed 's/^mesh: default/mesh: other/' "$DATA/dp/dataplane.yaml" >"$HY_TMP/other.yaml"
+"$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
+    --dataplane-file "$HY_TMP/other.yaml" --dataplane-token-file "$HY_TMP/wrong-mesh.token" \
+    --dataplane-var "name=wrong-mesh,service=web,port=24000,app_port=24001,out_port=24002" \
+    --admin-address 127.0.0.1:0 >"$HY_TMP/dp-wrong-mesh.log" 2>&1 &
+wm=$!
+HY_PIDS+=("$wm")
+hy_check "a token for another mesh is refused" \
+    hy_wait_for 10 grep -q "the dataplane token is for mesh default, not other" "$ZONE_LOG_east"
+hy_stop "$wm" || true
+printf 'garbage\n' >"$HY_TMP/junk.token"
+cp "$HY_TMP/junk.token" "$HY_TMP/junk-dp.token"
+start_dp junk-dp web 25000
+hy_check "a malformed token is refused" hy_wait_for 10 grep -q "dataplane token refused" "$ZONE_LOG_east"
+hy_stop "$DP_PID" || true
+
+# ---- the zone goes away: the sidecar keeps its config; it comes back
+kill -9 "$ZONE_PID_east"
+wait "$ZONE_PID_east" 2>/dev/null || true
+hy_check "with the zone CP SIGKILLed the sidecar stays ready" ready "$B_ADMIN"
+hy_eq "and keeps its config" "spiffe://default/web" "$(curl -s "$B_ADMIN/config" | jq -r '.inbounds[0].allowed[0]')"
+hy_start_zone east --dp-address "127.0.0.1:$DP_PORT"
+E=$ZONE_URL_east
+reconnected() { grep -q "default/$1 connected from" "$ZONE_LOG_east"; }
+hy_check "the sidecars reconnect when the zone is back" hy_wait_for 20 reconnected backend-1
+hy_wait_for 20 reconnected web-1
+
+# ---- a clean exit deregisters
+hy_stop "$W_PID"
+gone() { ! curl -sf "$E/meshes/default/dataplanes/web-1" >/dev/null; }
+hy_check "a sidecar that exits cleanly is deregistered in the zone" hy_wait_for 10 gone
+gone_global() { ! curl -sf "$GLOBAL_URL/meshes/default/dataplanes/east.web-1" >/dev/null; }
+hy_check "and on the global CP" hy_wait_for 10 gone_global
+
+hy_check "SIGTERM stops the backend sidecar cleanly" hy_stop "$B_PID"
+hy_check "SIGTERM stops the zone" hy_stop "$ZONE_PID_east"
+hy_check "SIGTERM stops the global CP" hy_stop "$GLOBAL_PID"
+hy_check "no sanitizer report" bash -c "! grep -q 'Sanitizer' '$HY_TMP'/*.log*"
+hy_done

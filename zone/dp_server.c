@@ -1,0 +1,560 @@
+/* The zone's DP server. A sidecar connects over wss, sends DpHello with its
+ * Dataplane, its dataplane token and a CSR; the zone checks the token
+ * against the Dataplane (name, mesh, tags), registers the Dataplane (which
+ * KDS then carries to the global CP), signs a leaf for each inbound
+ * service (spiffe://<mesh>/<service>) with its intermediate CA, and pushes
+ * the config whenever it changes. A clean close (1000) deregisters it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ca.h"
+#include "ca.pb-c.h"
+#include "dp_server.h"
+#include "error.h"
+#include "kds.h"
+#include "log.h"
+#include "mesh.pb-c.h"
+#include "store_uv.h"
+#include "token.h"
+#include "ws.h"
+#include "poison.h"
+
+#define DEFAULT_LEAF_VALIDITY (24LL * 3600)
+
+struct dp_session {
+    struct hy_dp_server *srv;
+    struct hy_ws_conn *conn;
+    struct dp_session *next;
+    struct hy_resource *dp; /* registered Dataplane, NULL before */
+    char *cert, *chain, *bundle;
+    char sent_version[32], acked_version[32];
+    uint64_t sent, acked, rejected;
+    bool closing;
+};
+
+struct hy_dp_server {
+    struct hy_zone *z;
+    struct hy_ws_server *ws;
+    struct hy_store_uv_watch watch;
+    bool watching;
+    struct dp_session *sessions;
+    struct hy_metric *connected_gauge;
+};
+
+#define S(s) ((s) ? (s) : "")
+
+static int send_msg(struct dp_session *s, const Hypha__V1__DpMessage *m)
+{
+    size_t len = hypha__v1__dp_message__get_packed_size(m);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return HY_ENOMEM;
+    hypha__v1__dp_message__pack(m, buf);
+    int rc = hy_ws_send(s->conn, buf, len);
+    free(buf);
+    return rc;
+}
+
+static void reject(struct dp_session *s, const char *reason)
+{
+    Hypha__V1__DpReject r = HYPHA__V1__DP_REJECT__INIT;
+    Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
+    r.reason = (char *)reason;
+    m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_REJECT;
+    m.reject = &r;
+    hy_log(HY_LOG_WARN, "dp", "sidecar %s%s%s from %s refused: %s",
+           s->dp ? S(s->dp->meta->mesh) : "", s->dp ? "/" : "", s->dp ? S(s->dp->meta->name) : "?",
+           hy_ws_conn_peer(s->conn), reason);
+    send_msg(s, &m);
+    char short_reason[120];
+    snprintf(short_reason, sizeof(short_reason), "%s", reason);
+    hy_ws_close(s->conn, 1008, short_reason);
+    s->closing = true;
+}
+
+/* ----- certificates ----- */
+
+/* The mesh's issuer (its intermediate and key) and its trust bundle. */
+struct issuer {
+    struct hy_resource *mesh, *issuer, *key;
+    struct hy_buf bundle;
+    int64_t leaf_validity;
+};
+
+static void issuer_fini(struct issuer *i)
+{
+    hy_resource_free(i->mesh);
+    hy_resource_free(i->issuer);
+    hy_resource_free(i->key);
+    hy_buf_fini(&i->bundle);
+}
+
+static int add_root(void *ud, struct hy_resource *r, bool *take)
+{
+    struct issuer *i = ud;
+    (void)take;
+    const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)r->spec;
+    if (t->ca_cert)
+        hy_buf_puts(&i->bundle, t->ca_cert);
+    return 0;
+}
+
+static int load_issuer(struct hy_store *st, const char *mesh, struct issuer *i, char *why,
+                       size_t size)
+{
+    memset(i, 0, sizeof(*i));
+    if (hy_store_get(st, "Mesh", NULL, mesh, &i->mesh) < 0) {
+        snprintf(why, size, "mesh %s does not exist in this zone", mesh);
+        return HY_ENOTFOUND;
+    }
+    const Hypha__V1__Mesh *m = (const Hypha__V1__Mesh *)i->mesh->spec;
+    if (!m->mtls || !m->mtls->enabled_backend) {
+        snprintf(why, size, "mesh %s has no mTLS backend enabled", mesh);
+        return HY_EINVAL;
+    }
+    const char *backend = m->mtls->enabled_backend;
+    i->leaf_validity = DEFAULT_LEAF_VALIDITY;
+    for (size_t k = 0; k < m->mtls->n_backends; k++) {
+        const Hypha__V1__CertificateAuthorityBackend *b = m->mtls->backends[k];
+        if (b->name && !strcmp(b->name, backend) && b->dp_cert && b->dp_cert->rotation &&
+            b->dp_cert->rotation->expiration)
+            i->leaf_validity = b->dp_cert->rotation->expiration->seconds;
+    }
+    if (hy_store_get(st, "MeshIssuer", mesh, backend, &i->issuer) < 0 ||
+        hy_store_get(st, "MeshIssuerKey", mesh, backend, &i->key) < 0) {
+        snprintf(why, size, "mesh %s has no zone CA for backend %s yet; retry shortly", mesh,
+                 backend);
+        return HY_ENOTFOUND;
+    }
+    /* every root of the mesh: during a rotation the bundle carries both */
+    int rc = hy_store_each(st, "MeshTrust", add_root, i);
+    (void)rc;
+    return 0;
+}
+
+/* Signs a leaf for csr with one SPIFFE ID per inbound service. */
+static int sign(struct hy_dp_server *srv, struct dp_session *s, const char *csr, char *why,
+                size_t size)
+{
+    struct hy_store *st = srv->z->cp.store;
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)s->dp->spec;
+    struct issuer is;
+    int rc = load_issuer(st, s->dp->meta->mesh, &is, why, size);
+    if (rc < 0) {
+        issuer_fini(&is);
+        return rc;
+    }
+    char uris[16][300];
+    const char *up[16];
+    size_t n = 0;
+    for (size_t i = 0; i < d->networking->n_inbound && n < 16; i++) {
+        const char *svc = hy_dp_service_of(d->networking->inbound[i]);
+        snprintf(uris[n], sizeof(uris[n]), "spiffe://%s/%s", s->dp->meta->mesh, S(svc));
+        bool dup = false;
+        for (size_t k = 0; k < n && !dup; k++)
+            dup = !strcmp(up[k], uris[n]);
+        if (!dup) {
+            up[n] = uris[n];
+            n++;
+        }
+    }
+    struct hy_ca_pem ca = {((Hypha__V1__MeshIssuer *)is.issuer->spec)->cert,
+                           ((Hypha__V1__MeshIssuerKey *)is.key->spec)->key};
+    char *cert = NULL;
+    rc = hy_ca_sign_leaf(&ca, csr, time(NULL), is.leaf_validity, up, n, &cert);
+    if (rc < 0) {
+        snprintf(why, size, "cannot sign the sidecar's CSR: %s", hy_strerror(rc));
+    } else {
+        free(s->cert);
+        free(s->chain);
+        free(s->bundle);
+        s->cert = cert;
+        s->chain = strdup(ca.cert);
+        s->bundle = strdup(is.bundle.data ? is.bundle.data : "");
+    }
+    issuer_fini(&is);
+    return rc;
+}
+
+/* ----- config ----- */
+
+static void push(struct dp_session *s)
+{
+    if (!s->dp || s->closing)
+        return;
+    Hypha__V1__DpConfig *c = NULL;
+    int rc = hy_dp_config_build(s->srv->z->cp.store, s->dp, s->cert, s->chain, s->bundle, &c);
+    if (rc < 0) {
+        hy_log(HY_LOG_ERROR, "dp", "%s/%s: cannot compute the config: %s", s->dp->meta->mesh,
+               s->dp->meta->name, hy_strerror(rc));
+        return;
+    }
+    if (strcmp(c->version, s->sent_version) != 0) {
+        Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
+        m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_CONFIG;
+        m.config = c;
+        if (send_msg(s, &m) == 0) {
+            snprintf(s->sent_version, sizeof(s->sent_version), "%s", c->version);
+            s->sent++;
+            hy_log(HY_LOG_DEBUG, "dp", "%s/%s: config %s sent", s->dp->meta->mesh,
+                   s->dp->meta->name, c->version);
+        }
+    }
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* ----- registration ----- */
+
+static void insight(struct dp_session *s, bool connect, bool disconnect)
+{
+    struct hy_store *st = s->srv->z->cp.store;
+    struct hy_resource *r = NULL;
+    if (hy_store_get(st, "DataplaneInsight", s->dp->meta->mesh, s->dp->meta->name, &r) < 0) {
+        r = hy_resource_new(hy_rtype_by_name("DataplaneInsight"));
+        if (!r || hy_resource_set_name(r, s->dp->meta->mesh, s->dp->meta->name) < 0) {
+            hy_resource_free(r);
+            return;
+        }
+    }
+    Hypha__V1__DataplaneInsight *di = (Hypha__V1__DataplaneInsight *)r->spec;
+    Hypha__V1__DataplaneInsight__Subscription *sub = NULL;
+    if (connect || !di->n_subscriptions) {
+        Hypha__V1__DataplaneInsight__Subscription **v =
+            realloc(di->subscriptions, (di->n_subscriptions + 1) * sizeof(*v));
+        sub = malloc(sizeof(*sub));
+        if (!v || !sub) {
+            free(sub);
+            if (v)
+                di->subscriptions = v;
+            hy_resource_free(r);
+            return;
+        }
+        di->subscriptions = v;
+        hypha__v1__dataplane_insight__subscription__init(sub);
+        sub->connect_time = hy_timestamp_now();
+        sub->control_plane_instance_id = strdup(s->srv->z->cp.instance_id);
+        v[di->n_subscriptions++] = sub;
+    }
+    sub = di->subscriptions[di->n_subscriptions - 1];
+    if (disconnect && !sub->disconnect_time)
+        sub->disconnect_time = hy_timestamp_now();
+    hy_kds_set_str(&sub->config_version, s->acked_version);
+    sub->has_responses_sent = sub->has_responses_acknowledged = sub->has_responses_rejected = 1;
+    sub->responses_sent = s->sent;
+    sub->responses_acknowledged = s->acked;
+    sub->responses_rejected = s->rejected;
+    if (s->cert) {
+        struct hy_ca_info info = {0};
+        if (hy_ca_inspect(s->cert, &info) == 0) {
+            if (!di->m_t_l_s) {
+                di->m_t_l_s = malloc(sizeof(*di->m_t_l_s));
+                if (di->m_t_l_s)
+                    hypha__v1__dataplane_insight__mtls__init(di->m_t_l_s);
+            }
+            if (di->m_t_l_s) {
+                if (di->m_t_l_s->certificate_expiration_time)
+                    protobuf_c_message_free_unpacked(
+                        &di->m_t_l_s->certificate_expiration_time->base, NULL);
+                di->m_t_l_s->certificate_expiration_time = hy_cp_timestamp(info.not_after);
+            }
+        }
+        hy_ca_info_fini(&info);
+    }
+    hy_kds_set_str(&r->origin, s->srv->z->cfg->zone);
+    struct hy_store_write w;
+    hy_store_put(st, r, HY_VERSION_ANY, &w);
+    hy_resource_free(r);
+}
+
+/* The token must be for this Dataplane: same mesh and name, and every tag
+ * it grants on every inbound. */
+static bool token_matches(const struct hy_token_claims *c, const struct hy_resource *dp, char *why,
+                          size_t size)
+{
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
+    if (!c->mesh || strcmp(c->mesh, dp->meta->mesh)) {
+        snprintf(why, size, "the dataplane token is for mesh %s, not %s", S(c->mesh),
+                 dp->meta->mesh);
+        return false;
+    }
+    if (!c->name || strcmp(c->name, dp->meta->name)) {
+        snprintf(why, size, "the dataplane token is for Dataplane %s, not %s", S(c->name),
+                 dp->meta->name);
+        return false;
+    }
+    for (size_t t = 0; t < c->ntags; t++)
+        for (size_t i = 0; i < d->networking->n_inbound; i++) {
+            const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
+            const char *v = NULL;
+            for (size_t k = 0; k < in->n_tags && !v; k++)
+                if (!strcmp(in->tags[k]->key, c->tags[t].key))
+                    v = in->tags[k]->value;
+            if (!v || strcmp(v, S(c->tags[t].value))) {
+                snprintf(why, size, "the dataplane token allows %s=%s, but inbound %zu has %s",
+                         c->tags[t].key, S(c->tags[t].value), i, v ? v : "no such tag");
+                return false;
+            }
+        }
+    return true;
+}
+
+static struct dp_session *find_dp(struct hy_dp_server *srv, const char *mesh, const char *name,
+                                  struct dp_session *except)
+{
+    for (struct dp_session *s = srv->sessions; s; s = s->next)
+        if (s != except && s->dp && !s->closing && !strcmp(s->dp->meta->mesh, mesh) &&
+            !strcmp(s->dp->meta->name, name))
+            return s;
+    return NULL;
+}
+
+static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
+{
+    struct hy_dp_server *srv = s->srv;
+    struct hy_resource *dp = NULL;
+    char why[400] = "";
+    struct hy_token_claims claims = {0};
+    struct hy_token_failure fail = {0};
+    if (!h->dataplane) {
+        reject(s, "DpHello carries no Dataplane");
+        return;
+    }
+    size_t len = hypha__v1__envelope__get_packed_size(h->dataplane);
+    uint8_t *p = malloc(len ? len : 1);
+    if (p) {
+        hypha__v1__envelope__pack(h->dataplane, p);
+        if (hy_resource_unpack(p, len, &dp) < 0)
+            dp = NULL;
+        free(p);
+    }
+    struct hy_diag d = {0};
+    if (!dp || strcmp(dp->type->name, "Dataplane")) {
+        snprintf(why, sizeof(why), "DpHello's resource is not a Dataplane");
+    } else if (!hy_resource_validate(dp, &d)) {
+        char line[300];
+        snprintf(why, sizeof(why), "the Dataplane is not valid: %s",
+                 hy_diag_format(&d, 0, line, sizeof(line)));
+    } else if (hy_cp_verify_token(&srv->z->cp, HY_TOKEN_KIND_DATAPLANE, S(h->token), &claims,
+                                  &fail) < 0) {
+        snprintf(why, sizeof(why), "dataplane token refused: %s", fail.message);
+    } else if (!token_matches(&claims, dp, why, sizeof(why))) {
+        /* why is set */
+    } else if (find_dp(srv, dp->meta->mesh, dp->meta->name, s)) {
+        snprintf(why, sizeof(why), "Dataplane %s/%s is already connected", dp->meta->mesh,
+                 dp->meta->name);
+    }
+    hy_diag_fini(&d);
+    hy_token_claims_fini(&claims);
+    if (why[0]) {
+        hy_resource_free(dp);
+        reject(s, why);
+        return;
+    }
+    s->dp = dp;
+    if (sign(srv, s, S(h->csr), why, sizeof(why)) < 0) {
+        reject(s, why);
+        return;
+    }
+    /* register: this zone's own, so KDS sends it up */
+    hy_kds_set_str(&dp->origin, srv->z->cfg->zone);
+    dp->version = 0;
+    struct hy_store_write w;
+    int rc = hy_store_put(srv->z->cp.store, dp, HY_VERSION_ANY, &w);
+    if (rc < 0) {
+        reject(s, "cannot register the Dataplane");
+        return;
+    }
+    insight(s, true, false);
+    hy_log(HY_LOG_INFO, "dp", "%s/%s connected from %s (hypha-dp %s) and registered",
+           dp->meta->mesh, dp->meta->name, hy_ws_conn_peer(s->conn), S(h->version));
+    push(s);
+}
+
+static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size_t len)
+{
+    (void)ud;
+    struct dp_session *s = hy_ws_conn_user(c);
+    if (!s || s->closing)
+        return;
+    Hypha__V1__DpMessage *m = hypha__v1__dp_message__unpack(NULL, len, data);
+    if (!m) {
+        reject(s, "malformed message (not a DpMessage)");
+        return;
+    }
+    char why[300] = "";
+    if (!s->dp && m->msg_case != HYPHA__V1__DP_MESSAGE__MSG_HELLO) {
+        reject(s, "the first message must be DpHello");
+    } else {
+        switch (m->msg_case) {
+        case HYPHA__V1__DP_MESSAGE__MSG_HELLO:
+            if (s->dp)
+                reject(s, "DpHello sent twice");
+            else
+                on_hello(s, m->hello);
+            break;
+        case HYPHA__V1__DP_MESSAGE__MSG_CSR:
+            if (sign(s->srv, s, S(m->csr->csr), why, sizeof(why)) < 0) {
+                hy_log(HY_LOG_WARN, "dp", "%s/%s: certificate renewal refused: %s",
+                       s->dp->meta->mesh, s->dp->meta->name, why);
+            } else {
+                hy_log(HY_LOG_INFO, "dp", "%s/%s: certificate renewed", s->dp->meta->mesh,
+                       s->dp->meta->name);
+                push(s);
+            }
+            break;
+        case HYPHA__V1__DP_MESSAGE__MSG_ACK:
+            snprintf(s->acked_version, sizeof(s->acked_version), "%s", S(m->ack->version));
+            s->acked++;
+            insight(s, false, false);
+            break;
+        case HYPHA__V1__DP_MESSAGE__MSG_NACK:
+            s->rejected++;
+            hy_log(HY_LOG_WARN, "dp", "%s/%s refused config %s: %s", s->dp->meta->mesh,
+                   s->dp->meta->name, S(m->nack->version), S(m->nack->error));
+            insight(s, false, false);
+            break;
+        default:
+            reject(s, "unexpected message");
+        }
+    }
+    hypha__v1__dp_message__free_unpacked(m, NULL);
+}
+
+static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
+{
+    struct hy_dp_server *srv = ud;
+    struct dp_session *s = calloc(1, sizeof(*s));
+    if (!s) {
+        hy_ws_close(c, 1011, "out of memory");
+        return;
+    }
+    s->srv = srv;
+    s->conn = c;
+    s->next = srv->sessions;
+    srv->sessions = s;
+    hy_ws_conn_set_user(c, s);
+    hy_log(HY_LOG_DEBUG, "dp", "connection from %s", peer);
+}
+
+static void session_free(struct dp_session *s)
+{
+    hy_resource_free(s->dp);
+    free(s->cert);
+    free(s->chain);
+    free(s->bundle);
+    free(s);
+}
+
+static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reason)
+{
+    struct hy_dp_server *srv = ud;
+    struct dp_session *s = hy_ws_conn_user(c);
+    if (!s)
+        return;
+    if (s->dp && !s->closing) {
+        if (code == 1000) {
+            /* a clean exit deregisters */
+            hy_store_delete(srv->z->cp.store, "Dataplane", s->dp->meta->mesh, s->dp->meta->name,
+                            HY_VERSION_ANY);
+            hy_store_delete(srv->z->cp.store, "DataplaneInsight", s->dp->meta->mesh,
+                            s->dp->meta->name, HY_VERSION_ANY);
+            hy_log(HY_LOG_INFO, "dp", "%s/%s disconnected and deregistered", s->dp->meta->mesh,
+                   s->dp->meta->name);
+        } else {
+            insight(s, false, true);
+            hy_log(HY_LOG_INFO, "dp", "%s/%s disconnected (%d %s)", s->dp->meta->mesh,
+                   s->dp->meta->name, code, reason);
+        }
+    }
+    for (struct dp_session **p = &srv->sessions; *p; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    hy_ws_conn_set_user(c, NULL);
+    session_free(s);
+}
+
+static void on_store_change(struct hy_store_uv_watch *w, uint64_t revision)
+{
+    struct hy_dp_server *srv = w->data;
+    (void)revision;
+    for (struct dp_session *s = srv->sessions; s; s = s->next)
+        push(s);
+}
+
+static double sidecars(void *ud)
+{
+    double n = 0;
+    for (struct dp_session *s = ((struct hy_dp_server *)ud)->sessions; s; s = s->next)
+        n += s->dp && !s->closing;
+    return n;
+}
+
+int hy_dp_server_start(struct hy_zone *z)
+{
+    struct hy_dp_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return HY_ENOMEM;
+    srv->z = z;
+    z->dp = srv;
+    char cert[4200], key[4200], addr[300];
+    int rc = hy_cp_server_cert(&z->cp, "dp", "DP server", "sidecars verify it with --ca-cert-file",
+                               z->cfg->dp_tls_cert, z->cfg->dp_tls_key, &z->cfg->dp_address, cert,
+                               key, sizeof(cert));
+    if (rc < 0)
+        return rc;
+    if (!hy_metric_gauge_fn(z->cp.metrics, "hypha_dp_server_sidecars",
+                            "Sidecars connected and registered", sidecars, srv))
+        return HY_ENOMEM;
+    struct hy_ws_server_config wc = {
+        .loop = z->cp.loop,
+        .address = hy_addr_format(&z->cfg->dp_address, addr, sizeof(addr)),
+        .tls_cert = cert,
+        .tls_key = key,
+        .subprotocol = HY_DP_SUBPROTOCOL,
+        .limits = {.ping_sec = 10},
+        .cb = {on_open, on_message, on_close},
+        .ud = srv,
+    };
+    if ((rc = hy_ws_server_new(&wc, &srv->ws)) < 0)
+        return rc;
+    srv->watch.data = srv;
+    if ((rc = hy_store_uv_watch_start(z->cp.loop, z->cp.store, &srv->watch, on_store_change)) < 0)
+        return rc;
+    srv->watching = true;
+    struct hy_addr bound = z->cfg->dp_address;
+    bound.port = (uint16_t)hy_ws_server_port(srv->ws);
+    hy_log(HY_LOG_INFO, "dp", "DP server listening on wss://%s",
+           hy_addr_format(&bound, addr, sizeof(addr)));
+    return 0;
+}
+
+void hy_dp_server_stop(struct hy_zone *z)
+{
+    struct hy_dp_server *srv = z->dp;
+    if (!srv)
+        return;
+    hy_ws_server_stop(srv->ws);
+    if (srv->watching)
+        hy_store_uv_watch_stop(&srv->watch, NULL);
+    srv->watching = false;
+}
+
+void hy_dp_server_free(struct hy_zone *z)
+{
+    struct hy_dp_server *srv = z->dp;
+    if (!srv)
+        return;
+    hy_ws_server_free(srv->ws);
+    while (srv->sessions) {
+        struct dp_session *s = srv->sessions;
+        srv->sessions = s->next;
+        session_free(s);
+    }
+    free(srv);
+    z->dp = NULL;
+}
