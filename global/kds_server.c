@@ -521,68 +521,6 @@ static void on_flush(uv_timer_t *t)
 
 /* ----- certificates ----- */
 
-static int write_file(const char *path, const char *text, mode_t mode)
-{
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -errno;
-    chmod(path, mode);
-    int rc = fputs(text, f) < 0 ? -EIO : 0;
-    if (fclose(f) != 0 && rc == 0)
-        rc = -errno;
-    return rc;
-}
-
-/* The KDS certificate: given, or made at first start in data_dir/kds/. */
-static int kds_certs(struct hy_global *g, char *cert, char *key, size_t size)
-{
-    const struct hy_global_cfg *c = g->cfg;
-    if (c->kds_tls_cert && c->kds_tls_key) {
-        snprintf(cert, size, "%s", c->kds_tls_cert);
-        snprintf(key, size, "%s", c->kds_tls_key);
-        return 0;
-    }
-    char dir[4096], ca_path[4200];
-    hy_cp_path(&g->cp, "kds", dir, sizeof(dir));
-    snprintf(cert, size, "%s/server.pem", dir);
-    snprintf(key, size, "%s/server-key.pem", dir);
-    snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", dir);
-    if (access(cert, R_OK) == 0 && access(key, R_OK) == 0)
-        return 0;
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-        return -errno;
-    char host[256] = "localhost";
-    gethostname(host, sizeof(host) - 1);
-    const char *dns[] = {"localhost", host};
-    char bind_ip[300] = "";
-    const char *ips[3] = {"127.0.0.1", "::1", NULL};
-    size_t nips = 2;
-    if (c->kds_address.kind == HY_ADDR_IPV4 || c->kds_address.kind == HY_ADDR_IPV6) {
-        snprintf(bind_ip, sizeof(bind_ip), "%s", c->kds_address.host);
-        if (strcmp(bind_ip, "127.0.0.1") && strcmp(bind_ip, "::1") && strcmp(bind_ip, "0.0.0.0") &&
-            strcmp(bind_ip, "::"))
-            ips[nips++] = bind_ip;
-    }
-    struct hy_ca_server_req req = {.dns = dns,
-                                   .ndns = strcmp(host, "localhost") ? 2 : 1,
-                                   .ips = ips,
-                                   .nips = nips,
-                                   .now = time(NULL),
-                                   .validity_seconds = 10LL * 365 * 86400};
-    struct hy_ca_pem ca = {0}, leaf = {0};
-    int rc = hy_ca_make_self_signed_server("Hypha KDS CA", &req, &ca, &leaf);
-    if (rc == 0 && !(rc = write_file(ca_path, ca.cert, 0644)) &&
-        !(rc = write_file(key, leaf.key, 0600)))
-        rc = write_file(cert, leaf.cert, 0644);
-    hy_ca_pem_fini(&ca);
-    hy_ca_pem_fini(&leaf);
-    if (rc == 0)
-        hy_log(HY_LOG_INFO, "kds",
-               "generated the KDS certificate %s; zones verify it with --global-ca-file %s", cert,
-               ca_path);
-    return rc;
-}
-
 /* ----- lifecycle ----- */
 
 static unsigned ping_sec(int64_t ms)
@@ -610,11 +548,11 @@ int hy_kds_server_start(struct hy_global *g)
                             "Zones connected and admitted over KDS", zones_connected, srv))
         return HY_ENOMEM;
     char cert[4200], key[4200], addr[300];
-    int rc = kds_certs(g, cert, key, sizeof(cert));
-    if (rc < 0) {
-        hy_log(HY_LOG_ERROR, "kds", "cannot make the KDS certificate: %s", hy_strerror(rc));
+    int rc = hy_cp_server_cert(&g->cp, "kds", "KDS", "zones verify it with --global-ca-file",
+                               g->cfg->kds_tls_cert, g->cfg->kds_tls_key, &g->cfg->kds_address,
+                               cert, key, sizeof(cert));
+    if (rc < 0)
         return rc;
-    }
     struct hy_ws_server_config wc = {
         .loop = g->cp.loop,
         .address = hy_addr_format(&g->cfg->kds_address, addr, sizeof(addr)),
