@@ -8,9 +8,11 @@
 #include <time.h>
 
 #include "codec.h"
+#include "dataplane.pb-c.h"
 #include "dp.h"
 #include "error.h"
 #include "metrics.h"
+#include "proxy.h"
 #include "ws.h"
 #include "poison.h"
 
@@ -70,6 +72,23 @@ static int open_metrics(struct hy_dp *d)
     d->cert_expiry = hy_metric_series(expiry);
     d->renewals = hy_metric_series(renewals);
     return d->acks && d->nacks && d->cert_expiry && d->renewals ? 0 : HY_ENOMEM;
+}
+
+/* The proxy, its inbound listeners on the Dataplane's address. It opens
+ * its listeners when the control stream publishes a config. */
+static int start_proxy(struct hy_dp *d)
+{
+    const Hypha__V1__Dataplane *dp = (const void *)d->file.res->spec;
+    struct hy_proxy_cfg pc = {
+        .loop = d->loop,
+        .current = &d->current,
+        .metrics = d->metrics,
+        .inbound_host = dp && dp->networking ? dp->networking->address : NULL,
+    };
+    int rc = hy_proxy_new(&pc, &d->proxy);
+    if (rc < 0)
+        hy_log(HY_LOG_ERROR, "dp", "cannot start the proxy: %s", hy_strerror(rc));
+    return rc;
 }
 
 /* Every option a sidecar cannot start without, each with what to give. */
@@ -136,8 +155,8 @@ int hy_dp_open(struct hy_dp *d, const struct hy_dp_cfg *cfg, uv_loop_t *loop)
     }
     snprintf(d->status, sizeof(d->status), "connecting to the zone control plane at %s",
              cfg->cp_address);
-    if ((rc = open_metrics(d)) < 0 || (rc = hy_dp_admin_start(d)) < 0 ||
-        (rc = hy_dp_client_start(d)) < 0)
+    if ((rc = open_metrics(d)) < 0 || (rc = start_proxy(d)) < 0 ||
+        (rc = hy_dp_admin_start(d)) < 0 || (rc = hy_dp_client_start(d)) < 0)
         return rc;
     char admin[300];
     struct hy_addr bound = cfg->admin_address;
@@ -195,6 +214,7 @@ void hy_dp_shutdown(struct hy_dp *d)
 
 void hy_dp_stop(struct hy_dp *d)
 {
+    hy_proxy_stop(d->proxy);
     hy_dp_admin_stop(d);
     hy_dp_client_stop(d);
 }
@@ -203,6 +223,8 @@ void hy_dp_close(struct hy_dp *d)
 {
     hy_dp_client_free(d);
     hy_dp_admin_free(d);
+    hy_proxy_free(d->proxy);
+    d->proxy = NULL;
     hy_metrics_free(d->metrics);
     d->metrics = NULL;
     hy_dp_current_fini(&d->current);

@@ -1,8 +1,7 @@
 /* hypha-dp, the sidecar: its options, the Dataplane file it presents, the
  * config snapshots the zone control plane gives it, the control stream
- * (dp_client.c) and the admin server (dp_admin.c). The data-plane proxy is
- * a later module: it takes the current snapshot from struct hy_dp_current,
- * from any thread. */
+ * (dp_client.c) and the admin server (dp_admin.c). The data-plane proxy
+ * (proxy.h) takes the current snapshot from struct hy_dp_current. */
 #ifndef HY_DP_H
 #define HY_DP_H
 
@@ -149,6 +148,7 @@ struct hy_http_server;
 struct hy_metrics;
 struct hy_metric;
 struct hy_series;
+struct hy_proxy;
 
 struct hy_dp {
     const struct hy_dp_cfg *cfg;
@@ -173,6 +173,8 @@ struct hy_dp {
     struct hy_metrics *metrics;
     struct hy_series *acks, *nacks, *cert_expiry, *renewals;
     struct hy_http_server *admin;
+
+    struct hy_proxy *proxy; /* the data-plane proxy (proxy.c): follows current */
 };
 
 /* Reads the Dataplane file and the token, makes the metrics, starts the

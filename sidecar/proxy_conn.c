@@ -1,0 +1,477 @@
+/* One proxied connection: its two sockets, the relay between them with
+ * backpressure, its timers (connect, handshake, idle), its end and the
+ * access-log line it leaves. Inbound and outbound differ only in which
+ * socket speaks TLS and in what happens between accept and relay
+ * (proxy_inbound.c, proxy_outbound.c). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "metrics.h"
+#include "proxy_int.h"
+#include "poison.h"
+
+uint64_t hy_px_ms(const Hypha__V1__Duration *d, uint64_t dflt)
+{
+    if (!d || (d->seconds <= 0 && d->nanos <= 0))
+        return dflt;
+    int64_t ms = d->seconds * 1000 + d->nanos / 1000000;
+    return ms > 0 ? (uint64_t)ms : 1;
+}
+
+struct hy_px_conn *hy_px_conn_new(struct hy_px_listener *l)
+{
+    struct hy_proxy *p = l->p;
+    struct hy_px_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->p = p;
+    c->l = l;
+    l->refs++;
+    l->active++;
+    c->dir = l->dir;
+    c->snap = hy_dp_snapshot_ref(p->snap);
+    c->tls = c->dir == HY_PX_IN ? &c->down : &c->up;
+    c->plain = c->dir == HY_PX_IN ? &c->up : &c->down;
+    c->start_ms = c->last_ms = uv_now(p->loop);
+    c->idle_ms = HY_PX_IDLE_MS;
+    c->result = "ok";
+    snprintf(c->peer, sizeof(c->peer), "-");
+    uv_tcp_init(p->loop, &c->down.tcp);
+    c->down.init = true;
+    c->down.tcp.data = c;
+    uv_timer_init(p->loop, &c->timer);
+    c->timer.data = c;
+    c->next = p->conns;
+    if (p->conns)
+        p->conns->prev = c;
+    p->conns = c;
+    hy_series_inc(p->m.conns[c->dir]);
+    hy_series_add(p->m.active[c->dir], 1);
+    return c;
+}
+
+static void conn_free(struct hy_px_conn *c)
+{
+    struct hy_proxy *p = c->p;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        p->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    hy_px_tls_free(c);
+    free(c->rbuf);
+    hy_dp_snapshot_unref(c->snap);
+    hy_px_listener_unref(c->l);
+    free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct hy_px_conn *c = h->data;
+    if (--c->handles == 0 && c->closing)
+        conn_free(c);
+}
+
+static void close_handle(struct hy_px_conn *c, uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) {
+        c->handles++;
+        uv_close(h, on_handle_closed);
+    }
+}
+
+void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why, ...)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->result = result;
+    if (why) {
+        va_list ap;
+        va_start(ap, why);
+        vsnprintf(c->why, sizeof(c->why), why, ap);
+        va_end(ap);
+    }
+    struct hy_proxy *p = c->p;
+    hy_series_add(p->m.active[c->dir], -1);
+    c->l->active--;
+    double secs = (double)(uv_now(p->loop) - c->start_ms) / 1000.0;
+    hy_log(HY_LOG_INFO, "dp",
+           "access direction=%s port=%u peer=%s id=%s upstream=%s attempts=%u sent=%llu "
+           "received=%llu duration=%.3fs result=%s%s%s",
+           hy_px_dir_name(c->dir), (unsigned)c->l->port, c->peer, c->id[0] ? c->id : "-",
+           c->endpoint[0] ? c->endpoint : "-", c->attempts, (unsigned long long)c->bytes_up,
+           (unsigned long long)c->bytes_down, secs, c->result, c->why[0] ? ": " : "", c->why);
+    close_handle(c, (uv_handle_t *)&c->timer);
+    if (c->down.init)
+        close_handle(c, (uv_handle_t *)&c->down.tcp);
+    if (c->up.init)
+        close_handle(c, (uv_handle_t *)&c->up.tcp);
+    if (c->handles == 0)
+        conn_free(c);
+}
+
+/* ----- writes and backpressure ----- */
+
+struct wreq {
+    uv_write_t req;
+    struct hy_px_conn *c;
+    struct hy_px_side *s;
+    uint8_t data[];
+};
+
+static void update_reading(struct hy_px_conn *c, struct hy_px_side *s);
+
+static struct hy_px_side *other(struct hy_px_conn *c, struct hy_px_side *s)
+{
+    return s == &c->down ? &c->up : &c->down;
+}
+
+static size_t queued(struct hy_px_side *s)
+{
+    return uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct wreq *w = (struct wreq *)req;
+    struct hy_px_conn *c = w->c;
+    struct hy_px_side *s = w->s;
+    free(w);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        hy_px_conn_close(c, "error", "writing to the %s: %s",
+                         s == &c->up ? "upstream" : "downstream", uv_strerror(status));
+        return;
+    }
+    struct hy_px_side *src = other(c, s);
+    if (src->paused && queued(s) <= HY_PX_LOW_WATER) {
+        src->paused = false;
+        update_reading(c, src);
+        if (src == c->tls) /* ciphertext may wait in rbuf */
+            hy_px_conn_tls_progress(c);
+    }
+}
+
+int hy_px_write(struct hy_px_conn *c, struct hy_px_side *s, const void *data, size_t len)
+{
+    struct wreq *w = malloc(sizeof(*w) + len);
+    if (!w)
+        return UV_ENOMEM;
+    w->c = c;
+    w->s = s;
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, on_write);
+    if (rc < 0)
+        free(w);
+    return rc;
+}
+
+/* After queueing on s: stop reading the other side while s is behind. */
+static void check_pressure(struct hy_px_conn *c, struct hy_px_side *s)
+{
+    struct hy_px_side *src = other(c, s);
+    if (!src->paused && queued(s) > HY_PX_HIGH_WATER) {
+        src->paused = true;
+        update_reading(c, src);
+    }
+}
+
+/* ----- shutdowns: each direction ends on its own ----- */
+
+static void maybe_done(struct hy_px_conn *c)
+{
+    if (!c->closing && c->tls_in_done && c->plain->eof && c->tls->shut_done && c->plain->shut_done)
+        hy_px_conn_close(c, "ok", NULL);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct hy_px_side *s = req->data;
+    struct hy_px_conn *c = s->tcp.data;
+    (void)status; /* a peer already gone: the other direction decides */
+    s->shut_done = true;
+    if (!c->closing)
+        maybe_done(c);
+}
+
+static void shut(struct hy_px_conn *c, struct hy_px_side *s)
+{
+    if (s->shut)
+        return;
+    s->shut = true;
+    s->shutdown_req.data = s;
+    if (uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp, on_shutdown) < 0)
+        s->shut_done = true;
+    maybe_done(c);
+}
+
+/* ----- reads ----- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct hy_px_conn *c = h->data;
+    (void)hint;
+    if ((uv_tcp_t *)h == &c->plain->tcp) {
+        *buf = uv_buf_init((char *)c->pbuf, sizeof(c->pbuf));
+        return;
+    }
+    if (c->roff) { /* keep the waiting ciphertext at the front */
+        memmove(c->rbuf, c->rbuf + c->roff, c->rlen - c->roff);
+        c->rlen -= c->roff;
+        c->roff = 0;
+    }
+    if (c->rcap - c->rlen < HY_PX_READ_SIZE) {
+        size_t cap = c->rlen + 4 * HY_PX_READ_SIZE;
+        uint8_t *nb = realloc(c->rbuf, cap);
+        if (!nb) {
+            *buf = uv_buf_init(NULL, 0); /* UV_ENOBUFS */
+            return;
+        }
+        c->rbuf = nb;
+        c->rcap = cap;
+    }
+    *buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+static void on_tls_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct hy_px_conn *c = st->data;
+    (void)buf;
+    if (c->closing || n == 0)
+        return;
+    if (n < 0 && n != UV_EOF) {
+        hy_px_conn_close(c, "error", "reading from the TLS peer: %s", uv_strerror((int)n));
+        return;
+    }
+    c->last_ms = uv_now(c->p->loop);
+    if (n == UV_EOF) {
+        c->tls->eof = true;
+        update_reading(c, c->tls);
+    } else {
+        c->rlen += (size_t)n;
+    }
+    hy_px_conn_tls_progress(c);
+}
+
+static void on_plain_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct hy_px_conn *c = st->data;
+    if (c->closing || n == 0)
+        return;
+    c->last_ms = uv_now(c->p->loop);
+    if (n == UV_EOF) {
+        c->plain->eof = true;
+        update_reading(c, c->plain);
+        hy_px_tls_close_notify(c);
+        shut(c, c->tls);
+        return;
+    }
+    if (n < 0) {
+        hy_px_conn_close(c, "error", "reading from the %s: %s",
+                         c->dir == HY_PX_IN ? "app" : "app (downstream)", uv_strerror((int)n));
+        return;
+    }
+    if (c->dir == HY_PX_IN)
+        c->bytes_down += (uint64_t)n;
+    else
+        c->bytes_up += (uint64_t)n;
+    hy_series_add(c->p->m.bytes[c->dir], (double)n);
+    if (hy_px_tls_write(c, (const uint8_t *)buf->base, (size_t)n) < 0) {
+        hy_px_conn_close(c, "error", NULL);
+        return;
+    }
+    check_pressure(c, c->tls);
+}
+
+static void update_reading(struct hy_px_conn *c, struct hy_px_side *s)
+{
+    bool want;
+    if (c->closing || !s->init)
+        return;
+    if (s == c->tls)
+        want = !s->eof && !s->paused && !c->tls_in_done &&
+               (c->phase == HY_PX_RELAY || (c->phase == HY_PX_HANDSHAKE && c->ssl));
+    else
+        want = !s->eof && !s->paused && c->phase == HY_PX_RELAY;
+    if (want && !s->reading) {
+        if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc,
+                          s == c->tls ? on_tls_read : on_plain_read) == 0)
+            s->reading = true;
+    } else if (!want && s->reading) {
+        uv_read_stop((uv_stream_t *)&s->tcp);
+        s->reading = false;
+    }
+}
+
+void hy_px_conn_tls_progress(struct hy_px_conn *c)
+{
+    if (c->closing)
+        return;
+    if (c->phase == HY_PX_HANDSHAKE) {
+        int r = hy_px_tls_handshake(c);
+        if (r == 0)
+            return;
+        if (r < 0) {
+            hy_series_inc(c->p->m.tls_fail[c->dir]);
+            hy_px_conn_close(c, "tls_failed", NULL);
+            return;
+        }
+        uv_timer_stop(&c->timer);
+        if (c->dir == HY_PX_IN)
+            hy_px_inbound_handshake_done(c);
+        else
+            hy_px_outbound_handshake_done(c);
+        return;
+    }
+    if (c->phase != HY_PX_RELAY || c->tls_in_done)
+        return;
+    uint8_t buf[HY_PX_READ_SIZE];
+    /* everything waiting is decrypted and queued: at most one read past the
+     * high-water mark, then the TLS side pauses */
+    for (;;) {
+        int r = hy_px_tls_read(c, buf, sizeof(buf));
+        if (r == 0)
+            break;
+        if (r == HY_PX_TLS_EOF) {
+            c->tls_in_done = true;
+            update_reading(c, c->tls);
+            shut(c, c->plain);
+            return;
+        }
+        if (r < 0) {
+            hy_px_conn_close(c, "error", NULL);
+            return;
+        }
+        if (c->dir == HY_PX_IN)
+            c->bytes_up += (uint64_t)r;
+        else
+            c->bytes_down += (uint64_t)r;
+        hy_series_add(c->p->m.bytes[c->dir], (double)r);
+        int rc = hy_px_write(c, c->plain, buf, (size_t)r);
+        if (rc < 0) {
+            hy_px_conn_close(c, "error", "writing to the %s: %s",
+                             c->dir == HY_PX_IN ? "app" : "app (downstream)", uv_strerror(rc));
+            return;
+        }
+    }
+    check_pressure(c, c->plain);
+}
+
+/* ----- timers ----- */
+
+static void on_timer(uv_timer_t *t)
+{
+    struct hy_px_conn *c = t->data;
+    uint64_t now = uv_now(c->p->loop);
+    switch (c->phase) {
+    case HY_PX_CONNECTING:
+        if (c->connected) {
+            void (*done)(struct hy_px_conn *, int) = c->connected;
+            c->connected = NULL;
+            done(c, UV_ETIMEDOUT);
+        }
+        break;
+    case HY_PX_HANDSHAKE:
+        hy_series_inc(c->p->m.tls_fail[c->dir]);
+        hy_px_conn_close(c, "tls_failed", "no handshake within %d ms", HY_PX_HANDSHAKE_MS);
+        break;
+    case HY_PX_RELAY:
+        if (now - c->last_ms >= c->idle_ms)
+            hy_px_conn_close(c, "idle", "nothing either way for %llu ms",
+                             (unsigned long long)c->idle_ms);
+        else
+            uv_timer_start(&c->timer, on_timer, c->idle_ms - (now - c->last_ms), 0);
+        break;
+    }
+}
+
+void hy_px_conn_handshake(struct hy_px_conn *c)
+{
+    c->phase = HY_PX_HANDSHAKE;
+    uv_timer_start(&c->timer, on_timer, HY_PX_HANDSHAKE_MS, 0);
+    update_reading(c, c->tls);
+    hy_px_conn_tls_progress(c); /* a client speaks first; what waits is read */
+}
+
+void hy_px_conn_relay(struct hy_px_conn *c)
+{
+    c->phase = HY_PX_RELAY;
+    c->last_ms = uv_now(c->p->loop);
+    uv_timer_start(&c->timer, on_timer, c->idle_ms, 0);
+    update_reading(c, c->tls);
+    update_reading(c, c->plain);
+    hy_px_conn_tls_progress(c); /* data that came with the handshake */
+}
+
+/* ----- connecting the upstream ----- */
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct hy_px_conn *c = req->data;
+    if (status == UV_ECANCELED || c->closing || !c->connected)
+        return; /* closed (timeout, or the connection ended): already decided */
+    void (*done)(struct hy_px_conn *, int) = c->connected;
+    c->connected = NULL;
+    uv_timer_stop(&c->timer);
+    done(c, status);
+}
+
+int hy_px_conn_connect(struct hy_px_conn *c, const char *host, uint32_t port, uint64_t timeout_ms,
+                       void (*done)(struct hy_px_conn *c, int status))
+{
+    struct sockaddr_storage sa;
+    snprintf(c->endpoint, sizeof(c->endpoint), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host,
+             (unsigned)port);
+    if (port == 0 || port > 65535)
+        return UV_EINVAL;
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&sa) != 0 &&
+        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&sa) != 0)
+        return UV_EINVAL; /* host names are not resolved (yet) */
+    c->phase = HY_PX_CONNECTING;
+    if (c->dir == HY_PX_IN)
+        c->attempts++;         /* outbound counts its own, across endpoints */
+    update_reading(c, c->tls); /* what the TLS peer sends waits for the upstream */
+    uv_tcp_init(c->p->loop, &c->up.tcp);
+    c->up.tcp.data = c;
+    c->up.init = true;
+    c->connect_req.data = c;
+    c->connected = done;
+    c->connect_start_ms = uv_now(c->p->loop);
+    int rc = uv_tcp_connect(&c->connect_req, &c->up.tcp, (struct sockaddr *)&sa, on_connect);
+    if (rc < 0) {
+        c->connected = NULL;
+        return rc;
+    }
+    uv_tcp_nodelay(&c->up.tcp, 1);
+    uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
+    return 0;
+}
+
+static void on_up_dropped(uv_handle_t *h)
+{
+    struct hy_px_conn *c = h->data;
+    void (*then)(struct hy_px_conn *) = c->up_then;
+    c->handles--;
+    memset(&c->up, 0, sizeof(c->up));
+    if (c->closing) {
+        if (c->handles == 0)
+            conn_free(c);
+        return;
+    }
+    then(c);
+}
+
+void hy_px_conn_drop_up(struct hy_px_conn *c, void (*then)(struct hy_px_conn *c))
+{
+    c->up_then = then;
+    c->up.init = false;
+    c->handles++;
+    uv_close((uv_handle_t *)&c->up.tcp, on_up_dropped);
+}

@@ -1,0 +1,75 @@
+/* Inbound connections: mTLS from a peer sidecar, its SPIFFE ID checked
+ * against the inbound's allowed and denied lists, then plain TCP to the
+ * local app. */
+#include <stdio.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "proxy_int.h"
+#include "poison.h"
+
+static bool listed(char *const *ids, size_t n, const char *id, bool star)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ids[i], id) == 0 || (star && strcmp(ids[i], "*") == 0))
+            return true;
+    return false;
+}
+
+void hy_px_inbound_accept(struct hy_px_conn *c)
+{
+    const Hypha__V1__DpConfig *cf = c->snap ? c->snap->config : NULL;
+    for (size_t i = 0; cf && i < cf->n_inbounds; i++)
+        if (cf->inbounds[i]->port == c->l->port)
+            c->in = cf->inbounds[i];
+    if (!c->in) {
+        hy_px_conn_close(c, "no_config", "no inbound on this port in the current config");
+        return;
+    }
+    if (hy_px_tls_start(c, c->p->tls.server, NULL) < 0) {
+        hy_px_conn_close(c, "error", NULL);
+        return;
+    }
+    hy_px_conn_handshake(c);
+}
+
+static void on_app_connected(struct hy_px_conn *c, int status)
+{
+    if (status < 0) {
+        hy_px_conn_close(c, "upstream_failed", "cannot connect to the app at %s: %s", c->endpoint,
+                         uv_strerror(status));
+        return;
+    }
+    hy_series_observe(c->p->m.connect_s[c->dir],
+                      (double)(uv_now(c->p->loop) - c->connect_start_ms) / 1000.0);
+    hy_px_conn_relay(c);
+}
+
+void hy_px_inbound_handshake_done(struct hy_px_conn *c)
+{
+    const Hypha__V1__DpInbound *in = c->in;
+    char mesh[256], prefix[300];
+    hy_px_mesh(c->snap, mesh, sizeof(mesh));
+    snprintf(prefix, sizeof(prefix), "spiffe://%s/", mesh);
+    const char *why = NULL;
+    if (!hy_px_tls_peer_id(c))
+        why = "the peer's certificate has no SPIFFE ID";
+    else if (strncmp(c->id, prefix, strlen(prefix)) != 0)
+        why = "the peer is not in this mesh";
+    else if (listed(in->denied, in->n_denied, c->id, true))
+        why = "denied by MeshTrafficPermission";
+    else if (!listed(in->allowed, in->n_allowed, c->id, true))
+        why = "not allowed by any MeshTrafficPermission";
+    if (why) {
+        hy_series_inc(c->p->m.denied);
+        hy_px_tls_close_notify(c);
+        hy_px_conn_close(c, "denied", "%s", why);
+        return;
+    }
+    const char *host =
+        in->service_address && in->service_address[0] ? in->service_address : "127.0.0.1";
+    int rc = hy_px_conn_connect(c, host, in->service_port, HY_PX_CONNECT_MS, on_app_connected);
+    if (rc < 0)
+        hy_px_conn_close(c, "upstream_failed", "cannot connect to the app at %s: %s", c->endpoint,
+                         uv_strerror(rc));
+}

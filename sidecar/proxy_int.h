@@ -1,0 +1,187 @@
+/* The proxy's insides, shared by proxy.c (listeners, config, metrics),
+ * proxy_conn.c (a connection's life and its relay), proxy_tls.c (wolfSSL
+ * over libuv), proxy_inbound.c and proxy_outbound.c. Single-threaded: all
+ * of it runs on the sidecar's loop. */
+#ifndef HY_PROXY_INT_H
+#define HY_PROXY_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "dp.h"
+#include "proxy.h"
+
+#define HY_PX_READ_SIZE 16384         /* bytes asked of one socket read */
+#define HY_PX_HIGH_WATER (256u << 10) /* stop reading a side while the other queues this much */
+#define HY_PX_LOW_WATER (64u << 10)   /* and read it again once the queue is down to this */
+#define HY_PX_HANDSHAKE_MS 10000      /* TLS handshakes finish within this */
+#define HY_PX_CONNECT_MS 5000         /* connect timeout when the config names none */
+#define HY_PX_IDLE_MS (3600u * 1000)  /* idle timeout when the config names none */
+#define HY_PX_ATTEMPTS 3              /* connect attempts when the config names none */
+#define HY_PX_BAD_MS 10000            /* an endpoint whose connect failed is skipped this long */
+#define HY_PX_MAX_BAD 64              /* endpoints remembered as failed, per outbound */
+#define HY_PX_ID_MAX 512              /* bytes of a SPIFFE ID we log and compare */
+
+enum hy_px_dir { HY_PX_IN, HY_PX_OUT };
+
+struct WOLFSSL_CTX;
+struct WOLFSSL;
+
+/* The TLS contexts of one certificate and trust bundle. wolfSSL counts the
+ * sessions made from a context, so freeing these while connections still
+ * use them is safe: the context goes with its last session. */
+struct hy_px_tls {
+    struct WOLFSSL_CTX *server, *client;
+};
+
+struct hy_px_bad {
+    char key[300];  /* "address:port" */
+    uint64_t until; /* loop ms */
+};
+
+struct hy_px_listener {
+    struct hy_proxy *p;
+    struct hy_px_listener *next;
+    uv_tcp_t tcp;
+    enum hy_px_dir dir;
+    uint16_t port;
+    unsigned refs;   /* 1 while open, + 1 per connection accepted on it */
+    unsigned active; /* connections accepted on it and not yet closed */
+    size_t rr;       /* round-robin cursor over the outbound's endpoints */
+    struct hy_px_bad bad[HY_PX_MAX_BAD];
+};
+
+enum hy_px_phase { HY_PX_CONNECTING, HY_PX_HANDSHAKE, HY_PX_RELAY };
+
+/* One socket of a connection. */
+struct hy_px_side {
+    uv_tcp_t tcp;
+    bool init;    /* tcp is initialised (it needs a uv_close) */
+    bool reading; /* uv_read_start is on */
+    bool paused;  /* the other side's write queue is too long */
+    bool eof;     /* it sent EOF (for the TLS side: or close_notify) */
+    bool shut;    /* we asked to shut down its write side */
+    bool shut_done;
+    uv_shutdown_t shutdown_req;
+};
+
+struct hy_px_conn {
+    struct hy_proxy *p;
+    struct hy_px_conn *prev, *next; /* p->conns */
+    struct hy_px_listener *l;       /* a reference */
+    struct hy_dp_snapshot *snap;    /* a reference: the config at accept */
+    const Hypha__V1__DpInbound *in; /* in snap */
+    const Hypha__V1__DpOutbound *out;
+    enum hy_px_dir dir;
+    enum hy_px_phase phase;
+    struct hy_px_side down, up; /* accepted, and what we connected to */
+    struct hy_px_side *tls, *plain;
+    struct WOLFSSL *ssl;
+    bool tls_in_done; /* everything the TLS peer will send was relayed */
+    bool closing;
+    unsigned handles; /* uv_close calls still to complete */
+    uv_timer_t timer; /* connect, handshake, then idle */
+    uv_connect_t connect_req;
+    uint64_t idle_ms, last_ms, start_ms, connect_start_ms;
+    unsigned attempts;
+    void (*connected)(struct hy_px_conn *c, int status);
+    void (*up_then)(struct hy_px_conn *c);
+    char endpoint[300]; /* "address:port" being connected to */
+    uint8_t *rbuf;      /* ciphertext received, not yet taken by wolfSSL */
+    size_t roff, rlen, rcap;
+    uint64_t bytes_up, bytes_down; /* plaintext to the upstream, to the downstream */
+    char peer[64];                 /* who connected to us */
+    char id[HY_PX_ID_MAX];         /* the TLS peer's SPIFFE ID, once known */
+    const char *result;
+    char why[200];                 /* details of result, for the access log */
+    uint8_t pbuf[HY_PX_READ_SIZE]; /* plaintext read buffer */
+};
+
+struct hy_px_metrics {
+    struct hy_series *conns[2], *active[2], *bytes[2], *tls_fail[2], *connect_s[2], *denied;
+};
+
+struct hy_proxy {
+    uv_loop_t *loop;
+    struct hy_dp_current *current;
+    char inbound_host[64];
+    uv_check_t check; /* looks for a new snapshot once per loop iteration */
+    bool check_init, stopped;
+    uint64_t gen;
+    struct hy_dp_snapshot *snap; /* what new connections use */
+    struct hy_px_tls tls;        /* built from snap */
+    struct hy_px_listener *listeners;
+    struct hy_px_conn *conns;
+    struct hy_px_metrics m;
+};
+
+static inline const char *hy_px_dir_name(enum hy_px_dir d)
+{
+    return d == HY_PX_IN ? "inbound" : "outbound";
+}
+
+/* proxy.c */
+/* Picks up a new snapshot, if one was published. */
+void hy_px_refresh(struct hy_proxy *p);
+void hy_px_listener_unref(struct hy_px_listener *l);
+/* The mesh of s: its config's, else that of its SPIFFE ID; into buf. */
+const char *hy_px_mesh(const struct hy_dp_snapshot *s, char *buf, size_t size);
+
+/* proxy_tls.c */
+int hy_px_tls_global_init(void);
+void hy_px_tls_global_fini(void);
+/* Contexts for snapshot s: TLS 1.3, s's certificate, chain and key, peers
+ * verified against s's trust bundle (and mTLS required by the server). On
+ * failure logs why, returns HY_ECRYPTO or HY_ENOMEM and leaves *t zeroed. */
+int hy_px_tls_build(const struct hy_dp_snapshot *s, struct hy_px_tls *t);
+void hy_px_tls_fini(struct hy_px_tls *t);
+/* A session for c from ctx (c->tls is the side it runs over). 0, or a
+ * negative code with c->why filled. */
+int hy_px_tls_start(struct hy_px_conn *c, struct WOLFSSL_CTX *ctx, const char *sni);
+/* Moves the handshake on with what c->rbuf holds: 1 done, 0 more to come,
+ * < 0 failed (c->why filled). */
+int hy_px_tls_handshake(struct hy_px_conn *c);
+/* Decrypts what c->rbuf holds into out: > 0 bytes, 0 nothing yet, HY_PX_TLS_EOF
+ * at close_notify or the peer's EOF, < 0 otherwise (c->why filled). */
+#define HY_PX_TLS_EOF (-1)
+int hy_px_tls_read(struct hy_px_conn *c, uint8_t *out, size_t size);
+/* Encrypts and queues data on the TLS side. 0 or < 0 (c->why filled). */
+int hy_px_tls_write(struct hy_px_conn *c, const uint8_t *data, size_t len);
+/* Queues a close_notify. */
+void hy_px_tls_close_notify(struct hy_px_conn *c);
+/* The peer certificate's first spiffe:// URI SAN into c->id; false when it
+ * has none. */
+bool hy_px_tls_peer_id(struct hy_px_conn *c);
+void hy_px_tls_free(struct hy_px_conn *c);
+
+/* proxy_conn.c */
+struct hy_px_conn *hy_px_conn_new(struct hy_px_listener *l);
+/* Ends c: closes its handles, logs its access line, counts it. result is a
+ * static word ("ok", "denied", ...); why (printf) says more, or NULL. */
+void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Starts relaying both ways (the handshake is done, the upstream connected). */
+void hy_px_conn_relay(struct hy_px_conn *c);
+/* Starts reading the TLS side for the handshake, with its timeout. */
+void hy_px_conn_handshake(struct hy_px_conn *c);
+/* Reads what the TLS side has (handshake or relay). */
+void hy_px_conn_tls_progress(struct hy_px_conn *c);
+/* Connects c->up to addr (timer: timeout_ms); calls done(c, status) once. */
+int hy_px_conn_connect(struct hy_px_conn *c, const char *host, uint32_t port, uint64_t timeout_ms,
+                       void (*done)(struct hy_px_conn *c, int status));
+/* Queues data on side s (a copy). 0 or a libuv code. */
+int hy_px_write(struct hy_px_conn *c, struct hy_px_side *s, const void *data, size_t len);
+uint64_t hy_px_ms(const Hypha__V1__Duration *d, uint64_t dflt);
+/* Closes c->up after a failed connect and calls then(c) once it has
+ * closed, unless c ended meanwhile. */
+void hy_px_conn_drop_up(struct hy_px_conn *c, void (*then)(struct hy_px_conn *c));
+
+/* proxy_inbound.c, proxy_outbound.c: a connection accepted on l. */
+void hy_px_inbound_accept(struct hy_px_conn *c);
+void hy_px_inbound_handshake_done(struct hy_px_conn *c);
+void hy_px_outbound_accept(struct hy_px_conn *c);
+void hy_px_outbound_handshake_done(struct hy_px_conn *c);
+
+#endif

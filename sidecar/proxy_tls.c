@@ -1,0 +1,216 @@
+/* TLS for the proxy: wolfSSL's native API driven over libuv without
+ * blocking. Ciphertext read from the socket waits in the connection's
+ * buffer until wolfSSL asks for it; what wolfSSL sends is queued on the
+ * socket at once. wolfSSL stays in this file. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include "error.h"
+#include "proxy_int.h"
+#include "poison.h"
+
+int hy_px_tls_global_init(void)
+{
+    return wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : HY_ECRYPTO;
+}
+
+void hy_px_tls_global_fini(void)
+{
+    wolfSSL_Cleanup();
+}
+
+/* wolfSSL asks for ciphertext: hand it what the socket brought. */
+static int on_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    struct hy_px_conn *c = ctx;
+    (void)ssl;
+    size_t avail = c->rlen - c->roff;
+    if (!avail)
+        return c->tls->eof ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
+    size_t n = avail < (size_t)sz ? avail : (size_t)sz;
+    memcpy(buf, c->rbuf + c->roff, n);
+    c->roff += n;
+    if (c->roff == c->rlen)
+        c->roff = c->rlen = 0;
+    return (int)n;
+}
+
+/* wolfSSL sends: queue it all on the socket (backpressure is the relay's). */
+static int on_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    struct hy_px_conn *c = ctx;
+    (void)ssl;
+    if (c->closing || c->tls->shut)
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    return hy_px_write(c, c->tls, buf, (size_t)sz) == 0 ? sz : WOLFSSL_CBIO_ERR_GENERAL;
+}
+
+static WOLFSSL_CTX *make_ctx(const struct hy_dp_snapshot *s, bool server, const char *chain)
+{
+    const Hypha__V1__DpConfig *cf = s->config;
+    WOLFSSL_CTX *ctx =
+        wolfSSL_CTX_new(server ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method());
+    if (!ctx)
+        return NULL;
+    const char *what = NULL;
+    if (wolfSSL_CTX_use_certificate_chain_buffer(ctx, (const unsigned char *)chain,
+                                                 (long)strlen(chain)) != WOLFSSL_SUCCESS)
+        what = "the certificate and its chain";
+    else if (wolfSSL_CTX_use_PrivateKey_buffer(ctx, (const unsigned char *)s->key,
+                                               (long)strlen(s->key),
+                                               WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+        what = "the private key";
+    else if (wolfSSL_CTX_load_verify_buffer(ctx, (const unsigned char *)cf->trust_bundle,
+                                            (long)strlen(cf->trust_bundle),
+                                            WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+        what = "the trust bundle";
+    if (what) {
+        hy_log(HY_LOG_ERROR, "dp", "config %s: wolfSSL does not take %s for the %s context",
+               cf->version, what, server ? "server" : "client");
+        wolfSSL_CTX_free(ctx);
+        return NULL;
+    }
+    wolfSSL_CTX_set_verify(ctx,
+                           server ? WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                                  : WOLFSSL_VERIFY_PEER,
+                           NULL);
+    wolfSSL_CTX_SetIORecv(ctx, on_recv);
+    wolfSSL_CTX_SetIOSend(ctx, on_send);
+    return ctx;
+}
+
+int hy_px_tls_build(const struct hy_dp_snapshot *s, struct hy_px_tls *t)
+{
+    const Hypha__V1__DpConfig *cf = s->config;
+    memset(t, 0, sizeof(*t));
+    size_t lc = strlen(cf->cert), lch = cf->chain ? strlen(cf->chain) : 0;
+    char *chain = malloc(lc + lch + 2);
+    if (!chain)
+        return HY_ENOMEM;
+    memcpy(chain, cf->cert, lc);
+    chain[lc] = '\n';
+    if (lch)
+        memcpy(chain + lc + 1, cf->chain, lch);
+    chain[lc + 1 + lch] = '\0';
+    t->server = make_ctx(s, true, chain);
+    t->client = t->server ? make_ctx(s, false, chain) : NULL;
+    free(chain);
+    if (!t->client) {
+        hy_px_tls_fini(t);
+        return HY_ECRYPTO;
+    }
+    return 0;
+}
+
+void hy_px_tls_fini(struct hy_px_tls *t)
+{
+    wolfSSL_CTX_free(t->server); /* sessions still using them keep them alive */
+    wolfSSL_CTX_free(t->client);
+    memset(t, 0, sizeof(*t));
+}
+
+/* A wolfSSL error as words, into c->why. */
+static void set_why(struct hy_px_conn *c, const char *what, int err)
+{
+    char s[WOLFSSL_MAX_ERROR_SZ];
+    wolfSSL_ERR_error_string_n((unsigned long)err, s, sizeof(s));
+    snprintf(c->why, sizeof(c->why), "%s: %s (%d)", what, s, err);
+}
+
+int hy_px_tls_start(struct hy_px_conn *c, WOLFSSL_CTX *ctx, const char *sni)
+{
+    if (!ctx) {
+        snprintf(c->why, sizeof(c->why), "no TLS context for this config");
+        return HY_ECRYPTO;
+    }
+    if (!(c->ssl = wolfSSL_new(ctx))) {
+        snprintf(c->why, sizeof(c->why), "out of memory");
+        return HY_ENOMEM;
+    }
+    wolfSSL_SetIOReadCtx(c->ssl, c);
+    wolfSSL_SetIOWriteCtx(c->ssl, c);
+    if (sni && sni[0] &&
+        wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, sni, (unsigned short)strlen(sni)) !=
+            WOLFSSL_SUCCESS) {
+        snprintf(c->why, sizeof(c->why), "cannot set SNI %.100s", sni);
+        return HY_ECRYPTO;
+    }
+    return 0;
+}
+
+int hy_px_tls_handshake(struct hy_px_conn *c)
+{
+    int r = c->dir == HY_PX_IN ? wolfSSL_accept(c->ssl) : wolfSSL_connect(c->ssl);
+    if (r == WOLFSSL_SUCCESS)
+        return 1;
+    int err = wolfSSL_get_error(c->ssl, r);
+    if ((err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE) && !c->tls->eof)
+        return 0;
+    if (err == WOLFSSL_ERROR_WANT_READ || err == SOCKET_PEER_CLOSED_E)
+        snprintf(c->why, sizeof(c->why), "the peer closed the connection during the handshake");
+    else
+        set_why(c, "handshake", err);
+    return HY_EVERIFY;
+}
+
+int hy_px_tls_read(struct hy_px_conn *c, uint8_t *out, size_t size)
+{
+    int r = wolfSSL_read(c->ssl, out, (int)size);
+    if (r > 0)
+        return r;
+    int err = wolfSSL_get_error(c->ssl, r);
+    if (err == WOLFSSL_ERROR_WANT_READ && !c->tls->eof)
+        return 0;
+    /* close_notify, or an EOF without one: both end the stream (a
+     * truncation only the application could tell) */
+    if (err == WOLFSSL_ERROR_ZERO_RETURN || err == WOLFSSL_ERROR_WANT_READ ||
+        err == SOCKET_PEER_CLOSED_E || (c->tls->eof && c->rlen == c->roff))
+        return HY_PX_TLS_EOF;
+    set_why(c, "TLS read", err);
+    return HY_ECRYPTO;
+}
+
+int hy_px_tls_write(struct hy_px_conn *c, const uint8_t *data, size_t len)
+{
+    while (len) {
+        int r = wolfSSL_write(c->ssl, data, (int)len);
+        if (r <= 0) {
+            set_why(c, "TLS write", wolfSSL_get_error(c->ssl, r));
+            return HY_ECRYPTO;
+        }
+        data += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+void hy_px_tls_close_notify(struct hy_px_conn *c)
+{
+    if (c->ssl)
+        wolfSSL_shutdown(c->ssl);
+}
+
+bool hy_px_tls_peer_id(struct hy_px_conn *c)
+{
+    WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);
+    bool found = false;
+    if (!x)
+        return false;
+    for (char *alt; !found && (alt = wolfSSL_X509_get_next_altname(x));)
+        if (strncmp(alt, "spiffe://", 9) == 0 && strlen(alt) < sizeof(c->id)) {
+            snprintf(c->id, sizeof(c->id), "%s", alt);
+            found = true;
+        }
+    wolfSSL_X509_free(x); /* get_peer_certificate takes a reference (OPENSSL_EXTRA) */
+    return found;
+}
+
+void hy_px_tls_free(struct hy_px_conn *c)
+{
+    wolfSSL_free(c->ssl);
+    c->ssl = NULL;
+}
