@@ -690,6 +690,13 @@ static int take_claims(const Hypha__V1__TokenClaims *m, struct hy_token_claims *
         return refuse(why, HY_TOKEN_MALFORMED, "unknown kind \"%s\"", shown(m->kind, a));
     if (!valid_jti(m->jti))
         return refuse(why, HY_TOKEN_MALFORMED, "jti \"%s\" is not a token id", shown(m->jti, a));
+    if (m->iat <= 0 || m->nbf <= 0 || m->exp <= 0)
+        return refuse(why, HY_TOKEN_MALFORMED, "claim \"%s\" is not a time after 1970",
+                      m->iat <= 0   ? "iat"
+                      : m->nbf <= 0 ? "nbf"
+                                    : "exp");
+    if (m->exp <= m->nbf)
+        return refuse(why, HY_TOKEN_MALFORMED, "claim \"exp\" is not after \"nbf\"");
     out->iat = m->iat;
     out->nbf = m->nbf;
     out->exp = m->exp;

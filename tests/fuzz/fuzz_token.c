@@ -277,6 +277,9 @@ static void write_seeds(void)
     seed_raw("claims-expired-at-min.jwt", hdr,
              "{\"kind\":\"zone\",\"jti\":\"abc\",\"iat\":0,\"nbf\":-9223372036854775808,"
              "\"exp\":-9223372036854775808,\"zone\":\"east\"}");
+    seed_raw("claims-expired-at-epoch.jwt", hdr, /* exp 0: malformed, not "expired at 0" */
+             "{\"kind\":\"zone\",\"jti\":\"abc\",\"iat\":1767222000,\"nbf\":1767222000,"
+             "\"exp\":0,\"zone\":\"east\"}");
     seed_raw("claims-valid-from-max.jwt", hdr,
              "{\"kind\":\"zone\",\"jti\":\"abc\",\"iat\":0,\"nbf\":9223372036854775807,"
              "\"exp\":9223372036854775807,\"zone\":\"east\"}");
