@@ -13,6 +13,9 @@
 #define HY_CA_FINGERPRINT_LEN 64 /* SHA-256 as lowercase hex, without separators */
 #define HY_CA_URI_MAX 2048       /* bytes in a URI SAN (SPIFFE's limit for an ID) */
 #define HY_CA_CHAIN_MAX 8        /* certificates in a chain or a trust bundle */
+/* Every certificate we issue starts this long before it is signed, for
+ * peers whose clocks run a little behind; its life starts at signing. */
+#define HY_CA_BACKDATE_SECONDS 60
 
 /* A certificate (or, from hy_ca_make_csr, a certificate request) and its
  * private key, both PEM, NUL-terminated. */

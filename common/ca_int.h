@@ -20,7 +20,6 @@
 #include "ca_der.h"
 #include "error.h"
 
-#define HY_CA_BACKDATE_SECONDS 60      /* tolerate peers whose clocks run a little behind */
 #define HY_CA_KEY_ID_BYTES 20          /* subject/authority key identifiers (RFC 7093 method 1) */
 #define HY_CA_MAX_PEM_BYTES (1u << 20) /* no certificate, request or key of ours comes close */
 #define HY_CA_SPKI_MAX 256             /* room for a P-256 SubjectPublicKeyInfo */

@@ -111,9 +111,12 @@ struct hy_dp_snapshot *hy_dp_snapshot_ref(struct hy_dp_snapshot *s);
  * fine. Any thread. */
 void hy_dp_snapshot_unref(struct hy_dp_snapshot *s);
 
-/* When to ask for a new certificate valid from not_before to not_after:
- * at HY_DP_RENEW_PERCENT % of its life, Unix seconds. Cannot fail. */
-int64_t hy_dp_renew_at(int64_t not_before, int64_t not_after);
+/* When to ask for a new certificate valid from not_before to not_after,
+ * received at now: at HY_DP_RENEW_PERCENT % of its life, which starts at
+ * signing (not_before + HY_CA_BACKDATE_SECONDS, or now if that is
+ * earlier), Unix seconds. The same for every now after signing, so a
+ * config that repeats the certificate keeps the renewal time. Cannot fail. */
+int64_t hy_dp_renew_at(int64_t not_before, int64_t not_after, int64_t now);
 /* How long to wait for the new certificate after asking before asking
  * again, in ms: 5 % of the life, at least 1 s and at most 60 s. */
 uint64_t hy_dp_renew_retry_ms(int64_t not_before, int64_t not_after);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dp.h"
 #include "error.h"
@@ -20,12 +21,18 @@ static int64_t clamp_time(int64_t t)
     return t < -lim ? -lim : t > lim ? lim : t;
 }
 
-int64_t hy_dp_renew_at(int64_t not_before, int64_t not_after)
+int64_t hy_dp_renew_at(int64_t not_before, int64_t not_after, int64_t now)
 {
     int64_t nb = clamp_time(not_before), na = clamp_time(not_after);
-    if (na <= nb)
+    /* Ours are backdated: their life starts HY_CA_BACKDATE_SECONDS later.
+     * Not before now, though, for one from a CA that does not backdate
+     * (or a clock ahead of ours). */
+    int64_t issued = nb + HY_CA_BACKDATE_SECONDS, t = clamp_time(now);
+    if (issued > t)
+        issued = t > nb ? t : nb;
+    if (na <= issued)
         return na;
-    return nb + (na - nb) * HY_DP_RENEW_PERCENT / 100;
+    return issued + (na - issued) * HY_DP_RENEW_PERCENT / 100;
 }
 
 uint64_t hy_dp_renew_retry_ms(int64_t not_before, int64_t not_after)
@@ -158,7 +165,7 @@ int hy_dp_snapshot_new(Hypha__V1__DpConfig *config, const char *mesh, const char
     s->config = config;
     s->not_before = info.not_before;
     s->not_after = info.not_after;
-    s->renew_at = hy_dp_renew_at(info.not_before, info.not_after);
+    s->renew_at = hy_dp_renew_at(info.not_before, info.not_after, (int64_t)time(NULL));
     memcpy(s->fingerprint, info.fingerprint, sizeof(s->fingerprint));
     *out = s;
     *which = k;

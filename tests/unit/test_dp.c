@@ -415,7 +415,7 @@ static void test_config_checks(void **state)
     assert_ptr_not_equal(s->key, me.key); /* a copy */
     assert_string_equal(s->spiffe_id, "spiffe://default/web");
     assert_int_equal(s->not_after - s->not_before, 3660);
-    assert_int_equal(s->renew_at, hy_dp_renew_at(s->not_before, s->not_after));
+    assert_int_equal(s->renew_at, s->not_before + HY_CA_BACKDATE_SECONDS + 2880); /* 80 % of 1 h */
     assert_int_equal(strlen(s->fingerprint), HY_CA_FINGERPRINT_LEN);
     assert_int_equal(atomic_load(&s->refs), 1);
     hy_dp_snapshot_unref(s);
@@ -509,14 +509,23 @@ static void test_config_checks(void **state)
 static void test_renew_time(void **state)
 {
     (void)state;
-    assert_int_equal(hy_dp_renew_at(0, 100), 80);
-    assert_int_equal(hy_dp_renew_at(1000, 1000 + 86460), 1000 + 69168); /* a 24 h leaf */
-    assert_int_equal(hy_dp_renew_at(1700000000, 1700000010), 1700000008);
-    assert_int_equal(hy_dp_renew_at(500, 500), 500); /* no life: now */
-    assert_int_equal(hy_dp_renew_at(500, 400), 400);
+    /* ours: backdated by HY_CA_BACKDATE_SECONDS, life counted from signing */
+    const int64_t B = HY_CA_BACKDATE_SECONDS;
+    assert_int_equal(hy_dp_renew_at(1000 - B, 1000 + 86400, 1000), 1000 + 69120); /* 24 h */
+    assert_int_equal(hy_dp_renew_at(1000 - B, 1010, 1000), 1008);                 /* 10 s */
+    assert_int_equal(hy_dp_renew_at(1000 - B, 1010, 1009), 1008); /* repeated later: same */
+    assert_int_equal(hy_dp_renew_at(1000 - B, 1010, 5000), 1008);
+    /* not backdated (or a clock ahead of ours): from now, never before not_before */
+    assert_int_equal(hy_dp_renew_at(1000, 1100, 1000), 1080);
+    assert_int_equal(hy_dp_renew_at(1000, 1100, 1050), 1090);
+    assert_int_equal(hy_dp_renew_at(1000, 1100, 10), 1080);
+    assert_int_equal(hy_dp_renew_at(500, 500, 500), 500); /* no life: its end */
+    assert_int_equal(hy_dp_renew_at(500, 400, 450), 400);
+    assert_int_equal(hy_dp_renew_at(1000 - B, 1000, 2000), 1000);
     /* no overflow at the ends of time (certificates end before year 10000) */
-    assert_true(hy_dp_renew_at(INT64_MIN, INT64_MAX) > 0);
-    assert_true(hy_dp_renew_at(0, INT64_MAX) > 253402300799);
+    assert_true(hy_dp_renew_at(INT64_MIN, INT64_MAX, INT64_MIN) > 0);
+    assert_true(hy_dp_renew_at(INT64_MIN, INT64_MAX, INT64_MAX) > 0);
+    assert_true(hy_dp_renew_at(0, INT64_MAX, 0) > 253402300799);
     assert_int_equal(hy_dp_renew_retry_ms(INT64_MIN, INT64_MAX), 60000);
 
     assert_int_equal(hy_dp_renew_retry_ms(0, 86460), 60000);
