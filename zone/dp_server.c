@@ -29,7 +29,7 @@ struct dp_session {
     struct hy_ws_conn *conn;
     struct dp_session *next;
     struct hy_resource *dp; /* registered Dataplane, NULL before */
-    char *cert, *chain, *bundle;
+    char *cert, *chain;
     char sent_version[32], acked_version[32];
     uint64_t sent, acked, rejected;
     bool closing;
@@ -77,10 +77,9 @@ static void reject(struct dp_session *s, const char *reason)
 
 /* ----- certificates ----- */
 
-/* The mesh's issuer (its intermediate and key) and its trust bundle. */
+/* The mesh's issuer: its intermediate and key. */
 struct issuer {
     struct hy_resource *mesh, *issuer, *key;
-    struct hy_buf bundle;
     int64_t leaf_validity;
 };
 
@@ -89,17 +88,32 @@ static void issuer_fini(struct issuer *i)
     hy_resource_free(i->mesh);
     hy_resource_free(i->issuer);
     hy_resource_free(i->key);
-    hy_buf_fini(&i->bundle);
 }
+
+struct roots {
+    const char *mesh;
+    struct hy_buf *pem;
+};
 
 static int add_root(void *ud, struct hy_resource *r, bool *take)
 {
-    struct issuer *i = ud;
+    struct roots *x = ud;
     (void)take;
     const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)r->spec;
-    if (t->ca_cert)
-        hy_buf_puts(&i->bundle, t->ca_cert);
+    if (t->ca_cert && strcmp(S(r->meta->mesh), x->mesh) == 0)
+        return hy_buf_puts(x->pem, t->ca_cert) < 0 ? HY_ENOMEM : 0;
     return 0;
+}
+
+/* Every root of the mesh, as PEM. Taken for every config, not with the
+ * certificate: in a root rotation the new root reaches every sidecar (with
+ * the MeshTrust's sync) before the zone has an intermediate under it, so
+ * no sidecar sees a leaf it cannot verify. Old roots stay (nothing
+ * removes a MeshTrust yet). */
+static int mesh_bundle(struct hy_store *st, const char *mesh, struct hy_buf *out)
+{
+    struct roots x = {mesh, out};
+    return hy_store_each(st, "MeshTrust", add_root, &x);
 }
 
 static int load_issuer(struct hy_store *st, const char *mesh, struct issuer *i, char *why,
@@ -129,9 +143,6 @@ static int load_issuer(struct hy_store *st, const char *mesh, struct issuer *i, 
                  backend);
         return HY_ENOTFOUND;
     }
-    /* every root of the mesh: during a rotation the bundle carries both */
-    int rc = hy_store_each(st, "MeshTrust", add_root, i);
-    (void)rc;
     return 0;
 }
 
@@ -170,10 +181,8 @@ static int sign(struct hy_dp_server *srv, struct dp_session *s, const char *csr,
     } else {
         free(s->cert);
         free(s->chain);
-        free(s->bundle);
         s->cert = cert;
         s->chain = strdup(ca.cert);
-        s->bundle = strdup(is.bundle.data ? is.bundle.data : "");
     }
     issuer_fini(&is);
     return rc;
@@ -186,7 +195,12 @@ static void push(struct dp_session *s)
     if (!s->dp || s->closing)
         return;
     Hypha__V1__DpConfig *c = NULL;
-    int rc = hy_dp_config_build(s->srv->z->cp.store, s->dp, s->cert, s->chain, s->bundle, &c);
+    struct hy_buf bundle = {0};
+    int rc = mesh_bundle(s->srv->z->cp.store, s->dp->meta->mesh, &bundle);
+    if (rc == 0)
+        rc = hy_dp_config_build(s->srv->z->cp.store, s->dp, s->cert, s->chain,
+                                bundle.data ? bundle.data : "", &c);
+    hy_buf_fini(&bundle);
     if (rc < 0) {
         hy_log(HY_LOG_ERROR, "dp", "%s/%s: cannot compute the config: %s", s->dp->meta->mesh,
                s->dp->meta->name, hy_strerror(rc));
@@ -444,7 +458,6 @@ static void session_free(struct dp_session *s)
     hy_resource_free(s->dp);
     free(s->cert);
     free(s->chain);
-    free(s->bundle);
     free(s);
 }
 
