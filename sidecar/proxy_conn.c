@@ -99,6 +99,7 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
     struct hy_proxy *p = c->p;
     hy_series_add(p->m.active[c->dir], -1);
     c->l->active--;
+    hy_px_outbound_unload(c);
     double secs = (double)(uv_now(p->loop) - c->start_ms) / 1000.0;
     hy_log(HY_LOG_INFO, "dp",
            "access direction=%s port=%u peer=%s id=%s upstream=%s attempts=%u sent=%llu "

@@ -41,6 +41,12 @@ struct hy_px_bad {
     uint64_t until; /* loop ms */
 };
 
+/* Connections open to one endpoint (LeastRequest). */
+struct hy_px_load {
+    char key[300]; /* "address:port"; a slot at 0 active is free */
+    unsigned active;
+};
+
 struct hy_px_listener {
     struct hy_proxy *p;
     struct hy_px_listener *next;
@@ -50,7 +56,9 @@ struct hy_px_listener {
     unsigned refs;   /* 1 while open, + 1 per connection accepted on it */
     unsigned active; /* connections accepted on it and not yet closed */
     size_t rr;       /* round-robin cursor over the outbound's endpoints */
+    uint64_t rng;    /* xorshift state for Random; 0 until first used */
     struct hy_px_bad bad[HY_PX_MAX_BAD];
+    struct hy_px_load load[HY_PX_MAX_BAD]; /* beyond this many endpoints in use: counted as 0 */
 };
 
 enum hy_px_phase { HY_PX_CONNECTING, HY_PX_HANDSHAKE, HY_PX_RELAY };
@@ -86,6 +94,7 @@ struct hy_px_conn {
     uv_connect_t connect_req;
     uint64_t idle_ms, last_ms, start_ms, connect_start_ms;
     unsigned attempts;
+    struct hy_px_load *load; /* the outbound endpoint slot this connection counts in */
     void (*connected)(struct hy_px_conn *c, int status);
     void (*up_then)(struct hy_px_conn *c);
     char endpoint[300]; /* "address:port" being connected to */
@@ -183,5 +192,7 @@ void hy_px_inbound_accept(struct hy_px_conn *c);
 void hy_px_inbound_handshake_done(struct hy_px_conn *c);
 void hy_px_outbound_accept(struct hy_px_conn *c);
 void hy_px_outbound_handshake_done(struct hy_px_conn *c);
+/* Stops counting c against its endpoint (at close). */
+void hy_px_outbound_unload(struct hy_px_conn *c);
 
 #endif

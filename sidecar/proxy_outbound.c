@@ -1,7 +1,8 @@
 /* Outbound connections: plain TCP from the app, an endpoint of the
- * outbound's service picked round robin (passing over those whose connect
- * failed lately), connect attempts with a timeout, then mTLS with SNI to
+ * outbound's service picked by its balancing strategy (passing over those
+ * whose connect failed lately), connect attempts with a timeout, then mTLS with SNI to
  * the peer sidecar, whose SPIFFE ID must be that of the service. */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,22 +44,97 @@ static void endpoint_key(const Hypha__V1__DpEndpoint *e, char *buf, size_t size)
     snprintf(buf, size, strchr(a, ':') ? "[%s]:%u" : "%s:%u", a, (unsigned)e->port);
 }
 
-/* Round robin over the endpoints not marked bad; all bad: the next one. */
+static struct hy_px_load *load_slot(struct hy_px_listener *l, const char *key, bool take)
+{
+    struct hy_px_load *free_slot = NULL;
+    for (size_t i = 0; i < HY_PX_MAX_BAD; i++) {
+        if (l->load[i].active && strcmp(l->load[i].key, key) == 0)
+            return &l->load[i];
+        if (!free_slot && !l->load[i].active)
+            free_slot = &l->load[i];
+    }
+    if (take && free_slot)
+        snprintf(free_slot->key, sizeof(free_slot->key), "%s", key);
+    return take ? free_slot : NULL;
+}
+
+static unsigned load_of(struct hy_px_listener *l, const char *key)
+{
+    struct hy_px_load *s = load_slot(l, key, false);
+    return s ? s->active : 0;
+}
+
+void hy_px_outbound_unload(struct hy_px_conn *c)
+{
+    if (c->load) {
+        c->load->active--;
+        c->load = NULL;
+    }
+}
+
+static uint64_t next_random(struct hy_px_listener *l)
+{
+    if (!l->rng)
+        l->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)l ^ 0x9e3779b97f4a7c15u;
+    uint64_t x = l->rng ? l->rng : 1; /* xorshift64 */
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return l->rng = x;
+}
+
+enum lb { LB_ROUND_ROBIN, LB_RANDOM, LB_LEAST_REQUEST };
+
+/* The zone names Kuma's types; RingHash and Maglev (hashing on HTTP
+ * attributes a TCP proxy does not see) fall back to round robin. */
+static enum lb lb_of(const Hypha__V1__DpOutbound *o)
+{
+    if (o->lb && strcmp(o->lb, "Random") == 0)
+        return LB_RANDOM;
+    if (o->lb && strcmp(o->lb, "LeastRequest") == 0)
+        return LB_LEAST_REQUEST;
+    return LB_ROUND_ROBIN;
+}
+
+/* An endpoint by the outbound's strategy among those not marked bad (all
+ * bad: among all). RoundRobin: the next after the cursor. Random: any,
+ * evenly. LeastRequest: the fewest open connections, ties broken from the
+ * round-robin cursor so equal endpoints take turns. */
 static const Hypha__V1__DpEndpoint *pick(struct hy_px_conn *c)
 {
     const Hypha__V1__DpOutbound *o = c->out;
+    struct hy_px_listener *l = c->l;
     uint64_t now = uv_now(c->p->loop);
-    size_t n = o->n_endpoints;
+    size_t n = o->n_endpoints, good = 0;
+    enum lb lb = lb_of(o);
+    char key[300];
     for (size_t i = 0; i < n; i++) {
-        size_t k = (c->l->rr + i) % n;
-        char key[300];
+        endpoint_key(o->endpoints[i], key, sizeof(key));
+        good += !is_bad(l, key, now);
+    }
+    bool any = good == 0; /* every one failed lately: consider them all */
+    size_t skip = lb == LB_RANDOM ? (size_t)(next_random(l) % (any ? n : good)) : 0;
+    size_t best = SIZE_MAX;
+    unsigned best_load = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = (l->rr + i) % n;
         endpoint_key(o->endpoints[k], key, sizeof(key));
-        if (!is_bad(c->l, key, now)) {
-            c->l->rr = k + 1;
-            return o->endpoints[k];
+        if (!any && is_bad(l, key, now))
+            continue;
+        if (lb == LB_RANDOM && skip-- > 0)
+            continue;
+        if (lb != LB_LEAST_REQUEST) {
+            best = k;
+            break;
+        }
+        unsigned load = load_of(l, key);
+        if (best == SIZE_MAX || load < best_load) {
+            best = k;
+            best_load = load;
         }
     }
-    return o->endpoints[c->l->rr++ % n];
+    l->rr = best + 1;
+    return o->endpoints[best];
 }
 
 static void on_peer_connected(struct hy_px_conn *c, int status);
@@ -76,6 +152,11 @@ static void try_next(struct hy_px_conn *c)
         return;
     }
     const Hypha__V1__DpEndpoint *e = pick(c);
+    char key[300];
+    endpoint_key(e, key, sizeof(key));
+    hy_px_outbound_unload(c); /* a retry counts against its new endpoint only */
+    if ((c->load = load_slot(c->l, key, true)))
+        c->load->active++;
     c->attempts++;
     int rc = hy_px_conn_connect(c, e->address ? e->address : "", e->port,
                                 hy_px_ms(o->connect_timeout, HY_PX_CONNECT_MS), on_peer_connected);
