@@ -79,6 +79,21 @@ hy_free_port() {
     return 1
 }
 
+# hy_free_ports N: prints a TCP port P such that P..P+N-1 are all free on
+# 127.0.0.1 right now (a Dataplane file that derives its ports from one).
+hy_free_ports() {
+    local p i ok
+    for _ in $(seq 1 50); do
+        p=$((10000 + RANDOM % 20000))
+        ok=1
+        for ((i = 0; i < $1; i++)); do
+            (: </dev/tcp/127.0.0.1/$((p + i))) 2>/dev/null && { ok=0; break; }
+        done
+        [ "$ok" = 1 ] && { echo "$p"; return 0; }
+    done
+    return 1
+}
+
 # hy_start_zone NAME [ARGS...]: starts hypha-zone NAME with its data in
 # $HY_TMP/zone-NAME, federated with the global CP started by
 # hy_start_global (KDS at $KDS_PORT, CA $GLOBAL_DATA/kds/ca.pem) using the
