@@ -23,6 +23,11 @@
 #define HY_PX_BAD_MS 10000            /* an endpoint whose connect failed is skipped this long */
 #define HY_PX_MAX_BAD 64              /* endpoints remembered as failed, per outbound */
 #define HY_PX_ID_MAX 512              /* bytes of a SPIFFE ID we log and compare */
+/* TLS 1.3 suites in our order of preference. ChaCha20 first: Debian's
+ * wolfSSL has no AES-NI, and its software AES-GCM is the slower of the two
+ * (bench/dp.sh). AES-GCM stays for peers that only speak it. */
+#define HY_PX_CIPHERS                                                                              \
+    "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384"
 
 enum hy_px_dir { HY_PX_IN, HY_PX_OUT };
 

@@ -68,6 +68,8 @@ static WOLFSSL_CTX *make_ctx(const struct hy_dp_snapshot *s, bool server, const 
                                             (long)strlen(cf->trust_bundle),
                                             WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
         what = "the trust bundle";
+    else if (wolfSSL_CTX_set_cipher_list(ctx, HY_PX_CIPHERS) != WOLFSSL_SUCCESS)
+        what = "the cipher list";
     if (what) {
         hy_log(HY_LOG_ERROR, "dp", "config %s: wolfSSL does not take %s for the %s context",
                cf->version, what, server ? "server" : "client");
