@@ -364,6 +364,30 @@ hy_check "SIGTERM stops backend-3, which deregisters" hy_stop "$B3_PID"
 hy_stop "$E3_PID" || true
 hy_check "web-1's outbound is back to one endpoint" hy_wait_for 15 endpoints 1
 
+# ---- MeshTimeout's idle timeout closes a connection that went quiet
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshTimeout
+mesh: default
+name: backend-idle
+spec:
+  targetRef: {kind: Mesh}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default: {idleTimeout: 1s}
+YAML
+idle_set() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[0].idleTimeout != null' >/dev/null; }
+hy_check "a MeshTimeout with a 1 s idle timeout reaches web-1" hy_wait_for 15 idle_set
+exec 7<>"/dev/tcp/127.0.0.1/$((W_PORT + 2))"
+printf 'quiet\n' >&7
+IFS= read -r -t 5 quiet <&7 || quiet=
+hy_eq "a call on it works" quiet "$quiet"
+rc=0
+IFS= read -r -t 10 rest <&7 || rc=$?
+hy_eq "then, silent, it is closed by the proxy (EOF, not our 10 s timeout)" 1 "$rc"
+hy_check "web-1 logs it as idle" hy_wait_for 5 grep -q "access direction=outbound .*result=idle" "$W_LOG"
+exec 7>&-
+ctl delete MeshTimeout backend-idle -m default >/dev/null
+
 # ---- a second backend: its app is missing, then it dies
 B2_PORT=$(hy_free_ports 3)
 start_dp backend-2 backend $B2_PORT
