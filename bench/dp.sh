@@ -51,6 +51,8 @@ readme=bench/README.md
 
 # shellcheck source=deploy/local/deps.sh
 . deploy/local/deps.sh
+# shellcheck source=deploy/local/ports.sh
+. deploy/local/ports.sh
 # shellcheck disable=SC2086
 hy_install_packages $HY_BUILD_PACKAGES libcmocka-dev curl jq openssl wrk nginx haproxy
 
@@ -81,20 +83,11 @@ wait_for() { # SECONDS CMD...
         sleep 0.05
     done
 }
-free_port() {
-    local p
-    for _ in $(seq 1 100); do
-        p=$((10000 + RANDOM % 20000))
-        (: </dev/tcp/127.0.0.1/"$p") 2>/dev/null || { echo "$p"; return 0; }
-    done
-    return 1
-}
-
 # ---- the app: nginx with a small body and a 64 MiB one
 mkdir -p "$tmp/www" "$tmp/nginx"
 printf 'hello from the backend, sixty-four bytes of body for the bench\n' >"$tmp/www/small"
 head -c $((64 << 20)) /dev/urandom >"$tmp/www/big"
-NGINX_PORT=$(free_port)
+NGINX_PORT=$(hy_free_port)
 cat >"$tmp/nginx/nginx.conf" <<EOF
 worker_processes 1;
 pid $tmp/nginx/nginx.pid;
@@ -115,7 +108,7 @@ wait_for 10 curl -sf "http://127.0.0.1:$NGINX_PORT/small"
 
 # ---- hypha: a standalone zone and two sidecars
 ZONE_LOG=$tmp/zone.log
-DP_PORT=$(free_port)
+DP_PORT=$(hy_free_port)
 "$bin/hypha-zone" --zone bench --data-dir "$tmp/zone" --api-address 127.0.0.1:0 \
     --dp-address "127.0.0.1:$DP_PORT" >"$ZONE_LOG" 2>&1 &
 pids+=($!)
@@ -142,7 +135,7 @@ spec:
 YAML
 issuer() { curl -sf "$ZONE/meshes/default/meshissuers/ca-1"; }
 wait_for 15 issuer
-B_IN=$(free_port) W_IN=$(free_port) W_OUT=$(free_port)
+B_IN=$(hy_free_port) W_IN=$(hy_free_port) W_OUT=$(hy_free_port)
 cat >"$tmp/dp.yaml" <<'YAML'
 type: Dataplane
 mesh: default
@@ -168,8 +161,8 @@ start_dp() { # NAME SERVICE PORT APP_PORT OUT_PORT
     DP_PID[$1]=$!
     pids+=($!)
 }
-start_dp backend-1 backend "$B_IN" "$NGINX_PORT" "$(free_port)"
-start_dp web-1 web "$W_IN" "$(free_port)" "$W_OUT"
+start_dp backend-1 backend "$B_IN" "$NGINX_PORT" "$(hy_free_port)"
+start_dp web-1 web "$W_IN" "$(hy_free_port)" "$W_OUT"
 wait_for 20 curl -sf "http://127.0.0.1:$W_OUT/small"
 
 # ---- haproxy: the same shape, mTLS with its own CA
@@ -183,7 +176,7 @@ for who in client server; do
         -days 2 -out "$pki/$who.crt" 2>/dev/null
     cat "$pki/$who.crt" "$pki/$who.key" >"$pki/$who.pem"
 done
-H_OUT=$(free_port) H_IN=$(free_port)
+H_OUT=$(hy_free_port) H_IN=$(hy_free_port)
 haproxy_cfg() { # NAME: the shared head
     cat <<EOF
 global

@@ -5,6 +5,8 @@ set -euo pipefail
 
 : "${HY_BIN:?HY_BIN must name the directory of the hypha binaries}"
 HY_BIN=$(cd "$HY_BIN" && pwd)
+# shellcheck source=../../deploy/local/ports.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../deploy/local/ports.sh" # hy_free_port, hy_free_ports
 HY_TMP=$(mktemp -d "${TMPDIR:-/tmp}/hypha-it.XXXXXX")
 HY_PIDS=()
 HY_CLEANUP=() # extra commands run at exit, last first
@@ -66,32 +68,6 @@ hy_start_global() {
     port=$(grep -o 'API listening on http://[^ ]*' "$GLOBAL_LOG" | tail -n 1 | sed 's/.*://')
     GLOBAL_URL=http://127.0.0.1:$port
     hy_wait_for 10 "${prefix[@]}" curl -sf "$GLOBAL_URL/ready"
-}
-
-# hy_free_port: prints a TCP port free on 127.0.0.1 right now (for a
-# process that must come back on the same port after a restart).
-hy_free_port() {
-    local p
-    for _ in $(seq 1 50); do
-        p=$((10000 + RANDOM % 20000)) # below the ephemeral range (32768+)
-        (: </dev/tcp/127.0.0.1/"$p") 2>/dev/null || { echo "$p"; return 0; }
-    done
-    return 1
-}
-
-# hy_free_ports N: prints a TCP port P such that P..P+N-1 are all free on
-# 127.0.0.1 right now (a Dataplane file that derives its ports from one).
-hy_free_ports() {
-    local p i ok
-    for _ in $(seq 1 50); do
-        p=$((10000 + RANDOM % 20000))
-        ok=1
-        for ((i = 0; i < $1; i++)); do
-            (: </dev/tcp/127.0.0.1/$((p + i))) 2>/dev/null && { ok=0; break; }
-        done
-        [ "$ok" = 1 ] && { echo "$p"; return 0; }
-    done
-    return 1
 }
 
 # hy_start_zone NAME [ARGS...]: starts hypha-zone NAME with its data in
