@@ -64,6 +64,9 @@ static void schedule_retry(struct hy_ws_client *cl)
         return;
     cl->last_delay_ms = next_delay(cl);
     hy_log(HY_LOG_INFO, "ws", "client: reconnecting to %s in %u ms", cl->name, cl->last_delay_ms);
+    /* from now, not from the loop's cached time, which a slow TLS failure
+     * leaves behind: the delay is what the peer sees between attempts */
+    uv_update_time(uv_handle_get_loop((uv_handle_t *)cl->timer));
     uv_timer_start(cl->timer, on_timer, cl->last_delay_ms, 0);
 }
 
