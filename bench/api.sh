@@ -69,17 +69,9 @@ ctl="$root/$build/bin/hyphactl"
 
 tmp=$(mktemp -d "$dir/hypha-bench-api-XXXXXX")
 pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 die() {
@@ -537,18 +529,6 @@ if [ "$write" = 0 ]; then
     cat "$tmp/api.md"
     exit 0
 fi
-if ! grep -qx "<!-- results:api:begin -->" "$readme" || ! grep -qx "<!-- results:api:end -->" "$readme"; then
-    die "$readme lacks the <!-- results:api:begin/end --> markers; put them back"
-fi
-awk -v begin="<!-- results:api:begin -->" -v end="<!-- results:api:end -->" -v body="$tmp/api.md" '
-    $0 == begin {
-        print; print ""
-        while ((getline line < body) > 0) print line
-        print ""; skip = 1; next
-    }
-    $0 == end { skip = 0 }
-    !skip { print }
-' "$readme" >"$tmp/README.md"
-cp "$tmp/README.md" "$readme"
+bench_write_section "$readme" api "$tmp/api.md" || exit 1
 cat "$tmp/api.md"
 say "results written to $readme"

@@ -63,17 +63,9 @@ bin="$root/$build/bin"
 tmp=$(mktemp -d "$dir/hypha-bench-dp-XXXXXX")
 chmod 755 "$tmp" # nginx's workers run as another user when we are root
 pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    [ -n "${HYPHA_BENCH_KEEP:-}" ] || rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+trap bench_cleanup EXIT
 
 wait_for() { # SECONDS CMD...
     local deadline=$((SECONDS + $1))
@@ -303,13 +295,4 @@ machine="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpui
     done
 } >"$tmp/results.md"
 cat "$tmp/results.md"
-if [ "$write" = 1 ]; then
-    python3 - "$readme" "$tmp/results.md" <<'EOF'
-import sys
-readme, results = sys.argv[1], open(sys.argv[2]).read()
-s = open(readme).read()
-b, e = "<!-- results:dp:begin -->", "<!-- results:dp:end -->"
-i, j = s.index(b) + len(b), s.index(e)
-open(readme, "w").write(s[:i] + "\n" + results + s[j:])
-EOF
-fi
+[ "$write" = 0 ] || bench_write_section "$readme" dp "$tmp/results.md"

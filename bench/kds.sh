@@ -70,17 +70,9 @@ bin="$root/$build/bin"
 
 tmp=$(mktemp -d "$dir/hypha-bench-kds-XXXXXX")
 pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 die() {
@@ -420,18 +412,6 @@ if [ "$write" = 0 ]; then
     cat "$tmp/kds.md"
     exit 0
 fi
-if ! grep -qx "<!-- results:kds:begin -->" "$readme" || ! grep -qx "<!-- results:kds:end -->" "$readme"; then
-    die "$readme lacks the <!-- results:kds:begin/end --> markers; put them back"
-fi
-awk -v begin="<!-- results:kds:begin -->" -v end="<!-- results:kds:end -->" -v body="$tmp/kds.md" '
-    $0 == begin {
-        print; print ""
-        while ((getline line < body) > 0) print line
-        print ""; skip = 1; next
-    }
-    $0 == end { skip = 0 }
-    !skip { print }
-' "$readme" >"$tmp/README.md"
-cp "$tmp/README.md" "$readme"
+bench_write_section "$readme" kds "$tmp/kds.md" || exit 1
 cat "$tmp/kds.md"
 say "results written to $readme"

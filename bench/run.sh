@@ -30,6 +30,8 @@ done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 build="build-bench"
 readme=bench/README.md
 
@@ -71,20 +73,7 @@ fi
 
 # ---- rewrite README between markers --------------------------------------
 for b in store codec; do
-    if ! grep -qx "<!-- results:$b:begin -->" "$readme" || ! grep -qx "<!-- results:$b:end -->" "$readme"; then
-        echo "run.sh: $readme lacks the <!-- results:$b:begin/end --> markers; put them back" >&2
-        exit 1
-    fi
-    awk -v begin="<!-- results:$b:begin -->" -v end="<!-- results:$b:end -->" -v body="$tmp/$b.md" '
-        $0 == begin {
-            print; print ""
-            while ((getline line < body) > 0) print line
-            print ""; skip = 1; next
-        }
-        $0 == end { skip = 0 }
-        !skip { print }
-    ' "$readme" >"$tmp/README.md"
-    cp "$tmp/README.md" "$readme"
+    bench_write_section "$readme" "$b" "$tmp/$b.md" || exit 1
 done
 cat "$tmp/store.md" "$tmp/codec.md"
 echo "run.sh: results written to $readme" >&2

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Free TCP ports on 127.0.0.1, for the demo, the benchmarks and the tests.
 # Sourced; defines functions only.
 
