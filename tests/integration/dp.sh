@@ -11,52 +11,12 @@ export HOME=$HY_TMP/home
 mkdir -p "$HOME"
 unset HYPHA_CP HYPHACTL_CONFIG
 
-KDS_PORT=$(hy_free_port)
-hy_start_global g --kds-address "127.0.0.1:$KDS_PORT"
-ctl() { "$HY_BIN/hyphactl" --cp "$GLOBAL_URL" "$@"; }
-ctl generate zone-token --zone east --valid-for 24h >"$HY_TMP/east.token"
 # leaves live 20 s here, so a renewal happens during the test
-sed 's/expiration: 1d/expiration: 20s/' "$DATA/resources/mesh.yaml" | ctl apply -f - >/dev/null
-ctl apply -f - >/dev/null <<'YAML'
-type: MeshTrafficPermission
-mesh: default
-name: web-to-backend
-spec:
-  targetRef: {kind: MeshService, name: backend}
-  from:
-    - targetRef: {kind: MeshService, name: web}
-      default: {action: Allow}
-YAML
-DP_PORT=$(hy_free_port)
-hy_start_zone east --dp-address "127.0.0.1:$DP_PORT"
-E=$ZONE_URL_east
-issuer() { curl -sf "$E/meshes/default/meshissuers/ca-1" >/dev/null; }
-hy_check "the zone has its intermediate CA" hy_wait_for 15 issuer
-ZCA=$HY_TMP/zone-east/dp/ca.pem
-
-# start_dp NAME SERVICE PORT [ARGS...]: a sidecar for NAME; sets DP_PID and
-# DP_ADMIN; its token is $HY_TMP/NAME.token unless ARGS override it
-start_dp() {
-    local name=$1 svc=$2 port=$3 log=$HY_TMP/dp-$1.log
-    shift 3
-    [ ! -f "$log" ] || mv "$log" "$log.$(date +%s%N)"
-    "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
-        --dataplane-file "$DATA/dp/dataplane.yaml" --dataplane-token-file "$HY_TMP/$name.token" \
-        --dataplane-var "name=$name,service=$svc,port=$port,app_port=$((port + 1)),out_port=$((port + 2))" \
-        --admin-address 127.0.0.1:0 "$@" >"$log" 2>&1 &
-    DP_PID=$!
-    HY_PIDS+=("$DP_PID")
-    hy_wait_for 15 grep -q 'admin on http://' "$log"
-    DP_ADMIN=$(grep -o 'admin on http://[^ ]*' "$log" | sed 's/admin on //')
-}
-dptoken() { # NAME MESH SERVICE
-    "$HY_BIN/hyphactl" --cp "$E" generate dataplane-token --mesh "$2" --name "$1" \
-        --tag "hypha.io/service=$3" --valid-for 1h >"$HY_TMP/$1.token"
-}
+hy_start_mesh_zone 20s
 
 # ---- registration, certificate, config
-dptoken backend-1 default backend
-start_dp backend-1 backend 21000
+hy_dp_token backend-1 default backend
+hy_start_dp backend-1 backend 21000
 B_PID=$DP_PID
 B_ADMIN=$DP_ADMIN
 ready() { curl -sf "$1/ready" >/dev/null; }
@@ -81,8 +41,8 @@ hy_eq "MeshTrafficPermission lets web in" "spiffe://default/web" \
 hy_check "the key never appears in /config" bash -c "! grep -q 'PRIVATE KEY' '$HY_TMP/b-config.json'"
 hy_check "promtool accepts the sidecar's metrics" promtool check metrics < <(curl -s "$B_ADMIN/metrics")
 
-dptoken web-1 default web
-start_dp web-1 web 22000
+hy_dp_token web-1 default web
+hy_start_dp web-1 web 22000
 W_ADMIN=$DP_ADMIN
 W_PID=$DP_PID
 hy_check "a second sidecar becomes ready" hy_wait_for 15 ready "$W_ADMIN"
@@ -114,13 +74,13 @@ hy_check "the zone logged the renewal" grep -q "default/backend-1: certificate r
 hy_check "still ready" ready "$B_ADMIN"
 
 # ---- refusals
-dptoken someone-else default web
+hy_dp_token someone-else default web
 cp "$HY_TMP/someone-else.token" "$HY_TMP/impostor.token"
-start_dp impostor web 23000
+hy_start_dp impostor web 23000
 hy_check "a token for another Dataplane is refused" \
     hy_wait_for 10 grep -q "the dataplane token is for Dataplane someone-else, not impostor" "$ZONE_LOG_east"
 hy_stop "$DP_PID" || true
-dptoken wrong-mesh default web
+hy_dp_token wrong-mesh default web
 sed 's/^mesh: default/mesh: other/' "$DATA/dp/dataplane.yaml" >"$HY_TMP/other.yaml"
 "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
     --dataplane-file "$HY_TMP/other.yaml" --dataplane-token-file "$HY_TMP/wrong-mesh.token" \
@@ -133,7 +93,7 @@ hy_check "a token for another mesh is refused" \
 hy_stop "$wm" || true
 printf 'garbage\n' >"$HY_TMP/junk.token"
 cp "$HY_TMP/junk.token" "$HY_TMP/junk-dp.token"
-start_dp junk-dp web 25000
+hy_start_dp junk-dp web 25000
 hy_check "a malformed token is refused" hy_wait_for 10 grep -q "dataplane token refused" "$ZONE_LOG_east"
 hy_stop "$DP_PID" || true
 

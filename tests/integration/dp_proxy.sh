@@ -14,48 +14,19 @@ export HOME=$HY_TMP/home
 mkdir -p "$HOME"
 unset HYPHA_CP HYPHACTL_CONFIG
 
-KDS_PORT=$(hy_free_port)
-hy_start_global g --kds-address "127.0.0.1:$KDS_PORT"
-ctl() { "$HY_BIN/hyphactl" --cp "$GLOBAL_URL" "$@"; }
-ctl generate zone-token --zone east --valid-for 24h >"$HY_TMP/east.token"
 # leaves live 10 s here, so the sidecars renew their certificates all through the test
 ROTATION_SECONDS=${HY_ROTATION_SECONDS:-60}
-sed 's/expiration: 1d/expiration: 10s/' "$DATA/resources/mesh.yaml" | ctl apply -f - >/dev/null
-ctl apply -f - >/dev/null <<'YAML'
-type: MeshTrafficPermission
-mesh: default
-name: web-to-backend
-spec:
-  targetRef: {kind: MeshService, name: backend}
-  from:
-    - targetRef: {kind: MeshService, name: web}
-      default: {action: Allow}
-YAML
-DP_PORT=$(hy_free_port)
-hy_start_zone east --dp-address "127.0.0.1:$DP_PORT"
-E=$ZONE_URL_east
-issuer() { curl -sf "$E/meshes/default/meshissuers/ca-1" >/dev/null; }
-hy_check "the zone has its intermediate CA" hy_wait_for 15 issuer
-ZCA=$HY_TMP/zone-east/dp/ca.pem
+hy_start_mesh_zone 10s
 
 # ports: inbound PORT, app PORT+1, outbound PORT+2 (dataplane.yaml)
 B_PORT=$(hy_free_ports 3)
 W_PORT=$(hy_free_ports 3)
 while [ $((W_PORT - B_PORT)) -lt 3 ] && [ $((B_PORT - W_PORT)) -lt 3 ]; do W_PORT=$(hy_free_ports 3); done
 
-# start_dp NAME SERVICE PORT: a sidecar; sets DP_PID and DP_ADMIN
+# start_dp NAME SERVICE PORT: a sidecar with a fresh token; sets DP_PID and DP_ADMIN
 start_dp() {
-    local name=$1 svc=$2 port=$3 log=$HY_TMP/dp-$1.log
-    "$HY_BIN/hyphactl" --cp "$E" generate dataplane-token --mesh default --name "$name" \
-        --tag "hypha.io/service=$svc" --valid-for 1h >"$HY_TMP/$name.token"
-    "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
-        --dataplane-file "$DATA/dp/dataplane.yaml" --dataplane-token-file "$HY_TMP/$name.token" \
-        --dataplane-var "name=$name,service=$svc,port=$port,app_port=$((port + 1)),out_port=$((port + 2))" \
-        --admin-address 127.0.0.1:0 >"$log" 2>&1 &
-    DP_PID=$!
-    HY_PIDS+=("$DP_PID")
-    hy_wait_for 15 grep -q 'admin on http://' "$log"
-    DP_ADMIN=$(grep -o 'admin on http://[^ ]*' "$log" | sed 's/admin on //')
+    hy_dp_token "$1" default "$2"
+    hy_start_dp "$@"
 }
 ready() { curl -sf "$1/ready" >/dev/null; }
 # metric ADMIN NAME{LABELS}: its value, 0 when absent

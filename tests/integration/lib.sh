@@ -99,6 +99,62 @@ hy_start_zone() {
     hy_wait_for 10 curl -sf "http://127.0.0.1:$port/ready"
 }
 
+# hy_start_mesh_zone EXPIRATION: for the sidecar tests (DATA set to
+# tests/data): a global CP; the default mesh with leaves living EXPIRATION;
+# a MeshTrafficPermission letting web call backend; zone east with its DP
+# server on DP_PORT, checked to have its intermediate CA. Defines ctl
+# (hyphactl on the global CP); sets E (the zone's API) and ZCA (the CA of
+# its DP server certificate).
+hy_start_mesh_zone() {
+    KDS_PORT=$(hy_free_port)
+    hy_start_global g --kds-address "127.0.0.1:$KDS_PORT"
+    ctl() { "$HY_BIN/hyphactl" --cp "$GLOBAL_URL" "$@"; }
+    ctl generate zone-token --zone east --valid-for 24h >"$HY_TMP/east.token"
+    sed "s/expiration: 1d/expiration: $1/" "$DATA/resources/mesh.yaml" | ctl apply -f - >/dev/null
+    ctl apply -f - >/dev/null <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: web-to-backend
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Allow}
+YAML
+    DP_PORT=$(hy_free_port)
+    hy_start_zone east --dp-address "127.0.0.1:$DP_PORT"
+    E=$ZONE_URL_east
+    hy_check "the zone has its intermediate CA" \
+        hy_wait_for 15 curl -sf "$E/meshes/default/meshissuers/ca-1"
+    ZCA=$HY_TMP/zone-east/dp/ca.pem
+}
+
+# hy_dp_token NAME MESH SERVICE: a 1 h dataplane token from zone E in
+# $HY_TMP/NAME.token.
+hy_dp_token() {
+    "$HY_BIN/hyphactl" --cp "$E" generate dataplane-token --mesh "$2" --name "$1" \
+        --tag "hypha.io/service=$3" --valid-for 1h >"$HY_TMP/$1.token"
+}
+
+# hy_start_dp NAME SERVICE PORT [ARGS...]: a sidecar for NAME from
+# tests/data/dp/dataplane.yaml (inbound PORT, app PORT+1, outbound PORT+2)
+# against the zone of hy_start_mesh_zone, logging to $HY_TMP/dp-NAME.log
+# (an earlier log is kept aside); its token is $HY_TMP/NAME.token unless
+# ARGS override it. Sets DP_PID and DP_ADMIN.
+hy_start_dp() {
+    local name=$1 svc=$2 port=$3 log=$HY_TMP/dp-$1.log
+    shift 3
+    [ ! -f "$log" ] || mv "$log" "$log.$(date +%s%N)"
+    "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
+        --dataplane-file "$DATA/dp/dataplane.yaml" --dataplane-token-file "$HY_TMP/$name.token" \
+        --dataplane-var "name=$name,service=$svc,port=$port,app_port=$((port + 1)),out_port=$((port + 2))" \
+        --admin-address 127.0.0.1:0 "$@" >"$log" 2>&1 &
+    DP_PID=$!
+    HY_PIDS+=("$DP_PID")
+    hy_wait_for 15 grep -q 'admin on http://' "$log"
+    DP_ADMIN=$(grep -o 'admin on http://[^ ]*' "$log" | sed 's/admin on //')
+}
+
 # hy_netns_pair A B: two network namespaces joined by a veth pair,
 # 10.213.77.1/30 in A and 10.213.77.2/30 in B, removed at exit. Returns 77
 # (skip) when this is not root or ip(8) is missing.
