@@ -4,18 +4,20 @@
 #   direct   wrk -> nginx
 #   hypha    wrk -> hypha-dp (outbound) =mTLS=> hypha-dp (inbound) -> nginx
 #   haproxy  wrk -> HAProxy (tcp) =mTLS=> HAProxy (tcp, verify) -> nginx
-# Both proxies get one thread (hypha-dp has one today) and TLS 1.3 with
-# ECDSA P-256 certificates. Rows: small requests flat out over kept-alive
-# connections (requests/s, p50, p99), a new connection per request (for the
+# Both proxies get one worker thread (hypha-dp --workers 1, HAProxy
+# nbthread 1) and TLS 1.3 with ECDSA P-256 certificates. Rows: small
+# requests flat out over kept-alive connections (requests/s, p50, p99, by
+# wrk), the same at fixed rates of 1k and 10k requests/s (p50, p99, by
+# h2load --rps over HTTP/1.1), a new connection per request (for the
 # proxies: new mTLS connections/s), bulk download (MB/s), and the two
 # proxies' CPU and RSS. Rewrites the results:dp section of bench/README.md.
 #
 # usage: bench/dp.sh [--no-write] [--seconds S] [--connections N] [--dir D]
 #   --no-write       print the results, leave README.md alone
-#   --seconds S      wrk duration of each row (HYPHA_BENCH_DP_SECONDS, default 10)
+#   --seconds S      duration of each row (HYPHA_BENCH_DP_SECONDS, default 10)
 #   --connections N  wrk connections over 2 threads (HYPHA_BENCH_DP_CONNECTIONS, default 32)
 #   --dir D          where data dirs go (HYPHA_BENCH_DIR, default $TMPDIR or /tmp)
-# Installs missing Debian packages (wrk, nginx, haproxy...) when run as root.
+# Installs missing Debian packages (wrk, nghttp2-client for h2load, nginx, haproxy...) when run as root.
 set -euo pipefail
 
 write=1
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
     --connections) conns=${2:?}; shift ;;
     --dir) dir=${2:?}; shift ;;
     -h | --help)
-        sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -54,7 +56,7 @@ readme=bench/README.md
 # shellcheck source=deploy/local/ports.sh
 . deploy/local/ports.sh
 # shellcheck disable=SC2086
-hy_install_packages $HY_BUILD_PACKAGES libcmocka-dev curl jq openssl wrk nginx haproxy
+hy_install_packages $HY_BUILD_PACKAGES libcmocka-dev curl jq openssl wrk nghttp2-client nginx haproxy
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHYPHA_SANITIZE=OFF -DHYPHA_FUZZ=OFF >/dev/null
 cmake --build "$build" --target hypha-zone hypha-dp hyphactl -j "$(nproc)"
@@ -149,7 +151,7 @@ start_dp() { # NAME SERVICE PORT APP_PORT OUT_PORT
     "$bin/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$tmp/zone/dp/ca.pem" \
         --dataplane-file "$tmp/dp.yaml" --dataplane-token-file "$tmp/$1.token" \
         --dataplane-var "name=$1,service=$2,port=$3,app_port=$4,out_port=$5" \
-        --admin-address 127.0.0.1:0 --log-level warn >"$tmp/dp-$1.log" 2>&1 &
+        --admin-address 127.0.0.1:0 --workers 1 --log-level warn >"$tmp/dp-$1.log" 2>&1 &
     DP_PID[$1]=$!
     pids+=($!)
 }
@@ -248,6 +250,19 @@ wrk_run() {
         ERRS=""
     fi
 }
+# rate_run PORT RATE: small requests at RATE/s for the row's duration
+# (h2load, HTTP/1.1, 20 connections each paced at RATE/20); sets P50 P99
+# (ms) and GOT (requests/s achieved)
+rate_run() {
+    local port=$1 rate=$2 log=$tmp/h2load.log
+    rm -f "$log"
+    h2load --h1 -c 20 --rps $((rate / 20)) -D "$seconds" --log-file="$log" \
+        "http://127.0.0.1:$port/small" >/dev/null 2>&1 || true
+    GOT=$(awk -v s="$seconds" 'END {printf "%.0f", NR / s}' "$log")
+    read -r P50 P99 < <(cut -f3 "$log" | sort -n | awk '{v[NR] = $1} END {
+        if (!NR) { print "? ?"; exit }
+        printf "%.3f %.3f\n", v[int(NR * 0.5 + 0.5)] / 1000, v[int(NR * 0.99 + 0.5)] / 1000 }')
+}
 bulk_mbs() { # PORT: median MB/s of three 64 MiB downloads
     local port=$1 i
     for i in 1 2 3; do
@@ -257,7 +272,7 @@ bulk_mbs() { # PORT: median MB/s of three 64 MiB downloads
 
 declare -A port=([direct]=$NGINX_PORT [hypha]=$W_OUT [haproxy]=$H_OUT)
 declare -A procs=([direct]="" [hypha]="${DP_PID[web-1]} ${DP_PID[backend-1]}" [haproxy]="${HA_PID[out]} ${HA_PID[in]}")
-declare -A rps p50 p99 crps mbs cpu rss errs
+declare -A rps p50 p99 crps mbs cpu rss errs r1k r10k
 for path in direct hypha haproxy; do
     echo "dp.sh: $path" >&2
     p=${port[$path]}
@@ -268,6 +283,10 @@ for path in direct hypha haproxy; do
     c1=$([ -z "${procs[$path]}" ] && echo 0 || cpu_ticks ${procs[$path]})
     rps[$path]=$RPS p50[$path]=$P50 p99[$path]=$P99 errs[$path]=$ERRS
     cpu[$path]=$(awk -v d=$((c1 - c0)) -v t="$ticks" -v s="$seconds" 'BEGIN {printf "%.0f", 100 * d / t / s}')
+    rate_run "$p" 1000
+    r1k[$path]="$P50 / $P99 ($GOT/s)"
+    rate_run "$p" 10000
+    r10k[$path]="$P50 / $P99 ($GOT/s)"
     wrk_run "$p" -H "Connection: close"
     crps[$path]=$RPS
     [ -z "$ERRS" ] || errs[$path]="${errs[$path]} close: $ERRS"
@@ -276,11 +295,47 @@ for path in direct hypha haproxy; do
     rss[$path]=$([ -z "${procs[$path]}" ] && echo - || echo $(($(rss_kib ${procs[$path]}) / 1024)))
 done
 
+# ---- policy propagation: from `hyphactl apply` of a MeshTrafficPermission
+# on the zone to the first new call through the sidecars that obeys it
+echo "dp.sh: MeshTrafficPermission propagation" >&2
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+mtp() { # ACTION
+    ctl apply -f - >/dev/null <<YAML
+type: MeshTrafficPermission
+mesh: default
+name: web-to-backend
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: $1}
+YAML
+}
+propagation() { # ACTION WANT(1: calls work, 0: they fail): ms until a call agrees
+    local t0 got
+    t0=$(now_ms)
+    mtp "$1"
+    while :; do
+        got=0
+        curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$W_OUT/small" && got=1
+        [ "$got" != "$2" ] || break
+        [ $(($(now_ms) - t0)) -lt 10000 ] || { echo 10000; return; }
+    done
+    echo $(($(now_ms) - t0))
+}
+deny_ms=() allow_ms=()
+for i in 1 2 3 4 5 6 7; do
+    deny_ms+=("$(propagation Deny 0)")
+    allow_ms+=("$(propagation Allow 1)")
+done
+stats() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "%s / %s", v[int((NR + 1) / 2)], v[NR]}'; }
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 machine="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / 1024)) GiB"
 {
     echo "Run $(date -u +%Y-%m-%d) on $machine, commit $(git rev-parse --short HEAD 2>/dev/null || echo -)."
     echo "wrk -t2 -c$conns for ${seconds}s per row; one thread per proxy; 64-byte body; bulk is 64 MiB."
+    echo "Fixed rates: h2load --h1, 20 connections, ${seconds}s; the rate achieved in brackets."
     echo
     echo "| path | req/s (keep-alive) | p50 ms | p99 ms | new connections/s | bulk MB/s | proxies' CPU % | proxies' RSS MiB |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
@@ -288,8 +343,16 @@ machine="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpui
         echo "| $path | ${rps[$path]} | ${p50[$path]} | ${p99[$path]} | ${crps[$path]} | ${mbs[$path]} | $([ "$path" = direct ] && echo - || echo "${cpu[$path]}") | ${rss[$path]} |"
     done
     echo
+    echo "| path | p50 / p99 ms at 1k req/s | p50 / p99 ms at 10k req/s |"
+    echo "| --- | --- | --- |"
+    for path in direct hypha haproxy; do
+        echo "| $path | ${r1k[$path]} | ${r10k[$path]} |"
+    done
+    echo
     echo "hypha / haproxy: req/s $(ratio "${rps[hypha]}" "${rps[haproxy]}"), new connections/s $(ratio "${crps[hypha]}" "${crps[haproxy]}"), bulk $(ratio "${mbs[hypha]}" "${mbs[haproxy]}"), RSS $(ratio "${rss[hypha]}" "${rss[haproxy]}")."
     echo "hypha / direct: req/s $(ratio "${rps[hypha]}" "${rps[direct]}"), bulk $(ratio "${mbs[hypha]}" "${mbs[direct]}")."
+    echo
+    echo "MeshTrafficPermission, from \`hyphactl apply\` on the zone to the first new call that obeys it (7 times each; median / max ms, a call is a new curl): Deny $(stats "${deny_ms[@]}"), Allow $(stats "${allow_ms[@]}")."
     for path in direct hypha haproxy; do
         [ -z "${errs[$path]}" ] || echo "wrk reported for $path: ${errs[$path]}"
     done

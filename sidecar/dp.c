@@ -84,6 +84,8 @@ static int start_proxy(struct hy_dp *d)
         .current = &d->current,
         .metrics = d->metrics,
         .inbound_host = dp && dp->networking ? dp->networking->address : NULL,
+        .workers = d->cfg->workers > HY_PROXY_MAX_WORKERS ? HY_PROXY_MAX_WORKERS
+                                                          : (unsigned)d->cfg->workers,
     };
     int rc = hy_proxy_new(&pc, &d->proxy);
     if (rc < 0)
@@ -170,10 +172,13 @@ int hy_dp_open(struct hy_dp *d, const struct hy_dp_cfg *cfg, uv_loop_t *loop)
 
 bool hy_dp_ready(struct hy_dp *d, char *why, size_t size)
 {
-    struct hy_dp_snapshot *s = hy_dp_current_get(&d->current, NULL);
+    uint64_t gen;
+    struct hy_dp_snapshot *s = hy_dp_current_get(&d->current, &gen);
     bool ready = false;
     if (!s) {
         snprintf(why, size, "no config from the zone control plane yet (%s)", d->status);
+    } else if (!hy_proxy_applied(d->proxy, gen)) {
+        snprintf(why, size, "the proxy workers have not taken the config yet");
     } else if ((int64_t)time(NULL) >= s->not_after) {
         char at[40];
         hy_timestamp_format(s->not_after, 0, at, sizeof(at));

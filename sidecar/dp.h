@@ -33,6 +33,7 @@ struct hy_dp_cfg {
     struct hy_strings dataplane_vars; /* NAME=VALUE, for {{ NAME }} in the file */
     struct hy_addr admin_address;
     enum hy_log_level log_level;
+    uint64_t workers; /* proxy worker threads; 0: one per CPU */
 };
 
 /* ----- the Dataplane file (dp_file.c) ----- */
@@ -129,14 +130,20 @@ struct hy_dp_current {
     pthread_mutex_t lock;            /* held only to swap or to take a reference */
     struct hy_dp_snapshot *snap;     /* guarded by lock; NULL before the first config */
     atomic_uint_fast64_t generation; /* bumped after every publish */
+    void (*on_publish)(void *arg);   /* called after every publish, on its thread */
+    void *on_publish_arg;
 };
 
 /* Cannot fail (a default mutex). */
 void hy_dp_current_init(struct hy_dp_current *c);
 /* Drops the snapshot it holds. */
 void hy_dp_current_fini(struct hy_dp_current *c);
+/* Sets (fn NULL: clears) what every publish calls afterwards, on the
+ * publisher's thread, outside the lock. Publisher thread. */
+void hy_dp_current_on_publish(struct hy_dp_current *c, void (*fn)(void *arg), void *arg);
 /* Replaces the snapshot by s, taking over the caller's reference to it;
- * the previous one goes when its last reader drops it. */
+ * the previous one goes when its last reader drops it. Then calls the
+ * on_publish hook, if set. */
 void hy_dp_current_publish(struct hy_dp_current *c, struct hy_dp_snapshot *s);
 /* A new reference to the current snapshot (drop it with
  * hy_dp_snapshot_unref), or NULL before the first config. If gen is not
@@ -195,7 +202,8 @@ void hy_dp_shutdown(struct hy_dp *d);
 void hy_dp_stop(struct hy_dp *d);
 void hy_dp_close(struct hy_dp *d);
 
-/* Ready when a config is applied and its certificate has not expired.
+/* Ready when a config is applied (by every proxy worker) and its
+ * certificate has not expired.
  * Returns true, or false with why (one sentence) filled. Loop thread. */
 bool hy_dp_ready(struct hy_dp *d, char *why, size_t size);
 

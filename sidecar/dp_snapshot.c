@@ -193,6 +193,8 @@ void hy_dp_current_init(struct hy_dp_current *c)
     pthread_mutex_init(&c->lock, NULL);
     c->snap = NULL;
     atomic_init(&c->generation, 0);
+    c->on_publish = NULL;
+    c->on_publish_arg = NULL;
 }
 
 void hy_dp_current_fini(struct hy_dp_current *c)
@@ -210,6 +212,14 @@ void hy_dp_current_publish(struct hy_dp_current *c, struct hy_dp_snapshot *s)
     atomic_fetch_add_explicit(&c->generation, 1, memory_order_release);
     pthread_mutex_unlock(&c->lock);
     hy_dp_snapshot_unref(old); /* outside the lock: freeing a big config takes a while */
+    if (c->on_publish)
+        c->on_publish(c->on_publish_arg);
+}
+
+void hy_dp_current_on_publish(struct hy_dp_current *c, void (*fn)(void *arg), void *arg)
+{
+    c->on_publish = fn;
+    c->on_publish_arg = fn ? arg : NULL;
 }
 
 struct hy_dp_snapshot *hy_dp_current_get(struct hy_dp_current *c, uint64_t *gen)

@@ -23,6 +23,8 @@ static const struct hy_option options[] = {
      NULL, "NAME=VALUE for {{ NAME }} in the Dataplane file; repeat it, or separate with commas"},
     {"admin-address", "HYPHA_ADMIN_ADDRESS", "adminAddress", HY_OPT_ADDRESS, O(admin_address),
      "127.0.0.1:9901", "admin server: /ready, /config, /metrics (port 0 picks a free port)"},
+    {"workers", "HYPHA_WORKERS", "workers", HY_OPT_UINT, O(workers), "0",
+     "proxy worker threads, each with its own loop and listening sockets; 0: one per CPU"},
     {"log-level", "HYPHA_LOG_LEVEL", "logLevel", HY_OPT_LOG_LEVEL, O(log_level), "info",
      "debug, info, warn or error"},
 };

@@ -1,10 +1,16 @@
-/* The proxy's listeners: one per inbound and outbound port of the current
- * snapshot, opened and closed as snapshots come; the TLS contexts of the
- * snapshot's certificate; the connection metrics. Connections keep the
- * snapshot they were accepted with. */
+/* The proxy's workers and their listeners: one socket per inbound and
+ * outbound port of the current snapshot in every worker (SO_REUSEPORT),
+ * opened and closed as snapshots come; the TLS contexts of the snapshot's
+ * certificate; the connection metrics. Connections keep the snapshot they
+ * were accepted with. */
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "metrics.h"
@@ -36,6 +42,10 @@ static int open_metrics(struct hy_proxy *p, struct hy_metrics *m)
     struct hy_metric *fail = hy_metric_counter(
         m, "hypha_dp_tls_handshake_failures_total",
         "TLS handshakes that failed, or whose peer had the wrong SPIFFE ID", 1, "direction");
+    struct hy_metric *overflow = hy_metric_counter(
+        m, "hypha_dp_outbound_overflow_total",
+        "Outbound connections refused by MeshCircuitBreaker (max connections or pending)", 1,
+        "limit");
     struct hy_metric *denied =
         hy_metric_counter(m, "hypha_dp_inbound_denied_total",
                           "Inbound connections refused by MeshTrafficPermission", 0);
@@ -43,7 +53,7 @@ static int open_metrics(struct hy_proxy *p, struct hy_metrics *m)
         m, "hypha_dp_upstream_connect_seconds",
         "Time to connect to the upstream: the app (inbound) or a peer sidecar (outbound)", bounds,
         sizeof(bounds) / sizeof(bounds[0]), 1, "direction");
-    if (!conns || !active || !bytes || !fail || !denied || !connect_s)
+    if (!conns || !active || !bytes || !fail || !overflow || !denied || !connect_s)
         return HY_ENOMEM;
     for (int d = HY_PX_IN; d <= HY_PX_OUT; d++) {
         const char *n = hy_px_dir_name(d);
@@ -54,15 +64,20 @@ static int open_metrics(struct hy_proxy *p, struct hy_metrics *m)
             !(p->m.connect_s[d] = hy_metric_series(connect_s, n)))
             return HY_ENOMEM;
     }
-    return (p->m.denied = hy_metric_series(denied)) ? 0 : HY_ENOMEM;
+    p->m.overflow[0] = hy_metric_series(overflow, "max_connections");
+    p->m.overflow[1] = hy_metric_series(overflow, "max_pending");
+    p->m.denied = hy_metric_series(denied);
+    return p->m.denied && p->m.overflow[0] && p->m.overflow[1] ? 0 : HY_ENOMEM;
 }
 
 /* ----- listeners ----- */
 
 void hy_px_listener_unref(struct hy_px_listener *l)
 {
-    if (--l->refs == 0)
+    if (--l->refs == 0) {
+        hy_px_route_put(l->w->p, l->route);
         free(l);
+    }
 }
 
 static void on_listener_closed(uv_handle_t *h)
@@ -73,19 +88,19 @@ static void on_listener_closed(uv_handle_t *h)
 static void on_accept(uv_stream_t *server, int status)
 {
     struct hy_px_listener *l = server->data;
-    struct hy_proxy *p = l->p;
+    struct hy_px_worker *w = l->w;
     if (status < 0) {
         hy_log(HY_LOG_WARN, "dp", "%s listener on port %u: %s", hy_px_dir_name(l->dir),
                (unsigned)l->port, uv_strerror(status));
         return;
     }
-    hy_px_refresh(p); /* the newest config decides, even before the check handle runs */
-    if (p->stopped || uv_is_closing((uv_handle_t *)&l->tcp))
+    hy_px_refresh(w); /* the newest config decides, even before the check handle runs */
+    if (w->stopped || uv_is_closing((uv_handle_t *)&l->tcp))
         return;
     struct hy_px_conn *c = hy_px_conn_new(l);
     if (!c) {
         uv_tcp_t tmp; /* accept and drop it, or the loop spins on it */
-        uv_tcp_init(p->loop, &tmp);
+        uv_tcp_init(&w->loop, &tmp);
         if (uv_accept(server, (uv_stream_t *)&tmp) == 0)
             hy_log(HY_LOG_WARN, "dp", "out of memory: refusing a connection");
         uv_close((uv_handle_t *)&tmp, NULL);
@@ -117,43 +132,77 @@ static void on_accept(uv_stream_t *server, int status)
         hy_px_outbound_accept(c);
 }
 
-static struct hy_px_listener *listener_open(struct hy_proxy *p, enum hy_px_dir dir, uint16_t port)
+/* A listening socket on sa that the other workers share (SO_REUSEPORT):
+ * the fd, or -errno. */
+static int reuseport_socket(const struct sockaddr *sa)
 {
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    socklen_t len =
+        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 || bind(fd, sa, len) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+static struct hy_px_listener *listener_open(struct hy_px_worker *w, enum hy_px_dir dir,
+                                            uint16_t port)
+{
+    struct hy_proxy *p = w->p;
     struct hy_px_listener *l = calloc(1, sizeof(*l));
+    if (l && dir == HY_PX_OUT && !(l->route = hy_px_route_get(p, port))) {
+        free(l);
+        l = NULL;
+    }
     if (!l) {
-        hy_log(HY_LOG_ERROR, "dp", "out of memory: no %s listener on port %u", hy_px_dir_name(dir),
-               (unsigned)port);
+        hy_log(HY_LOG_ERROR, "dp", "worker %u: out of memory: no %s listener on port %u", w->index,
+               hy_px_dir_name(dir), (unsigned)port);
         return NULL;
     }
-    l->p = p;
+    l->w = w;
     l->dir = dir;
     l->port = port;
     l->refs = 1;
     const char *host = dir == HY_PX_OUT ? "127.0.0.1" : p->inbound_host;
     struct sockaddr_storage sa;
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0)
-        uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&sa);
-    uv_tcp_init(p->loop, &l->tcp);
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0) {
+        host = "0.0.0.0";
+        uv_ip4_addr(host, port, (struct sockaddr_in *)&sa);
+    }
+    uv_tcp_init(&w->loop, &l->tcp);
     l->tcp.data = l;
-    int rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&sa, 0);
+    int rc = reuseport_socket((struct sockaddr *)&sa);
+    if (rc >= 0) {
+        int fd = rc;
+        if ((rc = uv_tcp_open(&l->tcp, fd)) < 0)
+            close(fd);
+    }
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_accept);
     if (rc < 0) {
         hy_log(HY_LOG_ERROR, "dp",
-               "cannot listen on %s:%u for %s traffic: %s; the next config tries again", host,
-               (unsigned)port, hy_px_dir_name(dir), uv_strerror(rc));
+               "worker %u: cannot listen on %s:%u for %s traffic: %s; the next config tries "
+               "again",
+               w->index, host, (unsigned)port, hy_px_dir_name(dir), uv_strerror(rc));
         uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
         return NULL;
     }
-    hy_log(HY_LOG_INFO, "dp", "%s listener on %s:%u", hy_px_dir_name(dir), host, (unsigned)port);
+    hy_log(HY_LOG_INFO, "dp", "worker %u: %s listener on %s:%u", w->index, hy_px_dir_name(dir),
+           host, (unsigned)port);
     return l;
 }
 
 static void listener_close(struct hy_px_listener *l)
 {
-    hy_log(HY_LOG_INFO, "dp", "%s listener on port %u closed", hy_px_dir_name(l->dir),
-           (unsigned)l->port);
+    hy_log(HY_LOG_INFO, "dp", "worker %u: %s listener on port %u closed", l->w->index,
+           hy_px_dir_name(l->dir), (unsigned)l->port);
     uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
 }
 
@@ -167,10 +216,10 @@ static bool wanted(const Hypha__V1__DpConfig *c, enum hy_px_dir dir, uint32_t po
     return false;
 }
 
-static void reconcile(struct hy_proxy *p)
+static void reconcile(struct hy_px_worker *w)
 {
-    const Hypha__V1__DpConfig *c = p->snap->config;
-    struct hy_px_listener **pl = &p->listeners;
+    const Hypha__V1__DpConfig *c = w->snap->config;
+    struct hy_px_listener **pl = &w->listeners;
     while (*pl) { /* close what the config dropped */
         struct hy_px_listener *l = *pl;
         if (wanted(c, l->dir, l->port)) {
@@ -185,12 +234,12 @@ static void reconcile(struct hy_proxy *p)
         uint16_t port = (uint16_t)(dir == HY_PX_IN ? c->inbounds[i]->port
                                                    : c->outbounds[i - c->n_inbounds]->port);
         bool have = false;
-        for (struct hy_px_listener *l = p->listeners; l && !have; l = l->next)
+        for (struct hy_px_listener *l = w->listeners; l && !have; l = l->next)
             have = l->dir == dir && l->port == port;
-        struct hy_px_listener *l = have ? NULL : listener_open(p, dir, port);
+        struct hy_px_listener *l = have ? NULL : listener_open(w, dir, port);
         if (l) {
-            l->next = p->listeners;
-            p->listeners = l;
+            l->next = w->listeners;
+            w->listeners = l;
         }
     }
 }
@@ -205,25 +254,26 @@ static bool tls_changed(const struct hy_dp_snapshot *a, const struct hy_dp_snaps
            strcmp(a->key, b->key) != 0;
 }
 
-void hy_px_refresh(struct hy_proxy *p)
+void hy_px_refresh(struct hy_px_worker *w)
 {
-    if (p->stopped || hy_dp_current_generation(p->current) == p->gen)
+    if (w->stopped || hy_dp_current_generation(w->p->current) == w->gen)
         return;
     uint64_t gen;
-    struct hy_dp_snapshot *s = hy_dp_current_get(p->current, &gen);
-    p->gen = gen;
-    if (!s)
-        return;
-    if (tls_changed(p->snap, s)) {
-        struct hy_px_tls t;
-        if (hy_px_tls_build(s, &t) == 0) {
-            hy_px_tls_fini(&p->tls);
-            p->tls = t;
-        } /* else: logged; the previous contexts keep serving */
+    struct hy_dp_snapshot *s = hy_dp_current_get(w->p->current, &gen);
+    w->gen = gen;
+    if (s) {
+        if (tls_changed(w->snap, s)) {
+            struct hy_px_tls t;
+            if (hy_px_tls_build(s, &t) == 0) {
+                hy_px_tls_fini(&w->tls);
+                w->tls = t;
+            } /* else: logged; the previous contexts keep serving */
+        }
+        hy_dp_snapshot_unref(w->snap);
+        w->snap = s;
+        reconcile(w);
     }
-    hy_dp_snapshot_unref(p->snap);
-    p->snap = s;
-    reconcile(p);
+    atomic_store_explicit(&w->applied, gen, memory_order_release);
 }
 
 static void on_check(uv_check_t *h)
@@ -231,60 +281,166 @@ static void on_check(uv_check_t *h)
     hy_px_refresh(h->data);
 }
 
+/* ----- workers ----- */
+
+static void worker_stop(struct hy_px_worker *w)
+{
+    w->stopped = true;
+    uv_close((uv_handle_t *)&w->check, NULL);
+    uv_close((uv_handle_t *)&w->wake, NULL);
+    while (w->listeners) {
+        struct hy_px_listener *l = w->listeners;
+        w->listeners = l->next;
+        listener_close(l);
+    }
+    for (struct hy_px_conn *c = w->conns; c; c = c->next)
+        hy_px_conn_close(c, "shutdown", NULL);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct hy_px_worker *w = a->data;
+    if (w->stopped)
+        return;
+    if (atomic_load_explicit(&w->p->stopping, memory_order_acquire))
+        worker_stop(w);
+    else
+        hy_px_refresh(w);
+}
+
+static void worker_main(void *arg)
+{
+    struct hy_px_worker *w = arg;
+    hy_px_refresh(w);
+    uv_run(&w->loop, UV_RUN_DEFAULT); /* until worker_stop's handles have closed */
+    hy_px_tls_thread_fini();
+}
+
+/* The control loop's side of a publish: wake every worker, update the
+ * health checks. The publisher's thread (the control loop). */
+static void on_publish(void *arg)
+{
+    struct hy_proxy *p = arg;
+    if (atomic_load_explicit(&p->stopping, memory_order_acquire))
+        return;
+    for (unsigned i = 0; i < p->nworkers; i++)
+        uv_async_send(&p->workers[i].wake);
+    hy_px_health_update(p);
+}
+
+static int worker_start(struct hy_proxy *p, struct hy_px_worker *w, unsigned index)
+{
+    w->p = p;
+    w->index = index;
+    atomic_init(&w->applied, 0);
+    int rc = uv_loop_init(&w->loop);
+    if (rc < 0)
+        return rc;
+    w->loop_init = true;
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    uv_check_init(&w->loop, &w->check);
+    w->check.data = w;
+    uv_check_start(&w->check, on_check);
+    uv_unref((uv_handle_t *)&w->check);
+    if ((rc = uv_thread_create(&w->thread, worker_main, w)) < 0) {
+        uv_close((uv_handle_t *)&w->wake, NULL);
+        uv_close((uv_handle_t *)&w->check, NULL);
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+        return rc;
+    }
+    w->thread_started = true;
+    return 0;
+}
+
 /* ----- life ----- */
 
 int hy_proxy_new(const struct hy_proxy_cfg *cfg, struct hy_proxy **out)
 {
     *out = NULL;
+    unsigned n = cfg->workers ? cfg->workers : (unsigned)uv_available_parallelism();
+    if (n == 0)
+        n = 1;
+    if (n > HY_PROXY_MAX_WORKERS)
+        n = HY_PROXY_MAX_WORKERS;
     struct hy_proxy *p = calloc(1, sizeof(*p));
-    if (!p)
+    struct hy_px_worker *ws = calloc(n, sizeof(*ws));
+    if (!p || !ws) {
+        free(p);
+        free(ws);
         return HY_ENOMEM;
+    }
     int rc = hy_px_tls_global_init();
     if (rc < 0) {
+        free(ws);
         free(p);
         return rc;
     }
     p->loop = cfg->loop;
     p->current = cfg->current;
+    p->workers = ws;
+    pthread_mutex_init(&p->lock, NULL);
+    atomic_init(&p->stopping, false);
     snprintf(p->inbound_host, sizeof(p->inbound_host), "%s",
              cfg->inbound_host ? cfg->inbound_host : "0.0.0.0");
-    if ((rc = open_metrics(p, cfg->metrics)) < 0) {
+    if ((rc = open_metrics(p, cfg->metrics)) < 0 || (rc = hy_px_health_new(p, cfg->metrics)) < 0) {
         hy_proxy_free(p);
         return rc;
     }
-    uv_check_init(p->loop, &p->check);
-    p->check.data = p;
-    p->check_init = true;
-    uv_check_start(&p->check, on_check);
-    uv_unref((uv_handle_t *)&p->check);
+    for (unsigned i = 0; i < n; i++) {
+        if ((rc = worker_start(p, &ws[i], i)) < 0) {
+            hy_log(HY_LOG_ERROR, "dp", "cannot start proxy worker %u: %s", i, uv_strerror(rc));
+            hy_proxy_stop(p);
+            hy_proxy_free(p);
+            return HY_ENOMEM;
+        }
+        p->nworkers = i + 1;
+    }
+    hy_dp_current_on_publish(p->current, on_publish, p);
+    hy_px_health_update(p); /* a config published before we came */
+    hy_log(HY_LOG_INFO, "dp", "proxy: %u worker thread%s", n, n == 1 ? "" : "s");
     *out = p;
     return 0;
 }
 
+bool hy_proxy_applied(struct hy_proxy *p, uint64_t gen)
+{
+    for (unsigned i = 0; p && i < p->nworkers; i++)
+        if (atomic_load_explicit(&p->workers[i].applied, memory_order_acquire) < gen)
+            return false;
+    return true;
+}
+
 void hy_proxy_stop(struct hy_proxy *p)
 {
-    if (!p || p->stopped)
+    if (!p || atomic_exchange(&p->stopping, true))
         return;
-    p->stopped = true;
-    if (p->check_init)
-        uv_close((uv_handle_t *)&p->check, NULL);
-    while (p->listeners) {
-        struct hy_px_listener *l = p->listeners;
-        p->listeners = l->next;
-        listener_close(l);
-    }
-    for (struct hy_px_conn *c = p->conns; c; c = c->next)
-        hy_px_conn_close(c, "shutdown", NULL);
+    hy_dp_current_on_publish(p->current, NULL, NULL);
+    hy_px_health_stop(p);
+    for (unsigned i = 0; i < p->nworkers; i++)
+        uv_async_send(&p->workers[i].wake);
 }
 
 void hy_proxy_free(struct hy_proxy *p)
 {
     if (!p)
         return;
-    if (p->conns)
-        hy_log(HY_LOG_ERROR, "dp", "the proxy is freed with connections open (a bug)");
-    hy_px_tls_fini(&p->tls);
-    hy_dp_snapshot_unref(p->snap);
+    for (unsigned i = 0; i < p->nworkers; i++) {
+        struct hy_px_worker *w = &p->workers[i];
+        if (w->thread_started)
+            uv_thread_join(&w->thread); /* its loop ran out: everything of it closed */
+        if (w->conns)
+            hy_log(HY_LOG_ERROR, "dp", "worker %u ended with connections open (a bug)", i);
+        hy_px_tls_fini(&w->tls);
+        hy_dp_snapshot_unref(w->snap);
+        if (w->loop_init)
+            uv_loop_close(&w->loop);
+    }
+    hy_px_health_free(p);
+    if (p->routes)
+        hy_log(HY_LOG_ERROR, "dp", "the proxy is freed with routes in use (a bug)");
+    pthread_mutex_destroy(&p->lock);
     hy_px_tls_global_fini();
+    free(p->workers);
     free(p);
 }

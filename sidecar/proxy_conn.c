@@ -23,43 +23,45 @@ uint64_t hy_px_ms(const Hypha__V1__Duration *d, uint64_t dflt)
 
 struct hy_px_conn *hy_px_conn_new(struct hy_px_listener *l)
 {
-    struct hy_proxy *p = l->p;
+    struct hy_px_worker *w = l->w;
     struct hy_px_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    c->p = p;
+    c->w = w;
+    c->m = &w->p->m;
     c->l = l;
     l->refs++;
-    l->active++;
+    if (l->route)
+        atomic_fetch_add_explicit(&l->route->active, 1, memory_order_relaxed);
     c->dir = l->dir;
-    c->snap = hy_dp_snapshot_ref(p->snap);
+    c->snap = hy_dp_snapshot_ref(w->snap);
     c->tls = c->dir == HY_PX_IN ? &c->down : &c->up;
     c->plain = c->dir == HY_PX_IN ? &c->up : &c->down;
-    c->start_ms = c->last_ms = uv_now(p->loop);
+    c->start_ms = c->last_ms = uv_now(&w->loop);
     c->idle_ms = HY_PX_IDLE_MS;
     c->result = "ok";
     snprintf(c->peer, sizeof(c->peer), "-");
-    uv_tcp_init(p->loop, &c->down.tcp);
+    uv_tcp_init(&w->loop, &c->down.tcp);
     c->down.init = true;
     c->down.tcp.data = c;
-    uv_timer_init(p->loop, &c->timer);
+    uv_timer_init(&w->loop, &c->timer);
     c->timer.data = c;
-    c->next = p->conns;
-    if (p->conns)
-        p->conns->prev = c;
-    p->conns = c;
-    hy_series_inc(p->m.conns[c->dir]);
-    hy_series_add(p->m.active[c->dir], 1);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    hy_series_inc(c->m->conns[c->dir]);
+    hy_series_add(c->m->active[c->dir], 1);
     return c;
 }
 
 static void conn_free(struct hy_px_conn *c)
 {
-    struct hy_proxy *p = c->p;
+    struct hy_px_worker *w = c->w;
     if (c->prev)
         c->prev->next = c->next;
     else
-        p->conns = c->next;
+        w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
     hy_px_tls_free(c);
@@ -96,11 +98,11 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
         vsnprintf(c->why, sizeof(c->why), why, ap);
         va_end(ap);
     }
-    struct hy_proxy *p = c->p;
-    hy_series_add(p->m.active[c->dir], -1);
-    c->l->active--;
+    hy_series_add(c->m->active[c->dir], -1);
+    if (c->l->route)
+        atomic_fetch_sub_explicit(&c->l->route->active, 1, memory_order_relaxed);
     hy_px_outbound_unload(c);
-    double secs = (double)(uv_now(p->loop) - c->start_ms) / 1000.0;
+    double secs = (double)(uv_now(&c->w->loop) - c->start_ms) / 1000.0;
     hy_log(HY_LOG_INFO, "dp",
            "access direction=%s port=%u peer=%s id=%s upstream=%s attempts=%u sent=%llu "
            "received=%llu duration=%.3fs result=%s%s%s",
@@ -251,7 +253,7 @@ static void on_tls_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         hy_px_conn_close(c, "error", "reading from the TLS peer: %s", uv_strerror((int)n));
         return;
     }
-    c->last_ms = uv_now(c->p->loop);
+    c->last_ms = uv_now(&c->w->loop);
     if (n == UV_EOF) {
         c->tls->eof = true;
         update_reading(c, c->tls);
@@ -266,7 +268,7 @@ static void on_plain_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     struct hy_px_conn *c = st->data;
     if (c->closing || n == 0)
         return;
-    c->last_ms = uv_now(c->p->loop);
+    c->last_ms = uv_now(&c->w->loop);
     if (n == UV_EOF) {
         c->plain->eof = true;
         update_reading(c, c->plain);
@@ -283,7 +285,7 @@ static void on_plain_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         c->bytes_down += (uint64_t)n;
     else
         c->bytes_up += (uint64_t)n;
-    hy_series_add(c->p->m.bytes[c->dir], (double)n);
+    hy_series_add(c->m->bytes[c->dir], (double)n);
     if (hy_px_tls_write(c, (const uint8_t *)buf->base, (size_t)n) < 0) {
         hy_px_conn_close(c, "error", NULL);
         return;
@@ -320,7 +322,7 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c)
         if (r == 0)
             return;
         if (r < 0) {
-            hy_series_inc(c->p->m.tls_fail[c->dir]);
+            hy_series_inc(c->m->tls_fail[c->dir]);
             hy_px_conn_close(c, "tls_failed", NULL);
             return;
         }
@@ -354,7 +356,7 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c)
             c->bytes_up += (uint64_t)r;
         else
             c->bytes_down += (uint64_t)r;
-        hy_series_add(c->p->m.bytes[c->dir], (double)r);
+        hy_series_add(c->m->bytes[c->dir], (double)r);
         int rc = hy_px_write(c, c->plain, buf, (size_t)r);
         if (rc < 0) {
             hy_px_conn_close(c, "error", "writing to the %s: %s",
@@ -370,7 +372,7 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c)
 static void on_timer(uv_timer_t *t)
 {
     struct hy_px_conn *c = t->data;
-    uint64_t now = uv_now(c->p->loop);
+    uint64_t now = uv_now(&c->w->loop);
     switch (c->phase) {
     case HY_PX_CONNECTING:
         if (c->connected) {
@@ -380,7 +382,7 @@ static void on_timer(uv_timer_t *t)
         }
         break;
     case HY_PX_HANDSHAKE:
-        hy_series_inc(c->p->m.tls_fail[c->dir]);
+        hy_series_inc(c->m->tls_fail[c->dir]);
         hy_px_conn_close(c, "tls_failed", "no handshake within %d ms", HY_PX_HANDSHAKE_MS);
         break;
     case HY_PX_RELAY:
@@ -404,7 +406,7 @@ void hy_px_conn_handshake(struct hy_px_conn *c)
 void hy_px_conn_relay(struct hy_px_conn *c)
 {
     c->phase = HY_PX_RELAY;
-    c->last_ms = uv_now(c->p->loop);
+    c->last_ms = uv_now(&c->w->loop);
     uv_timer_start(&c->timer, on_timer, c->idle_ms, 0);
     update_reading(c, c->tls);
     update_reading(c, c->plain);
@@ -439,12 +441,12 @@ int hy_px_conn_connect(struct hy_px_conn *c, const char *host, uint32_t port, ui
     if (c->dir == HY_PX_IN)
         c->attempts++;         /* outbound counts its own, across endpoints */
     update_reading(c, c->tls); /* what the TLS peer sends waits for the upstream */
-    uv_tcp_init(c->p->loop, &c->up.tcp);
+    uv_tcp_init(&c->w->loop, &c->up.tcp);
     c->up.tcp.data = c;
     c->up.init = true;
     c->connect_req.data = c;
     c->connected = done;
-    c->connect_start_ms = uv_now(c->p->loop);
+    c->connect_start_ms = uv_now(&c->w->loop);
     int rc = uv_tcp_connect(&c->connect_req, &c->up.tcp, (struct sockaddr *)&sa, on_connect);
     if (rc < 0) {
         c->connected = NULL;

@@ -26,7 +26,7 @@ void hy_px_inbound_accept(struct hy_px_conn *c)
         hy_px_conn_close(c, "no_config", "no inbound on this port in the current config");
         return;
     }
-    if (hy_px_tls_start(c, c->p->tls.server, NULL) < 0) {
+    if (hy_px_tls_start(c, c->w->tls.server, NULL) < 0) {
         hy_px_conn_close(c, "error", NULL);
         return;
     }
@@ -40,8 +40,8 @@ static void on_app_connected(struct hy_px_conn *c, int status)
                          uv_strerror(status));
         return;
     }
-    hy_series_observe(c->p->m.connect_s[c->dir],
-                      (double)(uv_now(c->p->loop) - c->connect_start_ms) / 1000.0);
+    hy_series_observe(c->m->connect_s[c->dir],
+                      (double)(uv_now(&c->w->loop) - c->connect_start_ms) / 1000.0);
     hy_px_conn_relay(c);
 }
 
@@ -61,7 +61,7 @@ void hy_px_inbound_handshake_done(struct hy_px_conn *c)
     else if (!listed(in->allowed, in->n_allowed, c->id, true))
         why = "not allowed by any MeshTrafficPermission";
     if (why) {
-        hy_series_inc(c->p->m.denied);
+        hy_series_inc(c->m->denied);
         hy_px_tls_close_notify(c);
         hy_px_conn_close(c, "denied", "%s", why);
         return;

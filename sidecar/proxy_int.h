@@ -1,12 +1,24 @@
-/* The proxy's insides, shared by proxy.c (listeners, config, metrics),
- * proxy_conn.c (a connection's life and its relay), proxy_tls.c (wolfSSL
- * over libuv), proxy_inbound.c and proxy_outbound.c. Single-threaded: all
- * of it runs on the sidecar's loop. */
+/* The proxy's insides, shared by proxy.c (the workers and their listeners,
+ * config pickup, metrics), proxy_route.c (what an outbound shares across
+ * workers), proxy_health.c (active health checks), proxy_conn.c (a
+ * connection's life and its relay), proxy_tls.c (wolfSSL over libuv),
+ * proxy_inbound.c and proxy_outbound.c.
+ *
+ * Threads: N workers, each with its own libuv loop and its own listening
+ * sockets (SO_REUSEPORT: the kernel spreads connections over them). A
+ * connection lives on the worker that accepted it. Workers pick up config
+ * snapshots from struct hy_dp_current: one atomic load per accept and per
+ * loop iteration, a lock only when the generation moved. What workers
+ * share at run time is a route per outbound port (load, health, connection
+ * counts): atomics, and a short per-route lock at connection setup and
+ * close, never during the relay. Health checks run on the control loop. */
 #ifndef HY_PROXY_INT_H
 #define HY_PROXY_INT_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -21,7 +33,7 @@
 #define HY_PX_IDLE_MS (3600u * 1000)  /* idle timeout when the config names none */
 #define HY_PX_ATTEMPTS 3              /* connect attempts when the config names none */
 #define HY_PX_BAD_MS 10000            /* an endpoint whose connect failed is skipped this long */
-#define HY_PX_MAX_BAD 64              /* endpoints remembered as failed, per outbound */
+#define HY_PX_MAX_EPS 64              /* endpoints whose load and health a route tracks */
 #define HY_PX_ID_MAX 512              /* bytes of a SPIFFE ID we log and compare */
 /* TLS 1.3 suites in our order of preference. ChaCha20 first: Debian's
  * wolfSSL has no AES-NI, and its software AES-GCM is the slower of the two
@@ -41,29 +53,42 @@ struct hy_px_tls {
     struct WOLFSSL_CTX *server, *client;
 };
 
-struct hy_px_bad {
-    char key[300];  /* "address:port" */
-    uint64_t until; /* loop ms */
+/* One endpoint of an outbound as every worker sees it (under its route's
+ * lock). A slot with no connections, no recent failure and no health
+ * history is free for another endpoint. */
+struct hy_px_ep {
+    char key[300];          /* "address:port"; "" while free */
+    unsigned active;        /* connections open to it, all workers together */
+    uint64_t bad_until;     /* hy_px_now_ms(): a connect to it failed lately */
+    bool unhealthy;         /* active health checks say so */
+    unsigned hc_ok, hc_bad; /* health checks passed / failed in a row */
 };
 
-/* Connections open to one endpoint (LeastRequest). */
-struct hy_px_load {
-    char key[300]; /* "address:port"; a slot at 0 active is free */
-    unsigned active;
+/* What one outbound port shares across workers. Reference-counted under
+ * the proxy's lock: a listener on the port holds one, the health checker
+ * one while it checks the port. */
+struct hy_px_route {
+    struct hy_px_route *next; /* p->routes */
+    unsigned refs;            /* under p->lock */
+    uint16_t port;
+    atomic_uint active;                 /* connections accepted on the port, open */
+    atomic_uint pending;                /* of those, still connecting or in their handshake */
+    pthread_mutex_t lock;               /* guards what follows */
+    size_t rr;                          /* round-robin cursor over the outbound's endpoints */
+    uint64_t rng;                       /* xorshift state for Random; 0 until first used */
+    struct hy_px_ep eps[HY_PX_MAX_EPS]; /* beyond this many: load 0, always healthy */
 };
+
+struct hy_px_worker;
 
 struct hy_px_listener {
-    struct hy_proxy *p;
+    struct hy_px_worker *w;
     struct hy_px_listener *next;
     uv_tcp_t tcp;
     enum hy_px_dir dir;
     uint16_t port;
-    unsigned refs;   /* 1 while open, + 1 per connection accepted on it */
-    unsigned active; /* connections accepted on it and not yet closed */
-    size_t rr;       /* round-robin cursor over the outbound's endpoints */
-    uint64_t rng;    /* xorshift state for Random; 0 until first used */
-    struct hy_px_bad bad[HY_PX_MAX_BAD];
-    struct hy_px_load load[HY_PX_MAX_BAD]; /* beyond this many endpoints in use: counted as 0 */
+    unsigned refs;             /* 1 while open, + 1 per connection accepted on it */
+    struct hy_px_route *route; /* outbound only: a reference */
 };
 
 enum hy_px_phase { HY_PX_CONNECTING, HY_PX_HANDSHAKE, HY_PX_RELAY };
@@ -81,8 +106,9 @@ struct hy_px_side {
 };
 
 struct hy_px_conn {
-    struct hy_proxy *p;
-    struct hy_px_conn *prev, *next; /* p->conns */
+    struct hy_px_worker *w;         /* the worker it lives on */
+    const struct hy_px_metrics *m;  /* w->p->m */
+    struct hy_px_conn *prev, *next; /* w->conns */
     struct hy_px_listener *l;       /* a reference */
     struct hy_dp_snapshot *snap;    /* a reference: the config at accept */
     const Hypha__V1__DpInbound *in; /* in snap */
@@ -99,7 +125,8 @@ struct hy_px_conn {
     uv_connect_t connect_req;
     uint64_t idle_ms, last_ms, start_ms, connect_start_ms;
     unsigned attempts;
-    struct hy_px_load *load; /* the outbound endpoint slot this connection counts in */
+    bool pending;          /* counted in l->route->pending */
+    struct hy_px_ep *load; /* the endpoint slot this connection counts in (route's lock) */
     void (*connected)(struct hy_px_conn *c, int status);
     void (*up_then)(struct hy_px_conn *c);
     char endpoint[300]; /* "address:port" being connected to */
@@ -115,20 +142,42 @@ struct hy_px_conn {
 
 struct hy_px_metrics {
     struct hy_series *conns[2], *active[2], *bytes[2], *tls_fail[2], *connect_s[2], *denied;
+    struct hy_series *overflow[2]; /* max_connections, max_pending */
 };
 
-struct hy_proxy {
-    uv_loop_t *loop;
-    struct hy_dp_current *current;
-    char inbound_host[64];
+/* One worker thread: its loop, listeners, connections and the snapshot and
+ * TLS contexts its new connections use. Only its own thread touches it,
+ * except wake (uv_async_send) and applied (read by the admin server). */
+struct hy_px_worker {
+    struct hy_proxy *p;
+    unsigned index;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    bool loop_init, thread_started;
+    uv_async_t wake;  /* a new snapshot, or stop */
     uv_check_t check; /* looks for a new snapshot once per loop iteration */
-    bool check_init, stopped;
+    bool stopped;
     uint64_t gen;
     struct hy_dp_snapshot *snap; /* what new connections use */
     struct hy_px_tls tls;        /* built from snap */
     struct hy_px_listener *listeners;
     struct hy_px_conn *conns;
+    atomic_uint_fast64_t applied; /* gen, for readers on other threads */
+};
+
+struct hy_px_health;
+
+struct hy_proxy {
+    uv_loop_t *loop; /* the control loop: health checks run on it */
+    struct hy_dp_current *current;
+    char inbound_host[64];
     struct hy_px_metrics m;
+    pthread_mutex_t lock; /* routes and their refs */
+    struct hy_px_route *routes;
+    unsigned nworkers;
+    struct hy_px_worker *workers;
+    atomic_bool stopping;
+    struct hy_px_health *health;
 };
 
 static inline const char *hy_px_dir_name(enum hy_px_dir d)
@@ -136,9 +185,15 @@ static inline const char *hy_px_dir_name(enum hy_px_dir d)
     return d == HY_PX_IN ? "inbound" : "outbound";
 }
 
+/* Milliseconds on a clock every thread shares (monotonic). */
+static inline uint64_t hy_px_now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
 /* proxy.c */
-/* Picks up a new snapshot, if one was published. */
-void hy_px_refresh(struct hy_proxy *p);
+/* Picks up a new snapshot, if one was published. Worker thread. */
+void hy_px_refresh(struct hy_px_worker *w);
 void hy_px_listener_unref(struct hy_px_listener *l);
 /* The mesh of s: its config's, else that of its SPIFFE ID; into buf. */
 const char *hy_px_mesh(const struct hy_dp_snapshot *s, char *buf, size_t size);
@@ -146,6 +201,8 @@ const char *hy_px_mesh(const struct hy_dp_snapshot *s, char *buf, size_t size);
 /* proxy_tls.c */
 int hy_px_tls_global_init(void);
 void hy_px_tls_global_fini(void);
+/* Frees what wolfSSL keeps per thread; a worker calls it as it ends. */
+void hy_px_tls_thread_fini(void);
 /* Contexts for snapshot s: TLS 1.3, s's certificate, chain and key, peers
  * verified against s's trust bundle (and mTLS required by the server). On
  * failure logs why, returns HY_ECRYPTO or HY_ENOMEM and leaves *t zeroed. */
@@ -169,6 +226,24 @@ void hy_px_tls_close_notify(struct hy_px_conn *c);
  * has none. */
 bool hy_px_tls_peer_id(struct hy_px_conn *c);
 void hy_px_tls_free(struct hy_px_conn *c);
+
+/* proxy_route.c */
+/* The route of outbound port, made if need be, with one more reference;
+ * NULL when out of memory. Any thread. */
+struct hy_px_route *hy_px_route_get(struct hy_proxy *p, uint16_t port);
+void hy_px_route_put(struct hy_proxy *p, struct hy_px_route *r);
+/* The slot of key in r; with take, a free one is claimed for it. NULL when
+ * it has none (and none is free). Under r->lock. */
+struct hy_px_ep *hy_px_route_ep(struct hy_px_route *r, const char *key, bool take, uint64_t now);
+
+/* proxy_health.c: active TCP health checks of every outbound that has
+ * health_interval, on the control loop, into the routes' endpoint slots. */
+int hy_px_health_new(struct hy_proxy *p, struct hy_metrics *m);
+/* Follows the current snapshot: checkers start, change and stop. */
+void hy_px_health_update(struct hy_proxy *p);
+/* Closes its handles (run the control loop afterwards), then free. */
+void hy_px_health_stop(struct hy_proxy *p);
+void hy_px_health_free(struct hy_proxy *p);
 
 /* proxy_conn.c */
 struct hy_px_conn *hy_px_conn_new(struct hy_px_listener *l);
@@ -197,7 +272,9 @@ void hy_px_inbound_accept(struct hy_px_conn *c);
 void hy_px_inbound_handshake_done(struct hy_px_conn *c);
 void hy_px_outbound_accept(struct hy_px_conn *c);
 void hy_px_outbound_handshake_done(struct hy_px_conn *c);
-/* Stops counting c against its endpoint (at close). */
+/* Stops counting c against its endpoint and as pending (at close). */
 void hy_px_outbound_unload(struct hy_px_conn *c);
+/* The string key of an endpoint: "address:port", "[v6]:port". */
+void hy_px_endpoint_key(const Hypha__V1__DpEndpoint *e, char *buf, size_t size);
 
 #endif

@@ -1,7 +1,8 @@
-/* Outbound connections: plain TCP from the app, an endpoint of the
- * outbound's service picked by its balancing strategy (passing over those
- * whose connect failed lately), connect attempts with a timeout, then mTLS with SNI to
- * the peer sidecar, whose SPIFFE ID must be that of the service. */
+/* Outbound connections: plain TCP from the app, the circuit breaker's
+ * limits, an endpoint of the outbound's service picked by its balancing
+ * strategy (passing over those whose connect failed lately or whose health
+ * checks fail), connect attempts with a timeout, then mTLS with SNI to the
+ * peer sidecar, whose SPIFFE ID must be that of the service. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,77 +11,52 @@
 #include "proxy_int.h"
 #include "poison.h"
 
-static struct hy_px_bad *bad_slot(struct hy_px_listener *l, const char *key, uint64_t now)
-{
-    struct hy_px_bad *free_slot = NULL;
-    for (size_t i = 0; i < HY_PX_MAX_BAD; i++) {
-        if (l->bad[i].key[0] && strcmp(l->bad[i].key, key) == 0)
-            return &l->bad[i];
-        if (!free_slot && (!l->bad[i].key[0] || l->bad[i].until <= now))
-            free_slot = &l->bad[i];
-    }
-    return free_slot;
-}
-
-static bool is_bad(struct hy_px_listener *l, const char *key, uint64_t now)
-{
-    struct hy_px_bad *b = bad_slot(l, key, now);
-    return b && b->key[0] && strcmp(b->key, key) == 0 && b->until > now;
-}
-
 static void mark_bad(struct hy_px_conn *c)
 {
-    uint64_t now = uv_now(c->p->loop);
-    struct hy_px_bad *b = bad_slot(c->l, c->endpoint, now);
-    if (b) {
-        snprintf(b->key, sizeof(b->key), "%s", c->endpoint);
-        b->until = now + HY_PX_BAD_MS;
-    }
+    struct hy_px_route *r = c->l->route;
+    uint64_t now = hy_px_now_ms();
+    pthread_mutex_lock(&r->lock);
+    struct hy_px_ep *e = hy_px_route_ep(r, c->endpoint, true, now);
+    if (e)
+        e->bad_until = now + HY_PX_BAD_MS;
+    pthread_mutex_unlock(&r->lock);
 }
 
-static void endpoint_key(const Hypha__V1__DpEndpoint *e, char *buf, size_t size)
+void hy_px_endpoint_key(const Hypha__V1__DpEndpoint *e, char *buf, size_t size)
 {
     const char *a = e->address ? e->address : "";
     snprintf(buf, size, strchr(a, ':') ? "[%s]:%u" : "%s:%u", a, (unsigned)e->port);
 }
 
-static struct hy_px_load *load_slot(struct hy_px_listener *l, const char *key, bool take)
+static void unpend(struct hy_px_conn *c)
 {
-    struct hy_px_load *free_slot = NULL;
-    for (size_t i = 0; i < HY_PX_MAX_BAD; i++) {
-        if (l->load[i].active && strcmp(l->load[i].key, key) == 0)
-            return &l->load[i];
-        if (!free_slot && !l->load[i].active)
-            free_slot = &l->load[i];
+    if (c->pending) {
+        c->pending = false;
+        atomic_fetch_sub_explicit(&c->l->route->pending, 1, memory_order_relaxed);
     }
-    if (take && free_slot)
-        snprintf(free_slot->key, sizeof(free_slot->key), "%s", key);
-    return take ? free_slot : NULL;
-}
-
-static unsigned load_of(struct hy_px_listener *l, const char *key)
-{
-    struct hy_px_load *s = load_slot(l, key, false);
-    return s ? s->active : 0;
 }
 
 void hy_px_outbound_unload(struct hy_px_conn *c)
 {
     if (c->load) {
+        struct hy_px_route *r = c->l->route;
+        pthread_mutex_lock(&r->lock);
         c->load->active--;
+        pthread_mutex_unlock(&r->lock);
         c->load = NULL;
     }
+    unpend(c);
 }
 
-static uint64_t next_random(struct hy_px_listener *l)
+static uint64_t next_random(struct hy_px_route *r)
 {
-    if (!l->rng)
-        l->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)l ^ 0x9e3779b97f4a7c15u;
-    uint64_t x = l->rng ? l->rng : 1; /* xorshift64 */
+    if (!r->rng)
+        r->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)r ^ 0x9e3779b97f4a7c15u;
+    uint64_t x = r->rng ? r->rng : 1; /* xorshift64 */
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    return l->rng = x;
+    return r->rng = x;
 }
 
 enum lb { LB_ROUND_ROBIN, LB_RANDOM, LB_LEAST_REQUEST };
@@ -96,30 +72,42 @@ static enum lb lb_of(const Hypha__V1__DpOutbound *o)
     return LB_ROUND_ROBIN;
 }
 
-/* An endpoint by the outbound's strategy among those not marked bad (all
- * bad: among all). RoundRobin: the next after the cursor. Random: any,
- * evenly. LeastRequest: the fewest open connections, ties broken from the
- * round-robin cursor so equal endpoints take turns. */
+/* Is endpoint k of o out of the running: its connect failed lately, or
+ * its health checks fail? Its slot (or NULL) into *slot. Under r->lock. */
+static bool avoided(struct hy_px_route *r, const Hypha__V1__DpOutbound *o, size_t k, uint64_t now,
+                    struct hy_px_ep **slot)
+{
+    char key[300];
+    hy_px_endpoint_key(o->endpoints[k], key, sizeof(key));
+    struct hy_px_ep *e = hy_px_route_ep(r, key, false, now);
+    *slot = e;
+    return e && (e->bad_until > now || e->unhealthy);
+}
+
+/* An endpoint by the outbound's strategy among those neither failed lately
+ * nor unhealthy (none left: among all, so that a wrong verdict cannot
+ * black-hole a service). RoundRobin: the next after the cursor. Random:
+ * any, evenly. LeastRequest: the fewest open connections (all workers),
+ * ties broken from the round-robin cursor so equal endpoints take turns.
+ * Counts c against it. Takes the route's lock. */
 static const Hypha__V1__DpEndpoint *pick(struct hy_px_conn *c)
 {
     const Hypha__V1__DpOutbound *o = c->out;
-    struct hy_px_listener *l = c->l;
-    uint64_t now = uv_now(c->p->loop);
+    struct hy_px_route *r = c->l->route;
+    uint64_t now = hy_px_now_ms();
     size_t n = o->n_endpoints, good = 0;
     enum lb lb = lb_of(o);
-    char key[300];
-    for (size_t i = 0; i < n; i++) {
-        endpoint_key(o->endpoints[i], key, sizeof(key));
-        good += !is_bad(l, key, now);
-    }
-    bool any = good == 0; /* every one failed lately: consider them all */
-    size_t skip = lb == LB_RANDOM ? (size_t)(next_random(l) % (any ? n : good)) : 0;
+    struct hy_px_ep *e;
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < n; i++)
+        good += !avoided(r, o, i, now, &e);
+    bool any = good == 0; /* every one is avoided: consider them all */
+    size_t skip = lb == LB_RANDOM ? (size_t)(next_random(r) % (any ? n : good)) : 0;
     size_t best = SIZE_MAX;
     unsigned best_load = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t k = (l->rr + i) % n;
-        endpoint_key(o->endpoints[k], key, sizeof(key));
-        if (!any && is_bad(l, key, now))
+        size_t k = (r->rr + i) % n;
+        if (avoided(r, o, k, now, &e) && !any)
             continue;
         if (lb == LB_RANDOM && skip-- > 0)
             continue;
@@ -127,13 +115,20 @@ static const Hypha__V1__DpEndpoint *pick(struct hy_px_conn *c)
             best = k;
             break;
         }
-        unsigned load = load_of(l, key);
+        unsigned load = e ? e->active : 0;
         if (best == SIZE_MAX || load < best_load) {
             best = k;
             best_load = load;
         }
     }
-    l->rr = best + 1;
+    r->rr = best + 1;
+    char key[300];
+    hy_px_endpoint_key(o->endpoints[best], key, sizeof(key));
+    if (c->load) /* a retry counts against its new endpoint only */
+        c->load->active--;
+    if ((c->load = hy_px_route_ep(r, key, true, now)))
+        c->load->active++;
+    pthread_mutex_unlock(&r->lock);
     return o->endpoints[best];
 }
 
@@ -152,11 +147,6 @@ static void try_next(struct hy_px_conn *c)
         return;
     }
     const Hypha__V1__DpEndpoint *e = pick(c);
-    char key[300];
-    endpoint_key(e, key, sizeof(key));
-    hy_px_outbound_unload(c); /* a retry counts against its new endpoint only */
-    if ((c->load = load_slot(c->l, key, true)))
-        c->load->active++;
     c->attempts++;
     int rc = hy_px_conn_connect(c, e->address ? e->address : "", e->port,
                                 hy_px_ms(o->connect_timeout, HY_PX_CONNECT_MS), on_peer_connected);
@@ -181,9 +171,9 @@ static void on_peer_connected(struct hy_px_conn *c, int status)
         return;
     }
     c->why[0] = '\0';
-    hy_series_observe(c->p->m.connect_s[c->dir],
-                      (double)(uv_now(c->p->loop) - c->connect_start_ms) / 1000.0);
-    if (hy_px_tls_start(c, c->p->tls.client, c->out->sni) < 0) {
+    hy_series_observe(c->m->connect_s[c->dir],
+                      (double)(uv_now(&c->w->loop) - c->connect_start_ms) / 1000.0);
+    if (hy_px_tls_start(c, c->w->tls.client, c->out->sni) < 0) {
         hy_px_conn_close(c, "error", NULL);
         return;
     }
@@ -201,9 +191,20 @@ void hy_px_outbound_accept(struct hy_px_conn *c)
         return;
     }
     const Hypha__V1__DpOutbound *o = c->out;
-    if (o->has_max_connections && o->max_connections && c->l->active > o->max_connections) {
+    struct hy_px_route *r = c->l->route;
+    /* this connection is already counted in active */
+    unsigned active = atomic_load_explicit(&r->active, memory_order_relaxed);
+    if (o->has_max_connections && o->max_connections && active > o->max_connections) {
+        hy_series_inc(c->m->overflow[0]);
         hy_px_conn_close(c, "overflow", "%u connections already (max_connections)",
                          (unsigned)o->max_connections);
+        return;
+    }
+    unsigned pending = atomic_fetch_add_explicit(&r->pending, 1, memory_order_relaxed);
+    c->pending = true;
+    if (o->has_max_pending && o->max_pending && pending >= o->max_pending) {
+        hy_series_inc(c->m->overflow[1]);
+        hy_px_conn_close(c, "overflow", "%u connections still connecting (max_pending)", pending);
         return;
     }
     if (!o->n_endpoints) {
@@ -220,10 +221,11 @@ void hy_px_outbound_handshake_done(struct hy_px_conn *c)
     hy_px_mesh(c->snap, mesh, sizeof(mesh));
     snprintf(want, sizeof(want), "spiffe://%s/%s", mesh, c->out->service ? c->out->service : "");
     if (!hy_px_tls_peer_id(c) || strcmp(c->id, want) != 0) {
-        hy_series_inc(c->p->m.tls_fail[c->dir]);
+        hy_series_inc(c->m->tls_fail[c->dir]);
         hy_px_conn_close(c, "wrong_peer", "the peer is %s, expected %s", c->id[0] ? c->id : "-",
                          want);
         return;
     }
+    unpend(c);
     hy_px_conn_relay(c);
 }

@@ -8,6 +8,7 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 #include "error.h"
 #include "proxy_int.h"
@@ -21,6 +22,13 @@ int hy_px_tls_global_init(void)
 void hy_px_tls_global_fini(void)
 {
     wolfSSL_Cleanup();
+}
+
+void hy_px_tls_thread_fini(void)
+{
+#ifdef FP_ECC
+    wc_ecc_fp_free(); /* the thread's cache of fixed-point tables (wolfSSL_Cleanup: its own) */
+#endif
 }
 
 /* wolfSSL asks for ciphertext: hand it what the socket brought. */

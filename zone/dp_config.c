@@ -218,10 +218,18 @@ static int apply_breaker(void *ud, struct hy_resource *r, bool *take)
         return 0;
     for (size_t i = 0; i < p->n_to; i++) {
         const Hypha__V1__MeshCircuitBreaker__Conf *c = p->to[i]->default_;
-        if (c && c->connection_limits && c->connection_limits->has_max_connections &&
-            to_matches(p->to[i]->target_ref, w->o->service, w->specific)) {
+        if (!c || !c->connection_limits ||
+            !to_matches(p->to[i]->target_ref, w->o->service, w->specific))
+            continue;
+        if (c->connection_limits->has_max_connections) {
             w->o->has_max_connections = 1;
             w->o->max_connections = c->connection_limits->max_connections;
+        }
+        /* a TCP proxy's pending requests are its connections not yet through
+         * connect and handshake */
+        if (c->connection_limits->has_max_pending_requests) {
+            w->o->has_max_pending = 1;
+            w->o->max_pending = c->connection_limits->max_pending_requests;
         }
     }
     return 0;
@@ -259,7 +267,20 @@ static int apply_health(void *ud, struct hy_resource *r, bool *take)
         const Hypha__V1__MeshHealthCheck__Conf *c = p->to[i]->default_;
         if (!c || !to_matches(p->to[i]->target_ref, w->o->service, w->specific))
             continue;
-        set_dur(&w->o->health_interval, c->interval);
+        if (c->tcp && c->tcp->has_disabled && c->tcp->disabled) {
+            if (w->o->health_interval) /* a more specific entry turns checks off */
+                protobuf_c_message_free_unpacked(&w->o->health_interval->base, NULL);
+            w->o->health_interval = NULL;
+            continue;
+        }
+        /* Kuma's default interval: a minute (and 15 s timeout, the sidecar's) */
+        Hypha__V1__Duration minute = HYPHA__V1__DURATION__INIT;
+        minute.seconds = 60;
+        if (c->interval)
+            set_dur(&w->o->health_interval, c->interval);
+        else if (!w->o->health_interval)
+            set_dur(&w->o->health_interval, &minute);
+        set_dur(&w->o->health_timeout, c->timeout);
         if (c->has_unhealthy_threshold) {
             w->o->has_unhealthy_threshold = 1;
             w->o->unhealthy_threshold = c->unhealthy_threshold;

@@ -172,6 +172,38 @@ ctl delete MeshCircuitBreaker one-at-a-time -m default >/dev/null
 uncapped() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[0].maxConnections == null' >/dev/null; }
 hy_wait_for 15 uncapped
 
+# ---- maxPendingRequests: connections still connecting or in their handshake
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshCircuitBreaker
+mesh: default
+name: one-pending
+spec:
+  targetRef: {kind: Mesh}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default:
+        connectionLimits: {maxPendingRequests: 1}
+YAML
+pending_capped() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[0].maxPending == 1' >/dev/null; }
+hy_check "a MeshCircuitBreaker of 1 pending connection reaches web-1" hy_wait_for 15 pending_capped
+out_active() { [ "$(metric "$W_ADMIN" 'hypha_dp_active_connections{direction="outbound"}')" = "$1" ]; }
+kill -STOP "$B_PID" # backend-1's kernel still accepts; its handshake waits
+exec 4<>"/dev/tcp/127.0.0.1/$CALL_PORT"
+printf 'pending\n' >&4
+hy_check "web-1 took a connection that now waits for backend-1's handshake" hy_wait_for 5 out_active 1
+hy_check "a second one is refused while the first is pending" fails second-while-pending
+hy_check "web-1 logs it as overflow of max_pending" \
+    grep -q "access direction=outbound .*result=overflow: 1 connections still connecting (max_pending)" "$W_LOG"
+hy_eq "and counts it" 1 "$(metric "$W_ADMIN" 'hypha_dp_outbound_overflow_total{limit="max_pending"}')"
+kill -CONT "$B_PID"
+IFS= read -r -t 10 pending <&4 || pending=
+hy_eq "backend-1 resumed: the pending connection completes" pending "$pending"
+exec 4>&-
+hy_check "and once it is through, a new call goes through too" hy_wait_for 5 calls after-pending
+ctl delete MeshCircuitBreaker one-pending -m default >/dev/null
+unpending() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[0].maxPending == null' >/dev/null; }
+hy_wait_for 15 unpending
+
 # ---- 10 s certificates for a minute: long-lived and new connections keep working
 renewals() { metric "$1" hypha_dp_cert_renewals_total; }
 rb=$(renewals "$B_ADMIN") rw=$(renewals "$W_ADMIN")
@@ -377,6 +409,46 @@ for i in 1 2 3 4; do [ "$(call "after-$i")" = "after-$i" ] && ok=$((ok + 1)); do
 hy_eq "with backend-2 SIGKILLed, calls still succeed (a failed connect moves to the next endpoint)" 4 "$ok"
 hy_check "web-1 logged a call that needed a second attempt" \
     grep -q "access direction=outbound .*upstream=127.0.0.1:$B_PORT attempts=2 .*result=ok" "$W_LOG"
+
+# ---- MeshHealthCheck: active TCP checks take a dead endpoint out before a call finds it
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshHealthCheck
+mesh: default
+name: backend-hc
+spec:
+  targetRef: {kind: Mesh}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default: {interval: 1s, timeout: 1s, unhealthyThreshold: 1, healthyThreshold: 1}
+YAML
+unhealthy_logs() { grep -c "outbound $CALL_PORT (backend): endpoint 127.0.0.1:$B2_PORT is unhealthy" "$W_LOG"; }
+healthy_logs() { grep -c "outbound $CALL_PORT (backend): endpoint 127.0.0.1:$B2_PORT is healthy again" "$W_LOG"; }
+hc_set() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[0].healthInterval != null' >/dev/null; }
+hy_check "a MeshHealthCheck reaches web-1" hy_wait_for 15 hc_set
+unhealthy_n() { [ "$(unhealthy_logs)" -ge "$1" ]; }
+hy_check "its checks find backend-2 dead and say so" hy_wait_for 10 unhealthy_n 1
+"$HY_BIN/hypha-test-echo" $((B2_PORT + 1)) >"$HY_TMP/echo2.log" 2>&1 &
+E2_PID=$!
+HY_PIDS+=("$E2_PID")
+hy_wait_for 5 grep -q listening "$HY_TMP/echo2.log"
+start_dp backend-2 backend "$B2_PORT"
+B2_PID=$DP_PID B2_ADMIN=$DP_ADMIN
+healthy_n() { [ "$(healthy_logs)" -ge "$1" ]; }
+hy_check "backend-2 restarted: its checks pass and web-1 says it is healthy again" hy_wait_for 15 healthy_n 1
+b2_0=$(inbound_conns "$B2_ADMIN")
+for i in 1 2 3 4; do call "back-$i" >/dev/null; done
+b2_used() { [ "$(inbound_conns "$B2_ADMIN")" -gt "$b2_0" ]; }
+hy_check "round robin reaches backend-2 again" hy_wait_for 5 b2_used
+kill -9 "$B2_PID"
+wait "$B2_PID" 2>/dev/null || true
+hy_check "SIGKILLed again, it is found unhealthy by the checks, before any call" hy_wait_for 10 unhealthy_n 2
+retries0=$(grep -c "access direction=outbound .*attempts=2" "$W_LOG")
+ok=0
+for i in 1 2 3 4; do [ "$(call "hc-$i")" = "hc-$i" ] && ok=$((ok + 1)); done
+hy_eq "four calls work" 4 "$ok"
+hy_eq "and none of them tried the unhealthy endpoint first" "$retries0" "$(grep -c "access direction=outbound .*attempts=2" "$W_LOG")"
+hy_check "web-1 counts failed checks" ge "$(metric "$W_ADMIN" 'hypha_dp_health_checks_total{result="failed"}')" 2
+ctl delete MeshHealthCheck backend-hc -m default >/dev/null
 
 hy_check "SIGTERM stops backend-1 cleanly" hy_stop "$B_PID"
 hy_check "a call with no backend left fails" fails gone

@@ -1,0 +1,341 @@
+/* Active health checks (MeshHealthCheck, TCP): for every outbound whose
+ * config has health_interval, a checker on the control loop connects to
+ * each endpoint once per interval. unhealthy_threshold failures in a row
+ * take an endpoint out of the balancing (in the route every worker reads),
+ * healthy_threshold successes bring it back. A check is a TCP connect that
+ * completes within health_timeout; the connection is closed at once,
+ * before any TLS. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "metrics.h"
+#include "proxy_int.h"
+#include "poison.h"
+
+#define HY_PX_HC_TIMEOUT_MS 15000 /* Kuma's default */
+#define HY_PX_HC_UNHEALTHY 5      /* Kuma's default thresholds */
+#define HY_PX_HC_HEALTHY 1
+
+struct checker;
+
+struct probe {
+    struct checker *ck;
+    struct probe *next;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t req;
+    unsigned handles; /* of tcp and timer, not closed yet */
+    bool done;
+    char key[300];
+};
+
+struct checker {
+    struct hy_px_health *h;
+    struct checker *next;
+    uint16_t port;
+    char service[128];
+    struct hy_px_route *route; /* a reference */
+    uv_timer_t timer;
+    bool timer_open, closing;
+    uint64_t interval_ms, timeout_ms;
+    unsigned unhealthy_after, healthy_after;
+    struct probe *probes; /* in flight */
+};
+
+struct hy_px_health {
+    struct hy_proxy *p;
+    struct hy_dp_snapshot *snap; /* what the checkers follow */
+    struct checker *checkers;
+    bool stopped;
+    struct hy_series *checks[2]; /* passed, failed */
+};
+
+static const Hypha__V1__DpOutbound *outbound_of(const struct hy_dp_snapshot *s, uint16_t port)
+{
+    for (size_t i = 0; s && i < s->config->n_outbounds; i++)
+        if (s->config->outbounds[i]->port == port)
+            return s->config->outbounds[i];
+    return NULL;
+}
+
+static void checker_maybe_free(struct checker *ck)
+{
+    if (!ck->closing || ck->timer_open || ck->probes)
+        return;
+    hy_px_route_put(ck->h->p, ck->route);
+    free(ck);
+}
+
+/* ----- one check ----- */
+
+static void on_probe_closed(uv_handle_t *h)
+{
+    struct probe *pr = h->data;
+    if (--pr->handles)
+        return;
+    struct checker *ck = pr->ck;
+    struct probe **pp = &ck->probes;
+    while (*pp != pr)
+        pp = &(*pp)->next;
+    *pp = pr->next;
+    free(pr);
+    checker_maybe_free(ck);
+}
+
+static void probe_close(struct probe *pr)
+{
+    pr->done = true;
+    if (!uv_is_closing((uv_handle_t *)&pr->tcp))
+        uv_close((uv_handle_t *)&pr->tcp, on_probe_closed);
+    if (!uv_is_closing((uv_handle_t *)&pr->timer))
+        uv_close((uv_handle_t *)&pr->timer, on_probe_closed);
+}
+
+/* Counts a result against the endpoint; logs when its health flips. */
+static void record(struct probe *pr, bool ok, const char *why)
+{
+    struct checker *ck = pr->ck;
+    struct hy_px_route *r = ck->route;
+    hy_series_inc(ck->h->checks[ok ? 0 : 1]);
+    int flipped = 0; /* 1: now unhealthy, -1: healthy again */
+    pthread_mutex_lock(&r->lock);
+    struct hy_px_ep *e = hy_px_route_ep(r, pr->key, true, hy_px_now_ms());
+    if (e && ok) {
+        e->hc_bad = 0;
+        e->bad_until = 0; /* it takes connections: forget a failed connect */
+        if (e->unhealthy && ++e->hc_ok >= ck->healthy_after) {
+            e->unhealthy = false;
+            e->hc_ok = 0;
+            flipped = -1;
+        }
+    } else if (e) {
+        e->hc_ok = 0;
+        if (!e->unhealthy && ++e->hc_bad >= ck->unhealthy_after) {
+            e->unhealthy = true;
+            e->hc_bad = 0;
+            flipped = 1;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (flipped > 0)
+        hy_log(HY_LOG_WARN, "dp",
+               "outbound %u (%s): endpoint %s is unhealthy after %u failed health checks in a "
+               "row, the last: %s",
+               (unsigned)ck->port, ck->service, pr->key, ck->unhealthy_after, why);
+    else if (flipped < 0)
+        hy_log(HY_LOG_INFO, "dp", "outbound %u (%s): endpoint %s is healthy again",
+               (unsigned)ck->port, ck->service, pr->key);
+    else if (!ok)
+        hy_log(HY_LOG_DEBUG, "dp", "outbound %u: health check of %s failed: %s", (unsigned)ck->port,
+               pr->key, why);
+}
+
+static void on_probe_connect(uv_connect_t *req, int status)
+{
+    struct probe *pr = req->data;
+    if (pr->done)
+        return;
+    record(pr, status == 0, status == 0 ? "" : uv_strerror(status));
+    probe_close(pr);
+}
+
+static void on_probe_timeout(uv_timer_t *t)
+{
+    struct probe *pr = t->data;
+    if (pr->done)
+        return;
+    char why[64];
+    snprintf(why, sizeof(why), "no connection within %llu ms",
+             (unsigned long long)pr->ck->timeout_ms);
+    record(pr, false, why);
+    probe_close(pr);
+}
+
+static void probe_start(struct checker *ck, const Hypha__V1__DpEndpoint *e)
+{
+    uv_loop_t *loop = ck->h->p->loop;
+    struct sockaddr_storage sa;
+    const char *host = e->address ? e->address : "";
+    if (e->port == 0 || e->port > 65535 ||
+        (uv_ip4_addr(host, (int)e->port, (struct sockaddr_in *)&sa) != 0 &&
+         uv_ip6_addr(host, (int)e->port, (struct sockaddr_in6 *)&sa) != 0))
+        return; /* the outbound cannot reach it either; nothing to learn */
+    struct probe *pr = calloc(1, sizeof(*pr));
+    if (!pr)
+        return;
+    pr->ck = ck;
+    hy_px_endpoint_key(e, pr->key, sizeof(pr->key));
+    uv_tcp_init(loop, &pr->tcp);
+    uv_timer_init(loop, &pr->timer);
+    pr->tcp.data = pr->timer.data = pr->req.data = pr;
+    pr->handles = 2;
+    pr->next = ck->probes;
+    ck->probes = pr;
+    int rc = uv_tcp_connect(&pr->req, &pr->tcp, (struct sockaddr *)&sa, on_probe_connect);
+    if (rc < 0) {
+        record(pr, false, uv_strerror(rc));
+        probe_close(pr);
+        return;
+    }
+    uv_timer_start(&pr->timer, on_probe_timeout, ck->timeout_ms, 0);
+}
+
+/* ----- checkers ----- */
+
+/* Forgets the health of endpoints the outbound no longer has, so their
+ * slots come free. */
+static void forget_gone(struct checker *ck, const Hypha__V1__DpOutbound *o)
+{
+    struct hy_px_route *r = ck->route;
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < HY_PX_MAX_EPS; i++) {
+        struct hy_px_ep *e = &r->eps[i];
+        if (!e->key[0] || (!e->unhealthy && !e->hc_bad && !e->hc_ok))
+            continue;
+        bool have = false;
+        char key[300];
+        for (size_t k = 0; k < o->n_endpoints && !have; k++) {
+            hy_px_endpoint_key(o->endpoints[k], key, sizeof(key));
+            have = strcmp(key, e->key) == 0;
+        }
+        if (!have)
+            e->unhealthy = false, e->hc_bad = e->hc_ok = 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct checker *ck = t->data;
+    const Hypha__V1__DpOutbound *o = outbound_of(ck->h->snap, ck->port);
+    if (ck->closing || !o || ck->probes) /* the last round still runs: let it end */
+        return;
+    forget_gone(ck, o);
+    for (size_t i = 0; i < o->n_endpoints; i++)
+        probe_start(ck, o->endpoints[i]);
+}
+
+static void on_checker_timer_closed(uv_handle_t *h)
+{
+    struct checker *ck = h->data;
+    ck->timer_open = false;
+    checker_maybe_free(ck);
+}
+
+static void checker_close(struct checker *ck)
+{
+    ck->closing = true;
+    for (struct probe *pr = ck->probes; pr; pr = pr->next)
+        probe_close(pr);
+    uv_close((uv_handle_t *)&ck->timer, on_checker_timer_closed);
+}
+
+/* Sets ck's parameters from o; restarts its timer if the interval moved. */
+static void checker_set(struct checker *ck, const Hypha__V1__DpOutbound *o)
+{
+    uint64_t interval = hy_px_ms(o->health_interval, 60000);
+    ck->timeout_ms = hy_px_ms(o->health_timeout, HY_PX_HC_TIMEOUT_MS);
+    ck->unhealthy_after = o->has_unhealthy_threshold && o->unhealthy_threshold
+                              ? o->unhealthy_threshold
+                              : HY_PX_HC_UNHEALTHY;
+    ck->healthy_after =
+        o->has_healthy_threshold && o->healthy_threshold ? o->healthy_threshold : HY_PX_HC_HEALTHY;
+    snprintf(ck->service, sizeof(ck->service), "%s", o->service ? o->service : "");
+    if (interval != ck->interval_ms) {
+        ck->interval_ms = interval;
+        uv_timer_start(&ck->timer, on_tick, 0, interval); /* the first round now */
+    }
+}
+
+static struct checker *checker_new(struct hy_px_health *h, uint16_t port)
+{
+    struct checker *ck = calloc(1, sizeof(*ck));
+    if (!ck || !(ck->route = hy_px_route_get(h->p, port))) {
+        free(ck);
+        hy_log(HY_LOG_ERROR, "dp", "out of memory: no health checks for outbound %u",
+               (unsigned)port);
+        return NULL;
+    }
+    ck->h = h;
+    ck->port = port;
+    uv_timer_init(h->p->loop, &ck->timer);
+    ck->timer.data = ck;
+    ck->timer_open = true;
+    ck->next = h->checkers;
+    h->checkers = ck;
+    return ck;
+}
+
+int hy_px_health_new(struct hy_proxy *p, struct hy_metrics *m)
+{
+    struct hy_px_health *h = calloc(1, sizeof(*h));
+    if (!h)
+        return HY_ENOMEM;
+    h->p = p;
+    p->health = h;
+    struct hy_metric *f = hy_metric_counter(
+        m, "hypha_dp_health_checks_total",
+        "Active health checks of outbound endpoints (MeshHealthCheck)", 1, "result");
+    if (!f || !(h->checks[0] = hy_metric_series(f, "passed")) ||
+        !(h->checks[1] = hy_metric_series(f, "failed")))
+        return HY_ENOMEM;
+    return 0;
+}
+
+void hy_px_health_update(struct hy_proxy *p)
+{
+    struct hy_px_health *h = p->health;
+    if (!h || h->stopped)
+        return;
+    struct hy_dp_snapshot *s = hy_dp_current_get(p->current, NULL);
+    hy_dp_snapshot_unref(h->snap);
+    h->snap = s;
+    struct checker **pc = &h->checkers;
+    while (*pc) { /* stop what the config no longer checks */
+        struct checker *ck = *pc;
+        const Hypha__V1__DpOutbound *o = outbound_of(s, ck->port);
+        if (o && o->health_interval) {
+            checker_set(ck, o);
+            pc = &ck->next;
+            continue;
+        }
+        *pc = ck->next;
+        checker_close(ck);
+    }
+    for (size_t i = 0; s && i < s->config->n_outbounds; i++) {
+        const Hypha__V1__DpOutbound *o = s->config->outbounds[i];
+        if (!o->health_interval)
+            continue;
+        bool have = false;
+        for (struct checker *ck = h->checkers; ck && !have; ck = ck->next)
+            have = ck->port == o->port;
+        struct checker *ck = have ? NULL : checker_new(h, (uint16_t)o->port);
+        if (ck)
+            checker_set(ck, o);
+    }
+}
+
+void hy_px_health_stop(struct hy_proxy *p)
+{
+    struct hy_px_health *h = p->health;
+    if (!h || h->stopped)
+        return;
+    h->stopped = true;
+    while (h->checkers) {
+        struct checker *ck = h->checkers;
+        h->checkers = ck->next;
+        checker_close(ck);
+    }
+}
+
+void hy_px_health_free(struct hy_proxy *p)
+{
+    struct hy_px_health *h = p->health;
+    if (!h)
+        return;
+    hy_dp_snapshot_unref(h->snap);
+    free(h);
+    p->health = NULL;
+}
