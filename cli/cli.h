@@ -91,6 +91,7 @@ int hy_cmd_delete(struct hy_cli *cli);
 int hy_cmd_inspect_zones(struct hy_cli *cli);
 int hy_cmd_generate_zone_token(struct hy_cli *cli);
 int hy_cmd_generate_dataplane_token(struct hy_cli *cli);
+int hy_cmd_generate_ingress_token(struct hy_cli *cli);
 int hy_cmd_cp_add(struct hy_cli *cli);
 int hy_cmd_cp_list(struct hy_cli *cli);
 int hy_cmd_cp_switch(struct hy_cli *cli);

@@ -2,7 +2,9 @@
  * control plane to sign a token that admits zone Z, and prints it.
  * hyphactl generate dataplane-token --mesh M --name N [--tag k=v]...
  * [--zone Z] [--valid-for 24h]: asks a zone control plane (or the global
- * one, for zone Z) for a token a sidecar presents, and prints it. */
+ * one, for zone Z) for a token a sidecar presents, and prints it.
+ * hyphactl generate zone-ingress-token --name N [--zone Z] [--valid-for
+ * 24h]: the same for a zone ingress. */
 #include <stdio.h>
 #include <string.h>
 
@@ -127,6 +129,23 @@ int hy_cmd_generate_dataplane_token(struct hy_cli *cli)
     if ((rc = hy_buf_puts(&body, "}")) == 0)
         rc = post_token(cli, "/tokens/dataplane", &body);
 out:
+    hy_buf_fini(&body);
+    return rc;
+}
+
+int hy_cmd_generate_ingress_token(struct hy_cli *cli)
+{
+    const char *name = hy_args_get(&cli->args, "name"), *zone = hy_args_get(&cli->args, "zone");
+    int rc;
+    if ((rc = valid_name_flag(cli, "name", name, true)) < 0 ||
+        (rc = valid_name_flag(cli, "zone", zone, false)) < 0)
+        return rc;
+    struct hy_buf body = {0};
+    if ((rc = hy_buf_puts(&body, "{\"name\":")) == 0 &&
+        (rc = hy_codec_json_string(&body, name, strlen(name))) == 0 &&
+        (rc = valid_for(cli, "24h", &body)) == 0 &&
+        (!zone || (rc = json_field(&body, "zone", zone)) == 0))
+        rc = post_token(cli, "/tokens/zone-ingress", &body);
     hy_buf_fini(&body);
     return rc;
 }

@@ -57,6 +57,13 @@ static const struct hy_flag dp_token_flags[] = {
     {0},
 };
 
+static const struct hy_flag ingress_token_flags[] = {
+    {"name", 0, "NAME", "the ZoneIngress's name (required)", NULL},
+    {"zone", 0, "ZONE", "the zone that accepts it (when asking the global control plane)", NULL},
+    {"valid-for", 0, "DURATION", "lifetime of the token (default 24h)", NULL},
+    {0},
+};
+
 static const struct hy_flag cp_add_flags[] = {
     {"name", 0, "NAME", "name to refer to it by (required)", NULL},
     {"address", 0, "URL", "its API address, like https://global.example:5682 (required)", NULL},
@@ -94,6 +101,8 @@ static const struct hy_cmd commands[] = {
      0, 0, zone_token_flags, hy_cmd_generate_zone_token},
     {"generate dataplane-token", NULL, "Generate a token a sidecar presents to its zone", NULL,
      NULL, 0, 0, dp_token_flags, hy_cmd_generate_dataplane_token},
+    {"generate zone-ingress-token", NULL, "Generate a token a zone ingress presents to its zone",
+     NULL, NULL, 0, 0, ingress_token_flags, hy_cmd_generate_ingress_token},
     {"config control-planes add", NULL, "Add a control plane and make it the current one", NULL,
      NULL, 0, 0, cp_add_flags, hy_cmd_cp_add},
     {"config control-planes list", NULL, "List the configured control planes", NULL, NULL, 0, 0,

@@ -109,7 +109,7 @@ int hy_cp_verify_token(struct hy_cp *cp, int kind, const char *token,
     struct keyset ks = {.keys = {cp->token_key}, .n = 1};
     /* a zone also trusts the keys the global CP published (dataplane tokens
      * it issues for this zone); the global CP trusts only its own */
-    if (cp->zone && kind == HY_TOKEN_KIND_DATAPLANE)
+    if (cp->zone && kind != HY_TOKEN_KIND_ZONE)
         hy_store_each(cp->store, "TokenSigningKey", add_published, &ks);
     struct hy_token_policy p = {
         .keys = ks.keys,
@@ -120,12 +120,13 @@ int hy_cp_verify_token(struct hy_cp *cp, int kind, const char *token,
         .revoked_arg = cp,
     };
     int rc = hy_token_verify(token, strlen(token), &p, claims, why);
-    if (rc == 0 && kind == HY_TOKEN_KIND_DATAPLANE && cp->zone &&
+    if (rc == 0 && kind != HY_TOKEN_KIND_ZONE && cp->zone &&
         (!claims->zone || strcmp(claims->zone, cp->zone) != 0)) {
         why->reason = HY_TOKEN_WRONG_KIND;
         snprintf(why->message, sizeof(why->message),
-                 "the dataplane token is for zone %s, not this zone (%s)",
-                 claims->zone ? claims->zone : "?", cp->zone);
+                 "the %s token is for zone %s, not this zone (%s)",
+                 hy_token_kind_str((enum hy_token_kind)kind), claims->zone ? claims->zone : "?",
+                 cp->zone);
         hy_token_claims_fini(claims);
         rc = HY_EVERIFY;
     }
@@ -185,6 +186,23 @@ static void issue_zone_token(struct hy_cp *cp, const struct hy_http_req *req,
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
+/* The zone a dataplane or zone-ingress token is for: the one asked for,
+ * which a zone CP must be itself; a cause in d when there is none. */
+static const char *token_zone(struct hy_cp *cp, const char *asked, struct hy_diag *d)
+{
+    const char *zone = asked ? asked : cp->zone;
+    if (!zone || !hy_valid_name(zone))
+        hy_diag_add(d, 0, 0, "zone",
+                    "required on the global control plane: the zone that "
+                    "will accept the token");
+    else if (cp->zone && strcmp(zone, cp->zone) != 0)
+        hy_diag_add(d, 0, 0, "zone",
+                    "this zone (%s) issues tokens for itself only; ask the global control plane "
+                    "for zone %s",
+                    cp->zone, zone);
+    return zone;
+}
+
 static void issue_dataplane_token(struct hy_cp *cp, const struct hy_http_req *req,
                                   struct hy_http_resp *resp)
 {
@@ -193,16 +211,7 @@ static void issue_dataplane_token(struct hy_cp *cp, const struct hy_http_req *re
     if (!r)
         return;
     struct hy_diag d = {0};
-    const char *zone = r->zone ? r->zone : cp->zone;
-    if (!zone || !hy_valid_name(zone))
-        hy_diag_add(&d, 0, 0, "zone",
-                    "required on the global control plane: the zone that "
-                    "will accept the token");
-    else if (cp->zone && strcmp(zone, cp->zone) != 0)
-        hy_diag_add(&d, 0, 0, "zone",
-                    "this zone (%s) issues tokens for itself only; ask the global control plane "
-                    "for zone %s",
-                    cp->zone, zone);
+    const char *zone = token_zone(cp, r->zone, &d);
     if (!r->mesh || !hy_valid_name(r->mesh))
         hy_diag_add(&d, 0, 0, "mesh", "required: the Dataplane's mesh");
     if (!r->name || !hy_valid_name(r->name))
@@ -249,6 +258,47 @@ static void issue_dataplane_token(struct hy_cp *cp, const struct hy_http_req *re
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
+static void issue_ingress_token(struct hy_cp *cp, const struct hy_http_req *req,
+                                struct hy_http_resp *resp)
+{
+    Hypha__V1__ZoneIngressTokenRequest *r = (Hypha__V1__ZoneIngressTokenRequest *)decode_body(
+        req, resp, &hypha__v1__zone_ingress_token_request__descriptor);
+    if (!r)
+        return;
+    struct hy_diag d = {0};
+    const char *zone = token_zone(cp, r->zone, &d);
+    if (!r->name || !hy_valid_name(r->name))
+        hy_diag_add(&d, 0, 0, "name", "required: the ZoneIngress's name");
+    if (!r->valid_for || r->valid_for->seconds <= 0)
+        hy_diag_add(&d, 0, 0, "validFor", "required: a duration of at least 1s, like 24h");
+    char *token = NULL, jti[HY_TOKEN_JTI_LEN + 1];
+    int rc = d.n ? 0 : hy_token_jti_new(jti);
+    if (d.n) {
+        hy_http_error(resp, 400, "Invalid request", "cannot issue a zone-ingress token", &d);
+    } else if (rc == 0) {
+        int64_t now = time(NULL);
+        struct hy_token_claims c = {.kind = HY_TOKEN_KIND_INGRESS,
+                                    .jti = jti,
+                                    .iat = now,
+                                    .nbf = now,
+                                    .exp = now + r->valid_for->seconds,
+                                    .zone = (char *)zone,
+                                    .name = r->name};
+        rc = hy_token_sign(cp->token_key, &c, &token);
+    }
+    if (!d.n && rc < 0) {
+        hy_http_error(resp, 500, "Cannot sign", hy_strerror(rc), NULL);
+    } else if (!d.n) {
+        answer_token(resp, token);
+        hy_log(HY_LOG_INFO, "tokens",
+               "%s issued a zone-ingress token for %s in zone %s (jti %s, valid %llds)", req->peer,
+               r->name, zone, jti, (long long)r->valid_for->seconds);
+    }
+    free(token);
+    hy_diag_fini(&d);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
 static bool hex_jti(const char *s)
 {
     if (!s || strlen(s) != HY_TOKEN_JTI_LEN)
@@ -272,8 +322,10 @@ static void revoke_token(struct hy_cp *cp, const struct hy_http_req *req, struct
                       "jti must be the 32 lowercase hex characters of the token's jti claim", NULL);
         goto out;
     }
-    if (strcmp(kind, "zone") != 0 && strcmp(kind, "dataplane") != 0) {
-        hy_http_error(resp, 400, "Invalid request", "kind must be zone or dataplane", NULL);
+    if (strcmp(kind, "zone") != 0 && strcmp(kind, "dataplane") != 0 &&
+        strcmp(kind, "zone-ingress") != 0) {
+        hy_http_error(resp, 400, "Invalid request", "kind must be zone, dataplane or zone-ingress",
+                      NULL);
         goto out;
     }
     res = hy_resource_new(hy_rtype_by_name("TokenRevocation"));
@@ -341,6 +393,8 @@ static void verify(struct hy_cp *cp, const struct hy_http_req *req, struct hy_ht
         if (kind == HY_TOKEN_KIND_DATAPLANE) {
             hy_buf_puts(b, ",\"mesh\":");
             hy_codec_json_string(b, c.mesh ? c.mesh : "", c.mesh ? strlen(c.mesh) : 0);
+        }
+        if (kind != HY_TOKEN_KIND_ZONE) {
             hy_buf_puts(b, ",\"zone\":");
             hy_codec_json_string(b, c.zone ? c.zone : "", c.zone ? strlen(c.zone) : 0);
         }
@@ -368,6 +422,12 @@ static void verify_dataplane(struct hy_cp *cp, const struct hy_http_req *req,
     verify(cp, req, resp, HY_TOKEN_KIND_DATAPLANE);
 }
 
+static void verify_ingress(struct hy_cp *cp, const struct hy_http_req *req,
+                           struct hy_http_resp *resp)
+{
+    verify(cp, req, resp, HY_TOKEN_KIND_INGRESS);
+}
+
 bool hy_cp_tokens_handle(void *ud, const struct hy_http_req *req, struct hy_http_resp *resp)
 {
     struct hy_cp *cp = ud;
@@ -380,6 +440,8 @@ bool hy_cp_tokens_handle(void *ud, const struct hy_http_req *req, struct hy_http
         {"/tokens/zone/verify", true, verify_zone},
         {"/tokens/dataplane", false, issue_dataplane_token},
         {"/tokens/dataplane/verify", false, verify_dataplane},
+        {"/tokens/zone-ingress", false, issue_ingress_token},
+        {"/tokens/zone-ingress/verify", false, verify_ingress},
         {"/tokens/revocations", false, revoke_token},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {

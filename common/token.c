@@ -334,7 +334,9 @@ int hy_token_key_load(const char *path, struct hy_token_key **out)
 
 const char *hy_token_kind_str(enum hy_token_kind kind)
 {
-    return kind == HY_TOKEN_KIND_DATAPLANE ? "dataplane" : "zone";
+    return kind == HY_TOKEN_KIND_DATAPLANE ? "dataplane"
+           : kind == HY_TOKEN_KIND_INGRESS ? "zone-ingress"
+                                           : "zone";
 }
 
 static bool kind_parse(const char *s, enum hy_token_kind *kind)
@@ -343,6 +345,8 @@ static bool kind_parse(const char *s, enum hy_token_kind *kind)
         *kind = HY_TOKEN_KIND_ZONE;
     else if (strcmp(s, "dataplane") == 0)
         *kind = HY_TOKEN_KIND_DATAPLANE;
+    else if (strcmp(s, "zone-ingress") == 0)
+        *kind = HY_TOKEN_KIND_INGRESS;
     else
         return false;
     return true;
@@ -389,6 +393,10 @@ static const char *missing_claim(const struct hy_token_claims *c)
     if (c->kind == HY_TOKEN_KIND_DATAPLANE && !present(c->mesh))
         return "mesh";
     if (c->kind == HY_TOKEN_KIND_DATAPLANE && !present(c->name))
+        return "name";
+    if (c->kind == HY_TOKEN_KIND_INGRESS && !present(c->zone))
+        return "zone";
+    if (c->kind == HY_TOKEN_KIND_INGRESS && !present(c->name))
         return "name";
     return NULL;
 }

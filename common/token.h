@@ -63,6 +63,7 @@ int hy_token_key_load(const char *path, struct hy_token_key **out);
 enum hy_token_kind {
     HY_TOKEN_KIND_ZONE,      /* "zone": a zone CP presents it to global on KDS */
     HY_TOKEN_KIND_DATAPLANE, /* "dataplane": a sidecar presents it to its zone CP */
+    HY_TOKEN_KIND_INGRESS,   /* "zone-ingress": a zone ingress presents it to its zone CP */
 };
 
 struct hy_token_tag {
@@ -77,10 +78,10 @@ struct hy_token_claims {
     enum hy_token_kind kind;
     char *jti; /* unique id, HY_TOKEN_JTI_LEN hex chars from hy_token_jti_new: what revocation names
                 */
-    int64_t iat, nbf, exp;     /* issued at, not before, expires at: Unix seconds */
-    char *zone;                /* zone: the zone admitted; dataplane: the zone that issued it */
-    char *mesh;                /* dataplane: the sidecar's mesh */
-    char *name;                /* dataplane: the Dataplane resource's name */
+    int64_t iat, nbf, exp; /* issued at, not before, expires at: Unix seconds */
+    char *zone; /* zone: the zone admitted; dataplane, zone-ingress: the zone that accepts it */
+    char *mesh; /* dataplane: the sidecar's mesh */
+    char *name; /* dataplane: the Dataplane's name; zone-ingress: the ZoneIngress's */
     struct hy_token_tag *tags; /* dataplane: tags the sidecar may claim */
     size_t ntags;
 };
@@ -88,7 +89,8 @@ struct hy_token_claims {
 /* Frees what hy_token_verify filled and zeroes *c; safe on a zeroed struct. */
 void hy_token_claims_fini(struct hy_token_claims *c);
 
-/* The claim value of kind ("zone", "dataplane"). Static; never NULL. */
+/* The claim value of kind ("zone", "dataplane", "zone-ingress"). Static;
+ * never NULL. */
 const char *hy_token_kind_str(enum hy_token_kind kind);
 
 /* ----- signing ----- */
@@ -100,9 +102,9 @@ int hy_token_jti_new(char jti[HY_TOKEN_JTI_LEN + 1]);
 /* Signs claims with key: header {"alg":"EdDSA","typ":"JWT","kid":<kid>},
  * base64url without padding, "header.claims.signature". Claims must have a
  * jti, exp > nbf, and what their kind needs (zone: zone; dataplane: mesh and
- * name). On success *token is a NUL-terminated string owned by the caller.
- * Returns HY_EINVAL (missing claims, public-only key), HY_ETOOBIG (over
- * HY_TOKEN_MAX_LEN), HY_ENOMEM or HY_ECRYPTO. */
+ * name; zone-ingress: zone and name). On success *token is a NUL-terminated string owned by the
+ * caller. Returns HY_EINVAL (missing claims, public-only key), HY_ETOOBIG (over HY_TOKEN_MAX_LEN),
+ * HY_ENOMEM or HY_ECRYPTO. */
 int hy_token_sign(const struct hy_token_key *key, const struct hy_token_claims *claims,
                   char **token);
 

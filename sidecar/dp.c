@@ -16,32 +16,6 @@
 #include "ws.h"
 #include "poison.h"
 
-char *hy_dp_read_token(const char *path)
-{
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return NULL;
-    char *buf = calloc(1, 16384);
-    size_t n = buf ? fread(buf, 1, 16383, f) : 0;
-    int err = !buf ? ENOMEM : ferror(f) ? EIO : 0;
-    fclose(f);
-    if (err) {
-        free(buf);
-        errno = err;
-        return NULL;
-    }
-    while (n && strchr(" \t\r\n", buf[n - 1]))
-        buf[--n] = '\0';
-    size_t lead = strspn(buf, " \t\r\n");
-    memmove(buf, buf + lead, n - lead + 1);
-    if (!buf[0]) {
-        free(buf);
-        errno = ENODATA;
-        return NULL;
-    }
-    return buf;
-}
-
 static double connected(void *ud)
 {
     const struct hy_dp *d = ud;

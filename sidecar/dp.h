@@ -17,6 +17,7 @@
 #include "diag.h"
 #include "dp.pb-c.h"
 #include "log.h"
+#include "dp_file.h"
 #include "resource.h"
 
 #define HY_DP_SUBPROTOCOL "hypha.dp.v1"
@@ -35,46 +36,6 @@ struct hy_dp_cfg {
     enum hy_log_level log_level;
     uint64_t workers; /* proxy worker threads; 0: one per CPU */
 };
-
-/* ----- the Dataplane file (dp_file.c) ----- */
-
-/* The Dataplane the sidecar presents in DpHello. */
-struct hy_dp_file {
-    struct hy_resource *res;  /* owned: the decoded and validated Dataplane */
-    Hypha__V1__Envelope *env; /* owned (hypha__v1__envelope__free_unpacked): res as sent */
-};
-
-/* Replaces every placeholder "{{ NAME }}" (spaces or tabs inside the braces
- * optional; NAME of letters, digits, '_', '-' and '.') in text[0..len) by the
- * value of the variable NAME, vars being "NAME=VALUE" strings (the first '='
- * splits; values are single-line). diag->source names the file.
- * On success returns 0 with *out (NUL-terminated, caller frees) and *out_len.
- * On failure returns HY_EINVAL with a cause in diag for every problem, each
- * at its line:column when it has one: a variable that is not NAME=VALUE or
- * is given twice, a value with a line break, a "{{" that does not open a
- * placeholder, an unknown placeholder (named, with the flag to give it);
- * or HY_ENOMEM. *out is NULL on failure. */
-int hy_dp_file_expand(const char *text, size_t len, const struct hy_strings *vars, char **out,
-                      size_t *out_len, struct hy_diag *diag);
-
-/* Expands text as above, then decodes and validates it: exactly one
- * document, of type Dataplane, valid (hy_docs_validate: causes at their
- * line:column). source names the text in causes (diag->source is set to it).
- * Variables the text never uses are logged (WARN), not refused.
- * On success returns 0 and fills *out (free with hy_dp_file_fini). On
- * failure returns HY_EINVAL (or HY_ETOOBIG, HY_EDEPTH, HY_ENOMEM) with
- * causes in diag, and leaves *out zeroed. */
-int hy_dp_file_parse(const char *source, const char *text, size_t len,
-                     const struct hy_strings *vars, struct hy_dp_file *out, struct hy_diag *diag);
-
-/* Reads the file at path (at most HY_CODEC_MAX_BYTES) and parses it as
- * hy_dp_file_parse, the path naming it in causes. A file that cannot be
- * read is one cause and its -errno. */
-int hy_dp_file_load(const char *path, const struct hy_strings *vars, struct hy_dp_file *out,
-                    struct hy_diag *diag);
-
-/* Frees what *f owns and zeroes it; safe on a zeroed struct. */
-void hy_dp_file_fini(struct hy_dp_file *f);
 
 /* ----- config snapshots (dp_snapshot.c) ----- */
 
@@ -211,9 +172,6 @@ bool hy_dp_ready(struct hy_dp *d, char *why, size_t size);
 int hy_dp_client_start(struct hy_dp *d);
 void hy_dp_client_stop(struct hy_dp *d);
 void hy_dp_client_free(struct hy_dp *d);
-/* The trimmed contents of a token file (caller frees), or NULL with errno
- * set (ENODATA for an empty file). */
-char *hy_dp_read_token(const char *path);
 
 /* The admin server (dp_admin.c): GET /ready, /config, /metrics. */
 int hy_dp_admin_start(struct hy_dp *d);

@@ -31,8 +31,11 @@ struct hy_px_conn *hy_px_conn_new(struct hy_px_listener *l)
     c->m = &w->p->m;
     c->l = l;
     l->refs++;
-    if (l->route)
+    if (l->route) { /* an outbound connection: open, and pending until its handshake is done */
         atomic_fetch_add_explicit(&l->route->active, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&l->route->pending, 1, memory_order_relaxed);
+        c->pending = true;
+    }
     c->dir = l->dir;
     c->snap = hy_dp_snapshot_ref(w->snap);
     c->tls = c->dir == HY_PX_IN ? &c->down : &c->up;
@@ -109,6 +112,8 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
            hy_px_dir_name(c->dir), (unsigned)c->l->port, c->peer, c->id[0] ? c->id : "-",
            c->endpoint[0] ? c->endpoint : "-", c->attempts, (unsigned long long)c->bytes_up,
            (unsigned long long)c->bytes_down, secs, c->result, c->why[0] ? ": " : "", c->why);
+    if (c->resolving)
+        uv_cancel((uv_req_t *)&c->resolve_req);
     close_handle(c, (uv_handle_t *)&c->timer);
     if (c->down.init)
         close_handle(c, (uv_handle_t *)&c->down.tcp);
@@ -426,17 +431,61 @@ static void on_connect(uv_connect_t *req, int status)
     done(c, status);
 }
 
+static int start_connect(struct hy_px_conn *c, const struct sockaddr *sa)
+{
+    int rc = uv_tcp_connect(&c->connect_req, &c->up.tcp, sa, on_connect);
+    if (rc == 0)
+        uv_tcp_nodelay(&c->up.tcp, 1);
+    return rc;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct hy_px_conn *c = req->data;
+    c->resolving = false;
+    c->handles--;
+    if (c->closing) {
+        uv_freeaddrinfo(res);
+        if (c->handles == 0)
+            conn_free(c);
+        return;
+    }
+    /* the attempt it was for may have timed out and moved on */
+    if (!c->connected || c->resolve_for != c->attempts || c->phase != HY_PX_CONNECTING) {
+        uv_freeaddrinfo(res);
+        return;
+    }
+    int rc = status;
+    if (rc == 0) {
+        struct sockaddr_storage sa;
+        memcpy(&sa, res->ai_addr, res->ai_addrlen);
+        if (sa.ss_family == AF_INET6)
+            ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)c->resolve_port);
+        else
+            ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)c->resolve_port);
+        rc = start_connect(c, (struct sockaddr *)&sa);
+    }
+    uv_freeaddrinfo(res);
+    if (rc < 0) {
+        void (*done)(struct hy_px_conn *, int) = c->connected;
+        c->connected = NULL;
+        uv_timer_stop(&c->timer);
+        done(c, rc);
+    }
+}
+
 int hy_px_conn_connect(struct hy_px_conn *c, const char *host, uint32_t port, uint64_t timeout_ms,
                        void (*done)(struct hy_px_conn *c, int status))
 {
     struct sockaddr_storage sa;
     snprintf(c->endpoint, sizeof(c->endpoint), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host,
              (unsigned)port);
-    if (port == 0 || port > 65535)
+    if (port == 0 || port > 65535 || !host[0])
         return UV_EINVAL;
-    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&sa) != 0)
-        return UV_EINVAL; /* host names are not resolved (yet) */
+    bool literal = uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&sa) == 0 ||
+                   uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&sa) == 0;
+    if (!literal && c->resolving)
+        return UV_EBUSY; /* the previous attempt's lookup is still out */
     c->phase = HY_PX_CONNECTING;
     if (c->dir == HY_PX_IN)
         c->attempts++;         /* outbound counts its own, across endpoints */
@@ -447,12 +496,24 @@ int hy_px_conn_connect(struct hy_px_conn *c, const char *host, uint32_t port, ui
     c->connect_req.data = c;
     c->connected = done;
     c->connect_start_ms = uv_now(&c->w->loop);
-    int rc = uv_tcp_connect(&c->connect_req, &c->up.tcp, (struct sockaddr *)&sa, on_connect);
+    int rc;
+    if (literal) {
+        rc = start_connect(c, (struct sockaddr *)&sa);
+    } else { /* a host name: resolve it on the loop's thread pool, then connect */
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        c->resolve_req.data = c;
+        c->resolve_for = c->attempts;
+        c->resolve_port = port;
+        rc = uv_getaddrinfo(&c->w->loop, &c->resolve_req, on_resolved, host, NULL, &hints);
+        if (rc == 0) {
+            c->resolving = true;
+            c->handles++;
+        }
+    }
     if (rc < 0) {
         c->connected = NULL;
         return rc;
     }
-    uv_tcp_nodelay(&c->up.tcp, 1);
     uv_timer_start(&c->timer, on_timer, timeout_ms, 0);
     return 0;
 }

@@ -123,6 +123,10 @@ struct hy_px_conn {
     unsigned handles; /* uv_close calls still to complete */
     uv_timer_t timer; /* connect, handshake, then idle */
     uv_connect_t connect_req;
+    uv_getaddrinfo_t resolve_req; /* a host name endpoint (an ingress's advertisedAddress) */
+    bool resolving;               /* resolve_req is out; counted in handles */
+    unsigned resolve_for;         /* the attempt it resolves for: a later one ignores it */
+    uint32_t resolve_port;
     uint64_t idle_ms, last_ms, start_ms, connect_start_ms;
     unsigned attempts;
     bool pending;          /* counted in l->route->pending */

@@ -84,9 +84,16 @@ static bool avoided(struct hy_px_route *r, const Hypha__V1__DpOutbound *o, size_
     return e && (e->bad_until > now || e->unhealthy);
 }
 
+static uint32_t priority_of(const Hypha__V1__DpEndpoint *e)
+{
+    return e->has_priority ? e->priority : 0;
+}
+
 /* An endpoint by the outbound's strategy among those neither failed lately
- * nor unhealthy (none left: among all, so that a wrong verdict cannot
- * black-hole a service). RoundRobin: the next after the cursor. Random:
+ * nor unhealthy, of the best priority that has any (locality: this zone's
+ * endpoints are priority 0, remote zones' ingresses 1 or more). None left:
+ * among all of the best priority, so that a wrong verdict cannot
+ * black-hole a service. RoundRobin: the next after the cursor. Random:
  * any, evenly. LeastRequest: the fewest open connections (all workers),
  * ties broken from the round-robin cursor so equal endpoints take turns.
  * Counts c against it. Takes the route's lock. */
@@ -98,16 +105,26 @@ static const Hypha__V1__DpEndpoint *pick(struct hy_px_conn *c)
     size_t n = o->n_endpoints, good = 0;
     enum lb lb = lb_of(o);
     struct hy_px_ep *e;
+    uint32_t level = UINT32_MAX, lowest = UINT32_MAX;
     pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t p = priority_of(o->endpoints[i]);
+        if (p < lowest)
+            lowest = p;
+        if (p < level && !avoided(r, o, i, now, &e))
+            level = p;
+    }
+    bool any = level == UINT32_MAX; /* every one is avoided: consider them all */
+    if (any)
+        level = lowest;
     for (size_t i = 0; i < n; i++)
-        good += !avoided(r, o, i, now, &e);
-    bool any = good == 0; /* every one is avoided: consider them all */
-    size_t skip = lb == LB_RANDOM ? (size_t)(next_random(r) % (any ? n : good)) : 0;
+        good += priority_of(o->endpoints[i]) == level && (any || !avoided(r, o, i, now, &e));
+    size_t skip = lb == LB_RANDOM ? (size_t)(next_random(r) % good) : 0;
     size_t best = SIZE_MAX;
     unsigned best_load = 0;
     for (size_t i = 0; i < n; i++) {
         size_t k = (r->rr + i) % n;
-        if (avoided(r, o, k, now, &e) && !any)
+        if (priority_of(o->endpoints[k]) != level || (avoided(r, o, k, now, &e) && !any))
             continue;
         if (lb == LB_RANDOM && skip-- > 0)
             continue;
@@ -200,11 +217,12 @@ void hy_px_outbound_accept(struct hy_px_conn *c)
                          (unsigned)o->max_connections);
         return;
     }
-    unsigned pending = atomic_fetch_add_explicit(&r->pending, 1, memory_order_relaxed);
-    c->pending = true;
-    if (o->has_max_pending && o->max_pending && pending >= o->max_pending) {
+    /* and in pending (hy_px_conn_new counts it there too) */
+    unsigned pending = atomic_load_explicit(&r->pending, memory_order_relaxed);
+    if (o->has_max_pending && o->max_pending && pending > o->max_pending) {
         hy_series_inc(c->m->overflow[1]);
-        hy_px_conn_close(c, "overflow", "%u connections still connecting (max_pending)", pending);
+        hy_px_conn_close(c, "overflow", "%u connections still connecting (max_pending)",
+                         pending - 1);
         return;
     }
     if (!o->n_endpoints) {

@@ -13,6 +13,7 @@
 #include "dp_server.h"
 #include "error.h"
 #include "policies.pb-c.h"
+#include "sni.h"
 #include "poison.h"
 
 #define S(s) ((s) ? (s) : "")
@@ -235,6 +236,71 @@ static int apply_breaker(void *ud, struct hy_resource *r, bool *take)
     return 0;
 }
 
+#define EXCLUDED UINT32_MAX /* an endpoint's priority when failover leaves its zone out */
+
+static bool listed_zone(char *const *zones, size_t n, const char *zone)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(zones[i], zone))
+            return true;
+    return false;
+}
+
+/* Priorities by zone (Kuma's localityAwareness): this zone's endpoints 0;
+ * without failover rules every other zone 1; with rules, each rule whose
+ * `from` includes this zone gives the zones it names (Any, Only,
+ * AnyExcept; None stops) the next priority, and zones no rule names are
+ * left out. disabled: every zone 0, no preference. */
+static void zone_order(struct policy_walk *w,
+                       const Hypha__V1__MeshLoadBalancingStrategy__LocalityAwareness *la)
+{
+    const char *own = S(w->dp->origin);
+    const Hypha__V1__MeshLoadBalancingStrategy__LocalityAwareness__CrossZone *cz = la->cross_zone;
+    for (size_t k = 0; k < w->o->n_endpoints; k++) {
+        Hypha__V1__DpEndpoint *e = w->o->endpoints[k];
+        const char *z = S(e->zone);
+        e->has_priority = 1;
+        if (la->has_disabled && la->disabled) {
+            e->priority = 0;
+            continue;
+        }
+        if (!strcmp(z, own) || !z[0]) {
+            e->priority = 0;
+            continue;
+        }
+        if (!cz || !cz->n_failover) {
+            e->priority = 1;
+            continue;
+        }
+        e->priority = EXCLUDED;
+        uint32_t level = 1;
+        for (size_t f = 0; f < cz->n_failover; f++, level++) {
+            const Hypha__V1__MeshLoadBalancingStrategy__LocalityAwareness__CrossZone__Failover *fo =
+                cz->failover[f];
+            if (fo->from && !listed_zone(fo->from->zones, fo->from->n_zones, own)) {
+                level--; /* not a rule for this zone */
+                continue;
+            }
+            int type = fo->to && fo->to->has_type ? (int)fo->to->type : 0;
+            bool named = fo->to && listed_zone(fo->to->zones, fo->to->n_zones, z);
+            if (type ==
+                HYPHA__V1__MESH_LOAD_BALANCING_STRATEGY__LOCALITY_AWARENESS__CROSS_ZONE__FAILOVER__TO__TYPE__None)
+                break;
+            if (type ==
+                    HYPHA__V1__MESH_LOAD_BALANCING_STRATEGY__LOCALITY_AWARENESS__CROSS_ZONE__FAILOVER__TO__TYPE__Any ||
+                (type ==
+                     HYPHA__V1__MESH_LOAD_BALANCING_STRATEGY__LOCALITY_AWARENESS__CROSS_ZONE__FAILOVER__TO__TYPE__Only &&
+                 named) ||
+                (type ==
+                     HYPHA__V1__MESH_LOAD_BALANCING_STRATEGY__LOCALITY_AWARENESS__CROSS_ZONE__FAILOVER__TO__TYPE__AnyExcept &&
+                 !named)) {
+                e->priority = level;
+                break;
+            }
+        }
+    }
+}
+
 static int apply_lb(void *ud, struct hy_resource *r, bool *take)
 {
     struct policy_walk *w = ud;
@@ -252,6 +318,9 @@ static int apply_lb(void *ud, struct hy_resource *r, bool *take)
             free(w->o->lb);
             w->o->lb = v ? strdup(v->name) : NULL;
         }
+        if (c && c->locality_awareness &&
+            to_matches(p->to[i]->target_ref, w->o->service, w->specific))
+            zone_order(w, c->locality_awareness);
     }
     return 0;
 }
@@ -293,9 +362,68 @@ static int apply_health(void *ud, struct hy_resource *r, bool *take)
     return 0;
 }
 
+static Hypha__V1__DpEndpoint *new_endpoint(Hypha__V1__DpOutbound *o)
+{
+    Hypha__V1__DpEndpoint *e = malloc(sizeof(*e));
+    Hypha__V1__DpEndpoint **v = realloc(o->endpoints, (o->n_endpoints + 1) * sizeof(*v));
+    if (!e || !v) {
+        free(e);
+        if (v)
+            o->endpoints = v;
+        return NULL;
+    }
+    hypha__v1__dp_endpoint__init(e);
+    o->endpoints = v;
+    v[o->n_endpoints++] = e;
+    return e;
+}
+
+/* Remote endpoints: other zones' ingresses that carry the outbound's
+ * service in this mesh, priority 1 until zone_order says otherwise. */
+static int add_remote(void *ud, struct hy_resource *r, bool *take)
+{
+    struct policy_walk *w = ud;
+    const Hypha__V1__ZoneIngress *zi = (const Hypha__V1__ZoneIngress *)r->spec;
+    const char *own = S(w->dp->origin);
+    (void)take;
+    if (!zi->zone || !strcmp(zi->zone, own) || !zi->networking)
+        return 0;
+    const Hypha__V1__ZoneIngress__Networking *n = zi->networking;
+    for (size_t i = 0; i < zi->n_available_services; i++) {
+        const Hypha__V1__ZoneIngress__AvailableService *as = zi->available_services[i];
+        const char *svc = tag(as->n_tags, (void *)as->tags, "hypha.io/service");
+        if (!svc || strcmp(svc, w->o->service) || strcmp(S(as->mesh), S(w->dp->meta->mesh)) ||
+            (as->has_instances && as->instances == 0))
+            continue;
+        Hypha__V1__DpEndpoint *e = new_endpoint(w->o);
+        if (!e)
+            return HY_ENOMEM;
+        e->address = strdup(n->advertised_address ? n->advertised_address : S(n->address));
+        e->has_port = e->has_priority = 1;
+        e->port = n->has_advertised_port ? n->advertised_port : n->port;
+        e->zone = strdup(zi->zone);
+        e->name = strdup(r->meta->name);
+        e->priority = 1;
+        break;
+    }
+    return 0;
+}
+
+/* Drops the endpoints zone_order left out. */
+static void drop_excluded(Hypha__V1__DpOutbound *o)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < o->n_endpoints; i++) {
+        if (o->endpoints[i]->has_priority && o->endpoints[i]->priority == EXCLUDED)
+            protobuf_c_message_free_unpacked(&o->endpoints[i]->base, NULL);
+        else
+            o->endpoints[k++] = o->endpoints[i];
+    }
+    o->n_endpoints = k;
+}
+
 /* Endpoints: the inbounds of the mesh's other Dataplanes in this zone that
- * serve the outbound's service (remote zones come through their ingress:
- * a later capability). */
+ * serve the outbound's service (priority 0). */
 static int add_endpoints(void *ud, struct hy_resource *r, bool *take)
 {
     struct policy_walk *w = ud;
@@ -309,15 +437,9 @@ static int add_endpoints(void *ud, struct hy_resource *r, bool *take)
         const char *svc = hy_dp_service_of(in);
         if (!svc || strcmp(svc, w->o->service) || !in->has_port)
             continue;
-        Hypha__V1__DpEndpoint *e = malloc(sizeof(*e));
-        Hypha__V1__DpEndpoint **v = realloc(w->o->endpoints, (w->o->n_endpoints + 1) * sizeof(*v));
-        if (!e || !v) {
-            free(e);
-            if (v)
-                w->o->endpoints = v;
+        Hypha__V1__DpEndpoint *e = new_endpoint(w->o);
+        if (!e)
             return HY_ENOMEM;
-        }
-        hypha__v1__dp_endpoint__init(e);
         const char *addr = d->networking->advertised_address ? d->networking->advertised_address
                                                              : d->networking->address;
         e->address = strdup(S(addr));
@@ -325,8 +447,8 @@ static int add_endpoints(void *ud, struct hy_resource *r, bool *take)
         e->port = in->port;
         e->zone = r->origin ? strdup(r->origin) : NULL;
         e->name = strdup(r->meta->name);
-        w->o->endpoints = v;
-        v[w->o->n_endpoints++] = e;
+        e->has_priority = 1;
+        e->priority = 0;
     }
     return 0;
 }
@@ -390,11 +512,13 @@ int hy_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const c
         o->port = ob->port;
         const char *svc = tag(ob->n_tags, (void *)ob->tags, "hypha.io/service");
         o->service = strdup(S(svc));
-        char sni[600];
-        snprintf(sni, sizeof(sni), "%s.%s.mesh", S(svc), S(dp->meta->mesh));
+        char sni[HY_SNI_MAX];
+        hy_sni_for(S(svc), S(dp->meta->mesh), sni, sizeof(sni));
         o->sni = strdup(sni);
         struct policy_walk pw = {dp, o, false};
         rc = hy_store_each(s, "Dataplane", add_endpoints, &pw);
+        if (rc == 0)
+            rc = hy_store_each(s, "ZoneIngress", add_remote, &pw);
         for (int spec = 0; rc == 0 && spec < 2; spec++) {
             pw.specific = spec;
             if ((rc = hy_store_each(s, "MeshTimeout", apply_timeout, &pw)) == 0 &&
@@ -403,6 +527,7 @@ int hy_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const c
                 (rc = hy_store_each(s, "MeshLoadBalancingStrategy", apply_lb, &pw)) == 0)
                 rc = hy_store_each(s, "MeshHealthCheck", apply_health, &pw);
         }
+        drop_excluded(o);
     }
     if (rc == 0) {
         /* the version names the content: hash everything but the version */

@@ -3,7 +3,10 @@
  * against the Dataplane (name, mesh, tags), registers the Dataplane (which
  * KDS then carries to the global CP), signs a leaf for each inbound
  * service (spiffe://<mesh>/<service>) with its intermediate CA, and pushes
- * the config whenever it changes. A clean close (1000) deregisters it. */
+ * the config whenever it changes. A clean close (1000) deregisters it.
+ * A zone ingress does the same with its ZoneIngress and a zone-ingress
+ * token (no CSR: it never terminates TLS); the zone keeps the ZoneIngress's
+ * availableServices up to date and pushes the ingress its routes. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +31,8 @@ struct dp_session {
     struct hy_dp_server *srv;
     struct hy_ws_conn *conn;
     struct dp_session *next;
-    struct hy_resource *dp; /* registered Dataplane, NULL before */
+    struct hy_resource *dp; /* registered Dataplane or ZoneIngress, NULL before */
+    bool ingress;           /* dp is a ZoneIngress */
     char *cert, *chain;
     char sent_version[32], acked_version[32];
     uint64_t sent, acked, rejected;
@@ -190,10 +194,64 @@ static int sign(struct hy_dp_server *srv, struct dp_session *s, const char *csr,
 
 /* ----- config ----- */
 
+/* Stores the ingress's ZoneIngress with availableServices from c, when
+ * they changed (or force). */
+static void ingress_store(struct dp_session *s, const Hypha__V1__DpIngressConfig *c, bool force)
+{
+    Hypha__V1__ZoneIngress *zi = (Hypha__V1__ZoneIngress *)s->dp->spec;
+    size_t before = hypha__v1__zone_ingress__get_packed_size(zi);
+    uint8_t *old = malloc(before ? before : 1);
+    if (old)
+        hypha__v1__zone_ingress__pack(zi, old);
+    int rc = hy_ingress_available(c, zi);
+    size_t after = hypha__v1__zone_ingress__get_packed_size(zi);
+    uint8_t *now = rc == 0 ? malloc(after ? after : 1) : NULL;
+    if (now)
+        hypha__v1__zone_ingress__pack(zi, now);
+    bool same = old && now && before == after && !memcmp(old, now, before);
+    free(old);
+    free(now);
+    if (rc < 0 || (same && !force))
+        return;
+    struct hy_store_write w;
+    s->dp->version = 0;
+    if ((rc = hy_store_put(s->srv->z->cp.store, s->dp, HY_VERSION_ANY, &w)) < 0)
+        hy_log(HY_LOG_ERROR, "dp", "ingress %s: cannot store its ZoneIngress: %s",
+               s->dp->meta->name, hy_strerror(rc));
+}
+
+static void push_ingress(struct dp_session *s, bool force_store)
+{
+    Hypha__V1__DpIngressConfig *c = NULL;
+    int rc = hy_ingress_config_build(s->srv->z->cp.store, s->srv->z->cfg->zone, &c);
+    if (rc < 0) {
+        hy_log(HY_LOG_ERROR, "dp", "ingress %s: cannot compute its routes: %s", s->dp->meta->name,
+               hy_strerror(rc));
+        return;
+    }
+    ingress_store(s, c, force_store);
+    if (strcmp(c->version, s->sent_version) != 0) {
+        Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
+        m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_INGRESS_CONFIG;
+        m.ingress_config = c;
+        if (send_msg(s, &m) == 0) {
+            snprintf(s->sent_version, sizeof(s->sent_version), "%s", c->version);
+            s->sent++;
+            hy_log(HY_LOG_DEBUG, "dp", "ingress %s: routes %s sent (%zu services)",
+                   s->dp->meta->name, c->version, c->n_routes);
+        }
+    }
+    hypha__v1__dp_ingress_config__free_unpacked(c, NULL);
+}
+
 static void push(struct dp_session *s)
 {
     if (!s->dp || s->closing)
         return;
+    if (s->ingress) {
+        push_ingress(s, false);
+        return;
+    }
     Hypha__V1__DpConfig *c = NULL;
     struct hy_buf bundle = {0};
     int rc = mesh_bundle(s->srv->z->cp.store, s->dp->meta->mesh, &bundle);
@@ -224,6 +282,8 @@ static void push(struct dp_session *s)
 
 static void insight(struct dp_session *s, bool connect, bool disconnect)
 {
+    if (s->ingress)
+        return; /* no ZoneIngressInsight (yet): its log and /metrics tell */
     struct hy_store *st = s->srv->z->cp.store;
     struct hy_resource *r = NULL;
     if (hy_store_get(st, "DataplaneInsight", s->dp->meta->mesh, s->dp->meta->name, &r) < 0) {
@@ -315,14 +375,53 @@ static bool token_matches(const struct hy_token_claims *c, const struct hy_resou
     return true;
 }
 
-static struct dp_session *find_dp(struct hy_dp_server *srv, const char *mesh, const char *name,
+static struct dp_session *find_dp(struct hy_dp_server *srv, const struct hy_resource *r,
                                   struct dp_session *except)
 {
     for (struct dp_session *s = srv->sessions; s; s = s->next)
-        if (s != except && s->dp && !s->closing && !strcmp(s->dp->meta->mesh, mesh) &&
-            !strcmp(s->dp->meta->name, name))
+        if (s != except && s->dp && !s->closing && s->dp->type == r->type &&
+            !strcmp(S(s->dp->meta->mesh), S(r->meta->mesh)) &&
+            !strcmp(s->dp->meta->name, r->meta->name))
             return s;
     return NULL;
+}
+
+/* A zone ingress: its zone-ingress token must name it; no CSR. */
+static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
+                             const Hypha__V1__DpHello *h)
+{
+    struct hy_dp_server *srv = s->srv;
+    char why[400] = "";
+    struct hy_token_claims claims = {0};
+    struct hy_token_failure fail = {0};
+    struct hy_diag d = {0};
+    if (!hy_resource_validate(zi, &d)) {
+        char line[300];
+        snprintf(why, sizeof(why), "the ZoneIngress is not valid: %s",
+                 hy_diag_format(&d, 0, line, sizeof(line)));
+    } else if (hy_cp_verify_token(&srv->z->cp, HY_TOKEN_KIND_INGRESS, S(h->token), &claims, &fail) <
+               0) {
+        snprintf(why, sizeof(why), "zone-ingress token refused: %s", fail.message);
+    } else if (!claims.name || strcmp(claims.name, zi->meta->name)) {
+        snprintf(why, sizeof(why), "the zone-ingress token is for ZoneIngress %s, not %s",
+                 S(claims.name), zi->meta->name);
+    } else if (find_dp(srv, zi, s)) {
+        snprintf(why, sizeof(why), "ZoneIngress %s is already connected", zi->meta->name);
+    }
+    hy_diag_fini(&d);
+    hy_token_claims_fini(&claims);
+    s->dp = zi;
+    s->ingress = true;
+    if (why[0]) {
+        reject(s, why);
+        return;
+    }
+    Hypha__V1__ZoneIngress *spec = (Hypha__V1__ZoneIngress *)zi->spec;
+    hy_kds_set_str(&spec->zone, srv->z->cfg->zone);
+    hy_kds_set_str(&zi->origin, srv->z->cfg->zone);
+    hy_log(HY_LOG_INFO, "dp", "ingress %s connected from %s (hypha-ingress %s) and registered",
+           zi->meta->name, hy_ws_conn_peer(s->conn), S(h->version));
+    push_ingress(s, true);
 }
 
 static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
@@ -344,9 +443,13 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
             dp = NULL;
         free(p);
     }
+    if (dp && !strcmp(dp->type->name, "ZoneIngress")) {
+        on_ingress_hello(s, dp, h);
+        return;
+    }
     struct hy_diag d = {0};
     if (!dp || strcmp(dp->type->name, "Dataplane")) {
-        snprintf(why, sizeof(why), "DpHello's resource is not a Dataplane");
+        snprintf(why, sizeof(why), "DpHello's resource is not a Dataplane or a ZoneIngress");
     } else if (!hy_resource_validate(dp, &d)) {
         char line[300];
         snprintf(why, sizeof(why), "the Dataplane is not valid: %s",
@@ -356,7 +459,7 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
         snprintf(why, sizeof(why), "dataplane token refused: %s", fail.message);
     } else if (!token_matches(&claims, dp, why, sizeof(why))) {
         /* why is set */
-    } else if (find_dp(srv, dp->meta->mesh, dp->meta->name, s)) {
+    } else if (find_dp(srv, dp, s)) {
         snprintf(why, sizeof(why), "Dataplane %s/%s is already connected", dp->meta->mesh,
                  dp->meta->name);
     }
@@ -410,7 +513,9 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
                 on_hello(s, m->hello);
             break;
         case HYPHA__V1__DP_MESSAGE__MSG_CSR:
-            if (sign(s->srv, s, S(m->csr->csr), why, sizeof(why)) < 0) {
+            if (s->ingress)
+                reject(s, "an ingress has no certificate to renew");
+            else if (sign(s->srv, s, S(m->csr->csr), why, sizeof(why)) < 0) {
                 hy_log(HY_LOG_WARN, "dp", "%s/%s: certificate renewal refused: %s",
                        s->dp->meta->mesh, s->dp->meta->name, why);
             } else {
@@ -426,7 +531,7 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
             break;
         case HYPHA__V1__DP_MESSAGE__MSG_NACK:
             s->rejected++;
-            hy_log(HY_LOG_WARN, "dp", "%s/%s refused config %s: %s", s->dp->meta->mesh,
+            hy_log(HY_LOG_WARN, "dp", "%s/%s refused config %s: %s", S(s->dp->meta->mesh),
                    s->dp->meta->name, S(m->nack->version), S(m->nack->error));
             insight(s, false, false);
             break;
@@ -468,7 +573,13 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
     if (!s)
         return;
     if (s->dp && !s->closing) {
-        if (code == 1000) {
+        if (s->ingress) {
+            if (code == 1000)
+                hy_store_delete(srv->z->cp.store, "ZoneIngress", NULL, s->dp->meta->name,
+                                HY_VERSION_ANY);
+            hy_log(HY_LOG_INFO, "dp", "ingress %s disconnected (%d %s)%s", s->dp->meta->name, code,
+                   reason, code == 1000 ? " and deregistered" : "");
+        } else if (code == 1000) {
             /* a clean exit deregisters */
             hy_store_delete(srv->z->cp.store, "Dataplane", s->dp->meta->mesh, s->dp->meta->name,
                             HY_VERSION_ANY);
@@ -503,7 +614,7 @@ static double sidecars(void *ud)
 {
     double n = 0;
     for (struct dp_session *s = ((struct hy_dp_server *)ud)->sessions; s; s = s->next)
-        n += s->dp && !s->closing;
+        n += s->dp && !s->closing && !s->ingress;
     return n;
 }
 

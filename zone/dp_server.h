@@ -25,4 +25,11 @@ const char *hy_dp_service_of(const Hypha__V1__Dataplane__Networking__Inbound *in
 int hy_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const char *cert,
                        const char *chain, const char *bundle, Hypha__V1__DpConfig **out);
 
+/* The routes of this zone's ingresses (ingress_config.c): every service a
+ * local Dataplane serves, per mesh, with its SNI and endpoints. *out is
+ * owned by the caller (hypha__v1__dp_ingress_config__free_unpacked). */
+int hy_ingress_config_build(struct hy_store *s, const char *zone, Hypha__V1__DpIngressConfig **out);
+/* Sets zi's availableServices to c's routes (mesh, service tag, instances). */
+int hy_ingress_available(const Hypha__V1__DpIngressConfig *c, Hypha__V1__ZoneIngress *zi);
+
 #endif

@@ -1,185 +1,217 @@
 #!/usr/bin/env bash
 # The main command: installs what is missing (as root), builds, and starts
-# what Hypha has today on this machine. It grows into the multi-zone demo.
+# the multi-zone demo on this machine:
 #
-# Today that is the control planes: hypha-global on 127.0.0.1:5681 with a
-# mesh (and its root CA) and a few policies applied with hyphactl, and two
-# zone control planes, east and west, registered with zone tokens and kept
-# in sync over KDS; a Dataplane written in east shows up on the global CP.
-# Ingress gateways and sidecars are not built yet (see README "Status"), so
-# no traffic flows, and everything runs on loopback (no namespaces yet).
+#   a global CP            netns hy-demo-g     10.213.90.1 (a bridge)
+#   zone east              netns hy-demo-east  10.213.90.2 (veth on the bridge)
+#   zone west              netns hy-demo-west  10.213.90.3
+#   an ingress per zone, on its zone's address, port 10001
+#   web-1: a sidecar in east (the caller)
+#   backend-1: an echo app behind its sidecar, in west only
+#
+# web calls backend: east's zone knows backend only from west's ingress
+# (through the global CP), so web-1's sidecar opens mTLS to backend-1's
+# sidecar through west's ingress, which routes by SNI without decrypting.
+# The demo prints the answer, then stays up and says what to try.
 #
 #   deploy/local/demo.sh           start, show, stay up until Ctrl-C
-#   deploy/local/demo.sh --check   the same on free ports, check, stop; exit 0 or 1
+#   deploy/local/demo.sh --check   the same in namespaces of its own, check, stop; exit 0 or 1
+#
+# Network namespaces need root; nothing outside them is touched.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
 check=false
 [ "${1:-}" = --check ] && check=true
+if [ "$(id -u)" -ne 0 ]; then
+    echo "demo.sh: run it as root: it installs packages and makes network namespaces" >&2
+    exit 1
+fi
 
 . deploy/local/deps.sh
-# shellcheck source=deploy/local/ports.sh
-. deploy/local/ports.sh
 # shellcheck disable=SC2086
-hy_install_packages $HY_BUILD_PACKAGES curl
+hy_install_packages $HY_BUILD_PACKAGES curl iproute2 jq
 
 echo "== building (build-demo/, optimised, no sanitizers)"
 cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHYPHA_SANITIZE=OFF >/dev/null
-cmake --build build-demo -j "$(nproc)" --target hypha-global hypha-zone hyphactl hypha-dp hypha-test-echo >/dev/null
+cmake --build build-demo -j "$(nproc)" \
+    --target hypha-global hypha-zone hypha-ingress hyphactl hypha-dp hypha-test-echo >/dev/null
 bin=$top/build-demo/bin
 
+suffix=
+$check && suffix=-$$
+G=hy-demo-g$suffix EAST=hy-demo-east$suffix WEST=hy-demo-west$suffix
+for ns in $G $EAST $WEST; do
+    if ip netns list | grep -qw "$ns"; then
+        echo "demo.sh: network namespace $ns exists: is a demo running? (remove it: ip netns del $ns)" >&2
+        exit 1
+    fi
+done
 work=$(mktemp -d "${TMPDIR:-/tmp}/hypha-demo.XXXXXX")
 pids=()
 cleanup() {
     local p
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    for ns in $G $EAST $WEST; do ip netns del "$ns" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start LOG CMD...: runs CMD in the background (its pid joins pids) and
-# waits, bounded, until its log says where its API listens and /ready
-# answers; sets url_out to that URL.
-url_out=
+echo "== network: namespaces $G (bridge 10.213.90.1), $EAST (.2), $WEST (.3)"
+for ns in $G $EAST $WEST; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+done
+ip -n "$G" link add br0 type bridge
+ip -n "$G" addr add 10.213.90.1/24 dev br0
+ip -n "$G" link set br0 up
+n=2
+for ns in $EAST $WEST; do
+    ip link add "veth$n$suffix" netns "$G" type veth peer name eth0 netns "$ns"
+    ip -n "$G" link set "veth$n$suffix" master br0 up
+    ip -n "$ns" addr add "10.213.90.$n/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    n=$((n + 1))
+done
+declare -A ns_of=([global]=$G [east]=$EAST [west]=$WEST) ip_of=([east]=10.213.90.2 [west]=10.213.90.3)
+
+# start NAME NS CMD...: runs CMD in namespace NS, logging to $work/NAME.log
 start() {
-    local log=$1
-    shift
-    "$@" >"$log" 2>&1 &
+    local name=$1 ns=$2
+    shift 2
+    ip netns exec "$ns" "$@" >"$work/$name.log" 2>&1 &
     pids+=($!)
-    for _ in $(seq 1 400); do
-        grep -q 'API listening on http://' "$log" && break
-        kill -0 "${pids[-1]}" 2>/dev/null || { cat "$log" >&2; exit 1; }
-        sleep 0.05
-    done
-    url_out=http://$(grep -o 'API listening on http://[^ ]*' "$log" | sed 's|.*http://||')
-    for _ in $(seq 1 200); do
-        curl -sf "$url_out/ready" >/dev/null && return 0
-        sleep 0.05
-    done
-    echo "$log: not ready" >&2
-    exit 1
 }
-# until_true CMD...: retries CMD for at most 10 s.
+# until_true CMD...: retries CMD for at most 15 s.
 until_true() {
-    for _ in $(seq 1 200); do
-        "$@" && return 0
+    for _ in $(seq 1 300); do
+        "$@" >/dev/null 2>&1 && return 0
         sleep 0.05
     done
     return 1
 }
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+ctl() { in_ns "$G" "$bin/hyphactl" --cp http://127.0.0.1:5681 "$@"; }
+zctl() { local z=$1; shift; in_ns "${ns_of[$z]}" "$bin/hyphactl" --cp http://127.0.0.1:5681 "$@"; }
+ready() { in_ns "$1" curl -sf "$2/ready"; }
 
-address=127.0.0.1:5681
-$check && address=127.0.0.1:0
-echo "== starting hypha-global (data in $work/global)"
-start "$work/global.log" "$bin/hypha-global" --data-dir "$work/global" \
-    --api-address "$address" --kds-address 127.0.0.1:0
-url=$url_out
-kds=$(grep -o 'KDS listening on wss://[^ ]*' "$work/global.log" | sed 's/KDS listening on //')
-export HYPHA_CP=$url HYPHACTL_CONFIG=$work/hyphactl.yaml
-ctl() { "$bin/hyphactl" "$@"; }
-echo "   API at $url, KDS at $kds"
+echo "== starting hypha-global: API 127.0.0.1:5681 in $G, KDS wss://10.213.90.1:5685"
+start global "$G" "$bin/hypha-global" --data-dir "$work/global" --api-address 127.0.0.1:5681 \
+    --kds-address 10.213.90.1:5685
+until_true ready "$G" http://127.0.0.1:5681 || { cat "$work/global.log" >&2; exit 1; }
+echo "== applying a mesh with mTLS and policies (deploy/local/demo.yaml)"
+ctl apply -f - <deploy/local/demo.yaml
 
-echo "== applying a mesh with mTLS and three policies"
-ctl apply -f deploy/local/demo.yaml
-echo
-ctl get meshes
-echo
-ctl get meshtrafficpermissions
-echo
-echo "== the mesh's root CA (certificate only; the key never leaves the global CP)"
-curl -s "$url/meshes/default/meshtrusts/ca-1" |
-    sed -n 's/.*"fingerprint":"\([0-9a-f]*\)".*/   fingerprint \1/p'
-echo
-
-echo "== two zones, east and west, registered with zone tokens"
-declare -A zurl
+echo "== zones east and west, each registered with a zone token"
 for z in east west; do
     ctl generate zone-token --zone "$z" --valid-for 720h >"$work/$z.token"
-    start "$work/zone-$z.log" "$bin/hypha-zone" --zone "$z" --data-dir "$work/zone-$z" \
-        --api-address 127.0.0.1:0 --dp-address 127.0.0.1:0 --global-address "$kds" \
-        --global-ca-file "$work/global/kds/ca.pem" --zone-token-file "$work/$z.token"
-    zurl[$z]=$url_out
-    echo "   zone $z: API at ${zurl[$z]}"
+    start "zone-$z" "${ns_of[$z]}" "$bin/hypha-zone" --zone "$z" --data-dir "$work/zone-$z" \
+        --api-address 127.0.0.1:5681 --dp-address 127.0.0.1:5678 \
+        --global-address wss://10.213.90.1:5685 --global-ca-file "$work/global/kds/ca.pem" \
+        --zone-token-file "$work/$z.token"
 done
-synced() { curl -sf "${zurl[$1]}/meshes/default/meshtrafficpermissions/allow-web-to-backend" >/dev/null; }
-until_true synced east && until_true synced west || true
-echo "== in zone east: an echo app behind sidecar backend-1, and sidecar web-1 calling it"
-dp=$(grep -o 'DP server listening on wss://[^ ]*' "$work/zone-east.log" | sed 's/.*wss:/wss:/')
-declare -A dport dadmin
-sidecar() { # NAME SERVICE
-    local p
-    p=$(hy_free_ports 3) # inbound, app, outbound
-    dport[$1]=$p
-    ctl --cp "${zurl[east]}" generate dataplane-token --mesh default --name "$1" \
-        --tag "hypha.io/service=$2" --valid-for 24h >"$work/$1.token"
-    "$bin/hypha-dp" run --cp-address "$dp" --ca-cert-file "$work/zone-east/dp/ca.pem" \
-        --dataplane-file tests/data/dp/dataplane.yaml --dataplane-token-file "$work/$1.token" \
-        --dataplane-var "name=$1,service=$2,port=$p,app_port=$((p + 1)),out_port=$((p + 2))" \
-        --admin-address 127.0.0.1:0 >"$work/dp-$1.log" 2>&1 &
-    pids+=($!)
-    until_true grep -q 'admin on http://' "$work/dp-$1.log" || true
-    dadmin[$1]=$(grep -o 'admin on http://[^ ]*' "$work/dp-$1.log" | sed 's/admin on //')
+for z in east west; do
+    until_true ready "${ns_of[$z]}" http://127.0.0.1:5681 || { cat "$work/zone-$z.log" >&2; exit 1; }
+    issuer() { in_ns "${ns_of[$1]}" curl -sf http://127.0.0.1:5681/meshes/default/meshissuers/ca-1; }
+    until_true issuer "$z" || echo "   (zone $z has no intermediate CA yet)"
+done
+
+echo "== an ingress per zone, on 10001 of the zone's address"
+for z in east west; do
+    zctl "$z" generate zone-ingress-token --name "ingress-$z" --valid-for 720h >"$work/ingress-$z.token"
+    start "ingress-$z" "${ns_of[$z]}" "$bin/hypha-ingress" run --cp-address wss://127.0.0.1:5678 \
+        --ca-cert-file "$work/zone-$z/dp/ca.pem" --ingress-file tests/data/dp/ingress.yaml \
+        --ingress-var "name=ingress-$z,address=${ip_of[$z]},port=10001" \
+        --token-file "$work/ingress-$z.token" --admin-address 127.0.0.1:9902
+done
+
+echo "== the app: backend-1 (an echo server) in west, web-1 calling it from east"
+sidecar() { # NAME SERVICE ZONE
+    zctl "$3" generate dataplane-token --mesh default --name "$1" --tag "hypha.io/service=$2" \
+        --valid-for 24h >"$work/$1.token"
+    start "dp-$1" "${ns_of[$3]}" "$bin/hypha-dp" run --cp-address wss://127.0.0.1:5678 \
+        --ca-cert-file "$work/zone-$3/dp/ca.pem" --dataplane-file tests/data/dp/dataplane.yaml \
+        --dataplane-token-file "$work/$1.token" \
+        --dataplane-var "name=$1,service=$2,port=21000,app_port=21001,out_port=21002" \
+        --admin-address 127.0.0.1:9901
 }
-issuer() { curl -sf "${zurl[east]}/meshes/default/meshissuers/ca-1" >/dev/null; }
-until_true issuer || true
-sidecar backend-1 backend
-"$bin/hypha-test-echo" $((dport[backend-1] + 1)) >"$work/echo.log" 2>&1 &
-pids+=($!)
-sidecar web-1 web
-out=$((dport[web-1] + 2))
-call() { # MSG: one line through web-1's outbound listener; prints the answer
-    (
-        exec 3<>"/dev/tcp/127.0.0.1/$out" || exit 1
-        printf '%s\n' "$1" >&3
+start echo "$WEST" "$bin/hypha-test-echo" 21001
+sidecar backend-1 backend west
+sidecar web-1 web east
+for z in east west; do
+    until_true ready "${ns_of[$z]}" http://127.0.0.1:9902 || echo "   (ingress-$z is not ready)"
+    until_true ready "${ns_of[$z]}" http://127.0.0.1:9901 || echo "   (the sidecar in $z is not ready)"
+done
+
+call() { # MSG: one line through web-1's outbound listener in east; prints the answer
+    in_ns "$EAST" bash -c 'exec 3<>/dev/tcp/127.0.0.1/21002 || exit 1
+        printf "%s\n" "$1" >&3
         IFS= read -r -t 5 line <&3 || exit 1
-        printf '%s\n' "$line"
-    ) 2>/dev/null
+        printf "%s\n" "$line"' _ "$1" 2>/dev/null
 }
-answers() { [ "$(call "hello through the mesh")" = "hello through the mesh" ]; }
+answers() { [ "$(call "hello from east")" = "hello from east" ]; }
 until_true answers || true
-echo "   web-1's outbound 127.0.0.1:$out -> mTLS -> backend-1 127.0.0.1:${dport[backend-1]} -> echo app"
-echo "   answer: $(call "hello through the mesh" || echo "(none)")"
-grep -o 'access direction=inbound .*' "$work/dp-backend-1.log" | head -n 1 | sed 's/^/   backend-1: /'
-up() { curl -sf "$url/meshes/default/dataplanes/east.web-1" >/dev/null; }
-until_true up || true
+echo
+echo "   web-1 (east) 127.0.0.1:21002 -> mTLS -> ingress-west 10.213.90.3:10001 (SNI, not decrypted)"
+echo "     -> backend-1's sidecar (west) 127.0.0.1:21000 -> echo app 127.0.0.1:21001"
+echo "   answer: $(call "hello from east" || echo "(none)")"
+sleep 0.2 # access lines are written when a connection closes
+grep -o 'access peer=.*' "$work/ingress-west.log" | tail -n 1 | sed 's/^/   ingress-west: /'
+grep -o 'access direction=inbound .*' "$work/dp-backend-1.log" | tail -n 1 | sed 's/^/   backend-1:    /'
 online2() { [ "$(ctl inspect zones | grep -c Online)" -eq 2 ]; }
+at_global() { ctl get dataplanes | grep -q west.backend-1 && ctl get dataplanes | grep -q east.web-1; }
 until_true online2 || true
+until_true at_global || true
 echo
 ctl inspect zones
 echo
 ctl get dataplanes
+echo
+ctl get zoneingresses
 
 if $check; then
     ok=true
-    synced east && synced west || { echo "the zones did not get the policies"; ok=false; }
-    up || { echo "the Dataplane did not reach the global CP"; ok=false; }
-    answers || { echo "no answer through the sidecars"; ok=false; }
+    answers || { echo "no answer across the zones"; ok=false; }
+    grep -q 'access peer=10.213.90.2:.* sni=backend.default.mesh .*result=ok' "$work/ingress-west.log" ||
+        { echo "west's ingress did not log the call"; ok=false; }
     grep -q 'access direction=inbound .*id=spiffe://default/web .*result=ok' "$work/dp-backend-1.log" ||
         { echo "backend-1 did not log web's SPIFFE ID"; ok=false; }
     online2 || { echo "the zones are not both Online"; ok=false; }
-    curl -sf "$url/meshes/default/meshtrusts/ca-1" | grep -q 'BEGIN CERTIFICATE' || ok=false
-    curl -sf "$url/metrics" | grep -q '^hypha_kds_zones_connected 2' || ok=false
+    at_global || { echo "the Dataplanes did not reach the global CP"; ok=false; }
+    in_ns "$WEST" curl -sf http://127.0.0.1:9902/metrics | grep -q '^hypha_ingress_connections_total' || ok=false
     if $ok; then echo "== check passed"; exit 0; else echo "== check FAILED"; exit 1; fi
 fi
 
 cat <<TXT
 
-== running: global CP at $url, zone east at ${zurl[east]}, zone west at ${zurl[west]}
-   logs in $work (global.log, zone-east.log, zone-west.log, dp-*.log)
-Try, in another terminal (from $top):
-  export HYPHA_CP=$url
-  build-demo/bin/hyphactl get zones ; build-demo/bin/hyphactl inspect zones
-  build-demo/bin/hyphactl get mtp -o yaml
-  build-demo/bin/hyphactl apply -f tests/data/resources/meshretry.yaml
-  build-demo/bin/hyphactl --cp ${zurl[west]} get meshretries     # synced to west
-  build-demo/bin/hyphactl get dataplanes                        # east.web-1, east.backend-1
-  exec 3<>/dev/tcp/127.0.0.1/$out; echo hi >&3; head -n1 <&3   # a call through web-1's sidecar
-  curl -s ${dadmin[web-1]}/config ; curl -s ${dadmin[backend-1]}/metrics | grep hypha_dp
-  curl -s $url/metrics | grep hypha_kds
-Not here yet: ingress gateways, network namespaces and the cross-zone
-call (README, "Status").
-Press Ctrl-C to stop; everything was started in $work and is removed.
+== running. Logs in $work. Everything lives in network namespaces; run
+   commands inside them with ip netns exec. From $top, in another terminal:
+
+  alias gctl='ip netns exec $G build-demo/bin/hyphactl --cp http://127.0.0.1:5681'
+  gctl get zones ; gctl inspect zones
+  gctl get dataplanes                  # east.web-1, west.backend-1
+  gctl get zoneingresses -o yaml       # what each zone's ingress offers
+  # a cross-zone call through web-1's sidecar:
+  ip netns exec $EAST bash -c 'exec 3<>/dev/tcp/127.0.0.1/21002; echo hi >&3; head -n1 <&3'
+  # metrics: the ingress in west, the sidecars, the global CP
+  ip netns exec $WEST curl -s http://127.0.0.1:9902/metrics | grep hypha_ingress
+  ip netns exec $EAST curl -s http://127.0.0.1:9901/metrics | grep hypha_dp_connections
+  ip netns exec $G curl -s http://127.0.0.1:5681/metrics | grep hypha_kds
+  # deny web -> backend on the global CP; the next call fails, in west's sidecar log:
+  gctl apply -f - <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: allow-web-to-backend
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Deny}
+YAML
+  tail -n 2 $work/dp-backend-1.log
+
+Press Ctrl-C to stop: every process, the namespaces and $work go.
 TXT
 wait "${pids[0]}"

@@ -1,5 +1,5 @@
 hy_unit_test(test_dp SOURCES ${CMAKE_SOURCE_DIR}/sidecar/dp.c ${CMAKE_SOURCE_DIR}/sidecar/dp_client.c
-             ${CMAKE_SOURCE_DIR}/sidecar/dp_admin.c ${CMAKE_SOURCE_DIR}/sidecar/dp_file.c
+             ${CMAKE_SOURCE_DIR}/sidecar/dp_admin.c
              ${CMAKE_SOURCE_DIR}/sidecar/dp_snapshot.c
              ${CMAKE_SOURCE_DIR}/sidecar/proxy.c ${CMAKE_SOURCE_DIR}/sidecar/proxy_conn.c
              ${CMAKE_SOURCE_DIR}/sidecar/proxy_inbound.c ${CMAKE_SOURCE_DIR}/sidecar/proxy_outbound.c

@@ -1,13 +1,15 @@
-/* The Dataplane file a sidecar presents: Kuma's universal shape, with
- * {{ NAME }} placeholders filled from --dataplane-var NAME=VALUE before it
- * is decoded and validated like any resource. */
+/* The file a sidecar (Dataplane) or an ingress (ZoneIngress) presents:
+ * Kuma's universal shape, with {{ NAME }} placeholders filled from
+ * --dataplane-var NAME=VALUE before it is decoded and validated like any
+ * resource; and the token file beside it. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
-#include "dp.h"
+#include "dp_file.h"
+#include "log.h"
 #include "error.h"
 #include "poison.h"
 
@@ -145,6 +147,13 @@ static void warn_unused(const char *source, const char *text, const struct hy_st
 int hy_dp_file_parse(const char *source, const char *text, size_t len,
                      const struct hy_strings *vars, struct hy_dp_file *out, struct hy_diag *diag)
 {
+    return hy_dp_file_parse_type(source, text, len, vars, "Dataplane", out, diag);
+}
+
+int hy_dp_file_parse_type(const char *source, const char *text, size_t len,
+                          const struct hy_strings *vars, const char *type, struct hy_dp_file *out,
+                          struct hy_diag *diag)
+{
     struct hy_docs docs = {0};
     char *expanded;
     size_t elen;
@@ -159,12 +168,12 @@ int hy_dp_file_parse(const char *source, const char *text, size_t len,
     rc = HY_EINVAL;
     if (docs.n != 1) {
         hy_diag_add(diag, docs.n ? docs.v[1].line : 0, docs.n ? 1 : 0, "",
-                    "expected one Dataplane, found %zu documents", docs.n);
+                    "expected one %s, found %zu documents", type, docs.n);
         goto out_free_docs;
     }
     struct hy_resource *r = docs.v[0].res;
-    if (strcmp(r->type->name, "Dataplane") != 0) {
-        hy_diag_add(diag, docs.v[0].line, 1, "type", "expected Dataplane, found %s", r->type->name);
+    if (strcmp(r->type->name, type) != 0) {
+        hy_diag_add(diag, docs.v[0].line, 1, "type", "expected %s, found %s", type, r->type->name);
         goto out_free_docs;
     }
     if (!hy_docs_validate(&docs, diag))
@@ -192,6 +201,12 @@ out_free_text:
 int hy_dp_file_load(const char *path, const struct hy_strings *vars, struct hy_dp_file *out,
                     struct hy_diag *diag)
 {
+    return hy_dp_file_load_type(path, vars, "Dataplane", out, diag);
+}
+
+int hy_dp_file_load_type(const char *path, const struct hy_strings *vars, const char *type,
+                         struct hy_dp_file *out, struct hy_diag *diag)
+{
     struct hy_buf text = {0};
     char chunk[4096];
     size_t n;
@@ -201,7 +216,7 @@ int hy_dp_file_load(const char *path, const struct hy_strings *vars, struct hy_d
     FILE *f = fopen(path, "re");
     if (!f) {
         rc = -errno;
-        hy_diag_add(diag, 0, 0, "", "cannot read the Dataplane file: %s", strerror(-rc));
+        hy_diag_add(diag, 0, 0, "", "cannot read the %s file: %s", type, strerror(-rc));
         return rc;
     }
     while (rc == 0 && (n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
@@ -214,11 +229,12 @@ int hy_dp_file_load(const char *path, const struct hy_strings *vars, struct hy_d
     }
     if (rc == 0 && ferror(f)) {
         rc = -EIO;
-        hy_diag_add(diag, 0, 0, "", "cannot read the Dataplane file: %s", strerror(EIO));
+        hy_diag_add(diag, 0, 0, "", "cannot read the %s file: %s", type, strerror(EIO));
     }
     fclose(f);
     if (rc == 0)
-        rc = hy_dp_file_parse(path, text.data ? text.data : "", text.len, vars, out, diag);
+        rc = hy_dp_file_parse_type(path, text.data ? text.data : "", text.len, vars, type, out,
+                                   diag);
     hy_buf_fini(&text);
     return rc;
 }
@@ -229,4 +245,30 @@ void hy_dp_file_fini(struct hy_dp_file *f)
     if (f->env)
         hypha__v1__envelope__free_unpacked(f->env, NULL);
     memset(f, 0, sizeof(*f));
+}
+
+char *hy_dp_read_token(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return NULL;
+    char *buf = calloc(1, 16384);
+    size_t n = buf ? fread(buf, 1, 16383, f) : 0;
+    int err = !buf ? ENOMEM : ferror(f) ? EIO : 0;
+    fclose(f);
+    if (err) {
+        free(buf);
+        errno = err;
+        return NULL;
+    }
+    while (n && strchr(" \t\r\n", buf[n - 1]))
+        buf[--n] = '\0';
+    size_t lead = strspn(buf, " \t\r\n");
+    memmove(buf, buf + lead, n - lead + 1);
+    if (!buf[0]) {
+        free(buf);
+        errno = ENODATA;
+        return NULL;
+    }
+    return buf;
 }

@@ -1,0 +1,533 @@
+/* The ingress's data path. A connection from a remote zone's sidecar must
+ * open with a TLS ClientHello whose SNI names a service this zone serves
+ * (hy_sni_for of service and mesh); the ingress reads it without
+ * terminating TLS, connects to a local endpoint of that service (round
+ * robin, the next on a failed connect), replays the bytes it read and
+ * relays both ways, each direction ending on its own. Anything else (not
+ * TLS, a malformed ClientHello, no SNI, an SNI no route has, a ClientHello
+ * too big) is closed, counted and logged with not one byte forwarded: the
+ * ingress only ever reaches the endpoints its routes list. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataplane.pb-c.h"
+#include "error.h"
+#include "ingress.h"
+#include "metrics.h"
+#include "sni.h"
+#include "poison.h"
+
+#define READ_SIZE 16384
+#define HIGH_WATER (256u << 10)
+#define LOW_WATER (64u << 10)
+
+enum phase { HELLO, CONNECTING, RELAY };
+
+struct side {
+    uv_tcp_t tcp;
+    bool init, reading, paused, eof, shut, shut_done;
+    uv_shutdown_t shutdown_req;
+};
+
+struct hy_ing_conn {
+    struct hy_ing *g;
+    struct hy_ing_conn *prev, *next;
+    struct side down, up;
+    enum phase phase;
+    bool closing;
+    unsigned handles;
+    uv_timer_t timer;
+    uv_connect_t connect_req;
+    struct hy_ing_routes *routes; /* a reference, once routed */
+    const Hypha__V1__DpIngressRoute *route;
+    size_t next_ep;
+    unsigned attempts;
+    uint64_t start_ms, last_ms;
+    uint64_t up_bytes, down_bytes;
+    char peer[64], sni[HY_SNI_MAX], upstream[80], why[200];
+    const char *result;
+    uint8_t hello[HY_SNI_HELLO_MAX + 1024]; /* what came before the route was known */
+    size_t hlen;
+    uint8_t buf[READ_SIZE];
+};
+
+static void conn_free(struct hy_ing_conn *c)
+{
+    struct hy_ing *g = c->g;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        g->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    hy_ing_routes_unref(c->routes);
+    free(c);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    struct hy_ing_conn *c = h->data;
+    if (--c->handles == 0)
+        conn_free(c);
+}
+
+static void close_handle(struct hy_ing_conn *c, uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) {
+        c->handles++;
+        uv_close(h, on_closed);
+    }
+}
+
+static void conn_close(struct hy_ing_conn *c, const char *result, const char *why, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void conn_close(struct hy_ing_conn *c, const char *result, const char *why, ...)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->result = result;
+    if (why) {
+        va_list ap;
+        va_start(ap, why);
+        vsnprintf(c->why, sizeof(c->why), why, ap);
+        va_end(ap);
+    }
+    struct hy_ing *g = c->g;
+    hy_series_add(g->m.active, -1);
+    const Hypha__V1__DpIngressRoute *r = c->route;
+    hy_log(HY_LOG_INFO, "ingress",
+           "access peer=%s sni=%s service=%s%s%s upstream=%s attempts=%u sent=%llu received=%llu "
+           "duration=%.3fs result=%s%s%s",
+           c->peer, c->sni[0] ? c->sni : "-", r ? r->mesh : "-", r ? "/" : "", r ? r->service : "",
+           c->upstream[0] ? c->upstream : "-", c->attempts, (unsigned long long)c->up_bytes,
+           (unsigned long long)c->down_bytes, (double)(uv_now(g->loop) - c->start_ms) / 1000.0,
+           result, c->why[0] ? ": " : "", c->why);
+    close_handle(c, (uv_handle_t *)&c->timer);
+    close_handle(c, (uv_handle_t *)&c->down.tcp);
+    if (c->up.init)
+        close_handle(c, (uv_handle_t *)&c->up.tcp);
+}
+
+/* ----- relay ----- */
+
+static struct side *other(struct hy_ing_conn *c, struct side *s)
+{
+    return s == &c->down ? &c->up : &c->down;
+}
+
+static size_t queued(struct side *s)
+{
+    return uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp);
+}
+
+static void update_reading(struct hy_ing_conn *c, struct side *s);
+
+struct wreq {
+    uv_write_t req;
+    struct hy_ing_conn *c;
+    struct side *s;
+    uint8_t data[];
+};
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct wreq *w = (struct wreq *)req;
+    struct hy_ing_conn *c = w->c;
+    struct side *s = w->s;
+    free(w);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c, "error", "writing to the %s: %s", s == &c->up ? "upstream" : "downstream",
+                   uv_strerror(status));
+        return;
+    }
+    struct side *src = other(c, s);
+    if (src->paused && queued(s) <= LOW_WATER) {
+        src->paused = false;
+        update_reading(c, src);
+    }
+}
+
+static int write_to(struct hy_ing_conn *c, struct side *s, const void *data, size_t len)
+{
+    struct wreq *w = malloc(sizeof(*w) + len);
+    if (!w)
+        return UV_ENOMEM;
+    w->c = c;
+    w->s = s;
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, on_write);
+    if (rc < 0)
+        free(w);
+    return rc;
+}
+
+static void maybe_done(struct hy_ing_conn *c)
+{
+    if (!c->closing && c->down.eof && c->up.eof && c->down.shut_done && c->up.shut_done)
+        conn_close(c, "ok", NULL);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct side *s = req->data;
+    struct hy_ing_conn *c = s->tcp.data;
+    (void)status;
+    s->shut_done = true;
+    if (!c->closing)
+        maybe_done(c);
+}
+
+static void shut(struct hy_ing_conn *c, struct side *s)
+{
+    if (s->shut)
+        return;
+    s->shut = true;
+    s->shutdown_req.data = s;
+    if (uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp, on_shutdown) < 0)
+        s->shut_done = true;
+    maybe_done(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct hy_ing_conn *c = h->data;
+    (void)hint;
+    if (c->phase == HELLO) /* the ClientHello gathers in place */
+        *buf = uv_buf_init((char *)c->hello + c->hlen, (unsigned)(sizeof(c->hello) - c->hlen));
+    else
+        *buf = uv_buf_init((char *)c->buf, sizeof(c->buf));
+}
+
+static void on_hello_read(struct hy_ing_conn *c, ssize_t n);
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct hy_ing_conn *c = st->data;
+    if (c->closing || n == 0)
+        return;
+    if (c->phase == HELLO) {
+        on_hello_read(c, n);
+        return;
+    }
+    struct side *s = (uv_tcp_t *)st == &c->down.tcp ? &c->down : &c->up;
+    c->last_ms = uv_now(c->g->loop);
+    if (n == UV_EOF) {
+        s->eof = true;
+        update_reading(c, s);
+        shut(c, other(c, s));
+        return;
+    }
+    if (n < 0) {
+        conn_close(c, "error", "reading from the %s: %s", s == &c->up ? "upstream" : "downstream",
+                   uv_strerror((int)n));
+        return;
+    }
+    if (s == &c->down)
+        c->up_bytes += (uint64_t)n;
+    else
+        c->down_bytes += (uint64_t)n;
+    hy_series_add(c->g->m.bytes, (double)n);
+    struct side *dst = other(c, s);
+    int rc = write_to(c, dst, buf->base, (size_t)n);
+    if (rc < 0) {
+        conn_close(c, "error", "writing: %s", uv_strerror(rc));
+        return;
+    }
+    if (queued(dst) > HIGH_WATER) {
+        s->paused = true;
+        update_reading(c, s);
+    }
+}
+
+static void update_reading(struct hy_ing_conn *c, struct side *s)
+{
+    if (c->closing || !s->init)
+        return;
+    bool want =
+        !s->eof && !s->paused && (c->phase == RELAY || (c->phase == HELLO && s == &c->down));
+    if (want && !s->reading) {
+        if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0)
+            s->reading = true;
+    } else if (!want && s->reading) {
+        uv_read_stop((uv_stream_t *)&s->tcp);
+        s->reading = false;
+    }
+}
+
+static void on_up_closed(uv_handle_t *h);
+
+static void on_timer(uv_timer_t *t)
+{
+    struct hy_ing_conn *c = t->data;
+    uint64_t now = uv_now(c->g->loop);
+    switch (c->phase) {
+    case HELLO:
+        conn_close(c, "no_hello", "no complete ClientHello within %d ms", HY_ING_HELLO_MS);
+        break;
+    case CONNECTING: /* closing the socket cancels the connect; then the next endpoint */
+        snprintf(c->why, sizeof(c->why), "%s: no connection within %d ms", c->upstream,
+                 HY_ING_CONNECT_MS);
+        c->up.init = false;
+        c->handles++;
+        uv_close((uv_handle_t *)&c->up.tcp, on_up_closed);
+        break;
+    case RELAY:
+        if (now - c->last_ms >= HY_ING_IDLE_MS)
+            conn_close(c, "idle", "nothing either way for %u ms", HY_ING_IDLE_MS);
+        else
+            uv_timer_start(&c->timer, on_timer, HY_ING_IDLE_MS - (now - c->last_ms), 0);
+        break;
+    }
+}
+
+/* ----- routing ----- */
+
+static void try_connect(struct hy_ing_conn *c);
+
+static void on_up_closed(uv_handle_t *h)
+{
+    struct hy_ing_conn *c = h->data;
+    c->handles--;
+    memset(&c->up, 0, sizeof(c->up));
+    if (c->closing) {
+        if (c->handles == 0)
+            conn_free(c);
+        return;
+    }
+    try_connect(c);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct hy_ing_conn *c = req->data;
+    if (status == UV_ECANCELED || c->closing)
+        return;
+    uv_timer_stop(&c->timer);
+    if (status < 0) {
+        hy_log(HY_LOG_DEBUG, "ingress", "cannot connect to %s: %s", c->upstream,
+               uv_strerror(status));
+        snprintf(c->why, sizeof(c->why), "%s: %s", c->upstream, uv_strerror(status));
+        c->up.init = false;
+        c->handles++;
+        uv_close((uv_handle_t *)&c->up.tcp, on_up_closed); /* then the next endpoint */
+        return;
+    }
+    uv_tcp_nodelay(&c->up.tcp, 1);
+    c->why[0] = '\0';
+    c->phase = RELAY;
+    c->last_ms = uv_now(c->g->loop);
+    int rc = write_to(c, &c->up, c->hello, c->hlen); /* the ClientHello, as it came */
+    if (rc < 0) {
+        conn_close(c, "error", "writing to the upstream: %s", uv_strerror(rc));
+        return;
+    }
+    c->up_bytes += c->hlen;
+    hy_series_add(c->g->m.bytes, (double)c->hlen);
+    uv_timer_start(&c->timer, on_timer, HY_ING_IDLE_MS, 0);
+    update_reading(c, &c->down);
+    update_reading(c, &c->up);
+}
+
+static void try_connect(struct hy_ing_conn *c)
+{
+    const Hypha__V1__DpIngressRoute *r = c->route;
+    size_t max = r->n_endpoints < HY_ING_ATTEMPTS ? r->n_endpoints : HY_ING_ATTEMPTS;
+    if (c->attempts >= max) {
+        char last[sizeof(c->why)];
+        snprintf(last, sizeof(last), "%s", c->why);
+        hy_series_inc(c->g->m.upstream_failed);
+        conn_close(c, "upstream_failed", "%u endpoints of %s/%s failed, the last %s", c->attempts,
+                   r->mesh, r->service, last);
+        return;
+    }
+    const Hypha__V1__DpEndpoint *e = r->endpoints[(c->next_ep++) % r->n_endpoints];
+    c->attempts++;
+    struct sockaddr_storage sa;
+    const char *a = e->address;
+    snprintf(c->upstream, sizeof(c->upstream), strchr(a, ':') ? "[%s]:%u" : "%s:%u", a,
+             (unsigned)e->port);
+    if (uv_ip4_addr(a, (int)e->port, (struct sockaddr_in *)&sa) != 0 &&
+        uv_ip6_addr(a, (int)e->port, (struct sockaddr_in6 *)&sa) != 0) {
+        snprintf(c->why, sizeof(c->why), "%s: not an IP address", c->upstream);
+        try_connect(c);
+        return;
+    }
+    uv_tcp_init(c->g->loop, &c->up.tcp);
+    c->up.tcp.data = c;
+    c->up.init = true;
+    c->connect_req.data = c;
+    c->phase = CONNECTING;
+    int rc = uv_tcp_connect(&c->connect_req, &c->up.tcp, (struct sockaddr *)&sa, on_connect);
+    if (rc < 0) {
+        snprintf(c->why, sizeof(c->why), "%s: %s", c->upstream, uv_strerror(rc));
+        c->up.init = false;
+        c->handles++;
+        uv_close((uv_handle_t *)&c->up.tcp, on_up_closed);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, HY_ING_CONNECT_MS, 0);
+}
+
+static void refuse(struct hy_ing_conn *c, int which, const char *result, const char *why)
+{
+    hy_series_inc(c->g->m.refused[which]);
+    conn_close(c, result, "%s", why);
+}
+
+static void on_hello_read(struct hy_ing_conn *c, ssize_t n)
+{
+    if (n == UV_EOF) {
+        conn_close(c, "no_hello", "the client closed after %zu bytes, before a ClientHello",
+                   c->hlen);
+        return;
+    }
+    if (n < 0) {
+        conn_close(c, "error", "reading the ClientHello: %s", uv_strerror((int)n));
+        return;
+    }
+    c->hlen += (size_t)n;
+    const char *why = NULL;
+    int rc = hy_sni_parse(c->hello, c->hlen, c->sni, &why);
+    if (rc == HY_SNI_MORE && c->hlen == sizeof(c->hello))
+        rc = HY_SNI_TOO_BIG, why = "the ClientHello is too large";
+    switch (rc) {
+    case HY_SNI_MORE:
+        return;
+    case HY_SNI_NOT_TLS:
+        refuse(c, 0, "not_tls", why);
+        return;
+    case HY_SNI_MALFORMED:
+        refuse(c, 1, "malformed", why);
+        return;
+    case HY_SNI_NONE:
+        refuse(c, 2, "no_sni", why);
+        return;
+    case HY_SNI_TOO_BIG:
+        refuse(c, 4, "too_big", why);
+        return;
+    default:
+        break;
+    }
+    struct hy_ing *g = c->g;
+    const Hypha__V1__DpIngressConfig *cf = g->routes ? g->routes->c : NULL;
+    for (size_t i = 0; cf && i < cf->n_routes && !c->route; i++)
+        if (!strcmp(cf->routes[i]->sni, c->sni))
+            c->route = cf->routes[i];
+    if (!c->route) {
+        refuse(c, 3, "unknown_sni",
+               cf ? "no service of this zone has that name" : "no routes from the zone yet");
+        return;
+    }
+    if (!c->route->n_endpoints) {
+        c->route = NULL;
+        refuse(c, 3, "unknown_sni", "the service has no endpoint in this zone");
+        return;
+    }
+    c->routes = hy_ing_routes_ref(g->routes);
+    c->next_ep = g->rr++; /* round robin across connections */
+    uv_read_stop((uv_stream_t *)&c->down.tcp);
+    c->down.reading = false;
+    uv_timer_stop(&c->timer);
+    try_connect(c);
+}
+
+/* ----- the listener ----- */
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    struct hy_ing *g = server->data;
+    if (status < 0) {
+        hy_log(HY_LOG_WARN, "ingress", "accept: %s", uv_strerror(status));
+        return;
+    }
+    struct hy_ing_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        uv_tcp_t tmp;
+        uv_tcp_init(g->loop, &tmp);
+        if (uv_accept(server, (uv_stream_t *)&tmp) == 0)
+            hy_log(HY_LOG_WARN, "ingress", "out of memory: refusing a connection");
+        uv_close((uv_handle_t *)&tmp, NULL);
+        return;
+    }
+    c->g = g;
+    c->start_ms = c->last_ms = uv_now(g->loop);
+    snprintf(c->peer, sizeof(c->peer), "-");
+    uv_tcp_init(g->loop, &c->down.tcp);
+    c->down.tcp.data = c;
+    c->down.init = true;
+    uv_timer_init(g->loop, &c->timer);
+    c->timer.data = c;
+    c->next = g->conns;
+    if (g->conns)
+        g->conns->prev = c;
+    g->conns = c;
+    hy_series_inc(g->m.accepted);
+    hy_series_add(g->m.active, 1);
+    int rc = uv_accept(server, (uv_stream_t *)&c->down.tcp);
+    if (rc < 0) {
+        conn_close(c, "error", "accept: %s", uv_strerror(rc));
+        return;
+    }
+    uv_tcp_nodelay(&c->down.tcp, 1);
+    struct sockaddr_storage sa;
+    int len = sizeof(sa);
+    if (uv_tcp_getpeername(&c->down.tcp, (struct sockaddr *)&sa, &len) == 0) {
+        char ip[48];
+        if (sa.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof(ip));
+            snprintf(c->peer, sizeof(c->peer), "[%s]:%u", ip,
+                     ntohs(((struct sockaddr_in6 *)&sa)->sin6_port));
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof(ip));
+            snprintf(c->peer, sizeof(c->peer), "%s:%u", ip,
+                     ntohs(((struct sockaddr_in *)&sa)->sin_port));
+        }
+    }
+    c->phase = HELLO;
+    uv_timer_start(&c->timer, on_timer, HY_ING_HELLO_MS, 0);
+    update_reading(c, &c->down);
+}
+
+int hy_ing_relay_start(struct hy_ing *g)
+{
+    const Hypha__V1__ZoneIngress *zi = (const Hypha__V1__ZoneIngress *)g->file.res->spec;
+    const char *host = zi->networking->address;
+    unsigned port = zi->networking->port;
+    struct sockaddr_storage sa;
+    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&sa) != 0 &&
+        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&sa) != 0) {
+        host = "0.0.0.0"; /* a host name: listen everywhere */
+        uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&sa);
+    }
+    uv_tcp_init(g->loop, &g->listener);
+    g->listener.data = g;
+    int rc = uv_tcp_bind(&g->listener, (struct sockaddr *)&sa, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&g->listener, 511, on_accept);
+    if (rc < 0) {
+        hy_log(HY_LOG_ERROR, "ingress", "cannot listen on %s:%u for cross-zone traffic: %s", host,
+               port, uv_strerror(rc));
+        uv_close((uv_handle_t *)&g->listener, NULL);
+        return HY_EINVAL;
+    }
+    g->listening = true;
+    hy_log(HY_LOG_INFO, "ingress", "listening for cross-zone traffic on %s:%u", host, port);
+    return 0;
+}
+
+void hy_ing_relay_stop(struct hy_ing *g)
+{
+    if (g->listening) {
+        uv_close((uv_handle_t *)&g->listener, NULL);
+        g->listening = false;
+    }
+    for (struct hy_ing_conn *c = g->conns; c; c = c->next)
+        conn_close(c, "shutdown", NULL);
+}

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Cross-zone calls through the zone ingress, end to end in network
+# namespaces: the global CP in one, zones east and west each in their own
+# with their own address on a bridge. West runs backend (an echo server
+# behind its sidecar) and an ingress; east runs web's sidecar and its own
+# ingress. web calls backend: east's zone routes it to west's ingress
+# (learned through the global CP), which reads the SNI and relays the
+# still-encrypted bytes to backend's sidecar; mTLS runs between the two
+# sidecars. Then: a Deny applied on the global CP reaches west's sidecar;
+# the ingress refuses plain TCP, a ClientHello without SNI and an unknown
+# SNI with nothing forwarded; with west's ingress down calls fail fast and
+# come back with it; with the global CP down calls go on.
+. "$(dirname "$0")/lib.sh"
+DATA=$(cd "$(dirname "$0")/../data" && pwd)
+[ "$(id -u)" -eq 0 ] && command -v ip >/dev/null || { echo "skip: needs root and ip(8)"; exit 77; }
+export HOME=$HY_TMP/home
+mkdir -p "$HOME"
+unset HYPHA_CP HYPHACTL_CONFIG
+
+# ---- the network: a bridge in G, east (.2) and west (.3) on it
+G=hyg$$ EA=hye$$ WE=hyw$$
+for ns in $G $EA $WE; do
+    ip netns add "$ns" || { echo "skip: cannot make network namespaces"; exit 77; }
+    HY_CLEANUP+=("ip netns del $ns")
+    ip -n "$ns" link set lo up
+done
+ip -n "$G" link add br0 type bridge
+ip -n "$G" addr add 10.213.80.1/24 dev br0
+ip -n "$G" link set br0 up
+n=2
+for ns in $EA $WE; do
+    ip link add "v$ns" netns "$G" type veth peer name eth0 netns "$ns"
+    ip -n "$G" link set "v$ns" master br0 up
+    ip -n "$ns" addr add "10.213.80.$n/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    n=$((n + 1))
+done
+GA=10.213.80.1 EA_IP=10.213.80.2 WE_IP=10.213.80.3
+
+inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+# start NS LOG CMD...: a process in a namespace; sets LAST_PID
+start() {
+    local ns=$1 log=$2
+    shift 2
+    [ ! -f "$log" ] || mv "$log" "$log.$(date +%s%N)"
+    ip netns exec "$ns" "$@" >"$log" 2>&1 &
+    LAST_PID=$!
+    HY_PIDS+=("$LAST_PID")
+}
+api_of() { grep -o 'API listening on http://[^ ]*' "$1" | tail -n 1 | sed 's/API listening on //'; }
+admin_of() { grep -o 'admin on http://[^ ]*' "$1" | tail -n 1 | sed 's/admin on //'; }
+
+# ---- the global CP (in G, KDS on the bridge) and two zones
+start "$G" "$HY_TMP/global.log" "$HY_BIN/hypha-global" --data-dir "$HY_TMP/global" \
+    --api-address 127.0.0.1:5681 --kds-address "$GA:5685"
+GLOBAL_PID=$LAST_PID
+hy_wait_for 20 inns "$G" curl -sf http://127.0.0.1:5681/ready
+gctl() { inns "$G" "$HY_BIN/hyphactl" --cp http://127.0.0.1:5681 "$@"; }
+for z in east west; do gctl generate zone-token --zone "$z" --valid-for 1h >"$HY_TMP/$z.token"; done
+gctl apply -f "$DATA/resources/mesh.yaml" >/dev/null
+gctl apply -f - >/dev/null <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: web-to-backend
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Allow}
+YAML
+start_zone() { # NAME NS
+    start "$2" "$HY_TMP/zone-$1.log" "$HY_BIN/hypha-zone" --zone "$1" --data-dir "$HY_TMP/zone-$1" \
+        --api-address 127.0.0.1:5681 --dp-address 0.0.0.0:5678 \
+        --global-address "wss://$GA:5685" --global-ca-file "$HY_TMP/global/kds/ca.pem" \
+        --zone-token-file "$HY_TMP/$1.token" --kds-backoff-max 1s
+}
+start_zone east "$EA"
+ZONE_EAST_PID=$LAST_PID
+start_zone west "$WE"
+ZONE_WEST_PID=$LAST_PID
+for ns in $EA $WE; do hy_wait_for 20 inns "$ns" curl -sf http://127.0.0.1:5681/ready; done
+zctl() { local ns=$1; shift; inns "$ns" "$HY_BIN/hyphactl" --cp http://127.0.0.1:5681 "$@"; }
+for ns in $EA $WE; do
+    hy_check "zone in $ns has its intermediate CA" \
+        hy_wait_for 15 inns "$ns" curl -sf http://127.0.0.1:5681/meshes/default/meshissuers/ca-1
+done
+
+# ---- ingresses, one per zone
+start_ingress() { # ZONE NS ADDRESS
+    zctl "$2" generate zone-ingress-token --name "ingress-$1" --valid-for 1h >"$HY_TMP/ingress-$1.token"
+    start "$2" "$HY_TMP/ingress-$1.log" "$HY_BIN/hypha-ingress" run --cp-address wss://127.0.0.1:5678 \
+        --ca-cert-file "$HY_TMP/zone-$1/dp/ca.pem" --ingress-file "$DATA/dp/ingress.yaml" \
+        --ingress-var "name=ingress-$1,address=$3,port=10001" \
+        --token-file "$HY_TMP/ingress-$1.token" --admin-address 127.0.0.1:9902
+}
+start_ingress west "$WE" "$WE_IP"
+INGRESS_WEST_PID=$LAST_PID
+start_ingress east "$EA" "$EA_IP"
+INGRESS_EAST_PID=$LAST_PID
+ing_ready() { inns "$1" curl -sf http://127.0.0.1:9902/ready >/dev/null; }
+hy_check "west's ingress becomes ready" hy_wait_for 15 ing_ready "$WE"
+hy_check "east's ingress becomes ready" hy_wait_for 15 ing_ready "$EA"
+
+# ---- an ingress with another kind of token, or another ingress's, is refused
+zctl "$WE" generate dataplane-token --mesh default --name ingress-x --valid-for 1h >"$HY_TMP/ingress-x.token"
+zctl "$WE" generate zone-ingress-token --name ingress-west --valid-for 1h >"$HY_TMP/ingress-y.token"
+rogue() { # NAME: an ingress on port 10002 presenting $HY_TMP/NAME.token
+    start "$WE" "$HY_TMP/$1.log" "$HY_BIN/hypha-ingress" run --cp-address wss://127.0.0.1:5678 \
+        --ca-cert-file "$HY_TMP/zone-west/dp/ca.pem" --ingress-file "$DATA/dp/ingress.yaml" \
+        --ingress-var "name=$1,address=$WE_IP,port=10002" --token-file "$HY_TMP/$1.token" \
+        --admin-address 127.0.0.1:0
+}
+rogue ingress-x
+hy_check "a dataplane token does not admit an ingress" hy_wait_for 10 grep -q \
+    "rejected this ingress: zone-ingress token refused: this is a dataplane token; a zone-ingress token is required" "$HY_TMP/ingress-x.log"
+hy_check "and it is not ready" bash -c "! grep -q 'applied routes' '$HY_TMP/ingress-x.log'"
+hy_stop "$LAST_PID" || true
+rogue ingress-y
+hy_check "nor does another ingress's token" hy_wait_for 10 grep -q \
+    "rejected this ingress: the zone-ingress token is for ZoneIngress ingress-west, not ingress-y" "$HY_TMP/ingress-y.log"
+hy_stop "$LAST_PID" || true
+
+# ---- backend in west, web in east
+start_dp() { # NAME SERVICE NS ZONE
+    zctl "$3" generate dataplane-token --mesh default --name "$1" --tag "hypha.io/service=$2" \
+        --valid-for 1h >"$HY_TMP/$1.token"
+    start "$3" "$HY_TMP/dp-$1.log" "$HY_BIN/hypha-dp" run --cp-address wss://127.0.0.1:5678 \
+        --ca-cert-file "$HY_TMP/zone-$4/dp/ca.pem" --dataplane-file "$DATA/dp/dataplane.yaml" \
+        --dataplane-token-file "$HY_TMP/$1.token" \
+        --dataplane-var "name=$1,service=$2,port=21000,app_port=21001,out_port=21002" \
+        --admin-address 127.0.0.1:9901 --workers 2
+}
+start "$WE" "$HY_TMP/echo.log" "$HY_BIN/hypha-test-echo" 21001
+hy_wait_for 5 grep -q listening "$HY_TMP/echo.log"
+start_dp backend-1 backend "$WE" west
+start_dp web-1 web "$EA" east
+WEB_PID=$LAST_PID
+dp_ready() { inns "$1" curl -sf http://127.0.0.1:9901/ready >/dev/null; }
+hy_check "backend-1 (west) becomes ready" hy_wait_for 15 dp_ready "$WE"
+hy_check "web-1 (east) becomes ready" hy_wait_for 15 dp_ready "$EA"
+
+available() { gctl get zoneingresses -o json | jq -e '.items[] | select(.zone == "west") | .availableServices[] | select(.tags["hypha.io/service"] == "backend" and .instances == 1)' >/dev/null; }
+hy_check "the global CP sees west's ingress offering backend" hy_wait_for 15 available
+remote() { inns "$EA" curl -s http://127.0.0.1:9901/config | jq -e ".outbounds[0].endpoints[] | select(.zone == \"west\" and .address == \"$WE_IP\" and .port == 10001 and .priority == 1)" >/dev/null; }
+hy_check "web-1's outbound lists west's ingress as a remote endpoint" hy_wait_for 15 remote
+hy_eq "and its SNI names service and mesh" "backend.default.mesh" \
+    "$(inns "$EA" curl -s http://127.0.0.1:9901/config | jq -r '.outbounds[0].sni')"
+
+# call MSG: one line through web-1's outbound (in east)
+call() {
+    inns "$EA" bash -c 'exec 3<>/dev/tcp/127.0.0.1/21002 || exit 1
+        printf "%s\n" "$1" >&3
+        IFS= read -r -t 5 line <&3 || exit 1
+        printf "%s\n" "$line"' _ "$1" 2>/dev/null
+}
+calls() { [ "$(call "$1")" = "$1" ]; }
+hy_eq "a call from east reaches backend in west and comes back" "across zones" "$(call "across zones")"
+hy_check "west's ingress logs it by SNI" hy_wait_for 5 \
+    grep -q "access peer=$EA_IP:.* sni=backend.default.mesh service=default/backend upstream=127.0.0.1:21000 .*result=ok" "$HY_TMP/ingress-west.log"
+hy_check "backend-1 saw web's SPIFFE ID: mTLS from sidecar to sidecar" \
+    hy_wait_for 5 grep -q "access direction=inbound .*id=spiffe://default/web .*result=ok" "$HY_TMP/dp-backend-1.log"
+hy_check "web-1 checked the server's identity and logs the ingress as its upstream" \
+    grep -q "access direction=outbound .*upstream=$WE_IP:10001 .*result=ok" "$HY_TMP/dp-web-1.log"
+
+# ---- what the ingress sees is ciphertext: capture it on west's side
+inns "$WE" timeout 20 tcpdump -i eth0 --immediate-mode -U -w "$HY_TMP/ingress.pcap" "tcp port 10001" \
+    2>"$HY_TMP/tcpdump.log" &
+TD1=$!
+# the control: the same capture where backend-1's sidecar talks to the app
+inns "$WE" timeout 20 tcpdump -i lo --immediate-mode -U -w "$HY_TMP/app.pcap" "tcp port 21001" \
+    2>"$HY_TMP/tcpdump-app.log" &
+TD2=$!
+hy_wait_for 10 grep -q "listening on" "$HY_TMP/tcpdump.log"
+hy_wait_for 10 grep -q "listening on" "$HY_TMP/tcpdump-app.log"
+hy_eq "a call with a recognisable payload works" secret-payload-1234 "$(call secret-payload-1234)"
+captured() { [ "$(stat -c %s "$1" 2>/dev/null || echo 0)" -gt 500 ]; }
+hy_wait_for 5 captured "$HY_TMP/ingress.pcap"
+hy_wait_for 5 captured "$HY_TMP/app.pcap"
+kill "$TD1" "$TD2" 2>/dev/null
+wait "$TD1" "$TD2" 2>/dev/null || true
+hy_check "the app's side of backend-1's sidecar carries the payload in the clear (the control)" \
+    grep -q secret-payload-1234 "$HY_TMP/app.pcap"
+hy_check "the bytes through west's ingress never do" bash -c "! grep -q secret-payload-1234 '$HY_TMP/ingress.pcap'"
+
+# ---- MeshTrafficPermission across zones: a Deny on the global CP
+gctl apply -f - >/dev/null <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: web-to-backend
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Deny}
+YAML
+denied() { inns "$WE" curl -s http://127.0.0.1:9901/config | jq -e '.inbounds[0].denied | index("spiffe://default/web")' >/dev/null; }
+hy_check "a Deny applied on the global CP reaches backend-1 in west" hy_wait_for 15 denied
+hy_check "and a cross-zone call is refused" bash -c "[ \"\$(ip netns exec $EA bash -c 'exec 3<>/dev/tcp/127.0.0.1/21002; echo x >&3; IFS= read -r -t 5 l <&3; echo \$l' 2>/dev/null)\" != x ]"
+hy_check "backend-1 logs the denial" hy_wait_for 5 grep -q "access direction=inbound .*id=spiffe://default/web .*result=denied" "$HY_TMP/dp-backend-1.log"
+gctl apply -f - >/dev/null <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: web-to-backend
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Allow}
+YAML
+hy_check "an Allow restores it" hy_wait_for 15 calls allowed-again
+
+# ---- the ingress is no open relay
+in_conns() { inns "$WE" curl -s http://127.0.0.1:9901/metrics | awk '$1 == "hypha_dp_connections_total{direction=\"inbound\"}" {print $2}'; }
+refused() { inns "$WE" curl -s http://127.0.0.1:9902/metrics | awk -v m="hypha_ingress_refused_total{reason=\"$1\"}" '$1 == m {print $2}'; }
+before=$(in_conns)
+inns "$EA" bash -c "exec 3<>/dev/tcp/$WE_IP/10001; printf 'GET / HTTP/1.1\r\nHost: backend.default.mesh\r\n\r\n' >&3; cat <&3" >"$HY_TMP/plain.out" 2>&1
+hy_eq "plain TCP gets nothing back" "" "$(cat "$HY_TMP/plain.out")"
+hy_check "and is logged as not_tls" hy_wait_for 5 grep -q "access peer=$EA_IP:.* sni=- service=- upstream=- attempts=0 sent=0 received=0 .*result=not_tls" "$HY_TMP/ingress-west.log"
+inns "$EA" timeout 10 openssl s_client -connect "$WE_IP:10001" -noservername </dev/null >"$HY_TMP/nosni.out" 2>&1 || true
+hy_check "a ClientHello without SNI is logged as no_sni" hy_wait_for 5 grep -q "upstream=- attempts=0 sent=0 received=0 .*result=no_sni" "$HY_TMP/ingress-west.log"
+inns "$EA" timeout 10 openssl s_client -connect "$WE_IP:10001" -servername db.default.mesh </dev/null >"$HY_TMP/unknown.out" 2>&1 || true
+hy_check "an unknown SNI is logged as unknown_sni" hy_wait_for 5 grep -q "sni=db.default.mesh service=- upstream=- attempts=0 sent=0 received=0 .*result=unknown_sni" "$HY_TMP/ingress-west.log"
+inns "$EA" timeout 10 openssl s_client -connect "$WE_IP:10001" -servername backend.other.mesh </dev/null >/dev/null 2>&1 || true
+hy_check "so is a known service in a mesh it does not carry" hy_wait_for 5 grep -q "sni=backend.other.mesh .*result=unknown_sni" "$HY_TMP/ingress-west.log"
+hy_eq "none of them reached backend-1's sidecar" "$before" "$(in_conns)"
+hy_eq "each counted" "1 1 2" "$(refused not_tls) $(refused no_sni) $(refused unknown_sni)"
+hy_check "promtool accepts the ingress's metrics" bash -c "ip netns exec $WE curl -s http://127.0.0.1:9902/metrics | promtool check metrics"
+
+# ---- west's ingress down: calls fail fast; back: they work again
+kill -9 "$INGRESS_WEST_PID"
+wait "$INGRESS_WEST_PID" 2>/dev/null || true
+start_s=$SECONDS
+hy_check "with west's ingress SIGKILLed a call fails" bash -c "[ \"\$(ip netns exec $EA bash -c 'exec 3<>/dev/tcp/127.0.0.1/21002; echo x >&3; IFS= read -r -t 5 l <&3; echo \$l' 2>/dev/null)\" != x ]"
+hy_check "fast: web-1 logs a refused connect, not a timeout" \
+    hy_wait_for 5 grep -q "access direction=outbound .*result=upstream_failed: .*connection refused" "$HY_TMP/dp-web-1.log"
+start_ingress west "$WE" "$WE_IP"
+INGRESS_WEST_PID=$LAST_PID
+hy_check "west's ingress is back" hy_wait_for 15 ing_ready "$WE"
+hy_check "and calls work again" hy_wait_for 15 calls back-again
+
+# ---- the global CP down: cross-zone calls go on
+hy_check "SIGKILL the global CP" kill -9 "$GLOBAL_PID"
+wait "$GLOBAL_PID" 2>/dev/null || true
+ok=0
+for i in 1 2 3 4 5; do [ "$(call "no-global-$i")" = "no-global-$i" ] && ok=$((ok + 1)); done
+hy_eq "with the global CP gone, five cross-zone calls all work" 5 "$ok"
+
+hy_check "SIGTERM stops web-1 cleanly" hy_stop "$WEB_PID"
+hy_check "SIGTERM stops west's ingress cleanly" hy_stop "$INGRESS_WEST_PID"
+gone() { ! zctl "$WE" get zoneingress ingress-west >/dev/null 2>&1; }
+hy_check "which deregisters it from its zone" hy_wait_for 10 gone
+hy_check "SIGTERM stops east's ingress" hy_stop "$INGRESS_EAST_PID"
+hy_check "SIGTERM stops zone east" hy_stop "$ZONE_EAST_PID"
+hy_check "SIGTERM stops zone west" hy_stop "$ZONE_WEST_PID"
+hy_check "no sanitizer report" bash -c "! grep -q 'Sanitizer' '$HY_TMP'/*.log*"
+hy_done

@@ -1,0 +1,154 @@
+/* What a zone ingress is told, and what it advertises: for every service
+ * this zone's sidecars serve (per mesh), the SNI remote sidecars send for
+ * it and the local endpoints (sidecar inbounds) to relay to. The same
+ * list, as counts, becomes the ZoneIngress's availableServices, which KDS
+ * carries to the other zones. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataplane.pb-c.h"
+#include "dp_server.h"
+#include "error.h"
+#include "sni.h"
+#include "poison.h"
+
+#define S(s) ((s) ? (s) : "")
+
+struct routes_walk {
+    const char *zone;
+    Hypha__V1__DpIngressConfig *c;
+};
+
+static Hypha__V1__DpIngressRoute *route_of(Hypha__V1__DpIngressConfig *c, const char *mesh,
+                                           const char *service)
+{
+    for (size_t i = 0; i < c->n_routes; i++)
+        if (!strcmp(c->routes[i]->mesh, mesh) && !strcmp(c->routes[i]->service, service))
+            return c->routes[i];
+    Hypha__V1__DpIngressRoute *r = malloc(sizeof(*r));
+    Hypha__V1__DpIngressRoute **v = realloc(c->routes, (c->n_routes + 1) * sizeof(*v));
+    if (!r || !v) {
+        free(r);
+        if (v)
+            c->routes = v;
+        return NULL;
+    }
+    c->routes = v;
+    hypha__v1__dp_ingress_route__init(r);
+    char sni[HY_SNI_MAX];
+    hy_sni_for(service, mesh, sni, sizeof(sni));
+    r->sni = strdup(sni);
+    r->mesh = strdup(mesh);
+    r->service = strdup(service);
+    v[c->n_routes++] = r;
+    return r->sni && r->mesh && r->service ? r : NULL;
+}
+
+static int add_local(void *ud, struct hy_resource *res, bool *take)
+{
+    struct routes_walk *w = ud;
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)res->spec;
+    (void)take;
+    if (!d->networking || (res->origin && strcmp(res->origin, w->zone)))
+        return 0;
+    for (size_t i = 0; i < d->networking->n_inbound; i++) {
+        const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
+        const char *svc = hy_dp_service_of(in);
+        if (!svc || !in->has_port)
+            continue;
+        Hypha__V1__DpIngressRoute *r = route_of(w->c, S(res->meta->mesh), svc);
+        Hypha__V1__DpEndpoint *e = r ? malloc(sizeof(*e)) : NULL;
+        Hypha__V1__DpEndpoint **v =
+            e ? realloc(r->endpoints, (r->n_endpoints + 1) * sizeof(*v)) : NULL;
+        if (!v) {
+            free(e);
+            return HY_ENOMEM;
+        }
+        r->endpoints = v;
+        hypha__v1__dp_endpoint__init(e);
+        v[r->n_endpoints++] = e;
+        e->address = strdup(S(d->networking->address));
+        e->has_port = 1;
+        e->port = in->port;
+        e->name = strdup(S(res->meta->name));
+        e->zone = strdup(w->zone);
+    }
+    return 0;
+}
+
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+int hy_ingress_config_build(struct hy_store *s, const char *zone, Hypha__V1__DpIngressConfig **out)
+{
+    Hypha__V1__DpIngressConfig *c = malloc(sizeof(*c));
+    if (!c)
+        return HY_ENOMEM;
+    hypha__v1__dp_ingress_config__init(c);
+    struct routes_walk w = {zone, c};
+    int rc = (c->zone = strdup(zone)) ? hy_store_each(s, "Dataplane", add_local, &w) : HY_ENOMEM;
+    if (rc == 0) {
+        size_t len = hypha__v1__dp_ingress_config__get_packed_size(c);
+        uint8_t *p = malloc(len ? len : 1);
+        char v[32];
+        if (!p) {
+            rc = HY_ENOMEM;
+        } else {
+            hypha__v1__dp_ingress_config__pack(c, p);
+            snprintf(v, sizeof(v), "%016llx", (unsigned long long)fnv1a(p, len));
+            free(p);
+            if (!(c->version = strdup(v)))
+                rc = HY_ENOMEM;
+        }
+    }
+    if (rc < 0) {
+        hypha__v1__dp_ingress_config__free_unpacked(c, NULL);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+int hy_ingress_available(const Hypha__V1__DpIngressConfig *c, Hypha__V1__ZoneIngress *zi)
+{
+    for (size_t i = 0; i < zi->n_available_services; i++)
+        protobuf_c_message_free_unpacked(&zi->available_services[i]->base, NULL);
+    free(zi->available_services);
+    zi->available_services = NULL;
+    zi->n_available_services = 0;
+    if (!c->n_routes)
+        return 0;
+    if (!(zi->available_services = calloc(c->n_routes, sizeof(*zi->available_services))))
+        return HY_ENOMEM;
+    for (size_t i = 0; i < c->n_routes; i++) {
+        Hypha__V1__ZoneIngress__AvailableService *as = malloc(sizeof(*as));
+        Hypha__V1__ZoneIngress__AvailableService__TagsEntry *t = malloc(sizeof(*t));
+        Hypha__V1__ZoneIngress__AvailableService__TagsEntry **tv = malloc(sizeof(*tv));
+        if (!as || !t || !tv) {
+            free(as);
+            free(t);
+            free(tv);
+            return HY_ENOMEM;
+        }
+        hypha__v1__zone_ingress__available_service__init(as);
+        hypha__v1__zone_ingress__available_service__tags_entry__init(t);
+        zi->available_services[zi->n_available_services++] = as;
+        t->key = strdup("hypha.io/service");
+        t->value = strdup(c->routes[i]->service);
+        tv[0] = t;
+        as->tags = tv;
+        as->n_tags = 1;
+        as->mesh = strdup(c->routes[i]->mesh);
+        as->has_instances = 1;
+        as->instances = (uint32_t)c->routes[i]->n_endpoints;
+        if (!t->key || !t->value || !as->mesh)
+            return HY_ENOMEM;
+    }
+    return 0;
+}
