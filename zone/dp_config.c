@@ -453,12 +453,20 @@ static int add_endpoints(void *ud, struct hy_resource *r, bool *take)
     return 0;
 }
 
-static uint64_t fnv1a(const uint8_t *p, size_t n)
+int hy_dp_version(const ProtobufCMessage *m, char **out)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *p = malloc(len ? len : 1);
+    if (!p)
+        return HY_ENOMEM;
+    protobuf_c_message_pack(m, p);
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
         h = (h ^ p[i]) * 1099511628211ULL;
-    return h;
+    free(p);
+    char v[32];
+    snprintf(v, sizeof(v), "%016llx", (unsigned long long)h);
+    return (*out = strdup(v)) ? 0 : HY_ENOMEM;
 }
 
 int hy_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const char *cert,
@@ -529,21 +537,8 @@ int hy_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const c
         }
         drop_excluded(o);
     }
-    if (rc == 0) {
-        /* the version names the content: hash everything but the version */
-        size_t len = hypha__v1__dp_config__get_packed_size(c);
-        uint8_t *p = malloc(len ? len : 1);
-        char v[32];
-        if (!p) {
-            rc = HY_ENOMEM;
-        } else {
-            hypha__v1__dp_config__pack(c, p);
-            snprintf(v, sizeof(v), "%016llx", (unsigned long long)fnv1a(p, len));
-            free(p);
-            if (!(c->version = strdup(v)))
-                rc = HY_ENOMEM;
-        }
-    }
+    if (rc == 0) /* the version names the content: a hash of everything but the version */
+        rc = hy_dp_version(&c->base, &c->version);
     if (rc < 0) {
         hypha__v1__dp_config__free_unpacked(c, NULL);
         return rc;

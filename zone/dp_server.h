@@ -25,6 +25,10 @@ const char *hy_dp_service_of(const Hypha__V1__Dataplane__Networking__Inbound *in
 int hy_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const char *cert,
                        const char *chain, const char *bundle, Hypha__V1__DpConfig **out);
 
+/* A version that names m's content: 16 hex digits of a hash of m packed
+ * (m's own version field unset). *out is the caller's; 0 or HY_ENOMEM. */
+int hy_dp_version(const ProtobufCMessage *m, char **out);
+
 /* The routes of this zone's ingresses (ingress_config.c): every service a
  * local Dataplane serves, per mesh, with its SNI and endpoints. *out is
  * owned by the caller (hypha__v1__dp_ingress_config__free_unpacked). */

@@ -77,14 +77,6 @@ static int add_local(void *ud, struct hy_resource *res, bool *take)
     return 0;
 }
 
-static uint64_t fnv1a(const uint8_t *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ULL;
-    return h;
-}
-
 int hy_ingress_config_build(struct hy_store *s, const char *zone, Hypha__V1__DpIngressConfig **out)
 {
     Hypha__V1__DpIngressConfig *c = malloc(sizeof(*c));
@@ -93,20 +85,8 @@ int hy_ingress_config_build(struct hy_store *s, const char *zone, Hypha__V1__DpI
     hypha__v1__dp_ingress_config__init(c);
     struct routes_walk w = {zone, c};
     int rc = (c->zone = strdup(zone)) ? hy_store_each(s, "Dataplane", add_local, &w) : HY_ENOMEM;
-    if (rc == 0) {
-        size_t len = hypha__v1__dp_ingress_config__get_packed_size(c);
-        uint8_t *p = malloc(len ? len : 1);
-        char v[32];
-        if (!p) {
-            rc = HY_ENOMEM;
-        } else {
-            hypha__v1__dp_ingress_config__pack(c, p);
-            snprintf(v, sizeof(v), "%016llx", (unsigned long long)fnv1a(p, len));
-            free(p);
-            if (!(c->version = strdup(v)))
-                rc = HY_ENOMEM;
-        }
-    }
+    if (rc == 0)
+        rc = hy_dp_version(&c->base, &c->version);
     if (rc < 0) {
         hypha__v1__dp_ingress_config__free_unpacked(c, NULL);
         return rc;

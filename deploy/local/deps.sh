@@ -5,7 +5,7 @@
 HY_BUILD_PACKAGES="build-essential cmake pkg-config protobuf-c-compiler libprotobuf-c-dev
   libyaml-dev liblmdb-dev libuv1-dev libwebsockets-dev libwebsockets-evlib-uv libwolfssl-dev"
 # What only the test run needs.
-HY_TEST_PACKAGES="libcmocka-dev clang clang-format lmdb-utils curl openssl jq iproute2 prometheus tcpdump"
+HY_TEST_PACKAGES="libcmocka-dev clang clang-format lmdb-utils curl openssl jq iproute2 prometheus tcpdump yamllint python3-yaml systemd"
 
 # hy_install_packages PKG...: installs those of PKG that are missing.
 hy_install_packages() {

@@ -316,6 +316,7 @@ while read -r what f; do
     esac
     overrides "$bin" "$n"
     log=$HY_TMP/cfg-$n.log
+    : >"$log"
     "$HY_BIN/$bin" --config "$f" "${args[@]}" </dev/null >"$log" 2>&1 &
     pid=$!
     HY_PIDS+=("$pid")
@@ -364,12 +365,14 @@ while read -r what bin flags; do
     [ "$what" = flags ] || continue
     for flag in $flags; do echo "$bin $flag"; done
 done <"$HY_TMP/carried" | sort -u >"$HY_TMP/flags"
+noted=
 while read -r bin flag; do
-    if [ ! -x "$HY_BIN/$bin" ]; then
-        echo "note: $bin is not built; its flag $flag is not checked"
-        continue
+    if [ -x "$HY_BIN/$bin" ]; then
+        hy_contains "$bin knows $flag" "  $flag " "$("$HY_BIN/$bin" --help)"
+    elif [ "$noted" != "$bin" ]; then
+        echo "note: $bin is not built; its flags are not checked"
+        noted=$bin
     fi
-    hy_contains "$bin knows $flag" "  $flag " "$("$HY_BIN/$bin" --help)"
 done <"$HY_TMP/flags"
 
 if command -v systemd-analyze >/dev/null; then

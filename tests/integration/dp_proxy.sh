@@ -188,6 +188,9 @@ pending_capped() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[0].maxPending =
 hy_check "a MeshCircuitBreaker of 1 pending connection reaches web-1" hy_wait_for 15 pending_capped
 out_active() { [ "$(metric "$W_ADMIN" 'hypha_dp_active_connections{direction="outbound"}')" = "$1" ]; }
 kill -STOP "$B_PID" # backend-1's kernel still accepts; its handshake waits
+# the stop reaches each thread when it is next scheduled: wait until all are
+stopped() { ! awk '{print $3}' /proc/"$B_PID"/task/*/stat | grep -qv T; }
+hy_wait_for 5 stopped
 exec 4<>"/dev/tcp/127.0.0.1/$CALL_PORT"
 printf 'pending\n' >&4
 hy_check "web-1 took a connection that now waits for backend-1's handshake" hy_wait_for 5 out_active 1

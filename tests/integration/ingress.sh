@@ -213,7 +213,7 @@ hy_check "an Allow restores it" hy_wait_for 15 calls allowed-again
 in_conns() { inns "$WE" curl -s http://127.0.0.1:9901/metrics | awk '$1 == "hypha_dp_connections_total{direction=\"inbound\"}" {print $2}'; }
 refused() { inns "$WE" curl -s http://127.0.0.1:9902/metrics | awk -v m="hypha_ingress_refused_total{reason=\"$1\"}" '$1 == m {print $2}'; }
 before=$(in_conns)
-inns "$EA" bash -c "exec 3<>/dev/tcp/$WE_IP/10001; printf 'GET / HTTP/1.1\r\nHost: backend.default.mesh\r\n\r\n' >&3; cat <&3" >"$HY_TMP/plain.out" 2>&1
+inns "$EA" bash -c "exec 3<>/dev/tcp/$WE_IP/10001; printf 'GET / HTTP/1.1\r\nHost: backend.default.mesh\r\n\r\n' >&3; cat <&3" >"$HY_TMP/plain.out" 2>/dev/null || true
 hy_eq "plain TCP gets nothing back" "" "$(cat "$HY_TMP/plain.out")"
 hy_check "and is logged as not_tls" hy_wait_for 5 grep -q "access peer=$EA_IP:.* sni=- service=- upstream=- attempts=0 sent=0 received=0 .*result=not_tls" "$HY_TMP/ingress-west.log"
 inns "$EA" timeout 10 openssl s_client -connect "$WE_IP:10001" -noservername </dev/null >"$HY_TMP/nosni.out" 2>&1 || true
