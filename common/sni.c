@@ -181,8 +181,12 @@ int hy_sni_parse(const uint8_t *data, size_t len, char *name, const char **why)
             size_t body = (size_t)hs[1] << 16 | (size_t)hs[2] << 8 | hs[3];
             if (body + 4 > sizeof(hs))
                 return fail(HY_SNI_TOO_BIG, why, "the ClientHello is too large");
-            if (hn >= body + 4)
-                return client_hello((struct rd){hs + 4, body, false}, name, why);
+            if (hn >= body + 4) {
+                int rc = client_hello((struct rd){hs + 4, body, false}, name, why);
+                if (rc != HY_SNI_FOUND)
+                    name[0] = '\0'; /* a bad host_name may have been half copied */
+                return rc;
+            }
         }
     }
     if (len >= HY_SNI_HELLO_MAX + 5 * (HY_SNI_HELLO_MAX / 16384 + 2))

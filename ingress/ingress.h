@@ -29,6 +29,7 @@ struct hy_ing_cfg {
     struct hy_strings vars;
     struct hy_addr admin_address;
     enum hy_log_level log_level;
+    bool splice; /* relay with splice(2); false: copy through user space */
 };
 
 /* The routes in use: connections hold a reference while they pick. */

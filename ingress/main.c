@@ -24,6 +24,8 @@ static const struct hy_option options[] = {
      "NAME=VALUE for {{ NAME }} in the ingress file; repeat it, or separate with commas"},
     {"admin-address", "HYPHA_ADMIN_ADDRESS", "adminAddress", HY_OPT_ADDRESS, O(admin_address),
      "127.0.0.1:9902", "admin server: /ready, /config, /metrics (port 0 picks a free port)"},
+    {"splice", "HYPHA_SPLICE", "splice", HY_OPT_BOOL, O(splice), "true",
+     "relay with splice(2), the bytes never entering user space; false: copy them"},
     {"log-level", "HYPHA_LOG_LEVEL", "logLevel", HY_OPT_LOG_LEVEL, O(log_level), "info",
      "debug, info, warn or error"},
 };

@@ -6,11 +6,20 @@
  * relays both ways, each direction ending on its own. Anything else (not
  * TLS, a malformed ClientHello, no SNI, an SNI no route has, a ClientHello
  * too big) is closed, counted and logged with not one byte forwarded: the
- * ingress only ever reaches the endpoints its routes list. */
+ * ingress only ever reaches the endpoints its routes list.
+ *
+ * Once the ClientHello is replayed, the bytes move with splice(2) through a
+ * pipe per direction, never entering user space: the sockets leave libuv's
+ * stream handles (dup, then close) for a uv_poll each. Where that cannot
+ * be set up, or with --splice=false, they are copied through a buffer. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "dataplane.pb-c.h"
 #include "error.h"
@@ -20,6 +29,7 @@
 #include "poison.h"
 
 #define READ_SIZE 16384
+#define PIPE_CAP 65536 /* a pipe's default capacity: what one direction holds in flight */
 #define HIGH_WATER (256u << 10)
 #define LOW_WATER (64u << 10)
 
@@ -31,8 +41,22 @@ struct side {
     uv_shutdown_t shutdown_req;
 };
 
+/* The splice relay: direction d moves fd[d] -> pipe[d] -> fd[1 - d]
+ * (0: downstream to upstream, 1: back). */
+struct spl {
+    int fd[2];
+    uv_poll_t poll[2];
+    bool poll_init[2];
+    int pipe[2][2]; /* read end, write end */
+    size_t inpipe[2];
+    bool eof[2];  /* the source of d sent EOF */
+    bool shut[2]; /* and d's destination was shut down for writing */
+    int events[2];
+};
+
 struct hy_ing_conn {
     struct hy_ing *g;
+    struct spl *spl; /* in splice mode */
     struct hy_ing_conn *prev, *next;
     struct side down, up;
     enum phase phase;
@@ -53,9 +77,24 @@ struct hy_ing_conn {
     uint8_t buf[READ_SIZE];
 };
 
+static void spl_free(struct spl *x)
+{
+    if (!x)
+        return;
+    for (int i = 0; i < 2; i++) {
+        if (x->fd[i] >= 0)
+            close(x->fd[i]);
+        for (int k = 0; k < 2; k++)
+            if (x->pipe[i][k] >= 0)
+                close(x->pipe[i][k]);
+    }
+    free(x);
+}
+
 static void conn_free(struct hy_ing_conn *c)
 {
     struct hy_ing *g = c->g;
+    spl_free(c->spl);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -69,7 +108,7 @@ static void conn_free(struct hy_ing_conn *c)
 static void on_closed(uv_handle_t *h)
 {
     struct hy_ing_conn *c = h->data;
-    if (--c->handles == 0)
+    if (--c->handles == 0 && c->closing) /* splice closes the stream handles early */
         conn_free(c);
 }
 
@@ -101,15 +140,21 @@ static void conn_close(struct hy_ing_conn *c, const char *result, const char *wh
     const Hypha__V1__DpIngressRoute *r = c->route;
     hy_log(HY_LOG_INFO, "ingress",
            "access peer=%s sni=%s service=%s%s%s upstream=%s attempts=%u sent=%llu received=%llu "
-           "duration=%.3fs result=%s%s%s",
+           "relay=%s duration=%.3fs result=%s%s%s",
            c->peer, c->sni[0] ? c->sni : "-", r ? r->mesh : "-", r ? "/" : "", r ? r->service : "",
            c->upstream[0] ? c->upstream : "-", c->attempts, (unsigned long long)c->up_bytes,
-           (unsigned long long)c->down_bytes, (double)(uv_now(g->loop) - c->start_ms) / 1000.0,
-           result, c->why[0] ? ": " : "", c->why);
+           (unsigned long long)c->down_bytes,
+           c->spl              ? "splice"
+           : c->phase == RELAY ? "copy"
+                               : "-",
+           (double)(uv_now(g->loop) - c->start_ms) / 1000.0, result, c->why[0] ? ": " : "", c->why);
     close_handle(c, (uv_handle_t *)&c->timer);
     close_handle(c, (uv_handle_t *)&c->down.tcp);
     if (c->up.init)
         close_handle(c, (uv_handle_t *)&c->up.tcp);
+    for (int i = 0; c->spl && i < 2; i++)
+        if (c->spl->poll_init[i])
+            close_handle(c, (uv_handle_t *)&c->spl->poll[i]);
 }
 
 /* ----- relay ----- */
@@ -304,6 +349,143 @@ static void on_up_closed(uv_handle_t *h)
     try_connect(c);
 }
 
+/* ----- splice ----- */
+
+static void spl_update(struct hy_ing_conn *c);
+
+/* Moves what it can in direction d; false when the connection ended. */
+static bool spl_pump(struct hy_ing_conn *c, int d)
+{
+    struct spl *x = c->spl;
+    int src = x->fd[d], dst = x->fd[1 - d];
+    for (;;) {
+        bool moved = false;
+        if (!x->eof[d] && x->inpipe[d] < PIPE_CAP) {
+            ssize_t n = splice(src, NULL, x->pipe[d][1], NULL, PIPE_CAP - x->inpipe[d],
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n > 0) {
+                x->inpipe[d] += (size_t)n;
+                if (d == 0)
+                    c->up_bytes += (uint64_t)n;
+                else
+                    c->down_bytes += (uint64_t)n;
+                hy_series_add(c->g->m.bytes, (double)n);
+                moved = true;
+            } else if (n == 0) {
+                x->eof[d] = true;
+            } else if (errno != EAGAIN && errno != EINTR) {
+                conn_close(c, "error", "reading from the %s: %s", d ? "upstream" : "downstream",
+                           strerror(errno));
+                return false;
+            }
+        }
+        if (x->inpipe[d]) {
+            ssize_t n = splice(x->pipe[d][0], NULL, dst, NULL, x->inpipe[d],
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n > 0) {
+                x->inpipe[d] -= (size_t)n;
+                moved = true;
+            } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                conn_close(c, "error", "writing to the %s: %s", d ? "downstream" : "upstream",
+                           strerror(errno));
+                return false;
+            }
+        }
+        if (x->eof[d] && !x->inpipe[d] && !x->shut[d]) {
+            shutdown(dst, SHUT_WR);
+            x->shut[d] = true;
+        }
+        if (!moved)
+            break;
+        c->last_ms = uv_now(c->g->loop);
+    }
+    if (x->shut[0] && x->shut[1]) {
+        conn_close(c, "ok", NULL);
+        return false;
+    }
+    return true;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct hy_ing_conn *c = h->data;
+    struct spl *x = c->spl;
+    int i = h == &x->poll[0] ? 0 : 1;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c, "error", "%s: %s", i ? "upstream" : "downstream", uv_strerror(status));
+        return;
+    }
+    /* fd[i] is the source of direction i and the destination of 1 - i */
+    if ((events & UV_READABLE) && !spl_pump(c, i))
+        return;
+    if ((events & UV_WRITABLE) && !spl_pump(c, 1 - i))
+        return;
+    spl_update(c);
+}
+
+/* What each socket waits for: readable while its direction has room in
+ * its pipe, writable while the other direction has bytes for it. */
+static void spl_update(struct hy_ing_conn *c)
+{
+    struct spl *x = c->spl;
+    for (int i = 0; i < 2; i++) {
+        int ev = 0;
+        if (!x->eof[i] && x->inpipe[i] < PIPE_CAP)
+            ev |= UV_READABLE;
+        if (x->inpipe[1 - i])
+            ev |= UV_WRITABLE;
+        if (ev == x->events[i])
+            continue;
+        x->events[i] = ev;
+        if (ev)
+            uv_poll_start(&x->poll[i], ev, on_poll);
+        else
+            uv_poll_stop(&x->poll[i]);
+    }
+}
+
+/* Hands both sockets to splice: false (nothing changed) when it cannot;
+ * true once the connection is in splice mode (or ended trying). */
+static bool spl_start(struct hy_ing_conn *c)
+{
+    struct spl *x = calloc(1, sizeof(*x));
+    if (!x)
+        return false;
+    x->fd[0] = x->fd[1] = -1;
+    for (int i = 0; i < 2; i++)
+        x->pipe[i][0] = x->pipe[i][1] = -1;
+    uv_os_fd_t fd[2];
+    bool ok = uv_fileno((uv_handle_t *)&c->down.tcp, &fd[0]) == 0 &&
+              uv_fileno((uv_handle_t *)&c->up.tcp, &fd[1]) == 0;
+    for (int i = 0; ok && i < 2; i++)
+        ok = (x->fd[i] = fcntl(fd[i], F_DUPFD_CLOEXEC, 0)) >= 0 &&
+             pipe2(x->pipe[i], O_NONBLOCK | O_CLOEXEC) == 0;
+    if (!ok) {
+        hy_log(HY_LOG_DEBUG, "ingress", "splice not available (%s): copying", strerror(errno));
+        spl_free(x);
+        return false;
+    }
+    c->spl = x;
+    /* the stream handles go (closing their fds); the dups carry on */
+    uv_read_stop((uv_stream_t *)&c->down.tcp);
+    uv_read_stop((uv_stream_t *)&c->up.tcp);
+    close_handle(c, (uv_handle_t *)&c->down.tcp);
+    close_handle(c, (uv_handle_t *)&c->up.tcp);
+    for (int i = 0; i < 2; i++) {
+        int rc = uv_poll_init_socket(c->g->loop, &x->poll[i], x->fd[i]);
+        if (rc < 0) {
+            conn_close(c, "error", "cannot poll the sockets: %s", uv_strerror(rc));
+            return true;
+        }
+        x->poll[i].data = c;
+        x->poll_init[i] = true;
+    }
+    spl_update(c);
+    return true;
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     struct hy_ing_conn *c = req->data;
@@ -323,14 +505,24 @@ static void on_connect(uv_connect_t *req, int status)
     c->why[0] = '\0';
     c->phase = RELAY;
     c->last_ms = uv_now(c->g->loop);
-    int rc = write_to(c, &c->up, c->hello, c->hlen); /* the ClientHello, as it came */
+    c->up_bytes += c->hlen;
+    hy_series_add(c->g->m.bytes, (double)c->hlen);
+    uv_timer_start(&c->timer, on_timer, HY_ING_IDLE_MS, 0);
+    /* the ClientHello, as it came: at once into a fresh socket's buffer, so
+     * that splice can take over; otherwise (or without splice) queued */
+    size_t done = 0;
+    if (c->g->cfg->splice) {
+        uv_buf_t b = uv_buf_init((char *)c->hello, (unsigned)c->hlen);
+        int w = uv_try_write((uv_stream_t *)&c->up.tcp, &b, 1);
+        done = w > 0 ? (size_t)w : 0;
+        if (done == c->hlen && spl_start(c))
+            return;
+    }
+    int rc = done == c->hlen ? 0 : write_to(c, &c->up, c->hello + done, c->hlen - done);
     if (rc < 0) {
         conn_close(c, "error", "writing to the upstream: %s", uv_strerror(rc));
         return;
     }
-    c->up_bytes += c->hlen;
-    hy_series_add(c->g->m.bytes, (double)c->hlen);
-    uv_timer_start(&c->timer, on_timer, HY_ING_IDLE_MS, 0);
     update_reading(c, &c->down);
     update_reading(c, &c->up);
 }

@@ -457,8 +457,16 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     int rc = status;
     if (rc == 0) {
+        /* IPv4 first: zones advertise it more often than not, and "localhost"
+         * often lists ::1 first where only 127.0.0.1 listens */
+        const struct addrinfo *a = res;
+        for (const struct addrinfo *i = res; i; i = i->ai_next)
+            if (i->ai_family == AF_INET) {
+                a = i;
+                break;
+            }
         struct sockaddr_storage sa;
-        memcpy(&sa, res->ai_addr, res->ai_addrlen);
+        memcpy(&sa, a->ai_addr, a->ai_addrlen);
         if (sa.ss_family == AF_INET6)
             ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)c->resolve_port);
         else

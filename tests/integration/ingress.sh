@@ -86,12 +86,14 @@ for ns in $EA $WE; do
 done
 
 # ---- ingresses, one per zone
-start_ingress() { # ZONE NS ADDRESS
-    zctl "$2" generate zone-ingress-token --name "ingress-$1" --valid-for 1h >"$HY_TMP/ingress-$1.token"
-    start "$2" "$HY_TMP/ingress-$1.log" "$HY_BIN/hypha-ingress" run --cp-address wss://127.0.0.1:5678 \
-        --ca-cert-file "$HY_TMP/zone-$1/dp/ca.pem" --ingress-file "$DATA/dp/ingress.yaml" \
-        --ingress-var "name=ingress-$1,address=$3,port=10001" \
-        --token-file "$HY_TMP/ingress-$1.token" --admin-address 127.0.0.1:9902
+start_ingress() { # ZONE NS ADDRESS [ARGS...]
+    local z=$1 ns=$2 ip=$3
+    shift 3
+    zctl "$ns" generate zone-ingress-token --name "ingress-$z" --valid-for 1h >"$HY_TMP/ingress-$z.token"
+    start "$ns" "$HY_TMP/ingress-$z.log" "$HY_BIN/hypha-ingress" run --cp-address wss://127.0.0.1:5678 \
+        --ca-cert-file "$HY_TMP/zone-$z/dp/ca.pem" --ingress-file "$DATA/dp/ingress.yaml" \
+        --ingress-var "name=ingress-$z,address=$ip,port=10001" \
+        --token-file "$HY_TMP/ingress-$z.token" --admin-address 127.0.0.1:9902 "$@"
 }
 start_ingress west "$WE" "$WE_IP"
 INGRESS_WEST_PID=$LAST_PID
@@ -161,6 +163,18 @@ hy_check "backend-1 saw web's SPIFFE ID: mTLS from sidecar to sidecar" \
     hy_wait_for 5 grep -q "access direction=inbound .*id=spiffe://default/web .*result=ok" "$HY_TMP/dp-backend-1.log"
 hy_check "web-1 checked the server's identity and logs the ingress as its upstream" \
     grep -q "access direction=outbound .*upstream=$WE_IP:10001 .*result=ok" "$HY_TMP/dp-web-1.log"
+
+# bigcall: 4 MB both ways through web-1's outbound and west's ingress; prints the echo's sha256
+head -c 4000000 /dev/urandom >"$HY_TMP/big"
+BIG_SUM=$(sha256sum <"$HY_TMP/big" | cut -d' ' -f1)
+bigcall() {
+    inns "$EA" bash -c 'exec 3<>/dev/tcp/127.0.0.1/21002 || exit 1
+        cat "$1" >&3 &
+        timeout 20 head -c 4000000 <&3 | sha256sum | cut -d" " -f1
+        wait' _ "$HY_TMP/big" 2>/dev/null
+}
+hy_eq "4 MB through the ingress (splice) come back intact" "$BIG_SUM" "$(bigcall)"
+hy_check "relayed by splice" hy_wait_for 5 grep -Eq "sent=40[0-9]{5} received=40[0-9]{5} relay=splice .*result=ok" "$HY_TMP/ingress-west.log"
 
 # ---- what the ingress sees is ciphertext: capture it on west's side
 inns "$WE" timeout 20 tcpdump -i eth0 --immediate-mode -U -w "$HY_TMP/ingress.pcap" "tcp port 10001" \
@@ -233,10 +247,12 @@ start_s=$SECONDS
 hy_check "with west's ingress SIGKILLed a call fails" bash -c "[ \"\$(ip netns exec $EA bash -c 'exec 3<>/dev/tcp/127.0.0.1/21002; echo x >&3; IFS= read -r -t 5 l <&3; echo \$l' 2>/dev/null)\" != x ]"
 hy_check "fast: web-1 logs a refused connect, not a timeout" \
     hy_wait_for 5 grep -q "access direction=outbound .*result=upstream_failed: .*connection refused" "$HY_TMP/dp-web-1.log"
-start_ingress west "$WE" "$WE_IP"
+start_ingress west "$WE" "$WE_IP" --splice=false # from here on, the copying relay
 INGRESS_WEST_PID=$LAST_PID
 hy_check "west's ingress is back" hy_wait_for 15 ing_ready "$WE"
 hy_check "and calls work again" hy_wait_for 15 calls back-again
+hy_eq "4 MB through the ingress (copying) come back intact" "$BIG_SUM" "$(bigcall)"
+hy_check "relayed by copying" hy_wait_for 5 grep -Eq "sent=40[0-9]{5} received=40[0-9]{5} relay=copy .*result=ok" "$HY_TMP/ingress-west.log"
 
 # ---- the global CP down: cross-zone calls go on
 hy_check "SIGKILL the global CP" kill -9 "$GLOBAL_PID"
