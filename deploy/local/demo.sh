@@ -123,7 +123,7 @@ for z in east west; do
     zctl "$z" generate zone-ingress-token --name "ingress-$z" --valid-for 720h >"$work/ingress-$z.token"
     start "ingress-$z" "${ns_of[$z]}" "$bin/hypha-ingress" run --cp-address wss://127.0.0.1:5678 \
         --ca-cert-file "$work/zone-$z/dp/ca.pem" --ingress-file tests/data/dp/ingress.yaml \
-        --ingress-var "name=ingress-$z,address=${ip_of[$z]},port=10001" \
+        --ingress-var "name=ingress-$z,address=${ip_of[$z]},advertised=${ip_of[$z]},port=10001" \
         --token-file "$work/ingress-$z.token" --admin-address 127.0.0.1:9902
 done
 

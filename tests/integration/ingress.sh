@@ -36,6 +36,10 @@ for ns in $EA $WE; do
     n=$((n + 1))
 done
 GA=10.213.80.1 EA_IP=10.213.80.2 WE_IP=10.213.80.3
+# what east's processes see in /etc/hosts (ip netns exec mounts it there)
+mkdir -p "/etc/netns/$EA"
+HY_CLEANUP+=("rm -rf /etc/netns/$EA")
+printf '127.0.0.1 localhost\n%s ingress.west.hypha.test\n' "$WE_IP" >"/etc/netns/$EA/hosts"
 
 inns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 # start NS LOG CMD...: a process in a namespace; sets LAST_PID
@@ -86,18 +90,18 @@ for ns in $EA $WE; do
 done
 
 # ---- ingresses, one per zone
-start_ingress() { # ZONE NS ADDRESS [ARGS...]
-    local z=$1 ns=$2 ip=$3
-    shift 3
+start_ingress() { # ZONE NS ADDRESS ADVERTISED [ARGS...]
+    local z=$1 ns=$2 ip=$3 adv=$4
+    shift 4
     zctl "$ns" generate zone-ingress-token --name "ingress-$z" --valid-for 1h >"$HY_TMP/ingress-$z.token"
     start "$ns" "$HY_TMP/ingress-$z.log" "$HY_BIN/hypha-ingress" run --cp-address wss://127.0.0.1:5678 \
         --ca-cert-file "$HY_TMP/zone-$z/dp/ca.pem" --ingress-file "$DATA/dp/ingress.yaml" \
-        --ingress-var "name=ingress-$z,address=$ip,port=10001" \
+        --ingress-var "name=ingress-$z,address=$ip,advertised=$adv,port=10001" \
         --token-file "$HY_TMP/ingress-$z.token" --admin-address 127.0.0.1:9902 "$@"
 }
-start_ingress west "$WE" "$WE_IP"
+start_ingress west "$WE" "$WE_IP" "$WE_IP"
 INGRESS_WEST_PID=$LAST_PID
-start_ingress east "$EA" "$EA_IP"
+start_ingress east "$EA" "$EA_IP" "$EA_IP"
 INGRESS_EAST_PID=$LAST_PID
 ing_ready() { inns "$1" curl -sf http://127.0.0.1:9902/ready >/dev/null; }
 hy_check "west's ingress becomes ready" hy_wait_for 15 ing_ready "$WE"
@@ -109,7 +113,7 @@ zctl "$WE" generate zone-ingress-token --name ingress-west --valid-for 1h >"$HY_
 rogue() { # NAME: an ingress on port 10002 presenting $HY_TMP/NAME.token
     start "$WE" "$HY_TMP/$1.log" "$HY_BIN/hypha-ingress" run --cp-address wss://127.0.0.1:5678 \
         --ca-cert-file "$HY_TMP/zone-west/dp/ca.pem" --ingress-file "$DATA/dp/ingress.yaml" \
-        --ingress-var "name=$1,address=$WE_IP,port=10002" --token-file "$HY_TMP/$1.token" \
+        --ingress-var "name=$1,address=$WE_IP,advertised=$WE_IP,port=10002" --token-file "$HY_TMP/$1.token" \
         --admin-address 127.0.0.1:0
 }
 rogue ingress-x
@@ -223,6 +227,34 @@ spec:
 YAML
 hy_check "an Allow restores it" hy_wait_for 15 calls allowed-again
 
+# ---- MeshLoadBalancingStrategy orders the zones (localityAwareness)
+lbs() { # the localityAwareness block, as YAML flow
+    gctl apply -f - >/dev/null <<YAML
+type: MeshLoadBalancingStrategy
+mesh: default
+name: zones
+spec:
+  targetRef: {kind: Mesh}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default:
+        localityAwareness: $1
+YAML
+}
+remote_prio() { inns "$EA" curl -s http://127.0.0.1:9901/config | jq -r '[.outbounds[0].endpoints[] | select(.zone == "west") | (.priority // 0)] | map(tostring) | join(",")'; }
+prio_is() { [ "$(remote_prio)" = "$1" ]; }
+lbs '{crossZone: {failover: [{to: {type: None}}]}}'
+hy_check "failover None leaves west out of web-1's endpoints" hy_wait_for 15 prio_is ""
+hy_check "and a call has nowhere to go" bash -c "[ \"\$(ip netns exec $EA bash -c 'exec 3<>/dev/tcp/127.0.0.1/21002; echo x >&3; IFS= read -r -t 5 l <&3; echo \$l' 2>/dev/null)\" != x ]"
+hy_check "web-1 logs no_endpoints" hy_wait_for 5 grep -q "access direction=outbound .*result=no_endpoints" "$HY_TMP/dp-web-1.log"
+lbs '{crossZone: {failover: [{to: {type: Only, zones: [north]}}, {to: {type: Only, zones: [west]}}]}}'
+hy_check "Only north, then Only west: west comes second (priority 2)" hy_wait_for 15 prio_is 2
+hy_check "and calls reach it" hy_wait_for 15 calls ordered
+lbs '{disabled: true}'
+hy_check "locality disabled: west is as near as east (priority 0)" hy_wait_for 15 prio_is 0
+gctl delete meshloadbalancingstrategy zones -m default >/dev/null
+hy_check "no strategy: west is priority 1 again" hy_wait_for 15 prio_is 1
+
 # ---- the ingress is no open relay
 in_conns() { inns "$WE" curl -s http://127.0.0.1:9901/metrics | awk '$1 == "hypha_dp_connections_total{direction=\"inbound\"}" {print $2}'; }
 refused() { inns "$WE" curl -s http://127.0.0.1:9902/metrics | awk -v m="hypha_ingress_refused_total{reason=\"$1\"}" '$1 == m {print $2}'; }
@@ -247,10 +279,14 @@ start_s=$SECONDS
 hy_check "with west's ingress SIGKILLed a call fails" bash -c "[ \"\$(ip netns exec $EA bash -c 'exec 3<>/dev/tcp/127.0.0.1/21002; echo x >&3; IFS= read -r -t 5 l <&3; echo \$l' 2>/dev/null)\" != x ]"
 hy_check "fast: web-1 logs a refused connect, not a timeout" \
     hy_wait_for 5 grep -q "access direction=outbound .*result=upstream_failed: .*connection refused" "$HY_TMP/dp-web-1.log"
-start_ingress west "$WE" "$WE_IP" --splice=false # from here on, the copying relay
+# back, advertising a host name (east resolves it through /etc/netns/$EA/hosts),
+# and from here on with the copying relay
+start_ingress west "$WE" "$WE_IP" ingress.west.hypha.test --splice=false
 INGRESS_WEST_PID=$LAST_PID
 hy_check "west's ingress is back" hy_wait_for 15 ing_ready "$WE"
-hy_check "and calls work again" hy_wait_for 15 calls back-again
+by_name() { inns "$EA" curl -s http://127.0.0.1:9901/config | jq -e '.outbounds[0].endpoints[] | select(.address == "ingress.west.hypha.test")' >/dev/null; }
+hy_check "web-1 learns its advertised host name" hy_wait_for 15 by_name
+hy_check "and calls work again, resolving it" hy_wait_for 15 calls back-again
 hy_eq "4 MB through the ingress (copying) come back intact" "$BIG_SUM" "$(bigcall)"
 hy_check "relayed by copying" hy_wait_for 5 grep -Eq "sent=40[0-9]{5} received=40[0-9]{5} relay=copy .*result=ok" "$HY_TMP/ingress-west.log"
 
