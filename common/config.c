@@ -576,3 +576,35 @@ int hy_config_usage(const struct hy_config_spec *spec, struct hy_buf *out)
     }
     return rc;
 }
+
+int hy_config_run_command(const struct hy_config_spec *spec, void *cfg, int argc, char **argv,
+                          const char *hint)
+{
+    struct hy_config_result res = {0};
+    int rc = hy_config_parse(spec, cfg, argc, argv, &res);
+    if (rc == 0 && !res.help && !res.version && (res.nargs != 1 || strcmp(res.args[0], "run"))) {
+        if (!res.nargs)
+            snprintf(res.error, sizeof(res.error), "missing command: %s run %s", spec->program,
+                     hint);
+        else if (strcmp(res.args[0], "run"))
+            snprintf(res.error, sizeof(res.error), "unknown command \"%s\"; expected run",
+                     res.args[0]);
+        else
+            snprintf(res.error, sizeof(res.error),
+                     "unexpected argument \"%s\" after run: everything else is a flag",
+                     res.args[1]);
+        rc = -1;
+    }
+    if (rc == 0 && !res.help && !res.version)
+        return -1;
+    struct hy_buf out = {0};
+    if (rc < 0)
+        fprintf(stderr, "%s: %s\n(see %s --help)\n", spec->program, res.error, spec->program);
+    else if (res.help && hy_config_usage(spec, &out) == 0)
+        fputs(out.data, stdout);
+    else if (res.version)
+        printf("%s %s\n", spec->program, HYPHA_VERSION);
+    hy_buf_fini(&out);
+    hy_config_fini(spec, cfg);
+    return rc < 0 ? 2 : 0;
+}

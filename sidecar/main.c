@@ -48,33 +48,9 @@ static void on_signal(uv_signal_t *s, int signum)
 int main(int argc, char **argv)
 {
     struct hy_dp_cfg cfg = {0};
-    struct hy_config_result res = {0};
-    int rc = hy_config_parse(&spec, &cfg, argc, argv, &res);
-    if (rc == 0 && !res.help && !res.version && (res.nargs != 1 || strcmp(res.args[0], "run"))) {
-        if (!res.nargs)
-            snprintf(res.error, sizeof(res.error),
-                     "missing command: hypha-dp run --cp-address wss://ZONE:5678 ...");
-        else if (strcmp(res.args[0], "run"))
-            snprintf(res.error, sizeof(res.error), "unknown command \"%s\"; expected run",
-                     res.args[0]);
-        else
-            snprintf(res.error, sizeof(res.error),
-                     "unexpected argument \"%s\" after run: everything else is a flag",
-                     res.args[1]);
-        rc = -1;
-    }
-    if (rc < 0 || res.help || res.version) {
-        struct hy_buf out = {0};
-        if (rc < 0)
-            fprintf(stderr, "hypha-dp: %s\n(see hypha-dp --help)\n", res.error);
-        else if (res.help && hy_config_usage(&spec, &out) == 0)
-            fputs(out.data, stdout);
-        else if (res.version)
-            printf("hypha-dp %s\n", HYPHA_VERSION);
-        hy_buf_fini(&out);
-        hy_config_fini(&spec, &cfg);
-        return rc < 0 ? 2 : 0;
-    }
+    int rc = hy_config_run_command(&spec, &cfg, argc, argv, "--cp-address wss://ZONE:5678 ...");
+    if (rc >= 0)
+        return rc;
     hy_log_threshold = cfg.log_level;
     signal(SIGPIPE, SIG_IGN);
 

@@ -107,6 +107,21 @@ ing_ready() { inns "$1" curl -sf http://127.0.0.1:9902/ready >/dev/null; }
 hy_check "west's ingress becomes ready" hy_wait_for 15 ing_ready "$WE"
 hy_check "east's ingress becomes ready" hy_wait_for 15 ing_ready "$EA"
 
+# ---- a bad ingress file: a clear error, nothing started
+printf 'type: ZoneIngress\nname: bad\nnetworking:\n  address: 10.0.0.1\n  port: 10001\n  colour: blue\n' >"$HY_TMP/bad-ingress.yaml"
+rc=0
+"$HY_BIN/hypha-ingress" run --cp-address wss://127.0.0.1:1 --ca-cert-file /dev/null \
+    --ingress-file "$HY_TMP/bad-ingress.yaml" --token-file "$HY_TMP/ingress-west.token" \
+    --admin-address 127.0.0.1:0 >"$HY_TMP/bad-ingress.log" 2>&1 || rc=$?
+hy_eq "an ingress file with an unknown field: exit 1" 1 "$rc"
+hy_check "naming the file, the line and the field" grep -q "bad-ingress.yaml:6:.*colour" "$HY_TMP/bad-ingress.log"
+rc=0
+"$HY_BIN/hypha-ingress" run --cp-address wss://127.0.0.1:1 --ca-cert-file /dev/null \
+    --ingress-file "$DATA/dp/dataplane.yaml" --ingress-var name=x,service=y,port=1,app_port=2,out_port=3 \
+    --token-file "$HY_TMP/ingress-west.token" --admin-address 127.0.0.1:0 >"$HY_TMP/dp-as-ingress.log" 2>&1 || rc=$?
+hy_eq "a Dataplane given as the ingress file: exit 1" 1 "$rc"
+hy_check "saying what was expected" grep -q "expected ZoneIngress, found Dataplane" "$HY_TMP/dp-as-ingress.log"
+
 # ---- an ingress with another kind of token, or another ingress's, is refused
 zctl "$WE" generate dataplane-token --mesh default --name ingress-x --valid-for 1h >"$HY_TMP/ingress-x.token"
 zctl "$WE" generate zone-ingress-token --name ingress-west --valid-for 1h >"$HY_TMP/ingress-y.token"
@@ -127,14 +142,15 @@ hy_check "nor does another ingress's token" hy_wait_for 10 grep -q \
 hy_stop "$LAST_PID" || true
 
 # ---- backend in west, web in east
-start_dp() { # NAME SERVICE NS ZONE
+start_dp() { # NAME SERVICE NS ZONE [PORT [ADMIN_PORT]]: inbound PORT (21000), app +1, outbound +2
+    local p=${5:-21000}
     zctl "$3" generate dataplane-token --mesh default --name "$1" --tag "hypha.io/service=$2" \
         --valid-for 1h >"$HY_TMP/$1.token"
     start "$3" "$HY_TMP/dp-$1.log" "$HY_BIN/hypha-dp" run --cp-address wss://127.0.0.1:5678 \
         --ca-cert-file "$HY_TMP/zone-$4/dp/ca.pem" --dataplane-file "$DATA/dp/dataplane.yaml" \
         --dataplane-token-file "$HY_TMP/$1.token" \
-        --dataplane-var "name=$1,service=$2,port=21000,app_port=21001,out_port=21002" \
-        --admin-address 127.0.0.1:9901 --workers 2
+        --dataplane-var "name=$1,service=$2,port=$p,app_port=$((p + 1)),out_port=$((p + 2))" \
+        --admin-address "127.0.0.1:${6:-9901}" --workers 2
 }
 start "$WE" "$HY_TMP/echo.log" "$HY_BIN/hypha-test-echo" 21001
 hy_wait_for 5 grep -q listening "$HY_TMP/echo.log"
@@ -296,6 +312,27 @@ wait "$GLOBAL_PID" 2>/dev/null || true
 ok=0
 for i in 1 2 3 4 5; do [ "$(call "no-global-$i")" = "no-global-$i" ] && ok=$((ok + 1)); done
 hy_eq "with the global CP gone, five cross-zone calls all work" 5 "$ok"
+
+# ---- locality: a local backend wins; when it dies, calls go to west again
+start "$EA" "$HY_TMP/echo-east.log" "$HY_BIN/hypha-test-echo" 22001
+hy_wait_for 5 grep -q listening "$HY_TMP/echo-east.log"
+start_dp backend-2 backend "$EA" east 22000 9903
+B2_PID=$LAST_PID
+local_too() { inns "$EA" curl -s http://127.0.0.1:9901/config | jq -e '.outbounds[0].endpoints | map(.priority // 0) | sort == [0, 1]' >/dev/null; }
+hy_check "backend-2 in east joins web-1's endpoints at priority 0, west's ingress stays at 1" hy_wait_for 15 local_too
+hy_wait_for 5 grep -q "inbound listener on 127.0.0.1:22000" "$HY_TMP/dp-backend-2.log"
+relayed() { inns "$WE" curl -s http://127.0.0.1:9902/metrics | awk '$1 == "hypha_ingress_connections_total" {print $2}'; }
+r0=$(relayed)
+ok=0
+for i in 1 2 3 4 5; do [ "$(call "local-$i")" = "local-$i" ] && ok=$((ok + 1)); done
+hy_eq "five calls work" 5 "$ok"
+hy_eq "and none crossed to west: the local endpoint is used first" "$r0" "$(relayed)"
+kill -9 "$B2_PID"
+wait "$B2_PID" 2>/dev/null || true
+ok=0
+for i in 1 2 3 4 5; do [ "$(call "failover-$i")" = "failover-$i" ] && ok=$((ok + 1)); done
+hy_eq "backend-2 SIGKILLed: five calls still work" 5 "$ok"
+hy_eq "all through west's ingress" 5 "$(($(relayed) - r0))"
 
 hy_check "SIGTERM stops web-1 cleanly" hy_stop "$WEB_PID"
 hy_check "SIGTERM stops west's ingress cleanly" hy_stop "$INGRESS_WEST_PID"

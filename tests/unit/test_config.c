@@ -325,6 +325,27 @@ static void test_subcommands(void **state)
     hy_config_fini(&sub, &c);
 }
 
+/* `PROGRAM run`: the one command of hypha-dp and hypha-ingress. */
+static void test_run_command(void **state)
+{
+    (void)state;
+    struct hy_config_spec run = spec;
+    run.args = "run";
+    struct cfg c = {0};
+    char p[] = "hypha-test", r[] = "run", x[] = "extra", v[] = "--version", w[] = "--workers",
+         three[] = "3", go[] = "go";
+    char *ok[] = {p, w, three, r, NULL};
+    assert_int_equal(hy_config_run_command(&run, &c, 4, ok, "..."), -1); /* go on */
+    assert_int_equal(c.workers, 3);
+    hy_config_fini(&run, &c);
+    char *none[] = {p, NULL}, *other[] = {p, go, NULL}, *more[] = {p, r, x, NULL};
+    char *version[] = {p, v, NULL};
+    assert_int_equal(hy_config_run_command(&run, &c, 1, none, "..."), 2);
+    assert_int_equal(hy_config_run_command(&run, &c, 2, other, "..."), 2);
+    assert_int_equal(hy_config_run_command(&run, &c, 3, more, "..."), 2);
+    assert_int_equal(hy_config_run_command(&run, &c, 2, version, "..."), 0);
+}
+
 static void test_help_and_version(void **state)
 {
     (void)state;
@@ -831,6 +852,7 @@ int main(void)
         cmocka_unit_test_setup(test_precedence, clear_env),
         cmocka_unit_test_setup(test_flag_forms, clear_env),
         cmocka_unit_test_setup(test_subcommands, clear_env),
+        cmocka_unit_test_setup(test_run_command, clear_env),
         cmocka_unit_test_setup(test_help_and_version, clear_env),
         cmocka_unit_test_setup(test_flag_errors, clear_env),
         cmocka_unit_test_setup(test_unexpected_args, clear_env),
