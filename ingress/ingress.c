@@ -22,16 +22,25 @@
 struct hy_ing_routes *hy_ing_routes_ref(struct hy_ing_routes *r)
 {
     if (r)
-        r->refs++;
+        atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
     return r;
 }
 
 void hy_ing_routes_unref(struct hy_ing_routes *r)
 {
-    if (r && --r->refs == 0) {
+    if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
         hypha__v1__dp_ingress_config__free_unpacked(r->c, NULL);
         free(r);
     }
+}
+
+struct hy_ing_routes *hy_ing_routes_get(struct hy_ing *g, uint64_t *gen)
+{
+    pthread_mutex_lock(&g->routes_lock);
+    struct hy_ing_routes *r = hy_ing_routes_ref(g->routes);
+    *gen = atomic_load_explicit(&g->routes_gen, memory_order_relaxed);
+    pthread_mutex_unlock(&g->routes_lock);
+    return r;
 }
 
 /* ----- the control stream ----- */
@@ -107,10 +116,14 @@ static void on_config(struct hy_ing *g, Hypha__V1__DpIngressConfig *c)
         hypha__v1__dp_ingress_config__free_unpacked(c, NULL);
         return;
     }
-    r->refs = 1;
+    atomic_init(&r->refs, 1);
     r->c = c;
-    hy_ing_routes_unref(g->routes);
+    pthread_mutex_lock(&g->routes_lock);
+    struct hy_ing_routes *old = g->routes;
     g->routes = r;
+    atomic_fetch_add_explicit(&g->routes_gen, 1, memory_order_release);
+    pthread_mutex_unlock(&g->routes_lock);
+    hy_ing_routes_unref(old);
     hy_series_inc(g->m.configs);
     snprintf(g->status, sizeof(g->status), "routes %.60s applied", c->version);
     hy_log(HY_LOG_INFO, "ingress", "applied routes %s: %zu services", c->version, c->n_routes);
@@ -316,6 +329,9 @@ int hy_ing_open(struct hy_ing *g, const struct hy_ing_cfg *cfg, uv_loop_t *loop)
     memset(g, 0, sizeof(*g));
     g->cfg = cfg;
     g->loop = loop;
+    pthread_mutex_init(&g->routes_lock, NULL);
+    atomic_init(&g->routes_gen, 0);
+    atomic_init(&g->stopping, false);
     int rc = check_options(cfg);
     if (rc < 0)
         return rc;
@@ -411,6 +427,7 @@ void hy_ing_stop(struct hy_ing *g)
 
 void hy_ing_close(struct hy_ing *g)
 {
+    hy_ing_relay_free(g);
     hy_ws_client_free(g->ws);
     g->ws = NULL;
     hy_http_server_free(g->admin);
@@ -425,4 +442,5 @@ void hy_ing_close(struct hy_ing *g)
         free(g->token);
         g->token = NULL;
     }
+    pthread_mutex_destroy(&g->routes_lock);
 }

@@ -1,10 +1,16 @@
 /* hypha-ingress, the zone ingress: it presents its ZoneIngress to the zone
  * control plane (ingress.c), receives the routes of the services this zone
  * serves, and relays cross-zone connections to them by the SNI of their
- * ClientHello without terminating TLS (relay.c). One libuv loop. */
+ * ClientHello without terminating TLS (relay.c). The control stream and
+ * the admin server run on the main loop; the relay on worker threads, each
+ * with its own loop and SO_REUSEPORT listening socket. Workers take the
+ * routes with one atomic load per connection (a lock only when they
+ * changed). */
 #ifndef HY_INGRESS_H
 #define HY_INGRESS_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -29,12 +35,16 @@ struct hy_ing_cfg {
     struct hy_strings vars;
     struct hy_addr admin_address;
     enum hy_log_level log_level;
-    bool splice; /* relay with splice(2); false: copy through user space */
+    bool splice;      /* relay with splice(2); false: copy through user space */
+    uint64_t workers; /* relay threads; 0: one per CPU */
 };
 
-/* The routes in use: connections hold a reference while they pick. */
+#define HY_ING_MAX_WORKERS 64
+
+/* A set of routes, immutable once published: workers and connections
+ * hold references on any thread. */
 struct hy_ing_routes {
-    unsigned refs;
+    atomic_uint refs;
     Hypha__V1__DpIngressConfig *c; /* owned */
 };
 
@@ -43,14 +53,32 @@ struct hy_http_server;
 struct hy_metrics;
 struct hy_series;
 struct hy_ing_conn;
+struct hy_ing;
+
+/* One relay thread: its loop, listening socket and connections. Only its
+ * own thread touches it after start, except wake (uv_async_send). */
+struct hy_ing_worker {
+    struct hy_ing *g;
+    unsigned index;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    bool loop_init, thread_started, stopped;
+    uv_async_t wake; /* stop */
+    uv_tcp_t listener;
+    struct hy_ing_conn *conns;
+    struct hy_ing_routes *routes; /* what new connections route by */
+    uint64_t gen;                 /* of routes */
+    size_t rr;                    /* round-robin cursor */
+};
 
 struct hy_ing {
     const struct hy_ing_cfg *cfg;
     uv_loop_t *loop;
     struct hy_dp_file file;
     char *token;
+    pthread_mutex_t routes_lock;  /* held to swap routes or take a reference */
     struct hy_ing_routes *routes; /* NULL before the first */
-    size_t rr;                    /* round-robin cursor */
+    atomic_uint_fast64_t routes_gen;
 
     /* control stream */
     struct hy_ws_client *ws;
@@ -60,9 +88,10 @@ struct hy_ing {
     char status[320];
 
     /* relay (relay.c) */
-    uv_tcp_t listener;
+    struct hy_ing_worker *workers;
+    unsigned nworkers;
     bool listening;
-    struct hy_ing_conn *conns;
+    atomic_bool stopping;
 
     struct hy_http_server *admin;
     struct hy_metrics *metrics;
@@ -80,10 +109,17 @@ void hy_ing_stop(struct hy_ing *g);
 void hy_ing_close(struct hy_ing *g);
 bool hy_ing_ready(struct hy_ing *g, char *why, size_t size);
 struct hy_ing_routes *hy_ing_routes_ref(struct hy_ing_routes *r);
-void hy_ing_routes_unref(struct hy_ing_routes *r);
+void hy_ing_routes_unref(struct hy_ing_routes *r); /* any thread */
+/* A new reference to the current routes (NULL before the first) and its
+ * generation. Any thread. */
+struct hy_ing_routes *hy_ing_routes_get(struct hy_ing *g, uint64_t *gen);
 
 /* relay.c */
+/* Opens the listening sockets (errors at once) and starts the workers. */
 int hy_ing_relay_start(struct hy_ing *g);
+/* Tells the workers to close everything; main thread. */
 void hy_ing_relay_stop(struct hy_ing *g);
+/* Waits for the workers to end and frees them. */
+void hy_ing_relay_free(struct hy_ing *g);
 
 #endif

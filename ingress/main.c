@@ -26,6 +26,8 @@ static const struct hy_option options[] = {
      "127.0.0.1:9902", "admin server: /ready, /config, /metrics (port 0 picks a free port)"},
     {"splice", "HYPHA_SPLICE", "splice", HY_OPT_BOOL, O(splice), "true",
      "relay with splice(2), the bytes never entering user space; false: copy them"},
+    {"workers", "HYPHA_WORKERS", "workers", HY_OPT_UINT, O(workers), "0",
+     "relay threads, each with its own loop and listening socket; 0: one per CPU"},
     {"log-level", "HYPHA_LOG_LEVEL", "logLevel", HY_OPT_LOG_LEVEL, O(log_level), "info",
      "debug, info, warn or error"},
 };

@@ -8,6 +8,9 @@
  * too big) is closed, counted and logged with not one byte forwarded: the
  * ingress only ever reaches the endpoints its routes list.
  *
+ * Each worker thread has its own loop and listening socket on the port
+ * (SO_REUSEPORT); a connection lives on the worker that accepted it.
+ *
  * Once the ClientHello is replayed, the bytes move with splice(2) through a
  * pipe per direction, never entering user space: the sockets leave libuv's
  * stream handles (dup, then close) for a uv_poll each. Where that cannot
@@ -25,6 +28,7 @@
 #include "error.h"
 #include "ingress.h"
 #include "metrics.h"
+#include "net.h"
 #include "sni.h"
 #include "poison.h"
 
@@ -56,7 +60,8 @@ struct spl {
 
 struct hy_ing_conn {
     struct hy_ing *g;
-    struct spl *spl; /* in splice mode */
+    struct hy_ing_worker *w; /* the thread it lives on */
+    struct spl *spl;         /* in splice mode */
     struct hy_ing_conn *prev, *next;
     struct side down, up;
     enum phase phase;
@@ -93,12 +98,12 @@ static void spl_free(struct spl *x)
 
 static void conn_free(struct hy_ing_conn *c)
 {
-    struct hy_ing *g = c->g;
+    struct hy_ing_worker *w = c->w;
     spl_free(c->spl);
     if (c->prev)
         c->prev->next = c->next;
     else
-        g->conns = c->next;
+        w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
     hy_ing_routes_unref(c->routes);
@@ -147,7 +152,8 @@ static void conn_close(struct hy_ing_conn *c, const char *result, const char *wh
            c->spl              ? "splice"
            : c->phase == RELAY ? "copy"
                                : "-",
-           (double)(uv_now(g->loop) - c->start_ms) / 1000.0, result, c->why[0] ? ": " : "", c->why);
+           (double)(uv_now(&c->w->loop) - c->start_ms) / 1000.0, result, c->why[0] ? ": " : "",
+           c->why);
     close_handle(c, (uv_handle_t *)&c->timer);
     close_handle(c, (uv_handle_t *)&c->down.tcp);
     if (c->up.init)
@@ -262,7 +268,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         return;
     }
     struct side *s = (uv_tcp_t *)st == &c->down.tcp ? &c->down : &c->up;
-    c->last_ms = uv_now(c->g->loop);
+    c->last_ms = uv_now(&c->w->loop);
     if (n == UV_EOF) {
         s->eof = true;
         update_reading(c, s);
@@ -311,7 +317,7 @@ static void on_up_closed(uv_handle_t *h);
 static void on_timer(uv_timer_t *t)
 {
     struct hy_ing_conn *c = t->data;
-    uint64_t now = uv_now(c->g->loop);
+    uint64_t now = uv_now(&c->w->loop);
     switch (c->phase) {
     case HELLO:
         conn_close(c, "no_hello", "no complete ClientHello within %d ms", HY_ING_HELLO_MS);
@@ -397,7 +403,7 @@ static bool spl_pump(struct hy_ing_conn *c, int d)
         }
         if (!moved)
             break;
-        c->last_ms = uv_now(c->g->loop);
+        c->last_ms = uv_now(&c->w->loop);
     }
     if (x->shut[0] && x->shut[1]) {
         conn_close(c, "ok", NULL);
@@ -474,7 +480,7 @@ static bool spl_start(struct hy_ing_conn *c)
     close_handle(c, (uv_handle_t *)&c->down.tcp);
     close_handle(c, (uv_handle_t *)&c->up.tcp);
     for (int i = 0; i < 2; i++) {
-        int rc = uv_poll_init_socket(c->g->loop, &x->poll[i], x->fd[i]);
+        int rc = uv_poll_init_socket(&c->w->loop, &x->poll[i], x->fd[i]);
         if (rc < 0) {
             conn_close(c, "error", "cannot poll the sockets: %s", uv_strerror(rc));
             return true;
@@ -504,7 +510,7 @@ static void on_connect(uv_connect_t *req, int status)
     uv_tcp_nodelay(&c->up.tcp, 1);
     c->why[0] = '\0';
     c->phase = RELAY;
-    c->last_ms = uv_now(c->g->loop);
+    c->last_ms = uv_now(&c->w->loop);
     c->up_bytes += c->hlen;
     hy_series_add(c->g->m.bytes, (double)c->hlen);
     uv_timer_start(&c->timer, on_timer, HY_ING_IDLE_MS, 0);
@@ -551,7 +557,7 @@ static void try_connect(struct hy_ing_conn *c)
         try_connect(c);
         return;
     }
-    uv_tcp_init(c->g->loop, &c->up.tcp);
+    uv_tcp_init(&c->w->loop, &c->up.tcp);
     c->up.tcp.data = c;
     c->up.init = true;
     c->connect_req.data = c;
@@ -607,8 +613,13 @@ static void on_hello_read(struct hy_ing_conn *c, ssize_t n)
     default:
         break;
     }
-    struct hy_ing *g = c->g;
-    const Hypha__V1__DpIngressConfig *cf = g->routes ? g->routes->c : NULL;
+    struct hy_ing_worker *w = c->w;
+    uint64_t gen = atomic_load_explicit(&c->g->routes_gen, memory_order_acquire);
+    if (gen != w->gen) { /* new routes: the only time a worker takes the lock */
+        hy_ing_routes_unref(w->routes);
+        w->routes = hy_ing_routes_get(c->g, &w->gen);
+    }
+    const Hypha__V1__DpIngressConfig *cf = w->routes ? w->routes->c : NULL;
     for (size_t i = 0; cf && i < cf->n_routes && !c->route; i++)
         if (!strcmp(cf->routes[i]->sni, c->sni))
             c->route = cf->routes[i];
@@ -622,8 +633,8 @@ static void on_hello_read(struct hy_ing_conn *c, ssize_t n)
         refuse(c, 3, "unknown_sni", "the service has no endpoint in this zone");
         return;
     }
-    c->routes = hy_ing_routes_ref(g->routes);
-    c->next_ep = g->rr++; /* round robin across connections */
+    c->routes = hy_ing_routes_ref(w->routes);
+    c->next_ep = w->rr++; /* round robin across connections */
     uv_read_stop((uv_stream_t *)&c->down.tcp);
     c->down.reading = false;
     uv_timer_stop(&c->timer);
@@ -634,57 +645,96 @@ static void on_hello_read(struct hy_ing_conn *c, ssize_t n)
 
 static void on_accept(uv_stream_t *server, int status)
 {
-    struct hy_ing *g = server->data;
+    struct hy_ing_worker *w = server->data;
+    struct hy_ing *g = w->g;
     if (status < 0) {
         hy_log(HY_LOG_WARN, "ingress", "accept: %s", uv_strerror(status));
         return;
     }
-    struct hy_ing_conn *c = calloc(1, sizeof(*c));
+    struct hy_ing_conn *c = w->stopped ? NULL : calloc(1, sizeof(*c));
     if (!c) {
         uv_tcp_t tmp;
-        uv_tcp_init(g->loop, &tmp);
-        if (uv_accept(server, (uv_stream_t *)&tmp) == 0)
+        uv_tcp_init(&w->loop, &tmp);
+        if (uv_accept(server, (uv_stream_t *)&tmp) == 0 && !w->stopped)
             hy_log(HY_LOG_WARN, "ingress", "out of memory: refusing a connection");
         uv_close((uv_handle_t *)&tmp, NULL);
         return;
     }
     c->g = g;
-    c->start_ms = c->last_ms = uv_now(g->loop);
-    snprintf(c->peer, sizeof(c->peer), "-");
-    uv_tcp_init(g->loop, &c->down.tcp);
+    c->w = w;
+    c->start_ms = c->last_ms = uv_now(&w->loop);
+    uv_tcp_init(&w->loop, &c->down.tcp);
     c->down.tcp.data = c;
     c->down.init = true;
-    uv_timer_init(g->loop, &c->timer);
+    uv_timer_init(&w->loop, &c->timer);
     c->timer.data = c;
-    c->next = g->conns;
-    if (g->conns)
-        g->conns->prev = c;
-    g->conns = c;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
     hy_series_inc(g->m.accepted);
     hy_series_add(g->m.active, 1);
+    snprintf(c->peer, sizeof(c->peer), "-");
     int rc = uv_accept(server, (uv_stream_t *)&c->down.tcp);
     if (rc < 0) {
         conn_close(c, "error", "accept: %s", uv_strerror(rc));
         return;
     }
     uv_tcp_nodelay(&c->down.tcp, 1);
-    struct sockaddr_storage sa;
-    int len = sizeof(sa);
-    if (uv_tcp_getpeername(&c->down.tcp, (struct sockaddr *)&sa, &len) == 0) {
-        char ip[48];
-        if (sa.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof(ip));
-            snprintf(c->peer, sizeof(c->peer), "[%s]:%u", ip,
-                     ntohs(((struct sockaddr_in6 *)&sa)->sin6_port));
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof(ip));
-            snprintf(c->peer, sizeof(c->peer), "%s:%u", ip,
-                     ntohs(((struct sockaddr_in *)&sa)->sin_port));
-        }
-    }
+    hy_net_peer_name(&c->down.tcp, c->peer, sizeof(c->peer));
     c->phase = HELLO;
     uv_timer_start(&c->timer, on_timer, HY_ING_HELLO_MS, 0);
     update_reading(c, &c->down);
+}
+
+/* ----- workers ----- */
+
+static void worker_stop(struct hy_ing_worker *w)
+{
+    w->stopped = true;
+    uv_close((uv_handle_t *)&w->wake, NULL);
+    uv_close((uv_handle_t *)&w->listener, NULL);
+    for (struct hy_ing_conn *c = w->conns; c; c = c->next)
+        conn_close(c, "shutdown", NULL);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct hy_ing_worker *w = a->data;
+    if (!w->stopped && atomic_load_explicit(&w->g->stopping, memory_order_acquire))
+        worker_stop(w);
+}
+
+static void worker_main(void *arg)
+{
+    struct hy_ing_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT); /* until worker_stop's handles have closed */
+    hy_ing_routes_unref(w->routes);
+    w->routes = NULL;
+}
+
+/* A worker's loop and listening socket, before its thread starts. */
+static int worker_open(struct hy_ing *g, struct hy_ing_worker *w, unsigned index, const char *host,
+                       unsigned port)
+{
+    w->g = g;
+    w->index = index;
+    int rc = uv_loop_init(&w->loop);
+    if (rc < 0)
+        return rc;
+    w->loop_init = true;
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    uv_tcp_init(&w->loop, &w->listener);
+    w->listener.data = w;
+    if ((rc = hy_net_listen_reuseport(&w->listener, host, port, on_accept)) < 0) {
+        uv_close((uv_handle_t *)&w->wake, NULL);
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&w->loop);
+        w->loop_init = false;
+    }
+    return rc;
 }
 
 int hy_ing_relay_start(struct hy_ing *g)
@@ -694,32 +744,66 @@ int hy_ing_relay_start(struct hy_ing *g)
     unsigned port = zi->networking->port;
     struct sockaddr_storage sa;
     if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&sa) != 0) {
+        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&sa) != 0)
         host = "0.0.0.0"; /* a host name: listen everywhere */
-        uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&sa);
+    unsigned n = g->cfg->workers ? (unsigned)g->cfg->workers : uv_available_parallelism();
+    if (n == 0)
+        n = 1;
+    if (n > HY_ING_MAX_WORKERS)
+        n = HY_ING_MAX_WORKERS;
+    if (!(g->workers = calloc(n, sizeof(*g->workers))))
+        return HY_ENOMEM;
+    int rc = 0;
+    for (unsigned i = 0; i < n && rc == 0; i++) {
+        if ((rc = worker_open(g, &g->workers[i], i, host, port)) == 0)
+            g->nworkers = i + 1;
     }
-    uv_tcp_init(g->loop, &g->listener);
-    g->listener.data = g;
-    int rc = uv_tcp_bind(&g->listener, (struct sockaddr *)&sa, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&g->listener, 511, on_accept);
+    for (unsigned i = 0; i < g->nworkers && rc == 0; i++) {
+        struct hy_ing_worker *w = &g->workers[i];
+        if ((rc = uv_thread_create(&w->thread, worker_main, w)) == 0)
+            w->thread_started = true;
+    }
     if (rc < 0) {
         hy_log(HY_LOG_ERROR, "ingress", "cannot listen on %s:%u for cross-zone traffic: %s", host,
                port, uv_strerror(rc));
-        uv_close((uv_handle_t *)&g->listener, NULL);
+        hy_ing_relay_stop(g); /* the workers that run end; relay_free joins them */
         return HY_EINVAL;
     }
     g->listening = true;
-    hy_log(HY_LOG_INFO, "ingress", "listening for cross-zone traffic on %s:%u", host, port);
+    hy_log(HY_LOG_INFO, "ingress", "listening for cross-zone traffic on %s:%u (%u worker%s)", host,
+           port, n, n == 1 ? "" : "s");
     return 0;
 }
 
 void hy_ing_relay_stop(struct hy_ing *g)
 {
-    if (g->listening) {
-        uv_close((uv_handle_t *)&g->listener, NULL);
-        g->listening = false;
+    if (atomic_exchange(&g->stopping, true))
+        return;
+    g->listening = false;
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        struct hy_ing_worker *w = &g->workers[i];
+        if (w->thread_started)
+            uv_async_send(&w->wake);
+        else if (!w->stopped) { /* opened, never ran: close it here */
+            worker_stop(w);
+            uv_run(&w->loop, UV_RUN_DEFAULT);
+        }
     }
-    for (struct hy_ing_conn *c = g->conns; c; c = c->next)
-        conn_close(c, "shutdown", NULL);
+}
+
+void hy_ing_relay_free(struct hy_ing *g)
+{
+    hy_ing_relay_stop(g);
+    for (unsigned i = 0; i < g->nworkers; i++) {
+        struct hy_ing_worker *w = &g->workers[i];
+        if (w->thread_started)
+            uv_thread_join(&w->thread);
+        if (w->conns)
+            hy_log(HY_LOG_ERROR, "ingress", "worker %u ended with connections open (a bug)", i);
+        if (w->loop_init)
+            uv_loop_close(&w->loop);
+    }
+    free(g->workers);
+    g->workers = NULL;
+    g->nworkers = 0;
 }

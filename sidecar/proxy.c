@@ -3,17 +3,13 @@
  * opened and closed as snapshots come; the TLS contexts of the snapshot's
  * certificate; the connection metrics. Connections keep the snapshot they
  * were accepted with. */
-#include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include "error.h"
 #include "metrics.h"
+#include "net.h"
 #include "proxy_int.h"
 #include "poison.h"
 
@@ -112,43 +108,11 @@ static void on_accept(uv_stream_t *server, int status)
         return;
     }
     uv_tcp_nodelay(&c->down.tcp, 1);
-    struct sockaddr_storage sa;
-    int len = sizeof(sa);
-    if (uv_tcp_getpeername(&c->down.tcp, (struct sockaddr *)&sa, &len) == 0) {
-        char ip[48];
-        if (sa.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof(ip));
-            snprintf(c->peer, sizeof(c->peer), "[%s]:%u", ip,
-                     ntohs(((struct sockaddr_in6 *)&sa)->sin6_port));
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof(ip));
-            snprintf(c->peer, sizeof(c->peer), "%s:%u", ip,
-                     ntohs(((struct sockaddr_in *)&sa)->sin_port));
-        }
-    }
+    hy_net_peer_name(&c->down.tcp, c->peer, sizeof(c->peer));
     if (l->dir == HY_PX_IN)
         hy_px_inbound_accept(c);
     else
         hy_px_outbound_accept(c);
-}
-
-/* A listening socket on sa that the other workers share (SO_REUSEPORT):
- * the fd, or -errno. */
-static int reuseport_socket(const struct sockaddr *sa)
-{
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    int one = 1;
-    socklen_t len =
-        sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 || bind(fd, sa, len) < 0) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    return fd;
 }
 
 static struct hy_px_listener *listener_open(struct hy_px_worker *w, enum hy_px_dir dir,
@@ -172,20 +136,11 @@ static struct hy_px_listener *listener_open(struct hy_px_worker *w, enum hy_px_d
     const char *host = dir == HY_PX_OUT ? "127.0.0.1" : p->inbound_host;
     struct sockaddr_storage sa;
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0) {
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0)
         host = "0.0.0.0";
-        uv_ip4_addr(host, port, (struct sockaddr_in *)&sa);
-    }
     uv_tcp_init(&w->loop, &l->tcp);
     l->tcp.data = l;
-    int rc = reuseport_socket((struct sockaddr *)&sa);
-    if (rc >= 0) {
-        int fd = rc;
-        if ((rc = uv_tcp_open(&l->tcp, fd)) < 0)
-            close(fd);
-    }
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_accept);
+    int rc = hy_net_listen_reuseport(&l->tcp, host, port, on_accept);
     if (rc < 0) {
         hy_log(HY_LOG_ERROR, "dp",
                "worker %u: cannot listen on %s:%u for %s traffic: %s; the next config tries "
