@@ -52,3 +52,15 @@ void hy_net_peer_name(uv_tcp_t *tcp, char *buf, size_t size)
         snprintf(buf, size, "%s:%u", ip, ntohs(((struct sockaddr_in *)&sa)->sin_port));
     }
 }
+
+bool hy_net_refuse(uv_stream_t *server)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)server, &fd) != 0)
+        return false;
+    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0)
+        return false;
+    close(c);
+    return true;
+}

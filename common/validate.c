@@ -325,6 +325,10 @@ void hy_validate_zone_ingress(const struct hy_resource *r, struct hy_diag *d)
     }
     if (!n->address || !n->address[0])
         hy_diag_add(d, 0, 0, "networking.address", "required");
+    else if ((!strcmp(n->address, "0.0.0.0") || !strcmp(n->address, "::")) &&
+             (!n->advertised_address || !n->advertised_address[0]))
+        hy_diag_add(d, 0, 0, "networking.advertisedAddress",
+                    "required when address is %s: what other zones dial", n->address);
     check_port(d, "networking.port", n->has_port, n->port, true);
     check_port(d, "networking.advertisedPort", n->has_advertised_port, n->advertised_port,
                n->advertised_address != NULL);

@@ -53,6 +53,7 @@ struct spl {
     bool poll_init[2];
     int pipe[2][2]; /* read end, write end */
     size_t inpipe[2];
+    bool full[2]; /* the pipe of d took nothing more: wait until it drained */
     bool eof[2];  /* the source of d sent EOF */
     bool shut[2]; /* and d's destination was shut down for writing */
     int events[2];
@@ -143,7 +144,7 @@ static void conn_close(struct hy_ing_conn *c, const char *result, const char *wh
     struct hy_ing *g = c->g;
     hy_series_add(g->m.active, -1);
     const Hypha__V1__DpIngressRoute *r = c->route;
-    hy_log(HY_LOG_INFO, "ingress",
+    hy_log(strcmp(result, "closed") ? HY_LOG_INFO : HY_LOG_DEBUG, "ingress",
            "access peer=%s sni=%s service=%s%s%s upstream=%s attempts=%u sent=%llu received=%llu "
            "relay=%s duration=%.3fs result=%s%s%s",
            c->peer, c->sni[0] ? c->sni : "-", r ? r->mesh : "-", r ? "/" : "", r ? r->service : "",
@@ -366,9 +367,13 @@ static bool spl_pump(struct hy_ing_conn *c, int d)
     int src = x->fd[d], dst = x->fd[1 - d];
     for (;;) {
         bool moved = false;
-        if (!x->eof[d] && x->inpipe[d] < PIPE_CAP) {
+        if (!x->eof[d] && !x->full[d] && x->inpipe[d] < PIPE_CAP) {
             ssize_t n = splice(src, NULL, x->pipe[d][1], NULL, PIPE_CAP - x->inpipe[d],
                                SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            /* a pipe fills by slots, one per packet, long before PIPE_CAP
+             * bytes: EAGAIN with bytes in it means full, not "nothing to read" */
+            if (n < 0 && errno == EAGAIN && x->inpipe[d])
+                x->full[d] = true;
             if (n > 0) {
                 x->inpipe[d] += (size_t)n;
                 if (d == 0)
@@ -390,6 +395,7 @@ static bool spl_pump(struct hy_ing_conn *c, int d)
                                SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0) {
                 x->inpipe[d] -= (size_t)n;
+                x->full[d] = false;
                 moved = true;
             } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
                 conn_close(c, "error", "writing to the %s: %s", d ? "downstream" : "upstream",
@@ -438,7 +444,7 @@ static void spl_update(struct hy_ing_conn *c)
     struct spl *x = c->spl;
     for (int i = 0; i < 2; i++) {
         int ev = 0;
-        if (!x->eof[i] && x->inpipe[i] < PIPE_CAP)
+        if (!x->eof[i] && !x->full[i] && x->inpipe[i] < PIPE_CAP)
             ev |= UV_READABLE;
         if (x->inpipe[1 - i])
             ev |= UV_WRITABLE;
@@ -581,6 +587,10 @@ static void refuse(struct hy_ing_conn *c, int which, const char *result, const c
 
 static void on_hello_read(struct hy_ing_conn *c, ssize_t n)
 {
+    if (n == UV_EOF && c->hlen == 0) { /* opened and closed: a TCP health check */
+        conn_close(c, "closed", "the client closed before sending anything");
+        return;
+    }
     if (n == UV_EOF) {
         conn_close(c, "no_hello", "the client closed after %zu bytes, before a ClientHello",
                    c->hlen);
@@ -653,11 +663,8 @@ static void on_accept(uv_stream_t *server, int status)
     }
     struct hy_ing_conn *c = w->stopped ? NULL : calloc(1, sizeof(*c));
     if (!c) {
-        uv_tcp_t tmp;
-        uv_tcp_init(&w->loop, &tmp);
-        if (uv_accept(server, (uv_stream_t *)&tmp) == 0 && !w->stopped)
+        if (hy_net_refuse(server) && !w->stopped)
             hy_log(HY_LOG_WARN, "ingress", "out of memory: refusing a connection");
-        uv_close((uv_handle_t *)&tmp, NULL);
         return;
     }
     c->g = g;

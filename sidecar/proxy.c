@@ -95,11 +95,8 @@ static void on_accept(uv_stream_t *server, int status)
         return;
     struct hy_px_conn *c = hy_px_conn_new(l);
     if (!c) {
-        uv_tcp_t tmp; /* accept and drop it, or the loop spins on it */
-        uv_tcp_init(&w->loop, &tmp);
-        if (uv_accept(server, (uv_stream_t *)&tmp) == 0)
+        if (hy_net_refuse(server)) /* or the loop spins on it */
             hy_log(HY_LOG_WARN, "dp", "out of memory: refusing a connection");
-        uv_close((uv_handle_t *)&tmp, NULL);
         return;
     }
     int rc = uv_accept(server, (uv_stream_t *)&c->down.tcp);
@@ -217,11 +214,15 @@ void hy_px_refresh(struct hy_px_worker *w)
     struct hy_dp_snapshot *s = hy_dp_current_get(w->p->current, &gen);
     w->gen = gen;
     if (s) {
-        if (tls_changed(w->snap, s)) {
+        /* compared with what the contexts were built from, so that a build
+         * that failed is tried again with the next snapshot */
+        if (tls_changed(w->tls_snap, s)) {
             struct hy_px_tls t;
             if (hy_px_tls_build(s, &t) == 0) {
                 hy_px_tls_fini(&w->tls);
                 w->tls = t;
+                hy_dp_snapshot_unref(w->tls_snap);
+                w->tls_snap = hy_dp_snapshot_ref(s);
             } /* else: logged; the previous contexts keep serving */
         }
         hy_dp_snapshot_unref(w->snap);
@@ -302,6 +303,8 @@ static int worker_start(struct hy_proxy *p, struct hy_px_worker *w, unsigned ind
         uv_close((uv_handle_t *)&w->wake, NULL);
         uv_close((uv_handle_t *)&w->check, NULL);
         uv_run(&w->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&w->loop); /* not counted in nworkers: hy_proxy_free skips it */
+        w->loop_init = false;
         return rc;
     }
     w->thread_started = true;
@@ -388,6 +391,7 @@ void hy_proxy_free(struct hy_proxy *p)
             hy_log(HY_LOG_ERROR, "dp", "worker %u ended with connections open (a bug)", i);
         hy_px_tls_fini(&w->tls);
         hy_dp_snapshot_unref(w->snap);
+        hy_dp_snapshot_unref(w->tls_snap);
         if (w->loop_init)
             uv_loop_close(&w->loop);
     }

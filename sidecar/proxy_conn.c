@@ -31,9 +31,10 @@ struct hy_px_conn *hy_px_conn_new(struct hy_px_listener *l)
     c->m = &w->p->m;
     c->l = l;
     l->refs++;
-    if (l->route) { /* an outbound connection: open, and pending until its handshake is done */
-        atomic_fetch_add_explicit(&l->route->active, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&l->route->pending, 1, memory_order_relaxed);
+    if (l->route) { /* an outbound connection: open, and pending until its handshake is done;
+                     * the limits are judged on these counts, not a later read */
+        c->active_n = atomic_fetch_add_explicit(&l->route->active, 1, memory_order_relaxed) + 1;
+        c->pending_n = atomic_fetch_add_explicit(&l->route->pending, 1, memory_order_relaxed) + 1;
         c->pending = true;
     }
     c->dir = l->dir;
@@ -106,7 +107,9 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
         atomic_fetch_sub_explicit(&c->l->route->active, 1, memory_order_relaxed);
     hy_px_outbound_unload(c);
     double secs = (double)(uv_now(&c->w->loop) - c->start_ms) / 1000.0;
-    hy_log(HY_LOG_INFO, "dp",
+    /* a connection that only opened and closed (a TCP health check) is
+     * logged at debug level: one per check and peer would drown the log */
+    hy_log(strcmp(result, "closed") ? HY_LOG_INFO : HY_LOG_DEBUG, "dp",
            "access direction=%s port=%u peer=%s id=%s upstream=%s attempts=%u sent=%llu "
            "received=%llu duration=%.3fs result=%s%s%s",
            hy_px_dir_name(c->dir), (unsigned)c->l->port, c->peer, c->id[0] ? c->id : "-",
@@ -264,6 +267,7 @@ static void on_tls_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         update_reading(c, c->tls);
     } else {
         c->rlen += (size_t)n;
+        c->tls_in += (uint64_t)n;
     }
     hy_px_conn_tls_progress(c);
 }
@@ -326,6 +330,10 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c)
         int r = hy_px_tls_handshake(c);
         if (r == 0)
             return;
+        if (r < 0 && c->tls->eof && c->tls_in == 0) { /* not a TLS failure: no TLS at all */
+            hy_px_conn_close(c, "closed", "the peer closed before sending anything");
+            return;
+        }
         if (r < 0) {
             hy_series_inc(c->m->tls_fail[c->dir]);
             hy_px_conn_close(c, "tls_failed", NULL);
@@ -439,6 +447,45 @@ static int start_connect(struct hy_px_conn *c, const struct sockaddr *sa)
     return rc;
 }
 
+/* The worker's cached address of host, port set, into *sa; false if none
+ * is fresh. */
+static bool dns_lookup(struct hy_px_worker *w, const char *host, uint32_t port,
+                       struct sockaddr_storage *sa)
+{
+    uint64_t now = uv_now(&w->loop);
+    for (size_t i = 0; i < HY_PX_DNS_SLOTS; i++) {
+        const struct hy_px_dns *d = &w->dns[i];
+        if (d->host[0] && d->until > now && !strcmp(d->host, host)) {
+            *sa = d->sa;
+            if (sa->ss_family == AF_INET6)
+                ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+            else
+                ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Remembers host's address: in its own slot, a free or stale one, or the
+ * one that goes stale first. */
+static void dns_store(struct hy_px_worker *w, const char *host, const struct sockaddr_storage *sa)
+{
+    struct hy_px_dns *slot = &w->dns[0];
+    for (size_t i = 0; i < HY_PX_DNS_SLOTS; i++) {
+        struct hy_px_dns *d = &w->dns[i];
+        if (!strcmp(d->host, host)) {
+            slot = d;
+            break;
+        }
+        if (d->until < slot->until)
+            slot = d;
+    }
+    snprintf(slot->host, sizeof(slot->host), "%s", host);
+    slot->sa = *sa;
+    slot->until = uv_now(&w->loop) + HY_PX_DNS_TTL_MS;
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct hy_px_conn *c = req->data;
@@ -467,6 +514,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
             }
         struct sockaddr_storage sa;
         memcpy(&sa, a->ai_addr, a->ai_addrlen);
+        dns_store(c->w, c->resolve_host, &sa);
         if (sa.ss_family == AF_INET6)
             ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)c->resolve_port);
         else
@@ -491,9 +539,14 @@ int hy_px_conn_connect(struct hy_px_conn *c, const char *host, uint32_t port, ui
     if (port == 0 || port > 65535 || !host[0])
         return UV_EINVAL;
     bool literal = uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&sa) == 0 ||
-                   uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&sa) == 0;
-    if (!literal && c->resolving)
-        return UV_EBUSY; /* the previous attempt's lookup is still out */
+                   uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&sa) == 0 ||
+                   dns_lookup(c->w, host, port, &sa);
+    bool adopt = false; /* the previous attempt's lookup, still out, is for this host too */
+    if (!literal && c->resolving) {
+        if (strcmp(c->resolve_host, host) != 0)
+            return UV_EBUSY;
+        adopt = true;
+    }
     c->phase = HY_PX_CONNECTING;
     if (c->dir == HY_PX_IN)
         c->attempts++;         /* outbound counts its own, across endpoints */
@@ -507,11 +560,16 @@ int hy_px_conn_connect(struct hy_px_conn *c, const char *host, uint32_t port, ui
     int rc;
     if (literal) {
         rc = start_connect(c, (struct sockaddr *)&sa);
+    } else if (adopt) {
+        c->resolve_for = c->attempts;
+        c->resolve_port = port;
+        rc = 0;
     } else { /* a host name: resolve it on the loop's thread pool, then connect */
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
         c->resolve_req.data = c;
         c->resolve_for = c->attempts;
         c->resolve_port = port;
+        snprintf(c->resolve_host, sizeof(c->resolve_host), "%s", host);
         rc = uv_getaddrinfo(&c->w->loop, &c->resolve_req, on_resolved, host, NULL, &hints);
         if (rc == 0) {
             c->resolving = true;

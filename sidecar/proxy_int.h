@@ -35,6 +35,8 @@
 #define HY_PX_BAD_MS 10000            /* an endpoint whose connect failed is skipped this long */
 #define HY_PX_MAX_EPS 64              /* endpoints whose load and health a route tracks */
 #define HY_PX_ID_MAX 512              /* bytes of a SPIFFE ID we log and compare */
+#define HY_PX_DNS_SLOTS 16            /* host names a worker remembers the address of */
+#define HY_PX_DNS_TTL_MS 30000        /* for this long */
 /* TLS 1.3 suites in our order of preference. ChaCha20 first: Debian's
  * wolfSSL has no AES-NI, and its software AES-GCM is the slower of the two
  * (bench/dp.sh). AES-GCM stays for peers that only speak it. */
@@ -127,14 +129,17 @@ struct hy_px_conn {
     bool resolving;               /* resolve_req is out; counted in handles */
     unsigned resolve_for;         /* the attempt it resolves for: a later one ignores it */
     uint32_t resolve_port;
+    char resolve_host[256];
     uint64_t idle_ms, last_ms, start_ms, connect_start_ms;
     unsigned attempts;
-    bool pending;          /* counted in l->route->pending */
-    struct hy_px_ep *load; /* the endpoint slot this connection counts in (route's lock) */
+    bool pending;                 /* counted in l->route->pending */
+    unsigned active_n, pending_n; /* the route's counts with this one, taken at accept */
+    struct hy_px_ep *load;        /* the endpoint slot this connection counts in (route's lock) */
     void (*connected)(struct hy_px_conn *c, int status);
     void (*up_then)(struct hy_px_conn *c);
     char endpoint[300]; /* "address:port" being connected to */
     uint8_t *rbuf;      /* ciphertext received, not yet taken by wolfSSL */
+    uint64_t tls_in;    /* ciphertext bytes received in all */
     size_t roff, rlen, rcap;
     uint64_t bytes_up, bytes_down; /* plaintext to the upstream, to the downstream */
     char peer[64];                 /* who connected to us */
@@ -147,6 +152,13 @@ struct hy_px_conn {
 struct hy_px_metrics {
     struct hy_series *conns[2], *active[2], *bytes[2], *tls_fail[2], *connect_s[2], *denied;
     struct hy_series *overflow[2]; /* max_connections, max_pending */
+};
+
+/* An endpoint host name's address, as a worker last resolved it. */
+struct hy_px_dns {
+    char host[256]; /* "" while free */
+    struct sockaddr_storage sa;
+    uint64_t until; /* loop ms */
 };
 
 /* One worker thread: its loop, listeners, connections and the snapshot and
@@ -166,6 +178,8 @@ struct hy_px_worker {
     struct hy_px_tls tls;        /* built from snap */
     struct hy_px_listener *listeners;
     struct hy_px_conn *conns;
+    struct hy_dp_snapshot *tls_snap; /* what tls was built from (a reference) */
+    struct hy_px_dns dns[HY_PX_DNS_SLOTS];
     atomic_uint_fast64_t applied; /* gen, for readers on other threads */
 };
 

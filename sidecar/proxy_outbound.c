@@ -169,7 +169,8 @@ static void try_next(struct hy_px_conn *c)
                                 hy_px_ms(o->connect_timeout, HY_PX_CONNECT_MS), on_peer_connected);
     if (rc < 0) {
         snprintf(c->why, sizeof(c->why), "%s", uv_strerror(rc));
-        mark_bad(c);
+        if (rc != UV_EBUSY) /* busy is ours (a lookup still out), not the endpoint's */
+            mark_bad(c);
         if (c->up.init)
             hy_px_conn_drop_up(c, try_next);
         else
@@ -208,21 +209,17 @@ void hy_px_outbound_accept(struct hy_px_conn *c)
         return;
     }
     const Hypha__V1__DpOutbound *o = c->out;
-    struct hy_px_route *r = c->l->route;
-    /* this connection is already counted in active */
-    unsigned active = atomic_load_explicit(&r->active, memory_order_relaxed);
-    if (o->has_max_connections && o->max_connections && active > o->max_connections) {
+    /* the counts as this connection made them (it is in both) */
+    if (o->has_max_connections && o->max_connections && c->active_n > o->max_connections) {
         hy_series_inc(c->m->overflow[0]);
         hy_px_conn_close(c, "overflow", "%u connections already (max_connections)",
                          (unsigned)o->max_connections);
         return;
     }
-    /* and in pending (hy_px_conn_new counts it there too) */
-    unsigned pending = atomic_load_explicit(&r->pending, memory_order_relaxed);
-    if (o->has_max_pending && o->max_pending && pending > o->max_pending) {
+    if (o->has_max_pending && o->max_pending && c->pending_n > o->max_pending) {
         hy_series_inc(c->m->overflow[1]);
         hy_px_conn_close(c, "overflow", "%u connections still connecting (max_pending)",
-                         pending - 1);
+                         c->pending_n - 1);
         return;
     }
     if (!o->n_endpoints) {

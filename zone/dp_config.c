@@ -389,6 +389,10 @@ static int add_remote(void *ud, struct hy_resource *r, bool *take)
     if (!zi->zone || !strcmp(zi->zone, own) || !zi->networking)
         return 0;
     const Hypha__V1__ZoneIngress__Networking *n = zi->networking;
+    const char *addr = n->advertised_address ? n->advertised_address : S(n->address);
+    /* an ingress listening on every address must say which one to dial */
+    if (!addr[0] || !strcmp(addr, "0.0.0.0") || !strcmp(addr, "::"))
+        return 0;
     for (size_t i = 0; i < zi->n_available_services; i++) {
         const Hypha__V1__ZoneIngress__AvailableService *as = zi->available_services[i];
         const char *svc = tag(as->n_tags, (void *)as->tags, "hypha.io/service");
@@ -398,7 +402,7 @@ static int add_remote(void *ud, struct hy_resource *r, bool *take)
         Hypha__V1__DpEndpoint *e = new_endpoint(w->o);
         if (!e)
             return HY_ENOMEM;
-        e->address = strdup(n->advertised_address ? n->advertised_address : S(n->address));
+        e->address = strdup(addr);
         e->has_port = e->has_priority = 1;
         e->port = n->has_advertised_port ? n->advertised_port : n->port;
         e->zone = strdup(zi->zone);

@@ -438,6 +438,8 @@ start_dp backend-2 backend "$B2_PORT"
 B2_PID=$DP_PID B2_ADMIN=$DP_ADMIN
 healthy_n() { [ "$(healthy_logs)" -ge "$1" ]; }
 hy_check "backend-2 restarted: its checks pass and web-1 says it is healthy again" hy_wait_for 15 healthy_n 1
+hy_eq "the checks (connect, close) are no TLS failures on backend-2" 0 \
+    "$(metric "$B2_ADMIN" 'hypha_dp_tls_handshake_failures_total{direction="inbound"}')"
 b2_0=$(inbound_conns "$B2_ADMIN")
 for i in 1 2 3 4; do call "back-$i" >/dev/null; done
 b2_used() { [ "$(inbound_conns "$B2_ADMIN")" -gt "$b2_0" ]; }

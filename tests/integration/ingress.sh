@@ -122,6 +122,14 @@ rc=0
 hy_eq "a Dataplane given as the ingress file: exit 1" 1 "$rc"
 hy_check "saying what was expected" grep -q "expected ZoneIngress, found Dataplane" "$HY_TMP/dp-as-ingress.log"
 
+printf 'type: ZoneIngress\nname: wild\nnetworking:\n  address: 0.0.0.0\n  port: 10001\n' >"$HY_TMP/wild.yaml"
+rc=0
+"$HY_BIN/hypha-ingress" run --cp-address wss://127.0.0.1:1 --ca-cert-file /dev/null \
+    --ingress-file "$HY_TMP/wild.yaml" --token-file "$HY_TMP/ingress-west.token" \
+    --admin-address 127.0.0.1:0 >"$HY_TMP/wild.log" 2>&1 || rc=$?
+hy_eq "listening on 0.0.0.0 with no advertisedAddress: exit 1" 1 "$rc"
+hy_check "saying other zones need one" grep -q "advertisedAddress: required when address is 0.0.0.0" "$HY_TMP/wild.log"
+
 # ---- an ingress with another kind of token, or another ingress's, is refused
 zctl "$WE" generate dataplane-token --mesh default --name ingress-x --valid-for 1h >"$HY_TMP/ingress-x.token"
 zctl "$WE" generate zone-ingress-token --name ingress-west --valid-for 1h >"$HY_TMP/ingress-y.token"
