@@ -44,6 +44,9 @@ struct hy_dp_server {
     struct hy_ws_server *ws;
     struct hy_store_uv_watch watch;
     bool watching;
+    uv_timer_t cleanup;
+    bool cleanup_init;
+    int64_t started; /* Unix seconds: offline since, for a sidecar the last run lost track of */
     struct dp_session *sessions;
     struct hy_metric *connected_gauge;
 };
@@ -602,6 +605,73 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
     session_free(s);
 }
 
+/* ----- cleanup of sidecars that vanished ----- */
+
+struct stale {
+    struct hy_dp_server *srv;
+    int64_t now;
+    char (*names)[2][256]; /* mesh, name */
+    size_t n, cap;
+};
+
+static bool connected_dp(struct hy_dp_server *srv, const char *mesh, const char *name)
+{
+    for (struct dp_session *s = srv->sessions; s; s = s->next)
+        if (s->dp && !s->ingress && !strcmp(S(s->dp->meta->mesh), mesh) &&
+            !strcmp(s->dp->meta->name, name))
+            return true;
+    return false;
+}
+
+static int find_stale(void *ud, struct hy_resource *r, bool *take)
+{
+    struct stale *st = ud;
+    const Hypha__V1__DataplaneInsight *di = (const Hypha__V1__DataplaneInsight *)r->spec;
+    (void)take;
+    const char *mesh = S(r->meta->mesh), *name = r->meta->name;
+    if (!di->n_subscriptions || connected_dp(st->srv, mesh, name))
+        return 0;
+    const Hypha__V1__DataplaneInsight__Subscription *sub =
+        di->subscriptions[di->n_subscriptions - 1];
+    /* no disconnect time: the sidecar was connected when this zone last
+     * stopped; count from this zone's start */
+    int64_t since = sub->disconnect_time ? sub->disconnect_time->seconds : st->srv->started;
+    if (st->now - since < st->srv->z->cfg->dp_cleanup_age / 1000)
+        return 0;
+    if (st->n == st->cap) {
+        size_t cap = st->cap ? 2 * st->cap : 16;
+        void *v = realloc(st->names, cap * sizeof(*st->names));
+        if (!v)
+            return HY_ENOMEM;
+        st->names = v;
+        st->cap = cap;
+    }
+    snprintf(st->names[st->n][0], 256, "%s", mesh);
+    snprintf(st->names[st->n][1], 256, "%s", name);
+    st->n++;
+    return 0;
+}
+
+/* Deletes the Dataplanes (and insights) of sidecars disconnected longer
+ * than --dp-cleanup-age without a clean goodbye. */
+static void on_cleanup(uv_timer_t *t)
+{
+    struct hy_dp_server *srv = t->data;
+    struct stale st = {.srv = srv, .now = time(NULL)};
+    struct hy_store *store = srv->z->cp.store;
+    if (hy_store_each(store, "DataplaneInsight", find_stale, &st) < 0)
+        hy_log(HY_LOG_WARN, "dp", "cannot look for vanished sidecars");
+    for (size_t i = 0; i < st.n; i++) {
+        const char *mesh = st.names[i][0], *name = st.names[i][1];
+        hy_store_delete(store, "Dataplane", mesh, name, HY_VERSION_ANY);
+        hy_store_delete(store, "DataplaneInsight", mesh, name, HY_VERSION_ANY);
+        hy_log(HY_LOG_INFO, "dp",
+               "%s/%s removed: disconnected for more than %llds without deregistering", mesh, name,
+               (long long)(srv->z->cfg->dp_cleanup_age / 1000));
+    }
+    free(st.names);
+}
+
 static void on_store_change(struct hy_store_uv_watch *w, uint64_t revision)
 {
     struct hy_dp_server *srv = w->data;
@@ -650,6 +720,15 @@ int hy_dp_server_start(struct hy_zone *z)
     if ((rc = hy_store_uv_watch_start(z->cp.loop, z->cp.store, &srv->watch, on_store_change)) < 0)
         return rc;
     srv->watching = true;
+    srv->started = time(NULL);
+    if (z->cfg->dp_cleanup_age > 0) {
+        int64_t every = z->cfg->dp_cleanup_age / 2; /* ms; at most a minute, at least a second */
+        every = every < 1000 ? 1000 : every > 60000 ? 60000 : every;
+        uv_timer_init(z->cp.loop, &srv->cleanup);
+        srv->cleanup.data = srv;
+        srv->cleanup_init = true;
+        uv_timer_start(&srv->cleanup, on_cleanup, (uint64_t)every, (uint64_t)every);
+    }
     struct hy_addr bound = z->cfg->dp_address;
     bound.port = (uint16_t)hy_ws_server_port(srv->ws);
     hy_log(HY_LOG_INFO, "dp", "DP server listening on wss://%s",
@@ -666,6 +745,9 @@ void hy_dp_server_stop(struct hy_zone *z)
     if (srv->watching)
         hy_store_uv_watch_stop(&srv->watch, NULL);
     srv->watching = false;
+    if (srv->cleanup_init)
+        uv_close((uv_handle_t *)&srv->cleanup, NULL);
+    srv->cleanup_init = false;
 }
 
 void hy_dp_server_free(struct hy_zone *z)

@@ -25,6 +25,7 @@ struct hy_zone_cfg {
     struct hy_addr dp_address; /* where sidecars connect (wss) */
     char *dp_tls_cert;         /* made in the data dir at first start when not given */
     char *dp_tls_key;
+    int64_t dp_cleanup_age; /* ms a disconnected sidecar's Dataplane is kept; 0: forever */
 };
 
 struct hy_kds_client;

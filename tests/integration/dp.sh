@@ -115,7 +115,20 @@ hy_check "a sidecar that exits cleanly is deregistered in the zone" hy_wait_for 
 gone_global() { ! curl -sf "$GLOBAL_URL/meshes/default/dataplanes/east.web-1" >/dev/null; }
 hy_check "and on the global CP" hy_wait_for 10 gone_global
 
-hy_check "SIGTERM stops the backend sidecar cleanly" hy_stop "$B_PID"
+# ---- a sidecar that vanishes without a goodbye is removed after --dp-cleanup-age
+hy_check "SIGTERM stops the zone" hy_stop "$ZONE_PID_east"
+hy_start_zone east --dp-address "127.0.0.1:$DP_PORT" --dp-cleanup-age 2s
+E=$ZONE_URL_east
+hy_check "backend-1 reconnects to the zone (now cleaning up after 2 s)" hy_wait_for 20 reconnected backend-1
+there() { curl -sf "$E/meshes/default/dataplanes/backend-1" >/dev/null; }
+hy_check "and stays while connected" there
+kill -9 "$B_PID"
+wait "$B_PID" 2>/dev/null || true
+bgone() { ! there; }
+hy_check "SIGKILLed, backend-1's Dataplane is removed once 2 s have passed" hy_wait_for 15 bgone
+hy_check "the zone says why" grep -q "default/backend-1 removed: disconnected for more than 2s without deregistering" "$ZONE_LOG_east"
+bgone_global() { ! curl -sf "$GLOBAL_URL/meshes/default/dataplanes/east.backend-1" >/dev/null; }
+hy_check "and it goes from the global CP too" hy_wait_for 10 bgone_global
 hy_check "SIGTERM stops the zone" hy_stop "$ZONE_PID_east"
 hy_check "SIGTERM stops the global CP" hy_stop "$GLOBAL_PID"
 hy_check "no sanitizer report" bash -c "! grep -q 'Sanitizer' '$HY_TMP'/*.log*"
