@@ -47,6 +47,7 @@ struct hy_dp_server {
     uv_timer_t cleanup;
     bool cleanup_init;
     int64_t started; /* Unix seconds: offline since, for a sidecar the last run lost track of */
+    uint64_t seen;   /* store revision the sessions' configs were last computed at */
     struct dp_session *sessions;
     struct hy_metric *connected_gauge;
 };
@@ -672,10 +673,29 @@ static void on_cleanup(uv_timer_t *t)
     free(st.names);
 }
 
+/* Did anything a config is computed from change since srv->seen? Only
+ * insights (which every ack writes) do not count: recomputing every
+ * sidecar's config on each of them made acks cost O(sidecars^2). Unsure
+ * (the change log compacted, an error): yes. */
+static bool configs_may_change(struct hy_dp_server *srv, uint64_t revision)
+{
+    struct hy_store_changes ch = {0};
+    bool may = true;
+    if (hy_store_changes(srv->z->cp.store, srv->seen, 0, &ch) == 0) {
+        may = false;
+        for (size_t i = 0; i < ch.n && !may; i++)
+            may = strcmp(ch.v[i].type, "DataplaneInsight") && strcmp(ch.v[i].type, "ZoneInsight");
+        hy_store_changes_fini(&ch);
+    }
+    srv->seen = revision;
+    return may;
+}
+
 static void on_store_change(struct hy_store_uv_watch *w, uint64_t revision)
 {
     struct hy_dp_server *srv = w->data;
-    (void)revision;
+    if (!configs_may_change(srv, revision))
+        return;
     for (struct dp_session *s = srv->sessions; s; s = s->next)
         push(s);
 }
@@ -717,6 +737,7 @@ int hy_dp_server_start(struct hy_zone *z)
     if ((rc = hy_ws_server_new(&wc, &srv->ws)) < 0)
         return rc;
     srv->watch.data = srv;
+    srv->seen = hy_store_revision(z->cp.store);
     if ((rc = hy_store_uv_watch_start(z->cp.loop, z->cp.store, &srv->watch, on_store_change)) < 0)
         return rc;
     srv->watching = true;
