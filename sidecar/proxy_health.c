@@ -1,7 +1,7 @@
 /* Active health checks (MeshHealthCheck, TCP): for every outbound whose
  * config has health_interval, a checker on the control loop connects to
- * each endpoint once per interval. unhealthy_threshold failures in a row
- * take an endpoint out of the balancing (in the route every worker reads),
+ * each endpoint once per interval (a host name is looked up each time). unhealthy_threshold
+ * failures in a row take an endpoint out of the balancing (in the route every worker reads),
  * healthy_threshold successes bring it back. A check is a TCP connect that
  * completes within health_timeout; the connection is closed at once,
  * before any TLS. */
@@ -26,7 +26,10 @@ struct probe {
     uv_tcp_t tcp;
     uv_timer_t timer;
     uv_connect_t req;
-    unsigned handles; /* of tcp and timer, not closed yet */
+    uv_getaddrinfo_t lookup; /* a host-name endpoint (an ingress's advertised name) */
+    uint32_t port;
+    bool looking;     /* lookup is out */
+    unsigned handles; /* of tcp and timer not closed yet, + 1 while lookup is out */
     bool done;
     char key[300];
 };
@@ -70,9 +73,8 @@ static void checker_maybe_free(struct checker *ck)
 
 /* ----- one check ----- */
 
-static void on_probe_closed(uv_handle_t *h)
+static void probe_release(struct probe *pr)
 {
-    struct probe *pr = h->data;
     if (--pr->handles)
         return;
     struct checker *ck = pr->ck;
@@ -84,9 +86,16 @@ static void on_probe_closed(uv_handle_t *h)
     checker_maybe_free(ck);
 }
 
+static void on_probe_closed(uv_handle_t *h)
+{
+    probe_release(h->data);
+}
+
 static void probe_close(struct probe *pr)
 {
     pr->done = true;
+    if (pr->looking) /* a lookup not yet running is dropped; a running one ends on its own */
+        uv_cancel((uv_req_t *)&pr->lookup);
     if (!uv_is_closing((uv_handle_t *)&pr->tcp))
         uv_close((uv_handle_t *)&pr->tcp, on_probe_closed);
     if (!uv_is_closing((uv_handle_t *)&pr->timer))
@@ -153,33 +162,78 @@ static void on_probe_timeout(uv_timer_t *t)
     probe_close(pr);
 }
 
+static void probe_connect(struct probe *pr, struct sockaddr *sa)
+{
+    int rc = uv_tcp_connect(&pr->req, &pr->tcp, sa, on_probe_connect);
+    if (rc < 0) {
+        record(pr, false, uv_strerror(rc));
+        probe_close(pr);
+    }
+}
+
+static void on_probe_lookup(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct probe *pr = req->data;
+    pr->looking = false;
+    if (!pr->done) { /* else timed out or stopped meanwhile */
+        const struct addrinfo *a = res;
+        for (const struct addrinfo *i = res; i; i = i->ai_next)
+            if (i->ai_family == AF_INET) { /* IPv4 first, as the proxy does */
+                a = i;
+                break;
+            }
+        if (status < 0 || !a) {
+            record(pr, false, status < 0 ? uv_strerror(status) : "no address");
+            probe_close(pr);
+        } else {
+            struct sockaddr_storage sa;
+            memcpy(&sa, a->ai_addr, a->ai_addrlen);
+            if (sa.ss_family == AF_INET6)
+                ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)pr->port);
+            else
+                ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)pr->port);
+            probe_connect(pr, (struct sockaddr *)&sa);
+        }
+    }
+    uv_freeaddrinfo(res);
+    probe_release(pr);
+}
+
 static void probe_start(struct checker *ck, const Hypha__V1__DpEndpoint *e)
 {
     uv_loop_t *loop = ck->h->p->loop;
     struct sockaddr_storage sa;
     const char *host = e->address ? e->address : "";
-    if (e->port == 0 || e->port > 65535 ||
-        (uv_ip4_addr(host, (int)e->port, (struct sockaddr_in *)&sa) != 0 &&
-         uv_ip6_addr(host, (int)e->port, (struct sockaddr_in6 *)&sa) != 0))
+    if (e->port == 0 || e->port > 65535 || !host[0])
         return; /* the outbound cannot reach it either; nothing to learn */
+    bool literal = uv_ip4_addr(host, (int)e->port, (struct sockaddr_in *)&sa) == 0 ||
+                   uv_ip6_addr(host, (int)e->port, (struct sockaddr_in6 *)&sa) == 0;
     struct probe *pr = calloc(1, sizeof(*pr));
     if (!pr)
         return;
     pr->ck = ck;
+    pr->port = e->port;
     hy_px_endpoint_key(e, pr->key, sizeof(pr->key));
     uv_tcp_init(loop, &pr->tcp);
     uv_timer_init(loop, &pr->timer);
-    pr->tcp.data = pr->timer.data = pr->req.data = pr;
+    pr->tcp.data = pr->timer.data = pr->req.data = pr->lookup.data = pr;
     pr->handles = 2;
     pr->next = ck->probes;
     ck->probes = pr;
-    int rc = uv_tcp_connect(&pr->req, &pr->tcp, (struct sockaddr *)&sa, on_probe_connect);
+    uv_timer_start(&pr->timer, on_probe_timeout, ck->timeout_ms, 0); /* the lookup included */
+    if (literal) {
+        probe_connect(pr, (struct sockaddr *)&sa);
+        return;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    int rc = uv_getaddrinfo(loop, &pr->lookup, on_probe_lookup, host, NULL, &hints);
     if (rc < 0) {
         record(pr, false, uv_strerror(rc));
         probe_close(pr);
         return;
     }
-    uv_timer_start(&pr->timer, on_probe_timeout, ck->timeout_ms, 0);
+    pr->handles++; /* until on_probe_lookup */
+    pr->looking = true;
 }
 
 /* ----- checkers ----- */

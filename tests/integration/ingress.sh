@@ -311,6 +311,20 @@ hy_check "west's ingress is back" hy_wait_for 15 ing_ready "$WE"
 by_name() { inns "$EA" curl -s http://127.0.0.1:9901/config | jq -e '.outbounds[0].endpoints[] | select(.address == "ingress.west.hypha.test")' >/dev/null; }
 hy_check "web-1 learns its advertised host name" hy_wait_for 15 by_name
 hy_check "and calls work again, resolving it" hy_wait_for 15 calls back-again
+gctl apply -f - >/dev/null <<'YAML'
+type: MeshHealthCheck
+mesh: default
+name: backend-hc
+spec:
+  targetRef: {kind: Mesh}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default: {interval: 1s, timeout: 1s, unhealthyThreshold: 2, healthyThreshold: 1}
+YAML
+checks_passed() { inns "$EA" curl -s http://127.0.0.1:9901/metrics | awk '$1 == "hypha_dp_health_checks_total{result=\"passed\"}" {print $2}'; }
+passing() { [ "$(checks_passed)" -ge 2 ] 2>/dev/null; }
+hy_check "web-1 health-checks west's ingress by its host name, and the checks pass" hy_wait_for 15 passing
+gctl delete meshhealthcheck backend-hc -m default >/dev/null
 hy_eq "4 MB through the ingress (copying) come back intact" "$BIG_SUM" "$(bigcall)"
 hy_check "relayed by copying" hy_wait_for 5 grep -Eq "sent=40[0-9]{5} received=40[0-9]{5} relay=copy .*result=ok" "$HY_TMP/ingress-west.log"
 
