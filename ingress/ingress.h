@@ -26,6 +26,8 @@
 #define HY_ING_ATTEMPTS 3              /* endpoints tried per connection */
 #define HY_ING_IDLE_MS (3600u * 1000)  /* a relayed connection quiet this long is closed */
 #define HY_ING_SHUTDOWN_GRACE_MS 5000
+#define HY_ING_BAD_MS 10000 /* an endpoint whose connect failed is passed over this long */
+#define HY_ING_MAX_BAD 32   /* such endpoints a worker remembers */
 
 struct hy_ing_cfg {
     char *cp_address;   /* wss://ZONE:5678 */
@@ -69,6 +71,10 @@ struct hy_ing_worker {
     struct hy_ing_routes *routes; /* what new connections route by */
     uint64_t gen;                 /* of routes */
     size_t rr;                    /* round-robin cursor */
+    struct {
+        char key[80]; /* "address:port" */
+        uint64_t until;
+    } bad[HY_ING_MAX_BAD]; /* endpoints whose connect failed lately */
 };
 
 struct hy_ing {

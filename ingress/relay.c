@@ -343,6 +343,26 @@ static void on_timer(uv_timer_t *t)
 
 static void try_connect(struct hy_ing_conn *c);
 
+/* The worker's memory of endpoints whose connect failed: the index of
+ * key's slot, or (take) of a free or expired one; -1 when none. */
+static int bad_slot(struct hy_ing_worker *w, const char *key, bool take, uint64_t now)
+{
+    int free_slot = -1;
+    for (int i = 0; i < HY_ING_MAX_BAD; i++) {
+        if (w->bad[i].until > now && !strcmp(w->bad[i].key, key))
+            return i;
+        if (free_slot < 0 && w->bad[i].until <= now)
+            free_slot = i;
+    }
+    return take ? free_slot : -1;
+}
+
+static void endpoint_key(const Hypha__V1__DpEndpoint *e, char *buf, size_t size)
+{
+    snprintf(buf, size, strchr(e->address, ':') ? "[%s]:%u" : "%s:%u", e->address,
+             (unsigned)e->port);
+}
+
 static void on_up_closed(uv_handle_t *h)
 {
     struct hy_ing_conn *c = h->data;
@@ -352,6 +372,13 @@ static void on_up_closed(uv_handle_t *h)
         if (c->handles == 0)
             conn_free(c);
         return;
+    }
+    /* its connect failed: pass it over for a while, on this worker */
+    uint64_t now = uv_now(&c->w->loop);
+    int i = bad_slot(c->w, c->upstream, true, now);
+    if (i >= 0) {
+        snprintf(c->w->bad[i].key, sizeof(c->w->bad[i].key), "%s", c->upstream);
+        c->w->bad[i].until = now + HY_ING_BAD_MS;
     }
     try_connect(c);
 }
@@ -551,12 +578,25 @@ static void try_connect(struct hy_ing_conn *c)
                    r->mesh, r->service, last);
         return;
     }
-    const Hypha__V1__DpEndpoint *e = r->endpoints[(c->next_ep++) % r->n_endpoints];
+    /* the next endpoint in turn whose connect did not fail lately (all did:
+     * the next in turn) */
+    uint64_t now = uv_now(&c->w->loop);
+    const Hypha__V1__DpEndpoint *e = r->endpoints[c->next_ep % r->n_endpoints];
+    for (size_t k = 0; k < r->n_endpoints; k++) {
+        const Hypha__V1__DpEndpoint *x = r->endpoints[(c->next_ep + k) % r->n_endpoints];
+        char key[sizeof(c->upstream)];
+        endpoint_key(x, key, sizeof(key));
+        if (bad_slot(c->w, key, false, now) < 0) {
+            e = x;
+            c->next_ep += k;
+            break;
+        }
+    }
+    c->next_ep++;
     c->attempts++;
     struct sockaddr_storage sa;
     const char *a = e->address;
-    snprintf(c->upstream, sizeof(c->upstream), strchr(a, ':') ? "[%s]:%u" : "%s:%u", a,
-             (unsigned)e->port);
+    endpoint_key(e, c->upstream, sizeof(c->upstream));
     if (uv_ip4_addr(a, (int)e->port, (struct sockaddr_in *)&sa) != 0 &&
         uv_ip6_addr(a, (int)e->port, (struct sockaddr_in6 *)&sa) != 0) {
         snprintf(c->why, sizeof(c->why), "%s: not an IP address", c->upstream);

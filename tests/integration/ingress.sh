@@ -97,7 +97,7 @@ start_ingress() { # ZONE NS ADDRESS ADVERTISED [ARGS...]
     start "$ns" "$HY_TMP/ingress-$z.log" "$HY_BIN/hypha-ingress" run --cp-address wss://127.0.0.1:5678 \
         --ca-cert-file "$HY_TMP/zone-$z/dp/ca.pem" --ingress-file "$DATA/dp/ingress.yaml" \
         --ingress-var "name=ingress-$z,address=$ip,advertised=$adv,port=10001" \
-        --token-file "$HY_TMP/ingress-$z.token" --admin-address 127.0.0.1:9902 "$@"
+        --token-file "$HY_TMP/ingress-$z.token" --admin-address 127.0.0.1:9902 --workers 2 "$@"
 }
 start_ingress west "$WE" "$WE_IP" "$WE_IP"
 INGRESS_WEST_PID=$LAST_PID
@@ -191,6 +191,28 @@ hy_check "backend-1 saw web's SPIFFE ID: mTLS from sidecar to sidecar" \
     hy_wait_for 5 grep -q "access direction=inbound .*id=spiffe://default/web .*result=ok" "$HY_TMP/dp-backend-1.log"
 hy_check "web-1 checked the server's identity and logs the ingress as its upstream" \
     grep -q "access direction=outbound .*upstream=$WE_IP:10001 .*result=ok" "$HY_TMP/dp-web-1.log"
+
+# ---- west's ingress passes over an endpoint whose connect failed
+zctl "$WE" apply -f - >/dev/null <<'YAML'
+type: Dataplane
+mesh: default
+name: ghost
+networking:
+  address: 127.0.0.1
+  inbound:
+    - port: 21900
+      tags: {kuma.io/service: backend}
+YAML
+two_eps() { inns "$WE" curl -s http://127.0.0.1:9902/config | jq -e '.routes[] | select(.service == "backend") | .endpoints | length == 2' >/dev/null; }
+hy_check "a Dataplane nobody serves joins backend's route in west's ingress" hy_wait_for 15 two_eps
+retried() { grep -c "sni=backend.default.mesh .*upstream=127.0.0.1:21000 attempts=2 .*result=ok" "$HY_TMP/ingress-west.log" || true; }
+n0=$(retried)
+ok=0
+for i in $(seq 1 12); do [ "$(call "ghost-$i")" = "ghost-$i" ] && ok=$((ok + 1)); done
+hy_eq "twelve calls all work" 12 "$ok"
+hy_check "at most one per ingress worker (2) tried the dead endpoint first" \
+    hy_wait_for 5 bash -c "[ \$(grep -c 'sni=backend.default.mesh .*result=' '$HY_TMP/ingress-west.log') -gt 0 ] && [ \$(( \$(grep -c 'sni=backend.default.mesh .*upstream=127.0.0.1:21000 attempts=2 .*result=ok' '$HY_TMP/ingress-west.log') - $n0 )) -le 2 ]"
+zctl "$WE" delete dataplane ghost -m default >/dev/null
 
 # bigcall: 4 MB both ways through web-1's outbound and west's ingress; prints the echo's sha256
 head -c 4000000 /dev/urandom >"$HY_TMP/big"
