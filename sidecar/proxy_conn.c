@@ -334,6 +334,10 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c)
             hy_px_conn_close(c, "closed", "the peer closed before sending anything");
             return;
         }
+        if (r < 0 && c->refusal) { /* the verify callback refused the peer's identity */
+            hy_px_inbound_denied(c, c->refusal);
+            return;
+        }
         if (r < 0) {
             hy_series_inc(c->m->tls_fail[c->dir]);
             hy_px_conn_close(c, "tls_failed", NULL);
@@ -359,6 +363,15 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c)
             c->tls_in_done = true;
             update_reading(c, c->tls);
             shut(c, c->plain);
+            return;
+        }
+        if (r < 0 && c->dir == HY_PX_OUT && !c->bytes_down && hy_px_tls_refused(c)) {
+            /* TLS 1.3: the server judges our certificate after our side of
+             * the handshake is done, so its refusal comes as the first read */
+            hy_px_conn_close(c, "denied",
+                             "the peer refused our certificate (%s): a MeshTrafficPermission or a "
+                             "trust problem, its access log says which",
+                             hy_px_tls_alert_name(c->peer_alert));
             return;
         }
         if (r < 0) {

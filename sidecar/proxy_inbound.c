@@ -45,25 +45,42 @@ static void on_app_connected(struct hy_px_conn *c, int status)
     hy_px_conn_relay(c);
 }
 
-void hy_px_inbound_handshake_done(struct hy_px_conn *c)
+const char *hy_px_inbound_refusal(struct hy_px_conn *c)
 {
     const Hypha__V1__DpInbound *in = c->in;
     char mesh[256], prefix[300];
     hy_px_mesh(c->snap, mesh, sizeof(mesh));
     snprintf(prefix, sizeof(prefix), "spiffe://%s/", mesh);
-    const char *why = NULL;
-    if (!hy_px_tls_peer_id(c))
-        why = "the peer's certificate has no SPIFFE ID";
-    else if (strncmp(c->id, prefix, strlen(prefix)) != 0)
-        why = "the peer is not in this mesh";
-    else if (listed(in->denied, in->n_denied, c->id, true))
-        why = "denied by MeshTrafficPermission";
-    else if (!listed(in->allowed, in->n_allowed, c->id, true))
-        why = "not allowed by any MeshTrafficPermission";
+    if (!in)
+        return "no inbound on this port in the current config";
+    if (!c->id[0])
+        return "the peer's certificate has no SPIFFE ID";
+    if (strncmp(c->id, prefix, strlen(prefix)) != 0)
+        return "the peer is not in this mesh";
+    if (listed(in->denied, in->n_denied, c->id, true))
+        return "denied by MeshTrafficPermission";
+    if (!listed(in->allowed, in->n_allowed, c->id, true))
+        return "not allowed by any MeshTrafficPermission";
+    return NULL;
+}
+
+void hy_px_inbound_denied(struct hy_px_conn *c, const char *why)
+{
+    hy_series_inc(c->m->denied);
+    hy_px_conn_close(c, "denied", "%s", why);
+}
+
+void hy_px_inbound_handshake_done(struct hy_px_conn *c)
+{
+    const Hypha__V1__DpInbound *in = c->in;
+    /* the verify callback checked this already; checked again here on the
+     * certificate the session kept, should the callback not have run */
+    c->id[0] = '\0';
+    hy_px_tls_peer_id(c);
+    const char *why = hy_px_inbound_refusal(c);
     if (why) {
-        hy_series_inc(c->m->denied);
         hy_px_tls_close_notify(c);
-        hy_px_conn_close(c, "denied", "%s", why);
+        hy_px_inbound_denied(c, why);
         return;
     }
     const char *host =

@@ -144,6 +144,8 @@ struct hy_px_conn {
     uint64_t bytes_up, bytes_down; /* plaintext to the upstream, to the downstream */
     char peer[64];                 /* who connected to us */
     char id[HY_PX_ID_MAX];         /* the TLS peer's SPIFFE ID, once known */
+    const char *refusal;           /* inbound: why the verify callback refused the peer */
+    int peer_alert;                /* the fatal alert the TLS peer sent, 0 if none */
     const char *result;
     char why[200];                 /* details of result, for the access log */
     uint8_t pbuf[HY_PX_READ_SIZE]; /* plaintext read buffer */
@@ -238,6 +240,11 @@ int hy_px_tls_handshake(struct hy_px_conn *c);
 int hy_px_tls_read(struct hy_px_conn *c, uint8_t *out, size_t size);
 /* Encrypts and queues data on the TLS side. 0 or < 0 (c->why filled). */
 int hy_px_tls_write(struct hy_px_conn *c, const uint8_t *data, size_t len);
+/* Did the TLS peer refuse our certificate or identity (the alert it sent:
+ * bad_certificate, certificate_unknown, access_denied, certificate_required)? */
+bool hy_px_tls_refused(const struct hy_px_conn *c);
+/* The name of a TLS alert, for logs. */
+const char *hy_px_tls_alert_name(int code);
 /* Queues a close_notify. */
 void hy_px_tls_close_notify(struct hy_px_conn *c);
 /* The peer certificate's first spiffe:// URI SAN into c->id; false when it
@@ -288,6 +295,11 @@ void hy_px_conn_drop_up(struct hy_px_conn *c, void (*then)(struct hy_px_conn *c)
 /* proxy_inbound.c, proxy_outbound.c: a connection accepted on l. */
 void hy_px_inbound_accept(struct hy_px_conn *c);
 void hy_px_inbound_handshake_done(struct hy_px_conn *c);
+/* Why the inbound's permissions refuse c's peer (c->id, "" if none), or
+ * NULL when they let it in. Static strings. */
+const char *hy_px_inbound_refusal(struct hy_px_conn *c);
+/* Counts and closes c as denied. */
+void hy_px_inbound_denied(struct hy_px_conn *c, const char *why);
 void hy_px_outbound_accept(struct hy_px_conn *c);
 void hy_px_outbound_handshake_done(struct hy_px_conn *c);
 /* Stops counting c against its endpoint and as pending (at close). */

@@ -57,6 +57,32 @@ static int on_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     return hy_px_write(c, c->tls, buf, (size_t)sz) == 0 ? sz : WOLFSSL_CBIO_ERR_GENERAL;
 }
 
+/* The server's check of a client certificate, once wolfSSL verified its
+ * chain: the leaf's SPIFFE ID against the inbound's permissions
+ * (hy_px_inbound_refusal). Refusing here fails the handshake, so the
+ * caller gets an alert it can name instead of a connection that simply
+ * closes; the reason stays on the connection for the access log. */
+static int on_verify_client(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    if (!preverify || wolfSSL_X509_STORE_CTX_get_error_depth(store) != 0)
+        return preverify;
+    WOLFSSL *ssl =
+        wolfSSL_X509_STORE_CTX_get_ex_data(store, wolfSSL_get_ex_data_X509_STORE_CTX_idx());
+    struct hy_px_conn *c = ssl ? wolfSSL_GetIOReadCtx(ssl) : NULL;
+    WOLFSSL_X509 *x = wolfSSL_X509_STORE_CTX_get_current_cert(store);
+    if (!c || !x)
+        return preverify; /* checked again after the handshake */
+    c->id[0] = '\0';
+    for (char *alt; !c->id[0] && (alt = wolfSSL_X509_get_next_altname(x));)
+        if (strncmp(alt, "spiffe://", 9) == 0 && strlen(alt) < sizeof(c->id))
+            snprintf(c->id, sizeof(c->id), "%s", alt);
+    const char *why = hy_px_inbound_refusal(c);
+    if (!why)
+        return 1;
+    c->refusal = why;
+    return 0;
+}
+
 static WOLFSSL_CTX *make_ctx(const struct hy_dp_snapshot *s, bool server, const char *chain)
 {
     const Hypha__V1__DpConfig *cf = s->config;
@@ -87,7 +113,7 @@ static WOLFSSL_CTX *make_ctx(const struct hy_dp_snapshot *s, bool server, const 
     wolfSSL_CTX_set_verify(ctx,
                            server ? WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT
                                   : WOLFSSL_VERIFY_PEER,
-                           NULL);
+                           server ? on_verify_client : NULL);
     wolfSSL_CTX_SetIORecv(ctx, on_recv);
     wolfSSL_CTX_SetIOSend(ctx, on_send);
     return ctx;
@@ -180,8 +206,22 @@ int hy_px_tls_read(struct hy_px_conn *c, uint8_t *out, size_t size)
     if (err == WOLFSSL_ERROR_ZERO_RETURN || err == WOLFSSL_ERROR_WANT_READ ||
         err == SOCKET_PEER_CLOSED_E || (c->tls->eof && c->rlen == c->roff))
         return HY_PX_TLS_EOF;
+    WOLFSSL_ALERT_HISTORY h;
+    if (wolfSSL_get_alert_history(c->ssl, &h) == WOLFSSL_SUCCESS && h.last_rx.level == alert_fatal)
+        c->peer_alert = h.last_rx.code;
     set_why(c, "TLS read", err);
     return HY_ECRYPTO;
+}
+
+const char *hy_px_tls_alert_name(int code)
+{
+    return wolfSSL_alert_desc_string_long(code);
+}
+
+bool hy_px_tls_refused(const struct hy_px_conn *c)
+{
+    return c->peer_alert == bad_certificate || c->peer_alert == certificate_unknown ||
+           c->peer_alert == access_denied || c->peer_alert == certificate_required;
 }
 
 int hy_px_tls_write(struct hy_px_conn *c, const uint8_t *data, size_t len)

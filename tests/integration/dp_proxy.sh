@@ -142,6 +142,8 @@ spec:
 YAML
 hy_check "with a Deny for web, a new call fails (within 15 s)" hy_wait_for 15 fails denied
 hy_check "backend-1 logs the denial" grep -q "access direction=inbound .*id=spiffe://default/web .*result=denied" "$B_LOG"
+hy_check "and web-1, the caller, logs it as denied too (the handshake's alert)" hy_wait_for 5 \
+    grep -q "access direction=outbound .*received=0 .*result=denied: the peer refused our certificate" "$W_LOG"
 hy_check "and counts it" ge "$(metric "$B_ADMIN" hypha_dp_inbound_denied_total)" 1
 ctl delete MeshTrafficPermission deny-web -m default >/dev/null
 hy_check "deleting the Deny lets web in again (within 15 s)" hy_wait_for 15 calls allowed-again

@@ -261,6 +261,8 @@ denied() { inns "$WE" curl -s http://127.0.0.1:9901/config | jq -e '.inbounds[0]
 hy_check "a Deny applied on the global CP reaches backend-1 in west" hy_wait_for 15 denied
 hy_check "and a cross-zone call is refused" bash -c "[ \"\$(ip netns exec $EA bash -c 'exec 3<>/dev/tcp/127.0.0.1/21002; echo x >&3; IFS= read -r -t 5 l <&3; echo \$l' 2>/dev/null)\" != x ]"
 hy_check "backend-1 logs the denial" hy_wait_for 5 grep -q "access direction=inbound .*id=spiffe://default/web .*result=denied" "$HY_TMP/dp-backend-1.log"
+hy_check "and web-1 in east logs it as denied, through the ingress" hy_wait_for 5 \
+    grep -q "access direction=outbound .*result=denied: the peer refused our certificate" "$HY_TMP/dp-web-1.log"
 gctl apply -f - >/dev/null <<'YAML'
 type: MeshTrafficPermission
 mesh: default
