@@ -203,6 +203,36 @@ static const char *token_zone(struct hy_cp *cp, const char *asked, struct hy_dia
     return zone;
 }
 
+/* The common end of issuing a dataplane or zone-ingress token: 400 with
+ * d's causes, or c (kind, zone, name and the rest set by the caller) given
+ * a new jti and a validity from now, signed and answered (500 when that
+ * fails). True when issued; c->jti then names it, for the caller's log. */
+static bool issue_token(struct hy_cp *cp, struct hy_http_resp *resp, const struct hy_diag *d,
+                        struct hy_token_claims *c, int64_t valid_for,
+                        char jti[HY_TOKEN_JTI_LEN + 1])
+{
+    if (d->n) {
+        char what[64];
+        snprintf(what, sizeof(what), "cannot issue a %s token", hy_token_kind_str(c->kind));
+        hy_http_error(resp, 400, "Invalid request", what, d);
+        return false;
+    }
+    char *token = NULL;
+    int rc = hy_token_jti_new(jti);
+    if (rc == 0) {
+        c->jti = jti;
+        c->iat = c->nbf = time(NULL);
+        c->exp = c->iat + valid_for;
+        rc = hy_token_sign(cp->token_key, c, &token);
+    }
+    if (rc < 0)
+        hy_http_error(resp, 500, "Cannot sign", hy_strerror(rc), NULL);
+    else
+        answer_token(resp, token);
+    free(token);
+    return rc == 0;
+}
+
 static void issue_dataplane_token(struct hy_cp *cp, const struct hy_http_req *req,
                                   struct hy_http_resp *resp)
 {
@@ -222,38 +252,22 @@ static void issue_dataplane_token(struct hy_cp *cp, const struct hy_http_req *re
         if (!hy_valid_tag_key(r->tags[i]->key) || !hy_valid_tag_value(r->tags[i]->value))
             hy_diag_add(&d, 0, 0, "tags", "invalid tag %s=%s", r->tags[i]->key,
                         r->tags[i]->value ? r->tags[i]->value : "");
-    char *token = NULL, jti[HY_TOKEN_JTI_LEN + 1];
+    char jti[HY_TOKEN_JTI_LEN + 1];
     struct hy_token_tag tags[32];
     if (r->n_tags > 32)
         hy_diag_add(&d, 0, 0, "tags", "at most 32 tags");
-    int rc = d.n ? 0 : hy_token_jti_new(jti);
-    if (d.n) {
-        hy_http_error(resp, 400, "Invalid request", "cannot issue a dataplane token", &d);
-    } else if (rc == 0) {
-        for (size_t i = 0; i < r->n_tags; i++)
-            tags[i] = (struct hy_token_tag){r->tags[i]->key, r->tags[i]->value};
-        int64_t now = time(NULL);
-        struct hy_token_claims c = {.kind = HY_TOKEN_KIND_DATAPLANE,
-                                    .jti = jti,
-                                    .iat = now,
-                                    .nbf = now,
-                                    .exp = now + r->valid_for->seconds,
-                                    .zone = (char *)zone,
-                                    .mesh = r->mesh,
-                                    .name = r->name,
-                                    .tags = tags,
-                                    .ntags = r->n_tags};
-        rc = hy_token_sign(cp->token_key, &c, &token);
-    }
-    if (!d.n && rc < 0) {
-        hy_http_error(resp, 500, "Cannot sign", hy_strerror(rc), NULL);
-    } else if (!d.n) {
-        answer_token(resp, token);
+    for (size_t i = 0; !d.n && i < r->n_tags; i++)
+        tags[i] = (struct hy_token_tag){r->tags[i]->key, r->tags[i]->value};
+    struct hy_token_claims c = {.kind = HY_TOKEN_KIND_DATAPLANE,
+                                .zone = (char *)zone,
+                                .mesh = r->mesh,
+                                .name = r->name,
+                                .tags = tags,
+                                .ntags = d.n ? 0 : r->n_tags};
+    if (issue_token(cp, resp, &d, &c, d.n ? 0 : r->valid_for->seconds, jti))
         hy_log(HY_LOG_INFO, "tokens",
                "%s issued a dataplane token for %s in mesh %s, zone %s (jti %s, valid %llds)",
                req->peer, r->name, r->mesh, zone, jti, (long long)r->valid_for->seconds);
-    }
-    free(token);
     hy_diag_fini(&d);
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
@@ -271,30 +285,13 @@ static void issue_ingress_token(struct hy_cp *cp, const struct hy_http_req *req,
         hy_diag_add(&d, 0, 0, "name", "required: the ZoneIngress's name");
     if (!r->valid_for || r->valid_for->seconds <= 0)
         hy_diag_add(&d, 0, 0, "validFor", "required: a duration of at least 1s, like 24h");
-    char *token = NULL, jti[HY_TOKEN_JTI_LEN + 1];
-    int rc = d.n ? 0 : hy_token_jti_new(jti);
-    if (d.n) {
-        hy_http_error(resp, 400, "Invalid request", "cannot issue a zone-ingress token", &d);
-    } else if (rc == 0) {
-        int64_t now = time(NULL);
-        struct hy_token_claims c = {.kind = HY_TOKEN_KIND_INGRESS,
-                                    .jti = jti,
-                                    .iat = now,
-                                    .nbf = now,
-                                    .exp = now + r->valid_for->seconds,
-                                    .zone = (char *)zone,
-                                    .name = r->name};
-        rc = hy_token_sign(cp->token_key, &c, &token);
-    }
-    if (!d.n && rc < 0) {
-        hy_http_error(resp, 500, "Cannot sign", hy_strerror(rc), NULL);
-    } else if (!d.n) {
-        answer_token(resp, token);
+    char jti[HY_TOKEN_JTI_LEN + 1];
+    struct hy_token_claims c = {
+        .kind = HY_TOKEN_KIND_INGRESS, .zone = (char *)zone, .name = r->name};
+    if (issue_token(cp, resp, &d, &c, d.n ? 0 : r->valid_for->seconds, jti))
         hy_log(HY_LOG_INFO, "tokens",
                "%s issued a zone-ingress token for %s in zone %s (jti %s, valid %llds)", req->peer,
                r->name, zone, jti, (long long)r->valid_for->seconds);
-    }
-    free(token);
     hy_diag_fini(&d);
     protobuf_c_message_free_unpacked(&r->base, NULL);
 }
