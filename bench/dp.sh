@@ -69,14 +69,6 @@ pids=()
 . bench/lib.sh
 trap bench_cleanup EXIT
 
-wait_for() { # SECONDS CMD...
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$deadline" ] || { echo "dp.sh: timed out waiting for: $*" >&2; return 1; }
-        sleep 0.05
-    done
-}
 # ---- the app: nginx with a small body and a 64 MiB one
 mkdir -p "$tmp/www" "$tmp/nginx"
 printf 'hello from the backend, sixty-four bytes of body for the bench\n' >"$tmp/www/small"
@@ -228,13 +220,6 @@ rss_kib() { # PID...: summed VmRSS
         t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status")))
     done
     echo "$t"
-}
-to_ms() { # wrk's 1.23ms / 456.00us / 1.2s
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
-        else print "?" }'
 }
 # wrk_run PORT [ARGS...]: sets RPS P50 P99
 wrk_run() {

@@ -64,14 +64,6 @@ pids=()
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_for() { # SECONDS CMD...
-    local deadline=$((SECONDS + $1))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        [ "$SECONDS" -lt "$deadline" ] || { echo "ingress.sh: timed out waiting for: $*" >&2; return 1; }
-        sleep 0.05
-    done
-}
 bg() { # LOG CMD...: start in the background, pid into pids
     local log=$1
     shift
@@ -207,13 +199,6 @@ wait_for 30 curl -sf "http://127.0.0.1:$W1_OUT/small"
 wait_for 20 curl -sfk --resolve "raw.default.mesh:$ING:127.0.0.1" "https://raw.default.mesh:$ING/small"
 
 # ---- measuring
-to_ms() { # wrk's 1.23ms / 456.00us / 1.2s
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
-        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
-        else print "?" }'
-}
 # with_hosts CMD...: CMD in a mount namespace of its own where /etc/hosts
 # says raw.default.mesh is 127.0.0.1 (h2load sends the URL's host as SNI
 # and has no flag for another); the machine's /etc/hosts is untouched

@@ -37,3 +37,23 @@ bench_write_section() {
     ' "$readme" >"$readme.new"
     mv "$readme.new" "$readme"
 }
+
+# wait_for SECONDS CMD...: retries CMD (quietly) until it succeeds, at most
+# SECONDS; then fails, saying what it waited for.
+wait_for() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$deadline" ] || { echo "$(basename "$0"): timed out waiting for: $*" >&2; return 1; }
+        sleep 0.05
+    done
+}
+
+# to_ms VALUE: wrk's 1.23ms / 456.00us / 1.2s in milliseconds ("?" otherwise)
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+        else print "?" }'
+}
