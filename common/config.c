@@ -578,21 +578,22 @@ int hy_config_usage(const struct hy_config_spec *spec, struct hy_buf *out)
 }
 
 int hy_config_run_command(const struct hy_config_spec *spec, void *cfg, int argc, char **argv,
-                          const char *hint)
+                          const char *command, const char *hint)
 {
     struct hy_config_result res = {0};
     int rc = hy_config_parse(spec, cfg, argc, argv, &res);
-    if (rc == 0 && !res.help && !res.version && (res.nargs != 1 || strcmp(res.args[0], "run"))) {
+    if (rc == 0 && command && !res.help && !res.version &&
+        (res.nargs != 1 || strcmp(res.args[0], command))) {
         if (!res.nargs)
-            snprintf(res.error, sizeof(res.error), "missing command: %s run %s", spec->program,
-                     hint);
-        else if (strcmp(res.args[0], "run"))
-            snprintf(res.error, sizeof(res.error), "unknown command \"%s\"; expected run",
-                     res.args[0]);
+            snprintf(res.error, sizeof(res.error), "missing command: %s %s %s", spec->program,
+                     command, hint ? hint : "");
+        else if (strcmp(res.args[0], command))
+            snprintf(res.error, sizeof(res.error), "unknown command \"%s\"; expected %s",
+                     res.args[0], command);
         else
             snprintf(res.error, sizeof(res.error),
-                     "unexpected argument \"%s\" after run: everything else is a flag",
-                     res.args[1]);
+                     "unexpected argument \"%s\" after %s: everything else is a flag", res.args[1],
+                     command);
         rc = -1;
     }
     if (rc == 0 && !res.help && !res.version)

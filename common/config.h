@@ -92,13 +92,13 @@ struct hy_config_result {
 int hy_config_parse(const struct hy_config_spec *spec, void *cfg, int argc, char **argv,
                     struct hy_config_result *res);
 
-/* For a program whose one command is `PROGRAM run` (spec->program, and
- * `run` in spec->args): hy_config_parse, then the command checked. Returns
- * -1 when the program goes on with cfg, else the exit code, having printed
- * the usage (0), the version (0) or the error with a pointer to --help (2)
- * and freed cfg's strings; hint shows how to run it. */
+/* The start of a program's main(): hy_config_parse, then, when command is
+ * not NULL, the one command it takes (`PROGRAM run`) checked. Returns -1
+ * when the program goes on with cfg, else the exit code, having printed the
+ * usage (0), the version (0) or the error with a pointer to --help (2) and
+ * freed cfg's strings; hint shows how to run the command. */
 int hy_config_run_command(const struct hy_config_spec *spec, void *cfg, int argc, char **argv,
-                          const char *hint);
+                          const char *command, const char *hint);
 
 /* Frees the strings (and lists) the options own in cfg and sets them to NULL
  * (empty); cfg can be parsed into again. Cannot fail. */

@@ -160,22 +160,29 @@ int hy_cp_server_cert(struct hy_cp *cp, const char *subdir, const char *what, co
 /* A Timestamp message at secs (caller frees); NULL on ENOMEM. */
 Hypha__V1__Timestamp *hy_cp_timestamp(int64_t secs);
 
-/* What a control-plane binary hands hy_cp_main. */
+/* What a Hypha binary hands hy_cp_main: the control planes, and the
+ * sidecar and the ingress (which add a command and a graceful shutdown). */
 struct hy_cp_program {
     const struct hy_config_spec *spec;
-    void *cfg;             /* the binary's zeroed config struct, which spec fills */
-    size_t cp_offset;      /* offsetof its struct hy_cp_cfg member */
-    const char *component; /* for logs: "global", "zone" */
-    void *state;           /* the binary's state, passed to the three below */
+    void *cfg;               /* the binary's zeroed config struct, which spec fills */
+    size_t log_level_offset; /* offsetof its enum hy_log_level field */
+    const char *component;   /* for logs: "global", "zone", "dp", "ingress" */
+    const char *command;     /* the one command it takes ("run"), or NULL: none */
+    const char *hint;        /* with command: how to run it, for the error without one */
+    void *state;             /* the binary's state, passed to the functions below */
     int (*open)(void *state, const void *cfg, uv_loop_t *loop);
+    /* SIGINT/SIGTERM: starts leaving, and stops the loop when done (or at
+     * once when called again). NULL: the loop is stopped at once. */
+    void (*shutdown)(void *state);
     void (*stop)(void *state);
     void (*close)(void *state);
 };
 
 /* Parses the options (--help and --version print and return 0; a bad
- * option prints why and returns 2), opens, runs the loop until SIGINT or
- * SIGTERM, stops, lets libwebsockets finish closing, closes. Returns the
- * process exit code: 0, or 1 when open failed. */
+ * option or command prints why and returns 2), opens, runs the loop until
+ * SIGINT or SIGTERM (and the shutdown that follows), stops, lets
+ * libwebsockets finish closing, closes. Returns the process exit code: 0,
+ * or 1 when open failed. */
 int hy_cp_main(const struct hy_cp_program *p, int argc, char **argv);
 
 /* data_dir/name into buf; HY_ETOOBIG if it does not fit. */

@@ -1,5 +1,6 @@
-/* The main() of a control plane: parse the option table, open, run the loop
- * until SIGINT/SIGTERM, stop, let libwebsockets close its handles, close. */
+/* The main() of a Hypha binary: parse the option table (and the command),
+ * open, run the loop until SIGINT/SIGTERM and the shutdown that follows,
+ * stop, let libwebsockets close its handles, close. */
 #include <signal.h>
 #include <stdio.h>
 
@@ -9,28 +10,21 @@
 
 static void on_signal(uv_signal_t *s, int signum)
 {
-    hy_log(HY_LOG_INFO, (const char *)s->data, "signal %d: shutting down", signum);
-    uv_stop(s->loop);
+    const struct hy_cp_program *p = s->data;
+    hy_log(HY_LOG_INFO, p->component, "signal %d: shutting down", signum);
+    if (p->shutdown)
+        p->shutdown(p->state);
+    else
+        uv_stop(s->loop);
 }
 
 int hy_cp_main(const struct hy_cp_program *p, int argc, char **argv)
 {
     const struct hy_config_spec *spec = p->spec;
-    struct hy_config_result res = {0};
-    int rc = hy_config_parse(spec, p->cfg, argc, argv, &res);
-    if (rc < 0 || res.help || res.version) {
-        struct hy_buf out = {0};
-        if (rc < 0)
-            fprintf(stderr, "%s: %s\n(see %s --help)\n", spec->program, res.error, spec->program);
-        else if (res.help && hy_config_usage(spec, &out) == 0)
-            fputs(out.data, stdout);
-        else if (res.version)
-            printf("%s %s\n", spec->program, HYPHA_VERSION);
-        hy_buf_fini(&out);
-        hy_config_fini(spec, p->cfg);
-        return rc < 0 ? 2 : 0;
-    }
-    hy_log_threshold = ((const struct hy_cp_cfg *)((const char *)p->cfg + p->cp_offset))->log_level;
+    int rc = hy_config_run_command(spec, p->cfg, argc, argv, p->command, p->hint);
+    if (rc >= 0)
+        return rc;
+    hy_log_threshold = *(const enum hy_log_level *)((const char *)p->cfg + p->log_level_offset);
     signal(SIGPIPE, SIG_IGN);
 
     uv_loop_t loop;
@@ -39,7 +33,7 @@ int hy_cp_main(const struct hy_cp_program *p, int argc, char **argv)
     const int signums[2] = {SIGINT, SIGTERM};
     for (int i = 0; i < 2; i++) {
         uv_signal_init(&loop, &sigs[i]);
-        sigs[i].data = (void *)p->component;
+        sigs[i].data = (void *)p;
         uv_signal_start(&sigs[i], on_signal, signums[i]);
     }
     rc = p->open(p->state, p->cfg, &loop);

@@ -1,10 +1,8 @@
 /* hypha-dp: parse the options, open the sidecar, run the loop until
  * SIGINT/SIGTERM, leave the zone politely, close. */
-#include <signal.h>
 #include <stddef.h>
-#include <stdio.h>
-#include <string.h>
 
+#include "cp.h"
 #include "dp.h"
 #include "poison.h"
 
@@ -39,42 +37,42 @@ static const struct hy_config_spec spec = {
     .args = "run",
 };
 
-static void on_signal(uv_signal_t *s, int signum)
+static int open_it(void *state, const void *cfg, uv_loop_t *loop)
 {
-    hy_log(HY_LOG_INFO, "dp", "signal %d: shutting down", signum);
-    hy_dp_shutdown(s->data);
+    return hy_dp_open(state, cfg, loop);
+}
+
+static void shutdown_it(void *state)
+{
+    hy_dp_shutdown(state);
+}
+
+static void stop_it(void *state)
+{
+    hy_dp_stop(state);
+}
+
+static void close_it(void *state)
+{
+    hy_dp_close(state);
 }
 
 int main(int argc, char **argv)
 {
     struct hy_dp_cfg cfg = {0};
-    int rc = hy_config_run_command(&spec, &cfg, argc, argv, "--cp-address wss://ZONE:5678 ...");
-    if (rc >= 0)
-        return rc;
-    hy_log_threshold = cfg.log_level;
-    signal(SIGPIPE, SIG_IGN);
-
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    struct hy_dp d;
-    uv_signal_t sigs[2];
-    const int signums[2] = {SIGINT, SIGTERM};
-    for (int i = 0; i < 2; i++) {
-        uv_signal_init(&loop, &sigs[i]);
-        sigs[i].data = &d;
-        uv_signal_start(&sigs[i], on_signal, signums[i]);
-    }
-    rc = hy_dp_open(&d, &cfg, &loop);
-    if (rc == 0)
-        uv_run(&loop, UV_RUN_DEFAULT);
-    /* close our handles; lws closes its own: run until all have finished */
-    hy_dp_stop(&d);
-    for (int i = 0; i < 2; i++)
-        uv_close((uv_handle_t *)&sigs[i], NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    hy_dp_close(&d);
-    uv_loop_close(&loop);
-    hy_config_fini(&spec, &cfg);
-    hy_log(HY_LOG_INFO, "dp", "stopped");
-    return rc < 0 ? 1 : 0;
+    struct hy_dp state;
+    const struct hy_cp_program p = {
+        .spec = &spec,
+        .cfg = &cfg,
+        .log_level_offset = offsetof(struct hy_dp_cfg, log_level),
+        .component = "dp",
+        .command = "run",
+        .hint = "--cp-address wss://ZONE:5678 ...",
+        .state = &state,
+        .open = open_it,
+        .shutdown = shutdown_it,
+        .stop = stop_it,
+        .close = close_it,
+    };
+    return hy_cp_main(&p, argc, argv);
 }

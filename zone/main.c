@@ -68,7 +68,7 @@ int main(int argc, char **argv)
     const struct hy_cp_program p = {
         .spec = &spec,
         .cfg = &cfg,
-        .cp_offset = offsetof(struct hy_zone_cfg, cp),
+        .log_level_offset = offsetof(struct hy_zone_cfg, cp.log_level),
         .component = "zone",
         .state = &state,
         .open = open_cp,

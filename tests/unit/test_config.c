@@ -335,15 +335,15 @@ static void test_run_command(void **state)
     char p[] = "hypha-test", r[] = "run", x[] = "extra", v[] = "--version", w[] = "--workers",
          three[] = "3", go[] = "go";
     char *ok[] = {p, w, three, r, NULL};
-    assert_int_equal(hy_config_run_command(&run, &c, 4, ok, "..."), -1); /* go on */
+    assert_int_equal(hy_config_run_command(&run, &c, 4, ok, "run", "..."), -1); /* go on */
     assert_int_equal(c.workers, 3);
     hy_config_fini(&run, &c);
     char *none[] = {p, NULL}, *other[] = {p, go, NULL}, *more[] = {p, r, x, NULL};
     char *version[] = {p, v, NULL};
-    assert_int_equal(hy_config_run_command(&run, &c, 1, none, "..."), 2);
-    assert_int_equal(hy_config_run_command(&run, &c, 2, other, "..."), 2);
-    assert_int_equal(hy_config_run_command(&run, &c, 3, more, "..."), 2);
-    assert_int_equal(hy_config_run_command(&run, &c, 2, version, "..."), 0);
+    assert_int_equal(hy_config_run_command(&run, &c, 1, none, "run", "..."), 2);
+    assert_int_equal(hy_config_run_command(&run, &c, 2, other, "run", "..."), 2);
+    assert_int_equal(hy_config_run_command(&run, &c, 3, more, "run", "..."), 2);
+    assert_int_equal(hy_config_run_command(&run, &c, 2, version, "run", "..."), 0);
 }
 
 static void test_help_and_version(void **state)
