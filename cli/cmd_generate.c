@@ -83,6 +83,8 @@ int hy_cmd_generate_zone_token(struct hy_cli *cli)
 {
     const char *zone = hy_args_get(&cli->args, "zone");
     int rc = valid_name_flag(cli, "zone", zone, true);
+    if (rc == 0 && !hy_valid_zone_name(zone))
+        rc = hy_cli_usage(cli, "--zone \"%s\": %s", zone, HY_ZONE_NAME_RULE);
     if (rc < 0)
         return rc;
     struct hy_buf body = {0};

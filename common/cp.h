@@ -143,6 +143,11 @@ bool hy_cp_tokens_handle(void *cp, const struct hy_http_req *req, struct hy_http
  * HY_EVERIFY with why filled, or another error. */
 int hy_cp_verify_token(struct hy_cp *cp, int kind, const char *token,
                        struct hy_token_claims *claims, struct hy_token_failure *why);
+/* Whether a token admitted earlier (its jti and exp, from the claims) still
+ * holds now: not expired and not revoked since. Sessions call it when
+ * revocations change and on a timer, and close when it fails. true, or
+ * false with why filled ("token revoked", "token expired at ..."). */
+bool hy_cp_token_live(struct hy_cp *cp, const char *jti, int64_t exp, char *why, size_t size);
 
 /* A before_commit hook part (cp_mesh_ca.c): for every Mesh the batch puts
  * whose enabled builtin backend has no root yet, makes one and adds its

@@ -135,6 +135,25 @@ int hy_cp_verify_token(struct hy_cp *cp, int kind, const char *token,
     return rc;
 }
 
+bool hy_cp_token_live(struct hy_cp *cp, const char *jti, int64_t exp, char *why, size_t size)
+{
+    time_t now = time(NULL);
+    if (exp > 0 && (int64_t)now >= exp) {
+        char when[32];
+        struct tm tm;
+        time_t t = (time_t)exp;
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        snprintf(why, size, "token expired at %s", when);
+        return false;
+    }
+    if (jti && jti[0] && is_revoked(jti, cp)) {
+        snprintf(why, size, "token %s was revoked", jti);
+        return false;
+    }
+    return true;
+}
+
 /* ----- endpoints ----- */
 
 /* Decodes a JSON/YAML body into a message of desc, answering 400 itself. */
@@ -165,8 +184,8 @@ static void issue_zone_token(struct hy_cp *cp, const struct hy_http_req *req,
     if (!r)
         return;
     struct hy_diag d = {0};
-    if (!r->zone || !hy_valid_name(r->zone))
-        hy_diag_add(&d, 0, 0, "zone", "required: a zone name (lowercase letters, digits, '-')");
+    if (!r->zone || !hy_valid_zone_name(r->zone))
+        hy_diag_add(&d, 0, 0, "zone", "required: %s", HY_ZONE_NAME_RULE);
     if (!r->valid_for || r->valid_for->seconds <= 0)
         hy_diag_add(&d, 0, 0, "validFor", "required: a duration of at least 1s, like 720h");
     char *token = NULL, jti[HY_TOKEN_JTI_LEN + 1];
@@ -191,7 +210,7 @@ static void issue_zone_token(struct hy_cp *cp, const struct hy_http_req *req,
 static const char *token_zone(struct hy_cp *cp, const char *asked, struct hy_diag *d)
 {
     const char *zone = asked ? asked : cp->zone;
-    if (!zone || !hy_valid_name(zone))
+    if (!zone || !hy_valid_zone_name(zone))
         hy_diag_add(d, 0, 0, "zone",
                     "required on the global control plane: the zone that "
                     "will accept the token");

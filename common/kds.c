@@ -30,6 +30,47 @@ bool hy_kds_from_zone(const struct hy_rtype *t, const char *origin, const char *
     return t->origin == HY_ORIGIN_ZONE && origin && !strcmp(origin, zone);
 }
 
+void hy_kds_log_refused(const char *peer, const Hypha__V1__Ack *a, char *last_error, size_t size)
+{
+    for (size_t i = 0; i < a->n_refused && i < 10; i++) {
+        const Hypha__V1__Refused *f = a->refused[i];
+        const Hypha__V1__ResourceKey *k = f->key;
+        hy_log(HY_LOG_WARN, "kds", "%s refused %.64s %.64s%s%.260s: %.300s", peer,
+               k && k->type ? k->type : "?", k && k->mesh ? k->mesh : "", k && k->mesh ? "/" : "",
+               k && k->name ? k->name : "?", f->reason ? f->reason : "");
+    }
+    if (a->n_refused > 10)
+        hy_log(HY_LOG_WARN, "kds", "%s refused %zu more", peer, a->n_refused - 10);
+    if (a->n_refused) {
+        const Hypha__V1__Refused *f = a->refused[0];
+        snprintf(last_error, size, "%s refused %zu resources (first: %.60s: %.120s)", peer,
+                 a->n_refused, f->key && f->key->name ? f->key->name : "?",
+                 f->reason ? f->reason : "");
+    }
+}
+
+void hy_kds_ack_fill(Hypha__V1__Ack *ack, uint64_t to, const struct hy_kds_applied *done,
+                     Hypha__V1__Refused *refused, Hypha__V1__Refused **refused_v,
+                     Hypha__V1__ResourceKey *keys)
+{
+    hypha__v1__ack__init(ack);
+    ack->has_to = 1;
+    ack->to = to;
+    for (size_t i = 0; i < done->n_refused; i++) {
+        const struct hy_kds_refusal *f = &done->refused[i];
+        hypha__v1__resource_key__init(&keys[i]);
+        hypha__v1__refused__init(&refused[i]);
+        keys[i].type = f->type;
+        keys[i].mesh = f->mesh[0] ? f->mesh : NULL;
+        keys[i].name = f->name;
+        refused[i].key = &keys[i];
+        refused[i].reason = f->reason;
+        refused_v[i] = &refused[i];
+    }
+    ack->n_refused = done->n_refused;
+    ack->refused = refused_v;
+}
+
 void hy_kds_set_str(char **dst, const char *src)
 {
     free(*dst);

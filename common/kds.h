@@ -68,6 +68,19 @@ int hy_kds_insight_edit(struct hy_store *s, const char *name,
  * `add` is set or there is none; the oldest are dropped past
  * HY_KDS_INSIGHT_SUBSCRIPTIONS. NULL on ENOMEM. */
 Hypha__V1__ZoneInsight__Subscription *hy_kds_insight_current(Hypha__V1__ZoneInsight *zi, bool add);
+/* Logs what a peer's Ack says it refused (the first few, then a count),
+ * `peer` naming who refused ("zone east", "the global control plane"), and
+ * writes a summary into last_error when there was any. Peer strings are
+ * bounded. Cannot fail. */
+void hy_kds_log_refused(const char *peer, const Hypha__V1__Ack *a, char *last_error, size_t size);
+
+/* The Ack for a Changes up to `to` that listed what it refused, built on
+ * ack over vectors the caller provides (n_refused + 1 each) and pointing
+ * into `done`. Cannot fail. */
+void hy_kds_ack_fill(Hypha__V1__Ack *ack, uint64_t to, const struct hy_kds_applied *done,
+                     Hypha__V1__Refused *refused, Hypha__V1__Refused **refused_v,
+                     Hypha__V1__ResourceKey *keys);
+
 /* Replaces *dst with a copy of src (NULL clears). */
 void hy_kds_set_str(char **dst, const char *src);
 

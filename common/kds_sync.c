@@ -1,6 +1,7 @@
 /* KDS sync engine: collecting a store's changes for a peer (deltas from the
  * change log, or a snapshot) and applying a peer's changes in one
  * transaction. No sockets here: kds_server/kds_client carry the messages. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "error.h"
 #include "kds_sync.h"
 #include "log.h"
+#include "validate.h"
 #include "poison.h"
 
 #define S(s) ((s) ? (s) : "")
@@ -249,66 +251,185 @@ static int replace_rest(struct hy_store *s, const struct hy_kds_scope *replace,
     return hy_store_each(s, NULL, replace_one, &rw);
 }
 
-static int upsert_write(const Hypha__V1__Envelope *env, const struct hy_kds_apply_opts *o,
-                        struct hy_store_write *w, char *err, size_t errsize)
+static int refused(int rc)
 {
+    return rc < 0 ? rc : 1;
+}
+
+/* Records that the resource the sender called type/mesh/name was not
+ * stored, and why. 0 or HY_ENOMEM. */
+static int refuse(struct hy_kds_applied *out, const char *type, const char *mesh, const char *name,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int refuse(struct hy_kds_applied *out, const char *type, const char *mesh, const char *name,
+                  const char *fmt, ...)
+{
+    struct hy_kds_refusal *v = realloc(out->refused, (out->n_refused + 1) * sizeof(*v));
+    if (!v)
+        return HY_ENOMEM;
+    out->refused = v;
+    struct hy_kds_refusal *f = &v[out->n_refused++];
+    char why[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    /* a peer's strings are bounded before they are copied into logs */
+    f->type = strndup(S(type), 64);
+    f->mesh = strndup(S(mesh), 260);
+    f->name = strndup(S(name), 260);
+    f->reason = strdup(why);
+    if (!f->type || !f->mesh || !f->name || !f->reason)
+        return HY_ENOMEM;
+    return 0;
+}
+
+void hy_kds_applied_fini(struct hy_kds_applied *a)
+{
+    for (size_t i = 0; a && i < a->n_refused; i++) {
+        free(a->refused[i].type);
+        free(a->refused[i].mesh);
+        free(a->refused[i].name);
+        free(a->refused[i].reason);
+    }
+    if (a) {
+        free(a->refused);
+        a->refused = NULL;
+        a->n_refused = 0;
+    }
+}
+
+/* The first problem of d, for a refusal. */
+static const char *first_cause(const struct hy_diag *d, char *buf, size_t size)
+{
+    return d->n ? hy_diag_format(d, 0, buf, size) : "invalid";
+}
+
+/* Judges one upsert. 0 with *w filled (the batch owns w->r), 1 when it was
+ * refused (recorded in out; w untouched, *keep_key set to the key it would
+ * have had when known, for a snapshot), or a negative code. */
+static int upsert_write(struct hy_store *s, const Hypha__V1__Envelope *env,
+                        const struct hy_kds_apply_opts *o, struct hy_store_write *w,
+                        struct hy_kds_applied *out, char **keep_key)
+{
+    const char *type = env->meta ? env->meta->type : NULL,
+               *mesh = env->meta ? env->meta->mesh : NULL,
+               *name = env->meta ? env->meta->name : NULL;
     size_t len = hypha__v1__envelope__get_packed_size(env);
     uint8_t *p = malloc(len ? len : 1);
-    struct hy_resource *r = NULL;
+    struct hy_resource *r = NULL, *old = NULL;
+    char why[300], cause[400];
+    struct hy_diag d = {0};
     if (!p)
         return HY_ENOMEM;
     hypha__v1__envelope__pack(env, p);
     int rc = hy_resource_unpack(p, len, &r);
     free(p);
-    if (rc < 0) {
-        snprintf(err, errsize, "an upsert is not a resource of a known type");
-        return HY_EINVAL;
-    }
-    *w = (struct hy_store_write){.op = HY_STORE_PUT, .flags = HY_STORE_REPLICA, .r = r};
+    if (rc == HY_ENOMEM)
+        return rc;
+    if (rc < 0)
+        return refused(
+            refuse(out, type, mesh, name, "not a resource of a type this control plane knows"));
     if (!in_scope(o->accept, r->type, NULL)) {
-        snprintf(err, errsize, "%s %s may not be sent on this stream", r->type->name,
-                 S(r->meta->name));
-        return HY_EINVAL;
+        rc = refuse(out, type, mesh, name, "%s may not be sent on this stream", r->type->name);
+        goto out_refused;
+    }
+    /* everything a peer sends is validated before anything reads it: names,
+     * labels, map keys, and the spec by its type's rules */
+    if (!hy_resource_validate(r, &d)) {
+        rc = refuse(out, type, mesh, name, "%s", first_cause(&d, cause, sizeof(cause)));
+        goto out_refused;
     }
     if (o->transform && (rc = o->transform(o->ud, r)) < 0) {
-        snprintf(err, errsize, "%s %s: cannot take it: %s", r->type->name, S(r->meta->name),
-                 hy_strerror(rc));
-        return rc;
+        if (rc == HY_ENOMEM)
+            goto out_free;
+        rc = refuse(out, type, mesh, name, "cannot take it: %s", hy_strerror(rc));
+        goto out_refused;
     }
-    /* Names are checked (they become store keys); specs are not: the
-     * sender validated them, and a newer sender's rules must not wedge an
-     * older receiver. */
-    const char *mesh = r->meta->mesh;
-    bool mesh_ok = r->type->scope == HY_SCOPE_MESH ? mesh && hy_valid_name(mesh) : !mesh;
-    if (!hy_valid_name(r->meta->name) || !mesh_ok) {
-        snprintf(err, errsize, "%s \"%s\" in mesh \"%s\" has an invalid name or mesh",
-                 r->type->name, S(r->meta->name), S(mesh));
-        return HY_EINVAL;
+    /* the name it is stored under (a zone's prefix added) is a name too */
+    if (!hy_valid_name(r->meta->name)) {
+        rc = refuse(out, type, mesh, name,
+                    "its name here, \"%.300s\", is not a valid name (at most 253 characters)",
+                    r->meta->name);
+        goto out_refused;
     }
-    return 0;
+    *keep_key = key_of(r->type->name, r->meta->mesh, r->meta->name);
+    if (!*keep_key) {
+        rc = HY_ENOMEM;
+        goto out_free;
+    }
+    rc = hy_store_get(s, r->type->name, r->meta->mesh, r->meta->name, &old);
+    if (rc < 0 && rc != HY_ENOTFOUND)
+        goto out_free;
+    why[0] = '\0';
+    if (o->admit && !o->admit(o->ud, HY_STORE_PUT, r, rc == 0 ? old : NULL, why, sizeof(why))) {
+        rc = refuse(out, type, mesh, name, "%s", why[0] ? why : "refused");
+        goto out_refused;
+    }
+    *w = (struct hy_store_write){.op = HY_STORE_PUT, .flags = HY_STORE_REPLICA, .r = r};
+    r = NULL;
+    rc = 0;
+    goto out_free;
+out_refused:
+    if (rc == 0)
+        rc = 1;
+out_free:
+    hy_diag_fini(&d);
+    hy_resource_free(old);
+    hy_resource_free(r);
+    return rc;
 }
 
-static int delete_write(const Hypha__V1__ResourceKey *k, const struct hy_kds_apply_opts *o,
-                        struct hy_store_write *w, char *err, size_t errsize)
+/* The same for a delete: 0 with *w filled, 1 refused, or a negative code. */
+static int delete_write(struct hy_store *s, const Hypha__V1__ResourceKey *k,
+                        const struct hy_kds_apply_opts *o, struct hy_store_write *w,
+                        struct hy_kds_applied *out)
 {
     const struct hy_rtype *t = k->type ? hy_rtype_by_name(k->type) : NULL;
-    if (!t || !k->name || !in_scope(o->accept, t, NULL)) {
-        snprintf(err, errsize, "delete of %s %s may not be sent on this stream", S(k->type),
-                 S(k->name));
-        return HY_EINVAL;
-    }
-    char name[512];
+    if (!t || !in_scope(o->accept, t, NULL))
+        return refused(refuse(out, k->type, k->mesh, k->name,
+                              "a delete of this type may not be sent "
+                              "on this stream"));
+    bool mesh_ok = t->scope == HY_SCOPE_MESH ? k->mesh && hy_valid_name(k->mesh) : !k->mesh;
+    if (!hy_valid_name(k->name) || !mesh_ok)
+        return refused(refuse(out, k->type, k->mesh, k->name, "not a valid name or mesh"));
+    char name[512], why[300] = "";
     snprintf(name, sizeof(name), "%s", k->name);
     int rc = o->transform_key ? o->transform_key(o->ud, k, name, sizeof(name)) : 0;
-    struct hy_resource *r = hy_resource_new(t);
+    if (rc < 0)
+        return rc;
+    struct hy_resource *r = hy_resource_new(t), *old = NULL;
+    if (!r || hy_resource_set_name(r, t->scope == HY_SCOPE_MESH ? k->mesh : NULL, name) < 0) {
+        hy_resource_free(r);
+        return HY_ENOMEM;
+    }
+    rc = hy_store_get(s, t->name, r->meta->mesh, r->meta->name, &old);
+    if (rc < 0 && rc != HY_ENOTFOUND) {
+        hy_resource_free(r);
+        return rc;
+    }
+    if (rc == 0 && o->admit && !o->admit(o->ud, HY_STORE_DELETE, r, old, why, sizeof(why))) {
+        hy_resource_free(r);
+        hy_resource_free(old);
+        return refused(refuse(out, k->type, k->mesh, k->name, "%s", why[0] ? why : "refused"));
+    }
+    hy_resource_free(old);
     *w = (struct hy_store_write){.op = HY_STORE_DELETE,
                                  .flags = HY_STORE_IF_EXISTS,
                                  .r = r,
                                  .expect_version = HY_VERSION_ANY};
-    if (rc < 0)
-        return rc;
-    if (!r || hy_resource_set_name(r, t->scope == HY_SCOPE_MESH ? k->mesh : NULL, name) < 0)
+    return 0;
+}
+
+static int grow(struct hy_store_write **w, size_t n, size_t *cap)
+{
+    if (n < *cap)
+        return 0;
+    size_t nc = *cap * 2 + 16;
+    struct hy_store_write *nw = realloc(*w, nc * sizeof(*nw));
+    if (!nw)
         return HY_ENOMEM;
+    *w = nw;
+    *cap = nc;
     return 0;
 }
 
@@ -316,42 +437,46 @@ int hy_kds_apply(struct hy_store *s, const Hypha__V1__Changes *c, const struct h
                  struct hy_kds_applied *out, char *err, size_t errsize)
 {
     char scratch[8];
+    struct hy_kds_applied mine = {0}, *res = out ? out : &mine;
     if (!err) {
         err = scratch;
         errsize = sizeof(scratch);
     }
     err[0] = '\0';
+    memset(res, 0, sizeof(*res));
     size_t cap = c->n_upserts + c->n_deletes + 16, n = 0;
     struct hy_store_write *w = calloc(cap, sizeof(*w));
     struct keyset keep = {0};
     int rc = w ? 0 : HY_ENOMEM;
-    for (size_t i = 0; i < c->n_upserts && rc == 0; i++)
-        rc = upsert_write(c->upserts[i], o, &w[n++], err, errsize);
-    for (size_t i = 0; i < c->n_deletes && rc == 0; i++)
-        rc = delete_write(c->deletes[i], o, &w[n++], err, errsize);
     if (rc == 0 && c->snapshot) {
         keep.v = malloc((c->n_upserts ? c->n_upserts : 1) * sizeof(char *));
         rc = keep.v ? 0 : HY_ENOMEM;
-        for (size_t i = 0; i < c->n_upserts && rc == 0; i++) {
-            const struct hy_resource *r = w[i].r;
-            if (!(keep.v[keep.n++] = key_of(r->type->name, r->meta->mesh, r->meta->name)))
-                rc = HY_ENOMEM;
-        }
-        if (rc == 0) {
-            qsort(keep.v, keep.n, sizeof(char *), cmp_str);
-            rc = replace_rest(s, o->replace, &keep, &w, &n, &cap);
-        }
     }
-    if (rc == 0 && o->also) {
-        if (n == cap) {
-            struct hy_store_write *nw = realloc(w, (cap + 1) * sizeof(*nw));
-            rc = nw ? 0 : HY_ENOMEM;
-            if (nw) {
-                w = nw;
-                cap++;
-            }
-        }
-        struct hy_resource *dup = rc == 0 ? hy_resource_dup(o->also) : NULL;
+    /* each resource is judged alone: a refused one is reported and left
+     * out, and the rest is applied (one bad resource never wedges a stream) */
+    for (size_t i = 0; i < c->n_upserts && rc == 0; i++) {
+        char *key = NULL;
+        rc = upsert_write(s, c->upserts[i], o, &w[n], res, &key);
+        if (rc == 0)
+            n++;
+        if (rc >= 0 && key && keep.v)
+            keep.v[keep.n++] = key;
+        else
+            free(key);
+        rc = rc > 0 ? 0 : rc;
+    }
+    for (size_t i = 0; i < c->n_deletes && rc == 0; i++) {
+        rc = delete_write(s, c->deletes[i], o, &w[n], res);
+        if (rc == 0)
+            n++;
+        rc = rc > 0 ? 0 : rc;
+    }
+    if (rc == 0 && c->snapshot) {
+        qsort(keep.v, keep.n, sizeof(char *), cmp_str);
+        rc = replace_rest(s, o->replace, &keep, &w, &n, &cap);
+    }
+    if (rc == 0 && o->also && (rc = grow(&w, n, &cap)) == 0) {
+        struct hy_resource *dup = hy_resource_dup(o->also);
         if (dup)
             w[n++] = (struct hy_store_write){
                 .op = HY_STORE_PUT, .r = dup, .expect_version = HY_VERSION_ANY};
@@ -364,15 +489,16 @@ int hy_kds_apply(struct hy_store *s, const Hypha__V1__Changes *c, const struct h
         if (rc < 0)
             snprintf(err, errsize, "cannot store the changes: %s", hy_strerror(rc));
     }
-    if (rc == 0 && out) {
-        memset(out, 0, sizeof(*out));
+    if (rc == 0) {
         for (size_t i = 0; i < n - (o->also ? 1 : 0); i++)
             if (w[i].result != HY_STORE_UNCHANGED)
-                (*(w[i].op == HY_STORE_PUT ? &out->upserts : &out->deletes))++;
-        out->revision = hy_store_revision(s);
+                (*(w[i].op == HY_STORE_PUT ? &res->upserts : &res->deletes))++;
+        res->revision = hy_store_revision(s);
     }
     if (rc < 0 && !err[0])
         snprintf(err, errsize, "%s", hy_strerror(rc));
+    if (rc < 0 || !out)
+        hy_kds_applied_fini(res);
     if (w)
         batch_free(w, n);
     for (size_t i = 0; i < keep.n; i++)

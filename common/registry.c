@@ -21,7 +21,8 @@ static const struct hy_rtype types[] = {
     /* name, plural, short, scope, origin, inline, system, descriptor, validator, secret */
     {"Mesh", "meshes", NULL, G, OG, true, false, &hypha__v1__mesh__descriptor, hy_validate_mesh,
      false},
-    {"Zone", "zones", NULL, G, OG, true, false, &hypha__v1__zone__descriptor, NULL, false},
+    {"Zone", "zones", NULL, G, OG, true, false, &hypha__v1__zone__descriptor, hy_validate_zone,
+     false},
     {"ZoneInsight", "zoneinsights", NULL, G, OG, true, true, &hypha__v1__zone_insight__descriptor,
      NULL, false},
     {"ZoneIngress", "zoneingresses", NULL, G, OZ, true, false, &hypha__v1__zone_ingress__descriptor,

@@ -28,6 +28,20 @@ bool hy_valid_name(const char *s)
     return true;
 }
 
+bool hy_valid_zone_name(const char *s)
+{
+    /* a DNS label: the global CP stores a zone's resources as
+     * "<zone>.<name>", so a dot in a zone name would let zone "us" and
+     * zone "us.east" name the same key */
+    return hy_valid_name(s) && strlen(s) <= 63 && !strchr(s, '.');
+}
+
+void hy_validate_zone(const struct hy_resource *r, struct hy_diag *d)
+{
+    if (r->meta->name && hy_valid_name(r->meta->name) && !hy_valid_zone_name(r->meta->name))
+        hy_diag_add(d, 0, 0, "name", "%s", HY_ZONE_NAME_RULE);
+}
+
 /* [a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?, at most max */
 static bool valid_qualified_part(const char *s, size_t n, size_t max)
 {
@@ -69,13 +83,31 @@ bool hy_valid_tag_value(const char *s)
 
 typedef Hypha__V1__Meta__LabelsEntry map_entry; /* every string map entry has this layout */
 
+#define MAX_MAP_ENTRIES 256 /* labels or tags on one object: bounds the duplicate scan */
+
 static void check_map(struct hy_diag *d, const char *path, size_t n, void *const *entries)
 {
     char p[512];
+    if (n > MAX_MAP_ENTRIES) {
+        hy_diag_add(d, 0, 0, path, "%zu entries (at most %d)", n, MAX_MAP_ENTRIES);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         const map_entry *e = entries[i];
         snprintf(p, sizeof(p), "%s.%s", path, e->key ? e->key : "");
-        if (!hy_valid_tag_key(e->key))
+        /* protobuf map entries may omit key or value (a peer's message
+         * decodes with NULL there), and nothing stops a binary peer from
+         * sending one key twice: both are refused, as the YAML codec does */
+        bool dup = false;
+        for (size_t k = 0; k < i && e->key && !dup; k++) {
+            const map_entry *o = entries[k];
+            dup = o->key && strcmp(o->key, e->key) == 0;
+        }
+        if (!e->key)
+            hy_diag_add(d, 0, 0, path, "an entry has no key");
+        else if (dup)
+            hy_diag_add(d, 0, 0, p, "duplicate key \"%s\"", e->key);
+        else if (!hy_valid_tag_key(e->key))
             hy_diag_add(d, 0, 0, p,
                         "invalid key \"%s\" (expected [prefix/]name of letters, digits, '-', "
                         "'_', '.')",

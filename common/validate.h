@@ -6,6 +6,7 @@
 #include "resource.h"
 
 void hy_validate_mesh(const struct hy_resource *r, struct hy_diag *d);
+void hy_validate_zone(const struct hy_resource *r, struct hy_diag *d);
 void hy_validate_dataplane(const struct hy_resource *r, struct hy_diag *d);
 void hy_validate_zone_ingress(const struct hy_resource *r, struct hy_diag *d);
 void hy_validate_mtp(const struct hy_resource *r, struct hy_diag *d);

@@ -16,6 +16,9 @@ struct hy_global_cfg {
     char *kds_tls_key;
     uint64_t kds_max_message;  /* bytes */
     int64_t kds_ping_interval; /* milliseconds between websocket pings; silent 3x that: dropped */
+    /* what one zone may keep on the global CP (kds_server.c enforces) */
+    uint64_t zone_max_resources, zone_max_bytes, zone_max_ingresses, ingress_max_services;
+    uint64_t store_headroom; /* bytes left free for deletes: zone writes stop there */
 };
 
 struct hy_kds_server;

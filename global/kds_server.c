@@ -11,6 +11,7 @@
 
 #include "ca.h"
 #include "ca.pb-c.h"
+#include "dataplane.pb-c.h"
 #include "error.h"
 #include "global.h"
 #include "kds.h"
@@ -31,6 +32,18 @@ struct session {
     uint64_t received;
     char last_error[256];
     bool insight_dirty;
+    /* the zone token it was admitted with: revoked or expired, the session ends */
+    char jti[64];
+    int64_t token_exp;
+    /* what the zone keeps here, against its quotas (usage_of counts it) */
+    uint64_t used_count, used_bytes, used_ingresses;
+    /* during one on_changes: "mesh/service" its Dataplanes serve (sorted),
+     * and whether the store is too full for more of its writes */
+    char **services;
+    size_t n_services;
+    bool store_full;
+    /* refusals to record in its insight (on_changes fills, insight takes) */
+    const struct hy_kds_applied *refused;
 };
 
 struct hy_kds_server {
@@ -42,6 +55,7 @@ struct hy_kds_server {
     bool flush_init;
     struct session *sessions;
     struct hy_kds_metrics metrics;
+    struct hy_metric *refused; /* hypha_kds_resources_refused_total{zone} */
 };
 
 /* ----- helpers ----- */
@@ -101,6 +115,44 @@ static void reject(struct session *s, const char *reason)
 
 /* ----- ZoneInsight ----- */
 
+#define INSIGHT_REFUSED 20 /* refused resources remembered per zone, newest last */
+
+static void add_refused(Hypha__V1__ZoneInsight *zi, const struct hy_kds_refusal *f)
+{
+    Hypha__V1__ZoneInsight__Refused *x = malloc(sizeof(*x));
+    if (!x)
+        return;
+    hypha__v1__zone_insight__refused__init(x);
+    x->type = strdup(f->type);
+    x->mesh = f->mesh[0] ? strdup(f->mesh) : NULL;
+    x->name = strdup(f->name);
+    x->reason = strdup(f->reason);
+    x->time = hy_timestamp_now();
+    /* the same resource refused again replaces its older entry */
+    for (size_t i = 0; i < zi->n_refused; i++) {
+        Hypha__V1__ZoneInsight__Refused *o = zi->refused[i];
+        if (o->type && o->name && x->type && x->name && !strcmp(o->type, x->type) &&
+            !strcmp(o->name, x->name) && !strcmp(o->mesh ? o->mesh : "", f->mesh)) {
+            protobuf_c_message_free_unpacked(&o->base, NULL);
+            memmove(zi->refused + i, zi->refused + i + 1, (zi->n_refused - i - 1) * sizeof(*o));
+            zi->n_refused--;
+            break;
+        }
+    }
+    if (zi->n_refused >= INSIGHT_REFUSED) {
+        protobuf_c_message_free_unpacked(&zi->refused[0]->base, NULL);
+        memmove(zi->refused, zi->refused + 1, (zi->n_refused - 1) * sizeof(*zi->refused));
+        zi->n_refused--;
+    }
+    Hypha__V1__ZoneInsight__Refused **v = realloc(zi->refused, (zi->n_refused + 1) * sizeof(*v));
+    if (!v) {
+        protobuf_c_message_free_unpacked(&x->base, NULL);
+        return;
+    }
+    zi->refused = v;
+    v[zi->n_refused++] = x;
+}
+
 struct insight_edit {
     struct session *s;
     enum { INS_CONNECT, INS_UPDATE, INS_DISCONNECT } what;
@@ -137,6 +189,11 @@ static void edit_insight(Hypha__V1__ZoneInsight *zi, void *ud)
         zi->has_synced_revision = 1;
         zi->synced_revision = e->synced_revision;
     }
+    zi->has_resources = zi->has_bytes = 1;
+    zi->resources = s->used_count;
+    zi->bytes = s->used_bytes;
+    for (size_t i = 0; s->refused && i < s->refused->n_refused; i++)
+        add_refused(zi, &s->refused->refused[i]);
 }
 
 static void insight(struct session *s, int what, uint64_t synced)
@@ -171,11 +228,19 @@ static void send_next(struct session *s)
         hy_log(HY_LOG_ERROR, "kds", "zone %s: cannot send changes: %s", s->zone, hy_strerror(rc));
 }
 
-/* A connected zone that was deleted or disabled meanwhile is let go. */
+/* A connected zone that was deleted or disabled meanwhile, or whose token
+ * was revoked or has expired, is let go. */
 static bool still_admitted(struct session *s)
 {
     struct hy_resource *r = NULL;
     const char *why = NULL;
+    char token_why[200];
+    if (!hy_cp_token_live(&s->srv->g->cp, s->jti, s->token_exp, token_why, sizeof(token_why))) {
+        char reason[520];
+        snprintf(reason, sizeof(reason), "zone %s: its %s", s->zone, token_why);
+        reject(s, reason);
+        return false;
+    }
     if (hy_store_get(s->srv->g->cp.store, "Zone", NULL, s->zone, &r) < 0)
         why = "was deleted on the global control plane";
     else if (((Hypha__V1__Zone *)r->spec)->has_enabled && !((Hypha__V1__Zone *)r->spec)->enabled)
@@ -200,8 +265,137 @@ static void on_store_change(struct hy_store_uv_watch *w, uint64_t revision)
 
 /* ----- receiving ----- */
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void services_free(struct session *s)
+{
+    for (size_t i = 0; i < s->n_services; i++)
+        free(s->services[i]);
+    free(s->services);
+    s->services = NULL;
+    s->n_services = 0;
+}
+
+static const char *tag_of(size_t n, Hypha__V1__Dataplane__Networking__Inbound__TagsEntry **tags,
+                          const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (tags[i]->key && !strcmp(tags[i]->key, key))
+            return tags[i]->value;
+    return NULL;
+}
+
+static int add_services(struct session *s, const char *mesh, const Hypha__V1__Dataplane *dp)
+{
+    for (size_t i = 0; dp->networking && i < dp->networking->n_inbound; i++) {
+        const Hypha__V1__Dataplane__Networking__Inbound *in = dp->networking->inbound[i];
+        const char *svc = tag_of(in->n_tags, in->tags, "hypha.io/service");
+        if (!svc || !mesh)
+            continue;
+        char **v = realloc(s->services, (s->n_services + 1) * sizeof(*v));
+        if (!v)
+            return HY_ENOMEM;
+        s->services = v;
+        size_t l = strlen(mesh) + strlen(svc) + 2;
+        if (!(v[s->n_services] = malloc(l)))
+            return HY_ENOMEM;
+        snprintf(v[s->n_services++], l, "%s/%s", mesh, svc);
+    }
+    return 0;
+}
+
+static int served_here(void *ud, struct hy_resource *r, bool *take)
+{
+    struct session *s = ud;
+    (void)take;
+    if (!r->origin || strcmp(r->origin, s->zone))
+        return 0;
+    return add_services(s, r->meta->mesh, (const Hypha__V1__Dataplane *)r->spec);
+}
+
+/* The services this zone's Dataplanes serve, stored here or arriving in c:
+ * what its ZoneIngresses may advertise. Only built when c has an ingress. */
+static int services_build(struct session *s, const Hypha__V1__Changes *c)
+{
+    bool ingress = false;
+    for (size_t i = 0; i < c->n_upserts && !ingress; i++)
+        ingress = c->upserts[i]->meta && c->upserts[i]->meta->type &&
+                  !strcmp(c->upserts[i]->meta->type, "ZoneIngress");
+    if (!ingress)
+        return 0;
+    int rc = hy_store_each(s->srv->g->cp.store, "Dataplane", served_here, s);
+    for (size_t i = 0; i < c->n_upserts && rc == 0; i++) {
+        const Hypha__V1__Envelope *env = c->upserts[i];
+        if (!env->meta || !env->meta->type || strcmp(env->meta->type, "Dataplane"))
+            continue;
+        Hypha__V1__Dataplane *dp =
+            hypha__v1__dataplane__unpack(NULL, env->spec.len, env->spec.data);
+        if (dp) {
+            rc = add_services(s, env->meta->mesh, dp);
+            hypha__v1__dataplane__free_unpacked(dp, NULL);
+        }
+    }
+    if (rc == 0)
+        qsort(s->services, s->n_services, sizeof(char *), cmp_str);
+    return rc;
+}
+
+static bool serves(const struct session *s, const char *mesh, const char *svc)
+{
+    char key[600], *k = key;
+    snprintf(key, sizeof(key), "%s/%s", mesh ? mesh : "", svc ? svc : "");
+    return bsearch(&k, s->services, s->n_services, sizeof(char *), cmp_str) != NULL;
+}
+
+/* A zone's ingress speaks for that zone only, and only for services its
+ * own Dataplanes serve: spec.zone is set from the session, and the rest of
+ * availableServices is dropped (logged, counted, kept in the insight). */
+static int take_ingress(struct session *s, struct hy_resource *r)
+{
+    Hypha__V1__ZoneIngress *zi = (Hypha__V1__ZoneIngress *)r->spec;
+    uint64_t max = s->srv->g->cfg->ingress_max_services;
+    if (max && zi->n_available_services > max)
+        return HY_ETOOBIG;
+    hy_kds_set_str(&zi->zone, s->zone);
+    size_t kept = 0, dropped = 0;
+    char first[300] = "";
+    for (size_t i = 0; i < zi->n_available_services; i++) {
+        Hypha__V1__ZoneIngress__AvailableService *as = zi->available_services[i];
+        const char *svc = NULL;
+        for (size_t k = 0; k < as->n_tags && !svc; k++)
+            if (!strcmp(as->tags[k]->key, "hypha.io/service"))
+                svc = as->tags[k]->value;
+        if (svc && serves(s, as->mesh, svc)) {
+            zi->available_services[kept++] = as;
+            continue;
+        }
+        if (!dropped++)
+            snprintf(first, sizeof(first), "%.120s in mesh %.120s", svc ? svc : "(no service tag)",
+                     as->mesh ? as->mesh : "(none)");
+        protobuf_c_message_free_unpacked(&as->base, NULL);
+    }
+    zi->n_available_services = kept;
+    if (dropped) {
+        hy_log(HY_LOG_WARN, "kds",
+               "zone %s: ZoneIngress %s advertises %zu services no Dataplane of the zone serves "
+               "(first: %s); they are left out",
+               s->zone, r->meta->name, dropped, first);
+        hy_series_inc(hy_metric_series(s->srv->refused, s->zone));
+        snprintf(s->last_error, sizeof(s->last_error),
+                 "ZoneIngress %.40s: %zu availableServices left out: no Dataplane of zone %.40s "
+                 "serves them (first: %.60s)",
+                 r->meta->name, dropped, s->zone, first);
+        s->insight_dirty = true;
+    }
+    return 0;
+}
+
 /* The global CP keeps a zone's resources as "<zone>.<name>", labelled with
- * their zone, so two zones' web-1 never collide. */
+ * their zone, so two zones' web-1 never collide (zone names have no dot).
+ * r has passed hy_resource_validate: its label keys are set and unique. */
 static int take_from_zone(void *ud, struct hy_resource *r)
 {
     struct session *s = ud;
@@ -216,13 +410,15 @@ static int take_from_zone(void *ud, struct hy_resource *r)
     for (size_t i = 0; i < 3; i++) {
         Hypha__V1__Meta__LabelsEntry *e = NULL;
         for (size_t k = 0; k < m->n_labels && !e; k++)
-            if (!strcmp(m->labels[k]->key, labels[i][0]))
+            if (m->labels[k]->key && !strcmp(m->labels[k]->key, labels[i][0]))
                 e = m->labels[k];
         if (!e) {
             Hypha__V1__Meta__LabelsEntry **v = realloc(m->labels, (m->n_labels + 1) * sizeof(*v));
-            if (!v || !(e = malloc(sizeof(*e))))
+            if (!v)
                 return HY_ENOMEM;
             m->labels = v;
+            if (!(e = malloc(sizeof(*e))))
+                return HY_ENOMEM;
             hypha__v1__meta__labels_entry__init(e);
             e->key = strdup(labels[i][0]);
             v[m->n_labels++] = e;
@@ -230,13 +426,116 @@ static int take_from_zone(void *ud, struct hy_resource *r)
         hy_kds_set_str(&e->value, labels[i][1]);
     }
     hy_kds_set_str(&r->origin, s->zone);
-    return hy_resource_set_name(r, r->meta->mesh, name);
+    int rc = hy_resource_set_name(r, r->meta->mesh, name);
+    if (rc == 0 && !strcmp(r->type->name, "ZoneIngress"))
+        rc = take_ingress(s, r);
+    return rc;
 }
 
 static int take_key(void *ud, const Hypha__V1__ResourceKey *k, char *buf, size_t size)
 {
     snprintf(buf, size, "%s.%s", ((struct session *)ud)->zone, k->name);
     return 0;
+}
+
+static size_t packed_size(const struct hy_resource *r)
+{
+    size_t len = 0;
+    free(hy_resource_pack(r, &len));
+    return len;
+}
+
+/* A zone changes only what is its own, within its quotas; while the store
+ * is nearly full only its deletes go through. Counts are kept as the
+ * message is judged (usage_of recounts after a snapshot or a failure). */
+static bool admit(void *ud, enum hy_store_op op, const struct hy_resource *r,
+                  const struct hy_resource *existing, char *why, size_t size)
+{
+    struct session *s = ud;
+    const struct hy_global_cfg *cfg = s->srv->g->cfg;
+    if (existing && (!existing->origin || strcmp(existing->origin, s->zone))) {
+        snprintf(why, size, "%s %s here belongs to %s%s, not to zone %s", r->type->name,
+                 r->meta->name, existing->origin ? "zone " : "the global control plane",
+                 existing->origin ? existing->origin : "", s->zone);
+        return false;
+    }
+    bool ingress = !strcmp(r->type->name, "ZoneIngress");
+    uint64_t old_bytes = existing ? packed_size(existing) : 0;
+    if (op == HY_STORE_DELETE) {
+        if (existing) {
+            s->used_count -= s->used_count > 0;
+            s->used_bytes -= old_bytes < s->used_bytes ? old_bytes : s->used_bytes;
+            s->used_ingresses -= ingress && s->used_ingresses > 0;
+        }
+        return true;
+    }
+    uint64_t bytes = packed_size(r);
+    if (s->store_full) {
+        snprintf(why, size,
+                 "the global control plane's store is nearly full (less than --kds-store-headroom "
+                 "free): only deletes are taken");
+        return false;
+    }
+    if (!existing && cfg->zone_max_resources && s->used_count + 1 > cfg->zone_max_resources) {
+        snprintf(why, size, "zone %s is at its quota of %llu resources (--kds-zone-max-resources)",
+                 s->zone, (unsigned long long)cfg->zone_max_resources);
+        return false;
+    }
+    if (cfg->zone_max_bytes && bytes > old_bytes &&
+        s->used_bytes + (bytes - old_bytes) > cfg->zone_max_bytes) {
+        snprintf(why, size, "zone %s would exceed its quota of %llu bytes (--kds-zone-max-bytes)",
+                 s->zone, (unsigned long long)cfg->zone_max_bytes);
+        return false;
+    }
+    if (ingress && !existing && cfg->zone_max_ingresses &&
+        s->used_ingresses + 1 > cfg->zone_max_ingresses) {
+        snprintf(why, size,
+                 "zone %s is at its quota of %llu ZoneIngresses (--kds-zone-max-ingresses)",
+                 s->zone, (unsigned long long)cfg->zone_max_ingresses);
+        return false;
+    }
+    s->used_count += !existing;
+    s->used_bytes = s->used_bytes + bytes - (old_bytes < s->used_bytes + bytes ? old_bytes : 0);
+    s->used_ingresses += ingress && !existing;
+    return true;
+}
+
+static int count_usage(void *ud, struct hy_resource *r, bool *take)
+{
+    struct session *s = ud;
+    (void)take;
+    if (r->origin && !strcmp(r->origin, s->zone)) {
+        s->used_count++;
+        s->used_bytes += packed_size(r);
+        s->used_ingresses += !strcmp(r->type->name, "ZoneIngress");
+    }
+    return 0;
+}
+
+/* Counts what the zone keeps here (every zone-origin type). */
+static int usage_of(struct session *s)
+{
+    size_t n;
+    const struct hy_rtype *t = hy_rtype_all(&n);
+    s->used_count = s->used_bytes = s->used_ingresses = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (t[i].origin == HY_ORIGIN_ZONE)
+            rc = hy_store_each(s->srv->g->cp.store, t[i].name, count_usage, s);
+    return rc;
+}
+
+/* Whether the store has less room left than --kds-store-headroom (at most a
+ * quarter of the map), so that zones' deletes and the API's still fit. */
+static bool store_nearly_full(struct hy_global *g)
+{
+    struct hy_store_stats st;
+    if (hy_store_stats(g->cp.store, &st) < 0 || !st.map_size)
+        return false;
+    uint64_t headroom = g->cfg->store_headroom;
+    if (headroom > st.map_size / 4)
+        headroom = st.map_size / 4;
+    return st.used_bytes + headroom > st.map_size;
 }
 
 static void on_changes(struct session *s, const Hypha__V1__Changes *c)
@@ -246,30 +545,60 @@ static void on_changes(struct session *s, const Hypha__V1__Changes *c)
                                   .replace = &replace,
                                   .transform = take_from_zone,
                                   .transform_key = take_key,
+                                  .admit = admit,
                                   .ud = s};
-    struct hy_kds_applied done;
+    struct hy_kds_applied done = {0};
     char err[256];
     Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
     Hypha__V1__Ack ack = HYPHA__V1__ACK__INIT;
     Hypha__V1__Nack nack = HYPHA__V1__NACK__INIT;
+    s->store_full = store_nearly_full(s->srv->g);
+    int rc = services_build(s, c);
     /* the zone's synced revision is recorded in the same transaction */
     s->received += c->n_upserts + c->n_deletes;
     struct insight_edit e = {s, INS_UPDATE, c->to};
     struct hy_resource *zi = NULL;
-    if (hy_kds_insight_build(s->srv->g->cp.store, s->zone, edit_insight, &e, &zi) == 0)
+    if (rc == 0 && hy_kds_insight_build(s->srv->g->cp.store, s->zone, edit_insight, &e, &zi) == 0)
         o.also = zi;
-    int rc = hy_kds_apply(s->srv->g->cp.store, c, &o, &done, err, sizeof(err));
+    if (rc == 0)
+        rc = hy_kds_apply(s->srv->g->cp.store, c, &o, &done, err, sizeof(err));
+    else
+        snprintf(err, sizeof(err), "%s", hy_strerror(rc));
     hy_resource_free(zi);
+    services_free(s);
+    if (rc < 0 || c->snapshot)
+        usage_of(s); /* counted as judged: recount what was really stored */
+    Hypha__V1__Refused *refused = calloc(done.n_refused + 1, sizeof(*refused));
+    Hypha__V1__Refused **refused_v = calloc(done.n_refused + 1, sizeof(*refused_v));
+    Hypha__V1__ResourceKey *keys = calloc(done.n_refused + 1, sizeof(*keys));
+    if (rc == 0 && (!refused || !refused_v || !keys)) {
+        rc = HY_ENOMEM;
+        snprintf(err, sizeof(err), "out of memory");
+    }
     if (rc == 0) {
         s->insight_dirty = false;
-        ack.has_to = 1;
-        ack.to = c->to;
+        hy_kds_ack_fill(&ack, c->to, &done, refused, refused_v, keys);
+        for (size_t i = 0; i < done.n_refused; i++) {
+            const struct hy_kds_refusal *f = &done.refused[i];
+            if (i < 10)
+                hy_log(HY_LOG_WARN, "kds", "zone %s: refused %s %s%s%s: %s", s->zone, f->type,
+                       f->mesh[0] ? f->mesh : "", f->mesh[0] ? "/" : "", f->name, f->reason);
+        }
         m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_ACK;
         m.ack = &ack;
+        if (done.n_refused) {
+            hy_series_add(hy_metric_series(s->srv->refused, s->zone), (double)done.n_refused);
+            snprintf(s->last_error, sizeof(s->last_error),
+                     "refused %zu resources (first: %.60s %.80s: %.80s)", done.n_refused,
+                     done.refused[0].type, done.refused[0].name, done.refused[0].reason);
+            s->refused = &done;
+            insight(s, INS_UPDATE, 0);
+            s->refused = NULL;
+        }
         hy_log(HY_LOG_INFO, "kds",
-               "zone %s: applied %zu upserts, %zu deletes%s (zone revision %llu)", s->zone,
-               done.upserts, done.deletes, c->snapshot ? " from a snapshot" : "",
-               (unsigned long long)c->to);
+               "zone %s: applied %zu upserts, %zu deletes%s, refused %zu (zone revision %llu)",
+               s->zone, done.upserts, done.deletes, c->snapshot ? " from a snapshot" : "",
+               done.n_refused, (unsigned long long)c->to);
     } else {
         s->received -= c->n_upserts + c->n_deletes;
         nack.has_to = 1;
@@ -282,6 +611,10 @@ static void on_changes(struct session *s, const Hypha__V1__Changes *c)
         hy_log(HY_LOG_WARN, "kds", "zone %s: refused its changes: %s", s->zone, err);
     }
     send_msg(s, &m);
+    free(refused);
+    free(refused_v);
+    free(keys);
+    hy_kds_applied_fini(&done);
 }
 
 /* A zone asks for its intermediate CA of a mesh's backend: the global CP
@@ -364,9 +697,9 @@ static void on_hello(struct session *s, const Hypha__V1__Hello *h)
     struct hy_kds_server *srv = s->srv;
     snprintf(s->zone, sizeof(s->zone), "%s", h->zone ? h->zone : "");
     snprintf(s->version, sizeof(s->version), "%s", h->version ? h->version : "");
-    if (!hy_valid_name(s->zone)) {
+    if (!hy_valid_zone_name(s->zone)) {
         s->zone[0] = '\0';
-        reject(s, "Hello names no valid zone");
+        reject(s, "Hello names no valid zone (" HY_ZONE_NAME_RULE ")");
         return;
     }
     struct hy_token_claims claims = {0};
@@ -390,6 +723,8 @@ static void on_hello(struct session *s, const Hypha__V1__Hello *h)
                  hy_ws_conn_peer(find_zone(srv, s->zone, s)->conn));
     } else {
         reason[0] = '\0';
+        snprintf(s->jti, sizeof(s->jti), "%s", claims.jti ? claims.jti : "");
+        s->token_exp = claims.exp;
     }
     hy_token_claims_fini(&claims);
     if (reason[0]) {
@@ -407,6 +742,9 @@ static void on_hello(struct session *s, const Hypha__V1__Hello *h)
     s->welcomed = true;
     s->out = (struct hy_kds_outbox){.acked = h->acked_global_revision};
     s->last_error[0] = '\0';
+    if ((rc = usage_of(s)) < 0)
+        hy_log(HY_LOG_ERROR, "kds", "zone %s: cannot count what it keeps here: %s", s->zone,
+               hy_strerror(rc));
     insight(s, INS_CONNECT, 0);
     Hypha__V1__Welcome w = HYPHA__V1__WELCOME__INIT;
     Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
@@ -451,12 +789,16 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
         case HYPHA__V1__KDS_MESSAGE__MSG_CSR_REQUEST:
             on_csr(s, m->csr_request);
             break;
-        case HYPHA__V1__KDS_MESSAGE__MSG_ACK:
+        case HYPHA__V1__KDS_MESSAGE__MSG_ACK: {
+            char who[300];
+            snprintf(who, sizeof(who), "zone %s", s->zone);
+            hy_kds_log_refused(who, m->ack, s->last_error, sizeof(s->last_error));
             if (hy_kds_outbox_ack(&s->out, m->ack->to)) {
                 s->insight_dirty = true;
                 send_next(s);
             }
             break;
+        }
         case HYPHA__V1__KDS_MESSAGE__MSG_NACK:
             hy_kds_outbox_nack(&s->out, s->srv->g->cp.store);
             snprintf(s->last_error, sizeof(s->last_error), "zone refused changes: %s",
@@ -514,9 +856,16 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
 static void on_flush(uv_timer_t *t)
 {
     struct hy_kds_server *srv = t->data;
-    for (struct session *s = srv->sessions; s; s = s->next)
-        if (s->welcomed && s->insight_dirty)
+    for (struct session *s = srv->sessions; s; s = s->next) {
+        if (!s->welcomed || s->closing)
+            continue;
+        if (s->insight_dirty)
             insight(s, INS_UPDATE, 0);
+        /* an expired token ends its session within a second */
+        char why[200];
+        if (!hy_cp_token_live(&srv->g->cp, NULL, s->token_exp, why, sizeof(why)))
+            still_admitted(s);
+    }
 }
 
 /* ----- certificates ----- */
@@ -545,7 +894,11 @@ int hy_kds_server_start(struct hy_global *g)
     g->kds = srv;
     if (hy_kds_metrics_init(&srv->metrics, g->cp.metrics) < 0 ||
         !hy_metric_gauge_fn(g->cp.metrics, "hypha_kds_zones_connected",
-                            "Zones connected and admitted over KDS", zones_connected, srv))
+                            "Zones connected and admitted over KDS", zones_connected, srv) ||
+        !(srv->refused = hy_metric_counter(
+              g->cp.metrics, "hypha_kds_resources_refused_total",
+              "Resources a zone sent that were not stored (invalid, not its own, over a quota)", 1,
+              "zone")))
         return HY_ENOMEM;
     char cert[4200], key[4200], addr[300];
     int rc = hy_cp_server_cert(&g->cp, "kds", "KDS", "zones verify it with --global-ca-file",

@@ -20,6 +20,19 @@ static const struct hy_option options[] = {
      "websocket ping interval on KDS; a peer silent for three intervals is dropped (Offline)"},
     {"kds-max-message", "HYPHA_KDS_MAX_MESSAGE", "kdsMaxMessage", HY_OPT_SIZE, O(kds_max_message),
      "4Mi", "largest KDS message; a larger one closes that zone's connection"},
+    {"kds-zone-max-resources", "HYPHA_KDS_ZONE_MAX_RESOURCES", "kdsZoneMaxResources", HY_OPT_UINT,
+     O(zone_max_resources), "50000",
+     "most resources (Dataplanes, insights, ingresses) one zone may keep here; more are refused"},
+    {"kds-zone-max-bytes", "HYPHA_KDS_ZONE_MAX_BYTES", "kdsZoneMaxBytes", HY_OPT_SIZE,
+     O(zone_max_bytes), "128Mi", "most bytes of resources one zone may keep here"},
+    {"kds-zone-max-ingresses", "HYPHA_KDS_ZONE_MAX_INGRESSES", "kdsZoneMaxIngresses", HY_OPT_UINT,
+     O(zone_max_ingresses), "16", "most ZoneIngresses one zone may register"},
+    {"kds-ingress-max-services", "HYPHA_KDS_INGRESS_MAX_SERVICES", "kdsIngressMaxServices",
+     HY_OPT_UINT, O(ingress_max_services), "5000",
+     "most availableServices one ZoneIngress may advertise"},
+    {"kds-store-headroom", "HYPHA_KDS_STORE_HEADROOM", "kdsStoreHeadroom", HY_OPT_SIZE,
+     O(store_headroom), "64Mi",
+     "zones' writes are refused when less than this is free in the store, so deletes still fit"},
 };
 
 static const struct hy_config_spec spec = {

@@ -385,8 +385,11 @@ static int add_remote(void *ud, struct hy_resource *r, bool *take)
     struct policy_walk *w = ud;
     const Hypha__V1__ZoneIngress *zi = (const Hypha__V1__ZoneIngress *)r->spec;
     const char *own = S(w->dp->origin);
+    /* the zone is the one the global CP stored it under (the KDS session's),
+     * never spec.zone: a zone could claim to be another there */
+    const char *from = S(r->origin);
     (void)take;
-    if (!zi->zone || !strcmp(zi->zone, own) || !zi->networking)
+    if (!from[0] || !strcmp(from, own) || !strcmp(from, "global") || !zi->networking)
         return 0;
     const Hypha__V1__ZoneIngress__Networking *n = zi->networking;
     const char *addr = n->advertised_address ? n->advertised_address : S(n->address);
@@ -405,7 +408,7 @@ static int add_remote(void *ud, struct hy_resource *r, bool *take)
         e->address = strdup(addr);
         e->has_port = e->has_priority = 1;
         e->port = n->has_advertised_port ? n->advertised_port : n->port;
-        e->zone = strdup(zi->zone);
+        e->zone = strdup(from);
         e->name = strdup(r->meta->name);
         e->priority = 1;
         break;

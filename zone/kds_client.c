@@ -148,7 +148,7 @@ static void on_changes(struct hy_kds_client *k, const Hypha__V1__Changes *c)
     struct hy_kds_scope accept = {synced_here, k}, replace = {from_global, k};
     struct hy_kds_apply_opts o = {
         .accept = &accept, .replace = &replace, .transform = take_from_global, .ud = k};
-    struct hy_kds_applied done;
+    struct hy_kds_applied done = {0};
     char err[256];
     Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
     Hypha__V1__Ack ack = HYPHA__V1__ACK__INIT;
@@ -162,15 +162,25 @@ static void on_changes(struct hy_kds_client *k, const Hypha__V1__Changes *c)
         o.also = own;
     int rc = hy_kds_apply(k->z->cp.store, c, &o, &done, err, sizeof(err));
     hy_resource_free(own);
+    Hypha__V1__Refused *refused = calloc(done.n_refused + 1, sizeof(*refused));
+    Hypha__V1__Refused **refused_v = calloc(done.n_refused + 1, sizeof(*refused_v));
+    Hypha__V1__ResourceKey *keys = calloc(done.n_refused + 1, sizeof(*keys));
+    if (rc == 0 && (!refused || !refused_v || !keys)) {
+        rc = HY_ENOMEM;
+        snprintf(err, sizeof(err), "out of memory");
+    }
     if (rc == 0) {
         k->received += c->n_upserts + c->n_deletes;
-        ack.has_to = 1;
-        ack.to = c->to;
+        hy_kds_ack_fill(&ack, c->to, &done, refused, refused_v, keys);
         m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_ACK;
         m.ack = &ack;
+        /* what we could not take (a newer global's type, say) is named to
+         * the global CP and here, and the stream goes on */
+        hy_kds_log_refused("this zone", &ack, k->last_error, sizeof(k->last_error));
         hy_log(HY_LOG_INFO, "kds",
-               "applied %zu upserts, %zu deletes%s from the global control plane (revision %llu)",
-               done.upserts, done.deletes, c->snapshot ? " from a snapshot" : "",
+               "applied %zu upserts, %zu deletes%s from the global control plane, refused %zu "
+               "(revision %llu)",
+               done.upserts, done.deletes, c->snapshot ? " from a snapshot" : "", done.n_refused,
                (unsigned long long)c->to);
     } else {
         k->global_applied = before;
@@ -183,6 +193,10 @@ static void on_changes(struct hy_kds_client *k, const Hypha__V1__Changes *c)
         hy_log(HY_LOG_WARN, "kds", "refused changes from the global control plane: %s", err);
     }
     send_msg(k, &m);
+    free(refused);
+    free(refused_v);
+    free(keys);
+    hy_kds_applied_fini(&done);
 }
 
 static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size_t len)
@@ -217,6 +231,8 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
             on_changes(k, m->changes);
         break;
     case HYPHA__V1__KDS_MESSAGE__MSG_ACK:
+        hy_kds_log_refused("the global control plane", m->ack, k->last_error,
+                           sizeof(k->last_error));
         if (hy_kds_outbox_ack(&k->out, m->ack->to))
             send_next(k);
         break;

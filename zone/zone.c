@@ -50,10 +50,9 @@ int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *lo
 {
     memset(z, 0, sizeof(*z));
     z->cfg = cfg;
-    if (!cfg->zone || !hy_valid_name(cfg->zone)) {
-        hy_log(HY_LOG_ERROR, "zone",
-               "--zone: \"%s\" is not a zone name (lowercase letters, digits, '-' and '.')",
-               cfg->zone ? cfg->zone : "");
+    if (!cfg->zone || !hy_valid_zone_name(cfg->zone)) {
+        hy_log(HY_LOG_ERROR, "zone", "--zone: \"%s\" is not a zone name (%s)",
+               cfg->zone ? cfg->zone : "", HY_ZONE_NAME_RULE);
         return HY_EINVAL;
     }
     int rc = hy_cp_open(&z->cp, &cfg->cp, "zone", loop);

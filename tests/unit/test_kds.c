@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "codec.h"
 #include "error.h"
 #include "kds_sync.h"
 #include "policies.pb-c.h"
@@ -73,12 +74,40 @@ static bool from_east(void *ud, const struct hy_rtype *t, const char *origin)
 static const struct hy_kds_scope zone_scope = {to_zone, NULL};
 static const struct hy_kds_scope east_scope = {from_east, NULL};
 
+/* A spec that passes the type's validator: what a peer sends is validated. */
+static const char *valid_spec(const char *type)
+{
+    static const char *const specs[][2] = {
+        {"MeshTrafficPermission",
+         "{targetRef: {kind: Mesh}, from: [{targetRef: {kind: Mesh}, default: {action: Allow}}]}"},
+        {"MeshRetry", "{targetRef: {kind: Mesh}, to: [{targetRef: {kind: Mesh}, default: {}}]}"},
+        {"MeshTimeout", "{targetRef: {kind: Mesh}, to: [{targetRef: {kind: Mesh}, default: {}}]}"},
+        {"Dataplane", "{networking: {address: 10.0.0.1, inbound: [{port: 8080, tags: "
+                      "{hypha.io/service: web}}]}}"},
+        {"ZoneIngress", "{networking: {address: 10.0.0.2, port: 10001}}"},
+    };
+    for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++)
+        if (!strcmp(specs[i][0], type))
+            return specs[i][1];
+    return NULL;
+}
+
 static struct hy_resource *make(const char *type, const char *mesh, const char *name,
                                 const char *origin)
 {
     struct hy_resource *r = hy_resource_new(hy_rtype_by_name(type));
     assert_non_null(r);
     assert_int_equal(hy_resource_set_name(r, mesh, name), 0);
+    const char *spec = valid_spec(type);
+    if (spec) {
+        ProtobufCMessage *m = NULL;
+        struct hy_diag d = {0};
+        assert_int_equal(
+            hy_codec_decode_message("spec", spec, strlen(spec), NULL, r->type->desc, &m, &d), 0);
+        protobuf_c_message_free_unpacked(r->spec, NULL);
+        r->spec = m;
+        hy_diag_fini(&d);
+    }
     if (origin)
         r->origin = strdup(origin);
     return r;
@@ -242,9 +271,145 @@ static void test_accept_scope(void **state)
     struct hy_kds_apply_opts o = {.accept = &east_scope, .replace = &east_scope};
     char err[256];
     uint64_t rev = hy_store_revision(f->b);
-    assert_int_equal(hy_kds_apply(f->b, c, &o, NULL, err, sizeof(err)), HY_EINVAL);
-    assert_string_equal(err, "Mesh evil may not be sent on this stream");
+    struct hy_kds_applied done;
+    /* refused alone, named, and nothing written */
+    assert_int_equal(hy_kds_apply(f->b, c, &o, &done, err, sizeof(err)), 0);
+    assert_int_equal(done.n_refused, 1);
+    assert_string_equal(done.refused[0].name, "evil");
+    assert_string_equal(done.refused[0].reason, "Mesh may not be sent on this stream");
+    hy_kds_applied_fini(&done);
     assert_int_equal(hy_store_revision(f->b), rev);
+    hypha__v1__changes__free_unpacked(c, NULL);
+}
+
+static int rename_east(void *ud, struct hy_resource *r);
+static int rename_key(void *ud, const Hypha__V1__ResourceKey *k, char *buf, size_t size);
+
+/* Adds r, packed as a peer would send it, to c's upserts. */
+static void add_upsert(Hypha__V1__Changes *c, const struct hy_resource *r)
+{
+    size_t len;
+    uint8_t *p = hy_resource_pack(r, &len);
+    c->upserts = realloc(c->upserts, (c->n_upserts + 1) * sizeof(*c->upserts));
+    c->upserts[c->n_upserts++] = hypha__v1__envelope__unpack(NULL, len, p);
+    free(p);
+}
+
+static void add_label(struct hy_resource *r, const char *key, const char *value)
+{
+    Hypha__V1__Meta *m = r->meta;
+    m->labels = realloc(m->labels, (m->n_labels + 1) * sizeof(*m->labels));
+    Hypha__V1__Meta__LabelsEntry *e = malloc(sizeof(*e));
+    hypha__v1__meta__labels_entry__init(e);
+    e->key = key ? strdup(key) : NULL;
+    e->value = strdup(value);
+    m->labels[m->n_labels++] = e;
+}
+
+/* Hostile upserts (security issue, findings 1, 6 and 10): a label with no
+ * key, a key twice, a spec its validator refuses, a type nobody knows.
+ * Each is refused with a reason, never read further, and the good one in
+ * the same message is stored. */
+static void test_hostile_upserts(void **state)
+{
+    struct fx *f = *state;
+    Hypha__V1__Changes *c = malloc(sizeof(*c));
+    hypha__v1__changes__init(c);
+    struct hy_resource *r = make("Dataplane", "default", "nokey", NULL);
+    add_label(r, NULL, "x"); /* protobuf-c leaves key NULL when the entry omits it */
+    add_upsert(c, r);
+    hy_resource_free(r);
+    r = make("Dataplane", "default", "dup", NULL);
+    add_label(r, "team", "a");
+    add_label(r, "team", "b");
+    add_upsert(c, r);
+    hy_resource_free(r);
+    r = make("Dataplane", "default", "nospec", NULL);
+    protobuf_c_message_free_unpacked(r->spec, NULL);
+    r->spec = protobuf_c_message_unpack(r->type->desc, NULL, 0, (const uint8_t *)"");
+    add_upsert(c, r);
+    hy_resource_free(r);
+    r = make("Dataplane", "default", "good", NULL);
+    add_upsert(c, r);
+    hy_resource_free(r);
+    free(c->upserts[3]->meta->type); /* a type from a newer peer, say */
+    c->upserts[3]->meta->type = strdup("MeshFuture");
+    r = make("Dataplane", "default", "good", NULL);
+    add_upsert(c, r);
+    hy_resource_free(r);
+    struct hy_kds_apply_opts o = {.accept = &east_scope, .replace = &east_scope};
+    struct hy_kds_applied done;
+    assert_int_equal(hy_kds_apply(f->b, c, &o, &done, NULL, 0), 0);
+    assert_int_equal(done.upserts, 1);
+    assert_int_equal(done.n_refused, 4);
+    assert_string_equal(done.refused[0].name, "nokey");
+    assert_non_null(strstr(done.refused[0].reason, "no key"));
+    assert_non_null(strstr(done.refused[1].reason, "duplicate key \"team\""));
+    assert_non_null(strstr(done.refused[2].reason, "networking"));
+    assert_string_equal(done.refused[3].type, "MeshFuture");
+    hy_kds_applied_fini(&done);
+    assert_true(has(f->b, "Dataplane", "default", "good"));
+    assert_false(has(f->b, "Dataplane", "default", "dup"));
+    hypha__v1__changes__free_unpacked(c, NULL);
+}
+
+static bool refuse_other(void *ud, enum hy_store_op op, const struct hy_resource *r,
+                         const struct hy_resource *existing, char *why, size_t size)
+{
+    (void)ud;
+    (void)op;
+    if (existing && existing->origin && strcmp(existing->origin, "east")) {
+        snprintf(why, size, "%s belongs to zone %s", r->meta->name, existing->origin);
+        return false;
+    }
+    return true;
+}
+
+/* The admit hook sees what is stored under the key: a zone cannot write
+ * over (or delete) what another zone owns (finding 9), and a name that
+ * grows past 253 with its prefix is refused alone (finding 6). */
+static void test_admit_and_long_names(void **state)
+{
+    struct fx *f = *state;
+    put(f->b, "Dataplane", "default", "east.web-1", "us", NULL); /* another zone's */
+    Hypha__V1__Changes *c = malloc(sizeof(*c));
+    hypha__v1__changes__init(c);
+    struct hy_resource *r = make("Dataplane", "default", "web-1", NULL);
+    add_upsert(c, r);
+    hy_resource_free(r);
+    char longname[254];
+    memset(longname, 'a', 250);
+    longname[250] = '\0';
+    r = make("Dataplane", "default", longname, NULL);
+    add_upsert(c, r);
+    hy_resource_free(r);
+    r = make("Dataplane", "default", "web-2", NULL);
+    add_upsert(c, r);
+    hy_resource_free(r);
+    c->deletes = malloc(sizeof(*c->deletes));
+    c->deletes[0] = malloc(sizeof(**c->deletes));
+    hypha__v1__resource_key__init(c->deletes[0]);
+    c->deletes[0]->type = strdup("Dataplane");
+    c->deletes[0]->mesh = strdup("default");
+    c->deletes[0]->name = strdup("web-1");
+    c->n_deletes = 1;
+    struct hy_kds_apply_opts o = {.accept = &east_scope,
+                                  .transform = rename_east,
+                                  .transform_key = rename_key,
+                                  .admit = refuse_other};
+    struct hy_kds_applied done;
+    assert_int_equal(hy_kds_apply(f->b, c, &o, &done, NULL, 0), 0);
+    assert_int_equal(done.n_refused, 3);
+    assert_non_null(strstr(done.refused[0].reason, "belongs to zone us"));
+    assert_string_equal(done.refused[1].name, longname);
+    assert_non_null(strstr(done.refused[1].reason, "not a valid name"));
+    assert_non_null(strstr(done.refused[2].reason, "belongs to zone us")); /* the delete */
+    hy_kds_applied_fini(&done);
+    assert_true(has(f->b, "Dataplane", "default", "east.web-2"));
+    struct hy_resource *kept = NULL;
+    assert_int_equal(hy_store_get(f->b, "Dataplane", "default", "east.web-1", &kept), 0);
+    assert_string_equal(kept->origin, "us");
+    hy_resource_free(kept);
     hypha__v1__changes__free_unpacked(c, NULL);
 }
 
@@ -321,8 +486,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-        T(test_delta),        T(test_snapshot_after_compaction),
-        T(test_accept_scope), T(test_zone_to_global_rename),
+        T(test_delta),           T(test_snapshot_after_compaction), T(test_accept_scope),
+        T(test_hostile_upserts), T(test_admit_and_long_names),      T(test_zone_to_global_rename),
         T(test_chunks),
 #undef T
     };
