@@ -298,10 +298,15 @@ void hy_kds_applied_fini(struct hy_kds_applied *a)
     }
 }
 
-/* The first problem of d, for a refusal. */
+/* The first problem of d, "field: message", for a refusal. */
 static const char *first_cause(const struct hy_diag *d, char *buf, size_t size)
 {
-    return d->n ? hy_diag_format(d, 0, buf, size) : "invalid";
+    if (!d->n)
+        return "invalid";
+    const struct hy_cause *c = &d->causes[0];
+    snprintf(buf, size, "%s%s%s", c->field ? c->field : "", c->field ? ": " : "",
+             c->message ? c->message : "invalid");
+    return buf;
 }
 
 /* Judges one upsert. 0 with *w filled (the batch owns w->r), 1 when it was

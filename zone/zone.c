@@ -23,6 +23,18 @@ static const char *write_refusal(void *ud, const struct hy_rtype *t, char *buf, 
     return buf;
 }
 
+bool hy_zone_name_fits(const struct hy_zone *z, const char *name, char *why, size_t size)
+{
+    size_t n = strlen(z->cfg->zone) + 1 + strlen(name);
+    if (!z->cfg->global_address || n <= 253)
+        return true;
+    snprintf(why, size,
+             "with this zone's prefix (\"%s.\") the name is %zu characters long on the global "
+             "control plane, over 253: use a shorter name",
+             z->cfg->zone, n);
+    return false;
+}
+
 /* Everything written through this zone's API is this zone's: mark it, so
  * KDS sends it up (and never sends it back down). A standalone zone owns
  * its meshes, so it makes their root CAs too. */
@@ -37,8 +49,13 @@ static int before_commit(void *ud, struct hy_api_batch *b, struct hy_diag *d)
     }
     for (size_t i = 0; i < n; i++) {
         struct hy_resource *r = b->owned[i];
+        char why[300];
         if (b->w[i].op != HY_STORE_PUT || r->type->origin != HY_ORIGIN_ZONE)
             continue;
+        if (!hy_zone_name_fits(z, r->meta->name, why, sizeof(why))) {
+            hy_diag_add(d, 0, 0, "name", "%s", why);
+            return HY_EINVAL;
+        }
         free(r->origin);
         if (!(r->origin = strdup(z->cfg->zone)))
             return HY_ENOMEM;

@@ -44,6 +44,10 @@ struct hy_zone {
  * Logs and returns a negative code on failure; hy_zone_close undoes a
  * partial open. */
 int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *loop);
+/* Whether a zone-origin resource called name can be kept on the global CP,
+ * which stores it as "<zone>.<name>" (at most 253 characters). Always true
+ * for a standalone zone; false with why filled (size bytes) otherwise. */
+bool hy_zone_name_fits(const struct hy_zone *z, const char *name, char *why, size_t size);
 /* Stops listening and syncing; run the loop until the handles have closed,
  * then hy_zone_close. */
 void hy_zone_stop(struct hy_zone *z);

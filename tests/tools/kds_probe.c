@@ -72,6 +72,15 @@ static const struct hy_option options[] = {
     {"hold", NULL, NULL, HY_OPT_BOOL, O(hold), "false",
      "zones: once done, stay connected until SIGTERM or --timeout (then exit 0)"},
     {"trace", NULL, NULL, HY_OPT_BOOL, O(trace), "false", "print a line for every message"},
+    {"resources", NULL, NULL, HY_OPT_STRING, O(resources), NULL,
+     "send: YAML file of the zone-origin resources to send up (names as the zone has them)"},
+    {"copies", NULL, NULL, HY_OPT_UINT, O(copies), "1",
+     "send: copies of each resource (names get -<k>): a zone flooding the global CP"},
+    {"batch", NULL, NULL, HY_OPT_UINT, O(batch), "500", "send: upserts per Changes message"},
+    {"tweak", NULL, NULL, HY_OPT_STRINGS, O(tweaks), NULL,
+     "send: bend every resource: null-label-key, dup-label, dup-service-tag"},
+    {"delete", NULL, NULL, HY_OPT_STRINGS, O(deletes), NULL,
+     "send: TYPE/MESH/NAME keys to delete (MESH empty for global types), in the last Changes"},
     {"log-level", NULL, NULL, HY_OPT_LOG_LEVEL, O(log_level), "warn",
      "log lines on stderr (the websocket module's)"},
 };
@@ -92,6 +101,9 @@ static const struct hy_config_spec spec = {
         "                PUT --warmup + --puts policies one at a time, each after the previous\n"
         "                one reached every zone, and print latency percentiles; exit 0 when\n"
         "                done (--hold: at SIGTERM or --timeout)\n"
+        "  send          Hello as --zone with --token-file, send --resources up (bent by\n"
+        "                --tweak, --copies, --delete), print each Ack's refusals; exit 0 when\n"
+        "                all were answered (--hold: when the server then closes the session)\n"
         "Output: one line per event on stdout, EVENT key=value...; a text field (reason, error)\n"
         "comes last. Exit codes: 0 the expected outcome, 1 another one, 2 usage, 3 no\n"
         "connection, 4 timeout.",
@@ -100,8 +112,8 @@ static const struct hy_config_spec spec = {
     .args = "MODE",
 };
 
-static const char *const mode_names[] = {"garbage", "huge", "before-hello", "silent-hello",
-                                         "zones"};
+static const char *const mode_names[] = {"garbage",      "huge",  "before-hello",
+                                         "silent-hello", "zones", "send"};
 
 /* ----- shared helpers ----- */
 
@@ -416,6 +428,8 @@ static bool check_cfg(const struct probe_cfg *c, enum probe_mode mode)
         why = "huge needs --size";
     else if (mode == MODE_BEFORE_HELLO && strcmp(c->first, "changes") && strcmp(c->first, "ack"))
         why = "--first must be changes or ack";
+    else if (mode == MODE_SEND && (!c->resources || !c->zone || !c->token_file))
+        why = "send needs --resources, --zone and --token-file";
     else if ((mode == MODE_SILENT_HELLO || (mode == MODE_GARBAGE && c->zone)) &&
              (!c->zone || !c->token_file))
         why = "a Hello needs --zone and --token-file";
@@ -457,7 +471,7 @@ int main(int argc, char **argv)
         m++;
     if (res.nargs != 1 || m == nmodes) {
         fprintf(stderr, "hypha-kds-probe: give one MODE: garbage, huge, before-hello, "
-                        "silent-hello or zones (see --help)\n");
+                        "silent-hello, zones or send (see --help)\n");
         hy_config_fini(&spec, &cfg);
         return PROBE_USAGE;
     }
@@ -483,7 +497,8 @@ int main(int argc, char **argv)
         uv_signal_start(&p.sigs[i], on_signal, signums[i]);
     }
     bool zoned = p.mode == MODE_SILENT_HELLO || p.mode == MODE_ZONES;
-    rc = zoned ? probe_zones_start(&p) : raw_start(&p);
+    bool sending = p.mode == MODE_SEND;
+    rc = zoned ? probe_zones_start(&p) : sending ? probe_send_start(&p) : raw_start(&p);
     if (rc != PROBE_OK)
         probe_finish(&p, rc);
     else
@@ -493,6 +508,8 @@ int main(int argc, char **argv)
     struct raw *r = p.raw;
     if (zoned)
         probe_zones_stop(&p);
+    else if (sending)
+        probe_send_stop(&p);
     else if (r)
         hy_ws_client_stop(r->ws);
     uv_close((uv_handle_t *)&p.deadline, NULL);
@@ -501,6 +518,8 @@ int main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     if (zoned) {
         probe_zones_free(&p);
+    } else if (sending) {
+        probe_send_free(&p);
     } else if (r) {
         hy_ws_client_free(r->ws);
         free(r);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "config.h"
 #include "kds.pb-c.h"
 #include "log.h"
 #include "ws.h"
@@ -52,10 +53,22 @@ struct probe_cfg {
     char *arrivals;       /* zones: file for every latency sample */
     bool hold;            /* zones: stay connected once done, until SIGTERM or --timeout */
     bool trace;           /* print every message received */
+    char *resources;      /* send: YAML file of the resources sent up */
+    uint64_t copies;      /* send: copies of each (names get -<k>) */
+    uint64_t batch;       /* send: upserts per Changes */
+    struct hy_strings tweaks;  /* send: null-label-key, dup-label, dup-service-tag */
+    struct hy_strings deletes; /* send: TYPE/MESH/NAME keys deleted in the last Changes */
     enum hy_log_level log_level;
 };
 
-enum probe_mode { MODE_GARBAGE, MODE_HUGE, MODE_BEFORE_HELLO, MODE_SILENT_HELLO, MODE_ZONES };
+enum probe_mode {
+    MODE_GARBAGE,
+    MODE_HUGE,
+    MODE_BEFORE_HELLO,
+    MODE_SILENT_HELLO,
+    MODE_ZONES,
+    MODE_SEND
+};
 
 struct probe {
     const struct probe_cfg *cfg;
@@ -100,5 +113,10 @@ int probe_zones_start(struct probe *p);
 void probe_zones_stop(struct probe *p);
 void probe_zones_free(struct probe *p);
 bool probe_zones_goal_reached(const struct probe *p);
+
+/* The send mode (kds_probe_send.c): start, stop and free as above. */
+int probe_send_start(struct probe *p);
+void probe_send_stop(struct probe *p);
+void probe_send_free(struct probe *p);
 
 #endif
