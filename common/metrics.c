@@ -92,44 +92,6 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
-/* Length of the valid UTF-8 sequence at p, or 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *p)
-{
-    unsigned c = p[0];
-    size_t n;
-    uint32_t cp, min;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xe0) == 0xc0) {
-        n = 2, cp = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        n = 3, cp = c & 0x0f, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-        n = 4, cp = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-static bool utf8_valid(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_seq(p);
-        if (!n)
-            return false;
-        p += n;
-    }
-    return true;
-}
-
 /* A copy of s with every byte that is not part of valid UTF-8 replaced by
  * U+FFFD; NULL when out of memory. */
 static char *utf8_fix(const char *s)
@@ -138,7 +100,7 @@ static char *utf8_fix(const char *s)
     if (!out)
         return NULL;
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_seq(p);
+        size_t n = hy_utf8_seq(p);
         if (n) {
             memcpy(o, p, n);
             o += n;
@@ -369,7 +331,7 @@ struct hy_series *hy_metric_series_v(struct hy_metric *f, const char *const *val
     struct hy_series *s = NULL;
     for (size_t i = 0; i < f->nlabels; i++) {
         vals[i] = values[i] ? values[i] : "";
-        if (!utf8_valid(vals[i])) {
+        if (!hy_utf8_valid(vals[i])) {
             if (!(fixed[i] = utf8_fix(vals[i])))
                 goto out_free_fixed;
             vals[i] = fixed[i];

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "buf.h"
 #include "dataplane.pb-c.h"
 #include "mesh.pb-c.h"
 #include "policies.pb-c.h"
@@ -140,9 +141,58 @@ static void check_port(struct hy_diag *d, const char *path, protobuf_c_boolean h
     }
 }
 
+/* What the type validators cannot see and a binary peer can send: an enum
+ * field holding a number its enum does not name (code indexes tables and
+ * shifts masks by them), and strings that are not UTF-8 (they would end up
+ * in JSON every reader must parse). Walks every field of m. */
+static void check_wire(struct hy_diag *d, const char *path, const ProtobufCMessage *m, int depth)
+{
+    const ProtobufCMessageDescriptor *desc = m->descriptor;
+    char p[300];
+    if (depth > 16)
+        return; /* our schemas are shallower; the decoder bounds the rest */
+    for (unsigned i = 0; i < desc->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &desc->fields[i];
+        const char *base = (const char *)m + f->offset;
+        size_t n = 1;
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            /* members share storage: only the one set may be read */
+            if (*(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
+                continue;
+        } else if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            base = *(const char *const *)base;
+        } else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type == PROTOBUF_C_TYPE_ENUM &&
+                   !*(const protobuf_c_boolean *)((const char *)m + f->quantifier_offset)) {
+            continue;
+        }
+        for (size_t k = 0; base && k < n; k++) {
+            snprintf(p, sizeof(p), "%s%s%s", path, path[0] ? "." : "", f->name);
+            if (f->type == PROTOBUF_C_TYPE_ENUM) {
+                int v = ((const int *)base)[k];
+                if (!protobuf_c_enum_descriptor_get_value(f->descriptor, v))
+                    hy_diag_add(d, 0, 0, p, "%d is not a value of %s", v,
+                                ((const ProtobufCEnumDescriptor *)f->descriptor)->short_name);
+            } else if (f->type == PROTOBUF_C_TYPE_STRING) {
+                const char *s = ((char *const *)base)[k];
+                if (s && !hy_utf8_valid(s))
+                    hy_diag_add(d, 0, 0, p, "not valid UTF-8");
+            } else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                const ProtobufCMessage *sub = ((ProtobufCMessage *const *)base)[k];
+                if (sub)
+                    check_wire(d, p, sub, depth + 1);
+            }
+        }
+    }
+}
+
 bool hy_resource_validate(const struct hy_resource *r, struct hy_diag *d)
 {
     size_t before = d->n;
+    check_wire(d, "", &r->meta->base, 0);
+    check_wire(d, "spec", r->spec, 0);
+    if (d->n != before)
+        return false; /* the validators below read enums and strings */
     const Hypha__V1__Meta *m = r->meta;
     if (!m->name || !m->name[0])
         hy_diag_add(d, 0, 0, "name", "required");

@@ -784,7 +784,10 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
                 on_hello(s, m->hello);
             break;
         case HYPHA__V1__KDS_MESSAGE__MSG_CHANGES:
-            on_changes(s, m->changes);
+            /* a zone deleted (or a token revoked) an instant ago must not
+             * write again before the store watcher lets it go */
+            if (still_admitted(s))
+                on_changes(s, m->changes);
             break;
         case HYPHA__V1__KDS_MESSAGE__MSG_CSR_REQUEST:
             on_csr(s, m->csr_request);
