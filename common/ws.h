@@ -16,7 +16,12 @@
 #include <uv.h>
 
 #define HY_WS_MAX_MESSAGE_DEFAULT (4u << 20) /* 4 MiB */
-#define HY_WS_REASON_MAX 123                 /* bytes of a close reason (RFC 6455 5.5) */
+/* Server side, before the session says the peer proved who it is
+ * (hy_ws_conn_authenticated): what a stranger may cost. */
+#define HY_WS_MAX_MESSAGE_UNAUTH_DEFAULT (64u << 10) /* 64 KiB: a Hello is a few KiB */
+#define HY_WS_MAX_UNAUTH_DEFAULT 256                 /* connections waiting for their Hello */
+#define HY_WS_HELLO_TIMEOUT_MS_DEFAULT 10000         /* to authenticate once open */
+#define HY_WS_REASON_MAX 123                         /* bytes of a close reason (RFC 6455 5.5) */
 
 /* Close codes (RFC 6455 7.4.1) this module uses or reports. */
 enum {
@@ -71,6 +76,16 @@ struct hy_ws_limits {
     unsigned ping_sec;  /* send a ping after this long without a pong; 0 = 30 */
     unsigned idle_sec;  /* close a connection with no pong for this long; 0 = 3 * ping_sec.
                            Must be more than ping_sec. */
+    /* Server connections start unauthenticated, held to the three limits
+     * below until the session calls hy_ws_conn_authenticated (a client's
+     * connection is authenticated from the start: these do not apply). */
+    size_t max_message_unauth; /* largest message before that, bytes; 0 = 64 KiB (and never
+                                  more than max_message). Bigger ones close with 1009. */
+    size_t max_unauth;         /* unauthenticated connections open at once; 0 = 256. One more is
+                                  closed as soon as it opens (1008, "too many ...", never
+                                  reaching on_open). */
+    unsigned hello_timeout_ms; /* an unauthenticated connection is closed (1008, "no Hello
+                                  within N s") this long after it opened; 0 = 10000 */
 };
 
 struct hy_ws_server_config {
@@ -95,6 +110,15 @@ int hy_ws_server_new(const struct hy_ws_server_config *cfg, struct hy_ws_server 
 int hy_ws_server_port(const struct hy_ws_server *s);
 /* Number of open websocket connections. */
 size_t hy_ws_server_nconns(const struct hy_ws_server *s);
+/* What the pre-authentication limits did, for logs and metrics. */
+struct hy_ws_server_stats {
+    size_t unauth;           /* open and not yet authenticated */
+    uint64_t unauth_refused; /* closed at open: max_unauth were already waiting */
+    uint64_t hello_timeouts; /* closed: not authenticated within hello_timeout_ms */
+    uint64_t unauth_too_big; /* closed: a message over max_message_unauth before authentication */
+};
+/* Fills *out. Cannot fail; NULL s gives zeros. */
+void hy_ws_server_stats(const struct hy_ws_server *s, struct hy_ws_server_stats *out);
 /* Stops listening and drops every connection (on_close is called for each,
  * with HY_WS_CLOSE_ABNORMAL "server stopping"; peers see the socket
  * close, no close frame). lws closes its handles asynchronously: run the
@@ -171,6 +195,15 @@ int hy_ws_send(struct hy_ws_conn *c, const void *data, size_t len);
  * (hy_ws_client_stop ends it for good). Returns 0, or -ENOTCONN if c is not
  * open or already closing. */
 int hy_ws_close(struct hy_ws_conn *c, int code, const char *reason);
+/* The session accepted the peer (its Hello and token checked): lifts the
+ * pre-authentication limits of a server connection (max_message_unauth,
+ * hello_timeout_ms) and stops counting it against max_unauth. Call it
+ * once, before answering the Hello (the KDS and DP servers do). Sending
+ * does not count: a server that speaks first lifts nothing by it. Client
+ * connections and repeated calls: nothing. Cannot fail. */
+void hy_ws_conn_authenticated(struct hy_ws_conn *c);
+/* Whether c is authenticated (always true on a client). */
+bool hy_ws_conn_is_authenticated(const struct hy_ws_conn *c);
 /* Bytes queued and not yet handed to the socket. */
 size_t hy_ws_conn_queued(const struct hy_ws_conn *c);
 /* The peer as on_open saw it; "" before the first open. Owned by c. */

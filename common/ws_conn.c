@@ -41,6 +41,13 @@ int hy_ws_ep_init(struct hy_ws_ep *ep, const struct hy_ws_limits *lim,
     ep->idle_sec = idle;
     ep->policy.secs_since_valid_ping = (uint16_t)ping;
     ep->policy.secs_since_valid_hangup = (uint16_t)idle;
+    ep->max_message_unauth =
+        lim->max_message_unauth ? lim->max_message_unauth : HY_WS_MAX_MESSAGE_UNAUTH_DEFAULT;
+    if (ep->max_message_unauth > ep->max_message)
+        ep->max_message_unauth = ep->max_message;
+    ep->max_unauth = lim->max_unauth ? lim->max_unauth : HY_WS_MAX_UNAUTH_DEFAULT;
+    ep->hello_timeout_ms =
+        lim->hello_timeout_ms ? lim->hello_timeout_ms : HY_WS_HELLO_TIMEOUT_MS_DEFAULT;
     return 0;
 }
 
@@ -69,6 +76,24 @@ void hy_ws_conn_drop_buffers(struct hy_ws_conn *c)
     c->rx_len = c->rx_cap = 0;
 }
 
+void hy_ws_conn_unauth_unlink(struct hy_ws_conn *c)
+{
+    struct hy_ws_ep *ep = c->ep;
+    if (c->authed)
+        return;
+    c->authed = true;
+    if (c->unauth_prev)
+        c->unauth_prev->unauth_next = c->unauth_next;
+    else
+        ep->unauth_head = c->unauth_next;
+    if (c->unauth_next)
+        c->unauth_next->unauth_prev = c->unauth_prev;
+    else
+        ep->unauth_tail = c->unauth_prev;
+    c->unauth_prev = c->unauth_next = NULL;
+    ep->nunauth--;
+}
+
 void hy_ws_conn_opened(struct hy_ws_conn *c, struct lws *wsi, const char *peer)
 {
     hy_ws_conn_drop_buffers(c);
@@ -77,15 +102,39 @@ void hy_ws_conn_opened(struct hy_ws_conn *c, struct lws *wsi, const char *peer)
     c->close_pending = c->close_sent = c->close_recv = false;
     c->close_code = 0;
     c->close_reason[0] = '\0';
-    c->last_valid_ms = hy_ws_now_ms();
+    c->last_valid_ms = c->opened_ms = hy_ws_now_ms();
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->ep->nopen++;
+    /* a server's peer is a stranger until its session says otherwise:
+     * on the list its Hello deadline is kept by (ws_server.c) */
+    c->authed = !c->ep->gate;
+    c->unauth_prev = c->unauth_next = NULL;
+    if (!c->authed) {
+        struct hy_ws_ep *ep = c->ep;
+        c->unauth_prev = ep->unauth_tail;
+        if (ep->unauth_tail)
+            ep->unauth_tail->unauth_next = c;
+        else
+            ep->unauth_head = c;
+        ep->unauth_tail = c;
+        ep->nunauth++;
+    }
     hy_log(HY_LOG_INFO, "ws", "%s: connection with %s open", c->ep->side, c->peer);
     if (c->ep->cb.on_open) {
         c->ep->depth++;
         c->ep->cb.on_open(c->ep->ud, c, c->peer);
         c->ep->depth--;
     }
+}
+
+/* lws 4.1 keeps a pending close frame's payload in the buffer its
+ * keepalive ping writes an 8-byte timestamp into: a ping falling due
+ * between lws_close_reason and the close going out garbles the code and
+ * the reason's first bytes (seen when a Hello deadline and a ping fall due
+ * together). Pushing the next ping a whole interval away keeps them apart. */
+static void hold_pings(struct hy_ws_conn *c)
+{
+    lws_validity_confirmed(c->wsi);
 }
 
 /* Closes from inside an lws callback: the caller returns -1 right after. */
@@ -97,6 +146,7 @@ static int fail(struct hy_ws_conn *c, int code, const char *why)
     c->close_code = code;
     c->close_sent = true;
     c->state = HY_WS_CLOSING;
+    hold_pings(c);
     lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)c->close_reason,
                      strlen(c->close_reason));
     return -1;
@@ -122,10 +172,18 @@ int hy_ws_conn_receive(struct hy_ws_conn *c, const void *in, size_t len)
         return fail(c, HY_WS_CLOSE_UNSUPPORTED, "only binary messages are accepted");
     if (first)
         c->rx_len = 0;
-    size_t max = c->ep->max_message;
+    /* before authentication a stranger gets a Hello's worth, not megabytes */
+    size_t max = c->authed ? c->ep->max_message : c->ep->max_message_unauth;
     if (len > max || more > max - len || c->rx_len > max - len - more) {
         char why[HY_WS_REASON_MAX + 1];
-        snprintf(why, sizeof(why), "message larger than the limit of %zu bytes", max);
+        if (c->authed) {
+            snprintf(why, sizeof(why), "message larger than the limit of %zu bytes", max);
+        } else {
+            c->ep->unauth_too_big++;
+            snprintf(why, sizeof(why),
+                     "message larger than the limit of %zu bytes before authentication (Hello)",
+                     max);
+        }
         return fail(c, HY_WS_CLOSE_TOO_BIG, why);
     }
     if (first && final) { /* whole in one piece: no copy */
@@ -212,6 +270,7 @@ int hy_ws_conn_writeable(struct hy_ws_conn *c)
     }
     if (c->close_pending) {
         c->close_sent = true;
+        hold_pings(c);
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
                          (unsigned char *)c->close_reason, strlen(c->close_reason));
         /* Not "return -1": Debian's lws 4.1.6 is a _DEBUG build, and on
@@ -246,6 +305,7 @@ void hy_ws_conn_closed(struct hy_ws_conn *c, const char *dflt)
            : c->close_recv ? "by the peer"
                            : "no close frame");
     hy_ws_conn_drop_buffers(c);
+    hy_ws_conn_unauth_unlink(c);
     c->wsi = NULL;
     c->state = HY_WS_IDLE;
     c->ep->nopen--;
@@ -254,6 +314,17 @@ void hy_ws_conn_closed(struct hy_ws_conn *c, const char *dflt)
         c->ep->cb.on_close(c->ep->ud, c, code, reason);
         c->ep->depth--;
     }
+}
+
+void hy_ws_conn_authenticated(struct hy_ws_conn *c)
+{
+    if (c && c->wsi && (c->state == HY_WS_OPEN || c->state == HY_WS_CLOSING))
+        hy_ws_conn_unauth_unlink(c);
+}
+
+bool hy_ws_conn_is_authenticated(const struct hy_ws_conn *c)
+{
+    return c && c->authed;
 }
 
 int hy_ws_send(struct hy_ws_conn *c, const void *data, size_t len)

@@ -42,6 +42,14 @@ struct hy_ws_ep {
     int depth;             /* user callbacks running: a stop inside one is deferred */
     bool stopping;
     size_t nopen;
+    /* pre-authentication limits (server only: gate; ws_server.c) */
+    bool gate;                 /* new connections start unauthenticated */
+    size_t max_message_unauth; /* hy_ws_limits, defaults filled in */
+    size_t max_unauth;
+    unsigned hello_timeout_ms;
+    size_t nunauth;                               /* connections on the list below */
+    struct hy_ws_conn *unauth_head, *unauth_tail; /* by open time: oldest deadline first */
+    uint64_t unauth_refused, hello_timeouts, unauth_too_big;
 };
 
 struct hy_ws_conn {
@@ -60,6 +68,9 @@ struct hy_ws_conn {
     int close_code;
     char close_reason[HY_WS_REASON_MAX + 1];
     uint64_t last_valid_ms; /* when the peer last proved alive (open, pong) */
+    bool authed;            /* false: on ep's unauth list, held to its limits */
+    uint64_t opened_ms;     /* hy_ws_now_ms() at open: the Hello deadline counts from it */
+    struct hy_ws_conn *unauth_prev, *unauth_next;
 };
 
 /* Validates and fills in defaults; logs and returns HY_EINVAL on bad limits. */
@@ -79,6 +90,8 @@ int hy_ws_conn_writeable(struct hy_ws_conn *c);
 /* The socket is gone: frees the queue and buffers, calls on_close with what
  * ended it (dflt when no close frame was exchanged and it was not idle). */
 void hy_ws_conn_closed(struct hy_ws_conn *c, const char *dflt);
+/* Takes c off ep's unauthenticated list (ws_conn.c); nothing if it is not on it. */
+void hy_ws_conn_unauth_unlink(struct hy_ws_conn *c);
 /* Frees queued messages and the reassembly buffer. */
 void hy_ws_conn_drop_buffers(struct hy_ws_conn *c);
 

@@ -23,7 +23,56 @@ struct hy_ws_server {
     uv_timer_t *defer;                 /* runs a stop asked for inside a callback; NULL */
     struct hy_ws_reaper *reaper;       /* set once the context is being destroyed */
     SSL_CTX *client_ctx;               /* unused by us; stops lws from making one */
+    uv_timer_t *hello_timer;           /* the oldest unauthenticated connection's deadline */
 };
+
+/* Closes the unauthenticated connections whose Hello deadline passed and
+ * re-arms for the next one (the list is in open order, and every
+ * connection has the same timeout, so the first still open is next). */
+static void on_hello_timer(uv_timer_t *t)
+{
+    struct hy_ws_server *s = t->data;
+    struct hy_ws_ep *ep = &s->ep;
+    uint64_t now = hy_ws_now_ms(), next = 0;
+    if (ep->stopping)
+        return;
+    for (struct hy_ws_conn *c = ep->unauth_head, *n; c; c = n) {
+        n = c->unauth_next;
+        if (c->state != HY_WS_OPEN)
+            continue; /* closing already: gone soon */
+        uint64_t deadline = c->opened_ms + ep->hello_timeout_ms;
+        if (deadline > now) {
+            next = deadline - now;
+            break;
+        }
+        char why[HY_WS_REASON_MAX + 1];
+        snprintf(why, sizeof(why), "no Hello within %u ms of connecting", ep->hello_timeout_ms);
+        hy_log(HY_LOG_WARN, "ws", "server: closing the connection with %s: %d %s", c->peer,
+               HY_WS_CLOSE_POLICY, why);
+        ep->hello_timeouts++;
+        hy_ws_close(c, HY_WS_CLOSE_POLICY, why);
+    }
+    if (next)
+        uv_timer_start(t, on_hello_timer, next, 0);
+}
+
+/* A new connection, before on_open: refused when max_unauth strangers are
+ * already waiting (-1: lws sends the close frame set here and drops it). */
+static int admit(struct hy_ws_server *s, struct lws *wsi, const char *peer)
+{
+    struct hy_ws_ep *ep = &s->ep;
+    if (ep->nunauth < ep->max_unauth)
+        return 0;
+    char why[HY_WS_REASON_MAX + 1];
+    snprintf(why, sizeof(why), "too many connections waiting for their Hello (%zu); retry later",
+             ep->max_unauth);
+    ep->unauth_refused++;
+    hy_log(HY_LOG_WARN, "ws", "server: refused a connection from %s: %d %s", peer,
+           HY_WS_CLOSE_POLICY, why);
+    lws_close_reason(wsi, (enum lws_close_status)HY_WS_CLOSE_POLICY, (unsigned char *)why,
+                     strlen(why));
+    return -1;
+}
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
@@ -45,9 +94,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_ESTABLISHED: {
         char peer[64] = "";
         lws_get_peer_simple(wsi, peer, sizeof(peer));
-        memset(c, 0, sizeof(*c));
+        memset(c, 0, sizeof(*c)); /* state IDLE: a refused one is never reported */
         c->ep = &s->ep;
+        if (admit(s, wsi, peer) < 0)
+            return -1;
         hy_ws_conn_opened(c, wsi, peer);
+        if (!c->authed && s->hello_timer && !uv_is_active((uv_handle_t *)s->hello_timer))
+            uv_timer_start(s->hello_timer, on_hello_timer, s->ep.hello_timeout_ms, 0);
         return 0;
     }
     case LWS_CALLBACK_RECEIVE:
@@ -80,6 +133,10 @@ static void free_handle(uv_handle_t *h)
 
 static void do_stop(struct hy_ws_server *s)
 {
+    if (s->hello_timer) {
+        uv_close((uv_handle_t *)s->hello_timer, free_handle);
+        s->hello_timer = NULL;
+    }
     if (s->defer) {
         uv_close((uv_handle_t *)s->defer, free_handle);
         s->defer = NULL;
@@ -118,8 +175,13 @@ int hy_ws_server_new(const struct hy_ws_server_config *cfg, struct hy_ws_server 
     int rc = hy_ws_ep_init(&s->ep, &cfg->limits, &cfg->cb, cfg->ud, "server");
     if (rc < 0)
         goto out_free;
+    s->ep.gate = true;
     rc = HY_ENOMEM;
     s->loop = cfg->loop;
+    if (!(s->hello_timer = malloc(sizeof(*s->hello_timer))))
+        goto out_free;
+    uv_timer_init(cfg->loop, s->hello_timer);
+    s->hello_timer->data = s;
     s->subprotocol = strdup(cfg->subprotocol);
     if (!s->subprotocol)
         goto out_free;
@@ -192,6 +254,17 @@ int hy_ws_server_port(const struct hy_ws_server *s)
 size_t hy_ws_server_nconns(const struct hy_ws_server *s)
 {
     return s ? s->ep.nopen : 0;
+}
+
+void hy_ws_server_stats(const struct hy_ws_server *s, struct hy_ws_server_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!s)
+        return;
+    out->unauth = s->ep.nunauth;
+    out->unauth_refused = s->ep.unauth_refused;
+    out->hello_timeouts = s->ep.hello_timeouts;
+    out->unauth_too_big = s->ep.unauth_too_big;
 }
 
 void hy_ws_server_stop(struct hy_ws_server *s)

@@ -740,6 +740,7 @@ static void on_hello(struct session *s, const Hypha__V1__Hello *h)
         return;
     }
     s->welcomed = true;
+    hy_ws_conn_authenticated(s->conn); /* the pre-Hello limits lift */
     s->out = (struct hy_kds_outbox){.acked = h->acked_global_revision};
     s->last_error[0] = '\0';
     if ((rc = usage_of(s)) < 0)

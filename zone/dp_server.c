@@ -7,6 +7,7 @@
  * A zone ingress does the same with its ZoneIngress and a zone-ingress
  * token (no CSR: it never terminates TLS); the zone keeps the ZoneIngress's
  * availableServices up to date and pushes the ingress its routes. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "mesh.pb-c.h"
 #include "store_uv.h"
 #include "token.h"
+#include "validate.h"
 #include "ws.h"
 #include "poison.h"
 
@@ -34,9 +36,14 @@ struct dp_session {
     struct hy_resource *dp; /* registered Dataplane or ZoneIngress, NULL before */
     bool ingress;           /* dp is a ZoneIngress */
     char *cert, *chain;
-    char sent_version[32], acked_version[32];
+    char sent_version[32], acked_version[32], nacked_version[32];
     uint64_t sent, acked, rejected;
     bool closing;
+    bool admitted; /* its Hello was accepted */
+    /* the token the session was admitted with: checked again whenever
+     * revocations change, at its expiry, and before every renewal */
+    char jti[HY_TOKEN_JTI_LEN + 1];
+    int64_t exp; /* Unix seconds */
 };
 
 struct hy_dp_server {
@@ -50,6 +57,11 @@ struct hy_dp_server {
     uint64_t seen;   /* store revision the sessions' configs were last computed at */
     struct dp_session *sessions;
     struct hy_metric *connected_gauge;
+    uv_timer_t expiry; /* the earliest token expiry among the sessions */
+    bool expiry_init;
+    struct hy_series *closed_revoked, *closed_expired;   /* sessions closed: token no longer live */
+    struct hy_series *refused_hello, *refused_unauth[3]; /* Hellos refused; ws limits (below) */
+    struct hy_ws_server_stats synced;                    /* ws stats already counted */
 };
 
 #define S(s) ((s) ? (s) : "")
@@ -66,21 +78,280 @@ static int send_msg(struct dp_session *s, const Hypha__V1__DpMessage *m)
     return rc;
 }
 
-static void reject(struct dp_session *s, const char *reason)
+/* Sends DpReject{reason} and closes (1008 with the reason, cut). */
+static void send_reject(struct dp_session *s, const char *reason)
 {
     Hypha__V1__DpReject r = HYPHA__V1__DP_REJECT__INIT;
     Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
     r.reason = (char *)reason;
     m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_REJECT;
     m.reject = &r;
-    hy_log(HY_LOG_WARN, "dp", "sidecar %s%s%s from %s refused: %s",
-           s->dp ? S(s->dp->meta->mesh) : "", s->dp ? "/" : "", s->dp ? S(s->dp->meta->name) : "?",
-           hy_ws_conn_peer(s->conn), reason);
     send_msg(s, &m);
     char short_reason[120];
-    snprintf(short_reason, sizeof(short_reason), "%s", reason);
+    snprintf(short_reason, sizeof(short_reason), "%.*s", (int)sizeof(short_reason) - 1, reason);
     hy_ws_close(s->conn, 1008, short_reason);
     s->closing = true;
+}
+
+/* What peer-sent text may show in a log line: printable, cut (a name or a
+ * Nack's error with a newline must not forge a log line). */
+static const char *clean(const char *v, char *buf, size_t size)
+{
+    size_t n = 0;
+    for (; v && *v && n + 1 < size; v++)
+        buf[n++] = (unsigned char)*v >= 0x20 && (unsigned char)*v < 0x7f ? *v : '?';
+    buf[n] = '\0';
+    return buf;
+}
+
+static void reject(struct dp_session *s, const char *reason)
+{
+    char text[400];
+    hy_log(HY_LOG_WARN, "dp", "%s %s%s%s from %s refused: %s", s->ingress ? "ingress" : "sidecar",
+           s->dp ? S(s->dp->meta->mesh) : "", s->dp && s->dp->meta->mesh ? "/" : "",
+           s->dp ? S(s->dp->meta->name) : "?", hy_ws_conn_peer(s->conn),
+           clean(reason, text, sizeof(text)));
+    if (!s->admitted)
+        hy_series_inc(s->srv->refused_hello);
+    send_reject(s, reason);
+}
+
+/* ----- checks of what a peer sends ----- */
+
+static bool printable(const char *v, size_t max)
+{
+    size_t n = 0;
+    for (; v[n]; n++)
+        if (n >= max || (unsigned char)v[n] < 0x20 || (unsigned char)v[n] >= 0x7f)
+            return false;
+    return true;
+}
+
+/* A string field: present when required, at most max bytes, printable
+ * ASCII when text (it is logged or stored). */
+static bool check_str(const char *field, const char *v, bool required, size_t max, bool text,
+                      char *why, size_t size)
+{
+    if (!v) {
+        if (required)
+            snprintf(why, size, "%s is required", field);
+        return !required;
+    }
+    if (text ? !printable(v, max) : strlen(v) > max) {
+        snprintf(why, size, "%s must be %sat most %zu bytes", field,
+                 text ? "printable ASCII, " : "", max);
+        return false;
+    }
+    return true;
+}
+
+/* No unknown field anywhere in m (protobuf-c keeps them and packs them
+ * back: a peer could hide bytes in what the zone stores and forwards). */
+static bool known_fields(const ProtobufCMessage *m, char *why, size_t size)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (m->n_unknown_fields) {
+        snprintf(why, size, "%s has an unknown field (number %u)", d->short_name,
+                 m->unknown_fields[0].tag);
+        return false;
+    }
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *)m;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)(base + f->offset);
+            for (size_t k = 0; k < n; k++)
+                if (v[k] && !known_fields(v[k], why, size))
+                    return false;
+            continue;
+        }
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+            continue;
+        const ProtobufCMessage *sub = *(ProtobufCMessage *const *)(base + f->offset);
+        if (sub && !known_fields(sub, why, size))
+            return false;
+    }
+    return true;
+}
+
+bool hy_dp_check_message(const Hypha__V1__DpMessage *m, char *why, size_t size)
+{
+    if (!known_fields(&m->base, why, size))
+        return false;
+    switch (m->msg_case) {
+    case HYPHA__V1__DP_MESSAGE__MSG_HELLO: {
+        const Hypha__V1__DpHello *h = m->hello;
+        if (!h->dataplane) {
+            snprintf(why, size, "hello.dataplane is required (a Dataplane or a ZoneIngress)");
+            return false;
+        }
+        return check_str("hello.token", h->token, true, HY_TOKEN_MAX_LEN, true, why, size) &&
+               check_str("hello.csr", h->csr, false, HY_DP_MAX_CSR, false, why, size) &&
+               check_str("hello.version", h->version, false, HY_DP_MAX_AGENT_VERSION, true, why,
+                         size);
+    }
+    case HYPHA__V1__DP_MESSAGE__MSG_CSR:
+        return check_str("csr.csr", m->csr->csr, true, HY_DP_MAX_CSR, false, why, size);
+    case HYPHA__V1__DP_MESSAGE__MSG_ACK:
+        return check_str("ack.version", m->ack->version, true, HY_DP_MAX_VERSION, true, why, size);
+    case HYPHA__V1__DP_MESSAGE__MSG_NACK:
+        return check_str("nack.version", m->nack->version, false, HY_DP_MAX_VERSION, true, why,
+                         size) &&
+               check_str("nack.error", m->nack->error, false, HY_DP_MAX_ERROR, false, why, size);
+    default:
+        snprintf(why, size, "unexpected message (a peer sends hello, csr, ack or nack)");
+        return false;
+    }
+}
+
+/* An IP address or a DNS host name: what other sidecars will dial. */
+static bool valid_address(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    unsigned char ip[16];
+    if (n == 0 || n > 253)
+        return false;
+    if (inet_pton(AF_INET, s, ip) == 1 || inet_pton(AF_INET6, s, ip) == 1)
+        return true;
+    size_t label = 0;
+    for (size_t i = 0; i <= n; i++) {
+        char c = s[i];
+        if (c == '.' || c == '\0') {
+            if (label == 0 || label > 63 || s[i - 1] == '-')
+                return false;
+            label = 0;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   (c == '-' && label > 0)) {
+            label++;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool check_address(const char *field, const char *v, bool required, char *why, size_t size)
+{
+    if (!v && !required)
+        return true;
+    if (!valid_address(v)) {
+        char shown[68];
+        size_t n = 0;
+        for (; v && v[n] && n < 64; n++) /* it is logged: printable only */
+            shown[n] = (unsigned char)v[n] >= 0x20 && (unsigned char)v[n] < 0x7f ? v[n] : '?';
+        shown[n] = '\0';
+        snprintf(why, size, "%s must be an IP address or a host name (got \"%s%s\")", field, shown,
+                 v && strlen(v) > 64 ? "..." : "");
+        return false;
+    }
+    return true;
+}
+
+static bool check_dataplane(const struct hy_resource *r, char *why, size_t size)
+{
+    const Hypha__V1__Dataplane__Networking *n = ((const Hypha__V1__Dataplane *)r->spec)->networking;
+    char f[80];
+    if (!check_address("networking.address", n->address, true, why, size) ||
+        !check_address("networking.advertisedAddress", n->advertised_address, false, why, size))
+        return false;
+    if (n->n_inbound > HY_DP_MAX_INBOUNDS || n->n_outbound > HY_DP_MAX_OUTBOUNDS) {
+        snprintf(why, size, "networking has %zu inbounds and %zu outbounds (at most %d and %d)",
+                 n->n_inbound, n->n_outbound, HY_DP_MAX_INBOUNDS, HY_DP_MAX_OUTBOUNDS);
+        return false;
+    }
+    size_t services = 0;
+    for (size_t i = 0; i < n->n_inbound; i++) {
+        const Hypha__V1__Dataplane__Networking__Inbound *in = n->inbound[i];
+        snprintf(f, sizeof(f), "networking.inbound[%zu].address", i);
+        if (!check_address(f, in->address, false, why, size))
+            return false;
+        snprintf(f, sizeof(f), "networking.inbound[%zu].serviceAddress", i);
+        if (!check_address(f, in->service_address, false, why, size))
+            return false;
+        const char *svc = hy_dp_service_of(in);
+        bool seen = false;
+        for (size_t k = 0; k < i && !seen; k++)
+            seen = !strcmp(S(svc), S(hy_dp_service_of(n->inbound[k])));
+        if (!seen && ++services > HY_DP_MAX_SERVICES) {
+            snprintf(why, size, "networking.inbound: more than %d services", HY_DP_MAX_SERVICES);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < n->n_outbound; i++) {
+        snprintf(f, sizeof(f), "networking.outbound[%zu].address", i);
+        if (!check_address(f, n->outbound[i]->address, false, why, size))
+            return false;
+    }
+    return true;
+}
+
+static bool check_zone_ingress(const struct hy_resource *r, char *why, size_t size)
+{
+    const Hypha__V1__ZoneIngress *zi = (const Hypha__V1__ZoneIngress *)r->spec;
+    if (!check_address("networking.address", zi->networking->address, true, why, size) ||
+        !check_address("networking.advertisedAddress", zi->networking->advertised_address, false,
+                       why, size))
+        return false;
+    /* the zone replaces these with its own count; still, nothing unchecked */
+    for (size_t i = 0; i < zi->n_available_services; i++)
+        if (zi->available_services[i]->mesh && !hy_valid_name(zi->available_services[i]->mesh)) {
+            snprintf(why, size, "availableServices[%zu].mesh is not a valid mesh name", i);
+            return false;
+        }
+    return true;
+}
+
+int hy_dp_check_hello(const Hypha__V1__DpHello *h, struct hy_resource **out, char *why, size_t size)
+{
+    struct hy_resource *r = NULL;
+    *out = NULL;
+    if (!h->dataplane) {
+        snprintf(why, size, "hello.dataplane is required (a Dataplane or a ZoneIngress)");
+        return HY_EINVAL;
+    }
+    size_t len = hypha__v1__envelope__get_packed_size(h->dataplane);
+    uint8_t *p = malloc(len ? len : 1);
+    if (!p) {
+        snprintf(why, size, "out of memory");
+        return HY_ENOMEM;
+    }
+    hypha__v1__envelope__pack(h->dataplane, p);
+    int rc = hy_resource_unpack(p, len, &r);
+    free(p);
+    if (rc < 0) {
+        snprintf(why, size,
+                 "hello.dataplane cannot be read (no known type, or a spec that does "
+                 "not parse)");
+        return rc == HY_ENOMEM ? rc : HY_EINVAL;
+    }
+    bool ingress = !strcmp(r->type->name, "ZoneIngress");
+    struct hy_diag d = {.source = "hello.dataplane"};
+    char line[300];
+    const char *what = ingress ? "the ZoneIngress" : "the Dataplane";
+    if (!ingress && strcmp(r->type->name, "Dataplane")) {
+        snprintf(why, size, "hello.dataplane is a %s, not a Dataplane or a ZoneIngress",
+                 r->type->name);
+    } else if (!known_fields(r->spec, line, sizeof(line))) {
+        snprintf(why, size, "%s is not valid: %s", what, line);
+    } else if (!hy_resource_validate(r, &d)) {
+        snprintf(why, size, "%s is not valid: %s", what, hy_diag_format(&d, 0, line, sizeof(line)));
+    } else if (!(ingress ? check_zone_ingress(r, line, sizeof(line))
+                         : check_dataplane(r, line, sizeof(line)))) {
+        snprintf(why, size, "%s is not valid: %s", what, line);
+    } else if (!ingress && (!h->csr || !h->csr[0])) {
+        snprintf(why, size, "hello.csr is required for a Dataplane");
+    } else {
+        hy_diag_fini(&d);
+        *out = r;
+        return 0;
+    }
+    hy_diag_fini(&d);
+    hy_resource_free(r);
+    return HY_EINVAL;
 }
 
 /* ----- certificates ----- */
@@ -166,10 +437,11 @@ static int sign(struct hy_dp_server *srv, struct dp_session *s, const char *csr,
         issuer_fini(&is);
         return rc;
     }
-    char uris[16][300];
-    const char *up[16];
+    /* names are checked (mesh <= 63, service <= 253 bytes): an ID fits whole */
+    char uris[HY_DP_MAX_SERVICES][340];
+    const char *up[HY_DP_MAX_SERVICES];
     size_t n = 0;
-    for (size_t i = 0; i < d->networking->n_inbound && n < 16; i++) {
+    for (size_t i = 0; i < d->networking->n_inbound && n < HY_DP_MAX_SERVICES; i++) {
         const char *svc = hy_dp_service_of(d->networking->inbound[i]);
         snprintf(uris[n], sizeof(uris[n]), "spiffe://%s/%s", s->dp->meta->mesh, S(svc));
         bool dup = false;
@@ -348,31 +620,42 @@ static void insight(struct dp_session *s, bool connect, bool disconnect)
 }
 
 /* The token must be for this Dataplane: same mesh and name, and every tag
- * it grants on every inbound. */
-static bool token_matches(const struct hy_token_claims *c, const struct hy_resource *dp, char *why,
-                          size_t size)
+ * it grants on every inbound. Reads only what hy_dp_check_hello checked. */
+bool hy_dp_token_matches(const struct hy_token_claims *c, const struct hy_resource *dp, char *why,
+                         size_t size)
 {
     const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
-    if (!c->mesh || strcmp(c->mesh, dp->meta->mesh)) {
+    if (!c->mesh || strcmp(c->mesh, S(dp->meta->mesh))) {
         snprintf(why, size, "the dataplane token is for mesh %s, not %s", S(c->mesh),
-                 dp->meta->mesh);
+                 S(dp->meta->mesh));
         return false;
     }
-    if (!c->name || strcmp(c->name, dp->meta->name)) {
+    if (!c->name || strcmp(c->name, S(dp->meta->name))) {
         snprintf(why, size, "the dataplane token is for Dataplane %s, not %s", S(c->name),
-                 dp->meta->name);
+                 S(dp->meta->name));
         return false;
     }
+    size_t nin = d->networking ? d->networking->n_inbound : 0;
     for (size_t t = 0; t < c->ntags; t++)
-        for (size_t i = 0; i < d->networking->n_inbound; i++) {
+        for (size_t i = 0; i < nin; i++) {
             const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
             const char *v = NULL;
-            for (size_t k = 0; k < in->n_tags && !v; k++)
-                if (!strcmp(in->tags[k]->key, c->tags[t].key))
+            size_t found = 0;
+            for (size_t k = 0; k < in->n_tags; k++) {
+                if (!in->tags[k]->key || !c->tags[t].key ||
+                    strcmp(in->tags[k]->key, c->tags[t].key))
+                    continue;
+                if (!found++)
                     v = in->tags[k]->value;
+            }
+            /* one key twice (refused by validation already): never pick one */
+            if (found > 1) {
+                snprintf(why, size, "inbound %zu has tag %s %zu times", i, c->tags[t].key, found);
+                return false;
+            }
             if (!v || strcmp(v, S(c->tags[t].value))) {
                 snprintf(why, size, "the dataplane token allows %s=%s, but inbound %zu has %s",
-                         c->tags[t].key, S(c->tags[t].value), i, v ? v : "no such tag");
+                         S(c->tags[t].key), S(c->tags[t].value), i, v ? v : "no such tag");
                 return false;
             }
         }
@@ -390,7 +673,12 @@ static struct dp_session *find_dp(struct hy_dp_server *srv, const struct hy_reso
     return NULL;
 }
 
-/* A zone ingress: its zone-ingress token must name it; no CSR. */
+/* The session was admitted with claims: keeps its token's jti and expiry
+ * (re-checked later), lifts the websocket's pre-Hello limits, and makes
+ * sure the expiry timer covers it. */
+static void admitted(struct dp_session *s, const struct hy_token_claims *claims);
+
+/* A zone ingress: its zone-ingress token must name it; no CSR. Takes zi. */
 static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
                              const Hypha__V1__DpHello *h)
 {
@@ -398,13 +686,9 @@ static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
     char why[400] = "";
     struct hy_token_claims claims = {0};
     struct hy_token_failure fail = {0};
-    struct hy_diag d = {0};
-    if (!hy_resource_validate(zi, &d)) {
-        char line[300];
-        snprintf(why, sizeof(why), "the ZoneIngress is not valid: %s",
-                 hy_diag_format(&d, 0, line, sizeof(line)));
-    } else if (hy_cp_verify_token(&srv->z->cp, HY_TOKEN_KIND_INGRESS, S(h->token), &claims, &fail) <
-               0) {
+    s->dp = zi;
+    s->ingress = true;
+    if (hy_cp_verify_token(&srv->z->cp, HY_TOKEN_KIND_INGRESS, h->token, &claims, &fail) < 0) {
         snprintf(why, sizeof(why), "zone-ingress token refused: %s", fail.message);
     } else if (!claims.name || strcmp(claims.name, zi->meta->name)) {
         snprintf(why, sizeof(why), "the zone-ingress token is for ZoneIngress %s, not %s",
@@ -412,14 +696,13 @@ static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
     } else if (find_dp(srv, zi, s)) {
         snprintf(why, sizeof(why), "ZoneIngress %s is already connected", zi->meta->name);
     }
-    hy_diag_fini(&d);
-    hy_token_claims_fini(&claims);
-    s->dp = zi;
-    s->ingress = true;
     if (why[0]) {
+        hy_token_claims_fini(&claims);
         reject(s, why);
         return;
     }
+    admitted(s, &claims);
+    hy_token_claims_fini(&claims);
     Hypha__V1__ZoneIngress *spec = (Hypha__V1__ZoneIngress *)zi->spec;
     hy_kds_set_str(&spec->zone, srv->z->cfg->zone);
     hy_kds_set_str(&zi->origin, srv->z->cfg->zone);
@@ -428,6 +711,9 @@ static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
     push_ingress(s, true);
 }
 
+/* Order matters: the resource is checked whole (hy_dp_check_hello: NULL
+ * or duplicate keys, names, addresses) before the token is read against
+ * it, so the token check never picks one of two hypha.io/service tags. */
 static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
 {
     struct hy_dp_server *srv = s->srv;
@@ -435,47 +721,41 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
     char why[400] = "";
     struct hy_token_claims claims = {0};
     struct hy_token_failure fail = {0};
-    if (!h->dataplane) {
-        reject(s, "DpHello carries no Dataplane");
+    if (hy_dp_check_hello(h, &dp, why, sizeof(why)) < 0) {
+        reject(s, why);
         return;
     }
-    size_t len = hypha__v1__envelope__get_packed_size(h->dataplane);
-    uint8_t *p = malloc(len ? len : 1);
-    if (p) {
-        hypha__v1__envelope__pack(h->dataplane, p);
-        if (hy_resource_unpack(p, len, &dp) < 0)
-            dp = NULL;
-        free(p);
+    /* a name the global CP could not keep as "<zone>.<name>" is refused
+     * here, where it is made, not by a stalled sync later (finding 6) */
+    char name_why[300];
+    if (!hy_zone_name_fits(srv->z, dp->meta->name, name_why, sizeof(name_why))) {
+        snprintf(why, sizeof(why), "%s %s: %s", dp->type->name, dp->meta->name, name_why);
+        hy_resource_free(dp);
+        reject(s, why);
+        return;
     }
-    if (dp && !strcmp(dp->type->name, "ZoneIngress")) {
+    if (!strcmp(dp->type->name, "ZoneIngress")) {
         on_ingress_hello(s, dp, h);
         return;
     }
-    struct hy_diag d = {0};
-    if (!dp || strcmp(dp->type->name, "Dataplane")) {
-        snprintf(why, sizeof(why), "DpHello's resource is not a Dataplane or a ZoneIngress");
-    } else if (!hy_resource_validate(dp, &d)) {
-        char line[300];
-        snprintf(why, sizeof(why), "the Dataplane is not valid: %s",
-                 hy_diag_format(&d, 0, line, sizeof(line)));
-    } else if (hy_cp_verify_token(&srv->z->cp, HY_TOKEN_KIND_DATAPLANE, S(h->token), &claims,
-                                  &fail) < 0) {
+    if (hy_cp_verify_token(&srv->z->cp, HY_TOKEN_KIND_DATAPLANE, h->token, &claims, &fail) < 0) {
         snprintf(why, sizeof(why), "dataplane token refused: %s", fail.message);
-    } else if (!token_matches(&claims, dp, why, sizeof(why))) {
+    } else if (!hy_dp_token_matches(&claims, dp, why, sizeof(why))) {
         /* why is set */
     } else if (find_dp(srv, dp, s)) {
         snprintf(why, sizeof(why), "Dataplane %s/%s is already connected", dp->meta->mesh,
                  dp->meta->name);
     }
-    hy_diag_fini(&d);
-    hy_token_claims_fini(&claims);
     if (why[0]) {
+        hy_token_claims_fini(&claims);
         hy_resource_free(dp);
         reject(s, why);
         return;
     }
     s->dp = dp;
-    if (sign(srv, s, S(h->csr), why, sizeof(why)) < 0) {
+    admitted(s, &claims);
+    hy_token_claims_fini(&claims);
+    if (sign(srv, s, h->csr, why, sizeof(why)) < 0) {
         reject(s, why);
         return;
     }
@@ -494,6 +774,82 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
     push(s);
 }
 
+/* ----- token liveness ----- */
+
+static void arm_expiry(struct hy_dp_server *srv);
+
+/* Closes s because its token no longer holds: one log line, a metric, the
+ * insight's disconnect time, then DpReject{why} and close 1008. */
+static void close_dead(struct dp_session *s, const char *why)
+{
+    struct hy_dp_server *srv = s->srv;
+    bool expired = s->exp > 0 && (int64_t)time(NULL) >= s->exp;
+    char reason[300];
+    snprintf(reason, sizeof(reason), "%s token no longer valid: %s",
+             s->ingress ? "zone-ingress" : "dataplane", why);
+    hy_log(HY_LOG_WARN, "dp", "%s %s%s%s from %s: session closed: %s",
+           s->ingress ? "ingress" : "sidecar", S(s->dp->meta->mesh), s->dp->meta->mesh ? "/" : "",
+           S(s->dp->meta->name), hy_ws_conn_peer(s->conn), reason);
+    hy_series_inc(expired ? srv->closed_expired : srv->closed_revoked);
+    insight(s, false, true);
+    send_reject(s, reason);
+}
+
+/* Whether s's token still holds; false with why filled. */
+static bool session_live(struct dp_session *s, char *why, size_t size)
+{
+    return hy_cp_token_live(&s->srv->z->cp, s->jti, s->exp, why, size);
+}
+
+/* Every admitted session whose token was revoked or expired is closed. */
+static void check_tokens(struct hy_dp_server *srv)
+{
+    char why[200];
+    for (struct dp_session *s = srv->sessions; s; s = s->next)
+        if (s->dp && !s->closing && s->jti[0] && !session_live(s, why, sizeof(why)))
+            close_dead(s, why);
+    arm_expiry(srv);
+}
+
+static void on_expiry(uv_timer_t *t)
+{
+    check_tokens(t->data);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Arms the timer for the earliest expiry of a live session (just past it:
+ * hy_cp_token_live counts whole seconds). */
+static void arm_expiry(struct hy_dp_server *srv)
+{
+    int64_t first = 0;
+    if (!srv->expiry_init)
+        return;
+    for (struct dp_session *s = srv->sessions; s; s = s->next)
+        if (s->dp && !s->closing && s->exp > 0 && (!first || s->exp < first))
+            first = s->exp;
+    if (!first) {
+        uv_timer_stop(&srv->expiry);
+        return;
+    }
+    int64_t delay = first * 1000 - wall_ms() + 20;
+    uv_timer_start(&srv->expiry, on_expiry, delay > 0 ? (uint64_t)delay : 0, 0);
+}
+
+static void admitted(struct dp_session *s, const struct hy_token_claims *claims)
+{
+    snprintf(s->jti, sizeof(s->jti), "%s", S(claims->jti));
+    s->exp = claims->exp;
+    s->admitted = true;
+    hy_ws_conn_authenticated(s->conn);
+    arm_expiry(s->srv);
+}
+
 static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size_t len)
 {
     (void)ud;
@@ -505,8 +861,10 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
         reject(s, "malformed message (not a DpMessage)");
         return;
     }
-    char why[300] = "";
-    if (!s->dp && m->msg_case != HYPHA__V1__DP_MESSAGE__MSG_HELLO) {
+    char why[300] = "", text[300];
+    if (!hy_dp_check_message(m, why, sizeof(why))) {
+        reject(s, why);
+    } else if (!s->dp && m->msg_case != HYPHA__V1__DP_MESSAGE__MSG_HELLO) {
         reject(s, "the first message must be DpHello");
     } else {
         switch (m->msg_case) {
@@ -519,7 +877,9 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
         case HYPHA__V1__DP_MESSAGE__MSG_CSR:
             if (s->ingress)
                 reject(s, "an ingress has no certificate to renew");
-            else if (sign(s->srv, s, S(m->csr->csr), why, sizeof(why)) < 0) {
+            else if (!session_live(s, why, sizeof(why)))
+                close_dead(s, why); /* no certificate for a revoked or expired token */
+            else if (sign(s->srv, s, m->csr->csr, why, sizeof(why)) < 0) {
                 hy_log(HY_LOG_WARN, "dp", "%s/%s: certificate renewal refused: %s",
                        s->dp->meta->mesh, s->dp->meta->name, why);
             } else {
@@ -529,15 +889,23 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
             }
             break;
         case HYPHA__V1__DP_MESSAGE__MSG_ACK:
-            snprintf(s->acked_version, sizeof(s->acked_version), "%s", S(m->ack->version));
             s->acked++;
-            insight(s, false, false);
+            /* the insight is written when the acked version changes: a
+             * peer repeating one Ack must not cost a store write each */
+            if (strcmp(s->acked_version, m->ack->version)) {
+                snprintf(s->acked_version, sizeof(s->acked_version), "%s", m->ack->version);
+                insight(s, false, false);
+            }
             break;
         case HYPHA__V1__DP_MESSAGE__MSG_NACK:
             s->rejected++;
-            hy_log(HY_LOG_WARN, "dp", "%s/%s refused config %s: %s", S(s->dp->meta->mesh),
-                   s->dp->meta->name, S(m->nack->version), S(m->nack->error));
-            insight(s, false, false);
+            if (strcmp(s->nacked_version, S(m->nack->version))) {
+                snprintf(s->nacked_version, sizeof(s->nacked_version), "%s", S(m->nack->version));
+                hy_log(HY_LOG_WARN, "dp", "%s/%s refused config %s: %s", S(s->dp->meta->mesh),
+                       s->dp->meta->name, S(m->nack->version),
+                       clean(m->nack->error, text, sizeof(text)));
+                insight(s, false, false);
+            }
             break;
         default:
             reject(s, "unexpected message");
@@ -675,16 +1043,21 @@ static void on_cleanup(uv_timer_t *t)
 
 /* Did anything a config is computed from change since srv->seen? Only
  * insights (which every ack writes) do not count: recomputing every
- * sidecar's config on each of them made acks cost O(sidecars^2). Unsure
- * (the change log compacted, an error): yes. */
-static bool configs_may_change(struct hy_dp_server *srv, uint64_t revision)
+ * sidecar's config on each of them made acks cost O(sidecars^2). And was a
+ * token revoked (a TokenRevocation written here, or synced from the global
+ * CP)? Unsure (the change log compacted, an error): yes to both. */
+static bool configs_may_change(struct hy_dp_server *srv, uint64_t revision, bool *revoked)
 {
     struct hy_store_changes ch = {0};
     bool may = true;
+    *revoked = true;
     if (hy_store_changes(srv->z->cp.store, srv->seen, 0, &ch) == 0) {
-        may = false;
-        for (size_t i = 0; i < ch.n && !may; i++)
-            may = strcmp(ch.v[i].type, "DataplaneInsight") && strcmp(ch.v[i].type, "ZoneInsight");
+        may = *revoked = false;
+        for (size_t i = 0; i < ch.n; i++) {
+            may = may ||
+                  (strcmp(ch.v[i].type, "DataplaneInsight") && strcmp(ch.v[i].type, "ZoneInsight"));
+            *revoked = *revoked || !strcmp(ch.v[i].type, "TokenRevocation");
+        }
         hy_store_changes_fini(&ch);
     }
     srv->seen = revision;
@@ -694,7 +1067,11 @@ static bool configs_may_change(struct hy_dp_server *srv, uint64_t revision)
 static void on_store_change(struct hy_store_uv_watch *w, uint64_t revision)
 {
     struct hy_dp_server *srv = w->data;
-    if (!configs_may_change(srv, revision))
+    bool revoked;
+    bool may = configs_may_change(srv, revision, &revoked);
+    if (revoked) /* before any push: a revoked sidecar gets nothing more */
+        check_tokens(srv);
+    if (!may)
         return;
     for (struct dp_session *s = srv->sessions; s; s = s->next)
         push(s);
@@ -706,6 +1083,58 @@ static double sidecars(void *ud)
     for (struct dp_session *s = ((struct hy_dp_server *)ud)->sessions; s; s = s->next)
         n += s->dp && !s->closing && !s->ingress;
     return n;
+}
+
+/* The websocket layer's pre-Hello refusals, as counters: called at every
+ * render, before the counter families registered after it are written, it
+ * adds what happened since the last call. */
+static double unauthenticated(void *ud)
+{
+    struct hy_dp_server *srv = ud;
+    struct hy_ws_server_stats now;
+    hy_ws_server_stats(srv->ws, &now);
+    hy_series_add(srv->refused_unauth[0],
+                  (double)(now.unauth_refused - srv->synced.unauth_refused));
+    hy_series_add(srv->refused_unauth[1],
+                  (double)(now.hello_timeouts - srv->synced.hello_timeouts));
+    hy_series_add(srv->refused_unauth[2],
+                  (double)(now.unauth_too_big - srv->synced.unauth_too_big));
+    srv->synced = now;
+    return (double)now.unauth;
+}
+
+static int metrics_init(struct hy_dp_server *srv, struct hy_metrics *m)
+{
+    /* the gauges first: rendering calls their functions in this order, and
+     * unauthenticated() brings the counters after it up to date */
+    if (!hy_metric_gauge_fn(m, "hypha_dp_server_sidecars", "Sidecars connected and registered",
+                            sidecars, srv) ||
+        !hy_metric_gauge_fn(m, "hypha_dp_server_unauthenticated_connections",
+                            "DP connections open and waiting for an accepted Hello",
+                            unauthenticated, srv))
+        return HY_ENOMEM;
+    struct hy_metric *closed =
+        hy_metric_counter(m, "hypha_dp_server_sessions_closed_total",
+                          "Sidecar and ingress sessions closed because their token stopped "
+                          "being valid (revoked, expired)",
+                          1, "reason");
+    struct hy_metric *hello = hy_metric_counter(
+        m, "hypha_dp_server_hellos_refused_total",
+        "DP connections refused before admission (invalid message or resource, bad token)", 0);
+    struct hy_metric *unauth =
+        hy_metric_counter(m, "hypha_dp_server_unauthenticated_closed_total",
+                          "DP connections closed by the pre-Hello limits: too_many (cap on "
+                          "connections waiting for Hello), hello_timeout, too_big (message)",
+                          1, "reason");
+    if (!closed || !hello || !unauth)
+        return HY_ENOMEM;
+    srv->closed_revoked = hy_metric_series(closed, "token_revoked");
+    srv->closed_expired = hy_metric_series(closed, "token_expired");
+    srv->refused_hello = hy_metric_series(hello);
+    srv->refused_unauth[0] = hy_metric_series(unauth, "too_many");
+    srv->refused_unauth[1] = hy_metric_series(unauth, "hello_timeout");
+    srv->refused_unauth[2] = hy_metric_series(unauth, "too_big");
+    return 0;
 }
 
 int hy_dp_server_start(struct hy_zone *z)
@@ -721,16 +1150,18 @@ int hy_dp_server_start(struct hy_zone *z)
                                key, sizeof(cert));
     if (rc < 0)
         return rc;
-    if (!hy_metric_gauge_fn(z->cp.metrics, "hypha_dp_server_sidecars",
-                            "Sidecars connected and registered", sidecars, srv))
-        return HY_ENOMEM;
+    if ((rc = metrics_init(srv, z->cp.metrics)) < 0)
+        return rc;
     struct hy_ws_server_config wc = {
         .loop = z->cp.loop,
         .address = hy_addr_format(&z->cfg->dp_address, addr, sizeof(addr)),
         .tls_cert = cert,
         .tls_key = key,
         .subprotocol = HY_DP_SUBPROTOCOL,
-        .limits = {.ping_sec = 10},
+        .limits = {.ping_sec = 10,
+                   .max_message_unauth = HY_DP_MAX_HELLO,
+                   .max_unauth = HY_DP_MAX_UNAUTH,
+                   .hello_timeout_ms = HY_DP_HELLO_TIMEOUT_MS},
         .cb = {on_open, on_message, on_close},
         .ud = srv,
     };
@@ -741,6 +1172,9 @@ int hy_dp_server_start(struct hy_zone *z)
     if ((rc = hy_store_uv_watch_start(z->cp.loop, z->cp.store, &srv->watch, on_store_change)) < 0)
         return rc;
     srv->watching = true;
+    uv_timer_init(z->cp.loop, &srv->expiry);
+    srv->expiry.data = srv;
+    srv->expiry_init = true;
     srv->started = time(NULL);
     if (z->cfg->dp_cleanup_age > 0) {
         int64_t every = z->cfg->dp_cleanup_age / 2; /* ms; at most a minute, at least a second */
@@ -769,6 +1203,9 @@ void hy_dp_server_stop(struct hy_zone *z)
     if (srv->cleanup_init)
         uv_close((uv_handle_t *)&srv->cleanup, NULL);
     srv->cleanup_init = false;
+    if (srv->expiry_init)
+        uv_close((uv_handle_t *)&srv->expiry, NULL);
+    srv->expiry_init = false;
 }
 
 void hy_dp_server_free(struct hy_zone *z)

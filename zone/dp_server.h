@@ -10,10 +10,51 @@
 
 #define HY_DP_SUBPROTOCOL "hypha.dp.v1"
 
+/* What a sidecar or an ingress may send (every byte is hostile until these
+ * checks pass). A real DpHello is 2-5 KiB: a Dataplane, a JWT and a P-256
+ * CSR; the websocket layer closes anything over HY_DP_MAX_HELLO before the
+ * Hello is accepted. */
+#define HY_DP_MAX_HELLO (64u << 10)  /* bytes of one message before the Hello is accepted */
+#define HY_DP_MAX_UNAUTH 256         /* connections waiting for their Hello, per zone */
+#define HY_DP_HELLO_TIMEOUT_MS 10000 /* to send an acceptable Hello once connected */
+#define HY_DP_MAX_CSR 8192           /* bytes of a CSR, PEM (P-256: under 600) */
+#define HY_DP_MAX_VERSION 31         /* printable bytes of a config version in Ack/Nack */
+#define HY_DP_MAX_AGENT_VERSION 64   /* printable bytes of DpHello.version */
+#define HY_DP_MAX_ERROR 4096         /* bytes of a Nack's error */
+#define HY_DP_MAX_INBOUNDS 64        /* inbounds of one Dataplane */
+#define HY_DP_MAX_SERVICES 16        /* distinct inbound services: SPIFFE IDs in one leaf */
+#define HY_DP_MAX_OUTBOUNDS 1024     /* outbounds of one Dataplane */
+
+struct hy_resource;
+struct hy_token_claims;
+
 /* Starts listening on cfg->dp_address (dp_server.c). */
 int hy_dp_server_start(struct hy_zone *z);
 void hy_dp_server_stop(struct hy_zone *z);
 void hy_dp_server_free(struct hy_zone *z);
+
+/* The shape of one message a peer sent, before anything reads it
+ * (dp_server.c): a kind a peer may send (hello, csr, ack, nack), no
+ * unknown fields anywhere, and every string the zone reads present where
+ * required, bounded and printable where it is logged or stored. The
+ * Hello's resource is checked by hy_dp_check_hello. Returns true, or false
+ * with why (naming the field) filled. Cannot fail otherwise; pure. */
+bool hy_dp_check_message(const Hypha__V1__DpMessage *m, char *why, size_t size);
+/* Unpacks and checks a Hello's resource: a Dataplane or a ZoneIngress, no
+ * unknown fields in its spec, hy_resource_validate (names, labels, tags:
+ * no NULL, empty or duplicate keys), addresses that are IPs or host names,
+ * at most HY_DP_MAX_INBOUNDS inbounds with HY_DP_MAX_SERVICES services and
+ * HY_DP_MAX_OUTBOUNDS outbounds, and a CSR for a Dataplane. Call it after
+ * hy_dp_check_message and before the token is looked at. 0 with *out set
+ * (the caller frees it with hy_resource_free), or HY_EINVAL with why
+ * filled and *out NULL (HY_ENOMEM likewise). */
+int hy_dp_check_hello(const Hypha__V1__DpHello *h, struct hy_resource **out, char *why,
+                      size_t size);
+/* Whether a dataplane token's claims allow Dataplane dp (checked by
+ * hy_dp_check_hello): same mesh and name, and every tag the token grants
+ * on every inbound. false with why filled. Pure. */
+bool hy_dp_token_matches(const struct hy_token_claims *c, const struct hy_resource *dp, char *why,
+                         size_t size);
 
 /* The hypha.io/service tag of an inbound, or NULL. */
 const char *hy_dp_service_of(const Hypha__V1__Dataplane__Networking__Inbound *in);

@@ -61,7 +61,7 @@ glog() { grep -q -- "$1" "$GLOBAL_LOG"; }
 
 # ---- two real zones, federated
 mkdir -p "$HY_TMP/tokens"
-for z in east west silent stalled garbler slow-1; do
+for z in east west silent stalled garbler bigger slow-1; do
     ctl generate zone-token --zone "$z" --valid-for 24h >"$HY_TMP/tokens/$z.token"
 done
 cp "$HY_TMP/tokens/east.token" "$HY_TMP/tokens/west.token" "$HY_TMP/"
@@ -122,9 +122,17 @@ hy_eq "garbage after a good Hello: closed too" 0 "$(probe garbler garbage --coun
 hy_contains "the zone was welcomed first" "welcome zone=garbler" "$(out garbler)"
 hy_contains "then rejected" "reject reason=malformed message" "$(out garbler)"
 
-hy_eq "a 2 MiB frame over the 1 MiB limit is closed with 1009" 0 "$(probe huge huge --size 2Mi)"
+# before a Hello a stranger gets 64 KiB, not --kds-max-message (security
+# issue, finding 8: memory before authentication is bounded)
+hy_eq "a 2 MiB frame before Hello is closed with 1009" 0 "$(probe huge huge --size 2Mi)"
 hy_contains "naming the limit" "close code=1009" "$(out huge)"
-hy_contains "in the reason" "limit of 1048576 bytes" "$(out huge)"
+hy_contains "in the reason: the pre-Hello limit" "limit of 65536 bytes before authentication" \
+    "$(out huge)"
+hy_eq "after a Hello, a 2 MiB frame over the 1 MiB limit is closed too" 0 \
+    "$(probe bigger garbage --count 1 --size 2Mi --zone bigger \
+        --token-file "$HY_TMP/tokens/bigger.token")"
+hy_contains "with 1009 and --kds-max-message in the reason" "limit of 1048576 bytes" \
+    "$(out bigger)"
 
 hy_eq "Changes before Hello: Reject and close" 0 "$(probe before before-hello --first changes)"
 hy_contains "saying Hello comes first" "reject reason=the first message must be Hello" "$(out before)"
@@ -166,7 +174,8 @@ hy_log "(the trickled handshake was cut off after $(cat "$HY_TMP/slowloris.s" 2>
 # ---- the global CP says what happened, and is fine
 hy_check "the log names the malformed message" glog 'from 127.0.0.1 rejected: malformed message (not a KdsMessage)'
 hy_check "the zone that sent it" glog 'zone garbler from 127.0.0.1 rejected: malformed message'
-hy_check "the oversized frame" glog '1009 message larger than the limit of 1048576 bytes'
+hy_check "the oversized frame" glog '1009 message larger than the limit of 65536 bytes before'
+
 hy_check "the message before Hello" glog 'rejected: the first message must be Hello'
 hy_check "the silent zone's connection" glog 'zone silent connected from'
 hy_eq "/metrics still answers" 200 "$(hy_status GET "$GLOBAL_URL/metrics")"

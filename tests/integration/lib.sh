@@ -231,3 +231,31 @@ hy_done() {
     printf '\n%d passed, %d failed\n' "$HY_PASSES" "$HY_FAILS"
     [ "$HY_FAILS" -eq 0 ]
 }
+
+# hy_start_standalone_zone NAME [ARGS...]: starts hypha-zone NAME without a
+# global CP (its own roots), data in $HY_TMP/szone-NAME, its DP server on a
+# free port, with the default mesh of tests/data/resources/mesh.yaml and
+# its intermediate CA. Sets SZONE_PID, SZONE_URL, SZONE_LOG, SZONE_DATA and
+# SZONE_DP_PORT. Waits until the mesh's issuer exists.
+hy_start_standalone_zone() {
+    local name=$1 port
+    shift
+    SZONE_DATA=$HY_TMP/szone-$name
+    SZONE_LOG=$HY_TMP/szone-$name.log
+    SZONE_DP_PORT=$(hy_free_port)
+    mkdir -p "$SZONE_DATA"
+    "$HY_BIN/hypha-zone" --zone "$name" --data-dir "$SZONE_DATA" --api-address 127.0.0.1:0 \
+        --dp-address "127.0.0.1:$SZONE_DP_PORT" "$@" >>"$SZONE_LOG" 2>&1 &
+    SZONE_PID=$!
+    HY_PIDS+=("$SZONE_PID")
+    hy_wait_for 20 grep -q 'API listening on http://' "$SZONE_LOG" || {
+        cat "$SZONE_LOG" >&2
+        return 1
+    }
+    port=$(grep -o 'API listening on http://[^ ]*' "$SZONE_LOG" | tail -n 1 | sed 's/.*://')
+    SZONE_URL=http://127.0.0.1:$port
+    hy_wait_for 10 curl -sf "$SZONE_URL/ready"
+    curl -sf -o /dev/null -X PUT "$SZONE_URL/meshes/default" -H 'Content-Type: application/yaml' \
+        --data-binary @"$(dirname "${BASH_SOURCE[0]}")/../data/resources/mesh.yaml"
+    hy_wait_for 20 curl -sf "$SZONE_URL/meshes/default/meshissuers/ca-1"
+}

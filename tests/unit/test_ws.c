@@ -64,6 +64,7 @@ struct rec {
     bool close_on_open;   /* close every connection as soon as it opens */
     bool stop_server_on_message;
     struct hy_ws_server *srv;
+    bool unauth; /* server: leave peers unauthenticated (the pre-Hello limits apply) */
 };
 
 static uint64_t now_ms(void)
@@ -86,6 +87,8 @@ static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
     assert_non_null(peer);
     r->opens++;
     r->conn = c;
+    if (!r->unauth) /* these servers take every peer at once (a client: no-op) */
+        hy_ws_conn_authenticated(c);
     if (r->greeting)
         assert_int_equal(hy_ws_send(c, r->greeting, strlen(r->greeting)), 0);
     if (r->close_on_open)
@@ -533,6 +536,94 @@ static void test_too_big(void **state)
     rec_fini(&sr);
     rec_fini(&ar);
     rec_fini(&br);
+}
+
+static bool opens_closes(void *arg)
+{
+    const struct rec *r = arg;
+    return r->opens >= 1 && r->closes >= 1;
+}
+
+/* Before hy_ws_conn_authenticated a server connection is held to the
+ * pre-Hello limits: a small message limit, a cap on such connections
+ * (one more is refused at open, never reaching on_open), a Hello deadline;
+ * authenticating lifts them. */
+static void test_unauth_limits(void **state)
+{
+    (void)state;
+    struct rec sr = {.unauth = true}, ar = {0}, br = {0}, cr = {0};
+    struct hy_ws_server *s =
+        server(&sr, (struct hy_ws_limits){
+                        .max_message_unauth = 1024, .max_unauth = 2, .hello_timeout_ms = 1500});
+    int port = hy_ws_server_port(s);
+    struct client_opts o = {.backoff = {.initial_ms = 60000}};
+    client(&ar, port, o);
+    assert_true(run_until(opens_at_least, &ar, 5000));
+    /* a message over the pre-Hello limit */
+    uint8_t big[2048] = {0};
+    assert_int_equal(hy_ws_send(hy_ws_client_conn(ar.cli), big, sizeof(big)), 0);
+    assert_true(run_until(closes_at_least_1, &ar, 5000));
+    assert_int_equal(ar.code[0], HY_WS_CLOSE_TOO_BIG);
+    assert_non_null(strstr(ar.reason[0], "limit of 1024 bytes before authentication"));
+    struct hy_ws_server_stats st;
+    hy_ws_server_stats(s, &st);
+    assert_int_equal(st.unauth_too_big, 1);
+
+    /* two strangers fill the cap; a third is refused at open */
+    client(&br, port, o);
+    client(&cr, port, o);
+    assert_true(run_until(opens_at_least, &br, 5000));
+    assert_true(run_until(opens_at_least, &cr, 5000));
+    struct rec dr = {0};
+    client(&dr, port, o);
+    assert_true(run_until(opens_closes, &dr, 5000));
+    assert_int_equal(dr.code[0], HY_WS_CLOSE_POLICY);
+    assert_non_null(strstr(dr.reason[0], "too many connections waiting for their Hello"));
+    hy_ws_server_stats(s, &st);
+    assert_int_equal(st.unauth_refused, 1);
+    assert_int_equal(st.unauth, 2);
+    assert_int_equal(sr.opens, 3); /* ar, br, cr: dr never reached on_open */
+
+    /* and the strangers that never authenticate are closed at the deadline */
+    assert_true(run_until(closes_at_least_1, &cr, 5000));
+    assert_int_equal(cr.code[0], HY_WS_CLOSE_POLICY);
+    assert_non_null(strstr(cr.reason[0], "no Hello within 1500 ms"));
+    hy_ws_server_stats(s, &st);
+    assert_true(st.hello_timeouts >= 1);
+
+    cleanup(NULL);
+    rec_fini(&sr);
+    rec_fini(&ar);
+    rec_fini(&br);
+    rec_fini(&cr);
+    rec_fini(&dr);
+}
+
+/* hy_ws_conn_authenticated lifts the limits: a message over the pre-Hello
+ * limit goes through and the connection outlives the deadline. */
+static void test_authenticated(void **state)
+{
+    (void)state;
+    struct rec sr = {.echo = true}, ar = {0};
+    struct hy_ws_server *s =
+        server(&sr, (struct hy_ws_limits){.max_message_unauth = 1024, .hello_timeout_ms = 300});
+    struct hy_ws_client *a = client(&ar, hy_ws_server_port(s), (struct client_opts){0});
+    assert_true(run_until(opens_at_least, &ar, 5000));
+    assert_true(hy_ws_conn_is_authenticated(hy_ws_client_conn(a)));
+    uint8_t big[4096] = {1};
+    assert_int_equal(hy_ws_send(hy_ws_client_conn(a), big, sizeof(big)), 0);
+    struct want w = {&ar, 1};
+    assert_true(run_until(got_rx, &w, 5000));
+    assert_int_equal(ar.rx_len[0], sizeof(big));
+    run_for(600); /* past the deadline */
+    assert_int_equal(ar.closes, 0);
+    struct hy_ws_server_stats st;
+    hy_ws_server_stats(s, &st);
+    assert_int_equal(st.unauth, 0);
+    assert_int_equal(st.hello_timeouts, 0);
+    cleanup(NULL);
+    rec_fini(&sr);
+    rec_fini(&ar);
 }
 
 /* The queue limit makes hy_ws_send fail without queueing. */
@@ -1072,6 +1163,8 @@ int main(void)
         cmocka_unit_test_teardown(test_garbage, cleanup),
         cmocka_unit_test_teardown(test_stop_in_callback, cleanup),
         cmocka_unit_test_teardown(test_bad_config, cleanup),
+        cmocka_unit_test_teardown(test_unauth_limits, cleanup),
+        cmocka_unit_test_teardown(test_authenticated, cleanup),
     };
     if (getenv("HY_TEST_FILTER"))
         cmocka_set_test_filter(getenv("HY_TEST_FILTER"));
