@@ -338,7 +338,7 @@ static int services_build(struct session *s, const Hypha__V1__Changes *c)
             hypha__v1__dataplane__free_unpacked(dp, NULL);
         }
     }
-    if (rc == 0)
+    if (rc == 0 && s->n_services)
         qsort(s->services, s->n_services, sizeof(char *), cmp_str);
     return rc;
 }
@@ -347,7 +347,8 @@ static bool serves(const struct session *s, const char *mesh, const char *svc)
 {
     char key[600], *k = key;
     snprintf(key, sizeof(key), "%s/%s", mesh ? mesh : "", svc ? svc : "");
-    return bsearch(&k, s->services, s->n_services, sizeof(char *), cmp_str) != NULL;
+    return s->n_services &&
+           bsearch(&k, s->services, s->n_services, sizeof(char *), cmp_str) != NULL;
 }
 
 /* A zone's ingress speaks for that zone only, and only for services its

@@ -30,6 +30,7 @@ void hy_ing_routes_unref(struct hy_ing_routes *r)
 {
     if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
         hypha__v1__dp_ingress_config__free_unpacked(r->c, NULL);
+        free(r->local);
         free(r);
     }
 }
@@ -41,6 +42,49 @@ struct hy_ing_routes *hy_ing_routes_get(struct hy_ing *g, uint64_t *gen)
     *gen = atomic_load_explicit(&g->routes_gen, memory_order_relaxed);
     pthread_mutex_unlock(&g->routes_lock);
     return r;
+}
+
+int hy_ing_routes_publish(struct hy_ing *g)
+{
+    /* a deep copy (pack, unpack) that the guard filters: g->config stays
+     * whole, to be filtered again when this host's addresses change */
+    size_t len = hypha__v1__dp_ingress_config__get_packed_size(g->config);
+    uint8_t *buf = malloc(len ? len : 1);
+    struct hy_ing_routes *r = calloc(1, sizeof(*r));
+    Hypha__V1__DpIngressConfig *c = NULL;
+    int rc = HY_ENOMEM;
+    if (!buf || !r)
+        goto out;
+    hypha__v1__dp_ingress_config__pack(g->config, buf);
+    if (!(c = hypha__v1__dp_ingress_config__unpack(NULL, len, buf)))
+        goto out;
+    if (g->local) {
+        size_t size = sizeof(*g->local) + g->local->n * sizeof(g->local->a[0]);
+        if (!(r->local = malloc(size)))
+            goto out;
+        memcpy(r->local, g->local, size);
+    }
+    if ((rc = hy_ing_guard_filter(g, c, r->local)) < 0)
+        goto out;
+    atomic_init(&r->refs, 1);
+    r->c = c;
+    c = NULL;
+    pthread_mutex_lock(&g->routes_lock);
+    struct hy_ing_routes *old = g->routes;
+    g->routes = r;
+    atomic_fetch_add_explicit(&g->routes_gen, 1, memory_order_release);
+    pthread_mutex_unlock(&g->routes_lock);
+    hy_ing_routes_unref(old);
+    r = NULL;
+out:
+    free(buf);
+    if (c)
+        hypha__v1__dp_ingress_config__free_unpacked(c, NULL);
+    if (r) {
+        free(r->local);
+        free(r);
+    }
+    return rc;
 }
 
 /* ----- the control stream ----- */
@@ -111,22 +155,27 @@ static void on_config(struct hy_ing *g, Hypha__V1__DpIngressConfig *c)
         hypha__v1__dp_ingress_config__free_unpacked(c, NULL);
         return;
     }
-    struct hy_ing_routes *r = calloc(1, sizeof(*r));
-    if (!r) {
+    /* the guard filters them against this host's addresses as of now */
+    Hypha__V1__DpIngressConfig *prev = g->config;
+    g->config = c;
+    hy_ing_guard_refresh(g);
+    if (hy_ing_routes_publish(g) < 0) {
+        g->config = prev;
+        hy_log(HY_LOG_ERROR, "ingress", "out of memory applying routes %s", S(c->version));
+        nack.version = (char *)S(c->version);
+        nack.error = "the ingress is out of memory";
+        m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_NACK;
+        m.nack = &nack;
+        send_msg(g, &m);
         hypha__v1__dp_ingress_config__free_unpacked(c, NULL);
         return;
     }
-    atomic_init(&r->refs, 1);
-    r->c = c;
-    pthread_mutex_lock(&g->routes_lock);
-    struct hy_ing_routes *old = g->routes;
-    g->routes = r;
-    atomic_fetch_add_explicit(&g->routes_gen, 1, memory_order_release);
-    pthread_mutex_unlock(&g->routes_lock);
-    hy_ing_routes_unref(old);
+    if (prev)
+        hypha__v1__dp_ingress_config__free_unpacked(prev, NULL);
     hy_series_inc(g->m.configs);
     snprintf(g->status, sizeof(g->status), "routes %.60s applied", c->version);
-    hy_log(HY_LOG_INFO, "ingress", "applied routes %s: %zu services", c->version, c->n_routes);
+    hy_log(HY_LOG_INFO, "ingress", "applied routes %s: %zu services%s", c->version, c->n_routes,
+           g->nrefused ? "; endpoints refused are listed in /config" : "");
     ack.version = c->version;
     m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_ACK;
     m.ack = &ack;
@@ -244,7 +293,16 @@ static void handle(void *ud, const struct hy_http_req *req, struct hy_http_resp 
                                        strlen(g->routes->c->version));
         rc = rc ? rc : hy_buf_printf(&resp->body, ",\"services\":%zu}\n", g->routes->c->n_routes);
     } else {
+        /* the routes in use, and what the guard dropped from them */
         rc = hy_codec_encode_message(&g->routes->c->base, HY_FORMAT_JSON, &resp->body);
+        struct hy_buf *b = &resp->body;
+        if (rc == 0 && b->len >= 2 && b->data[b->len - 1] == '}') {
+            b->data[--b->len] = '\0';
+            rc = hy_buf_puts(b, b->data[b->len - 1] == '{' ? "\"refusedEndpoints\":"
+                                                           : ",\"refusedEndpoints\":");
+            rc = rc ? rc : hy_ing_guard_json(g, b);
+            rc = rc ? rc : hy_buf_puts(b, "}");
+        }
         rc = rc ? rc : hy_buf_puts(&resp->body, "\n");
     }
     if (rc < 0)
@@ -276,7 +334,15 @@ static int open_metrics(struct hy_ing *g)
     struct hy_metric *up =
         hy_metric_counter(m, "hypha_ingress_upstream_failures_total",
                           "Connections no local endpoint of their service accepted", 0);
-    if (!acc || !act || !bytes || !cfgs || !ref || !up ||
+    struct hy_metric *eref = hy_metric_counter(
+        m, "hypha_ingress_endpoints_refused_total",
+        "Endpoints the ingress refused to relay to, this host itself, by why: once as a route "
+        "set brings one, and at every connect refused",
+        1, "reason");
+    for (int i = 1; eref && i < HY_ING_NREFUSALS; i++)
+        if (!(g->m.endpoints_refused[i] = hy_metric_series(eref, hy_ing_refusal_name(i))))
+            return HY_ENOMEM;
+    if (!acc || !act || !bytes || !cfgs || !ref || !up || !eref ||
         !hy_metric_gauge_fn(m, "hypha_ingress_connected",
                             "1 while connected to the zone control plane (and not rejected)",
                             connected, g))
@@ -329,6 +395,7 @@ int hy_ing_open(struct hy_ing *g, const struct hy_ing_cfg *cfg, uv_loop_t *loop)
     memset(g, 0, sizeof(*g));
     g->cfg = cfg;
     g->loop = loop;
+    g->addrs_fd = -1;
     pthread_mutex_init(&g->routes_lock, NULL);
     atomic_init(&g->routes_gen, 0);
     atomic_init(&g->stopping, false);
@@ -373,6 +440,8 @@ int hy_ing_open(struct hy_ing *g, const struct hy_ing_cfg *cfg, uv_loop_t *loop)
                hy_strerror(rc));
         return rc;
     }
+    g->admin_port = (unsigned)hy_http_server_port(g->admin, 0);
+    hy_ing_guard_start(g);
     if ((rc = hy_ing_relay_start(g)) < 0)
         return rc;
     uv_timer_init(loop, &g->grace_timer);
@@ -417,6 +486,7 @@ void hy_ing_shutdown(struct hy_ing *g)
 void hy_ing_stop(struct hy_ing *g)
 {
     hy_ing_relay_stop(g);
+    hy_ing_guard_stop(g);
     hy_http_server_stop(g->admin);
     hy_ws_client_stop(g->ws);
     if (g->grace_init) {
@@ -434,6 +504,7 @@ void hy_ing_close(struct hy_ing *g)
     g->admin = NULL;
     hy_ing_routes_unref(g->routes);
     g->routes = NULL;
+    hy_ing_guard_fini(g);
     hy_metrics_free(g->metrics);
     g->metrics = NULL;
     hy_dp_file_fini(&g->file);

@@ -19,6 +19,7 @@
 #include "dp.pb-c.h"
 #include "dp_file.h"
 #include "log.h"
+#include "net.h"
 
 #define HY_ING_MAX_MESSAGE (16u << 20) /* largest DpMessage accepted */
 #define HY_ING_HELLO_MS 10000          /* a client sends its ClientHello within this */
@@ -26,8 +27,9 @@
 #define HY_ING_ATTEMPTS 3              /* endpoints tried per connection */
 #define HY_ING_IDLE_MS (3600u * 1000)  /* a relayed connection quiet this long is closed */
 #define HY_ING_SHUTDOWN_GRACE_MS 5000
-#define HY_ING_BAD_MS 10000 /* an endpoint whose connect failed is passed over this long */
-#define HY_ING_MAX_BAD 32   /* such endpoints a worker remembers */
+#define HY_ING_BAD_MS 10000   /* an endpoint whose connect failed is passed over this long */
+#define HY_ING_MAX_BAD 32     /* such endpoints a worker remembers */
+#define HY_ING_ADDRS_MS 30000 /* this host's addresses are re-read this often (and on change) */
 
 struct hy_ing_cfg {
     char *cp_address;   /* wss://ZONE:5678 */
@@ -37,8 +39,9 @@ struct hy_ing_cfg {
     struct hy_strings vars;
     struct hy_addr admin_address;
     enum hy_log_level log_level;
-    bool splice;      /* relay with splice(2); false: copy through user space */
-    uint64_t workers; /* relay threads; 0: one per CPU */
+    bool splice;                /* relay with splice(2); false: copy through user space */
+    uint64_t workers;           /* relay threads; 0: one per CPU */
+    bool allow_local_endpoints; /* UNSAFE: relay to loopback, unspecified, link-local endpoints */
 };
 
 #define HY_ING_MAX_WORKERS 64
@@ -47,9 +50,29 @@ struct hy_ing_cfg {
  * hold references on any thread. */
 struct hy_ing_routes {
     atomic_uint refs;
-    Hypha__V1__DpIngressConfig *c; /* owned */
+    Hypha__V1__DpIngressConfig *c; /* owned; the endpoints the guard let through */
+    struct hy_net_addrs *local;    /* owned: this host's addresses when published; may be NULL */
 };
 
+/* Why the guard (guard.c) refuses an endpoint: the reasons of
+ * hypha_ingress_endpoints_refused_total. */
+enum hy_ing_refusal {
+    HY_ING_ALLOWED = 0,
+    HY_ING_REFUSE_LOOPBACK,    /* this host's loopback */
+    HY_ING_REFUSE_UNSPECIFIED, /* 0.0.0.0/8, ::: the host itself */
+    HY_ING_REFUSE_LINK_LOCAL,  /* 169.254/16, fe80::/10: metadata services */
+    HY_ING_REFUSE_LISTENER,    /* one of the ingress's own ports on one of this host's addresses */
+    HY_ING_NREFUSALS
+};
+
+/* An endpoint the guard dropped from the current routes (main thread). */
+struct hy_ing_refused {
+    char *sni, *name, *address; /* owned */
+    unsigned port;
+    enum hy_ing_refusal why;
+};
+
+struct hy_buf;
 struct hy_ws_client;
 struct hy_http_server;
 struct hy_metrics;
@@ -99,12 +122,24 @@ struct hy_ing {
     bool listening;
     atomic_bool stopping;
 
+    /* the guard (guard.c): what the relay never connects to */
+    unsigned relay_port, admin_port;    /* the ingress's own; set before the workers start */
+    Hypha__V1__DpIngressConfig *config; /* the routes last accepted, before the guard */
+    struct hy_net_addrs *local;         /* this host's addresses, as last read */
+    struct hy_ing_refused *refused;     /* what the guard dropped from the current routes */
+    size_t nrefused;
+    uv_timer_t addrs_timer;
+    uv_poll_t addrs_poll; /* netlink: an address was added or removed */
+    int addrs_fd;
+    bool addrs_timer_init, addrs_poll_init;
+
     struct hy_http_server *admin;
     struct hy_metrics *metrics;
     struct {
         struct hy_series *accepted, *active, *bytes, *configs;
         struct hy_series *refused[5]; /* not_tls, malformed, no_sni, unknown_sni, too_big */
         struct hy_series *upstream_failed;
+        struct hy_series *endpoints_refused[HY_ING_NREFUSALS]; /* [0] unused */
     } m;
 };
 
@@ -119,6 +154,37 @@ void hy_ing_routes_unref(struct hy_ing_routes *r); /* any thread */
 /* A new reference to the current routes (NULL before the first) and its
  * generation. Any thread. */
 struct hy_ing_routes *hy_ing_routes_get(struct hy_ing *g, uint64_t *gen);
+
+/* Publishes g->config, less what the guard refuses, with this host's
+ * addresses, as the routes workers use from their next connection.
+ * Main thread. 0 or HY_ENOMEM (the routes in use stay). */
+int hy_ing_routes_publish(struct hy_ing *g);
+
+/* guard.c: the ingress never relays to this host itself. */
+/* Reads this host's addresses and starts watching them (netlink, and a
+ * timer as a backstop). Cannot fail: without netlink or getifaddrs it
+ * logs and carries on with what it has. Main thread. */
+void hy_ing_guard_start(struct hy_ing *g);
+/* Closes its handles (main thread, before the loop's last run). */
+void hy_ing_guard_stop(struct hy_ing *g);
+/* Frees what it holds. */
+void hy_ing_guard_fini(struct hy_ing *g);
+/* Re-reads this host's addresses; true when they changed. Main thread. */
+bool hy_ing_guard_refresh(struct hy_ing *g);
+/* Why the relay must not connect to sa on behalf of a remote zone, or
+ * HY_ING_ALLOWED. local: this host's addresses (NULL: unknown). Any
+ * thread; reads only what does not change after start. */
+enum hy_ing_refusal hy_ing_guard_check(const struct hy_ing *g, const struct hy_net_addrs *local,
+                                       const struct sockaddr *sa);
+/* "loopback", "unspecified", "link_local", "ingress_listener"; static. */
+const char *hy_ing_refusal_name(enum hy_ing_refusal why);
+/* Drops from c every endpoint the guard refuses against local, and makes
+ * the list of them g's; logs and counts those not refused already.
+ * Main thread. 0 or HY_ENOMEM (c is then partly filtered: do not use it). */
+int hy_ing_guard_filter(struct hy_ing *g, Hypha__V1__DpIngressConfig *c,
+                        const struct hy_net_addrs *local);
+/* Appends the refused endpoints as a JSON array. 0 or HY_ENOMEM. */
+int hy_ing_guard_json(const struct hy_ing *g, struct hy_buf *out);
 
 /* relay.c */
 /* Opens the listening sockets (errors at once) and starts the workers. */

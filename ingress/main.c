@@ -26,6 +26,11 @@ static const struct hy_option options[] = {
      "relay with splice(2), the bytes never entering user space; false: copy them"},
     {"workers", "HYPHA_WORKERS", "workers", HY_OPT_UINT, O(workers), "0",
      "relay threads, each with its own loop and listening socket; 0: one per CPU"},
+    {"allow-local-endpoints", "HYPHA_ALLOW_LOCAL_ENDPOINTS", "allowLocalEndpoints", HY_OPT_BOOL,
+     O(allow_local_endpoints), "false",
+     "UNSAFE, single-host development only: relay to endpoints on this host's loopback, "
+     "unspecified and link-local addresses too, which lets anyone who can register a Dataplane "
+     "reach this host's loopback services (the control plane's API) through the ingress"},
     {"log-level", "HYPHA_LOG_LEVEL", "logLevel", HY_OPT_LOG_LEVEL, O(log_level), "info",
      "debug, info, warn or error"},
 };

@@ -6,7 +6,8 @@
  * relays both ways, each direction ending on its own. Anything else (not
  * TLS, a malformed ClientHello, no SNI, an SNI no route has, a ClientHello
  * too big) is closed, counted and logged with not one byte forwarded: the
- * ingress only ever reaches the endpoints its routes list.
+ * ingress only ever reaches the endpoints its routes list, and of those
+ * never this host itself (guard.c).
  *
  * Each worker thread has its own loop and listening socket on the port
  * (SO_REUSEPORT); a connection lives on the worker that accepted it.
@@ -595,11 +596,20 @@ static void try_connect(struct hy_ing_conn *c)
     c->next_ep++;
     c->attempts++;
     struct sockaddr_storage sa;
-    const char *a = e->address;
     endpoint_key(e, c->upstream, sizeof(c->upstream));
-    if (uv_ip4_addr(a, (int)e->port, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(a, (int)e->port, (struct sockaddr_in6 *)&sa) != 0) {
+    if (hy_net_parse_ip(e->address, e->port, &sa) != 0) {
         snprintf(c->why, sizeof(c->why), "%s: not an IP address", c->upstream);
+        try_connect(c);
+        return;
+    }
+    /* the guard dropped such endpoints when the routes came; this checks
+     * the address actually dialled, whatever produced it */
+    enum hy_ing_refusal no = hy_ing_guard_check(c->g, c->routes->local, (struct sockaddr *)&sa);
+    if (no != HY_ING_ALLOWED) {
+        hy_series_inc(c->g->m.endpoints_refused[no]);
+        hy_log(HY_LOG_WARN, "ingress", "peer=%s sni=%s: refused to connect to %s: reason=%s",
+               c->peer, c->sni, c->upstream, hy_ing_refusal_name(no));
+        snprintf(c->why, sizeof(c->why), "%s: refused (%s)", c->upstream, hy_ing_refusal_name(no));
         try_connect(c);
         return;
     }
@@ -790,9 +800,9 @@ int hy_ing_relay_start(struct hy_ing *g)
     const char *host = zi->networking->address;
     unsigned port = zi->networking->port;
     struct sockaddr_storage sa;
-    if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&sa) != 0)
+    if (hy_net_parse_ip(host, port, &sa) != 0)
         host = "0.0.0.0"; /* a host name: listen everywhere */
+    g->relay_port = port; /* the guard refuses it: a loop */
     unsigned n = g->cfg->workers ? (unsigned)g->cfg->workers : uv_available_parallelism();
     if (n == 0)
         n = 1;

@@ -128,11 +128,14 @@ for z in east west; do
 done
 
 echo "== the app: backend-1 (an echo server) in west, web-1 calling it from east"
+# each sidecar's inbound listens on its zone's address, where the ingress
+# reaches it: an ingress never relays to loopback (security finding 4)
 sidecar() { # NAME SERVICE ZONE
     zctl "$3" generate dataplane-token --mesh default --name "$1" --tag "hypha.io/service=$2" \
         --valid-for 24h >"$work/$1.token"
+    sed "s/^  address: 127.0.0.1\$/  address: ${ip_of[$3]}/" tests/data/dp/dataplane.yaml >"$work/dp-$1.yaml"
     start "dp-$1" "${ns_of[$3]}" "$bin/hypha-dp" run --cp-address wss://127.0.0.1:5678 \
-        --ca-cert-file "$work/zone-$3/dp/ca.pem" --dataplane-file tests/data/dp/dataplane.yaml \
+        --ca-cert-file "$work/zone-$3/dp/ca.pem" --dataplane-file "$work/dp-$1.yaml" \
         --dataplane-token-file "$work/$1.token" \
         --dataplane-var "name=$1,service=$2,port=21000,app_port=21001,out_port=21002" \
         --admin-address 127.0.0.1:9901
@@ -155,7 +158,7 @@ answers() { [ "$(call "hello from east")" = "hello from east" ]; }
 until_true answers || true
 echo
 echo "   web-1 (east) 127.0.0.1:21002 -> mTLS -> ingress-west 10.213.90.3:10001 (SNI, not decrypted)"
-echo "     -> backend-1's sidecar (west) 127.0.0.1:21000 -> echo app 127.0.0.1:21001"
+echo "     -> backend-1's sidecar (west) 10.213.90.3:21000 -> echo app 127.0.0.1:21001"
 echo "   answer: $(call "hello from east" || echo "(none)")"
 sleep 0.2 # access lines are written when a connection closes
 grep -o 'access peer=.*' "$work/ingress-west.log" | tail -n 1 | sed 's/^/   ingress-west: /'

@@ -9,7 +9,10 @@
 # sidecars. Then: a Deny applied on the global CP reaches west's sidecar;
 # the ingress refuses plain TCP, a ClientHello without SNI and an unknown
 # SNI with nothing forwarded; with west's ingress down calls fail fast and
-# come back with it; with the global CP down calls go on.
+# come back with it; with the global CP down calls go on. backend-1's
+# sidecar listens on west's own bridge address, as a workload on the
+# ingress's node would: the ingress relays there, never to loopback
+# (security finding 4; tests/integration/ingress_pivot.sh).
 . "$(dirname "$0")/lib.sh"
 DATA=$(cd "$(dirname "$0")/../data" && pwd)
 [ "$(id -u)" -eq 0 ] && command -v ip >/dev/null || { echo "skip: needs root and ip(8)"; exit 77; }
@@ -154,19 +157,25 @@ hy_check "nor does another ingress's token" hy_wait_for 10 grep -q \
 hy_stop "$LAST_PID" || true
 
 # ---- backend in west, web in east
-start_dp() { # NAME SERVICE NS ZONE [PORT [ADMIN_PORT]]: inbound PORT (21000), app +1, outbound +2
-    local p=${5:-21000}
+# start_dp NAME SERVICE NS ZONE [PORT [ADMIN_PORT]]: inbound PORT (21000), app +1, outbound +2;
+# the inbound on DP_ADDRESS when set (else 127.0.0.1, for local callers only)
+start_dp() {
+    local p=${5:-21000} file=$DATA/dp/dataplane.yaml
+    if [ -n "${DP_ADDRESS:-}" ]; then
+        file=$HY_TMP/dataplane-$1.yaml
+        sed "s/^  address: 127.0.0.1\$/  address: $DP_ADDRESS/" "$DATA/dp/dataplane.yaml" >"$file"
+    fi
     zctl "$3" generate dataplane-token --mesh default --name "$1" --tag "hypha.io/service=$2" \
         --valid-for 1h >"$HY_TMP/$1.token"
     start "$3" "$HY_TMP/dp-$1.log" "$HY_BIN/hypha-dp" run --cp-address wss://127.0.0.1:5678 \
-        --ca-cert-file "$HY_TMP/zone-$4/dp/ca.pem" --dataplane-file "$DATA/dp/dataplane.yaml" \
+        --ca-cert-file "$HY_TMP/zone-$4/dp/ca.pem" --dataplane-file "$file" \
         --dataplane-token-file "$HY_TMP/$1.token" \
         --dataplane-var "name=$1,service=$2,port=$p,app_port=$((p + 1)),out_port=$((p + 2))" \
         --admin-address "127.0.0.1:${6:-9901}" --workers 2
 }
 start "$WE" "$HY_TMP/echo.log" "$HY_BIN/hypha-test-echo" 21001
 hy_wait_for 5 grep -q listening "$HY_TMP/echo.log"
-start_dp backend-1 backend "$WE" west
+DP_ADDRESS=$WE_IP start_dp backend-1 backend "$WE" west
 start_dp web-1 web "$EA" east
 WEB_PID=$LAST_PID
 dp_ready() { inns "$1" curl -sf http://127.0.0.1:9901/ready >/dev/null; }
@@ -191,32 +200,32 @@ calls() { [ "$(call "$1")" = "$1" ]; }
 fails() { [ "$(call "$1")" != "$1" ]; }
 hy_eq "a call from east reaches backend in west and comes back" "across zones" "$(call "across zones")"
 hy_check "west's ingress logs it by SNI" hy_wait_for 5 \
-    grep -q "access peer=$EA_IP:.* sni=backend.default.mesh service=default/backend upstream=127.0.0.1:21000 .*result=ok" "$HY_TMP/ingress-west.log"
+    grep -q "access peer=$EA_IP:.* sni=backend.default.mesh service=default/backend upstream=$WE_IP:21000 .*result=ok" "$HY_TMP/ingress-west.log"
 hy_check "backend-1 saw web's SPIFFE ID: mTLS from sidecar to sidecar" \
     hy_wait_for 5 grep -q "access direction=inbound .*id=spiffe://default/web .*result=ok" "$HY_TMP/dp-backend-1.log"
 hy_check "web-1 checked the server's identity and logs the ingress as its upstream" \
     grep -q "access direction=outbound .*upstream=$WE_IP:10001 .*result=ok" "$HY_TMP/dp-web-1.log"
 
 # ---- west's ingress passes over an endpoint whose connect failed
-zctl "$WE" apply -f - >/dev/null <<'YAML'
+zctl "$WE" apply -f - >/dev/null <<YAML
 type: Dataplane
 mesh: default
 name: ghost
 networking:
-  address: 127.0.0.1
+  address: $WE_IP
   inbound:
     - port: 21900
       tags: {kuma.io/service: backend}
 YAML
 two_eps() { inns "$WE" curl -s http://127.0.0.1:9902/config | jq -e '.routes[] | select(.service == "backend") | .endpoints | length == 2' >/dev/null; }
 hy_check "a Dataplane nobody serves joins backend's route in west's ingress" hy_wait_for 15 two_eps
-retried() { grep -c "sni=backend.default.mesh .*upstream=127.0.0.1:21000 attempts=2 .*result=ok" "$HY_TMP/ingress-west.log" || true; }
+retried() { grep -c "sni=backend.default.mesh .*upstream=$WE_IP:21000 attempts=2 .*result=ok" "$HY_TMP/ingress-west.log" || true; }
 n0=$(retried)
 ok=0
 for i in $(seq 1 12); do [ "$(call "ghost-$i")" = "ghost-$i" ] && ok=$((ok + 1)); done
 hy_eq "twelve calls all work" 12 "$ok"
 hy_check "at most one per ingress worker (2) tried the dead endpoint first" \
-    hy_wait_for 5 bash -c "[ \$(grep -c 'sni=backend.default.mesh .*result=' '$HY_TMP/ingress-west.log') -gt 0 ] && [ \$(( \$(grep -c 'sni=backend.default.mesh .*upstream=127.0.0.1:21000 attempts=2 .*result=ok' '$HY_TMP/ingress-west.log') - $n0 )) -le 2 ]"
+    hy_wait_for 5 bash -c "[ \$(grep -c 'sni=backend.default.mesh .*result=' '$HY_TMP/ingress-west.log') -gt 0 ] && [ \$(( \$(grep -c 'sni=backend.default.mesh .*upstream=$WE_IP:21000 attempts=2 .*result=ok' '$HY_TMP/ingress-west.log') - $n0 )) -le 2 ]"
 zctl "$WE" delete dataplane ghost -m default >/dev/null
 
 # bigcall: 4 MB both ways through web-1's outbound and west's ingress; prints the echo's sha256

@@ -259,3 +259,16 @@ hy_start_standalone_zone() {
         --data-binary @"$(dirname "${BASH_SOURCE[0]}")/../data/resources/mesh.yaml"
     hy_wait_for 20 curl -sf "$SZONE_URL/meshes/default/meshissuers/ca-1"
 }
+
+# hy_client_hello SNI: writes to stdout a minimal TLS 1.2 ClientHello (one
+# record) naming SNI, as raw bytes: for a test that must see exactly what
+# comes back for it, which a TLS client would not show.
+hy_client_hello() {
+    local sni=$1 n=${#1} name ext body hs
+    name=$(printf %s "$sni" | od -An -tx1 | tr -d ' \n')
+    ext=$(printf '0000%04x%04x00%04x' $((n + 5)) $((n + 3)) "$n")$name
+    # version, random, no session id, one cipher suite, null compression
+    body=0303$(printf 'ab%.0s' {1..32})000002002f0100$(printf %04x $((${#ext} / 2)))$ext
+    hs=01$(printf %06x $((${#body} / 2)))$body
+    printf "$(printf '16 0301 %04x %s' $((${#hs} / 2)) "$hs" | tr -d ' ' | sed 's/../\\x&/g')"
+}
