@@ -21,6 +21,7 @@
 #include "kds.h"
 #include "log.h"
 #include "mesh.pb-c.h"
+#include "net.h"
 #include "store_uv.h"
 #include "token.h"
 #include "validate.h"
@@ -711,6 +712,46 @@ static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
     push_ingress(s, true);
 }
 
+/* Whether address:port is one of this zone CP's own listeners (API, HTTPS
+ * API, DP server) on this host: a Dataplane that says its inbound is there
+ * would have the zone ingress (and other sidecars) carry strangers' bytes
+ * to the control plane (finding 4). Host names are left to the ingress,
+ * which checks what they resolve to. */
+static bool own_listener(struct hy_dp_server *srv, const char *address, unsigned port)
+{
+    struct sockaddr_storage sa;
+    int ports[5] = {hy_ws_server_port(srv->ws)}, n = 1;
+    for (size_t i = 0; i < 4; i++)
+        if ((ports[n] = hy_http_server_port(srv->z->cp.http, i)) > 0)
+            n++;
+    bool mine = false;
+    for (int i = 0; i < n && !mine; i++)
+        mine = ports[i] > 0 && (unsigned)ports[i] == port;
+    if (!mine || hy_net_parse_ip(address, port, &sa) < 0)
+        return false;
+    enum hy_net_scope sc = hy_net_scope_of((const struct sockaddr *)&sa);
+    if (sc == HY_NET_SCOPE_LOOPBACK || sc == HY_NET_SCOPE_UNSPECIFIED)
+        return true;
+    struct hy_net_addrs *local = NULL;
+    bool here =
+        hy_net_local_addrs(&local) == 0 && hy_net_addrs_has(local, (const struct sockaddr *)&sa);
+    free(local);
+    return here;
+}
+
+/* The first inbound of a Dataplane that points at this zone CP, or -1. */
+static int inbound_at_zone(struct hy_dp_server *srv, const struct hy_resource *dp)
+{
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
+    for (size_t i = 0; d->networking && i < d->networking->n_inbound; i++) {
+        const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
+        const char *a = in->address ? in->address : d->networking->address;
+        if (a && own_listener(srv, a, in->port))
+            return (int)i;
+    }
+    return -1;
+}
+
 /* Order matters: the resource is checked whole (hy_dp_check_hello: NULL
  * or duplicate keys, names, addresses) before the token is read against
  * it, so the token check never picks one of two hypha.io/service tags. */
@@ -736,6 +777,16 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
     }
     if (!strcmp(dp->type->name, "ZoneIngress")) {
         on_ingress_hello(s, dp, h);
+        return;
+    }
+    int at = inbound_at_zone(srv, dp);
+    if (at >= 0) {
+        snprintf(why, sizeof(why),
+                 "networking.inbound[%d]: the address and port are this zone control plane's own "
+                 "listener; a Dataplane's inbound must be its own proxy",
+                 at);
+        hy_resource_free(dp);
+        reject(s, why);
         return;
     }
     if (hy_cp_verify_token(&srv->z->cp, HY_TOKEN_KIND_DATAPLANE, h->token, &claims, &fail) < 0) {

@@ -109,6 +109,18 @@ done
 hy_contains "finding 1: ingress: the reply names the ZoneIngress field" \
     "the ZoneIngress is not valid: networking.address" "$(out f1-ingress-bad-address)"
 
+# ---- finding 4 (zone side): an inbound on the zone CP's own listener
+token pivot-1 web
+for a in 127.0.0.1 0.0.0.0; do
+    rc=$(probe "f4-$a" hello --name pivot-1 --service web --token-file "$HY_TMP/pivot-1.token" \
+        --address "$a" --port "${Z##*:}" --timeout 20s)
+    hy_eq "finding 4: a Dataplane whose inbound is the zone's API ($a) is refused" 0 "$rc"
+    hy_contains "finding 4: saying so" "this zone control plane's own listener" "$(out "f4-$a")"
+done
+rc=$(probe f4-dp hello --name pivot-1 --service web --token-file "$HY_TMP/pivot-1.token" \
+    --port "$SZONE_DP_PORT" --timeout 20s)
+hy_contains "finding 4: and its DP server's port" "own listener" "$(out f4-dp)"
+
 # ---- finding 10: a duplicate hypha.io/service never reaches the token check
 token dup-1 web
 rc=$(probe f10-dup hello --name dup-1 --service web --dup-value admin \
