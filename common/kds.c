@@ -49,14 +49,23 @@ void hy_kds_log_refused(const char *peer, const Hypha__V1__Ack *a, char *last_er
     }
 }
 
-void hy_kds_ack_fill(Hypha__V1__Ack *ack, uint64_t to, const struct hy_kds_applied *done,
-                     Hypha__V1__Refused *refused, Hypha__V1__Refused **refused_v,
-                     Hypha__V1__ResourceKey *keys)
+int hy_kds_ack_build(Hypha__V1__Ack *ack, uint64_t to, const struct hy_kds_applied *done)
 {
+    size_t n = done->n_refused;
     hypha__v1__ack__init(ack);
     ack->has_to = 1;
     ack->to = to;
-    for (size_t i = 0; i < done->n_refused; i++) {
+    if (!n)
+        return 0;
+    /* one block: the vector, then the entries, then their keys */
+    char *block = calloc(1, n * (sizeof(Hypha__V1__Refused *) + sizeof(Hypha__V1__Refused) +
+                                 sizeof(Hypha__V1__ResourceKey)));
+    if (!block)
+        return HY_ENOMEM;
+    Hypha__V1__Refused **v = (Hypha__V1__Refused **)block;
+    Hypha__V1__Refused *refused = (Hypha__V1__Refused *)(v + n);
+    Hypha__V1__ResourceKey *keys = (Hypha__V1__ResourceKey *)(refused + n);
+    for (size_t i = 0; i < n; i++) {
         const struct hy_kds_refusal *f = &done->refused[i];
         hypha__v1__resource_key__init(&keys[i]);
         hypha__v1__refused__init(&refused[i]);
@@ -65,10 +74,18 @@ void hy_kds_ack_fill(Hypha__V1__Ack *ack, uint64_t to, const struct hy_kds_appli
         keys[i].name = f->name;
         refused[i].key = &keys[i];
         refused[i].reason = f->reason;
-        refused_v[i] = &refused[i];
+        v[i] = &refused[i];
     }
-    ack->n_refused = done->n_refused;
-    ack->refused = refused_v;
+    ack->n_refused = n;
+    ack->refused = v;
+    return 0;
+}
+
+void hy_kds_ack_fini(Hypha__V1__Ack *ack)
+{
+    free(ack->refused);
+    ack->refused = NULL;
+    ack->n_refused = 0;
 }
 
 void hy_kds_set_str(char **dst, const char *src)

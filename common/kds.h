@@ -74,12 +74,11 @@ Hypha__V1__ZoneInsight__Subscription *hy_kds_insight_current(Hypha__V1__ZoneInsi
  * bounded. Cannot fail. */
 void hy_kds_log_refused(const char *peer, const Hypha__V1__Ack *a, char *last_error, size_t size);
 
-/* The Ack for a Changes up to `to` that listed what it refused, built on
- * ack over vectors the caller provides (n_refused + 1 each) and pointing
- * into `done`. Cannot fail. */
-void hy_kds_ack_fill(Hypha__V1__Ack *ack, uint64_t to, const struct hy_kds_applied *done,
-                     Hypha__V1__Refused *refused, Hypha__V1__Refused **refused_v,
-                     Hypha__V1__ResourceKey *keys);
+/* The Ack for a Changes up to `to`, listing what `done` refused: the
+ * Ack's vectors are allocated here and point into done (which must outlive
+ * it); free them with hy_kds_ack_fini. 0 or HY_ENOMEM (ack then empty). */
+int hy_kds_ack_build(Hypha__V1__Ack *ack, uint64_t to, const struct hy_kds_applied *done);
+void hy_kds_ack_fini(Hypha__V1__Ack *ack);
 
 /* Replaces *dst with a copy of src (NULL clears). */
 void hy_kds_set_str(char **dst, const char *src);

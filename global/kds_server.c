@@ -569,16 +569,12 @@ static void on_changes(struct session *s, const Hypha__V1__Changes *c)
     services_free(s);
     if (rc < 0 || c->snapshot)
         usage_of(s); /* counted as judged: recount what was really stored */
-    Hypha__V1__Refused *refused = calloc(done.n_refused + 1, sizeof(*refused));
-    Hypha__V1__Refused **refused_v = calloc(done.n_refused + 1, sizeof(*refused_v));
-    Hypha__V1__ResourceKey *keys = calloc(done.n_refused + 1, sizeof(*keys));
-    if (rc == 0 && (!refused || !refused_v || !keys)) {
+    if (rc == 0 && hy_kds_ack_build(&ack, c->to, &done) < 0) {
         rc = HY_ENOMEM;
         snprintf(err, sizeof(err), "out of memory");
     }
     if (rc == 0) {
         s->insight_dirty = false;
-        hy_kds_ack_fill(&ack, c->to, &done, refused, refused_v, keys);
         for (size_t i = 0; i < done.n_refused; i++) {
             const struct hy_kds_refusal *f = &done.refused[i];
             if (i < 10)
@@ -612,9 +608,7 @@ static void on_changes(struct session *s, const Hypha__V1__Changes *c)
         hy_log(HY_LOG_WARN, "kds", "zone %s: refused its changes: %s", s->zone, err);
     }
     send_msg(s, &m);
-    free(refused);
-    free(refused_v);
-    free(keys);
+    hy_kds_ack_fini(&ack);
     hy_kds_applied_fini(&done);
 }
 

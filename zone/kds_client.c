@@ -162,16 +162,12 @@ static void on_changes(struct hy_kds_client *k, const Hypha__V1__Changes *c)
         o.also = own;
     int rc = hy_kds_apply(k->z->cp.store, c, &o, &done, err, sizeof(err));
     hy_resource_free(own);
-    Hypha__V1__Refused *refused = calloc(done.n_refused + 1, sizeof(*refused));
-    Hypha__V1__Refused **refused_v = calloc(done.n_refused + 1, sizeof(*refused_v));
-    Hypha__V1__ResourceKey *keys = calloc(done.n_refused + 1, sizeof(*keys));
-    if (rc == 0 && (!refused || !refused_v || !keys)) {
+    if (rc == 0 && hy_kds_ack_build(&ack, c->to, &done) < 0) {
         rc = HY_ENOMEM;
         snprintf(err, sizeof(err), "out of memory");
     }
     if (rc == 0) {
         k->received += c->n_upserts + c->n_deletes;
-        hy_kds_ack_fill(&ack, c->to, &done, refused, refused_v, keys);
         m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_ACK;
         m.ack = &ack;
         /* what we could not take (a newer global's type, say) is named to
@@ -193,9 +189,7 @@ static void on_changes(struct hy_kds_client *k, const Hypha__V1__Changes *c)
         hy_log(HY_LOG_WARN, "kds", "refused changes from the global control plane: %s", err);
     }
     send_msg(k, &m);
-    free(refused);
-    free(refused_v);
-    free(keys);
+    hy_kds_ack_fini(&ack);
     hy_kds_applied_fini(&done);
 }
 

@@ -19,33 +19,16 @@
 #include "resource.h"
 #include "store.h"
 #include "token.h"
+#include "fuzz_store.h"
 #include "poison.h"
 
 static struct hy_store *store;
-static char dir[64];
-
-static void cleanup(void)
-{
-    char cmd[128];
-    hy_store_close(store);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    snprintf(dir, sizeof(dir), "%s/hy-fuzz-dp-XXXXXX",
-             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-    struct hy_store_config c = {.map_size = 64u << 20};
-    if (!mkdtemp(dir))
-        abort();
-    c.path = dir;
-    if (hy_store_open(&c, &store) < 0)
-        abort();
-    atexit(cleanup);
+    store = fuzz_store_open("dp", 64u << 20);
     return 0;
 }
 

@@ -10,19 +10,10 @@
 #include <unistd.h>
 
 #include "kds.h"
+#include "fuzz_store.h"
 #include "poison.h"
 
 static struct hy_store *store;
-static char dir[64];
-
-static void cleanup(void)
-{
-    char cmd[128];
-    hy_store_close(store);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-}
 
 static bool from_east(void *ud, const struct hy_rtype *t, const char *origin)
 {
@@ -56,14 +47,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    snprintf(dir, sizeof(dir), "%s/hy-fuzz-kds-XXXXXX",
-             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-    if (!mkdtemp(dir))
-        abort();
-    struct hy_store_config c = {.path = dir, .map_size = 256u << 20, .log_retention = 2000};
-    if (hy_store_open(&c, &store) < 0)
-        abort();
-    atexit(cleanup);
+    store = fuzz_store_open("kds", 256u << 20);
     return 0;
 }
 

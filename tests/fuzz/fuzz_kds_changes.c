@@ -17,10 +17,10 @@
 
 #include "codec.h"
 #include "kds.h"
+#include "fuzz_store.h"
 #include "poison.h"
 
 static struct hy_store *store;
-static char dir[64];
 static struct hy_resource *templates[5];
 
 static const char *const yaml[] = {
@@ -35,40 +35,22 @@ static const char *const yaml[] = {
     "  from: [{targetRef: {kind: Mesh}, default: {action: Allow}}]\n",
 };
 
-static void cleanup(void)
-{
-    char cmd[128];
-    for (size_t i = 0; i < sizeof(templates) / sizeof(templates[0]); i++)
-        hy_resource_free(templates[i]);
-    hy_store_close(store);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    snprintf(dir, sizeof(dir), "%s/hy-fuzz-kdsc-XXXXXX",
-             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-    if (!mkdtemp(dir))
-        abort();
-    struct hy_store_config c = {.path = dir, .map_size = 256u << 20, .log_retention = 2000};
-    if (hy_store_open(&c, &store) < 0)
-        abort();
+    store = fuzz_store_open("kdsc", 256u << 20);
     for (size_t i = 0; i < sizeof(yaml) / sizeof(yaml[0]); i++) {
         struct hy_docs docs = {0};
         struct hy_diag d = {0};
         if (hy_codec_decode_resources("t", yaml[i], strlen(yaml[i]), NULL, &docs, &d) < 0 ||
             docs.n != 1)
             abort();
-        templates[i] = docs.v[0].res;
+        templates[i] = docs.v[0].res; /* reachable until exit */
         docs.v[0].res = NULL;
         hy_docs_fini(&docs);
         hy_diag_fini(&d);
     }
-    atexit(cleanup);
     return 0;
 }
 
