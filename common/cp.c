@@ -80,23 +80,46 @@ static bool authorized(const struct hy_cp *g, const struct hy_http_req *req)
     return diff == 0;
 }
 
+/* The http server's authorize hook: on the headers, before the body. The
+ * admin token always works; without it, only a plain-HTTP client on
+ * loopback while --api-localhost-is-admin holds (never on HTTPS: a relay on
+ * this host, such as a zone ingress, makes any remote client look local). */
+static bool authorize(void *ud, const struct hy_http_req *req, struct hy_http_resp *resp)
+{
+    struct hy_cp *g = ud;
+    if (authorized(g, req) || (!req->tls && req->peer_loopback && g->cfg->localhost_is_admin))
+        return true;
+    char details[600];
+    snprintf(details, sizeof(details),
+             "%s must send 'Authorization: Bearer <admin token>'; the token is in the %s "
+             "control plane's data directory (%s/admin-token)",
+             req->tls              ? "clients of the HTTPS API"
+             : !req->peer_loopback ? "clients other than loopback"
+                                   : "clients (loopback is not trusted: --api-localhost-is-admin "
+                                     "is false)",
+             g->component, g->cfg->data_dir);
+    snprintf(resp->route, sizeof(resp->route), "(unauthorized)");
+    hy_http_error(resp, 401, "Unauthorized", details, NULL);
+    hy_log(HY_LOG_WARN, "api", "%s %s %s%s: refused, no valid admin token", req->peer,
+           req->method_name, req->path, req->tls ? " (https)" : "");
+    return false;
+}
+
+static void refused(void *ud, const char *listener)
+{
+    struct hy_cp *g = ud;
+    hy_series_inc(hy_metric_series(g->refused, listener));
+}
+
 static void handle(void *ud, const struct hy_http_req *req, struct hy_http_resp *resp)
 {
     struct hy_cp *g = ud;
-    if (!req->peer_loopback && !authorized(g, req)) {
-        snprintf(resp->route, sizeof(resp->route), "(unauthorized)");
-        hy_http_error(resp, 401, "Unauthorized",
-                      "clients other than loopback must send 'Authorization: Bearer <admin "
-                      "token>'; the token is in the global control plane's data directory "
-                      "(admin-token)",
-                      NULL);
-        hy_log(HY_LOG_WARN, "api", "%s %s %s: refused, no valid admin token", req->peer,
-               req->method_name, req->path);
-        return;
-    }
     if (strcmp(req->path, "/metrics") == 0) {
         snprintf(resp->route, sizeof(resp->route), "/metrics");
         resp->content_type = "text/plain; version=0.0.4";
+        for (size_t i = 0; i < 2 && hy_http_server_port(g->http, i); i++)
+            hy_series_set(hy_metric_series(g->pending, i ? "https" : "http"),
+                          (double)hy_http_server_pending(g->http, i));
         if (hy_metrics_render(g->metrics, &resp->body) < 0)
             hy_http_error(resp, 500, "Out of memory", "cannot render metrics", NULL);
         return;
@@ -166,7 +189,14 @@ static int open_metrics(struct hy_cp *g)
     g->durations = hy_metric_histogram(m, "hypha_api_request_duration_seconds",
                                        "Time to answer an API request", bounds,
                                        sizeof(bounds) / sizeof(bounds[0]), 1, "route");
-    if (!g->requests || !g->durations ||
+    g->refused = hy_metric_counter(m, "hypha_api_connections_refused_total",
+                                   "API connections refused because too many were not yet "
+                                   "authorized (--api-max-pending-connections)",
+                                   1, "listener");
+    g->pending = hy_metric_gauge(m, "hypha_api_pending_connections",
+                                 "API connections whose request is not yet in and authorized", 1,
+                                 "listener");
+    if (!g->requests || !g->durations || !g->refused || !g->pending ||
         !hy_metric_gauge_fn(m, "hypha_store_revision", "Latest committed store revision",
                             stat_revision, g) ||
         !hy_metric_gauge_fn(m, "hypha_store_resources", "Resources in the store", stat_resources,
@@ -184,32 +214,37 @@ int hy_cp_listen(struct hy_cp *g)
     char plain[300], secure[300];
     hy_addr_format(&c->api_address, plain, sizeof(plain));
     hy_addr_format(&c->api_tls_address, secure, sizeof(secure));
-    struct hy_http_listener l[2] = {{.address = plain}};
+    struct hy_http_listener l[2] = {{.address = plain, .name = "http"}};
     size_t n = 1;
     bool tls = c->api_tls_cert && c->api_tls_cert[0] && c->api_tls_key && c->api_tls_key[0];
     if (tls)
-        l[n++] = (struct hy_http_listener){secure, c->api_tls_cert, c->api_tls_key};
+        l[n++] = (struct hy_http_listener){secure, c->api_tls_cert, c->api_tls_key, "https"};
     struct hy_http_server_config hc = {
         .loop = g->loop,
         .listeners = l,
         .nlisteners = n,
         .max_body = (size_t)c->max_body,
+        .max_pending = (size_t)(c->max_pending ? c->max_pending : HY_HTTP_MAX_PENDING),
+        .authorize = authorize,
         .handler = handle,
         .ud = g,
         .observe = observe,
+        .refused = refused,
     };
     int rc = hy_http_server_new(&hc, &g->http);
     if (rc < 0)
         return rc;
     struct hy_addr bound = c->api_address;
     bound.port = (uint16_t)hy_http_server_port(g->http, 0);
-    hy_log(HY_LOG_INFO, g->component, "API listening on http://%s",
-           hy_addr_format(&bound, plain, sizeof(plain)));
+    hy_log(HY_LOG_INFO, g->component, "API listening on http://%s (%s)",
+           hy_addr_format(&bound, plain, sizeof(plain)),
+           c->localhost_is_admin ? "admin token required from non-loopback clients"
+                                 : "admin token required from every client");
     if (tls) {
         bound = c->api_tls_address;
         bound.port = (uint16_t)hy_http_server_port(g->http, 1);
         hy_log(HY_LOG_INFO, g->component,
-               "API listening on https://%s (admin token required from non-loopback clients)",
+               "API listening on https://%s (admin token required from every client)",
                hy_addr_format(&bound, secure, sizeof(secure)));
     }
     return 0;

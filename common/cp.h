@@ -1,7 +1,9 @@
 /* What the global and zone control planes share: the data directory (LMDB
  * store, admin token), process and API metrics, the HTTP API listeners with
- * the admin-token rule for non-loopback clients, and the router that puts
- * /metrics and the binary's own paths in front of the resource API. */
+ * the admin-token rule (decided on the headers, before the body: always on
+ * HTTPS, for non-loopback clients on plain HTTP unless localhost is not
+ * trusted), and the router that puts /metrics and the binary's own paths in
+ * front of the resource API. */
 #ifndef HY_CP_H
 #define HY_CP_H
 
@@ -23,8 +25,11 @@ struct hy_cp_cfg {
     struct hy_addr api_tls_address; /* HTTPS, only with a certificate */
     char *api_tls_cert;
     char *api_tls_key;
-    uint64_t max_body;       /* bytes */
-    uint64_t store_map_size; /* bytes */
+    uint64_t max_body;        /* bytes */
+    bool localhost_is_admin;  /* plain HTTP from loopback needs no token (never on HTTPS) */
+    uint64_t max_pending;     /* per listener, connections not yet authorized (http_server.h) */
+    uint64_t store_map_size;  /* bytes */
+    int64_t shutdown_timeout; /* ms; read by hy_cp_main through the "shutdown-timeout" row */
     enum hy_log_level log_level;
 };
 
@@ -73,6 +78,22 @@ struct hy_cp_cfg {
          offsetof(S, M.max_body),                                                                  \
          "1Mi",                                                                                    \
          "largest request body the API accepts"},                                                  \
+        {"api-localhost-is-admin",                                                                 \
+         "HYPHA_API_LOCALHOST_IS_ADMIN",                                                           \
+         "apiLocalhostIsAdmin",                                                                    \
+         HY_OPT_BOOL,                                                                              \
+         offsetof(S, M.localhost_is_admin),                                                        \
+         "true",                                                                                   \
+         "plain HTTP API clients on loopback act as admin without a token (Kuma's "                \
+         "apiServer.authn.localhostIsAdmin); HTTPS always asks for the token"},                    \
+        {"api-max-pending-connections",                                                            \
+         "HYPHA_API_MAX_PENDING_CONNECTIONS",                                                      \
+         "apiMaxPendingConnections",                                                               \
+         HY_OPT_UINT,                                                                              \
+         offsetof(S, M.max_pending),                                                               \
+         "256",                                                                                    \
+         "per API listener, connections whose request is not yet in and authorized; more are "     \
+         "refused"},                                                                               \
         {"store-map-size",                                                                         \
          "HYPHA_STORE_MAP_SIZE",                                                                   \
          "storeMapSize",                                                                           \
@@ -80,10 +101,24 @@ struct hy_cp_cfg {
          offsetof(S, M.store_map_size),                                                            \
          "1Gi",                                                                                    \
          "maximum size of the LMDB store"},                                                        \
+        HY_SHUTDOWN_OPTION(S, M.shutdown_timeout),                                                 \
     {                                                                                              \
         "log-level", "HYPHA_LOG_LEVEL", "logLevel", HY_OPT_LOG_LEVEL, offsetof(S, M.log_level),    \
             "info", "debug, info, warn or error"                                                   \
     }
+
+/* The option-table row hy_cp_main looks for (by its name, "shutdown-timeout")
+ * in any binary's table: after SIGINT/SIGTERM the process ends within this
+ * time even if its loop is stuck. F is an int64_t field of S. */
+#define HY_SHUTDOWN_OPTION(S, F)                                                                   \
+    {                                                                                              \
+        "shutdown-timeout", "HYPHA_SHUTDOWN_TIMEOUT", "shutdownTimeout", HY_OPT_DURATION,          \
+            offsetof(S, F), HY_SHUTDOWN_TIMEOUT_DEFAULT,                                           \
+            "after SIGINT/SIGTERM, exit anyway (status 70) when shutting down takes longer; 0: "   \
+            "wait for ever"                                                                        \
+    }
+#define HY_SHUTDOWN_TIMEOUT_DEFAULT "10s"
+#define HY_EXIT_SHUTDOWN_TIMEOUT 70 /* the watchdog's exit status (EX_SOFTWARE) */
 
 struct hy_cp;
 
@@ -104,7 +139,7 @@ struct hy_cp {
     uv_loop_t *loop;
     struct hy_store *store;
     struct hy_metrics *metrics;
-    struct hy_metric *requests, *durations;
+    struct hy_metric *requests, *durations, *refused, *pending;
     struct hy_http_server *http;
     struct hy_api api;
     hy_cp_handler_fn extra;
@@ -187,7 +222,11 @@ struct hy_cp_program {
  * option or command prints why and returns 2), opens, runs the loop until
  * SIGINT or SIGTERM (and the shutdown that follows), stops, lets
  * libwebsockets finish closing, closes. Returns the process exit code: 0,
- * or 1 when open failed. */
+ * or 1 when open failed. The first SIGINT/SIGTERM also arms a watchdog:
+ * when the process has not ended within the "shutdown-timeout" option of
+ * the binary's table (HY_SHUTDOWN_OPTION; HY_SHUTDOWN_TIMEOUT_DEFAULT when it
+ * has none), it writes one line to stderr and _exits with
+ * HY_EXIT_SHUTDOWN_TIMEOUT, stuck loop or not. */
 int hy_cp_main(const struct hy_cp_program *p, int argc, char **argv);
 
 /* data_dir/name into buf; HY_ETOOBIG if it does not fit. */

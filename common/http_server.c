@@ -1,10 +1,29 @@
-/* HTTP API server on libwebsockets over the caller's libuv loop: one vhost
- * per listener, whole-request buffering with a size cap, one handler call
- * per request, responses written in chunks from the WRITEABLE callback. */
+/* HTTP server on libwebsockets over the caller's libuv loop: one vhost per
+ * listener, the request's framing and authorization checked on its headers,
+ * whole-request buffering with a size cap, one handler call per request,
+ * the response written in chunks from the WRITEABLE callback, then the
+ * connection closed.
+ *
+ * One request per connection, on purpose: libwebsockets 4.1 cannot serve a
+ * request that was pipelined behind another and carries a body. Its
+ * lws_http_action() feeds the body from the connection's buffer list
+ * starting at the segment's first byte -- the pipelined request's own
+ * header bytes -- and then loops for ever on the rest of the segment
+ * (lws_read_h1() consumes nothing once the announced length is reached),
+ * inside one loop callback: 100 % CPU, no signal handled (finding 2). Which
+ * requests are pipelined cannot be told from outside lws, so the server
+ * never starts a second transaction on a connection: every response says
+ * "Connection: close" and the connection is closed after it; whatever was
+ * pipelined behind is discarded unread, and the client retries it on a new
+ * connection (RFC 9112 9.3.2). Transfer-Encoding (lws 4.1 would hand us the
+ * chunk framing as body) and a Content-Length that is not one decimal
+ * number are refused. */
+#include <arpa/inet.h>
 #include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "codec.h"
@@ -16,12 +35,23 @@
 #include "poison.h"
 
 #define CHUNK 16384
+#define SEND_IDLE_SEC 30 /* a client that reads nothing of its response that long is dropped */
+/* A body still coming after an early answer (401, 413...) is read and
+ * dropped until this long after the headers, so that closing does not reset
+ * the connection before the client has read the answer. */
+#define LINGER_SEC 2
 #define HDR_MAX 4096
 
+/* Per listener. */
 struct vh_data {
     struct hy_http_server *server;
     int index;
     bool tls;
+    char name[32];
+    char address[64];
+    size_t pending;            /* connections not yet received and authorized */
+    uint64_t refused_unlogged; /* refused since the last log line */
+    time_t refused_logged;     /* when that line was written */
 };
 
 struct hy_http_server {
@@ -42,7 +72,9 @@ struct pss {
     char *strs[8]; /* owned header copies and path */
     struct hy_buf body;
     size_t sent;
-    bool responding, close_after, too_big;
+    bool responding, written; /* written: the whole response went to lws */
+    bool decided;             /* decided: the server answers, the handler is not called */
+    bool body_done;           /* nothing more of the request is expected */
     struct timespec started;
 };
 
@@ -164,6 +196,17 @@ static void begin_request(struct lws *wsi, struct pss *p, const char *path)
     p->resp.content_type = "application/json";
 }
 
+/* A connection stops being pending once its request is authorized and
+ * whole; lws keeps the mark on the wsi (opaque user data) until then. */
+static void settle(struct lws *wsi)
+{
+    struct vh_data *vhd = lws_get_opaque_user_data(wsi);
+    if (vhd) {
+        vhd->pending--;
+        lws_set_opaque_user_data(wsi, NULL);
+    }
+}
+
 static int send_headers(struct lws *wsi, struct pss *p)
 {
     uint8_t buf[LWS_PRE + HDR_MAX], *start = buf + LWS_PRE, *q = start, *end = buf + sizeof(buf);
@@ -182,8 +225,8 @@ static int send_headers(struct lws *wsi, struct pss *p)
                             wsi, (const uint8_t *)"hypha-result:", (const uint8_t *)r->result,
                             (int)strlen(r->result), &q, end))
         return -1;
-    if (p->close_after && lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
-                                                       (const uint8_t *)"close", 5, &q, end))
+    if (lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const uint8_t *)"close", 5, &q,
+                                     end))
         return -1;
     if (lws_finalize_write_http_header(wsi, start, &q, end))
         return -1;
@@ -202,12 +245,16 @@ static double elapsed(const struct timespec *t0)
 static int respond(struct lws *wsi, struct pss *p)
 {
     struct hy_http_server *s = ((struct vh_data *)lws_get_vhost_user(lws_get_vhost(wsi)))->server;
-    if (!p->too_big) {
+    if (!p->decided) {
+        settle(wsi);
         p->req.body = p->body.data ? p->body.data : "";
         p->req.body_len = p->body.len;
         s->cfg.handler(s->cfg.ud, &p->req, &p->resp);
     }
     p->responding = true;
+    /* from now on the clock is the response's: lws's header-time content
+     * timeout would cut a long answer to a busy client short */
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, SEND_IDLE_SEC);
     if (s->cfg.observe)
         s->cfg.observe(s->cfg.ud, p->req.method_name, p->resp.route[0] ? p->resp.route : "other",
                        p->resp.status, elapsed(&p->started));
@@ -220,6 +267,22 @@ static int respond(struct lws *wsi, struct pss *p)
 static int write_body(struct lws *wsi, struct pss *p)
 {
     uint8_t buf[LWS_PRE + CHUNK];
+    if (p->written) {
+        /* close only once lws has sent what it buffered of the last write:
+         * closing with it still queued cuts the response short */
+        if (lws_partial_buffered(wsi)) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+        double t = elapsed(&p->started);
+        if (!p->body_done && t < LINGER_SEC) {
+            /* ended by BODY_COMPLETION, a body chunk after LINGER_SEC or,
+             * if none comes, this timeout */
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, (int)(LINGER_SEC - t) + 1);
+            return 0;
+        }
+        return -1; /* one request per connection (top of file) */
+    }
     size_t total = p->req.method == HY_HTTP_HEAD ? 0 : p->resp.body.len;
     size_t n = total - p->sent;
     if (n > CHUNK)
@@ -230,14 +293,20 @@ static int write_body(struct lws *wsi, struct pss *p)
     if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
         return -1;
     p->sent += n;
-    if (!last) {
-        lws_callback_on_writable(wsi);
-        return 0;
-    }
-    if (p->close_after)
-        return -1;
-    pss_reset(p);
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
+    p->written = last;
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, SEND_IDLE_SEC); /* progress */
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* The server answers this request itself; its body is never kept. */
+static void refuse(struct pss *p, int status, const char *title, const char *details,
+                   const char *route)
+{
+    p->decided = true;
+    hy_buf_fini(&p->body);
+    hy_http_error(&p->resp, status, title, details, NULL);
+    snprintf(p->resp.route, sizeof(p->resp.route), "%s", route);
 }
 
 static void too_big(struct pss *p, size_t max)
@@ -245,39 +314,139 @@ static void too_big(struct pss *p, size_t max)
     char details[128];
     snprintf(details, sizeof(details), "the request body is larger than the limit of %zu bytes",
              max);
-    p->too_big = p->close_after = true;
-    hy_buf_fini(&p->body);
-    hy_http_error(&p->resp, 413, "Request body too large", details, NULL);
-    snprintf(p->resp.route, sizeof(p->resp.route), "%s", "(too large)");
+    refuse(p, 413, "Request body too large", details, "(too large)");
+}
+
+/* Over max_pending: answer what we can without reading the request (a 503
+ * on plain HTTP; nothing can be said before a TLS handshake), log at most
+ * once a second, count. lws closes fd when we return. */
+static void refuse_connection(struct vh_data *vhd, int fd)
+{
+    static const char body[] =
+        "{\"title\":\"Too many connections\",\"details\":\"too many connections have not sent an "
+        "authorized request yet; try again later\",\"causes\":[]}";
+    struct hy_http_server *s = vhd->server;
+    char peer[INET6_ADDRSTRLEN] = "?", head[256], drain[4096];
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        inet_ntop(ss.ss_family,
+                  ss.ss_family == AF_INET6 ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                           : (void *)&((struct sockaddr_in *)&ss)->sin_addr,
+                  peer, sizeof(peer));
+    if (!vhd->tls) {
+        /* what already arrived is read first, so that closing does not reset
+         * the connection before the client reads the answer */
+        while (recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0)
+            ;
+        int n = snprintf(head, sizeof(head),
+                         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                         "content-length: %zu\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+                         sizeof(body) - 1);
+        if (send(fd, head, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) == n)
+            (void)!send(fd, body, sizeof(body) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        shutdown(fd, SHUT_WR);
+    }
+    vhd->refused_unlogged++;
+    time_t now = time(NULL);
+    if (now != vhd->refused_logged) {
+        hy_log(HY_LOG_WARN, "http",
+               "%s %s: refused a connection from %s: %zu connections not yet authorized "
+               "(limit %zu); %llu refused since the last message",
+               vhd->name, vhd->address, peer, vhd->pending,
+               s->cfg.max_pending ? s->cfg.max_pending : HY_HTTP_MAX_PENDING,
+               (unsigned long long)vhd->refused_unlogged);
+        vhd->refused_unlogged = 0;
+        vhd->refused_logged = now;
+    }
+    if (s->cfg.refused)
+        s->cfg.refused(s->cfg.ud, vhd->name);
+}
+
+/* Content-Length as lws joined it (repeats with commas): one decimal number
+ * of at most 18 digits, or absent (*len 0). False when it is anything else. */
+static bool content_length(struct lws *wsi, unsigned long long *len)
+{
+    char cl[32];
+    *len = 0;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return true;
+    int n = lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (n <= 0 || n > 18)
+        return false;
+    for (int i = 0; i < n; i++) {
+        if (cl[i] < '0' || cl[i] > '9')
+            return false;
+        *len = *len * 10 + (unsigned)(cl[i] - '0');
+    }
+    return true;
+}
+
+/* The request's headers are parsed: check its framing, ask authorize, and
+ * either answer now or wait for the body. */
+static int on_headers(struct lws *wsi, struct pss *p, const struct vh_data *vhd, const char *path)
+{
+    const struct hy_http_server_config *cfg = &vhd->server->cfg;
+    unsigned long long len;
+    begin_request(wsi, p, path);
+    p->body_done = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0 &&
+                   lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+        refuse(p, 411, "Length required",
+               "Transfer-Encoding is not supported; send the body with a Content-Length",
+               "(bad framing)");
+        return respond(wsi, p);
+    }
+    if (!content_length(wsi, &len)) {
+        refuse(p, 400, "Bad request", "Content-Length must be one decimal number", "(bad framing)");
+        return respond(wsi, p);
+    }
+    if (cfg->authorize && !cfg->authorize(cfg->ud, &p->req, &p->resp)) {
+        p->decided = true;
+        if (!p->resp.route[0])
+            snprintf(p->resp.route, sizeof(p->resp.route), "(unauthorized)");
+        return respond(wsi, p);
+    }
+    if (len > cfg->max_body) {
+        too_big(p, cfg->max_body);
+        return respond(wsi, p);
+    }
+    if (len == 0) {
+        p->body_done = true;
+        return respond(wsi, p);
+    }
+    lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT,
+                    (int)(cfg->timeout_sec ? cfg->timeout_sec : 10));
+    return 0; /* wait for the body */
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
     struct pss *p = user;
-    const struct vh_data *vhd = lws_get_vhost(wsi) ? lws_get_vhost_user(lws_get_vhost(wsi)) : NULL;
+    struct vh_data *vhd = lws_get_vhost(wsi) ? lws_get_vhost_user(lws_get_vhost(wsi)) : NULL;
     switch (reason) {
-    case LWS_CALLBACK_HTTP: {
-        size_t max = vhd->server->cfg.max_body;
-        begin_request(wsi, p, in);
-        char cl[32] = "";
-        bool has_body = lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
-                        strtoull(cl, NULL, 10) > 0;
-        if (has_body && strtoull(cl, NULL, 10) > max) {
-            too_big(p, max);
-            return respond(wsi, p);
-        }
-        if (has_body || lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-            lws_set_timeout(
-                wsi, PENDING_TIMEOUT_HTTP_CONTENT,
-                (int)(vhd->server->cfg.timeout_sec ? vhd->server->cfg.timeout_sec : 10));
-            return 0; /* wait for the body */
-        }
-        return respond(wsi, p);
-    }
-    case LWS_CALLBACK_HTTP_BODY:
-        if (p->too_big)
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION: { /* wsi: the listener; in: the new socket */
+        struct hy_http_server *s = vhd->server;
+        if (vhd->pending < (s->cfg.max_pending ? s->cfg.max_pending : HY_HTTP_MAX_PENDING))
             return 0;
+        refuse_connection(vhd, (int)(intptr_t)in);
+        return 1;
+    }
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        if (vhd) {
+            vhd->pending++;
+            lws_set_opaque_user_data(wsi, vhd);
+        }
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        settle(wsi);
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        return on_headers(wsi, p, vhd, in);
+    case LWS_CALLBACK_HTTP_BODY:
+        if (p->decided || p->responding) /* read and dropped, for LINGER_SEC at most */
+            return elapsed(&p->started) < LINGER_SEC ? 0 : -1;
         if (p->body.len + len > vhd->server->cfg.max_body) {
             too_big(p, vhd->server->cfg.max_body);
             return respond(wsi, p);
@@ -286,9 +455,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return -1;
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
-        if (p->responding)
+        p->body_done = true;
+        if (p->responding) { /* answered on the headers: back to the response's clock */
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, SEND_IDLE_SEC);
+            lws_callback_on_writable(wsi); /* to close once the answer is out */
             return 0;
+        }
         return respond(wsi, p);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         if (!p || !p->responding)
@@ -332,6 +504,7 @@ int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_s
                    LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
                    LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
     info.port = CONTEXT_PORT_NO_LISTEN;
+    info.timeout_secs = cfg->timeout_sec ? cfg->timeout_sec : 10; /* lws's own, e.g. the body's */
     s->ctx = lws_create_context(&info);
     if (!s->ctx) {
         hy_log(HY_LOG_ERROR, "http", "cannot create the libwebsockets context");
@@ -347,7 +520,11 @@ int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_s
             hy_http_server_free(s);
             return HY_EINVAL;
         }
-        s->vhd[i] = (struct vh_data){s, (int)i, l->tls_cert != NULL};
+        s->vhd[i] = (struct vh_data){.server = s, .index = (int)i, .tls = l->tls_cert != NULL};
+        snprintf(s->vhd[i].name, sizeof(s->vhd[i].name), "%s", l->name ? l->name : "");
+        if (!l->name)
+            snprintf(s->vhd[i].name, sizeof(s->vhd[i].name), "listener-%zu", i);
+        snprintf(s->vhd[i].address, sizeof(s->vhd[i].address), "%s", l->address);
         struct lws_context_creation_info v;
         memset(&v, 0, sizeof(v));
         snprintf(name, sizeof(name), "listener-%zu", i);
@@ -360,6 +537,9 @@ int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_s
         v.keepalive_timeout = 30;
         v.ssl_cert_filepath = l->tls_cert;
         v.ssl_private_key_filepath = l->tls_key;
+        /* HTTP/1.1 only: the one-request-per-connection rule above is h1's,
+         * and h2 would be a second request parser to defend */
+        v.alpn = "http/1.1";
         if (l->tls_cert) { /* lws enables TLS on a vhost only with this option on it too */
             v.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
             bool failed = false;
@@ -387,6 +567,13 @@ int hy_http_server_port(const struct hy_http_server *s, size_t i)
     if (!s || i >= s->nvhosts || !s->vhosts[i])
         return 0;
     return lws_get_vhost_listen_port(s->vhosts[i]);
+}
+
+size_t hy_http_server_pending(const struct hy_http_server *s, size_t i)
+{
+    if (!s || i >= s->nvhosts)
+        return 0;
+    return s->vhd[i].pending;
 }
 
 void hy_http_server_stop(struct hy_http_server *s)

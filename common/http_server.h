@@ -1,7 +1,9 @@
-/* The HTTP API server: libwebsockets on a libuv loop the caller owns. It
- * reads whole requests (bounded), hands each to one handler function and
- * writes the response it fills. Shared by hypha-global and hypha-zone.
- * This header does not include libwebsockets.h, so handlers need not. */
+/* The HTTP server: libwebsockets on a libuv loop the caller owns. It reads
+ * whole requests (bounded), hands each to one handler function and writes
+ * the response it fills. Shared by the control planes' API and the admin
+ * servers of hypha-dp and hypha-ingress. One request per connection: every
+ * response says "Connection: close" (http_server.c says why). This header
+ * does not include libwebsockets.h, so handlers need not. */
 #ifndef HY_HTTP_SERVER_H
 #define HY_HTTP_SERVER_H
 
@@ -57,10 +59,18 @@ struct hy_http_resp {
 typedef void (*hy_http_handler_fn)(void *ud, const struct hy_http_req *req,
                                    struct hy_http_resp *resp);
 
+/* Decides on the headers alone whether a request may go on: called once
+ * they are parsed, before any byte of the body is read (req->body is "").
+ * Returns true to go on; false after filling resp (hy_http_error), which is
+ * sent with "Connection: close" while the body is never kept. */
+typedef bool (*hy_http_authorize_fn)(void *ud, const struct hy_http_req *req,
+                                     struct hy_http_resp *resp);
+
 struct hy_http_listener {
     const char *address;  /* "host:port"; port 0 picks a free one */
     const char *tls_cert; /* PEM paths; both NULL for plain HTTP */
     const char *tls_key;
+    const char *name; /* for logs and the refused callback: "http"; NULL: "listener-<i>" */
 };
 
 struct hy_http_server_config {
@@ -69,12 +79,23 @@ struct hy_http_server_config {
     size_t nlisteners;
     size_t max_body;      /* bytes; larger requests get 413 */
     unsigned timeout_sec; /* a request not fully received by then is dropped; 0 = 10 */
+    /* Per listener, the connections whose request is not yet received and
+     * authorized ("pending"); one more is refused as it is accepted (a 503
+     * on plain HTTP, a bare close on TLS), with a log line at most every
+     * second. 0 = HY_HTTP_MAX_PENDING. */
+    size_t max_pending;
+    hy_http_authorize_fn authorize; /* may be NULL: every request goes on */
     hy_http_handler_fn handler;
     void *ud;
     /* Called after every response with method, route, status and seconds
      * taken; may be NULL. Used for metrics. */
     void (*observe)(void *ud, const char *method, const char *route, int status, double seconds);
+    /* Called for every connection refused over max_pending, with the
+     * listener's name; may be NULL. Used for metrics. */
+    void (*refused)(void *ud, const char *listener);
 };
+
+#define HY_HTTP_MAX_PENDING 256
 
 struct hy_http_server;
 
@@ -84,6 +105,9 @@ struct hy_http_server;
 int hy_http_server_new(const struct hy_http_server_config *cfg, struct hy_http_server **out);
 /* The port listener i is bound to (useful with port 0). 0 if unknown. */
 int hy_http_server_port(const struct hy_http_server *s, size_t i);
+/* Listener i's pending connections right now (see max_pending); 0 if
+ * unknown. Cannot fail. */
+size_t hy_http_server_pending(const struct hy_http_server *s, size_t i);
 /* Stops listening and starts closing connections; libwebsockets closes
  * its handles asynchronously, so run the loop until it has no active handles
  * before hy_http_server_free. NULL and repeated calls are fine. */

@@ -32,10 +32,11 @@
 #define HY_ING_ADDRS_MS 30000 /* this host's addresses are re-read this often (and on change) */
 
 struct hy_ing_cfg {
-    char *cp_address;   /* wss://ZONE:5678 */
-    char *ca_cert_file; /* PEM CA(s) the zone's DP server certificate chains to */
-    char *ingress_file; /* the ZoneIngress resource, YAML or JSON */
-    char *token_file;   /* the zone-ingress token */
+    int64_t shutdown_timeout; /* ms after SIGTERM before a stuck process exits anyway */
+    char *cp_address;         /* wss://ZONE:5678 */
+    char *ca_cert_file;       /* PEM CA(s) the zone's DP server certificate chains to */
+    char *ingress_file;       /* the ZoneIngress resource, YAML or JSON */
+    char *token_file;         /* the zone-ingress token */
     struct hy_strings vars;
     struct hy_addr admin_address;
     enum hy_log_level log_level;

@@ -27,6 +27,7 @@
 
 /* The options (main.c's table). */
 struct hy_dp_cfg {
+    int64_t shutdown_timeout;         /* ms after SIGTERM before a stuck process exits anyway */
     char *cp_address;                 /* wss://ZONE:5678 */
     char *ca_cert_file;               /* PEM CA(s) the zone's DP server certificate chains to */
     char *dataplane_file;             /* the Dataplane resource, YAML or JSON */

@@ -9,6 +9,7 @@
 #define O(field) offsetof(struct hy_dp_cfg, field)
 
 static const struct hy_option options[] = {
+    HY_SHUTDOWN_OPTION(struct hy_dp_cfg, shutdown_timeout),
     {"cp-address", "HYPHA_CP_ADDRESS", "cpAddress", HY_OPT_STRING, O(cp_address), NULL,
      "the zone control plane's DP server, wss://ZONE:5678"},
     {"ca-cert-file", "HYPHA_CA_CERT_FILE", "caCertFile", HY_OPT_STRING, O(ca_cert_file), NULL,

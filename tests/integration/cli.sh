@@ -133,8 +133,13 @@ S=$(grep -o 'API listening on https://[^ ]*' "$GLOBAL_LOG" | sed 's/API listenin
 run ctl --cp "$S" get meshes
 hy_check "https without the CA file is refused" test "$rc" -ne 0
 hy_contains "with a certificate error" "certificate" "$o"
+# the HTTPS API asks for the admin token even from loopback (finding 4)
 run ctl --cp "$S" --ca-cert-file "$HY_TMP/cert.pem" get meshes
-hy_eq "https with the CA file works" 0 "$rc"
+hy_check "https without the admin token is refused, even from loopback" test "$rc" -ne 0
+hy_contains "with 401 Unauthorized" "Unauthorized" "$o"
+run ctl --cp "$S" --ca-cert-file "$HY_TMP/cert.pem" --auth-token "$(cat "$GLOBAL_DATA/admin-token")" \
+    get meshes
+hy_eq "https with the CA file and the token works" 0 "$rc"
 hy_contains "and the data survived the restart" "default" "$o"
 run ctl config control-planes add --name secure --address "$S" --ca-cert-file "$HY_TMP/cert.pem" \
     --auth-token "$(cat "$GLOBAL_DATA/admin-token")"

@@ -232,6 +232,25 @@ hy_done() {
     [ "$HY_FAILS" -eq 0 ]
 }
 
+# hy_client_hello SNI: writes to stdout a minimal TLS 1.2 ClientHello (one
+# record) naming SNI, as raw bytes: for a test that must see exactly what
+# comes back for it, which a TLS client would not show.
+hy_client_hello() {
+    local sni=$1 n=${#1} name ext body hs
+    name=$(printf %s "$sni" | od -An -tx1 | tr -d ' \n')
+    ext=$(printf '0000%04x%04x00%04x' $((n + 5)) $((n + 3)) "$n")$name
+    # version, random, no session id, one cipher suite, null compression
+    body=0303$(printf 'ab%.0s' {1..32})000002002f0100$(printf %04x $((${#ext} / 2)))$ext
+    hs=01$(printf %06x $((${#body} / 2)))$body
+    printf "$(printf '16 0301 %04x %s' $((${#hs} / 2)) "$hs" | tr -d ' ' | sed 's/../\\x&/g')"
+}
+
+# hy_gone PID: true once PID has exited (a zombie not yet reaped counts as
+# gone), for bounded waits on a process that was asked to stop.
+hy_gone() {
+    ! kill -0 "$1" 2>/dev/null || [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" = Z ]
+}
+
 # hy_start_standalone_zone NAME [ARGS...]: starts hypha-zone NAME without a
 # global CP (its own roots), data in $HY_TMP/szone-NAME, its DP server on a
 # free port, with the default mesh of tests/data/resources/mesh.yaml and
@@ -258,17 +277,4 @@ hy_start_standalone_zone() {
     curl -sf -o /dev/null -X PUT "$SZONE_URL/meshes/default" -H 'Content-Type: application/yaml' \
         --data-binary @"$(dirname "${BASH_SOURCE[0]}")/../data/resources/mesh.yaml"
     hy_wait_for 20 curl -sf "$SZONE_URL/meshes/default/meshissuers/ca-1"
-}
-
-# hy_client_hello SNI: writes to stdout a minimal TLS 1.2 ClientHello (one
-# record) naming SNI, as raw bytes: for a test that must see exactly what
-# comes back for it, which a TLS client would not show.
-hy_client_hello() {
-    local sni=$1 n=${#1} name ext body hs
-    name=$(printf %s "$sni" | od -An -tx1 | tr -d ' \n')
-    ext=$(printf '0000%04x%04x00%04x' $((n + 5)) $((n + 3)) "$n")$name
-    # version, random, no session id, one cipher suite, null compression
-    body=0303$(printf 'ab%.0s' {1..32})000002002f0100$(printf %04x $((${#ext} / 2)))$ext
-    hs=01$(printf %06x $((${#body} / 2)))$body
-    printf "$(printf '16 0301 %04x %s' $((${#hs} / 2)) "$hs" | tr -d ' ' | sed 's/../\\x&/g')"
 }
