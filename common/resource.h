@@ -80,12 +80,12 @@ bool hy_resource_same_content(const struct hy_resource *a, const struct hy_resou
 bool hy_resource_validate(const struct hy_resource *r, struct hy_diag *diag);
 
 /* Validation helpers for validators. */
-bool hy_valid_name(const char *s);    /* lowercase DNS-style, <= 253 */
+bool hy_valid_name(const char *s); /* lowercase DNS-style, <= 253 */
 /* A zone name: one DNS label (lowercase letters, digits, '-'; at most 63;
  * no dots, so "<zone>.<name>" keys on the global CP cannot collide). */
 bool hy_valid_zone_name(const char *s);
 #define HY_ZONE_NAME_RULE                                                                          \
-    "a zone name is one DNS label: lowercase letters, digits and '-', at most 63 characters, no " \
+    "a zone name is one DNS label: lowercase letters, digits and '-', at most 63 characters, no "  \
     "dots"
 bool hy_valid_tag_key(const char *s); /* [prefix/]name, like label keys */
 bool hy_valid_tag_value(const char *s);
