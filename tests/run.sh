@@ -34,8 +34,12 @@ case "$missing_poison" in
 esac
 
 step "build ($build, ASan + UBSan)"
-cmake -S . -B "$build" -DHYPHA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake -S . -B "$build" -DHYPHA_WERROR=ON -DHYPHA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build "$build" -j "$jobs"
+
+step "optimised build ($build-release, Release, whole tree): warnings that only -O2 finds"
+cmake -S . -B "$build-release" -DHYPHA_WERROR=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build-release" -j "$jobs"
 
 step "ctest"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
@@ -43,7 +47,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd "$build" && ctest --output-on-failure -j "$jobs")
 
 step "ThreadSanitizer: the sidecar's and the ingress's worker threads ($build-tsan)"
-cmake -S . -B "$build-tsan" -DHYPHA_TSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake -S . -B "$build-tsan" -DHYPHA_WERROR=ON -DHYPHA_TSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build "$build-tsan" -j "$jobs" --target hypha-global hypha-zone hypha-dp hypha-ingress \
     hyphactl hypha-test-echo test_dp
 # the sidecar and ingress tests; each fails on any sanitizer line in a log.
@@ -53,7 +57,7 @@ cmake --build "$build-tsan" -j "$jobs" --target hypha-global hypha-zone hypha-dp
 
 if [ "$fuzz_seconds" -gt 0 ]; then
     step "fuzz (${fuzz_seconds}s per target, ${#fuzz_targets[@]} targets, clang + libFuzzer)"
-    CC=clang cmake -S . -B "$build-fuzz" -DHYPHA_FUZZ=ON -DHYPHA_SANITIZE=ON \
+    CC=clang cmake -S . -B "$build-fuzz" -DHYPHA_WERROR=ON -DHYPHA_FUZZ=ON -DHYPHA_SANITIZE=ON \
         -DCMAKE_BUILD_TYPE=Debug >/dev/null
     cmake --build "$build-fuzz" -j "$jobs" --target "${fuzz_targets[@]/#/fuzz_}"
     for target in "${fuzz_targets[@]}"; do
