@@ -496,7 +496,8 @@ static bool admit(void *ud, enum hy_store_op op, const struct hy_resource *r,
         return false;
     }
     s->used_count += !existing;
-    s->used_bytes = s->used_bytes + bytes - (old_bytes < s->used_bytes + bytes ? old_bytes : 0);
+    s->used_bytes += bytes;
+    s->used_bytes -= old_bytes < s->used_bytes ? old_bytes : s->used_bytes;
     s->used_ingresses += ingress && !existing;
     return true;
 }
