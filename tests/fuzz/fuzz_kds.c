@@ -10,38 +10,11 @@
 #include <unistd.h>
 
 #include "kds.h"
+#include "fuzz_east.h"
 #include "fuzz_store.h"
 #include "poison.h"
 
 static struct hy_store *store;
-
-static bool from_east(void *ud, const struct hy_rtype *t, const char *origin)
-{
-    (void)ud;
-    return hy_kds_from_zone(t, origin ? origin : "east", "east");
-}
-
-static bool owned_by_east(void *ud, const struct hy_rtype *t, const char *origin)
-{
-    (void)ud;
-    (void)t;
-    return origin && !strcmp(origin, "east");
-}
-
-static bool to_east(void *ud, const struct hy_rtype *t, const char *origin)
-{
-    (void)ud;
-    return hy_kds_to_zone(t, origin, "east");
-}
-
-static int rename_east(void *ud, struct hy_resource *r)
-{
-    (void)ud;
-    char name[600];
-    snprintf(name, sizeof(name), "east.%s", r->meta->name ? r->meta->name : "");
-    hy_kds_set_str(&r->origin, "east");
-    return hy_resource_set_name(r, r->meta->mesh, name);
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
