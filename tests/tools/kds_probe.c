@@ -117,6 +117,28 @@ static const char *const mode_names[] = {"garbage",      "huge",  "before-hello"
 
 /* ----- shared helpers ----- */
 
+void probe_send_hello(struct probe *p, struct hy_ws_conn *c, uint64_t acked)
+{
+    const struct probe_cfg *cfg = p->cfg;
+    char *token = probe_read_token(cfg->token_file);
+    if (!token) {
+        probe_out("error reason=%s: cannot read the token: %s", cfg->token_file, strerror(errno));
+        probe_finish(p, PROBE_USAGE);
+        return;
+    }
+    Hypha__V1__Hello h = HYPHA__V1__HELLO__INIT;
+    Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
+    h.zone = cfg->zone;
+    h.version = "kds-probe";
+    h.token = token;
+    h.has_acked_global_revision = 1;
+    h.acked_global_revision = acked;
+    m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_HELLO;
+    m.hello = &h;
+    probe_send(c, &m);
+    free(token);
+}
+
 void probe_out(const char *fmt, ...)
 {
     va_list ap;
@@ -277,23 +299,7 @@ static void send_before_hello(struct raw *r)
 
 static void send_hello(struct raw *r)
 {
-    const struct probe_cfg *c = r->p->cfg;
-    char *token = probe_read_token(c->token_file);
-    if (!token) {
-        probe_out("error reason=%s: cannot read the token: %s", c->token_file, strerror(errno));
-        probe_finish(r->p, PROBE_USAGE);
-        return;
-    }
-    Hypha__V1__Hello h = HYPHA__V1__HELLO__INIT;
-    Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
-    h.zone = c->zone;
-    h.version = "kds-probe";
-    h.token = token;
-    h.has_acked_global_revision = 1;
-    m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_HELLO;
-    m.hello = &h;
-    probe_send(hy_ws_client_conn(r->ws), &m);
-    free(token);
+    probe_send_hello(r->p, hy_ws_client_conn(r->ws), 0);
 }
 
 static void raw_open(void *ud, struct hy_ws_conn *c, const char *peer)

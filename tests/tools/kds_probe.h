@@ -98,6 +98,10 @@ struct hy_ws_client_config probe_ws_config(const struct probe *p, struct hy_ws_c
                                            void *ud);
 /* Packs m and queues it on c. Returns what hy_ws_send returns, or HY_ENOMEM. */
 int probe_send(struct hy_ws_conn *c, const Hypha__V1__KdsMessage *m);
+/* Sends a Hello as --zone with the token in --token-file, saying the zone
+ * has applied the global CP's changes up to acked. Ends the run with
+ * PROBE_USAGE when the token cannot be read. */
+void probe_send_hello(struct probe *p, struct hy_ws_conn *c, uint64_t acked);
 /* The first line of a token file, without surrounding blanks; the caller
  * frees it. NULL if the file cannot be read or is empty (errno says why). */
 char *probe_read_token(const char *path);

@@ -132,28 +132,6 @@ static Hypha__V1__ResourceKey *key_of(const char *spec)
 
 /* ----- the exchange ----- */
 
-static void send_hello(struct sender *s)
-{
-    const struct probe_cfg *c = s->p->cfg;
-    char *token = probe_read_token(c->token_file);
-    if (!token) {
-        probe_out("error reason=%s: cannot read the token: %s", c->token_file, strerror(errno));
-        probe_finish(s->p, PROBE_USAGE);
-        return;
-    }
-    Hypha__V1__Hello h = HYPHA__V1__HELLO__INIT;
-    Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
-    h.zone = c->zone;
-    h.version = "kds-probe";
-    h.token = token;
-    h.has_acked_global_revision = 1;
-    h.acked_global_revision = UINT64_MAX / 2; /* ahead of global: it sends a snapshot */
-    m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_HELLO;
-    m.hello = &h;
-    probe_send(hy_ws_client_conn(s->ws), &m);
-    free(token);
-}
-
 /* Sends the next Changes: up to --batch upserts, then (once) the deletes.
  * Returns false when everything was sent. */
 static bool send_next(struct sender *s)
@@ -234,7 +212,8 @@ static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
         return;
     s->opened = true;
     probe_out("open peer=%s", peer);
-    send_hello(s);
+    /* ahead of global: it answers with a snapshot, which is acked unread */
+    probe_send_hello(s->p, hy_ws_client_conn(s->ws), UINT64_MAX / 2);
 }
 
 static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size_t len)
