@@ -27,7 +27,7 @@ int hy_global_open(struct hy_global *g, const struct hy_global_cfg *cfg, uv_loop
     int rc = hy_cp_open(&g->cp, &cfg->cp, "global", loop);
     if (rc < 0 || (rc = hy_cp_tokens_open(&g->cp)) < 0)
         return rc;
-    g->cp.api = (struct hy_api){
+    g->cp.api = (struct hy_cp_api){
         .store = g->cp.store,
         .mode = "global",
         .instance_id = g->cp.instance_id,

@@ -47,6 +47,6 @@ void hy_kds_server_free(struct hy_global *g);
 
 /* The batch hook of user writes (write_hook.c): creates mesh root CAs, and
  * takes a deleted Zone's resources along with it. */
-int hy_global_before_commit(void *ud, struct hy_api_batch *b, struct hy_diag *d);
+int hy_global_before_commit(void *ud, struct hy_cp_api_batch *b, struct hy_diag *d);
 
 #endif

@@ -62,7 +62,7 @@ int main(int argc, char **argv)
 {
     struct hy_global_cfg cfg = {0};
     struct hy_global state;
-    const struct hy_cp_program p = {
+    const struct hy_main_program p = {
         .spec = &spec,
         .cfg = &cfg,
         .log_level_offset = offsetof(struct hy_global_cfg, cp.log_level),
@@ -72,5 +72,5 @@ int main(int argc, char **argv)
         .stop = stop_cp,
         .close = close_cp,
     };
-    return hy_cp_main(&p, argc, argv);
+    return hy_main(&p, argc, argv);
 }

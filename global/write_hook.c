@@ -9,7 +9,7 @@
 #include "poison.h"
 
 struct zone_walk {
-    struct hy_api_batch *b;
+    struct hy_cp_api_batch *b;
     const char *zone;
 };
 
@@ -19,7 +19,7 @@ static int drop_one(void *ud, struct hy_resource *r, bool *take)
     bool insight = !strcmp(r->type->name, "ZoneInsight") && !strcmp(r->meta->name, zw->zone);
     if (!insight && !(r->origin && !strcmp(r->origin, zw->zone)))
         return 0;
-    int rc = hy_api_batch_add(zw->b, HY_STORE_DELETE, r, HY_VERSION_ANY);
+    int rc = hy_cp_api_batch_add(zw->b, HY_STORE_DELETE, r, HY_VERSION_ANY);
     if (rc == 0) {
         zw->b->w[zw->b->n - 1].flags = HY_STORE_IF_EXISTS;
         *take = true;
@@ -29,13 +29,13 @@ static int drop_one(void *ud, struct hy_resource *r, bool *take)
 
 /* Deleting a Zone takes what it synced here along (and its insight), in
  * the same transaction; KDS then tells the other zones. */
-static int drop_zone(struct hy_global *g, struct hy_api_batch *b, const char *zone)
+static int drop_zone(struct hy_global *g, struct hy_cp_api_batch *b, const char *zone)
 {
     struct zone_walk zw = {b, zone};
     return hy_store_each(g->cp.store, NULL, drop_one, &zw);
 }
 
-int hy_global_before_commit(void *ud, struct hy_api_batch *b, struct hy_diag *d)
+int hy_global_before_commit(void *ud, struct hy_cp_api_batch *b, struct hy_diag *d)
 {
     struct hy_global *g = ud;
     size_t n = b->n;

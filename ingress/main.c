@@ -3,7 +3,7 @@
  * close. */
 #include <stddef.h>
 
-#include "cp.h"
+#include "runner.h"
 #include "ingress.h"
 #include "poison.h"
 
@@ -70,7 +70,7 @@ int main(int argc, char **argv)
 {
     struct hy_ing_cfg cfg = {0};
     struct hy_ing state;
-    const struct hy_cp_program p = {
+    const struct hy_main_program p = {
         .spec = &spec,
         .cfg = &cfg,
         .log_level_offset = offsetof(struct hy_ing_cfg, log_level),
@@ -83,5 +83,5 @@ int main(int argc, char **argv)
         .stop = stop_it,
         .close = close_it,
     };
-    return hy_cp_main(&p, argc, argv);
+    return hy_main(&p, argc, argv);
 }

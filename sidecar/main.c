@@ -2,7 +2,7 @@
  * SIGINT/SIGTERM, leave the zone politely, close. */
 #include <stddef.h>
 
-#include "cp.h"
+#include "runner.h"
 #include "dp.h"
 #include "poison.h"
 
@@ -62,7 +62,7 @@ int main(int argc, char **argv)
 {
     struct hy_dp_cfg cfg = {0};
     struct hy_dp state;
-    const struct hy_cp_program p = {
+    const struct hy_main_program p = {
         .spec = &spec,
         .cfg = &cfg,
         .log_level_offset = offsetof(struct hy_dp_cfg, log_level),
@@ -75,5 +75,5 @@ int main(int argc, char **argv)
         .stop = stop_it,
         .close = close_it,
     };
-    return hy_cp_main(&p, argc, argv);
+    return hy_main(&p, argc, argv);
 }

@@ -32,6 +32,8 @@ done)
 case "$missing_poison" in
     ?*) echo "these files do not include poison.h last: $missing_poison" >&2; exit 1 ;;
 esac
+# each folder includes only the layers below it (DESIGN.md, README "Layout")
+tests/check_layers.sh
 
 step "build ($build, ASan + UBSan)"
 cmake -S . -B "$build" -DHYPHA_WERROR=ON -DHYPHA_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null

@@ -65,7 +65,7 @@ int main(int argc, char **argv)
 {
     struct hy_zone_cfg cfg = {0};
     struct hy_zone state;
-    const struct hy_cp_program p = {
+    const struct hy_main_program p = {
         .spec = &spec,
         .cfg = &cfg,
         .log_level_offset = offsetof(struct hy_zone_cfg, cp.log_level),
@@ -75,5 +75,5 @@ int main(int argc, char **argv)
         .stop = stop_cp,
         .close = close_cp,
     };
-    return hy_cp_main(&p, argc, argv);
+    return hy_main(&p, argc, argv);
 }

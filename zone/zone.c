@@ -38,7 +38,7 @@ bool hy_zone_name_fits(const struct hy_zone *z, const char *name, char *why, siz
 /* Everything written through this zone's API is this zone's: mark it, so
  * KDS sends it up (and never sends it back down). A standalone zone owns
  * its meshes, so it makes their root CAs too. */
-static int before_commit(void *ud, struct hy_api_batch *b, struct hy_diag *d)
+static int before_commit(void *ud, struct hy_cp_api_batch *b, struct hy_diag *d)
 {
     struct hy_zone *z = ud;
     size_t n = b->n;
@@ -76,7 +76,7 @@ int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *lo
     z->cp.zone = cfg->zone;
     if (rc < 0 || (rc = hy_cp_tokens_open(&z->cp)) < 0)
         return rc;
-    z->cp.api = (struct hy_api){
+    z->cp.api = (struct hy_cp_api){
         .store = z->cp.store,
         .mode = cfg->global_address ? "zone" : "standalone",
         .instance_id = z->cp.instance_id,

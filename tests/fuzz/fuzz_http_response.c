@@ -1,5 +1,5 @@
 /* libFuzzer target for the HTTP client's response reader
- * (common/http_client_read.c): any bytes a server may send, no crash, no
+ * (cli/http_client_read.c): any bytes a server may send, no crash, no
  * leak, and the same answer however the bytes are split into reads.
  *
  * The first byte of an input sets how it is read; the rest is what the

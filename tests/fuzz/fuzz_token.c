@@ -1,4 +1,4 @@
-/* libFuzzer target for token verification (common/token.h): any bytes as a
+/* libFuzzer target for token verification (crypto/token.h): any bytes as a
  * token, no crash, no leak. Each input is verified as it is (shape, header,
  * alg, kid, signature), then once more re-signed with the fuzz key, so the
  * claims parser and the kind, time and revocation checks see fuzzed claims

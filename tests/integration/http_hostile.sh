@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Hostile HTTP clients against every HTTP server Hypha runs: the global CP's
 # HTTP and HTTPS API, the zone CP's API, the sidecar's admin server
-# (hypha-dp) and the ingress's (hypha-ingress), all common/http_server.c.
+# (hypha-dp) and the ingress's (hypha-ingress), all net/http_server.c.
 #
 # Finding 2: pipelined requests in one TCP segment (GET+GET, GET+POST,
 # POST+POST, POST+GET, four in a row, HEAD first, a body split across

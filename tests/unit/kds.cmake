@@ -1,1 +1,1 @@
-hy_unit_test(test_kds LIBS hypha-api)
+hy_unit_test(test_kds LIBS hypha-cp)

@@ -1,1 +1,1 @@
-hy_unit_test(test_net LIBS hypha-api)
+hy_unit_test(test_net LIBS hypha-net)

@@ -1,1 +1,1 @@
-hy_unit_test(test_sni LIBS hypha-common)
+hy_unit_test(test_sni LIBS hypha-net)

@@ -1,4 +1,4 @@
-/* What an address is to this host (common/net.c): the scope of any IPv4 or
+/* What an address is to this host (net/net.c): the scope of any IPv4 or
  * IPv6 literal, and the set of this host's interface addresses, which the
  * zone ingress consults so that no route turns it back on its own host
  * (security finding 4). */

@@ -1,1 +1,1 @@
-hy_unit_test(test_ws LIBS hypha-api hypha-crypto)
+hy_unit_test(test_ws LIBS hypha-net hypha-crypto)

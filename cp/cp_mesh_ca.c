@@ -18,7 +18,7 @@
 
 #define DEFAULT_ROOT_VALIDITY (10LL * 365 * 86400)
 
-static bool in_batch(const struct hy_api_batch *b, const char *type, const char *mesh,
+static bool in_batch(const struct hy_cp_api_batch *b, const char *type, const char *mesh,
                      const char *name)
 {
     for (size_t i = 0; i < b->n; i++) {
@@ -50,7 +50,7 @@ Hypha__V1__Timestamp *hy_cp_timestamp(int64_t secs)
 }
 
 /* Makes the root of one backend and adds MeshTrust + MeshCaKey to b. */
-static int make_root(struct hy_api_batch *b, const char *mesh,
+static int make_root(struct hy_cp_api_batch *b, const char *mesh,
                      const Hypha__V1__CertificateAuthorityBackend *be, struct hy_diag *d)
 {
     int64_t validity = DEFAULT_ROOT_VALIDITY;
@@ -86,12 +86,12 @@ static int make_root(struct hy_api_batch *b, const char *mesh,
     t->fingerprint = strdup(info.fingerprint);
     k->backend = strdup(be->name);
     k->key = strdup(pem.key);
-    if (hy_api_batch_add(b, HY_STORE_PUT, trust, HY_VERSION_NEW) < 0) {
+    if (hy_cp_api_batch_add(b, HY_STORE_PUT, trust, HY_VERSION_NEW) < 0) {
         hy_resource_free(trust);
         hy_resource_free(key);
         goto out;
     }
-    if (hy_api_batch_add(b, HY_STORE_PUT, key, HY_VERSION_NEW) < 0) {
+    if (hy_cp_api_batch_add(b, HY_STORE_PUT, key, HY_VERSION_NEW) < 0) {
         hy_resource_free(key);
         goto out;
     }
@@ -109,7 +109,7 @@ out:
     return rc;
 }
 
-int hy_cp_mesh_roots(struct hy_cp *cp, struct hy_api_batch *b, struct hy_diag *d)
+int hy_cp_mesh_roots(struct hy_cp *cp, struct hy_cp_api_batch *b, struct hy_diag *d)
 {
     size_t n = b->n; /* only the user's writes: what we add is not revisited */
     for (size_t i = 0; i < n; i++) {

@@ -124,7 +124,7 @@ static void handle(void *ud, const struct hy_http_req *req, struct hy_http_resp 
             hy_http_error(resp, 500, "Out of memory", "cannot render metrics", NULL);
         return;
     }
-    if ((g->extra && g->extra(g->extra_ud, req, resp)) || hy_api_handle(&g->api, req, resp))
+    if ((g->extra && g->extra(g->extra_ud, req, resp)) || hy_cp_api_handle(&g->api, req, resp))
         return;
     snprintf(resp->route, sizeof(resp->route), "(unknown)");
     hy_http_error(resp, 404, "Not found", "no such path", NULL);

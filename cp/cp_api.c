@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "api.h"
+#include "cp_api.h"
 #include "codec.h"
 #include "error.h"
 #include "log.h"
@@ -17,8 +17,8 @@
 
 /* ----- batches ----- */
 
-int hy_api_batch_add(struct hy_api_batch *b, enum hy_store_op op, struct hy_resource *r,
-                     uint64_t expect_version)
+int hy_cp_api_batch_add(struct hy_cp_api_batch *b, enum hy_store_op op, struct hy_resource *r,
+                        uint64_t expect_version)
 {
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 8;
@@ -41,7 +41,7 @@ int hy_api_batch_add(struct hy_api_batch *b, enum hy_store_op op, struct hy_reso
     return 0;
 }
 
-static void batch_fini(struct hy_api_batch *b)
+static void batch_fini(struct hy_cp_api_batch *b)
 {
     for (size_t i = 0; i < b->nowned; i++)
         hy_resource_free(b->owned[i]);
@@ -164,7 +164,7 @@ static int put_resource(struct hy_http_resp *resp, const struct hy_resource *r, 
 
 /* ----- ownership and references ----- */
 
-static const char *refusal(struct hy_api *api, const struct hy_rtype *t, char *buf, size_t size)
+static const char *refusal(struct hy_cp_api *api, const struct hy_rtype *t, char *buf, size_t size)
 {
     if (t->system) {
         snprintf(buf, size, "%s resources are written by the control plane itself, not by users",
@@ -174,7 +174,7 @@ static const char *refusal(struct hy_api *api, const struct hy_rtype *t, char *b
     return api->write_refusal ? api->write_refusal(api->ud, t, buf, size) : NULL;
 }
 
-static bool mesh_exists(struct hy_api *api, const char *mesh)
+static bool mesh_exists(struct hy_cp_api *api, const char *mesh)
 {
     struct hy_resource *m = NULL;
     if (hy_store_get(api->store, "Mesh", NULL, mesh, &m) < 0)
@@ -185,7 +185,7 @@ static bool mesh_exists(struct hy_api *api, const char *mesh)
 
 /* ----- GET /, /_resources ----- */
 
-static void get_root(struct hy_api *api, struct hy_http_resp *resp)
+static void get_root(struct hy_cp_api *api, struct hy_http_resp *resp)
 {
     struct hy_buf *b = &resp->body;
     hy_buf_printf(b, "{\"product\":\"Hypha\",\"version\":\"%s\",\"mode\":", HYPHA_VERSION);
@@ -273,7 +273,7 @@ static void url_encode(struct hy_buf *b, const char *s)
     }
 }
 
-static void list(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
+static void list(struct hy_cp_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
                  const struct hy_rtype *t, const char *mesh)
 {
     size_t size = LIST_DEFAULT;
@@ -392,7 +392,7 @@ out:
 
 /* ----- one resource ----- */
 
-static void get_one(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
+static void get_one(struct hy_cp_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
                     const struct hy_rtype *t, const char *mesh, const char *name)
 {
     struct hy_resource *r = NULL;
@@ -458,7 +458,7 @@ static int cmp_cstr(const void *a, const void *b)
 }
 
 /* Checks ownership and the mesh reference of one user write; adds causes. */
-static void check_write(struct hy_api *api, const struct hy_resource *r, struct mesh_refs *m,
+static void check_write(struct hy_cp_api *api, const struct hy_resource *r, struct mesh_refs *m,
                         struct hy_diag *d)
 {
     char why[512];
@@ -479,7 +479,7 @@ static void check_write(struct hy_api *api, const struct hy_resource *r, struct 
 }
 
 /* Runs the hook and commits. Returns 0 or answers the error itself. */
-static int commit(struct hy_api *api, struct hy_api_batch *b, struct hy_http_resp *resp,
+static int commit(struct hy_cp_api *api, struct hy_cp_api_batch *b, struct hy_http_resp *resp,
                   const char *what)
 {
     struct hy_diag d = {0};
@@ -504,7 +504,7 @@ static int commit(struct hy_api *api, struct hy_api_batch *b, struct hy_http_res
     return rc;
 }
 
-static void put_one(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
+static void put_one(struct hy_cp_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
                     const struct hy_rtype *t, const char *mesh, const char *name)
 {
     struct hy_docs docs;
@@ -534,9 +534,9 @@ static void put_one(struct hy_api *api, const struct hy_http_req *req, struct hy
         hy_http_error(resp, 400, "Invalid resource", "the resource cannot be written", &d);
         goto out;
     }
-    struct hy_api_batch b = {0};
+    struct hy_cp_api_batch b = {0};
     docs.v[0].res = NULL; /* the batch owns it now */
-    if (hy_api_batch_add(&b, HY_STORE_PUT, r, version) < 0) {
+    if (hy_cp_api_batch_add(&b, HY_STORE_PUT, r, version) < 0) {
         hy_resource_free(r);
         hy_http_error(resp, 500, "Out of memory", "cannot write", NULL);
         goto out_batch;
@@ -561,8 +561,9 @@ out:
     hy_docs_fini(&docs);
 }
 
-static void delete_one(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
-                       const struct hy_rtype *t, const char *mesh, const char *name)
+static void delete_one(struct hy_cp_api *api, const struct hy_http_req *req,
+                       struct hy_http_resp *resp, const struct hy_rtype *t, const char *mesh,
+                       const char *name)
 {
     char why[512], what[600];
     const char *no = refusal(api, t, why, sizeof(why));
@@ -577,9 +578,9 @@ static void delete_one(struct hy_api *api, const struct hy_http_req *req, struct
         return;
     }
     struct hy_resource *r = hy_resource_new(t);
-    struct hy_api_batch b = {0};
+    struct hy_cp_api_batch b = {0};
     if (!r || hy_resource_set_name(r, mesh, name) < 0 ||
-        hy_api_batch_add(&b, HY_STORE_DELETE, r, version) < 0) {
+        hy_cp_api_batch_add(&b, HY_STORE_DELETE, r, version) < 0) {
         hy_http_error(resp, 500, "Out of memory", "cannot delete", NULL);
         goto out;
     }
@@ -619,7 +620,7 @@ static int cmp_doc_key(const void *a, const void *b)
     return c ? c : (x > y) - (x < y);
 }
 
-static void apply(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp)
+static void apply(struct hy_cp_api *api, const struct hy_http_req *req, struct hy_http_resp *resp)
 {
     struct hy_docs docs;
     if (!decode_body(req, resp, &docs))
@@ -667,13 +668,13 @@ static void apply(struct hy_api *api, const struct hy_http_req *req, struct hy_h
     free(meshes.created);
     free(order);
     bool dry = hy_http_param(req, "dryRun") && strcmp(hy_http_param(req, "dryRun"), "false") != 0;
-    struct hy_api_batch b = {0};
+    struct hy_cp_api_batch b = {0};
     if (d.n) {
         hy_http_error(resp, 400, "Invalid resources", "nothing was written", &d);
         goto out;
     }
     for (size_t i = 0; i < docs.n; i++) {
-        if (hy_api_batch_add(&b, HY_STORE_PUT, docs.v[i].res, HY_VERSION_ANY) < 0) {
+        if (hy_cp_api_batch_add(&b, HY_STORE_PUT, docs.v[i].res, HY_VERSION_ANY) < 0) {
             hy_http_error(resp, 500, "Out of memory", "nothing was written", NULL);
             goto out;
         }
@@ -749,7 +750,7 @@ static const struct hy_rtype *user_type(const char *plural)
     return t && !t->secret ? t : NULL;
 }
 
-static void one(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
+static void one(struct hy_cp_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
                 const struct hy_rtype *t, const char *mesh, const char *name)
 {
     switch (req->method) {
@@ -768,7 +769,7 @@ static void one(struct hy_api *api, const struct hy_http_req *req, struct hy_htt
     }
 }
 
-static void many(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
+static void many(struct hy_cp_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
                  const struct hy_rtype *t, const char *mesh)
 {
     if (req->method == HY_HTTP_GET || req->method == HY_HTTP_HEAD)
@@ -785,7 +786,8 @@ static void unknown_type(struct hy_http_resp *resp, const char *plural)
     hy_http_error(resp, 404, "Not found", details, NULL);
 }
 
-bool hy_api_handle(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp)
+bool hy_cp_api_handle(struct hy_cp_api *api, const struct hy_http_req *req,
+                      struct hy_http_resp *resp)
 {
     char buf[1024];
     char *s[MAX_SEGS];

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cp.h"
+#include "runner.h"
 #include "log.h"
 #include "poison.h"
 
@@ -61,7 +61,7 @@ static void on_alarm(int signum)
 static void on_wake(uv_async_t *a)
 {
     static int handled;
-    const struct hy_cp_program *p = a->data;
+    const struct hy_main_program *p = a->data;
     for (int got = atomic_load(&signals_got); handled < got; handled++) {
         hy_log(HY_LOG_INFO, p->component, "signal %d: shutting down", atomic_load(&last_signal));
         if (p->shutdown)
@@ -73,7 +73,7 @@ static void on_wake(uv_async_t *a)
 
 /* The binary's "shutdown-timeout" row (HY_SHUTDOWN_OPTION), else the
  * default; in whole seconds, rounded up (alarm's unit). */
-static unsigned shutdown_timeout(const struct hy_cp_program *p)
+static unsigned shutdown_timeout(const struct hy_main_program *p)
 {
     int64_t ms = 10000;
     for (size_t i = 0; i < p->spec->nopts; i++) {
@@ -104,7 +104,7 @@ static void set_handlers(void)
     sigaction(SIGALRM, &sa, NULL);
 }
 
-int hy_cp_main(const struct hy_cp_program *p, int argc, char **argv)
+int hy_main(const struct hy_main_program *p, int argc, char **argv)
 {
     const struct hy_config_spec *spec = p->spec;
     int rc = hy_config_run_command(spec, p->cfg, argc, argv, p->command, p->hint);

@@ -3,25 +3,25 @@
  * and label filters, in JSON or YAML. The binary decides what may be
  * written where and can add writes to a batch (the global CP adds a Mesh's
  * root CA in the same transaction). */
-#ifndef HY_API_H
-#define HY_API_H
+#ifndef HY_CP_API_H
+#define HY_CP_API_H
 
 #include <stdbool.h>
 
 #include "http_server.h"
 #include "store.h"
 
-struct hy_api_batch {
+struct hy_cp_api_batch {
     struct hy_store_write *w;   /* owned array */
     struct hy_resource **owned; /* resources the batch owns (freed with it) */
     size_t n, cap, nowned, capowned;
 };
 
 /* Appends a write; the batch takes ownership of r. 0 or HY_ENOMEM. */
-int hy_api_batch_add(struct hy_api_batch *b, enum hy_store_op op, struct hy_resource *r,
-                     uint64_t expect_version);
+int hy_cp_api_batch_add(struct hy_cp_api_batch *b, enum hy_store_op op, struct hy_resource *r,
+                        uint64_t expect_version);
 
-struct hy_api {
+struct hy_cp_api {
     struct hy_store *store;
     const char *mode;        /* "global" or "zone" */
     const char *instance_id; /* shown at GET / */
@@ -31,7 +31,7 @@ struct hy_api {
     /* Called before a batch of user writes commits, to check them and add
      * writes to it. Return 0, or a negative code after adding causes. May
      * be NULL. */
-    int (*before_commit)(void *ud, struct hy_api_batch *b, struct hy_diag *diag);
+    int (*before_commit)(void *ud, struct hy_cp_api_batch *b, struct hy_diag *diag);
     void *ud;
 };
 
@@ -39,6 +39,7 @@ struct hy_api {
  * "/_resources", "/_apply", "/meshes...", "/{plural}..."); returns false
  * (leaving resp untouched) when it does not, so the caller can route its
  * own paths. */
-bool hy_api_handle(struct hy_api *api, const struct hy_http_req *req, struct hy_http_resp *resp);
+bool hy_cp_api_handle(struct hy_cp_api *api, const struct hy_http_req *req,
+                      struct hy_http_resp *resp);
 
 #endif

@@ -11,11 +11,12 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "api.h"
+#include "cp_api.h"
 #include "config.h"
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
+#include "runner.h"
 #include "store.h"
 
 /* Options both control planes take (each binary's table points at these). */
@@ -29,7 +30,7 @@ struct hy_cp_cfg {
     bool localhost_is_admin;  /* plain HTTP from loopback needs no token (never on HTTPS) */
     uint64_t max_pending;     /* per listener, connections not yet authorized (http_server.h) */
     uint64_t store_map_size;  /* bytes */
-    int64_t shutdown_timeout; /* ms; read by hy_cp_main through the "shutdown-timeout" row */
+    int64_t shutdown_timeout; /* ms; read by hy_main through the "shutdown-timeout" row */
     enum hy_log_level log_level;
 };
 
@@ -107,19 +108,6 @@ struct hy_cp_cfg {
             "info", "debug, info, warn or error"                                                   \
     }
 
-/* The option-table row hy_cp_main looks for (by its name, "shutdown-timeout")
- * in any binary's table: after SIGINT/SIGTERM the process ends within this
- * time even if its loop is stuck. F is an int64_t field of S. */
-#define HY_SHUTDOWN_OPTION(S, F)                                                                   \
-    {                                                                                              \
-        "shutdown-timeout", "HYPHA_SHUTDOWN_TIMEOUT", "shutdownTimeout", HY_OPT_DURATION,          \
-            offsetof(S, F), HY_SHUTDOWN_TIMEOUT_DEFAULT,                                           \
-            "after SIGINT/SIGTERM, exit anyway (status 70) when shutting down takes longer; 0: "   \
-            "wait for ever"                                                                        \
-    }
-#define HY_SHUTDOWN_TIMEOUT_DEFAULT "10s"
-#define HY_EXIT_SHUTDOWN_TIMEOUT 70 /* the watchdog's exit status (EX_SOFTWARE) */
-
 struct hy_cp;
 
 /* A binary's own paths, tried before the resource API; returns false when
@@ -141,7 +129,7 @@ struct hy_cp {
     struct hy_metrics *metrics;
     struct hy_metric *requests, *durations, *refused, *pending;
     struct hy_http_server *http;
-    struct hy_api api;
+    struct hy_cp_api api;
     hy_cp_handler_fn extra;
     void *extra_ud;
     char admin_token[65];
@@ -187,7 +175,7 @@ bool hy_cp_token_live(struct hy_cp *cp, const char *jti, int64_t exp, char *why,
 /* A before_commit hook part (cp_mesh_ca.c): for every Mesh the batch puts
  * whose enabled builtin backend has no root yet, makes one and adds its
  * MeshTrust and MeshCaKey to the batch. 0, or a negative code with a cause. */
-int hy_cp_mesh_roots(struct hy_cp *cp, struct hy_api_batch *b, struct hy_diag *d);
+int hy_cp_mesh_roots(struct hy_cp *cp, struct hy_cp_api_batch *b, struct hy_diag *d);
 /* The certificate of one of cp's TLS listeners: given_cert/given_key when
  * both are set, else data_dir/subdir/server.pem (+ server-key.pem), made
  * at first start with a CA (data_dir/subdir/ca.pem) for localhost, the
@@ -199,35 +187,6 @@ int hy_cp_server_cert(struct hy_cp *cp, const char *subdir, const char *what, co
                       char *cert, char *key, size_t size);
 /* A Timestamp message at secs (caller frees); NULL on ENOMEM. */
 Hypha__V1__Timestamp *hy_cp_timestamp(int64_t secs);
-
-/* What a Hypha binary hands hy_cp_main: the control planes, and the
- * sidecar and the ingress (which add a command and a graceful shutdown). */
-struct hy_cp_program {
-    const struct hy_config_spec *spec;
-    void *cfg;               /* the binary's zeroed config struct, which spec fills */
-    size_t log_level_offset; /* offsetof its enum hy_log_level field */
-    const char *component;   /* for logs: "global", "zone", "dp", "ingress" */
-    const char *command;     /* the one command it takes ("run"), or NULL: none */
-    const char *hint;        /* with command: how to run it, for the error without one */
-    void *state;             /* the binary's state, passed to the functions below */
-    int (*open)(void *state, const void *cfg, uv_loop_t *loop);
-    /* SIGINT/SIGTERM: starts leaving, and stops the loop when done (or at
-     * once when called again). NULL: the loop is stopped at once. */
-    void (*shutdown)(void *state);
-    void (*stop)(void *state);
-    void (*close)(void *state);
-};
-
-/* Parses the options (--help and --version print and return 0; a bad
- * option or command prints why and returns 2), opens, runs the loop until
- * SIGINT or SIGTERM (and the shutdown that follows), stops, lets
- * libwebsockets finish closing, closes. Returns the process exit code: 0,
- * or 1 when open failed. The first SIGINT/SIGTERM also arms a watchdog:
- * when the process has not ended within the "shutdown-timeout" option of
- * the binary's table (HY_SHUTDOWN_OPTION; HY_SHUTDOWN_TIMEOUT_DEFAULT when it
- * has none), it writes one line to stderr and _exits with
- * HY_EXIT_SHUTDOWN_TIMEOUT, stuck loop or not. */
-int hy_cp_main(const struct hy_cp_program *p, int argc, char **argv);
 
 /* data_dir/name into buf; HY_ETOOBIG if it does not fit. */
 int hy_cp_path(const struct hy_cp *cp, const char *name, char *buf, size_t size);
