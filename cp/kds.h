@@ -8,9 +8,9 @@
 
 #include "kds_sync.h"
 #include "metrics.h"
+#include "wire.h"
 #include "zone.pb-c.h"
 
-#define HY_KDS_SUBPROTOCOL "hypha.kds.v1"
 #define HY_KDS_INSIGHT_SUBSCRIPTIONS 5 /* connections remembered per zone */
 
 /* global -> zone: the global CP's own meshes, policies and trust roots,

@@ -14,15 +14,6 @@
 
 #define S(s) ((s) ? (s) : "")
 
-uint8_t *hy_kds_pack(const Hypha__V1__KdsMessage *m, size_t *len)
-{
-    *len = hypha__v1__kds_message__get_packed_size(m);
-    uint8_t *buf = malloc(*len ? *len : 1);
-    if (buf)
-        hypha__v1__kds_message__pack(m, buf);
-    return buf;
-}
-
 /* ----- collect ----- */
 
 static int add_upsert(Hypha__V1__Changes *c, const struct hy_resource *r)

@@ -89,7 +89,4 @@ int hy_kds_apply(struct hy_store *s, const Hypha__V1__Changes *c,
 /* Frees what hy_kds_apply put in a; safe on a zeroed struct. */
 void hy_kds_applied_fini(struct hy_kds_applied *a);
 
-/* Packs a KdsMessage into a new buffer (caller frees); NULL on ENOMEM. */
-uint8_t *hy_kds_pack(const Hypha__V1__KdsMessage *m, size_t *len);
-
 #endif

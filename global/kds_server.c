@@ -81,11 +81,7 @@ static int send_msg(void *ud, const Hypha__V1__KdsMessage *m)
 {
     struct session *s = ud;
     size_t len;
-    uint8_t *buf = hy_kds_pack(m, &len);
-    if (!buf)
-        return HY_ENOMEM;
-    int rc = hy_ws_send(s->conn, buf, len);
-    free(buf);
+    int rc = hy_ws_send_msg(s->conn, &m->base, &len);
     if (rc == 0)
         hy_kds_count(&s->srv->metrics, "sent", m, len);
     if (rc == -ENOBUFS) {

@@ -13,11 +13,11 @@
 #include "http_server.h"
 #include "ingress.h"
 #include "metrics.h"
+#include "wire.h"
 #include "ws.h"
 #include "poison.h"
 
 #define S(s) ((s) ? (s) : "")
-#define HY_DP_SUBPROTOCOL "hypha.dp.v1"
 
 struct hy_ing_routes *hy_ing_routes_ref(struct hy_ing_routes *r)
 {
@@ -91,14 +91,7 @@ out:
 
 static int send_msg(struct hy_ing *g, const Hypha__V1__DpMessage *m)
 {
-    size_t len = hypha__v1__dp_message__get_packed_size(m);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return HY_ENOMEM;
-    hypha__v1__dp_message__pack(m, buf);
-    int rc = hy_ws_send(hy_ws_client_conn(g->ws), buf, len);
-    free(buf);
-    return rc;
+    return hy_ws_send_msg(hy_ws_client_conn(g->ws), &m->base, NULL);
 }
 
 static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "wire.h"
+
 #define HY_WS_MAX_MESSAGE_DEFAULT (4u << 20) /* 4 MiB */
 /* Server side, before the session says the peer proved who it is
  * (hy_ws_conn_authenticated): what a stranger may cost. */
@@ -187,6 +189,9 @@ void hy_ws_client_free(struct hy_ws_client *c);
  * queue past max_queue (the message is not queued; the caller decides
  * whether to close); HY_ENOMEM. */
 int hy_ws_send(struct hy_ws_conn *c, const void *data, size_t len);
+/* hy_ws_send of one protobuf message, packed (proto/wire.h); *len (may be
+ * NULL) is its packed size. Same returns, -ENOMEM for out of memory. */
+int hy_ws_send_msg(struct hy_ws_conn *c, const ProtobufCMessage *m, size_t *len);
 /* Closes gracefully: what is queued goes out first, then a close frame
  * with code (1000-1003, 1007-1011 or 3000-4999; others become 1000) and
  * reason (cut to HY_WS_REASON_MAX bytes; NULL = ""). Messages that arrive

@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "wire.h"
 #include "ws_int.h"
 #include "poison.h"
 
@@ -325,6 +326,16 @@ void hy_ws_conn_authenticated(struct hy_ws_conn *c)
 bool hy_ws_conn_is_authenticated(const struct hy_ws_conn *c)
 {
     return c && c->authed;
+}
+
+static int ws_sink(void *to, const void *data, size_t len)
+{
+    return hy_ws_send(to, data, len);
+}
+
+int hy_ws_send_msg(struct hy_ws_conn *c, const ProtobufCMessage *m, size_t *len)
+{
+    return hy_wire_send(m, ws_sink, c, len);
 }
 
 int hy_ws_send(struct hy_ws_conn *c, const void *data, size_t len)

@@ -19,8 +19,8 @@
 #include "log.h"
 #include "dp_file.h"
 #include "resource.h"
+#include "wire.h"
 
-#define HY_DP_SUBPROTOCOL "hypha.dp.v1"
 #define HY_DP_RENEW_PERCENT 80        /* of a certificate's life, when a new one is asked for */
 #define HY_DP_MAX_MESSAGE (16u << 20) /* largest DpMessage accepted: a big mesh's outbounds */
 #define HY_DP_SHUTDOWN_GRACE_MS 5000  /* wait for the zone to answer our close, at most */

@@ -28,13 +28,7 @@ static int64_t wall_ms(void)
 
 static int send_msg(struct hy_dp *d, const Hypha__V1__DpMessage *m)
 {
-    size_t len = hypha__v1__dp_message__get_packed_size(m);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return HY_ENOMEM;
-    hypha__v1__dp_message__pack(m, buf);
-    int rc = hy_ws_send(hy_ws_client_conn(d->ws), buf, len);
-    free(buf);
+    int rc = hy_ws_send_msg(hy_ws_client_conn(d->ws), &m->base, NULL);
     if (rc < 0)
         hy_log(HY_LOG_WARN, "dp", "cannot send to the zone control plane: %s", hy_strerror(rc));
     return rc;

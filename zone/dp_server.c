@@ -69,14 +69,7 @@ struct hy_dp_server {
 
 static int send_msg(struct dp_session *s, const Hypha__V1__DpMessage *m)
 {
-    size_t len = hypha__v1__dp_message__get_packed_size(m);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return HY_ENOMEM;
-    hypha__v1__dp_message__pack(m, buf);
-    int rc = hy_ws_send(s->conn, buf, len);
-    free(buf);
-    return rc;
+    return hy_ws_send_msg(s->conn, &m->base, NULL);
 }
 
 /* Sends DpReject{reason} and closes (1008 with the reason, cut). */

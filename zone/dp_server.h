@@ -6,24 +6,8 @@
 
 #include "dataplane.pb-c.h"
 #include "dp.pb-c.h"
+#include "wire.h"
 #include "zone.h"
-
-#define HY_DP_SUBPROTOCOL "hypha.dp.v1"
-
-/* What a sidecar or an ingress may send (every byte is hostile until these
- * checks pass). A real DpHello is 2-5 KiB: a Dataplane, a JWT and a P-256
- * CSR; the websocket layer closes anything over HY_DP_MAX_HELLO before the
- * Hello is accepted. */
-#define HY_DP_MAX_HELLO (64u << 10)  /* bytes of one message before the Hello is accepted */
-#define HY_DP_MAX_UNAUTH 256         /* connections waiting for their Hello, per zone */
-#define HY_DP_HELLO_TIMEOUT_MS 10000 /* to send an acceptable Hello once connected */
-#define HY_DP_MAX_CSR 8192           /* bytes of a CSR, PEM (P-256: under 600) */
-#define HY_DP_MAX_VERSION 31         /* printable bytes of a config version in Ack/Nack */
-#define HY_DP_MAX_AGENT_VERSION 64   /* printable bytes of DpHello.version */
-#define HY_DP_MAX_ERROR 4096         /* bytes of a Nack's error */
-#define HY_DP_MAX_INBOUNDS 64        /* inbounds of one Dataplane */
-#define HY_DP_MAX_SERVICES 16        /* distinct inbound services: SPIFFE IDs in one leaf */
-#define HY_DP_MAX_OUTBOUNDS 1024     /* outbounds of one Dataplane */
 
 struct hy_resource;
 struct hy_token_claims;

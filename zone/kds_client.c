@@ -65,11 +65,7 @@ static int send_msg(void *ud, const Hypha__V1__KdsMessage *m)
 {
     struct hy_kds_client *k = ud;
     size_t len;
-    uint8_t *buf = hy_kds_pack(m, &len);
-    if (!buf)
-        return HY_ENOMEM;
-    int rc = hy_ws_send(hy_ws_client_conn(k->ws), buf, len);
-    free(buf);
+    int rc = hy_ws_send_msg(hy_ws_client_conn(k->ws), &m->base, &len);
     if (rc == 0)
         hy_kds_count(&k->metrics, "sent", m, len);
     return rc;

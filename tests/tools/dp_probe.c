@@ -31,10 +31,9 @@
 #include "dp.pb-c.h"
 #include "error.h"
 #include "log.h"
+#include "wire.h"
 #include "ws.h"
 #include "poison.h"
-
-#define DP_SUBPROTOCOL "hypha.dp.v1" /* zone/dp_server.h's HY_DP_SUBPROTOCOL */
 
 enum {
     PROBE_OK = 0,         /* the expected outcome */
@@ -408,14 +407,7 @@ static void finish(struct probe *p, int code)
 
 static int send_dp(struct probe *p, const Hypha__V1__DpMessage *m)
 {
-    size_t len = hypha__v1__dp_message__get_packed_size(m);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return HY_ENOMEM;
-    hypha__v1__dp_message__pack(m, buf);
-    int rc = hy_ws_send(hy_ws_client_conn(p->ws), buf, len);
-    free(buf);
-    return rc;
+    return hy_ws_send_msg(hy_ws_client_conn(p->ws), &m->base, NULL);
 }
 
 static void send_random(struct probe *p)
@@ -632,7 +624,7 @@ static int run_ws(const struct probe_cfg *c, enum mode mode)
         .name = "the zone's DP server",
         .ca_file = c->ca_file,
         .skip_verify = c->insecure,
-        .subprotocol = DP_SUBPROTOCOL,
+        .subprotocol = HY_DP_SUBPROTOCOL,
         .backoff = {.initial_ms = 200, .max_ms = 2000},
         .cb = {ws_open, ws_message, ws_close},
         .ud = &p,
@@ -780,7 +772,7 @@ static void raw_open(struct raw *r, struct raw_conn *rc)
                      "GET / HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n\r\n",
-                     r->host, r->port, DP_SUBPROTOCOL);
+                     r->host, r->port, HY_DP_SUBPROTOCOL);
     if (write_all(rc->ssl, req, (size_t)n) < 0)
         return;
     /* the 101 and its headers; a close frame may follow in the same read */

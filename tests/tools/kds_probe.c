@@ -193,13 +193,7 @@ struct hy_ws_client_config probe_ws_config(const struct probe *p, struct hy_ws_c
 
 int probe_send(struct hy_ws_conn *c, const Hypha__V1__KdsMessage *m)
 {
-    size_t len;
-    uint8_t *buf = hy_kds_pack(m, &len);
-    if (!buf)
-        return HY_ENOMEM;
-    int rc = hy_ws_send(c, buf, len);
-    free(buf);
-    return rc;
+    return hy_ws_send_msg(c, &m->base, NULL);
 }
 
 char *probe_read_token(const char *path)
