@@ -24,14 +24,14 @@ static const char *hint(const struct hy_cli *cli, int rc)
 }
 
 int hy_api_send(struct hy_cli *cli, const char *method, const char *path,
-                const struct hy_http_header *headers, size_t nheaders, const void *body, size_t len,
-                struct hy_http_response *resp)
+                const struct hy_httpc_header *headers, size_t nheaders, const void *body,
+                size_t len, struct hy_httpc_response *resp)
 {
     struct hy_buf url = {0};
     size_t base_len = strlen(cli->base_url);
     while (base_len > 0 && cli->base_url[base_len - 1] == '/')
         base_len--;
-    struct hy_http_header *all = calloc(nheaders + 1, sizeof(*all));
+    struct hy_httpc_header *all = calloc(nheaders + 1, sizeof(*all));
     char *auth = NULL;
     int rc = HY_ENOMEM;
     if (!all || hy_buf_append(&url, cli->base_url, base_len) < 0 || hy_buf_puts(&url, path) < 0)
@@ -42,18 +42,18 @@ int hy_api_send(struct hy_cli *cli, const char *method, const char *path,
             auth = NULL;
             goto out_nomem;
         }
-        all[n++] = (struct hy_http_header){"Authorization", auth};
+        all[n++] = (struct hy_httpc_header){"Authorization", auth};
     }
     for (size_t i = 0; i < nheaders; i++)
         all[n++] = headers[i];
-    struct hy_http_request req = {.method = method,
-                                  .url = url.data,
-                                  .headers = all,
-                                  .nheaders = n,
-                                  .body = body,
-                                  .body_len = len};
+    struct hy_httpc_request req = {.method = method,
+                                   .url = url.data,
+                                   .headers = all,
+                                   .nheaders = n,
+                                   .body = body,
+                                   .body_len = len};
     char err[512];
-    rc = hy_http_client_request(&cli->http, &req, resp, err, sizeof(err));
+    rc = hy_httpc_request(&cli->http, &req, resp, err, sizeof(err));
     if (rc < 0)
         hy_cli_error(cli, "%s%s", err, hint(cli, rc));
     goto out_free;
@@ -67,8 +67,8 @@ out_free:
 }
 
 int hy_api_call(struct hy_cli *cli, const char *method, const char *path,
-                const struct hy_http_header *headers, size_t nheaders, const void *body, size_t len,
-                struct hy_http_response *resp)
+                const struct hy_httpc_header *headers, size_t nheaders, const void *body,
+                size_t len, struct hy_httpc_response *resp)
 {
     int rc = hy_api_send(cli, method, path, headers, nheaders, body, len, resp);
     if (rc < 0)
@@ -76,7 +76,7 @@ int hy_api_call(struct hy_cli *cli, const char *method, const char *path,
     if (resp->status >= 200 && resp->status < 300)
         return 0;
     hy_api_print_error(cli, resp);
-    hy_http_response_fini(resp);
+    hy_httpc_response_fini(resp);
     return HY_EINVAL;
 }
 
@@ -92,7 +92,7 @@ static const char *clean(const char *s, char *buf, size_t size)
 }
 
 /* The first line of a non-JSON body, trimmed, for an error message. */
-static void first_line(const struct hy_http_response *resp, char *buf, size_t size)
+static void first_line(const struct hy_httpc_response *resp, char *buf, size_t size)
 {
     const char *b = resp->body.data ? resp->body.data : "";
     while (*b == ' ' || *b == '\n' || *b == '\r' || *b == '\t')
@@ -103,7 +103,7 @@ static void first_line(const struct hy_http_response *resp, char *buf, size_t si
     snprintf(buf, size, "%.*s", (int)n, b);
 }
 
-void hy_api_print_error(struct hy_cli *cli, const struct hy_http_response *resp)
+void hy_api_print_error(struct hy_cli *cli, const struct hy_httpc_response *resp)
 {
     struct hy_json *j = NULL;
     char why[256];
@@ -139,13 +139,13 @@ void hy_api_print_error(struct hy_cli *cli, const struct hy_http_response *resp)
     hy_json_free(j);
 }
 
-int hy_api_parse(struct hy_cli *cli, const struct hy_http_response *resp, struct hy_json **out)
+int hy_api_parse(struct hy_cli *cli, const struct hy_httpc_response *resp, struct hy_json **out)
 {
     char why[256];
     int rc = hy_json_parse(resp->body.data ? resp->body.data : "", resp->body.len, out, why,
                            sizeof(why));
     if (rc < 0) {
-        const char *type = hy_http_response_header(resp, "Content-Type");
+        const char *type = hy_httpc_response_header(resp, "Content-Type");
         hy_cli_error(cli, "cannot read the control plane's reply (HTTP %d%s%s): %s", resp->status,
                      type ? ", " : "", type ? type : "", why);
     }
@@ -184,7 +184,7 @@ int hy_api_list(struct hy_cli *cli, const char *path, bool all, struct hy_api_li
             rc = HY_ETOOBIG;
             break;
         }
-        struct hy_http_response resp;
+        struct hy_httpc_response resp;
         if ((rc = hy_api_call(cli, "GET", cur, NULL, 0, NULL, 0, &resp)) < 0)
             break;
         struct hy_json *page;
@@ -195,7 +195,7 @@ int hy_api_list(struct hy_cli *cli, const char *path, bool all, struct hy_api_li
             const char *t = hy_json_get_str(page, "total");
             out->total = t ? strtoll(t, NULL, 10) : -1;
         }
-        hy_http_response_fini(&resp);
+        hy_httpc_response_fini(&resp);
         if (rc < 0)
             break;
         if ((rc = add_page(out, page)) < 0) {
@@ -278,7 +278,7 @@ int hy_api_decode(struct hy_cli *cli, const struct hy_json *item, struct hy_reso
     return rc;
 }
 
-int hy_api_decode_body(struct hy_cli *cli, const struct hy_http_response *resp,
+int hy_api_decode_body(struct hy_cli *cli, const struct hy_httpc_response *resp,
                        struct hy_resource **out)
 {
     return decode_text(cli, resp->body.data ? resp->body.data : "", resp->body.len, out);

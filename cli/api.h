@@ -15,27 +15,27 @@
 
 /* Sends METHOD base_url+path (path starts with '/') with the auth token and
  * the extra headers. Returns 0 when an HTTP response arrived, whatever its
- * status (*resp then owned by the caller: hy_http_response_fini), or a
+ * status (*resp then owned by the caller: hy_httpc_response_fini), or a
  * negative code after printing why nothing arrived, with a hint ("is
  * hypha-global running?"). */
 int hy_api_send(struct hy_cli *cli, const char *method, const char *path,
-                const struct hy_http_header *headers, size_t nheaders, const void *body, size_t len,
-                struct hy_http_response *resp);
+                const struct hy_httpc_header *headers, size_t nheaders, const void *body,
+                size_t len, struct hy_httpc_response *resp);
 
 /* hy_api_send, then a status check: on 2xx returns 0 with *resp owned by
  * the caller; otherwise prints the error (hy_api_print_error), frees *resp
  * and returns HY_EINVAL. */
 int hy_api_call(struct hy_cli *cli, const char *method, const char *path,
-                const struct hy_http_header *headers, size_t nheaders, const void *body, size_t len,
-                struct hy_http_response *resp);
+                const struct hy_httpc_header *headers, size_t nheaders, const void *body,
+                size_t len, struct hy_httpc_response *resp);
 
 /* Prints an error response as "Error: <title>: <details>" and one
  * "  <field>: <message>" line per cause; a reply that is not the API's
  * error shape prints as "Error: HTTP <status> <reason>: <first line>". */
-void hy_api_print_error(struct hy_cli *cli, const struct hy_http_response *resp);
+void hy_api_print_error(struct hy_cli *cli, const struct hy_httpc_response *resp);
 
 /* Parses a reply body as JSON; prints a failure. 0 or a negative code. */
-int hy_api_parse(struct hy_cli *cli, const struct hy_http_response *resp, struct hy_json **out);
+int hy_api_parse(struct hy_cli *cli, const struct hy_httpc_response *resp, struct hy_json **out);
 
 struct hy_api_list {
     struct hy_json **pages; /* owned: every page's parsed body */
@@ -58,7 +58,7 @@ void hy_api_list_fini(struct hy_api_list *l);
  * the problem. */
 int hy_api_decode(struct hy_cli *cli, const struct hy_json *item, struct hy_resource **out);
 /* hy_api_decode of a whole reply body (a single GET). */
-int hy_api_decode_body(struct hy_cli *cli, const struct hy_http_response *resp,
+int hy_api_decode_body(struct hy_cli *cli, const struct hy_httpc_response *resp,
                        struct hy_resource **out);
 
 /* Appends s percent-encoded: everything but letters, digits and "-._~"

@@ -41,7 +41,7 @@ struct hy_cli {
     const char *base_url; /* borrowed from args, environment or cfg */
     const char *ca_file;  /* NULL: system CAs */
     const char *token;    /* NULL: no Authorization header */
-    struct hy_http_options http;
+    struct hy_httpc_options http;
 };
 
 /* Runs one command line (argv[0] is the program name) and returns the exit

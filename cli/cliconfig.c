@@ -82,14 +82,14 @@ static void check(const struct hy_cliconfig *cfg, struct hy_diag *diag)
                 snprintf(field, sizeof(field), "controlPlanes[%zu].name", i);
                 hy_diag_add(diag, 0, 0, field, "\"%s\" is used twice", cp->name);
             }
-        struct hy_http_url u;
+        struct hy_httpc_url u;
         snprintf(field, sizeof(field), "controlPlanes[%zu].address", i);
         if (!cp->address || !cp->address[0])
             hy_diag_add(diag, 0, 0, field, "required");
-        else if (hy_http_url_parse(cp->address, &u, why, sizeof(why)) < 0)
+        else if (hy_httpc_url_parse(cp->address, &u, why, sizeof(why)) < 0)
             hy_diag_add(diag, 0, 0, field, "%s", why);
         else
-            hy_http_url_fini(&u);
+            hy_httpc_url_fini(&u);
     }
     if (m->current_control_plane && m->current_control_plane[0] &&
         !hy_cliconfig_find(cfg, m->current_control_plane))

@@ -85,11 +85,11 @@ static bool looks_json(const struct hy_buf *text)
 
 static int apply_one(struct hy_cli *cli, const struct input *in, bool dry_run)
 {
-    const struct hy_http_header h[] = {
+    const struct hy_httpc_header h[] = {
         {"Content-Type", looks_json(&in->text) ? "application/json" : "application/yaml"},
         {"Hypha-Source", in->name},
     };
-    struct hy_http_response resp;
+    struct hy_httpc_response resp;
     int rc = hy_api_call(cli, "POST", dry_run ? "/_apply?dryRun=true" : "/_apply", h, 2,
                          in->text.data, in->text.len, &resp);
     if (rc < 0)
@@ -108,7 +108,7 @@ static int apply_one(struct hy_cli *cli, const struct input *in, bool dry_run)
         }
         hy_json_free(j);
     }
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
     return rc;
 }
 

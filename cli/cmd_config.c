@@ -33,7 +33,7 @@ static int verify(struct hy_cli *cli, const char *address, const char *ca, const
     cli->ca_file = cli->http.ca_file = ca;
     cli->token = token;
     cli->http.user_agent = "hyphactl/" HYPHA_VERSION;
-    struct hy_http_response resp;
+    struct hy_httpc_response resp;
     int rc = hy_api_call(cli, "GET", "/", NULL, 0, NULL, 0, &resp);
     if (rc == 0) {
         struct hy_json *j = NULL;
@@ -45,7 +45,7 @@ static int verify(struct hy_cli *cli, const char *address, const char *ca, const
             rc = HY_EINVAL;
         }
         hy_json_free(j);
-        hy_http_response_fini(&resp);
+        hy_httpc_response_fini(&resp);
     }
     if (rc < 0)
         fprintf(cli->err, "(pass --skip-verify to save it anyway)\n");
@@ -62,11 +62,11 @@ int hy_cmd_cp_add(struct hy_cli *cli)
         return hy_cli_usage(cli, "--name and --address are required");
     if (!valid_cp_name(name))
         return hy_cli_usage(cli, "--name \"%s\": use letters, digits, '.', '_' and '-'", name);
-    struct hy_http_url u;
+    struct hy_httpc_url u;
     char why[512];
-    if (hy_http_url_parse(address, &u, why, sizeof(why)) < 0)
+    if (hy_httpc_url_parse(address, &u, why, sizeof(why)) < 0)
         return hy_cli_usage(cli, "--address: %s", why);
-    hy_http_url_fini(&u);
+    hy_httpc_url_fini(&u);
     /* the file is read from wherever hyphactl runs later: keep it absolute */
     char abs_ca[PATH_MAX];
     if (ca && ca[0]) {

@@ -22,12 +22,12 @@ int hy_cmd_delete(struct hy_cli *cli)
         hy_cli_error(cli, "out of memory");
         return HY_ENOMEM;
     }
-    struct hy_http_response resp;
+    struct hy_httpc_response resp;
     rc = hy_api_call(cli, "DELETE", path.data, NULL, 0, NULL, 0, &resp);
     hy_buf_fini(&path);
     if (rc < 0)
         return rc;
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
     hy_cmd_print_done(cli, t->name, name, "deleted");
     return 0;
 }

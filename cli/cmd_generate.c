@@ -50,8 +50,8 @@ static int post_token(struct hy_cli *cli, const char *path, struct hy_buf *body)
     }
     if ((rc = hy_cli_connect(cli)) < 0)
         return rc;
-    const struct hy_http_header h[] = {{"Content-Type", "application/json"}};
-    struct hy_http_response resp;
+    const struct hy_httpc_header h[] = {{"Content-Type", "application/json"}};
+    struct hy_httpc_response resp;
     rc = hy_api_call(cli, "POST", path, h, 1, body->data, body->len, &resp);
     if (rc < 0)
         return rc;
@@ -63,7 +63,7 @@ static int post_token(struct hy_cli *cli, const char *path, struct hy_buf *body)
     } else {
         fprintf(cli->out, "%.*s\n", (int)len, token);
     }
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
     return rc;
 }
 

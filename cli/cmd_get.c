@@ -44,7 +44,7 @@ static int get_one(struct hy_cli *cli, const struct hy_rtype *t, const char *nam
         hy_cli_error(cli, "out of memory");
         return HY_ENOMEM;
     }
-    struct hy_http_response resp;
+    struct hy_httpc_response resp;
     int rc = hy_api_call(cli, "GET", path.data, NULL, 0, NULL, 0, &resp);
     hy_buf_fini(&path);
     if (rc < 0)
@@ -57,7 +57,7 @@ static int get_one(struct hy_cli *cli, const struct hy_rtype *t, const char *nam
             rc = print_resources(cli, t, f, &r, 1);
         hy_resource_free(r);
     }
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
     return rc;
 }
 

@@ -15,7 +15,7 @@ int hy_cmd_version(struct hy_cli *cli)
     int rc = hy_cli_connect(cli);
     if (rc < 0)
         return rc;
-    struct hy_http_response resp;
+    struct hy_httpc_response resp;
     fflush(cli->out); /* the client's line first, even if the server fails */
     if ((rc = hy_api_call(cli, "GET", "/", NULL, 0, NULL, 0, &resp)) < 0)
         return rc;
@@ -32,6 +32,6 @@ int hy_cmd_version(struct hy_cli *cli)
         fprintf(cli->out, " at %s\n", cli->base_url);
         hy_json_free(j);
     }
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
     return rc;
 }

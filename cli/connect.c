@@ -71,12 +71,12 @@ int hy_cli_connect(struct hy_cli *cli)
         cli->token = conf->auth_token;
     cli->http.ca_file = cli->ca_file;
     cli->http.user_agent = "hyphactl/" HYPHA_VERSION;
-    struct hy_http_url u;
+    struct hy_httpc_url u;
     char why[512];
-    if ((rc = hy_http_url_parse(cli->base_url, &u, why, sizeof(why))) < 0) {
+    if ((rc = hy_httpc_url_parse(cli->base_url, &u, why, sizeof(why))) < 0) {
         hy_cli_error(cli, "control plane address: %s", why);
         return rc;
     }
-    hy_http_url_fini(&u);
+    hy_httpc_url_fini(&u);
     return 0;
 }

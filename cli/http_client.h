@@ -10,13 +10,13 @@
 
 #include "buf.h"
 
-#define HY_HTTP_CONNECT_TIMEOUT_MS 10000
-#define HY_HTTP_TIMEOUT_MS 30000
-#define HY_HTTP_MAX_HEAD (64u << 10) /* status line and headers */
-#define HY_HTTP_MAX_BODY (64u << 20)
+#define HY_HTTPC_CONNECT_TIMEOUT_MS 10000
+#define HY_HTTPC_TIMEOUT_MS 30000
+#define HY_HTTPC_MAX_HEAD (64u << 10) /* status line and headers */
+#define HY_HTTPC_MAX_BODY (64u << 20)
 
 /* A parsed http:// or https:// URL. */
-struct hy_http_url {
+struct hy_httpc_url {
     bool tls;      /* https */
     char *host;    /* owned; an IPv6 literal without its brackets */
     uint16_t port; /* explicit, or 80 / 443 */
@@ -27,41 +27,41 @@ struct hy_http_url {
 /* Parses url. Returns 0, HY_EINVAL (with a reason in err) for anything that
  * is not http(s)://host[:port][/path] (user info and fragments are refused),
  * or HY_ENOMEM. On failure out is zeroed; otherwise free it with
- * hy_http_url_fini. */
-int hy_http_url_parse(const char *url, struct hy_http_url *out, char *err, size_t errsize);
-void hy_http_url_fini(struct hy_http_url *u);
+ * hy_httpc_url_fini. */
+int hy_httpc_url_parse(const char *url, struct hy_httpc_url *out, char *err, size_t errsize);
+void hy_httpc_url_fini(struct hy_httpc_url *u);
 
-struct hy_http_header {
+struct hy_httpc_header {
     const char *name;
     const char *value;
 };
 
-struct hy_http_request {
+struct hy_httpc_request {
     const char *method; /* "GET", "PUT", "POST", "DELETE" */
     const char *url;    /* absolute http(s) URL */
-    const struct hy_http_header *headers;
+    const struct hy_httpc_header *headers;
     size_t nheaders; /* Host, Content-Length, Connection are added */
     const void *body;
     size_t body_len; /* a body (even empty) is sent whenever body != NULL */
 };
 
-struct hy_http_options {
+struct hy_httpc_options {
     const char *ca_file;    /* PEM bundle for https; NULL = the system CAs */
-    int connect_timeout_ms; /* 0 = HY_HTTP_CONNECT_TIMEOUT_MS */
-    int timeout_ms;         /* each send and receive; 0 = HY_HTTP_TIMEOUT_MS */
-    size_t max_body;        /* 0 = HY_HTTP_MAX_BODY */
+    int connect_timeout_ms; /* 0 = HY_HTTPC_CONNECT_TIMEOUT_MS */
+    int timeout_ms;         /* each send and receive; 0 = HY_HTTPC_TIMEOUT_MS */
+    size_t max_body;        /* 0 = HY_HTTPC_MAX_BODY */
     const char *user_agent; /* NULL = "hypha/<version>" */
 };
 
-struct hy_http_response_header {
+struct hy_httpc_response_header {
     char *name; /* owned, as the server wrote it */
     char *value;
 };
 
-struct hy_http_response {
+struct hy_httpc_response {
     int status;
     char *reason; /* owned, e.g. "Not Found" (may be "") */
-    struct hy_http_response_header *headers;
+    struct hy_httpc_response_header *headers;
     size_t nheaders;
     struct hy_buf body; /* de-chunked; NUL-terminated when non-empty */
 };
@@ -80,16 +80,16 @@ struct hy_http_response {
  *   -EPROTO       the response is not valid HTTP/1.x or ended early
  *   HY_ETOOBIG    the head or the body is over its limit
  *   HY_ENOMEM
- * On failure *resp is left empty (hy_http_response_fini is still safe);
- * on success the caller frees it with hy_http_response_fini. */
-int hy_http_client_request(const struct hy_http_options *opts, const struct hy_http_request *req,
-                           struct hy_http_response *resp, char *err, size_t errsize);
+ * On failure *resp is left empty (hy_httpc_response_fini is still safe);
+ * on success the caller frees it with hy_httpc_response_fini. */
+int hy_httpc_request(const struct hy_httpc_options *opts, const struct hy_httpc_request *req,
+                     struct hy_httpc_response *resp, char *err, size_t errsize);
 
 /* Value of the first response header called name (case-insensitive), or
- * NULL. Valid until hy_http_response_fini. */
-const char *hy_http_response_header(const struct hy_http_response *resp, const char *name);
+ * NULL. Valid until hy_httpc_response_fini. */
+const char *hy_httpc_response_header(const struct hy_httpc_response *resp, const char *name);
 
 /* Frees everything the response owns and zeroes it; safe on a zeroed one. */
-void hy_http_response_fini(struct hy_http_response *resp);
+void hy_httpc_response_fini(struct hy_httpc_response *resp);
 
 #endif

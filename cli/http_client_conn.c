@@ -76,7 +76,7 @@ out_close:
 }
 
 /* Resolves and connects, trying every address until one answers. */
-static int dial(const struct hy_http_url *u, int connect_ms, int io_ms, int *fd_out, char *err,
+static int dial(const struct hy_httpc_url *u, int connect_ms, int io_ms, int *fd_out, char *err,
                 size_t errsize)
 {
     char port[8];
@@ -87,9 +87,9 @@ static int dial(const struct hy_http_url *u, int connect_ms, int io_ms, int *fd_
     int g = getaddrinfo(u->host, port, &hints, &res);
     if (g != 0) {
         char why[128];
-        hy_http_set_err(
+        hy_httpc_set_err(
             err, errsize, "cannot connect to %s: cannot resolve \"%s\": %s", u->origin, u->host,
-            g == EAI_SYSTEM ? hy_http_reason(errno, why, sizeof(why)) : gai_strerror(g));
+            g == EAI_SYSTEM ? hy_httpc_reason(errno, why, sizeof(why)) : gai_strerror(g));
         return -EHOSTUNREACH;
     }
     int64_t deadline = now_ms() + connect_ms;
@@ -102,9 +102,9 @@ static int dial(const struct hy_http_url *u, int connect_ms, int io_ms, int *fd_
     freeaddrinfo(res);
     if (rc < 0) {
         char why[128];
-        hy_http_set_err(err, errsize, "cannot connect to %s: %s", u->origin,
-                        rc == -ETIMEDOUT ? "connection timed out"
-                                         : hy_http_reason(-rc, why, sizeof(why)));
+        hy_httpc_set_err(err, errsize, "cannot connect to %s: %s", u->origin,
+                         rc == -ETIMEDOUT ? "connection timed out"
+                                          : hy_httpc_reason(-rc, why, sizeof(why)));
         return rc;
     }
     struct timeval tv = {.tv_sec = io_ms / 1000, .tv_usec = (io_ms % 1000) * 1000};
@@ -117,7 +117,7 @@ static int dial(const struct hy_http_url *u, int connect_ms, int io_ms, int *fd_
 
 /* Plain socket I/O, shared by the TLS callbacks: >0 bytes, 0 at end of
  * stream, or -errno (-ETIMEDOUT when the socket timeout expired). */
-static int sock_recv(struct hy_http_conn *c, void *p, size_t n)
+static int sock_recv(struct hy_httpc_conn *c, void *p, size_t n)
 {
     for (;;) {
         ssize_t r = recv(c->fd, p, n, 0);
@@ -130,7 +130,7 @@ static int sock_recv(struct hy_http_conn *c, void *p, size_t n)
     }
 }
 
-static int sock_send(struct hy_http_conn *c, const void *p, size_t n)
+static int sock_send(struct hy_httpc_conn *c, const void *p, size_t n)
 {
     for (;;) {
         ssize_t r = send(c->fd, p, n, MSG_NOSIGNAL);
@@ -223,30 +223,30 @@ static bool check_ip_san(WOLFSSL *ssl, const char *host)
     return ok;
 }
 
-static int tls_start(struct hy_http_conn *c, const struct hy_http_url *u, const char *ca_file,
+static int tls_start(struct hy_httpc_conn *c, const struct hy_httpc_url *u, const char *ca_file,
                      char *err, size_t errsize)
 {
     pthread_once(&tls_once, tls_init);
     if (tls_init_rc < 0) {
-        hy_http_set_err(err, errsize, "TLS: cannot initialise wolfSSL");
+        hy_httpc_set_err(err, errsize, "TLS: cannot initialise wolfSSL");
         return tls_init_rc;
     }
     c->ctx = wolfSSL_CTX_new(wolfTLS_client_method());
     if (!c->ctx || wolfSSL_CTX_SetMinVersion(c->ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS) {
-        hy_http_set_err(err, errsize, "TLS: cannot create a client context");
+        hy_httpc_set_err(err, errsize, "TLS: cannot create a client context");
         return HY_ECRYPTO;
     }
     if (ca_file) {
         if (wolfSSL_CTX_load_verify_locations(c->ctx, ca_file, NULL) != WOLFSSL_SUCCESS) {
-            hy_http_set_err(err, errsize,
-                            "TLS: cannot load CA certificates from %s: not a readable PEM file",
-                            ca_file);
+            hy_httpc_set_err(err, errsize,
+                             "TLS: cannot load CA certificates from %s: not a readable PEM file",
+                             ca_file);
             return HY_ECRYPTO;
         }
     } else if (wolfSSL_CTX_load_system_CA_certs(c->ctx) != WOLFSSL_SUCCESS) {
-        hy_http_set_err(err, errsize,
-                        "TLS: cannot load the system CA certificates to verify %s; give a CA file",
-                        u->origin);
+        hy_httpc_set_err(err, errsize,
+                         "TLS: cannot load the system CA certificates to verify %s; give a CA file",
+                         u->origin);
         return HY_ECRYPTO;
     }
     wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_PEER, NULL);
@@ -254,7 +254,7 @@ static int tls_start(struct hy_http_conn *c, const struct hy_http_url *u, const 
     wolfSSL_CTX_SetIOSend(c->ctx, tls_send_cb);
     c->ssl = wolfSSL_new(c->ctx);
     if (!c->ssl) {
-        hy_http_set_err(err, errsize, "TLS: out of memory");
+        hy_httpc_set_err(err, errsize, "TLS: out of memory");
         return HY_ENOMEM;
     }
     wolfSSL_SetIOReadCtx(c->ssl, c);
@@ -267,7 +267,7 @@ static int tls_start(struct hy_http_conn *c, const struct hy_http_url *u, const 
     if (!ip && (wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, u->host,
                                (unsigned short)strlen(u->host)) != WOLFSSL_SUCCESS ||
                 wolfSSL_check_domain_name(c->ssl, u->host) != WOLFSSL_SUCCESS)) {
-        hy_http_set_err(err, errsize, "TLS: cannot set the server name %s", u->host);
+        hy_httpc_set_err(err, errsize, "TLS: cannot set the server name %s", u->host);
         return HY_ECRYPTO;
     }
     c->io_err = 0;
@@ -275,31 +275,32 @@ static int tls_start(struct hy_http_conn *c, const struct hy_http_url *u, const 
     if (ret == WOLFSSL_SUCCESS) {
         if (!ip || check_ip_san(c->ssl, u->host))
             return 0;
-        hy_http_set_err(err, errsize, "TLS: certificate verify failed for %s: %s", u->origin,
-                        verify_reason(IPADDR_MISMATCH));
+        hy_httpc_set_err(err, errsize, "TLS: certificate verify failed for %s: %s", u->origin,
+                         verify_reason(IPADDR_MISMATCH));
         return HY_EVERIFY;
     }
     int e = wolfSSL_get_error(c->ssl, ret);
     const char *why = verify_reason(e);
     if (why) {
-        hy_http_set_err(err, errsize, "TLS: certificate verify failed for %s: %s", u->origin, why);
+        hy_httpc_set_err(err, errsize, "TLS: certificate verify failed for %s: %s", u->origin, why);
         return HY_EVERIFY;
     }
     if (c->io_err < 0 || e == SOCKET_PEER_CLOSED_E) {
         char buf[128];
-        hy_http_set_err(err, errsize, "TLS handshake with %s failed: %s", u->origin,
-                        c->io_err == -ETIMEDOUT ? "no answer (timed out); is it an https port?"
-                        : c->io_err < 0         ? hy_http_reason(-c->io_err, buf, sizeof(buf))
-                                        : "the server closed the connection; is it an https port?");
+        hy_httpc_set_err(err, errsize, "TLS handshake with %s failed: %s", u->origin,
+                         c->io_err == -ETIMEDOUT ? "no answer (timed out); is it an https port?"
+                         : c->io_err < 0
+                             ? hy_httpc_reason(-c->io_err, buf, sizeof(buf))
+                             : "the server closed the connection; is it an https port?");
         return c->io_err == -ETIMEDOUT ? -ETIMEDOUT : HY_ECRYPTO;
     }
     char msg[WOLFSSL_MAX_ERROR_SZ];
     wolfSSL_ERR_error_string_n((unsigned long)e, msg, sizeof(msg));
-    hy_http_set_err(err, errsize, "TLS handshake with %s failed: %s", u->origin, msg);
+    hy_httpc_set_err(err, errsize, "TLS handshake with %s failed: %s", u->origin, msg);
     return HY_ECRYPTO;
 }
 
-void hy_http_conn_close(struct hy_http_conn *c)
+void hy_httpc_conn_close(struct hy_httpc_conn *c)
 {
     if (c->ssl) {
         wolfSSL_shutdown(c->ssl);
@@ -320,7 +321,7 @@ void hy_http_conn_close(struct hy_http_conn *c)
     c->fd = -1;
 }
 
-int hy_http_conn_read(struct hy_http_conn *c, void *p, size_t n)
+int hy_httpc_conn_read(struct hy_httpc_conn *c, void *p, size_t n)
 {
     if (n > 1u << 30)
         n = 1u << 30;
@@ -336,7 +337,7 @@ int hy_http_conn_read(struct hy_http_conn *c, void *p, size_t n)
     return c->io_err < 0 ? c->io_err : -EPROTO;
 }
 
-int hy_http_conn_write(struct hy_http_conn *c, const void *p, size_t n)
+int hy_httpc_conn_write(struct hy_httpc_conn *c, const void *p, size_t n)
 {
     const char *q = p;
     while (n > 0) {
@@ -358,14 +359,14 @@ int hy_http_conn_write(struct hy_http_conn *c, const void *p, size_t n)
     return 0;
 }
 
-int hy_http_conn_open(struct hy_http_conn *c, const struct hy_http_url *u, int connect_ms,
-                      int io_ms, const char *ca_file, char *err, size_t errsize)
+int hy_httpc_conn_open(struct hy_httpc_conn *c, const struct hy_httpc_url *u, int connect_ms,
+                       int io_ms, const char *ca_file, char *err, size_t errsize)
 {
-    *c = (struct hy_http_conn){.fd = -1};
+    *c = (struct hy_httpc_conn){.fd = -1};
     int rc = dial(u, connect_ms, io_ms, &c->fd, err, errsize);
     if (rc == 0 && u->tls)
         rc = tls_start(c, u, ca_file, err, errsize);
     if (rc < 0)
-        hy_http_conn_close(c);
+        hy_httpc_conn_close(c);
     return rc;
 }

@@ -14,7 +14,7 @@
 
 /* Reads more bytes into the reader (growing it up to limit). 0, or a code;
  * at the end of the stream sets eof and returns 0. */
-static int fill(struct hy_http_reader *r, size_t limit)
+static int fill(struct hy_httpc_reader *r, size_t limit)
 {
     if (r->start > 0 && r->start == r->end)
         r->start = r->end = 0;
@@ -47,7 +47,7 @@ static int fill(struct hy_http_reader *r, size_t limit)
 
 /* Returns the next line (without CRLF, NUL-terminated in place) or NULL
  * with *rc set: -EPROTO at the end of the stream, HY_ETOOBIG past limit. */
-static char *read_line(struct hy_http_reader *r, size_t limit, int *rc)
+static char *read_line(struct hy_httpc_reader *r, size_t limit, int *rc)
 {
     for (;;) {
         char *nl = r->end > r->start ? memchr(r->buf + r->start, '\n', r->end - r->start) : NULL;
@@ -72,21 +72,21 @@ static char *read_line(struct hy_http_reader *r, size_t limit, int *rc)
             *rc = -EPROTO;
             return NULL;
         }
-        if ((*rc = fill(r, HY_HTTP_MAX_HEAD + limit)) < 0)
+        if ((*rc = fill(r, HY_HTTPC_MAX_HEAD + limit)) < 0)
             return NULL;
     }
 }
 
 /* Moves n body bytes (or up to the end of the stream when n == SIZE_MAX)
  * into body. */
-static int read_body(struct hy_http_reader *r, size_t n, size_t max, struct hy_buf *body)
+static int read_body(struct hy_httpc_reader *r, size_t n, size_t max, struct hy_buf *body)
 {
     bool to_eof = n == SIZE_MAX;
     while (n > 0) {
         if (r->start == r->end) {
             if (r->eof)
                 return to_eof ? 0 : -EPROTO;
-            int rc = fill(r, HY_HTTP_MAX_HEAD);
+            int rc = fill(r, HY_HTTPC_MAX_HEAD);
             if (rc < 0)
                 return rc;
             continue;
@@ -105,7 +105,7 @@ static int read_body(struct hy_http_reader *r, size_t n, size_t max, struct hy_b
     return 0;
 }
 
-static int read_chunked(struct hy_http_reader *r, size_t max, struct hy_buf *body)
+static int read_chunked(struct hy_httpc_reader *r, size_t max, struct hy_buf *body)
 {
     int rc = 0;
     for (;;) {
@@ -130,7 +130,7 @@ static int read_chunked(struct hy_http_reader *r, size_t max, struct hy_buf *bod
             return -EPROTO; /* chunk data longer than its size */
     }
     for (;;) { /* trailer fields, ignored, up to the empty line */
-        char *line = read_line(r, HY_HTTP_MAX_HEAD, &rc);
+        char *line = read_line(r, HY_HTTPC_MAX_HEAD, &rc);
         if (!line)
             return rc;
         if (!*line)
@@ -138,10 +138,10 @@ static int read_chunked(struct hy_http_reader *r, size_t max, struct hy_buf *bod
     }
 }
 
-static int add_header(struct hy_http_response *resp, const char *name, size_t nlen,
+static int add_header(struct hy_httpc_response *resp, const char *name, size_t nlen,
                       const char *value, size_t vlen)
 {
-    struct hy_http_response_header *h =
+    struct hy_httpc_response_header *h =
         realloc(resp->headers, (resp->nheaders + 1) * sizeof(*resp->headers));
     if (!h)
         return HY_ENOMEM;
@@ -159,10 +159,10 @@ static int add_header(struct hy_http_response *resp, const char *name, size_t nl
 }
 
 /* Status line and header fields, up to the empty line. */
-static int read_head(struct hy_http_reader *r, struct hy_http_response *resp)
+static int read_head(struct hy_httpc_reader *r, struct hy_httpc_response *resp)
 {
     int rc = 0;
-    char *line = read_line(r, HY_HTTP_MAX_HEAD, &rc);
+    char *line = read_line(r, HY_HTTPC_MAX_HEAD, &rc);
     if (!line)
         return rc == -EPROTO && r->start == r->end ? -ECONNRESET : rc;
     if (strncmp(line, "HTTP/1.", 7) != 0 || !isdigit((unsigned char)line[7]) || line[8] != ' ' ||
@@ -175,18 +175,18 @@ static int read_head(struct hy_http_reader *r, struct hy_http_response *resp)
         return HY_ENOMEM;
     size_t total = strlen(line);
     for (;;) {
-        if (!(line = read_line(r, HY_HTTP_MAX_HEAD, &rc)))
+        if (!(line = read_line(r, HY_HTTPC_MAX_HEAD, &rc)))
             return rc;
         if (!*line)
             return 0;
         total += strlen(line);
-        if (total > HY_HTTP_MAX_HEAD)
+        if (total > HY_HTTPC_MAX_HEAD)
             return HY_ETOOBIG;
         char *colon = strchr(line, ':');
         if (!colon || colon == line || *line == ' ' || *line == '\t')
             return -EPROTO; /* no name, or obsolete line folding */
         *colon = '\0';
-        if (!hy_http_is_token(line))
+        if (!hy_httpc_is_token(line))
             return -EPROTO;
         char *v = colon + 1, *e = v + strlen(v);
         while (*v == ' ' || *v == '\t')
@@ -198,7 +198,7 @@ static int read_head(struct hy_http_reader *r, struct hy_http_response *resp)
     }
 }
 
-static void clear_headers(struct hy_http_response *resp)
+static void clear_headers(struct hy_httpc_response *resp)
 {
     for (size_t i = 0; i < resp->nheaders; i++) {
         free(resp->headers[i].name);
@@ -220,8 +220,8 @@ static bool list_ends_with(const char *list, const char *token)
     return strncasecmp(last, token, n) == 0 && (last[n] == '\0' || last[n] == ' ');
 }
 
-int hy_http_read_response(struct hy_http_reader *r, const char *method, size_t max,
-                          struct hy_http_response *resp)
+int hy_httpc_read_response(struct hy_httpc_reader *r, const char *method, size_t max,
+                           struct hy_httpc_response *resp)
 {
     int rc;
     do { /* interim 1xx answers come before the real one */
@@ -232,7 +232,7 @@ int hy_http_read_response(struct hy_http_reader *r, const char *method, size_t m
     if (strcmp(method, "HEAD") == 0 || resp->status < 200 || resp->status == 204 ||
         resp->status == 304)
         return 0;
-    const char *te = hy_http_response_header(resp, "Transfer-Encoding");
+    const char *te = hy_httpc_response_header(resp, "Transfer-Encoding");
     if (te)
         return list_ends_with(te, "chunked") ? read_chunked(r, max, &resp->body)
                                              : read_body(r, SIZE_MAX, max, &resp->body);
@@ -254,14 +254,14 @@ int hy_http_read_response(struct hy_http_reader *r, const char *method, size_t m
     return read_body(r, n, max, &resp->body);
 }
 
-void hy_http_reader_fini(struct hy_http_reader *r)
+void hy_httpc_reader_fini(struct hy_httpc_reader *r)
 {
     free(r->buf);
     r->buf = NULL;
     r->start = r->end = r->cap = 0;
 }
 
-const char *hy_http_response_header(const struct hy_http_response *resp, const char *name)
+const char *hy_httpc_response_header(const struct hy_httpc_response *resp, const char *name)
 {
     for (size_t i = 0; i < resp->nheaders; i++)
         if (strcasecmp(resp->headers[i].name, name) == 0)
@@ -269,7 +269,7 @@ const char *hy_http_response_header(const struct hy_http_response *resp, const c
     return NULL;
 }
 
-void hy_http_response_fini(struct hy_http_response *resp)
+void hy_httpc_response_fini(struct hy_httpc_response *resp)
 {
     clear_headers(resp);
     free(resp->reason);

@@ -100,7 +100,7 @@ static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
     (void)c;
     g->open = true;
     g->rejected = false;
-    char *token = hy_dp_read_token(g->cfg->token_file);
+    char *token = hy_agent_read_token(g->cfg->token_file);
     if (token) { /* it may have been replaced since: take the new one */
         explicit_bzero(g->token, strlen(g->token));
         free(g->token);
@@ -396,7 +396,7 @@ int hy_ing_open(struct hy_ing *g, const struct hy_ing_cfg *cfg, uv_loop_t *loop)
     if (rc < 0)
         return rc;
     struct hy_diag diag = {0};
-    rc = hy_dp_file_load_type(cfg->ingress_file, &cfg->vars, "ZoneIngress", &g->file, &diag);
+    rc = hy_agent_file_load_type(cfg->ingress_file, &cfg->vars, "ZoneIngress", &g->file, &diag);
     for (size_t i = 0; i < diag.n; i++) {
         char line[600];
         hy_log(HY_LOG_ERROR, "ingress", "%s", hy_diag_format(&diag, i, line, sizeof(line)));
@@ -404,7 +404,7 @@ int hy_ing_open(struct hy_ing *g, const struct hy_ing_cfg *cfg, uv_loop_t *loop)
     hy_diag_fini(&diag);
     if (rc < 0)
         return rc;
-    if (!(g->token = hy_dp_read_token(cfg->token_file))) {
+    if (!(g->token = hy_agent_read_token(cfg->token_file))) {
         rc = -errno;
         hy_log(HY_LOG_ERROR, "ingress",
                "%s: cannot read the zone-ingress token: %s; generate one with 'hyphactl generate "
@@ -500,7 +500,7 @@ void hy_ing_close(struct hy_ing *g)
     hy_ing_guard_fini(g);
     hy_metrics_free(g->metrics);
     g->metrics = NULL;
-    hy_dp_file_fini(&g->file);
+    hy_agent_file_fini(&g->file);
     if (g->token) {
         explicit_bzero(g->token, strlen(g->token));
         free(g->token);

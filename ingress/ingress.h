@@ -17,7 +17,7 @@
 
 #include "config.h"
 #include "dp.pb-c.h"
-#include "dp_file.h"
+#include "agent_file.h"
 #include "log.h"
 #include "net.h"
 
@@ -104,7 +104,7 @@ struct hy_ing_worker {
 struct hy_ing {
     const struct hy_ing_cfg *cfg;
     uv_loop_t *loop;
-    struct hy_dp_file file;
+    struct hy_agent_file file;
     char *token;
     pthread_mutex_t routes_lock;  /* held to swap routes or take a reference */
     struct hy_ing_routes *routes; /* NULL before the first */

@@ -111,7 +111,7 @@ int hy_dp_open(struct hy_dp *d, const struct hy_dp_cfg *cfg, uv_loop_t *loop)
         return rc;
 
     struct hy_diag diag = {0};
-    rc = hy_dp_file_load(cfg->dataplane_file, &cfg->dataplane_vars, &d->file, &diag);
+    rc = hy_agent_file_load(cfg->dataplane_file, &cfg->dataplane_vars, &d->file, &diag);
     for (size_t i = 0; i < diag.n; i++) {
         char line[600];
         hy_log(HY_LOG_ERROR, "dp", "%s", hy_diag_format(&diag, i, line, sizeof(line)));
@@ -120,7 +120,7 @@ int hy_dp_open(struct hy_dp *d, const struct hy_dp_cfg *cfg, uv_loop_t *loop)
     if (rc < 0)
         return rc;
 
-    if (!(d->token = hy_dp_read_token(cfg->dataplane_token_file))) {
+    if (!(d->token = hy_agent_read_token(cfg->dataplane_token_file))) {
         rc = -errno;
         hy_log(HY_LOG_ERROR, "dp",
                "%s: cannot read the dataplane token: %s; generate one with 'hyphactl generate "
@@ -207,7 +207,7 @@ void hy_dp_close(struct hy_dp *d)
     hy_metrics_free(d->metrics);
     d->metrics = NULL;
     hy_dp_current_fini(&d->current);
-    hy_dp_file_fini(&d->file);
+    hy_agent_file_fini(&d->file);
     if (d->token) {
         explicit_bzero(d->token, strlen(d->token));
         free(d->token);

@@ -17,7 +17,7 @@
 #include "diag.h"
 #include "dp.pb-c.h"
 #include "log.h"
-#include "dp_file.h"
+#include "agent_file.h"
 #include "resource.h"
 #include "wire.h"
 
@@ -125,7 +125,7 @@ struct hy_proxy;
 struct hy_dp {
     const struct hy_dp_cfg *cfg;
     uv_loop_t *loop;
-    struct hy_dp_file file;
+    struct hy_agent_file file;
     char *token; /* owned; read again at every connect */
     struct hy_dp_current current;
 

@@ -165,7 +165,7 @@ static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
     (void)c;
     d->open = true;
     d->rejected = false;
-    char *token = hy_dp_read_token(d->cfg->dataplane_token_file);
+    char *token = hy_agent_read_token(d->cfg->dataplane_token_file);
     if (token) { /* it may have been replaced since: take the new one */
         explicit_bzero(d->token, strlen(d->token));
         free(d->token);

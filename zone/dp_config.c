@@ -27,7 +27,7 @@ static const char *tag(size_t n, Hypha__V1__Dataplane__Networking__Inbound__Tags
     return NULL;
 }
 
-const char *hy_dp_service_of(const Hypha__V1__Dataplane__Networking__Inbound *in)
+const char *hy_zone_dp_service_of(const Hypha__V1__Dataplane__Networking__Inbound *in)
 {
     return tag(in->n_tags, in->tags, "hypha.io/service");
 }
@@ -42,7 +42,7 @@ static bool selects(const Hypha__V1__TargetRef *t, const struct hy_resource *dp)
         const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
         switch (t->kind) {
         case HYPHA__V1__TARGET_REF__KIND__MeshService:
-            if (t->name && hy_dp_service_of(in) && !strcmp(t->name, hy_dp_service_of(in)))
+            if (t->name && hy_zone_dp_service_of(in) && !strcmp(t->name, hy_zone_dp_service_of(in)))
                 return true;
             break;
         case HYPHA__V1__TARGET_REF__KIND__MeshSubset: {
@@ -441,7 +441,7 @@ static int add_endpoints(void *ud, struct hy_resource *r, bool *take)
         return 0;
     for (size_t i = 0; i < d->networking->n_inbound; i++) {
         const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
-        const char *svc = hy_dp_service_of(in);
+        const char *svc = hy_zone_dp_service_of(in);
         if (!svc || strcmp(svc, w->o->service) || !in->has_port)
             continue;
         Hypha__V1__DpEndpoint *e = new_endpoint(w->o);
@@ -460,7 +460,7 @@ static int add_endpoints(void *ud, struct hy_resource *r, bool *take)
     return 0;
 }
 
-int hy_dp_version(const ProtobufCMessage *m, char **out)
+int hy_zone_dp_version(const ProtobufCMessage *m, char **out)
 {
     size_t len = protobuf_c_message_get_packed_size(m);
     uint8_t *p = malloc(len ? len : 1);
@@ -476,8 +476,8 @@ int hy_dp_version(const ProtobufCMessage *m, char **out)
     return (*out = strdup(v)) ? 0 : HY_ENOMEM;
 }
 
-int hy_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const char *cert,
-                       const char *chain, const char *bundle, Hypha__V1__DpConfig **out)
+int hy_zone_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const char *cert,
+                            const char *chain, const char *bundle, Hypha__V1__DpConfig **out)
 {
     const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
     Hypha__V1__DpConfig *c = malloc(sizeof(*c));
@@ -509,7 +509,7 @@ int hy_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const c
         x->port = in->port;
         x->service_port = in->has_service_port ? in->service_port : in->port;
         x->service_address = strdup(in->service_address ? in->service_address : "127.0.0.1");
-        x->service = strdup(S(hy_dp_service_of(in)));
+        x->service = strdup(S(hy_zone_dp_service_of(in)));
     }
     struct walk w = {dp, c, 0};
     if (rc == 0)
@@ -545,7 +545,7 @@ int hy_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const c
         drop_excluded(o);
     }
     if (rc == 0) /* the version names the content: a hash of everything but the version */
-        rc = hy_dp_version(&c->base, &c->version);
+        rc = hy_zone_dp_version(&c->base, &c->version);
     if (rc < 0) {
         hypha__v1__dp_config__free_unpacked(c, NULL);
         return rc;

@@ -31,7 +31,7 @@
 #define DEFAULT_LEAF_VALIDITY (24LL * 3600)
 
 struct dp_session {
-    struct hy_dp_server *srv;
+    struct hy_zone_dp_server *srv;
     struct hy_ws_conn *conn;
     struct dp_session *next;
     struct hy_resource *dp; /* registered Dataplane or ZoneIngress, NULL before */
@@ -47,7 +47,7 @@ struct dp_session {
     int64_t exp; /* Unix seconds */
 };
 
-struct hy_dp_server {
+struct hy_zone_dp_server {
     struct hy_zone *z;
     struct hy_ws_server *ws;
     struct hy_store_uv_watch watch;
@@ -172,7 +172,7 @@ static bool known_fields(const ProtobufCMessage *m, char *why, size_t size)
     return true;
 }
 
-bool hy_dp_check_message(const Hypha__V1__DpMessage *m, char *why, size_t size)
+bool hy_zone_dp_check_message(const Hypha__V1__DpMessage *m, char *why, size_t size)
 {
     if (!known_fields(&m->base, why, size))
         return false;
@@ -266,10 +266,10 @@ static bool check_dataplane(const struct hy_resource *r, char *why, size_t size)
         snprintf(f, sizeof(f), "networking.inbound[%zu].serviceAddress", i);
         if (!check_address(f, in->service_address, false, why, size))
             return false;
-        const char *svc = hy_dp_service_of(in);
+        const char *svc = hy_zone_dp_service_of(in);
         bool seen = false;
         for (size_t k = 0; k < i && !seen; k++)
-            seen = !strcmp(S(svc), S(hy_dp_service_of(n->inbound[k])));
+            seen = !strcmp(S(svc), S(hy_zone_dp_service_of(n->inbound[k])));
         if (!seen && ++services > HY_DP_MAX_SERVICES) {
             snprintf(why, size, "networking.inbound: more than %d services", HY_DP_MAX_SERVICES);
             return false;
@@ -299,7 +299,8 @@ static bool check_zone_ingress(const struct hy_resource *r, char *why, size_t si
     return true;
 }
 
-int hy_dp_check_hello(const Hypha__V1__DpHello *h, struct hy_resource **out, char *why, size_t size)
+int hy_zone_dp_check_hello(const Hypha__V1__DpHello *h, struct hy_resource **out, char *why,
+                           size_t size)
 {
     struct hy_resource *r = NULL;
     *out = NULL;
@@ -420,7 +421,7 @@ static int load_issuer(struct hy_store *st, const char *mesh, struct issuer *i, 
 }
 
 /* Signs a leaf for csr with one SPIFFE ID per inbound service. */
-static int sign(struct hy_dp_server *srv, struct dp_session *s, const char *csr, char *why,
+static int sign(struct hy_zone_dp_server *srv, struct dp_session *s, const char *csr, char *why,
                 size_t size)
 {
     struct hy_store *st = srv->z->cp.store;
@@ -436,7 +437,7 @@ static int sign(struct hy_dp_server *srv, struct dp_session *s, const char *csr,
     const char *up[HY_DP_MAX_SERVICES];
     size_t n = 0;
     for (size_t i = 0; i < d->networking->n_inbound && n < HY_DP_MAX_SERVICES; i++) {
-        const char *svc = hy_dp_service_of(d->networking->inbound[i]);
+        const char *svc = hy_zone_dp_service_of(d->networking->inbound[i]);
         snprintf(uris[n], sizeof(uris[n]), "spiffe://%s/%s", s->dp->meta->mesh, S(svc));
         bool dup = false;
         for (size_t k = 0; k < n && !dup; k++)
@@ -473,7 +474,7 @@ static void ingress_store(struct dp_session *s, const Hypha__V1__DpIngressConfig
     uint8_t *old = malloc(before ? before : 1);
     if (old)
         hypha__v1__zone_ingress__pack(zi, old);
-    int rc = hy_ingress_available(c, zi);
+    int rc = hy_zone_ingress_available(c, zi);
     size_t after = hypha__v1__zone_ingress__get_packed_size(zi);
     uint8_t *now = rc == 0 ? malloc(after ? after : 1) : NULL;
     if (now)
@@ -493,7 +494,7 @@ static void ingress_store(struct dp_session *s, const Hypha__V1__DpIngressConfig
 static void push_ingress(struct dp_session *s, bool force_store)
 {
     Hypha__V1__DpIngressConfig *c = NULL;
-    int rc = hy_ingress_config_build(s->srv->z->cp.store, s->srv->z->cfg->zone, &c);
+    int rc = hy_zone_ingress_config_build(s->srv->z->cp.store, s->srv->z->cfg->zone, &c);
     if (rc < 0) {
         hy_log(HY_LOG_ERROR, "dp", "ingress %s: cannot compute its routes: %s", s->dp->meta->name,
                hy_strerror(rc));
@@ -526,8 +527,8 @@ static void push(struct dp_session *s)
     struct hy_buf bundle = {0};
     int rc = mesh_bundle(s->srv->z->cp.store, s->dp->meta->mesh, &bundle);
     if (rc == 0)
-        rc = hy_dp_config_build(s->srv->z->cp.store, s->dp, s->cert, s->chain,
-                                bundle.data ? bundle.data : "", &c);
+        rc = hy_zone_dp_config_build(s->srv->z->cp.store, s->dp, s->cert, s->chain,
+                                     bundle.data ? bundle.data : "", &c);
     hy_buf_fini(&bundle);
     if (rc < 0) {
         hy_log(HY_LOG_ERROR, "dp", "%s/%s: cannot compute the config: %s", s->dp->meta->mesh,
@@ -614,9 +615,9 @@ static void insight(struct dp_session *s, bool connect, bool disconnect)
 }
 
 /* The token must be for this Dataplane: same mesh and name, and every tag
- * it grants on every inbound. Reads only what hy_dp_check_hello checked. */
-bool hy_dp_token_matches(const struct hy_token_claims *c, const struct hy_resource *dp, char *why,
-                         size_t size)
+ * it grants on every inbound. Reads only what hy_zone_dp_check_hello checked. */
+bool hy_zone_dp_token_matches(const struct hy_token_claims *c, const struct hy_resource *dp,
+                              char *why, size_t size)
 {
     const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
     if (!c->mesh || strcmp(c->mesh, S(dp->meta->mesh))) {
@@ -656,7 +657,7 @@ bool hy_dp_token_matches(const struct hy_token_claims *c, const struct hy_resour
     return true;
 }
 
-static struct dp_session *find_dp(struct hy_dp_server *srv, const struct hy_resource *r,
+static struct dp_session *find_dp(struct hy_zone_dp_server *srv, const struct hy_resource *r,
                                   struct dp_session *except)
 {
     for (struct dp_session *s = srv->sessions; s; s = s->next)
@@ -676,7 +677,7 @@ static void admitted(struct dp_session *s, const struct hy_token_claims *claims)
 static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
                              const Hypha__V1__DpHello *h)
 {
-    struct hy_dp_server *srv = s->srv;
+    struct hy_zone_dp_server *srv = s->srv;
     char why[400] = "";
     struct hy_token_claims claims = {0};
     struct hy_token_failure fail = {0};
@@ -710,7 +711,7 @@ static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
  * would have the zone ingress (and other sidecars) carry strangers' bytes
  * to the control plane (finding 4). Host names are left to the ingress,
  * which checks what they resolve to. */
-static bool own_listener(struct hy_dp_server *srv, const char *address, unsigned port)
+static bool own_listener(struct hy_zone_dp_server *srv, const char *address, unsigned port)
 {
     struct sockaddr_storage sa;
     int ports[5] = {hy_ws_server_port(srv->ws)}, n = 1;
@@ -733,7 +734,7 @@ static bool own_listener(struct hy_dp_server *srv, const char *address, unsigned
 }
 
 /* The first inbound of a Dataplane that points at this zone CP, or -1. */
-static int inbound_at_zone(struct hy_dp_server *srv, const struct hy_resource *dp)
+static int inbound_at_zone(struct hy_zone_dp_server *srv, const struct hy_resource *dp)
 {
     const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
     for (size_t i = 0; d->networking && i < d->networking->n_inbound; i++) {
@@ -745,17 +746,17 @@ static int inbound_at_zone(struct hy_dp_server *srv, const struct hy_resource *d
     return -1;
 }
 
-/* Order matters: the resource is checked whole (hy_dp_check_hello: NULL
+/* Order matters: the resource is checked whole (hy_zone_dp_check_hello: NULL
  * or duplicate keys, names, addresses) before the token is read against
  * it, so the token check never picks one of two hypha.io/service tags. */
 static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
 {
-    struct hy_dp_server *srv = s->srv;
+    struct hy_zone_dp_server *srv = s->srv;
     struct hy_resource *dp = NULL;
     char why[400] = "";
     struct hy_token_claims claims = {0};
     struct hy_token_failure fail = {0};
-    if (hy_dp_check_hello(h, &dp, why, sizeof(why)) < 0) {
+    if (hy_zone_dp_check_hello(h, &dp, why, sizeof(why)) < 0) {
         reject(s, why);
         return;
     }
@@ -784,7 +785,7 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
     }
     if (hy_cp_verify_token(&srv->z->cp, HY_TOKEN_KIND_DATAPLANE, h->token, &claims, &fail) < 0) {
         snprintf(why, sizeof(why), "dataplane token refused: %s", fail.message);
-    } else if (!hy_dp_token_matches(&claims, dp, why, sizeof(why))) {
+    } else if (!hy_zone_dp_token_matches(&claims, dp, why, sizeof(why))) {
         /* why is set */
     } else if (find_dp(srv, dp, s)) {
         snprintf(why, sizeof(why), "Dataplane %s/%s is already connected", dp->meta->mesh,
@@ -820,13 +821,13 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
 
 /* ----- token liveness ----- */
 
-static void arm_expiry(struct hy_dp_server *srv);
+static void arm_expiry(struct hy_zone_dp_server *srv);
 
 /* Closes s because its token no longer holds: one log line, a metric, the
  * insight's disconnect time, then DpReject{why} and close 1008. */
 static void close_dead(struct dp_session *s, const char *why)
 {
-    struct hy_dp_server *srv = s->srv;
+    struct hy_zone_dp_server *srv = s->srv;
     bool expired = s->exp > 0 && (int64_t)time(NULL) >= s->exp;
     char reason[300];
     snprintf(reason, sizeof(reason), "%s token no longer valid: %s",
@@ -846,7 +847,7 @@ static bool session_live(struct dp_session *s, char *why, size_t size)
 }
 
 /* Every admitted session whose token was revoked or expired is closed. */
-static void check_tokens(struct hy_dp_server *srv)
+static void check_tokens(struct hy_zone_dp_server *srv)
 {
     char why[200];
     for (struct dp_session *s = srv->sessions; s; s = s->next)
@@ -869,7 +870,7 @@ static int64_t wall_ms(void)
 
 /* Arms the timer for the earliest expiry of a live session (just past it:
  * hy_cp_token_live counts whole seconds). */
-static void arm_expiry(struct hy_dp_server *srv)
+static void arm_expiry(struct hy_zone_dp_server *srv)
 {
     int64_t first = 0;
     if (!srv->expiry_init)
@@ -906,7 +907,7 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
         return;
     }
     char why[300] = "", text[300];
-    if (!hy_dp_check_message(m, why, sizeof(why))) {
+    if (!hy_zone_dp_check_message(m, why, sizeof(why))) {
         reject(s, why);
     } else if (!s->dp && m->msg_case != HYPHA__V1__DP_MESSAGE__MSG_HELLO) {
         reject(s, "the first message must be DpHello");
@@ -960,7 +961,7 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
 
 static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
 {
-    struct hy_dp_server *srv = ud;
+    struct hy_zone_dp_server *srv = ud;
     struct dp_session *s = calloc(1, sizeof(*s));
     if (!s) {
         hy_ws_close(c, 1011, "out of memory");
@@ -984,7 +985,7 @@ static void session_free(struct dp_session *s)
 
 static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reason)
 {
-    struct hy_dp_server *srv = ud;
+    struct hy_zone_dp_server *srv = ud;
     struct dp_session *s = hy_ws_conn_user(c);
     if (!s)
         return;
@@ -1021,13 +1022,13 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
 /* ----- cleanup of sidecars that vanished ----- */
 
 struct stale {
-    struct hy_dp_server *srv;
+    struct hy_zone_dp_server *srv;
     int64_t now;
     char (*names)[2][256]; /* mesh, name */
     size_t n, cap;
 };
 
-static bool connected_dp(struct hy_dp_server *srv, const char *mesh, const char *name)
+static bool connected_dp(struct hy_zone_dp_server *srv, const char *mesh, const char *name)
 {
     for (struct dp_session *s = srv->sessions; s; s = s->next)
         if (s->dp && !s->ingress && !strcmp(S(s->dp->meta->mesh), mesh) &&
@@ -1069,7 +1070,7 @@ static int find_stale(void *ud, struct hy_resource *r, bool *take)
  * than --dp-cleanup-age without a clean goodbye. */
 static void on_cleanup(uv_timer_t *t)
 {
-    struct hy_dp_server *srv = t->data;
+    struct hy_zone_dp_server *srv = t->data;
     struct stale st = {.srv = srv, .now = time(NULL)};
     struct hy_store *store = srv->z->cp.store;
     if (hy_store_each(store, "DataplaneInsight", find_stale, &st) < 0)
@@ -1090,7 +1091,7 @@ static void on_cleanup(uv_timer_t *t)
  * sidecar's config on each of them made acks cost O(sidecars^2). And was a
  * token revoked (a TokenRevocation written here, or synced from the global
  * CP)? Unsure (the change log compacted, an error): yes to both. */
-static bool configs_may_change(struct hy_dp_server *srv, uint64_t revision, bool *revoked)
+static bool configs_may_change(struct hy_zone_dp_server *srv, uint64_t revision, bool *revoked)
 {
     struct hy_store_changes ch = {0};
     bool may = true;
@@ -1110,7 +1111,7 @@ static bool configs_may_change(struct hy_dp_server *srv, uint64_t revision, bool
 
 static void on_store_change(struct hy_store_uv_watch *w, uint64_t revision)
 {
-    struct hy_dp_server *srv = w->data;
+    struct hy_zone_dp_server *srv = w->data;
     bool revoked;
     bool may = configs_may_change(srv, revision, &revoked);
     if (revoked) /* before any push: a revoked sidecar gets nothing more */
@@ -1124,7 +1125,7 @@ static void on_store_change(struct hy_store_uv_watch *w, uint64_t revision)
 static double sidecars(void *ud)
 {
     double n = 0;
-    for (struct dp_session *s = ((struct hy_dp_server *)ud)->sessions; s; s = s->next)
+    for (struct dp_session *s = ((struct hy_zone_dp_server *)ud)->sessions; s; s = s->next)
         n += s->dp && !s->closing && !s->ingress;
     return n;
 }
@@ -1134,7 +1135,7 @@ static double sidecars(void *ud)
  * adds what happened since the last call. */
 static double unauthenticated(void *ud)
 {
-    struct hy_dp_server *srv = ud;
+    struct hy_zone_dp_server *srv = ud;
     struct hy_ws_server_stats now;
     hy_ws_server_stats(srv->ws, &now);
     hy_series_add(srv->refused_unauth[0],
@@ -1147,7 +1148,7 @@ static double unauthenticated(void *ud)
     return (double)now.unauth;
 }
 
-static int metrics_init(struct hy_dp_server *srv, struct hy_metrics *m)
+static int metrics_init(struct hy_zone_dp_server *srv, struct hy_metrics *m)
 {
     /* the gauges first: rendering calls their functions in this order, and
      * unauthenticated() brings the counters after it up to date */
@@ -1181,9 +1182,9 @@ static int metrics_init(struct hy_dp_server *srv, struct hy_metrics *m)
     return 0;
 }
 
-int hy_dp_server_start(struct hy_zone *z)
+int hy_zone_dp_server_start(struct hy_zone *z)
 {
-    struct hy_dp_server *srv = calloc(1, sizeof(*srv));
+    struct hy_zone_dp_server *srv = calloc(1, sizeof(*srv));
     if (!srv)
         return HY_ENOMEM;
     srv->z = z;
@@ -1235,9 +1236,9 @@ int hy_dp_server_start(struct hy_zone *z)
     return 0;
 }
 
-void hy_dp_server_stop(struct hy_zone *z)
+void hy_zone_dp_server_stop(struct hy_zone *z)
 {
-    struct hy_dp_server *srv = z->dp;
+    struct hy_zone_dp_server *srv = z->dp;
     if (!srv)
         return;
     hy_ws_server_stop(srv->ws);
@@ -1252,9 +1253,9 @@ void hy_dp_server_stop(struct hy_zone *z)
     srv->expiry_init = false;
 }
 
-void hy_dp_server_free(struct hy_zone *z)
+void hy_zone_dp_server_free(struct hy_zone *z)
 {
-    struct hy_dp_server *srv = z->dp;
+    struct hy_zone_dp_server *srv = z->dp;
     if (!srv)
         return;
     hy_ws_server_free(srv->ws);

@@ -13,52 +13,53 @@ struct hy_resource;
 struct hy_token_claims;
 
 /* Starts listening on cfg->dp_address (dp_server.c). */
-int hy_dp_server_start(struct hy_zone *z);
-void hy_dp_server_stop(struct hy_zone *z);
-void hy_dp_server_free(struct hy_zone *z);
+int hy_zone_dp_server_start(struct hy_zone *z);
+void hy_zone_dp_server_stop(struct hy_zone *z);
+void hy_zone_dp_server_free(struct hy_zone *z);
 
 /* The shape of one message a peer sent, before anything reads it
  * (dp_server.c): a kind a peer may send (hello, csr, ack, nack), no
  * unknown fields anywhere, and every string the zone reads present where
  * required, bounded and printable where it is logged or stored. The
- * Hello's resource is checked by hy_dp_check_hello. Returns true, or false
+ * Hello's resource is checked by hy_zone_dp_check_hello. Returns true, or false
  * with why (naming the field) filled. Cannot fail otherwise; pure. */
-bool hy_dp_check_message(const Hypha__V1__DpMessage *m, char *why, size_t size);
+bool hy_zone_dp_check_message(const Hypha__V1__DpMessage *m, char *why, size_t size);
 /* Unpacks and checks a Hello's resource: a Dataplane or a ZoneIngress, no
  * unknown fields in its spec, hy_resource_validate (names, labels, tags:
  * no NULL, empty or duplicate keys), addresses that are IPs or host names,
  * at most HY_DP_MAX_INBOUNDS inbounds with HY_DP_MAX_SERVICES services and
  * HY_DP_MAX_OUTBOUNDS outbounds, and a CSR for a Dataplane. Call it after
- * hy_dp_check_message and before the token is looked at. 0 with *out set
+ * hy_zone_dp_check_message and before the token is looked at. 0 with *out set
  * (the caller frees it with hy_resource_free), or HY_EINVAL with why
  * filled and *out NULL (HY_ENOMEM likewise). */
-int hy_dp_check_hello(const Hypha__V1__DpHello *h, struct hy_resource **out, char *why,
-                      size_t size);
+int hy_zone_dp_check_hello(const Hypha__V1__DpHello *h, struct hy_resource **out, char *why,
+                           size_t size);
 /* Whether a dataplane token's claims allow Dataplane dp (checked by
- * hy_dp_check_hello): same mesh and name, and every tag the token grants
+ * hy_zone_dp_check_hello): same mesh and name, and every tag the token grants
  * on every inbound. false with why filled. Pure. */
-bool hy_dp_token_matches(const struct hy_token_claims *c, const struct hy_resource *dp, char *why,
-                         size_t size);
+bool hy_zone_dp_token_matches(const struct hy_token_claims *c, const struct hy_resource *dp,
+                              char *why, size_t size);
 
 /* The hypha.io/service tag of an inbound, or NULL. */
-const char *hy_dp_service_of(const Hypha__V1__Dataplane__Networking__Inbound *in);
+const char *hy_zone_dp_service_of(const Hypha__V1__Dataplane__Networking__Inbound *in);
 
 /* Computes dp's config from the store (dp_config.c): inbounds with the
  * principals MeshTrafficPermission allows and denies, outbounds with their
  * endpoints and policies, and the certificate material given. *out is owned
  * by the caller (hypha__v1__dp_config__free_unpacked). */
-int hy_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const char *cert,
-                       const char *chain, const char *bundle, Hypha__V1__DpConfig **out);
+int hy_zone_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const char *cert,
+                            const char *chain, const char *bundle, Hypha__V1__DpConfig **out);
 
 /* A version that names m's content: 16 hex digits of a hash of m packed
  * (m's own version field unset). *out is the caller's; 0 or HY_ENOMEM. */
-int hy_dp_version(const ProtobufCMessage *m, char **out);
+int hy_zone_dp_version(const ProtobufCMessage *m, char **out);
 
 /* The routes of this zone's ingresses (ingress_config.c): every service a
  * local Dataplane serves, per mesh, with its SNI and endpoints. *out is
  * owned by the caller (hypha__v1__dp_ingress_config__free_unpacked). */
-int hy_ingress_config_build(struct hy_store *s, const char *zone, Hypha__V1__DpIngressConfig **out);
+int hy_zone_ingress_config_build(struct hy_store *s, const char *zone,
+                                 Hypha__V1__DpIngressConfig **out);
 /* Sets zi's availableServices to c's routes (mesh, service tag, instances). */
-int hy_ingress_available(const Hypha__V1__DpIngressConfig *c, Hypha__V1__ZoneIngress *zi);
+int hy_zone_ingress_available(const Hypha__V1__DpIngressConfig *c, Hypha__V1__ZoneIngress *zi);
 
 #endif

@@ -54,7 +54,7 @@ static int add_local(void *ud, struct hy_resource *res, bool *take)
         return 0;
     for (size_t i = 0; i < d->networking->n_inbound; i++) {
         const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
-        const char *svc = hy_dp_service_of(in);
+        const char *svc = hy_zone_dp_service_of(in);
         if (!svc || !in->has_port)
             continue;
         Hypha__V1__DpIngressRoute *r = route_of(w->c, S(res->meta->mesh), svc);
@@ -77,7 +77,8 @@ static int add_local(void *ud, struct hy_resource *res, bool *take)
     return 0;
 }
 
-int hy_ingress_config_build(struct hy_store *s, const char *zone, Hypha__V1__DpIngressConfig **out)
+int hy_zone_ingress_config_build(struct hy_store *s, const char *zone,
+                                 Hypha__V1__DpIngressConfig **out)
 {
     Hypha__V1__DpIngressConfig *c = malloc(sizeof(*c));
     if (!c)
@@ -86,7 +87,7 @@ int hy_ingress_config_build(struct hy_store *s, const char *zone, Hypha__V1__DpI
     struct routes_walk w = {zone, c};
     int rc = (c->zone = strdup(zone)) ? hy_store_each(s, "Dataplane", add_local, &w) : HY_ENOMEM;
     if (rc == 0)
-        rc = hy_dp_version(&c->base, &c->version);
+        rc = hy_zone_dp_version(&c->base, &c->version);
     if (rc < 0) {
         hypha__v1__dp_ingress_config__free_unpacked(c, NULL);
         return rc;
@@ -95,7 +96,7 @@ int hy_ingress_config_build(struct hy_store *s, const char *zone, Hypha__V1__DpI
     return 0;
 }
 
-int hy_ingress_available(const Hypha__V1__DpIngressConfig *c, Hypha__V1__ZoneIngress *zi)
+int hy_zone_ingress_available(const Hypha__V1__DpIngressConfig *c, Hypha__V1__ZoneIngress *zi)
 {
     for (size_t i = 0; i < zi->n_available_services; i++)
         protobuf_c_message_free_unpacked(&zi->available_services[i]->base, NULL);

@@ -89,7 +89,7 @@ int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *lo
     if ((rc = hy_cp_listen(&z->cp)) < 0)
         return rc;
     if ((cfg->global_address && (rc = hy_zone_kds_start(z)) < 0) ||
-        (rc = hy_zone_ca_start(z)) < 0 || (rc = hy_dp_server_start(z)) < 0)
+        (rc = hy_zone_ca_start(z)) < 0 || (rc = hy_zone_dp_server_start(z)) < 0)
         return rc;
     hy_log(HY_LOG_INFO, "zone", "hypha-zone %s started: zone %s, %s, data %s, revision %llu",
            HYPHA_VERSION, cfg->zone,
@@ -100,7 +100,7 @@ int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *lo
 
 void hy_zone_stop(struct hy_zone *z)
 {
-    hy_dp_server_stop(z);
+    hy_zone_dp_server_stop(z);
     hy_zone_ca_stop(z);
     hy_zone_kds_stop(z);
     hy_cp_stop(&z->cp);
@@ -108,7 +108,7 @@ void hy_zone_stop(struct hy_zone *z)
 
 void hy_zone_close(struct hy_zone *z)
 {
-    hy_dp_server_free(z);
+    hy_zone_dp_server_free(z);
     hy_zone_ca_free(z);
     hy_zone_kds_free(z);
     hy_cp_tokens_close(&z->cp);

@@ -30,14 +30,14 @@ struct hy_zone_cfg {
 
 struct hy_kds_client;
 struct hy_zone_ca;
-struct hy_dp_server;
+struct hy_zone_dp_server;
 
 struct hy_zone {
     struct hy_cp cp; /* first: the base */
     const struct hy_zone_cfg *cfg;
     struct hy_kds_client *kds; /* NULL when standalone */
     struct hy_zone_ca *ca;
-    struct hy_dp_server *dp;
+    struct hy_zone_dp_server *dp;
 };
 
 /* Opens the data dir and starts the API (and, federated, the KDS client).

@@ -4,7 +4,7 @@
  * Nack) whose every field is chosen from interesting values (NULL, empty,
  * duplicate and over-long keys, bad addresses, unknown fields...) or taken
  * from the input; the message is packed and unpacked as the server does,
- * then run through the same checks (hy_dp_check_message, hy_dp_check_hello)
+ * then run through the same checks (hy_zone_dp_check_message, hy_zone_dp_check_hello)
  * and, when they pass, what reads the checked resource: the token match and
  * the config the zone computes for it (an empty store). The first byte
  * 0xff instead feeds the rest as raw wire bytes. Nothing may crash or leak,
@@ -321,9 +321,9 @@ static void serve(const uint8_t *data, size_t len, struct src *s)
         return;
     char why[400];
     struct hy_resource *r = NULL;
-    if (hy_dp_check_message(m, why, sizeof(why)) &&
+    if (hy_zone_dp_check_message(m, why, sizeof(why)) &&
         m->msg_case == HYPHA__V1__DP_MESSAGE__MSG_HELLO &&
-        hy_dp_check_hello(m->hello, &r, why, sizeof(why)) == 0) {
+        hy_zone_dp_check_hello(m->hello, &r, why, sizeof(why)) == 0) {
         check_accepted(r);
         if (!strcmp(r->type->name, "Dataplane")) {
             struct hy_token_tag tags[2] = {{(char *)"hypha.io/service", (char *)"web"},
@@ -332,9 +332,9 @@ static void serve(const uint8_t *data, size_t len, struct src *s)
                                         .name = (char *)names[byte(s) % N(names)],
                                         .tags = tags,
                                         .ntags = byte(s) % 3};
-            hy_dp_token_matches(&c, r, why, sizeof(why));
+            hy_zone_dp_token_matches(&c, r, why, sizeof(why));
             Hypha__V1__DpConfig *cfg = NULL;
-            if (hy_dp_config_build(store, r, "cert", "chain", "bundle", &cfg) == 0)
+            if (hy_zone_dp_config_build(store, r, "cert", "chain", "bundle", &cfg) == 0)
                 hypha__v1__dp_config__free_unpacked(cfg, NULL);
         }
     }

@@ -8,7 +8,7 @@
  *             one of read_sizes[] (the input is then read a second time
  *             whole, and both answers must agree)
  *   bit 4     the request was HEAD (no body expected)
- *   bit 5     a small body limit (SMALL_MAX) instead of HY_HTTP_MAX_BODY
+ *   bit 5     a small body limit (SMALL_MAX) instead of HY_HTTPC_MAX_BODY
  *   bit 7     the stream ends with a timeout instead of an orderly close
  * So '@' (0x40) reads a plain answer to GET in one go, 'A'..'O' split it. */
 #include <errno.h>
@@ -50,33 +50,33 @@ static int source_read(void *arg, void *p, size_t n)
 }
 
 static int read_response(const uint8_t *data, size_t size, size_t chunk, int end,
-                         const char *method, size_t max, struct hy_http_response *resp)
+                         const char *method, size_t max, struct hy_httpc_response *resp)
 {
     struct source src = {.p = data, .n = size, .chunk = chunk, .end = end};
-    struct hy_http_reader r = {.read = source_read, .arg = &src};
+    struct hy_httpc_reader r = {.read = source_read, .arg = &src};
     memset(resp, 0, sizeof(*resp));
-    int rc = hy_http_read_response(&r, method, max, resp);
+    int rc = hy_httpc_read_response(&r, method, max, resp);
     if (r.start > r.end || r.end > r.cap || src.off > src.n)
         abort();
-    hy_http_reader_fini(&r);
+    hy_httpc_reader_fini(&r);
     return rc;
 }
 
-static void check(const struct hy_http_response *resp, size_t max)
+static void check(const struct hy_httpc_response *resp, size_t max)
 {
     if (resp->status < 0 || resp->status > 999 || !resp->reason)
         abort();
     if (resp->body.len > max || (resp->body.len && resp->body.data[resp->body.len] != '\0'))
         abort();
     for (size_t i = 0; i < resp->nheaders; i++) {
-        const struct hy_http_response_header *h = &resp->headers[i];
-        if (!h->name || !h->value || !hy_http_is_token(h->name) ||
-            hy_http_response_header(resp, h->name) == NULL)
+        const struct hy_httpc_response_header *h = &resp->headers[i];
+        if (!h->name || !h->value || !hy_httpc_is_token(h->name) ||
+            hy_httpc_response_header(resp, h->name) == NULL)
             abort();
     }
 }
 
-static bool same(const struct hy_http_response *a, const struct hy_http_response *b)
+static bool same(const struct hy_httpc_response *a, const struct hy_httpc_response *b)
 {
     if (a->status != b->status || strcmp(a->reason, b->reason) != 0 || a->nheaders != b->nheaders ||
         a->body.len != b->body.len ||
@@ -96,22 +96,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t mode = data[0];
     size_t chunk = read_sizes[mode & 15];
     const char *method = mode & 16 ? "HEAD" : "GET";
-    size_t max = mode & 32 ? SMALL_MAX : HY_HTTP_MAX_BODY;
+    size_t max = mode & 32 ? SMALL_MAX : HY_HTTPC_MAX_BODY;
     int end = mode & 128 ? -ETIMEDOUT : 0;
     data++;
     size--;
 
-    struct hy_http_response resp;
+    struct hy_httpc_response resp;
     int rc = read_response(data, size, chunk, end, method, max, &resp);
     if (rc == 0)
         check(&resp, max);
     if (chunk) {
-        struct hy_http_response whole;
+        struct hy_httpc_response whole;
         int rc2 = read_response(data, size, 0, end, method, max, &whole);
         if (rc != rc2 || (rc == 0 && !same(&resp, &whole)))
             abort(); /* the answer depends on how the bytes arrived */
-        hy_http_response_fini(&whole);
+        hy_httpc_response_fini(&whole);
     }
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
     return 0;
 }

@@ -122,24 +122,24 @@ static long name_index(const struct probe_cfg *c, const char *name, size_t total
 static int http(const char *method, const char *url, const char *body, int *status, char *err,
                 size_t errsize)
 {
-    const struct hy_http_header hdr[] = {{"Content-Type", "application/json"}};
-    struct hy_http_request req = {.method = method,
-                                  .url = url,
-                                  .headers = hdr,
-                                  .nheaders = body ? 1 : 0,
-                                  .body = body,
-                                  .body_len = body ? strlen(body) : 0};
-    struct hy_http_options o = {
+    const struct hy_httpc_header hdr[] = {{"Content-Type", "application/json"}};
+    struct hy_httpc_request req = {.method = method,
+                                   .url = url,
+                                   .headers = hdr,
+                                   .nheaders = body ? 1 : 0,
+                                   .body = body,
+                                   .body_len = body ? strlen(body) : 0};
+    struct hy_httpc_options o = {
         .connect_timeout_ms = 5000, .timeout_ms = 10000, .user_agent = "hypha-kds-probe"};
-    struct hy_http_response resp = {0};
-    int rc = hy_http_client_request(&o, &req, &resp, err, errsize);
+    struct hy_httpc_response resp = {0};
+    int rc = hy_httpc_request(&o, &req, &resp, err, errsize);
     if (rc == 0) {
         *status = resp.status;
         if (resp.status >= 300)
             snprintf(err, errsize, "%.8s %.250s: HTTP %d %.100s", method, url, resp.status,
                      resp.body.data ? resp.body.data : "");
     }
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
     return rc;
 }
 

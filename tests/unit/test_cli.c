@@ -237,13 +237,13 @@ static uint16_t closed_port(void)
 
 /* ===== the HTTP client ===== */
 
-static int get(struct fake *f, const char *path, const struct hy_http_options *o,
-               struct hy_http_response *resp, char *err, size_t errsize)
+static int get(struct fake *f, const char *path, const struct hy_httpc_options *o,
+               struct hy_httpc_response *resp, char *err, size_t errsize)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s%s", f->url, path);
-    struct hy_http_request req = {.method = "GET", .url = url};
-    return hy_http_client_request(o, &req, resp, err, errsize);
+    struct hy_httpc_request req = {.method = "GET", .url = url};
+    return hy_httpc_request(o, &req, resp, err, errsize);
 }
 
 static void test_http_content_length_and_headers(void **state)
@@ -257,22 +257,22 @@ static void test_http_content_length_and_headers(void **state)
         {"GET /empty", 204, NULL, NULL, NULL, 0},
     };
     struct fake *f = fake_start(routes, 2, false, NULL);
-    struct hy_http_response resp;
+    struct hy_httpc_response resp;
     char err[256] = "";
     assert_int_equal(get(f, "/a", NULL, &resp, err, sizeof(err)), 0);
     assert_int_equal(resp.status, 200);
     assert_string_equal(resp.reason, "Canned");
     assert_int_equal(resp.body.len, 11);
     assert_string_equal(resp.body.data, "{\"ok\":true}");
-    assert_string_equal(hy_http_response_header(&resp, "content-type"), "application/json");
-    assert_string_equal(hy_http_response_header(&resp, "X-TWICE"), "first");
-    assert_string_equal(hy_http_response_header(&resp, "etag"), "\"42\"");
-    assert_null(hy_http_response_header(&resp, "X-Missing"));
-    hy_http_response_fini(&resp);
+    assert_string_equal(hy_httpc_response_header(&resp, "content-type"), "application/json");
+    assert_string_equal(hy_httpc_response_header(&resp, "X-TWICE"), "first");
+    assert_string_equal(hy_httpc_response_header(&resp, "etag"), "\"42\"");
+    assert_null(hy_httpc_response_header(&resp, "X-Missing"));
+    hy_httpc_response_fini(&resp);
     assert_int_equal(get(f, "/empty", NULL, &resp, err, sizeof(err)), 0);
     assert_int_equal(resp.status, 204);
     assert_int_equal(resp.body.len, 0);
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
     char host[64];
     snprintf(host, sizeof(host), "GET /a HTTP/1.1\nHost: 127.0.0.1:%u\n", f->port);
     assert_non_null(strstr(fake_log(f), host));
@@ -295,20 +295,20 @@ static void test_http_chunked_and_until_close(void **state)
          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ntoo long\r\n0\r\n\r\n", 0},
     };
     struct fake *f = fake_start(routes, 4, false, NULL);
-    struct hy_http_response resp;
+    struct hy_httpc_response resp;
     char err[256] = "";
     assert_int_equal(get(f, "/chunked", NULL, &resp, err, sizeof(err)), 0);
     assert_int_equal(resp.status, 200);
     assert_string_equal(resp.body.data, "hello, world 0123456789");
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
     assert_int_equal(get(f, "/close", NULL, &resp, err, sizeof(err)), 0);
     assert_string_equal(resp.body.data, "until the end");
-    assert_string_equal(hy_http_response_header(&resp, "server"), "old");
-    hy_http_response_fini(&resp);
+    assert_string_equal(hy_httpc_response_header(&resp, "server"), "old");
+    hy_httpc_response_fini(&resp);
     assert_int_equal(get(f, "/interim", NULL, &resp, err, sizeof(err)), 0);
     assert_int_equal(resp.status, 201);
     assert_string_equal(resp.body.data, "ok");
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
     assert_int_equal(get(f, "/bad-chunk", NULL, &resp, err, sizeof(err)), -EPROTO);
     assert_null(resp.body.data);
     fake_stop(f);
@@ -327,7 +327,7 @@ static void test_http_bad_answers(void **state)
         {"GET /slow", 200, "late", NULL, NULL, 400},
     };
     struct fake *f = fake_start(routes, 6, false, NULL);
-    struct hy_http_response resp;
+    struct hy_httpc_response resp;
     char err[256], want[256];
     assert_int_equal(get(f, "/garbage", NULL, &resp, err, sizeof(err)), -EPROTO);
     snprintf(want, sizeof(want), "bad answer from %s: not a valid HTTP/1.1 response", f->url);
@@ -338,13 +338,13 @@ static void test_http_bad_answers(void **state)
              "bad answer from %s: the server closed the connection without answering", f->url);
     assert_string_equal(err, want);
     assert_int_equal(get(f, "/two-lengths", NULL, &resp, err, sizeof(err)), -EPROTO);
-    struct hy_http_options small = {.max_body = 8};
+    struct hy_httpc_options small = {.max_body = 8};
     assert_int_equal(get(f, "/big", &small, &resp, err, sizeof(err)), HY_ETOOBIG);
-    struct hy_http_options quick = {.timeout_ms = 100};
+    struct hy_httpc_options quick = {.timeout_ms = 100};
     assert_int_equal(get(f, "/slow", &quick, &resp, err, sizeof(err)), -ETIMEDOUT);
     snprintf(want, sizeof(want), "bad answer from %s: timed out waiting for the response", f->url);
     assert_string_equal(err, want);
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
     fake_stop(f);
 }
 
@@ -355,14 +355,14 @@ static void test_http_request_on_the_wire(void **state)
     struct fake *f = fake_start(routes, 1, false, NULL);
     char url[128];
     snprintf(url, sizeof(url), "%s/meshes/default", f->url);
-    const struct hy_http_header h[] = {{"Content-Type", "application/yaml"}};
-    struct hy_http_request req = {
+    const struct hy_httpc_header h[] = {{"Content-Type", "application/yaml"}};
+    struct hy_httpc_request req = {
         .method = "PUT", .url = url, .headers = h, .nheaders = 1, .body = "a: b", .body_len = 4};
-    struct hy_http_response resp;
+    struct hy_httpc_response resp;
     char err[256];
-    assert_int_equal(hy_http_client_request(NULL, &req, &resp, err, sizeof(err)), 0);
+    assert_int_equal(hy_httpc_request(NULL, &req, &resp, err, sizeof(err)), 0);
     assert_int_equal(resp.status, 201);
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
     char want[256];
     snprintf(want, sizeof(want),
              "PUT /meshes/default HTTP/1.1\nHost: 127.0.0.1:%u\nContent-Length: 4\n"
@@ -370,14 +370,14 @@ static void test_http_request_on_the_wire(void **state)
              f->port);
     assert_string_equal(fake_log(f), want);
     /* header injection is refused before anything is sent */
-    const struct hy_http_header evil[] = {{"Hypha-Source", "x\r\nX-Evil: 1"}};
+    const struct hy_httpc_header evil[] = {{"Hypha-Source", "x\r\nX-Evil: 1"}};
     req.headers = evil;
-    assert_int_equal(hy_http_client_request(NULL, &req, &resp, err, sizeof(err)), HY_EINVAL);
+    assert_int_equal(hy_httpc_request(NULL, &req, &resp, err, sizeof(err)), HY_EINVAL);
     assert_string_equal(err, "invalid HTTP header \"Hypha-Source\": control characters in it");
     req.method = "GE T";
     req.headers = NULL;
     req.nheaders = 0;
-    assert_int_equal(hy_http_client_request(NULL, &req, &resp, err, sizeof(err)), HY_EINVAL);
+    assert_int_equal(hy_httpc_request(NULL, &req, &resp, err, sizeof(err)), HY_EINVAL);
     fake_stop(f);
 }
 
@@ -387,12 +387,12 @@ static void test_http_connection_refused(void **state)
     uint16_t port = closed_port();
     char url[64], err[256], want[256];
     snprintf(url, sizeof(url), "http://127.0.0.1:%u/", port);
-    struct hy_http_request req = {.method = "GET", .url = url};
-    struct hy_http_response resp;
-    assert_int_equal(hy_http_client_request(NULL, &req, &resp, err, sizeof(err)), -ECONNREFUSED);
+    struct hy_httpc_request req = {.method = "GET", .url = url};
+    struct hy_httpc_response resp;
+    assert_int_equal(hy_httpc_request(NULL, &req, &resp, err, sizeof(err)), -ECONNREFUSED);
     snprintf(want, sizeof(want), "cannot connect to http://127.0.0.1:%u: connection refused", port);
     assert_string_equal(err, want);
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
 }
 
 static void test_https(void **state)
@@ -400,26 +400,26 @@ static void test_https(void **state)
     (void)state;
     static const struct route routes[] = {{"GET /", 200, "{\"product\":\"Hypha\"}", NULL, NULL, 0}};
     struct fake *f = fake_start(routes, 1, true, "server");
-    struct hy_http_response resp;
+    struct hy_httpc_response resp;
     char err[256] = "", want[256];
-    struct hy_http_options o = {.ca_file = DATA "ca.pem"};
+    struct hy_httpc_options o = {.ca_file = DATA "ca.pem"};
     assert_int_equal(get(f, "/", &o, &resp, err, sizeof(err)), 0);
     assert_int_equal(resp.status, 200);
     assert_string_equal(resp.body.data, "{\"product\":\"Hypha\"}");
-    hy_http_response_fini(&resp);
+    hy_httpc_response_fini(&resp);
     /* by host name too (SNI and the DNS SAN) */
     char url[128];
     snprintf(url, sizeof(url), "https://localhost:%u/", f->port);
-    struct hy_http_request req = {.method = "GET", .url = url};
-    assert_int_equal(hy_http_client_request(&o, &req, &resp, err, sizeof(err)), 0);
-    hy_http_response_fini(&resp);
+    struct hy_httpc_request req = {.method = "GET", .url = url};
+    assert_int_equal(hy_httpc_request(&o, &req, &resp, err, sizeof(err)), 0);
+    hy_httpc_response_fini(&resp);
     /* the system CAs do not know the test CA */
     assert_int_equal(get(f, "/", NULL, &resp, err, sizeof(err)), HY_EVERIFY);
     snprintf(want, sizeof(want),
              "TLS: certificate verify failed for %s: signed by an unknown certificate authority",
              f->url);
     assert_string_equal(err, want);
-    struct hy_http_options missing = {.ca_file = DATA "no-such-ca.pem"};
+    struct hy_httpc_options missing = {.ca_file = DATA "no-such-ca.pem"};
     assert_int_equal(get(f, "/", &missing, &resp, err, sizeof(err)), HY_ECRYPTO);
     assert_string_equal(err, "TLS: cannot load CA certificates from " DATA
                              "no-such-ca.pem: not a readable PEM file");
@@ -432,7 +432,7 @@ static void test_https(void **state)
              f->url);
     assert_string_equal(err, want);
     snprintf(url, sizeof(url), "https://localhost:%u/", f->port);
-    assert_int_equal(hy_http_client_request(&o, &req, &resp, err, sizeof(err)), HY_EVERIFY);
+    assert_int_equal(hy_httpc_request(&o, &req, &resp, err, sizeof(err)), HY_EVERIFY);
     fake_stop(f);
 }
 
@@ -454,15 +454,15 @@ static void test_url_parse(void **state)
         {"http://h?q=1", false, "h", 80, "/?q=1", "http://h:80"},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-        struct hy_http_url u;
+        struct hy_httpc_url u;
         char err[256];
-        assert_int_equal(hy_http_url_parse(ok[i].url, &u, err, sizeof(err)), 0);
+        assert_int_equal(hy_httpc_url_parse(ok[i].url, &u, err, sizeof(err)), 0);
         assert_int_equal(u.tls, ok[i].tls);
         assert_string_equal(u.host, ok[i].host);
         assert_int_equal(u.port, ok[i].port);
         assert_string_equal(u.path, ok[i].path);
         assert_string_equal(u.origin, ok[i].origin);
-        hy_http_url_fini(&u);
+        hy_httpc_url_fini(&u);
     }
     static const struct {
         const char *url, *err;
@@ -482,9 +482,9 @@ static void test_url_parse(void **state)
         {"http://h/a b", "invalid URL \"http://h/a b\": spaces and control characters not allowed"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct hy_http_url u;
+        struct hy_httpc_url u;
         char err[256];
-        assert_int_equal(hy_http_url_parse(bad[i].url, &u, err, sizeof(err)), HY_EINVAL);
+        assert_int_equal(hy_httpc_url_parse(bad[i].url, &u, err, sizeof(err)), HY_EINVAL);
         assert_string_equal(err, bad[i].err);
         assert_null(u.host);
     }

@@ -65,7 +65,7 @@ static char *expand(const char *text, struct hy_strings vars, struct hy_diag *di
     char *out = (char *)"unset";
     size_t len = 0;
     diag->source = "dp.yaml";
-    int rc = hy_dp_file_expand(text, strlen(text), &vars, &out, &len, diag);
+    int rc = hy_agent_file_expand(text, strlen(text), &vars, &out, &len, diag);
     if (rc < 0) {
         assert_null(out);
         return NULL;
@@ -174,10 +174,10 @@ static void test_file(void **state)
 {
     (void)state;
     struct hy_diag d = {0};
-    struct hy_dp_file f;
+    struct hy_agent_file f;
 
     /* the shared test resource as it is */
-    assert_int_equal(hy_dp_file_load(DATA, NULL, &f, &d), 0);
+    assert_int_equal(hy_agent_file_load(DATA, NULL, &f, &d), 0);
     assert_int_equal(d.n, 0);
     assert_string_equal(f.res->meta->mesh, "default");
     assert_string_equal(f.res->meta->name, "web-1");
@@ -192,22 +192,22 @@ static void test_file(void **state)
     assert_int_equal(spec->networking->n_inbound, 1);
     assert_int_equal(spec->networking->inbound[0]->port, 11011);
     hypha__v1__dataplane__free_unpacked(spec, NULL);
-    hy_dp_file_fini(&f);
+    hy_agent_file_fini(&f);
     assert_null(f.res);
 
     /* variables filled in, then decoded */
     char *v[] = {"mesh=default", "name=web-2", "address=10.1.2.3", "unused=1"};
     struct hy_strings vars = vars_of(v, 4);
-    assert_int_equal(hy_dp_file_parse("dp.yaml", dp_template, strlen(dp_template), &vars, &f, &d),
-                     0);
+    assert_int_equal(
+        hy_agent_file_parse("dp.yaml", dp_template, strlen(dp_template), &vars, &f, &d), 0);
     assert_string_equal(f.res->meta->name, "web-2");
     assert_string_equal(((Hypha__V1__Dataplane *)f.res->spec)->networking->address, "10.1.2.3");
-    hy_dp_file_fini(&f);
+    hy_agent_file_fini(&f);
 
     /* a placeholder left unfilled */
     vars.n = 2;
-    assert_int_equal(hy_dp_file_parse("dp.yaml", dp_template, strlen(dp_template), &vars, &f, &d),
-                     HY_EINVAL);
+    assert_int_equal(
+        hy_agent_file_parse("dp.yaml", dp_template, strlen(dp_template), &vars, &f, &d), HY_EINVAL);
     expect_causes(&d, 1,
                   "dp.yaml:5:12: unknown placeholder {{ address }}: give its value with "
                   "--dataplane-var address=VALUE");
@@ -224,7 +224,7 @@ static void test_file(void **state)
                                        "    - port: 0\n"
                                        "      tags:\n"
                                        "        version: v1\n";
-    assert_int_equal(hy_dp_file_parse("dp.yaml", invalid, strlen(invalid), NULL, &f, &d),
+    assert_int_equal(hy_agent_file_parse("dp.yaml", invalid, strlen(invalid), NULL, &f, &d),
                      HY_EINVAL);
     expect_causes(&d, 2,
                   "dp.yaml:7:13: networking.inbound[0].port: 0 is not a port (expected 1-65535)",
@@ -240,7 +240,7 @@ static void test_file(void **state)
                                        "name: {{ n }}\n"
                                        "networking:\n"
                                        "  adress: 10.0.0.1\n";
-    assert_int_equal(hy_dp_file_parse("dp.yaml", unknown, strlen(unknown), &vars, &f, &d),
+    assert_int_equal(hy_agent_file_parse("dp.yaml", unknown, strlen(unknown), &vars, &f, &d),
                      HY_EINVAL);
     assert_true(d.n >= 1);
     assert_non_null(strstr(hy_diag_format(&d, 0, line, sizeof(line)), "dp.yaml:5:3: "));
@@ -249,19 +249,19 @@ static void test_file(void **state)
 
     /* another type; two documents; nothing */
     static const char *const mesh = "type: Mesh\nname: default\n";
-    assert_int_equal(hy_dp_file_parse("dp.yaml", mesh, strlen(mesh), NULL, &f, &d), HY_EINVAL);
+    assert_int_equal(hy_agent_file_parse("dp.yaml", mesh, strlen(mesh), NULL, &f, &d), HY_EINVAL);
     expect_causes(&d, 1, "dp.yaml:1:1: type: expected Dataplane, found Mesh");
     hy_diag_fini(&d);
     static const char *const two = "type: Mesh\nname: a\n---\ntype: Mesh\nname: b\n";
-    assert_int_equal(hy_dp_file_parse("dp.yaml", two, strlen(two), NULL, &f, &d), HY_EINVAL);
+    assert_int_equal(hy_agent_file_parse("dp.yaml", two, strlen(two), NULL, &f, &d), HY_EINVAL);
     expect_causes(&d, 1, "dp.yaml:4:1: expected one Dataplane, found 2 documents");
     hy_diag_fini(&d);
-    assert_int_equal(hy_dp_file_parse("dp.yaml", "", 0, NULL, &f, &d), HY_EINVAL);
+    assert_int_equal(hy_agent_file_parse("dp.yaml", "", 0, NULL, &f, &d), HY_EINVAL);
     expect_causes(&d, 1, "dp.yaml: expected one Dataplane, found 0 documents");
     hy_diag_fini(&d);
 
     /* a file that is not there */
-    assert_int_equal(hy_dp_file_load("/nonexistent/dp.yaml", NULL, &f, &d), -ENOENT);
+    assert_int_equal(hy_agent_file_load("/nonexistent/dp.yaml", NULL, &f, &d), -ENOENT);
     expect_causes(&d, 1,
                   "/nonexistent/dp.yaml: cannot read the Dataplane file: No such file or "
                   "directory");
@@ -273,16 +273,16 @@ static void test_token(void **state)
     (void)state;
     char *p = path_in("token");
     write_file(p, "\n  eyJ.abc.def \t\r\n\n");
-    char *t = hy_dp_read_token(p);
+    char *t = hy_agent_read_token(p);
     assert_non_null(t);
     assert_string_equal(t, "eyJ.abc.def");
     free(t);
     write_file(p, " \n\t");
     errno = 0;
-    assert_null(hy_dp_read_token(p));
+    assert_null(hy_agent_read_token(p));
     assert_int_equal(errno, ENODATA);
     unlink(p);
-    assert_null(hy_dp_read_token(p));
+    assert_null(hy_agent_read_token(p));
     assert_int_equal(errno, ENOENT);
 }
 
@@ -785,7 +785,7 @@ static void fake_stop(struct fake *f)
 /* A blocking GET of the admin server, from a thread while the loop runs. */
 struct get {
     char url[128];
-    struct hy_http_response resp;
+    struct hy_httpc_response resp;
     int rc;
     atomic_bool done;
 };
@@ -793,9 +793,9 @@ struct get {
 static void *get_thread(void *arg)
 {
     struct get *g = arg;
-    struct hy_http_request req = {.method = "GET", .url = g->url};
+    struct hy_httpc_request req = {.method = "GET", .url = g->url};
     char err[256];
-    g->rc = hy_http_client_request(NULL, &req, &g->resp, err, sizeof(err));
+    g->rc = hy_httpc_request(NULL, &req, &g->resp, err, sizeof(err));
     atomic_store(&g->done, true);
     return NULL;
 }
@@ -817,7 +817,7 @@ static int admin_get(struct hy_dp *d, const char *path, char **body)
     assert_int_equal(g.rc, 0);
     *body = strdup(g.resp.body.data ? g.resp.body.data : "");
     int status = g.resp.status;
-    hy_http_response_fini(&g.resp);
+    hy_httpc_response_fini(&g.resp);
     return status;
 }
 

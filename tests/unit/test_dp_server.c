@@ -1,6 +1,6 @@
 /* Unit tests of the DP server's checks of what a peer sends
- * (zone/dp_server.c: hy_dp_check_message, hy_dp_check_hello,
- * hy_dp_token_matches): a Hello whose Dataplane has a NULL, empty or
+ * (zone/dp_server.c: hy_zone_dp_check_message, hy_zone_dp_check_hello,
+ * hy_zone_dp_token_matches): a Hello whose Dataplane has a NULL, empty or
  * duplicate tag key, over-long names, bad addresses, unknown fields, too
  * many inbounds, a missing CSR or token; Acks, Nacks and CSRs out of
  * bounds; and the token match never picking one of two duplicate keys. */
@@ -119,7 +119,8 @@ static bool check(struct hello *x, char *why, size_t size)
     Hypha__V1__DpMessage *m = wire(x);
     struct hy_resource *r = NULL;
     why[0] = '\0';
-    bool ok = hy_dp_check_message(m, why, size) && hy_dp_check_hello(m->hello, &r, why, size) == 0;
+    bool ok = hy_zone_dp_check_message(m, why, size) &&
+              hy_zone_dp_check_hello(m->hello, &r, why, size) == 0;
     if (ok)
         assert_non_null(r);
     else
@@ -310,7 +311,7 @@ static bool message_ok(const Hypha__V1__DpMessage *in, const char *needle)
 {
     char why[400] = "";
     Hypha__V1__DpMessage *m = pack_unpack(in);
-    bool ok = hy_dp_check_message(m, why, sizeof(why));
+    bool ok = hy_zone_dp_check_message(m, why, sizeof(why));
     hypha__v1__dp_message__free_unpacked(m, NULL);
     if (!ok && needle && !strstr(why, needle))
         fail_msg("reason \"%s\" does not name \"%s\"", why, needle);
@@ -378,21 +379,21 @@ static void test_token_matches(void **state)
     Hypha__V1__DpMessage *m = wire(&x);
     struct hy_resource *r = NULL;
     char why[400];
-    assert_int_equal(hy_dp_check_hello(m->hello, &r, why, sizeof(why)), 0);
+    assert_int_equal(hy_zone_dp_check_hello(m->hello, &r, why, sizeof(why)), 0);
     struct hy_token_tag tag = {"hypha.io/service", "web"};
     struct hy_token_claims c = {.mesh = "default", .name = "web-1", .tags = &tag, .ntags = 1};
-    assert_true(hy_dp_token_matches(&c, r, why, sizeof(why)));
+    assert_true(hy_zone_dp_token_matches(&c, r, why, sizeof(why)));
     tag.value = "backend";
-    assert_false(hy_dp_token_matches(&c, r, why, sizeof(why)));
+    assert_false(hy_zone_dp_token_matches(&c, r, why, sizeof(why)));
     assert_non_null(strstr(why, "allows hypha.io/service=backend, but inbound 0 has web"));
     tag.value = "web";
     c.name = "other";
-    assert_false(hy_dp_token_matches(&c, r, why, sizeof(why)));
+    assert_false(hy_zone_dp_token_matches(&c, r, why, sizeof(why)));
     c.name = NULL;
-    assert_false(hy_dp_token_matches(&c, r, why, sizeof(why)));
+    assert_false(hy_zone_dp_token_matches(&c, r, why, sizeof(why)));
     c.name = "web-1";
     c.mesh = "other";
-    assert_false(hy_dp_token_matches(&c, r, why, sizeof(why)));
+    assert_false(hy_zone_dp_token_matches(&c, r, why, sizeof(why)));
     c.mesh = "default";
 
     /* what validation refuses, handed over anyway: no crash, no pick */
@@ -408,7 +409,7 @@ static void test_token_matches(void **state)
     size_t nsaved = in->n_tags;
     in->tags = ev;
     in->n_tags = 3;
-    assert_false(hy_dp_token_matches(&c, r, why, sizeof(why)));
+    assert_false(hy_zone_dp_token_matches(&c, r, why, sizeof(why)));
     assert_non_null(strstr(why, "2 times"));
     in->tags = saved;
     in->n_tags = nsaved;

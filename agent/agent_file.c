@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "codec.h"
-#include "dp_file.h"
+#include "agent_file.h"
 #include "log.h"
 #include "error.h"
 #include "poison.h"
@@ -59,8 +59,8 @@ static bool check_vars(const struct hy_strings *vars, struct hy_diag *diag)
     return diag->n == before;
 }
 
-int hy_dp_file_expand(const char *text, size_t len, const struct hy_strings *vars, char **out,
-                      size_t *out_len, struct hy_diag *diag)
+int hy_agent_file_expand(const char *text, size_t len, const struct hy_strings *vars, char **out,
+                         size_t *out_len, struct hy_diag *diag)
 {
     struct hy_buf b = {0};
     size_t errors = diag->n;
@@ -144,22 +144,23 @@ static void warn_unused(const char *source, const char *text, const struct hy_st
     }
 }
 
-int hy_dp_file_parse(const char *source, const char *text, size_t len,
-                     const struct hy_strings *vars, struct hy_dp_file *out, struct hy_diag *diag)
+int hy_agent_file_parse(const char *source, const char *text, size_t len,
+                        const struct hy_strings *vars, struct hy_agent_file *out,
+                        struct hy_diag *diag)
 {
-    return hy_dp_file_parse_type(source, text, len, vars, "Dataplane", out, diag);
+    return hy_agent_file_parse_type(source, text, len, vars, "Dataplane", out, diag);
 }
 
-int hy_dp_file_parse_type(const char *source, const char *text, size_t len,
-                          const struct hy_strings *vars, const char *type, struct hy_dp_file *out,
-                          struct hy_diag *diag)
+int hy_agent_file_parse_type(const char *source, const char *text, size_t len,
+                             const struct hy_strings *vars, const char *type,
+                             struct hy_agent_file *out, struct hy_diag *diag)
 {
     struct hy_docs docs = {0};
     char *expanded;
     size_t elen;
     memset(out, 0, sizeof(*out));
     diag->source = source;
-    int rc = hy_dp_file_expand(text, len, vars, &expanded, &elen, diag);
+    int rc = hy_agent_file_expand(text, len, vars, &expanded, &elen, diag);
     if (rc < 0)
         return rc;
     rc = hy_codec_decode_resources(source, expanded, elen, NULL, &docs, diag);
@@ -198,14 +199,14 @@ out_free_text:
     return rc;
 }
 
-int hy_dp_file_load(const char *path, const struct hy_strings *vars, struct hy_dp_file *out,
-                    struct hy_diag *diag)
+int hy_agent_file_load(const char *path, const struct hy_strings *vars, struct hy_agent_file *out,
+                       struct hy_diag *diag)
 {
-    return hy_dp_file_load_type(path, vars, "Dataplane", out, diag);
+    return hy_agent_file_load_type(path, vars, "Dataplane", out, diag);
 }
 
-int hy_dp_file_load_type(const char *path, const struct hy_strings *vars, const char *type,
-                         struct hy_dp_file *out, struct hy_diag *diag)
+int hy_agent_file_load_type(const char *path, const struct hy_strings *vars, const char *type,
+                            struct hy_agent_file *out, struct hy_diag *diag)
 {
     struct hy_buf text = {0};
     char chunk[4096];
@@ -233,13 +234,13 @@ int hy_dp_file_load_type(const char *path, const struct hy_strings *vars, const 
     }
     fclose(f);
     if (rc == 0)
-        rc = hy_dp_file_parse_type(path, text.data ? text.data : "", text.len, vars, type, out,
-                                   diag);
+        rc = hy_agent_file_parse_type(path, text.data ? text.data : "", text.len, vars, type, out,
+                                      diag);
     hy_buf_fini(&text);
     return rc;
 }
 
-void hy_dp_file_fini(struct hy_dp_file *f)
+void hy_agent_file_fini(struct hy_agent_file *f)
 {
     hy_resource_free(f->res);
     if (f->env)
@@ -247,7 +248,7 @@ void hy_dp_file_fini(struct hy_dp_file *f)
     memset(f, 0, sizeof(*f));
 }
 
-char *hy_dp_read_token(const char *path)
+char *hy_agent_read_token(const char *path)
 {
     FILE *f = fopen(path, "re");
     if (!f)
