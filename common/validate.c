@@ -224,7 +224,7 @@ bool hy_resource_validate(const struct hy_resource *r, struct hy_diag *d)
 /* ----- targetRef ----- */
 
 #define K(kind) (1u << HYPHA__V1__TARGET_REF__KIND__##kind)
-#define K_ALL (K(Mesh) | K(MeshSubset) | K(MeshService) | K(Dataplane))
+#define K_ALL (K(Mesh) | K(MeshSubset) | K(MeshService) | K(MeshServiceSubset) | K(Dataplane))
 
 static void kinds_list(unsigned allowed, char *buf, size_t size)
 {
@@ -272,8 +272,11 @@ static void check_target_ref(struct hy_diag *d, const char *path, const Hypha__V
             hy_diag_add(d, 0, 0, p, "must be empty when kind is MeshSubset (select with tags)");
         break;
     case HYPHA__V1__TARGET_REF__KIND__MeshService:
+    case HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset:
         if (!t->name || !t->name[0])
-            hy_diag_add(d, 0, 0, p, "required when kind is MeshService");
+            hy_diag_add(d, 0, 0, p, "required when kind is %s",
+                        t->kind == HYPHA__V1__TARGET_REF__KIND__MeshService ? "MeshService"
+                                                                            : "MeshServiceSubset");
         break;
     case HYPHA__V1__TARGET_REF__KIND__Dataplane:
         if ((!t->name || !t->name[0]) && t->n_labels == 0)
@@ -425,11 +428,12 @@ void hy_validate_zone_ingress(const struct hy_resource *r, struct hy_diag *d)
 void hy_validate_mtp(const struct hy_resource *r, struct hy_diag *d)
 {
     const Hypha__V1__MeshTrafficPermission *s = (const void *)r->spec;
-    check_target_ref(d, "spec.targetRef", s->target_ref, K_ALL);
+    if (s->target_ref) /* absent: the whole mesh, as in Kuma */
+        check_target_ref(d, "spec.targetRef", s->target_ref, K_ALL);
     if (s->n_from == 0)
         hy_diag_add(d, 0, 0, "spec.from", "at least one entry is required");
     check_entries(d, "from", s->n_from, (void *const *)s->from,
-                  K(Mesh) | K(MeshSubset) | K(MeshService));
+                  K(Mesh) | K(MeshSubset) | K(MeshService) | K(MeshServiceSubset));
     char p[64];
     for (size_t i = 0; i < s->n_from; i++)
         if (s->from[i]->default_ && !s->from[i]->default_->has_action) {
@@ -454,7 +458,8 @@ void hy_validate_timeout(const struct hy_resource *r, struct hy_diag *d)
 {
     const Hypha__V1__MeshTimeout *s = (const void *)r->spec;
     char p[64];
-    check_target_ref(d, "spec.targetRef", s->target_ref, K_ALL);
+    if (s->target_ref) /* absent: the whole mesh, as in Kuma */
+        check_target_ref(d, "spec.targetRef", s->target_ref, K_ALL);
     if (s->n_from + s->n_to + s->n_rules == 0)
         hy_diag_add(d, 0, 0, "spec", "one of from, to or rules is required");
     check_entries(d, "from", s->n_from, (void *const *)s->from, K(Mesh));
@@ -478,7 +483,8 @@ void hy_validate_timeout(const struct hy_resource *r, struct hy_diag *d)
 void hy_validate_retry(const struct hy_resource *r, struct hy_diag *d)
 {
     const Hypha__V1__MeshRetry *s = (const void *)r->spec;
-    check_target_ref(d, "spec.targetRef", s->target_ref, K_ALL);
+    if (s->target_ref) /* absent: the whole mesh, as in Kuma */
+        check_target_ref(d, "spec.targetRef", s->target_ref, K_ALL);
     if (s->n_to == 0)
         hy_diag_add(d, 0, 0, "spec.to", "at least one entry is required");
     check_entries(d, "to", s->n_to, (void *const *)s->to, K(Mesh) | K(MeshService));
@@ -495,7 +501,8 @@ void hy_validate_retry(const struct hy_resource *r, struct hy_diag *d)
 void hy_validate_health_check(const struct hy_resource *r, struct hy_diag *d)
 {
     const Hypha__V1__MeshHealthCheck *s = (const void *)r->spec;
-    check_target_ref(d, "spec.targetRef", s->target_ref, K_ALL);
+    if (s->target_ref) /* absent: the whole mesh, as in Kuma */
+        check_target_ref(d, "spec.targetRef", s->target_ref, K_ALL);
     if (s->n_to == 0)
         hy_diag_add(d, 0, 0, "spec.to", "at least one entry is required");
     check_entries(d, "to", s->n_to, (void *const *)s->to, K(Mesh) | K(MeshService));
@@ -522,7 +529,8 @@ void hy_validate_health_check(const struct hy_resource *r, struct hy_diag *d)
 void hy_validate_circuit_breaker(const struct hy_resource *r, struct hy_diag *d)
 {
     const Hypha__V1__MeshCircuitBreaker *s = (const void *)r->spec;
-    check_target_ref(d, "spec.targetRef", s->target_ref, K_ALL);
+    if (s->target_ref) /* absent: the whole mesh, as in Kuma */
+        check_target_ref(d, "spec.targetRef", s->target_ref, K_ALL);
     if (s->n_from + s->n_to == 0)
         hy_diag_add(d, 0, 0, "spec", "one of from or to is required");
     check_entries(d, "from", s->n_from, (void *const *)s->from, K(Mesh));
@@ -532,7 +540,8 @@ void hy_validate_circuit_breaker(const struct hy_resource *r, struct hy_diag *d)
 void hy_validate_lbs(const struct hy_resource *r, struct hy_diag *d)
 {
     const Hypha__V1__MeshLoadBalancingStrategy *s = (const void *)r->spec;
-    check_target_ref(d, "spec.targetRef", s->target_ref, K_ALL);
+    if (s->target_ref) /* absent: the whole mesh, as in Kuma */
+        check_target_ref(d, "spec.targetRef", s->target_ref, K_ALL);
     if (s->n_to == 0)
         hy_diag_add(d, 0, 0, "spec.to", "at least one entry is required");
     check_entries(d, "to", s->n_to, (void *const *)s->to, K(Mesh) | K(MeshService));

@@ -377,7 +377,7 @@ static void test_validation_points_at_line(void **state)
                  "  targetRef: {kind: Mesh}\n  from:\n    - targetRef: {kind: Dataplane, name: d}\n"
                  "      default: {action: Allow}\n",
                  "mtp.yaml:7:25: spec.from[0].targetRef.kind: Dataplane is not allowed here "
-                 "(expected Mesh, MeshSubset, MeshService)");
+                 "(expected Mesh, MeshSubset, MeshService, MeshServiceSubset)");
     expect_error("type: MeshRetry\nmesh: default\nname: a\nspec:\n  targetRef: {kind: Mesh}\n"
                  "  to:\n    - targetRef: {kind: MeshService}\n      default: {}\n",
                  "mtp.yaml:7:18: spec.to[0].targetRef.name: required when kind is MeshService");

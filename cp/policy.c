@@ -1,0 +1,278 @@
+/* Selecting and ordering the policies of a proxy, and walking their
+ * entries (policy.h). Policies are read through their descriptors: every
+ * policy message has a top-level `target_ref` and entry lists `from`,
+ * `to` (and `rules`) whose entries hold `target_ref` and `default`. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataplane.pb-c.h"
+#include "error.h"
+#include "policy.h"
+#include "poison.h"
+
+#define S(s) ((s) ? (s) : "")
+
+enum hy_policy_rank hy_policy_rank_of(const Hypha__V1__TargetRef *t)
+{
+    if (!t || !t->has_kind)
+        return HY_POLICY_RANK_MESH;
+    switch (t->kind) {
+    case HYPHA__V1__TARGET_REF__KIND__MeshSubset:
+        return HY_POLICY_RANK_MESH_SUBSET;
+    case HYPHA__V1__TARGET_REF__KIND__MeshService:
+        return HY_POLICY_RANK_MESH_SERVICE;
+    case HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset:
+        return HY_POLICY_RANK_MESH_SERVICE_SUBSET;
+    case HYPHA__V1__TARGET_REF__KIND__Dataplane:
+        return t->name && t->name[0] ? HY_POLICY_RANK_DATAPLANE_NAME
+                                     : HY_POLICY_RANK_DATAPLANE_LABELS;
+    default:
+        return HY_POLICY_RANK_MESH;
+    }
+}
+
+static const char *tag_of(const struct hy_policy_tags *t, const char *key)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (!strcmp(t->v[i].key, key))
+            return t->v[i].value;
+    return NULL;
+}
+
+static bool has_tags(const struct hy_policy_tags *have, size_t n,
+                     Hypha__V1__TargetRef__TagsEntry *const *want)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *v = tag_of(have, S(want[i]->key));
+        if (!v || strcmp(v, S(want[i]->value)))
+            return false;
+    }
+    return true;
+}
+
+bool hy_policy_ref_matches(const Hypha__V1__TargetRef *t, const struct hy_policy_tags *peer)
+{
+    if (!t || !t->has_kind)
+        return true;
+    const char *svc = tag_of(peer, HY_TAG_SERVICE);
+    switch (t->kind) {
+    case HYPHA__V1__TARGET_REF__KIND__Mesh:
+        return true;
+    case HYPHA__V1__TARGET_REF__KIND__MeshSubset:
+        return has_tags(peer, t->n_tags, t->tags);
+    case HYPHA__V1__TARGET_REF__KIND__MeshService:
+        return svc && !strcmp(svc, S(t->name));
+    case HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset:
+        return svc && !strcmp(svc, S(t->name)) && has_tags(peer, t->n_tags, t->tags);
+    default:
+        return false; /* Dataplane names a proxy, never a peer */
+    }
+}
+
+static const Hypha__V1__Dataplane__Networking__Inbound *inbound_at(const struct hy_policy_proxy *p,
+                                                                   size_t i)
+{
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)p->dp->spec;
+    return d->networking && i < d->networking->n_inbound ? d->networking->inbound[i] : NULL;
+}
+
+static size_t inbound_count(const struct hy_policy_proxy *p)
+{
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)p->dp->spec;
+    size_t n = d->networking ? d->networking->n_inbound : 0;
+    return n < HY_POLICY_MAX_INBOUNDS ? n : HY_POLICY_MAX_INBOUNDS;
+}
+
+size_t hy_policy_inbound_tags(const struct hy_policy_proxy *p, size_t i, struct hy_policy_tag *buf,
+                              size_t cap)
+{
+    const Hypha__V1__Dataplane__Networking__Inbound *in = inbound_at(p, i);
+    size_t n = 0;
+    bool zone = false;
+    for (size_t k = 0; in && k < in->n_tags && n < cap; k++) {
+        buf[n++] = (struct hy_policy_tag){S(in->tags[k]->key), S(in->tags[k]->value)};
+        zone = zone || !strcmp(S(in->tags[k]->key), HY_TAG_ZONE);
+    }
+    if (!zone && p->zone && n < cap)
+        buf[n++] = (struct hy_policy_tag){HY_TAG_ZONE, p->zone};
+    return n;
+}
+
+/* Does sectionName name inbound i: its name, or its port in decimal? */
+static bool section_is(const struct hy_policy_proxy *p, size_t i, const char *section)
+{
+    const Hypha__V1__Dataplane__Networking__Inbound *in = inbound_at(p, i);
+    if (!in)
+        return false;
+    if (in->name && !strcmp(in->name, section))
+        return true;
+    char *end;
+    unsigned long port = strtoul(section, &end, 10);
+    return section[0] && !*end && in->has_port && port == in->port;
+}
+
+static bool labels_match(const Hypha__V1__Meta *m, size_t n,
+                         Hypha__V1__TargetRef__LabelsEntry *const *want)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+        for (size_t k = 0; m && k < m->n_labels && !found; k++)
+            found = !strcmp(S(m->labels[k]->key), S(want[i]->key)) &&
+                    !strcmp(S(m->labels[k]->value), S(want[i]->value));
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/* The inbounds of p that a top-level targetRef selects (bit i: inbound i).
+ * A proxy with no inbound (a pure client) is selected as a whole, bit 0,
+ * by the kinds that do not need an inbound's tags. */
+static uint64_t selected_inbounds(const Hypha__V1__TargetRef *t, const struct hy_policy_proxy *p)
+{
+    size_t n = inbound_count(p);
+    uint64_t all = n ? (n == 64 ? ~0ull : (1ull << n) - 1) : 1;
+    uint64_t bits = 0;
+    if (!t || !t->has_kind || t->kind == HYPHA__V1__TARGET_REF__KIND__Mesh)
+        return all;
+    if (t->kind == HYPHA__V1__TARGET_REF__KIND__Dataplane) {
+        if (t->name && t->name[0] && strcmp(t->name, S(p->dp->meta->name)))
+            return 0;
+        if (!labels_match(p->dp->meta, t->n_labels, t->labels))
+            return 0;
+        if (!t->section_name)
+            return all;
+        for (size_t i = 0; i < n; i++)
+            if (section_is(p, i, t->section_name))
+                bits |= 1ull << i;
+        return bits;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct hy_policy_tag buf[64];
+        struct hy_policy_tags tags = {buf, hy_policy_inbound_tags(p, i, buf, 64)};
+        if (!hy_policy_ref_matches(t, &tags))
+            continue;
+        if (t->section_name && !section_is(p, i, t->section_name))
+            continue;
+        bits |= 1ull << i;
+    }
+    return bits;
+}
+
+static const Hypha__V1__TargetRef *top_ref(const struct hy_resource *r)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(r->spec->descriptor, "target_ref");
+    if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE ||
+        f->descriptor != &hypha__v1__target_ref__descriptor)
+        return NULL;
+    return *(Hypha__V1__TargetRef *const *)((const char *)r->spec + f->offset);
+}
+
+static bool zone_origin(const struct hy_resource *r)
+{
+    return r->origin && strcmp(r->origin, "global");
+}
+
+/* Merge order: less specific first; equal ranks global-origin first; then
+ * names in reverse order, so the name that sorts first comes last and wins. */
+static int by_merge_order(const void *a, const void *b)
+{
+    const struct hy_policy_sel *x = a, *y = b;
+    if (x->rank != y->rank)
+        return x->rank < y->rank ? -1 : 1;
+    bool zx = zone_origin(x->r), zy = zone_origin(y->r);
+    if (zx != zy)
+        return zx ? 1 : -1;
+    return -strcmp(S(x->r->meta->name), S(y->r->meta->name));
+}
+
+int hy_policy_select(struct hy_resource *const *v, size_t n, const struct hy_policy_proxy *p,
+                     struct hy_policy_set *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < n; i++) {
+        const struct hy_resource *r = v[i];
+        if (strcmp(S(r->meta->mesh), S(p->dp->meta->mesh)))
+            continue;
+        const Hypha__V1__TargetRef *t = top_ref(r);
+        uint64_t bits = selected_inbounds(t, p);
+        if (!bits)
+            continue;
+        struct hy_policy_sel *nv = realloc(out->v, (out->n + 1) * sizeof(*nv));
+        if (!nv) {
+            hy_policy_set_fini(out);
+            return HY_ENOMEM;
+        }
+        out->v = nv;
+        nv[out->n++] = (struct hy_policy_sel){r, hy_policy_rank_of(t), bits};
+    }
+    if (out->n > 1)
+        qsort(out->v, out->n, sizeof(*out->v), by_merge_order);
+    return 0;
+}
+
+void hy_policy_set_fini(struct hy_policy_set *s)
+{
+    free(s->v);
+    s->v = NULL;
+    s->n = 0;
+}
+
+int hy_policy_each_entry(const struct hy_policy_set *s, const char *section, size_t inbound,
+                         hy_policy_entry_fn fn, void *ud)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        const struct hy_resource *r = s->v[i].r;
+        if (inbound != SIZE_MAX && inbound < 64 && !(s->v[i].inbounds & (1ull << inbound)))
+            continue;
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(r->spec->descriptor, section);
+        if (!f || f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        size_t n = *(const size_t *)((const char *)r->spec + f->quantifier_offset);
+        ProtobufCMessage *const *entries =
+            *(ProtobufCMessage *const *const *)((const char *)r->spec + f->offset);
+        for (size_t k = 0; k < n; k++) {
+            const ProtobufCMessage *e = entries[k];
+            const ProtobufCFieldDescriptor *tf =
+                protobuf_c_message_descriptor_get_field_by_name(e->descriptor, "target_ref");
+            const ProtobufCFieldDescriptor *df =
+                protobuf_c_message_descriptor_get_field_by_name(e->descriptor, "default");
+            const Hypha__V1__TargetRef *ref =
+                tf ? *(Hypha__V1__TargetRef *const *)((const char *)e + tf->offset) : NULL;
+            const ProtobufCMessage *conf =
+                df ? *(ProtobufCMessage *const *)((const char *)e + df->offset) : NULL;
+            struct hy_policy_origin o = {r, f->name, k};
+            int rc = fn(ud, ref, conf, &o);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+struct merge_walk {
+    const struct hy_policy_tags *peer;
+    struct hy_policy_conf *out;
+};
+
+static int merge_one(void *ud, const Hypha__V1__TargetRef *ref, const ProtobufCMessage *conf,
+                     const struct hy_policy_origin *o)
+{
+    struct merge_walk *w = ud;
+    if (!hy_policy_ref_matches(ref, w->peer))
+        return 0;
+    return hy_policy_conf_merge(w->out, conf, o);
+}
+
+int hy_policy_merge(const struct hy_policy_set *s, const char *section, size_t inbound,
+                    const struct hy_policy_tags *peer, struct hy_policy_conf *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct merge_walk w = {peer, out};
+    int rc = hy_policy_each_entry(s, section, inbound, merge_one, &w);
+    if (rc < 0)
+        hy_policy_conf_fini(out);
+    return rc;
+}

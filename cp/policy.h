@@ -1,0 +1,138 @@
+/* The policy engine: which policies select a proxy, in the order Kuma
+ * merges them, and what their entries merge to for one peer, with the
+ * entry each value came from. The zone computes every sidecar's config
+ * with it, and the API and the CLI explain those configs with it, so what
+ * is enforced and what is explained cannot differ.
+ *
+ * Kuma's rules (docs "Policies: how they combine"; pkg/plugins/policies/
+ * core/rules): the policies selecting a proxy are ordered by their
+ * top-level targetRef, least specific first (Mesh < MeshSubset <
+ * MeshService < MeshServiceSubset < Dataplane by labels < Dataplane by
+ * name), then global-origin before zone-origin, then by name (z before a:
+ * of two otherwise equal policies the one whose name sorts first wins).
+ * Their `from`/`to` entries are taken in that order, each policy's in the
+ * order written; for one caller (from) or destination (to) the `default`s
+ * of the matching entries merge, later over earlier (hy_policy_conf_merge).
+ * A missing top-level targetRef means the whole mesh. */
+#ifndef HY_POLICY_H
+#define HY_POLICY_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.pb-c.h"
+#include "resource.h"
+
+#define HY_POLICY_PATH_MAX 256    /* bytes of a conf field path ("http.backOff.baseInterval") */
+#define HY_POLICY_MAX_INBOUNDS 64 /* inbounds one proxy may have (wire.h HY_DP_MAX_INBOUNDS) */
+
+/* The tag a proxy's inbounds get for the zone they run in (Kuma's
+ * kuma.io/zone, which the codec reads as this). */
+#define HY_TAG_SERVICE "hypha.io/service"
+#define HY_TAG_ZONE "hypha.io/zone"
+
+/* Specificity of a top-level targetRef: later (higher) wins. */
+enum hy_policy_rank {
+    HY_POLICY_RANK_MESH,
+    HY_POLICY_RANK_MESH_SUBSET,
+    HY_POLICY_RANK_MESH_SERVICE,
+    HY_POLICY_RANK_MESH_SERVICE_SUBSET,
+    HY_POLICY_RANK_DATAPLANE_LABELS,
+    HY_POLICY_RANK_DATAPLANE_NAME,
+};
+
+/* A set of tags (a caller's, a destination's, an inbound's): borrowed
+ * key/value pairs. */
+struct hy_policy_tag {
+    const char *key, *value;
+};
+struct hy_policy_tags {
+    const struct hy_policy_tag *v;
+    size_t n;
+};
+
+/* The proxy a config is computed for, as the selectors see it. */
+struct hy_policy_proxy {
+    const struct hy_resource *dp; /* a Dataplane (borrowed) */
+    const char *zone;             /* the zone it runs in: its inbounds' HY_TAG_ZONE */
+};
+
+/* One policy that selects the proxy. */
+struct hy_policy_sel {
+    const struct hy_resource *r; /* borrowed */
+    enum hy_policy_rank rank;
+    uint64_t inbounds; /* bit i: the policy selects inbound i (for from/rules) */
+};
+
+/* The policies of one type selecting one proxy, in merge order. */
+struct hy_policy_set {
+    struct hy_policy_sel *v;
+    size_t n;
+};
+
+/* Where a value came from: a policy and one of its entries. */
+struct hy_policy_origin {
+    const struct hy_resource *r; /* borrowed */
+    const char *section;         /* "from", "to" or "rules" */
+    size_t index;                /* in that section */
+};
+
+struct hy_policy_prov {
+    char *path; /* JSON name path in the conf, "connectionTimeout", "http.numRetries" */
+    struct hy_policy_origin origin;
+};
+
+/* A merged `default`: NULL conf when no entry matched. Embedded: start
+ * zeroed, free with hy_policy_conf_fini. */
+struct hy_policy_conf {
+    ProtobufCMessage *conf; /* owned */
+    struct hy_policy_prov *prov;
+    size_t nprov;
+};
+
+/* The rank of a top-level targetRef (NULL: the whole mesh). */
+enum hy_policy_rank hy_policy_rank_of(const Hypha__V1__TargetRef *t);
+/* The tags of inbound i of proxy p, with HY_TAG_ZONE added when the
+ * Dataplane does not set it; into buf (cap entries). Returns the count,
+ * at most cap. */
+size_t hy_policy_inbound_tags(const struct hy_policy_proxy *p, size_t i, struct hy_policy_tag *buf,
+                              size_t cap);
+/* Does an entry's targetRef (Mesh, MeshSubset, MeshService,
+ * MeshServiceSubset) match a peer with these tags? */
+bool hy_policy_ref_matches(const Hypha__V1__TargetRef *t, const struct hy_policy_tags *peer);
+
+/* The policies among v[0..n) (of one type, any mesh) that select proxy p,
+ * in merge order, into *out (free with hy_policy_set_fini). Resources stay
+ * borrowed. 0 or HY_ENOMEM. */
+int hy_policy_select(struct hy_resource *const *v, size_t n, const struct hy_policy_proxy *p,
+                     struct hy_policy_set *out);
+void hy_policy_set_fini(struct hy_policy_set *s);
+
+/* The entries of section ("from", "to") of the policies in s that apply
+ * to inbound `inbound` (from; SIZE_MAX: any) in merge order, each handed
+ * to fn with its targetRef, its `default` and where it came from; fn
+ * returns 0 to go on or a negative code to stop with it. */
+typedef int (*hy_policy_entry_fn)(void *ud, const Hypha__V1__TargetRef *ref,
+                                  const ProtobufCMessage *conf, const struct hy_policy_origin *o);
+int hy_policy_each_entry(const struct hy_policy_set *s, const char *section, size_t inbound,
+                         hy_policy_entry_fn fn, void *ud);
+
+/* The merged `default` of the section's entries matching peer (for
+ * "from": the caller at inbound `inbound`; for "to": the destination, any
+ * inbound), into *out (zeroed before). 0 or a negative code. */
+int hy_policy_merge(const struct hy_policy_set *s, const char *section, size_t inbound,
+                    const struct hy_policy_tags *peer, struct hy_policy_conf *out);
+
+/* Merges conf over c (later over earlier), noting o as the origin of every
+ * value conf sets. conf NULL: nothing. 0, HY_ENOMEM, or HY_EINVAL when
+ * conf is of another message type than c's. */
+int hy_policy_conf_merge(struct hy_policy_conf *c, const ProtobufCMessage *conf,
+                         const struct hy_policy_origin *o);
+/* The origin of the value at path, or NULL when no entry set it. */
+const struct hy_policy_origin *hy_policy_conf_origin(const struct hy_policy_conf *c,
+                                                     const char *path);
+void hy_policy_conf_fini(struct hy_policy_conf *c);
+
+#endif
