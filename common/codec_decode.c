@@ -561,9 +561,172 @@ static void type_names(char *buf, size_t size)
         off += (size_t)snprintf(buf + off, size - off, "%s%s", i ? ", " : "", t[i].name);
 }
 
+static const struct hy_rtype *type_of(struct dctx *c, const struct hy_node *tn, const char *field)
+{
+    const struct hy_rtype *t = NULL;
+    if (tn->kind == HY_NODE_SCALAR)
+        t = hy_rtype_by_name(tn->value);
+    if (!t) {
+        char names[512];
+        type_names(names, sizeof(names));
+        hy_diag_add(c->diag, tn->line, tn->col, field, "unknown %s \"%s\" (expected one of: %s)",
+                    field, tn->kind == HY_NODE_SCALAR ? tn->value : "", names);
+    }
+    return t;
+}
+
+/* Fails on a key given twice in map n. */
+static int no_twice(struct dctx *c, const struct hy_node *n)
+{
+    for (size_t i = 0; i + 1 < n->n; i += 2) {
+        if (n->items[i]->kind != HY_NODE_SCALAR) {
+            fail(c, n->items[i], "field names must be scalars");
+            return HY_EINVAL;
+        }
+        for (size_t j = 0; j < i; j += 2)
+            if (strcmp(n->items[j]->value, n->items[i]->value) == 0) {
+                hy_diag_add(c->diag, n->items[i]->line, n->items[i]->col, n->items[i]->value,
+                            "field given twice");
+                return HY_EINVAL;
+            }
+    }
+    return 0;
+}
+
+/* Moves the label key (after the kuma.io/ rewrite) out of m's labels into
+ * *value (owned); NULL when absent. */
+static char *take_label(Hypha__V1__Meta *m, const char *key)
+{
+    for (size_t i = 0; i < m->n_labels; i++) {
+        Hypha__V1__Meta__LabelsEntry *e = m->labels[i];
+        if (!e->key || strcmp(e->key, key))
+            continue;
+        char *v = e->value;
+        e->value = NULL;
+        protobuf_c_message_free_unpacked(&e->base, NULL);
+        m->labels[i] = m->labels[--m->n_labels];
+        return v;
+    }
+    return NULL;
+}
+
+#define HY_K8S_API_VERSION "kuma.io/v1alpha1"
+#define HY_K8S_NAMESPACE_LABEL "k8s.kuma.io/namespace"
+
+/* Kuma's Kubernetes shape: apiVersion kuma.io/v1alpha1, kind (the type),
+ * metadata {name, namespace, labels}, spec. The mesh is the label
+ * kuma.io/mesh ("default" when absent, as on Kubernetes); the namespace is
+ * kept as the label k8s.kuma.io/namespace, as Kuma's global CP shows it. */
+static int decode_k8s_resource(struct dctx *c, const struct hy_node *root, struct hy_resource **out)
+{
+    int rc = no_twice(c, root);
+    if (rc < 0)
+        return rc;
+    const struct hy_node *av = map_get(root, "apiVersion"), *kn = map_get(root, "kind");
+    if (!av || av->kind != HY_NODE_SCALAR || strcmp(av->value, HY_K8S_API_VERSION)) {
+        hy_diag_add(c->diag, av ? av->line : root->line, av ? av->col : root->col, "apiVersion",
+                    "expected %s (Kuma's Kubernetes shape)", HY_K8S_API_VERSION);
+        return HY_EINVAL;
+    }
+    if (!kn || hy_node_is_null(kn)) {
+        hy_diag_add(c->diag, root->line, root->col, "kind", "required");
+        return HY_EINVAL;
+    }
+    const struct hy_rtype *t = type_of(c, kn, "kind");
+    if (!t)
+        return HY_EINVAL;
+    struct hy_resource *r = hy_resource_new(t);
+    if (!r)
+        return HY_ENOMEM;
+    *out = r;
+    const ProtobufCMessageDescriptor *md = &hypha__v1__meta__descriptor;
+    char *ns = NULL;
+    for (size_t i = 0; rc == 0 && i + 1 < root->n; i += 2) {
+        const struct hy_node *k = root->items[i], *v = root->items[i + 1];
+        size_t saved = path_push(c, ".%s", k->value);
+        if (!strcmp(k->value, "apiVersion") || !strcmp(k->value, "kind")) {
+            record_pos(c, v);
+        } else if (!strcmp(k->value, "spec")) {
+            record_pos(c, v);
+            if (!hy_node_is_null(v) && v->kind != HY_NODE_MAP) {
+                fail(c, v, "expected a mapping, got %s", kind_word(v));
+                rc = HY_EINVAL;
+            } else if (v->kind == HY_NODE_MAP) {
+                rc = decode_message(c, v, t->desc, r->spec);
+            }
+        } else if (!strcmp(k->value, "metadata") && v->kind != HY_NODE_MAP) {
+            fail(c, v, "expected a mapping, got %s", kind_word(v));
+            rc = HY_EINVAL;
+        } else if (!strcmp(k->value, "metadata")) {
+            rc = no_twice(c, v);
+            for (size_t j = 0; rc == 0 && j + 1 < v->n; j += 2) {
+                const struct hy_node *mk = v->items[j], *mv = v->items[j + 1];
+                size_t inner = path_push(c, ".%s", mk->value);
+                if (!strcmp(mk->value, "name") || !strcmp(mk->value, "labels")) {
+                    rc = decode_field(c, mv, hy_codec_find_field(md, mk->value), &r->meta->base);
+                } else if (!strcmp(mk->value, "namespace")) {
+                    if (mv->kind != HY_NODE_SCALAR) {
+                        fail(c, mv, "expected a string, got %s", kind_word(mv));
+                        rc = HY_EINVAL;
+                    } else if (!(ns = strdup(mv->value))) {
+                        rc = HY_ENOMEM;
+                    }
+                } else {
+                    fail(c, mk,
+                         "unknown field \"%s\" in metadata (expected one of: name, "
+                         "namespace, labels)",
+                         mk->value);
+                    rc = HY_EINVAL;
+                }
+                path_pop(c, inner);
+            }
+        } else {
+            fail(c, k,
+                 "unknown field \"%s\" for %s (expected one of: apiVersion, kind, "
+                 "metadata, spec)",
+                 k->value, t->name);
+            rc = HY_EINVAL;
+        }
+        path_pop(c, saved);
+    }
+    char *mesh = rc == 0 ? take_label(r->meta, "hypha.io/mesh") : NULL;
+    if (rc == 0 && t->scope == HY_SCOPE_MESH)
+        rc = (r->meta->mesh = mesh ? mesh : strdup("default")) ? 0 : HY_ENOMEM;
+    else if (rc == 0 && mesh) {
+        hy_diag_add(c->diag, root->line, root->col, "metadata.labels",
+                    "%s is not mesh-scoped; remove the label kuma.io/mesh", t->name);
+        free(mesh);
+        rc = HY_EINVAL;
+    }
+    if (rc == 0 && ns) {
+        Hypha__V1__Meta *m = r->meta;
+        Hypha__V1__Meta__LabelsEntry **nl = realloc(m->labels, (m->n_labels + 1) * sizeof(*nl));
+        Hypha__V1__Meta__LabelsEntry *e = nl ? malloc(sizeof(*e)) : NULL;
+        if (nl)
+            m->labels = nl;
+        if (!e) {
+            rc = HY_ENOMEM;
+        } else {
+            hypha__v1__meta__labels_entry__init(e);
+            e->key = strdup(HY_K8S_NAMESPACE_LABEL);
+            e->value = ns;
+            ns = NULL;
+            nl[m->n_labels++] = e;
+            rc = e->key ? 0 : HY_ENOMEM;
+        }
+    }
+    free(ns);
+    if (rc == 0 && (!r->meta->name || !r->meta->name[0])) {
+        hy_diag_add(c->diag, root->line, root->col, "metadata.name", "required");
+        rc = HY_EINVAL;
+    }
+    return rc;
+}
+
 /* One resource document: envelope fields at the top, the spec either beside
  * them (Kuma's older types) or under `spec:`. The type must be known before
- * the spec is read, wherever `type:` sits in the document. */
+ * the spec is read, wherever `type:` sits in the document. A document with
+ * `apiVersion` instead is Kuma's Kubernetes shape. */
 static int decode_resource(struct dctx *c, const struct hy_node *root, struct hy_resource **out)
 {
     if (root->kind != HY_NODE_MAP) {
@@ -571,21 +734,16 @@ static int decode_resource(struct dctx *c, const struct hy_node *root, struct hy
              kind_word(root));
         return HY_EINVAL;
     }
+    if (!map_get(root, "type") && map_get(root, "apiVersion"))
+        return decode_k8s_resource(c, root, out);
     const struct hy_node *tn = map_get(root, "type");
     if (!tn || hy_node_is_null(tn)) {
         hy_diag_add(c->diag, root->line, root->col, "type", "required");
         return HY_EINVAL;
     }
-    const struct hy_rtype *t = NULL;
-    if (tn->kind == HY_NODE_SCALAR)
-        t = hy_rtype_by_name(tn->value);
-    if (!t) {
-        char names[512];
-        type_names(names, sizeof(names));
-        hy_diag_add(c->diag, tn->line, tn->col, "type", "unknown type \"%s\" (expected one of: %s)",
-                    tn->kind == HY_NODE_SCALAR ? tn->value : "", names);
+    const struct hy_rtype *t = type_of(c, tn, "type");
+    if (!t)
         return HY_EINVAL;
-    }
     struct hy_resource *r = hy_resource_new(t);
     if (!r)
         return HY_ENOMEM;

@@ -12,6 +12,7 @@
 
 #include "codec.h"
 #include "error.h"
+#include "mesh.pb-c.h"
 #include "policies.pb-c.h"
 #include "poison.h"
 
@@ -511,6 +512,84 @@ static void test_yaml_output_quotes_typed_strings(void **state)
     hy_docs_fini(&docs);
 }
 
+/* Kuma's Kubernetes tab applies unchanged: kind, metadata.name, the mesh
+ * label (default "default"), the namespace kept as a label, spec. */
+static void test_kubernetes_shape(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "apiVersion: kuma.io/v1alpha1\n"
+        "kind: MeshTrafficPermission\n"
+        "metadata:\n"
+        "  name: allow-orders\n"
+        "  namespace: kuma-demo\n"
+        "  labels:\n"
+        "    kuma.io/mesh: payments\n"
+        "    team: core\n"
+        "spec:\n"
+        "  targetRef: {kind: Dataplane, labels: {app: payments}}\n"
+        "  from:\n"
+        "  - targetRef: {kind: MeshSubset, tags: {kuma.io/service: orders}}\n"
+        "    default: {action: Allow}\n"
+        "---\n"
+        "apiVersion: kuma.io/v1alpha1\n"
+        "kind: Mesh\n"
+        "metadata: {name: payments}\n"
+        "spec:\n"
+        "  mtls: {enabledBackend: ca-1, backends: [{name: ca-1, type: builtin}]}\n"
+        "---\n"
+        "apiVersion: kuma.io/v1alpha1\n"
+        "kind: MeshTimeout\n"
+        "metadata: {name: t}\n"
+        "spec:\n"
+        "  to: [{targetRef: {kind: Mesh}, default: {idleTimeout: 20s}}]\n";
+    struct hy_docs docs;
+    struct hy_diag d = {0};
+    assert_int_equal(hy_codec_decode_resources("k8s.yaml", text, strlen(text), NULL, &docs, &d), 0);
+    assert_true(hy_docs_validate(&docs, &d));
+    assert_int_equal(docs.n, 3);
+    const struct hy_resource *r = docs.v[0].res;
+    assert_string_equal(r->type->name, "MeshTrafficPermission");
+    assert_string_equal(r->meta->name, "allow-orders");
+    assert_string_equal(r->meta->mesh, "payments");
+    assert_int_equal(r->meta->n_labels, 2);
+    bool ns = false, team = false;
+    for (size_t i = 0; i < r->meta->n_labels; i++) {
+        ns = ns || (!strcmp(r->meta->labels[i]->key, "k8s.kuma.io/namespace") &&
+                    !strcmp(r->meta->labels[i]->value, "kuma-demo"));
+        team = team || !strcmp(r->meta->labels[i]->key, "team");
+    }
+    assert_true(ns && team);
+    const Hypha__V1__MeshTrafficPermission *p = (const void *)r->spec;
+    assert_int_equal(p->n_from, 1);
+    assert_string_equal(p->from[0]->target_ref->tags[0]->key, "hypha.io/service");
+    assert_string_equal(docs.v[1].res->type->name, "Mesh");
+    assert_null(docs.v[1].res->meta->mesh);
+    assert_string_equal(((const Hypha__V1__Mesh *)docs.v[1].res->spec)->mtls->enabled_backend,
+                        "ca-1");
+    assert_string_equal(docs.v[2].res->meta->mesh, "default");
+    hy_docs_fini(&docs);
+    hy_diag_fini(&d);
+
+    expect_error("apiVersion: v1\nkind: MeshTimeout\nmetadata: {name: a}\n",
+                 "mtp.yaml:1:13: apiVersion: expected kuma.io/v1alpha1 (Kuma's Kubernetes shape)");
+    expect_error("apiVersion: kuma.io/v1alpha1\nkind: MeshTimeout\nmetadata: {name: a, uid: x}\n",
+                 "mtp.yaml:3:21: metadata.uid: unknown field \"uid\" in metadata (expected one of: "
+                 "name, namespace, labels)");
+    expect_error("apiVersion: kuma.io/v1alpha1\nkind: Mesh\n"
+                 "metadata: {name: a, labels: {kuma.io/mesh: x}}\n",
+                 "mtp.yaml:1:1: metadata.labels: Mesh is not mesh-scoped; remove the label "
+                 "kuma.io/mesh");
+    expect_error("apiVersion: kuma.io/v1alpha1\nkind: MeshTimeout\nmetadata: {}\n",
+                 "mtp.yaml:1:1: metadata.name: required");
+    expect_error("apiVersion: kuma.io/v1alpha1\nkind: Meshy\nmetadata: {name: a}\n",
+                 "mtp.yaml:2:7: kind: unknown kind \"Meshy\" (expected one of: Mesh, Zone, "
+                 "ZoneInsight, ZoneIngress, Dataplane, DataplaneInsight, MeshTrafficPermission, "
+                 "MeshTimeout, MeshRetry, MeshHealthCheck, MeshCircuitBreaker, "
+                 "MeshLoadBalancingStrategy, MeshTrust, MeshCaKey, MeshIssuer, MeshIssuerKey, "
+                 "TokenSigningKey, TokenRevocation)");
+}
+
 static void test_decode_message(void **state)
 {
     (void)state;
@@ -555,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_timestamps),
         cmocka_unit_test(test_yaml_output_quotes_typed_strings),
+        cmocka_unit_test(test_kubernetes_shape),
         cmocka_unit_test(test_decode_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
