@@ -430,11 +430,36 @@ void hy_validate_mtp(const struct hy_resource *r, struct hy_diag *d)
     const Hypha__V1__MeshTrafficPermission *s = (const void *)r->spec;
     if (s->target_ref) /* absent: the whole mesh, as in Kuma */
         check_target_ref(d, "spec.targetRef", s->target_ref, K_ALL);
-    if (s->n_from == 0)
-        hy_diag_add(d, 0, 0, "spec.from", "at least one entry is required");
+    if (s->n_from == 0 && s->n_rules == 0)
+        hy_diag_add(d, 0, 0, "spec", "one of from or rules is required");
+    if (s->n_from && s->n_rules)
+        hy_diag_add(d, 0, 0, "spec.rules",
+                    "from and rules exclude each other (as in Kuma): write two policies");
     check_entries(d, "from", s->n_from, (void *const *)s->from,
                   K(Mesh) | K(MeshSubset) | K(MeshService) | K(MeshServiceSubset));
-    char p[64];
+    char p[96];
+    for (size_t i = 0; i < s->n_rules; i++) {
+        const Hypha__V1__MeshTrafficPermission__RuleConf *c = s->rules[i]->default_;
+        snprintf(p, sizeof(p), "spec.rules[%zu].default", i);
+        if (!c || c->n_allow + c->n_deny + c->n_allow_with_shadow_deny == 0) {
+            hy_diag_add(d, 0, 0, p, "one of allow, deny or allowWithShadowDeny is required");
+            continue;
+        }
+        static const char *const lists[] = {"allow", "deny", "allowWithShadowDeny"};
+        size_t ns[] = {c->n_allow, c->n_deny, c->n_allow_with_shadow_deny};
+        Hypha__V1__MeshTrafficPermission__Match **vs[] = {c->allow, c->deny,
+                                                          c->allow_with_shadow_deny};
+        for (size_t l = 0; l < 3; l++)
+            for (size_t k = 0; k < ns[l]; k++) {
+                const Hypha__V1__MeshTrafficPermission__SpiffeIdMatch *m = vs[l][k]->spiffeid;
+                snprintf(p, sizeof(p), "spec.rules[%zu].default.%s[%zu].spiffeID.value", i,
+                         lists[l], k);
+                if (!m || !m->value || strncmp(m->value, "spiffe://", 9))
+                    hy_diag_add(d, 0, 0, p,
+                                "required: a SPIFFE ID (spiffe://...), or its "
+                                "prefix with type: Prefix");
+            }
+    }
     for (size_t i = 0; i < s->n_from; i++)
         if (s->from[i]->default_ && !s->from[i]->default_->has_action) {
             snprintf(p, sizeof(p), "spec.from[%zu].default.action", i);

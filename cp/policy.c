@@ -31,22 +31,22 @@ enum hy_policy_rank hy_policy_rank_of(const Hypha__V1__TargetRef *t)
     }
 }
 
-static const char *tag_of(const struct hy_policy_tags *t, const char *key)
+/* Does the peer carry key=value? A peer may carry one key with several
+ * values (a caller whose inbounds serve two services shows both). */
+static bool has_tag(const struct hy_policy_tags *t, const char *key, const char *value)
 {
     for (size_t i = 0; i < t->n; i++)
-        if (!strcmp(t->v[i].key, key))
-            return t->v[i].value;
-    return NULL;
+        if (!strcmp(t->v[i].key, key) && !strcmp(t->v[i].value, value))
+            return true;
+    return false;
 }
 
 static bool has_tags(const struct hy_policy_tags *have, size_t n,
                      Hypha__V1__TargetRef__TagsEntry *const *want)
 {
-    for (size_t i = 0; i < n; i++) {
-        const char *v = tag_of(have, S(want[i]->key));
-        if (!v || strcmp(v, S(want[i]->value)))
+    for (size_t i = 0; i < n; i++)
+        if (!has_tag(have, S(want[i]->key), S(want[i]->value)))
             return false;
-    }
     return true;
 }
 
@@ -54,16 +54,15 @@ bool hy_policy_ref_matches(const Hypha__V1__TargetRef *t, const struct hy_policy
 {
     if (!t || !t->has_kind)
         return true;
-    const char *svc = tag_of(peer, HY_TAG_SERVICE);
     switch (t->kind) {
     case HYPHA__V1__TARGET_REF__KIND__Mesh:
         return true;
     case HYPHA__V1__TARGET_REF__KIND__MeshSubset:
         return has_tags(peer, t->n_tags, t->tags);
     case HYPHA__V1__TARGET_REF__KIND__MeshService:
-        return svc && !strcmp(svc, S(t->name));
+        return has_tag(peer, HY_TAG_SERVICE, S(t->name));
     case HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset:
-        return svc && !strcmp(svc, S(t->name)) && has_tags(peer, t->n_tags, t->tags);
+        return has_tag(peer, HY_TAG_SERVICE, S(t->name)) && has_tags(peer, t->n_tags, t->tags);
     default:
         return false; /* Dataplane names a proxy, never a peer */
     }

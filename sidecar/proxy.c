@@ -45,11 +45,16 @@ static int open_metrics(struct hy_proxy *p, struct hy_metrics *m)
     struct hy_metric *denied =
         hy_metric_counter(m, "hypha_dp_inbound_denied_total",
                           "Inbound connections refused by MeshTrafficPermission", 0);
+    struct hy_metric *shadow = hy_metric_counter(
+        m, "hypha_dp_inbound_shadow_denied_total",
+        "Inbound connections a MeshTrafficPermission AllowWithShadowDeny let in that a Deny "
+        "would refuse",
+        0);
     struct hy_metric *connect_s = hy_metric_histogram(
         m, "hypha_dp_upstream_connect_seconds",
         "Time to connect to the upstream: the app (inbound) or a peer sidecar (outbound)", bounds,
         sizeof(bounds) / sizeof(bounds[0]), 1, "direction");
-    if (!conns || !active || !bytes || !fail || !overflow || !denied || !connect_s)
+    if (!conns || !active || !bytes || !fail || !overflow || !denied || !shadow || !connect_s)
         return HY_ENOMEM;
     for (int d = HY_PX_IN; d <= HY_PX_OUT; d++) {
         const char *n = hy_px_dir_name(d);
@@ -63,7 +68,9 @@ static int open_metrics(struct hy_proxy *p, struct hy_metrics *m)
     p->m.overflow[0] = hy_metric_series(overflow, "max_connections");
     p->m.overflow[1] = hy_metric_series(overflow, "max_pending");
     p->m.denied = hy_metric_series(denied);
-    return p->m.denied && p->m.overflow[0] && p->m.overflow[1] ? 0 : HY_ENOMEM;
+    p->m.shadow_denied = hy_metric_series(shadow);
+    return p->m.denied && p->m.shadow_denied && p->m.overflow[0] && p->m.overflow[1] ? 0
+                                                                                     : HY_ENOMEM;
 }
 
 /* ----- listeners ----- */

@@ -1,19 +1,75 @@
-/* Inbound connections: mTLS from a peer sidecar, its SPIFFE ID checked
- * against the inbound's allowed and denied lists, then plain TCP to the
- * local app. */
+/* Inbound connections: mTLS from a peer sidecar, its identity (SPIFFE ID
+ * and tags, from its certificate) checked against the inbound's
+ * MeshTrafficPermission entries and rules, then plain TCP to the local
+ * app. */
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
 #include "metrics.h"
 #include "proxy_int.h"
 #include "poison.h"
 
-static bool listed(char *const *ids, size_t n, const char *id, bool star)
+void hy_px_peer_add_uri(struct hy_px_peer *p, const char *uri)
 {
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(ids[i], id) == 0 || (star && strcmp(ids[i], "*") == 0))
+    if (strncmp(uri, "kuma://", 7) != 0 || p->n == HY_PX_PEER_TAGS)
+        return;
+    const char *body = uri + 7, *slash = strrchr(body, '/');
+    size_t klen = slash ? (size_t)(slash - body) : 0;
+    if (!klen || klen + strlen(slash) + 1 > sizeof(p->buf) - p->used)
+        return;
+    char *key = p->buf + p->used, *value = key + klen + 1;
+    memcpy(key, body, klen);
+    key[klen] = '\0';
+    char *o = value;
+    for (const char *s = slash + 1; *s; s++) {
+        if (s[0] == '%' && s[1] == '2' && (s[2] == 'F' || s[2] == 'f')) {
+            *o++ = '/';
+            s += 2;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o++ = '\0';
+    p->used = (size_t)(o - p->buf);
+    p->key[p->n] = key;
+    p->value[p->n++] = value;
+}
+
+static bool peer_has(const struct hy_px_peer *p, const char *key, const char *value)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (!strcmp(p->key[i], key) && !strcmp(p->value[i], value))
             return true;
     return false;
+}
+
+/* Does the caller carry every tag of a permission (none: any caller)? */
+static bool permits_caller(const Hypha__V1__DpPermission *perm, const struct hy_px_peer *peer)
+{
+    for (size_t i = 0; i < perm->n_tags; i++)
+        if (!perm->tags[i]->key || !perm->tags[i]->value ||
+            !peer_has(peer, perm->tags[i]->key, perm->tags[i]->value))
+            return false;
+    return true;
+}
+
+static const Hypha__V1__DpSpiffeMatch *id_matches(Hypha__V1__DpSpiffeMatch *const *v, size_t n,
+                                                  const char *id)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *want = v[i]->value ? v[i]->value : "";
+        if (v[i]->prefix ? !strncmp(id, want, strlen(want)) : !strcmp(id, want))
+            return v[i];
+    }
+    return NULL;
+}
+
+static void shadow(struct hy_px_conn *c, const char *origin)
+{
+    hy_series_inc(c->m->shadow_denied);
+    hy_log(HY_LOG_INFO, "dp", "inbound %u: %s would be denied by %s (AllowWithShadowDeny): let in",
+           c->l->port, c->id, origin ? origin : "MeshTrafficPermission");
 }
 
 void hy_px_inbound_accept(struct hy_px_conn *c)
@@ -45,7 +101,7 @@ static void on_app_connected(struct hy_px_conn *c, int status)
     hy_px_conn_relay(c);
 }
 
-const char *hy_px_inbound_refusal(struct hy_px_conn *c)
+const char *hy_px_inbound_refusal(struct hy_px_conn *c, const struct hy_px_peer *peer)
 {
     const Hypha__V1__DpInbound *in = c->in;
     char mesh[256], prefix[300];
@@ -57,11 +113,29 @@ const char *hy_px_inbound_refusal(struct hy_px_conn *c)
         return "the peer's certificate has no SPIFFE ID";
     if (strncmp(c->id, prefix, strlen(prefix)) != 0)
         return "the peer is not in this mesh";
-    if (listed(in->denied, in->n_denied, c->id, true))
-        return "denied by MeshTrafficPermission";
-    if (!listed(in->allowed, in->n_allowed, c->id, true))
-        return "not allowed by any MeshTrafficPermission";
-    return NULL;
+    const Hypha__V1__DpSpiffeMatch *m = id_matches(in->deny, in->n_deny, c->id);
+    if (m)
+        return m->origin ? m->origin : "a MeshTrafficPermission deny rule";
+    /* the last `from` entry the caller matches decides */
+    const Hypha__V1__DpPermission *last = NULL;
+    for (size_t i = in->n_permissions; i-- > 0 && !last;)
+        if (permits_caller(in->permissions[i], peer))
+            last = in->permissions[i];
+    if (last && last->action == HYPHA__V1__DP_PERMISSION__ACTION__Deny)
+        return last->origin ? last->origin : "a MeshTrafficPermission Deny";
+    if (last && last->action == HYPHA__V1__DP_PERMISSION__ACTION__Allow)
+        return NULL;
+    if (id_matches(in->allow, in->n_allow, c->id))
+        return NULL;
+    if (last) { /* AllowWithShadowDeny */
+        shadow(c, last->origin);
+        return NULL;
+    }
+    if ((m = id_matches(in->allow_with_shadow_deny, in->n_allow_with_shadow_deny, c->id))) {
+        shadow(c, m->origin);
+        return NULL;
+    }
+    return "no MeshTrafficPermission allows this caller";
 }
 
 void hy_px_inbound_denied(struct hy_px_conn *c, const char *why)
@@ -75,9 +149,7 @@ void hy_px_inbound_handshake_done(struct hy_px_conn *c)
     const Hypha__V1__DpInbound *in = c->in;
     /* the verify callback checked this already; checked again here on the
      * certificate the session kept, should the callback not have run */
-    c->id[0] = '\0';
-    hy_px_tls_peer_id(c);
-    const char *why = hy_px_inbound_refusal(c);
+    const char *why = c->peer_allowed ? NULL : hy_px_tls_peer_refusal(c);
     if (why) {
         hy_px_tls_close_notify(c);
         hy_px_inbound_denied(c, why);

@@ -145,6 +145,7 @@ struct hy_px_conn {
     char peer[64];                 /* who connected to us */
     char id[HY_PX_ID_MAX];         /* the TLS peer's SPIFFE ID, once known */
     const char *refusal;           /* inbound: why the verify callback refused the peer */
+    bool peer_allowed;             /* inbound: the verify callback let the peer in */
     int peer_alert;                /* the fatal alert the TLS peer sent, 0 if none */
     const char *result;
     char why[200];                 /* details of result, for the access log */
@@ -153,7 +154,8 @@ struct hy_px_conn {
 
 struct hy_px_metrics {
     struct hy_series *conns[2], *active[2], *bytes[2], *tls_fail[2], *connect_s[2], *denied;
-    struct hy_series *overflow[2]; /* max_connections, max_pending */
+    struct hy_series *shadow_denied; /* AllowWithShadowDeny: let in, counted as denied */
+    struct hy_series *overflow[2];   /* max_connections, max_pending */
 };
 
 /* An endpoint host name's address, as a worker last resolved it. */
@@ -250,6 +252,9 @@ void hy_px_tls_close_notify(struct hy_px_conn *c);
 /* The peer certificate's first spiffe:// URI SAN into c->id; false when it
  * has none. */
 bool hy_px_tls_peer_id(struct hy_px_conn *c);
+/* The inbound check of the peer's certificate after the handshake: its
+ * SPIFFE ID into c->id, then hy_px_inbound_refusal with its tags. */
+const char *hy_px_tls_peer_refusal(struct hy_px_conn *c);
 void hy_px_tls_free(struct hy_px_conn *c);
 
 /* proxy_route.c */
@@ -295,9 +300,24 @@ void hy_px_conn_drop_up(struct hy_px_conn *c, void (*then)(struct hy_px_conn *c)
 /* proxy_inbound.c, proxy_outbound.c: a connection accepted on l. */
 void hy_px_inbound_accept(struct hy_px_conn *c);
 void hy_px_inbound_handshake_done(struct hy_px_conn *c);
-/* Why the inbound's permissions refuse c's peer (c->id, "" if none), or
- * NULL when they let it in. Static strings. */
-const char *hy_px_inbound_refusal(struct hy_px_conn *c);
+/* A caller as its certificate shows it: the tags of its URI SANs
+ * kuma://KEY/VALUE ('/' in VALUE as %2F), which MeshTrafficPermission
+ * entries match on. Strings point into buf. */
+#define HY_PX_PEER_TAGS 128
+struct hy_px_peer {
+    const char *key[HY_PX_PEER_TAGS], *value[HY_PX_PEER_TAGS];
+    size_t n, used;
+    char buf[8192];
+};
+/* Adds the tag a kuma:// URI names; ignores other URIs and what does not
+ * fit. */
+void hy_px_peer_add_uri(struct hy_px_peer *p, const char *uri);
+/* Why the inbound's permissions refuse c's peer (c->id, "" if none, and
+ * its tags), or NULL when they let it in: a static string, or the origin
+ * of the deciding entry ("MeshTrafficPermission/NAME from[I]"), which
+ * lives as long as c->snap. An AllowWithShadowDeny decision lets it in and
+ * is counted and logged. */
+const char *hy_px_inbound_refusal(struct hy_px_conn *c, const struct hy_px_peer *peer);
 /* Counts and closes c as denied. */
 void hy_px_inbound_denied(struct hy_px_conn *c, const char *why);
 void hy_px_outbound_accept(struct hy_px_conn *c);

@@ -57,6 +57,36 @@ static int on_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     return hy_px_write(c, c->tls, buf, (size_t)sz) == 0 ? sz : WOLFSSL_CBIO_ERR_GENERAL;
 }
 
+/* The caller's SPIFFE ID (its first) into c->id and its tags, then the
+ * inbound's verdict on them. */
+static const char *peer_refusal(struct hy_px_conn *c, WOLFSSL_X509 *x)
+{
+    struct hy_px_peer *peer = calloc(1, sizeof(*peer));
+    if (!peer)
+        return "out of memory checking the caller";
+    c->id[0] = '\0';
+    for (char *alt; (alt = wolfSSL_X509_get_next_altname(x));) {
+        if (!c->id[0] && strncmp(alt, "spiffe://", 9) == 0 && strlen(alt) < sizeof(c->id))
+            snprintf(c->id, sizeof(c->id), "%s", alt);
+        hy_px_peer_add_uri(peer, alt);
+    }
+    const char *why = hy_px_inbound_refusal(c, peer);
+    free(peer);
+    return why;
+}
+
+const char *hy_px_tls_peer_refusal(struct hy_px_conn *c)
+{
+    WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);
+    if (!x) {
+        c->id[0] = '\0';
+        return "the peer sent no certificate";
+    }
+    const char *why = peer_refusal(c, x);
+    wolfSSL_X509_free(x); /* get_peer_certificate takes a reference (OPENSSL_EXTRA) */
+    return why;
+}
+
 /* The server's check of a client certificate, once wolfSSL verified its
  * chain: the leaf's SPIFFE ID against the inbound's permissions
  * (hy_px_inbound_refusal). Refusing here fails the handshake, so the
@@ -72,13 +102,11 @@ static int on_verify_client(int preverify, WOLFSSL_X509_STORE_CTX *store)
     WOLFSSL_X509 *x = wolfSSL_X509_STORE_CTX_get_current_cert(store);
     if (!c || !x)
         return preverify; /* checked again after the handshake */
-    c->id[0] = '\0';
-    for (char *alt; !c->id[0] && (alt = wolfSSL_X509_get_next_altname(x));)
-        if (strncmp(alt, "spiffe://", 9) == 0 && strlen(alt) < sizeof(c->id))
-            snprintf(c->id, sizeof(c->id), "%s", alt);
-    const char *why = hy_px_inbound_refusal(c);
-    if (!why)
+    const char *why = peer_refusal(c, x);
+    if (!why) {
+        c->peer_allowed = true;
         return 1;
+    }
     c->refusal = why;
     return 0;
 }

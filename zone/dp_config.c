@@ -1,8 +1,9 @@
-/* What a sidecar is told: its inbounds with the peers MeshTrafficPermission
- * lets in, its outbounds with the endpoints of their services and the
- * policies that apply (MeshTimeout, MeshRetry, MeshCircuitBreaker,
- * MeshLoadBalancingStrategy, MeshHealthCheck), and its certificate with
- * the chain and trust bundle. Computed from the zone's store; the version
+/* What a sidecar is told: its inbounds with the MeshTrafficPermission
+ * entries and rules it enforces on callers, its outbounds with the
+ * endpoints of their services and what the policies that apply merge to
+ * (MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshLoadBalancingStrategy,
+ * MeshHealthCheck; cp/policy.h orders and merges them as Kuma does), and
+ * its certificate with the chain and trust bundle. Computed from the zone's store; the version
  * is a hash of the rest, so an unchanged config is not sent again. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "dp_server.h"
 #include "error.h"
 #include "policies.pb-c.h"
+#include "policy.h"
 #include "sni.h"
 #include "poison.h"
 
@@ -29,109 +31,65 @@ static const char *tag(size_t n, Hypha__V1__Dataplane__Networking__Inbound__Tags
 
 const char *hy_zone_dp_service_of(const Hypha__V1__Dataplane__Networking__Inbound *in)
 {
-    return tag(in->n_tags, in->tags, "hypha.io/service");
+    return tag(in->n_tags, in->tags, HY_TAG_SERVICE);
 }
 
-/* Does a policy's top-level targetRef select this Dataplane? */
-static bool selects(const Hypha__V1__TargetRef *t, const struct hy_resource *dp)
+static int push_unique(char ***v, size_t *n, const char *s)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp((*v)[i], s))
+            return 0;
+    char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+    if (!nv)
+        return HY_ENOMEM;
+    *v = nv;
+    if (!(nv[*n] = strdup(s)))
+        return HY_ENOMEM;
+    ++*n;
+    return 0;
+}
+
+/* kuma://KEY/VALUE, a '/' in the value written %2F so the last '/' splits */
+static int push_tag_uri(char ***v, size_t *n, const char *key, const char *value)
+{
+    char uri[HY_ZONE_DP_URI_MAX];
+    size_t off = (size_t)snprintf(uri, sizeof(uri), "kuma://%s/", key);
+    for (const char *p = value; *p && off + 4 < sizeof(uri); p++)
+        off += (size_t)snprintf(uri + off, sizeof(uri) - off, *p == '/' ? "%%2F" : "%c", *p);
+    return push_unique(v, n, uri);
+}
+
+int hy_zone_dp_identity_uris(const struct hy_resource *dp, const char *zone, char ***out, size_t *n)
 {
     const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
-    if (!t || !t->has_kind || t->kind == HYPHA__V1__TARGET_REF__KIND__Mesh)
-        return true;
-    for (size_t i = 0; d->networking && i < d->networking->n_inbound; i++) {
+    size_t nin = d->networking ? d->networking->n_inbound : 0;
+    char uri[HY_ZONE_DP_URI_MAX];
+    int rc = 0;
+    *out = NULL;
+    *n = 0;
+    for (size_t i = 0; rc == 0 && i < nin; i++) {
+        snprintf(uri, sizeof(uri), "spiffe://%s/%s", S(dp->meta->mesh),
+                 S(hy_zone_dp_service_of(d->networking->inbound[i])));
+        rc = push_unique(out, n, uri);
+    }
+    for (size_t i = 0; rc == 0 && i < nin; i++) {
         const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
-        switch (t->kind) {
-        case HYPHA__V1__TARGET_REF__KIND__MeshService:
-            if (t->name && hy_zone_dp_service_of(in) && !strcmp(t->name, hy_zone_dp_service_of(in)))
-                return true;
-            break;
-        case HYPHA__V1__TARGET_REF__KIND__MeshSubset: {
-            bool all = true;
-            for (size_t k = 0; k < t->n_tags && all; k++) {
-                const char *v = tag(in->n_tags, in->tags, t->tags[k]->key);
-                all = v && !strcmp(v, S(t->tags[k]->value));
-            }
-            if (all)
-                return true;
-            break;
+        bool has_zone = false;
+        for (size_t k = 0; rc == 0 && k < in->n_tags; k++) {
+            has_zone = has_zone || !strcmp(S(in->tags[k]->key), HY_TAG_ZONE);
+            rc = push_tag_uri(out, n, S(in->tags[k]->key), S(in->tags[k]->value));
         }
-        case HYPHA__V1__TARGET_REF__KIND__Dataplane:
-            return t->name && !strcmp(t->name, dp->meta->name);
-        default:
-            break;
-        }
+        if (rc == 0 && !has_zone && zone)
+            rc = push_tag_uri(out, n, HY_TAG_ZONE, zone);
     }
-    return false;
-}
-
-/* The SPIFFE ID a `from` targetRef names, "*" for the whole mesh, NULL
- * when it names nothing an identity can show (a subset without a service). */
-static char *principal(const char *mesh, const Hypha__V1__TargetRef *t)
-{
-    char buf[600];
-    const char *svc = NULL;
-    if (!t || !t->has_kind || t->kind == HYPHA__V1__TARGET_REF__KIND__Mesh)
-        return strdup("*");
-    if (t->kind == HYPHA__V1__TARGET_REF__KIND__MeshService)
-        svc = t->name;
-    for (size_t k = 0; !svc && k < t->n_tags; k++)
-        if (t->tags[k]->key && !strcmp(t->tags[k]->key, "hypha.io/service"))
-            svc = t->tags[k]->value;
-    if (!svc)
-        return NULL;
-    snprintf(buf, sizeof(buf), "spiffe://%s/%s", mesh, svc);
-    return strdup(buf);
-}
-
-static int push_str(char ***v, size_t *n, char *s)
-{
-    if (!s)
-        return 0;
-    for (size_t i = 0; i < *n; i++)
-        if (!strcmp((*v)[i], s)) {
-            free(s);
-            return 0;
-        }
-    char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
-    if (!nv) {
-        free(s);
-        return HY_ENOMEM;
+    if (rc < 0) {
+        for (size_t i = 0; i < *n; i++)
+            free((*out)[i]);
+        free(*out);
+        *out = NULL;
+        *n = 0;
     }
-    *v = nv;
-    nv[(*n)++] = s;
-    return 0;
-}
-
-struct walk {
-    const struct hy_resource *dp;
-    Hypha__V1__DpConfig *c;
-    int rc;
-};
-
-/* MeshTrafficPermission: every permission selecting this Dataplane adds
- * its `from` principals to each inbound, Allow to allowed, Deny to denied
- * (deny wins in the sidecar). */
-static int add_permission(void *ud, struct hy_resource *r, bool *take)
-{
-    struct walk *w = ud;
-    (void)take;
-    const Hypha__V1__MeshTrafficPermission *p = (const void *)r->spec;
-    if (strcmp(S(r->meta->mesh), S(w->dp->meta->mesh)) || !selects(p->target_ref, w->dp))
-        return 0;
-    for (size_t i = 0; i < p->n_from; i++) {
-        const Hypha__V1__MeshTrafficPermission__From *f = p->from[i];
-        bool deny = f->default_ && f->default_->has_action &&
-                    f->default_->action == HYPHA__V1__MESH_TRAFFIC_PERMISSION__CONF__ACTION__Deny;
-        for (size_t k = 0; k < w->c->n_inbounds; k++) {
-            Hypha__V1__DpInbound *in = w->c->inbounds[k];
-            char *who = principal(w->dp->meta->mesh, f->target_ref);
-            int rc = deny ? push_str(&in->denied, &in->n_denied, who)
-                          : push_str(&in->allowed, &in->n_allowed, who);
-            if (rc < 0)
-                return rc;
-        }
-    }
-    return 0;
+    return rc;
 }
 
 static Hypha__V1__Duration *dur(const Hypha__V1__Duration *d)
@@ -146,94 +104,201 @@ static Hypha__V1__Duration *dur(const Hypha__V1__Duration *d)
     return c;
 }
 
-static void set_dur(Hypha__V1__Duration **dst, const Hypha__V1__Duration *src)
+static int set_dur(Hypha__V1__Duration **dst, const Hypha__V1__Duration *src)
 {
     if (!src)
-        return;
-    Hypha__V1__Duration *c = dur(src);
-    if (!c)
-        return;
+        return 0;
     if (*dst)
         protobuf_c_message_free_unpacked(&(*dst)->base, NULL);
-    *dst = c;
+    return (*dst = dur(src)) ? 0 : HY_ENOMEM;
 }
 
-/* A `to` entry applies to an outbound when it targets the whole mesh or
- * that outbound's service; entries for the service are applied after the
- * mesh-wide ones, so they win. */
-static bool to_matches(const Hypha__V1__TargetRef *t, const char *service, bool specific)
-{
-    if (!t || !t->has_kind)
-        return false;
-    if (t->kind == HYPHA__V1__TARGET_REF__KIND__Mesh)
-        return !specific;
-    return specific && t->kind == HYPHA__V1__TARGET_REF__KIND__MeshService && t->name &&
-           !strcmp(t->name, service);
-}
-
-struct policy_walk {
-    const struct hy_resource *dp;
-    Hypha__V1__DpOutbound *o;
-    bool specific;
+/* The policy types a sidecar's config is made of, each with the policies
+ * of the proxy's mesh that select it (the policy engine's order). */
+enum { P_MTP, P_TIMEOUT, P_RETRY, P_BREAKER, P_LB, P_HEALTH, P_N };
+static const char *const policy_types[P_N] = {
+    "MeshTrafficPermission",     "MeshTimeout",     "MeshRetry", "MeshCircuitBreaker",
+    "MeshLoadBalancingStrategy", "MeshHealthCheck",
 };
 
-static int apply_timeout(void *ud, struct hy_resource *r, bool *take)
+struct policies {
+    struct hy_resource **all[P_N]; /* owned: every policy of the type */
+    size_t nall[P_N];
+    struct hy_policy_set sel[P_N];
+};
+
+struct collect {
+    struct policies *p;
+    int type;
+};
+
+static int keep_policy(void *ud, struct hy_resource *r, bool *take)
 {
-    struct policy_walk *w = ud;
-    const Hypha__V1__MeshTimeout *p = (const void *)r->spec;
-    (void)take;
-    if (strcmp(S(r->meta->mesh), S(w->dp->meta->mesh)) || !selects(p->target_ref, w->dp))
-        return 0;
-    for (size_t i = 0; i < p->n_to; i++)
-        if (p->to[i]->default_ && to_matches(p->to[i]->target_ref, w->o->service, w->specific)) {
-            set_dur(&w->o->connect_timeout, p->to[i]->default_->connection_timeout);
-            set_dur(&w->o->idle_timeout, p->to[i]->default_->idle_timeout);
-        }
+    struct collect *c = ud;
+    struct hy_resource ***v = &c->p->all[c->type];
+    struct hy_resource **nv = realloc(*v, (c->p->nall[c->type] + 1) * sizeof(*nv));
+    if (!nv)
+        return HY_ENOMEM;
+    *v = nv;
+    nv[c->p->nall[c->type]++] = r;
+    *take = true;
     return 0;
 }
 
-static int apply_retry(void *ud, struct hy_resource *r, bool *take)
+static void policies_fini(struct policies *p)
 {
-    struct policy_walk *w = ud;
-    const Hypha__V1__MeshRetry *p = (const void *)r->spec;
-    (void)take;
-    if (strcmp(S(r->meta->mesh), S(w->dp->meta->mesh)) || !selects(p->target_ref, w->dp))
+    for (int t = 0; t < P_N; t++) {
+        for (size_t i = 0; i < p->nall[t]; i++)
+            hy_resource_free(p->all[t][i]);
+        free(p->all[t]);
+        hy_policy_set_fini(&p->sel[t]);
+    }
+}
+
+static int policies_load(struct hy_store *s, const struct hy_policy_proxy *proxy,
+                         struct policies *p)
+{
+    memset(p, 0, sizeof(*p));
+    int rc = 0;
+    for (int t = 0; rc == 0 && t < P_N; t++) {
+        struct collect c = {p, t};
+        rc = hy_store_each(s, policy_types[t], keep_policy, &c);
+        if (rc == 0)
+            rc = hy_policy_select(p->all[t], p->nall[t], proxy, &p->sel[t]);
+    }
+    if (rc < 0)
+        policies_fini(p);
+    return rc;
+}
+
+/* "MeshTrafficPermission/NAME from[I]" */
+static char *origin_str(const struct hy_policy_origin *o, const char *more)
+{
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s/%s %s[%zu]%s", o->r->type->name, S(o->r->meta->name), o->section,
+             o->index, more ? more : "");
+    return strdup(buf);
+}
+
+static int add_tag(Hypha__V1__DpPermission *p, const char *key, const char *value)
+{
+    Hypha__V1__DpPermission__TagsEntry **v = realloc(p->tags, (p->n_tags + 1) * sizeof(*v));
+    if (!v)
+        return HY_ENOMEM;
+    p->tags = v;
+    Hypha__V1__DpPermission__TagsEntry *e = malloc(sizeof(*e));
+    if (!e)
+        return HY_ENOMEM;
+    hypha__v1__dp_permission__tags_entry__init(e);
+    v[p->n_tags++] = e;
+    e->key = strdup(key);
+    e->value = strdup(value);
+    return e->key && e->value ? 0 : HY_ENOMEM;
+}
+
+/* The tags a `from` targetRef asks of a caller (the sidecar checks them
+ * against the caller's certificate). */
+static int permission_tags(Hypha__V1__DpPermission *p, const Hypha__V1__TargetRef *t)
+{
+    int rc = 0;
+    if (!t || !t->has_kind)
         return 0;
-    for (size_t i = 0; i < p->n_to; i++) {
-        const Hypha__V1__MeshRetry__Conf *c = p->to[i]->default_;
-        if (c && c->tcp && c->tcp->has_max_connect_attempt &&
-            to_matches(p->to[i]->target_ref, w->o->service, w->specific)) {
-            w->o->has_max_connect_attempts = 1;
-            w->o->max_connect_attempts = c->tcp->max_connect_attempt;
-        }
+    if (t->kind == HYPHA__V1__TARGET_REF__KIND__MeshService ||
+        t->kind == HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset)
+        rc = add_tag(p, HY_TAG_SERVICE, S(t->name));
+    if (t->kind == HYPHA__V1__TARGET_REF__KIND__MeshSubset ||
+        t->kind == HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset)
+        for (size_t i = 0; rc == 0 && i < t->n_tags; i++)
+            rc = add_tag(p, S(t->tags[i]->key), S(t->tags[i]->value));
+    return rc;
+}
+
+static int add_permission(void *ud, const Hypha__V1__TargetRef *ref, const ProtobufCMessage *conf,
+                          const struct hy_policy_origin *o)
+{
+    Hypha__V1__DpInbound *in = ud;
+    const Hypha__V1__MeshTrafficPermission__Conf *c = (const void *)conf;
+    if (!c) /* validation refuses an entry without default */
+        return 0;
+    Hypha__V1__DpPermission **v = realloc(in->permissions, (in->n_permissions + 1) * sizeof(*v));
+    if (!v)
+        return HY_ENOMEM;
+    in->permissions = v;
+    Hypha__V1__DpPermission *p = malloc(sizeof(*p));
+    if (!p)
+        return HY_ENOMEM;
+    hypha__v1__dp_permission__init(p);
+    v[in->n_permissions++] = p;
+    p->has_action = 1;
+    /* the enums share their numbers: Allow 0, Deny 1, AllowWithShadowDeny 2 */
+    p->action = (Hypha__V1__DpPermission__Action)c->action;
+    p->origin = origin_str(o, NULL);
+    return p->origin ? permission_tags(p, ref) : HY_ENOMEM;
+}
+
+static int add_matches(Hypha__V1__DpSpiffeMatch ***v, size_t *n,
+                       Hypha__V1__MeshTrafficPermission__Match *const *m, size_t nm,
+                       const struct hy_policy_origin *o, const char *list)
+{
+    for (size_t k = 0; k < nm; k++) {
+        const Hypha__V1__MeshTrafficPermission__SpiffeIdMatch *id = m[k]->spiffeid;
+        if (!id || !id->value)
+            continue; /* validation refuses it */
+        Hypha__V1__DpSpiffeMatch **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+        if (!nv)
+            return HY_ENOMEM;
+        *v = nv;
+        Hypha__V1__DpSpiffeMatch *x = malloc(sizeof(*x));
+        if (!x)
+            return HY_ENOMEM;
+        hypha__v1__dp_spiffe_match__init(x);
+        nv[(*n)++] = x;
+        x->has_prefix = 1;
+        x->prefix = id->has_type &&
+                    id->type == HYPHA__V1__MESH_TRAFFIC_PERMISSION__SPIFFE_ID_MATCH__TYPE__Prefix;
+        x->value = strdup(id->value);
+        char more[64];
+        snprintf(more, sizeof(more), ".%s[%zu]", list, k);
+        x->origin = origin_str(o, more);
+        if (!x->value || !x->origin)
+            return HY_ENOMEM;
     }
     return 0;
 }
 
-static int apply_breaker(void *ud, struct hy_resource *r, bool *take)
+static int add_rule(void *ud, const Hypha__V1__TargetRef *ref, const ProtobufCMessage *conf,
+                    const struct hy_policy_origin *o)
 {
-    struct policy_walk *w = ud;
-    const Hypha__V1__MeshCircuitBreaker *p = (const void *)r->spec;
-    (void)take;
-    if (strcmp(S(r->meta->mesh), S(w->dp->meta->mesh)) || !selects(p->target_ref, w->dp))
+    Hypha__V1__DpInbound *in = ud;
+    const Hypha__V1__MeshTrafficPermission__RuleConf *c = (const void *)conf;
+    (void)ref;
+    if (!c)
         return 0;
-    for (size_t i = 0; i < p->n_to; i++) {
-        const Hypha__V1__MeshCircuitBreaker__Conf *c = p->to[i]->default_;
-        if (!c || !c->connection_limits ||
-            !to_matches(p->to[i]->target_ref, w->o->service, w->specific))
-            continue;
-        if (c->connection_limits->has_max_connections) {
-            w->o->has_max_connections = 1;
-            w->o->max_connections = c->connection_limits->max_connections;
-        }
-        /* a TCP proxy's pending requests are its connections not yet through
-         * connect and handshake */
-        if (c->connection_limits->has_max_pending_requests) {
-            w->o->has_max_pending = 1;
-            w->o->max_pending = c->connection_limits->max_pending_requests;
-        }
-    }
-    return 0;
+    int rc = add_matches(&in->deny, &in->n_deny, c->deny, c->n_deny, o, "deny");
+    if (rc == 0)
+        rc = add_matches(&in->allow, &in->n_allow, c->allow, c->n_allow, o, "allow");
+    if (rc == 0)
+        rc = add_matches(&in->allow_with_shadow_deny, &in->n_allow_with_shadow_deny,
+                         c->allow_with_shadow_deny, c->n_allow_with_shadow_deny, o,
+                         "allowWithShadowDeny");
+    return rc;
+}
+
+/* MeshTrafficPermission at inbound i: every `from` entry of the policies
+ * selecting it, in merge order, and every `rules` matcher. */
+static int inbound_permissions(const struct policies *p, size_t i, Hypha__V1__DpInbound *in)
+{
+    int rc = hy_policy_each_entry(&p->sel[P_MTP], "from", i, add_permission, in);
+    return rc ? rc : hy_policy_each_entry(&p->sel[P_MTP], "rules", i, add_rule, in);
+}
+
+/* The merged `to` default of policy type t for destination service svc;
+ * c->conf NULL when nothing applies. */
+static int merged_to(const struct policies *p, int t, const char *svc, struct hy_policy_conf *c)
+{
+    struct hy_policy_tag dest[] = {{HY_TAG_SERVICE, svc}};
+    struct hy_policy_tags tags = {dest, 1};
+    return hy_policy_merge(&p->sel[t], "to", SIZE_MAX, &tags, c);
 }
 
 #define EXCLUDED UINT32_MAX /* an endpoint's priority when failover leaves its zone out */
@@ -251,13 +316,13 @@ static bool listed_zone(char *const *zones, size_t n, const char *zone)
  * `from` includes this zone gives the zones it names (Any, Only,
  * AnyExcept; None stops) the next priority, and zones no rule names are
  * left out. disabled: every zone 0, no preference. */
-static void zone_order(struct policy_walk *w,
+static void zone_order(const struct hy_resource *dp, Hypha__V1__DpOutbound *o,
                        const Hypha__V1__MeshLoadBalancingStrategy__LocalityAwareness *la)
 {
-    const char *own = S(w->dp->origin);
+    const char *own = S(dp->origin);
     const Hypha__V1__MeshLoadBalancingStrategy__LocalityAwareness__CrossZone *cz = la->cross_zone;
-    for (size_t k = 0; k < w->o->n_endpoints; k++) {
-        Hypha__V1__DpEndpoint *e = w->o->endpoints[k];
+    for (size_t k = 0; k < o->n_endpoints; k++) {
+        Hypha__V1__DpEndpoint *e = o->endpoints[k];
         const char *z = S(e->zone);
         e->has_priority = 1;
         if (la->has_disabled && la->disabled) {
@@ -301,66 +366,83 @@ static void zone_order(struct policy_walk *w,
     }
 }
 
-static int apply_lb(void *ud, struct hy_resource *r, bool *take)
+/* What the sidecar enforces of each `to` policy, merged for the
+ * outbound's service. Fields it does not enforce are named by the API's
+ * warnings (cp_api.c) when the policy is written. */
+static int apply_to_policies(const struct policies *p, const struct hy_resource *dp,
+                             Hypha__V1__DpOutbound *o)
 {
-    struct policy_walk *w = ud;
-    const Hypha__V1__MeshLoadBalancingStrategy *p = (const void *)r->spec;
-    (void)take;
-    if (strcmp(S(r->meta->mesh), S(w->dp->meta->mesh)) || !selects(p->target_ref, w->dp))
-        return 0;
-    for (size_t i = 0; i < p->n_to; i++) {
-        const Hypha__V1__MeshLoadBalancingStrategy__Conf *c = p->to[i]->default_;
-        if (c && c->load_balancer && c->load_balancer->has_type &&
-            to_matches(p->to[i]->target_ref, w->o->service, w->specific)) {
+    struct hy_policy_conf c;
+    int rc = merged_to(p, P_TIMEOUT, o->service, &c);
+    if (rc == 0 && c.conf) {
+        const Hypha__V1__MeshTimeout__Conf *t = (const void *)c.conf;
+        if ((rc = set_dur(&o->connect_timeout, t->connection_timeout)) == 0)
+            rc = set_dur(&o->idle_timeout, t->idle_timeout);
+    }
+    hy_policy_conf_fini(&c);
+    if (rc == 0 && (rc = merged_to(p, P_RETRY, o->service, &c)) == 0 && c.conf) {
+        const Hypha__V1__MeshRetry__Conf *r = (const void *)c.conf;
+        if (r->tcp && r->tcp->has_max_connect_attempt) {
+            o->has_max_connect_attempts = 1;
+            o->max_connect_attempts = r->tcp->max_connect_attempt;
+        }
+    }
+    hy_policy_conf_fini(&c);
+    if (rc == 0 && (rc = merged_to(p, P_BREAKER, o->service, &c)) == 0 && c.conf) {
+        const Hypha__V1__MeshCircuitBreaker__Conf *b = (const void *)c.conf;
+        if (b->connection_limits && b->connection_limits->has_max_connections) {
+            o->has_max_connections = 1;
+            o->max_connections = b->connection_limits->max_connections;
+        }
+        /* a TCP proxy's pending requests are its connections not yet through
+         * connect and handshake */
+        if (b->connection_limits && b->connection_limits->has_max_pending_requests) {
+            o->has_max_pending = 1;
+            o->max_pending = b->connection_limits->max_pending_requests;
+        }
+    }
+    hy_policy_conf_fini(&c);
+    if (rc == 0 && (rc = merged_to(p, P_LB, o->service, &c)) == 0 && c.conf) {
+        const Hypha__V1__MeshLoadBalancingStrategy__Conf *l = (const void *)c.conf;
+        if (l->load_balancer && l->load_balancer->has_type) {
             const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
                 &hypha__v1__mesh_load_balancing_strategy__load_balancer__type__descriptor,
-                c->load_balancer->type);
-            free(w->o->lb);
-            w->o->lb = v ? strdup(v->name) : NULL;
+                l->load_balancer->type);
+            free(o->lb);
+            if (!(o->lb = v ? strdup(v->name) : NULL) && v)
+                rc = HY_ENOMEM;
         }
-        if (c && c->locality_awareness &&
-            to_matches(p->to[i]->target_ref, w->o->service, w->specific))
-            zone_order(w, c->locality_awareness);
+        if (l->locality_awareness)
+            zone_order(dp, o, l->locality_awareness);
     }
-    return 0;
+    hy_policy_conf_fini(&c);
+    if (rc == 0 && (rc = merged_to(p, P_HEALTH, o->service, &c)) == 0 && c.conf) {
+        const Hypha__V1__MeshHealthCheck__Conf *h = (const void *)c.conf;
+        if (!(h->tcp && h->tcp->has_disabled && h->tcp->disabled)) {
+            /* Kuma's default interval: a minute (and 15 s timeout, the sidecar's) */
+            Hypha__V1__Duration minute = HYPHA__V1__DURATION__INIT;
+            minute.seconds = 60;
+            rc = set_dur(&o->health_interval, h->interval ? h->interval : &minute);
+            if (rc == 0)
+                rc = set_dur(&o->health_timeout, h->timeout);
+            if (h->has_unhealthy_threshold) {
+                o->has_unhealthy_threshold = 1;
+                o->unhealthy_threshold = h->unhealthy_threshold;
+            }
+            if (h->has_healthy_threshold) {
+                o->has_healthy_threshold = 1;
+                o->healthy_threshold = h->healthy_threshold;
+            }
+        }
+    }
+    hy_policy_conf_fini(&c);
+    return rc;
 }
 
-static int apply_health(void *ud, struct hy_resource *r, bool *take)
-{
-    struct policy_walk *w = ud;
-    const Hypha__V1__MeshHealthCheck *p = (const void *)r->spec;
-    (void)take;
-    if (strcmp(S(r->meta->mesh), S(w->dp->meta->mesh)) || !selects(p->target_ref, w->dp))
-        return 0;
-    for (size_t i = 0; i < p->n_to; i++) {
-        const Hypha__V1__MeshHealthCheck__Conf *c = p->to[i]->default_;
-        if (!c || !to_matches(p->to[i]->target_ref, w->o->service, w->specific))
-            continue;
-        if (c->tcp && c->tcp->has_disabled && c->tcp->disabled) {
-            if (w->o->health_interval) /* a more specific entry turns checks off */
-                protobuf_c_message_free_unpacked(&w->o->health_interval->base, NULL);
-            w->o->health_interval = NULL;
-            continue;
-        }
-        /* Kuma's default interval: a minute (and 15 s timeout, the sidecar's) */
-        Hypha__V1__Duration minute = HYPHA__V1__DURATION__INIT;
-        minute.seconds = 60;
-        if (c->interval)
-            set_dur(&w->o->health_interval, c->interval);
-        else if (!w->o->health_interval)
-            set_dur(&w->o->health_interval, &minute);
-        set_dur(&w->o->health_timeout, c->timeout);
-        if (c->has_unhealthy_threshold) {
-            w->o->has_unhealthy_threshold = 1;
-            w->o->unhealthy_threshold = c->unhealthy_threshold;
-        }
-        if (c->has_healthy_threshold) {
-            w->o->has_healthy_threshold = 1;
-            w->o->healthy_threshold = c->healthy_threshold;
-        }
-    }
-    return 0;
-}
+struct policy_walk {
+    const struct hy_resource *dp;
+    Hypha__V1__DpOutbound *o;
+};
 
 static Hypha__V1__DpEndpoint *new_endpoint(Hypha__V1__DpOutbound *o)
 {
@@ -398,7 +480,7 @@ static int add_remote(void *ud, struct hy_resource *r, bool *take)
         return 0;
     for (size_t i = 0; i < zi->n_available_services; i++) {
         const Hypha__V1__ZoneIngress__AvailableService *as = zi->available_services[i];
-        const char *svc = tag(as->n_tags, (void *)as->tags, "hypha.io/service");
+        const char *svc = tag(as->n_tags, (void *)as->tags, HY_TAG_SERVICE);
         if (!svc || strcmp(svc, w->o->service) || strcmp(S(as->mesh), S(w->dp->meta->mesh)) ||
             (as->has_instances && as->instances == 0))
             continue;
@@ -511,9 +593,11 @@ int hy_zone_dp_config_build(struct hy_store *s, const struct hy_resource *dp, co
         x->service_address = strdup(in->service_address ? in->service_address : "127.0.0.1");
         x->service = strdup(S(hy_zone_dp_service_of(in)));
     }
-    struct walk w = {dp, c, 0};
-    if (rc == 0)
-        rc = hy_store_each(s, "MeshTrafficPermission", add_permission, &w);
+    struct hy_policy_proxy proxy = {dp, dp->origin};
+    struct policies pol;
+    bool loaded = rc == 0 && (rc = policies_load(s, &proxy, &pol)) == 0;
+    for (size_t i = 0; rc == 0 && i < c->n_inbounds; i++)
+        rc = inbound_permissions(&pol, i, c->inbounds[i]);
     for (size_t i = 0; rc == 0 && i < nout; i++) {
         const Hypha__V1__Dataplane__Networking__Outbound *ob = d->networking->outbound[i];
         Hypha__V1__DpOutbound *o = malloc(sizeof(*o));
@@ -525,25 +609,21 @@ int hy_zone_dp_config_build(struct hy_store *s, const struct hy_resource *dp, co
         c->outbounds[c->n_outbounds++] = o;
         o->has_port = 1;
         o->port = ob->port;
-        const char *svc = tag(ob->n_tags, (void *)ob->tags, "hypha.io/service");
+        const char *svc = tag(ob->n_tags, (void *)ob->tags, HY_TAG_SERVICE);
         o->service = strdup(S(svc));
         char sni[HY_SNI_MAX];
         hy_sni_for(S(svc), S(dp->meta->mesh), sni, sizeof(sni));
         o->sni = strdup(sni);
-        struct policy_walk pw = {dp, o, false};
+        struct policy_walk pw = {dp, o};
         rc = hy_store_each(s, "Dataplane", add_endpoints, &pw);
         if (rc == 0)
             rc = hy_store_each(s, "ZoneIngress", add_remote, &pw);
-        for (int spec = 0; rc == 0 && spec < 2; spec++) {
-            pw.specific = spec;
-            if ((rc = hy_store_each(s, "MeshTimeout", apply_timeout, &pw)) == 0 &&
-                (rc = hy_store_each(s, "MeshRetry", apply_retry, &pw)) == 0 &&
-                (rc = hy_store_each(s, "MeshCircuitBreaker", apply_breaker, &pw)) == 0 &&
-                (rc = hy_store_each(s, "MeshLoadBalancingStrategy", apply_lb, &pw)) == 0)
-                rc = hy_store_each(s, "MeshHealthCheck", apply_health, &pw);
-        }
+        if (rc == 0)
+            rc = apply_to_policies(&pol, dp, o);
         drop_excluded(o);
     }
+    if (loaded)
+        policies_fini(&pol);
     if (rc == 0) /* the version names the content: a hash of everything but the version */
         rc = hy_zone_dp_version(&c->base, &c->version);
     if (rc < 0) {

@@ -420,37 +420,33 @@ static int load_issuer(struct hy_store *st, const char *mesh, struct issuer *i, 
     return 0;
 }
 
-/* Signs a leaf for csr with one SPIFFE ID per inbound service. */
+/* Signs a leaf for csr with one SPIFFE ID per inbound service and the
+ * Dataplane's tags (hy_zone_dp_identity_uris). */
 static int sign(struct hy_zone_dp_server *srv, struct dp_session *s, const char *csr, char *why,
                 size_t size)
 {
     struct hy_store *st = srv->z->cp.store;
-    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)s->dp->spec;
     struct issuer is;
     int rc = load_issuer(st, s->dp->meta->mesh, &is, why, size);
     if (rc < 0) {
         issuer_fini(&is);
         return rc;
     }
-    /* names are checked (mesh <= 63, service <= 253 bytes): an ID fits whole */
-    char uris[HY_DP_MAX_SERVICES][340];
-    const char *up[HY_DP_MAX_SERVICES];
-    size_t n = 0;
-    for (size_t i = 0; i < d->networking->n_inbound && n < HY_DP_MAX_SERVICES; i++) {
-        const char *svc = hy_zone_dp_service_of(d->networking->inbound[i]);
-        snprintf(uris[n], sizeof(uris[n]), "spiffe://%s/%s", s->dp->meta->mesh, S(svc));
-        bool dup = false;
-        for (size_t k = 0; k < n && !dup; k++)
-            dup = !strcmp(up[k], uris[n]);
-        if (!dup) {
-            up[n] = uris[n];
-            n++;
-        }
+    char **uris;
+    size_t n;
+    if ((rc = hy_zone_dp_identity_uris(s->dp, srv->z->cp.zone, &uris, &n)) < 0) {
+        snprintf(why, size, "cannot list the sidecar's identities: %s", hy_strerror(rc));
+        issuer_fini(&is);
+        return rc;
     }
     struct hy_ca_pem ca = {((Hypha__V1__MeshIssuer *)is.issuer->spec)->cert,
                            ((Hypha__V1__MeshIssuerKey *)is.key->spec)->key};
     char *cert = NULL;
-    rc = hy_ca_sign_leaf(&ca, csr, time(NULL), is.leaf_validity, up, n, &cert);
+    rc = hy_ca_sign_leaf(&ca, csr, time(NULL), is.leaf_validity, (const char *const *)uris, n,
+                         &cert);
+    for (size_t i = 0; i < n; i++)
+        free(uris[i]);
+    free(uris);
     if (rc < 0) {
         snprintf(why, size, "cannot sign the sidecar's CSR: %s", hy_strerror(rc));
     } else {

@@ -43,8 +43,18 @@ bool hy_zone_dp_token_matches(const struct hy_token_claims *c, const struct hy_r
 /* The hypha.io/service tag of an inbound, or NULL. */
 const char *hy_zone_dp_service_of(const Hypha__V1__Dataplane__Networking__Inbound *in);
 
+/* The URI SANs of a sidecar's leaf: one SPIFFE ID per inbound service
+ * (spiffe://MESH/SERVICE, first), then one kuma://KEY/VALUE per distinct
+ * inbound tag, with hypha.io/zone: zone added where an inbound has none:
+ * the tags a callee's MeshTrafficPermission matches callers on. The
+ * Dataplane's tags are those its token allowed (hy_zone_dp_token_matches).
+ * 0 with *out an owned array of *n owned strings, or HY_ENOMEM. */
+#define HY_ZONE_DP_URI_MAX 600
+int hy_zone_dp_identity_uris(const struct hy_resource *dp, const char *zone, char ***out,
+                             size_t *n);
+
 /* Computes dp's config from the store (dp_config.c): inbounds with the
- * principals MeshTrafficPermission allows and denies, outbounds with their
+ * MeshTrafficPermission entries and rules their callers meet, outbounds with their
  * endpoints and policies, and the certificate material given. *out is owned
  * by the caller (hypha__v1__dp_config__free_unpacked). */
 int hy_zone_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const char *cert,

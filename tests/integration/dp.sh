@@ -36,8 +36,13 @@ hy_contains "and chains to the mesh root through the zone CA (openssl verify)" "
 hy_contains "the root in its bundle is the global CP's" \
     "$(curl -s "$GLOBAL_URL/meshes/default/meshtrusts/ca-1" | jq -r .caCert | head -2 | tail -1)" \
     "$(cat "$HY_TMP/b-bundle.pem")"
-hy_eq "MeshTrafficPermission lets web in" "spiffe://default/web" \
-    "$(jq -r '.inbounds[0].allowed[0]' "$HY_TMP/b-config.json")"
+# the last entry web matches decides (cp/policy.h): an Allow asking for its service tag
+last_for_web='[.inbounds[0].permissions[] | select(.tags == {} or .tags["hypha.io/service"] == "web")] | last | .action'
+hy_eq "MeshTrafficPermission lets web in" "Allow" "$(jq -r "$last_for_web" "$HY_TMP/b-config.json")"
+hy_contains "its certificate carries its tags for callees' policies (kuma://KEY/VALUE)" \
+    "URI:kuma://hypha.io/service/backend" "$(openssl x509 -in "$HY_TMP/b-leaf.pem" -noout -text)"
+hy_contains "and its zone's" "URI:kuma://hypha.io/zone/east" \
+    "$(openssl x509 -in "$HY_TMP/b-leaf.pem" -noout -text)"
 hy_check "the key never appears in /config" bash -c "! grep -q 'PRIVATE KEY' '$HY_TMP/b-config.json'"
 hy_check "promtool accepts the sidecar's metrics" promtool check metrics < <(curl -s "$B_ADMIN/metrics")
 
@@ -62,7 +67,7 @@ spec:
     - targetRef: {kind: MeshService, name: web}
       default: {action: Deny}
 YAML
-denied() { curl -s "$B_ADMIN/config" | jq -e '.inbounds[0].denied | index("spiffe://default/web")' >/dev/null; }
+denied() { [ "$(curl -s "$B_ADMIN/config" | jq -r "$last_for_web")" = Deny ]; }
 hy_check "a Deny on the global CP reaches the backend sidecar's config" hy_wait_for 10 denied
 
 # ---- renewal at 80 % of a 20 s certificate, without a new connection
@@ -101,7 +106,7 @@ hy_stop "$DP_PID" || true
 kill -9 "$ZONE_PID_east"
 wait "$ZONE_PID_east" 2>/dev/null || true
 hy_check "with the zone CP SIGKILLed the sidecar stays ready" ready "$B_ADMIN"
-hy_eq "and keeps its config" "spiffe://default/web" "$(curl -s "$B_ADMIN/config" | jq -r '.inbounds[0].allowed[0]')"
+hy_eq "and keeps its config" "Deny" "$(curl -s "$B_ADMIN/config" | jq -r "$last_for_web")"
 hy_start_zone east --dp-address "127.0.0.1:$DP_PORT"
 E=$ZONE_URL_east
 reconnected() { grep -q "default/$1 connected from" "$ZONE_LOG_east"; }

@@ -262,7 +262,10 @@ hy_check "the bytes through west's ingress never do" bash -c "! grep -q secret-p
 
 # ---- MeshTrafficPermission across zones: a Deny on the global CP
 mtp Deny
-denied() { inns "$WE" curl -s http://127.0.0.1:9901/config | jq -e '.inbounds[0].denied | index("spiffe://default/web")' >/dev/null; }
+denied() {
+    inns "$WE" curl -s http://127.0.0.1:9901/config |
+        jq -e '[.inbounds[0].permissions[] | select(.tags["hypha.io/service"] == "web")] | last | .action == "Deny"' >/dev/null
+}
 hy_check "a Deny applied on the global CP reaches backend-1 in west" hy_wait_for 15 denied
 hy_check "and a cross-zone call is refused" fails refused
 hy_check "backend-1 logs the denial" hy_wait_for 5 grep -q "access direction=inbound .*id=spiffe://default/web .*result=denied" "$HY_TMP/dp-backend-1.log"

@@ -373,7 +373,7 @@ static void test_validation_points_at_line(void **state)
     char text[1024];
     snprintf(text, sizeof(text), "%s      default: {action: Allow}\n  to: []\n", mtp_head);
     expect_error(text, "mtp.yaml:11:3: spec.to: unknown field \"to\" (expected one of: targetRef, "
-                       "from)");
+                       "from, rules)");
     expect_error("type: MeshTrafficPermission\nmesh: default\nname: a\nspec:\n"
                  "  targetRef: {kind: Mesh}\n  from:\n    - targetRef: {kind: Dataplane, name: d}\n"
                  "      default: {action: Allow}\n",
