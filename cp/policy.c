@@ -173,13 +173,16 @@ static bool zone_origin(const struct hy_resource *r)
     return r->origin && strcmp(r->origin, "global");
 }
 
-/* Merge order: less specific first; equal ranks global-origin first; then
- * names in reverse order, so the name that sorts first comes last and wins. */
+/* Merge order: less specific first (a sectionName after none); equal
+ * ranks global-origin first; then names in reverse order, so the name that
+ * sorts first comes last and wins. */
 static int by_merge_order(const void *a, const void *b)
 {
     const struct hy_policy_sel *x = a, *y = b;
     if (x->rank != y->rank)
         return x->rank < y->rank ? -1 : 1;
+    if (x->section != y->section)
+        return x->section ? 1 : -1;
     bool zx = zone_origin(x->r), zy = zone_origin(y->r);
     if (zx != zy)
         return zx ? 1 : -1;
@@ -204,7 +207,7 @@ int hy_policy_select(struct hy_resource *const *v, size_t n, const struct hy_pol
             return HY_ENOMEM;
         }
         out->v = nv;
-        nv[out->n++] = (struct hy_policy_sel){r, hy_policy_rank_of(t), bits};
+        nv[out->n++] = (struct hy_policy_sel){r, hy_policy_rank_of(t), t && t->section_name, bits};
     }
     if (out->n > 1)
         qsort(out->v, out->n, sizeof(*out->v), by_merge_order);
@@ -218,10 +221,50 @@ void hy_policy_set_fini(struct hy_policy_set *s)
     s->n = 0;
 }
 
+/* One entry of a policy in the set, for ordering `to` entries. */
+struct entry_ref {
+    size_t sel, index; /* s->v[sel], entry index in its section */
+    const Hypha__V1__TargetRef *ref;
+    const ProtobufCMessage *conf;
+};
+
+/* `to` entries: by their policy's targetRef, sectionName and origin; then
+ * by their own targetRef (Mesh before MeshService, a sectionName after
+ * none); then by policy name (the one sorting first last); then as
+ * written. Kuma's outbound entry order. */
+static int by_to_order(const void *a, const void *b, void *set)
+{
+    const struct hy_policy_set *sorting = set;
+    const struct entry_ref *x = a, *y = b;
+    const struct hy_policy_sel *px = &sorting->v[x->sel], *py = &sorting->v[y->sel];
+    if (px->rank != py->rank)
+        return px->rank < py->rank ? -1 : 1;
+    if (px->section != py->section)
+        return px->section ? 1 : -1;
+    bool zx = zone_origin(px->r), zy = zone_origin(py->r);
+    if (zx != zy)
+        return zx ? 1 : -1;
+    enum hy_policy_rank kx = hy_policy_rank_of(x->ref), ky = hy_policy_rank_of(y->ref);
+    if (kx != ky)
+        return kx < ky ? -1 : 1;
+    bool sx = x->ref && x->ref->section_name, sy = y->ref && y->ref->section_name;
+    if (sx != sy)
+        return sx ? 1 : -1;
+    int c = -strcmp(S(px->r->meta->name), S(py->r->meta->name));
+    if (c)
+        return c;
+    if (x->sel != y->sel)
+        return x->sel < y->sel ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
 int hy_policy_each_entry(const struct hy_policy_set *s, const char *section, size_t inbound,
                          hy_policy_entry_fn fn, void *ud)
 {
-    for (size_t i = 0; i < s->n; i++) {
+    struct entry_ref *v = NULL;
+    size_t nv = 0;
+    int rc = 0;
+    for (size_t i = 0; i < s->n && rc == 0; i++) {
         const struct hy_resource *r = s->v[i].r;
         if (inbound != SIZE_MAX && inbound < 64 && !(s->v[i].inbounds & (1ull << inbound)))
             continue;
@@ -232,23 +275,34 @@ int hy_policy_each_entry(const struct hy_policy_set *s, const char *section, siz
         size_t n = *(const size_t *)((const char *)r->spec + f->quantifier_offset);
         ProtobufCMessage *const *entries =
             *(ProtobufCMessage *const *const *)((const char *)r->spec + f->offset);
+        if (n == 0)
+            continue;
+        struct entry_ref *nvv = realloc(v, (nv + n) * sizeof(*v));
+        if (!nvv) {
+            rc = HY_ENOMEM;
+            break;
+        }
+        v = nvv;
         for (size_t k = 0; k < n; k++) {
             const ProtobufCMessage *e = entries[k];
             const ProtobufCFieldDescriptor *tf =
                 protobuf_c_message_descriptor_get_field_by_name(e->descriptor, "target_ref");
             const ProtobufCFieldDescriptor *df =
                 protobuf_c_message_descriptor_get_field_by_name(e->descriptor, "default");
-            const Hypha__V1__TargetRef *ref =
-                tf ? *(Hypha__V1__TargetRef *const *)((const char *)e + tf->offset) : NULL;
-            const ProtobufCMessage *conf =
-                df ? *(ProtobufCMessage *const *)((const char *)e + df->offset) : NULL;
-            struct hy_policy_origin o = {r, f->name, k};
-            int rc = fn(ud, ref, conf, &o);
-            if (rc < 0)
-                return rc;
+            v[nv++] = (struct entry_ref){
+                i, k, tf ? *(Hypha__V1__TargetRef *const *)((const char *)e + tf->offset) : NULL,
+                df ? *(ProtobufCMessage *const *)((const char *)e + df->offset) : NULL};
         }
     }
-    return 0;
+    if (rc == 0 && nv > 1 && !strcmp(section, "to")) {
+        qsort_r(v, nv, sizeof(*v), by_to_order, (void *)s);
+    }
+    for (size_t i = 0; rc == 0 && i < nv; i++) {
+        struct hy_policy_origin o = {s->v[v[i].sel].r, section, v[i].index};
+        rc = fn(ud, v[i].ref, v[i].conf, &o);
+    }
+    free(v);
+    return rc;
 }
 
 struct merge_walk {

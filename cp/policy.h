@@ -8,8 +8,9 @@
  * core/rules): the policies selecting a proxy are ordered by their
  * top-level targetRef, least specific first (Mesh < MeshSubset <
  * MeshService < MeshServiceSubset < Dataplane by labels < Dataplane by
- * name), then global-origin before zone-origin, then by name (z before a:
- * of two otherwise equal policies the one whose name sorts first wins).
+ * name; with sectionName after without), then global-origin before
+ * zone-origin, then by name (z before a: of two otherwise equal policies
+ * the one whose name sorts first wins).
  * Their `from`/`to` entries are taken in that order, each policy's in the
  * order written; for one caller (from) or destination (to) the `default`s
  * of the matching entries merge, later over earlier (hy_policy_conf_merge).
@@ -63,6 +64,7 @@ struct hy_policy_proxy {
 struct hy_policy_sel {
     const struct hy_resource *r; /* borrowed */
     enum hy_policy_rank rank;
+    bool section;      /* its targetRef names one inbound (sectionName): more specific */
     uint64_t inbounds; /* bit i: the policy selects inbound i (for from/rules) */
 };
 

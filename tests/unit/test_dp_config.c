@@ -6,11 +6,11 @@
  * order, locality failover, deleted and invalid inputs, meshes kept apart,
  * and a version that changes only with the content.
  *
- * Four cases are known bugs of dp_config.c as first tested (22dbcb9) and
- * skip() while it shows them; they pass once the policy engine
- * (cp/policy.h) computes the config: a permission opening every inbound of
- * the Dataplane it selects, a Deny of a subset dropped, Dataplane-by-labels
- * and MeshServiceSubset targetRefs ignored, and not Kuma's merge order. */
+ * Four cases were bugs of dp_config.c before the policy engine
+ * (cp/policy.h) computed the config: a permission opening every inbound of
+ * the Dataplane it selects, a Deny of a subset dropped (failing open),
+ * Dataplane-by-labels and MeshServiceSubset targetRefs ignored, and not
+ * Kuma's merge order. */
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -457,8 +457,7 @@ static void test_permission_per_inbound(void **state)
     assert_true(lets_in(c, 20002, "anyone", NULL));
     bool web_open = lets_in(c, 20001, "anyone", NULL);
     hypha__v1__dp_config__free_unpacked(c, NULL);
-    if (web_open) /* known bug: add_permission fills every inbound */
-        skip();
+    assert_false(web_open); /* the policy selects web-admin's inbound only */
 }
 
 /* Callers a SPIFFE ID cannot name (a subset without a service tag, a
@@ -482,8 +481,7 @@ static void test_deny_subset(void **state)
     assert_true(lets_in(c, 20001, "legacy", "v2"));
     bool legacy_v1_in = lets_in(c, 20001, "legacy", "v1");
     hypha__v1__dp_config__free_unpacked(c, NULL);
-    if (legacy_v1_in) /* known bug: principal() drops the entry, "*" lets it in */
-        skip();
+    assert_false(legacy_v1_in);
 }
 
 /* ----- outbounds and endpoints ----- */
@@ -1262,15 +1260,16 @@ static void test_selection_kinds(void **state)
     const Hypha__V1__DpOutbound *o = outbound(c, "backend");
     bool by_labels = o->connect_timeout != NULL, by_subset = o->has_max_connect_attempts;
     hypha__v1__dp_config__free_unpacked(c, NULL);
-    if (!by_labels || !by_subset) /* known bug: selects() matches neither */
-        skip();
+    assert_true(by_labels);
+    assert_true(by_subset);
 }
 
 /* Kuma's merge order, which cp/policy.h sets out for the zone: policies
  * by top-level targetRef (Mesh first, Dataplane by name last), then
- * origin, then name (of two equal ones, the first by name wins); each
- * policy's entries as written; the later matching entry wins, for
- * permissions too. */
+ * origin, then name (of two equal ones, the first by name wins); `to`
+ * entries also by their own targetRef (Mesh before MeshService, Kuma's
+ * outbound entry sort), `from` entries as written; the later matching
+ * entry wins, for permissions too. */
 static void test_merge_order(void **state)
 {
     struct fx *f = *state;
@@ -1281,9 +1280,9 @@ static void test_merge_order(void **state)
         "name: retry\n"
         "spec:\n"
         "  to:\n"
-        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n" /* the service's: wins */
         "      default: {tcp: {maxConnectAttempt: 2}}\n"
-        "    - targetRef: {kind: Mesh}\n" /* written later: wins */
+        "    - targetRef: {kind: Mesh}\n" /* written later, but less specific */
         "      default: {tcp: {maxConnectAttempt: 5}}\n"
         "---\n"
         "type: MeshTimeout\n"
@@ -1330,11 +1329,7 @@ static void test_merge_order(void **state)
     int64_t connect = o->connect_timeout ? o->connect_timeout->seconds : -1;
     bool legacy_in = lets_in(c, 20001, "legacy", NULL);
     hypha__v1__dp_config__free_unpacked(c, NULL);
-    /* known bug: service entries applied after mesh-wide ones whatever
-     * the order, policies in store order, any Deny winning */
-    if (attempts == 2 && connect == 9 && conns == 2 && !legacy_in)
-        skip();
-    assert_int_equal(attempts, 5);
+    assert_int_equal(attempts, 2);
     assert_int_equal(connect, 3);
     assert_int_equal(conns, 1);
     assert_true(legacy_in);
