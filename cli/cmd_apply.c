@@ -96,6 +96,12 @@ static int apply_one(struct hy_cli *cli, const struct input *in, bool dry_run)
         return rc;
     struct hy_json *j;
     if ((rc = hy_api_parse(cli, &resp, &j)) == 0) {
+        /* what was accepted but is not enforced yet: said, as kubectl and
+         * kumactl say it */
+        const struct hy_json *warnings = hy_json_get(j, "warnings");
+        for (size_t i = 0; warnings && warnings->kind == HY_JSON_ARRAY && i < warnings->n; i++)
+            if (warnings->items[i]->value)
+                fprintf(cli->err, "Warning: %s\n", warnings->items[i]->value);
         const struct hy_json *results = hy_json_get(j, "results");
         for (size_t i = 0; results && results->kind == HY_JSON_ARRAY && i < results->n; i++) {
             const struct hy_json *r = results->items[i];

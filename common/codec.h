@@ -77,6 +77,8 @@ int hy_codec_encode_resource(const struct hy_resource *r, enum hy_format f, stru
 /* Appends any message in the given format. */
 int hy_codec_encode_message(const ProtobufCMessage *m, enum hy_format f, struct hy_buf *out);
 
+/* True for a protobuf map field (repeated XxxEntry{key, value}). */
+bool hy_codec_is_map_entry(const ProtobufCFieldDescriptor *f);
 /* Writes the lowerCamelCase form of snake into out (truncated to size). */
 void hy_codec_camel(const char *snake, char *out, size_t size);
 /* Appends v[0..len) as a JSON string literal, quoted and escaped. */

@@ -9,6 +9,7 @@
 #include "codec.h"
 #include "error.h"
 #include "log.h"
+#include "policy.h"
 #include "poison.h"
 
 #define LIST_DEFAULT 100
@@ -696,7 +697,24 @@ static void apply(struct hy_cp_api *api, const struct hy_http_req *req, struct h
         goto out;
     }
     struct hy_buf *o = &resp->body;
-    hy_buf_puts(o, "{\"results\":[");
+    /* what the data plane does not enforce of them: answered, never dropped */
+    hy_buf_puts(o, "{\"warnings\":[");
+    size_t nwarn = 0;
+    for (size_t i = 0; i < nuser; i++) {
+        const struct hy_resource *r = b.w[i].r;
+        struct hy_diag w = {0};
+        hy_policy_warnings(r, &w);
+        for (size_t k = 0; k < w.n; k++) {
+            char line[1024];
+            snprintf(line, sizeof(line), "%s %s/%s: %s: %s", r->type->name,
+                     r->meta->mesh ? r->meta->mesh : "", r->meta->name, w.causes[k].field,
+                     w.causes[k].message);
+            hy_buf_puts(o, nwarn++ ? "," : "");
+            hy_codec_json_string(o, line, strlen(line));
+        }
+        hy_diag_fini(&w);
+    }
+    hy_buf_puts(o, "],\"results\":[");
     for (size_t i = 0; i < nuser; i++) {
         const struct hy_resource *r = b.w[i].r;
         const char *mesh = r->meta->mesh ? r->meta->mesh : "";

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "common.pb-c.h"
+#include "diag.h"
 #include "resource.h"
 
 #define HY_POLICY_PATH_MAX 256    /* bytes of a conf field path ("http.backOff.baseInterval") */
@@ -126,6 +127,12 @@ int hy_policy_each_entry(const struct hy_policy_set *s, const char *section, siz
  * inbound), into *out (zeroed before). 0 or a negative code. */
 int hy_policy_merge(const struct hy_policy_set *s, const char *section, size_t inbound,
                     const struct hy_policy_tags *peer, struct hy_policy_conf *out);
+
+/* Adds to w one cause per field of policy r that the data plane does not
+ * enforce yet (its path, "spec.to[0].default.http.numRetries", and why);
+ * none for other types. The API answers them as warnings: a policy is
+ * enforced or reported, never ignored silently. */
+void hy_policy_warnings(const struct hy_resource *r, struct hy_diag *w);
 
 /* Merges conf over c (later over earlier), noting o as the origin of every
  * value conf sets. conf NULL: nothing. 0, HY_ENOMEM, or HY_EINVAL when

@@ -353,6 +353,43 @@ static void other_mesh(void **state)
     hy_docs_fini(&w.docs);
 }
 
+/* Fields the data plane does not enforce draw one warning each, by path;
+ * enforced ones none. */
+static void warnings(void **state)
+{
+    (void)state;
+    struct world w;
+    world_load(&w, "type: MeshRetry\nmesh: default\nname: r\nspec:\n  to:\n"
+                   "  - targetRef: {kind: Mesh}\n    default:\n"
+                   "      tcp: {maxConnectAttempt: 3}\n"
+                   "      http: {numRetries: 5, retryOn: [5xx]}\n---\n"
+                   "type: MeshTimeout\nmesh: default\nname: t\nspec:\n  targetRef: {kind: Mesh}\n"
+                   "  to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 2s}}]\n---\n"
+                   "type: MeshLoadBalancingStrategy\nmesh: default\nname: lb\nspec:\n  to:\n"
+                   "  - targetRef: {kind: Mesh}\n    default:\n"
+                   "      loadBalancer: {type: RingHash, ringHash: {minRingSize: 64}}\n---\n"
+                   "type: MeshTrafficPermission\nmesh: default\nname: m\nspec:\n"
+                   "  from: [{targetRef: {kind: MeshSubset, tags: {a: b}}, default: {action: "
+                   "Deny}}]\n");
+    struct hy_diag d = {0};
+    hy_policy_warnings(find(&w, "MeshRetry", "r"), &d);
+    assert_int_equal(d.n, 2);
+    assert_string_equal(d.causes[0].field, "spec.to[0].default.http.numRetries");
+    assert_string_equal(d.causes[1].field, "spec.to[0].default.http.retryOn");
+    assert_non_null(strstr(d.causes[0].message, "accepted, not enforced yet"));
+    hy_diag_fini(&d);
+    hy_policy_warnings(find(&w, "MeshTimeout", "t"), &d);
+    assert_int_equal(d.n, 0);
+    hy_policy_warnings(find(&w, "MeshTrafficPermission", "m"), &d);
+    assert_int_equal(d.n, 0);
+    hy_policy_warnings(find(&w, "MeshLoadBalancingStrategy", "lb"), &d);
+    assert_int_equal(d.n, 2);
+    assert_string_equal(d.causes[0].field, "spec.to[0].default.loadBalancer.type");
+    assert_string_equal(d.causes[1].field, "spec.to[0].default.loadBalancer.ringHash.minRingSize");
+    hy_diag_fini(&d);
+    hy_docs_fini(&w.docs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,6 +404,7 @@ int main(void)
         cmocka_unit_test(merge_fields),
         cmocka_unit_test(merge_oneof),
         cmocka_unit_test(other_mesh),
+        cmocka_unit_test(warnings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,143 @@
+/* What a policy says that the data plane does not enforce yet: every field
+ * set outside the table below draws a warning when the policy is written,
+ * naming the field and why, so nothing a user wrote is ignored silently
+ * (policy.h). As the sidecar learns a field, it joins the table and its
+ * warning goes. */
+#include <stdio.h>
+#include <string.h>
+
+#include "codec.h"
+#include "policy.h"
+#include "poison.h"
+
+/* Field paths under spec (entry indexes left out, JSON names) that the
+ * sidecar enforces; a path ending in ".*" covers what is below it. */
+struct enforced {
+    const char *type;
+    const char *const *paths;
+    const char *why; /* what the rest needs */
+};
+
+#define TARGET_REFS "targetRef.*", "from.targetRef.*", "to.targetRef.*"
+
+static const char *const mtp[] = {TARGET_REFS, "from.default.action", "rules.default.*", NULL};
+static const char *const timeout[] = {TARGET_REFS, "to.default.connectionTimeout",
+                                      "to.default.idleTimeout", NULL};
+static const char *const retry[] = {TARGET_REFS, "to.default.tcp.maxConnectAttempt", NULL};
+static const char *const breaker[] = {TARGET_REFS, "to.default.connectionLimits.maxConnections",
+                                      "to.default.connectionLimits.maxPendingRequests", NULL};
+static const char *const lb[] = {TARGET_REFS, "to.default.loadBalancer.type",
+                                 "to.default.localityAwareness.*", NULL};
+static const char *const health[] = {TARGET_REFS,
+                                     "to.default.interval",
+                                     "to.default.timeout",
+                                     "to.default.unhealthyThreshold",
+                                     "to.default.healthyThreshold",
+                                     "to.default.tcp.disabled",
+                                     NULL};
+
+static const struct enforced table[] = {
+    {"MeshTrafficPermission", mtp, NULL},
+    {"MeshTimeout", timeout,
+     "the sidecar proxies TCP: inbound (from, rules) and HTTP timeouts come with L7 support"},
+    {"MeshRetry", retry, "the sidecar proxies TCP: it retries connecting, not requests"},
+    {"MeshCircuitBreaker", breaker,
+     "the sidecar proxies TCP: it limits connections; requests, retries, pools and outlier "
+     "detection come with L7 support"},
+    {"MeshLoadBalancingStrategy", lb,
+     "the sidecar balances with RoundRobin, Random and LeastRequest; hashing and their options "
+     "are not there yet"},
+    {"MeshHealthCheck", health,
+     "the sidecar checks by TCP connect: payload checks, HTTP checks, jitter and panic "
+     "thresholds are not there yet"},
+};
+
+/* Is path (entry indexes removed) enforced? */
+static bool enforced(const struct enforced *e, const char *path)
+{
+    for (const char *const *p = e->paths; *p; p++) {
+        size_t n = strlen(*p);
+        if (n > 2 && !strcmp(*p + n - 2, ".*")) {
+            if (!strncmp(path, *p, n - 1) || (!strncmp(path, *p, n - 2) && !path[n - 2]))
+                return true;
+        } else if (!strcmp(path, *p)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Load-balancer types the sidecar has (a value-level check). */
+static bool lb_type_known(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    int v = *(const int *)((const char *)m + f->offset);
+    const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, v);
+    return ev && (!strcmp(ev->name, "RoundRobin") || !strcmp(ev->name, "Random") ||
+                  !strcmp(ev->name, "LeastRequest"));
+}
+
+struct walk {
+    const struct enforced *e;
+    struct hy_diag *w;
+};
+
+static bool is_set(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    const char *base = (const char *)m;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED)
+        return *(const size_t *)(base + f->quantifier_offset) > 0;
+    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+        return *(const uint32_t *)(base + f->quantifier_offset) == f->id;
+    if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE)
+        return *(void *const *)(base + f->offset) != NULL;
+    return !f->quantifier_offset || *(const protobuf_c_boolean *)(base + f->quantifier_offset);
+}
+
+/* path: with indexes, for the user; bare: without, for the table. */
+static void walk(struct walk *wk, const ProtobufCMessage *m, const char *path, const char *bare)
+{
+    if (strlen(path) >= HY_POLICY_PATH_MAX - 64)
+        return; /* deeper than any policy of ours */
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (!is_set(m, f))
+            continue;
+        char name[128], p[HY_POLICY_PATH_MAX], b[HY_POLICY_PATH_MAX];
+        hy_codec_camel(f->name, name, sizeof(name));
+        snprintf(p, sizeof(p), "%s.%s", path, name);
+        snprintf(b, sizeof(b), "%s%s%s", bare, bare[0] ? "." : "", name);
+        if (enforced(wk->e, b)) {
+            if (!strcmp(b, "to.default.loadBalancer.type") && !lb_type_known(m, f))
+                hy_diag_add(wk->w, 0, 0, p, "accepted, not enforced yet: %s", wk->e->why);
+            continue;
+        }
+        bool message = f->type == PROTOBUF_C_TYPE_MESSAGE && !hy_codec_is_map_entry(f) &&
+                       f->descriptor != &hypha__v1__duration__descriptor;
+        if (!message) {
+            hy_diag_add(wk->w, 0, 0, p, "accepted, not enforced yet: %s", wk->e->why);
+            continue;
+        }
+        if (f->label != PROTOBUF_C_LABEL_REPEATED) {
+            walk(wk, *(ProtobufCMessage *const *)((const char *)m + f->offset), p, b);
+            continue;
+        }
+        size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
+        ProtobufCMessage *const *v =
+            *(ProtobufCMessage *const *const *)((const char *)m + f->offset);
+        for (size_t k = 0; k < n; k++) {
+            char pk[HY_POLICY_PATH_MAX + 24];
+            snprintf(pk, sizeof(pk), "%s[%zu]", p, k);
+            walk(wk, v[k], pk, b);
+        }
+    }
+}
+
+void hy_policy_warnings(const struct hy_resource *r, struct hy_diag *w)
+{
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        if (!strcmp(table[i].type, r->type->name)) {
+            struct walk wk = {&table[i], w};
+            walk(&wk, r->spec, "spec", "");
+        }
+}
