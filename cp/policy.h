@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "common.pb-c.h"
+#include "dp.pb-c.h"
 #include "diag.h"
 #include "resource.h"
 
@@ -127,6 +128,14 @@ int hy_policy_each_entry(const struct hy_policy_set *s, const char *section, siz
  * inbound), into *out (zeroed before). 0 or a negative code. */
 int hy_policy_merge(const struct hy_policy_set *s, const char *section, size_t inbound,
                     const struct hy_policy_tags *peer, struct hy_policy_conf *out);
+
+/* The MeshTrafficPermission entries and rules matchers of the policies in
+ * mtp that select inbound i, in merge order, appended to in's permissions,
+ * deny, allow and allow_with_shadow_deny (common/permit.h decides on
+ * them); each names its origin ("MeshTrafficPermission/NAME from[I]").
+ * 0 or HY_ENOMEM. */
+int hy_policy_inbound_permissions(const struct hy_policy_set *mtp, size_t i,
+                                  Hypha__V1__DpInbound *in);
 
 /* Adds to w one cause per field of policy r that the data plane does not
  * enforce yet (its path, "spec.to[0].default.http.numRetries", and why);

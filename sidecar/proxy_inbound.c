@@ -10,61 +10,6 @@
 #include "proxy_int.h"
 #include "poison.h"
 
-void hy_px_peer_add_uri(struct hy_px_peer *p, const char *uri)
-{
-    if (strncmp(uri, "kuma://", 7) != 0 || p->n == HY_PX_PEER_TAGS)
-        return;
-    const char *body = uri + 7, *slash = strrchr(body, '/');
-    size_t klen = slash ? (size_t)(slash - body) : 0;
-    if (!klen || klen + strlen(slash) + 1 > sizeof(p->buf) - p->used)
-        return;
-    char *key = p->buf + p->used, *value = key + klen + 1;
-    memcpy(key, body, klen);
-    key[klen] = '\0';
-    char *o = value;
-    for (const char *s = slash + 1; *s; s++) {
-        if (s[0] == '%' && s[1] == '2' && (s[2] == 'F' || s[2] == 'f')) {
-            *o++ = '/';
-            s += 2;
-        } else {
-            *o++ = *s;
-        }
-    }
-    *o++ = '\0';
-    p->used = (size_t)(o - p->buf);
-    p->key[p->n] = key;
-    p->value[p->n++] = value;
-}
-
-static bool peer_has(const struct hy_px_peer *p, const char *key, const char *value)
-{
-    for (size_t i = 0; i < p->n; i++)
-        if (!strcmp(p->key[i], key) && !strcmp(p->value[i], value))
-            return true;
-    return false;
-}
-
-/* Does the caller carry every tag of a permission (none: any caller)? */
-static bool permits_caller(const Hypha__V1__DpPermission *perm, const struct hy_px_peer *peer)
-{
-    for (size_t i = 0; i < perm->n_tags; i++)
-        if (!perm->tags[i]->key || !perm->tags[i]->value ||
-            !peer_has(peer, perm->tags[i]->key, perm->tags[i]->value))
-            return false;
-    return true;
-}
-
-static const Hypha__V1__DpSpiffeMatch *id_matches(Hypha__V1__DpSpiffeMatch *const *v, size_t n,
-                                                  const char *id)
-{
-    for (size_t i = 0; i < n; i++) {
-        const char *want = v[i]->value ? v[i]->value : "";
-        if (v[i]->prefix ? !strncmp(id, want, strlen(want)) : !strcmp(id, want))
-            return v[i];
-    }
-    return NULL;
-}
-
 static void shadow(struct hy_px_conn *c, const char *origin)
 {
     hy_series_inc(c->m->shadow_denied);
@@ -101,7 +46,7 @@ static void on_app_connected(struct hy_px_conn *c, int status)
     hy_px_conn_relay(c);
 }
 
-const char *hy_px_inbound_refusal(struct hy_px_conn *c, const struct hy_px_peer *peer)
+const char *hy_px_inbound_refusal(struct hy_px_conn *c, const struct hy_permit_peer *peer)
 {
     const Hypha__V1__DpInbound *in = c->in;
     char mesh[256], prefix[300];
@@ -113,29 +58,13 @@ const char *hy_px_inbound_refusal(struct hy_px_conn *c, const struct hy_px_peer 
         return "the peer's certificate has no SPIFFE ID";
     if (strncmp(c->id, prefix, strlen(prefix)) != 0)
         return "the peer is not in this mesh";
-    const Hypha__V1__DpSpiffeMatch *m = id_matches(in->deny, in->n_deny, c->id);
-    if (m)
-        return m->origin ? m->origin : "a MeshTrafficPermission deny rule";
-    /* the last `from` entry the caller matches decides */
-    const Hypha__V1__DpPermission *last = NULL;
-    for (size_t i = in->n_permissions; i-- > 0 && !last;)
-        if (permits_caller(in->permissions[i], peer))
-            last = in->permissions[i];
-    if (last && last->action == HYPHA__V1__DP_PERMISSION__ACTION__Deny)
-        return last->origin ? last->origin : "a MeshTrafficPermission Deny";
-    if (last && last->action == HYPHA__V1__DP_PERMISSION__ACTION__Allow)
+    struct hy_permit_decision d;
+    hy_permit_decide(in, c->id, peer, &d);
+    if (d.result == HY_PERMIT_SHADOW)
+        shadow(c, d.origin);
+    if (d.result != HY_PERMIT_DENY)
         return NULL;
-    if (id_matches(in->allow, in->n_allow, c->id))
-        return NULL;
-    if (last) { /* AllowWithShadowDeny */
-        shadow(c, last->origin);
-        return NULL;
-    }
-    if ((m = id_matches(in->allow_with_shadow_deny, in->n_allow_with_shadow_deny, c->id))) {
-        shadow(c, m->origin);
-        return NULL;
-    }
-    return "no MeshTrafficPermission allows this caller";
+    return d.origin ? d.origin : "no MeshTrafficPermission allows this caller";
 }
 
 void hy_px_inbound_denied(struct hy_px_conn *c, const char *why)

@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "dp.h"
+#include "permit.h"
 #include "proxy.h"
 
 #define HY_PX_READ_SIZE 16384         /* bytes asked of one socket read */
@@ -300,24 +301,12 @@ void hy_px_conn_drop_up(struct hy_px_conn *c, void (*then)(struct hy_px_conn *c)
 /* proxy_inbound.c, proxy_outbound.c: a connection accepted on l. */
 void hy_px_inbound_accept(struct hy_px_conn *c);
 void hy_px_inbound_handshake_done(struct hy_px_conn *c);
-/* A caller as its certificate shows it: the tags of its URI SANs
- * kuma://KEY/VALUE ('/' in VALUE as %2F), which MeshTrafficPermission
- * entries match on. Strings point into buf. */
-#define HY_PX_PEER_TAGS 128
-struct hy_px_peer {
-    const char *key[HY_PX_PEER_TAGS], *value[HY_PX_PEER_TAGS];
-    size_t n, used;
-    char buf[8192];
-};
-/* Adds the tag a kuma:// URI names; ignores other URIs and what does not
- * fit. */
-void hy_px_peer_add_uri(struct hy_px_peer *p, const char *uri);
 /* Why the inbound's permissions refuse c's peer (c->id, "" if none, and
- * its tags), or NULL when they let it in: a static string, or the origin
+ * its tags; common/permit.h decides), or NULL when they let it in: a static string, or the origin
  * of the deciding entry ("MeshTrafficPermission/NAME from[I]"), which
  * lives as long as c->snap. An AllowWithShadowDeny decision lets it in and
  * is counted and logged. */
-const char *hy_px_inbound_refusal(struct hy_px_conn *c, const struct hy_px_peer *peer);
+const char *hy_px_inbound_refusal(struct hy_px_conn *c, const struct hy_permit_peer *peer);
 /* Counts and closes c as denied. */
 void hy_px_inbound_denied(struct hy_px_conn *c, const char *why);
 void hy_px_outbound_accept(struct hy_px_conn *c);

@@ -61,14 +61,14 @@ static int on_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
  * inbound's verdict on them. */
 static const char *peer_refusal(struct hy_px_conn *c, WOLFSSL_X509 *x)
 {
-    struct hy_px_peer *peer = calloc(1, sizeof(*peer));
+    struct hy_permit_peer *peer = calloc(1, sizeof(*peer));
     if (!peer)
         return "out of memory checking the caller";
     c->id[0] = '\0';
     for (char *alt; (alt = wolfSSL_X509_get_next_altname(x));) {
         if (!c->id[0] && strncmp(alt, "spiffe://", 9) == 0 && strlen(alt) < sizeof(c->id))
             snprintf(c->id, sizeof(c->id), "%s", alt);
-        hy_px_peer_add_uri(peer, alt);
+        hy_permit_peer_add_uri(peer, alt);
     }
     const char *why = hy_px_inbound_refusal(c, peer);
     free(peer);

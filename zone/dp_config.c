@@ -14,6 +14,7 @@
 #include "dp_server.h"
 #include "error.h"
 #include "policies.pb-c.h"
+#include "permit.h"
 #include "policy.h"
 #include "sni.h"
 #include "poison.h"
@@ -49,13 +50,11 @@ static int push_unique(char ***v, size_t *n, const char *s)
     return 0;
 }
 
-/* kuma://KEY/VALUE, a '/' in the value written %2F so the last '/' splits */
 static int push_tag_uri(char ***v, size_t *n, const char *key, const char *value)
 {
     char uri[HY_ZONE_DP_URI_MAX];
-    size_t off = (size_t)snprintf(uri, sizeof(uri), "kuma://%s/", key);
-    for (const char *p = value; *p && off + 4 < sizeof(uri); p++)
-        off += (size_t)snprintf(uri + off, sizeof(uri) - off, *p == '/' ? "%%2F" : "%c", *p);
+    if (!hy_permit_tag_uri(key, value, uri, sizeof(uri)))
+        return HY_ETOOBIG; /* keys and values are checked: cannot happen */
     return push_unique(v, n, uri);
 }
 
@@ -171,125 +170,10 @@ static int policies_load(struct hy_store *s, const struct hy_policy_proxy *proxy
     return rc;
 }
 
-/* "MeshTrafficPermission/NAME from[I]" */
-static char *origin_str(const struct hy_policy_origin *o, const char *more)
-{
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s/%s %s[%zu]%s", o->r->type->name, S(o->r->meta->name), o->section,
-             o->index, more ? more : "");
-    return strdup(buf);
-}
-
-static int add_tag(Hypha__V1__DpPermission *p, const char *key, const char *value)
-{
-    Hypha__V1__DpPermission__TagsEntry **v = realloc(p->tags, (p->n_tags + 1) * sizeof(*v));
-    if (!v)
-        return HY_ENOMEM;
-    p->tags = v;
-    Hypha__V1__DpPermission__TagsEntry *e = malloc(sizeof(*e));
-    if (!e)
-        return HY_ENOMEM;
-    hypha__v1__dp_permission__tags_entry__init(e);
-    v[p->n_tags++] = e;
-    e->key = strdup(key);
-    e->value = strdup(value);
-    return e->key && e->value ? 0 : HY_ENOMEM;
-}
-
-/* The tags a `from` targetRef asks of a caller (the sidecar checks them
- * against the caller's certificate). */
-static int permission_tags(Hypha__V1__DpPermission *p, const Hypha__V1__TargetRef *t)
-{
-    int rc = 0;
-    if (!t || !t->has_kind)
-        return 0;
-    if (t->kind == HYPHA__V1__TARGET_REF__KIND__MeshService ||
-        t->kind == HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset)
-        rc = add_tag(p, HY_TAG_SERVICE, S(t->name));
-    if (t->kind == HYPHA__V1__TARGET_REF__KIND__MeshSubset ||
-        t->kind == HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset)
-        for (size_t i = 0; rc == 0 && i < t->n_tags; i++)
-            rc = add_tag(p, S(t->tags[i]->key), S(t->tags[i]->value));
-    return rc;
-}
-
-static int add_permission(void *ud, const Hypha__V1__TargetRef *ref, const ProtobufCMessage *conf,
-                          const struct hy_policy_origin *o)
-{
-    Hypha__V1__DpInbound *in = ud;
-    const Hypha__V1__MeshTrafficPermission__Conf *c = (const void *)conf;
-    if (!c) /* validation refuses an entry without default */
-        return 0;
-    Hypha__V1__DpPermission **v = realloc(in->permissions, (in->n_permissions + 1) * sizeof(*v));
-    if (!v)
-        return HY_ENOMEM;
-    in->permissions = v;
-    Hypha__V1__DpPermission *p = malloc(sizeof(*p));
-    if (!p)
-        return HY_ENOMEM;
-    hypha__v1__dp_permission__init(p);
-    v[in->n_permissions++] = p;
-    p->has_action = 1;
-    /* the enums share their numbers: Allow 0, Deny 1, AllowWithShadowDeny 2 */
-    p->action = (Hypha__V1__DpPermission__Action)c->action;
-    p->origin = origin_str(o, NULL);
-    return p->origin ? permission_tags(p, ref) : HY_ENOMEM;
-}
-
-static int add_matches(Hypha__V1__DpSpiffeMatch ***v, size_t *n,
-                       Hypha__V1__MeshTrafficPermission__Match *const *m, size_t nm,
-                       const struct hy_policy_origin *o, const char *list)
-{
-    for (size_t k = 0; k < nm; k++) {
-        const Hypha__V1__MeshTrafficPermission__SpiffeIdMatch *id = m[k]->spiffeid;
-        if (!id || !id->value)
-            continue; /* validation refuses it */
-        Hypha__V1__DpSpiffeMatch **nv = realloc(*v, (*n + 1) * sizeof(*nv));
-        if (!nv)
-            return HY_ENOMEM;
-        *v = nv;
-        Hypha__V1__DpSpiffeMatch *x = malloc(sizeof(*x));
-        if (!x)
-            return HY_ENOMEM;
-        hypha__v1__dp_spiffe_match__init(x);
-        nv[(*n)++] = x;
-        x->has_prefix = 1;
-        x->prefix = id->has_type &&
-                    id->type == HYPHA__V1__MESH_TRAFFIC_PERMISSION__SPIFFE_ID_MATCH__TYPE__Prefix;
-        x->value = strdup(id->value);
-        char more[64];
-        snprintf(more, sizeof(more), ".%s[%zu]", list, k);
-        x->origin = origin_str(o, more);
-        if (!x->value || !x->origin)
-            return HY_ENOMEM;
-    }
-    return 0;
-}
-
-static int add_rule(void *ud, const Hypha__V1__TargetRef *ref, const ProtobufCMessage *conf,
-                    const struct hy_policy_origin *o)
-{
-    Hypha__V1__DpInbound *in = ud;
-    const Hypha__V1__MeshTrafficPermission__RuleConf *c = (const void *)conf;
-    (void)ref;
-    if (!c)
-        return 0;
-    int rc = add_matches(&in->deny, &in->n_deny, c->deny, c->n_deny, o, "deny");
-    if (rc == 0)
-        rc = add_matches(&in->allow, &in->n_allow, c->allow, c->n_allow, o, "allow");
-    if (rc == 0)
-        rc = add_matches(&in->allow_with_shadow_deny, &in->n_allow_with_shadow_deny,
-                         c->allow_with_shadow_deny, c->n_allow_with_shadow_deny, o,
-                         "allowWithShadowDeny");
-    return rc;
-}
-
-/* MeshTrafficPermission at inbound i: every `from` entry of the policies
- * selecting it, in merge order, and every `rules` matcher. */
+/* MeshTrafficPermission at inbound i (cp/policy.h). */
 static int inbound_permissions(const struct policies *p, size_t i, Hypha__V1__DpInbound *in)
 {
-    int rc = hy_policy_each_entry(&p->sel[P_MTP], "from", i, add_permission, in);
-    return rc ? rc : hy_policy_each_entry(&p->sel[P_MTP], "rules", i, add_rule, in);
+    return hy_policy_inbound_permissions(&p->sel[P_MTP], i, in);
 }
 
 /* The merged `to` default of policy type t for destination service svc;
