@@ -8,7 +8,6 @@
  * token (no CSR: it never terminates TLS); the zone keeps the ZoneIngress's
  * availableServices up to date and pushes the ingress its routes. */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,98 +15,74 @@
 
 #include "ca.h"
 #include "ca.pb-c.h"
+#include "cp_session.h"
 #include "dp_server.h"
 #include "error.h"
 #include "kds.h"
 #include "log.h"
 #include "mesh.pb-c.h"
 #include "net.h"
-#include "store_uv.h"
 #include "token.h"
 #include "validate.h"
-#include "ws.h"
 #include "poison.h"
 
 #define DEFAULT_LEAF_VALIDITY (24LL * 3600)
 
 struct dp_session {
-    struct hy_zone_dp_server *srv;
-    struct hy_ws_conn *conn;
-    struct dp_session *next;
-    struct hy_resource *dp; /* registered Dataplane or ZoneIngress, NULL before */
-    bool ingress;           /* dp is a ZoneIngress */
+    struct hy_cp_session base; /* first: the connection, its admission and token */
+    struct hy_resource *dp;    /* registered Dataplane or ZoneIngress, NULL before */
+    bool ingress;              /* dp is a ZoneIngress */
     char *cert, *chain;
     char sent_version[32], acked_version[32], nacked_version[32];
     uint64_t sent, acked, rejected;
-    bool closing;
-    bool admitted; /* its Hello was accepted */
-    /* the token the session was admitted with: checked again whenever
-     * revocations change, at its expiry, and before every renewal */
-    char jti[HY_TOKEN_JTI_LEN + 1];
-    int64_t exp; /* Unix seconds */
 };
 
 struct hy_zone_dp_server {
     struct hy_zone *z;
-    struct hy_ws_server *ws;
-    struct hy_store_uv_watch watch;
-    bool watching;
+    struct hy_cp_session_server *ss; /* the listener and its sessions */
     uv_timer_t cleanup;
     bool cleanup_init;
     int64_t started; /* Unix seconds: offline since, for a sidecar the last run lost track of */
-    uint64_t seen;   /* store revision the sessions' configs were last computed at */
-    struct dp_session *sessions;
-    struct hy_metric *connected_gauge;
-    uv_timer_t expiry; /* the earliest token expiry among the sessions */
-    bool expiry_init;
-    struct hy_series *closed_revoked, *closed_expired;   /* sessions closed: token no longer live */
-    struct hy_series *refused_hello, *refused_unauth[3]; /* Hellos refused; ws limits (below) */
-    struct hy_ws_server_stats synced;                    /* ws stats already counted */
 };
 
 #define S(s) ((s) ? (s) : "")
 
-static int send_msg(struct dp_session *s, const Hypha__V1__DpMessage *m)
+static struct hy_zone_dp_server *srv_of(const struct dp_session *s)
 {
-    return hy_ws_send_msg(s->conn, &m->base, NULL);
+    return s->base.ud;
 }
 
-/* Sends DpReject{reason} and closes (1008 with the reason, cut). */
-static void send_reject(struct dp_session *s, const char *reason)
+static int send_msg(struct dp_session *s, const Hypha__V1__DpMessage *m)
+{
+    return hy_cp_session_send(&s->base, &m->base, NULL);
+}
+
+static void send_reject(struct hy_cp_session *cs, const char *reason)
 {
     Hypha__V1__DpReject r = HYPHA__V1__DP_REJECT__INIT;
     Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
     r.reason = (char *)reason;
     m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_REJECT;
     m.reject = &r;
-    send_msg(s, &m);
-    char short_reason[120];
-    snprintf(short_reason, sizeof(short_reason), "%.*s", (int)sizeof(short_reason) - 1, reason);
-    hy_ws_close(s->conn, 1008, short_reason);
-    s->closing = true;
+    send_msg((struct dp_session *)cs, &m);
 }
 
-/* What peer-sent text may show in a log line: printable, cut (a name or a
- * Nack's error with a newline must not forge a log line). */
-static const char *clean(const char *v, char *buf, size_t size)
+/* "sidecar MESH/NAME" or "ingress NAME" ("?" before its Hello is read). */
+static const char *session_name(struct hy_cp_session *cs, char *buf, size_t size)
 {
-    size_t n = 0;
-    for (; v && *v && n + 1 < size; v++)
-        buf[n++] = (unsigned char)*v >= 0x20 && (unsigned char)*v < 0x7f ? *v : '?';
-    buf[n] = '\0';
+    const struct dp_session *s = (const struct dp_session *)cs;
+    const Hypha__V1__Meta *m = s->dp ? s->dp->meta : NULL;
+    snprintf(buf, size, "%s %s%s%s", s->ingress ? "ingress" : "sidecar", m ? S(m->mesh) : "",
+             m && m->mesh ? "/" : "", m ? S(m->name) : "?");
     return buf;
 }
 
 static void reject(struct dp_session *s, const char *reason)
 {
-    char text[400];
-    hy_log(HY_LOG_WARN, "dp", "%s %s%s%s from %s refused: %s", s->ingress ? "ingress" : "sidecar",
-           s->dp ? S(s->dp->meta->mesh) : "", s->dp && s->dp->meta->mesh ? "/" : "",
-           s->dp ? S(s->dp->meta->name) : "?", hy_ws_conn_peer(s->conn),
-           clean(reason, text, sizeof(text)));
-    if (!s->admitted)
-        hy_series_inc(s->srv->refused_hello);
-    send_reject(s, reason);
+    char name[300], text[400];
+    hy_log(HY_LOG_WARN, "dp", "%s from %s refused: %s", session_name(&s->base, name, sizeof(name)),
+           hy_ws_conn_peer(s->base.conn), hy_cp_session_clean(reason, text, sizeof(text)));
+    hy_cp_session_reject(&s->base, reason);
 }
 
 /* ----- checks of what a peer sends ----- */
@@ -482,7 +457,7 @@ static void ingress_store(struct dp_session *s, const Hypha__V1__DpIngressConfig
         return;
     struct hy_store_write w;
     s->dp->version = 0;
-    if ((rc = hy_store_put(s->srv->z->cp.store, s->dp, HY_VERSION_ANY, &w)) < 0)
+    if ((rc = hy_store_put(srv_of(s)->z->cp.store, s->dp, HY_VERSION_ANY, &w)) < 0)
         hy_log(HY_LOG_ERROR, "dp", "ingress %s: cannot store its ZoneIngress: %s",
                s->dp->meta->name, hy_strerror(rc));
 }
@@ -490,7 +465,7 @@ static void ingress_store(struct dp_session *s, const Hypha__V1__DpIngressConfig
 static void push_ingress(struct dp_session *s, bool force_store)
 {
     Hypha__V1__DpIngressConfig *c = NULL;
-    int rc = hy_zone_ingress_config_build(s->srv->z->cp.store, s->srv->z->cfg->zone, &c);
+    int rc = hy_zone_ingress_config_build(srv_of(s)->z->cp.store, srv_of(s)->z->cfg->zone, &c);
     if (rc < 0) {
         hy_log(HY_LOG_ERROR, "dp", "ingress %s: cannot compute its routes: %s", s->dp->meta->name,
                hy_strerror(rc));
@@ -513,7 +488,7 @@ static void push_ingress(struct dp_session *s, bool force_store)
 
 static void push(struct dp_session *s)
 {
-    if (!s->dp || s->closing)
+    if (!s->dp || s->base.closing)
         return;
     if (s->ingress) {
         push_ingress(s, false);
@@ -521,9 +496,9 @@ static void push(struct dp_session *s)
     }
     Hypha__V1__DpConfig *c = NULL;
     struct hy_buf bundle = {0};
-    int rc = mesh_bundle(s->srv->z->cp.store, s->dp->meta->mesh, &bundle);
+    int rc = mesh_bundle(srv_of(s)->z->cp.store, s->dp->meta->mesh, &bundle);
     if (rc == 0)
-        rc = hy_zone_dp_config_build(s->srv->z->cp.store, s->dp, s->cert, s->chain,
+        rc = hy_zone_dp_config_build(srv_of(s)->z->cp.store, s->dp, s->cert, s->chain,
                                      bundle.data ? bundle.data : "", &c);
     hy_buf_fini(&bundle);
     if (rc < 0) {
@@ -551,7 +526,7 @@ static void insight(struct dp_session *s, bool connect, bool disconnect)
 {
     if (s->ingress)
         return; /* no ZoneIngressInsight (yet): its log and /metrics tell */
-    struct hy_store *st = s->srv->z->cp.store;
+    struct hy_store *st = srv_of(s)->z->cp.store;
     struct hy_resource *r = NULL;
     if (hy_store_get(st, "DataplaneInsight", s->dp->meta->mesh, s->dp->meta->name, &r) < 0) {
         r = hy_resource_new(hy_rtype_by_name("DataplaneInsight"));
@@ -576,7 +551,7 @@ static void insight(struct dp_session *s, bool connect, bool disconnect)
         di->subscriptions = v;
         hypha__v1__dataplane_insight__subscription__init(sub);
         sub->connect_time = hy_timestamp_now();
-        sub->control_plane_instance_id = strdup(s->srv->z->cp.instance_id);
+        sub->control_plane_instance_id = strdup(srv_of(s)->z->cp.instance_id);
         v[di->n_subscriptions++] = sub;
     }
     sub = di->subscriptions[di->n_subscriptions - 1];
@@ -604,7 +579,7 @@ static void insight(struct dp_session *s, bool connect, bool disconnect)
         }
         hy_ca_info_fini(&info);
     }
-    hy_kds_set_str(&r->origin, s->srv->z->cfg->zone);
+    hy_kds_set_str(&r->origin, srv_of(s)->z->cfg->zone);
     struct hy_store_write w;
     hy_store_put(st, r, HY_VERSION_ANY, &w);
     hy_resource_free(r);
@@ -653,27 +628,20 @@ bool hy_zone_dp_token_matches(const struct hy_token_claims *c, const struct hy_r
     return true;
 }
 
-static struct dp_session *find_dp(struct hy_zone_dp_server *srv, const struct hy_resource *r,
-                                  struct dp_session *except)
+/* Whether session cs is registered as resource ud (same type, mesh, name). */
+static bool holds(const struct hy_cp_session *cs, void *ud)
 {
-    for (struct dp_session *s = srv->sessions; s; s = s->next)
-        if (s != except && s->dp && !s->closing && s->dp->type == r->type &&
-            !strcmp(S(s->dp->meta->mesh), S(r->meta->mesh)) &&
-            !strcmp(s->dp->meta->name, r->meta->name))
-            return s;
-    return NULL;
+    const struct dp_session *s = (const struct dp_session *)cs;
+    const struct hy_resource *r = ud;
+    return s->dp && s->dp->type == r->type && !strcmp(S(s->dp->meta->mesh), S(r->meta->mesh)) &&
+           !strcmp(s->dp->meta->name, r->meta->name);
 }
-
-/* The session was admitted with claims: keeps its token's jti and expiry
- * (re-checked later), lifts the websocket's pre-Hello limits, and makes
- * sure the expiry timer covers it. */
-static void admitted(struct dp_session *s, const struct hy_token_claims *claims);
 
 /* A zone ingress: its zone-ingress token must name it; no CSR. Takes zi. */
 static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
                              const Hypha__V1__DpHello *h)
 {
-    struct hy_zone_dp_server *srv = s->srv;
+    struct hy_zone_dp_server *srv = srv_of(s);
     char why[400] = "";
     struct hy_token_claims claims = {0};
     struct hy_token_failure fail = {0};
@@ -684,7 +652,7 @@ static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
     } else if (!claims.name || strcmp(claims.name, zi->meta->name)) {
         snprintf(why, sizeof(why), "the zone-ingress token is for ZoneIngress %s, not %s",
                  S(claims.name), zi->meta->name);
-    } else if (find_dp(srv, zi, s)) {
+    } else if (hy_cp_session_find(srv->ss, &s->base, holds, zi)) {
         snprintf(why, sizeof(why), "ZoneIngress %s is already connected", zi->meta->name);
     }
     if (why[0]) {
@@ -692,13 +660,13 @@ static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
         reject(s, why);
         return;
     }
-    admitted(s, &claims);
+    hy_cp_session_admit(&s->base, &claims);
     hy_token_claims_fini(&claims);
     Hypha__V1__ZoneIngress *spec = (Hypha__V1__ZoneIngress *)zi->spec;
     hy_kds_set_str(&spec->zone, srv->z->cfg->zone);
     hy_kds_set_str(&zi->origin, srv->z->cfg->zone);
     hy_log(HY_LOG_INFO, "dp", "ingress %s connected from %s (hypha-ingress %s) and registered",
-           zi->meta->name, hy_ws_conn_peer(s->conn), S(h->version));
+           zi->meta->name, hy_ws_conn_peer(s->base.conn), S(h->version));
     push_ingress(s, true);
 }
 
@@ -710,7 +678,7 @@ static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
 static bool own_listener(struct hy_zone_dp_server *srv, const char *address, unsigned port)
 {
     struct sockaddr_storage sa;
-    int ports[5] = {hy_ws_server_port(srv->ws)}, n = 1;
+    int ports[5] = {hy_cp_session_server_port(srv->ss)}, n = 1;
     for (size_t i = 0; i < 4; i++)
         if ((ports[n] = hy_http_server_port(srv->z->cp.http, i)) > 0)
             n++;
@@ -747,7 +715,7 @@ static int inbound_at_zone(struct hy_zone_dp_server *srv, const struct hy_resour
  * it, so the token check never picks one of two hypha.io/service tags. */
 static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
 {
-    struct hy_zone_dp_server *srv = s->srv;
+    struct hy_zone_dp_server *srv = srv_of(s);
     struct hy_resource *dp = NULL;
     char why[400] = "";
     struct hy_token_claims claims = {0};
@@ -783,7 +751,7 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
         snprintf(why, sizeof(why), "dataplane token refused: %s", fail.message);
     } else if (!hy_zone_dp_token_matches(&claims, dp, why, sizeof(why))) {
         /* why is set */
-    } else if (find_dp(srv, dp, s)) {
+    } else if (hy_cp_session_find(srv->ss, &s->base, holds, dp)) {
         snprintf(why, sizeof(why), "Dataplane %s/%s is already connected", dp->meta->mesh,
                  dp->meta->name);
     }
@@ -794,7 +762,7 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
         return;
     }
     s->dp = dp;
-    admitted(s, &claims);
+    hy_cp_session_admit(&s->base, &claims);
     hy_token_claims_fini(&claims);
     if (sign(srv, s, h->csr, why, sizeof(why)) < 0) {
         reject(s, why);
@@ -811,92 +779,29 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
     }
     insight(s, true, false);
     hy_log(HY_LOG_INFO, "dp", "%s/%s connected from %s (hypha-dp %s) and registered",
-           dp->meta->mesh, dp->meta->name, hy_ws_conn_peer(s->conn), S(h->version));
+           dp->meta->mesh, dp->meta->name, hy_ws_conn_peer(s->base.conn), S(h->version));
     push(s);
 }
 
 /* ----- token liveness ----- */
 
-static void arm_expiry(struct hy_zone_dp_server *srv);
-
-/* Closes s because its token no longer holds: one log line, a metric, the
+/* s's token no longer holds (the layer counted it): one log line, the
  * insight's disconnect time, then DpReject{why} and close 1008. */
-static void close_dead(struct dp_session *s, const char *why)
+static void token_dead(struct hy_cp_session *cs, const char *why)
 {
-    struct hy_zone_dp_server *srv = s->srv;
-    bool expired = s->exp > 0 && (int64_t)time(NULL) >= s->exp;
-    char reason[300];
+    struct dp_session *s = (struct dp_session *)cs;
+    char name[300], reason[300];
     snprintf(reason, sizeof(reason), "%s token no longer valid: %s",
              s->ingress ? "zone-ingress" : "dataplane", why);
-    hy_log(HY_LOG_WARN, "dp", "%s %s%s%s from %s: session closed: %s",
-           s->ingress ? "ingress" : "sidecar", S(s->dp->meta->mesh), s->dp->meta->mesh ? "/" : "",
-           S(s->dp->meta->name), hy_ws_conn_peer(s->conn), reason);
-    hy_series_inc(expired ? srv->closed_expired : srv->closed_revoked);
+    hy_log(HY_LOG_WARN, "dp", "%s from %s: session closed: %s",
+           session_name(cs, name, sizeof(name)), hy_ws_conn_peer(cs->conn), reason);
     insight(s, false, true);
-    send_reject(s, reason);
+    hy_cp_session_reject(cs, reason);
 }
 
-/* Whether s's token still holds; false with why filled. */
-static bool session_live(struct dp_session *s, char *why, size_t size)
+static void on_message(struct hy_cp_session *cs, const uint8_t *data, size_t len)
 {
-    return hy_cp_token_live(&s->srv->z->cp, s->jti, s->exp, why, size);
-}
-
-/* Every admitted session whose token was revoked or expired is closed. */
-static void check_tokens(struct hy_zone_dp_server *srv)
-{
-    char why[200];
-    for (struct dp_session *s = srv->sessions; s; s = s->next)
-        if (s->dp && !s->closing && s->jti[0] && !session_live(s, why, sizeof(why)))
-            close_dead(s, why);
-    arm_expiry(srv);
-}
-
-static void on_expiry(uv_timer_t *t)
-{
-    check_tokens(t->data);
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Arms the timer for the earliest expiry of a live session (just past it:
- * hy_cp_token_live counts whole seconds). */
-static void arm_expiry(struct hy_zone_dp_server *srv)
-{
-    int64_t first = 0;
-    if (!srv->expiry_init)
-        return;
-    for (struct dp_session *s = srv->sessions; s; s = s->next)
-        if (s->dp && !s->closing && s->exp > 0 && (!first || s->exp < first))
-            first = s->exp;
-    if (!first) {
-        uv_timer_stop(&srv->expiry);
-        return;
-    }
-    int64_t delay = first * 1000 - wall_ms() + 20;
-    uv_timer_start(&srv->expiry, on_expiry, delay > 0 ? (uint64_t)delay : 0, 0);
-}
-
-static void admitted(struct dp_session *s, const struct hy_token_claims *claims)
-{
-    snprintf(s->jti, sizeof(s->jti), "%s", S(claims->jti));
-    s->exp = claims->exp;
-    s->admitted = true;
-    hy_ws_conn_authenticated(s->conn);
-    arm_expiry(s->srv);
-}
-
-static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size_t len)
-{
-    (void)ud;
-    struct dp_session *s = hy_ws_conn_user(c);
-    if (!s || s->closing)
-        return;
+    struct dp_session *s = (struct dp_session *)cs;
     Hypha__V1__DpMessage *m = hypha__v1__dp_message__unpack(NULL, len, data);
     if (!m) {
         reject(s, "malformed message (not a DpMessage)");
@@ -918,9 +823,9 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
         case HYPHA__V1__DP_MESSAGE__MSG_CSR:
             if (s->ingress)
                 reject(s, "an ingress has no certificate to renew");
-            else if (!session_live(s, why, sizeof(why)))
-                close_dead(s, why); /* no certificate for a revoked or expired token */
-            else if (sign(s->srv, s, m->csr->csr, why, sizeof(why)) < 0) {
+            else if (!hy_cp_session_live(cs)) {
+                /* ended: no certificate for a revoked or expired token */
+            } else if (sign(srv_of(s), s, m->csr->csr, why, sizeof(why)) < 0) {
                 hy_log(HY_LOG_WARN, "dp", "%s/%s: certificate renewal refused: %s",
                        s->dp->meta->mesh, s->dp->meta->name, why);
             } else {
@@ -944,7 +849,7 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
                 snprintf(s->nacked_version, sizeof(s->nacked_version), "%s", S(m->nack->version));
                 hy_log(HY_LOG_WARN, "dp", "%s/%s refused config %s: %s", S(s->dp->meta->mesh),
                        s->dp->meta->name, S(m->nack->version),
-                       clean(m->nack->error, text, sizeof(text)));
+                       hy_cp_session_clean(m->nack->error, text, sizeof(text)));
                 insight(s, false, false);
             }
             break;
@@ -955,64 +860,39 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
     hypha__v1__dp_message__free_unpacked(m, NULL);
 }
 
-static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
+static void session_fini(struct hy_cp_session *cs)
 {
-    struct hy_zone_dp_server *srv = ud;
-    struct dp_session *s = calloc(1, sizeof(*s));
-    if (!s) {
-        hy_ws_close(c, 1011, "out of memory");
-        return;
-    }
-    s->srv = srv;
-    s->conn = c;
-    s->next = srv->sessions;
-    srv->sessions = s;
-    hy_ws_conn_set_user(c, s);
-    hy_log(HY_LOG_DEBUG, "dp", "connection from %s", peer);
-}
-
-static void session_free(struct dp_session *s)
-{
+    struct dp_session *s = (struct dp_session *)cs;
     hy_resource_free(s->dp);
     free(s->cert);
     free(s->chain);
-    free(s);
 }
 
-static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reason)
+static void on_close(struct hy_cp_session *cs, int code, const char *reason)
 {
-    struct hy_zone_dp_server *srv = ud;
-    struct dp_session *s = hy_ws_conn_user(c);
-    if (!s)
+    struct dp_session *s = (struct dp_session *)cs;
+    struct hy_zone_dp_server *srv = srv_of(s);
+    if (!s->dp || cs->closing)
         return;
-    if (s->dp && !s->closing) {
-        if (s->ingress) {
-            if (code == 1000)
-                hy_store_delete(srv->z->cp.store, "ZoneIngress", NULL, s->dp->meta->name,
-                                HY_VERSION_ANY);
-            hy_log(HY_LOG_INFO, "dp", "ingress %s disconnected (%d %s)%s", s->dp->meta->name, code,
-                   reason, code == 1000 ? " and deregistered" : "");
-        } else if (code == 1000) {
-            /* a clean exit deregisters */
-            hy_store_delete(srv->z->cp.store, "Dataplane", s->dp->meta->mesh, s->dp->meta->name,
+    if (s->ingress) {
+        if (code == 1000)
+            hy_store_delete(srv->z->cp.store, "ZoneIngress", NULL, s->dp->meta->name,
                             HY_VERSION_ANY);
-            hy_store_delete(srv->z->cp.store, "DataplaneInsight", s->dp->meta->mesh,
-                            s->dp->meta->name, HY_VERSION_ANY);
-            hy_log(HY_LOG_INFO, "dp", "%s/%s disconnected and deregistered", s->dp->meta->mesh,
-                   s->dp->meta->name);
-        } else {
-            insight(s, false, true);
-            hy_log(HY_LOG_INFO, "dp", "%s/%s disconnected (%d %s)", s->dp->meta->mesh,
-                   s->dp->meta->name, code, reason);
-        }
+        hy_log(HY_LOG_INFO, "dp", "ingress %s disconnected (%d %s)%s", s->dp->meta->name, code,
+               reason, code == 1000 ? " and deregistered" : "");
+    } else if (code == 1000) {
+        /* a clean exit deregisters */
+        hy_store_delete(srv->z->cp.store, "Dataplane", s->dp->meta->mesh, s->dp->meta->name,
+                        HY_VERSION_ANY);
+        hy_store_delete(srv->z->cp.store, "DataplaneInsight", s->dp->meta->mesh, s->dp->meta->name,
+                        HY_VERSION_ANY);
+        hy_log(HY_LOG_INFO, "dp", "%s/%s disconnected and deregistered", s->dp->meta->mesh,
+               s->dp->meta->name);
+    } else {
+        insight(s, false, true);
+        hy_log(HY_LOG_INFO, "dp", "%s/%s disconnected (%d %s)", s->dp->meta->mesh,
+               s->dp->meta->name, code, reason);
     }
-    for (struct dp_session **p = &srv->sessions; *p; p = &(*p)->next)
-        if (*p == s) {
-            *p = s->next;
-            break;
-        }
-    hy_ws_conn_set_user(c, NULL);
-    session_free(s);
 }
 
 /* ----- cleanup of sidecars that vanished ----- */
@@ -1026,10 +906,12 @@ struct stale {
 
 static bool connected_dp(struct hy_zone_dp_server *srv, const char *mesh, const char *name)
 {
-    for (struct dp_session *s = srv->sessions; s; s = s->next)
+    for (struct hy_cp_session *cs = hy_cp_session_first(srv->ss); cs; cs = cs->next) {
+        const struct dp_session *s = (const struct dp_session *)cs;
         if (s->dp && !s->ingress && !strcmp(S(s->dp->meta->mesh), mesh) &&
             !strcmp(s->dp->meta->name, name))
             return true;
+    }
     return false;
 }
 
@@ -1082,101 +964,48 @@ static void on_cleanup(uv_timer_t *t)
     free(st.names);
 }
 
-/* Did anything a config is computed from change since srv->seen? Only
- * insights (which every ack writes) do not count: recomputing every
- * sidecar's config on each of them made acks cost O(sidecars^2). And was a
- * token revoked (a TokenRevocation written here, or synced from the global
- * CP)? Unsure (the change log compacted, an error): yes to both. */
-static bool configs_may_change(struct hy_zone_dp_server *srv, uint64_t revision, bool *revoked)
+/* Did anything a config is computed from change (ch: since the last
+ * call; NULL: unsure, so yes)? Only insights (which every ack writes) do
+ * not count: recomputing every sidecar's config on each of them made acks
+ * cost O(sidecars^2). Revoked tokens were dealt with before (cp_session.c). */
+static bool configs_may_change(const struct hy_store_changes *ch)
 {
-    struct hy_store_changes ch = {0};
-    bool may = true;
-    *revoked = true;
-    if (hy_store_changes(srv->z->cp.store, srv->seen, 0, &ch) == 0) {
-        may = *revoked = false;
-        for (size_t i = 0; i < ch.n; i++) {
-            may = may ||
-                  (strcmp(ch.v[i].type, "DataplaneInsight") && strcmp(ch.v[i].type, "ZoneInsight"));
-            *revoked = *revoked || !strcmp(ch.v[i].type, "TokenRevocation");
-        }
-        hy_store_changes_fini(&ch);
-    }
-    srv->seen = revision;
-    return may;
+    for (size_t i = 0; ch && i < ch->n; i++)
+        if (strcmp(ch->v[i].type, "DataplaneInsight") && strcmp(ch->v[i].type, "ZoneInsight"))
+            return true;
+    return !ch;
 }
 
-static void on_store_change(struct hy_store_uv_watch *w, uint64_t revision)
+static void on_store_change(void *ud, const struct hy_store_changes *ch)
 {
-    struct hy_zone_dp_server *srv = w->data;
-    bool revoked;
-    bool may = configs_may_change(srv, revision, &revoked);
-    if (revoked) /* before any push: a revoked sidecar gets nothing more */
-        check_tokens(srv);
-    if (!may)
+    struct hy_zone_dp_server *srv = ud;
+    if (!configs_may_change(ch))
         return;
-    for (struct dp_session *s = srv->sessions; s; s = s->next)
-        push(s);
+    for (struct hy_cp_session *cs = hy_cp_session_first(srv->ss); cs; cs = cs->next)
+        push((struct dp_session *)cs);
 }
 
 static double sidecars(void *ud)
 {
     double n = 0;
-    for (struct dp_session *s = ((struct hy_zone_dp_server *)ud)->sessions; s; s = s->next)
-        n += s->dp && !s->closing && !s->ingress;
+    for (struct hy_cp_session *cs = hy_cp_session_first(((struct hy_zone_dp_server *)ud)->ss); cs;
+         cs = cs->next) {
+        const struct dp_session *s = (const struct dp_session *)cs;
+        n += s->dp && !cs->closing && !s->ingress;
+    }
     return n;
 }
 
-/* The websocket layer's pre-Hello refusals, as counters: called at every
- * render, before the counter families registered after it are written, it
- * adds what happened since the last call. */
-static double unauthenticated(void *ud)
-{
-    struct hy_zone_dp_server *srv = ud;
-    struct hy_ws_server_stats now;
-    hy_ws_server_stats(srv->ws, &now);
-    hy_series_add(srv->refused_unauth[0],
-                  (double)(now.unauth_refused - srv->synced.unauth_refused));
-    hy_series_add(srv->refused_unauth[1],
-                  (double)(now.hello_timeouts - srv->synced.hello_timeouts));
-    hy_series_add(srv->refused_unauth[2],
-                  (double)(now.unauth_too_big - srv->synced.unauth_too_big));
-    srv->synced = now;
-    return (double)now.unauth;
-}
-
-static int metrics_init(struct hy_zone_dp_server *srv, struct hy_metrics *m)
-{
-    /* the gauges first: rendering calls their functions in this order, and
-     * unauthenticated() brings the counters after it up to date */
-    if (!hy_metric_gauge_fn(m, "hypha_dp_server_sidecars", "Sidecars connected and registered",
-                            sidecars, srv) ||
-        !hy_metric_gauge_fn(m, "hypha_dp_server_unauthenticated_connections",
-                            "DP connections open and waiting for an accepted Hello",
-                            unauthenticated, srv))
-        return HY_ENOMEM;
-    struct hy_metric *closed =
-        hy_metric_counter(m, "hypha_dp_server_sessions_closed_total",
-                          "Sidecar and ingress sessions closed because their token stopped "
-                          "being valid (revoked, expired)",
-                          1, "reason");
-    struct hy_metric *hello = hy_metric_counter(
-        m, "hypha_dp_server_hellos_refused_total",
-        "DP connections refused before admission (invalid message or resource, bad token)", 0);
-    struct hy_metric *unauth =
-        hy_metric_counter(m, "hypha_dp_server_unauthenticated_closed_total",
-                          "DP connections closed by the pre-Hello limits: too_many (cap on "
-                          "connections waiting for Hello), hello_timeout, too_big (message)",
-                          1, "reason");
-    if (!closed || !hello || !unauth)
-        return HY_ENOMEM;
-    srv->closed_revoked = hy_metric_series(closed, "token_revoked");
-    srv->closed_expired = hy_metric_series(closed, "token_expired");
-    srv->refused_hello = hy_metric_series(hello);
-    srv->refused_unauth[0] = hy_metric_series(unauth, "too_many");
-    srv->refused_unauth[1] = hy_metric_series(unauth, "hello_timeout");
-    srv->refused_unauth[2] = hy_metric_series(unauth, "too_big");
-    return 0;
-}
+static const struct hy_cp_session_ops session_ops = {
+    .size = sizeof(struct dp_session),
+    .on_message = on_message,
+    .on_close = on_close,
+    .fini = session_fini,
+    .send_reject = send_reject,
+    .token_dead = token_dead,
+    .on_store_change = on_store_change,
+    .name = session_name,
+};
 
 int hy_zone_dp_server_start(struct hy_zone *z)
 {
@@ -1185,37 +1014,33 @@ int hy_zone_dp_server_start(struct hy_zone *z)
         return HY_ENOMEM;
     srv->z = z;
     z->dp = srv;
-    char cert[4200], key[4200], addr[300];
-    int rc = hy_cp_server_cert(&z->cp, "dp", "DP server", "sidecars verify it with --ca-cert-file",
-                               z->cfg->dp_tls_cert, z->cfg->dp_tls_key, &z->cfg->dp_address, cert,
-                               key, sizeof(cert));
-    if (rc < 0)
-        return rc;
-    if ((rc = metrics_init(srv, z->cp.metrics)) < 0)
-        return rc;
-    struct hy_ws_server_config wc = {
-        .loop = z->cp.loop,
-        .address = hy_addr_format(&z->cfg->dp_address, addr, sizeof(addr)),
-        .tls_cert = cert,
-        .tls_key = key,
+    /* the sidecars gauge renders first, then the session layer's metrics */
+    if (!hy_metric_gauge_fn(z->cp.metrics, "hypha_dp_server_sidecars",
+                            "Sidecars connected and registered", sidecars, srv))
+        return HY_ENOMEM;
+    struct hy_cp_session_config sc = {
+        .cp = &z->cp,
+        .component = "dp",
+        .what = "DP server",
+        .hint = "sidecars verify it with --ca-cert-file",
+        .tls_cert = z->cfg->dp_tls_cert,
+        .tls_key = z->cfg->dp_tls_key,
+        .address = &z->cfg->dp_address,
         .subprotocol = HY_DP_SUBPROTOCOL,
         .limits = {.ping_sec = 10,
                    .max_message_unauth = HY_DP_MAX_HELLO,
                    .max_unauth = HY_DP_MAX_UNAUTH,
                    .hello_timeout_ms = HY_DP_HELLO_TIMEOUT_MS},
-        .cb = {on_open, on_message, on_close},
+        .metric_prefix = "hypha_dp_server",
+        .protocol = "DP",
+        .peers = "Sidecar and ingress",
+        .ops = &session_ops,
         .ud = srv,
     };
-    if ((rc = hy_ws_server_new(&wc, &srv->ws)) < 0)
+    int rc;
+    if ((rc = hy_cp_session_server_new(&sc, &srv->ss)) < 0 ||
+        (rc = hy_cp_session_server_start(srv->ss)) < 0)
         return rc;
-    srv->watch.data = srv;
-    srv->seen = hy_store_revision(z->cp.store);
-    if ((rc = hy_store_uv_watch_start(z->cp.loop, z->cp.store, &srv->watch, on_store_change)) < 0)
-        return rc;
-    srv->watching = true;
-    uv_timer_init(z->cp.loop, &srv->expiry);
-    srv->expiry.data = srv;
-    srv->expiry_init = true;
     srv->started = time(NULL);
     if (z->cfg->dp_cleanup_age > 0) {
         int64_t every = z->cfg->dp_cleanup_age / 2; /* ms; at most a minute, at least a second */
@@ -1225,10 +1050,6 @@ int hy_zone_dp_server_start(struct hy_zone *z)
         srv->cleanup_init = true;
         uv_timer_start(&srv->cleanup, on_cleanup, (uint64_t)every, (uint64_t)every);
     }
-    struct hy_addr bound = z->cfg->dp_address;
-    bound.port = (uint16_t)hy_ws_server_port(srv->ws);
-    hy_log(HY_LOG_INFO, "dp", "DP server listening on wss://%s",
-           hy_addr_format(&bound, addr, sizeof(addr)));
     return 0;
 }
 
@@ -1237,16 +1058,10 @@ void hy_zone_dp_server_stop(struct hy_zone *z)
     struct hy_zone_dp_server *srv = z->dp;
     if (!srv)
         return;
-    hy_ws_server_stop(srv->ws);
-    if (srv->watching)
-        hy_store_uv_watch_stop(&srv->watch, NULL);
-    srv->watching = false;
+    hy_cp_session_server_stop(srv->ss);
     if (srv->cleanup_init)
         uv_close((uv_handle_t *)&srv->cleanup, NULL);
     srv->cleanup_init = false;
-    if (srv->expiry_init)
-        uv_close((uv_handle_t *)&srv->expiry, NULL);
-    srv->expiry_init = false;
 }
 
 void hy_zone_dp_server_free(struct hy_zone *z)
@@ -1254,12 +1069,7 @@ void hy_zone_dp_server_free(struct hy_zone *z)
     struct hy_zone_dp_server *srv = z->dp;
     if (!srv)
         return;
-    hy_ws_server_free(srv->ws);
-    while (srv->sessions) {
-        struct dp_session *s = srv->sessions;
-        srv->sessions = s->next;
-        session_free(s);
-    }
+    hy_cp_session_server_free(srv->ss);
     free(srv);
     z->dp = NULL;
 }
