@@ -1,7 +1,6 @@
 /* The KDS server of the global CP: admits zones by token over wss, sends
  * each the global resources (and other zones' ingresses) it lacks, applies
  * what each zone sends under that zone's name, and keeps ZoneInsight. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,30 +10,23 @@
 
 #include "ca.h"
 #include "ca.pb-c.h"
+#include "cp_session.h"
 #include "dataplane.pb-c.h"
 #include "error.h"
 #include "global.h"
 #include "kds.h"
 #include "log.h"
-#include "store_uv.h"
 #include "token.h"
-#include "ws.h"
 #include "poison.h"
 
 struct session {
-    struct hy_kds_server *srv;
-    struct hy_ws_conn *conn;
-    struct session *next;
+    struct hy_cp_session base; /* first: the connection, its admission and token */
     char zone[254];
     char version[64];
-    bool welcomed, closing;
     struct hy_kds_outbox out; /* global changes going down */
     uint64_t received;
     char last_error[256];
     bool insight_dirty;
-    /* the zone token it was admitted with: revoked or expired, the session ends */
-    char jti[64];
-    int64_t token_exp;
     /* what the zone keeps here, against its quotas (usage_of counts it) */
     uint64_t used_count, used_bytes, used_ingresses;
     /* during one on_changes: "mesh/service" its Dataplanes serve (sorted),
@@ -48,17 +40,19 @@ struct session {
 
 struct hy_kds_server {
     struct hy_global *g;
-    struct hy_ws_server *ws;
-    struct hy_store_uv_watch watch;
-    bool watching;
+    struct hy_cp_session_server *ss; /* the listener and its sessions */
     uv_timer_t flush;
     bool flush_init;
-    struct session *sessions;
     struct hy_kds_metrics metrics;
     struct hy_metric *refused; /* hypha_kds_resources_refused_total{zone} */
 };
 
 /* ----- helpers ----- */
+
+static struct hy_kds_server *srv_of(const struct session *s)
+{
+    return s->base.ud;
+}
 
 static bool to_zone_match(void *ud, const struct hy_rtype *t, const char *origin)
 {
@@ -81,32 +75,37 @@ static int send_msg(void *ud, const Hypha__V1__KdsMessage *m)
 {
     struct session *s = ud;
     size_t len;
-    int rc = hy_ws_send_msg(s->conn, &m->base, &len);
+    int rc = hy_cp_session_send(&s->base, &m->base, &len);
     if (rc == 0)
-        hy_kds_count(&s->srv->metrics, "sent", m, len);
-    if (rc == -ENOBUFS) {
-        hy_log(HY_LOG_WARN, "kds", "zone %s: send queue full (a slow zone): closing", s->zone);
-        hy_ws_close(s->conn, 1008, "send queue full");
-        s->closing = true;
-    }
+        hy_kds_count(&srv_of(s)->metrics, "sent", m, len);
     return rc;
 }
 
-static void reject(struct session *s, const char *reason)
+static void send_reject(struct hy_cp_session *cs, const char *reason)
 {
     Hypha__V1__Reject r = HYPHA__V1__REJECT__INIT;
     Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
     r.reason = (char *)reason;
     m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_REJECT;
     m.reject = &r;
-    hy_log(HY_LOG_WARN, "kds", "zone %s from %s rejected: %s", s->zone[0] ? s->zone : "?",
-           hy_ws_conn_peer(s->conn), reason);
+    send_msg(cs, &m);
+}
+
+static const char *session_name(struct hy_cp_session *cs, char *buf, size_t size)
+{
+    const struct session *s = (const struct session *)cs;
+    snprintf(buf, size, "zone %s", s->zone[0] ? s->zone : "?");
+    return buf;
+}
+
+static void reject(struct session *s, const char *reason)
+{
+    char name[300], text[600];
+    hy_log(HY_LOG_WARN, "kds", "%s from %s rejected: %s",
+           session_name(&s->base, name, sizeof(name)), hy_ws_conn_peer(s->base.conn),
+           hy_cp_session_clean(reason, text, sizeof(text)));
     snprintf(s->last_error, sizeof(s->last_error), "%.250s", reason);
-    send_msg(s, &m);
-    char short_reason[120];
-    snprintf(short_reason, sizeof(short_reason), "%s", reason);
-    hy_ws_close(s->conn, 1008, short_reason);
-    s->closing = true;
+    hy_cp_session_reject(&s->base, reason);
 }
 
 /* ----- ZoneInsight ----- */
@@ -163,7 +162,7 @@ static void edit_insight(Hypha__V1__ZoneInsight *zi, void *ud)
     if (!sub)
         return;
     if (e->what == INS_CONNECT) {
-        hy_kds_set_str(&sub->global_instance_id, s->srv->g->cp.instance_id);
+        hy_kds_set_str(&sub->global_instance_id, srv_of(s)->g->cp.instance_id);
         hy_kds_set_str(&sub->version, s->version);
     }
     if (e->what == INS_DISCONNECT && !sub->disconnect_time)
@@ -195,7 +194,7 @@ static void edit_insight(Hypha__V1__ZoneInsight *zi, void *ud)
 static void insight(struct session *s, int what, uint64_t synced)
 {
     struct insight_edit e = {s, what, synced};
-    int rc = hy_kds_insight_edit(s->srv->g->cp.store, s->zone, edit_insight, &e);
+    int rc = hy_kds_insight_edit(srv_of(s)->g->cp.store, s->zone, edit_insight, &e);
     if (rc < 0)
         hy_log(HY_LOG_ERROR, "kds", "zone %s: cannot record its insight: %s", s->zone,
                hy_strerror(rc));
@@ -217,27 +216,29 @@ static uint64_t synced_revision(struct hy_global *g, const char *zone)
 static void send_next(struct session *s)
 {
     struct hy_kds_scope scope = {to_zone_match, s};
-    if (!s->welcomed || s->closing)
+    if (!s->base.admitted || s->base.closing)
         return;
-    int rc = hy_kds_outbox_next(&s->out, s->srv->g->cp.store, &scope, send_msg, s);
+    int rc = hy_kds_outbox_next(&s->out, srv_of(s)->g->cp.store, &scope, send_msg, s);
     if (rc < 0)
         hy_log(HY_LOG_ERROR, "kds", "zone %s: cannot send changes: %s", s->zone, hy_strerror(rc));
 }
 
-/* A connected zone that was deleted or disabled meanwhile, or whose token
- * was revoked or has expired, is let go. */
-static bool still_admitted(struct session *s)
+/* Its token revoked or expired (hy_cp_session_live, the layer's timer and
+ * watch), a zone is let go. */
+static void token_dead(struct hy_cp_session *cs, const char *why)
+{
+    struct session *s = (struct session *)cs;
+    char reason[520];
+    snprintf(reason, sizeof(reason), "zone %s: its %s", s->zone, why);
+    reject(s, reason);
+}
+
+/* A connected zone that was deleted or disabled meanwhile is let go. */
+static bool zone_admitted(struct session *s)
 {
     struct hy_resource *r = NULL;
     const char *why = NULL;
-    char token_why[200];
-    if (!hy_cp_token_live(&s->srv->g->cp, s->jti, s->token_exp, token_why, sizeof(token_why))) {
-        char reason[520];
-        snprintf(reason, sizeof(reason), "zone %s: its %s", s->zone, token_why);
-        reject(s, reason);
-        return false;
-    }
-    if (hy_store_get(s->srv->g->cp.store, "Zone", NULL, s->zone, &r) < 0)
+    if (hy_store_get(srv_of(s)->g->cp.store, "Zone", NULL, s->zone, &r) < 0)
         why = "was deleted on the global control plane";
     else if (((Hypha__V1__Zone *)r->spec)->has_enabled && !((Hypha__V1__Zone *)r->spec)->enabled)
         why = "was disabled on the global control plane";
@@ -250,13 +251,22 @@ static bool still_admitted(struct session *s)
     return false;
 }
 
-static void on_store_change(struct hy_store_uv_watch *w, uint64_t revision)
+/* Before a zone writes: its token and its Zone still hold. */
+static bool still_admitted(struct session *s)
 {
-    struct hy_kds_server *srv = w->data;
-    (void)revision;
-    for (struct session *s = srv->sessions; s; s = s->next)
-        if (s->welcomed && !s->closing && still_admitted(s))
+    return hy_cp_session_live(&s->base) && zone_admitted(s);
+}
+
+/* Tokens were checked by the layer before this (when revocations changed). */
+static void on_store_change(void *ud, const struct hy_store_changes *ch)
+{
+    struct hy_kds_server *srv = ud;
+    (void)ch;
+    for (struct hy_cp_session *cs = hy_cp_session_first(srv->ss); cs; cs = cs->next) {
+        struct session *s = (struct session *)cs;
+        if (cs->admitted && !cs->closing && zone_admitted(s))
             send_next(s);
+    }
 }
 
 /* ----- receiving ----- */
@@ -322,7 +332,7 @@ static int services_build(struct session *s, const Hypha__V1__Changes *c)
                   !strcmp(c->upserts[i]->meta->type, "ZoneIngress");
     if (!ingress)
         return 0;
-    int rc = hy_store_each(s->srv->g->cp.store, "Dataplane", served_here, s);
+    int rc = hy_store_each(srv_of(s)->g->cp.store, "Dataplane", served_here, s);
     for (size_t i = 0; i < c->n_upserts && rc == 0; i++) {
         const Hypha__V1__Envelope *env = c->upserts[i];
         if (!env->meta || !env->meta->type || strcmp(env->meta->type, "Dataplane"))
@@ -353,7 +363,7 @@ static bool serves(const struct session *s, const char *mesh, const char *svc)
 static int take_ingress(struct session *s, struct hy_resource *r)
 {
     Hypha__V1__ZoneIngress *zi = (Hypha__V1__ZoneIngress *)r->spec;
-    uint64_t max = s->srv->g->cfg->ingress_max_services;
+    uint64_t max = srv_of(s)->g->cfg->ingress_max_services;
     if (max && zi->n_available_services > max)
         return HY_ETOOBIG;
     hy_kds_set_str(&zi->zone, s->zone);
@@ -380,7 +390,7 @@ static int take_ingress(struct session *s, struct hy_resource *r)
                "zone %s: ZoneIngress %s advertises %zu services no Dataplane of the zone serves "
                "(first: %s); they are left out",
                s->zone, r->meta->name, dropped, first);
-        hy_series_inc(hy_metric_series(s->srv->refused, s->zone));
+        hy_series_inc(hy_metric_series(srv_of(s)->refused, s->zone));
         snprintf(s->last_error, sizeof(s->last_error),
                  "ZoneIngress %.40s: %zu availableServices left out: no Dataplane of zone %.40s "
                  "serves them (first: %.60s)",
@@ -449,7 +459,7 @@ static bool admit(void *ud, enum hy_store_op op, const struct hy_resource *r,
                   const struct hy_resource *existing, char *why, size_t size)
 {
     struct session *s = ud;
-    const struct hy_global_cfg *cfg = s->srv->g->cfg;
+    const struct hy_global_cfg *cfg = srv_of(s)->g->cfg;
     if (existing && (!existing->origin || strcmp(existing->origin, s->zone))) {
         snprintf(why, size, "%s %s here belongs to %s%s, not to zone %s", r->type->name,
                  r->meta->name, existing->origin ? "zone " : "the global control plane",
@@ -519,7 +529,7 @@ static int usage_of(struct session *s)
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
         if (t[i].origin == HY_ORIGIN_ZONE)
-            rc = hy_store_each(s->srv->g->cp.store, t[i].name, count_usage, s);
+            rc = hy_store_each(srv_of(s)->g->cp.store, t[i].name, count_usage, s);
     return rc;
 }
 
@@ -550,16 +560,17 @@ static void on_changes(struct session *s, const Hypha__V1__Changes *c)
     Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
     Hypha__V1__Ack ack = HYPHA__V1__ACK__INIT;
     Hypha__V1__Nack nack = HYPHA__V1__NACK__INIT;
-    s->store_full = store_nearly_full(s->srv->g);
+    s->store_full = store_nearly_full(srv_of(s)->g);
     int rc = services_build(s, c);
     /* the zone's synced revision is recorded in the same transaction */
     s->received += c->n_upserts + c->n_deletes;
     struct insight_edit e = {s, INS_UPDATE, c->to};
     struct hy_resource *zi = NULL;
-    if (rc == 0 && hy_kds_insight_build(s->srv->g->cp.store, s->zone, edit_insight, &e, &zi) == 0)
+    if (rc == 0 &&
+        hy_kds_insight_build(srv_of(s)->g->cp.store, s->zone, edit_insight, &e, &zi) == 0)
         o.also = zi;
     if (rc == 0)
-        rc = hy_kds_apply(s->srv->g->cp.store, c, &o, &done, err, sizeof(err));
+        rc = hy_kds_apply(srv_of(s)->g->cp.store, c, &o, &done, err, sizeof(err));
     else
         snprintf(err, sizeof(err), "%s", hy_strerror(rc));
     hy_resource_free(zi);
@@ -581,7 +592,7 @@ static void on_changes(struct session *s, const Hypha__V1__Changes *c)
         m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_ACK;
         m.ack = &ack;
         if (done.n_refused) {
-            hy_series_add(hy_metric_series(s->srv->refused, s->zone), (double)done.n_refused);
+            hy_series_add(hy_metric_series(srv_of(s)->refused, s->zone), (double)done.n_refused);
             snprintf(s->last_error, sizeof(s->last_error),
                      "refused %zu resources (first: %.60s %.80s: %.80s)", done.n_refused,
                      done.refused[0].type, done.refused[0].name, done.refused[0].reason);
@@ -615,7 +626,7 @@ static void on_changes(struct session *s, const Hypha__V1__Changes *c)
 
 static void on_csr(struct session *s, const Hypha__V1__CsrRequest *q)
 {
-    struct hy_store *st = s->srv->g->cp.store;
+    struct hy_store *st = srv_of(s)->g->cp.store;
     Hypha__V1__CsrResponse r = HYPHA__V1__CSR_RESPONSE__INIT;
     Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
     struct hy_resource *trust = NULL, *key = NULL;
@@ -655,13 +666,9 @@ static void on_csr(struct session *s, const Hypha__V1__CsrRequest *q)
     hy_resource_free(key);
 }
 
-static struct session *find_zone(struct hy_kds_server *srv, const char *zone,
-                                 struct session *except)
+static bool is_zone(const struct hy_cp_session *cs, void *zone)
 {
-    for (struct session *s = srv->sessions; s; s = s->next)
-        if (s != except && s->welcomed && !s->closing && !strcmp(s->zone, zone))
-            return s;
-    return NULL;
+    return !strcmp(((const struct session *)cs)->zone, zone);
 }
 
 /* A Zone that is not registered yet registers at its first good Hello. */
@@ -686,7 +693,8 @@ static bool zone_enabled(struct hy_global *g, const char *zone)
 
 static void on_hello(struct session *s, const Hypha__V1__Hello *h)
 {
-    struct hy_kds_server *srv = s->srv;
+    struct hy_kds_server *srv = srv_of(s);
+    struct hy_cp_session *other = NULL;
     snprintf(s->zone, sizeof(s->zone), "%s", h->zone ? h->zone : "");
     snprintf(s->version, sizeof(s->version), "%s", h->version ? h->version : "");
     if (!hy_valid_zone_name(s->zone)) {
@@ -710,13 +718,12 @@ static void on_hello(struct session *s, const Hypha__V1__Hello *h)
         snprintf(reason, sizeof(reason),
                  "zone %s is disabled on the global control plane (Zone.enabled is false)",
                  s->zone);
-    } else if (find_zone(srv, s->zone, s)) {
+    } else if ((other = hy_cp_session_find(srv->ss, &s->base, is_zone, s->zone))) {
         snprintf(reason, sizeof(reason), "zone %s is already connected from %s", s->zone,
-                 hy_ws_conn_peer(find_zone(srv, s->zone, s)->conn));
+                 hy_ws_conn_peer(other->conn));
     } else {
         reason[0] = '\0';
-        snprintf(s->jti, sizeof(s->jti), "%s", claims.jti ? claims.jti : "");
-        s->token_exp = claims.exp;
+        hy_cp_session_admit(&s->base, &claims); /* the pre-Hello limits lift */
     }
     hy_token_claims_fini(&claims);
     if (reason[0]) {
@@ -731,8 +738,6 @@ static void on_hello(struct session *s, const Hypha__V1__Hello *h)
         reject(s, reason);
         return;
     }
-    s->welcomed = true;
-    hy_ws_conn_authenticated(s->conn); /* the pre-Hello limits lift */
     s->out = (struct hy_kds_outbox){.acked = h->acked_global_revision};
     s->last_error[0] = '\0';
     if ((rc = usage_of(s)) < 0)
@@ -748,30 +753,27 @@ static void on_hello(struct session *s, const Hypha__V1__Hello *h)
     m.welcome = &w;
     hy_log(HY_LOG_INFO, "kds",
            "zone %s connected from %s (version %s, has global revision %llu, sent us up to %llu)",
-           s->zone, hy_ws_conn_peer(s->conn), s->version, (unsigned long long)s->out.acked,
+           s->zone, hy_ws_conn_peer(s->base.conn), s->version, (unsigned long long)s->out.acked,
            (unsigned long long)w.acked_zone_revision);
     if (send_msg(s, &m) == 0)
         send_next(s);
 }
 
-static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size_t len)
+static void on_message(struct hy_cp_session *cs, const uint8_t *data, size_t len)
 {
-    (void)ud;
-    struct session *s = hy_ws_conn_user(c);
-    if (!s || s->closing)
-        return;
+    struct session *s = (struct session *)cs;
     Hypha__V1__KdsMessage *m = hypha__v1__kds_message__unpack(NULL, len, data);
     if (!m) {
         reject(s, "malformed message (not a KdsMessage)");
         return;
     }
-    hy_kds_count(&s->srv->metrics, "received", m, len);
-    if (!s->welcomed && m->msg_case != HYPHA__V1__KDS_MESSAGE__MSG_HELLO) {
+    hy_kds_count(&srv_of(s)->metrics, "received", m, len);
+    if (!cs->admitted && m->msg_case != HYPHA__V1__KDS_MESSAGE__MSG_HELLO) {
         reject(s, "the first message must be Hello");
     } else {
         switch (m->msg_case) {
         case HYPHA__V1__KDS_MESSAGE__MSG_HELLO:
-            if (s->welcomed)
+            if (cs->admitted)
                 reject(s, "Hello sent twice");
             else
                 on_hello(s, m->hello);
@@ -796,7 +798,7 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
             break;
         }
         case HYPHA__V1__KDS_MESSAGE__MSG_NACK:
-            hy_kds_outbox_nack(&s->out, s->srv->g->cp.store);
+            hy_kds_outbox_nack(&s->out, srv_of(s)->g->cp.store);
             snprintf(s->last_error, sizeof(s->last_error), "zone refused changes: %s",
                      m->nack->error ? m->nack->error : "");
             hy_log(HY_LOG_WARN, "kds", "zone %s refused changes up to %llu: %s", s->zone,
@@ -810,61 +812,27 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
     hypha__v1__kds_message__free_unpacked(m, NULL);
 }
 
-static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
+static void on_close(struct hy_cp_session *cs, int code, const char *reason)
 {
-    struct hy_kds_server *srv = ud;
-    struct session *s = calloc(1, sizeof(*s));
-    if (!s) {
-        hy_ws_close(c, 1011, "out of memory");
+    struct session *s = (struct session *)cs;
+    if (!cs->admitted)
         return;
-    }
-    s->srv = srv;
-    s->conn = c;
-    s->next = srv->sessions;
-    srv->sessions = s;
-    hy_ws_conn_set_user(c, s);
-    hy_log(HY_LOG_DEBUG, "kds", "connection from %s", peer);
-}
-
-static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reason)
-{
-    struct hy_kds_server *srv = ud;
-    struct session *s = hy_ws_conn_user(c);
-    if (!s)
-        return;
-    if (s->welcomed) {
-        if (code != 1000 && code != 1001 && !s->last_error[0])
-            snprintf(s->last_error, sizeof(s->last_error), "connection closed (%d %s)", code,
-                     reason);
-        insight(s, INS_DISCONNECT, 0);
-        hy_log(HY_LOG_INFO, "kds", "zone %s disconnected (%d %s)", s->zone, code, reason);
-    }
-    for (struct session **p = &srv->sessions; *p; p = &(*p)->next)
-        if (*p == s) {
-            *p = s->next;
-            break;
-        }
-    hy_ws_conn_set_user(c, NULL);
-    free(s);
+    if (code != 1000 && code != 1001 && !s->last_error[0])
+        snprintf(s->last_error, sizeof(s->last_error), "connection closed (%d %s)", code, reason);
+    insight(s, INS_DISCONNECT, 0);
+    hy_log(HY_LOG_INFO, "kds", "zone %s disconnected (%d %s)", s->zone, code, reason);
 }
 
 /* Acks are frequent: their insight is written once a second, not each time. */
 static void on_flush(uv_timer_t *t)
 {
     struct hy_kds_server *srv = t->data;
-    for (struct session *s = srv->sessions; s; s = s->next) {
-        if (!s->welcomed || s->closing)
-            continue;
-        if (s->insight_dirty)
+    for (struct hy_cp_session *cs = hy_cp_session_first(srv->ss); cs; cs = cs->next) {
+        struct session *s = (struct session *)cs;
+        if (cs->admitted && !cs->closing && s->insight_dirty)
             insight(s, INS_UPDATE, 0);
-        /* an expired token ends its session within a second */
-        char why[200];
-        if (!hy_cp_token_live(&srv->g->cp, NULL, s->token_exp, why, sizeof(why)))
-            still_admitted(s);
     }
 }
-
-/* ----- certificates ----- */
 
 /* ----- lifecycle ----- */
 
@@ -876,10 +844,21 @@ static unsigned ping_sec(int64_t ms)
 static double zones_connected(void *ud)
 {
     double n = 0;
-    for (struct session *s = ((struct hy_kds_server *)ud)->sessions; s; s = s->next)
-        n += s->welcomed && !s->closing;
+    for (struct hy_cp_session *cs = hy_cp_session_first(((struct hy_kds_server *)ud)->ss); cs;
+         cs = cs->next)
+        n += cs->admitted && !cs->closing;
     return n;
 }
+
+static const struct hy_cp_session_ops session_ops = {
+    .size = sizeof(struct session),
+    .on_message = on_message,
+    .on_close = on_close,
+    .send_reject = send_reject,
+    .token_dead = token_dead,
+    .on_store_change = on_store_change,
+    .name = session_name,
+};
 
 int hy_kds_server_start(struct hy_global *g)
 {
@@ -896,37 +875,31 @@ int hy_kds_server_start(struct hy_global *g)
               "Resources a zone sent that were not stored (invalid, not its own, over a quota)", 1,
               "zone")))
         return HY_ENOMEM;
-    char cert[4200], key[4200], addr[300];
-    int rc = hy_cp_server_cert(&g->cp, "kds", "KDS", "zones verify it with --global-ca-file",
-                               g->cfg->kds_tls_cert, g->cfg->kds_tls_key, &g->cfg->kds_address,
-                               cert, key, sizeof(cert));
-    if (rc < 0)
-        return rc;
-    struct hy_ws_server_config wc = {
-        .loop = g->cp.loop,
-        .address = hy_addr_format(&g->cfg->kds_address, addr, sizeof(addr)),
-        .tls_cert = cert,
-        .tls_key = key,
+    struct hy_cp_session_config sc = {
+        .cp = &g->cp,
+        .component = "kds",
+        .what = "KDS",
+        .hint = "zones verify it with --global-ca-file",
+        .tls_cert = g->cfg->kds_tls_cert,
+        .tls_key = g->cfg->kds_tls_key,
+        .address = &g->cfg->kds_address,
         .subprotocol = HY_KDS_SUBPROTOCOL,
         .limits = {.max_message = (size_t)g->cfg->kds_max_message,
                    .ping_sec = ping_sec(g->cfg->kds_ping_interval)},
-        .cb = {on_open, on_message, on_close},
+        .metric_prefix = "hypha_kds",
+        .protocol = "KDS",
+        .peers = "Zone",
+        .ops = &session_ops,
         .ud = srv,
     };
-    if ((rc = hy_ws_server_new(&wc, &srv->ws)) < 0)
+    int rc;
+    if ((rc = hy_cp_session_server_new(&sc, &srv->ss)) < 0 ||
+        (rc = hy_cp_session_server_start(srv->ss)) < 0)
         return rc;
-    srv->watch.data = srv;
-    if ((rc = hy_store_uv_watch_start(g->cp.loop, g->cp.store, &srv->watch, on_store_change)) < 0)
-        return rc;
-    srv->watching = true;
     uv_timer_init(g->cp.loop, &srv->flush);
     srv->flush.data = srv;
     srv->flush_init = true;
     uv_timer_start(&srv->flush, on_flush, 1000, 1000);
-    struct hy_addr bound = g->cfg->kds_address;
-    bound.port = (uint16_t)hy_ws_server_port(srv->ws);
-    hy_log(HY_LOG_INFO, "kds", "KDS listening on wss://%s",
-           hy_addr_format(&bound, addr, sizeof(addr)));
     return 0;
 }
 
@@ -935,10 +908,7 @@ void hy_kds_server_stop(struct hy_global *g)
     struct hy_kds_server *srv = g->kds;
     if (!srv)
         return;
-    hy_ws_server_stop(srv->ws);
-    if (srv->watching)
-        hy_store_uv_watch_stop(&srv->watch, NULL);
-    srv->watching = false;
+    hy_cp_session_server_stop(srv->ss);
     if (srv->flush_init && !uv_is_closing((uv_handle_t *)&srv->flush))
         uv_close((uv_handle_t *)&srv->flush, NULL);
 }
@@ -948,12 +918,7 @@ void hy_kds_server_free(struct hy_global *g)
     struct hy_kds_server *srv = g->kds;
     if (!srv)
         return;
-    hy_ws_server_free(srv->ws);
-    while (srv->sessions) {
-        struct session *s = srv->sessions;
-        srv->sessions = s->next;
-        free(s);
-    }
+    hy_cp_session_server_free(srv->ss);
     free(srv);
     g->kds = NULL;
 }
