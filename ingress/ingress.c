@@ -19,29 +19,12 @@
 
 #define S(s) ((s) ? (s) : "")
 
-struct hy_ing_routes *hy_ing_routes_ref(struct hy_ing_routes *r)
+static void routes_free(struct hy_agent_snap *base)
 {
-    if (r)
-        atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
-    return r;
-}
-
-void hy_ing_routes_unref(struct hy_ing_routes *r)
-{
-    if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
-        hypha__v1__dp_ingress_config__free_unpacked(r->c, NULL);
-        free(r->local);
-        free(r);
-    }
-}
-
-struct hy_ing_routes *hy_ing_routes_get(struct hy_ing *g, uint64_t *gen)
-{
-    pthread_mutex_lock(&g->routes_lock);
-    struct hy_ing_routes *r = hy_ing_routes_ref(g->routes);
-    *gen = atomic_load_explicit(&g->routes_gen, memory_order_relaxed);
-    pthread_mutex_unlock(&g->routes_lock);
-    return r;
+    struct hy_ing_routes *r = hy_ing_routes_of(base);
+    hypha__v1__dp_ingress_config__free_unpacked(r->c, NULL);
+    free(r->local);
+    free(r);
 }
 
 int hy_ing_routes_publish(struct hy_ing *g)
@@ -66,15 +49,10 @@ int hy_ing_routes_publish(struct hy_ing *g)
     }
     if ((rc = hy_ing_guard_filter(g, c, r->local)) < 0)
         goto out;
-    atomic_init(&r->refs, 1);
+    hy_agent_snap_init(&r->base, routes_free, c->version);
     r->c = c;
     c = NULL;
-    pthread_mutex_lock(&g->routes_lock);
-    struct hy_ing_routes *old = g->routes;
-    g->routes = r;
-    atomic_fetch_add_explicit(&g->routes_gen, 1, memory_order_release);
-    pthread_mutex_unlock(&g->routes_lock);
-    hy_ing_routes_unref(old);
+    hy_agent_current_publish(&g->current, &r->base);
     r = NULL;
 out:
     free(buf);
@@ -227,16 +205,18 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
     if (!g->rejected)
         snprintf(g->status, sizeof(g->status), "%s the zone control plane at %s: %.150s (%d)",
                  was ? "lost" : "cannot reach", g->cfg->cp_address, reason, code);
+    struct hy_ing_routes *r = hy_ing_routes_get(&g->current, NULL);
     hy_log(was ? HY_LOG_WARN : HY_LOG_INFO, "ingress", "%s the zone control plane: %s (%d); %s%s",
-           was ? "lost" : "cannot reach", reason, code,
-           g->routes ? "keeping routes " : "no routes yet", g->routes ? g->routes->c->version : "");
+           was ? "lost" : "cannot reach", reason, code, r ? "keeping routes " : "no routes yet",
+           r ? r->c->version : "");
+    hy_ing_routes_unref(r);
 }
 
 /* ----- admin ----- */
 
 bool hy_ing_ready(struct hy_ing *g, char *why, size_t size)
 {
-    if (!g->routes) {
+    if (!hy_agent_current_generation(&g->current)) {
         snprintf(why, size, "no routes from the zone control plane yet (%s)", g->status);
         return false;
     }
@@ -267,12 +247,14 @@ static void handle(void *ud, const struct hy_http_req *req, struct hy_http_resp 
     }
     char why[512];
     int rc = 0;
+    struct hy_ing_routes *r = hy_ing_routes_get(&g->current, NULL);
     if (i == 2) {
         resp->content_type = HY_METRICS_CONTENT_TYPE;
         rc = hy_metrics_render(g->metrics, &resp->body);
     } else if (!hy_ing_ready(g, why, sizeof(why))) {
         if (i == 1) {
             hy_http_error(resp, 503, "No routes yet", why, NULL);
+            hy_ing_routes_unref(r);
             return;
         }
         resp->status = 503;
@@ -281,13 +263,11 @@ static void handle(void *ud, const struct hy_http_req *req, struct hy_http_resp 
         rc = rc ? rc : hy_buf_puts(&resp->body, "}\n");
     } else if (i == 0) {
         rc = hy_buf_puts(&resp->body, "{\"ready\":true,\"version\":");
-        rc = rc ? rc
-                : hy_codec_json_string(&resp->body, g->routes->c->version,
-                                       strlen(g->routes->c->version));
-        rc = rc ? rc : hy_buf_printf(&resp->body, ",\"services\":%zu}\n", g->routes->c->n_routes);
+        rc = rc ? rc : hy_codec_json_string(&resp->body, r->c->version, strlen(r->c->version));
+        rc = rc ? rc : hy_buf_printf(&resp->body, ",\"services\":%zu}\n", r->c->n_routes);
     } else {
         /* the routes in use, and what the guard dropped from them */
-        rc = hy_codec_encode_message(&g->routes->c->base, HY_FORMAT_JSON, &resp->body);
+        rc = hy_codec_encode_message(&r->c->base, HY_FORMAT_JSON, &resp->body);
         struct hy_buf *b = &resp->body;
         if (rc == 0 && b->len >= 2 && b->data[b->len - 1] == '}') {
             b->data[--b->len] = '\0';
@@ -298,6 +278,7 @@ static void handle(void *ud, const struct hy_http_req *req, struct hy_http_resp 
         }
         rc = rc ? rc : hy_buf_puts(&resp->body, "\n");
     }
+    hy_ing_routes_unref(r);
     if (rc < 0)
         hy_http_error(resp, 500, "Out of memory", "cannot answer", NULL);
 }
@@ -389,8 +370,7 @@ int hy_ing_open(struct hy_ing *g, const struct hy_ing_cfg *cfg, uv_loop_t *loop)
     g->cfg = cfg;
     g->loop = loop;
     g->addrs_fd = -1;
-    pthread_mutex_init(&g->routes_lock, NULL);
-    atomic_init(&g->routes_gen, 0);
+    hy_agent_current_init(&g->current);
     atomic_init(&g->stopping, false);
     int rc = check_options(cfg);
     if (rc < 0)
@@ -495,8 +475,6 @@ void hy_ing_close(struct hy_ing *g)
     g->ws = NULL;
     hy_http_server_free(g->admin);
     g->admin = NULL;
-    hy_ing_routes_unref(g->routes);
-    g->routes = NULL;
     hy_ing_guard_fini(g);
     hy_metrics_free(g->metrics);
     g->metrics = NULL;
@@ -506,5 +484,5 @@ void hy_ing_close(struct hy_ing *g)
         free(g->token);
         g->token = NULL;
     }
-    pthread_mutex_destroy(&g->routes_lock);
+    hy_agent_current_fini(&g->current);
 }

@@ -12,12 +12,14 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "config.h"
 #include "dp.pb-c.h"
 #include "agent_file.h"
+#include "agent_snap.h"
 #include "log.h"
 #include "net.h"
 
@@ -47,10 +49,11 @@ struct hy_ing_cfg {
 
 #define HY_ING_MAX_WORKERS 64
 
-/* A set of routes, immutable once published: workers and connections
- * hold references on any thread. */
+/* A set of routes: an agent snapshot (agent_snap.h), immutable once
+ * published in struct hy_ing's current; workers and connections hold
+ * references on any thread. */
 struct hy_ing_routes {
-    atomic_uint refs;
+    struct hy_agent_snap base;     /* first: base.version is c->version */
     Hypha__V1__DpIngressConfig *c; /* owned; the endpoints the guard let through */
     struct hy_net_addrs *local;    /* owned: this host's addresses when published; may be NULL */
 };
@@ -106,9 +109,7 @@ struct hy_ing {
     uv_loop_t *loop;
     struct hy_agent_file file;
     char *token;
-    pthread_mutex_t routes_lock;  /* held to swap routes or take a reference */
-    struct hy_ing_routes *routes; /* NULL before the first */
-    atomic_uint_fast64_t routes_gen;
+    struct hy_agent_current current; /* of struct hy_ing_routes */
 
     /* control stream */
     struct hy_ws_client *ws;
@@ -150,11 +151,8 @@ void hy_ing_shutdown(struct hy_ing *g);
 void hy_ing_stop(struct hy_ing *g);
 void hy_ing_close(struct hy_ing *g);
 bool hy_ing_ready(struct hy_ing *g, char *why, size_t size);
-struct hy_ing_routes *hy_ing_routes_ref(struct hy_ing_routes *r);
-void hy_ing_routes_unref(struct hy_ing_routes *r); /* any thread */
-/* A new reference to the current routes (NULL before the first) and its
- * generation. Any thread. */
-struct hy_ing_routes *hy_ing_routes_get(struct hy_ing *g, uint64_t *gen);
+/* hy_ing_routes_of, _ref, _unref and _get (of g->current): agent_snap.h. */
+HY_AGENT_SNAP_TYPE(struct hy_ing_routes, hy_ing_routes)
 
 /* Publishes g->config, less what the guard refuses, with this host's
  * addresses, as the routes workers use from their next connection.

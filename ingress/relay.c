@@ -674,10 +674,10 @@ static void on_hello_read(struct hy_ing_conn *c, ssize_t n)
         break;
     }
     struct hy_ing_worker *w = c->w;
-    uint64_t gen = atomic_load_explicit(&c->g->routes_gen, memory_order_acquire);
-    if (gen != w->gen) { /* new routes: the only time a worker takes the lock */
+    if (hy_agent_current_generation(&c->g->current) !=
+        w->gen) { /* new routes: the only time a worker takes the lock */
         hy_ing_routes_unref(w->routes);
-        w->routes = hy_ing_routes_get(c->g, &w->gen);
+        w->routes = hy_ing_routes_get(&c->g->current, &w->gen);
     }
     const Hypha__V1__DpIngressConfig *cf = w->routes ? w->routes->c : NULL;
     for (size_t i = 0; cf && i < cf->n_routes && !c->route; i++)

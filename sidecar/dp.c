@@ -105,7 +105,7 @@ int hy_dp_open(struct hy_dp *d, const struct hy_dp_cfg *cfg, uv_loop_t *loop)
     memset(d, 0, sizeof(*d));
     d->cfg = cfg;
     d->loop = loop;
-    hy_dp_current_init(&d->current);
+    hy_agent_current_init(&d->current);
     int rc = check_options(cfg);
     if (rc < 0)
         return rc;
@@ -147,7 +147,7 @@ int hy_dp_open(struct hy_dp *d, const struct hy_dp_cfg *cfg, uv_loop_t *loop)
 bool hy_dp_ready(struct hy_dp *d, char *why, size_t size)
 {
     uint64_t gen;
-    struct hy_dp_snapshot *s = hy_dp_current_get(&d->current, &gen);
+    struct hy_dp_snapshot *s = hy_dp_snapshot_get(&d->current, &gen);
     bool ready = false;
     if (!s) {
         snprintf(why, size, "no config from the zone control plane yet (%s)", d->status);
@@ -206,7 +206,7 @@ void hy_dp_close(struct hy_dp *d)
     d->proxy = NULL;
     hy_metrics_free(d->metrics);
     d->metrics = NULL;
-    hy_dp_current_fini(&d->current);
+    hy_agent_current_fini(&d->current);
     hy_agent_file_fini(&d->file);
     if (d->token) {
         explicit_bzero(d->token, strlen(d->token));

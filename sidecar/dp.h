@@ -1,12 +1,10 @@
 /* hypha-dp, the sidecar: its options, the Dataplane file it presents, the
  * config snapshots the zone control plane gives it, the control stream
  * (dp_client.c) and the admin server (dp_admin.c). The data-plane proxy
- * (proxy.h) takes the current snapshot from struct hy_dp_current. */
+ * (proxy.h) takes the current snapshot from struct hy_dp's current. */
 #ifndef HY_DP_H
 #define HY_DP_H
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +16,7 @@
 #include "dp.pb-c.h"
 #include "log.h"
 #include "agent_file.h"
+#include "agent_snap.h"
 #include "resource.h"
 #include "wire.h"
 
@@ -40,11 +39,12 @@ struct hy_dp_cfg {
 
 /* ----- config snapshots (dp_snapshot.c) ----- */
 
-/* One config the sidecar accepted, with the private key of its certificate.
+/* One config the sidecar accepted, with the private key of its certificate:
+ * an agent snapshot (agent_snap.h), published in struct hy_dp's current.
  * Immutable once published: every field is read-only for its whole life,
  * so any thread holding a reference reads it without locks. */
 struct hy_dp_snapshot {
-    atomic_uint refs;
+    struct hy_agent_snap base;     /* first: base.version is config->version */
     Hypha__V1__DpConfig *config;   /* owned; cert, trust_bundle and version are set */
     char *key;                     /* owned PEM (PKCS#8) of config->cert's key; wiped when freed */
     int64_t not_before, not_after; /* the certificate's validity, Unix seconds */
@@ -68,11 +68,10 @@ struct hy_dp_snapshot {
 int hy_dp_snapshot_new(Hypha__V1__DpConfig *config, const char *mesh, const char *name,
                        const char *const *keys, size_t nkeys, struct hy_dp_snapshot **out,
                        size_t *which, char *err, size_t errlen);
-/* Takes one more reference; returns s. NULL is fine. Any thread. */
-struct hy_dp_snapshot *hy_dp_snapshot_ref(struct hy_dp_snapshot *s);
-/* Drops a reference; the last frees the snapshot (the key wiped). NULL is
- * fine. Any thread. */
-void hy_dp_snapshot_unref(struct hy_dp_snapshot *s);
+
+/* hy_dp_snapshot_of, _ref, _unref (the last frees the snapshot, the key
+ * wiped) and _get: agent_snap.h. */
+HY_AGENT_SNAP_TYPE(struct hy_dp_snapshot, hy_dp_snapshot)
 
 /* When to ask for a new certificate valid from not_before to not_after,
  * received at now: at HY_DP_RENEW_PERCENT % of its life, which starts at
@@ -83,35 +82,6 @@ int64_t hy_dp_renew_at(int64_t not_before, int64_t not_after, int64_t now);
 /* How long to wait for the new certificate after asking before asking
  * again, in ms: 5 % of the life, at least 1 s and at most 60 s. */
 uint64_t hy_dp_renew_retry_ms(int64_t not_before, int64_t not_after);
-
-/* The published snapshot. The control stream publishes; readers on any
- * thread take references. A worker keeps the generation of the snapshot it
- * holds and compares it with hy_dp_current_generation (one atomic load,
- * no lock) on its hot path, calling hy_dp_current_get only when it moved. */
-struct hy_dp_current {
-    pthread_mutex_t lock;            /* held only to swap or to take a reference */
-    struct hy_dp_snapshot *snap;     /* guarded by lock; NULL before the first config */
-    atomic_uint_fast64_t generation; /* bumped after every publish */
-    void (*on_publish)(void *arg);   /* called after every publish, on its thread */
-    void *on_publish_arg;
-};
-
-/* Cannot fail (a default mutex). */
-void hy_dp_current_init(struct hy_dp_current *c);
-/* Drops the snapshot it holds. */
-void hy_dp_current_fini(struct hy_dp_current *c);
-/* Sets (fn NULL: clears) what every publish calls afterwards, on the
- * publisher's thread, outside the lock. Publisher thread. */
-void hy_dp_current_on_publish(struct hy_dp_current *c, void (*fn)(void *arg), void *arg);
-/* Replaces the snapshot by s, taking over the caller's reference to it;
- * the previous one goes when its last reader drops it. Then calls the
- * on_publish hook, if set. */
-void hy_dp_current_publish(struct hy_dp_current *c, struct hy_dp_snapshot *s);
-/* A new reference to the current snapshot (drop it with
- * hy_dp_snapshot_unref), or NULL before the first config. If gen is not
- * NULL it receives the generation of what was returned. */
-struct hy_dp_snapshot *hy_dp_current_get(struct hy_dp_current *c, uint64_t *gen);
-uint64_t hy_dp_current_generation(struct hy_dp_current *c);
 
 /* ----- the sidecar (dp.c, dp_client.c, dp_admin.c) ----- */
 
@@ -126,8 +96,8 @@ struct hy_dp {
     const struct hy_dp_cfg *cfg;
     uv_loop_t *loop;
     struct hy_agent_file file;
-    char *token; /* owned; read again at every connect */
-    struct hy_dp_current current;
+    char *token;                     /* owned; read again at every connect */
+    struct hy_agent_current current; /* of struct hy_dp_snapshot */
 
     /* control stream (dp_client.c) */
     struct hy_ws_client *ws;

@@ -22,7 +22,7 @@ static void ready(struct hy_dp *d, struct hy_http_resp *resp)
         rc = rc ? rc : hy_codec_json_string(b, why, strlen(why));
         rc = rc ? rc : hy_buf_puts(b, "}\n");
     } else {
-        struct hy_dp_snapshot *s = hy_dp_current_get(&d->current, NULL);
+        struct hy_dp_snapshot *s = hy_dp_snapshot_get(&d->current, NULL);
         char until[40];
         hy_timestamp_format(s->not_after, 0, until, sizeof(until));
         rc = hy_buf_puts(b, "{\"ready\":true,\"version\":");
@@ -38,7 +38,7 @@ static void ready(struct hy_dp *d, struct hy_http_resp *resp)
 
 static void config(struct hy_dp *d, struct hy_http_resp *resp)
 {
-    struct hy_dp_snapshot *s = hy_dp_current_get(&d->current, NULL);
+    struct hy_dp_snapshot *s = hy_dp_snapshot_get(&d->current, NULL);
     char why[512];
     if (!s) {
         hy_dp_ready(d, why, sizeof(why));

@@ -67,7 +67,7 @@ static void arm_renewal(struct hy_dp *d)
 static void on_renew(uv_timer_t *t)
 {
     struct hy_dp *d = t->data;
-    struct hy_dp_snapshot *s = hy_dp_current_get(&d->current, NULL);
+    struct hy_dp_snapshot *s = hy_dp_snapshot_get(&d->current, NULL);
     /* not connected: the DpHello of the next connection carries a CSR */
     if (!s || !d->open || d->rejected || d->shutting_down)
         goto out;
@@ -116,7 +116,7 @@ static void answer(struct hy_dp *d, const char *version, const char *error)
 /* Takes c: it becomes the current snapshot, or is freed. */
 static void on_config(struct hy_dp *d, Hypha__V1__DpConfig *c)
 {
-    struct hy_dp_snapshot *old = hy_dp_current_get(&d->current, NULL), *s;
+    struct hy_dp_snapshot *old = hy_dp_snapshot_get(&d->current, NULL), *s;
     const char *keys[2] = {d->pending.key, old ? old->key : NULL};
     const Hypha__V1__Meta *me = d->file.res->meta;
     char err[512];
@@ -137,7 +137,7 @@ static void on_config(struct hy_dp *d, Hypha__V1__DpConfig *c)
     char until[40], renew[40];
     hy_timestamp_format(s->not_after, 0, until, sizeof(until));
     hy_timestamp_format(s->renew_at, 0, renew, sizeof(renew));
-    hy_dp_current_publish(&d->current, hy_dp_snapshot_ref(s));
+    hy_agent_current_publish(&d->current, &hy_dp_snapshot_ref(s)->base);
     hy_series_inc(d->acks);
     hy_series_set(d->cert_expiry, (double)s->not_after);
     snprintf(d->status, sizeof(d->status), "config %.60s applied", s->config->version);
@@ -240,7 +240,7 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
         uv_stop(d->loop);
         return;
     }
-    struct hy_dp_snapshot *s = hy_dp_current_get(&d->current, NULL);
+    struct hy_dp_snapshot *s = hy_dp_snapshot_get(&d->current, NULL);
     if (!d->rejected) /* a reject says more than the close that follows it */
         snprintf(d->status, sizeof(d->status), "%s the zone control plane at %s: %.150s (%d)",
                  was ? "lost" : "cannot reach", d->cfg->cp_address, reason, code);

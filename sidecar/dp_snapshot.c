@@ -1,6 +1,6 @@
 /* Config snapshots: the checks a config from the zone must pass before the
- * sidecar uses it, the immutable reference-counted form it then takes, the
- * one place it is published for every thread, and when its certificate is
+ * sidecar uses it, the immutable reference-counted form it then takes (an
+ * agent snapshot, published by agent_snap.c), and when its certificate is
  * renewed. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,8 +75,9 @@ static const char *spiffe_of(const struct hy_ca_info *info, const char *mesh)
     return NULL;
 }
 
-static void snapshot_free(struct hy_dp_snapshot *s)
+static void snapshot_free(struct hy_agent_snap *base)
 {
+    struct hy_dp_snapshot *s = hy_dp_snapshot_of(base);
     if (s->config)
         hypha__v1__dp_config__free_unpacked(s->config, NULL);
     if (s->key) {
@@ -158,10 +159,10 @@ int hy_dp_snapshot_new(Hypha__V1__DpConfig *config, const char *mesh, const char
     if (!s || !(s->key = strdup(keys[k])) || !(s->spiffe_id = strdup(id))) {
         snprintf(err, errlen, "out of memory");
         if (s)
-            snapshot_free(s); /* without config, which stays the caller's */
+            snapshot_free(&s->base); /* without config, which stays the caller's */
         goto out_free_info;
     }
-    atomic_init(&s->refs, 1);
+    hy_agent_snap_init(&s->base, snapshot_free, config->version);
     s->config = config;
     s->not_before = info.not_before;
     s->not_after = info.not_after;
@@ -173,66 +174,4 @@ int hy_dp_snapshot_new(Hypha__V1__DpConfig *config, const char *mesh, const char
 out_free_info:
     hy_ca_info_fini(&info);
     return rc;
-}
-
-struct hy_dp_snapshot *hy_dp_snapshot_ref(struct hy_dp_snapshot *s)
-{
-    if (s)
-        atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
-    return s;
-}
-
-void hy_dp_snapshot_unref(struct hy_dp_snapshot *s)
-{
-    if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
-        snapshot_free(s);
-}
-
-void hy_dp_current_init(struct hy_dp_current *c)
-{
-    pthread_mutex_init(&c->lock, NULL);
-    c->snap = NULL;
-    atomic_init(&c->generation, 0);
-    c->on_publish = NULL;
-    c->on_publish_arg = NULL;
-}
-
-void hy_dp_current_fini(struct hy_dp_current *c)
-{
-    hy_dp_snapshot_unref(c->snap);
-    c->snap = NULL;
-    pthread_mutex_destroy(&c->lock);
-}
-
-void hy_dp_current_publish(struct hy_dp_current *c, struct hy_dp_snapshot *s)
-{
-    pthread_mutex_lock(&c->lock);
-    struct hy_dp_snapshot *old = c->snap;
-    c->snap = s;
-    atomic_fetch_add_explicit(&c->generation, 1, memory_order_release);
-    pthread_mutex_unlock(&c->lock);
-    hy_dp_snapshot_unref(old); /* outside the lock: freeing a big config takes a while */
-    if (c->on_publish)
-        c->on_publish(c->on_publish_arg);
-}
-
-void hy_dp_current_on_publish(struct hy_dp_current *c, void (*fn)(void *arg), void *arg)
-{
-    c->on_publish = fn;
-    c->on_publish_arg = fn ? arg : NULL;
-}
-
-struct hy_dp_snapshot *hy_dp_current_get(struct hy_dp_current *c, uint64_t *gen)
-{
-    pthread_mutex_lock(&c->lock);
-    struct hy_dp_snapshot *s = hy_dp_snapshot_ref(c->snap);
-    if (gen)
-        *gen = atomic_load_explicit(&c->generation, memory_order_relaxed);
-    pthread_mutex_unlock(&c->lock);
-    return s;
-}
-
-uint64_t hy_dp_current_generation(struct hy_dp_current *c)
-{
-    return atomic_load_explicit(&c->generation, memory_order_acquire);
 }

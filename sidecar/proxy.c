@@ -215,10 +215,10 @@ static bool tls_changed(const struct hy_dp_snapshot *a, const struct hy_dp_snaps
 
 void hy_px_refresh(struct hy_px_worker *w)
 {
-    if (w->stopped || hy_dp_current_generation(w->p->current) == w->gen)
+    if (w->stopped || hy_agent_current_generation(w->p->current) == w->gen)
         return;
     uint64_t gen;
-    struct hy_dp_snapshot *s = hy_dp_current_get(w->p->current, &gen);
+    struct hy_dp_snapshot *s = hy_dp_snapshot_get(w->p->current, &gen);
     w->gen = gen;
     if (s) {
         /* compared with what the contexts were built from, so that a build
@@ -361,7 +361,7 @@ int hy_proxy_new(const struct hy_proxy_cfg *cfg, struct hy_proxy **out)
         }
         p->nworkers = i + 1;
     }
-    hy_dp_current_on_publish(p->current, on_publish, p);
+    hy_agent_current_on_publish(p->current, on_publish, p);
     hy_px_health_update(p); /* a config published before we came */
     hy_log(HY_LOG_INFO, "dp", "proxy: %u worker thread%s", n, n == 1 ? "" : "s");
     *out = p;
@@ -380,7 +380,7 @@ void hy_proxy_stop(struct hy_proxy *p)
 {
     if (!p || atomic_exchange(&p->stopping, true))
         return;
-    hy_dp_current_on_publish(p->current, NULL, NULL);
+    hy_agent_current_on_publish(p->current, NULL, NULL);
     hy_px_health_stop(p);
     for (unsigned i = 0; i < p->nworkers; i++)
         uv_async_send(&p->workers[i].wake);

@@ -2,7 +2,7 @@
  * check the peer's SPIFFE ID against the config's permissions and relay to
  * the local app; outbound listeners that take plain TCP from the app and
  * originate mTLS to a peer sidecar. It runs on worker threads of its own,
- * follows the published snapshot (struct hy_dp_current) on its own, and
+ * follows the published snapshot (struct hy_agent_current) on its own, and
  * runs active health checks on the control loop. */
 #ifndef HY_PROXY_H
 #define HY_PROXY_H
@@ -13,14 +13,14 @@
 
 #define HY_PROXY_MAX_WORKERS 64
 
-struct hy_dp_current;
+struct hy_agent_current;
 struct hy_metrics;
 struct hy_proxy;
 
 struct hy_proxy_cfg {
-    uv_loop_t *loop;               /* the control loop: health checks run on it */
-    struct hy_dp_current *current; /* borrowed: outlives the proxy */
-    struct hy_metrics *metrics;    /* borrowed: where hypha_dp_* connection metrics go */
+    uv_loop_t *loop;                  /* the control loop: health checks run on it */
+    struct hy_agent_current *current; /* borrowed: outlives the proxy */
+    struct hy_metrics *metrics;       /* borrowed: where hypha_dp_* connection metrics go */
     const char *inbound_host; /* IP literal inbound listeners bind; NULL or not an IP: 0.0.0.0 */
     unsigned workers;         /* worker threads; 0: one per CPU (at most HY_PROXY_MAX_WORKERS) */
 };
@@ -35,7 +35,7 @@ struct hy_proxy_cfg {
 int hy_proxy_new(const struct hy_proxy_cfg *cfg, struct hy_proxy **out);
 
 /* True once every worker uses snapshot generation gen or a later one
- * (hy_dp_current_get's gen). NULL is fine (true). Any thread. */
+ * (hy_agent_current_get's gen). NULL is fine (true). Any thread. */
 bool hy_proxy_applied(struct hy_proxy *p, uint64_t gen);
 
 /* Tells every worker to close its listeners and connections (each

@@ -343,7 +343,7 @@ void hy_px_health_update(struct hy_proxy *p)
     struct hy_px_health *h = p->health;
     if (!h || h->stopped)
         return;
-    struct hy_dp_snapshot *s = hy_dp_current_get(p->current, NULL);
+    struct hy_dp_snapshot *s = hy_dp_snapshot_get(p->current, NULL);
     hy_dp_snapshot_unref(h->snap);
     h->snap = s;
     struct checker **pc = &h->checkers;

@@ -7,7 +7,7 @@
  * Threads: N workers, each with its own libuv loop and its own listening
  * sockets (SO_REUSEPORT: the kernel spreads connections over them). A
  * connection lives on the worker that accepted it. Workers pick up config
- * snapshots from struct hy_dp_current: one atomic load per accept and per
+ * snapshots from struct hy_agent_current: one atomic load per accept and per
  * loop iteration, a lock only when the generation moved. What workers
  * share at run time is a route per outbound port (load, health, connection
  * counts): atomics, and a short per-route lock at connection setup and
@@ -192,7 +192,7 @@ struct hy_px_health;
 
 struct hy_proxy {
     uv_loop_t *loop; /* the control loop: health checks run on it */
-    struct hy_dp_current *current;
+    struct hy_agent_current *current;
     char inbound_host[64];
     struct hy_px_metrics m;
     pthread_mutex_t lock; /* routes and their refs */

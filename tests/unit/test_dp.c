@@ -1,8 +1,9 @@
 /* Unit tests of the sidecar (sidecar/): the Dataplane file and its
  * {{ NAME }} variables, the checks a config from the zone must pass (made
  * with real certificates: a mesh root, a zone intermediate, leaves),
- * renewal times, snapshot publishing across threads, and the whole control
- * stream and admin server against a small fake DP server on one loop. */
+ * renewal times, and the whole control stream and admin server against a
+ * small fake DP server on one loop. (Publishing snapshots across threads:
+ * test_agent.c.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -417,7 +418,7 @@ static void test_config_checks(void **state)
     assert_int_equal(s->not_after - s->not_before, 3660);
     assert_int_equal(s->renew_at, s->not_before + HY_CA_BACKDATE_SECONDS + 2880); /* 80 % of 1 h */
     assert_int_equal(strlen(s->fingerprint), HY_CA_FINGERPRINT_LEN);
-    assert_int_equal(atomic_load(&s->refs), 1);
+    assert_int_equal(atomic_load(&s->base.refs), 1);
     hy_dp_snapshot_unref(s);
 
     /* the key may be any of those given (the current one, or the pending one) */
@@ -532,86 +533,6 @@ static void test_renew_time(void **state)
     assert_int_equal(hy_dp_renew_retry_ms(0, 100), 5000);
     assert_int_equal(hy_dp_renew_retry_ms(0, 10), 1000);
     assert_int_equal(hy_dp_renew_retry_ms(0, 0), 1000);
-}
-
-/* ----- snapshots across threads ----- */
-
-static struct hy_dp_snapshot *fake_snapshot(int n)
-{
-    struct hy_dp_snapshot *s = calloc(1, sizeof(*s));
-    assert_non_null(s);
-    char v[32];
-    snprintf(v, sizeof(v), "v%d", n);
-    s->config = config_new(v, NULL, NULL, NULL);
-    s->key = strdup("key");
-    atomic_init(&s->refs, 1);
-    return s;
-}
-
-static struct hy_dp_current shared;
-static atomic_bool readers_stop;
-static atomic_int readers_reading;
-
-/* A worker's loop: check the generation, take a new snapshot when it
- * moved, read it. */
-static void *reader(void *arg)
-{
-    (void)arg;
-    uint64_t mine = 0;
-    struct hy_dp_snapshot *s = NULL;
-    unsigned long reads = 0;
-    while (!atomic_load(&readers_stop)) {
-        if (hy_dp_current_generation(&shared) != mine) {
-            hy_dp_snapshot_unref(s);
-            s = hy_dp_current_get(&shared, &mine);
-        }
-        if (s && s->config->version[0] == 'v' && strcmp(s->key, "key") == 0 && !reads++)
-            atomic_fetch_add(&readers_reading, 1);
-    }
-    hy_dp_snapshot_unref(s);
-    return (void *)reads;
-}
-
-static void test_snapshot_publish(void **state)
-{
-    (void)state;
-    hy_dp_current_init(&shared);
-    uint64_t gen = 7;
-    assert_null(hy_dp_current_get(&shared, &gen));
-    assert_int_equal(gen, 0);
-    struct hy_dp_snapshot *a = fake_snapshot(0);
-    hy_dp_current_publish(&shared, hy_dp_snapshot_ref(a));
-    assert_int_equal(hy_dp_current_generation(&shared), 1);
-    struct hy_dp_snapshot *got = hy_dp_current_get(&shared, &gen);
-    assert_ptr_equal(got, a);
-    assert_int_equal(gen, 1);
-    assert_int_equal(atomic_load(&a->refs), 3);
-    hy_dp_current_publish(&shared, fake_snapshot(1));
-    /* the old one lives on while held */
-    assert_int_equal(atomic_load(&a->refs), 2);
-    hy_dp_snapshot_unref(got);
-    assert_string_equal(a->config->version, "v0");
-    hy_dp_snapshot_unref(a);
-
-    pthread_t t[4];
-    atomic_store(&readers_stop, false);
-    for (int i = 0; i < 4; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, reader, NULL), 0);
-    while (atomic_load(&readers_reading) < 4)
-        usleep(1000);
-    for (int i = 2; i < 2000; i++)
-        hy_dp_current_publish(&shared, fake_snapshot(i));
-    atomic_store(&readers_stop, true);
-    for (int i = 0; i < 4; i++) {
-        void *reads;
-        pthread_join(t[i], &reads);
-        assert_true((unsigned long)reads > 0);
-    }
-    assert_int_equal(hy_dp_current_generation(&shared), 2000);
-    got = hy_dp_current_get(&shared, NULL);
-    assert_string_equal(got->config->version, "v1999");
-    hy_dp_snapshot_unref(got);
-    hy_dp_current_fini(&shared);
 }
 
 /* ----- the control stream against a fake DP server ----- */
@@ -943,7 +864,7 @@ static void test_stream(void **state)
     hy_ca_info_fini(&info);
     assert_string_equal(f.ack, "v1");
     assert_null(d.pending.key); /* the key of the CSR is now the certificate's */
-    struct hy_dp_snapshot *v1 = hy_dp_current_get(&d.current, NULL);
+    struct hy_dp_snapshot *v1 = hy_dp_snapshot_get(&d.current, NULL);
     assert_string_equal(v1->config->version, "v1");
     char why[512];
     assert_true(dp_ready_soon(&d));
@@ -968,7 +889,7 @@ static void test_stream(void **state)
     wait_for(&f.nacks, 1);
     assert_string_equal(f.nack, "v2: the certificate is not for this dataplane's key (it must be "
                                 "issued for the CSR of its last DpHello or DpCsr)");
-    struct hy_dp_snapshot *cur = hy_dp_current_get(&d.current, NULL);
+    struct hy_dp_snapshot *cur = hy_dp_snapshot_get(&d.current, NULL);
     assert_ptr_equal(cur, v1);
     hy_dp_snapshot_unref(cur);
     assert_int_equal(metric(d.nacks), 1);
@@ -981,7 +902,7 @@ static void test_stream(void **state)
     wait_for(&f.csrs, 1);
     wait_for(&f.acks, 3); /* v3, and v4 with the new certificate */
     assert_string_equal(f.ack, "v4");
-    cur = hy_dp_current_get(&d.current, NULL);
+    cur = hy_dp_snapshot_get(&d.current, NULL);
     assert_string_equal(cur->config->version, "v4");
     assert_string_not_equal(cur->key, v1->key);
     assert_string_not_equal(cur->fingerprint, v1->fingerprint);
@@ -997,7 +918,7 @@ static void test_stream(void **state)
     assert_true(run_until(dp_closed, &d, 5000));
     assert_true(hy_dp_ready(&d, why, sizeof(why)));
     expect_get(&d, "/metrics", 200, "\nhypha_dp_connected 0\n", NULL);
-    cur = hy_dp_current_get(&d.current, NULL);
+    cur = hy_dp_snapshot_get(&d.current, NULL);
     assert_string_equal(cur->config->version, "v4");
     hy_dp_snapshot_unref(cur);
 
@@ -1137,8 +1058,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vars),       cmocka_unit_test(test_file),
         cmocka_unit_test(test_token),      cmocka_unit_test(test_config_checks),
-        cmocka_unit_test(test_renew_time), cmocka_unit_test(test_snapshot_publish),
-        cmocka_unit_test(test_stream),     cmocka_unit_test(test_not_ready),
+        cmocka_unit_test(test_renew_time), cmocka_unit_test(test_stream),
+        cmocka_unit_test(test_not_ready),
     };
     if (getenv("HY_TEST_FILTER"))
         cmocka_set_test_filter(getenv("HY_TEST_FILTER"));

@@ -1,0 +1,149 @@
+/* Unit tests of what the two data-plane binaries share (agent/): config
+ * snapshots published across threads. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent_snap.h"
+#include "log.h"
+#include "poison.h"
+
+/* ----- snapshots across threads ----- */
+
+struct fake_snap {
+    struct hy_agent_snap base;
+    char version[16];
+    char *payload; /* owned: freed with the snapshot */
+};
+
+/* fake_of, fake_ref, fake_unref, fake_get */
+HY_AGENT_SNAP_TYPE(struct fake_snap, fake)
+
+static atomic_int freed;
+
+static void fake_free(struct hy_agent_snap *s)
+{
+    struct fake_snap *f = (struct fake_snap *)s;
+    free(f->payload);
+    free(f);
+    atomic_fetch_add(&freed, 1);
+}
+
+static struct hy_agent_snap *fake_snap(int n)
+{
+    struct fake_snap *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    snprintf(f->version, sizeof(f->version), "v%d", n);
+    f->payload = strdup("payload");
+    hy_agent_snap_init(&f->base, fake_free, f->version);
+    return &f->base;
+}
+
+static struct hy_agent_current shared;
+static atomic_bool readers_stop;
+static atomic_int readers_reading;
+
+/* A worker's loop: check the generation, take a new snapshot when it
+ * moved, read it. */
+static void *reader(void *arg)
+{
+    (void)arg;
+    uint64_t mine = 0;
+    struct fake_snap *s = NULL;
+    unsigned long reads = 0;
+    while (!atomic_load(&readers_stop)) {
+        if (hy_agent_current_generation(&shared) != mine) {
+            fake_unref(s);
+            s = fake_get(&shared, &mine);
+        }
+        if (s && s->base.version[0] == 'v' && !strcmp(s->payload, "payload") && !reads++)
+            atomic_fetch_add(&readers_reading, 1);
+    }
+    fake_unref(s);
+    return (void *)reads;
+}
+
+static int publishes;
+
+static void count_publish(void *arg)
+{
+    assert_ptr_equal(arg, &publishes);
+    publishes++;
+}
+
+static void test_snapshot_publish(void **state)
+{
+    (void)state;
+    atomic_store(&freed, 0);
+    hy_agent_current_init(&shared);
+    hy_agent_current_on_publish(&shared, count_publish, &publishes);
+    uint64_t gen = 7;
+    assert_null(hy_agent_current_get(&shared, &gen));
+    assert_int_equal(gen, 0);
+    assert_int_equal(hy_agent_current_generation(&shared), 0);
+    struct hy_agent_snap *a = fake_snap(0);
+    hy_agent_current_publish(&shared, hy_agent_snap_ref(a));
+    assert_int_equal(publishes, 1);
+    assert_int_equal(hy_agent_current_generation(&shared), 1);
+    struct hy_agent_snap *got = hy_agent_current_get(&shared, &gen);
+    assert_ptr_equal(got, a);
+    assert_int_equal(gen, 1);
+    assert_int_equal(atomic_load(&a->refs), 3);
+    hy_agent_current_publish(&shared, fake_snap(1));
+    /* the old one lives on while held */
+    assert_int_equal(atomic_load(&a->refs), 2);
+    hy_agent_snap_unref(got);
+    assert_string_equal(a->version, "v0");
+    assert_int_equal(atomic_load(&freed), 0);
+    hy_agent_snap_unref(a);
+    assert_int_equal(atomic_load(&freed), 1);
+    assert_null(hy_agent_snap_ref(NULL));
+    hy_agent_snap_unref(NULL);
+    assert_null(fake_ref(NULL));
+    fake_unref(NULL);
+    assert_null(fake_of(NULL));
+    hy_agent_current_on_publish(&shared, NULL, &publishes);
+
+    pthread_t t[4];
+    atomic_store(&readers_stop, false);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, reader, NULL), 0);
+    while (atomic_load(&readers_reading) < 4)
+        usleep(1000);
+    for (int i = 2; i < 2000; i++)
+        hy_agent_current_publish(&shared, fake_snap(i));
+    atomic_store(&readers_stop, true);
+    for (int i = 0; i < 4; i++) {
+        void *reads;
+        pthread_join(t[i], &reads);
+        assert_true((unsigned long)reads > 0);
+    }
+    assert_int_equal(publishes, 2);
+    assert_int_equal(hy_agent_current_generation(&shared), 2000);
+    got = hy_agent_current_get(&shared, NULL);
+    assert_string_equal(got->version, "v1999");
+    hy_agent_snap_unref(got);
+    hy_agent_current_fini(&shared);
+    assert_int_equal(atomic_load(&freed), 2000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_snapshot_publish),
+    };
+    hy_log_threshold = getenv("HY_TEST_LOG") ? HY_LOG_DEBUG : HY_LOG_ERROR + 1;
+    if (getenv("HY_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("HY_TEST_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
