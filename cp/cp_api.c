@@ -7,6 +7,7 @@
 
 #include "cp_api.h"
 #include "codec.h"
+#include "cp_inspect.h"
 #include "error.h"
 #include "log.h"
 #include "policy.h"
@@ -831,6 +832,8 @@ bool hy_cp_api_handle(struct hy_cp_api *api, const struct hy_http_req *req,
             apply(api, req, resp);
         return true;
     }
+    if (hy_cp_inspect_handle(api, req, resp, s, n))
+        return true;
     if (!strcmp(s[0], "meshes") && n >= 3) {
         const struct hy_rtype *t = user_type(s[2]);
         if (n > 4 || !t || t->scope != HY_SCOPE_MESH) {

@@ -8,6 +8,7 @@
 #include "dataplane.pb-c.h"
 #include "error.h"
 #include "policy.h"
+#include "store.h"
 #include "poison.h"
 
 #define S(s) ((s) ? (s) : "")
@@ -328,4 +329,96 @@ int hy_policy_merge(const struct hy_policy_set *s, const char *section, size_t i
     if (rc < 0)
         hy_policy_conf_fini(out);
     return rc;
+}
+
+/* ----- the policies of a store ----- */
+
+const char *const hy_policy_type_names[HY_POLICY_NTYPES] = {
+    "MeshTrafficPermission",     "MeshTimeout",     "MeshRetry", "MeshCircuitBreaker",
+    "MeshLoadBalancingStrategy", "MeshHealthCheck",
+};
+
+static int world_add(struct hy_policy_world *w, int t, struct hy_resource *r)
+{
+    struct hy_resource **nv = realloc(w->v[t], (w->n[t] + 1) * sizeof(*nv));
+    if (!nv)
+        return HY_ENOMEM;
+    w->v[t] = nv;
+    nv[w->n[t]++] = r;
+    return 0;
+}
+
+struct collect {
+    struct hy_policy_world *w;
+    int type;
+};
+
+static int keep(void *ud, struct hy_resource *r, bool *take)
+{
+    struct collect *c = ud;
+    int rc = world_add(c->w, c->type, r);
+    *take = rc == 0;
+    return rc;
+}
+
+int hy_policy_world_load(struct hy_store *s, struct hy_policy_world *w)
+{
+    memset(w, 0, sizeof(*w));
+    int rc = 0;
+    for (int t = 0; rc == 0 && t < HY_POLICY_NTYPES; t++) {
+        struct collect c = {w, t};
+        rc = hy_store_each(s, hy_policy_type_names[t], keep, &c);
+    }
+    if (rc < 0)
+        hy_policy_world_fini(w);
+    return rc;
+}
+
+int hy_policy_world_put(struct hy_policy_world *w, struct hy_resource *r)
+{
+    for (int t = 0; t < HY_POLICY_NTYPES; t++) {
+        if (strcmp(r->type->name, hy_policy_type_names[t]))
+            continue;
+        for (size_t i = 0; i < w->n[t]; i++) {
+            const Hypha__V1__Meta *m = w->v[t][i]->meta;
+            if (!strcmp(S(m->mesh), S(r->meta->mesh)) && !strcmp(S(m->name), S(r->meta->name))) {
+                hy_resource_free(w->v[t][i]);
+                w->v[t][i] = r;
+                return 0;
+            }
+        }
+        int rc = world_add(w, t, r);
+        if (rc < 0)
+            hy_resource_free(r);
+        return rc;
+    }
+    return HY_EINVAL;
+}
+
+void hy_policy_world_fini(struct hy_policy_world *w)
+{
+    for (int t = 0; t < HY_POLICY_NTYPES; t++) {
+        for (size_t i = 0; i < w->n[t]; i++)
+            hy_resource_free(w->v[t][i]);
+        free(w->v[t]);
+    }
+    memset(w, 0, sizeof(*w));
+}
+
+int hy_policy_select_all(const struct hy_policy_world *w, const struct hy_policy_proxy *p,
+                         struct hy_policy_set sel[HY_POLICY_NTYPES])
+{
+    memset(sel, 0, HY_POLICY_NTYPES * sizeof(*sel));
+    int rc = 0;
+    for (int t = 0; rc == 0 && t < HY_POLICY_NTYPES; t++)
+        rc = hy_policy_select(w->v[t], w->n[t], p, &sel[t]);
+    if (rc < 0)
+        hy_policy_sets_fini(sel);
+    return rc;
+}
+
+void hy_policy_sets_fini(struct hy_policy_set sel[HY_POLICY_NTYPES])
+{
+    for (int t = 0; t < HY_POLICY_NTYPES; t++)
+        hy_policy_set_fini(&sel[t]);
 }

@@ -96,6 +96,40 @@ struct hy_policy_conf {
     size_t nprov;
 };
 
+/* The policy types the data plane's config is made of. */
+enum hy_policy_type {
+    HY_POLICY_MTP,
+    HY_POLICY_TIMEOUT,
+    HY_POLICY_RETRY,
+    HY_POLICY_BREAKER,
+    HY_POLICY_LB,
+    HY_POLICY_HEALTH,
+    HY_POLICY_NTYPES
+};
+extern const char *const hy_policy_type_names[HY_POLICY_NTYPES];
+
+/* Every policy of those types: what configs are computed from. */
+struct hy_policy_world {
+    struct hy_resource **v[HY_POLICY_NTYPES]; /* owned */
+    size_t n[HY_POLICY_NTYPES];
+};
+
+struct hy_store;
+/* Loads every policy of the types above from s into *w (zeroed first;
+ * free with hy_policy_world_fini). 0 or a negative code. */
+int hy_policy_world_load(struct hy_store *s, struct hy_policy_world *w);
+/* Puts r (of one of the types; owned by the world from now) in place of
+ * the policy of the same mesh and name, or adds it: the world as a write
+ * would leave it. 0, HY_ENOMEM (r freed), or HY_EINVAL when r is not a
+ * policy type (r left to the caller). */
+int hy_policy_world_put(struct hy_policy_world *w, struct hy_resource *r);
+void hy_policy_world_fini(struct hy_policy_world *w);
+/* The policies of each type in w selecting proxy p, into sel[] (free each
+ * with hy_policy_set_fini, or all with hy_policy_sets_fini). */
+int hy_policy_select_all(const struct hy_policy_world *w, const struct hy_policy_proxy *p,
+                         struct hy_policy_set sel[HY_POLICY_NTYPES]);
+void hy_policy_sets_fini(struct hy_policy_set sel[HY_POLICY_NTYPES]);
+
 /* The rank of a top-level targetRef (NULL: the whole mesh). */
 enum hy_policy_rank hy_policy_rank_of(const Hypha__V1__TargetRef *t);
 /* The tags of inbound i of proxy p, with HY_TAG_ZONE added when the

@@ -112,68 +112,31 @@ static int set_dur(Hypha__V1__Duration **dst, const Hypha__V1__Duration *src)
     return (*dst = dur(src)) ? 0 : HY_ENOMEM;
 }
 
-/* The policy types a sidecar's config is made of, each with the policies
- * of the proxy's mesh that select it (the policy engine's order). */
-enum { P_MTP, P_TIMEOUT, P_RETRY, P_BREAKER, P_LB, P_HEALTH, P_N };
-static const char *const policy_types[P_N] = {
-    "MeshTrafficPermission",     "MeshTimeout",     "MeshRetry", "MeshCircuitBreaker",
-    "MeshLoadBalancingStrategy", "MeshHealthCheck",
-};
-
+/* The policies of each type that select the proxy (the engine's order). */
 struct policies {
-    struct hy_resource **all[P_N]; /* owned: every policy of the type */
-    size_t nall[P_N];
-    struct hy_policy_set sel[P_N];
+    struct hy_policy_world world;
+    struct hy_policy_set sel[HY_POLICY_NTYPES];
 };
-
-struct collect {
-    struct policies *p;
-    int type;
-};
-
-static int keep_policy(void *ud, struct hy_resource *r, bool *take)
-{
-    struct collect *c = ud;
-    struct hy_resource ***v = &c->p->all[c->type];
-    struct hy_resource **nv = realloc(*v, (c->p->nall[c->type] + 1) * sizeof(*nv));
-    if (!nv)
-        return HY_ENOMEM;
-    *v = nv;
-    nv[c->p->nall[c->type]++] = r;
-    *take = true;
-    return 0;
-}
 
 static void policies_fini(struct policies *p)
 {
-    for (int t = 0; t < P_N; t++) {
-        for (size_t i = 0; i < p->nall[t]; i++)
-            hy_resource_free(p->all[t][i]);
-        free(p->all[t]);
-        hy_policy_set_fini(&p->sel[t]);
-    }
+    hy_policy_sets_fini(p->sel);
+    hy_policy_world_fini(&p->world);
 }
 
 static int policies_load(struct hy_store *s, const struct hy_policy_proxy *proxy,
                          struct policies *p)
 {
-    memset(p, 0, sizeof(*p));
-    int rc = 0;
-    for (int t = 0; rc == 0 && t < P_N; t++) {
-        struct collect c = {p, t};
-        rc = hy_store_each(s, policy_types[t], keep_policy, &c);
-        if (rc == 0)
-            rc = hy_policy_select(p->all[t], p->nall[t], proxy, &p->sel[t]);
-    }
-    if (rc < 0)
-        policies_fini(p);
+    int rc = hy_policy_world_load(s, &p->world);
+    if (rc == 0 && (rc = hy_policy_select_all(&p->world, proxy, p->sel)) < 0)
+        hy_policy_world_fini(&p->world);
     return rc;
 }
 
 /* MeshTrafficPermission at inbound i (cp/policy.h). */
 static int inbound_permissions(const struct policies *p, size_t i, Hypha__V1__DpInbound *in)
 {
-    return hy_policy_inbound_permissions(&p->sel[P_MTP], i, in);
+    return hy_policy_inbound_permissions(&p->sel[HY_POLICY_MTP], i, in);
 }
 
 /* The merged `to` default of policy type t for destination service svc;
@@ -257,14 +220,14 @@ static int apply_to_policies(const struct policies *p, const struct hy_resource 
                              Hypha__V1__DpOutbound *o)
 {
     struct hy_policy_conf c;
-    int rc = merged_to(p, P_TIMEOUT, o->service, &c);
+    int rc = merged_to(p, HY_POLICY_TIMEOUT, o->service, &c);
     if (rc == 0 && c.conf) {
         const Hypha__V1__MeshTimeout__Conf *t = (const void *)c.conf;
         if ((rc = set_dur(&o->connect_timeout, t->connection_timeout)) == 0)
             rc = set_dur(&o->idle_timeout, t->idle_timeout);
     }
     hy_policy_conf_fini(&c);
-    if (rc == 0 && (rc = merged_to(p, P_RETRY, o->service, &c)) == 0 && c.conf) {
+    if (rc == 0 && (rc = merged_to(p, HY_POLICY_RETRY, o->service, &c)) == 0 && c.conf) {
         const Hypha__V1__MeshRetry__Conf *r = (const void *)c.conf;
         if (r->tcp && r->tcp->has_max_connect_attempt) {
             o->has_max_connect_attempts = 1;
@@ -272,7 +235,7 @@ static int apply_to_policies(const struct policies *p, const struct hy_resource 
         }
     }
     hy_policy_conf_fini(&c);
-    if (rc == 0 && (rc = merged_to(p, P_BREAKER, o->service, &c)) == 0 && c.conf) {
+    if (rc == 0 && (rc = merged_to(p, HY_POLICY_BREAKER, o->service, &c)) == 0 && c.conf) {
         const Hypha__V1__MeshCircuitBreaker__Conf *b = (const void *)c.conf;
         if (b->connection_limits && b->connection_limits->has_max_connections) {
             o->has_max_connections = 1;
@@ -286,7 +249,7 @@ static int apply_to_policies(const struct policies *p, const struct hy_resource 
         }
     }
     hy_policy_conf_fini(&c);
-    if (rc == 0 && (rc = merged_to(p, P_LB, o->service, &c)) == 0 && c.conf) {
+    if (rc == 0 && (rc = merged_to(p, HY_POLICY_LB, o->service, &c)) == 0 && c.conf) {
         const Hypha__V1__MeshLoadBalancingStrategy__Conf *l = (const void *)c.conf;
         if (l->load_balancer && l->load_balancer->has_type) {
             const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
@@ -300,7 +263,7 @@ static int apply_to_policies(const struct policies *p, const struct hy_resource 
             zone_order(dp, o, l->locality_awareness);
     }
     hy_policy_conf_fini(&c);
-    if (rc == 0 && (rc = merged_to(p, P_HEALTH, o->service, &c)) == 0 && c.conf) {
+    if (rc == 0 && (rc = merged_to(p, HY_POLICY_HEALTH, o->service, &c)) == 0 && c.conf) {
         const Hypha__V1__MeshHealthCheck__Conf *h = (const void *)c.conf;
         if (!(h->tcp && h->tcp->has_disabled && h->tcp->disabled)) {
             /* Kuma's default interval: a minute (and 15 s timeout, the sidecar's) */

@@ -1,0 +1,459 @@
+/* Explaining what the policy engine decided, on both control planes:
+ *
+ *   GET /meshes/{mesh}/dataplanes/{name}/_rules   the policies selecting a
+ *       Dataplane, in merge order, and what they merge to per inbound and
+ *       outbound, each value with the policy and entry it came from
+ *   GET /meshes/{mesh}/_explain?from=X&to=SERVICE  whether X (a Dataplane,
+ *       or a service) may call SERVICE, at every Dataplane serving it, and
+ *       the deciding policy, entry and reason
+ *   POST /_apply?dryRun=true                       "changes": which
+ *       Dataplanes' effective policies the write would change, and how
+ *
+ * The decisions are common/permit.c's, the one the sidecar enforces. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "cp_inspect.h"
+#include "dataplane.pb-c.h"
+#include "error.h"
+#include "permit.h"
+#include "policy.h"
+#include "poison.h"
+
+#define S(s) ((s) ? (s) : "")
+#define MAX_TAGS 64
+
+static void json_str(struct hy_buf *b, const char *s)
+{
+    hy_codec_json_string(b, S(s), strlen(S(s)));
+}
+
+static const Hypha__V1__Dataplane *dp_spec(const struct hy_resource *dp)
+{
+    return (const Hypha__V1__Dataplane *)dp->spec;
+}
+
+static size_t n_inbounds(const struct hy_resource *dp)
+{
+    const Hypha__V1__Dataplane *d = dp_spec(dp);
+    size_t n = d->networking ? d->networking->n_inbound : 0;
+    return n < HY_POLICY_MAX_INBOUNDS ? n : HY_POLICY_MAX_INBOUNDS;
+}
+
+static const char *service_of(const Hypha__V1__Dataplane__Networking__Inbound *in)
+{
+    for (size_t k = 0; k < in->n_tags; k++)
+        if (!strcmp(S(in->tags[k]->key), HY_TAG_SERVICE))
+            return in->tags[k]->value;
+    return NULL;
+}
+
+/* A caller as its certificate would show it (hy_zone_dp_identity_uris):
+ * every inbound tag, the zone's, and its first SPIFFE ID. */
+static void caller_of(const struct hy_resource *dp, struct hy_permit_peer *peer, char *id,
+                      size_t size)
+{
+    struct hy_policy_proxy p = {dp, dp->origin};
+    memset(peer, 0, sizeof(*peer));
+    id[0] = '\0';
+    for (size_t i = 0; i < n_inbounds(dp); i++) {
+        struct hy_policy_tag t[MAX_TAGS];
+        size_t n = hy_policy_inbound_tags(&p, i, t, MAX_TAGS);
+        for (size_t k = 0; k < n; k++)
+            if (!hy_permit_peer_has(peer, t[k].key, t[k].value))
+                hy_permit_peer_add(peer, t[k].key, t[k].value);
+        const char *svc = service_of(dp_spec(dp)->networking->inbound[i]);
+        if (!id[0] && svc)
+            snprintf(id, size, "spiffe://%s/%s", S(dp->meta->mesh), svc);
+    }
+}
+
+/* The MeshTrafficPermission decision at inbound i of callee for a caller. */
+static int decide(const struct hy_policy_set *mtp, size_t i, const char *id,
+                  const struct hy_permit_peer *peer, struct hy_permit_decision *d, char *origin,
+                  size_t size)
+{
+    Hypha__V1__DpInbound in = HYPHA__V1__DP_INBOUND__INIT;
+    int rc = hy_policy_inbound_permissions(mtp, i, &in);
+    if (rc == 0) {
+        hy_permit_decide(&in, id, peer, d);
+        /* the origin lives in `in`: copied before it goes */
+        snprintf(origin, size, "%s", S(d->origin));
+        d->origin = origin[0] ? origin : NULL;
+    }
+    /* free what hy_policy_inbound_permissions added, not `in` itself */
+    Hypha__V1__DpInbound *heap = malloc(sizeof(*heap));
+    if (heap) {
+        *heap = in;
+        hypha__v1__dp_inbound__free_unpacked(heap, NULL);
+    }
+    return heap ? rc : HY_ENOMEM;
+}
+
+static const char *result_name(enum hy_permit_result r)
+{
+    return r == HY_PERMIT_ALLOW ? "Allow" : r == HY_PERMIT_SHADOW ? "AllowWithShadowDeny" : "Deny";
+}
+
+/* ----- _rules ----- */
+
+static void put_ref(struct hy_buf *b, const Hypha__V1__TargetRef *t)
+{
+    if (!t) {
+        hy_buf_puts(b, "{\"kind\":\"Mesh\"}");
+        return;
+    }
+    hy_codec_encode_message(&t->base, HY_FORMAT_JSON, b);
+}
+
+static void put_policies(struct hy_buf *b, const struct hy_policy_set *s)
+{
+    hy_buf_puts(b, "\"policies\":[");
+    for (size_t i = 0; i < s->n; i++) {
+        const struct hy_resource *r = s->v[i].r;
+        hy_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+        json_str(b, r->meta->name);
+        hy_buf_puts(b, ",\"origin\":");
+        json_str(b, r->origin ? r->origin : "global");
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(r->spec->descriptor, "target_ref");
+        hy_buf_puts(b, ",\"targetRef\":");
+        put_ref(b, f ? *(Hypha__V1__TargetRef *const *)((const char *)r->spec + f->offset) : NULL);
+        hy_buf_puts(b, "}");
+    }
+    hy_buf_puts(b, "]");
+}
+
+static void put_tags(struct hy_buf *b, const struct hy_policy_tag *t, size_t n)
+{
+    hy_buf_puts(b, "{");
+    for (size_t k = 0; k < n; k++) {
+        hy_buf_puts(b, k ? "," : "");
+        json_str(b, t[k].key);
+        hy_buf_puts(b, ":");
+        json_str(b, t[k].value);
+    }
+    hy_buf_puts(b, "}");
+}
+
+static void put_from_rules(struct hy_buf *b, const struct hy_policy_proxy *p,
+                           const struct hy_policy_set *mtp)
+{
+    hy_buf_puts(b, ",\"fromRules\":[");
+    for (size_t i = 0; i < n_inbounds(p->dp); i++) {
+        const Hypha__V1__Dataplane__Networking__Inbound *ib =
+            dp_spec(p->dp)->networking->inbound[i];
+        struct hy_policy_tag t[MAX_TAGS];
+        size_t nt = hy_policy_inbound_tags(p, i, t, MAX_TAGS);
+        hy_buf_printf(b, "%s{\"inbound\":{\"port\":%u,\"tags\":", i ? "," : "", ib->port);
+        put_tags(b, t, nt);
+        hy_buf_puts(b, "},\"entries\":");
+        Hypha__V1__DpInbound *in = malloc(sizeof(*in));
+        if (in) {
+            hypha__v1__dp_inbound__init(in);
+            hy_policy_inbound_permissions(mtp, i, in);
+            /* the inbound as the sidecar gets it: entries in merge order (the
+             * last one a caller matches decides) and rules matchers */
+            struct hy_buf one = {0};
+            hy_codec_encode_message(&in->base, HY_FORMAT_JSON, &one);
+            hy_buf_puts(b, one.len > 2 ? one.data : "{}");
+            hy_buf_fini(&one);
+            hypha__v1__dp_inbound__free_unpacked(in, NULL);
+        } else {
+            hy_buf_puts(b, "{}");
+        }
+        hy_buf_puts(b, "}");
+    }
+    hy_buf_puts(b, "]");
+}
+
+static void put_conf(struct hy_buf *b, const struct hy_policy_conf *c)
+{
+    hy_buf_puts(b, "\"conf\":");
+    if (c->conf)
+        hy_codec_encode_message(c->conf, HY_FORMAT_JSON, b);
+    else
+        hy_buf_puts(b, "null");
+    hy_buf_puts(b, ",\"origin\":{");
+    for (size_t k = 0; k < c->nprov; k++) {
+        const struct hy_policy_origin *o = &c->prov[k].origin;
+        char from[512];
+        snprintf(from, sizeof(from), "%s/%s %s[%zu]", o->r->type->name, S(o->r->meta->name),
+                 o->section, o->index);
+        hy_buf_puts(b, k ? "," : "");
+        json_str(b, c->prov[k].path);
+        hy_buf_puts(b, ":");
+        json_str(b, from);
+    }
+    hy_buf_puts(b, "}");
+}
+
+static const char *outbound_service(const Hypha__V1__Dataplane__Networking__Outbound *o)
+{
+    for (size_t k = 0; k < o->n_tags; k++)
+        if (!strcmp(S(o->tags[k]->key), HY_TAG_SERVICE))
+            return o->tags[k]->value;
+    return NULL;
+}
+
+static int put_to_rules(struct hy_buf *b, const struct hy_policy_proxy *p,
+                        const struct hy_policy_set *s)
+{
+    const Hypha__V1__Dataplane *d = dp_spec(p->dp);
+    size_t nout = d->networking ? d->networking->n_outbound : 0;
+    hy_buf_puts(b, ",\"toRules\":[");
+    for (size_t i = 0; i < nout; i++) {
+        const char *svc = S(outbound_service(d->networking->outbound[i]));
+        struct hy_policy_tag dest[] = {{HY_TAG_SERVICE, svc}};
+        struct hy_policy_tags tags = {dest, 1};
+        struct hy_policy_conf c;
+        int rc = hy_policy_merge(s, "to", SIZE_MAX, &tags, &c);
+        if (rc < 0)
+            return rc;
+        hy_buf_printf(b, "%s{\"outbound\":{\"port\":%u,\"service\":", i ? "," : "",
+                      d->networking->outbound[i]->port);
+        json_str(b, svc);
+        hy_buf_puts(b, "},");
+        put_conf(b, &c);
+        hy_buf_puts(b, "}");
+        hy_policy_conf_fini(&c);
+    }
+    hy_buf_puts(b, "]");
+    return 0;
+}
+
+static void rules(struct hy_cp_api *api, struct hy_http_resp *resp, const char *mesh,
+                  const char *name)
+{
+    struct hy_resource *dp = NULL;
+    int rc = hy_store_get(api->store, "Dataplane", mesh, name, &dp);
+    if (rc == HY_ENOTFOUND) {
+        char details[600];
+        snprintf(details, sizeof(details), "no Dataplane %.250s in mesh %.250s", name, mesh);
+        hy_http_error(resp, 404, "Not found", details, NULL);
+        return;
+    }
+    struct hy_policy_world w;
+    struct hy_policy_set sel[HY_POLICY_NTYPES];
+    struct hy_policy_proxy p = {dp, dp ? dp->origin : NULL};
+    if (rc < 0 || (rc = hy_policy_world_load(api->store, &w)) < 0) {
+        hy_http_error(resp, 500, "Store error", hy_strerror(rc), NULL);
+        hy_resource_free(dp);
+        return;
+    }
+    if ((rc = hy_policy_select_all(&w, &p, sel)) < 0)
+        goto out;
+    struct hy_buf *b = &resp->body;
+    hy_buf_puts(b, "{\"resource\":{\"type\":\"Dataplane\",\"mesh\":");
+    json_str(b, mesh);
+    hy_buf_puts(b, ",\"name\":");
+    json_str(b, name);
+    hy_buf_puts(b, ",\"zone\":");
+    json_str(b, dp->origin);
+    hy_buf_puts(b, "},\"rules\":[");
+    bool first = true;
+    for (int t = 0; rc == 0 && t < HY_POLICY_NTYPES; t++) {
+        if (!sel[t].n)
+            continue;
+        hy_buf_printf(b, "%s{\"type\":\"%s\",", first ? "" : ",", hy_policy_type_names[t]);
+        first = false;
+        put_policies(b, &sel[t]);
+        if (t == HY_POLICY_MTP)
+            put_from_rules(b, &p, &sel[t]);
+        else
+            rc = put_to_rules(b, &p, &sel[t]);
+        hy_buf_puts(b, ",\"warnings\":[");
+        size_t nw = 0;
+        for (size_t i = 0; i < sel[t].n; i++) {
+            struct hy_diag wd = {0};
+            hy_policy_warnings(sel[t].v[i].r, &wd);
+            for (size_t k = 0; k < wd.n; k++) {
+                char line[1024];
+                snprintf(line, sizeof(line), "%s: %s: %s", S(sel[t].v[i].r->meta->name),
+                         wd.causes[k].field, wd.causes[k].message);
+                hy_buf_puts(b, nw++ ? "," : "");
+                json_str(b, line);
+            }
+            hy_diag_fini(&wd);
+        }
+        hy_buf_puts(b, "]}");
+    }
+    hy_buf_puts(b, "]}");
+    hy_policy_sets_fini(sel);
+out:
+    if (rc < 0) {
+        hy_buf_fini(&resp->body);
+        hy_http_error(resp, 500, "Cannot compute the rules", hy_strerror(rc), NULL);
+    }
+    hy_policy_world_fini(&w);
+    hy_resource_free(dp);
+}
+
+/* ----- _explain ----- */
+
+struct dps {
+    struct hy_resource **v;
+    size_t n;
+    const char *mesh;
+};
+
+static int keep_dp(void *ud, struct hy_resource *r, bool *take)
+{
+    struct dps *d = ud;
+    if (strcmp(S(r->meta->mesh), d->mesh))
+        return 0;
+    struct hy_resource **nv = realloc(d->v, (d->n + 1) * sizeof(*nv));
+    if (!nv)
+        return HY_ENOMEM;
+    d->v = nv;
+    nv[d->n++] = r;
+    *take = true;
+    return 0;
+}
+
+static void dps_fini(struct dps *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        hy_resource_free(d->v[i]);
+    free(d->v);
+}
+
+static bool serves(const struct hy_resource *dp, const char *svc, size_t *inbound)
+{
+    for (size_t i = 0; i < n_inbounds(dp); i++)
+        if (!strcmp(S(service_of(dp_spec(dp)->networking->inbound[i])), svc)) {
+            if (inbound)
+                *inbound = i;
+            return true;
+        }
+    return false;
+}
+
+/* "denied by MeshTrafficPermission/mesh-deny from[0]: the last from entry
+ * the caller matches" */
+static void reason(const struct hy_permit_decision *d, char *buf, size_t size)
+{
+    const char *verb = d->result == HY_PERMIT_DENY    ? "denied"
+                       : d->result == HY_PERMIT_ALLOW ? "allowed"
+                                                      : "allowed (shadow deny: logged as denied)";
+    if (d->origin)
+        snprintf(buf, size, "%s by %s: %s", verb, d->origin, d->why);
+    else
+        snprintf(buf, size, "%s: %s", verb, d->why);
+}
+
+static void explain(struct hy_cp_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
+                    const char *mesh)
+{
+    const char *from = hy_http_param(req, "from"), *to = hy_http_param(req, "to");
+    if (!from || !from[0] || !to || !to[0]) {
+        hy_http_error(resp, 400, "Missing parameter",
+                      "give from (a Dataplane or a service) and to (a service)", NULL);
+        return;
+    }
+    struct dps d = {.mesh = mesh};
+    struct hy_policy_world w = {0};
+    int rc = hy_store_each(api->store, "Dataplane", keep_dp, &d);
+    if (rc == 0)
+        rc = hy_policy_world_load(api->store, &w);
+    if (rc < 0) {
+        hy_http_error(resp, 500, "Store error", hy_strerror(rc), NULL);
+        goto out;
+    }
+    /* the callers: the Dataplane named `from`, else every one serving the
+     * service `from`, else a caller showing only that service */
+    const struct hy_resource *callers[256];
+    size_t ncallers = 0;
+    for (size_t i = 0; i < d.n && !ncallers; i++)
+        if (!strcmp(S(d.v[i]->meta->name), from))
+            callers[ncallers++] = d.v[i];
+    bool named = ncallers == 1;
+    for (size_t i = 0; !named && i < d.n && ncallers < 256; i++)
+        if (serves(d.v[i], from, NULL))
+            callers[ncallers++] = d.v[i];
+    struct hy_buf *b = &resp->body;
+    hy_buf_puts(b, "{\"from\":");
+    json_str(b, from);
+    hy_buf_puts(b, ",\"to\":");
+    json_str(b, to);
+    hy_buf_puts(b, ",\"results\":[");
+    size_t nres = 0;
+    for (size_t k = 0; k < (ncallers ? ncallers : 1); k++) {
+        struct hy_permit_peer *peer = calloc(1, sizeof(*peer));
+        char id[600], caller[300];
+        if (!peer) {
+            rc = HY_ENOMEM;
+            break;
+        }
+        if (ncallers) {
+            caller_of(callers[k], peer, id, sizeof(id));
+            snprintf(caller, sizeof(caller), "%s", S(callers[k]->meta->name));
+        } else {
+            hy_permit_peer_add(peer, HY_TAG_SERVICE, from);
+            snprintf(id, sizeof(id), "spiffe://%s/%s", mesh, from);
+            snprintf(caller, sizeof(caller), "(any %s)", from);
+        }
+        for (size_t i = 0; rc == 0 && i < d.n; i++) {
+            size_t inbound;
+            if (!serves(d.v[i], to, &inbound))
+                continue;
+            struct hy_policy_proxy p = {d.v[i], d.v[i]->origin};
+            struct hy_policy_set mtp;
+            if ((rc = hy_policy_select(w.v[HY_POLICY_MTP], w.n[HY_POLICY_MTP], &p, &mtp)) < 0)
+                break;
+            struct hy_permit_decision dec;
+            char origin[512], why[1024];
+            rc = decide(&mtp, inbound, id, peer, &dec, origin, sizeof(origin));
+            hy_policy_set_fini(&mtp);
+            if (rc < 0)
+                break;
+            reason(&dec, why, sizeof(why));
+            hy_buf_puts(b, nres++ ? ",{\"caller\":" : "{\"caller\":");
+            json_str(b, caller);
+            hy_buf_puts(b, ",\"callee\":");
+            json_str(b, d.v[i]->meta->name);
+            hy_buf_printf(b, ",\"inbound\":%u,\"decision\":\"%s\",\"origin\":",
+                          dp_spec(d.v[i])->networking->inbound[inbound]->port,
+                          result_name(dec.result));
+            json_str(b, dec.origin);
+            hy_buf_puts(b, ",\"reason\":");
+            json_str(b, why);
+            hy_buf_puts(b, "}");
+        }
+        free(peer);
+    }
+    hy_buf_puts(b, "]}");
+    if (rc < 0) {
+        hy_buf_fini(b);
+        hy_http_error(resp, 500, "Cannot explain", hy_strerror(rc), NULL);
+    }
+out:
+    hy_policy_world_fini(&w);
+    dps_fini(&d);
+}
+
+bool hy_cp_inspect_handle(struct hy_cp_api *api, const struct hy_http_req *req,
+                          struct hy_http_resp *resp, char **s, size_t n)
+{
+    bool get = req->method == HY_HTTP_GET || req->method == HY_HTTP_HEAD;
+    if (n == 5 && !strcmp(s[0], "meshes") && !strcmp(s[2], "dataplanes") &&
+        !strcmp(s[4], "_rules")) {
+        snprintf(resp->route, sizeof(resp->route), "/meshes/{mesh}/dataplanes/{name}/_rules");
+        if (get)
+            rules(api, resp, s[1], s[3]);
+        else
+            hy_http_error(resp, 405, "Method not allowed", "only GET", NULL);
+        return true;
+    }
+    if (n == 3 && !strcmp(s[0], "meshes") && !strcmp(s[2], "_explain")) {
+        snprintf(resp->route, sizeof(resp->route), "/meshes/{mesh}/_explain");
+        if (get)
+            explain(api, req, resp, s[1]);
+        else
+            hy_http_error(resp, 405, "Method not allowed", "only GET", NULL);
+        return true;
+    }
+    return false;
+}

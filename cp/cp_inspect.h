@@ -1,0 +1,18 @@
+/* The control planes' explanations of the policy engine (cp_inspect.c):
+ * _rules of a Dataplane, _explain of a call, and the changes a dry-run
+ * apply would make. */
+#ifndef HY_CP_INSPECT_H
+#define HY_CP_INSPECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cp_api.h"
+
+/* Serves GET /meshes/{mesh}/dataplanes/{name}/_rules and
+ * GET /meshes/{mesh}/_explain; s[0..n) are the path's segments. false when
+ * the path is neither. */
+bool hy_cp_inspect_handle(struct hy_cp_api *api, const struct hy_http_req *req,
+                          struct hy_http_resp *resp, char **s, size_t n);
+
+#endif

@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# Policies combine as Kuma's docs say, end to end on real sidecars: web
+# (tags kuma.io/service: web, env: dev) calls backend (Dataplane labels
+# app: backend) through both sidecars, under each row of the table in the
+# README's "Policies: how they combine" (later entries override earlier
+# ones; a more specific targetRef wins; MeshSubset on any tag; Dataplane
+# by labels; the zone tag), MeshTrafficPermission rules, a Kubernetes-
+# shaped file and AllowWithShadowDeny. Each Deny path has a call that must
+# fail: a fail-open is the worst bug a mesh can have. The control planes
+# explain each decision (_rules, _explain, hyphactl explain).
+. "$(dirname "$0")/lib.sh"
+DATA=$(cd "$(dirname "$0")/../data" && pwd)
+export HOME=$HY_TMP/home
+mkdir -p "$HOME"
+unset HYPHA_CP HYPHACTL_CONFIG
+
+hy_start_mesh_zone 1h
+ctl delete meshtrafficpermission web-to-backend -m default >/dev/null
+
+B_PORT=$(hy_free_ports 3)
+W_PORT=$(hy_free_ports 3)
+while [ $((W_PORT - B_PORT)) -lt 3 ] && [ $((B_PORT - W_PORT)) -lt 3 ]; do W_PORT=$(hy_free_ports 3); done
+
+# the two Dataplanes: backend with labels, web with one more tag than its service
+sed -e 's/^name: {{ name }}/name: {{ name }}\nlabels:\n  app: backend/' "$DATA/dp/dataplane.yaml" \
+    >"$HY_TMP/backend.yaml"
+sed -e 's/        kuma.io\/service: {{ service }}/        kuma.io\/service: {{ service }}\n        env: dev/' \
+    "$DATA/dp/dataplane.yaml" >"$HY_TMP/web.yaml"
+"$HY_BIN/hypha-test-echo" $((B_PORT + 1)) >"$HY_TMP/echo.log" 2>&1 &
+HY_PIDS+=($!)
+hy_wait_for 5 grep -q listening "$HY_TMP/echo.log"
+hy_dp_token backend-1 default backend
+hy_start_dp backend-1 backend "$B_PORT" --dataplane-file "$HY_TMP/backend.yaml"
+B_ADMIN=$DP_ADMIN
+hy_dp_token web-1 default web
+hy_start_dp web-1 web "$W_PORT" --dataplane-file "$HY_TMP/web.yaml"
+W_ADMIN=$DP_ADMIN
+ready() { curl -sf "$1/ready" >/dev/null; }
+hy_check "both sidecars become ready" hy_wait_for 15 ready "$B_ADMIN"
+hy_wait_for 15 ready "$W_ADMIN"
+endpoint() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[0].endpoints | length > 0' >/dev/null; }
+hy_check "web-1 knows backend-1's inbound" hy_wait_for 10 endpoint
+
+CALL_PORT=$((W_PORT + 2))
+call() {
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$CALL_PORT" || exit 1
+        printf '%s\n' "$1" >&3
+        IFS= read -r -t 5 line <&3 || exit 1
+        printf '%s\n' "$line"
+    ) 2>/dev/null
+}
+allowed() { [ "$(call ping)" = ping ]; }
+denied() { [ "$(call ping)" != ping ]; }
+
+# applied: the MeshTrafficPermissions now in the mesh, which backend-1's
+# config must name (every one selecting it appears as an entry's origin)
+ROW_POLICIES=()
+# row NAME... < YAML: replaces the previous row's policies by the ones in
+# YAML (named NAME...), and waits until backend-1's config is made of them
+row() {
+    local p
+    for p in "${ROW_POLICIES[@]}"; do ctl delete meshtrafficpermission "$p" -m default >/dev/null; done
+    ROW_POLICIES=("$@")
+    [ $# -eq 0 ] || ctl apply -f - >/dev/null
+    hy_wait_for 15 config_is "$@"
+}
+config_is() {
+    local origins
+    origins=$(curl -s "$B_ADMIN/config" |
+        jq -r '[.inbounds[0] | (.permissions // [])[], (.deny // [])[], (.allow // [])[],
+                (.allowWithShadowDeny // [])[] | .origin | split(" ")[0] | split("/")[1]] | unique | join(" ")')
+    [ "$origins" = "$(printf '%s\n' "$@" | sort -u | paste -sd' ')" ]
+}
+
+# ---- nothing allows: denied (mTLS on, no MeshTrafficPermission, as in Kuma)
+hy_check "with no MeshTrafficPermission web is denied" hy_wait_for 15 denied
+
+# ---- row 1: later entries of one policy override earlier ones
+row mesh-policy <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: mesh-policy
+spec:
+  targetRef: {kind: Mesh}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Deny}
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Allow}
+YAML
+hy_check "row 1: [Mesh Deny, MeshService web Allow] in one policy: web is allowed" allowed
+hy_eq "_explain names the deciding entry" "MeshTrafficPermission/mesh-policy from[1]" \
+    "$(curl -s "$E/meshes/default/_explain?from=web-1&to=backend" | jq -r '.results[0].origin')"
+
+# ---- row 2: a more specific top-level targetRef wins
+row mesh-deny backend-allows-web <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: mesh-deny
+spec:
+  targetRef: {kind: Mesh}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Deny}
+---
+type: MeshTrafficPermission
+mesh: default
+name: backend-allows-web
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Allow}
+YAML
+hy_check "row 2: Mesh Deny, MeshService backend allows web: web is allowed" allowed
+rules=$(curl -s "$E/meshes/default/dataplanes/backend-1/_rules")
+hy_eq "_rules lists the selecting policies in merge order" "mesh-deny backend-allows-web" \
+    "$(jq -r '.rules[] | select(.type == "MeshTrafficPermission") | [.policies[].name] | join(" ")' <<<"$rules")"
+
+# ---- row 3: MeshSubset on any tag denies
+row allow-all deny-dev <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: allow-all
+spec:
+  targetRef: {kind: Mesh}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Allow}
+---
+type: MeshTrafficPermission
+mesh: default
+name: deny-dev
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshSubset, tags: {env: dev}}
+      default: {action: Deny}
+YAML
+hy_check "row 3: allow-all, then MeshSubset {env: dev} Deny: web (env: dev) is denied" denied
+hy_eq "_explain says denied, by which entry" "denied by MeshTrafficPermission/deny-dev from[0]: the last from entry the caller matches" \
+    "$(curl -s "$E/meshes/default/_explain?from=web-1&to=backend" | jq -r '.results[0].reason')"
+
+# ---- row 4: a Dataplane targetRef by labels
+row allow-all deny-by-labels <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: allow-all
+spec:
+  targetRef: {kind: Mesh}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Allow}
+---
+type: MeshTrafficPermission
+mesh: default
+name: deny-by-labels
+spec:
+  targetRef: {kind: Dataplane, labels: {app: backend}}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Deny}
+YAML
+hy_check "row 4: allow-all, then Dataplane {app: backend} Deny from Mesh: web is denied" denied
+
+# ---- row 5: the zone tag every inbound gets
+row allow-all deny-east <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: allow-all
+spec:
+  targetRef: {kind: Mesh}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Allow}
+---
+type: MeshTrafficPermission
+mesh: default
+name: deny-east
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshSubset, tags: {kuma.io/zone: east}}
+      default: {action: Deny}
+YAML
+hy_check "row 5: allow-all, then MeshSubset {kuma.io/zone: east} Deny: web (in east) is denied" denied
+
+# ---- rules (Kuma 2.12+): a deny matcher always denies
+row allow-all deny-web-id <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: allow-all
+spec:
+  targetRef: {kind: Mesh}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Allow}
+---
+type: MeshTrafficPermission
+mesh: default
+name: deny-web-id
+spec:
+  targetRef: {kind: Dataplane, labels: {app: backend}}
+  rules:
+    - default:
+        deny:
+          - spiffeID: {type: Exact, value: spiffe://default/web}
+YAML
+hy_check "rules: a deny matcher on web's SPIFFE ID denies it despite allow-all" denied
+row allow-prefix <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: allow-prefix
+spec:
+  rules:
+    - default:
+        allow:
+          - spiffeID: {type: Prefix, value: "spiffe://default/"}
+YAML
+hy_check "rules: an allow matcher on a SPIFFE ID prefix allows" allowed
+
+# ---- a Kubernetes-shaped Kuma file, as Kuma's docs show it
+row mesh-deny k8s-allow <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: mesh-deny
+spec:
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Deny}
+---
+apiVersion: kuma.io/v1alpha1
+kind: MeshTrafficPermission
+metadata:
+  name: k8s-allow
+  namespace: kuma-demo
+  labels:
+    kuma.io/mesh: default
+spec:
+  targetRef:
+    kind: Dataplane
+    labels:
+      app: backend
+  from:
+    - targetRef:
+        kind: MeshSubset
+        tags:
+          kuma.io/service: web
+      default:
+        action: Allow
+YAML
+hy_check "a Kubernetes-shaped file allows web over a mesh-wide Deny" allowed
+
+# ---- AllowWithShadowDeny: let in, logged and counted
+row shadow <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: shadow
+spec:
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: AllowWithShadowDeny}
+YAML
+hy_check "AllowWithShadowDeny lets web in" allowed
+shadowed() {
+    curl -s "$B_ADMIN/metrics" | awk '$1 == "hypha_dp_inbound_shadow_denied_total" && $2 >= 1 { f = 1 } END { exit !f }'
+}
+hy_check "and counts it as a shadow denial" hy_wait_for 5 shadowed
+hy_check "and logs which policy would deny" grep -q "would be denied by MeshTrafficPermission/shadow from\[0\]" \
+    "$HY_TMP/dp-backend-1.log"
+
+# ---- everything removed: denied again
+row </dev/null
+hy_check "with the policies deleted, web is denied again" hy_wait_for 15 denied
+
+hy_stop "$GLOBAL_PID" || true
+hy_check "no sanitizer report" bash -c "! grep -q 'ERROR: AddressSanitizer\|runtime error' '$HY_TMP'/*.log"
+hy_done
