@@ -83,6 +83,31 @@ static bool looks_json(const struct hy_buf *text)
     return text->data[i] == '{';
 }
 
+/* A dry run's "changes": the Dataplanes whose enforced policies the write
+ * would change, one line each, then what changes. */
+static void print_changes(struct hy_cli *cli, const struct hy_json *changes)
+{
+    size_t n = changes && changes->kind == HY_JSON_ARRAY ? changes->n : 0;
+    if (!changes || changes->kind != HY_JSON_ARRAY) {
+        fprintf(cli->out, "(the server did not say which dataplanes would change)\n");
+        return;
+    }
+    fprintf(cli->out, "%zu dataplane%s would change%s", n, n == 1 ? "" : "s", n ? ": " : "\n");
+    for (size_t i = 0; i < n; i++) {
+        const char *dp = hy_json_get_str(changes->items[i], "dataplane");
+        fprintf(cli->out, "%s%s", i ? ", " : "", dp ? dp : "?");
+    }
+    if (n)
+        fprintf(cli->out, "\n");
+    for (size_t i = 0; i < n; i++) {
+        const char *dp = hy_json_get_str(changes->items[i], "dataplane");
+        const struct hy_json *c = hy_json_get(changes->items[i], "changes");
+        for (size_t k = 0; c && c->kind == HY_JSON_ARRAY && k < c->n; k++)
+            if (c->items[k]->value)
+                fprintf(cli->out, "  %s: %s\n", dp ? dp : "?", c->items[k]->value);
+    }
+}
+
 static int apply_one(struct hy_cli *cli, const struct input *in, bool dry_run)
 {
     const struct hy_httpc_header h[] = {
@@ -112,6 +137,8 @@ static int apply_one(struct hy_cli *cli, const struct input *in, bool dry_run)
                      dry_run ? " (dry run)" : "");
             hy_cmd_print_done(cli, type ? type : "?", name ? name : "?", done);
         }
+        if (dry_run)
+            print_changes(cli, hy_json_get(j, "changes"));
         hy_json_free(j);
     }
     hy_httpc_response_fini(&resp);

@@ -725,7 +725,19 @@ static void apply(struct hy_cp_api *api, const struct hy_http_req *req, struct h
         hy_codec_json_string(o, r->meta->name, strlen(r->meta->name));
         hy_buf_printf(o, ",\"result\":\"%s\"}", result_name(b.w[i].result));
     }
-    hy_buf_printf(o, "],\"dryRun\":%s}", dry ? "true" : "false");
+    hy_buf_printf(o, "],\"dryRun\":%s", dry ? "true" : "false");
+    if (dry) {
+        /* which Dataplanes' enforced policies the write would change */
+        const struct hy_resource **v = malloc((nuser + 1) * sizeof(*v));
+        struct hy_buf changes = {0};
+        for (size_t i = 0; v && i < nuser; i++)
+            v[i] = b.w[i].r;
+        bool ok = v && hy_cp_inspect_changes(api, v, nuser, &changes) == 0 && changes.data;
+        hy_buf_printf(o, ",\"changes\":%s", ok ? changes.data : "null");
+        hy_buf_fini(&changes);
+        free(v);
+    }
+    hy_buf_puts(o, "}");
     if (!dry)
         hy_log(HY_LOG_INFO, "api", "%s applied %zu resources from %s", req->peer, nuser,
                source_name(req));

@@ -457,3 +457,185 @@ bool hy_cp_inspect_handle(struct hy_cp_api *api, const struct hy_http_req *req,
     }
     return false;
 }
+
+/* ----- what a write would change ----- */
+
+#define MAX_CALLERS 100 /* callers a dry run tries at every inbound */
+
+struct line {
+    char *key, *value;
+};
+
+struct lines {
+    struct line *v;
+    size_t n;
+};
+
+static int add_line(struct lines *l, const char *key, const char *value)
+{
+    struct line *nv = realloc(l->v, (l->n + 1) * sizeof(*nv));
+    if (!nv)
+        return HY_ENOMEM;
+    l->v = nv;
+    nv[l->n].key = strdup(key);
+    nv[l->n].value = strdup(value);
+    if (!nv[l->n].key || !nv[l->n].value) {
+        free(nv[l->n].key);
+        free(nv[l->n].value);
+        return HY_ENOMEM;
+    }
+    l->n++;
+    return 0;
+}
+
+static void lines_fini(struct lines *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->v[i].key);
+        free(l->v[i].value);
+    }
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+/* What dp's sidecar enforces under the policies of w, as key/value lines:
+ * the decision at each inbound for each caller of the mesh, and each
+ * outbound's merged policy of each `to` type. */
+static int effective(const struct hy_policy_world *w, const struct dps *mesh_dps,
+                     const struct hy_resource *dp, struct lines *out)
+{
+    struct hy_policy_proxy p = {dp, dp->origin};
+    struct hy_policy_set sel[HY_POLICY_NTYPES];
+    int rc = hy_policy_select_all(w, &p, sel);
+    if (rc < 0)
+        return rc;
+    struct hy_permit_peer *peer = malloc(sizeof(*peer));
+    if (!peer)
+        rc = HY_ENOMEM;
+    char key[1024], value[64], id[600], origin[512];
+    for (size_t i = 0; rc == 0 && i < n_inbounds(dp); i++)
+        for (size_t c = 0; rc == 0 && c < mesh_dps->n && c < MAX_CALLERS; c++) {
+            const struct hy_resource *caller = mesh_dps->v[c];
+            if (caller == dp)
+                continue;
+            caller_of(caller, peer, id, sizeof(id));
+            struct hy_permit_decision d;
+            if ((rc = decide(&sel[HY_POLICY_MTP], i, id, peer, &d, origin, sizeof(origin))) < 0)
+                break;
+            snprintf(key, sizeof(key), "inbound %u from %s",
+                     dp_spec(dp)->networking->inbound[i]->port, S(caller->meta->name));
+            snprintf(value, sizeof(value), "%s", result_name(d.result));
+            rc = add_line(out, key, value);
+        }
+    free(peer);
+    const Hypha__V1__Dataplane *d = dp_spec(dp);
+    size_t nout = d->networking ? d->networking->n_outbound : 0;
+    for (size_t i = 0; rc == 0 && i < nout; i++) {
+        const char *svc = S(outbound_service(d->networking->outbound[i]));
+        struct hy_policy_tag dest[] = {{HY_TAG_SERVICE, svc}};
+        struct hy_policy_tags tags = {dest, 1};
+        for (int t = HY_POLICY_TIMEOUT; rc == 0 && t < HY_POLICY_NTYPES; t++) {
+            struct hy_policy_conf c;
+            if ((rc = hy_policy_merge(&sel[t], "to", SIZE_MAX, &tags, &c)) < 0)
+                break;
+            struct hy_buf json = {0};
+            if (c.conf)
+                hy_codec_encode_message(c.conf, HY_FORMAT_JSON, &json);
+            snprintf(key, sizeof(key), "outbound %s %s", svc, hy_policy_type_names[t]);
+            rc = add_line(out, key, json.data ? json.data : "none");
+            hy_buf_fini(&json);
+            hy_policy_conf_fini(&c);
+        }
+    }
+    hy_policy_sets_fini(sel);
+    return rc;
+}
+
+static const char *value_of(const struct lines *l, const char *key)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->v[i].key, key))
+            return l->v[i].value;
+    return NULL;
+}
+
+/* "inbound 8080 from web-1: now Deny (was Allow)" for each line whose
+ * value differs; the count written. */
+static size_t put_diff(struct hy_buf *b, const struct lines *before, const struct lines *after)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < after->n; i++) {
+        const char *was = value_of(before, after->v[i].key);
+        if (was && !strcmp(was, after->v[i].value))
+            continue;
+        char line[2048];
+        snprintf(line, sizeof(line), "%s: now %s (was %s)", after->v[i].key, after->v[i].value,
+                 was ? was : "none");
+        hy_buf_puts(b, n++ ? "," : "");
+        json_str(b, line);
+    }
+    return n;
+}
+
+static bool is_policy(const struct hy_resource *r)
+{
+    for (int t = 0; t < HY_POLICY_NTYPES; t++)
+        if (!strcmp(r->type->name, hy_policy_type_names[t]))
+            return true;
+    return false;
+}
+
+int hy_cp_inspect_changes(struct hy_cp_api *api, const struct hy_resource *const *writes, size_t n,
+                          struct hy_buf *out)
+{
+    struct hy_policy_world before = {0}, after = {0};
+    int rc = hy_policy_world_load(api->store, &before);
+    if (rc == 0)
+        rc = hy_policy_world_load(api->store, &after);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!is_policy(writes[i]))
+            continue;
+        struct hy_resource *copy = hy_resource_dup(writes[i]);
+        if (!copy)
+            rc = HY_ENOMEM;
+        else
+            rc = hy_policy_world_put(&after, copy);
+    }
+    hy_buf_puts(out, "[");
+    size_t ndp = 0;
+    /* every mesh a written policy belongs to */
+    for (size_t m = 0; rc == 0 && m < n; m++) {
+        const char *mesh = writes[m]->meta->mesh;
+        bool seen = !is_policy(writes[m]) || !mesh;
+        for (size_t k = 0; !seen && k < m; k++)
+            seen = is_policy(writes[k]) && !strcmp(S(writes[k]->meta->mesh), mesh);
+        if (seen)
+            continue;
+        struct dps d = {.mesh = mesh};
+        rc = hy_store_each(api->store, "Dataplane", keep_dp, &d);
+        for (size_t i = 0; rc == 0 && i < d.n; i++) {
+            struct lines b = {0}, a = {0};
+            rc = effective(&before, &d, d.v[i], &b);
+            if (rc == 0)
+                rc = effective(&after, &d, d.v[i], &a);
+            if (rc == 0) {
+                struct hy_buf diff = {0};
+                if (put_diff(&diff, &b, &a)) {
+                    hy_buf_puts(out, ndp++ ? ",{\"mesh\":" : "{\"mesh\":");
+                    json_str(out, mesh);
+                    hy_buf_puts(out, ",\"dataplane\":");
+                    json_str(out, d.v[i]->meta->name);
+                    hy_buf_printf(out, ",\"changes\":[%s]}", diff.data);
+                }
+                hy_buf_fini(&diff);
+            }
+            lines_fini(&b);
+            lines_fini(&a);
+        }
+        dps_fini(&d);
+    }
+    hy_buf_puts(out, "]");
+    hy_policy_world_fini(&before);
+    hy_policy_world_fini(&after);
+    return rc;
+}

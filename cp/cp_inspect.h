@@ -15,4 +15,12 @@
 bool hy_cp_inspect_handle(struct hy_cp_api *api, const struct hy_http_req *req,
                           struct hy_http_resp *resp, char **s, size_t n);
 
+/* For a dry run of writes[0..n): appends to out a JSON array of the
+ * Dataplanes whose enforced policies would change, each with its changes
+ * ("inbound 8080 from web-1: now Deny (was Allow)", "outbound backend
+ * MeshTimeout: now {...} (was none)"). The writes stay the caller's. 0 or
+ * a negative code. */
+int hy_cp_inspect_changes(struct hy_cp_api *api, const struct hy_resource *const *writes, size_t n,
+                          struct hy_buf *out);
+
 #endif

@@ -118,6 +118,23 @@ rules=$(curl -s "$E/meshes/default/dataplanes/backend-1/_rules")
 hy_eq "_rules lists the selecting policies in merge order" "mesh-deny backend-allows-web" \
     "$(jq -r '.rules[] | select(.type == "MeshTrafficPermission") | [.policies[].name] | join(" ")' <<<"$rules")"
 
+# ---- a dry run says which sidecars a write would change, and how
+cat >"$HY_TMP/deny-web.yaml" <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: backend-allows-web
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Deny}
+YAML
+o=$(ctl apply -f "$HY_TMP/deny-web.yaml" --dry-run 2>&1)
+hy_contains "apply --dry-run on the global CP names the dataplanes that would change" \
+    "1 dataplane would change: east.backend-1" "$o"
+hy_contains "and what changes for them" "east.backend-1: inbound $B_PORT from east.web-1: now Deny (was Allow)" "$o"
+hy_check "and writes nothing: web is still allowed" allowed
+
 # ---- row 3: MeshSubset on any tag denies
 row allow-all deny-dev <<'YAML'
 type: MeshTrafficPermission
