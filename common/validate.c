@@ -356,6 +356,10 @@ void hy_validate_mesh(const struct hy_resource *r, struct hy_diag *d)
             snprintf(p, sizeof(p), "mtls.backends[%zu].conf.caCert.curve", i);
             if (c->curve && strcmp(c->curve, "P-256") != 0)
                 hy_diag_add(d, 0, 0, p, "unsupported curve \"%s\" (expected P-256)", c->curve);
+            snprintf(p, sizeof(p), "mtls.backends[%zu].conf.caCert.RSAbits", i);
+            if (c->has_rsabits && c->rsabits != 2048 && c->rsabits != 3072 && c->rsabits != 4096)
+                hy_diag_add(d, 0, 0, p, "%u is not a key size Kuma takes (2048, 3072 or 4096)",
+                            c->rsabits);
         }
     }
     if (!found)

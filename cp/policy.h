@@ -171,7 +171,7 @@ int hy_policy_merge(const struct hy_policy_set *s, const char *section, size_t i
 int hy_policy_inbound_permissions(const struct hy_policy_set *mtp, size_t i,
                                   Hypha__V1__DpInbound *in);
 
-/* Adds to w one cause per field of policy r that the data plane does not
+/* Adds to w one cause per field of policy (or Mesh) r that Hypha does not
  * enforce yet (its path, "spec.to[0].default.http.numRetries", and why);
  * none for other types. The API answers them as warnings: a policy is
  * enforced or reported, never ignored silently. */

@@ -36,7 +36,18 @@ static const char *const health[] = {TARGET_REFS,
                                      "to.default.tcp.disabled",
                                      NULL};
 
+static const char *const mesh[] = {"mtls.enabledBackend",
+                                   "mtls.backends.name",
+                                   "mtls.backends.type",
+                                   "mtls.backends.dpCert.rotation.expiration",
+                                   "mtls.backends.conf.caCert.expiration",
+                                   "mtls.backends.conf.caCert.curve",
+                                   NULL};
+
 static const struct enforced table[] = {
+    {"Mesh", mesh,
+     "Hypha's builtin CA makes ECDSA P-256 roots and leaves and has no other setting here "
+     "(RSAbits: no RSA root is made; the root is P-256)"},
     {"MeshTrafficPermission", mtp, NULL},
     {"MeshTimeout", timeout,
      "the sidecar proxies TCP: inbound (from, rules) and HTTP timeouts come with L7 support"},
@@ -105,7 +116,7 @@ static void walk(struct walk *wk, const ProtobufCMessage *m, const char *path, c
             continue;
         char name[128], p[HY_POLICY_PATH_MAX], b[HY_POLICY_PATH_MAX];
         hy_codec_camel(f->name, name, sizeof(name));
-        snprintf(p, sizeof(p), "%s.%s", path, name);
+        snprintf(p, sizeof(p), "%s%s%s", path, path[0] ? "." : "", name);
         snprintf(b, sizeof(b), "%s%s%s", bare, bare[0] ? "." : "", name);
         if (enforced(wk->e, b)) {
             if (!strcmp(b, "to.default.loadBalancer.type") && !lb_type_known(m, f))
@@ -138,6 +149,6 @@ void hy_policy_warnings(const struct hy_resource *r, struct hy_diag *w)
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (!strcmp(table[i].type, r->type->name)) {
             struct walk wk = {&table[i], w};
-            walk(&wk, r->spec, "spec", "");
+            walk(&wk, r->spec, r->type->spec_inline ? "" : "spec", "");
         }
 }

@@ -359,7 +359,10 @@ static void warnings(void **state)
 {
     (void)state;
     struct world w;
-    world_load(&w, "type: MeshRetry\nmesh: default\nname: r\nspec:\n  to:\n"
+    world_load(&w, "type: Mesh\nname: kuma\nmtls:\n  enabledBackend: ca-1\n  backends:\n"
+                   "  - name: ca-1\n    type: builtin\n    dpCert: {rotation: {expiration: 1d}}\n"
+                   "    conf: {caCert: {RSAbits: 2048, expiration: 10y}}\n---\n"
+                   "type: MeshRetry\nmesh: default\nname: r\nspec:\n  to:\n"
                    "  - targetRef: {kind: Mesh}\n    default:\n"
                    "      tcp: {maxConnectAttempt: 3}\n"
                    "      http: {numRetries: 5, retryOn: [5xx]}\n---\n"
@@ -382,6 +385,11 @@ static void warnings(void **state)
     assert_int_equal(d.n, 0);
     hy_policy_warnings(find(&w, "MeshTrafficPermission", "m"), &d);
     assert_int_equal(d.n, 0);
+    hy_policy_warnings(find(&w, "Mesh", "kuma"), &d);
+    assert_int_equal(d.n, 1); /* Kuma's default builtin backend file */
+    assert_string_equal(d.causes[0].field, "mtls.backends[0].conf.caCert.RSAbits");
+    assert_non_null(strstr(d.causes[0].message, "P-256"));
+    hy_diag_fini(&d);
     hy_policy_warnings(find(&w, "MeshLoadBalancingStrategy", "lb"), &d);
     assert_int_equal(d.n, 2);
     assert_string_equal(d.causes[0].field, "spec.to[0].default.loadBalancer.type");
