@@ -371,6 +371,7 @@ int hy_ing_open(struct hy_ing *g, const struct hy_ing_cfg *cfg, uv_loop_t *loop)
     g->loop = loop;
     g->addrs_fd = -1;
     hy_agent_current_init(&g->current);
+    hy_agent_eps_init(&g->failed);
     atomic_init(&g->stopping, false);
     int rc = check_options(cfg);
     if (rc < 0)
@@ -485,4 +486,5 @@ void hy_ing_close(struct hy_ing *g)
         g->token = NULL;
     }
     hy_agent_current_fini(&g->current);
+    hy_agent_eps_fini(&g->failed);
 }

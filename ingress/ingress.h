@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "dp.pb-c.h"
+#include "agent_eps.h"
 #include "agent_file.h"
 #include "agent_snap.h"
 #include "log.h"
@@ -29,8 +30,6 @@
 #define HY_ING_ATTEMPTS 3              /* endpoints tried per connection */
 #define HY_ING_IDLE_MS (3600u * 1000)  /* a relayed connection quiet this long is closed */
 #define HY_ING_SHUTDOWN_GRACE_MS 5000
-#define HY_ING_BAD_MS 10000   /* an endpoint whose connect failed is passed over this long */
-#define HY_ING_MAX_BAD 32     /* such endpoints a worker remembers */
 #define HY_ING_ADDRS_MS 30000 /* this host's addresses are re-read this often (and on change) */
 
 struct hy_ing_cfg {
@@ -98,10 +97,6 @@ struct hy_ing_worker {
     struct hy_ing_routes *routes; /* what new connections route by */
     uint64_t gen;                 /* of routes */
     size_t rr;                    /* round-robin cursor */
-    struct {
-        char key[80]; /* "address:port" */
-        uint64_t until;
-    } bad[HY_ING_MAX_BAD]; /* endpoints whose connect failed lately */
 };
 
 struct hy_ing {
@@ -119,6 +114,7 @@ struct hy_ing {
     char status[320];
 
     /* relay (relay.c) */
+    struct hy_agent_eps failed; /* endpoints whose connect failed lately, for every worker */
     struct hy_ing_worker *workers;
     unsigned nworkers;
     bool listening;

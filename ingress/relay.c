@@ -344,26 +344,6 @@ static void on_timer(uv_timer_t *t)
 
 static void try_connect(struct hy_ing_conn *c);
 
-/* The worker's memory of endpoints whose connect failed: the index of
- * key's slot, or (take) of a free or expired one; -1 when none. */
-static int bad_slot(struct hy_ing_worker *w, const char *key, bool take, uint64_t now)
-{
-    int free_slot = -1;
-    for (int i = 0; i < HY_ING_MAX_BAD; i++) {
-        if (w->bad[i].until > now && !strcmp(w->bad[i].key, key))
-            return i;
-        if (free_slot < 0 && w->bad[i].until <= now)
-            free_slot = i;
-    }
-    return take ? free_slot : -1;
-}
-
-static void endpoint_key(const Hypha__V1__DpEndpoint *e, char *buf, size_t size)
-{
-    snprintf(buf, size, strchr(e->address, ':') ? "[%s]:%u" : "%s:%u", e->address,
-             (unsigned)e->port);
-}
-
 static void on_up_closed(uv_handle_t *h)
 {
     struct hy_ing_conn *c = h->data;
@@ -374,13 +354,8 @@ static void on_up_closed(uv_handle_t *h)
             conn_free(c);
         return;
     }
-    /* its connect failed: pass it over for a while, on this worker */
-    uint64_t now = uv_now(&c->w->loop);
-    int i = bad_slot(c->w, c->upstream, true, now);
-    if (i >= 0) {
-        snprintf(c->w->bad[i].key, sizeof(c->w->bad[i].key), "%s", c->upstream);
-        c->w->bad[i].until = now + HY_ING_BAD_MS;
-    }
+    /* its connect failed: every worker passes it over for a while */
+    hy_agent_eps_failed(&c->g->failed, c->upstream);
     try_connect(c);
 }
 
@@ -581,22 +556,24 @@ static void try_connect(struct hy_ing_conn *c)
     }
     /* the next endpoint in turn whose connect did not fail lately (all did:
      * the next in turn) */
-    uint64_t now = uv_now(&c->w->loop);
+    uint64_t now = hy_agent_now_ms();
     const Hypha__V1__DpEndpoint *e = r->endpoints[c->next_ep % r->n_endpoints];
+    pthread_mutex_lock(&c->g->failed.lock);
     for (size_t k = 0; k < r->n_endpoints; k++) {
         const Hypha__V1__DpEndpoint *x = r->endpoints[(c->next_ep + k) % r->n_endpoints];
         char key[sizeof(c->upstream)];
-        endpoint_key(x, key, sizeof(key));
-        if (bad_slot(c->w, key, false, now) < 0) {
+        hy_agent_endpoint_key(x, key, sizeof(key));
+        if (!hy_agent_ep_avoided(hy_agent_eps_slot(&c->g->failed, key, false, now), now)) {
             e = x;
             c->next_ep += k;
             break;
         }
     }
+    pthread_mutex_unlock(&c->g->failed.lock);
     c->next_ep++;
     c->attempts++;
     struct sockaddr_storage sa;
-    endpoint_key(e, c->upstream, sizeof(c->upstream));
+    hy_agent_endpoint_key(e, c->upstream, sizeof(c->upstream));
     if (hy_net_parse_ip(e->address, e->port, &sa) != 0) {
         snprintf(c->why, sizeof(c->why), "%s: not an IP address", c->upstream);
         try_connect(c);

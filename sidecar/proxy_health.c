@@ -31,7 +31,7 @@ struct probe {
     bool looking;     /* lookup is out */
     unsigned handles; /* of tcp and timer not closed yet, + 1 while lookup is out */
     bool done;
-    char key[300];
+    char key[HY_AGENT_EP_KEY];
 };
 
 struct checker {
@@ -109,8 +109,8 @@ static void record(struct probe *pr, bool ok, const char *why)
     struct hy_px_route *r = ck->route;
     hy_series_inc(ck->h->checks[ok ? 0 : 1]);
     int flipped = 0; /* 1: now unhealthy, -1: healthy again */
-    pthread_mutex_lock(&r->lock);
-    struct hy_px_ep *e = hy_px_route_ep(r, pr->key, true, hy_px_now_ms());
+    pthread_mutex_lock(&r->eps.lock);
+    struct hy_agent_ep *e = hy_agent_eps_slot(&r->eps, pr->key, true, hy_agent_now_ms());
     if (e && ok) {
         e->hc_bad = 0;
         e->bad_until = 0; /* it takes connections: forget a failed connect */
@@ -127,7 +127,7 @@ static void record(struct probe *pr, bool ok, const char *why)
             flipped = 1;
         }
     }
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->eps.lock);
     if (flipped > 0)
         hy_log(HY_LOG_WARN, "dp",
                "outbound %u (%s): endpoint %s is unhealthy after %u failed health checks in a "
@@ -213,7 +213,7 @@ static void probe_start(struct checker *ck, const Hypha__V1__DpEndpoint *e)
         return;
     pr->ck = ck;
     pr->port = e->port;
-    hy_px_endpoint_key(e, pr->key, sizeof(pr->key));
+    hy_agent_endpoint_key(e, pr->key, sizeof(pr->key));
     uv_tcp_init(loop, &pr->tcp);
     uv_timer_init(loop, &pr->timer);
     pr->tcp.data = pr->timer.data = pr->req.data = pr->lookup.data = pr;
@@ -243,21 +243,21 @@ static void probe_start(struct checker *ck, const Hypha__V1__DpEndpoint *e)
 static void forget_gone(struct checker *ck, const Hypha__V1__DpOutbound *o)
 {
     struct hy_px_route *r = ck->route;
-    pthread_mutex_lock(&r->lock);
-    for (size_t i = 0; i < HY_PX_MAX_EPS; i++) {
-        struct hy_px_ep *e = &r->eps[i];
+    pthread_mutex_lock(&r->eps.lock);
+    for (size_t i = 0; i < HY_AGENT_MAX_EPS; i++) {
+        struct hy_agent_ep *e = &r->eps.eps[i];
         if (!e->key[0] || (!e->unhealthy && !e->hc_bad && !e->hc_ok))
             continue;
         bool have = false;
-        char key[300];
+        char key[HY_AGENT_EP_KEY];
         for (size_t k = 0; k < o->n_endpoints && !have; k++) {
-            hy_px_endpoint_key(o->endpoints[k], key, sizeof(key));
+            hy_agent_endpoint_key(o->endpoints[k], key, sizeof(key));
             have = strcmp(key, e->key) == 0;
         }
         if (!have)
             e->unhealthy = false, e->hc_bad = e->hc_ok = 0;
     }
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->eps.lock);
 }
 
 static void on_tick(uv_timer_t *t)

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "agent_eps.h"
 #include "dp.h"
 #include "permit.h"
 #include "proxy.h"
@@ -33,8 +34,6 @@
 #define HY_PX_CONNECT_MS 5000         /* connect timeout when the config names none */
 #define HY_PX_IDLE_MS (3600u * 1000)  /* idle timeout when the config names none */
 #define HY_PX_ATTEMPTS 3              /* connect attempts when the config names none */
-#define HY_PX_BAD_MS 10000            /* an endpoint whose connect failed is skipped this long */
-#define HY_PX_MAX_EPS 64              /* endpoints whose load and health a route tracks */
 #define HY_PX_ID_MAX 512              /* bytes of a SPIFFE ID we log and compare */
 #define HY_PX_DNS_SLOTS 16            /* host names a worker remembers the address of */
 #define HY_PX_DNS_TTL_MS 30000        /* for this long */
@@ -56,17 +55,6 @@ struct hy_px_tls {
     struct WOLFSSL_CTX *server, *client;
 };
 
-/* One endpoint of an outbound as every worker sees it (under its route's
- * lock). A slot with no connections, no recent failure and no health
- * history is free for another endpoint. */
-struct hy_px_ep {
-    char key[300];          /* "address:port"; "" while free */
-    unsigned active;        /* connections open to it, all workers together */
-    uint64_t bad_until;     /* hy_px_now_ms(): a connect to it failed lately */
-    bool unhealthy;         /* active health checks say so */
-    unsigned hc_ok, hc_bad; /* health checks passed / failed in a row */
-};
-
 /* What one outbound port shares across workers. Reference-counted under
  * the proxy's lock: a listener on the port holds one, the health checker
  * one while it checks the port. */
@@ -74,12 +62,11 @@ struct hy_px_route {
     struct hy_px_route *next; /* p->routes */
     unsigned refs;            /* under p->lock */
     uint16_t port;
-    atomic_uint active;                 /* connections accepted on the port, open */
-    atomic_uint pending;                /* of those, still connecting or in their handshake */
-    pthread_mutex_t lock;               /* guards what follows */
-    size_t rr;                          /* round-robin cursor over the outbound's endpoints */
-    uint64_t rng;                       /* xorshift state for Random; 0 until first used */
-    struct hy_px_ep eps[HY_PX_MAX_EPS]; /* beyond this many: load 0, always healthy */
+    atomic_uint active;      /* connections accepted on the port, open */
+    atomic_uint pending;     /* of those, still connecting or in their handshake */
+    struct hy_agent_eps eps; /* its endpoints' load, failures and health; eps.lock guards: */
+    size_t rr;               /* round-robin cursor over the outbound's endpoints */
+    uint64_t rng;            /* xorshift state for Random; 0 until first used */
 };
 
 struct hy_px_worker;
@@ -135,12 +122,12 @@ struct hy_px_conn {
     unsigned attempts;
     bool pending;                 /* counted in l->route->pending */
     unsigned active_n, pending_n; /* the route's counts with this one, taken at accept */
-    struct hy_px_ep *load;        /* the endpoint slot this connection counts in (route's lock) */
+    struct hy_agent_ep *load;     /* the endpoint slot this connection counts in (route's lock) */
     void (*connected)(struct hy_px_conn *c, int status);
     void (*up_then)(struct hy_px_conn *c);
-    char endpoint[300]; /* "address:port" being connected to */
-    uint8_t *rbuf;      /* ciphertext received, not yet taken by wolfSSL */
-    uint64_t tls_in;    /* ciphertext bytes received in all */
+    char endpoint[HY_AGENT_EP_KEY]; /* "address:port" being connected to */
+    uint8_t *rbuf;                  /* ciphertext received, not yet taken by wolfSSL */
+    uint64_t tls_in;                /* ciphertext bytes received in all */
     size_t roff, rlen, rcap;
     uint64_t bytes_up, bytes_down; /* plaintext to the upstream, to the downstream */
     char peer[64];                 /* who connected to us */
@@ -208,12 +195,6 @@ static inline const char *hy_px_dir_name(enum hy_px_dir d)
     return d == HY_PX_IN ? "inbound" : "outbound";
 }
 
-/* Milliseconds on a clock every thread shares (monotonic). */
-static inline uint64_t hy_px_now_ms(void)
-{
-    return uv_hrtime() / 1000000u;
-}
-
 /* proxy.c */
 /* Picks up a new snapshot, if one was published. Worker thread. */
 void hy_px_refresh(struct hy_px_worker *w);
@@ -263,9 +244,6 @@ void hy_px_tls_free(struct hy_px_conn *c);
  * NULL when out of memory. Any thread. */
 struct hy_px_route *hy_px_route_get(struct hy_proxy *p, uint16_t port);
 void hy_px_route_put(struct hy_proxy *p, struct hy_px_route *r);
-/* The slot of key in r; with take, a free one is claimed for it. NULL when
- * it has none (and none is free). Under r->lock. */
-struct hy_px_ep *hy_px_route_ep(struct hy_px_route *r, const char *key, bool take, uint64_t now);
 
 /* proxy_health.c: active TCP health checks of every outbound that has
  * health_interval, on the control loop, into the routes' endpoint slots. */
@@ -313,7 +291,5 @@ void hy_px_outbound_accept(struct hy_px_conn *c);
 void hy_px_outbound_handshake_done(struct hy_px_conn *c);
 /* Stops counting c against its endpoint and as pending (at close). */
 void hy_px_outbound_unload(struct hy_px_conn *c);
-/* The string key of an endpoint: "address:port", "[v6]:port". */
-void hy_px_endpoint_key(const Hypha__V1__DpEndpoint *e, char *buf, size_t size);
 
 #endif

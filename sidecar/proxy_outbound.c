@@ -13,19 +13,7 @@
 
 static void mark_bad(struct hy_px_conn *c)
 {
-    struct hy_px_route *r = c->l->route;
-    uint64_t now = hy_px_now_ms();
-    pthread_mutex_lock(&r->lock);
-    struct hy_px_ep *e = hy_px_route_ep(r, c->endpoint, true, now);
-    if (e)
-        e->bad_until = now + HY_PX_BAD_MS;
-    pthread_mutex_unlock(&r->lock);
-}
-
-void hy_px_endpoint_key(const Hypha__V1__DpEndpoint *e, char *buf, size_t size)
-{
-    const char *a = e->address ? e->address : "";
-    snprintf(buf, size, strchr(a, ':') ? "[%s]:%u" : "%s:%u", a, (unsigned)e->port);
+    hy_agent_eps_failed(&c->l->route->eps, c->endpoint);
 }
 
 static void unpend(struct hy_px_conn *c)
@@ -40,9 +28,9 @@ void hy_px_outbound_unload(struct hy_px_conn *c)
 {
     if (c->load) {
         struct hy_px_route *r = c->l->route;
-        pthread_mutex_lock(&r->lock);
+        pthread_mutex_lock(&r->eps.lock);
         c->load->active--;
-        pthread_mutex_unlock(&r->lock);
+        pthread_mutex_unlock(&r->eps.lock);
         c->load = NULL;
     }
     unpend(c);
@@ -73,15 +61,15 @@ static enum lb lb_of(const Hypha__V1__DpOutbound *o)
 }
 
 /* Is endpoint k of o out of the running: its connect failed lately, or
- * its health checks fail? Its slot (or NULL) into *slot. Under r->lock. */
+ * its health checks fail? Its slot (or NULL) into *slot. Under r->eps.lock. */
 static bool avoided(struct hy_px_route *r, const Hypha__V1__DpOutbound *o, size_t k, uint64_t now,
-                    struct hy_px_ep **slot)
+                    struct hy_agent_ep **slot)
 {
-    char key[300];
-    hy_px_endpoint_key(o->endpoints[k], key, sizeof(key));
-    struct hy_px_ep *e = hy_px_route_ep(r, key, false, now);
+    char key[HY_AGENT_EP_KEY];
+    hy_agent_endpoint_key(o->endpoints[k], key, sizeof(key));
+    struct hy_agent_ep *e = hy_agent_eps_slot(&r->eps, key, false, now);
     *slot = e;
-    return e && (e->bad_until > now || e->unhealthy);
+    return hy_agent_ep_avoided(e, now);
 }
 
 static uint32_t priority_of(const Hypha__V1__DpEndpoint *e)
@@ -101,12 +89,12 @@ static const Hypha__V1__DpEndpoint *pick(struct hy_px_conn *c)
 {
     const Hypha__V1__DpOutbound *o = c->out;
     struct hy_px_route *r = c->l->route;
-    uint64_t now = hy_px_now_ms();
+    uint64_t now = hy_agent_now_ms();
     size_t n = o->n_endpoints, good = 0;
     enum lb lb = lb_of(o);
-    struct hy_px_ep *e;
+    struct hy_agent_ep *e;
     uint32_t level = UINT32_MAX, lowest = UINT32_MAX;
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&r->eps.lock);
     for (size_t i = 0; i < n; i++) {
         uint32_t p = priority_of(o->endpoints[i]);
         if (p < lowest)
@@ -139,13 +127,13 @@ static const Hypha__V1__DpEndpoint *pick(struct hy_px_conn *c)
         }
     }
     r->rr = best + 1;
-    char key[300];
-    hy_px_endpoint_key(o->endpoints[best], key, sizeof(key));
+    char key[HY_AGENT_EP_KEY];
+    hy_agent_endpoint_key(o->endpoints[best], key, sizeof(key));
     if (c->load) /* a retry counts against its new endpoint only */
         c->load->active--;
-    if ((c->load = hy_px_route_ep(r, key, true, now)))
+    if ((c->load = hy_agent_eps_slot(&r->eps, key, true, now)))
         c->load->active++;
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->eps.lock);
     return o->endpoints[best];
 }
 

@@ -1,9 +1,9 @@
 /* Routes: what one outbound port shares across the workers (connection
  * counts for MeshCircuitBreaker, endpoint load for LeastRequest, endpoints
  * whose connect failed lately, active health) so that limits and balancing
- * hold for the sidecar as a whole, not per thread. */
+ * hold for the sidecar as a whole, not per thread. The endpoints are an
+ * agent endpoint table (agent_eps.h) per route. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "proxy_int.h"
 #include "poison.h"
@@ -18,7 +18,7 @@ struct hy_px_route *hy_px_route_get(struct hy_proxy *p, uint16_t port)
         r->port = port;
         atomic_init(&r->active, 0);
         atomic_init(&r->pending, 0);
-        pthread_mutex_init(&r->lock, NULL);
+        hy_agent_eps_init(&r->eps);
         r->next = p->routes;
         p->routes = r;
     }
@@ -42,33 +42,7 @@ void hy_px_route_put(struct hy_proxy *p, struct hy_px_route *r)
     }
     pthread_mutex_unlock(&p->lock);
     if (last) {
-        pthread_mutex_destroy(&r->lock);
+        hy_agent_eps_fini(&r->eps);
         free(r);
     }
-}
-
-static bool slot_free(const struct hy_px_ep *e, uint64_t now)
-{
-    return !e->key[0] ||
-           (!e->active && e->bad_until <= now && !e->unhealthy && !e->hc_bad && !e->hc_ok);
-}
-
-struct hy_px_ep *hy_px_route_ep(struct hy_px_route *r, const char *key, bool take, uint64_t now)
-{
-    struct hy_px_ep *free_slot = NULL;
-    for (size_t i = 0; i < HY_PX_MAX_EPS; i++) {
-        struct hy_px_ep *e = &r->eps[i];
-        if (e->key[0] && strcmp(e->key, key) == 0)
-            return e;
-        if (!free_slot && slot_free(e, now))
-            free_slot = e;
-    }
-    if (!take || !free_slot)
-        return NULL;
-    memset(free_slot, 0, sizeof(*free_slot));
-    size_t n = strlen(key);
-    if (n >= sizeof(free_slot->key))
-        n = sizeof(free_slot->key) - 1;
-    memcpy(free_slot->key, key, n);
-    return free_slot;
 }

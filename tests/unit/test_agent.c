@@ -1,5 +1,6 @@
 /* Unit tests of what the two data-plane binaries share (agent/): config
- * snapshots published across threads. */
+ * snapshots published across threads, the endpoint table the workers
+ * share. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agent_eps.h"
 #include "agent_snap.h"
 #include "log.h"
 #include "poison.h"
@@ -137,10 +139,84 @@ static void test_snapshot_publish(void **state)
     assert_int_equal(atomic_load(&freed), 2000);
 }
 
+/* ----- endpoints every worker shares ----- */
+
+static struct hy_agent_eps table;
+
+static void *fail_from_another_thread(void *arg)
+{
+    hy_agent_eps_failed(&table, arg);
+    return NULL;
+}
+
+static void test_endpoints(void **state)
+{
+    (void)state;
+    char key[HY_AGENT_EP_KEY];
+    Hypha__V1__DpEndpoint e = HYPHA__V1__DP_ENDPOINT__INIT;
+    e.address = "10.0.0.7";
+    e.port = 8080;
+    hy_agent_endpoint_key(&e, key, sizeof(key));
+    assert_string_equal(key, "10.0.0.7:8080");
+    e.address = "fd00::7";
+    hy_agent_endpoint_key(&e, key, sizeof(key));
+    assert_string_equal(key, "[fd00::7]:8080");
+    e.address = NULL;
+    hy_agent_endpoint_key(&e, key, sizeof(key));
+    assert_string_equal(key, ":8080");
+
+    hy_agent_eps_init(&table);
+    uint64_t now = hy_agent_now_ms();
+    assert_null(hy_agent_eps_slot(&table, "a:1", false, now)); /* unknown */
+    assert_false(hy_agent_ep_avoided(NULL, now));
+    /* a failure on one thread is seen by every other, for HY_AGENT_BAD_MS */
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fail_from_another_thread, "a:1"), 0);
+    pthread_join(t, NULL);
+    now = hy_agent_now_ms();
+    pthread_mutex_lock(&table.lock);
+    struct hy_agent_ep *a = hy_agent_eps_slot(&table, "a:1", false, now);
+    assert_non_null(a);
+    assert_true(hy_agent_ep_avoided(a, now));
+    assert_true(a->bad_until <= now + HY_AGENT_BAD_MS);
+    assert_false(hy_agent_ep_avoided(a, now + HY_AGENT_BAD_MS + 1));
+    /* a healthy endpoint with connections keeps its slot; an unhealthy one
+     * is avoided */
+    struct hy_agent_ep *b = hy_agent_eps_slot(&table, "b:2", true, now);
+    assert_non_null(b);
+    assert_ptr_equal(hy_agent_eps_slot(&table, "b:2", true, now), b);
+    b->active = 1;
+    assert_false(hy_agent_ep_avoided(b, now));
+    b->unhealthy = true;
+    assert_true(hy_agent_ep_avoided(b, now));
+    b->unhealthy = false;
+    /* full: nothing more is taken, until a slot's failure expires */
+    for (int i = 0; i < HY_AGENT_MAX_EPS - 2; i++) {
+        snprintf(key, sizeof(key), "x:%d", i);
+        struct hy_agent_ep *x = hy_agent_eps_slot(&table, key, true, now);
+        assert_non_null(x);
+        x->active = 1;
+    }
+    assert_null(hy_agent_eps_slot(&table, "late:1", true, now));
+    struct hy_agent_ep *late = hy_agent_eps_slot(&table, "late:1", true, a->bad_until);
+    assert_ptr_equal(late, a); /* a's failure is over: its slot is free again */
+    assert_string_equal(late->key, "late:1");
+    assert_int_equal(late->bad_until, 0);
+    late->active = 1; /* a slot with nothing to remember would be free again at once */
+    assert_non_null(hy_agent_eps_slot(&table, "b:2", false, now));
+    pthread_mutex_unlock(&table.lock);
+    hy_agent_eps_failed(&table, "full:1"); /* no slot: not remembered */
+    pthread_mutex_lock(&table.lock);
+    assert_null(hy_agent_eps_slot(&table, "full:1", false, hy_agent_now_ms()));
+    pthread_mutex_unlock(&table.lock);
+    hy_agent_eps_fini(&table);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snapshot_publish),
+        cmocka_unit_test(test_endpoints),
     };
     hy_log_threshold = getenv("HY_TEST_LOG") ? HY_LOG_DEBUG : HY_LOG_ERROR + 1;
     if (getenv("HY_TEST_FILTER"))
