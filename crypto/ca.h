@@ -12,7 +12,8 @@
 #define HY_CA_CN_MAX 64          /* printable ASCII bytes in a subject CN (RFC 5280) */
 #define HY_CA_FINGERPRINT_LEN 64 /* SHA-256 as lowercase hex, without separators */
 #define HY_CA_URI_MAX 2048       /* bytes in a URI SAN (SPIFFE's limit for an ID) */
-#define HY_CA_CHAIN_MAX 8        /* certificates in a chain or a trust bundle */
+#define HY_CA_CHAIN_MAX 8        /* certificates in a chain */
+#define HY_CA_BUNDLE_MAX 64      /* certificates in a trust bundle: roots and MeshTrust CAs */
 /* Every certificate we issue starts this long before it is signed, for
  * peers whose clocks run a little behind; its life starts at signing. */
 #define HY_CA_BACKDATE_SECONDS 60
@@ -173,15 +174,40 @@ int hy_ca_verify(const char *cert_pem, const char *ca_pem, const char **why);
  * be within its validity now (the system clock), every issuer a CA that may
  * sign certificates, pathLen constraints are honoured; certificates in the
  * bundle that cannot anchor anything (expired, not CAs, not self-issued) are
- * passed over. At most HY_CA_CHAIN_MAX certificates in chain_pem and in
- * roots_pem.
+ * passed over. At most HY_CA_CHAIN_MAX certificates in chain_pem and
+ * HY_CA_BUNDLE_MAX in roots_pem.
  * Returns 0 when it verifies; HY_EVERIFY when it does not, with *why (if why
  * is not NULL) set to a static sentence ("certificate has expired", "an
  * intermediate certificate was not issued by a root in the bundle", ...);
  * HY_EINVAL when a PEM does not parse or roots_pem holds no certificate
- * (also with *why); HY_ETOOBIG past HY_CA_CHAIN_MAX; HY_ENOMEM. */
+ * (also with *why); HY_ETOOBIG past HY_CA_CHAIN_MAX (chain) or
+ * HY_CA_BUNDLE_MAX (roots); HY_ENOMEM. */
 int hy_ca_verify_chain(const char *leaf_pem, const char *chain_pem, const char *roots_pem,
                        const char **why);
+
+/* One CA certificate of a PEM bundle, as hy_ca_bundle_each hands it over.
+ * Valid only during the callback. */
+struct hy_ca_bundle_cert {
+    const char *pem; /* its block, "-----BEGIN" to the END line, inside the caller's text */
+    size_t len;      /* bytes of the block (pem is not NUL-terminated there) */
+    char fingerprint[HY_CA_FINGERPRINT_LEN + 1]; /* SHA-256 of the DER, lowercase hex */
+    int64_t not_before, not_after;               /* Unix seconds */
+};
+
+/* Walks a trust bundle a user wrote (a MeshTrust's pem.value): every PEM
+ * block must be a "CERTIFICATE" that parses as X.509 and is a CA that may
+ * sign certificates (basicConstraints CA:true; keyUsage, when present, with
+ * keyCertSign); text between blocks is ignored, any other block (a private
+ * key, a request) is refused; at most HY_CA_BUNDLE_MAX certificates. Times
+ * are not judged here: the callback gets them. fn (NULL: none) is called
+ * for each certificate in order; a negative return stops the walk.
+ * Returns 0 with *count (may be NULL) set to the number of certificates;
+ * HY_EINVAL (no certificate, a block not closed, another kind of block, one
+ * that does not decode or parse, not a CA) or HY_ETOOBIG with *index set to
+ * the 0-based certificate it stopped at and *why to a static sentence;
+ * HY_ENOMEM; or fn's code (*index set too). index and why may be NULL. */
+int hy_ca_bundle_each(const char *pem, int (*fn)(void *ud, const struct hy_ca_bundle_cert *c),
+                      void *ud, size_t *count, size_t *index, const char **why);
 
 /* Checks that key_pem (PKCS#8 "PRIVATE KEY" or SEC1 "EC PRIVATE KEY", P-256,
  * unencrypted) is the private key of the first certificate in cert_pem. The

@@ -309,8 +309,8 @@ out_free_der:
 
 /* The certificates of a PEM bundle, as DER, in order. */
 struct bundle {
-    uint8_t *der[HY_CA_CHAIN_MAX]; /* owned */
-    size_t len[HY_CA_CHAIN_MAX];
+    uint8_t *der[HY_CA_BUNDLE_MAX]; /* owned */
+    size_t len[HY_CA_BUNDLE_MAX];
     size_t n;
 };
 
@@ -331,9 +331,10 @@ static int cert_parses(const uint8_t *der, size_t len)
     return rc == 0 ? 0 : hy_ca_parse_err(rc);
 }
 
-/* Reads every "CERTIFICATE" block of pem (NULL: none); text between blocks
- * is ignored. On failure *b is empty. */
-static int bundle_read(struct bundle *b, const char *pem)
+/* Reads every "CERTIFICATE" block of pem (NULL: none), at most max (up to
+ * HY_CA_BUNDLE_MAX); text between blocks is ignored. On failure *b is
+ * empty. */
+static int bundle_read(struct bundle *b, const char *pem, size_t max)
 {
     static const char begin[] = "-----BEGIN CERTIFICATE-----";
     static const char end[] = "-----END CERTIFICATE-----";
@@ -345,7 +346,7 @@ static int bundle_read(struct bundle *b, const char *pem)
             rc = HY_EINVAL;
             break;
         }
-        if (b->n == HY_CA_CHAIN_MAX) {
+        if (b->n == max) {
             rc = HY_ETOOBIG;
             break;
         }
@@ -464,7 +465,7 @@ int hy_ca_verify_chain(const char *leaf_pem, const char *chain_pem, const char *
     struct bundle roots, chain;
     uint8_t *der;
     size_t len;
-    int rc = bundle_read(&roots, roots_pem);
+    int rc = bundle_read(&roots, roots_pem, HY_CA_BUNDLE_MAX);
     if (rc == 0 && roots.n == 0)
         rc = HY_EINVAL;
     if (rc < 0) {
@@ -472,7 +473,7 @@ int hy_ca_verify_chain(const char *leaf_pem, const char *chain_pem, const char *
                                 : "the trust bundle is not PEM certificates";
         return rc;
     }
-    rc = bundle_read(&chain, chain_pem);
+    rc = bundle_read(&chain, chain_pem, HY_CA_CHAIN_MAX);
     if (rc == 0 && chain.n == 0 && chain_pem && chain_pem[0])
         rc = HY_EINVAL;
     if (rc < 0) {
@@ -551,4 +552,101 @@ out_free_chain:
 out_free_roots:
     bundle_fini(&roots);
     return rc;
+}
+
+/* ----- trust bundles users write ----- */
+
+/* One block of a user's bundle, from its BEGIN line at p: its end in *end.
+ * 0, or HY_EINVAL with *why. */
+static int bundle_block(const char *p, const char **end, const char **why)
+{
+    static const char cert[] = "-----BEGIN CERTIFICATE-----";
+    static const char cert_end[] = "-----END CERTIFICATE-----";
+    if (strncmp(p, cert, sizeof(cert) - 1) != 0) {
+        *why = "it holds a PEM block other than CERTIFICATE (a private key or a request?); only "
+               "CA certificates belong in a trust bundle";
+        return HY_EINVAL;
+    }
+    const char *e = strstr(p + sizeof(cert) - 1, cert_end);
+    const char *next = strstr(p + sizeof(cert) - 1, "-----BEGIN ");
+    if (!e || (next && next < e)) {
+        *why = "a CERTIFICATE block has no \"-----END CERTIFICATE-----\" line";
+        return HY_EINVAL;
+    }
+    *end = e + sizeof(cert_end) - 1;
+    return 0;
+}
+
+/* Reads one certificate block into c: decoded, parsed, a CA, its
+ * fingerprint and times. 0, HY_EINVAL with *why, or HY_ENOMEM. */
+static int bundle_cert(const char *p, size_t n, struct hy_ca_bundle_cert *c, const char **why)
+{
+    char *block = strndup(p, n);
+    if (!block)
+        return HY_ENOMEM;
+    uint8_t *der;
+    size_t len;
+    int rc = hy_ca_pem_to_der(block, CERT_TYPE, &der, &len);
+    free(block);
+    if (rc < 0) {
+        *why = "a CERTIFICATE block does not decode (broken base64 or a cut line?)";
+        return rc;
+    }
+    struct hy_ca_ca_info info;
+    if ((rc = cert_parses(der, len)) < 0) {
+        *why = "a certificate does not parse as X.509";
+    } else if ((rc = hy_ca_check_ca(der, len, &info, why)) < 0) {
+        rc = rc == HY_ENOMEM ? rc : HY_EINVAL;
+    } else {
+        uint8_t digest[WC_SHA256_DIGEST_SIZE];
+        if ((rc = wc_Sha256Hash(der, (word32)len, digest)) != 0) {
+            rc = hy_ca_gen_err(rc);
+        } else {
+            hex(digest, sizeof(digest), c->fingerprint);
+            c->pem = p;
+            c->len = n;
+            c->not_before = info.not_before;
+            c->not_after = info.not_after;
+        }
+    }
+    free(der);
+    return rc;
+}
+
+int hy_ca_bundle_each(const char *pem, int (*fn)(void *ud, const struct hy_ca_bundle_cert *c),
+                      void *ud, size_t *count, size_t *index, const char **why)
+{
+    const char *ignored_why;
+    size_t ignored_index, n = 0;
+    if (!why)
+        why = &ignored_why;
+    if (!index)
+        index = &ignored_index;
+    *why = NULL;
+    int rc = 0;
+    for (const char *p = pem ? strstr(pem, "-----BEGIN ") : NULL; p; p = strstr(p, "-----BEGIN ")) {
+        *index = n;
+        const char *end;
+        if ((rc = bundle_block(p, &end, why)) < 0)
+            return rc;
+        if (n == HY_CA_BUNDLE_MAX) {
+            *why = "a trust bundle holds at most 64 certificates";
+            return HY_ETOOBIG;
+        }
+        struct hy_ca_bundle_cert c;
+        if ((rc = bundle_cert(p, (size_t)(end - p), &c, why)) < 0)
+            return rc;
+        if (fn && (rc = fn(ud, &c)) < 0)
+            return rc;
+        n++;
+        p = end;
+    }
+    if (n == 0) {
+        *index = 0;
+        *why = "it holds no \"-----BEGIN CERTIFICATE-----\" block";
+        return HY_EINVAL;
+    }
+    if (count)
+        *count = n;
+    return 0;
 }

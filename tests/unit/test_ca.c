@@ -764,8 +764,12 @@ static void test_chain_validity(void **state)
     struct hy_buf many = {0};
     for (int i = 0; i <= HY_CA_CHAIN_MAX; i++)
         assert_int_equal(hy_buf_printf(&many, "%s", root.cert), 0);
-    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, many.data, &why), HY_ETOOBIG);
     assert_int_equal(hy_ca_verify_chain(leaf, many.data, root.cert, &why), HY_ETOOBIG);
+    /* a trust bundle (roots and MeshTrust CAs) may hold more than a chain */
+    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, many.data, &why), 0);
+    for (int i = HY_CA_CHAIN_MAX + 1; i <= HY_CA_BUNDLE_MAX; i++)
+        assert_int_equal(hy_buf_printf(&many, "%s", root.cert), 0);
+    assert_int_equal(hy_ca_verify_chain(leaf, inter.cert, many.data, &why), HY_ETOOBIG);
     hy_buf_fini(&many);
     free(leaf);
 
@@ -1161,6 +1165,91 @@ static void test_openssl_requests(void **state)
     hy_ca_pem_fini(&root);
 }
 
+/* Trust bundles users write (MeshTrust): CA certificates only, each read
+ * with its fingerprint; the first problem names its certificate. */
+struct seen {
+    size_t n;
+    char fp[4][HY_CA_FINGERPRINT_LEN + 1];
+};
+
+static int collect(void *ud, const struct hy_ca_bundle_cert *c)
+{
+    struct seen *s = ud;
+    assert_true(s->n < 4);
+    assert_int_equal(strncmp(c->pem, "-----BEGIN CERTIFICATE-----", 27), 0);
+    assert_int_equal(strncmp(c->pem + c->len - 25, "-----END CERTIFICATE-----", 25), 0);
+    memcpy(s->fp[s->n++], c->fingerprint, sizeof(s->fp[0]));
+    return 0;
+}
+
+static void assert_bundle_fails(const char *pem, int rc, size_t index, const char *why_part)
+{
+    size_t at = 99;
+    const char *why = NULL;
+    assert_int_equal(hy_ca_bundle_each(pem, NULL, NULL, NULL, &at, &why), rc);
+    assert_int_equal(at, index);
+    assert_non_null(why);
+    if (!strstr(why, why_part))
+        fail_msg("why is \"%s\", expected it to mention \"%s\"", why, why_part);
+}
+
+static void test_bundle_each(void **state)
+{
+    (void)state;
+    int64_t now = time(NULL);
+    struct hy_ca_pem a, b, inter, csr, server;
+    make_root("a", now, DAY, &a);
+    make_root("b", now, DAY, &b);
+    make_intermediate(&a, ZONE_CN, now, DAY, &inter);
+    make_csr("web", &csr);
+    struct hy_ca_server_req req = server_req(now, DAY);
+    assert_int_equal(hy_ca_sign_server(&a, &req, &server), 0);
+    struct hy_ca_info ia, ib;
+    assert_int_equal(hy_ca_inspect(a.cert, &ia), 0);
+    assert_int_equal(hy_ca_inspect(b.cert, &ib), 0);
+
+    /* text between blocks is fine; an intermediate CA is a CA */
+    struct hy_buf pem = {0};
+    assert_int_equal(
+        hy_buf_printf(&pem, "# corp roots\n%ssubject=b\n%s%s", a.cert, b.cert, inter.cert), 0);
+    struct seen s = {0};
+    size_t count = 0;
+    assert_int_equal(hy_ca_bundle_each(pem.data, collect, &s, &count, NULL, NULL), 0);
+    assert_int_equal(count, 3);
+    assert_string_equal(s.fp[0], ia.fingerprint);
+    assert_string_equal(s.fp[1], ib.fingerprint);
+    hy_buf_fini(&pem);
+
+    assert_bundle_fails("", HY_EINVAL, 0, "no \"-----BEGIN CERTIFICATE-----\"");
+    assert_bundle_fails(NULL, HY_EINVAL, 0, "no \"-----BEGIN CERTIFICATE-----\"");
+    /* a leaf anchors nothing; a key or a request does not belong */
+    char *two = concat(a.cert, server.cert);
+    assert_bundle_fails(two, HY_EINVAL, 1, "not a CA");
+    free(two);
+    two = concat(b.cert, a.key);
+    assert_bundle_fails(two, HY_EINVAL, 1, "other than CERTIFICATE");
+    free(two);
+    assert_bundle_fails(csr.cert, HY_EINVAL, 0, "other than CERTIFICATE");
+    char *cut = strndup(a.cert, strlen(a.cert) - 10);
+    assert_bundle_fails(cut, HY_EINVAL, 0, "no \"-----END CERTIFICATE-----\" line");
+    free(cut);
+    static const char bad_body[] = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    assert_bundle_fails(bad_body, HY_EINVAL, 0, "");
+    struct hy_buf many = {0};
+    for (int i = 0; i <= HY_CA_BUNDLE_MAX; i++)
+        assert_int_equal(hy_buf_printf(&many, "%s", b.cert), 0);
+    assert_bundle_fails(many.data, HY_ETOOBIG, HY_CA_BUNDLE_MAX, "at most 64");
+    hy_buf_fini(&many);
+
+    hy_ca_info_fini(&ia);
+    hy_ca_info_fini(&ib);
+    hy_ca_pem_fini(&server);
+    hy_ca_pem_fini(&csr);
+    hy_ca_pem_fini(&inter);
+    hy_ca_pem_fini(&b);
+    hy_ca_pem_fini(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1176,6 +1265,7 @@ int main(void)
         cmocka_unit_test(test_csr_tampered),
         cmocka_unit_test(test_sign_leaf_chain),
         cmocka_unit_test(test_chain_validity),
+        cmocka_unit_test(test_bundle_each),
         cmocka_unit_test(test_openssl_reads_ours),
         cmocka_unit_test(test_openssl_ca),
         cmocka_unit_test(test_openssl_chain),
