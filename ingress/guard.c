@@ -281,7 +281,7 @@ void hy_ing_guard_start(struct hy_ing *g)
                "host's loopback services through the ingress: for a single-host development "
                "setup only");
     hy_ing_guard_refresh(g);
-    uv_timer_init(g->loop, &g->addrs_timer);
+    uv_timer_init(g->a.loop, &g->addrs_timer);
     g->addrs_timer.data = g;
     g->addrs_timer_init = true;
     uv_timer_start(&g->addrs_timer, on_addrs_timer, HY_ING_ADDRS_MS, HY_ING_ADDRS_MS);
@@ -298,7 +298,7 @@ void hy_ing_guard_start(struct hy_ing *g)
         return;
     }
     g->addrs_fd = fd;
-    if (uv_poll_init_socket(g->loop, &g->addrs_poll, fd) < 0)
+    if (uv_poll_init_socket(g->a.loop, &g->addrs_poll, fd) < 0)
         return;
     g->addrs_poll.data = g;
     g->addrs_poll_init = true;

@@ -1,8 +1,7 @@
-/* The ingress's control side: the stream to the zone control plane (wss,
- * subprotocol hypha.dp.v1: DpHello with the ZoneIngress and the
- * zone-ingress token, then DpIngressConfig whenever the zone's services
- * change, each acked), the admin server (/ready, /config, /metrics) and
- * the metrics. Its routes keep serving while the zone is away. */
+/* What makes a data-plane process (agent.h) an ingress: its configs are
+ * DpIngressConfig route sets (checked, filtered by the guard, published
+ * to the relay's workers), its metrics, when it is ready, what /ready and
+ * /config say. Its routes keep serving while the zone is away. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,11 +9,8 @@
 
 #include "codec.h"
 #include "error.h"
-#include "http_server.h"
 #include "ingress.h"
 #include "metrics.h"
-#include "wire.h"
-#include "ws.h"
 #include "poison.h"
 
 #define S(s) ((s) ? (s) : "")
@@ -52,7 +48,7 @@ int hy_ing_routes_publish(struct hy_ing *g)
     hy_agent_snap_init(&r->base, routes_free, c->version);
     r->c = c;
     c = NULL;
-    hy_agent_current_publish(&g->current, &r->base);
+    hy_agent_current_publish(&g->a.current, &r->base);
     r = NULL;
 out:
     free(buf);
@@ -65,44 +61,17 @@ out:
     return rc;
 }
 
-/* ----- the control stream ----- */
+/* ----- the control stream's part ----- */
 
-static int send_msg(struct hy_ing *g, const Hypha__V1__DpMessage *m)
+static struct hy_ing *ing_of(struct hy_agent *a)
 {
-    return hy_ws_send_msg(hy_ws_client_conn(g->ws), &m->base, NULL);
-}
-
-static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
-{
-    struct hy_ing *g = ud;
-    (void)c;
-    g->open = true;
-    g->rejected = false;
-    char *token = hy_agent_read_token(g->cfg->token_file);
-    if (token) { /* it may have been replaced since: take the new one */
-        explicit_bzero(g->token, strlen(g->token));
-        free(g->token);
-        g->token = token;
-    }
-    Hypha__V1__DpHello h = HYPHA__V1__DP_HELLO__INIT;
-    Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
-    h.dataplane = g->file.env;
-    h.token = g->token;
-    h.version = HYPHA_VERSION;
-    m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_HELLO;
-    m.hello = &h;
-    snprintf(g->status, sizeof(g->status), "connected to %s, waiting for routes", peer);
-    hy_log(HY_LOG_INFO, "ingress", "connected to the zone control plane at %s; presenting %s", peer,
-           g->file.res->meta->name);
-    send_msg(g, &m);
+    _Static_assert(offsetof(struct hy_ing, a) == 0, "the agent comes first");
+    return (struct hy_ing *)a;
 }
 
 /* Takes c. Every endpoint must be an address and port we can connect to. */
 static void on_config(struct hy_ing *g, Hypha__V1__DpIngressConfig *c)
 {
-    Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
-    Hypha__V1__DpAck ack = HYPHA__V1__DP_ACK__INIT;
-    Hypha__V1__DpNack nack = HYPHA__V1__DP_NACK__INIT;
     char err[300] = "";
     if (!c->version || !c->version[0])
         snprintf(err, sizeof(err), "the routes have no version");
@@ -118,11 +87,7 @@ static void on_config(struct hy_ing *g, Hypha__V1__DpIngressConfig *c)
     }
     if (err[0]) {
         hy_log(HY_LOG_WARN, "ingress", "refused routes %s: %s", S(c->version), err);
-        nack.version = (char *)S(c->version);
-        nack.error = err;
-        m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_NACK;
-        m.nack = &nack;
-        send_msg(g, &m);
+        hy_agent_answer(&g->a, c->version, err);
         hypha__v1__dp_ingress_config__free_unpacked(c, NULL);
         return;
     }
@@ -133,167 +98,65 @@ static void on_config(struct hy_ing *g, Hypha__V1__DpIngressConfig *c)
     if (hy_ing_routes_publish(g) < 0) {
         g->config = prev;
         hy_log(HY_LOG_ERROR, "ingress", "out of memory applying routes %s", S(c->version));
-        nack.version = (char *)S(c->version);
-        nack.error = "the ingress is out of memory";
-        m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_NACK;
-        m.nack = &nack;
-        send_msg(g, &m);
+        hy_agent_answer(&g->a, c->version, "the ingress is out of memory");
         hypha__v1__dp_ingress_config__free_unpacked(c, NULL);
         return;
     }
     if (prev)
         hypha__v1__dp_ingress_config__free_unpacked(prev, NULL);
     hy_series_inc(g->m.configs);
-    snprintf(g->status, sizeof(g->status), "routes %.60s applied", c->version);
+    snprintf(g->a.status, sizeof(g->a.status), "routes %.60s applied", c->version);
     hy_log(HY_LOG_INFO, "ingress", "applied routes %s: %zu services%s", c->version, c->n_routes,
            g->nrefused ? "; endpoints refused are listed in /config" : "");
-    ack.version = c->version;
-    m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_ACK;
-    m.ack = &ack;
-    send_msg(g, &m);
+    hy_agent_answer(&g->a, c->version, NULL);
 }
 
-static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size_t len)
+static bool on_message(struct hy_agent *a, Hypha__V1__DpMessage *m)
 {
-    struct hy_ing *g = ud;
-    Hypha__V1__DpMessage *m = hypha__v1__dp_message__unpack(NULL, len, data);
-    if (!m) {
-        hy_log(HY_LOG_WARN, "ingress", "malformed message from the zone control plane (%zu bytes)",
-               len);
-        hy_ws_close(c, HY_WS_CLOSE_POLICY, "malformed message");
-        return;
-    }
-    switch (m->msg_case) {
-    case HYPHA__V1__DP_MESSAGE__MSG_REJECT:
-        g->rejected = true;
-        snprintf(g->status, sizeof(g->status), "rejected by the zone control plane: %.250s",
-                 S(m->reject->reason));
-        hy_log(HY_LOG_ERROR, "ingress", "the zone control plane rejected this ingress: %s",
-               S(m->reject->reason));
-        break;
-    case HYPHA__V1__DP_MESSAGE__MSG_INGRESS_CONFIG: {
-        Hypha__V1__DpIngressConfig *cfg = m->ingress_config;
-        m->ingress_config = NULL; /* on_config takes it */
-        m->msg_case = HYPHA__V1__DP_MESSAGE__MSG__NOT_SET;
-        if (!g->rejected && !g->shutting_down)
-            on_config(g, cfg);
-        else
-            hypha__v1__dp_ingress_config__free_unpacked(cfg, NULL);
-        break;
-    }
-    default:
-        hy_log(HY_LOG_WARN, "ingress", "unexpected message from the zone control plane (case %d)",
-               (int)m->msg_case);
-        break;
-    }
-    hypha__v1__dp_message__free_unpacked(m, NULL);
-}
-
-static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reason)
-{
-    struct hy_ing *g = ud;
-    (void)c;
-    bool was = g->open;
-    g->open = false;
-    if (g->shutting_down) {
-        hy_log(HY_LOG_INFO, "ingress", "stream to the zone control plane closed: %s (%d)", reason,
-               code);
-        hy_ws_client_stop(g->ws);
-        uv_stop(g->loop);
-        return;
-    }
-    if (!g->rejected)
-        snprintf(g->status, sizeof(g->status), "%s the zone control plane at %s: %.150s (%d)",
-                 was ? "lost" : "cannot reach", g->cfg->cp_address, reason, code);
-    struct hy_ing_routes *r = hy_ing_routes_get(&g->current, NULL);
-    hy_log(was ? HY_LOG_WARN : HY_LOG_INFO, "ingress", "%s the zone control plane: %s (%d); %s%s",
-           was ? "lost" : "cannot reach", reason, code, r ? "keeping routes " : "no routes yet",
-           r ? r->c->version : "");
-    hy_ing_routes_unref(r);
+    if (m->msg_case != HYPHA__V1__DP_MESSAGE__MSG_INGRESS_CONFIG)
+        return false;
+    Hypha__V1__DpIngressConfig *cfg = m->ingress_config;
+    m->ingress_config = NULL; /* on_config takes it */
+    m->msg_case = HYPHA__V1__DP_MESSAGE__MSG__NOT_SET;
+    on_config(ing_of(a), cfg);
+    return true;
 }
 
 /* ----- admin ----- */
 
-bool hy_ing_ready(struct hy_ing *g, char *why, size_t size)
+static bool ready(struct hy_agent *a, struct hy_agent_snap *s, uint64_t gen, char *why, size_t size)
 {
-    if (!hy_agent_current_generation(&g->current)) {
-        snprintf(why, size, "no routes from the zone control plane yet (%s)", g->status);
-        return false;
-    }
-    if (!g->listening) {
+    (void)s, (void)gen;
+    if (!ing_of(a)->listening) {
         snprintf(why, size, "not listening for cross-zone traffic");
         return false;
     }
     return true;
 }
 
-static void handle(void *ud, const struct hy_http_req *req, struct hy_http_resp *resp)
+static int ready_json(struct hy_agent *a, struct hy_agent_snap *s, struct hy_buf *b)
 {
-    struct hy_ing *g = ud;
-    static const char *const paths[] = {"/ready", "/config", "/metrics"};
-    size_t i;
-    for (i = 0; i < 3 && strcmp(req->path, paths[i]) != 0; i++)
-        ;
-    if (i == 3) {
-        snprintf(resp->route, sizeof(resp->route), "(unknown)");
-        hy_http_error(resp, 404, "Not found", "the admin server serves /ready, /config, /metrics",
-                      NULL);
-        return;
-    }
-    snprintf(resp->route, sizeof(resp->route), "%s", paths[i]);
-    if (req->method != HY_HTTP_GET && req->method != HY_HTTP_HEAD) {
-        hy_http_error(resp, 405, "Method not allowed", "only GET", NULL);
-        return;
-    }
-    char why[512];
-    int rc = 0;
-    struct hy_ing_routes *r = hy_ing_routes_get(&g->current, NULL);
-    if (i == 2) {
-        resp->content_type = HY_METRICS_CONTENT_TYPE;
-        rc = hy_metrics_render(g->metrics, &resp->body);
-    } else if (!hy_ing_ready(g, why, sizeof(why))) {
-        if (i == 1) {
-            hy_http_error(resp, 503, "No routes yet", why, NULL);
-            hy_ing_routes_unref(r);
-            return;
-        }
-        resp->status = 503;
-        rc = hy_buf_puts(&resp->body, "{\"ready\":false,\"reason\":");
-        rc = rc ? rc : hy_codec_json_string(&resp->body, why, strlen(why));
-        rc = rc ? rc : hy_buf_puts(&resp->body, "}\n");
-    } else if (i == 0) {
-        rc = hy_buf_puts(&resp->body, "{\"ready\":true,\"version\":");
-        rc = rc ? rc : hy_codec_json_string(&resp->body, r->c->version, strlen(r->c->version));
-        rc = rc ? rc : hy_buf_printf(&resp->body, ",\"services\":%zu}\n", r->c->n_routes);
-    } else {
-        /* the routes in use, and what the guard dropped from them */
-        rc = hy_codec_encode_message(&r->c->base, HY_FORMAT_JSON, &resp->body);
-        struct hy_buf *b = &resp->body;
-        if (rc == 0 && b->len >= 2 && b->data[b->len - 1] == '}') {
-            b->data[--b->len] = '\0';
-            rc = hy_buf_puts(b, b->data[b->len - 1] == '{' ? "\"refusedEndpoints\":"
-                                                           : ",\"refusedEndpoints\":");
-            rc = rc ? rc : hy_ing_guard_json(g, b);
-            rc = rc ? rc : hy_buf_puts(b, "}");
-        }
-        rc = rc ? rc : hy_buf_puts(&resp->body, "\n");
-    }
-    hy_ing_routes_unref(r);
-    if (rc < 0)
-        hy_http_error(resp, 500, "Out of memory", "cannot answer", NULL);
+    (void)a;
+    return hy_buf_printf(b, ",\"services\":%zu", hy_ing_routes_of(s)->c->n_routes);
 }
 
-static double connected(void *ud)
+/* the routes in use, and what the guard dropped from them */
+static int config_json(struct hy_agent *a, struct hy_agent_snap *s, struct hy_buf *b)
 {
-    const struct hy_ing *g = ud;
-    return g->open && !g->rejected;
+    int rc = hy_codec_encode_message(&hy_ing_routes_of(s)->c->base, HY_FORMAT_JSON, b);
+    if (rc == 0 && b->len >= 2 && b->data[b->len - 1] == '}') {
+        b->data[--b->len] = '\0';
+        rc = hy_buf_puts(b, b->data[b->len - 1] == '{' ? "\"refusedEndpoints\":"
+                                                       : ",\"refusedEndpoints\":");
+        rc = rc ? rc : hy_ing_guard_json(ing_of(a), b);
+        rc = rc ? rc : hy_buf_puts(b, "}");
+    }
+    return rc;
 }
 
 static int open_metrics(struct hy_ing *g)
 {
-    struct hy_metrics *m = g->metrics = hy_metrics_new();
-    if (!m || hy_metrics_add_process(m) < 0)
-        return HY_ENOMEM;
+    struct hy_metrics *m = g->a.metrics;
     struct hy_metric *acc = hy_metric_counter(m, "hypha_ingress_connections_total",
                                               "Connections accepted on the ingress port", 0);
     struct hy_metric *act =
@@ -316,10 +179,7 @@ static int open_metrics(struct hy_ing *g)
     for (int i = 1; eref && i < HY_ING_NREFUSALS; i++)
         if (!(g->m.endpoints_refused[i] = hy_metric_series(eref, hy_ing_refusal_name(i))))
             return HY_ENOMEM;
-    if (!acc || !act || !bytes || !cfgs || !ref || !up || !eref ||
-        !hy_metric_gauge_fn(m, "hypha_ingress_connected",
-                            "1 while connected to the zone control plane (and not rejected)",
-                            connected, g))
+    if (!acc || !act || !bytes || !cfgs || !ref || !up || !eref)
         return HY_ENOMEM;
     static const char *const reasons[5] = {"not_tls", "malformed", "no_sni", "unknown_sni",
                                            "too_big"};
@@ -338,153 +198,59 @@ static int open_metrics(struct hy_ing *g)
 
 /* ----- life ----- */
 
-static int check_options(const struct hy_ing_cfg *cfg)
+/* Metrics, the guard, and the relay's workers, which must know the admin
+ * port (the guard never relays to it). */
+static int start(struct hy_agent *a)
 {
-    const char *missing = !cfg->cp_address     ? "--cp-address wss://ZONE:5678"
-                          : !cfg->ca_cert_file ? "--ca-cert-file (the zone's DP server CA)"
-                          : !cfg->ingress_file ? "--ingress-file (a ZoneIngress, YAML)"
-                          : !cfg->token_file ? "--token-file (hyphactl generate zone-ingress-token)"
-                                             : NULL;
-    if (missing) {
-        hy_log(HY_LOG_ERROR, "ingress", "missing %s", missing);
-        return HY_EINVAL;
-    }
-    if (strncmp(cfg->cp_address, "wss://", 6) != 0) {
-        hy_log(HY_LOG_ERROR, "ingress", "--cp-address %s: must start with wss://", cfg->cp_address);
-        return HY_EINVAL;
-    }
-    return 0;
-}
-
-static void on_grace(uv_timer_t *t)
-{
-    struct hy_ing *g = t->data;
-    hy_log(HY_LOG_WARN, "ingress", "the zone control plane did not answer our close within %d ms",
-           HY_ING_SHUTDOWN_GRACE_MS);
-    uv_stop(g->loop);
-}
-
-int hy_ing_open(struct hy_ing *g, const struct hy_ing_cfg *cfg, uv_loop_t *loop)
-{
-    memset(g, 0, sizeof(*g));
-    g->cfg = cfg;
-    g->loop = loop;
+    struct hy_ing *g = ing_of(a);
+    g->cfg = (const struct hy_ing_cfg *)a->cfg;
     g->addrs_fd = -1;
-    hy_agent_current_init(&g->current);
     hy_agent_eps_init(&g->failed);
     atomic_init(&g->stopping, false);
-    int rc = check_options(cfg);
+    g->started = true;
+    int rc = open_metrics(g);
     if (rc < 0)
         return rc;
-    struct hy_diag diag = {0};
-    rc = hy_agent_file_load_type(cfg->ingress_file, &cfg->vars, "ZoneIngress", &g->file, &diag);
-    for (size_t i = 0; i < diag.n; i++) {
-        char line[600];
-        hy_log(HY_LOG_ERROR, "ingress", "%s", hy_diag_format(&diag, i, line, sizeof(line)));
-    }
-    hy_diag_fini(&diag);
-    if (rc < 0)
-        return rc;
-    if (!(g->token = hy_agent_read_token(cfg->token_file))) {
-        rc = -errno;
-        hy_log(HY_LOG_ERROR, "ingress",
-               "%s: cannot read the zone-ingress token: %s; generate one with 'hyphactl generate "
-               "zone-ingress-token --name %s'",
-               cfg->token_file, errno == ENODATA ? "the file is empty" : strerror(errno),
-               g->file.res->meta->name);
-        return rc;
-    }
-    snprintf(g->status, sizeof(g->status), "connecting to the zone control plane at %s",
-             cfg->cp_address);
-    if ((rc = open_metrics(g)) < 0)
-        return rc;
-    char address[300];
-    hy_addr_format(&cfg->admin_address, address, sizeof(address));
-    struct hy_http_listener l = {.address = address};
-    struct hy_http_server_config hc = {
-        .loop = loop,
-        .listeners = &l,
-        .nlisteners = 1,
-        .max_body = 4096,
-        .handler = handle,
-        .ud = g,
-    };
-    if ((rc = hy_http_server_new(&hc, &g->admin)) < 0) {
-        hy_log(HY_LOG_ERROR, "ingress", "cannot serve the admin API on %s: %s", address,
-               hy_strerror(rc));
-        return rc;
-    }
-    g->admin_port = (unsigned)hy_http_server_port(g->admin, 0);
+    g->admin_port = (unsigned)hy_agent_admin_port(a);
     hy_ing_guard_start(g);
-    if ((rc = hy_ing_relay_start(g)) < 0)
-        return rc;
-    uv_timer_init(loop, &g->grace_timer);
-    g->grace_timer.data = g;
-    g->grace_init = true;
-    struct hy_ws_client_config wc = {
-        .loop = loop,
-        .url = cfg->cp_address,
-        .name = "the zone control plane",
-        .ca_file = cfg->ca_cert_file,
-        .subprotocol = HY_DP_SUBPROTOCOL,
-        .limits = {.max_message = HY_ING_MAX_MESSAGE},
-        .cb = {on_open, on_message, on_close},
-        .ud = g,
-    };
-    if ((rc = hy_ws_client_new(&wc, &g->ws)) < 0)
-        return rc;
-    struct hy_addr bound = cfg->admin_address;
-    bound.port = (uint16_t)hy_http_server_port(g->admin, 0);
-    hy_log(HY_LOG_INFO, "ingress",
-           "hypha-ingress %s started: ZoneIngress %s, zone control plane %s, admin on http://%s",
-           HYPHA_VERSION, g->file.res->meta->name, cfg->cp_address,
-           hy_addr_format(&bound, address, sizeof(address)));
-    return 0;
+    return hy_ing_relay_start(g);
 }
 
-void hy_ing_shutdown(struct hy_ing *g)
+static void stop(struct hy_agent *a)
 {
-    if (g->shutting_down || !g->ws) {
-        uv_stop(g->loop);
+    struct hy_ing *g = ing_of(a);
+    if (!g->started)
         return;
-    }
-    g->shutting_down = true;
-    if (hy_ws_close(hy_ws_client_conn(g->ws), HY_WS_CLOSE_NORMAL, "ingress shutting down") < 0) {
-        uv_stop(g->loop);
-        return;
-    }
-    hy_log(HY_LOG_INFO, "ingress", "closing the stream to the zone control plane");
-    uv_timer_start(&g->grace_timer, on_grace, HY_ING_SHUTDOWN_GRACE_MS, 0);
-}
-
-void hy_ing_stop(struct hy_ing *g)
-{
     hy_ing_relay_stop(g);
     hy_ing_guard_stop(g);
-    hy_http_server_stop(g->admin);
-    hy_ws_client_stop(g->ws);
-    if (g->grace_init) {
-        uv_close((uv_handle_t *)&g->grace_timer, NULL);
-        g->grace_init = false;
-    }
 }
 
-void hy_ing_close(struct hy_ing *g)
+static void close_(struct hy_agent *a)
 {
+    struct hy_ing *g = ing_of(a);
+    if (!g->started)
+        return;
     hy_ing_relay_free(g);
-    hy_ws_client_free(g->ws);
-    g->ws = NULL;
-    hy_http_server_free(g->admin);
-    g->admin = NULL;
     hy_ing_guard_fini(g);
-    hy_metrics_free(g->metrics);
-    g->metrics = NULL;
-    hy_agent_file_fini(&g->file);
-    if (g->token) {
-        explicit_bzero(g->token, strlen(g->token));
-        free(g->token);
-        g->token = NULL;
-    }
-    hy_agent_current_fini(&g->current);
     hy_agent_eps_fini(&g->failed);
 }
+
+const struct hy_agent_ops hy_ing_ops = {
+    .program = "hypha-ingress",
+    .component = "ingress",
+    .what = "ingress",
+    .type = "ZoneIngress",
+    .configs = "routes",
+    .file_help = "the ZoneIngress resource (YAML) this ingress presents",
+    .token_command = "zone-ingress-token",
+    .file_flag = "--ingress-file",
+    .token_flag = "--token-file",
+    .size = sizeof(struct hy_ing),
+    .start = start,
+    .message = on_message,
+    .ready = ready,
+    .ready_json = ready_json,
+    .config_json = config_json,
+    .stop = stop,
+    .close = close_,
+};

@@ -16,33 +16,23 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "config.h"
-#include "dp.pb-c.h"
+#include "agent.h"
 #include "agent_eps.h"
-#include "agent_file.h"
 #include "agent_snap.h"
-#include "log.h"
+#include "dp.pb-c.h"
 #include "net.h"
 
-#define HY_ING_MAX_MESSAGE (16u << 20) /* largest DpMessage accepted */
-#define HY_ING_HELLO_MS 10000          /* a client sends its ClientHello within this */
-#define HY_ING_CONNECT_MS 5000         /* connect timeout to a local endpoint */
-#define HY_ING_ATTEMPTS 3              /* endpoints tried per connection */
-#define HY_ING_IDLE_MS (3600u * 1000)  /* a relayed connection quiet this long is closed */
-#define HY_ING_SHUTDOWN_GRACE_MS 5000
+#define HY_ING_HELLO_MS 10000         /* a client sends its ClientHello within this */
+#define HY_ING_CONNECT_MS 5000        /* connect timeout to a local endpoint */
+#define HY_ING_ATTEMPTS 3             /* endpoints tried per connection */
+#define HY_ING_IDLE_MS (3600u * 1000) /* a relayed connection quiet this long is closed */
 #define HY_ING_ADDRS_MS 30000 /* this host's addresses are re-read this often (and on change) */
 
+/* The options (main.c's table): those of every data-plane process, and
+ * the relay's. */
 struct hy_ing_cfg {
-    int64_t shutdown_timeout; /* ms after SIGTERM before a stuck process exits anyway */
-    char *cp_address;         /* wss://ZONE:5678 */
-    char *ca_cert_file;       /* PEM CA(s) the zone's DP server certificate chains to */
-    char *ingress_file;       /* the ZoneIngress resource, YAML or JSON */
-    char *token_file;         /* the zone-ingress token */
-    struct hy_strings vars;
-    struct hy_addr admin_address;
-    enum hy_log_level log_level;
+    struct hy_agent_cfg base;   /* base.resource_file: the ZoneIngress; workers: relay threads */
     bool splice;                /* relay with splice(2); false: copy through user space */
-    uint64_t workers;           /* relay threads; 0: one per CPU */
     bool allow_local_endpoints; /* UNSAFE: relay to loopback, unspecified, link-local endpoints */
 };
 
@@ -76,9 +66,6 @@ struct hy_ing_refused {
 };
 
 struct hy_buf;
-struct hy_ws_client;
-struct hy_http_server;
-struct hy_metrics;
 struct hy_series;
 struct hy_ing_conn;
 struct hy_ing;
@@ -99,19 +86,12 @@ struct hy_ing_worker {
     size_t rr;                    /* round-robin cursor */
 };
 
+/* A data-plane process (agent.h) whose snapshots are struct
+ * hy_ing_routes, relaying on worker threads. */
 struct hy_ing {
-    const struct hy_ing_cfg *cfg;
-    uv_loop_t *loop;
-    struct hy_agent_file file;
-    char *token;
-    struct hy_agent_current current; /* of struct hy_ing_routes */
-
-    /* control stream */
-    struct hy_ws_client *ws;
-    bool open, rejected, shutting_down;
-    uv_timer_t grace_timer;
-    bool grace_init;
-    char status[320];
+    struct hy_agent a;                  /* first: the control stream, admin server, metrics */
+    const struct hy_ing_cfg *cfg;       /* a.cfg, whole */
+    Hypha__V1__DpIngressConfig *config; /* the routes last accepted, before the guard */
 
     /* relay (relay.c) */
     struct hy_agent_eps failed; /* endpoints whose connect failed lately, for every worker */
@@ -119,20 +99,18 @@ struct hy_ing {
     unsigned nworkers;
     bool listening;
     atomic_bool stopping;
+    bool started; /* what follows and the relay were set up (hy_ing_ops.start) */
 
     /* the guard (guard.c): what the relay never connects to */
-    unsigned relay_port, admin_port;    /* the ingress's own; set before the workers start */
-    Hypha__V1__DpIngressConfig *config; /* the routes last accepted, before the guard */
-    struct hy_net_addrs *local;         /* this host's addresses, as last read */
-    struct hy_ing_refused *refused;     /* what the guard dropped from the current routes */
+    unsigned relay_port, admin_port; /* the ingress's own; set before the workers start */
+    struct hy_net_addrs *local;      /* this host's addresses, as last read */
+    struct hy_ing_refused *refused;  /* what the guard dropped from the current routes */
     size_t nrefused;
     uv_timer_t addrs_timer;
     uv_poll_t addrs_poll; /* netlink: an address was added or removed */
     int addrs_fd;
     bool addrs_timer_init, addrs_poll_init;
 
-    struct hy_http_server *admin;
-    struct hy_metrics *metrics;
     struct {
         struct hy_series *accepted, *active, *bytes, *configs;
         struct hy_series *refused[5]; /* not_tls, malformed, no_sni, unknown_sni, too_big */
@@ -141,13 +119,10 @@ struct hy_ing {
     } m;
 };
 
-/* ingress.c */
-int hy_ing_open(struct hy_ing *g, const struct hy_ing_cfg *cfg, uv_loop_t *loop);
-void hy_ing_shutdown(struct hy_ing *g);
-void hy_ing_stop(struct hy_ing *g);
-void hy_ing_close(struct hy_ing *g);
-bool hy_ing_ready(struct hy_ing *g, char *why, size_t size);
-/* hy_ing_routes_of, _ref, _unref and _get (of g->current): agent_snap.h. */
+/* ingress.c: what makes a data-plane process an ingress. Ready when
+ * routes are published and the relay listens. */
+extern const struct hy_agent_ops hy_ing_ops;
+/* hy_ing_routes_of, _ref, _unref and _get (of g->a.current): agent_snap.h. */
 HY_AGENT_SNAP_TYPE(struct hy_ing_routes, hy_ing_routes)
 
 /* Publishes g->config, less what the guard refuses, with this host's

@@ -651,10 +651,10 @@ static void on_hello_read(struct hy_ing_conn *c, ssize_t n)
         break;
     }
     struct hy_ing_worker *w = c->w;
-    if (hy_agent_current_generation(&c->g->current) !=
+    if (hy_agent_current_generation(&c->g->a.current) !=
         w->gen) { /* new routes: the only time a worker takes the lock */
         hy_ing_routes_unref(w->routes);
-        w->routes = hy_ing_routes_get(&c->g->current, &w->gen);
+        w->routes = hy_ing_routes_get(&c->g->a.current, &w->gen);
     }
     const Hypha__V1__DpIngressConfig *cf = w->routes ? w->routes->c : NULL;
     for (size_t i = 0; cf && i < cf->n_routes && !c->route; i++)
@@ -773,14 +773,14 @@ static int worker_open(struct hy_ing *g, struct hy_ing_worker *w, unsigned index
 
 int hy_ing_relay_start(struct hy_ing *g)
 {
-    const Hypha__V1__ZoneIngress *zi = (const Hypha__V1__ZoneIngress *)g->file.res->spec;
+    const Hypha__V1__ZoneIngress *zi = (const Hypha__V1__ZoneIngress *)g->a.file.res->spec;
     const char *host = zi->networking->address;
     unsigned port = zi->networking->port;
     struct sockaddr_storage sa;
     if (hy_net_parse_ip(host, port, &sa) != 0)
         host = "0.0.0.0"; /* a host name: listen everywhere */
     g->relay_port = port; /* the guard refuses it: a loop */
-    unsigned n = g->cfg->workers ? (unsigned)g->cfg->workers : uv_available_parallelism();
+    unsigned n = g->cfg->base.workers ? (unsigned)g->cfg->base.workers : uv_available_parallelism();
     if (n == 0)
         n = 1;
     if (n > HY_ING_MAX_WORKERS)

@@ -25,6 +25,9 @@
 #define HY_DP_MAX_INBOUNDS 64        /* inbounds of one Dataplane */
 #define HY_DP_MAX_SERVICES 16        /* distinct inbound services: SPIFFE IDs in one leaf */
 #define HY_DP_MAX_OUTBOUNDS 1024     /* outbounds of one Dataplane */
+/* What the zone may send a sidecar or an ingress: a big mesh's outbounds,
+ * or a zone's routes. */
+#define HY_DP_MAX_CONFIG (16u << 20) /* bytes of one DpMessage */
 
 /* Where packed bytes go: a websocket connection's send (net/ws.h's
  * hy_ws_sink), or a test's buffer. 0 when queued, or a negative code. */

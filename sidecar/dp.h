@@ -1,7 +1,8 @@
-/* hypha-dp, the sidecar: its options, the Dataplane file it presents, the
- * config snapshots the zone control plane gives it, the control stream
- * (dp_client.c) and the admin server (dp_admin.c). The data-plane proxy
- * (proxy.h) takes the current snapshot from struct hy_dp's current. */
+/* hypha-dp, the sidecar: a data-plane process (agent.h) presenting a
+ * Dataplane, whose configs (DpConfig, with a certificate for a key it
+ * made) become snapshots (dp_snapshot.c) checked and renewed by its part
+ * of the control stream (dp_client.c). The data-plane proxy (proxy.h)
+ * takes the current snapshot from a.current. */
 #ifndef HY_DP_H
 #define HY_DP_H
 
@@ -10,31 +11,16 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "ca.h"
-#include "config.h"
-#include "diag.h"
-#include "dp.pb-c.h"
-#include "log.h"
-#include "agent_file.h"
+#include "agent.h"
 #include "agent_snap.h"
-#include "resource.h"
-#include "wire.h"
+#include "ca.h"
+#include "dp.pb-c.h"
 
-#define HY_DP_RENEW_PERCENT 80        /* of a certificate's life, when a new one is asked for */
-#define HY_DP_MAX_MESSAGE (16u << 20) /* largest DpMessage accepted: a big mesh's outbounds */
-#define HY_DP_SHUTDOWN_GRACE_MS 5000  /* wait for the zone to answer our close, at most */
+#define HY_DP_RENEW_PERCENT 80 /* of a certificate's life, when a new one is asked for */
 
-/* The options (main.c's table). */
+/* The options (main.c's table): those of every data-plane process. */
 struct hy_dp_cfg {
-    int64_t shutdown_timeout;         /* ms after SIGTERM before a stuck process exits anyway */
-    char *cp_address;                 /* wss://ZONE:5678 */
-    char *ca_cert_file;               /* PEM CA(s) the zone's DP server certificate chains to */
-    char *dataplane_file;             /* the Dataplane resource, YAML or JSON */
-    char *dataplane_token_file;       /* the dataplane token (JWT) */
-    struct hy_strings dataplane_vars; /* NAME=VALUE, for {{ NAME }} in the file */
-    struct hy_addr admin_address;
-    enum hy_log_level log_level;
-    uint64_t workers; /* proxy worker threads; 0: one per CPU */
+    struct hy_agent_cfg base; /* base.resource_file: the Dataplane; workers: the proxy's */
 };
 
 /* ----- config snapshots (dp_snapshot.c) ----- */
@@ -83,73 +69,47 @@ int64_t hy_dp_renew_at(int64_t not_before, int64_t not_after, int64_t now);
  * again, in ms: 5 % of the life, at least 1 s and at most 60 s. */
 uint64_t hy_dp_renew_retry_ms(int64_t not_before, int64_t not_after);
 
-/* ----- the sidecar (dp.c, dp_client.c, dp_admin.c) ----- */
+/* ----- the sidecar (dp.c, dp_client.c) ----- */
 
-struct hy_ws_client;
-struct hy_http_server;
-struct hy_metrics;
-struct hy_metric;
 struct hy_series;
 struct hy_proxy;
 
+/* A data-plane process (agent.h) whose snapshots are struct
+ * hy_dp_snapshot, with a certificate it renews and the proxy. */
 struct hy_dp {
-    const struct hy_dp_cfg *cfg;
-    uv_loop_t *loop;
-    struct hy_agent_file file;
-    char *token;                     /* owned; read again at every connect */
-    struct hy_agent_current current; /* of struct hy_dp_snapshot */
+    struct hy_agent a; /* first: the control stream, admin server, metrics */
 
-    /* control stream (dp_client.c) */
-    struct hy_ws_client *ws;
+    /* certificates (dp_client.c) */
     struct hy_ca_pem pending; /* key and CSR of the last request sent; zeroed when none */
     uv_timer_t renew_timer;   /* the next time to ask for a certificate */
-    uv_timer_t grace_timer;   /* shutdown: stop waiting for the close handshake */
-    bool timers_init;
-    bool open;           /* the websocket is open */
-    bool rejected;       /* the zone sent DpReject on this connection */
-    bool shutting_down;  /* hy_dp_shutdown was called */
+    bool renew_init;
     int64_t next_ask_ms; /* Unix ms of the next DpCsr; 0: none planned */
-    char status[320];    /* the last thing that happened to the stream, for /ready */
 
-    /* metrics and admin (dp.c, dp_admin.c) */
-    struct hy_metrics *metrics;
     struct hy_series *acks, *nacks, *cert_expiry, *renewals;
-    struct hy_http_server *admin;
-
-    struct hy_proxy *proxy; /* the data-plane proxy (proxy.c): follows current */
+    struct hy_proxy *proxy; /* the data-plane proxy (proxy.c): follows a.current */
 };
 
-/* Reads the Dataplane file and the token, makes the metrics, starts the
- * admin server and the control stream on loop. On failure logs why (every
- * problem of the Dataplane file on its own line) and returns a negative
- * code; hy_dp_close undoes a partial open. */
+/* What makes a data-plane process a sidecar (dp.c). */
+extern const struct hy_agent_ops hy_dp_ops;
+
+/* hy_agent_open of d with hy_dp_ops; on failure logs why (every problem
+ * of the Dataplane file on its own line) and returns a negative code;
+ * hy_dp_close undoes a partial open. Then hy_agent_shutdown, hy_dp_stop
+ * (run the loop until every handle has closed), hy_dp_close. */
 int hy_dp_open(struct hy_dp *d, const struct hy_dp_cfg *cfg, uv_loop_t *loop);
-/* SIGINT/SIGTERM: closes the stream with 1000 "dataplane shutting down"
- * (the zone deregisters the Dataplane) and stops the loop once the zone
- * answered, or after HY_DP_SHUTDOWN_GRACE_MS; at once when not connected or
- * when called a second time. */
-void hy_dp_shutdown(struct hy_dp *d);
-/* Stops the admin server, the stream and the timers; then run the loop
- * until every handle has closed, and hy_dp_close. */
 void hy_dp_stop(struct hy_dp *d);
 void hy_dp_close(struct hy_dp *d);
 
 /* Ready when a config is applied (by every proxy worker) and its
- * certificate has not expired.
- * Returns true, or false with why (one sentence) filled. Loop thread. */
+ * certificate has not expired (hy_agent_ready). */
 bool hy_dp_ready(struct hy_dp *d, char *why, size_t size);
 
-/* The control stream (dp_client.c). */
-int hy_dp_client_start(struct hy_dp *d);
+/* The control stream's sidecar part (dp_client.c): the CSR of every
+ * DpHello, DpConfig checked and published, renewals. */
+int hy_dp_client_hello(struct hy_agent *a, Hypha__V1__DpHello *h);
+bool hy_dp_client_message(struct hy_agent *a, Hypha__V1__DpMessage *m);
+void hy_dp_client_start(struct hy_dp *d);
 void hy_dp_client_stop(struct hy_dp *d);
 void hy_dp_client_free(struct hy_dp *d);
-
-/* The admin server (dp_admin.c): GET /ready, /config, /metrics. */
-int hy_dp_admin_start(struct hy_dp *d);
-void hy_dp_admin_stop(struct hy_dp *d);
-void hy_dp_admin_free(struct hy_dp *d);
-/* The port the admin server listens on (with port 0 in the address); 0 if
- * none. */
-int hy_dp_admin_port(const struct hy_dp *d);
 
 #endif

@@ -730,7 +730,7 @@ static bool get_done(void *arg)
 static int admin_get(struct hy_dp *d, const char *path, char **body)
 {
     struct get g = {0};
-    snprintf(g.url, sizeof(g.url), "http://127.0.0.1:%d%s", hy_dp_admin_port(d), path);
+    snprintf(g.url, sizeof(g.url), "http://127.0.0.1:%d%s", hy_agent_admin_port(&d->a), path);
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, get_thread, &g), 0);
     assert_true(run_until(get_done, &g, 5000));
@@ -772,7 +772,7 @@ static void wait_for(int *counter, int want)
 
 static bool dp_closed(void *arg)
 {
-    return !((struct hy_dp *)arg)->open;
+    return !((struct hy_dp *)arg)->a.open;
 }
 
 /* Ready, once the proxy's workers (their own threads: nothing on our loop
@@ -792,36 +792,39 @@ static const char *wanted_status;
 
 static bool status_has(void *arg)
 {
-    return strstr(((struct hy_dp *)arg)->status, wanted_status) != NULL;
+    return strstr(((struct hy_dp *)arg)->a.status, wanted_status) != NULL;
 }
 
 static void wait_status(struct hy_dp *d, const char *want)
 {
     wanted_status = want;
     if (!run_until(status_has, d, 10000))
-        fail_msg("status: %s\nwanted: %s", d->status, want);
+        fail_msg("status: %s\nwanted: %s", d->a.status, want);
 }
 
 static struct hy_dp_cfg sidecar_cfg(const char *cp_address)
 {
     struct hy_dp_cfg cfg = {
-        .cp_address = strdup(cp_address),
-        .ca_cert_file = strdup(srv_ca),
-        .dataplane_file = strdup(DATA),
-        .dataplane_token_file = strdup(token_path),
-        .log_level = HY_LOG_INFO,
-        .workers = 2,
+        .base =
+            {
+                .cp_address = strdup(cp_address),
+                .ca_cert_file = strdup(srv_ca),
+                .resource_file = strdup(DATA),
+                .token_file = strdup(token_path),
+                .log_level = HY_LOG_INFO,
+                .workers = 2,
+            },
     };
-    assert_int_equal(hy_addr_parse("127.0.0.1:0", &cfg.admin_address, NULL, 0), 0);
+    assert_int_equal(hy_addr_parse("127.0.0.1:0", &cfg.base.admin_address, NULL, 0), 0);
     return cfg;
 }
 
 static void sidecar_cfg_fini(struct hy_dp_cfg *cfg)
 {
-    free(cfg->cp_address);
-    free(cfg->ca_cert_file);
-    free(cfg->dataplane_file);
-    free(cfg->dataplane_token_file);
+    free(cfg->base.cp_address);
+    free(cfg->base.ca_cert_file);
+    free(cfg->base.resource_file);
+    free(cfg->base.token_file);
 }
 
 static void sidecar_close(struct hy_dp *d)
@@ -864,7 +867,7 @@ static void test_stream(void **state)
     hy_ca_info_fini(&info);
     assert_string_equal(f.ack, "v1");
     assert_null(d.pending.key); /* the key of the CSR is now the certificate's */
-    struct hy_dp_snapshot *v1 = hy_dp_snapshot_get(&d.current, NULL);
+    struct hy_dp_snapshot *v1 = hy_dp_snapshot_get(&d.a.current, NULL);
     assert_string_equal(v1->config->version, "v1");
     char why[512];
     assert_true(dp_ready_soon(&d));
@@ -889,7 +892,7 @@ static void test_stream(void **state)
     wait_for(&f.nacks, 1);
     assert_string_equal(f.nack, "v2: the certificate is not for this dataplane's key (it must be "
                                 "issued for the CSR of its last DpHello or DpCsr)");
-    struct hy_dp_snapshot *cur = hy_dp_snapshot_get(&d.current, NULL);
+    struct hy_dp_snapshot *cur = hy_dp_snapshot_get(&d.a.current, NULL);
     assert_ptr_equal(cur, v1);
     hy_dp_snapshot_unref(cur);
     assert_int_equal(metric(d.nacks), 1);
@@ -902,7 +905,7 @@ static void test_stream(void **state)
     wait_for(&f.csrs, 1);
     wait_for(&f.acks, 3); /* v3, and v4 with the new certificate */
     assert_string_equal(f.ack, "v4");
-    cur = hy_dp_snapshot_get(&d.current, NULL);
+    cur = hy_dp_snapshot_get(&d.a.current, NULL);
     assert_string_equal(cur->config->version, "v4");
     assert_string_not_equal(cur->key, v1->key);
     assert_string_not_equal(cur->fingerprint, v1->fingerprint);
@@ -918,14 +921,14 @@ static void test_stream(void **state)
     assert_true(run_until(dp_closed, &d, 5000));
     assert_true(hy_dp_ready(&d, why, sizeof(why)));
     expect_get(&d, "/metrics", 200, "\nhypha_dp_connected 0\n", NULL);
-    cur = hy_dp_snapshot_get(&d.current, NULL);
+    cur = hy_dp_snapshot_get(&d.a.current, NULL);
     assert_string_equal(cur->config->version, "v4");
     hy_dp_snapshot_unref(cur);
 
     /* back, but rejecting: the config stays */
     f.mode = FAKE_REJECT;
     fake_start(&f, address);
-    hy_ws_client_reconnect_now(d.ws);
+    hy_ws_client_reconnect_now(d.a.ws);
     wait_for(&f.hellos, 2);
     wait_status(&d, "rejected by the zone control plane: token revoked");
     wait_for(&f.closes, 2);
@@ -934,7 +937,7 @@ static void test_stream(void **state)
     /* accepting again, with a new token in the file: a new key, v5 */
     f.mode = FAKE_SIGN;
     write_file(token_path, "tok-456");
-    hy_ws_client_reconnect_now(d.ws);
+    hy_ws_client_reconnect_now(d.a.ws);
     wait_for(&f.acks, 4);
     assert_string_equal(f.token, "tok-456");
     assert_string_equal(f.ack, "v5");
@@ -942,7 +945,7 @@ static void test_stream(void **state)
 
     /* shutdown: a clean 1000 close the zone can deregister on */
     int closes = f.closes;
-    hy_dp_shutdown(&d);
+    hy_agent_shutdown(&d.a);
     wait_for(&f.closes, closes + 1);
     assert_int_equal(f.code, 1000);
     assert_string_equal(f.reason, "dataplane shutting down");
@@ -971,7 +974,7 @@ static void test_not_ready(void **state)
     expect_get(&d, "/ready", 503, "{\"ready\":false,\"reason\":\"no config from the zone", NULL);
     expect_get(&d, "/config", 503, "No config yet", NULL);
     expect_get(&d, "/metrics", 200, "\nhypha_dp_connected 0\n", NULL);
-    hy_dp_shutdown(&d); /* not connected: nothing to wait for */
+    hy_agent_shutdown(&d.a); /* not connected: nothing to wait for */
     sidecar_close(&d);
     sidecar_cfg_fini(&cfg);
 
@@ -981,20 +984,20 @@ static void test_not_ready(void **state)
     sidecar_close(&d);
     sidecar_cfg_fini(&bad);
     bad = sidecar_cfg("wss://127.0.0.1:1");
-    free(bad.dataplane_token_file);
-    bad.dataplane_token_file = strdup("/nonexistent/token");
+    free(bad.base.token_file);
+    bad.base.token_file = strdup("/nonexistent/token");
     assert_int_equal(hy_dp_open(&d, &bad, &loop), -ENOENT);
     sidecar_close(&d);
     sidecar_cfg_fini(&bad);
     bad = sidecar_cfg("wss://127.0.0.1:1");
     char *v[] = {"x=1"};
-    bad.dataplane_vars = vars_of(v, 1);
-    free(bad.dataplane_file);
-    bad.dataplane_file = strdup(path_in("dp.yaml"));
-    write_file(bad.dataplane_file, dp_template);
+    bad.base.vars = vars_of(v, 1);
+    free(bad.base.resource_file);
+    bad.base.resource_file = strdup(path_in("dp.yaml"));
+    write_file(bad.base.resource_file, dp_template);
     assert_int_equal(hy_dp_open(&d, &bad, &loop), HY_EINVAL);
     sidecar_close(&d);
-    unlink(bad.dataplane_file);
+    unlink(bad.base.resource_file);
     sidecar_cfg_fini(&bad);
     unlink(token_path);
 }
