@@ -27,6 +27,7 @@
 
 #include "dataplane.pb-c.h"
 #include "error.h"
+#include "agent_side.h"
 #include "ingress.h"
 #include "metrics.h"
 #include "net.h"
@@ -35,16 +36,8 @@
 
 #define READ_SIZE 16384
 #define PIPE_CAP 65536 /* a pipe's default capacity: what one direction holds in flight */
-#define HIGH_WATER (256u << 10)
-#define LOW_WATER (64u << 10)
 
 enum phase { HELLO, CONNECTING, RELAY };
-
-struct side {
-    uv_tcp_t tcp;
-    bool init, reading, paused, eof, shut, shut_done;
-    uv_shutdown_t shutdown_req;
-};
 
 /* The splice relay: direction d moves fd[d] -> pipe[d] -> fd[1 - d]
  * (0: downstream to upstream, 1: back). */
@@ -65,7 +58,7 @@ struct hy_ing_conn {
     struct hy_ing_worker *w; /* the thread it lives on */
     struct spl *spl;         /* in splice mode */
     struct hy_ing_conn *prev, *next;
-    struct side down, up;
+    struct hy_agent_side down, up;
     enum phase phase;
     bool closing;
     unsigned handles;
@@ -167,31 +160,16 @@ static void conn_close(struct hy_ing_conn *c, const char *result, const char *wh
 
 /* ----- relay ----- */
 
-static struct side *other(struct hy_ing_conn *c, struct side *s)
+static struct hy_agent_side *other(struct hy_ing_conn *c, struct hy_agent_side *s)
 {
     return s == &c->down ? &c->up : &c->down;
 }
 
-static size_t queued(struct side *s)
+static void update_reading(struct hy_ing_conn *c, struct hy_agent_side *s);
+
+static void on_write(struct hy_agent_side *s, int status)
 {
-    return uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp);
-}
-
-static void update_reading(struct hy_ing_conn *c, struct side *s);
-
-struct wreq {
-    uv_write_t req;
-    struct hy_ing_conn *c;
-    struct side *s;
-    uint8_t data[];
-};
-
-static void on_write(uv_write_t *req, int status)
-{
-    struct wreq *w = (struct wreq *)req;
-    struct hy_ing_conn *c = w->c;
-    struct side *s = w->s;
-    free(w);
+    struct hy_ing_conn *c = s->tcp.data;
     if (c->closing)
         return;
     if (status < 0) {
@@ -199,26 +177,14 @@ static void on_write(uv_write_t *req, int status)
                    uv_strerror(status));
         return;
     }
-    struct side *src = other(c, s);
-    if (src->paused && queued(s) <= LOW_WATER) {
-        src->paused = false;
+    struct hy_agent_side *src = other(c, s);
+    if (hy_agent_side_relieved(s, src))
         update_reading(c, src);
-    }
 }
 
-static int write_to(struct hy_ing_conn *c, struct side *s, const void *data, size_t len)
+static int write_to(struct hy_agent_side *s, const void *data, size_t len)
 {
-    struct wreq *w = malloc(sizeof(*w) + len);
-    if (!w)
-        return UV_ENOMEM;
-    w->c = c;
-    w->s = s;
-    memcpy(w->data, data, len);
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, on_write);
-    if (rc < 0)
-        free(w);
-    return rc;
+    return hy_agent_side_write(s, data, len, on_write);
 }
 
 static void maybe_done(struct hy_ing_conn *c)
@@ -227,25 +193,11 @@ static void maybe_done(struct hy_ing_conn *c)
         conn_close(c, "ok", NULL);
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status)
+static void on_shut(struct hy_agent_side *s)
 {
-    struct side *s = req->data;
     struct hy_ing_conn *c = s->tcp.data;
-    (void)status;
-    s->shut_done = true;
     if (!c->closing)
         maybe_done(c);
-}
-
-static void shut(struct hy_ing_conn *c, struct side *s)
-{
-    if (s->shut)
-        return;
-    s->shut = true;
-    s->shutdown_req.data = s;
-    if (uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp, on_shutdown) < 0)
-        s->shut_done = true;
-    maybe_done(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -269,12 +221,12 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         on_hello_read(c, n);
         return;
     }
-    struct side *s = (uv_tcp_t *)st == &c->down.tcp ? &c->down : &c->up;
+    struct hy_agent_side *s = (uv_tcp_t *)st == &c->down.tcp ? &c->down : &c->up;
     c->last_ms = uv_now(&c->w->loop);
     if (n == UV_EOF) {
         s->eof = true;
         update_reading(c, s);
-        shut(c, other(c, s));
+        hy_agent_side_shut(other(c, s), on_shut);
         return;
     }
     if (n < 0) {
@@ -287,31 +239,23 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     else
         c->down_bytes += (uint64_t)n;
     hy_series_add(c->g->m.bytes, (double)n);
-    struct side *dst = other(c, s);
-    int rc = write_to(c, dst, buf->base, (size_t)n);
+    struct hy_agent_side *dst = other(c, s);
+    int rc = write_to(dst, buf->base, (size_t)n);
     if (rc < 0) {
         conn_close(c, "error", "writing: %s", uv_strerror(rc));
         return;
     }
-    if (queued(dst) > HIGH_WATER) {
-        s->paused = true;
+    if (hy_agent_side_pressure(dst, s))
         update_reading(c, s);
-    }
 }
 
-static void update_reading(struct hy_ing_conn *c, struct side *s)
+static void update_reading(struct hy_ing_conn *c, struct hy_agent_side *s)
 {
     if (c->closing || !s->init)
         return;
     bool want =
         !s->eof && !s->paused && (c->phase == RELAY || (c->phase == HELLO && s == &c->down));
-    if (want && !s->reading) {
-        if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc, on_read) == 0)
-            s->reading = true;
-    } else if (!want && s->reading) {
-        uv_read_stop((uv_stream_t *)&s->tcp);
-        s->reading = false;
-    }
+    hy_agent_side_read(s, want, on_alloc, on_read);
 }
 
 static void on_up_closed(uv_handle_t *h);
@@ -533,7 +477,7 @@ static void on_connect(uv_connect_t *req, int status)
         if (done == c->hlen && spl_start(c))
             return;
     }
-    int rc = done == c->hlen ? 0 : write_to(c, &c->up, c->hello + done, c->hlen - done);
+    int rc = done == c->hlen ? 0 : write_to(&c->up, c->hello + done, c->hlen - done);
     if (rc < 0) {
         conn_close(c, "error", "writing to the upstream: %s", uv_strerror(rc));
         return;

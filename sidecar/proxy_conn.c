@@ -128,31 +128,16 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
 
 /* ----- writes and backpressure ----- */
 
-struct wreq {
-    uv_write_t req;
-    struct hy_px_conn *c;
-    struct hy_px_side *s;
-    uint8_t data[];
-};
+static void update_reading(struct hy_px_conn *c, struct hy_agent_side *s);
 
-static void update_reading(struct hy_px_conn *c, struct hy_px_side *s);
-
-static struct hy_px_side *other(struct hy_px_conn *c, struct hy_px_side *s)
+static struct hy_agent_side *other(struct hy_px_conn *c, struct hy_agent_side *s)
 {
     return s == &c->down ? &c->up : &c->down;
 }
 
-static size_t queued(struct hy_px_side *s)
+static void on_write(struct hy_agent_side *s, int status)
 {
-    return uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp);
-}
-
-static void on_write(uv_write_t *req, int status)
-{
-    struct wreq *w = (struct wreq *)req;
-    struct hy_px_conn *c = w->c;
-    struct hy_px_side *s = w->s;
-    free(w);
+    struct hy_px_conn *c = s->tcp.data;
     if (c->closing)
         return;
     if (status < 0) {
@@ -160,38 +145,26 @@ static void on_write(uv_write_t *req, int status)
                          s == &c->up ? "upstream" : "downstream", uv_strerror(status));
         return;
     }
-    struct hy_px_side *src = other(c, s);
-    if (src->paused && queued(s) <= HY_PX_LOW_WATER) {
-        src->paused = false;
+    struct hy_agent_side *src = other(c, s);
+    if (hy_agent_side_relieved(s, src)) {
         update_reading(c, src);
         if (src == c->tls) /* ciphertext may wait in rbuf */
             hy_px_conn_tls_progress(c);
     }
 }
 
-int hy_px_write(struct hy_px_conn *c, struct hy_px_side *s, const void *data, size_t len)
+int hy_px_write(struct hy_px_conn *c, struct hy_agent_side *s, const void *data, size_t len)
 {
-    struct wreq *w = malloc(sizeof(*w) + len);
-    if (!w)
-        return UV_ENOMEM;
-    w->c = c;
-    w->s = s;
-    memcpy(w->data, data, len);
-    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, on_write);
-    if (rc < 0)
-        free(w);
-    return rc;
+    (void)c;
+    return hy_agent_side_write(s, data, len, on_write);
 }
 
 /* After queueing on s: stop reading the other side while s is behind. */
-static void check_pressure(struct hy_px_conn *c, struct hy_px_side *s)
+static void check_pressure(struct hy_px_conn *c, struct hy_agent_side *s)
 {
-    struct hy_px_side *src = other(c, s);
-    if (!src->paused && queued(s) > HY_PX_HIGH_WATER) {
-        src->paused = true;
+    struct hy_agent_side *src = other(c, s);
+    if (hy_agent_side_pressure(s, src))
         update_reading(c, src);
-    }
 }
 
 /* ----- shutdowns: each direction ends on its own ----- */
@@ -202,25 +175,16 @@ static void maybe_done(struct hy_px_conn *c)
         hy_px_conn_close(c, "ok", NULL);
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status)
+static void on_shut(struct hy_agent_side *s)
 {
-    struct hy_px_side *s = req->data;
     struct hy_px_conn *c = s->tcp.data;
-    (void)status; /* a peer already gone: the other direction decides */
-    s->shut_done = true;
     if (!c->closing)
         maybe_done(c);
 }
 
-static void shut(struct hy_px_conn *c, struct hy_px_side *s)
+static void shut(struct hy_agent_side *s)
 {
-    if (s->shut)
-        return;
-    s->shut = true;
-    s->shutdown_req.data = s;
-    if (uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp, on_shutdown) < 0)
-        s->shut_done = true;
-    maybe_done(c);
+    hy_agent_side_shut(s, on_shut);
 }
 
 /* ----- reads ----- */
@@ -282,7 +246,7 @@ static void on_plain_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         c->plain->eof = true;
         update_reading(c, c->plain);
         hy_px_tls_close_notify(c);
-        shut(c, c->tls);
+        shut(c->tls);
         return;
     }
     if (n < 0) {
@@ -302,7 +266,7 @@ static void on_plain_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     check_pressure(c, c->tls);
 }
 
-static void update_reading(struct hy_px_conn *c, struct hy_px_side *s)
+static void update_reading(struct hy_px_conn *c, struct hy_agent_side *s)
 {
     bool want;
     if (c->closing || !s->init)
@@ -312,14 +276,7 @@ static void update_reading(struct hy_px_conn *c, struct hy_px_side *s)
                (c->phase == HY_PX_RELAY || (c->phase == HY_PX_HANDSHAKE && c->ssl));
     else
         want = !s->eof && !s->paused && c->phase == HY_PX_RELAY;
-    if (want && !s->reading) {
-        if (uv_read_start((uv_stream_t *)&s->tcp, on_alloc,
-                          s == c->tls ? on_tls_read : on_plain_read) == 0)
-            s->reading = true;
-    } else if (!want && s->reading) {
-        uv_read_stop((uv_stream_t *)&s->tcp);
-        s->reading = false;
-    }
+    hy_agent_side_read(s, want, on_alloc, s == c->tls ? on_tls_read : on_plain_read);
 }
 
 void hy_px_conn_tls_progress(struct hy_px_conn *c)
@@ -362,7 +319,7 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c)
         if (r == HY_PX_TLS_EOF) {
             c->tls_in_done = true;
             update_reading(c, c->tls);
-            shut(c, c->plain);
+            shut(c->plain);
             return;
         }
         if (r < 0 && c->dir == HY_PX_OUT && !c->bytes_down && hy_px_tls_refused(c)) {

@@ -25,18 +25,17 @@
 #include "agent_eps.h"
 #include "dp.h"
 #include "permit.h"
+#include "agent_side.h"
 #include "proxy.h"
 
-#define HY_PX_READ_SIZE 16384         /* bytes asked of one socket read */
-#define HY_PX_HIGH_WATER (256u << 10) /* stop reading a side while the other queues this much */
-#define HY_PX_LOW_WATER (64u << 10)   /* and read it again once the queue is down to this */
-#define HY_PX_HANDSHAKE_MS 10000      /* TLS handshakes finish within this */
-#define HY_PX_CONNECT_MS 5000         /* connect timeout when the config names none */
-#define HY_PX_IDLE_MS (3600u * 1000)  /* idle timeout when the config names none */
-#define HY_PX_ATTEMPTS 3              /* connect attempts when the config names none */
-#define HY_PX_ID_MAX 512              /* bytes of a SPIFFE ID we log and compare */
-#define HY_PX_DNS_SLOTS 16            /* host names a worker remembers the address of */
-#define HY_PX_DNS_TTL_MS 30000        /* for this long */
+#define HY_PX_READ_SIZE 16384        /* bytes asked of one socket read */
+#define HY_PX_HANDSHAKE_MS 10000     /* TLS handshakes finish within this */
+#define HY_PX_CONNECT_MS 5000        /* connect timeout when the config names none */
+#define HY_PX_IDLE_MS (3600u * 1000) /* idle timeout when the config names none */
+#define HY_PX_ATTEMPTS 3             /* connect attempts when the config names none */
+#define HY_PX_ID_MAX 512             /* bytes of a SPIFFE ID we log and compare */
+#define HY_PX_DNS_SLOTS 16           /* host names a worker remembers the address of */
+#define HY_PX_DNS_TTL_MS 30000       /* for this long */
 /* TLS 1.3 suites in our order of preference. ChaCha20 first: Debian's
  * wolfSSL has no AES-NI, and its software AES-GCM is the slower of the two
  * (bench/dp.sh). AES-GCM stays for peers that only speak it. */
@@ -84,16 +83,6 @@ struct hy_px_listener {
 enum hy_px_phase { HY_PX_CONNECTING, HY_PX_HANDSHAKE, HY_PX_RELAY };
 
 /* One socket of a connection. */
-struct hy_px_side {
-    uv_tcp_t tcp;
-    bool init;    /* tcp is initialised (it needs a uv_close) */
-    bool reading; /* uv_read_start is on */
-    bool paused;  /* the other side's write queue is too long */
-    bool eof;     /* it sent EOF (for the TLS side: or close_notify) */
-    bool shut;    /* we asked to shut down its write side */
-    bool shut_done;
-    uv_shutdown_t shutdown_req;
-};
 
 struct hy_px_conn {
     struct hy_px_worker *w;         /* the worker it lives on */
@@ -105,8 +94,8 @@ struct hy_px_conn {
     const Hypha__V1__DpOutbound *out;
     enum hy_px_dir dir;
     enum hy_px_phase phase;
-    struct hy_px_side down, up; /* accepted, and what we connected to */
-    struct hy_px_side *tls, *plain;
+    struct hy_agent_side down, up; /* accepted, and what we connected to */
+    struct hy_agent_side *tls, *plain;
     struct WOLFSSL *ssl;
     bool tls_in_done; /* everything the TLS peer will send was relayed */
     bool closing;
@@ -270,7 +259,7 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c);
 int hy_px_conn_connect(struct hy_px_conn *c, const char *host, uint32_t port, uint64_t timeout_ms,
                        void (*done)(struct hy_px_conn *c, int status));
 /* Queues data on side s (a copy). 0 or a libuv code. */
-int hy_px_write(struct hy_px_conn *c, struct hy_px_side *s, const void *data, size_t len);
+int hy_px_write(struct hy_px_conn *c, struct hy_agent_side *s, const void *data, size_t len);
 uint64_t hy_px_ms(const Hypha__V1__Duration *d, uint64_t dflt);
 /* Closes c->up after a failed connect and calls then(c) once it has
  * closed, unless c ended meanwhile. */
