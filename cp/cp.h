@@ -174,8 +174,18 @@ bool hy_cp_token_live(struct hy_cp *cp, const char *jti, int64_t exp, char *why,
 
 /* A before_commit hook part (cp_mesh_ca.c): for every Mesh the batch puts
  * whose enabled builtin backend has no root yet, makes one and adds its
- * MeshTrust and MeshCaKey to the batch. 0, or a negative code with a cause. */
+ * MeshCaRoot and MeshCaKey to the batch; then checks every MeshTrust the
+ * batch puts (hy_cp_mesh_trust_check) and that its mesh's trust bundle
+ * stays within HY_CA_BUNDLE_MAX certificates. 0, or a negative code with
+ * causes in d. */
 int hy_cp_mesh_roots(struct hy_cp *cp, struct hy_cp_api_batch *b, struct hy_diag *d);
+/* The certificates of MeshTrust r (its spec already through the registry's
+ * validator): every caBundles[i].pem.value must hold only CA certificates
+ * that parse (hy_ca_bundle_each) and have not expired. Adds one cause per
+ * problem, naming the bundle's field and the certificate's index. 0,
+ * HY_EINVAL (causes added) or HY_ENOMEM; *count (may be NULL) gets the
+ * number of certificates read. */
+int hy_cp_mesh_trust_check(const struct hy_resource *r, struct hy_diag *d, size_t *count);
 /* The certificate of one of cp's TLS listeners: given_cert/given_key when
  * both are set, else data_dir/subdir/server.pem (+ server-key.pem), made
  * at first start with a CA (data_dir/subdir/ca.pem) for localhost, the

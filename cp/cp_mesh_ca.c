@@ -1,8 +1,10 @@
 /* Mesh root CAs, on whichever control plane owns the Mesh: the global CP,
  * or a standalone zone. When a Mesh names a builtin CA backend that has no
- * root yet, one is made (ECDSA P-256) and its certificate (MeshTrust,
+ * root yet, one is made (ECDSA P-256) and its certificate (MeshCaRoot,
  * synced to zones) and key (MeshCaKey, secret) are stored in the same
- * transaction as the Mesh. */
+ * transaction as the Mesh. The CA certificates users add with MeshTrust
+ * are checked here too, in the same hook: the registry's validator
+ * (common/) cannot parse X.509. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,10 +32,10 @@ static bool in_batch(const struct hy_cp_api_batch *b, const char *type, const ch
     return false;
 }
 
-static bool trust_exists(struct hy_store *s, const char *mesh, const char *backend)
+static bool root_exists(struct hy_store *s, const char *mesh, const char *backend)
 {
     struct hy_resource *r = NULL;
-    if (hy_store_get(s, "MeshTrust", mesh, backend, &r) < 0)
+    if (hy_store_get(s, "MeshCaRoot", mesh, backend, &r) < 0)
         return false;
     hy_resource_free(r);
     return true;
@@ -49,7 +51,7 @@ Hypha__V1__Timestamp *hy_cp_timestamp(int64_t secs)
     return t;
 }
 
-/* Makes the root of one backend and adds MeshTrust + MeshCaKey to b. */
+/* Makes the root of one backend and adds MeshCaRoot + MeshCaKey to b. */
 static int make_root(struct hy_cp_api_batch *b, const char *mesh,
                      const Hypha__V1__CertificateAuthorityBackend *be, struct hy_diag *d)
 {
@@ -68,16 +70,16 @@ static int make_root(struct hy_cp_api_batch *b, const char *mesh,
                     be->name, hy_strerror(rc));
         goto out;
     }
-    struct hy_resource *trust = hy_resource_new(hy_rtype_by_name("MeshTrust"));
+    struct hy_resource *root = hy_resource_new(hy_rtype_by_name("MeshCaRoot"));
     struct hy_resource *key = hy_resource_new(hy_rtype_by_name("MeshCaKey"));
     rc = HY_ENOMEM;
-    if (!trust || !key || hy_resource_set_name(trust, mesh, be->name) < 0 ||
+    if (!root || !key || hy_resource_set_name(root, mesh, be->name) < 0 ||
         hy_resource_set_name(key, mesh, be->name) < 0) {
-        hy_resource_free(trust);
+        hy_resource_free(root);
         hy_resource_free(key);
         goto out;
     }
-    Hypha__V1__MeshTrust *t = (Hypha__V1__MeshTrust *)trust->spec;
+    Hypha__V1__MeshCaRoot *t = (Hypha__V1__MeshCaRoot *)root->spec;
     Hypha__V1__MeshCaKey *k = (Hypha__V1__MeshCaKey *)key->spec;
     t->backend = strdup(be->name);
     t->ca_cert = strdup(pem.cert);
@@ -86,8 +88,8 @@ static int make_root(struct hy_cp_api_batch *b, const char *mesh,
     t->fingerprint = strdup(info.fingerprint);
     k->backend = strdup(be->name);
     k->key = strdup(pem.key);
-    if (hy_cp_api_batch_add(b, HY_STORE_PUT, trust, HY_VERSION_NEW) < 0) {
-        hy_resource_free(trust);
+    if (hy_cp_api_batch_add(b, HY_STORE_PUT, root, HY_VERSION_NEW) < 0) {
+        hy_resource_free(root);
         hy_resource_free(key);
         goto out;
     }
@@ -109,6 +111,151 @@ out:
     return rc;
 }
 
+/* ----- MeshTrust ----- */
+
+struct trust_walk {
+    struct hy_diag *d;
+    const struct hy_resource *r;
+    const char *field;
+    size_t i; /* the certificate's index in its bundle */
+    int64_t now;
+};
+
+static int check_dates(void *ud, const struct hy_ca_bundle_cert *c)
+{
+    struct trust_walk *w = ud;
+    char at[32];
+    time_t t = (time_t)c->not_after;
+    struct tm tm;
+    if (c->not_after < w->now) {
+        strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+        hy_diag_add(w->d, 0, 0, w->field,
+                    "MeshTrust %s/%s: certificate %zu (fingerprint %.16s...) expired at %s: a "
+                    "sidecar accepts nothing under it; replace it or remove it",
+                    w->r->meta->mesh, w->r->meta->name, w->i, c->fingerprint, at);
+    }
+    w->i++;
+    return 0;
+}
+
+int hy_cp_mesh_trust_check(const struct hy_resource *r, struct hy_diag *d, size_t *count)
+{
+    const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)r->spec;
+    size_t before = d->n, total = 0;
+    for (size_t i = 0; i < t->n_ca_bundles; i++) {
+        const Hypha__V1__MeshTrust__CaBundle *b = t->ca_bundles[i];
+        if (!b->pem || !b->pem->value)
+            continue; /* the registry's validator said so already */
+        char field[64];
+        snprintf(field, sizeof(field), "spec.caBundles[%zu].pem.value", i);
+        struct trust_walk w = {d, r, field, 0, time(NULL)};
+        size_t n = 0, at = 0;
+        const char *why = NULL;
+        int rc = hy_ca_bundle_each(b->pem->value, check_dates, &w, &n, &at, &why);
+        if (rc == HY_ENOMEM)
+            return rc;
+        if (rc < 0)
+            hy_diag_add(d, 0, 0, field, "MeshTrust %s/%s: certificate %zu: %s", r->meta->mesh,
+                        r->meta->name, at, why ? why : hy_strerror(rc));
+        total += n;
+    }
+    if (count)
+        *count = total;
+    return d->n == before ? 0 : HY_EINVAL;
+}
+
+/* What a mesh's trust bundle will hold once a batch commits, counted
+ * without deduplication (the zone deduplicates, so this errs on the safe
+ * side). */
+struct bundle_count {
+    const struct hy_cp_api_batch *b;
+    const char *mesh;
+    size_t n;
+};
+
+static int count_stored(void *ud, struct hy_resource *r, bool *take)
+{
+    struct bundle_count *c = ud;
+    (void)take;
+    if (!r->meta->mesh || strcmp(r->meta->mesh, c->mesh) != 0 ||
+        in_batch(c->b, r->type->name, c->mesh, r->meta->name))
+        return 0;
+    if (!strcmp(r->type->name, "MeshCaRoot")) {
+        c->n++;
+        return 0;
+    }
+    struct hy_diag ignored = {0};
+    size_t n = 0;
+    int rc = hy_cp_mesh_trust_check(r, &ignored, &n);
+    hy_diag_fini(&ignored);
+    c->n += n;
+    return rc == HY_ENOMEM ? rc : 0;
+}
+
+/* Refuses a batch after which mesh's trust bundle would hold more than a
+ * sidecar takes (HY_CA_BUNDLE_MAX): added is what the batch's MeshTrusts
+ * for mesh hold. */
+static int check_bundle_size(struct hy_cp *cp, const struct hy_cp_api_batch *b, const char *mesh,
+                             size_t added, struct hy_diag *d)
+{
+    struct bundle_count c = {b, mesh, added};
+    for (size_t i = 0; i < b->n; i++)
+        c.n += b->w[i].op == HY_STORE_PUT && !strcmp(b->w[i].r->type->name, "MeshCaRoot") &&
+               !strcmp(b->w[i].r->meta->mesh, mesh);
+    int rc = hy_store_each(cp->store, "MeshCaRoot", count_stored, &c);
+    if (rc == 0)
+        rc = hy_store_each(cp->store, "MeshTrust", count_stored, &c);
+    if (rc < 0) {
+        hy_diag_add(d, 0, 0, "spec.caBundles", "cannot count the CAs of mesh %s: %s", mesh,
+                    hy_strerror(rc));
+        return rc;
+    }
+    if (c.n <= HY_CA_BUNDLE_MAX)
+        return 0;
+    hy_diag_add(d, 0, 0, "spec.caBundles",
+                "mesh %s would trust %zu CA certificates (its roots and every MeshTrust), over "
+                "the %d a sidecar takes: remove a MeshTrust or certificates from one",
+                mesh, c.n, HY_CA_BUNDLE_MAX);
+    return HY_EINVAL;
+}
+
+/* Checks every MeshTrust the batch puts (after the roots were added, so
+ * they count). */
+static int check_trusts(struct hy_cp *cp, struct hy_cp_api_batch *b, size_t n, struct hy_diag *d)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct hy_resource *r = b->w[i].r;
+        if (b->w[i].op != HY_STORE_PUT || strcmp(r->type->name, "MeshTrust") != 0)
+            continue;
+        size_t added = 0, k;
+        int rc = hy_cp_mesh_trust_check(r, d, NULL);
+        if (rc == HY_ENOMEM)
+            return rc;
+        bad = bad ? bad : rc;
+        /* once per mesh: at its first MeshTrust in the batch */
+        for (k = 0; k < i; k++)
+            if (b->w[k].op == HY_STORE_PUT && !strcmp(b->w[k].r->type->name, "MeshTrust") &&
+                !strcmp(b->w[k].r->meta->mesh, r->meta->mesh))
+                break;
+        if (k < i || rc < 0)
+            continue;
+        for (k = i; k < n; k++) {
+            const struct hy_resource *o = b->w[k].r;
+            size_t m = 0;
+            struct hy_diag ignored = {0};
+            if (b->w[k].op == HY_STORE_PUT && !strcmp(o->type->name, "MeshTrust") &&
+                !strcmp(o->meta->mesh, r->meta->mesh) &&
+                hy_cp_mesh_trust_check(o, &ignored, &m) != HY_ENOMEM)
+                added += m;
+            hy_diag_fini(&ignored);
+        }
+        if ((rc = check_bundle_size(cp, b, r->meta->mesh, added, d)) < 0)
+            bad = bad ? bad : rc;
+    }
+    return bad;
+}
+
 int hy_cp_mesh_roots(struct hy_cp *cp, struct hy_cp_api_batch *b, struct hy_diag *d)
 {
     size_t n = b->n; /* only the user's writes: what we add is not revisited */
@@ -124,13 +271,13 @@ int hy_cp_mesh_roots(struct hy_cp *cp, struct hy_cp_api_batch *b, struct hy_diag
             if (strcmp(be->name, m->mtls->enabled_backend) != 0 ||
                 be->type != HYPHA__V1__CERTIFICATE_AUTHORITY_BACKEND__TYPE__builtin)
                 continue;
-            if (trust_exists(cp->store, r->meta->name, be->name) ||
-                in_batch(b, "MeshTrust", r->meta->name, be->name))
+            if (root_exists(cp->store, r->meta->name, be->name) ||
+                in_batch(b, "MeshCaRoot", r->meta->name, be->name))
                 continue;
             int rc = make_root(b, r->meta->name, be, d);
             if (rc < 0)
                 return rc;
         }
     }
-    return 0;
+    return check_trusts(cp, b, n, d);
 }

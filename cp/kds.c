@@ -19,7 +19,7 @@ bool hy_kds_to_zone(const struct hy_rtype *t, const char *origin, const char *zo
         return false;
     /* of the system types, trust roots, token keys and revocations travel;
      * ZoneInsight stays on the global CP */
-    if (t->system && strcmp(t->name, "MeshTrust") && strcmp(t->name, "TokenSigningKey") &&
+    if (t->system && strcmp(t->name, "MeshCaRoot") && strcmp(t->name, "TokenSigningKey") &&
         strcmp(t->name, "TokenRevocation"))
         return false;
     return !origin || !origin[0] || !strcmp(origin, "global");

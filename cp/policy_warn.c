@@ -2,10 +2,12 @@
  * set outside the table below draws a warning when the policy is written,
  * naming the field and why, so nothing a user wrote is ignored silently
  * (policy.h). As the sidecar learns a field, it joins the table and its
- * warning goes. */
+ * warning goes. A MeshTrust whose trust domain the sidecars do not honour
+ * draws one too. */
 #include <stdio.h>
 #include <string.h>
 
+#include "ca.pb-c.h"
 #include "codec.h"
 #include "policy.h"
 #include "poison.h"
@@ -144,8 +146,27 @@ static void walk(struct walk *wk, const ProtobufCMessage *m, const char *path, c
     }
 }
 
+/* A MeshTrust for another trust domain: its CAs reach the trust bundle,
+ * but every sidecar checks that a peer's SPIFFE ID is spiffe://<mesh>/...,
+ * so a peer named in another domain is refused after the handshake. */
+static void trust_domain_warning(const struct hy_resource *r, struct hy_diag *w)
+{
+    const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)r->spec;
+    const char *mesh = r->meta->mesh ? r->meta->mesh : "";
+    if (!t->trust_domain || !strcmp(t->trust_domain, mesh))
+        return;
+    hy_diag_add(w, 0, 0, "spec.trustDomain",
+                "accepted, not honoured: the sidecars of mesh %s accept only peers whose SPIFFE "
+                "ID is spiffe://%s/...; a peer whose certificate chains to these CAs but names "
+                "trust domain %.64s is refused (for peers to be accepted, their CA must issue "
+                "spiffe://%s/... IDs and this MeshTrust say trustDomain: %s)",
+                mesh, mesh, t->trust_domain, mesh, mesh);
+}
+
 void hy_policy_warnings(const struct hy_resource *r, struct hy_diag *w)
 {
+    if (!strcmp(r->type->name, "MeshTrust"))
+        trust_domain_warning(r, w);
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (!strcmp(table[i].type, r->type->name)) {
             struct walk wk = {&table[i], w};

@@ -635,12 +635,12 @@ static void on_csr(struct session *s, const Hypha__V1__CsrRequest *q)
     r.backend = q->backend;
     if (!q->mesh || !q->backend || !q->csr || !hy_valid_name(q->mesh) || !hy_valid_name(q->backend))
         snprintf(err, sizeof(err), "a CsrRequest needs mesh, backend and csr");
-    else if (hy_store_get(st, "MeshTrust", q->mesh, q->backend, &trust) < 0 ||
+    else if (hy_store_get(st, "MeshCaRoot", q->mesh, q->backend, &trust) < 0 ||
              hy_store_get(st, "MeshCaKey", q->mesh, q->backend, &key) < 0)
         snprintf(err, sizeof(err), "mesh %.100s has no root CA for backend %.100s", q->mesh,
                  q->backend);
     if (!err[0]) {
-        struct hy_ca_pem root = {((Hypha__V1__MeshTrust *)trust->spec)->ca_cert,
+        struct hy_ca_pem root = {((Hypha__V1__MeshCaRoot *)trust->spec)->ca_cert,
                                  ((Hypha__V1__MeshCaKey *)key->spec)->key};
         char cn[64];
         snprintf(cn, sizeof(cn), "%.30s.%.30s", s->zone, q->mesh);

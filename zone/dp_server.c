@@ -339,30 +339,97 @@ static void issuer_fini(struct issuer *i)
     hy_resource_free(i->key);
 }
 
+/* The trust bundle being built: distinct CA certificates, by fingerprint. */
 struct roots {
     const char *mesh;
     struct hy_buf *pem;
+    char seen[HY_CA_BUNDLE_MAX][HY_CA_FINGERPRINT_LEN + 1];
+    size_t n;
+    const struct hy_resource *from; /* for the log */
 };
+
+static int add_cert(void *ud, const struct hy_ca_bundle_cert *c)
+{
+    struct roots *x = ud;
+    for (size_t i = 0; i < x->n; i++)
+        if (!strcmp(x->seen[i], c->fingerprint))
+            return 0;
+    if (x->n == HY_CA_BUNDLE_MAX) {
+        /* global refuses writes past this: a store that holds more came
+         * from elsewhere, and what does not fit is said, not dropped */
+        hy_log(HY_LOG_WARN, "dp",
+               "mesh %s: %s %s: certificate %.16s... left out of the trust bundle: it is full "
+               "(%d certificates)",
+               x->mesh, x->from->type->name, x->from->meta->name, c->fingerprint, HY_CA_BUNDLE_MAX);
+        return 0;
+    }
+    memcpy(x->seen[x->n++], c->fingerprint, sizeof(x->seen[0]));
+    if (hy_buf_append(x->pem, c->pem, c->len) < 0 || hy_buf_puts(x->pem, "\n") < 0)
+        return HY_ENOMEM;
+    return 0;
+}
+
+/* Adds the certificates of one PEM text of r; one that does not read is
+ * logged and left out (global checked it: hy_cp_mesh_trust_check). */
+static int add_pem(struct roots *x, const struct hy_resource *r, const char *pem)
+{
+    size_t at = 0;
+    const char *why = NULL;
+    x->from = r;
+    int rc = hy_ca_bundle_each(pem, add_cert, x, NULL, &at, &why);
+    if (rc == HY_ENOMEM)
+        return rc;
+    if (rc < 0)
+        hy_log(HY_LOG_WARN, "dp",
+               "mesh %s: %s %s: certificate %zu left out of the trust bundle: %s", x->mesh,
+               r->type->name, r->meta->name, at, why ? why : hy_strerror(rc));
+    return 0;
+}
 
 static int add_root(void *ud, struct hy_resource *r, bool *take)
 {
     struct roots *x = ud;
     (void)take;
-    const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)r->spec;
+    const Hypha__V1__MeshCaRoot *t = (const Hypha__V1__MeshCaRoot *)r->spec;
     if (t->ca_cert && strcmp(S(r->meta->mesh), x->mesh) == 0)
-        return hy_buf_puts(x->pem, t->ca_cert) < 0 ? HY_ENOMEM : 0;
+        return add_pem(x, r, t->ca_cert);
     return 0;
 }
 
-/* Every root of the mesh, as PEM. Taken for every config, not with the
- * certificate: in a root rotation the new root reaches every sidecar (with
- * the MeshTrust's sync) before the zone has an intermediate under it, so
- * no sidecar sees a leaf it cannot verify. Old roots stay (nothing
- * removes a MeshTrust yet). */
+static int add_trust(void *ud, struct hy_resource *r, bool *take)
+{
+    struct roots *x = ud;
+    (void)take;
+    const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)r->spec;
+    if (strcmp(S(r->meta->mesh), x->mesh) != 0)
+        return 0;
+    for (size_t i = 0; i < t->n_ca_bundles; i++) {
+        const Hypha__V1__MeshTrust__CaBundle *b = t->ca_bundles[i];
+        int rc = b->pem && b->pem->value ? add_pem(x, r, b->pem->value) : 0;
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The mesh's trust bundle, as PEM: every root of the mesh (MeshCaRoot),
+ * then the CAs of every MeshTrust of the mesh, each certificate once.
+ * Taken for every config, not with the certificate: in a root rotation
+ * the new root reaches every sidecar (with the MeshCaRoot's sync) before
+ * the zone has an intermediate under it, so no sidecar sees a leaf it
+ * cannot verify. Old roots stay (nothing removes a MeshCaRoot yet). */
 static int mesh_bundle(struct hy_store *st, const char *mesh, struct hy_buf *out)
 {
-    struct roots x = {mesh, out};
-    return hy_store_each(st, "MeshTrust", add_root, &x);
+    struct roots *x = calloc(1, sizeof(*x));
+    if (!x)
+        return HY_ENOMEM;
+    x->mesh = mesh;
+    x->pem = out;
+    int rc = hy_store_each(st, "MeshCaRoot", add_root, x);
+    if (rc == 0)
+        rc = hy_store_each(st, "MeshTrust", add_trust, x);
+    free(x);
+    return rc;
 }
 
 static int load_issuer(struct hy_store *st, const char *mesh, struct issuer *i, char *why,

@@ -93,7 +93,7 @@ static int store_issuer(struct hy_zone *z, const char *mesh, const char *backend
 
 /* Signs an issuer with the zone's own root (a standalone zone). */
 static void sign_locally(struct hy_zone *z, const char *mesh, const char *backend,
-                         const Hypha__V1__MeshTrust *trust, const char *root_key)
+                         const Hypha__V1__MeshCaRoot *trust, const char *root_key)
 {
     struct hy_ca_pem csr = {0};
     struct hy_ca_pem root = {trust->ca_cert, (char *)root_key};
@@ -177,9 +177,9 @@ static int check_mesh(void *ud, struct hy_resource *r, bool *take)
         return 0;
     const char *mesh = r->meta->name, *backend = m->mtls->enabled_backend;
     struct hy_resource *trust = NULL, *key = NULL;
-    if (hy_store_get(z->cp.store, "MeshTrust", mesh, backend, &trust) < 0)
+    if (hy_store_get(z->cp.store, "MeshCaRoot", mesh, backend, &trust) < 0)
         return 0; /* no root yet (federated: not synced yet) */
-    const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)trust->spec;
+    const Hypha__V1__MeshCaRoot *t = (const Hypha__V1__MeshCaRoot *)trust->spec;
     if (t->ca_cert && t->fingerprint && !issuer_ok(z, mesh, backend, t->fingerprint)) {
         if (hy_store_get(z->cp.store, "MeshCaKey", mesh, backend, &key) == 0)
             sign_locally(z, mesh, backend, t, ((Hypha__V1__MeshCaKey *)key->spec)->key);
@@ -208,17 +208,17 @@ void hy_zone_ca_response(struct hy_zone *z, const Hypha__V1__CsrResponse *r)
     if (r->error || !r->cert) {
         hy_log(HY_LOG_WARN, "ca", "mesh %s backend %s: the global CP did not sign the zone CA: %s",
                p->mesh, p->backend, r->error ? r->error : "no certificate");
-    } else if (hy_store_get(z->cp.store, "MeshTrust", p->mesh, p->backend, &trust) < 0) {
+    } else if (hy_store_get(z->cp.store, "MeshCaRoot", p->mesh, p->backend, &trust) < 0) {
         hy_log(HY_LOG_WARN, "ca", "mesh %s backend %s: no root to check the zone CA against",
                p->mesh, p->backend);
-    } else if (hy_ca_verify(r->cert, ((Hypha__V1__MeshTrust *)trust->spec)->ca_cert, &why) < 0 ||
+    } else if (hy_ca_verify(r->cert, ((Hypha__V1__MeshCaRoot *)trust->spec)->ca_cert, &why) < 0 ||
                hy_ca_check_key(r->cert, p->csr.key) < 0) {
         hy_log(HY_LOG_WARN, "ca",
                "mesh %s backend %s: the zone CA from the global CP is refused: %s", p->mesh,
                p->backend, why ? why : "it is not for our key");
     } else {
         int rc = store_issuer(z, p->mesh, p->backend, r->cert, p->csr.key,
-                              ((Hypha__V1__MeshTrust *)trust->spec)->fingerprint);
+                              ((Hypha__V1__MeshCaRoot *)trust->spec)->fingerprint);
         if (rc == 0)
             hy_log(HY_LOG_INFO, "ca", "mesh %s backend %s: zone CA signed by the global CP",
                    p->mesh, p->backend);

@@ -34,7 +34,7 @@ hy_contains "its certificate names spiffe://default/backend" "URI:spiffe://defau
 hy_contains "and chains to the mesh root through the zone CA (openssl verify)" "OK" \
     "$(openssl verify -CAfile "$HY_TMP/b-bundle.pem" -untrusted "$HY_TMP/b-chain.pem" "$HY_TMP/b-leaf.pem" 2>&1)"
 hy_contains "the root in its bundle is the global CP's" \
-    "$(curl -s "$GLOBAL_URL/meshes/default/meshtrusts/ca-1" | jq -r .caCert | head -2 | tail -1)" \
+    "$(curl -s "$GLOBAL_URL/meshes/default/meshcaroots/ca-1" | jq -r .caCert | head -2 | tail -1)" \
     "$(cat "$HY_TMP/b-bundle.pem")"
 # the last entry web matches decides (cp/policy.h): an Allow asking for its service tag
 last_for_web='[.inbounds[0].permissions[] | select(.tags == {} or .tags["hypha.io/service"] == "web")] | last | .action'
@@ -69,6 +69,65 @@ spec:
 YAML
 denied() { [ "$(curl -s "$B_ADMIN/config" | jq -r "$last_for_web")" = Deny ]; }
 hy_check "a Deny on the global CP reaches the backend sidecar's config" hy_wait_for 10 denied
+
+# ---- MeshTrust: a CA applied on the global CP reaches the zone and the
+# sidecar's trust bundle, each certificate once
+corp_ca() { # corp_ca NAME: a P-256 CA in $HY_TMP/NAME.pem (+ NAME.key)
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$1" \
+        -addext "basicConstraints=critical,CA:true" -addext "keyUsage=critical,keyCertSign" \
+        -keyout "$HY_TMP/$1.key" -out "$HY_TMP/$1.pem" 2>/dev/null
+}
+# trust NAME DOMAIN FILE...: a MeshTrust of mesh default, one Pem bundle per file
+trust() {
+    local name=$1 domain=$2 f
+    shift 2
+    printf 'type: MeshTrust\nmesh: default\nname: %s\nspec:\n  trustDomain: %s\n  caBundles:\n' \
+        "$name" "$domain"
+    for f in "$@"; do
+        printf '    - type: Pem\n      pem:\n        value: |\n'
+        sed 's/^/          /' "$f"
+    done
+}
+corp_ca corp
+trust corp default "$HY_TMP/corp.pem" >"$HY_TMP/corp-trust.yaml"
+hy_eq "a MeshTrust for the mesh's own trust domain applies without a warning" "" \
+    "$(ctl apply -f "$HY_TMP/corp-trust.yaml" 2>&1 >/dev/null)"
+at_zone() { curl -sf "$E/meshes/default/meshtrusts/$1" >/dev/null; }
+hy_check "it reaches the zone" hy_wait_for 10 at_zone corp
+corp_line=$(sed -n 2p "$HY_TMP/corp.pem")
+in_bundle() { curl -s "$B_ADMIN/config" | jq -r .trustBundle | grep -qF "$1"; }
+hy_check "and its CA is in the sidecar's trust bundle" hy_wait_for 10 in_bundle "$corp_line"
+root_line=$(curl -s "$GLOBAL_URL/meshes/default/meshcaroots/ca-1" | jq -r .caCert | sed -n 2p)
+hy_check "beside the mesh root" in_bundle "$root_line"
+hy_check "the sidecar still takes its config (its own chain verifies)" ready "$B_ADMIN"
+curl -s "$GLOBAL_URL/meshes/default/meshcaroots/ca-1" | jq -r .caCert >"$HY_TMP/mesh-root.pem"
+trust corp-again default "$HY_TMP/corp.pem" "$HY_TMP/mesh-root.pem" | ctl apply -f - >/dev/null
+hy_check "a second MeshTrust with the same CA and the mesh root reaches the zone" \
+    hy_wait_for 10 at_zone corp-again
+bundle_count() { curl -s "$B_ADMIN/config" | jq -r .trustBundle | grep -c 'BEGIN CERTIFICATE'; }
+certs_in_bundle() { [ "$(bundle_count)" = "$1" ]; }
+hy_check "the bundle holds each certificate once (by fingerprint)" hy_wait_for 5 certs_in_bundle 2
+ctl delete meshtrust corp-again -m default >/dev/null
+ctl delete meshtrust corp -m default >/dev/null
+hy_check "deleting both MeshTrusts takes the CA out of the bundle" hy_wait_for 10 certs_in_bundle 1
+# refused at apply: what is wrong, in which bundle, which certificate
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=leaf \
+    -addext "basicConstraints=critical,CA:false" -keyout "$HY_TMP/leaf.key" \
+    -out "$HY_TMP/leaf.pem" 2>/dev/null
+trust bad default "$HY_TMP/corp.pem" "$HY_TMP/leaf.pem" >"$HY_TMP/bad-trust.yaml"
+out=$(ctl apply -f "$HY_TMP/bad-trust.yaml" 2>&1) && hy_fail "a MeshTrust with a leaf was accepted"
+hy_contains "a MeshTrust holding a certificate that is not a CA is refused, naming it" \
+    "spec.caBundles[1].pem.value: MeshTrust default/bad: certificate 0: the CA certificate is not a CA" "$out"
+cat "$HY_TMP/corp.pem" "$HY_TMP/corp.key" >"$HY_TMP/cert-and-key.pem"
+trust bad default "$HY_TMP/cert-and-key.pem" >"$HY_TMP/bad-trust.yaml"
+out=$(ctl apply -f "$HY_TMP/bad-trust.yaml" 2>&1) && hy_fail "a MeshTrust with a key was accepted"
+hy_contains "one holding a private key is refused" \
+    "spec.caBundles[0].pem.value: holds a private key: only CA certificates belong here" "$out"
+hy_eq "and neither was stored" 404 "$(hy_status GET "$GLOBAL_URL/meshes/default/meshtrusts/bad")"
+trust other-td corp.example.com "$HY_TMP/corp.pem" >"$HY_TMP/td-trust.yaml"
+hy_contains "a MeshTrust for another trust domain draws a warning saying the sidecars refuse it" \
+    "spec.trustDomain: accepted, not honoured: the sidecars of mesh default accept only peers whose SPIFFE ID is spiffe://default/..." \
+    "$(ctl apply -f "$HY_TMP/td-trust.yaml" 2>&1 >/dev/null)"
 
 # ---- renewal at 80 % of a 20 s certificate, without a new connection
 serial() { openssl x509 -noout -serial < <(curl -s "$1/config" | jq -r .cert); }

@@ -107,8 +107,47 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
     -out "$HY_TMP/evil.pem" 2>/dev/null
 hy_check "a client certificate from another CA (claiming web's ID) gets nothing through" \
     sclient evil -cert "$HY_TMP/evil.pem" -key "$HY_TMP/evil.key"
-tls_failed() { ge "$(metric "$B_ADMIN" 'hypha_dp_tls_handshake_failures_total{direction="inbound"}')" $((fails_before + 2)); }
-hy_check "both count as inbound TLS handshake failures" hy_wait_for 5 tls_failed
+# ---- MeshTrust: a client whose chain ends in a CA the mesh trusts gets through
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=corp \
+    -addext "basicConstraints=critical,CA:true" -addext "keyUsage=critical,keyCertSign" \
+    -keyout "$HY_TMP/corp.key" -out "$HY_TMP/corp.pem" 2>/dev/null
+# corp_leaf NAME URI: a client certificate signed by the corp CA, with web's
+# service tag (kuma://, what MeshTrafficPermission matches on)
+corp_leaf() {
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+        -keyout "$HY_TMP/$1.key" -out "$HY_TMP/$1.csr" 2>/dev/null
+    printf 'subjectAltName=URI:%s,URI:kuma://hypha.io/service/web\nextendedKeyUsage=clientAuth\n' \
+        "$2" >"$HY_TMP/$1.ext"
+    openssl x509 -req -in "$HY_TMP/$1.csr" -CA "$HY_TMP/corp.pem" -CAkey "$HY_TMP/corp.key" \
+        -CAcreateserial -days 1 -extfile "$HY_TMP/$1.ext" -out "$HY_TMP/$1.pem" 2>/dev/null
+}
+corp_leaf corp-web spiffe://default/web
+corp_leaf corp-td spiffe://corp.example.com/web
+# mesh_trust NAME DOMAIN: a MeshTrust of mesh default holding the corp CA
+mesh_trust() {
+    printf 'type: MeshTrust\nmesh: default\nname: %s\nspec:\n  trustDomain: %s\n' "$1" "$2"
+    printf '  caBundles:\n    - type: Pem\n      pem:\n        value: |\n'
+    sed 's/^/          /' "$HY_TMP/corp.pem"
+}
+through() { ! sclient "$@"; }
+hy_check "before any MeshTrust, a corp-signed client gets nothing through" \
+    sclient corp0 -cert "$HY_TMP/corp-web.pem" -key "$HY_TMP/corp-web.key"
+mesh_trust corp default | ctl apply -f - >/dev/null
+corp_in_bundle() { curl -s "$B_ADMIN/config" | jq -r .trustBundle | grep -qF "$(sed -n 2p "$HY_TMP/corp.pem")"; }
+hy_check "the MeshTrust's CA reaches backend-1's trust bundle" hy_wait_for 10 corp_in_bundle
+hy_check "a client whose chain ends in it (as spiffe://default/web) gets through" \
+    hy_wait_for 10 through corp1 -cert "$HY_TMP/corp-web.pem" -key "$HY_TMP/corp-web.key"
+hy_check "backend-1 logs it as web" hy_wait_for 5 \
+    grep -q "access direction=inbound .*id=spiffe://default/web .*sent=6 received=6 .*result=ok" "$B_LOG"
+hy_check "one naming another trust domain gets nothing through: the sidecar refuses it" \
+    sclient corp2 -cert "$HY_TMP/corp-td.pem" -key "$HY_TMP/corp-td.key"
+hy_check "and says why" hy_wait_for 5 grep -q \
+    "access direction=inbound .*id=spiffe://corp.example.com/web .*result=denied: the peer is not in this mesh" "$B_LOG"
+ctl delete meshtrust corp -m default >/dev/null
+hy_check "with the MeshTrust deleted, the corp client gets nothing through again" \
+    hy_wait_for 10 sclient corp3 -cert "$HY_TMP/corp-web.pem" -key "$HY_TMP/corp-web.key"
+tls_failed() { ge "$(metric "$B_ADMIN" 'hypha_dp_tls_handshake_failures_total{direction="inbound"}')" $((fails_before + 4)); }
+hy_check "the untrusted ones count as inbound TLS handshake failures" hy_wait_for 5 tls_failed
 hy_check "and leave access lines" hy_wait_for 5 grep -q "access direction=inbound .*result=tls_failed" "$B_LOG"
 hy_eq "the mesh still works after them" "still" "$(call still)"
 
@@ -250,7 +289,7 @@ mtls:
       dpCert: {rotation: {expiration: 10s}}
       conf: {caCert: {expiration: 10y}}
 YAML
-curl -s "$GLOBAL_URL/meshes/default/meshtrusts/ca-1" | jq -r .caCert >"$HY_TMP/root1.pem"
+curl -s "$GLOBAL_URL/meshes/default/meshcaroots/ca-1" | jq -r .caCert >"$HY_TMP/root1.pem"
 # under ADMIN ROOT: the sidecar's certificate chains to ROOT (alone)
 under() {
     curl -s "$1/config" >"$HY_TMP/under.json"
@@ -258,7 +297,7 @@ under() {
     jq -r .chain "$HY_TMP/under.json" >"$HY_TMP/under-chain.pem"
     openssl verify -CAfile "$2" -untrusted "$HY_TMP/under-chain.pem" "$HY_TMP/under-leaf.pem"
 }
-root2() { curl -sf "$GLOBAL_URL/meshes/default/meshtrusts/ca-2" | jq -er .caCert >"$HY_TMP/root2.pem"; }
+root2() { curl -sf "$GLOBAL_URL/meshes/default/meshcaroots/ca-2" | jq -er .caCert >"$HY_TMP/root2.pem"; }
 hy_check "the global CP makes the second root" hy_wait_for 10 root2
 bundles_both() {
     for a in "$B_ADMIN" "$W_ADMIN"; do

@@ -61,7 +61,7 @@ st=$(hy_status PUT "$U/zoneinsights/east" -H "$Y" --data-binary @"$DATA/zoneinsi
 hy_contains "ZoneInsight is written by the control plane" "control plane itself" "$(hy_body)"
 
 # ---- the mesh root CA
-trust=$(curl -s "$U/meshes/default/meshtrusts/ca-1")
+trust=$(curl -s "$U/meshes/default/meshcaroots/ca-1")
 hy_eq "Mesh with builtin mTLS has a root CA" ca-1 "$(echo "$trust" | jq -r .backend)"
 echo "$trust" | jq -r .caCert >"$HY_TMP/root.pem"
 subject=$(openssl x509 -in "$HY_TMP/root.pem" -noout -subject 2>&1)
@@ -74,7 +74,7 @@ hy_eq "nor listed" 404 "$(hy_status GET "$U/meshcakeys")"
 fp1=$(echo "$trust" | jq -r .fingerprint)
 put_yaml "$DATA/mesh.yaml" /meshes/default >/dev/null
 hy_eq "re-applying the Mesh keeps its root" "$fp1" \
-    "$(curl -s "$U/meshes/default/meshtrusts/ca-1" | jq -r .fingerprint)"
+    "$(curl -s "$U/meshes/default/meshcaroots/ca-1" | jq -r .fingerprint)"
 
 # ---- paging and label filters
 docs=""
@@ -286,7 +286,7 @@ hy_contains "requests are counted by route and status" \
 hy_contains "process metrics are there" "process_resident_memory_bytes" "$(cat "$HY_TMP/metrics.txt")"
 
 # ---- no secret ever leaves: the CA key is nowhere in what the API served
-for p in /meshtrusts /meshes /meshes/default/meshtrusts; do
+for p in /meshcaroots /meshes /meshes/default/meshcaroots /meshtrusts; do
     curl -s "$U$p" >>"$HY_TMP/served.txt"
 done
 hy_check "no private key in any response" bash -c "! grep -q 'PRIVATE KEY' '$HY_TMP/served.txt'"

@@ -25,7 +25,7 @@ items() { curl -s "$1/$2?size=1000" | jq -S '[.items[]]'; }
 same_as_global() {
     local z=$1 p
     for p in meshes meshtrafficpermissions meshtimeouts meshretries meshhealthchecks \
-        meshcircuitbreakers meshloadbalancingstrategies meshtrusts; do
+        meshcircuitbreakers meshloadbalancingstrategies meshtrusts meshcaroots; do
         [ "$(items "$GLOBAL_URL" $p)" = "$(items "$(zurl "$z")" $p)" ] || return 1
     done
 }
@@ -46,7 +46,7 @@ hy_eq "the zones registered themselves" "east south west" \
 hy_check "inspect zones shows them Online" hy_wait_for 10 bash -c \
     "[ \$('$HY_BIN/hyphactl' --cp '$GLOBAL_URL' inspect zones | grep -c Online) -eq 3 ]"
 hy_contains "a zone's mesh has its root certificate (not the key)" "BEGIN CERTIFICATE" \
-    "$(curl -s "$(zurl east)/meshes/default/meshtrusts/ca-1")"
+    "$(curl -s "$(zurl east)/meshes/default/meshcaroots/ca-1")"
 hy_eq "the CA key did not travel" 404 "$(hy_status GET "$(zurl east)/meshes/default/meshcakeys/ca-1")"
 
 curl -s "$GLOBAL_URL/metrics" >"$HY_TMP/gm.txt"
@@ -59,7 +59,7 @@ hy_contains "and KDS messages" 'hypha_kds_messages_total{direction="sent",type="
 hy_contains "the zone says it is connected" "hypha_kds_connected 1" "$(cat "$HY_TMP/zm.txt")"
 
 # ---- zone CAs: each zone's intermediate, signed by the mesh root on the global CP
-curl -s "$GLOBAL_URL/meshes/default/meshtrusts/ca-1" | jq -r .caCert >"$HY_TMP/root.pem"
+curl -s "$GLOBAL_URL/meshes/default/meshcaroots/ca-1" | jq -r .caCert >"$HY_TMP/root.pem"
 issuer_at() { curl -sf "$(zurl "$1")/meshes/default/meshissuers/ca-1" >/dev/null; }
 for z in east west south; do
     hy_check "zone $z gets its intermediate CA from the global CP" hy_wait_for 15 issuer_at $z
@@ -270,7 +270,7 @@ hy_eq "a standalone zone takes a Mesh" 201 \
     "$(hy_status PUT "$A/meshes/default" -H 'Content-Type: application/yaml' --data-binary @"$DATA/mesh.yaml")"
 alone_issuer() { curl -sf "$A/meshes/default/meshissuers/ca-1" >/dev/null; }
 hy_check "and makes its root and its intermediate" hy_wait_for 15 alone_issuer
-curl -s "$A/meshes/default/meshtrusts/ca-1" | jq -r .caCert >"$HY_TMP/alone-root.pem"
+curl -s "$A/meshes/default/meshcaroots/ca-1" | jq -r .caCert >"$HY_TMP/alone-root.pem"
 curl -s "$A/meshes/default/meshissuers/ca-1" | jq -r .cert >"$HY_TMP/alone-issuer.pem"
 hy_contains "which chains to its own root" "OK" \
     "$(openssl verify -CAfile "$HY_TMP/alone-root.pem" "$HY_TMP/alone-issuer.pem" 2>&1)"

@@ -29,7 +29,7 @@ items() { curl -s "$1/$2?size=1000" | jq -S '[.items[]]'; }
 same_as_global() {
     local z=$1 p
     for p in meshes meshtrafficpermissions meshtimeouts meshretries meshhealthchecks \
-        meshcircuitbreakers meshloadbalancingstrategies meshtrusts; do
+        meshcircuitbreakers meshloadbalancingstrategies meshtrusts meshcaroots; do
         [ "$(items "$GLOBAL_URL" $p)" = "$(items "$(zurl "$z")" $p)" ] || return 1
     done
 }

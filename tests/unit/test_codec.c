@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "ca.pb-c.h"
 #include "codec.h"
 #include "error.h"
 #include "mesh.pb-c.h"
@@ -238,7 +239,8 @@ static void test_error_envelope(void **state)
                  "mtp.yaml:1:7: type: unknown type \"MeshTraficPermission\" (expected one of: "
                  "Mesh, Zone, ZoneInsight, ZoneIngress, Dataplane, DataplaneInsight, "
                  "MeshTrafficPermission, MeshTimeout, MeshRetry, MeshHealthCheck, "
-                 "MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshTrust, MeshCaKey, MeshIssuer, "
+                 "MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshTrust, MeshCaRoot, MeshCaKey, "
+                 "MeshIssuer, "
                  "MeshIssuerKey, TokenSigningKey, "
                  "TokenRevocation)");
     expect_error("type: Zone\nenabled: true\n", "mtp.yaml:1:1: name: required");
@@ -586,8 +588,107 @@ static void test_kubernetes_shape(void **state)
                  "mtp.yaml:2:7: kind: unknown kind \"Meshy\" (expected one of: Mesh, Zone, "
                  "ZoneInsight, ZoneIngress, Dataplane, DataplaneInsight, MeshTrafficPermission, "
                  "MeshTimeout, MeshRetry, MeshHealthCheck, MeshCircuitBreaker, "
-                 "MeshLoadBalancingStrategy, MeshTrust, MeshCaKey, MeshIssuer, MeshIssuerKey, "
+                 "MeshLoadBalancingStrategy, MeshTrust, MeshCaRoot, MeshCaKey, MeshIssuer, "
+                 "MeshIssuerKey, "
                  "TokenSigningKey, TokenRevocation)");
+}
+
+/* MeshTrust in Kuma's shape: what lands where, and every field refused
+ * with its line (the certificates themselves are parsed on the control
+ * plane: test_ca's bundle tests and tests/integration/kds.sh). */
+static const char trust_head[] = "type: MeshTrust\nmesh: default\nname: corp\nspec:\n";
+static const char trust_pem[] = "          -----BEGIN CERTIFICATE-----\n"
+                                "          MIIB\n"
+                                "          -----END CERTIFICATE-----\n";
+
+static void expect_trust_error(const char *spec, const char *want)
+{
+    char text[2048];
+    snprintf(text, sizeof(text), "%s%s", trust_head, spec);
+    expect_error(text, want);
+}
+
+static void test_mesh_trust(void **state)
+{
+    (void)state;
+    char path[512], spec[1024];
+    size_t len;
+    snprintf(path, sizeof(path), "%s/resources/meshtrust.yaml", HY_TEST_DATA);
+    char *text = read_file(path, &len);
+    struct hy_docs docs;
+    decode_ok(text, &docs);
+    const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)docs.v[0].res->spec;
+    assert_string_equal(t->trust_domain, "default");
+    assert_int_equal(t->n_ca_bundles, 1);
+    assert_true(t->ca_bundles[0]->has_type);
+    assert_int_equal(t->ca_bundles[0]->type, HYPHA__V1__MESH_TRUST__CA_BUNDLE__TYPE__Pem);
+    assert_non_null(strstr(t->ca_bundles[0]->pem->value, "-----BEGIN CERTIFICATE-----\nMII"));
+    assert_string_equal(t->origin->kri, "kri_mid_default_zone-1_kuma-system_identity_");
+    hy_docs_fini(&docs);
+    free(text);
+
+    /* Kuma's Kubernetes shape applies too */
+    snprintf(spec, sizeof(spec),
+             "apiVersion: kuma.io/v1alpha1\nkind: MeshTrust\nmetadata:\n  name: corp\n"
+             "  labels: {kuma.io/mesh: default}\nspec:\n  trustDomain: corp.example.com\n"
+             "  caBundles:\n    - type: Pem\n      pem:\n        value: |\n%s",
+             trust_pem);
+    decode_ok(spec, &docs);
+    assert_string_equal(docs.v[0].res->meta->mesh, "default");
+    hy_docs_fini(&docs);
+
+    snprintf(spec, sizeof(spec), "  caBundles:\n    - type: Pem\n      pem:\n        value: |\n%s",
+             trust_pem);
+    expect_trust_error(spec, "mtp.yaml:5:3: spec.trustDomain: required: the SPIFFE trust domain of "
+                             "the identities these CAs issue (\"default\" for this mesh's own)");
+    snprintf(spec, sizeof(spec), "  trustDomain: spiffe://default\n  caBundles: []\n");
+    expect_trust_error(spec, "mtp.yaml:5:16: spec.trustDomain: invalid trust domain "
+                             "\"spiffe://default\": write the trust domain alone, without "
+                             "\"spiffe://\" or a path");
+    expect_trust_error("  trustDomain: Corp.Example\n  caBundles: []\n",
+                       "mtp.yaml:5:16: spec.trustDomain: invalid trust domain \"Corp.Example\": a "
+                       "SPIFFE trust domain is lowercase");
+    expect_trust_error(
+        "  trustDomain: corp/example\n",
+        "mtp.yaml:5:16: spec.trustDomain: invalid trust domain \"corp/example\": a "
+        "SPIFFE trust domain holds only lowercase letters, digits, '.', '-' and '_'");
+    expect_trust_error("  trustDomain: corp\n",
+                       "mtp.yaml:5:3: spec.caBundles: at least one entry is required ({type: Pem, "
+                       "pem: {value: \"-----BEGIN CERTIFICATE-----...\"}})");
+    expect_trust_error("  trustDomain: corp\n  caBundles:\n    - type: Der\n",
+                       "mtp.yaml:7:13: spec.caBundles[0].type: unknown value \"Der\" (expected "
+                       "Pem)");
+    snprintf(spec, sizeof(spec),
+             "  trustDomain: corp\n  caBundles:\n    - pem:\n        value: |\n%s", trust_pem);
+    expect_trust_error(spec, "mtp.yaml:7:7: spec.caBundles[0].type: required (expected Pem)");
+    expect_trust_error("  trustDomain: corp\n  caBundles:\n    - type: Pem\n",
+                       "mtp.yaml:7:7: spec.caBundles[0].pem.value: required: one or more PEM CA "
+                       "certificates");
+    expect_trust_error("  trustDomain: corp\n  caBundles:\n    - type: Pem\n"
+                       "      pem: {value: \"MIIB\"}\n",
+                       "mtp.yaml:8:20: spec.caBundles[0].pem.value: holds no \"-----BEGIN "
+                       "CERTIFICATE-----\" block: expected one or more PEM CA certificates");
+    snprintf(spec, sizeof(spec),
+             "  trustDomain: corp\n  caBundles:\n    - type: Pem\n      pem:\n        value: |\n"
+             "%s          -----BEGIN PRIVATE KEY-----\n          MIGH\n"
+             "          -----END PRIVATE KEY-----\n",
+             trust_pem);
+    expect_trust_error(spec, "mtp.yaml:9:16: spec.caBundles[0].pem.value: holds a private key: "
+                             "only CA certificates belong here (every zone and sidecar of the mesh "
+                             "receives them); remove the key and keep it secret");
+    expect_trust_error("  trustDomain: corp\n  caBundles:\n    - type: Pem\n"
+                       "      pem: {vaule: x}\n",
+                       "mtp.yaml:8:13: spec.caBundles[0].pem.vaule: unknown field \"vaule\" "
+                       "(expected one of: value)");
+    expect_trust_error("  trustDomain: corp\n  caBundle: []\n",
+                       "mtp.yaml:6:3: spec.caBundle: unknown field \"caBundle\" (expected one of: "
+                       "trustDomain, caBundles, origin)");
+    snprintf(spec, sizeof(spec),
+             "  trustDomain: corp\n  origin: {kri: \"\"}\n  caBundles:\n    - type: Pem\n"
+             "      pem:\n        value: |\n%s",
+             trust_pem);
+    expect_trust_error(spec, "mtp.yaml:6:17: spec.origin.kri: empty: remove spec.origin or name "
+                             "its kri");
 }
 
 static void test_decode_message(void **state)
@@ -635,6 +736,7 @@ int main(void)
         cmocka_unit_test(test_timestamps),
         cmocka_unit_test(test_yaml_output_quotes_typed_strings),
         cmocka_unit_test(test_kubernetes_shape),
+        cmocka_unit_test(test_mesh_trust),
         cmocka_unit_test(test_decode_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
