@@ -12,9 +12,10 @@
 #include <stddef.h>
 #include <uv.h>
 
-#define HY_AGENT_HIGH_WATER (256u << 10) /* stop reading a side while the other queues this much   \
-                                          */
-#define HY_AGENT_LOW_WATER (64u << 10)   /* and read it again once the queue is down to this */
+#define HY_AGENT_HIGH_WATER                                                                        \
+    (256u << 10)                       /* stop reading a side while the other queues this much     \
+                                        */
+#define HY_AGENT_LOW_WATER (64u << 10) /* and read it again once the queue is down to this */
 
 struct hy_agent_side;
 /* Called when a write on s completed (status 0) or failed (a libuv code). */

@@ -206,7 +206,6 @@ static int start(struct hy_agent *a)
     g->cfg = (const struct hy_ing_cfg *)a->cfg;
     g->addrs_fd = -1;
     hy_agent_eps_init(&g->failed);
-    atomic_init(&g->stopping, false);
     g->started = true;
     int rc = open_metrics(g);
     if (rc < 0)

@@ -18,6 +18,7 @@
 
 #include "agent.h"
 #include "agent_eps.h"
+#include "agent_pool.h"
 #include "agent_snap.h"
 #include "dp.pb-c.h"
 #include "net.h"
@@ -73,12 +74,8 @@ struct hy_ing;
 /* One relay thread: its loop, listening socket and connections. Only its
  * own thread touches it after start, except wake (uv_async_send). */
 struct hy_ing_worker {
+    struct hy_agent_worker base; /* first: its loop and thread (agent_pool.h) */
     struct hy_ing *g;
-    unsigned index;
-    uv_loop_t loop;
-    uv_thread_t thread;
-    bool loop_init, thread_started, stopped;
-    uv_async_t wake; /* stop */
     uv_tcp_t listener;
     struct hy_ing_conn *conns;
     struct hy_ing_routes *routes; /* what new connections route by */
@@ -94,14 +91,13 @@ struct hy_ing {
     Hypha__V1__DpIngressConfig *config; /* the routes last accepted, before the guard */
 
     /* relay (relay.c) */
-    struct hy_agent_eps failed; /* endpoints whose connect failed lately, for every worker */
-    struct hy_ing_worker *workers;
-    unsigned nworkers;
+    struct hy_agent_eps failed;   /* endpoints whose connect failed lately, for every worker */
+    struct hy_agent_pool workers; /* of struct hy_ing_worker */
     bool listening;
-    atomic_bool stopping;
     bool started; /* what follows and the relay were set up (hy_ing_ops.start) */
 
     /* the guard (guard.c): what the relay never connects to */
+    const char *relay_host; /* where the workers listen (borrowed from the file, or "0.0.0.0") */
     unsigned relay_port, admin_port; /* the ingress's own; set before the workers start */
     struct hy_net_addrs *local;      /* this host's addresses, as last read */
     struct hy_ing_refused *refused;  /* what the guard dropped from the current routes */

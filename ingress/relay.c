@@ -147,7 +147,7 @@ static void conn_close(struct hy_ing_conn *c, const char *result, const char *wh
            c->spl              ? "splice"
            : c->phase == RELAY ? "copy"
                                : "-",
-           (double)(uv_now(&c->w->loop) - c->start_ms) / 1000.0, result, c->why[0] ? ": " : "",
+           (double)(uv_now(&c->w->base.loop) - c->start_ms) / 1000.0, result, c->why[0] ? ": " : "",
            c->why);
     close_handle(c, (uv_handle_t *)&c->timer);
     close_handle(c, (uv_handle_t *)&c->down.tcp);
@@ -222,7 +222,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         return;
     }
     struct hy_agent_side *s = (uv_tcp_t *)st == &c->down.tcp ? &c->down : &c->up;
-    c->last_ms = uv_now(&c->w->loop);
+    c->last_ms = uv_now(&c->w->base.loop);
     if (n == UV_EOF) {
         s->eof = true;
         update_reading(c, s);
@@ -263,7 +263,7 @@ static void on_up_closed(uv_handle_t *h);
 static void on_timer(uv_timer_t *t)
 {
     struct hy_ing_conn *c = t->data;
-    uint64_t now = uv_now(&c->w->loop);
+    uint64_t now = uv_now(&c->w->base.loop);
     switch (c->phase) {
     case HELLO:
         conn_close(c, "no_hello", "no complete ClientHello within %d ms", HY_ING_HELLO_MS);
@@ -356,7 +356,7 @@ static bool spl_pump(struct hy_ing_conn *c, int d)
         }
         if (!moved)
             break;
-        c->last_ms = uv_now(&c->w->loop);
+        c->last_ms = uv_now(&c->w->base.loop);
     }
     if (x->shut[0] && x->shut[1]) {
         conn_close(c, "ok", NULL);
@@ -433,7 +433,7 @@ static bool spl_start(struct hy_ing_conn *c)
     close_handle(c, (uv_handle_t *)&c->down.tcp);
     close_handle(c, (uv_handle_t *)&c->up.tcp);
     for (int i = 0; i < 2; i++) {
-        int rc = uv_poll_init_socket(&c->w->loop, &x->poll[i], x->fd[i]);
+        int rc = uv_poll_init_socket(&c->w->base.loop, &x->poll[i], x->fd[i]);
         if (rc < 0) {
             conn_close(c, "error", "cannot poll the sockets: %s", uv_strerror(rc));
             return true;
@@ -463,7 +463,7 @@ static void on_connect(uv_connect_t *req, int status)
     uv_tcp_nodelay(&c->up.tcp, 1);
     c->why[0] = '\0';
     c->phase = RELAY;
-    c->last_ms = uv_now(&c->w->loop);
+    c->last_ms = uv_now(&c->w->base.loop);
     c->up_bytes += c->hlen;
     hy_series_add(c->g->m.bytes, (double)c->hlen);
     uv_timer_start(&c->timer, on_timer, HY_ING_IDLE_MS, 0);
@@ -534,7 +534,7 @@ static void try_connect(struct hy_ing_conn *c)
         try_connect(c);
         return;
     }
-    uv_tcp_init(&c->w->loop, &c->up.tcp);
+    uv_tcp_init(&c->w->base.loop, &c->up.tcp);
     c->up.tcp.data = c;
     c->up.init = true;
     c->connect_req.data = c;
@@ -632,19 +632,19 @@ static void on_accept(uv_stream_t *server, int status)
         hy_log(HY_LOG_WARN, "ingress", "accept: %s", uv_strerror(status));
         return;
     }
-    struct hy_ing_conn *c = w->stopped ? NULL : calloc(1, sizeof(*c));
+    struct hy_ing_conn *c = w->base.stopped ? NULL : calloc(1, sizeof(*c));
     if (!c) {
-        if (hy_net_refuse(server) && !w->stopped)
+        if (hy_net_refuse(server) && !w->base.stopped)
             hy_log(HY_LOG_WARN, "ingress", "out of memory: refusing a connection");
         return;
     }
     c->g = g;
     c->w = w;
-    c->start_ms = c->last_ms = uv_now(&w->loop);
-    uv_tcp_init(&w->loop, &c->down.tcp);
+    c->start_ms = c->last_ms = uv_now(&w->base.loop);
+    uv_tcp_init(&w->base.loop, &c->down.tcp);
     c->down.tcp.data = c;
     c->down.init = true;
-    uv_timer_init(&w->loop, &c->timer);
+    uv_timer_init(&w->base.loop, &c->timer);
     c->timer.data = c;
     c->next = w->conns;
     if (w->conns)
@@ -667,53 +667,54 @@ static void on_accept(uv_stream_t *server, int status)
 
 /* ----- workers ----- */
 
-static void worker_stop(struct hy_ing_worker *w)
+static struct hy_ing_worker *ing_worker(struct hy_agent_worker *base)
 {
-    w->stopped = true;
-    uv_close((uv_handle_t *)&w->wake, NULL);
+    _Static_assert(offsetof(struct hy_ing_worker, base) == 0, "base comes first");
+    return (struct hy_ing_worker *)base;
+}
+
+/* Its listening socket, before its thread starts: errors come at once. */
+static int worker_open(struct hy_agent_worker *base)
+{
+    struct hy_ing_worker *w = ing_worker(base);
+    struct hy_ing *g = w->g = base->pool->owner;
+    uv_tcp_init(&base->loop, &w->listener);
+    w->listener.data = w;
+    int rc = hy_net_listen_reuseport(&w->listener, g->relay_host, g->relay_port, on_accept);
+    if (rc < 0)
+        uv_close((uv_handle_t *)&w->listener, NULL);
+    return rc;
+}
+
+static void worker_stop(struct hy_agent_worker *base)
+{
+    struct hy_ing_worker *w = ing_worker(base);
     uv_close((uv_handle_t *)&w->listener, NULL);
     for (struct hy_ing_conn *c = w->conns; c; c = c->next)
         conn_close(c, "shutdown", NULL);
 }
 
-static void on_wake(uv_async_t *a)
+static void worker_end(struct hy_agent_worker *base)
 {
-    struct hy_ing_worker *w = a->data;
-    if (!w->stopped && atomic_load_explicit(&w->g->stopping, memory_order_acquire))
-        worker_stop(w);
-}
-
-static void worker_main(void *arg)
-{
-    struct hy_ing_worker *w = arg;
-    uv_run(&w->loop, UV_RUN_DEFAULT); /* until worker_stop's handles have closed */
+    struct hy_ing_worker *w = ing_worker(base);
     hy_ing_routes_unref(w->routes);
     w->routes = NULL;
 }
 
-/* A worker's loop and listening socket, before its thread starts. */
-static int worker_open(struct hy_ing *g, struct hy_ing_worker *w, unsigned index, const char *host,
-                       unsigned port)
+static void worker_fini(struct hy_agent_worker *base)
 {
-    w->g = g;
-    w->index = index;
-    int rc = uv_loop_init(&w->loop);
-    if (rc < 0)
-        return rc;
-    w->loop_init = true;
-    uv_async_init(&w->loop, &w->wake, on_wake);
-    w->wake.data = w;
-    uv_tcp_init(&w->loop, &w->listener);
-    w->listener.data = w;
-    if ((rc = hy_net_listen_reuseport(&w->listener, host, port, on_accept)) < 0) {
-        uv_close((uv_handle_t *)&w->wake, NULL);
-        uv_close((uv_handle_t *)&w->listener, NULL);
-        uv_run(&w->loop, UV_RUN_DEFAULT);
-        uv_loop_close(&w->loop);
-        w->loop_init = false;
-    }
-    return rc;
+    if (ing_worker(base)->conns)
+        hy_log(HY_LOG_ERROR, "ingress", "worker %u ended with connections open (a bug)",
+               base->index);
 }
+
+static const struct hy_agent_pool_ops worker_ops = {
+    .size = sizeof(struct hy_ing_worker),
+    .open = worker_open,
+    .stop = worker_stop,
+    .end = worker_end,
+    .fini = worker_fini,
+};
 
 int hy_ing_relay_start(struct hy_ing *g)
 {
@@ -723,27 +724,13 @@ int hy_ing_relay_start(struct hy_ing *g)
     struct sockaddr_storage sa;
     if (hy_net_parse_ip(host, port, &sa) != 0)
         host = "0.0.0.0"; /* a host name: listen everywhere */
+    g->relay_host = host;
     g->relay_port = port; /* the guard refuses it: a loop */
-    unsigned n = g->cfg->base.workers ? (unsigned)g->cfg->base.workers : uv_available_parallelism();
-    if (n == 0)
-        n = 1;
-    if (n > HY_ING_MAX_WORKERS)
-        n = HY_ING_MAX_WORKERS;
-    if (!(g->workers = calloc(n, sizeof(*g->workers))))
-        return HY_ENOMEM;
-    int rc = 0;
-    for (unsigned i = 0; i < n && rc == 0; i++) {
-        if ((rc = worker_open(g, &g->workers[i], i, host, port)) == 0)
-            g->nworkers = i + 1;
-    }
-    for (unsigned i = 0; i < g->nworkers && rc == 0; i++) {
-        struct hy_ing_worker *w = &g->workers[i];
-        if ((rc = uv_thread_create(&w->thread, worker_main, w)) == 0)
-            w->thread_started = true;
-    }
+    unsigned n = hy_agent_pool_count((unsigned)g->cfg->base.workers, HY_ING_MAX_WORKERS);
+    int rc = hy_agent_pool_start(&g->workers, &worker_ops, g, n);
     if (rc < 0) {
         hy_log(HY_LOG_ERROR, "ingress", "cannot listen on %s:%u for cross-zone traffic: %s", host,
-               port, uv_strerror(rc));
+               port, hy_strerror(rc));
         hy_ing_relay_stop(g); /* the workers that run end; relay_free joins them */
         return HY_EINVAL;
     }
@@ -755,33 +742,11 @@ int hy_ing_relay_start(struct hy_ing *g)
 
 void hy_ing_relay_stop(struct hy_ing *g)
 {
-    if (atomic_exchange(&g->stopping, true))
-        return;
     g->listening = false;
-    for (unsigned i = 0; i < g->nworkers; i++) {
-        struct hy_ing_worker *w = &g->workers[i];
-        if (w->thread_started)
-            uv_async_send(&w->wake);
-        else if (!w->stopped) { /* opened, never ran: close it here */
-            worker_stop(w);
-            uv_run(&w->loop, UV_RUN_DEFAULT);
-        }
-    }
+    hy_agent_pool_stop(&g->workers);
 }
 
 void hy_ing_relay_free(struct hy_ing *g)
 {
-    hy_ing_relay_stop(g);
-    for (unsigned i = 0; i < g->nworkers; i++) {
-        struct hy_ing_worker *w = &g->workers[i];
-        if (w->thread_started)
-            uv_thread_join(&w->thread);
-        if (w->conns)
-            hy_log(HY_LOG_ERROR, "ingress", "worker %u ended with connections open (a bug)", i);
-        if (w->loop_init)
-            uv_loop_close(&w->loop);
-    }
-    free(g->workers);
-    g->workers = NULL;
-    g->nworkers = 0;
+    hy_agent_pool_free(&g->workers);
 }

@@ -98,7 +98,7 @@ static void on_accept(uv_stream_t *server, int status)
         return;
     }
     hy_px_refresh(w); /* the newest config decides, even before the check handle runs */
-    if (w->stopped || uv_is_closing((uv_handle_t *)&l->tcp))
+    if (w->base.stopped || uv_is_closing((uv_handle_t *)&l->tcp))
         return;
     struct hy_px_conn *c = hy_px_conn_new(l);
     if (!c) {
@@ -129,8 +129,8 @@ static struct hy_px_listener *listener_open(struct hy_px_worker *w, enum hy_px_d
         l = NULL;
     }
     if (!l) {
-        hy_log(HY_LOG_ERROR, "dp", "worker %u: out of memory: no %s listener on port %u", w->index,
-               hy_px_dir_name(dir), (unsigned)port);
+        hy_log(HY_LOG_ERROR, "dp", "worker %u: out of memory: no %s listener on port %u",
+               w->base.index, hy_px_dir_name(dir), (unsigned)port);
         return NULL;
     }
     l->w = w;
@@ -142,25 +142,25 @@ static struct hy_px_listener *listener_open(struct hy_px_worker *w, enum hy_px_d
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) != 0 &&
         uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0)
         host = "0.0.0.0";
-    uv_tcp_init(&w->loop, &l->tcp);
+    uv_tcp_init(&w->base.loop, &l->tcp);
     l->tcp.data = l;
     int rc = hy_net_listen_reuseport(&l->tcp, host, port, on_accept);
     if (rc < 0) {
         hy_log(HY_LOG_ERROR, "dp",
                "worker %u: cannot listen on %s:%u for %s traffic: %s; the next config tries "
                "again",
-               w->index, host, (unsigned)port, hy_px_dir_name(dir), uv_strerror(rc));
+               w->base.index, host, (unsigned)port, hy_px_dir_name(dir), uv_strerror(rc));
         uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
         return NULL;
     }
-    hy_log(HY_LOG_INFO, "dp", "worker %u: %s listener on %s:%u", w->index, hy_px_dir_name(dir),
+    hy_log(HY_LOG_INFO, "dp", "worker %u: %s listener on %s:%u", w->base.index, hy_px_dir_name(dir),
            host, (unsigned)port);
     return l;
 }
 
 static void listener_close(struct hy_px_listener *l)
 {
-    hy_log(HY_LOG_INFO, "dp", "worker %u: %s listener on port %u closed", l->w->index,
+    hy_log(HY_LOG_INFO, "dp", "worker %u: %s listener on port %u closed", l->w->base.index,
            hy_px_dir_name(l->dir), (unsigned)l->port);
     uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
 }
@@ -215,7 +215,7 @@ static bool tls_changed(const struct hy_dp_snapshot *a, const struct hy_dp_snaps
 
 void hy_px_refresh(struct hy_px_worker *w)
 {
-    if (w->stopped || hy_agent_current_generation(w->p->current) == w->gen)
+    if (w->base.stopped || hy_agent_current_generation(w->p->current) == w->gen)
         return;
     uint64_t gen;
     struct hy_dp_snapshot *s = hy_dp_snapshot_get(w->p->current, &gen);
@@ -246,11 +246,33 @@ static void on_check(uv_check_t *h)
 
 /* ----- workers ----- */
 
-static void worker_stop(struct hy_px_worker *w)
+static struct hy_px_worker *px_worker(struct hy_agent_worker *base)
 {
-    w->stopped = true;
+    _Static_assert(offsetof(struct hy_px_worker, base) == 0, "base comes first");
+    return (struct hy_px_worker *)base;
+}
+
+static int worker_open(struct hy_agent_worker *base)
+{
+    struct hy_px_worker *w = px_worker(base);
+    w->p = base->pool->owner;
+    atomic_init(&w->applied, 0);
+    uv_check_init(&base->loop, &w->check);
+    w->check.data = w;
+    uv_check_start(&w->check, on_check);
+    uv_unref((uv_handle_t *)&w->check);
+    return 0;
+}
+
+static void worker_begin(struct hy_agent_worker *base)
+{
+    hy_px_refresh(px_worker(base));
+}
+
+static void worker_stop(struct hy_agent_worker *base)
+{
+    struct hy_px_worker *w = px_worker(base);
     uv_close((uv_handle_t *)&w->check, NULL);
-    uv_close((uv_handle_t *)&w->wake, NULL);
     while (w->listeners) {
         struct hy_px_listener *l = w->listeners;
         w->listeners = l->next;
@@ -260,24 +282,31 @@ static void worker_stop(struct hy_px_worker *w)
         hy_px_conn_close(c, "shutdown", NULL);
 }
 
-static void on_wake(uv_async_t *a)
+static void worker_end(struct hy_agent_worker *base)
 {
-    struct hy_px_worker *w = a->data;
-    if (w->stopped)
-        return;
-    if (atomic_load_explicit(&w->p->stopping, memory_order_acquire))
-        worker_stop(w);
-    else
-        hy_px_refresh(w);
-}
-
-static void worker_main(void *arg)
-{
-    struct hy_px_worker *w = arg;
-    hy_px_refresh(w);
-    uv_run(&w->loop, UV_RUN_DEFAULT); /* until worker_stop's handles have closed */
+    (void)base;
     hy_px_tls_thread_fini();
 }
+
+static void worker_fini(struct hy_agent_worker *base)
+{
+    struct hy_px_worker *w = px_worker(base);
+    if (w->conns)
+        hy_log(HY_LOG_ERROR, "dp", "worker %u ended with connections open (a bug)", base->index);
+    hy_px_tls_fini(&w->tls);
+    hy_dp_snapshot_unref(w->snap);
+    hy_dp_snapshot_unref(w->tls_snap);
+}
+
+static const struct hy_agent_pool_ops worker_ops = {
+    .size = sizeof(struct hy_px_worker),
+    .open = worker_open,
+    .begin = worker_begin,
+    .wake = worker_begin, /* a new snapshot */
+    .stop = worker_stop,
+    .end = worker_end,
+    .fini = worker_fini,
+};
 
 /* The control loop's side of a publish: wake every worker, update the
  * health checks. The publisher's thread (the control loop). */
@@ -286,36 +315,8 @@ static void on_publish(void *arg)
     struct hy_proxy *p = arg;
     if (atomic_load_explicit(&p->stopping, memory_order_acquire))
         return;
-    for (unsigned i = 0; i < p->nworkers; i++)
-        uv_async_send(&p->workers[i].wake);
+    hy_agent_pool_wake(&p->workers);
     hy_px_health_update(p);
-}
-
-static int worker_start(struct hy_proxy *p, struct hy_px_worker *w, unsigned index)
-{
-    w->p = p;
-    w->index = index;
-    atomic_init(&w->applied, 0);
-    int rc = uv_loop_init(&w->loop);
-    if (rc < 0)
-        return rc;
-    w->loop_init = true;
-    uv_async_init(&w->loop, &w->wake, on_wake);
-    w->wake.data = w;
-    uv_check_init(&w->loop, &w->check);
-    w->check.data = w;
-    uv_check_start(&w->check, on_check);
-    uv_unref((uv_handle_t *)&w->check);
-    if ((rc = uv_thread_create(&w->thread, worker_main, w)) < 0) {
-        uv_close((uv_handle_t *)&w->wake, NULL);
-        uv_close((uv_handle_t *)&w->check, NULL);
-        uv_run(&w->loop, UV_RUN_DEFAULT);
-        uv_loop_close(&w->loop); /* not counted in nworkers: hy_proxy_free skips it */
-        w->loop_init = false;
-        return rc;
-    }
-    w->thread_started = true;
-    return 0;
 }
 
 /* ----- life ----- */
@@ -323,27 +324,17 @@ static int worker_start(struct hy_proxy *p, struct hy_px_worker *w, unsigned ind
 int hy_proxy_new(const struct hy_proxy_cfg *cfg, struct hy_proxy **out)
 {
     *out = NULL;
-    unsigned n = cfg->workers ? cfg->workers : (unsigned)uv_available_parallelism();
-    if (n == 0)
-        n = 1;
-    if (n > HY_PROXY_MAX_WORKERS)
-        n = HY_PROXY_MAX_WORKERS;
+    unsigned n = hy_agent_pool_count(cfg->workers, HY_PROXY_MAX_WORKERS);
     struct hy_proxy *p = calloc(1, sizeof(*p));
-    struct hy_px_worker *ws = calloc(n, sizeof(*ws));
-    if (!p || !ws) {
-        free(p);
-        free(ws);
+    if (!p)
         return HY_ENOMEM;
-    }
     int rc = hy_px_tls_global_init();
     if (rc < 0) {
-        free(ws);
         free(p);
         return rc;
     }
     p->loop = cfg->loop;
     p->current = cfg->current;
-    p->workers = ws;
     pthread_mutex_init(&p->lock, NULL);
     atomic_init(&p->stopping, false);
     snprintf(p->inbound_host, sizeof(p->inbound_host), "%s",
@@ -352,14 +343,12 @@ int hy_proxy_new(const struct hy_proxy_cfg *cfg, struct hy_proxy **out)
         hy_proxy_free(p);
         return rc;
     }
-    for (unsigned i = 0; i < n; i++) {
-        if ((rc = worker_start(p, &ws[i], i)) < 0) {
-            hy_log(HY_LOG_ERROR, "dp", "cannot start proxy worker %u: %s", i, uv_strerror(rc));
-            hy_proxy_stop(p);
-            hy_proxy_free(p);
-            return HY_ENOMEM;
-        }
-        p->nworkers = i + 1;
+    if ((rc = hy_agent_pool_start(&p->workers, &worker_ops, p, n)) < 0) {
+        hy_log(HY_LOG_ERROR, "dp", "cannot start the proxy's worker %u: %s", p->workers.n,
+               hy_strerror(rc));
+        hy_proxy_stop(p);
+        hy_proxy_free(p);
+        return rc;
     }
     hy_agent_current_on_publish(p->current, on_publish, p);
     hy_px_health_update(p); /* a config published before we came */
@@ -370,8 +359,9 @@ int hy_proxy_new(const struct hy_proxy_cfg *cfg, struct hy_proxy **out)
 
 bool hy_proxy_applied(struct hy_proxy *p, uint64_t gen)
 {
-    for (unsigned i = 0; p && i < p->nworkers; i++)
-        if (atomic_load_explicit(&p->workers[i].applied, memory_order_acquire) < gen)
+    for (unsigned i = 0; p && i < p->workers.n; i++)
+        if (atomic_load_explicit(&px_worker(hy_agent_pool_at(&p->workers, i))->applied,
+                                 memory_order_acquire) < gen)
             return false;
     return true;
 }
@@ -382,31 +372,18 @@ void hy_proxy_stop(struct hy_proxy *p)
         return;
     hy_agent_current_on_publish(p->current, NULL, NULL);
     hy_px_health_stop(p);
-    for (unsigned i = 0; i < p->nworkers; i++)
-        uv_async_send(&p->workers[i].wake);
+    hy_agent_pool_stop(&p->workers);
 }
 
 void hy_proxy_free(struct hy_proxy *p)
 {
     if (!p)
         return;
-    for (unsigned i = 0; i < p->nworkers; i++) {
-        struct hy_px_worker *w = &p->workers[i];
-        if (w->thread_started)
-            uv_thread_join(&w->thread); /* its loop ran out: everything of it closed */
-        if (w->conns)
-            hy_log(HY_LOG_ERROR, "dp", "worker %u ended with connections open (a bug)", i);
-        hy_px_tls_fini(&w->tls);
-        hy_dp_snapshot_unref(w->snap);
-        hy_dp_snapshot_unref(w->tls_snap);
-        if (w->loop_init)
-            uv_loop_close(&w->loop);
-    }
+    hy_agent_pool_free(&p->workers);
     hy_px_health_free(p);
     if (p->routes)
         hy_log(HY_LOG_ERROR, "dp", "the proxy is freed with routes in use (a bug)");
     pthread_mutex_destroy(&p->lock);
     hy_px_tls_global_fini();
-    free(p->workers);
     free(p);
 }

@@ -41,14 +41,14 @@ struct hy_px_conn *hy_px_conn_new(struct hy_px_listener *l)
     c->snap = hy_dp_snapshot_ref(w->snap);
     c->tls = c->dir == HY_PX_IN ? &c->down : &c->up;
     c->plain = c->dir == HY_PX_IN ? &c->up : &c->down;
-    c->start_ms = c->last_ms = uv_now(&w->loop);
+    c->start_ms = c->last_ms = uv_now(&w->base.loop);
     c->idle_ms = HY_PX_IDLE_MS;
     c->result = "ok";
     snprintf(c->peer, sizeof(c->peer), "-");
-    uv_tcp_init(&w->loop, &c->down.tcp);
+    uv_tcp_init(&w->base.loop, &c->down.tcp);
     c->down.init = true;
     c->down.tcp.data = c;
-    uv_timer_init(&w->loop, &c->timer);
+    uv_timer_init(&w->base.loop, &c->timer);
     c->timer.data = c;
     c->next = w->conns;
     if (w->conns)
@@ -106,7 +106,7 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
     if (c->l->route)
         atomic_fetch_sub_explicit(&c->l->route->active, 1, memory_order_relaxed);
     hy_px_outbound_unload(c);
-    double secs = (double)(uv_now(&c->w->loop) - c->start_ms) / 1000.0;
+    double secs = (double)(uv_now(&c->w->base.loop) - c->start_ms) / 1000.0;
     /* a connection that only opened and closed (a TCP health check) is
      * logged at debug level: one per check and peer would drown the log */
     hy_log(strcmp(result, "closed") ? HY_LOG_INFO : HY_LOG_DEBUG, "dp",
@@ -225,7 +225,7 @@ static void on_tls_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         hy_px_conn_close(c, "error", "reading from the TLS peer: %s", uv_strerror((int)n));
         return;
     }
-    c->last_ms = uv_now(&c->w->loop);
+    c->last_ms = uv_now(&c->w->base.loop);
     if (n == UV_EOF) {
         c->tls->eof = true;
         update_reading(c, c->tls);
@@ -241,7 +241,7 @@ static void on_plain_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     struct hy_px_conn *c = st->data;
     if (c->closing || n == 0)
         return;
-    c->last_ms = uv_now(&c->w->loop);
+    c->last_ms = uv_now(&c->w->base.loop);
     if (n == UV_EOF) {
         c->plain->eof = true;
         update_reading(c, c->plain);
@@ -355,7 +355,7 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c)
 static void on_timer(uv_timer_t *t)
 {
     struct hy_px_conn *c = t->data;
-    uint64_t now = uv_now(&c->w->loop);
+    uint64_t now = uv_now(&c->w->base.loop);
     switch (c->phase) {
     case HY_PX_CONNECTING:
         if (c->connected) {
@@ -389,7 +389,7 @@ void hy_px_conn_handshake(struct hy_px_conn *c)
 void hy_px_conn_relay(struct hy_px_conn *c)
 {
     c->phase = HY_PX_RELAY;
-    c->last_ms = uv_now(&c->w->loop);
+    c->last_ms = uv_now(&c->w->base.loop);
     uv_timer_start(&c->timer, on_timer, c->idle_ms, 0);
     update_reading(c, c->tls);
     update_reading(c, c->plain);
@@ -422,7 +422,7 @@ static int start_connect(struct hy_px_conn *c, const struct sockaddr *sa)
 static bool dns_lookup(struct hy_px_worker *w, const char *host, uint32_t port,
                        struct sockaddr_storage *sa)
 {
-    uint64_t now = uv_now(&w->loop);
+    uint64_t now = uv_now(&w->base.loop);
     for (size_t i = 0; i < HY_PX_DNS_SLOTS; i++) {
         const struct hy_px_dns *d = &w->dns[i];
         if (d->host[0] && d->until > now && !strcmp(d->host, host)) {
@@ -453,7 +453,7 @@ static void dns_store(struct hy_px_worker *w, const char *host, const struct soc
     }
     snprintf(slot->host, sizeof(slot->host), "%s", host);
     slot->sa = *sa;
-    slot->until = uv_now(&w->loop) + HY_PX_DNS_TTL_MS;
+    slot->until = uv_now(&w->base.loop) + HY_PX_DNS_TTL_MS;
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -521,12 +521,12 @@ int hy_px_conn_connect(struct hy_px_conn *c, const char *host, uint32_t port, ui
     if (c->dir == HY_PX_IN)
         c->attempts++;         /* outbound counts its own, across endpoints */
     update_reading(c, c->tls); /* what the TLS peer sends waits for the upstream */
-    uv_tcp_init(&c->w->loop, &c->up.tcp);
+    uv_tcp_init(&c->w->base.loop, &c->up.tcp);
     c->up.tcp.data = c;
     c->up.init = true;
     c->connect_req.data = c;
     c->connected = done;
-    c->connect_start_ms = uv_now(&c->w->loop);
+    c->connect_start_ms = uv_now(&c->w->base.loop);
     int rc;
     if (literal) {
         rc = start_connect(c, (struct sockaddr *)&sa);
@@ -540,7 +540,7 @@ int hy_px_conn_connect(struct hy_px_conn *c, const char *host, uint32_t port, ui
         c->resolve_for = c->attempts;
         c->resolve_port = port;
         snprintf(c->resolve_host, sizeof(c->resolve_host), "%s", host);
-        rc = uv_getaddrinfo(&c->w->loop, &c->resolve_req, on_resolved, host, NULL, &hints);
+        rc = uv_getaddrinfo(&c->w->base.loop, &c->resolve_req, on_resolved, host, NULL, &hints);
         if (rc == 0) {
             c->resolving = true;
             c->handles++;

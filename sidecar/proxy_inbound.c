@@ -42,7 +42,7 @@ static void on_app_connected(struct hy_px_conn *c, int status)
         return;
     }
     hy_series_observe(c->m->connect_s[c->dir],
-                      (double)(uv_now(&c->w->loop) - c->connect_start_ms) / 1000.0);
+                      (double)(uv_now(&c->w->base.loop) - c->connect_start_ms) / 1000.0);
     hy_px_conn_relay(c);
 }
 

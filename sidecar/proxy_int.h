@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "agent_eps.h"
+#include "agent_pool.h"
 #include "dp.h"
 #include "permit.h"
 #include "agent_side.h"
@@ -146,14 +147,10 @@ struct hy_px_dns {
  * TLS contexts its new connections use. Only its own thread touches it,
  * except wake (uv_async_send) and applied (read by the admin server). */
 struct hy_px_worker {
+    struct hy_agent_worker base; /* first: its loop and thread (agent_pool.h); woken for a new
+                                  * snapshot, or to stop */
     struct hy_proxy *p;
-    unsigned index;
-    uv_loop_t loop;
-    uv_thread_t thread;
-    bool loop_init, thread_started;
-    uv_async_t wake;  /* a new snapshot, or stop */
     uv_check_t check; /* looks for a new snapshot once per loop iteration */
-    bool stopped;
     uint64_t gen;
     struct hy_dp_snapshot *snap; /* what new connections use */
     struct hy_px_tls tls;        /* built from snap */
@@ -173,8 +170,7 @@ struct hy_proxy {
     struct hy_px_metrics m;
     pthread_mutex_t lock; /* routes and their refs */
     struct hy_px_route *routes;
-    unsigned nworkers;
-    struct hy_px_worker *workers;
+    struct hy_agent_pool workers; /* of struct hy_px_worker */
     atomic_bool stopping;
     struct hy_px_health *health;
 };

@@ -178,7 +178,7 @@ static void on_peer_connected(struct hy_px_conn *c, int status)
     }
     c->why[0] = '\0';
     hy_series_observe(c->m->connect_s[c->dir],
-                      (double)(uv_now(&c->w->loop) - c->connect_start_ms) / 1000.0);
+                      (double)(uv_now(&c->w->base.loop) - c->connect_start_ms) / 1000.0);
     if (hy_px_tls_start(c, c->w->tls.client, c->out->sni) < 0) {
         hy_px_conn_close(c, "error", NULL);
         return;
