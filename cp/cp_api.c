@@ -480,18 +480,25 @@ static void check_write(struct hy_cp_api *api, const struct hy_resource *r, stru
         m->known = mesh;
 }
 
+/* Runs the hook (what the control plane checks and adds before a write:
+ * certificates, roots, names). Returns 0 or answers the error itself. */
+static int run_hook(struct hy_cp_api *api, struct hy_cp_api_batch *b, struct hy_http_resp *resp)
+{
+    struct hy_diag d = {0};
+    int rc = api->before_commit ? api->before_commit(api->ud, b, &d) : 0;
+    if (rc < 0)
+        hy_http_error(resp, 400, "Invalid resource", "the write was refused", &d);
+    hy_diag_fini(&d);
+    return rc;
+}
+
 /* Runs the hook and commits. Returns 0 or answers the error itself. */
 static int commit(struct hy_cp_api *api, struct hy_cp_api_batch *b, struct hy_http_resp *resp,
                   const char *what)
 {
-    struct hy_diag d = {0};
-    int rc = api->before_commit ? api->before_commit(api->ud, b, &d) : 0;
-    if (rc < 0) {
-        hy_http_error(resp, 400, "Invalid resource", "the write was refused", &d);
-        hy_diag_fini(&d);
+    int rc = run_hook(api, b, resp);
+    if (rc < 0)
         return rc;
-    }
-    hy_diag_fini(&d);
     size_t failed = 0;
     rc = hy_store_apply(api->store, b->w, b->n, &failed);
     if (rc < 0) {
@@ -684,6 +691,9 @@ static void apply(struct hy_cp_api *api, const struct hy_http_req *req, struct h
     }
     size_t nuser = b.n;
     if (dry) {
+        /* the same checks as a real apply (what the hook adds is dropped) */
+        if (run_hook(api, &b, resp) < 0)
+            goto out;
         for (size_t i = 0; i < nuser; i++) {
             const struct hy_resource *r = b.w[i].r;
             struct hy_resource *old = NULL;

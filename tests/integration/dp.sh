@@ -118,6 +118,10 @@ trust bad default "$HY_TMP/corp.pem" "$HY_TMP/leaf.pem" >"$HY_TMP/bad-trust.yaml
 out=$(ctl apply -f "$HY_TMP/bad-trust.yaml" 2>&1) && hy_fail "a MeshTrust with a leaf was accepted"
 hy_contains "a MeshTrust holding a certificate that is not a CA is refused, naming it" \
     "spec.caBundles[1].pem.value: MeshTrust default/bad: certificate 0: the CA certificate is not a CA" "$out"
+out=$(ctl apply --dry-run -f "$HY_TMP/bad-trust.yaml" 2>&1) &&
+    hy_fail "a dry run accepted a MeshTrust with a leaf"
+hy_contains "a dry run checks the certificates as a real apply does" \
+    "spec.caBundles[1].pem.value: MeshTrust default/bad: certificate 0: the CA certificate is not a CA" "$out"
 cat "$HY_TMP/corp.pem" "$HY_TMP/corp.key" >"$HY_TMP/cert-and-key.pem"
 trust bad default "$HY_TMP/cert-and-key.pem" >"$HY_TMP/bad-trust.yaml"
 out=$(ctl apply -f "$HY_TMP/bad-trust.yaml" 2>&1) && hy_fail "a MeshTrust with a key was accepted"
