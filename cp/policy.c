@@ -98,27 +98,44 @@ size_t hy_policy_inbound_tags(const struct hy_policy_proxy *p, size_t i, struct 
     return n;
 }
 
-/* Does sectionName name inbound i: its name, or its port in decimal? */
-static bool section_is(const struct hy_policy_proxy *p, size_t i, const char *section)
+/* The inbounds of p a sectionName names (bit i: inbound i), as Kuma's docs
+ * resolve it ("Using a sectionName"): the inbounds whose name it is; when
+ * none has that name, the inbounds without a name whose port it is. */
+static uint64_t section_inbounds(const struct hy_policy_proxy *p, const char *section)
 {
-    const Hypha__V1__Dataplane__Networking__Inbound *in = inbound_at(p, i);
-    if (!in)
-        return false;
-    if (in->name && !strcmp(in->name, section))
-        return true;
+    size_t n = inbound_count(p);
+    uint64_t named = 0, ported = 0;
     char *end;
     unsigned long port = strtoul(section, &end, 10);
-    return section[0] && !*end && in->has_port && port == in->port;
+    bool numeric = section[0] && !*end;
+    for (size_t i = 0; i < n; i++) {
+        const Hypha__V1__Dataplane__Networking__Inbound *in = inbound_at(p, i);
+        if (in->name && in->name[0]) {
+            if (!strcmp(in->name, section))
+                named |= 1ull << i;
+        } else if (numeric && in->has_port && port == in->port) {
+            ported |= 1ull << i;
+        }
+    }
+    return named ? named : ported;
 }
 
-static bool labels_match(const Hypha__V1__Meta *m, size_t n,
+/* Does the Dataplane carry every label? Kuma labels every Dataplane with
+ * its zone (kuma.io/zone, read as hypha.io/zone), so a Dataplane that does
+ * not set that label carries its proxy's zone, as its inbounds do. */
+static bool labels_match(const struct hy_policy_proxy *p, size_t n,
                          Hypha__V1__TargetRef__LabelsEntry *const *want)
 {
+    const Hypha__V1__Meta *m = p->dp->meta;
     for (size_t i = 0; i < n; i++) {
-        bool found = false;
-        for (size_t k = 0; m && k < m->n_labels && !found; k++)
-            found = !strcmp(S(m->labels[k]->key), S(want[i]->key)) &&
-                    !strcmp(S(m->labels[k]->value), S(want[i]->value));
+        bool found = false, has_key = false;
+        for (size_t k = 0; m && k < m->n_labels && !found; k++) {
+            bool key = !strcmp(S(m->labels[k]->key), S(want[i]->key));
+            has_key = has_key || key;
+            found = key && !strcmp(S(m->labels[k]->value), S(want[i]->value));
+        }
+        if (!found && !has_key && p->zone && !strcmp(S(want[i]->key), HY_TAG_ZONE))
+            found = !strcmp(p->zone, S(want[i]->value));
         if (!found)
             return false;
     }
@@ -135,28 +152,21 @@ static uint64_t selected_inbounds(const Hypha__V1__TargetRef *t, const struct hy
     uint64_t bits = 0;
     if (!t || !t->has_kind || t->kind == HYPHA__V1__TARGET_REF__KIND__Mesh)
         return all;
+    uint64_t section = t->section_name ? section_inbounds(p, t->section_name) : all;
     if (t->kind == HYPHA__V1__TARGET_REF__KIND__Dataplane) {
         if (t->name && t->name[0] && strcmp(t->name, S(p->dp->meta->name)))
             return 0;
-        if (!labels_match(p->dp->meta, t->n_labels, t->labels))
+        if (!labels_match(p, t->n_labels, t->labels))
             return 0;
-        if (!t->section_name)
-            return all;
-        for (size_t i = 0; i < n; i++)
-            if (section_is(p, i, t->section_name))
-                bits |= 1ull << i;
-        return bits;
+        return section;
     }
     for (size_t i = 0; i < n; i++) {
         struct hy_policy_tag buf[64];
         struct hy_policy_tags tags = {buf, hy_policy_inbound_tags(p, i, buf, 64)};
-        if (!hy_policy_ref_matches(t, &tags))
-            continue;
-        if (t->section_name && !section_is(p, i, t->section_name))
-            continue;
-        bits |= 1ull << i;
+        if (hy_policy_ref_matches(t, &tags))
+            bits |= 1ull << i;
     }
-    return bits;
+    return bits & section;
 }
 
 static const Hypha__V1__TargetRef *top_ref(const struct hy_resource *r)
@@ -172,6 +182,19 @@ static const Hypha__V1__TargetRef *top_ref(const struct hy_resource *r)
 static bool zone_origin(const struct hy_resource *r)
 {
     return r->origin && strcmp(r->origin, "global");
+}
+
+/* Kuma's shadow mode: a policy labelled kuma.io/effect: shadow (read as
+ * hypha.io/effect) is kept but selects no proxy (policy_warn.c says so
+ * when it is written). */
+static bool shadowed(const struct hy_resource *r)
+{
+    const Hypha__V1__Meta *m = r->meta;
+    for (size_t i = 0; m && i < m->n_labels; i++)
+        if (!strcmp(S(m->labels[i]->key), "hypha.io/effect") &&
+            !strcmp(S(m->labels[i]->value), "shadow"))
+            return true;
+    return false;
 }
 
 /* Merge order: less specific first (a sectionName after none); equal
@@ -197,6 +220,12 @@ int hy_policy_select(struct hy_resource *const *v, size_t n, const struct hy_pol
     for (size_t i = 0; i < n; i++) {
         const struct hy_resource *r = v[i];
         if (strcmp(S(r->meta->mesh), S(p->dp->meta->mesh)))
+            continue;
+        if (shadowed(r))
+            continue;
+        /* a policy made in a zone applies to that zone's proxies only (Kuma
+         * docs: "Global, zonal, producer and consumer policies") */
+        if (zone_origin(r) && p->zone && strcmp(r->origin, p->zone))
             continue;
         const Hypha__V1__TargetRef *t = top_ref(r);
         uint64_t bits = selected_inbounds(t, p);

@@ -163,10 +163,27 @@ static void trust_domain_warning(const struct hy_resource *r, struct hy_diag *w)
                 mesh, mesh, t->trust_domain, mesh, mesh);
 }
 
+/* Kuma's shadow mode (label kuma.io/effect: shadow, read as
+ * hypha.io/effect): the policy is stored and applies to no proxy. */
+static void shadow_warning(const struct hy_resource *r, struct hy_diag *w)
+{
+    const Hypha__V1__Meta *m = r->meta;
+    for (size_t i = 0; m && i < m->n_labels; i++)
+        if (m->labels[i]->key && !strcmp(m->labels[i]->key, "hypha.io/effect") &&
+            m->labels[i]->value && !strcmp(m->labels[i]->value, "shadow"))
+            hy_diag_add(w, 0, 0, "labels.kuma.io/effect",
+                        "shadow: stored, not enforced (Kuma's shadow mode): no proxy gets this "
+                        "policy while the label is there; to see what it would change, apply it "
+                        "without the label with `hyphactl apply --dry-run`");
+}
+
 void hy_policy_warnings(const struct hy_resource *r, struct hy_diag *w)
 {
     if (!strcmp(r->type->name, "MeshTrust"))
         trust_domain_warning(r, w);
+    for (int t = 0; t < HY_POLICY_NTYPES; t++)
+        if (!strcmp(hy_policy_type_names[t], r->type->name))
+            shadow_warning(r, w);
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (!strcmp(table[i].type, r->type->name)) {
             struct walk wk = {&table[i], w};

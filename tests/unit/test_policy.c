@@ -398,6 +398,110 @@ static void warnings(void **state)
     hy_docs_fini(&w.docs);
 }
 
+/* sectionName names an inbound by its name; a port only names an inbound
+ * without a name (Kuma docs, "Using a sectionName"). */
+static void section_name_port_of_named_inbound(void **state)
+{
+    (void)state;
+    struct world w;
+    world_load(&w, DATAPLANES
+               "type: MeshTrafficPermission\nmesh: default\nname: by-port\nspec:\n"
+               "  targetRef: {kind: Dataplane, labels: {app: backend}, sectionName: \"8080\"}\n"
+               "  from:\n  - targetRef: {kind: Mesh}\n    default: {action: Allow}\n---\n"
+               "type: MeshTrafficPermission\nmesh: default\nname: by-port-unnamed\nspec:\n"
+               "  targetRef: {kind: Dataplane, labels: {app: backend}, sectionName: \"9090\"}\n"
+               "  from:\n  - targetRef: {kind: Mesh}\n    default: {action: Deny}\n");
+    struct hy_resource *pols[32];
+    size_t n = of_type(&w, "MeshTrafficPermission", pols);
+    struct hy_policy_proxy p = {find(&w, "Dataplane", "backend-1"), "east"};
+    struct hy_policy_set s;
+    assert_int_equal(hy_policy_select(pols, n, &p, &s), 0);
+    /* inbound 0 (port 8080) is named http: "8080" does not name it */
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.v[0].r->meta->name, "by-port-unnamed");
+    assert_int_equal(s.v[0].inbounds, 2);
+    hy_policy_set_fini(&s);
+    hy_docs_fini(&w.docs);
+}
+
+/* A Dataplane that does not set the zone label carries its zone's (Kuma
+ * labels every Dataplane kuma.io/zone), so labels {kuma.io/zone: east}
+ * select the proxies of zone east. */
+static void dataplane_zone_label(void **state)
+{
+    (void)state;
+    struct world w;
+    world_load(&w,
+               DATAPLANES "type: MeshTrafficPermission\nmesh: default\nname: east-only\nspec:\n"
+                          "  targetRef: {kind: Dataplane, labels: {kuma.io/zone: east}}\n"
+                          "  from:\n  - targetRef: {kind: Mesh}\n    default: {action: Allow}\n");
+    assert_string_equal(decide(&w, "backend-1", web, 3), "Allow"); /* decide's proxy: east */
+    struct hy_resource *pols[32];
+    size_t n = of_type(&w, "MeshTrafficPermission", pols);
+    struct hy_policy_proxy p = {find(&w, "Dataplane", "backend-1"), "west"};
+    struct hy_policy_set s;
+    assert_int_equal(hy_policy_select(pols, n, &p, &s), 0);
+    assert_int_equal(s.n, 0);
+    hy_policy_set_fini(&s);
+    /* a Dataplane's own label is what it says */
+    p.zone = "east";
+    struct hy_resource *dp = find(&w, "Dataplane", "backend-1");
+    Hypha__V1__Meta__LabelsEntry *l = dp->meta->labels[0];
+    free(l->key);
+    l->key = strdup("hypha.io/zone");
+    free(l->value);
+    l->value = strdup("west");
+    assert_int_equal(hy_policy_select(pols, n, &p, &s), 0);
+    assert_int_equal(s.n, 0);
+    hy_policy_set_fini(&s);
+    hy_docs_fini(&w.docs);
+}
+
+/* A policy made in a zone applies to that zone's proxies only. */
+static void zone_policy_scope(void **state)
+{
+    (void)state;
+    struct world w;
+    world_load(&w, DATAPLANES ALLOW_ALL);
+    struct hy_resource *r = find(&w, "MeshTrafficPermission", "allow-all");
+    free(r->origin);
+    r->origin = strdup("west");
+    assert_string_equal(decide(&w, "backend-1", web, 3), "none"); /* decide's proxy: east */
+    free(r->origin);
+    r->origin = strdup("east");
+    assert_string_equal(decide(&w, "backend-1", web, 3), "Allow");
+    free(r->origin);
+    r->origin = strdup("global");
+    assert_string_equal(decide(&w, "backend-1", web, 3), "Allow");
+    hy_docs_fini(&w.docs);
+}
+
+/* Kuma's shadow mode: a policy labelled kuma.io/effect: shadow selects no
+ * proxy, and says so when written. */
+static void shadow_mode(void **state)
+{
+    (void)state;
+    struct world w;
+    world_load(&w,
+               DATAPLANES "type: MeshTrafficPermission\nmesh: default\nname: allow-all\n"
+                          "labels: {kuma.io/effect: shadow}\nspec:\n"
+                          "  from:\n  - targetRef: {kind: Mesh}\n    default: {action: Allow}\n");
+    assert_string_equal(decide(&w, "backend-1", web, 3), "none");
+    struct hy_diag d = {0};
+    hy_policy_warnings(find(&w, "MeshTrafficPermission", "allow-all"), &d);
+    assert_int_equal(d.n, 1);
+    assert_string_equal(d.causes[0].field, "labels.kuma.io/effect");
+    assert_non_null(strstr(d.causes[0].message, "not enforced"));
+    hy_diag_fini(&d);
+    struct hy_resource *r = find(&w, "MeshTrafficPermission", "allow-all");
+    free(r->meta->labels[0]->value);
+    r->meta->labels[0]->value = strdup("enforce");
+    assert_string_equal(decide(&w, "backend-1", web, 3), "Allow");
+    hy_policy_warnings(r, &d);
+    assert_int_equal(d.n, 0);
+    hy_docs_fini(&w.docs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +513,10 @@ int main(void)
         cmocka_unit_test(nothing_selects),
         cmocka_unit_test(ties),
         cmocka_unit_test(section_name),
+        cmocka_unit_test(section_name_port_of_named_inbound),
+        cmocka_unit_test(dataplane_zone_label),
+        cmocka_unit_test(zone_policy_scope),
+        cmocka_unit_test(shadow_mode),
         cmocka_unit_test(merge_fields),
         cmocka_unit_test(merge_oneof),
         cmocka_unit_test(other_mesh),
