@@ -279,11 +279,18 @@ static void check_target_ref(struct hy_diag *d, const char *path, const Hypha__V
                                                                             : "MeshServiceSubset");
         break;
     case HYPHA__V1__TARGET_REF__KIND__Dataplane:
-        if ((!t->name || !t->name[0]) && t->n_labels == 0)
-            hy_diag_add(d, 0, 0, p, "name or labels required when kind is Dataplane");
-        break;
+        break; /* no name and no labels: every Dataplane (Kuma 2.10) */
     default:
         break;
+    }
+    for (size_t i = 0; i < t->n_proxy_types; i++)
+        if (strcmp(t->proxy_types[i], "Sidecar") && strcmp(t->proxy_types[i], "Gateway")) {
+            snprintf(p, sizeof(p), "%s.proxyTypes[%zu]", path, i);
+            hy_diag_add(d, 0, 0, p, "\"%.60s\": expected Sidecar or Gateway", t->proxy_types[i]);
+        }
+    if (t->namespace_ && !hy_valid_zone_name(t->namespace_)) {
+        snprintf(p, sizeof(p), "%s.namespace", path);
+        hy_diag_add(d, 0, 0, p, "not a valid Kubernetes namespace");
     }
     snprintf(p, sizeof(p), "%s.tags", path);
     check_map(d, p, t->n_tags, (void *const *)t->tags);
@@ -307,6 +314,10 @@ static void check_entries(struct hy_diag *d, const char *section, size_t n, void
         const struct entry_layout *e = v[i];
         snprintf(p, sizeof(p), "spec.%s[%zu].targetRef", section, i);
         check_target_ref(d, p, e->target_ref, allowed);
+        if (e->target_ref && e->target_ref->n_proxy_types) {
+            snprintf(p, sizeof(p), "spec.%s[%zu].targetRef.proxyTypes", section, i);
+            hy_diag_add(d, 0, 0, p, "only the top-level targetRef selects proxy types");
+        }
         if (!e->default_) {
             snprintf(p, sizeof(p), "spec.%s[%zu].default", section, i);
             hy_diag_add(d, 0, 0, p, "required");

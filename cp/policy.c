@@ -150,6 +150,13 @@ static uint64_t selected_inbounds(const Hypha__V1__TargetRef *t, const struct hy
     size_t n = inbound_count(p);
     uint64_t all = n ? (n == 64 ? ~0ull : (1ull << n) - 1) : 1;
     uint64_t bits = 0;
+    if (t && t->n_proxy_types) { /* every proxy here is a Sidecar: Hypha has no gateways */
+        size_t k = 0;
+        while (k < t->n_proxy_types && strcmp(S(t->proxy_types[k]), "Sidecar"))
+            k++;
+        if (k == t->n_proxy_types)
+            return 0;
+    }
     if (!t || !t->has_kind || t->kind == HYPHA__V1__TARGET_REF__KIND__Mesh)
         return all;
     uint64_t section = t->section_name ? section_inbounds(p, t->section_name) : all;

@@ -29,7 +29,8 @@ static const char *const retry[] = {TARGET_REFS, "to.default.tcp.maxConnectAttem
 static const char *const breaker[] = {TARGET_REFS, "to.default.connectionLimits.maxConnections",
                                       "to.default.connectionLimits.maxPendingRequests", NULL};
 static const char *const lb[] = {TARGET_REFS, "to.default.loadBalancer.type",
-                                 "to.default.localityAwareness.*", NULL};
+                                 "to.default.localityAwareness.disabled",
+                                 "to.default.localityAwareness.crossZone.failover.*", NULL};
 static const char *const health[] = {TARGET_REFS,
                                      "to.default.interval",
                                      "to.default.timeout",
@@ -58,8 +59,9 @@ static const struct enforced table[] = {
      "the sidecar proxies TCP: it limits connections; requests, retries, pools and outlier "
      "detection come with L7 support"},
     {"MeshLoadBalancingStrategy", lb,
-     "the sidecar balances with RoundRobin, Random and LeastRequest; hashing and their options "
-     "are not there yet"},
+     "the sidecar balances with RoundRobin, Random and LeastRequest and fails over across "
+     "zones; hashing, load-balancer options, local-zone affinity and failover thresholds are "
+     "not there yet"},
     {"MeshHealthCheck", health,
      "the sidecar checks by TCP connect: payload checks, HTTP checks, jitter and panic "
      "thresholds are not there yet"},
@@ -120,6 +122,17 @@ static void walk(struct walk *wk, const ProtobufCMessage *m, const char *path, c
         hy_codec_camel(f->name, name, sizeof(name));
         snprintf(p, sizeof(p), "%s%s%s", path, path[0] ? "." : "", name);
         snprintf(b, sizeof(b), "%s%s%s", bare, bare[0] ? "." : "", name);
+        if (f->descriptor == &hypha__v1__target_ref__descriptor &&
+            f->label != PROTOBUF_C_LABEL_REPEATED) {
+            const Hypha__V1__TargetRef *t =
+                *(const Hypha__V1__TargetRef *const *)((const char *)m + f->offset);
+            char np[HY_POLICY_PATH_MAX + 16];
+            snprintf(np, sizeof(np), "%s.namespace", p);
+            if (t->namespace_)
+                hy_diag_add(wk->w, 0, 0, np,
+                            "accepted, not enforced: Hypha has no Kubernetes namespaces, so the "
+                            "service is matched by its name alone");
+        }
         if (enforced(wk->e, b)) {
             if (!strcmp(b, "to.default.loadBalancer.type") && !lb_type_known(m, f))
                 hy_diag_add(wk->w, 0, 0, p, "accepted, not enforced yet: %s", wk->e->why);

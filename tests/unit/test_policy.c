@@ -502,6 +502,82 @@ static void shadow_mode(void **state)
     hy_docs_fini(&w.docs);
 }
 
+/* Kuma's documented fields the sidecar does not enforce load, and each
+ * draws a warning; targetRef.namespace (Kubernetes tab) is one of them. */
+static void kuma_fields(void **state)
+{
+    (void)state;
+    struct world w;
+    world_load(&w, "type: MeshRetry\nmesh: default\nname: r\nspec:\n  to:\n"
+                   "  - targetRef: {kind: MeshService, name: backend, namespace: kuma-demo}\n"
+                   "    default:\n"
+                   "      grpc: {numRetries: 5, backOff: {baseInterval: 5s, maxInterval: 1m}, "
+                   "retryOn: [DeadlineExceeded]}\n---\n"
+                   "type: MeshHealthCheck\nmesh: default\nname: h\nspec:\n  to:\n"
+                   "  - targetRef: {kind: Mesh}\n    default:\n      interval: 10s\n"
+                   "      noTrafficInterval: 60s\n      grpc: {serviceName: cart}\n---\n"
+                   "type: MeshLoadBalancingStrategy\nmesh: default\nname: lb\nspec:\n  to:\n"
+                   "  - targetRef: {kind: Mesh}\n    default:\n      localityAwareness:\n"
+                   "        disabled: false\n        localZone: {affinityTags: [{key: k8s.io/node, "
+                   "weight: 9}]}\n        crossZone: {failoverThreshold: {percentage: 25}}\n");
+    struct hy_diag d = {0};
+    hy_policy_warnings(find(&w, "MeshRetry", "r"), &d);
+    assert_int_equal(d.n, 5); /* namespace, numRetries, two backOff durations, retryOn */
+    assert_string_equal(d.causes[0].field, "spec.to[0].targetRef.namespace");
+    assert_non_null(strstr(d.causes[0].message, "no Kubernetes namespaces"));
+    assert_string_equal(d.causes[1].field, "spec.to[0].default.grpc.numRetries");
+    hy_diag_fini(&d);
+    hy_policy_warnings(find(&w, "MeshHealthCheck", "h"), &d);
+    assert_int_equal(d.n, 2);
+    assert_string_equal(d.causes[0].field, "spec.to[0].default.grpc.serviceName");
+    assert_string_equal(d.causes[1].field, "spec.to[0].default.noTrafficInterval");
+    hy_diag_fini(&d);
+    hy_policy_warnings(find(&w, "MeshLoadBalancingStrategy", "lb"), &d);
+    assert_int_equal(d.n, 3); /* disabled is enforced; localZone and the threshold are not */
+    assert_string_equal(
+        d.causes[0].field,
+        "spec.to[0].default.localityAwareness.crossZone.failoverThreshold.percentage");
+    assert_string_equal(d.causes[1].field,
+                        "spec.to[0].default.localityAwareness.localZone.affinityTags[0].key");
+    hy_diag_fini(&d);
+    hy_docs_fini(&w.docs);
+}
+
+/* proxyTypes: a policy for gateways only selects no sidecar; a Dataplane
+ * targetRef with neither name nor labels selects every Dataplane. */
+static void proxy_types(void **state)
+{
+    (void)state;
+    struct world w;
+    world_load(&w, DATAPLANES "type: MeshTrafficPermission\nmesh: default\nname: gw\nspec:\n"
+                              "  targetRef: {kind: Mesh, proxyTypes: [Gateway]}\n  from:\n"
+                              "  - targetRef: {kind: Mesh}\n    default: {action: Allow}\n");
+    assert_string_equal(decide(&w, "backend-1", web, 3), "none");
+    hy_docs_fini(&w.docs);
+    world_load(&w,
+               DATAPLANES "type: MeshTrafficPermission\nmesh: default\nname: sc\nspec:\n"
+                          "  targetRef: {kind: Dataplane, proxyTypes: [Gateway, Sidecar]}\n"
+                          "  from:\n  - targetRef: {kind: Mesh}\n    default: {action: Allow}\n");
+    assert_string_equal(decide(&w, "backend-1", web, 3), "Allow");
+    assert_string_equal(decide(&w, "web-1", web, 3), "Allow");
+    hy_docs_fini(&w.docs);
+    /* refused: a kind of proxy Kuma does not have, and proxyTypes in an entry */
+    struct hy_docs docs = {0};
+    struct hy_diag d = {.source = "t.yaml"};
+    const char *bad = "type: MeshTimeout\nmesh: default\nname: t\nspec:\n"
+                      "  targetRef: {kind: Mesh, proxyTypes: [Ingress]}\n"
+                      "  to: [{targetRef: {kind: Mesh, proxyTypes: [Sidecar]}, default: "
+                      "{idleTimeout: 1s}}]\n";
+    assert_int_equal(hy_codec_decode_resources("t.yaml", bad, strlen(bad), NULL, &docs, &d), 0);
+    assert_false(hy_docs_validate(&docs, &d));
+    assert_int_equal(d.n, 2);
+    assert_string_equal(d.causes[0].field, "spec.targetRef.proxyTypes[0]");
+    assert_non_null(strstr(d.causes[0].message, "expected Sidecar or Gateway"));
+    assert_string_equal(d.causes[1].field, "spec.to[0].targetRef.proxyTypes");
+    hy_diag_fini(&d);
+    hy_docs_fini(&docs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -521,6 +597,8 @@ int main(void)
         cmocka_unit_test(merge_oneof),
         cmocka_unit_test(other_mesh),
         cmocka_unit_test(warnings),
+        cmocka_unit_test(kuma_fields),
+        cmocka_unit_test(proxy_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
