@@ -131,6 +131,31 @@ static void print_all_value_flags(FILE *f, bool files)
         fprintf(f, "--never-a-flag");
 }
 
+/* One case per flag whose values are a fixed list ("table yaml json"):
+ * those values complete it. */
+static void print_value_cases(FILE *f, const struct hy_flag *flags, struct seen *s)
+{
+    for (const struct hy_flag *fl = flags; fl->name; fl++) {
+        if (!fl->metavar || !fl->complete || fl->complete[0] == '@' || !first_time(s, fl->name))
+            continue;
+        fprintf(f, "    ");
+        if (fl->short_name)
+            fprintf(f, "-%c|", fl->short_name);
+        fprintf(f, "--%s) COMPREPLY=($(compgen -W \"%s\" -- \"$cur\")); return ;;\n", fl->name,
+                fl->complete);
+    }
+}
+
+static void print_all_value_cases(FILE *f)
+{
+    size_t n;
+    const struct hy_cmd *cmds = hy_cli_commands(&n);
+    struct seen s = {.n = 0};
+    print_value_cases(f, hy_cli_global_flags, &s);
+    for (size_t i = 0; i < n; i++)
+        print_value_cases(f, cmds[i].flags, &s);
+}
+
 static void print_types(FILE *f)
 {
     size_t n;
@@ -172,10 +197,9 @@ static void print_bash(FILE *f)
                "    ");
     print_all_value_flags(f, true);
     fprintf(f, ")\n        compopt -o filenames 2>/dev/null\n"
-               "        COMPREPLY=($(compgen -f -- \"$cur\"))\n        return ;;\n"
-               "    -o|--output) COMPREPLY=($(compgen -W \"table yaml json\" -- \"$cur\")); "
-               "return ;;\n"
-               "    ");
+               "        COMPREPLY=($(compgen -f -- \"$cur\"))\n        return ;;\n");
+    print_all_value_cases(f);
+    fprintf(f, "    ");
     print_all_value_flags(f, false);
     fprintf(f, ") COMPREPLY=(); return ;;\n"
                "    esac\n"

@@ -41,6 +41,31 @@ static const struct hy_flag delete_flags[] = {
     {0},
 };
 
+static const struct hy_flag inspect_dps_flags[] = {
+    {"mesh", 'm', "MESH", "only the dataplanes of this mesh (default: every mesh)", NULL},
+    {"output", 'o', "FORMAT", "table, yaml or json (default table)", "table yaml json"},
+    {0},
+};
+
+static const struct hy_flag inspect_dp_flags[] = {
+    {"mesh", 'm', "MESH", "mesh of the dataplane (default \"default\")", NULL},
+    {"type", 0, "TYPE", "rules, policies or config (default rules)", "rules policies config"},
+    {"output", 'o', "FORMAT", "table (text), yaml or json (default table)", "table yaml json"},
+    {0},
+};
+
+static const struct hy_flag explain_flags[] = {
+    {"mesh", 'm', "MESH", "the mesh (default \"default\")", NULL},
+    {"from", 0, "CALLER",
+     "the caller: a dataplane, a service, or tags like kuma.io/service=web,env=dev (required)",
+     NULL},
+    {"to", 0, "CALLEE",
+     "the callee: a dataplane, DATAPLANE:INBOUND (its port or name), or a service (required)",
+     NULL},
+    {"output", 'o', "FORMAT", "table (text), yaml or json (default table)", "table yaml json"},
+    {0},
+};
+
 static const struct hy_flag zone_token_flags[] = {
     {"zone", 0, "ZONE", "zone the token admits (required)", NULL},
     {"valid-for", 0, "DURATION", "lifetime of the token, like 24h or 30d (default 720h)", NULL},
@@ -97,6 +122,32 @@ static const struct hy_cmd commands[] = {
     {"delete", "TYPE NAME", "Delete a resource", NULL, "@types", 2, 2, delete_flags, hy_cmd_delete},
     {"inspect zones", NULL, "Show the zones and whether they are connected", NULL, NULL, 0, 0,
      no_flags, hy_cmd_inspect_zones},
+    {"inspect dataplanes", NULL, "Show the dataplanes, their tags and whether they are connected",
+     "STATUS is Online while the sidecar's last connection to its zone is open;\n"
+     "TOTAL-UPDATES and TOTAL-ERRORS count the configs sent to it and those it\n"
+     "rejected; CERT-EXPIRATION is when its certificate expires (UTC).",
+     NULL, 0, 0, inspect_dps_flags, hy_cmd_inspect_dataplanes},
+    {"inspect dataplane", "NAME", "Show what applies to a dataplane: its rules, policies or config",
+     "--type=rules (default): per policy type, the policies selecting it in merge\n"
+     "order, what each inbound enforces on callers and what each outbound's\n"
+     "policies merge to, every value with the policy and entry it came from, and\n"
+     "the fields accepted but not enforced yet.\n"
+     "--type=policies: the policies selecting it, and the inbounds and outbounds\n"
+     "where a value of each is in effect (APPLIES-TO).\n"
+     "--type=config: the config its zone computes for its sidecar (ask the zone's\n"
+     "control plane; the global one says which zone). The certificate material,\n"
+     "issued per connection, is left out.",
+     NULL, 1, 1, inspect_dp_flags, hy_cmd_inspect_dataplane},
+    {"explain", NULL, "Explain whether a caller may call a dataplane, and which policy decides",
+     "Prints, for each inbound --to names, the decision (allowed, denied or\n"
+     "shadow-denied), the deciding policy and entry, and every from entry and\n"
+     "rules matcher the caller matched, in order. The control plane decides with\n"
+     "the function the sidecars enforce with.\n"
+     "Examples:\n"
+     "  hyphactl explain --from web-1 --to backend-1\n"
+     "  hyphactl explain --from kuma.io/service=web,env=dev --to backend-1:8080\n"
+     "  hyphactl explain --from web --to backend",
+     NULL, 0, 0, explain_flags, hy_cmd_explain},
     {"generate zone-token", NULL, "Generate a token that admits a zone control plane", NULL, NULL,
      0, 0, zone_token_flags, hy_cmd_generate_zone_token},
     {"generate dataplane-token", NULL, "Generate a token a sidecar presents to its zone", NULL,

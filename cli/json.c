@@ -239,3 +239,100 @@ int hy_json_write(const struct hy_json *j, struct hy_buf *out)
     }
     return HY_EINVAL;
 }
+
+/* ----- YAML ----- */
+
+struct yout {
+    yaml_emitter_t em;
+    bool failed;
+};
+
+static int yaml_sink(void *ud, unsigned char *p, size_t n)
+{
+    return hy_buf_append(ud, p, n) == 0;
+}
+
+static int yemit(struct yout *y, yaml_event_t *ev)
+{
+    if (!yaml_emitter_emit(&y->em, ev)) {
+        y->failed = true;
+        return HY_ENOMEM;
+    }
+    return 0;
+}
+
+/* A string a YAML reader would take for null, a bool or a number if it
+ * were written plain: quoted, so it stays a string. */
+static bool reads_typed(const char *v)
+{
+    static const char *const words[] = {"",     "~",    "null",  "Null",  "NULL",  "true",
+                                        "True", "TRUE", "false", "False", "FALSE", "yes",
+                                        "no",   "on",   "off",   "Yes",   "No",    "y",
+                                        "n",    ".inf", "-.inf", ".nan",  "Y",     "N"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strcmp(v, words[i]) == 0)
+            return true;
+    char *end;
+    (void)strtod(v, &end);
+    return end != v && *end == '\0';
+}
+
+static int yaml_node(struct yout *y, const struct hy_json *j)
+{
+    yaml_event_t ev;
+    int rc = 0;
+    switch (j->kind) {
+    case HY_JSON_SCALAR: {
+        bool literal = !j->quoted && is_json_literal(j->value);
+        yaml_scalar_style_t style = !literal && reads_typed(j->value)
+                                        ? YAML_DOUBLE_QUOTED_SCALAR_STYLE
+                                        : YAML_ANY_SCALAR_STYLE;
+        yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)j->value,
+                                     (int)strlen(j->value), 1, 1, style);
+        return yemit(y, &ev);
+    }
+    case HY_JSON_OBJECT:
+        yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
+        rc = yemit(y, &ev);
+        for (size_t i = 0; rc == 0 && i + 1 < j->n; i += 2)
+            if ((rc = j->items[i]->kind == HY_JSON_SCALAR ? yaml_node(y, j->items[i])
+                                                          : HY_EINVAL) == 0)
+                rc = yaml_node(y, j->items[i + 1]);
+        yaml_mapping_end_event_initialize(&ev);
+        return rc == 0 ? yemit(y, &ev) : rc;
+    case HY_JSON_ARRAY:
+        yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE);
+        rc = yemit(y, &ev);
+        for (size_t i = 0; rc == 0 && i < j->n; i++)
+            rc = yaml_node(y, j->items[i]);
+        yaml_sequence_end_event_initialize(&ev);
+        return rc == 0 ? yemit(y, &ev) : rc;
+    }
+    return HY_EINVAL;
+}
+
+int hy_json_write_yaml(const struct hy_json *j, struct hy_buf *out)
+{
+    struct yout y = {.failed = false};
+    if (!yaml_emitter_initialize(&y.em))
+        return HY_ENOMEM;
+    yaml_emitter_set_output(&y.em, yaml_sink, out);
+    yaml_emitter_set_unicode(&y.em, 1);
+    yaml_emitter_set_width(&y.em, -1);
+    yaml_event_t ev;
+    yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING);
+    int rc = yemit(&y, &ev);
+    yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1);
+    if (rc == 0)
+        rc = yemit(&y, &ev);
+    if (rc == 0)
+        rc = yaml_node(&y, j);
+    yaml_document_end_event_initialize(&ev, 1);
+    if (rc == 0)
+        rc = yemit(&y, &ev);
+    yaml_stream_end_event_initialize(&ev);
+    if (rc == 0)
+        rc = yemit(&y, &ev);
+    yaml_emitter_delete(&y.em);
+    return rc;
+}

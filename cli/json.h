@@ -1,7 +1,8 @@
 /* A tolerant reader for the API's JSON replies (errors, apply results, lists,
  * server info): a small tree, field lookup, and writing a subtree back as
- * JSON so a list item can go through the codec. Unknown fields are ignored,
- * unlike the codec, so a newer server does not break an older CLI. */
+ * JSON so a list item can go through the codec, or as YAML for -o yaml.
+ * Unknown fields are ignored, unlike the codec, so a newer server does not
+ * break an older CLI. */
 #ifndef HY_CLI_JSON_H
 #define HY_CLI_JSON_H
 
@@ -38,5 +39,10 @@ const char *hy_json_get_str(const struct hy_json *j, const char *key);
 /* Appends j as compact JSON. 0, HY_EINVAL for an object key that is not a
  * scalar (YAML lets a mapping or list be a key), or HY_ENOMEM. */
 int hy_json_write(const struct hy_json *j, struct hy_buf *out);
+/* Appends j as one YAML document in block style, as kubectl prints -o
+ * yaml: numbers, true, false and null plain; strings plain unless YAML
+ * would read them as another type, then double-quoted. 0, HY_EINVAL (a key
+ * that is not a scalar) or HY_ENOMEM. */
+int hy_json_write_yaml(const struct hy_json *j, struct hy_buf *out);
 
 #endif

@@ -1,6 +1,8 @@
-/* hy_output: ages, YAML documents and replies printed on standard output. */
+/* hy_output: ages, times, YAML documents and replies printed on standard
+ * output. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "codec.h"
 #include "error.h"
@@ -81,4 +83,41 @@ int hy_output_yaml(struct hy_cli *cli, struct hy_resource *const *v, size_t n)
         hy_output_text(cli, b.data, b.len);
     hy_buf_fini(&b);
     return rc;
+}
+
+int hy_output_tree(struct hy_cli *cli, const struct hy_json *j, enum hy_output_format f)
+{
+    struct hy_buf b = {0};
+    int rc = f == HY_OUTPUT_JSON ? hy_json_write(j, &b) : hy_json_write_yaml(j, &b);
+    if (rc == HY_ENOMEM)
+        hy_cli_error(cli, "out of memory");
+    else if (rc < 0)
+        hy_cli_error(cli, "cannot print the control plane's reply: %s", hy_strerror(rc));
+    else
+        hy_output_text(cli, b.data ? b.data : "", b.len);
+    hy_buf_fini(&b);
+    return rc;
+}
+
+int hy_output_json_text(struct hy_cli *cli, const char *text, size_t len, enum hy_output_format f)
+{
+    struct hy_json *j = NULL;
+    char why[256];
+    int rc = hy_json_parse(text ? text : "", len, &j, why, sizeof(why));
+    if (rc < 0)
+        hy_cli_error(cli, "cannot read the control plane's reply: %s", why);
+    else
+        rc = hy_output_tree(cli, j, f);
+    hy_json_free(j);
+    return rc;
+}
+
+void hy_output_time(const Hypha__V1__Timestamp *ts, char *buf, size_t size)
+{
+    struct tm tm;
+    time_t t = ts ? (time_t)ts->seconds : 0;
+    if (!ts || !gmtime_r(&t, &tm))
+        snprintf(buf, size, "-");
+    else
+        strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm);
 }

@@ -1,5 +1,5 @@
-/* What the CLI prints besides tables: ages, resources as YAML documents,
- * raw replies. */
+/* What the CLI prints besides tables: ages and times, resources as YAML
+ * documents, replies as JSON or YAML. */
 #ifndef HY_CLI_OUTPUT_H
 #define HY_CLI_OUTPUT_H
 
@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "cli.h"
+#include "json.h"
 #include "resource.h"
 
 enum hy_output_format { HY_OUTPUT_TABLE, HY_OUTPUT_YAML, HY_OUTPUT_JSON };
@@ -27,5 +28,14 @@ void hy_output_text(struct hy_cli *cli, const char *text, size_t len);
 /* Prints resources as YAML documents separated by "---" lines, through the
  * codec. 0, or HY_ENOMEM after printing it. */
 int hy_output_yaml(struct hy_cli *cli, struct hy_resource *const *v, size_t n);
+/* Prints a reply's tree as -o asks: compact JSON (HY_OUTPUT_JSON) or a
+ * YAML document (otherwise). 0, or a negative code after printing it. */
+int hy_output_tree(struct hy_cli *cli, const struct hy_json *j, enum hy_output_format f);
+/* Parses JSON text (a reply, or one the command built) and prints it
+ * with hy_output_tree. 0, or a negative code after printing it. */
+int hy_output_json_text(struct hy_cli *cli, const char *text, size_t len, enum hy_output_format f);
+/* A timestamp as "2026-12-02 13:50:20" (UTC, kumactl's way); "-" when ts
+ * is NULL. Cannot fail (truncates). */
+void hy_output_time(const Hypha__V1__Timestamp *ts, char *buf, size_t size);
 
 #endif

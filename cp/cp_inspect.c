@@ -3,9 +3,13 @@
  *   GET /meshes/{mesh}/dataplanes/{name}/_rules   the policies selecting a
  *       Dataplane, in merge order, and what they merge to per inbound and
  *       outbound, each value with the policy and entry it came from
- *   GET /meshes/{mesh}/_explain?from=X&to=SERVICE  whether X (a Dataplane,
- *       or a service) may call SERVICE, at every Dataplane serving it, and
- *       the deciding policy, entry and reason
+ *   GET /meshes/{mesh}/_explain?from=X&to=Y       whether X (a Dataplane, a
+ *       service, or tags KEY=VALUE,...) may call Y (a Dataplane, one of its
+ *       inbounds as DATAPLANE:PORT|NAME, or a service): at each inbound, the
+ *       decision, the deciding policy and entry, and every entry and rules
+ *       matcher the caller matches, in order
+ *   GET /meshes/{mesh}/dataplanes/{name}/_config  here a 400: the zone the
+ *       sidecar connects to computes configs and serves this (zone_api.c)
  *   POST /_apply?dryRun=true                       "changes": which
  *       Dataplanes' effective policies the write would change, and how
  *
@@ -95,6 +99,75 @@ static int decide(const struct hy_policy_set *mtp, size_t i, const char *id,
 static const char *result_name(enum hy_permit_result r)
 {
     return r == HY_PERMIT_ALLOW ? "Allow" : r == HY_PERMIT_SHADOW ? "AllowWithShadowDeny" : "Deny";
+}
+
+/* ----- the Dataplanes of a mesh ----- */
+
+#define LABEL_ZONE "hypha.io/zone"                 /* on the global CP: the zone it came from */
+#define LABEL_DISPLAY_NAME "hypha.io/display-name" /* and its name there */
+
+struct dps {
+    struct hy_resource **v;
+    size_t n;
+    const char *mesh;
+};
+
+static int keep_dp(void *ud, struct hy_resource *r, bool *take)
+{
+    struct dps *d = ud;
+    if (strcmp(S(r->meta->mesh), d->mesh))
+        return 0;
+    struct hy_resource **nv = realloc(d->v, (d->n + 1) * sizeof(*nv));
+    if (!nv)
+        return HY_ENOMEM;
+    d->v = nv;
+    nv[d->n++] = r;
+    *take = true;
+    return 0;
+}
+
+static void dps_fini(struct dps *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        hy_resource_free(d->v[i]);
+    free(d->v);
+}
+
+static const char *label_of(const struct hy_resource *r, const char *key)
+{
+    for (size_t i = 0; i < r->meta->n_labels; i++)
+        if (r->meta->labels[i]->key && !strcmp(r->meta->labels[i]->key, key))
+            return r->meta->labels[i]->value;
+    return NULL;
+}
+
+/* 404 naming the Dataplane the mesh lacks (also: more of the sentence),
+ * and the ones it may mean: the global CP stores a zone's web-1 as
+ * east.web-1. */
+static void dp_not_found(struct hy_http_resp *resp, const struct dps *d, const char *name,
+                         const char *also)
+{
+    struct hy_buf details = {0};
+    size_t k = 0;
+    hy_buf_printf(&details, "no Dataplane %.250s in mesh %.250s%s", name, d->mesh, S(also));
+    for (size_t i = 0; i < d->n && k < 5; i++) {
+        const char *dn = label_of(d->v[i], LABEL_DISPLAY_NAME);
+        if (dn && !strcmp(dn, name))
+            hy_buf_printf(&details, "%s%s", k++ ? ", " : " (did you mean ", d->v[i]->meta->name);
+    }
+    if (k)
+        hy_buf_puts(&details, "?)");
+    hy_http_error(resp, 404, "Not found", details.data ? details.data : "not found", NULL);
+    hy_buf_fini(&details);
+}
+
+static void dp_not_found_in_store(struct hy_cp_api *api, struct hy_http_resp *resp,
+                                  const char *mesh, const char *name)
+{
+    struct dps d = {.mesh = mesh};
+    hy_store_each(api->store, "Dataplane", keep_dp, &d); /* suggestions are a bonus */
+    dp_not_found(resp, &d, name, NULL);
+    dps_fini(&d);
 }
 
 /* ----- _rules ----- */
@@ -230,9 +303,7 @@ static void rules(struct hy_cp_api *api, struct hy_http_resp *resp, const char *
     struct hy_resource *dp = NULL;
     int rc = hy_store_get(api->store, "Dataplane", mesh, name, &dp);
     if (rc == HY_ENOTFOUND) {
-        char details[600];
-        snprintf(details, sizeof(details), "no Dataplane %.250s in mesh %.250s", name, mesh);
-        hy_http_error(resp, 404, "Not found", details, NULL);
+        dp_not_found_in_store(api, resp, mesh, name);
         return;
     }
     struct hy_policy_world w;
@@ -293,32 +364,8 @@ out:
 
 /* ----- _explain ----- */
 
-struct dps {
-    struct hy_resource **v;
-    size_t n;
-    const char *mesh;
-};
-
-static int keep_dp(void *ud, struct hy_resource *r, bool *take)
-{
-    struct dps *d = ud;
-    if (strcmp(S(r->meta->mesh), d->mesh))
-        return 0;
-    struct hy_resource **nv = realloc(d->v, (d->n + 1) * sizeof(*nv));
-    if (!nv)
-        return HY_ENOMEM;
-    d->v = nv;
-    nv[d->n++] = r;
-    *take = true;
-    return 0;
-}
-
-static void dps_fini(struct dps *d)
-{
-    for (size_t i = 0; i < d->n; i++)
-        hy_resource_free(d->v[i]);
-    free(d->v);
-}
+#define MAX_EXPLAINED 256 /* callers, and callee inbounds, one _explain looks at */
+#define MAX_RESULTS 1000  /* caller x callee pairs answered; the rest is cut */
 
 static bool serves(const struct hy_resource *dp, const char *svc, size_t *inbound)
 {
@@ -344,94 +391,412 @@ static void reason(const struct hy_permit_decision *d, char *buf, size_t size)
         snprintf(buf, size, "%s: %s", verb, d->why);
 }
 
+static void trim(const char **p, size_t *len)
+{
+    while (*len && (**p == ' ' || **p == '\t'))
+        (*p)++, (*len)--;
+    while (*len && ((*p)[*len - 1] == ' ' || (*p)[*len - 1] == '\t'))
+        (*len)--;
+}
+
+/* from=KEY=VALUE[,KEY=VALUE...]: a caller showing exactly these tags
+ * (kuma.io/ keys read as hypha.io/, as the codec reads them), whose SPIFFE
+ * ID comes from its service tag. false with why filled on a bad list. */
+static bool parse_tags(const char *mesh, const char *s, struct hy_permit_peer *peer, char *id,
+                       size_t idsize, char *why, size_t size)
+{
+    memset(peer, 0, sizeof(*peer));
+    id[0] = '\0';
+    for (const char *p = s; *p;) {
+        size_t len = strcspn(p, ","), kl, vl;
+        const char *item = p, *eq = memchr(p, '=', len);
+        p += len + (p[len] == ',');
+        const char *k = item, *v = eq ? eq + 1 : NULL;
+        kl = eq ? (size_t)(eq - item) : len;
+        vl = eq ? len - kl - 1 : 0;
+        trim(&k, &kl);
+        if (v)
+            trim(&v, &vl);
+        if (!eq || !kl || !vl) {
+            snprintf(why, size,
+                     "from: \"%.*s\" is not KEY=VALUE (give a Dataplane, a service, or "
+                     "tags like kuma.io/service=web,env=dev)",
+                     (int)(len < 200 ? len : 200), item);
+            return false;
+        }
+        char key[300], value[300];
+        if (kl >= 200 || vl >= 200) {
+            snprintf(why, size, "from: a tag of over 200 characters");
+            return false;
+        }
+        bool kuma = kl > 8 && !strncmp(k, "kuma.io/", 8);
+        snprintf(key, sizeof(key), "%s%.*s", kuma ? "hypha.io/" : "", (int)(kuma ? kl - 8 : kl),
+                 kuma ? k + 8 : k);
+        snprintf(value, sizeof(value), "%.*s", (int)vl, v);
+        hy_permit_peer_add(peer, key, value);
+        if (!strcmp(key, HY_TAG_SERVICE) && !id[0])
+            snprintf(id, idsize, "spiffe://%s/%s", mesh, value);
+    }
+    if (!peer->n) {
+        snprintf(why, size, "from: no tags given");
+        return false;
+    }
+    return true;
+}
+
+/* One inbound of one Dataplane that `to` names. */
+struct callee {
+    const struct hy_resource *dp;
+    size_t inbound;
+};
+
+/* The inbound DATAPLANE:INBOUND names: the one of that name, else the one
+ * on that port. */
+static bool inbound_named(const struct hy_resource *dp, const char *want, size_t *out)
+{
+    for (int by_port = 0; by_port < 2; by_port++)
+        for (size_t i = 0; i < n_inbounds(dp); i++) {
+            const Hypha__V1__Dataplane__Networking__Inbound *in =
+                dp_spec(dp)->networking->inbound[i];
+            char port[16];
+            snprintf(port, sizeof(port), "%u", in->port);
+            if (by_port ? !strcmp(port, want) : in->name && !strcmp(in->name, want)) {
+                *out = i;
+                return true;
+            }
+        }
+    return false;
+}
+
+/* The inbounds `to` names, into v (at most MAX_EXPLAINED): DATAPLANE:INBOUND
+ * (its port or name), DATAPLANE (each inbound), else SERVICE (the inbound
+ * serving it at every Dataplane that does). false after answering 404. */
+static bool find_callees(struct hy_http_resp *resp, const struct dps *d, const char *to,
+                         struct callee *v, size_t *n, const char **kind)
+{
+    const char *colon = strchr(to, ':');
+    size_t nl = colon ? (size_t)(colon - to) : strlen(to);
+    const struct hy_resource *dp = NULL;
+    for (size_t i = 0; i < d->n && !dp; i++)
+        if (strlen(S(d->v[i]->meta->name)) == nl && !strncmp(d->v[i]->meta->name, to, nl))
+            dp = d->v[i];
+    *n = 0;
+    if (dp) {
+        *kind = "dataplane";
+        size_t i;
+        if (!colon) {
+            for (i = 0; i < n_inbounds(dp) && *n < MAX_EXPLAINED; i++)
+                v[(*n)++] = (struct callee){dp, i};
+        } else if (inbound_named(dp, colon + 1, &i)) {
+            v[(*n)++] = (struct callee){dp, i};
+        }
+        if (*n)
+            return true;
+        struct hy_buf details = {0};
+        if (colon)
+            hy_buf_printf(&details, "Dataplane %.250s has no inbound %.100s", dp->meta->name,
+                          colon + 1);
+        else
+            hy_buf_printf(&details, "Dataplane %.250s has no inbounds", dp->meta->name);
+        for (i = 0; i < n_inbounds(dp); i++) {
+            const Hypha__V1__Dataplane__Networking__Inbound *in =
+                dp_spec(dp)->networking->inbound[i];
+            hy_buf_printf(&details, "%s%u%s%s", i ? ", " : " (its inbounds: ", in->port,
+                          in->name ? " " : "", S(in->name));
+        }
+        hy_buf_puts(&details, n_inbounds(dp) ? ")" : ": nothing can call it");
+        hy_http_error(resp, 404, "Not found", details.data ? details.data : "", NULL);
+        hy_buf_fini(&details);
+        return false;
+    }
+    char name[300];
+    snprintf(name, sizeof(name), "%.*s", (int)(nl < 253 ? nl : 253), to);
+    if (!colon) {
+        *kind = "service";
+        for (size_t i = 0, inb; i < d->n && *n < MAX_EXPLAINED; i++)
+            if (serves(d->v[i], to, &inb))
+                v[(*n)++] = (struct callee){d->v[i], inb};
+        if (*n)
+            return true;
+    }
+    dp_not_found(resp, d, name,
+                 colon ? NULL : ", and no Dataplane of the mesh serves a service of that name");
+    return false;
+}
+
+static void put_peer(struct hy_buf *b, const struct hy_permit_peer *peer)
+{
+    hy_buf_puts(b, "[");
+    for (size_t k = 0; k < peer->n; k++) {
+        char tag[1024];
+        snprintf(tag, sizeof(tag), "%s=%s", peer->key[k], peer->value[k]);
+        hy_buf_puts(b, k ? "," : "");
+        json_str(b, tag);
+    }
+    hy_buf_puts(b, "]");
+}
+
+/* Whether the caller matches one entry or matcher alone: asked of
+ * hy_permit_decide on an inbound holding only it, so what is explained
+ * matches as the sidecar matches. */
+static bool matches_alone(Hypha__V1__DpPermission *e, Hypha__V1__DpSpiffeMatch *m, int list,
+                          const char *id, const struct hy_permit_peer *peer)
+{
+    Hypha__V1__DpInbound one = HYPHA__V1__DP_INBOUND__INIT;
+    if (e) {
+        one.n_permissions = 1;
+        one.permissions = &e;
+    } else if (list == 0) {
+        one.n_deny = 1;
+        one.deny = &m;
+    } else if (list == 1) {
+        one.n_allow = 1;
+        one.allow = &m;
+    } else {
+        one.n_allow_with_shadow_deny = 1;
+        one.allow_with_shadow_deny = &m;
+    }
+    struct hy_permit_decision d;
+    hy_permit_decide(&one, id, peer, &d);
+    return d.origin != NULL;
+}
+
+static const char *action_name(const Hypha__V1__DpPermission *e)
+{
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
+        &hypha__v1__dp_permission__action__descriptor, e->has_action ? (int)e->action : 0);
+    return v ? v->name : "Allow";
+}
+
+/* "matched": the from entries (in merge order) and then the rules matchers
+ * the caller matches, the deciding one marked; returns how many were
+ * looked at. */
+static size_t put_matched(struct hy_buf *b, const Hypha__V1__DpInbound *in, const char *id,
+                          const struct hy_permit_peer *peer, const char *decider)
+{
+    size_t n = 0;
+    hy_buf_puts(b, ",\"matched\":[");
+    for (size_t i = 0; i < in->n_permissions; i++) {
+        Hypha__V1__DpPermission *e = in->permissions[i];
+        if (!matches_alone(e, NULL, 0, id, peer))
+            continue;
+        hy_buf_puts(b, n++ ? ",{\"section\":\"from\",\"origin\":"
+                           : "{\"section\":\"from\",\"origin\":");
+        json_str(b, e->origin);
+        hy_buf_printf(b, ",\"action\":\"%s\",\"tags\":{", action_name(e));
+        for (size_t k = 0; k < e->n_tags; k++) {
+            hy_buf_puts(b, k ? "," : "");
+            json_str(b, e->tags[k]->key);
+            hy_buf_puts(b, ":");
+            json_str(b, e->tags[k]->value);
+        }
+        hy_buf_printf(b, "},\"decides\":%s}",
+                      decider && e->origin && !strcmp(decider, e->origin) ? "true" : "false");
+    }
+    static const char *const actions[] = {"Deny", "Allow", "AllowWithShadowDeny"};
+    Hypha__V1__DpSpiffeMatch *const *lists[] = {in->deny, in->allow, in->allow_with_shadow_deny};
+    size_t counts[] = {in->n_deny, in->n_allow, in->n_allow_with_shadow_deny};
+    for (int l = 0; l < 3; l++)
+        for (size_t i = 0; i < counts[l]; i++) {
+            Hypha__V1__DpSpiffeMatch *m = lists[l][i];
+            if (!matches_alone(NULL, m, l, id, peer))
+                continue;
+            hy_buf_puts(b, n++ ? ",{\"section\":\"rules\",\"origin\":"
+                               : "{\"section\":\"rules\",\"origin\":");
+            json_str(b, m->origin);
+            hy_buf_printf(b,
+                          ",\"action\":\"%s\",\"spiffeID\":{\"type\":\"%s\",\"value\":", actions[l],
+                          m->prefix ? "Prefix" : "Exact");
+            json_str(b, m->value);
+            hy_buf_printf(b, "},\"decides\":%s}",
+                          decider && m->origin && !strcmp(decider, m->origin) ? "true" : "false");
+        }
+    hy_buf_puts(b, "]");
+    return in->n_permissions + in->n_deny + in->n_allow + in->n_allow_with_shadow_deny;
+}
+
+/* One result: the decision at callee c for a caller, with what it matched. */
+static int explain_one(struct hy_buf *b, const struct hy_policy_world *w, const struct callee *c,
+                       const char *caller, const char *id, const struct hy_permit_peer *peer,
+                       bool first)
+{
+    struct hy_policy_proxy p = {c->dp, c->dp->origin};
+    struct hy_policy_set mtp;
+    int rc = hy_policy_select(w->v[HY_POLICY_MTP], w->n[HY_POLICY_MTP], &p, &mtp);
+    if (rc < 0)
+        return rc;
+    Hypha__V1__DpInbound *in = malloc(sizeof(*in));
+    if (!in) {
+        hy_policy_set_fini(&mtp);
+        return HY_ENOMEM;
+    }
+    hypha__v1__dp_inbound__init(in);
+    rc = hy_policy_inbound_permissions(&mtp, c->inbound, in);
+    hy_policy_set_fini(&mtp);
+    if (rc == 0) {
+        const Hypha__V1__Dataplane__Networking__Inbound *ib =
+            dp_spec(c->dp)->networking->inbound[c->inbound];
+        struct hy_permit_decision d;
+        char why[1024];
+        hy_permit_decide(in, id, peer, &d);
+        reason(&d, why, sizeof(why));
+        hy_buf_puts(b, first ? "{\"caller\":" : ",{\"caller\":");
+        json_str(b, caller);
+        hy_buf_puts(b, ",\"callee\":");
+        json_str(b, c->dp->meta->name);
+        hy_buf_printf(b, ",\"inbound\":%u,\"service\":", ib->port);
+        json_str(b, service_of(ib));
+        hy_buf_printf(b, ",\"decision\":\"%s\",\"origin\":", result_name(d.result));
+        json_str(b, d.origin);
+        hy_buf_puts(b, ",\"reason\":");
+        json_str(b, why);
+        hy_buf_puts(b, ",\"callerSpiffeID\":");
+        json_str(b, id);
+        hy_buf_puts(b, ",\"callerTags\":");
+        put_peer(b, peer);
+        size_t checked = put_matched(b, in, id, peer, d.origin);
+        hy_buf_printf(b, ",\"checked\":%zu}", checked);
+    }
+    hypha__v1__dp_inbound__free_unpacked(in, NULL);
+    return rc;
+}
+
 static void explain(struct hy_cp_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
                     const char *mesh)
 {
     const char *from = hy_http_param(req, "from"), *to = hy_http_param(req, "to");
     if (!from || !from[0] || !to || !to[0]) {
         hy_http_error(resp, 400, "Missing parameter",
-                      "give from (a Dataplane or a service) and to (a service)", NULL);
+                      "give from (a Dataplane, a service, or tags KEY=VALUE,...) and to (a "
+                      "Dataplane, DATAPLANE:INBOUND, or a service)",
+                      NULL);
         return;
     }
     struct dps d = {.mesh = mesh};
     struct hy_policy_world w = {0};
-    int rc = hy_store_each(api->store, "Dataplane", keep_dp, &d);
+    struct callee *callees = calloc(MAX_EXPLAINED, sizeof(*callees));
+    const struct hy_resource **callers = calloc(MAX_EXPLAINED, sizeof(*callers));
+    struct hy_permit_peer *peer = calloc(1, sizeof(*peer));
+    int rc = callees && callers && peer ? 0 : HY_ENOMEM;
+    if (rc == 0)
+        rc = hy_store_each(api->store, "Dataplane", keep_dp, &d);
     if (rc == 0)
         rc = hy_policy_world_load(api->store, &w);
     if (rc < 0) {
         hy_http_error(resp, 500, "Store error", hy_strerror(rc), NULL);
         goto out;
     }
-    /* the callers: the Dataplane named `from`, else every one serving the
-     * service `from`, else a caller showing only that service */
-    const struct hy_resource *callers[256];
+    size_t ncallees = 0;
+    const char *to_kind = NULL;
+    if (!find_callees(resp, &d, to, callees, &ncallees, &to_kind))
+        goto out;
+    /* the callers: tags as given, the Dataplane named `from`, else every
+     * one serving the service `from`, else a caller showing only that
+     * service (one of another zone, say, which this zone does not know) */
+    const char *from_kind = "dataplane";
+    char id[600], why[600];
     size_t ncallers = 0;
-    for (size_t i = 0; i < d.n && !ncallers; i++)
-        if (!strcmp(S(d.v[i]->meta->name), from))
-            callers[ncallers++] = d.v[i];
-    bool named = ncallers == 1;
-    for (size_t i = 0; !named && i < d.n && ncallers < 256; i++)
-        if (serves(d.v[i], from, NULL))
-            callers[ncallers++] = d.v[i];
+    if (strchr(from, '=')) {
+        from_kind = "tags";
+        if (!parse_tags(mesh, from, peer, id, sizeof(id), why, sizeof(why))) {
+            hy_http_error(resp, 400, "Invalid parameter", why, NULL);
+            goto out;
+        }
+    } else {
+        for (size_t i = 0; i < d.n && !ncallers; i++)
+            if (!strcmp(S(d.v[i]->meta->name), from))
+                callers[ncallers++] = d.v[i];
+        for (size_t i = 0; !ncallers && i < d.n; i++)
+            if (serves(d.v[i], from, NULL))
+                from_kind = "service";
+        for (size_t i = 0; !strcmp(from_kind, "service") && i < d.n && ncallers < MAX_EXPLAINED;
+             i++)
+            if (serves(d.v[i], from, NULL))
+                callers[ncallers++] = d.v[i];
+        if (!ncallers)
+            from_kind = "unknown";
+    }
     struct hy_buf *b = &resp->body;
     hy_buf_puts(b, "{\"from\":");
     json_str(b, from);
     hy_buf_puts(b, ",\"to\":");
     json_str(b, to);
+    hy_buf_printf(b, ",\"fromKind\":\"%s\",\"toKind\":\"%s\"", from_kind, to_kind);
+    if (!strcmp(from_kind, "unknown")) {
+        char note[800];
+        snprintf(note, sizeof(note),
+                 "no Dataplane of mesh %.200s is named %.200s or serves a service of that name "
+                 "here: explained for a caller showing only %s: %.200s",
+                 mesh, from, HY_TAG_SERVICE, from);
+        hy_buf_puts(b, ",\"note\":");
+        json_str(b, note);
+    }
     hy_buf_puts(b, ",\"results\":[");
     size_t nres = 0;
-    for (size_t k = 0; k < (ncallers ? ncallers : 1); k++) {
-        struct hy_permit_peer *peer = calloc(1, sizeof(*peer));
-        char id[600], caller[300];
-        if (!peer) {
-            rc = HY_ENOMEM;
-            break;
-        }
+    bool truncated = false;
+    for (size_t k = 0; rc == 0 && k < (ncallers ? ncallers : 1); k++) {
+        char caller[300];
         if (ncallers) {
             caller_of(callers[k], peer, id, sizeof(id));
             snprintf(caller, sizeof(caller), "%s", S(callers[k]->meta->name));
+        } else if (!strcmp(from_kind, "tags")) {
+            snprintf(caller, sizeof(caller), "(a caller with %.250s)", from);
         } else {
+            memset(peer, 0, sizeof(*peer));
             hy_permit_peer_add(peer, HY_TAG_SERVICE, from);
             snprintf(id, sizeof(id), "spiffe://%s/%s", mesh, from);
             snprintf(caller, sizeof(caller), "(any %s)", from);
         }
-        for (size_t i = 0; rc == 0 && i < d.n; i++) {
-            size_t inbound;
-            if (!serves(d.v[i], to, &inbound))
-                continue;
-            struct hy_policy_proxy p = {d.v[i], d.v[i]->origin};
-            struct hy_policy_set mtp;
-            if ((rc = hy_policy_select(w.v[HY_POLICY_MTP], w.n[HY_POLICY_MTP], &p, &mtp)) < 0)
+        for (size_t i = 0; rc == 0 && i < ncallees; i++) {
+            if (nres == MAX_RESULTS) {
+                truncated = true;
                 break;
-            struct hy_permit_decision dec;
-            char origin[512], why[1024];
-            rc = decide(&mtp, inbound, id, peer, &dec, origin, sizeof(origin));
-            hy_policy_set_fini(&mtp);
-            if (rc < 0)
-                break;
-            reason(&dec, why, sizeof(why));
-            hy_buf_puts(b, nres++ ? ",{\"caller\":" : "{\"caller\":");
-            json_str(b, caller);
-            hy_buf_puts(b, ",\"callee\":");
-            json_str(b, d.v[i]->meta->name);
-            hy_buf_printf(b, ",\"inbound\":%u,\"decision\":\"%s\",\"origin\":",
-                          dp_spec(d.v[i])->networking->inbound[inbound]->port,
-                          result_name(dec.result));
-            json_str(b, dec.origin);
-            hy_buf_puts(b, ",\"reason\":");
-            json_str(b, why);
-            hy_buf_puts(b, "}");
+            }
+            rc = explain_one(b, &w, &callees[i], caller, id, peer, nres++ == 0);
         }
-        free(peer);
     }
-    hy_buf_puts(b, "]}");
+    hy_buf_printf(b, "],\"truncated\":%s}", truncated ? "true" : "false");
     if (rc < 0) {
         hy_buf_fini(b);
         hy_http_error(resp, 500, "Cannot explain", hy_strerror(rc), NULL);
     }
 out:
+    free(peer);
+    free(callers);
+    free(callees);
     hy_policy_world_fini(&w);
     dps_fini(&d);
+}
+
+/* ----- _config: the zone's ----- */
+
+/* A Dataplane's config is computed by the zone its sidecar connects to
+ * (zone/zone_api.c serves it there); any other control plane says so. */
+static void config_elsewhere(struct hy_cp_api *api, struct hy_http_resp *resp, const char *mesh,
+                             const char *name)
+{
+    struct hy_resource *dp = NULL;
+    int rc = hy_store_get(api->store, "Dataplane", mesh, name, &dp);
+    if (rc == HY_ENOTFOUND) {
+        dp_not_found_in_store(api, resp, mesh, name);
+        return;
+    }
+    if (rc < 0) {
+        hy_http_error(resp, 500, "Store error", hy_strerror(rc), NULL);
+        return;
+    }
+    const char *zone = label_of(dp, LABEL_ZONE);
+    const char *local = label_of(dp, LABEL_DISPLAY_NAME);
+    zone = zone ? zone : dp->origin;
+    char details[1200];
+    snprintf(details, sizeof(details),
+             "the config of a Dataplane is computed by the zone control plane its sidecar "
+             "connects to%s%.100s%s, not by this %s control plane: ask that zone's API, e.g. "
+             "hyphactl --cp ZONE-API inspect dataplane %.250s --mesh %.250s --type=config",
+             zone ? " (zone " : "", S(zone), zone ? ")" : "", api->mode, local ? local : name,
+             mesh);
+    hy_http_error(resp, 400, "Computed by the zone", details, NULL);
+    hy_resource_free(dp);
 }
 
 bool hy_cp_inspect_handle(struct hy_cp_api *api, const struct hy_http_req *req,
@@ -439,12 +804,15 @@ bool hy_cp_inspect_handle(struct hy_cp_api *api, const struct hy_http_req *req,
 {
     bool get = req->method == HY_HTTP_GET || req->method == HY_HTTP_HEAD;
     if (n == 5 && !strcmp(s[0], "meshes") && !strcmp(s[2], "dataplanes") &&
-        !strcmp(s[4], "_rules")) {
-        snprintf(resp->route, sizeof(resp->route), "/meshes/{mesh}/dataplanes/{name}/_rules");
-        if (get)
-            rules(api, resp, s[1], s[3]);
-        else
+        (!strcmp(s[4], "_rules") || !strcmp(s[4], "_config"))) {
+        bool cfg = !strcmp(s[4], "_config");
+        snprintf(resp->route, sizeof(resp->route), "/meshes/{mesh}/dataplanes/{name}/%s", s[4]);
+        if (!get)
             hy_http_error(resp, 405, "Method not allowed", "only GET", NULL);
+        else if (cfg)
+            config_elsewhere(api, resp, s[1], s[3]);
+        else
+            rules(api, resp, s[1], s[3]);
         return true;
     }
     if (n == 3 && !strcmp(s[0], "meshes") && !strcmp(s[2], "_explain")) {

@@ -1,6 +1,6 @@
 /* The control planes' explanations of the policy engine (cp_inspect.c):
  * _rules of a Dataplane, _explain of a call, and the changes a dry-run
- * apply would make. */
+ * apply would make; _config is the zone's (a 400 elsewhere). */
 #ifndef HY_CP_INSPECT_H
 #define HY_CP_INSPECT_H
 
@@ -9,9 +9,10 @@
 
 #include "cp_api.h"
 
-/* Serves GET /meshes/{mesh}/dataplanes/{name}/_rules and
+/* Serves GET /meshes/{mesh}/dataplanes/{name}/_rules, .../_config (a 400
+ * naming the zone that computes it: a zone CP serves it before this) and
  * GET /meshes/{mesh}/_explain; s[0..n) are the path's segments. false when
- * the path is neither. */
+ * the path is none of them. */
 bool hy_cp_inspect_handle(struct hy_cp_api *api, const struct hy_http_req *req,
                           struct hy_http_resp *resp, char **s, size_t n);
 

@@ -84,8 +84,8 @@ int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *lo
         .before_commit = before_commit,
         .ud = z,
     };
-    z->cp.extra = hy_cp_tokens_handle;
-    z->cp.extra_ud = &z->cp;
+    z->cp.extra = hy_zone_api_handle; /* _config, then the token endpoints */
+    z->cp.extra_ud = z;
     if ((rc = hy_cp_listen(&z->cp)) < 0)
         return rc;
     if ((cfg->global_address && (rc = hy_zone_kds_start(z)) < 0) ||

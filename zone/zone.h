@@ -53,6 +53,12 @@ bool hy_zone_name_fits(const struct hy_zone *z, const char *name, char *why, siz
 void hy_zone_stop(struct hy_zone *z);
 void hy_zone_close(struct hy_zone *z);
 
+/* The zone's own API paths (zone_api.c), for cp.extra: GET
+ * /meshes/{mesh}/dataplanes/{name}/_config (the config this zone computes
+ * for a Dataplane, without its per-connection certificate material), then
+ * the token endpoints. */
+bool hy_zone_api_handle(void *z, const struct hy_http_req *req, struct hy_http_resp *resp);
+
 /* KDS client (kds_client.c). */
 int hy_zone_kds_start(struct hy_zone *z);
 void hy_zone_kds_stop(struct hy_zone *z);

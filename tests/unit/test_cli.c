@@ -1235,6 +1235,384 @@ static void test_inspect_zones(void **state)
     fake_stop(f);
 }
 
+/* ===== inspect dataplanes, inspect dataplane, explain ===== */
+
+#define DP_LIST                                                                                    \
+    "{\"total\":2,\"items\":[{\"type\":\"Dataplane\",\"mesh\":\"default\",\"name\":\"backend-1\"," \
+    "\"networking\":{\"address\":\"10.0.0.2\",\"inbound\":[{\"port\":8080,\"tags\":{"              \
+    "\"kuma.io/service\":\"backend\",\"version\":\"v1\"}},{\"port\":8081,\"tags\":{"               \
+    "\"kuma.io/service\":\"backend\",\"version\":\"v1\"}}]}},{\"type\":\"Dataplane\",\"mesh\":"    \
+    "\"default\",\"name\":\"web-1\",\"networking\":{\"address\":\"10.0.0.1\",\"inbound\":[{"       \
+    "\"port\":9090,\"tags\":{\"kuma.io/service\":\"web\",\"env\":\"dev\"}}]}}],\"next\":null}"
+#define DP_INSIGHTS                                                                                \
+    "{\"total\":2,\"items\":[{\"type\":\"DataplaneInsight\",\"mesh\":\"default\",\"name\":"        \
+    "\"web-1\",\"subscriptions\":[{\"connectTime\":\"2026-11-26T06:00:00Z\",\"disconnectTime\":"   \
+    "\"2026-11-26T06:10:00Z\",\"responsesSent\":4,\"responsesRejected\":1},{\"connectTime\":"      \
+    "\"2026-11-26T07:30:00Z\",\"responsesSent\":3,\"responsesRejected\":0}],\"mTLS\":{"            \
+    "\"certificateExpirationTime\":\"2026-11-27T07:30:00Z\"}},{\"type\":\"DataplaneInsight\","     \
+    "\"mesh\":\"other\",\"name\":\"web-1\",\"subscriptions\":[]}],\"next\":null}"
+#define RULES                                                                                      \
+    "{\"resource\":{\"type\":\"Dataplane\",\"mesh\":\"default\",\"name\":\"backend-1\","           \
+    "\"zone\":\"east\"},\"rules\":[{\"type\":\"MeshTrafficPermission\",\"policies\":[{\"name\":"   \
+    "\"allow-all\",\"origin\":\"global\",\"targetRef\":{\"kind\":\"Mesh\"}},{\"name\":"            \
+    "\"deny-dev\",\"origin\":\"global\",\"targetRef\":{\"kind\":\"MeshService\",\"name\":"         \
+    "\"backend\"}},{\"name\":\"by-label\",\"origin\":\"east\",\"targetRef\":{\"kind\":"            \
+    "\"Dataplane\",\"labels\":{\"app\":\"backend\"},\"sectionName\":\"8081\"}}],\"fromRules\":[{"  \
+    "\"inbound\":{\"port\":8080,\"tags\":{\"hypha.io/service\":\"backend\",\"hypha.io/zone\":"     \
+    "\"east\"}},\"entries\":{\"permissions\":[{\"action\":\"Allow\",\"origin\":"                   \
+    "\"MeshTrafficPermission/allow-all from[0]\"},{\"tags\":{\"env\":\"dev\"},\"action\":"         \
+    "\"Deny\",\"origin\":\"MeshTrafficPermission/deny-dev from[0]\"}]}},{\"inbound\":{\"port\":"   \
+    "8081,\"tags\":{\"hypha.io/service\":\"backend\"}},\"entries\":{\"permissions\":[{"            \
+    "\"action\":\"Allow\",\"origin\":\"MeshTrafficPermission/allow-all from[0]\"}],\"deny\":[{"    \
+    "\"prefix\":true,\"value\":\"spiffe://default/w\",\"origin\":\"MeshTrafficPermission/"         \
+    "by-label rules[0].deny[0]\"}]}}],\"warnings\":[]},{\"type\":\"MeshTimeout\",\"policies\":[{"  \
+    "\"name\":\"t\",\"origin\":\"global\",\"targetRef\":{\"kind\":\"Mesh\"}}],\"toRules\":[{"      \
+    "\"outbound\":{\"port\":7000,\"service\":\"db\"},\"conf\":{\"connectionTimeout\":\"3s\","      \
+    "\"http\":{\"requestTimeout\":\"5s\",\"x\":[1,2]}},\"origin\":{\"connectionTimeout\":"         \
+    "\"MeshTimeout/t to[0]\",\"http\":\"MeshTimeout/t to[1]\"}},{\"outbound\":{\"port\":7001,"     \
+    "\"service\":\"cache\"},\"conf\":null,\"origin\":{}}],\"warnings\":[\"t: spec.to[0].default."  \
+    "http.requestTimeout: accepted, not enforced yet\"]}]}"
+#define DP_CONFIG                                                                                  \
+    "{\"mesh\":\"default\",\"name\":\"backend-1\",\"zone\":\"east\",\"omitted\":[\"cert\","        \
+    "\"chain\",\"trustBundle\",\"version\"],\"config\":{\"mesh\":\"default\",\"name\":"            \
+    "\"backend-1\",\"inbounds\":[{\"port\":8080,\"service\":\"backend\",\"permissions\":[{"        \
+    "\"action\":\"Allow\",\"origin\":\"MeshTrafficPermission/allow-all from[0]\"}]}],"             \
+    "\"outbounds\":[{\"port\":7000,\"service\":\"db\",\"connectTimeout\":\"3s\","                  \
+    "\"maxConnectAttempts\":3}]}}"
+#define EXPLAIN                                                                                    \
+    "{\"from\":\"web-1\",\"to\":\"backend-1\",\"fromKind\":\"dataplane\",\"toKind\":"              \
+    "\"dataplane\",\"results\":[{\"caller\":\"web-1\",\"callee\":\"backend-1\",\"inbound\":8080,"  \
+    "\"service\":\"backend\",\"decision\":\"Deny\",\"origin\":\"MeshTrafficPermission/deny-dev "   \
+    "from[0]\",\"reason\":\"denied by MeshTrafficPermission/deny-dev from[0]: the last from "      \
+    "entry the caller matches\",\"callerSpiffeID\":\"spiffe://default/web\",\"callerTags\":["      \
+    "\"hypha.io/service=web\",\"env=dev\"],\"matched\":[{\"section\":\"from\",\"origin\":"         \
+    "\"MeshTrafficPermission/allow-all from[0]\",\"action\":\"Allow\",\"tags\":{},\"decides\":"    \
+    "false},{\"section\":\"from\",\"origin\":\"MeshTrafficPermission/deny-dev from[0]\","          \
+    "\"action\":\"Deny\",\"tags\":{\"env\":\"dev\"},\"decides\":true}],\"checked\":2},{"           \
+    "\"caller\":\"web-1\",\"callee\":\"backend-1\",\"inbound\":8081,\"service\":\"backend\","      \
+    "\"decision\":\"Deny\",\"origin\":\"MeshTrafficPermission/by-label rules[0].deny[0]\","        \
+    "\"reason\":\"denied by MeshTrafficPermission/by-label rules[0].deny[0]: a rules deny "        \
+    "matcher\",\"callerSpiffeID\":\"spiffe://default/web\",\"callerTags\":[\"hypha.io/"            \
+    "service=web\"],\"matched\":[{\"section\":\"rules\",\"origin\":\"MeshTrafficPermission/"       \
+    "by-label rules[0].deny[0]\",\"action\":\"Deny\",\"spiffeID\":{\"type\":\"Prefix\","           \
+    "\"value\":\"spiffe://default/w\"},\"decides\":true}],\"checked\":3}],\"truncated\":false}"
+#define EXPLAIN_SHADOW                                                                             \
+    "{\"from\":\"kuma.io/service=web,env=dev\",\"to\":\"backend-1:8080\",\"fromKind\":\"tags\","   \
+    "\"toKind\":\"dataplane\",\"results\":[{\"caller\":\"(a caller with kuma.io/service=web,"      \
+    "env=dev)\",\"callee\":\"backend-1\",\"inbound\":8080,\"service\":\"backend\",\"decision\":"   \
+    "\"AllowWithShadowDeny\",\"origin\":\"MeshTrafficPermission/s from[0]\",\"reason\":\"allowed " \
+    "(shadow deny: logged as denied) by MeshTrafficPermission/s from[0]: the last from entry the " \
+    "caller matches\",\"callerSpiffeID\":\"\",\"callerTags\":[],\"matched\":[],\"checked\":0}],"   \
+    "\"truncated\":false}"
+
+static const struct route inspect_routes[] = {
+    {"GET /meshes/default/dataplanes", 200, DP_LIST, NULL, NULL, 0},
+    {"GET /meshes/default/dataplaneinsights", 200, DP_INSIGHTS, NULL, NULL, 0},
+    {"GET /dataplanes", 200, DP_LIST, NULL, NULL, 0},
+    {"GET /dataplaneinsights", 200, DP_INSIGHTS, NULL, NULL, 0},
+    {"GET /meshes/default/dataplanes/backend-1/_rules", 200, RULES, NULL, NULL, 0},
+    {"GET /meshes/default/dataplanes/backend-1/_config", 200, DP_CONFIG, NULL, NULL, 0},
+    {"GET /meshes/default/dataplanes/nope/_rules", 404,
+     "{\"title\":\"Not found\",\"details\":\"no Dataplane nope in mesh default\"}", NULL, NULL, 0},
+    {"GET /meshes/prod/dataplanes/web-1/_config", 400,
+     "{\"title\":\"Computed by the zone\",\"details\":\"the config of a Dataplane is computed by "
+     "the zone control plane its sidecar connects to (zone east)\"}",
+     NULL, NULL, 0},
+    {"GET /meshes/default/_explain?from=web-1&to=backend-1", 200, EXPLAIN, NULL, NULL, 0},
+    {"GET /meshes/default/_explain?from=kuma.io/service%3Dweb%2Cenv%3Ddev&to=backend-1:8080", 200,
+     EXPLAIN_SHADOW, NULL, NULL, 0},
+    {"GET /meshes/default/_explain?from=web-1&to=nope", 404,
+     "{\"title\":\"Not found\",\"details\":\"no Dataplane nope in mesh default, and no Dataplane "
+     "of the mesh serves a service of that name\"}",
+     NULL, NULL, 0},
+};
+
+static struct fake *inspect_start(void)
+{
+    struct fake *f =
+        fake_start(inspect_routes, sizeof(inspect_routes) / sizeof(inspect_routes[0]), false, NULL);
+    setenv("HYPHA_CP", f->url, 1);
+    return f;
+}
+
+static void test_json_yaml(void **state)
+{
+    (void)state;
+    static const char text[] =
+        "{\"s\":\"plain\",\"n\":3,\"f\":-1.5e3,\"b\":true,\"z\":null,\"q\":\"true\",\"e\":\"\","
+        "\"num\":\"42\",\"dur\":\"3s\",\"o\":{},\"a\":[],\"l\":[{\"k\":\"v\"},\"x: y\",[1]],"
+        "\"u\":\"h\\u00e9\"}";
+    struct hy_json *j = NULL;
+    char err[128];
+    assert_int_equal(hy_json_parse(text, strlen(text), &j, err, sizeof(err)), 0);
+    struct hy_buf b = {0};
+    assert_int_equal(hy_json_write_yaml(j, &b), 0);
+    /* "n" is a YAML 1.1 boolean: quoted even as a key */
+    assert_string_equal(b.data, "s: plain\n"
+                                "\"n\": 3\n"
+                                "f: -1.5e3\n"
+                                "b: true\n"
+                                "z: null\n"
+                                "q: \"true\"\n"
+                                "e: \"\"\n"
+                                "num: \"42\"\n"
+                                "dur: 3s\n"
+                                "o: {}\n"
+                                "a: []\n"
+                                "l:\n"
+                                "- k: v\n"
+                                "- 'x: y'\n"
+                                "- - 1\n"
+                                "u: hé\n");
+    hy_buf_fini(&b);
+    hy_json_free(j);
+    /* a key that is not a scalar has no YAML block form here */
+    assert_int_equal(hy_json_parse("{[1]: 2}", 8, &j, err, sizeof(err)), 0);
+    assert_int_equal(hy_json_write_yaml(j, &b), HY_EINVAL);
+    hy_buf_fini(&b);
+    hy_json_free(j);
+}
+
+static void test_inspect_dataplanes(void **state)
+{
+    (void)state;
+    struct fake *f = inspect_start();
+    struct result r;
+    RUN(&r, "inspect", "dataplanes", "--mesh", "default");
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_string_equal(r.out,
+                        "MESH      NAME        TAGS                                  STATUS    "
+                        "LAST-CONNECTED   TOTAL-UPDATES   TOTAL-ERRORS   CERT-EXPIRATION\n"
+                        "default   backend-1   hypha.io/service=backend,version=v1   Offline   -"
+                        "                -               -              -\n"
+                        "default   web-1       env=dev,hypha.io/service=web          Online    30m"
+                        "              7               1              2026-11-27 07:30:00\n");
+    result_fini(&r);
+    /* every mesh: the insight of another mesh's web-1 is not this one's */
+    RUN(&r, "inspect", "dataplanes", "-o", "json");
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "{\"total\":2,\"items\":[{\"dataplane\":{\"type\":\"Dataplane\","
+                                  "\"mesh\":\"default\",\"name\":\"backend-1\""));
+    assert_non_null(strstr(r.out, "}}]}},\"dataplaneInsight\":null},{\"dataplane\":"));
+    assert_non_null(strstr(r.out, "\"dataplaneInsight\":{\"type\":\"DataplaneInsight\",\"mesh\":"
+                                  "\"default\",\"name\":\"web-1\""));
+    result_fini(&r);
+    RUN(&r, "inspect", "dataplanes", "-m", "default", "-o", "yaml");
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "total: 2\nitems:\n- dataplane:\n    type: Dataplane\n"));
+    assert_non_null(strstr(r.out, "  dataplaneInsight: null\n"));
+    result_fini(&r);
+    RUN(&r, "inspect", "dataplanes", "-o", "wide");
+    assert_int_equal(r.rc, 2);
+    assert_string_equal(r.err, "Error: unknown output format \"wide\" (table, yaml or json)\n"
+                               "Run 'hyphactl inspect dataplanes --help' for usage.\n");
+    result_fini(&r);
+    assert_non_null(strstr(fake_log(f), "GET /dataplanes HTTP/1.1\nHost: "));
+    assert_non_null(strstr(fake_log(f), "GET /meshes/default/dataplaneinsights HTTP/1.1\n"));
+    fake_stop(f);
+}
+
+static void test_inspect_dataplane(void **state)
+{
+    (void)state;
+    struct fake *f = inspect_start();
+    struct result r;
+    RUN(&r, "inspect", "dataplane", "backend-1");
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_string_equal(
+        r.out,
+        "Dataplane backend-1 in mesh default (zone east)\n"
+        "\n"
+        "MeshTrafficPermission\n"
+        "  POLICY      TARGETREF                                 ORIGIN\n"
+        "  allow-all   Mesh                                      global\n"
+        "  deny-dev    MeshService:backend                       global\n"
+        "  by-label    Dataplane[app=backend] sectionName=8081   east\n"
+        "  inbound 8080 (hypha.io/service=backend, hypha.io/zone=east):\n"
+        "    the from entries in merge order: the last one a caller matches decides; a rules deny "
+        "matcher always denies\n"
+        "    #   CALLERS      ACTION   ORIGIN\n"
+        "    1   any caller   Allow    MeshTrafficPermission/allow-all from[0]\n"
+        "    2   env=dev      Deny     MeshTrafficPermission/deny-dev from[0]\n"
+        "  inbound 8081 (hypha.io/service=backend):\n"
+        "    the from entries in merge order: the last one a caller matches decides; a rules deny "
+        "matcher always denies\n"
+        "    #       CALLERS                              ACTION   ORIGIN\n"
+        "    1       any caller                           Allow    MeshTrafficPermission/allow-all "
+        "from[0]\n"
+        "    rules   spiffeID Prefix spiffe://default/w   Deny     MeshTrafficPermission/by-label "
+        "rules[0].deny[0]\n"
+        "\n"
+        "MeshTimeout\n"
+        "  POLICY   TARGETREF   ORIGIN\n"
+        "  t        Mesh        global\n"
+        "  outbound 7000 to db:\n"
+        "    FIELD                 VALUE   ORIGIN\n"
+        "    connectionTimeout     3s      MeshTimeout/t to[0]\n"
+        "    http.requestTimeout   5s      MeshTimeout/t to[1]\n"
+        "    http.x                [1,2]   MeshTimeout/t to[1]\n"
+        "  outbound 7001 to cache: no entry matches\n"
+        "  Warnings:\n"
+        "    t: spec.to[0].default.http.requestTimeout: accepted, not enforced yet\n");
+    result_fini(&r);
+
+    RUN(&r, "inspect", "dataplane", "backend-1", "--type=policies");
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.out, "TYPE                    NAME        TARGETREF                      "
+                               "           ORIGIN   APPLIES-TO\n"
+                               "MeshTrafficPermission   allow-all   Mesh                           "
+                               "           global   inbound 8080, inbound 8081\n"
+                               "MeshTrafficPermission   deny-dev    MeshService:backend            "
+                               "           global   inbound 8080\n"
+                               "MeshTrafficPermission   by-label    Dataplane[app=backend] "
+                               "sectionName=8081   east     inbound 8081\n"
+                               "MeshTimeout             t           Mesh                           "
+                               "           global   outbound 7000 (db)\n");
+    result_fini(&r);
+    RUN(&r, "inspect", "dataplane", "backend-1", "--type", "policies", "-o", "json");
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "{\"items\":[{\"type\":\"MeshTrafficPermission\",\"name\":"
+                                  "\"allow-all\",\"origin\":\"global\",\"targetRef\":{\"kind\":"
+                                  "\"Mesh\"},\"appliesTo\":[\"inbound 8080\",\"inbound 8081\"]}"));
+    result_fini(&r);
+    RUN(&r, "inspect", "dataplane", "backend-1", "-o", "json");
+    assert_string_equal(r.out, RULES "\n");
+    result_fini(&r);
+    RUN(&r, "inspect", "dataplane", "backend-1", "-o", "yaml");
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "resource:\n  type: Dataplane\n  mesh: default\n"));
+    assert_non_null(strstr(r.out, "  - outbound:\n      port: 7001\n      service: cache\n"
+                                  "    conf: null\n    origin: {}\n"));
+    result_fini(&r);
+
+    RUN(&r, "inspect", "dataplane", "backend-1", "--type=config");
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.out, "# Dataplane backend-1 in mesh default: the config zone east "
+                               "computes for it\n"
+                               "# left out (the zone issues them per connection): cert, chain, "
+                               "trustBundle, version\n"
+                               "mesh: default\n"
+                               "name: backend-1\n"
+                               "inbounds:\n"
+                               "- port: 8080\n"
+                               "  service: backend\n"
+                               "  permissions:\n"
+                               "  - action: Allow\n"
+                               "    origin: MeshTrafficPermission/allow-all from[0]\n"
+                               "outbounds:\n"
+                               "- port: 7000\n"
+                               "  service: db\n"
+                               "  connectTimeout: 3s\n"
+                               "  maxConnectAttempts: 3\n");
+    result_fini(&r);
+    RUN(&r, "inspect", "dataplane", "backend-1", "--type=config", "-o", "json");
+    assert_string_equal(r.out, DP_CONFIG "\n");
+    result_fini(&r);
+
+    /* errors: the control plane's, naming the dataplane; usage errors exit 2 */
+    RUN(&r, "inspect", "dataplane", "nope");
+    assert_int_equal(r.rc, 1);
+    assert_string_equal(r.out, "");
+    assert_string_equal(r.err, "Error: Not found: no Dataplane nope in mesh default\n");
+    result_fini(&r);
+    RUN(&r, "inspect", "dataplane", "web-1", "-m", "prod", "--type=config");
+    assert_int_equal(r.rc, 1);
+    assert_string_equal(r.err, "Error: Computed by the zone: the config of a Dataplane is "
+                               "computed by the zone control plane its sidecar connects to (zone "
+                               "east)\n");
+    result_fini(&r);
+    RUN(&r, "inspect", "dataplane", "backend-1", "--type=envoy");
+    assert_int_equal(r.rc, 2);
+    assert_string_equal(r.err, "Error: unknown --type \"envoy\" (rules, policies or config)\n"
+                               "Run 'hyphactl inspect dataplane --help' for usage.\n");
+    result_fini(&r);
+    RUN(&r, "inspect", "dataplane");
+    assert_int_equal(r.rc, 2);
+    assert_string_equal(r.err, "Error: missing arguments: hyphactl inspect dataplane NAME\n"
+                               "Run 'hyphactl inspect dataplane --help' for usage.\n");
+    result_fini(&r);
+    RUN(&r, "inspect", "dataplane", "a", "b");
+    assert_int_equal(r.rc, 2);
+    result_fini(&r);
+    RUN(&r, "inspect", "dataplane", "--help");
+    assert_int_equal(r.rc, 0);
+    assert_non_null(strstr(r.out, "Usage:\n  hyphactl inspect dataplane NAME [flags]\n"));
+    assert_non_null(strstr(r.out, "--type TYPE"));
+    result_fini(&r);
+    fake_stop(f);
+}
+
+static void test_explain(void **state)
+{
+    (void)state;
+    struct fake *f = inspect_start();
+    struct result r;
+    RUN(&r, "explain", "--from", "web-1", "--to", "backend-1");
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_string_equal(
+        r.out, "web-1 -> backend-1 inbound 8080 (backend): denied\n"
+               "  denied by MeshTrafficPermission/deny-dev from[0]: the last from entry the caller "
+               "matches\n"
+               "  caller: spiffe://default/web; tags hypha.io/service=web, env=dev\n"
+               "  matched, in order (2 of 2 entries and rules matchers):\n"
+               "    1. MeshTrafficPermission/allow-all from[0]: any caller -> Allow\n"
+               "    2. MeshTrafficPermission/deny-dev from[0]: env=dev -> Deny (decides)\n"
+               "\n"
+               "web-1 -> backend-1 inbound 8081 (backend): denied\n"
+               "  denied by MeshTrafficPermission/by-label rules[0].deny[0]: a rules deny matcher\n"
+               "  caller: spiffe://default/web; tags hypha.io/service=web\n"
+               "  matched, in order (1 of 3 entries and rules matchers):\n"
+               "    1. MeshTrafficPermission/by-label rules[0].deny[0]: spiffeID Prefix "
+               "spiffe://default/w -> Deny (decides)\n");
+    result_fini(&r);
+    /* tags are sent escaped, and a shadow deny is named as such */
+    RUN(&r, "explain", "--from", "kuma.io/service=web,env=dev", "--to", "backend-1:8080");
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.out,
+                        "(a caller with kuma.io/service=web,env=dev) -> backend-1 inbound 8080 "
+                        "(backend): shadow-denied (let in, logged and counted as denied)\n"
+                        "  allowed (shadow deny: logged as denied) by MeshTrafficPermission/s "
+                        "from[0]: the last from entry the caller matches\n"
+                        "  caller: no SPIFFE ID\n"
+                        "  matched nothing (of 0 entries and rules matchers)\n");
+    result_fini(&r);
+    RUN(&r, "explain", "--from", "web-1", "--to", "backend-1", "-o", "json");
+    assert_string_equal(r.out, EXPLAIN "\n");
+    result_fini(&r);
+    RUN(&r, "explain", "--from", "web-1", "--to", "backend-1", "-o", "yaml");
+    assert_non_null(strstr(r.out, "from: web-1\nto: backend-1\n"));
+    assert_non_null(strstr(r.out, "    decides: true\n"));
+    result_fini(&r);
+    RUN(&r, "explain", "--from", "web-1", "--to", "nope");
+    assert_int_equal(r.rc, 1);
+    assert_string_equal(r.err, "Error: Not found: no Dataplane nope in mesh default, and no "
+                               "Dataplane of the mesh serves a service of that name\n");
+    result_fini(&r);
+    RUN(&r, "explain", "--to", "backend-1");
+    assert_int_equal(r.rc, 2);
+    assert_string_equal(r.err, "Error: --from is required: --from DATAPLANE|SERVICE|KEY=VALUE,... "
+                               "--to DATAPLANE[:INBOUND]|SERVICE\n"
+                               "Run 'hyphactl explain --help' for usage.\n");
+    result_fini(&r);
+    RUN(&r, "explain", "--from", "web-1", "--to=");
+    assert_int_equal(r.rc, 2);
+    assert_non_null(strstr(r.err, "Error: --to is required"));
+    result_fini(&r);
+    RUN(&r, "explain", "-m", "default");
+    assert_int_equal(r.rc, 2);
+    assert_non_null(strstr(r.err, "Error: --from and --to are required"));
+    result_fini(&r);
+    RUN(&r, "explain", "--from", "a", "--to", "b", "-o", "xml");
+    assert_int_equal(r.rc, 2);
+    result_fini(&r);
+    assert_non_null(strstr(fake_log(f), "GET /meshes/default/_explain?from=kuma.io/service%3Dweb"
+                                        "%2Cenv%3Ddev&to=backend-1:8080 HTTP/1.1\n"));
+    fake_stop(f);
+}
+
 static void test_columns_of_every_type(void **state)
 {
     (void)state;
@@ -1298,7 +1676,7 @@ static void test_completion_script(void **state)
         const char *words; /* the command line; the last word is being completed */
         const char *want;
     } cases[] = {
-        {"hyphactl ''", "apply get delete inspect generate config version completion"},
+        {"hyphactl ''", "apply get delete inspect explain generate config version completion"},
         {"hyphactl co", "config completion"},
         {"hyphactl config ''", "control-planes"},
         {"hyphactl config control-planes ''", "add list switch remove"},
@@ -1310,7 +1688,10 @@ static void test_completion_script(void **state)
         {"hyphactl apply --dr", "--dry-run"},
         {"hyphactl config control-planes add --ove", "--overwrite"},
         {"hyphactl completion ''", "bash"},
-        {"hyphactl inspect ''", "zones"},
+        {"hyphactl inspect ''", "zones dataplanes dataplane"},
+        {"hyphactl inspect dataplane backend-1 --type ''", "rules policies config"},
+        {"hyphactl explain --from web-1 --t", "--to"},
+        {"hyphactl explain --m", "--mesh"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char cmd[1024];
@@ -1364,6 +1745,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get, setup_home, teardown_home),
         cmocka_unit_test_setup_teardown(test_apply_delete_token_version, setup_home, teardown_home),
         cmocka_unit_test_setup_teardown(test_inspect_zones, setup_home, teardown_home),
+        cmocka_unit_test(test_json_yaml),
+        cmocka_unit_test_setup_teardown(test_inspect_dataplanes, setup_home, teardown_home),
+        cmocka_unit_test_setup_teardown(test_inspect_dataplane, setup_home, teardown_home),
+        cmocka_unit_test_setup_teardown(test_explain, setup_home, teardown_home),
         cmocka_unit_test_setup_teardown(test_columns_of_every_type, setup_home, teardown_home),
         cmocka_unit_test_setup_teardown(test_completion_script, setup_home, teardown_home),
     };

@@ -1,0 +1,100 @@
+/* The zone control plane's own API paths, tried before the resource API:
+ *
+ *   GET /meshes/{mesh}/dataplanes/{name}/_config   the DpConfig this zone
+ *       computes for a Dataplane (hy_zone_dp_config_build, the function
+ *       that computes what the sidecar is sent): its inbounds with the
+ *       MeshTrafficPermission entries and rules, its outbounds with their
+ *       endpoints and merged policies. The certificate, chain and trust
+ *       bundle are left out, and so is the version (a hash over them): the
+ *       zone signs a leaf per sidecar connection, so they are not the
+ *       store's to show.
+ *
+ * and then the token endpoints (cp_tokens.c). The global CP answers
+ * _config with a 400 naming the zone (cp/cp_inspect.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "dp_server.h"
+#include "error.h"
+#include "zone.h"
+#include "poison.h"
+
+#define S(s) ((s) ? (s) : "")
+
+static void json_str(struct hy_buf *b, const char *s)
+{
+    hy_codec_json_string(b, S(s), strlen(S(s)));
+}
+
+static void put_config(struct hy_zone *z, struct hy_http_resp *resp, const char *mesh,
+                       const char *name)
+{
+    struct hy_resource *dp = NULL;
+    int rc = hy_store_get(z->cp.store, "Dataplane", mesh, name, &dp);
+    if (rc == HY_ENOTFOUND) {
+        char details[600];
+        snprintf(details, sizeof(details), "no Dataplane %.250s in mesh %.250s", name, mesh);
+        hy_http_error(resp, 404, "Not found", details, NULL);
+        return;
+    }
+    Hypha__V1__DpConfig *c = NULL;
+    if (rc == 0)
+        rc = hy_zone_dp_config_build(z->cp.store, dp, "", "", "", &c);
+    if (rc < 0) {
+        hy_http_error(resp, 500, "Cannot compute the config", hy_strerror(rc), NULL);
+        hy_resource_free(dp);
+        return;
+    }
+    /* per connection, not the store's: left out (see above) */
+    free(c->cert);
+    free(c->chain);
+    free(c->trust_bundle);
+    free(c->version);
+    c->cert = c->chain = c->trust_bundle = c->version = NULL;
+    struct hy_buf *b = &resp->body;
+    hy_buf_puts(b, "{\"mesh\":");
+    json_str(b, mesh);
+    hy_buf_puts(b, ",\"name\":");
+    json_str(b, name);
+    hy_buf_puts(b, ",\"zone\":");
+    json_str(b, z->cfg->zone);
+    hy_buf_puts(b, ",\"omitted\":[\"cert\",\"chain\",\"trustBundle\",\"version\"],\"config\":");
+    if (hy_codec_encode_message(&c->base, HY_FORMAT_JSON, b) < 0 || hy_buf_puts(b, "}") < 0)
+        hy_http_error(resp, 500, "Out of memory", "cannot encode the config", NULL);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+    hy_resource_free(dp);
+}
+
+bool hy_zone_api_handle(void *ud, const struct hy_http_req *req, struct hy_http_resp *resp)
+{
+    struct hy_zone *z = ud;
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", req->path);
+    /* /meshes/{mesh}/dataplanes/{name}/_config: five segments */
+    char *s[6];
+    size_t n = 0;
+    for (char *p = buf; *p && n < 6;) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        s[n++] = p;
+        char *slash = strchr(p, '/');
+        if (!slash)
+            break;
+        *slash = '\0';
+        p = slash + 1;
+    }
+    if (n == 5 && !strcmp(s[0], "meshes") && !strcmp(s[2], "dataplanes") &&
+        !strcmp(s[4], "_config")) {
+        snprintf(resp->route, sizeof(resp->route), "/meshes/{mesh}/dataplanes/{name}/_config");
+        if (req->method == HY_HTTP_GET || req->method == HY_HTTP_HEAD)
+            put_config(z, resp, s[1], s[3]);
+        else
+            hy_http_error(resp, 405, "Method not allowed", "only GET", NULL);
+        return true;
+    }
+    return hy_cp_tokens_handle(&z->cp, req, resp);
+}
