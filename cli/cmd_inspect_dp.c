@@ -538,8 +538,13 @@ static int render_config(const struct hy_json *j, struct hy_buf *out)
     const struct hy_json *omitted = hy_json_get(j, "omitted"), *config = hy_json_get(j, "config");
     int rc = hy_buf_printf(out, "# Dataplane %s in mesh %s: the config zone %s computes for it\n",
                            str(j, "name"), str(j, "mesh"), str(j, "zone"));
+    const char *connected = hy_json_get_str(j, "connected");
+    if (rc == 0 && connected && !strcmp(connected, "true"))
+        rc = hy_buf_printf(out, "# connected: version %s, acked %s\n",
+                           S(hy_json_get_str(config, "version")),
+                           str(j, "ackedVersion")[0] ? str(j, "ackedVersion") : "none yet");
     if (rc == 0 && count(omitted)) {
-        rc = hy_buf_puts(out, "# left out (the zone issues them per connection):");
+        rc = hy_buf_puts(out, "# not connected; left out (the zone issues them per connection):");
         for (size_t i = 0; rc == 0 && i < count(omitted); i++)
             rc = hy_buf_printf(out, "%s %s", i ? "," : "", S(hy_json_str(omitted->items[i])));
         if (rc == 0)

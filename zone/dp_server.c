@@ -553,6 +553,35 @@ static void push_ingress(struct dp_session *s, bool force_store)
     hypha__v1__dp_ingress_config__free_unpacked(c, NULL);
 }
 
+/* The config s's sidecar is due now, with its certificate material. */
+static int session_config(struct dp_session *s, Hypha__V1__DpConfig **out)
+{
+    struct hy_buf bundle = {0};
+    int rc = mesh_bundle(srv_of(s)->z->cp.store, s->dp->meta->mesh, &bundle);
+    if (rc == 0)
+        rc = hy_zone_dp_config_build(srv_of(s)->z->cp.store, s->dp, s->cert, s->chain,
+                                     bundle.data ? bundle.data : "", out);
+    hy_buf_fini(&bundle);
+    return rc;
+}
+
+int hy_zone_dp_connected_config(struct hy_zone *z, const char *mesh, const char *name,
+                                Hypha__V1__DpConfig **out, char *acked, size_t size)
+{
+    *out = NULL;
+    if (!z->dp)
+        return HY_ENOTFOUND;
+    for (struct hy_cp_session *cs = hy_cp_session_first(z->dp->ss); cs; cs = cs->next) {
+        struct dp_session *s = (struct dp_session *)cs;
+        if (!s->dp || s->ingress || cs->closing || strcmp(S(s->dp->meta->mesh), mesh) ||
+            strcmp(s->dp->meta->name, name))
+            continue;
+        snprintf(acked, size, "%s", s->acked_version);
+        return session_config(s, out);
+    }
+    return HY_ENOTFOUND;
+}
+
 static void push(struct dp_session *s)
 {
     if (!s->dp || s->base.closing)
@@ -562,12 +591,7 @@ static void push(struct dp_session *s)
         return;
     }
     Hypha__V1__DpConfig *c = NULL;
-    struct hy_buf bundle = {0};
-    int rc = mesh_bundle(srv_of(s)->z->cp.store, s->dp->meta->mesh, &bundle);
-    if (rc == 0)
-        rc = hy_zone_dp_config_build(srv_of(s)->z->cp.store, s->dp, s->cert, s->chain,
-                                     bundle.data ? bundle.data : "", &c);
-    hy_buf_fini(&bundle);
+    int rc = session_config(s, &c);
     if (rc < 0) {
         hy_log(HY_LOG_ERROR, "dp", "%s/%s: cannot compute the config: %s", s->dp->meta->mesh,
                s->dp->meta->name, hy_strerror(rc));

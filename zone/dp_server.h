@@ -60,6 +60,15 @@ int hy_zone_dp_identity_uris(const struct hy_resource *dp, const char *zone, cha
 int hy_zone_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const char *cert,
                             const char *chain, const char *bundle, Hypha__V1__DpConfig **out);
 
+/* The config a connected sidecar (mesh/name) is due now, with its
+ * certificate, chain and trust bundle (public material only: its key never
+ * leaves the sidecar): the one push sends, so its version is the one the
+ * sidecar acks once it has it; acked gets the version it acked last ("" if
+ * none; at most size bytes). HY_ENOTFOUND when no such sidecar is
+ * connected; *out is the caller's (hypha__v1__dp_config__free_unpacked). */
+int hy_zone_dp_connected_config(struct hy_zone *z, const char *mesh, const char *name,
+                                Hypha__V1__DpConfig **out, char *acked, size_t size);
+
 /* A version that names m's content: 16 hex digits of a hash of m packed
  * (m's own version field unset). *out is the caller's; 0 or HY_ENOMEM. */
 int hy_zone_dp_version(const ProtobufCMessage *m, char **out);

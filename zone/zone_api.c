@@ -4,10 +4,12 @@
  *       computes for a Dataplane (hy_zone_dp_config_build, the function
  *       that computes what the sidecar is sent): its inbounds with the
  *       MeshTrafficPermission entries and rules, its outbounds with their
- *       endpoints and merged policies. The certificate, chain and trust
- *       bundle are left out, and so is the version (a hash over them): the
- *       zone signs a leaf per sidecar connection, so they are not the
- *       store's to show.
+ *       endpoints and merged policies. For a connected sidecar it is
+ *       exactly what its session sends (certificate, chain, trust bundle
+ *       and version included; "ackedVersion" is what it acked last); for
+ *       one not connected the certificate material and the version (a hash
+ *       over them) are left out, listed in "omitted": the zone signs a
+ *       leaf per connection.
  *
  * and then the token endpoints (cp_tokens.c). The global CP answers
  * _config with a 400 naming the zone (cp/cp_inspect.c). */
@@ -40,19 +42,27 @@ static void put_config(struct hy_zone *z, struct hy_http_resp *resp, const char 
         return;
     }
     Hypha__V1__DpConfig *c = NULL;
-    if (rc == 0)
-        rc = hy_zone_dp_config_build(z->cp.store, dp, "", "", "", &c);
+    char acked[64] = "";
+    bool connected = false;
+    if (rc == 0) {
+        /* connected: exactly what its session sends; else what it would get */
+        rc = hy_zone_dp_connected_config(z, mesh, name, &c, acked, sizeof(acked));
+        connected = rc == 0;
+        if (rc == HY_ENOTFOUND)
+            rc = hy_zone_dp_config_build(z->cp.store, dp, "", "", "", &c);
+    }
     if (rc < 0) {
         hy_http_error(resp, 500, "Cannot compute the config", hy_strerror(rc), NULL);
         hy_resource_free(dp);
         return;
     }
-    /* per connection, not the store's: left out (see above) */
-    free(c->cert);
-    free(c->chain);
-    free(c->trust_bundle);
-    free(c->version);
-    c->cert = c->chain = c->trust_bundle = c->version = NULL;
+    if (!connected) { /* certificate material is per connection: none to show */
+        free(c->cert);
+        free(c->chain);
+        free(c->trust_bundle);
+        free(c->version);
+        c->cert = c->chain = c->trust_bundle = c->version = NULL;
+    }
     struct hy_buf *b = &resp->body;
     hy_buf_puts(b, "{\"mesh\":");
     json_str(b, mesh);
@@ -60,7 +70,14 @@ static void put_config(struct hy_zone *z, struct hy_http_resp *resp, const char 
     json_str(b, name);
     hy_buf_puts(b, ",\"zone\":");
     json_str(b, z->cfg->zone);
-    hy_buf_puts(b, ",\"omitted\":[\"cert\",\"chain\",\"trustBundle\",\"version\"],\"config\":");
+    hy_buf_printf(b, ",\"connected\":%s", connected ? "true" : "false");
+    if (connected) {
+        hy_buf_puts(b, ",\"ackedVersion\":");
+        json_str(b, acked);
+    } else {
+        hy_buf_puts(b, ",\"omitted\":[\"cert\",\"chain\",\"trustBundle\",\"version\"]");
+    }
+    hy_buf_puts(b, ",\"config\":");
     if (hy_codec_encode_message(&c->base, HY_FORMAT_JSON, b) < 0 || hy_buf_puts(b, "}") < 0)
         hy_http_error(resp, 500, "Out of memory", "cannot encode the config", NULL);
     hypha__v1__dp_config__free_unpacked(c, NULL);

@@ -89,6 +89,19 @@ same_config() {
 }
 hy_check "inspect dataplane --type=config on the zone is the config backend-1's sidecar runs" \
     hy_wait_for 15 same_config
+same_version() {
+    local want got
+    want=$(curl -sf "$B_ADMIN/config" | jq -r .version) || return 1
+    got=$(zctl inspect dataplane backend-1 --type=config -o json) || return 1
+    [ "$(jq -r .config.version <<<"$got")" = "$want" ] &&
+        [ "$(jq -r .ackedVersion <<<"$got")" = "$want" ] &&
+        [ "$(jq -r .connected <<<"$got")" = true ] &&
+        [ "$(jq -r '.config.cert | length > 0' <<<"$got")" = true ]
+}
+hy_check "for a connected sidecar, _config is its session's config: the version it acked, its certificate" \
+    hy_wait_for 15 same_version
+hy_contains "inspect --type=config says it is connected and at which version" "# connected: version " \
+    "$(zctl inspect dataplane backend-1 --type=config)"
 hy_check "web-1 is denied (env: dev)" hy_wait_for 15 denied
 
 # ---- inspect dataplanes
@@ -145,8 +158,8 @@ hy_contains "config: YAML under a comment naming the zone" \
     "# Dataplane backend-1 in mesh default: the config zone east computes for it" "$o"
 hy_contains "config: the entries the sidecar enforces" "origin: MeshTrafficPermission/deny-dev from[0]" "$o"
 hy_contains "config: the endpoints it dials" "name: backend-1" "$o"
-no_cert() { ! grep -q 'BEGIN CERTIFICATE' <<<"$1"; }
-hy_check "config: no certificate material" no_cert "$o"
+no_key() { ! grep -q 'PRIVATE KEY' <<<"$1"; }
+hy_check "config: never a private key (the sidecar's stays with it)" no_key "$o"
 rc=0
 o=$(ctl inspect dataplane east.backend-1 --type=config 2>&1) || rc=$?
 hy_eq "config on the global CP: exit 1" 1 "$rc"

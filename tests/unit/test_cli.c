@@ -1491,7 +1491,8 @@ static void test_inspect_dataplane(void **state)
     assert_int_equal(r.rc, 0);
     assert_string_equal(r.out, "# Dataplane backend-1 in mesh default: the config zone east "
                                "computes for it\n"
-                               "# left out (the zone issues them per connection): cert, chain, "
+                               "# not connected; left out (the zone issues them per "
+                               "connection): cert, chain, "
                                "trustBundle, version\n"
                                "mesh: default\n"
                                "name: backend-1\n"
