@@ -47,6 +47,11 @@ static const struct hy_flag inspect_dps_flags[] = {
     {0},
 };
 
+static const struct hy_flag output_flags[] = {
+    {"output", 'o', "FORMAT", "table, yaml or json (default table)", "table yaml json"},
+    {0},
+};
+
 static const struct hy_flag inspect_dp_flags[] = {
     {"mesh", 'm', "MESH", "mesh of the dataplane (default \"default\")", NULL},
     {"type", 0, "TYPE", "rules, policies or config (default rules)", "rules policies config"},
@@ -127,6 +132,11 @@ static const struct hy_cmd commands[] = {
      "TOTAL-UPDATES and TOTAL-ERRORS count the configs sent to it and those it\n"
      "rejected; CERT-EXPIRATION is when its certificate expires (UTC).",
      NULL, 0, 0, inspect_dps_flags, hy_cmd_inspect_dataplanes},
+    {"inspect zoneingresses", NULL, "Show the zone ingresses and whether they are connected",
+     "STATUS is Online while the ingress's last connection to its zone is open;\n"
+     "SERVICES counts the services it routes to; an ingress Offline for longer\n"
+     "than its zone's --dp-cleanup-age is removed.",
+     NULL, 0, 0, output_flags, hy_cmd_inspect_zoneingresses},
     {"inspect dataplane", "NAME", "Show what applies to a dataplane: its rules, policies or config",
      "--type=rules (default): per policy type, the policies selecting it in merge\n"
      "order, what each inbound enforces on callers and what each outbound's\n"

@@ -94,6 +94,8 @@ static const struct hy_rtype types[] = {
      NULL, false},
     {"ZoneIngress", "zoneingresses", NULL, G, OZ, true, false, &hypha__v1__zone_ingress__descriptor,
      hy_validate_zone_ingress, false},
+    {"ZoneIngressInsight", "zoneingressinsights", NULL, G, OZ, true, true,
+     &hypha__v1__zone_ingress_insight__descriptor, NULL, false},
     {"Dataplane", "dataplanes", "dp", M, OZ, true, false, &hypha__v1__dataplane__descriptor,
      hy_validate_dataplane, false},
     {"DataplaneInsight", "dataplaneinsights", NULL, M, OZ, true, true,

@@ -613,39 +613,58 @@ static void push(struct dp_session *s)
 
 /* ----- registration ----- */
 
+/* The subscriptions list of an insight: DataplaneInsight and
+ * ZoneIngressInsight both start with it. */
+struct subs {
+    size_t *n;
+    Hypha__V1__DataplaneInsight__Subscription ***v;
+};
+
+static struct subs subs_of(struct hy_resource *r, bool ingress)
+{
+    if (ingress) {
+        Hypha__V1__ZoneIngressInsight *zi = (Hypha__V1__ZoneIngressInsight *)r->spec;
+        return (struct subs){&zi->n_subscriptions, &zi->subscriptions};
+    }
+    Hypha__V1__DataplaneInsight *di = (Hypha__V1__DataplaneInsight *)r->spec;
+    return (struct subs){&di->n_subscriptions, &di->subscriptions};
+}
+
+/* Writes s's insight (a DataplaneInsight, or a ZoneIngressInsight for an
+ * ingress): a new subscription at connect, its disconnect time, the
+ * config counters, a sidecar's certificate expiry. */
 static void insight(struct dp_session *s, bool connect, bool disconnect)
 {
-    if (s->ingress)
-        return; /* no ZoneIngressInsight (yet): its log and /metrics tell */
     struct hy_store *st = srv_of(s)->z->cp.store;
+    const char *type = s->ingress ? "ZoneIngressInsight" : "DataplaneInsight";
+    const char *mesh = s->ingress ? NULL : s->dp->meta->mesh;
     struct hy_resource *r = NULL;
-    if (hy_store_get(st, "DataplaneInsight", s->dp->meta->mesh, s->dp->meta->name, &r) < 0) {
-        r = hy_resource_new(hy_rtype_by_name("DataplaneInsight"));
-        if (!r || hy_resource_set_name(r, s->dp->meta->mesh, s->dp->meta->name) < 0) {
+    if (hy_store_get(st, type, mesh, s->dp->meta->name, &r) < 0) {
+        r = hy_resource_new(hy_rtype_by_name(type));
+        if (!r || hy_resource_set_name(r, mesh, s->dp->meta->name) < 0) {
             hy_resource_free(r);
             return;
         }
     }
-    Hypha__V1__DataplaneInsight *di = (Hypha__V1__DataplaneInsight *)r->spec;
+    struct subs l = subs_of(r, s->ingress);
     Hypha__V1__DataplaneInsight__Subscription *sub = NULL;
-    if (connect || !di->n_subscriptions) {
-        Hypha__V1__DataplaneInsight__Subscription **v =
-            realloc(di->subscriptions, (di->n_subscriptions + 1) * sizeof(*v));
+    if (connect || !*l.n) {
+        Hypha__V1__DataplaneInsight__Subscription **v = realloc(*l.v, (*l.n + 1) * sizeof(*v));
         sub = malloc(sizeof(*sub));
         if (!v || !sub) {
             free(sub);
             if (v)
-                di->subscriptions = v;
+                *l.v = v;
             hy_resource_free(r);
             return;
         }
-        di->subscriptions = v;
+        *l.v = v;
         hypha__v1__dataplane_insight__subscription__init(sub);
         sub->connect_time = hy_timestamp_now();
         sub->control_plane_instance_id = strdup(srv_of(s)->z->cp.instance_id);
-        v[di->n_subscriptions++] = sub;
+        v[(*l.n)++] = sub;
     }
-    sub = di->subscriptions[di->n_subscriptions - 1];
+    sub = (*l.v)[*l.n - 1];
     if (disconnect && !sub->disconnect_time)
         sub->disconnect_time = hy_timestamp_now();
     hy_kds_set_str(&sub->config_version, s->acked_version);
@@ -653,7 +672,8 @@ static void insight(struct dp_session *s, bool connect, bool disconnect)
     sub->responses_sent = s->sent;
     sub->responses_acknowledged = s->acked;
     sub->responses_rejected = s->rejected;
-    if (s->cert) {
+    Hypha__V1__DataplaneInsight *di = s->ingress ? NULL : (Hypha__V1__DataplaneInsight *)r->spec;
+    if (di && s->cert) {
         struct hy_ca_info info = {0};
         if (hy_ca_inspect(s->cert, &info) == 0) {
             if (!di->m_t_l_s) {
@@ -759,6 +779,7 @@ static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
     hy_log(HY_LOG_INFO, "dp", "ingress %s connected from %s (hypha-ingress %s) and registered",
            zi->meta->name, hy_ws_conn_peer(s->base.conn), S(h->version));
     push_ingress(s, true);
+    insight(s, true, false);
 }
 
 /* Whether address:port is one of this zone CP's own listeners (API, HTTPS
@@ -966,9 +987,14 @@ static void on_close(struct hy_cp_session *cs, int code, const char *reason)
     if (!s->dp || cs->closing)
         return;
     if (s->ingress) {
-        if (code == 1000)
+        if (code == 1000) {
             hy_store_delete(srv->z->cp.store, "ZoneIngress", NULL, s->dp->meta->name,
                             HY_VERSION_ANY);
+            hy_store_delete(srv->z->cp.store, "ZoneIngressInsight", NULL, s->dp->meta->name,
+                            HY_VERSION_ANY);
+        } else {
+            insight(s, false, true); /* Offline; removed after --dp-cleanup-age */
+        }
         hy_log(HY_LOG_INFO, "dp", "ingress %s disconnected (%d %s)%s", s->dp->meta->name, code,
                reason, code == 1000 ? " and deregistered" : "");
     } else if (code == 1000) {
@@ -995,11 +1021,12 @@ struct stale {
     size_t n, cap;
 };
 
-static bool connected_dp(struct hy_zone_dp_server *srv, const char *mesh, const char *name)
+static bool connected_dp(struct hy_zone_dp_server *srv, bool ingress, const char *mesh,
+                         const char *name)
 {
     for (struct hy_cp_session *cs = hy_cp_session_first(srv->ss); cs; cs = cs->next) {
         const struct dp_session *s = (const struct dp_session *)cs;
-        if (s->dp && !s->ingress && !strcmp(S(s->dp->meta->mesh), mesh) &&
+        if (s->dp && s->ingress == ingress && !strcmp(S(s->dp->meta->mesh), mesh) &&
             !strcmp(s->dp->meta->name, name))
             return true;
     }
@@ -1009,13 +1036,13 @@ static bool connected_dp(struct hy_zone_dp_server *srv, const char *mesh, const 
 static int find_stale(void *ud, struct hy_resource *r, bool *take)
 {
     struct stale *st = ud;
-    const Hypha__V1__DataplaneInsight *di = (const Hypha__V1__DataplaneInsight *)r->spec;
+    bool ingress = !strcmp(r->type->name, "ZoneIngressInsight");
+    struct subs l = subs_of(r, ingress);
     (void)take;
     const char *mesh = S(r->meta->mesh), *name = r->meta->name;
-    if (!di->n_subscriptions || connected_dp(st->srv, mesh, name))
+    if (!*l.n || connected_dp(st->srv, ingress, mesh, name))
         return 0;
-    const Hypha__V1__DataplaneInsight__Subscription *sub =
-        di->subscriptions[di->n_subscriptions - 1];
+    const Hypha__V1__DataplaneInsight__Subscription *sub = (*l.v)[*l.n - 1];
     /* no disconnect time: the sidecar was connected when this zone last
      * stopped; count from this zone's start */
     int64_t since = sub->disconnect_time ? sub->disconnect_time->seconds : st->srv->started;
@@ -1035,24 +1062,30 @@ static int find_stale(void *ud, struct hy_resource *r, bool *take)
     return 0;
 }
 
-/* Deletes the Dataplanes (and insights) of sidecars disconnected longer
- * than --dp-cleanup-age without a clean goodbye. */
+/* Deletes the Dataplanes (and insights) of sidecars, and the ZoneIngresses
+ * (and insights) of ingresses, disconnected longer than --dp-cleanup-age
+ * without a clean goodbye (Offline all that time). */
 static void on_cleanup(uv_timer_t *t)
 {
     struct hy_zone_dp_server *srv = t->data;
-    struct stale st = {.srv = srv, .now = time(NULL)};
     struct hy_store *store = srv->z->cp.store;
-    if (hy_store_each(store, "DataplaneInsight", find_stale, &st) < 0)
-        hy_log(HY_LOG_WARN, "dp", "cannot look for vanished sidecars");
-    for (size_t i = 0; i < st.n; i++) {
-        const char *mesh = st.names[i][0], *name = st.names[i][1];
-        hy_store_delete(store, "Dataplane", mesh, name, HY_VERSION_ANY);
-        hy_store_delete(store, "DataplaneInsight", mesh, name, HY_VERSION_ANY);
-        hy_log(HY_LOG_INFO, "dp",
-               "%s/%s removed: disconnected for more than %llds without deregistering", mesh, name,
-               (long long)(srv->z->cfg->dp_cleanup_age / 1000));
+    static const char *const kinds[2][3] = {{"DataplaneInsight", "Dataplane", "sidecars"},
+                                            {"ZoneIngressInsight", "ZoneIngress", "ingresses"}};
+    for (int k = 0; k < 2; k++) {
+        struct stale st = {.srv = srv, .now = time(NULL)};
+        if (hy_store_each(store, kinds[k][0], find_stale, &st) < 0)
+            hy_log(HY_LOG_WARN, "dp", "cannot look for vanished %s", kinds[k][2]);
+        for (size_t i = 0; i < st.n; i++) {
+            const char *mesh = k ? NULL : st.names[i][0], *name = st.names[i][1];
+            hy_store_delete(store, kinds[k][1], mesh, name, HY_VERSION_ANY);
+            hy_store_delete(store, kinds[k][0], mesh, name, HY_VERSION_ANY);
+            hy_log(HY_LOG_INFO, "dp",
+                   "%s %s%s%s removed: disconnected for more than %llds without deregistering",
+                   kinds[k][1], k ? "" : mesh, k ? "" : "/", name,
+                   (long long)(srv->z->cfg->dp_cleanup_age / 1000));
+        }
+        free(st.names);
     }
-    free(st.names);
 }
 
 /* Did anything a config is computed from change (ch: since the last
@@ -1062,7 +1095,8 @@ static void on_cleanup(uv_timer_t *t)
 static bool configs_may_change(const struct hy_store_changes *ch)
 {
     for (size_t i = 0; ch && i < ch->n; i++)
-        if (strcmp(ch->v[i].type, "DataplaneInsight") && strcmp(ch->v[i].type, "ZoneInsight"))
+        if (strcmp(ch->v[i].type, "DataplaneInsight") && strcmp(ch->v[i].type, "ZoneInsight") &&
+            strcmp(ch->v[i].type, "ZoneIngressInsight"))
             return true;
     return !ch;
 }

@@ -190,6 +190,28 @@ E=$ZONE_URL_east
 hy_check "backend-1 reconnects to the zone (now cleaning up after 2 s)" hy_wait_for 20 reconnected backend-1
 there() { curl -sf "$E/meshes/default/dataplanes/backend-1" >/dev/null; }
 hy_check "and stays while connected" there
+# a zone ingress too: Online while connected (ZoneIngressInsight), Offline
+# once SIGKILLed, removed after --dp-cleanup-age
+zctl() { "$HY_BIN/hyphactl" --cp "$E" "$@"; }
+zctl generate zone-ingress-token --name ingress-1 --valid-for 1h >"$HY_TMP/ingress-1.token"
+"$HY_BIN/hypha-ingress" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
+    --ingress-file "$DATA/dp/ingress.yaml" --token-file "$HY_TMP/ingress-1.token" \
+    --ingress-var "name=ingress-1,address=127.0.0.1,advertised=127.0.0.1,port=$(hy_free_port)" \
+    --admin-address 127.0.0.1:0 --workers 1 >>"$HY_TMP/ingress-1.log" 2>&1 &
+I_PID=$!
+HY_PIDS+=("$I_PID")
+ing_status() { zctl inspect zoneingresses | awk -v s="$1" '$1 == "ingress-1" && $5 == s {f = 1} END {exit !f}'; }
+hy_check "inspect zoneingresses: ingress-1 Online in zone east" hy_wait_for 15 ing_status Online
+ing_global() { curl -sf "$GLOBAL_URL/zoneingressinsights/east.ingress-1" >/dev/null; }
+hy_check "its ZoneIngressInsight reaches the global CP" hy_wait_for 10 ing_global
+kill -9 "$I_PID"
+wait "$I_PID" 2>/dev/null || true
+hy_check "SIGKILLed, it is Offline" hy_wait_for 10 ing_status Offline
+igone() { ! zctl get zoneingress ingress-1 >/dev/null 2>&1 && ! curl -sf "$E/zoneingressinsights/ingress-1" >/dev/null; }
+hy_check "and removed, with its insight, once 2 s have passed" hy_wait_for 15 igone
+hy_check "the zone says why" grep -q "ZoneIngress ingress-1 removed: disconnected for more than 2s" "$ZONE_LOG_east"
+igone_global() { ! curl -sf "$GLOBAL_URL/zoneingresses/east.ingress-1" >/dev/null && ! ing_global; }
+hy_check "and from the global CP too" hy_wait_for 10 igone_global
 kill -9 "$B_PID"
 wait "$B_PID" 2>/dev/null || true
 bgone() { ! there; }

@@ -235,14 +235,15 @@ static void test_error_envelope(void **state)
 {
     (void)state;
     expect_error("name: x\nmesh: default\n", "mtp.yaml:1:1: type: required");
-    expect_error("type: MeshTraficPermission\nname: x\n",
-                 "mtp.yaml:1:7: type: unknown type \"MeshTraficPermission\" (expected one of: "
-                 "Mesh, Zone, ZoneInsight, ZoneIngress, Dataplane, DataplaneInsight, "
-                 "MeshTrafficPermission, MeshTimeout, MeshRetry, MeshHealthCheck, "
-                 "MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshTrust, MeshCaRoot, MeshCaKey, "
-                 "MeshIssuer, "
-                 "MeshIssuerKey, TokenSigningKey, "
-                 "TokenRevocation)");
+    expect_error(
+        "type: MeshTraficPermission\nname: x\n",
+        "mtp.yaml:1:7: type: unknown type \"MeshTraficPermission\" (expected one of: "
+        "Mesh, Zone, ZoneInsight, ZoneIngress, ZoneIngressInsight, Dataplane, DataplaneInsight, "
+        "MeshTrafficPermission, MeshTimeout, MeshRetry, MeshHealthCheck, "
+        "MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshTrust, MeshCaRoot, MeshCaKey, "
+        "MeshIssuer, "
+        "MeshIssuerKey, TokenSigningKey, "
+        "TokenRevocation)");
     expect_error("type: Zone\nenabled: true\n", "mtp.yaml:1:1: name: required");
     expect_error("type: MeshRetry\nname: r\nspec: {}\n",
                  "mtp.yaml:1:1: mesh: required for MeshRetry");
@@ -586,7 +587,8 @@ static void test_kubernetes_shape(void **state)
                  "mtp.yaml:1:1: metadata.name: required");
     expect_error("apiVersion: kuma.io/v1alpha1\nkind: Meshy\nmetadata: {name: a}\n",
                  "mtp.yaml:2:7: kind: unknown kind \"Meshy\" (expected one of: Mesh, Zone, "
-                 "ZoneInsight, ZoneIngress, Dataplane, DataplaneInsight, MeshTrafficPermission, "
+                 "ZoneInsight, ZoneIngress, ZoneIngressInsight, Dataplane, DataplaneInsight, "
+                 "MeshTrafficPermission, "
                  "MeshTimeout, MeshRetry, MeshHealthCheck, MeshCircuitBreaker, "
                  "MeshLoadBalancingStrategy, MeshTrust, MeshCaRoot, MeshCaKey, MeshIssuer, "
                  "MeshIssuerKey, "
