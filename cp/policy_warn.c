@@ -159,9 +159,10 @@ static void walk(struct walk *wk, const ProtobufCMessage *m, const char *path, c
     }
 }
 
-/* A MeshTrust for another trust domain: its CAs reach the trust bundle,
- * but every sidecar checks that a peer's SPIFFE ID is spiffe://<mesh>/...,
- * so a peer named in another domain is refused after the handshake. */
+/* A MeshTrust for another trust domain: its CAs are kept out of the
+ * sidecars' trust bundle (zone/dp_server.c), since a sidecar checks only
+ * that a peer's ID is spiffe://<mesh>/... and would otherwise take such a
+ * CA's word for this mesh's identities. */
 static void trust_domain_warning(const struct hy_resource *r, struct hy_diag *w)
 {
     const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)r->spec;
@@ -170,10 +171,10 @@ static void trust_domain_warning(const struct hy_resource *r, struct hy_diag *w)
         return;
     hy_diag_add(w, 0, 0, "spec.trustDomain",
                 "accepted, not honoured: the sidecars of mesh %s accept only peers whose SPIFFE "
-                "ID is spiffe://%s/...; a peer whose certificate chains to these CAs but names "
-                "trust domain %.64s is refused (for peers to be accepted, their CA must issue "
-                "spiffe://%s/... IDs and this MeshTrust say trustDomain: %s)",
-                mesh, mesh, t->trust_domain, mesh, mesh);
+                "ID is spiffe://%s/..., and a CA trusted for another domain must not vouch for "
+                "this mesh's identities, so these CAs are not sent to them (for peers whose CA "
+                "issues spiffe://%s/... IDs, say trustDomain: %s)",
+                mesh, mesh, mesh, mesh);
 }
 
 /* Kuma's shadow mode (label kuma.io/effect: shadow, read as

@@ -403,6 +403,12 @@ static int add_trust(void *ud, struct hy_resource *r, bool *take)
     const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)r->spec;
     if (strcmp(S(r->meta->mesh), x->mesh) != 0)
         return 0;
+    /* A sidecar checks only that a peer's ID is spiffe://<mesh>/...: a CA
+     * trusted for another domain would be trusted to issue this mesh's
+     * identities too. So only MeshTrusts for the mesh's own domain reach
+     * the bundle (the write of any other drew a warning saying so). */
+    if (strcmp(S(t->trust_domain), x->mesh) != 0)
+        return 0;
     for (size_t i = 0; i < t->n_ca_bundles; i++) {
         const Hypha__V1__MeshTrust__CaBundle *b = t->ca_bundles[i];
         int rc = b->pem && b->pem->value ? add_pem(x, r, b->pem->value) : 0;
@@ -413,7 +419,8 @@ static int add_trust(void *ud, struct hy_resource *r, bool *take)
 }
 
 /* The mesh's trust bundle, as PEM: every root of the mesh (MeshCaRoot),
- * then the CAs of every MeshTrust of the mesh, each certificate once.
+ * then the CAs of every MeshTrust of the mesh for its own trust domain,
+ * each certificate once.
  * Taken for every config, not with the certificate: in a root rotation
  * the new root reaches every sidecar (with the MeshCaRoot's sync) before
  * the zone has an intermediate under it, so no sidecar sees a leaf it

@@ -129,8 +129,8 @@ hy_contains "one holding a private key is refused" \
     "spec.caBundles[0].pem.value: holds a private key: only CA certificates belong here" "$out"
 hy_eq "and neither was stored" 404 "$(hy_status GET "$GLOBAL_URL/meshes/default/meshtrusts/bad")"
 trust other-td corp.example.com "$HY_TMP/corp.pem" >"$HY_TMP/td-trust.yaml"
-hy_contains "a MeshTrust for another trust domain draws a warning saying the sidecars refuse it" \
-    "spec.trustDomain: accepted, not honoured: the sidecars of mesh default accept only peers whose SPIFFE ID is spiffe://default/..." \
+hy_contains "a MeshTrust for another trust domain draws a warning: its CAs are not sent to the sidecars" \
+    "spec.trustDomain: accepted, not honoured: the sidecars of mesh default accept only peers whose SPIFFE ID is spiffe://default/..., and a CA trusted for another domain must not vouch for this mesh's identities, so these CAs are not sent to them" \
     "$(ctl apply -f "$HY_TMP/td-trust.yaml" 2>&1 >/dev/null)"
 
 # ---- renewal at 80 % of a 20 s certificate, without a new connection

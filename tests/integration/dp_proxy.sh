@@ -146,6 +146,20 @@ hy_check "and says why" hy_wait_for 5 grep -q \
 ctl delete meshtrust corp -m default >/dev/null
 hy_check "with the MeshTrust deleted, the corp client gets nothing through again" \
     hy_wait_for 10 sclient corp3 -cert "$HY_TMP/corp-web.pem" -key "$HY_TMP/corp-web.key"
+# the same CA trusted for another domain must not vouch for spiffe://default/...
+mesh_trust corp-td corp.example.com | ctl apply -f - >/dev/null 2>&1
+zone_has() { curl -sf "$ZONE_URL_east/meshes/default/meshtrusts/corp-td" >/dev/null; }
+hy_check "a MeshTrust for trust domain corp.example.com reaches the zone" hy_wait_for 10 zone_has
+corp_not_in_config() { # the bundle is there (the mesh root), without the corp CA
+    local b
+    b=$(curl -sf "$ZONE_URL_east/meshes/default/dataplanes/backend-1/_config" |
+        jq -r .config.trustBundle) || return 1
+    grep -q 'BEGIN CERTIFICATE' <<<"$b" && ! grep -qF "$(sed -n 2p "$HY_TMP/corp.pem")" <<<"$b"
+}
+hy_check "its CA is not in the config the zone computes for backend-1" corp_not_in_config
+hy_check "so a corp-signed client calling itself spiffe://default/web gets nothing through" \
+    sclient corp4 -cert "$HY_TMP/corp-web.pem" -key "$HY_TMP/corp-web.key"
+ctl delete meshtrust corp-td -m default >/dev/null
 tls_failed() { ge "$(metric "$B_ADMIN" 'hypha_dp_tls_handshake_failures_total{direction="inbound"}')" $((fails_before + 4)); }
 hy_check "the untrusted ones count as inbound TLS handshake failures" hy_wait_for 5 tls_failed
 hy_check "and leave access lines" hy_wait_for 5 grep -q "access direction=inbound .*result=tls_failed" "$B_LOG"
