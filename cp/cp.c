@@ -267,7 +267,7 @@ int hy_cp_open(struct hy_cp *g, const struct hy_cp_cfg *cfg, const char *compone
         return HY_ETOOBIG;
     struct hy_store_config sc = {.path = path, .map_size = (size_t)cfg->store_map_size};
     int rc = hy_store_open(&sc, &g->store);
-    if (rc < 0)
+    if (rc < 0 || (rc = hy_cp_migrate_mesh_roots(g)) < 0)
         return rc;
     char host[40] = "hypha", suffix[7];
     gethostname(host, sizeof(host) - 1);

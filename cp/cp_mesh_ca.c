@@ -281,3 +281,97 @@ int hy_cp_mesh_roots(struct hy_cp *cp, struct hy_cp_api_batch *b, struct hy_diag
     }
     return check_trusts(cp, b, n, d);
 }
+
+/* ----- mesh roots stored under their old name ----- */
+
+struct old_roots {
+    struct hy_resource **v;   /* MeshCaRoot resources to write, owned */
+    struct hy_resource **was; /* the MeshTrust records they replace, owned */
+    size_t n, cap;
+};
+
+/* A MeshTrust record from before MeshCaRoot: no field of today's, the old
+ * ones kept as unknown fields. Packing it again gives the old bytes, which
+ * are a MeshCaRoot's. */
+static int find_old_root(void *ud, struct hy_resource *r, bool *take)
+{
+    struct old_roots *o = ud;
+    const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)r->spec;
+    if (t->trust_domain || t->n_ca_bundles || t->origin || !t->base.n_unknown_fields)
+        return 0;
+    size_t len = protobuf_c_message_get_packed_size(&t->base);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return HY_ENOMEM;
+    protobuf_c_message_pack(&t->base, buf);
+    Hypha__V1__MeshCaRoot *root = hypha__v1__mesh_ca_root__unpack(NULL, len, buf);
+    free(buf);
+    if (!root || !root->ca_cert) {
+        if (root)
+            hypha__v1__mesh_ca_root__free_unpacked(root, NULL);
+        return 0; /* not an old root: left for the API to show */
+    }
+    struct hy_resource *n = hy_resource_new(hy_rtype_by_name("MeshCaRoot"));
+    if (!n || hy_resource_set_name(n, r->meta->mesh, r->meta->name) < 0 ||
+        (r->origin && !(n->origin = strdup(r->origin)))) {
+        hy_resource_free(n);
+        hypha__v1__mesh_ca_root__free_unpacked(root, NULL);
+        return HY_ENOMEM;
+    }
+    protobuf_c_message_free_unpacked(n->spec, NULL);
+    n->spec = &root->base;
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 4;
+        struct hy_resource **v = realloc(o->v, cap * sizeof(*v));
+        if (v)
+            o->v = v;
+        struct hy_resource **w = v ? realloc(o->was, cap * sizeof(*w)) : NULL;
+        if (w)
+            o->was = w;
+        if (!v || !w) {
+            hy_resource_free(n);
+            return HY_ENOMEM;
+        }
+        o->cap = cap;
+    }
+    o->v[o->n] = n;
+    o->was[o->n++] = r;
+    *take = true;
+    return 0;
+}
+
+int hy_cp_migrate_mesh_roots(struct hy_cp *cp)
+{
+    struct old_roots o = {0};
+    int rc = hy_store_each(cp->store, "MeshTrust", find_old_root, &o);
+    struct hy_store_write *w = rc == 0 && o.n ? calloc(2 * o.n, sizeof(*w)) : NULL;
+    if (rc == 0 && o.n && !w)
+        rc = HY_ENOMEM;
+    if (rc == 0 && o.n) {
+        for (size_t i = 0; i < o.n; i++) {
+            w[2 * i] = (struct hy_store_write){
+                .op = HY_STORE_PUT, .r = o.v[i], .expect_version = HY_VERSION_ANY};
+            w[2 * i + 1] = (struct hy_store_write){
+                .op = HY_STORE_DELETE, .r = o.was[i], .expect_version = HY_VERSION_ANY};
+        }
+        size_t failed = 0;
+        rc = hy_store_apply(cp->store, w, 2 * o.n, &failed);
+    }
+    if (rc < 0)
+        hy_log(HY_LOG_ERROR, cp->component,
+               "cannot move the mesh roots stored as MeshTrust (before MeshCaRoot) to MeshCaRoot: "
+               "%s",
+               hy_strerror(rc));
+    for (size_t i = 0; rc == 0 && i < o.n; i++)
+        hy_log(HY_LOG_INFO, cp->component,
+               "mesh %s: root %s, stored as MeshTrust by an older Hypha, is now MeshCaRoot %s",
+               o.v[i]->meta->mesh, o.v[i]->meta->name, o.v[i]->meta->name);
+    for (size_t i = 0; i < o.n; i++) {
+        hy_resource_free(o.v[i]);
+        hy_resource_free(o.was[i]);
+    }
+    free(o.v);
+    free(o.was);
+    free(w);
+    return rc;
+}
