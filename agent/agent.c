@@ -128,7 +128,8 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
     if (a->shutting_down) {
         hy_log(HY_LOG_INFO, comp, "stream to the zone control plane closed: %s (%d)", reason, code);
         hy_ws_client_stop(a->ws); /* no reconnect (deferred: we are inside its callback) */
-        uv_stop(a->loop);
+        if (!a->stopped) /* after hy_agent_stop the runner's last run must drain the loop */
+            uv_stop(a->loop);
         return;
     }
     if (!a->rejected) /* a reject says more than the close that follows it */
@@ -393,6 +394,7 @@ void hy_agent_shutdown(struct hy_agent *a)
 
 void hy_agent_stop(struct hy_agent *a)
 {
+    a->stopped = true;
     if (a->ops->stop)
         a->ops->stop(a);
     hy_http_server_stop(a->admin);

@@ -152,9 +152,10 @@ struct hy_agent {
     struct hy_ws_client *ws;
     uv_timer_t grace_timer; /* shutdown: stop waiting for the close handshake */
     bool grace_init;
-    bool open;                        /* the websocket is open */
-    bool rejected;                    /* the zone sent DpReject on this connection */
-    bool shutting_down;               /* hy_agent_shutdown was called */
+    bool open;          /* the websocket is open */
+    bool rejected;      /* the zone sent DpReject on this connection */
+    bool shutting_down; /* hy_agent_shutdown was called */
+    bool stopped;       /* hy_agent_stop was called: the runner drains the loop, leave it be */
     char status[HY_AGENT_STATUS_MAX]; /* the last thing that happened to the stream */
 
     struct hy_metrics *metrics; /* with the process's and hypha_<component>_connected */

@@ -139,6 +139,12 @@ static int apply_one(struct hy_cli *cli, const struct input *in, bool dry_run)
         }
         if (dry_run)
             print_changes(cli, hy_json_get(j, "changes"));
+        const char *untried = hy_json_get_str(j, "callersNotTried");
+        if (untried)
+            fprintf(cli->out,
+                    "Note: at each inbound only the mesh's first 100 dataplanes were tried "
+                    "as callers; %s more were not, and a change for them is not listed\n",
+                    untried);
         hy_json_free(j);
     }
     hy_httpc_response_fini(&resp);

@@ -279,7 +279,13 @@ static void check_target_ref(struct hy_diag *d, const char *path, const Hypha__V
                                                                             : "MeshServiceSubset");
         break;
     case HYPHA__V1__TARGET_REF__KIND__Dataplane:
-        break; /* no name and no labels: every Dataplane (Kuma 2.10) */
+        /* no name and no labels: every Dataplane (Kuma 2.10); an empty
+         * name (a template variable left empty, say) is not "every" */
+        if (t->name && !t->name[0])
+            hy_diag_add(d, 0, 0, p,
+                        "empty: give a Dataplane's name, or leave name out to select "
+                        "every Dataplane");
+        break;
     default:
         break;
     }

@@ -15,7 +15,7 @@
 
 #define LIST_DEFAULT 100
 #define LIST_MAX 1000
-#define MAX_SEGS 5
+#define MAX_SEGS 6 /* one more than any route has: a longer path matches none */
 
 /* ----- batches ----- */
 
@@ -742,8 +742,12 @@ static void apply(struct hy_cp_api *api, const struct hy_http_req *req, struct h
         struct hy_buf changes = {0};
         for (size_t i = 0; v && i < nuser; i++)
             v[i] = b.w[i].r;
-        bool ok = v && hy_cp_inspect_changes(api, v, nuser, &changes) == 0 && changes.data;
+        size_t untried = 0;
+        bool ok =
+            v && hy_cp_inspect_changes(api, v, nuser, &changes, &untried) == 0 && changes.data;
         hy_buf_printf(o, ",\"changes\":%s", ok ? changes.data : "null");
+        if (ok && untried) /* said, never hidden: a change may lie beyond */
+            hy_buf_printf(o, ",\"callersNotTried\":%zu", untried);
         hy_buf_fini(&changes);
         free(v);
     }

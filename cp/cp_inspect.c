@@ -74,26 +74,17 @@ static void caller_of(const struct hy_resource *dp, struct hy_permit_peer *peer,
     }
 }
 
-/* The MeshTrafficPermission decision at inbound i of callee for a caller. */
-static int decide(const struct hy_policy_set *mtp, size_t i, const char *id,
-                  const struct hy_permit_peer *peer, struct hy_permit_decision *d, char *origin,
-                  size_t size)
+/* The permissions the zone sends inbound i (hy_policy_inbound_permissions)
+ * in a new DpInbound: *out the caller's (hypha__v1__dp_inbound__free_unpacked)
+ * on success and on failure (then partly filled, or NULL: HY_ENOMEM). */
+static int inbound_permissions(const struct hy_policy_set *mtp, size_t i,
+                               Hypha__V1__DpInbound **out)
 {
-    Hypha__V1__DpInbound in = HYPHA__V1__DP_INBOUND__INIT;
-    int rc = hy_policy_inbound_permissions(mtp, i, &in);
-    if (rc == 0) {
-        hy_permit_decide(&in, id, peer, d);
-        /* the origin lives in `in`: copied before it goes */
-        snprintf(origin, size, "%s", S(d->origin));
-        d->origin = origin[0] ? origin : NULL;
-    }
-    /* free what hy_policy_inbound_permissions added, not `in` itself */
-    Hypha__V1__DpInbound *heap = malloc(sizeof(*heap));
-    if (heap) {
-        *heap = in;
-        hypha__v1__dp_inbound__free_unpacked(heap, NULL);
-    }
-    return heap ? rc : HY_ENOMEM;
+    *out = malloc(sizeof(**out));
+    if (!*out)
+        return HY_ENOMEM;
+    hypha__v1__dp_inbound__init(*out);
+    return hy_policy_inbound_permissions(mtp, i, *out);
 }
 
 static const char *result_name(enum hy_permit_result r)
@@ -828,7 +819,7 @@ bool hy_cp_inspect_handle(struct hy_cp_api *api, const struct hy_http_req *req,
 
 /* ----- what a write would change ----- */
 
-#define MAX_CALLERS 100 /* callers a dry run tries at every inbound */
+#define MAX_CALLERS 100 /* callers a dry run tries at every inbound (the answer says so) */
 
 struct line {
     char *key, *value;
@@ -880,21 +871,26 @@ static int effective(const struct hy_policy_world *w, const struct dps *mesh_dps
     struct hy_permit_peer *peer = malloc(sizeof(*peer));
     if (!peer)
         rc = HY_ENOMEM;
-    char key[1024], value[64], id[600], origin[512];
-    for (size_t i = 0; rc == 0 && i < n_inbounds(dp); i++)
+    char key[1024], value[64], id[600];
+    for (size_t i = 0; rc == 0 && i < n_inbounds(dp); i++) {
+        /* the inbound's permissions once, every caller decided against them */
+        Hypha__V1__DpInbound *in = NULL;
+        rc = inbound_permissions(&sel[HY_POLICY_MTP], i, &in);
         for (size_t c = 0; rc == 0 && c < mesh_dps->n && c < MAX_CALLERS; c++) {
             const struct hy_resource *caller = mesh_dps->v[c];
             if (caller == dp)
                 continue;
             caller_of(caller, peer, id, sizeof(id));
             struct hy_permit_decision d;
-            if ((rc = decide(&sel[HY_POLICY_MTP], i, id, peer, &d, origin, sizeof(origin))) < 0)
-                break;
+            hy_permit_decide(in, id, peer, &d);
             snprintf(key, sizeof(key), "inbound %u from %s",
                      dp_spec(dp)->networking->inbound[i]->port, S(caller->meta->name));
             snprintf(value, sizeof(value), "%s", result_name(d.result));
             rc = add_line(out, key, value);
         }
+        if (in)
+            hypha__v1__dp_inbound__free_unpacked(in, NULL);
+    }
     free(peer);
     const Hypha__V1__Dataplane *d = dp_spec(dp);
     size_t nout = d->networking ? d->networking->n_outbound : 0;
@@ -933,7 +929,11 @@ static size_t put_diff(struct hy_buf *b, const struct lines *before, const struc
 {
     size_t n = 0;
     for (size_t i = 0; i < after->n; i++) {
-        const char *was = value_of(before, after->v[i].key);
+        /* both lists come from the same walk: the same key at the same
+         * place, so the search is for the rare line that is not */
+        const char *was = i < before->n && !strcmp(before->v[i].key, after->v[i].key)
+                              ? before->v[i].value
+                              : value_of(before, after->v[i].key);
         if (was && !strcmp(was, after->v[i].value))
             continue;
         char line[2048];
@@ -954,8 +954,9 @@ static bool is_policy(const struct hy_resource *r)
 }
 
 int hy_cp_inspect_changes(struct hy_cp_api *api, const struct hy_resource *const *writes, size_t n,
-                          struct hy_buf *out)
+                          struct hy_buf *out, size_t *untried)
 {
+    *untried = 0;
     struct hy_policy_world before = {0}, after = {0};
     int rc = hy_policy_world_load(api->store, &before);
     if (rc == 0)
@@ -981,6 +982,8 @@ int hy_cp_inspect_changes(struct hy_cp_api *api, const struct hy_resource *const
             continue;
         struct dps d = {.mesh = mesh};
         rc = hy_store_each(api->store, "Dataplane", keep_dp, &d);
+        if (d.n > MAX_CALLERS && d.n - MAX_CALLERS > *untried)
+            *untried = d.n - MAX_CALLERS;
         for (size_t i = 0; rc == 0 && i < d.n; i++) {
             struct lines b = {0}, a = {0};
             rc = effective(&before, &d, d.v[i], &b);

@@ -19,9 +19,11 @@ bool hy_cp_inspect_handle(struct hy_cp_api *api, const struct hy_http_req *req,
 /* For a dry run of writes[0..n): appends to out a JSON array of the
  * Dataplanes whose enforced policies would change, each with its changes
  * ("inbound 8080 from web-1: now Deny (was Allow)", "outbound backend
- * MeshTimeout: now {...} (was none)"). The writes stay the caller's. 0 or
- * a negative code. */
+ * MeshTimeout: now {...} (was none)"). At every inbound it tries the first
+ * 100 Dataplanes of the mesh as callers; *untried gets how many of a mesh
+ * were left out (0: all tried), which the answer must say. The writes stay
+ * the caller's. 0 or a negative code. */
 int hy_cp_inspect_changes(struct hy_cp_api *api, const struct hy_resource *const *writes, size_t n,
-                          struct hy_buf *out);
+                          struct hy_buf *out, size_t *untried);
 
 #endif

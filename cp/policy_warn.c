@@ -177,6 +177,26 @@ static void trust_domain_warning(const struct hy_resource *r, struct hy_diag *w)
                 mesh, mesh, mesh, mesh);
 }
 
+/* proxyTypes without Sidecar: Hypha has no gateways, so the policy
+ * selects no proxy; said, since a Deny that applies nowhere is easy to
+ * misread. */
+static void proxy_types_warning(const struct hy_resource *r, struct hy_diag *w)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(r->spec->descriptor, "target_ref");
+    if (!f || f->descriptor != &hypha__v1__target_ref__descriptor)
+        return;
+    const Hypha__V1__TargetRef *t =
+        *(const Hypha__V1__TargetRef *const *)((const char *)r->spec + f->offset);
+    if (!t || !t->n_proxy_types)
+        return;
+    for (size_t i = 0; i < t->n_proxy_types; i++)
+        if (t->proxy_types[i] && !strcmp(t->proxy_types[i], "Sidecar"))
+            return;
+    hy_diag_add(w, 0, 0, "spec.targetRef.proxyTypes",
+                "selects no proxy: it leaves out Sidecar, and Hypha has no gateways");
+}
+
 /* Kuma's shadow mode (label kuma.io/effect: shadow, read as
  * hypha.io/effect): the policy is stored and applies to no proxy. */
 static void shadow_warning(const struct hy_resource *r, struct hy_diag *w)
@@ -196,8 +216,10 @@ void hy_policy_warnings(const struct hy_resource *r, struct hy_diag *w)
     if (!strcmp(r->type->name, "MeshTrust"))
         trust_domain_warning(r, w);
     for (int t = 0; t < HY_POLICY_NTYPES; t++)
-        if (!strcmp(hy_policy_type_names[t], r->type->name))
+        if (!strcmp(hy_policy_type_names[t], r->type->name)) {
             shadow_warning(r, w);
+            proxy_types_warning(r, w);
+        }
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (!strcmp(table[i].type, r->type->name)) {
             struct walk wk = {&table[i], w};

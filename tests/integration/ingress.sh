@@ -269,7 +269,7 @@ denied() {
 hy_check "a Deny applied on the global CP reaches backend-1 in west" hy_wait_for 15 denied
 hy_check "and a cross-zone call is refused" fails refused
 hy_check "backend-1 logs the denial" hy_wait_for 5 grep -q "access direction=inbound .*id=spiffe://default/web .*result=denied" "$HY_TMP/dp-backend-1.log"
-hy_check "and web-1 in east logs it as denied, through the ingress" hy_wait_for 5 \
+hy_check "and web-1 in east logs it as denied, through the ingress" hy_wait_for 15 \
     grep -q "access direction=outbound .*result=denied: the peer refused our certificate" "$HY_TMP/dp-web-1.log"
 mtp Allow
 hy_check "an Allow restores it" hy_wait_for 15 calls allowed-again

@@ -134,6 +134,19 @@ hy_contains "apply --dry-run on the global CP names the dataplanes that would ch
     "1 dataplane would change: east.backend-1" "$o"
 hy_contains "and what changes for them" "east.backend-1: inbound $B_PORT from east.web-1: now Deny (was Allow)" "$o"
 hy_check "and writes nothing: web is still allowed" allowed
+# a mesh of more than 100 dataplanes: the dry run says which callers it left untried
+for i in $(seq 1 100); do
+    printf -- '---\ntype: Dataplane\nmesh: default\nname: extra-%s\nnetworking:\n  address: 127.0.0.2\n  inbound:\n    - {port: %s, tags: {hypha.io/service: extra}}\n' \
+        "$i" $((30000 + i))
+done >"$HY_TMP/extra.yaml"
+"$HY_BIN/hyphactl" --cp "$E" apply -f "$HY_TMP/extra.yaml" >/dev/null
+extras() { [ "$(curl -sf "$GLOBAL_URL/meshes/default/dataplanes?size=200" | jq '[.items[] | select(.name | startswith("east.extra-"))] | length')" = 100 ]; }
+hy_check "100 more dataplanes in zone east reach the global CP" hy_wait_for 20 extras
+o=$(ctl apply -f "$HY_TMP/deny-web.yaml" --dry-run 2>&1)
+hy_contains "with 102 dataplanes a dry run says 2 were not tried as callers" \
+    "only the mesh's first 100 dataplanes were tried as callers; 2 more were not" "$o"
+for i in $(seq 1 100); do printf 'extra-%s\n' "$i"; done |
+    while read -r n; do "$HY_BIN/hyphactl" --cp "$E" delete dataplane "$n" -m default >/dev/null; done
 
 # ---- row 3: MeshSubset on any tag denies
 row allow-all deny-dev <<'YAML'

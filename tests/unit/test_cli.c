@@ -783,8 +783,9 @@ static void test_usage_errors(void **state)
     result_fini(&r);
     RUN(&r, "get", "widgets");
     assert_int_equal(r.rc, 2);
-    assert_non_null(strstr(r.err, "Error: unknown resource type \"widgets\" (one of: meshes, "
-                                  "zones, zoneinsights, zoneingresses, dataplanes,"));
+    assert_non_null(strstr(r.err,
+                           "Error: unknown resource type \"widgets\" (one of: meshes, "
+                           "zones, zoneinsights, zoneingresses, zoneingressinsights, dataplanes,"));
     result_fini(&r);
     /* a group alone lists its commands, as an error; with --help, as help */
     RUN(&r, "config");
@@ -1689,7 +1690,7 @@ static void test_completion_script(void **state)
         {"hyphactl apply --dr", "--dry-run"},
         {"hyphactl config control-planes add --ove", "--overwrite"},
         {"hyphactl completion ''", "bash"},
-        {"hyphactl inspect ''", "zones dataplanes dataplane"},
+        {"hyphactl inspect ''", "zones dataplanes zoneingresses dataplane"},
         {"hyphactl inspect dataplane backend-1 --type ''", "rules policies config"},
         {"hyphactl explain --from web-1 --t", "--to"},
         {"hyphactl explain --m", "--mesh"},

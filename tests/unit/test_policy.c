@@ -553,6 +553,12 @@ static void proxy_types(void **state)
                               "  targetRef: {kind: Mesh, proxyTypes: [Gateway]}\n  from:\n"
                               "  - targetRef: {kind: Mesh}\n    default: {action: Allow}\n");
     assert_string_equal(decide(&w, "backend-1", web, 3), "none");
+    struct hy_diag wd = {0}; /* and says so at apply time */
+    hy_policy_warnings(find(&w, "MeshTrafficPermission", "gw"), &wd);
+    assert_int_equal(wd.n, 1);
+    assert_string_equal(wd.causes[0].field, "spec.targetRef.proxyTypes");
+    assert_non_null(strstr(wd.causes[0].message, "selects no proxy"));
+    hy_diag_fini(&wd);
     hy_docs_fini(&w.docs);
     world_load(&w,
                DATAPLANES "type: MeshTrafficPermission\nmesh: default\nname: sc\nspec:\n"
@@ -575,6 +581,19 @@ static void proxy_types(void **state)
     assert_non_null(strstr(d.causes[0].message, "expected Sidecar or Gateway"));
     assert_string_equal(d.causes[1].field, "spec.to[0].targetRef.proxyTypes");
     hy_diag_fini(&d);
+    hy_docs_fini(&docs);
+    /* an empty Dataplane name is not "every Dataplane" (an empty variable) */
+    const char *empty = "type: MeshTrafficPermission\nmesh: default\nname: e\nspec:\n"
+                        "  targetRef: {kind: Dataplane, name: \"\"}\n"
+                        "  from: [{targetRef: {kind: Mesh}, default: {action: Allow}}]\n";
+    struct hy_diag d2 = {.source = "e.yaml"};
+    assert_int_equal(hy_codec_decode_resources("e.yaml", empty, strlen(empty), NULL, &docs, &d2),
+                     0);
+    assert_false(hy_docs_validate(&docs, &d2));
+    assert_int_equal(d2.n, 1);
+    assert_string_equal(d2.causes[0].field, "spec.targetRef.name");
+    assert_non_null(strstr(d2.causes[0].message, "leave name out to select every Dataplane"));
+    hy_diag_fini(&d2);
     hy_docs_fini(&docs);
 }
 
