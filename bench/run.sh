@@ -3,22 +3,26 @@
 # the results sections of bench/README.md (between the results:* markers)
 # with the tables, headed by date, machine and commit.
 #
-# usage: bench/run.sh [--no-write] [--no-api]
+# usage: bench/run.sh [--no-write] [--no-api] [--no-policy]
 #   --no-write   print the results, leave README.md alone
 #   --no-api     skip the HTTP API benchmark (bench/api.sh, about 2 minutes)
+#   --no-policy  skip the policy engine benchmark (bench/policy.sh, about 10 minutes)
 # The benchmarks also read HYPHA_BENCH_SCALE, HYPHA_BENCH_REPS and
 # HYPHA_BENCH_DIR (see `build-bench/bin/hypha-bench-store --help`).
-# Then runs bench/api.sh, which writes its own section (see its --help).
+# Then runs bench/policy.sh and bench/api.sh, which write their own
+# sections (see their --help).
 set -eu
 
 write=1
 api=1
+policy=1
 for arg in "$@"; do
     case "$arg" in
     --no-write) write=0 ;;
     --no-api) api=0 ;;
+    --no-policy) policy=0 ;;
     -h | --help)
-        sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -67,6 +71,7 @@ done
 
 if [ "$write" = 0 ]; then
     cat "$tmp/store.md" "$tmp/codec.md"
+    [ "$policy" = 0 ] || bash bench/policy.sh --no-write
     [ "$api" = 0 ] || bash bench/api.sh --no-write
     exit 0
 fi
@@ -77,4 +82,5 @@ for b in store codec; do
 done
 cat "$tmp/store.md" "$tmp/codec.md"
 echo "run.sh: results written to $readme" >&2
+[ "$policy" = 0 ] || bash bench/policy.sh
 [ "$api" = 0 ] || bash bench/api.sh
