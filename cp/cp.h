@@ -172,11 +172,16 @@ int hy_cp_verify_token(struct hy_cp *cp, int kind, const char *token,
  * false with why filled ("token revoked", "token expired at ..."). */
 bool hy_cp_token_live(struct hy_cp *cp, const char *jti, int64_t exp, char *why, size_t size);
 
+/* The label of the MeshTrust that lists a builtin root (cp_mesh_ca.c). */
+#define HY_CP_MANAGED_BY "hypha.io/managed-by"
+#define HY_CP_MANAGED_BUILTIN "builtin-ca"
+
 /* Moves mesh root certificates stored as MeshTrust by a Hypha from before
  * MeshCaRoot had its name (the same fields, 1-5, which today's MeshTrust
  * keeps reserved) to MeshCaRoot, in one transaction, logging what moved.
- * Called at open; nothing to do is the usual case. 0 or a negative code
- * (logged). */
+ * Then lists every root this control plane holds the key of in a MeshTrust
+ * (as make_root does for new ones), where one is missing. Called at open;
+ * nothing to do is the usual case. 0 or a negative code (logged). */
 int hy_cp_migrate_mesh_roots(struct hy_cp *cp);
 
 /* A before_commit hook part (cp_mesh_ca.c): for every Mesh the batch puts

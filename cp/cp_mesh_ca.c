@@ -51,7 +51,60 @@ Hypha__V1__Timestamp *hy_cp_timestamp(int64_t secs)
     return t;
 }
 
-/* Makes the root of one backend and adds MeshCaRoot + MeshCaKey to b. */
+/* The MeshTrust that lists a builtin root, as Kuma lists a mesh identity's
+ * CA: named as the backend, trustDomain the mesh, one Pem bundle, labelled
+ * hypha.io/managed-by: builtin-ca. NULL when out of memory. */
+static struct hy_resource *managed_trust(const char *mesh, const char *backend, const char *pem)
+{
+    struct hy_resource *r = hy_resource_new(hy_rtype_by_name("MeshTrust"));
+    if (!r || hy_resource_set_name(r, mesh, backend) < 0)
+        goto fail;
+    Hypha__V1__MeshTrust *t = (Hypha__V1__MeshTrust *)r->spec;
+    Hypha__V1__MeshTrust__CaBundle **v = calloc(1, sizeof(*v));
+    Hypha__V1__MeshTrust__CaBundle *b = malloc(sizeof(*b));
+    Hypha__V1__MeshTrust__CaBundle__PemBundle *p = malloc(sizeof(*p));
+    Hypha__V1__Meta__LabelsEntry **lv = calloc(1, sizeof(*lv));
+    Hypha__V1__Meta__LabelsEntry *l = malloc(sizeof(*l));
+    if (v) {
+        t->ca_bundles = v;
+        if (b) {
+            hypha__v1__mesh_trust__ca_bundle__init(b);
+            v[t->n_ca_bundles++] = b;
+            if (p) {
+                hypha__v1__mesh_trust__ca_bundle__pem_bundle__init(p);
+                b->pem = p;
+                p = NULL;
+            }
+            b->has_type = 1;
+            b = NULL;
+        }
+    }
+    if (lv) {
+        r->meta->labels = lv;
+        if (l) {
+            hypha__v1__meta__labels_entry__init(l);
+            lv[r->meta->n_labels++] = l;
+            l->key = strdup(HY_CP_MANAGED_BY);
+            l->value = strdup(HY_CP_MANAGED_BUILTIN);
+            l = NULL;
+        }
+    }
+    free(b);
+    free(p);
+    free(l);
+    t->trust_domain = strdup(mesh);
+    if (!t->trust_domain || !t->n_ca_bundles || !t->ca_bundles[0]->pem || !r->meta->n_labels ||
+        !r->meta->labels[0]->key || !r->meta->labels[0]->value ||
+        !(t->ca_bundles[0]->pem->value = strdup(pem)))
+        goto fail;
+    return r;
+fail:
+    hy_resource_free(r);
+    return NULL;
+}
+
+/* Makes the root of one backend and adds MeshCaRoot + MeshCaKey to b, and
+ * the MeshTrust that lists it. */
 static int make_root(struct hy_cp_api_batch *b, const char *mesh,
                      const Hypha__V1__CertificateAuthorityBackend *be, struct hy_diag *d)
 {
@@ -100,6 +153,11 @@ static int make_root(struct hy_cp_api_batch *b, const char *mesh,
     if (!t->backend || !t->ca_cert || !t->fingerprint || !k->backend || !k->key || !t->not_before ||
         !t->not_after)
         goto out;
+    struct hy_resource *trust = managed_trust(mesh, be->name, pem.cert);
+    if (!trust || hy_cp_api_batch_add(b, HY_STORE_PUT, trust, HY_VERSION_ANY) < 0) {
+        hy_resource_free(trust);
+        goto out;
+    }
     hy_log(HY_LOG_INFO, "ca",
            "mesh %s: created root CA for backend %s (fingerprint %.16s..., "
            "valid until %lld)",
@@ -340,6 +398,61 @@ static int find_old_root(void *ud, struct hy_resource *r, bool *take)
     return 0;
 }
 
+/* Roots whose key this control plane holds (it made them) and whose
+ * managed MeshTrust is missing: made before roots were listed there. */
+struct unlisted {
+    struct hy_store *s;
+    struct hy_resource **v; /* MeshTrusts to write, owned */
+    size_t n, cap;
+};
+
+static int find_unlisted(void *ud, struct hy_resource *r, bool *take)
+{
+    struct unlisted *u = ud;
+    const Hypha__V1__MeshCaRoot *root = (const Hypha__V1__MeshCaRoot *)r->spec;
+    struct hy_resource *x = NULL;
+    (void)take;
+    if (!root->ca_cert || hy_store_get(u->s, "MeshCaKey", r->meta->mesh, r->meta->name, &x) < 0)
+        return 0; /* another control plane's root (a zone's copy of global's) */
+    hy_resource_free(x);
+    x = NULL;
+    if (hy_store_get(u->s, "MeshTrust", r->meta->mesh, r->meta->name, &x) == 0) {
+        hy_resource_free(x);
+        return 0;
+    }
+    if (u->n == u->cap) {
+        size_t cap = u->cap ? 2 * u->cap : 4;
+        struct hy_resource **v = realloc(u->v, cap * sizeof(*v));
+        if (!v)
+            return HY_ENOMEM;
+        u->v = v;
+        u->cap = cap;
+    }
+    if (!(u->v[u->n] = managed_trust(r->meta->mesh, r->meta->name, root->ca_cert)))
+        return HY_ENOMEM;
+    u->n++;
+    return 0;
+}
+
+static int list_roots(struct hy_cp *cp)
+{
+    struct unlisted u = {.s = cp->store};
+    int rc = hy_store_each(cp->store, "MeshCaRoot", find_unlisted, &u);
+    for (size_t i = 0; rc == 0 && i < u.n; i++) {
+        struct hy_store_write w;
+        if ((rc = hy_store_put(cp->store, u.v[i], HY_VERSION_NEW, &w)) == 0)
+            hy_log(HY_LOG_INFO, cp->component, "mesh %s: root %s is now listed in MeshTrust %s",
+                   u.v[i]->meta->mesh, u.v[i]->meta->name, u.v[i]->meta->name);
+    }
+    if (rc < 0)
+        hy_log(HY_LOG_ERROR, cp->component, "cannot list the mesh roots in MeshTrusts: %s",
+               hy_strerror(rc));
+    for (size_t i = 0; i < u.n; i++)
+        hy_resource_free(u.v[i]);
+    free(u.v);
+    return rc;
+}
+
 int hy_cp_migrate_mesh_roots(struct hy_cp *cp)
 {
     struct old_roots o = {0};
@@ -373,5 +486,5 @@ int hy_cp_migrate_mesh_roots(struct hy_cp *cp)
     free(o.v);
     free(o.was);
     free(w);
-    return rc;
+    return rc < 0 ? rc : list_roots(cp);
 }

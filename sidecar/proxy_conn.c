@@ -78,7 +78,7 @@ static void conn_free(struct hy_px_conn *c)
 static void on_handle_closed(uv_handle_t *h)
 {
     struct hy_px_conn *c = h->data;
-    if (--c->handles == 0 && c->closing)
+    if (--c->handles == 0 && c->closing && !c->lingering)
         conn_free(c);
 }
 
@@ -88,6 +88,63 @@ static void close_handle(struct hy_px_conn *c, uv_handle_t *h)
         c->handles++;
         uv_close(h, on_handle_closed);
     }
+}
+
+/* ----- lingering close of a refused caller -----
+ * Closing a socket that holds unread bytes sends a reset, and a reset can
+ * overtake the TLS alert saying why: the caller (through an ingress, most
+ * of all) would see "connection reset" instead of "refused". So a caller
+ * refused at the inbound gets the alert, then a FIN, and what it still
+ * sends is read and dropped until its own FIN or HY_PX_LINGER_MS, as
+ * nginx's lingering_close does. */
+
+static void linger_end(struct hy_px_conn *c)
+{
+    c->lingering = false;
+    close_handle(c, (uv_handle_t *)&c->timer);
+    close_handle(c, (uv_handle_t *)&c->down.tcp);
+}
+
+static void on_linger_timer(uv_timer_t *t)
+{
+    linger_end(t->data);
+}
+
+static void on_linger_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct hy_px_conn *c = h->data;
+    (void)hint;
+    *buf = uv_buf_init((char *)c->pbuf, sizeof(c->pbuf));
+}
+
+static void on_linger_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (n < 0) /* its FIN, or it is gone */
+        linger_end(st->data);
+}
+
+static void on_linger_shut(struct hy_agent_side *s)
+{
+    (void)s; /* the read side decides when it ends */
+}
+
+/* Starts the lingering close of c's caller socket; false when it cannot
+ * (then close it at once). */
+static bool linger(struct hy_px_conn *c)
+{
+    struct hy_agent_side *s = &c->down;
+    if (c->dir != HY_PX_IN || !s->init || uv_is_closing((uv_handle_t *)&s->tcp))
+        return false;
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    s->reading = false;
+    if (uv_read_start((uv_stream_t *)&s->tcp, on_linger_alloc, on_linger_read) < 0)
+        return false;
+    c->lingering = true;
+    hy_agent_side_shut(s, on_linger_shut); /* after the alert, queued before it */
+    uv_timer_stop(&c->timer);
+    uv_timer_start(&c->timer, on_linger_timer, HY_PX_LINGER_MS, 0);
+    return true;
 }
 
 void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why, ...)
@@ -117,12 +174,15 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
            (unsigned long long)c->bytes_down, secs, c->result, c->why[0] ? ": " : "", c->why);
     if (c->resolving)
         uv_cancel((uv_req_t *)&c->resolve_req);
-    close_handle(c, (uv_handle_t *)&c->timer);
-    if (c->down.init)
-        close_handle(c, (uv_handle_t *)&c->down.tcp);
     if (c->up.init)
         close_handle(c, (uv_handle_t *)&c->up.tcp);
-    if (c->handles == 0)
+    bool refused = !strcmp(result, "denied") || !strcmp(result, "tls_failed");
+    if (!(refused && !c->w->base.stopped && linger(c))) {
+        close_handle(c, (uv_handle_t *)&c->timer);
+        if (c->down.init)
+            close_handle(c, (uv_handle_t *)&c->down.tcp);
+    }
+    if (c->handles == 0 && !c->lingering)
         conn_free(c);
 }
 
@@ -463,7 +523,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     c->handles--;
     if (c->closing) {
         uv_freeaddrinfo(res);
-        if (c->handles == 0)
+        if (c->handles == 0 && !c->lingering)
             conn_free(c);
         return;
     }
@@ -561,7 +621,7 @@ static void on_up_dropped(uv_handle_t *h)
     c->handles--;
     memset(&c->up, 0, sizeof(c->up));
     if (c->closing) {
-        if (c->handles == 0)
+        if (c->handles == 0 && !c->lingering)
             conn_free(c);
         return;
     }

@@ -31,6 +31,7 @@
 
 #define HY_PX_READ_SIZE 16384        /* bytes asked of one socket read */
 #define HY_PX_HANDSHAKE_MS 10000     /* TLS handshakes finish within this */
+#define HY_PX_LINGER_MS 1000         /* a refused caller's socket is drained this long at most */
 #define HY_PX_CONNECT_MS 5000        /* connect timeout when the config names none */
 #define HY_PX_IDLE_MS (3600u * 1000) /* idle timeout when the config names none */
 #define HY_PX_ATTEMPTS 3             /* connect attempts when the config names none */
@@ -100,6 +101,7 @@ struct hy_px_conn {
     struct WOLFSSL *ssl;
     bool tls_in_done; /* everything the TLS peer will send was relayed */
     bool closing;
+    bool lingering;   /* closing, its caller's socket drained first (proxy_conn.c) */
     unsigned handles; /* uv_close calls still to complete */
     uv_timer_t timer; /* connect, handshake, then idle */
     uv_connect_t connect_req;

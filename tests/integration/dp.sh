@@ -88,6 +88,16 @@ trust() {
         sed 's/^/          /' "$f"
     done
 }
+# the builtin root is listed in a MeshTrust too (as Kuma lists a mesh
+# identity's CA), managed by the global CP and synced like any other
+managed=$(curl -sf "$GLOBAL_URL/meshes/default/meshtrusts/ca-1")
+hy_eq "the builtin root ca-1 is listed in MeshTrust ca-1, for trust domain default" default \
+    "$(jq -r .spec.trustDomain <<<"$managed")"
+hy_eq "labelled hypha.io/managed-by: builtin-ca" builtin-ca \
+    "$(jq -r '.labels["hypha.io/managed-by"]' <<<"$managed")"
+hy_eq "holding the root's certificate" "$(curl -s "$GLOBAL_URL/meshes/default/meshcaroots/ca-1" | jq -r .caCert)" \
+    "$(jq -r '.spec.caBundles[0].pem.value' <<<"$managed")"
+hy_check "and it reaches the zone" curl -sf "$E/meshes/default/meshtrusts/ca-1" -o /dev/null
 corp_ca corp
 trust corp default "$HY_TMP/corp.pem" >"$HY_TMP/corp-trust.yaml"
 hy_eq "a MeshTrust for the mesh's own trust domain applies without a warning" "" \

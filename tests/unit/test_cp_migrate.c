@@ -1,7 +1,8 @@
 /* A data directory from before MeshCaRoot had its name: its mesh roots were
  * stored as MeshTrust records (the fields MeshCaRoot has now). Opening the
  * control plane moves them to MeshCaRoot and leaves today's MeshTrusts
- * alone (hy_cp_migrate_mesh_roots). */
+ * alone, and lists the roots it made in managed MeshTrusts
+ * (hy_cp_migrate_mesh_roots). */
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -109,6 +110,32 @@ static void test_old_roots_move(void **state)
     assert_int_equal(hy_store_get(cp.store, "MeshTrust", "default", "corp", &got), 0);
     assert_string_equal(((const Hypha__V1__MeshTrust *)got->spec)->trust_domain, "default");
     hy_resource_free(got);
+    cp_close(&cp, &loop);
+
+    /* a root this control plane made (its key is here) but never listed in
+     * a MeshTrust: listed at the next open; another's root (no key) is not */
+    const char *roots = "type: MeshCaRoot\nmesh: default\nname: ca-2\nbackend: ca-2\n"
+                        "caCert: PEM2\n---\ntype: MeshCaKey\nmesh: default\nname: ca-2\n"
+                        "backend: ca-2\nkey: KEY2\n---\ntype: MeshCaRoot\nmesh: default\n"
+                        "name: ca-3\nbackend: ca-3\ncaCert: PEM3\n";
+    cp_open(&cp, &cfg, &loop, dir);
+    assert_int_equal(hy_codec_decode_resources("r.yaml", roots, strlen(roots), NULL, &docs, &d), 0);
+    for (size_t i = 0; i < docs.n; i++)
+        assert_int_equal(hy_store_put(cp.store, docs.v[i].res, HY_VERSION_ANY, &w), 0);
+    hy_docs_fini(&docs);
+    cp_close(&cp, &loop);
+    cp_open(&cp, &cfg, &loop, dir);
+    assert_int_equal(hy_store_get(cp.store, "MeshTrust", "default", "ca-2", &got), 0);
+    const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)got->spec;
+    assert_string_equal(t->trust_domain, "default");
+    assert_int_equal(t->n_ca_bundles, 1);
+    assert_string_equal(t->ca_bundles[0]->pem->value, "PEM2");
+    assert_int_equal(got->meta->n_labels, 1);
+    assert_string_equal(got->meta->labels[0]->key, HY_CP_MANAGED_BY);
+    assert_string_equal(got->meta->labels[0]->value, HY_CP_MANAGED_BUILTIN);
+    hy_resource_free(got);
+    got = NULL;
+    assert_int_equal(hy_store_get(cp.store, "MeshTrust", "default", "ca-3", &got), HY_ENOTFOUND);
     cp_close(&cp, &loop);
 
     cp_open(&cp, &cfg, &loop, dir); /* nothing left to move */
