@@ -102,7 +102,7 @@ static char *mint_token(struct sim *s, size_t k, char *err, size_t errsize)
     char *t = token + strspn(token, " \t\r\n");
     t[strcspn(t, " \t\r\n")] = '\0';
     if (!*t) {
-        snprintf(err, errsize, "POST %s answered an empty token", url);
+        snprintf(err, errsize, "POST %.500s answered an empty token", url);
         free(token);
         return NULL;
     }
