@@ -112,25 +112,83 @@ static int set_dur(Hypha__V1__Duration **dst, const Hypha__V1__Duration *src)
     return (*dst = dur(src)) ? 0 : HY_ENOMEM;
 }
 
+/* ----- a round: what every config computed after one change reads ----- */
+
+struct hy_zone_dp_round {
+    struct hy_policy_world world;    /* every policy */
+    struct hy_resource **dps, **zis; /* every Dataplane, every ZoneIngress; owned */
+    size_t ndps, nzis, capdps, capzis;
+};
+
+struct keep {
+    struct hy_resource ***v;
+    size_t *n, *cap;
+};
+
+static int keep_one(void *ud, struct hy_resource *r, bool *take)
+{
+    struct keep *k = ud;
+    if (*k->n == *k->cap) {
+        size_t cap = *k->cap ? 2 * *k->cap : 64;
+        struct hy_resource **v = realloc(*k->v, cap * sizeof(*v));
+        if (!v)
+            return HY_ENOMEM;
+        *k->v = v;
+        *k->cap = cap;
+    }
+    (*k->v)[(*k->n)++] = r;
+    *take = true;
+    return 0;
+}
+
+int hy_zone_dp_round_load(struct hy_store *s, struct hy_zone_dp_round **out)
+{
+    struct hy_zone_dp_round *r = calloc(1, sizeof(*r));
+    *out = NULL;
+    if (!r)
+        return HY_ENOMEM;
+    struct keep dps = {&r->dps, &r->ndps, &r->capdps}, zis = {&r->zis, &r->nzis, &r->capzis};
+    int rc = hy_policy_world_load(s, &r->world);
+    if (rc == 0)
+        rc = hy_store_each(s, "Dataplane", keep_one, &dps);
+    if (rc == 0)
+        rc = hy_store_each(s, "ZoneIngress", keep_one, &zis);
+    if (rc < 0) {
+        hy_zone_dp_round_free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+void hy_zone_dp_round_free(struct hy_zone_dp_round *r)
+{
+    if (!r)
+        return;
+    hy_policy_world_fini(&r->world);
+    for (size_t i = 0; i < r->ndps; i++)
+        hy_resource_free(r->dps[i]);
+    for (size_t i = 0; i < r->nzis; i++)
+        hy_resource_free(r->zis[i]);
+    free(r->dps);
+    free(r->zis);
+    free(r);
+}
+
 /* The policies of each type that select the proxy (the engine's order). */
 struct policies {
-    struct hy_policy_world world;
     struct hy_policy_set sel[HY_POLICY_NTYPES];
 };
 
 static void policies_fini(struct policies *p)
 {
     hy_policy_sets_fini(p->sel);
-    hy_policy_world_fini(&p->world);
 }
 
-static int policies_load(struct hy_store *s, const struct hy_policy_proxy *proxy,
+static int policies_load(const struct hy_zone_dp_round *r, const struct hy_policy_proxy *proxy,
                          struct policies *p)
 {
-    int rc = hy_policy_world_load(s, &p->world);
-    if (rc == 0 && (rc = hy_policy_select_all(&p->world, proxy, p->sel)) < 0)
-        hy_policy_world_fini(&p->world);
-    return rc;
+    return hy_policy_select_all(&r->world, proxy, p->sel);
 }
 
 /* MeshTrafficPermission at inbound i (cp/policy.h). */
@@ -408,6 +466,18 @@ int hy_zone_dp_version(const ProtobufCMessage *m, char **out)
 int hy_zone_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const char *cert,
                             const char *chain, const char *bundle, Hypha__V1__DpConfig **out)
 {
+    struct hy_zone_dp_round *r;
+    int rc = hy_zone_dp_round_load(s, &r);
+    if (rc == 0)
+        rc = hy_zone_dp_config_compute(r, dp, cert, chain, bundle, out);
+    hy_zone_dp_round_free(r);
+    return rc;
+}
+
+int hy_zone_dp_config_compute(const struct hy_zone_dp_round *round, const struct hy_resource *dp,
+                              const char *cert, const char *chain, const char *bundle,
+                              Hypha__V1__DpConfig **out)
+{
     const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
     Hypha__V1__DpConfig *c = malloc(sizeof(*c));
     if (!c)
@@ -442,7 +512,7 @@ int hy_zone_dp_config_build(struct hy_store *s, const struct hy_resource *dp, co
     }
     struct hy_policy_proxy proxy = {dp, dp->origin};
     struct policies pol;
-    bool loaded = rc == 0 && (rc = policies_load(s, &proxy, &pol)) == 0;
+    bool loaded = rc == 0 && (rc = policies_load(round, &proxy, &pol)) == 0;
     for (size_t i = 0; rc == 0 && i < c->n_inbounds; i++)
         rc = inbound_permissions(&pol, i, c->inbounds[i]);
     for (size_t i = 0; rc == 0 && i < nout; i++) {
@@ -462,9 +532,11 @@ int hy_zone_dp_config_build(struct hy_store *s, const struct hy_resource *dp, co
         hy_sni_for(S(svc), S(dp->meta->mesh), sni, sizeof(sni));
         o->sni = strdup(sni);
         struct policy_walk pw = {dp, o};
-        rc = hy_store_each(s, "Dataplane", add_endpoints, &pw);
-        if (rc == 0)
-            rc = hy_store_each(s, "ZoneIngress", add_remote, &pw);
+        bool unused;
+        for (size_t k = 0; rc == 0 && k < round->ndps; k++)
+            rc = add_endpoints(&pw, round->dps[k], &unused);
+        for (size_t k = 0; rc == 0 && k < round->nzis; k++)
+            rc = add_remote(&pw, round->zis[k], &unused);
         if (rc == 0)
             rc = apply_to_policies(&pol, dp, o);
         drop_excluded(o);

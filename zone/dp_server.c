@@ -560,14 +560,20 @@ static void push_ingress(struct dp_session *s, bool force_store)
     hypha__v1__dp_ingress_config__free_unpacked(c, NULL);
 }
 
-/* The config s's sidecar is due now, with its certificate material. */
-static int session_config(struct dp_session *s, Hypha__V1__DpConfig **out)
+/* The config s's sidecar is due now, with its certificate material, from
+ * round (NULL: one loaded for it alone). */
+static int session_config(struct dp_session *s, const struct hy_zone_dp_round *round,
+                          Hypha__V1__DpConfig **out)
 {
     struct hy_buf bundle = {0};
+    struct hy_zone_dp_round *own = NULL;
     int rc = mesh_bundle(srv_of(s)->z->cp.store, s->dp->meta->mesh, &bundle);
+    if (rc == 0 && !round && (rc = hy_zone_dp_round_load(srv_of(s)->z->cp.store, &own)) == 0)
+        round = own;
     if (rc == 0)
-        rc = hy_zone_dp_config_build(srv_of(s)->z->cp.store, s->dp, s->cert, s->chain,
-                                     bundle.data ? bundle.data : "", out);
+        rc = hy_zone_dp_config_compute(round, s->dp, s->cert, s->chain,
+                                       bundle.data ? bundle.data : "", out);
+    hy_zone_dp_round_free(own);
     hy_buf_fini(&bundle);
     return rc;
 }
@@ -584,12 +590,13 @@ int hy_zone_dp_connected_config(struct hy_zone *z, const char *mesh, const char 
             strcmp(s->dp->meta->name, name))
             continue;
         snprintf(acked, size, "%s", s->acked_version);
-        return session_config(s, out);
+        return session_config(s, NULL, out);
     }
     return HY_ENOTFOUND;
 }
 
-static void push(struct dp_session *s)
+/* Sends s its config when it changed; round as for session_config. */
+static void push_from(struct dp_session *s, const struct hy_zone_dp_round *round)
 {
     if (!s->dp || s->base.closing)
         return;
@@ -598,7 +605,7 @@ static void push(struct dp_session *s)
         return;
     }
     Hypha__V1__DpConfig *c = NULL;
-    int rc = session_config(s, &c);
+    int rc = session_config(s, round, &c);
     if (rc < 0) {
         hy_log(HY_LOG_ERROR, "dp", "%s/%s: cannot compute the config: %s", s->dp->meta->mesh,
                s->dp->meta->name, hy_strerror(rc));
@@ -616,6 +623,11 @@ static void push(struct dp_session *s)
         }
     }
     hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+static void push(struct dp_session *s)
+{
+    push_from(s, NULL);
 }
 
 /* ----- registration ----- */
@@ -1113,8 +1125,15 @@ static void on_store_change(void *ud, const struct hy_store_changes *ch)
     struct hy_zone_dp_server *srv = ud;
     if (!configs_may_change(ch))
         return;
-    for (struct hy_cp_session *cs = hy_cp_session_first(srv->ss); cs; cs = cs->next)
-        push((struct dp_session *)cs);
+    /* the store read once for every sidecar's config, not once per config */
+    struct hy_zone_dp_round *round = NULL;
+    int rc = hy_zone_dp_round_load(srv->z->cp.store, &round);
+    if (rc < 0)
+        hy_log(HY_LOG_ERROR, "dp", "cannot read the store for the sidecars' configs: %s",
+               hy_strerror(rc));
+    for (struct hy_cp_session *cs = hy_cp_session_first(srv->ss); rc == 0 && cs; cs = cs->next)
+        push_from((struct dp_session *)cs, round);
+    hy_zone_dp_round_free(round);
 }
 
 static double sidecars(void *ud)

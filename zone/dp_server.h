@@ -53,6 +53,19 @@ const char *hy_zone_dp_service_of(const Hypha__V1__Dataplane__Networking__Inboun
 int hy_zone_dp_identity_uris(const struct hy_resource *dp, const char *zone, char ***out,
                              size_t *n);
 
+/* What every config computed after one store change reads, loaded once
+ * (dp_config.c): every policy, Dataplane and ZoneIngress. A change used to
+ * have each sidecar's config decode the whole store again, for every
+ * outbound. *out is the caller's (hy_zone_dp_round_free). 0 or a negative
+ * code (store, HY_ENOMEM). */
+struct hy_zone_dp_round;
+int hy_zone_dp_round_load(struct hy_store *s, struct hy_zone_dp_round **out);
+void hy_zone_dp_round_free(struct hy_zone_dp_round *r);
+/* hy_zone_dp_config_build from a round, not the store. */
+int hy_zone_dp_config_compute(const struct hy_zone_dp_round *r, const struct hy_resource *dp,
+                              const char *cert, const char *chain, const char *bundle,
+                              Hypha__V1__DpConfig **out);
+
 /* Computes dp's config from the store (dp_config.c): inbounds with the
  * MeshTrafficPermission entries and rules their callers meet, outbounds with their
  * endpoints and policies, and the certificate material given. *out is owned

@@ -1335,6 +1335,44 @@ static void test_merge_order(void **state)
     assert_true(legacy_in);
 }
 
+/* One round read from the store serves every config computed after a
+ * change: each the same as one built from the store alone, and a round
+ * read before a change does not see it (the DP server reads a new one). */
+static void test_round(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    PUT(f->s, "east", backends);
+    struct hy_zone_dp_round *round = NULL;
+    assert_int_equal(hy_zone_dp_round_load(f->s, &round), 0);
+    static const char *const names[] = {"web-1", "backend-1", "backend-2"};
+    for (size_t i = 0; i < 3; i++) {
+        struct hy_resource *dp = NULL;
+        Hypha__V1__DpConfig *a = NULL, *b = NULL;
+        assert_int_equal(hy_store_get(f->s, "Dataplane", "default", names[i], &dp), 0);
+        assert_int_equal(hy_zone_dp_config_compute(round, dp, "CERT", "CHAIN", "BUNDLE", &a), 0);
+        assert_int_equal(hy_zone_dp_config_build(f->s, dp, "CERT", "CHAIN", "BUNDLE", &b), 0);
+        assert_string_equal(a->version, b->version);
+        hypha__v1__dp_config__free_unpacked(a, NULL);
+        hypha__v1__dp_config__free_unpacked(b, NULL);
+        hy_resource_free(dp);
+    }
+    del(f->s, "Dataplane", "default", "backend-2");
+    struct hy_resource *web = NULL;
+    assert_int_equal(hy_store_get(f->s, "Dataplane", "default", "web-1", &web), 0);
+    Hypha__V1__DpConfig *old = NULL, *now = NULL;
+    assert_int_equal(hy_zone_dp_config_compute(round, web, "CERT", "CHAIN", "BUNDLE", &old), 0);
+    assert_int_equal(outbound(old, "backend")->n_endpoints, 2); /* the round as read */
+    hy_zone_dp_round_free(round);
+    assert_int_equal(hy_zone_dp_round_load(f->s, &round), 0);
+    assert_int_equal(hy_zone_dp_config_compute(round, web, "CERT", "CHAIN", "BUNDLE", &now), 0);
+    assert_int_equal(outbound(now, "backend")->n_endpoints, 1);
+    hypha__v1__dp_config__free_unpacked(old, NULL);
+    hypha__v1__dp_config__free_unpacked(now, NULL);
+    hy_resource_free(web);
+    hy_zone_dp_round_free(round);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1359,6 +1397,7 @@ int main(void)
         T(test_invalid_inputs),
         T(test_selection_kinds),
         T(test_merge_order),
+        T(test_round),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
