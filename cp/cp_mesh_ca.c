@@ -104,7 +104,8 @@ fail:
 }
 
 /* Makes the root of one backend and adds MeshCaRoot + MeshCaKey to b, and
- * the MeshTrust that lists it. */
+ * the MeshTrust that lists it (created only: a user's MeshTrust of that
+ * name fails the write with a conflict, never overwritten). */
 static int make_root(struct hy_cp_api_batch *b, const char *mesh,
                      const Hypha__V1__CertificateAuthorityBackend *be, struct hy_diag *d)
 {
@@ -154,7 +155,7 @@ static int make_root(struct hy_cp_api_batch *b, const char *mesh,
         !t->not_after)
         goto out;
     struct hy_resource *trust = managed_trust(mesh, be->name, pem.cert);
-    if (!trust || hy_cp_api_batch_add(b, HY_STORE_PUT, trust, HY_VERSION_ANY) < 0) {
+    if (!trust || hy_cp_api_batch_add(b, HY_STORE_PUT, trust, HY_VERSION_NEW) < 0) {
         hy_resource_free(trust);
         goto out;
     }
@@ -332,6 +333,18 @@ int hy_cp_mesh_roots(struct hy_cp *cp, struct hy_cp_api_batch *b, struct hy_diag
             if (root_exists(cp->store, r->meta->name, be->name) ||
                 in_batch(b, "MeshCaRoot", r->meta->name, be->name))
                 continue;
+            /* the new root's MeshTrust takes the backend's name: a user's
+             * of that name is said, never overwritten */
+            struct hy_resource *mine = NULL;
+            if (hy_store_get(cp->store, "MeshTrust", r->meta->name, be->name, &mine) == 0 ||
+                in_batch(b, "MeshTrust", r->meta->name, be->name)) {
+                hy_resource_free(mine);
+                hy_diag_add(d, 0, 0, "mtls.enabledBackend",
+                            "backend %s: its new root is listed in MeshTrust %s/%s, and a "
+                            "MeshTrust of that name exists: rename or delete it first",
+                            be->name, r->meta->name, be->name);
+                return HY_EINVAL;
+            }
             int rc = make_root(b, r->meta->name, be, d);
             if (rc < 0)
                 return rc;

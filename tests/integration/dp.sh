@@ -104,6 +104,16 @@ hy_eq "a MeshTrust for the mesh's own trust domain applies without a warning" ""
     "$(ctl apply -f "$HY_TMP/corp-trust.yaml" 2>&1 >/dev/null)"
 at_zone() { curl -sf "$E/meshes/default/meshtrusts/$1" >/dev/null; }
 hy_check "it reaches the zone" hy_wait_for 10 at_zone corp
+# a user's MeshTrust is never overwritten by the one listing a new root
+trust ca-2 default "$HY_TMP/corp.pem" | ctl apply -f - >/dev/null
+out=$(printf 'type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-2\n  backends:\n    - {name: ca-1, type: builtin}\n    - {name: ca-2, type: builtin}\n' |
+    ctl apply -f - 2>&1) && hy_fail "a new root overwrote the user's MeshTrust ca-2"
+hy_contains "enabling a root named as a user's MeshTrust fails, naming it" \
+    "backend ca-2: its new root is listed in MeshTrust default/ca-2, and a MeshTrust of that name exists: rename or delete it first" "$out"
+hy_eq "and leaves the mesh on ca-1" ca-1 "$(curl -sf "$GLOBAL_URL/meshes/default" | jq -r .mtls.enabledBackend)"
+hy_eq "and the user's MeshTrust as it was" "$(sed -n 2p "$HY_TMP/corp.pem")" \
+    "$(curl -sf "$GLOBAL_URL/meshes/default/meshtrusts/ca-2" | jq -r '.spec.caBundles[0].pem.value' | sed -n 2p)"
+ctl delete meshtrust ca-2 -m default >/dev/null
 corp_line=$(sed -n 2p "$HY_TMP/corp.pem")
 in_bundle() { curl -s "$B_ADMIN/config" | jq -r .trustBundle | grep -qF "$1"; }
 hy_check "and its CA is in the sidecar's trust bundle" hy_wait_for 10 in_bundle "$corp_line"
