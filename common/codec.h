@@ -79,6 +79,13 @@ int hy_codec_encode_message(const ProtobufCMessage *m, enum hy_format f, struct 
 
 /* True for a protobuf map field (repeated XxxEntry{key, value}). */
 bool hy_codec_is_map_entry(const ProtobufCFieldDescriptor *f);
+/* Is field f set in m: a repeated one not empty, a oneof member the chosen
+ * case, a string or message not NULL, a scalar with its has_ flag (a
+ * required one always). */
+bool hy_codec_field_set(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f);
+/* Bytes one value of type t occupies in a message or a repeated array
+ * (protobuf-c's layout). Cannot fail. */
+size_t hy_codec_scalar_size(ProtobufCType t);
 /* Writes the lowerCamelCase form of snake into out (truncated to size). */
 void hy_codec_camel(const char *snake, char *out, size_t size);
 /* Appends v[0..len) as a JSON string literal, quoted and escaped. */

@@ -315,7 +315,7 @@ static int emit_value(struct sink *s, const ProtobufCFieldDescriptor *f, const v
     return s->scalar(s, num, strlen(num), SC_NUMBER);
 }
 
-static bool field_present(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+bool hy_codec_field_set(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
 {
     const char *base = (const char *)m;
     if (f->label == PROTOBUF_C_LABEL_REPEATED)
@@ -324,9 +324,8 @@ static bool field_present(const ProtobufCMessage *m, const ProtobufCFieldDescrip
         return *(const uint32_t *)(base + f->quantifier_offset) == f->id;
     if (f->type == PROTOBUF_C_TYPE_MESSAGE || f->type == PROTOBUF_C_TYPE_STRING)
         return *(void *const *)(base + f->offset) != NULL;
-    if (f->label == PROTOBUF_C_LABEL_REQUIRED)
-        return true;
-    return *(const protobuf_c_boolean *)(base + f->quantifier_offset);
+    /* no has_ flag: a required field, always there */
+    return !f->quantifier_offset || *(const protobuf_c_boolean *)(base + f->quantifier_offset);
 }
 
 /* Emits the fields of m as key/value pairs into an already open mapping. */
@@ -335,7 +334,7 @@ static int emit_fields(struct sink *s, const ProtobufCMessage *m)
     const ProtobufCMessageDescriptor *d = m->descriptor;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
-        if (!field_present(m, f))
+        if (!hy_codec_field_set(m, f))
             continue;
         const char *p = (const char *)m + f->offset;
         if (emit_key(s, f->name) < 0)

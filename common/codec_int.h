@@ -18,7 +18,5 @@ const ProtobufCFieldDescriptor *hy_codec_find_field(const ProtobufCMessageDescri
                                                     const char *key);
 /* True when camel is the lowerCamelCase form of snake. */
 bool hy_codec_camel_eq(const char *snake, const char *camel);
-/* Bytes one value of type t occupies in a message or a repeated array. */
-size_t hy_codec_scalar_size(ProtobufCType t);
 
 #endif

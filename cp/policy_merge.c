@@ -32,50 +32,6 @@ static ProtobufCMessage *msg_dup(const ProtobufCMessage *m)
     return c;
 }
 
-static size_t scalar_size(ProtobufCType t)
-{
-    switch (t) {
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-    case PROTOBUF_C_TYPE_FLOAT:
-    case PROTOBUF_C_TYPE_ENUM:
-        return 4;
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return 8;
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(void *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    }
-    return 0;
-}
-
-/* Is field f set in m? (A oneof member: is it the chosen case.) */
-static bool field_set(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
-{
-    const char *base = (const char *)m;
-    if (f->label == PROTOBUF_C_LABEL_REPEATED)
-        return *(const size_t *)(base + f->quantifier_offset) > 0;
-    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
-        return *(const uint32_t *)(base + f->quantifier_offset) == f->id;
-    if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE)
-        return *(void *const *)(base + f->offset) != NULL;
-    if (f->quantifier_offset)
-        return *(const protobuf_c_boolean *)(base + f->quantifier_offset);
-    return true; /* proto2 required: always there */
-}
-
 /* Frees what field f of m holds and marks it unset. */
 static void field_clear(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
 {
@@ -134,7 +90,7 @@ static int field_copy(ProtobufCMessage *dst, const ProtobufCMessage *src,
     field_clear(dst, f);
     if (f->label == PROTOBUF_C_LABEL_REPEATED) {
         size_t n = *(const size_t *)(sb + f->quantifier_offset);
-        size_t es = scalar_size(f->type);
+        size_t es = hy_codec_scalar_size(f->type);
         void *const *from = *(void *const *)(sb + f->offset);
         void **to = calloc(n ? n : 1, es);
         if (!to)
@@ -180,7 +136,7 @@ static int field_copy(ProtobufCMessage *dst, const ProtobufCMessage *src,
         memcpy(c->data, b->data, b->len);
         c->len = b->len;
     } else {
-        memcpy(to, from, scalar_size(f->type));
+        memcpy(to, from, hy_codec_scalar_size(f->type));
     }
     if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
         *(uint32_t *)(db + f->quantifier_offset) = f->id;
@@ -220,7 +176,7 @@ static int merge_into(struct hy_policy_conf *c, ProtobufCMessage *dst, const Pro
     const ProtobufCMessageDescriptor *d = src->descriptor;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
-        if (!field_set(src, f))
+        if (!hy_codec_field_set(src, f))
             continue;
         char path[HY_POLICY_PATH_MAX];
         char name[128];

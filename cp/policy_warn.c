@@ -96,18 +96,6 @@ struct walk {
     struct hy_diag *w;
 };
 
-static bool is_set(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
-{
-    const char *base = (const char *)m;
-    if (f->label == PROTOBUF_C_LABEL_REPEATED)
-        return *(const size_t *)(base + f->quantifier_offset) > 0;
-    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
-        return *(const uint32_t *)(base + f->quantifier_offset) == f->id;
-    if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE)
-        return *(void *const *)(base + f->offset) != NULL;
-    return !f->quantifier_offset || *(const protobuf_c_boolean *)(base + f->quantifier_offset);
-}
-
 /* path: with indexes, for the user; bare: without, for the table. */
 static void walk(struct walk *wk, const ProtobufCMessage *m, const char *path, const char *bare)
 {
@@ -116,7 +104,7 @@ static void walk(struct walk *wk, const ProtobufCMessage *m, const char *path, c
     const ProtobufCMessageDescriptor *d = m->descriptor;
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
-        if (!is_set(m, f))
+        if (!hy_codec_field_set(m, f))
             continue;
         char name[128], p[HY_POLICY_PATH_MAX], b[HY_POLICY_PATH_MAX];
         hy_codec_camel(f->name, name, sizeof(name));

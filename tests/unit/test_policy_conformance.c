@@ -455,42 +455,6 @@ static void caller_parse(const struct kase *k, char **tok, size_t n, struct call
     c->view = (struct hy_policy_tags){c->tags, c->peer.n};
 }
 
-static bool field_set(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
-{
-    const char *base = (const char *)m;
-    if (f->label == PROTOBUF_C_LABEL_REPEATED)
-        return *(const size_t *)(base + f->quantifier_offset) > 0;
-    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
-        return *(const uint32_t *)(base + f->quantifier_offset) == f->id;
-    if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE)
-        return *(void *const *)(base + f->offset) != NULL;
-    if (f->quantifier_offset)
-        return *(const protobuf_c_boolean *)(base + f->quantifier_offset);
-    return true;
-}
-
-static size_t elem_size(ProtobufCType t)
-{
-    switch (t) {
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return 8;
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(void *);
-    case PROTOBUF_C_TYPE_BYTES:
-        return sizeof(ProtobufCBinaryData);
-    default:
-        return 4;
-    }
-}
-
 /* One value of field f at p, as Kuma's YAML writes it: durations "1m30s",
  * enums by name, strings bare, messages as compact JSON. */
 static void format_one(struct hy_buf *out, const ProtobufCFieldDescriptor *f, const void *p)
@@ -571,7 +535,7 @@ static void value_at(const ProtobufCMessage *m, const char *path, struct hy_buf 
         }
         if (!f)
             fail_msg("%s: %s is no field of %s", where, comp, m->descriptor->name);
-        if (!field_set(m, f))
+        if (!hy_codec_field_set(m, f))
             break;
         const char *p = (const char *)m + f->offset;
         if (path[n] == '.') {
@@ -591,7 +555,7 @@ static void value_at(const ProtobufCMessage *m, const char *path, struct hy_buf 
         for (size_t i = 0; i < count; i++) {
             if (i)
                 hy_buf_puts(out, ", ");
-            format_one(out, f, arr + i * elem_size(f->type));
+            format_one(out, f, arr + i * hy_codec_scalar_size(f->type));
         }
         hy_buf_puts(out, "]");
         return;
