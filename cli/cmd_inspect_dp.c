@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "cli.h"
+#include "inspect_list.h"
 #include "codec.h"
 #include "dataplane.pb-c.h"
 #include "error.h"
@@ -57,8 +58,13 @@ static int tags_cell(const Hypha__V1__Dataplane *dp, struct hy_buf *b)
     return rc;
 }
 
+static const char *const dp_head[] = {"MESH",         "NAME",           "TAGS",
+                                      "STATUS",       "LAST-CONNECTED", "TOTAL-UPDATES",
+                                      "TOTAL-ERRORS", "CERT-EXPIRATION"};
+
 /* One row: MESH NAME TAGS STATUS LAST-CONNECTED TOTAL-UPDATES TOTAL-ERRORS
- * CERT-EXPIRATION. */
+ * CERT-EXPIRATION. -o json|yaml: kumactl's overview,
+ * {"total","items":[{"dataplane","dataplaneInsight"}]}. */
 static int dp_row(struct hy_cli *cli, struct hy_table *t, const struct hy_resource *dp,
                   const struct hy_resource *insight)
 {
@@ -92,81 +98,6 @@ static int dp_row(struct hy_cli *cli, struct hy_table *t, const struct hy_resour
     return rc;
 }
 
-static bool same_key(const struct hy_json *a, const struct hy_json *b)
-{
-    return !strcmp(S(hy_json_get_str(a, "mesh")), S(hy_json_get_str(b, "mesh"))) &&
-           !strcmp(S(hy_json_get_str(a, "name")), S(hy_json_get_str(b, "name")));
-}
-
-static const struct hy_json *insight_of(const struct hy_api_list *insights,
-                                        const struct hy_json *dp)
-{
-    for (size_t i = 0; i < insights->nitems; i++)
-        if (same_key(insights->items[i], dp))
-            return insights->items[i];
-    return NULL;
-}
-
-/* -o json|yaml: {"total","items":[{"dataplane","dataplaneInsight"}]},
- * kumactl's overview shape. */
-static int print_overview(struct hy_cli *cli, const struct hy_api_list *dps,
-                          const struct hy_api_list *insights, enum hy_output_format f)
-{
-    struct hy_buf b = {0};
-    int rc = hy_buf_printf(&b, "{\"total\":%zu,\"items\":[", dps->nitems);
-    for (size_t i = 0; rc == 0 && i < dps->nitems; i++) {
-        const struct hy_json *in = insight_of(insights, dps->items[i]);
-        rc = hy_buf_puts(&b, i ? ",{\"dataplane\":" : "{\"dataplane\":");
-        if (rc == 0)
-            rc = hy_json_write(dps->items[i], &b);
-        if (rc == 0)
-            rc = hy_buf_puts(&b, ",\"dataplaneInsight\":");
-        if (rc == 0)
-            rc = in ? hy_json_write(in, &b) : hy_buf_puts(&b, "null");
-        if (rc == 0)
-            rc = hy_buf_puts(&b, "}");
-    }
-    if (rc == 0)
-        rc = hy_buf_puts(&b, "]}");
-    if (rc < 0)
-        hy_cli_error(cli, "out of memory");
-    else
-        rc = hy_output_json_text(cli, b.data, b.len, f);
-    hy_buf_fini(&b);
-    return rc;
-}
-
-static int print_dp_table(struct hy_cli *cli, const struct hy_api_list *dps,
-                          const struct hy_api_list *insights)
-{
-    static const char *const head[] = {"MESH",         "NAME",           "TAGS",
-                                       "STATUS",       "LAST-CONNECTED", "TOTAL-UPDATES",
-                                       "TOTAL-ERRORS", "CERT-EXPIRATION"};
-    struct hy_table t;
-    struct hy_buf text = {0};
-    int rc = hy_table_init(&t, sizeof(head) / sizeof(head[0]), head);
-    if (rc < 0)
-        hy_cli_error(cli, "out of memory");
-    for (size_t i = 0; rc == 0 && i < dps->nitems; i++) {
-        struct hy_resource *dp = NULL, *insight = NULL;
-        const struct hy_json *in = insight_of(insights, dps->items[i]);
-        rc = hy_api_decode(cli, dps->items[i], &dp);
-        if (rc == 0 && in)
-            rc = hy_api_decode(cli, in, &insight);
-        if (rc == 0 && (rc = dp_row(cli, &t, dp, insight)) < 0)
-            hy_cli_error(cli, "out of memory");
-        hy_resource_free(dp);
-        hy_resource_free(insight);
-    }
-    if (rc == 0 && (rc = hy_table_render(&t, &text)) < 0)
-        hy_cli_error(cli, "out of memory");
-    if (rc == 0)
-        fwrite(text.data, 1, text.len, cli->out);
-    hy_buf_fini(&text);
-    hy_table_fini(&t);
-    return rc;
-}
-
 /* /meshes/MESH/PLURAL, or /PLURAL for every mesh. */
 static int list_path(struct hy_buf *b, const char *mesh, const char *plural)
 {
@@ -196,8 +127,11 @@ int hy_cmd_inspect_dataplanes(struct hy_cli *cli)
     if (rc == 0)
         rc = hy_api_list(cli, p2.data, true, &insights);
     if (rc == 0)
-        rc = f == HY_OUTPUT_TABLE ? print_dp_table(cli, &dps, &insights)
-                                  : print_overview(cli, &dps, &insights, f);
+        rc = f == HY_OUTPUT_TABLE
+                 ? hy_inspect_print_table(cli, dp_head, sizeof(dp_head) / sizeof(dp_head[0]), &dps,
+                                          &insights, dp_row)
+                 : hy_inspect_print_overview(cli, &dps, &insights, "dataplane", "dataplaneInsight",
+                                             f);
     hy_api_list_fini(&dps);
     hy_api_list_fini(&insights);
     hy_buf_fini(&p1);

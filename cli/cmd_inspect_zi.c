@@ -8,6 +8,7 @@
 
 #include "api.h"
 #include "cli.h"
+#include "inspect_list.h"
 #include "dataplane.pb-c.h"
 #include "error.h"
 #include "output.h"
@@ -16,17 +17,8 @@
 
 #define S(s) ((s) ? (s) : "")
 
-static const struct hy_json *insight_of(const struct hy_api_list *insights,
-                                        const struct hy_json *zi)
-{
-    const char *name = S(hy_json_get_str(zi, "name"));
-    for (size_t i = 0; i < insights->nitems; i++)
-        if (!strcmp(S(hy_json_get_str(insights->items[i], "name")), name))
-            return insights->items[i];
-    return NULL;
-}
-
-/* NAME ZONE ADDRESS SERVICES STATUS LAST-CONNECTED TOTAL-UPDATES */
+/* NAME ZONE ADDRESS SERVICES STATUS LAST-CONNECTED TOTAL-UPDATES; -o
+ * json|yaml: {"total","items":[{"zoneIngress","zoneIngressInsight"}]}. */
 static int zi_row(struct hy_cli *cli, struct hy_table *t, const struct hy_resource *r,
                   const struct hy_resource *insight)
 {
@@ -55,58 +47,8 @@ static int zi_row(struct hy_cli *cli, struct hy_table *t, const struct hy_resour
     return hy_table_add(t, row);
 }
 
-static int print_table(struct hy_cli *cli, const struct hy_api_list *zis,
-                       const struct hy_api_list *insights)
-{
-    static const char *const head[] = {"NAME",   "ZONE",           "ADDRESS",      "SERVICES",
-                                       "STATUS", "LAST-CONNECTED", "TOTAL-UPDATES"};
-    struct hy_table t;
-    struct hy_buf text = {0};
-    int rc = hy_table_init(&t, sizeof(head) / sizeof(head[0]), head);
-    if (rc < 0)
-        hy_cli_error(cli, "out of memory");
-    for (size_t i = 0; rc == 0 && i < zis->nitems; i++) {
-        struct hy_resource *zi = NULL, *insight = NULL;
-        const struct hy_json *in = insight_of(insights, zis->items[i]);
-        rc = hy_api_decode(cli, zis->items[i], &zi);
-        if (rc == 0 && in)
-            rc = hy_api_decode(cli, in, &insight);
-        if (rc == 0 && (rc = zi_row(cli, &t, zi, insight)) < 0)
-            hy_cli_error(cli, "out of memory");
-        hy_resource_free(zi);
-        hy_resource_free(insight);
-    }
-    if (rc == 0 && (rc = hy_table_render(&t, &text)) < 0)
-        hy_cli_error(cli, "out of memory");
-    if (rc == 0)
-        fwrite(text.data, 1, text.len, cli->out);
-    hy_buf_fini(&text);
-    hy_table_fini(&t);
-    return rc;
-}
-
-/* -o json|yaml: {"total","items":[{"zoneIngress","zoneIngressInsight"}]}. */
-static int print_overview(struct hy_cli *cli, const struct hy_api_list *zis,
-                          const struct hy_api_list *insights, enum hy_output_format f)
-{
-    struct hy_buf b = {0};
-    int rc = hy_buf_printf(&b, "{\"total\":%zu,\"items\":[", zis->nitems);
-    for (size_t i = 0; rc == 0 && i < zis->nitems; i++) {
-        const struct hy_json *in = insight_of(insights, zis->items[i]);
-        rc = hy_buf_puts(&b, i ? ",{\"zoneIngress\":" : "{\"zoneIngress\":");
-        rc = rc ? rc : hy_json_write(zis->items[i], &b);
-        rc = rc ? rc : hy_buf_puts(&b, ",\"zoneIngressInsight\":");
-        rc = rc ? rc : (in ? hy_json_write(in, &b) : hy_buf_puts(&b, "null"));
-        rc = rc ? rc : hy_buf_puts(&b, "}");
-    }
-    rc = rc ? rc : hy_buf_puts(&b, "]}");
-    if (rc < 0)
-        hy_cli_error(cli, "out of memory");
-    else
-        rc = hy_output_json_text(cli, b.data, b.len, f);
-    hy_buf_fini(&b);
-    return rc;
-}
+static const char *const zi_head[] = {"NAME",   "ZONE",           "ADDRESS",      "SERVICES",
+                                      "STATUS", "LAST-CONNECTED", "TOTAL-UPDATES"};
 
 int hy_cmd_inspect_zoneingresses(struct hy_cli *cli)
 {
@@ -121,8 +63,11 @@ int hy_cmd_inspect_zoneingresses(struct hy_cli *cli)
     if (rc == 0)
         rc = hy_api_list(cli, "/zoneingressinsights", true, &insights);
     if (rc == 0)
-        rc = f == HY_OUTPUT_TABLE ? print_table(cli, &zis, &insights)
-                                  : print_overview(cli, &zis, &insights, f);
+        rc = f == HY_OUTPUT_TABLE
+                 ? hy_inspect_print_table(cli, zi_head, sizeof(zi_head) / sizeof(zi_head[0]), &zis,
+                                          &insights, zi_row)
+                 : hy_inspect_print_overview(cli, &zis, &insights, "zoneIngress",
+                                             "zoneIngressInsight", f);
     hy_api_list_fini(&zis);
     hy_api_list_fini(&insights);
     return rc;
