@@ -690,6 +690,14 @@ static int decode_k8s_resource(struct dctx *c, const struct hy_node *root, struc
         path_pop(c, saved);
     }
     char *mesh = rc == 0 ? take_label(r->meta, "hypha.io/mesh") : NULL;
+    if (mesh && !mesh[0]) {
+        hy_diag_add(c->diag, root->line, root->col, "metadata.labels",
+                    "the label kuma.io/mesh is empty; name the mesh or drop the label "
+                    "for \"default\"");
+        free(mesh);
+        mesh = NULL;
+        rc = HY_EINVAL;
+    }
     if (rc == 0 && t->scope == HY_SCOPE_MESH)
         rc = (r->meta->mesh = mesh ? mesh : strdup("default")) ? 0 : HY_ENOMEM;
     else if (rc == 0 && mesh) {

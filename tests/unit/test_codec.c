@@ -583,6 +583,10 @@ static void test_kubernetes_shape(void **state)
                  "metadata: {name: a, labels: {kuma.io/mesh: x}}\n",
                  "mtp.yaml:1:1: metadata.labels: Mesh is not mesh-scoped; remove the label "
                  "kuma.io/mesh");
+    expect_error("apiVersion: kuma.io/v1alpha1\nkind: MeshTimeout\n"
+                 "metadata: {name: a, labels: {kuma.io/mesh }}\n",
+                 "mtp.yaml:1:1: metadata.labels: the label kuma.io/mesh is empty; name the mesh "
+                 "or drop the label for \"default\"");
     expect_error("apiVersion: kuma.io/v1alpha1\nkind: MeshTimeout\nmetadata: {}\n",
                  "mtp.yaml:1:1: metadata.name: required");
     expect_error("apiVersion: kuma.io/v1alpha1\nkind: Meshy\nmetadata: {name: a}\n",
