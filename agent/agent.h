@@ -1,7 +1,7 @@
 /* What a data-plane process is, whichever it is (hypha-dp, hypha-ingress):
  * the options they share, the resource file and the token it presents,
  * the control stream to the zone control plane (wss, subprotocol
- * hypha.dp.v1: DpHello, then configs each answered DpAck or DpNack, a
+ * hypha.dp.v2: DpHello, then config updates each answered DpAck or DpNack, a
  * DpReject ending it), the admin server (GET /ready, /config, /metrics)
  * and a shutdown that tells the zone it is leaving. The binary adds what
  * it alone does through struct hy_agent_ops: what its configs are, when it

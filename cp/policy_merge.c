@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "dp_parts.h"
 #include "error.h"
 #include "meta.pb-c.h"
 #include "policy.h"
@@ -18,18 +19,6 @@
 static bool is_leaf_message(const ProtobufCMessageDescriptor *d)
 {
     return d == &hypha__v1__duration__descriptor || d == &hypha__v1__timestamp__descriptor;
-}
-
-static ProtobufCMessage *msg_dup(const ProtobufCMessage *m)
-{
-    size_t len = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return NULL;
-    protobuf_c_message_pack(m, buf);
-    ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
-    free(buf);
-    return c;
 }
 
 /* Frees what field f of m holds and marks it unset. */
@@ -101,7 +90,7 @@ static int field_copy(ProtobufCMessage *dst, const ProtobufCMessage *src,
                 if (!(to[i] = strdup(((char *const *)from)[i])))
                     goto nomem;
             } else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                if (!(to[i] = msg_dup(((ProtobufCMessage *const *)from)[i])))
+                if (!(to[i] = hy_dp_msg_copy(((ProtobufCMessage *const *)from)[i])))
                     goto nomem;
             } else if (f->type == PROTOBUF_C_TYPE_BYTES) {
                 const ProtobufCBinaryData *b = &((const ProtobufCBinaryData *)from)[i];
@@ -126,7 +115,7 @@ static int field_copy(ProtobufCMessage *dst, const ProtobufCMessage *src,
         if (!(*(char **)to = strdup(*(char *const *)from)))
             return HY_ENOMEM;
     } else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
-        if (!(*(ProtobufCMessage **)to = msg_dup(*(ProtobufCMessage *const *)from)))
+        if (!(*(ProtobufCMessage **)to = hy_dp_msg_copy(*(ProtobufCMessage *const *)from)))
             return HY_ENOMEM;
     } else if (f->type == PROTOBUF_C_TYPE_BYTES) {
         const ProtobufCBinaryData *b = from;

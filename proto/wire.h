@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 #define HY_KDS_SUBPROTOCOL "hypha.kds.v1" /* KdsMessage frames (kds.proto) */
-#define HY_DP_SUBPROTOCOL "hypha.dp.v1"   /* DpMessage frames (dp.proto) */
+#define HY_DP_SUBPROTOCOL "hypha.dp.v2"   /* DpMessage frames (dp.proto); v2: configs in parts */
 
 /* What a sidecar or an ingress may send its zone (every byte is hostile
  * until these checks pass). A real DpHello is 2-5 KiB: a Dataplane, a JWT
@@ -25,6 +25,12 @@
 #define HY_DP_MAX_INBOUNDS 64        /* inbounds of one Dataplane */
 #define HY_DP_MAX_SERVICES 16        /* distinct inbound services: SPIFFE IDs in one leaf */
 #define HY_DP_MAX_OUTBOUNDS 1024     /* outbounds of one Dataplane */
+/* Parts of one sidecar's config: identity, trust bundle, inbounds,
+ * outbounds, and one Endpoints part per outbound service. */
+#define HY_DP_MAX_PARTS (HY_DP_MAX_OUTBOUNDS + 4)
+#define HY_DP_MAX_PART_KEY 253 /* bytes of an Endpoints part's key (a service) */
+/* An endpoint's priority when its outbound leaves its zone out. */
+#define HY_DP_PRIORITY_EXCLUDED UINT32_MAX
 /* What the zone may send a sidecar or an ingress: a big mesh's outbounds,
  * or a zone's routes. */
 #define HY_DP_MAX_CONFIG (16u << 20) /* bytes of one DpMessage */

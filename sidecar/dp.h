@@ -15,6 +15,7 @@
 #include "agent_snap.h"
 #include "ca.h"
 #include "dp.pb-c.h"
+#include "dp_parts.h"
 
 #define HY_DP_RENEW_PERCENT 80 /* of a certificate's life, when a new one is asked for */
 
@@ -84,6 +85,12 @@ struct hy_dp {
     uv_timer_t renew_timer;   /* the next time to ask for a certificate */
     bool renew_init;
     int64_t next_ask_ms; /* Unix ms of the next DpCsr; 0: none planned */
+
+    /* the config's parts as applied, kept across sessions: a new session's
+     * DpHello names them and the zone sends only what differs */
+    struct hy_dp_parts parts;
+    Hypha__V1__DpPartRef **hello_refs; /* the last DpHello's names of them */
+    size_t n_hello_refs;
 
     struct hy_series *acks, *nacks, *cert_expiry, *renewals;
     struct hy_proxy *proxy; /* the data-plane proxy (proxy.c): follows a.current */

@@ -12,6 +12,7 @@
 #include "dp.h"
 #include "error.h"
 #include "metrics.h"
+#include "wire.h"
 #include "ws.h"
 #include "poison.h"
 
@@ -85,24 +86,48 @@ out:
 
 /* ----- configs ----- */
 
-/* Takes c: it becomes the current snapshot, or is freed. */
-static void on_config(struct hy_dp *d, Hypha__V1__DpConfig *c)
+/* Refuses update u: DpNack of its version with why, naming its parts. */
+static void refuse(struct hy_dp *d, const Hypha__V1__DpConfigUpdate *u, const char *why)
+{
+    Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
+    Hypha__V1__DpNack nack = HYPHA__V1__DP_NACK__INIT;
+    Hypha__V1__DpPartRef *refs = calloc(u->n_parts ? u->n_parts : 1, sizeof(*refs));
+    Hypha__V1__DpPartRef **v = calloc(u->n_parts ? u->n_parts : 1, sizeof(*v));
+    for (size_t i = 0; refs && v && i < u->n_parts; i++) {
+        hypha__v1__dp_part_ref__init(&refs[i]);
+        refs[i].has_kind = u->parts[i]->has_kind;
+        refs[i].kind = u->parts[i]->kind;
+        refs[i].key = u->parts[i]->key;
+        refs[i].version = u->parts[i]->version;
+        v[nack.n_parts++] = &refs[i];
+    }
+    hy_series_inc(d->nacks);
+    snprintf(d->a.status, sizeof(d->a.status), "refused config %.60s: %.200s", S(u->version), why);
+    hy_log(HY_LOG_WARN, "dp", "refused config %s from the zone control plane: %s", S(u->version),
+           why);
+    nack.version = (char *)S(u->version);
+    nack.error = (char *)why;
+    nack.parts = v;
+    m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_NACK;
+    m.nack = &nack;
+    hy_agent_send(&d->a, &m);
+    free(v);
+    free(refs);
+}
+
+/* Takes c: it becomes the current snapshot (true, answered DpAck), or is
+ * freed (false, why filled). */
+static bool on_config(struct hy_dp *d, Hypha__V1__DpConfig *c, char *err, size_t size)
 {
     struct hy_dp_snapshot *old = hy_dp_snapshot_get(&d->a.current, NULL), *s;
     const char *keys[2] = {d->pending.key, old ? old->key : NULL};
     const Hypha__V1__Meta *me = d->a.file.res->meta;
-    char err[512];
     size_t which;
-    int rc = hy_dp_snapshot_new(c, me->mesh, me->name, keys, 2, &s, &which, err, sizeof(err));
+    int rc = hy_dp_snapshot_new(c, me->mesh, me->name, keys, 2, &s, &which, err, size);
     if (rc < 0) {
-        hy_series_inc(d->nacks);
-        snprintf(d->a.status, sizeof(d->a.status), "refused config %.60s: %.200s", S(c->version),
-                 err);
-        hy_log(HY_LOG_WARN, "dp", "refused config %s from the zone control plane: %s",
-               S(c->version), err);
-        hy_agent_answer(&d->a, c->version, err);
         hypha__v1__dp_config__free_unpacked(c, NULL);
-        goto out;
+        hy_dp_snapshot_unref(old);
+        return false;
     }
     if (which == 0) /* the key of our last request is now in use */
         hy_ca_pem_fini(&d->pending);
@@ -126,8 +151,31 @@ static void on_config(struct hy_dp *d, Hypha__V1__DpConfig *c)
            s->config->n_inbounds, s->config->n_outbounds);
     hy_agent_answer(&d->a, s->config->version, NULL);
     hy_dp_snapshot_unref(s);
-out:
     hy_dp_snapshot_unref(old);
+    return true;
+}
+
+/* An update: the parts held with u's applied make the config, checked
+ * whole before anything is kept (a refused update leaves the parts and
+ * the snapshot as they were). */
+static void on_update(struct hy_dp *d, Hypha__V1__DpConfigUpdate *u)
+{
+    struct hy_dp_parts staged;
+    Hypha__V1__DpConfig *c = NULL;
+    char err[512];
+    int rc = hy_dp_parts_stage(&d->parts, u, &staged, err, sizeof(err));
+    if (rc == 0 && (rc = hy_dp_parts_assemble(&staged, &c, err, sizeof(err))) < 0)
+        hy_dp_parts_fini(&staged);
+    if (rc < 0) {
+        refuse(d, u, err);
+        return;
+    }
+    if (!on_config(d, c, err, sizeof(err))) {
+        hy_dp_parts_fini(&staged);
+        refuse(d, u, err);
+        return;
+    }
+    hy_dp_parts_commit(&d->parts, &staged, u);
 }
 
 /* ----- the stream's hooks ----- */
@@ -137,23 +185,44 @@ static struct hy_dp *dp_of(struct hy_agent *a)
     return (struct hy_dp *)a;
 }
 
+static void hello_refs_fini(struct hy_dp *d)
+{
+    for (size_t i = 0; i < d->n_hello_refs; i++)
+        free(d->hello_refs[i]);
+    free(d->hello_refs);
+    d->hello_refs = NULL;
+    d->n_hello_refs = 0;
+}
+
+/* A CSR for a new key, and the parts held (what the zone need not send
+ * again), unless naming them would make the Hello too big for the zone
+ * to read: then it sends everything. */
 int hy_dp_client_hello(struct hy_agent *a, Hypha__V1__DpHello *h)
 {
     struct hy_dp *d = dp_of(a);
     int rc = new_request(d);
-    if (rc == 0)
-        h->csr = d->pending.cert;
-    return rc;
+    if (rc < 0)
+        return rc;
+    h->csr = d->pending.cert;
+    hello_refs_fini(d);
+    if (hy_dp_parts_refs(&d->parts, &d->hello_refs, &d->n_hello_refs) < 0)
+        return 0; /* out of memory: it gets everything */
+    h->held = d->hello_refs;
+    h->n_held = d->n_hello_refs;
+    h->held_version = d->parts.version[0] ? d->parts.version : NULL;
+    if (hypha__v1__dp_hello__get_packed_size(h) + 64 > HY_DP_MAX_HELLO) {
+        h->held = NULL;
+        h->n_held = 0;
+        h->held_version = NULL;
+    }
+    return 0;
 }
 
 bool hy_dp_client_message(struct hy_agent *a, Hypha__V1__DpMessage *m)
 {
-    if (m->msg_case != HYPHA__V1__DP_MESSAGE__MSG_CONFIG)
+    if (m->msg_case != HYPHA__V1__DP_MESSAGE__MSG_UPDATE)
         return false;
-    Hypha__V1__DpConfig *cfg = m->config;
-    m->config = NULL; /* on_config takes it: detached from m */
-    m->msg_case = HYPHA__V1__DP_MESSAGE__MSG__NOT_SET;
-    on_config(dp_of(a), cfg);
+    on_update(dp_of(a), m->update); /* it takes the parts it keeps from the update */
     return true;
 }
 
@@ -175,4 +244,6 @@ void hy_dp_client_stop(struct hy_dp *d)
 void hy_dp_client_free(struct hy_dp *d)
 {
     hy_ca_pem_fini(&d->pending);
+    hello_refs_fini(d);
+    hy_dp_parts_fini(&d->parts);
 }

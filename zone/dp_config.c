@@ -9,10 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+#include "ca.h"
 #include "ca.pb-c.h"
 #include "dataplane.pb-c.h"
+#include "dp_parts.h"
 #include "dp_server.h"
 #include "error.h"
+#include "log.h"
 #include "policies.pb-c.h"
 #include "permit.h"
 #include "policy.h"
@@ -114,10 +118,30 @@ static int set_dur(Hypha__V1__Duration **dst, const Hypha__V1__Duration *src)
 
 /* ----- a round: what every config computed after one change reads ----- */
 
+/* The local endpoints of one (mesh, service): an inbound of a Dataplane. */
+struct ep_ref {
+    const char *mesh, *service;
+    size_t dp, inbound; /* indexes: the store's order, then the Dataplane's */
+};
+
+/* A shared part computed for the round: a service's Endpoints (for
+ * sidecars of one origin) or a mesh's TrustBundle. */
+struct shared {
+    char *origin, *mesh, *service; /* service NULL: the trust bundle */
+    Hypha__V1__DpPart *part;
+};
+
 struct hy_zone_dp_round {
     struct hy_policy_world world;    /* every policy */
     struct hy_resource **dps, **zis; /* every Dataplane, every ZoneIngress; owned */
     size_t ndps, nzis, capdps, capzis;
+    struct hy_resource **roots, **trusts; /* every MeshCaRoot, every MeshTrust */
+    size_t nroots, ntrusts, caproots, captrusts;
+    uint64_t revision;  /* of the store when loaded (at least) */
+    struct ep_ref *eps; /* sorted by mesh, service, dp, inbound */
+    size_t neps;
+    struct shared *sh; /* sorted by origin, mesh, service (NULL first); grown on demand */
+    size_t nsh, capsh;
 };
 
 struct keep {
@@ -141,18 +165,68 @@ static int keep_one(void *ud, struct hy_resource *r, bool *take)
     return 0;
 }
 
+static int ep_cmp(const void *a, const void *b)
+{
+    const struct ep_ref *x = a, *y = b;
+    int c = strcmp(x->mesh, y->mesh);
+    if (c == 0)
+        c = strcmp(x->service, y->service);
+    if (c == 0)
+        c = x->dp < y->dp ? -1 : x->dp > y->dp;
+    if (c == 0)
+        c = x->inbound < y->inbound ? -1 : x->inbound > y->inbound;
+    return c;
+}
+
+/* The index of local endpoints by mesh and service: one walk over the
+ * Dataplanes, so a service's endpoints cost its own, not every sidecar. */
+static int index_endpoints(struct hy_zone_dp_round *r)
+{
+    size_t n = 0, cap = 0;
+    for (size_t k = 0; k < r->ndps; k++) {
+        const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)r->dps[k]->spec;
+        for (size_t i = 0; d->networking && i < d->networking->n_inbound; i++) {
+            const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
+            const char *svc = hy_zone_dp_service_of(in);
+            if (!svc || !in->has_port)
+                continue;
+            if (n == cap) {
+                cap = cap ? 2 * cap : 256;
+                struct ep_ref *v = realloc(r->eps, cap * sizeof(*v));
+                if (!v)
+                    return HY_ENOMEM;
+                r->eps = v;
+            }
+            r->eps[n++] = (struct ep_ref){S(r->dps[k]->meta->mesh), svc, k, i};
+        }
+    }
+    r->neps = n;
+    if (n)
+        qsort(r->eps, n, sizeof(*r->eps), ep_cmp);
+    return 0;
+}
+
 int hy_zone_dp_round_load(struct hy_store *s, struct hy_zone_dp_round **out)
 {
     struct hy_zone_dp_round *r = calloc(1, sizeof(*r));
     *out = NULL;
     if (!r)
         return HY_ENOMEM;
-    struct keep dps = {&r->dps, &r->ndps, &r->capdps}, zis = {&r->zis, &r->nzis, &r->capzis};
+    r->revision = hy_store_revision(s);
+    struct keep dps = {&r->dps, &r->ndps, &r->capdps}, zis = {&r->zis, &r->nzis, &r->capzis},
+                roots = {&r->roots, &r->nroots, &r->caproots},
+                trusts = {&r->trusts, &r->ntrusts, &r->captrusts};
     int rc = hy_policy_world_load(s, &r->world);
     if (rc == 0)
         rc = hy_store_each(s, "Dataplane", keep_one, &dps);
     if (rc == 0)
         rc = hy_store_each(s, "ZoneIngress", keep_one, &zis);
+    if (rc == 0)
+        rc = hy_store_each(s, "MeshCaRoot", keep_one, &roots);
+    if (rc == 0)
+        rc = hy_store_each(s, "MeshTrust", keep_one, &trusts);
+    if (rc == 0)
+        rc = index_endpoints(r);
     if (rc < 0) {
         hy_zone_dp_round_free(r);
         return rc;
@@ -161,17 +235,36 @@ int hy_zone_dp_round_load(struct hy_store *s, struct hy_zone_dp_round **out)
     return 0;
 }
 
+uint64_t hy_zone_dp_round_revision(const struct hy_zone_dp_round *r)
+{
+    return r->revision;
+}
+
+static void free_all(struct hy_resource **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        hy_resource_free(v[i]);
+    free(v);
+}
+
 void hy_zone_dp_round_free(struct hy_zone_dp_round *r)
 {
     if (!r)
         return;
     hy_policy_world_fini(&r->world);
-    for (size_t i = 0; i < r->ndps; i++)
-        hy_resource_free(r->dps[i]);
-    for (size_t i = 0; i < r->nzis; i++)
-        hy_resource_free(r->zis[i]);
-    free(r->dps);
-    free(r->zis);
+    free_all(r->dps, r->ndps);
+    free_all(r->zis, r->nzis);
+    free_all(r->roots, r->nroots);
+    free_all(r->trusts, r->ntrusts);
+    free(r->eps);
+    for (size_t i = 0; i < r->nsh; i++) {
+        free(r->sh[i].origin);
+        free(r->sh[i].mesh);
+        free(r->sh[i].service);
+        if (r->sh[i].part)
+            protobuf_c_message_free_unpacked(&r->sh[i].part->base, NULL);
+    }
+    free(r->sh);
     free(r);
 }
 
@@ -206,8 +299,6 @@ static int merged_to(const struct policies *p, int t, const char *svc, struct hy
     return hy_policy_merge(&p->sel[t], "to", SIZE_MAX, &tags, c);
 }
 
-#define EXCLUDED UINT32_MAX /* an endpoint's priority when failover leaves its zone out */
-
 static bool listed_zone(char *const *zones, size_t n, const char *zone)
 {
     for (size_t i = 0; i < n; i++)
@@ -216,59 +307,63 @@ static bool listed_zone(char *const *zones, size_t n, const char *zone)
     return false;
 }
 
-/* Priorities by zone (Kuma's localityAwareness): this zone's endpoints 0;
- * without failover rules every other zone 1; with rules, each rule whose
- * `from` includes this zone gives the zones it names (Any, Only,
- * AnyExcept; None stops) the next priority, and zones no rule names are
- * left out. disabled: every zone 0, no preference. */
-static void zone_order(const struct hy_resource *dp, Hypha__V1__DpOutbound *o,
-                       const Hypha__V1__MeshLoadBalancingStrategy__LocalityAwareness *la)
+typedef Hypha__V1__MeshLoadBalancingStrategy__LocalityAwareness__CrossZone__Failover failover_t;
+#define TO_TYPE(x)                                                                                 \
+    HYPHA__V1__MESH_LOAD_BALANCING_STRATEGY__LOCALITY_AWARENESS__CROSS_ZONE__FAILOVER__TO__TYPE__##x
+
+/* The priority of zone z (named: whether any rule names it) for a proxy
+ * in zone own under failover rules fo[0..n): each rule whose `from`
+ * includes own gives the zones it names (Any, Only, AnyExcept; None
+ * stops) the next priority; a zone no rule takes is left out. */
+static uint32_t failover_priority(failover_t *const *fo, size_t n, const char *own, const char *z)
+{
+    uint32_t level = 1;
+    for (size_t f = 0; f < n; f++, level++) {
+        if (fo[f]->from && !listed_zone(fo[f]->from->zones, fo[f]->from->n_zones, own)) {
+            level--; /* not a rule for this zone */
+            continue;
+        }
+        int type = fo[f]->to && fo[f]->to->has_type ? (int)fo[f]->to->type : 0;
+        bool named = z && fo[f]->to && listed_zone(fo[f]->to->zones, fo[f]->to->n_zones, z);
+        if (type == TO_TYPE(None))
+            break;
+        if (type == TO_TYPE(Any) || (type == TO_TYPE(Only) && named) ||
+            (type == TO_TYPE(AnyExcept) && !named))
+            return level;
+    }
+    return HY_DP_PRIORITY_EXCLUDED;
+}
+
+/* Priorities by zone (Kuma's localityAwareness), as the outbound gives
+ * them to its service's endpoints (common/dp_parts.c): this zone's 0;
+ * without failover rules every other zone 1; with rules, what
+ * failover_priority says, for each zone a rule names and for the others.
+ * la NULL or disabled: every zone 0, no preference. */
+static int zone_priorities(const struct hy_resource *dp, Hypha__V1__DpOutbound *o,
+                           const Hypha__V1__MeshLoadBalancingStrategy__LocalityAwareness *la)
 {
     const char *own = S(dp->origin);
-    const Hypha__V1__MeshLoadBalancingStrategy__LocalityAwareness__CrossZone *cz = la->cross_zone;
-    for (size_t k = 0; k < o->n_endpoints; k++) {
-        Hypha__V1__DpEndpoint *e = o->endpoints[k];
-        const char *z = S(e->zone);
-        e->has_priority = 1;
-        if (la->has_disabled && la->disabled) {
-            e->priority = 0;
-            continue;
-        }
-        if (!strcmp(z, own) || !z[0]) {
-            e->priority = 0;
-            continue;
-        }
-        if (!cz || !cz->n_failover) {
-            e->priority = 1;
-            continue;
-        }
-        e->priority = EXCLUDED;
-        uint32_t level = 1;
-        for (size_t f = 0; f < cz->n_failover; f++, level++) {
-            const Hypha__V1__MeshLoadBalancingStrategy__LocalityAwareness__CrossZone__Failover *fo =
-                cz->failover[f];
-            if (fo->from && !listed_zone(fo->from->zones, fo->from->n_zones, own)) {
-                level--; /* not a rule for this zone */
-                continue;
-            }
-            int type = fo->to && fo->to->has_type ? (int)fo->to->type : 0;
-            bool named = fo->to && listed_zone(fo->to->zones, fo->to->n_zones, z);
-            if (type ==
-                HYPHA__V1__MESH_LOAD_BALANCING_STRATEGY__LOCALITY_AWARENESS__CROSS_ZONE__FAILOVER__TO__TYPE__None)
-                break;
-            if (type ==
-                    HYPHA__V1__MESH_LOAD_BALANCING_STRATEGY__LOCALITY_AWARENESS__CROSS_ZONE__FAILOVER__TO__TYPE__Any ||
-                (type ==
-                     HYPHA__V1__MESH_LOAD_BALANCING_STRATEGY__LOCALITY_AWARENESS__CROSS_ZONE__FAILOVER__TO__TYPE__Only &&
-                 named) ||
-                (type ==
-                     HYPHA__V1__MESH_LOAD_BALANCING_STRATEGY__LOCALITY_AWARENESS__CROSS_ZONE__FAILOVER__TO__TYPE__AnyExcept &&
-                 !named)) {
-                e->priority = level;
-                break;
-            }
-        }
+    o->has_other_zones = 1;
+    if (la && la->has_disabled && la->disabled) {
+        o->other_zones = 0;
+        return 0;
     }
+    int rc = own[0] ? hy_dp_zone_priority_add(o, own, 0) : 0;
+    const Hypha__V1__MeshLoadBalancingStrategy__LocalityAwareness__CrossZone *cz =
+        la ? la->cross_zone : NULL;
+    if (!cz || !cz->n_failover) {
+        o->other_zones = 1;
+        return rc;
+    }
+    o->other_zones = failover_priority(cz->failover, cz->n_failover, own, NULL);
+    for (size_t f = 0; rc == 0 && f < cz->n_failover; f++)
+        for (size_t k = 0; rc == 0 && cz->failover[f]->to && k < cz->failover[f]->to->n_zones;
+             k++) {
+            const char *z = cz->failover[f]->to->zones[k];
+            rc = hy_dp_zone_priority_add(o, z,
+                                         failover_priority(cz->failover, cz->n_failover, own, z));
+        }
+    return rc;
 }
 
 /* What the sidecar enforces of each `to` policy, merged for the
@@ -307,6 +402,7 @@ static int apply_to_policies(const struct policies *p, const struct hy_resource 
         }
     }
     hy_policy_conf_fini(&c);
+    const Hypha__V1__MeshLoadBalancingStrategy__LocalityAwareness *la = NULL;
     if (rc == 0 && (rc = merged_to(p, HY_POLICY_LB, o->service, &c)) == 0 && c.conf) {
         const Hypha__V1__MeshLoadBalancingStrategy__Conf *l = (const void *)c.conf;
         if (l->load_balancer && l->load_balancer->has_type) {
@@ -317,9 +413,10 @@ static int apply_to_policies(const struct policies *p, const struct hy_resource 
             if (!(o->lb = v ? strdup(v->name) : NULL) && v)
                 rc = HY_ENOMEM;
         }
-        if (l->locality_awareness)
-            zone_order(dp, o, l->locality_awareness);
+        la = l->locality_awareness;
     }
+    if (rc == 0)
+        rc = zone_priorities(dp, o, la);
     hy_policy_conf_fini(&c);
     if (rc == 0 && (rc = merged_to(p, HY_POLICY_HEALTH, o->service, &c)) == 0 && c.conf) {
         const Hypha__V1__MeshHealthCheck__Conf *h = (const void *)c.conf;
@@ -344,123 +441,426 @@ static int apply_to_policies(const struct policies *p, const struct hy_resource 
     return rc;
 }
 
-struct policy_walk {
-    const struct hy_resource *dp;
-    Hypha__V1__DpOutbound *o;
-};
+/* ----- shared parts: a service's endpoints, a mesh's trust bundle ----- */
 
-static Hypha__V1__DpEndpoint *new_endpoint(Hypha__V1__DpOutbound *o)
+static int sh_cmp(const char *origin, const char *mesh, const char *service, const struct shared *x)
+{
+    int c = strcmp(origin, x->origin);
+    if (c == 0)
+        c = strcmp(mesh, x->mesh);
+    if (c == 0)
+        c = !service ? (x->service ? -1 : 0) : !x->service ? 1 : strcmp(service, x->service);
+    return c;
+}
+
+/* The round's slot for (origin, mesh, service), made empty if new. */
+static struct shared *slot(struct hy_zone_dp_round *r, const char *origin, const char *mesh,
+                           const char *service)
+{
+    size_t lo = 0, hi = r->nsh;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = sh_cmp(origin, mesh, service, &r->sh[mid]);
+        if (c == 0)
+            return &r->sh[mid];
+        if (c > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (r->nsh == r->capsh) {
+        size_t cap = r->capsh ? 2 * r->capsh : 64;
+        struct shared *v = realloc(r->sh, cap * sizeof(*v));
+        if (!v)
+            return NULL;
+        r->sh = v;
+        r->capsh = cap;
+    }
+    struct shared x = {strdup(origin), strdup(mesh), service ? strdup(service) : NULL, NULL};
+    if (!x.origin || !x.mesh || (service && !x.service)) {
+        free(x.origin);
+        free(x.mesh);
+        free(x.service);
+        return NULL;
+    }
+    memmove(&r->sh[lo + 1], &r->sh[lo], (r->nsh - lo) * sizeof(*r->sh));
+    r->sh[lo] = x;
+    r->nsh++;
+    return &r->sh[lo];
+}
+
+static Hypha__V1__DpPart *new_part(int kind, const char *key)
+{
+    Hypha__V1__DpPart *p = malloc(sizeof(*p));
+    if (!p)
+        return NULL;
+    hypha__v1__dp_part__init(p);
+    p->has_kind = 1;
+    p->kind = kind;
+    if (key && !(p->key = strdup(key))) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static Hypha__V1__DpEndpoint *new_endpoint(Hypha__V1__DpPart *p)
 {
     Hypha__V1__DpEndpoint *e = malloc(sizeof(*e));
-    Hypha__V1__DpEndpoint **v = realloc(o->endpoints, (o->n_endpoints + 1) * sizeof(*v));
+    Hypha__V1__DpEndpoint **v = realloc(p->endpoints, (p->n_endpoints + 1) * sizeof(*v));
     if (!e || !v) {
         free(e);
         if (v)
-            o->endpoints = v;
+            p->endpoints = v;
         return NULL;
     }
     hypha__v1__dp_endpoint__init(e);
-    o->endpoints = v;
-    v[o->n_endpoints++] = e;
+    p->endpoints = v;
+    v[p->n_endpoints++] = e;
     return e;
 }
 
-/* Remote endpoints: other zones' ingresses that carry the outbound's
- * service in this mesh, priority 1 until zone_order says otherwise. */
-static int add_remote(void *ud, struct hy_resource *r, bool *take)
+/* Local endpoints: the inbounds of the mesh's Dataplanes of origin (or
+ * none) that serve the service, in the store's order. */
+static int local_endpoints(const struct hy_zone_dp_round *r, const char *origin, const char *mesh,
+                           const char *service, Hypha__V1__DpPart *p)
 {
-    struct policy_walk *w = ud;
-    const Hypha__V1__ZoneIngress *zi = (const Hypha__V1__ZoneIngress *)r->spec;
-    const char *own = S(w->dp->origin);
-    /* the zone is the one the global CP stored it under (the KDS session's),
-     * never spec.zone: a zone could claim to be another there */
-    const char *from = S(r->origin);
-    (void)take;
-    if (!from[0] || !strcmp(from, own) || !strcmp(from, "global") || !zi->networking)
-        return 0;
-    const Hypha__V1__ZoneIngress__Networking *n = zi->networking;
-    const char *addr = n->advertised_address ? n->advertised_address : S(n->address);
-    /* an ingress listening on every address must say which one to dial */
-    if (!addr[0] || !strcmp(addr, "0.0.0.0") || !strcmp(addr, "::"))
-        return 0;
-    for (size_t i = 0; i < zi->n_available_services; i++) {
-        const Hypha__V1__ZoneIngress__AvailableService *as = zi->available_services[i];
-        const char *svc = tag(as->n_tags, (void *)as->tags, HY_TAG_SERVICE);
-        if (!svc || strcmp(svc, w->o->service) || strcmp(S(as->mesh), S(w->dp->meta->mesh)) ||
-            (as->has_instances && as->instances == 0))
-            continue;
-        Hypha__V1__DpEndpoint *e = new_endpoint(w->o);
-        if (!e)
-            return HY_ENOMEM;
-        e->address = strdup(addr);
-        e->has_port = e->has_priority = 1;
-        e->port = n->has_advertised_port ? n->advertised_port : n->port;
-        e->zone = strdup(from);
-        e->name = strdup(r->meta->name);
-        e->priority = 1;
-        break;
-    }
-    return 0;
-}
-
-/* Drops the endpoints zone_order left out. */
-static void drop_excluded(Hypha__V1__DpOutbound *o)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < o->n_endpoints; i++) {
-        if (o->endpoints[i]->has_priority && o->endpoints[i]->priority == EXCLUDED)
-            protobuf_c_message_free_unpacked(&o->endpoints[i]->base, NULL);
+    struct ep_ref want = {mesh, service, 0, 0};
+    size_t lo = 0, hi = r->neps;
+    while (lo < hi) { /* the first of (mesh, service) */
+        size_t mid = (lo + hi) / 2;
+        if (ep_cmp(&r->eps[mid], &want) < 0)
+            lo = mid + 1;
         else
-            o->endpoints[k++] = o->endpoints[i];
+            hi = mid;
     }
-    o->n_endpoints = k;
-}
-
-/* Endpoints: the inbounds of the mesh's other Dataplanes in this zone that
- * serve the outbound's service (priority 0). */
-static int add_endpoints(void *ud, struct hy_resource *r, bool *take)
-{
-    struct policy_walk *w = ud;
-    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)r->spec;
-    (void)take;
-    if (strcmp(S(r->meta->mesh), S(w->dp->meta->mesh)) || !d->networking ||
-        (r->origin && strcmp(r->origin, S(w->dp->origin))))
-        return 0;
-    for (size_t i = 0; i < d->networking->n_inbound; i++) {
-        const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
-        const char *svc = hy_zone_dp_service_of(in);
-        if (!svc || strcmp(svc, w->o->service) || !in->has_port)
+    for (size_t i = lo;
+         i < r->neps && !strcmp(r->eps[i].mesh, mesh) && !strcmp(r->eps[i].service, service); i++) {
+        const struct hy_resource *dr = r->dps[r->eps[i].dp];
+        if (dr->origin && strcmp(dr->origin, origin))
             continue;
-        Hypha__V1__DpEndpoint *e = new_endpoint(w->o);
+        const Hypha__V1__Dataplane__Networking *n =
+            ((const Hypha__V1__Dataplane *)dr->spec)->networking;
+        Hypha__V1__DpEndpoint *e = new_endpoint(p);
         if (!e)
             return HY_ENOMEM;
-        const char *addr = d->networking->advertised_address ? d->networking->advertised_address
-                                                             : d->networking->address;
+        const char *addr = n->advertised_address ? n->advertised_address : n->address;
         e->address = strdup(S(addr));
         e->has_port = 1;
-        e->port = in->port;
-        e->zone = r->origin ? strdup(r->origin) : NULL;
-        e->name = strdup(r->meta->name);
-        e->has_priority = 1;
-        e->priority = 0;
+        e->port = n->inbound[r->eps[i].inbound]->port;
+        e->zone = dr->origin ? strdup(dr->origin) : NULL;
+        e->name = strdup(dr->meta->name);
+        if (!e->address || !e->name || (dr->origin && !e->zone))
+            return HY_ENOMEM;
     }
     return 0;
 }
+
+/* Remote endpoints: other zones' ingresses that carry the service in this
+ * mesh. The zone is the one the global CP stored each under (the KDS
+ * session's), never spec.zone: a zone could claim to be another there. */
+static int remote_endpoints(const struct hy_zone_dp_round *r, const char *origin, const char *mesh,
+                            const char *service, Hypha__V1__DpPart *p)
+{
+    for (size_t k = 0; k < r->nzis; k++) {
+        const struct hy_resource *zr = r->zis[k];
+        const Hypha__V1__ZoneIngress *zi = (const Hypha__V1__ZoneIngress *)zr->spec;
+        const char *from = S(zr->origin);
+        if (!from[0] || !strcmp(from, origin) || !strcmp(from, "global") || !zi->networking)
+            continue;
+        const Hypha__V1__ZoneIngress__Networking *n = zi->networking;
+        const char *addr = n->advertised_address ? n->advertised_address : S(n->address);
+        /* an ingress listening on every address must say which one to dial */
+        if (!addr[0] || !strcmp(addr, "0.0.0.0") || !strcmp(addr, "::"))
+            continue;
+        for (size_t i = 0; i < zi->n_available_services; i++) {
+            const Hypha__V1__ZoneIngress__AvailableService *as = zi->available_services[i];
+            const char *svc = tag(as->n_tags, (void *)as->tags, HY_TAG_SERVICE);
+            if (!svc || strcmp(svc, service) || strcmp(S(as->mesh), mesh) ||
+                (as->has_instances && as->instances == 0))
+                continue;
+            Hypha__V1__DpEndpoint *e = new_endpoint(p);
+            if (!e)
+                return HY_ENOMEM;
+            e->address = strdup(addr);
+            e->has_port = 1;
+            e->port = n->has_advertised_port ? n->advertised_port : n->port;
+            e->zone = strdup(from);
+            e->name = strdup(zr->meta->name);
+            if (!e->address || !e->zone || !e->name)
+                return HY_ENOMEM;
+            break;
+        }
+    }
+    return 0;
+}
+
+int hy_zone_dp_round_endpoints(struct hy_zone_dp_round *r, const char *origin, const char *mesh,
+                               const char *service, const Hypha__V1__DpPart **out)
+{
+    struct shared *x = slot(r, S(origin), S(mesh), S(service));
+    if (!x)
+        return HY_ENOMEM;
+    if (!x->part) {
+        Hypha__V1__DpPart *p = new_part(HYPHA__V1__DP_PART__KIND__Endpoints, S(service));
+        int rc = p ? 0 : HY_ENOMEM;
+        if (rc == 0)
+            rc = local_endpoints(r, S(origin), S(mesh), S(service), p);
+        if (rc == 0)
+            rc = remote_endpoints(r, S(origin), S(mesh), S(service), p);
+        if (rc == 0)
+            rc = hy_dp_part_stamp(p);
+        if (rc < 0) {
+            if (p)
+                protobuf_c_message_free_unpacked(&p->base, NULL);
+            return rc;
+        }
+        x->part = p;
+    }
+    *out = x->part;
+    return 0;
+}
+
+/* The trust bundle being built: distinct CA certificates, by fingerprint. */
+struct roots {
+    const char *mesh;
+    struct hy_buf pem;
+    char seen[HY_CA_BUNDLE_MAX][HY_CA_FINGERPRINT_LEN + 1];
+    size_t n;
+    const struct hy_resource *from; /* for the log */
+};
+
+static int add_cert(void *ud, const struct hy_ca_bundle_cert *c)
+{
+    struct roots *x = ud;
+    for (size_t i = 0; i < x->n; i++)
+        if (!strcmp(x->seen[i], c->fingerprint))
+            return 0;
+    if (x->n == HY_CA_BUNDLE_MAX) {
+        /* global refuses writes past this: a store that holds more came
+         * from elsewhere, and what does not fit is said, not dropped */
+        hy_log(HY_LOG_WARN, "dp",
+               "mesh %s: %s %s: certificate %.16s... left out of the trust bundle: it is full "
+               "(%d certificates)",
+               x->mesh, x->from->type->name, x->from->meta->name, c->fingerprint, HY_CA_BUNDLE_MAX);
+        return 0;
+    }
+    memcpy(x->seen[x->n++], c->fingerprint, sizeof(x->seen[0]));
+    if (hy_buf_append(&x->pem, c->pem, c->len) < 0 || hy_buf_puts(&x->pem, "\n") < 0)
+        return HY_ENOMEM;
+    return 0;
+}
+
+/* Adds the certificates of one PEM text of r; one that does not read is
+ * logged and left out (global checked it: hy_cp_mesh_trust_check). */
+static int add_pem(struct roots *x, const struct hy_resource *r, const char *pem)
+{
+    size_t at = 0;
+    const char *why = NULL;
+    x->from = r;
+    int rc = hy_ca_bundle_each(pem, add_cert, x, NULL, &at, &why);
+    if (rc == HY_ENOMEM)
+        return rc;
+    if (rc < 0)
+        hy_log(HY_LOG_WARN, "dp",
+               "mesh %s: %s %s: certificate %zu left out of the trust bundle: %s", x->mesh,
+               r->type->name, r->meta->name, at, why ? why : hy_strerror(rc));
+    return 0;
+}
+
+/* The mesh's trust bundle, as PEM: every root of the mesh (MeshCaRoot),
+ * then the CAs of every MeshTrust of the mesh for its own trust domain,
+ * each certificate once. Taken for every config, not with the
+ * certificate: in a root rotation the new root reaches every sidecar (with
+ * the MeshCaRoot's sync) before the zone has an intermediate under it, so
+ * no sidecar sees a leaf it cannot verify. Once per mesh and round: a
+ * certificate that does not read is logged once per change, not per
+ * sidecar. */
+static int mesh_bundle(const struct hy_zone_dp_round *r, const char *mesh, struct roots *x)
+{
+    int rc = 0;
+    x->mesh = mesh;
+    for (size_t i = 0; rc == 0 && i < r->nroots; i++) {
+        const Hypha__V1__MeshCaRoot *t = (const Hypha__V1__MeshCaRoot *)r->roots[i]->spec;
+        if (t->ca_cert && !strcmp(S(r->roots[i]->meta->mesh), mesh))
+            rc = add_pem(x, r->roots[i], t->ca_cert);
+    }
+    for (size_t i = 0; rc == 0 && i < r->ntrusts; i++) {
+        const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)r->trusts[i]->spec;
+        /* A sidecar checks only that a peer's ID is spiffe://<mesh>/...: a
+         * CA trusted for another domain would be trusted to issue this
+         * mesh's identities too. So only MeshTrusts for the mesh's own
+         * domain reach the bundle (the write of any other drew a warning
+         * saying so). */
+        if (strcmp(S(r->trusts[i]->meta->mesh), mesh) || strcmp(S(t->trust_domain), mesh))
+            continue;
+        for (size_t k = 0; rc == 0 && k < t->n_ca_bundles; k++) {
+            const Hypha__V1__MeshTrust__CaBundle *b = t->ca_bundles[k];
+            if (b->pem && b->pem->value)
+                rc = add_pem(x, r->trusts[i], b->pem->value);
+        }
+    }
+    return rc;
+}
+
+static int bundle_part(const char *pem, Hypha__V1__DpPart **out)
+{
+    Hypha__V1__DpPart *p = new_part(HYPHA__V1__DP_PART__KIND__TrustBundle, NULL);
+    int rc = p && (p->trust_bundle = strdup(S(pem))) ? 0 : HY_ENOMEM;
+    if (rc == 0)
+        rc = hy_dp_part_stamp(p);
+    if (rc < 0 && p)
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+    *out = rc == 0 ? p : NULL;
+    return rc;
+}
+
+int hy_zone_dp_round_bundle(struct hy_zone_dp_round *r, const char *mesh,
+                            const Hypha__V1__DpPart **out)
+{
+    struct shared *x = slot(r, "", S(mesh), NULL);
+    if (!x)
+        return HY_ENOMEM;
+    if (!x->part) {
+        struct roots *b = calloc(1, sizeof(*b));
+        int rc = b ? mesh_bundle(r, S(mesh), b) : HY_ENOMEM;
+        if (rc == 0)
+            rc = bundle_part(b->pem.data ? b->pem.data : "", &x->part);
+        if (b)
+            hy_buf_fini(&b->pem);
+        free(b);
+        if (rc < 0)
+            return rc;
+    }
+    *out = x->part;
+    return 0;
+}
+
+/* ----- a sidecar's own parts ----- */
 
 int hy_zone_dp_version(const ProtobufCMessage *m, char **out)
 {
-    size_t len = protobuf_c_message_get_packed_size(m);
-    uint8_t *p = malloc(len ? len : 1);
-    if (!p)
-        return HY_ENOMEM;
-    protobuf_c_message_pack(m, p);
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 1099511628211ULL;
-    free(p);
-    char v[32];
-    snprintf(v, sizeof(v), "%016llx", (unsigned long long)h);
+    char v[HY_DP_VERSION_LEN + 1];
+    int rc = hy_dp_msg_version(m, v);
+    if (rc < 0)
+        return rc;
     return (*out = strdup(v)) ? 0 : HY_ENOMEM;
+}
+
+int hy_zone_dp_part_identity(const struct hy_resource *dp, const char *cert, const char *chain,
+                             Hypha__V1__DpPart **out)
+{
+    Hypha__V1__DpPart *p = new_part(HYPHA__V1__DP_PART__KIND__Identity, NULL);
+    Hypha__V1__DpIdentity *id = p ? malloc(sizeof(*id)) : NULL;
+    int rc = id ? 0 : HY_ENOMEM;
+    if (id) {
+        hypha__v1__dp_identity__init(id);
+        p->identity = id;
+        id->mesh = strdup(S(dp->meta->mesh));
+        id->name = strdup(S(dp->meta->name));
+        id->cert = strdup(S(cert));
+        id->chain = strdup(S(chain));
+        if (!id->mesh || !id->name || !id->cert || !id->chain)
+            rc = HY_ENOMEM;
+    }
+    if (rc == 0)
+        rc = hy_dp_part_stamp(p);
+    if (rc < 0 && p)
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+    *out = rc == 0 ? p : NULL;
+    return rc;
+}
+
+static int make_inbounds(const struct hy_resource *dp, const struct policies *pol,
+                         Hypha__V1__DpPart *p)
+{
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
+    size_t nin = d->networking ? d->networking->n_inbound : 0;
+    if (nin && !(p->inbounds = calloc(nin, sizeof(*p->inbounds))))
+        return HY_ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < nin; i++) {
+        const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
+        Hypha__V1__DpInbound *x = malloc(sizeof(*x));
+        if (!x)
+            return HY_ENOMEM;
+        hypha__v1__dp_inbound__init(x);
+        p->inbounds[p->n_inbounds++] = x;
+        x->has_port = x->has_service_port = 1;
+        x->port = in->port;
+        x->service_port = in->has_service_port ? in->service_port : in->port;
+        x->service_address = strdup(in->service_address ? in->service_address : "127.0.0.1");
+        x->service = strdup(S(hy_zone_dp_service_of(in)));
+        if (!x->service_address || !x->service)
+            return HY_ENOMEM;
+        rc = inbound_permissions(pol, i, x);
+    }
+    return rc;
+}
+
+static int make_outbounds(const struct hy_resource *dp, const struct policies *pol,
+                          Hypha__V1__DpPart *p)
+{
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
+    size_t nout = d->networking ? d->networking->n_outbound : 0;
+    if (nout && !(p->outbounds = calloc(nout, sizeof(*p->outbounds))))
+        return HY_ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < nout; i++) {
+        const Hypha__V1__Dataplane__Networking__Outbound *ob = d->networking->outbound[i];
+        Hypha__V1__DpOutbound *o = malloc(sizeof(*o));
+        if (!o)
+            return HY_ENOMEM;
+        hypha__v1__dp_outbound__init(o);
+        p->outbounds[p->n_outbounds++] = o;
+        o->has_port = 1;
+        o->port = ob->port;
+        const char *svc = tag(ob->n_tags, (void *)ob->tags, HY_TAG_SERVICE);
+        char sni[HY_SNI_MAX];
+        hy_sni_for(S(svc), S(dp->meta->mesh), sni, sizeof(sni));
+        o->service = strdup(S(svc));
+        o->sni = strdup(sni);
+        if (!o->service || !o->sni)
+            return HY_ENOMEM;
+        rc = apply_to_policies(pol, dp, o);
+    }
+    return rc;
+}
+
+int hy_zone_dp_parts_own(struct hy_zone_dp_round *r, const struct hy_resource *dp,
+                         Hypha__V1__DpPart **inbounds, Hypha__V1__DpPart **outbounds)
+{
+    struct hy_policy_proxy proxy = {dp, dp->origin};
+    struct policies pol;
+    int rc = policies_load(r, &proxy, &pol);
+    if (rc < 0)
+        return rc;
+    Hypha__V1__DpPart *in = NULL, *out = NULL;
+    if (inbounds) {
+        in = new_part(HYPHA__V1__DP_PART__KIND__Inbounds, NULL);
+        rc = in ? make_inbounds(dp, &pol, in) : HY_ENOMEM;
+        if (rc == 0)
+            rc = hy_dp_part_stamp(in);
+    }
+    if (rc == 0 && outbounds) {
+        out = new_part(HYPHA__V1__DP_PART__KIND__Outbounds, NULL);
+        rc = out ? make_outbounds(dp, &pol, out) : HY_ENOMEM;
+        if (rc == 0)
+            rc = hy_dp_part_stamp(out);
+    }
+    policies_fini(&pol);
+    if (rc < 0) {
+        if (in)
+            protobuf_c_message_free_unpacked(&in->base, NULL);
+        if (out)
+            protobuf_c_message_free_unpacked(&out->base, NULL);
+        return rc;
+    }
+    if (inbounds)
+        *inbounds = in;
+    if (outbounds)
+        *outbounds = out;
+    return 0;
 }
 
 int hy_zone_dp_config_build(struct hy_store *s, const struct hy_resource *dp, const char *cert,
@@ -474,81 +874,204 @@ int hy_zone_dp_config_build(struct hy_store *s, const struct hy_resource *dp, co
     return rc;
 }
 
-int hy_zone_dp_config_compute(const struct hy_zone_dp_round *round, const struct hy_resource *dp,
+int hy_zone_dp_parts_assemble(struct hy_zone_dp_round *r, const struct hy_resource *dp,
+                              Hypha__V1__DpPart *identity, const Hypha__V1__DpPart *bundle,
+                              Hypha__V1__DpPart *inbounds, Hypha__V1__DpPart *outbounds,
+                              Hypha__V1__DpConfig **out)
+{
+    size_t nout = outbounds->n_outbounds;
+    struct hy_dp_parts set = {.v = malloc((nout + 4) * sizeof(*set.v))};
+    int rc = set.v ? 0 : HY_ENOMEM;
+    if (rc == 0) {
+        set.v[set.n++] = identity;
+        set.v[set.n++] = (Hypha__V1__DpPart *)bundle;
+        set.v[set.n++] = inbounds;
+        set.v[set.n++] = outbounds;
+    }
+    for (size_t i = 0; rc == 0 && i < nout; i++) {
+        const Hypha__V1__DpPart *e;
+        bool dup = false;
+        for (size_t k = 0; k < i; k++)
+            dup = dup ||
+                  !strcmp(S(outbounds->outbounds[k]->service), S(outbounds->outbounds[i]->service));
+        if (!dup && (rc = hy_zone_dp_round_endpoints(r, dp->origin, dp->meta->mesh,
+                                                     outbounds->outbounds[i]->service, &e)) == 0)
+            set.v[set.n++] = (Hypha__V1__DpPart *)e;
+    }
+    char why[200];
+    if (rc == 0 && (rc = hy_dp_parts_sort(&set)) == 0)
+        rc = hy_dp_parts_assemble(&set, out, why, sizeof(why));
+    hy_dp_parts_fini(&set);
+    return rc;
+}
+
+int hy_zone_dp_config_compute(struct hy_zone_dp_round *round, const struct hy_resource *dp,
                               const char *cert, const char *chain, const char *bundle,
                               Hypha__V1__DpConfig **out)
 {
-    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
-    Hypha__V1__DpConfig *c = malloc(sizeof(*c));
-    if (!c)
+    Hypha__V1__DpPart *id = NULL, *b = NULL, *in = NULL, *ob = NULL;
+    int rc = hy_zone_dp_part_identity(dp, cert, chain, &id);
+    if (rc == 0)
+        rc = bundle_part(bundle, &b);
+    if (rc == 0)
+        rc = hy_zone_dp_parts_own(round, dp, &in, &ob);
+    if (rc == 0)
+        rc = hy_zone_dp_parts_assemble(round, dp, id, b, in, ob, out);
+    Hypha__V1__DpPart *all[] = {id, b, in, ob};
+    for (size_t i = 0; i < 4; i++)
+        if (all[i])
+            protobuf_c_message_free_unpacked(&all[i]->base, NULL);
+    return rc;
+}
+
+/* ----- what a change alters ----- */
+
+struct changed_policy {
+    int type;
+    const struct hy_resource *old, *now; /* borrowed from the rounds; NULL: not there */
+};
+
+struct hy_zone_dp_impact {
+    bool all;
+    char **meshes; /* Meshes that changed: every sidecar of each */
+    size_t nmeshes;
+    struct changed_policy *v;
+    size_t n;
+};
+
+/* Types whose change alters no sidecar's own parts: what a config reads
+ * of them is shared (endpoints, trust bundle) or nothing. */
+static const char *const no_own_parts[] = {
+    "Dataplane",     "ZoneIngress",     "MeshCaRoot",       "MeshTrust",   "MeshIssuer",
+    "MeshIssuerKey", "MeshCaKey",       "DataplaneInsight", "ZoneInsight", "ZoneIngressInsight",
+    "Zone",          "TokenSigningKey", "TokenRevocation",
+};
+
+static const struct hy_resource *policy_in(const struct hy_zone_dp_round *r, int t,
+                                           const char *mesh, const char *name)
+{
+    for (size_t i = 0; r && i < r->world.n[t]; i++) {
+        const Hypha__V1__Meta *m = r->world.v[t][i]->meta;
+        if (!strcmp(S(m->mesh), mesh) && !strcmp(S(m->name), name))
+            return r->world.v[t][i];
+    }
+    return NULL;
+}
+
+static int impact_add(struct hy_zone_dp_impact *im, const struct hy_zone_dp_round *old,
+                      const struct hy_zone_dp_round *now, const struct hy_store_change *c)
+{
+    for (size_t k = 0; k < sizeof(no_own_parts) / sizeof(*no_own_parts); k++)
+        if (!strcmp(c->type, no_own_parts[k]))
+            return 0;
+    if (!strcmp(c->type, "Mesh")) {
+        char **v = realloc(im->meshes, (im->nmeshes + 1) * sizeof(*v));
+        if (!v)
+            return HY_ENOMEM;
+        im->meshes = v;
+        return (v[im->nmeshes++] = strdup(S(c->name))) ? 0 : HY_ENOMEM;
+    }
+    for (int t = 0; t < HY_POLICY_NTYPES; t++) {
+        if (strcmp(c->type, hy_policy_type_names[t]))
+            continue;
+        struct changed_policy *v = realloc(im->v, (im->n + 1) * sizeof(*v));
+        if (!v)
+            return HY_ENOMEM;
+        im->v = v;
+        v[im->n++] = (struct changed_policy){t, policy_in(old, t, S(c->mesh), S(c->name)),
+                                             policy_in(now, t, S(c->mesh), S(c->name))};
+        return 0;
+    }
+    im->all = true; /* a type this does not know: recompute everything */
+    return 0;
+}
+
+int hy_zone_dp_impact_new(const struct hy_zone_dp_round *old, const struct hy_zone_dp_round *now,
+                          const struct hy_store_changes *ch, struct hy_zone_dp_impact **out)
+{
+    struct hy_zone_dp_impact *im = calloc(1, sizeof(*im));
+    *out = NULL;
+    if (!im)
         return HY_ENOMEM;
-    hypha__v1__dp_config__init(c);
-    c->mesh = strdup(S(dp->meta->mesh));
-    c->name = strdup(S(dp->meta->name));
-    c->cert = strdup(S(cert));
-    c->chain = strdup(S(chain));
-    c->trust_bundle = strdup(S(bundle));
-    int rc = c->mesh && c->name && c->cert && c->chain && c->trust_bundle ? 0 : HY_ENOMEM;
-    size_t nin = d->networking ? d->networking->n_inbound : 0;
-    size_t nout = d->networking ? d->networking->n_outbound : 0;
-    if (rc == 0 && nin && !(c->inbounds = calloc(nin, sizeof(*c->inbounds))))
-        rc = HY_ENOMEM;
-    if (rc == 0 && nout && !(c->outbounds = calloc(nout, sizeof(*c->outbounds))))
-        rc = HY_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < nin; i++) {
-        const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
-        Hypha__V1__DpInbound *x = malloc(sizeof(*x));
-        if (!x) {
-            rc = HY_ENOMEM;
-            break;
-        }
-        hypha__v1__dp_inbound__init(x);
-        c->inbounds[c->n_inbounds++] = x;
-        x->has_port = x->has_service_port = 1;
-        x->port = in->port;
-        x->service_port = in->has_service_port ? in->service_port : in->port;
-        x->service_address = strdup(in->service_address ? in->service_address : "127.0.0.1");
-        x->service = strdup(S(hy_zone_dp_service_of(in)));
-    }
-    struct hy_policy_proxy proxy = {dp, dp->origin};
-    struct policies pol;
-    bool loaded = rc == 0 && (rc = policies_load(round, &proxy, &pol)) == 0;
-    for (size_t i = 0; rc == 0 && i < c->n_inbounds; i++)
-        rc = inbound_permissions(&pol, i, c->inbounds[i]);
-    for (size_t i = 0; rc == 0 && i < nout; i++) {
-        const Hypha__V1__Dataplane__Networking__Outbound *ob = d->networking->outbound[i];
-        Hypha__V1__DpOutbound *o = malloc(sizeof(*o));
-        if (!o) {
-            rc = HY_ENOMEM;
-            break;
-        }
-        hypha__v1__dp_outbound__init(o);
-        c->outbounds[c->n_outbounds++] = o;
-        o->has_port = 1;
-        o->port = ob->port;
-        const char *svc = tag(ob->n_tags, (void *)ob->tags, HY_TAG_SERVICE);
-        o->service = strdup(S(svc));
-        char sni[HY_SNI_MAX];
-        hy_sni_for(S(svc), S(dp->meta->mesh), sni, sizeof(sni));
-        o->sni = strdup(sni);
-        struct policy_walk pw = {dp, o};
-        bool unused;
-        for (size_t k = 0; rc == 0 && k < round->ndps; k++)
-            rc = add_endpoints(&pw, round->dps[k], &unused);
-        for (size_t k = 0; rc == 0 && k < round->nzis; k++)
-            rc = add_remote(&pw, round->zis[k], &unused);
-        if (rc == 0)
-            rc = apply_to_policies(&pol, dp, o);
-        drop_excluded(o);
-    }
-    if (loaded)
-        policies_fini(&pol);
-    if (rc == 0) /* the version names the content: a hash of everything but the version */
-        rc = hy_zone_dp_version(&c->base, &c->version);
+    im->all = !old || !ch;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && !im->all && i < ch->n; i++)
+        rc = impact_add(im, old, now, &ch->v[i]);
     if (rc < 0) {
-        hypha__v1__dp_config__free_unpacked(c, NULL);
+        hy_zone_dp_impact_free(im);
         return rc;
     }
-    *out = c;
+    *out = im;
     return 0;
+}
+
+void hy_zone_dp_impact_free(struct hy_zone_dp_impact *im)
+{
+    if (!im)
+        return;
+    for (size_t i = 0; i < im->nmeshes; i++)
+        free(im->meshes[i]);
+    free(im->meshes);
+    free(im->v);
+    free(im);
+}
+
+struct to_match {
+    const Hypha__V1__Dataplane *d;
+    bool hit;
+};
+
+/* Does a `to` entry's targetRef match one of the proxy's outbounds? */
+static int to_entry(void *ud, const Hypha__V1__TargetRef *ref, const ProtobufCMessage *conf,
+                    const struct hy_policy_origin *o)
+{
+    struct to_match *m = ud;
+    (void)conf;
+    (void)o;
+    size_t nout = m->d->networking ? m->d->networking->n_outbound : 0;
+    for (size_t i = 0; !m->hit && i < nout; i++) {
+        const Hypha__V1__Dataplane__Networking__Outbound *ob = m->d->networking->outbound[i];
+        struct hy_policy_tag dest[] = {
+            {HY_TAG_SERVICE, S(tag(ob->n_tags, (void *)ob->tags, HY_TAG_SERVICE))}};
+        struct hy_policy_tags tags = {dest, 1};
+        m->hit = hy_policy_ref_matches(ref, &tags);
+    }
+    return 0;
+}
+
+/* What policy r (of type t; NULL: none) alters of proxy p's parts. */
+static unsigned policy_impact(int t, const struct hy_resource *r, const struct hy_policy_proxy *p)
+{
+    if (!r || strcmp(S(r->meta->mesh), S(p->dp->meta->mesh)))
+        return 0;
+    struct hy_policy_set set = {0};
+    struct hy_resource *one = (struct hy_resource *)r;
+    if (hy_policy_select(&one, 1, p, &set) < 0)
+        return HY_ZONE_DP_INBOUNDS | HY_ZONE_DP_OUTBOUNDS; /* out of memory: be safe */
+    unsigned what = 0;
+    if (set.n && t == HY_POLICY_MTP) {
+        what = HY_ZONE_DP_INBOUNDS;
+    } else if (set.n) {
+        struct to_match m = {(const Hypha__V1__Dataplane *)p->dp->spec, false};
+        if (hy_policy_each_entry(&set, "to", SIZE_MAX, to_entry, &m) < 0 || m.hit)
+            what = HY_ZONE_DP_OUTBOUNDS;
+    }
+    hy_policy_set_fini(&set);
+    return what;
+}
+
+unsigned hy_zone_dp_impact_on(const struct hy_zone_dp_impact *im, const struct hy_resource *dp)
+{
+    const unsigned every = HY_ZONE_DP_INBOUNDS | HY_ZONE_DP_OUTBOUNDS;
+    if (im->all)
+        return every;
+    for (size_t i = 0; i < im->nmeshes; i++)
+        if (!strcmp(im->meshes[i], S(dp->meta->mesh)))
+            return every;
+    struct hy_policy_proxy p = {dp, dp->origin};
+    unsigned what = 0;
+    for (size_t i = 0; what != every && i < im->n; i++)
+        what |= policy_impact(im->v[i].type, im->v[i].old, &p) |
+                policy_impact(im->v[i].type, im->v[i].now, &p);
+    return what;
 }

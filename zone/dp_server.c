@@ -16,11 +16,13 @@
 #include "ca.h"
 #include "ca.pb-c.h"
 #include "cp_session.h"
+#include "dp_parts.h"
 #include "dp_server.h"
 #include "error.h"
 #include "kds.h"
 #include "log.h"
 #include "mesh.pb-c.h"
+#include "metrics.h"
 #include "net.h"
 #include "token.h"
 #include "validate.h"
@@ -28,13 +30,32 @@
 
 #define DEFAULT_LEAF_VALIDITY (24LL * 3600)
 
+/* The parts a sidecar holds, as the zone knows them: kind, key, version,
+ * sorted (common/dp_parts.h), and the whole version they make. */
+struct part_ref {
+    int kind;
+    char *key; /* NULL but for Endpoints */
+    char version[HY_DP_VERSION_LEN + 1];
+};
+struct held {
+    struct part_ref *v;
+    size_t n;
+    char version[HY_DP_VERSION_LEN + 1];
+};
+
 struct dp_session {
     struct hy_cp_session base; /* first: the connection, its admission and token */
     struct hy_resource *dp;    /* registered Dataplane or ZoneIngress, NULL before */
     bool ingress;              /* dp is a ZoneIngress */
     char *cert, *chain;
-    char sent_version[32], acked_version[32], nacked_version[32];
-    uint64_t sent, acked, rejected;
+    /* a sidecar's own parts, as last computed (NULL: to compute) */
+    Hypha__V1__DpPart *identity, *inbounds, *outbounds;
+    struct held sent;  /* what it holds once every update sent is applied */
+    struct held acked; /* what it said it holds */
+    char sent_version[32], acked_version[32], nacked_version[32]; /* ingress: routes */
+    uint64_t sent_n, acked_n, rejected;
+    uint64_t parts_sent; /* parts in every update sent */
+    bool pending;        /* to be sent its config on the next loop turn (kick) */
 };
 
 struct hy_zone_dp_server {
@@ -43,6 +64,12 @@ struct hy_zone_dp_server {
     uv_timer_t cleanup;
     bool cleanup_init;
     int64_t started; /* Unix seconds: offline since, for a sidecar the last run lost track of */
+    struct hy_zone_dp_round *round; /* the last round loaded (its shared parts), or NULL */
+    struct hy_zone_dp_round *base;  /* the round every sidecar was last pushed from: what a
+                                       change is compared with (may be round) */
+    uv_timer_t kick;                /* new sessions get their first config on the next turn */
+    bool kick_init, kick_armed;
+    struct hy_series *updates, *parts, *bytes, *recomputed; /* counters */
 };
 
 #define S(s) ((s) ? (s) : "")
@@ -147,6 +174,40 @@ static bool known_fields(const ProtobufCMessage *m, char *why, size_t size)
     return true;
 }
 
+/* Part refs a peer sent (hello.held, nack.parts): a known kind, a key only
+ * on Endpoints, bounded printable strings. */
+static bool check_refs(const char *field, Hypha__V1__DpPartRef *const *v, size_t n, char *why,
+                       size_t size)
+{
+    if (n > HY_DP_MAX_PARTS) {
+        snprintf(why, size, "%s: %zu parts, at most %d", field, n, HY_DP_MAX_PARTS);
+        return false;
+    }
+    char name[64];
+    for (size_t i = 0; i < n; i++) {
+        const Hypha__V1__DpPartRef *r = v[i];
+        snprintf(name, sizeof(name), "%s[%zu]", field, i);
+        bool endpoints = r->has_kind && r->kind == HYPHA__V1__DP_PART__KIND__Endpoints;
+        if (!r->has_kind ||
+            !protobuf_c_enum_descriptor_get_value(&hypha__v1__dp_part__kind__descriptor, r->kind) ||
+            r->kind == HYPHA__V1__DP_PART__KIND__Unknown) {
+            snprintf(why, size, "%s.kind is not a known part kind", name);
+            return false;
+        }
+        if (!endpoints && r->key) {
+            snprintf(why, size, "%s.key is set on a part that has none", name);
+            return false;
+        }
+        char kf[80], vf[80];
+        snprintf(kf, sizeof(kf), "%s.key", name);
+        snprintf(vf, sizeof(vf), "%s.version", name);
+        if (!check_str(kf, r->key, endpoints, HY_DP_MAX_PART_KEY, true, why, size) ||
+            !check_str(vf, r->version, true, HY_DP_MAX_VERSION, true, why, size))
+            return false;
+    }
+    return true;
+}
+
 bool hy_zone_dp_check_message(const Hypha__V1__DpMessage *m, char *why, size_t size)
 {
     if (!known_fields(&m->base, why, size))
@@ -161,7 +222,10 @@ bool hy_zone_dp_check_message(const Hypha__V1__DpMessage *m, char *why, size_t s
         return check_str("hello.token", h->token, true, HY_TOKEN_MAX_LEN, true, why, size) &&
                check_str("hello.csr", h->csr, false, HY_DP_MAX_CSR, false, why, size) &&
                check_str("hello.version", h->version, false, HY_DP_MAX_AGENT_VERSION, true, why,
-                         size);
+                         size) &&
+               check_str("hello.held_version", h->held_version, false, HY_DP_MAX_VERSION, true, why,
+                         size) &&
+               check_refs("hello.held", h->held, h->n_held, why, size);
     }
     case HYPHA__V1__DP_MESSAGE__MSG_CSR:
         return check_str("csr.csr", m->csr->csr, true, HY_DP_MAX_CSR, false, why, size);
@@ -170,7 +234,8 @@ bool hy_zone_dp_check_message(const Hypha__V1__DpMessage *m, char *why, size_t s
     case HYPHA__V1__DP_MESSAGE__MSG_NACK:
         return check_str("nack.version", m->nack->version, false, HY_DP_MAX_VERSION, true, why,
                          size) &&
-               check_str("nack.error", m->nack->error, false, HY_DP_MAX_ERROR, false, why, size);
+               check_str("nack.error", m->nack->error, false, HY_DP_MAX_ERROR, false, why, size) &&
+               check_refs("nack.parts", m->nack->parts, m->nack->n_parts, why, size);
     default:
         snprintf(why, size, "unexpected message (a peer sends hello, csr, ack or nack)");
         return false;
@@ -339,106 +404,6 @@ static void issuer_fini(struct issuer *i)
     hy_resource_free(i->key);
 }
 
-/* The trust bundle being built: distinct CA certificates, by fingerprint. */
-struct roots {
-    const char *mesh;
-    struct hy_buf *pem;
-    char seen[HY_CA_BUNDLE_MAX][HY_CA_FINGERPRINT_LEN + 1];
-    size_t n;
-    const struct hy_resource *from; /* for the log */
-};
-
-static int add_cert(void *ud, const struct hy_ca_bundle_cert *c)
-{
-    struct roots *x = ud;
-    for (size_t i = 0; i < x->n; i++)
-        if (!strcmp(x->seen[i], c->fingerprint))
-            return 0;
-    if (x->n == HY_CA_BUNDLE_MAX) {
-        /* global refuses writes past this: a store that holds more came
-         * from elsewhere, and what does not fit is said, not dropped */
-        hy_log(HY_LOG_WARN, "dp",
-               "mesh %s: %s %s: certificate %.16s... left out of the trust bundle: it is full "
-               "(%d certificates)",
-               x->mesh, x->from->type->name, x->from->meta->name, c->fingerprint, HY_CA_BUNDLE_MAX);
-        return 0;
-    }
-    memcpy(x->seen[x->n++], c->fingerprint, sizeof(x->seen[0]));
-    if (hy_buf_append(x->pem, c->pem, c->len) < 0 || hy_buf_puts(x->pem, "\n") < 0)
-        return HY_ENOMEM;
-    return 0;
-}
-
-/* Adds the certificates of one PEM text of r; one that does not read is
- * logged and left out (global checked it: hy_cp_mesh_trust_check). */
-static int add_pem(struct roots *x, const struct hy_resource *r, const char *pem)
-{
-    size_t at = 0;
-    const char *why = NULL;
-    x->from = r;
-    int rc = hy_ca_bundle_each(pem, add_cert, x, NULL, &at, &why);
-    if (rc == HY_ENOMEM)
-        return rc;
-    if (rc < 0)
-        hy_log(HY_LOG_WARN, "dp",
-               "mesh %s: %s %s: certificate %zu left out of the trust bundle: %s", x->mesh,
-               r->type->name, r->meta->name, at, why ? why : hy_strerror(rc));
-    return 0;
-}
-
-static int add_root(void *ud, struct hy_resource *r, bool *take)
-{
-    struct roots *x = ud;
-    (void)take;
-    const Hypha__V1__MeshCaRoot *t = (const Hypha__V1__MeshCaRoot *)r->spec;
-    if (t->ca_cert && strcmp(S(r->meta->mesh), x->mesh) == 0)
-        return add_pem(x, r, t->ca_cert);
-    return 0;
-}
-
-static int add_trust(void *ud, struct hy_resource *r, bool *take)
-{
-    struct roots *x = ud;
-    (void)take;
-    const Hypha__V1__MeshTrust *t = (const Hypha__V1__MeshTrust *)r->spec;
-    if (strcmp(S(r->meta->mesh), x->mesh) != 0)
-        return 0;
-    /* A sidecar checks only that a peer's ID is spiffe://<mesh>/...: a CA
-     * trusted for another domain would be trusted to issue this mesh's
-     * identities too. So only MeshTrusts for the mesh's own domain reach
-     * the bundle (the write of any other drew a warning saying so). */
-    if (strcmp(S(t->trust_domain), x->mesh) != 0)
-        return 0;
-    for (size_t i = 0; i < t->n_ca_bundles; i++) {
-        const Hypha__V1__MeshTrust__CaBundle *b = t->ca_bundles[i];
-        int rc = b->pem && b->pem->value ? add_pem(x, r, b->pem->value) : 0;
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
-
-/* The mesh's trust bundle, as PEM: every root of the mesh (MeshCaRoot),
- * then the CAs of every MeshTrust of the mesh for its own trust domain,
- * each certificate once.
- * Taken for every config, not with the certificate: in a root rotation
- * the new root reaches every sidecar (with the MeshCaRoot's sync) before
- * the zone has an intermediate under it, so no sidecar sees a leaf it
- * cannot verify. Old roots stay (nothing removes a MeshCaRoot yet). */
-static int mesh_bundle(struct hy_store *st, const char *mesh, struct hy_buf *out)
-{
-    struct roots *x = calloc(1, sizeof(*x));
-    if (!x)
-        return HY_ENOMEM;
-    x->mesh = mesh;
-    x->pem = out;
-    int rc = hy_store_each(st, "MeshCaRoot", add_root, x);
-    if (rc == 0)
-        rc = hy_store_each(st, "MeshTrust", add_trust, x);
-    free(x);
-    return rc;
-}
-
 static int load_issuer(struct hy_store *st, const char *mesh, struct issuer *i, char *why,
                        size_t size)
 {
@@ -503,6 +468,9 @@ static int sign(struct hy_zone_dp_server *srv, struct dp_session *s, const char 
         free(s->chain);
         s->cert = cert;
         s->chain = strdup(ca.cert);
+        if (s->identity) /* computed again with the new certificate */
+            protobuf_c_message_free_unpacked(&s->identity->base, NULL);
+        s->identity = NULL;
     }
     issuer_fini(&is);
     return rc;
@@ -552,7 +520,7 @@ static void push_ingress(struct dp_session *s, bool force_store)
         m.ingress_config = c;
         if (send_msg(s, &m) == 0) {
             snprintf(s->sent_version, sizeof(s->sent_version), "%s", c->version);
-            s->sent++;
+            s->sent_n++;
             hy_log(HY_LOG_DEBUG, "dp", "ingress %s: routes %s sent (%zu services)",
                    s->dp->meta->name, c->version, c->n_routes);
         }
@@ -560,22 +528,256 @@ static void push_ingress(struct dp_session *s, bool force_store)
     hypha__v1__dp_ingress_config__free_unpacked(c, NULL);
 }
 
-/* The config s's sidecar is due now, with its certificate material, from
- * round (NULL: one loaded for it alone). */
-static int session_config(struct dp_session *s, const struct hy_zone_dp_round *round,
-                          Hypha__V1__DpConfig **out)
+/* ----- a sidecar's config, in parts ----- */
+
+static void held_fini(struct held *h)
 {
-    struct hy_buf bundle = {0};
-    struct hy_zone_dp_round *own = NULL;
-    int rc = mesh_bundle(srv_of(s)->z->cp.store, s->dp->meta->mesh, &bundle);
-    if (rc == 0 && !round && (rc = hy_zone_dp_round_load(srv_of(s)->z->cp.store, &own)) == 0)
-        round = own;
-    if (rc == 0)
-        rc = hy_zone_dp_config_compute(round, s->dp, s->cert, s->chain,
-                                       bundle.data ? bundle.data : "", out);
-    hy_zone_dp_round_free(own);
-    hy_buf_fini(&bundle);
+    for (size_t i = 0; i < h->n; i++)
+        free(h->v[i].key);
+    free(h->v);
+    memset(h, 0, sizeof(*h));
+}
+
+static int held_copy(struct held *dst, const struct held *src)
+{
+    struct held h = {0};
+    if (src->n && !(h.v = calloc(src->n, sizeof(*h.v))))
+        return HY_ENOMEM;
+    for (; h.n < src->n; h.n++) {
+        h.v[h.n] = src->v[h.n];
+        if (src->v[h.n].key && !(h.v[h.n].key = strdup(src->v[h.n].key))) {
+            held_fini(&h);
+            return HY_ENOMEM;
+        }
+    }
+    memcpy(h.version, src->version, sizeof(h.version));
+    held_fini(dst);
+    *dst = h;
+    return 0;
+}
+
+/* The parts of p as refs (p sorted: so are they). */
+static int held_from_parts(struct held *dst, const struct hy_dp_parts *p)
+{
+    struct held h = {0};
+    if (p->n && !(h.v = calloc(p->n, sizeof(*h.v))))
+        return HY_ENOMEM;
+    for (; h.n < p->n; h.n++) {
+        struct part_ref *r = &h.v[h.n];
+        r->kind = (int)p->v[h.n]->kind;
+        snprintf(r->version, sizeof(r->version), "%s", S(p->v[h.n]->version));
+        if (p->v[h.n]->key && !(r->key = strdup(p->v[h.n]->key))) {
+            held_fini(&h);
+            return HY_ENOMEM;
+        }
+    }
+    memcpy(h.version, p->version, sizeof(h.version));
+    held_fini(dst);
+    *dst = h;
+    return 0;
+}
+
+/* What a sidecar says it held when its last session ended (hello.held,
+ * checked by hy_zone_dp_check_message): the zone sends what differs. Refs
+ * that do not make held_version are dropped (it gets everything). */
+static void held_from_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
+{
+    struct hy_dp_ref *refs = h->n_held ? calloc(h->n_held, sizeof(*refs)) : NULL;
+    char v[HY_DP_VERSION_LEN + 1];
+    if (!h->n_held || !refs || !h->held_version) {
+        free(refs);
+        return;
+    }
+    for (size_t i = 0; i < h->n_held; i++)
+        refs[i] = (struct hy_dp_ref){(int)h->held[i]->kind, h->held[i]->key, h->held[i]->version};
+    hy_dp_whole_version(refs, h->n_held, v);
+    bool twice = false;
+    for (size_t i = 1; i < h->n_held; i++)
+        twice = twice || hy_dp_ref_cmp(&refs[i - 1], &refs[i]) == 0;
+    struct held x = {0};
+    if (!twice && !strcmp(v, h->held_version) && (x.v = calloc(h->n_held, sizeof(*x.v)))) {
+        for (; x.n < h->n_held; x.n++) {
+            x.v[x.n].kind = refs[x.n].kind;
+            snprintf(x.v[x.n].version, sizeof(x.v[x.n].version), "%s", refs[x.n].version);
+            if (refs[x.n].key && !(x.v[x.n].key = strdup(refs[x.n].key)))
+                break;
+        }
+        memcpy(x.version, v, sizeof(x.version));
+        if (x.n == h->n_held && held_copy(&s->acked, &x) == 0)
+            held_copy(&s->sent, &x);
+        held_fini(&x);
+    }
+    free(refs);
+}
+
+static void own_parts_fini(struct dp_session *s)
+{
+    Hypha__V1__DpPart **own[] = {&s->identity, &s->inbounds, &s->outbounds};
+    for (size_t i = 0; i < 3; i++) {
+        if (*own[i])
+            protobuf_c_message_free_unpacked(&(*own[i])->base, NULL);
+        *own[i] = NULL;
+    }
+}
+
+/* Recomputes what of s's own parts `what` (HY_ZONE_DP_*) says may have
+ * changed, and any not computed yet. */
+static int own_parts(struct dp_session *s, struct hy_zone_dp_round *round, unsigned what)
+{
+    int rc = 0;
+    if (!s->identity)
+        rc = hy_zone_dp_part_identity(s->dp, s->cert, s->chain, &s->identity);
+    bool in = !s->inbounds || (what & HY_ZONE_DP_INBOUNDS);
+    bool out = !s->outbounds || (what & HY_ZONE_DP_OUTBOUNDS);
+    Hypha__V1__DpPart *ni = NULL, *no = NULL;
+    if (rc == 0 && (in || out)) {
+        rc = hy_zone_dp_parts_own(round, s->dp, in ? &ni : NULL, out ? &no : NULL);
+        hy_series_inc(srv_of(s)->recomputed);
+    }
+    if (rc == 0 && ni) {
+        if (s->inbounds)
+            protobuf_c_message_free_unpacked(&s->inbounds->base, NULL);
+        s->inbounds = ni;
+    }
+    if (rc == 0 && no) {
+        if (s->outbounds)
+            protobuf_c_message_free_unpacked(&s->outbounds->base, NULL);
+        s->outbounds = no;
+    }
     return rc;
+}
+
+/* Every part s's sidecar is due (borrowed: its own, the round's shared),
+ * sorted, with the whole version. */
+static int due_parts(struct dp_session *s, struct hy_zone_dp_round *round, struct hy_dp_parts *due)
+{
+    size_t nout = s->outbounds->n_outbounds;
+    memset(due, 0, sizeof(*due));
+    if (!(due->v = malloc((nout + 4) * sizeof(*due->v))))
+        return HY_ENOMEM;
+    const Hypha__V1__DpPart *shared;
+    int rc = hy_zone_dp_round_bundle(round, s->dp->meta->mesh, &shared);
+    if (rc == 0) {
+        due->v[due->n++] = s->identity;
+        due->v[due->n++] = (Hypha__V1__DpPart *)shared;
+        due->v[due->n++] = s->inbounds;
+        due->v[due->n++] = s->outbounds;
+    }
+    for (size_t i = 0; rc == 0 && i < nout; i++) {
+        const char *svc = S(s->outbounds->outbounds[i]->service);
+        bool seen = false;
+        for (size_t k = 0; !seen && k < i; k++)
+            seen = !strcmp(S(s->outbounds->outbounds[k]->service), svc);
+        if (!seen && (rc = hy_zone_dp_round_endpoints(round, s->dp->origin, s->dp->meta->mesh, svc,
+                                                      &shared)) == 0)
+            due->v[due->n++] = (Hypha__V1__DpPart *)shared;
+    }
+    if (rc == 0)
+        rc = hy_dp_parts_sort(due);
+    if (rc < 0)
+        hy_dp_parts_fini(due);
+    return rc;
+}
+
+static int ref_vs_part(const struct part_ref *r, const Hypha__V1__DpPart *p)
+{
+    struct hy_dp_ref a = {r->kind, r->key, NULL}, b = {(int)p->kind, p->key, NULL};
+    return hy_dp_ref_cmp(&a, &b);
+}
+
+/* The update from what s holds (sent) to due: the parts that differ, and
+ * a removal for each Endpoints part no longer due (made into *removed,
+ * the caller frees them). */
+static int diff(const struct held *sent, const struct hy_dp_parts *due,
+                Hypha__V1__DpConfigUpdate *u, Hypha__V1__DpPart ***removed, size_t *nremoved)
+{
+    u->parts = malloc((due->n + sent->n + 1) * sizeof(*u->parts));
+    *removed = malloc((sent->n + 1) * sizeof(**removed));
+    *nremoved = 0;
+    if (!u->parts || !*removed)
+        return HY_ENOMEM;
+    size_t a = 0, b = 0;
+    while (a < sent->n || b < due->n) {
+        int c = a == sent->n ? 1 : b == due->n ? -1 : ref_vs_part(&sent->v[a], due->v[b]);
+        if (c > 0 || (c == 0 && strcmp(sent->v[a].version, S(due->v[b]->version))))
+            u->parts[u->n_parts++] = due->v[b];
+        if (c < 0) { /* held, not due: only an Endpoints part can be */
+            Hypha__V1__DpPart *r = malloc(sizeof(*r));
+            if (!r)
+                return HY_ENOMEM;
+            hypha__v1__dp_part__init(r);
+            (*removed)[(*nremoved)++] = r;
+            r->has_kind = r->has_removed = 1;
+            r->kind = sent->v[a].kind;
+            r->removed = 1;
+            r->key = sent->v[a].key ? strdup(sent->v[a].key) : NULL;
+            if ((sent->v[a].key && !r->key) || hy_dp_part_stamp(r) < 0)
+                return HY_ENOMEM;
+            u->parts[u->n_parts++] = r;
+        }
+        a += c <= 0;
+        b += c >= 0;
+    }
+    return 0;
+}
+
+/* Sends s's sidecar the parts it is due that it does not hold (as sent),
+ * recomputing first its own parts `what` says may have changed. */
+static void push_parts(struct dp_session *s, struct hy_zone_dp_round *round, unsigned what)
+{
+    struct hy_zone_dp_server *srv = srv_of(s);
+    struct hy_dp_parts due = {0};
+    Hypha__V1__DpConfigUpdate u = HYPHA__V1__DP_CONFIG_UPDATE__INIT;
+    Hypha__V1__DpPart **removed = NULL;
+    size_t nremoved = 0;
+    int rc = own_parts(s, round, what);
+    if (rc == 0)
+        rc = due_parts(s, round, &due);
+    if (rc == 0 && strcmp(due.version, s->sent.version))
+        rc = diff(&s->sent, &due, &u, &removed, &nremoved);
+    if (rc == 0 && u.n_parts) {
+        Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
+        size_t len = 0;
+        u.version = due.version;
+        u.from_version = s->sent.version;
+        m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_UPDATE;
+        m.update = &u;
+        if (hy_cp_session_send(&s->base, &m.base, &len) == 0 &&
+            (rc = held_from_parts(&s->sent, &due)) == 0) {
+            s->sent_n++;
+            s->parts_sent += u.n_parts;
+            hy_series_inc(srv->updates);
+            hy_series_add(srv->parts, (double)u.n_parts);
+            hy_series_add(srv->bytes, (double)len);
+            hy_log(HY_LOG_DEBUG, "dp", "%s/%s: config %s sent (%zu of %zu parts, %zu bytes)",
+                   s->dp->meta->mesh, s->dp->meta->name, due.version, u.n_parts, due.n, len);
+        }
+    }
+    if (rc < 0)
+        hy_log(HY_LOG_ERROR, "dp", "%s/%s: cannot compute the config: %s", s->dp->meta->mesh,
+               s->dp->meta->name, hy_strerror(rc));
+    for (size_t i = 0; i < nremoved; i++)
+        protobuf_c_message_free_unpacked(&removed[i]->base, NULL);
+    free(removed);
+    free(u.parts);
+    hy_dp_parts_fini(&due);
+}
+
+/* The server's round, loaded again when the store moved past it. */
+static int current_round(struct hy_zone_dp_server *srv, struct hy_zone_dp_round **out)
+{
+    struct hy_store *st = srv->z->cp.store;
+    if (!srv->round || hy_zone_dp_round_revision(srv->round) != hy_store_revision(st)) {
+        struct hy_zone_dp_round *r;
+        int rc = hy_zone_dp_round_load(st, &r);
+        if (rc < 0)
+            return rc;
+        if (srv->round != srv->base)
+            hy_zone_dp_round_free(srv->round);
+        srv->round = r;
+    }
+    *out = srv->round;
+    return 0;
 }
 
 int hy_zone_dp_connected_config(struct hy_zone *z, const char *mesh, const char *name,
@@ -589,45 +791,61 @@ int hy_zone_dp_connected_config(struct hy_zone *z, const char *mesh, const char 
         if (!s->dp || s->ingress || cs->closing || strcmp(S(s->dp->meta->mesh), mesh) ||
             strcmp(s->dp->meta->name, name))
             continue;
-        snprintf(acked, size, "%s", s->acked_version);
-        return session_config(s, NULL, out);
+        snprintf(acked, size, "%s", s->acked.version);
+        struct hy_zone_dp_round *round;
+        const Hypha__V1__DpPart *bundle;
+        int rc = current_round(z->dp, &round);
+        if (rc == 0)
+            rc = own_parts(s, round, 0);
+        if (rc == 0)
+            rc = hy_zone_dp_round_bundle(round, mesh, &bundle);
+        if (rc == 0)
+            rc = hy_zone_dp_parts_assemble(round, s->dp, s->identity, bundle, s->inbounds,
+                                           s->outbounds, out);
+        return rc;
     }
     return HY_ENOTFOUND;
 }
 
-/* Sends s its config when it changed; round as for session_config. */
-static void push_from(struct dp_session *s, const struct hy_zone_dp_round *round)
+/* Sends s what changed (what: of its own parts, HY_ZONE_DP_*). */
+static void push_from(struct dp_session *s, struct hy_zone_dp_round *round, unsigned what)
 {
     if (!s->dp || s->base.closing)
         return;
-    if (s->ingress) {
+    if (s->ingress)
         push_ingress(s, false);
-        return;
-    }
-    Hypha__V1__DpConfig *c = NULL;
-    int rc = session_config(s, round, &c);
-    if (rc < 0) {
-        hy_log(HY_LOG_ERROR, "dp", "%s/%s: cannot compute the config: %s", s->dp->meta->mesh,
-               s->dp->meta->name, hy_strerror(rc));
-        return;
-    }
-    if (strcmp(c->version, s->sent_version) != 0) {
-        Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
-        m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_CONFIG;
-        m.config = c;
-        if (send_msg(s, &m) == 0) {
-            snprintf(s->sent_version, sizeof(s->sent_version), "%s", c->version);
-            s->sent++;
-            hy_log(HY_LOG_DEBUG, "dp", "%s/%s: config %s sent", s->dp->meta->mesh,
-                   s->dp->meta->name, c->version);
-        }
-    }
-    hypha__v1__dp_config__free_unpacked(c, NULL);
+    else
+        push_parts(s, round, what);
 }
 
+static void on_kick(uv_timer_t *t)
+{
+    struct hy_zone_dp_server *srv = t->data;
+    struct hy_zone_dp_round *round;
+    srv->kick_armed = false;
+    int rc = current_round(srv, &round);
+    if (rc < 0)
+        hy_log(HY_LOG_ERROR, "dp", "cannot read the store for the sidecars' configs: %s",
+               hy_strerror(rc));
+    for (struct hy_cp_session *cs = hy_cp_session_first(srv->ss); rc == 0 && cs; cs = cs->next) {
+        struct dp_session *s = (struct dp_session *)cs;
+        if (s->pending) {
+            s->pending = false;
+            push_from(s, round, 0);
+        }
+    }
+}
+
+/* s gets what it is due on the next loop turn: the Hellos and renewals of
+ * one turn share one round. */
 static void push(struct dp_session *s)
 {
-    push_from(s, NULL);
+    struct hy_zone_dp_server *srv = srv_of(s);
+    s->pending = true;
+    if (!srv->kick_armed) {
+        srv->kick_armed = true;
+        uv_timer_start(&srv->kick, on_kick, 0, 0);
+    }
 }
 
 /* ----- registration ----- */
@@ -686,10 +904,10 @@ static void insight(struct dp_session *s, bool connect, bool disconnect)
     sub = (*l.v)[*l.n - 1];
     if (disconnect && !sub->disconnect_time)
         sub->disconnect_time = hy_timestamp_now();
-    hy_kds_set_str(&sub->config_version, s->acked_version);
+    hy_kds_set_str(&sub->config_version, s->ingress ? s->acked_version : s->acked.version);
     sub->has_responses_sent = sub->has_responses_acknowledged = sub->has_responses_rejected = 1;
-    sub->responses_sent = s->sent;
-    sub->responses_acknowledged = s->acked;
+    sub->responses_sent = s->sent_n;
+    sub->responses_acknowledged = s->acked_n;
     sub->responses_rejected = s->rejected;
     Hypha__V1__DataplaneInsight *di = s->ingress ? NULL : (Hypha__V1__DataplaneInsight *)r->spec;
     if (di && s->cert) {
@@ -899,6 +1117,7 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
         reject(s, why);
         return;
     }
+    held_from_hello(s, h);
     /* register: this zone's own, so KDS sends it up */
     hy_kds_set_str(&dp->origin, srv->z->cfg->zone);
     dp->version = 0;
@@ -930,6 +1149,56 @@ static void token_dead(struct hy_cp_session *cs, const char *why)
     hy_cp_session_reject(cs, reason);
 }
 
+/* An Ack of the version last sent: the sidecar holds what was sent. One
+ * of an earlier update still on its way is counted only. The insight is
+ * written when the acked version changes: a peer repeating one Ack must
+ * not cost a store write each. */
+static void on_ack(struct dp_session *s, const Hypha__V1__DpAck *a)
+{
+    s->acked_n++;
+    if (s->ingress) {
+        if (strcmp(s->acked_version, a->version)) {
+            snprintf(s->acked_version, sizeof(s->acked_version), "%s", a->version);
+            insight(s, false, false);
+        }
+        return;
+    }
+    if (strcmp(a->version, s->sent.version) || !strcmp(a->version, s->acked.version))
+        return;
+    if (held_copy(&s->acked, &s->sent) == 0)
+        insight(s, false, false);
+}
+
+/* A Nack: the sidecar kept what it held (acked); the next update is
+ * made from that. Logged once per refused version, with the parts it
+ * names. */
+static void on_nack(struct dp_session *s, const Hypha__V1__DpNack *n)
+{
+    char text[300], parts[300] = "";
+    s->rejected++;
+    if (!s->ingress)
+        held_copy(&s->sent, &s->acked);
+    if (!strcmp(s->nacked_version, S(n->version)))
+        return;
+    snprintf(s->nacked_version, sizeof(s->nacked_version), "%s", S(n->version));
+    size_t at = 0;
+    for (size_t i = 0; i < n->n_parts && at < sizeof(parts) - 2; i++) {
+        const ProtobufCEnumValue *k = protobuf_c_enum_descriptor_get_value(
+            &hypha__v1__dp_part__kind__descriptor, n->parts[i]->kind);
+        int w = snprintf(parts + at, sizeof(parts) - 2 - at, "%s%s%s%s",
+                         i ? ", " : " (parts: ", k ? k->name : "?", n->parts[i]->key ? " " : "",
+                         S(n->parts[i]->key));
+        at += w > 0 ? (size_t)w : 0;
+    }
+    at = strlen(parts);
+    if (at)
+        snprintf(parts + at, sizeof(parts) - at, ")");
+    hy_log(HY_LOG_WARN, "dp", "%s%s%s refused config %s%s: %s", S(s->dp->meta->mesh),
+           s->ingress ? "" : "/", s->dp->meta->name, S(n->version), parts,
+           hy_cp_session_clean(n->error, text, sizeof(text)));
+    insight(s, false, false);
+}
+
 static void on_message(struct hy_cp_session *cs, const uint8_t *data, size_t len)
 {
     struct dp_session *s = (struct dp_session *)cs;
@@ -938,7 +1207,7 @@ static void on_message(struct hy_cp_session *cs, const uint8_t *data, size_t len
         reject(s, "malformed message (not a DpMessage)");
         return;
     }
-    char why[300] = "", text[300];
+    char why[300] = "";
     if (!hy_zone_dp_check_message(m, why, sizeof(why))) {
         reject(s, why);
     } else if (!s->dp && m->msg_case != HYPHA__V1__DP_MESSAGE__MSG_HELLO) {
@@ -966,23 +1235,10 @@ static void on_message(struct hy_cp_session *cs, const uint8_t *data, size_t len
             }
             break;
         case HYPHA__V1__DP_MESSAGE__MSG_ACK:
-            s->acked++;
-            /* the insight is written when the acked version changes: a
-             * peer repeating one Ack must not cost a store write each */
-            if (strcmp(s->acked_version, m->ack->version)) {
-                snprintf(s->acked_version, sizeof(s->acked_version), "%s", m->ack->version);
-                insight(s, false, false);
-            }
+            on_ack(s, m->ack);
             break;
         case HYPHA__V1__DP_MESSAGE__MSG_NACK:
-            s->rejected++;
-            if (strcmp(s->nacked_version, S(m->nack->version))) {
-                snprintf(s->nacked_version, sizeof(s->nacked_version), "%s", S(m->nack->version));
-                hy_log(HY_LOG_WARN, "dp", "%s/%s refused config %s: %s", S(s->dp->meta->mesh),
-                       s->dp->meta->name, S(m->nack->version),
-                       hy_cp_session_clean(m->nack->error, text, sizeof(text)));
-                insight(s, false, false);
-            }
+            on_nack(s, m->nack);
             break;
         default:
             reject(s, "unexpected message");
@@ -997,6 +1253,9 @@ static void session_fini(struct hy_cp_session *cs)
     hy_resource_free(s->dp);
     free(s->cert);
     free(s->chain);
+    own_parts_fini(s);
+    held_fini(&s->sent);
+    held_fini(&s->acked);
 }
 
 static void on_close(struct hy_cp_session *cs, int code, const char *reason)
@@ -1120,20 +1379,33 @@ static bool configs_may_change(const struct hy_store_changes *ch)
     return !ch;
 }
 
+/* Every sidecar gets what the change altered: its own parts are computed
+ * again only where the change may alter them (hy_zone_dp_impact_on), the
+ * shared ones once per round, and only parts whose version moved are
+ * sent. */
 static void on_store_change(void *ud, const struct hy_store_changes *ch)
 {
     struct hy_zone_dp_server *srv = ud;
     if (!configs_may_change(ch))
         return;
-    /* the store read once for every sidecar's config, not once per config */
     struct hy_zone_dp_round *round = NULL;
-    int rc = hy_zone_dp_round_load(srv->z->cp.store, &round);
+    struct hy_zone_dp_impact *im = NULL;
+    int rc = current_round(srv, &round);
+    if (rc == 0)
+        rc = hy_zone_dp_impact_new(srv->base, round, ch, &im);
     if (rc < 0)
         hy_log(HY_LOG_ERROR, "dp", "cannot read the store for the sidecars' configs: %s",
                hy_strerror(rc));
-    for (struct hy_cp_session *cs = hy_cp_session_first(srv->ss); rc == 0 && cs; cs = cs->next)
-        push_from((struct dp_session *)cs, round);
-    hy_zone_dp_round_free(round);
+    for (struct hy_cp_session *cs = hy_cp_session_first(srv->ss); rc == 0 && cs; cs = cs->next) {
+        struct dp_session *s = (struct dp_session *)cs;
+        s->pending = false;
+        push_from(s, round, s->dp && !s->ingress ? hy_zone_dp_impact_on(im, s->dp) : 0);
+    }
+    hy_zone_dp_impact_free(im);
+    if (rc == 0 && srv->base != round) {
+        hy_zone_dp_round_free(srv->base);
+        srv->base = round;
+    }
 }
 
 static double sidecars(void *ud)
@@ -1169,6 +1441,23 @@ int hy_zone_dp_server_start(struct hy_zone *z)
     if (!hy_metric_gauge_fn(z->cp.metrics, "hypha_dp_server_sidecars",
                             "Sidecars connected and registered", sidecars, srv))
         return HY_ENOMEM;
+    struct hy_metrics *m = z->cp.metrics;
+    srv->updates = hy_metric_series(
+        hy_metric_counter(m, "hypha_dp_server_config_updates_total",
+                          "Config updates sent to sidecars (each the parts that changed)", 0));
+    srv->parts = hy_metric_series(hy_metric_counter(
+        m, "hypha_dp_server_config_parts_total",
+        "Config parts sent to sidecars (identity, trust bundle, inbounds, outbounds, a "
+        "service's endpoints)",
+        0));
+    srv->bytes = hy_metric_series(hy_metric_counter(m, "hypha_dp_server_config_bytes_total",
+                                                    "Bytes of config updates sent to sidecars", 0));
+    srv->recomputed = hy_metric_series(hy_metric_counter(
+        m, "hypha_dp_server_config_recomputed_total",
+        "Times a sidecar's own parts (inbounds, outbounds) were computed again after a change", 0));
+    uv_timer_init(z->cp.loop, &srv->kick);
+    srv->kick.data = srv;
+    srv->kick_init = true;
     struct hy_cp_session_config sc = {
         .cp = &z->cp,
         .component = "dp",
@@ -1213,6 +1502,9 @@ void hy_zone_dp_server_stop(struct hy_zone *z)
     if (srv->cleanup_init)
         uv_close((uv_handle_t *)&srv->cleanup, NULL);
     srv->cleanup_init = false;
+    if (srv->kick_init)
+        uv_close((uv_handle_t *)&srv->kick, NULL);
+    srv->kick_init = false;
 }
 
 void hy_zone_dp_server_free(struct hy_zone *z)
@@ -1221,6 +1513,9 @@ void hy_zone_dp_server_free(struct hy_zone *z)
     if (!srv)
         return;
     hy_cp_session_server_free(srv->ss);
+    if (srv->round != srv->base)
+        hy_zone_dp_round_free(srv->round);
+    hy_zone_dp_round_free(srv->base);
     free(srv);
     z->dp = NULL;
 }

@@ -10,6 +10,8 @@
 #include "zone.h"
 
 struct hy_resource;
+struct hy_store;
+struct hy_store_changes;
 struct hy_token_claims;
 
 /* Starts listening on cfg->dp_address (dp_server.c). */
@@ -54,17 +56,68 @@ int hy_zone_dp_identity_uris(const struct hy_resource *dp, const char *zone, cha
                              size_t *n);
 
 /* What every config computed after one store change reads, loaded once
- * (dp_config.c): every policy, Dataplane and ZoneIngress. A change used to
- * have each sidecar's config decode the whole store again, for every
- * outbound. *out is the caller's (hy_zone_dp_round_free). 0 or a negative
- * code (store, HY_ENOMEM). */
+ * (dp_config.c): every policy, Dataplane, ZoneIngress, MeshCaRoot and
+ * MeshTrust, with the local endpoints indexed by mesh and service. The
+ * parts many sidecars share (a service's endpoints, a mesh's trust bundle)
+ * are computed at most once per round, when first asked for. *out is the
+ * caller's (hy_zone_dp_round_free). 0 or a negative code (store,
+ * HY_ENOMEM). */
 struct hy_zone_dp_round;
 int hy_zone_dp_round_load(struct hy_store *s, struct hy_zone_dp_round **out);
 void hy_zone_dp_round_free(struct hy_zone_dp_round *r);
+/* The store's revision the round has (at least). */
+uint64_t hy_zone_dp_round_revision(const struct hy_zone_dp_round *r);
+/* The Endpoints part of service in mesh for sidecars of zone origin: the
+ * inbounds of the mesh's Dataplanes of that origin (or none) serving it,
+ * then other zones' ingresses carrying it; priorities unset (each
+ * outbound gives them by zone). *out is the round's. 0 or HY_ENOMEM. */
+int hy_zone_dp_round_endpoints(struct hy_zone_dp_round *r, const char *origin, const char *mesh,
+                               const char *service, const Hypha__V1__DpPart **out);
+/* The TrustBundle part of mesh: its roots, then the CAs of its MeshTrusts
+ * for its own trust domain, each certificate once. *out is the round's. */
+int hy_zone_dp_round_bundle(struct hy_zone_dp_round *r, const char *mesh,
+                            const Hypha__V1__DpPart **out);
+
+/* dp's Identity part: its mesh, name, certificate and chain. *out is the
+ * caller's. 0 or HY_ENOMEM. */
+int hy_zone_dp_part_identity(const struct hy_resource *dp, const char *cert, const char *chain,
+                             Hypha__V1__DpPart **out);
+/* dp's Inbounds part (the MeshTrafficPermission entries and rules their
+ * callers meet) and Outbounds part (what the `to` policies merge to, and
+ * the priority of each zone; no endpoints), each when its pointer is not
+ * NULL; the caller's. 0 or a negative code. */
+int hy_zone_dp_parts_own(struct hy_zone_dp_round *r, const struct hy_resource *dp,
+                         Hypha__V1__DpPart **inbounds, Hypha__V1__DpPart **outbounds);
+/* The whole config these parts and the round's Endpoints parts make
+ * (common/dp_parts.h hy_dp_parts_assemble), as the sidecar assembles it. */
+int hy_zone_dp_parts_assemble(struct hy_zone_dp_round *r, const struct hy_resource *dp,
+                              Hypha__V1__DpPart *identity, const Hypha__V1__DpPart *bundle,
+                              Hypha__V1__DpPart *inbounds, Hypha__V1__DpPart *outbounds,
+                              Hypha__V1__DpConfig **out);
 /* hy_zone_dp_config_build from a round, not the store. */
-int hy_zone_dp_config_compute(const struct hy_zone_dp_round *r, const struct hy_resource *dp,
+int hy_zone_dp_config_compute(struct hy_zone_dp_round *r, const struct hy_resource *dp,
                               const char *cert, const char *chain, const char *bundle,
                               Hypha__V1__DpConfig **out);
+
+/* Which of a sidecar's own parts a store change may alter (dp_config.c),
+ * from the rounds before and after it: a policy changes the Inbounds part
+ * (MeshTrafficPermission) or the Outbounds part (the `to` types) of the
+ * sidecars its top-level targetRef selects before or after, the Outbounds
+ * only of those with an outbound some `to` entry matches; a Mesh changes
+ * every sidecar of the mesh; Dataplanes, ZoneIngresses, CAs and insights
+ * change no sidecar's own parts (only shared ones: endpoints, trust
+ * bundle); any other type, or no list of changes, every part. */
+enum {
+    HY_ZONE_DP_INBOUNDS = 1,
+    HY_ZONE_DP_OUTBOUNDS = 2,
+};
+struct hy_zone_dp_impact;
+/* old NULL or ch NULL: every part of every sidecar. *out is the caller's
+ * (hy_zone_dp_impact_free); it borrows from both rounds. 0 or HY_ENOMEM. */
+int hy_zone_dp_impact_new(const struct hy_zone_dp_round *old, const struct hy_zone_dp_round *now,
+                          const struct hy_store_changes *ch, struct hy_zone_dp_impact **out);
+unsigned hy_zone_dp_impact_on(const struct hy_zone_dp_impact *im, const struct hy_resource *dp);
+void hy_zone_dp_impact_free(struct hy_zone_dp_impact *im);
 
 /* Computes dp's config from the store (dp_config.c): inbounds with the
  * MeshTrafficPermission entries and rules their callers meet, outbounds with their

@@ -538,9 +538,14 @@ static void ws_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
         p->rejected = true;
         out("reject reason=%s", clean(m->reject->reason, text, sizeof(text)));
         break;
-    case HYPHA__V1__DP_MESSAGE__MSG_CONFIG:
-        on_config(p, m->config->version, m->config->cert);
+    case HYPHA__V1__DP_MESSAGE__MSG_UPDATE: {
+        const char *cert = NULL; /* the Identity part's, when the update has one */
+        for (size_t i = 0; i < m->update->n_parts; i++)
+            if (m->update->parts[i]->identity)
+                cert = m->update->parts[i]->identity->cert;
+        on_config(p, m->update->version, cert);
         break;
+    }
     case HYPHA__V1__DP_MESSAGE__MSG_INGRESS_CONFIG:
         on_config(p, m->ingress_config->version, NULL);
         break;

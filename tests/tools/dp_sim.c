@@ -414,6 +414,7 @@ int main(int argc, char **argv)
     uv_run(&loop, UV_RUN_DEFAULT);
     for (size_t k = 0; s.v && k < total; k++) {
         hy_ws_client_free(s.v[k].ws);
+        sim_session_parts_fini(&s.v[k]);
         if (s.v[k].token)
             explicit_bzero(s.v[k].token, strlen(s.v[k].token));
         free(s.v[k].token);

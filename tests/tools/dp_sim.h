@@ -16,6 +16,7 @@
 
 #include "ca.h"
 #include "dp.pb-c.h"
+#include "dp_parts.h"
 #include "log.h"
 #include "ws.h"
 
@@ -77,6 +78,12 @@ struct sim_session {
     int64_t renew_at;        /* Unix seconds: send a DpCsr then (0: none planned) */
     uint64_t t_first_config; /* ns, 0 before */
     uint64_t t_join;         /* ns: when it saw the joiner */
+    /* the config's parts it holds, by name only (kind, key and version,
+     * strings owned, sorted), kept across sessions as hypha-dp keeps them */
+    struct hy_dp_ref *held;
+    size_t nheld;
+    char held_version[HY_DP_VERSION_LEN + 1];
+    Hypha__V1__DpPart *inbounds, *outbounds; /* the last of each: what measurements read */
 };
 
 /* The writer thread: it applies changes, the loop records their arrival;
@@ -159,6 +166,8 @@ void sim_on_joined(struct sim *s);
 /* dp_sim_session.c. sim_session_start creates session k's client (its
  * token already read); 0 or an exit code after printing why. */
 int sim_session_start(struct sim *s, size_t k);
+/* Frees what session x holds of its config (at the end of the run). */
+void sim_session_parts_fini(struct sim_session *x);
 /* Starts the next batch of --ramp sessions when the last one is done
  * (dp_sim_session.c says why in batches); the first batch at the start. */
 void sim_ramp(struct sim *s);

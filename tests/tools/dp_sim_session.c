@@ -126,9 +126,26 @@ static int send_hello(struct sim_session *x, struct hy_ws_conn *c)
     h.token = x->token;
     h.csr = x->sim->csr.cert;
     h.version = HYPHA_VERSION;
+    Hypha__V1__DpPartRef *refs = x->nheld ? calloc(x->nheld, sizeof(*refs)) : NULL;
+    Hypha__V1__DpPartRef **refp = x->nheld ? calloc(x->nheld, sizeof(*refp)) : NULL;
+    if (refs && refp) { /* what it holds: the zone sends what differs */
+        for (size_t i = 0; i < x->nheld; i++) {
+            hypha__v1__dp_part_ref__init(&refs[i]);
+            refs[i].has_kind = 1;
+            refs[i].kind = x->held[i].kind;
+            refs[i].key = (char *)x->held[i].key;
+            refs[i].version = (char *)x->held[i].version;
+            refp[i] = &refs[i];
+        }
+        h.held = refp;
+        h.n_held = x->nheld;
+        h.held_version = x->held_version;
+    }
     m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_HELLO;
     m.hello = &h;
     rc = hy_ws_send_msg(c, &m.base, NULL);
+    free(refs);
+    free(refp);
     free(spec);
 out_free:
     free(outs);
@@ -221,20 +238,110 @@ static uint64_t policy_digest(Hypha__V1__DpConfig *c)
     return h;
 }
 
-/* Whether c's outbound to svc-0 lists the joiner among its endpoints. */
-static bool has_joiner(const struct sim *s, const Hypha__V1__DpConfig *c)
+/* Whether update u carries svc-0's endpoints with the joiner among them. */
+static bool has_joiner(const struct sim *s, const Hypha__V1__DpConfigUpdate *u)
 {
     char name[32];
     snprintf(name, sizeof(name), "sim-%zu", s->n);
-    for (size_t i = 0; i < c->n_outbounds; i++) {
-        const Hypha__V1__DpOutbound *o = c->outbounds[i];
-        if (!o->service || strcmp(o->service, "svc-0") != 0)
+    for (size_t i = 0; i < u->n_parts; i++) {
+        const Hypha__V1__DpPart *p = u->parts[i];
+        if (p->kind != HYPHA__V1__DP_PART__KIND__Endpoints || !p->key || strcmp(p->key, "svc-0"))
             continue;
-        for (size_t e = 0; e < o->n_endpoints; e++)
-            if (o->endpoints[e]->name && !strcmp(o->endpoints[e]->name, name))
+        for (size_t e = 0; e < p->n_endpoints; e++)
+            if (p->endpoints[e]->name && !strcmp(p->endpoints[e]->name, name))
                 return true;
     }
     return false;
+}
+
+void sim_session_parts_fini(struct sim_session *x)
+{
+    for (size_t i = 0; i < x->nheld; i++) {
+        free((char *)x->held[i].key);
+        free((char *)x->held[i].version);
+    }
+    free(x->held);
+    x->held = NULL;
+    x->nheld = 0;
+    x->held_version[0] = '\0';
+    Hypha__V1__DpPart **own[] = {&x->inbounds, &x->outbounds};
+    for (size_t i = 0; i < 2; i++) {
+        if (*own[i])
+            protobuf_c_message_free_unpacked(&(*own[i])->base, NULL);
+        *own[i] = NULL;
+    }
+}
+
+/* Applies u's names to what x holds, as hypha-dp applies its parts
+ * (common/dp_parts.c): on the version it holds ("": on nothing), giving
+ * u's version. NULL, or why not. */
+static const char *apply_names(struct sim_session *x, const Hypha__V1__DpConfigUpdate *u)
+{
+    const char *from = u->from_version ? u->from_version : "";
+    if (!from[0] && x->nheld) { /* a whole config */
+        for (size_t i = 0; i < x->nheld; i++) {
+            free((char *)x->held[i].key);
+            free((char *)x->held[i].version);
+        }
+        x->nheld = 0;
+        x->held_version[0] = '\0';
+    }
+    if (strcmp(from, x->held_version))
+        return "the update applies on another version than the one held";
+    struct hy_dp_ref *v = realloc(x->held, (x->nheld + u->n_parts + 1) * sizeof(*v));
+    if (!v)
+        return "out of memory";
+    x->held = v;
+    for (size_t i = 0; i < u->n_parts; i++) {
+        const Hypha__V1__DpPart *p = u->parts[i];
+        struct hy_dp_ref want = {(int)p->kind, p->key, NULL};
+        size_t at = 0;
+        while (at < x->nheld && hy_dp_ref_cmp(&x->held[at], &want))
+            at++;
+        if (at < x->nheld) { /* replaced or removed */
+            free((char *)x->held[at].key);
+            free((char *)x->held[at].version);
+            x->held[at] = x->held[--x->nheld];
+        }
+        if (p->removed)
+            continue;
+        char *key = p->key ? strdup(p->key) : NULL, *ver = strdup(p->version ? p->version : "");
+        if ((p->key && !key) || !ver) {
+            free(key);
+            free(ver);
+            return "out of memory";
+        }
+        x->held[x->nheld++] = (struct hy_dp_ref){(int)p->kind, key, ver};
+    }
+    hy_dp_whole_version(x->held, x->nheld, x->held_version);
+    if (strcmp(x->held_version, u->version ? u->version : ""))
+        return "the parts held do not make the update's version";
+    return NULL;
+}
+
+/* Keeps u's Inbounds and Outbounds parts (detached from u), what the
+ * measurements read; returns the certificate of its Identity part, or
+ * NULL. */
+static const char *take_parts(struct sim_session *x, Hypha__V1__DpConfigUpdate *u)
+{
+    const char *cert = NULL;
+    for (size_t i = 0; i < u->n_parts; i++) {
+        Hypha__V1__DpPart *p = u->parts[i], **keep = NULL;
+        if (p->kind == HYPHA__V1__DP_PART__KIND__Identity && p->identity)
+            cert = p->identity->cert;
+        else if (p->kind == HYPHA__V1__DP_PART__KIND__Inbounds)
+            keep = &x->inbounds;
+        else if (p->kind == HYPHA__V1__DP_PART__KIND__Outbounds)
+            keep = &x->outbounds;
+        if (!keep)
+            continue;
+        if (*keep)
+            protobuf_c_message_free_unpacked(&(*keep)->base, NULL);
+        *keep = p;
+        u->parts[i] = u->parts[--u->n_parts];
+        i--;
+    }
+    return cert;
 }
 
 /* When hypha-dp would ask for a new certificate (sidecar/dp_snapshot.c's
@@ -274,34 +381,50 @@ void sim_ramp(struct sim *s)
     }
 }
 
-static void on_config(struct sim_session *x, Hypha__V1__DpConfig *c, size_t bytes)
+static void on_update(struct sim_session *x, Hypha__V1__DpConfigUpdate *u, size_t bytes)
 {
     struct sim *s = x->sim;
     uint64_t now = sim_now_ns();
     x->configs++;
     x->bytes += bytes;
-    if (!c->version || !c->version[0]) { /* what hypha-dp refuses before anything else */
+    bool joiner = s->joining && !x->join_seen && x->has_svc0 && has_joiner(s, u);
+    const char *why = apply_names(x, u);
+    if (why) { /* what hypha-dp refuses before anything else */
         x->nacks++;
-        sim_out("nack session=sim-%zu reason=the config has no version", x->k);
-        answer(x, c->version, "the config has no version");
+        sim_out("nack session=sim-%zu reason=%s", x->k, why);
+        answer(x, u->version, why);
         return;
     }
-    if (c->cert && c->cert[0]) {
-        uint64_t ch = fnv(1469598103934665603ULL, c->cert, strlen(c->cert));
+    size_t nparts = u->n_parts;
+    const char *cert = take_parts(x, u);
+    if (cert && cert[0]) {
+        uint64_t ch = fnv(1469598103934665603ULL, cert, strlen(cert));
         if (ch != x->cert_hash) {
             x->renewals += x->cert_hash != 0;
             x->cert_hash = ch;
-            x->renew_at = renew_time(c->cert);
+            x->renew_at = renew_time(cert);
         }
+    }
+    /* the config as the measurements read it: its inbounds and outbounds */
+    Hypha__V1__DpConfig view = HYPHA__V1__DP_CONFIG__INIT, *c = &view;
+    view.version = x->held_version;
+    if (x->inbounds) {
+        view.inbounds = x->inbounds->inbounds;
+        view.n_inbounds = x->inbounds->n_inbounds;
+    }
+    if (x->outbounds) {
+        view.outbounds = x->outbounds->outbounds;
+        view.n_outbounds = x->outbounds->n_outbounds;
     }
     if (s->has_writer && x->k < s->n)
         sim_writer_config(s, x->k, change_of(s, c), policy_digest(c), bytes);
     if (s->cfg->trace)
-        sim_out("config session=sim-%zu version=%s bytes=%zu inbounds=%zu outbounds=%zu", x->k,
-                c->version, bytes, c->n_inbounds, c->n_outbounds);
+        sim_out("config session=sim-%zu version=%s bytes=%zu parts=%zu inbounds=%zu "
+                "outbounds=%zu",
+                x->k, c->version, bytes, nparts, c->n_inbounds, c->n_outbounds);
     answer(x, c->version, NULL);
     x->fresh = true;
-    if (s->joining && !x->join_seen && ((x->has_svc0 && has_joiner(s, c)) || x->k == s->n)) {
+    if (s->joining && !x->join_seen && (joiner || x->k == s->n)) {
         x->join_seen = true;
         x->t_join = now;
         if (x->k < s->n)
@@ -397,9 +520,9 @@ static void ws_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
                 sim_clean(m->reject->reason, text, sizeof(text)));
         sim_finish(s, SIM_UNEXPECTED);
         break;
-    case HYPHA__V1__DP_MESSAGE__MSG_CONFIG:
+    case HYPHA__V1__DP_MESSAGE__MSG_UPDATE:
         if (!s->finished)
-            on_config(x, m->config, len);
+            on_update(x, m->update, len);
         break;
     default:
         sim_out("unexpected session=sim-%zu case=%d bytes=%zu", x->k, (int)m->msg_case, len);

@@ -25,6 +25,7 @@
 #include "codec.h"
 #include "dataplane.pb-c.h"
 #include "dp.h"
+#include "dp_parts.h"
 #include "error.h"
 #include "http_client.h"
 #include "log.h"
@@ -578,7 +579,8 @@ struct fake {
     int opens, hellos, csrs, acks, nacks, closes, versions;
     char token[64], mesh[64], name[64], hello_version[32], ack[32], nack[512], reason[128];
     int code;
-    char *csr; /* the last CSR (owned) */
+    char *csr;                        /* the last CSR (owned) */
+    char v[8][HY_DP_VERSION_LEN + 1]; /* v[i]: the whole version of config "vI" */
 };
 
 static void fake_send(struct fake *f, const Hypha__V1__DpMessage *m)
@@ -607,10 +609,15 @@ static void fake_config(struct fake *f, const char *csr_pem)
     hypha__v1__duration__init(c->outbounds[0]->connect_timeout);
     c->outbounds[0]->connect_timeout->has_seconds = 1;
     c->outbounds[0]->connect_timeout->seconds = 5;
+    /* sent whole, in parts: the version the sidecar acks is the parts' */
+    Hypha__V1__DpConfigUpdate *u = NULL;
+    assert_int_equal(hy_dp_parts_split(c, &u), 0);
+    snprintf(f->v[f->versions], sizeof(f->v[0]), "%s", u->version);
     Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
-    m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_CONFIG;
-    m.config = c;
+    m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_UPDATE;
+    m.update = u;
     fake_send(f, &m);
+    hypha__v1__dp_config_update__free_unpacked(u, NULL);
     hypha__v1__dp_config__free_unpacked(c, NULL);
 }
 
@@ -865,18 +872,21 @@ static void test_stream(void **state)
     assert_true(info.is_request);
     assert_string_equal(info.subject_cn, "web-1");
     hy_ca_info_fini(&info);
-    assert_string_equal(f.ack, "v1");
+    assert_string_equal(f.ack, f.v[1]);
     assert_null(d.pending.key); /* the key of the CSR is now the certificate's */
     struct hy_dp_snapshot *v1 = hy_dp_snapshot_get(&d.a.current, NULL);
-    assert_string_equal(v1->config->version, "v1");
+    assert_string_equal(v1->config->version, f.v[1]);
     char why[512];
     assert_true(dp_ready_soon(&d));
     assert_int_equal(metric(d.acks), 1);
     assert_true(metric(d.cert_expiry) == (double)v1->not_after);
 
     /* the admin server */
-    expect_get(&d, "/ready", 200, "\"ready\":true,\"version\":\"v1\"", NULL);
-    expect_get(&d, "/config", 200, "\"version\":\"v1\"", "PRIVATE KEY");
+    char want[80];
+    snprintf(want, sizeof(want), "\"ready\":true,\"version\":\"%s\"", f.v[1]);
+    expect_get(&d, "/ready", 200, want, NULL);
+    snprintf(want, sizeof(want), "\"version\":\"%s\"", f.v[1]);
+    expect_get(&d, "/config", 200, want, "PRIVATE KEY");
     expect_get(&d, "/config", 200, "\"connectTimeout\":\"5s\"", NULL);
     expect_get(&d, "/metrics", 200, "\nhypha_dp_connected 1\n", NULL);
     expect_get(&d, "/metrics", 200, "hypha_dp_configs_total{result=\"ack\"} 1\n", NULL);
@@ -890,8 +900,12 @@ static void test_stream(void **state)
     fake_config(&f, stranger.cert);
     hy_ca_pem_fini(&stranger);
     wait_for(&f.nacks, 1);
-    assert_string_equal(f.nack, "v2: the certificate is not for this dataplane's key (it must be "
-                                "issued for the CSR of its last DpHello or DpCsr)");
+    char nack[600];
+    snprintf(nack, sizeof(nack),
+             "%s: the certificate is not for this dataplane's key (it must be issued for the CSR "
+             "of its last DpHello or DpCsr)",
+             f.v[2]);
+    assert_string_equal(f.nack, nack);
     struct hy_dp_snapshot *cur = hy_dp_snapshot_get(&d.a.current, NULL);
     assert_ptr_equal(cur, v1);
     hy_dp_snapshot_unref(cur);
@@ -904,9 +918,9 @@ static void test_stream(void **state)
     fake_config(&f, f.csr); /* v3: the same key as v1, a short life */
     wait_for(&f.csrs, 1);
     wait_for(&f.acks, 3); /* v3, and v4 with the new certificate */
-    assert_string_equal(f.ack, "v4");
+    assert_string_equal(f.ack, f.v[4]);
     cur = hy_dp_snapshot_get(&d.a.current, NULL);
-    assert_string_equal(cur->config->version, "v4");
+    assert_string_equal(cur->config->version, f.v[4]);
     assert_string_not_equal(cur->key, v1->key);
     assert_string_not_equal(cur->fingerprint, v1->fingerprint);
     assert_true(cur->not_after - cur->not_before == 3660);
@@ -922,7 +936,7 @@ static void test_stream(void **state)
     assert_true(hy_dp_ready(&d, why, sizeof(why)));
     expect_get(&d, "/metrics", 200, "\nhypha_dp_connected 0\n", NULL);
     cur = hy_dp_snapshot_get(&d.a.current, NULL);
-    assert_string_equal(cur->config->version, "v4");
+    assert_string_equal(cur->config->version, f.v[4]);
     hy_dp_snapshot_unref(cur);
 
     /* back, but rejecting: the config stays */
@@ -940,7 +954,7 @@ static void test_stream(void **state)
     hy_ws_client_reconnect_now(d.a.ws);
     wait_for(&f.acks, 4);
     assert_string_equal(f.token, "tok-456");
-    assert_string_equal(f.ack, "v5");
+    assert_string_equal(f.ack, f.v[5]);
     assert_int_equal(metric(d.renewals), 3);
 
     /* shutdown: a clean 1000 close the zone can deregister on */

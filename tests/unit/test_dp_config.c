@@ -25,6 +25,7 @@
 #include "codec.h"
 #include "dataplane.pb-c.h"
 #include "diag.h"
+#include "dp_parts.h"
 #include "dp_server.h"
 #include "error.h"
 #include "store.h"
@@ -960,14 +961,13 @@ static void test_version(void **state)
     PUT(f->s, "east", backends);
     Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
     char *v0 = strdup(c->version);
-    /* the version is the hash of the rest */
-    char *again = NULL;
-    char *kept = c->version;
-    c->version = NULL;
-    assert_int_equal(hy_zone_dp_version(&c->base, &again), 0);
-    c->version = kept;
-    assert_string_equal(again, v0);
-    free(again);
+    /* the version is the whole version of its parts: 16 hex digits, the
+     * same for the same inputs */
+    assert_int_equal(strlen(v0), HY_DP_VERSION_LEN);
+    assert_int_equal(strspn(v0, "0123456789abcdef"), HY_DP_VERSION_LEN);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+    c = config(f->s, "default", "web-1");
+    assert_string_equal(c->version, v0);
     hypha__v1__dp_config__free_unpacked(c, NULL);
 
     /* unrelated: another mesh's policy and Dataplane, a policy selecting
@@ -1373,6 +1373,173 @@ static void test_round(void **state)
     hy_zone_dp_round_free(round);
 }
 
+/* ----- what a change alters: only the sidecars whose parts it can change ----- */
+
+/* a-1 serves a and calls b; b-1 serves b and calls c; c-1 serves c. */
+static const char *const chain_abc = "type: Dataplane\nmesh: default\nname: a-1\n"
+                                     "networking:\n  address: 10.0.1.1\n"
+                                     "  inbound: [{port: 1001, tags: {hypha.io/service: a}}]\n"
+                                     "  outbound: [{port: 2001, tags: {hypha.io/service: b}}]\n"
+                                     "---\n"
+                                     "type: Dataplane\nmesh: default\nname: b-1\n"
+                                     "networking:\n  address: 10.0.1.2\n"
+                                     "  inbound: [{port: 1002, tags: {hypha.io/service: b}}]\n"
+                                     "  outbound: [{port: 2002, tags: {hypha.io/service: c}}]\n"
+                                     "---\n"
+                                     "type: Dataplane\nmesh: default\nname: c-1\n"
+                                     "networking:\n  address: 10.0.1.3\n"
+                                     "  inbound: [{port: 1003, tags: {hypha.io/service: c}}]\n";
+
+struct impact_fx {
+    struct hy_store *s;
+    struct hy_zone_dp_round *old;
+};
+
+/* The version of each of dp's own parts (Inbounds, Outbounds) under r. */
+static void own_versions(struct hy_zone_dp_round *r, const struct hy_resource *dp, char *in,
+                         char *out)
+{
+    Hypha__V1__DpPart *pi = NULL, *po = NULL;
+    assert_int_equal(hy_zone_dp_parts_own(r, dp, &pi, &po), 0);
+    snprintf(in, HY_DP_VERSION_LEN + 1, "%s", pi->version);
+    snprintf(out, HY_DP_VERSION_LEN + 1, "%s", po->version);
+    protobuf_c_message_free_unpacked(&pi->base, NULL);
+    protobuf_c_message_free_unpacked(&po->base, NULL);
+}
+
+/* After one change (type mesh/name, already in the store): the impact on
+ * a-1, b-1 and c-1 is want[i], and every part whose version moved is
+ * one the impact names (what it leaves out really did not change). */
+static void expect_impact(struct impact_fx *x, const char *type, const char *name,
+                          const unsigned want[3])
+{
+    static const char *const names[] = {"a-1", "b-1", "c-1"};
+    struct hy_zone_dp_round *now = NULL;
+    assert_int_equal(hy_zone_dp_round_load(x->s, &now), 0);
+    struct hy_store_change c = {.type = (char *)type,
+                                .mesh = (char *)(strcmp(type, "Mesh") ? "default" : ""),
+                                .name = (char *)name};
+    struct hy_store_changes ch = {&c, 1, 0};
+    struct hy_zone_dp_impact *im = NULL;
+    assert_int_equal(hy_zone_dp_impact_new(x->old, now, &ch, &im), 0);
+    for (size_t i = 0; i < 3; i++) {
+        struct hy_resource *dp = NULL;
+        assert_int_equal(hy_store_get(x->s, "Dataplane", "default", names[i], &dp), 0);
+        unsigned got = hy_zone_dp_impact_on(im, dp);
+        if (got != want[i])
+            fail_msg("%s %s: impact on %s is %u, want %u", type, name, names[i], got, want[i]);
+        char in0[20], out0[20], in1[20], out1[20];
+        own_versions(x->old, dp, in0, out0);
+        own_versions(now, dp, in1, out1);
+        if (strcmp(in0, in1))
+            assert_true(got & HY_ZONE_DP_INBOUNDS);
+        if (strcmp(out0, out1))
+            assert_true(got & HY_ZONE_DP_OUTBOUNDS);
+        hy_resource_free(dp);
+    }
+    hy_zone_dp_impact_free(im);
+    hy_zone_dp_round_free(x->old);
+    x->old = now;
+}
+
+static void test_impact(void **state)
+{
+    struct fx *f = *state;
+    PUT(f->s, "global", mesh_default);
+    PUT(f->s, "east", chain_abc);
+    struct impact_fx x = {f->s, NULL};
+    assert_int_equal(hy_zone_dp_round_load(f->s, &x.old), 0);
+    const unsigned IN = HY_ZONE_DP_INBOUNDS, OUT = HY_ZONE_DP_OUTBOUNDS, ALL = IN | OUT;
+
+    /* a permission on MeshService b: b's sidecars' inbounds, nobody else */
+    PUT(f->s, "global",
+        "type: MeshTrafficPermission\nmesh: default\nname: mtp-b\nspec:\n"
+        "  targetRef: {kind: MeshService, name: b}\n"
+        "  from: [{targetRef: {kind: MeshService, name: a}, default: {action: Allow}}]\n");
+    expect_impact(&x, "MeshTrafficPermission", "mtp-b", (const unsigned[]){0, IN, 0});
+    /* a timeout on the whole mesh towards c: only c's callers' outbounds */
+    PUT(f->s, "global",
+        "type: MeshTimeout\nmesh: default\nname: to-c\nspec:\n"
+        "  targetRef: {kind: Mesh}\n"
+        "  to: [{targetRef: {kind: MeshService, name: c}, default: {connectionTimeout: 3s}}]\n");
+    expect_impact(&x, "MeshTimeout", "to-c", (const unsigned[]){0, OUT, 0});
+    /* one on MeshService a towards anything: a's outbounds */
+    PUT(f->s, "global",
+        "type: MeshTimeout\nmesh: default\nname: from-a\nspec:\n"
+        "  targetRef: {kind: MeshService, name: a}\n"
+        "  to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 4s}}]\n");
+    expect_impact(&x, "MeshTimeout", "from-a", (const unsigned[]){OUT, 0, 0});
+    /* moved to select b instead: a (before) and b (after) */
+    PUT(f->s, "global",
+        "type: MeshTimeout\nmesh: default\nname: from-a\nspec:\n"
+        "  targetRef: {kind: MeshService, name: b}\n"
+        "  to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 4s}}]\n");
+    expect_impact(&x, "MeshTimeout", "from-a", (const unsigned[]){OUT, OUT, 0});
+    /* deleted: the sidecars it selected before */
+    del(f->s, "MeshTrafficPermission", "default", "mtp-b");
+    expect_impact(&x, "MeshTrafficPermission", "mtp-b", (const unsigned[]){0, IN, 0});
+    /* a sidecar joining changes no sidecar's own parts (only b's endpoints) */
+    PUT(f->s, "east",
+        "type: Dataplane\nmesh: default\nname: b-2\nnetworking:\n  address: 10.0.1.4\n"
+        "  inbound: [{port: 1002, tags: {hypha.io/service: b}}]\n");
+    expect_impact(&x, "Dataplane", "b-2", (const unsigned[]){0, 0, 0});
+    /* a Mesh: every sidecar of it; a type the zone does not know: everything */
+    PUT(f->s, "global", "type: Mesh\nname: default\n");
+    expect_impact(&x, "Mesh", "default", (const unsigned[]){ALL, ALL, ALL});
+    expect_impact(&x, "MeshFuture", "x", (const unsigned[]){ALL, ALL, ALL});
+    /* no round before, or no list of changes: everything */
+    struct hy_zone_dp_impact *im = NULL;
+    struct hy_resource *dp = NULL;
+    assert_int_equal(hy_store_get(f->s, "Dataplane", "default", "c-1", &dp), 0);
+    assert_int_equal(hy_zone_dp_impact_new(NULL, x.old, NULL, &im), 0);
+    assert_int_equal(hy_zone_dp_impact_on(im, dp), ALL);
+    hy_zone_dp_impact_free(im);
+    hy_resource_free(dp);
+    hy_zone_dp_round_free(x.old);
+}
+
+/* The parts of one sidecar, shared where they can be: a service's
+ * Endpoints part is one object per round, whoever asks; one endpoint
+ * joining changes that part's version and no other. */
+static void test_shared_parts(void **state)
+{
+    struct fx *f = *state;
+    PUT(f->s, "global", mesh_default);
+    PUT(f->s, "east", chain_abc);
+    struct hy_zone_dp_round *r = NULL;
+    assert_int_equal(hy_zone_dp_round_load(f->s, &r), 0);
+    const Hypha__V1__DpPart *b1 = NULL, *b2 = NULL, *c1 = NULL, *t1 = NULL, *t2 = NULL;
+    assert_int_equal(hy_zone_dp_round_endpoints(r, "east", "default", "b", &b1), 0);
+    assert_int_equal(hy_zone_dp_round_endpoints(r, "east", "default", "b", &b2), 0);
+    assert_ptr_equal(b1, b2);
+    assert_int_equal(b1->n_endpoints, 1);
+    assert_string_equal(b1->endpoints[0]->name, "b-1");
+    assert_false(b1->endpoints[0]->has_priority); /* each outbound gives it */
+    assert_int_equal(hy_zone_dp_round_endpoints(r, "east", "default", "c", &c1), 0);
+    assert_int_equal(hy_zone_dp_round_bundle(r, "default", &t1), 0);
+    assert_int_equal(hy_zone_dp_round_bundle(r, "default", &t2), 0);
+    assert_ptr_equal(t1, t2);
+    char vb[20], vc[20];
+    snprintf(vb, sizeof(vb), "%s", b1->version);
+    snprintf(vc, sizeof(vc), "%s", c1->version);
+    /* other zones' sidecars do not see east's as local */
+    const Hypha__V1__DpPart *w = NULL;
+    assert_int_equal(hy_zone_dp_round_endpoints(r, "west", "default", "b", &w), 0);
+    assert_int_equal(w->n_endpoints, 0);
+    hy_zone_dp_round_free(r);
+
+    PUT(f->s, "east",
+        "type: Dataplane\nmesh: default\nname: b-2\nnetworking:\n  address: 10.0.1.4\n"
+        "  inbound: [{port: 1002, tags: {hypha.io/service: b}}]\n");
+    assert_int_equal(hy_zone_dp_round_load(f->s, &r), 0);
+    assert_int_equal(hy_zone_dp_round_endpoints(r, "east", "default", "b", &b1), 0);
+    assert_int_equal(hy_zone_dp_round_endpoints(r, "east", "default", "c", &c1), 0);
+    assert_int_equal(b1->n_endpoints, 2);
+    assert_string_not_equal(b1->version, vb);
+    assert_string_equal(c1->version, vc);
+    hy_zone_dp_round_free(r);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1398,6 +1565,8 @@ int main(void)
         T(test_selection_kinds),
         T(test_merge_order),
         T(test_round),
+        T(test_impact),
+        T(test_shared_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

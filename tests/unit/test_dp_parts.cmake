@@ -1,0 +1,1 @@
+hy_unit_test(test_dp_parts LIBS hypha-common)
