@@ -29,6 +29,11 @@
 #include "poison.h"
 
 #define DEFAULT_LEAF_VALIDITY (24LL * 3600)
+/* Insights of acks are written together, at most this long after the ack
+ * (Kuma flushes its dataplane statuses every 10 s), in transactions of at
+ * most this many. */
+#define HY_ZONE_DP_INSIGHT_FLUSH_MS 200
+#define HY_ZONE_DP_INSIGHT_BATCH 256
 
 /* The parts a sidecar holds, as the zone knows them: kind, key, version,
  * sorted (common/dp_parts.h), and the whole version they make. */
@@ -56,6 +61,7 @@ struct dp_session {
     uint64_t sent_n, acked_n, rejected;
     uint64_t parts_sent; /* parts in every update sent */
     bool pending;        /* to be sent its config on the next loop turn (kick) */
+    bool insight_due;    /* its insight is written on the next flush */
 };
 
 struct hy_zone_dp_server {
@@ -69,6 +75,8 @@ struct hy_zone_dp_server {
                                        change is compared with (may be round) */
     uv_timer_t kick;                /* new sessions get their first config on the next turn */
     bool kick_init, kick_armed;
+    uv_timer_t flush; /* insights of acks, written together */
+    bool flush_init, flush_armed;
     struct hy_series *updates, *parts, *bytes, *recomputed; /* counters */
 };
 
@@ -870,7 +878,7 @@ static struct subs subs_of(struct hy_resource *r, bool ingress)
 /* Writes s's insight (a DataplaneInsight, or a ZoneIngressInsight for an
  * ingress): a new subscription at connect, its disconnect time, the
  * config counters, a sidecar's certificate expiry. */
-static void insight(struct dp_session *s, bool connect, bool disconnect)
+static struct hy_resource *insight_made(struct dp_session *s, bool connect, bool disconnect)
 {
     struct hy_store *st = srv_of(s)->z->cp.store;
     const char *type = s->ingress ? "ZoneIngressInsight" : "DataplaneInsight";
@@ -880,7 +888,7 @@ static void insight(struct dp_session *s, bool connect, bool disconnect)
         r = hy_resource_new(hy_rtype_by_name(type));
         if (!r || hy_resource_set_name(r, mesh, s->dp->meta->name) < 0) {
             hy_resource_free(r);
-            return;
+            return NULL;
         }
     }
     struct subs l = subs_of(r, s->ingress);
@@ -893,7 +901,7 @@ static void insight(struct dp_session *s, bool connect, bool disconnect)
             if (v)
                 *l.v = v;
             hy_resource_free(r);
-            return;
+            return NULL;
         }
         *l.v = v;
         hypha__v1__dataplane_insight__subscription__init(sub);
@@ -928,9 +936,59 @@ static void insight(struct dp_session *s, bool connect, bool disconnect)
         hy_ca_info_fini(&info);
     }
     hy_kds_set_str(&r->origin, srv_of(s)->z->cfg->zone);
+    return r;
+}
+
+/* Writes s's insight now (connect, disconnect, a token that died). */
+static void insight(struct dp_session *s, bool connect, bool disconnect)
+{
+    struct hy_resource *r = insight_made(s, connect, disconnect);
     struct hy_store_write w;
-    hy_store_put(st, r, HY_VERSION_ANY, &w);
+    s->insight_due = false;
+    if (r)
+        hy_store_put(srv_of(s)->z->cp.store, r, HY_VERSION_ANY, &w);
     hy_resource_free(r);
+}
+
+/* Writes the insights of every session whose counters or acked version
+ * moved since: one transaction (one fsync) for a change's acks, not one
+ * per sidecar. */
+static void on_insight_flush(uv_timer_t *t)
+{
+    struct hy_zone_dp_server *srv = t->data;
+    struct hy_store_write w[HY_ZONE_DP_INSIGHT_BATCH];
+    size_t n = 0, failed = 0;
+    struct hy_cp_session *cs = hy_cp_session_first(srv->ss);
+    srv->flush_armed = false;
+    while (cs || n) {
+        for (; cs && n < HY_ZONE_DP_INSIGHT_BATCH; cs = cs->next) {
+            struct dp_session *s = (struct dp_session *)cs;
+            if (!s->insight_due || !s->dp || cs->closing)
+                continue;
+            s->insight_due = false;
+            struct hy_resource *r = insight_made(s, false, false);
+            if (r)
+                w[n++] = (struct hy_store_write){
+                    .op = HY_STORE_PUT, .r = r, .expect_version = HY_VERSION_ANY};
+        }
+        int rc = n ? hy_store_apply(srv->z->cp.store, w, n, &failed) : 0;
+        if (rc < 0)
+            hy_log(HY_LOG_WARN, "dp", "cannot write %zu insights: %s", n, hy_strerror(rc));
+        for (size_t i = 0; i < n; i++)
+            hy_resource_free((struct hy_resource *)w[i].r);
+        n = 0;
+    }
+}
+
+/* s's insight is written with the others' on the next flush. */
+static void insight_later(struct dp_session *s)
+{
+    struct hy_zone_dp_server *srv = srv_of(s);
+    s->insight_due = true;
+    if (srv->flush_init && !srv->flush_armed) {
+        srv->flush_armed = true;
+        uv_timer_start(&srv->flush, on_insight_flush, HY_ZONE_DP_INSIGHT_FLUSH_MS, 0);
+    }
 }
 
 /* The token must be for this Dataplane: same mesh and name, and every tag
@@ -1159,14 +1217,14 @@ static void on_ack(struct dp_session *s, const Hypha__V1__DpAck *a)
     if (s->ingress) {
         if (strcmp(s->acked_version, a->version)) {
             snprintf(s->acked_version, sizeof(s->acked_version), "%s", a->version);
-            insight(s, false, false);
+            insight_later(s);
         }
         return;
     }
     if (strcmp(a->version, s->sent.version) || !strcmp(a->version, s->acked.version))
         return;
     if (held_copy(&s->acked, &s->sent) == 0)
-        insight(s, false, false);
+        insight_later(s);
 }
 
 /* A Nack: the sidecar kept what it held (acked); the next update is
@@ -1196,7 +1254,7 @@ static void on_nack(struct dp_session *s, const Hypha__V1__DpNack *n)
     hy_log(HY_LOG_WARN, "dp", "%s%s%s refused config %s%s: %s", S(s->dp->meta->mesh),
            s->ingress ? "" : "/", s->dp->meta->name, S(n->version), parts,
            hy_cp_session_clean(n->error, text, sizeof(text)));
-    insight(s, false, false);
+    insight_later(s);
 }
 
 static void on_message(struct hy_cp_session *cs, const uint8_t *data, size_t len)
@@ -1458,6 +1516,9 @@ int hy_zone_dp_server_start(struct hy_zone *z)
     uv_timer_init(z->cp.loop, &srv->kick);
     srv->kick.data = srv;
     srv->kick_init = true;
+    uv_timer_init(z->cp.loop, &srv->flush);
+    srv->flush.data = srv;
+    srv->flush_init = true;
     struct hy_cp_session_config sc = {
         .cp = &z->cp,
         .component = "dp",
@@ -1505,6 +1566,12 @@ void hy_zone_dp_server_stop(struct hy_zone *z)
     if (srv->kick_init)
         uv_close((uv_handle_t *)&srv->kick, NULL);
     srv->kick_init = false;
+    if (srv->flush_init) {
+        if (srv->flush_armed) /* what is due is written before the sessions go */
+            on_insight_flush(&srv->flush);
+        uv_close((uv_handle_t *)&srv->flush, NULL);
+    }
+    srv->flush_init = false;
 }
 
 void hy_zone_dp_server_free(struct hy_zone *z)
