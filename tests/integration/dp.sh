@@ -195,6 +195,14 @@ E=$ZONE_URL_east
 reconnected() { grep -q "default/$1 connected from" "$ZONE_LOG_east"; }
 hy_check "the sidecars reconnect when the zone is back" hy_wait_for 20 reconnected backend-1
 hy_wait_for 20 reconnected web-1
+# each named the config parts it held (DpHello.held): the restarted zone
+# sends each only what differs, its new certificate (one Identity part)
+zmetric() { curl -s "$E/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+both_updated() { [ "$(zmetric hypha_dp_server_config_updates_total)" -ge 2 ] 2>/dev/null; }
+hy_check "both get a config update from the restarted zone" hy_wait_for 20 both_updated
+hy_eq "one part each: the rest was held" "$(zmetric hypha_dp_server_config_updates_total)" \
+    "$(zmetric hypha_dp_server_config_parts_total)"
+hy_check "and the sidecar applied it" hy_wait_for 10 ready "$B_ADMIN"
 
 # ---- a clean exit deregisters
 hy_stop "$W_PID"
