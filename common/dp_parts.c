@@ -560,3 +560,60 @@ int hy_dp_parts_split(const Hypha__V1__DpConfig *c, Hypha__V1__DpConfigUpdate **
     *out = u;
     return 0;
 }
+
+static size_t varint(uint64_t v, uint8_t *out)
+{
+    size_t n = 0;
+    do {
+        uint8_t b = v & 0x7f;
+        v >>= 7;
+        out[n++] = (uint8_t)(b | (v ? 0x80 : 0));
+    } while (v);
+    return n;
+}
+
+/* Field `field` (wire type 2: length-delimited) of len bytes: its key and
+ * length at out (at most 1 + 10 bytes); returns how many. */
+static size_t lead(unsigned field, size_t len, uint8_t *out)
+{
+    size_t n = varint((uint64_t)field << 3 | 2, out);
+    return n + varint(len, out + n);
+}
+
+/* The DpMessage field of the update and DpConfigUpdate's fields. */
+enum { F_UPDATE = 8, F_VERSION = 1, F_FROM = 2, F_PARTS = 3 };
+
+int hy_dp_update_pack(const char *version, const char *from_version,
+                      const struct hy_dp_packed *parts, size_t n, uint8_t **out, size_t *len)
+{
+    uint8_t tmp[24];
+    size_t lv = version ? strlen(version) : 0, lf = from_version ? strlen(from_version) : 0;
+    size_t inner = (version ? lead(F_VERSION, lv, tmp) + lv : 0) +
+                   (from_version ? lead(F_FROM, lf, tmp) + lf : 0);
+    for (size_t i = 0; i < n; i++)
+        inner += lead(F_PARTS, parts[i].len, tmp) + parts[i].len;
+    size_t total = lead(F_UPDATE, inner, tmp) + inner;
+    uint8_t *p = malloc(total ? total : 1);
+    *out = p;
+    *len = total;
+    if (!p)
+        return HY_ENOMEM;
+    p += lead(F_UPDATE, inner, p);
+    if (version) {
+        p += lead(F_VERSION, lv, p);
+        memcpy(p, version, lv);
+        p += lv;
+    }
+    if (from_version) {
+        p += lead(F_FROM, lf, p);
+        memcpy(p, from_version, lf);
+        p += lf;
+    }
+    for (size_t i = 0; i < n; i++) {
+        p += lead(F_PARTS, parts[i].len, p);
+        if (parts[i].len)
+            memcpy(p, parts[i].data, parts[i].len);
+        p += parts[i].len;
+    }
+    return 0;
+}

@@ -87,6 +87,18 @@ int hy_dp_parts_assemble(const struct hy_dp_parts *p, Hypha__V1__DpConfig **out,
  * (hypha__v1__dp_config_update__free_unpacked). 0 or HY_ENOMEM. */
 int hy_dp_parts_split(const Hypha__V1__DpConfig *c, Hypha__V1__DpConfigUpdate **out);
 
+/* One part packed (protobuf), for hy_dp_update_pack. */
+struct hy_dp_packed {
+    const uint8_t *data;
+    size_t len;
+};
+/* The DpMessage {update: {version, from_version, parts}} whose parts are
+ * already packed, as protobuf-c would pack it: a part many sidecars share
+ * is packed once, not once per sidecar. *out (*len bytes) is the caller's
+ * to free. 0 or HY_ENOMEM. */
+int hy_dp_update_pack(const char *version, const char *from_version,
+                      const struct hy_dp_packed *parts, size_t n, uint8_t **out, size_t *len);
+
 /* p's parts as refs for a DpHello (borrowing p's strings); *refs is the
  * caller's to free (the array and its elements, not their strings). 0 or
  * HY_ENOMEM. */

@@ -44,9 +44,9 @@ const char *hy_cp_session_clean(const char *v, char *buf, size_t size)
 
 /* ----- sending and closing ----- */
 
-int hy_cp_session_send(struct hy_cp_session *s, const ProtobufCMessage *m, size_t *len)
+/* A peer that lets its queue fill is closed. */
+static int sent(struct hy_cp_session *s, int rc)
 {
-    int rc = hy_ws_send_msg(s->conn, m, len);
     if (rc == -ENOBUFS) {
         char name[300];
         hy_log(HY_LOG_WARN, s->srv->cfg.component, "%s: send queue full (a slow peer): closing",
@@ -55,6 +55,16 @@ int hy_cp_session_send(struct hy_cp_session *s, const ProtobufCMessage *m, size_
         s->closing = true;
     }
     return rc;
+}
+
+int hy_cp_session_send(struct hy_cp_session *s, const ProtobufCMessage *m, size_t *len)
+{
+    return sent(s, hy_ws_send_msg(s->conn, m, len));
+}
+
+int hy_cp_session_send_packed(struct hy_cp_session *s, const void *data, size_t len)
+{
+    return sent(s, hy_ws_send(s->conn, data, len));
 }
 
 void hy_cp_session_reject(struct hy_cp_session *s, const char *reason)

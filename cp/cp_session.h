@@ -131,6 +131,8 @@ bool hy_cp_session_live(struct hy_cp_session *s);
  * A peer that lets its queue fill is closed (1008 "send queue full", a
  * log line), and -ENOBUFS returned; other returns as hy_ws_send_msg. */
 int hy_cp_session_send(struct hy_cp_session *s, const ProtobufCMessage *m, size_t *len);
+/* The same for a message already packed (len bytes at data). */
+int hy_cp_session_send_packed(struct hy_cp_session *s, const void *data, size_t len);
 /* Sends Reject{reason} (ops->send_reject) and closes with 1008 and reason
  * cut to fit; s is closing from here on. Counted in hellos_refused when s
  * was not admitted. The server logs it. Cannot fail. */

@@ -129,6 +129,8 @@ struct ep_ref {
 struct shared {
     char *origin, *mesh, *service; /* service NULL: the trust bundle */
     Hypha__V1__DpPart *part;
+    uint8_t *packed; /* part packed, once (NULL: not yet) */
+    size_t len;
 };
 
 struct hy_zone_dp_round {
@@ -261,6 +263,7 @@ void hy_zone_dp_round_free(struct hy_zone_dp_round *r)
         free(r->sh[i].origin);
         free(r->sh[i].mesh);
         free(r->sh[i].service);
+        free(r->sh[i].packed);
         if (r->sh[i].part)
             protobuf_c_message_free_unpacked(&r->sh[i].part->base, NULL);
     }
@@ -476,7 +479,8 @@ static struct shared *slot(struct hy_zone_dp_round *r, const char *origin, const
         r->sh = v;
         r->capsh = cap;
     }
-    struct shared x = {strdup(origin), strdup(mesh), service ? strdup(service) : NULL, NULL};
+    struct shared x = {strdup(origin), strdup(mesh), service ? strdup(service) : NULL,
+                       NULL,           NULL,         0};
     if (!x.origin || !x.mesh || (service && !x.service)) {
         free(x.origin);
         free(x.mesh);
@@ -618,6 +622,20 @@ int hy_zone_dp_round_endpoints(struct hy_zone_dp_round *r, const char *origin, c
         x->part = p;
     }
     *out = x->part;
+    return 0;
+}
+
+int hy_zone_dp_round_packed(struct hy_zone_dp_round *r, const char *origin, const char *mesh,
+                            const Hypha__V1__DpPart *part, const uint8_t **data, size_t *len)
+{
+    bool bundle = part->kind == HYPHA__V1__DP_PART__KIND__TrustBundle;
+    struct shared *x = slot(r, bundle ? "" : S(origin), S(mesh), bundle ? NULL : S(part->key));
+    if (!x || x->part != part)
+        return x ? HY_EINVAL : HY_ENOMEM;
+    if (!x->packed && !(x->packed = hy_wire_pack(&part->base, &x->len)))
+        return HY_ENOMEM;
+    *data = x->packed;
+    *len = x->len;
     return 0;
 }
 

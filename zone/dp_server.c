@@ -729,6 +729,34 @@ static int diff(const struct held *sent, const struct hy_dp_parts *due,
     return 0;
 }
 
+/* u as a DpMessage, packed: the round's shared parts as the round packed
+ * them once, s's own and the removals packed here. */
+static int pack_update(struct dp_session *s, struct hy_zone_dp_round *round,
+                       const Hypha__V1__DpConfigUpdate *u, const char *version, uint8_t **out,
+                       size_t *len)
+{
+    struct hy_dp_packed *v = calloc(u->n_parts, sizeof(*v));
+    uint8_t **own = calloc(u->n_parts, sizeof(*own));
+    int rc = v && own ? 0 : HY_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < u->n_parts; i++) {
+        const Hypha__V1__DpPart *p = u->parts[i];
+        if (p->kind == HYPHA__V1__DP_PART__KIND__Endpoints && !p->removed)
+            rc = hy_zone_dp_round_packed(round, s->dp->origin, s->dp->meta->mesh, p, &v[i].data,
+                                         &v[i].len);
+        else if (p->kind == HYPHA__V1__DP_PART__KIND__TrustBundle)
+            rc = hy_zone_dp_round_packed(round, NULL, s->dp->meta->mesh, p, &v[i].data, &v[i].len);
+        else if (!(v[i].data = own[i] = hy_wire_pack(&p->base, &v[i].len)))
+            rc = HY_ENOMEM;
+    }
+    if (rc == 0)
+        rc = hy_dp_update_pack(version, s->sent.version, v, u->n_parts, out, len);
+    for (size_t i = 0; own && i < u->n_parts; i++)
+        free(own[i]);
+    free(own);
+    free(v);
+    return rc;
+}
+
 /* Sends s's sidecar the parts it is due that it does not hold (as sent),
  * recomputing first its own parts `what` says may have changed. */
 static void push_parts(struct dp_session *s, struct hy_zone_dp_round *round, unsigned what)
@@ -743,14 +771,12 @@ static void push_parts(struct dp_session *s, struct hy_zone_dp_round *round, uns
         rc = due_parts(s, round, &due);
     if (rc == 0 && strcmp(due.version, s->sent.version))
         rc = diff(&s->sent, &due, &u, &removed, &nremoved);
+    uint8_t *msg = NULL;
+    size_t len = 0;
+    if (rc == 0 && u.n_parts)
+        rc = pack_update(s, round, &u, due.version, &msg, &len);
     if (rc == 0 && u.n_parts) {
-        Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
-        size_t len = 0;
-        u.version = due.version;
-        u.from_version = s->sent.version;
-        m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_UPDATE;
-        m.update = &u;
-        if (hy_cp_session_send(&s->base, &m.base, &len) == 0 &&
+        if (hy_cp_session_send_packed(&s->base, msg, len) == 0 &&
             (rc = held_from_parts(&s->sent, &due)) == 0) {
             s->sent_n++;
             s->parts_sent += u.n_parts;
@@ -768,6 +794,7 @@ static void push_parts(struct dp_session *s, struct hy_zone_dp_round *round, uns
         protobuf_c_message_free_unpacked(&removed[i]->base, NULL);
     free(removed);
     free(u.parts);
+    free(msg);
     hy_dp_parts_fini(&due);
 }
 

@@ -78,6 +78,13 @@ int hy_zone_dp_round_endpoints(struct hy_zone_dp_round *r, const char *origin, c
 int hy_zone_dp_round_bundle(struct hy_zone_dp_round *r, const char *mesh,
                             const Hypha__V1__DpPart **out);
 
+/* part (the round's: from hy_zone_dp_round_endpoints with origin and mesh,
+ * or hy_zone_dp_round_bundle with mesh) packed, once per round whoever
+ * sends it. *data is the round's. 0, HY_EINVAL (not the round's part),
+ * HY_ENOMEM. */
+int hy_zone_dp_round_packed(struct hy_zone_dp_round *r, const char *origin, const char *mesh,
+                            const Hypha__V1__DpPart *part, const uint8_t **data, size_t *len);
+
 /* dp's Identity part: its mesh, name, certificate and chain. *out is the
  * caller's. 0 or HY_ENOMEM. */
 int hy_zone_dp_part_identity(const struct hy_resource *dp, const char *cert, const char *chain,

@@ -284,13 +284,55 @@ static void test_refs(void **state)
     hy_dp_parts_fini(&held);
 }
 
+/* An update packed from parts packed once is what protobuf-c packs. */
+static void test_update_pack(void **state)
+{
+    (void)state;
+    Hypha__V1__DpConfig *c = sample();
+    Hypha__V1__DpConfigUpdate *u = NULL;
+    assert_int_equal(hy_dp_parts_split(c, &u), 0);
+    u->from_version = strdup("00000000000000ff");
+    struct hy_dp_packed v[8];
+    uint8_t *own[8];
+    for (size_t i = 0; i < u->n_parts; i++) {
+        v[i].len = hypha__v1__dp_part__get_packed_size(u->parts[i]);
+        v[i].data = own[i] = malloc(v[i].len);
+        hypha__v1__dp_part__pack(u->parts[i], own[i]);
+    }
+    uint8_t *mine = NULL;
+    size_t len = 0;
+    assert_int_equal(hy_dp_update_pack(u->version, u->from_version, v, u->n_parts, &mine, &len), 0);
+    Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
+    m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_UPDATE;
+    m.update = u;
+    size_t want = hypha__v1__dp_message__get_packed_size(&m);
+    uint8_t *theirs = malloc(want);
+    hypha__v1__dp_message__pack(&m, theirs);
+    assert_int_equal(len, want);
+    assert_memory_equal(mine, theirs, want);
+    /* and with no from_version, no parts */
+    free(mine);
+    assert_int_equal(hy_dp_update_pack("v", NULL, NULL, 0, &mine, &len), 0);
+    Hypha__V1__DpMessage *back = hypha__v1__dp_message__unpack(NULL, len, mine);
+    assert_non_null(back);
+    assert_string_equal(back->update->version, "v");
+    assert_null(back->update->from_version);
+    assert_int_equal(back->update->n_parts, 0);
+    hypha__v1__dp_message__free_unpacked(back, NULL);
+    free(mine);
+    free(theirs);
+    for (size_t i = 0; i < u->n_parts; i++)
+        free(own[i]);
+    hypha__v1__dp_config_update__free_unpacked(u, NULL);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_split_assemble),
-        cmocka_unit_test(test_incremental),
-        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_refs),
+        cmocka_unit_test(test_split_assemble), cmocka_unit_test(test_incremental),
+        cmocka_unit_test(test_refused),        cmocka_unit_test(test_refs),
+        cmocka_unit_test(test_update_pack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
