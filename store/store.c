@@ -158,6 +158,12 @@ int hy_store_get(struct hy_store *s, const char *type, const char *mesh, const c
 
 int hy_store_apply(struct hy_store *s, struct hy_store_write *w, size_t n, size_t *failed)
 {
+    return hy_store_apply_at(s, w, n, failed, HY_VERSION_ANY);
+}
+
+int hy_store_apply_at(struct hy_store *s, struct hy_store_write *w, size_t n, size_t *failed,
+                      uint64_t expect_revision)
+{
     uint64_t committed = 0;
     for (size_t i = 0; i < n; i++) {
         if (!valid_write(&w[i])) {
@@ -166,7 +172,7 @@ int hy_store_apply(struct hy_store *s, struct hy_store_write *w, size_t n, size_
             return HY_EINVAL;
         }
     }
-    int rc = s->ops->apply(s, w, n, failed, &committed);
+    int rc = s->ops->apply(s, w, n, failed, expect_revision, &committed);
     if (rc == 0 && committed)
         watchers_notify(&s->watchers, committed);
     return rc;

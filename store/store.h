@@ -87,6 +87,13 @@ struct hy_store_write {
  * failed may be NULL. Watchers are woken after a successful commit that
  * changed something. */
 int hy_store_apply(struct hy_store *s, struct hy_store_write *w, size_t n, size_t *failed);
+/* As hy_store_apply, fenced: the writes are applied only if the store's
+ * revision is still expect_revision when the write transaction starts
+ * (for writes checked against what the store held at that revision, then
+ * committed on another thread). Otherwise nothing is written and it
+ * returns HY_ECONFLICT with *failed = n. HY_VERSION_ANY: no fence. */
+int hy_store_apply_at(struct hy_store *s, struct hy_store_write *w, size_t n, size_t *failed,
+                      uint64_t expect_revision);
 
 /* Convenience single-resource forms of hy_store_apply. */
 int hy_store_put(struct hy_store *s, const struct hy_resource *r, uint64_t expect_version,

@@ -16,10 +16,10 @@ struct hy_store_ops {
     void (*close)(struct hy_store *s);
     int (*get)(struct hy_store *s, const struct hy_rtype *t, const char *mesh, const char *name,
                struct hy_resource **out);
-    /* As hy_store_apply; on success *committed is the last revision written,
-     * or 0 when nothing changed (watchers are then not woken). */
+    /* As hy_store_apply_at; on success *committed is the last revision
+     * written, or 0 when nothing changed (watchers are then not woken). */
     int (*apply)(struct hy_store *s, struct hy_store_write *w, size_t n, size_t *failed,
-                 uint64_t *committed);
+                 uint64_t expect_revision, uint64_t *committed);
     /* mesh is NULL for all meshes. */
     int (*list)(struct hy_store *s, const struct hy_rtype *t, const char *mesh, const char *after,
                 size_t limit, struct hy_store_page *out);

@@ -590,7 +590,7 @@ static const char *describe(const struct hy_store_write *w, bool in_write, char 
 }
 
 static int lmdb_apply(struct hy_store *s, struct hy_store_write *w, size_t n, size_t *failed,
-                      uint64_t *committed)
+                      uint64_t expect_revision, uint64_t *committed)
 {
     struct lmdb_store *ls = lmdb(s);
     MDB_txn *txn;
@@ -608,6 +608,11 @@ static int lmdb_apply(struct hy_store *s, struct hy_store_write *w, size_t n, si
         return xlate(ls, rc, "begin write");
     if ((rc = meta_get(ls, txn, "revision", &rev0)) || (rc = counts_valid(ls, txn, &cnt.on)))
         goto out_abort;
+    if (expect_revision != HY_VERSION_ANY && rev0 != expect_revision) {
+        i = n; /* the fence: another write came first */
+        rc = HY_ECONFLICT;
+        goto out_abort;
+    }
     rev = rev0;
     for (; i < n; i++) {
         rc = w[i].op == HY_STORE_PUT ? apply_put(ls, txn, &w[i], &rev, &cnt)
