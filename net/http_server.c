@@ -2,7 +2,9 @@
  * listener, the request's framing and authorization checked on its headers,
  * whole-request buffering with a size cap, one handler call per request,
  * the response written in chunks from the WRITEABLE callback, then the
- * connection closed.
+ * connection closed. A handler may answer later (hy_http_later: a write
+ * committed on another thread); a connection that closes meanwhile leaves
+ * the handle holding a scratch response, dropped when it is done.
  *
  * One request per connection, on purpose: libwebsockets 4.1 cannot serve a
  * request that was pipelined behind another and carries a body. Its
@@ -20,6 +22,7 @@
  * number are refused. */
 #include <arpa/inet.h>
 #include <libwebsockets.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +44,9 @@
  * the connection before the client has read the answer. */
 #define LINGER_SEC 2
 #define HDR_MAX 4096
+/* A handler answering later (hy_http_later) gets this long, whatever the
+ * request's own timeout: a write may wait behind a queue of others. */
+#define LATER_SEC 300
 
 /* Per listener. */
 struct vh_data {
@@ -66,6 +72,9 @@ struct hy_http_server {
 
 /* Per connection; reset at every new transaction on a kept-alive one. */
 struct pss {
+    struct lws *wsi;
+    struct hy_http_later *later; /* the handler answers later (hy_http_later) */
+    bool headers_due;            /* answered later: headers go at the next WRITEABLE */
     struct hy_http_req req;
     struct hy_http_resp resp;
     struct hy_http_param *params;
@@ -81,8 +90,17 @@ struct pss {
 static const char *const method_names[] = {"GET",    "HEAD",  "PUT",     "POST",
                                            "DELETE", "PATCH", "OPTIONS", "OTHER"};
 
+/* A response answered later: attached to its connection until that
+ * closes, then holding a scratch response that is dropped. */
+struct hy_http_later {
+    struct pss *p; /* NULL once the connection closed */
+    struct hy_http_resp scratch;
+};
+
 static void pss_reset(struct pss *p)
 {
+    if (p->later)
+        p->later->p = NULL; /* closed while the handler works: its answer is dropped */
     for (size_t i = 0; i < p->req.nparams; i++) {
         free(p->params[i].key);
         free(p->params[i].value);
@@ -190,6 +208,8 @@ static void begin_request(struct lws *wsi, struct pss *p, const char *path)
     p->req.peer_loopback = is_loopback(p->req.peer);
     p->req.tls = vhd->tls;
     p->req.listener = vhd->index;
+    p->req.loop = vhd->server->cfg.loop;
+    p->wsi = wsi;
     p->req.body = "";
     read_params(wsi, p);
     p->resp.status = 200;
@@ -240,8 +260,29 @@ static double elapsed(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/* The response is filled: count it and queue its headers. send: write
+ * them now (inside an lws callback that may write), else at the next
+ * WRITEABLE (answered later, from outside lws). */
+static int start_response(struct lws *wsi, struct pss *p, bool send)
+{
+    struct hy_http_server *s = ((struct vh_data *)lws_get_vhost_user(lws_get_vhost(wsi)))->server;
+    /* from now on the clock is the response's: lws's header-time content
+     * timeout would cut a long answer to a busy client short */
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, SEND_IDLE_SEC);
+    if (s->cfg.observe)
+        s->cfg.observe(s->cfg.ud, p->req.method_name, p->resp.route[0] ? p->resp.route : "other",
+                       p->resp.status, elapsed(&p->started));
+    if (!send)
+        p->headers_due = true;
+    else if (send_headers(wsi, p) < 0)
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
 /* Runs the handler (unless the response is already decided) and starts
- * writing. Returns what the lws callback should return. */
+ * writing, unless the handler answers later. Returns what the lws callback
+ * should return. */
 static int respond(struct lws *wsi, struct pss *p)
 {
     struct hy_http_server *s = ((struct vh_data *)lws_get_vhost_user(lws_get_vhost(wsi)))->server;
@@ -252,16 +293,44 @@ static int respond(struct lws *wsi, struct pss *p)
         s->cfg.handler(s->cfg.ud, &p->req, &p->resp);
     }
     p->responding = true;
-    /* from now on the clock is the response's: lws's header-time content
-     * timeout would cut a long answer to a busy client short */
-    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, SEND_IDLE_SEC);
-    if (s->cfg.observe)
-        s->cfg.observe(s->cfg.ud, p->req.method_name, p->resp.route[0] ? p->resp.route : "other",
-                       p->resp.status, elapsed(&p->started));
-    if (send_headers(wsi, p) < 0)
-        return -1;
-    lws_callback_on_writable(wsi);
-    return 0;
+    if (p->later) { /* the handler's work goes on: wait for it, however busy */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LATER_SEC);
+        return 0;
+    }
+    return start_response(wsi, p, true);
+}
+
+struct hy_http_later *hy_http_later(struct hy_http_resp *resp)
+{
+    struct pss *p = (struct pss *)((char *)resp - offsetof(struct pss, resp));
+    struct hy_http_later *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    l->p = p;
+    p->later = l;
+    return l;
+}
+
+struct hy_http_resp *hy_http_later_resp(struct hy_http_later *l)
+{
+    return l->p ? &l->p->resp : &l->scratch;
+}
+
+bool hy_http_later_open(const struct hy_http_later *l)
+{
+    return l->p != NULL;
+}
+
+void hy_http_later_done(struct hy_http_later *l)
+{
+    struct pss *p = l->p;
+    hy_buf_fini(&l->scratch.body);
+    free(l);
+    if (!p)
+        return; /* the connection closed: nobody to answer */
+    p->later = NULL;
+    if (p->responding) /* else done inside the handler call: respond() sends it */
+        start_response(p->wsi, p, false);
 }
 
 static int write_body(struct lws *wsi, struct pss *p)
@@ -457,14 +526,21 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         p->body_done = true;
         if (p->responding) { /* answered on the headers: back to the response's clock */
-            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, SEND_IDLE_SEC);
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, p->later ? LATER_SEC : SEND_IDLE_SEC);
             lws_callback_on_writable(wsi); /* to close once the answer is out */
             return 0;
         }
         return respond(wsi, p);
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        if (!p || !p->responding)
+        if (!p || !p->responding || p->later)
             return 0;
+        if (p->headers_due) { /* answered later: the headers are this callback's one write */
+            p->headers_due = false;
+            if (send_headers(wsi, p) < 0)
+                return -1;
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
         return write_body(wsi, p);
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:

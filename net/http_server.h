@@ -44,6 +44,7 @@ struct hy_http_req {
     bool peer_loopback; /* 127.0.0.0/8 or ::1 */
     bool tls;           /* arrived on a TLS listener */
     int listener;       /* index of the listener it arrived on */
+    uv_loop_t *loop;    /* the server's loop (for handlers that answer later) */
 };
 
 /* The response the handler fills. body is written as is with content_type. */
@@ -58,6 +59,26 @@ struct hy_http_resp {
 
 typedef void (*hy_http_handler_fn)(void *ud, const struct hy_http_req *req,
                                    struct hy_http_resp *resp);
+
+/* A response the handler finishes after it has returned (e.g. once a write
+ * committed on another thread). Loop thread only. */
+struct hy_http_later;
+
+/* Called by a handler on the resp it was given: nothing is sent when the
+ * handler returns, but when hy_http_later_done is called. Returns the
+ * handle, or NULL when out of memory (then answer now, as usual). The
+ * connection may close meanwhile: the handle then holds a scratch response
+ * and the answer is dropped. */
+struct hy_http_later *hy_http_later(struct hy_http_resp *resp);
+/* The response to fill: the request's own, or a scratch one once its
+ * connection has closed. Valid until hy_http_later_done. Cannot fail. */
+struct hy_http_resp *hy_http_later_resp(struct hy_http_later *l);
+/* Whether the connection is still there to answer. Cannot fail. */
+bool hy_http_later_open(const struct hy_http_later *l);
+/* Sends the filled response (or drops it) and frees the handle. May be
+ * called before the handler returns (the response is then sent as if the
+ * handler had filled it itself). */
+void hy_http_later_done(struct hy_http_later *l);
 
 /* Decides on the headers alone whether a request may go on: called once
  * they are parsed, before any byte of the body is read (req->body is "").
