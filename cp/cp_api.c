@@ -8,6 +8,7 @@
 #include "cp_api.h"
 #include "codec.h"
 #include "cp_inspect.h"
+#include "cp_writer.h"
 #include "error.h"
 #include "log.h"
 #include "policy.h"
@@ -480,6 +481,33 @@ static void check_write(struct hy_cp_api *api, const struct hy_resource *r, stru
         m->known = mesh;
 }
 
+/* check_write for each of v[0..n), a Mesh among them counting as there;
+ * causes without a position get lines[i] (when lines is not NULL). Linear
+ * in n (sorting aside): a 10k-document apply must not compare every pair.
+ * 0 or HY_ENOMEM. */
+static int check_writes(struct hy_cp_api *api, const struct hy_resource *const *v, const int *lines,
+                        size_t n, struct hy_diag *d)
+{
+    struct mesh_refs meshes = {.created = malloc((n + 1) * sizeof(char *))};
+    if (!meshes.created)
+        return HY_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i]->type->name, "Mesh"))
+            meshes.created[meshes.n++] = v[i]->meta->name;
+    qsort(meshes.created, meshes.n, sizeof(char *), cmp_cstr);
+    for (size_t i = 0; i < n; i++) {
+        size_t before = d->n;
+        check_write(api, v[i], &meshes, d);
+        for (size_t k = before; lines && k < d->n; k++)
+            if (d->causes[k].line == 0) {
+                d->causes[k].line = lines[i];
+                d->causes[k].col = 1;
+            }
+    }
+    free(meshes.created);
+    return 0;
+}
+
 /* Runs the hook (what the control plane checks and adds before a write:
  * certificates, roots, names). Returns 0 or answers the error itself. */
 static int run_hook(struct hy_cp_api *api, struct hy_cp_api_batch *b, struct hy_http_resp *resp)
@@ -492,25 +520,245 @@ static int run_hook(struct hy_cp_api *api, struct hy_cp_api_batch *b, struct hy_
     return rc;
 }
 
-/* Runs the hook and commits. Returns 0 or answers the error itself. */
-static int commit(struct hy_cp_api *api, struct hy_cp_api_batch *b, struct hy_http_resp *resp,
-                  const char *what)
+/* The answer to an apply (and its dry run): warnings and per-resource
+ * results of the batch's first nuser writes. */
+static void apply_answer(struct hy_cp_api *api, struct hy_http_resp *resp,
+                         const struct hy_cp_api_batch *b, size_t nuser, bool dry)
 {
-    int rc = run_hook(api, b, resp);
-    if (rc < 0)
+    struct hy_buf *o = &resp->body;
+    /* what the data plane does not enforce of them: answered, never dropped */
+    hy_buf_puts(o, "{\"warnings\":[");
+    size_t nwarn = 0;
+    for (size_t i = 0; i < nuser; i++) {
+        const struct hy_resource *r = b->w[i].r;
+        struct hy_diag w = {0};
+        hy_policy_warnings(r, &w);
+        for (size_t k = 0; k < w.n; k++) {
+            char line[1024];
+            snprintf(line, sizeof(line), "%s %s/%s: %s: %s", r->type->name,
+                     r->meta->mesh ? r->meta->mesh : "", r->meta->name, w.causes[k].field,
+                     w.causes[k].message);
+            hy_buf_puts(o, nwarn++ ? "," : "");
+            hy_codec_json_string(o, line, strlen(line));
+        }
+        hy_diag_fini(&w);
+    }
+    hy_buf_puts(o, "],\"results\":[");
+    for (size_t i = 0; i < nuser; i++) {
+        const struct hy_resource *r = b->w[i].r;
+        const char *mesh = r->meta->mesh ? r->meta->mesh : "";
+        hy_buf_printf(o, "%s{\"type\":\"%s\",\"mesh\":", i ? "," : "", r->type->name);
+        hy_codec_json_string(o, mesh, strlen(mesh));
+        hy_buf_puts(o, ",\"name\":");
+        hy_codec_json_string(o, r->meta->name, strlen(r->meta->name));
+        hy_buf_printf(o, ",\"result\":\"%s\"}", result_name(b->w[i].result));
+    }
+    hy_buf_printf(o, "],\"dryRun\":%s", dry ? "true" : "false");
+    if (dry) {
+        /* which Dataplanes' enforced policies the write would change */
+        const struct hy_resource **v = malloc((nuser + 1) * sizeof(*v));
+        struct hy_buf changes = {0};
+        for (size_t i = 0; v && i < nuser; i++)
+            v[i] = b->w[i].r;
+        size_t untried = 0;
+        bool ok =
+            v && hy_cp_inspect_changes(api, v, nuser, &changes, &untried) == 0 && changes.data;
+        hy_buf_printf(o, ",\"changes\":%s", ok ? changes.data : "null");
+        if (ok && untried) /* said, never hidden: a change may lie beyond */
+            hy_buf_printf(o, ",\"callersNotTried\":%zu", untried);
+        hy_buf_fini(&changes);
+        free(v);
+    }
+    hy_buf_puts(o, "}");
+}
+
+/* ----- writes: checked on the loop, committed by the writer ----- */
+
+enum write_kind { WRITE_PUT, WRITE_DELETE, WRITE_APPLY };
+
+/* One request's write on its way through the writer (cp_writer.h). The
+ * request is gone once the handler returns: what the answer needs is kept
+ * here. */
+struct api_write {
+    struct hy_cp_write_job job;
+    struct hy_cp_api *api;
+    struct hy_http_later *later; /* NULL: answered within the handler call, in resp */
+    struct hy_http_resp *resp;
+    enum write_kind kind;
+    struct hy_cp_api_batch b;
+    size_t nuser, nowned; /* the user's writes; what the hook adds follows */
+    uint64_t checked;     /* the revision the user's writes were checked at */
+    int *lines;           /* apply: each document's line, for causes */
+    char *source;         /* apply: where the documents came from */
+    enum hy_format format;
+    char what[600];
+    char peer[64];
+};
+
+static struct hy_http_resp *answer_of(struct api_write *aw)
+{
+    return aw->later ? hy_http_later_resp(aw->later) : aw->resp;
+}
+
+static void write_free(struct api_write *aw)
+{
+    if (aw->later)
+        hy_http_later_done(aw->later);
+    batch_fini(&aw->b);
+    free(aw->lines);
+    free(aw->source);
+    free(aw);
+}
+
+/* Writes that what other writes' checks read depend on: a Mesh (whether
+ * mesh-scoped writes may go), a Zone (its deletion takes what it synced),
+ * the CAs and trusts (the root hook reads them), any global-scope type. */
+static bool groupable(const struct hy_cp_api_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        const struct hy_rtype *t = b->w[i].r->type;
+        if (t->scope != HY_SCOPE_MESH || !strcmp(t->name, "MeshTrust") ||
+            !strcmp(t->name, "MeshCaRoot") || !strcmp(t->name, "MeshCaKey"))
+            return false;
+    }
+    return true;
+}
+
+/* The writer's prepare: the checks that read the store again if it has
+ * changed since they ran, then the hook (on the store as it is now). */
+static int write_prepare(struct hy_cp_write_job *j)
+{
+    struct api_write *aw = j->data;
+    struct hy_cp_api *api = aw->api;
+    struct hy_cp_api_batch *b = &aw->b;
+    /* what the hook added last time goes: it adds again what is needed now */
+    for (size_t i = aw->nowned; i < b->nowned; i++)
+        hy_resource_free(b->owned[i]);
+    b->nowned = aw->nowned;
+    b->n = aw->nuser;
+    uint64_t now = hy_store_revision(api->store);
+    if (aw->kind != WRITE_DELETE && now != aw->checked) {
+        struct hy_diag d = {.source = aw->source ? aw->source : "request body"};
+        const struct hy_resource **v = malloc(aw->nuser * sizeof(*v));
+        int rc = v ? 0 : HY_ENOMEM;
+        for (size_t i = 0; v && i < aw->nuser; i++)
+            v[i] = b->w[i].r;
+        if (rc == 0)
+            rc = check_writes(api, v, aw->lines, aw->nuser, &d);
+        free(v);
+        if (rc < 0)
+            hy_http_error(answer_of(aw), 500, "Out of memory", "nothing was written", NULL);
+        else if (d.n && aw->kind == WRITE_PUT)
+            hy_http_error(answer_of(aw), 400, "Invalid resource", "the resource cannot be written",
+                          &d);
+        else if (d.n)
+            hy_http_error(answer_of(aw), 400, "Invalid resources", "nothing was written", &d);
+        rc = rc < 0 ? rc : d.n ? HY_EINVAL : 0;
+        hy_diag_fini(&d);
+        if (rc < 0) {
+            write_free(aw);
+            return rc;
+        }
+        aw->checked = now;
+    }
+    int rc = run_hook(api, b, answer_of(aw));
+    if (rc < 0) {
+        write_free(aw);
         return rc;
-    size_t failed = 0;
-    rc = hy_store_apply(api->store, b->w, b->n, &failed);
+    }
+    j->w = b->w;
+    j->n = b->n;
+    j->alone = j->alone || !groupable(b);
+    return 0;
+}
+
+/* The writer's done: the answer, as the request would have had it from a
+ * commit on the loop. */
+static void write_done(struct hy_cp_write_job *j, int rc, size_t failed)
+{
+    struct api_write *aw = j->data;
+    struct hy_cp_api_batch *b = &aw->b;
+    struct hy_http_resp *resp = answer_of(aw);
+    if (aw->later && !hy_http_later_open(aw->later))
+        hy_log(HY_LOG_DEBUG, "api", "%s %s: %s, but the client has gone: answer dropped", aw->peer,
+               aw->what, rc < 0 ? hy_strerror(rc) : "committed");
     if (rc < 0) {
         char w[600];
         if (failed < b->n && b->w[failed].r)
             describe(b->w[failed].r->type, b->w[failed].r->meta->mesh, b->w[failed].r->meta->name,
                      w, sizeof(w));
         else
-            snprintf(w, sizeof(w), "%s", what);
+            snprintf(w, sizeof(w), "%s", aw->what);
         store_error(resp, rc, w);
+        write_free(aw);
+        return;
     }
-    return rc;
+    const struct hy_resource *r = b->w[0].r;
+    struct hy_resource *stored = NULL;
+    switch (aw->kind) {
+    case WRITE_PUT:
+        if (hy_store_get(aw->api->store, r->type->name, r->meta->mesh, r->meta->name, &stored) ==
+            0) {
+            put_resource(resp, stored, aw->format);
+            hy_resource_free(stored);
+        }
+        resp->status = b->w[0].result == HY_STORE_CREATED ? 201 : 200;
+        snprintf(resp->result, sizeof(resp->result), "%s", result_name(b->w[0].result));
+        hy_log(HY_LOG_INFO, "api", "%s %s %s", aw->peer, aw->what, result_name(b->w[0].result));
+        break;
+    case WRITE_DELETE:
+        hy_buf_puts(&resp->body, "{}");
+        snprintf(resp->result, sizeof(resp->result), "deleted");
+        hy_log(HY_LOG_INFO, "api", "%s %s deleted", aw->peer, aw->what);
+        break;
+    case WRITE_APPLY:
+        apply_answer(aw->api, resp, b, aw->nuser, false);
+        hy_log(HY_LOG_INFO, "api", "%s applied %zu resources from %s", aw->peer, aw->nuser,
+               aw->source ? aw->source : "request body");
+        break;
+    }
+    write_free(aw);
+}
+
+/* Sends the batch (taken over, emptied, even on failure) to the writer. The answer comes
+ * later, unless the server cannot wait (no loop) or memory runs out for
+ * the handle: then the write is committed within this call, as before. */
+static void submit(struct hy_cp_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
+                   struct hy_cp_api_batch *b, enum write_kind kind, const char *what, int **lines)
+{
+    struct api_write *aw = calloc(1, sizeof(*aw));
+    if (!aw) {
+        hy_http_error(resp, 500, "Out of memory", "nothing was written", NULL);
+        batch_fini(b);
+        return;
+    }
+    *aw = (struct api_write){
+        .api = api, .resp = resp, .kind = kind, .b = *b, .format = response_format(req)};
+    memset(b, 0, sizeof(*b));
+    aw->nuser = aw->b.n;
+    aw->nowned = aw->b.nowned;
+    aw->checked = hy_store_revision(api->store);
+    snprintf(aw->what, sizeof(aw->what), "%s", what);
+    snprintf(aw->peer, sizeof(aw->peer), "%s", req->peer);
+    if (kind == WRITE_APPLY) {
+        aw->source = strdup(source_name(req));
+        aw->lines = *lines;
+        *lines = NULL;
+    }
+    aw->job = (struct hy_cp_write_job){
+        .alone = !groupable(&aw->b), .prepare = write_prepare, .done = write_done, .data = aw};
+    /* a writer of our own when this one cannot answer later: all within
+     * this call, on this thread */
+    struct hy_cp_writer here = {.store = api->store};
+    struct hy_cp_writer *wr = &here;
+    if (req->loop && (aw->later = hy_http_later(resp))) {
+        wr = &api->writer;
+        if (!wr->loop) { /* set once: the pool thread reads them */
+            wr->loop = req->loop;
+            wr->store = api->store;
+        }
+    }
+    hy_cp_writer_submit(wr, &aw->job);
 }
 
 static void put_one(struct hy_cp_api *api, const struct hy_http_req *req, struct hy_http_resp *resp,
@@ -548,23 +796,12 @@ static void put_one(struct hy_cp_api *api, const struct hy_http_req *req, struct
     if (hy_cp_api_batch_add(&b, HY_STORE_PUT, r, version) < 0) {
         hy_resource_free(r);
         hy_http_error(resp, 500, "Out of memory", "cannot write", NULL);
-        goto out_batch;
+        batch_fini(&b);
+        goto out;
     }
     char what[600];
     describe(t, mesh, name, what, sizeof(what));
-    if (commit(api, &b, resp, what) < 0)
-        goto out_batch;
-    enum hy_store_result result = b.w[0].result;
-    struct hy_resource *stored = NULL;
-    if (hy_store_get(api->store, t->name, mesh, name, &stored) == 0) {
-        put_resource(resp, stored, response_format(req));
-        hy_resource_free(stored);
-    }
-    resp->status = result == HY_STORE_CREATED ? 201 : 200;
-    snprintf(resp->result, sizeof(resp->result), "%s", result_name(result));
-    hy_log(HY_LOG_INFO, "api", "%s %s %s", req->peer, what, result_name(result));
-out_batch:
-    batch_fini(&b);
+    submit(api, req, resp, &b, WRITE_PUT, what, NULL);
 out:
     hy_diag_fini(&d);
     hy_docs_fini(&docs);
@@ -591,18 +828,12 @@ static void delete_one(struct hy_cp_api *api, const struct hy_http_req *req,
     if (!r || hy_resource_set_name(r, mesh, name) < 0 ||
         hy_cp_api_batch_add(&b, HY_STORE_DELETE, r, version) < 0) {
         hy_http_error(resp, 500, "Out of memory", "cannot delete", NULL);
-        goto out;
+        hy_resource_free(r);
+        batch_fini(&b);
+        return;
     }
-    r = NULL;
     describe(t, mesh, name, what, sizeof(what));
-    if (commit(api, &b, resp, what) == 0) {
-        hy_buf_puts(&resp->body, "{}");
-        snprintf(resp->result, sizeof(resp->result), "deleted");
-        hy_log(HY_LOG_INFO, "api", "%s %s deleted", req->peer, what);
-    }
-out:
-    hy_resource_free(r);
-    batch_fini(&b);
+    submit(api, req, resp, &b, WRITE_DELETE, what, NULL);
 }
 
 /* ----- POST /_apply ----- */
@@ -629,55 +860,49 @@ static int cmp_doc_key(const void *a, const void *b)
     return c ? c : (x > y) - (x < y);
 }
 
+/* Adds a cause for every document whose key an earlier one has. */
+static void find_duplicates(const struct hy_docs *docs, size_t *order, struct hy_diag *d)
+{
+    sort_docs = docs;
+    qsort(order, docs->n, sizeof(size_t), cmp_doc_key);
+    for (size_t i = 1; i < docs->n; i++) {
+        const struct hy_doc *first = &docs->v[order[i - 1]], *dup = &docs->v[order[i]];
+        if (same_key(first->res, dup->res)) {
+            size_t f = i - 1;
+            while (f > 0 && same_key(docs->v[order[f - 1]].res, dup->res))
+                f--;
+            hy_diag_add(d, dup->line, 1, "name", "%s %s appears twice (first at line %d)",
+                        dup->res->type->name, dup->res->meta->name, docs->v[order[f]].line);
+        }
+    }
+    sort_docs = NULL;
+}
+
 static void apply(struct hy_cp_api *api, const struct hy_http_req *req, struct hy_http_resp *resp)
 {
     struct hy_docs docs;
     if (!decode_body(req, resp, &docs))
         return;
     struct hy_diag d = {.source = source_name(req)};
-    /* Linear in the documents (sorting aside): a 10k-document apply must
-     * not compare every pair. */
-    struct mesh_refs meshes = {.created = malloc((docs.n + 1) * sizeof(char *))};
+    struct hy_cp_api_batch b = {0};
+    const struct hy_resource **v = malloc((docs.n + 1) * sizeof(*v));
     size_t *order = malloc((docs.n + 1) * sizeof(size_t));
-    if (!meshes.created || !order) {
+    int *lines = malloc((docs.n + 1) * sizeof(int));
+    if (!v || !order || !lines) {
         hy_http_error(resp, 500, "Out of memory", "nothing was written", NULL);
-        free(meshes.created);
-        free(order);
-        hy_docs_fini(&docs);
-        return;
+        goto out;
     }
     for (size_t i = 0; i < docs.n; i++) {
         order[i] = i;
-        if (!strcmp(docs.v[i].res->type->name, "Mesh"))
-            meshes.created[meshes.n++] = docs.v[i].res->meta->name;
+        v[i] = docs.v[i].res;
+        lines[i] = docs.v[i].line;
     }
-    qsort(meshes.created, meshes.n, sizeof(char *), cmp_cstr);
-    for (size_t i = 0; i < docs.n; i++) {
-        size_t before = d.n;
-        check_write(api, docs.v[i].res, &meshes, &d);
-        for (size_t k = before; k < d.n; k++)
-            if (d.causes[k].line == 0) {
-                d.causes[k].line = docs.v[i].line;
-                d.causes[k].col = 1;
-            }
+    if (check_writes(api, v, lines, docs.n, &d) < 0) {
+        hy_http_error(resp, 500, "Out of memory", "nothing was written", NULL);
+        goto out;
     }
-    sort_docs = &docs;
-    qsort(order, docs.n, sizeof(size_t), cmp_doc_key);
-    for (size_t i = 1; i < docs.n; i++) {
-        const struct hy_doc *first = &docs.v[order[i - 1]], *dup = &docs.v[order[i]];
-        if (same_key(first->res, dup->res)) {
-            size_t f = i - 1;
-            while (f > 0 && same_key(docs.v[order[f - 1]].res, dup->res))
-                f--;
-            hy_diag_add(&d, dup->line, 1, "name", "%s %s appears twice (first at line %d)",
-                        dup->res->type->name, dup->res->meta->name, docs.v[order[f]].line);
-        }
-    }
-    sort_docs = NULL;
-    free(meshes.created);
-    free(order);
+    find_duplicates(&docs, order, &d);
     bool dry = hy_http_param(req, "dryRun") && strcmp(hy_http_param(req, "dryRun"), "false") != 0;
-    struct hy_cp_api_batch b = {0};
     if (d.n) {
         hy_http_error(resp, 400, "Invalid resources", "nothing was written", &d);
         goto out;
@@ -690,72 +915,28 @@ static void apply(struct hy_cp_api *api, const struct hy_http_req *req, struct h
         docs.v[i].res = NULL;
     }
     size_t nuser = b.n;
-    if (dry) {
-        /* the same checks as a real apply (what the hook adds is dropped) */
-        if (run_hook(api, &b, resp) < 0)
-            goto out;
-        for (size_t i = 0; i < nuser; i++) {
-            const struct hy_resource *r = b.w[i].r;
-            struct hy_resource *old = NULL;
-            if (hy_store_get(api->store, r->type->name, r->meta->mesh, r->meta->name, &old) < 0)
-                b.w[i].result = HY_STORE_CREATED;
-            else
-                b.w[i].result =
-                    hy_resource_same_content(old, r) ? HY_STORE_UNCHANGED : HY_STORE_UPDATED;
-            hy_resource_free(old);
-        }
-    } else if (commit(api, &b, resp, "apply") < 0) {
+    if (!dry) {
+        submit(api, req, resp, &b, WRITE_APPLY, "apply", &lines);
         goto out;
     }
-    struct hy_buf *o = &resp->body;
-    /* what the data plane does not enforce of them: answered, never dropped */
-    hy_buf_puts(o, "{\"warnings\":[");
-    size_t nwarn = 0;
+    /* the same checks as a real apply (what the hook adds is dropped) */
+    if (run_hook(api, &b, resp) < 0)
+        goto out;
     for (size_t i = 0; i < nuser; i++) {
         const struct hy_resource *r = b.w[i].r;
-        struct hy_diag w = {0};
-        hy_policy_warnings(r, &w);
-        for (size_t k = 0; k < w.n; k++) {
-            char line[1024];
-            snprintf(line, sizeof(line), "%s %s/%s: %s: %s", r->type->name,
-                     r->meta->mesh ? r->meta->mesh : "", r->meta->name, w.causes[k].field,
-                     w.causes[k].message);
-            hy_buf_puts(o, nwarn++ ? "," : "");
-            hy_codec_json_string(o, line, strlen(line));
-        }
-        hy_diag_fini(&w);
+        struct hy_resource *old = NULL;
+        if (hy_store_get(api->store, r->type->name, r->meta->mesh, r->meta->name, &old) < 0)
+            b.w[i].result = HY_STORE_CREATED;
+        else
+            b.w[i].result =
+                hy_resource_same_content(old, r) ? HY_STORE_UNCHANGED : HY_STORE_UPDATED;
+        hy_resource_free(old);
     }
-    hy_buf_puts(o, "],\"results\":[");
-    for (size_t i = 0; i < nuser; i++) {
-        const struct hy_resource *r = b.w[i].r;
-        const char *mesh = r->meta->mesh ? r->meta->mesh : "";
-        hy_buf_printf(o, "%s{\"type\":\"%s\",\"mesh\":", i ? "," : "", r->type->name);
-        hy_codec_json_string(o, mesh, strlen(mesh));
-        hy_buf_puts(o, ",\"name\":");
-        hy_codec_json_string(o, r->meta->name, strlen(r->meta->name));
-        hy_buf_printf(o, ",\"result\":\"%s\"}", result_name(b.w[i].result));
-    }
-    hy_buf_printf(o, "],\"dryRun\":%s", dry ? "true" : "false");
-    if (dry) {
-        /* which Dataplanes' enforced policies the write would change */
-        const struct hy_resource **v = malloc((nuser + 1) * sizeof(*v));
-        struct hy_buf changes = {0};
-        for (size_t i = 0; v && i < nuser; i++)
-            v[i] = b.w[i].r;
-        size_t untried = 0;
-        bool ok =
-            v && hy_cp_inspect_changes(api, v, nuser, &changes, &untried) == 0 && changes.data;
-        hy_buf_printf(o, ",\"changes\":%s", ok ? changes.data : "null");
-        if (ok && untried) /* said, never hidden: a change may lie beyond */
-            hy_buf_printf(o, ",\"callersNotTried\":%zu", untried);
-        hy_buf_fini(&changes);
-        free(v);
-    }
-    hy_buf_puts(o, "}");
-    if (!dry)
-        hy_log(HY_LOG_INFO, "api", "%s applied %zu resources from %s", req->peer, nuser,
-               source_name(req));
+    apply_answer(api, resp, &b, nuser, true);
 out:
+    free(v);
+    free(order);
+    free(lines);
     batch_fini(&b);
     hy_diag_fini(&d);
     hy_docs_fini(&docs);

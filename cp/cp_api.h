@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 
+#include "cp_writer.h"
 #include "http_server.h"
 #include "store.h"
 
@@ -33,12 +34,20 @@ struct hy_cp_api {
      * be NULL. */
     int (*before_commit)(void *ud, struct hy_cp_api_batch *b, struct hy_diag *diag);
     void *ud;
+    /* private: commits writes off the loop thread (zeroed by the caller
+     * with the rest; set up on the first write) */
+    struct hy_cp_writer writer;
 };
 
 /* Serves req if its path belongs to the resource API ("/", "/ready",
  * "/_resources", "/_apply", "/meshes...", "/{plural}..."); returns false
  * (leaving resp untouched) when it does not, so the caller can route its
- * own paths. */
+ * own paths. Reads are answered within the call. A write (PUT, DELETE,
+ * POST /_apply) is checked within it and, when req->loop is set, answered
+ * later (hy_http_later): its durable commit runs on a pool thread, with
+ * other requests' writes when they can share a transaction, while the
+ * loop serves reads. before_commit runs on the loop thread, right before
+ * the commit, and again if another write came first. */
 bool hy_cp_api_handle(struct hy_cp_api *api, const struct hy_http_req *req,
                       struct hy_http_resp *resp);
 
