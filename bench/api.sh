@@ -5,13 +5,15 @@
 # Rewrites the results:api section of bench/README.md.
 #
 # usage: bench/api.sh [--no-write] [--seconds S] [--connections N]
-#                     [--policies N] [--reps N] [--dir D]
+#                     [--policies N] [--reps N] [--dir D] [--before DIR]
 #   --no-write       print the results, leave README.md alone
 #   --seconds S      wrk duration of each rate row (HYPHA_BENCH_API_SECONDS, default 10)
 #   --connections N  wrk connections, over 2 threads (HYPHA_BENCH_API_CONNECTIONS, default 8)
 #   --policies N     policies loaded and applied (HYPHA_BENCH_API_POLICIES, default 10000)
 #   --reps N         repetitions of the apply rows, medians shown (HYPHA_BENCH_REPS, default 5)
 #   --dir D          where data dirs go (HYPHA_BENCH_DIR, default $TMPDIR or /tmp)
+#   --before DIR     bin dir of an older build: GETs beside PUTs measured on it too
+#                    (HYPHA_BENCH_API_BEFORE)
 # Installs missing Debian packages (wrk, nginx...) when run as root.
 set -euo pipefail
 
@@ -21,6 +23,7 @@ conns=${HYPHA_BENCH_API_CONNECTIONS:-8}
 policies=${HYPHA_BENCH_API_POLICIES:-10000}
 reps=${HYPHA_BENCH_REPS:-5}
 dir=${HYPHA_BENCH_DIR:-${TMPDIR:-/tmp}}
+before=${HYPHA_BENCH_API_BEFORE:-}
 while [ $# -gt 0 ]; do
     case "$1" in
     --no-write) write=0 ;;
@@ -29,8 +32,9 @@ while [ $# -gt 0 ]; do
     --policies) policies=${2:?}; shift ;;
     --reps) reps=${2:?}; shift ;;
     --dir) dir=${2:?}; shift ;;
+    --before) before=${2:?}; shift ;;
     -h | --help)
-        sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -44,6 +48,10 @@ for v in seconds conns policies reps; do
     case "${!v}" in '' | *[!0-9]* | 0) echo "api.sh: $v must be a positive integer" >&2; exit 2 ;; esac
 done
 [ "$conns" -ge 2 ] || { echo "api.sh: --connections must be at least 2" >&2; exit 2; }
+if [ -n "$before" ]; then
+    before=$(cd "$before" && pwd) && [ -x "$before/hypha-global" ] ||
+        { echo "api.sh: --before: no hypha-global in '$before'" >&2; exit 2; }
+fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -93,7 +101,7 @@ start_global() {
     local name=$1
     shift
     local log="$tmp/$name.log"
-    "$global" --data-dir "$tmp/$name.data" --api-address 127.0.0.1:0 \
+    "${G_BIN:-$global}" --data-dir "$tmp/$name.data" --api-address 127.0.0.1:0 \
         --kds-address 127.0.0.1:0 "$@" >"$log" 2>&1 &
     G_PID=$!
     pids+=("$G_PID")
@@ -120,12 +128,15 @@ stop_global() {
     rm -rf "$tmp/$1.data"
 }
 
+# put_mesh: creates mesh default; sets MESH_BASE to what the store then
+# holds (the Mesh and what its CA added: root, key, the MeshTrust listing it)
 put_mesh() {
     local code
     code=$(curl -sS -o "$tmp/mesh.out" -w '%{http_code}' -X PUT \
         -H 'Content-Type: application/yaml' --data-binary @tests/data/resources/mesh.yaml \
         "$G_URL/meshes/default")
     [ "$code" = 201 ] || die "PUT /meshes/default: HTTP $code $(cat "$tmp/mesh.out")"
+    MESH_BASE=$(store_count)
 }
 
 # curl_apply FILE...: one POST /_apply per file, over one connection; every
@@ -236,11 +247,12 @@ run_wrk() {
     shift
     wrk --latency "$@" >"$out" 2>&1 || die "wrk $*: $(cat "$out")"
     if grep -q 'Non-2xx' "$out" || grep -q 'Socket errors' "$out" ||
-        { grep -q '^not-updated:' "$out" && ! grep -q '^not-updated: 0$' "$out"; }; then
+        grep -Eq '^not-(updated|created): [1-9]' "$out"; then
         die "wrk $* saw failures: $(cat "$out")"
     fi
 }
 wrk_rate() { awk '$1 == "Requests/sec:" { print $2 }' "$1"; }
+
 wrk_requests() { awk '$2 == "requests" && $3 == "in" { print $1 }' "$1"; }
 wrk_lat() { # wrk_lat FILE 50% -> microseconds
     awk -v p="$2" '$1 == p && NF == 2 {
@@ -359,18 +371,45 @@ rev1=$(metric hypha_store_revision)
 puts=$(wrk_requests "$tmp/h_put.txt")
 commits=$((rev1 - rev0))
 [ "$commits" -ge "$puts" ] || die "$puts PUTs answered but only $commits store revisions"
-say "  wrk GET one alone, then with PUTs beside it"
-run_wrk "$tmp/h_alone.txt" "${wrk1[@]}" "$G_URL$one_path"
-run_wrk "$tmp/h_mixput.txt" "${wrk1[@]}" -s bench/api/put.lua "$G_URL" -- "$put_name" &
-mix_pid=$!
-pids+=("$mix_pid")
-run_wrk "$tmp/h_mixget.txt" "${wrk1[@]}" "$G_URL$one_path"
-wait "$mix_pid" || die "the PUTs beside the GETs failed: $(cat "$tmp/h_mixput.txt")"
-forget_pid "$mix_pid"
+# beside_puts PREFIX: GETs of one policy alone, then with 7c's PUTs beside
+# them (PREFIX_mix*), then during a burst of PUTs of new policies on twice
+# as many connections (PREFIX_burst*)
+beside_puts() {
+    local p=$1 bp
+    say "  wrk GET one alone, then with PUTs beside it, then during a PUT burst ($p)"
+    run_wrk "$tmp/${p}_alone.txt" "${wrk1[@]}" "$G_URL$one_path"
+    run_wrk "$tmp/${p}_mixput.txt" "${wrk1[@]}" -s bench/api/put.lua "$G_URL" -- "$put_name" &
+    bp=$!
+    pids+=("$bp")
+    run_wrk "$tmp/${p}_mixget.txt" "${wrk1[@]}" "$G_URL$one_path"
+    wait "$bp" || die "the PUTs beside the GETs failed: $(cat "$tmp/${p}_mixput.txt")"
+    forget_pid "$bp"
+    local r0 r1
+    r0=$(metric hypha_store_revision)
+    run_wrk "$tmp/${p}_burstput.txt" -t1 "-c$conns" "-d${seconds}s" -s bench/api/put.lua "$G_URL" -- "burst-$p" new &
+    bp=$!
+    pids+=("$bp")
+    run_wrk "$tmp/${p}_burstget.txt" "${wrk1[@]}" "$G_URL$one_path"
+    wait "$bp" || die "the PUT burst failed: $(cat "$tmp/${p}_burstput.txt")"
+    forget_pid "$bp"
+    grep -q '^not-created: 0$' "$tmp/${p}_burstput.txt" || die "$p: the PUT burst said nothing of its answers"
+    r1=$(metric hypha_store_revision)
+    [ $((r1 - r0)) -ge "$(wrk_requests "$tmp/${p}_burstput.txt")" ] ||
+        die "$p: $(wrk_requests "$tmp/${p}_burstput.txt") PUTs answered but only $((r1 - r0)) store revisions"
+}
+beside_puts h
 kill "$ngx_pid"
 wait "$ngx_pid" 2>/dev/null || true
 forget_pid "$ngx_pid"
 stop_global rates
+if [ -n "$before" ]; then # the same rows on the older build, same machine, same run
+    G_BIN=$before/hypha-global start_global before
+    put_mesh
+    curl_apply "$tmp/list.yaml"
+    beside_puts b
+    stop_global before
+    before_commit=$(cd "$before" && git rev-parse --short HEAD 2>/dev/null || echo "?")
+fi
 
 # raw LMDB and hy_store_put durable puts on the same filesystem, for row 7c
 say "  hypha-bench-store row 1 (durable puts) on the same filesystem"
@@ -391,7 +430,7 @@ read -r e_rss e_anon e_file e_hwm <<<"$(rss "$G_PID")"
 put_mesh
 read -r m_rss m_anon m_file m_hwm <<<"$(rss "$G_PID")"
 curl_apply "${batch_files[@]}"
-[ "$(store_count)" = $((policies + 3)) ] || die "the store does not hold $policies policies"
+[ "$(store_count)" = $((policies + MESH_BASE)) ] || die "the store does not hold $policies policies"
 read -r l_rss l_anon l_file l_hwm <<<"$(rss "$G_PID")"
 next="$list_path"
 listed=0
@@ -434,7 +473,7 @@ for rep in $(seq "$reps"); do
                 curl_apply "${files[@]}"
             fi
             t1=$(now_ns)
-            [ "$(store_count)" = $((policies + 3)) ] || die "$who apply: the store does not hold $policies policies"
+            [ "$(store_count)" = $((policies + MESH_BASE)) ] || die "$who apply: the store does not hold $policies policies"
             ms=$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.1f", d / 1e6 }')
             eval "${who}_${what}+=(\"$ms\")"
             if [ "$who" = curl ] && [ "$what" = one ]; then
@@ -499,8 +538,15 @@ put_rate=$(wrk_rate "$tmp/h_put.txt")
         "$(fmt_us "$(wrk_lat "$tmp/h_put.txt" 99%)")" "$(fmt_rate "$lmdb_rate")" \
         "$(fmt_ratio "$(div "$put_rate" "$lmdb_rate")")"
     rate_row "7d. GET one beside PUTs" "$half conns GET + $half conns PUT, ${seconds} s" "$tmp/h_mixget.txt" "$tmp/h_alone.txt" "the same GETs, no PUTs"
+    rate_row "7e. GET one during a PUT burst" "$half conns GET + $conns conns PUT new, ${seconds} s" "$tmp/h_burstget.txt" "$tmp/h_alone.txt" "the same GETs, no PUTs"
+    if [ -n "$before" ]; then
+        rate_row "7d before ($before_commit)" "$half conns GET + $half conns PUT, ${seconds} s" "$tmp/b_mixget.txt" "$tmp/b_alone.txt" "the same GETs, no PUTs"
+        rate_row "7e before ($before_commit)" "$half conns GET + $conns conns PUT new, ${seconds} s" "$tmp/b_burstget.txt" "$tmp/b_alone.txt" "the same GETs, no PUTs"
+    fi
     echo
-    echo "wrk: 2 threads and $conns connections (7d: one wrk of 1 thread and $half connections for each kind), keep-alive, on the same $(nproc) CPUs as the server; one run of ${seconds} s per row after 2 s of warm-up. Hypha served $puts PUTs in 7c and its store revision rose by $commits: every PUT committed. In 7d the PUTs beside ran at $(fmt_rate "$(wrk_rate "$tmp/h_mixput.txt")") req/s. 7c's hy_store_put durable rate in the same run: $(fmt_rate "$store_rate") puts/s. Data on $fs. Load average at the start: $load_start (other work on the machine shows there)."
+    echo "wrk: 2 threads and $conns connections (7d: one wrk of 1 thread and $half connections for each kind), keep-alive, on the same $(nproc) CPUs as the server; one run of ${seconds} s per row after 2 s of warm-up. Hypha served $puts PUTs in 7c and its store revision rose by $commits: every PUT committed. In 7d the PUTs beside ran at $(fmt_rate "$(wrk_rate "$tmp/h_mixput.txt")") req/s; in 7e the burst (1 thread, $conns connections, each PUT a new policy) at $(fmt_rate "$(wrk_rate "$tmp/h_burstput.txt")") req/s.$(
+        [ -z "$before" ] || printf ' Before (%s, built from that commit, same machine and run): PUTs at %s req/s beside 7d, %s req/s in the 7e burst.' \
+            "$before_commit" "$(fmt_rate "$(wrk_rate "$tmp/b_mixput.txt")")" "$(fmt_rate "$(wrk_rate "$tmp/b_burstput.txt")")") 7c's hy_store_put durable rate in the same run: $(fmt_rate "$store_rate") puts/s. Data on $fs. Load average at the start: $load_start (other work on the machine shows there)."
     echo
     echo "| Memory of hypha-global | VmRSS | RssAnon | RssFile | VmHWM | VmRSS − empty |"
     echo "|---|--:|--:|--:|--:|--:|"

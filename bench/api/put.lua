@@ -4,8 +4,11 @@
 -- whatever order the connections' requests reach the server in. Each
 -- response must be 200 with "Hypha-Result: updated"; done() prints how
 -- many were not, and bench/api.sh refuses to publish a number if any.
+-- With "new" after NAME, every PUT creates a policy of its own instead
+-- (NAME-<thread>-<counter>: no two write one key, so the server may commit
+-- several in one transaction), each answered 201 "created".
 --
--- usage: wrk -s put.lua URL -- NAME   (URL without the path; NAME the policy)
+-- usage: wrk -s put.lua URL -- NAME [new]   (URL without the path; NAME the policy)
 
 local threads = {}
 
@@ -16,12 +19,13 @@ end
 
 function init(args)
     name = args[1] or "bench-put"
+    new = args[2] == "new"
     path = "/meshes/default/meshtrafficpermissions/" .. name
     headers = {["Content-Type"] = "application/yaml"}
     -- the example policy of tests/data/resources/meshtrafficpermission.yaml
     template = "type: MeshTrafficPermission\n" ..
         "mesh: default\n" ..
-        "name: " .. name .. "\n" ..
+        "name: %s\n" ..
         "labels:\n" ..
         "  bench.hypha.io/put: \"%d-%d\"\n" ..
         "spec:\n" ..
@@ -46,12 +50,21 @@ end
 
 function request()
     n = n + 1
-    return wrk.format("PUT", path, headers, string.format(template, id, n))
+    if new then
+        local own = string.format("%s-%d-%d", name, id, n)
+        return wrk.format("PUT", path .. "-" .. id .. "-" .. n, headers,
+            string.format(template, own, id, n))
+    end
+    return wrk.format("PUT", path, headers, string.format(template, name, id, n))
 end
 
 function response(status, hdrs, body)
     local result = hdrs["hypha-result"] or hdrs["Hypha-Result"]
-    if status ~= 200 or result ~= "updated" then
+    local want, code = "updated", 200
+    if new then
+        want, code = "created", 201
+    end
+    if status ~= code or result ~= want then
         bad = bad + 1
     end
 end
@@ -61,5 +74,7 @@ function done(summary, latency, requests)
     for _, t in ipairs(threads) do
         total = total + t:get("bad")
     end
-    io.write(string.format("not-updated: %d\n", total))
+    -- done() runs in wrk's main state: the mode is the threads'
+    local created = #threads > 0 and threads[1]:get("new")
+    io.write(string.format("%s: %d\n", created and "not-created" or "not-updated", total))
 end
