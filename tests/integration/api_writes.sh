@@ -23,6 +23,18 @@ put_retry() { # BASEURL MESH NAME N [CURL ARGS...] -> status
         "$base/meshes/$mesh/meshretries/$name" --data-binary "$(retry "$mesh" "$name" "$n")"
 }
 
+# burst PREFIX WRITERS COUNT BASEURL MESH: WRITERS background loops of
+# COUNT PUTs each (PREFIX<w>-<i>), answers in $HY_TMP/PREFIX<w>.out; sets pids
+burst() {
+    local prefix=$1 writers=$2 count=$3 base=$4 mesh=$5 w
+    pids=()
+    for w in $(seq 1 "$writers"); do
+        (for i in $(seq 1 "$count"); do put_retry "$base" "$mesh" "$prefix$w-$i" "$i"; done) \
+            >"$HY_TMP/$prefix$w.out" 2>&1 &
+        pids+=($!)
+    done
+}
+
 hy_eq "create the default mesh" 201 \
     "$(hy_status PUT "$U/meshes/default" -H "$Y" --data-binary @"$DATA/mesh.yaml")"
 hy_eq "a resource to read" 201 "$(put_retry "$U" default seed 1)"
@@ -72,17 +84,7 @@ hy_log "transactions that committed several requests' writes: $n"
 sed 's/^name: default/name: doomed/' "$DATA/mesh.yaml" >"$HY_TMP/doomed.yaml"
 hy_eq "create mesh doomed" 201 \
     "$(hy_status PUT "$U/meshes/doomed" -H "$Y" --data-binary @"$HY_TMP/doomed.yaml")"
-doomed_writer() {
-    local i
-    for i in $(seq 1 15); do
-        put_retry "$U" doomed "d$1-$i" "$i"
-    done
-}
-pids=()
-for w in $(seq 1 10); do
-    doomed_writer "$w" >"$HY_TMP/d$w.out" &
-    pids+=($!)
-done
+burst d 10 15 "$U" doomed
 hy_wait_for 30 bash -c "cat '$HY_TMP'/d*.out | grep -q 201"
 hy_eq "delete mesh doomed mid-burst" 200 "$(hy_status DELETE "$U/meshes/doomed")"
 wait "${pids[@]}"
@@ -113,17 +115,7 @@ hy_log "answers dropped because the client had gone: $(grep -c 'client has gone'
 # ---- a standalone zone's API: the same burst
 hy_start_standalone_zone z1
 Z=$SZONE_URL
-zwriter() {
-    local i
-    for i in $(seq 1 10); do
-        put_retry "$Z" default "z$1-$i" "$i"
-    done
-}
-pids=()
-for w in $(seq 1 10); do
-    zwriter "$w" >"$HY_TMP/z$w.out" &
-    pids+=($!)
-done
+burst z 10 10 "$Z" default
 zgets=0
 while kill -0 "${pids[0]}" 2>/dev/null; do
     [ "$(hy_status GET "$Z/meshes/default")" = 200 ] && zgets=$((zgets + 1))
@@ -136,17 +128,13 @@ hy_check "zone stops cleanly" hy_stop "$SZONE_PID"
 
 # ---- stopped in the middle of a burst: the writes in flight finish or
 # are dropped whole, their connections close, nothing is touched after free
-pids=()
-for w in $(seq 1 10); do
-    (for i in $(seq 1 50); do put_retry "$U" default "stop-$w-$i" "$i"; done) >"$HY_TMP/s$w.out" 2>&1 &
-    pids+=($!)
-done
-hy_wait_for 30 bash -c "cat '$HY_TMP'/s*.out | grep -q 201"
+burst stop- 10 50 "$U" default
+hy_wait_for 30 bash -c "cat '$HY_TMP'/stop-*.out | grep -q 201"
 hy_check "global stops cleanly in the middle of a burst" hy_stop "$GLOBAL_PID"
 wait "${pids[@]}" || true
 hy_start_global g1 # the same data dir: what was answered 201 is there
 U=$GLOBAL_URL
-created=$(cat "$HY_TMP"/s*.out | grep -c '^201$' || true)
+created=$(cat "$HY_TMP"/stop-*.out | grep -c '^201$' || true)
 stored=$(curl -s "$U/meshes/default/meshretries?size=1000" | jq '[.items[] | select(.name | startswith("stop-"))] | length')
 hy_check "every write answered 201 before the stop is stored ($created answered, $stored stored)" \
     test "$stored" -ge "$created"
