@@ -249,6 +249,20 @@ static void free_all(struct hy_resource **v, size_t n)
     free(v);
 }
 
+/* Forgets the shared parts computed (they are made again on demand). */
+static void drop_shared(struct hy_zone_dp_round *r)
+{
+    for (size_t i = 0; i < r->nsh; i++) {
+        free(r->sh[i].origin);
+        free(r->sh[i].mesh);
+        free(r->sh[i].service);
+        free(r->sh[i].packed);
+        if (r->sh[i].part)
+            protobuf_c_message_free_unpacked(&r->sh[i].part->base, NULL);
+    }
+    r->nsh = 0;
+}
+
 void hy_zone_dp_round_free(struct hy_zone_dp_round *r)
 {
     if (!r)
@@ -259,14 +273,7 @@ void hy_zone_dp_round_free(struct hy_zone_dp_round *r)
     free_all(r->roots, r->nroots);
     free_all(r->trusts, r->ntrusts);
     free(r->eps);
-    for (size_t i = 0; i < r->nsh; i++) {
-        free(r->sh[i].origin);
-        free(r->sh[i].mesh);
-        free(r->sh[i].service);
-        free(r->sh[i].packed);
-        if (r->sh[i].part)
-            protobuf_c_message_free_unpacked(&r->sh[i].part->base, NULL);
-    }
+    drop_shared(r);
     free(r->sh);
     free(r);
 }
@@ -946,7 +953,8 @@ int hy_zone_dp_config_compute(struct hy_zone_dp_round *round, const struct hy_re
 
 struct changed_policy {
     int type;
-    const struct hy_resource *old, *now; /* borrowed from the rounds; NULL: not there */
+    const struct hy_resource *old, *now; /* NULL: not there; now is the round's */
+    bool own_old;                        /* old is the impact's (hy_zone_dp_round_apply) */
 };
 
 struct hy_zone_dp_impact {
@@ -997,7 +1005,7 @@ static int impact_add(struct hy_zone_dp_impact *im, const struct hy_zone_dp_roun
             return HY_ENOMEM;
         im->v = v;
         v[im->n++] = (struct changed_policy){t, policy_in(old, t, S(c->mesh), S(c->name)),
-                                             policy_in(now, t, S(c->mesh), S(c->name))};
+                                             policy_in(now, t, S(c->mesh), S(c->name)), false};
         return 0;
     }
     im->all = true; /* a type this does not know: recompute everything */
@@ -1030,8 +1038,151 @@ void hy_zone_dp_impact_free(struct hy_zone_dp_impact *im)
     for (size_t i = 0; i < im->nmeshes; i++)
         free(im->meshes[i]);
     free(im->meshes);
+    for (size_t i = 0; i < im->n; i++)
+        if (im->v[i].own_old)
+            hy_resource_free((struct hy_resource *)im->v[i].old);
     free(im->v);
     free(im);
+}
+
+/* ----- a round brought up to date with the changes since ----- */
+
+static bool is_type(const char *type, const char *const *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(type, v[i]))
+            return true;
+    return false;
+}
+
+/* The index of mesh/name in v[0..n), or n. */
+static size_t find_res(struct hy_resource *const *v, size_t n, const char *mesh, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(S(v[i]->meta->mesh), mesh) && !strcmp(S(v[i]->meta->name), name))
+            return i;
+    return n;
+}
+
+/* Puts now (NULL: deleted) in place of mesh/name in *v; the replaced one
+ * is handed back in *old (NULL if it was not there) when old is given,
+ * freed otherwise. */
+static int replace_res(struct hy_resource ***v, size_t *n, size_t *cap, const char *mesh,
+                       const char *name, struct hy_resource *now, struct hy_resource **old)
+{
+    size_t i = find_res(*v, *n, mesh, name);
+    struct hy_resource *was = i < *n ? (*v)[i] : NULL;
+    if (was && now) {
+        (*v)[i] = now;
+    } else if (was) {
+        memmove(&(*v)[i], &(*v)[i + 1], (*n - i - 1) * sizeof(**v));
+        --*n;
+    } else if (now) {
+        struct keep k = {v, n, cap};
+        bool take = false;
+        if (keep_one(&k, now, &take) < 0) {
+            hy_resource_free(now);
+            return HY_ENOMEM;
+        }
+    }
+    if (old)
+        *old = was;
+    else
+        hy_resource_free(was);
+    return 0;
+}
+
+/* One change: the round takes what the store holds now for its key. */
+static int apply_one(struct hy_zone_dp_round *r, struct hy_store *s,
+                     const struct hy_store_change *c, struct hy_zone_dp_impact *im, bool *shared)
+{
+    static const char *const ignored[] = {
+        "DataplaneInsight", "ZoneInsight", "ZoneIngressInsight", "Zone",     "TokenSigningKey",
+        "TokenRevocation",  "MeshIssuer",  "MeshIssuerKey",      "MeshCaKey"};
+    if (is_type(c->type, ignored, sizeof(ignored) / sizeof(*ignored)))
+        return 0;
+    const char *mesh = S(c->mesh);
+    if (!strcmp(c->type, "Mesh")) {
+        *shared = true; /* its roots may go with it */
+        return impact_add(im, NULL, NULL, c);
+    }
+    if (!hy_rtype_by_name(c->type)) {
+        im->all = true; /* a type this does not know: recompute everything */
+        return 0;
+    }
+    struct hy_resource *now = NULL;
+    int rc = hy_store_get(s, c->type, mesh[0] ? mesh : NULL, c->name, &now);
+    if (rc < 0 && rc != HY_ENOTFOUND)
+        return rc;
+    struct hy_resource ***v = NULL;
+    size_t *n = NULL, *cap = NULL;
+    if (!strcmp(c->type, "Dataplane"))
+        v = &r->dps, n = &r->ndps, cap = &r->capdps;
+    else if (!strcmp(c->type, "ZoneIngress"))
+        v = &r->zis, n = &r->nzis, cap = &r->capzis;
+    else if (!strcmp(c->type, "MeshCaRoot"))
+        v = &r->roots, n = &r->nroots, cap = &r->caproots;
+    else if (!strcmp(c->type, "MeshTrust"))
+        v = &r->trusts, n = &r->ntrusts, cap = &r->captrusts;
+    if (v) {
+        *shared = true;
+        return replace_res(v, n, cap, mesh, c->name, now, NULL);
+    }
+    for (int t = 0; t < HY_POLICY_NTYPES; t++) {
+        if (strcmp(c->type, hy_policy_type_names[t]))
+            continue;
+        struct hy_resource *old = NULL;
+        size_t cap_t = r->world.n[t];
+        rc = replace_res(&r->world.v[t], &r->world.n[t], &cap_t, mesh, c->name, now, &old);
+        if (rc == 0 && !now && !old)
+            return 0; /* a policy put and deleted since: nothing to do */
+        struct changed_policy *x = rc == 0 ? realloc(im->v, (im->n + 1) * sizeof(*x)) : NULL;
+        if (!x) {
+            hy_resource_free(old);
+            return rc < 0 ? rc : HY_ENOMEM;
+        }
+        im->v = x;
+        x[im->n++] = (struct changed_policy){t, old, now, true};
+        return 0;
+    }
+    hy_resource_free(now);
+    im->all = true; /* a type this does not know: recompute everything */
+    return 0;
+}
+
+int hy_zone_dp_round_apply(struct hy_zone_dp_round *r, struct hy_store *s,
+                           const struct hy_store_changes *ch, struct hy_zone_dp_impact **out)
+{
+    struct hy_zone_dp_impact *im = calloc(1, sizeof(*im));
+    *out = NULL;
+    if (!im)
+        return HY_ENOMEM;
+    bool shared = false;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < ch->n; i++) {
+        bool seen = false; /* one key changed twice: its state now, once */
+        for (size_t k = 0; !seen && k < i; k++)
+            seen = !strcmp(ch->v[k].type, ch->v[i].type) &&
+                   !strcmp(S(ch->v[k].mesh), S(ch->v[i].mesh)) &&
+                   !strcmp(ch->v[k].name, ch->v[i].name);
+        if (!seen)
+            rc = apply_one(r, s, &ch->v[i], im, &shared);
+    }
+    if (rc == 0 && shared) { /* endpoints and bundles made again, on demand */
+        drop_shared(r);
+        free(r->eps);
+        r->eps = NULL;
+        r->neps = 0;
+        rc = index_endpoints(r);
+    }
+    if (rc < 0) { /* the round is not what the store holds: the caller loads one */
+        hy_zone_dp_impact_free(im);
+        return rc;
+    }
+    if (ch->to > r->revision)
+        r->revision = ch->to;
+    *out = im;
+    return 0;
 }
 
 struct to_match {

@@ -70,10 +70,9 @@ struct hy_zone_dp_server {
     uv_timer_t cleanup;
     bool cleanup_init;
     int64_t started; /* Unix seconds: offline since, for a sidecar the last run lost track of */
-    struct hy_zone_dp_round *round; /* the last round loaded (its shared parts), or NULL */
-    struct hy_zone_dp_round *base;  /* the round every sidecar was last pushed from: what a
-                                       change is compared with (may be round) */
-    uv_timer_t kick;                /* new sessions get their first config on the next turn */
+    struct hy_zone_dp_round *round; /* what configs are computed from (NULL: to load) */
+    bool round_fresh; /* loaded whole since the last change: the next change alters all */
+    uv_timer_t kick;  /* new sessions get their first config on the next turn */
     bool kick_init, kick_armed;
     uv_timer_t flush; /* insights of acks, written together */
     bool flush_init, flush_armed;
@@ -798,18 +797,14 @@ static void push_parts(struct dp_session *s, struct hy_zone_dp_round *round, uns
     hy_dp_parts_fini(&due);
 }
 
-/* The server's round, loaded again when the store moved past it. */
+/* The server's round, loaded whole when there is none. */
 static int current_round(struct hy_zone_dp_server *srv, struct hy_zone_dp_round **out)
 {
-    struct hy_store *st = srv->z->cp.store;
-    if (!srv->round || hy_zone_dp_round_revision(srv->round) != hy_store_revision(st)) {
-        struct hy_zone_dp_round *r;
-        int rc = hy_zone_dp_round_load(st, &r);
+    if (!srv->round) {
+        int rc = hy_zone_dp_round_load(srv->z->cp.store, &srv->round);
         if (rc < 0)
             return rc;
-        if (srv->round != srv->base)
-            hy_zone_dp_round_free(srv->round);
-        srv->round = r;
+        srv->round_fresh = true;
     }
     *out = srv->round;
     return 0;
@@ -1475,9 +1470,23 @@ static void on_store_change(void *ud, const struct hy_store_changes *ch)
         return;
     struct hy_zone_dp_round *round = NULL;
     struct hy_zone_dp_impact *im = NULL;
-    int rc = current_round(srv, &round);
-    if (rc == 0)
-        rc = hy_zone_dp_impact_new(srv->base, round, ch, &im);
+    int rc = -1;
+    if (srv->round && ch) /* the changes alone, read again */
+        rc = hy_zone_dp_round_apply(srv->round, srv->z->cp.store, ch, &im);
+    if (rc == 0 && srv->round_fresh) {
+        /* loaded whole for a Hello since the last change: what sidecars were
+         * pushed before it may be older than the changes say */
+        hy_zone_dp_impact_free(im);
+        rc = hy_zone_dp_impact_new(NULL, srv->round, NULL, &im);
+    }
+    if (rc < 0) { /* no round, no list of changes, or a failed update: all of it */
+        hy_zone_dp_round_free(srv->round);
+        srv->round = NULL;
+        if ((rc = current_round(srv, &round)) == 0)
+            rc = hy_zone_dp_impact_new(NULL, round, NULL, &im);
+    }
+    round = srv->round;
+    srv->round_fresh = false;
     if (rc < 0)
         hy_log(HY_LOG_ERROR, "dp", "cannot read the store for the sidecars' configs: %s",
                hy_strerror(rc));
@@ -1487,10 +1496,6 @@ static void on_store_change(void *ud, const struct hy_store_changes *ch)
         push_from(s, round, s->dp && !s->ingress ? hy_zone_dp_impact_on(im, s->dp) : 0);
     }
     hy_zone_dp_impact_free(im);
-    if (rc == 0 && srv->base != round) {
-        hy_zone_dp_round_free(srv->base);
-        srv->base = round;
-    }
 }
 
 static double sidecars(void *ud)
@@ -1607,9 +1612,7 @@ void hy_zone_dp_server_free(struct hy_zone *z)
     if (!srv)
         return;
     hy_cp_session_server_free(srv->ss);
-    if (srv->round != srv->base)
-        hy_zone_dp_round_free(srv->round);
-    hy_zone_dp_round_free(srv->base);
+    hy_zone_dp_round_free(srv->round);
     free(srv);
     z->dp = NULL;
 }

@@ -125,6 +125,14 @@ int hy_zone_dp_impact_new(const struct hy_zone_dp_round *old, const struct hy_zo
                           const struct hy_store_changes *ch, struct hy_zone_dp_impact **out);
 unsigned hy_zone_dp_impact_on(const struct hy_zone_dp_impact *im, const struct hy_resource *dp);
 void hy_zone_dp_impact_free(struct hy_zone_dp_impact *im);
+/* Brings round r up to date with the changes ch (read from the store
+ * after r was loaded or last brought up to date), in place: every changed
+ * resource is read again, nothing else (a round loaded whole decodes every
+ * Dataplane again). *out says what the changes alter (as
+ * hy_zone_dp_impact_new, from the versions r held before); the caller's.
+ * A negative code leaves r not matching the store: free it and load one. */
+int hy_zone_dp_round_apply(struct hy_zone_dp_round *r, struct hy_store *s,
+                           const struct hy_store_changes *ch, struct hy_zone_dp_impact **out);
 
 /* Computes dp's config from the store (dp_config.c): inbounds with the
  * MeshTrafficPermission entries and rules their callers meet, outbounds with their

@@ -1393,6 +1393,8 @@ static const char *const chain_abc = "type: Dataplane\nmesh: default\nname: a-1\
 struct impact_fx {
     struct hy_store *s;
     struct hy_zone_dp_round *old;
+    struct hy_zone_dp_round *live; /* kept up to date with hy_zone_dp_round_apply */
+    uint64_t seen;                 /* the store's revision live has */
 };
 
 /* The version of each of dp's own parts (Inbounds, Outbounds) under r. */
@@ -1420,23 +1422,52 @@ static void expect_impact(struct impact_fx *x, const char *type, const char *nam
                                 .mesh = (char *)(strcmp(type, "Mesh") ? "default" : ""),
                                 .name = (char *)name};
     struct hy_store_changes ch = {&c, 1, 0};
-    struct hy_zone_dp_impact *im = NULL;
+    struct hy_zone_dp_impact *im = NULL, *applied = NULL;
     assert_int_equal(hy_zone_dp_impact_new(x->old, now, &ch, &im), 0);
+    /* the live round, brought up to date with the store's own change
+     * records, says the same and computes the same parts as a new one */
+    struct hy_store_changes real = {0};
+    if (strcmp(type, "MeshFuture")) {
+        assert_int_equal(hy_store_changes(x->s, x->seen, 0, &real), 0);
+    } else { /* not a type the store has: the record is made up */
+        real.v = calloc(1, sizeof(*real.v));
+        real.v[0] = (struct hy_store_change){.type = strdup(type),
+                                             .mesh = strdup("default"),
+                                             .name = strdup(name),
+                                             .origin = strdup("")};
+        real.n = 1;
+        real.to = x->seen;
+    }
+    assert_int_equal(hy_zone_dp_round_apply(x->live, x->s, &real, &applied), 0);
+    x->seen = real.to;
+    hy_store_changes_fini(&real);
     for (size_t i = 0; i < 3; i++) {
         struct hy_resource *dp = NULL;
         assert_int_equal(hy_store_get(x->s, "Dataplane", "default", names[i], &dp), 0);
         unsigned got = hy_zone_dp_impact_on(im, dp);
         if (got != want[i])
             fail_msg("%s %s: impact on %s is %u, want %u", type, name, names[i], got, want[i]);
-        char in0[20], out0[20], in1[20], out1[20];
+        assert_int_equal(hy_zone_dp_impact_on(applied, dp), got);
+        char in0[20], out0[20], in1[20], out1[20], in2[20], out2[20];
         own_versions(x->old, dp, in0, out0);
         own_versions(now, dp, in1, out1);
+        own_versions(x->live, dp, in2, out2);
+        assert_string_equal(in1, in2);
+        assert_string_equal(out1, out2);
         if (strcmp(in0, in1))
             assert_true(got & HY_ZONE_DP_INBOUNDS);
         if (strcmp(out0, out1))
             assert_true(got & HY_ZONE_DP_OUTBOUNDS);
         hy_resource_free(dp);
     }
+    static const char *const svcs[] = {"a", "b", "c"};
+    for (size_t i = 0; i < 3; i++) {
+        const Hypha__V1__DpPart *e1 = NULL, *e2 = NULL;
+        assert_int_equal(hy_zone_dp_round_endpoints(now, "east", "default", svcs[i], &e1), 0);
+        assert_int_equal(hy_zone_dp_round_endpoints(x->live, "east", "default", svcs[i], &e2), 0);
+        assert_string_equal(e1->version, e2->version);
+    }
+    hy_zone_dp_impact_free(applied);
     hy_zone_dp_impact_free(im);
     hy_zone_dp_round_free(x->old);
     x->old = now;
@@ -1447,8 +1478,9 @@ static void test_impact(void **state)
     struct fx *f = *state;
     PUT(f->s, "global", mesh_default);
     PUT(f->s, "east", chain_abc);
-    struct impact_fx x = {f->s, NULL};
+    struct impact_fx x = {f->s, NULL, NULL, hy_store_revision(f->s)};
     assert_int_equal(hy_zone_dp_round_load(f->s, &x.old), 0);
+    assert_int_equal(hy_zone_dp_round_load(f->s, &x.live), 0);
     const unsigned IN = HY_ZONE_DP_INBOUNDS, OUT = HY_ZONE_DP_OUTBOUNDS, ALL = IN | OUT;
 
     /* a permission on MeshService b: b's sidecars' inbounds, nobody else */
@@ -1484,7 +1516,7 @@ static void test_impact(void **state)
         "  inbound: [{port: 1002, tags: {hypha.io/service: b}}]\n");
     expect_impact(&x, "Dataplane", "b-2", (const unsigned[]){0, 0, 0});
     /* a Mesh: every sidecar of it; a type the zone does not know: everything */
-    PUT(f->s, "global", "type: Mesh\nname: default\n");
+    PUT(f->s, "global", "type: Mesh\nname: default\nlabels: {team: a}\n");
     expect_impact(&x, "Mesh", "default", (const unsigned[]){ALL, ALL, ALL});
     expect_impact(&x, "MeshFuture", "x", (const unsigned[]){ALL, ALL, ALL});
     /* no round before, or no list of changes: everything */
@@ -1496,6 +1528,7 @@ static void test_impact(void **state)
     hy_zone_dp_impact_free(im);
     hy_resource_free(dp);
     hy_zone_dp_round_free(x.old);
+    hy_zone_dp_round_free(x.live);
 }
 
 /* The parts of one sidecar, shared where they can be: a service's
