@@ -73,10 +73,11 @@ static const struct hy_option options[] = {
      "zones: once done, stay connected until SIGTERM or --timeout (then exit 0)"},
     {"trace", NULL, NULL, HY_OPT_BOOL, O(trace), "false", "print a line for every message"},
     {"resources", NULL, NULL, HY_OPT_STRING, O(resources), NULL,
-     "send: YAML file of the zone-origin resources to send up (names as the zone has them)"},
+     "send, zones: YAML file of the zone-origin resources to send up (names as the zone has "
+     "them); zones: each zone sends them, done once all were acked"},
     {"copies", NULL, NULL, HY_OPT_UINT, O(copies), "1",
-     "send: copies of each resource (names get -<k>): a zone flooding the global CP"},
-    {"batch", NULL, NULL, HY_OPT_UINT, O(batch), "500", "send: upserts per Changes message"},
+     "send, zones: copies of each resource (names get -<k>): a zone flooding the global CP"},
+    {"batch", NULL, NULL, HY_OPT_UINT, O(batch), "500", "send, zones: upserts per Changes message"},
     {"tweak", NULL, NULL, HY_OPT_STRINGS, O(tweaks), NULL,
      "send: bend every resource: null-label-key, dup-label, dup-service-tag"},
     {"delete", NULL, NULL, HY_OPT_STRINGS, O(deletes), NULL,
@@ -99,8 +100,9 @@ static const struct hy_config_spec spec = {
         "  zones         --zones zones that ack every Changes (after --ack-delay); with "
         "--put-api,\n"
         "                PUT --warmup + --puts policies one at a time, each after the previous\n"
-        "                one reached every zone, and print latency percentiles; exit 0 when\n"
-        "                done (--hold: at SIGTERM or --timeout)\n"
+        "                one reached every zone, and print latency percentiles; with\n"
+        "                --resources, each zone first sends --copies of them up (\"uploaded\"\n"
+        "                once acked); exit 0 when done (--hold: at SIGTERM or --timeout)\n"
         "  send          Hello as --zone with --token-file, send --resources up (bent by\n"
         "                --tweak, --copies, --delete), print each Ack's refusals; exit 0 when\n"
         "                all were answered (--hold: when the server then closes the session)\n"

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "codec.h"
 #include "config.h"
 #include "kds.pb-c.h"
 #include "log.h"
@@ -53,9 +54,9 @@ struct probe_cfg {
     char *arrivals;       /* zones: file for every latency sample */
     bool hold;            /* zones: stay connected once done, until SIGTERM or --timeout */
     bool trace;           /* print every message received */
-    char *resources;      /* send: YAML file of the resources sent up */
-    uint64_t copies;      /* send: copies of each (names get -<k>) */
-    uint64_t batch;       /* send: upserts per Changes */
+    char *resources;      /* send, zones: YAML file of the resources sent up */
+    uint64_t copies;      /* send, zones: copies of each (names get -<k>) */
+    uint64_t batch;       /* send, zones: upserts per Changes */
     struct hy_strings tweaks;  /* send: null-label-key, dup-label, dup-service-tag */
     struct hy_strings deletes; /* send: TYPE/MESH/NAME keys deleted in the last Changes */
     enum hy_log_level log_level;
@@ -119,6 +120,13 @@ void probe_zones_free(struct probe *p);
 bool probe_zones_goal_reached(const struct probe *p);
 
 /* The send mode (kds_probe_send.c): start, stop and free as above. */
+/* Reads the resources of a YAML file into out (hy_docs_fini frees them).
+ * PROBE_OK, or PROBE_USAGE after printing why (none in it is an error). */
+int probe_load_resources(const char *path, struct hy_docs *out);
+/* Copy k of src as an envelope, renamed NAME-<k> when --copies > 1 and
+ * bent by --tweak; the caller frees it. NULL when out of memory. */
+Hypha__V1__Envelope *probe_envelope(const struct probe_cfg *c, const struct hy_resource *src,
+                                    uint64_t k);
 int probe_send_start(struct probe *p);
 void probe_send_stop(struct probe *p);
 void probe_send_free(struct probe *p);

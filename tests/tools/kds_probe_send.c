@@ -79,10 +79,9 @@ static void dup_service_tags(struct hy_resource *r)
     }
 }
 
-/* Copy k of a document as a packed envelope, bent by --tweak. */
-static Hypha__V1__Envelope *envelope_of(struct sender *s, const struct hy_resource *src, uint64_t k)
+Hypha__V1__Envelope *probe_envelope(const struct probe_cfg *c, const struct hy_resource *src,
+                                    uint64_t k)
 {
-    const struct probe_cfg *c = s->p->cfg;
     struct hy_resource *r = hy_resource_dup(src);
     if (!r)
         return NULL;
@@ -130,6 +129,34 @@ static Hypha__V1__ResourceKey *key_of(const char *spec)
     return k;
 }
 
+int probe_load_resources(const char *path, struct hy_docs *out)
+{
+    struct hy_buf text = {0};
+    struct hy_diag d = {0};
+    FILE *f = fopen(path, "r");
+    char chunk[4096];
+    size_t n;
+    while (f && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        hy_buf_append(&text, chunk, n);
+    if (f)
+        fclose(f);
+    int rc =
+        f ? hy_codec_decode_resources(path, text.data ? text.data : "", text.len, NULL, out, &d)
+          : -errno;
+    hy_buf_fini(&text);
+    if (rc < 0 || !out->n) {
+        char why[300];
+        probe_out("error reason=%s: %s", path,
+                  d.n  ? hy_diag_format(&d, 0, why, sizeof(why))
+                  : rc ? hy_strerror(rc)
+                       : "no resources in it");
+        hy_diag_fini(&d);
+        return PROBE_USAGE;
+    }
+    hy_diag_fini(&d);
+    return PROBE_OK;
+}
+
 /* ----- the exchange ----- */
 
 /* Sends the next Changes: up to --batch upserts, then (once) the deletes.
@@ -147,7 +174,7 @@ static bool send_next(struct sender *s)
         return false;
     while (s->next < s->total && ch.n_upserts < max) {
         uint64_t i = s->next++;
-        Hypha__V1__Envelope *env = envelope_of(s, s->docs.v[i % s->docs.n].res, i / s->docs.n);
+        Hypha__V1__Envelope *env = probe_envelope(c, s->docs.v[i % s->docs.n].res, i / s->docs.n);
         if (env)
             ch.upserts[ch.n_upserts++] = env;
     }
@@ -291,27 +318,9 @@ int probe_send_start(struct probe *p)
         return PROBE_UNEXPECTED;
     p->raw = s;
     s->p = p;
-    struct hy_buf text = {0};
-    struct hy_diag d = {0};
-    FILE *f = fopen(c->resources, "r");
-    char chunk[4096];
-    size_t n;
-    while (f && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        hy_buf_append(&text, chunk, n);
-    if (f)
-        fclose(f);
-    int rc = f ? hy_codec_decode_resources(c->resources, text.data ? text.data : "", text.len, NULL,
-                                           &s->docs, &d)
-               : -errno;
-    hy_buf_fini(&text);
-    if (rc < 0) {
-        char why[300];
-        probe_out("error reason=%s: %s", c->resources,
-                  d.n ? hy_diag_format(&d, 0, why, sizeof(why)) : hy_strerror(rc));
-        hy_diag_fini(&d);
-        return PROBE_USAGE;
-    }
-    hy_diag_fini(&d);
+    int rc = probe_load_resources(c->resources, &s->docs);
+    if (rc != PROBE_OK)
+        return rc;
     s->total = s->docs.n * (c->copies ? c->copies : 1);
     struct hy_ws_client_config wc =
         probe_ws_config(p, (struct hy_ws_callbacks){on_open, on_message, on_close}, s);

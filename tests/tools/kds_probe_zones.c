@@ -3,7 +3,9 @@
  * websocket client, acking every Changes without storing it). With
  * --put-api a writer thread PUTs policies on the global CP one at a time,
  * and each arrival at a zone is timed against the moment the API answered
- * that PUT: one process, one monotonic clock, so no clocks to reconcile. */
+ * that PUT: one process, one monotonic clock, so no clocks to reconcile.
+ * With --resources each zone also sends its copies of them up (--copies,
+ * --batch, one Changes in flight), as a zone with that many Dataplanes. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -33,6 +35,9 @@ struct zone {
     uint64_t t_open, t_welcome;
     uv_timer_t ack_timer; /* --ack-delay */
     uint64_t ack_to;
+    /* --resources going up: next copy index, the batch in flight (0: none) */
+    uint64_t up_next, up_seq, up_in_flight, up_refused;
+    bool uploaded;
 };
 
 /* The PUTs and their times. The loop thread records arrivals under mu; the
@@ -63,6 +68,9 @@ struct zones {
     bool has_writer, writer_reported;
     bool goal;
     struct writer w;
+    struct hy_docs docs; /* --resources */
+    uint64_t up_total;   /* per zone: docs x copies; 0: nothing goes up */
+    size_t nuploaded;
 };
 
 static bool writer_wanted(const struct probe_cfg *c, enum probe_mode mode)
@@ -89,6 +97,8 @@ static void check_goal(struct zones *zs)
     if (welcomed < zs->n)
         return;
     if (c->expect_name && zs->nsynced < zs->n)
+        return;
+    if (zs->up_total && zs->nuploaded < zs->n)
         return;
     if (zs->has_writer && !zs->writer_reported)
         return;
@@ -479,6 +489,69 @@ static void on_changes(struct zone *z, const Hypha__V1__Changes *c)
     check_goal(zs);
 }
 
+/* ----- one zone's resources going up ----- */
+
+/* The next --batch of the zone's copies, or the end of its upload. */
+static void upload_next(struct zone *z)
+{
+    struct zones *zs = z->zs;
+    const struct probe_cfg *c = zs->p->cfg;
+    if (z->up_next >= zs->up_total) {
+        if (!z->uploaded) {
+            z->uploaded = true;
+            zs->nuploaded++;
+            uint64_t now = probe_now_ns();
+            probe_out("uploaded zone=%s resources=%" PRIu64 " refused=%" PRIu64
+                      " ms_since_welcome=%.1f ms=%" PRIu64,
+                      z->name, zs->up_total, z->up_refused, (double)(now - z->t_welcome) / 1e6,
+                      (now - zs->p->t_start) / 1000000u);
+            check_goal(zs);
+        }
+        return;
+    }
+    size_t max = c->batch ? (size_t)c->batch : 500;
+    Hypha__V1__Changes ch = HYPHA__V1__CHANGES__INIT;
+    Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
+    if (!(ch.upserts = calloc(max, sizeof(*ch.upserts)))) {
+        probe_out("error zone=%s reason=out of memory", z->name);
+        probe_finish(zs->p, PROBE_UNEXPECTED);
+        return;
+    }
+    while (z->up_next < zs->up_total && ch.n_upserts < max) {
+        uint64_t i = z->up_next++;
+        Hypha__V1__Envelope *env =
+            probe_envelope(c, zs->docs.v[i % zs->docs.n].res, i / zs->docs.n);
+        if (env)
+            ch.upserts[ch.n_upserts++] = env;
+    }
+    ch.has_from = ch.has_to = 1;
+    ch.from = z->up_seq;
+    ch.to = z->up_in_flight = ++z->up_seq;
+    m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_CHANGES;
+    m.changes = &ch;
+    probe_send(hy_ws_client_conn(z->ws), &m);
+    for (size_t i = 0; i < ch.n_upserts; i++)
+        hypha__v1__envelope__free_unpacked(ch.upserts[i], NULL);
+    free(ch.upserts);
+}
+
+static void on_up_ack(struct zone *z, const Hypha__V1__Ack *a)
+{
+    char t[100], n[300], why[300];
+    if (!a->has_to || a->to != z->up_in_flight)
+        return;
+    z->up_in_flight = 0;
+    for (size_t i = 0; i < a->n_refused; i++) {
+        const Hypha__V1__Refused *f = a->refused[i];
+        if (z->up_refused++ < 5)
+            probe_out("refused zone=%s type=%s name=%s reason=%s", z->name,
+                      probe_clean(f->key ? f->key->type : "", t, sizeof(t)),
+                      probe_clean(f->key ? f->key->name : "", n, sizeof(n)),
+                      probe_clean(f->reason, why, sizeof(why)));
+    }
+    upload_next(z);
+}
+
 static void zone_open(void *ud, struct hy_ws_conn *c, const char *peer)
 {
     struct zone *z = ud;
@@ -517,7 +590,19 @@ static void zone_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, si
         z->t_welcome = probe_now_ns();
         probe_out("welcome zone=%s ms=%" PRIu64, z->name,
                   (z->t_welcome - z->zs->p->t_start) / 1000000u);
+        if (z->zs->up_total && !z->uploaded) { /* (again, after a reconnect) */
+            z->up_next = 0;
+            upload_next(z);
+        }
         check_goal(z->zs);
+        break;
+    case HYPHA__V1__KDS_MESSAGE__MSG_ACK:
+        on_up_ack(z, m->ack);
+        break;
+    case HYPHA__V1__KDS_MESSAGE__MSG_NACK:
+        probe_out("nack zone=%s to=%" PRIu64 " error=%s", z->name, m->nack->to,
+                  probe_clean(m->nack->error, text, sizeof(text)));
+        probe_finish(z->zs->p, PROBE_UNEXPECTED);
         break;
     case HYPHA__V1__KDS_MESSAGE__MSG_REJECT:
         z->rejected = true;
@@ -571,6 +656,12 @@ int probe_zones_start(struct probe *p)
     zs->p = p;
     zs->never_ack = p->mode == MODE_SILENT_HELLO;
     zs->n = p->mode == MODE_SILENT_HELLO ? 1 : (size_t)c->zones;
+    if (p->mode == MODE_ZONES && c->resources) {
+        int rc = probe_load_resources(c->resources, &zs->docs);
+        if (rc != PROBE_OK)
+            return rc;
+        zs->up_total = zs->docs.n * (c->copies ? c->copies : 1);
+    }
     zs->v = calloc(zs->n ? zs->n : 1, sizeof(*zs->v));
     if (!zs->v)
         return PROBE_UNEXPECTED;
@@ -661,6 +752,7 @@ void probe_zones_free(struct probe *p)
     free(w->t_sent);
     free(w->t_ack);
     free(w->t_real);
+    hy_docs_fini(&zs->docs);
     free(zs->v);
     free(zs);
     p->zones = NULL;
