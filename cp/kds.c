@@ -211,7 +211,17 @@ int hy_kds_metrics_init(struct hy_kds_metrics *km, struct hy_metrics *m)
     km->resources =
         hy_metric_counter(m, "hypha_kds_resources_total",
                           "Resources (upserts and deletes) carried by KDS", 1, "direction");
-    return km->messages && km->bytes && km->resources ? 0 : HY_ENOMEM;
+    km->skipped = hy_metric_counter(
+        m, "hypha_kds_resources_skipped_total",
+        "Resources of a KDS Changes left out while the rest was applied (listed in its Ack): "
+        "by=local this side, by=peer the other side",
+        1, "by");
+    km->unknown = hy_metric_series(
+        hy_metric_counter(m, "hypha_kds_unknown_types_total",
+                          "Resources received over KDS of a type this control plane does not "
+                          "know (a newer peer's): skipped, the rest applied",
+                          0));
+    return km->messages && km->bytes && km->resources && km->skipped && km->unknown ? 0 : HY_ENOMEM;
 }
 
 void hy_kds_count(const struct hy_kds_metrics *km, const char *direction,
@@ -232,4 +242,77 @@ void hy_kds_count(const struct hy_kds_metrics *km, const char *direction,
     if (msg->msg_case == HYPHA__V1__KDS_MESSAGE__MSG_CHANGES)
         hy_series_add(hy_metric_series(km->resources, direction),
                       (double)(msg->changes->n_upserts + msg->changes->n_deletes));
+    if (msg->msg_case == HYPHA__V1__KDS_MESSAGE__MSG_ACK && msg->ack->n_refused) {
+        bool local = !strcmp(direction, "sent");
+        hy_series_add(hy_metric_series(km->skipped, local ? "local" : "peer"),
+                      (double)msg->ack->n_refused);
+        for (size_t i = 0; local && i < msg->ack->n_refused; i++) {
+            const Hypha__V1__ResourceKey *k = msg->ack->refused[i]->key;
+            if (!k || !k->type || !hy_rtype_by_name(k->type))
+                hy_series_inc(km->unknown);
+        }
+    }
+}
+
+/* ----- fair fan-out ----- */
+
+static void fanout_append(struct hy_kds_fanout *f, struct hy_kds_fanout_item *it, uint64_t now_ns)
+{
+    it->next = NULL;
+    it->queued = true;
+    it->since_ns = now_ns;
+    if (f->tail)
+        f->tail->next = it;
+    else
+        f->head = it;
+    f->tail = it;
+    f->n++;
+}
+
+void hy_kds_fanout_round(struct hy_kds_fanout *f, struct hy_kds_fanout_item *const *v, size_t n,
+                         uint64_t now_ns)
+{
+    if (!n)
+        return;
+    size_t start = (size_t)(f->rounds++ % n);
+    for (size_t k = 0; k < n; k++) {
+        struct hy_kds_fanout_item *it = v[(start + k) % n];
+        if (!it->queued)
+            fanout_append(f, it, now_ns);
+    }
+}
+
+struct hy_kds_fanout_item *hy_kds_fanout_pop(struct hy_kds_fanout *f)
+{
+    struct hy_kds_fanout_item *it = f->head;
+    if (!it)
+        return NULL;
+    f->head = it->next;
+    if (!f->head)
+        f->tail = NULL;
+    f->n--;
+    it->next = NULL;
+    it->queued = false;
+    return it;
+}
+
+void hy_kds_fanout_remove(struct hy_kds_fanout *f, struct hy_kds_fanout_item *it)
+{
+    if (!it->queued)
+        return;
+    struct hy_kds_fanout_item *prev = NULL;
+    for (struct hy_kds_fanout_item *x = f->head; x; prev = x, x = x->next) {
+        if (x != it)
+            continue;
+        if (prev)
+            prev->next = x->next;
+        else
+            f->head = x->next;
+        if (f->tail == x)
+            f->tail = prev;
+        f->n--;
+        break;
+    }
+    it->next = NULL;
+    it->queued = false;
 }

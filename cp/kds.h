@@ -41,16 +41,50 @@ bool hy_kds_outbox_ack(struct hy_kds_outbox *o, uint64_t to);
 /* The peer refused the message in flight. */
 void hy_kds_outbox_nack(struct hy_kds_outbox *o, struct hy_store *s);
 
+/* Fair fan-out of one store's changes to many peers (the global CP's
+ * zones). Each change starts a round: the peers with nothing in flight
+ * join one FIFO, each at most once (one already waiting keeps its place),
+ * and the server serves a few per loop turn, so one peer's message is on
+ * the wire before the next ones are collected. Each round enqueues them
+ * starting one place further along the caller's list, so over n rounds
+ * every peer is last once: the first-connected zone is not always served
+ * last. A peer with a message in flight takes no place (its Ack sends its
+ * next), so a slow zone holds nobody back. Loop thread only. */
+struct hy_kds_fanout_item {
+    struct hy_kds_fanout_item *next;
+    bool queued;
+    uint64_t since_ns; /* when it joined the queue */
+};
+struct hy_kds_fanout {
+    struct hy_kds_fanout_item *head, *tail;
+    size_t n;        /* waiting */
+    uint64_t rounds; /* rounds started: where the next one starts */
+};
+/* Starts a round: v[0..n) are the peers that may be sent to now, in a
+ * stable order (connection order); those not queued yet join the queue,
+ * from v[rounds % n] on and wrapping around, stamped now_ns. Cannot fail. */
+void hy_kds_fanout_round(struct hy_kds_fanout *f, struct hy_kds_fanout_item *const *v, size_t n,
+                         uint64_t now_ns);
+/* The peer to serve next (unqueued), or NULL when none waits. */
+struct hy_kds_fanout_item *hy_kds_fanout_pop(struct hy_kds_fanout *f);
+/* Takes it out of the queue if it waits there (a peer that went away). */
+void hy_kds_fanout_remove(struct hy_kds_fanout *f, struct hy_kds_fanout_item *it);
+
 /* KDS metrics, the same on both ends. */
 struct hy_kds_metrics {
     struct hy_metric *messages;  /* hypha_kds_messages_total{direction,type} */
     struct hy_metric *bytes;     /* hypha_kds_bytes_total{direction} */
     struct hy_metric *resources; /* hypha_kds_resources_total{direction} */
+    struct hy_metric *skipped;   /* hypha_kds_resources_skipped_total{by}: listed in an Ack */
+    struct hy_series *unknown;   /* hypha_kds_unknown_types_total: skipped, type unknown here */
 };
 /* Registers them in m. 0 or HY_ENOMEM. */
 int hy_kds_metrics_init(struct hy_kds_metrics *km, struct hy_metrics *m);
 /* Counts one message sent or received ("sent"/"received") of len bytes.
- * Cannot fail. */
+ * An Ack's refused resources count as skipped: by="local" when this side
+ * sends the Ack (it left them out), by="peer" when it receives one; those
+ * this side left out because it does not know their type (a newer peer's)
+ * also count in hypha_kds_unknown_types_total. Cannot fail. */
 void hy_kds_count(const struct hy_kds_metrics *km, const char *direction,
                   const Hypha__V1__KdsMessage *msg, size_t len);
 

@@ -1,6 +1,7 @@
 /* The KDS server of the global CP: admits zones by token over wss, sends
  * each the global resources (and other zones' ingresses) it lacks, applies
  * what each zone sends under that zone's name, and keeps ZoneInsight. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,9 @@ struct session {
     struct hy_cp_session base; /* first: the connection, its admission and token */
     char zone[254];
     char version[64];
-    struct hy_kds_outbox out; /* global changes going down */
+    struct hy_kds_outbox out;                /* global changes going down */
+    struct hy_kds_fanout_item fan;           /* its place in the server's fan-out queue */
+    struct hy_series *fan_wait, *fan_served; /* hypha_kds_fanout_*{zone} */
     uint64_t received;
     char last_error[256];
     bool insight_dirty;
@@ -45,7 +48,19 @@ struct hy_kds_server {
     bool flush_init;
     struct hy_kds_metrics metrics;
     struct hy_metric *refused; /* hypha_kds_resources_refused_total{zone} */
+    /* fair fan-out: the zones waiting for a store change, served a few
+     * per loop turn by the idle handle (hy_kds_fanout) */
+    struct hy_kds_fanout fanout;
+    struct hy_kds_fanout_item **fan_v; /* one round's zones, reused */
+    size_t fan_cap;
+    uv_idle_t fan_idle;
+    bool fan_idle_init;
+    struct hy_series *fan_delay; /* hypha_kds_fanout_delay_seconds */
+    struct hy_metric *fan_wait,
+        *fan_served; /* hypha_kds_fanout_{wait_seconds,served}_total{zone} */
 };
+
+#define FANOUT_PER_TURN 4 /* zones served per loop turn: their writes go out before the next */
 
 /* ----- helpers ----- */
 
@@ -257,16 +272,76 @@ static bool still_admitted(struct session *s)
     return hy_cp_session_live(&s->base) && zone_admitted(s);
 }
 
-/* Tokens were checked by the layer before this (when revocations changed). */
+/* ----- fair fan-out ----- */
+
+static struct session *session_of_item(struct hy_kds_fanout_item *it)
+{
+    return (struct session *)((char *)it - offsetof(struct session, fan));
+}
+
+/* A few waiting zones per loop turn; their messages are written at the
+ * next poll, before the zones after them are collected. */
+static void on_fan_idle(uv_idle_t *h)
+{
+    struct hy_kds_server *srv = h->data;
+    uint64_t now = uv_hrtime();
+    for (int k = 0; k < FANOUT_PER_TURN; k++) {
+        struct hy_kds_fanout_item *it = hy_kds_fanout_pop(&srv->fanout);
+        if (!it)
+            break;
+        struct session *s = session_of_item(it);
+        if (!s->base.admitted || s->base.closing || s->out.in_flight || !zone_admitted(s))
+            continue;
+        send_next(s);
+        if (!s->out.in_flight)
+            continue; /* nothing in its scope changed */
+        double wait = (double)(now - it->since_ns) / 1e9;
+        hy_series_observe(srv->fan_delay, wait);
+        if (!s->fan_wait) {
+            s->fan_wait = hy_metric_series(srv->fan_wait, s->zone);
+            s->fan_served = hy_metric_series(srv->fan_served, s->zone);
+        }
+        hy_series_add(s->fan_wait, wait);
+        hy_series_inc(s->fan_served);
+    }
+    if (!srv->fanout.n)
+        uv_idle_stop(h);
+}
+
+/* Tokens were checked by the layer before this (when revocations changed).
+ * The zones with nothing in flight queue up, in connection order rotated
+ * one place each round (the list is newest first). */
 static void on_store_change(void *ud, const struct hy_store_changes *ch)
 {
     struct hy_kds_server *srv = ud;
+    size_t n = 0;
     (void)ch;
     for (struct hy_cp_session *cs = hy_cp_session_first(srv->ss); cs; cs = cs->next) {
         struct session *s = (struct session *)cs;
-        if (cs->admitted && !cs->closing && zone_admitted(s))
-            send_next(s);
+        if (!cs->admitted || cs->closing || s->out.in_flight)
+            continue;
+        if (n == srv->fan_cap) {
+            size_t cap = srv->fan_cap * 2 + 64;
+            struct hy_kds_fanout_item **nv = realloc(srv->fan_v, cap * sizeof(*nv));
+            if (!nv) { /* this round unordered rather than lost */
+                if (zone_admitted(s))
+                    send_next(s);
+                continue;
+            }
+            srv->fan_v = nv;
+            srv->fan_cap = cap;
+        }
+        srv->fan_v[n++] = &s->fan;
     }
+    struct hy_kds_fanout_item **v = srv->fan_v;
+    for (size_t i = 0; i < n / 2; i++) {
+        struct hy_kds_fanout_item *t = v[i];
+        v[i] = v[n - 1 - i];
+        v[n - 1 - i] = t;
+    }
+    hy_kds_fanout_round(&srv->fanout, v, n, uv_hrtime());
+    if (srv->fanout.n && srv->fan_idle_init)
+        uv_idle_start(&srv->fan_idle, on_fan_idle);
 }
 
 /* ----- receiving ----- */
@@ -812,9 +887,16 @@ static void on_message(struct hy_cp_session *cs, const uint8_t *data, size_t len
     hypha__v1__kds_message__free_unpacked(m, NULL);
 }
 
+static void fini(struct hy_cp_session *cs)
+{
+    struct session *s = (struct session *)cs;
+    hy_kds_fanout_remove(&srv_of(s)->fanout, &s->fan);
+}
+
 static void on_close(struct hy_cp_session *cs, int code, const char *reason)
 {
     struct session *s = (struct session *)cs;
+    hy_kds_fanout_remove(&srv_of(s)->fanout, &s->fan);
     if (!cs->admitted)
         return;
     if (code != 1000 && code != 1001 && !s->last_error[0])
@@ -841,6 +923,11 @@ static unsigned ping_sec(int64_t ms)
     return ms <= 0 ? 0 : ms < 1000 ? 1 : (unsigned)(ms / 1000);
 }
 
+static double fanout_pending(void *ud)
+{
+    return (double)((struct hy_kds_server *)ud)->fanout.n;
+}
+
 static double zones_connected(void *ud)
 {
     double n = 0;
@@ -854,6 +941,7 @@ static const struct hy_cp_session_ops session_ops = {
     .size = sizeof(struct session),
     .on_message = on_message,
     .on_close = on_close,
+    .fini = fini,
     .send_reject = send_reject,
     .token_dead = token_dead,
     .on_store_change = on_store_change,
@@ -874,6 +962,22 @@ int hy_kds_server_start(struct hy_global *g)
               g->cp.metrics, "hypha_kds_resources_refused_total",
               "Resources a zone sent that were not stored (invalid, not its own, over a quota)", 1,
               "zone")))
+        return HY_ENOMEM;
+    static const double fan_bounds[] = {0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                        0.025,  0.05,   0.1,   0.25,   0.5,   1};
+    srv->fan_delay = hy_metric_series(hy_metric_histogram(
+        g->cp.metrics, "hypha_kds_fanout_delay_seconds",
+        "From a store change to a zone's Changes being queued for it (fair fan-out)", fan_bounds,
+        sizeof(fan_bounds) / sizeof(fan_bounds[0]), 0));
+    srv->fan_wait = hy_metric_counter(
+        g->cp.metrics, "hypha_kds_fanout_wait_seconds_total",
+        "Seconds each zone waited in the fan-out queue before its Changes were queued", 1, "zone");
+    srv->fan_served =
+        hy_metric_counter(g->cp.metrics, "hypha_kds_fanout_served_total",
+                          "Changes each zone was sent from the fan-out queue", 1, "zone");
+    if (!srv->fan_delay || !srv->fan_wait || !srv->fan_served ||
+        !hy_metric_gauge_fn(g->cp.metrics, "hypha_kds_fanout_pending",
+                            "Zones waiting in the fan-out queue", fanout_pending, srv))
         return HY_ENOMEM;
     struct hy_cp_session_config sc = {
         .cp = &g->cp,
@@ -900,6 +1004,9 @@ int hy_kds_server_start(struct hy_global *g)
     srv->flush.data = srv;
     srv->flush_init = true;
     uv_timer_start(&srv->flush, on_flush, 1000, 1000);
+    uv_idle_init(g->cp.loop, &srv->fan_idle);
+    srv->fan_idle.data = srv;
+    srv->fan_idle_init = true;
     return 0;
 }
 
@@ -911,6 +1018,9 @@ void hy_kds_server_stop(struct hy_global *g)
     hy_cp_session_server_stop(srv->ss);
     if (srv->flush_init && !uv_is_closing((uv_handle_t *)&srv->flush))
         uv_close((uv_handle_t *)&srv->flush, NULL);
+    if (srv->fan_idle_init && !uv_is_closing((uv_handle_t *)&srv->fan_idle))
+        uv_close((uv_handle_t *)&srv->fan_idle, NULL);
+    srv->fan_idle_init = false;
 }
 
 void hy_kds_server_free(struct hy_global *g)
@@ -919,6 +1029,7 @@ void hy_kds_server_free(struct hy_global *g)
     if (!srv)
         return;
     hy_cp_session_server_free(srv->ss);
+    free(srv->fan_v);
     free(srv);
     g->kds = NULL;
 }

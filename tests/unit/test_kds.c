@@ -1,6 +1,7 @@
 /* Unit tests of the KDS sync engine on two real stores: deltas, snapshots
  * past compaction, scopes, renames, chunking, and that a resync never
- * deletes what it keeps. */
+ * deletes what it keeps; the skipped-resource metrics and the order of the
+ * global CP's fan-out to zones. */
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 
 #include "codec.h"
 #include "error.h"
+#include "kds.h"
 #include "kds_sync.h"
 #include "policies.pb-c.h"
 #include "poison.h"
@@ -347,6 +349,28 @@ static void test_hostile_upserts(void **state)
     assert_non_null(strstr(done.refused[1].reason, "duplicate key \"team\""));
     assert_non_null(strstr(done.refused[2].reason, "networking"));
     assert_string_equal(done.refused[3].type, "MeshFuture");
+    /* skipped with a metric: the Ack this side sends lists the four, one of
+     * an unknown type; the peer that receives it counts them as its own */
+    struct hy_metrics *reg = hy_metrics_new();
+    struct hy_kds_metrics km;
+    assert_int_equal(hy_kds_metrics_init(&km, reg), 0);
+    Hypha__V1__Ack ack;
+    assert_int_equal(hy_kds_ack_build(&ack, 7, &done), 0);
+    Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
+    m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_ACK;
+    m.ack = &ack;
+    hy_kds_count(&km, "sent", &m, 10);
+    hy_kds_count(&km, "received", &m, 10);
+    hy_kds_ack_fini(&ack);
+    assert_true(hy_series_value(km.unknown) == 1);
+    assert_true(hy_series_value(hy_metric_series(km.skipped, "local")) == 4);
+    assert_true(hy_series_value(hy_metric_series(km.skipped, "peer")) == 4);
+    struct hy_buf text = {0};
+    assert_int_equal(hy_metrics_render(reg, &text), 0);
+    assert_non_null(strstr(text.data, "hypha_kds_unknown_types_total 1\n"));
+    assert_non_null(strstr(text.data, "hypha_kds_resources_skipped_total{by=\"local\"} 4\n"));
+    hy_buf_fini(&text);
+    hy_metrics_free(reg);
     hy_kds_applied_fini(&done);
     assert_true(has(f->b, "Dataplane", "default", "good"));
     assert_false(has(f->b, "Dataplane", "default", "dup"));
@@ -482,14 +506,76 @@ static void test_chunks(void **state)
     hy_store_page_fini(&page);
 }
 
+/* Fan-out: over n rounds each zone is served last exactly once (the
+ * first-connected is not always last), one still waiting keeps its place
+ * and is never queued twice, and one that went away is never served. */
+static void test_fanout_fair(void **state)
+{
+    (void)state;
+    enum { N = 4, ROUNDS = 8 };
+    struct hy_kds_fanout f = {0};
+    struct hy_kds_fanout_item it[N] = {0}, *v[N];
+    size_t last[N] = {0}, first[N] = {0};
+    for (size_t i = 0; i < N; i++)
+        v[i] = &it[i];
+    for (int r = 0; r < ROUNDS; r++) {
+        hy_kds_fanout_round(&f, v, N, (uint64_t)r);
+        assert_int_equal(f.n, N);
+        struct hy_kds_fanout_item *x, *prev = NULL;
+        bool seen[N] = {0};
+        for (size_t k = 0; (x = hy_kds_fanout_pop(&f)); k++, prev = x) {
+            size_t i = (size_t)(x - it);
+            assert_false(seen[i]);
+            seen[i] = true;
+            if (k == 0)
+                first[i]++;
+        }
+        last[prev - it]++;
+        assert_int_equal(f.n, 0);
+    }
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(last[i], ROUNDS / N);
+        assert_int_equal(first[i], ROUNDS / N);
+    }
+    /* a round while two still wait from the last one: they keep their
+     * places ahead, each once; the others join behind them */
+    hy_kds_fanout_round(&f, v, N, 1);
+    struct hy_kds_fanout_item *a = hy_kds_fanout_pop(&f), *b = hy_kds_fanout_pop(&f);
+    hy_kds_fanout_round(&f, v, N, 2);
+    assert_int_equal(f.n, N);
+    struct hy_kds_fanout_item *c = hy_kds_fanout_pop(&f), *d = hy_kds_fanout_pop(&f);
+    assert_true(c != a && c != b && d != a && d != b);
+    /* one that went away (its session closed) is taken out wherever it is:
+     * the tail (a, queued last), then the middle of a full queue */
+    hy_kds_fanout_remove(&f, a);
+    assert_int_equal(f.n, 1);
+    assert_ptr_equal(hy_kds_fanout_pop(&f), b);
+    assert_null(hy_kds_fanout_pop(&f));
+    assert_null(f.tail);
+    hy_kds_fanout_remove(&f, b); /* not queued: nothing happens */
+    assert_int_equal(f.n, 0);
+    hy_kds_fanout_round(&f, v, N, 3);
+    hy_kds_fanout_remove(&f, f.head->next);
+    assert_int_equal(f.n, N - 1);
+    size_t left = 0;
+    while (hy_kds_fanout_pop(&f))
+        left++;
+    assert_int_equal(left, N - 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-        T(test_delta),           T(test_snapshot_after_compaction), T(test_accept_scope),
-        T(test_hostile_upserts), T(test_admit_and_long_names),      T(test_zone_to_global_rename),
+        T(test_delta),
+        T(test_snapshot_after_compaction),
+        T(test_accept_scope),
+        T(test_hostile_upserts),
+        T(test_admit_and_long_names),
+        T(test_zone_to_global_rename),
         T(test_chunks),
 #undef T
+        cmocka_unit_test(test_fanout_fair),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
