@@ -44,8 +44,9 @@ void hy_kds_outbox_nack(struct hy_kds_outbox *o, struct hy_store *s);
 /* Fair fan-out of one store's changes to many peers (the global CP's
  * zones). Each change starts a round: the peers with nothing in flight
  * join one FIFO, each at most once (one already waiting keeps its place),
- * and the server serves a few per loop turn, so one peer's message is on
- * the wire before the next ones are collected. Each round enqueues them
+ * and the server serves them for a bounded time per loop turn, so the
+ * first ones' messages are on the wire before the next ones are
+ * collected. Each round enqueues them
  * starting one place further along the caller's list, so over n rounds
  * every peer is last once: the first-connected zone is not always served
  * last. A peer with a message in flight takes no place (its Ack sends its

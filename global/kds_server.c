@@ -60,7 +60,10 @@ struct hy_kds_server {
         *fan_served; /* hypha_kds_fanout_{wait_seconds,served}_total{zone} */
 };
 
-#define FANOUT_PER_TURN 4 /* zones served per loop turn: their writes go out before the next */
+/* Zones are served for at most this long per loop turn (one at least):
+ * their messages go out at the next poll, before the next zones are
+ * collected, and the loop stays responsive during a large fan-out. */
+#define FANOUT_TURN_NS 1000000u
 
 /* ----- helpers ----- */
 
@@ -279,13 +282,12 @@ static struct session *session_of_item(struct hy_kds_fanout_item *it)
     return (struct session *)((char *)it - offsetof(struct session, fan));
 }
 
-/* A few waiting zones per loop turn; their messages are written at the
- * next poll, before the zones after them are collected. */
+/* The waiting zones of one loop turn (FANOUT_TURN_NS). */
 static void on_fan_idle(uv_idle_t *h)
 {
     struct hy_kds_server *srv = h->data;
-    uint64_t now = uv_hrtime();
-    for (int k = 0; k < FANOUT_PER_TURN; k++) {
+    uint64_t start = uv_hrtime(), now = start;
+    for (; now - start < FANOUT_TURN_NS; now = uv_hrtime()) {
         struct hy_kds_fanout_item *it = hy_kds_fanout_pop(&srv->fanout);
         if (!it)
             break;
@@ -905,15 +907,42 @@ static void on_close(struct hy_cp_session *cs, int code, const char *reason)
     hy_log(HY_LOG_INFO, "kds", "zone %s disconnected (%d %s)", s->zone, code, reason);
 }
 
-/* Acks are frequent: their insight is written once a second, not each time. */
+/* Acks are frequent: their insight is written once a second, not each
+ * time, and every zone's in one transaction (one commit, not one per
+ * zone: a hundred zones' commits held the loop, and a fan-out, for half
+ * a second). */
 static void on_flush(uv_timer_t *t)
 {
     struct hy_kds_server *srv = t->data;
+    struct hy_store *st = srv->g->cp.store;
+    struct hy_store_write *w = NULL;
+    size_t n = 0, cap = 0;
     for (struct hy_cp_session *cs = hy_cp_session_first(srv->ss); cs; cs = cs->next) {
         struct session *s = (struct session *)cs;
-        if (cs->admitted && !cs->closing && s->insight_dirty)
-            insight(s, INS_UPDATE, 0);
+        if (!cs->admitted || cs->closing || !s->insight_dirty)
+            continue;
+        if (n == cap) {
+            size_t nc = cap * 2 + 16;
+            struct hy_store_write *nw = realloc(w, nc * sizeof(*nw));
+            if (!nw)
+                break; /* the rest stay dirty for the next tick */
+            w = nw;
+            cap = nc;
+        }
+        struct insight_edit e = {s, INS_UPDATE, 0};
+        struct hy_resource *r = NULL;
+        if (hy_kds_insight_build(st, s->zone, edit_insight, &e, &r) < 0)
+            continue;
+        w[n++] =
+            (struct hy_store_write){.op = HY_STORE_PUT, .r = r, .expect_version = HY_VERSION_ANY};
+        s->insight_dirty = false;
     }
+    int rc = n ? hy_store_apply(st, w, n, NULL) : 0;
+    if (rc < 0)
+        hy_log(HY_LOG_ERROR, "kds", "cannot record %zu zones' insights: %s", n, hy_strerror(rc));
+    for (size_t i = 0; i < n; i++)
+        hy_resource_free((struct hy_resource *)w[i].r);
+    free(w);
 }
 
 /* ----- lifecycle ----- */
