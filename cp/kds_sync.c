@@ -16,12 +16,13 @@
 
 /* ----- collect ----- */
 
-static int add_upsert(Hypha__V1__Changes *c, const struct hy_resource *r)
+static int add_upsert(Hypha__V1__Changes *c, const struct hy_resource *r, size_t *bytes)
 {
     size_t len;
     uint8_t *p = hy_resource_pack(r, &len);
     if (!p)
         return HY_ENOMEM;
+    *bytes += len;
     Hypha__V1__Envelope *env = hypha__v1__envelope__unpack(NULL, len, p);
     free(p);
     if (!env)
@@ -69,7 +70,8 @@ static int snapshot_one(void *ud, struct hy_resource *r, bool *take)
 {
     struct snapshot_walk *w = ud;
     (void)take;
-    return in_scope(w->scope, r->type, S(r->origin)) ? add_upsert(w->c, r) : 0;
+    size_t bytes = 0;
+    return in_scope(w->scope, r->type, S(r->origin)) ? add_upsert(w->c, r, &bytes) : 0;
 }
 
 static int snapshot(struct hy_store *s, const struct hy_kds_scope *scope, Hypha__V1__Changes *c)
@@ -104,9 +106,11 @@ static bool same_key(const struct hy_store_change *a, const struct hy_store_chan
     return !strcmp(a->type, b->type) && !strcmp(a->mesh, b->mesh) && !strcmp(a->name, b->name);
 }
 
-/* Each key once, in its latest state, in revision order. */
+/* Each key once, in its latest state, in revision order, until the
+ * upserts pack to HY_KDS_MAX_BYTES: then *cut is the revision they cover
+ * (keys whose latest state comes later go in the next message), else 0. */
 static int deltas(struct hy_store *s, const struct hy_store_changes *ch,
-                  const struct hy_kds_scope *scope, Hypha__V1__Changes *c)
+                  const struct hy_kds_scope *scope, Hypha__V1__Changes *c, uint64_t *cut)
 {
     const struct hy_store_change **v = malloc((ch->n ? ch->n : 1) * sizeof(*v));
     if (!v)
@@ -120,6 +124,8 @@ static int deltas(struct hy_store *s, const struct hy_store_changes *ch,
             v[n++] = v[i]; /* the last (latest) of each key */
     qsort(v, n, sizeof(*v), cmp_revision);
     int rc = 0;
+    size_t bytes = 0;
+    *cut = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         const struct hy_store_change *x = v[i];
         const struct hy_rtype *t = hy_rtype_by_name(x->type);
@@ -128,10 +134,14 @@ static int deltas(struct hy_store *s, const struct hy_store_changes *ch,
         struct hy_resource *r = NULL;
         if (x->op == HY_STORE_PUT && hy_store_get(s, x->type, x->mesh, x->name, &r) == 0) {
             if (in_scope(scope, r->type, S(r->origin)))
-                rc = add_upsert(c, r);
+                rc = add_upsert(c, r, &bytes);
             hy_resource_free(r);
         } else {
             rc = add_delete(c, x->type, x->mesh, x->name);
+        }
+        if (rc == 0 && bytes >= HY_KDS_MAX_BYTES && i + 1 < n) {
+            *cut = x->revision;
+            break;
         }
     }
     free(v);
@@ -158,8 +168,9 @@ int hy_kds_collect(struct hy_store *s, uint64_t since, size_t max, const struct 
         c->to = rev;
         rc = snapshot(s, scope, c);
     } else if (rc == 0) {
-        c->to = ch.to;
-        rc = deltas(s, &ch, scope, c);
+        uint64_t cut = 0;
+        rc = deltas(s, &ch, scope, c, &cut);
+        c->to = cut ? cut : ch.to;
     }
     hy_store_changes_fini(&ch);
     if (rc < 0) {

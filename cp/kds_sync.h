@@ -21,12 +21,18 @@ struct hy_kds_scope {
 };
 
 #define HY_KDS_MAX_CHANGES 1000 /* changes read per message; more follow in the next */
+/* A delta stops once its upserts pack to this many bytes (the rest follow
+ * in the next), well under the 4 MiB --kds-max-message default. Snapshots
+ * are not cut: they go whole. */
+#define HY_KDS_MAX_BYTES (1u << 20)
 
 /* Builds the Changes that bring a peer which applied everything up to
  * `since` up to date, for resources in scope: at most `max` change records
  * (0 = HY_KDS_MAX_CHANGES) read from the log, each key sent once in its
- * latest state; out->to is the last revision covered, so the caller sends
- * again from there until out->to == hy_store_revision(). When the log no
+ * latest state, cut short once the upserts pack to HY_KDS_MAX_BYTES (a
+ * single larger resource still goes alone); out->to is the last revision
+ * covered, so the caller sends again from there until out->to ==
+ * hy_store_revision(). When the log no
  * longer reaches back to `since` (or `since` is ahead of this store, which
  * was then rebuilt), out is a snapshot of everything in scope with to = the
  * current revision. On success *out is owned by the caller

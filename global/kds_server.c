@@ -96,6 +96,16 @@ static int send_msg(void *ud, const Hypha__V1__KdsMessage *m)
     int rc = hy_cp_session_send(&s->base, &m->base, &len);
     if (rc == 0)
         hy_kds_count(&srv_of(s)->metrics, "sent", m, len);
+    /* deltas are cut well under the limit; a snapshot goes whole, and a
+     * zone with the same limit refuses it (1009) and reconnects to the same */
+    uint64_t max = srv_of(s)->g->cfg->kds_max_message;
+    if (rc == 0 && m->msg_case == HYPHA__V1__KDS_MESSAGE__MSG_CHANGES && m->changes->snapshot &&
+        max && len > max)
+        hy_log(HY_LOG_ERROR, "kds",
+               "zone %s: sent a snapshot of %zu bytes (%zu resources), over --kds-max-message "
+               "(%llu): a zone with that limit cannot take it; raise --kds-max-message on the "
+               "global CP and the zone (snapshots are not cut into parts yet)",
+               s->zone, len, m->changes->n_upserts, (unsigned long long)max);
     return rc;
 }
 

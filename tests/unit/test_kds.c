@@ -1,7 +1,7 @@
 /* Unit tests of the KDS sync engine on two real stores: deltas, snapshots
  * past compaction, scopes, renames, chunking, and that a resync never
- * deletes what it keeps; the skipped-resource metrics and the order of the
- * global CP's fan-out to zones. */
+ * deletes what it keeps (chunks by count and by size); the skipped-resource metrics and the order
+ * of the global CP's fan-out to zones. */
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -563,6 +563,70 @@ static void test_fanout_fair(void **state)
     assert_int_equal(left, N - 1);
 }
 
+/* Deltas are also cut by size: 150 Dataplanes of about 12 KiB each (1.8
+ * MiB in all, far fewer than HY_KDS_MAX_CHANGES) go in more than one
+ * message, each under HY_KDS_MAX_BYTES plus one resource, and all arrive. */
+static void test_chunk_bytes(void **state)
+{
+    struct fx *f = *state;
+    struct hy_buf spec = {0};
+    char in[160];
+    hy_buf_append(&spec, "{networking: {address: 10.0.0.1, inbound: [", 43);
+    for (int k = 0; k < 150; k++) {
+        int n = snprintf(in, sizeof(in),
+                         "%s{port: %d, tags: {hypha.io/service: "
+                         "svc-with-a-rather-long-name-to-make-it-big-%03d}}",
+                         k ? ", " : "", 10000 + k, k);
+        hy_buf_append(&spec, in, (size_t)n);
+    }
+    hy_buf_append(&spec, "]}}", 4);
+    size_t one = 0;
+    for (int i = 0; i < 150; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "big-%03d", i);
+        struct hy_resource *r = hy_resource_new(hy_rtype_by_name("Dataplane"));
+        assert_int_equal(hy_resource_set_name(r, "default", name), 0);
+        ProtobufCMessage *m = NULL;
+        struct hy_diag d = {0};
+        assert_int_equal(hy_codec_decode_message("spec", spec.data, strlen(spec.data), NULL,
+                                                 r->type->desc, &m, &d),
+                         0);
+        hy_diag_fini(&d);
+        protobuf_c_message_free_unpacked(r->spec, NULL);
+        r->spec = m;
+        r->origin = strdup("east");
+        free(hy_resource_pack(r, &one));
+        struct hy_store_write w;
+        assert_int_equal(hy_store_put(f->a, r, HY_VERSION_ANY, &w), 0);
+        hy_resource_free(r);
+    }
+    hy_buf_fini(&spec);
+    assert_true(one > 10000);
+    uint64_t since = 0, rev = hy_store_revision(f->a);
+    int rounds = 0;
+    struct hy_kds_apply_opts o = {.accept = &east_scope};
+    while (since < rev) {
+        Hypha__V1__Changes *c = NULL;
+        assert_int_equal(hy_kds_collect(f->a, since, 0, &east_scope, &c), 0);
+        assert_false(c->snapshot);
+        assert_true(hypha__v1__changes__get_packed_size(c) < HY_KDS_MAX_BYTES + 2 * one);
+        struct hy_kds_applied done;
+        char err[256];
+        assert_int_equal(hy_kds_apply(f->b, c, &o, &done, err, sizeof(err)), 0);
+        assert_int_equal(done.n_refused, 0);
+        hy_kds_applied_fini(&done);
+        assert_true(c->to > since);
+        since = c->to;
+        hypha__v1__changes__free_unpacked(c, NULL);
+        rounds++;
+    }
+    assert_true(rounds >= 2);
+    struct hy_store_page page = {0};
+    assert_int_equal(hy_store_list(f->b, "Dataplane", "default", NULL, 1, &page), 0);
+    assert_int_equal(page.total, 150);
+    hy_store_page_fini(&page);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -574,6 +638,7 @@ int main(void)
         T(test_admit_and_long_names),
         T(test_zone_to_global_rename),
         T(test_chunks),
+        T(test_chunk_bytes),
 #undef T
         cmocka_unit_test(test_fanout_fair),
     };
