@@ -141,17 +141,47 @@ struct hy_ws_backoff {
     unsigned reset_sec;  /* a connection that stayed open this long resets the delay; 0 = 10 */
 };
 
+#define HY_WS_ATTEMPT_TIMEOUT_MS_DEFAULT 30000 /* a connection attempt, TCP to upgrade */
+
+/* One libwebsockets context that many clients share (struct
+ * hy_ws_client_config's shared): one TLS setup and one descriptor table
+ * instead of one per client. For a process with thousands of clients of
+ * one server (the sidecar simulator); a process with a few clients needs
+ * none. Every client on it has its subprotocol and its CA file. */
+struct hy_ws_client_ctx;
+
+/* Creates a shared context on loop. ca_file: PEM CA(s) its clients' server
+ * must chain to (NULL only if every client skips verification); subprotocol
+ * is required. Strings are borrowed for the call. Returns 0 and sets *out,
+ * or HY_EINVAL (bad config, unreadable CA file: a log line says which) or
+ * HY_ENOMEM; *out is untouched on failure. */
+int hy_ws_client_ctx_new(uv_loop_t *loop, const char *ca_file, const char *subprotocol,
+                         struct hy_ws_client_ctx **out);
+/* Frees it: only once every client made on it is freed. lws closes its
+ * handles asynchronously, so run the loop (a few iterations) before
+ * uv_loop_close. NULL is fine. */
+void hy_ws_client_ctx_free(struct hy_ws_client_ctx *x);
+
 struct hy_ws_client_config {
     uv_loop_t *loop;
     const char *url;         /* "wss://host:port/path" (IPv6 hosts are not verifiable in lws 4.1) */
     const char *name;        /* the server in log lines, e.g. "the global control plane";
                                 NULL = the URL */
     const char *ca_file;     /* PEM CA(s) the server must chain to; required unless skip_verify.
-                                System CAs are not trusted. */
+                                System CAs are not trusted. Ignored with shared. */
     bool skip_verify;        /* accept any certificate (logs a WARN at every connect) */
-    const char *subprotocol; /* required, e.g. "hypha.kds.v1" */
+    const char *subprotocol; /* required, e.g. "hypha.kds.v1"; with shared: NULL or shared's */
     struct hy_ws_limits limits;
     struct hy_ws_backoff backoff;
+    /* An attempt not established (TCP, TLS, upgrade) this long after it
+     * started is given up: on_close with HY_WS_CLOSE_ABNORMAL "no answer
+     * within N s ...", then the backoff's retry. lws has its own timeouts
+     * per step (10 s each); this bounds what they miss. 0 = 30000. */
+    unsigned attempt_timeout_ms;
+    /* NULL: the client makes its own lws context. Else the context it
+     * shares with other clients (hy_ws_client_ctx_new), which must outlive
+     * it; the loop must be the context's. */
+    struct hy_ws_client_ctx *shared;
     struct hy_ws_callbacks cb;
     void *ud;
 };

@@ -201,6 +201,8 @@ struct client_opts {
     const char *name;
     struct hy_ws_limits limits;
     struct hy_ws_backoff backoff;
+    unsigned attempt_timeout_ms;
+    struct hy_ws_client_ctx *shared;
 };
 
 static struct hy_ws_client *client(struct rec *r, int port, struct client_opts o)
@@ -216,6 +218,8 @@ static struct hy_ws_client *client(struct rec *r, int port, struct client_opts o
         .subprotocol = o.subprotocol ? o.subprotocol : SUBP,
         .limits = o.limits,
         .backoff = o.backoff,
+        .attempt_timeout_ms = o.attempt_timeout_ms,
+        .shared = o.shared,
         .cb = callbacks,
         .ud = r,
     };
@@ -992,6 +996,164 @@ static void test_stop_in_callback(void **state)
     rec_fini(&cr2);
 }
 
+/* A peer that accepts the TCP connection and reads the ClientHello but
+ * never answers it (a wedged or overloaded server, or a middlebox). */
+struct silent {
+    int lfd;
+    atomic_bool quit;
+    atomic_int accepted;
+};
+
+static void *silent_main(void *arg)
+{
+    struct silent *p = arg;
+    int fds[16];
+    int n = 0;
+    while (!atomic_load(&p->quit)) {
+        int fd = accept4(p->lfd, NULL, NULL, SOCK_NONBLOCK);
+        if (fd >= 0) {
+            if (n < 16)
+                fds[n++] = fd;
+            else
+                close(fd);
+            atomic_fetch_add(&p->accepted, 1);
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            char buf[4096];
+            while (read(fds[i], buf, sizeof(buf)) > 0)
+                ; /* swallow what the client says */
+        }
+        usleep(10000);
+    }
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    return NULL;
+}
+
+static int silent_listen(struct silent *p, pthread_t *th)
+{
+    p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(p->lfd, 16), 0);
+    assert_int_equal(getsockname(p->lfd, (struct sockaddr *)&sa, &sl), 0);
+    assert_int_equal(pthread_create(th, NULL, silent_main, p), 0);
+    return ntohs(sa.sin_port);
+}
+
+/* An attempt that gets no answer (the peer accepts the TCP connection and
+ * reads the ClientHello, then says nothing) is given up after
+ * attempt_timeout_ms, whatever lws's own timeouts (10 s) do, and retried
+ * with the backoff; on an own and on a shared context. */
+static void test_silent_peer(void **state)
+{
+    (void)state;
+    struct rec cr = {0}, cr2 = {0};
+    struct silent p = {0};
+    pthread_t th;
+    int port = silent_listen(&p, &th);
+    struct hy_ws_client_ctx *x = NULL;
+    assert_int_equal(hy_ws_client_ctx_new(&loop, ca_path, SUBP, &x), 0);
+    struct client_opts o = {.backoff = {.initial_ms = 100, .max_ms = 200},
+                            .attempt_timeout_ms = 700};
+    uint64_t t0 = now_ms();
+    client(&cr, port, o);
+    o.shared = x;
+    client(&cr2, port, o);
+    struct want w = {&cr, 3}, w2 = {&cr2, 3};
+    bool ok = run_until(got_closes, &w, 6000) && run_until(got_closes, &w2, 6000);
+    uint64_t took = now_ms() - t0;
+    atomic_store(&p.quit, true);
+    pthread_join(th, NULL);
+    close(p.lfd);
+    assert_true(ok);
+    assert_true(atomic_load(&p.accepted) >= 6); /* every attempt reached the peer */
+    if (took > 4000)
+        fail_msg("3 attempts took %llu ms with a 700 ms bound", (unsigned long long)took);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cr.code[i], HY_WS_CLOSE_ABNORMAL);
+        if (!strstr(cr.reason[i], "no answer within 0.7 s") ||
+            !strstr(cr2.reason[i], "no answer within 0.7 s"))
+            fail_msg("attempt %d: \"%s\" / \"%s\"", i, cr.reason[i], cr2.reason[i]);
+    }
+    assert_int_equal(cr.opens + cr2.opens, 0);
+    cleanup(NULL);
+    hy_ws_client_ctx_free(x);
+    settle();
+    rec_fini(&cr);
+    rec_fini(&cr2);
+}
+
+/* Clients sharing one lws context are as independent as clients with their
+ * own: each its connection, messages and close; one stopped and freed
+ * while the others go on, another stopped from inside its callback. */
+static void test_shared_ctx(void **state)
+{
+    (void)state;
+    struct rec sr = {.echo = true}, cr[3] = {{0}, {0}, {.stop_on_message = true}};
+    struct hy_ws_server *s = server(&sr, (struct hy_ws_limits){0});
+    int port = hy_ws_server_port(s);
+    struct hy_ws_client_ctx *x = NULL;
+    assert_int_equal(hy_ws_client_ctx_new(&loop, ca_path, SUBP, &x), 0);
+    struct hy_ws_client *c[3];
+    for (int i = 0; i < 3; i++)
+        c[i] = client(&cr[i], port, (struct client_opts){.shared = x});
+    for (int i = 0; i < 3; i++)
+        assert_true(run_until(opens_at_least, &cr[i], 5000));
+    for (int i = 0; i < 2; i++) {
+        char m[16];
+        snprintf(m, sizeof(m), "hello %d", i);
+        assert_int_equal(hy_ws_send(hy_ws_client_conn(c[i]), m, strlen(m)), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        struct want w = {&cr[i], 1};
+        assert_true(run_until(got_rx, &w, 5000));
+        char m[16];
+        snprintf(m, sizeof(m), "hello %d", i);
+        assert_int_equal(cr[i].rx_len[0], strlen(m));
+        assert_memory_equal(cr[i].rx[0], m, strlen(m));
+    }
+    /* one stops itself inside on_message: on_close follows, no reconnect */
+    assert_int_equal(hy_ws_send(hy_ws_client_conn(c[2]), "bye", 3), 0);
+    assert_true(run_until(closes_at_least_1, &cr[2], 5000));
+    assert_string_equal(cr[2].reason[0], "client stopping");
+    /* one stopped and freed from outside */
+    hy_ws_client_stop(c[0]);
+    assert_int_equal(cr[0].closes, 1);
+    assert_string_equal(cr[0].reason[0], "client stopping");
+    for (int i = 0; i < 4; i++)
+        if (clients[i] == c[0])
+            clients[i] = NULL;
+    hy_ws_client_free(c[0]);
+    struct want ws = {&sr, 2};
+    assert_true(run_until(got_closes, &ws, 5000));
+    run_for(300);
+    assert_int_equal(cr[2].opens, 1);
+    /* the last one still works */
+    assert_true(hy_ws_client_is_open(c[1]));
+    assert_int_equal(hy_ws_send(hy_ws_client_conn(c[1]), "still", 5), 0);
+    struct want w = {&cr[1], 2};
+    assert_true(run_until(got_rx, &w, 5000));
+    /* a client may not bring another subprotocol to the context */
+    struct hy_ws_client_config bad = {.loop = &loop,
+                                      .url = "wss://127.0.0.1:1/x",
+                                      .subprotocol = "other",
+                                      .shared = x,
+                                      .cb = callbacks};
+    struct hy_ws_client *nc = NULL;
+    assert_int_equal(hy_ws_client_new(&bad, &nc), HY_EINVAL);
+    assert_null(nc);
+    cleanup(NULL);
+    hy_ws_client_ctx_free(x);
+    settle();
+    rec_fini(&sr);
+    for (int i = 0; i < 3; i++)
+        rec_fini(&cr[i]);
+}
+
 /* Bad configurations fail with HY_EINVAL and leave nothing behind. */
 static void test_bad_config(void **state)
 {
@@ -1165,6 +1327,8 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_config, cleanup),
         cmocka_unit_test_teardown(test_unauth_limits, cleanup),
         cmocka_unit_test_teardown(test_authenticated, cleanup),
+        cmocka_unit_test_teardown(test_silent_peer, cleanup),
+        cmocka_unit_test_teardown(test_shared_ctx, cleanup),
     };
     if (getenv("HY_TEST_FILTER"))
         cmocka_set_test_filter(getenv("HY_TEST_FILTER"));
