@@ -18,6 +18,7 @@
 #include "config.h"
 #include "dp_sim.h"
 #include "error.h"
+#include "wire.h"
 #include "poison.h"
 
 #define O(field) offsetof(struct sim_cfg, field)
@@ -36,6 +37,10 @@ static const struct hy_option options[] = {
      "sidecar i serves svc-<i mod services> on its one inbound"},
     {"outbounds", NULL, NULL, HY_OPT_UINT, O(outbounds), "2",
      "outbounds of each sidecar, to the next services after its own (fewer than --services)"},
+    {"policies", NULL, NULL, HY_OPT_UINT, O(policies), "0",
+     "standing policies applied (one POST /_apply to --put-api) before the sessions connect: "
+     "dp-sim-policy-<j>, MeshTrafficPermissions and MeshTimeouts each on one service, spread "
+     "over the services"},
     {"token-dir", NULL, NULL, HY_OPT_STRING, O(token_dir), NULL,
      "dataplane tokens, one file DIR/sim-<i>.token each (or --api)"},
     {"api", NULL, NULL, HY_OPT_STRING, O(api), NULL,
@@ -74,6 +79,9 @@ static const struct hy_option options[] = {
      "the run never lasts longer (exit 4 if its goals were not reached)"},
     {"trace", NULL, NULL, HY_OPT_BOOL, O(trace), "false",
      "a line for every config, close, renewal and change"},
+    {"context-per-session", NULL, NULL, HY_OPT_BOOL, O(context_per_session), "false",
+     "give every session its own libwebsockets context, as before they shared one (to measure "
+     "what that costs); then --ramp must stay small, see there"},
     {"log-level", NULL, NULL, HY_OPT_LOG_LEVEL, O(log_level), "warn",
      "log lines on stderr (the websocket module's)"},
 };
@@ -267,6 +275,10 @@ static bool check_cfg(const struct sim_cfg *c)
         why = "--change timeout needs --outbounds (only outbounds carry timeouts)";
     else if (c->burst && strcmp(c->change, "mtp"))
         why = "--burst applies MeshTrafficPermissions: --change mtp";
+    else if (c->policies && !c->put_api)
+        why = "--policies needs --put-api";
+    else if (c->policies > 100000)
+        why = "--policies is at most 100000";
     else if (c->restarts && !c->put_api)
         why = "--restarts needs --put-api and --changes";
     else if (c->changes && c->count * c->changes * (c->restarts + 1) > MAX_SAMPLES)
@@ -334,6 +346,16 @@ static int run(struct sim *s)
     }
     if ((rc = sim_tokens_load(s, total)) != SIM_OK)
         return rc;
+    if ((rc = sim_policies_apply(s)) != SIM_OK)
+        return rc;
+    if (!c->context_per_session) {
+        rc = hy_ws_client_ctx_new(s->loop, c->ca_cert_file, HY_DP_SUBPROTOCOL, &s->ws_ctx);
+        if (rc < 0) {
+            sim_out("error reason=cannot create the websocket context: %s (see the log)",
+                    hy_strerror(rc));
+            return SIM_USAGE;
+        }
+    }
     uint64_t nonce = sim_now_ns() ^ ((uint64_t)getpid() << 20);
     snprintf(s->marker, sizeof(s->marker), "c%06" PRIx64 "-", nonce & 0xffffff);
     s->timeout_base_ms = 100000 + (nonce % 900) * 10000;
@@ -419,6 +441,7 @@ int main(int argc, char **argv)
             explicit_bzero(s.v[k].token, strlen(s.v[k].token));
         free(s.v[k].token);
     }
+    hy_ws_client_ctx_free(s.ws_ctx); /* after its clients */
     uv_run(&loop, UV_RUN_DEFAULT);
     sim_writer_free(&s);
     hy_ca_pem_fini(&s.csr);

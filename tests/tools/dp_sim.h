@@ -42,8 +42,9 @@ struct sim_cfg {
     uint64_t count;    /* sessions sim-0 .. sim-<count-1> */
     uint64_t services; /* sidecar i serves svc-(i mod services) */
     uint64_t outbounds;
-    char *token_dir; /* DIR/sim-<i>.token, or: */
-    char *api;       /* the zone's API: the simulator mints the tokens */
+    uint64_t policies; /* standing policies applied before the sessions connect */
+    char *token_dir;   /* DIR/sim-<i>.token, or: */
+    char *api;         /* the zone's API: the simulator mints the tokens */
     char *auth_token;
     int64_t token_valid_for; /* ms */
     uint64_t ramp;           /* sessions between connecting and their first config */
@@ -57,6 +58,7 @@ struct sim_cfg {
     int64_t zone_pid;
     int64_t timeout; /* ms */
     bool trace;
+    bool context_per_session; /* each client its own lws context (as before the shared one) */
     enum hy_log_level log_level;
 };
 
@@ -129,7 +131,8 @@ struct sim {
     bool any_open;
     char marker[40]; /* change i names service <marker><i> (mtp) */
     uint64_t timeout_base_ms;
-    struct hy_ca_pem csr; /* one key and CSR shared by every session */
+    struct hy_ca_pem csr;            /* one key and CSR shared by every session */
+    struct hy_ws_client_ctx *ws_ctx; /* the lws context every session shares; NULL: one each */
     uint64_t t_start, t_connected, t_join;
     long zone_rss_start_kb, sim_rss_start_kb;
     bool has_writer, writer_reported;
@@ -181,6 +184,9 @@ size_t sim_outbound_service(const struct sim_cfg *c, size_t k, size_t j);
 /* dp_sim_writer.c. Tokens: reads or mints one per session (before the
  * loop runs; blocking); 0 or an exit code after printing why. */
 int sim_tokens_load(struct sim *s, size_t nsessions);
+/* Applies --policies standing policies in one POST /_apply (before the
+ * loop runs; blocking); 0 or an exit code after printing why. */
+int sim_policies_apply(struct sim *s);
 /* Starts the writer thread (after every session got its first config). */
 int sim_writer_start(struct sim *s);
 /* Stops it (on the loop, before its last run) and frees its state. */

@@ -575,6 +575,7 @@ int sim_session_start(struct sim *s, size_t k)
         .ca_file = c->ca_cert_file,
         .subprotocol = HY_DP_SUBPROTOCOL,
         .limits = {.max_message = HY_DP_MAX_CONFIG},
+        .shared = s->ws_ctx,
         .cb = {ws_open, ws_message, ws_close},
         .ud = x,
     };

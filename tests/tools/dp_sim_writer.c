@@ -226,6 +226,60 @@ static int apply_burst(struct sim *s, size_t first, size_t last)
     return rc;
 }
 
+/* Standing policy j of --policies, as JSON: on service svc-<j mod
+ * services>, alternately a MeshTrafficPermission letting the next service
+ * in and a MeshTimeout of its outbounds' idle timeout (not the connection
+ * timeout that --change timeout measures). */
+static void policy_doc(const struct sim_cfg *c, size_t j, char *body, size_t bsize)
+{
+    size_t svc = j % (size_t)c->services, from = (svc + 1) % (size_t)c->services;
+    if (j % 2 == 0)
+        snprintf(body, bsize,
+                 "{\"type\":\"MeshTrafficPermission\",\"mesh\":\"%s\",\"name\":\"dp-sim-policy-"
+                 "%zu\",\"spec\":{\"targetRef\":{\"kind\":\"MeshService\",\"name\":\"svc-%zu\"},"
+                 "\"from\":[{\"targetRef\":{\"kind\":\"MeshService\",\"name\":\"svc-%zu\"},"
+                 "\"default\":{\"action\":\"Allow\"}}]}}",
+                 c->mesh, j, svc, from);
+    else
+        snprintf(body, bsize,
+                 "{\"type\":\"MeshTimeout\",\"mesh\":\"%s\",\"name\":\"dp-sim-policy-%zu\","
+                 "\"spec\":{\"targetRef\":{\"kind\":\"MeshService\",\"name\":\"svc-%zu\"},"
+                 "\"to\":[{\"targetRef\":{\"kind\":\"Mesh\"},\"default\":{\"idleTimeout\":"
+                 "\"%zus\"}}]}}",
+                 c->mesh, j, svc, 60 + j);
+}
+
+int sim_policies_apply(struct sim *s)
+{
+    const struct sim_cfg *c = s->cfg;
+    size_t n = (size_t)c->policies, per = 600, size = n * per + 1;
+    if (!n)
+        return SIM_OK;
+    char *body = malloc(size), url[1024], err[512];
+    if (!body) {
+        sim_out("error reason=out of memory for %zu policies", n);
+        return SIM_UNEXPECTED;
+    }
+    size_t len = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (len)
+            len += (size_t)snprintf(body + len, size - len, "\n---\n");
+        policy_doc(c, j, body + len, per - 8);
+        len += strlen(body + len);
+    }
+    snprintf(url, sizeof(url), "%s/_apply", c->put_api);
+    int status = 0, rc = SIM_OK;
+    uint64_t t0 = sim_now_ns();
+    if (http(c, "POST", url, body, &status, NULL, err, sizeof(err)) < 0 || status >= 300) {
+        sim_out("error reason=cannot apply the standing policies: %s", err);
+        rc = SIM_UNEXPECTED;
+    } else {
+        sim_out("policies n=%zu ms=%.1f", n, (double)(sim_now_ns() - t0) / 1e6);
+    }
+    free(body);
+    return rc;
+}
+
 /* Waits on cv (holding mu) until woken or the deadline; false past it. */
 static bool wait_until(struct writer *w, const struct timespec *deadline)
 {
