@@ -9,27 +9,34 @@
 # simulator's own RSS per session (so its cost is not counted as the
 # zone's). With --real, one more row with REAL hypha-dp processes (one
 # worker each), timed through the zone's DataplaneInsights (acked config
-# versions), to check the simulator against real sidecars.
+# versions), to check the simulator against real sidecars. The shape is the
+# scale issue's: 500 services, 20 standing policies (MeshTrafficPermissions
+# and MeshTimeouts, each on one service) applied before the sidecars come.
+# The last two columns are the ratios to the issue's goals: zone RSS per
+# sidecar <= 20 KB (KiB here), change p99 <= 50 ms up to 1000 sidecars
+# and <= 500 ms at 10000 (none set in between); above 1 is a miss.
 #
 # usage: bench/dp_scale.sh [--big] [--real] [--changes C] [--services S] [--outbounds K]
-#                          [--sizes "N ..."] [--real-count N] [--dir D]
-#   --big           add 5000 and 10000 sidecars (slow: the zone's work grows faster than N)
+#                          [--policies P] [--sizes "N ..."] [--real-count N] [--dir D]
+#   --big           add 10000 sidecars (slow: the zone's work grows faster than N)
 #   --real          add a row of --real-count (300) real hypha-dp --workers 1
 #   --changes C     measured policy changes per row (default 20)
-#   --services S    services (default 10); --outbounds K outbounds per sidecar (default 2)
-#   --sizes "..."   the simulated rows (default "100 300 1000")
+#   --services S    services (default 500); --outbounds K outbounds per sidecar (default 2)
+#   --policies P    standing policies (default 20)
+#   --sizes "..."   the simulated rows (default "1000 5000")
 #   --dir D         where data dirs go (HYPHA_BENCH_DIR, default $TMPDIR or /tmp)
 # HYPHA_BENCH_BUILD names the build directory (default build-bench, Release).
 # Prints a markdown table; writes nothing else.
 set -euo pipefail
 
-sizes="100 300 1000"
+sizes="1000 5000"
 big=0
 real=0
 real_count=300
 changes=20
-services=10
+services=500
 outbounds=2
+policies=20
 dir=${HYPHA_BENCH_DIR:-${TMPDIR:-/tmp}}
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -39,10 +46,11 @@ while [ $# -gt 0 ]; do
     --changes) changes=${2:?}; shift ;;
     --services) services=${2:?}; shift ;;
     --outbounds) outbounds=${2:?}; shift ;;
+    --policies) policies=${2:?}; shift ;;
     --sizes) sizes=${2:?}; shift ;;
     --dir) dir=${2:?}; shift ;;
     -h | --help)
-        sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -52,11 +60,13 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-[ "$big" -eq 0 ] || sizes="$sizes 5000 10000"
+[ "$big" -eq 0 ] || sizes="$sizes 10000"
 for v in changes services real_count; do
     case "${!v}" in '' | *[!0-9]* | 0) echo "dp_scale.sh: --${v//_/-} must be a positive integer" >&2; exit 2 ;; esac
 done
-case "$outbounds" in '' | *[!0-9]*) echo "dp_scale.sh: --outbounds must be an integer" >&2; exit 2 ;; esac
+for v in outbounds policies; do
+    case "${!v}" in '' | *[!0-9]*) echo "dp_scale.sh: --$v must be an integer" >&2; exit 2 ;; esac
+done
 [ "$outbounds" -lt "$services" ] || { echo "dp_scale.sh: --outbounds must be less than --services" >&2; exit 2; }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -65,7 +75,7 @@ build=${HYPHA_BENCH_BUILD:-build-bench}
 # shellcheck source=deploy/local/ports.sh
 . deploy/local/ports.sh
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHYPHA_SANITIZE=OFF -DHYPHA_FUZZ=OFF >/dev/null
-cmake --build "$build" --target hypha-zone hypha-dp hyphactl hypha-dp-sim -j "$(nproc)" >/dev/null
+cmake --build "$build" --target hypha-zone hypha-dp hyphactl hypha-dp-sim -j 2 >/dev/null
 bin="$root/$build/bin"
 command -v jq >/dev/null || { echo "dp_scale.sh: jq is required" >&2; exit 2; }
 
@@ -115,6 +125,10 @@ field() {
 }
 us_ms() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else printf "%.1f", v / 1000 }'; }
 b_kib() { awk -v v="$1" 'BEGIN { if (v == "-") print "-"; else printf "%.1f", v / 1024 }'; }
+# ratio VALUE GOAL: VALUE / GOAL as "0.52x", "-" when either is "-"
+ratio() { awk -v v="$1" -v g="$2" 'BEGIN { if (v == "-" || g == "-") print "-"; else printf "%.2fx", v / g }'; }
+# p99_goal N: the issue's change p99 goal in ms for N sidecars, "-" when it sets none
+p99_goal() { if [ "$1" -le 1000 ]; then echo 50; elif [ "$1" -ge 10000 ]; then echo 500; else echo -; fi; }
 
 rows=$tmp/rows.md
 : >"$rows"
@@ -124,23 +138,25 @@ for n in $sizes; do
     start_zone "zone-$n"
     out=$tmp/sim-$n.out
     echo "dp_scale.sh: $n simulated sidecars..." >&2
+    # --ramp 200: the zone holds at most 256 connections waiting for their Hello
     "$bin/hypha-dp-sim" --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZDATA/dp/ca.pem" \
         --api "$ZAPI" --put-api "$ZAPI" --count "$n" --services "$services" \
-        --outbounds "$outbounds" --changes "$changes" --join --zone-pid "$ZONE_PID" \
-        --ramp 128 --timeout 3600s >"$out" 2>"$tmp/sim-$n.err" || {
+        --outbounds "$outbounds" --policies "$policies" --changes "$changes" --join \
+        --zone-pid "$ZONE_PID" --ramp 200 --timeout 7200s >"$out" 2>"$tmp/sim-$n.err" || {
         echo "dp_scale.sh: hypha-dp-sim failed with $n sidecars:" >&2
         tail -n 5 "$out" "$tmp/sim-$n.err" >&2
         exit 1
     }
     connect=$(awk -v v="$(field "$out" connected sessions= ms)" 'BEGIN { printf "%.1f", v / 1000 }')
-    printf '| %s | sim | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$connect" \
-        "$(field "$out" memory zone_ zone_per_session_kb)" \
-        "$(us_ms "$(field "$out" latency 'what=all-sessions from=ack' p50_us)")" \
-        "$(us_ms "$(field "$out" latency 'what=all-sessions from=ack' p99_us)")" \
+    rss=$(field "$out" memory zone_ zone_per_session_kb)
+    p99=$(us_ms "$(field "$out" latency 'what=all-sessions from=ack' p99_us)")
+    printf '| %s | sim | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$connect" \
+        "$rss" "$(us_ms "$(field "$out" latency 'what=all-sessions from=ack' p50_us)")" "$p99" \
         "$(us_ms "$(field "$out" latency 'what=join-each-watcher' p99_us)")" \
         "$(field "$out" zone-cpu pid= per_change_ms)" \
         "$(b_kib "$(field "$out" bytes what=per-change mean)")" \
-        "$(field "$out" memory sim_ sim_per_session_kb)" >>"$rows"
+        "$(field "$out" memory sim_ sim_per_session_kb)" \
+        "$(ratio "$rss" 20)" "$(ratio "$p99" "$(p99_goal "$n")")" >>"$rows"
     stop_zone
 done
 
@@ -213,16 +229,18 @@ if [ "$real" -eq 1 ]; then
     done
     sort -n "$tmp/real-lat" >"$tmp/real-lat.sorted"
     p() { awk -v p="$1" '{ v[NR] = $1 } END { r = int(p / 100 * NR + 0.999999); if (r < 1) r = 1; printf "%.1f", v[r] / 1000 }' "$tmp/real-lat.sorted"; }
-    printf '| %s | real | %s | %s | %s | %s | - | %s | - | - |\n' "$real_count" "$connect" \
-        "$(awk -v a="$rss0" -v b="$rss1" -v n="$real_count" 'BEGIN { printf "%.1f", (b - a) / n }')" \
-        "$(p 50)" "$(p 99)" \
-        "$(awk -v t="$cpu_total" -v n="$changes" 'BEGIN { printf "%.2f", t / n }')" >>"$rows"
+    rss=$(awk -v a="$rss0" -v b="$rss1" -v n="$real_count" 'BEGIN { printf "%.1f", (b - a) / n }')
+    printf '| %s | real | %s | %s | %s | %s | - | %s | - | - | %s | %s |\n' "$real_count" \
+        "$connect" "$rss" "$(p 50)" "$(p 99)" \
+        "$(awk -v t="$cpu_total" -v n="$changes" 'BEGIN { printf "%.2f", t / n }')" \
+        "$(ratio "$rss" 20)" "$(ratio "$(p 99)" "$(p99_goal "$real_count")")" >>"$rows"
 fi
 
 echo
-echo "Zone scale ($changes changes per row, $services services, $outbounds outbounds per sidecar;" \
+echo "Zone scale ($changes changes per row, $services services, $outbounds outbounds per sidecar," \
+    "$policies standing policies (simulated rows);" \
     "$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(date -u +%Y-%m-%d))"
 echo
-echo "| sidecars | kind | connect s | zone RSS / sidecar KiB | change acked by all p50 ms | p99 ms | join p99 ms | zone CPU / change ms | config KiB / change | sim RSS / session KiB |"
-echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| sidecars | kind | connect s | zone RSS / sidecar KiB | change acked by all p50 ms | p99 ms | join p99 ms | zone CPU / change ms | config KiB / change | sim RSS / session KiB | RSS / goal | p99 / goal |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 cat "$rows"

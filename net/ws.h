@@ -157,7 +157,9 @@ struct hy_ws_client_ctx;
  * HY_ENOMEM; *out is untouched on failure. */
 int hy_ws_client_ctx_new(uv_loop_t *loop, const char *ca_file, const char *subprotocol,
                          struct hy_ws_client_ctx **out);
-/* Frees it: only once every client made on it is freed. lws closes its
+/* Frees it: only once every client made on it is freed (its handles keep
+ * the loop running until then: stop and free the clients, free it, then
+ * run the loop). lws closes its
  * handles asynchronously, so run the loop (a few iterations) before
  * uv_loop_close. NULL is fine. */
 void hy_ws_client_ctx_free(struct hy_ws_client_ctx *x);

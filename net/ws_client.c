@@ -615,9 +615,9 @@ void hy_ws_client_free(struct hy_ws_client *c)
         return;
     c->ep.stopping = true;
     do_stop(c);
-    /* on a shared context, wsis lws has yet to destroy must not reach
-     * this client's memory (an own context goes with every wsi on it) */
-    for (size_t i = 0; c->xctx != &c->own && i < LIVE_MAX; i++)
+    /* wsis lws has yet to destroy (their close ends on the loop) must not
+     * reach this client's memory: every one is on live until WSI_DESTROY */
+    for (size_t i = 0; i < LIVE_MAX; i++)
         if (c->live[i])
             lws_set_wsi_user(c->live[i], NULL);
     ctx_fini(&c->own); /* nothing when shared */

@@ -433,7 +433,9 @@ int main(int argc, char **argv)
     uv_close((uv_handle_t *)&s.tick, NULL);
     for (int i = 0; i < 2; i++)
         uv_close((uv_handle_t *)&s.sigs[i], NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    /* no loop run before the frees: the shared context's handles keep it
+     * alive until the context is freed (the frees of stopped clients need
+     * none: what lws still holds goes in the run below) */
     for (size_t k = 0; s.v && k < total; k++) {
         hy_ws_client_free(s.v[k].ws);
         sim_session_parts_fini(&s.v[k]);
