@@ -3,7 +3,8 @@
 # driven by hypha-dp-sim (every simulated sidecar a real DP session with a
 # real token and CSR). Per row: the zone's RSS per sidecar, how long a
 # policy change takes until every sidecar has it (acked by all, p50 and
-# p99, from the moment the API answered the PUT), how long one more
+# p99, from the moment the PUT was sent: the API answers a write once it
+# is durable, which may be after the sidecars have it), how long one more
 # sidecar of svc-0 takes to reach every sidecar with an outbound to svc-0
 # (join p99), the zone's CPU time and the config bytes per change, and the
 # simulator's own RSS per session (so its cost is not counted as the
@@ -149,9 +150,9 @@ for n in $sizes; do
     }
     connect=$(awk -v v="$(field "$out" connected sessions= ms)" 'BEGIN { printf "%.1f", v / 1000 }')
     rss=$(field "$out" memory zone_ zone_per_session_kb)
-    p99=$(us_ms "$(field "$out" latency 'what=all-sessions from=ack' p99_us)")
+    p99=$(us_ms "$(field "$out" latency 'what=all-sessions from=sent' p99_us)")
     printf '| %s | sim | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$connect" \
-        "$rss" "$(us_ms "$(field "$out" latency 'what=all-sessions from=ack' p50_us)")" "$p99" \
+        "$rss" "$(us_ms "$(field "$out" latency 'what=all-sessions from=sent' p50_us)")" "$p99" \
         "$(us_ms "$(field "$out" latency 'what=join-each-watcher' p99_us)")" \
         "$(field "$out" zone-cpu pid= per_change_ms)" \
         "$(b_kib "$(field "$out" bytes what=per-change mean)")" \
