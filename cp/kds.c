@@ -88,6 +88,16 @@ void hy_kds_ack_fini(Hypha__V1__Ack *ack)
     ack->n_refused = 0;
 }
 
+const char *hy_kds_changes_what(const Hypha__V1__Changes *c, char *buf, size_t size)
+{
+    if (c->snapshot && c->has_part)
+        snprintf(buf, size, " from snapshot part %u%s", (unsigned)c->part,
+                 c->more ? " (more to come)" : " (the last)");
+    else
+        snprintf(buf, size, "%s", c->snapshot ? " from a snapshot" : "");
+    return buf;
+}
+
 void hy_kds_set_str(char **dst, const char *src)
 {
     free(*dst);
@@ -156,14 +166,35 @@ int hy_kds_insight_edit(struct hy_store *s, const char *name,
     return rc;
 }
 
+void hy_kds_outbox_init(struct hy_kds_outbox *o, uint64_t acked, bool parts, size_t max_bytes)
+{
+    *o = (struct hy_kds_outbox){.acked = acked, .parts = parts, .budget = {.max_bytes = max_bytes}};
+}
+
+void hy_kds_outbox_fini(struct hy_kds_outbox *o)
+{
+    hy_kds_snap_tx_reset(&o->snap);
+    o->in_flight = o->sent_more = false;
+}
+
+bool hy_kds_has_feature(char *const *features, size_t n, const char *f)
+{
+    for (size_t i = 0; i < n; i++)
+        if (features[i] && !strcmp(features[i], f))
+            return true;
+    return false;
+}
+
 int hy_kds_outbox_next(struct hy_kds_outbox *o, struct hy_store *s,
                        const struct hy_kds_scope *scope,
                        int (*send)(void *ud, const Hypha__V1__KdsMessage *m), void *ud)
 {
     uint64_t rev = hy_store_revision(s);
-    while (!o->in_flight && o->acked < rev && o->nacked != rev) {
+    /* a peer ahead of this store (rebuilt, restored) gets a snapshot too */
+    while (!o->in_flight && (o->acked != rev || o->snap.active) && o->nacked != rev) {
         Hypha__V1__Changes *c = NULL;
-        int rc = hy_kds_collect(s, o->acked, 0, scope, &c);
+        int rc =
+            hy_kds_collect_parts(s, o->acked, scope, &o->budget, o->parts ? &o->snap : NULL, &c);
         if (rc < 0)
             return rc;
         if (!c->snapshot && c->n_upserts == 0 && c->n_deletes == 0) {
@@ -174,8 +205,11 @@ int hy_kds_outbox_next(struct hy_kds_outbox *o, struct hy_store *s,
             m.changes = c;
             if ((rc = send(ud, &m)) == 0) {
                 o->in_flight = true;
+                o->sent_more = c->more;
                 o->sent_to = c->to;
                 o->sent += c->n_upserts + c->n_deletes;
+            } else {
+                hy_kds_snap_tx_reset(&o->snap); /* that part is lost: start again */
             }
         }
         hypha__v1__changes__free_unpacked(c, NULL);
@@ -191,15 +225,17 @@ bool hy_kds_outbox_ack(struct hy_kds_outbox *o, uint64_t to)
 {
     if (!o->in_flight || to != o->sent_to)
         return false;
-    o->acked = to;
-    o->in_flight = false;
+    if (!o->sent_more)
+        o->acked = to;
+    o->in_flight = o->sent_more = false;
     return true;
 }
 
 void hy_kds_outbox_nack(struct hy_kds_outbox *o, struct hy_store *s)
 {
-    o->in_flight = false;
+    o->in_flight = o->sent_more = false;
     o->nacked = hy_store_revision(s);
+    hy_kds_snap_tx_reset(&o->snap);
 }
 
 int hy_kds_metrics_init(struct hy_kds_metrics *km, struct hy_metrics *m)

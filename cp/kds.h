@@ -20,14 +20,29 @@ bool hy_kds_to_zone(const struct hy_rtype *t, const char *origin, const char *zo
 bool hy_kds_from_zone(const struct hy_rtype *t, const char *origin, const char *zone);
 
 /* One direction's sending state: what the peer has acked, what is in
- * flight. Both ends keep one (one Changes in flight at a time). */
+ * flight. Both ends keep one (one Changes in flight at a time; a snapshot
+ * part is acked like a delta, and the next part follows its Ack). */
 struct hy_kds_outbox {
     bool in_flight;
+    bool sent_more;   /* the message in flight is a snapshot part, more to come */
     uint64_t acked;   /* store revision the peer has applied */
     uint64_t sent_to; /* revision covered by the message in flight */
     uint64_t nacked;  /* store revision when the peer last refused: wait for a newer one */
     uint64_t sent;    /* resources sent, for insights */
+    bool parts;       /* the peer takes snapshots in parts (HY_KDS_FEATURE_SNAPSHOT_PARTS) */
+    struct hy_kds_budget budget;
+    struct hy_kds_snap_tx snap; /* a snapshot being sent in parts */
 };
+
+/* Starts o afresh (o zeroed, or after hy_kds_outbox_fini) for a peer that
+ * has applied up to `acked`, takes parts or not, and gets messages of at
+ * most max_bytes (hy_kds_budget_bytes). Cannot fail. */
+void hy_kds_outbox_init(struct hy_kds_outbox *o, uint64_t acked, bool parts, size_t max_bytes);
+/* Drops a snapshot under way (the next starts from part 0); o can be
+ * initialised again. Safe on a zeroed outbox. */
+void hy_kds_outbox_fini(struct hy_kds_outbox *o);
+/* Whether the features a peer listed (Hello/Welcome.features) include f. */
+bool hy_kds_has_feature(char *const *features, size_t n, const char *f);
 
 /* Sends the next Changes of scope when none is in flight, skipping over
  * stretches of the log with nothing in scope without a message. send
@@ -36,9 +51,12 @@ struct hy_kds_outbox {
 int hy_kds_outbox_next(struct hy_kds_outbox *o, struct hy_store *s,
                        const struct hy_kds_scope *scope,
                        int (*send)(void *ud, const Hypha__V1__KdsMessage *m), void *ud);
-/* The peer acked `to`: true when that was the message in flight. */
+/* The peer acked `to`: true when that was the message in flight (its
+ * revision then counts as applied, unless it was a snapshot part with more
+ * to come). */
 bool hy_kds_outbox_ack(struct hy_kds_outbox *o, uint64_t to);
-/* The peer refused the message in flight. */
+/* The peer refused the message in flight (a snapshot under way starts
+ * again from part 0 with the next revision). */
 void hy_kds_outbox_nack(struct hy_kds_outbox *o, struct hy_store *s);
 
 /* Fair fan-out of one store's changes to many peers (the global CP's
@@ -114,6 +132,10 @@ void hy_kds_log_refused(const char *peer, const Hypha__V1__Ack *a, char *last_er
  * it); free them with hy_kds_ack_fini. 0 or HY_ENOMEM (ack then empty). */
 int hy_kds_ack_build(Hypha__V1__Ack *ack, uint64_t to, const struct hy_kds_applied *done);
 void hy_kds_ack_fini(Hypha__V1__Ack *ack);
+
+/* For a log line on applying c: "", " from a snapshot", or " from
+ * snapshot part N (more to come)" / "(the last)", written in buf. */
+const char *hy_kds_changes_what(const Hypha__V1__Changes *c, char *buf, size_t size);
 
 /* Replaces *dst with a copy of src (NULL clears). */
 void hy_kds_set_str(char **dst, const char *src);

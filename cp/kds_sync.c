@@ -2,6 +2,7 @@
  * change log, or a snapshot) and applying a peer's changes in one
  * transaction. No sockets here: kds_server/kds_client carry the messages. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,15 +15,40 @@
 
 #define S(s) ((s) ? (s) : "")
 
+struct keyset {
+    char **v;
+    size_t n;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *key_of(const char *type, const char *mesh, const char *name)
+{
+    size_t l = strlen(type) + strlen(S(mesh)) + strlen(name) + 3;
+    char *k = malloc(l);
+    if (k)
+        snprintf(k, l, "%s/%s/%s", type, S(mesh), name);
+    return k;
+}
+
 /* ----- collect ----- */
 
-static int add_upsert(Hypha__V1__Changes *c, const struct hy_resource *r, size_t *bytes)
+/* Adds r unless the message already holds something and r would take its
+ * packed size past max: then 1 (not added). 0 when added, or HY_ENOMEM. */
+static int add_upsert(Hypha__V1__Changes *c, const struct hy_resource *r, size_t *bytes, size_t max)
 {
     size_t len;
     uint8_t *p = hy_resource_pack(r, &len);
     if (!p)
         return HY_ENOMEM;
-    *bytes += len;
+    if ((c->n_upserts || c->n_deletes) && *bytes + len + 8 > max) {
+        free(p);
+        return 1;
+    }
+    *bytes += len + 8; /* with its tag and length, counted generously */
     Hypha__V1__Envelope *env = hypha__v1__envelope__unpack(NULL, len, p);
     free(p);
     if (!env)
@@ -37,8 +63,14 @@ static int add_upsert(Hypha__V1__Changes *c, const struct hy_resource *r, size_t
     return 0;
 }
 
-static int add_delete(Hypha__V1__Changes *c, const char *type, const char *mesh, const char *name)
+/* The same for a delete's key. */
+static int add_delete(Hypha__V1__Changes *c, const char *type, const char *mesh, const char *name,
+                      size_t *bytes, size_t max)
 {
+    size_t len = strlen(type) + strlen(S(mesh)) + strlen(name) + 16;
+    if ((c->n_upserts || c->n_deletes) && *bytes + len > max)
+        return 1;
+    *bytes += len;
     Hypha__V1__ResourceKey *k = malloc(sizeof(*k));
     if (!k)
         return HY_ENOMEM;
@@ -61,23 +93,68 @@ static bool in_scope(const struct hy_kds_scope *sc, const struct hy_rtype *t, co
     return t && !t->secret && sc->match(sc->ud, t, origin);
 }
 
-struct snapshot_walk {
-    const struct hy_kds_scope *scope;
-    Hypha__V1__Changes *c;
-};
-
-static int snapshot_one(void *ud, struct hy_resource *r, bool *take)
+void hy_kds_snap_tx_reset(struct hy_kds_snap_tx *t)
 {
-    struct snapshot_walk *w = ud;
-    (void)take;
-    size_t bytes = 0;
-    return in_scope(w->scope, r->type, S(r->origin)) ? add_upsert(w->c, r, &bytes) : 0;
+    free(t->after);
+    *t = (struct hy_kds_snap_tx){0};
 }
 
-static int snapshot(struct hy_store *s, const struct hy_kds_scope *scope, Hypha__V1__Changes *c)
+/* The store key of r, as hy_store_list takes it for `after`. */
+static char *store_key(const struct hy_resource *r)
 {
-    struct snapshot_walk w = {scope, c};
-    return hy_store_each(s, NULL, snapshot_one, &w);
+    return key_of(r->type->name, r->type->scope == HY_SCOPE_GLOBAL ? "" : r->meta->mesh,
+                  r->meta->name);
+}
+
+#define SNAPSHOT_PAGE 128 /* resources read per store page while collecting a snapshot */
+
+/* Adds what is in scope from where t stands, type by type in key order,
+ * until the budget is spent: *done when nothing is left. t moves past what
+ * was added. */
+static int snapshot_part(struct hy_store *s, const struct hy_kds_scope *scope, size_t max,
+                         size_t max_bytes, struct hy_kds_snap_tx *t, Hypha__V1__Changes *c,
+                         bool *done)
+{
+    size_t nt, bytes = 0;
+    const struct hy_rtype *types = hy_rtype_all(&nt);
+    int rc = 0;
+    *done = false;
+    while (t->type < nt && rc == 0) {
+        if (types[t->type].secret) {
+            t->type++;
+            continue;
+        }
+        struct hy_store_page page = {0};
+        rc = hy_store_list(s, types[t->type].name, NULL, t->after, SNAPSHOT_PAGE, &page);
+        size_t i = 0;
+        for (; i < page.n && rc == 0; i++) {
+            struct hy_resource *r = page.items[i];
+            if (!in_scope(scope, r->type, S(r->origin)))
+                continue;
+            rc = c->n_upserts >= max ? 1 : add_upsert(c, r, &bytes, max_bytes);
+        }
+        if (rc == 1) { /* full: the next part starts at the one that did not fit */
+            i--;
+            char *after = i ? store_key(page.items[i - 1]) : NULL;
+            if (i && !after)
+                rc = HY_ENOMEM;
+            else if (i) {
+                free(t->after);
+                t->after = after;
+            }
+        } else if (rc == 0) {
+            free(t->after);
+            t->after = page.next;
+            page.next = NULL;
+            if (!t->after)
+                t->type++;
+        }
+        hy_store_page_fini(&page);
+    }
+    if (rc == 1)
+        return 0;
+    *done = rc == 0;
+    return rc;
 }
 
 static int cmp_change(const void *a, const void *b)
@@ -106,11 +183,13 @@ static bool same_key(const struct hy_store_change *a, const struct hy_store_chan
     return !strcmp(a->type, b->type) && !strcmp(a->mesh, b->mesh) && !strcmp(a->name, b->name);
 }
 
-/* Each key once, in its latest state, in revision order, until the
- * upserts pack to HY_KDS_MAX_BYTES: then *cut is the revision they cover
- * (keys whose latest state comes later go in the next message), else 0. */
+/* Each key once, in its latest state, in revision order, until the next
+ * would take the message past max_bytes: then *cut is the revision they
+ * cover (keys whose latest state comes later go in the next message),
+ * else 0. */
 static int deltas(struct hy_store *s, const struct hy_store_changes *ch,
-                  const struct hy_kds_scope *scope, Hypha__V1__Changes *c, uint64_t *cut)
+                  const struct hy_kds_scope *scope, size_t max_bytes, Hypha__V1__Changes *c,
+                  uint64_t *cut)
 {
     const struct hy_store_change **v = malloc((ch->n ? ch->n : 1) * sizeof(*v));
     if (!v)
@@ -134,13 +213,14 @@ static int deltas(struct hy_store *s, const struct hy_store_changes *ch,
         struct hy_resource *r = NULL;
         if (x->op == HY_STORE_PUT && hy_store_get(s, x->type, x->mesh, x->name, &r) == 0) {
             if (in_scope(scope, r->type, S(r->origin)))
-                rc = add_upsert(c, r, &bytes);
+                rc = add_upsert(c, r, &bytes, max_bytes);
             hy_resource_free(r);
         } else {
-            rc = add_delete(c, x->type, x->mesh, x->name);
+            rc = add_delete(c, x->type, x->mesh, x->name, &bytes, max_bytes);
         }
-        if (rc == 0 && bytes >= HY_KDS_MAX_BYTES && i + 1 < n) {
-            *cut = x->revision;
+        if (rc == 1) { /* i > 0: something is in; all before i is covered */
+            *cut = v[i - 1]->revision;
+            rc = 0;
             break;
         }
     }
@@ -148,9 +228,18 @@ static int deltas(struct hy_store *s, const struct hy_store_changes *ch,
     return rc;
 }
 
-int hy_kds_collect(struct hy_store *s, uint64_t since, size_t max, const struct hy_kds_scope *scope,
-                   Hypha__V1__Changes **out)
+size_t hy_kds_budget_bytes(uint64_t own_max, uint64_t peer_max)
 {
+    uint64_t lim = own_max && (!peer_max || own_max < peer_max) ? own_max : peer_max;
+    return lim && lim / 2 < HY_KDS_MAX_BYTES ? (size_t)(lim / 2) : HY_KDS_MAX_BYTES;
+}
+
+int hy_kds_collect_parts(struct hy_store *s, uint64_t since, const struct hy_kds_scope *scope,
+                         const struct hy_kds_budget *b, struct hy_kds_snap_tx *parts,
+                         Hypha__V1__Changes **out)
+{
+    size_t max = b && b->max_changes ? b->max_changes : HY_KDS_MAX_CHANGES;
+    size_t max_bytes = b && b->max_bytes ? b->max_bytes : HY_KDS_MAX_BYTES;
     Hypha__V1__Changes *c = malloc(sizeof(*c));
     if (!c)
         return HY_ENOMEM;
@@ -161,15 +250,29 @@ int hy_kds_collect(struct hy_store *s, uint64_t since, size_t max, const struct 
      * again next time, which is harmless; the reverse would lose it */
     uint64_t rev = hy_store_revision(s);
     struct hy_store_changes ch = {0};
-    int rc =
-        since > rev ? HY_ETOOOLD : hy_store_changes(s, since, max ? max : HY_KDS_MAX_CHANGES, &ch);
+    struct hy_kds_snap_tx whole = {0}, *t = parts ? parts : &whole;
+    /* a snapshot under way goes on; a peer ahead of this store gets one */
+    int rc = t->active || since > rev ? HY_ETOOOLD : hy_store_changes(s, since, max, &ch);
     if (rc == HY_ETOOOLD) {
+        bool done = false;
+        if (!t->active)
+            *t = (struct hy_kds_snap_tx){.to = rev};
         c->has_snapshot = c->snapshot = 1;
-        c->to = rev;
-        rc = snapshot(s, scope, c);
+        c->to = t->to;
+        /* a peer without parts takes it whole, as v1 did */
+        rc = parts ? snapshot_part(s, scope, max, max_bytes, t, c, &done)
+                   : snapshot_part(s, scope, SIZE_MAX, SIZE_MAX, t, c, &done);
+        if (rc == 0 && (t->part || !done)) {
+            c->has_part = c->has_more = 1;
+            c->part = t->part++;
+            c->more = !done;
+        }
+        t->active = rc == 0 && !done;
+        if (!t->active)
+            hy_kds_snap_tx_reset(t);
     } else if (rc == 0) {
         uint64_t cut = 0;
-        rc = deltas(s, &ch, scope, c, &cut);
+        rc = deltas(s, &ch, scope, max_bytes, c, &cut);
         c->to = cut ? cut : ch.to;
     }
     hy_store_changes_fini(&ch);
@@ -181,26 +284,14 @@ int hy_kds_collect(struct hy_store *s, uint64_t since, size_t max, const struct 
     return 0;
 }
 
+int hy_kds_collect(struct hy_store *s, uint64_t since, size_t max, const struct hy_kds_scope *scope,
+                   Hypha__V1__Changes **out)
+{
+    struct hy_kds_budget b = {.max_changes = max};
+    return hy_kds_collect_parts(s, since, scope, &b, NULL, out);
+}
+
 /* ----- apply ----- */
-
-struct keyset {
-    char **v;
-    size_t n;
-};
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static char *key_of(const char *type, const char *mesh, const char *name)
-{
-    size_t l = strlen(type) + strlen(S(mesh)) + strlen(name) + 3;
-    char *k = malloc(l);
-    if (k)
-        snprintf(k, l, "%s/%s/%s", type, S(mesh), name);
-    return k;
-}
 
 static void batch_free(struct hy_store_write *w, size_t n)
 {
@@ -369,6 +460,10 @@ static int upsert_write(struct hy_store *s, const Hypha__V1__Envelope *env,
         goto out_free;
     why[0] = '\0';
     if (o->admit && !o->admit(o->ud, HY_STORE_PUT, r, rc == 0 ? old : NULL, why, sizeof(why))) {
+        if (rc == HY_ENOTFOUND) { /* nothing here to keep: a snapshot's key set stays bounded */
+            free(*keep_key);
+            *keep_key = NULL;
+        }
         rc = refuse(out, type, mesh, name, "%s", why[0] ? why : "refused");
         goto out_refused;
     }
@@ -440,6 +535,69 @@ static int grow(struct hy_store_write **w, size_t n, size_t *cap)
     return 0;
 }
 
+void hy_kds_snap_rx_reset(struct hy_kds_snap_rx *rx)
+{
+    if (!rx)
+        return;
+    for (size_t i = 0; i < rx->n; i++)
+        free(rx->keys[i]);
+    free(rx->keys);
+    *rx = (struct hy_kds_snap_rx){0};
+}
+
+/* Moves the (sorted) keys of one part into rx's sorted, unique set. */
+static int rx_merge(struct hy_kds_snap_rx *rx, struct keyset *part)
+{
+    size_t need = rx->n + part->n;
+    char **v = malloc((need ? need : 1) * sizeof(*v));
+    if (!v)
+        return HY_ENOMEM;
+    size_t i = 0, j = 0, n = 0;
+    while (i < rx->n || j < part->n) {
+        int d = i == rx->n ? 1 : j == part->n ? -1 : strcmp(rx->keys[i], part->v[j]);
+        char *k = d <= 0 ? rx->keys[i++] : part->v[j++];
+        if (d == 0)
+            free(part->v[j++]);
+        if (n && !strcmp(v[n - 1], k))
+            free(k);
+        else
+            v[n++] = k;
+    }
+    free(rx->keys);
+    rx->keys = v;
+    rx->n = n;
+    rx->cap = need;
+    part->n = 0;
+    return 0;
+}
+
+/* Where c stands among the parts of a snapshot: 0 (not a part), 1 (a part
+ * in order, rx ready for it), or a negative code with err filled. */
+static int rx_check(const Hypha__V1__Changes *c, struct hy_kds_snap_rx *rx, char *err,
+                    size_t errsize)
+{
+    if (!c->snapshot || (!c->more && !c->part)) {
+        hy_kds_snap_rx_reset(rx); /* a snapshot cut short is dropped: it deletes nothing */
+        return 0;
+    }
+    if (!rx) {
+        snprintf(err, errsize, "a snapshot in parts, which this side did not ask for");
+        return HY_EINVAL;
+    }
+    if (c->part == 0) {
+        hy_kds_snap_rx_reset(rx);
+        *rx = (struct hy_kds_snap_rx){.active = true, .to = c->to};
+    } else if (!rx->active || c->part != rx->next || c->to != rx->to) {
+        snprintf(err, errsize,
+                 "snapshot part %u of revision %llu out of order (expected part %u of %llu)",
+                 (unsigned)c->part, (unsigned long long)c->to, (unsigned)rx->next,
+                 (unsigned long long)rx->to);
+        hy_kds_snap_rx_reset(rx);
+        return HY_EINVAL;
+    }
+    return 1;
+}
+
 int hy_kds_apply(struct hy_store *s, const Hypha__V1__Changes *c, const struct hy_kds_apply_opts *o,
                  struct hy_kds_applied *out, char *err, size_t errsize)
 {
@@ -454,7 +612,9 @@ int hy_kds_apply(struct hy_store *s, const Hypha__V1__Changes *c, const struct h
     size_t cap = c->n_upserts + c->n_deletes + 16, n = 0;
     struct hy_store_write *w = calloc(cap, sizeof(*w));
     struct keyset keep = {0};
-    int rc = w ? 0 : HY_ENOMEM;
+    struct hy_kds_snap_rx *rx = o->parts;
+    int part = rx_check(c, rx, err, errsize);
+    int rc = part < 0 ? part : w ? 0 : HY_ENOMEM;
     if (rc == 0 && c->snapshot) {
         keep.v = malloc((c->n_upserts ? c->n_upserts : 1) * sizeof(char *));
         rc = keep.v ? 0 : HY_ENOMEM;
@@ -480,7 +640,17 @@ int hy_kds_apply(struct hy_store *s, const Hypha__V1__Changes *c, const struct h
     }
     if (rc == 0 && c->snapshot) {
         qsort(keep.v, keep.n, sizeof(char *), cmp_str);
-        rc = replace_rest(s, o->replace, &keep, &w, &n, &cap);
+        if (part > 0) /* the parts' keys together; keep takes them for the last part */
+            rc = rx_merge(rx, &keep);
+        if (rc == 0 && part > 0 && !c->more) {
+            free(keep.v);
+            keep = (struct keyset){rx->keys, rx->n};
+            rx->keys = NULL;
+            rx->n = rx->cap = 0;
+        }
+        /* only the whole snapshot says what is gone */
+        if (rc == 0 && !c->more)
+            rc = replace_rest(s, o->replace, &keep, &w, &n, &cap);
     }
     if (rc == 0 && o->also && (rc = grow(&w, n, &cap)) == 0) {
         struct hy_resource *dup = hy_resource_dup(o->also);
@@ -502,6 +672,10 @@ int hy_kds_apply(struct hy_store *s, const Hypha__V1__Changes *c, const struct h
                 (*(w[i].op == HY_STORE_PUT ? &res->upserts : &res->deletes))++;
         res->revision = hy_store_revision(s);
     }
+    if (part > 0 && (rc < 0 || !c->more))
+        hy_kds_snap_rx_reset(rx); /* done, or failed: the sender starts again from part 0 */
+    else if (part > 0)
+        rx->next++;
     if (rc < 0 && !err[0])
         snprintf(err, errsize, "%s", hy_strerror(rc));
     if (rc < 0 || !out)

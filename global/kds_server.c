@@ -25,6 +25,8 @@ struct session {
     char zone[254];
     char version[64];
     struct hy_kds_outbox out;                /* global changes going down */
+    struct hy_kds_snap_rx rx;                /* a snapshot of the zone's arriving in parts */
+    uint64_t max_message;                    /* the zone's --kds-max-message (0: unknown) */
     struct hy_kds_fanout_item fan;           /* its place in the server's fan-out queue */
     struct hy_series *fan_wait, *fan_served; /* hypha_kds_fanout_*{zone} */
     uint64_t received;
@@ -96,16 +98,23 @@ static int send_msg(void *ud, const Hypha__V1__KdsMessage *m)
     int rc = hy_cp_session_send(&s->base, &m->base, &len);
     if (rc == 0)
         hy_kds_count(&srv_of(s)->metrics, "sent", m, len);
-    /* deltas are cut well under the limit; a snapshot goes whole, and a
-     * zone with the same limit refuses it (1009) and reconnects to the same */
+    /* messages are cut under half of both limits; what still passes one
+     * is a snapshot to a zone that takes it whole only (an older zone), or
+     * a single resource larger than the budget */
     uint64_t max = srv_of(s)->g->cfg->kds_max_message;
-    if (rc == 0 && m->msg_case == HYPHA__V1__KDS_MESSAGE__MSG_CHANGES && m->changes->snapshot &&
-        max && len > max)
+    if (s->max_message && (!max || s->max_message < max))
+        max = s->max_message;
+    if (rc == 0 && m->msg_case == HYPHA__V1__KDS_MESSAGE__MSG_CHANGES && max && len > max)
         hy_log(HY_LOG_ERROR, "kds",
-               "zone %s: sent a snapshot of %zu bytes (%zu resources), over --kds-max-message "
-               "(%llu): a zone with that limit cannot take it; raise --kds-max-message on the "
-               "global CP and the zone (snapshots are not cut into parts yet)",
-               s->zone, len, m->changes->n_upserts, (unsigned long long)max);
+               "zone %s: sent %s of %zu bytes (%zu resources), over --kds-max-message (%llu): a "
+               "zone with that limit cannot take it; %s",
+               s->zone, m->changes->snapshot ? "a snapshot" : "changes", len, m->changes->n_upserts,
+               (unsigned long long)max,
+               m->changes->snapshot && !s->out.parts
+                   ? "that zone does not take snapshots in parts (an older version): upgrade it "
+                     "or raise --kds-max-message on the global CP and the zone"
+                   : "a single resource is that large: raise --kds-max-message on the global CP "
+                     "and the zone");
     return rc;
 }
 
@@ -641,7 +650,8 @@ static void on_changes(struct session *s, const Hypha__V1__Changes *c)
                                   .transform = take_from_zone,
                                   .transform_key = take_key,
                                   .admit = admit,
-                                  .ud = s};
+                                  .ud = s,
+                                  .parts = &s->rx};
     struct hy_kds_applied done = {0};
     char err[256];
     Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
@@ -651,7 +661,8 @@ static void on_changes(struct session *s, const Hypha__V1__Changes *c)
     int rc = services_build(s, c);
     /* the zone's synced revision is recorded in the same transaction */
     s->received += c->n_upserts + c->n_deletes;
-    struct insight_edit e = {s, INS_UPDATE, c->to};
+    /* a snapshot part short of the last leaves it where it was */
+    struct insight_edit e = {s, INS_UPDATE, c->snapshot && c->more ? 0 : c->to};
     struct hy_resource *zi = NULL;
     if (rc == 0 &&
         hy_kds_insight_build(srv_of(s)->g->cp.store, s->zone, edit_insight, &e, &zi) == 0)
@@ -662,7 +673,7 @@ static void on_changes(struct session *s, const Hypha__V1__Changes *c)
         snprintf(err, sizeof(err), "%s", hy_strerror(rc));
     hy_resource_free(zi);
     services_free(s);
-    if (rc < 0 || c->snapshot)
+    if (rc < 0 || (c->snapshot && !c->more))
         usage_of(s); /* counted as judged: recount what was really stored */
     if (rc == 0 && hy_kds_ack_build(&ack, c->to, &done) < 0) {
         rc = HY_ENOMEM;
@@ -687,9 +698,10 @@ static void on_changes(struct session *s, const Hypha__V1__Changes *c)
             insight(s, INS_UPDATE, 0);
             s->refused = NULL;
         }
+        char what[64];
         hy_log(HY_LOG_INFO, "kds",
                "zone %s: applied %zu upserts, %zu deletes%s, refused %zu (zone revision %llu)",
-               s->zone, done.upserts, done.deletes, c->snapshot ? " from a snapshot" : "",
+               s->zone, done.upserts, done.deletes, hy_kds_changes_what(c, what, sizeof(what)),
                done.n_refused, (unsigned long long)c->to);
     } else {
         s->received -= c->n_upserts + c->n_deletes;
@@ -825,7 +837,13 @@ static void on_hello(struct session *s, const Hypha__V1__Hello *h)
         reject(s, reason);
         return;
     }
-    s->out = (struct hy_kds_outbox){.acked = h->acked_global_revision};
+    /* an older zone lists no features: it gets snapshots whole, as before */
+    s->max_message = h->max_message;
+    hy_kds_outbox_fini(&s->out);
+    hy_kds_outbox_init(
+        &s->out, h->acked_global_revision,
+        hy_kds_has_feature(h->features, h->n_features, HY_KDS_FEATURE_SNAPSHOT_PARTS),
+        hy_kds_budget_bytes(srv->g->cfg->kds_max_message, h->max_message));
     s->last_error[0] = '\0';
     if ((rc = usage_of(s)) < 0)
         hy_log(HY_LOG_ERROR, "kds", "zone %s: cannot count what it keeps here: %s", s->zone,
@@ -836,6 +854,11 @@ static void on_hello(struct session *s, const Hypha__V1__Hello *h)
     w.global_instance_id = srv->g->cp.instance_id;
     w.has_acked_zone_revision = 1;
     w.acked_zone_revision = synced_revision(srv->g, s->zone);
+    char *features[] = {HY_KDS_FEATURE_SNAPSHOT_PARTS};
+    w.features = features;
+    w.n_features = 1;
+    w.has_max_message = srv->g->cfg->kds_max_message > 0;
+    w.max_message = srv->g->cfg->kds_max_message;
     m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_WELCOME;
     m.welcome = &w;
     hy_log(HY_LOG_INFO, "kds",
@@ -903,6 +926,8 @@ static void fini(struct hy_cp_session *cs)
 {
     struct session *s = (struct session *)cs;
     hy_kds_fanout_remove(&srv_of(s)->fanout, &s->fan);
+    hy_kds_outbox_fini(&s->out);
+    hy_kds_snap_rx_reset(&s->rx);
 }
 
 static void on_close(struct hy_cp_session *cs, int code, const char *reason)

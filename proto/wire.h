@@ -11,6 +11,10 @@
 #define HY_KDS_SUBPROTOCOL "hypha.kds.v1" /* KdsMessage frames (kds.proto) */
 #define HY_DP_SUBPROTOCOL "hypha.dp.v2"   /* DpMessage frames (dp.proto); v2: configs in parts */
 
+/* KDS features a peer lists in Hello/Welcome.features: the other side
+ * uses one only when the peer listed it (an older peer gets v1 as it was). */
+#define HY_KDS_FEATURE_SNAPSHOT_PARTS "snapshot-parts" /* takes Changes.more/part */
+
 /* What a sidecar or an ingress may send its zone (every byte is hostile
  * until these checks pass). A real DpHello is 2-5 KiB: a Dataplane, a JWT
  * and a P-256 CSR; the websocket layer closes anything over

@@ -24,6 +24,7 @@ struct hy_kds_client {
     bool welcomed, rejected;
     uint64_t global_applied;  /* global revision applied here (persisted) */
     struct hy_kds_outbox out; /* our changes going up */
+    struct hy_kds_snap_rx rx; /* a snapshot from the global CP arriving in parts */
     uint64_t received;
     char last_error[256];
     struct hy_kds_metrics metrics;
@@ -142,8 +143,11 @@ static void on_store_change(struct hy_store_uv_watch *w, uint64_t revision)
 static void on_changes(struct hy_kds_client *k, const Hypha__V1__Changes *c)
 {
     struct hy_kds_scope accept = {synced_here, k}, replace = {from_global, k};
-    struct hy_kds_apply_opts o = {
-        .accept = &accept, .replace = &replace, .transform = take_from_global, .ud = k};
+    struct hy_kds_apply_opts o = {.accept = &accept,
+                                  .replace = &replace,
+                                  .transform = take_from_global,
+                                  .ud = k,
+                                  .parts = &k->rx};
     struct hy_kds_applied done = {0};
     char err[256];
     Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
@@ -152,7 +156,9 @@ static void on_changes(struct hy_kds_client *k, const Hypha__V1__Changes *c)
     /* how far we got is recorded in the same transaction as the changes */
     uint64_t before = k->global_applied;
     struct hy_resource *own = NULL;
-    k->global_applied = c->to;
+    /* a snapshot part short of the last leaves it where it was: a drop
+     * before the last part brings the whole snapshot again */
+    k->global_applied = c->snapshot && c->more ? before : c->to;
     k->last_error[0] = '\0';
     if (hy_kds_insight_build(k->z->cp.store, k->z->cfg->zone, edit_own, k, &own) == 0)
         o.also = own;
@@ -169,11 +175,12 @@ static void on_changes(struct hy_kds_client *k, const Hypha__V1__Changes *c)
         /* what we could not take (a newer global's type, say) is named to
          * the global CP and here, and the stream goes on */
         hy_kds_log_refused("this zone", &ack, k->last_error, sizeof(k->last_error));
+        char what[64];
         hy_log(HY_LOG_INFO, "kds",
                "applied %zu upserts, %zu deletes%s from the global control plane, refused %zu "
                "(revision %llu)",
-               done.upserts, done.deletes, c->snapshot ? " from a snapshot" : "", done.n_refused,
-               (unsigned long long)c->to);
+               done.upserts, done.deletes, hy_kds_changes_what(c, what, sizeof(what)),
+               done.n_refused, (unsigned long long)c->to);
     } else {
         k->global_applied = before;
         nack.has_to = 1;
@@ -201,7 +208,13 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
     switch (m->msg_case) {
     case HYPHA__V1__KDS_MESSAGE__MSG_WELCOME:
         k->welcomed = true;
-        k->out = (struct hy_kds_outbox){.acked = m->welcome->acked_zone_revision};
+        /* an older global CP lists no features: it gets our snapshots whole */
+        hy_kds_outbox_fini(&k->out);
+        hy_kds_outbox_init(
+            &k->out, m->welcome->acked_zone_revision,
+            hy_kds_has_feature(m->welcome->features, m->welcome->n_features,
+                               HY_KDS_FEATURE_SNAPSHOT_PARTS),
+            hy_kds_budget_bytes(k->z->cfg->kds_max_message, m->welcome->max_message));
         hy_log(HY_LOG_INFO, "kds",
                "connected to the global control plane %s (it has our changes up to %llu)",
                m->welcome->global_instance_id ? m->welcome->global_instance_id : "?",
@@ -269,7 +282,9 @@ static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
                cfg->zone_token_file ? cfg->zone_token_file : "(no --zone-token-file)",
                strerror(errno));
     k->welcomed = k->rejected = false;
-    k->out = (struct hy_kds_outbox){0};
+    hy_kds_outbox_fini(&k->out);
+    hy_kds_outbox_init(&k->out, 0, false, 0);
+    hy_kds_snap_rx_reset(&k->rx);
     hy_kds_insight_edit(k->z->cp.store, cfg->zone, edit_connect, k);
     Hypha__V1__Hello h = HYPHA__V1__HELLO__INIT;
     Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
@@ -279,6 +294,11 @@ static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
     h.has_acked_global_revision = 1;
     h.acked_global_revision = k->global_applied;
     h.instance_id = k->z->cp.instance_id;
+    char *features[] = {HY_KDS_FEATURE_SNAPSHOT_PARTS};
+    h.features = features;
+    h.n_features = 1;
+    h.has_max_message = cfg->kds_max_message > 0;
+    h.max_message = cfg->kds_max_message;
     m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_HELLO;
     m.hello = &h;
     hy_log(HY_LOG_INFO, "kds", "connected to %s; sending Hello (has global revision %llu)", peer,
@@ -294,8 +314,9 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
     bool was = k->welcomed;
     k->welcomed = false;
     hy_zone_ca_disconnected(k->z);
-    k->out.in_flight = false;
-    if (!k->rejected) /* a Reject says more than the close that follows it */
+    hy_kds_outbox_fini(&k->out);
+    hy_kds_snap_rx_reset(&k->rx); /* its parts so far stay, as upserts only */
+    if (!k->rejected)             /* a Reject says more than the close that follows it */
         snprintf(k->last_error, sizeof(k->last_error), "%s (%d)", reason, code);
     hy_kds_insight_edit(k->z->cp.store, k->z->cfg->zone, edit_disconnect, k);
     hy_log(was ? HY_LOG_WARN : HY_LOG_INFO, "kds",
@@ -372,6 +393,8 @@ void hy_zone_kds_free(struct hy_zone *z)
     if (!k)
         return;
     hy_ws_client_free(k->ws);
+    hy_kds_outbox_fini(&k->out);
+    hy_kds_snap_rx_reset(&k->rx);
     free(k);
     z->kds = NULL;
 }

@@ -168,7 +168,7 @@ static Hypha__V1__Changes *build(struct in *in)
     c->to = 1;
     Hypha__V1__Envelope *last = NULL;
     for (int steps = 0; in->n && steps < 64; steps++) {
-        unsigned op = byte(in) % 12;
+        unsigned op = byte(in) % 13;
         if (op == 0 || !last) {
             Hypha__V1__Envelope **v = realloc(c->upserts, (c->n_upserts + 1) * sizeof(*v));
             if (!v)
@@ -210,6 +210,11 @@ static Hypha__V1__Changes *build(struct in *in)
         case 11:
             c->has_snapshot = 1;
             c->snapshot = !c->snapshot;
+            break;
+        case 12: /* a snapshot part: which one, and whether more follow */
+            c->has_part = c->has_more = 1;
+            c->part = byte(in) % 4;
+            c->more = byte(in) & 1;
             break;
         }
     }
@@ -272,12 +277,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     struct hy_kds_scope up = {from_east, NULL}, owned = {owned_by_east, NULL};
     struct hy_kds_scope down = {to_east, NULL};
+    /* a snapshot in parts is gathered from one input to the next, as a
+     * connection gathers it from one message to the next */
+    static struct hy_kds_snap_rx rx_global, rx_zone;
     struct hy_kds_apply_opts global_side = {.accept = &up,
                                             .replace = &owned,
                                             .transform = rename_east,
                                             .transform_key = rename_key,
-                                            .admit = admit};
-    struct hy_kds_apply_opts zone_side = {.accept = &down, .replace = &down};
+                                            .admit = admit,
+                                            .parts = &rx_global};
+    struct hy_kds_apply_opts zone_side = {.accept = &down, .replace = &down, .parts = &rx_zone};
     struct hy_kds_applied done;
     char err[256];
     if (hy_kds_apply(store, c, &global_side, &done, err, sizeof(err)) == 0)
@@ -287,6 +296,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     Hypha__V1__Changes *out = NULL;
     if (hy_kds_collect(store, 0, 0, &down, &out) == 0)
         hypha__v1__changes__free_unpacked(out, NULL);
+    /* and as a snapshot in small parts (a peer ahead of the store) */
+    struct hy_kds_budget b = {.max_changes = 3, .max_bytes = 512};
+    struct hy_kds_snap_tx tx = {0};
+    for (int i = 0; i < 16; i++) {
+        if (hy_kds_collect_parts(store, UINT64_MAX, &down, &b, &tx, &out) < 0)
+            break;
+        hypha__v1__changes__free_unpacked(out, NULL);
+        if (!tx.active)
+            break;
+    }
+    hy_kds_snap_tx_reset(&tx);
     hypha__v1__changes__free_unpacked(c, NULL);
     return 0;
 }

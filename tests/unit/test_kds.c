@@ -1,7 +1,9 @@
 /* Unit tests of the KDS sync engine on two real stores: deltas, snapshots
  * past compaction, scopes, renames, chunking, and that a resync never
- * deletes what it keeps (chunks by count and by size); the skipped-resource metrics and the order
- * of the global CP's fan-out to zones. */
+ * deletes what it keeps (chunks by count and by size); snapshots in parts
+ * under a peer's message limit, whose deletions wait for the last part; the
+ * skipped-resource metrics and the order of the global CP's fan-out to
+ * zones. */
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -627,6 +629,268 @@ static void test_chunk_bytes(void **state)
     hy_store_page_fini(&page);
 }
 
+/* ----- snapshots in parts ----- */
+
+/* n MeshTrafficPermissions of about 1 KiB each (16 labels). */
+static void put_many(struct hy_store *s, const char *prefix, int n)
+{
+    char name[64], key[16], value[61];
+    memset(value, 'x', 60);
+    value[60] = '\0';
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "%s-%04d", prefix, i);
+        struct hy_resource *r = make("MeshTrafficPermission", "default", name, NULL);
+        for (int k = 0; k < 16; k++) {
+            snprintf(key, sizeof(key), "label-%02d", k);
+            add_label(r, key, value);
+        }
+        struct hy_store_write w;
+        assert_int_equal(hy_store_put(s, r, HY_VERSION_ANY, &w), 0);
+        hy_resource_free(r);
+    }
+}
+
+static size_t count_of(struct hy_store *s, const char *type)
+{
+    struct hy_store_page page = {0};
+    assert_int_equal(hy_store_list(s, type, NULL, NULL, 1, &page), 0);
+    size_t n = page.total;
+    hy_store_page_fini(&page);
+    return n;
+}
+
+/* The packed size of c as a KdsMessage: what the websocket carries. */
+static size_t wire_size(Hypha__V1__Changes *c)
+{
+    Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
+    m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_CHANGES;
+    m.changes = c;
+    return hypha__v1__kds_message__get_packed_size(&m);
+}
+
+/* The sender's log no longer reaches back, so the receiver (which holds a
+ * stale policy the sender deleted, and its own Dataplane) gets a snapshot.
+ * Returns the revision it had applied. */
+static uint64_t behind_horizon(struct fx *f, int n)
+{
+    put(f->a, "Mesh", NULL, "default", NULL, NULL);
+    put(f->a, "MeshTrafficPermission", "default", "stale", NULL, "1");
+    uint64_t since = 0;
+    struct hy_kds_applied done;
+    hypha__v1__changes__free_unpacked(sync(f, &since, &done), NULL);
+    put(f->b, "Dataplane", "default", "local-dp", "east", NULL);
+    assert_int_equal(
+        hy_store_delete(f->a, "MeshTrafficPermission", "default", "stale", HY_VERSION_ANY), 0);
+    put_many(f->a, "p", n);
+    assert_int_equal(hy_store_compact(f->a, hy_store_revision(f->a)), 0);
+    return since;
+}
+
+static void test_snapshot_budget(void **state)
+{
+    (void)state;
+    assert_int_equal(hy_kds_budget_bytes(0, 0), HY_KDS_MAX_BYTES);
+    assert_int_equal(hy_kds_budget_bytes(4u << 20, 0), HY_KDS_MAX_BYTES);
+    assert_int_equal(hy_kds_budget_bytes(4u << 20, 64u << 10), 32u << 10);
+    assert_int_equal(hy_kds_budget_bytes(64u << 10, 4u << 20), 32u << 10);
+    assert_int_equal(hy_kds_budget_bytes(0, 100u << 10), 50u << 10);
+}
+
+/* A snapshot of 300 KiB towards a peer whose limit is 64 KiB: every part
+ * under the limit, numbered in order, the same revision, `more` on all but
+ * the last; the receiver removes what the snapshot lacks only with the
+ * last part, and never touches what it keeps. */
+static void test_snapshot_parts(void **state)
+{
+    struct fx *f = *state;
+    const size_t limit = 64u << 10;
+    uint64_t since = behind_horizon(f, 300);
+    struct hy_kds_budget b = {.max_bytes = hy_kds_budget_bytes(4u << 20, limit)};
+    struct hy_kds_snap_tx tx = {0};
+    struct hy_kds_snap_rx rx = {0};
+    struct hy_kds_apply_opts o = {.accept = &zone_scope, .replace = &zone_scope, .parts = &rx};
+    uint64_t b_before = hy_store_revision(f->b), to = 0;
+    size_t parts = 0, total = 0;
+    bool more = true;
+    while (more) {
+        Hypha__V1__Changes *c = NULL;
+        assert_int_equal(hy_kds_collect_parts(f->a, since, &zone_scope, &b, &tx, &c), 0);
+        assert_true(c->snapshot);
+        assert_true(c->has_part);
+        assert_int_equal(c->part, parts);
+        if (parts == 0)
+            to = c->to;
+        assert_int_equal(c->to, to);
+        assert_true(wire_size(c) < limit);
+        total += wire_size(c);
+        more = c->more;
+        assert_int_equal(tx.active, more);
+        struct hy_kds_applied done;
+        char err[256];
+        assert_int_equal(hy_kds_apply(f->b, c, &o, &done, err, sizeof(err)), 0);
+        assert_int_equal(done.n_refused, 0);
+        assert_int_equal(done.deletes, more ? 0 : 1); /* stale goes with the last part */
+        hy_kds_applied_fini(&done);
+        assert_int_equal(has(f->b, "MeshTrafficPermission", "default", "stale"), more);
+        hypha__v1__changes__free_unpacked(c, NULL);
+        parts++;
+    }
+    assert_true(total > 300u << 10);
+    assert_true(parts >= 5);
+    assert_false(rx.active);
+    assert_int_equal(count_of(f->b, "MeshTrafficPermission"), 300);
+    assert_true(has(f->b, "Dataplane", "default", "local-dp"));
+    same_resource(f, "MeshTrafficPermission", "default", "p-0299");
+    /* nothing the snapshot carries was deleted on the way: one delete only */
+    struct hy_store_changes ch = {0};
+    assert_int_equal(hy_store_changes(f->b, b_before, 0, &ch), 0);
+    size_t deletes = 0;
+    for (size_t i = 0; i < ch.n; i++)
+        deletes += ch.v[i].op == HY_STORE_DELETE;
+    assert_int_equal(deletes, 1);
+    hy_store_changes_fini(&ch);
+    /* the same snapshot whole (a peer without the feature): one message */
+    Hypha__V1__Changes *c = NULL;
+    assert_int_equal(hy_kds_collect_parts(f->a, since, &zone_scope, &b, NULL, &c), 0);
+    assert_true(c->snapshot);
+    assert_false(c->has_part || c->has_more);
+    assert_int_equal(c->n_upserts, 301);
+    hypha__v1__changes__free_unpacked(c, NULL);
+}
+
+/* The connection drops after two parts: they stay applied as upserts, and
+ * nothing is deleted. A part out of order, or any part at a receiver that
+ * did not ask for parts, is refused and deletes nothing. The snapshot sent
+ * again from part 0 completes. */
+static void test_snapshot_parts_drop(void **state)
+{
+    struct fx *f = *state;
+    uint64_t since = behind_horizon(f, 200);
+    struct hy_kds_budget b = {.max_bytes = 16u << 10};
+    struct hy_kds_snap_tx tx = {0};
+    struct hy_kds_snap_rx rx = {0};
+    struct hy_kds_apply_opts o = {.accept = &zone_scope, .replace = &zone_scope, .parts = &rx};
+    struct hy_kds_applied done;
+    char err[256];
+    Hypha__V1__Changes *c[3] = {0};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(hy_kds_collect_parts(f->a, since, &zone_scope, &b, &tx, &c[i]), 0);
+        assert_true(c[i]->more);
+    }
+    /* a receiver that did not ask for parts refuses one */
+    struct hy_kds_apply_opts v1 = {.accept = &zone_scope, .replace = &zone_scope};
+    assert_true(hy_kds_apply(f->b, c[0], &v1, &done, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "did not ask for"));
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(hy_kds_apply(f->b, c[i], &o, &done, err, sizeof(err)), 0);
+        hy_kds_applied_fini(&done);
+    }
+    assert_true(rx.active);
+    assert_int_equal(rx.next, 2);
+    size_t got = count_of(f->b, "MeshTrafficPermission");
+    assert_true(got > 1 && got < 201);
+    /* the drop: both sides forget the snapshot; what arrived stays */
+    hy_kds_snap_rx_reset(&rx);
+    hy_kds_snap_tx_reset(&tx);
+    assert_true(has(f->b, "MeshTrafficPermission", "default", "stale"));
+    assert_int_equal(count_of(f->b, "MeshTrafficPermission"), got);
+    /* a part that does not follow (here: part 2 with no part 0 before) */
+    assert_true(hy_kds_apply(f->b, c[2], &o, &done, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "out of order"));
+    assert_true(has(f->b, "MeshTrafficPermission", "default", "stale"));
+    for (int i = 0; i < 3; i++)
+        hypha__v1__changes__free_unpacked(c[i], NULL);
+    /* again from part 0 (the sender's acked revision did not move) */
+    size_t parts = 0;
+    bool more = true;
+    while (more) {
+        Hypha__V1__Changes *x = NULL;
+        assert_int_equal(hy_kds_collect_parts(f->a, since, &zone_scope, &b, &tx, &x), 0);
+        assert_int_equal(x->part, parts++);
+        more = x->more;
+        assert_int_equal(hy_kds_apply(f->b, x, &o, &done, err, sizeof(err)), 0);
+        hy_kds_applied_fini(&done);
+        hypha__v1__changes__free_unpacked(x, NULL);
+    }
+    assert_false(has(f->b, "MeshTrafficPermission", "default", "stale"));
+    assert_int_equal(count_of(f->b, "MeshTrafficPermission"), 200);
+    assert_true(has(f->b, "Dataplane", "default", "local-dp"));
+}
+
+struct wire {
+    Hypha__V1__Changes *last; /* the message the outbox sent, as the peer reads it */
+    size_t sent;
+};
+
+static int capture(void *ud, const Hypha__V1__KdsMessage *m)
+{
+    struct wire *w = ud;
+    size_t len;
+    uint8_t *p = hy_wire_pack(&m->base, &len);
+    Hypha__V1__KdsMessage *x = hypha__v1__kds_message__unpack(NULL, len, p);
+    free(p);
+    w->last = x->changes;
+    x->changes = NULL;
+    x->msg_case = HYPHA__V1__KDS_MESSAGE__MSG__NOT_SET;
+    hypha__v1__kds_message__free_unpacked(x, NULL);
+    w->sent++;
+    return 0;
+}
+
+/* The outbox sends the parts one Ack at a time, counts the snapshot's
+ * revision as acked only after the last, and writes between parts reach
+ * the receiver in the deltas that follow: both stores end up the same. */
+static void test_snapshot_parts_outbox(void **state)
+{
+    struct fx *f = *state;
+    uint64_t since = behind_horizon(f, 150);
+    struct hy_kds_outbox out;
+    hy_kds_outbox_init(&out, since, true, 16u << 10);
+    struct hy_kds_snap_rx rx = {0};
+    struct hy_kds_apply_opts o = {.accept = &zone_scope, .replace = &zone_scope, .parts = &rx};
+    struct wire w = {0};
+    int rounds = 0;
+    for (;;) {
+        assert_int_equal(hy_kds_outbox_next(&out, f->a, &zone_scope, capture, &w), 0);
+        if (!out.in_flight)
+            break;
+        Hypha__V1__Changes *c = w.last;
+        assert_int_equal(hy_kds_apply(f->b, c, &o, NULL, NULL, 0), 0);
+        if (rounds == 1) { /* between parts: one written behind the walk, one ahead */
+            put(f->a, "MeshTrafficPermission", "default", "a-new", NULL, NULL);
+            assert_int_equal(
+                hy_store_delete(f->a, "MeshTrafficPermission", "default", "p-0149", HY_VERSION_ANY),
+                0);
+        }
+        uint64_t acked = out.acked;
+        assert_true(hy_kds_outbox_ack(&out, c->to));
+        assert_int_equal(out.acked, c->snapshot && c->more ? acked : c->to);
+        hypha__v1__changes__free_unpacked(c, NULL);
+        rounds++;
+    }
+    assert_true(rounds >= 4);
+    assert_int_equal(out.acked, hy_store_revision(f->a));
+    assert_true(has(f->b, "MeshTrafficPermission", "default", "a-new"));
+    assert_false(has(f->b, "MeshTrafficPermission", "default", "p-0149"));
+    assert_false(has(f->b, "MeshTrafficPermission", "default", "stale"));
+    assert_int_equal(count_of(f->b, "MeshTrafficPermission"), 150);
+    /* a Nack mid-snapshot drops it: the next starts from part 0 */
+    assert_int_equal(hy_store_compact(f->a, hy_store_revision(f->a)), 0);
+    hy_kds_outbox_fini(&out);
+    hy_kds_outbox_init(&out, since, true, 16u << 10);
+    assert_int_equal(hy_kds_outbox_next(&out, f->a, &zone_scope, capture, &w), 0);
+    assert_true(out.snap.active);
+    hypha__v1__changes__free_unpacked(w.last, NULL);
+    hy_kds_outbox_nack(&out, f->a);
+    assert_false(out.snap.active);
+    put(f->a, "MeshTimeout", "default", "t1", NULL, NULL);
+    assert_int_equal(hy_kds_outbox_next(&out, f->a, &zone_scope, capture, &w), 0);
+    assert_int_equal(w.last->part, 0);
+    hypha__v1__changes__free_unpacked(w.last, NULL);
+    hy_kds_outbox_fini(&out);
+    hy_kds_snap_rx_reset(&rx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -639,8 +903,12 @@ int main(void)
         T(test_zone_to_global_rename),
         T(test_chunks),
         T(test_chunk_bytes),
+        T(test_snapshot_parts),
+        T(test_snapshot_parts_drop),
+        T(test_snapshot_parts_outbox),
 #undef T
         cmocka_unit_test(test_fanout_fair),
+        cmocka_unit_test(test_snapshot_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
