@@ -95,6 +95,62 @@ void hy_ws_conn_unauth_unlink(struct hy_ws_conn *c)
     ep->nunauth--;
 }
 
+void hy_ws_ep_own_pings(struct hy_ws_ep *ep)
+{
+    ep->own_pings = true;
+    ep->ping_ms = (uint64_t)ep->policy.secs_since_valid_ping * 1000u;
+    ep->policy.secs_since_valid_ping = 0; /* lws: no validity timer per connection */
+    ep->policy.secs_since_valid_hangup = 0;
+}
+
+void hy_ws_ep_sweep(struct hy_ws_ep *ep)
+{
+    uint64_t now = hy_ws_now_ms(), idle_ms = (uint64_t)ep->idle_sec * 1000u;
+    for (struct hy_ws_conn *c = ep->live; c; c = c->live_next) {
+        if (c->state != HY_WS_OPEN || !c->wsi)
+            continue;
+        uint64_t silent = now - c->last_rx_ms;
+        if (silent >= idle_ms) { /* closed on lws's next turn; hy_ws_conn_closed says why */
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        } else if (silent >= ep->ping_ms && !c->ping_sent) {
+            c->want_ping = c->ping_sent = true;
+            lws_callback_on_writable(c->wsi);
+        }
+    }
+}
+
+static void live_link(struct hy_ws_conn *c)
+{
+    struct hy_ws_ep *ep = c->ep;
+    if (c->live_prev || ep->live == c)
+        return; /* already on it */
+    c->live_prev = NULL;
+    c->live_next = ep->live;
+    if (ep->live)
+        ep->live->live_prev = c;
+    ep->live = c;
+}
+
+static void live_unlink(struct hy_ws_conn *c)
+{
+    if (c->live_prev)
+        c->live_prev->live_next = c->live_next;
+    else if (c->ep->live == c)
+        c->ep->live = c->live_next;
+    if (c->live_next)
+        c->live_next->live_prev = c->live_prev;
+    c->live_prev = c->live_next = NULL;
+}
+
+/* The peer proved alive. */
+static void heard(struct hy_ws_conn *c)
+{
+    c->last_rx_ms = hy_ws_now_ms();
+    c->ping_sent = false;
+    if (c->ep->own_pings)
+        c->last_valid_ms = c->last_rx_ms;
+}
+
 void hy_ws_conn_opened(struct hy_ws_conn *c, struct lws *wsi, const char *peer)
 {
     hy_ws_conn_drop_buffers(c);
@@ -103,9 +159,11 @@ void hy_ws_conn_opened(struct hy_ws_conn *c, struct lws *wsi, const char *peer)
     c->close_pending = c->close_sent = c->close_recv = false;
     c->close_code = 0;
     c->close_reason[0] = '\0';
-    c->last_valid_ms = c->opened_ms = hy_ws_now_ms();
+    c->last_valid_ms = c->opened_ms = c->last_rx_ms = hy_ws_now_ms();
+    c->want_ping = c->ping_sent = false;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->ep->nopen++;
+    live_link(c);
     /* a server's peer is a stranger until its session says otherwise:
      * on the list its Hello deadline is kept by (ws_server.c) */
     c->authed = !c->ep->gate;
@@ -167,6 +225,7 @@ int hy_ws_conn_receive(struct hy_ws_conn *c, const void *in, size_t len)
     struct lws *wsi = c->wsi;
     if (c->state != HY_WS_OPEN || !wsi)
         return 0; /* closing: what still arrives is dropped */
+    heard(c);
     bool first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi);
     size_t more = lws_remaining_packet_payload(wsi);
     if (!lws_frame_is_binary(wsi))
@@ -223,6 +282,7 @@ int hy_ws_conn_receive(struct hy_ws_conn *c, const void *in, size_t len)
 void hy_ws_conn_pong(struct hy_ws_conn *c)
 {
     c->last_valid_ms = hy_ws_now_ms();
+    heard(c);
 }
 
 void hy_ws_conn_peer_close(struct hy_ws_conn *c, const void *in, size_t len)
@@ -247,6 +307,21 @@ int hy_ws_conn_writeable(struct hy_ws_conn *c)
         c->close_recv)
         return 0;
     struct hy_ws_msg *m = c->head;
+    if (c->want_ping && !c->close_pending && (!m || m->off == 0)) { /* between messages */
+        /* an 8-byte payload, as lws's own pings carry (some peers ignore an
+         * empty one) */
+        unsigned char ping[LWS_PRE + 8];
+        uint64_t now = hy_ws_now_ms();
+        memcpy(ping + LWS_PRE, &now, sizeof(now));
+        c->want_ping = false;
+        if (lws_write(c->wsi, ping + LWS_PRE, sizeof(now), LWS_WRITE_PING) < (int)sizeof(now)) {
+            hy_log(HY_LOG_WARN, "ws", "%s: ping to %s failed", c->ep->side, c->peer);
+            return -1;
+        }
+        if (m)
+            lws_callback_on_writable(c->wsi);
+        return 0;
+    }
     if (m) {
         size_t n = m->len - m->off;
         if (n > HY_WS_FRAG)
@@ -265,7 +340,7 @@ int hy_ws_conn_writeable(struct hy_ws_conn *c)
                 c->tail = NULL;
             free(m);
         }
-        if (c->head || c->close_pending)
+        if (c->head || c->close_pending || c->want_ping)
             lws_callback_on_writable(c->wsi);
         return 0;
     }
@@ -307,6 +382,7 @@ void hy_ws_conn_closed(struct hy_ws_conn *c, const char *dflt)
                            : "no close frame");
     hy_ws_conn_drop_buffers(c);
     hy_ws_conn_unauth_unlink(c);
+    live_unlink(c);
     c->wsi = NULL;
     c->state = HY_WS_IDLE;
     c->ep->nopen--;

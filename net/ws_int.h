@@ -50,6 +50,13 @@ struct hy_ws_ep {
     size_t nunauth;                               /* connections on the list below */
     struct hy_ws_conn *unauth_head, *unauth_tail; /* by open time: oldest deadline first */
     uint64_t unauth_refused, hello_timeouts, unauth_too_big;
+    /* Keepalive by the endpoint (hy_ws_ep_own_pings), not by lws: lws keeps
+     * each connection's ping deadline on one list sorted by time and moves
+     * it there on every frame received, a walk over every connection: with
+     * thousands of sidecars acking one change, most of a zone's CPU. */
+    bool own_pings;
+    uint64_t ping_ms;
+    struct hy_ws_conn *live; /* every open connection (own_pings or not) */
 };
 
 struct hy_ws_conn {
@@ -71,7 +78,17 @@ struct hy_ws_conn {
     bool authed;            /* false: on ep's unauth list, held to its limits */
     uint64_t opened_ms;     /* hy_ws_now_ms() at open: the Hello deadline counts from it */
     struct hy_ws_conn *unauth_prev, *unauth_next;
+    struct hy_ws_conn *live_prev, *live_next; /* on ep->live while open */
+    uint64_t last_rx_ms;                      /* anything received (own_pings) */
+    bool want_ping, ping_sent;                /* own_pings: a ping to write; one is out */
 };
+
+/* The endpoint pings its connections itself (hy_ws_ep_sweep, from a timer
+ * of its owner) instead of lws: a connection silent for ping_sec gets a
+ * ping, one silent for idle_sec is closed ("no pong for N s"). */
+void hy_ws_ep_own_pings(struct hy_ws_ep *ep);
+/* One keepalive pass over ep's open connections (own_pings). */
+void hy_ws_ep_sweep(struct hy_ws_ep *ep);
 
 /* Validates and fills in defaults; logs and returns HY_EINVAL on bad limits. */
 int hy_ws_ep_init(struct hy_ws_ep *ep, const struct hy_ws_limits *lim,

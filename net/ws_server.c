@@ -24,6 +24,7 @@ struct hy_ws_server {
     struct hy_ws_reaper *reaper;       /* set once the context is being destroyed */
     SSL_CTX *client_ctx;               /* unused by us; stops lws from making one */
     uv_timer_t *hello_timer;           /* the oldest unauthenticated connection's deadline */
+    uv_timer_t *keepalive;             /* pings and idle closes (hy_ws_ep_sweep) */
 };
 
 /* Closes the unauthenticated connections whose Hello deadline passed and
@@ -131,11 +132,21 @@ static void free_handle(uv_handle_t *h)
     free(h);
 }
 
+static void on_keepalive(uv_timer_t *t)
+{
+    struct hy_ws_server *s = t->data;
+    hy_ws_ep_sweep(&s->ep);
+}
+
 static void do_stop(struct hy_ws_server *s)
 {
     if (s->hello_timer) {
         uv_close((uv_handle_t *)s->hello_timer, free_handle);
         s->hello_timer = NULL;
+    }
+    if (s->keepalive) {
+        uv_close((uv_handle_t *)s->keepalive, free_handle);
+        s->keepalive = NULL;
     }
     if (s->defer) {
         uv_close((uv_handle_t *)s->defer, free_handle);
@@ -176,12 +187,21 @@ int hy_ws_server_new(const struct hy_ws_server_config *cfg, struct hy_ws_server 
     if (rc < 0)
         goto out_free;
     s->ep.gate = true;
+    /* a server holds thousands of connections: it pings them itself */
+    hy_ws_ep_own_pings(&s->ep);
     rc = HY_ENOMEM;
     s->loop = cfg->loop;
     if (!(s->hello_timer = malloc(sizeof(*s->hello_timer))))
         goto out_free;
     uv_timer_init(cfg->loop, s->hello_timer);
     s->hello_timer->data = s;
+    if (!(s->keepalive = malloc(sizeof(*s->keepalive))))
+        goto out_free;
+    uv_timer_init(cfg->loop, s->keepalive);
+    s->keepalive->data = s;
+    uint64_t tick = s->ep.ping_ms / 4; /* a ping goes out at most a quarter late */
+    tick = tick < 100 ? 100 : tick > 1000 ? 1000 : tick;
+    uv_timer_start(s->keepalive, on_keepalive, tick, tick);
     s->subprotocol = strdup(cfg->subprotocol);
     if (!s->subprotocol)
         goto out_free;
