@@ -189,10 +189,10 @@ if [ "$real" -eq 1 ]; then
         svc=$((i % services))
         "$bin/hyphactl" --cp "$ZAPI" generate dataplane-token --mesh default --name "real-$i" \
             --tag "hypha.io/service=svc-$svc" --valid-for 24h >"$tmp/real-$i.token"
-        read -r -a ports <<<"$(hy_free_ports $((2 + outbounds)))"
-        vars="name=real-$i,service=svc-$svc,port=${ports[0]},app_port=${ports[1]}"
+        base=$(hy_free_ports $((2 + outbounds))) # base .. base+1+outbounds are free
+        vars="name=real-$i,service=svc-$svc,port=$base,app_port=$((base + 1))"
         for ((j = 0; j < outbounds; j++)); do
-            vars="$vars,out$j=${ports[$((2 + j))]},osvc$j=svc-$(((svc + 1 + j) % services))"
+            vars="$vars,out$j=$((base + 2 + j)),osvc$j=svc-$(((svc + 1 + j) % services))"
         done
         "$bin/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZDATA/dp/ca.pem" \
             --dataplane-file "$tmp/dp.yaml" --dataplane-token-file "$tmp/real-$i.token" \
@@ -202,7 +202,7 @@ if [ "$real" -eq 1 ]; then
     done
     # versions: "name version" of every insight's last acked config
     versions() {
-        curl -s "$ZAPI/meshes/default/dataplaneinsights?size=100000" |
+        curl -s "$ZAPI/meshes/default/dataplaneinsights?size=1000" |
             jq -r '.items[] | "\(.name) \(.subscriptions[-1].configVersion // "")"' | sort
     }
     all_acked() { [ "$(versions | awk '$2 != ""' | wc -l)" -eq "$real_count" ]; }
