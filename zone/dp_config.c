@@ -139,7 +139,6 @@ struct hy_zone_dp_round {
     size_t ndps, nzis, capdps, capzis;
     struct hy_resource **roots, **trusts; /* every MeshCaRoot, every MeshTrust */
     size_t nroots, ntrusts, caproots, captrusts;
-    uint64_t revision;  /* of the store when loaded (at least) */
     struct ep_ref *eps; /* sorted by mesh, service, dp, inbound */
     size_t neps;
     struct shared *sh; /* sorted by origin, mesh, service (NULL first); grown on demand */
@@ -214,7 +213,6 @@ int hy_zone_dp_round_load(struct hy_store *s, struct hy_zone_dp_round **out)
     *out = NULL;
     if (!r)
         return HY_ENOMEM;
-    r->revision = hy_store_revision(s);
     struct keep dps = {&r->dps, &r->ndps, &r->capdps}, zis = {&r->zis, &r->nzis, &r->capzis},
                 roots = {&r->roots, &r->nroots, &r->caproots},
                 trusts = {&r->trusts, &r->ntrusts, &r->captrusts};
@@ -235,11 +233,6 @@ int hy_zone_dp_round_load(struct hy_store *s, struct hy_zone_dp_round **out)
     }
     *out = r;
     return 0;
-}
-
-uint64_t hy_zone_dp_round_revision(const struct hy_zone_dp_round *r)
-{
-    return r->revision;
 }
 
 static void free_all(struct hy_resource **v, size_t n)
@@ -965,13 +958,37 @@ struct hy_zone_dp_impact {
     size_t n;
 };
 
-/* Types whose change alters no sidecar's own parts: what a config reads
- * of them is shared (endpoints, trust bundle) or nothing. */
-static const char *const no_own_parts[] = {
-    "Dataplane",     "ZoneIngress",     "MeshCaRoot",       "MeshTrust",   "MeshIssuer",
-    "MeshIssuerKey", "MeshCaKey",       "DataplaneInsight", "ZoneInsight", "ZoneIngressInsight",
-    "Zone",          "TokenSigningKey", "TokenRevocation",
+/* What a change of one type can alter, for both the impact and the round's
+ * update. */
+enum change_kind {
+    CH_NOTHING, /* read by no config (insights, tokens, the zone's CA keys) */
+    CH_SHARED,  /* only shared parts: endpoints, trust bundle (the round keeps them) */
+    CH_MESH,    /* every sidecar of the mesh */
+    CH_POLICY,  /* the sidecars the policy selects (*policy: its type) */
+    CH_UNKNOWN, /* a type this does not know: everything */
 };
+
+static enum change_kind change_kind(const char *type, int *policy)
+{
+    static const char *const nothing[] = {
+        "DataplaneInsight", "ZoneInsight", "ZoneIngressInsight", "Zone",     "TokenSigningKey",
+        "TokenRevocation",  "MeshIssuer",  "MeshIssuerKey",      "MeshCaKey"};
+    static const char *const shared[] = {"Dataplane", "ZoneIngress", "MeshCaRoot", "MeshTrust"};
+    for (size_t k = 0; k < sizeof(nothing) / sizeof(*nothing); k++)
+        if (!strcmp(type, nothing[k]))
+            return CH_NOTHING;
+    for (size_t k = 0; k < sizeof(shared) / sizeof(*shared); k++)
+        if (!strcmp(type, shared[k]))
+            return CH_SHARED;
+    if (!strcmp(type, "Mesh"))
+        return CH_MESH;
+    for (int t = 0; t < HY_POLICY_NTYPES; t++)
+        if (!strcmp(type, hy_policy_type_names[t])) {
+            *policy = t;
+            return CH_POLICY;
+        }
+    return CH_UNKNOWN;
+}
 
 static const struct hy_resource *policy_in(const struct hy_zone_dp_round *r, int t,
                                            const char *mesh, const char *name)
@@ -984,32 +1001,42 @@ static const struct hy_resource *policy_in(const struct hy_zone_dp_round *r, int
     return NULL;
 }
 
+static int add_mesh(struct hy_zone_dp_impact *im, const char *mesh)
+{
+    char **v = realloc(im->meshes, (im->nmeshes + 1) * sizeof(*v));
+    if (!v)
+        return HY_ENOMEM;
+    im->meshes = v;
+    return (v[im->nmeshes++] = strdup(mesh)) ? 0 : HY_ENOMEM;
+}
+
+static int add_policy(struct hy_zone_dp_impact *im, struct changed_policy p)
+{
+    struct changed_policy *v = realloc(im->v, (im->n + 1) * sizeof(*v));
+    if (!v)
+        return HY_ENOMEM;
+    im->v = v;
+    v[im->n++] = p;
+    return 0;
+}
+
 static int impact_add(struct hy_zone_dp_impact *im, const struct hy_zone_dp_round *old,
                       const struct hy_zone_dp_round *now, const struct hy_store_change *c)
 {
-    for (size_t k = 0; k < sizeof(no_own_parts) / sizeof(*no_own_parts); k++)
-        if (!strcmp(c->type, no_own_parts[k]))
-            return 0;
-    if (!strcmp(c->type, "Mesh")) {
-        char **v = realloc(im->meshes, (im->nmeshes + 1) * sizeof(*v));
-        if (!v)
-            return HY_ENOMEM;
-        im->meshes = v;
-        return (v[im->nmeshes++] = strdup(S(c->name))) ? 0 : HY_ENOMEM;
-    }
-    for (int t = 0; t < HY_POLICY_NTYPES; t++) {
-        if (strcmp(c->type, hy_policy_type_names[t]))
-            continue;
-        struct changed_policy *v = realloc(im->v, (im->n + 1) * sizeof(*v));
-        if (!v)
-            return HY_ENOMEM;
-        im->v = v;
-        v[im->n++] = (struct changed_policy){t, policy_in(old, t, S(c->mesh), S(c->name)),
-                                             policy_in(now, t, S(c->mesh), S(c->name)), false};
+    int t = 0;
+    switch (change_kind(c->type, &t)) {
+    case CH_MESH:
+        return add_mesh(im, S(c->name));
+    case CH_POLICY:
+        return add_policy(im, (struct changed_policy){t, policy_in(old, t, S(c->mesh), S(c->name)),
+                                                      policy_in(now, t, S(c->mesh), S(c->name)),
+                                                      false});
+    case CH_UNKNOWN:
+        im->all = true;
+        return 0;
+    default:
         return 0;
     }
-    im->all = true; /* a type this does not know: recompute everything */
-    return 0;
 }
 
 int hy_zone_dp_impact_new(const struct hy_zone_dp_round *old, const struct hy_zone_dp_round *now,
@@ -1046,14 +1073,6 @@ void hy_zone_dp_impact_free(struct hy_zone_dp_impact *im)
 }
 
 /* ----- a round brought up to date with the changes since ----- */
-
-static bool is_type(const char *type, const char *const *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(type, v[i]))
-            return true;
-    return false;
-}
 
 /* The index of mesh/name in v[0..n), or n. */
 static size_t find_res(struct hy_resource *const *v, size_t n, const char *mesh, const char *name)
@@ -1096,58 +1115,43 @@ static int replace_res(struct hy_resource ***v, size_t *n, size_t *cap, const ch
 static int apply_one(struct hy_zone_dp_round *r, struct hy_store *s,
                      const struct hy_store_change *c, struct hy_zone_dp_impact *im, bool *shared)
 {
-    static const char *const ignored[] = {
-        "DataplaneInsight", "ZoneInsight", "ZoneIngressInsight", "Zone",     "TokenSigningKey",
-        "TokenRevocation",  "MeshIssuer",  "MeshIssuerKey",      "MeshCaKey"};
-    if (is_type(c->type, ignored, sizeof(ignored) / sizeof(*ignored)))
+    int t = 0;
+    enum change_kind kind = change_kind(c->type, &t);
+    if (kind == CH_NOTHING)
         return 0;
-    const char *mesh = S(c->mesh);
-    if (!strcmp(c->type, "Mesh")) {
+    if (kind == CH_UNKNOWN) {
+        im->all = true;
+        return 0;
+    }
+    if (kind == CH_MESH) {
         *shared = true; /* its roots may go with it */
-        return impact_add(im, NULL, NULL, c);
+        return add_mesh(im, S(c->name));
     }
-    if (!hy_rtype_by_name(c->type)) {
-        im->all = true; /* a type this does not know: recompute everything */
-        return 0;
-    }
+    const char *mesh = S(c->mesh);
     struct hy_resource *now = NULL;
     int rc = hy_store_get(s, c->type, mesh[0] ? mesh : NULL, c->name, &now);
     if (rc < 0 && rc != HY_ENOTFOUND)
         return rc;
-    struct hy_resource ***v = NULL;
-    size_t *n = NULL, *cap = NULL;
-    if (!strcmp(c->type, "Dataplane"))
-        v = &r->dps, n = &r->ndps, cap = &r->capdps;
-    else if (!strcmp(c->type, "ZoneIngress"))
-        v = &r->zis, n = &r->nzis, cap = &r->capzis;
-    else if (!strcmp(c->type, "MeshCaRoot"))
-        v = &r->roots, n = &r->nroots, cap = &r->caproots;
-    else if (!strcmp(c->type, "MeshTrust"))
-        v = &r->trusts, n = &r->ntrusts, cap = &r->captrusts;
-    if (v) {
+    if (kind == CH_SHARED) {
+        struct keep k = !strcmp(c->type, "Dataplane") ? (struct keep){&r->dps, &r->ndps, &r->capdps}
+                        : !strcmp(c->type, "ZoneIngress")
+                            ? (struct keep){&r->zis, &r->nzis, &r->capzis}
+                        : !strcmp(c->type, "MeshCaRoot")
+                            ? (struct keep){&r->roots, &r->nroots, &r->caproots}
+                            : (struct keep){&r->trusts, &r->ntrusts, &r->captrusts};
         *shared = true;
-        return replace_res(v, n, cap, mesh, c->name, now, NULL);
+        return replace_res(k.v, k.n, k.cap, mesh, c->name, now, NULL);
     }
-    for (int t = 0; t < HY_POLICY_NTYPES; t++) {
-        if (strcmp(c->type, hy_policy_type_names[t]))
-            continue;
-        struct hy_resource *old = NULL;
-        size_t cap_t = r->world.n[t];
-        rc = replace_res(&r->world.v[t], &r->world.n[t], &cap_t, mesh, c->name, now, &old);
-        if (rc == 0 && !now && !old)
-            return 0; /* a policy put and deleted since: nothing to do */
-        struct changed_policy *x = rc == 0 ? realloc(im->v, (im->n + 1) * sizeof(*x)) : NULL;
-        if (!x) {
-            hy_resource_free(old);
-            return rc < 0 ? rc : HY_ENOMEM;
-        }
-        im->v = x;
-        x[im->n++] = (struct changed_policy){t, old, now, true};
-        return 0;
-    }
-    hy_resource_free(now);
-    im->all = true; /* a type this does not know: recompute everything */
-    return 0;
+    struct hy_resource *old = NULL;
+    size_t cap_t = r->world.n[t];
+    rc = replace_res(&r->world.v[t], &r->world.n[t], &cap_t, mesh, c->name, now, &old);
+    if (rc == 0 && !now && !old)
+        return 0; /* a policy put and deleted since: nothing to do */
+    if (rc == 0)
+        rc = add_policy(im, (struct changed_policy){t, old, now, true});
+    if (rc < 0)
+        hy_resource_free(old);
+    return rc;
 }
 
 int hy_zone_dp_round_apply(struct hy_zone_dp_round *r, struct hy_store *s,
@@ -1179,8 +1183,6 @@ int hy_zone_dp_round_apply(struct hy_zone_dp_round *r, struct hy_store *s,
         hy_zone_dp_impact_free(im);
         return rc;
     }
-    if (ch->to > r->revision)
-        r->revision = ch->to;
     *out = im;
     return 0;
 }

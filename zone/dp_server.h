@@ -65,8 +65,6 @@ int hy_zone_dp_identity_uris(const struct hy_resource *dp, const char *zone, cha
 struct hy_zone_dp_round;
 int hy_zone_dp_round_load(struct hy_store *s, struct hy_zone_dp_round **out);
 void hy_zone_dp_round_free(struct hy_zone_dp_round *r);
-/* The store's revision the round has (at least). */
-uint64_t hy_zone_dp_round_revision(const struct hy_zone_dp_round *r);
 /* The Endpoints part of service in mesh for sidecars of zone origin: the
  * inbounds of the mesh's Dataplanes of that origin (or none) serving it,
  * then other zones' ingresses carrying it; priorities unset (each
