@@ -1,4 +1,5 @@
 /* The MeshTrafficPermission decision at one inbound (permit.h). */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -68,14 +69,33 @@ bool hy_permit_peer_has(const struct hy_permit_peer *p, const char *key, const c
     return false;
 }
 
+/* Every map<string, string> entry protobuf-c makes for the DP messages
+ * has this layout; hy_permit_peer_carries reads any of them through it. */
+typedef Hypha__V1__DpPermission__TagsEntry tag_entry;
+#define SAME_LAYOUT(T)                                                                             \
+    _Static_assert(offsetof(T, key) == offsetof(tag_entry, key) &&                                 \
+                       offsetof(T, value) == offsetof(tag_entry, value),                           \
+                   #T " is not laid out as a tag entry")
+SAME_LAYOUT(Hypha__V1__DpCallerFaults__TagsEntry);
+SAME_LAYOUT(Hypha__V1__DpCallerRateLimit__TagsEntry);
+
+bool hy_permit_peer_carries(const struct hy_permit_peer *p, const void *const *tags, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *key, *value;
+        /* memcpy: the entry's own type differs by field; its bytes do not */
+        memcpy(&key, (const char *)tags[i] + offsetof(tag_entry, key), sizeof(key));
+        memcpy(&value, (const char *)tags[i] + offsetof(tag_entry, value), sizeof(value));
+        if (!key || !value || !hy_permit_peer_has(p, key, value))
+            return false;
+    }
+    return true;
+}
+
 /* Does the caller carry every tag of an entry (none: any caller)? */
 static bool carries(const Hypha__V1__DpPermission *e, const struct hy_permit_peer *peer)
 {
-    for (size_t i = 0; i < e->n_tags; i++)
-        if (!e->tags[i]->key || !e->tags[i]->value ||
-            !hy_permit_peer_has(peer, e->tags[i]->key, e->tags[i]->value))
-            return false;
-    return true;
+    return hy_permit_peer_carries(peer, (const void *const *)e->tags, e->n_tags);
 }
 
 static const Hypha__V1__DpSpiffeMatch *id_match(Hypha__V1__DpSpiffeMatch *const *v, size_t n,

@@ -50,6 +50,12 @@ void hy_permit_peer_add_uri(struct hy_permit_peer *p, const char *uri);
 /* Adds one tag (copied). */
 void hy_permit_peer_add(struct hy_permit_peer *p, const char *key, const char *value);
 bool hy_permit_peer_has(const struct hy_permit_peer *p, const char *key, const char *value);
+/* Does p carry every tag of a policy entry (none: every caller)? tags, n:
+ * the entries of any map<string, string> field of the DP messages
+ * (DpPermission.tags, DpCallerFaults.tags, DpCallerRateLimit.tags):
+ * protobuf-c gives each such map an entry struct of the same layout
+ * {base, key, value}, read here through its bytes. Cannot fail. */
+bool hy_permit_peer_carries(const struct hy_permit_peer *p, const void *const *tags, size_t n);
 
 /* The decision at inbound `in` for a caller with SPIFFE ID id ("" if none)
  * and tags peer. Cannot fail. */
