@@ -1,0 +1,7 @@
+# The sidecar's L7 decisions (sidecar/l7*.c): pure, no sockets.
+hy_unit_test(test_l7_route LIBS hypha-sidecar-core)
+hy_unit_test(test_l7_retry LIBS hypha-sidecar-core)
+hy_unit_test(test_l7_limit LIBS hypha-sidecar-core)
+hy_unit_test(test_l7_fault LIBS hypha-sidecar-core)
+hy_unit_test(test_l7_outlier LIBS hypha-sidecar-core)
+hy_unit_test(test_l7_hash LIBS hypha-sidecar-core)
