@@ -22,6 +22,16 @@ int hy_l7_match_type(const char *s)
     return -1;
 }
 
+size_t hy_l7_regex_prefix(const char *re)
+{
+    if (strchr(re, '|'))
+        return 0;
+    size_t n = strcspn(re, ".[]()*+?{}^$\\");
+    if (n > 0 && re[n] && strchr("*?{+", re[n]))
+        n--; /* "ab*": only "a" is sure */
+    return n;
+}
+
 int hy_l7_hmatch_init(struct hy_l7_hmatch *hm, const Hypha__V1__DpHeaderMatch *m, char *why,
                       size_t why_size)
 {
@@ -51,6 +61,7 @@ int hy_l7_hmatch_init(struct hy_l7_hmatch *hm, const Hypha__V1__DpHeaderMatch *m
         return HY_EINVAL;
     }
     hm->has_re = true;
+    hm->re_prefix = hy_l7_regex_prefix(v);
     return 0;
 }
 
@@ -74,7 +85,8 @@ bool hy_l7_hmatch_value(const struct hy_l7_hmatch *hm, const char *value)
     case HY_L7_PREFIX:
         return value && !strncmp(value, want, strlen(want));
     case HY_L7_REGEX:
-        return value && hm->has_re && regexec(&hm->re, value, 0, NULL, 0) == 0;
+        return value && hm->has_re && !strncmp(value, want, hm->re_prefix) &&
+               regexec(&hm->re, value, 0, NULL, 0) == 0;
     }
     return false;
 }

@@ -17,6 +17,7 @@ struct match {
     const char *path; /* borrowed; for PATH_PREFIX without its trailing '/' */
     size_t path_len;
     bool has_re;
+    size_t re_prefix; /* bytes of path every match starts with */
     regex_t re;
     const char *method;
     struct hy_l7_hmatch *headers, *query;
@@ -112,6 +113,7 @@ static int match_init(struct match *m, const Hypha__V1__DpHttpMatch *src, char *
             return HY_EINVAL;
         }
         m->has_re = true;
+        m->re_prefix = hy_l7_regex_prefix(p);
     }
     int rc = hmatches_init(&m->headers, &m->n_headers, src->headers, src->n_headers, false, why,
                            why_size);
@@ -238,7 +240,8 @@ static bool path_holds(const struct match *m, struct view *v)
         return v->path_len >= m->path_len && !memcmp(p, m->path, m->path_len) &&
                (v->path_len == m->path_len || p[m->path_len] == '/');
     case PATH_REGEX:
-        return view_split(v) && regexec(&m->re, v->buf, 0, NULL, 0) == 0;
+        return v->path_len >= m->re_prefix && !memcmp(p, m->path, m->re_prefix) && view_split(v) &&
+               regexec(&m->re, v->buf, 0, NULL, 0) == 0;
     }
     return false;
 }
@@ -256,9 +259,10 @@ static bool query_holds(const struct hy_l7_hmatch *q, struct view *v)
 
 static bool match_holds(const struct match *m, const struct hy_http_head *h, struct view *v)
 {
-    if (m->method && (!h->method || strcmp(h->method, m->method)))
-        return false;
+    /* the path first: in a table it is what tells routes apart */
     if (!path_holds(m, v))
+        return false;
+    if (m->method && (!h->method || strcmp(h->method, m->method)))
         return false;
     for (size_t i = 0; i < m->n_headers; i++)
         if (!hy_l7_hmatch_head(&m->headers[i], h))

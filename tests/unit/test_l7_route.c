@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "error.h"
+#include "l7.h"
 #include "l7_build.h"
 #include "l7_route.h"
 #include "poison.h"
@@ -93,6 +94,17 @@ static const struct match_case match_cases[] = {
     {"RegularExpression", "/v[0-9]+/items", .target = "/x/v12/items", .want = false},
     {"RegularExpression", "/a|/b", .target = "/b", .want = true},
     {"RegularExpression", "/a|/b", .target = "/ab", .want = false},
+    /* the literal prefix tried first must not refuse a match */
+    {"RegularExpression", "/v1*/x", .target = "/v/x", .want = true},
+    {"RegularExpression", "/ab?c", .target = "/ac", .want = true},
+    {"RegularExpression", "/a{0}b", .target = "/b", .want = true},
+    {"RegularExpression", "/svc1/v[0-9]+", .target = "/svc2/v1", .want = false},
+    {.htype = "RegularExpression",
+     "x-v",
+     "ab*c",
+     .target = "/",
+     .fields = {"x-v", "ac"},
+     .want = true},
     /* method, exact */
     {.method = "GET", .req_method = "GET", .target = "/", .want = true},
     {.method = "GET", .req_method = "POST", .target = "/", .want = false},
@@ -203,6 +215,22 @@ static void matching(void **state)
         hy_l7_routes_free(r);
         hypha__v1__dp_outbound__free_unpacked(o, NULL);
     }
+}
+
+static void regex_prefix(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *re;
+        size_t want;
+    } cases[] = {
+        {"/svc/v[0-9]+", 6}, {"abc", 3},   {"ab*", 1}, {"ab?", 1}, {"ab+", 1},
+        {"ab{2}", 1},        {"a\\.b", 1}, {"a|b", 0}, {"^/a", 0}, {"(ab)c", 0},
+        {".*", 0},           {"", 0},      {"/a$", 2},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (hy_l7_regex_prefix(cases[i].re) != cases[i].want)
+            fail_msg("case %zu: %s: %zu", i, cases[i].re, hy_l7_regex_prefix(cases[i].re));
 }
 
 static void order_and_default(void **state)
@@ -536,10 +564,11 @@ static void mirrors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(matching),       cmocka_unit_test(order_and_default),
-        cmocka_unit_test(bad_config),     cmocka_unit_test(backends),
-        cmocka_unit_test(header_filters), cmocka_unit_test(rewrites),
-        cmocka_unit_test(redirects),      cmocka_unit_test(mirrors),
+        cmocka_unit_test(matching),          cmocka_unit_test(regex_prefix),
+        cmocka_unit_test(order_and_default), cmocka_unit_test(bad_config),
+        cmocka_unit_test(backends),          cmocka_unit_test(header_filters),
+        cmocka_unit_test(rewrites),          cmocka_unit_test(redirects),
+        cmocka_unit_test(mirrors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
