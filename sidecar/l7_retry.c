@@ -44,6 +44,14 @@ static const struct {
 
 #define METHOD_PREFIX "HttpMethod"
 
+/* The status code s names ("503"), or 0. */
+static unsigned status_code(const char *s)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    return *s >= '1' && *s <= '9' && !*end && v >= 100 && v <= 599 ? (unsigned)v : 0;
+}
+
 static unsigned flags_of(const Hypha__V1__DpHttpRetry *r, bool grpc)
 {
     unsigned f = 0;
@@ -51,10 +59,11 @@ static unsigned flags_of(const Hypha__V1__DpHttpRetry *r, bool grpc)
         for (size_t k = 0; k < sizeof(conditions) / sizeof(conditions[0]); k++)
             if (r->retry_on[i] && !strcasecmp(r->retry_on[i], conditions[k].name))
                 f |= conditions[k].flag;
-    bool any_method = false;
+    bool other = false; /* HttpMethodX, or a status code left in retryOn */
     for (size_t i = 0; i < r->n_retry_on; i++)
-        any_method |= r->retry_on[i] && !strncasecmp(r->retry_on[i], METHOD_PREFIX, 10);
-    if (f || any_method || r->n_retriable_status_codes || r->n_retriable_response_headers)
+        other |= r->retry_on[i] &&
+                 (!strncasecmp(r->retry_on[i], METHOD_PREFIX, 10) || status_code(r->retry_on[i]));
+    if (f || other || r->n_retriable_status_codes || r->n_retriable_response_headers)
         return f;
     /* retryOn unset: Kuma's HttpRetryOnDefault / GrpcRetryOnDefault */
     return grpc ? ON_CANCELED | ON_CONNECT | ON_GATEWAY | ON_REFUSED | ON_RESET | ON_EXHAUSTED |
@@ -138,6 +147,9 @@ static bool response_retriable(const Hypha__V1__DpHttpRetry *r, unsigned f, bool
         return true;
     for (size_t i = 0; i < r->n_retriable_status_codes; i++)
         if (r->retriable_status_codes[i] == s)
+            return true;
+    for (size_t i = 0; i < r->n_retry_on; i++)
+        if (r->retry_on[i] && status_code(r->retry_on[i]) == s)
             return true;
     for (size_t i = 0; i < r->n_retriable_response_headers; i++)
         if (header_holds(r->retriable_response_headers[i], resp))

@@ -40,7 +40,8 @@ struct hy_l7_outcome {
  *  GatewayError (502, 503, 504, or any failure without a response),
  *  Reset (any failure without a response), ConnectFailure, RefusedStream,
  *  Retriable4xx (409), EnvoyRatelimited (x-envoy-ratelimited in the
- *  response), a status in retriable_status_codes, a response matching one
+ *  response), a status in retriable_status_codes (or named in retryOn,
+ *  "503", should the zone leave it there), a response matching one
  *  of retriable_response_headers; retryOn empty: GatewayError,
  *  ConnectFailure, RefusedStream (Kuma's default).
  *  grpc: Canceled (1), DeadlineExceeded (4), ResourceExhausted (8),

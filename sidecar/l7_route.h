@@ -67,7 +67,10 @@ const char *hy_l7_route_backend(const struct hy_l7_routes *r, int i, uint64_t rn
  * query kept, a scheme's well-known port left out) and the caller answers
  * with it; otherwise redirect->location is NULL. *mirror_service: the
  * RequestMirror's backend when rnd picks this request by its share, else
- * NULL (borrowed). 0, or HY_ENOMEM (h may be partly rewritten). */
+ * NULL (borrowed; rnd may be the one given to hy_l7_route_backend: the
+ * mirror draws from it apart). Headers past HY_HTTP_MAX_FIELDS or
+ * HY_HTTP_MAX_HEAD are not added (the head keeps what it has). 0, or
+ * HY_ENOMEM (h may be partly rewritten). */
 int hy_l7_route_request(const struct hy_l7_routes *r, int i, struct hy_http_head *h, uint64_t rnd,
                         struct hy_l7_redirect *redirect, const char **mirror_service);
 /* Applies route i's ResponseHeaderModifier filters to resp in order. 0 or

@@ -76,6 +76,10 @@ static const struct retry_case cases[] = {
     {{"5XX", "HttpMethodGet"}, false, RESP, 503, .method = "GET", .want = true},
     {{"5XX", "HttpMethodGet"}, false, RESP, 503, .method = "POST", .want = false},
     {{"5XX", "HttpMethodGet", "HttpMethodPost"}, false, RESP, 503, .method = "POST", .want = true},
+    /* a status code in retryOn: that code only (no default besides) */
+    {{"429"}, false, RESP, 429, .want = true},
+    {{"429"}, false, RESP, 503, .want = false},
+    {{"429"}, false, CONN, .want = false},
     /* an unknown name is ignored */
     {{"Sometimes", "Reset"}, false, RESET, .want = true},
     /* gRPC: grpc-status of the response */
