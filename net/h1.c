@@ -55,18 +55,33 @@ static int fail(struct hy_h1 *p, int rc, unsigned status, const char *fmt, ...)
     return -1;
 }
 
-static bool is_tchar(unsigned char c)
+/* RFC 9110 tchar, one table lookup per byte of every name */
+static const bool tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1,  ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1,  ['n'] = 1, ['o'] = 1,
+    ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,  ['v'] = 1, ['w'] = 1,
+    ['x'] = 1, ['y'] = 1, ['z'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1,  ['D'] = 1, ['E'] = 1,
+    ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,  ['L'] = 1, ['M'] = 1,
+    ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1,  ['T'] = 1, ['U'] = 1,
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+};
+
+/* Whether name (n bytes) is lit, in any case: the length first. */
+static bool is_name(const char *name, size_t n, const char *lit, size_t ln)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
+    return n == ln && !strncasecmp(name, lit, n);
 }
+#define IS(name, n, lit) is_name(name, n, lit, sizeof(lit) - 1)
 
 static bool is_token(const char *s, size_t n)
 {
     if (!n)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)s[i]))
+        if (!tchar[(unsigned char)s[i]])
             return false;
     return true;
 }
@@ -234,16 +249,16 @@ static int on_header_value_complete(llhttp_t *ll)
         return fail(p, HY_EINVAL, 400, "control character in header '%.64s'", name);
     if (p->head_done) /* a chunked message's trailers */
         return add_field(p, &p->trailers, name, nn, v, vn);
-    if (!strcasecmp(name, "Content-Length")) {
+    if (IS(name, nn, "Content-Length")) {
         if (p->n_cl++)
             return fail(p, HY_EINVAL, 400, "duplicate Content-Length");
         if (p->n_te)
             return fail(p, HY_EINVAL, 400, "conflicting Content-Length and Transfer-Encoding");
-    } else if (!strcasecmp(name, "Transfer-Encoding")) {
+    } else if (IS(name, nn, "Transfer-Encoding")) {
         p->n_te++;
         if (p->n_cl)
             return fail(p, HY_EINVAL, 400, "conflicting Content-Length and Transfer-Encoding");
-    } else if (!strcasecmp(name, "Host") && p->kind == HY_H1_REQUEST && p->n_host++) {
+    } else if (IS(name, nn, "Host") && p->kind == HY_H1_REQUEST && p->n_host++) {
         return fail(p, HY_EINVAL, 400, "duplicate Host");
     }
     return add_field(p, &p->head, name, nn, v, vn);
@@ -710,8 +725,8 @@ static int write_fields(struct hy_buf *out, const struct hy_http_head *h)
         if (!is_token(f->name, f->name_len) || !is_text(f->value, f->value_len) ||
             strlen(f->name) != f->name_len || strlen(f->value) != f->value_len)
             return HY_EINVAL;
-        if (!strcasecmp(f->name, "Content-Length") || !strcasecmp(f->name, "Transfer-Encoding") ||
-            !strcasecmp(f->name, "Host"))
+        if (IS(f->name, f->name_len, "Content-Length") ||
+            IS(f->name, f->name_len, "Transfer-Encoding") || IS(f->name, f->name_len, "Host"))
             continue;
         if (hy_buf_append(out, f->name, f->name_len) || hy_buf_append(out, ": ", 2) ||
             hy_buf_append(out, f->value, f->value_len) || hy_buf_append(out, "\r\n", 2))
@@ -740,8 +755,11 @@ int hy_h1_write_head(struct hy_buf *out, const struct hy_http_head *h, long long
             !is_visible(h->target, strlen(h->target)) || !h->authority ||
             !is_visible(h->authority, strlen(h->authority)))
             return HY_EINVAL;
-        rc = hy_buf_printf(out, "%s %s HTTP/1.1\r\nHost: %s\r\n", h->method, h->target,
-                           h->authority);
+        rc = hy_buf_puts(out, h->method) || hy_buf_puts(out, " ") || hy_buf_puts(out, h->target) ||
+                     hy_buf_puts(out, " HTTP/1.1\r\nHost: ") || hy_buf_puts(out, h->authority) ||
+                     hy_buf_puts(out, "\r\n")
+                 ? HY_ENOMEM
+                 : 0;
     } else {
         if (h->status < 100 || h->status > 599)
             return HY_EINVAL;
