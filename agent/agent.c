@@ -59,6 +59,37 @@ int hy_agent_answer(struct hy_agent *a, const char *version, const char *error)
 
 /* ----- the control stream ----- */
 
+/* DpStatsRequest id: what /metrics renders, cut at a line end before
+ * HY_DP_MAX_STATS bytes (saying so in error), so it always fits the
+ * zone's limit. */
+static void answer_stats(struct hy_agent *a, uint64_t id)
+{
+    Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
+    Hypha__V1__DpStats st = HYPHA__V1__DP_STATS__INIT;
+    struct hy_buf b = {0};
+    char error[160] = "";
+    st.has_id = 1;
+    st.id = id;
+    if (hy_metrics_render(a->metrics, &b) < 0) {
+        snprintf(error, sizeof(error), "out of memory rendering the metrics");
+        if (b.data) /* nothing half rendered */
+            b.data[0] = '\0';
+    } else if (b.len > HY_DP_MAX_STATS) {
+        size_t cut = HY_DP_MAX_STATS;
+        while (cut > 0 && b.data[cut - 1] != '\n')
+            cut--;
+        snprintf(error, sizeof(error), "metrics truncated: the first %zu of %zu bytes (at most %u)",
+                 cut, b.len, HY_DP_MAX_STATS);
+        b.data[cut] = '\0';
+    }
+    st.text = b.data ? b.data : "";
+    st.error = error[0] ? error : NULL;
+    m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_STATS;
+    m.stats = &st;
+    hy_agent_send(a, &m);
+    hy_buf_fini(&b);
+}
+
 static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
 {
     struct hy_agent *a = ud;
@@ -111,6 +142,8 @@ static void on_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
                S(m->reject->reason));
     } else if (a->rejected || a->shutting_down) {
         /* leaving: nothing more is applied */
+    } else if (m->msg_case == HYPHA__V1__DP_MESSAGE__MSG_STATS_REQUEST) {
+        answer_stats(a, m->stats_request->id);
     } else if (!a->ops->message(a, m)) {
         hy_log(HY_LOG_WARN, comp, "unexpected message from the zone control plane (case %d)",
                (int)m->msg_case);

@@ -2,7 +2,8 @@
  * the options they share, the resource file and the token it presents,
  * the control stream to the zone control plane (wss, subprotocol
  * hypha.dp.v2: DpHello, then config updates each answered DpAck or DpNack, a
- * DpReject ending it), the admin server (GET /ready, /config, /metrics)
+ * DpReject ending it; a DpStatsRequest answered with what /metrics
+ * renders), the admin server (GET /ready, /config, /metrics)
  * and a shutdown that tells the zone it is leaving. The binary adds what
  * it alone does through struct hy_agent_ops: what its configs are, when it
  * is ready, its workers. What it has keeps serving while the zone is away.

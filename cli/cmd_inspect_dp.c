@@ -1,10 +1,11 @@
 /* hyphactl inspect dataplanes: the Dataplanes joined with their insights,
  * one row per sidecar (kumactl's columns that Hypha has).
  *
- * hyphactl inspect dataplane NAME --type=rules|policies|config: what
+ * hyphactl inspect dataplane NAME --type=rules|policies|config|stats: what
  * applies to one Dataplane, from the control plane's _rules (the policy
  * engine's merge with the provenance of every value) or, on its zone,
- * _config (what the zone computes for the sidecar). */
+ * _config (what the zone computes for the sidecar); or, on its zone, stats
+ * (the sidecar's own metrics, which the zone asks it for). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -494,8 +495,14 @@ int hy_cmd_inspect_dataplane(struct hy_cli *cli)
     const char *type = hy_args_get(&cli->args, "type");
     if (!type)
         type = "rules";
-    if (strcmp(type, "rules") && strcmp(type, "policies") && strcmp(type, "config"))
-        return hy_cli_usage(cli, "unknown --type \"%s\" (rules, policies or config)", type);
+    static const char *const types[][2] = {
+        {"rules", "/_rules"}, {"policies", "/_rules"}, {"config", "/_config"}, {"stats", "/stats"}};
+    size_t ti = 0, nt = sizeof(types) / sizeof(types[0]);
+    while (ti < nt && strcmp(type, types[ti][0]))
+        ti++;
+    if (ti == nt)
+        return hy_cli_usage(cli, "unknown --type \"%s\" (rules, policies, config or stats)", type);
+    bool stats = !strcmp(type, "stats");
     enum hy_output_format f;
     const char *o = hy_args_get(&cli->args, "output");
     if (!hy_output_parse(o, &f))
@@ -508,7 +515,7 @@ int hy_cmd_inspect_dataplane(struct hy_cli *cli)
     if (hy_buf_puts(&path, "/meshes/") < 0 ||
         hy_api_escape(&path, mesh ? mesh : "default", false) < 0 ||
         hy_buf_puts(&path, "/dataplanes/") < 0 || hy_api_escape(&path, name, false) < 0 ||
-        hy_buf_puts(&path, strcmp(type, "config") ? "/_rules" : "/_config") < 0) {
+        hy_buf_puts(&path, types[ti][1]) < 0) {
         hy_buf_fini(&path);
         hy_cli_error(cli, "out of memory");
         return HY_ENOMEM;
@@ -521,7 +528,7 @@ int hy_cmd_inspect_dataplane(struct hy_cli *cli)
     bool policies = !strcmp(type, "policies");
     struct hy_json *j = NULL, *pj = NULL;
     struct hy_buf b = {0};
-    if (f == HY_OUTPUT_JSON && !policies) {
+    if (stats || (f == HY_OUTPUT_JSON && !policies)) { /* stats: Prometheus text, whatever -o */
         hy_output_text(cli, resp.body.data ? resp.body.data : "", resp.body.len);
         goto out;
     }

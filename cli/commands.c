@@ -54,7 +54,8 @@ static const struct hy_flag output_flags[] = {
 
 static const struct hy_flag inspect_dp_flags[] = {
     {"mesh", 'm', "MESH", "mesh of the dataplane (default \"default\")", NULL},
-    {"type", 0, "TYPE", "rules, policies or config (default rules)", "rules policies config"},
+    {"type", 0, "TYPE", "rules, policies, config or stats (default rules)",
+     "rules policies config stats"},
     {"output", 'o', "FORMAT", "table (text), yaml or json (default table)", "table yaml json"},
     {0},
 };
@@ -137,7 +138,8 @@ static const struct hy_cmd commands[] = {
      "SERVICES counts the services it routes to; an ingress Offline for longer\n"
      "than its zone's --dp-cleanup-age is removed.",
      NULL, 0, 0, output_flags, hy_cmd_inspect_zoneingresses},
-    {"inspect dataplane", "NAME", "Show what applies to a dataplane: its rules, policies or config",
+    {"inspect dataplane", "NAME",
+     "Show what applies to a dataplane: its rules, policies or config; or its sidecar's stats",
      "--type=rules (default): per policy type, the policies selecting it in merge\n"
      "order, what each inbound enforces on callers and what each outbound's\n"
      "policies merge to, every value with the policy and entry it came from, and\n"
@@ -146,7 +148,10 @@ static const struct hy_cmd commands[] = {
      "where a value of each is in effect (APPLIES-TO).\n"
      "--type=config: the config its zone computes for its sidecar (ask the zone's\n"
      "control plane; the global one says which zone). The certificate material,\n"
-     "issued per connection, is left out.",
+     "issued per connection, is left out.\n"
+     "--type=stats: the sidecar's own metrics (Prometheus text, what its admin\n"
+     "server's /metrics shows), which its zone's control plane asks it for over\n"
+     "its connection: ask that zone; the sidecar must be connected to it.",
      NULL, 1, 1, inspect_dp_flags, hy_cmd_inspect_dataplane},
     {"explain", NULL, "Explain whether a caller may call a dataplane, and which policy decides",
      "Prints, for each inbound --to names, the decision (allowed, denied or\n"

@@ -10,6 +10,8 @@
  *       matcher the caller matches, in order
  *   GET /meshes/{mesh}/dataplanes/{name}/_config  here a 400: the zone the
  *       sidecar connects to computes configs and serves this (zone_api.c)
+ *   GET /meshes/{mesh}/dataplanes/{name}/stats    likewise: the zone asks
+ *       the sidecar over its session
  *   POST /_apply?dryRun=true                       "changes": which
  *       Dataplanes' effective policies the write would change, and how
  *
@@ -761,10 +763,11 @@ out:
 
 /* ----- _config: the zone's ----- */
 
-/* A Dataplane's config is computed by the zone its sidecar connects to
- * (zone/zone_api.c serves it there); any other control plane says so. */
-static void config_elsewhere(struct hy_cp_api *api, struct hy_http_resp *resp, const char *mesh,
-                             const char *name)
+/* A Dataplane's config is computed, and its sidecar's metrics asked, by
+ * the zone its sidecar connects to (zone/zone_api.c serves both there);
+ * any other control plane says so. stats: the metrics, not the config. */
+static void zone_serves(struct hy_cp_api *api, struct hy_http_resp *resp, const char *mesh,
+                        const char *name, bool stats)
 {
     struct hy_resource *dp = NULL;
     int rc = hy_store_get(api->store, "Dataplane", mesh, name, &dp);
@@ -781,12 +784,15 @@ static void config_elsewhere(struct hy_cp_api *api, struct hy_http_resp *resp, c
     zone = zone ? zone : dp->origin;
     char details[1200];
     snprintf(details, sizeof(details),
-             "the config of a Dataplane is computed by the zone control plane its sidecar "
-             "connects to%s%.100s%s, not by this %s control plane: ask that zone's API, e.g. "
-             "hyphactl --cp ZONE-API inspect dataplane %.250s --mesh %.250s --type=config",
-             zone ? " (zone " : "", S(zone), zone ? ")" : "", api->mode, local ? local : name,
-             mesh);
-    hy_http_error(resp, 400, "Computed by the zone", details, NULL);
+             "%s%s%.100s%s, not by this %s control plane: ask that zone's API, e.g. hyphactl "
+             "--cp ZONE-API inspect dataplane %.250s --mesh %.250s --type=%s",
+             stats ? "the metrics of a Dataplane's sidecar are asked of it by the zone control "
+                     "plane it connects to"
+                   : "the config of a Dataplane is computed by the zone control plane its sidecar "
+                     "connects to",
+             zone ? " (zone " : "", S(zone), zone ? ")" : "", api->mode, local ? local : name, mesh,
+             stats ? "stats" : "config");
+    hy_http_error(resp, 400, stats ? "Served by the zone" : "Computed by the zone", details, NULL);
     hy_resource_free(dp);
 }
 
@@ -795,13 +801,13 @@ bool hy_cp_inspect_handle(struct hy_cp_api *api, const struct hy_http_req *req,
 {
     bool get = req->method == HY_HTTP_GET || req->method == HY_HTTP_HEAD;
     if (n == 5 && !strcmp(s[0], "meshes") && !strcmp(s[2], "dataplanes") &&
-        (!strcmp(s[4], "_rules") || !strcmp(s[4], "_config"))) {
-        bool cfg = !strcmp(s[4], "_config");
+        (!strcmp(s[4], "_rules") || !strcmp(s[4], "_config") || !strcmp(s[4], "stats"))) {
+        bool is_rules = !strcmp(s[4], "_rules");
         snprintf(resp->route, sizeof(resp->route), "/meshes/{mesh}/dataplanes/{name}/%s", s[4]);
         if (!get)
             hy_http_error(resp, 405, "Method not allowed", "only GET", NULL);
-        else if (cfg)
-            config_elsewhere(api, resp, s[1], s[3]);
+        else if (!is_rules)
+            zone_serves(api, resp, s[1], s[3], !strcmp(s[4], "stats"));
         else
             rules(api, resp, s[1], s[3]);
         return true;

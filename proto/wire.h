@@ -26,6 +26,7 @@
 #define HY_DP_MAX_VERSION 31         /* printable bytes of a config version in Ack/Nack */
 #define HY_DP_MAX_AGENT_VERSION 64   /* printable bytes of DpHello.version */
 #define HY_DP_MAX_ERROR 4096         /* bytes of a Nack's error */
+#define HY_DP_MAX_STATS (1u << 20)   /* bytes of a DpStats' text (a sidecar cuts its own) */
 #define HY_DP_MAX_INBOUNDS 64        /* inbounds of one Dataplane */
 #define HY_DP_MAX_SERVICES 16        /* distinct inbound services: SPIFFE IDs in one leaf */
 #define HY_DP_MAX_OUTBOUNDS 1024     /* outbounds of one Dataplane */

@@ -6,7 +6,8 @@
  * the config whenever it changes. A clean close (1000) deregisters it.
  * A zone ingress does the same with its ZoneIngress and a zone-ingress
  * token (no CSR: it never terminates TLS); the zone keeps the ZoneIngress's
- * availableServices up to date and pushes the ingress its routes. */
+ * availableServices up to date and pushes the ingress its routes. Either
+ * may be asked for its metrics (dp_stats.c: DpStatsRequest, DpStats). */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "cp_session.h"
 #include "dp_parts.h"
 #include "dp_server.h"
+#include "dp_stats.h"
 #include "error.h"
 #include "kds.h"
 #include "log.h"
@@ -59,9 +61,10 @@ struct dp_session {
     struct held acked; /* what it said it holds */
     char sent_version[32], acked_version[32], nacked_version[32]; /* ingress: routes */
     uint64_t sent_n, acked_n, rejected;
-    uint64_t parts_sent; /* parts in every update sent */
-    bool pending;        /* to be sent its config on the next loop turn (kick) */
-    bool insight_due;    /* its insight is written on the next flush */
+    uint64_t parts_sent;                   /* parts in every update sent */
+    bool pending;                          /* to be sent its config on the next loop turn (kick) */
+    bool insight_due;                      /* its insight is written on the next flush */
+    struct hy_zone_dp_stats_session stats; /* its questions for metrics in flight */
 };
 
 struct hy_zone_dp_server {
@@ -77,6 +80,8 @@ struct hy_zone_dp_server {
     uv_timer_t flush; /* insights of acks, written together */
     bool flush_init, flush_armed;
     struct hy_series *updates, *parts, *bytes, *recomputed; /* counters */
+    struct hy_zone_dp_stats stats; /* questions to sidecars for their metrics */
+    bool stats_init;
 };
 
 #define S(s) ((s) ? (s) : "")
@@ -243,8 +248,16 @@ bool hy_zone_dp_check_message(const Hypha__V1__DpMessage *m, char *why, size_t s
                          size) &&
                check_str("nack.error", m->nack->error, false, HY_DP_MAX_ERROR, false, why, size) &&
                check_refs("nack.parts", m->nack->parts, m->nack->n_parts, why, size);
+    case HYPHA__V1__DP_MESSAGE__MSG_STATS:
+        if (!m->stats->has_id) {
+            snprintf(why, size, "stats.id is required");
+            return false;
+        }
+        /* the text is served as is, never logged; the error is shown */
+        return check_str("stats.text", m->stats->text, false, HY_DP_MAX_STATS, false, why, size) &&
+               check_str("stats.error", m->stats->error, false, HY_DP_MAX_ERROR, true, why, size);
     default:
-        snprintf(why, size, "unexpected message (a peer sends hello, csr, ack or nack)");
+        snprintf(why, size, "unexpected message (a peer sends hello, csr, ack, nack or stats)");
         return false;
     }
 }
@@ -837,6 +850,25 @@ int hy_zone_dp_connected_config(struct hy_zone *z, const char *mesh, const char 
     return HY_ENOTFOUND;
 }
 
+static int send_packed(void *to, const void *data, size_t len)
+{
+    return hy_cp_session_send_packed(to, data, len);
+}
+
+int hy_zone_dp_stats_of(struct hy_zone *z, bool ingress, const char *mesh, const char *name,
+                        hy_zone_dp_stats_done_fn done, void *ud)
+{
+    if (!z->dp)
+        return HY_ENOTFOUND;
+    for (struct hy_cp_session *cs = hy_cp_session_first(z->dp->ss); cs; cs = cs->next) {
+        struct dp_session *s = (struct dp_session *)cs;
+        if (s->dp && s->ingress == ingress && !cs->closing &&
+            !strcmp(S(s->dp->meta->mesh), S(mesh)) && !strcmp(s->dp->meta->name, name))
+            return hy_zone_dp_stats_ask(&z->dp->stats, &s->stats, send_packed, cs, done, ud);
+    }
+    return HY_ENOTFOUND;
+}
+
 /* Sends s what changed (what: of its own parts, HY_ZONE_DP_*). */
 static void push_from(struct dp_session *s, struct hy_zone_dp_round *round, unsigned what)
 {
@@ -1320,6 +1352,14 @@ static void on_message(struct hy_cp_session *cs, const uint8_t *data, size_t len
         case HYPHA__V1__DP_MESSAGE__MSG_NACK:
             on_nack(s, m->nack);
             break;
+        case HYPHA__V1__DP_MESSAGE__MSG_STATS:
+            if (!hy_zone_dp_stats_answer(&srv_of(s)->stats, &s->stats, m->stats)) {
+                char name[300];
+                hy_log(HY_LOG_DEBUG, "dp",
+                       "%s: dropped metrics for no question in flight (id %llu)",
+                       session_name(cs, name, sizeof(name)), (unsigned long long)m->stats->id);
+            }
+            break;
         default:
             reject(s, "unexpected message");
         }
@@ -1330,6 +1370,7 @@ static void on_message(struct hy_cp_session *cs, const uint8_t *data, size_t len
 static void session_fini(struct hy_cp_session *cs)
 {
     struct dp_session *s = (struct dp_session *)cs;
+    hy_zone_dp_stats_end(&srv_of(s)->stats, &s->stats);
     hy_resource_free(s->dp);
     free(s->cert);
     free(s->chain);
@@ -1342,6 +1383,7 @@ static void on_close(struct hy_cp_session *cs, int code, const char *reason)
 {
     struct dp_session *s = (struct dp_session *)cs;
     struct hy_zone_dp_server *srv = srv_of(s);
+    hy_zone_dp_stats_end(&srv->stats, &s->stats);
     if (!s->dp || cs->closing)
         return;
     if (s->ingress) {
@@ -1545,6 +1587,10 @@ int hy_zone_dp_server_start(struct hy_zone *z)
     srv->recomputed = hy_metric_series(hy_metric_counter(
         m, "hypha_dp_server_config_recomputed_total",
         "Times a sidecar's own parts (inbounds, outbounds) were computed again after a change", 0));
+    int rc = hy_zone_dp_stats_init(&srv->stats, z->cp.loop, m, 0);
+    srv->stats_init = true; /* its timer is there to close, whatever rc */
+    if (rc < 0)
+        return rc;
     uv_timer_init(z->cp.loop, &srv->kick);
     srv->kick.data = srv;
     srv->kick_init = true;
@@ -1570,7 +1616,6 @@ int hy_zone_dp_server_start(struct hy_zone *z)
         .ops = &session_ops,
         .ud = srv,
     };
-    int rc;
     if ((rc = hy_cp_session_server_new(&sc, &srv->ss)) < 0 ||
         (rc = hy_cp_session_server_start(srv->ss)) < 0)
         return rc;
@@ -1592,6 +1637,9 @@ void hy_zone_dp_server_stop(struct hy_zone *z)
     if (!srv)
         return;
     hy_cp_session_server_stop(srv->ss);
+    if (srv->stats_init) /* what the sessions still wait for is answered 503 */
+        hy_zone_dp_stats_stop(&srv->stats);
+    srv->stats_init = false;
     if (srv->cleanup_init)
         uv_close((uv_handle_t *)&srv->cleanup, NULL);
     srv->cleanup_init = false;

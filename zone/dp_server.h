@@ -6,6 +6,7 @@
 
 #include "dataplane.pb-c.h"
 #include "dp.pb-c.h"
+#include "dp_stats.h"
 #include "wire.h"
 #include "zone.h"
 
@@ -20,7 +21,7 @@ void hy_zone_dp_server_stop(struct hy_zone *z);
 void hy_zone_dp_server_free(struct hy_zone *z);
 
 /* The shape of one message a peer sent, before anything reads it
- * (dp_server.c): a kind a peer may send (hello, csr, ack, nack), no
+ * (dp_server.c): a kind a peer may send (hello, csr, ack, nack, stats), no
  * unknown fields anywhere, and every string the zone reads present where
  * required, bounded and printable where it is logged or stored. The
  * Hello's resource is checked by hy_zone_dp_check_hello. Returns true, or false
@@ -147,6 +148,14 @@ int hy_zone_dp_config_build(struct hy_store *s, const struct hy_resource *dp, co
  * connected; *out is the caller's (hypha__v1__dp_config__free_unpacked). */
 int hy_zone_dp_connected_config(struct hy_zone *z, const char *mesh, const char *name,
                                 Hypha__V1__DpConfig **out, char *acked, size_t size);
+
+/* Asks the sidecar mesh/name connected to this zone (ingress: the
+ * ingress name, mesh NULL) for its metrics (dp_stats.h): 0, and done is
+ * called once, later; HY_ENOTFOUND when none is connected here; HY_EFULL
+ * (too many questions in flight), HY_ENOMEM or a send failure, and done is
+ * never called. */
+int hy_zone_dp_stats_of(struct hy_zone *z, bool ingress, const char *mesh, const char *name,
+                        hy_zone_dp_stats_done_fn done, void *ud);
 
 /* A version that names m's content: 16 hex digits of a hash of m packed
  * (m's own version field unset). *out is the caller's; 0 or HY_ENOMEM. */

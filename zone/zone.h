@@ -55,8 +55,10 @@ void hy_zone_close(struct hy_zone *z);
 
 /* The zone's own API paths (zone_api.c), for cp.extra: GET
  * /meshes/{mesh}/dataplanes/{name}/_config (the config this zone computes
- * for a Dataplane, without its per-connection certificate material), then
- * the token endpoints. */
+ * for a Dataplane, without its per-connection certificate material), GET
+ * /meshes/{mesh}/dataplanes/{name}/stats and /zoneingresses/{name}/stats
+ * (the proxy's own metrics, asked over its session), then the token
+ * endpoints. */
 bool hy_zone_api_handle(void *z, const struct hy_http_req *req, struct hy_http_resp *resp);
 
 /* KDS client (kds_client.c). */

@@ -2,8 +2,8 @@
  * (zone/dp_server.c: hy_zone_dp_check_message, hy_zone_dp_check_hello,
  * hy_zone_dp_token_matches): a Hello whose Dataplane has a NULL, empty or
  * duplicate tag key, over-long names, bad addresses, unknown fields, too
- * many inbounds, a missing CSR or token; Acks, Nacks and CSRs out of
- * bounds; and the token match never picking one of two duplicate keys. */
+ * many inbounds, a missing CSR or token; Acks, Nacks, CSRs and DpStats out
+ * of bounds; and the token match never picking one of two duplicate keys. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -360,6 +360,35 @@ static void test_messages(void **state)
     assert_false(message_ok(&m, "csr.csr must be at most 8192"));
     free(huge);
     free(big);
+
+    /* a sidecar's metrics: an id, at most HY_DP_MAX_STATS bytes of text,
+     * a printable bounded error */
+    Hypha__V1__DpStats st = HYPHA__V1__DP_STATS__INIT;
+    m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_STATS;
+    m.stats = &st;
+    assert_false(message_ok(&m, "stats.id is required"));
+    st.has_id = 1;
+    st.id = 7;
+    assert_true(message_ok(&m, NULL));
+    char *text = malloc(HY_DP_MAX_STATS + 2);
+    assert_non_null(text);
+    memset(text, 'm', HY_DP_MAX_STATS);
+    text[HY_DP_MAX_STATS] = '\0';
+    st.text = text; /* exactly the limit */
+    assert_true(message_ok(&m, NULL));
+    text[HY_DP_MAX_STATS] = 'm';
+    text[HY_DP_MAX_STATS + 1] = '\0';
+    assert_false(message_ok(&m, "stats.text must be at most 1048576"));
+    free(text);
+    st.text = "a 1\n";
+    st.error = "cut\nshort"; /* shown to users: printable only */
+    assert_false(message_ok(&m, "stats.error must be printable ASCII"));
+    st.error = "metrics truncated";
+    assert_true(message_ok(&m, NULL));
+    Hypha__V1__DpStatsRequest q = HYPHA__V1__DP_STATS_REQUEST__INIT;
+    m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_STATS_REQUEST; /* only the zone asks */
+    m.stats_request = &q;
+    assert_false(message_ok(&m, "unexpected message"));
 
     m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_CONFIG; /* only the zone sends these */
     m.config = &cfg;
