@@ -3,8 +3,8 @@
 # global CP, zone east and two sidecars (web-1 with tags kuma.io/service:
 # web, env: dev; backend-1 with labels app: backend), as in policies.sh:
 # inspect dataplanes (status, tags, certificate expiry), inspect dataplane
-# --type=rules|policies|config (config from the zone, a 400 naming the zone
-# on the global CP), explain (allowed, denied, shadow-denied: what the
+# --type=rules|policies|config|stats (config and stats from the zone, a 400
+# naming the zone on the global CP), explain (allowed, denied, shadow-denied: what the
 # sidecar does, checked with real calls), and the errors: an unknown
 # dataplane or inbound named in the message with a non-zero exit, an
 # unknown --type, missing arguments and flags (exit 2).
@@ -168,6 +168,18 @@ hy_contains "config on the global CP: says the zone computes it, and which" \
 hy_eq "the global CP's _config is a 400" 400 \
     "$(hy_status GET "$GLOBAL_URL/meshes/default/dataplanes/east.backend-1/_config")"
 
+# ---- --type=stats: the sidecar's metrics, through its zone (dp_stats.sh has the rest)
+hy_contains "stats on the zone: the sidecar's own metrics" "hypha_dp_connected 1" \
+    "$(zctl inspect dataplane backend-1 --type=stats)"
+rc=0
+o=$(ctl inspect dataplane east.backend-1 --type=stats 2>&1) || rc=$?
+hy_eq "stats on the global CP: exit 1" 1 "$rc"
+hy_contains "stats on the global CP: says which zone asks the sidecar" \
+    "Error: Served by the zone: the metrics of a Dataplane's sidecar are asked of it by the zone control plane it connects to (zone east), not by this global control plane" "$o"
+hy_contains "and how to ask it" "inspect dataplane backend-1 --mesh default --type=stats" "$o"
+hy_eq "the global CP's stats is a 400" 400 \
+    "$(hy_status GET "$GLOBAL_URL/meshes/default/dataplanes/east.backend-1/stats")"
+
 # ---- explain: what the sidecar does
 o=$(zctl explain --from web-1 --to backend-1)
 hy_eq "explain: denied, at backend-1's inbound" "web-1 -> backend-1 inbound $B_PORT (backend): denied" \
@@ -216,7 +228,7 @@ err 1 "no Dataplane backend-1 in mesh other" "inspect dataplane in another mesh"
     zctl inspect dataplane backend-1 --mesh other
 err 1 "no Dataplane backend-1 in mesh default (did you mean east.backend-1?)" \
     "inspect dataplane on the global CP by its zone's name" ctl inspect dataplane backend-1
-err 2 "Error: unknown --type \"envoy\" (rules, policies or config)" "an unknown --type" \
+err 2 "Error: unknown --type \"envoy\" (rules, policies, config or stats)" "an unknown --type" \
     zctl inspect dataplane backend-1 --type=envoy
 err 2 "Error: missing arguments: hyphactl inspect dataplane NAME" "inspect dataplane without NAME" \
     zctl inspect dataplane
@@ -233,7 +245,7 @@ err 2 "Run 'hyphactl explain --help' for usage." "and it says where the usage is
 # ---- the completion script knows the commands
 o=$(zctl completion bash)
 hy_contains "completion: inspect's commands" '"inspect") words="zones dataplanes zoneingresses dataplane"' "$o"
-hy_contains "completion: --type's values" 'compgen -W "rules policies config"' "$o"
+hy_contains "completion: --type's values" 'compgen -W "rules policies config stats"' "$o"
 
 hy_stop "$GLOBAL_PID" || true
 hy_check "no sanitizer report" bash -c "! grep -q 'ERROR: AddressSanitizer\|runtime error' '$HY_TMP'/*.log"

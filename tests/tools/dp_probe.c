@@ -4,7 +4,9 @@
  * fields, unknown fields), a session that renews its certificate when told
  * to (after its token was revoked), oversized and garbage messages, and many
  * raw connections that never say Hello or hold a partial large frame (the
- * pre-Hello memory and connection limits). The model is kds_probe.c. */
+ * pre-Hello memory and connection limits), and a session answering the
+ * zone's questions for its metrics wrongly (--stats). The model is
+ * kds_probe.c. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -56,6 +58,7 @@ struct probe_cfg {
     uint64_t size, count, seed, threads;
     int64_t expect_code;
     char *renew_file;
+    char *stats;
     bool trace;
     enum hy_log_level log_level;
 };
@@ -97,6 +100,10 @@ static const struct hy_option options[] = {
      "and partial, 1008 for idle)"},
     {"renew-file", NULL, NULL, HY_OPT_STRING, O(renew_file), NULL,
      "session: once this file exists, send one renewal CSR"},
+    {"stats", NULL, NULL, HY_OPT_STRING, O(stats), "answer",
+     "session: how to answer DpStatsRequest: answer, silent, wrong-id (id + 1000), error (an "
+     "error, no text), oversized (HY_DP_MAX_STATS + 1 bytes), unsolicited (answer, and send a "
+     "DpStats nobody asked for after the first config)"},
     {"trace", NULL, NULL, HY_OPT_BOOL, O(trace), "false", "print a line for every message"},
     {"log-level", NULL, NULL, HY_OPT_LOG_LEVEL, O(log_level), "warn",
      "log lines on stderr (the websocket module's)"},
@@ -112,7 +119,8 @@ static const struct hy_config_spec spec = {
         "           bad-address, no-networking, unknown-field, many-tags, null-label-key,\n"
         "           no-csr, null-token, wrong-type, bad-version, many-inbounds, ack-first\n"
         "  session  a valid Hello; ack every config; with --renew-file send a CSR once that\n"
-        "           file exists; exit 0 when the zone ends the session with a Reject and 1008\n"
+        "           file exists; answer questions for metrics as --stats says; exit 0 when\n"
+        "           the zone ends the session with a Reject and 1008\n"
         "  huge     one message of --size bytes right after connecting; exit 0 on a close with\n"
         "           --expect-code (1009)\n"
         "  garbage  --count messages of random bytes; exit 0 when the zone closes with a close\n"
@@ -500,6 +508,46 @@ static void ws_open(void *ud, struct hy_ws_conn *c, const char *peer)
         send_random(p);
 }
 
+/* A DpStats of id: text (NULL: none) and error (NULL: none). */
+static void send_stats(struct probe *p, uint64_t id, const char *text, const char *error)
+{
+    Hypha__V1__DpStats st = HYPHA__V1__DP_STATS__INIT;
+    Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
+    st.has_id = 1;
+    st.id = id;
+    st.text = (char *)text;
+    st.error = (char *)error;
+    m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_STATS;
+    m.stats = &st;
+    int rc = send_dp(p, &m);
+    out("stats-sent id=%llu bytes=%zu rc=%d", (unsigned long long)id, text ? strlen(text) : 0, rc);
+}
+
+/* A DpStatsRequest: answered as --stats says. */
+static void on_stats_request(struct probe *p, uint64_t id)
+{
+    const char *how = p->cfg->stats;
+    out("stats-request id=%llu", (unsigned long long)id);
+    if (!strcmp(how, "silent"))
+        return;
+    if (!strcmp(how, "wrong-id")) {
+        send_stats(p, id + 1000, "hypha_probe_up 1\n", NULL);
+    } else if (!strcmp(how, "error")) {
+        send_stats(p, id, NULL, "the probe refuses");
+    } else if (!strcmp(how, "oversized")) {
+        char *big = malloc(HY_DP_MAX_STATS + 2);
+        if (!big)
+            return;
+        memset(big, '#', HY_DP_MAX_STATS + 1);
+        big[HY_DP_MAX_STATS] = '\n';
+        big[HY_DP_MAX_STATS + 1] = '\0';
+        send_stats(p, id, big, NULL);
+        free(big);
+    } else {
+        send_stats(p, id, "# TYPE hypha_probe_up gauge\nhypha_probe_up 1\n", NULL);
+    }
+}
+
 static void on_config(struct probe *p, const char *version, const char *cert)
 {
     bool new_cert = cert && (!p->cert || strcmp(p->cert, cert));
@@ -518,6 +566,8 @@ static void on_config(struct probe *p, const char *version, const char *cert)
     m.msg_case = HYPHA__V1__DP_MESSAGE__MSG_ACK;
     m.ack = &ack;
     send_dp(p, &m);
+    if (!p->configured && p->mode == MODE_SESSION && !strcmp(p->cfg->stats, "unsolicited"))
+        send_stats(p, 424242, "forged 1\n", NULL);
     p->configured = true;
     if (p->mode == MODE_HELLO)
         finish(p, tampered(p->cfg, "none") ? PROBE_OK : PROBE_UNEXPECTED);
@@ -548,6 +598,9 @@ static void ws_message(void *ud, struct hy_ws_conn *c, const uint8_t *data, size
     }
     case HYPHA__V1__DP_MESSAGE__MSG_INGRESS_CONFIG:
         on_config(p, m->ingress_config->version, NULL);
+        break;
+    case HYPHA__V1__DP_MESSAGE__MSG_STATS_REQUEST:
+        on_stats_request(p, m->stats_request->id);
         break;
     default:
         if (p->cfg->trace)
@@ -983,6 +1036,10 @@ static bool check_cfg(const struct probe_cfg *c, enum mode mode)
         why = "--count is 1 to 10000";
     else if (mode == MODE_PARTIAL && c->size < 2)
         why = "partial needs --size of at least 2";
+    else if (strcmp(c->stats, "answer") && strcmp(c->stats, "silent") &&
+             strcmp(c->stats, "wrong-id") && strcmp(c->stats, "error") &&
+             strcmp(c->stats, "oversized") && strcmp(c->stats, "unsolicited"))
+        why = "--stats is answer, silent, wrong-id, error, oversized or unsolicited";
     if (why)
         fprintf(stderr, "hypha-dp-probe: %s (see --help)\n", why);
     return !why;

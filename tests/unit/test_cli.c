@@ -1313,6 +1313,13 @@ static const struct route inspect_routes[] = {
     {"GET /dataplaneinsights", 200, DP_INSIGHTS, NULL, NULL, 0},
     {"GET /meshes/default/dataplanes/backend-1/_rules", 200, RULES, NULL, NULL, 0},
     {"GET /meshes/default/dataplanes/backend-1/_config", 200, DP_CONFIG, NULL, NULL, 0},
+    {"GET /meshes/default/dataplanes/backend-1/stats", 200,
+     "# TYPE hypha_dp_connected gauge\nhypha_dp_connected 1\n",
+     "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n", NULL, 0},
+    {"GET /meshes/default/dataplanes/gone-1/stats", 503,
+     "{\"title\":\"Not connected\",\"details\":\"Dataplane gone-1 in mesh default is not "
+     "connected to this zone control plane (zone east)\"}",
+     NULL, NULL, 0},
     {"GET /meshes/default/dataplanes/nope/_rules", 404,
      "{\"title\":\"Not found\",\"details\":\"no Dataplane nope in mesh default\"}", NULL, NULL, 0},
     {"GET /meshes/prod/dataplanes/web-1/_config", 400,
@@ -1512,6 +1519,19 @@ static void test_inspect_dataplane(void **state)
     RUN(&r, "inspect", "dataplane", "backend-1", "--type=config", "-o", "json");
     assert_string_equal(r.out, DP_CONFIG "\n");
     result_fini(&r);
+    /* stats: the sidecar's Prometheus text as the zone serves it, whatever -o */
+    RUN(&r, "inspect", "dataplane", "backend-1", "--type=stats");
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.out, "# TYPE hypha_dp_connected gauge\nhypha_dp_connected 1\n");
+    result_fini(&r);
+    RUN(&r, "inspect", "dataplane", "backend-1", "--type=stats", "-o", "yaml");
+    assert_string_equal(r.out, "# TYPE hypha_dp_connected gauge\nhypha_dp_connected 1\n");
+    result_fini(&r);
+    RUN(&r, "inspect", "dataplane", "gone-1", "--type=stats");
+    assert_int_equal(r.rc, 1);
+    assert_string_equal(r.err, "Error: Not connected: Dataplane gone-1 in mesh default is not "
+                               "connected to this zone control plane (zone east)\n");
+    result_fini(&r);
 
     /* errors: the control plane's, naming the dataplane; usage errors exit 2 */
     RUN(&r, "inspect", "dataplane", "nope");
@@ -1527,8 +1547,9 @@ static void test_inspect_dataplane(void **state)
     result_fini(&r);
     RUN(&r, "inspect", "dataplane", "backend-1", "--type=envoy");
     assert_int_equal(r.rc, 2);
-    assert_string_equal(r.err, "Error: unknown --type \"envoy\" (rules, policies or config)\n"
-                               "Run 'hyphactl inspect dataplane --help' for usage.\n");
+    assert_string_equal(r.err,
+                        "Error: unknown --type \"envoy\" (rules, policies, config or stats)\n"
+                        "Run 'hyphactl inspect dataplane --help' for usage.\n");
     result_fini(&r);
     RUN(&r, "inspect", "dataplane");
     assert_int_equal(r.rc, 2);
@@ -1691,7 +1712,7 @@ static void test_completion_script(void **state)
         {"hyphactl config control-planes add --ove", "--overwrite"},
         {"hyphactl completion ''", "bash"},
         {"hyphactl inspect ''", "zones dataplanes zoneingresses dataplane"},
-        {"hyphactl inspect dataplane backend-1 --type ''", "rules policies config"},
+        {"hyphactl inspect dataplane backend-1 --type ''", "rules policies config stats"},
         {"hyphactl explain --from web-1 --t", "--to"},
         {"hyphactl explain --m", "--mesh"},
     };
