@@ -61,10 +61,11 @@ struct dp_session {
     struct held acked; /* what it said it holds */
     char sent_version[32], acked_version[32], nacked_version[32]; /* ingress: routes */
     uint64_t sent_n, acked_n, rejected;
-    uint64_t parts_sent;                   /* parts in every update sent */
-    bool pending;                          /* to be sent its config on the next loop turn (kick) */
-    bool insight_due;                      /* its insight is written on the next flush */
-    struct hy_zone_dp_stats_session stats; /* its questions for metrics in flight */
+    uint64_t parts_sent; /* parts in every update sent */
+    bool pending;        /* to be sent its config on the next loop turn (kick) */
+    bool insight_due;    /* its insight is written on the next flush */
+    /* its questions for metrics in flight */
+    struct hy_zone_dp_stats_session stats;
 };
 
 struct hy_zone_dp_server {
