@@ -940,6 +940,14 @@ static void suite_shape(void **state)
             fail_msg("no case under %s/", dirs[t]);
     if (!tally.readme)
         fail_msg("%s/README.md is missing", HY_POLICY_CASES);
+    /* and the README's table lists no case that is not here: one row per
+     * case ("| `dir/case` | ..."), each case checked above to have its row */
+    size_t rows = 0;
+    for (const char *p = tally.readme; (p = strstr(p, "\n| `")); p++)
+        rows++;
+    if (rows != n)
+        fail_msg("%s/README.md lists %zu cases, but %zu are there: a row names a missing case",
+                 HY_POLICY_CASES, rows, n);
 }
 
 int main(void)
