@@ -407,6 +407,13 @@ void hy_validate_dataplane(const struct hy_resource *r, struct hy_diag *d)
         check_map(d, p, in->n_tags, (void *const *)in->tags);
         if (!map_get(in->n_tags, (void *const *)in->tags, "hypha.io/service"))
             hy_diag_add(d, 0, 0, p, "tag hypha.io/service is required");
+        const char *proto = map_get(in->n_tags, (void *const *)in->tags, "hypha.io/protocol");
+        if (proto && strcmp(proto, "tcp") && strcmp(proto, "http") && strcmp(proto, "http2") &&
+            strcmp(proto, "grpc"))
+            hy_diag_add(d, 0, 0, p,
+                        "tag hypha.io/protocol: unknown protocol \"%s\" (expected tcp, http, "
+                        "http2 or grpc)",
+                        proto);
     }
     for (size_t i = 0; i < n->n_outbound; i++) {
         const Hypha__V1__Dataplane__Networking__Outbound *out = n->outbound[i];

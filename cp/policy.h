@@ -35,6 +35,8 @@
  * kuma.io/zone, which the codec reads as this). */
 #define HY_TAG_SERVICE "hypha.io/service"
 #define HY_TAG_ZONE "hypha.io/zone"
+/* Kuma's kuma.io/protocol: tcp (absent), http, http2, grpc. */
+#define HY_TAG_PROTOCOL "hypha.io/protocol"
 
 /* Specificity of a top-level targetRef: later (higher) wins. */
 enum hy_policy_rank {

@@ -39,6 +39,20 @@ const char *hy_zone_dp_service_of(const Hypha__V1__Dataplane__Networking__Inboun
     return tag(in->n_tags, in->tags, HY_TAG_SERVICE);
 }
 
+const char *hy_zone_dp_protocol_name(const char *value)
+{
+    static const char *const known[] = {"http", "http2", "grpc"};
+    for (size_t i = 0; value && i < sizeof(known) / sizeof(*known); i++)
+        if (!strcmp(value, known[i]))
+            return known[i];
+    return "tcp";
+}
+
+const char *hy_zone_dp_protocol_of(const Hypha__V1__Dataplane__Networking__Inbound *in)
+{
+    return hy_zone_dp_protocol_name(tag(in->n_tags, in->tags, HY_TAG_PROTOCOL));
+}
+
 static int push_unique(char ***v, size_t *n, const char *s)
 {
     for (size_t i = 0; i < *n; i++)
@@ -599,6 +613,56 @@ static int remote_endpoints(const struct hy_zone_dp_round *r, const char *origin
     return 0;
 }
 
+/* The protocol a caller in zone origin proxies service's traffic as
+ * (Kuma's rule): the one every known instance agrees on, local inbounds
+ * (hypha.io/protocol) and other zones' ingresses (the tag their
+ * availableServices publish), else tcp. No instance known: tcp. */
+static const char *service_protocol(const struct hy_zone_dp_round *r, const char *origin,
+                                    const char *mesh, const char *service)
+{
+    const char *agreed = NULL;
+    struct ep_ref want = {mesh, service, 0, 0};
+    size_t lo = 0, hi = r->neps;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (ep_cmp(&r->eps[mid], &want) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo;
+         i < r->neps && !strcmp(r->eps[i].mesh, mesh) && !strcmp(r->eps[i].service, service); i++) {
+        const struct hy_resource *dr = r->dps[r->eps[i].dp];
+        if (dr->origin && strcmp(dr->origin, origin))
+            continue;
+        const char *p = hy_zone_dp_protocol_of(
+            ((const Hypha__V1__Dataplane *)dr->spec)->networking->inbound[r->eps[i].inbound]);
+        if (agreed && strcmp(agreed, p))
+            return "tcp";
+        agreed = p;
+    }
+    for (size_t k = 0; k < r->nzis; k++) {
+        const struct hy_resource *zr = r->zis[k];
+        const Hypha__V1__ZoneIngress *zi = (const Hypha__V1__ZoneIngress *)zr->spec;
+        const char *from = S(zr->origin);
+        if (!from[0] || !strcmp(from, origin) || !strcmp(from, "global"))
+            continue;
+        for (size_t i = 0; i < zi->n_available_services; i++) {
+            const Hypha__V1__ZoneIngress__AvailableService *as = zi->available_services[i];
+            const char *svc = tag(as->n_tags, (void *)as->tags, HY_TAG_SERVICE);
+            if (!svc || strcmp(svc, service) || strcmp(S(as->mesh), mesh) ||
+                (as->has_instances && as->instances == 0))
+                continue;
+            const char *p =
+                hy_zone_dp_protocol_name(tag(as->n_tags, (void *)as->tags, HY_TAG_PROTOCOL));
+            if (agreed && strcmp(agreed, p))
+                return "tcp";
+            agreed = p;
+        }
+    }
+    return agreed ? agreed : "tcp";
+}
+
 int hy_zone_dp_round_endpoints(struct hy_zone_dp_round *r, const char *origin, const char *mesh,
                                const char *service, const Hypha__V1__DpPart **out)
 {
@@ -809,15 +873,16 @@ static int make_inbounds(const struct hy_resource *dp, const struct policies *po
         x->service_port = in->has_service_port ? in->service_port : in->port;
         x->service_address = strdup(in->service_address ? in->service_address : "127.0.0.1");
         x->service = strdup(S(hy_zone_dp_service_of(in)));
-        if (!x->service_address || !x->service)
+        x->protocol = strdup(hy_zone_dp_protocol_of(in));
+        if (!x->service_address || !x->service || !x->protocol)
             return HY_ENOMEM;
         rc = inbound_permissions(pol, i, x);
     }
     return rc;
 }
 
-static int make_outbounds(const struct hy_resource *dp, const struct policies *pol,
-                          Hypha__V1__DpPart *p)
+static int make_outbounds(const struct hy_zone_dp_round *r, const struct hy_resource *dp,
+                          const struct policies *pol, Hypha__V1__DpPart *p)
 {
     const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
     size_t nout = d->networking ? d->networking->n_outbound : 0;
@@ -838,7 +903,8 @@ static int make_outbounds(const struct hy_resource *dp, const struct policies *p
         hy_sni_for(S(svc), S(dp->meta->mesh), sni, sizeof(sni));
         o->service = strdup(S(svc));
         o->sni = strdup(sni);
-        if (!o->service || !o->sni)
+        o->protocol = strdup(service_protocol(r, S(dp->origin), S(dp->meta->mesh), S(svc)));
+        if (!o->service || !o->sni || !o->protocol)
             return HY_ENOMEM;
         rc = apply_to_policies(pol, dp, o);
     }
@@ -862,7 +928,7 @@ int hy_zone_dp_parts_own(struct hy_zone_dp_round *r, const struct hy_resource *d
     }
     if (rc == 0 && outbounds) {
         out = new_part(HYPHA__V1__DP_PART__KIND__Outbounds, NULL);
-        rc = out ? make_outbounds(dp, &pol, out) : HY_ENOMEM;
+        rc = out ? make_outbounds(r, dp, &pol, out) : HY_ENOMEM;
         if (rc == 0)
             rc = hy_dp_part_stamp(out);
     }

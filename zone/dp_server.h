@@ -46,6 +46,15 @@ bool hy_zone_dp_token_matches(const struct hy_token_claims *c, const struct hy_r
 /* The hypha.io/service tag of an inbound, or NULL. */
 const char *hy_zone_dp_service_of(const Hypha__V1__Dataplane__Networking__Inbound *in);
 
+/* The protocol an inbound's traffic is proxied as, from its
+ * hypha.io/protocol tag: "http", "http2" or "grpc" when the tag says so,
+ * "tcp" otherwise (absent or any other value). A static string. */
+const char *hy_zone_dp_protocol_of(const Hypha__V1__Dataplane__Networking__Inbound *in);
+
+/* value (a hypha.io/protocol tag, or NULL) as one of "tcp", "http",
+ * "http2", "grpc": anything else is "tcp". A static string. */
+const char *hy_zone_dp_protocol_name(const char *value);
+
 /* The URI SANs of a sidecar's leaf: one SPIFFE ID per inbound service
  * (spiffe://MESH/SERVICE, first), then one kuma://KEY/VALUE per distinct
  * inbound tag, with hypha.io/zone: zone added where an inbound has none:

@@ -66,6 +66,15 @@ static int add_local(void *ud, struct hy_resource *res, bool *take)
             return HY_ENOMEM;
         }
         r->endpoints = v;
+        /* the instances' protocol: tcp as soon as two differ (Kuma's rule) */
+        const char *proto = hy_zone_dp_protocol_of(in);
+        if (!r->n_endpoints || strcmp(S(r->protocol), proto)) {
+            free(r->protocol);
+            if (!(r->protocol = strdup(r->n_endpoints ? "tcp" : proto))) {
+                free(e);
+                return HY_ENOMEM;
+            }
+        }
         hypha__v1__dp_endpoint__init(e);
         v[r->n_endpoints++] = e;
         e->address = strdup(S(d->networking->address));
@@ -110,8 +119,15 @@ int hy_zone_ingress_available(const Hypha__V1__DpIngressConfig *c, Hypha__V1__Zo
     for (size_t i = 0; i < c->n_routes; i++) {
         Hypha__V1__ZoneIngress__AvailableService *as = malloc(sizeof(*as));
         Hypha__V1__ZoneIngress__AvailableService__TagsEntry *t = malloc(sizeof(*t));
-        Hypha__V1__ZoneIngress__AvailableService__TagsEntry **tv = malloc(sizeof(*tv));
-        if (!as || !t || !tv) {
+        /* the protocol tag when the instances agree on one other than tcp
+         * (absent is tcp), so other zones' callers proxy it alike */
+        const char *proto = c->routes[i]->protocol;
+        bool tagged = proto && strcmp(proto, "tcp");
+        Hypha__V1__ZoneIngress__AvailableService__TagsEntry *pt =
+            tagged ? malloc(sizeof(*pt)) : NULL;
+        Hypha__V1__ZoneIngress__AvailableService__TagsEntry **tv = malloc(2 * sizeof(*tv));
+        if (!as || !t || !tv || (tagged && !pt)) {
+            free(pt);
             free(as);
             free(t);
             free(tv);
@@ -125,6 +141,14 @@ int hy_zone_ingress_available(const Hypha__V1__DpIngressConfig *c, Hypha__V1__Zo
         tv[0] = t;
         as->tags = tv;
         as->n_tags = 1;
+        if (tagged) {
+            hypha__v1__zone_ingress__available_service__tags_entry__init(pt);
+            tv[as->n_tags++] = pt;
+            pt->key = strdup("hypha.io/protocol");
+            pt->value = strdup(proto);
+            if (!pt->key || !pt->value)
+                return HY_ENOMEM;
+        }
         as->mesh = strdup(c->routes[i]->mesh);
         as->has_instances = 1;
         as->instances = (uint32_t)c->routes[i]->n_endpoints;

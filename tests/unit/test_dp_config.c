@@ -1573,6 +1573,151 @@ static void test_shared_parts(void **state)
     hy_zone_dp_round_free(r);
 }
 
+/* ----- protocols (Kuma's kuma.io/protocol) ----- */
+
+static const char *const l7_world =
+    "type: Dataplane\n"
+    "mesh: default\n"
+    "name: web-1\n"
+    "networking:\n"
+    "  address: 10.0.0.1\n"
+    "  inbound:\n"
+    "    - port: 20001\n"
+    "      tags: {kuma.io/service: web, kuma.io/protocol: http}\n" /* Kuma's spelling */
+    "    - port: 20002\n"
+    "      tags: {hypha.io/service: web-admin}\n"
+    "  outbound:\n"
+    "    - {port: 10001, tags: {hypha.io/service: backend}}\n"
+    "    - {port: 10002, tags: {hypha.io/service: db}}\n"
+    "    - {port: 10003, tags: {hypha.io/service: api}}\n"
+    "    - {port: 10004, tags: {hypha.io/service: mixed}}\n"
+    "---\n"
+    "type: Dataplane\n"
+    "mesh: default\n"
+    "name: backend-1\n"
+    "networking:\n"
+    "  address: 10.0.0.2\n"
+    "  inbound:\n"
+    "    - {port: 20001, tags: {hypha.io/service: backend, hypha.io/protocol: grpc}}\n"
+    "    - {port: 20002, tags: {hypha.io/service: api, hypha.io/protocol: http2}}\n"
+    "    - {port: 20003, tags: {hypha.io/service: mixed, hypha.io/protocol: http}}\n"
+    "---\n"
+    "type: Dataplane\n"
+    "mesh: default\n"
+    "name: backend-2\n"
+    "networking:\n"
+    "  address: 10.0.0.3\n"
+    "  inbound:\n"
+    "    - {port: 20001, tags: {hypha.io/service: backend, hypha.io/protocol: grpc}}\n"
+    "    - {port: 20003, tags: {hypha.io/service: mixed}}\n";
+
+static void test_protocol(void **state)
+{
+    struct fx *f = *state;
+    PUT(f->s, "global", mesh_default);
+    PUT(f->s, "east", l7_world);
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    assert_string_equal(inbound(c, 20001)->protocol, "http");
+    assert_string_equal(inbound(c, 20002)->protocol, "tcp");       /* untagged */
+    assert_string_equal(outbound(c, "backend")->protocol, "grpc"); /* both agree */
+    assert_string_equal(outbound(c, "api")->protocol, "http2");
+    assert_string_equal(outbound(c, "mixed")->protocol, "tcp"); /* http and tcp: tcp */
+    assert_string_equal(outbound(c, "db")->protocol, "tcp");    /* no instance known */
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+
+    /* other zones' instances count through their ingresses' tags: west
+     * agrees on api, north disagrees on backend; an ingress without
+     * instances is not an instance */
+    PUT(f->s, "west",
+        "type: ZoneIngress\n"
+        "name: west-ingress\n"
+        "networking: {address: 203.0.113.5, port: 10001}\n"
+        "availableServices:\n"
+        "  - {tags: {hypha.io/service: api, hypha.io/protocol: http2}, mesh: default, "
+        "instances: 1}\n"
+        "  - {tags: {hypha.io/service: db, hypha.io/protocol: http}, mesh: default, "
+        "instances: 0}\n");
+    PUT(f->s, "north",
+        "type: ZoneIngress\n"
+        "name: north-ingress\n"
+        "networking: {address: 198.51.100.7, port: 10001}\n"
+        "availableServices:\n"
+        "  - {tags: {hypha.io/service: backend}, mesh: default, instances: 1}\n"
+        "  - {tags: {hypha.io/service: db, hypha.io/protocol: http}, mesh: default, "
+        "instances: 1}\n");
+    c = config(f->s, "default", "web-1");
+    assert_string_equal(outbound(c, "api")->protocol, "http2");
+    assert_string_equal(outbound(c, "backend")->protocol, "tcp");
+    assert_string_equal(outbound(c, "db")->protocol, "http"); /* only north's, http */
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* The ingress publishes the protocol its zone's instances agree on. */
+static void test_ingress_protocol(void **state)
+{
+    struct fx *f = *state;
+    PUT(f->s, "global", mesh_default);
+    PUT(f->s, "east", l7_world);
+    Hypha__V1__DpIngressConfig *ic = NULL;
+    assert_int_equal(hy_zone_ingress_config_build(f->s, "east", &ic), 0);
+    Hypha__V1__ZoneIngress zi = HYPHA__V1__ZONE_INGRESS__INIT;
+    assert_int_equal(hy_zone_ingress_available(ic, &zi), 0);
+    size_t seen = 0;
+    for (size_t i = 0; i < zi.n_available_services; i++) {
+        const Hypha__V1__ZoneIngress__AvailableService *as = zi.available_services[i];
+        const char *svc = NULL, *proto = NULL;
+        for (size_t k = 0; k < as->n_tags; k++) {
+            if (!strcmp(as->tags[k]->key, "hypha.io/service"))
+                svc = as->tags[k]->value;
+            if (!strcmp(as->tags[k]->key, "hypha.io/protocol"))
+                proto = as->tags[k]->value;
+        }
+        assert_non_null(svc);
+        if (!strcmp(svc, "backend") && ++seen)
+            assert_string_equal(proto, "grpc");
+        else if (!strcmp(svc, "api") && ++seen)
+            assert_string_equal(proto, "http2");
+        else if (!strcmp(svc, "web") && ++seen)
+            assert_string_equal(proto, "http");
+        else if (++seen) /* mixed disagree, web-admin untagged: no tag (tcp) */
+            assert_null(proto);
+    }
+    assert_int_equal(seen, 5);
+    for (size_t i = 0; i < zi.n_available_services; i++)
+        protobuf_c_message_free_unpacked(&zi.available_services[i]->base, NULL);
+    free(zi.available_services);
+    hypha__v1__dp_ingress_config__free_unpacked(ic, NULL);
+}
+
+/* A protocol the sidecar does not know is refused at the Dataplane's
+ * write, naming the inbound. */
+static void test_protocol_invalid(void **state)
+{
+    (void)state;
+    static const char yaml[] =
+        "type: Dataplane\n"
+        "mesh: default\n"
+        "name: x\n"
+        "networking:\n"
+        "  address: 10.0.0.1\n"
+        "  inbound:\n"
+        "    - {port: 1, tags: {hypha.io/service: a, hypha.io/protocol: tcp}}\n"
+        "    - {port: 2, tags: {hypha.io/service: b, kuma.io/protocol: "
+        "mongo}}\n";
+    struct hy_docs docs = {0};
+    struct hy_diag d = {.source = "test.yaml"};
+    assert_int_equal(hy_codec_decode_resources("test.yaml", yaml, strlen(yaml), NULL, &docs, &d),
+                     0);
+    assert_false(hy_docs_validate(&docs, &d));
+    assert_int_equal(d.n, 1);
+    char line[512];
+    const char *text = hy_diag_format(&d, 0, line, sizeof(line));
+    assert_non_null(strstr(text, "networking.inbound[1].tags"));
+    assert_non_null(strstr(text, "unknown protocol \"mongo\" (expected tcp, http, http2 or grpc)"));
+    hy_diag_fini(&d);
+    hy_docs_fini(&docs);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1600,6 +1745,9 @@ int main(void)
         T(test_round),
         T(test_impact),
         T(test_shared_parts),
+        T(test_protocol),
+        T(test_ingress_protocol),
+        T(test_protocol_invalid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
