@@ -29,6 +29,11 @@ struct tag {
     const char *key, *value;
 };
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static int cmp_tag(const void *a, const void *b)
 {
     const struct tag *x = a, *y = b;
@@ -59,13 +64,46 @@ static int tags_cell(const Hypha__V1__Dataplane *dp, struct hy_buf *b)
     return rc;
 }
 
-static const char *const dp_head[] = {"MESH",         "NAME",           "TAGS",
-                                      "STATUS",       "LAST-CONNECTED", "TOTAL-UPDATES",
-                                      "TOTAL-ERRORS", "CERT-EXPIRATION"};
+/* "backend,web": every distinct hypha.io/service of its inbounds, sorted. */
+static int services_cell(const Hypha__V1__Dataplane *dp, struct hy_buf *b)
+{
+    const Hypha__V1__Dataplane__Networking *net = dp->networking;
+    size_t n = 0;
+    const char **v = net && net->n_inbound ? calloc(net->n_inbound, sizeof(*v)) : NULL;
+    if (net && net->n_inbound && !v)
+        return HY_ENOMEM;
+    for (size_t i = 0; net && i < net->n_inbound; i++)
+        for (size_t k = 0; k < net->inbound[i]->n_tags; k++)
+            if (!strcmp(S(net->inbound[i]->tags[k]->key), "hypha.io/service"))
+                v[n++] = S(net->inbound[i]->tags[k]->value);
+    qsort(v, n, sizeof(*v), cmp_str);
+    int rc = hy_buf_puts(b, "");
+    for (size_t i = 0, w = 0; rc == 0 && i < n; i++)
+        if (i == 0 || strcmp(v[i - 1], v[i]))
+            rc = hy_buf_printf(b, "%s%s", w++ ? "," : "", v[i]);
+    free(v);
+    return rc;
+}
 
-/* One row: MESH NAME TAGS STATUS LAST-CONNECTED TOTAL-UPDATES TOTAL-ERRORS
- * CERT-EXPIRATION. -o json|yaml: kumactl's overview,
- * {"total","items":[{"dataplane","dataplaneInsight"}]}. */
+/* Its zone: the label hypha.io/zone the zone CP gives a sidecar's
+ * Dataplane when it registers (Kuma's kuma.io/zone), which the global CP
+ * keeps on "<zone>.<name>". "" for one applied by hand on a zone CP. */
+static const char *zone_of(const struct hy_resource *dp)
+{
+    for (size_t i = 0; i < dp->meta->n_labels; i++)
+        if (!strcmp(S(dp->meta->labels[i]->key), "hypha.io/zone"))
+            return S(dp->meta->labels[i]->value);
+    return "";
+}
+
+static const char *const dp_head[] = {
+    "MESH",           "NAME",          "ZONE",         "SERVICES",        "TAGS",   "STATUS",
+    "LAST-CONNECTED", "TOTAL-UPDATES", "TOTAL-ERRORS", "CERT-EXPIRATION", "VERSION"};
+
+/* One row: MESH NAME ZONE SERVICES TAGS STATUS LAST-CONNECTED
+ * TOTAL-UPDATES TOTAL-ERRORS CERT-EXPIRATION VERSION (hypha-dp's, from
+ * the last subscription's version.kumaDp.version). -o json|yaml: kumactl's
+ * overview, {"total","items":[{"dataplane","dataplaneInsight"}]}. */
 static int dp_row(struct hy_cli *cli, struct hy_table *t, const struct hy_resource *dp,
                   const struct hy_resource *insight)
 {
@@ -87,15 +125,22 @@ static int dp_row(struct hy_cli *cli, struct hy_table *t, const struct hy_resour
     }
     hy_output_time(di && di->m_t_l_s ? di->m_t_l_s->certificate_expiration_time : NULL, expiry,
                    sizeof(expiry));
-    struct hy_buf tags = {0};
+    const char *version =
+        last && last->version && last->version->kuma_dp ? S(last->version->kuma_dp->version) : "";
+    struct hy_buf tags = {0}, services = {0};
     int rc = tags_cell((const Hypha__V1__Dataplane *)dp->spec, &tags);
+    if (rc == 0)
+        rc = services_cell((const Hypha__V1__Dataplane *)dp->spec, &services);
     const char *row[] = {
-        dp->meta->mesh, dp->meta->name, tags.data, online ? "Online" : "Offline",
-        connected,      sent,           rejected,  expiry,
+        dp->meta->mesh, dp->meta->name, zone_of(dp),
+        services.data,  tags.data,      online ? "Online" : "Offline",
+        connected,      sent,           rejected,
+        expiry,         version,
     };
     if (rc == 0)
         rc = hy_table_add(t, row);
     hy_buf_fini(&tags);
+    hy_buf_fini(&services);
     return rc;
 }
 

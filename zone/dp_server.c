@@ -60,6 +60,7 @@ struct dp_session {
     struct held sent;  /* what it holds once every update sent is applied */
     struct held acked; /* what it said it holds */
     char sent_version[32], acked_version[32], nacked_version[32]; /* ingress: routes */
+    char agent_version[HY_DP_MAX_AGENT_VERSION + 1]; /* hello.version: its build ("" unsaid) */
     uint64_t sent_n, acked_n, rejected;
     uint64_t parts_sent; /* parts in every update sent */
     bool pending;        /* to be sent its config on the next loop turn (kick) */
@@ -930,6 +931,21 @@ static struct subs subs_of(struct hy_resource *r, bool ingress)
     return (struct subs){&di->n_subscriptions, &di->subscriptions};
 }
 
+/* Sets sub's version.kumaDp.version (Kuma's shape) to v. False when out
+ * of memory. */
+static bool set_agent_version(Hypha__V1__DataplaneInsight__Subscription *sub, const char *v)
+{
+    if (!sub->version && (sub->version = malloc(sizeof(*sub->version))))
+        hypha__v1__dataplane_insight__subscription__version__init(sub->version);
+    if (sub->version && !sub->version->kuma_dp &&
+        (sub->version->kuma_dp = malloc(sizeof(*sub->version->kuma_dp))))
+        hypha__v1__dataplane_insight__subscription__version__kuma_dp__init(sub->version->kuma_dp);
+    if (!sub->version || !sub->version->kuma_dp)
+        return false;
+    hy_kds_set_str(&sub->version->kuma_dp->version, v);
+    return sub->version->kuma_dp->version != NULL;
+}
+
 /* Writes s's insight (a DataplaneInsight, or a ZoneIngressInsight for an
  * ingress): a new subscription at connect, its disconnect time, the
  * config counters, a sidecar's certificate expiry. */
@@ -968,6 +984,10 @@ static struct hy_resource *insight_made(struct dp_session *s, bool connect, bool
     if (disconnect && !sub->disconnect_time)
         sub->disconnect_time = hy_timestamp_now();
     hy_kds_set_str(&sub->config_version, s->ingress ? s->acked_version : s->acked.version);
+    if (s->agent_version[0] && !set_agent_version(sub, s->agent_version)) {
+        hy_resource_free(r);
+        return NULL;
+    }
     sub->has_responses_sent = sub->has_responses_acknowledged = sub->has_responses_rejected = 1;
     sub->responses_sent = s->sent_n;
     sub->responses_acknowledged = s->acked_n;
@@ -1108,6 +1128,7 @@ static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
     struct hy_token_failure fail = {0};
     s->dp = zi;
     s->ingress = true;
+    snprintf(s->agent_version, sizeof(s->agent_version), "%s", S(h->version));
     if (hy_cp_verify_token(&srv->z->cp, HY_TOKEN_KIND_INGRESS, h->token, &claims, &fail) < 0) {
         snprintf(why, sizeof(why), "zone-ingress token refused: %s", fail.message);
     } else if (!claims.name || strcmp(claims.name, zi->meta->name)) {
@@ -1172,6 +1193,30 @@ static int inbound_at_zone(struct hy_zone_dp_server *srv, const struct hy_resour
     return -1;
 }
 
+/* Sets dp's label hypha.io/zone to zone (replacing one the file had).
+ * 0 or HY_ENOMEM. */
+static int zone_label(struct hy_resource *dp, const char *zone)
+{
+    Hypha__V1__Meta *m = dp->meta;
+    for (size_t i = 0; i < m->n_labels; i++)
+        if (m->labels[i]->key && !strcmp(m->labels[i]->key, "hypha.io/zone")) {
+            hy_kds_set_str(&m->labels[i]->value, zone);
+            return m->labels[i]->value ? 0 : HY_ENOMEM;
+        }
+    Hypha__V1__Meta__LabelsEntry **v = realloc(m->labels, (m->n_labels + 1) * sizeof(*v));
+    if (!v)
+        return HY_ENOMEM;
+    m->labels = v;
+    Hypha__V1__Meta__LabelsEntry *e = malloc(sizeof(*e));
+    if (!e)
+        return HY_ENOMEM;
+    hypha__v1__meta__labels_entry__init(e);
+    e->key = strdup("hypha.io/zone");
+    e->value = strdup(zone);
+    v[m->n_labels++] = e;
+    return e->key && e->value ? 0 : HY_ENOMEM;
+}
+
 /* Order matters: the resource is checked whole (hy_zone_dp_check_hello: NULL
  * or duplicate keys, names, addresses) before the token is read against
  * it, so the token check never picks one of two hypha.io/service tags. */
@@ -1224,6 +1269,7 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
         return;
     }
     s->dp = dp;
+    snprintf(s->agent_version, sizeof(s->agent_version), "%s", S(h->version));
     hy_cp_session_admit(&s->base, &claims);
     hy_token_claims_fini(&claims);
     if (sign(srv, s, h->csr, why, sizeof(why)) < 0) {
@@ -1231,11 +1277,14 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
         return;
     }
     held_from_hello(s, h);
-    /* register: this zone's own, so KDS sends it up */
+    /* register: this zone's own, so KDS sends it up, labelled with its
+     * zone as Kuma labels it kuma.io/zone (what inspect shows) */
     hy_kds_set_str(&dp->origin, srv->z->cfg->zone);
     dp->version = 0;
     struct hy_store_write w;
-    int rc = hy_store_put(srv->z->cp.store, dp, HY_VERSION_ANY, &w);
+    int rc = zone_label(dp, srv->z->cfg->zone);
+    if (rc == 0)
+        rc = hy_store_put(srv->z->cp.store, dp, HY_VERSION_ANY, &w);
     if (rc < 0) {
         reject(s, "cannot register the Dataplane");
         return;

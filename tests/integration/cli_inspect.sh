@@ -2,7 +2,8 @@
 # hyphactl explains every policy decision, as kumactl does, against a real
 # global CP, zone east and two sidecars (web-1 with tags kuma.io/service:
 # web, env: dev; backend-1 with labels app: backend), as in policies.sh:
-# inspect dataplanes (status, tags, certificate expiry), inspect dataplane
+# inspect dataplanes (zone, services, status, tags, certificate expiry,
+# hypha-dp's version), inspect dataplane
 # --type=rules|policies|config|stats (config and stats from the zone, a 400
 # naming the zone on the global CP), explain (allowed, denied, shadow-denied: what the
 # sidecar does, checked with real calls), and the errors: an unknown
@@ -109,11 +110,21 @@ online() { zctl inspect dataplanes | grep -Eq "^default +$1 +.* Online "; }
 hy_check "inspect dataplanes: backend-1 is Online" hy_wait_for 10 online backend-1
 hy_check "inspect dataplanes: web-1 is Online" hy_wait_for 10 online web-1
 o=$(zctl inspect dataplanes)
-hy_eq "inspect dataplanes: kumactl's columns" \
-    "MESH NAME TAGS STATUS LAST-CONNECTED TOTAL-UPDATES TOTAL-ERRORS CERT-EXPIRATION" \
+hy_eq "inspect dataplanes: kumactl's columns, with the zone, services and version" \
+    "MESH NAME ZONE SERVICES TAGS STATUS LAST-CONNECTED TOTAL-UPDATES TOTAL-ERRORS CERT-EXPIRATION VERSION" \
     "$(head -n 1 <<<"$o" | tr -s ' ')"
 hy_eq "inspect dataplanes: one row per dataplane" 3 "$(wc -l <<<"$o")"
-hy_contains "inspect dataplanes: web-1's tags, sorted" "web-1       env=dev,hypha.io/service=web" "$o"
+hy_contains "inspect dataplanes: web-1's tags, sorted" "env=dev,hypha.io/service=web" "$(grep web-1 <<<"$o")"
+DP_VERSION=$("$HY_BIN/hypha-dp" --version | awk '{print $2}')
+hy_eq "inspect dataplanes: web-1 in zone east, service web, Online, its hypha-dp's version last" \
+    "default web-1 east web env=dev,hypha.io/service=web Online $DP_VERSION" \
+    "$(grep web-1 <<<"$o" | tr -s ' ' | cut -d' ' -f1-6) $(grep web-1 <<<"$o" | awk '{print $NF}')"
+hy_eq "inspect dataplanes: backend-1 in zone east, service backend, its hypha-dp's version" \
+    "east backend $DP_VERSION" "$(grep backend-1 <<<"$o" | awk '{print $3, $4, $NF}')"
+hy_eq "the zone labels a registered Dataplane hypha.io/zone (Kuma's kuma.io/zone)" east \
+    "$(curl -s "$E/meshes/default/dataplanes/web-1" | jq -r '.labels["hypha.io/zone"]')"
+hy_eq "the insight holds the sidecar's version in Kuma's shape, version.kumaDp.version" "$DP_VERSION" \
+    "$(curl -s "$E/meshes/default/dataplaneinsights/web-1" | jq -r '.subscriptions[-1].version.kumaDp.version')"
 expiry=$(curl -s "$E/meshes/default/dataplaneinsights/backend-1" |
     jq -r '.mTLS.certificateExpirationTime | sub("\\.[0-9]+"; "") | fromdateiso8601 | strftime("%Y-%m-%d %H:%M:%S")')
 hy_contains "inspect dataplanes: backend-1's certificate expiry, as its insight says" \
@@ -121,11 +132,19 @@ hy_contains "inspect dataplanes: backend-1's certificate expiry, as its insight 
 hy_eq "inspect dataplanes --mesh default -o json: both, each with its insight" "backend-1 true web-1 true" \
     "$(zctl inspect dataplanes --mesh default -o json |
         jq -r '[.items[] | .dataplane.name, (.dataplaneInsight.subscriptions | length > 0)] | join(" ")')"
+hy_eq "inspect dataplanes -o json: the table's zone and version, where the table reads them" \
+    "backend-1 east $DP_VERSION web-1 east $DP_VERSION" \
+    "$(zctl inspect dataplanes -o json | jq -r '[.items[] | .dataplane.name, .dataplane.labels["hypha.io/zone"],
+        .dataplaneInsight.subscriptions[-1].version.kumaDp.version] | join(" ")')"
 hy_contains "inspect dataplanes -o yaml" "- dataplane:" "$(zctl inspect dataplanes -o yaml)"
 hy_eq "inspect dataplanes --mesh of no dataplane: the header alone" 1 \
     "$(zctl inspect dataplanes --mesh nomesh | wc -l)"
 g_online() { ctl inspect dataplanes | grep -Eq '^default +east\.backend-1 +.* Online '; }
 hy_check "inspect dataplanes on the global CP: east.backend-1, Online" hy_wait_for 15 g_online
+g_version() { [ "$(ctl inspect dataplanes | grep east.backend-1 | awk '{print $NF}')" = "$DP_VERSION" ]; }
+hy_check "inspect dataplanes on the global CP: the version the zone recorded" hy_wait_for 15 g_version
+hy_eq "inspect dataplanes on the global CP: east.backend-1 in zone east, service backend" "east backend" \
+    "$(ctl inspect dataplanes | grep east.backend-1 | awk '{print $3, $4}')"
 
 # ---- inspect dataplane --type=rules (the default)
 o=$(zctl inspect dataplane backend-1)

@@ -5,9 +5,13 @@
 # README's "Policies: how they combine" (later entries override earlier
 # ones; a more specific targetRef wins; MeshSubset on any tag; Dataplane
 # by labels; the zone tag), MeshTrafficPermission rules, a Kubernetes-
-# shaped file and AllowWithShadowDeny. Each Deny path has a call that must
-# fail: a fail-open is the worst bug a mesh can have. The control planes
-# explain each decision (_rules, _explain, hyphactl explain).
+# shaped file and AllowWithShadowDeny. A third sidecar, other (tags
+# kuma.io/service: other), calls backend too: where a policy lets web in
+# and no one else, other must be refused. Each Deny path has a call that
+# must fail, and backend-1 must log refusing that caller (so a call that
+# never reached it does not pass for a denial): a fail-open is the worst
+# bug a mesh can have. The control planes explain each decision (_rules,
+# _explain, hyphactl explain).
 . "$(dirname "$0")/lib.sh"
 DATA=$(cd "$(dirname "$0")/../data" && pwd)
 export HOME=$HY_TMP/home
@@ -20,6 +24,13 @@ ctl delete meshtrafficpermission web-to-backend -m default >/dev/null
 B_PORT=$(hy_free_ports 3)
 W_PORT=$(hy_free_ports 3)
 while [ $((W_PORT - B_PORT)) -lt 3 ] && [ $((B_PORT - W_PORT)) -lt 3 ]; do W_PORT=$(hy_free_ports 3); done
+apart() { # apart P Q...: P's three ports overlap none of Q's
+    local p=$1 q
+    shift
+    for q; do [ $((p - q)) -ge 3 ] || [ $((q - p)) -ge 3 ] || return 1; done
+}
+O_PORT=$(hy_free_ports 3)
+while ! apart "$O_PORT" "$B_PORT" "$W_PORT"; do O_PORT=$(hy_free_ports 3); done
 
 # the two Dataplanes: backend with labels, web with one more tag than its service
 sed -e 's/^name: {{ name }}/name: {{ name }}\nlabels:\n  app: backend/' "$DATA/dp/dataplane.yaml" \
@@ -35,23 +46,40 @@ B_ADMIN=$DP_ADMIN
 hy_dp_token web-1 default web
 hy_start_dp web-1 web "$W_PORT" --dataplane-file "$HY_TMP/web.yaml"
 W_ADMIN=$DP_ADMIN
+hy_dp_token other-1 default other
+hy_start_dp other-1 other "$O_PORT"
+O_ADMIN=$DP_ADMIN
 ready() { curl -sf "$1/ready" >/dev/null; }
-hy_check "both sidecars become ready" hy_wait_for 15 ready "$B_ADMIN"
+hy_check "the three sidecars become ready" hy_wait_for 15 ready "$B_ADMIN"
 hy_wait_for 15 ready "$W_ADMIN"
-endpoint() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[0].endpoints | length > 0' >/dev/null; }
-hy_check "web-1 knows backend-1's inbound" hy_wait_for 10 endpoint
+hy_wait_for 15 ready "$O_ADMIN"
+endpoint() { curl -s "$1/config" | jq -e '.outbounds[0].endpoints | length > 0' >/dev/null; }
+hy_check "web-1 knows backend-1's inbound" hy_wait_for 10 endpoint "$W_ADMIN"
+hy_check "other-1 knows backend-1's inbound" hy_wait_for 10 endpoint "$O_ADMIN"
 
-CALL_PORT=$((W_PORT + 2))
+# call [PORT]: one line through a sidecar's outbound to backend (web-1's
+# unless PORT names another), echoed back when the call goes through
 call() {
     (
-        exec 3<>"/dev/tcp/127.0.0.1/$CALL_PORT" || exit 1
-        printf '%s\n' "$1" >&3
+        exec 3<>"/dev/tcp/127.0.0.1/${1:-$((W_PORT + 2))}" || exit 1
+        printf 'ping\n' >&3
         IFS= read -r -t 5 line <&3 || exit 1
         printf '%s\n' "$line"
     ) 2>/dev/null
 }
-allowed() { [ "$(call ping)" = ping ]; }
-denied() { [ "$(call ping)" != ping ]; }
+allowed() { [ "$(call)" = ping ]; }
+denied() { [ "$(call)" != ping ]; }
+# denied_at_backend CALLER: CALLER's call fails, and backend-1 logs one
+# more refusal of CALLER's SPIFFE ID: the deny was enforced at its inbound
+refusals() { grep -c "access direction=inbound .*id=spiffe://default/$1 .*result=denied" "$HY_TMP/dp-backend-1.log" || true; }
+refused_since() { [ "$(refusals "$1")" -gt "$2" ]; }
+denied_at_backend() {
+    local port before
+    case $1 in web) port=$((W_PORT + 2)) ;; other) port=$((O_PORT + 2)) ;; esac
+    before=$(refusals "$1")
+    [ "$(call "$port")" != ping ] && hy_wait_for 5 refused_since "$1" "$before"
+}
+other_allowed() { [ "$(call $((O_PORT + 2)))" = ping ]; }
 
 # applied: the MeshTrafficPermissions now in the mesh, which backend-1's
 # config must name (every one selecting it appears as an entry's origin)
@@ -90,6 +118,8 @@ spec:
       default: {action: Allow}
 YAML
 hy_check "row 1: [Mesh Deny, MeshService web Allow] in one policy: web is allowed" allowed
+hy_check "row 1: and other, which only the Mesh Deny matches, is denied at backend-1" \
+    denied_at_backend other
 hy_eq "_explain names the deciding entry" "MeshTrafficPermission/mesh-policy from[1]" \
     "$(curl -s "$E/meshes/default/_explain?from=web-1&to=backend" | jq -r '.results[0].origin')"
 
@@ -114,6 +144,8 @@ spec:
       default: {action: Allow}
 YAML
 hy_check "row 2: Mesh Deny, MeshService backend allows web: web is allowed" allowed
+hy_check "row 2: and other, which the more specific policy does not name, is denied at backend-1" \
+    denied_at_backend other
 rules=$(curl -s "$E/meshes/default/dataplanes/backend-1/_rules")
 hy_eq "_rules lists the selecting policies in merge order" "mesh-deny backend-allows-web" \
     "$(jq -r '.rules[] | select(.type == "MeshTrafficPermission") | [.policies[].name] | join(" ")' <<<"$rules")"
@@ -143,8 +175,8 @@ done >"$HY_TMP/extra.yaml"
 extras() { [ "$(curl -sf "$GLOBAL_URL/meshes/default/dataplanes?size=200" | jq '[.items[] | select(.name | startswith("east.extra-"))] | length')" = 100 ]; }
 hy_check "100 more dataplanes in zone east reach the global CP" hy_wait_for 20 extras
 o=$(ctl apply -f "$HY_TMP/deny-web.yaml" --dry-run 2>&1)
-hy_contains "with 102 dataplanes a dry run says 2 were not tried as callers" \
-    "only the mesh's first 100 dataplanes were tried as callers; 2 more were not" "$o"
+hy_contains "with 103 dataplanes a dry run says 3 were not tried as callers" \
+    "only the mesh's first 100 dataplanes were tried as callers; 3 more were not" "$o"
 for i in $(seq 1 100); do printf 'extra-%s\n' "$i"; done |
     while read -r n; do "$HY_BIN/hyphactl" --cp "$E" delete dataplane "$n" -m default >/dev/null; done
 
@@ -168,7 +200,9 @@ spec:
     - targetRef: {kind: MeshSubset, tags: {env: dev}}
       default: {action: Deny}
 YAML
-hy_check "row 3: allow-all, then MeshSubset {env: dev} Deny: web (env: dev) is denied" denied
+hy_check "row 3: allow-all, then MeshSubset {env: dev} Deny: web (env: dev) is denied" \
+    denied_at_backend web
+hy_check "row 3: and other (no env: dev) is allowed: its calls reach backend-1" other_allowed
 hy_eq "_explain says denied, by which entry" "denied by MeshTrafficPermission/deny-dev from[0]: the last from entry the caller matches" \
     "$(curl -s "$E/meshes/default/_explain?from=web-1&to=backend" | jq -r '.results[0].reason')"
 
@@ -192,7 +226,8 @@ spec:
     - targetRef: {kind: Mesh}
       default: {action: Deny}
 YAML
-hy_check "row 4: allow-all, then Dataplane {app: backend} Deny from Mesh: web is denied" denied
+hy_check "row 4: allow-all, then Dataplane {app: backend} Deny from Mesh: web is denied" \
+    denied_at_backend web
 
 # ---- row 5: the zone tag every inbound gets
 row allow-all deny-east <<'YAML'
@@ -214,7 +249,8 @@ spec:
     - targetRef: {kind: MeshSubset, tags: {kuma.io/zone: east}}
       default: {action: Deny}
 YAML
-hy_check "row 5: allow-all, then MeshSubset {kuma.io/zone: east} Deny: web (in east) is denied" denied
+hy_check "row 5: allow-all, then MeshSubset {kuma.io/zone: east} Deny: web (in east) is denied" \
+    denied_at_backend web
 
 # ---- rules (Kuma 2.12+): a deny matcher always denies
 row allow-all deny-web-id <<'YAML'
@@ -237,7 +273,21 @@ spec:
         deny:
           - spiffeID: {type: Exact, value: spiffe://default/web}
 YAML
-hy_check "rules: a deny matcher on web's SPIFFE ID denies it despite allow-all" denied
+hy_check "rules: a deny matcher on web's SPIFFE ID denies it despite allow-all" \
+    denied_at_backend web
+hy_check "rules: and other, which it does not match, is allowed" other_allowed
+row allow-nobody <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: allow-nobody
+spec:
+  rules:
+    - default:
+        allow:
+          - spiffeID: {type: Exact, value: spiffe://default/nobody}
+YAML
+hy_check "rules only, an allow that matches no caller: web is denied" denied_at_backend web
+hy_check "rules only, an allow that matches no caller: other is denied" denied_at_backend other
 row allow-prefix <<'YAML'
 type: MeshTrafficPermission
 mesh: default
@@ -281,6 +331,38 @@ spec:
         action: Allow
 YAML
 hy_check "a Kubernetes-shaped file allows web over a mesh-wide Deny" allowed
+hy_check "and other, which it does not name, stays denied" denied_at_backend other
+row allow-all k8s-deny <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: allow-all
+spec:
+  targetRef: {kind: Mesh}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Allow}
+---
+apiVersion: kuma.io/v1alpha1
+kind: MeshTrafficPermission
+metadata:
+  name: k8s-deny
+  namespace: kuma-system
+  labels:
+    kuma.io/mesh: default
+spec:
+  targetRef:
+    kind: MeshService
+    name: backend
+  from:
+    - targetRef:
+        kind: MeshSubset
+        tags:
+          kuma.io/service: web
+      default:
+        action: Deny
+YAML
+hy_check "a Kubernetes-shaped file's Deny denies web despite allow-all" denied_at_backend web
+hy_check "and other, which it does not match, is allowed" other_allowed
 
 # ---- AllowWithShadowDeny: let in, logged and counted
 row shadow <<'YAML'
@@ -303,6 +385,7 @@ hy_check "and logs which policy would deny" grep -q "would be denied by MeshTraf
 # ---- everything removed: denied again
 row </dev/null
 hy_check "with the policies deleted, web is denied again" hy_wait_for 15 denied
+hy_check "and other too, at backend-1" denied_at_backend other
 
 hy_stop "$GLOBAL_PID" || true
 hy_check "no sanitizer report" bash -c "! grep -q 'ERROR: AddressSanitizer\|runtime error' '$HY_TMP'/*.log"
