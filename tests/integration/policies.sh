@@ -120,6 +120,8 @@ YAML
 hy_check "row 1: [Mesh Deny, MeshService web Allow] in one policy: web is allowed" allowed
 hy_check "row 1: and other, which only the Mesh Deny matches, is denied at backend-1" \
     denied_at_backend other
+hy_eq "_explain: other is denied by the Mesh Deny entry" "Deny MeshTrafficPermission/mesh-policy from[0]" \
+    "$(curl -s "$E/meshes/default/_explain?from=other-1&to=backend" | jq -r '.results[0] | "\(.decision) \(.origin)"')"
 hy_eq "_explain names the deciding entry" "MeshTrafficPermission/mesh-policy from[1]" \
     "$(curl -s "$E/meshes/default/_explain?from=web-1&to=backend" | jq -r '.results[0].origin')"
 
@@ -146,9 +148,95 @@ YAML
 hy_check "row 2: Mesh Deny, MeshService backend allows web: web is allowed" allowed
 hy_check "row 2: and other, which the more specific policy does not name, is denied at backend-1" \
     denied_at_backend other
+hy_eq "_explain: other is denied by mesh-deny's entry" "Deny MeshTrafficPermission/mesh-deny from[0]" \
+    "$(curl -s "$E/meshes/default/_explain?from=other-1&to=backend" | jq -r '.results[0] | "\(.decision) \(.origin)"')"
 rules=$(curl -s "$E/meshes/default/dataplanes/backend-1/_rules")
 hy_eq "_rules lists the selecting policies in merge order" "mesh-deny backend-allows-web" \
     "$(jq -r '.rules[] | select(.type == "MeshTrafficPermission") | [.policies[].name] | join(" ")' <<<"$rules")"
+
+# ---- rows 1 and 2 over an allow-all merged before them (the same Mesh
+# targetRef, and a name that sorts after theirs: as in Kuma, the smaller
+# name wins): other is let in unless the Deny entry is enforced, so these
+# denials are the Deny's, not mTLS's deny-by-default
+row open-all mesh-policy <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: open-all
+spec:
+  targetRef: {kind: Mesh}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Allow}
+---
+type: MeshTrafficPermission
+mesh: default
+name: mesh-policy
+spec:
+  targetRef: {kind: Mesh}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Deny}
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Allow}
+YAML
+hy_check "row 1 over allow-all: web is allowed" allowed
+hy_check "row 1 over allow-all: other is denied at backend-1 by the Mesh Deny entry" \
+    denied_at_backend other
+hy_eq "_explain: by mesh-policy's Mesh Deny, after open-all's Allow" \
+    "Deny MeshTrafficPermission/mesh-policy from[0]" \
+    "$(curl -s "$E/meshes/default/_explain?from=other-1&to=backend" | jq -r '.results[0] | "\(.decision) \(.origin)"')"
+row open-all mesh-deny backend-allows-web <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: open-all
+spec:
+  targetRef: {kind: Mesh}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Allow}
+---
+type: MeshTrafficPermission
+mesh: default
+name: mesh-deny
+spec:
+  targetRef: {kind: Mesh}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Deny}
+---
+type: MeshTrafficPermission
+mesh: default
+name: backend-allows-web
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Allow}
+YAML
+hy_check "row 2 over allow-all: web is allowed" allowed
+hy_check "row 2 over allow-all: other is denied at backend-1 by mesh-deny" denied_at_backend other
+hy_eq "_explain: by mesh-deny's entry, the last that other matches" \
+    "Deny MeshTrafficPermission/mesh-deny from[0]" \
+    "$(curl -s "$E/meshes/default/_explain?from=other-1&to=backend" | jq -r '.results[0] | "\(.decision) \(.origin)"')"
+row mesh-deny backend-allows-web <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: mesh-deny
+spec:
+  targetRef: {kind: Mesh}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {action: Deny}
+---
+type: MeshTrafficPermission
+mesh: default
+name: backend-allows-web
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Allow}
+YAML
 
 # ---- a dry run says which sidecars a write would change, and how
 cat >"$HY_TMP/deny-web.yaml" <<'YAML'
