@@ -1243,13 +1243,15 @@ static void test_inspect_zones(void **state)
     "\"networking\":{\"address\":\"10.0.0.2\",\"inbound\":[{\"port\":8080,\"tags\":{"              \
     "\"kuma.io/service\":\"backend\",\"version\":\"v1\"}},{\"port\":8081,\"tags\":{"               \
     "\"kuma.io/service\":\"backend\",\"version\":\"v1\"}}]}},{\"type\":\"Dataplane\",\"mesh\":"    \
-    "\"default\",\"name\":\"web-1\",\"networking\":{\"address\":\"10.0.0.1\",\"inbound\":[{"       \
+    "\"default\",\"name\":\"web-1\",\"labels\":{\"hypha.io/"                                       \
+    "zone\":\"east\"},\"networking\":{\"address\":\"10.0.0.1\",\"inbound\":[{"                     \
     "\"port\":9090,\"tags\":{\"kuma.io/service\":\"web\",\"env\":\"dev\"}}]}}],\"next\":null}"
 #define DP_INSIGHTS                                                                                \
     "{\"total\":2,\"items\":[{\"type\":\"DataplaneInsight\",\"mesh\":\"default\",\"name\":"        \
     "\"web-1\",\"subscriptions\":[{\"connectTime\":\"2026-11-26T06:00:00Z\",\"disconnectTime\":"   \
     "\"2026-11-26T06:10:00Z\",\"responsesSent\":4,\"responsesRejected\":1},{\"connectTime\":"      \
-    "\"2026-11-26T07:30:00Z\",\"responsesSent\":3,\"responsesRejected\":0}],\"mTLS\":{"            \
+    "\"2026-11-26T07:30:00Z\",\"responsesSent\":3,\"responsesRejected\":0,\"version\":{"           \
+    "\"kumaDp\":{\"version\":\"0.1.0\"}}}],\"mTLS\":{"                                             \
     "\"certificateExpirationTime\":\"2026-11-27T07:30:00Z\"}},{\"type\":\"DataplaneInsight\","     \
     "\"mesh\":\"other\",\"name\":\"web-1\",\"subscriptions\":[]}],\"next\":null}"
 #define RULES                                                                                      \
@@ -1389,13 +1391,18 @@ static void test_inspect_dataplanes(void **state)
     RUN(&r, "inspect", "dataplanes", "--mesh", "default");
     assert_int_equal(r.rc, 0);
     assert_string_equal(r.err, "");
-    assert_string_equal(r.out,
-                        "MESH      NAME        TAGS                                  STATUS    "
-                        "LAST-CONNECTED   TOTAL-UPDATES   TOTAL-ERRORS   CERT-EXPIRATION\n"
-                        "default   backend-1   hypha.io/service=backend,version=v1   Offline   -"
-                        "                -               -              -\n"
-                        "default   web-1       env=dev,hypha.io/service=web          Online    30m"
-                        "              7               1              2026-11-27 07:30:00\n");
+    /* ZONE from the label the zone CP gives (none on backend-1: applied by
+     * hand), SERVICES once each, VERSION from the last subscription */
+    assert_string_equal(
+        r.out, "MESH      NAME        ZONE   SERVICES   TAGS                              "
+               "    STATUS    LAST-CONNECTED   TOTAL-UPDATES   TOTAL-ERRORS   "
+               "CERT-EXPIRATION       VERSION\n"
+               "default   backend-1   -      backend    hypha.io/service=backend,version=v1"
+               "   Offline   -                -               -              -          "
+               "           -\n"
+               "default   web-1       east   web        env=dev,hypha.io/service=web      "
+               "    Online    30m              7               1              2026-11-27 "
+               "07:30:00   0.1.0\n");
     result_fini(&r);
     /* every mesh: the insight of another mesh's web-1 is not this one's */
     RUN(&r, "inspect", "dataplanes", "-o", "json");
@@ -1405,6 +1412,9 @@ static void test_inspect_dataplanes(void **state)
     assert_non_null(strstr(r.out, "}}]}},\"dataplaneInsight\":null},{\"dataplane\":"));
     assert_non_null(strstr(r.out, "\"dataplaneInsight\":{\"type\":\"DataplaneInsight\",\"mesh\":"
                                   "\"default\",\"name\":\"web-1\""));
+    /* the table's zone and version, in Kuma's shape */
+    assert_non_null(strstr(r.out, "\"labels\":{\"hypha.io/zone\":\"east\"}"));
+    assert_non_null(strstr(r.out, "\"version\":{\"kumaDp\":{\"version\":\"0.1.0\"}}"));
     result_fini(&r);
     RUN(&r, "inspect", "dataplanes", "-m", "default", "-o", "yaml");
     assert_int_equal(r.rc, 0);
