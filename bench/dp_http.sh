@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# The HTTP data-plane benchmark: paths side by side in one run on
+# loopback, each ending at the same nginx:
+#   direct     client -> nginx
+#   hypha      client -> hypha-dp (outbound) =mTLS HTTP/2=> hypha-dp (inbound) -> nginx,
+#              the backend's inbound tagged kuma.io/protocol: http (L7 mode)
+#   haproxy    client -> HAProxy (mode http) =mTLS=> HAProxy (mode http, verify) -> nginx,
+#              http-reuse always on both sides, so the hop's connections are reused
+#   hypha-tcp  the hypha pair with no protocol tag (TCP mode), for the
+#              keep-alive and new-connection rows only
+# Both proxies get one worker thread (hypha-dp --workers 1, HAProxy
+# nbthread 1) and TLS 1.3 with ECDSA P-256 certificates. Rows: small
+# requests flat out over kept-alive connections (req/s, p50, p99, by wrk);
+# a new connection per request (wrk, Connection: close); fixed 1k and 10k
+# req/s (h2load --h1 --rps; p50, p99); gRPC-like unary calls over
+# cleartext HTTP/2 (h2load, prior knowledge) to nginx's `listen ... http2`
+# (the hypha backend tagged kuma.io/protocol: http2); the pairs' CPU and
+# RSS. Afterwards it reads hypha_dp_http_requests_total from the caller
+# sidecar's admin /metrics and fails (writing nothing) when the hypha
+# column did not go through the HTTP path. Rewrites the results:dp_http
+# section of bench/README.md.
+#
+# usage: bench/dp_http.sh [--no-write] [--seconds S] [--connections N] [--dir D]
+#                         [--bin DIR] [--haproxy-hop h2|h1] [--keep-going]
+#   --no-write       print the results, leave README.md alone
+#   --seconds S      duration of each row (HYPHA_BENCH_DP_SECONDS, default 10)
+#   --connections N  wrk connections over 2 threads, and h2load streams in all
+#                    (HYPHA_BENCH_DP_CONNECTIONS, default 32)
+#   --dir D          where data dirs go (HYPHA_BENCH_DIR, default $TMPDIR or /tmp)
+#   --bin DIR        use hypha-zone, hypha-dp and hyphactl from DIR instead of
+#                    building this tree into build-bench (e.g. a branch's Release build)
+#   --haproxy-hop P  what HAProxy speaks between its two processes: h2 (default,
+#                    one multiplexed connection, like hypha's pool) or h1 (pooled
+#                    HTTP/1.1 connections)
+#   --keep-going     run every row even when a first request finds no HTTP path
+#                    in hypha-dp (the final check still fails)
+# Installs missing Debian packages (wrk, nghttp2-client for h2load, nginx, haproxy...) when run as root.
+set -euo pipefail
+
+write=1
+seconds=${HYPHA_BENCH_DP_SECONDS:-10}
+conns=${HYPHA_BENCH_DP_CONNECTIONS:-32}
+dir=${HYPHA_BENCH_DIR:-${TMPDIR:-/tmp}}
+bin=""
+hop=h2
+keep_going=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --no-write) write=0 ;;
+    --seconds) seconds=${2:?}; shift ;;
+    --connections) conns=${2:?}; shift ;;
+    --dir) dir=${2:?}; shift ;;
+    --bin) bin=${2:?}; shift ;;
+    --haproxy-hop) hop=${2:?}; shift ;;
+    --keep-going) keep_going=1 ;;
+    -h | --help)
+        sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "dp_http.sh: unknown argument '$1' (try --help)" >&2
+        exit 2
+        ;;
+    esac
+    shift
+done
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+readme=bench/README.md
+# shellcheck source=deploy/local/deps.sh
+. deploy/local/deps.sh
+# shellcheck source=deploy/local/ports.sh
+. deploy/local/ports.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+# shellcheck source=bench/dp_lib.sh
+. bench/dp_lib.sh
+
+dp_check_positive dp_http.sh seconds conns
+[ "$conns" -ge 2 ] || { echo "dp_http.sh: --connections must be at least 2" >&2; exit 2; }
+case "$hop" in h1 | h2) ;; *) echo "dp_http.sh: --haproxy-hop must be h1 or h2, not '$hop'" >&2; exit 2 ;; esac
+if [ -n "$bin" ]; then
+    bin=$(cd "$bin" 2>/dev/null && pwd) || { echo "dp_http.sh: --bin: no directory $bin" >&2; exit 2; }
+    for b in hypha-zone hypha-dp hyphactl; do
+        [ -x "$bin/$b" ] || { echo "dp_http.sh: --bin: $bin has no executable $b" >&2; exit 2; }
+    done
+fi
+
+# shellcheck disable=SC2086
+hy_install_packages $HY_BUILD_PACKAGES libcmocka-dev curl jq openssl wrk nghttp2-client nginx haproxy
+if [ -z "$bin" ]; then
+    dp_build build-bench
+    src=$root
+else # the tree the binaries were built from, when it is a CMake build dir's bin/
+    src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$bin/../CMakeCache.txt" 2>/dev/null || true)
+fi
+commit=$( { [ -n "$src" ] && git -C "$src" rev-parse --short HEAD 2>/dev/null; } || echo "unknown")
+branch=$( { [ -n "$src" ] && git -C "$src" rev-parse --abbrev-ref HEAD 2>/dev/null; } || echo "-")
+
+tmp=$(mktemp -d "$dir/hypha-bench-dp-http-XXXXXX")
+chmod 755 "$tmp" # nginx's workers run as another user when we are root
+pids=()
+trap bench_cleanup EXIT
+say() { echo "dp_http.sh: $*" >&2; }
+METRIC=hypha_dp_http_requests_total
+
+# ---- the app: nginx, HTTP/1.1 on NGINX_PORT and cleartext HTTP/2 on NGINX_H2_PORT
+dp_start_nginx --h2
+
+# ---- hypha: a standalone zone and three backends' sidecars, two callers'
+#   web-1 -> backend-1     (backend, kuma.io/protocol: http)      the L7 pair
+#   web-1 -> backend-h2-1  (backend-h2, kuma.io/protocol: http2)  the gRPC-like row
+#   web-tcp-1 -> backend-tcp-1 (backend-tcp, no protocol tag)     the TCP-mode pair
+dp_start_zone
+dp_mtp web-to-backend backend web Allow
+dp_mtp web-to-backend-h2 backend-h2 web Allow
+dp_mtp web-tcp-to-backend-tcp backend-tcp web-tcp Allow
+W_OUT=$(hy_free_port) W_OUT_H2=$(hy_free_port) T_OUT=$(hy_free_port)
+dp_dataplane backend-1 "in:$(hy_free_port):$NGINX_PORT:backend:http" >"$tmp/backend-1.yaml"
+dp_dataplane backend-h2-1 "in:$(hy_free_port):$NGINX_H2_PORT:backend-h2:http2" >"$tmp/backend-h2-1.yaml"
+dp_dataplane backend-tcp-1 "in:$(hy_free_port):$NGINX_PORT:backend-tcp" >"$tmp/backend-tcp-1.yaml"
+dp_dataplane web-1 "in:$(hy_free_port):$(hy_free_port):web" \
+    "out:$W_OUT:backend" "out:$W_OUT_H2:backend-h2" >"$tmp/web-1.yaml"
+dp_dataplane web-tcp-1 "in:$(hy_free_port):$(hy_free_port):web-tcp" "out:$T_OUT:backend-tcp" >"$tmp/web-tcp-1.yaml"
+dp_start_sidecar backend-1 "$tmp/backend-1.yaml" hypha.io/service=backend
+dp_start_sidecar backend-h2-1 "$tmp/backend-h2-1.yaml" hypha.io/service=backend-h2
+dp_start_sidecar backend-tcp-1 "$tmp/backend-tcp-1.yaml" hypha.io/service=backend-tcp
+dp_start_sidecar web-1 "$tmp/web-1.yaml" hypha.io/service=web
+dp_start_sidecar web-tcp-1 "$tmp/web-tcp-1.yaml" hypha.io/service=web-tcp
+wait_for 20 curl -sf "http://127.0.0.1:$W_OUT/small"
+wait_for 20 curl -sf --http2-prior-knowledge "http://127.0.0.1:$W_OUT_H2/small"
+wait_for 20 curl -sf "http://127.0.0.1:$T_OUT/small"
+
+# l7_count SIDECAR: its hypha_dp_http_requests_total summed, "absent" when
+# it exports none; waits up to 2 s for a count to show (metrics may be
+# gathered from the workers lazily)
+l7_count() {
+    local v i
+    for i in $(seq 1 40); do
+        v=$(dp_metric "$1" "$METRIC") || { echo "unreachable"; return; }
+        case "$v" in absent | 0) ;; *) break ;; esac
+        [ "$i" = 40 ] || sleep 0.05
+    done
+    echo "$v"
+}
+no_l7() { # WHERE VALUE: the loud explanation
+    echo "dp_http.sh: FAILED: $1: the caller sidecar web-1 ($bin/hypha-dp) reports $METRIC $2 after" \
+        "requests through an outbound whose backend is tagged kuma.io/protocol: http, so they did not go" \
+        "through the HTTP (L7) data path: the hypha column's numbers are TCP-mode numbers, not L7 ones." \
+        "A hypha-dp without the HTTP data path (main before it lands) exports no such metric; point" \
+        "--bin at a build that has it. Nothing written to $readme." >&2
+}
+# a first look, so a hypha-dp without the L7 path fails before minutes of rows
+pre=$(l7_count web-1)
+case "$pre" in
+absent | 0 | unreachable)
+    no_l7 "first request" "$pre"
+    [ "$keep_going" = 1 ] || exit 1
+    say "--keep-going: running the rows anyway; the final check will fail"
+    ;;
+esac
+
+# ---- haproxy: the same shape in HTTP mode, mTLS with its own CA
+dp_pki
+H_OUT=$(hy_free_port) H_OUT_H2=$(hy_free_port) H_IN=$(hy_free_port) H_IN_H2=$(hy_free_port)
+peer_tls="ssl crt $pki/client.pem ca-file $pki/ca.pem verify required sni str(server)"
+hop_alpn=$([ "$hop" = h2 ] && echo "alpn h2" || echo "alpn http/1.1")
+{
+    dp_haproxy_head http
+    cat <<EOF
+frontend outbound
+    bind 127.0.0.1:$H_OUT
+    default_backend peer
+frontend outbound_h2
+    bind 127.0.0.1:$H_OUT_H2 proto h2
+    default_backend peer_h2
+backend peer
+    http-reuse always
+    server peer 127.0.0.1:$H_IN $peer_tls $hop_alpn
+backend peer_h2
+    http-reuse always
+    server peer 127.0.0.1:$H_IN_H2 $peer_tls alpn h2
+EOF
+} >"$tmp/haproxy-out.cfg"
+{
+    dp_haproxy_head http
+    cat <<EOF
+frontend inbound
+    bind 127.0.0.1:$H_IN ssl crt $pki/server.pem ca-file $pki/ca.pem verify required alpn h2,http/1.1
+    default_backend app
+frontend inbound_h2
+    bind 127.0.0.1:$H_IN_H2 ssl crt $pki/server.pem ca-file $pki/ca.pem verify required alpn h2
+    default_backend app_h2
+backend app
+    http-reuse always
+    server app 127.0.0.1:$NGINX_PORT
+backend app_h2
+    http-reuse always
+    server app 127.0.0.1:$NGINX_H2_PORT proto h2
+EOF
+} >"$tmp/haproxy-in.cfg"
+for side in out in; do
+    dp_start_haproxy "$side" "$tmp/haproxy-$side.cfg"
+done
+wait_for 10 curl -sf "http://127.0.0.1:$H_OUT/small"
+wait_for 10 curl -sf --http2-prior-knowledge "http://127.0.0.1:$H_OUT_H2/small"
+
+# h2_run PORT: gRPC-like unary calls flat out for the row: h2load over
+# cleartext HTTP/2 (prior knowledge), $conns streams in all over
+# max(1, $conns / 8) connections; sets RPS P50 P99 (ms) and ERRS
+h2_run() {
+    local port=$1 log=$tmp/h2load-h2.log c m out
+    c=$((conns / 8)) && [ "$c" -ge 1 ] || c=1
+    m=$(((conns + c - 1) / c))
+    rm -f "$log"
+    out=$(timeout $((seconds + 60)) h2load -c "$c" -m "$m" -D "$seconds" --log-file="$log" \
+        "http://127.0.0.1:$port/small" 2>&1) || true
+    [ -f "$log" ] || : >"$log"
+    RPS=$(awk -v s="$seconds" 'END {printf "%.0f", NR / s}' "$log")
+    read -r P50 P99 < <(log_pcts "$log")
+    # "requests: N total, N started, N done, N succeeded, F failed, E errored, T timeout"
+    ERRS=$(awk '/^requests:/ { if ($10 + $12 > 0) printf "%s failed, %s errored", $10, $12 }' <<<"$out")
+    local non2xx
+    non2xx=$(awk '/^status codes:/ { print $5 + $7 + $9 }' <<<"$out")
+    [ "${non2xx:-0}" = 0 ] || ERRS="${ERRS:+$ERRS, }$non2xx non-2xx"
+}
+# h2_streams: "C connections x M streams" as h2_run uses them
+h2_streams() {
+    local c m
+    c=$((conns / 8)) && [ "$c" -ge 1 ] || c=1
+    m=$(((conns + c - 1) / c))
+    echo "$c connections × $m streams"
+}
+
+# ---- measuring
+paths=(direct hypha haproxy hypha-tcp)
+declare -A port=([direct]=$NGINX_PORT [hypha]=$W_OUT [haproxy]=$H_OUT [hypha-tcp]=$T_OUT)
+declare -A h2port=([direct]=$NGINX_H2_PORT [hypha]=$W_OUT_H2 [haproxy]=$H_OUT_H2)
+declare -A procs=([direct]="" [hypha]="${DP_PID[web-1]} ${DP_PID[backend-1]}"
+    [haproxy]="${HA_PID[out]} ${HA_PID[in]}" [hypha-tcp]="${DP_PID[web-tcp-1]} ${DP_PID[backend-tcp-1]}")
+declare -A rps p50 p99 crps cpu ccpu rss errs r1k r10k grps gp50 gp99 sent
+ticks_of() { # PATH: its pair's CPU ticks (0 for direct)
+    # shellcheck disable=SC2086
+    if [ -z "${procs[$1]}" ]; then echo 0; else cpu_ticks ${procs[$1]}; fi
+}
+h2_l7=""
+for path in "${paths[@]}"; do
+    say "$path"
+    p=${port[$path]}
+    c0=$(ticks_of "$path")
+    wrk_run "$p"
+    c1=$(ticks_of "$path")
+    rps[$path]=$RPS p50[$path]=$P50 p99[$path]=$P99 errs[$path]=$ERRS sent[$path]=${REQS:-0}
+    cpu[$path]=$(cpu_pct "$c0" "$c1")
+    c0=$(ticks_of "$path")
+    wrk_run "$p" -H "Connection: close"
+    c1=$(ticks_of "$path")
+    crps[$path]=$RPS ccpu[$path]=$(cpu_pct "$c0" "$c1")
+    sent[$path]=$((${sent[$path]:-0} + ${REQS:-0}))
+    [ -z "$ERRS" ] || errs[$path]="${errs[$path]} close: $ERRS"
+    if [ "$path" != hypha-tcp ]; then
+        rate_run "$p" 1000
+        r1k[$path]="$P50 / $P99 ($GOT/s)"
+        rate_run "$p" 10000
+        r10k[$path]="$P50 / $P99 ($GOT/s)"
+        [ "$path" != hypha ] || before_h2=$(l7_count web-1)
+        h2_run "${h2port[$path]}"
+        grps[$path]=$RPS gp50[$path]=$P50 gp99[$path]=$P99
+        [ -z "$ERRS" ] || errs[$path]="${errs[$path]} h2: $ERRS"
+        if [ "$path" = hypha ]; then
+            after_h2=$(l7_count web-1)
+            # did the http2-tagged backend's calls count as HTTP requests?
+            if [[ "$before_h2" =~ ^[0-9]+$ && "$after_h2" =~ ^[0-9]+$ ]] && [ "$after_h2" -gt "$before_h2" ]; then
+                h2_l7=1
+            fi
+        fi
+    fi
+    # shellcheck disable=SC2086
+    rss[$path]=$([ -z "${procs[$path]}" ] && echo - || echo $(($(rss_kib ${procs[$path]}) / 1024)))
+done
+
+# ---- the check: did the hypha column go through the HTTP data path?
+l7_total=$(l7_count web-1)
+tcp_total=$(l7_count web-tcp-1)
+failed=0
+case "$l7_total" in
+absent | 0 | unreachable)
+    no_l7 "after the run" "$l7_total"
+    failed=1
+    ;;
+esac
+case "$tcp_total" in
+absent | 0) ;;
+*)
+    echo "dp_http.sh: FAILED: the TCP-mode caller web-tcp-1 reports $METRIC $tcp_total: its backend has" \
+        "no protocol tag, so its calls should have stayed TCP; the hypha-tcp column is not a TCP-mode baseline." >&2
+    failed=1
+    ;;
+esac
+
+# ---- the table
+num() { [[ "$1" =~ ^[0-9.]+$ ]]; }
+le() { num "$1" && num "$2" && awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+verdict() { if "$@"; then echo met; else echo missed; fi; }
+first() { echo "${1%% *}"; }                  # "p50 / p99 (got/s)" -> p50
+second() { awk '{print $3}' <<<"$1"; }       # -> p99
+got() { sed 's/.*(\([0-9]*\)\/s).*/\1/' <<<"$1"; } # -> got
+h2_label=$([ -n "$h2_l7" ] && echo "hypha (http2, L7)" || echo "hypha (http2 proxied as TCP this round)")
+label() { # PATH: its name in the tables
+    case "$1" in
+    hypha) echo "hypha (http, L7)" ;;
+    haproxy) echo "haproxy (http mode)" ;;
+    hypha-tcp) echo "hypha (tcp)" ;;
+    *) echo "$1" ;;
+    esac
+}
+rates_ok() { # RATE_COLUMN(r1k|r10k): hypha's p50 and p99 <= haproxy's
+    local -n col=$1
+    le "$(first "${col[hypha]}")" "$(first "${col[haproxy]}")" &&
+        le "$(second "${col[hypha]}")" "$(second "${col[haproxy]}")"
+}
+rate_note() { # RATE_COLUMN TARGET: a note when a path fell short of the rate
+    local -n col=$1
+    local p s=""
+    for p in direct hypha haproxy; do
+        awk -v g="$(got "${col[$p]}")" -v t="$2" 'BEGIN { exit !(g < 0.95 * t) }' && s+=" $(label "$p") reached only $(got "${col[$p]}")/s;"
+    done
+    echo "$s"
+}
+{
+    echo "Run $(date -u +%Y-%m-%d) on $(dp_machine); hypha-dp $branch $commit$([ -z "$src" ] || [ "$src" = "$root" ] || echo " (from $src)"); $(haproxy -v | awk 'NR == 1 {print "HAProxy " $3}'), $(nginx -v 2>&1 | sed 's/.*nginx\//nginx /')."
+    echo "wrk -t2 -c$conns for ${seconds}s per row; one thread per proxy; 64-byte body. HAProxy: mode http, http-reuse always, $hop between its two processes."
+    echo "Fixed rates: h2load --h1, 20 connections, ${seconds}s; the rate achieved in brackets. gRPC-like: h2load over cleartext HTTP/2, $(h2_streams), GET of the 64-byte body."
+    echo
+    echo "| path | req/s (keep-alive) | p50 ms | p99 ms | new connection per request, req/s | pair's CPU % keep-alive / new-conn | pair's RSS MiB |"
+    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    for path in "${paths[@]}"; do
+        c=$([ "$path" = direct ] && echo - || echo "${cpu[$path]} / ${ccpu[$path]}")
+        echo "| $(label "$path") | ${rps[$path]} | ${p50[$path]} | ${p99[$path]} | ${crps[$path]} | $c | ${rss[$path]} |"
+    done
+    echo
+    echo "| path | p50 / p99 ms at 1k req/s | p50 / p99 ms at 10k req/s |"
+    echo "| --- | --- | --- |"
+    for path in direct hypha haproxy; do
+        echo "| $(label "$path") | ${r1k[$path]} | ${r10k[$path]} |"
+    done
+    echo
+    echo "| gRPC-like unary calls, h2c | req/s | p50 ms | p99 ms |"
+    echo "| --- | --- | --- | --- |"
+    for path in direct hypha haproxy; do
+        l=$(label "$path")
+        [ "$path" != hypha ] || l=$h2_label
+        echo "| $l | ${grps[$path]} | ${gp50[$path]} | ${gp99[$path]} |"
+    done
+    echo
+    echo "hypha (L7) / haproxy (http mode): keep-alive req/s $(ratio "${rps[hypha]}" "${rps[haproxy]}"), new-connection req/s $(ratio "${crps[hypha]}" "${crps[haproxy]}"), gRPC-like req/s $(ratio "${grps[hypha]}" "${grps[haproxy]}"), RSS $(ratio "${rss[hypha]}" "${rss[haproxy]}")."
+    echo "hypha (L7) / direct: keep-alive req/s $(ratio "${rps[hypha]}" "${rps[direct]}"), new-connection req/s $(ratio "${crps[hypha]}" "${crps[direct]}"), gRPC-like req/s $(ratio "${grps[hypha]}" "${grps[direct]}")."
+    echo "haproxy (http mode) / direct: keep-alive req/s $(ratio "${rps[haproxy]}" "${rps[direct]}"), new-connection req/s $(ratio "${crps[haproxy]}" "${crps[direct]}"), gRPC-like req/s $(ratio "${grps[haproxy]}" "${grps[direct]}")."
+    echo "hypha L7 / hypha TCP mode: new-connection req/s $(ratio "${crps[hypha]}" "${crps[hypha-tcp]}"), keep-alive req/s $(ratio "${rps[hypha]}" "${rps[hypha-tcp]}")."
+    echo "L7 check: the caller sidecar's $METRIC is $l7_total after the run; the wrk rows completed ${sent[hypha]} requests through it, the fixed-rate$([ -z "$h2_l7" ] || echo " and gRPC-like") rows more. The TCP-mode caller's: $tcp_total."
+    echo
+    echo "Goals (issue 14), this run:"
+    echo "keep-alive req/s ≥ HAProxy's: $(verdict le "${rps[haproxy]}" "${rps[hypha]}") (${rps[hypha]} vs ${rps[haproxy]});"
+    echo "p50/p99 at 1k req/s ≤ HAProxy's: $(verdict rates_ok r1k) (${r1k[hypha]%% (*} vs ${r1k[haproxy]%% (*});"
+    echo "p50/p99 at 10k req/s ≤ HAProxy's: $(verdict rates_ok r10k) (${r10k[hypha]%% (*} vs ${r10k[haproxy]%% (*});$(rate_note r1k 1000)$(rate_note r10k 10000)"
+    echo "new-connection req/s ≥ HAProxy HTTP mode's: $(verdict le "${crps[haproxy]}" "${crps[hypha]}") (${crps[hypha]} vs ${crps[haproxy]});"
+    echo "new-connection req/s ≥ 3× the TCP-mode pair's: $(verdict le "$(awk -v t="${crps[hypha-tcp]}" 'BEGIN {print 3 * t}')" "${crps[hypha]}") (${crps[hypha]} vs 3 × ${crps[hypha-tcp]})."
+    for path in "${paths[@]}"; do
+        [ -z "${errs[$path]}" ] || echo "Errors reported for $(label "$path"): ${errs[$path]}"
+    done
+} >"$tmp/results.md"
+cat "$tmp/results.md"
+if [ "$failed" = 1 ]; then
+    echo "dp_http.sh: FAILED: the check of the L7 path (above); these numbers are not L7 numbers and were not written." >&2
+    exit 1
+fi
+[ "$write" = 0 ] || bench_write_section "$readme" dp_http "$tmp/results.md"
