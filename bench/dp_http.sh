@@ -81,7 +81,8 @@ dp_check_positive dp_http.sh seconds conns
 [ "$conns" -ge 2 ] || { echo "dp_http.sh: --connections must be at least 2" >&2; exit 2; }
 case "$hop" in h1 | h2) ;; *) echo "dp_http.sh: --haproxy-hop must be h1 or h2, not '$hop'" >&2; exit 2 ;; esac
 if [ -n "$bin" ]; then
-    bin=$(cd "$bin" 2>/dev/null && pwd) || { echo "dp_http.sh: --bin: no directory $bin" >&2; exit 2; }
+    [ -d "$bin" ] || { echo "dp_http.sh: --bin: no directory $bin" >&2; exit 2; }
+    bin=$(cd "$bin" && pwd)
     for b in hypha-zone hypha-dp hyphactl; do
         [ -x "$bin/$b" ] || { echo "dp_http.sh: --bin: $bin has no executable $b" >&2; exit 2; }
     done
