@@ -37,7 +37,7 @@ int hy_global_open(struct hy_global *g, const struct hy_global_cfg *cfg, uv_loop
     };
     g->cp.extra = hy_cp_tokens_handle;
     g->cp.extra_ud = &g->cp;
-    if ((rc = hy_cp_listen(&g->cp)) < 0 || (rc = hy_kds_server_start(g)) < 0)
+    if ((rc = hy_cp_listen(&g->cp)) < 0 || (rc = hy_global_kds_start(g)) < 0)
         return rc;
     hy_log(HY_LOG_INFO, "global", "hypha-global %s started (instance %s, data %s, revision %llu)",
            HYPHA_VERSION, g->cp.instance_id, cfg->cp.data_dir,
@@ -47,13 +47,13 @@ int hy_global_open(struct hy_global *g, const struct hy_global_cfg *cfg, uv_loop
 
 void hy_global_stop(struct hy_global *g)
 {
-    hy_kds_server_stop(g);
+    hy_global_kds_stop(g);
     hy_cp_stop(&g->cp);
 }
 
 void hy_global_close(struct hy_global *g)
 {
-    hy_kds_server_free(g);
+    hy_global_kds_free(g);
     hy_cp_tokens_close(&g->cp);
     hy_cp_close(&g->cp);
 }

@@ -21,12 +21,12 @@ struct hy_global_cfg {
     uint64_t store_headroom; /* bytes left free for deletes: zone writes stop there */
 };
 
-struct hy_kds_server;
+struct hy_global_kds;
 
 struct hy_global {
     struct hy_cp cp; /* first: the base */
     const struct hy_global_cfg *cfg;
-    struct hy_kds_server *kds;
+    struct hy_global_kds *kds;
 };
 
 /* Opens the data dir (creating the store, the token signing key and the
@@ -41,9 +41,9 @@ void hy_global_stop(struct hy_global *g);
 void hy_global_close(struct hy_global *g);
 
 /* The KDS server (kds_server.c): start after the API, stop with it. */
-int hy_kds_server_start(struct hy_global *g);
-void hy_kds_server_stop(struct hy_global *g);
-void hy_kds_server_free(struct hy_global *g);
+int hy_global_kds_start(struct hy_global *g);
+void hy_global_kds_stop(struct hy_global *g);
+void hy_global_kds_free(struct hy_global *g);
 
 /* The batch hook of user writes (write_hook.c): creates mesh root CAs, and
  * takes a deleted Zone's resources along with it. */

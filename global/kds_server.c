@@ -43,7 +43,7 @@ struct session {
     const struct hy_kds_applied *refused;
 };
 
-struct hy_kds_server {
+struct hy_global_kds {
     struct hy_global *g;
     struct hy_cp_session_server *ss; /* the listener and its sessions */
     uv_timer_t flush;
@@ -69,7 +69,7 @@ struct hy_kds_server {
 
 /* ----- helpers ----- */
 
-static struct hy_kds_server *srv_of(const struct session *s)
+static struct hy_global_kds *srv_of(const struct session *s)
 {
     return s->base.ud;
 }
@@ -304,7 +304,7 @@ static struct session *session_of_item(struct hy_kds_fanout_item *it)
 /* The waiting zones of one loop turn (FANOUT_TURN_NS). */
 static void on_fan_idle(uv_idle_t *h)
 {
-    struct hy_kds_server *srv = h->data;
+    struct hy_global_kds *srv = h->data;
     uint64_t start = uv_hrtime(), now = start;
     for (; now - start < FANOUT_TURN_NS; now = uv_hrtime()) {
         struct hy_kds_fanout_item *it = hy_kds_fanout_pop(&srv->fanout);
@@ -334,7 +334,7 @@ static void on_fan_idle(uv_idle_t *h)
  * one place each round (the list is newest first). */
 static void on_store_change(void *ud, const struct hy_store_changes *ch)
 {
-    struct hy_kds_server *srv = ud;
+    struct hy_global_kds *srv = ud;
     size_t n = 0;
     (void)ch;
     for (struct hy_cp_session *cs = hy_cp_session_first(srv->ss); cs; cs = cs->next) {
@@ -792,7 +792,7 @@ static bool zone_enabled(struct hy_global *g, const char *zone)
 
 static void on_hello(struct session *s, const Hypha__V1__Hello *h)
 {
-    struct hy_kds_server *srv = srv_of(s);
+    struct hy_global_kds *srv = srv_of(s);
     struct hy_cp_session *other = NULL;
     snprintf(s->zone, sizeof(s->zone), "%s", h->zone ? h->zone : "");
     snprintf(s->version, sizeof(s->version), "%s", h->version ? h->version : "");
@@ -948,7 +948,7 @@ static void on_close(struct hy_cp_session *cs, int code, const char *reason)
  * a second). */
 static void on_flush(uv_timer_t *t)
 {
-    struct hy_kds_server *srv = t->data;
+    struct hy_global_kds *srv = t->data;
     struct hy_store *st = srv->g->cp.store;
     struct hy_store_write *w = NULL;
     size_t n = 0, cap = 0;
@@ -989,13 +989,13 @@ static unsigned ping_sec(int64_t ms)
 
 static double fanout_pending(void *ud)
 {
-    return (double)((struct hy_kds_server *)ud)->fanout.n;
+    return (double)((struct hy_global_kds *)ud)->fanout.n;
 }
 
 static double zones_connected(void *ud)
 {
     double n = 0;
-    for (struct hy_cp_session *cs = hy_cp_session_first(((struct hy_kds_server *)ud)->ss); cs;
+    for (struct hy_cp_session *cs = hy_cp_session_first(((struct hy_global_kds *)ud)->ss); cs;
          cs = cs->next)
         n += cs->admitted && !cs->closing;
     return n;
@@ -1012,9 +1012,9 @@ static const struct hy_cp_session_ops session_ops = {
     .name = session_name,
 };
 
-int hy_kds_server_start(struct hy_global *g)
+int hy_global_kds_start(struct hy_global *g)
 {
-    struct hy_kds_server *srv = calloc(1, sizeof(*srv));
+    struct hy_global_kds *srv = calloc(1, sizeof(*srv));
     if (!srv)
         return HY_ENOMEM;
     srv->g = g;
@@ -1074,9 +1074,9 @@ int hy_kds_server_start(struct hy_global *g)
     return 0;
 }
 
-void hy_kds_server_stop(struct hy_global *g)
+void hy_global_kds_stop(struct hy_global *g)
 {
-    struct hy_kds_server *srv = g->kds;
+    struct hy_global_kds *srv = g->kds;
     if (!srv)
         return;
     hy_cp_session_server_stop(srv->ss);
@@ -1087,9 +1087,9 @@ void hy_kds_server_stop(struct hy_global *g)
     srv->fan_idle_init = false;
 }
 
-void hy_kds_server_free(struct hy_global *g)
+void hy_global_kds_free(struct hy_global *g)
 {
-    struct hy_kds_server *srv = g->kds;
+    struct hy_global_kds *srv = g->kds;
     if (!srv)
         return;
     hy_cp_session_server_free(srv->ss);
