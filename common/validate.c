@@ -11,6 +11,7 @@
 #include "policies.pb-c.h"
 #include "resource.h"
 #include "validate.h"
+#include "validate_int.h"
 #include "poison.h"
 
 bool hy_valid_name(const char *s)
@@ -627,4 +628,22 @@ void hy_validate_lbs(const struct hy_resource *r, struct hy_diag *d)
                 hy_diag_add(d, 0, 0, p, "%s is set but type is not %s", match[k].field,
                             match[k].tname);
     }
+}
+
+/* ----- shared with validate_l7.c (validate_int.h) ----- */
+
+void hy_validate_target_ref(struct hy_diag *d, const char *path, const Hypha__V1__TargetRef *t,
+                            unsigned allowed)
+{
+    check_target_ref(d, path, t, allowed);
+}
+
+void hy_validate_map(struct hy_diag *d, const char *path, size_t n, void *const *entries)
+{
+    check_map(d, path, n, entries);
+}
+
+void hy_validate_duration(struct hy_diag *d, const char *path, const Hypha__V1__Duration *v)
+{
+    check_duration(d, path, v);
 }

@@ -3,6 +3,9 @@
 #ifndef HY_VALIDATE_H
 #define HY_VALIDATE_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "resource.h"
 
 void hy_validate_mesh(const struct hy_resource *r, struct hy_diag *d);
@@ -15,5 +18,19 @@ void hy_validate_retry(const struct hy_resource *r, struct hy_diag *d);
 void hy_validate_health_check(const struct hy_resource *r, struct hy_diag *d);
 void hy_validate_circuit_breaker(const struct hy_resource *r, struct hy_diag *d);
 void hy_validate_lbs(const struct hy_resource *r, struct hy_diag *d);
+/* validate_l7.c */
+void hy_validate_http_route(const struct hy_resource *r, struct hy_diag *d);
+void hy_validate_tcp_route(const struct hy_resource *r, struct hy_diag *d);
+void hy_validate_fault_injection(const struct hy_resource *r, struct hy_diag *d);
+void hy_validate_rate_limit(const struct hy_resource *r, struct hy_diag *d);
+
+/* A Kuma percentage (int-or-string: "50", "0.5", "100") as parts per
+ * million into *out; false when it is not a number in [0, 100]. */
+bool hy_percentage_per_million(const char *s, uint32_t *out);
+/* A MeshFaultInjection responseBandwidth limit (Kuma's \d*\s?[gmk]?bps:
+ * "10kbps", "1 mbps") in bytes per second as Envoy applies Kuma's limit
+ * (kbps, k = 1000, read by Envoy as KiB/s); false when it does not read
+ * or does not fit 32 bits. */
+bool hy_bandwidth_bytes_per_s(const char *s, uint32_t *out);
 
 #endif
