@@ -106,6 +106,10 @@ enum hy_policy_type {
     HY_POLICY_BREAKER,
     HY_POLICY_LB,
     HY_POLICY_HEALTH,
+    HY_POLICY_HTTP_ROUTE,
+    HY_POLICY_TCP_ROUTE,
+    HY_POLICY_FAULT,
+    HY_POLICY_RATE_LIMIT,
     HY_POLICY_NTYPES
 };
 extern const char *const hy_policy_type_names[HY_POLICY_NTYPES];
@@ -171,6 +175,27 @@ int hy_policy_merge(const struct hy_policy_set *s, const char *section, size_t i
  * them); each names its origin ("MeshTrafficPermission/NAME from[I]").
  * 0 or HY_ENOMEM. */
 int hy_policy_inbound_permissions(const struct hy_policy_set *mtp, size_t i,
+                                  Hypha__V1__DpInbound *in);
+
+/* policy_l7.c: the L7 policies as the sidecar gets them.
+ *
+ * MeshHTTPRoute (set s) for destination service svc, appended to
+ * o->http_routes: Kuma's catch-all (PathPrefix /, to svc), then the rules
+ * of the `to` entries naming svc in merge order, a rule whose matches
+ * equal an earlier one's merged over it; then one route per match, in
+ * the Gateway API's precedence (Kuma's SortRules). No route naming svc:
+ * nothing appended (the sidecar's default route). 0 or HY_ENOMEM. */
+int hy_policy_http_routes(const struct hy_policy_set *s, const char *svc, Hypha__V1__DpOutbound *o);
+/* MeshTCPRoute for svc: the first rule of each `to` entry naming svc,
+ * merged, its backendRefs appended to o->tcp_backends. */
+int hy_policy_tcp_backends(const struct hy_policy_set *s, const char *svc, Hypha__V1__DpOutbound *o);
+/* MeshFaultInjection at inbound i: one DpCallerFaults per `from` entry, in
+ * merge order (the sidecar applies the last one a caller matches). */
+int hy_policy_inbound_faults(const struct hy_policy_set *s, size_t i, Hypha__V1__DpInbound *in);
+/* MeshRateLimit at inbound i: one DpCallerRateLimit per `from` entry, in
+ * merge order, each holding its default merged over those of the earlier
+ * entries that match every caller it matches. */
+int hy_policy_inbound_rate_limits(const struct hy_policy_set *s, size_t i,
                                   Hypha__V1__DpInbound *in);
 
 /* Adds to w one cause per field of policy (or Mesh) r that Hypha does not

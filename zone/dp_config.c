@@ -383,6 +383,240 @@ static int zone_priorities(const struct hy_resource *dp, Hypha__V1__DpOutbound *
     return rc;
 }
 
+/* ----- L7 parts of the `to` policies (DpOutbound fields 20-30) ----- */
+
+static Hypha__V1__DpHttpRetry *new_retry(Hypha__V1__DpHttpRetry **dst)
+{
+    if (*dst)
+        protobuf_c_message_free_unpacked(&(*dst)->base, NULL);
+    if ((*dst = malloc(sizeof(**dst))))
+        hypha__v1__dp_http_retry__init(*dst);
+    return *dst;
+}
+
+static int push_str(char ***v, size_t *n, const char *s)
+{
+    char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+    if (!nv)
+        return HY_ENOMEM;
+    *v = nv;
+    return (nv[(*n)++] = strdup(s)) ? 0 : HY_ENOMEM;
+}
+
+static bool all_digits(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+static int retry_common(Hypha__V1__DpHttpRetry *d, protobuf_c_boolean has_num, uint32_t num,
+                        const Hypha__V1__Duration *per_try,
+                        const Hypha__V1__MeshRetry__BackOff *back_off, char *const *on, size_t non)
+{
+    d->has_num_retries = has_num;
+    d->num_retries = num;
+    int rc = set_dur(&d->per_try_timeout, per_try);
+    if (rc == 0 && back_off)
+        rc = set_dur(&d->base_interval, back_off->base_interval);
+    if (rc == 0 && back_off)
+        rc = set_dur(&d->max_interval, back_off->max_interval);
+    for (size_t i = 0; rc == 0 && i < non; i++) {
+        if (all_digits(S(on[i]))) { /* "503": a status code (Kuma's retriable_status_codes) */
+            uint32_t *nv = realloc(d->retriable_status_codes,
+                                   (d->n_retriable_status_codes + 1) * sizeof(*nv));
+            if (!nv)
+                return HY_ENOMEM;
+            d->retriable_status_codes = nv;
+            nv[d->n_retriable_status_codes++] = (uint32_t)strtoul(on[i], NULL, 10);
+        } else {
+            rc = push_str(&d->retry_on, &d->n_retry_on, S(on[i]));
+        }
+    }
+    return rc;
+}
+
+static int retry_headers(Hypha__V1__DpHeaderMatch ***v, size_t *n,
+                         Hypha__V1__MeshRetry__HeaderMatch *const *src, size_t nsrc)
+{
+    if (!nsrc)
+        return 0;
+    if (!(*v = calloc(nsrc, sizeof(**v))))
+        return HY_ENOMEM;
+    for (size_t i = 0; i < nsrc; i++) {
+        Hypha__V1__DpHeaderMatch *h = malloc(sizeof(*h));
+        if (!h)
+            return HY_ENOMEM;
+        hypha__v1__dp_header_match__init(h);
+        (*v)[(*n)++] = h;
+        h->type = strdup(src[i]->type ? src[i]->type : "Exact");
+        h->name = strdup(S(src[i]->name));
+        h->value = src[i]->value ? strdup(src[i]->value) : NULL;
+        if (!h->type || !h->name || (src[i]->value && !h->value))
+            return HY_ENOMEM;
+    }
+    return 0;
+}
+
+/* MeshRetry http: numRetries, perTryTimeout, backOff, retryOn (status
+ * codes apart), retriable request and response headers. */
+static int http_retry(Hypha__V1__DpHttpRetry **dst, const Hypha__V1__MeshRetry__Http *h)
+{
+    Hypha__V1__DpHttpRetry *d = new_retry(dst);
+    if (!d)
+        return HY_ENOMEM;
+    int rc = retry_common(d, h->has_num_retries, h->num_retries, h->per_try_timeout, h->back_off,
+                          h->retry_on, h->n_retry_on);
+    if (rc == 0)
+        rc = retry_headers(&d->retriable_request_headers, &d->n_retriable_request_headers,
+                           h->retriable_request_headers, h->n_retriable_request_headers);
+    if (rc == 0)
+        rc = retry_headers(&d->retriable_response_headers, &d->n_retriable_response_headers,
+                           h->retriable_response_headers, h->n_retriable_response_headers);
+    return rc;
+}
+
+static int grpc_retry(Hypha__V1__DpHttpRetry **dst, const Hypha__V1__MeshRetry__Grpc *g)
+{
+    Hypha__V1__DpHttpRetry *d = new_retry(dst);
+    if (!d)
+        return HY_ENOMEM;
+    return retry_common(d, g->has_num_retries, g->num_retries, g->per_try_timeout, g->back_off,
+                        g->retry_on, g->n_retry_on);
+}
+
+/* MeshTimeout http, to an outbound's or an inbound's DpHttpTimeouts. */
+static int http_timeouts(Hypha__V1__DpHttpTimeouts **dst, const Hypha__V1__MeshTimeout__Http *h)
+{
+    if (!*dst) {
+        if (!(*dst = malloc(sizeof(**dst))))
+            return HY_ENOMEM;
+        hypha__v1__dp_http_timeouts__init(*dst);
+    }
+    Hypha__V1__DpHttpTimeouts *d = *dst;
+    int rc = set_dur(&d->request_timeout, h->request_timeout);
+    if (rc == 0)
+        rc = set_dur(&d->stream_idle_timeout, h->stream_idle_timeout);
+    if (rc == 0)
+        rc = set_dur(&d->max_stream_duration, h->max_stream_duration);
+    if (rc == 0)
+        rc = set_dur(&d->max_connection_duration, h->max_connection_duration);
+    if (rc == 0)
+        rc = set_dur(&d->request_headers_timeout, h->request_headers_timeout);
+    return rc;
+}
+
+/* MeshCircuitBreaker outlierDetection (not disabled); a detector left out
+ * stays off, as Kuma configures Envoy. */
+static int outlier(Hypha__V1__DpOutlier **dst,
+                   const Hypha__V1__MeshCircuitBreaker__OutlierDetection *od)
+{
+    if (*dst)
+        protobuf_c_message_free_unpacked(&(*dst)->base, NULL);
+    if (!(*dst = malloc(sizeof(**dst))))
+        return HY_ENOMEM;
+    Hypha__V1__DpOutlier *d = *dst;
+    hypha__v1__dp_outlier__init(d);
+    d->has_max_ejection_percent = od->has_max_ejection_percent;
+    d->max_ejection_percent = od->max_ejection_percent;
+    d->has_split_external_and_local_errors = od->has_split_external_and_local_errors;
+    d->split_external_and_local_errors = od->split_external_and_local_errors;
+    const Hypha__V1__MeshCircuitBreaker__OutlierDetection__Detectors *det = od->detectors;
+    if (det && det->total_failures && det->total_failures->has_consecutive) {
+        d->has_consecutive_5xx = 1;
+        d->consecutive_5xx = det->total_failures->consecutive;
+    }
+    if (det && det->gateway_failures && det->gateway_failures->has_consecutive) {
+        d->has_consecutive_gateway = 1;
+        d->consecutive_gateway = det->gateway_failures->consecutive;
+    }
+    if (det && det->local_origin_failures && det->local_origin_failures->has_consecutive) {
+        d->has_consecutive_local_origin = 1;
+        d->consecutive_local_origin = det->local_origin_failures->consecutive;
+    }
+    int rc = set_dur(&d->interval, od->interval);
+    if (rc == 0)
+        rc = set_dur(&d->base_ejection_time, od->base_ejection_time);
+    return rc;
+}
+
+#define OPT(x) HYPHA__V1__MESH_LOAD_BALANCING_STRATEGY__LOAD_BALANCER__OPTIONS_##x
+typedef Hypha__V1__MeshLoadBalancingStrategy__LoadBalancer__HashPolicy hash_policy_t;
+
+/* RingHash/Maglev hashPolicies: Header, Cookie and QueryParameter with
+ * their name, SourceIP, Connection (sourceIP: the caller's address);
+ * FilterState has no counterpart in the sidecar and is left out (its
+ * write drew a warning). */
+static int hash_policies(Hypha__V1__DpOutbound *o, hash_policy_t *const *v, size_t n)
+{
+    for (size_t i = 0; i < o->n_hash_policies; i++)
+        protobuf_c_message_free_unpacked(&o->hash_policies[i]->base, NULL);
+    free(o->hash_policies);
+    o->hash_policies = NULL;
+    o->n_hash_policies = 0;
+    if (n && !(o->hash_policies = calloc(n, sizeof(*o->hash_policies))))
+        return HY_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const char *type = S(v[i]->type), *name = NULL;
+        if (!strcmp(type, "Header") && v[i]->header)
+            name = v[i]->header->name;
+        else if (!strcmp(type, "Cookie") && v[i]->cookie)
+            name = v[i]->cookie->name;
+        else if (!strcmp(type, "QueryParameter") && v[i]->query_parameter)
+            name = v[i]->query_parameter->name;
+        else if (!strcmp(type, "Connection") && v[i]->connection &&
+                 v[i]->connection->has_source_ip && v[i]->connection->source_ip)
+            type = "SourceIP";
+        else if (strcmp(type, "SourceIP"))
+            continue;
+        Hypha__V1__DpHashPolicy *h = malloc(sizeof(*h));
+        if (!h)
+            return HY_ENOMEM;
+        hypha__v1__dp_hash_policy__init(h);
+        o->hash_policies[o->n_hash_policies++] = h;
+        h->has_terminal = v[i]->has_terminal;
+        h->terminal = v[i]->terminal;
+        h->type = strdup(type);
+        h->name = name ? strdup(name) : NULL;
+        if (!h->type || (name && !h->name))
+            return HY_ENOMEM;
+    }
+    return 0;
+}
+
+/* MeshHealthCheck http (for http and http2 services) and grpc (for grpc
+ * ones), as Kuma picks the check by the service's protocol; others keep
+ * the TCP check. */
+static int health_l7(Hypha__V1__DpOutbound *o, const Hypha__V1__MeshHealthCheck__Conf *h)
+{
+    const char *proto = S(o->protocol);
+    bool http = !strcmp(proto, "http") || !strcmp(proto, "http2");
+    if (http && h->http && !(h->http->has_disabled && h->http->disabled)) {
+        free(o->health_http_path);
+        if (!(o->health_http_path = strdup(h->http->path ? h->http->path : "/")))
+            return HY_ENOMEM;
+        if (h->http->n_expected_statuses) {
+            uint32_t *v = malloc(h->http->n_expected_statuses * sizeof(*v));
+            if (!v)
+                return HY_ENOMEM;
+            memcpy(v, h->http->expected_statuses, h->http->n_expected_statuses * sizeof(*v));
+            free(o->health_expected_statuses);
+            o->health_expected_statuses = v;
+            o->n_health_expected_statuses = h->http->n_expected_statuses;
+        }
+    }
+    if (!strcmp(proto, "grpc") && h->grpc && !(h->grpc->has_disabled && h->grpc->disabled)) {
+        o->has_health_grpc = 1;
+        o->health_grpc = 1;
+        if (h->grpc->service_name && !(o->health_grpc_service = strdup(h->grpc->service_name)))
+            return HY_ENOMEM;
+    }
+    return 0;
+}
+
 /* What the sidecar enforces of each `to` policy, merged for the
  * outbound's service. Fields it does not enforce are named by the API's
  * warnings (cp_api.c) when the policy is written. */
@@ -395,6 +629,8 @@ static int apply_to_policies(const struct policies *p, const struct hy_resource 
         const Hypha__V1__MeshTimeout__Conf *t = (const void *)c.conf;
         if ((rc = set_dur(&o->connect_timeout, t->connection_timeout)) == 0)
             rc = set_dur(&o->idle_timeout, t->idle_timeout);
+        if (rc == 0 && t->http)
+            rc = http_timeouts(&o->http_timeouts, t->http);
     }
     hy_policy_conf_fini(&c);
     if (rc == 0 && (rc = merged_to(p, HY_POLICY_RETRY, o->service, &c)) == 0 && c.conf) {
@@ -403,6 +639,10 @@ static int apply_to_policies(const struct policies *p, const struct hy_resource 
             o->has_max_connect_attempts = 1;
             o->max_connect_attempts = r->tcp->max_connect_attempt;
         }
+        if (r->http)
+            rc = http_retry(&o->http_retry, r->http);
+        if (rc == 0 && r->grpc)
+            rc = grpc_retry(&o->grpc_retry, r->grpc);
     }
     hy_policy_conf_fini(&c);
     if (rc == 0 && (rc = merged_to(p, HY_POLICY_BREAKER, o->service, &c)) == 0 && c.conf) {
@@ -417,6 +657,17 @@ static int apply_to_policies(const struct policies *p, const struct hy_resource 
             o->has_max_pending = 1;
             o->max_pending = b->connection_limits->max_pending_requests;
         }
+        if (b->connection_limits && b->connection_limits->has_max_requests) {
+            o->has_max_requests = 1;
+            o->max_requests = b->connection_limits->max_requests;
+        }
+        if (b->connection_limits && b->connection_limits->has_max_retries) {
+            o->has_max_retries = 1;
+            o->max_retries = b->connection_limits->max_retries;
+        }
+        const Hypha__V1__MeshCircuitBreaker__OutlierDetection *od = b->outlier_detection;
+        if (od && !(od->has_disabled && od->disabled))
+            rc = outlier(&o->outlier, od);
     }
     hy_policy_conf_fini(&c);
     const Hypha__V1__MeshLoadBalancingStrategy__LocalityAwareness *la = NULL;
@@ -430,6 +681,11 @@ static int apply_to_policies(const struct policies *p, const struct hy_resource 
             if (!(o->lb = v ? strdup(v->name) : NULL) && v)
                 rc = HY_ENOMEM;
         }
+        const Hypha__V1__MeshLoadBalancingStrategy__LoadBalancer *b = l->load_balancer;
+        if (rc == 0 && b && b->options_case == OPT(RING_HASH))
+            rc = hash_policies(o, b->ring_hash->hash_policies, b->ring_hash->n_hash_policies);
+        if (rc == 0 && b && b->options_case == OPT(MAGLEV))
+            rc = hash_policies(o, b->maglev->hash_policies, b->maglev->n_hash_policies);
         la = l->locality_awareness;
     }
     if (rc == 0)
@@ -452,6 +708,8 @@ static int apply_to_policies(const struct policies *p, const struct hy_resource 
                 o->has_healthy_threshold = 1;
                 o->healthy_threshold = h->healthy_threshold;
             }
+            if (rc == 0)
+                rc = health_l7(o, h);
         }
     }
     hy_policy_conf_fini(&c);
@@ -853,6 +1111,28 @@ int hy_zone_dp_part_identity(const struct hy_resource *dp, const char *cert, con
     return rc;
 }
 
+static int merge_entry(void *ud, const Hypha__V1__TargetRef *ref, const ProtobufCMessage *conf,
+                       const struct hy_policy_origin *o)
+{
+    (void)ref; /* MeshTimeout's from names the Mesh only (validation) */
+    return hy_policy_conf_merge(ud, conf, o);
+}
+
+/* MeshTimeout's http at inbound i: its from entries, then its rules
+ * (newer Kuma's inbound section), merged later over earlier. */
+static int inbound_timeouts(const struct policies *p, size_t i, Hypha__V1__DpInbound *in)
+{
+    struct hy_policy_conf c = {0};
+    int rc = hy_policy_each_entry(&p->sel[HY_POLICY_TIMEOUT], "from", i, merge_entry, &c);
+    if (rc == 0)
+        rc = hy_policy_each_entry(&p->sel[HY_POLICY_TIMEOUT], "rules", i, merge_entry, &c);
+    const Hypha__V1__MeshTimeout__Conf *t = (const void *)c.conf;
+    if (rc == 0 && t && t->http)
+        rc = http_timeouts(&in->http_timeouts, t->http);
+    hy_policy_conf_fini(&c);
+    return rc;
+}
+
 static int make_inbounds(const struct hy_resource *dp, const struct policies *pol,
                          Hypha__V1__DpPart *p)
 {
@@ -877,7 +1157,86 @@ static int make_inbounds(const struct hy_resource *dp, const struct policies *po
         if (!x->service_address || !x->service || !x->protocol)
             return HY_ENOMEM;
         rc = inbound_permissions(pol, i, x);
+        if (rc == 0)
+            rc = inbound_timeouts(pol, i, x);
+        if (rc == 0)
+            rc = hy_policy_inbound_faults(&pol->sel[HY_POLICY_FAULT], i, x);
+        if (rc == 0)
+            rc = hy_policy_inbound_rate_limits(&pol->sel[HY_POLICY_RATE_LIMIT], i, x);
     }
+    return rc;
+}
+
+/* A new outbound to svc (port 0: a backend only) appended to p, with its
+ * SNI, protocol and the `to` policies merged for svc. */
+static int add_outbound(const struct hy_zone_dp_round *r, const struct hy_resource *dp,
+                        const struct policies *pol, Hypha__V1__DpPart *p, bool has_port,
+                        uint32_t port, const char *svc, Hypha__V1__DpOutbound **out)
+{
+    Hypha__V1__DpOutbound **v = realloc(p->outbounds, (p->n_outbounds + 1) * sizeof(*v));
+    if (!v)
+        return HY_ENOMEM;
+    p->outbounds = v;
+    Hypha__V1__DpOutbound *o = malloc(sizeof(*o));
+    if (!o)
+        return HY_ENOMEM;
+    hypha__v1__dp_outbound__init(o);
+    v[p->n_outbounds++] = o;
+    o->has_port = has_port;
+    o->port = port;
+    char sni[HY_SNI_MAX];
+    hy_sni_for(svc, S(dp->meta->mesh), sni, sizeof(sni));
+    o->service = strdup(svc);
+    o->sni = strdup(sni);
+    o->protocol = strdup(service_protocol(r, S(dp->origin), S(dp->meta->mesh), svc));
+    if (!o->service || !o->sni || !o->protocol)
+        return HY_ENOMEM;
+    *out = o;
+    return apply_to_policies(pol, dp, o);
+}
+
+static bool has_outbound(const Hypha__V1__DpPart *p, const char *svc)
+{
+    for (size_t i = 0; i < p->n_outbounds; i++)
+        if (!strcmp(S(p->outbounds[i]->service), svc))
+            return true;
+    return false;
+}
+
+/* The services o's routes send to (backends, mirrors, TCP split) that
+ * have no outbound in p yet get one with port 0: never listened on, a
+ * backend with its endpoints, SNI and own `to` policies (Kuma: a cluster
+ * per backendRef). Their own routes do not apply to what reaches them. */
+static int backend_outbounds(const struct hy_zone_dp_round *r, const struct hy_resource *dp,
+                             const struct policies *pol, Hypha__V1__DpPart *p, size_t k)
+{
+    const char *want[256];
+    size_t n = 0;
+    const Hypha__V1__DpOutbound *o = p->outbounds[k];
+    for (size_t i = 0; i < o->n_http_routes && n < 256; i++) {
+        const Hypha__V1__DpHttpRoute *rt = o->http_routes[i];
+        for (size_t b = 0; b < rt->n_backends && n < 256; b++)
+            want[n++] = S(rt->backends[b]->service);
+        for (size_t f = 0; f < rt->n_filters && n < 256; f++)
+            if (rt->filters[f]->request_mirror && rt->filters[f]->request_mirror->backend)
+                want[n++] = S(rt->filters[f]->request_mirror->backend->service);
+    }
+    for (size_t b = 0; b < o->n_tcp_backends && n < 256; b++)
+        want[n++] = S(o->tcp_backends[b]->service);
+    /* copied: adding outbounds moves p->outbounds, not the strings */
+    char *svcs[256];
+    size_t ns = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (want[i][0] && !(svcs[ns++] = strdup(want[i])))
+            rc = HY_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < ns; i++) {
+        Hypha__V1__DpOutbound *added;
+        if (!has_outbound(p, svcs[i]))
+            rc = add_outbound(r, dp, pol, p, true, 0, svcs[i], &added);
+    }
+    for (size_t i = 0; i < ns; i++)
+        free(svcs[i]);
     return rc;
 }
 
@@ -886,28 +1245,21 @@ static int make_outbounds(const struct hy_zone_dp_round *r, const struct hy_reso
 {
     const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
     size_t nout = d->networking ? d->networking->n_outbound : 0;
-    if (nout && !(p->outbounds = calloc(nout, sizeof(*p->outbounds))))
-        return HY_ENOMEM;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < nout; i++) {
         const Hypha__V1__Dataplane__Networking__Outbound *ob = d->networking->outbound[i];
-        Hypha__V1__DpOutbound *o = malloc(sizeof(*o));
-        if (!o)
-            return HY_ENOMEM;
-        hypha__v1__dp_outbound__init(o);
-        p->outbounds[p->n_outbounds++] = o;
-        o->has_port = 1;
-        o->port = ob->port;
-        const char *svc = tag(ob->n_tags, (void *)ob->tags, HY_TAG_SERVICE);
-        char sni[HY_SNI_MAX];
-        hy_sni_for(S(svc), S(dp->meta->mesh), sni, sizeof(sni));
-        o->service = strdup(S(svc));
-        o->sni = strdup(sni);
-        o->protocol = strdup(service_protocol(r, S(dp->origin), S(dp->meta->mesh), S(svc)));
-        if (!o->service || !o->sni || !o->protocol)
-            return HY_ENOMEM;
-        rc = apply_to_policies(pol, dp, o);
+        const char *svc = S(tag(ob->n_tags, (void *)ob->tags, HY_TAG_SERVICE));
+        Hypha__V1__DpOutbound *o = NULL;
+        rc = add_outbound(r, dp, pol, p, true, ob->port, svc, &o);
+        if (rc == 0)
+            rc = hy_policy_http_routes(&pol->sel[HY_POLICY_HTTP_ROUTE], svc, o);
+        if (rc == 0)
+            rc = hy_policy_tcp_backends(&pol->sel[HY_POLICY_TCP_ROUTE], svc, o);
     }
+    /* after every listened outbound: one the Dataplane lists is never
+     * turned into a backend-only one */
+    for (size_t i = 0; rc == 0 && i < nout; i++)
+        rc = backend_outbounds(r, dp, pol, p, i);
     return rc;
 }
 
