@@ -165,6 +165,50 @@ static void dp_not_found_in_store(struct hy_cp_api *api, struct hy_http_resp *re
 
 /* ----- _rules ----- */
 
+/* The L7 types the engine turns into sidecar fields (policy_l7.c) rather
+ * than merging a `default`: what the sidecar gets, as JSON, into out
+ * (nothing when nothing applies). Routes for an outbound's service... */
+static bool is_route_type(int t)
+{
+    return t == HY_POLICY_HTTP_ROUTE || t == HY_POLICY_TCP_ROUTE;
+}
+
+static bool is_inbound_type(int t)
+{
+    return t == HY_POLICY_MTP || t == HY_POLICY_FAULT || t == HY_POLICY_RATE_LIMIT;
+}
+
+static int l7_outbound_json(int t, const struct hy_policy_set *s, const char *svc,
+                            struct hy_buf *out)
+{
+    Hypha__V1__DpOutbound *o = malloc(sizeof(*o));
+    if (!o)
+        return HY_ENOMEM;
+    hypha__v1__dp_outbound__init(o);
+    int rc = t == HY_POLICY_HTTP_ROUTE ? hy_policy_http_routes(s, svc, o)
+                                       : hy_policy_tcp_backends(s, svc, o);
+    if (rc == 0 && (o->n_http_routes || o->n_tcp_backends))
+        hy_codec_encode_message(&o->base, HY_FORMAT_JSON, out);
+    hypha__v1__dp_outbound__free_unpacked(o, NULL);
+    return rc;
+}
+
+/* MeshFaultInjection or MeshRateLimit at inbound i, as the sidecar gets
+ * it, into out (nothing when nothing applies). */
+static int l7_inbound_json(int t, const struct hy_policy_set *s, size_t i, struct hy_buf *out)
+{
+    Hypha__V1__DpInbound *in = malloc(sizeof(*in));
+    if (!in)
+        return HY_ENOMEM;
+    hypha__v1__dp_inbound__init(in);
+    int rc = t == HY_POLICY_FAULT ? hy_policy_inbound_faults(s, i, in)
+                                  : hy_policy_inbound_rate_limits(s, i, in);
+    if (rc == 0 && (in->n_faults || in->n_rate_limits))
+        hy_codec_encode_message(&in->base, HY_FORMAT_JSON, out);
+    hypha__v1__dp_inbound__free_unpacked(in, NULL);
+    return rc;
+}
+
 static void put_ref(struct hy_buf *b, const Hypha__V1__TargetRef *t)
 {
     if (!t) {
@@ -264,7 +308,27 @@ static const char *outbound_service(const Hypha__V1__Dataplane__Networking__Outb
     return NULL;
 }
 
-static int put_to_rules(struct hy_buf *b, const struct hy_policy_proxy *p,
+/* MeshFaultInjection, MeshRateLimit: per inbound, what the sidecar gets
+ * (the entries in merge order, each with its origin). */
+static int put_l7_from_rules(struct hy_buf *b, const struct hy_policy_proxy *p, int t,
+                             const struct hy_policy_set *s)
+{
+    hy_buf_puts(b, ",\"fromRules\":[");
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n_inbounds(p->dp); i++) {
+        const Hypha__V1__Dataplane__Networking__Inbound *ib =
+            dp_spec(p->dp)->networking->inbound[i];
+        struct hy_buf one = {0};
+        rc = l7_inbound_json(t, s, i, &one);
+        hy_buf_printf(b, "%s{\"inbound\":{\"port\":%u},\"entries\":%s}", i ? "," : "", ib->port,
+                      one.len ? one.data : "{}");
+        hy_buf_fini(&one);
+    }
+    hy_buf_puts(b, "]");
+    return rc;
+}
+
+static int put_to_rules(struct hy_buf *b, const struct hy_policy_proxy *p, int t,
                         const struct hy_policy_set *s)
 {
     const Hypha__V1__Dataplane *d = dp_spec(p->dp);
@@ -275,13 +339,22 @@ static int put_to_rules(struct hy_buf *b, const struct hy_policy_proxy *p,
         struct hy_policy_tag dest[] = {{HY_TAG_SERVICE, svc}};
         struct hy_policy_tags tags = {dest, 1};
         struct hy_policy_conf c;
-        int rc = hy_policy_merge(s, "to", SIZE_MAX, &tags, &c);
+        int rc = is_route_type(t) ? 0 : hy_policy_merge(s, "to", SIZE_MAX, &tags, &c);
         if (rc < 0)
             return rc;
         hy_buf_printf(b, "%s{\"outbound\":{\"port\":%u,\"service\":", i ? "," : "",
                       d->networking->outbound[i]->port);
         json_str(b, svc);
         hy_buf_puts(b, "},");
+        if (is_route_type(t)) { /* the routes as the sidecar gets them, each naming its rule */
+            struct hy_buf one = {0};
+            rc = l7_outbound_json(t, s, svc, &one);
+            hy_buf_printf(b, "\"routes\":%s}", one.len ? one.data : "null");
+            hy_buf_fini(&one);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
         put_conf(b, &c);
         hy_buf_puts(b, "}");
         hy_policy_conf_fini(&c);
@@ -326,8 +399,10 @@ static void rules(struct hy_cp_api *api, struct hy_http_resp *resp, const char *
         put_policies(b, &sel[t]);
         if (t == HY_POLICY_MTP)
             put_from_rules(b, &p, &sel[t]);
+        else if (t == HY_POLICY_FAULT || t == HY_POLICY_RATE_LIMIT)
+            rc = put_l7_from_rules(b, &p, t, &sel[t]);
         else
-            rc = put_to_rules(b, &p, &sel[t]);
+            rc = put_to_rules(b, &p, t, &sel[t]);
         hy_buf_puts(b, ",\"warnings\":[");
         size_t nw = 0;
         for (size_t i = 0; i < sel[t].n; i++) {
@@ -896,6 +971,15 @@ static int effective(const struct hy_policy_world *w, const struct dps *mesh_dps
         }
         if (in)
             hypha__v1__dp_inbound__free_unpacked(in, NULL);
+        for (int t = HY_POLICY_FAULT; rc == 0 && t <= HY_POLICY_RATE_LIMIT; t++) {
+            struct hy_buf json = {0};
+            rc = l7_inbound_json(t, &sel[t], i, &json);
+            snprintf(key, sizeof(key), "inbound %u %s", dp_spec(dp)->networking->inbound[i]->port,
+                     hy_policy_type_names[t]);
+            if (rc == 0)
+                rc = add_line(out, key, json.len ? json.data : "none");
+            hy_buf_fini(&json);
+        }
     }
     free(peer);
     const Hypha__V1__Dataplane *d = dp_spec(dp);
@@ -905,18 +989,48 @@ static int effective(const struct hy_policy_world *w, const struct dps *mesh_dps
         struct hy_policy_tag dest[] = {{HY_TAG_SERVICE, svc}};
         struct hy_policy_tags tags = {dest, 1};
         for (int t = HY_POLICY_TIMEOUT; rc == 0 && t < HY_POLICY_NTYPES; t++) {
-            struct hy_policy_conf c;
-            if ((rc = hy_policy_merge(&sel[t], "to", SIZE_MAX, &tags, &c)) < 0)
-                break;
+            if (is_inbound_type(t))
+                continue;
+            struct hy_policy_conf c = {0};
             struct hy_buf json = {0};
-            if (c.conf)
+            if (is_route_type(t))
+                rc = l7_outbound_json(t, &sel[t], svc, &json);
+            else if ((rc = hy_policy_merge(&sel[t], "to", SIZE_MAX, &tags, &c)) == 0 && c.conf)
                 hy_codec_encode_message(c.conf, HY_FORMAT_JSON, &json);
+            if (rc < 0) {
+                hy_buf_fini(&json);
+                break;
+            }
             snprintf(key, sizeof(key), "outbound %s %s", svc, hy_policy_type_names[t]);
             rc = add_line(out, key, json.data ? json.data : "none");
             hy_buf_fini(&json);
             hy_policy_conf_fini(&c);
         }
     }
+    /* the services its routes send to without an outbound of their own:
+     * the sidecar gets a backend-only one, with their `to` policies */
+    char **backends = NULL;
+    size_t nb = 0;
+    if (rc == 0)
+        rc = hy_policy_backend_services(w, &p, &backends, &nb);
+    for (size_t i = 0; rc == 0 && i < nb; i++) {
+        struct hy_policy_tag dest[] = {{HY_TAG_SERVICE, backends[i]}};
+        struct hy_policy_tags tags = {dest, 1};
+        for (int t = HY_POLICY_TIMEOUT; rc == 0 && t < HY_POLICY_NTYPES; t++) {
+            if (is_inbound_type(t) || is_route_type(t))
+                continue;
+            struct hy_policy_conf c = {0};
+            struct hy_buf json = {0};
+            if ((rc = hy_policy_merge(&sel[t], "to", SIZE_MAX, &tags, &c)) == 0 && c.conf)
+                hy_codec_encode_message(c.conf, HY_FORMAT_JSON, &json);
+            snprintf(key, sizeof(key), "backend %s %s", backends[i], hy_policy_type_names[t]);
+            if (rc == 0)
+                rc = add_line(out, key, json.data ? json.data : "none");
+            hy_buf_fini(&json);
+            hy_policy_conf_fini(&c);
+        }
+    }
+    hy_policy_strings_free(backends, nb);
     hy_policy_sets_fini(sel);
     return rc;
 }

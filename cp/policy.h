@@ -198,6 +198,15 @@ int hy_policy_inbound_faults(const struct hy_policy_set *s, size_t i, Hypha__V1_
 int hy_policy_inbound_rate_limits(const struct hy_policy_set *s, size_t i,
                                   Hypha__V1__DpInbound *in);
 
+/* The services the MeshHTTPRoute and MeshTCPRoute policies of w send
+ * proxy p's traffic to (backendRefs, mirrors) that are none of its
+ * outbounds' own: the sidecar gets a backend-only outbound (port 0) for
+ * each, with that service's own `to` policies. *out (n strings) is the
+ * caller's (hy_policy_strings_free). 0 or HY_ENOMEM. */
+int hy_policy_backend_services(const struct hy_policy_world *w, const struct hy_policy_proxy *p,
+                               char ***out, size_t *n);
+void hy_policy_strings_free(char **v, size_t n);
+
 /* Adds to w one cause per field of policy (or Mesh) r that Hypha does not
  * enforce yet (its path, "spec.to[0].default.http.numRetries", and why);
  * none for other types. The API answers them as warnings: a policy is

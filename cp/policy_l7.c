@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataplane.pb-c.h"
 #include "dp_parts.h"
 #include "error.h"
 #include "policies.pb-c.h"
@@ -613,4 +614,91 @@ int hy_policy_inbound_rate_limits(const struct hy_policy_set *s, size_t i, Hypha
     }
     free(l.v);
     return rc;
+}
+
+/* ----- backends ----- */
+
+static int push_unique(char ***v, size_t *n, const char *s)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp((*v)[i], s))
+            return 0;
+    char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+    if (!nv)
+        return HY_ENOMEM;
+    *v = nv;
+    return (nv[*n] = strdup(s)) ? (++*n, 0) : HY_ENOMEM;
+}
+
+static const char *outbound_service(const Hypha__V1__Dataplane__Networking__Outbound *o)
+{
+    for (size_t k = 0; k < o->n_tags; k++)
+        if (!strcmp(S(o->tags[k]->key), HY_TAG_SERVICE))
+            return o->tags[k]->value;
+    return NULL;
+}
+
+static bool listed(const Hypha__V1__Dataplane *d, const char *svc)
+{
+    for (size_t i = 0; d->networking && i < d->networking->n_outbound; i++)
+        if (!strcmp(S(outbound_service(d->networking->outbound[i])), svc))
+            return true;
+    return false;
+}
+
+int hy_policy_backend_services(const struct hy_policy_world *w, const struct hy_policy_proxy *p,
+                               char ***out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)p->dp->spec;
+    size_t nout = d->networking ? d->networking->n_outbound : 0;
+    if (!nout || (!w->n[HY_POLICY_HTTP_ROUTE] && !w->n[HY_POLICY_TCP_ROUTE]))
+        return 0;
+    struct hy_policy_set http = {0}, tcp = {0};
+    int rc = hy_policy_select(w->v[HY_POLICY_HTTP_ROUTE], w->n[HY_POLICY_HTTP_ROUTE], p, &http);
+    if (rc == 0)
+        rc = hy_policy_select(w->v[HY_POLICY_TCP_ROUTE], w->n[HY_POLICY_TCP_ROUTE], p, &tcp);
+    for (size_t i = 0; rc == 0 && (http.n || tcp.n) && i < nout; i++) {
+        const char *svc = S(outbound_service(d->networking->outbound[i]));
+        Hypha__V1__DpOutbound *o = malloc(sizeof(*o));
+        if (!o) {
+            rc = HY_ENOMEM;
+            break;
+        }
+        hypha__v1__dp_outbound__init(o);
+        rc = hy_policy_http_routes(&http, svc, o);
+        if (rc == 0)
+            rc = hy_policy_tcp_backends(&tcp, svc, o);
+        for (size_t r = 0; rc == 0 && r < o->n_http_routes; r++) {
+            const Hypha__V1__DpHttpRoute *rt = o->http_routes[r];
+            for (size_t b = 0; rc == 0 && b < rt->n_backends; b++)
+                if (!listed(d, S(rt->backends[b]->service)))
+                    rc = push_unique(out, n, S(rt->backends[b]->service));
+            for (size_t f = 0; rc == 0 && f < rt->n_filters; f++) {
+                const Hypha__V1__DpHttpFilter__Mirror *m = rt->filters[f]->request_mirror;
+                if (m && m->backend && !listed(d, S(m->backend->service)))
+                    rc = push_unique(out, n, S(m->backend->service));
+            }
+        }
+        for (size_t b = 0; rc == 0 && b < o->n_tcp_backends; b++)
+            if (!listed(d, S(o->tcp_backends[b]->service)))
+                rc = push_unique(out, n, S(o->tcp_backends[b]->service));
+        hypha__v1__dp_outbound__free_unpacked(o, NULL);
+    }
+    hy_policy_set_fini(&http);
+    hy_policy_set_fini(&tcp);
+    if (rc < 0) {
+        hy_policy_strings_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+void hy_policy_strings_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
 }

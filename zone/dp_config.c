@@ -1370,6 +1370,9 @@ struct changed_policy {
 
 struct hy_zone_dp_impact {
     bool all;
+    /* the policies now (borrowed from the round): which services routes
+     * make a proxy's backends */
+    const struct hy_policy_world *world;
     char **meshes; /* Meshes that changed: every sidecar of each */
     size_t nmeshes;
     struct changed_policy *v;
@@ -1465,6 +1468,7 @@ int hy_zone_dp_impact_new(const struct hy_zone_dp_round *old, const struct hy_zo
     if (!im)
         return HY_ENOMEM;
     im->all = !old || !ch;
+    im->world = now ? &now->world : NULL;
     int rc = 0;
     for (size_t i = 0; rc == 0 && !im->all && i < ch->n; i++)
         rc = impact_add(im, old, now, &ch->v[i]);
@@ -1579,6 +1583,7 @@ int hy_zone_dp_round_apply(struct hy_zone_dp_round *r, struct hy_store *s,
     *out = NULL;
     if (!im)
         return HY_ENOMEM;
+    im->world = &r->world;
     bool shared = false;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < ch->n; i++) {
@@ -1607,6 +1612,8 @@ int hy_zone_dp_round_apply(struct hy_zone_dp_round *r, struct hy_store *s,
 
 struct to_match {
     const Hypha__V1__Dataplane *d;
+    char **backends; /* the proxy's backend-only services (routes' backendRefs) */
+    size_t nbackends;
     bool hit;
 };
 
@@ -1625,11 +1632,27 @@ static int to_entry(void *ud, const Hypha__V1__TargetRef *ref, const ProtobufCMe
         struct hy_policy_tags tags = {dest, 1};
         m->hit = hy_policy_ref_matches(ref, &tags);
     }
+    for (size_t i = 0; !m->hit && i < m->nbackends; i++) {
+        struct hy_policy_tag dest[] = {{HY_TAG_SERVICE, m->backends[i]}};
+        struct hy_policy_tags tags = {dest, 1};
+        m->hit = hy_policy_ref_matches(ref, &tags);
+    }
     return 0;
 }
 
-/* What policy r (of type t; NULL: none) alters of proxy p's parts. */
-static unsigned policy_impact(int t, const struct hy_resource *r, const struct hy_policy_proxy *p)
+static int count_entry(void *ud, const Hypha__V1__TargetRef *ref, const ProtobufCMessage *conf,
+                       const struct hy_policy_origin *o)
+{
+    (void)ref, (void)conf, (void)o;
+    ++*(size_t *)ud;
+    return 0;
+}
+
+/* What policy r (of type t; NULL: none) alters of proxy p's parts; a
+ * `to` entry reaches it through its outbounds and the backend-only ones
+ * its routes add (world: the policies now; NULL: none). */
+static unsigned policy_impact(int t, const struct hy_resource *r, const struct hy_policy_proxy *p,
+                              const struct hy_policy_world *world)
 {
     if (!r || strcmp(S(r->meta->mesh), S(p->dp->meta->mesh)))
         return 0;
@@ -1638,12 +1661,23 @@ static unsigned policy_impact(int t, const struct hy_resource *r, const struct h
     if (hy_policy_select(&one, 1, p, &set) < 0)
         return HY_ZONE_DP_INBOUNDS | HY_ZONE_DP_OUTBOUNDS; /* out of memory: be safe */
     unsigned what = 0;
-    if (set.n && t == HY_POLICY_MTP) {
+    size_t inbound_entries = 0; /* from and rules reach the inbounds */
+    if (set.n && (hy_policy_each_entry(&set, "from", SIZE_MAX, count_entry, &inbound_entries) < 0 ||
+                  hy_policy_each_entry(&set, "rules", SIZE_MAX, count_entry, &inbound_entries) < 0))
+        inbound_entries = 1;
+    if (set.n && (t == HY_POLICY_MTP || inbound_entries))
         what = HY_ZONE_DP_INBOUNDS;
-    } else if (set.n) {
-        struct to_match m = {(const Hypha__V1__Dataplane *)p->dp->spec, false};
-        if (hy_policy_each_entry(&set, "to", SIZE_MAX, to_entry, &m) < 0 || m.hit)
-            what = HY_ZONE_DP_OUTBOUNDS;
+    if (set.n && t != HY_POLICY_MTP) {
+        struct to_match m = {(const Hypha__V1__Dataplane *)p->dp->spec, NULL, 0, false};
+        int rc = hy_policy_each_entry(&set, "to", SIZE_MAX, to_entry, &m);
+        if (rc == 0 && !m.hit && world) {
+            rc = hy_policy_backend_services(world, p, &m.backends, &m.nbackends);
+            if (rc == 0 && m.nbackends)
+                rc = hy_policy_each_entry(&set, "to", SIZE_MAX, to_entry, &m);
+        }
+        if (rc < 0 || m.hit)
+            what |= HY_ZONE_DP_OUTBOUNDS;
+        hy_policy_strings_free(m.backends, m.nbackends);
     }
     hy_policy_set_fini(&set);
     return what;
@@ -1660,7 +1694,7 @@ unsigned hy_zone_dp_impact_on(const struct hy_zone_dp_impact *im, const struct h
     struct hy_policy_proxy p = {dp, dp->origin};
     unsigned what = 0;
     for (size_t i = 0; what != every && i < im->n; i++)
-        what |= policy_impact(im->v[i].type, im->v[i].old, &p) |
-                policy_impact(im->v[i].type, im->v[i].now, &p);
+        what |= policy_impact(im->v[i].type, im->v[i].old, &p, im->world) |
+                policy_impact(im->v[i].type, im->v[i].now, &p, im->world);
     return what;
 }
