@@ -130,6 +130,7 @@ struct routes {
     const char *svc;
     struct acc *v;
     size_t n;
+    bool any; /* a policy's rule is in */
 };
 
 /* The matches packed one after the other, each behind its length: equal
@@ -205,6 +206,7 @@ static int route_entry(void *ud, const Hypha__V1__TargetRef *ref, const Protobuf
         char more[48];
         snprintf(more, sizeof(more), ".rules[%zu]", j);
         rc = acc_add(rt, rule->matches, rule->n_matches, &rule->default_->base, o, more);
+        rt->any = true;
     }
     return rc;
 }
@@ -401,15 +403,15 @@ int hy_policy_http_routes(const struct hy_policy_set *s, const char *svc, Hypha_
     http_match all = HYPHA__V1__MESH_HTTPROUTE__MATCH__INIT;
     all.path = &slash;
     http_match *allv[] = {&all};
-    struct routes rt = {svc, NULL, 0};
+    struct routes rt = {svc, NULL, 0, false};
     int rc = acc_add(&rt, allv, 1, NULL, NULL, NULL);
     if (rc == 0)
         rc = hy_policy_each_entry(s, "to", SIZE_MAX, route_entry, &rt);
     size_t nflat = 0;
     for (size_t i = 0; i < rt.n; i++)
         nflat += rt.v[i].nmatches;
-    struct flat *fl = rc == 0 && rt.n > 1 ? malloc(nflat * sizeof(*fl)) : NULL;
-    if (rc == 0 && rt.n > 1 && !fl)
+    struct flat *fl = rc == 0 && rt.any ? malloc(nflat * sizeof(*fl)) : NULL;
+    if (rc == 0 && rt.any && !fl)
         rc = HY_ENOMEM;
     if (fl) { /* no route applies (only the catch-all): routes stay empty */
         size_t k = 0;

@@ -568,7 +568,7 @@ static int hash_policies(Hypha__V1__DpOutbound *o, hash_policy_t *const *v, size
         else if (!strcmp(type, "QueryParameter") && v[i]->query_parameter)
             name = v[i]->query_parameter->name;
         else if (!strcmp(type, "Connection") && v[i]->connection &&
-                 v[i]->connection->has_source_ip && v[i]->connection->source_ip)
+                 v[i]->connection->has_sourceip && v[i]->connection->sourceip)
             type = "SourceIP";
         else if (strcmp(type, "SourceIP"))
             continue;

@@ -1718,6 +1718,539 @@ static void test_protocol_invalid(void **state)
     hy_docs_fini(&docs);
 }
 
+/* ----- L7: what each policy becomes in the sidecar's config ----- */
+
+static const char *const l7_apps =
+    "type: Dataplane\n"
+    "mesh: default\n"
+    "name: web-1\n"
+    "networking:\n"
+    "  address: 10.0.0.1\n"
+    "  inbound:\n"
+    "    - {port: 20001, tags: {hypha.io/service: web, hypha.io/protocol: http}}\n"
+    "    - {port: 20002, tags: {hypha.io/service: web-admin}}\n"
+    "  outbound:\n"
+    "    - {port: 10001, tags: {hypha.io/service: backend}}\n"
+    "    - {port: 10003, tags: {hypha.io/service: api}}\n"
+    "    - {port: 10005, tags: {hypha.io/service: g}}\n"
+    "---\n"
+    "type: Dataplane\n"
+    "mesh: default\n"
+    "name: backend-1\n"
+    "networking:\n"
+    "  address: 10.0.0.2\n"
+    "  inbound:\n"
+    "    - {port: 20001, tags: {hypha.io/service: backend, hypha.io/protocol: http}}\n"
+    "    - {port: 20002, tags: {hypha.io/service: backend-v3, hypha.io/protocol: http}}\n"
+    "    - {port: 20003, tags: {hypha.io/service: g, hypha.io/protocol: grpc}}\n";
+
+static const Hypha__V1__DpHttpRoute *route_n(const Hypha__V1__DpOutbound *o, size_t i)
+{
+    assert_true(i < o->n_http_routes);
+    return o->http_routes[i];
+}
+
+static void assert_match(const Hypha__V1__DpHttpRoute *r, const char *type, const char *path)
+{
+    assert_int_equal(r->n_matches, 1);
+    if (type) {
+        assert_string_equal(r->matches[0]->path_type, type);
+        assert_string_equal(r->matches[0]->path, path);
+    } else {
+        assert_null(r->matches[0]->path_type);
+    }
+}
+
+static Hypha__V1__DpOutbound *outbound_or_null(const Hypha__V1__DpConfig *c, const char *service)
+{
+    for (size_t i = 0; i < c->n_outbounds; i++)
+        if (!strcmp(c->outbounds[i]->service, service))
+            return c->outbounds[i];
+    return NULL;
+}
+
+/* MeshHTTPRoute as Kuma's docs merge and order it ("MeshHTTPRoute":
+ * rules of several policies with equal matches merge, the more specific
+ * policy last; routes in the Gateway API's precedence behind Kuma's
+ * catch-all), and MeshTCPRoute's split ("MeshTCPRoute": traffic split). */
+static void test_l7_routes(void **state)
+{
+    struct fx *f = *state;
+    PUT(f->s, "global", mesh_default);
+    PUT(f->s, "east", l7_apps);
+    PUT(f->s, "global",
+        "type: MeshHTTPRoute\n"
+        "mesh: default\n"
+        "name: route-a\n"
+        "spec:\n"
+        "  targetRef: {kind: Mesh}\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "      rules:\n"
+        "        - matches: [{path: {type: PathPrefix, value: /api}}]\n"
+        "          default:\n"
+        "            filters:\n"
+        "              - type: RequestHeaderModifier\n"
+        "                requestHeaderModifier: {set: [{name: x-a, value: '1'}], remove: [x-z]}\n"
+        "            backendRefs:\n"
+        "              - {kind: MeshService, name: backend-v2, weight: 10}\n"
+        "              - {kind: MeshService, name: backend, weight: 90}\n"
+        "        - matches: [{headers: [{name: x-h, value: v}]}]\n"
+        "          default:\n"
+        "            filters:\n"
+        "              - type: ResponseHeaderModifier\n"
+        "                responseHeaderModifier: {add: [{name: x-b, value: '2'}]}\n"
+        "        - matches: [{path: {type: RegularExpression, value: '/r.*'}}]\n"
+        "          default:\n"
+        "            filters:\n"
+        "              - type: RequestMirror\n"
+        "                requestMirror:\n"
+        "                  backendRef: {kind: MeshService, name: shadow}\n"
+        "                  percentage: 25\n"
+        "        - matches: [{path: {type: PathPrefix, value: /api/v2}, method: GET,\n"
+        "                     queryParams: [{type: Exact, name: q, value: '1'}]}]\n"
+        "          default:\n"
+        "            filters:\n"
+        "              - type: URLRewrite\n"
+        "                urlRewrite:\n"
+        "                  hostname: api.example.com\n"
+        "                  path: {type: ReplacePrefixMatch, replacePrefixMatch: /v2}\n"
+        "        - matches: [{path: {type: Exact, value: /exact}}]\n"
+        "          default:\n"
+        "            filters:\n"
+        "              - type: RequestRedirect\n"
+        "                requestRedirect: {scheme: https, port: 8443}\n"
+        "---\n"
+        "type: MeshHTTPRoute\n"
+        "mesh: default\n"
+        "name: route-b\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshService, name: web}\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "      rules:\n"
+        "        - matches: [{path: {type: PathPrefix, value: /api}}]\n"
+        "          default:\n"
+        "            backendRefs: [{kind: MeshService, name: backend-v3}]\n"
+        "---\n"
+        "type: MeshTCPRoute\n"
+        "mesh: default\n"
+        "name: tcp-split\n"
+        "spec:\n"
+        "  targetRef: {kind: Mesh}\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: api}\n"
+        "      rules:\n"
+        "        - default:\n"
+        "            backendRefs:\n"
+        "              - {kind: MeshService, name: api}\n"
+        "              - {kind: MeshServiceSubset, name: api-v2, tags: {version: v2}, weight: 3}\n"
+        "---\n"
+        "type: MeshRetry\n"
+        "mesh: default\n"
+        "name: retry-v3\n"
+        "spec:\n"
+        "  to: [{targetRef: {kind: MeshService, name: backend-v3}, default: {http: {numRetries: "
+        "7}}}]\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    assert_int_equal(o->n_http_routes, 6);
+    /* Exact, the longer prefix, the shorter, Kuma's catch-all, the regex,
+     * no path */
+    const Hypha__V1__DpHttpRoute *r = route_n(o, 0);
+    assert_match(r, "Exact", "/exact");
+    assert_string_equal(r->name, "MeshHTTPRoute/route-a to[0].rules[4]");
+    assert_int_equal(r->n_filters, 1);
+    assert_string_equal(r->filters[0]->type, "RequestRedirect");
+    assert_string_equal(r->filters[0]->request_redirect->scheme, "https");
+    assert_int_equal(r->filters[0]->request_redirect->port, 8443);
+    assert_int_equal(r->filters[0]->request_redirect->status_code, 302); /* Kuma's default */
+    assert_int_equal(r->n_backends, 0);
+
+    r = route_n(o, 1);
+    assert_match(r, "PathPrefix", "/api/v2");
+    assert_string_equal(r->matches[0]->method, "GET");
+    assert_int_equal(r->matches[0]->n_query_params, 1);
+    assert_string_equal(r->matches[0]->query_params[0]->type, "Exact");
+    assert_string_equal(r->matches[0]->query_params[0]->name, "q");
+    assert_string_equal(r->filters[0]->type, "URLRewrite");
+    assert_string_equal(r->filters[0]->url_rewrite->hostname, "api.example.com");
+    assert_string_equal(r->filters[0]->url_rewrite->path_type, "ReplacePrefixMatch");
+    assert_string_equal(r->filters[0]->url_rewrite->path, "/v2");
+
+    /* route-b's rule has the same matches: merged over route-a's, its
+     * backendRefs replace, route-a's filters stay */
+    r = route_n(o, 2);
+    assert_match(r, "PathPrefix", "/api");
+    assert_string_equal(r->name, "MeshHTTPRoute/route-b to[0].rules[0]");
+    assert_int_equal(r->n_filters, 1);
+    const Hypha__V1__DpHeaderModifier *m = r->filters[0]->request_header_modifier;
+    assert_string_equal(m->set[0]->name, "x-a");
+    assert_string_equal(m->set[0]->value, "1");
+    assert_string_equal(m->remove[0], "x-z");
+    assert_int_equal(r->n_backends, 1);
+    assert_string_equal(r->backends[0]->service, "backend-v3");
+    assert_int_equal(r->backends[0]->weight, 1); /* Kuma's default weight */
+
+    r = route_n(o, 3); /* the catch-all to the service itself */
+    assert_match(r, "PathPrefix", "/");
+    assert_null(r->name);
+    assert_int_equal(r->n_backends, 0);
+    assert_int_equal(r->n_filters, 0);
+
+    r = route_n(o, 4);
+    assert_match(r, "RegularExpression", "/r.*");
+    assert_string_equal(r->filters[0]->request_mirror->backend->service, "shadow");
+    assert_int_equal(r->filters[0]->request_mirror->per_million, 250000);
+
+    r = route_n(o, 5);
+    assert_match(r, NULL, NULL);
+    assert_string_equal(r->matches[0]->headers[0]->type, "Exact");
+    assert_string_equal(r->matches[0]->headers[0]->name, "x-h");
+    assert_string_equal(r->filters[0]->response_header_modifier->add[0]->name, "x-b");
+
+    /* MeshTCPRoute: the split, weights as written (1 when left out) */
+    o = outbound(c, "api");
+    assert_int_equal(o->n_http_routes, 0);
+    assert_int_equal(o->n_tcp_backends, 2);
+    assert_string_equal(o->tcp_backends[0]->service, "api");
+    assert_int_equal(o->tcp_backends[0]->weight, 1);
+    assert_string_equal(o->tcp_backends[1]->service, "api-v2");
+    assert_int_equal(o->tcp_backends[1]->weight, 3);
+    assert_int_equal(outbound(c, "g")->n_http_routes, 0); /* no route names g */
+
+    /* backend-only outbounds: port 0, endpoints, SNI, protocol, their own
+     * to-policies; backend-v2 is no one's backend once route-b replaced it */
+    o = outbound(c, "backend-v3");
+    assert_true(o->has_port);
+    assert_int_equal(o->port, 0);
+    assert_string_equal(o->sni, "backend-v3.default.mesh");
+    assert_string_equal(o->protocol, "http");
+    assert_int_equal(o->n_endpoints, 1);
+    assert_endpoint(o, "backend-1", "10.0.0.2", 20002, "east", 0);
+    assert_int_equal(o->http_retry->num_retries, 7);
+    assert_int_equal(o->n_http_routes, 0);
+    assert_int_equal(outbound(c, "shadow")->port, 0);
+    assert_int_equal(outbound(c, "api-v2")->port, 0);
+    assert_null(outbound_or_null(c, "backend-v2"));
+    assert_int_equal(c->n_outbounds, 6);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* MeshRetry http/grpc, MeshTimeout http (to, from, rules),
+ * MeshCircuitBreaker request limits and outlier detection,
+ * MeshLoadBalancingStrategy hash policies, MeshHealthCheck http/grpc by
+ * the service's protocol (Kuma's docs' examples for each). */
+static void test_l7_outbound_policies(void **state)
+{
+    struct fx *f = *state;
+    PUT(f->s, "global", mesh_default);
+    PUT(f->s, "east", l7_apps);
+    PUT(f->s, "global",
+        "type: MeshRetry\n"
+        "mesh: default\n"
+        "name: r\n"
+        "spec:\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "      default:\n"
+        "        http:\n"
+        "          numRetries: 3\n"
+        "          perTryTimeout: 2s\n"
+        "          backOff: {baseInterval: 10ms, maxInterval: 1s}\n"
+        "          retryOn: [5xx, '503', HttpMethodGet]\n"
+        "          retriableRequestHeaders: [{type: Exact, name: x-retry, value: 'yes'}]\n"
+        "          retriableResponseHeaders: [{type: Present, name: x-again}]\n"
+        "        grpc: {numRetries: 2, retryOn: [Unavailable]}\n"
+        "---\n"
+        "type: MeshTimeout\n"
+        "mesh: default\n"
+        "name: t\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshService, name: web}\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "      default: {http: {requestTimeout: 5s, streamIdleTimeout: 1m, maxStreamDuration: 1h}}\n"
+        "  from:\n"
+        "    - targetRef: {kind: Mesh}\n"
+        "      default: {http: {requestTimeout: 3s, streamIdleTimeout: 20s}}\n"
+        "---\n"
+        "type: MeshTimeout\n"
+        "mesh: default\n"
+        "name: t-rules\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshService, name: web}\n"
+        "  rules: [{default: {http: {streamIdleTimeout: 10s}}}]\n"
+        "---\n"
+        "type: MeshCircuitBreaker\n"
+        "mesh: default\n"
+        "name: cb\n"
+        "spec:\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "      default:\n"
+        "        connectionLimits: {maxRequests: 10, maxRetries: 2}\n"
+        "        outlierDetection:\n"
+        "          interval: 5s\n"
+        "          baseEjectionTime: 30s\n"
+        "          maxEjectionPercent: 20\n"
+        "          splitExternalAndLocalErrors: true\n"
+        "          detectors:\n"
+        "            totalFailures: {consecutive: 5}\n"
+        "            gatewayFailures: {consecutive: 3}\n"
+        "            localOriginFailures: {consecutive: 4}\n"
+        "    - targetRef: {kind: MeshService, name: api}\n"
+        "      default: {outlierDetection: {disabled: true, interval: 5s}}\n"
+        "---\n"
+        "type: MeshLoadBalancingStrategy\n"
+        "mesh: default\n"
+        "name: lb\n"
+        "spec:\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "      default:\n"
+        "        loadBalancer:\n"
+        "          type: RingHash\n"
+        "          ringHash:\n"
+        "            hashPolicies:\n"
+        "              - {type: Header, header: {name: x-user}}\n"
+        "              - {type: Connection, connection: {sourceIP: true}, terminal: true}\n"
+        "              - {type: QueryParameter, queryParameter: {name: q}}\n"
+        "              - {type: Cookie, cookie: {name: c}}\n"
+        "              - {type: FilterState, filterState: {key: k}}\n"
+        "    - targetRef: {kind: MeshService, name: g}\n"
+        "      default:\n"
+        "        loadBalancer: {type: Maglev, maglev: {hashPolicies: [{type: SourceIP}]}}\n"
+        "---\n"
+        "type: MeshHealthCheck\n"
+        "mesh: default\n"
+        "name: hc\n"
+        "spec:\n"
+        "  to:\n"
+        "    - targetRef: {kind: Mesh}\n"
+        "      default:\n"
+        "        interval: 10s\n"
+        "        http: {path: /health, expectedStatuses: [200, 204]}\n"
+        "        grpc: {serviceName: svc.Health}\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    const Hypha__V1__DpOutbound *o = outbound(c, "backend");
+    assert_string_equal(o->protocol, "http");
+    const Hypha__V1__DpHttpRetry *hr = o->http_retry;
+    assert_non_null(hr);
+    assert_int_equal(hr->num_retries, 3);
+    assert_duration(hr->per_try_timeout, 2, 0);
+    assert_duration(hr->base_interval, 0, 10000000);
+    assert_duration(hr->max_interval, 1, 0);
+    assert_int_equal(hr->n_retry_on, 2);
+    assert_string_equal(hr->retry_on[0], "5xx");
+    assert_string_equal(hr->retry_on[1], "HttpMethodGet");
+    assert_int_equal(hr->n_retriable_status_codes, 1);
+    assert_int_equal(hr->retriable_status_codes[0], 503);
+    assert_string_equal(hr->retriable_request_headers[0]->name, "x-retry");
+    assert_string_equal(hr->retriable_request_headers[0]->value, "yes");
+    assert_string_equal(hr->retriable_response_headers[0]->type, "Present");
+    assert_int_equal(o->grpc_retry->num_retries, 2);
+    assert_string_equal(o->grpc_retry->retry_on[0], "Unavailable");
+
+    assert_duration(o->http_timeouts->request_timeout, 5, 0);
+    assert_duration(o->http_timeouts->stream_idle_timeout, 60, 0);
+    assert_duration(o->http_timeouts->max_stream_duration, 3600, 0);
+
+    assert_int_equal(o->max_requests, 10);
+    assert_int_equal(o->max_retries, 2);
+    const Hypha__V1__DpOutlier *od = o->outlier;
+    assert_non_null(od);
+    assert_duration(od->interval, 5, 0);
+    assert_duration(od->base_ejection_time, 30, 0);
+    assert_int_equal(od->max_ejection_percent, 20);
+    assert_true(od->split_external_and_local_errors);
+    assert_int_equal(od->consecutive_5xx, 5);
+    assert_int_equal(od->consecutive_gateway, 3);
+    assert_int_equal(od->consecutive_local_origin, 4);
+    assert_null(outbound(c, "api")->outlier); /* disabled */
+
+    assert_string_equal(o->lb, "RingHash");
+    assert_int_equal(o->n_hash_policies, 4); /* FilterState has no counterpart */
+    assert_string_equal(o->hash_policies[0]->type, "Header");
+    assert_string_equal(o->hash_policies[0]->name, "x-user");
+    assert_string_equal(o->hash_policies[1]->type, "SourceIP");
+    assert_true(o->hash_policies[1]->terminal);
+    assert_string_equal(o->hash_policies[2]->type, "QueryParameter");
+    assert_string_equal(o->hash_policies[2]->name, "q");
+    assert_string_equal(o->hash_policies[3]->type, "Cookie");
+    assert_string_equal(o->hash_policies[3]->name, "c");
+    assert_string_equal(outbound(c, "g")->lb, "Maglev");
+    assert_string_equal(outbound(c, "g")->hash_policies[0]->type, "SourceIP");
+
+    /* health checks by protocol: http for backend, grpc for g, TCP for api */
+    assert_string_equal(o->health_http_path, "/health");
+    assert_int_equal(o->n_health_expected_statuses, 2);
+    assert_int_equal(o->health_expected_statuses[1], 204);
+    assert_false(o->has_health_grpc);
+    const Hypha__V1__DpOutbound *g = outbound(c, "g");
+    assert_null(g->health_http_path);
+    assert_true(g->health_grpc);
+    assert_string_equal(g->health_grpc_service, "svc.Health");
+    assert_null(outbound(c, "api")->health_http_path);
+    assert_false(outbound(c, "api")->has_health_grpc);
+    assert_duration(outbound(c, "api")->health_interval, 10, 0);
+
+    /* inbound: from, then rules over it */
+    const Hypha__V1__DpInbound *in = inbound(c, 20001);
+    assert_duration(in->http_timeouts->request_timeout, 3, 0);
+    assert_duration(in->http_timeouts->stream_idle_timeout, 10, 0);
+    assert_null(inbound(c, 20002)->http_timeouts); /* web-admin is not web */
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+static const char *tag_of(const Hypha__V1__DpCallerFaults *x, const char *key)
+{
+    for (size_t i = 0; i < x->n_tags; i++)
+        if (!strcmp(x->tags[i]->key, key))
+            return x->tags[i]->value;
+    return NULL;
+}
+
+/* MeshFaultInjection and MeshRateLimit at an inbound (Kuma's docs: "Mesh
+ * Fault Injection" example, "Mesh Rate Limit" with a Mesh-wide limit and
+ * a per-service override). */
+static void test_l7_inbound_policies(void **state)
+{
+    struct fx *f = *state;
+    PUT(f->s, "global", mesh_default);
+    PUT(f->s, "east", l7_apps);
+    PUT(f->s, "global",
+        "type: MeshFaultInjection\n"
+        "mesh: default\n"
+        "name: faults\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshService, name: web}\n"
+        "  from:\n"
+        "    - targetRef: {kind: Mesh}\n"
+        "      default: {http: [{abort: {httpStatus: 500, percentage: '2.5'}}]}\n"
+        "    - targetRef: {kind: MeshSubset, tags: {kuma.io/service: frontend, version: v1}}\n"
+        "      default:\n"
+        "        http:\n"
+        "          - delay: {value: 5s, percentage: 50}\n"
+        "          - responseBandwidth: {limit: 8kbps, percentage: 100}\n"
+        "---\n"
+        "type: MeshRateLimit\n"
+        "mesh: default\n"
+        "name: limits\n"
+        "spec:\n"
+        "  targetRef: {kind: MeshService, name: web}\n"
+        "  from:\n"
+        "    - targetRef: {kind: Mesh}\n"
+        "      default:\n"
+        "        local:\n"
+        "          http:\n"
+        "            requestRate: {num: 100, interval: 1s}\n"
+        "            onRateLimit: {status: 423, headers: {set: [{name: x-limited, value: "
+        "'true'}]}}\n"
+        "    - targetRef: {kind: MeshService, name: frontend}\n"
+        "      default: {local: {tcp: {connectionRate: {num: 5, interval: 10s}}}}\n"
+        "    - targetRef: {kind: MeshService, name: batch}\n"
+        "      default: {local: {http: {disabled: true}}}\n");
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    const Hypha__V1__DpInbound *in = inbound(c, 20001);
+    assert_int_equal(in->n_faults, 2);
+    const Hypha__V1__DpCallerFaults *x = in->faults[0];
+    assert_int_equal(x->n_tags, 0);
+    assert_string_equal(x->origin, "MeshFaultInjection/faults from[0]");
+    assert_int_equal(x->n_http, 1);
+    assert_int_equal(x->http[0]->abort_status, 500);
+    assert_int_equal(x->http[0]->abort_per_million, 25000);
+    x = in->faults[1];
+    assert_string_equal(tag_of(x, "hypha.io/service"), "frontend");
+    assert_string_equal(tag_of(x, "version"), "v1");
+    assert_int_equal(x->n_http, 2);
+    assert_int_equal(x->http[0]->abort_status, 0);
+    assert_duration(x->http[0]->delay, 5, 0);
+    assert_int_equal(x->http[0]->delay_per_million, 500000);
+    assert_int_equal(x->http[1]->bandwidth_bytes_per_s, 8192); /* 8 kbps, as Envoy reads Kuma's */
+    assert_int_equal(x->http[1]->bandwidth_per_million, 1000000);
+
+    assert_int_equal(in->n_rate_limits, 3);
+    const Hypha__V1__DpCallerRateLimit *l = in->rate_limits[0];
+    assert_int_equal(l->n_tags, 0);
+    assert_int_equal(l->http_requests, 100);
+    assert_duration(l->http_interval, 1, 0);
+    assert_int_equal(l->on_limit_status, 423);
+    assert_string_equal(l->on_limit_headers->set[0]->name, "x-limited");
+    assert_int_equal(l->tcp_connections, 0);
+    /* frontend: the Mesh-wide HTTP limit (it covers frontend) and its own
+     * TCP limit, since the sidecar applies the last entry a caller matches */
+    l = in->rate_limits[1];
+    assert_string_equal(l->tags[0]->value, "frontend");
+    assert_int_equal(l->http_requests, 100);
+    assert_int_equal(l->tcp_connections, 5);
+    assert_duration(l->tcp_interval, 10, 0);
+    assert_string_equal(l->origin, "MeshRateLimit/limits from[1]");
+    l = in->rate_limits[2]; /* batch: HTTP limit disabled, frontend's TCP limit not its own */
+    assert_int_equal(l->http_requests, 0);
+    assert_int_equal(l->tcp_connections, 0);
+
+    const Hypha__V1__DpInbound *admin = inbound(c, 20002);
+    assert_int_equal(admin->n_faults, 0);
+    assert_int_equal(admin->n_rate_limits, 0);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
+/* A `to` policy on a service that is only a route's backend reaches the
+ * sidecars routing to it: their backend-only outbound carries it. */
+static void test_impact_backend_only(void **state)
+{
+    struct fx *f = *state;
+    PUT(f->s, "global", mesh_default);
+    PUT(f->s, "east", l7_apps);
+    PUT(f->s, "global",
+        "type: MeshHTTPRoute\n"
+        "mesh: default\n"
+        "name: split\n"
+        "spec:\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "      rules:\n"
+        "        - matches: [{path: {type: PathPrefix, value: /}}]\n"
+        "          default: {backendRefs: [{kind: MeshService, name: canary}]}\n");
+    struct hy_zone_dp_round *old = NULL, *now = NULL;
+    assert_int_equal(hy_zone_dp_round_load(f->s, &old), 0);
+    uint64_t rev = hy_store_revision(f->s);
+    PUT(f->s, "global",
+        "type: MeshTimeout\n"
+        "mesh: default\n"
+        "name: canary-timeout\n"
+        "spec:\n"
+        "  to: [{targetRef: {kind: MeshService, name: canary}, default: {http: {requestTimeout: "
+        "2s}}}]\n");
+    struct hy_store_changes ch = {0};
+    assert_int_equal(hy_store_changes(f->s, rev, 0, &ch), 0);
+    assert_int_equal(hy_zone_dp_round_load(f->s, &now), 0);
+    struct hy_zone_dp_impact *im = NULL;
+    assert_int_equal(hy_zone_dp_impact_new(old, now, &ch, &im), 0);
+    struct hy_resource *web = NULL, *backend = NULL;
+    assert_int_equal(hy_store_get(f->s, "Dataplane", "default", "web-1", &web), 0);
+    assert_int_equal(hy_store_get(f->s, "Dataplane", "default", "backend-1", &backend), 0);
+    assert_int_equal(hy_zone_dp_impact_on(im, web), HY_ZONE_DP_OUTBOUNDS);
+    assert_int_equal(hy_zone_dp_impact_on(im, backend), 0); /* routes nothing to canary */
+    hy_zone_dp_impact_free(im);
+
+    /* the same through a round brought up to date */
+    assert_int_equal(hy_zone_dp_round_apply(old, f->s, &ch, &im), 0);
+    assert_int_equal(hy_zone_dp_impact_on(im, web), HY_ZONE_DP_OUTBOUNDS);
+    assert_int_equal(hy_zone_dp_impact_on(im, backend), 0);
+    hy_zone_dp_impact_free(im);
+
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    assert_duration(outbound(c, "canary")->http_timeouts->request_timeout, 2, 0);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+    hy_store_changes_fini(&ch);
+    hy_resource_free(web);
+    hy_resource_free(backend);
+    hy_zone_dp_round_free(old);
+    hy_zone_dp_round_free(now);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1748,6 +2281,10 @@ int main(void)
         T(test_protocol),
         T(test_ingress_protocol),
         T(test_protocol_invalid),
+        T(test_l7_routes),
+        T(test_l7_outbound_policies),
+        T(test_l7_inbound_policies),
+        T(test_impact_backend_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
