@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ca.pb-c.h"
+#include "dataplane.pb-c.h"
 #include "codec.h"
 #include "policy.h"
 #include "poison.h"
@@ -23,11 +24,39 @@ struct enforced {
 #define TARGET_REFS "targetRef.*", "from.targetRef.*", "to.targetRef.*"
 
 static const char *const mtp[] = {TARGET_REFS, "from.default.action", "rules.default.*", NULL};
-static const char *const timeout[] = {TARGET_REFS, "to.default.connectionTimeout",
-                                      "to.default.idleTimeout", NULL};
-static const char *const retry[] = {TARGET_REFS, "to.default.tcp.maxConnectAttempt", NULL};
-static const char *const breaker[] = {TARGET_REFS, "to.default.connectionLimits.maxConnections",
-                                      "to.default.connectionLimits.maxPendingRequests", NULL};
+static const char *const timeout[] = {TARGET_REFS,
+                                      "to.default.connectionTimeout",
+                                      "to.default.idleTimeout",
+                                      "to.default.http.requestTimeout",
+                                      "to.default.http.streamIdleTimeout",
+                                      "from.default.http.requestTimeout",
+                                      "from.default.http.streamIdleTimeout",
+                                      "rules.default.http.requestTimeout",
+                                      "rules.default.http.streamIdleTimeout",
+                                      NULL};
+static const char *const retry[] = {TARGET_REFS,
+                                    "to.default.tcp.maxConnectAttempt",
+                                    "to.default.http.numRetries",
+                                    "to.default.http.perTryTimeout",
+                                    "to.default.http.backOff.*",
+                                    "to.default.http.retryOn",
+                                    "to.default.http.retriableRequestHeaders.*",
+                                    NULL};
+static const char *const breaker[] = {
+    TARGET_REFS,
+    "to.default.connectionLimits.maxConnections",
+    "to.default.connectionLimits.maxPendingRequests",
+    "to.default.connectionLimits.maxRequests",
+    "to.default.connectionLimits.maxRetries",
+    "to.default.outlierDetection.disabled",
+    "to.default.outlierDetection.interval",
+    "to.default.outlierDetection.baseEjectionTime",
+    "to.default.outlierDetection.maxEjectionPercent",
+    "to.default.outlierDetection.splitExternalAndLocalErrors",
+    "to.default.outlierDetection.detectors.totalFailures.*",
+    "to.default.outlierDetection.detectors.gatewayFailures.*",
+    "to.default.outlierDetection.detectors.localOriginFailures.*",
+    NULL};
 static const char *const lb[] = {TARGET_REFS, "to.default.loadBalancer.type",
                                  "to.default.localityAwareness.disabled",
                                  "to.default.localityAwareness.crossZone.failover.*", NULL};
@@ -38,6 +67,19 @@ static const char *const health[] = {TARGET_REFS,
                                      "to.default.healthyThreshold",
                                      "to.default.tcp.disabled",
                                      NULL};
+
+static const char *const http_route[] = {TARGET_REFS,
+                                         "to.rules.matches.*",
+                                         "to.rules.default.filters.*",
+                                         "to.rules.default.backendRefs.kind",
+                                         "to.rules.default.backendRefs.name",
+                                         "to.rules.default.backendRefs.weight",
+                                         NULL};
+static const char *const tcp_route[] = {TARGET_REFS, "to.rules.default.backendRefs.kind",
+                                        "to.rules.default.backendRefs.name",
+                                        "to.rules.default.backendRefs.weight", NULL};
+static const char *const fault[] = {TARGET_REFS, "from.default.http.*", NULL};
+static const char *const rate_limit[] = {TARGET_REFS, "from.default.local.*", NULL};
 
 static const char *const mesh[] = {"mtls.enabledBackend",
                                    "mtls.backends.name",
@@ -53,18 +95,36 @@ static const struct enforced table[] = {
      "(RSAbits: no RSA root is made; the root is P-256)"},
     {"MeshTrafficPermission", mtp, NULL},
     {"MeshTimeout", timeout,
-     "the sidecar proxies TCP: inbound (from, rules) and HTTP timeouts come with L7 support"},
-    {"MeshRetry", retry, "the sidecar proxies TCP: it retries connecting, not requests"},
+     "the sidecar enforces connection and idle timeouts and HTTP request and stream-idle "
+     "timeouts; stream and connection maximum durations, request-headers timeouts and inbound "
+     "TCP timeouts are not there yet"},
+    {"MeshRetry", retry,
+     "the sidecar retries TCP connects and HTTP requests (numRetries, perTryTimeout, backOff, "
+     "retryOn, retriableRequestHeaders); gRPC retries, rate-limited back-off, retriable "
+     "response headers and host selection are not there yet"},
     {"MeshCircuitBreaker", breaker,
-     "the sidecar proxies TCP: it limits connections; requests, retries, pools and outlier "
-     "detection come with L7 support"},
+     "the sidecar limits connections, pending connections, requests and retries in flight, and "
+     "ejects endpoints on consecutive failures; success-rate and failure-percentage detectors, "
+     "panic thresholds, connection pools and inbound (from) limits are not there yet"},
     {"MeshLoadBalancingStrategy", lb,
      "the sidecar balances with RoundRobin, Random and LeastRequest and fails over across "
      "zones; hashing, load-balancer options, local-zone affinity and failover thresholds are "
      "not there yet"},
     {"MeshHealthCheck", health,
-     "the sidecar checks by TCP connect: payload checks, HTTP checks, jitter and panic "
+     "the sidecar checks by TCP connect: payload checks, HTTP and gRPC checks, jitter and panic "
      "thresholds are not there yet"},
+    {"MeshHTTPRoute", http_route,
+     "a backendRef names a whole service: the sidecar sends to every instance of it (a "
+     "MeshServiceSubset's tags, ports and namespaces do not narrow it yet)"},
+    {"MeshTCPRoute", tcp_route,
+     "a backendRef names a whole service: the sidecar sends to every instance of it (a "
+     "MeshServiceSubset's tags, ports and namespaces do not narrow it yet)"},
+    {"MeshFaultInjection", fault,
+     "the sidecar injects faults into the requests it receives (from); client-side faults (to) "
+     "are not there yet"},
+    {"MeshRateLimit", rate_limit,
+     "the sidecar limits what it receives (from); limits on outgoing traffic (to) are not "
+     "there yet"},
 };
 
 /* Is path (entry indexes removed) enforced? */
@@ -199,8 +259,33 @@ static void shadow_warning(const struct hy_resource *r, struct hy_diag *w)
                         "without the label with `hyphactl apply --dry-run`");
 }
 
+/* A Dataplane inbound tagged http2 or grpc: its routes, retries and
+ * timeouts apply, but the hop to the app is what the sidecar's data path
+ * supports today. Said once per inbound so the tag is not misread. */
+static void protocol_warning(const struct hy_resource *r, struct hy_diag *w)
+{
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)r->spec;
+    for (size_t i = 0; d->networking && i < d->networking->n_inbound; i++) {
+        const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
+        for (size_t k = 0; k < in->n_tags; k++) {
+            const char *key = in->tags[k]->key, *v = in->tags[k]->value;
+            if (!key || strcmp(key, HY_TAG_PROTOCOL) || !v || (strcmp(v, "http2") && strcmp(v, "grpc")))
+                continue;
+            char p[96];
+            snprintf(p, sizeof(p), "networking.inbound[%zu].tags.kuma.io/protocol", i);
+            hy_diag_add(w, 0, 0, p,
+                        "%s: accepted, proxied as TCP for now: the sidecar does not speak "
+                        "HTTP/2 yet, so HTTP routes, retries, timeouts and faults do not apply "
+                        "to this service's traffic (tag it http for HTTP/1.1 apps)",
+                        v);
+        }
+    }
+}
+
 void hy_policy_warnings(const struct hy_resource *r, struct hy_diag *w)
 {
+    if (!strcmp(r->type->name, "Dataplane"))
+        protocol_warning(r, w);
     if (!strcmp(r->type->name, "MeshTrust"))
         trust_domain_warning(r, w);
     for (int t = 0; t < HY_POLICY_NTYPES; t++)

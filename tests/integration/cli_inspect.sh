@@ -80,6 +80,9 @@ spec:
   to:
     - targetRef: {kind: MeshService, name: backend}
       default: {connectionTimeout: 3s, idleTimeout: 1h, http: {requestTimeout: 5s}}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {idleTimeout: 1h}
 YAML
 # the zone's _config is what the sidecar got: inbounds and outbounds alike
 same_config() {
@@ -155,7 +158,7 @@ hy_eq "rules: the from entries in merge order, the deciding one last" \
 hy_contains "rules: each outbound value with the entry it came from" \
     "connectionTimeout     3s      MeshTimeout/t to[0]" "$o"
 hy_contains "rules: and the fields not enforced yet" \
-    "t: spec.to[0].default.http.requestTimeout: accepted, not enforced yet" "$o"
+    "t: spec.from[0].default.idleTimeout: accepted, not enforced yet" "$o"
 hy_eq "rules -o json is the API's _rules" "$(curl -s "$E/meshes/default/dataplanes/backend-1/_rules" | jq -cS .)" \
     "$(zctl inspect dataplane backend-1 --type=rules -o json | jq -cS .)"
 hy_contains "rules -o yaml" $'rules:\n- type: MeshTrafficPermission' \

@@ -365,7 +365,9 @@ static void warnings(void **state)
                    "type: MeshRetry\nmesh: default\nname: r\nspec:\n  to:\n"
                    "  - targetRef: {kind: Mesh}\n    default:\n"
                    "      tcp: {maxConnectAttempt: 3}\n"
-                   "      http: {numRetries: 5, retryOn: [5xx]}\n---\n"
+                   "      http: {numRetries: 5, retryOn: [5xx], retriableResponseHeaders: "
+                   "[{name: x-again}]}\n"
+                   "      grpc: {numRetries: 2}\n---\n"
                    "type: MeshTimeout\nmesh: default\nname: t\nspec:\n  targetRef: {kind: Mesh}\n"
                    "  to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 2s}}]\n---\n"
                    "type: MeshLoadBalancingStrategy\nmesh: default\nname: lb\nspec:\n  to:\n"
@@ -376,10 +378,12 @@ static void warnings(void **state)
                    "Deny}}]\n");
     struct hy_diag d = {0};
     hy_policy_warnings(find(&w, "MeshRetry", "r"), &d);
-    assert_int_equal(d.n, 2);
-    assert_string_equal(d.causes[0].field, "spec.to[0].default.http.numRetries");
-    assert_string_equal(d.causes[1].field, "spec.to[0].default.http.retryOn");
+    assert_int_equal(d.n, 2); /* numRetries and retryOn are enforced now */
+    assert_string_equal(d.causes[0].field,
+                        "spec.to[0].default.http.retriableResponseHeaders[0].name");
+    assert_string_equal(d.causes[1].field, "spec.to[0].default.grpc.numRetries");
     assert_non_null(strstr(d.causes[0].message, "accepted, not enforced yet"));
+    assert_non_null(strstr(d.causes[1].message, "gRPC retries"));
     hy_diag_fini(&d);
     hy_policy_warnings(find(&w, "MeshTimeout", "t"), &d);
     assert_int_equal(d.n, 0);
