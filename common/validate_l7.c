@@ -560,8 +560,12 @@ void hy_validate_fault_injection(const struct hy_resource *r, struct hy_diag *d)
     char p[P];
     if (s->target_ref)
         hy_validate_target_ref(d, "spec.targetRef", s->target_ref, K_TOP);
-    if (!s->n_from && !s->n_to)
-        hy_diag_add(d, 0, 0, "spec", "one of from or to is required");
+    if (!s->n_from && !s->n_to && !s->n_rules)
+        hy_diag_add(d, 0, 0, "spec", "one of from, to or rules is required");
+    for (size_t i = 0; i < s->n_rules; i++) {
+        snprintf(p, sizeof(p), "spec.rules[%zu].default", i);
+        check_faults(d, p, s->rules[i]->default_);
+    }
     for (int sec = 0; sec < 2; sec++) {
         size_t n = sec ? s->n_to : s->n_from;
         Hypha__V1__MeshFaultInjection__Entry *const *v = sec ? s->to : s->from;
@@ -647,8 +651,12 @@ void hy_validate_rate_limit(const struct hy_resource *r, struct hy_diag *d)
     char p[P];
     if (s->target_ref)
         hy_validate_target_ref(d, "spec.targetRef", s->target_ref, K_TOP);
-    if (!s->n_from && !s->n_to)
-        hy_diag_add(d, 0, 0, "spec", "one of from or to is required");
+    if (!s->n_from && !s->n_to && !s->n_rules)
+        hy_diag_add(d, 0, 0, "spec", "one of from, to or rules is required");
+    for (size_t i = 0; i < s->n_rules; i++) {
+        snprintf(p, sizeof(p), "spec.rules[%zu].default", i);
+        check_rate_limit(d, p, s->rules[i]->default_);
+    }
     for (int sec = 0; sec < 2; sec++) {
         size_t n = sec ? s->n_to : s->n_from;
         Hypha__V1__MeshRateLimit__Entry *const *v = sec ? s->to : s->from;

@@ -514,7 +514,8 @@ static int fault_entry(void *ud, const Hypha__V1__TargetRef *ref, const Protobuf
 
 int hy_policy_inbound_faults(const struct hy_policy_set *s, size_t i, Hypha__V1__DpInbound *in)
 {
-    return hy_policy_each_entry(s, "from", i, fault_entry, in);
+    int rc = hy_policy_each_entry(s, "from", i, fault_entry, in);
+    return rc ? rc : hy_policy_each_entry(s, "rules", i, fault_entry, in);
 }
 
 /* ----- MeshRateLimit ----- */
@@ -602,6 +603,8 @@ int hy_policy_inbound_rate_limits(const struct hy_policy_set *s, size_t i, Hypha
 {
     struct from_list l = {NULL, 0};
     int rc = hy_policy_each_entry(s, "from", i, keep_from, &l);
+    if (rc == 0) /* rules (no targetRef): every caller, after the from entries */
+        rc = hy_policy_each_entry(s, "rules", i, keep_from, &l);
     /* the sidecar takes the last entry a caller matches; so each entry
      * carries what merges for its callers: the earlier entries that match
      * every caller it matches, then itself (later over earlier, Kuma) */

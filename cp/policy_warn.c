@@ -78,8 +78,10 @@ static const char *const http_route[] = {TARGET_REFS,
 static const char *const tcp_route[] = {TARGET_REFS, "to.rules.default.backendRefs.kind",
                                         "to.rules.default.backendRefs.name",
                                         "to.rules.default.backendRefs.weight", NULL};
-static const char *const fault[] = {TARGET_REFS, "from.default.http.*", NULL};
-static const char *const rate_limit[] = {TARGET_REFS, "from.default.local.*", NULL};
+static const char *const fault[] = {TARGET_REFS, "from.default.http.*", "rules.default.http.*",
+                                    NULL};
+static const char *const rate_limit[] = {TARGET_REFS, "from.default.local.*",
+                                         "rules.default.local.*", NULL};
 
 static const char *const mesh[] = {"mtls.enabledBackend",
                                    "mtls.backends.name",

@@ -52,7 +52,8 @@
 static const char *const dirs[] = {
     "meshtrafficpermission", "meshtimeout",     "meshretry",
     "meshcircuitbreaker",    "meshhealthcheck", "meshloadbalancingstrategy",
-    "introduction",
+    "meshhttproute",         "meshtcproute",    "meshfaultinjection",
+    "meshratelimit",         "introduction",
 };
 #define NDIRS (sizeof(dirs) / sizeof(dirs[0]))
 
@@ -744,6 +745,179 @@ static void run_policies(const struct kase *k, char **tok, size_t n, struct outc
     hy_policy_sets_fini(s.sel);
 }
 
+/* ----- L7: what the sidecar gets (cp/policy_l7.c) ----- */
+
+static void put_dur(struct hy_buf *b, const Hypha__V1__Duration *d)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(&hypha__v1__dp_http_fault__descriptor,
+                                                        "delay");
+    format_one(b, f, &d);
+}
+
+/* "Exact /a GET h1 q1 -> svc:90 svc2:10 +URLRewrite" per route, " | "
+ * between routes; "*" for the outbound's own service. */
+static void describe_routes(const Hypha__V1__DpOutbound *o, struct hy_buf *b)
+{
+    for (size_t i = 0; i < o->n_http_routes; i++) {
+        const Hypha__V1__DpHttpRoute *r = o->http_routes[i];
+        hy_buf_puts(b, i ? " | " : "");
+        const Hypha__V1__DpHttpMatch *m = r->n_matches ? r->matches[0] : NULL;
+        if (m && m->path_type)
+            hy_buf_printf(b, "%s %s ", m->path_type, m->path);
+        else
+            hy_buf_puts(b, "any ");
+        if (m && m->method)
+            hy_buf_printf(b, "%s ", m->method);
+        if (m && m->n_headers)
+            hy_buf_printf(b, "h%zu ", m->n_headers);
+        if (m && m->n_query_params)
+            hy_buf_printf(b, "q%zu ", m->n_query_params);
+        hy_buf_puts(b, "->");
+        if (!r->n_backends)
+            hy_buf_puts(b, " *");
+        for (size_t k = 0; k < r->n_backends; k++)
+            hy_buf_printf(b, " %s:%u", r->backends[k]->service, r->backends[k]->weight);
+        for (size_t k = 0; k < r->n_filters; k++)
+            hy_buf_printf(b, " +%s", r->filters[k]->type);
+    }
+    if (!o->n_http_routes)
+        hy_buf_puts(b, "none");
+}
+
+/* routes DATAPLANE -> SERVICE = ROUTE | ROUTE ...   (MeshHTTPRoute)
+ * tcp DATAPLANE -> SERVICE = SVC:WEIGHT ...        (MeshTCPRoute) */
+static void run_routes(const struct kase *k, char **tok, size_t n, struct outcome *out,
+                       const char *where)
+{
+    if (n < 6 || strcmp(tok[2], "->") || strcmp(tok[4], "="))
+        fail_msg("%s: want '%s DATAPLANE -> SERVICE = ...'", where, tok[0]);
+    const struct hy_resource *dp = dataplane(k, tok[1], where);
+    join(tok, 5, n, out->want, sizeof(out->want));
+    struct selection s;
+    select_for(k, dp, &s);
+    Hypha__V1__DpOutbound *o = malloc(sizeof(*o));
+    assert_non_null(o);
+    hypha__v1__dp_outbound__init(o);
+    struct hy_buf b = {0};
+    if (!strcmp(tok[0], "routes")) {
+        assert_int_equal(hy_policy_http_routes(&s.sel[HY_POLICY_HTTP_ROUTE], tok[3], o), 0);
+        describe_routes(o, &b);
+    } else {
+        assert_int_equal(hy_policy_tcp_backends(&s.sel[HY_POLICY_TCP_ROUTE], tok[3], o), 0);
+        for (size_t i = 0; i < o->n_tcp_backends; i++)
+            hy_buf_printf(&b, "%s%s:%u", i ? " " : "", o->tcp_backends[i]->service,
+                          o->tcp_backends[i]->weight);
+        if (!o->n_tcp_backends)
+            hy_buf_puts(&b, "none");
+    }
+    snprintf(out->got, sizeof(out->got), "%s", b.data ? b.data : "");
+    hy_buf_fini(&b);
+    protobuf_c_message_free_unpacked(&o->base, NULL);
+    hy_policy_sets_fini(s.sel);
+}
+
+/* Does the caller carry every tag of the entry (a DpCallerFaults or
+ * DpCallerRateLimit map)? */
+static bool carries_all(const struct caller *c, size_t n, Hypha__V1__DpPermission__TagsEntry **t)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+        for (size_t k = 0; !found && k < c->view.n; k++)
+            found = !strcmp(c->view.v[k].key, t[i]->key) && !strcmp(c->view.v[k].value, t[i]->value);
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/* faults CALLER -> DATAPLANE[:INBOUND] = FAULT; FAULT ... [by ORIGIN]
+ * ratelimit CALLER -> DATAPLANE[:INBOUND] = http N/INTERVAL [STATUS] tcp N/INTERVAL [by ORIGIN]
+ * what the sidecar applies to that caller: the last entry whose tags it
+ * carries (sidecar/l7_fault.h, l7_limit.h). */
+static void run_inbound_l7(const struct kase *k, char **tok, size_t n, struct outcome *out,
+                           const char *where)
+{
+    size_t arrow = index_of(tok, n, "->", 1), eq = index_of(tok, n, "=", 1);
+    if (arrow == SIZE_MAX || eq != arrow + 2 || eq + 1 >= n)
+        fail_msg("%s: want '%s CALLER -> DATAPLANE[:INBOUND] = ... [by ORIGIN]'", where, tok[0]);
+    size_t by = index_of(tok, n, "by", eq + 1);
+    join(tok, eq + 1, by == SIZE_MAX ? n : by, out->want, sizeof(out->want));
+    if (by != SIZE_MAX) {
+        out->check_origin = true;
+        join(tok, by + 1, n, out->want_origin, sizeof(out->want_origin));
+    }
+    struct caller *c = malloc(sizeof(*c));
+    assert_non_null(c);
+    caller_parse(k, tok + 1, arrow - 1, c, where);
+    size_t inbound;
+    const struct hy_resource *dp = target(k, tok[arrow + 1], &inbound, where);
+    struct selection s;
+    select_for(k, dp, &s);
+    Hypha__V1__DpInbound *in = malloc(sizeof(*in));
+    assert_non_null(in);
+    hypha__v1__dp_inbound__init(in);
+    struct hy_buf b = {0};
+    const char *origin = NULL;
+    if (!strcmp(tok[0], "faults")) {
+        assert_int_equal(hy_policy_inbound_faults(&s.sel[HY_POLICY_FAULT], inbound, in), 0);
+        const Hypha__V1__DpCallerFaults *f = NULL;
+        for (size_t i = 0; i < in->n_faults; i++)
+            if (carries_all(c, in->faults[i]->n_tags, (void *)in->faults[i]->tags))
+                f = in->faults[i];
+        for (size_t i = 0; f && i < f->n_http; i++) {
+            const Hypha__V1__DpHttpFault *h = f->http[i];
+            hy_buf_puts(&b, i ? "; " : "");
+            const char *sep = "";
+            if (h->abort_status) {
+                hy_buf_printf(&b, "abort %u %uppm", h->abort_status, h->abort_per_million);
+                sep = " ";
+            }
+            if (h->delay) {
+                hy_buf_printf(&b, "%sdelay ", sep);
+                put_dur(&b, h->delay);
+                hy_buf_printf(&b, " %uppm", h->delay_per_million);
+                sep = " ";
+            }
+            if (h->has_bandwidth_bytes_per_s)
+                hy_buf_printf(&b, "%sbandwidth %uB/s %uppm", sep, h->bandwidth_bytes_per_s,
+                              h->bandwidth_per_million);
+        }
+        origin = f ? f->origin : NULL;
+    } else {
+        assert_int_equal(hy_policy_inbound_rate_limits(&s.sel[HY_POLICY_RATE_LIMIT], inbound, in),
+                         0);
+        const Hypha__V1__DpCallerRateLimit *l = NULL;
+        for (size_t i = 0; i < in->n_rate_limits; i++)
+            if (carries_all(c, in->rate_limits[i]->n_tags, (void *)in->rate_limits[i]->tags))
+                l = in->rate_limits[i];
+        if (l) {
+            hy_buf_printf(&b, "http %u/", l->http_requests);
+            if (l->http_interval)
+                put_dur(&b, l->http_interval);
+            else
+                hy_buf_puts(&b, "-");
+            if (l->has_on_limit_status)
+                hy_buf_printf(&b, " %u", l->on_limit_status);
+            for (size_t i = 0; l->on_limit_headers && i < l->on_limit_headers->n_set; i++)
+                hy_buf_printf(&b, " %s=%s", l->on_limit_headers->set[i]->name,
+                              l->on_limit_headers->set[i]->value);
+            hy_buf_printf(&b, " tcp %u/", l->tcp_connections);
+            if (l->tcp_interval)
+                put_dur(&b, l->tcp_interval);
+            else
+                hy_buf_puts(&b, "-");
+        }
+        origin = l ? l->origin : NULL;
+    }
+    snprintf(out->got, sizeof(out->got), "%s", b.data ? b.data : "none");
+    origin_of_decision(origin, out->got_origin, sizeof(out->got_origin));
+    hy_buf_fini(&b);
+    protobuf_c_message_free_unpacked(&in->base, NULL);
+    hy_policy_sets_fini(s.sel);
+    free(c);
+}
+
 static bool agrees(const struct outcome *o)
 {
     return !strcmp(o->want, o->got) && (!o->check_origin || !strcmp(o->want_origin, o->got_origin));
@@ -807,9 +981,14 @@ static void run_case(void **state)
             run_conf(&k, tok, n, &o, where);
         else if (!strcmp(tok[0], "policies"))
             run_policies(&k, tok, n, &o, where);
+        else if (!strcmp(tok[0], "routes") || !strcmp(tok[0], "tcp"))
+            run_routes(&k, tok, n, &o, where);
+        else if (!strcmp(tok[0], "faults") || !strcmp(tok[0], "ratelimit"))
+            run_inbound_l7(&k, tok, n, &o, where);
         else
-            fail_msg("%s: '%s' is none of allow, deny, shadow, to, from, rules, policies", where,
-                     tok[0]);
+            fail_msg("%s: '%s' is none of allow, deny, shadow, to, from, rules, policies, "
+                     "routes, tcp, faults, ratelimit",
+                     where, tok[0]);
         checked++;
         tally.lines++;
         bool ok = agrees(&o);
