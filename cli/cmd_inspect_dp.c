@@ -260,10 +260,57 @@ static int put_policies_table(struct hy_buf *out, const struct hy_json *policies
     return rc == 0 ? put_table(out, &t, "  ") : (hy_table_fini(&t), rc);
 }
 
+/* MeshFaultInjection or MeshRateLimit at one inbound: the entries the
+ * sidecar got, in merge order (the last one a caller matches applies). */
+static int put_inbound_l7(struct hy_buf *out, const struct hy_json *r, const struct hy_json *v,
+                          bool faults)
+{
+    int rc = hy_buf_printf(out, "  inbound %s", str(hy_json_get(r, "inbound"), "port"));
+    if (rc == 0 && !count(v))
+        return hy_buf_puts(out, ": no entry\n");
+    if (rc == 0)
+        rc = hy_buf_puts(out, ":\n    the entries in merge order: the last one a caller matches "
+                              "applies\n");
+    static const char *const head[] = {"#", "CALLERS", "WHAT", "ORIGIN"};
+    struct hy_table t;
+    if (rc < 0 || (rc = hy_table_init(&t, 4, head)) < 0)
+        return rc;
+    for (size_t i = 0; rc == 0 && i < count(v); i++) {
+        const struct hy_json *e = v->items[i];
+        struct hy_buf who = {0}, what = {0};
+        char num[24];
+        snprintf(num, sizeof(num), "%zu", i + 1);
+        rc = count(hy_json_get(e, "tags")) ? put_pairs(&who, hy_json_get(e, "tags"), ",")
+                                           : hy_buf_puts(&who, "any caller");
+        if (rc == 0 && faults) {
+            rc = hy_json_write(hy_json_get(e, "http"), &what);
+        } else if (rc == 0) {
+            rc = hy_buf_printf(&what, "http %s/%s, tcp %s/%s",
+                               hy_json_get_str(e, "httpRequests") ? str(e, "httpRequests") : "0",
+                               hy_json_get_str(e, "httpInterval") ? str(e, "httpInterval") : "-",
+                               hy_json_get_str(e, "tcpConnections") ? str(e, "tcpConnections")
+                                                                    : "0",
+                               hy_json_get_str(e, "tcpInterval") ? str(e, "tcpInterval") : "-");
+        }
+        const char *row[] = {num, who.data, what.data ? what.data : "", str(e, "origin")};
+        if (rc == 0)
+            rc = hy_table_add(&t, row);
+        hy_buf_fini(&who);
+        hy_buf_fini(&what);
+    }
+    return rc == 0 ? put_table(out, &t, "    ") : (hy_table_fini(&t), rc);
+}
+
 /* One inbound's entries and matchers in the order the sidecar reads them. */
 static int put_inbound(struct hy_buf *out, const struct hy_json *r)
 {
     const struct hy_json *in = hy_json_get(r, "inbound"), *e = hy_json_get(r, "entries");
+    if (hy_json_get(e, "faults"))
+        return put_inbound_l7(out, r, hy_json_get(e, "faults"), true);
+    if (hy_json_get(e, "rateLimits"))
+        return put_inbound_l7(out, r, hy_json_get(e, "rateLimits"), false);
+    if (!hy_json_get(in, "tags")) /* an L7 type with no entry at this inbound */
+        return put_inbound_l7(out, r, NULL, true);
     int rc = hy_buf_printf(out, "  inbound %s (", str(in, "port"));
     if (rc == 0)
         rc = put_pairs(out, hy_json_get(in, "tags"), ", ");
@@ -358,8 +405,66 @@ static int conf_rows(struct hy_table *t, const struct hy_json *v, const struct h
     return rc;
 }
 
+/* MeshHTTPRoute or MeshTCPRoute at one outbound: the routes as the
+ * sidecar got them, in the order it tries them, each with its rule. */
+static int put_routes(struct hy_buf *out, const struct hy_json *r, const struct hy_json *routes)
+{
+    const struct hy_json *ob = hy_json_get(r, "outbound");
+    const struct hy_json *http = hy_json_get(routes, "httpRoutes");
+    const struct hy_json *tcp = hy_json_get(routes, "tcpBackends");
+    int rc = hy_buf_printf(out, "  outbound %s to %s", str(ob, "port"), str(ob, "service"));
+    if (rc < 0 || (!count(http) && !count(tcp)))
+        return rc < 0 ? rc : hy_buf_puts(out, ": no route\n");
+    rc = hy_buf_puts(out, count(http) ? ": the first route whose match holds takes a request\n"
+                                      : ": connections split by weight\n");
+    static const char *const head[] = {"#", "MATCH", "TO", "FILTERS", "ORIGIN"};
+    struct hy_table t;
+    if (rc < 0 || (rc = hy_table_init(&t, 5, head)) < 0)
+        return rc;
+    size_t n = count(http) ? count(http) : 1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const struct hy_json *rt = count(http) ? http->items[i] : NULL;
+        const struct hy_json *m = rt && count(hy_json_get(rt, "matches"))
+                                      ? hy_json_get(rt, "matches")->items[0]
+                                      : NULL;
+        const struct hy_json *to = rt ? hy_json_get(rt, "backends") : tcp;
+        const struct hy_json *f = rt ? hy_json_get(rt, "filters") : NULL;
+        struct hy_buf match = {0}, dest = {0}, filters = {0};
+        char num[24];
+        snprintf(num, sizeof(num), "%zu", i + 1);
+        if (m && hy_json_get_str(m, "pathType"))
+            rc = hy_buf_printf(&match, "%s %s", str(m, "pathType"), str(m, "path"));
+        else
+            rc = hy_buf_puts(&match, rt ? "any" : "every connection");
+        if (rc == 0 && m && hy_json_get_str(m, "method"))
+            rc = hy_buf_printf(&match, " %s", str(m, "method"));
+        if (rc == 0 && m && count(hy_json_get(m, "headers")))
+            rc = hy_buf_printf(&match, " +%zu header(s)", count(hy_json_get(m, "headers")));
+        if (rc == 0 && m && count(hy_json_get(m, "queryParams")))
+            rc = hy_buf_printf(&match, " +%zu query param(s)", count(hy_json_get(m, "queryParams")));
+        for (size_t k = 0; rc == 0 && k < count(to); k++)
+            rc = hy_buf_printf(&dest, "%s%s:%s", k ? "," : "", str(to->items[k], "service"),
+                               str(to->items[k], "weight"));
+        if (rc == 0 && !count(to))
+            rc = hy_buf_puts(&dest, str(ob, "service"));
+        for (size_t k = 0; rc == 0 && k < count(f); k++)
+            rc = hy_buf_printf(&filters, "%s%s", k ? "," : "", str(f->items[k], "type"));
+        const char *row[] = {num, match.data ? match.data : "", dest.data ? dest.data : "",
+                             filters.data ? filters.data : "-",
+                             rt && hy_json_get_str(rt, "name") ? str(rt, "name") : "default"};
+        if (rc == 0)
+            rc = hy_table_add(&t, row);
+        hy_buf_fini(&match);
+        hy_buf_fini(&dest);
+        hy_buf_fini(&filters);
+    }
+    return rc == 0 ? put_table(out, &t, "    ") : (hy_table_fini(&t), rc);
+}
+
 static int put_outbound(struct hy_buf *out, const struct hy_json *r)
 {
+    if (hy_json_get(r, "routes"))
+        return put_routes(out, r, hy_json_get(r, "routes"));
     const struct hy_json *ob = hy_json_get(r, "outbound"), *conf = hy_json_get(r, "conf");
     int rc = hy_buf_printf(out, "  outbound %s to %s", str(ob, "port"), str(ob, "service"));
     if (rc < 0 || !conf || conf->kind != HY_JSON_OBJECT)
@@ -430,6 +535,8 @@ static int applies_to(struct hy_buf *b, const struct hy_json *r, const char *typ
     for (size_t i = 0; rc == 0 && i < count(from); i++) {
         const struct hy_json *e = hy_json_get(from->items[i], "entries");
         if (any_origin(hy_json_get(e, "permissions"), type, name) ||
+            any_origin(hy_json_get(e, "faults"), type, name) ||
+            any_origin(hy_json_get(e, "rateLimits"), type, name) ||
             any_origin(hy_json_get(e, "deny"), type, name) ||
             any_origin(hy_json_get(e, "allow"), type, name) ||
             any_origin(hy_json_get(e, "allowWithShadowDeny"), type, name))
@@ -441,6 +548,9 @@ static int applies_to(struct hy_buf *b, const struct hy_json *r, const char *typ
         bool in = false;
         for (size_t k = 1; !in && origins && k < origins->n; k += 2)
             in = from_policy(hy_json_str(origins->items[k]), type, name);
+        const struct hy_json *routes = hy_json_get(hy_json_get(to->items[i], "routes"), "httpRoutes");
+        for (size_t k = 0; !in && k < count(routes); k++)
+            in = from_policy(hy_json_get_str(routes->items[k], "name"), type, name);
         const struct hy_json *ob = hy_json_get(to->items[i], "outbound");
         if (in)
             rc = hy_buf_printf(b, "%s\"outbound %s (%s)\"", n++ ? "," : "", str(ob, "port"),

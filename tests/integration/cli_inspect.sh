@@ -234,6 +234,39 @@ hy_check "and the call goes through" hy_wait_for 15 allowed
 hy_eq "explain -o json: the decision" AllowWithShadowDeny \
     "$(zctl explain --from web-1 --to backend-1 -o json | jq -r '.results[0].decision')"
 
+# ---- L7 policies: what the sidecars get, each route and entry with its rule
+ctl apply -f - >/dev/null 2>&1 <<'YAML'
+type: MeshHTTPRoute
+mesh: default
+name: api-route
+spec:
+  targetRef: {kind: Mesh}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      rules:
+        - matches: [{path: {type: PathPrefix, value: /api}}]
+          default:
+            filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-a, value: b}]}}]
+            backendRefs: [{kind: MeshService, name: backend, weight: 3}]
+---
+type: MeshRateLimit
+mesh: default
+name: backend-limit
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {local: {http: {requestRate: {num: 5, interval: 10s}}}}
+YAML
+routed() { zctl inspect dataplane web-1 | grep -q 'PathPrefix /api .*backend:3 .*RequestHeaderModifier .*MeshHTTPRoute/api-route to\[0\].rules\[0\]'; }
+hy_check "rules: a MeshHTTPRoute's routes in the order the sidecar tries them" hy_wait_for 15 routed
+hy_contains "rules: and Kuma's catch-all to the service" "default" \
+    "$(zctl inspect dataplane web-1 | grep -E '^ +2 +PathPrefix / ')"
+limited() { zctl inspect dataplane backend-1 | grep -q 'any caller .*http 5/10s.*MeshRateLimit/backend-limit from\[0\]'; }
+hy_check "rules: a MeshRateLimit's entries at the inbound" hy_wait_for 15 limited
+hy_contains "policies: where the route is in effect" "outbound" \
+    "$(zctl inspect dataplane web-1 --type=policies | grep api-route)"
+
 # ---- errors: named, non-zero
 err() { # err EXPECTED-RC NEEDLE DESCRIPTION CMD...: the exit status and stderr of CMD
     local want=$1 needle=$2 what=$3 rc=0 out
