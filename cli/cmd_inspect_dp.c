@@ -285,12 +285,12 @@ static int put_inbound_l7(struct hy_buf *out, const struct hy_json *r, const str
         if (rc == 0 && faults) {
             rc = hy_json_write(hy_json_get(e, "http"), &what);
         } else if (rc == 0) {
-            rc = hy_buf_printf(&what, "http %s/%s, tcp %s/%s",
-                               hy_json_get_str(e, "httpRequests") ? str(e, "httpRequests") : "0",
-                               hy_json_get_str(e, "httpInterval") ? str(e, "httpInterval") : "-",
-                               hy_json_get_str(e, "tcpConnections") ? str(e, "tcpConnections")
-                                                                    : "0",
-                               hy_json_get_str(e, "tcpInterval") ? str(e, "tcpInterval") : "-");
+            rc =
+                hy_buf_printf(&what, "http %s/%s, tcp %s/%s",
+                              hy_json_get_str(e, "httpRequests") ? str(e, "httpRequests") : "0",
+                              hy_json_get_str(e, "httpInterval") ? str(e, "httpInterval") : "-",
+                              hy_json_get_str(e, "tcpConnections") ? str(e, "tcpConnections") : "0",
+                              hy_json_get_str(e, "tcpInterval") ? str(e, "tcpInterval") : "-");
         }
         const char *row[] = {num, who.data, what.data ? what.data : "", str(e, "origin")};
         if (rc == 0)
@@ -424,9 +424,8 @@ static int put_routes(struct hy_buf *out, const struct hy_json *r, const struct 
     size_t n = count(http) ? count(http) : 1;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const struct hy_json *rt = count(http) ? http->items[i] : NULL;
-        const struct hy_json *m = rt && count(hy_json_get(rt, "matches"))
-                                      ? hy_json_get(rt, "matches")->items[0]
-                                      : NULL;
+        const struct hy_json *m =
+            rt && count(hy_json_get(rt, "matches")) ? hy_json_get(rt, "matches")->items[0] : NULL;
         const struct hy_json *to = rt ? hy_json_get(rt, "backends") : tcp;
         const struct hy_json *f = rt ? hy_json_get(rt, "filters") : NULL;
         struct hy_buf match = {0}, dest = {0}, filters = {0};
@@ -441,7 +440,8 @@ static int put_routes(struct hy_buf *out, const struct hy_json *r, const struct 
         if (rc == 0 && m && count(hy_json_get(m, "headers")))
             rc = hy_buf_printf(&match, " +%zu header(s)", count(hy_json_get(m, "headers")));
         if (rc == 0 && m && count(hy_json_get(m, "queryParams")))
-            rc = hy_buf_printf(&match, " +%zu query param(s)", count(hy_json_get(m, "queryParams")));
+            rc =
+                hy_buf_printf(&match, " +%zu query param(s)", count(hy_json_get(m, "queryParams")));
         for (size_t k = 0; rc == 0 && k < count(to); k++)
             rc = hy_buf_printf(&dest, "%s%s:%s", k ? "," : "", str(to->items[k], "service"),
                                str(to->items[k], "weight"));
@@ -548,7 +548,8 @@ static int applies_to(struct hy_buf *b, const struct hy_json *r, const char *typ
         bool in = false;
         for (size_t k = 1; !in && origins && k < origins->n; k += 2)
             in = from_policy(hy_json_str(origins->items[k]), type, name);
-        const struct hy_json *routes = hy_json_get(hy_json_get(to->items[i], "routes"), "httpRoutes");
+        const struct hy_json *routes =
+            hy_json_get(hy_json_get(to->items[i], "routes"), "httpRoutes");
         for (size_t k = 0; !in && k < count(routes); k++)
             in = from_policy(hy_json_get_str(routes->items[k], "name"), type, name);
         const struct hy_json *ob = hy_json_get(to->items[i], "outbound");

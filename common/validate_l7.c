@@ -139,8 +139,8 @@ static void check_hostname(struct hy_diag *d, const char *path, const char *h)
 static void check_header_matches(struct hy_diag *d, const char *path, size_t n,
                                  Hypha__V1__HttpHeaderMatch *const *v)
 {
-    static const char *const types[] = {"Exact", "Present", "RegularExpression", "Absent", "Prefix",
-                                        NULL};
+    static const char *const types[] = {"Exact",  "Present", "RegularExpression",
+                                        "Absent", "Prefix",  NULL};
     char p[P];
     for (size_t i = 0; i < n; i++) {
         const Hypha__V1__HttpHeaderMatch *h = v[i];
@@ -177,8 +177,7 @@ static void check_backend_ref(struct hy_diag *d, const char *path, const Hypha__
         b->kind != HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset) {
         const ProtobufCEnumValue *v =
             protobuf_c_enum_descriptor_get_value(&hypha__v1__target_ref__kind__descriptor, b->kind);
-        hy_diag_add(d, 0, 0, p,
-                    "%s is not allowed here (expected MeshService, MeshServiceSubset)",
+        hy_diag_add(d, 0, 0, p, "%s is not allowed here (expected MeshService, MeshServiceSubset)",
                     v ? v->name : "?");
     }
     snprintf(p, sizeof(p), "%s.name", path);
@@ -190,8 +189,9 @@ static void check_backend_ref(struct hy_diag *d, const char *path, const Hypha__
     hy_validate_map(d, p, b->n_tags, (void *const *)b->tags);
     snprintf(p, sizeof(p), "%s.labels", path);
     if (b->n_labels)
-        hy_diag_add(d, 0, 0, p, "not supported: name the service (Hypha has no MeshService "
-                                "resources to select by labels)");
+        hy_diag_add(d, 0, 0, p,
+                    "not supported: name the service (Hypha has no MeshService "
+                    "resources to select by labels)");
     snprintf(p, sizeof(p), "%s.port", path);
     if (b->has_port && (b->port == 0 || b->port > 65535))
         hy_diag_add(d, 0, 0, p, "%u is not a port (expected 1-65535)", b->port);
@@ -215,7 +215,7 @@ typedef Hypha__V1__MeshHTTPRoute__Filter http_filter;
 static void check_matches(struct hy_diag *d, const char *path, size_t n, http_match *const *v)
 {
     static const char *const paths[] = {"Exact", "PathPrefix", "RegularExpression", NULL};
-    static const char *const methods[] = {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS",
+    static const char *const methods[] = {"CONNECT", "DELETE", "GET", "HEAD",  "OPTIONS",
                                           "PATCH",   "POST",   "PUT", "TRACE", NULL};
     static const char *const qtypes[] = {"Exact", "RegularExpression", NULL};
     char p[P];
@@ -296,9 +296,7 @@ static void check_modifier(struct hy_diag *d, const char *path,
     for (int l = 0; l < 3; l++) {
         size_t n = l == 0 ? m->n_set : l == 1 ? m->n_add : m->n_remove;
         for (size_t i = 0; i < n; i++) {
-            const char *name = l == 0   ? m->set[i]->name
-                               : l == 1 ? m->add[i]->name
-                                        : m->remove[i];
+            const char *name = l == 0 ? m->set[i]->name : l == 1 ? m->add[i]->name : m->remove[i];
             snprintf(p, sizeof(p), "%s.%s[%zu].name", path, lists[l], i);
             if (l == 2)
                 snprintf(p, sizeof(p), "%s.remove[%zu]", path, i);
@@ -355,7 +353,8 @@ static void check_filters(struct hy_diag *d, const char *path, size_t n, http_fi
                           bool prefixes)
 {
     static const char *const types[] = {"RequestHeaderModifier", "ResponseHeaderModifier",
-                                        "RequestRedirect", "URLRewrite", "RequestMirror", NULL};
+                                        "RequestRedirect",       "URLRewrite",
+                                        "RequestMirror",         NULL};
     static const unsigned codes[] = {301, 302, 303, 307, 308};
     char p[P];
     for (size_t i = 0; i < n; i++) {
@@ -590,7 +589,8 @@ static void check_rate(struct hy_diag *d, const char *path, const Hypha__V1__Mes
     snprintf(p, sizeof(p), "%s.interval", path);
     if (!r->interval)
         hy_diag_add(d, 0, 0, p, "required");
-    else if (r->interval->seconds < 0 || (r->interval->seconds == 0 && r->interval->nanos < 50000000))
+    else if (r->interval->seconds < 0 ||
+             (r->interval->seconds == 0 && r->interval->nanos < 50000000))
         hy_diag_add(d, 0, 0, p, "must be greater than or equal to: 50ms");
 }
 

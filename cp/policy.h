@@ -188,14 +188,15 @@ int hy_policy_inbound_permissions(const struct hy_policy_set *mtp, size_t i,
 int hy_policy_http_routes(const struct hy_policy_set *s, const char *svc, Hypha__V1__DpOutbound *o);
 /* MeshTCPRoute for svc: the first rule of each `to` entry naming svc,
  * merged, its backendRefs appended to o->tcp_backends. */
-int hy_policy_tcp_backends(const struct hy_policy_set *s, const char *svc, Hypha__V1__DpOutbound *o);
+int hy_policy_tcp_backends(const struct hy_policy_set *s, const char *svc,
+                           Hypha__V1__DpOutbound *o);
 /* MeshFaultInjection at inbound i: one DpCallerFaults per `from` entry, in
  * merge order, then one per `rules` entry (any caller); the sidecar
  * applies the last one a caller matches. */
 int hy_policy_inbound_faults(const struct hy_policy_set *s, size_t i, Hypha__V1__DpInbound *in);
 /* MeshRateLimit at inbound i: one DpCallerRateLimit per `from` entry, in
- * merge order, then per `rules` entry (any caller), each holding its default merged over those of the earlier
- * entries that match every caller it matches. */
+ * merge order, then per `rules` entry (any caller), each holding its default merged over those of
+ * the earlier entries that match every caller it matches. */
 int hy_policy_inbound_rate_limits(const struct hy_policy_set *s, size_t i,
                                   Hypha__V1__DpInbound *in);
 

@@ -448,7 +448,8 @@ static int tcp_entry(void *ud, const Hypha__V1__TargetRef *ref, const ProtobufCM
     struct hy_policy_tags tags = {dest, 1};
     if (!ref || !hy_policy_ref_matches(ref, &tags))
         return 0;
-    const Hypha__V1__MeshTCPRoute__To *to = ((const Hypha__V1__MeshTCPRoute *)o->r->spec)->to[o->index];
+    const Hypha__V1__MeshTCPRoute__To *to =
+        ((const Hypha__V1__MeshTCPRoute *)o->r->spec)->to[o->index];
     /* Kuma applies a to entry's first rule */
     if (!to->n_rules || !to->rules[0]->default_)
         return 0;
@@ -526,7 +527,7 @@ struct from_list {
         const Hypha__V1__TargetRef *ref;
         const ProtobufCMessage *conf;
         struct hy_policy_origin o;
-    } *v;
+    } * v;
     size_t n;
 };
 
@@ -551,11 +552,13 @@ static bool ref_covers(const Hypha__V1__TargetRef *b, const Hypha__V1__TargetRef
         return true;
     struct hy_policy_tag buf[66];
     size_t n = 0;
-    if (a && a->has_kind && (a->kind == HYPHA__V1__TARGET_REF__KIND__MeshService ||
-                             a->kind == HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset))
+    if (a && a->has_kind &&
+        (a->kind == HYPHA__V1__TARGET_REF__KIND__MeshService ||
+         a->kind == HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset))
         buf[n++] = (struct hy_policy_tag){HY_TAG_SERVICE, S(a->name)};
-    if (a && a->has_kind && (a->kind == HYPHA__V1__TARGET_REF__KIND__MeshSubset ||
-                             a->kind == HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset))
+    if (a && a->has_kind &&
+        (a->kind == HYPHA__V1__TARGET_REF__KIND__MeshSubset ||
+         a->kind == HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset))
         for (size_t i = 0; i < a->n_tags && n < 66; i++)
             buf[n++] = (struct hy_policy_tag){S(a->tags[i]->key), S(a->tags[i]->value)};
     struct hy_policy_tags tags = {buf, n};

@@ -42,21 +42,20 @@ static const char *const retry[] = {TARGET_REFS,
                                     "to.default.http.retryOn",
                                     "to.default.http.retriableRequestHeaders.*",
                                     NULL};
-static const char *const breaker[] = {
-    TARGET_REFS,
-    "to.default.connectionLimits.maxConnections",
-    "to.default.connectionLimits.maxPendingRequests",
-    "to.default.connectionLimits.maxRequests",
-    "to.default.connectionLimits.maxRetries",
-    "to.default.outlierDetection.disabled",
-    "to.default.outlierDetection.interval",
-    "to.default.outlierDetection.baseEjectionTime",
-    "to.default.outlierDetection.maxEjectionPercent",
-    "to.default.outlierDetection.splitExternalAndLocalErrors",
-    "to.default.outlierDetection.detectors.totalFailures.*",
-    "to.default.outlierDetection.detectors.gatewayFailures.*",
-    "to.default.outlierDetection.detectors.localOriginFailures.*",
-    NULL};
+static const char *const breaker[] = {TARGET_REFS,
+                                      "to.default.connectionLimits.maxConnections",
+                                      "to.default.connectionLimits.maxPendingRequests",
+                                      "to.default.connectionLimits.maxRequests",
+                                      "to.default.connectionLimits.maxRetries",
+                                      "to.default.outlierDetection.disabled",
+                                      "to.default.outlierDetection.interval",
+                                      "to.default.outlierDetection.baseEjectionTime",
+                                      "to.default.outlierDetection.maxEjectionPercent",
+                                      "to.default.outlierDetection.splitExternalAndLocalErrors",
+                                      "to.default.outlierDetection.detectors.totalFailures.*",
+                                      "to.default.outlierDetection.detectors.gatewayFailures.*",
+                                      "to.default.outlierDetection.detectors.localOriginFailures.*",
+                                      NULL};
 static const char *const lb[] = {TARGET_REFS, "to.default.loadBalancer.type",
                                  "to.default.localityAwareness.disabled",
                                  "to.default.localityAwareness.crossZone.failover.*", NULL};
@@ -271,7 +270,8 @@ static void protocol_warning(const struct hy_resource *r, struct hy_diag *w)
         const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
         for (size_t k = 0; k < in->n_tags; k++) {
             const char *key = in->tags[k]->key, *v = in->tags[k]->value;
-            if (!key || strcmp(key, HY_TAG_PROTOCOL) || !v || (strcmp(v, "http2") && strcmp(v, "grpc")))
+            if (!key || strcmp(key, HY_TAG_PROTOCOL) || !v ||
+                (strcmp(v, "http2") && strcmp(v, "grpc")))
                 continue;
             char p[96];
             snprintf(p, sizeof(p), "networking.inbound[%zu].tags.kuma.io/protocol", i);

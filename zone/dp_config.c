@@ -426,8 +426,8 @@ static int retry_common(Hypha__V1__DpHttpRetry *d, protobuf_c_boolean has_num, u
         rc = set_dur(&d->max_interval, back_off->max_interval);
     for (size_t i = 0; rc == 0 && i < non; i++) {
         if (all_digits(S(on[i]))) { /* "503": a status code (Kuma's retriable_status_codes) */
-            uint32_t *nv = realloc(d->retriable_status_codes,
-                                   (d->n_retriable_status_codes + 1) * sizeof(*nv));
+            uint32_t *nv =
+                realloc(d->retriable_status_codes, (d->n_retriable_status_codes + 1) * sizeof(*nv));
             if (!nv)
                 return HY_ENOMEM;
             d->retriable_status_codes = nv;

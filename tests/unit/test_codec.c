@@ -240,7 +240,8 @@ static void test_error_envelope(void **state)
         "mtp.yaml:1:7: type: unknown type \"MeshTraficPermission\" (expected one of: "
         "Mesh, Zone, ZoneInsight, ZoneIngress, ZoneIngressInsight, Dataplane, DataplaneInsight, "
         "MeshTrafficPermission, MeshTimeout, MeshRetry, MeshHealthCheck, "
-        "MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshHTTPRoute, MeshTCPRoute, MeshFaultInjection, MeshRateLimit, MeshTrust, MeshCaRoot, MeshCaKey, "
+        "MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshHTTPRoute, MeshTCPRoute, "
+        "MeshFaultInjection, MeshRateLimit, MeshTrust, MeshCaRoot, MeshCaKey, "
         "MeshIssuer, "
         "MeshIssuerKey, TokenSigningKey, "
         "TokenRevocation)");

@@ -749,9 +749,8 @@ static void run_policies(const struct kase *k, char **tok, size_t n, struct outc
 
 static void put_dur(struct hy_buf *b, const Hypha__V1__Duration *d)
 {
-    const ProtobufCFieldDescriptor *f =
-        protobuf_c_message_descriptor_get_field_by_name(&hypha__v1__dp_http_fault__descriptor,
-                                                        "delay");
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
+        &hypha__v1__dp_http_fault__descriptor, "delay");
     format_one(b, f, &d);
 }
 
@@ -824,7 +823,8 @@ static bool carries_all(const struct caller *c, size_t n, Hypha__V1__DpPermissio
     for (size_t i = 0; i < n; i++) {
         bool found = false;
         for (size_t k = 0; !found && k < c->view.n; k++)
-            found = !strcmp(c->view.v[k].key, t[i]->key) && !strcmp(c->view.v[k].value, t[i]->value);
+            found =
+                !strcmp(c->view.v[k].key, t[i]->key) && !strcmp(c->view.v[k].value, t[i]->value);
         if (!found)
             return false;
     }

@@ -57,7 +57,7 @@ static void refused(const char *yaml, const char *want)
 }
 
 #define ROUTE                                                                                      \
-    "type: MeshHTTPRoute\nmesh: default\nname: r\nspec:\n  targetRef: {kind: Mesh}\n  to:\n"     \
+    "type: MeshHTTPRoute\nmesh: default\nname: r\nspec:\n  targetRef: {kind: Mesh}\n  to:\n"       \
     "    - targetRef: {kind: MeshService, name: backend}\n      rules:\n"
 
 /* Kuma's docs, "MeshHTTPRoute": a traffic split by header and weights. */
@@ -115,7 +115,8 @@ static void http_route_bad(void **state)
     refused(ROUTE "        - matches: [{path: {type: PathPrefix, value: /api/}}]\n"
                   "          default: {}\n",
             "spec.to[0].rules[0].matches[0].path.value: does not need a trailing slash");
-    refused(ROUTE "        - matches: [{path: {type: Prefix, value: /api}}]\n          default: {}\n",
+    refused(ROUTE
+            "        - matches: [{path: {type: Prefix, value: /api}}]\n          default: {}\n",
             "spec.to[0].rules[0].matches[0].path.type: \"Prefix\" is not a path match type");
     refused(ROUTE "        - matches: [{path: {type: RegularExpression, value: '(a'}}]\n"
                   "          default: {}\n",
@@ -174,7 +175,7 @@ static void http_route_bad(void **state)
 }
 
 #define TCP                                                                                        \
-    "type: MeshTCPRoute\nmesh: default\nname: t\nspec:\n  targetRef: {kind: Mesh}\n  to:\n"      \
+    "type: MeshTCPRoute\nmesh: default\nname: t\nspec:\n  targetRef: {kind: Mesh}\n  to:\n"        \
     "    - targetRef: {kind: MeshService, name: redis}\n      rules:\n"
 
 /* Kuma's docs, "MeshTCPRoute": a traffic split. */
@@ -200,8 +201,8 @@ static void tcp_route(void **state)
 }
 
 #define FAULT                                                                                      \
-    "type: MeshFaultInjection\nmesh: default\nname: f\nspec:\n"                                  \
-    "  targetRef: {kind: MeshService, name: backend}\n  from:\n"                                 \
+    "type: MeshFaultInjection\nmesh: default\nname: f\nspec:\n"                                    \
+    "  targetRef: {kind: MeshService, name: backend}\n  from:\n"                                   \
     "    - targetRef: {kind: Mesh}\n      default:\n        http:\n"
 
 /* Kuma's docs, "MeshFaultInjection". */
@@ -237,8 +238,8 @@ static void fault_injection(void **state)
 }
 
 #define LIMIT                                                                                      \
-    "type: MeshRateLimit\nmesh: default\nname: l\nspec:\n"                                       \
-    "  targetRef: {kind: MeshService, name: backend}\n  from:\n"                                 \
+    "type: MeshRateLimit\nmesh: default\nname: l\nspec:\n"                                         \
+    "  targetRef: {kind: MeshService, name: backend}\n  from:\n"                                   \
     "    - targetRef: {kind: Mesh}\n      default:\n"
 
 /* Kuma's docs, "MeshRateLimit". */
@@ -297,22 +298,22 @@ static void percentages(void **state)
 static void warnings(void **state)
 {
     (void)state;
-    static const char yaml[] =
-        ROUTE "        - matches: [{path: {type: PathPrefix, value: /}}]\n"
-              "          default:\n"
-              "            filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: "
-              "[{name: a, value: b}]}}]\n"
-              "            backendRefs: [{kind: MeshServiceSubset, name: b, tags: {v: '1'}, weight: "
-              "3}]\n"
-              "---\n"
-              "type: MeshRateLimit\nmesh: default\nname: l\nspec:\n"
-              "  from: [{targetRef: {kind: Mesh}, default: {local: {tcp: {connectionRate: {num: "
-              "1, interval: 1s}}}}}]\n"
-              "  to: [{targetRef: {kind: Mesh}, default: {local: {tcp: {disabled: true}}}}]\n"
-              "---\n"
-              "type: Dataplane\nmesh: default\nname: d\nnetworking:\n  address: 10.0.0.1\n"
-              "  inbound: [{port: 1, tags: {kuma.io/service: g, kuma.io/protocol: grpc}}, "
-              "{port: 2, tags: {kuma.io/service: h, kuma.io/protocol: http}}]\n";
+    static const char yaml[] = ROUTE
+        "        - matches: [{path: {type: PathPrefix, value: /}}]\n"
+        "          default:\n"
+        "            filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: "
+        "[{name: a, value: b}]}}]\n"
+        "            backendRefs: [{kind: MeshServiceSubset, name: b, tags: {v: '1'}, weight: "
+        "3}]\n"
+        "---\n"
+        "type: MeshRateLimit\nmesh: default\nname: l\nspec:\n"
+        "  from: [{targetRef: {kind: Mesh}, default: {local: {tcp: {connectionRate: {num: "
+        "1, interval: 1s}}}}}]\n"
+        "  to: [{targetRef: {kind: Mesh}, default: {local: {tcp: {disabled: true}}}}]\n"
+        "---\n"
+        "type: Dataplane\nmesh: default\nname: d\nnetworking:\n  address: 10.0.0.1\n"
+        "  inbound: [{port: 1, tags: {kuma.io/service: g, kuma.io/protocol: grpc}}, "
+        "{port: 2, tags: {kuma.io/service: h, kuma.io/protocol: http}}]\n";
     struct hy_docs docs = {0};
     struct hy_diag d = {.source = "t.yaml"};
     assert_int_equal(hy_codec_decode_resources("t.yaml", yaml, strlen(yaml), NULL, &docs, &d), 0);
