@@ -1,10 +1,14 @@
 /* What a sidecar is told: its inbounds with the MeshTrafficPermission
- * entries and rules it enforces on callers, its outbounds with the
- * endpoints of their services and what the policies that apply merge to
- * (MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshLoadBalancingStrategy,
- * MeshHealthCheck; cp/policy.h orders and merges them as Kuma does), and
- * its certificate with the chain and trust bundle. Computed from the zone's store; the version
- * is a hash of the rest, so an unchanged config is not sent again. */
+ * entries and rules it enforces on callers, their protocol and the
+ * MeshTimeout, MeshFaultInjection and MeshRateLimit entries for callers;
+ * its outbounds with the endpoints of their services, their protocol, the
+ * MeshHTTPRoute/MeshTCPRoute routes (and a backend-only outbound, port 0,
+ * for each service a route sends to that it has none for) and what the
+ * `to` policies merge to (MeshTimeout, MeshRetry, MeshCircuitBreaker,
+ * MeshLoadBalancingStrategy, MeshHealthCheck; cp/policy.h orders and
+ * merges them as Kuma does); and its certificate with the chain and trust
+ * bundle. Computed from the zone's store; the version is a hash of the
+ * rest, so an unchanged config is not sent again. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1251,9 +1255,11 @@ static int make_outbounds(const struct hy_zone_dp_round *r, const struct hy_reso
         const char *svc = S(tag(ob->n_tags, (void *)ob->tags, HY_TAG_SERVICE));
         Hypha__V1__DpOutbound *o = NULL;
         rc = add_outbound(r, dp, pol, p, true, ob->port, svc, &o);
-        if (rc == 0)
+        /* Kuma: a MeshHTTPRoute applies to HTTP services only, and where
+         * one does, a MeshTCPRoute for the same service is ignored */
+        if (rc == 0 && strcmp(o->protocol, "tcp"))
             rc = hy_policy_http_routes(&pol->sel[HY_POLICY_HTTP_ROUTE], svc, o);
-        if (rc == 0)
+        if (rc == 0 && !o->n_http_routes)
             rc = hy_policy_tcp_backends(&pol->sel[HY_POLICY_TCP_ROUTE], svc, o);
     }
     /* after every listened outbound: one the Dataplane lists is never

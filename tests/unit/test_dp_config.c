@@ -1846,6 +1846,24 @@ static void test_l7_routes(void **state)
         "              - {kind: MeshService, name: api}\n"
         "              - {kind: MeshServiceSubset, name: api-v2, tags: {version: v2}, weight: 3}\n"
         "---\n"
+        "type: MeshTCPRoute\n"
+        "mesh: default\n"
+        "name: tcp-under-http\n"
+        "spec:\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: backend}\n"
+        "      rules: [{default: {backendRefs: [{kind: MeshService, name: tcp-only}]}}]\n"
+        "---\n"
+        "type: MeshHTTPRoute\n"
+        "mesh: default\n"
+        "name: http-on-tcp\n"
+        "spec:\n"
+        "  to:\n"
+        "    - targetRef: {kind: MeshService, name: api}\n"
+        "      rules:\n"
+        "        - matches: [{path: {type: PathPrefix, value: /x}}]\n"
+        "          default: {backendRefs: [{kind: MeshService, name: http-only}]}\n"
+        "---\n"
         "type: MeshRetry\n"
         "mesh: default\n"
         "name: retry-v3\n"
@@ -1933,6 +1951,11 @@ static void test_l7_routes(void **state)
     assert_int_equal(outbound(c, "shadow")->port, 0);
     assert_int_equal(outbound(c, "api-v2")->port, 0);
     assert_null(outbound_or_null(c, "backend-v2"));
+    /* Kuma: an HTTP route on a TCP service does not apply, and a TCP route
+     * on a service an HTTP route takes is ignored */
+    assert_int_equal(outbound(c, "backend")->n_tcp_backends, 0);
+    assert_null(outbound_or_null(c, "tcp-only"));
+    assert_null(outbound_or_null(c, "http-only"));
     assert_int_equal(c->n_outbounds, 6);
     hypha__v1__dp_config__free_unpacked(c, NULL);
 }
