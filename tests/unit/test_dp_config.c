@@ -22,12 +22,16 @@
 
 #include <cmocka.h>
 
+#include "buf.h"
 #include "codec.h"
+#include "cp_api.h"
+#include "cp_inspect.h"
 #include "dataplane.pb-c.h"
 #include "diag.h"
 #include "dp_parts.h"
 #include "dp_server.h"
 #include "error.h"
+#include "policies.pb-c.h"
 #include "store.h"
 #include "poison.h"
 
@@ -2264,6 +2268,25 @@ static void test_impact_backend_only(void **state)
     assert_int_equal(hy_zone_dp_impact_on(im, web), HY_ZONE_DP_OUTBOUNDS);
     assert_int_equal(hy_zone_dp_impact_on(im, backend), 0);
     hy_zone_dp_impact_free(im);
+
+    /* and apply --dry-run lists it: web-1's backend canary, nothing of
+     * backend-1 */
+    struct hy_cp_api api = {.store = f->s};
+    struct hy_resource *t = NULL;
+    assert_int_equal(hy_store_get(f->s, "MeshTimeout", "default", "canary-timeout", &t), 0);
+    Hypha__V1__MeshTimeout *ts = (Hypha__V1__MeshTimeout *)t->spec;
+    ts->to[0]->default_->http->request_timeout->seconds = 9;
+    const struct hy_resource *writes[] = {t};
+    struct hy_buf out = {0};
+    size_t untried = 0;
+    assert_int_equal(hy_cp_inspect_changes(&api, writes, 1, &out, &untried), 0);
+    assert_non_null(strstr(out.data, "\"dataplane\":\"web-1\""));
+    assert_non_null(strstr(out.data,
+                           "backend canary MeshTimeout: now {\"http\":{\"requestTimeout\":\"9s\"}} "
+                           "(was {\"http\":{\"requestTimeout\":\"2s\"}})"));
+    assert_null(strstr(out.data, "backend-1"));
+    hy_buf_fini(&out);
+    hy_resource_free(t);
 
     Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
     assert_duration(outbound(c, "canary")->http_timeouts->request_timeout, 2, 0);
