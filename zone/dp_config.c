@@ -1383,6 +1383,12 @@ struct hy_zone_dp_impact {
     size_t nmeshes;
     struct changed_policy *v;
     size_t n;
+    /* Services ("MESH\nSERVICE") whose protocol (service_protocol, Kuma's
+     * agreement rule) a Dataplane or ZoneIngress change turned: the
+     * Outbounds of every sidecar with an outbound or a route backend to
+     * one of them */
+    char **protos;
+    size_t nprotos;
 };
 
 /* What a change of one type can alter, for both the impact and the round's
@@ -1447,6 +1453,180 @@ static int add_policy(struct hy_zone_dp_impact *im, struct changed_policy p)
     return 0;
 }
 
+static size_t find_res(struct hy_resource *const *v, size_t n, const char *mesh, const char *name);
+
+/* ----- protocols a Dataplane or ZoneIngress change may turn ----- */
+
+/* A list of "MESH\nSERVICE" keys, without repeats. */
+struct svc_keys {
+    char **v;
+    size_t n;
+};
+
+static int svc_key_add(struct svc_keys *k, const char *mesh, const char *service)
+{
+    if (!service)
+        return 0;
+    char *key = NULL;
+    if (asprintf(&key, "%s\n%s", mesh, service) < 0)
+        return HY_ENOMEM;
+    for (size_t i = 0; i < k->n; i++)
+        if (!strcmp(k->v[i], key)) {
+            free(key);
+            return 0;
+        }
+    char **v = realloc(k->v, (k->n + 1) * sizeof(*v));
+    if (!v) {
+        free(key);
+        return HY_ENOMEM;
+    }
+    k->v = v;
+    k->v[k->n++] = key;
+    return 0;
+}
+
+static void svc_keys_fini(struct svc_keys *k)
+{
+    for (size_t i = 0; i < k->n; i++)
+        free(k->v[i]);
+    free(k->v);
+    *k = (struct svc_keys){0};
+}
+
+/* Adds the services resource res (a Dataplane's inbounds, a ZoneIngress's
+ * availableServices; NULL or another type: none) offers. */
+static int svc_keys_of(struct svc_keys *k, const char *type, const struct hy_resource *res)
+{
+    int rc = 0;
+    if (!res)
+        return 0;
+    if (!strcmp(type, "Dataplane")) {
+        const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)res->spec;
+        size_t n = d->networking ? d->networking->n_inbound : 0;
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            rc = svc_key_add(k, S(res->meta->mesh),
+                             hy_zone_dp_service_of(d->networking->inbound[i]));
+    } else if (!strcmp(type, "ZoneIngress")) {
+        const Hypha__V1__ZoneIngress *zi = (const Hypha__V1__ZoneIngress *)res->spec;
+        for (size_t i = 0; rc == 0 && i < zi->n_available_services; i++) {
+            const Hypha__V1__ZoneIngress__AvailableService *as = zi->available_services[i];
+            rc = svc_key_add(k, S(as->mesh), tag(as->n_tags, (void *)as->tags, HY_TAG_SERVICE));
+        }
+    }
+    return rc;
+}
+
+/* The distinct origins of r's Dataplanes ("" for local ones): the zones
+ * whose callers' protocols are computed. */
+static int origins_of(const struct hy_zone_dp_round *r, struct svc_keys *o)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < r->ndps; i++) {
+        const char *org = S(r->dps[i]->origin);
+        bool seen = false;
+        for (size_t k = 0; !seen && k < o->n; k++)
+            seen = !strcmp(o->v[k], org);
+        if (seen)
+            continue;
+        char **v = realloc(o->v, (o->n + 1) * sizeof(*v));
+        if (!v || !(v[o->n] = strdup(org))) {
+            if (v)
+                o->v = v;
+            return HY_ENOMEM;
+        }
+        o->v = v;
+        o->n++;
+    }
+    return rc;
+}
+
+/* Each protocol of key ("MESH\nSERVICE") as callers of each origin see it
+ * in r, joined: what the comparison before and after a change reads.
+ * NULL: out of memory. */
+static char *protos_of(const struct hy_zone_dp_round *r, const struct svc_keys *origins,
+                       const char *key)
+{
+    const char *nl = strchr(key, '\n');
+    char *mesh = strndup(key, (size_t)(nl - key));
+    char *out = strdup("");
+    for (size_t i = 0; mesh && out && i < origins->n; i++) {
+        char *more = NULL;
+        if (asprintf(&more, "%s%s,", out, service_protocol(r, origins->v[i], mesh, nl + 1)) < 0)
+            more = NULL;
+        free(out);
+        out = more;
+    }
+    free(mesh);
+    return out;
+}
+
+/* Moves into im the keys of svcs whose protocols differ between before
+ * (each key's protocols then, in order) and r now. */
+static int protos_changed(struct hy_zone_dp_impact *im, const struct hy_zone_dp_round *r,
+                          const struct svc_keys *origins, struct svc_keys *svcs, char **before)
+{
+    for (size_t i = 0; i < svcs->n; i++) {
+        char *now = protos_of(r, origins, svcs->v[i]);
+        if (!now)
+            return HY_ENOMEM;
+        bool same = before[i] && !strcmp(before[i], now);
+        free(now);
+        if (same)
+            continue;
+        char **v = realloc(im->protos, (im->nprotos + 1) * sizeof(*v));
+        if (!v)
+            return HY_ENOMEM;
+        im->protos = v;
+        im->protos[im->nprotos++] = svcs->v[i];
+        svcs->v[i] = NULL;
+    }
+    return 0;
+}
+
+static bool is_instance_type(const char *type)
+{
+    return !strcmp(type, "Dataplane") || !strcmp(type, "ZoneIngress");
+}
+
+/* The protocol part of the impact from rounds old and now, for the
+ * Dataplane and ZoneIngress changes among ch. */
+static int impact_protocols(struct hy_zone_dp_impact *im, const struct hy_zone_dp_round *old,
+                            const struct hy_zone_dp_round *now, const struct hy_store_changes *ch)
+{
+    struct svc_keys svcs = {0}, origins = {0};
+    char **before = NULL;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < ch->n; i++) {
+        const struct hy_store_change *c = &ch->v[i];
+        if (!is_instance_type(c->type))
+            continue;
+        bool dp = !strcmp(c->type, "Dataplane");
+        struct hy_resource *const *ov = dp ? old->dps : old->zis;
+        struct hy_resource *const *nv = dp ? now->dps : now->zis;
+        size_t on = dp ? old->ndps : old->nzis, nn = dp ? now->ndps : now->nzis;
+        size_t oi = find_res(ov, on, S(c->mesh), c->name),
+               ni = find_res(nv, nn, S(c->mesh), c->name);
+        rc = svc_keys_of(&svcs, c->type, oi < on ? ov[oi] : NULL);
+        if (rc == 0)
+            rc = svc_keys_of(&svcs, c->type, ni < nn ? nv[ni] : NULL);
+    }
+    if (rc == 0 && svcs.n)
+        rc = origins_of(now, &origins);
+    if (rc == 0 && svcs.n && !(before = calloc(svcs.n, sizeof(*before))))
+        rc = HY_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < svcs.n; i++)
+        if (!(before[i] = protos_of(old, &origins, svcs.v[i])))
+            rc = HY_ENOMEM;
+    if (rc == 0 && svcs.n)
+        rc = protos_changed(im, now, &origins, &svcs, before);
+    for (size_t i = 0; before && i < svcs.n; i++)
+        free(before[i]);
+    free(before);
+    svc_keys_fini(&svcs);
+    svc_keys_fini(&origins);
+    return rc;
+}
+
 static int impact_add(struct hy_zone_dp_impact *im, const struct hy_zone_dp_round *old,
                       const struct hy_zone_dp_round *now, const struct hy_store_change *c)
 {
@@ -1478,6 +1658,8 @@ int hy_zone_dp_impact_new(const struct hy_zone_dp_round *old, const struct hy_zo
     int rc = 0;
     for (size_t i = 0; rc == 0 && !im->all && i < ch->n; i++)
         rc = impact_add(im, old, now, &ch->v[i]);
+    if (rc == 0 && !im->all && now)
+        rc = impact_protocols(im, old, now, ch);
     if (rc < 0) {
         hy_zone_dp_impact_free(im);
         return rc;
@@ -1497,6 +1679,9 @@ void hy_zone_dp_impact_free(struct hy_zone_dp_impact *im)
         if (im->v[i].own_old)
             hy_resource_free((struct hy_resource *)im->v[i].old);
     free(im->v);
+    for (size_t i = 0; i < im->nprotos; i++)
+        free(im->protos[i]);
+    free(im->protos);
     free(im);
 }
 
@@ -1592,6 +1777,34 @@ int hy_zone_dp_round_apply(struct hy_zone_dp_round *r, struct hy_store *s,
     im->world = &r->world;
     bool shared = false;
     int rc = 0;
+    /* the services changed instances offer, before and after, with their
+     * protocols before: the round is changed in place */
+    struct svc_keys svcs = {0}, origins = {0};
+    char **before = NULL;
+    for (size_t i = 0; rc == 0 && i < ch->n; i++) {
+        const struct hy_store_change *c = &ch->v[i];
+        if (!is_instance_type(c->type))
+            continue;
+        bool dp = !strcmp(c->type, "Dataplane");
+        struct hy_resource *const *v = dp ? r->dps : r->zis;
+        size_t n = dp ? r->ndps : r->nzis, k = find_res(v, n, S(c->mesh), c->name);
+        struct hy_resource *now = NULL;
+        rc = hy_store_get(s, c->type, S(c->mesh)[0] ? c->mesh : NULL, c->name, &now);
+        if (rc == HY_ENOTFOUND)
+            rc = 0;
+        if (rc == 0)
+            rc = svc_keys_of(&svcs, c->type, k < n ? v[k] : NULL);
+        if (rc == 0)
+            rc = svc_keys_of(&svcs, c->type, now);
+        hy_resource_free(now);
+    }
+    if (rc == 0 && svcs.n)
+        rc = origins_of(r, &origins);
+    if (rc == 0 && svcs.n && !(before = calloc(svcs.n, sizeof(*before))))
+        rc = HY_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < svcs.n; i++)
+        if (!(before[i] = protos_of(r, &origins, svcs.v[i])))
+            rc = HY_ENOMEM;
     for (size_t i = 0; rc == 0 && i < ch->n; i++) {
         bool seen = false; /* one key changed twice: its state now, once */
         for (size_t k = 0; !seen && k < i; k++)
@@ -1608,6 +1821,13 @@ int hy_zone_dp_round_apply(struct hy_zone_dp_round *r, struct hy_store *s,
         r->neps = 0;
         rc = index_endpoints(r);
     }
+    if (rc == 0 && svcs.n)
+        rc = protos_changed(im, r, &origins, &svcs, before);
+    for (size_t i = 0; before && i < svcs.n; i++)
+        free(before[i]);
+    free(before);
+    svc_keys_fini(&svcs);
+    svc_keys_fini(&origins);
     if (rc < 0) { /* the round is not what the store holds: the caller loads one */
         hy_zone_dp_impact_free(im);
         return rc;
@@ -1689,6 +1909,39 @@ static unsigned policy_impact(int t, const struct hy_resource *r, const struct h
     return what;
 }
 
+static bool in_protos(const struct hy_zone_dp_impact *im, const char *mesh, const char *service)
+{
+    size_t ml = strlen(mesh);
+    for (size_t i = 0; service && i < im->nprotos; i++)
+        if (!strncmp(im->protos[i], mesh, ml) && im->protos[i][ml] == '\n' &&
+            !strcmp(im->protos[i] + ml + 1, service))
+            return true;
+    return false;
+}
+
+/* Does proxy p call (an outbound, or a route's backend) a service whose
+ * protocol turned? Out of memory: true. */
+static bool calls_protos(const struct hy_zone_dp_impact *im, const struct hy_policy_proxy *p)
+{
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)p->dp->spec;
+    const char *mesh = S(p->dp->meta->mesh);
+    size_t nout = d->networking ? d->networking->n_outbound : 0;
+    for (size_t i = 0; i < nout; i++) {
+        const Hypha__V1__Dataplane__Networking__Outbound *ob = d->networking->outbound[i];
+        if (in_protos(im, mesh, tag(ob->n_tags, (void *)ob->tags, HY_TAG_SERVICE)))
+            return true;
+    }
+    char **backends = NULL;
+    size_t nbackends = 0;
+    if (!im->world || hy_policy_backend_services(im->world, p, &backends, &nbackends) < 0)
+        return im->world != NULL;
+    bool hit = false;
+    for (size_t i = 0; !hit && i < nbackends; i++)
+        hit = in_protos(im, mesh, backends[i]);
+    hy_policy_strings_free(backends, nbackends);
+    return hit;
+}
+
 unsigned hy_zone_dp_impact_on(const struct hy_zone_dp_impact *im, const struct hy_resource *dp)
 {
     const unsigned every = HY_ZONE_DP_INBOUNDS | HY_ZONE_DP_OUTBOUNDS;
@@ -1702,5 +1955,7 @@ unsigned hy_zone_dp_impact_on(const struct hy_zone_dp_impact *im, const struct h
     for (size_t i = 0; what != every && i < im->n; i++)
         what |= policy_impact(im->v[i].type, im->v[i].old, &p, im->world) |
                 policy_impact(im->v[i].type, im->v[i].now, &p, im->world);
+    if (!(what & HY_ZONE_DP_OUTBOUNDS) && im->nprotos && calls_protos(im, &p))
+        what |= HY_ZONE_DP_OUTBOUNDS;
     return what;
 }

@@ -119,9 +119,12 @@ int hy_zone_dp_config_compute(struct hy_zone_dp_round *r, const struct hy_resour
  * (MeshTrafficPermission) or the Outbounds part (the `to` types) of the
  * sidecars its top-level targetRef selects before or after, the Outbounds
  * only of those with an outbound some `to` entry matches; a Mesh changes
- * every sidecar of the mesh; Dataplanes, ZoneIngresses, CAs and insights
- * change no sidecar's own parts (only shared ones: endpoints, trust
- * bundle); any other type, or no list of changes, every part. */
+ * every sidecar of the mesh; Dataplanes and ZoneIngresses change shared
+ * parts (endpoints), and the Outbounds of the sidecars calling a service
+ * whose protocol they turn (Kuma's agreement rule: an outbound's protocol,
+ * and so which routes apply, follows its service's instances); CAs and
+ * insights change no sidecar's own parts (only the trust bundle); any
+ * other type, or no list of changes, every part. */
 enum {
     HY_ZONE_DP_INBOUNDS = 1,
     HY_ZONE_DP_OUTBOUNDS = 2,

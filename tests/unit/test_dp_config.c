@@ -2226,6 +2226,90 @@ static void test_l7_inbound_policies(void **state)
 
 /* A `to` policy on a service that is only a route's backend reaches the
  * sidecars routing to it: their backend-only outbound carries it. */
+/* A caller's outbound turns http when its service's first instance (or a
+ * ZoneIngress offering it) says so, and back when they stop agreeing:
+ * Dataplane and ZoneIngress changes reach the Outbounds of the sidecars
+ * calling a service whose protocol they turn, and only those. */
+static void expect_proto_impact(struct fx *f, const char *origin, const char *put,
+                                const unsigned want[2])
+{
+    struct hy_zone_dp_round *old = NULL, *now = NULL, *live = NULL;
+    assert_int_equal(hy_zone_dp_round_load(f->s, &old), 0);
+    assert_int_equal(hy_zone_dp_round_load(f->s, &live), 0);
+    uint64_t rev = hy_store_revision(f->s);
+    PUT(f->s, origin, put);
+    struct hy_store_changes ch = {0};
+    assert_int_equal(hy_store_changes(f->s, rev, 0, &ch), 0);
+    assert_int_equal(hy_zone_dp_round_load(f->s, &now), 0);
+    struct hy_zone_dp_impact *im = NULL, *applied = NULL;
+    assert_int_equal(hy_zone_dp_impact_new(old, now, &ch, &im), 0);
+    assert_int_equal(hy_zone_dp_round_apply(live, f->s, &ch, &applied), 0);
+    static const char *const names[] = {"caller-1", "bystander-1"};
+    for (size_t i = 0; i < 2; i++) {
+        struct hy_resource *dp = NULL;
+        assert_int_equal(hy_store_get(f->s, "Dataplane", "default", names[i], &dp), 0);
+        unsigned got = hy_zone_dp_impact_on(im, dp);
+        if (got != want[i])
+            fail_msg("impact on %s is %u, want %u", names[i], got, want[i]);
+        assert_int_equal(hy_zone_dp_impact_on(applied, dp), got);
+        char in0[20], out0[20], in1[20], out1[20];
+        own_versions(old, dp, in0, out0);
+        own_versions(now, dp, in1, out1);
+        if (strcmp(out0, out1))
+            assert_true(got & HY_ZONE_DP_OUTBOUNDS);
+        hy_resource_free(dp);
+    }
+    hy_zone_dp_impact_free(applied);
+    hy_zone_dp_impact_free(im);
+    hy_store_changes_fini(&ch);
+    hy_zone_dp_round_free(old);
+    hy_zone_dp_round_free(now);
+    hy_zone_dp_round_free(live);
+}
+
+static void test_impact_protocol(void **state)
+{
+    struct fx *f = *state;
+    const unsigned OUT = HY_ZONE_DP_OUTBOUNDS;
+    PUT(f->s, "global", mesh_default);
+    PUT(f->s, "east",
+        "type: Dataplane\nmesh: default\nname: caller-1\nnetworking:\n  address: 10.0.2.1\n"
+        "  inbound: [{port: 1001, tags: {hypha.io/service: caller}}]\n"
+        "  outbound: [{port: 2001, tags: {hypha.io/service: api}}]\n"
+        "---\n"
+        "type: Dataplane\nmesh: default\nname: bystander-1\nnetworking:\n  address: 10.0.2.2\n"
+        "  inbound: [{port: 1002, tags: {hypha.io/service: bystander}}]\n"
+        "  outbound: [{port: 2002, tags: {hypha.io/service: other}}]\n");
+    /* api's first instance, http: the caller's outbound turns http */
+    expect_proto_impact(f, "east",
+                        "type: Dataplane\nmesh: default\nname: api-1\nnetworking:\n"
+                        "  address: 10.0.2.3\n"
+                        "  inbound: [{port: 1003, tags: {hypha.io/service: api, "
+                        "hypha.io/protocol: http}}]\n",
+                        (const unsigned[]){OUT, 0});
+    /* a second http instance: still http, nobody's own parts */
+    expect_proto_impact(f, "east",
+                        "type: Dataplane\nmesh: default\nname: api-2\nnetworking:\n"
+                        "  address: 10.0.2.4\n"
+                        "  inbound: [{port: 1003, tags: {hypha.io/service: api, "
+                        "hypha.io/protocol: http}}]\n",
+                        (const unsigned[]){0, 0});
+    /* a tcp one: they disagree, the caller goes back to tcp */
+    expect_proto_impact(f, "east",
+                        "type: Dataplane\nmesh: default\nname: api-3\nnetworking:\n"
+                        "  address: 10.0.2.5\n"
+                        "  inbound: [{port: 1003, tags: {hypha.io/service: api}}]\n",
+                        (const unsigned[]){OUT, 0});
+    /* another zone's ingress offering other as http: the bystander's */
+    expect_proto_impact(f, "west",
+                        "type: ZoneIngress\nname: west-ingress\nzone: west\nnetworking:\n"
+                        "  address: 10.0.9.1\n  port: 10001\n"
+                        "availableServices:\n"
+                        "  - {mesh: default, tags: {hypha.io/service: other, "
+                        "hypha.io/protocol: http}, instances: 1}\n",
+                        (const unsigned[]){0, OUT});
+}
+
 static void test_impact_backend_only(void **state)
 {
     struct fx *f = *state;
@@ -2332,6 +2416,7 @@ int main(void)
         T(test_l7_outbound_policies),
         T(test_l7_inbound_policies),
         T(test_impact_backend_only),
+        T(test_impact_protocol),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
