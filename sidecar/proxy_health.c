@@ -306,7 +306,7 @@ static void checker_set(struct checker *ck, const Hypha__V1__DpOutbound *o)
 static struct checker *checker_new(struct hy_px_health *h, uint16_t port)
 {
     struct checker *ck = calloc(1, sizeof(*ck));
-    if (!ck || !(ck->route = hy_px_route_get(h->p, port))) {
+    if (!ck || !(ck->route = hy_px_route_get(h->p, port, NULL))) {
         free(ck);
         hy_log(HY_LOG_ERROR, "dp", "out of memory: no health checks for outbound %u",
                (unsigned)port);
@@ -360,7 +360,7 @@ void hy_px_health_update(struct hy_proxy *p)
     }
     for (size_t i = 0; s && i < s->config->n_outbounds; i++) {
         const Hypha__V1__DpOutbound *o = s->config->outbounds[i];
-        if (!o->health_interval)
+        if (!o->health_interval || o->port == 0) /* backend-only outbounds: not yet checked */
             continue;
         bool have = false;
         for (struct checker *ck = h->checkers; ck && !have; ck = ck->next)

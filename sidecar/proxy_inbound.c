@@ -8,6 +8,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy_int.h"
+#include "proxy_l7.h"
 #include "poison.h"
 
 static void shadow(struct hy_px_conn *c, const char *origin)
@@ -82,6 +83,10 @@ void hy_px_inbound_handshake_done(struct hy_px_conn *c)
     if (why) {
         hy_px_tls_close_notify(c);
         hy_px_inbound_denied(c, why);
+        return;
+    }
+    if (hy_px_l7_protocol(in->protocol)) { /* HTTP/2 from a peer sidecar */
+        hy_l7_in_start(c);
         return;
     }
     const char *host =

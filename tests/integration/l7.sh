@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# The sidecar's HTTP (L7) data path against a real zone: apps (a small
+# Python HTTP/1.1 server, tests/tools/http_app.py) behind sidecars whose
+# inbounds are kuma.io/protocol: http. web-1's outbound parses the app's
+# HTTP/1.1 and sends each request over a pool of long-lived mTLS HTTP/2
+# connections to backend-1's inbound, which hands it to its app as
+# HTTP/1.1. Checked: calls, keep-alive, many new connections costing no new
+# mesh connections, request smuggling refused (400 + close), hop-by-hop
+# headers, Connection: close, HTTP/1.0, an upgrade tunnel, a permission
+# withdrawn while the pool stays open (403), metrics and access-log lines;
+# then the policies: MeshHTTPRoute (split, header match, rewrites,
+# redirect), MeshRetry, MeshTimeout, MeshFaultInjection, MeshRateLimit.
+. "$(dirname "$0")/lib.sh"
+DATA=$(cd "$(dirname "$0")/../data" && pwd)
+TOOLS=$(cd "$(dirname "$0")/../tools" && pwd)
+export HOME=$HY_TMP/home
+mkdir -p "$HOME"
+unset HYPHA_CP HYPHACTL_CONFIG
+command -v python3 >/dev/null || { hy_log "no python3"; exit 77; }
+
+hy_start_mesh_zone 1h
+
+# ports: inbound PORT, app PORT+1, outbounds PORT+2 (backend), PORT+3 (backend-v2)
+ports4() { hy_free_ports 4; }
+B_PORT=$(ports4)
+B2_PORT=$(ports4)
+W_PORT=$(ports4)
+
+# start_app PORT NAME: the Python app; sets APP_PID
+start_app() {
+    python3 "$TOOLS/http_app.py" "$1" "$2" >"$HY_TMP/app-$2.log" 2>&1 &
+    APP_PID=$!
+    HY_PIDS+=("$APP_PID")
+    hy_wait_for 10 grep -q listening "$HY_TMP/app-$2.log"
+}
+# start_dp NAME SERVICE PORT VERSION: a sidecar of dataplane-http.yaml; sets DP_PID, DP_ADMIN, DP_LOG
+start_dp() {
+    local name=$1 svc=$2 port=$3 log=$HY_TMP/dp-$1.log
+    hy_dp_token "$name" default "$svc"
+    "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
+        --dataplane-file "$DATA/dp/dataplane-http.yaml" --dataplane-token-file "$HY_TMP/$name.token" \
+        --dataplane-var "name=$name,service=$svc,port=$port,app_port=$((port + 1)),out_port=$((port + 2)),out_port2=$((port + 3)),version=$4" \
+        --admin-address 127.0.0.1:0 --workers 2 >"$log" 2>&1 &
+    DP_PID=$!
+    DP_LOG=$log
+    HY_PIDS+=("$DP_PID")
+    hy_wait_for 15 grep -q 'admin on http://' "$log"
+    DP_ADMIN=$(grep -o 'admin on http://[^ ]*' "$log" | sed 's/admin on //')
+}
+ready() { curl -sf "$1/ready" >/dev/null; }
+metric() { # metric ADMIN NAME{LABELS}: its value, 0 when absent
+    curl -s "$1/metrics" | awk -v m="$2" '$1 == m { print $2; f = 1 } END { if (!f) print 0 }'
+}
+metric_sum() { # metric_sum ADMIN REGEX: the sum of the series matching
+    curl -s "$1/metrics" | awk -v m="$2" '$1 ~ m { s += $2 } END { print s + 0 }'
+}
+
+start_app $((B_PORT + 1)) b1
+start_app $((B2_PORT + 1)) b2
+start_app $((W_PORT + 1)) w1
+start_dp backend-1 backend "$B_PORT" v1
+B_ADMIN=$DP_ADMIN B_LOG=$DP_LOG B_PID=$DP_PID
+start_dp backend-v2-1 backend-v2 "$B2_PORT" v2
+B2_ADMIN=$DP_ADMIN B2_PID=$DP_PID
+start_dp web-1 web "$W_PORT" v1
+W_ADMIN=$DP_ADMIN W_LOG=$DP_LOG W_PID=$DP_PID
+hy_check "the sidecars become ready" hy_wait_for 20 ready "$B_ADMIN"
+hy_wait_for 20 ready "$B2_ADMIN"
+hy_wait_for 20 ready "$W_ADMIN"
+proto() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[] | select(.service == "backend") | .protocol == "http"' >/dev/null; }
+hy_check "web-1's outbound to backend is protocol http (the inbound's kuma.io/protocol)" hy_wait_for 15 proto
+eps() { curl -s "$W_ADMIN/config" | jq -e "[.outbounds[] | select(.service == \"backend\") | .endpoints[]? | select(.port == $B_PORT)] | length == 1" >/dev/null; }
+hy_check "and lists backend-1" hy_wait_for 15 eps
+OUT=http://127.0.0.1:$((W_PORT + 2))
+OUT2=http://127.0.0.1:$((W_PORT + 3))
+
+# ---- basics
+hy_eq "a GET through web-1 and backend-1 reaches b1" "hello from b1" "$(curl -s "$OUT/")"
+hy_eq "a status comes back" 418 "$(curl -s -o /dev/null -w '%{http_code}' "$OUT/status/418")"
+echo=$(curl -s -H 'X-Test: 1' -H 'Connection: keep-alive, X-Hop' -H 'X-Hop: secret' "$OUT/echo?q=1")
+hy_eq "the app sees the path and query" "/echo?q=1" "$(jq -r .path <<<"$echo")"
+hy_eq "the app sees Host" "127.0.0.1:$((W_PORT + 2))" "$(jq -r .headers.host <<<"$echo")"
+hy_eq "and the request's own headers" 1 "$(jq -r '.headers["x-test"]' <<<"$echo")"
+hy_eq "but no hop-by-hop header (one Connection names)" null "$(jq -r '.headers["x-hop"]' <<<"$echo")"
+body=$(head -c 300000 /dev/urandom | base64 -w0)
+got=$(printf '%s' "$body" | curl -s -X POST --data-binary @- "$OUT/echo" | jq -r .body)
+hy_eq "a 400 kB POST body arrives whole" "${#body}" "$got"
+chunked=$(printf '%s' "$body" | curl -s -X POST -H 'Transfer-Encoding: chunked' --data-binary @- "$OUT/echo" | jq -r .body)
+hy_eq "and chunked" "${#body}" "$chunked"
+big=$(curl -s "$OUT/echo?$(head -c 3000 /dev/zero | tr '\0' a)" | wc -c)
+hy_check "a long query goes through" test "$big" -gt 3000
+
+# keep-alive: two requests on one connection
+v=$(curl -sv "$OUT/" "$OUT/status/204" 2>&1)
+hy_contains "two requests on one kept-alive connection" "Re-using existing connection" "$v"
+hy_contains "the second answered" "HTTP/1.1 204" "$v"
+# pipelining: two requests in one write, answered in order
+RAW_PY='
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(sys.stdin.buffer.read())
+s.settimeout(5)
+out = b""
+try:
+    while True:
+        d = s.recv(65536)
+        if not d:
+            out += b"\n<EOF>"
+            break
+        out += d
+except socket.timeout:
+    out += b"\n<TIMEOUT>"
+sys.stdout.write(out.decode("latin1"))
+'
+raw() { python3 -c "$RAW_PY" "$1"; } # raw PORT: sends stdin, prints what comes back until the close (5 s at most)
+p=$(printf 'GET /status/201 HTTP/1.1\r\nHost: a\r\n\r\nGET /status/202 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n' | raw $((W_PORT + 2)))
+hy_check "pipelined requests are answered in order" grep -qz 'HTTP/1.1 201.*HTTP/1.1 202' <<<"$p"
+hy_contains "Connection: close asked: the answer says so" "Connection: close" "$p"
+hy_contains "and the connection ends" "<EOF>" "$p"
+p=$(printf 'GET / HTTP/1.0\r\nHost: a\r\n\r\n' | raw $((W_PORT + 2)))
+hy_contains "HTTP/1.0 without keep-alive: answered" "hello from b1" "$p"
+hy_contains "then closed" "<EOF>" "$p"
+
+# many new connections: the pooled hop makes no new mesh connections
+before=$(metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')
+for i in $(seq 1 100); do curl -s -o /dev/null "$OUT/"; done
+after=$(metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')
+hy_check "100 new app connections: backend-1 accepted at most 2 new mTLS connections ($before -> $after)" \
+    test $((after - before)) -le 2
+hy_check "backend-1 has at most one pooled connection per worker of web-1" test "$after" -le 4
+
+# ---- smuggling and malformed requests: 400, Connection: close, closed
+smuggle() { # smuggle WHAT REQUEST
+    local r
+    r=$(printf "$2" | raw $((W_PORT + 2)))
+    hy_contains "$1: 400" "HTTP/1.1 400" "$r"
+    hy_contains "$1: Connection: close" "Connection: close" "$r"
+    hy_contains "$1: closed" "<EOF>" "$r"
+}
+smuggle "Content-Length and Transfer-Encoding" 'POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'
+smuggle "two different Content-Lengths" 'POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde'
+smuggle "a bad chunk size" 'POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n'
+smuggle "obs-fold" 'GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n  folded\r\n\r\n'
+smuggle "a space before the colon" 'GET / HTTP/1.1\r\nHost: a\r\nX-A : 1\r\n\r\n'
+smuggle "Transfer-Encoding: chunked, not last" 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n'
+smuggle "a bare LF in a header" 'GET / HTTP/1.1\r\nHost: a\nX-A: 1\r\n\r\n'
+r=$(printf 'GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n' | raw $((W_PORT + 2)))
+hy_contains "a transfer coding other than chunked: 501" "HTTP/1.1 501" "$r"
+hy_eq "b1 still answers" "hello from b1" "$(curl -s "$OUT/")"
+
+# ---- an upgrade: a byte tunnel over one HTTP/2 stream
+WS_PY='
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+s.settimeout(5)
+d = b""
+while b"\r\n\r\n" not in d:
+    d += s.recv(1000)
+head, rest = d.split(b"\r\n\r\n", 1)
+print(head.split(b"\r\n")[0].decode())
+s.sendall(b"hello tunnel")
+while len(rest) < 12:
+    rest += s.recv(100)
+print(rest.decode())
+s.sendall(b"x" * 200000)
+got = 0
+while got < 200000:
+    got += len(s.recv(65536))
+print(got)
+s.shutdown(socket.SHUT_WR)
+print(s.recv(100) == b"")
+'
+ws=$(python3 -c "$WS_PY" $((W_PORT + 2)) 2>&1)
+hy_contains "Upgrade: websocket is answered 101 through both sidecars" "HTTP/1.1 101 Switching Protocols" "$ws"
+hy_contains "bytes go both ways through the tunnel" "HELLO TUNNEL" "$ws"
+hy_contains "200 kB come back" 200000 "$ws"
+hy_contains "and the end of one side ends the other" True "$ws"
+hy_eq "plain requests still work after it" "hello from b1" "$(curl -s "$OUT/")"
+
+# ---- a permission withdrawn: the pooled connection stays, its requests are refused
+conns=$(metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: web-deny
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Deny}
+YAML
+denied() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$OUT/")" = 403 ]; }
+hy_check "a Deny answers 403 on the pooled connection" hy_wait_for 15 denied
+hy_contains "saying which policy" "MeshTrafficPermission/web-deny" "$(curl -s "$OUT/")"
+hy_eq "over the same mesh connections" "$conns" "$(metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')"
+ctl delete meshtrafficpermission web-deny --mesh default >/dev/null
+allowed() { [ "$(curl -s "$OUT/")" = "hello from b1" ]; }
+hy_check "lifting it lets requests in again" hy_wait_for 15 allowed
+
+# ---- metrics and access log
+hy_check "requests are counted by direction, service, route and code" \
+    test "$(metric "$W_ADMIN" 'hypha_dp_http_requests_total{direction="outbound",service="backend",route="default",code_class="4xx",code="418"}')" -ge 1
+hy_check "the inbound counts them too" \
+    test "$(metric "$B_ADMIN" 'hypha_dp_http_requests_total{direction="inbound",service="backend",route="",code_class="2xx",code="200"}')" -ge 100
+hy_check "a duration histogram" \
+    test "$(metric "$W_ADMIN" 'hypha_dp_http_request_duration_seconds_count{direction="outbound",service="backend"}')" -ge 100
+hy_check "one access-log line per request at the outbound" \
+    grep -q "http direction=outbound port=$((W_PORT + 2)) method=GET authority=127.0.0.1:$((W_PORT + 2)) path=/status/418 status=418 .* upstream=127.0.0.1:$B_PORT service=backend route=default retries=0 id=spiffe://default/backend" "$W_LOG"
+hy_check "and at the inbound, with the caller's SPIFFE ID" \
+    grep -q "http direction=inbound port=$B_PORT method=GET .* path=/status/418 status=418 .* id=spiffe://default/web" "$B_LOG"
+promtool_ok() { ! command -v promtool >/dev/null || curl -s "$1/metrics" | promtool check metrics >/dev/null 2>&1; }
+hy_check "valid Prometheus text" promtool_ok "$W_ADMIN"
+
+# ---- the end
+hy_check "SIGTERM stops web-1 cleanly" hy_stop "$W_PID"
+hy_check "SIGTERM stops backend-1 cleanly" hy_stop "$B_PID"
+hy_check "SIGTERM stops backend-v2-1 cleanly" hy_stop "$B2_PID"
+hy_check "no sanitizer report" bash -c "! grep -q 'Sanitizer\|runtime error' '$HY_TMP'/*.log"
+
+hy_done
