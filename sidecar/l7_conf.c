@@ -35,6 +35,15 @@ uint64_t hy_l7_random(struct hy_l7_worker *lw)
     return lw->rng = x;
 }
 
+/* Output that timer callbacks queued (a retry, a delay's end) goes before
+ * the loop blocks in poll; what I/O callbacks queue goes at the check. */
+static void on_prepare(uv_prepare_t *h)
+{
+    struct hy_l7_worker *lw = h->data;
+    if (lw->dirty)
+        hy_l7_h2_flush_all(lw);
+}
+
 struct hy_l7_worker *hy_l7_worker(struct hy_px_worker *w)
 {
     if (w->l7)
@@ -48,6 +57,10 @@ struct hy_l7_worker *hy_l7_worker(struct hy_px_worker *w)
     }
     lw->w = w;
     lw->series = s;
+    uv_prepare_init(&w->base.loop, &lw->prepare);
+    lw->prepare.data = lw;
+    uv_prepare_start(&lw->prepare, on_prepare);
+    uv_unref((uv_handle_t *)&lw->prepare);
     lw->rng = uv_hrtime() ^ ((uint64_t)(uintptr_t)lw << 16) ^ 0x9e3779b97f4a7c15u;
     w->l7 = lw;
     hy_px_l7_refresh(w);
@@ -213,6 +226,7 @@ void hy_px_l7_stop(struct hy_px_worker *w)
         return;
     hy_l7_app_stop_all(lw);
     hy_l7_pool_stop(lw);
+    uv_close((uv_handle_t *)&lw->prepare, NULL);
 }
 
 void hy_px_l7_fini(struct hy_px_worker *w)
@@ -315,7 +329,7 @@ void hy_l7_log(struct hy_l7_worker *lw, const struct hy_l7_done *d)
 #define S(x) ((x) && (x)[0] ? (x) : "-")
     hy_log(HY_LOG_INFO, "dp",
            "http direction=%s port=%u method=%s authority=%s path=%s status=%u duration=%.3fs "
-           "upstream_time=%.3fs upstream=%s service=%s route=%s retries=%u id=%s result=%s",
+           "upstream_time=%.3fs upstream=%s service=%s route=\"%s\" retries=%u id=%s result=%s",
            dir, (unsigned)d->port, S(d->method), S(d->authority), S(d->path), d->status, d->seconds,
            d->upstream_seconds, S(d->upstream), S(d->service), S(d->route), d->retries, S(d->id),
            S(d->result));

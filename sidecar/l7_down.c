@@ -51,6 +51,7 @@ struct hy_l7_down {
     struct hy_buf in; /* bytes read, not yet parsed (the next pipelined request) */
     size_t in_off;
     bool busy, keep, http10, close_after, draining, gone;
+    bool parsing;         /* inside hy_h1_feed: its callbacks must not feed it again */
     uv_timer_t timer;     /* requestTimeout, or the drain after a refusal */
     uv_timer_t try_timer; /* perTryTimeout, or the backoff before a retry */
     struct ex ex;
@@ -179,6 +180,8 @@ static void ex_finish(struct hy_l7_down *d, const char *result)
         down_end(d);
         return;
     }
+    if (d->parsing)
+        return; /* answered from inside the parser: its loop goes on */
     if (d->in.len > d->in_off)
         parse(d);
     else if (c->down.eof)
@@ -737,8 +740,10 @@ static void parse(struct hy_l7_down *d)
         size_t used = 0;
         if (!d->busy) /* the last request is answered: parse the next */
             hy_h1_resume(d->p);
+        d->parsing = true;
         int rc =
             hy_h1_feed(d->p, (const uint8_t *)d->in.data + d->in_off, d->in.len - d->in_off, &used);
+        d->parsing = false;
         d->in_off += used;
         if (rc < 0) {
             refuse(d);

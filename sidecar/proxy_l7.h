@@ -95,6 +95,7 @@ struct hy_l7_worker {
     struct hy_buf out; /* what one flush gathers */
     uint64_t rng;
     struct hy_l7_series *series;
+    uv_prepare_t prepare;          /* flushes what timers made dirty, before the loop polls */
     uint8_t rbuf[HY_PX_READ_SIZE]; /* what app sockets read into */
 };
 

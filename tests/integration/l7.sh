@@ -19,6 +19,16 @@ unset HYPHA_CP HYPHACTL_CONFIG
 command -v python3 >/dev/null || { hy_log "no python3"; exit 77; }
 
 hy_start_mesh_zone 1h
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: web-to-backend-v2
+spec:
+  targetRef: {kind: MeshService, name: backend-v2}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Allow}
+YAML
 
 # ports: inbound PORT, app PORT+1, outbounds PORT+2 (backend), PORT+3 (backend-v2)
 ports4() { hy_free_ports 4; }
@@ -52,7 +62,7 @@ metric() { # metric ADMIN NAME{LABELS}: its value, 0 when absent
     curl -s "$1/metrics" | awk -v m="$2" '$1 == m { print $2; f = 1 } END { if (!f) print 0 }'
 }
 metric_sum() { # metric_sum ADMIN REGEX: the sum of the series matching
-    curl -s "$1/metrics" | awk -v m="$2" '$1 ~ m { s += $2 } END { print s + 0 }'
+    curl -s "$1/metrics" | awk -v m="$2" '$1 ~ m { s += $NF } END { print s + 0 }'
 }
 
 start_app $((B_PORT + 1)) b1
@@ -206,11 +216,193 @@ hy_check "the inbound counts them too" \
 hy_check "a duration histogram" \
     test "$(metric "$W_ADMIN" 'hypha_dp_http_request_duration_seconds_count{direction="outbound",service="backend"}')" -ge 100
 hy_check "one access-log line per request at the outbound" \
-    grep -q "http direction=outbound port=$((W_PORT + 2)) method=GET authority=127.0.0.1:$((W_PORT + 2)) path=/status/418 status=418 .* upstream=127.0.0.1:$B_PORT service=backend route=default retries=0 id=spiffe://default/backend" "$W_LOG"
+    grep -q "http direction=outbound port=$((W_PORT + 2)) method=GET authority=127.0.0.1:$((W_PORT + 2)) path=/status/418 status=418 .* upstream=127.0.0.1:$B_PORT service=backend route=\"default\" retries=0 id=spiffe://default/backend" "$W_LOG"
 hy_check "and at the inbound, with the caller's SPIFFE ID" \
     grep -q "http direction=inbound port=$B_PORT method=GET .* path=/status/418 status=418 .* id=spiffe://default/web" "$B_LOG"
 promtool_ok() { ! command -v promtool >/dev/null || curl -s "$1/metrics" | promtool check metrics >/dev/null 2>&1; }
 hy_check "valid Prometheus text" promtool_ok "$W_ADMIN"
+
+# ---- policies (the zone's policy engine fills the L7 fields)
+# pol NAME: applies the policy on stdin and waits until web-1 or backend-1 has a new config
+cfg_version() { curl -s "$1/config" | jq -r .version; }
+pol_apply() { # pol_apply ADMIN: the policy on stdin, then waits for ADMIN's sidecar to take a new config
+    local v
+    v=$(cfg_version "$1")
+    ctl apply -f - >/dev/null
+    hy_wait_for 15 bash -c "[ \"\$(curl -s '$1/config' | jq -r .version)\" != '$v' ]"
+}
+pol_delete() { # pol_delete ADMIN TYPE NAME
+    local v
+    v=$(cfg_version "$1")
+    ctl delete "$2" "$3" --mesh default >/dev/null
+    hy_wait_for 15 bash -c "[ \"\$(curl -s '$1/config' | jq -r .version)\" != '$v' ]"
+}
+# count N URL [CURL-ARGS...]: N requests on kept-alive connections; prints each response body
+count() {
+    local n=$1 u=$2 urls=() i
+    shift 2
+    for ((i = 0; i < n; i++)); do urls+=("$u"); done
+    curl -s "$@" "${urls[@]}"
+}
+codes() { # codes N URL: the status of N requests, one a line
+    local i
+    for ((i = 0; i < $1; i++)); do curl -s -o /dev/null -w '%{http_code}\n' "$2"; done
+}
+within() { awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v >= lo && v <= hi) }'; }
+
+# MeshHTTPRoute: a 90/10 split, a header match, rewrites, a redirect
+pol_apply "$W_ADMIN" <<'YAML'
+type: MeshHTTPRoute
+mesh: default
+name: web-routes
+spec:
+  targetRef: {kind: MeshService, name: web}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      rules:
+        - matches:
+            - path: {type: PathPrefix, value: /}
+              headers:
+                - {type: Exact, name: x-version, value: v2}
+          default:
+            backendRefs:
+              - {kind: MeshService, name: backend-v2, weight: 1}
+        - matches:
+            - path: {type: PathPrefix, value: /api}
+          default:
+            filters:
+              - type: URLRewrite
+                urlRewrite:
+                  path: {type: ReplacePrefixMatch, replacePrefixMatch: /echo}
+              - type: RequestHeaderModifier
+                requestHeaderModifier:
+                  set: [{name: x-custom, value: xyz}]
+                  remove: [x-legacy]
+              - type: ResponseHeaderModifier
+                responseHeaderModifier:
+                  add: [{name: x-resp, value: "1"}]
+        - matches:
+            - path: {type: Exact, value: /old}
+          default:
+            filters:
+              - type: RequestRedirect
+                requestRedirect:
+                  path: {type: ReplaceFullPath, replaceFullPath: /new}
+                  statusCode: 301
+        - matches:
+            - path: {type: PathPrefix, value: /}
+          default:
+            backendRefs:
+              - {kind: MeshService, name: backend, weight: 90}
+              - {kind: MeshService, name: backend-v2, weight: 10}
+YAML
+routed() { curl -s "$W_ADMIN/config" | jq -e '[.outbounds[] | select(.service == "backend") | .httpRoutes // .http_routes | length] | max >= 4' >/dev/null; }
+if hy_check "MeshHTTPRoute reaches web-1's outbound" hy_wait_for 15 routed; then
+    split=$(count 1000 "$OUT/" | sort | uniq -c)
+    v2=$(awk '/from b2/ { print $1 }' <<<"$split")
+    hy_check "a 90/10 split: b2 takes 10 % +- 5 % of 1000 requests (${v2:-0})" within "${v2:-0}" 50 150
+    hy_eq "and b1 the rest" 1000 "$(awk '{ s += $1 } END { print s }' <<<"$split")"
+    hy_eq "a header match sends every request to backend-v2" 20 \
+        "$(count 20 "$OUT/" -H 'x-version: v2' | grep -c 'from b2')"
+    api=$(curl -s -D "$HY_TMP/h" -H 'X-Legacy: 1' "$OUT/api/items?x=1")
+    hy_eq "URLRewrite ReplacePrefixMatch: the app sees the new path, the query kept" "/echo/items?x=1" "$(jq -r .path <<<"$api")"
+    hy_eq "RequestHeaderModifier set: the app sees it" xyz "$(jq -r '.headers["x-custom"]' <<<"$api")"
+    hy_eq "RequestHeaderModifier remove: the app does not" null "$(jq -r '.headers["x-legacy"]' <<<"$api")"
+    hy_check "ResponseHeaderModifier add: the caller sees it" grep -qi '^x-resp: 1' "$HY_TMP/h"
+    r=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$OUT/old?q=2")
+    hy_eq "RequestRedirect: 301 to the new path, answered by the sidecar" "301 http://127.0.0.1:$((W_PORT + 2))/new?q=2" "$r"
+    hy_check "routes are named in the metrics" \
+        test "$(metric_sum "$W_ADMIN" '^hypha_dp_http_requests_total[{]direction="outbound",service="backend-v2",route="MeshHTTPRoute/web-routes')" -ge 20
+fi
+pol_delete "$W_ADMIN" meshhttproute web-routes
+
+# MeshRetry: a 503 tried again until it succeeds
+pol_apply "$W_ADMIN" <<'YAML'
+type: MeshRetry
+mesh: default
+name: web-retry
+spec:
+  targetRef: {kind: MeshService, name: web}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default:
+        http:
+          numRetries: 3
+          backOff: {baseInterval: 10ms, maxInterval: 50ms}
+          retryOn: ["5xx"]
+YAML
+retries0=$(metric "$W_ADMIN" hypha_dp_http_retries_total)
+hy_contains "MeshRetry: two 503s tried again, then 200" "recovered after 2" "$(curl -s "$OUT/flaky/r1/2")"
+hy_check "counted as retries" test "$(metric "$W_ADMIN" hypha_dp_http_retries_total)" -ge $((retries0 + 2))
+hy_check "the access log says how many" grep -q "path=/flaky/r1/2 status=200 .* retries=2 " "$W_LOG"
+hy_eq "more 503s than numRetries: the last 503 stands" 503 \
+    "$(curl -s -o /dev/null -w '%{http_code}' "$OUT/flaky/r2/9")"
+pol_delete "$W_ADMIN" meshretry web-retry
+
+# MeshTimeout: requestTimeout cuts a slow backend
+pol_apply "$W_ADMIN" <<'YAML'
+type: MeshTimeout
+mesh: default
+name: web-timeout
+spec:
+  targetRef: {kind: MeshService, name: web}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default:
+        http:
+          requestTimeout: 500ms
+YAML
+t0=$(metric "$W_ADMIN" hypha_dp_http_timeouts_total)
+r=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' "$OUT/slow/3000")
+hy_eq "MeshTimeout requestTimeout 500ms: a 3 s answer is cut with 504" 504 "${r% *}"
+hy_check "after about 0.5 s (${r#* }s)" within "${r#* }" 0.4 2
+hy_check "counted as a timeout" test "$(metric "$W_ADMIN" hypha_dp_http_timeouts_total)" -gt "$t0"
+hy_eq "a fast answer is not cut" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$OUT/slow/10")"
+pol_delete "$W_ADMIN" meshtimeout web-timeout
+
+# MeshFaultInjection at backend's inbound: aborts for half the requests
+pol_apply "$B_ADMIN" <<'YAML'
+type: MeshFaultInjection
+mesh: default
+name: backend-faults
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: Mesh}
+      default:
+        http:
+          - abort: {httpStatus: 502, percentage: 30}
+YAML
+aborted=$(codes 1000 "$OUT/" | grep -c '^502$' || true)
+hy_check "MeshFaultInjection abort 30 %: 30 % +- 5 % of 1000 requests answered 502 ($aborted)" within "$aborted" 250 350
+hy_check "counted as faults" test "$(metric "$B_ADMIN" 'hypha_dp_http_faults_total{kind="abort"}')" -ge 250
+pol_delete "$B_ADMIN" meshfaultinjection backend-faults
+
+# MeshRateLimit at backend's inbound: 5 requests per 10 s, then 429
+pol_apply "$B_ADMIN" <<'YAML'
+type: MeshRateLimit
+mesh: default
+name: backend-limit
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: Mesh}
+      default:
+        local:
+          http:
+            requestRate: {num: 5, interval: 10s}
+            onRateLimit:
+              status: 429
+              headers:
+                add: [{name: x-limited, value: "yes"}]
+YAML
+lim=$(codes 10 "$OUT/")
+hy_eq "MeshRateLimit 5 per 10 s: 5 of 10 requests pass" 5 "$(grep -c '^200$' <<<"$lim")"
+hy_eq "and 5 are answered 429" 5 "$(grep -c '^429$' <<<"$lim")"
+hy_check "with the configured header" bash -c "curl -s -D - -o /dev/null '$OUT/' | grep -qi '^x-limited: yes'"
+hy_check "counted as rate-limited" test "$(metric "$B_ADMIN" 'hypha_dp_rate_limited_total{kind="http"}')" -ge 5
+pol_delete "$B_ADMIN" meshratelimit backend-limit
+hy_eq "without it every request passes again" "hello from b1" "$(curl -s "$OUT/")"
 
 # ---- the end
 hy_check "SIGTERM stops web-1 cleanly" hy_stop "$W_PID"
