@@ -78,8 +78,10 @@ void hy_l7_cfg_unref(struct hy_l7_cfg *cfg)
 {
     if (!cfg || --cfg->refs > 0)
         return;
-    for (size_t i = 0; i < cfg->n; i++)
+    for (size_t i = 0; i < cfg->n; i++) {
         hy_l7_routes_free(cfg->svcs[i].routes);
+        hy_l7_hash_free(cfg->svcs[i].hash);
+    }
     free(cfg->svcs);
     hy_dp_snapshot_unref(cfg->snap);
     free(cfg);
@@ -139,6 +141,30 @@ static struct hy_l7_anchor *anchor_of(struct hy_l7_worker *lw, const Hypha__V1__
     a->next = lw->anchors;
     lw->anchors = a;
     return a;
+}
+
+/* A RingHash or Maglev table over o's endpoints, or NULL (another
+ * strategy, no endpoints, or no memory: then requests are balanced as
+ * Envoy does without a hash, by the outbound's pick). */
+static struct hy_l7_hash_table *hash_table(const Hypha__V1__DpOutbound *o)
+{
+    bool ring = o->lb && !strcmp(o->lb, "RingHash"), maglev = o->lb && !strcmp(o->lb, "Maglev");
+    if ((!ring && !maglev) || !o->n_endpoints)
+        return NULL;
+    char(*keys)[HY_AGENT_EP_KEY] = calloc(o->n_endpoints, sizeof(*keys));
+    const char **k = calloc(o->n_endpoints, sizeof(*k));
+    struct hy_l7_hash_table *t = NULL;
+    if (keys && k) {
+        for (size_t i = 0; i < o->n_endpoints; i++) {
+            hy_agent_endpoint_key(o->endpoints[i], keys[i], sizeof(keys[i]));
+            k[i] = keys[i];
+        }
+        t = ring ? hy_l7_hash_ring_new(k, o->n_endpoints, 0, 0)
+                 : hy_l7_hash_maglev_new(k, o->n_endpoints, 0);
+    }
+    free(keys);
+    free(k);
+    return t;
 }
 
 /* The shared rate-limit buckets for the worker's snapshot: the newest set,
@@ -206,6 +232,7 @@ void hy_px_l7_refresh(struct hy_px_worker *w)
         }
         s->o = o;
         s->snap = cfg->snap;
+        s->hash = hash_table(o);
         cfg->n++;
     }
     hy_l7_cfg_unref(lw->cfg);

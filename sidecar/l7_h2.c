@@ -83,6 +83,17 @@ int hy_l7_h2_req_done(struct hy_http_head *h, const char **why)
         *why = "no :authority";
         return HY_EINVAL;
     }
+    const char *colon = strrchr(h->authority, ':');
+    if (!strcmp(h->method, "CONNECT") && (!colon || colon == h->authority || !colon[1] ||
+                                          strspn(colon + 1, "0123456789") != strlen(colon + 1))) {
+        *why = "CONNECT's :authority is not host:port";
+        return HY_EINVAL;
+    }
+    if (!strcmp(h->method, "CONNECT") && !h->target &&
+        hy_http_head_set_str(&h->target, h->authority, strlen(h->authority)) < 0) {
+        *why = "out of memory";
+        return HY_ENOMEM; /* CONNECT's authority-form target, as HTTP/1.1 writes it */
+    }
     return 0;
 }
 
@@ -266,12 +277,6 @@ static void init_once(void)
         abort();
     nghttp2_option_set_no_auto_window_update(opts, 1);
     nghttp2_option_set_peer_max_concurrent_streams(opts, HY_L7_MAX_STREAMS);
-}
-
-nghttp2_session_callbacks *hy_l7_h2_server_callbacks(void)
-{
-    pthread_once(&once, init_once);
-    return server_cbs;
 }
 
 /* ----- sessions ----- */

@@ -95,10 +95,21 @@ const Hypha__V1__DpEndpoint *hy_l7_pick(struct hy_l7_worker *lw, const struct hy
                                         const struct hy_http_head *h, size_t *index)
 {
     (void)lw;
-    (void)h;
-    if (!svc->o->n_endpoints)
+    const Hypha__V1__DpOutbound *o = svc->o;
+    if (!o->n_endpoints)
         return NULL;
-    return hy_px_pick(svc->a->l->route, svc->o, NULL, index);
+    uint64_t hash;
+    if (svc->hash && h &&
+        hy_l7_hash_request(o->hash_policies, o->n_hash_policies, h, "127.0.0.1", &hash)) {
+        /* RingHash, Maglev: the endpoint the request's hash falls on (the
+         * caller of an outbound is always the local app: 127.0.0.1) */
+        size_t i = hy_l7_hash_pick(svc->hash, hash);
+        if (i < o->n_endpoints) {
+            *index = i;
+            return o->endpoints[i];
+        }
+    }
+    return hy_px_pick(svc->a->l->route, o, NULL, index);
 }
 
 void hy_l7_outlier(struct hy_l7_worker *lw, const struct hy_l7_svc *svc, size_t index,

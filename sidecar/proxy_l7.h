@@ -24,6 +24,7 @@
 #include "h1.h"
 #include "http_head.h"
 #include "l7_fault.h"
+#include "l7_hash.h"
 #include "l7_limit.h"
 #include "l7_outlier.h"
 #include "l7_retry.h"
@@ -61,8 +62,9 @@ struct hy_l7_anchor {
 
 struct hy_l7_svc {
     const Hypha__V1__DpOutbound *o;
-    struct hy_dp_snapshot *snap; /* o's, borrowed from the config */
-    struct hy_l7_routes *routes; /* never NULL once built */
+    struct hy_dp_snapshot *snap;   /* o's, borrowed from the config */
+    struct hy_l7_routes *routes;   /* never NULL once built */
+    struct hy_l7_hash_table *hash; /* lb RingHash or Maglev: over o's endpoints; else NULL */
     struct hy_l7_anchor *a;
 };
 
@@ -180,8 +182,6 @@ int hy_l7_h2_recv(struct hy_l7_h2 *h2, const uint8_t *p, size_t n);
 int hy_l7_h2_req_field(struct hy_http_head *h, const uint8_t *name, size_t nlen,
                        const uint8_t *value, size_t vlen, const char **why);
 int hy_l7_h2_req_done(struct hy_http_head *h, const char **why);
-/* The server session callbacks l7_in.c drives (for the fuzz target too). */
-nghttp2_session_callbacks *hy_l7_h2_server_callbacks(void);
 
 /* ----- the pool (l7_pool.c) ----- */
 
