@@ -267,7 +267,8 @@ static void app_end(void *u)
     struct hy_l7_ss *ss = u;
     ss->resp_end = true;
     resume(ss);
-    uv_timer_stop(&ss->timer);
+    if (!ss->fault.bandwidth_bytes_per_s) /* else its tick still paces what is left */
+        uv_timer_stop(&ss->timer);
     /* the app answered before the request's end: that connection cannot be reused */
     app_done(ss, ss->req_end);
 }
@@ -393,11 +394,10 @@ static void go(struct hy_l7_ss *ss)
         return;
     }
     uint64_t now = now_ms(ss);
-    if (ss->deadline_ms)
-        uv_timer_start(&ss->timer, on_timer, ss->deadline_ms > now ? ss->deadline_ms - now : 1,
-                       BANDWIDTH_TICK_MS);
-    else if (ss->fault.bandwidth_bytes_per_s)
+    if (ss->fault.bandwidth_bytes_per_s) /* a tick paces the body and watches the deadline */
         uv_timer_start(&ss->timer, on_timer, BANDWIDTH_TICK_MS, BANDWIDTH_TICK_MS);
+    else if (ss->deadline_ms)
+        uv_timer_start(&ss->timer, on_timer, ss->deadline_ms > now ? ss->deadline_ms - now : 1, 0);
     ss->timer_on = ss->deadline_ms || ss->fault.bandwidth_bytes_per_s;
     ss->tokens = ss->fault.bandwidth_bytes_per_s ? ss->fault.bandwidth_bytes_per_s / 20 + 1 : 0;
     forward(ss, false);

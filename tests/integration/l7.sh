@@ -282,6 +282,13 @@ spec:
                 responseHeaderModifier:
                   add: [{name: x-resp, value: "1"}]
         - matches:
+            - path: {type: PathPrefix, value: /mirrored}
+          default:
+            filters:
+              - type: RequestMirror
+                requestMirror:
+                  backendRef: {kind: MeshService, name: backend-v2}
+        - matches:
             - path: {type: Exact, value: /old}
           default:
             filters:
@@ -311,6 +318,11 @@ if hy_check "MeshHTTPRoute reaches web-1's outbound" hy_wait_for 15 routed; then
     hy_check "ResponseHeaderModifier add: the caller sees it" grep -qi '^x-resp: 1' "$HY_TMP/h"
     r=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$OUT/old?q=2")
     hy_eq "RequestRedirect: 301 to the new path, answered by the sidecar" "301 http://127.0.0.1:$((W_PORT + 2))/new?q=2" "$r"
+    b2stats() { curl -s "$OUT/" -H 'x-version: v2' >/dev/null; curl -s "$OUT2/stats" | jq -r .requests; }
+    m0=$(b2stats)
+    hy_eq "RequestMirror: the caller gets backend's answer" "hello from b1" "$(curl -s "$OUT/mirrored/x")"
+    mirrored() { [ "$(b2stats)" -ge $((m0 + 3)) ]; }
+    hy_check "and backend-v2 gets a copy" hy_wait_for 5 mirrored
     hy_check "routes are named in the metrics" \
         test "$(metric_sum "$W_ADMIN" '^hypha_dp_http_requests_total[{]direction="outbound",service="backend-v2",route="MeshHTTPRoute/web-routes')" -ge 20
 fi
@@ -377,6 +389,47 @@ aborted=$(codes 1000 "$OUT/" | grep -c '^502$' || true)
 hy_check "MeshFaultInjection abort 30 %: 30 % +- 5 % of 1000 requests answered 502 ($aborted)" within "$aborted" 250 350
 hy_check "counted as faults" test "$(metric "$B_ADMIN" 'hypha_dp_http_faults_total{kind="abort"}')" -ge 250
 pol_delete "$B_ADMIN" meshfaultinjection backend-faults
+pol_apply "$B_ADMIN" <<'YAML'
+type: MeshFaultInjection
+mesh: default
+name: backend-delay
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: Mesh}
+      default:
+        http:
+          - delay: {value: 300ms, percentage: 100}
+          - responseBandwidth: {limit: 10kbps, percentage: 100}
+YAML
+t=$(curl -s -o /dev/null -w '%{time_total}' "$OUT/" || true)
+hy_check "MeshFaultInjection delay 300ms: a request takes at least 0.3 s ($t s)" within "$t" 0.3 3
+t=$(curl -s -o /dev/null -w '%{time_total}' "$OUT/echo?$(head -c 6000 /dev/zero | tr '\0' a)" || true)
+hy_check "responseBandwidth 10kbps (10 KiB/s, as Envoy reads it): a 6 kB answer takes 0.5 s more ($t s)" within "$t" 0.7 4
+hy_check "delays counted as faults" test "$(metric "$B_ADMIN" 'hypha_dp_http_faults_total{kind="delay"}')" -ge 2
+pol_delete "$B_ADMIN" meshfaultinjection backend-delay
+
+# MeshCircuitBreaker: maxRequests in flight, then 503 from the sidecar
+pol_apply "$W_ADMIN" <<'YAML'
+type: MeshCircuitBreaker
+mesh: default
+name: web-cb
+spec:
+  targetRef: {kind: MeshService, name: web}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default:
+        connectionLimits: {maxRequests: 2}
+YAML
+cb_pids=()
+for i in 1 2 3 4 5 6; do
+    curl -s -o /dev/null -w '%{http_code}\n' "$OUT/slow/700" >>"$HY_TMP/cb" &
+    cb_pids+=($!)
+done
+wait "${cb_pids[@]}"
+hy_check "maxRequests 2: of 6 concurrent slow requests some are refused 503" grep -q '^503$' "$HY_TMP/cb"
+hy_check "and at least 2 pass" test "$(grep -c '^200$' "$HY_TMP/cb")" -ge 2
+pol_delete "$W_ADMIN" meshcircuitbreaker web-cb
 
 # MeshRateLimit at backend's inbound: 5 requests per 10 s, then 429
 pol_apply "$B_ADMIN" <<'YAML'
