@@ -430,6 +430,29 @@ wait "${cb_pids[@]}"
 hy_check "maxRequests 2: of 6 concurrent slow requests some are refused 503" grep -q '^503$' "$HY_TMP/cb"
 hy_check "and at least 2 pass" test "$(grep -c '^200$' "$HY_TMP/cb")" -ge 2
 pol_delete "$W_ADMIN" meshcircuitbreaker web-cb
+# outlierDetection: consecutive 5xx eject the endpoint (the only one: Envoy
+# still sends to it, as the sidecar does, but it is counted and logged)
+pol_apply "$W_ADMIN" <<'YAML'
+type: MeshCircuitBreaker
+mesh: default
+name: web-outlier
+spec:
+  targetRef: {kind: MeshService, name: web}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default:
+        outlierDetection:
+          disabled: false
+          detectors:
+            totalFailures: {consecutive: 3}
+YAML
+ej0=$(metric "$W_ADMIN" hypha_dp_http_ejections_total)
+codes 3 "$OUT/status/500" >/dev/null
+hy_check "outlierDetection: 3 consecutive 500s eject backend-1" \
+    test "$(metric "$W_ADMIN" hypha_dp_http_ejections_total)" -gt "$ej0"
+hy_check "and the sidecar says so" grep -q "endpoint 127.0.0.1:$B_PORT ejected" "$W_LOG"
+hy_eq "a service whose endpoints are all out still gets its requests" "hello from b1" "$(curl -s "$OUT/")"
+pol_delete "$W_ADMIN" meshcircuitbreaker web-outlier
 
 # MeshRateLimit at backend's inbound: 5 requests per 10 s, then 429
 pol_apply "$B_ADMIN" <<'YAML'
