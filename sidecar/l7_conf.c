@@ -42,6 +42,8 @@ static void on_prepare(uv_prepare_t *h)
     struct hy_l7_worker *lw = h->data;
     if (lw->dirty)
         hy_l7_h2_flush_all(lw);
+    if (lw->downs)
+        hy_l7_down_flush_all(lw);
 }
 
 struct hy_l7_worker *hy_l7_worker(struct hy_px_worker *w)
@@ -244,6 +246,8 @@ void hy_px_l7_turn(struct hy_px_worker *w)
 {
     if (w->l7 && w->l7->dirty)
         hy_l7_h2_flush_all(w->l7);
+    if (w->l7 && w->l7->downs)
+        hy_l7_down_flush_all(w->l7);
 }
 
 void hy_px_l7_stop(struct hy_px_worker *w)

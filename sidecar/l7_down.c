@@ -51,7 +51,10 @@ struct hy_l7_down {
     struct hy_buf in; /* bytes read, not yet parsed (the next pipelined request) */
     size_t in_off;
     bool busy, keep, http10, close_after, draining, gone;
-    bool parsing;         /* inside hy_h1_feed: its callbacks must not feed it again */
+    bool parsing;      /* inside hy_h1_feed: its callbacks must not feed it again */
+    bool flush_queued; /* in lw->downs */
+    struct hy_l7_down *flush_next;
+    struct hy_buf out;    /* for the app, written at the end of the loop turn */
     uv_timer_t timer;     /* requestTimeout, or the drain after a refusal */
     uv_timer_t try_timer; /* perTryTimeout, or the backoff before a retry */
     struct ex ex;
@@ -76,15 +79,46 @@ static const Hypha__V1__DpHttpRetry *retry_of(const struct ex *e)
 
 /* ----- writing to the app ----- */
 
+/* Writes what d gathered in this loop turn (a response's head and its
+ * first bytes go in one write). */
+static void down_flush(struct hy_l7_down *d)
+{
+    struct hy_px_conn *c = d->c;
+    if (!d->out.len || c->closing)
+        return;
+    int rc = hy_px_write(c, &c->down, d->out.data, d->out.len);
+    d->out.len = 0;
+    if (rc < 0)
+        hy_px_conn_close(c, "error", "writing to the app: %s", uv_strerror(rc));
+}
+
+void hy_l7_down_flush_all(struct hy_l7_worker *lw)
+{
+    while (lw->downs) {
+        struct hy_l7_down *d = lw->downs;
+        lw->downs = d->flush_next;
+        d->flush_queued = false;
+        down_flush(d);
+    }
+}
+
 static void down_write(struct hy_l7_down *d, const void *p, size_t n)
 {
     struct hy_px_conn *c = d->c;
     if (c->closing || !n)
         return;
     c->bytes_down += n;
-    int rc = hy_px_write(c, &c->down, p, n);
-    if (rc < 0)
-        hy_px_conn_close(c, "error", "writing to the app: %s", uv_strerror(rc));
+    if (hy_buf_append(&d->out, p, n) < 0) {
+        hy_px_conn_close(c, "error", "out of memory writing to the app");
+        return;
+    }
+    if (d->out.len >= HY_L7_BODY_HIGH) {
+        down_flush(d);
+    } else if (!d->flush_queued) {
+        d->flush_queued = true;
+        d->flush_next = d->lw->downs;
+        d->lw->downs = d;
+    }
 }
 
 static void on_drain_timer(uv_timer_t *t)
@@ -116,6 +150,7 @@ static void down_end(struct hy_l7_down *d)
     if (c->closing)
         return;
     d->draining = true;
+    down_flush(d); /* before the shutdown, which follows what is queued */
     hy_agent_side_shut(&c->down, on_shut);
 }
 
@@ -838,6 +873,13 @@ void hy_l7_down_start(struct hy_px_conn *c)
 void hy_l7_down_closed(struct hy_px_conn *c)
 {
     struct hy_l7_down *d = down_of(c);
+    if (d->flush_queued) { /* out of the worker's list */
+        struct hy_l7_down **p = &d->lw->downs;
+        while (*p != d)
+            p = &(*p)->flush_next;
+        *p = d->flush_next;
+        d->flush_queued = false;
+    }
     if (d->busy) {
         if (!d->ex.result)
             d->ex.result = "downstream_closed";
@@ -856,5 +898,6 @@ void hy_l7_down_free(struct hy_px_conn *c)
     ex_reset(&d->ex);
     hy_h1_free(d->p);
     hy_buf_fini(&d->in);
+    hy_buf_fini(&d->out);
     free(d);
 }

@@ -45,6 +45,7 @@ enum hy_l7_kind { HY_L7_DOWN, HY_L7_CLIENT, HY_L7_SERVER };
 
 struct hy_l7_worker;
 struct hy_l7_h2;
+struct hy_l7_down;
 
 /* ----- what a worker compiled of a snapshot (l7_conf.c) ----- */
 
@@ -90,8 +91,9 @@ struct hy_l7_worker {
     struct hy_l7_cfg *cfg;
     struct hy_px_limits *limits;
     struct hy_l7_anchor *anchors;
-    struct hy_l7_h2 *dirty; /* sessions with output to flush at the end of this loop turn */
-    struct hy_l7_app *idle; /* keep-alive connections to apps */
+    struct hy_l7_h2 *dirty;   /* sessions with output to flush at the end of this loop turn */
+    struct hy_l7_down *downs; /* app connections with output to flush then */
+    struct hy_l7_app *idle;   /* keep-alive connections to apps */
     struct hy_l7_app *busy;
     size_t nidle;
     struct hy_buf out; /* what one flush gathers */
@@ -236,6 +238,8 @@ void hy_l7_down_data(struct hy_px_conn *c, const uint8_t *p, ssize_t n);
 void hy_l7_down_written(struct hy_px_conn *c);
 void hy_l7_down_closed(struct hy_px_conn *c);
 void hy_l7_down_free(struct hy_px_conn *c);
+/* Writes what every app connection gathered in this loop turn. */
+void hy_l7_down_flush_all(struct hy_l7_worker *lw);
 
 /* ----- inbound (l7_in.c) ----- */
 
