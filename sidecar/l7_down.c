@@ -643,6 +643,16 @@ static int on_head(void *u, struct hy_http_head *h, bool body)
         e->replay = false;
     }
     hy_h1_strip_hop(&e->req);
+    const char *expect = hy_http_head_get(&e->req, "Expect");
+    if (expect && !strcasecmp(expect, "100-continue")) {
+        /* answered here, as Envoy does: the body comes at once, and the
+         * hop to the callee never waits on it */
+        hy_http_head_remove(&e->req, "Expect");
+        if (body && !d->http10) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            down_write(d, cont, sizeof(cont) - 1);
+        }
+    }
     if (upgrade) {
         if (strcmp(e->req.method, "CONNECT") != 0)
             hy_http_head_add(&e->req, HY_L7_UPGRADE, sizeof(HY_L7_UPGRADE) - 1, upgrade,

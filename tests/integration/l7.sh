@@ -95,6 +95,9 @@ hy_eq "but no hop-by-hop header (one Connection names)" null "$(jq -r '.headers[
 body=$(head -c 300000 /dev/urandom | base64 -w0)
 got=$(printf '%s' "$body" | curl -s -X POST --data-binary @- "$OUT/echo" | jq -r .body)
 hy_eq "a 400 kB POST body arrives whole" "${#body}" "$got"
+t=$(printf '%s' "$body" | curl -s -o /dev/null -w '%{time_total}' -H 'Expect: 100-continue' -X POST --data-binary @- "$OUT/echo")
+hy_check "Expect: 100-continue is answered by the sidecar at once ($t s, curl waits 1 s otherwise)" \
+    awk -v t="$t" 'BEGIN { exit !(t < 0.9) }'
 chunked=$(printf '%s' "$body" | curl -s -X POST -H 'Transfer-Encoding: chunked' --data-binary @- "$OUT/echo" | jq -r .body)
 hy_eq "and chunked" "${#body}" "$chunked"
 big=$(curl -s "$OUT/echo?$(head -c 3000 /dev/zero | tr '\0' a)" | wc -c)
