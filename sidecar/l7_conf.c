@@ -255,6 +255,7 @@ void hy_px_l7_stop(struct hy_px_worker *w)
     struct hy_l7_worker *lw = w->l7;
     if (!lw)
         return;
+    hy_l7_hc_stop(lw);
     hy_l7_app_stop_all(lw);
     hy_l7_pool_stop(lw);
     uv_close((uv_handle_t *)&lw->prepare, NULL);

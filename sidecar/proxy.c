@@ -300,6 +300,13 @@ static void worker_begin(struct hy_agent_worker *base)
     hy_px_refresh(px_worker(base));
 }
 
+/* Woken: a new snapshot, or HTTP health checks to run (proxy_health.c). */
+static void worker_wake(struct hy_agent_worker *base)
+{
+    hy_px_refresh(px_worker(base));
+    hy_px_l7_hc_take(px_worker(base));
+}
+
 static void worker_stop(struct hy_agent_worker *base)
 {
     struct hy_px_worker *w = px_worker(base);
@@ -335,7 +342,7 @@ static const struct hy_agent_pool_ops worker_ops = {
     .size = sizeof(struct hy_px_worker),
     .open = worker_open,
     .begin = worker_begin,
-    .wake = worker_begin, /* a new snapshot */
+    .wake = worker_wake,
     .stop = worker_stop,
     .end = worker_end,
     .fini = worker_fini,

@@ -69,6 +69,7 @@ struct hy_px_route {
     atomic_uint retries;     /* L7: retries in flight (maxRetries) */
     atomic_uint active;      /* connections accepted on the port, open */
     atomic_uint pending;     /* of those, still connecting or in their handshake */
+    atomic_uint hc_running;  /* HTTP health checks of its endpoints queued or on a worker */
     struct hy_agent_eps eps; /* its endpoints' load, failures and health; eps.lock guards: */
     size_t rr;               /* round-robin cursor over the outbound's endpoints */
     uint64_t rng;            /* xorshift state for Random; 0 until first used */
@@ -177,6 +178,7 @@ struct hy_px_worker {
 };
 
 struct hy_px_health;
+struct hy_l7_hc;
 
 struct hy_proxy {
     uv_loop_t *loop; /* the control loop: health checks run on it */
@@ -189,6 +191,7 @@ struct hy_proxy {
     atomic_bool stopping;
     struct hy_px_health *health;
     struct hy_px_limits *limits; /* MeshRateLimit buckets of the newest config (under lock) */
+    struct hy_l7_hc *hc_queue;   /* HTTP health checks for a worker to run (under lock) */
 };
 
 static inline const char *hy_px_dir_name(enum hy_px_dir d)
@@ -250,14 +253,28 @@ void hy_px_tls_free(struct hy_px_conn *c);
 struct hy_px_route *hy_px_route_get(struct hy_proxy *p, uint16_t port, const char *service);
 void hy_px_route_put(struct hy_proxy *p, struct hy_px_route *r);
 
-/* proxy_health.c: active TCP health checks of every outbound that has
- * health_interval, on the control loop, into the routes' endpoint slots. */
+/* proxy_health.c: active health checks of every outbound that has
+ * health_interval, on the control loop, into the routes' endpoint slots:
+ * TCP connects, or HTTP requests a worker makes (l7_health.c). */
 int hy_px_health_new(struct hy_proxy *p, struct hy_metrics *m);
 /* Follows the current snapshot: checkers start, change and stop. */
 void hy_px_health_update(struct hy_proxy *p);
 /* Closes its handles (run the control loop afterwards), then free. */
 void hy_px_health_stop(struct hy_proxy *p);
 void hy_px_health_free(struct hy_proxy *p);
+/* What one check's result counts against: a copy travels with an HTTP
+ * check to its worker. */
+struct hy_px_hc_target {
+    struct hy_px_route *route; /* a reference (the checker's, or the HTTP check's own) */
+    struct hy_series *passed, *failed;
+    uint16_t port;
+    unsigned unhealthy_after, healthy_after;
+    char service[128];
+};
+/* Counts a check of endpoint key against t: the endpoint's health flips
+ * after the thresholds (logged). Any thread. */
+void hy_px_health_record(const struct hy_px_hc_target *t, const char *key, bool ok,
+                         const char *why);
 
 /* proxy_conn.c */
 struct hy_px_conn *hy_px_conn_new(struct hy_px_listener *l);

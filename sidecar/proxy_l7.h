@@ -4,8 +4,9 @@
  * sidecars), l7_pool.c (the pool of those connections and the endpoint
  * pick per request), l7_down.c (the app's HTTP/1.1 connection to its
  * outbound: requests, routes, retries, timeouts), l7_in.c (requests at an
- * inbound: permission, rate limit, faults) and l7_app.c (keep-alive
- * HTTP/1.1 connections to the local app).
+ * inbound: permission, rate limit, faults), l7_app.c (keep-alive
+ * HTTP/1.1 connections to the local app) and l7_health.c (MeshHealthCheck
+ * http checks, run on the pooled connections).
  *
  * Only protocol "http" goes this way (hy_px_l7_protocol); everything else is
  * relayed as bytes (proxy_conn.c). A connection taken by the L7 path is
@@ -99,6 +100,7 @@ struct hy_l7_worker {
     struct hy_buf out; /* what one flush gathers */
     uint64_t rng;
     struct hy_l7_series *series;
+    struct hy_l7_hc *hcs;          /* health checks under way (l7_health.c) */
     uv_prepare_t prepare;          /* flushes what timers made dirty, before the loop polls */
     uint8_t rbuf[HY_PX_READ_SIZE]; /* what app sockets read into */
 };
@@ -281,6 +283,34 @@ void hy_l7_app_pause(struct hy_l7_app *a, bool pause);
 /* Shuts the write side down (the tunnel's caller sent its end). */
 void hy_l7_app_shut(struct hy_l7_app *a);
 void hy_l7_app_stop_all(struct hy_l7_worker *lw);
+
+/* ----- HTTP health checks (l7_health.c) ----- */
+
+/* One HTTP health check (MeshHealthCheck http) of one endpoint: made on
+ * the control loop (proxy_health.c) and queued on p->hc_queue; a worker
+ * runs it as one GET of the outbound's health_http_path on its pooled
+ * connection to the endpoint (so the traffic's SNI and peer identity
+ * check), :authority the service. Healthy iff the status is one of
+ * health_expected_statuses (none: 200, Envoy's default). */
+struct hy_l7_hc {
+    struct hy_l7_hc *prev, *next; /* p->hc_queue, then lw->hcs */
+    struct hy_px_hc_target t;     /* t.route: the check's own reference, counted in hc_running */
+    char key[HY_AGENT_EP_KEY];
+    uint64_t timeout_ms;
+    /* the worker's */
+    struct hy_l7_worker *lw;
+    struct hy_l7_cfg *cfg; /* a reference: svc's */
+    const struct hy_l7_svc *svc;
+    struct hy_l7_cs cs;
+    uv_timer_t timer;
+    bool done;
+};
+/* Frees a check that is not (or no longer) running. Any thread. */
+void hy_l7_hc_free(struct hy_proxy *p, struct hy_l7_hc *hc);
+/* Runs the checks queued on p->hc_queue. Worker thread. */
+void hy_px_l7_hc_take(struct hy_px_worker *w);
+/* Ends the worker's checks, unrecorded (it stops). */
+void hy_l7_hc_stop(struct hy_l7_worker *lw);
 
 /* ----- the hooks proxy*.c call ----- */
 

@@ -25,6 +25,7 @@ struct hy_px_route *hy_px_route_get(struct hy_proxy *p, uint16_t port, const cha
         atomic_init(&r->retries, 0);
         atomic_init(&r->active, 0);
         atomic_init(&r->pending, 0);
+        atomic_init(&r->hc_running, 0);
         hy_agent_eps_init(&r->eps);
         r->next = p->routes;
         p->routes = r;
