@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
 """A small HTTP/1.1 app for the sidecar's L7 tests (tests/integration/l7.sh).
 
-Usage: http_app.py PORT NAME. Prints "listening" once it accepts. Every
-response carries "X-Instance: NAME". Paths:
+Usage: http_app.py PORT NAME [--health-file=PATH]. Prints "listening" once
+it accepts. Every response carries "X-Instance: NAME". Paths:
   /status/N         answers status N
   /slow/MS          waits MS milliseconds, then 200
   /flaky/KEY/N      the first N requests for KEY answer 503, then 200
   /echo...          JSON: instance, method, path, headers, body length
   /stats            JSON: requests and connections this instance saw
+  /health           with --health-file: 503 while PATH exists, else 200
   anything else     200 "hello from NAME"
 A request with "Upgrade: X" and "Connection: Upgrade" gets a 101 and then
 every byte it sends comes back, upper-cased, until it closes.
 """
 import json
+import os
 import socketserver
 import sys
 import threading
@@ -20,6 +22,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 NAME = sys.argv[2] if len(sys.argv) > 2 else "app"
+HEALTH_FILE = next((a.split("=", 1)[1] for a in sys.argv[3:] if a.startswith("--health-file=")), None)
 LOCK = threading.Lock()
 STATS = {"requests": 0, "connections": 0}
 FLAKY = {}
@@ -95,6 +98,12 @@ class Handler(BaseHTTPRequestHandler):
             if seen < int(parts[3]):
                 return self.send(503, "flaky %d from %s\n" % (seen, NAME))
             return self.send(200, "recovered after %d from %s\n" % (seen, NAME))
+        if HEALTH_FILE and len(parts) == 2 and parts[1] == "health":
+            with LOCK:
+                STATS["health"] = STATS.get("health", 0) + 1
+            if os.path.exists(HEALTH_FILE):
+                return self.send(503, "unhealthy %s\n" % NAME)
+            return self.send(200, "healthy %s\n" % NAME)
         if len(parts) >= 2 and parts[1] == "stats":
             with LOCK:
                 return self.send(200, json.dumps(STATS), "application/json")
