@@ -72,8 +72,7 @@ hy_eq "without a MeshHealthCheck calls reach both instances" "b1 b2 " "$(calls 2
 
 # ---- b2 sick: its /health answers 503
 touch "$SICK"
-v=$(curl -s "$W_ADMIN/config" | jq -r .version)
-ctl apply -f - >/dev/null <<'YAML'
+ctl apply -f - >/dev/null 2>"$HY_TMP/apply-hc.err" <<'YAML'
 type: MeshHealthCheck
 mesh: default
 name: backend-hc
@@ -90,6 +89,7 @@ spec:
           path: /health
           expectedStatuses: [200]
 YAML
+hy_eq "applying it draws no warning (http.path and expectedStatuses are enforced)" "" "$(cat "$HY_TMP/apply-hc.err")"
 hc_set() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[] | select(.service == "backend") | .healthHttpPath == "/health"' >/dev/null; }
 hy_check "the MeshHealthCheck reaches web-1 (health path /health)" hy_wait_for 15 hc_set
 unhealthy_n() { [ "$(grep -c "outbound $PORT_OUT (backend): endpoint 127.0.0.1:$B2_PORT is unhealthy after 2 failed health checks in a row, the last: status 503" "$W_LOG")" -ge "$1" ]; }
