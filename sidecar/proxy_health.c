@@ -110,7 +110,8 @@ void hy_px_health_record(const struct hy_px_hc_target *t, const char *key, bool 
     hy_series_inc(ok ? t->passed : t->failed);
     int flipped = 0; /* 1: now unhealthy, -1: healthy again */
     pthread_mutex_lock(&r->eps.lock);
-    struct hy_agent_ep *e = hy_agent_eps_slot(&r->eps, key, true, hy_agent_now_ms());
+    struct hy_agent_ep *e =
+        r->checked ? hy_agent_eps_slot(&r->eps, key, true, hy_agent_now_ms()) : NULL;
     if (e && ok) {
         e->hc_bad = 0;
         e->bad_until = 0; /* it takes connections: forget a failed connect */
@@ -332,8 +333,32 @@ static void on_checker_timer_closed(uv_handle_t *h)
     checker_maybe_free(ck);
 }
 
+/* The checker starts or stops following its route. Stopped, it forgets
+ * every verdict: without checks no endpoint is held unhealthy (a late
+ * result of a check still out no longer counts). */
+static void checker_follow(struct checker *ck, bool on)
+{
+    struct hy_px_route *r = ck->t.route;
+    unsigned was = 0;
+    pthread_mutex_lock(&r->eps.lock);
+    r->checked = on;
+    for (size_t i = 0; i < HY_AGENT_MAX_EPS && !on; i++) {
+        struct hy_agent_ep *e = &r->eps.eps[i];
+        was += e->unhealthy;
+        e->unhealthy = false;
+        e->hc_bad = e->hc_ok = 0;
+    }
+    pthread_mutex_unlock(&r->eps.lock);
+    if (was && !ck->h->stopped)
+        hy_log(HY_LOG_INFO, "dp",
+               "outbound %u (%s): no more health checks: %u endpoint%s held unhealthy take%s "
+               "traffic again",
+               (unsigned)ck->t.port, ck->t.service, was, was == 1 ? "" : "s", was == 1 ? "s" : "");
+}
+
 static void checker_close(struct checker *ck)
 {
+    checker_follow(ck, false);
     ck->closing = true;
     for (struct probe *pr = ck->probes; pr; pr = pr->next)
         probe_close(pr);
@@ -373,6 +398,7 @@ static struct checker *checker_new(struct hy_px_health *h, uint16_t port)
     uv_timer_init(h->p->loop, &ck->timer);
     ck->timer.data = ck;
     ck->timer_open = true;
+    checker_follow(ck, true);
     ck->next = h->checkers;
     h->checkers = ck;
     return ck;

@@ -72,6 +72,7 @@ struct hy_px_route {
     atomic_uint hc_running;  /* HTTP health checks of its endpoints queued or on a worker */
     struct hy_agent_eps eps; /* its endpoints' load, failures and health; eps.lock guards: */
     size_t rr;               /* round-robin cursor over the outbound's endpoints */
+    bool checked;            /* a health checker follows it: check results count */
     uint64_t rng;            /* xorshift state for Random; 0 until first used */
     /* L7 outlier detection (under eps.lock), by the outbound's endpoint
      * index; ol_key says whose state a slot holds */

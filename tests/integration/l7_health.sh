@@ -5,7 +5,9 @@
 # sidecars' inbounds; b2's app answers 503 on /health while a file exists:
 # after unhealthyThreshold checks web-1 logs backend-2 unhealthy and every
 # call goes to backend-1; once /health answers 200 again traffic returns.
-# Then backend-2's sidecar is frozen (SIGSTOP): its checks time out.
+# Then backend-2's sidecar is frozen (SIGSTOP): its checks time out. Last,
+# the policy deleted while backend-2 is unhealthy, backend-2 takes traffic
+# again.
 . "$(dirname "$0")/lib.sh"
 DATA=$(cd "$(dirname "$0")/../data" && pwd)
 TOOLS=$(cd "$(dirname "$0")/../tools" && pwd)
@@ -121,7 +123,15 @@ kill -CONT "$B2_PID"
 hy_check "thawed, it is healthy again" hy_wait_for 15 healthy_n 2
 hy_check "and calls reach it" hy_wait_for 10 reaches_b2
 
+# ---- the MeshHealthCheck deleted while backend-2 is held unhealthy: it takes traffic again
+touch "$SICK"
+hy_check "b2's /health answers 503 again: unhealthy again" hy_wait_for 15 unhealthy_n 2
+hy_eq "calls go to backend-1" "b1 " "$(calls 10)"
 ctl delete MeshHealthCheck backend-hc -m default >/dev/null
+no_hc() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[] | select(.service == "backend") | .healthInterval == null' >/dev/null; }
+hy_check "the MeshHealthCheck deleted, web-1 checks no more" hy_wait_for 15 no_hc
+hy_check "and says backend-2 takes traffic again" grep -q "outbound $PORT_OUT (backend): no more health checks: 1 endpoint held unhealthy takes traffic again" "$W_LOG"
+hy_check "calls reach backend-2 although its /health still answers 503" hy_wait_for 10 reaches_b2
 hy_check "SIGTERM stops web-1 cleanly" hy_stop "$W_PID"
 hy_check "SIGTERM stops backend-1 cleanly" hy_stop "$B1_PID"
 hy_check "SIGTERM stops backend-2 cleanly" hy_stop "$B2_PID"
