@@ -52,7 +52,7 @@ struct hy_px_health {
     struct hy_dp_snapshot *snap; /* what the checkers follow */
     struct checker *checkers;
     bool stopped;
-    unsigned next_worker; /* the one the next HTTP checks wake */
+    unsigned next_worker;        /* the one the next HTTP checks wake */
     struct hy_series *checks[2]; /* passed, failed */
 };
 
@@ -103,8 +103,7 @@ static void probe_close(struct probe *pr)
         uv_close((uv_handle_t *)&pr->timer, on_probe_closed);
 }
 
-void hy_px_health_record(const struct hy_px_hc_target *t, const char *key, bool ok,
-                         const char *why)
+void hy_px_health_record(const struct hy_px_hc_target *t, const char *key, bool ok, const char *why)
 {
     struct hy_px_route *r = t->route;
     hy_series_inc(ok ? t->passed : t->failed);

@@ -9,8 +9,7 @@
 # the policy deleted while backend-2 is unhealthy, backend-2 takes traffic
 # again.
 . "$(dirname "$0")/lib.sh"
-DATA=$(cd "$(dirname "$0")/../data" && pwd)
-TOOLS=$(cd "$(dirname "$0")/../tools" && pwd)
+DATA=$(cd "$(dirname "$0")/../data" && pwd) # hy_start_mesh_zone's
 export HOME=$HY_TMP/home
 mkdir -p "$HOME"
 unset HYPHA_CP HYPHACTL_CONFIG
@@ -25,42 +24,21 @@ B2_PORT=$(ports4)
 W_PORT=$(ports4)
 SICK=$HY_TMP/b2-sick # while it exists, b2's /health answers 503
 
-# start_app PORT NAME: the Python app, /health answering 503 while $HY_TMP/NAME-sick exists
-start_app() {
-    python3 "$TOOLS/http_app.py" "$1" "$2" "--health-file=$HY_TMP/$2-sick" >"$HY_TMP/app-$2.log" 2>&1 &
-    HY_PIDS+=("$!")
-    hy_wait_for 10 grep -q listening "$HY_TMP/app-$2.log"
-}
-# start_dp NAME SERVICE PORT: a sidecar of dataplane-http.yaml; sets DP_PID, DP_ADMIN, DP_LOG
-start_dp() {
-    local name=$1 svc=$2 port=$3 log=$HY_TMP/dp-$1.log
-    hy_dp_token "$name" default "$svc"
-    "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
-        --dataplane-file "$DATA/dp/dataplane-http.yaml" --dataplane-token-file "$HY_TMP/$name.token" \
-        --dataplane-var "name=$name,service=$svc,port=$port,app_port=$((port + 1)),out_port=$((port + 2)),out_port2=$((port + 3)),version=v1" \
-        --admin-address 127.0.0.1:0 --workers 2 >"$log" 2>&1 &
-    DP_PID=$!
-    DP_LOG=$log
-    HY_PIDS+=("$DP_PID")
-    hy_wait_for 15 grep -q 'admin on http://' "$log"
-    DP_ADMIN=$(grep -o 'admin on http://[^ ]*' "$log" | sed 's/admin on //')
-}
 ready() { curl -sf "$1/ready" >/dev/null; }
-metric() { # metric ADMIN NAME{LABELS}: its value, 0 when absent
-    curl -s "$1/metrics" | awk -v m="$2" '$1 == m { print $2; f = 1 } END { if (!f) print 0 }'
-}
 ge() { [ "$1" -ge "$2" ]; }
 
-start_app $((B1_PORT + 1)) b1
-start_app $((B2_PORT + 1)) b2
-start_app $((W_PORT + 1)) w1
-start_dp backend-1 backend "$B1_PORT"
-B1_PID=$DP_PID
-start_dp backend-2 backend "$B2_PORT"
+hy_start_http_app $((B1_PORT + 1)) b1 "--health-file=$HY_TMP/b1-sick" # never there
+hy_start_http_app $((B2_PORT + 1)) b2 "--health-file=$SICK"
+hy_start_http_app $((W_PORT + 1)) w1
+hy_start_http_dp backend-1 backend "$B1_PORT" v1
+B1_PID=$DP_PID B1_ADMIN=$DP_ADMIN
+hy_start_http_dp backend-2 backend "$B2_PORT" v1
 B2_PID=$DP_PID B2_ADMIN=$DP_ADMIN B2_LOG=$DP_LOG
-start_dp web-1 web "$W_PORT"
+hy_start_http_dp web-1 web "$W_PORT" v1
 W_PID=$DP_PID W_ADMIN=$DP_ADMIN W_LOG=$DP_LOG
 hy_check "the sidecars become ready" hy_wait_for 20 ready "$W_ADMIN"
+hy_wait_for 20 ready "$B1_ADMIN"
+hy_wait_for 20 ready "$B2_ADMIN"
 eps() { curl -s "$W_ADMIN/config" | jq -e '[.outbounds[] | select(.service == "backend" and .protocol == "http") | .endpoints[]?] | length == 2' >/dev/null; }
 hy_check "web-1's outbound to backend is http, with both instances" hy_wait_for 20 eps
 OUT=http://127.0.0.1:$((W_PORT + 2))
@@ -103,8 +81,8 @@ app_health() { curl -s "http://127.0.0.1:$(($1 + 1))/stats" | jq -r '.health // 
 hy_check "the checks reached b2's app through backend-2's inbound" ge "$(app_health "$B2_PORT")" 2
 hy_check "as HTTP requests of web's identity in backend-2's access log" \
     grep -Eq "http direction=inbound .*method=GET authority=backend path=/health status=503 .*id=spiffe://default/web " "$B2_LOG"
-hy_check "counted as failed checks" ge "$(metric "$W_ADMIN" 'hypha_dp_health_checks_total{result="failed"}')" 2
-hy_check "and backend-1's as passed" ge "$(metric "$W_ADMIN" 'hypha_dp_health_checks_total{result="passed"}')" 2
+hy_check "counted as failed checks" ge "$(hy_metric "$W_ADMIN" 'hypha_dp_health_checks_total{result="failed"}')" 2
+hy_check "and backend-1's as passed" ge "$(hy_metric "$W_ADMIN" 'hypha_dp_health_checks_total{result="passed"}')" 2
 hy_eq "the checks are no requests of web-1's outbound" 0 \
     "$(grep -c 'http direction=outbound .*path=/health' "$W_LOG")"
 
