@@ -65,6 +65,9 @@ static const char *const health[] = {TARGET_REFS,
                                      "to.default.unhealthyThreshold",
                                      "to.default.healthyThreshold",
                                      "to.default.tcp.disabled",
+                                     "to.default.http.disabled",
+                                     "to.default.http.path",
+                                     "to.default.http.expectedStatuses",
                                      NULL};
 
 static const char *const http_route[] = {TARGET_REFS,
@@ -112,7 +115,8 @@ static const struct enforced table[] = {
      "zones; hashing, load-balancer options, local-zone affinity and failover thresholds are "
      "not there yet"},
     {"MeshHealthCheck", health,
-     "the sidecar checks by TCP connect: payload checks, HTTP and gRPC checks, jitter and panic "
+     "the sidecar checks by TCP connect, or by an HTTP GET of http.path (http and http2 "
+     "services); payload checks, HTTP request headers, gRPC checks, jitter and panic "
      "thresholds are not there yet"},
     {"MeshHTTPRoute", http_route,
      "a backendRef names a whole service: the sidecar sends to every instance of it (a "

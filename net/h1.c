@@ -108,6 +108,16 @@ static bool is_visible(const char *s, size_t n)
     return true;
 }
 
+/* A target the writer sends: visible ASCII without '#' (llhttp refuses
+ * obs-text in a target; the fragment is never sent). */
+static bool is_ascii_target(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f || *s == '#')
+            return false;
+    return true;
+}
+
 /* A Host value or authority: reg-name or IP literal, optional port. */
 static bool is_authority(const char *s, size_t n)
 {
@@ -752,9 +762,9 @@ int hy_h1_write_head(struct hy_buf *out, const struct hy_http_head *h, long long
         return HY_EINVAL;
     if (h->request) {
         if (!h->method || !is_token(h->method, strlen(h->method)) || !h->target || !h->target[0] ||
-            !is_visible(h->target, strlen(h->target)) || !h->authority ||
-            !is_visible(h->authority, strlen(h->authority)))
-            return HY_EINVAL;
+            !is_ascii_target(h->target) || !h->authority || !h->authority[0] ||
+            !is_authority(h->authority, strlen(h->authority)))
+            return HY_EINVAL; /* what the parser would refuse is never written */
         rc = hy_buf_puts(out, h->method) || hy_buf_puts(out, " ") || hy_buf_puts(out, h->target) ||
                      hy_buf_puts(out, " HTTP/1.1\r\nHost: ") || hy_buf_puts(out, h->authority) ||
                      hy_buf_puts(out, "\r\n")

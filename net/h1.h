@@ -90,8 +90,9 @@ void hy_h1_strip_hop(struct hy_http_head *h);
  * own Content-Length, Transfer-Encoding and Host fields are not written.
  * h->scheme and h->version are not written (always origin-form, HTTP/1.1).
  * Refuses (HY_EINVAL, out unchanged) CR, LF, NUL or another control
- * character but HT in any value, invalid names and methods, a target or
- * authority with spaces or controls, a request without authority, a status
+ * character but HT in any value, invalid names and methods, a target with
+ * anything but visible ASCII or with '#', an authority that is not host[:port] (the
+ * parser's rule), a request without authority, a status
  * out of 100-599; HY_ENOMEM (out unchanged). */
 int hy_h1_write_head(struct hy_buf *out, const struct hy_http_head *h, long long content_length);
 /* Appends one chunk of n > 0 bytes (n == 0: HY_EINVAL). 0 or HY_ENOMEM. */

@@ -42,7 +42,9 @@ uint64_t hy_dp_renew_retry_ms(int64_t not_before, int64_t not_after)
     return ms < 1000 ? 1000 : ms > 60000 ? 60000 : (uint64_t)ms;
 }
 
-/* Listener ports: each in range and none used twice (the proxy binds them). */
+/* Listener ports: each in range and none used twice (the proxy binds them).
+ * An outbound may have port 0: a backend of routes and splits only, never
+ * listened on. */
 static int check_ports(const Hypha__V1__DpConfig *c, char *err, size_t errlen)
 {
     uint8_t seen[65536 / 8] = {0};
@@ -51,6 +53,8 @@ static int check_ports(const Hypha__V1__DpConfig *c, char *err, size_t errlen)
         size_t k = in ? i : i - c->n_inbounds;
         uint32_t port = in ? c->inbounds[k]->port : c->outbounds[k]->port;
         const char *what = in ? "inbounds" : "outbounds";
+        if (!in && port == 0)
+            continue;
         if (port == 0 || port > 65535) {
             snprintf(err, errlen, "%s[%zu]: port %u is not in 1..65535", what, k, (unsigned)port);
             return HY_EINVAL;

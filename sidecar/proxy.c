@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "net.h"
 #include "proxy_int.h"
+#include "proxy_l7.h"
 #include "poison.h"
 
 const char *hy_px_mesh(const struct hy_dp_snapshot *s, char *buf, size_t size)
@@ -55,6 +56,32 @@ static int open_metrics(struct hy_proxy *p, struct hy_metrics *m)
         "Time to connect to the upstream: the app (inbound) or a peer sidecar (outbound)", bounds,
         sizeof(bounds) / sizeof(bounds[0]), 1, "direction");
     if (!conns || !active || !bytes || !fail || !overflow || !denied || !shadow || !connect_s)
+        return HY_ENOMEM;
+    /* the HTTP path (proxy_l7.h) */
+    p->m.http_requests =
+        hy_metric_counter(m, "hypha_dp_http_requests_total",
+                          "HTTP requests the sidecar answered or passed on, by direction, service "
+                          "(outbound: the backend; inbound: its own), route and status",
+                          5, "direction", "service", "route", "code_class", "code");
+    p->m.http_duration =
+        hy_metric_histogram(m, "hypha_dp_http_request_duration_seconds",
+                            "Time from an HTTP request's head to the end of its response", bounds,
+                            sizeof(bounds) / sizeof(bounds[0]), 2, "direction", "service");
+    p->m.rate_limited = hy_metric_counter(
+        m, "hypha_dp_rate_limited_total",
+        "Requests (kind http) and connections (kind tcp) MeshRateLimit refused", 1, "kind");
+    p->m.faults = hy_metric_counter(m, "hypha_dp_http_faults_total",
+                                    "Faults MeshFaultInjection injected, by kind", 1, "kind");
+    p->m.http_retries = hy_metric_series(hy_metric_counter(
+        m, "hypha_dp_http_retries_total", "HTTP requests tried again (MeshRetry)", 0));
+    p->m.http_timeouts = hy_metric_series(hy_metric_counter(
+        m, "hypha_dp_http_timeouts_total",
+        "HTTP requests cut by a timeout (MeshTimeout requestTimeout, MeshRetry perTryTimeout)", 0));
+    p->m.http_ejections = hy_metric_series(
+        hy_metric_counter(m, "hypha_dp_http_ejections_total",
+                          "Endpoints ejected by outlier detection (MeshCircuitBreaker)", 0));
+    if (!p->m.http_requests || !p->m.http_duration || !p->m.rate_limited || !p->m.faults ||
+        !p->m.http_retries || !p->m.http_timeouts || !p->m.http_ejections)
         return HY_ENOMEM;
     for (int d = HY_PX_IN; d <= HY_PX_OUT; d++) {
         const char *n = hy_px_dir_name(d);
@@ -124,7 +151,7 @@ static struct hy_px_listener *listener_open(struct hy_px_worker *w, enum hy_px_d
 {
     struct hy_proxy *p = w->p;
     struct hy_px_listener *l = calloc(1, sizeof(*l));
-    if (l && dir == HY_PX_OUT && !(l->route = hy_px_route_get(p, port))) {
+    if (l && dir == HY_PX_OUT && !(l->route = hy_px_route_get(p, port, NULL))) {
         free(l);
         l = NULL;
     }
@@ -192,6 +219,8 @@ static void reconcile(struct hy_px_worker *w)
         enum hy_px_dir dir = i < c->n_inbounds ? HY_PX_IN : HY_PX_OUT;
         uint16_t port = (uint16_t)(dir == HY_PX_IN ? c->inbounds[i]->port
                                                    : c->outbounds[i - c->n_inbounds]->port);
+        if (port == 0) /* a backend-only outbound: no listener */
+            continue;
         bool have = false;
         for (struct hy_px_listener *l = w->listeners; l && !have; l = l->next)
             have = l->dir == dir && l->port == port;
@@ -235,6 +264,7 @@ void hy_px_refresh(struct hy_px_worker *w)
         hy_dp_snapshot_unref(w->snap);
         w->snap = s;
         reconcile(w);
+        hy_px_l7_refresh(w);
     }
     atomic_store_explicit(&w->applied, gen, memory_order_release);
 }
@@ -242,6 +272,7 @@ void hy_px_refresh(struct hy_px_worker *w)
 static void on_check(uv_check_t *h)
 {
     hy_px_refresh(h->data);
+    hy_px_l7_turn(h->data); /* HTTP/2 output of this loop turn, one write per connection */
 }
 
 /* ----- workers ----- */
@@ -269,6 +300,13 @@ static void worker_begin(struct hy_agent_worker *base)
     hy_px_refresh(px_worker(base));
 }
 
+/* Woken: a new snapshot, or HTTP health checks to run (proxy_health.c). */
+static void worker_wake(struct hy_agent_worker *base)
+{
+    hy_px_refresh(px_worker(base));
+    hy_px_l7_hc_take(px_worker(base));
+}
+
 static void worker_stop(struct hy_agent_worker *base)
 {
     struct hy_px_worker *w = px_worker(base);
@@ -280,6 +318,7 @@ static void worker_stop(struct hy_agent_worker *base)
     }
     for (struct hy_px_conn *c = w->conns; c; c = c->next)
         hy_px_conn_close(c, "shutdown", NULL);
+    hy_px_l7_stop(w);
 }
 
 static void worker_end(struct hy_agent_worker *base)
@@ -293,6 +332,7 @@ static void worker_fini(struct hy_agent_worker *base)
     struct hy_px_worker *w = px_worker(base);
     if (w->conns)
         hy_log(HY_LOG_ERROR, "dp", "worker %u ended with connections open (a bug)", base->index);
+    hy_px_l7_fini(w);
     hy_px_tls_fini(&w->tls);
     hy_dp_snapshot_unref(w->snap);
     hy_dp_snapshot_unref(w->tls_snap);
@@ -302,7 +342,7 @@ static const struct hy_agent_pool_ops worker_ops = {
     .size = sizeof(struct hy_px_worker),
     .open = worker_open,
     .begin = worker_begin,
-    .wake = worker_begin, /* a new snapshot */
+    .wake = worker_wake,
     .stop = worker_stop,
     .end = worker_end,
     .fini = worker_fini,
@@ -380,6 +420,7 @@ void hy_proxy_free(struct hy_proxy *p)
     if (!p)
         return;
     hy_agent_pool_free(&p->workers);
+    hy_px_l7_proxy_fini(p);
     hy_px_health_free(p);
     if (p->routes)
         hy_log(HY_LOG_ERROR, "dp", "the proxy is freed with routes in use (a bug)");

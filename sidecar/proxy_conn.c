@@ -11,6 +11,7 @@
 #include "error.h"
 #include "metrics.h"
 #include "proxy_int.h"
+#include "proxy_l7.h"
 #include "poison.h"
 
 uint64_t hy_px_ms(const Hypha__V1__Duration *d, uint64_t dflt)
@@ -68,6 +69,8 @@ static void conn_free(struct hy_px_conn *c)
         w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    if (c->l7)
+        hy_px_l7_free(c);
     hy_px_tls_free(c);
     free(c->rbuf);
     hy_dp_snapshot_unref(c->snap);
@@ -88,6 +91,11 @@ static void close_handle(struct hy_px_conn *c, uv_handle_t *h)
         c->handles++;
         uv_close(h, on_handle_closed);
     }
+}
+
+void hy_px_conn_close_handle(struct hy_px_conn *c, uv_handle_t *h)
+{
+    close_handle(c, h);
 }
 
 /* ----- lingering close of a refused caller -----
@@ -159,6 +167,8 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
         vsnprintf(c->why, sizeof(c->why), why, ap);
         va_end(ap);
     }
+    if (c->l7)
+        hy_px_l7_closed(c); /* its streams and requests end; its timers close */
     hy_series_add(c->m->active[c->dir], -1);
     if (c->l->route)
         atomic_fetch_sub_explicit(&c->l->route->active, 1, memory_order_relaxed);
@@ -203,6 +213,11 @@ static void on_write(struct hy_agent_side *s, int status)
     if (status < 0) {
         hy_px_conn_close(c, "error", "writing to the %s: %s",
                          s == &c->up ? "upstream" : "downstream", uv_strerror(status));
+        return;
+    }
+    if (c->l7) {
+        if (s == &c->down && c->dir == HY_PX_OUT && !c->tls->init)
+            hy_l7_down_written(c);
         return;
     }
     struct hy_agent_side *src = other(c, s);
@@ -302,6 +317,16 @@ static void on_plain_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     if (c->closing || n == 0)
         return;
     c->last_ms = uv_now(&c->w->base.loop);
+    if (c->l7) { /* the app's HTTP/1.1 to its outbound */
+        if (n == UV_EOF) {
+            c->plain->eof = true;
+            update_reading(c, c->plain);
+        } else if (n > 0) {
+            c->bytes_up += (uint64_t)n;
+        }
+        hy_l7_down_data(c, (const uint8_t *)buf->base, n);
+        return;
+    }
     if (n == UV_EOF) {
         c->plain->eof = true;
         update_reading(c, c->plain);
@@ -367,7 +392,7 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c)
             hy_px_outbound_handshake_done(c);
         return;
     }
-    if (c->phase != HY_PX_RELAY || c->tls_in_done)
+    if (c->phase != HY_PX_RELAY || c->tls_in_done || !c->ssl) /* no TLS: an L7 app side */
         return;
     uint8_t buf[HY_PX_READ_SIZE];
     /* everything waiting is decrypted and queued: at most one read past the
@@ -379,6 +404,10 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c)
         if (r == HY_PX_TLS_EOF) {
             c->tls_in_done = true;
             update_reading(c, c->tls);
+            if (c->l7) {
+                hy_px_l7_tls(c, NULL, 0);
+                return;
+            }
             shut(c->plain);
             return;
         }
@@ -400,6 +429,12 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c)
         else
             c->bytes_down += (uint64_t)r;
         hy_series_add(c->m->bytes[c->dir], (double)r);
+        if (c->l7) { /* HTTP/2 between sidecars */
+            hy_px_l7_tls(c, buf, (size_t)r);
+            if (c->closing)
+                return;
+            continue;
+        }
         int rc = hy_px_write(c, c->plain, buf, (size_t)r);
         if (rc < 0) {
             hy_px_conn_close(c, "error", "writing to the %s: %s",
@@ -407,7 +442,13 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c)
             return;
         }
     }
-    check_pressure(c, c->plain);
+    if (!c->l7)
+        check_pressure(c, c->plain);
+}
+
+void hy_px_conn_update_reading(struct hy_px_conn *c, struct hy_agent_side *s)
+{
+    update_reading(c, s);
 }
 
 /* ----- timers ----- */

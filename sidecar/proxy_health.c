@@ -1,10 +1,12 @@
-/* Active health checks (MeshHealthCheck, TCP): for every outbound whose
- * config has health_interval, a checker on the control loop connects to
- * each endpoint once per interval (a host name is looked up each time). unhealthy_threshold
- * failures in a row take an endpoint out of the balancing (in the route every worker reads),
- * healthy_threshold successes bring it back. A check is a TCP connect that
- * completes within health_timeout; the connection is closed at once,
- * before any TLS. */
+/* Active health checks (MeshHealthCheck): for every outbound whose
+ * config has health_interval, a checker on the control loop checks each
+ * endpoint once per interval. unhealthy_threshold failures in a row take
+ * an endpoint out of the balancing (in the route every worker reads),
+ * healthy_threshold successes bring it back. A check is a TCP connect
+ * that completes within health_timeout (a host name is looked up each
+ * time; the connection is closed at once, before any TLS), or, when the
+ * outbound has health_http_path, an HTTP request a worker makes over mTLS
+ * (l7_health.c) that is answered within health_timeout. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include "error.h"
 #include "metrics.h"
 #include "proxy_int.h"
+#include "proxy_l7.h"
 #include "poison.h"
 
 #define HY_PX_HC_TIMEOUT_MS 15000 /* Kuma's default */
@@ -37,14 +40,11 @@ struct probe {
 struct checker {
     struct hy_px_health *h;
     struct checker *next;
-    uint16_t port;
-    char service[128];
-    struct hy_px_route *route; /* a reference */
+    struct hy_px_hc_target t; /* t.route: the checker's reference */
     uv_timer_t timer;
     bool timer_open, closing;
     uint64_t interval_ms, timeout_ms;
-    unsigned unhealthy_after, healthy_after;
-    struct probe *probes; /* in flight */
+    struct probe *probes; /* TCP checks in flight */
 };
 
 struct hy_px_health {
@@ -52,6 +52,7 @@ struct hy_px_health {
     struct hy_dp_snapshot *snap; /* what the checkers follow */
     struct checker *checkers;
     bool stopped;
+    unsigned next_worker;        /* the one the next HTTP checks wake */
     struct hy_series *checks[2]; /* passed, failed */
 };
 
@@ -67,7 +68,7 @@ static void checker_maybe_free(struct checker *ck)
 {
     if (!ck->closing || ck->timer_open || ck->probes)
         return;
-    hy_px_route_put(ck->h->p, ck->route);
+    hy_px_route_put(ck->h->p, ck->t.route);
     free(ck);
 }
 
@@ -102,26 +103,25 @@ static void probe_close(struct probe *pr)
         uv_close((uv_handle_t *)&pr->timer, on_probe_closed);
 }
 
-/* Counts a result against the endpoint; logs when its health flips. */
-static void record(struct probe *pr, bool ok, const char *why)
+void hy_px_health_record(const struct hy_px_hc_target *t, const char *key, bool ok, const char *why)
 {
-    struct checker *ck = pr->ck;
-    struct hy_px_route *r = ck->route;
-    hy_series_inc(ck->h->checks[ok ? 0 : 1]);
+    struct hy_px_route *r = t->route;
+    hy_series_inc(ok ? t->passed : t->failed);
     int flipped = 0; /* 1: now unhealthy, -1: healthy again */
     pthread_mutex_lock(&r->eps.lock);
-    struct hy_agent_ep *e = hy_agent_eps_slot(&r->eps, pr->key, true, hy_agent_now_ms());
+    struct hy_agent_ep *e =
+        r->checked ? hy_agent_eps_slot(&r->eps, key, true, hy_agent_now_ms()) : NULL;
     if (e && ok) {
         e->hc_bad = 0;
         e->bad_until = 0; /* it takes connections: forget a failed connect */
-        if (e->unhealthy && ++e->hc_ok >= ck->healthy_after) {
+        if (e->unhealthy && ++e->hc_ok >= t->healthy_after) {
             e->unhealthy = false;
             e->hc_ok = 0;
             flipped = -1;
         }
     } else if (e) {
         e->hc_ok = 0;
-        if (!e->unhealthy && ++e->hc_bad >= ck->unhealthy_after) {
+        if (!e->unhealthy && ++e->hc_bad >= t->unhealthy_after) {
             e->unhealthy = true;
             e->hc_bad = 0;
             flipped = 1;
@@ -132,13 +132,18 @@ static void record(struct probe *pr, bool ok, const char *why)
         hy_log(HY_LOG_WARN, "dp",
                "outbound %u (%s): endpoint %s is unhealthy after %u failed health checks in a "
                "row, the last: %s",
-               (unsigned)ck->port, ck->service, pr->key, ck->unhealthy_after, why);
+               (unsigned)t->port, t->service, key, t->unhealthy_after, why);
     else if (flipped < 0)
         hy_log(HY_LOG_INFO, "dp", "outbound %u (%s): endpoint %s is healthy again",
-               (unsigned)ck->port, ck->service, pr->key);
+               (unsigned)t->port, t->service, key);
     else if (!ok)
-        hy_log(HY_LOG_DEBUG, "dp", "outbound %u: health check of %s failed: %s", (unsigned)ck->port,
-               pr->key, why);
+        hy_log(HY_LOG_DEBUG, "dp", "outbound %u: health check of %s failed: %s", (unsigned)t->port,
+               key, why);
+}
+
+static void record(struct probe *pr, bool ok, const char *why)
+{
+    hy_px_health_record(&pr->ck->t, pr->key, ok, why);
 }
 
 static void on_probe_connect(uv_connect_t *req, int status)
@@ -242,7 +247,7 @@ static void probe_start(struct checker *ck, const Hypha__V1__DpEndpoint *e)
  * slots come free. */
 static void forget_gone(struct checker *ck, const Hypha__V1__DpOutbound *o)
 {
-    struct hy_px_route *r = ck->route;
+    struct hy_px_route *r = ck->t.route;
     pthread_mutex_lock(&r->eps.lock);
     for (size_t i = 0; i < HY_AGENT_MAX_EPS; i++) {
         struct hy_agent_ep *e = &r->eps.eps[i];
@@ -260,13 +265,62 @@ static void forget_gone(struct checker *ck, const Hypha__V1__DpOutbound *o)
     pthread_mutex_unlock(&r->eps.lock);
 }
 
+/* HTTP checks of o's endpoints, for a worker to run: queued, one worker
+ * woken (each round another). */
+static void http_round(struct checker *ck, const Hypha__V1__DpOutbound *o)
+{
+    struct hy_proxy *p = ck->h->p;
+    struct hy_l7_hc *q = NULL;
+    for (size_t i = 0; i < o->n_endpoints; i++) {
+        const Hypha__V1__DpEndpoint *e = o->endpoints[i];
+        if (e->port == 0 || e->port > 65535 || !e->address || !e->address[0])
+            continue; /* the outbound cannot reach it either; nothing to learn */
+        struct hy_l7_hc *hc = calloc(1, sizeof(*hc));
+        if (!hc || !(hc->t.route = hy_px_route_get(p, ck->t.port, NULL))) {
+            free(hc);
+            hy_log(HY_LOG_ERROR, "dp", "out of memory: outbound %u's health checks skipped",
+                   (unsigned)ck->t.port);
+            break;
+        }
+        struct hy_px_route *r = hc->t.route;
+        hc->t = ck->t;
+        hc->t.route = r;
+        atomic_fetch_add(&r->hc_running, 1);
+        hc->timeout_ms = ck->timeout_ms;
+        hy_agent_endpoint_key(e, hc->key, sizeof(hc->key));
+        hc->next = q;
+        q = hc;
+    }
+    if (!q)
+        return;
+    pthread_mutex_lock(&p->lock);
+    struct hy_l7_hc *last = q;
+    while (last->next)
+        last = last->next;
+    last->next = p->hc_queue;
+    p->hc_queue = q;
+    pthread_mutex_unlock(&p->lock);
+    unsigned n = p->workers.n;
+    for (unsigned k = 0; k < n; k++) { /* the next worker that runs */
+        struct hy_agent_worker *w = hy_agent_pool_at(&p->workers, ck->h->next_worker++ % n);
+        if (w->thread_started) {
+            uv_async_send(&w->wake);
+            break;
+        }
+    }
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct checker *ck = t->data;
-    const Hypha__V1__DpOutbound *o = outbound_of(ck->h->snap, ck->port);
-    if (ck->closing || !o || ck->probes) /* the last round still runs: let it end */
-        return;
+    const Hypha__V1__DpOutbound *o = outbound_of(ck->h->snap, ck->t.port);
+    if (ck->closing || !o || ck->probes || atomic_load(&ck->t.route->hc_running))
+        return; /* the last round still runs: let it end */
     forget_gone(ck, o);
+    if (o->health_http_path) {
+        http_round(ck, o);
+        return;
+    }
     for (size_t i = 0; i < o->n_endpoints; i++)
         probe_start(ck, o->endpoints[i]);
 }
@@ -278,8 +332,32 @@ static void on_checker_timer_closed(uv_handle_t *h)
     checker_maybe_free(ck);
 }
 
+/* The checker starts or stops following its route. Stopped, it forgets
+ * every verdict: without checks no endpoint is held unhealthy (a late
+ * result of a check still out no longer counts). */
+static void checker_follow(struct checker *ck, bool on)
+{
+    struct hy_px_route *r = ck->t.route;
+    unsigned was = 0;
+    pthread_mutex_lock(&r->eps.lock);
+    r->checked = on;
+    for (size_t i = 0; i < HY_AGENT_MAX_EPS && !on; i++) {
+        struct hy_agent_ep *e = &r->eps.eps[i];
+        was += e->unhealthy;
+        e->unhealthy = false;
+        e->hc_bad = e->hc_ok = 0;
+    }
+    pthread_mutex_unlock(&r->eps.lock);
+    if (was && !ck->h->stopped)
+        hy_log(HY_LOG_INFO, "dp",
+               "outbound %u (%s): no more health checks: %u endpoint%s held unhealthy take%s "
+               "traffic again",
+               (unsigned)ck->t.port, ck->t.service, was, was == 1 ? "" : "s", was == 1 ? "s" : "");
+}
+
 static void checker_close(struct checker *ck)
 {
+    checker_follow(ck, false);
     ck->closing = true;
     for (struct probe *pr = ck->probes; pr; pr = pr->next)
         probe_close(pr);
@@ -291,12 +369,12 @@ static void checker_set(struct checker *ck, const Hypha__V1__DpOutbound *o)
 {
     uint64_t interval = hy_px_ms(o->health_interval, 60000);
     ck->timeout_ms = hy_px_ms(o->health_timeout, HY_PX_HC_TIMEOUT_MS);
-    ck->unhealthy_after = o->has_unhealthy_threshold && o->unhealthy_threshold
-                              ? o->unhealthy_threshold
-                              : HY_PX_HC_UNHEALTHY;
-    ck->healthy_after =
+    ck->t.unhealthy_after = o->has_unhealthy_threshold && o->unhealthy_threshold
+                                ? o->unhealthy_threshold
+                                : HY_PX_HC_UNHEALTHY;
+    ck->t.healthy_after =
         o->has_healthy_threshold && o->healthy_threshold ? o->healthy_threshold : HY_PX_HC_HEALTHY;
-    snprintf(ck->service, sizeof(ck->service), "%s", o->service ? o->service : "");
+    snprintf(ck->t.service, sizeof(ck->t.service), "%s", o->service ? o->service : "");
     if (interval != ck->interval_ms) {
         ck->interval_ms = interval;
         uv_timer_start(&ck->timer, on_tick, 0, interval); /* the first round now */
@@ -306,17 +384,20 @@ static void checker_set(struct checker *ck, const Hypha__V1__DpOutbound *o)
 static struct checker *checker_new(struct hy_px_health *h, uint16_t port)
 {
     struct checker *ck = calloc(1, sizeof(*ck));
-    if (!ck || !(ck->route = hy_px_route_get(h->p, port))) {
+    if (!ck || !(ck->t.route = hy_px_route_get(h->p, port, NULL))) {
         free(ck);
         hy_log(HY_LOG_ERROR, "dp", "out of memory: no health checks for outbound %u",
                (unsigned)port);
         return NULL;
     }
     ck->h = h;
-    ck->port = port;
+    ck->t.port = port;
+    ck->t.passed = h->checks[0];
+    ck->t.failed = h->checks[1];
     uv_timer_init(h->p->loop, &ck->timer);
     ck->timer.data = ck;
     ck->timer_open = true;
+    checker_follow(ck, true);
     ck->next = h->checkers;
     h->checkers = ck;
     return ck;
@@ -349,7 +430,7 @@ void hy_px_health_update(struct hy_proxy *p)
     struct checker **pc = &h->checkers;
     while (*pc) { /* stop what the config no longer checks */
         struct checker *ck = *pc;
-        const Hypha__V1__DpOutbound *o = outbound_of(s, ck->port);
+        const Hypha__V1__DpOutbound *o = outbound_of(s, ck->t.port);
         if (o && o->health_interval) {
             checker_set(ck, o);
             pc = &ck->next;
@@ -360,11 +441,11 @@ void hy_px_health_update(struct hy_proxy *p)
     }
     for (size_t i = 0; s && i < s->config->n_outbounds; i++) {
         const Hypha__V1__DpOutbound *o = s->config->outbounds[i];
-        if (!o->health_interval)
+        if (!o->health_interval || o->port == 0) /* backend-only outbounds: not yet checked */
             continue;
         bool have = false;
         for (struct checker *ck = h->checkers; ck && !have; ck = ck->next)
-            have = ck->port == o->port;
+            have = ck->t.port == o->port;
         struct checker *ck = have ? NULL : checker_new(h, (uint16_t)o->port);
         if (ck)
             checker_set(ck, o);
@@ -389,6 +470,11 @@ void hy_px_health_free(struct hy_proxy *p)
     struct hy_px_health *h = p->health;
     if (!h)
         return;
+    while (p->hc_queue) { /* HTTP checks no worker took */
+        struct hy_l7_hc *hc = p->hc_queue;
+        p->hc_queue = hc->next;
+        hy_l7_hc_free(p, hc);
+    }
     hy_dp_snapshot_unref(h->snap);
     free(h);
     p->health = NULL;

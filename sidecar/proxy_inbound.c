@@ -3,11 +3,13 @@
  * MeshTrafficPermission entries and rules, then plain TCP to the local
  * app. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "metrics.h"
 #include "proxy_int.h"
+#include "proxy_l7.h"
 #include "poison.h"
 
 static void shadow(struct hy_px_conn *c, const char *origin)
@@ -73,6 +75,35 @@ void hy_px_inbound_denied(struct hy_px_conn *c, const char *why)
     hy_px_conn_close(c, "denied", "%s", why);
 }
 
+/* MeshRateLimit's TCP connection rate for c's caller: true when it is
+ * over (c closed). */
+static bool rate_limited(struct hy_px_conn *c)
+{
+    bool any = false;
+    for (size_t i = 0; i < c->in->n_rate_limits && !any; i++)
+        any = c->in->rate_limits[i]->tcp_connections > 0;
+    if (!any)
+        return false;
+    struct hy_l7_worker *lw = hy_l7_worker(c->w);
+    struct hy_permit_peer *peer = calloc(1, sizeof(*peer));
+    if (!lw || !peer) {
+        free(peer);
+        hy_px_conn_close(c, "error", "out of memory checking the rate limit");
+        return true;
+    }
+    hy_px_tls_peer_tags(c, peer);
+    int index;
+    const Hypha__V1__DpCallerRateLimit *rl = hy_l7_limit_pick(c->in, peer, &index);
+    free(peer);
+    if (!rl || !lw->limits ||
+        hy_l7_limit_take(lw->limits->l, c->l->port, index, true, hy_agent_now_ms()))
+        return false;
+    hy_l7_count_limited(lw, "tcp");
+    hy_px_conn_close(c, "rate_limited", "%s: over %u connections per interval",
+                     rl->origin ? rl->origin : "MeshRateLimit", (unsigned)rl->tcp_connections);
+    return true;
+}
+
 void hy_px_inbound_handshake_done(struct hy_px_conn *c)
 {
     const Hypha__V1__DpInbound *in = c->in;
@@ -82,6 +113,12 @@ void hy_px_inbound_handshake_done(struct hy_px_conn *c)
     if (why) {
         hy_px_tls_close_notify(c);
         hy_px_inbound_denied(c, why);
+        return;
+    }
+    if (rate_limited(c))
+        return;
+    if (hy_px_l7_protocol(in->protocol)) { /* HTTP/2 from a peer sidecar */
+        hy_l7_in_start(c);
         return;
     }
     const char *host =

@@ -27,6 +27,7 @@
 #include "dp.h"
 #include "permit.h"
 #include "agent_side.h"
+#include "l7_outlier.h"
 #include "proxy.h"
 
 #define HY_PX_READ_SIZE 16384        /* bytes asked of one socket read */
@@ -63,11 +64,20 @@ struct hy_px_route {
     struct hy_px_route *next; /* p->routes */
     unsigned refs;            /* under p->lock */
     uint16_t port;
+    char service[256];       /* port 0: a backend-only outbound, known by its service */
+    atomic_uint requests;    /* L7: requests in flight (MeshCircuitBreaker maxRequests) */
+    atomic_uint retries;     /* L7: retries in flight (maxRetries) */
     atomic_uint active;      /* connections accepted on the port, open */
     atomic_uint pending;     /* of those, still connecting or in their handshake */
+    atomic_uint hc_running;  /* HTTP health checks of its endpoints queued or on a worker */
     struct hy_agent_eps eps; /* its endpoints' load, failures and health; eps.lock guards: */
     size_t rr;               /* round-robin cursor over the outbound's endpoints */
+    bool checked;            /* a health checker follows it: check results count */
     uint64_t rng;            /* xorshift state for Random; 0 until first used */
+    /* L7 outlier detection (under eps.lock), by the outbound's endpoint
+     * index; ol_key says whose state a slot holds */
+    struct hy_l7_outlier_ep ol[HY_AGENT_MAX_EPS];
+    char ol_key[HY_AGENT_MAX_EPS][HY_AGENT_EP_KEY];
 };
 
 struct hy_px_worker;
@@ -128,6 +138,7 @@ struct hy_px_conn {
     bool peer_allowed;             /* inbound: the verify callback let the peer in */
     int peer_alert;                /* the fatal alert the TLS peer sent, 0 if none */
     const char *result;
+    void *l7;                      /* the HTTP path's state (proxy_l7.h), NULL: bytes */
     char why[200];                 /* details of result, for the access log */
     uint8_t pbuf[HY_PX_READ_SIZE]; /* plaintext read buffer */
 };
@@ -136,6 +147,9 @@ struct hy_px_metrics {
     struct hy_series *conns[2], *active[2], *bytes[2], *tls_fail[2], *connect_s[2], *denied;
     struct hy_series *shadow_denied; /* AllowWithShadowDeny: let in, counted as denied */
     struct hy_series *overflow[2];   /* max_connections, max_pending */
+    /* L7 families; their series are looked up per worker (l7_conf.c) */
+    struct hy_metric *http_requests, *http_duration, *rate_limited, *faults;
+    struct hy_series *http_retries, *http_timeouts, *http_ejections;
 };
 
 /* An endpoint host name's address, as a worker last resolved it. */
@@ -161,9 +175,11 @@ struct hy_px_worker {
     struct hy_dp_snapshot *tls_snap; /* what tls was built from (a reference) */
     struct hy_px_dns dns[HY_PX_DNS_SLOTS];
     atomic_uint_fast64_t applied; /* gen, for readers on other threads */
+    struct hy_l7_worker *l7;      /* the HTTP path's state (proxy_l7.h); NULL until needed */
 };
 
 struct hy_px_health;
+struct hy_l7_hc;
 
 struct hy_proxy {
     uv_loop_t *loop; /* the control loop: health checks run on it */
@@ -175,6 +191,8 @@ struct hy_proxy {
     struct hy_agent_pool workers; /* of struct hy_px_worker */
     atomic_bool stopping;
     struct hy_px_health *health;
+    struct hy_px_limits *limits; /* MeshRateLimit buckets of the newest config (under lock) */
+    struct hy_l7_hc *hc_queue;   /* HTTP health checks for a worker to run (under lock) */
 };
 
 static inline const char *hy_px_dir_name(enum hy_px_dir d)
@@ -218,6 +236,9 @@ bool hy_px_tls_refused(const struct hy_px_conn *c);
 const char *hy_px_tls_alert_name(int code);
 /* Queues a close_notify. */
 void hy_px_tls_close_notify(struct hy_px_conn *c);
+/* The tags of the TLS peer's certificate into peer (zeroed by the
+ * caller); false when it has none. */
+bool hy_px_tls_peer_tags(struct hy_px_conn *c, struct hy_permit_peer *peer);
 /* The peer certificate's first spiffe:// URI SAN into c->id; false when it
  * has none. */
 bool hy_px_tls_peer_id(struct hy_px_conn *c);
@@ -227,19 +248,34 @@ const char *hy_px_tls_peer_refusal(struct hy_px_conn *c);
 void hy_px_tls_free(struct hy_px_conn *c);
 
 /* proxy_route.c */
-/* The route of outbound port, made if need be, with one more reference;
- * NULL when out of memory. Any thread. */
-struct hy_px_route *hy_px_route_get(struct hy_proxy *p, uint16_t port);
+/* The route of outbound port (port 0: of the backend-only outbound of
+ * service), made if need be, with one more reference; NULL when out of
+ * memory. Any thread. */
+struct hy_px_route *hy_px_route_get(struct hy_proxy *p, uint16_t port, const char *service);
 void hy_px_route_put(struct hy_proxy *p, struct hy_px_route *r);
 
-/* proxy_health.c: active TCP health checks of every outbound that has
- * health_interval, on the control loop, into the routes' endpoint slots. */
+/* proxy_health.c: active health checks of every outbound that has
+ * health_interval, on the control loop, into the routes' endpoint slots:
+ * TCP connects, or HTTP requests a worker makes (l7_health.c). */
 int hy_px_health_new(struct hy_proxy *p, struct hy_metrics *m);
 /* Follows the current snapshot: checkers start, change and stop. */
 void hy_px_health_update(struct hy_proxy *p);
 /* Closes its handles (run the control loop afterwards), then free. */
 void hy_px_health_stop(struct hy_proxy *p);
 void hy_px_health_free(struct hy_proxy *p);
+/* What one check's result counts against: a copy travels with an HTTP
+ * check to its worker. */
+struct hy_px_hc_target {
+    struct hy_px_route *route; /* a reference (the checker's, or the HTTP check's own) */
+    struct hy_series *passed, *failed;
+    uint16_t port;
+    unsigned unhealthy_after, healthy_after;
+    char service[128];
+};
+/* Counts a check of endpoint key against t: the endpoint's health flips
+ * after the thresholds (logged). Any thread. */
+void hy_px_health_record(const struct hy_px_hc_target *t, const char *key, bool ok,
+                         const char *why);
 
 /* proxy_conn.c */
 struct hy_px_conn *hy_px_conn_new(struct hy_px_listener *l);
@@ -256,6 +292,10 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c);
 /* Connects c->up to addr (timer: timeout_ms); calls done(c, status) once. */
 int hy_px_conn_connect(struct hy_px_conn *c, const char *host, uint32_t port, uint64_t timeout_ms,
                        void (*done)(struct hy_px_conn *c, int status));
+/* Closes a handle of c's (an L7 timer): c is freed after it has closed. */
+void hy_px_conn_close_handle(struct hy_px_conn *c, uv_handle_t *h);
+/* Starts or stops reading side s of c as its state says (s->paused...). */
+void hy_px_conn_update_reading(struct hy_px_conn *c, struct hy_agent_side *s);
 /* Queues data on side s (a copy). 0 or a libuv code. */
 int hy_px_write(struct hy_px_conn *c, struct hy_agent_side *s, const void *data, size_t len);
 uint64_t hy_px_ms(const Hypha__V1__Duration *d, uint64_t dflt);
@@ -278,5 +318,11 @@ void hy_px_outbound_accept(struct hy_px_conn *c);
 void hy_px_outbound_handshake_done(struct hy_px_conn *c);
 /* Stops counting c against its endpoint and as pending (at close). */
 void hy_px_outbound_unload(struct hy_px_conn *c);
+/* An endpoint of outbound o for one connection or request, by its
+ * strategy, passing over those failed lately, unhealthy or (L7) ejected;
+ * counted in *load (NULL: not counted; a slot already there is uncounted
+ * first). Its index into *index. Takes r's lock. */
+const Hypha__V1__DpEndpoint *hy_px_pick(struct hy_px_route *r, const Hypha__V1__DpOutbound *o,
+                                        struct hy_agent_ep **load, size_t *index);
 
 #endif

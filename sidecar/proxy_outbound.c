@@ -9,6 +9,7 @@
 
 #include "metrics.h"
 #include "proxy_int.h"
+#include "proxy_l7.h"
 #include "poison.h"
 
 static void mark_bad(struct hy_px_conn *c)
@@ -60,8 +61,23 @@ static enum lb lb_of(const Hypha__V1__DpOutbound *o)
     return LB_ROUND_ROBIN;
 }
 
-/* Is endpoint k of o out of the running: its connect failed lately, or
- * its health checks fail? Its slot (or NULL) into *slot. Under r->eps.lock. */
+/* Has L7 outlier detection ejected endpoint k of o (ejections of an
+ * endpoint that moved to another index are forgotten)? Under r->eps.lock. */
+static bool ejected(struct hy_px_route *r, const Hypha__V1__DpOutbound *o, size_t k, uint64_t now,
+                    const char *key)
+{
+    if (!o->outlier || k >= HY_AGENT_MAX_EPS)
+        return false;
+    if (strcmp(r->ol_key[k], key) != 0) {
+        snprintf(r->ol_key[k], sizeof(r->ol_key[k]), "%s", key);
+        memset(&r->ol[k], 0, sizeof(r->ol[k]));
+    }
+    return hy_l7_outlier_ejected(r->ol, k, now);
+}
+
+/* Is endpoint k of o out of the running: its connect failed lately, its
+ * health checks fail, or outlier detection ejected it? Its slot (or NULL)
+ * into *slot. Under r->eps.lock. */
 static bool avoided(struct hy_px_route *r, const Hypha__V1__DpOutbound *o, size_t k, uint64_t now,
                     struct hy_agent_ep **slot)
 {
@@ -69,7 +85,7 @@ static bool avoided(struct hy_px_route *r, const Hypha__V1__DpOutbound *o, size_
     hy_agent_endpoint_key(o->endpoints[k], key, sizeof(key));
     struct hy_agent_ep *e = hy_agent_eps_slot(&r->eps, key, false, now);
     *slot = e;
-    return hy_agent_ep_avoided(e, now);
+    return hy_agent_ep_avoided(e, now) || ejected(r, o, k, now, key);
 }
 
 static uint32_t priority_of(const Hypha__V1__DpEndpoint *e)
@@ -85,10 +101,9 @@ static uint32_t priority_of(const Hypha__V1__DpEndpoint *e)
  * any, evenly. LeastRequest: the fewest open connections (all workers),
  * ties broken from the round-robin cursor so equal endpoints take turns.
  * Counts c against it. Takes the route's lock. */
-static const Hypha__V1__DpEndpoint *pick(struct hy_px_conn *c)
+const Hypha__V1__DpEndpoint *hy_px_pick(struct hy_px_route *r, const Hypha__V1__DpOutbound *o,
+                                        struct hy_agent_ep **load, size_t *index)
 {
-    const Hypha__V1__DpOutbound *o = c->out;
-    struct hy_px_route *r = c->l->route;
     uint64_t now = hy_agent_now_ms();
     size_t n = o->n_endpoints, good = 0;
     enum lb lb = lb_of(o);
@@ -127,14 +142,23 @@ static const Hypha__V1__DpEndpoint *pick(struct hy_px_conn *c)
         }
     }
     r->rr = best + 1;
-    char key[HY_AGENT_EP_KEY];
-    hy_agent_endpoint_key(o->endpoints[best], key, sizeof(key));
-    if (c->load) /* a retry counts against its new endpoint only */
-        c->load->active--;
-    if ((c->load = hy_agent_eps_slot(&r->eps, key, true, now)))
-        c->load->active++;
+    if (load) {
+        char key[HY_AGENT_EP_KEY];
+        hy_agent_endpoint_key(o->endpoints[best], key, sizeof(key));
+        if (*load) /* a retry counts against its new endpoint only */
+            (*load)->active--;
+        if ((*load = hy_agent_eps_slot(&r->eps, key, true, now)))
+            (*load)->active++;
+    }
     pthread_mutex_unlock(&r->eps.lock);
+    if (index)
+        *index = best;
     return o->endpoints[best];
+}
+
+static const Hypha__V1__DpEndpoint *pick(struct hy_px_conn *c)
+{
+    return hy_px_pick(c->l->route, c->out, &c->load, NULL);
 }
 
 static void on_peer_connected(struct hy_px_conn *c, int status);
@@ -215,6 +239,11 @@ void hy_px_outbound_accept(struct hy_px_conn *c)
         return;
     }
     c->idle_ms = hy_px_ms(o->idle_timeout, HY_PX_IDLE_MS);
+    if (hy_px_l7_protocol(o->protocol)) { /* requests, each to its own endpoint */
+        unpend(c);
+        hy_l7_down_start(c);
+        return;
+    }
     try_next(c);
 }
 
@@ -230,5 +259,9 @@ void hy_px_outbound_handshake_done(struct hy_px_conn *c)
         return;
     }
     unpend(c);
+    if (c->l7) { /* a pooled HTTP/2 connection */
+        hy_l7_pool_ready(c);
+        return;
+    }
     hy_px_conn_relay(c);
 }

@@ -272,6 +272,17 @@ void hy_px_tls_close_notify(struct hy_px_conn *c)
         wolfSSL_shutdown(c->ssl);
 }
 
+bool hy_px_tls_peer_tags(struct hy_px_conn *c, struct hy_permit_peer *peer)
+{
+    WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);
+    if (!x)
+        return false;
+    for (char *alt; (alt = wolfSSL_X509_get_next_altname(x));)
+        hy_permit_peer_add_uri(peer, alt);
+    wolfSSL_X509_free(x);
+    return true;
+}
+
 bool hy_px_tls_peer_id(struct hy_px_conn *c)
 {
     WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);

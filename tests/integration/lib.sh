@@ -278,3 +278,35 @@ hy_start_standalone_zone() {
         --data-binary @"$(dirname "${BASH_SOURCE[0]}")/../data/resources/mesh.yaml"
     hy_wait_for 20 curl -sf "$SZONE_URL/meshes/default/meshissuers/ca-1"
 }
+
+# For the HTTP (L7) sidecar tests, beside hy_start_mesh_zone:
+# hy_start_http_app PORT NAME [ARGS...]: tests/tools/http_app.py on PORT,
+# logging to $HY_TMP/app-NAME.log; sets APP_PID once it listens.
+hy_start_http_app() {
+    python3 "$(dirname "${BASH_SOURCE[0]}")/../tools/http_app.py" "$@" >"$HY_TMP/app-$2.log" 2>&1 &
+    APP_PID=$!
+    HY_PIDS+=("$APP_PID")
+    hy_wait_for 10 grep -q listening "$HY_TMP/app-$2.log"
+}
+# hy_start_http_dp NAME SERVICE PORT VERSION: a sidecar of
+# tests/data/dp/dataplane-http.yaml (inbound PORT, app PORT+1, outbounds
+# backend PORT+2 and backend-v2 PORT+3), two workers; sets DP_PID,
+# DP_ADMIN and DP_LOG.
+hy_start_http_dp() {
+    local name=$1 svc=$2 port=$3 log=$HY_TMP/dp-$1.log
+    hy_dp_token "$name" default "$svc"
+    "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
+        --dataplane-file "$(dirname "${BASH_SOURCE[0]}")/../data/dp/dataplane-http.yaml" \
+        --dataplane-token-file "$HY_TMP/$name.token" \
+        --dataplane-var "name=$name,service=$svc,port=$port,app_port=$((port + 1)),out_port=$((port + 2)),out_port2=$((port + 3)),version=$4" \
+        --admin-address 127.0.0.1:0 --workers 2 >"$log" 2>&1 &
+    DP_PID=$!
+    DP_LOG=$log
+    HY_PIDS+=("$DP_PID")
+    hy_wait_for 15 grep -q 'admin on http://' "$log"
+    DP_ADMIN=$(grep -o 'admin on http://[^ ]*' "$log" | sed 's/admin on //')
+}
+# hy_metric URL NAME{LABELS}: the value of a series of URL/metrics, 0 when absent.
+hy_metric() {
+    curl -s "$1/metrics" | awk -v m="$2" '$1 == m { print $2; f = 1 } END { if (!f) print 0 }'
+}

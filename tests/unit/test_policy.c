@@ -519,7 +519,8 @@ static void kuma_fields(void **state)
                    "retryOn: [DeadlineExceeded]}\n---\n"
                    "type: MeshHealthCheck\nmesh: default\nname: h\nspec:\n  to:\n"
                    "  - targetRef: {kind: Mesh}\n    default:\n      interval: 10s\n"
-                   "      noTrafficInterval: 60s\n      grpc: {serviceName: cart}\n---\n"
+                   "      noTrafficInterval: 60s\n      grpc: {serviceName: cart}\n"
+                   "      http: {path: /health, expectedStatuses: [200]}\n---\n"
                    "type: MeshLoadBalancingStrategy\nmesh: default\nname: lb\nspec:\n  to:\n"
                    "  - targetRef: {kind: Mesh}\n    default:\n      localityAwareness:\n"
                    "        disabled: false\n        localZone: {affinityTags: [{key: k8s.io/node, "
@@ -532,7 +533,7 @@ static void kuma_fields(void **state)
     assert_string_equal(d.causes[1].field, "spec.to[0].default.grpc.numRetries");
     hy_diag_fini(&d);
     hy_policy_warnings(find(&w, "MeshHealthCheck", "h"), &d);
-    assert_int_equal(d.n, 2);
+    assert_int_equal(d.n, 2); /* http.path and expectedStatuses are enforced */
     assert_string_equal(d.causes[0].field, "spec.to[0].default.grpc.serviceName");
     assert_string_equal(d.causes[1].field, "spec.to[0].default.noTrafficInterval");
     hy_diag_fini(&d);
