@@ -288,6 +288,47 @@ void hy_px_l7_proxy_fini(struct hy_proxy *p)
     }
 }
 
+/* An HTTP inbound's first bytes: HTTP/2's preface from a caller's HTTP
+ * outbound, or anything else from a caller that took the service for TCP
+ * (its instances disagree on the protocol, or a config is behind): then
+ * the connection is relayed as TCP, what was read going first. True when
+ * the bytes were handled (wait for more, or relayed as TCP). */
+static bool sniff(struct hy_px_conn *c, struct hy_l7_h2 *h2, const uint8_t **p, size_t *n)
+{
+    static const char magic[] = NGHTTP2_CLIENT_MAGIC;
+    size_t want = sizeof(h2->sniffed) - h2->nsniffed, take = *n < want ? *n : want;
+    bool same = !memcmp(*p, magic + h2->nsniffed, take);
+    if (same && take == want) { /* HTTP/2: the preface and what follows go to nghttp2 */
+        h2->sniff = false;
+        h2->ready = true;
+        if (h2->nsniffed && hy_l7_h2_recv(h2, h2->sniffed, h2->nsniffed) < 0)
+            return false;
+        hy_l7_h2_dirty(h2);
+        return false;
+    }
+    if (same) {
+        memcpy(h2->sniffed + h2->nsniffed, *p, take);
+        h2->nsniffed += take;
+        return true;
+    }
+    uint8_t *pre = malloc(h2->nsniffed + *n);
+    if (!pre) {
+        hy_px_conn_close(c, "error", "out of memory");
+        return true;
+    }
+    memcpy(pre, h2->sniffed, h2->nsniffed);
+    memcpy(pre + h2->nsniffed, *p, *n);
+    c->pre = pre;
+    c->pre_len = h2->nsniffed + *n;
+    hy_log(HY_LOG_INFO, "dp",
+           "inbound %u: %s speaks no HTTP/2 (it calls this service as TCP): relayed as TCP",
+           (unsigned)c->l->port, c->id[0] ? c->id : "the caller");
+    c->l7 = NULL;
+    hy_l7_h2_free(h2, HY_L7_TRY_RESET);
+    hy_px_inbound_connect_app(c);
+    return true;
+}
+
 void hy_px_l7_tls(struct hy_px_conn *c, const uint8_t *p, size_t n)
 {
     struct hy_l7_h2 *h2 = c->l7;
@@ -295,6 +336,8 @@ void hy_px_l7_tls(struct hy_px_conn *c, const uint8_t *p, size_t n)
         hy_px_conn_close(c, "ok", NULL);
         return;
     }
+    if (h2->sniff && (sniff(c, h2, &p, &n) || c->closing))
+        return;
     if (hy_l7_h2_recv(h2, p, n) < 0 && !c->closing)
         hy_px_conn_close(c, "error", "HTTP/2 from the peer: %s", c->why[0] ? c->why : "invalid");
 }

@@ -320,10 +320,8 @@ struct hy_l7_h2 *hy_l7_h2_client_new(struct hy_l7_worker *lw, struct hy_px_conn 
 struct hy_l7_h2 *hy_l7_h2_server_new(struct hy_l7_worker *lw, struct hy_px_conn *c)
 {
     struct hy_l7_h2 *h2 = h2_new(lw, c, true);
-    if (h2) {
-        h2->ready = true;
-        hy_l7_h2_dirty(h2);
-    }
+    if (h2) /* nothing goes out before the caller's preface (l7_conf.c) */
+        h2->sniff = true;
     return h2;
 }
 

@@ -72,6 +72,7 @@ static void conn_free(struct hy_px_conn *c)
     if (c->l7)
         hy_px_l7_free(c);
     hy_px_tls_free(c);
+    free(c->pre);
     free(c->rbuf);
     hy_dp_snapshot_unref(c->snap);
     hy_px_listener_unref(c->l);
@@ -431,8 +432,8 @@ void hy_px_conn_tls_progress(struct hy_px_conn *c)
         hy_series_add(c->m->bytes[c->dir], (double)r);
         if (c->l7) { /* HTTP/2 between sidecars */
             hy_px_l7_tls(c, buf, (size_t)r);
-            if (c->closing)
-                return;
+            if (c->closing || c->phase != HY_PX_RELAY)
+                return; /* ended, or a TCP caller after all: connecting to the app */
             continue;
         }
         int rc = hy_px_write(c, c->plain, buf, (size_t)r);

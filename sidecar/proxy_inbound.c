@@ -45,6 +45,15 @@ static void on_app_connected(struct hy_px_conn *c, int status)
     }
     hy_series_observe(c->m->connect_s[c->dir],
                       (double)(uv_now(&c->w->base.loop) - c->connect_start_ms) / 1000.0);
+    if (c->pre) { /* what an HTTP inbound read before it knew the caller speaks TCP */
+        int rc = hy_px_write(c, c->plain, c->pre, c->pre_len);
+        free(c->pre);
+        c->pre = NULL;
+        if (rc < 0) {
+            hy_px_conn_close(c, "error", "writing to the app: %s", uv_strerror(rc));
+            return;
+        }
+    }
     hy_px_conn_relay(c);
 }
 
@@ -121,6 +130,12 @@ void hy_px_inbound_handshake_done(struct hy_px_conn *c)
         hy_l7_in_start(c);
         return;
     }
+    hy_px_inbound_connect_app(c);
+}
+
+void hy_px_inbound_connect_app(struct hy_px_conn *c)
+{
+    const Hypha__V1__DpInbound *in = c->in;
     const char *host =
         in->service_address && in->service_address[0] ? in->service_address : "127.0.0.1";
     int rc = hy_px_conn_connect(c, host, in->service_port, HY_PX_CONNECT_MS, on_app_connected);

@@ -138,7 +138,9 @@ struct hy_px_conn {
     bool peer_allowed;             /* inbound: the verify callback let the peer in */
     int peer_alert;                /* the fatal alert the TLS peer sent, 0 if none */
     const char *result;
-    void *l7;                      /* the HTTP path's state (proxy_l7.h), NULL: bytes */
+    void *l7;     /* the HTTP path's state (proxy_l7.h), NULL: bytes */
+    uint8_t *pre; /* inbound: decrypted bytes for the app before the relay */
+    size_t pre_len;
     char why[200];                 /* details of result, for the access log */
     uint8_t pbuf[HY_PX_READ_SIZE]; /* plaintext read buffer */
 };
@@ -312,6 +314,8 @@ void hy_px_inbound_handshake_done(struct hy_px_conn *c);
  * lives as long as c->snap. An AllowWithShadowDeny decision lets it in and
  * is counted and logged. */
 const char *hy_px_inbound_refusal(struct hy_px_conn *c, const struct hy_permit_peer *peer);
+/* Connects c to its inbound's app, then relays (c->pre first). */
+void hy_px_inbound_connect_app(struct hy_px_conn *c);
 /* Counts and closes c as denied. */
 void hy_px_inbound_denied(struct hy_px_conn *c, const char *why);
 void hy_px_outbound_accept(struct hy_px_conn *c);

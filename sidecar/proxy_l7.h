@@ -150,6 +150,9 @@ struct hy_l7_h2 {
     unsigned nstreams;
     struct hy_l7_cs *streams;
     /* server */
+    bool sniff; /* until the caller's first bytes say HTTP/2 (else: a TCP caller) */
+    uint8_t sniffed[24];
+    size_t nsniffed;
     struct hy_permit_peer *peer;
     struct hy_l7_ss *sstreams;
 };
