@@ -500,13 +500,6 @@ HY_PIDS+=("$T_PID")
 hy_wait_for 20 bash -c "grep -q 'admin on http://' '$HY_TMP/dp-backend-2.log'"
 T_ADMIN=$(grep -o 'admin on http://[^ ]*' "$HY_TMP/dp-backend-2.log" | sed 's/admin on //')
 hy_wait_for 20 ready "$T_ADMIN"
-# the zone recomputes a caller's outbound protocol when the caller's own
-# config is rebuilt (a known gap: another service's instances joining do
-# not trigger it), so web-1 restarts
-hy_stop "$W_PID" || true
-start_dp web-1 web "$W_PORT" v1
-W_ADMIN=$DP_ADMIN W_PID=$DP_PID
-hy_wait_for 20 ready "$W_ADMIN"
 tcp_now() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[] | select(.service == "backend") | (.protocol // "tcp") == "tcp" and (.endpoints | length) == 2' >/dev/null; }
 hy_check "a tcp instance of backend: web-1 takes backend for TCP" hy_wait_for 20 tcp_now
 both=$(for i in $(seq 1 20); do curl -s "http://127.0.0.1:$((W_PORT + 2))/"; done | sort -u | tr '\n' ' ')
