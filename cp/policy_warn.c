@@ -28,11 +28,8 @@ static const char *const timeout[] = {TARGET_REFS,
                                       "to.default.connectionTimeout",
                                       "to.default.idleTimeout",
                                       "to.default.http.requestTimeout",
-                                      "to.default.http.streamIdleTimeout",
                                       "from.default.http.requestTimeout",
-                                      "from.default.http.streamIdleTimeout",
                                       "rules.default.http.requestTimeout",
-                                      "rules.default.http.streamIdleTimeout",
                                       NULL};
 static const char *const retry[] = {TARGET_REFS,
                                     "to.default.tcp.maxConnectAttempt",
@@ -99,9 +96,9 @@ static const struct enforced table[] = {
      "(RSAbits: no RSA root is made; the root is P-256)"},
     {"MeshTrafficPermission", mtp, NULL},
     {"MeshTimeout", timeout,
-     "the sidecar enforces connection and idle timeouts and HTTP request and stream-idle "
-     "timeouts; stream and connection maximum durations, request-headers timeouts and inbound "
-     "TCP timeouts are not there yet"},
+     "the sidecar enforces connection and idle timeouts and the HTTP request timeout; HTTP "
+     "stream-idle timeouts, stream and connection maximum durations, request-headers timeouts "
+     "and inbound TCP timeouts are not there yet"},
     {"MeshRetry", retry,
      "the sidecar retries TCP connects and HTTP requests (numRetries, perTryTimeout, backOff, "
      "retryOn, retriableRequestHeaders); gRPC retries, rate-limited back-off, retriable "
