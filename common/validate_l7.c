@@ -4,6 +4,7 @@
  * (percentages, bandwidths). */
 #include <ctype.h>
 #include <regex.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,16 @@
      HY_VK(Dataplane))
 #define K_FROM (HY_VK(Mesh) | HY_VK(MeshSubset) | HY_VK(MeshService) | HY_VK(MeshServiceSubset))
 #define P 256 /* bytes of a field path */
+
+/* A field path into p: cut at size like snprintf, which is what a path this
+ * long deserves (the diagnostics name it; nothing parses it back). */
+__attribute__((format(printf, 3, 4))) static void pathf(char *p, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p, size, fmt, ap);
+    va_end(ap);
+}
 
 bool hy_percentage_per_million(const char *s, uint32_t *out)
 {
@@ -145,10 +156,10 @@ static void check_header_matches(struct hy_diag *d, const char *path, size_t n,
     for (size_t i = 0; i < n; i++) {
         const Hypha__V1__HttpHeaderMatch *h = v[i];
         const char *type = h->type ? h->type : "Exact";
-        snprintf(p, sizeof(p), "%s[%zu].name", path, i);
+        pathf(p, sizeof(p), "%s[%zu].name", path, i);
         if (!h->name || !h->name[0])
             hy_diag_add(d, 0, 0, p, "required");
-        snprintf(p, sizeof(p), "%s[%zu].type", path, i);
+        pathf(p, sizeof(p), "%s[%zu].type", path, i);
         if (!one_of(type, types)) {
             hy_diag_add(d, 0, 0, p,
                         "\"%.32s\" is not a header match type (expected Exact, Present, "
@@ -156,7 +167,7 @@ static void check_header_matches(struct hy_diag *d, const char *path, size_t n,
                         type);
             continue;
         }
-        snprintf(p, sizeof(p), "%s[%zu].value", path, i);
+        pathf(p, sizeof(p), "%s[%zu].value", path, i);
         if ((!strcmp(type, "Present") || !strcmp(type, "Absent")) && h->value && h->value[0])
             hy_diag_add(d, 0, 0, p, "must not be defined when type is %s", type);
         if (!strcmp(type, "RegularExpression"))
@@ -168,7 +179,7 @@ static void check_header_matches(struct hy_diag *d, const char *path, size_t n,
 static void check_backend_ref(struct hy_diag *d, const char *path, const Hypha__V1__BackendRef *b)
 {
     char p[P];
-    snprintf(p, sizeof(p), "%s.kind", path);
+    pathf(p, sizeof(p), "%s.kind", path);
     if (!b->has_kind) {
         hy_diag_add(d, 0, 0, p, "required (MeshService or MeshServiceSubset)");
         return;
@@ -180,19 +191,19 @@ static void check_backend_ref(struct hy_diag *d, const char *path, const Hypha__
         hy_diag_add(d, 0, 0, p, "%s is not allowed here (expected MeshService, MeshServiceSubset)",
                     v ? v->name : "?");
     }
-    snprintf(p, sizeof(p), "%s.name", path);
+    pathf(p, sizeof(p), "%s.name", path);
     if (!b->name || !b->name[0])
         hy_diag_add(d, 0, 0, p, "required: the service traffic goes to");
-    snprintf(p, sizeof(p), "%s.tags", path);
+    pathf(p, sizeof(p), "%s.tags", path);
     if (b->n_tags && b->kind == HYPHA__V1__TARGET_REF__KIND__MeshService)
         hy_diag_add(d, 0, 0, p, "must be empty when kind is MeshService (use MeshServiceSubset)");
     hy_validate_map(d, p, b->n_tags, (void *const *)b->tags);
-    snprintf(p, sizeof(p), "%s.labels", path);
+    pathf(p, sizeof(p), "%s.labels", path);
     if (b->n_labels)
         hy_diag_add(d, 0, 0, p,
                     "not supported: name the service (Hypha has no MeshService "
                     "resources to select by labels)");
-    snprintf(p, sizeof(p), "%s.port", path);
+    pathf(p, sizeof(p), "%s.port", path);
     if (b->has_port && (b->port == 0 || b->port > 65535))
         hy_diag_add(d, 0, 0, p, "%u is not a port (expected 1-65535)", b->port);
 }
@@ -202,7 +213,7 @@ static void check_backend_refs(struct hy_diag *d, const char *path, size_t n,
 {
     char p[P];
     for (size_t i = 0; i < n; i++) {
-        snprintf(p, sizeof(p), "%s[%zu]", path, i);
+        pathf(p, sizeof(p), "%s[%zu]", path, i);
         check_backend_ref(d, p, v[i]);
     }
 }
@@ -223,7 +234,7 @@ static void check_matches(struct hy_diag *d, const char *path, size_t n, http_ma
         const http_match *m = v[i];
         const Hypha__V1__MeshHTTPRoute__PathMatch *pm = m->path;
         if (pm) {
-            snprintf(p, sizeof(p), "%s[%zu].path.type", path, i);
+            pathf(p, sizeof(p), "%s[%zu].path.type", path, i);
             if (!pm->type)
                 hy_diag_add(d, 0, 0, p, "required (Exact, PathPrefix or RegularExpression)");
             else if (!one_of(pm->type, paths))
@@ -231,7 +242,7 @@ static void check_matches(struct hy_diag *d, const char *path, size_t n, http_ma
                             "\"%.32s\" is not a path match type (expected Exact, PathPrefix or "
                             "RegularExpression)",
                             pm->type);
-            snprintf(p, sizeof(p), "%s[%zu].path.value", path, i);
+            pathf(p, sizeof(p), "%s[%zu].path.value", path, i);
             const char *val = pm->value ? pm->value : "";
             if (!val[0])
                 hy_diag_add(d, 0, 0, p, "required");
@@ -245,7 +256,7 @@ static void check_matches(struct hy_diag *d, const char *path, size_t n, http_ma
                             "does not need a trailing slash because only a `/`-separated prefix "
                             "or an entire path is matched");
         }
-        snprintf(p, sizeof(p), "%s[%zu].method", path, i);
+        pathf(p, sizeof(p), "%s[%zu].method", path, i);
         if (m->method && !one_of(m->method, methods))
             hy_diag_add(d, 0, 0, p,
                         "\"%.32s\" is not a method (expected CONNECT, DELETE, GET, HEAD, OPTIONS, "
@@ -253,12 +264,12 @@ static void check_matches(struct hy_diag *d, const char *path, size_t n, http_ma
                         m->method);
         for (size_t k = 0; k < m->n_query_params; k++) {
             const Hypha__V1__MeshHTTPRoute__QueryParamsMatch *q = m->query_params[k];
-            snprintf(p, sizeof(p), "%s[%zu].queryParams[%zu].type", path, i, k);
+            pathf(p, sizeof(p), "%s[%zu].queryParams[%zu].type", path, i, k);
             if (!q->type || !one_of(q->type, qtypes))
                 hy_diag_add(d, 0, 0, p, "%s%.32s%s (expected Exact or RegularExpression)",
                             q->type ? "\"" : "required", q->type ? q->type : "",
                             q->type ? "\" is not a query parameter match type" : "");
-            snprintf(p, sizeof(p), "%s[%zu].queryParams[%zu].name", path, i, k);
+            pathf(p, sizeof(p), "%s[%zu].queryParams[%zu].name", path, i, k);
             if (!q->name || !q->name[0]) {
                 hy_diag_add(d, 0, 0, p, "required");
                 continue;
@@ -268,11 +279,11 @@ static void check_matches(struct hy_diag *d, const char *path, size_t n, http_ma
                     hy_diag_add(d, 0, 0, p, "multiple entries for name %s", q->name);
                     break;
                 }
-            snprintf(p, sizeof(p), "%s[%zu].queryParams[%zu].value", path, i, k);
+            pathf(p, sizeof(p), "%s[%zu].queryParams[%zu].value", path, i, k);
             if (q->type && !strcmp(q->type, "RegularExpression"))
                 check_regex(d, p, q->value);
         }
-        snprintf(p, sizeof(p), "%s[%zu].headers", path, i);
+        pathf(p, sizeof(p), "%s[%zu].headers", path, i);
         check_header_matches(d, p, m->n_headers, m->headers);
     }
 }
@@ -297,9 +308,9 @@ static void check_modifier(struct hy_diag *d, const char *path,
         size_t n = l == 0 ? m->n_set : l == 1 ? m->n_add : m->n_remove;
         for (size_t i = 0; i < n; i++) {
             const char *name = l == 0 ? m->set[i]->name : l == 1 ? m->add[i]->name : m->remove[i];
-            snprintf(p, sizeof(p), "%s.%s[%zu].name", path, lists[l], i);
+            pathf(p, sizeof(p), "%s.%s[%zu].name", path, lists[l], i);
             if (l == 2)
-                snprintf(p, sizeof(p), "%s.remove[%zu]", path, i);
+                pathf(p, sizeof(p), "%s.remove[%zu]", path, i);
             if (!name || !name[0]) {
                 hy_diag_add(d, 0, 0, p, "required");
                 continue;
@@ -333,18 +344,18 @@ static void check_path_rewrite(struct hy_diag *d, const char *path,
     char p[P];
     if (!r)
         return;
-    snprintf(p, sizeof(p), "%s.type", path);
+    pathf(p, sizeof(p), "%s.type", path);
     if (!r->type || (strcmp(r->type, "ReplaceFullPath") && strcmp(r->type, "ReplacePrefixMatch"))) {
         hy_diag_add(d, 0, 0, p, "%s (expected ReplaceFullPath or ReplacePrefixMatch)",
                     r->type ? "unknown type" : "required");
         return;
     }
     bool full = !strcmp(r->type, "ReplaceFullPath");
-    snprintf(p, sizeof(p), "%s.%s", path, full ? "replaceFullPath" : "replacePrefixMatch");
+    pathf(p, sizeof(p), "%s.%s", path, full ? "replaceFullPath" : "replacePrefixMatch");
     if (!(full ? r->replace_full_path : r->replace_prefix_match))
         hy_diag_add(d, 0, 0, p, "must be defined when type is %s", r->type);
     if (r->replace_prefix_match && !prefixes) {
-        snprintf(p, sizeof(p), "%s.replacePrefixMatch", path);
+        pathf(p, sizeof(p), "%s.replacePrefixMatch", path);
         hy_diag_add(d, 0, 0, p, "can only appear if all matches match a path prefix");
     }
 }
@@ -359,7 +370,7 @@ static void check_filters(struct hy_diag *d, const char *path, size_t n, http_fi
     char p[P];
     for (size_t i = 0; i < n; i++) {
         const http_filter *f = v[i];
-        snprintf(p, sizeof(p), "%s[%zu].type", path, i);
+        pathf(p, sizeof(p), "%s[%zu].type", path, i);
         if (!f->type || !one_of(f->type, types)) {
             hy_diag_add(d, 0, 0, p,
                         "%s (expected RequestHeaderModifier, ResponseHeaderModifier, "
@@ -368,14 +379,14 @@ static void check_filters(struct hy_diag *d, const char *path, size_t n, http_fi
             continue;
         }
         if (!strcmp(f->type, "RequestHeaderModifier")) {
-            snprintf(p, sizeof(p), "%s[%zu].requestHeaderModifier", path, i);
+            pathf(p, sizeof(p), "%s[%zu].requestHeaderModifier", path, i);
             check_modifier(d, p, f->request_header_modifier);
         } else if (!strcmp(f->type, "ResponseHeaderModifier")) {
-            snprintf(p, sizeof(p), "%s[%zu].responseHeaderModifier", path, i);
+            pathf(p, sizeof(p), "%s[%zu].responseHeaderModifier", path, i);
             check_modifier(d, p, f->response_header_modifier);
         } else if (!strcmp(f->type, "RequestRedirect")) {
             const Hypha__V1__MeshHTTPRoute__RequestRedirect *r = f->request_redirect;
-            snprintf(p, sizeof(p), "%s[%zu].requestRedirect", path, i);
+            pathf(p, sizeof(p), "%s[%zu].requestRedirect", path, i);
             if (!r) {
                 hy_diag_add(d, 0, 0, p, "must be defined");
                 continue;
@@ -399,7 +410,7 @@ static void check_filters(struct hy_diag *d, const char *path, size_t n, http_fi
             check_path_rewrite(d, q, r->path, prefixes);
         } else if (!strcmp(f->type, "URLRewrite")) {
             const Hypha__V1__MeshHTTPRoute__URLRewrite *r = f->url_rewrite;
-            snprintf(p, sizeof(p), "%s[%zu].urlRewrite", path, i);
+            pathf(p, sizeof(p), "%s[%zu].urlRewrite", path, i);
             if (!r) {
                 hy_diag_add(d, 0, 0, p, "must be defined");
                 continue;
@@ -414,7 +425,7 @@ static void check_filters(struct hy_diag *d, const char *path, size_t n, http_fi
                 hy_diag_add(d, 0, 0, q, "can only be set with MeshGateway (Hypha has none)");
         } else {
             const Hypha__V1__MeshHTTPRoute__RequestMirror *r = f->request_mirror;
-            snprintf(p, sizeof(p), "%s[%zu].requestMirror", path, i);
+            pathf(p, sizeof(p), "%s[%zu].requestMirror", path, i);
             if (!r) {
                 hy_diag_add(d, 0, 0, p, "must be defined");
                 continue;
@@ -439,29 +450,29 @@ void hy_validate_http_route(const struct hy_resource *r, struct hy_diag *d)
         hy_diag_add(d, 0, 0, "spec.to", "at least one entry is required");
     for (size_t i = 0; i < s->n_to; i++) {
         const Hypha__V1__MeshHTTPRoute__To *t = s->to[i];
-        snprintf(p, sizeof(p), "spec.to[%zu].targetRef", i);
+        pathf(p, sizeof(p), "spec.to[%zu].targetRef", i);
         hy_validate_target_ref(d, p, t->target_ref, HY_VK(MeshService));
         if (t->n_hostnames) {
-            snprintf(p, sizeof(p), "spec.to[%zu].hostnames", i);
+            pathf(p, sizeof(p), "spec.to[%zu].hostnames", i);
             hy_diag_add(d, 0, 0, p, "must not be defined: hostnames apply to MeshGateway routes");
         }
         for (size_t j = 0; j < t->n_rules; j++) {
             const Hypha__V1__MeshHTTPRoute__Rule *rule = t->rules[j];
-            snprintf(p, sizeof(p), "spec.to[%zu].rules[%zu].matches", i, j);
+            pathf(p, sizeof(p), "spec.to[%zu].rules[%zu].matches", i, j);
             if (!rule->n_matches)
                 hy_diag_add(d, 0, 0, p,
                             "at least one match is required (every request: "
                             "[{path: {type: PathPrefix, value: /}}])");
             check_matches(d, p, rule->n_matches, rule->matches);
-            snprintf(p, sizeof(p), "spec.to[%zu].rules[%zu].default", i, j);
+            pathf(p, sizeof(p), "spec.to[%zu].rules[%zu].default", i, j);
             if (!rule->default_) {
                 hy_diag_add(d, 0, 0, p, "required (backendRefs and/or filters)");
                 continue;
             }
-            snprintf(p, sizeof(p), "spec.to[%zu].rules[%zu].default.filters", i, j);
+            pathf(p, sizeof(p), "spec.to[%zu].rules[%zu].default.filters", i, j);
             check_filters(d, p, rule->default_->n_filters, rule->default_->filters,
                           all_prefix(rule->n_matches, rule->matches));
-            snprintf(p, sizeof(p), "spec.to[%zu].rules[%zu].default.backendRefs", i, j);
+            pathf(p, sizeof(p), "spec.to[%zu].rules[%zu].default.backendRefs", i, j);
             check_backend_refs(d, p, rule->default_->n_backend_refs, rule->default_->backend_refs);
         }
     }
@@ -479,15 +490,15 @@ void hy_validate_tcp_route(const struct hy_resource *r, struct hy_diag *d)
         hy_diag_add(d, 0, 0, "spec.to", "at least one entry is required");
     for (size_t i = 0; i < s->n_to; i++) {
         const Hypha__V1__MeshTCPRoute__To *t = s->to[i];
-        snprintf(p, sizeof(p), "spec.to[%zu].targetRef", i);
+        pathf(p, sizeof(p), "spec.to[%zu].targetRef", i);
         hy_validate_target_ref(d, p, t->target_ref, HY_VK(MeshService));
         if (t->n_rules > 1) {
-            snprintf(p, sizeof(p), "spec.to[%zu].rules", i);
+            pathf(p, sizeof(p), "spec.to[%zu].rules", i);
             hy_diag_add(d, 0, 0, p, "at most one rule (Kuma applies the first only)");
         }
         for (size_t j = 0; j < t->n_rules; j++) {
             const Hypha__V1__MeshTCPRoute__RuleConf *c = t->rules[j]->default_;
-            snprintf(p, sizeof(p), "spec.to[%zu].rules[%zu].default.backendRefs", i, j);
+            pathf(p, sizeof(p), "spec.to[%zu].rules[%zu].default.backendRefs", i, j);
             if (!c || !c->n_backend_refs)
                 hy_diag_add(d, 0, 0, p, "must be defined");
             else
@@ -509,35 +520,35 @@ static void check_faults(struct hy_diag *d, const char *path,
     for (size_t k = 0; k < c->n_http; k++) {
         const Hypha__V1__MeshFaultInjection__Fault *f = c->http[k];
         if (!f->abort && !f->delay && !f->response_bandwidth) {
-            snprintf(p, sizeof(p), "%s.http[%zu]", path, k);
+            pathf(p, sizeof(p), "%s.http[%zu]", path, k);
             hy_diag_add(d, 0, 0, p,
                         "must have at least one defined: abort, delay, responseBandwidth");
         }
         if (f->abort) {
-            snprintf(p, sizeof(p), "%s.http[%zu].abort.httpStatus", path, k);
+            pathf(p, sizeof(p), "%s.http[%zu].abort.httpStatus", path, k);
             if (!f->abort->has_http_status)
                 hy_diag_add(d, 0, 0, p, "required");
             else if (f->abort->http_status < 100 || f->abort->http_status > 599)
                 hy_diag_add(d, 0, 0, p, "%d must be in inclusive range [100, 599]",
                             f->abort->http_status);
-            snprintf(p, sizeof(p), "%s.http[%zu].abort.percentage", path, k);
+            pathf(p, sizeof(p), "%s.http[%zu].abort.percentage", path, k);
             if (!f->abort->percentage)
                 hy_diag_add(d, 0, 0, p, "required");
             check_percentage(d, p, f->abort->percentage);
         }
         if (f->delay) {
-            snprintf(p, sizeof(p), "%s.http[%zu].delay.value", path, k);
+            pathf(p, sizeof(p), "%s.http[%zu].delay.value", path, k);
             if (!f->delay->value)
                 hy_diag_add(d, 0, 0, p, "required");
             hy_validate_duration(d, p, f->delay->value);
-            snprintf(p, sizeof(p), "%s.http[%zu].delay.percentage", path, k);
+            pathf(p, sizeof(p), "%s.http[%zu].delay.percentage", path, k);
             if (!f->delay->percentage)
                 hy_diag_add(d, 0, 0, p, "required");
             check_percentage(d, p, f->delay->percentage);
         }
         if (f->response_bandwidth) {
             uint32_t bw;
-            snprintf(p, sizeof(p), "%s.http[%zu].responseBandwidth.limit", path, k);
+            pathf(p, sizeof(p), "%s.http[%zu].responseBandwidth.limit", path, k);
             if (!f->response_bandwidth->limit)
                 hy_diag_add(d, 0, 0, p, "required");
             else if (!hy_bandwidth_bytes_per_s(f->response_bandwidth->limit, &bw))
@@ -545,7 +556,7 @@ static void check_faults(struct hy_diag *d, const char *path,
                             "\"%.32s\" has to be in the format: \\d*\\s?[gmk]?bps "
                             "(\"10kbps\", \"1 mbps\")",
                             f->response_bandwidth->limit);
-            snprintf(p, sizeof(p), "%s.http[%zu].responseBandwidth.percentage", path, k);
+            pathf(p, sizeof(p), "%s.http[%zu].responseBandwidth.percentage", path, k);
             if (!f->response_bandwidth->percentage)
                 hy_diag_add(d, 0, 0, p, "required");
             check_percentage(d, p, f->response_bandwidth->percentage);
@@ -562,17 +573,17 @@ void hy_validate_fault_injection(const struct hy_resource *r, struct hy_diag *d)
     if (!s->n_from && !s->n_to && !s->n_rules)
         hy_diag_add(d, 0, 0, "spec", "one of from, to or rules is required");
     for (size_t i = 0; i < s->n_rules; i++) {
-        snprintf(p, sizeof(p), "spec.rules[%zu].default", i);
+        pathf(p, sizeof(p), "spec.rules[%zu].default", i);
         check_faults(d, p, s->rules[i]->default_);
     }
     for (int sec = 0; sec < 2; sec++) {
         size_t n = sec ? s->n_to : s->n_from;
         Hypha__V1__MeshFaultInjection__Entry *const *v = sec ? s->to : s->from;
         for (size_t i = 0; i < n; i++) {
-            snprintf(p, sizeof(p), "spec.%s[%zu].targetRef", sec ? "to" : "from", i);
+            pathf(p, sizeof(p), "spec.%s[%zu].targetRef", sec ? "to" : "from", i);
             hy_validate_target_ref(d, p, v[i]->target_ref,
                                    sec ? HY_VK(Mesh) | HY_VK(MeshService) : K_FROM);
-            snprintf(p, sizeof(p), "spec.%s[%zu].default", sec ? "to" : "from", i);
+            pathf(p, sizeof(p), "spec.%s[%zu].default", sec ? "to" : "from", i);
             check_faults(d, p, v[i]->default_);
         }
     }
@@ -583,10 +594,10 @@ void hy_validate_fault_injection(const struct hy_resource *r, struct hy_diag *d)
 static void check_rate(struct hy_diag *d, const char *path, const Hypha__V1__MeshRateLimit__Rate *r)
 {
     char p[P];
-    snprintf(p, sizeof(p), "%s.num", path);
+    pathf(p, sizeof(p), "%s.num", path);
     if (!r->has_num || r->num == 0)
         hy_diag_add(d, 0, 0, p, "must be greater than 0");
-    snprintf(p, sizeof(p), "%s.interval", path);
+    pathf(p, sizeof(p), "%s.interval", path);
     if (!r->interval)
         hy_diag_add(d, 0, 0, p, "required");
     else if (r->interval->seconds < 0 ||
@@ -599,27 +610,27 @@ static void check_rate_limit(struct hy_diag *d, const char *path,
 {
     char p[P];
     if (!c || !c->local) {
-        snprintf(p, sizeof(p), "%s.local", path);
+        pathf(p, sizeof(p), "%s.local", path);
         hy_diag_add(d, 0, 0, c ? p : path, "required");
         return;
     }
     const Hypha__V1__MeshRateLimit__Local *l = c->local;
     if (!l->http && !l->tcp) {
-        snprintf(p, sizeof(p), "%s.local", path);
+        pathf(p, sizeof(p), "%s.local", path);
         hy_diag_add(d, 0, 0, p, "must have at least one defined: http, tcp");
     }
     if (l->http) {
-        snprintf(p, sizeof(p), "%s.local.http", path);
+        pathf(p, sizeof(p), "%s.local.http", path);
         bool off = l->http->has_disabled && l->http->disabled;
         if (!off && !l->http->request_rate)
             hy_diag_add(d, 0, 0, p, "requestRate must be defined unless disabled is true");
         if (l->http->request_rate) {
-            snprintf(p, sizeof(p), "%s.local.http.requestRate", path);
+            pathf(p, sizeof(p), "%s.local.http.requestRate", path);
             check_rate(d, p, l->http->request_rate);
         }
         const Hypha__V1__MeshRateLimit__OnRateLimit *o = l->http->on_rate_limit;
         if (o && o->has_status && (o->status < 100 || o->status > 599)) {
-            snprintf(p, sizeof(p), "%s.local.http.onRateLimit.status", path);
+            pathf(p, sizeof(p), "%s.local.http.onRateLimit.status", path);
             hy_diag_add(d, 0, 0, p, "%u must be in inclusive range [100, 599]", o->status);
         }
         for (int l2 = 0; o && o->headers && l2 < 2; l2++) {
@@ -627,19 +638,19 @@ static void check_rate_limit(struct hy_diag *d, const char *path,
             Hypha__V1__HttpHeader *const *v = l2 ? o->headers->add : o->headers->set;
             for (size_t k = 0; k < n; k++)
                 if (!v[k]->name || !v[k]->name[0]) {
-                    snprintf(p, sizeof(p), "%s.local.http.onRateLimit.headers.%s[%zu].name", path,
-                             l2 ? "add" : "set", k);
+                    pathf(p, sizeof(p), "%s.local.http.onRateLimit.headers.%s[%zu].name", path,
+                          l2 ? "add" : "set", k);
                     hy_diag_add(d, 0, 0, p, "required");
                 }
         }
     }
     if (l->tcp) {
-        snprintf(p, sizeof(p), "%s.local.tcp", path);
+        pathf(p, sizeof(p), "%s.local.tcp", path);
         bool off = l->tcp->has_disabled && l->tcp->disabled;
         if (!off && !l->tcp->connection_rate)
             hy_diag_add(d, 0, 0, p, "connectionRate must be defined unless disabled is true");
         if (l->tcp->connection_rate) {
-            snprintf(p, sizeof(p), "%s.local.tcp.connectionRate", path);
+            pathf(p, sizeof(p), "%s.local.tcp.connectionRate", path);
             check_rate(d, p, l->tcp->connection_rate);
         }
     }
@@ -654,17 +665,17 @@ void hy_validate_rate_limit(const struct hy_resource *r, struct hy_diag *d)
     if (!s->n_from && !s->n_to && !s->n_rules)
         hy_diag_add(d, 0, 0, "spec", "one of from, to or rules is required");
     for (size_t i = 0; i < s->n_rules; i++) {
-        snprintf(p, sizeof(p), "spec.rules[%zu].default", i);
+        pathf(p, sizeof(p), "spec.rules[%zu].default", i);
         check_rate_limit(d, p, s->rules[i]->default_);
     }
     for (int sec = 0; sec < 2; sec++) {
         size_t n = sec ? s->n_to : s->n_from;
         Hypha__V1__MeshRateLimit__Entry *const *v = sec ? s->to : s->from;
         for (size_t i = 0; i < n; i++) {
-            snprintf(p, sizeof(p), "spec.%s[%zu].targetRef", sec ? "to" : "from", i);
+            pathf(p, sizeof(p), "spec.%s[%zu].targetRef", sec ? "to" : "from", i);
             hy_validate_target_ref(d, p, v[i]->target_ref,
                                    sec ? HY_VK(Mesh) | HY_VK(MeshService) : K_FROM);
-            snprintf(p, sizeof(p), "spec.%s[%zu].default", sec ? "to" : "from", i);
+            pathf(p, sizeof(p), "spec.%s[%zu].default", sec ? "to" : "from", i);
             check_rate_limit(d, p, v[i]->default_);
         }
     }
