@@ -762,9 +762,10 @@ int hy_h1_write_head(struct hy_buf *out, const struct hy_http_head *h, long long
         return HY_EINVAL;
     if (h->request) {
         if (!h->method || !is_token(h->method, strlen(h->method)) || !h->target || !h->target[0] ||
-            !is_ascii_target(h->target) || !h->authority || !h->authority[0] ||
+            !is_ascii_target(h->target) || !h->authority ||
             !is_authority(h->authority, strlen(h->authority)))
-            return HY_EINVAL; /* what the parser would refuse is never written */
+            return HY_EINVAL; /* what the parser would refuse is never written (an empty
+                               * Host it takes: RFC 9112 3.2, a target without authority) */
         rc = hy_buf_puts(out, h->method) || hy_buf_puts(out, " ") || hy_buf_puts(out, h->target) ||
                      hy_buf_puts(out, " HTTP/1.1\r\nHost: ") || hy_buf_puts(out, h->authority) ||
                      hy_buf_puts(out, "\r\n")
