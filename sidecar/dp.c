@@ -13,13 +13,13 @@
 #include "proxy.h"
 #include "poison.h"
 
-static struct hy_dp *dp_of(struct hy_agent *a)
+static struct hy_sidecar *dp_of(struct hy_agent *a)
 {
-    _Static_assert(offsetof(struct hy_dp, a) == 0, "the agent comes first");
-    return (struct hy_dp *)a;
+    _Static_assert(offsetof(struct hy_sidecar, a) == 0, "the agent comes first");
+    return (struct hy_sidecar *)a;
 }
 
-static int open_metrics(struct hy_dp *d)
+static int open_metrics(struct hy_sidecar *d)
 {
     struct hy_metrics *m = d->a.metrics;
     struct hy_metric *configs =
@@ -45,11 +45,11 @@ static int open_metrics(struct hy_dp *d)
  * publishes a config). */
 static int start(struct hy_agent *a)
 {
-    struct hy_dp *d = dp_of(a);
+    struct hy_sidecar *d = dp_of(a);
     int rc = open_metrics(d);
     if (rc < 0)
         return rc;
-    hy_dp_client_start(d);
+    hy_sidecar_client_start(d);
     const Hypha__V1__Dataplane *dp = (const void *)a->file.res->spec;
     struct hy_proxy_cfg pc = {
         .loop = a->loop,
@@ -67,7 +67,7 @@ static int start(struct hy_agent *a)
 static bool ready(struct hy_agent *a, struct hy_agent_snap *base, uint64_t gen, char *why,
                   size_t size)
 {
-    const struct hy_dp_snapshot *s = hy_dp_snapshot_of(base);
+    const struct hy_sidecar_snapshot *s = hy_sidecar_snapshot_of(base);
     if (!hy_proxy_applied(dp_of(a)->proxy, gen)) {
         snprintf(why, size, "the proxy workers have not taken the config yet");
         return false;
@@ -84,7 +84,7 @@ static bool ready(struct hy_agent *a, struct hy_agent_snap *base, uint64_t gen, 
     return true;
 }
 
-bool hy_dp_ready(struct hy_dp *d, char *why, size_t size)
+bool hy_sidecar_ready(struct hy_sidecar *d, char *why, size_t size)
 {
     return hy_agent_ready(&d->a, why, size);
 }
@@ -92,7 +92,7 @@ bool hy_dp_ready(struct hy_dp *d, char *why, size_t size)
 static int ready_json(struct hy_agent *a, struct hy_agent_snap *base, struct hy_buf *b)
 {
     (void)a;
-    const struct hy_dp_snapshot *s = hy_dp_snapshot_of(base);
+    const struct hy_sidecar_snapshot *s = hy_sidecar_snapshot_of(base);
     char until[40];
     hy_timestamp_format(s->not_after, 0, until, sizeof(until));
     int rc = hy_buf_puts(b, ",\"identity\":");
@@ -104,25 +104,25 @@ static int ready_json(struct hy_agent *a, struct hy_agent_snap *base, struct hy_
 static int config_json(struct hy_agent *a, struct hy_agent_snap *base, struct hy_buf *b)
 {
     (void)a;
-    return hy_codec_encode_message(&hy_dp_snapshot_of(base)->config->base, HY_FORMAT_JSON, b);
+    return hy_codec_encode_message(&hy_sidecar_snapshot_of(base)->config->base, HY_FORMAT_JSON, b);
 }
 
 static void stop(struct hy_agent *a)
 {
-    struct hy_dp *d = dp_of(a);
+    struct hy_sidecar *d = dp_of(a);
     hy_proxy_stop(d->proxy);
-    hy_dp_client_stop(d);
+    hy_sidecar_client_stop(d);
 }
 
 static void close_(struct hy_agent *a)
 {
-    struct hy_dp *d = dp_of(a);
+    struct hy_sidecar *d = dp_of(a);
     hy_proxy_free(d->proxy);
     d->proxy = NULL;
-    hy_dp_client_free(d);
+    hy_sidecar_client_free(d);
 }
 
-const struct hy_agent_ops hy_dp_ops = {
+const struct hy_agent_ops hy_sidecar_ops = {
     .program = "hypha-dp",
     .component = "dp",
     .what = "dataplane",
@@ -132,10 +132,10 @@ const struct hy_agent_ops hy_dp_ops = {
     .token_command = "dataplane-token",
     .file_flag = "--dataplane-file",
     .token_flag = "--dataplane-token-file",
-    .size = sizeof(struct hy_dp),
+    .size = sizeof(struct hy_sidecar),
     .start = start,
-    .hello = hy_dp_client_hello,
-    .message = hy_dp_client_message,
+    .hello = hy_sidecar_client_hello,
+    .message = hy_sidecar_client_message,
     .ready = ready,
     .ready_json = ready_json,
     .config_json = config_json,
@@ -143,17 +143,17 @@ const struct hy_agent_ops hy_dp_ops = {
     .close = close_,
 };
 
-int hy_dp_open(struct hy_dp *d, const struct hy_dp_cfg *cfg, uv_loop_t *loop)
+int hy_sidecar_open(struct hy_sidecar *d, const struct hy_sidecar_cfg *cfg, uv_loop_t *loop)
 {
-    return hy_agent_open(&d->a, &cfg->base, &hy_dp_ops, loop);
+    return hy_agent_open(&d->a, &cfg->base, &hy_sidecar_ops, loop);
 }
 
-void hy_dp_stop(struct hy_dp *d)
+void hy_sidecar_stop(struct hy_sidecar *d)
 {
     hy_agent_stop(&d->a);
 }
 
-void hy_dp_close(struct hy_dp *d)
+void hy_sidecar_close(struct hy_sidecar *d)
 {
     hy_agent_close(&d->a);
 }

@@ -20,22 +20,22 @@
 #define HY_DP_RENEW_PERCENT 80 /* of a certificate's life, when a new one is asked for */
 
 /* The options (main.c's table): those of every data-plane process. */
-struct hy_dp_cfg {
+struct hy_sidecar_cfg {
     struct hy_agent_cfg base; /* base.resource_file: the Dataplane; workers: the proxy's */
 };
 
 /* ----- config snapshots (dp_snapshot.c) ----- */
 
 /* One config the sidecar accepted, with the private key of its certificate:
- * an agent snapshot (agent_snap.h), published in struct hy_dp's current.
+ * an agent snapshot (agent_snap.h), published in struct hy_sidecar's current.
  * Immutable once published: every field is read-only for its whole life,
  * so any thread holding a reference reads it without locks. */
-struct hy_dp_snapshot {
+struct hy_sidecar_snapshot {
     struct hy_agent_snap base;     /* first: base.version is config->version */
     Hypha__V1__DpConfig *config;   /* owned; cert, trust_bundle and version are set */
     char *key;                     /* owned PEM (PKCS#8) of config->cert's key; wiped when freed */
     int64_t not_before, not_after; /* the certificate's validity, Unix seconds */
-    int64_t renew_at;              /* hy_dp_renew_at of those */
+    int64_t renew_at;              /* hy_sidecar_renew_at of those */
     char fingerprint[HY_CA_FINGERPRINT_LEN + 1]; /* of the certificate */
     char *spiffe_id;                             /* owned: its first URI SAN */
 };
@@ -52,23 +52,23 @@ struct hy_dp_snapshot {
  * key's index. On failure returns HY_EVERIFY (certificate or key) or
  * HY_EINVAL (anything else; HY_ENOMEM) with err set to one sentence for
  * DpNack and the log, config left to the caller, *out NULL. */
-int hy_dp_snapshot_new(Hypha__V1__DpConfig *config, const char *mesh, const char *name,
-                       const char *const *keys, size_t nkeys, struct hy_dp_snapshot **out,
-                       size_t *which, char *err, size_t errlen);
+int hy_sidecar_snapshot_new(Hypha__V1__DpConfig *config, const char *mesh, const char *name,
+                            const char *const *keys, size_t nkeys, struct hy_sidecar_snapshot **out,
+                            size_t *which, char *err, size_t errlen);
 
-/* hy_dp_snapshot_of, _ref, _unref (the last frees the snapshot, the key
+/* hy_sidecar_snapshot_of, _ref, _unref (the last frees the snapshot, the key
  * wiped) and _get: agent_snap.h. */
-HY_AGENT_SNAP_TYPE(struct hy_dp_snapshot, hy_dp_snapshot)
+HY_AGENT_SNAP_TYPE(struct hy_sidecar_snapshot, hy_sidecar_snapshot)
 
 /* When to ask for a new certificate valid from not_before to not_after,
  * received at now: at HY_DP_RENEW_PERCENT % of its life, which starts at
  * signing (not_before + HY_CA_BACKDATE_SECONDS, or now if that is
  * earlier), Unix seconds. The same for every now after signing, so a
  * config that repeats the certificate keeps the renewal time. Cannot fail. */
-int64_t hy_dp_renew_at(int64_t not_before, int64_t not_after, int64_t now);
+int64_t hy_sidecar_renew_at(int64_t not_before, int64_t not_after, int64_t now);
 /* How long to wait for the new certificate after asking before asking
  * again, in ms: 5 % of the life, at least 1 s and at most 60 s. */
-uint64_t hy_dp_renew_retry_ms(int64_t not_before, int64_t not_after);
+uint64_t hy_sidecar_renew_retry_ms(int64_t not_before, int64_t not_after);
 
 /* ----- the sidecar (dp.c, dp_client.c) ----- */
 
@@ -76,8 +76,8 @@ struct hy_series;
 struct hy_proxy;
 
 /* A data-plane process (agent.h) whose snapshots are struct
- * hy_dp_snapshot, with a certificate it renews and the proxy. */
-struct hy_dp {
+ * hy_sidecar_snapshot, with a certificate it renews and the proxy. */
+struct hy_sidecar {
     struct hy_agent a; /* first: the control stream, admin server, metrics */
 
     /* certificates (dp_client.c) */
@@ -97,26 +97,26 @@ struct hy_dp {
 };
 
 /* What makes a data-plane process a sidecar (dp.c). */
-extern const struct hy_agent_ops hy_dp_ops;
+extern const struct hy_agent_ops hy_sidecar_ops;
 
-/* hy_agent_open of d with hy_dp_ops; on failure logs why (every problem
+/* hy_agent_open of d with hy_sidecar_ops; on failure logs why (every problem
  * of the Dataplane file on its own line) and returns a negative code;
- * hy_dp_close undoes a partial open. Then hy_agent_shutdown, hy_dp_stop
- * (run the loop until every handle has closed), hy_dp_close. */
-int hy_dp_open(struct hy_dp *d, const struct hy_dp_cfg *cfg, uv_loop_t *loop);
-void hy_dp_stop(struct hy_dp *d);
-void hy_dp_close(struct hy_dp *d);
+ * hy_sidecar_close undoes a partial open. Then hy_agent_shutdown, hy_sidecar_stop
+ * (run the loop until every handle has closed), hy_sidecar_close. */
+int hy_sidecar_open(struct hy_sidecar *d, const struct hy_sidecar_cfg *cfg, uv_loop_t *loop);
+void hy_sidecar_stop(struct hy_sidecar *d);
+void hy_sidecar_close(struct hy_sidecar *d);
 
 /* Ready when a config is applied (by every proxy worker) and its
  * certificate has not expired (hy_agent_ready). */
-bool hy_dp_ready(struct hy_dp *d, char *why, size_t size);
+bool hy_sidecar_ready(struct hy_sidecar *d, char *why, size_t size);
 
 /* The control stream's sidecar part (dp_client.c): the CSR of every
  * DpHello, DpConfig checked and published, renewals. */
-int hy_dp_client_hello(struct hy_agent *a, Hypha__V1__DpHello *h);
-bool hy_dp_client_message(struct hy_agent *a, Hypha__V1__DpMessage *m);
-void hy_dp_client_start(struct hy_dp *d);
-void hy_dp_client_stop(struct hy_dp *d);
-void hy_dp_client_free(struct hy_dp *d);
+int hy_sidecar_client_hello(struct hy_agent *a, Hypha__V1__DpHello *h);
+bool hy_sidecar_client_message(struct hy_agent *a, Hypha__V1__DpMessage *m);
+void hy_sidecar_client_start(struct hy_sidecar *d);
+void hy_sidecar_client_stop(struct hy_sidecar *d);
+void hy_sidecar_client_free(struct hy_sidecar *d);
 
 #endif

@@ -27,7 +27,7 @@ static int64_t wall_ms(void)
 
 /* A new key and a CSR for it, kept as the pending one (the previous
  * pending key, whose certificate never came, is wiped). */
-static int new_request(struct hy_dp *d)
+static int new_request(struct hy_sidecar *d)
 {
     struct hy_ca_pem p = {0};
     char cn[HY_CA_CN_MAX + 1];
@@ -47,7 +47,7 @@ static int new_request(struct hy_dp *d)
 static void on_renew(uv_timer_t *t);
 
 /* Arms the renewal timer for next_ask_ms; nothing when none is planned. */
-static void arm_renewal(struct hy_dp *d)
+static void arm_renewal(struct hy_sidecar *d)
 {
     if (d->a.shutting_down || !d->next_ask_ms)
         return;
@@ -57,8 +57,8 @@ static void arm_renewal(struct hy_dp *d)
 
 static void on_renew(uv_timer_t *t)
 {
-    struct hy_dp *d = t->data;
-    struct hy_dp_snapshot *s = hy_dp_snapshot_get(&d->a.current, NULL);
+    struct hy_sidecar *d = t->data;
+    struct hy_sidecar_snapshot *s = hy_sidecar_snapshot_get(&d->a.current, NULL);
     /* not connected: the DpHello of the next connection carries a CSR */
     if (!s || !d->a.open || d->a.rejected || d->a.shutting_down)
         goto out;
@@ -66,7 +66,7 @@ static void on_renew(uv_timer_t *t)
         arm_renewal(d);
         goto out;
     }
-    d->next_ask_ms = wall_ms() + (int64_t)hy_dp_renew_retry_ms(s->not_before, s->not_after);
+    d->next_ask_ms = wall_ms() + (int64_t)hy_sidecar_renew_retry_ms(s->not_before, s->not_after);
     if (new_request(d) == 0) {
         Hypha__V1__DpCsr csr = HYPHA__V1__DP_CSR__INIT;
         Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
@@ -81,13 +81,13 @@ static void on_renew(uv_timer_t *t)
     }
     arm_renewal(d);
 out:
-    hy_dp_snapshot_unref(s);
+    hy_sidecar_snapshot_unref(s);
 }
 
 /* ----- configs ----- */
 
 /* Refuses update u: DpNack of its version with why, naming its parts. */
-static void refuse(struct hy_dp *d, const Hypha__V1__DpConfigUpdate *u, const char *why)
+static void refuse(struct hy_sidecar *d, const Hypha__V1__DpConfigUpdate *u, const char *why)
 {
     Hypha__V1__DpMessage m = HYPHA__V1__DP_MESSAGE__INIT;
     Hypha__V1__DpNack nack = HYPHA__V1__DP_NACK__INIT;
@@ -117,16 +117,16 @@ static void refuse(struct hy_dp *d, const Hypha__V1__DpConfigUpdate *u, const ch
 
 /* Takes c: it becomes the current snapshot (true, answered DpAck), or is
  * freed (false, why filled). */
-static bool on_config(struct hy_dp *d, Hypha__V1__DpConfig *c, char *err, size_t size)
+static bool on_config(struct hy_sidecar *d, Hypha__V1__DpConfig *c, char *err, size_t size)
 {
-    struct hy_dp_snapshot *old = hy_dp_snapshot_get(&d->a.current, NULL), *s;
+    struct hy_sidecar_snapshot *old = hy_sidecar_snapshot_get(&d->a.current, NULL), *s;
     const char *keys[2] = {d->pending.key, old ? old->key : NULL};
     const Hypha__V1__Meta *me = d->a.file.res->meta;
     size_t which;
-    int rc = hy_dp_snapshot_new(c, me->mesh, me->name, keys, 2, &s, &which, err, size);
+    int rc = hy_sidecar_snapshot_new(c, me->mesh, me->name, keys, 2, &s, &which, err, size);
     if (rc < 0) {
         hypha__v1__dp_config__free_unpacked(c, NULL);
-        hy_dp_snapshot_unref(old);
+        hy_sidecar_snapshot_unref(old);
         return false;
     }
     if (which == 0) /* the key of our last request is now in use */
@@ -135,7 +135,7 @@ static bool on_config(struct hy_dp *d, Hypha__V1__DpConfig *c, char *err, size_t
     char until[40], renew[40];
     hy_timestamp_format(s->not_after, 0, until, sizeof(until));
     hy_timestamp_format(s->renew_at, 0, renew, sizeof(renew));
-    hy_agent_current_publish(&d->a.current, &hy_dp_snapshot_ref(s)->base);
+    hy_agent_current_publish(&d->a.current, &hy_sidecar_snapshot_ref(s)->base);
     hy_series_inc(d->acks);
     hy_series_set(d->cert_expiry, (double)s->not_after);
     snprintf(d->a.status, sizeof(d->a.status), "config %.60s applied", s->config->version);
@@ -150,15 +150,15 @@ static bool on_config(struct hy_dp *d, Hypha__V1__DpConfig *c, char *err, size_t
     hy_log(HY_LOG_INFO, "dp", "applied config %s: %zu inbounds, %zu outbounds", s->config->version,
            s->config->n_inbounds, s->config->n_outbounds);
     hy_agent_answer(&d->a, s->config->version, NULL);
-    hy_dp_snapshot_unref(s);
-    hy_dp_snapshot_unref(old);
+    hy_sidecar_snapshot_unref(s);
+    hy_sidecar_snapshot_unref(old);
     return true;
 }
 
 /* An update: the parts held with u's applied make the config, checked
  * whole before anything is kept (a refused update leaves the parts and
  * the snapshot as they were). */
-static void on_update(struct hy_dp *d, Hypha__V1__DpConfigUpdate *u)
+static void on_update(struct hy_sidecar *d, Hypha__V1__DpConfigUpdate *u)
 {
     struct hy_dp_parts staged;
     Hypha__V1__DpConfig *c = NULL;
@@ -180,12 +180,12 @@ static void on_update(struct hy_dp *d, Hypha__V1__DpConfigUpdate *u)
 
 /* ----- the stream's hooks ----- */
 
-static struct hy_dp *dp_of(struct hy_agent *a)
+static struct hy_sidecar *dp_of(struct hy_agent *a)
 {
-    return (struct hy_dp *)a;
+    return (struct hy_sidecar *)a;
 }
 
-static void hello_refs_fini(struct hy_dp *d)
+static void hello_refs_fini(struct hy_sidecar *d)
 {
     for (size_t i = 0; i < d->n_hello_refs; i++)
         free(d->hello_refs[i]);
@@ -197,9 +197,9 @@ static void hello_refs_fini(struct hy_dp *d)
 /* A CSR for a new key, and the parts held (what the zone need not send
  * again), unless naming them would make the Hello too big for the zone
  * to read: then it sends everything. */
-int hy_dp_client_hello(struct hy_agent *a, Hypha__V1__DpHello *h)
+int hy_sidecar_client_hello(struct hy_agent *a, Hypha__V1__DpHello *h)
 {
-    struct hy_dp *d = dp_of(a);
+    struct hy_sidecar *d = dp_of(a);
     int rc = new_request(d);
     if (rc < 0)
         return rc;
@@ -218,7 +218,7 @@ int hy_dp_client_hello(struct hy_agent *a, Hypha__V1__DpHello *h)
     return 0;
 }
 
-bool hy_dp_client_message(struct hy_agent *a, Hypha__V1__DpMessage *m)
+bool hy_sidecar_client_message(struct hy_agent *a, Hypha__V1__DpMessage *m)
 {
     if (m->msg_case != HYPHA__V1__DP_MESSAGE__MSG_UPDATE)
         return false;
@@ -226,14 +226,14 @@ bool hy_dp_client_message(struct hy_agent *a, Hypha__V1__DpMessage *m)
     return true;
 }
 
-void hy_dp_client_start(struct hy_dp *d)
+void hy_sidecar_client_start(struct hy_sidecar *d)
 {
     uv_timer_init(d->a.loop, &d->renew_timer);
     d->renew_timer.data = d;
     d->renew_init = true;
 }
 
-void hy_dp_client_stop(struct hy_dp *d)
+void hy_sidecar_client_stop(struct hy_sidecar *d)
 {
     if (d->renew_init) {
         uv_close((uv_handle_t *)&d->renew_timer, NULL);
@@ -241,7 +241,7 @@ void hy_dp_client_stop(struct hy_dp *d)
     }
 }
 
-void hy_dp_client_free(struct hy_dp *d)
+void hy_sidecar_client_free(struct hy_sidecar *d)
 {
     hy_ca_pem_fini(&d->pending);
     hello_refs_fini(d);

@@ -21,7 +21,7 @@ static int64_t clamp_time(int64_t t)
     return t < -lim ? -lim : t > lim ? lim : t;
 }
 
-int64_t hy_dp_renew_at(int64_t not_before, int64_t not_after, int64_t now)
+int64_t hy_sidecar_renew_at(int64_t not_before, int64_t not_after, int64_t now)
 {
     int64_t nb = clamp_time(not_before), na = clamp_time(not_after);
     /* Ours are backdated: their life starts HY_CA_BACKDATE_SECONDS later.
@@ -35,7 +35,7 @@ int64_t hy_dp_renew_at(int64_t not_before, int64_t not_after, int64_t now)
     return issued + (na - issued) * HY_DP_RENEW_PERCENT / 100;
 }
 
-uint64_t hy_dp_renew_retry_ms(int64_t not_before, int64_t not_after)
+uint64_t hy_sidecar_renew_retry_ms(int64_t not_before, int64_t not_after)
 {
     int64_t nb = clamp_time(not_before), na = clamp_time(not_after);
     int64_t ms = na > nb ? (na - nb) * 1000 / 20 : 0; /* 5 % */
@@ -81,7 +81,7 @@ static const char *spiffe_of(const struct hy_ca_info *info, const char *mesh)
 
 static void snapshot_free(struct hy_agent_snap *base)
 {
-    struct hy_dp_snapshot *s = hy_dp_snapshot_of(base);
+    struct hy_sidecar_snapshot *s = hy_sidecar_snapshot_of(base);
     if (s->config)
         hypha__v1__dp_config__free_unpacked(s->config, NULL);
     if (s->key) {
@@ -92,9 +92,9 @@ static void snapshot_free(struct hy_agent_snap *base)
     free(s);
 }
 
-int hy_dp_snapshot_new(Hypha__V1__DpConfig *config, const char *mesh, const char *name,
-                       const char *const *keys, size_t nkeys, struct hy_dp_snapshot **out,
-                       size_t *which, char *err, size_t errlen)
+int hy_sidecar_snapshot_new(Hypha__V1__DpConfig *config, const char *mesh, const char *name,
+                            const char *const *keys, size_t nkeys, struct hy_sidecar_snapshot **out,
+                            size_t *which, char *err, size_t errlen)
 {
     struct hy_ca_info info = {0};
     const char *why = NULL;
@@ -158,7 +158,7 @@ int hy_dp_snapshot_new(Hypha__V1__DpConfig *config, const char *mesh, const char
                                    "be issued for the CSR of its last DpHello or DpCsr)");
         goto out_free_info;
     }
-    struct hy_dp_snapshot *s = calloc(1, sizeof(*s));
+    struct hy_sidecar_snapshot *s = calloc(1, sizeof(*s));
     rc = HY_ENOMEM;
     if (!s || !(s->key = strdup(keys[k])) || !(s->spiffe_id = strdup(id))) {
         snprintf(err, errlen, "out of memory");
@@ -170,7 +170,7 @@ int hy_dp_snapshot_new(Hypha__V1__DpConfig *config, const char *mesh, const char
     s->config = config;
     s->not_before = info.not_before;
     s->not_after = info.not_after;
-    s->renew_at = hy_dp_renew_at(info.not_before, info.not_after, (int64_t)time(NULL));
+    s->renew_at = hy_sidecar_renew_at(info.not_before, info.not_after, (int64_t)time(NULL));
     memcpy(s->fingerprint, info.fingerprint, sizeof(s->fingerprint));
     *out = s;
     *which = k;

@@ -85,7 +85,7 @@ void hy_l7_cfg_unref(struct hy_l7_cfg *cfg)
         hy_l7_hash_free(cfg->svcs[i].hash);
     }
     free(cfg->svcs);
-    hy_dp_snapshot_unref(cfg->snap);
+    hy_sidecar_snapshot_unref(cfg->snap);
     free(cfg);
 }
 
@@ -218,7 +218,7 @@ void hy_px_l7_refresh(struct hy_px_worker *w)
         return;
     }
     cfg->refs = 1;
-    cfg->snap = hy_dp_snapshot_ref(w->snap);
+    cfg->snap = hy_sidecar_snapshot_ref(w->snap);
     for (size_t i = 0; i < cf->n_outbounds; i++) {
         const Hypha__V1__DpOutbound *o = cf->outbounds[i];
         struct hy_l7_svc *s = &cfg->svcs[cfg->n];

@@ -63,8 +63,8 @@ struct hy_l7_h2 *hy_l7_pool_get(struct hy_l7_worker *lw, const struct hy_l7_svc 
         return NULL;
     }
     /* the config the outbound comes from, which may be older than the worker's */
-    hy_dp_snapshot_unref(c->snap);
-    c->snap = hy_dp_snapshot_ref(svc->snap);
+    hy_sidecar_snapshot_unref(c->snap);
+    c->snap = hy_sidecar_snapshot_ref(svc->snap);
     c->out = o;
     c->idle_ms = hy_px_ms(o->idle_timeout, HY_PX_IDLE_MS);
     struct hy_l7_h2 *h2 = hy_l7_h2_client_new(lw, c);

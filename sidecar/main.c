@@ -7,7 +7,7 @@
 #include "poison.h"
 
 static const struct hy_option options[] = {
-    HY_AGENT_OPTIONS(struct hy_dp_cfg, "dataplane", "DATAPLANE", "dataplane",
+    HY_AGENT_OPTIONS(struct hy_sidecar_cfg, "dataplane", "DATAPLANE", "dataplane",
                      "the Dataplane resource this sidecar presents (YAML or JSON)",
                      "dataplane-token-file", "HYPHA_DATAPLANE_TOKEN_FILE", "dataplaneTokenFile",
                      "the dataplane token (hyphactl generate dataplane-token)", "127.0.0.1:9901",
@@ -27,7 +27,7 @@ static const struct hy_config_spec spec = {
 
 int main(int argc, char **argv)
 {
-    struct hy_dp_cfg cfg = {0};
-    struct hy_dp state;
-    return hy_agent_main(argc, argv, &spec, &cfg, &state.a, &hy_dp_ops);
+    struct hy_sidecar_cfg cfg = {0};
+    struct hy_sidecar state;
+    return hy_agent_main(argc, argv, &spec, &cfg, &state.a, &hy_sidecar_ops);
 }

@@ -14,7 +14,7 @@
 #include "proxy_l7.h"
 #include "poison.h"
 
-const char *hy_px_mesh(const struct hy_dp_snapshot *s, char *buf, size_t size)
+const char *hy_px_mesh(const struct hy_sidecar_snapshot *s, char *buf, size_t size)
 {
     const char *m = s && s->config->mesh ? s->config->mesh : "";
     if (m[0] || !s || strncmp(s->spiffe_id, "spiffe://", 9) != 0) {
@@ -233,7 +233,7 @@ static void reconcile(struct hy_px_worker *w)
 }
 
 /* Did the certificate, its chain or the trust bundle change? */
-static bool tls_changed(const struct hy_dp_snapshot *a, const struct hy_dp_snapshot *b)
+static bool tls_changed(const struct hy_sidecar_snapshot *a, const struct hy_sidecar_snapshot *b)
 {
     return !a || strcmp(a->fingerprint, b->fingerprint) != 0 ||
            strcmp(a->config->chain ? a->config->chain : "",
@@ -247,7 +247,7 @@ void hy_px_refresh(struct hy_px_worker *w)
     if (w->base.stopped || hy_agent_current_generation(w->p->current) == w->gen)
         return;
     uint64_t gen;
-    struct hy_dp_snapshot *s = hy_dp_snapshot_get(w->p->current, &gen);
+    struct hy_sidecar_snapshot *s = hy_sidecar_snapshot_get(w->p->current, &gen);
     w->gen = gen;
     if (s) {
         /* compared with what the contexts were built from, so that a build
@@ -257,11 +257,11 @@ void hy_px_refresh(struct hy_px_worker *w)
             if (hy_px_tls_build(s, &t) == 0) {
                 hy_px_tls_fini(&w->tls);
                 w->tls = t;
-                hy_dp_snapshot_unref(w->tls_snap);
-                w->tls_snap = hy_dp_snapshot_ref(s);
+                hy_sidecar_snapshot_unref(w->tls_snap);
+                w->tls_snap = hy_sidecar_snapshot_ref(s);
             } /* else: logged; the previous contexts keep serving */
         }
-        hy_dp_snapshot_unref(w->snap);
+        hy_sidecar_snapshot_unref(w->snap);
         w->snap = s;
         reconcile(w);
         hy_px_l7_refresh(w);
@@ -334,8 +334,8 @@ static void worker_fini(struct hy_agent_worker *base)
         hy_log(HY_LOG_ERROR, "dp", "worker %u ended with connections open (a bug)", base->index);
     hy_px_l7_fini(w);
     hy_px_tls_fini(&w->tls);
-    hy_dp_snapshot_unref(w->snap);
-    hy_dp_snapshot_unref(w->tls_snap);
+    hy_sidecar_snapshot_unref(w->snap);
+    hy_sidecar_snapshot_unref(w->tls_snap);
 }
 
 static const struct hy_agent_pool_ops worker_ops = {

@@ -39,7 +39,7 @@ struct hy_px_conn *hy_px_conn_new(struct hy_px_listener *l)
         c->pending = true;
     }
     c->dir = l->dir;
-    c->snap = hy_dp_snapshot_ref(w->snap);
+    c->snap = hy_sidecar_snapshot_ref(w->snap);
     c->tls = c->dir == HY_PX_IN ? &c->down : &c->up;
     c->plain = c->dir == HY_PX_IN ? &c->up : &c->down;
     c->start_ms = c->last_ms = uv_now(&w->base.loop);
@@ -74,7 +74,7 @@ static void conn_free(struct hy_px_conn *c)
     hy_px_tls_free(c);
     free(c->pre);
     free(c->rbuf);
-    hy_dp_snapshot_unref(c->snap);
+    hy_sidecar_snapshot_unref(c->snap);
     hy_px_listener_unref(c->l);
     free(c);
 }

@@ -49,14 +49,14 @@ struct checker {
 
 struct hy_px_health {
     struct hy_proxy *p;
-    struct hy_dp_snapshot *snap; /* what the checkers follow */
+    struct hy_sidecar_snapshot *snap; /* what the checkers follow */
     struct checker *checkers;
     bool stopped;
     unsigned next_worker;        /* the one the next HTTP checks wake */
     struct hy_series *checks[2]; /* passed, failed */
 };
 
-static const Hypha__V1__DpOutbound *outbound_of(const struct hy_dp_snapshot *s, uint16_t port)
+static const Hypha__V1__DpOutbound *outbound_of(const struct hy_sidecar_snapshot *s, uint16_t port)
 {
     for (size_t i = 0; s && i < s->config->n_outbounds; i++)
         if (s->config->outbounds[i]->port == port)
@@ -424,8 +424,8 @@ void hy_px_health_update(struct hy_proxy *p)
     struct hy_px_health *h = p->health;
     if (!h || h->stopped)
         return;
-    struct hy_dp_snapshot *s = hy_dp_snapshot_get(p->current, NULL);
-    hy_dp_snapshot_unref(h->snap);
+    struct hy_sidecar_snapshot *s = hy_sidecar_snapshot_get(p->current, NULL);
+    hy_sidecar_snapshot_unref(h->snap);
     h->snap = s;
     struct checker **pc = &h->checkers;
     while (*pc) { /* stop what the config no longer checks */
@@ -475,7 +475,7 @@ void hy_px_health_free(struct hy_proxy *p)
         p->hc_queue = hc->next;
         hy_l7_hc_free(p, hc);
     }
-    hy_dp_snapshot_unref(h->snap);
+    hy_sidecar_snapshot_unref(h->snap);
     free(h);
     p->health = NULL;
 }

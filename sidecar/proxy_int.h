@@ -97,12 +97,12 @@ enum hy_px_phase { HY_PX_CONNECTING, HY_PX_HANDSHAKE, HY_PX_RELAY };
 /* One socket of a connection. */
 
 struct hy_px_conn {
-    struct hy_px_worker *w;         /* the worker it lives on */
-    const struct hy_px_metrics *m;  /* w->p->m */
-    struct hy_px_conn *prev, *next; /* w->conns */
-    struct hy_px_listener *l;       /* a reference */
-    struct hy_dp_snapshot *snap;    /* a reference: the config at accept */
-    const Hypha__V1__DpInbound *in; /* in snap */
+    struct hy_px_worker *w;           /* the worker it lives on */
+    const struct hy_px_metrics *m;    /* w->p->m */
+    struct hy_px_conn *prev, *next;   /* w->conns */
+    struct hy_px_listener *l;         /* a reference */
+    struct hy_sidecar_snapshot *snap; /* a reference: the config at accept */
+    const Hypha__V1__DpInbound *in;   /* in snap */
     const Hypha__V1__DpOutbound *out;
     enum hy_px_dir dir;
     enum hy_px_phase phase;
@@ -170,11 +170,11 @@ struct hy_px_worker {
     struct hy_proxy *p;
     uv_check_t check; /* looks for a new snapshot once per loop iteration */
     uint64_t gen;
-    struct hy_dp_snapshot *snap; /* what new connections use */
-    struct hy_px_tls tls;        /* built from snap */
+    struct hy_sidecar_snapshot *snap; /* what new connections use */
+    struct hy_px_tls tls;             /* built from snap */
     struct hy_px_listener *listeners;
     struct hy_px_conn *conns;
-    struct hy_dp_snapshot *tls_snap; /* what tls was built from (a reference) */
+    struct hy_sidecar_snapshot *tls_snap; /* what tls was built from (a reference) */
     struct hy_px_dns dns[HY_PX_DNS_SLOTS];
     atomic_uint_fast64_t applied; /* gen, for readers on other threads */
     struct hy_l7_worker *l7;      /* the HTTP path's state (proxy_l7.h); NULL until needed */
@@ -207,7 +207,7 @@ static inline const char *hy_px_dir_name(enum hy_px_dir d)
 void hy_px_refresh(struct hy_px_worker *w);
 void hy_px_listener_unref(struct hy_px_listener *l);
 /* The mesh of s: its config's, else that of its SPIFFE ID; into buf. */
-const char *hy_px_mesh(const struct hy_dp_snapshot *s, char *buf, size_t size);
+const char *hy_px_mesh(const struct hy_sidecar_snapshot *s, char *buf, size_t size);
 
 /* proxy_tls.c */
 int hy_px_tls_global_init(void);
@@ -217,7 +217,7 @@ void hy_px_tls_thread_fini(void);
 /* Contexts for snapshot s: TLS 1.3, s's certificate, chain and key, peers
  * verified against s's trust bundle (and mTLS required by the server). On
  * failure logs why, returns HY_ECRYPTO or HY_ENOMEM and leaves *t zeroed. */
-int hy_px_tls_build(const struct hy_dp_snapshot *s, struct hy_px_tls *t);
+int hy_px_tls_build(const struct hy_sidecar_snapshot *s, struct hy_px_tls *t);
 void hy_px_tls_fini(struct hy_px_tls *t);
 /* A session for c from ctx (c->tls is the side it runs over). 0, or a
  * negative code with c->why filled. */

@@ -64,16 +64,16 @@ struct hy_l7_anchor {
 
 struct hy_l7_svc {
     const Hypha__V1__DpOutbound *o;
-    struct hy_dp_snapshot *snap;   /* o's, borrowed from the config */
-    struct hy_l7_routes *routes;   /* never NULL once built */
-    struct hy_l7_hash_table *hash; /* lb RingHash or Maglev: over o's endpoints; else NULL */
+    struct hy_sidecar_snapshot *snap; /* o's, borrowed from the config */
+    struct hy_l7_routes *routes;      /* never NULL once built */
+    struct hy_l7_hash_table *hash;    /* lb RingHash or Maglev: over o's endpoints; else NULL */
     struct hy_l7_anchor *a;
 };
 
 /* A worker's view of one snapshot. Requests hold a reference. */
 struct hy_l7_cfg {
     unsigned refs; /* worker thread only */
-    struct hy_dp_snapshot *snap;
+    struct hy_sidecar_snapshot *snap;
     struct hy_l7_svc *svcs;
     size_t n;
 };

@@ -111,7 +111,7 @@ static int on_verify_client(int preverify, WOLFSSL_X509_STORE_CTX *store)
     return 0;
 }
 
-static WOLFSSL_CTX *make_ctx(const struct hy_dp_snapshot *s, bool server, const char *chain)
+static WOLFSSL_CTX *make_ctx(const struct hy_sidecar_snapshot *s, bool server, const char *chain)
 {
     const Hypha__V1__DpConfig *cf = s->config;
     WOLFSSL_CTX *ctx =
@@ -147,7 +147,7 @@ static WOLFSSL_CTX *make_ctx(const struct hy_dp_snapshot *s, bool server, const 
     return ctx;
 }
 
-int hy_px_tls_build(const struct hy_dp_snapshot *s, struct hy_px_tls *t)
+int hy_px_tls_build(const struct hy_sidecar_snapshot *s, struct hy_px_tls *t)
 {
     const Hypha__V1__DpConfig *cf = s->config;
     memset(t, 0, sizeof(*t));

@@ -12,7 +12,6 @@
 # redirect), MeshRetry, MeshTimeout, MeshFaultInjection, MeshRateLimit.
 . "$(dirname "$0")/lib.sh"
 DATA=$(cd "$(dirname "$0")/../data" && pwd)
-TOOLS=$(cd "$(dirname "$0")/../tools" && pwd)
 export HOME=$HY_TMP/home
 mkdir -p "$HOME"
 unset HYPHA_CP HYPHACTL_CONFIG
@@ -36,44 +35,19 @@ B_PORT=$(ports4)
 B2_PORT=$(ports4)
 W_PORT=$(ports4)
 
-# start_app PORT NAME: the Python app; sets APP_PID
-start_app() {
-    python3 "$TOOLS/http_app.py" "$1" "$2" >"$HY_TMP/app-$2.log" 2>&1 &
-    APP_PID=$!
-    HY_PIDS+=("$APP_PID")
-    hy_wait_for 10 grep -q listening "$HY_TMP/app-$2.log"
-}
-# start_dp NAME SERVICE PORT VERSION: a sidecar of dataplane-http.yaml; sets DP_PID, DP_ADMIN, DP_LOG
-start_dp() {
-    local name=$1 svc=$2 port=$3 log=$HY_TMP/dp-$1.log
-    [ ! -f "$log" ] || mv "$log" "$log.$(date +%s%N)" # a restart keeps the earlier log aside
-    hy_dp_token "$name" default "$svc"
-    "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
-        --dataplane-file "$DATA/dp/dataplane-http.yaml" --dataplane-token-file "$HY_TMP/$name.token" \
-        --dataplane-var "name=$name,service=$svc,port=$port,app_port=$((port + 1)),out_port=$((port + 2)),out_port2=$((port + 3)),version=$4" \
-        --admin-address 127.0.0.1:0 --workers 2 >"$log" 2>&1 &
-    DP_PID=$!
-    DP_LOG=$log
-    HY_PIDS+=("$DP_PID")
-    hy_wait_for 15 grep -q 'admin on http://' "$log"
-    DP_ADMIN=$(grep -o 'admin on http://[^ ]*' "$log" | sed 's/admin on //')
-}
 ready() { curl -sf "$1/ready" >/dev/null; }
-metric() { # metric ADMIN NAME{LABELS}: its value, 0 when absent
-    curl -s "$1/metrics" | awk -v m="$2" '$1 == m { print $2; f = 1 } END { if (!f) print 0 }'
-}
 metric_sum() { # metric_sum ADMIN REGEX: the sum of the series matching
     curl -s "$1/metrics" | awk -v m="$2" '$1 ~ m { s += $NF } END { print s + 0 }'
 }
 
-start_app $((B_PORT + 1)) b1
-start_app $((B2_PORT + 1)) b2
-start_app $((W_PORT + 1)) w1
-start_dp backend-1 backend "$B_PORT" v1
+hy_start_http_app $((B_PORT + 1)) b1
+hy_start_http_app $((B2_PORT + 1)) b2
+hy_start_http_app $((W_PORT + 1)) w1
+hy_start_http_dp backend-1 backend "$B_PORT" v1
 B_ADMIN=$DP_ADMIN B_LOG=$DP_LOG B_PID=$DP_PID
-start_dp backend-v2-1 backend-v2 "$B2_PORT" v2
+hy_start_http_dp backend-v2-1 backend-v2 "$B2_PORT" v2
 B2_ADMIN=$DP_ADMIN B2_PID=$DP_PID
-start_dp web-1 web "$W_PORT" v1
+hy_start_http_dp web-1 web "$W_PORT" v1
 W_ADMIN=$DP_ADMIN W_LOG=$DP_LOG W_PID=$DP_PID
 hy_check "the sidecars become ready" hy_wait_for 20 ready "$B_ADMIN"
 hy_wait_for 20 ready "$B2_ADMIN"
@@ -136,9 +110,9 @@ hy_contains "HTTP/1.0 without keep-alive: answered" "hello from b1" "$p"
 hy_contains "then closed" "<EOF>" "$p"
 
 # many new connections: the pooled hop makes no new mesh connections
-before=$(metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')
+before=$(hy_metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')
 for i in $(seq 1 100); do curl -s -o /dev/null "$OUT/"; done
-after=$(metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')
+after=$(hy_metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')
 hy_check "100 new app connections: backend-1 accepted at most 2 new mTLS connections ($before -> $after)" \
     test $((after - before)) -le 2
 hy_check "backend-1 has at most one pooled connection per worker of web-1" test "$after" -le 4
@@ -193,7 +167,7 @@ hy_contains "and the end of one side ends the other" True "$ws"
 hy_eq "plain requests still work after it" "hello from b1" "$(curl -s "$OUT/")"
 
 # ---- a permission withdrawn: the pooled connection stays, its requests are refused
-conns=$(metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')
+conns=$(hy_metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')
 ctl apply -f - >/dev/null <<'YAML'
 type: MeshTrafficPermission
 mesh: default
@@ -207,18 +181,18 @@ YAML
 denied() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$OUT/")" = 403 ]; }
 hy_check "a Deny answers 403 on the pooled connection" hy_wait_for 15 denied
 hy_contains "saying which policy" "MeshTrafficPermission/web-deny" "$(curl -s "$OUT/")"
-hy_eq "over the same mesh connections" "$conns" "$(metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')"
+hy_eq "over the same mesh connections" "$conns" "$(hy_metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')"
 ctl delete meshtrafficpermission web-deny --mesh default >/dev/null
 allowed() { [ "$(curl -s "$OUT/")" = "hello from b1" ]; }
 hy_check "lifting it lets requests in again" hy_wait_for 15 allowed
 
 # ---- metrics and access log
 hy_check "requests are counted by direction, service, route and code" \
-    test "$(metric "$W_ADMIN" 'hypha_dp_http_requests_total{direction="outbound",service="backend",route="default",code_class="4xx",code="418"}')" -ge 1
+    test "$(hy_metric "$W_ADMIN" 'hypha_dp_http_requests_total{direction="outbound",service="backend",route="default",code_class="4xx",code="418"}')" -ge 1
 hy_check "the inbound counts them too" \
-    test "$(metric "$B_ADMIN" 'hypha_dp_http_requests_total{direction="inbound",service="backend",route="",code_class="2xx",code="200"}')" -ge 100
+    test "$(hy_metric "$B_ADMIN" 'hypha_dp_http_requests_total{direction="inbound",service="backend",route="",code_class="2xx",code="200"}')" -ge 100
 hy_check "a duration histogram" \
-    test "$(metric "$W_ADMIN" 'hypha_dp_http_request_duration_seconds_count{direction="outbound",service="backend"}')" -ge 100
+    test "$(hy_metric "$W_ADMIN" 'hypha_dp_http_request_duration_seconds_count{direction="outbound",service="backend"}')" -ge 100
 hy_check "one access-log line per request at the outbound" \
     grep -q "http direction=outbound port=$((W_PORT + 2)) method=GET authority=127.0.0.1:$((W_PORT + 2)) path=/status/418 status=418 .* upstream=127.0.0.1:$B_PORT service=backend route=\"default\" retries=0 id=spiffe://default/backend" "$W_LOG"
 hy_check "and at the inbound, with the caller's SPIFFE ID" \
@@ -347,9 +321,9 @@ spec:
           backOff: {baseInterval: 10ms, maxInterval: 50ms}
           retryOn: ["5xx"]
 YAML
-retries0=$(metric "$W_ADMIN" hypha_dp_http_retries_total)
+retries0=$(hy_metric "$W_ADMIN" hypha_dp_http_retries_total)
 hy_contains "MeshRetry: two 503s tried again, then 200" "recovered after 2" "$(curl -s "$OUT/flaky/r1/2")"
-hy_check "counted as retries" test "$(metric "$W_ADMIN" hypha_dp_http_retries_total)" -ge $((retries0 + 2))
+hy_check "counted as retries" test "$(hy_metric "$W_ADMIN" hypha_dp_http_retries_total)" -ge $((retries0 + 2))
 hy_check "the access log says how many" grep -q "path=/flaky/r1/2 status=200 .* retries=2 " "$W_LOG"
 hy_eq "more 503s than numRetries: the last 503 stands" 503 \
     "$(curl -s -o /dev/null -w '%{http_code}' "$OUT/flaky/r2/9")"
@@ -368,11 +342,11 @@ spec:
         http:
           requestTimeout: 500ms
 YAML
-t0=$(metric "$W_ADMIN" hypha_dp_http_timeouts_total)
+t0=$(hy_metric "$W_ADMIN" hypha_dp_http_timeouts_total)
 r=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' "$OUT/slow/3000")
 hy_eq "MeshTimeout requestTimeout 500ms: a 3 s answer is cut with 504" 504 "${r% *}"
 hy_check "after about 0.5 s (${r#* }s)" within "${r#* }" 0.4 2
-hy_check "counted as a timeout" test "$(metric "$W_ADMIN" hypha_dp_http_timeouts_total)" -gt "$t0"
+hy_check "counted as a timeout" test "$(hy_metric "$W_ADMIN" hypha_dp_http_timeouts_total)" -gt "$t0"
 hy_eq "a fast answer is not cut" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$OUT/slow/10")"
 pol_delete "$W_ADMIN" meshtimeout web-timeout
 
@@ -391,7 +365,7 @@ spec:
 YAML
 aborted=$(codes 1000 "$OUT/" | grep -c '^502$' || true)
 hy_check "MeshFaultInjection abort 30 %: 30 % +- 5 % of 1000 requests answered 502 ($aborted)" within "$aborted" 250 350
-hy_check "counted as faults" test "$(metric "$B_ADMIN" 'hypha_dp_http_faults_total{kind="abort"}')" -ge 250
+hy_check "counted as faults" test "$(hy_metric "$B_ADMIN" 'hypha_dp_http_faults_total{kind="abort"}')" -ge 250
 pol_delete "$B_ADMIN" meshfaultinjection backend-faults
 pol_apply "$B_ADMIN" <<'YAML'
 type: MeshFaultInjection
@@ -410,7 +384,7 @@ t=$(curl -s -o /dev/null -w '%{time_total}' "$OUT/" || true)
 hy_check "MeshFaultInjection delay 300ms: a request takes at least 0.3 s ($t s)" within "$t" 0.3 3
 t=$(curl -s -o /dev/null -w '%{time_total}' "$OUT/echo?$(head -c 6000 /dev/zero | tr '\0' a)" || true)
 hy_check "responseBandwidth 10kbps (10 KiB/s, as Envoy reads it): a 6 kB answer takes 0.5 s more ($t s)" within "$t" 0.7 4
-hy_check "delays counted as faults" test "$(metric "$B_ADMIN" 'hypha_dp_http_faults_total{kind="delay"}')" -ge 2
+hy_check "delays counted as faults" test "$(hy_metric "$B_ADMIN" 'hypha_dp_http_faults_total{kind="delay"}')" -ge 2
 pol_delete "$B_ADMIN" meshfaultinjection backend-delay
 
 # MeshCircuitBreaker: maxRequests in flight, then 503 from the sidecar
@@ -450,10 +424,10 @@ spec:
           detectors:
             totalFailures: {consecutive: 3}
 YAML
-ej0=$(metric "$W_ADMIN" hypha_dp_http_ejections_total)
+ej0=$(hy_metric "$W_ADMIN" hypha_dp_http_ejections_total)
 codes 3 "$OUT/status/500" >/dev/null
 hy_check "outlierDetection: 3 consecutive 500s eject backend-1" \
-    test "$(metric "$W_ADMIN" hypha_dp_http_ejections_total)" -gt "$ej0"
+    test "$(hy_metric "$W_ADMIN" hypha_dp_http_ejections_total)" -gt "$ej0"
 hy_check "and the sidecar says so" grep -q "endpoint 127.0.0.1:$B_PORT ejected" "$W_LOG"
 hy_eq "a service whose endpoints are all out still gets its requests" "hello from b1" "$(curl -s "$OUT/")"
 pol_delete "$W_ADMIN" meshcircuitbreaker web-outlier
@@ -480,7 +454,7 @@ lim=$(codes 10 "$OUT/")
 hy_eq "MeshRateLimit 5 per 10 s: 5 of 10 requests pass" 5 "$(grep -c '^200$' <<<"$lim")"
 hy_eq "and 5 are answered 429" 5 "$(grep -c '^429$' <<<"$lim")"
 hy_check "with the configured header" bash -c "curl -s -D - -o /dev/null '$OUT/' | grep -qi '^x-limited: yes'"
-hy_check "counted as rate-limited" test "$(metric "$B_ADMIN" 'hypha_dp_rate_limited_total{kind="http"}')" -ge 5
+hy_check "counted as rate-limited" test "$(hy_metric "$B_ADMIN" 'hypha_dp_rate_limited_total{kind="http"}')" -ge 5
 pol_delete "$B_ADMIN" meshratelimit backend-limit
 hy_eq "without it every request passes again" "hello from b1" "$(curl -s "$OUT/")"
 
@@ -488,7 +462,7 @@ hy_eq "without it every request passes again" "hello from b1" "$(curl -s "$OUT/"
 # backend for TCP (Kuma's rule); backend-1's http inbound sees no HTTP/2
 # preface and relays those connections as TCP
 T_PORT=$(ports4)
-start_app $((T_PORT + 1)) b3
+hy_start_http_app $((T_PORT + 1)) b3
 hy_dp_token backend-2 default backend
 sed 's/kuma.io\/service: {{ service }}/&\n        kuma.io\/protocol: tcp/' "$DATA/dp/dataplane.yaml" >"$HY_TMP/dataplane-tcp.yaml"
 "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \

@@ -294,6 +294,7 @@ hy_start_http_app() {
 # DP_ADMIN and DP_LOG.
 hy_start_http_dp() {
     local name=$1 svc=$2 port=$3 log=$HY_TMP/dp-$1.log
+    [ ! -f "$log" ] || mv "$log" "$log.$(date +%s%N)" # a restart keeps the earlier log aside
     hy_dp_token "$name" default "$svc"
     "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
         --dataplane-file "$(dirname "${BASH_SOURCE[0]}")/../data/dp/dataplane-http.yaml" \

@@ -372,11 +372,11 @@ static void add_port(Hypha__V1__DpConfig *c, bool inbound, uint32_t port)
 
 /* Runs the checks; on failure returns rc with err, config freed. */
 static int check(Hypha__V1__DpConfig *c, const char *const *keys, size_t nkeys, size_t *which,
-                 char *err, struct hy_dp_snapshot **out)
+                 char *err, struct hy_sidecar_snapshot **out)
 {
-    struct hy_dp_snapshot *s = NULL;
+    struct hy_sidecar_snapshot *s = NULL;
     size_t w = 99;
-    int rc = hy_dp_snapshot_new(c, "default", "web-1", keys, nkeys, &s, &w, err, 512);
+    int rc = hy_sidecar_snapshot_new(c, "default", "web-1", keys, nkeys, &s, &w, err, 512);
     if (rc < 0) {
         assert_null(s);
         assert_true(err[0] != '\0');
@@ -390,7 +390,7 @@ static int check(Hypha__V1__DpConfig *c, const char *const *keys, size_t nkeys, 
     if (out)
         *out = s;
     else
-        hy_dp_snapshot_unref(s);
+        hy_sidecar_snapshot_unref(s);
     return rc;
 }
 
@@ -405,7 +405,7 @@ static void test_config_checks(void **state)
     const char *mine[] = {me.key}, *both[] = {other.key, NULL, me.key}, *theirs[] = {other.key};
     char err[512];
     size_t which;
-    struct hy_dp_snapshot *s;
+    struct hy_sidecar_snapshot *s;
 
     /* good: chains through the intermediate to the root, our key */
     Hypha__V1__DpConfig *c = config_new("v1", good, pki.inter.cert, pki.root.cert);
@@ -420,7 +420,7 @@ static void test_config_checks(void **state)
     assert_int_equal(s->renew_at, s->not_before + HY_CA_BACKDATE_SECONDS + 2880); /* 80 % of 1 h */
     assert_int_equal(strlen(s->fingerprint), HY_CA_FINGERPRINT_LEN);
     assert_int_equal(atomic_load(&s->base.refs), 1);
-    hy_dp_snapshot_unref(s);
+    hy_sidecar_snapshot_unref(s);
 
     /* the key may be any of those given (the current one, or the pending one) */
     c = config_new("v1", good, pki.inter.cert, pki.root.cert);
@@ -513,27 +513,27 @@ static void test_renew_time(void **state)
     (void)state;
     /* ours: backdated by HY_CA_BACKDATE_SECONDS, life counted from signing */
     const int64_t B = HY_CA_BACKDATE_SECONDS;
-    assert_int_equal(hy_dp_renew_at(1000 - B, 1000 + 86400, 1000), 1000 + 69120); /* 24 h */
-    assert_int_equal(hy_dp_renew_at(1000 - B, 1010, 1000), 1008);                 /* 10 s */
-    assert_int_equal(hy_dp_renew_at(1000 - B, 1010, 1009), 1008); /* repeated later: same */
-    assert_int_equal(hy_dp_renew_at(1000 - B, 1010, 5000), 1008);
+    assert_int_equal(hy_sidecar_renew_at(1000 - B, 1000 + 86400, 1000), 1000 + 69120); /* 24 h */
+    assert_int_equal(hy_sidecar_renew_at(1000 - B, 1010, 1000), 1008);                 /* 10 s */
+    assert_int_equal(hy_sidecar_renew_at(1000 - B, 1010, 1009), 1008); /* repeated later: same */
+    assert_int_equal(hy_sidecar_renew_at(1000 - B, 1010, 5000), 1008);
     /* not backdated (or a clock ahead of ours): from now, never before not_before */
-    assert_int_equal(hy_dp_renew_at(1000, 1100, 1000), 1080);
-    assert_int_equal(hy_dp_renew_at(1000, 1100, 1050), 1090);
-    assert_int_equal(hy_dp_renew_at(1000, 1100, 10), 1080);
-    assert_int_equal(hy_dp_renew_at(500, 500, 500), 500); /* no life: its end */
-    assert_int_equal(hy_dp_renew_at(500, 400, 450), 400);
-    assert_int_equal(hy_dp_renew_at(1000 - B, 1000, 2000), 1000);
+    assert_int_equal(hy_sidecar_renew_at(1000, 1100, 1000), 1080);
+    assert_int_equal(hy_sidecar_renew_at(1000, 1100, 1050), 1090);
+    assert_int_equal(hy_sidecar_renew_at(1000, 1100, 10), 1080);
+    assert_int_equal(hy_sidecar_renew_at(500, 500, 500), 500); /* no life: its end */
+    assert_int_equal(hy_sidecar_renew_at(500, 400, 450), 400);
+    assert_int_equal(hy_sidecar_renew_at(1000 - B, 1000, 2000), 1000);
     /* no overflow at the ends of time (certificates end before year 10000) */
-    assert_true(hy_dp_renew_at(INT64_MIN, INT64_MAX, INT64_MIN) > 0);
-    assert_true(hy_dp_renew_at(INT64_MIN, INT64_MAX, INT64_MAX) > 0);
-    assert_true(hy_dp_renew_at(0, INT64_MAX, 0) > 253402300799);
-    assert_int_equal(hy_dp_renew_retry_ms(INT64_MIN, INT64_MAX), 60000);
+    assert_true(hy_sidecar_renew_at(INT64_MIN, INT64_MAX, INT64_MIN) > 0);
+    assert_true(hy_sidecar_renew_at(INT64_MIN, INT64_MAX, INT64_MAX) > 0);
+    assert_true(hy_sidecar_renew_at(0, INT64_MAX, 0) > 253402300799);
+    assert_int_equal(hy_sidecar_renew_retry_ms(INT64_MIN, INT64_MAX), 60000);
 
-    assert_int_equal(hy_dp_renew_retry_ms(0, 86460), 60000);
-    assert_int_equal(hy_dp_renew_retry_ms(0, 100), 5000);
-    assert_int_equal(hy_dp_renew_retry_ms(0, 10), 1000);
-    assert_int_equal(hy_dp_renew_retry_ms(0, 0), 1000);
+    assert_int_equal(hy_sidecar_renew_retry_ms(0, 86460), 60000);
+    assert_int_equal(hy_sidecar_renew_retry_ms(0, 100), 5000);
+    assert_int_equal(hy_sidecar_renew_retry_ms(0, 10), 1000);
+    assert_int_equal(hy_sidecar_renew_retry_ms(0, 0), 1000);
 }
 
 /* ----- the control stream against a fake DP server ----- */
@@ -734,7 +734,7 @@ static bool get_done(void *arg)
 }
 
 /* GETs path; returns the status, the body in *body (caller frees). */
-static int admin_get(struct hy_dp *d, const char *path, char **body)
+static int admin_get(struct hy_sidecar *d, const char *path, char **body)
 {
     struct get g = {0};
     snprintf(g.url, sizeof(g.url), "http://127.0.0.1:%d%s", hy_agent_admin_port(&d->a), path);
@@ -749,7 +749,7 @@ static int admin_get(struct hy_dp *d, const char *path, char **body)
     return status;
 }
 
-static void expect_get(struct hy_dp *d, const char *path, int status, const char *has,
+static void expect_get(struct hy_sidecar *d, const char *path, int status, const char *has,
                        const char *has_not)
 {
     char *body;
@@ -779,39 +779,39 @@ static void wait_for(int *counter, int want)
 
 static bool dp_closed(void *arg)
 {
-    return !((struct hy_dp *)arg)->a.open;
+    return !((struct hy_sidecar *)arg)->a.open;
 }
 
 /* Ready, once the proxy's workers (their own threads: nothing on our loop
  * says when) have taken the config. */
-static bool dp_ready_soon(struct hy_dp *d)
+static bool dp_ready_soon(struct hy_sidecar *d)
 {
     char why[512];
     uint64_t end = now_ms() + 5000;
-    while (!hy_dp_ready(d, why, sizeof(why)) && now_ms() < end) {
+    while (!hy_sidecar_ready(d, why, sizeof(why)) && now_ms() < end) {
         uv_run(&loop, UV_RUN_NOWAIT);
         usleep(1000);
     }
-    return hy_dp_ready(d, why, sizeof(why));
+    return hy_sidecar_ready(d, why, sizeof(why));
 }
 
 static const char *wanted_status;
 
 static bool status_has(void *arg)
 {
-    return strstr(((struct hy_dp *)arg)->a.status, wanted_status) != NULL;
+    return strstr(((struct hy_sidecar *)arg)->a.status, wanted_status) != NULL;
 }
 
-static void wait_status(struct hy_dp *d, const char *want)
+static void wait_status(struct hy_sidecar *d, const char *want)
 {
     wanted_status = want;
     if (!run_until(status_has, d, 10000))
         fail_msg("status: %s\nwanted: %s", d->a.status, want);
 }
 
-static struct hy_dp_cfg sidecar_cfg(const char *cp_address)
+static struct hy_sidecar_cfg sidecar_cfg(const char *cp_address)
 {
-    struct hy_dp_cfg cfg = {
+    struct hy_sidecar_cfg cfg = {
         .base =
             {
                 .cp_address = strdup(cp_address),
@@ -826,7 +826,7 @@ static struct hy_dp_cfg sidecar_cfg(const char *cp_address)
     return cfg;
 }
 
-static void sidecar_cfg_fini(struct hy_dp_cfg *cfg)
+static void sidecar_cfg_fini(struct hy_sidecar_cfg *cfg)
 {
     free(cfg->base.cp_address);
     free(cfg->base.ca_cert_file);
@@ -834,11 +834,11 @@ static void sidecar_cfg_fini(struct hy_dp_cfg *cfg)
     free(cfg->base.token_file);
 }
 
-static void sidecar_close(struct hy_dp *d)
+static void sidecar_close(struct hy_sidecar *d)
 {
-    hy_dp_stop(d);
+    hy_sidecar_stop(d);
     run_for(150);
-    hy_dp_close(d);
+    hy_sidecar_close(d);
 }
 
 static double metric(struct hy_series *s)
@@ -856,9 +856,9 @@ static void test_stream(void **state)
     snprintf(url, sizeof(url), "wss://127.0.0.1:%d", port);
     snprintf(address, sizeof(address), "127.0.0.1:%d", port);
     write_file(token_path, "tok-123\n");
-    struct hy_dp_cfg cfg = sidecar_cfg(url);
-    struct hy_dp d;
-    assert_int_equal(hy_dp_open(&d, &cfg, &loop), 0);
+    struct hy_sidecar_cfg cfg = sidecar_cfg(url);
+    struct hy_sidecar d;
+    assert_int_equal(hy_sidecar_open(&d, &cfg, &loop), 0);
 
     /* Hello with the Dataplane, the token and a CSR; a config; Ack */
     wait_for(&f.acks, 1);
@@ -874,7 +874,7 @@ static void test_stream(void **state)
     hy_ca_info_fini(&info);
     assert_string_equal(f.ack, f.v[1]);
     assert_null(d.pending.key); /* the key of the CSR is now the certificate's */
-    struct hy_dp_snapshot *v1 = hy_dp_snapshot_get(&d.a.current, NULL);
+    struct hy_sidecar_snapshot *v1 = hy_sidecar_snapshot_get(&d.a.current, NULL);
     assert_string_equal(v1->config->version, f.v[1]);
     char why[512];
     assert_true(dp_ready_soon(&d));
@@ -906,9 +906,9 @@ static void test_stream(void **state)
              "of its last DpHello or DpCsr)",
              f.v[2]);
     assert_string_equal(f.nack, nack);
-    struct hy_dp_snapshot *cur = hy_dp_snapshot_get(&d.a.current, NULL);
+    struct hy_sidecar_snapshot *cur = hy_sidecar_snapshot_get(&d.a.current, NULL);
     assert_ptr_equal(cur, v1);
-    hy_dp_snapshot_unref(cur);
+    hy_sidecar_snapshot_unref(cur);
     assert_int_equal(metric(d.nacks), 1);
 
     /* renewal: a certificate already past 80 % of its life (leaves start
@@ -919,25 +919,25 @@ static void test_stream(void **state)
     wait_for(&f.csrs, 1);
     wait_for(&f.acks, 3); /* v3, and v4 with the new certificate */
     assert_string_equal(f.ack, f.v[4]);
-    cur = hy_dp_snapshot_get(&d.a.current, NULL);
+    cur = hy_sidecar_snapshot_get(&d.a.current, NULL);
     assert_string_equal(cur->config->version, f.v[4]);
     assert_string_not_equal(cur->key, v1->key);
     assert_string_not_equal(cur->fingerprint, v1->fingerprint);
     assert_true(cur->not_after - cur->not_before == 3660);
     assert_null(d.pending.key);
     assert_int_equal(metric(d.renewals), 2); /* v1 -> v3 -> v4 */
-    hy_dp_snapshot_unref(cur);
+    hy_sidecar_snapshot_unref(cur);
     run_for(200);
     assert_int_equal(f.csrs, 1); /* nothing more to ask for */
 
     /* the zone goes away: the config stays, ready stays */
     fake_stop(&f);
     assert_true(run_until(dp_closed, &d, 5000));
-    assert_true(hy_dp_ready(&d, why, sizeof(why)));
+    assert_true(hy_sidecar_ready(&d, why, sizeof(why)));
     expect_get(&d, "/metrics", 200, "\nhypha_dp_connected 0\n", NULL);
-    cur = hy_dp_snapshot_get(&d.a.current, NULL);
+    cur = hy_sidecar_snapshot_get(&d.a.current, NULL);
     assert_string_equal(cur->config->version, f.v[4]);
-    hy_dp_snapshot_unref(cur);
+    hy_sidecar_snapshot_unref(cur);
 
     /* back, but rejecting: the config stays */
     f.mode = FAKE_REJECT;
@@ -946,7 +946,7 @@ static void test_stream(void **state)
     wait_for(&f.hellos, 2);
     wait_status(&d, "rejected by the zone control plane: token revoked");
     wait_for(&f.closes, 2);
-    assert_true(hy_dp_ready(&d, why, sizeof(why)));
+    assert_true(hy_sidecar_ready(&d, why, sizeof(why)));
 
     /* accepting again, with a new token in the file: a new key, v5 */
     f.mode = FAKE_SIGN;
@@ -964,7 +964,7 @@ static void test_stream(void **state)
     assert_int_equal(f.code, 1000);
     assert_string_equal(f.reason, "dataplane shutting down");
     assert_true(run_until(dp_closed, &d, 5000));
-    hy_dp_snapshot_unref(v1);
+    hy_sidecar_snapshot_unref(v1);
     sidecar_close(&d);
     sidecar_cfg_fini(&cfg);
     fake_stop(&f);
@@ -977,12 +977,12 @@ static void test_not_ready(void **state)
 {
     (void)state;
     write_file(token_path, "tok");
-    struct hy_dp_cfg cfg = sidecar_cfg("wss://127.0.0.1:1");
-    struct hy_dp d;
-    assert_int_equal(hy_dp_open(&d, &cfg, &loop), 0);
+    struct hy_sidecar_cfg cfg = sidecar_cfg("wss://127.0.0.1:1");
+    struct hy_sidecar d;
+    assert_int_equal(hy_sidecar_open(&d, &cfg, &loop), 0);
     wait_status(&d, "cannot reach the zone control plane at wss://127.0.0.1:1");
     char why[512];
-    assert_false(hy_dp_ready(&d, why, sizeof(why)));
+    assert_false(hy_sidecar_ready(&d, why, sizeof(why)));
     assert_non_null(strstr(why, "no config from the zone control plane yet (cannot reach the "
                                 "zone control plane at wss://127.0.0.1:1"));
     expect_get(&d, "/ready", 503, "{\"ready\":false,\"reason\":\"no config from the zone", NULL);
@@ -993,14 +993,14 @@ static void test_not_ready(void **state)
     sidecar_cfg_fini(&cfg);
 
     /* what cannot start */
-    struct hy_dp_cfg bad = sidecar_cfg("ws://127.0.0.1:1");
-    assert_int_equal(hy_dp_open(&d, &bad, &loop), HY_EINVAL);
+    struct hy_sidecar_cfg bad = sidecar_cfg("ws://127.0.0.1:1");
+    assert_int_equal(hy_sidecar_open(&d, &bad, &loop), HY_EINVAL);
     sidecar_close(&d);
     sidecar_cfg_fini(&bad);
     bad = sidecar_cfg("wss://127.0.0.1:1");
     free(bad.base.token_file);
     bad.base.token_file = strdup("/nonexistent/token");
-    assert_int_equal(hy_dp_open(&d, &bad, &loop), -ENOENT);
+    assert_int_equal(hy_sidecar_open(&d, &bad, &loop), -ENOENT);
     sidecar_close(&d);
     sidecar_cfg_fini(&bad);
     bad = sidecar_cfg("wss://127.0.0.1:1");
@@ -1009,7 +1009,7 @@ static void test_not_ready(void **state)
     free(bad.base.resource_file);
     bad.base.resource_file = strdup(path_in("dp.yaml"));
     write_file(bad.base.resource_file, dp_template);
-    assert_int_equal(hy_dp_open(&d, &bad, &loop), HY_EINVAL);
+    assert_int_equal(hy_sidecar_open(&d, &bad, &loop), HY_EINVAL);
     sidecar_close(&d);
     unlink(bad.base.resource_file);
     sidecar_cfg_fini(&bad);
