@@ -85,6 +85,16 @@ struct hy_policy_origin {
     size_t index;                /* in that section */
 };
 
+/* "TYPE/NAME section[I]" and more after it: where a merged value came
+ * from, as inspect and the sidecar's logs name it. Caller frees; NULL
+ * when out of memory. */
+char *hy_policy_origin_str(const struct hy_policy_origin *o, const char *more);
+/* The tags a `from` targetRef asks of a caller (MeshService: its service;
+ * MeshSubset: its tags; MeshServiceSubset: both; Mesh: none), appended to
+ * m's `tags` map (any of the DP messages' map<string, string> tags: the
+ * sidecar checks them against the caller's certificate). 0 or HY_ENOMEM. */
+int hy_policy_caller_tags(ProtobufCMessage *m, const Hypha__V1__TargetRef *t);
+
 struct hy_policy_prov {
     char *path; /* JSON name path in the conf, "connectionTimeout", "http.numRetries" */
     struct hy_policy_origin origin;

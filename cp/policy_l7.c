@@ -21,7 +21,7 @@
 
 /* ----- helpers ----- */
 
-static char *origin_str(const struct hy_policy_origin *o, const char *more)
+char *hy_policy_origin_str(const struct hy_policy_origin *o, const char *more)
 {
     char buf[512];
     snprintf(buf, sizeof(buf), "%s/%s %s[%zu]%s", o->r->type->name, S(o->r->meta->name), o->section,
@@ -66,9 +66,7 @@ static int add_tag(ProtobufCMessage *m, const char *key, const char *value)
     return e->key && e->value ? 0 : HY_ENOMEM;
 }
 
-/* The tags a `from` targetRef asks of a caller, into m's tags map (as
- * MeshTrafficPermission's, policy_mtp.c). */
-static int caller_tags(ProtobufCMessage *m, const Hypha__V1__TargetRef *t)
+int hy_policy_caller_tags(ProtobufCMessage *m, const Hypha__V1__TargetRef *t)
 {
     int rc = 0;
     if (!t || !t->has_kind)
@@ -182,7 +180,7 @@ static int acc_add(struct routes *rt, http_match *const *m, size_t n, const Prot
     if (!o)
         return 0;
     free(a->name);
-    if (!(a->name = origin_str(o, more)))
+    if (!(a->name = hy_policy_origin_str(o, more)))
         return HY_ENOMEM;
     return hy_policy_conf_merge(&a->conf, conf, o);
 }
@@ -484,9 +482,9 @@ static int fault_entry(void *ud, const Hypha__V1__TargetRef *ref, const Protobuf
     if (!c)
         return 0;
     Hypha__V1__DpCallerFaults *f = (Hypha__V1__DpCallerFaults *)push(&in->base, "faults");
-    if (!f || !(f->origin = origin_str(o, NULL)))
+    if (!f || !(f->origin = hy_policy_origin_str(o, NULL)))
         return HY_ENOMEM;
-    int rc = caller_tags(&f->base, ref);
+    int rc = hy_policy_caller_tags(&f->base, ref);
     for (size_t i = 0; rc == 0 && i < c->n_http; i++) {
         const Hypha__V1__MeshFaultInjection__Fault *s = c->http[i];
         Hypha__V1__DpHttpFault *h = (Hypha__V1__DpHttpFault *)push(&f->base, "http");
@@ -570,9 +568,9 @@ static int put_rate_limit(Hypha__V1__DpInbound *in, const Hypha__V1__TargetRef *
 {
     Hypha__V1__DpCallerRateLimit *x =
         (Hypha__V1__DpCallerRateLimit *)push(&in->base, "rate_limits");
-    if (!x || !(x->origin = origin_str(o, NULL)))
+    if (!x || !(x->origin = hy_policy_origin_str(o, NULL)))
         return HY_ENOMEM;
-    int rc = caller_tags(&x->base, ref);
+    int rc = hy_policy_caller_tags(&x->base, ref);
     const Hypha__V1__MeshRateLimit__Local *l = c ? c->local : NULL;
     const Hypha__V1__MeshRateLimit__Http *h = l ? l->http : NULL;
     const Hypha__V1__MeshRateLimit__Tcp *t = l ? l->tcp : NULL;

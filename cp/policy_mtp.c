@@ -12,48 +12,6 @@
 
 #define S(s) ((s) ? (s) : "")
 
-/* "MeshTrafficPermission/NAME from[I]" */
-static char *origin_str(const struct hy_policy_origin *o, const char *more)
-{
-    char buf[512];
-    snprintf(buf, sizeof(buf), "%s/%s %s[%zu]%s", o->r->type->name, S(o->r->meta->name), o->section,
-             o->index, more ? more : "");
-    return strdup(buf);
-}
-
-static int add_tag(Hypha__V1__DpPermission *p, const char *key, const char *value)
-{
-    Hypha__V1__DpPermission__TagsEntry **v = realloc(p->tags, (p->n_tags + 1) * sizeof(*v));
-    if (!v)
-        return HY_ENOMEM;
-    p->tags = v;
-    Hypha__V1__DpPermission__TagsEntry *e = malloc(sizeof(*e));
-    if (!e)
-        return HY_ENOMEM;
-    hypha__v1__dp_permission__tags_entry__init(e);
-    v[p->n_tags++] = e;
-    e->key = strdup(key);
-    e->value = strdup(value);
-    return e->key && e->value ? 0 : HY_ENOMEM;
-}
-
-/* The tags a `from` targetRef asks of a caller (the sidecar checks them
- * against the caller's certificate). */
-static int permission_tags(Hypha__V1__DpPermission *p, const Hypha__V1__TargetRef *t)
-{
-    int rc = 0;
-    if (!t || !t->has_kind)
-        return 0;
-    if (t->kind == HYPHA__V1__TARGET_REF__KIND__MeshService ||
-        t->kind == HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset)
-        rc = add_tag(p, HY_TAG_SERVICE, S(t->name));
-    if (t->kind == HYPHA__V1__TARGET_REF__KIND__MeshSubset ||
-        t->kind == HYPHA__V1__TARGET_REF__KIND__MeshServiceSubset)
-        for (size_t i = 0; rc == 0 && i < t->n_tags; i++)
-            rc = add_tag(p, S(t->tags[i]->key), S(t->tags[i]->value));
-    return rc;
-}
-
 static int add_permission(void *ud, const Hypha__V1__TargetRef *ref, const ProtobufCMessage *conf,
                           const struct hy_policy_origin *o)
 {
@@ -73,8 +31,8 @@ static int add_permission(void *ud, const Hypha__V1__TargetRef *ref, const Proto
     p->has_action = 1;
     /* the enums share their numbers: Allow 0, Deny 1, AllowWithShadowDeny 2 */
     p->action = (Hypha__V1__DpPermission__Action)c->action;
-    p->origin = origin_str(o, NULL);
-    return p->origin ? permission_tags(p, ref) : HY_ENOMEM;
+    p->origin = hy_policy_origin_str(o, NULL);
+    return p->origin ? hy_policy_caller_tags(&p->base, ref) : HY_ENOMEM;
 }
 
 static int add_matches(Hypha__V1__DpSpiffeMatch ***v, size_t *n,
@@ -100,7 +58,7 @@ static int add_matches(Hypha__V1__DpSpiffeMatch ***v, size_t *n,
         x->value = strdup(id->value);
         char more[64];
         snprintf(more, sizeof(more), ".%s[%zu]", list, k);
-        x->origin = origin_str(o, more);
+        x->origin = hy_policy_origin_str(o, more);
         if (!x->value || !x->origin)
             return HY_ENOMEM;
     }
