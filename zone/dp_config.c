@@ -800,21 +800,28 @@ static Hypha__V1__DpEndpoint *new_endpoint(Hypha__V1__DpPart *p)
     return e;
 }
 
-/* Local endpoints: the inbounds of the mesh's Dataplanes of origin (or
- * none) that serve the service, in the store's order. */
-static int local_endpoints(const struct hy_zone_dp_round *r, const char *origin, const char *mesh,
-                           const char *service, Hypha__V1__DpPart *p)
+/* The index in r->eps of the first inbound serving (mesh, service), or
+ * where it would be. */
+static size_t first_ep(const struct hy_zone_dp_round *r, const char *mesh, const char *service)
 {
     struct ep_ref want = {mesh, service, 0, 0};
     size_t lo = 0, hi = r->neps;
-    while (lo < hi) { /* the first of (mesh, service) */
+    while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         if (ep_cmp(&r->eps[mid], &want) < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    for (size_t i = lo;
+    return lo;
+}
+
+/* Local endpoints: the inbounds of the mesh's Dataplanes of origin (or
+ * none) that serve the service, in the store's order. */
+static int local_endpoints(const struct hy_zone_dp_round *r, const char *origin, const char *mesh,
+                           const char *service, Hypha__V1__DpPart *p)
+{
+    for (size_t i = first_ep(r, mesh, service);
          i < r->neps && !strcmp(r->eps[i].mesh, mesh) && !strcmp(r->eps[i].service, service); i++) {
         const struct hy_resource *dr = r->dps[r->eps[i].dp];
         if (dr->origin && strcmp(dr->origin, origin))
@@ -883,16 +890,7 @@ static const char *service_protocol(const struct hy_zone_dp_round *r, const char
                                     const char *mesh, const char *service)
 {
     const char *agreed = NULL;
-    struct ep_ref want = {mesh, service, 0, 0};
-    size_t lo = 0, hi = r->neps;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (ep_cmp(&r->eps[mid], &want) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    for (size_t i = lo;
+    for (size_t i = first_ep(r, mesh, service);
          i < r->neps && !strcmp(r->eps[i].mesh, mesh) && !strcmp(r->eps[i].service, service); i++) {
         const struct hy_resource *dr = r->dps[r->eps[i].dp];
         if (dr->origin && strcmp(dr->origin, origin))
