@@ -1558,16 +1558,38 @@ static char *protos_of(const struct hy_zone_dp_round *r, const struct svc_keys *
     return out;
 }
 
-/* Moves into im the keys of svcs whose protocols differ between before
- * (each key's protocols then, in order) and r now. */
-static int protos_changed(struct hy_zone_dp_impact *im, const struct hy_zone_dp_round *r,
-                          const struct svc_keys *origins, struct svc_keys *svcs, char **before)
+/* The services some Dataplane or ZoneIngress changes touch, with their
+ * protocols as callers of each origin saw them before the changes. */
+struct proto_watch {
+    struct svc_keys svcs, origins;
+    char **before; /* per key of svcs */
+};
+
+/* Takes the protocols of w->svcs (filled by the caller) in r, before,
+ * for callers of the origins the Dataplanes of round at have. */
+static int watch_before(struct proto_watch *w, const struct hy_zone_dp_round *at,
+                        const struct hy_zone_dp_round *r)
 {
-    for (size_t i = 0; i < svcs->n; i++) {
-        char *now = protos_of(r, origins, svcs->v[i]);
+    if (!w->svcs.n)
+        return 0;
+    int rc = origins_of(at, &w->origins);
+    if (rc == 0 && !(w->before = calloc(w->svcs.n, sizeof(*w->before))))
+        rc = HY_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < w->svcs.n; i++)
+        if (!(w->before[i] = protos_of(r, &w->origins, w->svcs.v[i])))
+            rc = HY_ENOMEM;
+    return rc;
+}
+
+/* Moves into im the keys whose protocols differ between before and r now. */
+static int watch_after(struct proto_watch *w, struct hy_zone_dp_impact *im,
+                       const struct hy_zone_dp_round *r)
+{
+    for (size_t i = 0; i < w->svcs.n; i++) {
+        char *now = protos_of(r, &w->origins, w->svcs.v[i]);
         if (!now)
             return HY_ENOMEM;
-        bool same = before[i] && !strcmp(before[i], now);
+        bool same = w->before[i] && !strcmp(w->before[i], now);
         free(now);
         if (same)
             continue;
@@ -1575,10 +1597,19 @@ static int protos_changed(struct hy_zone_dp_impact *im, const struct hy_zone_dp_
         if (!v)
             return HY_ENOMEM;
         im->protos = v;
-        im->protos[im->nprotos++] = svcs->v[i];
-        svcs->v[i] = NULL;
+        im->protos[im->nprotos++] = w->svcs.v[i];
+        w->svcs.v[i] = NULL;
     }
     return 0;
+}
+
+static void watch_fini(struct proto_watch *w)
+{
+    for (size_t i = 0; w->before && i < w->svcs.n; i++)
+        free(w->before[i]);
+    free(w->before);
+    svc_keys_fini(&w->svcs);
+    svc_keys_fini(&w->origins);
 }
 
 static bool is_instance_type(const char *type)
@@ -1591,8 +1622,7 @@ static bool is_instance_type(const char *type)
 static int impact_protocols(struct hy_zone_dp_impact *im, const struct hy_zone_dp_round *old,
                             const struct hy_zone_dp_round *now, const struct hy_store_changes *ch)
 {
-    struct svc_keys svcs = {0}, origins = {0};
-    char **before = NULL;
+    struct proto_watch w = {0};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < ch->n; i++) {
         const struct hy_store_change *c = &ch->v[i];
@@ -1604,24 +1634,15 @@ static int impact_protocols(struct hy_zone_dp_impact *im, const struct hy_zone_d
         size_t on = dp ? old->ndps : old->nzis, nn = dp ? now->ndps : now->nzis;
         size_t oi = find_res(ov, on, S(c->mesh), c->name),
                ni = find_res(nv, nn, S(c->mesh), c->name);
-        rc = svc_keys_of(&svcs, c->type, oi < on ? ov[oi] : NULL);
+        rc = svc_keys_of(&w.svcs, c->type, oi < on ? ov[oi] : NULL);
         if (rc == 0)
-            rc = svc_keys_of(&svcs, c->type, ni < nn ? nv[ni] : NULL);
+            rc = svc_keys_of(&w.svcs, c->type, ni < nn ? nv[ni] : NULL);
     }
-    if (rc == 0 && svcs.n)
-        rc = origins_of(now, &origins);
-    if (rc == 0 && svcs.n && !(before = calloc(svcs.n, sizeof(*before))))
-        rc = HY_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < svcs.n; i++)
-        if (!(before[i] = protos_of(old, &origins, svcs.v[i])))
-            rc = HY_ENOMEM;
-    if (rc == 0 && svcs.n)
-        rc = protos_changed(im, now, &origins, &svcs, before);
-    for (size_t i = 0; before && i < svcs.n; i++)
-        free(before[i]);
-    free(before);
-    svc_keys_fini(&svcs);
-    svc_keys_fini(&origins);
+    if (rc == 0)
+        rc = watch_before(&w, now, old);
+    if (rc == 0)
+        rc = watch_after(&w, im, now);
+    watch_fini(&w);
     return rc;
 }
 
@@ -1777,8 +1798,7 @@ int hy_zone_dp_round_apply(struct hy_zone_dp_round *r, struct hy_store *s,
     int rc = 0;
     /* the services changed instances offer, before and after, with their
      * protocols before: the round is changed in place */
-    struct svc_keys svcs = {0}, origins = {0};
-    char **before = NULL;
+    struct proto_watch w = {0};
     for (size_t i = 0; rc == 0 && i < ch->n; i++) {
         const struct hy_store_change *c = &ch->v[i];
         if (!is_instance_type(c->type))
@@ -1791,18 +1811,13 @@ int hy_zone_dp_round_apply(struct hy_zone_dp_round *r, struct hy_store *s,
         if (rc == HY_ENOTFOUND)
             rc = 0;
         if (rc == 0)
-            rc = svc_keys_of(&svcs, c->type, k < n ? v[k] : NULL);
+            rc = svc_keys_of(&w.svcs, c->type, k < n ? v[k] : NULL);
         if (rc == 0)
-            rc = svc_keys_of(&svcs, c->type, now);
+            rc = svc_keys_of(&w.svcs, c->type, now);
         hy_resource_free(now);
     }
-    if (rc == 0 && svcs.n)
-        rc = origins_of(r, &origins);
-    if (rc == 0 && svcs.n && !(before = calloc(svcs.n, sizeof(*before))))
-        rc = HY_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < svcs.n; i++)
-        if (!(before[i] = protos_of(r, &origins, svcs.v[i])))
-            rc = HY_ENOMEM;
+    if (rc == 0)
+        rc = watch_before(&w, r, r);
     for (size_t i = 0; rc == 0 && i < ch->n; i++) {
         bool seen = false; /* one key changed twice: its state now, once */
         for (size_t k = 0; !seen && k < i; k++)
@@ -1819,13 +1834,9 @@ int hy_zone_dp_round_apply(struct hy_zone_dp_round *r, struct hy_store *s,
         r->neps = 0;
         rc = index_endpoints(r);
     }
-    if (rc == 0 && svcs.n)
-        rc = protos_changed(im, r, &origins, &svcs, before);
-    for (size_t i = 0; before && i < svcs.n; i++)
-        free(before[i]);
-    free(before);
-    svc_keys_fini(&svcs);
-    svc_keys_fini(&origins);
+    if (rc == 0)
+        rc = watch_after(&w, im, r);
+    watch_fini(&w);
     if (rc < 0) { /* the round is not what the store holds: the caller loads one */
         hy_zone_dp_impact_free(im);
         return rc;
