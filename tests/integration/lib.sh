@@ -32,8 +32,12 @@ trap hy_cleanup EXIT
 hy_log() { printf '%s\n' "$*" >&2; }
 
 # hy_wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds.
+# The bound is an upper limit only (the wait ends as soon as the command
+# succeeds), scaled by HY_WAIT_SCALE (default 2) so a loaded machine, a
+# first start of fresh ASan binaries or a slow CI runner does not fail a
+# check that would have passed a moment later.
 hy_wait_for() {
-    local deadline=$((SECONDS + $1))
+    local deadline=$((SECONDS + $1 * ${HY_WAIT_SCALE:-2}))
     shift
     until "$@" >/dev/null 2>&1; do
         if [ "$SECONDS" -ge "$deadline" ]; then
