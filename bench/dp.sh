@@ -79,32 +79,7 @@ dp_start_sidecar web-1 "$tmp/web-1.yaml" hypha.io/service=web
 wait_for 20 curl -sf "http://127.0.0.1:$W_OUT/small"
 
 # ---- haproxy: the same shape, mTLS with its own CA
-dp_pki
-H_OUT=$(hy_free_port) H_IN=$(hy_free_port)
-{
-    dp_haproxy_head tcp
-    cat <<EOF
-frontend outbound
-    bind 127.0.0.1:$H_OUT
-    default_backend peer
-backend peer
-    server peer 127.0.0.1:$H_IN ssl crt $pki/client.pem ca-file $pki/ca.pem verify required sni str(server)
-EOF
-} >"$tmp/haproxy-out.cfg"
-{
-    dp_haproxy_head tcp
-    cat <<EOF
-frontend inbound
-    bind 127.0.0.1:$H_IN ssl crt $pki/server.pem ca-file $pki/ca.pem verify required
-    default_backend app
-backend app
-    server app 127.0.0.1:$NGINX_PORT
-EOF
-} >"$tmp/haproxy-in.cfg"
-for side in out in; do
-    dp_start_haproxy "$side" "$tmp/haproxy-$side.cfg"
-done
-wait_for 10 curl -sf "http://127.0.0.1:$H_OUT/small"
+dp_haproxy_tcp_pair "$NGINX_PORT"
 
 declare -A port=([direct]=$NGINX_PORT [hypha]=$W_OUT [haproxy]=$H_OUT)
 declare -A procs=([direct]="" [hypha]="${DP_PID[web-1]} ${DP_PID[backend-1]}" [haproxy]="${HA_PID[out]} ${HA_PID[in]}")

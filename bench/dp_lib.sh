@@ -207,6 +207,40 @@ dp_start_haproxy() {
     pids+=($!)
 }
 
+# dp_haproxy_tcp_pair APP_PORT: the HAProxy pair in TCP mode, as the
+# sidecars are: an outbound listener relaying over mTLS (its own CA, from
+# dp_pki) to an inbound one that verifies the client and relays to
+# APP_PORT. Sets H_OUT and H_IN and waits until a call goes through.
+dp_haproxy_tcp_pair() {
+    [ -n "${pki:-}" ] || dp_pki
+    H_OUT=$(hy_free_port) H_IN=$(hy_free_port)
+    {
+        dp_haproxy_head tcp
+        cat <<EOF
+frontend outbound
+    bind 127.0.0.1:$H_OUT
+    default_backend peer
+backend peer
+    server peer 127.0.0.1:$H_IN ssl crt $pki/client.pem ca-file $pki/ca.pem verify required sni str(server)
+EOF
+    } >"$tmp/haproxy-out.cfg"
+    {
+        dp_haproxy_head tcp
+        cat <<EOF
+frontend inbound
+    bind 127.0.0.1:$H_IN ssl crt $pki/server.pem ca-file $pki/ca.pem verify required
+    default_backend app
+backend app
+    server app 127.0.0.1:$1
+EOF
+    } >"$tmp/haproxy-in.cfg"
+    local side
+    for side in out in; do
+        dp_start_haproxy "$side" "$tmp/haproxy-$side.cfg"
+    done
+    wait_for 10 curl -sf "http://127.0.0.1:$H_OUT/small"
+}
+
 # ---- measuring
 # cpu_ticks PID...: utime + stime, summed
 cpu_ticks() {

@@ -12,6 +12,7 @@
 #include "dp.h"
 #include "error.h"
 #include "metrics.h"
+#include "proxy.h"
 #include "wire.h"
 #include "ws.h"
 #include "poison.h"
@@ -33,6 +34,7 @@ static int new_request(struct hy_sidecar *d)
     char cn[HY_CA_CN_MAX + 1];
     snprintf(cn, sizeof(cn), "%s", d->a.file.res->meta->name);
     int rc = hy_ca_make_csr(cn, &p);
+    hy_proxy_mem_release(); /* the key generation's tables: next used at renewal */
     if (rc < 0) {
         hy_log(HY_LOG_ERROR, "dp", "cannot make a key and a CSR: %s", hy_strerror(rc));
         return rc;
@@ -124,6 +126,7 @@ static bool on_config(struct hy_sidecar *d, Hypha__V1__DpConfig *c, char *err, s
     const Hypha__V1__Meta *me = d->a.file.res->meta;
     size_t which;
     int rc = hy_sidecar_snapshot_new(c, me->mesh, me->name, keys, 2, &s, &which, err, size);
+    hy_proxy_mem_release(); /* the chain check's tables: next used at the next config */
     if (rc < 0) {
         hypha__v1__dp_config__free_unpacked(c, NULL);
         hy_sidecar_snapshot_unref(old);

@@ -292,6 +292,7 @@ static int worker_open(struct hy_agent_worker *base)
     w->check.data = w;
     uv_check_start(&w->check, on_check);
     uv_unref((uv_handle_t *)&w->check);
+    hy_px_mem_worker_open(w);
     return 0;
 }
 
@@ -311,6 +312,7 @@ static void worker_stop(struct hy_agent_worker *base)
 {
     struct hy_px_worker *w = px_worker(base);
     uv_close((uv_handle_t *)&w->check, NULL);
+    hy_px_mem_worker_stop(w);
     while (w->listeners) {
         struct hy_px_listener *l = w->listeners;
         w->listeners = l->next;
@@ -379,7 +381,8 @@ int hy_proxy_new(const struct hy_proxy_cfg *cfg, struct hy_proxy **out)
     atomic_init(&p->stopping, false);
     snprintf(p->inbound_host, sizeof(p->inbound_host), "%s",
              cfg->inbound_host ? cfg->inbound_host : "0.0.0.0");
-    if ((rc = open_metrics(p, cfg->metrics)) < 0 || (rc = hy_px_health_new(p, cfg->metrics)) < 0) {
+    if ((rc = open_metrics(p, cfg->metrics)) < 0 || (rc = hy_px_mem_metrics(p, cfg->metrics)) < 0 ||
+        (rc = hy_px_health_new(p, cfg->metrics)) < 0) {
         hy_proxy_free(p);
         return rc;
     }

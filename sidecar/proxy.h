@@ -48,4 +48,10 @@ void hy_proxy_stop(struct hy_proxy *p);
  * have been called, and the control loop run since. NULL is fine. */
 void hy_proxy_free(struct hy_proxy *p);
 
+/* Drops the calling thread's wolfSSL fixed-point ECC tables and gives free
+ * heap pages back to the kernel: for a thread whose crypto is rare (the
+ * control loop after a CSR or a config's chain check). Workers do it
+ * themselves when idle (proxy_mem.c). */
+void hy_proxy_mem_release(void);
+
 #endif

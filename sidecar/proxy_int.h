@@ -152,6 +152,7 @@ struct hy_px_metrics {
     /* L7 families; their series are looked up per worker (l7_conf.c) */
     struct hy_metric *http_requests, *http_duration, *rate_limited, *faults;
     struct hy_series *http_retries, *http_timeouts, *http_ejections;
+    struct hy_series *mem_releases; /* proxy_mem.c */
 };
 
 /* An endpoint host name's address, as a worker last resolved it. */
@@ -178,6 +179,9 @@ struct hy_px_worker {
     struct hy_px_dns dns[HY_PX_DNS_SLOTS];
     atomic_uint_fast64_t applied; /* gen, for readers on other threads */
     struct hy_l7_worker *l7;      /* the HTTP path's state (proxy_l7.h); NULL until needed */
+    uv_timer_t mem_timer;         /* proxy_mem.c: drops TLS tables when idle */
+    uint64_t handshakes, handshakes_seen; /* TLS sessions started; as the timer last saw */
+    bool mem_released;                    /* nothing dropped since, nothing to drop */
 };
 
 struct hy_px_health;
@@ -208,6 +212,13 @@ void hy_px_refresh(struct hy_px_worker *w);
 void hy_px_listener_unref(struct hy_px_listener *l);
 /* The mesh of s: its config's, else that of its SPIFFE ID; into buf. */
 const char *hy_px_mesh(const struct hy_sidecar_snapshot *s, char *buf, size_t size);
+
+/* proxy_mem.c */
+/* The heap gauges and the releases counter (into p->m). */
+int hy_px_mem_metrics(struct hy_proxy *p, struct hy_metrics *m);
+/* A worker's idle timer: worker_open starts it, worker_stop closes it. */
+void hy_px_mem_worker_open(struct hy_px_worker *w);
+void hy_px_mem_worker_stop(struct hy_px_worker *w);
 
 /* proxy_tls.c */
 int hy_px_tls_global_init(void);

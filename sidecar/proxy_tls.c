@@ -195,6 +195,7 @@ int hy_px_tls_start(struct hy_px_conn *c, WOLFSSL_CTX *ctx, const char *sni)
         snprintf(c->why, sizeof(c->why), "out of memory");
         return HY_ENOMEM;
     }
+    c->w->handshakes++; /* proxy_mem.c: not idle */
     wolfSSL_SetIOReadCtx(c->ssl, c);
     wolfSSL_SetIOWriteCtx(c->ssl, c);
     if (sni && sni[0] &&

@@ -363,6 +363,14 @@ hy_check "upstream connect times are observed" ge "$(metric "$W_ADMIN" 'hypha_dp
 no_active() { [ "$(metric "$W_ADMIN" 'hypha_dp_active_connections{direction="outbound"}')" = 0 ]; }
 hy_check "no connection stays open" hy_wait_for 5 no_active
 hy_check "promtool accepts the metrics" promtool check metrics < <(curl -s "$B_ADMIN/metrics")
+# idle workers drop their TLS tables and give memory back (proxy_mem.c): one
+# more call, then a quiet spell of a few seconds, must count a release
+releases0=$(metric "$W_ADMIN" hypha_dp_memory_releases_total)
+hy_eq "a call before the quiet spell" "quiet" "$(call quiet)"
+released() { ge "$(metric "$W_ADMIN" hypha_dp_memory_releases_total)" $((releases0 + 1)); }
+hy_check "an idle worker gives its TLS tables back" hy_wait_for 15 released
+# (its value is 0 under ASan, whose allocator mallinfo2 does not see)
+hy_check "the heap in use is reported" grep -q '^hypha_dp_heap_in_use_bytes ' < <(curl -s "$W_ADMIN/metrics")
 
 # ---- load balancing: LeastRequest avoids a busy endpoint, Random reaches both
 B3_PORT=$(hy_free_ports 3)
