@@ -62,6 +62,17 @@ hy_eq "a bad address is a usage error" 2 "$rc"
 hy_contains "which says what is wrong" '--exclude-outbound-ips: "nope" is not an IPv4 or IPv6' "$out"
 hy_eq "and changes nothing" "$before4" "$(save4)"
 
+# An ip6tables-restore that fails: IPv4 went in first and must come out.
+mkdir -p "$HY_TMP/broken"
+printf '#!/bin/sh\necho "ip6tables-restore: broken for the test" >&2\nexit 4\n' \
+    >"$HY_TMP/broken/ip6tables-restore"
+chmod +x "$HY_TMP/broken/ip6tables-restore"
+out=$(PATH=$HY_TMP/broken:$PATH ina "$HY_BIN/hypha-dp" install transparent-proxy 2>&1) && rc=0 ||
+    rc=$?
+hy_eq "an install that fails half-way exits 1" 1 "$rc"
+hy_contains "and says what failed" "ip6tables-restore failed (exit 4)" "$out"
+hy_eq "and leaves no IPv4 rule behind" "$before4" "$(save4)"
+
 hy_check "install" ina "$HY_BIN/hypha-dp" install transparent-proxy "${FLAGS[@]}"
 once4=$(save4)
 once6=$(save6)
