@@ -321,6 +321,31 @@ static void test_cni_run_no_netns(void **state)
     assert_string_equal(out.data, PREV "\n");
     hy_buf_fini(&out);
 
+    /* Annotated through CNI_ARGS but in an excluded namespace, or opted
+     * out by annotation: still no namespace entered. */
+    env.args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=kube-system;HYPHA_SIDECAR_INJECTION=enabled";
+    const char *excl = "{\"cniVersion\":\"1.0.0\",\"name\":\"a\",\"type\":\"hypha-cni\","
+                       "\"excludeNamespaces\":[\"kube-system\"],\"prevResult\":" PREV "}";
+    assert_int_equal(hy_cni_run(&env, excl, strlen(excl), &out), 0);
+    assert_string_equal(out.data, PREV "\n");
+    hy_buf_fini(&out);
+    env.args = NULL;
+    const char *optout = "{\"cniVersion\":\"1.0.0\",\"name\":\"a\",\"type\":\"hypha-cni\","
+                         "\"redirectAllPods\":true,\"runtimeConfig\":{"
+                         "\"io.kubernetes.cri.pod-annotations\":{"
+                         "\"hypha.io/sidecar-injection\":\"disabled\"}},\"prevResult\":" PREV "}";
+    assert_int_equal(hy_cni_run(&env, optout, strlen(optout), &out), 0);
+    assert_string_equal(out.data, PREV "\n");
+    hy_buf_fini(&out);
+
+    /* Annotated and wanted: entering a namespace that does not exist is
+     * error 3, not a silent pass. */
+    env.args = "HYPHA_SIDECAR_INJECTION=enabled";
+    assert_int_equal(hy_cni_run(&env, plain, strlen(plain), &out), 1);
+    assert_non_null(strstr(out.data, "\"code\":3"));
+    assert_non_null(strstr(out.data, "/nonexistent/netns"));
+    hy_buf_fini(&out);
+
     /* Annotated, chained without prevResult: refused. */
     env.args = "K8S_POD_NAME=a;HYPHA_SIDECAR_INJECTION=enabled";
     const char *noprev = "{\"cniVersion\":\"1.0.0\",\"name\":\"a\",\"type\":\"hypha-cni\"}";
