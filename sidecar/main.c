@@ -1,9 +1,12 @@
 /* hypha-dp: parse the options, open the sidecar, run the loop until
- * SIGINT/SIGTERM, leave the zone politely, close (agent.h). */
+ * SIGINT/SIGTERM, leave the zone politely, close (agent.h). `install` and
+ * `uninstall transparent-proxy` go to tproxy/. */
 #include <stddef.h>
+#include <string.h>
 
 #include "dp.h"
 #include "runner.h"
+#include "tproxy_cmd.h"
 #include "poison.h"
 
 static const struct hy_option options[] = {
@@ -29,5 +32,7 @@ int main(int argc, char **argv)
 {
     struct hy_sidecar_cfg cfg = {0};
     struct hy_sidecar state;
+    if (argc > 1 && (!strcmp(argv[1], "install") || !strcmp(argv[1], "uninstall")))
+        return hy_tproxy_cmd_main("hypha-dp", argc - 1, argv + 1);
     return hy_agent_main(argc, argv, &spec, &cfg, &state.a, &hy_sidecar_ops);
 }

@@ -17,11 +17,12 @@ declare -A may=(
     [crypto]="common proto"
     [net]="common proto"
     [store]="common proto"
+    [tproxy]="common proto"
     [cp]="common crypto net store proto"
     [agent]="common crypto net proto"
     [global]="cp common crypto net store proto"
     [zone]="cp common crypto net store proto"
-    [sidecar]="agent common crypto net proto"
+    [sidecar]="agent common crypto net proto tproxy"
     [ingress]="agent common crypto net proto"
     [cli]="common crypto proto"
 )

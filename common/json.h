@@ -1,10 +1,10 @@
-/* A tolerant reader for the API's JSON replies (errors, apply results, lists,
+/* A tolerant JSON reader (the API's replies to the CLI, CNI configs: lists,
  * server info): a small tree, field lookup, and writing a subtree back as
  * JSON so a list item can go through the codec, or as YAML for -o yaml.
  * Unknown fields are ignored, unlike the codec, so a newer server does not
  * break an older CLI. */
-#ifndef HY_CLI_JSON_H
-#define HY_CLI_JSON_H
+#ifndef HY_JSON_H
+#define HY_JSON_H
 
 #include <stdbool.h>
 #include <stddef.h>
