@@ -55,6 +55,9 @@ cd "$src"
     >"$work/configure.log" 2>&1 || { tail -20 "$work/configure.log" >&2; exit 1; }
 make -j "$jobs" >"$work/make.log" 2>&1 || { tail -30 "$work/make.log" >&2; exit 1; }
 make install >"$work/install.log" 2>&1 || { tail -20 "$work/install.log" >&2; exit 1; }
+# --enable-distro leaves the options header out of the install; Debian's
+# package ships it, and Hypha includes it first, as wolfSSL asks
+install -m 0644 wolfssl/options.h "$prefix/include/wolfssl/options.h"
 grep -q 'WOLFSSL_AESNI' "$prefix/include/wolfssl/options.h" ||
     { echo "wolfssl_perf.sh: the build has no AES-NI (see $work/configure.log)" >&2; exit 1; }
 echo "$prefix"
