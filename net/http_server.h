@@ -38,6 +38,7 @@ struct hy_http_req {
     const struct hy_http_param *params;
     size_t nparams;
     const char *content_type, *accept, *if_match, *authorization, *source;
+    const char *scrape_timeout; /* X-Prometheus-Scrape-Timeout-Seconds (Prometheus's scrapes) */
     const char *body; /* NUL-terminated; "" when there is none */
     size_t body_len;
     const char *peer;   /* client IP address */
