@@ -2,7 +2,8 @@
  *
  *   GET /meshes/{mesh}/dataplanes/{name}/_rules   the policies selecting a
  *       Dataplane, in merge order, and what they merge to per inbound and
- *       outbound, each value with the policy and entry it came from
+ *       outbound (MeshMetric: "proxyRule", the proxy's one merged
+ *       default), each value with the policy and entry it came from
  *   GET /meshes/{mesh}/_explain?from=X&to=Y       whether X (a Dataplane, a
  *       service, or tags KEY=VALUE,...) may call Y (a Dataplane, one of its
  *       inbounds as DATAPLANE:PORT|NAME, or a service): at each inbound, the

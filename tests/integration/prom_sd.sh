@@ -112,10 +112,11 @@ hy_contains "the app's metrics merged" 'app_orders_total{kind="book"} 42' "$page
 hy_contains "the dead app says why it is missing" "# app dead (http://127.0.0.1:$DEAD_PORT/never): timeout: no answer in 3000 ms" "$page"
 dup() { [ "$(grep -c '^# TYPE process_open_fds ' <<<"$page")" = 1 ]; }
 hy_check "a family the sidecar has is not declared twice" dup
-counted() { curl -sf "http://127.0.0.1:$P1/metrics" | grep -Eq '^hypha_dp_app_scrapes_total\{app="dead",result="timeout"\} [1-9]'; }
-hy_check "the dead app is counted" counted
-ok_counted() { curl -sf "http://127.0.0.1:$P1/metrics" | grep -Eq '^hypha_dp_app_scrapes_total\{app="orders",result="ok"\} [1-9]'; }
-hy_check "and the live one" ok_counted
+# (the page read whole first: grep -q would leave curl writing into a closed pipe)
+page=$(curl -sf "http://127.0.0.1:$P1/metrics")
+counted() { grep -Eq "^hypha_dp_app_scrapes_total\\{app=\"$1\",result=\"$2\"\\} [1-9]" <<<"$page"; }
+hy_check "the dead app is counted" counted dead timeout
+hy_check "and the live one" counted orders ok
 hy_eq "another path is a 404" 404 "$(hy_status GET "http://127.0.0.1:$P1/nope")"
 sd_pp="$(curl -sf "$E/prometheus/sd")"
 is_list3() { jq -e 'type == "array" and length == 3' <<<"$sd_pp" >/dev/null; }
@@ -164,6 +165,9 @@ hy_check "the app's metric reaches Prometheus through the sidecar, with the SD l
 dead_in_prom() { [ "$(query 'hypha_dp_app_scrapes_total{dataplane="web-1",app="dead",result="timeout"} > 1')" != "" ]; }
 hy_check "the dead app costs only its part: counted, within Prometheus's scrape timeout" hy_wait_for 30 dead_in_prom
 
+rule() { curl -sf "$E/meshes/default/dataplanes/web-1/_rules" | jq -e --arg p "$P1" '.rules[] | select(.type == "MeshMetric") | .proxyRule.conf.backends[0].prometheus.port == ($p | tonumber) and .proxyRule.origin.backends == "MeshMetric/web-1-metrics default[0]"' >/dev/null; }
+hy_check "inspect: web-1's merged MeshMetric and where it came from (_rules)" rule
+
 # ---- MeshMetric moves web-1's endpoint: Prometheus follows
 meshmetric "$P2" /stats/prometheus >/dev/null
 hy_check "web-1 serves the new port and path" hy_wait_for 20 serves "$P2" /stats/prometheus
@@ -194,6 +198,9 @@ hy_check "MeshMetric deleted: web-1's endpoint closes" hy_wait_for 20 closed_p2
 hy_check "and Prometheus scrapes its admin server" hy_wait_for 30 up web-1 "${W1_ADMIN#http://}/metrics"
 
 hy_stop "$PROM_PID"
-hy_stop "$W1_PID"
-hy_stop "$I_PID"
+hy_check "web-1 stops cleanly" hy_stop "$W1_PID"
+hy_check "the ingress stops cleanly" hy_stop "$I_PID"
+hy_check "the zone stops cleanly" hy_stop "$SZONE_PID"
+hy_check "the global CP stops cleanly" hy_stop "$GLOBAL_PID"
+hy_check "no sanitizer report" bash -c "! grep -q 'Sanitizer\|runtime error' '$HY_TMP'/*.log*"
 hy_done
