@@ -192,7 +192,8 @@ static void check_backends(struct hy_diag *d, size_t n, Hypha__V1__MeshMetric__B
             if (pr->tls) {
                 pathf(p, sizeof(p), "spec.default.backends[%zu].prometheus.tls.mode", i);
                 if (!pr->tls->mode)
-                    hy_diag_add(d, 0, 0, p, "required (Disabled, ProvidedTLS or ActiveMTLSBackend)");
+                    hy_diag_add(d, 0, 0, p,
+                                "required (Disabled, ProvidedTLS or ActiveMTLSBackend)");
                 else if (!one_of(pr->tls->mode, modes))
                     hy_diag_add(d, 0, 0, p,
                                 "unrecognized mode '%.40s' - 'Disabled', 'ProvidedTLS', "

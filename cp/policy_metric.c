@@ -80,8 +80,8 @@ int hy_policy_metrics(const struct hy_policy_set *s, const struct hy_resource *d
         m->has_port = 1;
         m->port = p->has_port ? p->port : HY_POLICY_METRIC_PORT;
         m->path = strdup(p->path ? p->path : HY_POLICY_METRIC_PATH);
-        m->address = strdup(d->networking && d->networking->address ? d->networking->address
-                                                                    : "127.0.0.1");
+        m->address =
+            strdup(d->networking && d->networking->address ? d->networking->address : "127.0.0.1");
         if (!m->path || !m->address)
             rc = HY_ENOMEM;
     }

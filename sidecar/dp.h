@@ -94,7 +94,7 @@ struct hy_sidecar {
     size_t n_hello_refs;
 
     struct hy_series *acks, *nacks, *cert_expiry, *renewals;
-    struct hy_proxy *proxy; /* the data-plane proxy (proxy.c): follows a.current */
+    struct hy_proxy *proxy;  /* the data-plane proxy (proxy.c): follows a.current */
     struct hy_dp_prom *prom; /* the MeshMetric Prometheus endpoint (dp_prom.c) */
 };
 

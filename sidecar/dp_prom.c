@@ -51,8 +51,8 @@ void hy_dp_prom_names_fini(struct hy_dp_prom_names *n)
 
 static bool name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == ':';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == ':';
 }
 
 /* The metric name a line is about: "# HELP name", "# TYPE name", or a
@@ -81,8 +81,8 @@ static const char *line_name(const char *line, size_t n, size_t *len, bool *meta
  * with a histogram's, summary's or counter's suffix. */
 static bool of_family(const char *name, size_t len, const char *fam, size_t flen)
 {
-    static const char *const suffixes[] = {"_bucket", "_sum", "_count", "_total", "_created",
-                                           "_info", NULL};
+    static const char *const suffixes[] = {"_bucket",  "_sum",  "_count", "_total",
+                                           "_created", "_info", NULL};
     if (len < flen || memcmp(name, fam, flen))
         return false;
     if (len == flen)
@@ -159,7 +159,7 @@ struct hy_dp_prom {
     struct hy_metrics *metrics;
     struct hy_metric *scrapes, *dropped;
     struct hy_http_server *server;
-    char listen[300]; /* "address:port" it listens on; "" none */
+    char listen[300];           /* "address:port" it listens on; "" none */
     Hypha__V1__DpMetrics *conf; /* owned copy of the last config's; NULL: none */
     struct scrape *waiting;     /* scrapes waiting for their apps */
     size_t nwaiting;
@@ -287,8 +287,8 @@ static void answer(struct scrape *sc)
         rc = hy_dp_prom_names_add(&seen, b->data, b->len);
     for (size_t i = 0; rc == 0 && i < sc->napps; i++) {
         struct app_fetch *a = &sc->apps[i];
-        rc = hy_buf_printf(b, "# app %s (http://%s:%u%s): %s%s%s\n", a->name, a->address,
-                           a->port, a->path, a->result, a->why[0] ? ": " : "", a->why);
+        rc = hy_buf_printf(b, "# app %s (http://%s:%u%s): %s%s%s\n", a->name, a->address, a->port,
+                           a->path, a->result, a->why[0] ? ": " : "", a->why);
         size_t len = 0, dropped = 0;
         const char *body = rc == 0 && !strcmp(a->result, "ok") ? app_body(a, &len) : NULL;
         if (body)
@@ -458,7 +458,8 @@ static uint64_t timeout_ms(const struct hy_http_req *req)
 {
     uint64_t ms = HY_DP_PROM_APP_TIMEOUT_MS;
     char *end;
-    double t = req->scrape_timeout && req->scrape_timeout[0] ? strtod(req->scrape_timeout, &end) : 0;
+    double t =
+        req->scrape_timeout && req->scrape_timeout[0] ? strtod(req->scrape_timeout, &end) : 0;
     if (t > 0 && t < 1e6 && !*end && t * 750 < (double)ms)
         ms = t * 750 < 50 ? 50 : (uint64_t)(t * 750);
     return ms;
@@ -587,6 +588,25 @@ int hy_dp_prom_port(const struct hy_dp_prom *p)
     return p && p->server ? hy_http_server_port(p->server, 0) : 0;
 }
 
+/* Answers every scrape still waiting for its apps, their apps' result
+ * "error" with why: done before their server goes, so no answer is left
+ * for a connection of a server being torn down. */
+static void abort_waiting(struct hy_dp_prom *p, const char *why)
+{
+    for (struct scrape *sc = p->waiting, *next; sc; sc = next) {
+        next = sc->next;
+        for (size_t i = 0; i < sc->napps && !sc->answered; i++) {
+            struct app_fetch *a = &sc->apps[i];
+            if (a->done)
+                continue;
+            if (a->resolving)
+                uv_cancel((uv_req_t *)&a->gai);
+            snprintf(a->why, sizeof(a->why), "%s", why);
+            app_done(a, "error");
+        }
+    }
+}
+
 static void close_server(struct hy_dp_prom *p)
 {
     if (!p->server)
@@ -621,6 +641,7 @@ void hy_dp_prom_apply(struct hy_dp_prom *p, const Hypha__V1__DpMetrics *m)
         return; /* same place: the path and the apps are read per scrape */
     if (p->listen[0])
         hy_log(HY_LOG_INFO, "dp", "Prometheus endpoint on %s closed", p->listen);
+    abort_waiting(p, "the endpoint moved (MeshMetric)");
     close_server(p);
     if (!want[0])
         return;
@@ -643,8 +664,8 @@ void hy_dp_prom_apply(struct hy_dp_prom *p, const Hypha__V1__DpMetrics *m)
         return;
     }
     snprintf(p->listen, sizeof(p->listen), "%s", want);
-    hy_log(HY_LOG_INFO, "dp", "Prometheus endpoint on http://%s%s (%s), %zu app(s) merged",
-           want, S(m->path), S(m->origin), m->n_apps);
+    hy_log(HY_LOG_INFO, "dp", "Prometheus endpoint on http://%s%s (%s), %zu app(s) merged", want,
+           S(m->path), S(m->origin), m->n_apps);
 }
 
 void hy_dp_prom_stop(struct hy_dp_prom *p)
@@ -652,19 +673,8 @@ void hy_dp_prom_stop(struct hy_dp_prom *p)
     if (!p)
         return;
     p->stopped = true;
+    abort_waiting(p, "the sidecar is stopping"); /* answered while their server is there */
     close_server(p);
-    for (struct scrape *sc = p->waiting, *next; sc; sc = next) {
-        next = sc->next;
-        for (size_t i = 0; i < sc->napps && !sc->answered; i++) {
-            struct app_fetch *a = &sc->apps[i];
-            if (a->done)
-                continue;
-            if (a->resolving)
-                uv_cancel((uv_req_t *)&a->gai);
-            snprintf(a->why, sizeof(a->why), "the sidecar is stopping");
-            app_done(a, "error");
-        }
-    }
 }
 
 void hy_dp_prom_free(struct hy_dp_prom *p)

@@ -16,9 +16,9 @@
 #include "buf.h"
 #include "dp.pb-c.h"
 
-#define HY_DP_PROM_APP_TIMEOUT_MS 3000   /* to scrape every app of one request */
-#define HY_DP_PROM_APP_MAX (4u << 20)    /* bytes of one app's answer, headers included */
-#define HY_DP_PROM_MAX_SCRAPES 16        /* requests waiting for apps at once; more get 503 */
+#define HY_DP_PROM_APP_TIMEOUT_MS 3000 /* to scrape every app of one request */
+#define HY_DP_PROM_APP_MAX (4u << 20)  /* bytes of one app's answer, headers included */
+#define HY_DP_PROM_MAX_SCRAPES 16      /* requests waiting for apps at once; more get 503 */
 
 struct hy_metrics;
 struct hy_dp_prom;

@@ -155,7 +155,7 @@ static bool target_of(const struct hy_zone_dp_target *t, const char *net_address
 {
     if (t->metrics && t->metrics->has_port) {
         host_port(t->metrics->address && t->metrics->address[0] ? t->metrics->address
-                                                                 : S(net_address),
+                                                                : S(net_address),
                   t->metrics->port, addr, size);
         *path = t->metrics->path && t->metrics->path[0] ? t->metrics->path : HY_POLICY_METRIC_PATH;
         return true;

@@ -82,29 +82,32 @@ static void docs_examples(void **state)
 {
     (void)state;
     struct world w;
-    world_load(&w, MM "  targetRef:\n    kind: Dataplane\n    labels: {framework: example-web-framework}\n"
-                      "  default:\n    applications:\n      - path: /metrics/prometheus\n"
-                      "        port: 8888\n    backends:\n      - type: Prometheus\n"
-                      "        prometheus: {port: 5670, path: /metrics}\n");
+    world_load(&w, MM
+               "  targetRef:\n    kind: Dataplane\n    labels: {framework: example-web-framework}\n"
+               "  default:\n    applications:\n      - path: /metrics/prometheus\n"
+               "        port: 8888\n    backends:\n      - type: Prometheus\n"
+               "        prometheus: {port: 5670, path: /metrics}\n");
     struct hy_diag d = {0};
     hy_policy_warnings(find(&w, "MeshMetric", "m"), &d);
     dump(&d);
     assert_int_equal(d.n, 0);
     hy_docs_fini(&w.docs);
     /* "Trim the published metrics": profiles load, with warnings */
-    world_load(&w, MM "  targetRef: {kind: Mesh}\n  default:\n    sidecar:\n      includeUnused: false\n"
-                      "      profiles:\n        appendProfiles: [{name: Basic}]\n"
-                      "        exclude: [{type: Prefix, match: envoy_cluster_}]\n"
-                      "        include: [{type: Contains, match: upstream_rq}]\n"
-                      "    backends:\n      - type: Prometheus\n"
-                      "        prometheus: {port: 5670, clientId: main, tls: {mode: ProvidedTLS}}\n"
-                      "      - type: Prometheus\n        prometheus: {port: 5671}\n"
-                      "      - type: OpenTelemetry\n"
-                      "        openTelemetry: {endpoint: otel-collector:4317, refreshInterval: 30s}\n");
+    world_load(&w, MM
+               "  targetRef: {kind: Mesh}\n  default:\n    sidecar:\n      includeUnused: false\n"
+               "      profiles:\n        appendProfiles: [{name: Basic}]\n"
+               "        exclude: [{type: Prefix, match: envoy_cluster_}]\n"
+               "        include: [{type: Contains, match: upstream_rq}]\n"
+               "    backends:\n      - type: Prometheus\n"
+               "        prometheus: {port: 5670, clientId: main, tls: {mode: ProvidedTLS}}\n"
+               "      - type: Prometheus\n        prometheus: {port: 5671}\n"
+               "      - type: OpenTelemetry\n"
+               "        openTelemetry: {endpoint: otel-collector:4317, refreshInterval: 30s}\n");
     hy_policy_warnings(find(&w, "MeshMetric", "m"), &d);
     dump(&d);
     assert_true(has_cause(&d, "spec.default.sidecar.includeUnused", "not enforced"));
-    assert_true(has_cause(&d, "spec.default.sidecar.profiles.appendProfiles[0].name", "not enforced"));
+    assert_true(
+        has_cause(&d, "spec.default.sidecar.profiles.appendProfiles[0].name", "not enforced"));
     assert_true(has_cause(&d, "spec.default.sidecar.profiles.exclude[0].type", "not enforced"));
     assert_true(has_cause(&d, "spec.default.backends[0].prometheus.clientId", "not enforced"));
     assert_true(has_cause(&d, "spec.default.backends[0].prometheus.tls.mode", "not enforced"));
@@ -181,11 +184,11 @@ static void refusals(void **state)
 }
 
 #define DPS                                                                                        \
-    "type: Dataplane\nmesh: default\nname: web-1\nlabels: {app: web}\nnetworking:\n"              \
+    "type: Dataplane\nmesh: default\nname: web-1\nlabels: {app: web}\nnetworking:\n"               \
     "  address: 10.0.0.4\n  inbound:\n"                                                            \
     "    - {port: 8080, tags: {kuma.io/service: web, kuma.io/protocol: http, version: v1}}\n"      \
     "    - {port: 9090, tags: {kuma.io/service: web-admin, version: v1}}\n---\n"                   \
-    "type: Dataplane\nmesh: default\nname: backend-1\nnetworking:\n  address: 10.0.0.2\n"         \
+    "type: Dataplane\nmesh: default\nname: backend-1\nnetworking:\n  address: 10.0.0.2\n"          \
     "  inbound:\n    - {port: 3001, tags: {kuma.io/service: backend}}\n---\n"
 
 /* Mesh-wide backends, a Dataplane policy's applications over them: lists
