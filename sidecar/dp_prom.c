@@ -233,33 +233,47 @@ static void on_tcp_closed(uv_handle_t *h)
     scrape_maybe_free(a->sc);
 }
 
-/* The body of a 200 answer, or NULL with why. */
-static const char *app_body(struct app_fetch *a, size_t *len)
+int hy_dp_prom_app_page(const char *resp, size_t len, const char **body, size_t *blen, char *why,
+                        size_t size)
 {
-    struct hy_buf *r = &a->resp;
-    if (hy_buf_puts(r, "") < 0) { /* NUL-terminated */
-        snprintf(a->why, sizeof(a->why), "out of memory");
-        return NULL;
+    *body = NULL;
+    *blen = 0;
+    const char *end = memmem(resp, len, "\r\n\r\n", 4);
+    if (!end || len < 12 || memcmp(resp, "HTTP/1.", 7) || resp[8] != ' ' || resp[9] < '1' ||
+        resp[9] > '5') {
+        snprintf(why, size, "not an HTTP/1 answer");
+        return HY_EINVAL;
     }
-    const char *hdr_end = r->len ? strstr(r->data, "\r\n\r\n") : NULL;
-    if (!hdr_end || r->len < 12 || strncmp(r->data, "HTTP/1.", 7) || r->data[8] != ' ') {
-        snprintf(a->why, sizeof(a->why), "not an HTTP/1 answer");
-        return NULL;
-    }
-    int status = atoi(r->data + 9);
+    int status = (resp[9] - '0') * 100 + (resp[10] - '0') * 10 + (resp[11] - '0');
     if (status != 200) {
-        snprintf(a->why, sizeof(a->why), "status %d", status);
-        return NULL;
+        snprintf(why, size, "status %.3s", resp + 9);
+        return HY_EINVAL;
     }
     /* an HTTP/1.0 request gets no chunked answer; one that is anyway is
      * not read as a page */
-    for (const char *h = strstr(r->data, "\r\n"); h && h < hdr_end; h = strstr(h + 2, "\r\n"))
-        if (!strncasecmp(h + 2, "transfer-encoding:", 18)) {
-            snprintf(a->why, sizeof(a->why), "a chunked answer to an HTTP/1.0 request");
-            return NULL;
+    for (const char *h = resp; h && h < end;) {
+        const char *nl = memmem(h, (size_t)(end - h), "\r\n", 2);
+        if (!nl)
+            break;
+        h = nl + 2;
+        if ((size_t)(end - h) >= 18 && !strncasecmp(h, "transfer-encoding:", 18)) {
+            snprintf(why, size, "a chunked answer to an HTTP/1.0 request");
+            return HY_EINVAL;
         }
-    *len = r->len - (size_t)(hdr_end + 4 - r->data);
-    return hdr_end + 4;
+    }
+    *body = end + 4;
+    *blen = len - (size_t)(end + 4 - resp);
+    return 0;
+}
+
+/* The body of a 200 answer, or NULL with why. */
+static const char *app_body(struct app_fetch *a, size_t *len)
+{
+    const char *body;
+    if (hy_dp_prom_app_page(a->resp.data ? a->resp.data : "", a->resp.len, &body, len, a->why,
+                            sizeof(a->why)) < 0)
+        return NULL;
+    return body;
 }
 
 static void answer(struct scrape *sc)

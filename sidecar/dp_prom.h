@@ -58,4 +58,10 @@ void hy_dp_prom_names_fini(struct hy_dp_prom_names *names);
 int hy_dp_prom_merge_app(struct hy_dp_prom_names *seen, const char *text, size_t len,
                          struct hy_buf *out, size_t *dropped);
 
+/* An app's answer resp[0..len) (HTTP/1.x, headers and body, as read
+ * until it closed): 0 with body and blen set to its page for a 200 that
+ * is not chunked; HY_EINVAL with why (one phrase) otherwise. Pure. */
+int hy_dp_prom_app_page(const char *resp, size_t len, const char **body, size_t *blen, char *why,
+                        size_t size);
+
 #endif

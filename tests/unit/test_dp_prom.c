@@ -61,10 +61,37 @@ static void merge_app(void **state)
     hy_dp_prom_names_fini(&seen);
 }
 
+/* An app's answer: the page of a 200, refusals with why. */
+static void app_page(void **state)
+{
+    (void)state;
+    const char *body;
+    size_t n;
+    char why[160];
+    static const char ok[] = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nx 1\n";
+    assert_int_equal(hy_dp_prom_app_page(ok, strlen(ok), &body, &n, why, sizeof(why)), 0);
+    assert_int_equal(n, 4);
+    assert_memory_equal(body, "x 1\n", 4);
+    static const char *const bad[][2] = {
+        {"HTTP/1.1 404 Not Found\r\n\r\nnope", "status 404"},
+        {"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", "chunked"},
+        {"HTTP/1.1 200 OK\r\nno end of headers", "not an HTTP/1 answer"},
+        {"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1 answer"},
+        {"", "not an HTTP/1 answer"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_not_equal(
+            hy_dp_prom_app_page(bad[i][0], strlen(bad[i][0]), &body, &n, why, sizeof(why)), 0);
+        assert_non_null(strstr(why, bad[i][1]));
+        assert_null(body);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(merge_app),
+        cmocka_unit_test(app_page),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
