@@ -167,6 +167,11 @@ hy_check "the dead app costs only its part: counted, within Prometheus's scrape 
 
 rule() { curl -sf "$E/meshes/default/dataplanes/web-1/_rules" | jq -e --arg p "$P1" '.rules[] | select(.type == "MeshMetric") | .proxyRule.conf.backends[0].prometheus.port == ($p | tonumber) and .proxyRule.origin.backends == "MeshMetric/web-1-metrics default[0]"' >/dev/null; }
 hy_check "inspect: web-1's merged MeshMetric and where it came from (_rules)" rule
+o=$(zctl inspect dataplane web-1)
+hy_contains "hyphactl inspect dataplane: MeshMetric for the whole proxy" "whole proxy:" "$o"
+hy_contains "each value with its policy" "MeshMetric/web-1-metrics default[0]" "$o"
+hy_contains "inspect --type=policies: it applies to the whole proxy" "whole proxy" \
+    "$(zctl inspect dataplane web-1 --type=policies)"
 
 # ---- MeshMetric moves web-1's endpoint: Prometheus follows
 meshmetric "$P2" /stats/prometheus >/dev/null
