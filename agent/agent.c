@@ -110,6 +110,14 @@ static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
     h.dataplane = a->file.env;
     h.token = a->token;
     h.version = HYPHA_VERSION;
+    /* where /metrics is, for the zone's Prometheus discovery */
+    char admin[HY_DP_MAX_ADMIN_ADDRESS + 1] = "";
+    if (a->admin) {
+        struct hy_addr ad = a->cfg->admin_address;
+        ad.port = (uint16_t)hy_agent_admin_port(a);
+        hy_addr_format(&ad, admin, sizeof(admin));
+        h.admin_address = admin;
+    }
     if (a->ops->hello && a->ops->hello(a, &h) < 0) {
         hy_ws_close(c, HY_WS_CLOSE_INTERNAL, "cannot make the hello");
         return;

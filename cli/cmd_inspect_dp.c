@@ -481,6 +481,24 @@ static int put_outbound(struct hy_buf *out, const struct hy_json *r)
     return rc;
 }
 
+/* MeshMetric: one merged default for the whole proxy. */
+static int put_proxy(struct hy_buf *out, const struct hy_json *r)
+{
+    const struct hy_json *conf = hy_json_get(r, "conf");
+    if (!conf || conf->kind != HY_JSON_OBJECT)
+        return hy_buf_puts(out, "  whole proxy: no default\n");
+    int rc = hy_buf_puts(out, "  whole proxy:\n");
+    static const char *const head[] = {"FIELD", "VALUE", "ORIGIN"};
+    struct hy_table t;
+    struct hy_buf path = {0};
+    if (rc == 0 && (rc = hy_table_init(&t, 3, head)) == 0) {
+        rc = conf_rows(&t, conf, hy_json_get(r, "origin"), &path);
+        rc = rc == 0 ? put_table(out, &t, "    ") : (hy_table_fini(&t), rc);
+    }
+    hy_buf_fini(&path);
+    return rc;
+}
+
 static int render_rules(const struct hy_json *j, struct hy_buf *out)
 {
     const struct hy_json *res = hy_json_get(j, "resource"), *rules = hy_json_get(j, "rules");
@@ -499,6 +517,8 @@ static int render_rules(const struct hy_json *j, struct hy_buf *out)
             rc = put_inbound(out, from->items[k]);
         for (size_t k = 0; rc == 0 && k < count(to); k++)
             rc = put_outbound(out, to->items[k]);
+        if (rc == 0 && hy_json_get(r, "proxyRule"))
+            rc = put_proxy(out, hy_json_get(r, "proxyRule"));
         const struct hy_json *w = hy_json_get(r, "warnings");
         if (rc == 0 && count(w))
             rc = hy_buf_puts(out, "  Warnings:\n");
@@ -557,6 +577,13 @@ static int applies_to(struct hy_buf *b, const struct hy_json *r, const char *typ
             rc = hy_buf_printf(b, "%s\"outbound %s (%s)\"", n++ ? "," : "", str(ob, "port"),
                                str(ob, "service"));
     }
+    /* MeshMetric: the whole proxy */
+    const struct hy_json *po = hy_json_get(hy_json_get(r, "proxyRule"), "origin");
+    bool whole = false;
+    for (size_t k = 1; !whole && po && k < po->n; k += 2)
+        whole = from_policy(hy_json_str(po->items[k]), type, name);
+    if (rc == 0 && whole)
+        rc = hy_buf_printf(b, "%s\"whole proxy\"", n++ ? "," : "");
     return rc;
 }
 

@@ -375,6 +375,9 @@ int hy_dp_parts_assemble(const struct hy_dp_parts *p, Hypha__V1__DpConfig **out,
         if (!(c->inbounds[c->n_inbounds] =
                   (Hypha__V1__DpInbound *)hy_dp_msg_copy(&have[2]->inbounds[c->n_inbounds]->base)))
             goto nomem;
+    if (have[2]->metrics && /* MeshMetric rides in the Inbounds part */
+        !(c->metrics = (Hypha__V1__DpMetrics *)hy_dp_msg_copy(&have[2]->metrics->base)))
+        goto nomem;
     for (size_t i = 0; i < nout; i++) {
         const Hypha__V1__DpOutbound *src = have[3]->outbounds[i];
         const Hypha__V1__DpPart *eps =
@@ -524,6 +527,9 @@ int hy_dp_parts_split(const Hypha__V1__DpConfig *c, Hypha__V1__DpConfigUpdate **
         rc = (p = split_part(u, HYPHA__V1__DP_PART__KIND__Inbounds, NULL))
                  ? copy_all(&p->inbounds, &p->n_inbounds, (void *const *)c->inbounds, c->n_inbounds)
                  : HY_ENOMEM;
+    if (rc == 0 && c->metrics &&
+        !(p->metrics = (Hypha__V1__DpMetrics *)hy_dp_msg_copy(&c->metrics->base)))
+        rc = HY_ENOMEM;
     Hypha__V1__DpPart *outs = NULL;
     if (rc == 0)
         rc = (outs = split_part(u, HYPHA__V1__DP_PART__KIND__Outbounds, NULL))

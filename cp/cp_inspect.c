@@ -2,7 +2,8 @@
  *
  *   GET /meshes/{mesh}/dataplanes/{name}/_rules   the policies selecting a
  *       Dataplane, in merge order, and what they merge to per inbound and
- *       outbound, each value with the policy and entry it came from
+ *       outbound (MeshMetric: "proxyRule", the proxy's one merged
+ *       default), each value with the policy and entry it came from
  *   GET /meshes/{mesh}/_explain?from=X&to=Y       whether X (a Dataplane, a
  *       service, or tags KEY=VALUE,...) may call Y (a Dataplane, one of its
  *       inbounds as DATAPLANE:PORT|NAME, or a service): at each inbound, the
@@ -176,6 +177,12 @@ static bool is_route_type(int t)
 static bool is_inbound_type(int t)
 {
     return t == HY_POLICY_MTP || t == HY_POLICY_FAULT || t == HY_POLICY_RATE_LIMIT;
+}
+
+/* One top-level default for the whole proxy (MeshMetric). */
+static bool is_proxy_type(int t)
+{
+    return t == HY_POLICY_METRIC;
 }
 
 static int l7_outbound_json(int t, const struct hy_policy_set *s, const char *svc,
@@ -363,6 +370,20 @@ static int put_to_rules(struct hy_buf *b, const struct hy_policy_proxy *p, int t
     return 0;
 }
 
+/* MeshMetric: the merged default, with where each value came from. */
+static int put_proxy_rule(struct hy_buf *b, const struct hy_policy_set *s)
+{
+    struct hy_policy_conf c;
+    int rc = hy_policy_metric_merge(s, &c);
+    if (rc < 0)
+        return rc;
+    hy_buf_puts(b, ",\"proxyRule\":{");
+    put_conf(b, &c);
+    hy_buf_puts(b, "}");
+    hy_policy_conf_fini(&c);
+    return 0;
+}
+
 static void rules(struct hy_cp_api *api, struct hy_http_resp *resp, const char *mesh,
                   const char *name)
 {
@@ -401,6 +422,8 @@ static void rules(struct hy_cp_api *api, struct hy_http_resp *resp, const char *
             put_from_rules(b, &p, &sel[t]);
         else if (t == HY_POLICY_FAULT || t == HY_POLICY_RATE_LIMIT)
             rc = put_l7_from_rules(b, &p, t, &sel[t]);
+        else if (is_proxy_type(t))
+            rc = put_proxy_rule(b, &sel[t]);
         else
             rc = put_to_rules(b, &p, t, &sel[t]);
         hy_buf_puts(b, ",\"warnings\":[");
@@ -989,7 +1012,7 @@ static int effective(const struct hy_policy_world *w, const struct dps *mesh_dps
         struct hy_policy_tag dest[] = {{HY_TAG_SERVICE, svc}};
         struct hy_policy_tags tags = {dest, 1};
         for (int t = HY_POLICY_TIMEOUT; rc == 0 && t < HY_POLICY_NTYPES; t++) {
-            if (is_inbound_type(t))
+            if (is_inbound_type(t) || is_proxy_type(t))
                 continue;
             struct hy_policy_conf c = {0};
             struct hy_buf json = {0};
@@ -1017,7 +1040,7 @@ static int effective(const struct hy_policy_world *w, const struct dps *mesh_dps
         struct hy_policy_tag dest[] = {{HY_TAG_SERVICE, backends[i]}};
         struct hy_policy_tags tags = {dest, 1};
         for (int t = HY_POLICY_TIMEOUT; rc == 0 && t < HY_POLICY_NTYPES; t++) {
-            if (is_inbound_type(t) || is_route_type(t))
+            if (is_inbound_type(t) || is_route_type(t) || is_proxy_type(t))
                 continue;
             struct hy_policy_conf c = {0};
             struct hy_buf json = {0};
@@ -1031,6 +1054,16 @@ static int effective(const struct hy_policy_world *w, const struct dps *mesh_dps
         }
     }
     hy_policy_strings_free(backends, nb);
+    if (rc == 0) { /* MeshMetric: the proxy's one merged default */
+        struct hy_policy_conf c;
+        struct hy_buf json = {0};
+        if ((rc = hy_policy_metric_merge(&sel[HY_POLICY_METRIC], &c)) == 0 && c.conf)
+            hy_codec_encode_message(c.conf, HY_FORMAT_JSON, &json);
+        if (rc == 0)
+            rc = add_line(out, "proxy MeshMetric", json.data ? json.data : "none");
+        hy_buf_fini(&json);
+        hy_policy_conf_fini(&c);
+    }
     hy_policy_sets_fini(sel);
     return rc;
 }

@@ -120,6 +120,7 @@ enum hy_policy_type {
     HY_POLICY_TCP_ROUTE,
     HY_POLICY_FAULT,
     HY_POLICY_RATE_LIMIT,
+    HY_POLICY_METRIC, /* proxy-wide: one top-level default (policy_metric.c) */
     HY_POLICY_NTYPES
 };
 extern const char *const hy_policy_type_names[HY_POLICY_NTYPES];
@@ -218,6 +219,27 @@ int hy_policy_inbound_rate_limits(const struct hy_policy_set *s, size_t i,
 int hy_policy_backend_services(const struct hy_policy_world *w, const struct hy_policy_proxy *p,
                                char ***out, size_t *n);
 void hy_policy_strings_free(char **v, size_t n);
+
+/* policy_metric.c: MeshMetric, whose policies hold one top-level
+ * `default` (no from, to or rules) for the whole proxy.
+ *
+ * The defaults of the policies in s (MeshMetric, selecting one proxy), in
+ * merge order, merged later over earlier (hy_policy_conf_merge: lists such
+ * as applications and backends replace whole), each value's origin
+ * section "default", index 0. *out zeroed first; conf NULL when no policy
+ * selects the proxy. 0 or HY_ENOMEM. */
+int hy_policy_metric_merge(const struct hy_policy_set *s, struct hy_policy_conf *out);
+/* What the sidecar of Dataplane dp gets of the MeshMetric policies in s:
+ * its Prometheus endpoint (the first Prometheus backend: port, default
+ * 5670; path, default /metrics; on the Dataplane's networking address) and
+ * the apps it scrapes (address default 127.0.0.1, path default
+ * /metrics/prometheus). *out NULL when no MeshMetric selects it; the
+ * caller's otherwise. 0 or HY_ENOMEM. */
+#define HY_POLICY_METRIC_PORT 5670
+#define HY_POLICY_METRIC_PATH "/metrics"
+#define HY_POLICY_METRIC_APP_PATH "/metrics/prometheus"
+int hy_policy_metrics(const struct hy_policy_set *s, const struct hy_resource *dp,
+                      Hypha__V1__DpMetrics **out);
 
 /* Adds to w one cause per field of policy (or Mesh) r that Hypha does not
  * enforce yet (its path, "spec.to[0].default.http.numRetries", and why);

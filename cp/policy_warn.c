@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ca.pb-c.h"
+#include "policies.pb-c.h"
 #include "dataplane.pb-c.h"
 #include "codec.h"
 #include "policy.h"
@@ -82,6 +83,16 @@ static const char *const fault[] = {TARGET_REFS, "from.default.http.*", "rules.d
 static const char *const rate_limit[] = {TARGET_REFS, "from.default.local.*",
                                          "rules.default.local.*", NULL};
 
+/* MeshMetric: one top-level default (no entries), hence its own paths */
+static const char *const metric[] = {"targetRef.*",
+                                     "default.applications.*",
+                                     "default.backends.type",
+                                     "default.backends.prometheus.port",
+                                     "default.backends.prometheus.path",
+                                     "default.backends.prometheus.tls.mode",
+                                     "default.sidecar.includeUnused",
+                                     NULL};
+
 static const char *const mesh[] = {"mtls.enabledBackend",
                                    "mtls.backends.name",
                                    "mtls.backends.type",
@@ -124,6 +135,12 @@ static const struct enforced table[] = {
     {"MeshFaultInjection", fault,
      "the sidecar injects faults into the requests it receives (from); client-side faults (to) "
      "are not there yet"},
+    {"MeshMetric", metric,
+     "the sidecar serves every metric it has (includeUnused: true) over plain HTTP on the first "
+     "Prometheus backend's port and path, and appends the applications' metrics; metric "
+     "profiles and regex filters, includeUnused: false, clientId (the zone's /prometheus/sd "
+     "lists every proxy), TLS on the metrics endpoint and OpenTelemetry backends are not there "
+     "yet"},
     {"MeshRateLimit", rate_limit,
      "the sidecar limits what it receives (from); limits on outgoing traffic (to) are not "
      "there yet"},
@@ -144,6 +161,18 @@ static bool enforced(const struct enforced *e, const char *path)
     return false;
 }
 
+/* A string field's value, or "". */
+static const char *string_value(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    const char *v = *(char *const *)((const char *)m + f->offset);
+    return v ? v : "";
+}
+
+/* An enforced field whose value the sidecar may still not honour: true
+ * when it does (value-level checks). */
+static bool value_enforced(const char *bare, const ProtobufCMessage *m,
+                           const ProtobufCFieldDescriptor *f);
+
 /* Load-balancer types the sidecar has (a value-level check). */
 static bool lb_type_known(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
 {
@@ -151,6 +180,18 @@ static bool lb_type_known(const ProtobufCMessage *m, const ProtobufCFieldDescrip
     const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, v);
     return ev && (!strcmp(ev->name, "RoundRobin") || !strcmp(ev->name, "Random") ||
                   !strcmp(ev->name, "LeastRequest"));
+}
+
+static bool value_enforced(const char *bare, const ProtobufCMessage *m,
+                           const ProtobufCFieldDescriptor *f)
+{
+    if (!strcmp(bare, "to.default.loadBalancer.type"))
+        return lb_type_known(m, f);
+    if (!strcmp(bare, "default.backends.prometheus.tls.mode"))
+        return !strcmp(string_value(m, f), "Disabled");
+    if (!strcmp(bare, "default.sidecar.includeUnused"))
+        return *(const protobuf_c_boolean *)((const char *)m + f->offset);
+    return true;
 }
 
 struct walk {
@@ -184,7 +225,7 @@ static void walk(struct walk *wk, const ProtobufCMessage *m, const char *path, c
                             "service is matched by its name alone");
         }
         if (enforced(wk->e, b)) {
-            if (!strcmp(b, "to.default.loadBalancer.type") && !lb_type_known(m, f))
+            if (!value_enforced(b, m, f))
                 hy_diag_add(wk->w, 0, 0, p, "accepted, not enforced yet: %s", wk->e->why);
             continue;
         }
@@ -285,12 +326,37 @@ static void protocol_warning(const struct hy_resource *r, struct hy_diag *w)
     }
 }
 
+/* MeshMetric: the sidecar serves one Prometheus endpoint, the first
+ * Prometheus backend's; the others are said. */
+static void metric_backends_warning(const struct hy_resource *r, struct hy_diag *w)
+{
+    const Hypha__V1__MeshMetric *m = (const Hypha__V1__MeshMetric *)r->spec;
+    const Hypha__V1__MeshMetric__Conf *c = m->default_;
+    size_t first = SIZE_MAX;
+    for (size_t i = 0; c && i < c->n_backends; i++) {
+        if (!c->backends[i]->type || strcmp(c->backends[i]->type, "Prometheus"))
+            continue;
+        if (first == SIZE_MAX) {
+            first = i;
+            continue;
+        }
+        char p[96];
+        snprintf(p, sizeof(p), "spec.default.backends[%zu]", i);
+        hy_diag_add(w, 0, 0, p,
+                    "accepted, not enforced yet: the sidecar serves one Prometheus endpoint, "
+                    "backends[%zu]'s; Kuma's listener per clientId is not there yet",
+                    first);
+    }
+}
+
 void hy_policy_warnings(const struct hy_resource *r, struct hy_diag *w)
 {
     if (!strcmp(r->type->name, "Dataplane"))
         protocol_warning(r, w);
     if (!strcmp(r->type->name, "MeshTrust"))
         trust_domain_warning(r, w);
+    if (!strcmp(r->type->name, "MeshMetric"))
+        metric_backends_warning(r, w);
     for (int t = 0; t < HY_POLICY_NTYPES; t++)
         if (!strcmp(hy_policy_type_names[t], r->type->name)) {
             shadow_warning(r, w);

@@ -201,6 +201,7 @@ static void begin_request(struct lws *wsi, struct pss *p, const char *path)
     p->req.if_match = copy_hdr(wsi, p, 3, WSI_TOKEN_HTTP_IF_MATCH);
     p->req.authorization = copy_hdr(wsi, p, 4, WSI_TOKEN_HTTP_AUTHORIZATION);
     p->req.source = copy_custom(wsi, p, 5, "hypha-source:");
+    p->req.scrape_timeout = copy_custom(wsi, p, 7, "x-prometheus-scrape-timeout-seconds:");
     char peer[64] = "";
     lws_get_peer_simple(wsi, peer, sizeof(peer));
     p->strs[6] = strdup(peer);

@@ -38,7 +38,8 @@ struct hy_http_req {
     const struct hy_http_param *params;
     size_t nparams;
     const char *content_type, *accept, *if_match, *authorization, *source;
-    const char *body; /* NUL-terminated; "" when there is none */
+    const char *scrape_timeout; /* X-Prometheus-Scrape-Timeout-Seconds (Prometheus's scrapes) */
+    const char *body;           /* NUL-terminated; "" when there is none */
     size_t body_len;
     const char *peer;   /* client IP address */
     bool peer_loopback; /* 127.0.0.0/8 or ::1 */

@@ -25,6 +25,7 @@
 #define HY_DP_MAX_CSR 8192           /* bytes of a CSR, PEM (P-256: under 600) */
 #define HY_DP_MAX_VERSION 31         /* printable bytes of a config version in Ack/Nack */
 #define HY_DP_MAX_AGENT_VERSION 64   /* printable bytes of DpHello.version */
+#define HY_DP_MAX_ADMIN_ADDRESS 270  /* printable bytes of DpHello.admin_address, HOST:PORT */
 #define HY_DP_MAX_ERROR 4096         /* bytes of a Nack's error */
 #define HY_DP_MAX_STATS (1u << 20)   /* bytes of a DpStats' text (a sidecar cuts its own) */
 #define HY_DP_MAX_INBOUNDS 64        /* inbounds of one Dataplane */

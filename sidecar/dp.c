@@ -8,6 +8,7 @@
 #include "codec.h"
 #include "dataplane.pb-c.h"
 #include "dp.h"
+#include "dp_prom.h"
 #include "error.h"
 #include "metrics.h"
 #include "proxy.h"
@@ -48,6 +49,8 @@ static int start(struct hy_agent *a)
     struct hy_sidecar *d = dp_of(a);
     int rc = open_metrics(d);
     if (rc < 0)
+        return rc;
+    if ((rc = hy_dp_prom_new(a->loop, a->metrics, &d->prom)) < 0)
         return rc;
     hy_sidecar_client_start(d);
     const Hypha__V1__Dataplane *dp = (const void *)a->file.res->spec;
@@ -111,6 +114,7 @@ static void stop(struct hy_agent *a)
 {
     struct hy_sidecar *d = dp_of(a);
     hy_proxy_stop(d->proxy);
+    hy_dp_prom_stop(d->prom);
     hy_sidecar_client_stop(d);
 }
 
@@ -119,6 +123,8 @@ static void close_(struct hy_agent *a)
     struct hy_sidecar *d = dp_of(a);
     hy_proxy_free(d->proxy);
     d->proxy = NULL;
+    hy_dp_prom_free(d->prom);
+    d->prom = NULL;
     hy_sidecar_client_free(d);
 }
 

@@ -74,6 +74,7 @@ uint64_t hy_sidecar_renew_retry_ms(int64_t not_before, int64_t not_after);
 
 struct hy_series;
 struct hy_proxy;
+struct hy_dp_prom;
 
 /* A data-plane process (agent.h) whose snapshots are struct
  * hy_sidecar_snapshot, with a certificate it renews and the proxy. */
@@ -93,7 +94,8 @@ struct hy_sidecar {
     size_t n_hello_refs;
 
     struct hy_series *acks, *nacks, *cert_expiry, *renewals;
-    struct hy_proxy *proxy; /* the data-plane proxy (proxy.c): follows a.current */
+    struct hy_proxy *proxy;  /* the data-plane proxy (proxy.c): follows a.current */
+    struct hy_dp_prom *prom; /* the MeshMetric Prometheus endpoint (dp_prom.c) */
 };
 
 /* What makes a data-plane process a sidecar (dp.c). */

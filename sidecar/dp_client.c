@@ -10,6 +10,7 @@
 
 #include "codec.h"
 #include "dp.h"
+#include "dp_prom.h"
 #include "error.h"
 #include "metrics.h"
 #include "proxy.h"
@@ -139,6 +140,7 @@ static bool on_config(struct hy_sidecar *d, Hypha__V1__DpConfig *c, char *err, s
     hy_timestamp_format(s->not_after, 0, until, sizeof(until));
     hy_timestamp_format(s->renew_at, 0, renew, sizeof(renew));
     hy_agent_current_publish(&d->a.current, &hy_sidecar_snapshot_ref(s)->base);
+    hy_dp_prom_apply(d->prom, s->config->metrics); /* MeshMetric's endpoint follows */
     hy_series_inc(d->acks);
     hy_series_set(d->cert_expiry, (double)s->not_after);
     snprintf(d->a.status, sizeof(d->a.status), "config %.60s applied", s->config->version);

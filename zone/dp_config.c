@@ -6,7 +6,8 @@
  * for each service a route sends to that it has none for) and what the
  * `to` policies merge to (MeshTimeout, MeshRetry, MeshCircuitBreaker,
  * MeshLoadBalancingStrategy, MeshHealthCheck; cp/policy.h orders and
- * merges them as Kuma does); and its certificate with the chain and trust
+ * merges them as Kuma does); its MeshMetric (Prometheus endpoint, apps
+ * it scrapes), in the Inbounds part; and its certificate with the chain and trust
  * bundle. Computed from the zone's store; the version is a hash of the
  * rest, so an unchanged config is not sent again. */
 #include <stdio.h>
@@ -1279,6 +1280,8 @@ int hy_zone_dp_parts_own(struct hy_zone_dp_round *r, const struct hy_resource *d
     if (inbounds) {
         in = new_part(HYPHA__V1__DP_PART__KIND__Inbounds, NULL);
         rc = in ? make_inbounds(dp, &pol, in) : HY_ENOMEM;
+        if (rc == 0) /* MeshMetric is proxy-wide: it rides in the Inbounds part */
+            rc = hy_policy_metrics(&pol.sel[HY_POLICY_METRIC], dp, &in->metrics);
         if (rc == 0)
             rc = hy_dp_part_stamp(in);
     }
@@ -1900,9 +1903,9 @@ static unsigned policy_impact(int t, const struct hy_resource *r, const struct h
     if (set.n && (hy_policy_each_entry(&set, "from", SIZE_MAX, count_entry, &inbound_entries) < 0 ||
                   hy_policy_each_entry(&set, "rules", SIZE_MAX, count_entry, &inbound_entries) < 0))
         inbound_entries = 1;
-    if (set.n && (t == HY_POLICY_MTP || inbound_entries))
+    if (set.n && (t == HY_POLICY_MTP || t == HY_POLICY_METRIC || inbound_entries))
         what = HY_ZONE_DP_INBOUNDS;
-    if (set.n && t != HY_POLICY_MTP) {
+    if (set.n && t != HY_POLICY_MTP && t != HY_POLICY_METRIC) {
         struct to_match m = {(const Hypha__V1__Dataplane *)p->dp->spec, NULL, 0, false};
         int rc = hy_policy_each_entry(&set, "to", SIZE_MAX, to_entry, &m);
         if (rc == 0 && !m.hit && world) {

@@ -61,6 +61,7 @@ struct dp_session {
     struct held acked; /* what it said it holds */
     char sent_version[32], acked_version[32], nacked_version[32]; /* ingress: routes */
     char agent_version[HY_DP_MAX_AGENT_VERSION + 1]; /* hello.version: its build ("" unsaid) */
+    char admin_address[HY_DP_MAX_ADMIN_ADDRESS + 1]; /* hello.admin_address ("" unsaid) */
     uint64_t sent_n, acked_n, rejected;
     uint64_t parts_sent; /* parts in every update sent */
     bool pending;        /* to be sent its config on the next loop turn (kick) */
@@ -239,6 +240,8 @@ bool hy_zone_dp_check_message(const Hypha__V1__DpMessage *m, char *why, size_t s
                          size) &&
                check_str("hello.held_version", h->held_version, false, HY_DP_MAX_VERSION, true, why,
                          size) &&
+               check_str("hello.admin_address", h->admin_address, false, HY_DP_MAX_ADMIN_ADDRESS,
+                         true, why, size) &&
                check_refs("hello.held", h->held, h->n_held, why, size);
     }
     case HYPHA__V1__DP_MESSAGE__MSG_CSR:
@@ -1129,6 +1132,7 @@ static void on_ingress_hello(struct dp_session *s, struct hy_resource *zi,
     s->dp = zi;
     s->ingress = true;
     snprintf(s->agent_version, sizeof(s->agent_version), "%s", S(h->version));
+    snprintf(s->admin_address, sizeof(s->admin_address), "%s", S(h->admin_address));
     if (hy_cp_verify_token(&srv->z->cp, HY_TOKEN_KIND_INGRESS, h->token, &claims, &fail) < 0) {
         snprintf(why, sizeof(why), "zone-ingress token refused: %s", fail.message);
     } else if (!claims.name || strcmp(claims.name, zi->meta->name)) {
@@ -1270,6 +1274,7 @@ static void on_hello(struct dp_session *s, const Hypha__V1__DpHello *h)
     }
     s->dp = dp;
     snprintf(s->agent_version, sizeof(s->agent_version), "%s", S(h->version));
+    snprintf(s->admin_address, sizeof(s->admin_address), "%s", S(h->admin_address));
     hy_cp_session_admit(&s->base, &claims);
     hy_token_claims_fini(&claims);
     if (sign(srv, s, h->csr, why, sizeof(why)) < 0) {
@@ -1713,4 +1718,34 @@ void hy_zone_dp_server_free(struct hy_zone *z)
     hy_zone_dp_round_free(srv->round);
     free(srv);
     z->dp = NULL;
+}
+
+int hy_zone_dp_each_target(struct hy_zone *z, hy_zone_dp_target_fn fn, void *ud)
+{
+    if (!z->dp)
+        return 0;
+    struct hy_zone_dp_round *round = NULL;
+    int rc = 0;
+    for (struct hy_cp_session *cs = hy_cp_session_first(z->dp->ss); cs && rc == 0; cs = cs->next) {
+        struct dp_session *s = (struct dp_session *)cs;
+        if (!s->dp || cs->closing || !cs->admitted)
+            continue;
+        /* a sidecar's MeshMetric: its Inbounds part as last computed (what
+         * it was sent), computed now when it has none yet */
+        if (!s->ingress && !s->inbounds) {
+            rc = round ? 0 : current_round(z->dp, &round);
+            if (rc == 0)
+                rc = own_parts(s, round, 0);
+            if (rc < 0)
+                break;
+        }
+        struct hy_zone_dp_target t = {
+            .dp = s->dp,
+            .ingress = s->ingress,
+            .admin_address = s->admin_address,
+            .metrics = !s->ingress && s->inbounds ? s->inbounds->metrics : NULL,
+        };
+        rc = fn(ud, &t);
+    }
+    return rc;
 }

@@ -169,6 +169,21 @@ int hy_zone_dp_connected_config(struct hy_zone *z, const char *mesh, const char 
 int hy_zone_dp_stats_of(struct hy_zone *z, bool ingress, const char *mesh, const char *name,
                         hy_zone_dp_stats_done_fn done, void *ud);
 
+/* One proxy connected to this zone, as Prometheus discovery
+ * (prom_sd.c) lists it. Everything is borrowed, valid during the call. */
+struct hy_zone_dp_target {
+    const struct hy_resource *dp;        /* its Dataplane or ZoneIngress */
+    bool ingress;                        /* dp is a ZoneIngress */
+    const char *admin_address;           /* its admin server, as it said (""; unsaid) */
+    const Hypha__V1__DpMetrics *metrics; /* its MeshMetric (NULL: none selects it) */
+};
+typedef int (*hy_zone_dp_target_fn)(void *ud, const struct hy_zone_dp_target *t);
+/* Calls fn for every sidecar and ingress connected and admitted now, in
+ * connection order, until fn returns non-zero (returned). A sidecar whose
+ * config was never computed gets it computed first (store errors,
+ * HY_ENOMEM returned). Loop thread. */
+int hy_zone_dp_each_target(struct hy_zone *z, hy_zone_dp_target_fn fn, void *ud);
+
 /* A version that names m's content: 16 hex digits of a hash of m packed
  * (m's own version field unset). *out is the caller's; 0 or HY_ENOMEM. */
 int hy_zone_dp_version(const ProtobufCMessage *m, char **out);

@@ -18,6 +18,10 @@
  *       503 when it is not connected to this zone, 504 when it does not
  *       answer in time, 429 when too many questions already wait for it.
  *
+ *   GET /prometheus/sd    Prometheus HTTP service discovery (prom_sd.c):
+ *       every sidecar and ingress connected now, as http_sd_configs reads
+ *       them; authorized as the rest of the API (the admin token).
+ *
  * and then the token endpoints (cp_tokens.c). The global CP answers
  * _config and stats with a 400 naming the zone (cp/cp_inspect.c). */
 #include <stdio.h>
@@ -28,6 +32,7 @@
 #include "dp_server.h"
 #include "error.h"
 #include "metrics.h"
+#include "prom_sd.h"
 #include "zone.h"
 #include "poison.h"
 
@@ -198,6 +203,7 @@ bool hy_zone_api_handle(void *ud, const struct hy_http_req *req, struct hy_http_
         p = slash + 1;
     }
     bool get = req->method == HY_HTTP_GET || req->method == HY_HTTP_HEAD;
+    int rc;
     if ((n == 5 && !strcmp(s[0], "meshes") && !strcmp(s[2], "dataplanes") &&
          !strcmp(s[4], "stats")) ||
         (n == 3 && !strcmp(s[0], "zoneingresses") && !strcmp(s[2], "stats"))) {
@@ -207,6 +213,16 @@ bool hy_zone_api_handle(void *ud, const struct hy_http_req *req, struct hy_http_
             put_stats(z, req, resp, n == 5 ? s[1] : NULL, n == 5 ? s[3] : s[1]);
         else
             hy_http_error(resp, 405, "Method not allowed", "only GET", NULL);
+        return true;
+    }
+    if (n == 2 && !strcmp(s[0], "prometheus") && !strcmp(s[1], "sd")) {
+        snprintf(resp->route, sizeof(resp->route), "/prometheus/sd");
+        if (!get) {
+            hy_http_error(resp, 405, "Method not allowed", "only GET", NULL);
+        } else if ((rc = hy_zone_prom_sd_json(z, &resp->body)) < 0) {
+            hy_buf_fini(&resp->body);
+            hy_http_error(resp, 500, "Cannot list the targets", hy_strerror(rc), NULL);
+        }
         return true;
     }
     if (n == 5 && !strcmp(s[0], "meshes") && !strcmp(s[2], "dataplanes") &&

@@ -1514,6 +1514,12 @@ static void test_impact(void **state)
     /* deleted: the sidecars it selected before */
     del(f->s, "MeshTrafficPermission", "default", "mtp-b");
     expect_impact(&x, "MeshTrafficPermission", "mtp-b", (const unsigned[]){0, IN, 0});
+    /* a MeshMetric on b's sidecars: their Inbounds part (where it rides) */
+    PUT(f->s, "global",
+        "type: MeshMetric\nmesh: default\nname: mm-b\nspec:\n"
+        "  targetRef: {kind: MeshService, name: b}\n"
+        "  default: {backends: [{type: Prometheus, prometheus: {port: 5670}}]}\n");
+    expect_impact(&x, "MeshMetric", "mm-b", (const unsigned[]){0, IN, 0});
     /* a sidecar joining changes no sidecar's own parts (only b's endpoints) */
     PUT(f->s, "east",
         "type: Dataplane\nmesh: default\nname: b-2\nnetworking:\n  address: 10.0.1.4\n"
@@ -2382,6 +2388,42 @@ static void test_impact_backend_only(void **state)
     hy_zone_dp_round_free(now);
 }
 
+/* MeshMetric: the sidecar's Prometheus endpoint on its Dataplane's
+ * address and the apps it scrapes, Kuma's defaults resolved; none without
+ * a policy. It rides in the Inbounds part, so the config's version moves
+ * with it. */
+static void test_metrics(void **state)
+{
+    struct fx *f = *state;
+    world(f->s);
+    Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
+    assert_null(c->metrics);
+    char *before = strdup(c->version);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+    PUT(f->s, "global",
+        "type: MeshMetric\nmesh: default\nname: mm\nspec:\n"
+        "  targetRef: {kind: MeshService, name: web}\n  default:\n"
+        "    applications: [{name: app, port: 8888}, {port: 9999, address: 10.0.0.7, path: /x}]\n"
+        "    backends:\n      - {type: OpenTelemetry, openTelemetry: {endpoint: 'otel:4317'}}\n"
+        "      - {type: Prometheus, prometheus: {path: /stats}}\n"
+        "      - {type: Prometheus, prometheus: {port: 5671}}\n");
+    c = config(f->s, "default", "web-1");
+    assert_non_null(c->metrics);
+    assert_string_not_equal(c->version, before);
+    assert_int_equal(c->metrics->port, 5670); /* the first Prometheus backend, Kuma's default */
+    assert_string_equal(c->metrics->path, "/stats");
+    assert_string_equal(c->metrics->address, "10.0.0.1");
+    assert_string_equal(c->metrics->origin, "MeshMetric/mm default");
+    assert_int_equal(c->metrics->n_apps, 2);
+    assert_string_equal(c->metrics->apps[0]->name, "app");
+    assert_string_equal(c->metrics->apps[0]->address, "127.0.0.1");
+    assert_string_equal(c->metrics->apps[0]->path, "/metrics/prometheus");
+    assert_string_equal(c->metrics->apps[1]->address, "10.0.0.7");
+    assert_string_equal(c->metrics->apps[1]->path, "/x");
+    free(before);
+    hypha__v1__dp_config__free_unpacked(c, NULL);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -2417,6 +2459,7 @@ int main(void)
         T(test_l7_inbound_policies),
         T(test_impact_backend_only),
         T(test_impact_protocol),
+        T(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -249,6 +249,15 @@ static void test_shape(void **state)
     x.h.version = "1.0\n[ERROR] forged";
     REFUSED(&x, "hello.version must be printable");
     x.h.version = NULL;
+    /* where its admin server listens: printable, bounded (Prometheus discovery names it) */
+    x.h.admin_address = "127.0.0.1:9901\n[ERROR] forged";
+    REFUSED(&x, "hello.admin_address must be printable");
+    char long_addr[HY_DP_MAX_ADMIN_ADDRESS + 2];
+    memset(long_addr, 'a', sizeof(long_addr) - 1);
+    long_addr[sizeof(long_addr) - 1] = '\0';
+    x.h.admin_address = long_addr;
+    REFUSED(&x, "hello.admin_address");
+    x.h.admin_address = NULL;
     x.meta.type = "Mesh";
     REFUSED(&x, "is a Mesh, not a Dataplane");
     x.meta.type = "NoSuchType";

@@ -53,7 +53,7 @@ static const char *const dirs[] = {
     "meshtrafficpermission", "meshtimeout",     "meshretry",
     "meshcircuitbreaker",    "meshhealthcheck", "meshloadbalancingstrategy",
     "meshhttproute",         "meshtcproute",    "meshfaultinjection",
-    "meshratelimit",         "introduction",
+    "meshratelimit",         "meshmetric",      "introduction",
 };
 #define NDIRS (sizeof(dirs) / sizeof(dirs[0]))
 
@@ -654,7 +654,8 @@ static void run_permit(const struct kase *k, char **tok, size_t n, struct outcom
 
 /* to DATAPLANE -> SERVICE PATH = VALUE [by ORIGIN]
  * from CALLER... -> DATAPLANE[:INBOUND] PATH = VALUE [by ORIGIN]
- * rules DATAPLANE[:INBOUND] PATH = VALUE [by ORIGIN] */
+ * rules DATAPLANE[:INBOUND] PATH = VALUE [by ORIGIN]
+ * metric DATAPLANE PATH = VALUE [by ORIGIN]   (MeshMetric's one top-level default) */
 static void run_conf(const struct kase *k, char **tok, size_t n, struct outcome *out,
                      const char *where)
 {
@@ -695,6 +696,11 @@ static void run_conf(const struct kase *k, char **tok, size_t n, struct outcome 
         caller_parse(k, tok + 1, arrow - 1, c, where);
         dp = target(k, tok[arrow + 1], &inbound, where);
         peer = c->view;
+    } else if (!strcmp(section, "metric")) {
+        if (eq != 3)
+            fail_msg("%s: want 'metric DATAPLANE PATH = VALUE'", where);
+        dp = dataplane(k, tok[1], where);
+        type = HY_POLICY_METRIC;
     } else {
         if (eq != 3)
             fail_msg("%s: want 'rules DATAPLANE[:INBOUND] PATH = VALUE'", where);
@@ -703,7 +709,10 @@ static void run_conf(const struct kase *k, char **tok, size_t n, struct outcome 
     struct selection s;
     select_for(k, dp, &s);
     struct hy_policy_conf conf;
-    assert_int_equal(hy_policy_merge(&s.sel[type], section, inbound, &peer, &conf), 0);
+    if (type == HY_POLICY_METRIC)
+        assert_int_equal(hy_policy_metric_merge(&s.sel[type], &conf), 0);
+    else
+        assert_int_equal(hy_policy_merge(&s.sel[type], section, inbound, &peer, &conf), 0);
     struct hy_buf b = {0};
     value_at(conf.conf, path, &b, where);
     snprintf(out->got, sizeof(out->got), "%s", b.data ? b.data : "");
@@ -977,7 +986,8 @@ static void run_case(void **state)
         memset(&o, 0, sizeof(o));
         if (!strcmp(tok[0], "allow") || !strcmp(tok[0], "deny") || !strcmp(tok[0], "shadow"))
             run_permit(&k, tok, n, &o, where);
-        else if (!strcmp(tok[0], "to") || !strcmp(tok[0], "from") || !strcmp(tok[0], "rules"))
+        else if (!strcmp(tok[0], "to") || !strcmp(tok[0], "from") || !strcmp(tok[0], "rules") ||
+                 !strcmp(tok[0], "metric"))
             run_conf(&k, tok, n, &o, where);
         else if (!strcmp(tok[0], "policies"))
             run_policies(&k, tok, n, &o, where);
@@ -986,8 +996,8 @@ static void run_case(void **state)
         else if (!strcmp(tok[0], "faults") || !strcmp(tok[0], "ratelimit"))
             run_inbound_l7(&k, tok, n, &o, where);
         else
-            fail_msg("%s: '%s' is none of allow, deny, shadow, to, from, rules, policies, "
-                     "routes, tcp, faults, ratelimit",
+            fail_msg("%s: '%s' is none of allow, deny, shadow, to, from, rules, metric, "
+                     "policies, routes, tcp, faults, ratelimit",
                      where, tok[0]);
         checked++;
         tally.lines++;
