@@ -14,6 +14,7 @@
 #include "agent_eps.h"
 #include "error.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy_resume.h"
 #include "poison.h"
 
@@ -241,6 +242,7 @@ static int refuse(struct hy_px_tickets *t, const WOLFSSL *ssl, const uint8_t *iv
     last_refused.ssl = ssl;
     memcpy(last_refused.iv, iv, WOLFSSL_TICKET_IV_SZ);
     atomic_fetch_add(&t->refused[why], 1);
+    hy_series_inc(t->cfg.refused[why]);
     hy_log(HY_LOG_DEBUG, "dp", "session ticket refused (%s): full handshake",
            hy_px_ticket_refusal_name(why));
     return WOLFSSL_TICKET_RET_REJECT;

@@ -48,14 +48,26 @@ struct hy_px_ticket_hooks {
     bool (*resume)(WOLFSSL *ssl, const char *ids);
 };
 
+struct hy_series;
+struct hy_px_tickets;
+
+/* Why a ticket was refused (a full handshake follows). */
+enum hy_px_ticket_refusal {
+    HY_PX_TICKET_UNKNOWN_KEY, /* another issuer's, or a key forgotten */
+    HY_PX_TICKET_EXPIRED,     /* its key is past its lifetime */
+    HY_PX_TICKET_BAD_SEAL,    /* altered, or not ours */
+    HY_PX_TICKET_NO_IDENTITY, /* its caller's slot was reused or expired */
+    HY_PX_TICKET_DENIED,      /* the hook refused the caller */
+    HY_PX_TICKET_REFUSALS
+};
+
 struct hy_px_tickets_cfg {
     uint64_t rotate_ms, lifetime_ms; /* 0: the defaults above */
     size_t slots;                    /* 0: HY_PX_TICKET_SLOTS */
     uint64_t (*now_ms)(void);        /* NULL: hy_agent_now_ms (a monotonic clock) */
     struct hy_px_ticket_hooks hooks;
+    struct hy_series *refused[HY_PX_TICKET_REFUSALS]; /* counted there too (NULL: not) */
 };
-
-struct hy_px_tickets;
 
 /* 0 and *out, or HY_ENOMEM. */
 int hy_px_tickets_new(const struct hy_px_tickets_cfg *cfg, struct hy_px_tickets **out);
@@ -69,15 +81,7 @@ int hy_px_tickets_use(struct hy_px_tickets *t, WOLFSSL_CTX *ctx);
 bool hy_px_tickets_trust(struct hy_px_tickets *t, uint64_t trust);
 /* Forgets every key and identity now. */
 void hy_px_tickets_reset(struct hy_px_tickets *t);
-/* Tickets refused since the start, by why (for metrics and tests). */
-enum hy_px_ticket_refusal {
-    HY_PX_TICKET_UNKNOWN_KEY, /* another issuer's, or a key forgotten */
-    HY_PX_TICKET_EXPIRED,     /* its key is past its lifetime */
-    HY_PX_TICKET_BAD_SEAL,    /* altered, or not ours */
-    HY_PX_TICKET_NO_IDENTITY, /* its caller's slot was reused or expired */
-    HY_PX_TICKET_DENIED,      /* the hook refused the caller */
-    HY_PX_TICKET_REFUSALS
-};
+/* Tickets refused since the start, by why (for tests). */
 uint64_t hy_px_tickets_refused(struct hy_px_tickets *t, enum hy_px_ticket_refusal why);
 const char *hy_px_ticket_refusal_name(enum hy_px_ticket_refusal why);
 

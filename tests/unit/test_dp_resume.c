@@ -129,6 +129,10 @@ static WOLFSSL_CTX *make_ctx(bool server, const struct leaf *l)
                      WOLFSSL_SUCCESS);
     wolfSSL_CTX_set_verify(
         ctx, WOLFSSL_VERIFY_PEER | (server ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
+    /* as proxy_tls.c: no internal cache, X25519 first */
+    wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+    int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
+    assert_int_equal(wolfSSL_CTX_set_groups(ctx, groups, 2), WOLFSSL_SUCCESS);
     wolfSSL_CTX_SetIORecv(ctx, mem_recv);
     wolfSSL_CTX_SetIOSend(ctx, mem_send);
     return ctx;
@@ -170,6 +174,7 @@ static struct hy_px_tickets *tickets_new(void)
 struct run {
     bool client_resumed, server_resumed;
     WOLFSSL_SESSION *session; /* the client's, with its ticket (free it) */
+    char curve[32];           /* the key exchange's group */
 };
 
 /* One connection: the handshake, one byte each way (the client takes the
@@ -214,6 +219,8 @@ static struct run connect_once(WOLFSSL_CTX *sctx, WOLFSSL_CTX *cctx, WOLFSSL_SES
         .server_resumed = wolfSSL_session_reused(s) == 1,
         .session = wolfSSL_get1_session(c),
     };
+    const char *curve = wolfSSL_get_curve_name(c);
+    snprintf(out.curve, sizeof(out.curve), "%s", curve ? curve : "-");
     wolfSSL_free(c);
     wolfSSL_free(s);
     return out;
@@ -243,6 +250,7 @@ static void test_resumes_with_identity(void **state)
     new_sessions = 0;
     struct run full = connect_once(sctx, cctx, NULL);
     assert_int_equal(new_sessions, 1);
+    assert_string_equal(full.curve, "X25519"); /* the client's first key share: no retry */
     assert_false(full.client_resumed);
     assert_false(full.server_resumed);
     assert_non_null(full.session);
