@@ -277,6 +277,19 @@ int hy_px_tls_resume_new(struct hy_proxy *p, struct hy_metrics *m)
     if (!one)
         return HY_ENOMEM;
     hy_series_set(one, 1);
+    const char *knob = getenv("HYPHA_DP_TLS_RESUMPTION");
+    if (knob && knob[0] && strcmp(knob, "1") != 0 && strcmp(knob, "on") != 0) {
+        if (strcmp(knob, "0") != 0 && strcmp(knob, "off") != 0) {
+            hy_log(HY_LOG_ERROR, "dp",
+                   "HYPHA_DP_TLS_RESUMPTION=\"%.40s\": expected on or off (1 or 0)", knob);
+            return HY_EINVAL;
+        }
+        hy_log(HY_LOG_WARN, "dp",
+               "TLS session resumption is off (HYPHA_DP_TLS_RESUMPTION=%s): every connection "
+               "between sidecars does a full handshake",
+               knob);
+        return 0;
+    }
     struct hy_px_tickets_cfg cfg = {
         .hooks = {.identity = ticket_identity, .resume = ticket_resume},
     };
@@ -345,6 +358,8 @@ static WOLFSSL_CTX *make_ctx(struct hy_proxy *p, const struct hy_sidecar_snapsho
         what = "the key exchange groups";
     else if (server && p->tickets && hy_px_tickets_use(p->tickets, ctx) < 0)
         what = "the session ticket callback";
+    else if (server && !p->tickets && wolfSSL_CTX_no_ticket_TLSv13(ctx) != WOLFSSL_SUCCESS)
+        what = "turning session tickets off";
     if (what) {
         hy_log(HY_LOG_ERROR, "dp", "config %s: wolfSSL does not take %s for the %s context",
                cf->version, what, server ? "server" : "client");
@@ -452,6 +467,9 @@ int hy_px_tls_handshake(struct hy_px_conn *c)
         if (!c->resumed) { /* what a refused ticket or session left is not the peer's */
             free(c->peer_ids);
             c->peer_ids = NULL;
+            if (c->resume_verdict > 0) /* a ticket let in, then not used: the certificate's
+                                        * check stands, made again after the handshake */
+                c->peer_allowed = false;
         }
         hy_series_inc(c->m->handshakes[c->dir][c->resumed]);
         return 1;
