@@ -224,23 +224,27 @@ static int seal(struct hy_px_tickets *t, WOLFSSL *ssl, uint8_t *name, uint8_t *i
 }
 
 /* wolfSSL asks again about a ticket it was refused, once per cipher suite
- * it tries: the refusal is counted, logged and decided once per session
- * and ticket (this thread's last). */
-static _Thread_local struct {
-    const WOLFSSL *ssl;
-    uint8_t iv[WOLFSSL_TICKET_IV_SZ];
-} last_refused;
+ * it tries: the refusal is counted, logged and decided once per session,
+ * marked in its ex_data (our client offers one ticket a handshake). */
+static int refused_idx = -1;
+static pthread_once_t refused_once = PTHREAD_ONCE_INIT;
+static char refused_mark;
 
-static bool refused_already(const WOLFSSL *ssl, const uint8_t *iv)
+static void refused_init(void)
 {
-    return last_refused.ssl == ssl && memcmp(last_refused.iv, iv, WOLFSSL_TICKET_IV_SZ) == 0;
+    refused_idx = wolfSSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 }
 
-static int refuse(struct hy_px_tickets *t, const WOLFSSL *ssl, const uint8_t *iv,
-                  enum hy_px_ticket_refusal why)
+static bool refused_already(WOLFSSL *ssl)
 {
-    last_refused.ssl = ssl;
-    memcpy(last_refused.iv, iv, WOLFSSL_TICKET_IV_SZ);
+    pthread_once(&refused_once, refused_init);
+    return refused_idx >= 0 && wolfSSL_get_ex_data(ssl, refused_idx) == &refused_mark;
+}
+
+static int refuse(struct hy_px_tickets *t, WOLFSSL *ssl, enum hy_px_ticket_refusal why)
+{
+    if (refused_idx >= 0)
+        wolfSSL_set_ex_data(ssl, refused_idx, &refused_mark);
     atomic_fetch_add(&t->refused[why], 1);
     hy_series_inc(t->cfg.refused[why]);
     hy_log(HY_LOG_DEBUG, "dp", "session ticket refused (%s): full handshake",
@@ -252,7 +256,7 @@ static int open_ticket(struct hy_px_tickets *t, WOLFSSL *ssl, const uint8_t *nam
                        const uint8_t *iv, const uint8_t *mac, uint8_t *ticket, int in_len,
                        int *out_len)
 {
-    if (refused_already(ssl, iv))
+    if (refused_already(ssl))
         return WOLFSSL_TICKET_RET_REJECT;
     uint8_t key[CHACHA20_POLY1305_AEAD_KEYSIZE];
     uint64_t now = t->cfg.now_ms();
@@ -270,10 +274,10 @@ static int open_ticket(struct hy_px_tickets *t, WOLFSSL *ssl, const uint8_t *nam
     }
     pthread_mutex_unlock(&t->lock);
     if (!found)
-        return refuse(t, ssl, iv, HY_PX_TICKET_UNKNOWN_KEY);
+        return refuse(t, ssl, HY_PX_TICKET_UNKNOWN_KEY);
     if (expired) {
         explicit_bzero(key, sizeof(key));
-        return refuse(t, ssl, iv, HY_PX_TICKET_EXPIRED);
+        return refuse(t, ssl, HY_PX_TICKET_EXPIRED);
     }
     uint8_t aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ];
     aad_of(name, iv, aad);
@@ -287,7 +291,7 @@ static int open_ticket(struct hy_px_tickets *t, WOLFSSL *ssl, const uint8_t *nam
         if (mac[i])
             rc = -1;
     if (rc != 0)
-        return refuse(t, ssl, iv, HY_PX_TICKET_BAD_SEAL);
+        return refuse(t, ssl, HY_PX_TICKET_BAD_SEAL);
     uint32_t si = (uint32_t)iv[0] << 24 | (uint32_t)iv[1] << 16 | (uint32_t)iv[2] << 8 | iv[3];
     char ids[HY_PX_RESUME_IDS_MAX];
     ids[0] = '\0';
@@ -300,11 +304,11 @@ static int open_ticket(struct hy_px_tickets *t, WOLFSSL *ssl, const uint8_t *nam
     pthread_mutex_unlock(&t->lock);
     if (!ids[0]) {
         explicit_bzero(plain, sizeof(plain));
-        return refuse(t, ssl, iv, HY_PX_TICKET_NO_IDENTITY);
+        return refuse(t, ssl, HY_PX_TICKET_NO_IDENTITY);
     }
     if (t->cfg.hooks.resume && !t->cfg.hooks.resume(ssl, ids)) {
         explicit_bzero(plain, sizeof(plain));
-        return refuse(t, ssl, iv, HY_PX_TICKET_DENIED);
+        return refuse(t, ssl, HY_PX_TICKET_DENIED);
     }
     memcpy(ticket, plain, (size_t)in_len);
     explicit_bzero(plain, sizeof(plain));

@@ -134,4 +134,17 @@ r1=$(metric "$W_ADMIN" "$OUT_RESUMED")
 resumes_again() { calls once-more && ge "$(metric "$W_ADMIN" "$OUT_RESUMED")" $((r1 + 1)); }
 hy_check "and its connections resume again" hy_wait_for 20 resumes_again
 
+# ---- the switch: on (the default) or off, nothing else
+hy_dp_token bad-1 default web
+HYPHA_DP_TLS_RESUMPTION=maybe "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" \
+    --ca-cert-file "$ZCA" --dataplane-file "$DATA/dp/dataplane.yaml" \
+    --dataplane-token-file "$HY_TMP/bad-1.token" --admin-address 127.0.0.1:0 \
+    --dataplane-var "name=bad-1,service=web,port=$(hy_free_port),app_port=1,out_port=$(hy_free_port)" \
+    >"$HY_TMP/dp-bad-1.log" 2>&1 &
+BAD_PID=$!
+HY_PIDS+=("$BAD_PID")
+gone() { ! kill -0 "$BAD_PID" 2>/dev/null; }
+hy_check "a sidecar with HYPHA_DP_TLS_RESUMPTION=maybe does not start" hy_wait_for 15 gone
+hy_check "and says why" grep -q 'HYPHA_DP_TLS_RESUMPTION="maybe": expected on or off' "$HY_TMP/dp-bad-1.log"
+
 hy_done
