@@ -358,7 +358,7 @@ static WOLFSSL_CTX *make_ctx(struct hy_proxy *p, const struct hy_sidecar_snapsho
         what = "the key exchange groups";
     else if (server && p->tickets && hy_px_tickets_use(p->tickets, ctx) < 0)
         what = "the session ticket callback";
-    else if (server && !p->tickets && wolfSSL_CTX_no_ticket_TLSv13(ctx) != WOLFSSL_SUCCESS)
+    else if (server && !p->tickets && wolfSSL_CTX_no_ticket_TLSv13(ctx) != 0) /* 0: done */
         what = "turning session tickets off";
     if (what) {
         hy_log(HY_LOG_ERROR, "dp", "config %s: wolfSSL does not take %s for the %s context",

@@ -135,6 +135,26 @@ resumes_again() { calls once-more && ge "$(metric "$W_ADMIN" "$OUT_RESUMED")" $(
 hy_check "and its connections resume again" hy_wait_for 20 resumes_again
 
 # ---- the switch: on (the default) or off, nothing else
+# a second backend with resumption off: web-1 takes turns between the two;
+# every connection to it is a full handshake, and every call works
+P_PORT=$(hy_free_ports 3)
+hy_dp_token plain-1 default backend
+HYPHA_DP_TLS_RESUMPTION=0 hy_start_dp plain-1 backend "$P_PORT"
+P_ADMIN=$DP_ADMIN P_LOG=$HY_TMP/dp-plain-1.log
+hy_check "a sidecar with HYPHA_DP_TLS_RESUMPTION=0 becomes ready" hy_wait_for 15 ready "$P_ADMIN"
+hy_check "and says resumption is off" grep -q "TLS session resumption is off" "$P_LOG"
+both_eps() { [ "$(curl -s "$W_ADMIN/config" | jq '.outbounds[0].endpoints | length')" -ge 2 ]; }
+hy_check "web-1's outbound lists both backends" hy_wait_for 15 both_eps
+"$HY_BIN/hypha-test-echo" $((P_PORT + 1)) >"$HY_TMP/echo-plain.log" 2>&1 &
+HY_PIDS+=($!)
+hy_wait_for 5 grep -q listening "$HY_TMP/echo-plain.log"
+lost=0
+for i in 1 2 3 4 5 6; do calls "plain-$i" || lost=$((lost + 1)); done
+hy_eq "six calls over both backends all work" 0 "$lost"
+hy_check "plain-1 took calls, each with a full handshake" \
+    ge "$(metric "$P_ADMIN" 'hypha_dp_tls_handshakes_total{direction="inbound",mode="full"}')" 2
+hy_eq "and resumed none" 0 \
+    "$(metric "$P_ADMIN" 'hypha_dp_tls_handshakes_total{direction="inbound",mode="resumed"}')"
 hy_dp_token bad-1 default web
 HYPHA_DP_TLS_RESUMPTION=maybe "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" \
     --ca-cert-file "$ZCA" --dataplane-file "$DATA/dp/dataplane.yaml" \
