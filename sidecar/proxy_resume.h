@@ -35,7 +35,7 @@
 #define HY_PX_TICKET_LIFETIME_MS (60u * 60 * 1000) /* a ticket is good this long */
 #define HY_PX_TICKET_SLOTS 8192                    /* callers' identities kept for tickets */
 #define HY_PX_SESSIONS_MAX 1024                    /* upstream sessions an outbound keeps */
-#define HY_PX_RESUME_IDS_MAX 2048                  /* bytes of a caller's URIs ('\n'-joined) kept */
+#define HY_PX_RESUME_IDS_MAX 4096                  /* bytes of a caller's URIs ('\n'-joined) kept */
 
 /* What the ticket sealer asks of the proxy, per connection (ssl). */
 struct hy_px_ticket_hooks {

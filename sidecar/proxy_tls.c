@@ -114,9 +114,12 @@ static int on_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 }
 
 /* Each '\n'-separated URI of ids into peer; the first spiffe:// one into
- * id (size bytes), if id. */
-static void ids_tags(const char *ids, struct hy_permit_peer *peer, char *id, size_t size)
+ * id (size bytes), if id. False if one is too long to take (cert_ids
+ * keeps none such: a caller seen with fewer tags than it has could pass
+ * a Deny on the others). */
+static bool ids_tags(const char *ids, struct hy_permit_peer *peer, char *id, size_t size)
 {
+    bool all = true;
     if (id)
         id[0] = '\0';
     for (const char *p = ids; *p;) {
@@ -129,9 +132,12 @@ static void ids_tags(const char *ids, struct hy_permit_peer *peer, char *id, siz
             if (id && !id[0] && strncmp(alt, "spiffe://", 9) == 0)
                 snprintf(id, size, "%s", alt);
             hy_permit_peer_add_uri(peer, alt);
+        } else {
+            all = false;
         }
         p += n + (nl != NULL);
     }
+    return all;
 }
 
 /* The caller's SPIFFE ID (its first) into c->id and its tags, from '\n'-
@@ -141,13 +147,17 @@ static const char *ids_refusal(struct hy_px_conn *c, const char *ids)
     struct hy_permit_peer *peer = calloc(1, sizeof(*peer));
     if (!peer)
         return "out of memory checking the caller";
-    ids_tags(ids, peer, c->id, sizeof(c->id));
+    if (!ids_tags(ids, peer, c->id, sizeof(c->id))) {
+        free(peer);
+        return "the caller's identity has a URI too long to check";
+    }
     const char *why = hy_px_inbound_refusal(c, peer);
     free(peer);
     return why;
 }
 
-/* The URI SANs of x, '\n'-joined, into buf; false if they do not fit. */
+/* The URI SANs of x, '\n'-joined, into buf; false if they do not fit (a
+ * caller with that many gets tickets that are refused: full handshakes). */
 static bool cert_ids(WOLFSSL_X509 *x, char *buf, size_t size)
 {
     size_t len = 0;
@@ -155,7 +165,7 @@ static bool cert_ids(WOLFSSL_X509 *x, char *buf, size_t size)
     buf[0] = '\0';
     for (char *alt; (alt = wolfSSL_X509_get_next_altname(x));) {
         size_t n = strlen(alt);
-        if (len + n + 2 > size) {
+        if (len + n + 2 > size || n >= HY_PX_ID_MAX) {
             fits = false; /* the iterator still runs to its end (it keeps its place in x) */
             continue;
         }
@@ -171,12 +181,18 @@ static bool cert_ids(WOLFSSL_X509 *x, char *buf, size_t size)
  * inbound's verdict on them. */
 static const char *peer_refusal(struct hy_px_conn *c, WOLFSSL_X509 *x)
 {
-    char ids[HY_PX_RESUME_IDS_MAX];
-    if (!cert_ids(x, ids, sizeof(ids))) {
-        c->id[0] = '\0';
-        return "the peer's certificate has more URI SANs than we check";
+    struct hy_permit_peer *peer = calloc(1, sizeof(*peer));
+    if (!peer)
+        return "out of memory checking the caller";
+    c->id[0] = '\0';
+    for (char *alt; (alt = wolfSSL_X509_get_next_altname(x));) {
+        if (!c->id[0] && strncmp(alt, "spiffe://", 9) == 0 && strlen(alt) < sizeof(c->id))
+            snprintf(c->id, sizeof(c->id), "%s", alt);
+        hy_permit_peer_add_uri(peer, alt);
     }
-    return ids_refusal(c, ids);
+    const char *why = hy_px_inbound_refusal(c, peer);
+    free(peer);
+    return why;
 }
 
 const char *hy_px_tls_peer_refusal(struct hy_px_conn *c)
@@ -539,10 +555,8 @@ void hy_px_tls_close_notify(struct hy_px_conn *c)
 
 bool hy_px_tls_peer_tags(struct hy_px_conn *c, struct hy_permit_peer *peer)
 {
-    if (c->resumed && c->peer_ids) {
-        ids_tags(c->peer_ids, peer, NULL, 0);
-        return true;
-    }
+    if (c->resumed && c->peer_ids) /* all of them: ticket_resume let in no less */
+        return ids_tags(c->peer_ids, peer, NULL, 0);
     WOLFSSL_X509 *x = wolfSSL_get_peer_certificate(c->ssl);
     if (!x)
         return false;
