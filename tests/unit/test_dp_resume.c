@@ -5,7 +5,7 @@
  * first handshake falling back to a full one, tickets of another issuer
  * (another mesh's sidecar), of a forgotten trust bundle or of an expired
  * key refused, key rotation, and the outbound session cache's bounds,
- * expiry and generations. */
+ * expiry and generations; an altered ticket refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -177,6 +177,8 @@ struct run {
     char curve[32];           /* the key exchange's group */
 };
 
+static bool tamper_next; /* connect_once alters the ticket it offers */
+
 /* One connection: the handshake, one byte each way (the client takes the
  * server's ticket with it), and the session the client ends with. */
 static struct run connect_once(WOLFSSL_CTX *sctx, WOLFSSL_CTX *cctx, WOLFSSL_SESSION *resume)
@@ -191,6 +193,15 @@ static struct run connect_once(WOLFSSL_CTX *sctx, WOLFSSL_CTX *cctx, WOLFSSL_SES
     wolfSSL_SetIOWriteCtx(c, &to_server);
     if (resume)
         assert_int_equal(wolfSSL_set_session(c, resume), WOLFSSL_SUCCESS);
+    if (resume && tamper_next) { /* one bit of the sealed part flipped */
+        unsigned char ticket[512];
+        word32 len = sizeof(ticket);
+        assert_int_equal(wolfSSL_get_SessionTicket(c, ticket, &len), WOLFSSL_SUCCESS);
+        assert_true(len > 60);
+        ticket[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ + 2 + 10] ^= 0x01;
+        assert_int_equal(wolfSSL_set_SessionTicket(c, ticket, len), WOLFSSL_SUCCESS);
+        tamper_next = false;
+    }
     bool cdone = false, sdone = false;
     for (int i = 0; i < 20 && !(cdone && sdone); i++) {
         if (!cdone) {
@@ -324,6 +335,28 @@ static void test_other_issuer_refused(void **state)
     hy_px_tickets_free(b);
 }
 
+static void test_altered_ticket_refused(void **state)
+{
+    (void)state;
+    deny = false;
+    struct hy_px_tickets *t = tickets_new();
+    WOLFSSL_CTX *sctx = make_ctx(true, &server_leaf), *cctx = make_ctx(false, &client_leaf);
+    assert_int_equal(hy_px_tickets_use(t, sctx), 0);
+    struct run full = connect_once(sctx, cctx, NULL);
+    tamper_next = true;
+    struct run altered = connect_once(sctx, cctx, full.session);
+    assert_false(altered.server_resumed);
+    assert_int_equal(hy_px_tickets_refused(t, HY_PX_TICKET_BAD_SEAL), 1);
+    struct run intact = connect_once(sctx, cctx, full.session); /* the real one still works */
+    assert_true(intact.server_resumed);
+    wolfSSL_SESSION_free(full.session);
+    wolfSSL_SESSION_free(altered.session);
+    wolfSSL_SESSION_free(intact.session);
+    wolfSSL_CTX_free(sctx);
+    wolfSSL_CTX_free(cctx);
+    hy_px_tickets_free(t);
+}
+
 static void test_rotation_and_expiry(void **state)
 {
     (void)state;
@@ -427,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_resumes_with_identity),
         cmocka_unit_test(test_denied_caller_gets_full_handshake),
         cmocka_unit_test(test_other_issuer_refused),
+        cmocka_unit_test(test_altered_ticket_refused),
         cmocka_unit_test(test_rotation_and_expiry),
         cmocka_unit_test(test_identity_slots_bounded),
         cmocka_unit_test(test_session_cache),
