@@ -389,8 +389,12 @@ static WOLFSSL_CTX *make_ctx(struct hy_proxy *p, const struct hy_sidecar_snapsho
     /* tickets only: the server keeps no sessions (proxy_resume.c keeps
      * what it must), the client its own cache per endpoint */
     wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
-    if (!server)
+    if (!server) {
         wolfSSL_CTX_sess_set_new_cb(ctx, on_new_session);
+        /* a session is good as long as its ticket (OpenSSL's manner: it
+         * answers the previous timeout) */
+        (void)wolfSSL_CTX_set_timeout(ctx, HY_PX_TICKET_LIFETIME_MS / 1000);
+    }
     wolfSSL_CTX_SetIORecv(ctx, on_recv);
     wolfSSL_CTX_SetIOSend(ctx, on_send);
     return ctx;
