@@ -9,8 +9,12 @@
 # requests flat out over kept-alive connections (requests/s, p50, p99, by
 # wrk), the same at fixed rates of 1k and 10k requests/s (p50, p99, by
 # h2load --rps over HTTP/1.1), a new connection per request (for the
-# proxies: new mTLS connections/s), bulk download (MB/s), and the two
-# proxies' CPU and RSS. Rewrites the results:dp section of bench/README.md.
+# proxies: new mTLS connections/s; hypha's with TLS session resumption,
+# its default, and beside it with full handshakes only: a second inbound
+# sidecar started with HYPHA_DP_TLS_RESUMPTION=0), bulk download (MB/s),
+# and the two proxies' CPU and RSS; then the linked wolfSSL's key exchange
+# and AEAD speeds (hypha-bench-tls-prims: why the sidecar prefers what it
+# does). Rewrites the results:dp section of bench/README.md.
 #
 # usage: bench/dp.sh [--no-write] [--seconds S] [--connections N] [--dir D]
 #   --no-write       print the results, leave README.md alone
@@ -59,6 +63,7 @@ dp_check_positive dp.sh seconds conns
 hy_install_packages $HY_BUILD_PACKAGES libcmocka-dev curl jq openssl wrk nghttp2-client nginx haproxy
 
 dp_build build-bench
+cmake --build build-bench --target hypha-bench-tls-prims -j "$(nproc)" >/dev/null
 
 tmp=$(mktemp -d "$dir/hypha-bench-dp-XXXXXX")
 chmod 755 "$tmp" # nginx's workers run as another user when we are root
@@ -71,12 +76,20 @@ dp_start_nginx --big
 # ---- hypha: a standalone zone and two sidecars
 dp_start_zone
 dp_mtp web-to-backend backend web Allow
+dp_mtp web-to-backend-full backend-full web Allow
 B_IN=$(hy_free_port) W_IN=$(hy_free_port) W_OUT=$(hy_free_port)
+F_IN=$(hy_free_port) W_OUT_FULL=$(hy_free_port)
 dp_dataplane backend-1 "in:$B_IN:$NGINX_PORT:backend" "out:$(hy_free_port):backend" >"$tmp/backend-1.yaml"
-dp_dataplane web-1 "in:$W_IN:$(hy_free_port):web" "out:$W_OUT:backend" >"$tmp/web-1.yaml"
+dp_dataplane web-1 "in:$W_IN:$(hy_free_port):web" "out:$W_OUT:backend" \
+    "out:$W_OUT_FULL:backend-full" >"$tmp/web-1.yaml"
+# the same inbound without session tickets: every connection to it is a full handshake
+dp_dataplane backend-full-1 "in:$F_IN:$NGINX_PORT:backend-full" >"$tmp/backend-full-1.yaml"
 dp_start_sidecar backend-1 "$tmp/backend-1.yaml" hypha.io/service=backend
+HYPHA_DP_TLS_RESUMPTION=0 dp_start_sidecar backend-full-1 "$tmp/backend-full-1.yaml" \
+    hypha.io/service=backend-full
 dp_start_sidecar web-1 "$tmp/web-1.yaml" hypha.io/service=web
 wait_for 20 curl -sf "http://127.0.0.1:$W_OUT/small"
+wait_for 20 curl -sf "http://127.0.0.1:$W_OUT_FULL/small"
 
 # ---- haproxy: the same shape, mTLS with its own CA
 dp_haproxy_tcp_pair "$NGINX_PORT"
@@ -101,6 +114,11 @@ for path in direct hypha haproxy; do
     wrk_run "$p" -H "Connection: close"
     crps[$path]=$RPS
     [ -z "$ERRS" ] || errs[$path]="${errs[$path]} close: $ERRS"
+    if [ "$path" = hypha ]; then # full handshakes only, through the inbound without tickets
+        wrk_run "$W_OUT_FULL" -H "Connection: close"
+        crps_full=$RPS
+        [ -z "$ERRS" ] || errs[$path]="${errs[$path]} close (full handshakes): $ERRS"
+    fi
     mbs[$path]=$(bulk_mbs "$p")
     # shellcheck disable=SC2086
     rss[$path]=$([ -z "${procs[$path]}" ] && echo - || echo $(($(rss_kib ${procs[$path]}) / 1024)))
@@ -127,6 +145,10 @@ for i in 1 2 3 4 5 6 7; do
     deny_ms+=("$(propagation Deny 0)")
     allow_ms+=("$(propagation Allow 1)")
 done
+resumed=$(dp_metric web-1 'hypha_dp_tls_handshakes_total{direction="outbound",mode="resumed"}')
+full=$(dp_metric web-1 'hypha_dp_tls_handshakes_total{direction="outbound",mode="full"}')
+prims=$("$bin/hypha-bench-tls-prims" 1)
+prim() { awk -v k="$1" '$1 == k { print $2 }' <<<"$prims"; }
 stats() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "%s / %s", v[int((NR + 1) / 2)], v[NR]}'; }
 
 machine=$(dp_machine)
@@ -140,6 +162,10 @@ machine=$(dp_machine)
     for path in direct hypha haproxy; do
         echo "| $path | ${rps[$path]} | ${p50[$path]} | ${p99[$path]} | ${crps[$path]} | ${mbs[$path]} | $([ "$path" = direct ] && echo - || echo "${cpu[$path]}") | ${rss[$path]} |"
     done
+    echo
+    echo "New mTLS connections/s through hypha: ${crps[hypha]} with session resumption (the default), ${crps_full} with full handshakes only; HAProxy ${crps[haproxy]}. hypha / haproxy: $(ratio "${crps[hypha]}" "${crps[haproxy]}") resumed, $(ratio "$crps_full" "${crps[haproxy]}") full. web-1's outbound handshakes over the run: $resumed resumed, $full full."
+    echo
+    echo "Linked wolfSSL, one core (hypha-bench-tls-prims): X25519 $(prim kex_x25519) and P-256 $(prim kex_p256) key exchanges/s; AES-128-GCM $(prim aead_aes128gcm) and ChaCha20-Poly1305 $(prim aead_chacha20poly1305) MB/s; AES-NI in the build: $(prim build_aesni). The sidecar prefers $(curl -s "http://${DP_ADMIN[web-1]}/config" | jq -r '"\(.tls.suite) with \(.tls.group) (\(.tls.reason))"')."
     echo
     echo "| path | p50 / p99 ms at 1k req/s | p50 / p99 ms at 10k req/s |"
     echo "| --- | --- | --- |"

@@ -103,11 +103,25 @@ static int ready_json(struct hy_agent *a, struct hy_agent_snap *base, struct hy_
     return rc ? rc : hy_buf_printf(b, ",\"certificateExpires\":\"%s\"", until);
 }
 
-/* the DpConfig only: the key lives beside it in the snapshot, never shown */
+/* the DpConfig (the key lives beside it in the snapshot, never shown),
+ * and under "tls" what the proxy's TLS prefers and why */
 static int config_json(struct hy_agent *a, struct hy_agent_snap *base, struct hy_buf *b)
 {
-    (void)a;
-    return hy_codec_encode_message(&hy_sidecar_snapshot_of(base)->config->base, HY_FORMAT_JSON, b);
+    size_t start = b->len;
+    int rc =
+        hy_codec_encode_message(&hy_sidecar_snapshot_of(base)->config->base, HY_FORMAT_JSON, b);
+    size_t end = b->len;
+    while (rc == 0 && end > start && (b->data[end - 1] == '\n' || b->data[end - 1] == ' '))
+        end--;
+    if (rc < 0 || end <= start || b->data[end - 1] != '}')
+        return rc;
+    struct hy_proxy_tls_info ti;
+    hy_proxy_tls_info(dp_of(a)->proxy, &ti);
+    b->len = end - 1; /* the object goes on */
+    return hy_buf_printf(b,
+                         "%s\"tls\":{\"suite\":\"%s\",\"group\":\"%s\",\"reason\":\"%s\","
+                         "\"resumableSessions\":%zu}}",
+                         end - start > 2 ? "," : "", ti.suite, ti.group, ti.reason, ti.sessions);
 }
 
 static void stop(struct hy_agent *a)

@@ -12,6 +12,7 @@
 #include "net.h"
 #include "proxy_int.h"
 #include "proxy_l7.h"
+#include "proxy_resume.h"
 #include "poison.h"
 
 const char *hy_px_mesh(const struct hy_sidecar_snapshot *s, char *buf, size_t size)
@@ -254,7 +255,7 @@ void hy_px_refresh(struct hy_px_worker *w)
          * that failed is tried again with the next snapshot */
         if (tls_changed(w->tls_snap, s)) {
             struct hy_px_tls t;
-            if (hy_px_tls_build(s, &t) == 0) {
+            if (hy_px_tls_build(w->p, s, &t) == 0) {
                 hy_px_tls_fini(&w->tls);
                 w->tls = t;
                 hy_sidecar_snapshot_unref(w->tls_snap);
@@ -382,7 +383,8 @@ int hy_proxy_new(const struct hy_proxy_cfg *cfg, struct hy_proxy **out)
     snprintf(p->inbound_host, sizeof(p->inbound_host), "%s",
              cfg->inbound_host ? cfg->inbound_host : "0.0.0.0");
     if ((rc = open_metrics(p, cfg->metrics)) < 0 || (rc = hy_px_mem_metrics(p, cfg->metrics)) < 0 ||
-        (rc = hy_px_health_new(p, cfg->metrics)) < 0) {
+        (rc = hy_px_health_new(p, cfg->metrics)) < 0 ||
+        (rc = hy_px_tls_resume_new(p, cfg->metrics)) < 0) {
         hy_proxy_free(p);
         return rc;
     }
@@ -409,6 +411,15 @@ bool hy_proxy_applied(struct hy_proxy *p, uint64_t gen)
     return true;
 }
 
+void hy_proxy_tls_info(struct hy_proxy *p, struct hy_proxy_tls_info *out)
+{
+    const struct hy_px_tls_choice *ch = hy_px_tls_choice();
+    out->suite = ch->suite;
+    out->group = ch->group;
+    out->reason = ch->why;
+    out->sessions = p && p->sessions ? hy_px_sessions_count(p->sessions) : 0;
+}
+
 void hy_proxy_stop(struct hy_proxy *p)
 {
     if (!p || atomic_exchange(&p->stopping, true))
@@ -425,6 +436,7 @@ void hy_proxy_free(struct hy_proxy *p)
     hy_agent_pool_free(&p->workers);
     hy_px_l7_proxy_fini(p);
     hy_px_health_free(p);
+    hy_px_tls_resume_free(p);
     if (p->routes)
         hy_log(HY_LOG_ERROR, "dp", "the proxy is freed with routes in use (a bug)");
     pthread_mutex_destroy(&p->lock);

@@ -38,6 +38,15 @@ int hy_proxy_new(const struct hy_proxy_cfg *cfg, struct hy_proxy **out);
  * (hy_agent_current_get's gen). NULL is fine (true). Any thread. */
 bool hy_proxy_applied(struct hy_proxy *p, uint64_t gen);
 
+/* What the proxy's TLS prefers (the cheapest safe primitives of the
+ * linked wolfSSL on this CPU: suite, key exchange group, and why), and
+ * how many outbound sessions it keeps to resume. Any thread. */
+struct hy_proxy_tls_info {
+    const char *suite, *group, *reason; /* static strings */
+    size_t sessions;
+};
+void hy_proxy_tls_info(struct hy_proxy *p, struct hy_proxy_tls_info *out);
+
 /* Tells every worker to close its listeners and connections (each
  * connection logs its access line, result "shutdown") and stops the health
  * checks. Run the control loop afterwards so their handles close.

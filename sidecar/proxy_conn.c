@@ -179,10 +179,11 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
      * logged at debug level: one per check and peer would drown the log */
     hy_log(strcmp(result, "closed") ? HY_LOG_INFO : HY_LOG_DEBUG, "dp",
            "access direction=%s port=%u peer=%s id=%s upstream=%s attempts=%u sent=%llu "
-           "received=%llu duration=%.3fs result=%s%s%s",
+           "received=%llu duration=%.3fs resumed=%s result=%s%s%s",
            hy_px_dir_name(c->dir), (unsigned)c->l->port, c->peer, c->id[0] ? c->id : "-",
            c->endpoint[0] ? c->endpoint : "-", c->attempts, (unsigned long long)c->bytes_up,
-           (unsigned long long)c->bytes_down, secs, c->result, c->why[0] ? ": " : "", c->why);
+           (unsigned long long)c->bytes_down, secs, c->tls_done ? (c->resumed ? "1" : "0") : "-",
+           c->result, c->why[0] ? ": " : "", c->why);
     if (c->resolving)
         uv_cancel((uv_req_t *)&c->resolve_req);
     if (c->up.init)

@@ -39,11 +39,7 @@
 #define HY_PX_ID_MAX 512             /* bytes of a SPIFFE ID we log and compare */
 #define HY_PX_DNS_SLOTS 16           /* host names a worker remembers the address of */
 #define HY_PX_DNS_TTL_MS 30000       /* for this long */
-/* TLS 1.3 suites in our order of preference. ChaCha20 first: Debian's
- * wolfSSL has no AES-NI, and its software AES-GCM is the slower of the two
- * (bench/dp.sh). AES-GCM stays for peers that only speak it. */
-#define HY_PX_CIPHERS                                                                              \
-    "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384"
+#define HY_PX_RESUME_KEY 400         /* bytes of an outbound session's key: endpoint|SNI */
 
 enum hy_px_dir { HY_PX_IN, HY_PX_OUT };
 
@@ -55,6 +51,15 @@ struct WOLFSSL;
  * use them is safe: the context goes with its last session. */
 struct hy_px_tls {
     struct WOLFSSL_CTX *server, *client;
+    uint64_t gen; /* a hash of the certificate, chain, key and trust bundle: the outbound
+                   * resumes only sessions its own contexts' generation made */
+};
+
+/* The cheapest safe primitives of the linked wolfSSL on this CPU, chosen
+ * once (proxy_tls.c): the TLS 1.3 suites in order, the first of them, the
+ * key exchange groups' first, and why. */
+struct hy_px_tls_choice {
+    const char *ciphers, *suite, *group, *why;
 };
 
 /* What one outbound port shares across workers. Reference-counted under
@@ -135,8 +140,16 @@ struct hy_px_conn {
     char peer[64];                 /* who connected to us */
     char id[HY_PX_ID_MAX];         /* the TLS peer's SPIFFE ID, once known */
     const char *refusal;           /* inbound: why the verify callback refused the peer */
-    bool peer_allowed;             /* inbound: the verify callback let the peer in */
-    int peer_alert;                /* the fatal alert the TLS peer sent, 0 if none */
+    bool tls_done;                 /* the TLS handshake completed */
+    bool resumed;                  /* and resumed a session */
+    bool peer_verified;            /* outbound: the peer's SPIFFE ID is the service's */
+    char *peer_ids;     /* resumed: inbound, the caller's URI SANs ('\n'-joined) its ticket
+                         * kept; outbound, the SPIFFE ID the cached session's peer had */
+    char *resume_key;   /* outbound: where its session is kept (endpoint|SNI) */
+    uint64_t tls_gen;   /* outbound: the generation of the context it started from */
+    int resume_verdict; /* inbound: 0 not asked yet, 1 its ticket's caller is let in, -1 not */
+    bool peer_allowed;  /* inbound: the verify callback let the peer in */
+    int peer_alert;     /* the fatal alert the TLS peer sent, 0 if none */
     const char *result;
     void *l7;     /* the HTTP path's state (proxy_l7.h), NULL: bytes */
     uint8_t *pre; /* inbound: decrypted bytes for the app before the relay */
@@ -153,6 +166,7 @@ struct hy_px_metrics {
     struct hy_metric *http_requests, *http_duration, *rate_limited, *faults;
     struct hy_series *http_retries, *http_timeouts, *http_ejections;
     struct hy_series *mem_releases; /* proxy_mem.c */
+    struct hy_series *handshakes[2][2]; /* [direction][resumed] */
 };
 
 /* An endpoint host name's address, as a worker last resolved it. */
@@ -197,8 +211,10 @@ struct hy_proxy {
     struct hy_agent_pool workers; /* of struct hy_px_worker */
     atomic_bool stopping;
     struct hy_px_health *health;
-    struct hy_px_limits *limits; /* MeshRateLimit buckets of the newest config (under lock) */
-    struct hy_l7_hc *hc_queue;   /* HTTP health checks for a worker to run (under lock) */
+    struct hy_px_limits *limits;     /* MeshRateLimit buckets of the newest config (under lock) */
+    struct hy_l7_hc *hc_queue;       /* HTTP health checks for a worker to run (under lock) */
+    struct hy_px_tickets *tickets;   /* inbound: session ticket keys and callers (any worker) */
+    struct hy_px_sessions *sessions; /* outbound: sessions to resume (any worker) */
 };
 
 static inline const char *hy_px_dir_name(enum hy_px_dir d)
@@ -228,10 +244,16 @@ void hy_px_tls_thread_fini(void);
 /* Contexts for snapshot s: TLS 1.3, s's certificate, chain and key, peers
  * verified against s's trust bundle (and mTLS required by the server). On
  * failure logs why, returns HY_ECRYPTO or HY_ENOMEM and leaves *t zeroed. */
-int hy_px_tls_build(const struct hy_sidecar_snapshot *s, struct hy_px_tls *t);
+int hy_px_tls_build(struct hy_proxy *p, const struct hy_sidecar_snapshot *s, struct hy_px_tls *t);
+/* The suites and groups the contexts prefer (chosen once, any thread). */
+const struct hy_px_tls_choice *hy_px_tls_choice(void);
+/* The proxy's ticket keys and session cache, and their metrics. 0 or HY_ENOMEM. */
+int hy_px_tls_resume_new(struct hy_proxy *p, struct hy_metrics *m);
+void hy_px_tls_resume_free(struct hy_proxy *p);
 void hy_px_tls_fini(struct hy_px_tls *t);
-/* A session for c from ctx (c->tls is the side it runs over). 0, or a
- * negative code with c->why filled. */
+/* A session for c from ctx (c->tls is the side it runs over); an
+ * outbound one resumes the session kept for its endpoint and SNI, if any.
+ * 0, or a negative code with c->why filled. */
 int hy_px_tls_start(struct hy_px_conn *c, struct WOLFSSL_CTX *ctx, const char *sni);
 /* Moves the handshake on with what c->rbuf holds: 1 done, 0 more to come,
  * < 0 failed (c->why filled). */

@@ -258,6 +258,7 @@ void hy_px_outbound_handshake_done(struct hy_px_conn *c)
                          want);
         return;
     }
+    c->peer_verified = true; /* its session may be kept (proxy_tls.c) */
     unpend(c);
     if (c->l7) { /* a pooled HTTP/2 connection */
         hy_l7_pool_ready(c);

@@ -51,11 +51,11 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 step "ThreadSanitizer: the sidecar's and the ingress's worker threads, the API writer ($build-tsan)"
 cmake -S . -B "$build-tsan" -DHYPHA_WERROR=ON -DHYPHA_TSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build "$build-tsan" -j "$jobs" --target hypha-global hypha-zone hypha-dp hypha-ingress \
-    hyphactl hypha-test-echo test_dp test_cp_writer
+    hyphactl hypha-test-echo test_dp test_dp_resume test_cp_writer
 # the sidecar and ingress tests, and the API writer's; each fails on any sanitizer line in a log.
 # The minute of 10 s certificates shrinks to 10 s: TSan runs the same code, slower.
 (cd "$build-tsan" && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-    HY_ROTATION_SECONDS=10 ctest --output-on-failure -R '^(test_dp|dp|dp_proxy|l7|l7_health|l7_zones|ingress|test_cp_writer|api_writes|prom_sd)$')
+    HY_ROTATION_SECONDS=10 ctest --output-on-failure -R '^(test_dp|dp|dp_proxy|l7|l7_health|l7_zones|ingress|test_cp_writer|api_writes|prom_sd|test_dp_resume|dp_resume)$')
 
 if [ "$fuzz_seconds" -gt 0 ]; then
     step "fuzz (${fuzz_seconds}s per target, ${#fuzz_targets[@]} targets, clang + libFuzzer)"

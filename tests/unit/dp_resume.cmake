@@ -1,0 +1,1 @@
+hy_unit_test(test_dp_resume LIBS hypha-sidecar-core)
