@@ -90,6 +90,9 @@ struct hy_px_listener {
     uint16_t port;
     unsigned refs;             /* 1 while open, + 1 per connection accepted on it */
     struct hy_px_route *route; /* outbound only: a reference */
+    bool transparent;          /* takes redirected connections (proxy_transparent.c) */
+    bool is_virtual;           /* no socket: where transparent connections of a port go */
+    char service[256];         /* is_virtual outbound on port 0: its service */
 };
 
 enum hy_px_phase { HY_PX_CONNECTING, HY_PX_HANDSHAKE, HY_PX_RELAY };
@@ -152,7 +155,11 @@ struct hy_px_metrics {
     /* L7 families; their series are looked up per worker (l7_conf.c) */
     struct hy_metric *http_requests, *http_duration, *rate_limited, *faults;
     struct hy_series *http_retries, *http_timeouts, *http_ejections;
+    struct hy_series *transparent[3]; /* enum hy_px_tp */
 };
+
+/* What became of a redirected connection (hypha_dp_transparent_connections_total). */
+enum hy_px_tp { HY_PX_TP_MESH, HY_PX_TP_PASSTHROUGH, HY_PX_TP_REFUSED };
 
 /* An endpoint host name's address, as a worker last resolved it. */
 struct hy_px_dns {
@@ -178,6 +185,8 @@ struct hy_px_worker {
     struct hy_px_dns dns[HY_PX_DNS_SLOTS];
     atomic_uint_fast64_t applied; /* gen, for readers on other threads */
     struct hy_l7_worker *l7;      /* the HTTP path's state (proxy_l7.h); NULL until needed */
+    struct hy_px_listener *virtuals; /* socket-less listeners of transparent connections */
+    struct hy_px_pt *pts;            /* passthrough relays (proxy_passthrough.c) */
 };
 
 struct hy_px_health;
@@ -195,6 +204,8 @@ struct hy_proxy {
     struct hy_px_health *health;
     struct hy_px_limits *limits; /* MeshRateLimit buckets of the newest config (under lock) */
     struct hy_l7_hc *hc_queue;   /* HTTP health checks for a worker to run (under lock) */
+    /* transparent mode: redirect ports, 0 when off (read-only after new) */
+    uint16_t tp_outbound, tp_inbound;
 };
 
 static inline const char *hy_px_dir_name(enum hy_px_dir d)
@@ -304,6 +315,27 @@ uint64_t hy_px_ms(const Hypha__V1__Duration *d, uint64_t dflt);
 /* Closes c->up after a failed connect and calls then(c) once it has
  * closed, unless c ended meanwhile. */
 void hy_px_conn_drop_up(struct hy_px_conn *c, void (*then)(struct hy_px_conn *c));
+
+/* proxy_transparent.c */
+/* The original destination of a redirected connection (SO_ORIGINAL_DST,
+ * IP6T_SO_ORIGINAL_DST): 0, or a negative errno (-ENOENT: not redirected). */
+int hy_px_original_dst(uv_tcp_t *t, struct sockaddr_storage *sa);
+/* The outbound of cf a connection to ip:port goes to: the one whose
+ * service has that VIP, or one of whose own zone's endpoints is there;
+ * NULL: outside the mesh. */
+const Hypha__V1__DpOutbound *hy_px_transparent_match(const Hypha__V1__DpConfig *cf, const char *ip,
+                                                     uint32_t port);
+/* A connection accepted on a transparent listener: on to its outbound or
+ * inbound, passed through, or refused. */
+void hy_px_transparent_accept(struct hy_px_conn *c);
+/* Drops the worker's socket-less listeners and closes its passthroughs. */
+void hy_px_transparent_stop(struct hy_px_worker *w);
+/* proxy_passthrough.c: relays a copy of down's socket to dest, plain. 0,
+ * or a libuv code (nothing started). Worker thread. */
+struct hy_px_pt;
+int hy_px_passthrough_start(struct hy_px_worker *w, uv_tcp_t *down,
+                            const struct sockaddr_storage *dest);
+void hy_px_passthrough_stop(struct hy_px_worker *w);
 
 /* proxy_inbound.c, proxy_outbound.c: a connection accepted on l. */
 void hy_px_inbound_accept(struct hy_px_conn *c);
