@@ -222,7 +222,8 @@ static void reconcile(struct hy_px_worker *w)
     struct hy_px_listener **pl = &w->listeners;
     while (*pl) { /* close what the config dropped */
         struct hy_px_listener *l = *pl;
-        if (l->transparent || wanted(c, l->dir, l->port)) {
+        if (l->transparent ||
+            (wanted(c, l->dir, l->port) && !(l->dir == HY_PX_IN && w->p->tp_inbound))) {
             pl = &l->next;
             continue;
         }
@@ -234,6 +235,10 @@ static void reconcile(struct hy_px_worker *w)
         uint16_t port = (uint16_t)(dir == HY_PX_IN ? c->inbounds[i]->port
                                                    : c->outbounds[i - c->n_inbounds]->port);
         if (port == 0) /* a backend-only outbound: no listener */
+            continue;
+        /* transparent mode: callers' connections to an inbound's port reach
+         * the inbound redirect port (the app may listen on that port itself) */
+        if (dir == HY_PX_IN && w->p->tp_inbound)
             continue;
         bool have = false;
         for (struct hy_px_listener *l = w->listeners; l && !have; l = l->next)
