@@ -207,8 +207,10 @@ denied_name() { ! app curl -sf --max-time 10 -o /dev/null "http://backend.mesh:8
 hy_check "by name too" denied_name
 
 # ---- passthrough off
-sed 's/^mtls:/networking:\n  outbound:\n    passthrough: false\nmtls:/' "$DATA/resources/mesh.yaml" |
-    zctl apply -f - >/dev/null
+o=$(sed 's/^mtls:/networking:\n  outbound:\n    passthrough: false\nmtls:/' "$DATA/resources/mesh.yaml" |
+    zctl apply -f - 2>&1)
+case "$o" in *"not enforced"*) hy_fail "the Mesh's passthrough is said not enforced: $o" ;;
+    *) hy_ok "the Mesh's passthrough is taken without a warning" ;; esac
 pt_off() { curl -s "$W_ADMIN/config" | jq -e '.transparent.passthrough == false' >/dev/null; }
 hy_check "the Mesh's passthrough: false reaches web" hy_wait_for 20 pt_off
 refused() { ! app curl -sf --max-time 10 -o /dev/null "http://www.outside.test:$OUT_PORT/"; }
