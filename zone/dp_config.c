@@ -1539,6 +1539,10 @@ struct hy_zone_dp_impact {
      * one of them */
     char **protos;
     size_t nprotos;
+    /* Meshes where a service came or went: the Outbounds of their
+     * transparent sidecars (an outbound and a VIP per service) */
+    char **tp_meshes;
+    size_t ntp_meshes;
 };
 
 /* What a change of one type can alter, for both the impact and the round's
@@ -1691,8 +1695,9 @@ static int origins_of(const struct hy_zone_dp_round *r, struct svc_keys *o)
 }
 
 /* Each protocol of key ("MESH\nSERVICE") as callers of each origin see it
- * in r, joined, after '+' when the mesh has the service (a VIP) and '-'
- * when not: what the comparison before and after a change reads.
+ * in r, joined, after '+' when the mesh has the service (a VIP: an
+ * outbound of every transparent sidecar) and '-' when not: what the
+ * comparison before and after a change reads.
  * NULL: out of memory. */
 static char *protos_of(const struct hy_zone_dp_round *r, const struct svc_keys *origins,
                        const char *key)
@@ -1752,10 +1757,19 @@ static int watch_after(struct proto_watch *w, struct hy_zone_dp_impact *im,
         if (presence) {
             const char *nl = strchr(w->svcs.v[i], '\n');
             char *mesh = strndup(w->svcs.v[i], (size_t)(nl - w->svcs.v[i]));
-            int rc = mesh ? add_mesh(im, mesh) : HY_ENOMEM;
-            free(mesh);
-            if (rc < 0)
-                return rc;
+            bool had = false;
+            for (size_t k = 0; mesh && k < im->ntp_meshes && !had; k++)
+                had = !strcmp(im->tp_meshes[k], mesh);
+            char **v = mesh && !had ? realloc(im->tp_meshes, (im->ntp_meshes + 1) * sizeof(*v))
+                                    : NULL;
+            if (v) {
+                im->tp_meshes = v;
+                v[im->ntp_meshes++] = mesh;
+            } else {
+                free(mesh);
+                if (!had)
+                    return HY_ENOMEM;
+            }
         }
         char **v = realloc(im->protos, (im->nprotos + 1) * sizeof(*v));
         if (!v)
@@ -1865,6 +1879,9 @@ void hy_zone_dp_impact_free(struct hy_zone_dp_impact *im)
     for (size_t i = 0; i < im->nprotos; i++)
         free(im->protos[i]);
     free(im->protos);
+    for (size_t i = 0; i < im->ntp_meshes; i++)
+        free(im->tp_meshes[i]);
+    free(im->tp_meshes);
     free(im);
 }
 
@@ -2116,6 +2133,24 @@ static bool calls_protos(const struct hy_zone_dp_impact *im, const struct hy_pol
     return hit;
 }
 
+/* Is dp a transparent sidecar (an outbound per service of its mesh) whose
+ * mesh had a service come, go or turn its protocol? */
+static bool transparent_touched(const struct hy_zone_dp_impact *im, const struct hy_resource *dp)
+{
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
+    if (!d->networking || !d->networking->transparent_proxying)
+        return false;
+    const char *mesh = S(dp->meta->mesh);
+    size_t n = strlen(mesh);
+    for (size_t i = 0; i < im->ntp_meshes; i++)
+        if (!strcmp(im->tp_meshes[i], mesh))
+            return true;
+    for (size_t i = 0; i < im->nprotos; i++)
+        if (!strncmp(im->protos[i], mesh, n) && im->protos[i][n] == '\n')
+            return true;
+    return false;
+}
+
 unsigned hy_zone_dp_impact_on(const struct hy_zone_dp_impact *im, const struct hy_resource *dp)
 {
     const unsigned every = HY_ZONE_DP_INBOUNDS | HY_ZONE_DP_OUTBOUNDS;
@@ -2130,6 +2165,8 @@ unsigned hy_zone_dp_impact_on(const struct hy_zone_dp_impact *im, const struct h
         what |= policy_impact(im->v[i].type, im->v[i].old, &p, im->world) |
                 policy_impact(im->v[i].type, im->v[i].now, &p, im->world);
     if (!(what & HY_ZONE_DP_OUTBOUNDS) && im->nprotos && calls_protos(im, &p))
+        what |= HY_ZONE_DP_OUTBOUNDS;
+    if (!(what & HY_ZONE_DP_OUTBOUNDS) && transparent_touched(im, dp))
         what |= HY_ZONE_DP_OUTBOUNDS;
     return what;
 }

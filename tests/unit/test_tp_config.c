@@ -228,9 +228,9 @@ static void test_stable(void **state)
     free(before);
 }
 
-/* A service appearing reaches web-1 (transparent) through the impact of a
- * new round and of the live one brought up to date; one more instance of
- * a known service changes only the shared endpoints. */
+/* A service appearing, or turning its protocol, reaches web-1
+ * (transparent) through the impact of a new round and of the live one
+ * brought up to date; the live round computes what a new one does. */
 static void test_impact(void **state)
 {
     struct fx *f = *state;
@@ -248,9 +248,14 @@ static void test_impact(void **state)
         {"redis-2", "type: Dataplane\nmesh: default\nname: redis-2\nnetworking:\n"
                     "  address: 10.0.0.6\n"
                     "  inbound: [{port: 6379, tags: {hypha.io/service: redis}}]\n"},
+        /* db's only instance turns http: web never declared an outbound
+         * to db, it reaches it by VIP */
+        {"db-1", "type: Dataplane\nmesh: default\nname: db-1\nnetworking:\n  address: 10.0.0.5\n"
+                 "  inbound: [{port: 5432, tags: {hypha.io/service: db, hypha.io/protocol: "
+                 "http}}]\n"},
     };
-    for (size_t k = 0; k < 2; k++) {
-        PUT(f->s, "east", cases[k][1]);
+    for (size_t k = 0; k < 3; k++) {
+        PUT(f->s, "global", cases[k][1]); /* the origin of the others */
         assert_int_equal(hy_zone_dp_round_load(f->s, &now), 0);
         struct hy_store_change ch1 = {.type = "Dataplane", .mesh = "default",
                                       .name = (char *)cases[k][0]};
@@ -266,14 +271,14 @@ static void test_impact(void **state)
         assert_int_equal(hy_store_get(f->s, "Dataplane", "default", "web-1", &web), 0);
         unsigned got = hy_zone_dp_impact_on(im, web);
         assert_int_equal(hy_zone_dp_impact_on(applied, web), got);
-        if (k == 0)
-            assert_true(got & HY_ZONE_DP_OUTBOUNDS); /* a new service: a new outbound */
+        if (k != 1 && !(got & HY_ZONE_DP_OUTBOUNDS)) /* a new service; a protocol turned */
+            fail_msg("%s: impact on web-1 is %u, want its Outbounds", cases[k][0], got);
         /* the live round computes web's outbounds as a new one does */
         Hypha__V1__DpPart *p1 = NULL, *p2 = NULL;
         assert_int_equal(hy_zone_dp_parts_own(now, web, NULL, &p1), 0);
         assert_int_equal(hy_zone_dp_parts_own(live, web, NULL, &p2), 0);
         assert_string_equal(p1->version, p2->version);
-        assert_int_equal(p1->n_outbounds, k == 0 ? 5 : 5);
+        assert_int_equal(p1->n_outbounds, 5);
         protobuf_c_message_free_unpacked(&p1->base, NULL);
         protobuf_c_message_free_unpacked(&p2->base, NULL);
         hy_resource_free(web);
