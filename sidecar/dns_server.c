@@ -39,6 +39,7 @@ struct fwd {
     size_t qlen;
     struct sockaddr_storage client; /* UDP: who asked */
     struct tconn *tc;               /* TCP: who asked (NULL once it went) */
+    bool tcp;                       /* asked over TCP (tc or not) */
     uint8_t buf[65536];
 };
 
@@ -209,10 +210,12 @@ static void fwd_end(struct fwd *f, uint8_t *answer, size_t len)
     }
     if (answer && tc)
         tcp_reply(tc, answer, len);
-    else if (answer && !tc)
+    else if (answer && !f->tcp)
         udp_reply(f->d, (const struct sockaddr *)&f->client, answer, len);
     else if (tc)
         tconn_close(tc);
+    else
+        free(answer); /* its TCP client went */
     uv_close((uv_handle_t *)&f->sock, on_fwd_closed);
     uv_close((uv_handle_t *)&f->timer, on_fwd_closed);
 }
@@ -316,6 +319,7 @@ static void forward(struct hy_dns *d, const uint8_t *q, size_t len, const struct
         memcpy(&f->client, to,
                to->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
     f->tc = tc;
+    f->tcp = tc != NULL;
     if (tc)
         tc->pending = f;
     uv_udp_init(d->loop, &f->sock);

@@ -133,6 +133,21 @@ B_ADMIN=$(start_dp backend-1 backend --transparent --transparent-outbound-port 1
     --transparent-inbound-port 15106 --transparent-dns-port 15153)
 W_ADMIN=$(start_dp web-1 web) # transparent by its Dataplane; DNS on 15053
 ready() { curl -sf "$1/ready" >/dev/null; }
+# bad input: redirect ports that clash, and a --transparent port that is none
+sed 's/redirectPortInbound: 15006/redirectPortInbound: 15001/' "$HY_TMP/web.yaml" >"$HY_TMP/bad.yaml"
+rc=0
+out=$("$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
+    --dataplane-file "$HY_TMP/bad.yaml" --dataplane-token-file "$HY_TMP/web-1.token" \
+    --admin-address 127.0.0.1:0 2>&1) || rc=$?
+[ "$rc" -ne 0 ] && hy_ok "clashing redirect ports: hypha-dp refuses to start" ||
+    hy_fail "clashing redirect ports: rc $rc"
+hy_contains "and names the field" "transparentProxying.redirectPortOutbound" "$out"
+rc=0
+out=$("$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
+    --dataplane-file "$HY_TMP/backend.yaml" --dataplane-token-file "$HY_TMP/backend-1.token" \
+    --admin-address 127.0.0.1:0 --transparent --transparent-dns-port 70000 2>&1) || rc=$?
+[ "$rc" -ne 0 ] && hy_ok "--transparent-dns-port 70000: refused" || hy_fail "port 70000: rc $rc"
+hy_contains "saying why" "--transparent-dns-port: 70000 is not a port" "$out"
 hy_check "backend-1 becomes ready" hy_wait_for 20 ready "$B_ADMIN"
 hy_check "web-1 becomes ready" hy_wait_for 20 ready "$W_ADMIN"
 
