@@ -104,8 +104,8 @@ static const char *own(struct rows *r, char *s)
     return v[r->nowned++] = s;
 }
 
-static int collect(struct rows *r, struct hy_resource **dps, size_t ndp,
-                   struct hy_resource **zis, size_t nzi)
+static int collect(struct rows *r, struct hy_resource **dps, size_t ndp, struct hy_resource **zis,
+                   size_t nzi)
 {
     int rc = 0;
     for (size_t k = 0; rc == 0 && k < ndp; k++) {
@@ -122,8 +122,8 @@ static int collect(struct rows *r, struct hy_resource **dps, size_t ndp,
             if (asprintf(&ep, "%s:%u", addr, in->port) < 0)
                 ep = NULL;
             const char *e = own(r, ep);
-            rc = e ? push(r, (struct svc){S(dps[k]->meta->mesh), svc, zone ? zone : S(dps[k]->origin),
-                                          e})
+            rc = e ? push(r, (struct svc){S(dps[k]->meta->mesh), svc,
+                                          zone ? zone : S(dps[k]->origin), e})
                    : HY_ENOMEM;
         }
     }
@@ -183,8 +183,8 @@ static int add_unique(struct hy_buf *b, const char *s)
 
 static int print(struct hy_cli *cli, const struct rows *r, const uint32_t *vips)
 {
-    static const char *const head[] = {"MESH", "SERVICE", "VIP", "VIP6", "NAMES", "ZONES",
-                                       "ENDPOINTS"};
+    static const char *const head[] = {"MESH",  "SERVICE", "VIP",      "VIP6",
+                                       "NAMES", "ZONES",   "ENDPOINTS"};
     struct hy_table t;
     int rc = hy_table_init(&t, 7, head);
     for (size_t i = 0, j; rc == 0 && i < r->n; i = j) { /* one service */
@@ -203,8 +203,8 @@ static int print(struct hy_cli *cli, const struct rows *r, const uint32_t *vips)
             if (rc == 0)
                 rc = add_unique(&eps, r->v[j].endpoint);
         }
-        const char *row[] = {r->v[i].mesh, r->v[i].service, v4, v6, S(names.data), S(zones.data),
-                             S(eps.data)};
+        const char *row[] = {r->v[i].mesh,  r->v[i].service, v4,         v6,
+                             S(names.data), S(zones.data),   S(eps.data)};
         if (rc == 0)
             rc = hy_table_add(&t, row);
         hy_buf_fini(&names);

@@ -226,8 +226,8 @@ enum hy_dns_action hy_dns_handle(const struct hy_dns_table *t, const uint8_t *in
             a = address_rr(ldns_rr_owner(qr), LDNS_RR_TYPE_AAAA, v6);
         else
             a = NULL;
-        bool want = known && in_class &&
-                    (type == LDNS_RR_TYPE_A || (type == LDNS_RR_TYPE_AAAA && has6));
+        bool want =
+            known && in_class && (type == LDNS_RR_TYPE_A || (type == LDNS_RR_TYPE_AAAA && has6));
         if (want && (!a || !ldns_pkt_push_rr(r, LDNS_SECTION_ANSWER, a))) {
             ldns_rr_free(a);
             ldns_pkt_free(r);

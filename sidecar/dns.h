@@ -14,7 +14,7 @@
 
 #include "dp.pb-c.h"
 
-#define HY_DNS_TTL 60         /* seconds, as Kuma's */
+#define HY_DNS_TTL 60          /* seconds, as Kuma's */
 #define HY_DNS_MAX_UPSTREAMS 3 /* nameserver lines read, as the C library's resolver */
 #define HY_DNS_TIMEOUT_MS 2000 /* one upstream's answer, before the next is asked */
 

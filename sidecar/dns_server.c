@@ -317,7 +317,8 @@ static void forward(struct hy_dns *d, const uint8_t *q, size_t len, const struct
     f->d = d;
     if (to)
         memcpy(&f->client, to,
-               to->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+               to->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                         : sizeof(struct sockaddr_in));
     f->tc = tc;
     f->tcp = tc != NULL;
     if (tc)

@@ -113,8 +113,8 @@ static int start(struct hy_agent *a)
         return rc;
     if (tp[0])
         hy_log(HY_LOG_INFO, "dp",
-               "transparent mode: outbound port %u, inbound port %u, DNS port %u",
-               (unsigned)tp[0], (unsigned)tp[1], (unsigned)tp[2]);
+               "transparent mode: outbound port %u, inbound port %u, DNS port %u", (unsigned)tp[0],
+               (unsigned)tp[1], (unsigned)tp[2]);
     const Hypha__V1__Dataplane *dp = (const void *)a->file.res->spec;
     struct hy_proxy_cfg pc = {
         .loop = a->loop,

@@ -183,8 +183,8 @@ struct hy_px_worker {
     struct hy_px_conn *conns;
     struct hy_sidecar_snapshot *tls_snap; /* what tls was built from (a reference) */
     struct hy_px_dns dns[HY_PX_DNS_SLOTS];
-    atomic_uint_fast64_t applied; /* gen, for readers on other threads */
-    struct hy_l7_worker *l7;      /* the HTTP path's state (proxy_l7.h); NULL until needed */
+    atomic_uint_fast64_t applied;    /* gen, for readers on other threads */
+    struct hy_l7_worker *l7;         /* the HTTP path's state (proxy_l7.h); NULL until needed */
     struct hy_px_listener *virtuals; /* socket-less listeners of transparent connections */
     struct hy_px_pt *pts;            /* passthrough relays (proxy_passthrough.c) */
 };

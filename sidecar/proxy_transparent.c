@@ -146,8 +146,8 @@ static bool is_self(struct hy_px_conn *c, const struct sockaddr_storage *sa)
         return false;
     char a[64], b[64];
     uint16_t pa = 0, pb = 0;
-    return addr_text(&local, a, sizeof(a), &pa) && addr_text(sa, b, sizeof(b), &pb) &&
-           pa == pb && !strcmp(a, b);
+    return addr_text(&local, a, sizeof(a), &pa) && addr_text(sa, b, sizeof(b), &pb) && pa == pb &&
+           !strcmp(a, b);
 }
 
 void hy_px_transparent_accept(struct hy_px_conn *c)

@@ -161,8 +161,8 @@ struct vip_ref {
 };
 
 struct hy_zone_dp_round {
-    struct hy_policy_world world;    /* every policy */
-    struct hy_resource **meshes;     /* every Mesh (networking.outbound.passthrough); owned */
+    struct hy_policy_world world; /* every policy */
+    struct hy_resource **meshes;  /* every Mesh (networking.outbound.passthrough); owned */
     size_t nmeshes, capmeshes;
     struct vip_ref *vips; /* sorted by mesh, service; made with eps */
     size_t nvips;
@@ -1760,8 +1760,8 @@ static int watch_after(struct proto_watch *w, struct hy_zone_dp_impact *im,
             bool had = false;
             for (size_t k = 0; mesh && k < im->ntp_meshes && !had; k++)
                 had = !strcmp(im->tp_meshes[k], mesh);
-            char **v = mesh && !had ? realloc(im->tp_meshes, (im->ntp_meshes + 1) * sizeof(*v))
-                                    : NULL;
+            char **v =
+                mesh && !had ? realloc(im->tp_meshes, (im->ntp_meshes + 1) * sizeof(*v)) : NULL;
             if (v) {
                 im->tp_meshes = v;
                 v[im->ntp_meshes++] = mesh;

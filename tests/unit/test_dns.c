@@ -124,8 +124,7 @@ static uint8_t *query(const char *name, ldns_rr_type type, uint16_t id, size_t *
 }
 
 /* Handles a query; the answer parsed (caller frees), or NULL. */
-static ldns_pkt *ask(struct world *w, const char *name, ldns_rr_type type,
-                     enum hy_dns_action want)
+static ldns_pkt *ask(struct world *w, const char *name, ldns_rr_type type, enum hy_dns_action want)
 {
     size_t len, outlen;
     uint8_t *q = query(name, type, 0x4242, &len), *out;

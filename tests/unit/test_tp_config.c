@@ -257,8 +257,8 @@ static void test_impact(void **state)
     for (size_t k = 0; k < 3; k++) {
         PUT(f->s, "global", cases[k][1]); /* the origin of the others */
         assert_int_equal(hy_zone_dp_round_load(f->s, &now), 0);
-        struct hy_store_change ch1 = {.type = "Dataplane", .mesh = "default",
-                                      .name = (char *)cases[k][0]};
+        struct hy_store_change ch1 = {
+            .type = "Dataplane", .mesh = "default", .name = (char *)cases[k][0]};
         struct hy_store_changes ch = {&ch1, 1, 0};
         struct hy_zone_dp_impact *im = NULL, *applied = NULL;
         assert_int_equal(hy_zone_dp_impact_new(old, now, &ch, &im), 0);

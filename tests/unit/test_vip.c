@@ -94,8 +94,8 @@ static void collisions(void **state)
         else if (pref[i] == dup)
             second = i;
     assert_true(first >= 0 && second > first);
-    assert_int_equal(got[first], dup);  /* the first keeps its address */
-    assert_true(got[second] != dup);    /* the second moved */
+    assert_int_equal(got[first], dup); /* the first keeps its address */
+    assert_true(got[second] != dup);   /* the second moved */
     /* every address given once, all in range */
     memcpy(sorted, got, N * sizeof(*sorted));
     qsort(sorted, N, sizeof(*sorted), cmp_u32);
@@ -157,8 +157,8 @@ static void hostnames(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(in_range),   cmocka_unit_test(stable),   cmocka_unit_test(collisions),
-        cmocka_unit_test(formats),    cmocka_unit_test(hostnames),
+        cmocka_unit_test(in_range), cmocka_unit_test(stable),    cmocka_unit_test(collisions),
+        cmocka_unit_test(formats),  cmocka_unit_test(hostnames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
