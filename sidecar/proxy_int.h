@@ -81,6 +81,7 @@ struct hy_px_route {
 };
 
 struct hy_px_worker;
+struct hy_px_pt;
 
 struct hy_px_listener {
     struct hy_px_worker *w;
@@ -141,8 +142,9 @@ struct hy_px_conn {
     bool peer_allowed;             /* inbound: the verify callback let the peer in */
     int peer_alert;                /* the fatal alert the TLS peer sent, 0 if none */
     const char *result;
-    void *l7;     /* the HTTP path's state (proxy_l7.h), NULL: bytes */
-    uint8_t *pre; /* inbound: decrypted bytes for the app before the relay */
+    void *l7;            /* the HTTP path's state (proxy_l7.h), NULL: bytes */
+    struct hy_px_pt *pt; /* transparent: the passthrough relaying it, or NULL */
+    uint8_t *pre;        /* inbound: decrypted bytes for the app before the relay */
     size_t pre_len;
     char why[200];                 /* details of result, for the access log */
     uint8_t pbuf[HY_PX_READ_SIZE]; /* plaintext read buffer */
@@ -330,11 +332,12 @@ const Hypha__V1__DpOutbound *hy_px_transparent_match(const Hypha__V1__DpConfig *
 void hy_px_transparent_accept(struct hy_px_conn *c);
 /* Drops the worker's socket-less listeners and closes its passthroughs. */
 void hy_px_transparent_stop(struct hy_px_worker *w);
-/* proxy_passthrough.c: relays a copy of down's socket to dest, plain. 0,
- * or a libuv code (nothing started). Worker thread. */
-struct hy_px_pt;
-int hy_px_passthrough_start(struct hy_px_worker *w, uv_tcp_t *down,
-                            const struct sockaddr_storage *dest);
+/* proxy_passthrough.c: relays c's socket to dest, plain; c stays open
+ * until the relay ends (then it is closed, its access line logged). 0, or
+ * UV_ENOMEM (nothing started). Worker thread. */
+int hy_px_passthrough_start(struct hy_px_conn *c, const struct sockaddr_storage *dest);
+/* c closes on its own (shutdown): its relay ends without it. */
+void hy_px_passthrough_detach(struct hy_px_conn *c);
 void hy_px_passthrough_stop(struct hy_px_worker *w);
 
 /* proxy_inbound.c, proxy_outbound.c: a connection accepted on l. */

@@ -1,12 +1,14 @@
 /* Passthrough (transparent mode): a connection to a destination outside
  * the mesh is relayed as is, plain bytes both ways, to where the workload
- * meant it to go. Each direction reads into its own buffer and reads again
- * once the write has gone (backpressure); an EOF is passed on as a
- * shutdown; the relay ends when both directions have, or on any error. */
+ * meant it to go. The accepted connection (struct hy_px_conn) stays open
+ * for it and logs its access line when it ends; the relay reads its
+ * socket and one of its own to the destination. Each direction reads into
+ * its own buffer and reads again once the write has gone (backpressure);
+ * an EOF is passed on as a shutdown; the relay ends when both directions
+ * have, or on any error. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "proxy_int.h"
@@ -14,29 +16,31 @@
 
 #define PT_BUF 16384
 
-struct pt_side {
-    uv_tcp_t tcp;
-    uv_write_t wr;
-    uv_shutdown_t sh;
-    bool eof, shut; /* it sent its FIN; our FIN to it is done */
-    uint64_t bytes; /* read from it */
-    char buf[PT_BUF];
-};
-
 struct hy_px_pt {
     struct hy_px_pt *prev, *next; /* w->pts */
     struct hy_px_worker *w;
-    struct pt_side s[2]; /* 0: the workload, 1: the destination */
+    struct hy_px_conn *c; /* whose down.tcp is side 0; NULL once it went */
+    uv_tcp_t up;          /* side 1: the destination */
     uv_connect_t conn;
-    uv_timer_t timer;
-    unsigned handles;
+    uv_timer_t timer; /* the connect's */
+    uv_write_t wr[2]; /* to side i */
+    uv_shutdown_t sh[2];
+    bool eof[2], shut[2];
+    unsigned refs; /* up, timer, and requests in flight */
     bool closing, connected;
-    uint64_t start_ms;
-    char dest[64];
+    uint64_t bytes[2]; /* read from side i */
+    char buf[2][PT_BUF];
 };
 
-static void pt_free(struct hy_px_pt *t)
+static uv_stream_t *side(struct hy_px_pt *t, int i)
 {
+    return i == 0 ? (uv_stream_t *)&t->c->down.tcp : (uv_stream_t *)&t->up;
+}
+
+static void unref(struct hy_px_pt *t)
+{
+    if (--t->refs)
+        return;
     struct hy_px_worker *w = t->w;
     if (t->prev)
         t->prev->next = t->next;
@@ -49,120 +53,144 @@ static void pt_free(struct hy_px_pt *t)
 
 static void on_closed(uv_handle_t *h)
 {
-    struct hy_px_pt *t = h->data;
-    if (--t->handles == 0)
-        pt_free(t);
+    unref(h->data);
 }
 
+/* Ends the relay; its connection closes with result (why: printf, or NULL). */
 static void pt_close(struct hy_px_pt *t, const char *result, const char *why)
 {
     if (t->closing)
         return;
     t->closing = true;
-    hy_log(HY_LOG_INFO, "dp",
-           "access direction=outbound passthrough upstream=%s sent=%llu received=%llu "
-           "duration=%.3fs result=%s%s%s",
-           t->dest, (unsigned long long)t->s[0].bytes, (unsigned long long)t->s[1].bytes,
-           (double)(uv_now(&t->w->base.loop) - t->start_ms) / 1000.0, result, why ? ": " : "",
-           why ? why : "");
-    uv_close((uv_handle_t *)&t->s[0].tcp, on_closed);
-    uv_close((uv_handle_t *)&t->s[1].tcp, on_closed);
+    struct hy_px_conn *c = t->c;
+    if (c) {
+        t->c = NULL;
+        c->pt = NULL;
+        c->bytes_up = t->bytes[0];
+        c->bytes_down = t->bytes[1];
+        if (why)
+            hy_px_conn_close(c, result, "%s", why);
+        else
+            hy_px_conn_close(c, result, NULL);
+    }
+    uv_close((uv_handle_t *)&t->up, on_closed);
     uv_close((uv_handle_t *)&t->timer, on_closed);
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+void hy_px_passthrough_detach(struct hy_px_conn *c)
 {
-    struct pt_side *s = (struct pt_side *)h; /* tcp comes first */
+    struct hy_px_pt *t = c->pt;
+    c->pt = NULL;
+    c->bytes_up = t->bytes[0];
+    c->bytes_down = t->bytes[1];
+    t->c = NULL; /* it is closing on its own */
+    pt_close(t, "shutdown", NULL);
+}
+
+static void on_alloc_down(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct hy_px_conn *c = h->data;
     (void)hint;
-    *buf = uv_buf_init(s->buf, sizeof(s->buf));
+    *buf = uv_buf_init(c->pt->buf[0], PT_BUF);
 }
 
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
-
-static int side_index(struct hy_px_pt *t, const uv_stream_t *st)
+static void on_alloc_up(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-    return st == (const uv_stream_t *)&t->s[0].tcp ? 0 : 1;
+    struct hy_px_pt *t = h->data;
+    (void)hint;
+    *buf = uv_buf_init(t->buf[1], PT_BUF);
 }
 
-static void maybe_done(struct hy_px_pt *t)
+static void on_read_down(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+static void on_read_up(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+static int read_start(struct hy_px_pt *t, int i)
 {
-    if (t->s[0].shut && t->s[1].shut)
-        pt_close(t, "ok", NULL);
+    return i == 0 ? uv_read_start(side(t, 0), on_alloc_down, on_read_down)
+                  : uv_read_start(side(t, 1), on_alloc_up, on_read_up);
 }
 
 static void on_shut(uv_shutdown_t *req, int status)
 {
-    struct hy_px_pt *t = req->handle->data;
-    if (t->closing)
-        return;
-    if (status < 0) {
+    struct hy_px_pt *t = req->data;
+    int to = req == &t->sh[0] ? 0 : 1;
+    if (!t->closing && status < 0) {
         pt_close(t, "error", uv_strerror(status));
-        return;
+    } else if (!t->closing) {
+        t->shut[to] = true;
+        if (t->shut[0] && t->shut[1]) /* both ways ended */
+            pt_close(t, "passthrough", NULL);
     }
-    t->s[side_index(t, req->handle)].shut = true;
-    maybe_done(t);
+    unref(t);
 }
 
 static void on_written(uv_write_t *req, int status)
 {
-    struct hy_px_pt *t = req->handle->data;
-    if (t->closing)
-        return;
-    if (status < 0) {
+    struct hy_px_pt *t = req->data;
+    int to = req == &t->wr[0] ? 0 : 1, from = 1 - to;
+    if (!t->closing && status < 0)
         pt_close(t, "error", uv_strerror(status));
-        return;
-    }
-    int to = side_index(t, req->handle), from = 1 - to;
-    int rc = uv_read_start((uv_stream_t *)&t->s[from].tcp, on_alloc, on_read);
-    if (rc < 0)
-        pt_close(t, "error", uv_strerror(rc));
+    else if (!t->closing && read_start(t, from) < 0)
+        pt_close(t, "error", "cannot read on");
+    unref(t);
 }
 
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+/* n bytes of buf, or EOF or an error, read from side from. */
+static void got(struct hy_px_pt *t, int from, ssize_t n, const uv_buf_t *buf)
 {
-    struct hy_px_pt *t = st->data;
-    int from = side_index(t, st), to = 1 - from;
+    int to = 1 - from;
     if (t->closing || n == 0)
         return;
-    uv_timer_stop(&t->timer); /* the connect timeout, once anything moved */
     if (n == UV_EOF) {
-        uv_read_stop(st);
-        t->s[from].eof = true;
-        int rc = uv_shutdown(&t->s[to].sh, (uv_stream_t *)&t->s[to].tcp, on_shut);
+        uv_read_stop(side(t, from));
+        t->eof[from] = true;
+        t->sh[to].data = t;
+        int rc = uv_shutdown(&t->sh[to], side(t, to), on_shut);
         if (rc < 0)
             pt_close(t, "error", uv_strerror(rc));
+        else
+            t->refs++;
         return;
     }
     if (n < 0) {
         pt_close(t, "error", uv_strerror((int)n));
         return;
     }
-    t->s[from].bytes += (uint64_t)n;
-    uv_read_stop(st); /* until the other side took it */
+    t->bytes[from] += (uint64_t)n;
+    uv_read_stop(side(t, from)); /* until the other side took it */
     uv_buf_t b = uv_buf_init(buf->base, (unsigned)n);
-    int rc = uv_write(&t->s[to].wr, (uv_stream_t *)&t->s[to].tcp, &b, 1, on_written);
+    t->wr[to].data = t;
+    int rc = uv_write(&t->wr[to], side(t, to), &b, 1, on_written);
     if (rc < 0)
         pt_close(t, "error", uv_strerror(rc));
+    else
+        t->refs++;
+}
+
+static void on_read_down(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct hy_px_conn *c = st->data;
+    if (c->pt)
+        got(c->pt, 0, n, buf);
+}
+
+static void on_read_up(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    got(st->data, 1, n, buf);
 }
 
 static void on_connected(uv_connect_t *req, int status)
 {
     struct hy_px_pt *t = req->data;
-    if (t->closing)
-        return;
-    if (status < 0) {
+    if (!t->closing && status < 0) {
         pt_close(t, "upstream_failed", uv_strerror(status));
-        return;
+    } else if (!t->closing) {
+        t->connected = true;
+        uv_timer_stop(&t->timer);
+        if (read_start(t, 0) < 0 || read_start(t, 1) < 0)
+            pt_close(t, "error", "cannot read");
     }
-    t->connected = true;
-    uv_timer_stop(&t->timer);
-    for (int i = 0; i < 2; i++) {
-        int rc = uv_read_start((uv_stream_t *)&t->s[i].tcp, on_alloc, on_read);
-        if (rc < 0) {
-            pt_close(t, "error", uv_strerror(rc));
-            return;
-        }
-    }
+    unref(t);
 }
 
 static void on_timeout(uv_timer_t *h)
@@ -172,53 +200,30 @@ static void on_timeout(uv_timer_t *h)
         pt_close(t, "upstream_failed", "connect timed out");
 }
 
-int hy_px_passthrough_start(struct hy_px_worker *w, uv_tcp_t *down,
-                            const struct sockaddr_storage *dest)
+int hy_px_passthrough_start(struct hy_px_conn *c, const struct sockaddr_storage *dest)
 {
-    uv_os_fd_t fd;
-    int rc = uv_fileno((uv_handle_t *)down, &fd);
-    if (rc < 0)
-        return rc;
-    int copy = dup(fd);
-    if (copy < 0)
-        return UV_EMFILE;
+    struct hy_px_worker *w = c->w;
     struct hy_px_pt *t = calloc(1, sizeof(*t));
-    if (!t) {
-        close(copy);
+    if (!t)
         return UV_ENOMEM;
-    }
     t->w = w;
-    t->start_ms = uv_now(&w->base.loop);
-    if (dest->ss_family == AF_INET6)
-        uv_ip6_name((const struct sockaddr_in6 *)dest, t->dest, sizeof(t->dest));
-    else
-        uv_ip4_name((const struct sockaddr_in *)dest, t->dest, sizeof(t->dest));
-    size_t len = strlen(t->dest);
-    snprintf(t->dest + len, sizeof(t->dest) - len, ":%u",
-             (unsigned)ntohs(((const struct sockaddr_in *)dest)->sin_port));
-    uv_tcp_init(&w->base.loop, &t->s[0].tcp);
-    uv_tcp_init(&w->base.loop, &t->s[1].tcp);
+    t->c = c;
+    c->pt = t;
+    uv_tcp_init(&w->base.loop, &t->up);
     uv_timer_init(&w->base.loop, &t->timer);
-    t->s[0].tcp.data = t->s[1].tcp.data = t->timer.data = t;
-    t->handles = 3;
+    t->up.data = t->timer.data = t->conn.data = t;
+    t->refs = 2;
     t->next = w->pts;
     if (w->pts)
         w->pts->prev = t;
     w->pts = t;
-    rc = uv_tcp_open(&t->s[0].tcp, copy);
-    if (rc < 0) {
-        close(copy);
-        pt_close(t, "error", uv_strerror(rc));
-        return 0; /* logged and closing */
-    }
-    uv_tcp_nodelay(&t->s[0].tcp, 1);
-    uv_tcp_nodelay(&t->s[1].tcp, 1);
-    t->conn.data = t;
-    rc = uv_tcp_connect(&t->conn, &t->s[1].tcp, (const struct sockaddr *)dest, on_connected);
+    uv_tcp_nodelay(&t->up, 1);
+    int rc = uv_tcp_connect(&t->conn, &t->up, (const struct sockaddr *)dest, on_connected);
     if (rc < 0) {
         pt_close(t, "upstream_failed", uv_strerror(rc));
-        return 0;
+        return 0; /* closed, and c with it */
     }
+    t->refs++;
     uv_timer_start(&t->timer, on_timeout, HY_PX_CONNECT_MS, 0);
     return 0;
 }

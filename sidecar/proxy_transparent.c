@@ -200,12 +200,8 @@ void hy_px_transparent_accept(struct hy_px_conn *c)
                          "%s is outside the mesh and the Mesh turns passthrough off", c->endpoint);
         return;
     }
-    rc = hy_px_passthrough_start(w, &c->down.tcp, &sa);
-    if (rc < 0) {
-        hy_px_conn_close(c, "error", "passthrough to %s: %s", c->endpoint, uv_strerror(rc));
-        return;
-    }
     hy_series_inc(c->m->transparent[HY_PX_TP_PASSTHROUGH]);
-    /* the relay has its own copy of the socket: this one closes quietly */
-    hy_px_conn_close(c, "passthrough", NULL);
+    rc = hy_px_passthrough_start(c, &sa);
+    if (rc < 0)
+        hy_px_conn_close(c, "error", "passthrough to %s: %s", c->endpoint, uv_strerror(rc));
 }
