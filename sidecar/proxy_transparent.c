@@ -175,7 +175,10 @@ void hy_px_transparent_accept(struct hy_px_conn *c)
         }
         c->endpoint[0] = '\0';
         move_to(c, l);
-        hy_series_inc(c->m->transparent[HY_PX_TP_MESH]);
+        bool known = false;
+        for (size_t i = 0; cf && !known && i < cf->n_inbounds; i++)
+            known = cf->inbounds[i]->port == port;
+        hy_series_inc(c->m->transparent[known ? HY_PX_TP_MESH : HY_PX_TP_REFUSED]);
         hy_px_inbound_accept(c); /* no inbound on the original port: refused there */
         return;
     }

@@ -7,8 +7,11 @@
  * `to` policies merge to (MeshTimeout, MeshRetry, MeshCircuitBreaker,
  * MeshLoadBalancingStrategy, MeshHealthCheck; cp/policy.h orders and
  * merges them as Kuma does); and its certificate with the chain and trust
- * bundle. Computed from the zone's store; the version is a hash of the
- * rest, so an unchanged config is not sent again. */
+ * bundle. A transparent Dataplane (networking.transparentProxying) gets
+ * an outbound for every service of its mesh, each with its virtual IPs
+ * and names (common/vip.h), and the Mesh's passthrough. Computed from the
+ * zone's store; the version is a hash of the rest, so an unchanged config
+ * is not sent again. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
