@@ -164,6 +164,9 @@ app() { setpriv --reuid="$APP_UID" --regid="$APP_UID" --clear-groups "$@"; }
 # ---- VIPs and DNS
 has_vip() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[] | select(.service == "backend") | .vip' >/dev/null; }
 hy_check "web's config has backend's VIP" hy_wait_for 20 has_vip
+# backend-1 is transparent by the flag alone: the Dataplane it presents says so
+b_has_web() { curl -s "$B_ADMIN/config" | jq -e '.outbounds[] | select(.service == "web") | .vip' >/dev/null; }
+hy_check "--transparent alone: backend-1 gets web's outbound and VIP too" hy_wait_for 20 b_has_web
 VIP=$(curl -s "$W_ADMIN/config" | jq -r '.outbounds[] | select(.service == "backend") | .vip')
 VIP6=$(curl -s "$W_ADMIN/config" | jq -r '.outbounds[] | select(.service == "backend") | .vip6')
 case "$VIP" in 24[0-9].* | 25[0-5].*) hy_ok "the VIP is in 240.0.0.0/4 ($VIP)" ;; *) hy_fail "VIP [$VIP]" ;; esac
