@@ -91,6 +91,7 @@ int hy_cmd_delete(struct hy_cli *cli);
 int hy_cmd_inspect_zones(struct hy_cli *cli);
 int hy_cmd_inspect_dataplanes(struct hy_cli *cli);
 int hy_cmd_inspect_zoneingresses(struct hy_cli *cli);
+int hy_cmd_inspect_services(struct hy_cli *cli);
 int hy_cmd_inspect_dataplane(struct hy_cli *cli);
 int hy_cmd_explain(struct hy_cli *cli);
 int hy_cmd_generate_zone_token(struct hy_cli *cli);

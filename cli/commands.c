@@ -47,6 +47,11 @@ static const struct hy_flag inspect_dps_flags[] = {
     {0},
 };
 
+static const struct hy_flag inspect_svcs_flags[] = {
+    {"mesh", 'm', "MESH", "only the services of this mesh (default: every mesh)", NULL},
+    {0},
+};
+
 static const struct hy_flag output_flags[] = {
     {"output", 'o', "FORMAT", "table, yaml or json (default table)", "table yaml json"},
     {0},
@@ -133,6 +138,12 @@ static const struct hy_cmd commands[] = {
      "TOTAL-UPDATES and TOTAL-ERRORS count the configs sent to it and those it\n"
      "rejected; CERT-EXPIRATION is when its certificate expires (UTC).",
      NULL, 0, 0, inspect_dps_flags, hy_cmd_inspect_dataplanes},
+    {"inspect services", NULL,
+     "Show the services, their virtual IPs and names, zones and endpoints",
+     "VIP and VIP6 are the addresses a transparent sidecar reaches the service by\n"
+     "(240.0.0.0/4, fd00:fd00::/64); NAMES resolve to them through its DNS;\n"
+     "ENDPOINTS are the instances' inbound address:port.",
+     NULL, 0, 0, inspect_svcs_flags, hy_cmd_inspect_services},
     {"inspect zoneingresses", NULL, "Show the zone ingresses and whether they are connected",
      "STATUS is Online while the ingress's last connection to its zone is open;\n"
      "SERVICES counts the services it routes to; an ingress Offline for longer\n"

@@ -367,6 +367,9 @@ int hy_dp_parts_assemble(const struct hy_dp_parts *p, Hypha__V1__DpConfig **out,
     c->trust_bundle = dup_or_empty(have[1]->trust_bundle);
     if (!c->version || !c->mesh || !c->name || !c->cert || !c->chain || !c->trust_bundle)
         goto nomem;
+    if (have[3]->transparent &&
+        !(c->transparent = (Hypha__V1__DpTransparent *)hy_dp_msg_copy(&have[3]->transparent->base)))
+        goto nomem;
     size_t nin = have[2]->n_inbounds, nout = have[3]->n_outbounds;
     if ((nin && !(c->inbounds = calloc(nin, sizeof(*c->inbounds)))) ||
         (nout && !(c->outbounds = calloc(nout, sizeof(*c->outbounds)))))
@@ -536,6 +539,9 @@ int hy_dp_parts_split(const Hypha__V1__DpConfig *c, Hypha__V1__DpConfigUpdate **
                  ? copy_all(&outs->outbounds, &outs->n_outbounds, (void *const *)c->outbounds,
                             c->n_outbounds)
                  : HY_ENOMEM;
+    if (rc == 0 && c->transparent &&
+        !(outs->transparent = (Hypha__V1__DpTransparent *)hy_dp_msg_copy(&c->transparent->base)))
+        rc = HY_ENOMEM;
     for (size_t i = 0; rc == 0 && i < c->n_outbounds; i++) {
         const Hypha__V1__DpOutbound *o = c->outbounds[i];
         bool seen = false;

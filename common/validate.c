@@ -427,6 +427,17 @@ void hy_validate_dataplane(const struct hy_resource *r, struct hy_diag *d)
     }
     if (n->admin)
         check_port(d, "networking.admin.port", n->admin->has_port, n->admin->port, false);
+    const Hypha__V1__Dataplane__Networking__TransparentProxying *tp = n->transparent_proxying;
+    if (tp) {
+        check_port(d, "networking.transparentProxying.redirectPortInbound",
+                   tp->has_redirect_port_inbound, tp->redirect_port_inbound, false);
+        check_port(d, "networking.transparentProxying.redirectPortOutbound",
+                   tp->has_redirect_port_outbound, tp->redirect_port_outbound, false);
+        if (tp->has_redirect_port_inbound && tp->has_redirect_port_outbound &&
+            tp->redirect_port_inbound == tp->redirect_port_outbound)
+            hy_diag_add(d, 0, 0, "networking.transparentProxying.redirectPortOutbound",
+                        "must differ from redirectPortInbound (%u)", tp->redirect_port_inbound);
+    }
 }
 
 void hy_validate_zone_ingress(const struct hy_resource *r, struct hy_diag *d)

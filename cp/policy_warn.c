@@ -99,6 +99,7 @@ static const char *const mesh[] = {"mtls.enabledBackend",
                                    "mtls.backends.dpCert.rotation.expiration",
                                    "mtls.backends.conf.caCert.expiration",
                                    "mtls.backends.conf.caCert.curve",
+                                   "networking.outbound.passthrough", /* transparent sidecars */
                                    NULL};
 
 static const struct enforced table[] = {

@@ -1,17 +1,20 @@
 /* What makes a data-plane process (agent.h) a sidecar: its metrics, its
  * proxy, when it is ready, and what /ready and /config say. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "buf.h"
 #include "codec.h"
 #include "dataplane.pb-c.h"
+#include "dns.h"
 #include "dp.h"
 #include "dp_prom.h"
 #include "error.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "resource.h"
 #include "poison.h"
 
 static struct hy_sidecar *dp_of(struct hy_agent *a)
@@ -41,9 +44,64 @@ static int open_metrics(struct hy_sidecar *d)
     return d->acks && d->nacks && d->cert_expiry && d->renewals ? 0 : HY_ENOMEM;
 }
 
+static bool port_ok(uint64_t port, const char *flag)
+{
+    if (port >= 1 && port <= 65535)
+        return true;
+    hy_log(HY_LOG_ERROR, "dp", "--%s: %llu is not a port (1-65535)", flag,
+           (unsigned long long)port);
+    return false;
+}
+
+/* Transparent mode's ports into *tp (all 0: off): on by the flag or by
+ * the Dataplane's transparentProxying, whose redirect ports win over the
+ * flags'. The flag alone adds the section to the Dataplane presented, so
+ * that the zone gives this sidecar every service of the mesh. */
+static int transparent_ports(struct hy_agent *a, uint16_t tp[3])
+{
+    const struct hy_sidecar_cfg *cfg = (const struct hy_sidecar_cfg *)a->cfg;
+    Hypha__V1__Dataplane *dp = (void *)a->file.res->spec;
+    Hypha__V1__Dataplane__Networking__TransparentProxying *s =
+        dp->networking ? dp->networking->transparent_proxying : NULL;
+    memset(tp, 0, 3 * sizeof(*tp));
+    if (!cfg->transparent && !s)
+        return 0;
+    if (!port_ok(cfg->tp_outbound, "transparent-outbound-port") ||
+        !port_ok(cfg->tp_inbound, "transparent-inbound-port") ||
+        !port_ok(cfg->tp_dns, "transparent-dns-port"))
+        return HY_EINVAL;
+    tp[0] = (uint16_t)(s && s->has_redirect_port_outbound && s->redirect_port_outbound
+                           ? s->redirect_port_outbound
+                           : cfg->tp_outbound);
+    tp[1] = (uint16_t)(s && s->has_redirect_port_inbound && s->redirect_port_inbound
+                           ? s->redirect_port_inbound
+                           : cfg->tp_inbound);
+    tp[2] = (uint16_t)cfg->tp_dns;
+    if (s || !dp->networking)
+        return 0;
+    /* the flag alone: the Dataplane says so too (the envelope sent is made again) */
+    if (!(s = malloc(sizeof(*s))))
+        return HY_ENOMEM;
+    hypha__v1__dataplane__networking__transparent_proxying__init(s);
+    s->has_redirect_port_outbound = s->has_redirect_port_inbound = 1;
+    s->redirect_port_outbound = tp[0];
+    s->redirect_port_inbound = tp[1];
+    dp->networking->transparent_proxying = s;
+    size_t plen;
+    uint8_t *packed = hy_resource_pack(a->file.res, &plen);
+    Hypha__V1__Envelope *env = packed ? hypha__v1__envelope__unpack(NULL, plen, packed) : NULL;
+    free(packed);
+    if (!env)
+        return HY_ENOMEM;
+    hypha__v1__envelope__free_unpacked(a->file.env, NULL);
+    a->file.env = env;
+    return 0;
+}
+
 /* Metrics, the renewal timer, and the proxy with its inbound listeners on
  * the Dataplane's address (it opens them when the control stream
- * publishes a config). */
+ * publishes a config); in transparent mode its redirect listeners too,
+ * and the DNS server. */
 static int start(struct hy_agent *a)
 {
     struct hy_sidecar *d = dp_of(a);
@@ -53,6 +111,13 @@ static int start(struct hy_agent *a)
     if ((rc = hy_dp_prom_new(a->loop, a->metrics, &d->prom)) < 0)
         return rc;
     hy_sidecar_client_start(d);
+    uint16_t tp[3];
+    if ((rc = transparent_ports(a, tp)) < 0)
+        return rc;
+    if (tp[0])
+        hy_log(HY_LOG_INFO, "dp",
+               "transparent mode: outbound port %u, inbound port %u, DNS port %u", (unsigned)tp[0],
+               (unsigned)tp[1], (unsigned)tp[2]);
     const Hypha__V1__Dataplane *dp = (const void *)a->file.res->spec;
     struct hy_proxy_cfg pc = {
         .loop = a->loop,
@@ -61,9 +126,15 @@ static int start(struct hy_agent *a)
         .inbound_host = dp && dp->networking ? dp->networking->address : NULL,
         .workers = a->cfg->workers > HY_PROXY_MAX_WORKERS ? HY_PROXY_MAX_WORKERS
                                                           : (unsigned)a->cfg->workers,
+        .transparent_outbound = tp[0],
+        .transparent_inbound = tp[1],
     };
-    if ((rc = hy_proxy_new(&pc, &d->proxy)) < 0)
+    if ((rc = hy_proxy_new(&pc, &d->proxy)) < 0) {
         hy_log(HY_LOG_ERROR, "dp", "cannot start the proxy: %s", hy_strerror(rc));
+        return rc;
+    }
+    if (tp[2])
+        rc = hy_dns_new(a->loop, &a->current, a->metrics, tp[2], &d->dns);
     return rc;
 }
 
@@ -129,6 +200,7 @@ static void stop(struct hy_agent *a)
     struct hy_sidecar *d = dp_of(a);
     hy_proxy_stop(d->proxy);
     hy_dp_prom_stop(d->prom);
+    hy_dns_stop(d->dns);
     hy_sidecar_client_stop(d);
 }
 
@@ -139,6 +211,8 @@ static void close_(struct hy_agent *a)
     d->proxy = NULL;
     hy_dp_prom_free(d->prom);
     d->prom = NULL;
+    hy_dns_free(d->dns);
+    d->dns = NULL;
     hy_sidecar_client_free(d);
 }
 

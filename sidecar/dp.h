@@ -22,6 +22,10 @@
 /* The options (main.c's table): those of every data-plane process. */
 struct hy_sidecar_cfg {
     struct hy_agent_cfg base; /* base.resource_file: the Dataplane; workers: the proxy's */
+    /* transparent mode: on by this flag or by the Dataplane's
+     * networking.transparentProxying (whose redirect ports, when set, win) */
+    bool transparent;
+    uint64_t tp_outbound, tp_inbound, tp_dns; /* redirect ports: 15001, 15006, DNS 15053 */
 };
 
 /* ----- config snapshots (dp_snapshot.c) ----- */
@@ -96,6 +100,7 @@ struct hy_sidecar {
     struct hy_series *acks, *nacks, *cert_expiry, *renewals;
     struct hy_proxy *proxy;  /* the data-plane proxy (proxy.c): follows a.current */
     struct hy_dp_prom *prom; /* the MeshMetric Prometheus endpoint (dp_prom.c) */
+    struct hy_dns *dns;      /* transparent mode: the DNS server (dns.h); else NULL */
 };
 
 /* What makes a data-plane process a sidecar (dp.c). */

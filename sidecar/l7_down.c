@@ -660,7 +660,8 @@ static int on_head(void *u, struct hy_http_head *h, bool body)
         free(upgrade);
     }
     e->cfg = hy_l7_cfg_ref(d->lw->cfg);
-    e->front = hy_l7_cfg_port(e->cfg, c->l->port);
+    e->front = c->l->is_virtual && !c->l->port ? hy_l7_cfg_service(e->cfg, c->l->service)
+                                               : hy_l7_cfg_port(e->cfg, c->l->port);
     if (!e->front) {
         local_answer(d, 503, "no_config", "no outbound on this port in the current config", NULL);
         return 0;

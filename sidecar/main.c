@@ -16,6 +16,20 @@ static const struct hy_option options[] = {
                      "the dataplane token (hyphactl generate dataplane-token)", "127.0.0.1:9901",
                      "proxy worker threads, each with its own loop and listening sockets; 0: one "
                      "per CPU"),
+    {"transparent", "HYPHA_TRANSPARENT", "transparent", HY_OPT_BOOL,
+     offsetof(struct hy_sidecar_cfg, transparent), "false",
+     "transparent mode: take the workload's traffic redirected by iptables (hypha-dp install "
+     "transparent-proxy) and answer DNS for the mesh's names; the Dataplane's "
+     "networking.transparentProxying turns it on too"},
+    {"transparent-outbound-port", "HYPHA_TRANSPARENT_OUTBOUND_PORT", "transparentOutboundPort",
+     HY_OPT_UINT, offsetof(struct hy_sidecar_cfg, tp_outbound), "15001",
+     "where the workload's outgoing TCP is redirected (the Dataplane's redirectPortOutbound wins)"},
+    {"transparent-inbound-port", "HYPHA_TRANSPARENT_INBOUND_PORT", "transparentInboundPort",
+     HY_OPT_UINT, offsetof(struct hy_sidecar_cfg, tp_inbound), "15006",
+     "where incoming TCP to the workload is redirected (the Dataplane's redirectPortInbound wins)"},
+    {"transparent-dns-port", "HYPHA_TRANSPARENT_DNS_PORT", "transparentDnsPort", HY_OPT_UINT,
+     offsetof(struct hy_sidecar_cfg, tp_dns), "15053",
+     "the DNS server on 127.0.0.1 (UDP and TCP) the workload's DNS queries are redirected to"},
 };
 
 static const struct hy_config_spec spec = {

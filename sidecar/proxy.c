@@ -95,6 +95,15 @@ static int open_metrics(struct hy_proxy *p, struct hy_metrics *m)
     }
     p->m.overflow[0] = hy_metric_series(overflow, "max_connections");
     p->m.overflow[1] = hy_metric_series(overflow, "max_pending");
+    struct hy_metric *tp = hy_metric_counter(
+        m, "hypha_dp_transparent_connections_total",
+        "Redirected connections (transparent mode), by what became of them: into the mesh, "
+        "passed through to a destination outside it, or refused",
+        1, "result");
+    if (!tp || !(p->m.transparent[HY_PX_TP_MESH] = hy_metric_series(tp, "mesh")) ||
+        !(p->m.transparent[HY_PX_TP_PASSTHROUGH] = hy_metric_series(tp, "passthrough")) ||
+        !(p->m.transparent[HY_PX_TP_REFUSED] = hy_metric_series(tp, "refused")))
+        return HY_ENOMEM;
     p->m.denied = hy_metric_series(denied);
     p->m.shadow_denied = hy_metric_series(shadow);
     return p->m.denied && p->m.shadow_denied && p->m.overflow[0] && p->m.overflow[1] ? 0
@@ -141,18 +150,20 @@ static void on_accept(uv_stream_t *server, int status)
     }
     uv_tcp_nodelay(&c->down.tcp, 1);
     hy_net_peer_name(&c->down.tcp, c->peer, sizeof(c->peer));
-    if (l->dir == HY_PX_IN)
+    if (l->transparent)
+        hy_px_transparent_accept(c);
+    else if (l->dir == HY_PX_IN)
         hy_px_inbound_accept(c);
     else
         hy_px_outbound_accept(c);
 }
 
 static struct hy_px_listener *listener_open(struct hy_px_worker *w, enum hy_px_dir dir,
-                                            uint16_t port)
+                                            uint16_t port, bool transparent)
 {
     struct hy_proxy *p = w->p;
     struct hy_px_listener *l = calloc(1, sizeof(*l));
-    if (l && dir == HY_PX_OUT && !(l->route = hy_px_route_get(p, port, NULL))) {
+    if (l && dir == HY_PX_OUT && !transparent && !(l->route = hy_px_route_get(p, port, NULL))) {
         free(l);
         l = NULL;
     }
@@ -165,7 +176,10 @@ static struct hy_px_listener *listener_open(struct hy_px_worker *w, enum hy_px_d
     l->dir = dir;
     l->port = port;
     l->refs = 1;
-    const char *host = dir == HY_PX_OUT ? "127.0.0.1" : p->inbound_host;
+    l->transparent = transparent;
+    /* iptables REDIRECT sends the workload's own connections to 127.0.0.1,
+     * its callers' to the address they arrived on */
+    const char *host = dir == HY_PX_OUT ? "127.0.0.1" : transparent ? "0.0.0.0" : p->inbound_host;
     struct sockaddr_storage sa;
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) != 0 &&
         uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0)
@@ -181,8 +195,8 @@ static struct hy_px_listener *listener_open(struct hy_px_worker *w, enum hy_px_d
         uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
         return NULL;
     }
-    hy_log(HY_LOG_INFO, "dp", "worker %u: %s listener on %s:%u", w->base.index, hy_px_dir_name(dir),
-           host, (unsigned)port);
+    hy_log(HY_LOG_INFO, "dp", "worker %u: %s%s listener on %s:%u", w->base.index,
+           transparent ? "transparent " : "", hy_px_dir_name(dir), host, (unsigned)port);
     return l;
 }
 
@@ -209,7 +223,8 @@ static void reconcile(struct hy_px_worker *w)
     struct hy_px_listener **pl = &w->listeners;
     while (*pl) { /* close what the config dropped */
         struct hy_px_listener *l = *pl;
-        if (wanted(c, l->dir, l->port)) {
+        if (l->transparent ||
+            (wanted(c, l->dir, l->port) && !(l->dir == HY_PX_IN && w->p->tp_inbound))) {
             pl = &l->next;
             continue;
         }
@@ -222,10 +237,26 @@ static void reconcile(struct hy_px_worker *w)
                                                    : c->outbounds[i - c->n_inbounds]->port);
         if (port == 0) /* a backend-only outbound: no listener */
             continue;
+        /* transparent mode: callers' connections to an inbound's port reach
+         * the inbound redirect port (the app may listen on that port itself) */
+        if (dir == HY_PX_IN && w->p->tp_inbound)
+            continue;
         bool have = false;
         for (struct hy_px_listener *l = w->listeners; l && !have; l = l->next)
-            have = l->dir == dir && l->port == port;
-        struct hy_px_listener *l = have ? NULL : listener_open(w, dir, port);
+            have = l->dir == dir && l->port == port && !l->transparent;
+        struct hy_px_listener *l = have ? NULL : listener_open(w, dir, port, false);
+        if (l) {
+            l->next = w->listeners;
+            w->listeners = l;
+        }
+    }
+    /* transparent mode: the redirect ports, once there is a config */
+    for (int d = HY_PX_IN; d <= HY_PX_OUT; d++) {
+        uint16_t port = d == HY_PX_IN ? w->p->tp_inbound : w->p->tp_outbound;
+        bool have = !port;
+        for (struct hy_px_listener *l = w->listeners; l && !have; l = l->next)
+            have = l->transparent && l->dir == (enum hy_px_dir)d;
+        struct hy_px_listener *l = have ? NULL : listener_open(w, d, port, true);
         if (l) {
             l->next = w->listeners;
             w->listeners = l;
@@ -321,6 +352,7 @@ static void worker_stop(struct hy_agent_worker *base)
     }
     for (struct hy_px_conn *c = w->conns; c; c = c->next)
         hy_px_conn_close(c, "shutdown", NULL);
+    hy_px_transparent_stop(w);
     hy_px_l7_stop(w);
 }
 
@@ -382,12 +414,15 @@ int hy_proxy_new(const struct hy_proxy_cfg *cfg, struct hy_proxy **out)
     atomic_init(&p->stopping, false);
     snprintf(p->inbound_host, sizeof(p->inbound_host), "%s",
              cfg->inbound_host ? cfg->inbound_host : "0.0.0.0");
+    p->tp_outbound = cfg->transparent_outbound;
+    p->tp_inbound = cfg->transparent_inbound;
     if ((rc = open_metrics(p, cfg->metrics)) < 0 || (rc = hy_px_mem_metrics(p, cfg->metrics)) < 0 ||
         (rc = hy_px_health_new(p, cfg->metrics)) < 0 ||
         (rc = hy_px_tls_resume_new(p, cfg->metrics)) < 0) {
         hy_proxy_free(p);
         return rc;
     }
+
     if ((rc = hy_agent_pool_start(&p->workers, &worker_ops, p, n)) < 0) {
         hy_log(HY_LOG_ERROR, "dp", "cannot start the proxy's worker %u: %s", p->workers.n,
                hy_strerror(rc));

@@ -23,6 +23,9 @@ struct hy_proxy_cfg {
     struct hy_metrics *metrics;       /* borrowed: where hypha_dp_* connection metrics go */
     const char *inbound_host; /* IP literal inbound listeners bind; NULL or not an IP: 0.0.0.0 */
     unsigned workers;         /* worker threads; 0: one per CPU (at most HY_PROXY_MAX_WORKERS) */
+    /* transparent mode (iptables redirects the workload's traffic here):
+     * the outbound and inbound redirect ports; 0: off */
+    uint16_t transparent_outbound, transparent_inbound;
 };
 
 /* Registers the metrics, starts the workers and watches cfg->current

@@ -170,6 +170,8 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
     }
     if (c->l7)
         hy_px_l7_closed(c); /* its streams and requests end; its timers close */
+    if (c->pt)
+        hy_px_passthrough_detach(c); /* its relay ends (worker shutdown) */
     hy_series_add(c->m->active[c->dir], -1);
     if (c->l->route)
         atomic_fetch_sub_explicit(&c->l->route->active, 1, memory_order_relaxed);

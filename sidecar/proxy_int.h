@@ -86,6 +86,7 @@ struct hy_px_route {
 };
 
 struct hy_px_worker;
+struct hy_px_pt;
 
 struct hy_px_listener {
     struct hy_px_worker *w;
@@ -95,6 +96,9 @@ struct hy_px_listener {
     uint16_t port;
     unsigned refs;             /* 1 while open, + 1 per connection accepted on it */
     struct hy_px_route *route; /* outbound only: a reference */
+    bool transparent;          /* takes redirected connections (proxy_transparent.c) */
+    bool is_virtual;           /* no socket: where transparent connections of a port go */
+    char service[256];         /* is_virtual outbound on port 0: its service */
 };
 
 enum hy_px_phase { HY_PX_CONNECTING, HY_PX_HANDSHAKE, HY_PX_RELAY };
@@ -151,8 +155,9 @@ struct hy_px_conn {
     bool peer_allowed;  /* inbound: the verify callback let the peer in */
     int peer_alert;     /* the fatal alert the TLS peer sent, 0 if none */
     const char *result;
-    void *l7;     /* the HTTP path's state (proxy_l7.h), NULL: bytes */
-    uint8_t *pre; /* inbound: decrypted bytes for the app before the relay */
+    void *l7;            /* the HTTP path's state (proxy_l7.h), NULL: bytes */
+    struct hy_px_pt *pt; /* transparent: the passthrough relaying it, or NULL */
+    uint8_t *pre;        /* inbound: decrypted bytes for the app before the relay */
     size_t pre_len;
     char why[200];                 /* details of result, for the access log */
     uint8_t pbuf[HY_PX_READ_SIZE]; /* plaintext read buffer */
@@ -165,9 +170,13 @@ struct hy_px_metrics {
     /* L7 families; their series are looked up per worker (l7_conf.c) */
     struct hy_metric *http_requests, *http_duration, *rate_limited, *faults;
     struct hy_series *http_retries, *http_timeouts, *http_ejections;
-    struct hy_series *mem_releases; /* proxy_mem.c */
+    struct hy_series *mem_releases;     /* proxy_mem.c */
     struct hy_series *handshakes[2][2]; /* [direction][resumed] */
+    struct hy_series *transparent[3];   /* enum hy_px_tp */
 };
+
+/* What became of a redirected connection (hypha_dp_transparent_connections_total). */
+enum hy_px_tp { HY_PX_TP_MESH, HY_PX_TP_PASSTHROUGH, HY_PX_TP_REFUSED };
 
 /* An endpoint host name's address, as a worker last resolved it. */
 struct hy_px_dns {
@@ -196,6 +205,8 @@ struct hy_px_worker {
     uv_timer_t mem_timer;         /* proxy_mem.c: drops TLS tables when idle */
     uint64_t handshakes, handshakes_seen; /* TLS sessions started; as the timer last saw */
     bool mem_released;                    /* nothing dropped since, nothing to drop */
+    struct hy_px_listener *virtuals;      /* socket-less listeners of transparent connections */
+    struct hy_px_pt *pts;                 /* passthrough relays (proxy_passthrough.c) */
 };
 
 struct hy_px_health;
@@ -215,6 +226,8 @@ struct hy_proxy {
     struct hy_l7_hc *hc_queue;       /* HTTP health checks for a worker to run (under lock) */
     struct hy_px_tickets *tickets;   /* inbound: session ticket keys and callers (any worker) */
     struct hy_px_sessions *sessions; /* outbound: sessions to resume (any worker) */
+    /* transparent mode: redirect ports, 0 when off (read-only after new) */
+    uint16_t tp_outbound, tp_inbound;
 };
 
 static inline const char *hy_px_dir_name(enum hy_px_dir d)
@@ -337,6 +350,28 @@ uint64_t hy_px_ms(const Hypha__V1__Duration *d, uint64_t dflt);
 /* Closes c->up after a failed connect and calls then(c) once it has
  * closed, unless c ended meanwhile. */
 void hy_px_conn_drop_up(struct hy_px_conn *c, void (*then)(struct hy_px_conn *c));
+
+/* proxy_transparent.c */
+/* The original destination of a redirected connection (SO_ORIGINAL_DST,
+ * IP6T_SO_ORIGINAL_DST): 0, or a negative errno (-ENOENT: not redirected). */
+int hy_px_original_dst(uv_tcp_t *t, struct sockaddr_storage *sa);
+/* The outbound of cf a connection to ip:port goes to: the one whose
+ * service has that VIP, or one of whose own zone's endpoints is there;
+ * NULL: outside the mesh. */
+const Hypha__V1__DpOutbound *hy_px_transparent_match(const Hypha__V1__DpConfig *cf, const char *ip,
+                                                     uint32_t port);
+/* A connection accepted on a transparent listener: on to its outbound or
+ * inbound, passed through, or refused. */
+void hy_px_transparent_accept(struct hy_px_conn *c);
+/* Drops the worker's socket-less listeners and closes its passthroughs. */
+void hy_px_transparent_stop(struct hy_px_worker *w);
+/* proxy_passthrough.c: relays c's socket to dest, plain; c stays open
+ * until the relay ends (then it is closed, its access line logged). 0, or
+ * UV_ENOMEM (nothing started). Worker thread. */
+int hy_px_passthrough_start(struct hy_px_conn *c, const struct sockaddr_storage *dest);
+/* c closes on its own (shutdown): its relay ends without it. */
+void hy_px_passthrough_detach(struct hy_px_conn *c);
+void hy_px_passthrough_stop(struct hy_px_worker *w);
 
 /* proxy_inbound.c, proxy_outbound.c: a connection accepted on l. */
 void hy_px_inbound_accept(struct hy_px_conn *c);

@@ -213,7 +213,7 @@ static void on_peer_connected(struct hy_px_conn *c, int status)
 void hy_px_outbound_accept(struct hy_px_conn *c)
 {
     const Hypha__V1__DpConfig *cf = c->snap ? c->snap->config : NULL;
-    for (size_t i = 0; cf && i < cf->n_outbounds; i++)
+    for (size_t i = 0; cf && !c->out && i < cf->n_outbounds; i++) /* transparent: c->out set */
         if (cf->outbounds[i]->port == c->l->port)
             c->out = cf->outbounds[i];
     if (!c->out) {

@@ -7,9 +7,12 @@
  * `to` policies merge to (MeshTimeout, MeshRetry, MeshCircuitBreaker,
  * MeshLoadBalancingStrategy, MeshHealthCheck; cp/policy.h orders and
  * merges them as Kuma does); its MeshMetric (Prometheus endpoint, apps
- * it scrapes), in the Inbounds part; and its certificate with the chain and trust
- * bundle. Computed from the zone's store; the version is a hash of the
- * rest, so an unchanged config is not sent again. */
+ * it scrapes), in the Inbounds part; and its certificate with the chain and
+ * trust bundle. A transparent Dataplane (networking.transparentProxying)
+ * gets an outbound for every service of its mesh, each with its virtual IPs
+ * and names (common/vip.h), and the Mesh's passthrough. Computed from the
+ * zone's store; the version is a hash of the rest, so an unchanged config
+ * is not sent again. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,8 @@
 #include "permit.h"
 #include "policy.h"
 #include "sni.h"
+#include "mesh.pb-c.h"
+#include "vip.h"
 #include "poison.h"
 
 #define S(s) ((s) ? (s) : "")
@@ -152,8 +157,19 @@ struct shared {
     size_t len;
 };
 
+/* A service's virtual IP (common/vip.h) in the round: every service of a
+ * mesh that a Dataplane inbound or another zone's ingress offers. */
+struct vip_ref {
+    const char *mesh, *service; /* borrowed from the round's resources */
+    uint32_t vip;
+};
+
 struct hy_zone_dp_round {
-    struct hy_policy_world world;    /* every policy */
+    struct hy_policy_world world; /* every policy */
+    struct hy_resource **meshes;  /* every Mesh (networking.outbound.passthrough); owned */
+    size_t nmeshes, capmeshes;
+    struct vip_ref *vips; /* sorted by mesh, service; made with eps */
+    size_t nvips;
     struct hy_resource **dps, **zis; /* every Dataplane, every ZoneIngress; owned */
     size_t ndps, nzis, capdps, capzis;
     struct hy_resource **roots, **trusts; /* every MeshCaRoot, every MeshTrust */
@@ -198,6 +214,79 @@ static int ep_cmp(const void *a, const void *b)
     return c;
 }
 
+static int vip_cmp(const void *a, const void *b)
+{
+    const struct vip_ref *x = a, *y = b;
+    int c = strcmp(x->mesh, y->mesh);
+    return c ? c : strcmp(x->service, y->service);
+}
+
+static int vip_push(struct vip_ref **v, size_t *n, size_t *cap, const char *mesh, const char *svc)
+{
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        struct vip_ref *nv = realloc(*v, *cap * sizeof(*nv));
+        if (!nv)
+            return HY_ENOMEM;
+        *v = nv;
+    }
+    (*v)[(*n)++] = (struct vip_ref){mesh, svc, 0};
+    return 0;
+}
+
+/* The services of every mesh (local inbounds, other zones' ingresses) with
+ * their virtual IPs, allocated per mesh in name order (hy_vip_assign): the
+ * same services give the same addresses after a restart. */
+static int index_vips(struct hy_zone_dp_round *r)
+{
+    struct vip_ref *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < r->neps; i++)
+        rc = vip_push(&v, &n, &cap, r->eps[i].mesh, r->eps[i].service);
+    for (size_t k = 0; rc == 0 && k < r->nzis; k++) {
+        const Hypha__V1__ZoneIngress *zi = (const Hypha__V1__ZoneIngress *)r->zis[k]->spec;
+        for (size_t i = 0; rc == 0 && i < zi->n_available_services; i++) {
+            const Hypha__V1__ZoneIngress__AvailableService *as = zi->available_services[i];
+            const char *svc = tag(as->n_tags, (void *)as->tags, HY_TAG_SERVICE);
+            if (svc && as->mesh && !(as->has_instances && as->instances == 0))
+                rc = vip_push(&v, &n, &cap, as->mesh, svc);
+        }
+    }
+    if (n)
+        qsort(v, n, sizeof(*v), vip_cmp);
+    size_t u = 0; /* without repeats */
+    for (size_t i = 0; i < n; i++)
+        if (!u || vip_cmp(&v[u - 1], &v[i]))
+            v[u++] = v[i];
+    const char **names = u ? malloc(u * sizeof(*names)) : NULL;
+    uint32_t *addrs = u ? malloc(u * sizeof(*addrs)) : NULL;
+    if (u && (!names || !addrs))
+        rc = HY_ENOMEM;
+    for (size_t i = 0, j; rc == 0 && i < u; i = j) { /* one mesh at a time */
+        for (j = i; j < u && !strcmp(v[j].mesh, v[i].mesh); j++)
+            names[j - i] = v[j].service;
+        rc = hy_vip_assign(names, j - i, addrs);
+        for (size_t k = i; rc == 0 && k < j; k++)
+            v[k].vip = addrs[k - i];
+    }
+    free(names);
+    free(addrs);
+    free(r->vips);
+    r->vips = rc == 0 ? v : NULL;
+    r->nvips = rc == 0 ? u : 0;
+    if (rc < 0)
+        free(v);
+    return rc;
+}
+
+static const struct vip_ref *find_vip(const struct hy_zone_dp_round *r, const char *mesh,
+                                      const char *service)
+{
+    struct vip_ref want = {mesh, service, 0};
+    return r->nvips ? bsearch(&want, r->vips, r->nvips, sizeof(want), vip_cmp) : NULL;
+}
+
 /* The index of local endpoints by mesh and service: one walk over the
  * Dataplanes, so a service's endpoints cost its own, not every sidecar. */
 static int index_endpoints(struct hy_zone_dp_round *r)
@@ -223,7 +312,7 @@ static int index_endpoints(struct hy_zone_dp_round *r)
     r->neps = n;
     if (n)
         qsort(r->eps, n, sizeof(*r->eps), ep_cmp);
-    return 0;
+    return index_vips(r);
 }
 
 int hy_zone_dp_round_load(struct hy_store *s, struct hy_zone_dp_round **out)
@@ -232,10 +321,13 @@ int hy_zone_dp_round_load(struct hy_store *s, struct hy_zone_dp_round **out)
     *out = NULL;
     if (!r)
         return HY_ENOMEM;
+    struct keep meshes = {&r->meshes, &r->nmeshes, &r->capmeshes};
     struct keep dps = {&r->dps, &r->ndps, &r->capdps}, zis = {&r->zis, &r->nzis, &r->capzis},
                 roots = {&r->roots, &r->nroots, &r->caproots},
                 trusts = {&r->trusts, &r->ntrusts, &r->captrusts};
     int rc = hy_policy_world_load(s, &r->world);
+    if (rc == 0)
+        rc = hy_store_each(s, "Mesh", keep_one, &meshes);
     if (rc == 0)
         rc = hy_store_each(s, "Dataplane", keep_one, &dps);
     if (rc == 0)
@@ -280,6 +372,8 @@ void hy_zone_dp_round_free(struct hy_zone_dp_round *r)
     if (!r)
         return;
     hy_policy_world_fini(&r->world);
+    free_all(r->meshes, r->nmeshes);
+    free(r->vips);
     free_all(r->dps, r->ndps);
     free_all(r->zis, r->nzis);
     free_all(r->roots, r->nroots);
@@ -1243,6 +1337,72 @@ static int backend_outbounds(const struct hy_zone_dp_round *r, const struct hy_r
     return rc;
 }
 
+/* An outbound the caller reaches by name, with its routes. */
+static int routed_outbound(const struct hy_zone_dp_round *r, const struct hy_resource *dp,
+                           const struct policies *pol, Hypha__V1__DpPart *p, uint32_t port,
+                           const char *svc)
+{
+    Hypha__V1__DpOutbound *o = NULL;
+    int rc = add_outbound(r, dp, pol, p, true, port, svc, &o);
+    /* Kuma: a MeshHTTPRoute applies to HTTP services only, and where
+     * one does, a MeshTCPRoute for the same service is ignored */
+    if (rc == 0 && strcmp(o->protocol, "tcp"))
+        rc = hy_policy_http_routes(&pol->sel[HY_POLICY_HTTP_ROUTE], svc, o);
+    if (rc == 0 && !o->n_http_routes)
+        rc = hy_policy_tcp_backends(&pol->sel[HY_POLICY_TCP_ROUTE], svc, o);
+    return rc;
+}
+
+static size_t find_res(struct hy_resource *const *v, size_t n, const char *mesh, const char *name);
+
+/* The Mesh's networking.outbound.passthrough (unset, or no Mesh: true). */
+static bool mesh_passthrough(const struct hy_zone_dp_round *r, const char *mesh)
+{
+    size_t i = find_res(r->meshes, r->nmeshes, "", mesh);
+    const Hypha__V1__Mesh *m = i < r->nmeshes ? (const Hypha__V1__Mesh *)r->meshes[i]->spec : NULL;
+    const Hypha__V1__Mesh__Networking__Outbound *o =
+        m && m->networking ? m->networking->outbound : NULL;
+    return !o || !o->has_passthrough || o->passthrough;
+}
+
+/* A transparent Dataplane (networking.transparentProxying) reaches every
+ * service of its mesh by virtual IP: an outbound (port 0 unless it lists
+ * one) per service, each with its VIPs and names, and the Mesh's
+ * passthrough. */
+static int transparent_outbounds(const struct hy_zone_dp_round *r, const struct hy_resource *dp,
+                                 const struct policies *pol, Hypha__V1__DpPart *p)
+{
+    const char *mesh = S(dp->meta->mesh);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < r->nvips; i++)
+        if (!strcmp(r->vips[i].mesh, mesh) && !has_outbound(p, r->vips[i].service))
+            rc = routed_outbound(r, dp, pol, p, 0, r->vips[i].service);
+    for (size_t i = 0; rc == 0 && i < p->n_outbounds; i++) {
+        Hypha__V1__DpOutbound *o = p->outbounds[i];
+        const struct vip_ref *v = find_vip(r, mesh, S(o->service));
+        if (!v)
+            continue;
+        char a4[16], a6[40], name[HY_VIP_NAME_MAX];
+        hy_vip_format4(v->vip, a4, sizeof(a4));
+        hy_vip_format6(v->vip, a6, sizeof(a6));
+        if (!(o->vip = strdup(a4)) || !(o->vip6 = strdup(a6)) ||
+            !(o->hostnames = calloc(HY_VIP_NAMES, sizeof(*o->hostnames))))
+            return HY_ENOMEM;
+        for (unsigned k = 0; k < HY_VIP_NAMES; k++)
+            if (hy_vip_hostname(v->service, k, name, sizeof(name)) &&
+                !(o->hostnames[o->n_hostnames++] = strdup(name)))
+                return HY_ENOMEM;
+    }
+    if (rc == 0 && !(p->transparent = malloc(sizeof(*p->transparent))))
+        rc = HY_ENOMEM;
+    if (rc == 0) {
+        hypha__v1__dp_transparent__init(p->transparent);
+        p->transparent->has_passthrough = 1;
+        p->transparent->passthrough = mesh_passthrough(r, mesh);
+    }
+    return rc;
+}
+
 static int make_outbounds(const struct hy_zone_dp_round *r, const struct hy_resource *dp,
                           const struct policies *pol, Hypha__V1__DpPart *p)
 {
@@ -1251,19 +1411,14 @@ static int make_outbounds(const struct hy_zone_dp_round *r, const struct hy_reso
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < nout; i++) {
         const Hypha__V1__Dataplane__Networking__Outbound *ob = d->networking->outbound[i];
-        const char *svc = S(tag(ob->n_tags, (void *)ob->tags, HY_TAG_SERVICE));
-        Hypha__V1__DpOutbound *o = NULL;
-        rc = add_outbound(r, dp, pol, p, true, ob->port, svc, &o);
-        /* Kuma: a MeshHTTPRoute applies to HTTP services only, and where
-         * one does, a MeshTCPRoute for the same service is ignored */
-        if (rc == 0 && strcmp(o->protocol, "tcp"))
-            rc = hy_policy_http_routes(&pol->sel[HY_POLICY_HTTP_ROUTE], svc, o);
-        if (rc == 0 && !o->n_http_routes)
-            rc = hy_policy_tcp_backends(&pol->sel[HY_POLICY_TCP_ROUTE], svc, o);
+        rc = routed_outbound(r, dp, pol, p, ob->port,
+                             S(tag(ob->n_tags, (void *)ob->tags, HY_TAG_SERVICE)));
     }
+    if (rc == 0 && d->networking && d->networking->transparent_proxying)
+        rc = transparent_outbounds(r, dp, pol, p);
     /* after every listened outbound: one the Dataplane lists is never
      * turned into a backend-only one */
-    for (size_t i = 0; rc == 0 && i < nout; i++)
+    for (size_t i = 0, n = p->n_outbounds; rc == 0 && i < n; i++)
         rc = backend_outbounds(r, dp, pol, p, i);
     return rc;
 }
@@ -1390,6 +1545,10 @@ struct hy_zone_dp_impact {
      * one of them */
     char **protos;
     size_t nprotos;
+    /* Meshes where a service came or went: the Outbounds of their
+     * transparent sidecars (an outbound and a VIP per service) */
+    char **tp_meshes;
+    size_t ntp_meshes;
 };
 
 /* What a change of one type can alter, for both the impact and the round's
@@ -1542,14 +1701,16 @@ static int origins_of(const struct hy_zone_dp_round *r, struct svc_keys *o)
 }
 
 /* Each protocol of key ("MESH\nSERVICE") as callers of each origin see it
- * in r, joined: what the comparison before and after a change reads.
+ * in r, joined, after '+' when the mesh has the service (a VIP: an
+ * outbound of every transparent sidecar) and '-' when not: what the
+ * comparison before and after a change reads.
  * NULL: out of memory. */
 static char *protos_of(const struct hy_zone_dp_round *r, const struct svc_keys *origins,
                        const char *key)
 {
     const char *nl = strchr(key, '\n');
     char *mesh = strndup(key, (size_t)(nl - key));
-    char *out = strdup("");
+    char *out = strdup(mesh && find_vip(r, mesh, nl + 1) ? "+" : "-");
     for (size_t i = 0; mesh && out && i < origins->n; i++) {
         char *more = NULL;
         if (asprintf(&more, "%s%s,", out, service_protocol(r, origins->v[i], mesh, nl + 1)) < 0)
@@ -1593,9 +1754,29 @@ static int watch_after(struct proto_watch *w, struct hy_zone_dp_impact *im,
         if (!now)
             return HY_ENOMEM;
         bool same = w->before[i] && !strcmp(w->before[i], now);
+        /* a service came or went: every transparent sidecar of the mesh
+         * has an outbound and a VIP more or less (every sidecar, simply) */
+        bool presence = w->before[i] && w->before[i][0] != now[0];
         free(now);
         if (same)
             continue;
+        if (presence) {
+            const char *nl = strchr(w->svcs.v[i], '\n');
+            char *mesh = strndup(w->svcs.v[i], (size_t)(nl - w->svcs.v[i]));
+            bool had = false;
+            for (size_t k = 0; mesh && k < im->ntp_meshes && !had; k++)
+                had = !strcmp(im->tp_meshes[k], mesh);
+            char **v =
+                mesh && !had ? realloc(im->tp_meshes, (im->ntp_meshes + 1) * sizeof(*v)) : NULL;
+            if (v) {
+                im->tp_meshes = v;
+                v[im->ntp_meshes++] = mesh;
+            } else {
+                free(mesh);
+                if (!had)
+                    return HY_ENOMEM;
+            }
+        }
         char **v = realloc(im->protos, (im->nprotos + 1) * sizeof(*v));
         if (!v)
             return HY_ENOMEM;
@@ -1704,6 +1885,9 @@ void hy_zone_dp_impact_free(struct hy_zone_dp_impact *im)
     for (size_t i = 0; i < im->nprotos; i++)
         free(im->protos[i]);
     free(im->protos);
+    for (size_t i = 0; i < im->ntp_meshes; i++)
+        free(im->tp_meshes[i]);
+    free(im->tp_meshes);
     free(im);
 }
 
@@ -1758,15 +1942,16 @@ static int apply_one(struct hy_zone_dp_round *r, struct hy_store *s,
         im->all = true;
         return 0;
     }
-    if (kind == CH_MESH) {
-        *shared = true; /* its roots may go with it */
-        return add_mesh(im, S(c->name));
-    }
     const char *mesh = S(c->mesh);
     struct hy_resource *now = NULL;
     int rc = hy_store_get(s, c->type, mesh[0] ? mesh : NULL, c->name, &now);
     if (rc < 0 && rc != HY_ENOTFOUND)
         return rc;
+    if (kind == CH_MESH) {
+        *shared = true; /* its roots may go with it */
+        rc = replace_res(&r->meshes, &r->nmeshes, &r->capmeshes, "", c->name, now, NULL);
+        return rc == 0 ? add_mesh(im, S(c->name)) : rc;
+    }
     if (kind == CH_SHARED) {
         struct keep k = !strcmp(c->type, "Dataplane") ? (struct keep){&r->dps, &r->ndps, &r->capdps}
                         : !strcmp(c->type, "ZoneIngress")
@@ -1954,6 +2139,24 @@ static bool calls_protos(const struct hy_zone_dp_impact *im, const struct hy_pol
     return hit;
 }
 
+/* Is dp a transparent sidecar (an outbound per service of its mesh) whose
+ * mesh had a service come, go or turn its protocol? */
+static bool transparent_touched(const struct hy_zone_dp_impact *im, const struct hy_resource *dp)
+{
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)dp->spec;
+    if (!d->networking || !d->networking->transparent_proxying)
+        return false;
+    const char *mesh = S(dp->meta->mesh);
+    size_t n = strlen(mesh);
+    for (size_t i = 0; i < im->ntp_meshes; i++)
+        if (!strcmp(im->tp_meshes[i], mesh))
+            return true;
+    for (size_t i = 0; i < im->nprotos; i++)
+        if (!strncmp(im->protos[i], mesh, n) && im->protos[i][n] == '\n')
+            return true;
+    return false;
+}
+
 unsigned hy_zone_dp_impact_on(const struct hy_zone_dp_impact *im, const struct hy_resource *dp)
 {
     const unsigned every = HY_ZONE_DP_INBOUNDS | HY_ZONE_DP_OUTBOUNDS;
@@ -1968,6 +2171,8 @@ unsigned hy_zone_dp_impact_on(const struct hy_zone_dp_impact *im, const struct h
         what |= policy_impact(im->v[i].type, im->v[i].old, &p, im->world) |
                 policy_impact(im->v[i].type, im->v[i].now, &p, im->world);
     if (!(what & HY_ZONE_DP_OUTBOUNDS) && im->nprotos && calls_protos(im, &p))
+        what |= HY_ZONE_DP_OUTBOUNDS;
+    if (!(what & HY_ZONE_DP_OUTBOUNDS) && transparent_touched(im, dp))
         what |= HY_ZONE_DP_OUTBOUNDS;
     return what;
 }

@@ -1721,7 +1721,7 @@ static void test_completion_script(void **state)
         {"hyphactl apply --dr", "--dry-run"},
         {"hyphactl config control-planes add --ove", "--overwrite"},
         {"hyphactl completion ''", "bash"},
-        {"hyphactl inspect ''", "zones dataplanes zoneingresses dataplane"},
+        {"hyphactl inspect ''", "zones dataplanes services zoneingresses dataplane"},
         {"hyphactl inspect dataplane backend-1 --type ''", "rules policies config stats"},
         {"hyphactl explain --from web-1 --t", "--to"},
         {"hyphactl explain --m", "--mesh"},

@@ -1,0 +1,1 @@
+hy_unit_test(test_vip LIBS hypha-common)
