@@ -5,7 +5,9 @@
  * sent to an endpoint picked for it over the pooled HTTP/2 hop, tried
  * again as MeshRetry says within MeshTimeout's requestTimeout, and its
  * response written back as HTTP/1.1. An upgrade (WebSocket, CONNECT)
- * becomes a byte tunnel over one HTTP/2 stream. */
+ * becomes a byte tunnel over one HTTP/2 stream. An http2/grpc outbound
+ * whose app opens with HTTP/2's preface (h2c, prior knowledge) is handed
+ * to l7_front.c. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +55,8 @@ struct hy_l7_down {
     bool busy, keep, http10, close_after, draining, gone;
     bool parsing;      /* inside hy_h1_feed: its callbacks must not feed it again */
     bool flush_queued; /* in lw->downs */
+    bool sniff;        /* an http2/grpc outbound: until the first bytes say h2c or HTTP/1.1 */
+    struct hy_l7_front *front; /* h2c: everything goes there */
     struct hy_l7_down *flush_next;
     struct hy_buf out;    /* for the app, written at the end of the loop turn */
     uv_timer_t timer;     /* requestTimeout, or the drain after a refusal */
@@ -72,9 +76,16 @@ static uint64_t now_of(struct hy_l7_down *d)
     return uv_now(&d->lw->w->base.loop);
 }
 
+static bool grpc_of(const struct ex *e)
+{
+    return e->svc && e->svc->o->protocol && !strcmp(e->svc->o->protocol, "grpc");
+}
+
 static const Hypha__V1__DpHttpRetry *retry_of(const struct ex *e)
 {
-    return e->svc ? e->svc->o->http_retry : NULL;
+    if (!e->svc)
+        return NULL;
+    return grpc_of(e) ? e->svc->o->grpc_retry : e->svc->o->http_retry;
 }
 
 /* ----- writing to the app ----- */
@@ -162,6 +173,7 @@ static void ex_reset(struct ex *e)
 {
     hy_http_head_fini(&e->req);
     hy_http_head_fini(&e->cs.resp);
+    hy_http_head_fini(&e->cs.trailers);
     hy_buf_fini(&e->body);
     hy_l7_cfg_unref(e->cfg);
     memset(e, 0, sizeof(*e));
@@ -297,7 +309,7 @@ static bool maybe_retry(struct hy_l7_down *d, enum hy_l7_try_end end)
     if (!r || !e->replay || e->tunnel || d->c->closing || d->lw->w->base.stopped)
         return false;
     struct hy_l7_outcome o = {.end = end, .resp = end == HY_L7_TRY_RESPONSE ? &e->cs.resp : NULL};
-    if (!hy_l7_retry_should(r, false, &e->req, &o, e->tries))
+    if (!hy_l7_retry_should(r, grpc_of(e), &e->req, &o, e->tries))
         return false;
     const Hypha__V1__DpOutbound *ob = e->svc->o;
     struct hy_px_route *rt = e->svc->a->l->route;
@@ -553,6 +565,7 @@ struct mirror {
 static void mirror_free(struct mirror *m)
 {
     hy_http_head_fini(&m->cs.resp);
+    hy_http_head_fini(&m->cs.trailers);
     hy_buf_fini(&m->body);
     free(m);
 }
@@ -815,9 +828,47 @@ static void parse(struct hy_l7_down *d)
     }
 }
 
+/* An http2/grpc outbound's first bytes: HTTP/2's preface makes the
+ * connection h2c (l7_front.c), anything else is HTTP/1.1. True when they
+ * were handled (kept until there are enough, or given to the front). */
+static bool sniff(struct hy_l7_down *d, const uint8_t *p, size_t n)
+{
+    static const char magic[] = NGHTTP2_CLIENT_MAGIC;
+    struct hy_px_conn *c = d->c;
+    if (hy_buf_append(&d->in, p, n) < 0) {
+        hy_px_conn_close(c, "error", "out of memory");
+        return true;
+    }
+    size_t k = d->in.len < NGHTTP2_CLIENT_MAGIC_LEN ? d->in.len : NGHTTP2_CLIENT_MAGIC_LEN;
+    if (memcmp(d->in.data, magic, k) != 0) { /* HTTP/1.1 */
+        d->sniff = false;
+        parse(d);
+        return true;
+    }
+    if (k < NGHTTP2_CLIENT_MAGIC_LEN)
+        return true;
+    d->sniff = false;
+    d->front = hy_l7_front_new(d->lw, c);
+    if (!d->front) {
+        hy_px_conn_close(c, "error", "out of memory");
+        return true;
+    }
+    struct hy_buf in = d->in;
+    memset(&d->in, 0, sizeof(d->in));
+    hy_l7_front_data(d->front, (const uint8_t *)in.data, (ssize_t)in.len);
+    hy_buf_fini(&in);
+    return true;
+}
+
 void hy_l7_down_data(struct hy_px_conn *c, const uint8_t *p, ssize_t n)
 {
     struct hy_l7_down *d = down_of(c);
+    if (d->front) {
+        hy_l7_front_data(d->front, p, n);
+        return;
+    }
+    if (d->sniff && n > 0 && sniff(d, p, (size_t)n))
+        return;
     if (n < 0) {
         if (d->draining || (!d->busy && d->in.len == 0)) {
             hy_px_conn_close(c, "ok", NULL);
@@ -849,6 +900,8 @@ void hy_l7_down_written(struct hy_px_conn *c)
 {
     struct hy_l7_down *d = down_of(c);
     struct ex *e = &d->ex;
+    if (d->front)
+        return;
     if (d->busy && e->unconsumed && e->cs.h2 &&
         hy_agent_side_queued(&c->down) <= HY_AGENT_LOW_WATER) {
         hy_l7_h2_consume(e->cs.h2, e->cs.id, e->unconsumed);
@@ -876,6 +929,8 @@ void hy_l7_down_start(struct hy_px_conn *c)
     uv_timer_init(&c->w->base.loop, &d->try_timer);
     d->timer.data = d;
     d->try_timer.data = d;
+    struct hy_l7_svc *svc = lw->cfg ? hy_l7_cfg_port(lw->cfg, c->l->port) : NULL;
+    d->sniff = svc && hy_l7_h2c_protocol(svc->o->protocol);
     c->l7 = d;
     hy_px_conn_relay(c);
 }
@@ -883,6 +938,8 @@ void hy_l7_down_start(struct hy_px_conn *c)
 void hy_l7_down_closed(struct hy_px_conn *c)
 {
     struct hy_l7_down *d = down_of(c);
+    hy_l7_front_free(d->front);
+    d->front = NULL;
     if (d->flush_queued) { /* out of the worker's list */
         struct hy_l7_down **p = &d->lw->downs;
         while (*p != d)

@@ -289,6 +289,17 @@ void hy_l7_down_free(struct hy_px_conn *c);
 /* Writes what every app connection gathered in this loop turn. */
 void hy_l7_down_flush_all(struct hy_l7_worker *lw);
 
+/* ----- outbound: the app's h2c (l7_front.c) ----- */
+
+struct hy_l7_front;
+/* An h2c server session on the app's connection c (l7_down.c's, which
+ * saw HTTP/2's preface). NULL: no memory. */
+struct hy_l7_front *hy_l7_front_new(struct hy_l7_worker *lw, struct hy_px_conn *c);
+/* Bytes from the app (n < 0: its end). 0, or < 0 when c was closed. */
+int hy_l7_front_data(struct hy_l7_front *f, const uint8_t *p, ssize_t n);
+/* c closes: the streams end (logged), the session goes. NULL: nothing. */
+void hy_l7_front_free(struct hy_l7_front *f);
+
 /* ----- inbound (l7_in.c) ----- */
 
 void hy_l7_in_start(struct hy_px_conn *c);
@@ -363,9 +374,16 @@ struct hy_l7_hc {
     struct hy_l7_cfg *cfg; /* a reference: svc's */
     const struct hy_l7_svc *svc;
     struct hy_l7_cs cs;
+    struct hy_buf req, body; /* grpc: the request's message, the answer's */
+    size_t req_off;
     uv_timer_t timer;
     bool done;
 };
+/* The ServingStatus in one gRPC message (flag, length, then
+ * grpc.health.v1.HealthCheckResponse) of n bytes at p: 0 UNKNOWN (also
+ * when absent), 1 SERVING, 2 NOT_SERVING, 3 SERVICE_UNKNOWN; -1 when it
+ * is not one well-formed message. Cannot fail otherwise. */
+int hy_l7_hc_grpc_status(const uint8_t *p, size_t n);
 /* Frees a check that is not (or no longer) running. Any thread. */
 void hy_l7_hc_free(struct hy_proxy *p, struct hy_l7_hc *hc);
 /* Runs the checks queued on p->hc_queue. Worker thread. */
