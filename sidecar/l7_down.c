@@ -29,6 +29,7 @@ struct ex {
     struct hy_l7_svc *front, *svc;
     int route;
     struct hy_http_head req;
+    struct hy_http_head req_trailers; /* a chunked request's, for the callee */
     struct hy_buf body;             /* request body from body_base on */
     size_t body_base;               /* bytes dropped from the front (sent, not replayable) */
     size_t sent;                    /* absolute offset the try under way has sent up to */
@@ -172,6 +173,7 @@ static void parse(struct hy_l7_down *d);
 static void ex_reset(struct ex *e)
 {
     hy_http_head_fini(&e->req);
+    hy_http_head_fini(&e->req_trailers);
     hy_http_head_fini(&e->cs.resp);
     hy_http_head_fini(&e->cs.trailers);
     hy_buf_fini(&e->body);
@@ -366,6 +368,7 @@ static void try_start(struct hy_l7_down *d)
         return;
     }
     e->sent = e->body_base;
+    e->cs.req_trailers = &e->req_trailers;
     if (hy_l7_h2_submit(h2, &e->cs, &e->req, e->has_body) < 0) {
         try_failed(d, HY_L7_TRY_RESET, "the request cannot be sent as HTTP/2");
         return;
@@ -508,10 +511,11 @@ static void ex_end(struct hy_l7_cs *cs)
 {
     struct hy_l7_down *d = down_of_cs(cs);
     struct ex *e = &d->ex;
-    if (e->chunked) {
+    if (e->chunked) { /* with the callee's trailers, when they can be written */
         struct hy_buf b = {0};
-        if (hy_h1_write_last_chunk(&b, NULL) == 0)
-            down_write(d, b.data, b.len);
+        if (!cs->trailers.n || hy_h1_write_last_chunk(&b, &cs->trailers) < 0)
+            hy_h1_write_last_chunk(&b, NULL);
+        down_write(d, b.data, b.len);
         hy_buf_fini(&b);
     }
     if (e->tunnel) {
@@ -756,9 +760,13 @@ static int on_end(void *u, struct hy_http_head *trailers)
 {
     struct hy_l7_down *d = u;
     struct ex *e = &d->ex;
-    (void)trailers;
     if (!d->busy)
         return 0;
+    if (trailers && trailers->n) { /* sent after the body (l7_h2.c reads them at its end) */
+        hy_http_head_fini(&e->req_trailers);
+        e->req_trailers = *trailers;
+        memset(trailers, 0, sizeof(*trailers));
+    }
     e->req_end = true;
     if (e->cs.h2)
         hy_l7_h2_resume(&e->cs);

@@ -93,7 +93,7 @@ static int ss_field(void *u, const uint8_t *name, size_t nlen, const uint8_t *va
                     bool trailer)
 {
     struct hy_l7_ss *ss = u;
-    if (trailer) { /* kept for an h2c app; HTTP/1.1 apps get none */
+    if (trailer) { /* for the app: after an h2c stream's body, or a chunked body's */
         if (hy_http_head_add(&ss->req_trailers, (const char *)name, nlen, (const char *)value,
                              vlen) < 0)
             ss->bad = "too many or too large trailer fields";
@@ -291,9 +291,14 @@ static void app_done(struct hy_l7_ss *ss, bool keep)
         hy_l7_app_release(a, keep);
 }
 
-static void app_end(void *u)
+static void app_end(void *u, struct hy_http_head *trailers)
 {
     struct hy_l7_ss *ss = u;
+    if (trailers && trailers->n) { /* the caller gets them after the body */
+        hy_http_head_fini(&ss->resp_trailers);
+        ss->resp_trailers = *trailers;
+        memset(trailers, 0, sizeof(*trailers));
+    }
     ss->resp_end = true;
     resume(ss);
     if (!ss->fault.bandwidth_bytes_per_s) /* else its tick still paces what is left */
@@ -500,7 +505,8 @@ static void forward(struct hy_l7_ss *ss, bool fresh)
     }
     if (ss->req_end && ss->chunked) {
         struct hy_buf e = {0};
-        hy_h1_write_last_chunk(&e, NULL);
+        if (!ss->req_trailers.n || hy_h1_write_last_chunk(&e, &ss->req_trailers) < 0)
+            hy_h1_write_last_chunk(&e, NULL);
         hy_l7_app_write(a, e.data, e.len);
         hy_buf_fini(&e);
     }
@@ -663,10 +669,11 @@ void hy_l7_ss_end(struct hy_l7_ss *ss)
         hy_l7_app_shut(ss->app);
         return;
     }
-    if (ss->app && ss->chunked) {
+    if (ss->app && ss->chunked) { /* with the caller's trailers, when they can be written */
         struct hy_buf e = {0};
-        if (hy_h1_write_last_chunk(&e, NULL) == 0)
-            hy_l7_app_write(ss->app, e.data, e.len);
+        if (!ss->req_trailers.n || hy_h1_write_last_chunk(&e, &ss->req_trailers) < 0)
+            hy_h1_write_last_chunk(&e, NULL);
+        hy_l7_app_write(ss->app, e.data, e.len);
         hy_buf_fini(&e);
     }
 }

@@ -335,7 +335,9 @@ struct hy_l7_app_ops {
     void (*connected)(void *u, int status);
     int (*head)(void *u, struct hy_http_head *h, bool body);
     int (*body)(void *u, const uint8_t *p, size_t n);
-    void (*end)(void *u);
+    /* The response ended; trailers (a chunked response's; may be moved
+     * out) or NULL. */
+    void (*end)(void *u, struct hy_http_head *trailers);
     /* The connection failed or closed before the response ended. */
     void (*fail)(void *u, int status, const char *why);
     void (*written)(void *u); /* its write queue went down */

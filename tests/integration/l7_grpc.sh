@@ -232,8 +232,13 @@ hy_check "and backend-1 takes calls again" hy_wait_for 10 b1_again
 pol_delete "$W_ADMIN" meshhealthcheck web-grpc-hc
 
 # an HTTP/1.1 caller of the grpc outbound still goes the HTTP/1.1 way (the inbound's h2c app answers)
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/grpc' --data-binary @/dev/null "http://127.0.0.1:$OUT/test.Echo/Unary")
-hy_eq "an HTTP/1.1 POST to the grpc outbound is answered by b1 (through h2c at the far end)" 200 "$code"
+curl -s --raw -D "$HY_TMP/h1-head" -o "$HY_TMP/h1-body" -X POST -H 'content-type: application/grpc' \
+    --data-binary @/dev/null "http://127.0.0.1:$OUT/test.Echo/Unary"
+hy_check "an HTTP/1.1 POST to the grpc outbound is answered by b1 (through h2c at the far end)" \
+    grep -q "^HTTP/1.1 200" "$HY_TMP/h1-head"
+hy_check "chunked" grep -qi "^transfer-encoding: chunked" "$HY_TMP/h1-head"
+hy_check "its trailers (grpc-status, grpc-message) after the last chunk" \
+    "$PY" -c 'import sys; sys.exit(not open(sys.argv[1], "rb").read().endswith(b"\r\n0\r\ngrpc-status: 0\r\ngrpc-message: ok\r\n\r\n"))' "$HY_TMP/h1-body"
 
 hy_check "SIGTERM stops web-1 cleanly" hy_stop "$W_PID"
 hy_check "no sanitizer report" bash -c "! grep -q 'Sanitizer' '$HY_TMP'/*.log*"
