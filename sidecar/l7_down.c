@@ -30,10 +30,10 @@ struct ex {
     int route;
     struct hy_http_head req;
     struct hy_http_head req_trailers; /* a chunked request's, for the callee */
-    struct hy_buf body;             /* request body from body_base on */
-    size_t body_base;               /* bytes dropped from the front (sent, not replayable) */
-    size_t sent;                    /* absolute offset the try under way has sent up to */
-    bool req_end, replay, has_body; /* the request ended; its body is all kept; it has one */
+    struct hy_buf body;               /* request body from body_base on */
+    size_t body_base;                 /* bytes dropped from the front (sent, not replayable) */
+    size_t sent;                      /* absolute offset the try under way has sent up to */
+    bool req_end, replay, has_body;   /* the request ended; its body is all kept; it has one */
     bool resp_started, chunked, close_delim, upgrade, tunnel, head_method;
     bool retrying, count_req, count_retry;
     unsigned tries, status;

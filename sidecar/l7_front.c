@@ -29,7 +29,7 @@ struct hy_l7_front {
 
 /* One request from the app and its tries. */
 struct fs {
-    struct hy_l7_cs cs; /* the try under way */
+    struct hy_l7_cs cs;    /* the try under way */
     struct hy_l7_front *f; /* NULL once the connection is gone */
     int32_t id;
     struct fs *prev, *next;
@@ -132,8 +132,8 @@ static void finish(struct fs *s)
 
 /* ----- the response on the app's stream ----- */
 
-static ssize_t provider(nghttp2_session *ss, int32_t id, uint8_t *buf, size_t len,
-                        uint32_t *flags, nghttp2_data_source *src, void *u)
+static ssize_t provider(nghttp2_session *ss, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                        nghttp2_data_source *src, void *u)
 {
     (void)ss;
     (void)id;
@@ -186,15 +186,21 @@ static void submit(struct fs *s, const struct hy_http_head *h, bool body)
 static unsigned grpc_code(unsigned st)
 {
     switch (st) {
-    case 400: return 13; /* INTERNAL */
-    case 401: return 16; /* UNAUTHENTICATED */
-    case 403: return 7;  /* PERMISSION_DENIED */
-    case 404: return 12; /* UNIMPLEMENTED */
+    case 400:
+        return 13; /* INTERNAL */
+    case 401:
+        return 16; /* UNAUTHENTICATED */
+    case 403:
+        return 7; /* PERMISSION_DENIED */
+    case 404:
+        return 12; /* UNIMPLEMENTED */
     case 429:
     case 502:
     case 503:
-    case 504: return 14; /* UNAVAILABLE */
-    default: return 2;   /* UNKNOWN */
+    case 504:
+        return 14; /* UNAVAILABLE */
+    default:
+        return 2; /* UNKNOWN */
     }
 }
 
@@ -608,7 +614,7 @@ static ssize_t fs_read(void *u, uint8_t *buf, size_t len, uint32_t *flags)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* responses use their own provider */
 }
 
-static const struct hy_l7_sops front_sops = {fs_new,  fs_field,  fs_head, fs_data,
+static const struct hy_l7_sops front_sops = {fs_new, fs_field,  fs_head, fs_data,
                                              fs_end, fs_closed, fs_read};
 
 /* ----- the connection ----- */

@@ -109,7 +109,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *u)
     struct hy_l7_h2 *h2 = u;
     if (h2->kind != HY_L7_SERVER || !is_request_headers(f))
         return 0;
-    void *ss = h2->sops->new(h2, f->hd.stream_id);
+    void *ss = h2->sops->new (h2, f->hd.stream_id);
     if (!ss)
         return nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id,
                                          NGHTTP2_INTERNAL_ERROR) == 0

@@ -220,9 +220,8 @@ static const Hypha__V1__DpEndpoint *endpoint_of(const struct hy_l7_svc *svc, con
 static void start(struct hy_l7_worker *lw, struct hy_l7_hc *hc)
 {
     struct hy_l7_svc *svc = hy_l7_cfg_port(lw->cfg, hc->t.port);
-    const Hypha__V1__DpEndpoint *e = svc && (svc->o->health_http_path || svc->o->health_grpc)
-                                         ? endpoint_of(svc, hc->key)
-                                         : NULL;
+    const Hypha__V1__DpEndpoint *e =
+        svc && (svc->o->health_http_path || svc->o->health_grpc) ? endpoint_of(svc, hc->key) : NULL;
     if (!e) { /* the worker's config no longer has it: nothing to count */
         hy_l7_hc_free(lw->w->p, hc);
         return;

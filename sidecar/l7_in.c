@@ -761,5 +761,5 @@ static ssize_t ss_read(void *u, uint8_t *buf, size_t len, uint32_t *flags)
     return hy_l7_ss_read(u, buf, len, flags);
 }
 
-const struct hy_l7_sops hy_l7_in_sops = {ss_new, ss_field, ss_head, ss_data, ss_end, ss_closed,
-                                         ss_read};
+const struct hy_l7_sops hy_l7_in_sops = {ss_new, ss_field,  ss_head, ss_data,
+                                         ss_end, ss_closed, ss_read};

@@ -163,8 +163,8 @@ struct hy_l7_wire {
 struct hy_l7_ss; /* a server stream (l7_in.c) */
 
 struct hy_l7_h2 {
-    enum hy_l7_kind kind; /* first: c->l7 points here (the TLS wire) */
-    struct hy_px_conn *c; /* the TLS wire's, the front's (the app's connection); else NULL */
+    enum hy_l7_kind kind;   /* first: c->l7 points here (the TLS wire) */
+    struct hy_px_conn *c;   /* the TLS wire's, the front's (the app's connection); else NULL */
     struct hy_l7_wire wire; /* write NULL: c's TLS */
     const struct hy_l7_sops *sops; /* server: its streams' handler */
     struct hy_l7_worker *lw;

@@ -86,8 +86,8 @@ static void health_response(void **state)
     static const uint8_t cut_varint[] = {0, 0, 0, 0, 2, 0x08, 0x81};
     static const uint8_t cut_string[] = {0, 0, 0, 0, 3, 0x12, 0x09, 'x'};
     static const uint8_t bad_wire[] = {0, 0, 0, 0, 1, 0x0b};
-    static const uint8_t long_varint[] = {0, 0, 0, 0, 12, 0x08, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                          0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    static const uint8_t long_varint[] = {0,    0,    0,    0,    12,   0x08, 0xff, 0xff, 0xff,
+                                          0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
     assert_int_equal(status_of(compressed, sizeof(compressed)), -1);
     assert_int_equal(status_of(short_len, sizeof(short_len)), -1);
     assert_int_equal(status_of(cut_varint, sizeof(cut_varint)), -1);
