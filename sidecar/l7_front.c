@@ -46,6 +46,7 @@ struct fs {
     size_t down_off;
     bool head_done, req_end, replay, has_body, answered, resp_end, closed, logged;
     bool retrying, count_req, count_retry, grpc_req;
+    bool reported; /* the try under way is reported to outlier detection */
     unsigned tries, status, handles;
     size_t ep_index;
     bool has_ep;
@@ -204,6 +205,28 @@ static unsigned grpc_code(unsigned st)
     }
 }
 
+/* The HTTP status a gRPC status stands for (Envoy's grpcToHttpStatus),
+ * for outlier detection: a gRPC failure answers 200. */
+static unsigned grpc_http(const char *code)
+{
+    static const unsigned map[] = {200, 499, 500, 400, 504, 404, 409, 403, 429,
+                                   400, 409, 400, 501, 500, 503, 500, 401};
+    char *end;
+    unsigned long c = strtoul(code, &end, 10);
+    return *code && !*end && c < sizeof(map) / sizeof(map[0]) ? map[c] : 500;
+}
+
+/* Outlier detection hears how the try ended: a gRPC answer by its
+ * grpc-status (head or trailers), as Envoy's router reports it. */
+static void report(struct fs *s, const struct hy_http_head *h, unsigned status)
+{
+    if (s->reported)
+        return;
+    s->reported = true;
+    const char *gs = s->grpc_req && h ? hy_http_head_get(h, "grpc-status") : NULL;
+    hy_l7_outlier(s->lw, s->svc, s->ep_index, HY_L7_OUT_RESPONSE, gs ? grpc_http(gs) : status);
+}
+
 /* Answers s here: status and a one-line body; a gRPC request gets a
  * trailers-only answer with grpc-status and grpc-message instead. */
 static void local_answer(struct fs *s, unsigned status, const char *result, const char *why,
@@ -331,6 +354,7 @@ static void try_start(struct fs *s)
         return;
     }
     s->sent = s->body_base;
+    s->reported = false;
     s->cs.req_trailers = &s->req_trailers;
     if (hy_l7_h2_submit(h2, &s->cs, &s->req, s->has_body) < 0) {
         try_failed(s, HY_L7_TRY_RESET, "the request cannot be sent as HTTP/2");
@@ -370,7 +394,9 @@ static void cs_head(struct hy_l7_cs *cs, bool end)
     struct fs *s = (struct fs *)cs;
     s->up_ms = now_of(s);
     uv_timer_stop(&s->try_timer);
-    hy_l7_outlier(s->lw, s->svc, s->ep_index, HY_L7_OUT_RESPONSE, cs->resp.status);
+    /* a gRPC answer's verdict may wait for its trailers */
+    if (!s->grpc_req || end || cs->resp.status != 200 || hy_http_head_get(&cs->resp, "grpc-status"))
+        report(s, &cs->resp, cs->resp.status);
     if (maybe_retry(s, HY_L7_TRY_RESPONSE)) {
         hy_l7_h2_cancel(cs);
         return;
@@ -397,6 +423,7 @@ static void cs_data(struct hy_l7_cs *cs, const uint8_t *p, size_t n)
 static void cs_end(struct hy_l7_cs *cs)
 {
     struct fs *s = (struct fs *)cs;
+    report(s, &cs->trailers, cs->resp.status); /* no grpc-status there: the head's status */
     hy_http_head_fini(&s->resp_trailers);
     s->resp_trailers = cs->trailers;
     memset(&cs->trailers, 0, sizeof(cs->trailers));
@@ -411,6 +438,7 @@ static void cs_fail(struct hy_l7_cs *cs, enum hy_l7_try_end why)
     if (s->closed || s->logged)
         return;
     uv_timer_stop(&s->try_timer);
+    s->reported = true;
     hy_l7_outlier(s->lw, s->svc, s->ep_index,
                   why == HY_L7_TRY_CONNECT_FAILURE ? HY_L7_OUT_CONNECT_FAILED
                   : why == HY_L7_TRY_TIMEOUT       ? HY_L7_OUT_TIMEOUT

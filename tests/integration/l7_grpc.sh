@@ -194,6 +194,31 @@ hy_check "logged as one" grep -q "path=/test.Echo/Unary status=504 .*result=time
 hy_eq "a quick call still works" "grpc-status=0" "$(call "$OUT" -H x-sleep-ms:10 | grep -o 'grpc-status=[0-9]*')"
 pol_delete "$W_ADMIN" meshtimeout web-grpc-timeout
 
+# MeshCircuitBreaker outlierDetection: gRPC failures count by their grpc-status
+# (UNAVAILABLE as a 503, as Envoy maps it), in trailers-only answers and in trailers
+pol_apply "$W_ADMIN" <<'YAML'
+type: MeshCircuitBreaker
+mesh: default
+name: web-grpc-outlier
+spec:
+  targetRef: {kind: MeshService, name: web}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default:
+        outlierDetection:
+          disabled: false
+          detectors:
+            totalFailures: {consecutive: 3}
+YAML
+ej0=$(hy_metric "$W_ADMIN" hypha_dp_http_ejections_total)
+call "$OUT" --count=5 >/dev/null
+hy_eq "5 calls answered OK (HTTP 200, grpc-status 0) eject nothing" "$ej0" "$(hy_metric "$W_ADMIN" hypha_dp_http_ejections_total)"
+call "$OUT" --count=3 -H x-status:14 >/dev/null
+hy_check "3 UNAVAILABLEs in a row (HTTP 200 each) eject backend-1" \
+    test "$(hy_metric "$W_ADMIN" hypha_dp_http_ejections_total)" -gt "$ej0"
+hy_check "and the sidecar says so" grep -q "endpoint 127.0.0.1:$B_PORT ejected" "$W_LOG"
+pol_delete "$W_ADMIN" meshcircuitbreaker web-grpc-outlier
+
 # MeshHealthCheck grpc: NOT_SERVING takes backend-1 out (backend-2 beside it: with
 # every endpoint unhealthy the sidecar would still use them all, as Envoy's panic mode)
 B3_PORT=$(hy_free_ports 4)
