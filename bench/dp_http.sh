@@ -14,8 +14,11 @@
 # a new connection per request (wrk, Connection: close); fixed 1k and 10k
 # req/s (h2load --h1 --rps; p50, p99); gRPC-like unary calls over
 # cleartext HTTP/2 (h2load, prior knowledge) to nginx's `listen ... http2`
-# (the hypha backend tagged kuma.io/protocol: http2); the pairs' CPU and
-# RSS. Afterwards it reads hypha_dp_http_requests_total from the caller
+# (the hypha backend tagged kuma.io/protocol: http2); gRPC unary calls
+# (h2load POSTs of one 10-byte gRPC message over cleartext HTTP/2) to
+# nghttpd answering one message and a grpc-status trailer (the hypha
+# backend tagged kuma.io/protocol: grpc, h2c to the app); the pairs' CPU
+# and RSS. Afterwards it reads hypha_dp_http_requests_total from the caller
 # sidecar's admin /metrics and fails (writing nothing) when the hypha
 # column did not go through the HTTP path. Rewrites the results:dp_http
 # section of bench/README.md.
@@ -34,7 +37,8 @@
 #                    HTTP/1.1 connections)
 #   --keep-going     run every row even when a first request finds no HTTP path
 #                    in hypha-dp (the final check still fails)
-# Installs missing Debian packages (wrk, nghttp2-client for h2load, nginx, haproxy...) when run as root.
+# Installs missing Debian packages (wrk, nghttp2-client for h2load, nghttp2-server for
+# nghttpd, nginx, haproxy...) when run as root.
 set -euo pipefail
 
 write=1
@@ -54,7 +58,7 @@ while [ $# -gt 0 ]; do
     --haproxy-hop) hop=${2:?}; shift ;;
     --keep-going) keep_going=1 ;;
     -h | --help)
-        sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -89,7 +93,7 @@ if [ -n "$bin" ]; then
 fi
 
 # shellcheck disable=SC2086
-hy_install_packages $HY_BUILD_PACKAGES libcmocka-dev curl jq openssl wrk nghttp2-client nginx haproxy
+hy_install_packages $HY_BUILD_PACKAGES libcmocka-dev curl jq openssl wrk nghttp2-client nghttp2-server nginx haproxy
 if [ -z "$bin" ]; then
     dp_build build-bench
     src=$root
@@ -110,6 +114,19 @@ METRIC=hypha_dp_http_requests_total
 
 # ---- the app: nginx, HTTP/1.1 on NGINX_PORT and cleartext HTTP/2 on NGINX_H2_PORT
 dp_start_nginx --h2
+# ---- the gRPC app: nghttpd over h2c, one 10-byte gRPC message for any
+# call to /unary, then the trailer grpc-status: 0 (a unary call's shape)
+GRPC_PORT=$(hy_free_port)
+mkdir -p "$tmp/grpc"
+printf '\0\0\0\0\5hello' >"$tmp/grpc/unary"
+printf '\0\0\0\0\5hello' >"$tmp/grpc-req.bin"
+nghttpd --no-tls --trailer='grpc-status: 0' -d "$tmp/grpc" "$GRPC_PORT" >"$tmp/nghttpd.log" 2>&1 &
+pids+=($!)
+grpc_call() { # PORT: one unary call, prior knowledge
+    curl -sf --http2-prior-knowledge -X POST -H 'content-type: application/grpc' \
+        --data-binary @"$tmp/grpc-req.bin" -o /dev/null "http://127.0.0.1:$1/unary"
+}
+wait_for 10 grpc_call "$GRPC_PORT"
 
 # ---- hypha: a standalone zone and three backends' sidecars, two callers'
 #   web-1 -> backend-1     (backend, kuma.io/protocol: http)      the L7 pair
@@ -119,16 +136,19 @@ dp_start_zone
 dp_mtp web-to-backend backend web Allow
 dp_mtp web-to-backend-h2 backend-h2 web Allow
 dp_mtp web-tcp-to-backend-tcp backend-tcp web-tcp Allow
-W_OUT=$(hy_free_port) W_OUT_H2=$(hy_free_port) T_OUT=$(hy_free_port)
+dp_mtp web-to-backend-grpc backend-grpc web Allow
+W_OUT=$(hy_free_port) W_OUT_H2=$(hy_free_port) W_OUT_GRPC=$(hy_free_port) T_OUT=$(hy_free_port)
 dp_dataplane backend-1 "in:$(hy_free_port):$NGINX_PORT:backend:http" >"$tmp/backend-1.yaml"
 dp_dataplane backend-h2-1 "in:$(hy_free_port):$NGINX_H2_PORT:backend-h2:http2" >"$tmp/backend-h2-1.yaml"
 dp_dataplane backend-tcp-1 "in:$(hy_free_port):$NGINX_PORT:backend-tcp" >"$tmp/backend-tcp-1.yaml"
+dp_dataplane backend-grpc-1 "in:$(hy_free_port):$GRPC_PORT:backend-grpc:grpc" >"$tmp/backend-grpc-1.yaml"
 dp_dataplane web-1 "in:$(hy_free_port):$(hy_free_port):web" \
-    "out:$W_OUT:backend" "out:$W_OUT_H2:backend-h2" >"$tmp/web-1.yaml"
+    "out:$W_OUT:backend" "out:$W_OUT_H2:backend-h2" "out:$W_OUT_GRPC:backend-grpc" >"$tmp/web-1.yaml"
 dp_dataplane web-tcp-1 "in:$(hy_free_port):$(hy_free_port):web-tcp" "out:$T_OUT:backend-tcp" >"$tmp/web-tcp-1.yaml"
 dp_start_sidecar backend-1 "$tmp/backend-1.yaml" hypha.io/service=backend
 dp_start_sidecar backend-h2-1 "$tmp/backend-h2-1.yaml" hypha.io/service=backend-h2
 dp_start_sidecar backend-tcp-1 "$tmp/backend-tcp-1.yaml" hypha.io/service=backend-tcp
+dp_start_sidecar backend-grpc-1 "$tmp/backend-grpc-1.yaml" hypha.io/service=backend-grpc
 dp_start_sidecar web-1 "$tmp/web-1.yaml" hypha.io/service=web
 dp_start_sidecar web-tcp-1 "$tmp/web-tcp-1.yaml" hypha.io/service=web-tcp
 wait_for 20 curl -sf "http://127.0.0.1:$W_OUT/small"
@@ -137,6 +157,8 @@ wait_for 20 curl -sf "http://127.0.0.1:$W_OUT/small"
 h2_broken=""
 wait_for 20 curl -sf --http2-prior-knowledge "http://127.0.0.1:$W_OUT_H2/small" || h2_broken=1
 wait_for 20 curl -sf "http://127.0.0.1:$T_OUT/small"
+grpc_broken=""
+wait_for 20 grpc_call "$W_OUT_GRPC" || grpc_broken=1
 
 # l7_count SIDECAR: its hypha_dp_http_requests_total summed, "absent" when
 # it exports none; waits up to 2 s for a count to show (metrics may be
@@ -170,6 +192,7 @@ esac
 # ---- haproxy: the same shape in HTTP mode, mTLS with its own CA
 dp_pki
 H_OUT=$(hy_free_port) H_OUT_H2=$(hy_free_port) H_IN=$(hy_free_port) H_IN_H2=$(hy_free_port)
+H_OUT_GRPC=$(hy_free_port) H_IN_GRPC=$(hy_free_port)
 peer_tls="ssl crt $pki/client.pem ca-file $pki/ca.pem verify required sni str(server)"
 hop_alpn=$([ "$hop" = h2 ] && echo "alpn h2" || echo "alpn http/1.1")
 {
@@ -187,6 +210,12 @@ backend peer
 backend peer_h2
     http-reuse always
     server peer 127.0.0.1:$H_IN_H2 $peer_tls alpn h2
+frontend outbound_grpc
+    bind 127.0.0.1:$H_OUT_GRPC proto h2
+    default_backend peer_grpc
+backend peer_grpc
+    http-reuse always
+    server peer 127.0.0.1:$H_IN_GRPC $peer_tls alpn h2
 EOF
 } >"$tmp/haproxy-out.cfg"
 {
@@ -204,6 +233,12 @@ backend app
 backend app_h2
     http-reuse always
     server app 127.0.0.1:$NGINX_H2_PORT proto h2
+frontend inbound_grpc
+    bind 127.0.0.1:$H_IN_GRPC ssl crt $pki/server.pem ca-file $pki/ca.pem verify required alpn h2
+    default_backend app_grpc
+backend app_grpc
+    http-reuse always
+    server app 127.0.0.1:$GRPC_PORT proto h2
 EOF
 } >"$tmp/haproxy-in.cfg"
 for side in out in; do
@@ -211,17 +246,20 @@ for side in out in; do
 done
 wait_for 10 curl -sf "http://127.0.0.1:$H_OUT/small"
 wait_for 10 curl -sf --http2-prior-knowledge "http://127.0.0.1:$H_OUT_H2/small"
+wait_for 10 grpc_call "$H_OUT_GRPC"
 
-# h2_run PORT: gRPC-like unary calls flat out for the row: h2load over
-# cleartext HTTP/2 (prior knowledge), $conns streams in all over
-# max(1, $conns / 8) connections; sets RPS P50 P99 (ms) and ERRS
+# h2_run PORT [PATH [H2LOAD-ARGS...]]: unary calls flat out for the row:
+# h2load over cleartext HTTP/2 (prior knowledge), $conns streams in all
+# over max(1, $conns / 8) connections, to PATH (default /small); sets RPS
+# P50 P99 (ms) and ERRS
 h2_run() {
-    local port=$1 log=$tmp/h2load-h2.log c m out
+    local port=$1 path=${2:-/small} log=$tmp/h2load-h2.log c m out
+    shift $(($# < 2 ? $# : 2))
     c=$((conns / 8)) && [ "$c" -ge 1 ] || c=1
     m=$(((conns + c - 1) / c))
     rm -f "$log"
-    out=$(timeout $((seconds + 60)) h2load -c "$c" -m "$m" -D "$seconds" --log-file="$log" \
-        "http://127.0.0.1:$port/small" 2>&1) || true
+    out=$(timeout $((seconds + 60)) h2load -c "$c" -m "$m" -D "$seconds" --log-file="$log" "$@" \
+        "http://127.0.0.1:$port$path" 2>&1) || true
     [ -f "$log" ] || : >"$log"
     RPS=$(awk -v s="$seconds" 'END {printf "%.0f", NR / s}' "$log")
     read -r P50 P99 < <(log_pcts "$log")
@@ -243,9 +281,10 @@ h2_streams() {
 paths=(direct hypha haproxy hypha-tcp)
 declare -A port=([direct]=$NGINX_PORT [hypha]=$W_OUT [haproxy]=$H_OUT [hypha-tcp]=$T_OUT)
 declare -A h2port=([direct]=$NGINX_H2_PORT [hypha]=$W_OUT_H2 [haproxy]=$H_OUT_H2)
+declare -A gport=([direct]=$GRPC_PORT [hypha]=$W_OUT_GRPC [haproxy]=$H_OUT_GRPC)
 declare -A procs=([direct]="" [hypha]="${DP_PID[web-1]} ${DP_PID[backend-1]}"
     [haproxy]="${HA_PID[out]} ${HA_PID[in]}" [hypha-tcp]="${DP_PID[web-tcp-1]} ${DP_PID[backend-tcp-1]}")
-declare -A rps p50 p99 crps cpu ccpu rss errs r1k r10k grps gp50 gp99 sent
+declare -A rps p50 p99 crps cpu ccpu rss errs r1k r10k grps gp50 gp99 qrps qp50 qp99 sent
 ticks_of() { # PATH: its pair's CPU ticks (0 for direct)
     # shellcheck disable=SC2086
     if [ -z "${procs[$1]}" ]; then echo 0; else cpu_ticks ${procs[$1]}; fi
@@ -278,6 +317,14 @@ for path in "${paths[@]}"; do
             h2_run "${h2port[$path]}"
             grps[$path]=$RPS gp50[$path]=$P50 gp99[$path]=$P99
             [ -z "$ERRS" ] || errs[$path]="${errs[$path]} h2: $ERRS"
+        fi
+        if [ "$path" = hypha ] && [ -n "$grpc_broken" ]; then
+            qrps[$path]=- qp50[$path]=- qp99[$path]=-
+            errs[$path]="${errs[$path]} grpc: the grpc-tagged backend did not answer a first call, row skipped"
+        else
+            h2_run "${gport[$path]}" /unary -d "$tmp/grpc-req.bin" -H 'content-type: application/grpc' -H 'te: trailers'
+            qrps[$path]=$RPS qp50[$path]=$P50 qp99[$path]=$P99
+            [ -z "$ERRS" ] || errs[$path]="${errs[$path]} grpc: $ERRS"
         fi
         if [ "$path" = hypha ]; then
             after_h2=$(l7_count web-1)
@@ -380,8 +427,16 @@ rate_note() { # RATE_COLUMN TARGET: a note when a path fell short of the rate
         echo "| $l | ${grps[$path]} | ${gp50[$path]} | ${gp99[$path]} |"
     done
     echo
-    echo "hypha (L7) / haproxy (http mode): keep-alive req/s $(ratio "${rps[hypha]}" "${rps[haproxy]}"), new-connection req/s $(ratio "${crps[hypha]}" "${crps[haproxy]}"), gRPC-like req/s $(ratio "${grps[hypha]}" "${grps[haproxy]}"), RSS $(ratio "${rss[hypha]}" "${rss[haproxy]}")."
-    echo "hypha (L7) / direct: keep-alive req/s $(ratio "${rps[hypha]}" "${rps[direct]}"), new-connection req/s $(ratio "${crps[hypha]}" "${crps[direct]}"), gRPC-like req/s $(ratio "${grps[hypha]}" "${grps[direct]}")."
+    echo "| gRPC unary calls, h2c (POST of one message; one message and a grpc-status trailer back, nghttpd) | req/s | p50 ms | p99 ms |"
+    echo "| --- | --- | --- | --- |"
+    for path in direct hypha haproxy; do
+        l=$(label "$path")
+        [ "$path" != hypha ] || l="hypha (grpc, L7)"
+        echo "| $l | ${qrps[$path]} | ${qp50[$path]} | ${qp99[$path]} |"
+    done
+    echo
+    echo "hypha (L7) / haproxy (http mode): keep-alive req/s $(ratio "${rps[hypha]}" "${rps[haproxy]}"), new-connection req/s $(ratio "${crps[hypha]}" "${crps[haproxy]}"), gRPC-like req/s $(ratio "${grps[hypha]}" "${grps[haproxy]}"), gRPC req/s $(ratio "${qrps[hypha]}" "${qrps[haproxy]}"), RSS $(ratio "${rss[hypha]}" "${rss[haproxy]}")."
+    echo "hypha (L7) / direct: keep-alive req/s $(ratio "${rps[hypha]}" "${rps[direct]}"), new-connection req/s $(ratio "${crps[hypha]}" "${crps[direct]}"), gRPC-like req/s $(ratio "${grps[hypha]}" "${grps[direct]}"), gRPC req/s $(ratio "${qrps[hypha]}" "${qrps[direct]}")."
     echo "haproxy (http mode) / direct: keep-alive req/s $(ratio "${rps[haproxy]}" "${rps[direct]}"), new-connection req/s $(ratio "${crps[haproxy]}" "${crps[direct]}"), gRPC-like req/s $(ratio "${grps[haproxy]}" "${grps[direct]}")."
     echo "hypha L7 / hypha TCP mode: new-connection req/s $(ratio "${crps[hypha]}" "${crps[hypha-tcp]}"), keep-alive req/s $(ratio "${rps[hypha]}" "${rps[hypha-tcp]}")."
     echo "L7 check: the caller sidecar's $METRIC is $l7_total after the run; the wrk rows completed ${sent[hypha]} requests through it, the fixed-rate$([ -z "$h2_l7" ] || echo " and gRPC-like") rows more. The TCP-mode caller's: $tcp_total."

@@ -39,6 +39,10 @@ static const char *const retry[] = {TARGET_REFS,
                                     "to.default.http.backOff.*",
                                     "to.default.http.retryOn",
                                     "to.default.http.retriableRequestHeaders.*",
+                                    "to.default.grpc.numRetries",
+                                    "to.default.grpc.perTryTimeout",
+                                    "to.default.grpc.backOff.*",
+                                    "to.default.grpc.retryOn",
                                     NULL};
 static const char *const breaker[] = {TARGET_REFS,
                                       "to.default.connectionLimits.maxConnections",
@@ -66,6 +70,9 @@ static const char *const health[] = {TARGET_REFS,
                                      "to.default.http.disabled",
                                      "to.default.http.path",
                                      "to.default.http.expectedStatuses",
+                                     "to.default.grpc.disabled",
+                                     "to.default.grpc.serviceName",
+                                     "to.default.grpc.authority",
                                      NULL};
 
 static const char *const http_route[] = {TARGET_REFS,
@@ -112,9 +119,10 @@ static const struct enforced table[] = {
      "stream-idle timeouts, stream and connection maximum durations, request-headers timeouts "
      "and inbound TCP timeouts are not there yet"},
     {"MeshRetry", retry,
-     "the sidecar retries TCP connects and HTTP requests (numRetries, perTryTimeout, backOff, "
-     "retryOn, retriableRequestHeaders); gRPC retries, rate-limited back-off, retriable "
-     "response headers and host selection are not there yet"},
+     "the sidecar retries TCP connects, HTTP requests (numRetries, perTryTimeout, backOff, "
+     "retryOn, retriableRequestHeaders) and gRPC calls (numRetries, perTryTimeout, backOff, "
+     "retryOn); rate-limited back-off, retriable response headers and host selection are not "
+     "there yet"},
     {"MeshCircuitBreaker", breaker,
      "the sidecar limits connections, pending connections, requests and retries in flight, and "
      "ejects endpoints on consecutive failures; success-rate and failure-percentage detectors, "
@@ -124,9 +132,9 @@ static const struct enforced table[] = {
      "zones; hashing, load-balancer options, local-zone affinity and failover thresholds are "
      "not there yet"},
     {"MeshHealthCheck", health,
-     "the sidecar checks by TCP connect, or by an HTTP GET of http.path (http and http2 "
-     "services); payload checks, HTTP request headers, gRPC checks, jitter and panic "
-     "thresholds are not there yet"},
+     "the sidecar checks by TCP connect, by an HTTP GET of http.path (http and http2 "
+     "services), or by grpc.health.v1 Health/Check (grpc services); payload checks, HTTP "
+     "request headers, jitter and panic thresholds are not there yet"},
     {"MeshHTTPRoute", http_route,
      "a backendRef names a whole service: the sidecar sends to every instance of it (a "
      "MeshServiceSubset's tags, ports and namespaces do not narrow it yet)"},
@@ -303,30 +311,6 @@ static void shadow_warning(const struct hy_resource *r, struct hy_diag *w)
                         "without the label with `hyphactl apply --dry-run`");
 }
 
-/* A Dataplane inbound tagged http2 or grpc: its routes, retries and
- * timeouts apply, but the hop to the app is what the sidecar's data path
- * supports today. Said once per inbound so the tag is not misread. */
-static void protocol_warning(const struct hy_resource *r, struct hy_diag *w)
-{
-    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)r->spec;
-    for (size_t i = 0; d->networking && i < d->networking->n_inbound; i++) {
-        const Hypha__V1__Dataplane__Networking__Inbound *in = d->networking->inbound[i];
-        for (size_t k = 0; k < in->n_tags; k++) {
-            const char *key = in->tags[k]->key, *v = in->tags[k]->value;
-            if (!key || strcmp(key, HY_TAG_PROTOCOL) || !v ||
-                (strcmp(v, "http2") && strcmp(v, "grpc")))
-                continue;
-            char p[96];
-            snprintf(p, sizeof(p), "networking.inbound[%zu].tags.kuma.io/protocol", i);
-            hy_diag_add(w, 0, 0, p,
-                        "%s: accepted, proxied as TCP for now: the sidecar does not speak "
-                        "HTTP/2 yet, so HTTP routes, retries, timeouts and faults do not apply "
-                        "to this service's traffic (tag it http for HTTP/1.1 apps)",
-                        v);
-        }
-    }
-}
-
 /* MeshMetric: the sidecar serves one Prometheus endpoint, the first
  * Prometheus backend's; the others are said. */
 static void metric_backends_warning(const struct hy_resource *r, struct hy_diag *w)
@@ -352,8 +336,6 @@ static void metric_backends_warning(const struct hy_resource *r, struct hy_diag 
 
 void hy_policy_warnings(const struct hy_resource *r, struct hy_diag *w)
 {
-    if (!strcmp(r->type->name, "Dataplane"))
-        protocol_warning(r, w);
     if (!strcmp(r->type->name, "MeshTrust"))
         trust_domain_warning(r, w);
     if (!strcmp(r->type->name, "MeshMetric"))

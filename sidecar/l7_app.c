@@ -98,9 +98,8 @@ static int cb_body(void *u, const uint8_t *p, size_t n)
 static int cb_end(void *u, struct hy_http_head *trailers)
 {
     struct hy_l7_app *a = u;
-    (void)trailers;
     if (a->ops)
-        a->ops->end(a->u);
+        a->ops->end(a->u, trailers);
     return 0;
 }
 

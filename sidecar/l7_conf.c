@@ -23,7 +23,12 @@ struct hy_l7_series {
 
 bool hy_px_l7_protocol(const char *protocol)
 {
-    return protocol && !strcmp(protocol, "http");
+    return protocol && (!strcmp(protocol, "http") || hy_l7_h2c_protocol(protocol));
+}
+
+bool hy_l7_h2c_protocol(const char *protocol)
+{
+    return protocol && (!strcmp(protocol, "http2") || !strcmp(protocol, "grpc"));
 }
 
 uint64_t hy_l7_random(struct hy_l7_worker *lw)
@@ -257,6 +262,7 @@ void hy_px_l7_stop(struct hy_px_worker *w)
         return;
     hy_l7_hc_stop(lw);
     hy_l7_app_stop_all(lw);
+    hy_l7_app_h2_stop_all(lw);
     hy_l7_pool_stop(lw);
     uv_close((uv_handle_t *)&lw->prepare, NULL);
 }

@@ -5,7 +5,9 @@
  * sent to an endpoint picked for it over the pooled HTTP/2 hop, tried
  * again as MeshRetry says within MeshTimeout's requestTimeout, and its
  * response written back as HTTP/1.1. An upgrade (WebSocket, CONNECT)
- * becomes a byte tunnel over one HTTP/2 stream. */
+ * becomes a byte tunnel over one HTTP/2 stream. An http2/grpc outbound
+ * whose app opens with HTTP/2's preface (h2c, prior knowledge) is handed
+ * to l7_front.c. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,10 +29,11 @@ struct ex {
     struct hy_l7_svc *front, *svc;
     int route;
     struct hy_http_head req;
-    struct hy_buf body;             /* request body from body_base on */
-    size_t body_base;               /* bytes dropped from the front (sent, not replayable) */
-    size_t sent;                    /* absolute offset the try under way has sent up to */
-    bool req_end, replay, has_body; /* the request ended; its body is all kept; it has one */
+    struct hy_http_head req_trailers; /* a chunked request's, for the callee */
+    struct hy_buf body;               /* request body from body_base on */
+    size_t body_base;                 /* bytes dropped from the front (sent, not replayable) */
+    size_t sent;                      /* absolute offset the try under way has sent up to */
+    bool req_end, replay, has_body;   /* the request ended; its body is all kept; it has one */
     bool resp_started, chunked, close_delim, upgrade, tunnel, head_method;
     bool retrying, count_req, count_retry;
     unsigned tries, status;
@@ -53,6 +56,8 @@ struct hy_l7_down {
     bool busy, keep, http10, close_after, draining, gone;
     bool parsing;      /* inside hy_h1_feed: its callbacks must not feed it again */
     bool flush_queued; /* in lw->downs */
+    bool sniff;        /* an http2/grpc outbound: until the first bytes say h2c or HTTP/1.1 */
+    struct hy_l7_front *front; /* h2c: everything goes there */
     struct hy_l7_down *flush_next;
     struct hy_buf out;    /* for the app, written at the end of the loop turn */
     uv_timer_t timer;     /* requestTimeout, or the drain after a refusal */
@@ -72,9 +77,16 @@ static uint64_t now_of(struct hy_l7_down *d)
     return uv_now(&d->lw->w->base.loop);
 }
 
+static bool grpc_of(const struct ex *e)
+{
+    return e->svc && e->svc->o->protocol && !strcmp(e->svc->o->protocol, "grpc");
+}
+
 static const Hypha__V1__DpHttpRetry *retry_of(const struct ex *e)
 {
-    return e->svc ? e->svc->o->http_retry : NULL;
+    if (!e->svc)
+        return NULL;
+    return grpc_of(e) ? e->svc->o->grpc_retry : e->svc->o->http_retry;
 }
 
 /* ----- writing to the app ----- */
@@ -161,7 +173,9 @@ static void parse(struct hy_l7_down *d);
 static void ex_reset(struct ex *e)
 {
     hy_http_head_fini(&e->req);
+    hy_http_head_fini(&e->req_trailers);
     hy_http_head_fini(&e->cs.resp);
+    hy_http_head_fini(&e->cs.trailers);
     hy_buf_fini(&e->body);
     hy_l7_cfg_unref(e->cfg);
     memset(e, 0, sizeof(*e));
@@ -297,7 +311,7 @@ static bool maybe_retry(struct hy_l7_down *d, enum hy_l7_try_end end)
     if (!r || !e->replay || e->tunnel || d->c->closing || d->lw->w->base.stopped)
         return false;
     struct hy_l7_outcome o = {.end = end, .resp = end == HY_L7_TRY_RESPONSE ? &e->cs.resp : NULL};
-    if (!hy_l7_retry_should(r, false, &e->req, &o, e->tries))
+    if (!hy_l7_retry_should(r, grpc_of(e), &e->req, &o, e->tries))
         return false;
     const Hypha__V1__DpOutbound *ob = e->svc->o;
     struct hy_px_route *rt = e->svc->a->l->route;
@@ -354,6 +368,7 @@ static void try_start(struct hy_l7_down *d)
         return;
     }
     e->sent = e->body_base;
+    e->cs.req_trailers = &e->req_trailers;
     if (hy_l7_h2_submit(h2, &e->cs, &e->req, e->has_body) < 0) {
         try_failed(d, HY_L7_TRY_RESET, "the request cannot be sent as HTTP/2");
         return;
@@ -496,10 +511,11 @@ static void ex_end(struct hy_l7_cs *cs)
 {
     struct hy_l7_down *d = down_of_cs(cs);
     struct ex *e = &d->ex;
-    if (e->chunked) {
+    if (e->chunked) { /* with the callee's trailers, when they can be written */
         struct hy_buf b = {0};
-        if (hy_h1_write_last_chunk(&b, NULL) == 0)
-            down_write(d, b.data, b.len);
+        if (!cs->trailers.n || hy_h1_write_last_chunk(&b, &cs->trailers) < 0)
+            hy_h1_write_last_chunk(&b, NULL);
+        down_write(d, b.data, b.len);
         hy_buf_fini(&b);
     }
     if (e->tunnel) {
@@ -553,6 +569,7 @@ struct mirror {
 static void mirror_free(struct mirror *m)
 {
     hy_http_head_fini(&m->cs.resp);
+    hy_http_head_fini(&m->cs.trailers);
     hy_buf_fini(&m->body);
     free(m);
 }
@@ -744,9 +761,13 @@ static int on_end(void *u, struct hy_http_head *trailers)
 {
     struct hy_l7_down *d = u;
     struct ex *e = &d->ex;
-    (void)trailers;
     if (!d->busy)
         return 0;
+    if (trailers && trailers->n) { /* sent after the body (l7_h2.c reads them at its end) */
+        hy_http_head_fini(&e->req_trailers);
+        e->req_trailers = *trailers;
+        memset(trailers, 0, sizeof(*trailers));
+    }
     e->req_end = true;
     if (e->cs.h2)
         hy_l7_h2_resume(&e->cs);
@@ -816,9 +837,47 @@ static void parse(struct hy_l7_down *d)
     }
 }
 
+/* An http2/grpc outbound's first bytes: HTTP/2's preface makes the
+ * connection h2c (l7_front.c), anything else is HTTP/1.1. True when they
+ * were handled (kept until there are enough, or given to the front). */
+static bool sniff(struct hy_l7_down *d, const uint8_t *p, size_t n)
+{
+    static const char magic[] = NGHTTP2_CLIENT_MAGIC;
+    struct hy_px_conn *c = d->c;
+    if (hy_buf_append(&d->in, p, n) < 0) {
+        hy_px_conn_close(c, "error", "out of memory");
+        return true;
+    }
+    size_t k = d->in.len < NGHTTP2_CLIENT_MAGIC_LEN ? d->in.len : NGHTTP2_CLIENT_MAGIC_LEN;
+    if (memcmp(d->in.data, magic, k) != 0) { /* HTTP/1.1 */
+        d->sniff = false;
+        parse(d);
+        return true;
+    }
+    if (k < NGHTTP2_CLIENT_MAGIC_LEN)
+        return true;
+    d->sniff = false;
+    d->front = hy_l7_front_new(d->lw, c);
+    if (!d->front) {
+        hy_px_conn_close(c, "error", "out of memory");
+        return true;
+    }
+    struct hy_buf in = d->in;
+    memset(&d->in, 0, sizeof(d->in));
+    hy_l7_front_data(d->front, (const uint8_t *)in.data, (ssize_t)in.len);
+    hy_buf_fini(&in);
+    return true;
+}
+
 void hy_l7_down_data(struct hy_px_conn *c, const uint8_t *p, ssize_t n)
 {
     struct hy_l7_down *d = down_of(c);
+    if (d->front) {
+        hy_l7_front_data(d->front, p, n);
+        return;
+    }
+    if (d->sniff && n > 0 && sniff(d, p, (size_t)n))
+        return;
     if (n < 0) {
         if (d->draining || (!d->busy && d->in.len == 0)) {
             hy_px_conn_close(c, "ok", NULL);
@@ -850,6 +909,8 @@ void hy_l7_down_written(struct hy_px_conn *c)
 {
     struct hy_l7_down *d = down_of(c);
     struct ex *e = &d->ex;
+    if (d->front)
+        return;
     if (d->busy && e->unconsumed && e->cs.h2 &&
         hy_agent_side_queued(&c->down) <= HY_AGENT_LOW_WATER) {
         hy_l7_h2_consume(e->cs.h2, e->cs.id, e->unconsumed);
@@ -877,6 +938,8 @@ void hy_l7_down_start(struct hy_px_conn *c)
     uv_timer_init(&c->w->base.loop, &d->try_timer);
     d->timer.data = d;
     d->try_timer.data = d;
+    struct hy_l7_svc *svc = lw->cfg ? hy_l7_cfg_port(lw->cfg, c->l->port) : NULL;
+    d->sniff = svc && hy_l7_h2c_protocol(svc->o->protocol);
     c->l7 = d;
     hy_px_conn_relay(c);
 }
@@ -884,6 +947,8 @@ void hy_l7_down_start(struct hy_px_conn *c)
 void hy_l7_down_closed(struct hy_px_conn *c)
 {
     struct hy_l7_down *d = down_of(c);
+    hy_l7_front_free(d->front);
+    d->front = NULL;
     if (d->flush_queued) { /* out of the worker's list */
         struct hy_l7_down **p = &d->lw->downs;
         while (*p != d)

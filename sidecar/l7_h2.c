@@ -109,7 +109,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *u)
     struct hy_l7_h2 *h2 = u;
     if (h2->kind != HY_L7_SERVER || !is_request_headers(f))
         return 0;
-    struct hy_l7_ss *ss = hy_l7_ss_new(h2, f->hd.stream_id);
+    void *ss = h2->sops->new (h2, f->hd.stream_id);
     if (!ss)
         return nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id,
                                          NGHTTP2_INTERNAL_ERROR) == 0
@@ -129,12 +129,20 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         return 0;
     if (h2->kind == HY_L7_SERVER) {
         if (f->headers.cat == NGHTTP2_HCAT_REQUEST)
-            hy_l7_ss_field(su, name, nlen, value, vlen);
-        return 0; /* trailers: not passed on */
+            h2->sops->field(su, name, nlen, value, vlen, false);
+        else if (f->headers.cat == NGHTTP2_HCAT_HEADERS && !(nlen && name[0] == ':'))
+            h2->sops->field(su, name, nlen, value, vlen, true); /* trailers */
+        return 0;
     }
     struct hy_l7_cs *cs = su;
-    if (cs->got_head)
-        return 0; /* trailers */
+    if (cs->got_head) { /* trailers (gRPC's grpc-status): passed on at the end */
+        if (nlen && name[0] == ':')
+            return 0;
+        if (hy_http_head_add(&cs->trailers, (const char *)name, nlen, (const char *)value, vlen) <
+            0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        return 0;
+    }
     if (nlen == 7 && !memcmp(name, ":status", 7)) {
         unsigned st = 0;
         for (size_t i = 0; i < vlen && i < 4; i++)
@@ -179,9 +187,9 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *u)
         return 0;
     if (h2->kind == HY_L7_SERVER) {
         if (is_request_headers(f))
-            hy_l7_ss_head(su, end);
+            h2->sops->head(su, end);
         else if (end)
-            hy_l7_ss_end(su);
+            h2->sops->end(su);
         return 0;
     }
     struct hy_l7_cs *cs = su;
@@ -216,7 +224,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
         return 0;
     }
     if (h2->kind == HY_L7_SERVER)
-        hy_l7_ss_data(su, data, len);
+        h2->sops->data(su, data, len);
     else
         ((struct hy_l7_cs *)su)->ops->data(su, data, len);
     return 0;
@@ -230,7 +238,7 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error, void 
         return 0;
     if (h2->kind == HY_L7_SERVER) {
         nghttp2_session_set_stream_user_data(s, id, NULL);
-        hy_l7_ss_closed(su);
+        h2->sops->closed(su);
         return 0;
     }
     struct hy_l7_cs *cs = su;
@@ -243,19 +251,21 @@ static ssize_t on_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
                        nghttp2_data_source *src, void *u)
 {
     struct hy_l7_h2 *h2 = u;
-    (void)s;
-    (void)id;
     if (!src->ptr) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         return 0;
     }
     if (h2->kind == HY_L7_SERVER)
-        return hy_l7_ss_read(src->ptr, buf, len, flags);
+        return h2->sops->read(src->ptr, buf, len, flags);
     struct hy_l7_cs *cs = src->ptr;
     bool eof = false;
     ssize_t n = cs->ops->read(cs, buf, len, &eof);
-    if (eof)
+    if (eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (cs->req_trailers && cs->req_trailers->n &&
+            hy_l7_h2_trailer(s, id, cs->req_trailers) == 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
     return n;
 }
 
@@ -281,7 +291,8 @@ static void init_once(void)
 
 /* ----- sessions ----- */
 
-static struct hy_l7_h2 *h2_new(struct hy_l7_worker *lw, struct hy_px_conn *c, bool server)
+static struct hy_l7_h2 *h2_new(struct hy_l7_worker *lw, struct hy_px_conn *c, bool server,
+                               const struct hy_l7_wire *wire)
 {
     pthread_once(&once, init_once);
     struct hy_l7_h2 *h2 = calloc(1, sizeof(*h2));
@@ -290,6 +301,8 @@ static struct hy_l7_h2 *h2_new(struct hy_l7_worker *lw, struct hy_px_conn *c, bo
     h2->kind = server ? HY_L7_SERVER : HY_L7_CLIENT;
     h2->c = c;
     h2->lw = lw;
+    if (wire)
+        h2->wire = *wire;
     int rc = server ? nghttp2_session_server_new2(&h2->s, server_cbs, h2, opts)
                     : nghttp2_session_client_new2(&h2->s, client_cbs, h2, opts);
     if (rc != 0) {
@@ -308,21 +321,62 @@ static struct hy_l7_h2 *h2_new(struct hy_l7_worker *lw, struct hy_px_conn *c, bo
         free(h2);
         return NULL;
     }
-    c->l7 = h2;
+    if (!wire)
+        c->l7 = h2;
     return h2;
 }
 
 struct hy_l7_h2 *hy_l7_h2_client_new(struct hy_l7_worker *lw, struct hy_px_conn *c)
 {
-    return h2_new(lw, c, false);
+    return h2_new(lw, c, false, NULL);
 }
 
 struct hy_l7_h2 *hy_l7_h2_server_new(struct hy_l7_worker *lw, struct hy_px_conn *c)
 {
-    struct hy_l7_h2 *h2 = h2_new(lw, c, true);
-    if (h2) /* nothing goes out before the caller's preface (l7_conf.c) */
+    struct hy_l7_h2 *h2 = h2_new(lw, c, true, NULL);
+    if (h2) { /* nothing goes out before the caller's preface (l7_conf.c) */
         h2->sniff = true;
+        h2->sops = &hy_l7_in_sops;
+    }
     return h2;
+}
+
+struct hy_l7_h2 *hy_l7_h2_plain_new(struct hy_l7_worker *lw, struct hy_px_conn *c, bool server,
+                                    const struct hy_l7_sops *sops, const struct hy_l7_wire *wire)
+{
+    struct hy_l7_h2 *h2 = h2_new(lw, c, server, wire);
+    if (h2) {
+        h2->sops = sops;
+        h2->ready = true;
+    }
+    return h2;
+}
+
+size_t hy_l7_h2_fields(nghttp2_nv *nv, size_t max, char *names, const struct hy_http_head *h)
+{
+    size_t k = 0, off = 0;
+    for (size_t i = 0; i < h->n && k < max; i++) {
+        const struct hy_http_field *f = &h->fields[i];
+        for (size_t j = 0; j < f->name_len; j++)
+            names[off + j] =
+                (char)((f->name[j] >= 'A' && f->name[j] <= 'Z') ? f->name[j] + 32 : f->name[j]);
+        nv[k++] = (nghttp2_nv){(uint8_t *)names + off, (uint8_t *)f->value, f->name_len,
+                               f->value_len, NGHTTP2_NV_FLAG_NONE};
+        off += f->name_len;
+    }
+    return k;
+}
+
+int hy_l7_h2_trailer(nghttp2_session *s, int32_t id, const struct hy_http_head *t)
+{
+    nghttp2_nv nv[HY_HTTP_MAX_FIELDS];
+    char *names = malloc(t->bytes + 1);
+    if (!names)
+        return HY_ENOMEM;
+    size_t k = hy_l7_h2_fields(nv, HY_HTTP_MAX_FIELDS, names, t);
+    int rc = nghttp2_submit_trailer(s, id, nv, k);
+    free(names);
+    return rc == 0 ? 0 : HY_EINVAL;
 }
 
 void hy_l7_h2_dirty(struct hy_l7_h2 *h2)
@@ -359,7 +413,6 @@ void hy_l7_h2_free(struct hy_l7_h2 *h2, enum hy_l7_try_end why)
     }
     while (h2->sstreams) {
         struct hy_l7_ss *ss = h2->sstreams;
-        nghttp2_session_set_stream_user_data(h2->s, 0, NULL);
         hy_l7_ss_closed(ss); /* unlinks it */
     }
     nghttp2_session_del(h2->s);
@@ -367,39 +420,55 @@ void hy_l7_h2_free(struct hy_l7_h2 *h2, enum hy_l7_try_end why)
     free(h2);
 }
 
-/* Writes what h2 has to send in one TLS write. */
+static int tls_write(void *u, const uint8_t *p, size_t n)
+{
+    struct hy_px_conn *c = u;
+    if (hy_px_tls_write(c, p, n) < 0) {
+        hy_px_conn_close(c, "error", NULL);
+        return HY_EINVAL;
+    }
+    return 0;
+}
+
+static void tls_close(void *u, const char *result, const char *why)
+{
+    if (why)
+        hy_px_conn_close(u, result, "%s", why);
+    else
+        hy_px_conn_close(u, result, NULL);
+}
+
+/* Writes what h2 has to send in one write (TLS: one record run). */
 static void flush(struct hy_l7_h2 *h2)
 {
-    struct hy_px_conn *c = h2->c;
+    struct hy_l7_wire w = h2->wire;
+    if (!w.write)
+        w = (struct hy_l7_wire){tls_write, tls_close, h2->c};
     struct hy_buf *out = &h2->lw->out;
     out->len = 0;
     for (;;) {
         const uint8_t *d;
         ssize_t n = nghttp2_session_mem_send(h2->s, &d);
         if (n < 0) {
-            hy_px_conn_close(c, "error", "HTTP/2: %s", nghttp2_strerror((int)n));
+            w.close(w.u, "error", nghttp2_strerror((int)n));
             return;
         }
         if (n == 0)
             break;
         if (hy_buf_append(out, d, (size_t)n) < 0) {
-            hy_px_conn_close(c, "error", "out of memory writing HTTP/2");
+            w.close(w.u, "error", "out of memory writing HTTP/2");
             return;
         }
         if (out->len >= 4 * HY_PX_READ_SIZE) { /* bound one write */
-            if (hy_px_tls_write(c, (const uint8_t *)out->data, out->len) < 0) {
-                hy_px_conn_close(c, "error", NULL);
+            if (w.write(w.u, (const uint8_t *)out->data, out->len) < 0)
                 return;
-            }
             out->len = 0;
         }
     }
-    if (out->len && hy_px_tls_write(c, (const uint8_t *)out->data, out->len) < 0) {
-        hy_px_conn_close(c, "error", NULL);
+    if (out->len && w.write(w.u, (const uint8_t *)out->data, out->len) < 0)
         return;
-    }
     if (!nghttp2_session_want_read(h2->s) && !nghttp2_session_want_write(h2->s))
-        hy_px_conn_close(c, "ok", NULL);
+        w.close(w.u, "ok", NULL);
 }
 
 void hy_l7_h2_flush_all(struct hy_l7_worker *lw)
@@ -420,7 +489,8 @@ int hy_l7_h2_recv(struct hy_l7_h2 *h2, const uint8_t *p, size_t n)
 {
     ssize_t r = nghttp2_session_mem_recv(h2->s, p, n);
     if (r < 0) {
-        snprintf(h2->c->why, sizeof(h2->c->why), "%s", nghttp2_strerror((int)r));
+        if (h2->c)
+            snprintf(h2->c->why, sizeof(h2->c->why), "%s", nghttp2_strerror((int)r));
         return HY_EINVAL;
     }
     if (!h2->dead)
@@ -430,7 +500,7 @@ int hy_l7_h2_recv(struct hy_l7_h2 *h2, const uint8_t *p, size_t n)
 
 bool hy_l7_h2_usable(const struct hy_l7_h2 *h2)
 {
-    if (h2->dead || h2->c->closing)
+    if (h2->dead || (h2->c && h2->c->closing))
         return false;
     if (!h2->ready)
         return h2->nstreams < HY_L7_MAX_STREAMS;
@@ -487,6 +557,7 @@ int hy_l7_h2_submit(struct hy_l7_h2 *h2, struct hy_l7_cs *cs, const struct hy_ht
     cs->id = id;
     cs->got_head = false;
     hy_http_head_fini(&cs->resp);
+    hy_http_head_fini(&cs->trailers);
     cs->prev = NULL;
     cs->next = h2->streams;
     if (h2->streams)

@@ -2,9 +2,11 @@
  * checked again against MeshTrafficPermission (a pooled connection
  * outlives permission changes: 403), MeshRateLimit (429 or the configured
  * answer) and MeshFaultInjection (abort, delay, response bandwidth), then
- * goes to the app as HTTP/1.1 over a keep-alive connection, its response
- * back as HTTP/2, within the inbound's requestTimeout (504). An upgrade
- * (the caller's sidecar marks it) becomes a byte tunnel on one stream. */
+ * goes to the app as HTTP/1.1 over a keep-alive connection (http), or as
+ * a stream on a multiplexed h2c connection (http2, grpc: l7_app_h2.c), its
+ * response back as HTTP/2 with its trailers, within the inbound's
+ * requestTimeout (504). An upgrade (the caller's sidecar marks it)
+ * becomes a byte tunnel on one stream. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +34,11 @@ struct hy_l7_ss {
     bool head_done, req_end, closed, answered, resp_end, chunked, body_sent, upgrade, tunnel;
     bool timer_on, local;
     struct hy_l7_app *app;
+    struct hy_l7_cs acs; /* h2c apps (http2, grpc): the stream to the app */
+    bool h2c;
+    size_t up_off;                     /* h2c: request body bytes the app's stream took */
+    struct hy_http_head req_trailers;  /* the caller's, for the app */
+    struct hy_http_head resp_trailers; /* the app's, for the caller */
     struct hy_buf up;   /* request body that came before the request went to the app */
     struct hy_buf down; /* response body not yet taken by nghttp2 */
     size_t down_off;
@@ -53,6 +60,10 @@ static void on_timer_closed(uv_handle_t *h)
 {
     struct hy_l7_ss *ss = h->data;
     hy_http_head_fini(&ss->req);
+    hy_http_head_fini(&ss->req_trailers);
+    hy_http_head_fini(&ss->resp_trailers);
+    hy_http_head_fini(&ss->acs.resp);
+    hy_http_head_fini(&ss->acs.trailers);
     hy_buf_fini(&ss->up);
     hy_buf_fini(&ss->down);
     free(ss);
@@ -76,6 +87,19 @@ struct hy_l7_ss *hy_l7_ss_new(struct hy_l7_h2 *h2, int32_t id)
         ss->next->prev = ss;
     h2->sstreams = ss;
     return ss;
+}
+
+static int ss_field(void *u, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen,
+                    bool trailer)
+{
+    struct hy_l7_ss *ss = u;
+    if (trailer) { /* for the app: after an h2c stream's body, or a chunked body's */
+        if (hy_http_head_add(&ss->req_trailers, (const char *)name, nlen, (const char *)value,
+                             vlen) < 0)
+            ss->bad = "too many or too large trailer fields";
+        return 0;
+    }
+    return hy_l7_ss_field(ss, name, nlen, value, vlen);
 }
 
 int hy_l7_ss_field(struct hy_l7_ss *ss, const uint8_t *name, size_t nlen, const uint8_t *value,
@@ -166,9 +190,12 @@ ssize_t hy_l7_ss_read(struct hy_l7_ss *ss, uint8_t *buf, size_t len, uint32_t *f
     }
     if (ss->tunnel && ss->app && ss->down.len - ss->down_off < HY_AGENT_LOW_WATER)
         hy_l7_app_pause(ss->app, false);
-    if (ss->down.len == ss->down_off && ss->resp_end)
+    if (ss->down.len == ss->down_off && ss->resp_end) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
-    else if (n == 0)
+        if (ss->resp_trailers.n && ss->h2 &&
+            hy_l7_h2_trailer(ss->h2->s, ss->id, &ss->resp_trailers) == 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    } else if (n == 0)
         return NGHTTP2_ERR_DEFERRED;
     return (ssize_t)n;
 }
@@ -256,15 +283,22 @@ static int app_body(void *u, const uint8_t *p, size_t n)
 
 static void app_done(struct hy_l7_ss *ss, bool keep)
 {
+    if (ss->acs.h2)
+        hy_l7_h2_cancel(&ss->acs);
     struct hy_l7_app *a = ss->app;
     ss->app = NULL;
     if (a)
         hy_l7_app_release(a, keep);
 }
 
-static void app_end(void *u)
+static void app_end(void *u, struct hy_http_head *trailers)
 {
     struct hy_l7_ss *ss = u;
+    if (trailers && trailers->n) { /* the caller gets them after the body */
+        hy_http_head_fini(&ss->resp_trailers);
+        ss->resp_trailers = *trailers;
+        memset(trailers, 0, sizeof(*trailers));
+    }
     ss->resp_end = true;
     resume(ss);
     if (!ss->fault.bandwidth_bytes_per_s) /* else its tick still paces what is left */
@@ -318,6 +352,97 @@ static const struct hy_l7_app_ops app_ops = {
     .written = app_written,
 };
 
+/* ----- h2c apps (http2, grpc): one stream on a multiplexed connection ----- */
+
+static struct hy_l7_ss *ss_of_acs(struct hy_l7_cs *cs)
+{
+    return (struct hy_l7_ss *)((char *)cs - offsetof(struct hy_l7_ss, acs));
+}
+
+static void acs_head(struct hy_l7_cs *cs, bool end)
+{
+    struct hy_l7_ss *ss = ss_of_acs(cs);
+    ss->app_ms = now_ms(ss);
+    if (end) { /* headers only (gRPC's trailers-only answer) */
+        ss->resp_end = true;
+        if (!ss->fault.bandwidth_bytes_per_s)
+            uv_timer_stop(&ss->timer);
+    }
+    submit(ss, &cs->resp, !end, NULL, NULL);
+}
+
+static void acs_data(struct hy_l7_cs *cs, const uint8_t *p, size_t n)
+{
+    struct hy_l7_ss *ss = ss_of_acs(cs);
+    /* acknowledged at once: the caller's stream window bounds what waits */
+    hy_l7_h2_consume(cs->h2, cs->id, n);
+    if (ss->closed || hy_buf_append(&ss->down, p, n) < 0)
+        return;
+    resume(ss);
+}
+
+static void acs_end(struct hy_l7_cs *cs)
+{
+    struct hy_l7_ss *ss = ss_of_acs(cs);
+    hy_http_head_fini(&ss->resp_trailers);
+    ss->resp_trailers = cs->trailers;
+    memset(&cs->trailers, 0, sizeof(cs->trailers));
+    ss->resp_end = true;
+    if (!ss->fault.bandwidth_bytes_per_s)
+        uv_timer_stop(&ss->timer);
+    resume(ss);
+}
+
+static void acs_fail(struct hy_l7_cs *cs, enum hy_l7_try_end why)
+{
+    struct hy_l7_ss *ss = ss_of_acs(cs);
+    if (ss->closed)
+        return;
+    bool connect = why == HY_L7_TRY_CONNECT_FAILURE;
+    hy_log(HY_LOG_DEBUG, "dp", "inbound %u: the app's h2c stream %s", (unsigned)ss->port,
+           connect ? "found no connection" : "was reset");
+    answer(ss, connect ? 503 : 502, connect ? "upstream_failed" : "upstream_reset",
+           connect ? "cannot connect to the app" : "the app reset the stream", NULL);
+}
+
+static ssize_t acs_read(struct hy_l7_cs *cs, uint8_t *buf, size_t len, bool *eof)
+{
+    struct hy_l7_ss *ss = ss_of_acs(cs);
+    size_t avail = ss->up.len - ss->up_off, n = avail < len ? avail : len;
+    if (n) {
+        memcpy(buf, ss->up.data + ss->up_off, n);
+        ss->up_off += n;
+        if (ss->up_off == ss->up.len)
+            ss->up.len = ss->up_off = 0;
+        size_t c = n < ss->unconsumed ? n : ss->unconsumed;
+        ss->unconsumed -= c;
+        hy_l7_h2_consume(ss->h2, ss->id, c); /* the caller may send as much more */
+    }
+    if (ss->up.len == ss->up_off && ss->req_end)
+        *eof = true;
+    else if (n == 0)
+        return NGHTTP2_ERR_DEFERRED;
+    return (ssize_t)n;
+}
+
+static const struct hy_l7_cs_ops acs_ops = {acs_head, acs_data, acs_end, acs_fail, acs_read};
+
+static void forward_h2c(struct hy_l7_ss *ss, const char *host, uint32_t port)
+{
+    char why[256];
+    struct hy_l7_h2 *h2 = hy_l7_app_h2_get(ss->lw, host, port, why, sizeof(why));
+    if (!h2) {
+        answer(ss, 503, "upstream_failed", why, NULL);
+        return;
+    }
+    ss->h2c = true;
+    ss->body_sent = true;
+    ss->acs.ops = &acs_ops;
+    ss->acs.req_trailers = &ss->req_trailers;
+    if (hy_l7_h2_submit(h2, &ss->acs, &ss->req, !ss->req_end) < 0)
+        answer(ss, 502, "upstream_reset", "the request cannot be sent to the app as HTTP/2", NULL);
+}
+
 /* Writes the request's head to the app. */
 static void forward(struct hy_l7_ss *ss, bool fresh)
 {
@@ -328,6 +453,10 @@ static void forward(struct hy_l7_ss *ss, bool fresh)
     }
     const char *host =
         in->service_address && in->service_address[0] ? in->service_address : "127.0.0.1";
+    if (hy_l7_h2c_protocol(in->protocol) && !ss->upgrade) {
+        forward_h2c(ss, host, in->service_port);
+        return;
+    }
     struct hy_l7_app *a =
         hy_l7_app_get(ss->lw, host, in->service_port, &app_ops, ss, fresh || ss->upgrade);
     if (!a) {
@@ -376,7 +505,8 @@ static void forward(struct hy_l7_ss *ss, bool fresh)
     }
     if (ss->req_end && ss->chunked) {
         struct hy_buf e = {0};
-        hy_h1_write_last_chunk(&e, NULL);
+        if (!ss->req_trailers.n || hy_h1_write_last_chunk(&e, &ss->req_trailers) < 0)
+            hy_h1_write_last_chunk(&e, NULL);
         hy_l7_app_write(a, e.data, e.len);
         hy_buf_fini(&e);
     }
@@ -507,8 +637,17 @@ static void app_send(struct hy_l7_ss *ss, const uint8_t *p, size_t n)
 void hy_l7_ss_data(struct hy_l7_ss *ss, const uint8_t *p, size_t n)
 {
     ss->unconsumed += n;
-    if (ss->local || (!ss->app && ss->answered)) { /* answered already: dropped */
+    if (ss->local || (!ss->app && !ss->acs.h2 && ss->answered)) { /* answered already: dropped */
         consume(ss);
+        return;
+    }
+    if (ss->h2c) { /* the app's stream takes it (acs_read) */
+        if (hy_buf_append(&ss->up, p, n) < 0) {
+            app_done(ss, false);
+            answer(ss, 503, "error", "out of memory", NULL);
+            return;
+        }
+        hy_l7_h2_resume(&ss->acs);
         return;
     }
     if (!ss->app) { /* not at the app yet (a delay): waits, unacknowledged */
@@ -522,14 +661,19 @@ void hy_l7_ss_data(struct hy_l7_ss *ss, const uint8_t *p, size_t n)
 void hy_l7_ss_end(struct hy_l7_ss *ss)
 {
     ss->req_end = true;
+    if (ss->h2c) {
+        hy_l7_h2_resume(&ss->acs);
+        return;
+    }
     if (ss->tunnel && ss->app) {
         hy_l7_app_shut(ss->app);
         return;
     }
-    if (ss->app && ss->chunked) {
+    if (ss->app && ss->chunked) { /* with the caller's trailers, when they can be written */
         struct hy_buf e = {0};
-        if (hy_h1_write_last_chunk(&e, NULL) == 0)
-            hy_l7_app_write(ss->app, e.data, e.len);
+        if (!ss->req_trailers.n || hy_h1_write_last_chunk(&e, &ss->req_trailers) < 0)
+            hy_h1_write_last_chunk(&e, NULL);
+        hy_l7_app_write(ss->app, e.data, e.len);
         hy_buf_fini(&e);
     }
 }
@@ -584,3 +728,38 @@ void hy_l7_in_start(struct hy_px_conn *c)
     hy_px_tls_peer_tags(c, h2->peer);
     hy_px_conn_relay(c);
 }
+
+/* ----- the sops l7_h2.c calls ----- */
+
+static void *ss_new(struct hy_l7_h2 *h2, int32_t id)
+{
+    return hy_l7_ss_new(h2, id);
+}
+
+static void ss_head(void *u, bool end)
+{
+    hy_l7_ss_head(u, end);
+}
+
+static void ss_data(void *u, const uint8_t *p, size_t n)
+{
+    hy_l7_ss_data(u, p, n);
+}
+
+static void ss_end(void *u)
+{
+    hy_l7_ss_end(u);
+}
+
+static void ss_closed(void *u)
+{
+    hy_l7_ss_closed(u);
+}
+
+static ssize_t ss_read(void *u, uint8_t *buf, size_t len, uint32_t *flags)
+{
+    return hy_l7_ss_read(u, buf, len, flags);
+}
+
+const struct hy_l7_sops hy_l7_in_sops = {ss_new, ss_field,  ss_head, ss_data,
+                                         ss_end, ss_closed, ss_read};

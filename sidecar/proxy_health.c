@@ -317,7 +317,7 @@ static void on_tick(uv_timer_t *t)
     if (ck->closing || !o || ck->probes || atomic_load(&ck->t.route->hc_running))
         return; /* the last round still runs: let it end */
     forget_gone(ck, o);
-    if (o->health_http_path) {
+    if (o->health_http_path || o->health_grpc) {
         http_round(ck, o);
         return;
     }

@@ -96,6 +96,7 @@ struct hy_l7_worker {
     struct hy_l7_down *downs; /* app connections with output to flush then */
     struct hy_l7_app *idle;   /* keep-alive connections to apps */
     struct hy_l7_app *busy;
+    struct hy_l7_app_h2 *apph2s; /* h2c connections to http2/grpc apps (l7_app_h2.c) */
     size_t nidle;
     struct hy_buf out; /* what one flush gathers */
     uint64_t rng;
@@ -127,14 +128,45 @@ struct hy_l7_cs {
     int32_t id;
     struct hy_l7_cs *prev, *next; /* h2->streams */
     struct hy_http_head resp;
+    struct hy_http_head trailers; /* the response's trailers, once ops->end comes */
+    /* Request trailers to send after the body (read once ops->read said
+     * eof; the owner keeps them until the stream ends), or NULL. */
+    const struct hy_http_head *req_trailers;
     bool got_head;
+};
+
+/* A server stream's handler: the inbound's (l7_in.c, from a peer
+ * sidecar) or the outbound's h2c front (l7_front.c, from the app). u is
+ * what new() returned. field: trailer says the request's trailers. */
+struct hy_l7_sops {
+    void *(*new)(struct hy_l7_h2 *h2, int32_t id);
+    int (*field)(void *u, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen,
+                 bool trailer);
+    void (*head)(void *u, bool end);
+    void (*data)(void *u, const uint8_t *p, size_t n);
+    void (*end)(void *u);
+    void (*closed)(void *u);
+    ssize_t (*read)(void *u, uint8_t *buf, size_t len, uint32_t *flags);
+};
+
+/* What carries a session's bytes: the pooled hop's TLS (proxy_conn.c),
+ * or plain TCP to the app (h2c: the outbound's front on the app's own
+ * connection, the inbound's connection to an http2/grpc app). */
+struct hy_l7_wire {
+    /* n bytes out; < 0: the connection is gone (it was closed). */
+    int (*write)(void *u, const uint8_t *p, size_t n);
+    /* Close the connection (an error, or the session is done). */
+    void (*close)(void *u, const char *result, const char *why);
+    void *u;
 };
 
 struct hy_l7_ss; /* a server stream (l7_in.c) */
 
 struct hy_l7_h2 {
-    enum hy_l7_kind kind; /* first: c->l7 points here */
-    struct hy_px_conn *c;
+    enum hy_l7_kind kind;   /* first: c->l7 points here (the TLS wire) */
+    struct hy_px_conn *c;   /* the TLS wire's, the front's (the app's connection); else NULL */
+    struct hy_l7_wire wire; /* write NULL: c's TLS */
+    const struct hy_l7_sops *sops; /* server: its streams' handler */
     struct hy_l7_worker *lw;
     nghttp2_session *s;
     bool ready; /* the TLS handshake is done: output may go */
@@ -161,8 +193,19 @@ struct hy_l7_h2 {
 struct hy_l7_h2 *hy_l7_h2_client_new(struct hy_l7_worker *lw, struct hy_px_conn *c);
 /* A server session for inbound connection c; c->l7 = the result. */
 struct hy_l7_h2 *hy_l7_h2_server_new(struct hy_l7_worker *lw, struct hy_px_conn *c);
+/* A session over a plain wire (h2c): server (its streams go to sops) or
+ * client; ready at once. c: the proxied connection it serves, or NULL.
+ * NULL: no memory. */
+struct hy_l7_h2 *hy_l7_h2_plain_new(struct hy_l7_worker *lw, struct hy_px_conn *c, bool server,
+                                    const struct hy_l7_sops *sops, const struct hy_l7_wire *wire);
+/* Submits trailers t on stream id of s (the DATA before them must have
+ * said NGHTTP2_DATA_FLAG_NO_END_STREAM). 0, or < 0. */
+int hy_l7_h2_trailer(nghttp2_session *s, int32_t id, const struct hy_http_head *t);
+/* Lowercased nghttp2 name/value pairs of h's fields into nv (at most max),
+ * names copied into names (h->bytes + 1 long); how many. */
+size_t hy_l7_h2_fields(nghttp2_nv *nv, size_t max, char *names, const struct hy_http_head *h);
 /* Frees the session; client streams left fail with why, server streams are
- * abandoned (l7_in.c). */
+ * abandoned (sops->closed). */
 void hy_l7_h2_free(struct hy_l7_h2 *h2, enum hy_l7_try_end why);
 /* Queues h2 for the end-of-turn flush. */
 void hy_l7_h2_dirty(struct hy_l7_h2 *h2);
@@ -246,6 +289,17 @@ void hy_l7_down_free(struct hy_px_conn *c);
 /* Writes what every app connection gathered in this loop turn. */
 void hy_l7_down_flush_all(struct hy_l7_worker *lw);
 
+/* ----- outbound: the app's h2c (l7_front.c) ----- */
+
+struct hy_l7_front;
+/* An h2c server session on the app's connection c (l7_down.c's, which
+ * saw HTTP/2's preface). NULL: no memory. */
+struct hy_l7_front *hy_l7_front_new(struct hy_l7_worker *lw, struct hy_px_conn *c);
+/* Bytes from the app (n < 0: its end). 0, or < 0 when c was closed. */
+int hy_l7_front_data(struct hy_l7_front *f, const uint8_t *p, ssize_t n);
+/* c closes: the streams end (logged), the session goes. NULL: nothing. */
+void hy_l7_front_free(struct hy_l7_front *f);
+
 /* ----- inbound (l7_in.c) ----- */
 
 void hy_l7_in_start(struct hy_px_conn *c);
@@ -259,6 +313,21 @@ void hy_l7_ss_end(struct hy_l7_ss *ss);
 void hy_l7_ss_closed(struct hy_l7_ss *ss);
 ssize_t hy_l7_ss_read(struct hy_l7_ss *ss, uint8_t *buf, size_t len, uint32_t *flags);
 
+/* The inbound's server streams (l7_h2.c's sops for hy_l7_h2_server_new). */
+extern const struct hy_l7_sops hy_l7_in_sops;
+
+/* ----- h2c connections to the local app (l7_app_h2.c) ----- */
+
+/* A multiplexed h2c (prior knowledge) connection to an http2/grpc app at
+ * host:port with room for one more stream: one of the worker's, else a
+ * new one (connecting; requests submitted meanwhile go once it is up, and
+ * fail with HY_L7_TRY_CONNECT_FAILURE if it never is). NULL: no memory or
+ * a bad address (why says). */
+struct hy_l7_h2 *hy_l7_app_h2_get(struct hy_l7_worker *lw, const char *host, uint32_t port,
+                                  char *why, size_t size);
+/* Closes them all (the worker stops): their streams fail. */
+void hy_l7_app_h2_stop_all(struct hy_l7_worker *lw);
+
 /* ----- connections to the local app (l7_app.c) ----- */
 
 struct hy_l7_app;
@@ -266,7 +335,9 @@ struct hy_l7_app_ops {
     void (*connected)(void *u, int status);
     int (*head)(void *u, struct hy_http_head *h, bool body);
     int (*body)(void *u, const uint8_t *p, size_t n);
-    void (*end)(void *u);
+    /* The response ended; trailers (a chunked response's; may be moved
+     * out) or NULL. */
+    void (*end)(void *u, struct hy_http_head *trailers);
     /* The connection failed or closed before the response ended. */
     void (*fail)(void *u, int status, const char *why);
     void (*written)(void *u); /* its write queue went down */
@@ -305,9 +376,16 @@ struct hy_l7_hc {
     struct hy_l7_cfg *cfg; /* a reference: svc's */
     const struct hy_l7_svc *svc;
     struct hy_l7_cs cs;
+    struct hy_buf req, body; /* grpc: the request's message, the answer's */
+    size_t req_off;
     uv_timer_t timer;
     bool done;
 };
+/* The ServingStatus in one gRPC message (flag, length, then
+ * grpc.health.v1.HealthCheckResponse) of n bytes at p: 0 UNKNOWN (also
+ * when absent), 1 SERVING, 2 NOT_SERVING, 3 SERVICE_UNKNOWN; -1 when it
+ * is not one well-formed message. Cannot fail otherwise. */
+int hy_l7_hc_grpc_status(const uint8_t *p, size_t n);
 /* Frees a check that is not (or no longer) running. Any thread. */
 void hy_l7_hc_free(struct hy_proxy *p, struct hy_l7_hc *hc);
 /* Runs the checks queued on p->hc_queue. Worker thread. */
@@ -317,9 +395,10 @@ void hy_l7_hc_stop(struct hy_l7_worker *lw);
 
 /* ----- the hooks proxy*.c call ----- */
 
-/* Does a protocol go the L7 way? Only "http" for now: http2 and grpc are
- * relayed as TCP. */
+/* Does a protocol go the L7 way? http, http2 and grpc. */
 bool hy_px_l7_protocol(const char *protocol);
+/* Does the app speak h2c (prior knowledge)? http2 and grpc. */
+bool hy_l7_h2c_protocol(const char *protocol);
 void hy_px_l7_refresh(struct hy_px_worker *w);
 void hy_px_l7_turn(struct hy_px_worker *w);
 void hy_px_l7_stop(struct hy_px_worker *w);

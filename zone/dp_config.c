@@ -712,6 +712,8 @@ static int health_l7(Hypha__V1__DpOutbound *o, const Hypha__V1__MeshHealthCheck_
         o->health_grpc = 1;
         if (h->grpc->service_name && !(o->health_grpc_service = strdup(h->grpc->service_name)))
             return HY_ENOMEM;
+        if (h->grpc->authority && !(o->health_grpc_authority = strdup(h->grpc->authority)))
+            return HY_ENOMEM;
     }
     return 0;
 }

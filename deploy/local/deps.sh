@@ -7,7 +7,7 @@ HY_BUILD_PACKAGES="build-essential cmake pkg-config protobuf-c-compiler libproto
   libnghttp2-dev node-llhttp libldns-dev"
 # What only the test run needs.
 HY_TEST_PACKAGES="libcmocka-dev clang clang-format lmdb-utils curl openssl jq iproute2 prometheus tcpdump yamllint python3-yaml systemd
-  nginx-light nghttp2-client ldnsutils iptables containernetworking-plugins"
+  nginx-light nghttp2-client python3-h2 ldnsutils iptables containernetworking-plugins"
 
 # hy_install_packages PKG...: installs those of PKG that are missing.
 hy_install_packages() {

@@ -2065,7 +2065,7 @@ static void test_l7_outbound_policies(void **state)
         "      default:\n"
         "        interval: 10s\n"
         "        http: {path: /health, expectedStatuses: [200, 204]}\n"
-        "        grpc: {serviceName: svc.Health}\n");
+        "        grpc: {serviceName: svc.Health, authority: health.local}\n");
     Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
     const Hypha__V1__DpOutbound *o = outbound(c, "backend");
     assert_string_equal(o->protocol, "http");
@@ -2125,6 +2125,7 @@ static void test_l7_outbound_policies(void **state)
     assert_null(g->health_http_path);
     assert_true(g->health_grpc);
     assert_string_equal(g->health_grpc_service, "svc.Health");
+    assert_string_equal(g->health_grpc_authority, "health.local");
     assert_null(outbound(c, "api")->health_http_path);
     assert_false(outbound(c, "api")->has_health_grpc);
     assert_duration(outbound(c, "api")->health_interval, 10, 0);

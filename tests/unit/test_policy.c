@@ -378,12 +378,11 @@ static void warnings(void **state)
                    "Deny}}]\n");
     struct hy_diag d = {0};
     hy_policy_warnings(find(&w, "MeshRetry", "r"), &d);
-    assert_int_equal(d.n, 2); /* numRetries and retryOn are enforced now */
+    assert_int_equal(d.n, 1); /* numRetries and retryOn, http and grpc, are enforced now */
     assert_string_equal(d.causes[0].field,
                         "spec.to[0].default.http.retriableResponseHeaders[0].name");
-    assert_string_equal(d.causes[1].field, "spec.to[0].default.grpc.numRetries");
     assert_non_null(strstr(d.causes[0].message, "accepted, not enforced yet"));
-    assert_non_null(strstr(d.causes[1].message, "gRPC retries"));
+    assert_non_null(strstr(d.causes[0].message, "retriable response headers"));
     hy_diag_fini(&d);
     hy_policy_warnings(find(&w, "MeshTimeout", "t"), &d);
     assert_int_equal(d.n, 0);
@@ -527,15 +526,13 @@ static void kuma_fields(void **state)
                    "weight: 9}]}\n        crossZone: {failoverThreshold: {percentage: 25}}\n");
     struct hy_diag d = {0};
     hy_policy_warnings(find(&w, "MeshRetry", "r"), &d);
-    assert_int_equal(d.n, 5); /* namespace, numRetries, two backOff durations, retryOn */
+    assert_int_equal(d.n, 1); /* namespace; grpc's numRetries, backOff, retryOn are enforced */
     assert_string_equal(d.causes[0].field, "spec.to[0].targetRef.namespace");
     assert_non_null(strstr(d.causes[0].message, "no Kubernetes namespaces"));
-    assert_string_equal(d.causes[1].field, "spec.to[0].default.grpc.numRetries");
     hy_diag_fini(&d);
     hy_policy_warnings(find(&w, "MeshHealthCheck", "h"), &d);
-    assert_int_equal(d.n, 2); /* http.path and expectedStatuses are enforced */
-    assert_string_equal(d.causes[0].field, "spec.to[0].default.grpc.serviceName");
-    assert_string_equal(d.causes[1].field, "spec.to[0].default.noTrafficInterval");
+    assert_int_equal(d.n, 1); /* http.path, expectedStatuses, grpc.serviceName are enforced */
+    assert_string_equal(d.causes[0].field, "spec.to[0].default.noTrafficInterval");
     hy_diag_fini(&d);
     hy_policy_warnings(find(&w, "MeshLoadBalancingStrategy", "lb"), &d);
     assert_int_equal(d.n, 3); /* disabled is enforced; localZone and the threshold are not */

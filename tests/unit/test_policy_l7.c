@@ -329,9 +329,7 @@ static void warnings(void **state)
     assert_string_equal(w.causes[0].field, "spec.to[0].default.local.tcp.disabled");
     hy_diag_fini(&w);
     hy_policy_warnings(docs.v[2].res, &w);
-    assert_int_equal(w.n, 1);
-    assert_string_equal(w.causes[0].field, "networking.inbound[0].tags.kuma.io/protocol");
-    assert_non_null(strstr(w.causes[0].message, "grpc: accepted, proxied as TCP for now"));
+    assert_int_equal(w.n, 0); /* grpc and http2 go the HTTP way: no warning */
     hy_diag_fini(&w);
     hy_diag_fini(&d);
     hy_docs_fini(&docs);
