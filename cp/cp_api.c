@@ -141,6 +141,13 @@ static void store_error(struct hy_http_resp *resp, int rc, const char *what)
     case HY_ETOOBIG:
         hy_http_error(resp, 413, "Too large", "the write is larger than the store accepts", NULL);
         break;
+    case HY_EUNAVAIL:
+        snprintf(details, sizeof(details),
+                 "%s: the store's database cannot be reached (PostgreSQL down?); the control plane "
+                 "reconnects by itself: retry later",
+                 what);
+        hy_http_error(resp, 503, "Store unavailable", details, NULL);
+        break;
     default:
         snprintf(details, sizeof(details), "%s: %s", what, hy_strerror(rc));
         hy_http_error(resp, 500, "Store error", details, NULL);
