@@ -1102,7 +1102,7 @@ static int check_schema(PGconn *c, const char *shown)
         return 0;
     hy_log(HY_LOG_ERROR, "store",
            v == 0 ? "postgres %s: no Hypha store in this database (schema %d, want %d): run "
-                    "'hypha-global migrate' or start without --store-no-migrate"
+                    "'hypha-global migrate' or start without --no-migrate"
            : v < SCHEMA_VERSION ? "postgres %s: the schema is version %d, older than this "
                                   "Hypha's %d: run 'hypha-global migrate'"
                                 : "postgres %s: the database has schema %d, newer than this "
