@@ -151,10 +151,8 @@ int main(int argc, char **argv)
         bench_die("--reps", "1 to %d", BENCH_MAX_REPS);
     hy_log_threshold = HY_LOG_WARN;
     struct bench_row rows[5] = {
-        {.name = "Single durable puts", .unit = "puts"},
-        {.name = "Batched puts", .unit = "puts"},
-        {.name = "Random gets", .unit = "gets"},
-        {.name = "List pages", .unit = "items"},
+        {.name = "Single durable puts", .unit = "puts"}, {.name = "Batched puts", .unit = "puts"},
+        {.name = "Random gets", .unit = "gets"},         {.name = "List pages", .unit = "items"},
         {.name = "Change feed read", .unit = "records"},
     };
     snprintf(rows[0].work, sizeof(rows[0].work), "%zu puts, 1 per txn", n_single);
@@ -174,7 +172,10 @@ int main(int argc, char **argv)
     }
     printf("Hypha = the PostgreSQL store, baseline = the LMDB store (LMDB dir on %s); median of "
            "%d\n\n",
-           bench_fs_name(dir ? dir : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp"), reps);
+           bench_fs_name(dir                ? dir
+                         : getenv("TMPDIR") ? getenv("TMPDIR")
+                                            : "/tmp"),
+           reps);
     bench_table_print(stdout, rows, 5);
     return 0;
 }

@@ -21,4 +21,4 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j2 --target hypha-bench-store-pg >/dev/null
 trap hy_pg_destroy EXIT
 HY_PG_FSYNC=on hy_pg_init
-"$build/bench/hypha-bench-store-pg" --url "$HY_PG_URL" "$@"
+"$build/bin/hypha-bench-store-pg" --url "$HY_PG_URL" "$@"

@@ -37,7 +37,8 @@ static const struct hy_option options[] = {
 
 static const struct hy_config_spec spec = {
     .program = "hypha-global",
-    .summary = "Hypha global control plane: the resource API, zone registry and mesh CAs",
+    .summary = "Hypha global control plane: the resource API, zone registry and mesh CAs (also: "
+               "hypha-global migrate [OPTIONS], hypha-global store copy --help)",
     .opts = options,
     .nopts = sizeof(options) / sizeof(options[0]),
     .config_env = "HYPHA_CONFIG",

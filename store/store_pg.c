@@ -324,6 +324,8 @@ static void p_bin(struct params *p, const void *b, size_t len)
  * code) when the status is the one wanted. */
 static int run(struct pg_store *ps, const char *name, const struct params *p, PGresult **out)
 {
+    if (out)
+        *out = NULL;
     PGresult *r = PQexecPrepared(ps->conn, name, p ? p->n : 0, p ? p->v : NULL, p ? p->len : NULL,
                                  p ? p->fmt : NULL, 1);
     ExecStatusType st = PQresultStatus(r);

@@ -29,6 +29,9 @@ hy_contains "migrate creates the schema" "schema migrated from version 0 to 1" "
 run "$HY_BIN/hypha-global" migrate "${PG[@]}"
 hy_eq "migrate again exits 0" 0 "$rc"
 hy_contains "and finds it current" "schema is current (version 1)" "$o"
+run "$HY_BIN/hypha-global" migrate --store postgres --store-postgres-url "$HY_PG_URL password=s3cr3t-pw"
+hy_eq "migrate with a password in the URL exits 0" 0 "$rc"
+hy_check "and never prints the password" bash -c "! grep -q s3cr3t-pw '$HY_TMP/out'"
 run "$HY_BIN/hypha-global" migrate --store postgres
 hy_check "migrate without a URL fails" test "$rc" -ne 0
 hy_contains "and names the option" "--store-postgres-url" "$o"
