@@ -244,6 +244,11 @@ static int copy_command(const char *program, int argc, char **argv)
     else
         for (size_t i = 0; i < c.n; i++)
             hy_resource_free(c.r[i]);
+    /* The copy's revisions are its own: past the source's, with an empty
+     * log, so that zones resuming from a source revision take a snapshot. */
+    uint64_t src_rev = hy_store_revision(src), dst_rev = hy_store_revision(dst);
+    if (rc == 0)
+        rc = hy_store_skip_to(dst, src_rev + dst_rev + 1);
     if (rc < 0 || (rc = verify(src, dst, &n, &hash)) < 0) {
         fprintf(stderr, "store copy: failed: %s\n", hy_strerror(rc));
         goto out_close;

@@ -329,6 +329,11 @@ int hy_store_compact(struct hy_store *s, uint64_t upto)
     return s->ops->compact(s, upto);
 }
 
+int hy_store_skip_to(struct hy_store *s, uint64_t rev)
+{
+    return s->ops->skip_to(s, rev);
+}
+
 int hy_store_stats(struct hy_store *s, struct hy_store_stats *out)
 {
     memset(out, 0, sizeof(*out));

@@ -169,6 +169,13 @@ uint64_t hy_store_horizon(struct hy_store *s);
  * Compaction also happens by itself when the log exceeds log_retention. */
 int hy_store_compact(struct hy_store *s, uint64_t upto);
 
+/* Moves the revision forward to rev with no change in between, dropping the
+ * change log (the horizon becomes rev): for a store just copied from
+ * another, so that a reader holding a revision of the source (a zone
+ * resuming) finds it behind the horizon and takes a snapshot instead of
+ * trusting the copy's own numbering. Nothing when rev <= the revision. */
+int hy_store_skip_to(struct hy_store *s, uint64_t rev);
+
 /* Statistics for metrics. */
 struct hy_store_stats {
     uint64_t revision, horizon;

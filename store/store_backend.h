@@ -29,6 +29,7 @@ struct hy_store_ops {
     uint64_t (*revision)(struct hy_store *s);
     uint64_t (*horizon)(struct hy_store *s);
     int (*compact)(struct hy_store *s, uint64_t upto);
+    int (*skip_to)(struct hy_store *s, uint64_t rev);
     int (*stats)(struct hy_store *s, struct hy_store_stats *out);
 };
 

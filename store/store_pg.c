@@ -675,6 +675,34 @@ out_unlock:
     return rc;
 }
 
+static int pg_skip_to(struct hy_store *s, uint64_t to)
+{
+    struct pg_store *ps = pg(s);
+    struct params p = {0};
+    uint64_t rev, horizon;
+    int rc;
+    if (ps->read_only)
+        return -EROFS;
+    pthread_mutex_lock(&ps->mu);
+    if ((rc = ensure_conn(ps)) || (rc = exec_simple(ps, "BEGIN")))
+        goto out_unlock;
+    if ((rc = lock_meta(ps, &rev, &horizon)))
+        goto out_abort;
+    if (to <= rev)
+        goto out_abort; /* rc is 0 */
+    p_u64(&p, to);
+    if ((rc = run(ps, "setrev", &p, NULL)) || (rc = compact_to(ps, to)) ||
+        (rc = exec_simple(ps, "COMMIT")))
+        goto out_abort;
+    note_meta(ps, to, to);
+    goto out_unlock;
+out_abort:
+    rollback(ps);
+out_unlock:
+    pthread_mutex_unlock(&ps->mu);
+    return rc;
+}
+
 /* ---- reads ------------------------------------------------------------- */
 
 static int pg_get(struct hy_store *s, const struct hy_rtype *t, const char *mesh, const char *name,
@@ -1177,6 +1205,7 @@ static const struct hy_store_ops pg_ops = {
     .revision = pg_revision,
     .horizon = pg_horizon,
     .compact = pg_compact,
+    .skip_to = pg_skip_to,
     .stats = pg_stats,
 };
 

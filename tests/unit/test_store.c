@@ -437,6 +437,8 @@ static void test_changes(void **state)
     hy_resource_free(mesh);
 }
 
+static void expect_total(struct hy_store *s, const char *type, const char *mesh, size_t want);
+
 static void test_compact_manual(void **state)
 {
     struct fx *f = *state;
@@ -502,6 +504,30 @@ static void test_compact_auto(void **state)
     assert_int_equal(c.v[0].revision, 8);
     assert_int_equal(c.to, 12);
     hy_store_changes_fini(&c);
+}
+
+/* A copied store moves past its source's revisions with an empty log. */
+static void test_skip_to(void **state)
+{
+    struct fx *f = *state;
+    struct hy_store_changes c;
+    put_new(f->s, "m", "a", "x");
+    put_new(f->s, "m", "b", "x");
+    assert_int_equal(hy_store_skip_to(f->s, 10), 0);
+    assert_int_equal(hy_store_revision(f->s), 10);
+    assert_int_equal(hy_store_horizon(f->s), 10);
+    assert_int_equal(hy_store_changes(f->s, 2, 0, &c), HY_ETOOOLD);
+    assert_int_equal(hy_store_changes(f->s, 10, 0, &c), 0);
+    assert_int_equal(c.n, 0);
+    hy_store_changes_fini(&c);
+    assert_int_equal(hy_store_skip_to(f->s, 5), 0); /* never backwards */
+    assert_int_equal(hy_store_revision(f->s), 10);
+    assert_int_equal(put_new(f->s, "m", "c", "x").revision, 11);
+    assert_true(exists(f->s, MTP, "m", "a"));
+    expect_total(f->s, MTP, "m", 3);
+    reopen(f, 0, 0);
+    assert_int_equal(hy_store_revision(f->s), 11);
+    expect_total(f->s, MTP, "m", 3);
 }
 
 /* ---- cascade ----------------------------------------------------------- */
@@ -1467,6 +1493,7 @@ int main(int argc, char **argv)
         T(test_changes),
         T(test_compact_manual),
         T(test_compact_auto),
+        T(test_skip_to),
         T(test_cascade),
         T(test_list),
         T(test_list_after_deleted),
