@@ -109,4 +109,20 @@ run ctl get meshtrafficpermissions -m default
 hy_contains "listing the copy" "allow-web-to-backend" "$o"
 hy_stop "$GLOBAL_PID"
 
+# ---- federation: the global and a zone CP each on a PostgreSQL database
+"$HY_PG_BIN/psql" -q "$HY_PG_URL" -c 'CREATE DATABASE zonedb' >/dev/null
+ZONE_PG_URL="${HY_PG_URL/dbname=postgres/dbname=zonedb}"
+KDS_PORT=$(hy_free_port)
+hy_start_global fed "${PG[@]}" --kds-address "127.0.0.1:$KDS_PORT" --kds-ping-interval 1s
+ctl generate zone-token --zone east --valid-for 24h >"$HY_TMP/east.token"
+hy_start_zone east --store postgres --store-postgres-url "$ZONE_PG_URL"
+sed 's/name: allow-web-to-backend/name: fed-1/' "$DATA/meshtrafficpermission.yaml" >"$HY_TMP/fed.yaml"
+run ctl apply -f "$HY_TMP/fed.yaml"
+hy_eq "apply on the global CP (postgres)" 0 "$rc"
+hy_check "KDS brings it to the zone CP (postgres)" hy_wait_for 20 \
+    curl -sf "$ZONE_URL_east/meshes/default/meshtrafficpermissions/fed-1"
+hy_contains "the zone logs its postgres store" "store: postgres" "$(cat "$ZONE_LOG_east")"
+hy_stop "$ZONE_PID_east"
+hy_stop "$GLOBAL_PID"
+
 hy_done
