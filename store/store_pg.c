@@ -25,11 +25,14 @@
  * revision they last saw, so nothing is lost or seen twice.
  *
  * Connection loss: calls made while the database cannot be reached fail at
- * once with HY_EUNAVAIL (the API answers 503); the connection is retried
- * with jittered exponential backoff (BACKOFF_MIN_MS up to BACKOFF_MAX_MS) on
- * the next call after the wait. hy_store_revision and hy_store_horizon then
- * answer the last values read. libpq codes stay in this file. */
+ * once with HY_EUNAVAIL (the API answers 503). Only the listener thread
+ * connects: its own connection with jittered exponential backoff
+ * (BACKOFF_MIN_MS up to BACKOFF_MAX_MS), then the main one, so that a dead
+ * server never blocks a caller (an event loop) for connect_timeout.
+ * hy_store_revision and hy_store_horizon then answer the last values read.
+ * libpq codes stay in this file. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <poll.h>
@@ -126,8 +129,6 @@ struct pg_store {
     char *shown;        /* the URL's host, port, database and user, for logs */
     uint64_t retention;
     bool read_only;
-    uint64_t next_try_ms; /* when down: no connection attempt before this */
-    unsigned backoff_ms;
     bool down;         /* logged as down, not yet back */
     uint64_t notified; /* highest revision the watchers were called with (under mu) */
     _Atomic uint64_t last_rev, last_horizon;
@@ -135,19 +136,12 @@ struct pg_store {
     /* the listener */
     pthread_t thread;
     bool thread_on;
-    int wake[2]; /* a byte on wake[1] stops the listener */
+    int wake[2]; /* to the listener: 'x' stops it, 'r' asks for a new main connection */
 };
 
 static struct pg_store *pg(struct hy_store *s)
 {
     return (struct pg_store *)s;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* "host=... port=... dbname=... user=..." of url, without the password. */
@@ -211,8 +205,10 @@ static void mark_down(struct pg_store *ps, const char *why)
     if (ps->conn) {
         PQfinish(ps->conn);
         ps->conn = NULL;
-        ps->backoff_ms = 0; /* the first retry is at once */
-        ps->next_try_ms = 0;
+        if (ps->wake[1] >= 0) { /* the listener reconnects: never the caller's thread */
+            ssize_t n = write(ps->wake[1], "r", 1);
+            (void)n; /* a full pipe has a wake-up in it already */
+        }
     }
 }
 
@@ -230,40 +226,15 @@ static int prepare_all(PGconn *c, const char **failed_msg)
     return 0;
 }
 
-/* A connection to use, reconnecting when it is time; mu held. 0 or
- * HY_EUNAVAIL. */
+/* The main connection, if it is up; mu held. 0 or HY_EUNAVAIL at once:
+ * connecting (which may block for connect_timeout) is the listener's job,
+ * so that a dead database never stalls a caller's event loop. */
 static int ensure_conn(struct pg_store *ps)
 {
-    const char *msg = NULL;
-    char line[256];
     if (ps->conn && PQstatus(ps->conn) == CONNECTION_OK)
         return 0;
     if (ps->conn)
         mark_down(ps, PQerrorMessage(ps->conn));
-    uint64_t now = now_ms();
-    if (now < ps->next_try_ms)
-        return HY_EUNAVAIL;
-    PGconn *c = connect_db(ps->url, "hypha");
-    if (PQstatus(c) == CONNECTION_OK && prepare_all(c, &msg) == 0) {
-        ps->conn = c;
-        ps->backoff_ms = 0;
-        if (ps->down)
-            hy_log(HY_LOG_INFO, "store", "postgres %s: connection back", ps->shown);
-        ps->down = false;
-        return 0;
-    }
-    if (!msg)
-        msg = PQerrorMessage(c);
-    if (!ps->down)
-        hy_log(HY_LOG_WARN, "store", "postgres %s: cannot connect: %s; retrying", ps->shown,
-               first_line(msg, line, sizeof(line)));
-    ps->down = true;
-    PQfinish(c);
-    /* jittered exponential backoff, capped */
-    ps->backoff_ms = ps->backoff_ms ? ps->backoff_ms * 2 : BACKOFF_MIN_MS;
-    if (ps->backoff_ms > BACKOFF_MAX_MS)
-        ps->backoff_ms = BACKOFF_MAX_MS;
-    ps->next_try_ms = now + ps->backoff_ms / 2 + (uint64_t)rand() % (ps->backoff_ms / 2 + 1);
     return HY_EUNAVAIL;
 }
 
@@ -948,12 +919,46 @@ static void listener_check(struct pg_store *ps, PGconn *c)
         hy_store_watchers_notify(&ps->base, call);
 }
 
-/* Waits up to ms for a stop request; true when stopping. */
+/* Waits up to ms for fd or a wake-up; true when asked to stop. */
 static bool listener_wait(struct pg_store *ps, int fd, int ms)
 {
     struct pollfd p[2] = {{.fd = ps->wake[0], .events = POLLIN}, {.fd = fd, .events = POLLIN}};
+    char buf[64];
     int n = poll(p, fd >= 0 ? 2 : 1, ms);
-    return n > 0 && (p[0].revents & POLLIN);
+    if (n <= 0 || !(p[0].revents & POLLIN))
+        return false;
+    ssize_t got = read(ps->wake[0], buf, sizeof(buf));
+    return got > 0 && memchr(buf, 'x', (size_t)got);
+}
+
+/* Replaces a lost main connection (the listener's own is up, so the server
+ * is reachable); mu is not held while connecting. */
+static void main_reconnect(struct pg_store *ps)
+{
+    const char *msg = NULL;
+    char line[256];
+    pthread_mutex_lock(&ps->mu);
+    bool need = !ps->conn;
+    pthread_mutex_unlock(&ps->mu);
+    if (!need)
+        return;
+    PGconn *c = connect_db(ps->url, "hypha");
+    if (PQstatus(c) != CONNECTION_OK || prepare_all(c, &msg)) {
+        hy_log(HY_LOG_DEBUG, "store", "postgres %s: reconnect failed: %s", ps->shown,
+               first_line(msg ? msg : PQerrorMessage(c), line, sizeof(line)));
+        PQfinish(c);
+        return;
+    }
+    pthread_mutex_lock(&ps->mu);
+    if (!ps->conn) {
+        ps->conn = c;
+        c = NULL;
+        hy_log(HY_LOG_INFO, "store", "postgres %s: connection back", ps->shown);
+        ps->down = false;
+    }
+    pthread_mutex_unlock(&ps->mu);
+    if (c)
+        PQfinish(c);
 }
 
 static void *listener(void *arg)
@@ -983,6 +988,7 @@ static void *listener(void *arg)
             backoff = 0;
             listener_check(ps, c); /* whatever was committed while not listening */
         }
+        main_reconnect(ps); /* at most once per wake-up or POLL_MS */
         if (listener_wait(ps, PQsocket(c), POLL_MS))
             break;
         bool other = true; /* a timeout polls too: a safety net, cheap */
@@ -1008,7 +1014,7 @@ static void *listener(void *arg)
 int hy_store_pg_start(struct hy_store *s)
 {
     struct pg_store *ps = pg(s);
-    if (pipe(ps->wake) < 0)
+    if (pipe2(ps->wake, O_NONBLOCK | O_CLOEXEC) < 0)
         return -errno;
     int rc = pthread_create(&ps->thread, NULL, listener, ps);
     if (rc) {
@@ -1032,6 +1038,7 @@ static void pg_stop(struct hy_store *s)
     ps->thread_on = false;
     close(ps->wake[0]);
     close(ps->wake[1]);
+    ps->wake[0] = ps->wake[1] = -1;
 }
 
 /* ---- schema ------------------------------------------------------------ */
