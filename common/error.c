@@ -19,6 +19,7 @@ const char *hy_strerror(int err)
         [HY_ENOMEM - HY_EFIRST] = "out of memory",
         [HY_ECRYPTO - HY_EFIRST] = "crypto library failure",
         [HY_EVERIFY - HY_EFIRST] = "verification failed",
+        [HY_EUNAVAIL - HY_EFIRST] = "store database unavailable",
     };
     if (err == 0)
         return "success";

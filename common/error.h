@@ -17,6 +17,7 @@ enum hy_err {
     HY_ENOMEM,             /* allocation failed */
     HY_ECRYPTO,            /* the crypto library failed (wolfSSL) */
     HY_EVERIFY,            /* a signature, certificate or token did not verify */
+    HY_EUNAVAIL,           /* the store's database cannot be reached now: retry later */
     HY_ELAST
 };
 

@@ -263,11 +263,12 @@ int hy_cp_open(struct hy_cp *g, const struct hy_cp_cfg *cfg, const char *compone
         return rc;
     }
     char path[4096];
-    if (hy_cp_path(g, "store", path, sizeof(path)) < 0)
-        return HY_ETOOBIG;
-    struct hy_store_config sc = {.path = path, .map_size = (size_t)cfg->store_map_size};
-    int rc = hy_store_open(&sc, &g->store);
-    if (rc < 0 || (rc = hy_cp_migrate_mesh_roots(g)) < 0)
+    struct hy_store_config sc;
+    int rc = hy_cp_store_config(cfg, path, sizeof(path), &sc);
+    if (rc < 0 || (rc = hy_store_open(&sc, &g->store)) < 0)
+        return rc;
+    hy_log(HY_LOG_INFO, component, "store: %s", hy_store_backend_name(g->store));
+    if ((rc = hy_cp_migrate_mesh_roots(g)) < 0)
         return rc;
     char host[40] = "hypha", suffix[7];
     gethostname(host, sizeof(host) - 1);

@@ -30,6 +30,9 @@ struct hy_cp_cfg {
     bool localhost_is_admin;  /* plain HTTP from loopback needs no token (never on HTTPS) */
     uint64_t max_pending;     /* per listener, connections not yet authorized (http_server.h) */
     uint64_t store_map_size;  /* bytes */
+    char *store;              /* "lmdb" or "postgres" */
+    char *store_postgres_url; /* libpq connection string or URI */
+    bool no_migrate;          /* postgres: the schema must be current already */
     int64_t shutdown_timeout; /* ms; read by hy_main through the "shutdown-timeout" row */
     enum hy_log_level log_level;
 };
@@ -102,6 +105,28 @@ struct hy_cp_cfg {
          offsetof(S, M.store_map_size),                                                            \
          "1Gi",                                                                                    \
          "maximum size of the LMDB store"},                                                        \
+        {"store",                                                                                  \
+         "HYPHA_STORE",                                                                            \
+         "store",                                                                                  \
+         HY_OPT_STRING,                                                                            \
+         offsetof(S, M.store),                                                                     \
+         "lmdb",                                                                                   \
+         "store backend: lmdb (in the data dir) or postgres (--store-postgres-url)"},              \
+        {"store-postgres-url",                                                                     \
+         "HYPHA_STORE_POSTGRES_URL",                                                               \
+         "storePostgresUrl",                                                                       \
+         HY_OPT_STRING,                                                                            \
+         offsetof(S, M.store_postgres_url),                                                        \
+         NULL,                                                                                     \
+         "PostgreSQL of the postgres store: postgresql://USER:PASS@HOST/DB or "                    \
+         "\"host=... dbname=...\""},                                                               \
+        {"no-migrate",                                                                             \
+         "HYPHA_NO_MIGRATE",                                                                       \
+         "noMigrate",                                                                              \
+         HY_OPT_BOOL,                                                                              \
+         offsetof(S, M.no_migrate),                                                                \
+         "false",                                                                                  \
+         "postgres store: do not create or upgrade the schema at start ('migrate' does)"},         \
         HY_SHUTDOWN_OPTION(S, M.shutdown_timeout),                                                 \
     {                                                                                              \
         "log-level", "HYPHA_LOG_LEVEL", "logLevel", HY_OPT_LOG_LEVEL, offsetof(S, M.log_level),    \
@@ -209,6 +234,17 @@ int hy_cp_server_cert(struct hy_cp *cp, const char *subdir, const char *what, co
                       char *cert, char *key, size_t size);
 /* A Timestamp message at secs (caller frees); NULL on ENOMEM. */
 Hypha__V1__Timestamp *hy_cp_timestamp(int64_t secs);
+
+/* The store configuration of cfg (path gets data_dir/store, size bytes):
+ * 0, or HY_EINVAL with a log line naming the bad option. */
+int hy_cp_store_config(const struct hy_cp_cfg *cfg, char *path, size_t size,
+                       struct hy_store_config *out);
+/* The store subcommands of a control-plane binary, tried before hy_main:
+ *   PROGRAM migrate [OPTIONS]   create or upgrade the PostgreSQL schema, exit
+ *   PROGRAM store copy --from lmdb:PATH|postgres:URL --to lmdb:PATH|postgres:URL
+ * Returns -1 when argv is not one of them, else the exit code. */
+int hy_cp_store_command(const struct hy_config_spec *spec, void *cfg, size_t cp_offset, int argc,
+                        char **argv);
 
 /* data_dir/name into buf; HY_ETOOBIG if it does not fit. */
 int hy_cp_path(const struct hy_cp *cp, const char *name, char *buf, size_t size);

@@ -141,6 +141,13 @@ static void store_error(struct hy_http_resp *resp, int rc, const char *what)
     case HY_ETOOBIG:
         hy_http_error(resp, 413, "Too large", "the write is larger than the store accepts", NULL);
         break;
+    case HY_EUNAVAIL:
+        snprintf(details, sizeof(details),
+                 "%s: the store's database cannot be reached (PostgreSQL down?); the control plane "
+                 "reconnects by itself: retry later",
+                 what);
+        hy_http_error(resp, 503, "Store unavailable", details, NULL);
+        break;
     default:
         snprintf(details, sizeof(details), "%s: %s", what, hy_strerror(rc));
         hy_http_error(resp, 500, "Store error", details, NULL);
@@ -177,13 +184,18 @@ static const char *refusal(struct hy_cp_api *api, const struct hy_rtype *t, char
     return api->write_refusal ? api->write_refusal(api->ud, t, buf, size) : NULL;
 }
 
-static bool mesh_exists(struct hy_cp_api *api, const char *mesh)
+/* 1 when the Mesh exists, 0 when not, HY_EUNAVAIL when the store cannot
+ * tell (its database is down: the write must not go on unchecked). */
+static int mesh_exists(struct hy_cp_api *api, const char *mesh)
 {
     struct hy_resource *m = NULL;
-    if (hy_store_get(api->store, "Mesh", NULL, mesh, &m) < 0)
-        return false;
+    int rc = hy_store_get(api->store, "Mesh", NULL, mesh, &m);
+    if (rc == HY_EUNAVAIL)
+        return rc;
+    if (rc < 0)
+        return 0;
     hy_resource_free(m);
-    return true;
+    return 1;
 }
 
 /* ----- GET /, /_resources ----- */
@@ -460,9 +472,10 @@ static int cmp_cstr(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Checks ownership and the mesh reference of one user write; adds causes. */
-static void check_write(struct hy_cp_api *api, const struct hy_resource *r, struct mesh_refs *m,
-                        struct hy_diag *d)
+/* Checks ownership and the mesh reference of one user write; adds causes.
+ * 0, or HY_EUNAVAIL when the store could not be read (answer 503). */
+static int check_write(struct hy_cp_api *api, const struct hy_resource *r, struct mesh_refs *m,
+                       struct hy_diag *d)
 {
     char why[512];
     const char *no = refusal(api, r->type, why, sizeof(why));
@@ -470,21 +483,25 @@ static void check_write(struct hy_cp_api *api, const struct hy_resource *r, stru
         hy_diag_add(d, 0, 0, "type", "%s", no);
     const char *mesh = r->meta->mesh;
     if (r->type->scope != HY_SCOPE_MESH || !mesh)
-        return;
+        return 0;
     if (m && m->n && bsearch(&mesh, m->created, m->n, sizeof(char *), cmp_cstr))
-        return;
+        return 0;
     if (m && m->known && !strcmp(m->known, mesh))
-        return;
-    if (!mesh_exists(api, mesh))
+        return 0;
+    int rc = mesh_exists(api, mesh);
+    if (rc < 0)
+        return rc;
+    if (!rc)
         hy_diag_add(d, 0, 0, "mesh", "mesh \"%s\" does not exist; create the Mesh first", mesh);
     else if (m)
         m->known = mesh;
+    return 0;
 }
 
 /* check_write for each of v[0..n), a Mesh among them counting as there;
  * causes without a position get lines[i] (when lines is not NULL). Linear
  * in n (sorting aside): a 10k-document apply must not compare every pair.
- * 0 or HY_ENOMEM. */
+ * 0, HY_ENOMEM or HY_EUNAVAIL (the store could not be read). */
 static int check_writes(struct hy_cp_api *api, const struct hy_resource *const *v, const int *lines,
                         size_t n, struct hy_diag *d)
 {
@@ -495,9 +512,10 @@ static int check_writes(struct hy_cp_api *api, const struct hy_resource *const *
         if (!strcmp(v[i]->type->name, "Mesh"))
             meshes.created[meshes.n++] = v[i]->meta->name;
     qsort(meshes.created, meshes.n, sizeof(char *), cmp_cstr);
-    for (size_t i = 0; i < n; i++) {
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
         size_t before = d->n;
-        check_write(api, v[i], &meshes, d);
+        rc = check_write(api, v[i], &meshes, d);
         for (size_t k = before; lines && k < d->n; k++)
             if (d->causes[k].line == 0) {
                 d->causes[k].line = lines[i];
@@ -505,7 +523,7 @@ static int check_writes(struct hy_cp_api *api, const struct hy_resource *const *
             }
     }
     free(meshes.created);
-    return 0;
+    return rc;
 }
 
 /* Runs the hook (what the control plane checks and adds before a write:
@@ -646,7 +664,9 @@ static int write_prepare(struct hy_cp_write_job *j)
         if (rc == 0)
             rc = check_writes(api, v, aw->lines, aw->nuser, &d);
         free(v);
-        if (rc < 0)
+        if (rc == HY_EUNAVAIL)
+            store_error(answer_of(aw), rc, "checking the write");
+        else if (rc < 0)
             hy_http_error(answer_of(aw), 500, "Out of memory", "nothing was written", NULL);
         else if (d.n && aw->kind == WRITE_PUT)
             hy_http_error(answer_of(aw), 400, "Invalid resource", "the resource cannot be written",
@@ -781,8 +801,10 @@ static void put_one(struct hy_cp_api *api, const struct hy_http_req *req, struct
     else if (mesh && (!r->meta->mesh || strcmp(r->meta->mesh, mesh) != 0))
         hy_diag_add(&d, docs.v[0].line, 1, "mesh", "\"%s\" does not match the path's \"%s\"",
                     r->meta->mesh ? r->meta->mesh : "", mesh);
-    else
-        check_write(api, r, NULL, &d);
+    else if (check_write(api, r, NULL, &d) == HY_EUNAVAIL) {
+        store_error(resp, HY_EUNAVAIL, "checking the write");
+        goto out;
+    }
     uint64_t version = HY_VERSION_ANY;
     bool bad = false;
     if (if_match(req, &version, &bad), bad)
@@ -897,7 +919,12 @@ static void apply(struct hy_cp_api *api, const struct hy_http_req *req, struct h
         v[i] = docs.v[i].res;
         lines[i] = docs.v[i].line;
     }
-    if (check_writes(api, v, lines, docs.n, &d) < 0) {
+    int crc = check_writes(api, v, lines, docs.n, &d);
+    if (crc == HY_EUNAVAIL) {
+        store_error(resp, crc, "checking the writes");
+        goto out;
+    }
+    if (crc < 0) {
         hy_http_error(resp, 500, "Out of memory", "nothing was written", NULL);
         goto out;
     }

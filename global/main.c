@@ -37,7 +37,8 @@ static const struct hy_option options[] = {
 
 static const struct hy_config_spec spec = {
     .program = "hypha-global",
-    .summary = "Hypha global control plane: the resource API, zone registry and mesh CAs",
+    .summary = "Hypha global control plane: the resource API, zone registry and mesh CAs (also: "
+               "hypha-global migrate [OPTIONS], hypha-global store copy --help)",
     .opts = options,
     .nopts = sizeof(options) / sizeof(options[0]),
     .config_env = "HYPHA_CONFIG",
@@ -61,6 +62,9 @@ static void close_cp(void *state)
 int main(int argc, char **argv)
 {
     struct hy_global_cfg cfg = {0};
+    int rc = hy_cp_store_command(&spec, &cfg, offsetof(struct hy_global_cfg, cp), argc, argv);
+    if (rc >= 0)
+        return rc;
     struct hy_global state;
     const struct hy_main_program p = {
         .spec = &spec,

@@ -60,6 +60,11 @@ static void watchers_notify(struct hy_store_watchers *w, uint64_t revision)
     pthread_mutex_unlock(&w->mu);
 }
 
+void hy_store_watchers_notify(struct hy_store *s, uint64_t revision)
+{
+    watchers_notify(&s->watchers, revision);
+}
+
 int hy_store_watch(struct hy_store *s, hy_store_watch_fn fn, void *ud)
 {
     struct hy_store_watchers *w = &s->watchers;
@@ -128,21 +133,45 @@ static bool valid_write(const struct hy_store_write *w)
 int hy_store_open(const struct hy_store_config *cfg, struct hy_store **out)
 {
     struct hy_store *s;
-    int rc = hy_store_lmdb_open(cfg, &s);
+    bool pg = cfg->backend == HY_STORE_POSTGRES;
+    int rc = pg ? hy_store_pg_open(cfg, &s) : hy_store_lmdb_open(cfg, &s);
     if (rc < 0)
         return rc;
     if ((rc = watchers_init(&s->watchers)) < 0) {
         s->ops->close(s);
         return rc;
     }
+    if (pg && (rc = hy_store_pg_start(s)) < 0) {
+        hy_store_close(s);
+        return rc;
+    }
     *out = s;
     return 0;
+}
+
+const char *hy_store_backend_name(const struct hy_store *s)
+{
+    return s->ops->name;
+}
+
+int hy_store_migrate(const struct hy_store_config *cfg, int *from, int *to)
+{
+    if (cfg->backend != HY_STORE_POSTGRES) {
+        if (from)
+            *from = 0;
+        if (to)
+            *to = 0;
+        return 0;
+    }
+    return hy_store_pg_migrate(cfg, from, to);
 }
 
 void hy_store_close(struct hy_store *s)
 {
     if (!s)
         return;
+    if (s->ops->stop) /* a backend's thread may notify watchers until then */
+        s->ops->stop(s);
     watchers_fini(&s->watchers);
     s->ops->close(s);
 }
@@ -298,6 +327,11 @@ uint64_t hy_store_horizon(struct hy_store *s)
 int hy_store_compact(struct hy_store *s, uint64_t upto)
 {
     return s->ops->compact(s, upto);
+}
+
+int hy_store_skip_to(struct hy_store *s, uint64_t rev)
+{
+    return s->ops->skip_to(s, rev);
 }
 
 int hy_store_stats(struct hy_store *s, struct hy_store_stats *out)

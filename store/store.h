@@ -1,6 +1,6 @@
-/* The resource store: one interface (an ops table) in front of a backend.
- * LMDB is the only backend today; a second (e.g. PostgreSQL for HA) plugs in
- * behind the same ops without touching callers.
+/* The resource store: one interface (an ops table) in front of a backend:
+ * LMDB (embedded, the default) or PostgreSQL (store_pg.c: several processes
+ * on one database), behind the same ops without touching callers.
  *
  * Keys are type/mesh/name (mesh empty for global-scope types). Every change
  * committed gets the next store revision (one 64-bit counter, several per
@@ -18,19 +18,34 @@
 
 struct hy_store;
 
+enum hy_store_backend { HY_STORE_LMDB, HY_STORE_POSTGRES };
+
 struct hy_store_config {
-    const char *path;       /* directory; created if missing */
-    size_t map_size;        /* bytes; 0 = default (1 GiB) */
-    uint64_t log_retention; /* change records kept before compaction; 0 = default (100000) */
+    enum hy_store_backend backend; /* HY_STORE_LMDB unless set */
+    const char *path;              /* LMDB: directory; created if missing */
+    const char *url;               /* PostgreSQL: libpq connection string or URI */
+    size_t map_size;               /* LMDB: bytes; 0 = default (1 GiB) */
+    uint64_t log_retention;        /* change records kept before compaction; 0 = default (100000) */
     bool read_only;
+    /* PostgreSQL: do not create or upgrade the schema at open (it must then
+     * be current: see hy_store_migrate). */
+    bool no_migrate;
 };
 
-/* Opens the store at cfg->path (backend chosen by configuration; LMDB now).
- * On success *out owns the store. Errors: HY_ESTORE with a log line naming
- * the path and the backend's reason, -errno for the directory. */
+/* Opens the store (cfg->backend). On success *out owns the store. Errors:
+ * HY_ESTORE with a log line naming the path (or the URL without its
+ * password) and the backend's reason, -errno for the directory,
+ * HY_EUNAVAIL when the database cannot be reached. */
 int hy_store_open(const struct hy_store_config *cfg, struct hy_store **out);
 /* Closes and frees; NULL is fine. No other call may be in flight. */
 void hy_store_close(struct hy_store *s);
+/* The backend's name: "lmdb" or "postgres". */
+const char *hy_store_backend_name(const struct hy_store *s);
+
+/* Creates or upgrades the schema of the PostgreSQL store at cfg->url and
+ * returns; *from and *to (may be NULL) get the schema versions before and
+ * after. Idempotent. LMDB stores upgrade themselves at open: 0 at once. */
+int hy_store_migrate(const struct hy_store_config *cfg, int *from, int *to);
 
 /* Reads one resource. *out is a new resource owned by the caller.
  * mesh is NULL or "" for global-scope types. HY_ENOTFOUND if absent. */
@@ -83,7 +98,9 @@ struct hy_store_write {
  * '/' in a name or mesh, missing mesh for a mesh-scoped type; *failed =
  * index), HY_ETOOBIG (key over the backend's limit, or too many changes for
  * one transaction), HY_EFULL (map full: nothing written), -EROFS (store
- * opened read-only), HY_ESTORE. *failed = n when the commit itself failed;
+ * opened read-only), HY_EUNAVAIL (the database cannot be reached: nothing
+ * written, or for a commit cut off, perhaps written), HY_ESTORE. Reads
+ * return HY_EUNAVAIL the same way. *failed = n when the commit itself failed;
  * failed may be NULL. Watchers are woken after a successful commit that
  * changed something. */
 int hy_store_apply(struct hy_store *s, struct hy_store_write *w, size_t n, size_t *failed);
@@ -151,6 +168,13 @@ uint64_t hy_store_horizon(struct hy_store *s);
 /* Drops change records with revision <= upto (never past the latest).
  * Compaction also happens by itself when the log exceeds log_retention. */
 int hy_store_compact(struct hy_store *s, uint64_t upto);
+
+/* Moves the revision forward to rev with no change in between, dropping the
+ * change log (the horizon becomes rev): for a store just copied from
+ * another, so that a reader holding a revision of the source (a zone
+ * resuming) finds it behind the horizon and takes a snapshot instead of
+ * trusting the copy's own numbering. Nothing when rev <= the revision. */
+int hy_store_skip_to(struct hy_store *s, uint64_t rev);
 
 /* Statistics for metrics. */
 struct hy_store_stats {

@@ -12,6 +12,8 @@
  * have a mesh. Returns follow store.h unless said otherwise. */
 struct hy_store_ops {
     const char *name; /* "lmdb": for log lines */
+    /* Stops the backend's own threads (NULL: it has none); close follows. */
+    void (*stop)(struct hy_store *s);
     /* Frees the backend and s itself. */
     void (*close)(struct hy_store *s);
     int (*get)(struct hy_store *s, const struct hy_rtype *t, const char *mesh, const char *name,
@@ -27,6 +29,7 @@ struct hy_store_ops {
     uint64_t (*revision)(struct hy_store *s);
     uint64_t (*horizon)(struct hy_store *s);
     int (*compact)(struct hy_store *s, uint64_t upto);
+    int (*skip_to)(struct hy_store *s, uint64_t rev);
     int (*stats)(struct hy_store *s, struct hy_store_stats *out);
 };
 
@@ -55,6 +58,16 @@ struct hy_store {
 /* Opens the LMDB backend (store_lmdb.c); same contract as hy_store_open,
  * except that s->watchers is left for store.c to initialise. */
 int hy_store_lmdb_open(const struct hy_store_config *cfg, struct hy_store **out);
+/* Opens the PostgreSQL backend (store_pg.c), as hy_store_lmdb_open. Its
+ * listener thread starts only with hy_store_pg_start, once s->watchers is
+ * ready. */
+int hy_store_pg_open(const struct hy_store_config *cfg, struct hy_store **out);
+int hy_store_pg_start(struct hy_store *s);
+int hy_store_pg_migrate(const struct hy_store_config *cfg, int *from, int *to);
+
+/* Calls every in-process watcher with revision (store.c): for a backend
+ * that learns of commits made by other processes. */
+void hy_store_watchers_notify(struct hy_store *s, uint64_t revision);
 
 /* The mesh part of a key: "" for global-scope types or a NULL mesh. */
 static inline const char *hy_store_key_mesh(const struct hy_rtype *t, const char *mesh)

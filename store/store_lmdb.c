@@ -658,6 +658,30 @@ out_abort:
     return xlate(ls, rc, "compaction");
 }
 
+static int lmdb_skip_to(struct hy_store *s, uint64_t to)
+{
+    struct lmdb_store *ls = lmdb(s);
+    MDB_txn *txn;
+    uint64_t rev;
+    bool counted;
+    if (ls->read_only)
+        return -EROFS;
+    int rc = mdb_txn_begin(ls->env, NULL, 0, &txn);
+    if (rc)
+        return xlate(ls, rc, "begin skip");
+    if ((rc = meta_get(ls, txn, "revision", &rev)) || (rc = counts_valid(ls, txn, &counted)))
+        goto out_abort;
+    if (to <= rev)
+        goto out_abort; /* rc is 0 */
+    if ((rc = meta_put(ls, txn, "revision", to)) || (rc = compact_txn(ls, txn, to)) ||
+        (counted && (rc = meta_put(ls, txn, "counted", to))))
+        goto out_abort;
+    return xlate(ls, mdb_txn_commit(txn), "commit skip");
+out_abort:
+    mdb_txn_abort(txn);
+    return xlate(ls, rc, "skip");
+}
+
 /* ---- reads ------------------------------------------------------------- */
 
 static int lmdb_get(struct hy_store *s, const struct hy_rtype *t, const char *mesh,
@@ -942,6 +966,7 @@ static const struct hy_store_ops lmdb_ops = {
     .revision = lmdb_revision,
     .horizon = lmdb_horizon,
     .compact = lmdb_compact,
+    .skip_to = lmdb_skip_to,
     .stats = lmdb_stats,
 };
 

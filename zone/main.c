@@ -64,6 +64,9 @@ static void close_cp(void *state)
 int main(int argc, char **argv)
 {
     struct hy_zone_cfg cfg = {0};
+    int rc = hy_cp_store_command(&spec, &cfg, offsetof(struct hy_zone_cfg, cp), argc, argv);
+    if (rc >= 0)
+        return rc;
     struct hy_zone state;
     const struct hy_main_program p = {
         .spec = &spec,

@@ -4,10 +4,10 @@
 # Build and runtime libraries (README "Dependencies" says why each is here).
 HY_BUILD_PACKAGES="build-essential cmake pkg-config protobuf-c-compiler libprotobuf-c-dev
   libyaml-dev liblmdb-dev libuv1-dev libwebsockets-dev libwebsockets-evlib-uv libwolfssl-dev
-  libnghttp2-dev node-llhttp libldns-dev"
+  libnghttp2-dev node-llhttp libldns-dev libpq-dev"
 # What only the test run needs.
 HY_TEST_PACKAGES="libcmocka-dev clang clang-format lmdb-utils curl openssl jq iproute2 prometheus tcpdump yamllint python3-yaml systemd
-  nginx-light nghttp2-client python3-h2 ldnsutils iptables containernetworking-plugins"
+  nginx-light nghttp2-client python3-h2 ldnsutils iptables containernetworking-plugins postgresql"
 
 # hy_install_packages PKG...: installs those of PKG that are missing.
 hy_install_packages() {

@@ -1,6 +1,9 @@
-/* Unit tests of the store (LMDB backend): CRUD, compare-and-swap, the change
- * feed and its compaction, cascades, listing and its totals, a full map, and
- * watchers. */
+/* Unit tests of the store: CRUD, compare-and-swap, the change feed and its
+ * compaction, cascades, listing and its totals, and watchers; one body for
+ * both backends. `test_store` runs them on LMDB; `test_store postgres` on
+ * the PostgreSQL named by HYPHA_TEST_PG_URL (tests/unit/store_pg.sh starts
+ * one), with that backend's own tests (several handles on one database,
+ * connection loss). A full map and counter rebuilding are LMDB's alone. */
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -10,9 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 #include <lmdb.h>
 
 #include "error.h"
@@ -28,6 +33,38 @@ struct fx {
     struct hy_store *s;
 };
 
+static const char *pg_url; /* NULL: LMDB */
+
+/* Empties the test database: a fresh store at the next open. */
+static int pg_reset(void)
+{
+    PGconn *c = PQconnectdb(pg_url);
+    int rc = PQstatus(c) == CONNECTION_OK ? 0 : -1;
+    if (rc == 0) {
+        PGresult *r = PQexec(c, "SET client_min_messages = warning;"
+                                "DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+        rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+        if (rc)
+            fprintf(stderr, "pg_reset: %s", PQerrorMessage(c));
+        PQclear(r);
+    } else {
+        fprintf(stderr, "pg_reset: %s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return rc;
+}
+
+/* Runs sql on a connection of its own; asserts it works. */
+static void pg_exec(const char *sql)
+{
+    PGconn *c = PQconnectdb(pg_url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    assert_true(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+    PQfinish(c);
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st, (void)flag, (void)ftw;
@@ -39,6 +76,10 @@ static int open_store(const char *dir, size_t map_size, uint64_t retention, bool
 {
     struct hy_store_config cfg = {
         .path = dir, .map_size = map_size, .log_retention = retention, .read_only = ro};
+    if (pg_url) {
+        cfg.backend = HY_STORE_POSTGRES;
+        cfg.url = pg_url;
+    }
     return hy_store_open(&cfg, s);
 }
 
@@ -48,7 +89,8 @@ static int setup(void **state)
     if (!f)
         return -1;
     snprintf(f->dir, sizeof(f->dir), "/tmp/hy-test-store-XXXXXX");
-    if (!mkdtemp(f->dir) || open_store(f->dir, 0, 0, false, &f->s) < 0) {
+    if (!mkdtemp(f->dir) || (pg_url && pg_reset() < 0) ||
+        open_store(f->dir, 0, 0, false, &f->s) < 0) {
         free(f);
         return -1;
     }
@@ -395,6 +437,8 @@ static void test_changes(void **state)
     hy_resource_free(mesh);
 }
 
+static void expect_total(struct hy_store *s, const char *type, const char *mesh, size_t want);
+
 static void test_compact_manual(void **state)
 {
     struct fx *f = *state;
@@ -414,7 +458,8 @@ static void test_compact_manual(void **state)
     assert_int_equal(st.resources, 10);
     assert_int_equal(st.revision, 10);
     assert_int_equal(st.horizon, 4);
-    assert_true(st.used_bytes > 0 && st.used_bytes <= st.map_size);
+    assert_true(st.used_bytes > 0);
+    assert_true(pg_url ? st.map_size == 0 : st.used_bytes <= st.map_size);
 
     assert_int_equal(hy_store_changes(f->s, 3, 0, &c), HY_ETOOOLD);
     assert_int_equal(c.n, 0);
@@ -459,6 +504,30 @@ static void test_compact_auto(void **state)
     assert_int_equal(c.v[0].revision, 8);
     assert_int_equal(c.to, 12);
     hy_store_changes_fini(&c);
+}
+
+/* A copied store moves past its source's revisions with an empty log. */
+static void test_skip_to(void **state)
+{
+    struct fx *f = *state;
+    struct hy_store_changes c;
+    put_new(f->s, "m", "a", "x");
+    put_new(f->s, "m", "b", "x");
+    assert_int_equal(hy_store_skip_to(f->s, 10), 0);
+    assert_int_equal(hy_store_revision(f->s), 10);
+    assert_int_equal(hy_store_horizon(f->s), 10);
+    assert_int_equal(hy_store_changes(f->s, 2, 0, &c), HY_ETOOOLD);
+    assert_int_equal(hy_store_changes(f->s, 10, 0, &c), 0);
+    assert_int_equal(c.n, 0);
+    hy_store_changes_fini(&c);
+    assert_int_equal(hy_store_skip_to(f->s, 5), 0); /* never backwards */
+    assert_int_equal(hy_store_revision(f->s), 10);
+    assert_int_equal(put_new(f->s, "m", "c", "x").revision, 11);
+    assert_true(exists(f->s, MTP, "m", "a"));
+    expect_total(f->s, MTP, "m", 3);
+    reopen(f, 0, 0);
+    assert_int_equal(hy_store_revision(f->s), 11);
+    expect_total(f->s, MTP, "m", 3);
 }
 
 /* ---- cascade ----------------------------------------------------------- */
@@ -811,6 +880,8 @@ static void meta_set(const char *dir, const char *key, const uint64_t *v)
 static void test_totals_rebuild(void **state)
 {
     struct fx *f = *state;
+    if (pg_url)
+        skip(); /* LMDB's counters in "meta"; PostgreSQL's are a trigger's */
     static const uint64_t five = 5, one = 1;
     struct hy_store *ro;
     put_new(f->s, "a", "p1", "x");
@@ -901,6 +972,8 @@ static void test_reopen_read_only(void **state)
 
     char missing[96];
     snprintf(missing, sizeof(missing), "%s/missing", f->dir);
+    if (pg_url) /* an empty database is no store */
+        assert_int_equal(pg_reset(), 0);
     assert_int_equal(open_store(missing, 0, 0, true, &ro), HY_ESTORE);
     hy_resource_free(r);
 }
@@ -924,6 +997,8 @@ static void test_full(void **state)
     char name[16];
     int i, rc = 0;
 
+    if (pg_url)
+        skip();             /* no map to fill */
     reopen(f, FULL_MAP, 0); /* a fresh store: its map stays small */
     for (i = 0; i < 1000; i++) {
         snprintf(name, sizeof(name), "r%d", i);
@@ -1237,8 +1312,186 @@ static void test_delete_if_exists_and_origin(void **state)
     hy_resource_free(r);
 }
 
-int main(void)
+/* ---- PostgreSQL: several handles on one database, connection loss ----- */
+
+struct remote_seen {
+    pthread_mutex_t mu;
+    int calls;
+    uint64_t last;
+};
+
+static void on_remote(void *ud, uint64_t revision)
 {
+    struct remote_seen *v = ud;
+    pthread_mutex_lock(&v->mu);
+    v->calls++;
+    if (revision > v->last)
+        v->last = revision;
+    pthread_mutex_unlock(&v->mu);
+}
+
+/* Waits up to 20 s for the watcher to have seen revision rev. */
+static bool saw(struct remote_seen *v, uint64_t rev)
+{
+    for (int i = 0; i < 2000; i++) {
+        pthread_mutex_lock(&v->mu);
+        bool done = v->last >= rev;
+        pthread_mutex_unlock(&v->mu);
+        if (done)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+static void *conc_writer_two(void *arg)
+{
+    return conc_writer(arg);
+}
+
+/* Two handles stand for two processes (replicas): a commit on one wakes the
+ * other's watchers once, its own watchers are called by the commit alone,
+ * and writers on both get one gap-free run of revisions. */
+static void test_pg_two_handles(void **state)
+{
+    struct fx *f = *state;
+    struct hy_store *b;
+    struct remote_seen vb = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct remote_seen va = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    if (!pg_url)
+        skip();
+    assert_int_equal(open_store(f->dir, 0, 0, false, &b), 0);
+    int ib = hy_store_watch(b, on_remote, &vb), ia = hy_store_watch(f->s, on_remote, &va);
+    assert_true(ib > 0 && ia > 0);
+
+    put_new(f->s, "m", "a", "x");
+    assert_true(saw(&vb, 1));
+    struct hy_resource *got;
+    assert_int_equal(hy_store_get(b, MTP, "m", "a", &got), 0);
+    hy_resource_free(got);
+    assert_int_equal(hy_store_revision(b), 1);
+    put_new(b, "m", "b", "x");
+    assert_true(saw(&va, 2));
+    /* one listener poll later, nobody was told twice */
+    usleep(1500 * 1000);
+    pthread_mutex_lock(&va.mu);
+    assert_int_equal(va.calls, 2);
+    pthread_mutex_unlock(&va.mu);
+    pthread_mutex_lock(&vb.mu);
+    assert_int_equal(vb.calls, 2);
+    pthread_mutex_unlock(&vb.mu);
+
+    struct conc c[4];
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        c[t] = (struct conc){.s = t % 2 ? b : f->s, .thread = t};
+        assert_int_equal(pthread_create(&th[t], NULL, conc_writer_two, &c[t]), 0);
+    }
+    for (int t = 0; t < 4; t++)
+        pthread_join(th[t], NULL);
+    assert_int_equal(hy_store_revision(f->s), 202);
+    struct hy_store_changes ch;
+    assert_int_equal(hy_store_changes(b, 0, 0, &ch), 0);
+    assert_int_equal(ch.n, 202);
+    for (size_t i = 0; i < ch.n; i++)
+        assert_int_equal(ch.v[i].revision, i + 1);
+    hy_store_changes_fini(&ch);
+    assert_true(saw(&va, 202) && saw(&vb, 202));
+
+    hy_store_unwatch(b, ib);
+    hy_store_unwatch(f->s, ia);
+    hy_store_close(b);
+}
+
+/* Puts r (new) until the store is back, at most 20 s. */
+static int put_until_up(struct hy_store *s, const struct hy_resource *r, struct hy_store_write *w)
+{
+    int rc = HY_EUNAVAIL;
+    for (int i = 0; i < 2000 && rc == HY_EUNAVAIL; i++) {
+        rc = hy_store_put(s, r, HY_VERSION_NEW, w);
+        if (rc == HY_EUNAVAIL)
+            usleep(10000);
+    }
+    return rc;
+}
+
+/* The server drops the store's connections: the call that finds out fails
+ * with HY_EUNAVAIL, at once; the listener reconnects both connections and
+ * catches up with what was committed meanwhile. */
+static void test_pg_conn_loss(void **state)
+{
+    struct fx *f = *state;
+    struct hy_store *b;
+    struct remote_seen va = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    if (!pg_url)
+        skip();
+    assert_int_equal(open_store(f->dir, 0, 0, false, &b), 0);
+    put_new(f->s, "m", "a", "x");
+    int ia = hy_store_watch(f->s, on_remote, &va);
+
+    pg_exec("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE pid <> "
+            "pg_backend_pid() AND application_name LIKE 'hypha%'");
+    struct hy_resource *r = mtp("m", "b", "x");
+    int rc = hy_store_put(f->s, r, HY_VERSION_NEW, NULL);
+    assert_int_equal(rc, HY_EUNAVAIL); /* nothing written: the connection was gone */
+    /* the listener reconnects in the background: writes work again soon */
+    assert_int_equal(put_until_up(f->s, r, NULL), 0);
+    hy_resource_free(r);
+    assert_true(exists(f->s, MTP, "m", "b"));
+    assert_int_equal(hy_store_revision(f->s), 2);
+
+    /* the other handle (its connections were dropped too) writes; ours hears */
+    struct hy_store_write w;
+    r = mtp("m", "c", "x");
+    assert_int_equal(put_until_up(b, r, &w), 0);
+    assert_int_equal(w.revision, 3);
+    hy_resource_free(r);
+    assert_true(saw(&va, 3));
+    hy_store_unwatch(f->s, ia);
+    hy_store_close(b);
+}
+
+/* Migrating is idempotent, and a store written by a newer schema is
+ * refused. */
+static void test_pg_schema(void **state)
+{
+    struct fx *f = *state;
+    struct hy_store_config cfg = {.backend = HY_STORE_POSTGRES, .url = pg_url};
+    struct hy_store *ro;
+    int from = -1, to = -1;
+    if (!pg_url)
+        skip();
+    assert_int_equal(hy_store_migrate(&cfg, &from, &to), 0);
+    assert_int_equal(from, 1);
+    assert_int_equal(to, 1);
+    put_new(f->s, "m", "a", "x");
+    pg_exec("UPDATE hy_schema_version SET version = 99");
+    assert_int_equal(hy_store_migrate(&cfg, &from, &to), HY_ESTORE);
+    assert_int_equal(open_store(f->dir, 0, 0, true, &ro), HY_ESTORE);
+    cfg.no_migrate = true;
+    assert_int_equal(hy_store_open(&cfg, &ro), HY_ESTORE);
+    pg_exec("UPDATE hy_schema_version SET version = 1");
+    assert_int_equal(hy_store_open(&cfg, &ro), 0);
+    assert_true(exists(ro, MTP, "m", "a"));
+    hy_store_close(ro);
+    /* an unreachable server is told apart from a broken store */
+    cfg.url = "host=/nonexistent-hypha-dir port=1 user=x dbname=x";
+    assert_int_equal(hy_store_open(&cfg, &ro), HY_EUNAVAIL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "postgres") == 0) {
+        pg_url = getenv("HYPHA_TEST_PG_URL");
+        if (!pg_url || !pg_url[0]) {
+            fprintf(stderr, "skipped: HYPHA_TEST_PG_URL is not set (tests/unit/store_pg.sh "
+                            "starts a PostgreSQL and sets it)\n");
+            return 77;
+        }
+    } else if (argc > 1 && strcmp(argv[1], "lmdb") != 0) {
+        fprintf(stderr, "usage: %s [lmdb|postgres]\n", argv[0]);
+        return 2;
+    }
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_crud),
@@ -1249,6 +1502,7 @@ int main(void)
         T(test_changes),
         T(test_compact_manual),
         T(test_compact_auto),
+        T(test_skip_to),
         T(test_cascade),
         T(test_list),
         T(test_list_after_deleted),
@@ -1262,7 +1516,10 @@ int main(void)
         T(test_uv_watch),
         T(test_replica),
         T(test_delete_if_exists_and_origin),
+        T(test_pg_two_handles),
+        T(test_pg_conn_loss),
+        T(test_pg_schema),
 #undef T
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests_name(pg_url ? "store/postgres" : "store/lmdb", tests, NULL, NULL);
 }
