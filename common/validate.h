@@ -23,6 +23,8 @@ void hy_validate_http_route(const struct hy_resource *r, struct hy_diag *d);
 void hy_validate_tcp_route(const struct hy_resource *r, struct hy_diag *d);
 void hy_validate_fault_injection(const struct hy_resource *r, struct hy_diag *d);
 void hy_validate_rate_limit(const struct hy_resource *r, struct hy_diag *d);
+/* validate_obs.c */
+void hy_validate_access_log(const struct hy_resource *r, struct hy_diag *d);
 
 /* A Kuma percentage (int-or-string: "50", "0.5", "100") as parts per
  * million into *out; false when it is not a number in [0, 100]. */

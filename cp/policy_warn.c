@@ -82,6 +82,11 @@ static const char *const fault[] = {TARGET_REFS, "from.default.http.*", "rules.d
 static const char *const rate_limit[] = {TARGET_REFS, "from.default.local.*",
                                          "rules.default.local.*", NULL};
 
+#define ALOG_BACKENDS(sec)                                                                         \
+    sec ".default.backends.type", sec ".default.backends.file.*", sec ".default.backends.tcp.*"
+static const char *const access_log[] = {TARGET_REFS, ALOG_BACKENDS("to"), ALOG_BACKENDS("from"),
+                                         ALOG_BACKENDS("rules"), NULL};
+
 static const char *const mesh[] = {"mtls.enabledBackend",
                                    "mtls.backends.name",
                                    "mtls.backends.type",
@@ -127,6 +132,8 @@ static const struct enforced table[] = {
     {"MeshRateLimit", rate_limit,
      "the sidecar limits what it receives (from); limits on outgoing traffic (to) are not "
      "there yet"},
+    {"MeshAccessLog", access_log,
+     "the sidecar writes File and Tcp backends; OpenTelemetry backends are not sent yet"},
 };
 
 /* Is path (entry indexes removed) enforced? */

@@ -182,6 +182,7 @@ struct hy_px_worker {
 
 struct hy_px_health;
 struct hy_l7_hc;
+struct hy_alog;
 
 struct hy_proxy {
     uv_loop_t *loop; /* the control loop: health checks run on it */
@@ -195,6 +196,7 @@ struct hy_proxy {
     struct hy_px_health *health;
     struct hy_px_limits *limits; /* MeshRateLimit buckets of the newest config (under lock) */
     struct hy_l7_hc *hc_queue;   /* HTTP health checks for a worker to run (under lock) */
+    struct hy_alog *alog;        /* MeshAccessLog's backends and writer (alog.h) */
 };
 
 static inline const char *hy_px_dir_name(enum hy_px_dir d)
