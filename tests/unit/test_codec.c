@@ -241,7 +241,7 @@ static void test_error_envelope(void **state)
         "Mesh, Zone, ZoneInsight, ZoneIngress, ZoneIngressInsight, Dataplane, DataplaneInsight, "
         "MeshTrafficPermission, MeshTimeout, MeshRetry, MeshHealthCheck, "
         "MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshHTTPRoute, MeshTCPRoute, "
-        "MeshFaultInjection, MeshRateLimit, MeshTrust, MeshCaRoot, MeshCaKey, "
+        "MeshFaultInjection, MeshRateLimit, MeshAccessLog, MeshTrust, MeshCaRoot, MeshCaKey, "
         "MeshIssuer, "
         "MeshIssuerKey, TokenSigningKey, "
         "TokenRevocation)");
@@ -596,7 +596,7 @@ static void test_kubernetes_shape(void **state)
                  "MeshTrafficPermission, "
                  "MeshTimeout, MeshRetry, MeshHealthCheck, MeshCircuitBreaker, "
                  "MeshLoadBalancingStrategy, MeshHTTPRoute, MeshTCPRoute, MeshFaultInjection, "
-                 "MeshRateLimit, MeshTrust, MeshCaRoot, MeshCaKey, MeshIssuer, "
+                 "MeshRateLimit, MeshAccessLog, MeshTrust, MeshCaRoot, MeshCaKey, MeshIssuer, "
                  "MeshIssuerKey, "
                  "TokenSigningKey, TokenRevocation)");
 }

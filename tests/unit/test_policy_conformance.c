@@ -53,7 +53,7 @@ static const char *const dirs[] = {
     "meshtrafficpermission", "meshtimeout",     "meshretry",
     "meshcircuitbreaker",    "meshhealthcheck", "meshloadbalancingstrategy",
     "meshhttproute",         "meshtcproute",    "meshfaultinjection",
-    "meshratelimit",         "introduction",
+    "meshratelimit",         "meshaccesslog",   "introduction",
 };
 #define NDIRS (sizeof(dirs) / sizeof(dirs[0]))
 
