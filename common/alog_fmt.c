@@ -68,8 +68,7 @@ static const struct {
     {"UPSTREAM_HOST", OP_UPSTREAM_HOST, ARG_NONE},
     {"UPSTREAM_CLUSTER", OP_UPSTREAM_CLUSTER, ARG_NONE},
     {"DOWNSTREAM_REMOTE_ADDRESS", OP_DOWNSTREAM_REMOTE_ADDRESS, ARG_NONE},
-    {"DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT", OP_DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT,
-     ARG_NONE},
+    {"DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT", OP_DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT, ARG_NONE},
     {"DOWNSTREAM_LOCAL_ADDRESS", OP_DOWNSTREAM_LOCAL_ADDRESS, ARG_NONE},
     {"DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT", OP_DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT, ARG_NONE},
     {"HOSTNAME", OP_HOSTNAME, ARG_NONE},
@@ -182,8 +181,8 @@ static int parse(const char *s, struct tmpl *t, char *err, size_t errlen)
         }
         size_t start = i++;
         size_t name = i;
-        while (i < n && (isupper((unsigned char)s[i]) || isdigit((unsigned char)s[i]) ||
-                         s[i] == '_'))
+        while (i < n &&
+               (isupper((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '_'))
             i++;
         size_t name_len = i - name;
         if (!name_len) {
@@ -208,13 +207,11 @@ static int parse(const char *s, struct tmpl *t, char *err, size_t errlen)
             while (i < n && s[i] != ')')
                 i++;
             if (i >= n) {
-                snprintf(err, errlen, "%%%s( at offset %zu has no closing ')'", ops[k].name,
-                         start);
+                snprintf(err, errlen, "%%%s( at offset %zu has no closing ')'", ops[k].name, start);
                 return HY_EINVAL;
             }
             if (ops[k].arg == ARG_NONE) {
-                snprintf(err, errlen, "%%%s%% takes no argument (offset %zu)", ops[k].name,
-                         start);
+                snprintf(err, errlen, "%%%s%% takes no argument (offset %zu)", ops[k].name, start);
                 return HY_EINVAL;
             }
             const char *q = memchr(s + a, '?', i - a);
@@ -253,7 +250,8 @@ static int parse(const char *s, struct tmpl *t, char *err, size_t errlen)
             if (i == d || v == 0 || v >= 1000000) {
                 free(g.a);
                 free(g.b);
-                snprintf(err, errlen, "%%%s%% at offset %zu: ':' must be followed by a length 1-999999",
+                snprintf(err, errlen,
+                         "%%%s%% at offset %zu: ':' must be followed by a length 1-999999",
                          ops[k].name, start);
                 return HY_EINVAL;
             }
@@ -516,8 +514,8 @@ static int render(const struct tmpl *t, const struct hy_alog_rec *r, bool omit, 
 {
     char buf[256];
     if (missing)
-        *missing = t->n == 1 && t->v[0].op != OP_LIT && !(value(&t->v[0], r, buf, sizeof(buf)) &&
-                                                          *value(&t->v[0], r, buf, sizeof(buf)));
+        *missing = t->n == 1 && t->v[0].op != OP_LIT &&
+                   !(value(&t->v[0], r, buf, sizeof(buf)) && *value(&t->v[0], r, buf, sizeof(buf)));
     for (size_t i = 0; i < t->n; i++) {
         const struct seg *g = &t->v[i];
         const char *v = value(g, r, buf, sizeof(buf));
@@ -534,8 +532,7 @@ static int render(const struct tmpl *t, const struct hy_alog_rec *r, bool omit, 
     return 0;
 }
 
-int hy_alog_fmt_render(const struct hy_alog_fmt *f, const struct hy_alog_rec *r,
-                       struct hy_buf *out)
+int hy_alog_fmt_render(const struct hy_alog_fmt *f, const struct hy_alog_rec *r, struct hy_buf *out)
 {
     int rc = 0;
     if (!f->json) {
@@ -577,11 +574,21 @@ const char *hy_alog_flags_of(const char *result)
     static const struct {
         const char *result, *flags;
     } map[] = {
-        {"upstream_failed", "UF"}, {"no_endpoints", "UH"},       {"overflow", "UO"},
-        {"rate_limited", "RL"},    {"denied", "UAEX"},           {"wrong_peer", "UAEX"},
-        {"idle", "SI"},            {"timeout", "UT"},            {"upstream_reset", "UC"},
-        {"downstream_closed", "DC"}, {"bad_request", "DPE"},     {"no_config", "NR"},
-        {"no_route", "NR"},        {"fault_abort", "FI"},        {"fault_delay", "DI"},
+        {"upstream_failed", "UF"},
+        {"no_endpoints", "UH"},
+        {"overflow", "UO"},
+        {"rate_limited", "RL"},
+        {"denied", "UAEX"},
+        {"wrong_peer", "UAEX"},
+        {"idle", "SI"},
+        {"timeout", "UT"},
+        {"upstream_reset", "UC"},
+        {"downstream_closed", "DC"},
+        {"bad_request", "DPE"},
+        {"no_config", "NR"},
+        {"no_route", "NR"},
+        {"fault_abort", "FI"},
+        {"fault_delay", "DI"},
         {"tls_failed", "UF"},
     };
     for (size_t i = 0; result && i < sizeof(map) / sizeof(*map); i++)

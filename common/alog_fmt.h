@@ -16,13 +16,13 @@
  * backend sets none. */
 #define HY_ALOG_DEFAULT_TCP                                                                        \
     "[%START_TIME%] %RESPONSE_FLAGS% %KUMA_MESH% "                                                 \
-    "%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%(%KUMA_SOURCE_SERVICE%)->%UPSTREAM_HOST%("                   \
+    "%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%(%KUMA_SOURCE_SERVICE%)->%UPSTREAM_HOST%("                  \
     "%KUMA_DESTINATION_SERVICE%) took %DURATION%ms, sent %BYTES_SENT% bytes, received: "           \
     "%BYTES_RECEIVED% bytes"
 #define HY_ALOG_DEFAULT_HTTP                                                                       \
     "[%START_TIME%] %KUMA_MESH% \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" " \
     "%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% "                   \
-    "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" "     \
+    "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" "      \
     "\"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%KUMA_SOURCE_SERVICE%\" "                     \
     "\"%KUMA_DESTINATION_SERVICE%\" \"%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%\" \"%UPSTREAM_HOST%\""
 
@@ -36,9 +36,9 @@ struct hy_alog_rec {
     bool inbound;     /* KUMA_TRAFFIC_DIRECTION INBOUND, else OUTBOUND */
     int64_t start_us; /* Unix microseconds */
     uint64_t duration_ms;
-    int64_t upstream_ms; /* to the upstream's response head; < 0: unknown */
-    unsigned status;     /* HTTP status; 0: none */
-    bool has_bytes;      /* bytes_* known */
+    int64_t upstream_ms;                 /* to the upstream's response head; < 0: unknown */
+    unsigned status;                     /* HTTP status; 0: none */
+    bool has_bytes;                      /* bytes_* known */
     uint64_t bytes_sent, bytes_received; /* to the downstream, from it */
     const char *mesh, *src_service, *dst_service;
     const char *src_addr;          /* source "address:port" */

@@ -207,8 +207,7 @@ static void check_backend(struct hy_diag *d, const char *path,
         for (size_t i = 0; i < o->n_attributes; i++) {
             pathf(p, sizeof(p), "%s.openTelemetry.attributes[%zu].key", path, i);
             if (!otel_key(o->attributes[i]->key))
-                hy_diag_add(d, 0, 0, p,
-                            "\"%.64s\" must match ^[a-z]([a-z0-9]|[._][a-z0-9])*$",
+                hy_diag_add(d, 0, 0, p, "\"%.64s\" must match ^[a-z]([a-z0-9]|[._][a-z0-9])*$",
                             o->attributes[i]->key ? o->attributes[i]->key : "");
             pathf(p, sizeof(p), "%s.openTelemetry.attributes[%zu].value", path, i);
             if (o->attributes[i]->value)

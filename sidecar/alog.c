@@ -110,7 +110,8 @@ static struct backend *backend_get(struct hy_alog *a, const char *type, const ch
         b->type = t;
         b->fd = -1;
         snprintf(b->label, sizeof(b->label), "%s:%s", t == B_TCP ? "tcp" : "file", target);
-        if (!(b->target = strdup(target)) || !(b->dropped = hy_metric_series(a->dropped, b->label))) {
+        if (!(b->target = strdup(target)) ||
+            !(b->dropped = hy_metric_series(a->dropped, b->label))) {
             free(b->target);
             free(b);
             b = NULL;
@@ -316,21 +317,22 @@ bool hy_alog_conn(struct hy_px_conn *c, uint64_t duration_ms)
     struct hy_sidecar_snapshot *snap = c->snap;
     if (!a || !snap || !any_set(snap))
         return false;
-    const char *proto = c->dir == HY_PX_IN ? (c->in ? c->in->protocol : NULL)
-                                           : (c->out ? c->out->protocol : NULL);
+    const char *proto =
+        c->dir == HY_PX_IN ? (c->in ? c->in->protocol : NULL) : (c->out ? c->out->protocol : NULL);
     struct hy_alog_cfg *cfg = cfg_of(a, snap);
     const Hypha__V1__DpConfig *cf = snap->config;
     size_t i = c->dir == HY_PX_IN ? index_of((void *const *)cf->inbounds, cf->n_inbounds, c->in)
                                   : index_of((void *const *)cf->outbounds, cf->n_outbounds, c->out);
-    const struct side *s = !cfg || i == SIZE_MAX ? NULL : c->dir == HY_PX_IN ? &cfg->in[i]
-                                                                            : &cfg->out[i];
+    const struct side *s = !cfg || i == SIZE_MAX ? NULL
+                           : c->dir == HY_PX_IN  ? &cfg->in[i]
+                                                 : &cfg->out[i];
     if (!s || !s->set)
         return false;
     /* HTTP traffic is logged per request (hy_alog_http), as Kuma does; its
      * connection only when it never became requests (a refusal, a failed
      * handshake) */
-    static const char *const refused[] = {"denied", "tls_failed", "wrong_peer", "rate_limited",
-                                          "overflow", "no_config"};
+    static const char *const refused[] = {"denied",       "tls_failed", "wrong_peer",
+                                          "rate_limited", "overflow",   "no_config"};
     bool refusal = false;
     for (size_t k = 0; k < sizeof(refused) / sizeof(*refused); k++)
         refusal = refusal || !strcmp(c->result, refused[k]);
@@ -413,7 +415,9 @@ bool hy_alog_http(struct hy_l7_worker *lw, const struct hy_l7_done *d)
         .status = d->status,
         .mesh = cfg->mesh,
         .downstream_remote = d->peer,
-        .protocol = version == 20 ? "HTTP/2" : version == 10 ? "HTTP/1.0" : "HTTP/1.1",
+        .protocol = version == 20   ? "HTTP/2"
+                    : version == 10 ? "HTTP/1.0"
+                                    : "HTTP/1.1",
         .flags = hy_alog_flags_of(d->result),
         .details = d->result,
         .method = d->method,
@@ -461,8 +465,9 @@ static void fail(struct hy_alog *a, struct backend *b, const char *what, int err
     uint64_t wait = backoff(a, b);
     b->next_try_ms = now + wait;
     if (!b->failing)
-        hy_log(HY_LOG_WARN, "alog", "backend %s: %s: %s; retrying (every %llu ms at most, backing off)",
-               b->label, what, strerror(err), (unsigned long long)HY_ALOG_BACKOFF_MAX_MS);
+        hy_log(HY_LOG_WARN, "alog",
+               "backend %s: %s: %s; retrying (every %llu ms at most, backing off)", b->label, what,
+               strerror(err), (unsigned long long)HY_ALOG_BACKOFF_MAX_MS);
     b->failing = true;
 }
 
@@ -558,10 +563,10 @@ static void take(struct backend *b)
 static void flush(struct hy_alog *a, struct backend *b, uint64_t now)
 {
     while (b->fd >= 0 && !b->connecting && b->out_off < b->out.len) {
-        ssize_t n = b->type == B_TCP ? send(b->fd, b->out.data + b->out_off,
-                                            b->out.len - b->out_off, MSG_NOSIGNAL)
-                                     : write(b->fd, b->out.data + b->out_off,
-                                             b->out.len - b->out_off);
+        ssize_t n =
+            b->type == B_TCP
+                ? send(b->fd, b->out.data + b->out_off, b->out.len - b->out_off, MSG_NOSIGNAL)
+                : write(b->fd, b->out.data + b->out_off, b->out.len - b->out_off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -581,7 +586,8 @@ static void flush(struct hy_alog *a, struct backend *b, uint64_t now)
 
 static void service(struct hy_alog *a, struct backend *b, short revents, uint64_t now)
 {
-    if (b->type == B_TCP && b->fd >= 0 && b->connecting && (revents & (POLLOUT | POLLERR | POLLHUP))) {
+    if (b->type == B_TCP && b->fd >= 0 && b->connecting &&
+        (revents & (POLLOUT | POLLERR | POLLHUP))) {
         int err = 0;
         socklen_t len = sizeof(err);
         getsockopt(b->fd, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -631,8 +637,8 @@ static void *writer(void *arg)
             if (b->fd >= 0 && b->type == B_TCP)
                 pfd[i + 1] = (struct pollfd){
                     .fd = b->fd,
-                    .events = (short)(POLLIN | (b->connecting || b->out_off < b->out.len ? POLLOUT
-                                                                                       : 0))};
+                    .events =
+                        (short)(POLLIN | (b->connecting || b->out_off < b->out.len ? POLLOUT : 0))};
             if (b->fd < 0 && b->next_try_ms > now && (int64_t)(b->next_try_ms - now) < timeout)
                 timeout = (int)(b->next_try_ms - now);
             else if (b->fd < 0 && b->next_try_ms <= now)

@@ -45,11 +45,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (f && rc == 0 && j && hy_alog_fmt_json_add(j, s, s, err, sizeof(err)) == 0) {
         struct hy_alog_rec empty = {.upstream_ms = -1};
         struct hy_alog_rec full = {
-            .http = true, .inbound = true, .start_us = (int64_t)size * 1000003, .duration_ms = 5,
-            .upstream_ms = 2, .status = 200, .has_bytes = true, .bytes_sent = 1,
-            .mesh = "m", .src_service = "a", .dst_service = "b", .src_addr = "[::1]:1",
-            .upstream_host = "h", .downstream_remote = ":", .protocol = "HTTP/1.1",
-            .method = "GET", .path = "/", .header = hdr,
+            .http = true,
+            .inbound = true,
+            .start_us = (int64_t)size * 1000003,
+            .duration_ms = 5,
+            .upstream_ms = 2,
+            .status = 200,
+            .has_bytes = true,
+            .bytes_sent = 1,
+            .mesh = "m",
+            .src_service = "a",
+            .dst_service = "b",
+            .src_addr = "[::1]:1",
+            .upstream_host = "h",
+            .downstream_remote = ":",
+            .protocol = "HTTP/1.1",
+            .method = "GET",
+            .path = "/",
+            .header = hdr,
         };
         render(f, &empty);
         render(f, &full);

@@ -152,6 +152,13 @@ hy_check "web-1's config carries the outbound access log" \
 hy_check "backend-1's inbound carries its own" \
     bash -c "curl -s '$B_ADMIN/config' | jq -e '.inbounds[0].accessLog.origin == \"MeshAccessLog/backend-inbound from[0]\"' >/dev/null"
 
+zctl() { "$HY_BIN/hyphactl" --cp "$E" "$@"; }
+insp=$(zctl inspect dataplane backend-1 --mesh default 2>&1)
+hy_contains "inspect: where backend-1's inbound logs, and which entry says so" \
+    "inbound $B_PORT: logged to File $BIN, Tcp 127.0.0.1:$COL_PORT (MeshAccessLog/backend-inbound from[0])" "$insp"
+insp=$(zctl inspect dataplane web-1 --mesh default 2>&1)
+hy_contains "inspect: web-1's outbound to backend, with its origin" "MeshAccessLog/web-outbound to[0]" "$insp"
+
 # the requests, one after another
 curl -s -o /dev/null "$OUT/a"
 curl -s -o /dev/null "$OUT/status/404"

@@ -84,31 +84,32 @@ static void operators(void **state)
 {
     (void)state;
     struct hy_alog_rec r = http_rec();
-    assert_string_equal(plain("%KUMA_MESH% %KUMA_SOURCE_SERVICE%->%KUMA_DESTINATION_SERVICE%", &r,
-                              false),
-                        "default web->backend");
-    assert_string_equal(plain("%KUMA_SOURCE_ADDRESS% %KUMA_SOURCE_ADDRESS_WITHOUT_PORT%", &r, false),
-                        "10.0.0.1:5000 10.0.0.1");
+    assert_string_equal(
+        plain("%KUMA_MESH% %KUMA_SOURCE_SERVICE%->%KUMA_DESTINATION_SERVICE%", &r, false),
+        "default web->backend");
+    assert_string_equal(
+        plain("%KUMA_SOURCE_ADDRESS% %KUMA_SOURCE_ADDRESS_WITHOUT_PORT%", &r, false),
+        "10.0.0.1:5000 10.0.0.1");
     assert_string_equal(plain("%KUMA_TRAFFIC_DIRECTION%", &r, false), "OUTBOUND");
     assert_string_equal(plain("%START_TIME%", &r, false), "2016-04-15T20:17:00.310Z");
     assert_string_equal(plain("%START_TIME(%Y/%m/%d %s.%3f|%6f|%f)%", &r, false),
                         "2016/04/15 1460751420.310|310123|310123000");
-    assert_string_equal(plain("%RESPONSE_CODE% %DURATION% %RESPONSE_DURATION% %RESPONSE_FLAGS%", &r,
-                              false),
-                        "201 12 7 -");
+    assert_string_equal(
+        plain("%RESPONSE_CODE% %DURATION% %RESPONSE_DURATION% %RESPONSE_FLAGS%", &r, false),
+        "201 12 7 -");
     assert_string_equal(plain("%UPSTREAM_HOST% %UPSTREAM_CLUSTER% %PROTOCOL%", &r, false),
                         "10.0.0.2:8080 backend HTTP/1.1");
-    assert_string_equal(plain("%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %DOWNSTREAM_LOCAL_ADDRESS%",
-                              &r, false),
-                        "127.0.0.1 127.0.0.1:10001");
-    assert_string_equal(plain("%REQ(:METHOD)% %REQ(:PATH)% %REQ(:AUTHORITY)% %REQ(USER-AGENT)%", &r,
-                              false),
-                        "POST /a?b=c backend.mesh curl/8.0");
-    assert_string_equal(plain("%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %REQ(X-NONE?USER-AGENT)%", &r,
-                              false),
-                        "/a?b=c curl/8.0");
-    assert_string_equal(plain("%REQ(USER-AGENT):4% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%", &r, false),
-                        "curl 7");
+    assert_string_equal(
+        plain("%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %DOWNSTREAM_LOCAL_ADDRESS%", &r, false),
+        "127.0.0.1 127.0.0.1:10001");
+    assert_string_equal(
+        plain("%REQ(:METHOD)% %REQ(:PATH)% %REQ(:AUTHORITY)% %REQ(USER-AGENT)%", &r, false),
+        "POST /a?b=c backend.mesh curl/8.0");
+    assert_string_equal(
+        plain("%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %REQ(X-NONE?USER-AGENT)%", &r, false),
+        "/a?b=c curl/8.0");
+    assert_string_equal(
+        plain("%REQ(USER-AGENT):4% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%", &r, false), "curl 7");
     assert_string_equal(plain("100%% %RESPONSE_CODE_DETAILS%", &r, false), "100% ok");
     /* bytes not known (HTTP): "-"; a missing header: "-", or "" with omitEmptyValues */
     assert_string_equal(plain("[%BYTES_SENT%] [%REQ(X-NONE)%] [%RESP(X-NONE)%]", &r, false),
@@ -128,14 +129,14 @@ static void tcp_default(void **state)
     r.bytes_received = 7;
     r.flags = hy_alog_flags_of("upstream_failed");
     struct hy_alog_fmt *f = hy_alog_fmt_new();
-    assert_string_equal(render(f, &r),
-                        "[2016-04-15T20:17:00.310Z] UF default 10.0.0.1(web)->10.0.0.2:8080(backend) "
-                        "took 12ms, sent 5 bytes, received: 7 bytes");
+    assert_string_equal(
+        render(f, &r),
+        "[2016-04-15T20:17:00.310Z] UF default 10.0.0.1(web)->10.0.0.2:8080(backend) "
+        "took 12ms, sent 5 bytes, received: 7 bytes");
     /* HTTP operators on TCP traffic: "-" */
     char err[256];
-    assert_int_equal(hy_alog_fmt_plain(f, "%REQ(:METHOD)% %RESPONSE_CODE% %PROTOCOL%", err,
-                                       sizeof(err)),
-                     0);
+    assert_int_equal(
+        hy_alog_fmt_plain(f, "%REQ(:METHOD)% %RESPONSE_CODE% %PROTOCOL%", err, sizeof(err)), 0);
     assert_string_equal(render(f, &r), "- - -");
     hy_alog_fmt_free(f);
 }
@@ -145,10 +146,10 @@ static void http_default(void **state)
     (void)state;
     struct hy_alog_rec r = http_rec();
     struct hy_alog_fmt *f = hy_alog_fmt_new();
-    assert_string_equal(render(f, &r),
-                        "[2016-04-15T20:17:00.310Z] default \"POST /a?b=c HTTP/1.1\" 201 - - - 12 7 "
-                        "\"-\" \"curl/8.0\" \"-\" \"backend.mesh\" \"web\" \"backend\" \"10.0.0.1\" "
-                        "\"10.0.0.2:8080\"");
+    assert_string_equal(
+        render(f, &r), "[2016-04-15T20:17:00.310Z] default \"POST /a?b=c HTTP/1.1\" 201 - - - 12 7 "
+                       "\"-\" \"curl/8.0\" \"-\" \"backend.mesh\" \"web\" \"backend\" \"10.0.0.1\" "
+                       "\"10.0.0.2:8080\"");
     hy_alog_fmt_free(f);
 }
 

@@ -113,20 +113,24 @@ static void refusals(void **state)
             "backends[0].file.path: file backend requires a valid path");
     refused(TO_MESH("          - type: File\n"), "spec.to[0].default.backends[0].file: must be "
                                                  "defined");
-    refused(TO_MESH("          - type: Kafka\n"), "\"Kafka\" must be one of Tcp, File, OpenTelemetry");
-    refused(TO_MESH("          - type: File\n            file: {path: /a, format: {type: Plain}}\n"),
-            "file.format.plain: must be defined");
+    refused(TO_MESH("          - type: Kafka\n"),
+            "\"Kafka\" must be one of Tcp, File, OpenTelemetry");
+    refused(
+        TO_MESH("          - type: File\n            file: {path: /a, format: {type: Plain}}\n"),
+        "file.format.plain: must be defined");
     refused(TO_MESH("          - type: File\n            file: {path: /a, format: {type: Json}}\n"),
             "file.format.json: must not be empty");
     refused(TO_MESH("          - type: File\n            file: {path: /a}\n            tcp: "
                     "{address: a:1}\n"),
             "only the field of its type (File) may be set");
-    refused(TO_MESH("          - type: OpenTelemetry\n            openTelemetry: {endpoint: c:4317, "
-                    "attributes: [{key: Bad-Key, value: x}]}\n"),
-            "attributes[0].key: \"Bad-Key\" must match");
-    refused(TO_MESH("          - type: OpenTelemetry\n            openTelemetry: {endpoint: c:4317, "
-                    "body: {stringValue: a, boolValue: true}}\n"),
-            "openTelemetry.body: must set exactly one of");
+    refused(
+        TO_MESH("          - type: OpenTelemetry\n            openTelemetry: {endpoint: c:4317, "
+                "attributes: [{key: Bad-Key, value: x}]}\n"),
+        "attributes[0].key: \"Bad-Key\" must match");
+    refused(
+        TO_MESH("          - type: OpenTelemetry\n            openTelemetry: {endpoint: c:4317, "
+                "body: {stringValue: a, boolValue: true}}\n"),
+        "openTelemetry.body: must set exactly one of");
     refused(HEAD "  to:\n    - targetRef: {kind: Mesh}\n      default: {}\n",
             "spec.to[0].default.backends: must be defined");
     /* Kuma: from names the whole mesh only */
@@ -168,7 +172,8 @@ static void load(struct world *w, const char *yaml)
 {
     struct hy_diag d = {.source = "t.yaml"};
     memset(w, 0, sizeof(*w));
-    assert_int_equal(hy_codec_decode_resources("t.yaml", yaml, strlen(yaml), NULL, &w->docs, &d), 0);
+    assert_int_equal(hy_codec_decode_resources("t.yaml", yaml, strlen(yaml), NULL, &w->docs, &d),
+                     0);
     char line[512];
     for (size_t i = 0; i < d.n; i++)
         fprintf(stderr, "%s\n", hy_diag_format(&d, i, line, sizeof(line)));
