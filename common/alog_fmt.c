@@ -569,6 +569,12 @@ int hy_alog_fmt_render(const struct hy_alog_fmt *f, const struct hy_alog_rec *r,
     return rc;
 }
 
+int hy_alog_fmt_render_value(const struct hy_alog_fmt *f, const struct hy_alog_rec *r,
+                             struct hy_buf *out)
+{
+    return render(r->http ? &f->http : &f->tcp, r, f->omit, out, NULL);
+}
+
 const char *hy_alog_flags_of(const char *result)
 {
     static const struct {

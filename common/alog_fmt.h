@@ -83,6 +83,11 @@ int hy_alog_fmt_check(const char *s, char *err, size_t errlen);
 int hy_alog_fmt_render(const struct hy_alog_fmt *f, const struct hy_alog_rec *r,
                        struct hy_buf *out);
 
+/* Appends r rendered by f's plain template (as hy_alog_fmt_render) with
+ * no newline: an OpenTelemetry value. 0 or HY_ENOMEM. */
+int hy_alog_fmt_render_value(const struct hy_alog_fmt *f, const struct hy_alog_rec *r,
+                             struct hy_buf *out);
+
 /* Envoy's response flags for how a connection or request ended (the
  * sidecar's result names: "upstream_failed" -> "UF"), "-" for none. */
 const char *hy_alog_flags_of(const char *result);

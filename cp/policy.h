@@ -212,8 +212,7 @@ int hy_policy_inbound_rate_limits(const struct hy_policy_set *s, size_t i,
                                   Hypha__V1__DpInbound *in);
 
 /* policy_obs.c: MeshAccessLog as the sidecar gets it (Kuma's merge: a
- * later entry's backends replace an earlier one's; OpenTelemetry backends
- * left out, the API warns of them). At inbound i: its from entries, then
+ * later entry's backends replace an earlier one's). At inbound i: its from entries, then
  * its rules, merged into in->access_log (unset when none applies). */
 int hy_policy_inbound_access_log(const struct hy_policy_set *s, size_t i, Hypha__V1__DpInbound *in);
 /* Its `to` entries matching service svc, merged into o->access_log. */

@@ -3,6 +3,7 @@
  * backends list replaces an earlier one's: Kuma's merge appends only
  * lists named Append*, and MeshAccessLog's is `backends`), turned into
  * one DpAccessLog per inbound and per outbound. */
+#include <protobuf-c/protobuf-c.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,38 @@ static int add_format(Hypha__V1__DpAccessLogBackend *b, const Hypha__V1__MeshAcc
     return 0;
 }
 
+/* An OpenTelemetry backend: its collector, body (copied) and attributes. */
+static int add_otel(Hypha__V1__DpAccessLogBackend *b,
+                    const Hypha__V1__MeshAccessLog__OtelBackend *o)
+{
+    int rc = dup_into(&b->address, o->endpoint);
+    if (rc == 0 && o->body) {
+        size_t n = protobuf_c_message_get_packed_size(&o->body->base);
+        uint8_t *buf = malloc(n ? n : 1);
+        if (!buf)
+            return HY_ENOMEM;
+        protobuf_c_message_pack(&o->body->base, buf);
+        b->otel_body = hypha__v1__otel_any_value__unpack(NULL, n, buf);
+        free(buf);
+        if (!b->otel_body)
+            return HY_ENOMEM;
+    }
+    if (rc == 0 && o->n_attributes &&
+        !(b->otel_attributes = calloc(o->n_attributes, sizeof(*b->otel_attributes))))
+        return HY_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < o->n_attributes; i++) {
+        Hypha__V1__DpHeader *h = malloc(sizeof(*h));
+        if (!h)
+            return HY_ENOMEM;
+        hypha__v1__dp_header__init(h);
+        b->otel_attributes[b->n_otel_attributes++] = h;
+        if (dup_into(&h->name, o->attributes[i]->key) < 0 ||
+            dup_into(&h->value, o->attributes[i]->value) < 0)
+            rc = HY_ENOMEM;
+    }
+    return rc;
+}
+
 /* The merged conf c as a DpAccessLog in *out (unset when nothing matched). */
 static int to_dp(const struct hy_policy_conf *c, Hypha__V1__DpAccessLog **out)
 {
@@ -65,8 +98,7 @@ static int to_dp(const struct hy_policy_conf *c, Hypha__V1__DpAccessLog **out)
         return HY_ENOMEM;
     for (size_t i = 0; i < conf->n_backends; i++) {
         const Hypha__V1__MeshAccessLog__Backend *s = conf->backends[i];
-        /* OpenTelemetry backends are not sent yet: the API warns of them */
-        if (!s->type || (strcmp(s->type, "File") && strcmp(s->type, "Tcp")))
+        if (!s->type)
             continue;
         Hypha__V1__DpAccessLogBackend *b = malloc(sizeof(*b));
         if (!b)
@@ -82,6 +114,8 @@ static int to_dp(const struct hy_policy_conf *c, Hypha__V1__DpAccessLog **out)
             rc = dup_into(&b->address, s->tcp->address);
         if (rc == 0 && s->tcp)
             rc = add_format(b, s->tcp->format);
+        if (rc == 0 && s->open_telemetry)
+            rc = add_otel(b, s->open_telemetry);
         if (rc < 0)
             return rc;
     }

@@ -83,7 +83,8 @@ static const char *const rate_limit[] = {TARGET_REFS, "from.default.local.*",
                                          "rules.default.local.*", NULL};
 
 #define ALOG_BACKENDS(sec)                                                                         \
-    sec ".default.backends.type", sec ".default.backends.file.*", sec ".default.backends.tcp.*"
+    sec ".default.backends.type", sec ".default.backends.file.*", sec ".default.backends.tcp.*",   \
+        sec ".default.backends.openTelemetry.*"
 static const char *const access_log[] = {TARGET_REFS, ALOG_BACKENDS("to"), ALOG_BACKENDS("from"),
                                          ALOG_BACKENDS("rules"), NULL};
 
@@ -132,8 +133,7 @@ static const struct enforced table[] = {
     {"MeshRateLimit", rate_limit,
      "the sidecar limits what it receives (from); limits on outgoing traffic (to) are not "
      "there yet"},
-    {"MeshAccessLog", access_log,
-     "the sidecar writes File and Tcp backends; OpenTelemetry backends are not sent yet"},
+    {"MeshAccessLog", access_log, "every field is enforced"},
 };
 
 /* Is path (entry indexes removed) enforced? */

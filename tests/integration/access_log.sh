@@ -231,6 +231,59 @@ curl -s -o /dev/null "$OUT/after-restart"
 hy_check "and its lines arrive there" hy_wait_for 15 grep -q '"/after-restart"' "$COL_OUT"
 hy_contains "the sidecar said it lost the collector" "collector closed the connection" "$(cat "$B_LOG")"
 
+# ---- OpenTelemetry: OTLP/HTTP logs (protobuf) to a receiver that decodes the wire format
+OTLP_PORT=$(hy_free_port)
+OTLP_OUT=$HY_TMP/otlp.jsonl
+python3 "$TOOLS/otlp_receiver.py" "$OTLP_PORT" "$OTLP_OUT" >"$HY_TMP/otlp.log" 2>&1 &
+HY_PIDS+=($!)
+hy_wait_for 10 grep -q listening "$HY_TMP/otlp.log"
+ctl delete meshaccesslog web-outbound --mesh default >/dev/null
+pol_apply "$W_ADMIN" <<YAML
+type: MeshAccessLog
+mesh: default
+name: web-otel
+spec:
+  targetRef: {kind: MeshService, name: web}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default:
+        backends:
+          - type: OpenTelemetry
+            openTelemetry:
+              endpoint: 127.0.0.1:$OTLP_PORT
+              body:
+                kvlistValue:
+                  values:
+                    - key: mesh
+                      value: {stringValue: "%KUMA_MESH%"}
+                    - key: path
+                      value: {stringValue: "%REQ(:PATH)%"}
+                    - key: sampled
+                      value: {boolValue: true}
+                    - key: tags
+                      value: {arrayValue: {values: [{stringValue: "%KUMA_SOURCE_SERVICE%"}, {intValue: 7}]}}
+              attributes:
+                - key: start_time
+                  value: "%START_TIME%"
+                - key: http.status
+                  value: "%RESPONSE_CODE%"
+          - type: OpenTelemetry
+            openTelemetry:
+              endpoint: 127.0.0.1:$OTLP_PORT
+YAML
+for p in /otel/1 /otel/2 /status/503; do curl -s -o /dev/null "$OUT$p"; done
+otel_n() { [ -f "$OTLP_OUT" ] && [ "$(jq -s '[.[] | select(.body | type == "object")] | length' "$OTLP_OUT")" -ge 3 ]; }
+hy_check "the receiver decodes a LogRecord per request" hy_wait_for 15 otel_n
+got=$(jq -r 'select(.body | type == "object") | [.body.mesh, .body.path, .attributes["http.status"], .scope] | join(" ")' "$OTLP_OUT" | sort)
+hy_eq "each body and attribute is the request's" "$(printf '%s\n' "default /otel/1 200 hypha-dp" "default /otel/2 200 hypha-dp" "default /status/503 503 hypha-dp")" "$got"
+hy_eq "a body keeps its types (bool, array, int)" 'true ["web",7]' \
+    "$(jq -c 'select(.body | type == "object") | [.body.sampled, .body.tags]' "$OTLP_OUT" | head -n 1 | jq -r '"\(.[0]) \(.[1] | tojson)"')"
+hy_check "attributes: START_TIME, and the record's time is the request's start (ns)" bash -c \
+    "jq -e 'select(.body | type == \"object\") | (.attributes.start_time | test(\"^[0-9-]+T[0-9:.]+Z$\")) and (.time > 1600000000000000000) and (.observed >= .time)' '$OTLP_OUT' >/dev/null"
+hy_check "no body given: Kuma's default HTTP line as a string" \
+    bash -c "jq -r 'select(.body | type == \"string\") | .body' '$OTLP_OUT' | grep -q '\"GET /otel/1 HTTP/1.1\" 200'"
+hy_eq "the receiver refused nothing" "" "$(grep -v listening "$HY_TMP/otlp.log" || true)"
+
 # ---- TCP traffic: Kuma's default TCP line per connection
 T_PORT=$(ports4)
 C_PORT=$(ports4)
