@@ -279,7 +279,7 @@ hy_eq "each body and attribute is the request's" "$(printf '%s\n' "default /otel
 hy_eq "a body keeps its types (bool, array, int)" 'true ["web",7]' \
     "$(jq -c 'select(.body | type == "object") | [.body.sampled, .body.tags]' "$OTLP_OUT" | head -n 1 | jq -r '"\(.[0]) \(.[1] | tojson)"')"
 hy_check "attributes: START_TIME, and the record's time is the request's start (ns)" bash -c \
-    "jq -e 'select(.body | type == \"object\") | (.attributes.start_time | test(\"^[0-9-]+T[0-9:.]+Z$\")) and (.time > 1600000000000000000) and (.observed >= .time)' '$OTLP_OUT' >/dev/null"
+    "jq -se 'map(select(.body | type == \"object\") | (.attributes.start_time | test(\"^[0-9-]+T[0-9:.]+Z$\")) and (.time > 1600000000000000000) and (.observed >= .time)) | all' '$OTLP_OUT' >/dev/null"
 hy_check "no body given: Kuma's default HTTP line as a string" \
     bash -c "jq -r 'select(.body | type == \"string\") | .body' '$OTLP_OUT' | grep -q '\"GET /otel/1 HTTP/1.1\" 200'"
 hy_eq "the receiver refused nothing" "" "$(grep -v listening "$HY_TMP/otlp.log" || true)"
