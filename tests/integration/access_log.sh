@@ -42,7 +42,7 @@ hy_start_http_app $((W_PORT + 1)) w1
 hy_start_http_dp backend-1 backend "$B_PORT" v1
 B_ADMIN=$DP_ADMIN B_LOG=$DP_LOG B_PID=$DP_PID
 hy_start_http_dp web-1 web "$W_PORT" v1
-W_ADMIN=$DP_ADMIN W_LOG=$DP_LOG
+W_ADMIN=$DP_ADMIN W_LOG=$DP_LOG W_PID=$DP_PID
 hy_check "the sidecars become ready" hy_wait_for 20 ready "$B_ADMIN"
 hy_wait_for 20 ready "$W_ADMIN"
 eps() { curl -s "$W_ADMIN/config" | jq -e "[.outbounds[] | select(.service == \"backend\") | .endpoints[]? | select(.port == $B_PORT)] | length == 1" >/dev/null; }
@@ -372,5 +372,10 @@ hy_eq "a TCP call goes through" hello "$(python3 -c "$SEND_PY" $((C_PORT + 2)))"
 hy_check "one line for the connection" hy_wait_for 10 has_lines "$TLOG" 1
 hy_check "in Kuma's default TCP format: mesh, source, upstream, destination, bytes" \
     grep -qE '^\[[0-9T:.-]+Z\] - default 127\.0\.0\.1\(tcpc\)->127\.0\.0\.1:'"$T_PORT"'\(tcpsvc\) took [0-9]+ms, sent 5 bytes, received: 5 bytes$' "$TLOG"
+
+# ---- shutdown: the writer thread joins, queues and backends are freed
+hy_check "backend-1 stops cleanly" hy_stop "$B_PID"
+hy_check "web-1 stops cleanly" hy_stop "$W_PID"
+hy_check "no sanitizer report" bash -c "! grep -q 'Sanitizer\|runtime error' '$HY_TMP'/dp-*.log*"
 
 hy_done
