@@ -143,14 +143,15 @@ static void warnings(void **state)
 {
     (void)state;
     /* every backend type and field is enforced: no warning */
-    const char *yaml = TO_MESH("          - type: File\n            file: {path: /a, format: {type: "
-                               "Plain, plain: x, omitEmptyValues: true}}\n"
-                               "          - type: Tcp\n            tcp: {address: 'a:1', format: "
-                               "{type: Json, json: [{key: k, value: v}]}}\n"
-                               "          - type: OpenTelemetry\n"
-                               "            openTelemetry: {endpoint: c:4317, body: {kvlistValue: "
-                               "{values: [{key: a, value: {intValue: 1}}]}}, attributes: [{key: "
-                               "k, value: v}]}\n");
+    const char *yaml =
+        TO_MESH("          - type: File\n            file: {path: /a, format: {type: "
+                "Plain, plain: x, omitEmptyValues: true}}\n"
+                "          - type: Tcp\n            tcp: {address: 'a:1', format: "
+                "{type: Json, json: [{key: k, value: v}]}}\n"
+                "          - type: OpenTelemetry\n"
+                "            openTelemetry: {endpoint: c:4317, body: {kvlistValue: "
+                "{values: [{key: a, value: {intValue: 1}}]}}, attributes: [{key: "
+                "k, value: v}]}\n");
     struct hy_docs docs = {0};
     struct hy_diag d = {.source = "t.yaml"};
     assert_int_equal(hy_codec_decode_resources("t.yaml", yaml, strlen(yaml), NULL, &docs, &d), 0);
