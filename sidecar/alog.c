@@ -438,6 +438,7 @@ void hy_alog_free(struct hy_alog *a)
         hy_alog_backend_close(b);
         hy_buf_fini(&b->q);
         hy_buf_fini(&b->out);
+        hy_buf_fini(&b->in);
         pthread_mutex_destroy(&b->lock);
         free(b->target);
         free(b);
