@@ -301,10 +301,28 @@ static int put_inbound_l7(struct hy_buf *out, const struct hy_json *r, const str
     return rc == 0 ? put_table(out, &t, "    ") : (hy_table_fini(&t), rc);
 }
 
+/* MeshAccessLog at one inbound: where its traffic is logged. */
+static int put_inbound_alog(struct hy_buf *out, const struct hy_json *r, const struct hy_json *al)
+{
+    const struct hy_json *b = hy_json_get(al, "backends");
+    int rc = hy_buf_printf(out, "  inbound %s: logged to", str(hy_json_get(r, "inbound"), "port"));
+    for (size_t i = 0; rc == 0 && i < count(b); i++) {
+        const struct hy_json *x = b->items[i];
+        const char *t = str(x, "type");
+        rc = hy_buf_printf(out, "%s %s %s", i ? "," : "", t,
+                           hy_json_get_str(x, "path") ? str(x, "path") : str(x, "address"));
+    }
+    if (rc == 0 && !count(b))
+        rc = hy_buf_puts(out, " no backend the sidecar writes");
+    return rc == 0 ? hy_buf_printf(out, " (%s)\n", str(al, "origin")) : rc;
+}
+
 /* One inbound's entries and matchers in the order the sidecar reads them. */
 static int put_inbound(struct hy_buf *out, const struct hy_json *r)
 {
     const struct hy_json *in = hy_json_get(r, "inbound"), *e = hy_json_get(r, "entries");
+    if (hy_json_get(e, "accessLog"))
+        return put_inbound_alog(out, r, hy_json_get(e, "accessLog"));
     if (hy_json_get(e, "faults"))
         return put_inbound_l7(out, r, hy_json_get(e, "faults"), true);
     if (hy_json_get(e, "rateLimits"))
@@ -557,6 +575,7 @@ static int applies_to(struct hy_buf *b, const struct hy_json *r, const char *typ
         if (any_origin(hy_json_get(e, "permissions"), type, name) ||
             any_origin(hy_json_get(e, "faults"), type, name) ||
             any_origin(hy_json_get(e, "rateLimits"), type, name) ||
+            from_policy(hy_json_get_str(hy_json_get(e, "accessLog"), "origin"), type, name) ||
             any_origin(hy_json_get(e, "deny"), type, name) ||
             any_origin(hy_json_get(e, "allow"), type, name) ||
             any_origin(hy_json_get(e, "allowWithShadowDeny"), type, name))

@@ -122,6 +122,8 @@ static const struct hy_rtype types[] = {
      &hypha__v1__mesh_rate_limit__descriptor, hy_validate_rate_limit, false},
     {"MeshMetric", "meshmetrics", "mm", M, OG, false, false, &hypha__v1__mesh_metric__descriptor,
      hy_validate_mesh_metric, false},
+    {"MeshAccessLog", "meshaccesslogs", "mal", M, OG, false, false,
+     &hypha__v1__mesh_access_log__descriptor, hy_validate_access_log, false},
     {"MeshTrust", "meshtrusts", NULL, M, OG, false, false, &hypha__v1__mesh_trust__descriptor,
      validate_mesh_trust, false},
     {"MeshCaRoot", "meshcaroots", NULL, M, OG, true, true, &hypha__v1__mesh_ca_root__descriptor,

@@ -25,6 +25,8 @@ void hy_validate_fault_injection(const struct hy_resource *r, struct hy_diag *d)
 void hy_validate_rate_limit(const struct hy_resource *r, struct hy_diag *d);
 /* validate_metric.c */
 void hy_validate_mesh_metric(const struct hy_resource *r, struct hy_diag *d);
+/* validate_obs.c */
+void hy_validate_access_log(const struct hy_resource *r, struct hy_diag *d);
 
 /* A Kuma percentage (int-or-string: "50", "0.5", "100") as parts per
  * million into *out; false when it is not a number in [0, 100]. */

@@ -200,7 +200,7 @@ static int l7_outbound_json(int t, const struct hy_policy_set *s, const char *sv
     return rc;
 }
 
-/* MeshFaultInjection or MeshRateLimit at inbound i, as the sidecar gets
+/* MeshFaultInjection, MeshRateLimit or MeshAccessLog at inbound i, as the sidecar gets
  * it, into out (nothing when nothing applies). */
 static int l7_inbound_json(int t, const struct hy_policy_set *s, size_t i, struct hy_buf *out)
 {
@@ -208,9 +208,10 @@ static int l7_inbound_json(int t, const struct hy_policy_set *s, size_t i, struc
     if (!in)
         return HY_ENOMEM;
     hypha__v1__dp_inbound__init(in);
-    int rc = t == HY_POLICY_FAULT ? hy_policy_inbound_faults(s, i, in)
-                                  : hy_policy_inbound_rate_limits(s, i, in);
-    if (rc == 0 && (in->n_faults || in->n_rate_limits))
+    int rc = t == HY_POLICY_FAULT        ? hy_policy_inbound_faults(s, i, in)
+             : t == HY_POLICY_ACCESS_LOG ? hy_policy_inbound_access_log(s, i, in)
+                                         : hy_policy_inbound_rate_limits(s, i, in);
+    if (rc == 0 && (in->n_faults || in->n_rate_limits || in->access_log))
         hy_codec_encode_message(&in->base, HY_FORMAT_JSON, out);
     hypha__v1__dp_inbound__free_unpacked(in, NULL);
     return rc;
@@ -424,6 +425,8 @@ static void rules(struct hy_cp_api *api, struct hy_http_resp *resp, const char *
             rc = put_l7_from_rules(b, &p, t, &sel[t]);
         else if (is_proxy_type(t))
             rc = put_proxy_rule(b, &sel[t]);
+        else if (t == HY_POLICY_ACCESS_LOG && (rc = put_l7_from_rules(b, &p, t, &sel[t])) == 0)
+            rc = put_to_rules(b, &p, t, &sel[t]); /* both sides: from/rules and to */
         else
             rc = put_to_rules(b, &p, t, &sel[t]);
         hy_buf_puts(b, ",\"warnings\":[");
@@ -994,7 +997,7 @@ static int effective(const struct hy_policy_world *w, const struct dps *mesh_dps
         }
         if (in)
             hypha__v1__dp_inbound__free_unpacked(in, NULL);
-        for (int t = HY_POLICY_FAULT; rc == 0 && t <= HY_POLICY_RATE_LIMIT; t++) {
+        for (int t = HY_POLICY_FAULT; rc == 0 && t <= HY_POLICY_ACCESS_LOG; t++) {
             struct hy_buf json = {0};
             rc = l7_inbound_json(t, &sel[t], i, &json);
             snprintf(key, sizeof(key), "inbound %u %s", dp_spec(dp)->networking->inbound[i]->port,

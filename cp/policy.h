@@ -121,6 +121,7 @@ enum hy_policy_type {
     HY_POLICY_FAULT,
     HY_POLICY_RATE_LIMIT,
     HY_POLICY_METRIC, /* proxy-wide: one top-level default (policy_metric.c) */
+    HY_POLICY_ACCESS_LOG,
     HY_POLICY_NTYPES
 };
 extern const char *const hy_policy_type_names[HY_POLICY_NTYPES];
@@ -210,6 +211,14 @@ int hy_policy_inbound_faults(const struct hy_policy_set *s, size_t i, Hypha__V1_
  * the earlier entries that match every caller it matches. */
 int hy_policy_inbound_rate_limits(const struct hy_policy_set *s, size_t i,
                                   Hypha__V1__DpInbound *in);
+
+/* policy_obs.c: MeshAccessLog as the sidecar gets it (Kuma's merge: a
+ * later entry's backends replace an earlier one's). At inbound i: its from entries, then
+ * its rules, merged into in->access_log (unset when none applies). */
+int hy_policy_inbound_access_log(const struct hy_policy_set *s, size_t i, Hypha__V1__DpInbound *in);
+/* Its `to` entries matching service svc, merged into o->access_log. */
+int hy_policy_outbound_access_log(const struct hy_policy_set *s, const char *svc,
+                                  Hypha__V1__DpOutbound *o);
 
 /* The services the MeshHTTPRoute and MeshTCPRoute policies of w send
  * proxy p's traffic to (backendRefs, mirrors) that are none of its

@@ -99,6 +99,11 @@ static const char *const metric[] = {"targetRef.*",
                                      "default.backends.prometheus.tls.mode",
                                      "default.sidecar.includeUnused",
                                      NULL};
+#define ALOG_BACKENDS(sec)                                                                         \
+    sec ".default.backends.type", sec ".default.backends.file.*", sec ".default.backends.tcp.*",   \
+        sec ".default.backends.openTelemetry.*"
+static const char *const access_log[] = {TARGET_REFS, ALOG_BACKENDS("to"), ALOG_BACKENDS("from"),
+                                         ALOG_BACKENDS("rules"), NULL};
 
 static const char *const mesh[] = {"mtls.enabledBackend",
                                    "mtls.backends.name",
@@ -153,6 +158,7 @@ static const struct enforced table[] = {
     {"MeshRateLimit", rate_limit,
      "the sidecar limits what it receives (from); limits on outgoing traffic (to) are not "
      "there yet"},
+    {"MeshAccessLog", access_log, "every field is enforced"},
 };
 
 /* Is path (entry indexes removed) enforced? */

@@ -6,6 +6,7 @@
 #ifndef HY_DP_H
 #define HY_DP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,9 @@ struct hy_sidecar_snapshot {
     int64_t renew_at;              /* hy_sidecar_renew_at of those */
     char fingerprint[HY_CA_FINGERPRINT_LEN + 1]; /* of the certificate */
     char *spiffe_id;                             /* owned: its first URI SAN */
+    /* The one field set after publishing: what its MeshAccessLogs compile
+     * to, by the first worker that needs it (alog.c), freed with it. */
+    _Atomic(struct hy_alog_cfg *) alog;
 };
 
 /* Checks a config the zone sent, as the sidecar must before using it:

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "dp.h"
+#include "alog.h"
 #include "error.h"
 #include "poison.h"
 
@@ -89,6 +90,7 @@ static void snapshot_free(struct hy_agent_snap *base)
         free(s->key);
     }
     free(s->spiffe_id);
+    hy_alog_cfg_free(atomic_load(&s->alog));
     free(s);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alog.h"
 #include "error.h"
 #include "log.h"
 #include "metrics.h"
@@ -407,8 +408,9 @@ void hy_l7_log(struct hy_l7_worker *lw, const struct hy_l7_done *d)
     const char *v[] = {dir, svc, d->route ? d->route : "", cls, code};
     hy_series_inc(series(lw, m->http_requests, 1, v, 5));
     hy_series_observe(series(lw, m->http_duration, 2, v, 2), d->seconds);
+    bool logged = hy_alog_http(lw, d); /* MeshAccessLog: then the line below is debug */
 #define S(x) ((x) && (x)[0] ? (x) : "-")
-    hy_log(HY_LOG_INFO, "dp",
+    hy_log(logged ? HY_LOG_DEBUG : HY_LOG_INFO, "dp",
            "http direction=%s port=%u method=%s authority=%s path=%s status=%u duration=%.3fs "
            "upstream_time=%.3fs upstream=%s service=%s route=\"%s\" retries=%u id=%s result=%s",
            dir, (unsigned)d->port, S(d->method), S(d->authority), S(d->path), d->status, d->seconds,

@@ -218,6 +218,8 @@ static void ex_finish(struct hy_l7_down *d, const char *result)
         .retries = e->tries > 1 ? e->tries - 1 : 0,
         .seconds = (double)(now - e->start_ms) / 1000.0,
         .upstream_seconds = e->up_ms ? (double)(e->up_ms - e->start_ms) / 1000.0 : 0,
+        .peer = c->peer,
+        .req = &e->req,
     };
     hy_l7_log(d->lw, &done);
     bool more = !c->closing && !d->close_after && d->keep && e->req_end && !e->tunnel;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alog.h"
 #include "error.h"
 #include "metrics.h"
 #include "proxy_int.h"
@@ -178,8 +179,10 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
     hy_px_outbound_unload(c);
     double secs = (double)(uv_now(&c->w->base.loop) - c->start_ms) / 1000.0;
     /* a connection that only opened and closed (a TCP health check) is
-     * logged at debug level: one per check and peer would drown the log */
-    hy_log(strcmp(result, "closed") ? HY_LOG_INFO : HY_LOG_DEBUG, "dp",
+     * logged at debug level: one per check and peer would drown the log;
+     * so is one a MeshAccessLog logs */
+    bool logged = hy_alog_conn(c, uv_now(&c->w->base.loop) - c->start_ms);
+    hy_log(strcmp(result, "closed") && !logged ? HY_LOG_INFO : HY_LOG_DEBUG, "dp",
            "access direction=%s port=%u peer=%s id=%s upstream=%s attempts=%u sent=%llu "
            "received=%llu duration=%.3fs resumed=%s result=%s%s%s",
            hy_px_dir_name(c->dir), (unsigned)c->l->port, c->peer, c->id[0] ? c->id : "-",

@@ -272,6 +272,8 @@ struct hy_l7_done {
     const char *service, *route, *method, *authority, *path, *upstream, *id, *result;
     unsigned status, retries;
     double seconds, upstream_seconds;
+    const char *peer;               /* who connected ("address:port"), for access logs */
+    const struct hy_http_head *req; /* the request, for access logs' %REQ(...)% */
 };
 void hy_l7_log(struct hy_l7_worker *lw, const struct hy_l7_done *d);
 enum hy_l7_count { HY_L7_RETRY, HY_L7_TIMEOUT, HY_L7_EJECTION };

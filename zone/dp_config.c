@@ -814,6 +814,8 @@ static int apply_to_policies(const struct policies *p, const struct hy_resource 
         }
     }
     hy_policy_conf_fini(&c);
+    if (rc == 0)
+        rc = hy_policy_outbound_access_log(&p->sel[HY_POLICY_ACCESS_LOG], o->service, o);
     return rc;
 }
 
@@ -1262,6 +1264,8 @@ static int make_inbounds(const struct hy_resource *dp, const struct policies *po
             rc = hy_policy_inbound_faults(&pol->sel[HY_POLICY_FAULT], i, x);
         if (rc == 0)
             rc = hy_policy_inbound_rate_limits(&pol->sel[HY_POLICY_RATE_LIMIT], i, x);
+        if (rc == 0)
+            rc = hy_policy_inbound_access_log(&pol->sel[HY_POLICY_ACCESS_LOG], i, x);
     }
     return rc;
 }

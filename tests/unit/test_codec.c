@@ -241,7 +241,8 @@ static void test_error_envelope(void **state)
         "Mesh, Zone, ZoneInsight, ZoneIngress, ZoneIngressInsight, Dataplane, DataplaneInsight, "
         "MeshTrafficPermission, MeshTimeout, MeshRetry, MeshHealthCheck, "
         "MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshHTTPRoute, MeshTCPRoute, "
-        "MeshFaultInjection, MeshRateLimit, MeshMetric, MeshTrust, MeshCaRoot, MeshCaKey, "
+        "MeshFaultInjection, MeshRateLimit, MeshMetric, MeshAccessLog, MeshTrust, MeshCaRoot, "
+        "MeshCaKey, "
         "MeshIssuer, "
         "MeshIssuerKey, TokenSigningKey, "
         "TokenRevocation)");
@@ -590,15 +591,16 @@ static void test_kubernetes_shape(void **state)
                  "or drop the label for \"default\"");
     expect_error("apiVersion: kuma.io/v1alpha1\nkind: MeshTimeout\nmetadata: {}\n",
                  "mtp.yaml:1:1: metadata.name: required");
-    expect_error("apiVersion: kuma.io/v1alpha1\nkind: Meshy\nmetadata: {name: a}\n",
-                 "mtp.yaml:2:7: kind: unknown kind \"Meshy\" (expected one of: Mesh, Zone, "
-                 "ZoneInsight, ZoneIngress, ZoneIngressInsight, Dataplane, DataplaneInsight, "
-                 "MeshTrafficPermission, "
-                 "MeshTimeout, MeshRetry, MeshHealthCheck, MeshCircuitBreaker, "
-                 "MeshLoadBalancingStrategy, MeshHTTPRoute, MeshTCPRoute, MeshFaultInjection, "
-                 "MeshRateLimit, MeshMetric, MeshTrust, MeshCaRoot, MeshCaKey, MeshIssuer, "
-                 "MeshIssuerKey, "
-                 "TokenSigningKey, TokenRevocation)");
+    expect_error(
+        "apiVersion: kuma.io/v1alpha1\nkind: Meshy\nmetadata: {name: a}\n",
+        "mtp.yaml:2:7: kind: unknown kind \"Meshy\" (expected one of: Mesh, Zone, "
+        "ZoneInsight, ZoneIngress, ZoneIngressInsight, Dataplane, DataplaneInsight, "
+        "MeshTrafficPermission, "
+        "MeshTimeout, MeshRetry, MeshHealthCheck, MeshCircuitBreaker, "
+        "MeshLoadBalancingStrategy, MeshHTTPRoute, MeshTCPRoute, MeshFaultInjection, "
+        "MeshRateLimit, MeshMetric, MeshAccessLog, MeshTrust, MeshCaRoot, MeshCaKey, MeshIssuer, "
+        "MeshIssuerKey, "
+        "TokenSigningKey, TokenRevocation)");
 }
 
 /* MeshTrust in Kuma's shape: what lands where, and every field refused

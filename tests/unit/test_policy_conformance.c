@@ -53,7 +53,8 @@ static const char *const dirs[] = {
     "meshtrafficpermission", "meshtimeout",     "meshretry",
     "meshcircuitbreaker",    "meshhealthcheck", "meshloadbalancingstrategy",
     "meshhttproute",         "meshtcproute",    "meshfaultinjection",
-    "meshratelimit",         "meshmetric",      "introduction",
+    "meshratelimit",         "meshmetric",      "meshaccesslog",
+    "introduction",
 };
 #define NDIRS (sizeof(dirs) / sizeof(dirs[0]))
 
