@@ -28,8 +28,16 @@ static const char *const timeout[] = {TARGET_REFS,
                                       "to.default.connectionTimeout",
                                       "to.default.idleTimeout",
                                       "to.default.http.requestTimeout",
+                                      "to.default.http.streamIdleTimeout",
+                                      "to.default.http.requestHeadersTimeout",
+                                      "to.default.http.maxStreamDuration",
+                                      "to.default.http.maxConnectionDuration",
                                       "from.default.http.requestTimeout",
+                                      "from.default.http.maxStreamDuration",
+                                      "from.default.http.maxConnectionDuration",
                                       "rules.default.http.requestTimeout",
+                                      "rules.default.http.maxStreamDuration",
+                                      "rules.default.http.maxConnectionDuration",
                                       NULL};
 static const char *const retry[] = {TARGET_REFS,
                                     "to.default.tcp.maxConnectAttempt",
@@ -53,9 +61,20 @@ static const char *const breaker[] = {TARGET_REFS,
                                       "to.default.outlierDetection.detectors.gatewayFailures.*",
                                       "to.default.outlierDetection.detectors.localOriginFailures.*",
                                       NULL};
-static const char *const lb[] = {TARGET_REFS, "to.default.loadBalancer.type",
+#define HASH_POLICIES(lb)                                                                          \
+    "to.default.loadBalancer." lb ".hashPolicies.type",                                            \
+        "to.default.loadBalancer." lb ".hashPolicies.terminal",                                    \
+        "to.default.loadBalancer." lb ".hashPolicies.header.name",                                 \
+        "to.default.loadBalancer." lb ".hashPolicies.cookie.name",                                 \
+        "to.default.loadBalancer." lb ".hashPolicies.queryParameter.name",                         \
+        "to.default.loadBalancer." lb ".hashPolicies.connection.sourceIP"
+static const char *const lb[] = {TARGET_REFS,
+                                 "to.default.loadBalancer.type",
+                                 HASH_POLICIES("ringHash"),
+                                 HASH_POLICIES("maglev"),
                                  "to.default.localityAwareness.disabled",
-                                 "to.default.localityAwareness.crossZone.failover.*", NULL};
+                                 "to.default.localityAwareness.crossZone.failover.*",
+                                 NULL};
 static const char *const health[] = {TARGET_REFS,
                                      "to.default.interval",
                                      "to.default.timeout",
@@ -96,9 +115,10 @@ static const struct enforced table[] = {
      "(RSAbits: no RSA root is made; the root is P-256)"},
     {"MeshTrafficPermission", mtp, NULL},
     {"MeshTimeout", timeout,
-     "the sidecar enforces connection and idle timeouts and the HTTP request timeout; HTTP "
-     "stream-idle timeouts, stream and connection maximum durations, request-headers timeouts "
-     "and inbound TCP timeouts are not there yet"},
+     "the sidecar enforces connection and idle timeouts, the HTTP request timeout, stream "
+     "and connection maximum durations, and for outgoing traffic (to) the stream-idle and "
+     "request-headers timeouts; on incoming traffic (from, rules) stream-idle and "
+     "request-headers timeouts, and inbound TCP timeouts, are not there yet"},
     {"MeshRetry", retry,
      "the sidecar retries TCP connects and HTTP requests (numRetries, perTryTimeout, backOff, "
      "retryOn, retriableRequestHeaders); gRPC retries, rate-limited back-off, retriable "
@@ -108,9 +128,12 @@ static const struct enforced table[] = {
      "ejects endpoints on consecutive failures; success-rate and failure-percentage detectors, "
      "panic thresholds, connection pools and inbound (from) limits are not there yet"},
     {"MeshLoadBalancingStrategy", lb,
-     "the sidecar balances with RoundRobin, Random and LeastRequest and fails over across "
-     "zones; hashing, load-balancer options, local-zone affinity and failover thresholds are "
-     "not there yet"},
+     "the sidecar balances with RoundRobin, Random and LeastRequest, hashes HTTP requests "
+     "with RingHash and Maglev (hashPolicies Header, Cookie, QueryParameter, SourceIP and "
+     "Connection sourceIP; TCP traffic of such a service is balanced round robin) and fails "
+     "over across zones; ring and table sizes, hash functions, cookies the sidecar would set "
+     "(ttl, path), FilterState, LeastRequest options, local-zone affinity and failover "
+     "thresholds are not there yet"},
     {"MeshHealthCheck", health,
      "the sidecar checks by TCP connect, or by an HTTP GET of http.path (http and http2 "
      "services); payload checks, HTTP request headers, gRPC checks, jitter and panic "
@@ -150,7 +173,8 @@ static bool lb_type_known(const ProtobufCMessage *m, const ProtobufCFieldDescrip
     int v = *(const int *)((const char *)m + f->offset);
     const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, v);
     return ev && (!strcmp(ev->name, "RoundRobin") || !strcmp(ev->name, "Random") ||
-                  !strcmp(ev->name, "LeastRequest"));
+                  !strcmp(ev->name, "LeastRequest") || !strcmp(ev->name, "RingHash") ||
+                  !strcmp(ev->name, "Maglev"));
 }
 
 struct walk {

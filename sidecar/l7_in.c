@@ -31,6 +31,7 @@ struct hy_l7_ss {
     const char *bad; /* why the request is refused (400) */
     bool head_done, req_end, closed, answered, resp_end, chunked, body_sent, upgrade, tunnel;
     bool timer_on, local;
+    bool max_cut; /* deadline_ms is maxStreamDuration's, not requestTimeout's */
     struct hy_l7_app *app;
     struct hy_buf up;   /* request body that came before the request went to the app */
     struct hy_buf down; /* response body not yet taken by nghttp2 */
@@ -334,6 +335,8 @@ static void forward(struct hy_l7_ss *ss, bool fresh)
         answer(ss, 503, "upstream_failed", "cannot connect to the app", NULL);
         return;
     }
+    if (in->http_timeouts) /* maxConnectionDuration: of the connections to the app */
+        hy_l7_app_max_duration(a, hy_px_ms(in->http_timeouts->max_connection_duration, 0));
     ss->app = a;
     hy_l7_app_expect(a, ss->req.method);
     long long cl = -2;
@@ -417,7 +420,11 @@ static void on_timer(uv_timer_t *t)
         uv_timer_stop(t);
         hy_l7_count(ss->lw, HY_L7_TIMEOUT);
         app_done(ss, false);
-        answer(ss, 504, "timeout", "upstream request timeout", NULL);
+        if (ss->max_cut) /* as Envoy: 408 while the request is not all in */
+            answer(ss, ss->req_end ? 504 : 408, "max_stream_duration",
+                   "upstream max stream duration reached", NULL);
+        else
+            answer(ss, 504, "timeout", "upstream request timeout", NULL);
         return;
     }
     if (ss->fault.bandwidth_bytes_per_s) {
@@ -475,6 +482,13 @@ void hy_l7_ss_head(struct hy_l7_ss *ss, bool end)
         timeout = hy_px_ms(in->http_timeouts->request_timeout, 0);
     if (timeout && !ss->upgrade)
         ss->deadline_ms = ss->start_ms + timeout;
+    /* maxStreamDuration of the inbound's cluster (the app): the earlier
+     * deadline cuts the stream */
+    uint64_t max = in->http_timeouts ? hy_px_ms(in->http_timeouts->max_stream_duration, 0) : 0;
+    if (max && !ss->upgrade && (!ss->deadline_ms || ss->start_ms + max < ss->deadline_ms)) {
+        ss->deadline_ms = ss->start_ms + max;
+        ss->max_cut = true;
+    }
     if (ss->fault.bandwidth_bytes_per_s)
         hy_l7_count_fault(lw, "bandwidth");
     if (ss->fault.delay_ms) {

@@ -328,5 +328,15 @@ void hy_px_outbound_unload(struct hy_px_conn *c);
  * first). Its index into *index. Takes r's lock. */
 const Hypha__V1__DpEndpoint *hy_px_pick(struct hy_px_route *r, const Hypha__V1__DpOutbound *o,
                                         struct hy_agent_ep **load, size_t *index);
+/* hy_px_pick among the endpoints k of o with among[k] (NULL: all; a
+ * MeshServiceSubset's instances): NULL when among leaves none. */
+const Hypha__V1__DpEndpoint *hy_px_pick_among(struct hy_px_route *r, const Hypha__V1__DpOutbound *o,
+                                              const bool *among, struct hy_agent_ep **load,
+                                              size_t *index);
+/* Which endpoints of o are in the running (among[k], when among is not
+ * NULL, and neither failed lately, unhealthy nor ejected): ok[k] for each
+ * of o->n_endpoints; returns how many. Takes r's lock. */
+size_t hy_px_usable(struct hy_px_route *r, const Hypha__V1__DpOutbound *o, const bool *among,
+                    bool *ok);
 
 #endif

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Balancing HTTP requests by what they carry: web-1 calls backend, three
+# instances (versions v1, v2, v3) whose inbounds are kuma.io/protocol:
+# http. MeshLoadBalancingStrategy RingHash and Maglev with hashPolicies:
+# the same header value lands on the same instance every time, different
+# values spread, SourceIP hashes the app's own address (127.0.0.2 and
+# 127.0.0.3 are different sources), and an instance found unhealthy is
+# passed over: its keys move to the next instance on the ring, the others'
+# keys stay. Then MeshServiceSubset backendRefs: a MeshHTTPRoute sending
+# everything to the version: v2 subset reaches only backend-2; a 50/50
+# split between subsets v1 and v3 within ±5 % over 1000 requests.
+. "$(dirname "$0")/lib.sh"
+DATA=$(cd "$(dirname "$0")/../data" && pwd) # hy_start_mesh_zone's
+export HOME=$HY_TMP/home
+mkdir -p "$HOME"
+unset HYPHA_CP HYPHACTL_CONFIG
+command -v python3 >/dev/null || { hy_log "no python3"; exit 77; }
+
+hy_start_mesh_zone 1h
+
+# ports: inbound PORT, app PORT+1, outbounds PORT+2 (backend), PORT+3 (backend-v2)
+ports4() { hy_free_ports 4; }
+B1_PORT=$(ports4)
+B2_PORT=$(ports4)
+B3_PORT=$(ports4)
+W_PORT=$(ports4)
+SICK=$HY_TMP/b3-sick # while it exists, b3's /health answers 503
+
+ready() { curl -sf "$1/ready" >/dev/null; }
+
+hy_start_http_app $((B1_PORT + 1)) b1 "--health-file=$HY_TMP/b1-sick"
+hy_start_http_app $((B2_PORT + 1)) b2 "--health-file=$HY_TMP/b2-sick"
+hy_start_http_app $((B3_PORT + 1)) b3 "--health-file=$SICK"
+hy_start_http_app $((W_PORT + 1)) w1
+hy_start_http_dp backend-1 backend "$B1_PORT" v1
+B1_PID=$DP_PID B1_ADMIN=$DP_ADMIN
+hy_start_http_dp backend-2 backend "$B2_PORT" v2
+B2_PID=$DP_PID B2_ADMIN=$DP_ADMIN
+hy_start_http_dp backend-3 backend "$B3_PORT" v3
+B3_PID=$DP_PID B3_ADMIN=$DP_ADMIN
+hy_start_http_dp web-1 web "$W_PORT" v1
+W_PID=$DP_PID W_ADMIN=$DP_ADMIN W_LOG=$DP_LOG
+hy_check "the sidecars become ready" hy_wait_for 20 ready "$W_ADMIN"
+hy_wait_for 20 ready "$B1_ADMIN"
+hy_wait_for 20 ready "$B2_ADMIN"
+hy_wait_for 20 ready "$B3_ADMIN"
+eps() { curl -s "$W_ADMIN/config" | jq -e '[.outbounds[] | select(.service == "backend" and .protocol == "http") | .endpoints[]?] | length == 3' >/dev/null; }
+hy_check "web-1's outbound to backend is http, with the three instances" hy_wait_for 20 eps
+OUT=http://127.0.0.1:$((W_PORT + 2))
+PORT_OUT=$((W_PORT + 2))
+
+# by KEY [N] [CURL ARGS...]: N (100) calls carrying header X-User: KEY, on
+# new connections; prints the instances that answered, sorted, unique
+by() {
+    local key=$1 n=${2:-100} i
+    shift 2
+    for ((i = 0; i < n; i++)); do curl -s -H "X-User: $key" "$@" "$OUT/"; done |
+        sed 's/hello from //' | sort -u | tr '\n' ' '
+}
+# owners: "KEY=INSTANCE ..." for keys u0..u29, one call each
+owners() {
+    local k
+    for k in $(seq 0 29); do printf 'u%s=%s ' "$k" "$(curl -s -H "X-User: u$k" "$OUT/" | sed 's/hello from //')"; done
+}
+
+for LB in RingHash Maglev; do
+    opt=$([ "$LB" = RingHash ] && echo ringHash || echo maglev)
+    ctl apply -f - >/dev/null 2>"$HY_TMP/apply-lb.err" <<YAML
+type: MeshLoadBalancingStrategy
+mesh: default
+name: backend-lb
+spec:
+  targetRef: {kind: Mesh}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default:
+        loadBalancer:
+          type: $LB
+          $opt:
+            hashPolicies:
+              - type: Header
+                header: {name: x-user}
+                terminal: true
+              - type: Connection
+                connection: {sourceIP: true}
+YAML
+    hy_eq "$LB: applying it draws no warning (hashPolicies are enforced)" "" "$(cat "$HY_TMP/apply-lb.err")"
+    lb_set() { curl -s "$W_ADMIN/config" | jq -e ".outbounds[] | select(.service == \"backend\") | .lb == \"$LB\" and (.hashPolicies | length) == 2" >/dev/null; }
+    hy_check "$LB: the policy reaches web-1" hy_wait_for 15 lb_set
+    one=$(by alice 100)
+    hy_check "$LB: 100 calls with X-User: alice all reach one instance ($one)" test "$(wc -w <<<"$one")" -eq 1
+    spread=$(for k in $(seq 0 29); do curl -s -H "X-User: u$k" "$OUT/"; done | sort -u | wc -l)
+    hy_eq "$LB: 30 different users spread over the three instances" 3 "$spread"
+    # SourceIP (the header absent): the app's own address decides
+    s2=$(for i in $(seq 1 30); do curl -s --interface 127.0.0.2 "$OUT/"; done | sed 's/hello from //' | sort -u | tr '\n' ' ')
+    hy_check "$LB: without the header, 30 calls from 127.0.0.2 reach one instance ($s2)" test "$(wc -w <<<"$s2")" -eq 1
+    srcs=$(for i in $(seq 2 40); do curl -s --interface "127.0.0.$i" "$OUT/"; done | sort -u | wc -l)
+    hy_check "$LB: calls from 39 source addresses reach more than one instance ($srcs)" test "$srcs" -ge 2
+
+    # b3 unhealthy: its keys move, the others' stay
+    before=$(owners)
+    touch "$SICK"
+    ctl apply -f - >/dev/null <<'YAML'
+type: MeshHealthCheck
+mesh: default
+name: backend-hc
+spec:
+  targetRef: {kind: MeshService, name: web}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default:
+        interval: 1s
+        timeout: 1s
+        unhealthyThreshold: 1
+        healthyThreshold: 1
+        http: {path: /health}
+YAML
+    sick_n() { grep -c "outbound $PORT_OUT (backend): endpoint 127.0.0.1:$B3_PORT is unhealthy" "$W_LOG"; }
+    n_sick=$(sick_n)
+    sick() { [ "$(sick_n)" -gt "$n_sick" ]; }
+    hy_check "$LB: web-1 finds backend-3 unhealthy" hy_wait_for 20 sick
+    after=$(owners)
+    moved_ok=yes stayed=0 moved=0
+    for kv in $before; do
+        k=${kv%%=*} was=${kv#*=}
+        now=$(tr ' ' '\n' <<<"$after" | grep "^$k=" | cut -d= -f2)
+        if [ "$was" = b3 ]; then
+            moved=$((moved + 1))
+            [ "$now" != b3 ] || moved_ok=no
+        else
+            [ "$now" = "$was" ] && stayed=$((stayed + 1)) || moved_ok=no
+        fi
+    done
+    hy_eq "$LB: backend-3's $moved keys moved, the other $stayed stayed" yes "$moved_ok"
+    hy_check "$LB: some keys were on backend-3" test "$moved" -ge 1
+    rm -f "$SICK"
+    ctl delete meshhealthcheck backend-hc -m default >/dev/null
+    back() { [ "$(owners)" = "$before" ]; }
+    hy_check "$LB: the check gone, backend-3 gets its keys back" hy_wait_for 20 back
+done
+ctl delete meshloadbalancingstrategy backend-lb -m default >/dev/null
+
+# ---- the end
+hy_check "SIGTERM stops web-1 cleanly" hy_stop "$W_PID"
+hy_check "SIGTERM stops backend-1 cleanly" hy_stop "$B1_PID"
+hy_check "SIGTERM stops backend-2 cleanly" hy_stop "$B2_PID"
+hy_check "SIGTERM stops backend-3 cleanly" hy_stop "$B3_PID"
+hy_check "no sanitizer report" bash -c "! grep -q 'Sanitizer\|runtime error' '$HY_TMP'/*.log*"
+
+hy_done
