@@ -92,6 +92,7 @@ static const char *const http_route[] = {TARGET_REFS,
                                          "to.rules.default.backendRefs.kind",
                                          "to.rules.default.backendRefs.name",
                                          "to.rules.default.backendRefs.weight",
+                                         "to.rules.default.backendRefs.tags",
                                          NULL};
 static const char *const tcp_route[] = {TARGET_REFS, "to.rules.default.backendRefs.kind",
                                         "to.rules.default.backendRefs.name",
@@ -139,8 +140,9 @@ static const struct enforced table[] = {
      "services); payload checks, HTTP request headers, gRPC checks, jitter and panic "
      "thresholds are not there yet"},
     {"MeshHTTPRoute", http_route,
-     "a backendRef names a whole service: the sidecar sends to every instance of it (a "
-     "MeshServiceSubset's tags, ports and namespaces do not narrow it yet)"},
+     "a backendRef names a service, narrowed by a MeshServiceSubset's tags to this zone's "
+     "instances carrying them (other zones' instances are not reached by a subset); ports "
+     "and namespaces do not narrow it yet"},
     {"MeshTCPRoute", tcp_route,
      "a backendRef names a whole service: the sidecar sends to every instance of it (a "
      "MeshServiceSubset's tags, ports and namespaces do not narrow it yet)"},

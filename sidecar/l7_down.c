@@ -25,6 +25,7 @@ struct ex {
     struct hy_l7_cs cs; /* the try under way */
     struct hy_l7_cfg *cfg;
     struct hy_l7_svc *front, *svc;
+    const Hypha__V1__DpBackendRef *ref; /* the route's pick (its subset tags); NULL: all of svc */
     int route;
     struct hy_http_head req;
     struct hy_buf body;             /* request body from body_base on */
@@ -435,8 +436,21 @@ static void try_start(struct hy_l7_down *d)
 {
     struct ex *e = &d->ex;
     char why[300];
-    size_t idx = 0;
-    const Hypha__V1__DpEndpoint *ep = hy_l7_pick(d->lw, e->svc, &e->req, d->src, NULL, &idx);
+    size_t idx = 0, n = e->svc->o->n_endpoints;
+    /* a MeshServiceSubset: only the instances carrying its tags */
+    bool stack[64], *among = NULL;
+    if (e->ref && e->ref->n_tags && n) {
+        among = n <= 64 ? stack : malloc(n * sizeof(*among));
+        if (!among) {
+            local_answer(d, 500, "error", "out of memory", NULL);
+            return;
+        }
+        for (size_t k = 0; k < n; k++)
+            among[k] = hy_l7_subset_has(e->ref, e->svc->o->endpoints[k]);
+    }
+    const Hypha__V1__DpEndpoint *ep = hy_l7_pick(d->lw, e->svc, &e->req, d->src, among, &idx);
+    if (among != stack)
+        free(among);
     if (!ep) {
         local_answer(d, 503, "no_endpoints", "no healthy upstream", NULL);
         return;
@@ -785,6 +799,7 @@ static int on_head(void *u, struct hy_http_head *h, bool body)
     }
     uint64_t rnd = hy_l7_random(d->lw);
     const char *backend = hy_l7_route_backend(e->front->routes, e->route, rnd);
+    e->ref = hy_l7_route_backend_ref(e->front->routes, e->route, rnd);
     if (!backend) {
         local_answer(d, 500, "no_backend", "the route's backends all weigh 0", NULL);
         return 0;

@@ -800,6 +800,35 @@ static Hypha__V1__DpEndpoint *new_endpoint(Hypha__V1__DpPart *p)
     return e;
 }
 
+/* The inbound's tags on its endpoint, so that a caller's sidecar can
+ * narrow a MeshServiceSubset backendRef to the instances carrying its
+ * tags (the service tag, which every one carries, left out). */
+static int endpoint_tags(Hypha__V1__DpEndpoint *e,
+                         const Hypha__V1__Dataplane__Networking__Inbound *in)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < in->n_tags; k++)
+        n += in->tags[k]->key && strcmp(in->tags[k]->key, HY_TAG_SERVICE) != 0;
+    if (!n)
+        return 0;
+    if (!(e->tags = calloc(n, sizeof(*e->tags))))
+        return HY_ENOMEM;
+    for (size_t k = 0; k < in->n_tags; k++) {
+        if (!in->tags[k]->key || !strcmp(in->tags[k]->key, HY_TAG_SERVICE))
+            continue;
+        Hypha__V1__DpEndpoint__TagsEntry *t = malloc(sizeof(*t));
+        if (!t)
+            return HY_ENOMEM;
+        hypha__v1__dp_endpoint__tags_entry__init(t);
+        e->tags[e->n_tags++] = t;
+        t->key = strdup(in->tags[k]->key);
+        t->value = strdup(S(in->tags[k]->value));
+        if (!t->key || !t->value)
+            return HY_ENOMEM;
+    }
+    return 0;
+}
+
 /* The index in r->eps of the first inbound serving (mesh, service), or
  * where it would be. */
 static size_t first_ep(const struct hy_zone_dp_round *r, const char *mesh, const char *service)
@@ -839,6 +868,9 @@ static int local_endpoints(const struct hy_zone_dp_round *r, const char *origin,
         e->name = strdup(dr->meta->name);
         if (!e->address || !e->name || (dr->origin && !e->zone))
             return HY_ENOMEM;
+        int rc = endpoint_tags(e, n->inbound[r->eps[i].inbound]);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }

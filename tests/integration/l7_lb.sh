@@ -99,6 +99,9 @@ YAML
 
     # b3 unhealthy: its keys move, the others' stay
     before=$(owners)
+    sick_n() { grep -c "outbound $PORT_OUT (backend): endpoint 127.0.0.1:$B3_PORT is unhealthy" "$W_LOG" || true; }
+    n_sick=$(sick_n)
+    sick() { [ "$(sick_n)" -gt "$n_sick" ]; }
     touch "$SICK"
     ctl apply -f - >/dev/null <<'YAML'
 type: MeshHealthCheck
@@ -115,9 +118,6 @@ spec:
         healthyThreshold: 1
         http: {path: /health}
 YAML
-    sick_n() { grep -c "outbound $PORT_OUT (backend): endpoint 127.0.0.1:$B3_PORT is unhealthy" "$W_LOG"; }
-    n_sick=$(sick_n)
-    sick() { [ "$(sick_n)" -gt "$n_sick" ]; }
     hy_check "$LB: web-1 finds backend-3 unhealthy" hy_wait_for 20 sick
     after=$(owners)
     moved_ok=yes stayed=0 moved=0
@@ -139,6 +139,46 @@ YAML
     hy_check "$LB: the check gone, backend-3 gets its keys back" hy_wait_for 20 back
 done
 ctl delete meshloadbalancingstrategy backend-lb -m default >/dev/null
+
+# ---- MeshServiceSubset backendRefs
+# many N: N requests on one kept-alive connection (each routed and balanced
+# on its own); prints "INSTANCE COUNT" lines
+many() { curl -s $(printf "$OUT/ %.0s" $(seq "$1")) | sed 's/hello from //' | sort | uniq -c | awk '{ print $2, $1 }'; }
+route() { # route YAML-BACKEND-REFS: MeshHTTPRoute backend-subsets with those backendRefs
+    ctl apply -f - >/dev/null 2>"$HY_TMP/apply-route.err" <<YAML
+type: MeshHTTPRoute
+mesh: default
+name: backend-subsets
+spec:
+  targetRef: {kind: Mesh}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      rules:
+        - matches: [{path: {type: PathPrefix, value: /}}]
+          default:
+            backendRefs: $1
+YAML
+}
+route '[{kind: MeshServiceSubset, name: backend, tags: {version: v2}, weight: 100}]'
+hy_eq "applying a route to a subset draws no warning (its tags are enforced)" "" "$(cat "$HY_TMP/apply-route.err")"
+subset_set() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[] | select(.service == "backend") | .httpRoutes[0].backends[0].tags.version == "v2"' >/dev/null; }
+hy_check "the route reaches web-1 with the subset's tags" hy_wait_for 15 subset_set
+tags_set() { curl -s "$W_ADMIN/config" | jq -e '[.outbounds[] | select(.service == "backend") | .endpoints[].tags.version] | sort == ["v1", "v2", "v3"]' >/dev/null; }
+hy_check "and the endpoints carry their instances' tags" hy_wait_for 15 tags_set
+hy_eq "100 requests to subset version: v2 all reach backend-2" "b2 100" "$(many 100)"
+route '[{kind: MeshServiceSubset, name: backend, tags: {version: v1}, weight: 50}, {kind: MeshServiceSubset, name: backend, tags: {version: v3}, weight: 50}]'
+split_set() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[] | select(.service == "backend") | .httpRoutes[0].backends | length == 2' >/dev/null; }
+hy_check "a 50/50 split between subsets v1 and v3 reaches web-1" hy_wait_for 15 split_set
+got=$(many 1000)
+b1=$(awk '$1 == "b1" { print $2 }' <<<"$got")
+b3=$(awk '$1 == "b3" { print $2 }' <<<"$got")
+hy_check "1000 requests: v1 gets 50 % ± 5 % (${b1:-0})" test "${b1:-0}" -ge 450 -a "${b1:-0}" -le 550
+hy_check "v3 the rest (${b3:-0})" test $((${b1:-0} + ${b3:-0})) -eq 1000
+route '[{kind: MeshServiceSubset, name: backend, tags: {version: v9}}]'
+none_set() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[] | select(.service == "backend") | .httpRoutes[0].backends[0].tags.version == "v9"' >/dev/null; }
+hy_check "a subset no instance carries reaches web-1" hy_wait_for 15 none_set
+hy_eq "its requests: 503, no healthy upstream" 503 "$(curl -s -o /dev/null -w '%{http_code}' "$OUT/")"
+ctl delete meshhttproute backend-subsets -m default >/dev/null
 
 # ---- the end
 hy_check "SIGTERM stops web-1 cleanly" hy_stop "$W_PID"

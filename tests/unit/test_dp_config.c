@@ -498,7 +498,7 @@ static const char *const backends = "type: Dataplane\n"
                                     "  address: 10.0.0.2\n"
                                     "  inbound:\n"
                                     "    - port: 20001\n"
-                                    "      tags: {hypha.io/service: backend}\n"
+                                    "      tags: {hypha.io/service: backend, version: v1}\n"
                                     "    - port: 20009\n"
                                     "      tags: {hypha.io/service: metrics}\n"
                                     "---\n"
@@ -538,6 +538,12 @@ static void test_local_endpoints(void **state)
     assert_int_equal(o->n_endpoints, 2);
     assert_endpoint(o, "backend-1", "10.0.0.2", 20001, "east", 0);
     assert_endpoint(o, "backend-2", "10.0.0.3", 20005, "east", 0); /* the advertised address */
+    /* an endpoint carries its inbound's tags but the service (MeshServiceSubset) */
+    const Hypha__V1__DpEndpoint *e1 = endpoint(o, "backend-1");
+    assert_int_equal(e1->n_tags, 1);
+    assert_string_equal(e1->tags[0]->key, "version");
+    assert_string_equal(e1->tags[0]->value, "v1");
+    assert_int_equal(endpoint(o, "backend-2")->n_tags, 0);
     /* no policy: nothing set beyond the endpoints */
     assert_null(o->connect_timeout);
     assert_null(o->idle_timeout);
@@ -1939,6 +1945,10 @@ static void test_l7_routes(void **state)
     assert_int_equal(o->tcp_backends[0]->weight, 1);
     assert_string_equal(o->tcp_backends[1]->service, "api-v2");
     assert_int_equal(o->tcp_backends[1]->weight, 3);
+    assert_int_equal(o->tcp_backends[0]->n_tags, 0); /* a MeshServiceSubset keeps its tags */
+    assert_int_equal(o->tcp_backends[1]->n_tags, 1);
+    assert_string_equal(o->tcp_backends[1]->tags[0]->key, "version");
+    assert_string_equal(o->tcp_backends[1]->tags[0]->value, "v2");
     assert_int_equal(outbound(c, "g")->n_http_routes, 0); /* no route names g */
 
     /* backend-only outbounds: port 0, endpoints, SNI, protocol, their own
