@@ -51,9 +51,12 @@ struct hy_l7_h2 *hy_l7_pool_get(struct hy_l7_worker *lw, const struct hy_l7_svc 
     char key[HY_AGENT_EP_KEY];
     hy_agent_endpoint_key(e, key, sizeof(key));
     uint64_t now = uv_now(&lw->w->base.loop);
+    /* maxConnectionDuration, as the config says now (so it also ages the
+     * connections made before it was set) */
+    uint64_t life = o->http_timeouts ? hy_px_ms(o->http_timeouts->max_connection_duration, 0) : 0;
     for (struct hy_l7_h2 *h2 = svc->a->conns, *next; h2; h2 = next) {
         next = h2->next;
-        if (h2->retire_ms && now >= h2->retire_ms) {
+        if (life && now - h2->born_ms >= life) {
             /* maxConnectionDuration: no new stream; closed once its own are done */
             if (!h2->nstreams && !h2->c->closing) {
                 hy_log(HY_LOG_DEBUG, "dp",
@@ -87,8 +90,7 @@ struct hy_l7_h2 *hy_l7_pool_get(struct hy_l7_worker *lw, const struct hy_l7_svc 
         return NULL;
     }
     h2->a = svc->a;
-    uint64_t life = o->http_timeouts ? hy_px_ms(o->http_timeouts->max_connection_duration, 0) : 0;
-    h2->retire_ms = life ? now + life : 0;
+    h2->born_ms = now;
     snprintf(h2->ep, sizeof(h2->ep), "%s", key);
     snprintf(h2->sni, sizeof(h2->sni), "%s", sni);
     h2->next = svc->a->conns;

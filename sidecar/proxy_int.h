@@ -78,6 +78,7 @@ struct hy_px_route {
      * index; ol_key says whose state a slot holds */
     struct hy_l7_outlier_ep ol[HY_AGENT_MAX_EPS];
     char ol_key[HY_AGENT_MAX_EPS][HY_AGENT_EP_KEY];
+    uint64_t ol_tick_ms; /* the next periodic outlier pass (proxy_health.c) */
 };
 
 struct hy_px_worker;

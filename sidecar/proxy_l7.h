@@ -150,7 +150,7 @@ struct hy_l7_h2 {
     char sni[256];
     unsigned nstreams;
     struct hy_l7_cs *streams;
-    uint64_t retire_ms; /* maxConnectionDuration: no new stream from then (loop time); 0: never */
+    uint64_t born_ms; /* loop time it was made (maxConnectionDuration) */
     /* server */
     bool sniff; /* until the caller's first bytes say HTTP/2 (else: a TCP caller) */
     uint8_t sniffed[24];

@@ -8,7 +8,9 @@
 # passed over: its keys move to the next instance on the ring, the others'
 # keys stay. Then MeshServiceSubset backendRefs: a MeshHTTPRoute sending
 # everything to the version: v2 subset reaches only backend-2; a 50/50
-# split between subsets v1 and v3 within ±5 % over 1000 requests.
+# split between subsets v1 and v3 within ±5 % over 1000 requests. Last,
+# outlier detection's periodic pass brings an ejected instance back on its
+# own.
 . "$(dirname "$0")/lib.sh"
 DATA=$(cd "$(dirname "$0")/../data" && pwd) # hy_start_mesh_zone's
 export HOME=$HY_TMP/home
@@ -49,18 +51,18 @@ hy_check "web-1's outbound to backend is http, with the three instances" hy_wait
 OUT=http://127.0.0.1:$((W_PORT + 2))
 PORT_OUT=$((W_PORT + 2))
 
-# by KEY [N] [CURL ARGS...]: N (100) calls carrying header X-User: KEY, on
-# new connections; prints the instances that answered, sorted, unique
+# by KEY N: N calls carrying header X-User: KEY (one kept-alive connection:
+# the sidecar balances each request on its own); prints the instances that
+# answered, sorted, unique
 by() {
-    local key=$1 n=${2:-100} i
-    shift 2
-    for ((i = 0; i < n; i++)); do curl -s -H "X-User: $key" "$@" "$OUT/"; done |
-        sed 's/hello from //' | sort -u | tr '\n' ' '
+    curl -s -H "X-User: $1" $(printf "$OUT/ %.0s" $(seq "$2")) | sed 's/hello from //' | sort -u | tr '\n' ' '
 }
-# owners: "KEY=INSTANCE ..." for keys u0..u29, one call each
+# owners: "KEY=INSTANCE ..." for keys u0..u29, one call each (one curl)
 owners() {
-    local k
-    for k in $(seq 0 29); do printf 'u%s=%s ' "$k" "$(curl -s -H "X-User: u$k" "$OUT/" | sed 's/hello from //')"; done
+    local k args=()
+    for k in $(seq 0 29); do args+=(-H "X-User: u$k" "$OUT/" --next); done
+    curl -s "${args[@]}" -s "$OUT/status/204" | sed 's/hello from //' |
+        awk '{ printf "u%d=%s ", NR - 1, $0 }'
 }
 
 for LB in RingHash Maglev; do
@@ -89,13 +91,13 @@ YAML
     hy_check "$LB: the policy reaches web-1" hy_wait_for 15 lb_set
     one=$(by alice 100)
     hy_check "$LB: 100 calls with X-User: alice all reach one instance ($one)" test "$(wc -w <<<"$one")" -eq 1
-    spread=$(for k in $(seq 0 29); do curl -s -H "X-User: u$k" "$OUT/"; done | sort -u | wc -l)
+    spread=$(owners | tr ' ' '\n' | cut -d= -f2 | sort -u | grep -c .)
     hy_eq "$LB: 30 different users spread over the three instances" 3 "$spread"
     # SourceIP (the header absent): the app's own address decides
-    s2=$(for i in $(seq 1 30); do curl -s --interface 127.0.0.2 "$OUT/"; done | sed 's/hello from //' | sort -u | tr '\n' ' ')
+    s2=$(curl -s --interface 127.0.0.2 $(printf "$OUT/ %.0s" $(seq 30)) | sed 's/hello from //' | sort -u | tr '\n' ' ')
     hy_check "$LB: without the header, 30 calls from 127.0.0.2 reach one instance ($s2)" test "$(wc -w <<<"$s2")" -eq 1
-    srcs=$(for i in $(seq 2 40); do curl -s --interface "127.0.0.$i" "$OUT/"; done | sort -u | wc -l)
-    hy_check "$LB: calls from 39 source addresses reach more than one instance ($srcs)" test "$srcs" -ge 2
+    srcs=$(for i in $(seq 2 21); do curl -s --interface "127.0.0.$i" "$OUT/"; done | sort -u | wc -l)
+    hy_check "$LB: calls from 20 source addresses reach more than one instance ($srcs)" test "$srcs" -ge 2
 
     # b3 unhealthy: its keys move, the others' stay
     before=$(owners)
@@ -178,6 +180,35 @@ route '[{kind: MeshServiceSubset, name: backend, tags: {version: v9}}]'
 none_set() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[] | select(.service == "backend") | .httpRoutes[0].backends[0].tags.version == "v9"' >/dev/null; }
 hy_check "a subset no instance carries reaches web-1" hy_wait_for 15 none_set
 hy_eq "its requests: 503, no healthy upstream" 503 "$(curl -s -o /dev/null -w '%{http_code}' "$OUT/")"
+
+# ---- outlier detection's periodic pass: an ejected endpoint comes back
+# after baseEjectionTime without any request looking at it
+route '[{kind: MeshServiceSubset, name: backend, tags: {version: v2}}]'
+hy_check "a route to subset v2 again" hy_wait_for 15 subset_set
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshCircuitBreaker
+mesh: default
+name: backend-outlier
+spec:
+  targetRef: {kind: Mesh}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default:
+        outlierDetection:
+          disabled: false
+          interval: 1s
+          baseEjectionTime: 2s
+          detectors:
+            totalFailures: {consecutive: 3}
+YAML
+od_set() { curl -s "$W_ADMIN/config" | jq -e '.outbounds[] | select(.service == "backend") | .outlier != null' >/dev/null; }
+hy_check "the MeshCircuitBreaker reaches web-1" hy_wait_for 15 od_set
+curl -s -o /dev/null "$OUT/status/500" "$OUT/status/500" "$OUT/status/500"
+ejected() { grep -q "endpoint 127.0.0.1:$B2_PORT ejected" "$W_LOG"; }
+hy_check "3 consecutive 500s eject backend-2" hy_wait_for 10 ejected
+back() { grep -q "endpoint 127.0.0.1:$B2_PORT is back after its ejection (outlier detection)" "$W_LOG"; }
+hy_check "with no request after, the periodic pass brings it back after baseEjectionTime" hy_wait_for 15 back
+ctl delete meshcircuitbreaker backend-outlier -m default >/dev/null
 ctl delete meshhttproute backend-subsets -m default >/dev/null
 
 # ---- the end
