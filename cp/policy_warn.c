@@ -35,9 +35,11 @@ static const char *const timeout[] = {TARGET_REFS,
                                       "from.default.http.requestTimeout",
                                       "from.default.http.maxStreamDuration",
                                       "from.default.http.maxConnectionDuration",
+                                      "from.default.http.streamIdleTimeout",
                                       "rules.default.http.requestTimeout",
                                       "rules.default.http.maxStreamDuration",
                                       "rules.default.http.maxConnectionDuration",
+                                      "rules.default.http.streamIdleTimeout",
                                       NULL};
 static const char *const retry[] = {TARGET_REFS,
                                     "to.default.tcp.maxConnectAttempt",
@@ -84,6 +86,7 @@ static const char *const health[] = {TARGET_REFS,
                                      "to.default.http.disabled",
                                      "to.default.http.path",
                                      "to.default.http.expectedStatuses",
+                                     "to.default.http.requestHeadersToAdd.*",
                                      NULL};
 
 static const char *const http_route[] = {TARGET_REFS,
@@ -116,10 +119,11 @@ static const struct enforced table[] = {
      "(RSAbits: no RSA root is made; the root is P-256)"},
     {"MeshTrafficPermission", mtp, NULL},
     {"MeshTimeout", timeout,
-     "the sidecar enforces connection and idle timeouts, the HTTP request timeout, stream "
-     "and connection maximum durations, and for outgoing traffic (to) the stream-idle and "
-     "request-headers timeouts; on incoming traffic (from, rules) stream-idle and "
-     "request-headers timeouts, and inbound TCP timeouts, are not there yet"},
+     "the sidecar enforces connection and idle timeouts and the HTTP request, stream-idle, "
+     "stream and connection duration timeouts, and for outgoing traffic (to) the "
+     "request-headers timeout; on incoming traffic (from, rules) the request-headers "
+     "timeout (the caller's sidecar sends each request's head at once), a stream-idle "
+     "timeout on upgraded (WebSocket) streams, and inbound TCP timeouts are not there yet"},
     {"MeshRetry", retry,
      "the sidecar retries TCP connects and HTTP requests (numRetries, perTryTimeout, backOff, "
      "retryOn, retriableRequestHeaders); gRPC retries, rate-limited back-off, retriable "
@@ -136,8 +140,9 @@ static const struct enforced table[] = {
      "(ttl, path), FilterState, LeastRequest options, local-zone affinity and failover "
      "thresholds are not there yet"},
     {"MeshHealthCheck", health,
-     "the sidecar checks by TCP connect, or by an HTTP GET of http.path (http and http2 "
-     "services); payload checks, HTTP request headers, gRPC checks, jitter and panic "
+     "the sidecar checks by TCP connect, or by an HTTP GET of http.path with "
+     "http.requestHeadersToAdd (http and http2 services); payload checks, gRPC checks, "
+     "jitter and panic "
      "thresholds are not there yet"},
     {"MeshHTTPRoute", http_route,
      "a backendRef names a service, narrowed by a MeshServiceSubset's tags to this zone's "

@@ -6,7 +6,8 @@
 # values spread, SourceIP hashes the app's own address (127.0.0.2 and
 # 127.0.0.3 are different sources), and an instance found unhealthy is
 # passed over: its keys move to the next instance on the ring, the others'
-# keys stay. Then MeshServiceSubset backendRefs: a MeshHTTPRoute sending
+# keys stay (the health checks' GETs carry http.requestHeadersToAdd). Then
+# MeshServiceSubset backendRefs: a MeshHTTPRoute sending
 # everything to the version: v2 subset reaches only backend-2; a 50/50
 # split between subsets v1 and v3 within ±5 % over 1000 requests. Last,
 # outlier detection's periodic pass brings an ejected instance back on its
@@ -118,9 +119,13 @@ spec:
         timeout: 1s
         unhealthyThreshold: 1
         healthyThreshold: 1
-        http: {path: /health}
+        http:
+          path: /health
+          requestHeadersToAdd: {set: [{name: x-check, value: hypha}]}
 YAML
     hy_check "$LB: web-1 finds backend-3 unhealthy" hy_wait_for 20 sick
+    hy_eq "$LB: the checks carry http.requestHeadersToAdd" hypha \
+        "$(curl -s "http://127.0.0.1:$((B1_PORT + 1))/stats" | jq -r .health_x_check)"
     after=$(owners)
     moved_ok=yes stayed=0 moved=0
     for kv in $before; do

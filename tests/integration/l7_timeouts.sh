@@ -10,7 +10,9 @@
 #   to.http.maxConnectionDuration: web-1's pooled connections to
 #     backend-1 are replaced as they age, no request failing;
 #   from.http.maxConnectionDuration: backend-1's keep-alive connections
-#     to its app are replaced likewise.
+#     to its app are replaced likewise;
+#   from.http.streamIdleTimeout: backend-1's inbound cuts an app silent
+#     too long (504), not one that keeps dripping.
 . "$(dirname "$0")/lib.sh"
 DATA=$(cd "$(dirname "$0")/../data" && pwd) # hy_start_mesh_zone's
 export HOME=$HY_TMP/home
@@ -162,6 +164,25 @@ app_renewed() {
 }
 hy_check "calls made while they age: the app sees new connections" hy_wait_for 30 app_renewed
 hy_eq "and no call failed" 0 "$fails"
+
+# ---- streamIdleTimeout, from: backend-1's inbound cuts a silent app
+ctl apply -f - >/dev/null 2>"$HY_TMP/apply-t.err" <<'YAML'
+type: MeshTimeout
+mesh: default
+name: backend-in
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: Mesh}
+      default: {http: {requestTimeout: 0s, streamIdleTimeout: 2s}}
+YAML
+hy_eq "applying from streamIdleTimeout draws no warning" "" "$(cat "$HY_TMP/apply-t.err")"
+in_idle() { curl -s "$B_ADMIN/config" | jq -e '.inbounds[0].httpTimeouts.streamIdleTimeout == "2s"' >/dev/null; }
+hy_check "it reaches backend-1" hy_wait_for 15 in_idle
+st=$(curl -s -o "$HY_TMP/in-idle.out" -w '%{http_code}' "$OUT/slow/5000")
+hy_eq "an app silent for 5 s: backend-1 answers 504 after 2 s idle" 504 "$st"
+hy_contains "saying stream timeout" "stream timeout" "$(cat "$HY_TMP/in-idle.out")"
+hy_eq "a response dripping every 0.5 s for 4 s lives on" 8 "$(curl -s "$OUT/drip/8/500" | grep -c drip)"
 
 # ---- the end
 hy_check "SIGTERM stops web-1 cleanly" hy_stop "$W_PID"

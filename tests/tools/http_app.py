@@ -10,6 +10,7 @@ it accepts. Every response carries "X-Instance: NAME". Paths:
   /echo...          JSON: instance, method, path, headers, body length
   /stats            JSON: requests and connections this instance saw
   /health           with --health-file: 503 while PATH exists, else 200
+                    (/stats says its count and the last X-Check header it had)
   anything else     200 "hello from NAME"
 A request with "Upgrade: X" and "Connection: Upgrade" gets a 101 and then
 every byte it sends comes back, upper-cased, until it closes.
@@ -119,6 +120,7 @@ class Handler(BaseHTTPRequestHandler):
         if HEALTH_FILE and len(parts) == 2 and parts[1] == "health":
             with LOCK:
                 STATS["health"] = STATS.get("health", 0) + 1
+                STATS["health_x_check"] = self.headers.get("X-Check")
             if os.path.exists(HEALTH_FILE):
                 return self.send(503, "unhealthy %s\n" % NAME)
             return self.send(200, "healthy %s\n" % NAME)

@@ -2068,7 +2068,12 @@ static void test_l7_outbound_policies(void **state)
         "    - targetRef: {kind: Mesh}\n"
         "      default:\n"
         "        interval: 10s\n"
-        "        http: {path: /health, expectedStatuses: [200, 204]}\n"
+        "        http:\n"
+        "          path: /health\n"
+        "          expectedStatuses: [200, 204]\n"
+        "          requestHeadersToAdd:\n"
+        "            set: [{name: x-check, value: mesh}]\n"
+        "            add: [{name: x-a, value: '1'}, {name: x-a, value: '2'}]\n"
         "        grpc: {serviceName: svc.Health}\n");
     Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
     const Hypha__V1__DpOutbound *o = outbound(c, "backend");
@@ -2124,9 +2129,15 @@ static void test_l7_outbound_policies(void **state)
     assert_string_equal(o->health_http_path, "/health");
     assert_int_equal(o->n_health_expected_statuses, 2);
     assert_int_equal(o->health_expected_statuses[1], 204);
+    assert_int_equal(o->health_http_headers->n_set, 1); /* requestHeadersToAdd */
+    assert_string_equal(o->health_http_headers->set[0]->name, "x-check");
+    assert_string_equal(o->health_http_headers->set[0]->value, "mesh");
+    assert_int_equal(o->health_http_headers->n_add, 2);
+    assert_string_equal(o->health_http_headers->add[1]->value, "2");
     assert_false(o->has_health_grpc);
     const Hypha__V1__DpOutbound *g = outbound(c, "g");
     assert_null(g->health_http_path);
+    assert_null(g->health_http_headers);
     assert_true(g->health_grpc);
     assert_string_equal(g->health_grpc_service, "svc.Health");
     assert_null(outbound(c, "api")->health_http_path);

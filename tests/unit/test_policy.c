@@ -373,7 +373,8 @@ static void warnings(void **state)
                    "{streamIdleTimeout: 5s, requestHeadersTimeout: 1s, maxStreamDuration: 9s, "
                    "maxConnectionDuration: 60s}}}]\n"
                    "  from: [{targetRef: {kind: Mesh}, default: {http: {maxStreamDuration: 9s, "
-                   "maxConnectionDuration: 60s, streamIdleTimeout: 5s}}}]\n---\n"
+                   "maxConnectionDuration: 60s, streamIdleTimeout: 5s, requestHeadersTimeout: "
+                   "1s}}}]\n---\n"
                    "type: MeshLoadBalancingStrategy\nmesh: default\nname: lb\nspec:\n  to:\n"
                    "  - targetRef: {kind: Mesh}\n    default:\n"
                    "      loadBalancer: {type: RingHash, ringHash: {minRingSize: 64}}\n---\n"
@@ -390,8 +391,8 @@ static void warnings(void **state)
     assert_non_null(strstr(d.causes[1].message, "gRPC retries"));
     hy_diag_fini(&d);
     hy_policy_warnings(find(&w, "MeshTimeout", "t"), &d);
-    assert_int_equal(d.n, 1); /* to: all enforced; from: the stream-idle timeout is not */
-    assert_string_equal(d.causes[0].field, "spec.from[0].default.http.streamIdleTimeout");
+    assert_int_equal(d.n, 1); /* to: all enforced; from: the request-headers timeout is not */
+    assert_string_equal(d.causes[0].field, "spec.from[0].default.http.requestHeadersTimeout");
     assert_non_null(strstr(d.causes[0].message, "on incoming traffic"));
     hy_diag_fini(&d);
     hy_policy_warnings(find(&w, "MeshTrafficPermission", "m"), &d);
