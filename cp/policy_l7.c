@@ -98,14 +98,30 @@ static int set_dur(Hypha__V1__Duration **dst, const Hypha__V1__Duration *src)
     return (*dst = (Hypha__V1__Duration *)hy_dp_msg_copy(&src->base)) ? 0 : HY_ENOMEM;
 }
 
-static int add_backend(ProtobufCMessage *m, const char *field, const char *service,
-                       protobuf_c_boolean has_weight, uint32_t weight)
+/* A backendRef of m's field: its service, weight and (MeshServiceSubset)
+ * tags, which narrow it to the instances carrying them. */
+static int add_backend(ProtobufCMessage *m, const char *field, const Hypha__V1__BackendRef *ref)
 {
     Hypha__V1__DpBackendRef *b = (Hypha__V1__DpBackendRef *)push(m, field);
-    if (!b || !(b->service = strdup(S(service))))
+    if (!b || !(b->service = strdup(S(ref->name))))
         return HY_ENOMEM;
     b->has_weight = 1;
-    b->weight = has_weight ? weight : 1; /* Kuma's default weight */
+    b->weight = ref->has_weight ? ref->weight : 1; /* Kuma's default weight */
+    if (!ref->n_tags)
+        return 0;
+    if (!(b->tags = calloc(ref->n_tags, sizeof(*b->tags))))
+        return HY_ENOMEM;
+    for (size_t k = 0; k < ref->n_tags; k++) {
+        Hypha__V1__DpBackendRef__TagsEntry *t = malloc(sizeof(*t));
+        if (!t)
+            return HY_ENOMEM;
+        hypha__v1__dp_backend_ref__tags_entry__init(t);
+        b->tags[b->n_tags++] = t;
+        t->key = strdup(S(ref->tags[k]->key));
+        t->value = strdup(S(ref->tags[k]->value));
+        if (!t->key || !t->value)
+            return HY_ENOMEM;
+    }
     return 0;
 }
 
@@ -386,8 +402,7 @@ static int put_route(Hypha__V1__DpOutbound *o, const struct acc *a, const http_m
     for (size_t i = 0; rc == 0 && c && i < c->n_filters; i++)
         rc = put_filter(r, c->filters[i]);
     for (size_t i = 0; rc == 0 && c && i < c->n_backend_refs; i++)
-        rc = add_backend(&r->base, "backends", c->backend_refs[i]->name,
-                         c->backend_refs[i]->has_weight, c->backend_refs[i]->weight);
+        rc = add_backend(&r->base, "backends", c->backend_refs[i]);
     return rc;
 }
 
@@ -460,8 +475,7 @@ int hy_policy_tcp_backends(const struct hy_policy_set *s, const char *svc, Hypha
     int rc = hy_policy_each_entry(s, "to", SIZE_MAX, tcp_entry, &w);
     const Hypha__V1__MeshTCPRoute__RuleConf *c = (const void *)w.conf.conf;
     for (size_t i = 0; rc == 0 && c && i < c->n_backend_refs; i++)
-        rc = add_backend(&o->base, "tcp_backends", c->backend_refs[i]->name,
-                         c->backend_refs[i]->has_weight, c->backend_refs[i]->weight);
+        rc = add_backend(&o->base, "tcp_backends", c->backend_refs[i]);
     hy_policy_conf_fini(&w.conf);
     return rc;
 }

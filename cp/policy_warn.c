@@ -29,8 +29,18 @@ static const char *const timeout[] = {TARGET_REFS,
                                       "to.default.connectionTimeout",
                                       "to.default.idleTimeout",
                                       "to.default.http.requestTimeout",
+                                      "to.default.http.streamIdleTimeout",
+                                      "to.default.http.requestHeadersTimeout",
+                                      "to.default.http.maxStreamDuration",
+                                      "to.default.http.maxConnectionDuration",
                                       "from.default.http.requestTimeout",
+                                      "from.default.http.maxStreamDuration",
+                                      "from.default.http.maxConnectionDuration",
+                                      "from.default.http.streamIdleTimeout",
                                       "rules.default.http.requestTimeout",
+                                      "rules.default.http.maxStreamDuration",
+                                      "rules.default.http.maxConnectionDuration",
+                                      "rules.default.http.streamIdleTimeout",
                                       NULL};
 static const char *const retry[] = {TARGET_REFS,
                                     "to.default.tcp.maxConnectAttempt",
@@ -58,9 +68,20 @@ static const char *const breaker[] = {TARGET_REFS,
                                       "to.default.outlierDetection.detectors.gatewayFailures.*",
                                       "to.default.outlierDetection.detectors.localOriginFailures.*",
                                       NULL};
-static const char *const lb[] = {TARGET_REFS, "to.default.loadBalancer.type",
+#define HASH_POLICIES(lb)                                                                          \
+    "to.default.loadBalancer." lb ".hashPolicies.type",                                            \
+        "to.default.loadBalancer." lb ".hashPolicies.terminal",                                    \
+        "to.default.loadBalancer." lb ".hashPolicies.header.name",                                 \
+        "to.default.loadBalancer." lb ".hashPolicies.cookie.name",                                 \
+        "to.default.loadBalancer." lb ".hashPolicies.queryParameter.name",                         \
+        "to.default.loadBalancer." lb ".hashPolicies.connection.sourceIP"
+static const char *const lb[] = {TARGET_REFS,
+                                 "to.default.loadBalancer.type",
+                                 HASH_POLICIES("ringHash"),
+                                 HASH_POLICIES("maglev"),
                                  "to.default.localityAwareness.disabled",
-                                 "to.default.localityAwareness.crossZone.failover.*", NULL};
+                                 "to.default.localityAwareness.crossZone.failover.*",
+                                 NULL};
 static const char *const health[] = {TARGET_REFS,
                                      "to.default.interval",
                                      "to.default.timeout",
@@ -73,6 +94,7 @@ static const char *const health[] = {TARGET_REFS,
                                      "to.default.grpc.disabled",
                                      "to.default.grpc.serviceName",
                                      "to.default.grpc.authority",
+                                     "to.default.http.requestHeadersToAdd.*",
                                      NULL};
 
 static const char *const http_route[] = {TARGET_REFS,
@@ -81,6 +103,7 @@ static const char *const http_route[] = {TARGET_REFS,
                                          "to.rules.default.backendRefs.kind",
                                          "to.rules.default.backendRefs.name",
                                          "to.rules.default.backendRefs.weight",
+                                         "to.rules.default.backendRefs.tags",
                                          NULL};
 static const char *const tcp_route[] = {TARGET_REFS, "to.rules.default.backendRefs.kind",
                                         "to.rules.default.backendRefs.name",
@@ -120,9 +143,11 @@ static const struct enforced table[] = {
      "(RSAbits: no RSA root is made; the root is P-256)"},
     {"MeshTrafficPermission", mtp, NULL},
     {"MeshTimeout", timeout,
-     "the sidecar enforces connection and idle timeouts and the HTTP request timeout; HTTP "
-     "stream-idle timeouts, stream and connection maximum durations, request-headers timeouts "
-     "and inbound TCP timeouts are not there yet"},
+     "the sidecar enforces connection and idle timeouts and the HTTP request, stream-idle, "
+     "stream and connection duration timeouts, and for outgoing traffic (to) the "
+     "request-headers timeout; on incoming traffic (from, rules) the request-headers "
+     "timeout (the caller's sidecar sends each request's head at once), a stream-idle "
+     "timeout on upgraded (WebSocket) streams, and inbound TCP timeouts are not there yet"},
     {"MeshRetry", retry,
      "the sidecar retries TCP connects, HTTP requests (numRetries, perTryTimeout, backOff, "
      "retryOn, retriableRequestHeaders) and gRPC calls (numRetries, perTryTimeout, backOff, "
@@ -133,16 +158,20 @@ static const struct enforced table[] = {
      "ejects endpoints on consecutive failures; success-rate and failure-percentage detectors, "
      "panic thresholds, connection pools and inbound (from) limits are not there yet"},
     {"MeshLoadBalancingStrategy", lb,
-     "the sidecar balances with RoundRobin, Random and LeastRequest and fails over across "
-     "zones; hashing, load-balancer options, local-zone affinity and failover thresholds are "
-     "not there yet"},
+     "the sidecar balances with RoundRobin, Random and LeastRequest, hashes HTTP requests "
+     "with RingHash and Maglev (hashPolicies Header, Cookie, QueryParameter, SourceIP and "
+     "Connection sourceIP; TCP traffic of such a service is balanced round robin) and fails "
+     "over across zones; ring and table sizes, hash functions, cookies the sidecar would set "
+     "(ttl, path), FilterState, LeastRequest options, local-zone affinity and failover "
+     "thresholds are not there yet"},
     {"MeshHealthCheck", health,
-     "the sidecar checks by TCP connect, by an HTTP GET of http.path (http and http2 "
-     "services), or by grpc.health.v1 Health/Check (grpc services); payload checks, HTTP "
-     "request headers, jitter and panic thresholds are not there yet"},
+     "the sidecar checks by TCP connect, by an HTTP GET of http.path with "
+     "http.requestHeadersToAdd (http and http2 services), or by grpc.health.v1 Health/Check "
+     "(grpc services); payload checks, jitter and panic thresholds are not there yet"},
     {"MeshHTTPRoute", http_route,
-     "a backendRef names a whole service: the sidecar sends to every instance of it (a "
-     "MeshServiceSubset's tags, ports and namespaces do not narrow it yet)"},
+     "a backendRef names a service, narrowed by a MeshServiceSubset's tags to this zone's "
+     "instances carrying them (other zones' instances are not reached by a subset); ports "
+     "and namespaces do not narrow it yet"},
     {"MeshTCPRoute", tcp_route,
      "a backendRef names a whole service: the sidecar sends to every instance of it (a "
      "MeshServiceSubset's tags, ports and namespaces do not narrow it yet)"},
@@ -194,7 +223,8 @@ static bool lb_type_known(const ProtobufCMessage *m, const ProtobufCFieldDescrip
     int v = *(const int *)((const char *)m + f->offset);
     const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(f->descriptor, v);
     return ev && (!strcmp(ev->name, "RoundRobin") || !strcmp(ev->name, "Random") ||
-                  !strcmp(ev->name, "LeastRequest"));
+                  !strcmp(ev->name, "LeastRequest") || !strcmp(ev->name, "RingHash") ||
+                  !strcmp(ev->name, "Maglev"));
 }
 
 static bool value_enforced(const char *bare, const ProtobufCMessage *m,

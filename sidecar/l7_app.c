@@ -21,6 +21,7 @@ struct hy_l7_app {
     char host[64];
     uint32_t port;
     bool connected, closing, idle, reused, got_bytes, tunnel;
+    uint64_t born_ms, max_ms; /* loop time it was made; maxConnectionDuration (0: none) */
     uv_connect_t creq;
     struct hy_buf pending; /* written before the connect completed */
     void (*tunnel_data)(void *u, const uint8_t *p, ssize_t n);
@@ -213,10 +214,27 @@ static void on_connect(uv_connect_t *req, int status)
         a->ops->connected(a->u, 0);
 }
 
+/* Has a outlived its maxConnectionDuration? Then it takes no more
+ * exchanges: closed when released or found idle. */
+static bool app_expired(const struct hy_l7_app *a)
+{
+    return a->max_ms && uv_now(&a->lw->w->base.loop) - a->born_ms >= a->max_ms;
+}
+
+void hy_l7_app_max_duration(struct hy_l7_app *a, uint64_t ms)
+{
+    a->max_ms = ms;
+}
+
 struct hy_l7_app *hy_l7_app_get(struct hy_l7_worker *lw, const char *host, uint32_t port,
                                 const struct hy_l7_app_ops *ops, void *u, bool fresh)
 {
-    for (struct hy_l7_app *a = lw->idle; a && !fresh; a = a->next)
+    for (struct hy_l7_app *a = lw->idle, *next; a && !fresh; a = next) {
+        next = a->next;
+        if (app_expired(a)) {
+            app_close(a, -1, NULL);
+            continue;
+        }
         if (a->port == port && !strcmp(a->host, host)) {
             unlink_app(a);
             link_app(a, false);
@@ -227,6 +245,7 @@ struct hy_l7_app *hy_l7_app_get(struct hy_l7_worker *lw, const char *host, uint3
             hy_h1_resume(a->p); /* paused after the last response */
             return a;
         }
+    }
     struct hy_l7_app *a = calloc(1, sizeof(*a));
     if (!a || !(a->p = hy_h1_new(HY_H1_RESPONSE, &h1_cb, a))) {
         free(a);
@@ -243,6 +262,7 @@ struct hy_l7_app *hy_l7_app_get(struct hy_l7_worker *lw, const char *host, uint3
     a->ops = ops;
     a->u = u;
     a->port = port;
+    a->born_ms = uv_now(&lw->w->base.loop);
     snprintf(a->host, sizeof(a->host), "%s", host);
     uv_tcp_init(&lw->w->base.loop, &a->side.tcp);
     a->side.tcp.data = a;
@@ -284,7 +304,7 @@ void hy_l7_app_release(struct hy_l7_app *a, bool keep)
     a->ops = NULL;
     a->u = NULL;
     struct hy_l7_worker *lw = a->lw;
-    if (!keep || a->tunnel || !a->connected || !hy_h1_keep_alive(a->p) ||
+    if (!keep || a->tunnel || !a->connected || !hy_h1_keep_alive(a->p) || app_expired(a) ||
         lw->nidle >= HY_L7_APP_IDLE_MAX || lw->w->base.stopped) {
         app_close(a, -1, NULL);
         return;

@@ -27,6 +27,7 @@ struct ex {
     struct hy_l7_cs cs; /* the try under way */
     struct hy_l7_cfg *cfg;
     struct hy_l7_svc *front, *svc;
+    const Hypha__V1__DpBackendRef *ref; /* the route's pick (its subset tags); NULL: all of svc */
     int route;
     struct hy_http_head req;
     struct hy_http_head req_trailers; /* a chunked request's, for the callee */
@@ -42,6 +43,8 @@ struct ex {
     char upstream[HY_AGENT_EP_KEY];
     char peer_id[HY_PX_ID_MAX]; /* the SPIFFE ID the pooled hop checked */
     uint64_t start_ms, up_ms;
+    uint64_t last_ms;         /* the stream's last activity, either way */
+    uint64_t idle_ms, max_ms; /* streamIdleTimeout, maxStreamDuration; 0: none */
     size_t unconsumed;
     const char *result;
 };
@@ -60,8 +63,13 @@ struct hy_l7_down {
     struct hy_l7_front *front; /* h2c: everything goes there */
     struct hy_l7_down *flush_next;
     struct hy_buf out;    /* for the app, written at the end of the loop turn */
+    char src[64];         /* the app's address, without the port (hashPolicies SourceIP) */
     uv_timer_t timer;     /* requestTimeout, or the drain after a refusal */
     uv_timer_t try_timer; /* perTryTimeout, or the backoff before a retry */
+    /* streamIdleTimeout and maxStreamDuration of the request under way */
+    uv_timer_t stream_timer;
+    bool head_timed;   /* timer runs requestHeadersTimeout for a request begun */
+    bool head_pending; /* bytes of a request head went to the parser, no head came yet */
     struct ex ex;
 };
 
@@ -194,6 +202,7 @@ static void ex_finish(struct hy_l7_down *d, const char *result)
         e->result = result;
     uv_timer_stop(&d->timer);
     uv_timer_stop(&d->try_timer);
+    uv_timer_stop(&d->stream_timer);
     if (e->count_req && e->svc)
         atomic_fetch_sub(&e->svc->a->l->route->requests, 1);
     if (e->count_retry && e->svc)
@@ -305,6 +314,99 @@ static void on_request_timer(uv_timer_t *t)
     local_answer(d, 504, "timeout", "upstream request timeout", NULL);
 }
 
+/* The status a stream cut short gets, as Envoy's: 504 once the request
+ * is all in (the upstream is late), 408 while it is not (the app is). */
+static unsigned cut_status(const struct ex *e)
+{
+    return e->req_end ? 504 : 408;
+}
+
+static void on_stream_timer(uv_timer_t *t);
+
+/* Arms the stream timer for the nearer of streamIdleTimeout (since the
+ * last activity) and maxStreamDuration (since the request began). */
+static void stream_arm(struct hy_l7_down *d)
+{
+    struct ex *e = &d->ex;
+    uint64_t now = now_of(d), next = UINT64_MAX;
+    if (e->idle_ms)
+        next = e->last_ms + e->idle_ms;
+    if (e->max_ms && e->start_ms + e->max_ms < next)
+        next = e->start_ms + e->max_ms;
+    if (next != UINT64_MAX)
+        uv_timer_start(&d->stream_timer, on_stream_timer, next > now ? next - now : 1, 0);
+}
+
+/* Activity on the stream: what streamIdleTimeout measures from. The timer
+ * is not moved here (that would cost a heap update per read): when it
+ * fires early it re-arms for the rest. */
+static void stream_active(struct hy_l7_down *d)
+{
+    d->ex.last_ms = now_of(d);
+}
+
+static void on_stream_timer(uv_timer_t *t)
+{
+    struct hy_l7_down *d = t->data;
+    struct ex *e = &d->ex;
+    if (!d->busy || d->c->closing)
+        return;
+    uint64_t now = now_of(d);
+    bool max = e->max_ms && now >= e->start_ms + e->max_ms;
+    if (!max && !(e->idle_ms && now >= e->last_ms + e->idle_ms)) {
+        stream_arm(d);
+        return;
+    }
+    hy_l7_count(d->lw, HY_L7_TIMEOUT);
+    if (max)
+        local_answer(d, cut_status(e), "max_stream_duration",
+                     e->req_end ? "upstream max stream duration reached"
+                                : "max stream duration reached",
+                     NULL);
+    else
+        local_answer(d, cut_status(e), "stream_idle_timeout", "stream timeout", NULL);
+}
+
+/* requestHeadersTimeout: the app began a request and its head is not all
+ * in yet. Envoy answers 408 and closes. */
+static void on_head_timer(uv_timer_t *t)
+{
+    struct hy_l7_down *d = t->data;
+    d->head_timed = false;
+    if (d->busy || d->c->closing || d->draining)
+        return;
+    hy_l7_count(d->lw, HY_L7_TIMEOUT);
+    hy_log(HY_LOG_INFO, "dp",
+           "outbound %u: request headers from %s not complete in time (requestHeadersTimeout)",
+           (unsigned)d->c->l->port, d->c->peer);
+    d->close_after = true;
+    ex_reset(&d->ex);
+    d->busy = true;
+    d->ex.start_ms = now_of(d);
+    local_answer(d, 408, "request_headers_timeout", "request header timeout", NULL);
+}
+
+/* The MeshTimeout http of the outbound the app called (the listener's:
+ * streamIdleTimeout, requestHeadersTimeout), or NULL. */
+static const Hypha__V1__DpHttpTimeouts *front_timeouts(struct hy_l7_down *d)
+{
+    struct hy_l7_svc *f = d->lw->cfg ? hy_l7_cfg_port(d->lw->cfg, d->c->l->port) : NULL;
+    return f ? f->o->http_timeouts : NULL;
+}
+
+/* A request's first bytes came: requestHeadersTimeout starts, if set. */
+static void head_begun(struct hy_l7_down *d)
+{
+    if (d->busy || d->head_timed || d->draining || d->c->closing)
+        return;
+    const Hypha__V1__DpHttpTimeouts *t = front_timeouts(d);
+    uint64_t ms = t ? hy_px_ms(t->request_headers_timeout, 0) : 0;
+    if (!ms)
+        return;
+    d->head_timed = true;
+    uv_timer_start(&d->timer, on_head_timer, ms, 0);
+}
+
 /* Should the try that ended as o be followed by another? Schedules it. */
 static bool maybe_retry(struct hy_l7_down *d, enum hy_l7_try_end end)
 {
@@ -351,7 +453,13 @@ static void try_start(struct hy_l7_down *d)
     struct ex *e = &d->ex;
     char why[300];
     size_t idx = 0;
-    const Hypha__V1__DpEndpoint *ep = hy_l7_pick(d->lw, e->svc, &e->req, &idx);
+    bool oom = false;
+    const Hypha__V1__DpEndpoint *ep =
+        hy_l7_pick_ref(d->lw, e->svc, &e->req, d->src, e->ref, &idx, &oom);
+    if (oom) {
+        local_answer(d, 500, "error", "out of memory", NULL);
+        return;
+    }
     if (!ep) {
         local_answer(d, 503, "no_endpoints", "no healthy upstream", NULL);
         return;
@@ -479,6 +587,7 @@ static void ex_head(struct hy_l7_cs *cs, bool end)
     struct hy_l7_down *d = down_of_cs(cs);
     struct ex *e = &d->ex;
     e->up_ms = now_of(d);
+    stream_active(d);
     uv_timer_stop(&d->try_timer);
     hy_l7_outlier(d->lw, e->svc, e->ep_index, HY_L7_OUT_RESPONSE, cs->resp.status);
     if (!e->upgrade && maybe_retry(d, HY_L7_TRY_RESPONSE)) {
@@ -495,6 +604,7 @@ static void ex_data(struct hy_l7_cs *cs, const uint8_t *p, size_t n)
     struct hy_l7_down *d = down_of_cs(cs);
     struct ex *e = &d->ex;
     struct hy_px_conn *c = d->c;
+    stream_active(d);
     if (e->chunked) {
         struct hy_buf b = {0};
         if (hy_h1_write_chunk(&b, p, n) == 0)
@@ -619,7 +729,8 @@ static void mirror_start(struct hy_l7_down *d, const char *service)
     struct hy_l7_svc *svc = hy_l7_cfg_service(e->cfg, service);
     char why[200];
     size_t idx;
-    const Hypha__V1__DpEndpoint *ep = svc ? hy_l7_pick(d->lw, svc, &e->req, &idx) : NULL;
+    const Hypha__V1__DpEndpoint *ep =
+        svc ? hy_l7_pick(d->lw, svc, &e->req, d->src, NULL, &idx) : NULL;
     struct hy_l7_h2 *h2 = ep ? hy_l7_pool_get(d->lw, svc, ep, why, sizeof(why)) : NULL;
     struct mirror *m = h2 ? calloc(1, sizeof(*m)) : NULL;
     if (!m)
@@ -641,6 +752,11 @@ static int on_head(void *u, struct hy_http_head *h, bool body)
     struct ex *e = &d->ex;
     struct hy_px_conn *c = d->c;
     ex_reset(e);
+    d->head_pending = false;
+    if (d->head_timed) {
+        d->head_timed = false;
+        uv_timer_stop(&d->timer);
+    }
     d->busy = true;
     e->req = *h;
     memset(h, 0, sizeof(*h));
@@ -696,6 +812,7 @@ static int on_head(void *u, struct hy_http_head *h, bool body)
     }
     uint64_t rnd = hy_l7_random(d->lw);
     const char *backend = hy_l7_route_backend(e->front->routes, e->route, rnd);
+    e->ref = hy_l7_route_backend_ref(e->front->routes, e->route, rnd);
     if (!backend) {
         local_answer(d, 500, "no_backend", "the route's backends all weigh 0", NULL);
         return 0;
@@ -733,6 +850,15 @@ static int on_head(void *u, struct hy_http_head *h, bool body)
         timeout = hy_px_ms(t->request_timeout, 0);
     if (timeout && !e->upgrade)
         uv_timer_start(&d->timer, on_request_timer, timeout, 0);
+    /* streamIdleTimeout is the listener's (the outbound called),
+     * maxStreamDuration the backend's connections' (Kuma puts it on the
+     * cluster) */
+    const Hypha__V1__DpHttpTimeouts *ft = e->front->o->http_timeouts;
+    e->idle_ms =
+        ft && ft->stream_idle_timeout ? hy_px_ms(ft->stream_idle_timeout, 0) : HY_L7_STREAM_IDLE_MS;
+    e->max_ms = t ? hy_px_ms(t->max_stream_duration, 0) : 0;
+    e->last_ms = e->start_ms;
+    stream_arm(d);
     if (mirror && !e->upgrade && e->req_end)
         mirror_start(d, mirror);
     try_start(d);
@@ -747,6 +873,7 @@ static int on_body(void *u, const uint8_t *p, size_t n)
         return 0; /* answered already: dropped */
     if (hy_buf_append(&e->body, p, n) < 0)
         return 1;
+    stream_active(d);
     if (e->body_base + e->body.len > HY_L7_REPLAY_MAX)
         e->replay = false;
     if (e->cs.h2)
@@ -809,6 +936,8 @@ static void parse(struct hy_l7_down *d)
         size_t used = 0;
         if (!d->busy) /* the last request is answered: parse the next */
             hy_h1_resume(d->p);
+        if (!d->busy)
+            d->head_pending = true;
         d->parsing = true;
         int rc =
             hy_h1_feed(d->p, (const uint8_t *)d->in.data + d->in_off, d->in.len - d->in_off, &used);
@@ -821,6 +950,8 @@ static void parse(struct hy_l7_down *d)
         if (used == 0)
             break; /* paused: the next request waits for this one's response */
     }
+    if (d->head_pending && !d->busy)
+        head_begun(d);
     if (d->in_off == d->in.len) {
         d->in.len = d->in_off = 0;
     } else if (d->in_off > 0) {
@@ -920,6 +1051,22 @@ void hy_l7_down_written(struct hy_px_conn *c)
     }
 }
 
+/* The address of peer ("a.b.c.d:port", "[v6]:port") without its port:
+ * the app's own source address (a loopback app may call from any
+ * 127.x address, and each is a different source to hash on). */
+void hy_l7_source_ip(const char *peer, char *out, size_t size)
+{
+    const char *p = peer, *end = strrchr(peer, ':');
+    if (*p == '[') {
+        p++;
+        end = strchr(p, ']');
+    }
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    if (!strcmp(peer, "-"))
+        n = 0;
+    snprintf(out, size, "%.*s", (int)n, p);
+}
+
 void hy_l7_down_start(struct hy_px_conn *c)
 {
     struct hy_l7_worker *lw = hy_l7_worker(c->w);
@@ -934,14 +1081,17 @@ void hy_l7_down_start(struct hy_px_conn *c)
     }
     d->kind = HY_L7_DOWN;
     d->c = c;
+    hy_l7_source_ip(c->peer, d->src, sizeof(d->src));
     d->lw = lw;
     d->ex.cs.ops = &ex_ops;
     uv_timer_init(&c->w->base.loop, &d->timer);
     uv_timer_init(&c->w->base.loop, &d->try_timer);
+    uv_timer_init(&c->w->base.loop, &d->stream_timer);
     d->timer.data = d;
     d->try_timer.data = d;
     struct hy_l7_svc *svc = lw->cfg ? hy_l7_cfg_port(lw->cfg, c->l->port) : NULL;
     d->sniff = svc && hy_l7_h2c_protocol(svc->o->protocol);
+    d->stream_timer.data = d;
     c->l7 = d;
     hy_px_conn_relay(c);
 }
@@ -966,8 +1116,10 @@ void hy_l7_down_closed(struct hy_px_conn *c)
     /* the timers close as the connection's handles: it is freed after them */
     d->timer.data = c;
     d->try_timer.data = c;
+    d->stream_timer.data = c;
     hy_px_conn_close_handle(c, (uv_handle_t *)&d->timer);
     hy_px_conn_close_handle(c, (uv_handle_t *)&d->try_timer);
+    hy_px_conn_close_handle(c, (uv_handle_t *)&d->stream_timer);
 }
 
 void hy_l7_down_free(struct hy_px_conn *c)

@@ -37,6 +37,8 @@ struct fs {
     uint16_t port;
     struct hy_l7_cfg *cfg;
     struct hy_l7_svc *front, *svc;
+    const Hypha__V1__DpBackendRef *ref; /* the route's backend (a MeshServiceSubset's tags) */
+    char src[64];                       /* the app's address (hashPolicies SourceIP) */
     int route;
     struct hy_http_head req, req_trailers, resp_trailers;
     const char *bad;
@@ -335,7 +337,13 @@ static void try_start(struct fs *s)
 {
     char why[300];
     size_t idx = 0;
-    const Hypha__V1__DpEndpoint *ep = hy_l7_pick(s->lw, s->svc, &s->req, &idx);
+    bool oom = false;
+    const Hypha__V1__DpEndpoint *ep =
+        hy_l7_pick_ref(s->lw, s->svc, &s->req, s->src, s->ref, &idx, &oom);
+    if (oom) {
+        local_answer(s, 500, "error", "out of memory", NULL);
+        return;
+    }
     if (!ep) {
         local_answer(s, 503, "no_endpoints", "no healthy upstream", NULL);
         return;
@@ -485,6 +493,7 @@ static void *fs_new(struct hy_l7_h2 *h2, int32_t id)
     s->f = f;
     s->id = id;
     s->lw = f->lw;
+    hy_l7_source_ip(f->c->peer, s->src, sizeof(s->src));
     s->port = f->c->l->port;
     s->route = -1;
     s->start_ms = now_of(s);
@@ -546,6 +555,7 @@ static void fs_head(void *u, bool end)
     }
     uint64_t rnd = hy_l7_random(s->lw);
     const char *backend = hy_l7_route_backend(s->front->routes, s->route, rnd);
+    s->ref = hy_l7_route_backend_ref(s->front->routes, s->route, rnd);
     if (!backend) {
         local_answer(s, 500, "no_backend", "the route's backends all weigh 0", NULL);
         return;

@@ -248,3 +248,33 @@ size_t hy_l7_hash_pick(const struct hy_l7_hash_table *t, uint64_t hash)
     }
     return t->ring[lo == t->n ? 0 : lo].ep;
 }
+
+size_t hy_l7_hash_pick_ok(const struct hy_l7_hash_table *t, uint64_t hash, const bool *ok, size_t n)
+{
+    size_t first = hy_l7_hash_pick(t, hash);
+    if (first >= n || ok[first])
+        return first;
+    if (t->maglev) { /* the next slots of the table, in turn */
+        for (size_t k = 1; k < t->n; k++) {
+            uint32_t ep = t->table[(hash % t->n + k) % t->n];
+            if (ep < n && ok[ep])
+                return ep;
+        }
+        return SIZE_MAX;
+    }
+    /* the next points of the ring, as Envoy's ring walks past unusable hosts */
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->ring[mid].hash < hash)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t k = 1; k < t->n; k++) {
+        uint32_t ep = t->ring[(lo + k) % t->n].ep;
+        if (ep < n && ok[ep])
+            return ep;
+    }
+    return SIZE_MAX;
+}

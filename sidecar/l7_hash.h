@@ -50,5 +50,12 @@ struct hy_l7_hash_table *hy_l7_hash_maglev_new(const char *const *keys, size_t n
 void hy_l7_hash_free(struct hy_l7_hash_table *t);
 /* The endpoint (index into keys) hash falls on. Cannot fail. */
 size_t hy_l7_hash_pick(const struct hy_l7_hash_table *t, uint64_t hash);
+/* The endpoint hash falls on among those usable (ok[0..n), indexed as
+ * keys): the one hy_l7_hash_pick names if ok, else the next usable one
+ * along the ring (or the Maglev table), so only the keys of unusable
+ * endpoints move, and they come back when it does. SIZE_MAX when none is
+ * usable. */
+size_t hy_l7_hash_pick_ok(const struct hy_l7_hash_table *t, uint64_t hash, const bool *ok,
+                          size_t n);
 
 #endif

@@ -270,6 +270,15 @@ static void start(struct hy_l7_worker *lw, struct hy_l7_hc *hc)
         if (rc == 0 && nl)
             rc = hy_buf_append(&hc->req, name, nl);
     }
+    /* MeshHealthCheck http.requestHeadersToAdd: set, then add */
+    const Hypha__V1__DpHeaderModifier *add = svc->o->health_http_headers;
+    for (size_t i = 0; rc == 0 && add && i < add->n_set; i++)
+        if (add->set[i]->name && add->set[i]->value)
+            rc = hy_http_head_set(&req, add->set[i]->name, add->set[i]->value);
+    for (size_t i = 0; rc == 0 && add && i < add->n_add; i++)
+        if (add->add[i]->name && add->add[i]->value)
+            rc = hy_http_head_add(&req, add->add[i]->name, strlen(add->add[i]->name),
+                                  add->add[i]->value, strlen(add->add[i]->value));
     if (rc == 0)
         rc = hy_l7_h2_submit(h2, &hc->cs, &req, grpc);
     hy_http_head_fini(&req);

@@ -33,6 +33,8 @@ struct hy_l7_ss {
     const char *bad; /* why the request is refused (400) */
     bool head_done, req_end, closed, answered, resp_end, chunked, body_sent, upgrade, tunnel;
     bool timer_on, local;
+    bool max_cut;              /* deadline_ms is maxStreamDuration's, not requestTimeout's */
+    uint64_t idle_ms, last_ms; /* streamIdleTimeout (0: none); the last activity either way */
     struct hy_l7_app *app;
     struct hy_l7_cs acs; /* h2c apps (http2, grpc): the stream to the app */
     bool h2c;
@@ -273,6 +275,7 @@ static int app_body(void *u, const uint8_t *p, size_t n)
     struct hy_l7_ss *ss = u;
     if (ss->closed)
         return 0;
+    ss->last_ms = now_ms(ss);
     if (hy_buf_append(&ss->down, p, n) < 0)
         return 1;
     if (ss->down.len - ss->down_off > HY_L7_BODY_HIGH && ss->app)
@@ -463,6 +466,8 @@ static void forward(struct hy_l7_ss *ss, bool fresh)
         answer(ss, 503, "upstream_failed", "cannot connect to the app", NULL);
         return;
     }
+    if (in->http_timeouts) /* maxConnectionDuration: of the connections to the app */
+        hy_l7_app_max_duration(a, hy_px_ms(in->http_timeouts->max_connection_duration, 0));
     ss->app = a;
     hy_l7_app_expect(a, ss->req.method);
     long long cl = -2;
@@ -516,6 +521,20 @@ static void forward(struct hy_l7_ss *ss, bool fresh)
 
 static void on_timer(uv_timer_t *t);
 
+/* Arms the timer (one shot) for the nearer of the deadline and the stream
+ * idle timeout; stops it when neither applies any more. */
+static void arm(struct hy_l7_ss *ss)
+{
+    uint64_t now = now_ms(ss), next = ss->deadline_ms ? ss->deadline_ms : UINT64_MAX;
+    if (ss->idle_ms && ss->last_ms + ss->idle_ms < next)
+        next = ss->last_ms + ss->idle_ms;
+    if (next == UINT64_MAX || ss->resp_end || ss->tunnel) {
+        uv_timer_stop(&ss->timer);
+        return;
+    }
+    uv_timer_start(&ss->timer, on_timer, next > now ? next - now : 1, 0);
+}
+
 static void go(struct hy_l7_ss *ss)
 {
     if (ss->fault.abort_status) {
@@ -523,12 +542,11 @@ static void go(struct hy_l7_ss *ss)
         answer(ss, ss->fault.abort_status, "fault_abort", "fault filter abort", NULL);
         return;
     }
-    uint64_t now = now_ms(ss);
     if (ss->fault.bandwidth_bytes_per_s) /* a tick paces the body and watches the deadline */
         uv_timer_start(&ss->timer, on_timer, BANDWIDTH_TICK_MS, BANDWIDTH_TICK_MS);
-    else if (ss->deadline_ms)
-        uv_timer_start(&ss->timer, on_timer, ss->deadline_ms > now ? ss->deadline_ms - now : 1, 0);
-    ss->timer_on = ss->deadline_ms || ss->fault.bandwidth_bytes_per_s;
+    else
+        arm(ss);
+    ss->timer_on = ss->deadline_ms || ss->idle_ms || ss->fault.bandwidth_bytes_per_s;
     ss->tokens = ss->fault.bandwidth_bytes_per_s ? ss->fault.bandwidth_bytes_per_s / 20 + 1 : 0;
     forward(ss, false);
 }
@@ -547,15 +565,27 @@ static void on_timer(uv_timer_t *t)
         uv_timer_stop(t);
         hy_l7_count(ss->lw, HY_L7_TIMEOUT);
         app_done(ss, false);
-        answer(ss, 504, "timeout", "upstream request timeout", NULL);
+        if (ss->max_cut) /* as Envoy: 408 while the request is not all in */
+            answer(ss, ss->req_end ? 504 : 408, "max_stream_duration",
+                   "upstream max stream duration reached", NULL);
+        else
+            answer(ss, 504, "timeout", "upstream request timeout", NULL);
+        return;
+    }
+    if (ss->idle_ms && now >= ss->last_ms + ss->idle_ms && !ss->resp_end && !ss->tunnel) {
+        /* streamIdleTimeout: as Envoy, 408 while the request is not all in */
+        uv_timer_stop(t);
+        hy_l7_count(ss->lw, HY_L7_TIMEOUT);
+        app_done(ss, false);
+        answer(ss, ss->req_end ? 504 : 408, "stream_idle_timeout", "stream timeout", NULL);
         return;
     }
     if (ss->fault.bandwidth_bytes_per_s) {
         ss->tokens += ss->fault.bandwidth_bytes_per_s * BANDWIDTH_TICK_MS / 1000 + 1;
         resume(ss);
+    } else {
+        arm(ss);
     }
-    if (!ss->deadline_ms && !ss->fault.bandwidth_bytes_per_s)
-        uv_timer_stop(t);
 }
 
 void hy_l7_ss_head(struct hy_l7_ss *ss, bool end)
@@ -605,6 +635,18 @@ void hy_l7_ss_head(struct hy_l7_ss *ss, bool end)
         timeout = hy_px_ms(in->http_timeouts->request_timeout, 0);
     if (timeout && !ss->upgrade)
         ss->deadline_ms = ss->start_ms + timeout;
+    /* maxStreamDuration of the inbound's cluster (the app): the earlier
+     * deadline cuts the stream */
+    uint64_t max = in->http_timeouts ? hy_px_ms(in->http_timeouts->max_stream_duration, 0) : 0;
+    if (max && !ss->upgrade && (!ss->deadline_ms || ss->start_ms + max < ss->deadline_ms)) {
+        ss->deadline_ms = ss->start_ms + max;
+        ss->max_cut = true;
+    }
+    /* streamIdleTimeout of the inbound's listener (unset: Kuma's 30 min) */
+    const Hypha__V1__Duration *idle =
+        in->http_timeouts ? in->http_timeouts->stream_idle_timeout : NULL;
+    ss->idle_ms = ss->upgrade ? 0 : idle ? hy_px_ms(idle, 0) : HY_L7_STREAM_IDLE_MS;
+    ss->last_ms = now_ms(ss);
     if (ss->fault.bandwidth_bytes_per_s)
         hy_l7_count_fault(lw, "bandwidth");
     if (ss->fault.delay_ms) {
@@ -637,6 +679,7 @@ static void app_send(struct hy_l7_ss *ss, const uint8_t *p, size_t n)
 void hy_l7_ss_data(struct hy_l7_ss *ss, const uint8_t *p, size_t n)
 {
     ss->unconsumed += n;
+    ss->last_ms = now_ms(ss);
     if (ss->local || (!ss->app && !ss->acs.h2 && ss->answered)) { /* answered already: dropped */
         consume(ss);
         return;

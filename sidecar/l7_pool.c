@@ -50,9 +50,25 @@ struct hy_l7_h2 *hy_l7_pool_get(struct hy_l7_worker *lw, const struct hy_l7_svc 
     const char *sni = o->sni ? o->sni : "";
     char key[HY_AGENT_EP_KEY];
     hy_agent_endpoint_key(e, key, sizeof(key));
-    for (struct hy_l7_h2 *h2 = svc->a->conns; h2; h2 = h2->next)
+    uint64_t now = uv_now(&lw->w->base.loop);
+    /* maxConnectionDuration, as the config says now (so it also ages the
+     * connections made before it was set) */
+    uint64_t life = o->http_timeouts ? hy_px_ms(o->http_timeouts->max_connection_duration, 0) : 0;
+    for (struct hy_l7_h2 *h2 = svc->a->conns, *next; h2; h2 = next) {
+        next = h2->next;
+        if (life && now - h2->born_ms >= life) {
+            /* maxConnectionDuration: no new stream; closed once its own are done */
+            if (!h2->nstreams && !h2->c->closing) {
+                hy_log(HY_LOG_DEBUG, "dp",
+                       "outbound %s: pooled connection to %s (%s) closed: maxConnectionDuration",
+                       svc->a->service, h2->c->endpoint, h2->c->id);
+                hy_px_conn_close(h2->c, "ok", NULL);
+            }
+            continue;
+        }
         if (!strcmp(h2->ep, key) && !strcmp(h2->sni, sni) && hy_l7_h2_usable(h2))
             return h2;
+    }
     if (lw->w->base.stopped) {
         snprintf(why, size, "the sidecar is stopping");
         return NULL;
@@ -74,6 +90,7 @@ struct hy_l7_h2 *hy_l7_pool_get(struct hy_l7_worker *lw, const struct hy_l7_svc 
         return NULL;
     }
     h2->a = svc->a;
+    h2->born_ms = now;
     snprintf(h2->ep, sizeof(h2->ep), "%s", key);
     snprintf(h2->sni, sizeof(h2->sni), "%s", sni);
     h2->next = svc->a->conns;
@@ -92,24 +109,36 @@ struct hy_l7_h2 *hy_l7_pool_get(struct hy_l7_worker *lw, const struct hy_l7_svc 
 }
 
 const Hypha__V1__DpEndpoint *hy_l7_pick(struct hy_l7_worker *lw, const struct hy_l7_svc *svc,
-                                        const struct hy_http_head *h, size_t *index)
+                                        const struct hy_http_head *h, const char *source_ip,
+                                        const bool *among, size_t *index)
 {
     (void)lw;
     const Hypha__V1__DpOutbound *o = svc->o;
-    if (!o->n_endpoints)
+    size_t n = o->n_endpoints;
+    if (!n)
         return NULL;
+    struct hy_px_route *rt = svc->a->l->route;
     uint64_t hash;
     if (svc->hash && h &&
-        hy_l7_hash_request(o->hash_policies, o->n_hash_policies, h, "127.0.0.1", &hash)) {
-        /* RingHash, Maglev: the endpoint the request's hash falls on (the
-         * caller of an outbound is always the local app: 127.0.0.1) */
-        size_t i = hy_l7_hash_pick(svc->hash, hash);
-        if (i < o->n_endpoints) {
+        hy_l7_hash_request(o->hash_policies, o->n_hash_policies, h, source_ip, &hash)) {
+        /* RingHash, Maglev: the endpoint the request's hash falls on, or
+         * the next usable one after it on the ring */
+        bool stack[64], *ok = n <= 64 ? stack : malloc(n * sizeof(*ok));
+        size_t i = SIZE_MAX;
+        if (ok) {
+            if (!hy_px_usable(rt, o, among, ok)) /* none usable: as if all were */
+                for (size_t k = 0; k < n; k++)
+                    ok[k] = !among || among[k];
+            i = hy_l7_hash_pick_ok(svc->hash, hash, ok, n);
+            if (ok != stack)
+                free(ok);
+        }
+        if (i < n) {
             *index = i;
             return o->endpoints[i];
         }
     }
-    return hy_px_pick(svc->a->l->route, o, NULL, index);
+    return hy_px_pick_among(rt, o, among, NULL, index);
 }
 
 void hy_l7_outlier(struct hy_l7_worker *lw, const struct hy_l7_svc *svc, size_t index,
@@ -154,4 +183,27 @@ void hy_l7_pool_stop(struct hy_l7_worker *lw)
         hy_px_listener_unref(a->l);
         free(a);
     }
+}
+
+const Hypha__V1__DpEndpoint *hy_l7_pick_ref(struct hy_l7_worker *lw, const struct hy_l7_svc *svc,
+                                            const struct hy_http_head *h, const char *source_ip,
+                                            const Hypha__V1__DpBackendRef *ref, size_t *index,
+                                            bool *oom)
+{
+    size_t n = svc->o->n_endpoints;
+    bool stack[64], *among = NULL;
+    *oom = false;
+    if (ref && ref->n_tags && n) { /* a MeshServiceSubset: the instances carrying its tags */
+        among = n <= 64 ? stack : malloc(n * sizeof(*among));
+        if (!among) {
+            *oom = true;
+            return NULL;
+        }
+        for (size_t k = 0; k < n; k++)
+            among[k] = hy_l7_subset_has(ref, svc->o->endpoints[k]);
+    }
+    const Hypha__V1__DpEndpoint *ep = hy_l7_pick(lw, svc, h, source_ip, among, index);
+    if (among != stack)
+        free(among);
+    return ep;
 }

@@ -324,8 +324,8 @@ const char *hy_l7_route_name(const struct hy_l7_routes *r, int i)
 }
 
 /* The backend of v[0..n) that rnd falls on by weight (total: their sum). */
-static const char *by_weight(Hypha__V1__DpBackendRef *const *v, size_t n, uint64_t total,
-                             uint64_t rnd)
+static const Hypha__V1__DpBackendRef *ref_by_weight(Hypha__V1__DpBackendRef *const *v, size_t n,
+                                                    uint64_t total, uint64_t rnd)
 {
     if (!total)
         return NULL;
@@ -333,10 +333,40 @@ static const char *by_weight(Hypha__V1__DpBackendRef *const *v, size_t n, uint64
     for (size_t k = 0; k < n; k++) {
         uint64_t w = weight(v[k]);
         if (at < w)
-            return v[k]->service;
+            return v[k];
         at -= w;
     }
     return NULL;
+}
+
+static const char *by_weight(Hypha__V1__DpBackendRef *const *v, size_t n, uint64_t total,
+                             uint64_t rnd)
+{
+    const Hypha__V1__DpBackendRef *b = ref_by_weight(v, n, total, rnd);
+    return b ? b->service : NULL;
+}
+
+const Hypha__V1__DpBackendRef *hy_l7_route_backend_ref(const struct hy_l7_routes *r, int i,
+                                                       uint64_t rnd)
+{
+    const Hypha__V1__DpHttpRoute *src = hy_l7_route_get(r, i);
+    if (!src || !src->n_backends)
+        return NULL;
+    return ref_by_weight(src->backends, src->n_backends, r->routes[i].total_weight, rnd);
+}
+
+bool hy_l7_subset_has(const Hypha__V1__DpBackendRef *ref, const Hypha__V1__DpEndpoint *e)
+{
+    for (size_t k = 0; ref && k < ref->n_tags; k++) {
+        const char *key = ref->tags[k]->key, *want = ref->tags[k]->value;
+        bool found = false;
+        for (size_t j = 0; !found && j < e->n_tags; j++)
+            found = key && e->tags[j]->key && !strcmp(e->tags[j]->key, key) &&
+                    !strcmp(e->tags[j]->value ? e->tags[j]->value : "", want ? want : "");
+        if (!found)
+            return false;
+    }
+    return true;
 }
 
 const char *hy_l7_route_backend(const struct hy_l7_routes *r, int i, uint64_t rnd)

@@ -57,6 +57,13 @@ const char *hy_l7_route_name(const struct hy_l7_routes *r, int i);
  * has no backends, NULL when every weight is 0 (Gateway API: the caller
  * answers 500). Borrowed. */
 const char *hy_l7_route_backend(const struct hy_l7_routes *r, int i, uint64_t rnd);
+/* The same pick, as the backendRef itself (its MeshServiceSubset tags
+ * narrow the instances); NULL when the route has no backends (the
+ * outbound's service, whole) or every weight is 0. Borrowed. */
+const Hypha__V1__DpBackendRef *hy_l7_route_backend_ref(const struct hy_l7_routes *r, int i,
+                                                       uint64_t rnd);
+/* Does endpoint e carry every tag of ref (none: any endpoint)? Cannot fail. */
+bool hy_l7_subset_has(const Hypha__V1__DpBackendRef *ref, const Hypha__V1__DpEndpoint *e);
 /* Applies route i's request filters to h in order: RequestHeaderModifier
  * (remove, then set, then add, as Envoy evaluates them), URLRewrite
  * (hostname: h->authority; path ReplaceFullPath, or ReplacePrefixMatch of

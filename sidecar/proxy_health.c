@@ -20,6 +20,7 @@
 #define HY_PX_HC_TIMEOUT_MS 15000 /* Kuma's default */
 #define HY_PX_HC_UNHEALTHY 5      /* Kuma's default thresholds */
 #define HY_PX_HC_HEALTHY 1
+#define HY_PX_OUTLIER_TICK_MS 1000 /* how often ejections are looked at */
 
 struct checker;
 
@@ -54,6 +55,11 @@ struct hy_px_health {
     bool stopped;
     unsigned next_worker;        /* the one the next HTTP checks wake */
     struct hy_series *checks[2]; /* passed, failed */
+    /* outlier detection's periodic pass (Envoy's interval timer): ejected
+     * endpoints come back when their time is up, not only when a pick
+     * looks at them, and a clean interval lowers the ejection multiplier */
+    uv_timer_t outlier;
+    bool outlier_open;
 };
 
 static const Hypha__V1__DpOutbound *outbound_of(const struct hy_sidecar_snapshot *s, uint16_t port)
@@ -403,6 +409,71 @@ static struct checker *checker_new(struct hy_px_health *h, uint16_t port)
     return ck;
 }
 
+/* The outbound of s a route serves: by its port, or (port 0, a
+ * backend-only outbound) by its service. */
+static const Hypha__V1__DpOutbound *route_outbound(const struct hy_sidecar_snapshot *s,
+                                                   const struct hy_px_route *r)
+{
+    for (size_t i = 0; s && i < s->config->n_outbounds; i++) {
+        const Hypha__V1__DpOutbound *o = s->config->outbounds[i];
+        if (r->port ? o->port == r->port
+                    : o->port == 0 && o->service && !strcmp(o->service, r->service))
+            return o;
+    }
+    return NULL;
+}
+
+static void on_outlier_tick(uv_timer_t *t)
+{
+    struct hy_px_health *h = t->data;
+    struct hy_proxy *p = h->p;
+    uint64_t now = hy_agent_now_ms();
+    pthread_mutex_lock(&p->lock);
+    for (struct hy_px_route *r = p->routes; r; r = r->next) {
+        const Hypha__V1__DpOutbound *o = route_outbound(h->snap, r);
+        if (!o || !o->outlier)
+            continue;
+        size_t n = o->n_endpoints < HY_AGENT_MAX_EPS ? o->n_endpoints : HY_AGENT_MAX_EPS;
+        bool back[HY_AGENT_MAX_EPS] = {false};
+        pthread_mutex_lock(&r->eps.lock);
+        if (now >= r->ol_tick_ms) {
+            r->ol_tick_ms = now + hy_l7_outlier_interval_ms(o->outlier);
+            for (size_t k = 0; k < n; k++)
+                back[k] = r->ol[k].ejected;
+            hy_l7_outlier_tick(r->ol, n, now);
+            for (size_t k = 0; k < n; k++)
+                back[k] = back[k] && !r->ol[k].ejected;
+        }
+        for (size_t k = 0; k < n; k++)
+            if (back[k])
+                hy_log(HY_LOG_INFO, "dp",
+                       "outbound %u (%s): endpoint %s is back after its ejection (outlier "
+                       "detection)",
+                       (unsigned)r->port, r->service, r->ol_key[k]);
+        pthread_mutex_unlock(&r->eps.lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Runs the outlier pass while some outbound of s has outlier detection. */
+static void outlier_follow(struct hy_px_health *h, const struct hy_sidecar_snapshot *s)
+{
+    bool any = false;
+    for (size_t i = 0; s && i < s->config->n_outbounds && !any; i++)
+        any = s->config->outbounds[i]->outlier != NULL;
+    if (any && !h->outlier_open) {
+        uv_timer_init(h->p->loop, &h->outlier);
+        h->outlier.data = h;
+        h->outlier_open = true;
+    }
+    if (!h->outlier_open)
+        return;
+    if (any && !uv_is_active((uv_handle_t *)&h->outlier))
+        uv_timer_start(&h->outlier, on_outlier_tick, HY_PX_OUTLIER_TICK_MS, HY_PX_OUTLIER_TICK_MS);
+    else if (!any)
+        uv_timer_stop(&h->outlier);
+}
+
 int hy_px_health_new(struct hy_proxy *p, struct hy_metrics *m)
 {
     struct hy_px_health *h = calloc(1, sizeof(*h));
@@ -427,6 +498,7 @@ void hy_px_health_update(struct hy_proxy *p)
     struct hy_sidecar_snapshot *s = hy_sidecar_snapshot_get(p->current, NULL);
     hy_sidecar_snapshot_unref(h->snap);
     h->snap = s;
+    outlier_follow(h, s);
     struct checker **pc = &h->checkers;
     while (*pc) { /* stop what the config no longer checks */
         struct checker *ck = *pc;
@@ -458,6 +530,8 @@ void hy_px_health_stop(struct hy_proxy *p)
     if (!h || h->stopped)
         return;
     h->stopped = true;
+    if (h->outlier_open)
+        uv_close((uv_handle_t *)&h->outlier, NULL);
     while (h->checkers) {
         struct checker *ck = h->checkers;
         h->checkers = ck->next;

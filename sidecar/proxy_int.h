@@ -83,6 +83,7 @@ struct hy_px_route {
      * index; ol_key says whose state a slot holds */
     struct hy_l7_outlier_ep ol[HY_AGENT_MAX_EPS];
     char ol_key[HY_AGENT_MAX_EPS][HY_AGENT_EP_KEY];
+    uint64_t ol_tick_ms; /* the next periodic outlier pass (proxy_health.c) */
 };
 
 struct hy_px_worker;
@@ -398,5 +399,15 @@ void hy_px_outbound_unload(struct hy_px_conn *c);
  * first). Its index into *index. Takes r's lock. */
 const Hypha__V1__DpEndpoint *hy_px_pick(struct hy_px_route *r, const Hypha__V1__DpOutbound *o,
                                         struct hy_agent_ep **load, size_t *index);
+/* hy_px_pick among the endpoints k of o with among[k] (NULL: all; a
+ * MeshServiceSubset's instances): NULL when among leaves none. */
+const Hypha__V1__DpEndpoint *hy_px_pick_among(struct hy_px_route *r, const Hypha__V1__DpOutbound *o,
+                                              const bool *among, struct hy_agent_ep **load,
+                                              size_t *index);
+/* Which endpoints of o are in the running (among[k], when among is not
+ * NULL, and neither failed lately, unhealthy nor ejected): ok[k] for each
+ * of o->n_endpoints; returns how many. Takes r's lock. */
+size_t hy_px_usable(struct hy_px_route *r, const Hypha__V1__DpOutbound *o, const bool *among,
+                    bool *ok);
 
 #endif

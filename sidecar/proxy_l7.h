@@ -35,6 +35,7 @@
 #define HY_L7_REPLAY_MAX (64u << 10)    /* request body kept for retries; more: not retried */
 #define HY_L7_BODY_HIGH (256u << 10)    /* stop reading a side while this much waits */
 #define HY_L7_TIMEOUT_MS 15000          /* requestTimeout unset (Kuma's default) */
+#define HY_L7_STREAM_IDLE_MS 1800000u   /* streamIdleTimeout unset (Kuma's default: 30 min) */
 #define HY_L7_APP_IDLE_MAX 256          /* idle keep-alive connections to apps, per worker */
 #define HY_L7_STREAM_WINDOW (1u << 20)  /* HTTP/2 stream receive window */
 #define HY_L7_CONN_WINDOW (16u << 20)   /* HTTP/2 connection receive window */
@@ -181,6 +182,7 @@ struct hy_l7_h2 {
     char sni[256];
     unsigned nstreams;
     struct hy_l7_cs *streams;
+    uint64_t born_ms; /* loop time it was made (maxConnectionDuration) */
     /* server */
     bool sniff; /* until the caller's first bytes say HTTP/2 (else: a TCP caller) */
     uint8_t sniffed[24];
@@ -241,10 +243,24 @@ int hy_l7_h2_req_done(struct hy_http_head *h, const char **why);
 struct hy_l7_h2 *hy_l7_pool_get(struct hy_l7_worker *lw, const struct hy_l7_svc *svc,
                                 const Hypha__V1__DpEndpoint *e, char *why, size_t size);
 /* The endpoint of svc for one request (the outbound's balancing strategy,
- * passing over ejected, failed and unhealthy endpoints); its index in
- * *index; NULL when there is none. h: the request (RingHash/Maglev). */
+ * passing over ejected, failed and unhealthy endpoints; RingHash and
+ * Maglev: the one the request's hash falls on, else the next usable one
+ * on the ring), among the endpoints k with among[k] (NULL: all; a
+ * MeshServiceSubset); its index in *index; NULL when there is none. h:
+ * the request, source_ip: the app's address (hashPolicies SourceIP). */
 const Hypha__V1__DpEndpoint *hy_l7_pick(struct hy_l7_worker *lw, const struct hy_l7_svc *svc,
-                                        const struct hy_http_head *h, size_t *index);
+                                        const struct hy_http_head *h, const char *source_ip,
+                                        const bool *among, size_t *index);
+/* hy_l7_pick among the endpoints of svc a route's backendRef ref selects
+ * (a MeshServiceSubset: those carrying its tags; NULL or no tags: all).
+ * *oom set when the selection could not be allocated. */
+const Hypha__V1__DpEndpoint *hy_l7_pick_ref(struct hy_l7_worker *lw, const struct hy_l7_svc *svc,
+                                            const struct hy_http_head *h, const char *source_ip,
+                                            const Hypha__V1__DpBackendRef *ref, size_t *index,
+                                            bool *oom);
+/* The address of a connection's peer ("ADDR:PORT", "[ADDR]:PORT" or "-")
+ * without its port, into out (hashPolicies SourceIP). */
+void hy_l7_source_ip(const char *peer, char *out, size_t size);
 /* Outlier detection: what a request to endpoint index of svc came to. */
 void hy_l7_outlier(struct hy_l7_worker *lw, const struct hy_l7_svc *svc, size_t index,
                    enum hy_l7_outlier_result r, unsigned status);
@@ -348,6 +364,9 @@ struct hy_l7_app_ops {
  * connected() comes either way, maybe at once). NULL: no memory. */
 struct hy_l7_app *hy_l7_app_get(struct hy_l7_worker *lw, const char *host, uint32_t port,
                                 const struct hy_l7_app_ops *ops, void *u, bool fresh);
+/* maxConnectionDuration (ms, 0: none) of a, from when it was made: past
+ * it, a is closed instead of kept idle. Cannot fail. */
+void hy_l7_app_max_duration(struct hy_l7_app *a, uint64_t ms);
 int hy_l7_app_write(struct hy_l7_app *a, const void *p, size_t n);
 size_t hy_l7_app_queued(const struct hy_l7_app *a);
 void hy_l7_app_expect(struct hy_l7_app *a, const char *method);

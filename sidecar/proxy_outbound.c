@@ -104,6 +104,28 @@ static uint32_t priority_of(const Hypha__V1__DpEndpoint *e)
 const Hypha__V1__DpEndpoint *hy_px_pick(struct hy_px_route *r, const Hypha__V1__DpOutbound *o,
                                         struct hy_agent_ep **load, size_t *index)
 {
+    return hy_px_pick_among(r, o, NULL, load, index);
+}
+
+size_t hy_px_usable(struct hy_px_route *r, const Hypha__V1__DpOutbound *o, const bool *among,
+                    bool *ok)
+{
+    uint64_t now = hy_agent_now_ms();
+    size_t good = 0;
+    struct hy_agent_ep *e;
+    pthread_mutex_lock(&r->eps.lock);
+    for (size_t i = 0; i < o->n_endpoints; i++) {
+        ok[i] = (!among || among[i]) && !avoided(r, o, i, now, &e);
+        good += ok[i];
+    }
+    pthread_mutex_unlock(&r->eps.lock);
+    return good;
+}
+
+const Hypha__V1__DpEndpoint *hy_px_pick_among(struct hy_px_route *r, const Hypha__V1__DpOutbound *o,
+                                              const bool *among, struct hy_agent_ep **load,
+                                              size_t *index)
+{
     uint64_t now = hy_agent_now_ms();
     size_t n = o->n_endpoints, good = 0;
     enum lb lb = lb_of(o);
@@ -111,6 +133,8 @@ const Hypha__V1__DpEndpoint *hy_px_pick(struct hy_px_route *r, const Hypha__V1__
     uint32_t level = UINT32_MAX, lowest = UINT32_MAX;
     pthread_mutex_lock(&r->eps.lock);
     for (size_t i = 0; i < n; i++) {
+        if (among && !among[i])
+            continue;
         uint32_t p = priority_of(o->endpoints[i]);
         if (p < lowest)
             lowest = p;
@@ -120,14 +144,20 @@ const Hypha__V1__DpEndpoint *hy_px_pick(struct hy_px_route *r, const Hypha__V1__
     bool any = level == UINT32_MAX; /* every one is avoided: consider them all */
     if (any)
         level = lowest;
+    if (lowest == UINT32_MAX) { /* none is among those asked for */
+        pthread_mutex_unlock(&r->eps.lock);
+        return NULL;
+    }
     for (size_t i = 0; i < n; i++)
-        good += priority_of(o->endpoints[i]) == level && (any || !avoided(r, o, i, now, &e));
+        good += (!among || among[i]) && priority_of(o->endpoints[i]) == level &&
+                (any || !avoided(r, o, i, now, &e));
     size_t skip = lb == LB_RANDOM ? (size_t)(next_random(r) % good) : 0;
     size_t best = SIZE_MAX;
     unsigned best_load = 0;
     for (size_t i = 0; i < n; i++) {
         size_t k = (r->rr + i) % n;
-        if (priority_of(o->endpoints[k]) != level || (avoided(r, o, k, now, &e) && !any))
+        if ((among && !among[k]) || priority_of(o->endpoints[k]) != level ||
+            (avoided(r, o, k, now, &e) && !any))
             continue;
         if (lb == LB_RANDOM && skip-- > 0)
             continue;

@@ -55,7 +55,7 @@ cmake --build "$build-tsan" -j "$jobs" --target hypha-global hypha-zone hypha-dp
 # the sidecar and ingress tests, and the API writer's; each fails on any sanitizer line in a log.
 # The minute of 10 s certificates shrinks to 10 s: TSan runs the same code, slower.
 (cd "$build-tsan" && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-    HY_ROTATION_SECONDS=10 ctest --output-on-failure -R '^(test_dp|dp|dp_proxy|l7|l7_health|l7_grpc|l7_zones|ingress|test_cp_writer|api_writes|prom_sd|test_dp_resume|dp_resume|tp_sidecar|access_log)$')
+    HY_ROTATION_SECONDS=10 ctest --output-on-failure -R '^(test_dp|dp|dp_proxy|l7|l7_health|l7_grpc|l7_zones|l7_lb|l7_timeouts|ingress|test_cp_writer|api_writes|prom_sd|test_dp_resume|dp_resume|tp_sidecar|access_log)$')
 
 if [ "$fuzz_seconds" -gt 0 ]; then
     step "fuzz (${fuzz_seconds}s per target, ${#fuzz_targets[@]} targets, clang + libFuzzer)"

@@ -686,6 +686,48 @@ static int hash_policies(Hypha__V1__DpOutbound *o, hash_policy_t *const *v, size
     return 0;
 }
 
+/* The headers of v[0..n) as DpHeaders of *out (grown). */
+static int copy_headers(Hypha__V1__DpHeader ***out, size_t *nout,
+                        Hypha__V1__MeshHealthCheck__Header *const *v, size_t n)
+{
+    if (!n)
+        return 0;
+    if (!(*out = calloc(n, sizeof(**out))))
+        return HY_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        Hypha__V1__DpHeader *x = malloc(sizeof(*x));
+        if (!x)
+            return HY_ENOMEM;
+        hypha__v1__dp_header__init(x);
+        (*out)[(*nout)++] = x;
+        x->name = strdup(S(v[i]->name));
+        x->value = strdup(S(v[i]->value));
+        if (!x->name || !x->value)
+            return HY_ENOMEM;
+    }
+    return 0;
+}
+
+/* MeshHealthCheck http.requestHeadersToAdd: what the sidecar sets and
+ * adds on each check's GET. */
+static int health_headers(Hypha__V1__DpOutbound *o,
+                          const Hypha__V1__MeshHealthCheck__HeadersToAdd *h)
+{
+    if (o->health_http_headers) {
+        protobuf_c_message_free_unpacked(&o->health_http_headers->base, NULL);
+        o->health_http_headers = NULL;
+    }
+    if (!h || (!h->n_set && !h->n_add))
+        return 0;
+    Hypha__V1__DpHeaderModifier *m = malloc(sizeof(*m));
+    if (!m)
+        return HY_ENOMEM;
+    hypha__v1__dp_header_modifier__init(m);
+    o->health_http_headers = m;
+    int rc = copy_headers(&m->set, &m->n_set, h->set, h->n_set);
+    return rc ? rc : copy_headers(&m->add, &m->n_add, h->add, h->n_add);
+}
+
 /* MeshHealthCheck http (for http and http2 services) and grpc (for grpc
  * ones), as Kuma picks the check by the service's protocol; others keep
  * the TCP check. */
@@ -706,6 +748,9 @@ static int health_l7(Hypha__V1__DpOutbound *o, const Hypha__V1__MeshHealthCheck_
             o->health_expected_statuses = v;
             o->n_health_expected_statuses = h->http->n_expected_statuses;
         }
+        int rc = health_headers(o, h->http->request_headers_to_add);
+        if (rc < 0)
+            return rc;
     }
     if (!strcmp(proto, "grpc") && h->grpc && !(h->grpc->has_disabled && h->grpc->disabled)) {
         o->has_health_grpc = 1;
@@ -899,6 +944,35 @@ static Hypha__V1__DpEndpoint *new_endpoint(Hypha__V1__DpPart *p)
     return e;
 }
 
+/* The inbound's tags on its endpoint, so that a caller's sidecar can
+ * narrow a MeshServiceSubset backendRef to the instances carrying its
+ * tags (the service tag, which every one carries, left out). */
+static int endpoint_tags(Hypha__V1__DpEndpoint *e,
+                         const Hypha__V1__Dataplane__Networking__Inbound *in)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < in->n_tags; k++)
+        n += in->tags[k]->key && strcmp(in->tags[k]->key, HY_TAG_SERVICE) != 0;
+    if (!n)
+        return 0;
+    if (!(e->tags = calloc(n, sizeof(*e->tags))))
+        return HY_ENOMEM;
+    for (size_t k = 0; k < in->n_tags; k++) {
+        if (!in->tags[k]->key || !strcmp(in->tags[k]->key, HY_TAG_SERVICE))
+            continue;
+        Hypha__V1__DpEndpoint__TagsEntry *t = malloc(sizeof(*t));
+        if (!t)
+            return HY_ENOMEM;
+        hypha__v1__dp_endpoint__tags_entry__init(t);
+        e->tags[e->n_tags++] = t;
+        t->key = strdup(in->tags[k]->key);
+        t->value = strdup(S(in->tags[k]->value));
+        if (!t->key || !t->value)
+            return HY_ENOMEM;
+    }
+    return 0;
+}
+
 /* The index in r->eps of the first inbound serving (mesh, service), or
  * where it would be. */
 static size_t first_ep(const struct hy_zone_dp_round *r, const char *mesh, const char *service)
@@ -938,6 +1012,9 @@ static int local_endpoints(const struct hy_zone_dp_round *r, const char *origin,
         e->name = strdup(dr->meta->name);
         if (!e->address || !e->name || (dr->origin && !e->zone))
             return HY_ENOMEM;
+        int rc = endpoint_tags(e, n->inbound[r->eps[i].inbound]);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }

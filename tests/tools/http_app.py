@@ -5,10 +5,12 @@ Usage: http_app.py PORT NAME [--health-file=PATH]. Prints "listening" once
 it accepts. Every response carries "X-Instance: NAME". Paths:
   /status/N         answers status N
   /slow/MS          waits MS milliseconds, then 200
+  /drip/N/MS        200, a chunked body of N lines, one each MS milliseconds
   /flaky/KEY/N      the first N requests for KEY answer 503, then 200
   /echo...          JSON: instance, method, path, headers, body length
   /stats            JSON: requests and connections this instance saw
   /health           with --health-file: 503 while PATH exists, else 200
+                    (/stats says its count and the last X-Check header it had)
   anything else     200 "hello from NAME"
 A request with "Upgrade: X" and "Connection: Upgrade" gets a 101 and then
 every byte it sends comes back, upper-cased, until it closes.
@@ -91,6 +93,23 @@ class Handler(BaseHTTPRequestHandler):
         if len(parts) >= 3 and parts[1] == "slow":
             time.sleep(int(parts[2]) / 1000.0)
             return self.send(200, "slow from %s\n" % NAME)
+        if len(parts) >= 4 and parts[1] == "drip":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("X-Instance", NAME)
+            self.end_headers()
+            self.wfile.flush()
+            try:
+                for i in range(int(parts[2])):
+                    time.sleep(int(parts[3]) / 1000.0)
+                    line = b"drip %d\n" % i
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except OSError:
+                self.close_connection = True
+            return
         if len(parts) >= 4 and parts[1] == "flaky":
             with LOCK:
                 seen = FLAKY.get(parts[2], 0)
@@ -101,6 +120,7 @@ class Handler(BaseHTTPRequestHandler):
         if HEALTH_FILE and len(parts) == 2 and parts[1] == "health":
             with LOCK:
                 STATS["health"] = STATS.get("health", 0) + 1
+                STATS["health_x_check"] = self.headers.get("X-Check")
             if os.path.exists(HEALTH_FILE):
                 return self.send(503, "unhealthy %s\n" % NAME)
             return self.send(200, "healthy %s\n" % NAME)

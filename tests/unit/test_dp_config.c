@@ -498,7 +498,7 @@ static const char *const backends = "type: Dataplane\n"
                                     "  address: 10.0.0.2\n"
                                     "  inbound:\n"
                                     "    - port: 20001\n"
-                                    "      tags: {hypha.io/service: backend}\n"
+                                    "      tags: {hypha.io/service: backend, version: v1}\n"
                                     "    - port: 20009\n"
                                     "      tags: {hypha.io/service: metrics}\n"
                                     "---\n"
@@ -538,6 +538,12 @@ static void test_local_endpoints(void **state)
     assert_int_equal(o->n_endpoints, 2);
     assert_endpoint(o, "backend-1", "10.0.0.2", 20001, "east", 0);
     assert_endpoint(o, "backend-2", "10.0.0.3", 20005, "east", 0); /* the advertised address */
+    /* an endpoint carries its inbound's tags but the service (MeshServiceSubset) */
+    const Hypha__V1__DpEndpoint *e1 = endpoint(o, "backend-1");
+    assert_int_equal(e1->n_tags, 1);
+    assert_string_equal(e1->tags[0]->key, "version");
+    assert_string_equal(e1->tags[0]->value, "v1");
+    assert_int_equal(endpoint(o, "backend-2")->n_tags, 0);
     /* no policy: nothing set beyond the endpoints */
     assert_null(o->connect_timeout);
     assert_null(o->idle_timeout);
@@ -1945,6 +1951,10 @@ static void test_l7_routes(void **state)
     assert_int_equal(o->tcp_backends[0]->weight, 1);
     assert_string_equal(o->tcp_backends[1]->service, "api-v2");
     assert_int_equal(o->tcp_backends[1]->weight, 3);
+    assert_int_equal(o->tcp_backends[0]->n_tags, 0); /* a MeshServiceSubset keeps its tags */
+    assert_int_equal(o->tcp_backends[1]->n_tags, 1);
+    assert_string_equal(o->tcp_backends[1]->tags[0]->key, "version");
+    assert_string_equal(o->tcp_backends[1]->tags[0]->value, "v2");
     assert_int_equal(outbound(c, "g")->n_http_routes, 0); /* no route names g */
 
     /* backend-only outbounds: port 0, endpoints, SNI, protocol, their own
@@ -2064,7 +2074,12 @@ static void test_l7_outbound_policies(void **state)
         "    - targetRef: {kind: Mesh}\n"
         "      default:\n"
         "        interval: 10s\n"
-        "        http: {path: /health, expectedStatuses: [200, 204]}\n"
+        "        http:\n"
+        "          path: /health\n"
+        "          expectedStatuses: [200, 204]\n"
+        "          requestHeadersToAdd:\n"
+        "            set: [{name: x-check, value: mesh}]\n"
+        "            add: [{name: x-a, value: '1'}, {name: x-a, value: '2'}]\n"
         "        grpc: {serviceName: svc.Health, authority: health.local}\n");
     Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
     const Hypha__V1__DpOutbound *o = outbound(c, "backend");
@@ -2120,9 +2135,15 @@ static void test_l7_outbound_policies(void **state)
     assert_string_equal(o->health_http_path, "/health");
     assert_int_equal(o->n_health_expected_statuses, 2);
     assert_int_equal(o->health_expected_statuses[1], 204);
+    assert_int_equal(o->health_http_headers->n_set, 1); /* requestHeadersToAdd */
+    assert_string_equal(o->health_http_headers->set[0]->name, "x-check");
+    assert_string_equal(o->health_http_headers->set[0]->value, "mesh");
+    assert_int_equal(o->health_http_headers->n_add, 2);
+    assert_string_equal(o->health_http_headers->add[1]->value, "2");
     assert_false(o->has_health_grpc);
     const Hypha__V1__DpOutbound *g = outbound(c, "g");
     assert_null(g->health_http_path);
+    assert_null(g->health_http_headers);
     assert_true(g->health_grpc);
     assert_string_equal(g->health_grpc_service, "svc.Health");
     assert_string_equal(g->health_grpc_authority, "health.local");

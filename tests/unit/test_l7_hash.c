@@ -245,13 +245,52 @@ static void maglev(void **state)
     hy_l7_hash_free(t);
 }
 
+/* An unusable endpoint (ejected, unhealthy, outside a subset) is passed
+ * over: its keys go to the next usable one along the ring or table, the
+ * others' keys stay where they were, and none usable is SIZE_MAX. */
+static void check_skip(bool maglev)
+{
+    endpoints();
+    struct hy_l7_hash_table *t =
+        maglev ? hy_l7_hash_maglev_new(keys, EPS, 0) : hy_l7_hash_ring_new(keys, EPS, 0, 0);
+    assert_non_null(t);
+    bool ok[EPS];
+    for (int i = 0; i < EPS; i++)
+        ok[i] = i != 3;
+    unsigned on3 = 0;
+    for (unsigned k = 0; k < KEYS; k++) {
+        char key[32];
+        snprintf(key, sizeof(key), "user-%u", k);
+        uint64_t h = hy_l7_hash_bytes(key, strlen(key));
+        size_t e = hy_l7_hash_pick(t, h), f = hy_l7_hash_pick_ok(t, h, ok, EPS);
+        assert_true(f < EPS && f != 3);
+        if (e == 3)
+            on3++;
+        else
+            assert_int_equal(f, e); /* a usable endpoint keeps its keys */
+        assert_int_equal(f, hy_l7_hash_pick_ok(t, h, ok, EPS)); /* and the moved ones stay put */
+    }
+    assert_true(on3 > 0);
+    for (int i = 0; i < EPS; i++)
+        ok[i] = i == 5;
+    assert_int_equal(hy_l7_hash_pick_ok(t, 12345, ok, EPS), 5); /* one left: it takes all */
+    ok[5] = false;
+    assert_int_equal(hy_l7_hash_pick_ok(t, 12345, ok, EPS), SIZE_MAX);
+    hy_l7_hash_free(t);
+}
+
+static void skip_unusable(void **state)
+{
+    (void)state;
+    check_skip(false);
+    check_skip(true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(request_hash),
-        cmocka_unit_test(policies),
-        cmocka_unit_test(ring),
-        cmocka_unit_test(maglev),
+        cmocka_unit_test(request_hash), cmocka_unit_test(policies),      cmocka_unit_test(ring),
+        cmocka_unit_test(maglev),       cmocka_unit_test(skip_unusable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

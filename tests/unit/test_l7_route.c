@@ -362,6 +362,68 @@ static void backends(void **state)
     hypha__v1__dp_outbound__free_unpacked(o, NULL);
 }
 
+/* A tag of a DpEndpoint, of a DpBackendRef. */
+static void add_tag(Hypha__V1__DpEndpoint *e, const char *key, const char *value)
+{
+    Hypha__V1__DpEndpoint__TagsEntry *t = malloc(sizeof(*t));
+    hypha__v1__dp_endpoint__tags_entry__init(t);
+    t->key = l7_str(key);
+    t->value = l7_str(value);
+    L7_PUSH(e->tags, e->n_tags, t);
+}
+
+static void add_ref_tag(Hypha__V1__DpBackendRef *b, const char *key, const char *value)
+{
+    Hypha__V1__DpBackendRef__TagsEntry *t = malloc(sizeof(*t));
+    hypha__v1__dp_backend_ref__tags_entry__init(t);
+    t->key = l7_str(key);
+    t->value = l7_str(value);
+    L7_PUSH(b->tags, b->n_tags, t);
+}
+
+/* MeshServiceSubset: the weighted pick as the backendRef itself, and an
+ * endpoint in its subset iff it carries every one of its tags. */
+static void subsets(void **state)
+{
+    (void)state;
+    Hypha__V1__DpOutbound *o = outbound("backend");
+    Hypha__V1__DpHttpRoute *rt = add_route(o, "split");
+    Hypha__V1__DpBackendRef *v1 = l7_backend("backend", 1), *v2 = l7_backend("backend", 1);
+    add_ref_tag(v1, "version", "v1");
+    add_ref_tag(v2, "version", "v2");
+    add_ref_tag(v2, "zone", "a");
+    L7_PUSH(rt->backends, rt->n_backends, v1);
+    L7_PUSH(rt->backends, rt->n_backends, v2);
+    add_route(o, "no backends");
+    struct hy_l7_routes *r;
+    char why[256];
+    assert_int_equal(hy_l7_routes_new(o, &r, why, sizeof(why)), 0);
+    unsigned n2 = 0;
+    for (uint64_t rnd = 0; rnd < 1000; rnd++) {
+        const Hypha__V1__DpBackendRef *b = hy_l7_route_backend_ref(r, 0, rnd);
+        assert_true(b == v1 || b == v2);
+        assert_string_equal(hy_l7_route_backend(r, 0, rnd), b->service); /* the same pick */
+        n2 += b == v2;
+    }
+    assert_int_equal(n2, 500);
+    assert_null(hy_l7_route_backend_ref(r, 1, 7)); /* no backends: the whole service */
+    Hypha__V1__DpEndpoint e = HYPHA__V1__DP_ENDPOINT__INIT;
+    assert_false(hy_l7_subset_has(v1, &e));  /* no tags: in no subset */
+    assert_true(hy_l7_subset_has(NULL, &e)); /* but in the whole service */
+    add_tag(&e, "version", "v2");
+    assert_false(hy_l7_subset_has(v1, &e));
+    assert_false(hy_l7_subset_has(v2, &e)); /* zone: a missing */
+    add_tag(&e, "zone", "a");
+    assert_true(hy_l7_subset_has(v2, &e));
+    add_tag(&e, "extra", "x");
+    assert_true(hy_l7_subset_has(v2, &e)); /* more tags than asked: still in */
+    for (size_t k = 0; k < e.n_tags; k++)
+        protobuf_c_message_free_unpacked(&e.tags[k]->base, NULL);
+    free(e.tags);
+    hy_l7_routes_free(r);
+    hypha__v1__dp_outbound__free_unpacked(o, NULL);
+}
+
 static Hypha__V1__DpHeaderModifier *modifier(const char *set, const char *add, const char *remove)
 {
     Hypha__V1__DpHeaderModifier *m = malloc(sizeof(*m));
@@ -568,7 +630,7 @@ int main(void)
         cmocka_unit_test(order_and_default), cmocka_unit_test(bad_config),
         cmocka_unit_test(backends),          cmocka_unit_test(header_filters),
         cmocka_unit_test(rewrites),          cmocka_unit_test(redirects),
-        cmocka_unit_test(mirrors),
+        cmocka_unit_test(mirrors),           cmocka_unit_test(subsets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -369,7 +369,12 @@ static void warnings(void **state)
                    "[{name: x-again}]}\n"
                    "      grpc: {numRetries: 2}\n---\n"
                    "type: MeshTimeout\nmesh: default\nname: t\nspec:\n  targetRef: {kind: Mesh}\n"
-                   "  to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 2s}}]\n---\n"
+                   "  to: [{targetRef: {kind: Mesh}, default: {connectionTimeout: 2s, http: "
+                   "{streamIdleTimeout: 5s, requestHeadersTimeout: 1s, maxStreamDuration: 9s, "
+                   "maxConnectionDuration: 60s}}}]\n"
+                   "  from: [{targetRef: {kind: Mesh}, default: {http: {maxStreamDuration: 9s, "
+                   "maxConnectionDuration: 60s, streamIdleTimeout: 5s, requestHeadersTimeout: "
+                   "1s}}}]\n---\n"
                    "type: MeshLoadBalancingStrategy\nmesh: default\nname: lb\nspec:\n  to:\n"
                    "  - targetRef: {kind: Mesh}\n    default:\n"
                    "      loadBalancer: {type: RingHash, ringHash: {minRingSize: 64}}\n---\n"
@@ -385,7 +390,10 @@ static void warnings(void **state)
     assert_non_null(strstr(d.causes[0].message, "retriable response headers"));
     hy_diag_fini(&d);
     hy_policy_warnings(find(&w, "MeshTimeout", "t"), &d);
-    assert_int_equal(d.n, 0);
+    assert_int_equal(d.n, 1); /* to: all enforced; from: the request-headers timeout is not */
+    assert_string_equal(d.causes[0].field, "spec.from[0].default.http.requestHeadersTimeout");
+    assert_non_null(strstr(d.causes[0].message, "on incoming traffic"));
+    hy_diag_fini(&d);
     hy_policy_warnings(find(&w, "MeshTrafficPermission", "m"), &d);
     assert_int_equal(d.n, 0);
     hy_policy_warnings(find(&w, "Mesh", "kuma"), &d);
@@ -394,9 +402,9 @@ static void warnings(void **state)
     assert_non_null(strstr(d.causes[0].message, "P-256"));
     hy_diag_fini(&d);
     hy_policy_warnings(find(&w, "MeshLoadBalancingStrategy", "lb"), &d);
-    assert_int_equal(d.n, 2);
-    assert_string_equal(d.causes[0].field, "spec.to[0].default.loadBalancer.type");
-    assert_string_equal(d.causes[1].field, "spec.to[0].default.loadBalancer.ringHash.minRingSize");
+    assert_int_equal(d.n, 1); /* RingHash is enforced (HTTP requests), its ring size is not */
+    assert_string_equal(d.causes[0].field, "spec.to[0].default.loadBalancer.ringHash.minRingSize");
+    assert_non_null(strstr(d.causes[0].message, "ring and table sizes"));
     hy_diag_fini(&d);
     hy_docs_fini(&w.docs);
 }
