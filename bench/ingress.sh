@@ -4,8 +4,9 @@
 # 1. The ingress's relay against a direct connection: h2load (HTTP/1.1 over
 #    TLS, SNI raw.default.mesh) to an HTTPS nginx, straight or through
 #    hypha-ingress, which reads the ClientHello and relays the ciphertext,
-#    once per --relay mode (adaptive, the default; splice; copy), and
-#    through HAProxy in TCP mode (one thread) for a reference relay.
+#    once per --relay mode (adaptive, the default; splice; copy), each with
+#    one relay thread, adaptive again with two, and through HAProxy in TCP
+#    mode (one thread) for a reference relay.
 #    Requests/s flat out over kept-alive connections, p50/p99 at 1k
 #    requests/s, a new TLS connection per request, a 64 MiB download, and
 #    what the relay costs per request flat out (its CPU time and system
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=${2:?}; shift ;;
     --dir) dir=${2:?}; shift ;;
     -h | --help)
-        sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -192,12 +193,15 @@ networking: {address: 127.0.0.1, port: $ING, advertisedAddress: 127.0.0.1, adver
 YAML
 zctl west generate zone-ingress-token --name ingress-west --valid-for 1h >"$tmp/ingress.token"
 # everything here is on loopback, endpoints too: the one setup the ingress
-# refuses by default (security finding 4) and --allow-local-endpoints is for
+# refuses by default (security finding 4) and --allow-local-endpoints is for.
+# One relay thread, as nginx and HAProxy here have one: on two cores that
+# h2load, nginx and the relay share, a second thread mostly adds context
+# switches (the "2 workers" row shows it).
 start_ingress() { # [ARGS]: sets ING_PID
     bg "$tmp/ingress.log" "$bin/hypha-ingress" run --cp-address "wss://127.0.0.1:${DP[west]}" \
         --ca-cert-file "$tmp/zone-west/dp/ca.pem" --ingress-file "$tmp/ingress.yaml" \
         --token-file "$tmp/ingress.token" --admin-address 127.0.0.1:0 --log-level warn \
-        --allow-local-endpoints "$@"
+        --allow-local-endpoints --workers "${ING_WORKERS:-1}" "$@"
     ING_PID=${pids[-1]}
 }
 start_ingress
@@ -288,16 +292,19 @@ for path in intra cross; do
     c_new[$path]=$(h2_new "$port" -)
 done
 
-# the same relay splicing, then copying, all the way
-for mode in splice copy; do
+# the same relay splicing, then copying, all the way; then adaptive with
+# two threads
+for mode in splice copy adaptive-2; do
     kill "$ING_PID"
     wait "$ING_PID" 2>/dev/null || true
-    start_ingress "--relay=$mode"
+    ING_WORKERS=1
+    [ "$mode" != adaptive-2 ] || ING_WORKERS=2
+    start_ingress "--relay=${mode%-2}"
     wait_for 20 curl -sfk --resolve "raw.default.mesh:$ING:127.0.0.1" "https://raw.default.mesh:$ING/small"
     relay_rows "$mode" "$ING_PID" "$ING"
 done
 # a reference relay: HAProxy in TCP mode, one thread
-relays="direct adaptive splice copy"
+relays="direct adaptive splice copy adaptive-2"
 if command -v haproxy >/dev/null; then
     HAP=$(hy_free_port)
     printf 'global\n    nbthread 1\n    maxconn 4096\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\nfrontend f\n    bind 127.0.0.1:%s\n    default_backend b\nbackend b\n    server s1 127.0.0.1:%s\n' \
@@ -321,6 +328,7 @@ machine="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpui
         label=$path
         case $path in
         adaptive | splice | copy) label="ingress --relay=$path" ;;
+        adaptive-2) label="ingress --relay=adaptive, 2 workers" ;;
         haproxy) label="HAProxy, TCP mode, 1 thread" ;;
         esac
         echo "| $label | ${r_rps[$path]} | ${r_p50[$path]} | ${r_p99[$path]} | ${r_1k[$path]} | ${r_new[$path]} | ${r_bulk[$path]} | ${r_cpu[$path]} | ${r_sys[$path]} |"
