@@ -3,9 +3,14 @@
 #
 # 1. The ingress's relay against a direct connection: h2load (HTTP/1.1 over
 #    TLS, SNI raw.default.mesh) to an HTTPS nginx, straight or through
-#    hypha-ingress, which reads the ClientHello and relays the ciphertext.
+#    hypha-ingress, which reads the ClientHello and relays the ciphertext,
+#    once per --relay mode (adaptive, the default; splice; copy), each with
+#    one relay thread, adaptive again with two, and through HAProxy in TCP
+#    mode (one thread) for a reference relay.
 #    Requests/s flat out over kept-alive connections, p50/p99 at 1k
-#    requests/s, a new TLS connection per request, a 64 MiB download.
+#    requests/s, a new TLS connection per request, a 64 MiB download, and
+#    what the relay costs per request flat out (its CPU time and system
+#    calls: figures the load of a shared machine moves less than req/s).
 # 2. A call through sidecars within a zone against the same call across
 #    zones: wrk and h2load to web's outbound listener; web-2 (zone west)
 #    reaches backend-1 (west) directly, web-1 (zone east) through west's
@@ -29,7 +34,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=${2:?}; shift ;;
     --dir) dir=${2:?}; shift ;;
     -h | --help)
-        sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -50,7 +55,7 @@ readme=bench/README.md
 # shellcheck source=deploy/local/ports.sh
 . deploy/local/ports.sh
 # shellcheck disable=SC2086
-hy_install_packages $HY_BUILD_PACKAGES curl jq openssl wrk nghttp2-client nginx
+hy_install_packages $HY_BUILD_PACKAGES curl jq openssl wrk nghttp2-client nginx haproxy linux-perf
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHYPHA_SANITIZE=OFF -DHYPHA_FUZZ=OFF >/dev/null
 cmake --build "$build" --target hypha-global hypha-zone hypha-ingress hypha-dp hyphactl -j "$(nproc)"
@@ -188,12 +193,15 @@ networking: {address: 127.0.0.1, port: $ING, advertisedAddress: 127.0.0.1, adver
 YAML
 zctl west generate zone-ingress-token --name ingress-west --valid-for 1h >"$tmp/ingress.token"
 # everything here is on loopback, endpoints too: the one setup the ingress
-# refuses by default (security finding 4) and --allow-local-endpoints is for
+# refuses by default (security finding 4) and --allow-local-endpoints is for.
+# One relay thread, as nginx and HAProxy here have one: on two cores that
+# h2load, nginx and the relay share, a second thread mostly adds context
+# switches (the "2 workers" row shows it).
 start_ingress() { # [ARGS]: sets ING_PID
     bg "$tmp/ingress.log" "$bin/hypha-ingress" run --cp-address "wss://127.0.0.1:${DP[west]}" \
         --ca-cert-file "$tmp/zone-west/dp/ca.pem" --ingress-file "$tmp/ingress.yaml" \
         --token-file "$tmp/ingress.token" --admin-address 127.0.0.1:0 --log-level warn \
-        --allow-local-endpoints "$@"
+        --allow-local-endpoints --workers "${ING_WORKERS:-1}" "$@"
     ING_PID=${pids[-1]}
 }
 start_ingress
@@ -239,24 +247,35 @@ bulk() { # URL [CURL ARGS]: median MB/s of three 64 MiB downloads
 }
 rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 
-declare -A r_rps r_p50 r_p99 r_1k r_new r_bulk
-relay_rows() { # PATH
-    local path=$1 port=$NGINX_TLS
+declare -A r_rps r_p50 r_p99 r_1k r_new r_bulk r_cpu r_sys
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, clock ticks
+relay_rows() { # PATH [RELAY_PID PORT]
+    local path=$1 pid=${2:-} port=${3:-$NGINX_TLS} t0 sys=""
     echo "ingress.sh: relay rows, $path" >&2
-    [ "$path" = direct ] || port=$ING
+    [ -z "$pid" ] || t0=$(ticks "$pid")
+    if [ -n "$pid" ] && command -v perf >/dev/null; then
+        perf stat -e raw_syscalls:sys_enter -x, -o "$tmp/perf.out" -p "$pid" -- sleep "$seconds" 2>/dev/null &
+        sys=$!
+    fi
     h2 "$port" raw.default.mesh 0
     r_rps[$path]=$RPS r_p50[$path]=$P50 r_p99[$path]=$P99
+    r_cpu[$path]=- r_sys[$path]=-
+    if [ -n "$pid" ]; then
+        r_cpu[$path]=$(awk -v t=$(($(ticks "$pid") - t0)) -v hz="$(getconf CLK_TCK)" -v n=$((RPS * seconds)) \
+            'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "-" }')
+    fi
+    if [ -n "$sys" ]; then
+        wait "$sys" || true
+        r_sys[$path]=$(awk -F, -v n=$((RPS * seconds)) '/sys_enter/ && n > 0 { printf "%.1f", $1 / n }' "$tmp/perf.out")
+        [ -n "${r_sys[$path]}" ] || r_sys[$path]=-
+    fi
     h2 "$port" raw.default.mesh 1000
     r_1k[$path]="$P50 / $P99"
     r_new[$path]=$(h2_new "$port" raw.default.mesh)
-    if [ "$path" = direct ]; then
-        r_bulk[$path]=$(bulk "https://127.0.0.1:$NGINX_TLS/big")
-    else
-        r_bulk[$path]=$(bulk "https://raw.default.mesh:$ING/big" --resolve "raw.default.mesh:$ING:127.0.0.1")
-    fi
+    r_bulk[$path]=$(bulk "https://raw.default.mesh:$port/big" --resolve "raw.default.mesh:$port:127.0.0.1")
 }
 relay_rows direct
-relay_rows ingress
+relay_rows adaptive "$ING_PID" "$ING"
 ING_RSS=$(rss_mib "$ING_PID")
 
 echo "ingress.sh: intra- and cross-zone calls" >&2
@@ -273,12 +292,28 @@ for path in intra cross; do
     c_new[$path]=$(h2_new "$port" -)
 done
 
-# the same relay copying through user space instead of splice
-kill "$ING_PID"
-wait "$ING_PID" 2>/dev/null || true
-start_ingress --splice=false
-wait_for 20 curl -sfk --resolve "raw.default.mesh:$ING:127.0.0.1" "https://raw.default.mesh:$ING/small"
-relay_rows copy
+# the same relay splicing, then copying, all the way; then adaptive with
+# two threads
+for mode in splice copy adaptive-2; do
+    kill "$ING_PID"
+    wait "$ING_PID" 2>/dev/null || true
+    ING_WORKERS=1
+    [ "$mode" != adaptive-2 ] || ING_WORKERS=2
+    start_ingress "--relay=${mode%-2}"
+    wait_for 20 curl -sfk --resolve "raw.default.mesh:$ING:127.0.0.1" "https://raw.default.mesh:$ING/small"
+    relay_rows "$mode" "$ING_PID" "$ING"
+done
+# a reference relay: HAProxy in TCP mode, one thread
+relays="direct adaptive splice copy adaptive-2"
+if command -v haproxy >/dev/null; then
+    HAP=$(hy_free_port)
+    printf 'global\n    nbthread 1\n    maxconn 4096\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\nfrontend f\n    bind 127.0.0.1:%s\n    default_backend b\nbackend b\n    server s1 127.0.0.1:%s\n' \
+        "$HAP" "$NGINX_TLS" >"$tmp/haproxy.cfg"
+    bg "$tmp/haproxy.log" haproxy -f "$tmp/haproxy.cfg" -db
+    wait_for 10 curl -sfk --resolve "raw.default.mesh:$HAP:127.0.0.1" "https://raw.default.mesh:$HAP/small"
+    relay_rows haproxy "${pids[-1]}" "$HAP"
+    relays+=" haproxy"
+fi
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", a - b }'; }
@@ -287,16 +322,19 @@ machine="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpui
     echo "Run $(date -u +%Y-%m-%d) on $machine, commit $(git rev-parse --short HEAD 2>/dev/null || echo -)."
     echo "${seconds}s per row; h2load --h1 -c20 (flat out, and paced to 1k requests/s); wrk -t2 -c32 (calls; new connections with Connection: close); 64-byte body; bulk is 64 MiB."
     echo
-    echo "| relay (TLS to nginx) | req/s | p50 ms | p99 ms | p50 / p99 ms at 1k req/s | new TLS connections/s | bulk MB/s |"
-    echo "| --- | --- | --- | --- | --- | --- | --- |"
-    for path in direct ingress copy; do
+    echo "| relay (TLS to nginx) | req/s | p50 ms | p99 ms | p50 / p99 ms at 1k req/s | new TLS connections/s | bulk MB/s | relay CPU µs / req | relay syscalls / req |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    for path in $relays; do
         label=$path
-        [ "$path" != ingress ] || label="ingress (splice)"
-        [ "$path" != copy ] || label="ingress (copying, --splice=false)"
-        echo "| $label | ${r_rps[$path]} | ${r_p50[$path]} | ${r_p99[$path]} | ${r_1k[$path]} | ${r_new[$path]} | ${r_bulk[$path]} |"
+        case $path in
+        adaptive | splice | copy) label="ingress --relay=$path" ;;
+        adaptive-2) label="ingress --relay=adaptive, 2 workers" ;;
+        haproxy) label="HAProxy, TCP mode, 1 thread" ;;
+        esac
+        echo "| $label | ${r_rps[$path]} | ${r_p50[$path]} | ${r_p99[$path]} | ${r_1k[$path]} | ${r_new[$path]} | ${r_bulk[$path]} | ${r_cpu[$path]} | ${r_sys[$path]} |"
     done
     echo
-    echo "ingress / direct: req/s $(ratio "${r_rps[ingress]}" "${r_rps[direct]}"), new connections/s $(ratio "${r_new[ingress]}" "${r_new[direct]}"), bulk $(ratio "${r_bulk[ingress]}" "${r_bulk[direct]}"); added p50 at 1k req/s $(diff_ms "${r_1k[ingress]%% *}" "${r_1k[direct]%% *}") ms; splice / copying: bulk $(ratio "${r_bulk[ingress]}" "${r_bulk[copy]}"), req/s $(ratio "${r_rps[ingress]}" "${r_rps[copy]}"). The ingress's RSS after the splice rows: $ING_RSS MiB."
+    echo "ingress (adaptive) / direct: req/s $(ratio "${r_rps[adaptive]}" "${r_rps[direct]}"), new connections/s $(ratio "${r_new[adaptive]}" "${r_new[direct]}"), bulk $(ratio "${r_bulk[adaptive]}" "${r_bulk[direct]}"); added p50 at 1k req/s $(diff_ms "${r_1k[adaptive]%% *}" "${r_1k[direct]%% *}") ms; splice / copy: bulk $(ratio "${r_bulk[splice]}" "${r_bulk[copy]}"), req/s $(ratio "${r_rps[splice]}" "${r_rps[copy]}"). The ingress's RSS after the adaptive rows: $ING_RSS MiB."
     echo
     echo "| call through sidecars | req/s (wrk) | p50 ms | p99 ms | p50 / p99 ms at 1k req/s | new connections/s |"
     echo "| --- | --- | --- | --- | --- | --- |"

@@ -33,11 +33,21 @@
  * the relay's. */
 struct hy_ing_cfg {
     struct hy_agent_cfg base;   /* base.resource_file: the ZoneIngress; workers: relay threads */
-    bool splice;                /* relay with splice(2); false: copy through user space */
+    bool splice;                /* false: --relay=copy, whatever --relay says */
+    char *relay;                /* --relay: splice, copy or adaptive */
     bool allow_local_endpoints; /* UNSAFE: relay to loopback, unspecified, link-local endpoints */
 };
 
 #define HY_ING_MAX_WORKERS 64
+
+/* How the relay moves bytes once a connection is routed (relay.c). */
+enum hy_ing_relay_mode {
+    HY_ING_RELAY_ADAPTIVE, /* copy small messages, splice bulk */
+    HY_ING_RELAY_SPLICE,   /* splice(2) through a pipe per direction */
+    HY_ING_RELAY_COPY,     /* recv into a buffer, send */
+};
+/* "adaptive", "splice", "copy". */
+const char *hy_ing_relay_name(enum hy_ing_relay_mode m);
 
 /* A set of routes: an agent snapshot (agent_snap.h), immutable once
  * published in struct hy_ing's current; workers and connections hold
@@ -97,6 +107,7 @@ struct hy_ing {
     bool started; /* what follows and the relay were set up (hy_ing_ops.start) */
 
     /* the guard (guard.c): what the relay never connects to */
+    enum hy_ing_relay_mode relay_mode; /* --relay (and --splice), set before the workers start */
     const char *relay_host; /* where the workers listen (borrowed from the file, or "0.0.0.0") */
     unsigned relay_port, admin_port; /* the ingress's own; set before the workers start */
     struct hy_net_addrs *local;      /* this host's addresses, as last read */

@@ -16,8 +16,11 @@ static const struct hy_option options[] = {
                      "the zone-ingress token (hyphactl generate zone-ingress-token)",
                      "127.0.0.1:9902",
                      "relay threads, each with its own loop and listening socket; 0: one per CPU"),
+    {"relay", "HYPHA_RELAY", "relay", HY_OPT_STRING, O(relay), "adaptive",
+     "how relayed bytes move: adaptive (copy small messages, one read and one write each; "
+     "splice bulk), splice (splice(2) through a pipe, never entering user space), copy"},
     {"splice", "HYPHA_SPLICE", "splice", HY_OPT_BOOL, O(splice), "true",
-     "relay with splice(2), the bytes never entering user space; false: copy them"},
+     "false: the same as --relay=copy (kept for older configurations)"},
     {"allow-local-endpoints", "HYPHA_ALLOW_LOCAL_ENDPOINTS", "allowLocalEndpoints", HY_OPT_BOOL,
      O(allow_local_endpoints), "false",
      "UNSAFE, single-host development only: relay to endpoints on this host's loopback, "

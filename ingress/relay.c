@@ -12,10 +12,16 @@
  * Each worker thread has its own loop and listening socket on the port
  * (SO_REUSEPORT); a connection lives on the worker that accepted it.
  *
- * Once the ClientHello is replayed, the bytes move with splice(2) through a
- * pipe per direction, never entering user space: the sockets leave libuv's
- * stream handles (dup, then close) for a uv_poll each. Where that cannot
- * be set up, or with --splice=false, they are copied through a buffer. */
+ * Once the ClientHello is replayed, the sockets leave libuv's stream
+ * handles (dup, then close) for a uv_poll each, and each direction moves
+ * its bytes as --relay says: splice(2) through a pipe, never entering user
+ * space; copy, recv into a buffer and send; adaptive, copy while messages
+ * are small and splice while reads come back full. Either way one read per
+ * direction is in flight: its source is not read again until it is all
+ * written, and a read that did not fill the buffer is not repeated until
+ * epoll says there is more, so a small message costs one read and one
+ * write. Where the sockets cannot be taken over, the bytes are copied
+ * through libuv's streams. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -35,28 +41,40 @@
 #include "poison.h"
 
 #define READ_SIZE 16384
-#define PIPE_CAP 65536 /* a pipe's default capacity: what one direction holds in flight */
+#define PIPE_CAP 65536    /* a pipe's default capacity: what one direction splices at once */
+#define ADAPT_SMALL 4096  /* a splice that moved less than this was a small message */
+#define ADAPT_TO_SPLICE 2 /* adaptive: full copying reads in a row before it splices */
+#define ADAPT_TO_COPY 4   /* and small splices in a row before it copies again */
 
 enum phase { HELLO, CONNECTING, RELAY };
 
-/* The splice relay: direction d moves fd[d] -> pipe[d] -> fd[1 - d]
- * (0: downstream to upstream, 1: back). */
+/* The relay on the sockets: direction d moves fd[d] -> fd[1 - d] (0:
+ * downstream to upstream, 1: back), through its pipe with splice or its
+ * buffer with recv and send. */
+struct dir {
+    int pipe[2];   /* read end, write end; -1 until it splices */
+    bool no_pipe;  /* pipe2 failed: it copies */
+    size_t inpipe; /* bytes in the pipe, not yet written */
+    uint8_t *buf;  /* copying: buf[off..len) read, not yet written */
+    size_t cap, off, len;
+    bool splicing;   /* splice now, else copy */
+    unsigned streak; /* adaptive: reads in a row that argue for the other way */
+    bool eof;        /* the source sent EOF */
+    bool shut;       /* and the destination was shut down for writing */
+};
+
 struct spl {
     int fd[2];
     uv_poll_t poll[2];
     bool poll_init[2];
-    int pipe[2][2]; /* read end, write end */
-    size_t inpipe[2];
-    bool full[2]; /* the pipe of d took nothing more: wait until it drained */
-    bool eof[2];  /* the source of d sent EOF */
-    bool shut[2]; /* and d's destination was shut down for writing */
     int events[2];
+    struct dir d[2];
 };
 
 struct hy_ing_conn {
     struct hy_ing *g;
     struct hy_ing_worker *w; /* the thread it lives on */
-    struct spl *spl;         /* in splice mode */
+    struct spl *spl;         /* relaying on the sockets (not libuv's streams) */
     struct hy_ing_conn *prev, *next;
     struct hy_agent_side down, up;
     enum phase phase;
@@ -70,6 +88,7 @@ struct hy_ing_conn {
     unsigned attempts;
     uint64_t start_ms, last_ms;
     uint64_t up_bytes, down_bytes;
+    uint64_t spliced; /* of those, moved by splice */
     char peer[64], sni[HY_SNI_MAX], upstream[80], why[200];
     const char *result;
     uint8_t hello[HY_SNI_HELLO_MAX + 1024]; /* what came before the route was known */
@@ -85,8 +104,8 @@ static void spl_free(struct spl *x)
         if (x->fd[i] >= 0)
             close(x->fd[i]);
         for (int k = 0; k < 2; k++)
-            if (x->pipe[i][k] >= 0)
-                close(x->pipe[i][k]);
+            if (x->d[i].pipe[k] >= 0)
+                close(x->d[i].pipe[k]);
     }
     free(x);
 }
@@ -140,13 +159,14 @@ static void conn_close(struct hy_ing_conn *c, const char *result, const char *wh
     const Hypha__V1__DpIngressRoute *r = c->route;
     hy_log(strcmp(result, "closed") ? HY_LOG_INFO : HY_LOG_DEBUG, "ingress",
            "access peer=%s sni=%s service=%s%s%s upstream=%s attempts=%u sent=%llu received=%llu "
-           "relay=%s duration=%.3fs result=%s%s%s",
+           "relay=%s spliced=%llu duration=%.3fs result=%s%s%s",
            c->peer, c->sni[0] ? c->sni : "-", r ? r->mesh : "-", r ? "/" : "", r ? r->service : "",
            c->upstream[0] ? c->upstream : "-", c->attempts, (unsigned long long)c->up_bytes,
            (unsigned long long)c->down_bytes,
-           c->spl              ? "splice"
+           c->spl              ? hy_ing_relay_name(c->g->relay_mode)
            : c->phase == RELAY ? "copy"
                                : "-",
+           (unsigned long long)c->spliced,
            (double)(uv_now(&c->w->base.loop) - c->start_ms) / 1000.0, result, c->why[0] ? ": " : "",
            c->why);
     close_handle(c, (uv_handle_t *)&c->timer);
@@ -303,62 +323,130 @@ static void on_up_closed(uv_handle_t *h)
     try_connect(c);
 }
 
-/* ----- splice ----- */
+/* ----- the relay on the sockets themselves ----- */
 
 static void spl_update(struct hy_ing_conn *c);
 
-/* Moves what it can in direction d; false when the connection ended. */
+static const char *dir_name(int d, bool dst)
+{
+    return (d == 0) != dst ? "downstream" : "upstream";
+}
+
+/* Direction d's pipe, made on first use: false when it cannot be. */
+static bool dir_pipe(struct dir *r)
+{
+    if (r->pipe[0] >= 0)
+        return true;
+    if (r->no_pipe)
+        return false;
+    if (pipe2(r->pipe, O_NONBLOCK | O_CLOEXEC) == 0)
+        return true;
+    hy_log(HY_LOG_DEBUG, "ingress", "no pipe for splice (%s): copying", strerror(errno));
+    r->pipe[0] = r->pipe[1] = -1;
+    r->no_pipe = true;
+    return false;
+}
+
+/* Writes what direction d holds: false on an error (the connection is
+ * closing); *left true when bytes stay for a writable socket. */
+static bool dir_flush(struct hy_ing_conn *c, int d, bool *left)
+{
+    struct dir *r = &c->spl->d[d];
+    int dst = c->spl->fd[1 - d];
+    *left = false;
+    while (r->inpipe || r->off < r->len) {
+        ssize_t n =
+            r->inpipe
+                ? splice(r->pipe[0], NULL, dst, NULL, r->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+                : send(dst, r->buf + r->off, r->len - r->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0 && r->inpipe) {
+            r->inpipe -= (size_t)n;
+        } else if (n > 0) {
+            r->off += (size_t)n;
+            if (r->off == r->len)
+                r->off = r->len = 0;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            *left = true;
+            return true;
+        } else {
+            conn_close(c, "error", "writing to the %s: %s", dir_name(d, true),
+                       n < 0 ? strerror(errno) : "nothing written");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Moves what it can in direction d: read (splice into its pipe, or recv
+ * into its buffer), write it all, again while reads come back full. One
+ * read in flight per direction: while it is not all written the source is
+ * not read (backpressure), the destination waited on for writable.
+ * Returns false when the connection ended. */
 static bool spl_pump(struct hy_ing_conn *c, int d)
 {
     struct spl *x = c->spl;
-    int src = x->fd[d], dst = x->fd[1 - d];
+    struct dir *r = &x->d[d];
+    bool more = true;
     for (;;) {
-        bool moved = false;
-        if (!x->eof[d] && !x->full[d] && x->inpipe[d] < PIPE_CAP) {
-            ssize_t n = splice(src, NULL, x->pipe[d][1], NULL, PIPE_CAP - x->inpipe[d],
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            /* a pipe fills by slots, one per packet, long before PIPE_CAP
-             * bytes: EAGAIN with bytes in it means full, not "nothing to read" */
-            if (n < 0 && errno == EAGAIN && x->inpipe[d])
-                x->full[d] = true;
-            if (n > 0) {
-                x->inpipe[d] += (size_t)n;
-                if (d == 0)
-                    c->up_bytes += (uint64_t)n;
-                else
-                    c->down_bytes += (uint64_t)n;
-                hy_series_add(c->g->m.bytes, (double)n);
-                moved = true;
-            } else if (n == 0) {
-                x->eof[d] = true;
-            } else if (errno != EAGAIN && errno != EINTR) {
-                conn_close(c, "error", "reading from the %s: %s", d ? "upstream" : "downstream",
-                           strerror(errno));
-                return false;
-            }
-        }
-        if (x->inpipe[d]) {
-            ssize_t n = splice(x->pipe[d][0], NULL, dst, NULL, x->inpipe[d],
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (n > 0) {
-                x->inpipe[d] -= (size_t)n;
-                x->full[d] = false;
-                moved = true;
-            } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-                conn_close(c, "error", "writing to the %s: %s", d ? "downstream" : "upstream",
-                           strerror(errno));
-                return false;
-            }
-        }
-        if (x->eof[d] && !x->inpipe[d] && !x->shut[d]) {
-            shutdown(dst, SHUT_WR);
-            x->shut[d] = true;
-        }
-        if (!moved)
+        bool left;
+        if (!dir_flush(c, d, &left))
+            return false;
+        if (left)
             break;
+        if (r->eof) {
+            if (!r->shut) {
+                shutdown(x->fd[1 - d], SHUT_WR);
+                r->shut = true;
+            }
+            break;
+        }
+        if (!more) /* the last read drained the socket: epoll says when there is more */
+            break;
+        /* adaptive: splice once reads come back full, copy once they are small again */
+        if (c->g->relay_mode == HY_ING_RELAY_ADAPTIVE) {
+            if (!r->splicing && r->streak >= ADAPT_TO_SPLICE && dir_pipe(r))
+                r->splicing = true, r->streak = 0;
+            else if (r->splicing && r->streak >= ADAPT_TO_COPY)
+                r->splicing = false, r->streak = 0;
+        }
+        ssize_t n;
+        size_t want = r->splicing ? PIPE_CAP : r->cap;
+        if (r->splicing)
+            n = splice(x->fd[d], NULL, r->pipe[1], NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        else
+            n = recv(x->fd[d], r->buf, want, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        if (n < 0) {
+            conn_close(c, "error", "reading from the %s: %s", dir_name(d, false), strerror(errno));
+            return false;
+        }
         c->last_ms = uv_now(&c->w->base.loop);
+        if (n == 0) {
+            r->eof = true;
+            continue;
+        }
+        if (r->splicing) {
+            r->inpipe = (size_t)n;
+            c->spliced += (uint64_t)n;
+            more = (size_t)n >= ADAPT_SMALL;
+            r->streak = more ? 0 : r->streak + 1;
+        } else {
+            r->len = (size_t)n;
+            more = (size_t)n == want;
+            r->streak = more ? r->streak + 1 : 0;
+        }
+        if (d == 0)
+            c->up_bytes += (uint64_t)n;
+        else
+            c->down_bytes += (uint64_t)n;
+        hy_series_add(c->g->m.bytes, (double)n);
     }
-    if (x->shut[0] && x->shut[1]) {
+    if (x->d[0].shut && x->d[1].shut) {
         conn_close(c, "ok", NULL);
         return false;
     }
@@ -384,16 +472,17 @@ static void on_poll(uv_poll_t *h, int status, int events)
     spl_update(c);
 }
 
-/* What each socket waits for: readable while its direction has room in
- * its pipe, writable while the other direction has bytes for it. */
+/* What each socket waits for: readable while its direction holds nothing
+ * unwritten, writable while the other direction holds bytes for it. */
 static void spl_update(struct hy_ing_conn *c)
 {
     struct spl *x = c->spl;
     for (int i = 0; i < 2; i++) {
+        const struct dir *r = &x->d[i], *o = &x->d[1 - i];
         int ev = 0;
-        if (!x->eof[i] && !x->full[i] && x->inpipe[i] < PIPE_CAP)
+        if (!r->eof && !r->inpipe && r->off == r->len)
             ev |= UV_READABLE;
-        if (x->inpipe[1 - i])
+        if (o->inpipe || o->off < o->len)
             ev |= UV_WRITABLE;
         if (ev == x->events[i])
             continue;
@@ -405,8 +494,9 @@ static void spl_update(struct hy_ing_conn *c)
     }
 }
 
-/* Hands both sockets to splice: false (nothing changed) when it cannot;
- * true once the connection is in splice mode (or ended trying). */
+/* Takes both sockets from libuv's streams for a uv_poll each: false
+ * (nothing changed) when it cannot; true once the connection relays on the
+ * sockets (or ended trying). */
 static bool spl_start(struct hy_ing_conn *c)
 {
     struct spl *x = calloc(1, sizeof(*x));
@@ -414,18 +504,24 @@ static bool spl_start(struct hy_ing_conn *c)
         return false;
     x->fd[0] = x->fd[1] = -1;
     for (int i = 0; i < 2; i++)
-        x->pipe[i][0] = x->pipe[i][1] = -1;
+        x->d[i].pipe[0] = x->d[i].pipe[1] = -1;
+    /* the connection's buffers, done with: ClientHello and stream reads */
+    x->d[0].buf = c->buf, x->d[0].cap = sizeof(c->buf);
+    x->d[1].buf = c->hello, x->d[1].cap = sizeof(c->hello);
     uv_os_fd_t fd[2];
     bool ok = uv_fileno((uv_handle_t *)&c->down.tcp, &fd[0]) == 0 &&
               uv_fileno((uv_handle_t *)&c->up.tcp, &fd[1]) == 0;
     for (int i = 0; ok && i < 2; i++)
         ok = (x->fd[i] = fcntl(fd[i], F_DUPFD_CLOEXEC, 0)) >= 0 &&
-             pipe2(x->pipe[i], O_NONBLOCK | O_CLOEXEC) == 0;
+             (c->g->relay_mode != HY_ING_RELAY_SPLICE || dir_pipe(&x->d[i]));
     if (!ok) {
-        hy_log(HY_LOG_DEBUG, "ingress", "splice not available (%s): copying", strerror(errno));
+        hy_log(HY_LOG_DEBUG, "ingress", "cannot relay on the sockets (%s): copying",
+               strerror(errno));
         spl_free(x);
         return false;
     }
+    for (int i = 0; i < 2; i++)
+        x->d[i].splicing = c->g->relay_mode == HY_ING_RELAY_SPLICE;
     c->spl = x;
     /* the stream handles go (closing their fds); the dups carry on */
     uv_read_stop((uv_stream_t *)&c->down.tcp);
@@ -468,9 +564,9 @@ static void on_connect(uv_connect_t *req, int status)
     hy_series_add(c->g->m.bytes, (double)c->hlen);
     uv_timer_start(&c->timer, on_timer, HY_ING_IDLE_MS, 0);
     /* the ClientHello, as it came: at once into a fresh socket's buffer, so
-     * that splice can take over; otherwise (or without splice) queued */
+     * that the relay can take the socket over; otherwise queued */
     size_t done = 0;
-    if (c->g->cfg->splice) {
+    {
         uv_buf_t b = uv_buf_init((char *)c->hello, (unsigned)c->hlen);
         int w = uv_try_write((uv_stream_t *)&c->up.tcp, &b, 1);
         done = w > 0 ? (size_t)w : 0;
@@ -716,8 +812,34 @@ static const struct hy_agent_pool_ops worker_ops = {
     .fini = worker_fini,
 };
 
+const char *hy_ing_relay_name(enum hy_ing_relay_mode m)
+{
+    switch (m) {
+    case HY_ING_RELAY_SPLICE:
+        return "splice";
+    case HY_ING_RELAY_COPY:
+        return "copy";
+    default:
+        return "adaptive";
+    }
+}
+
 int hy_ing_relay_start(struct hy_ing *g)
 {
+    const char *mode = g->cfg->relay ? g->cfg->relay : "adaptive";
+    if (!strcmp(mode, "adaptive"))
+        g->relay_mode = HY_ING_RELAY_ADAPTIVE;
+    else if (!strcmp(mode, "splice"))
+        g->relay_mode = HY_ING_RELAY_SPLICE;
+    else if (!strcmp(mode, "copy"))
+        g->relay_mode = HY_ING_RELAY_COPY;
+    else {
+        hy_log(HY_LOG_ERROR, "ingress", "--relay \"%.100s\": expected adaptive, splice or copy",
+               mode);
+        return HY_EINVAL;
+    }
+    if (!g->cfg->splice)
+        g->relay_mode = HY_ING_RELAY_COPY;
     const Hypha__V1__ZoneIngress *zi = (const Hypha__V1__ZoneIngress *)g->a.file.res->spec;
     const char *host = zi->networking->address;
     unsigned port = zi->networking->port;
@@ -735,8 +857,9 @@ int hy_ing_relay_start(struct hy_ing *g)
         return HY_EINVAL;
     }
     g->listening = true;
-    hy_log(HY_LOG_INFO, "ingress", "listening for cross-zone traffic on %s:%u (%u worker%s)", host,
-           port, n, n == 1 ? "" : "s");
+    hy_log(HY_LOG_INFO, "ingress",
+           "listening for cross-zone traffic on %s:%u (%u worker%s, relay=%s)", host, port, n,
+           n == 1 ? "" : "s", hy_ing_relay_name(g->relay_mode));
     return 0;
 }
 

@@ -56,6 +56,13 @@ rc=0
     --admin-address 127.0.0.1:0 >"$HY_TMP/wild.log" 2>&1 || rc=$?
 hy_eq "listening on 0.0.0.0 with no advertisedAddress: exit 1" 1 "$rc"
 hy_check "saying other zones need one" grep -q "advertisedAddress: required when address is 0.0.0.0" "$HY_TMP/wild.log"
+printf 'type: ZoneIngress\nname: fast\nnetworking:\n  address: 127.0.0.1\n  port: 10001\n' >"$HY_TMP/fast.yaml"
+rc=0
+"$HY_BIN/hypha-ingress" run --cp-address wss://127.0.0.1:1 --ca-cert-file /dev/null \
+    --ingress-file "$HY_TMP/fast.yaml" --token-file "$HY_TMP/ingress-west.token" \
+    --admin-address 127.0.0.1:0 --relay=fast >"$HY_TMP/fast.log" 2>&1 || rc=$?
+hy_eq "--relay=fast: exit 1" 1 "$rc"
+hy_check "naming the modes there are" grep -q -- '--relay "fast": expected adaptive, splice or copy' "$HY_TMP/fast.log"
 
 # ---- an ingress with another kind of token, or another ingress's, is refused
 zctl "$WE" generate dataplane-token --mesh default --name ingress-x --valid-for 1h >"$HY_TMP/ingress-x.token"
@@ -140,8 +147,9 @@ bigcall() {
         timeout 20 head -c 4000000 <&3 | sha256sum | cut -d" " -f1
         wait' _ "$HY_TMP/big" 2>/dev/null
 }
-hy_eq "4 MB through the ingress (splice) come back intact" "$BIG_SUM" "$(bigcall)"
-hy_check "relayed by splice" hy_wait_for 5 grep -Eq "sent=40[0-9]{5} received=40[0-9]{5} relay=splice .*result=ok" "$HY_TMP/ingress-west.log"
+hy_eq "4 MB through the ingress (adaptive, the default) come back intact" "$BIG_SUM" "$(bigcall)"
+hy_check "the bulk spliced by the adaptive relay" hy_wait_for 5 grep -Eq "sent=40[0-9]{5} received=40[0-9]{5} relay=adaptive spliced=[1-9][0-9]{5,} .*result=ok" "$HY_TMP/ingress-west.log"
+hy_check "small calls copied by it, nothing spliced" grep -Eq "sni=backend.default.mesh .* relay=adaptive spliced=0 .*result=ok" "$HY_TMP/ingress-west.log"
 
 # ---- what the ingress sees is ciphertext: capture it on west's side
 inns "$WE" timeout 20 tcpdump -i eth0 --immediate-mode -U -w "$HY_TMP/ingress.pcap" "tcp port 10001" \
@@ -252,7 +260,17 @@ passing() { [ "$(checks_passed)" -ge 2 ] 2>/dev/null; }
 hy_check "web-1 health-checks west's ingress by its host name, and the checks pass" hy_wait_for 15 passing
 gctl delete meshhealthcheck backend-hc -m default >/dev/null
 hy_eq "4 MB through the ingress (copying) come back intact" "$BIG_SUM" "$(bigcall)"
-hy_check "relayed by copying" hy_wait_for 5 grep -Eq "sent=40[0-9]{5} received=40[0-9]{5} relay=copy .*result=ok" "$HY_TMP/ingress-west.log"
+hy_check "relayed by copying" hy_wait_for 5 grep -Eq "sent=40[0-9]{5} received=40[0-9]{5} relay=copy spliced=0 .*result=ok" "$HY_TMP/ingress-west.log"
+
+# ---- and with splice all the way (stopped politely this time)
+hy_check "west's ingress stops on SIGTERM" hy_stop "$INGRESS_WEST_PID"
+start_ingress west "$WE" "$WE_IP" ingress.west.hypha.test --relay=splice
+INGRESS_WEST_PID=$LAST_PID
+hy_check "west's ingress is back, splicing" hy_wait_for 15 ing_ready "$WE"
+hy_check "it says so" grep -q "listening for cross-zone traffic on .*relay=splice)" "$HY_TMP/ingress-west.log"
+hy_check "calls work through it" hy_wait_for 15 calls spliced
+hy_eq "4 MB through the ingress (splice) come back intact" "$BIG_SUM" "$(bigcall)"
+hy_check "relayed by splice" hy_wait_for 5 grep -Eq "sent=40[0-9]{5} received=40[0-9]{5} relay=splice spliced=[1-9][0-9]{6,} .*result=ok" "$HY_TMP/ingress-west.log"
 
 # ---- the global CP down: cross-zone calls go on
 hy_check "SIGKILL the global CP" kill -9 "$GLOBAL_PID"
