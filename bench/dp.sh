@@ -14,7 +14,12 @@
 # sidecar started with HYPHA_DP_TLS_RESUMPTION=0), bulk download (MB/s),
 # and the two proxies' CPU and RSS; then the linked wolfSSL's key exchange
 # and AEAD speeds (hypha-bench-tls-prims: why the sidecar prefers what it
-# does). Rewrites the results:dp section of bench/README.md.
+# does). With a performance wolfSSL (HYPHA_WOLFSSL_ROOT=PREFIX of one
+# installed, or HYPHA_WOLFSSL_SRC=a source tree or tarball that
+# bench/wolfssl_perf.sh builds), a fourth path, hypha-perf: the same two
+# sidecars built against it (build-bench-perf, -DHYPHA_WOLFSSL_ROOT), side
+# by side with Debian's; without either, only Debian's rows. Rewrites the
+# results:dp section of bench/README.md.
 #
 # usage: bench/dp.sh [--no-write] [--seconds S] [--connections N] [--dir D]
 #   --no-write       print the results, leave README.md alone
@@ -64,6 +69,20 @@ hy_install_packages $HY_BUILD_PACKAGES libcmocka-dev curl jq openssl wrk nghttp2
 
 dp_build build-bench
 cmake --build build-bench --target hypha-bench-tls-prims -j "$(nproc)" >/dev/null
+paths=(direct hypha haproxy)
+perf_root=${HYPHA_WOLFSSL_ROOT:-}
+if [ -n "${HYPHA_WOLFSSL_SRC:-}" ] && [ -z "$perf_root" ]; then
+    perf_root=$(bench/wolfssl_perf.sh | tail -1)
+fi
+if [ -n "$perf_root" ]; then
+    debian_bin=$bin
+    cmake -S . -B build-bench-perf -DCMAKE_BUILD_TYPE=Release -DHYPHA_SANITIZE=OFF -DHYPHA_FUZZ=OFF \
+        -DHYPHA_WOLFSSL_ROOT="$perf_root" >/dev/null
+    cmake --build build-bench-perf --target hypha-dp hypha-bench-tls-prims -j "$(nproc)" >/dev/null
+    perf_bin="$(pwd)/build-bench-perf/bin"
+    bin=$debian_bin
+    paths=(direct hypha hypha-perf haproxy)
+fi
 
 tmp=$(mktemp -d "$dir/hypha-bench-dp-XXXXXX")
 chmod 755 "$tmp" # nginx's workers run as another user when we are root
@@ -91,13 +110,32 @@ dp_start_sidecar web-1 "$tmp/web-1.yaml" hypha.io/service=web
 wait_for 20 curl -sf "http://127.0.0.1:$W_OUT/small"
 wait_for 20 curl -sf "http://127.0.0.1:$W_OUT_FULL/small"
 
+# ---- hypha-perf: the same pair built against the performance wolfSSL
+if [ -n "$perf_root" ]; then
+    dp_mtp web-perf-to-backend-perf backend-perf web-perf Allow
+    PB_IN=$(hy_free_port) PW_OUT=$(hy_free_port)
+    dp_dataplane backend-perf-1 "in:$PB_IN:$NGINX_PORT:backend-perf" >"$tmp/backend-perf-1.yaml"
+    dp_dataplane web-perf-1 "in:$(hy_free_port):$(hy_free_port):web-perf" \
+        "out:$PW_OUT:backend-perf" >"$tmp/web-perf-1.yaml"
+    bin=$perf_bin # dp_start_sidecar runs $bin/hypha-dp; hyphactl is the same
+    cp "$debian_bin/hyphactl" "$perf_bin/hyphactl" 2>/dev/null || true
+    dp_start_sidecar backend-perf-1 "$tmp/backend-perf-1.yaml" hypha.io/service=backend-perf
+    dp_start_sidecar web-perf-1 "$tmp/web-perf-1.yaml" hypha.io/service=web-perf
+    bin=$debian_bin
+    wait_for 20 curl -sf "http://127.0.0.1:$PW_OUT/small"
+fi
+
 # ---- haproxy: the same shape, mTLS with its own CA
 dp_haproxy_tcp_pair "$NGINX_PORT"
 
 declare -A port=([direct]=$NGINX_PORT [hypha]=$W_OUT [haproxy]=$H_OUT)
 declare -A procs=([direct]="" [hypha]="${DP_PID[web-1]} ${DP_PID[backend-1]}" [haproxy]="${HA_PID[out]} ${HA_PID[in]}")
+if [ -n "$perf_root" ]; then
+    port[hypha-perf]=$PW_OUT
+    procs[hypha-perf]="${DP_PID[web-perf-1]} ${DP_PID[backend-perf-1]}"
+fi
 declare -A rps p50 p99 crps mbs cpu rss errs r1k r10k
-for path in direct hypha haproxy; do
+for path in "${paths[@]}"; do
     echo "dp.sh: $path" >&2
     p=${port[$path]}
     # shellcheck disable=SC2086
@@ -159,7 +197,7 @@ machine=$(dp_machine)
     echo
     echo "| path | req/s (keep-alive) | p50 ms | p99 ms | new connections/s | bulk MB/s | proxies' CPU % | proxies' RSS MiB |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-    for path in direct hypha haproxy; do
+    for path in "${paths[@]}"; do
         echo "| $path | ${rps[$path]} | ${p50[$path]} | ${p99[$path]} | ${crps[$path]} | ${mbs[$path]} | $([ "$path" = direct ] && echo - || echo "${cpu[$path]}") | ${rss[$path]} |"
     done
     echo
@@ -169,15 +207,21 @@ machine=$(dp_machine)
     echo
     echo "| path | p50 / p99 ms at 1k req/s | p50 / p99 ms at 10k req/s |"
     echo "| --- | --- | --- |"
-    for path in direct hypha haproxy; do
+    for path in "${paths[@]}"; do
         echo "| $path | ${r1k[$path]} | ${r10k[$path]} |"
     done
     echo
     echo "hypha / haproxy: req/s $(ratio "${rps[hypha]}" "${rps[haproxy]}"), new connections/s $(ratio "${crps[hypha]}" "${crps[haproxy]}"), bulk $(ratio "${mbs[hypha]}" "${mbs[haproxy]}"), RSS $(ratio "${rss[hypha]}" "${rss[haproxy]}")."
     echo "hypha / direct: req/s $(ratio "${rps[hypha]}" "${rps[direct]}"), bulk $(ratio "${mbs[hypha]}" "${mbs[direct]}")."
+    if [ -n "$perf_root" ]; then
+        pprims=$("$perf_bin/hypha-bench-tls-prims" 1)
+        pprim() { awk -v k="$1" '$1 == k { print $2 }' <<<"$pprims"; }
+        echo
+        echo "hypha-perf (wolfSSL from $perf_root: AES-NI in the build $(pprim build_aesni); AES-128-GCM $(pprim aead_aes128gcm), ChaCha20-Poly1305 $(pprim aead_chacha20poly1305) MB/s; X25519 $(pprim kex_x25519), P-256 $(pprim kex_p256) key exchanges/s; it prefers $(curl -s "http://${DP_ADMIN[web-perf-1]}/config" | jq -r '"\(.tls.suite) with \(.tls.group)"')) / haproxy: req/s $(ratio "${rps[hypha-perf]}" "${rps[haproxy]}"), new connections/s $(ratio "${crps[hypha-perf]}" "${crps[haproxy]}"), bulk $(ratio "${mbs[hypha-perf]}" "${mbs[haproxy]}"), RSS $(ratio "${rss[hypha-perf]}" "${rss[haproxy]}"); hypha-perf / hypha (Debian's wolfSSL): bulk $(ratio "${mbs[hypha-perf]}" "${mbs[hypha]}")."
+    fi
     echo
     echo "MeshTrafficPermission, from \`hyphactl apply\` on the zone to the first new call that obeys it (7 times each; median / max ms, a call is a new curl): Deny $(stats "${deny_ms[@]}"), Allow $(stats "${allow_ms[@]}")."
-    for path in direct hypha haproxy; do
+    for path in "${paths[@]}"; do
         [ -z "${errs[$path]}" ] || echo "wrk reported for $path: ${errs[$path]}"
     done
 } >"$tmp/results.md"
