@@ -18,6 +18,7 @@
 #include <wolfssl/wolfcrypt/random.h>
 
 #include "bench_util.h"
+#include "poison.h"
 
 static double exchanges_p256(WC_RNG *rng, double secs)
 {

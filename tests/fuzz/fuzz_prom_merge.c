@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "dp_prom.h"
+#include "poison.h"
 
 static const char OURS[] = "# HELP process_open_fds Open fds.\n# TYPE process_open_fds gauge\n"
                            "process_open_fds 12\n# TYPE hypha_dp_connected gauge\n"
