@@ -78,14 +78,14 @@ spec:
     - targetRef: {kind: Mesh}
       default:
         tcp: {maxConnectAttempt: 3}
-        http: {numRetries: 5}
+        http: {numRetries: 5, hostSelectionMaxAttempts: 3}
         grpc: {numRetries: 5}
 EOF
 o=$(ctl apply -f "$HY_TMP/k8s.yaml" 2>&1)
 hy_contains "a Kubernetes-shaped Kuma file applies" "meshretry/http-retries created" "$o"
 hy_contains "what the data plane does not enforce yet is said, field by field" \
-    "Warning: MeshRetry default/http-retries: spec.to[0].default.grpc.numRetries: accepted, not enforced yet" "$o"
-hy_check "and nothing it does enforce draws a warning" bash -c "! grep -q 'maxConnectAttempt\|http.numRetries' <<<'$o'"
+    "Warning: MeshRetry default/http-retries: spec.to[0].default.http.hostSelectionMaxAttempts: accepted, not enforced yet" "$o"
+hy_check "and nothing it does enforce draws a warning" bash -c "! grep -q 'maxConnectAttempt\|http.numRetries\|grpc.numRetries' <<<'$o'"
 hy_contains "the namespace is kept as Kuma's global CP shows it" "k8s.kuma.io/namespace: kuma-demo" \
     "$(ctl get meshretry http-retries -m default -o yaml)"
 printf 'type: Zone\nname: ok-zone\n---\ntype: Zone\nname: Bad\n' >"$HY_TMP/bad.yaml"

@@ -299,7 +299,7 @@ err 2 "Run 'hyphactl explain --help' for usage." "and it says where the usage is
 
 # ---- the completion script knows the commands
 o=$(zctl completion bash)
-hy_contains "completion: inspect's commands" '"inspect") words="zones dataplanes zoneingresses dataplane"' "$o"
+hy_contains "completion: inspect's commands" '"inspect") words="zones dataplanes services zoneingresses dataplane"' "$o"
 hy_contains "completion: --type's values" 'compgen -W "rules policies config stats"' "$o"
 
 hy_stop "$GLOBAL_PID" || true
