@@ -377,14 +377,20 @@ const char *hy_l7_route_backend(const struct hy_l7_routes *r, int i, uint64_t rn
     return by_weight(src->backends, src->n_backends, r->routes[i].total_weight, rnd);
 }
 
+const Hypha__V1__DpBackendRef *hy_l7_tcp_backend_ref(const Hypha__V1__DpOutbound *o, uint64_t rnd)
+{
+    uint64_t total = 0;
+    for (size_t k = 0; k < o->n_tcp_backends; k++)
+        total += weight(o->tcp_backends[k]);
+    return ref_by_weight(o->tcp_backends, o->n_tcp_backends, total, rnd);
+}
+
 const char *hy_l7_tcp_backend(const Hypha__V1__DpOutbound *o, uint64_t rnd)
 {
     if (!o->n_tcp_backends)
         return o->service;
-    uint64_t total = 0;
-    for (size_t k = 0; k < o->n_tcp_backends; k++)
-        total += weight(o->tcp_backends[k]);
-    return by_weight(o->tcp_backends, o->n_tcp_backends, total, rnd);
+    const Hypha__V1__DpBackendRef *b = hy_l7_tcp_backend_ref(o, rnd);
+    return b ? b->service : NULL;
 }
 
 /* ---- filters ----------------------------------------------------------- */

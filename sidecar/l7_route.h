@@ -91,5 +91,8 @@ bool hy_l7_route_host_to_backend(const struct hy_l7_routes *r, int i);
  * (o->tcp_backends; none: o->service; every weight 0: NULL, refuse the
  * connection). Borrowed from o. */
 const char *hy_l7_tcp_backend(const Hypha__V1__DpOutbound *o, uint64_t rnd);
+/* The same pick as the backendRef itself (its subset tags too); NULL when
+ * o has no split or every weight is 0. Borrowed from o. */
+const Hypha__V1__DpBackendRef *hy_l7_tcp_backend_ref(const Hypha__V1__DpOutbound *o, uint64_t rnd);
 
 #endif

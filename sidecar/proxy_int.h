@@ -135,6 +135,8 @@ struct hy_px_conn {
     bool pending;                 /* counted in l->route->pending */
     unsigned active_n, pending_n; /* the route's counts with this one, taken at accept */
     struct hy_agent_ep *load;     /* the endpoint slot this connection counts in (route's lock) */
+    const Hypha__V1__DpBackendRef
+        *subset; /* MeshTCPRoute: only endpoints with its tags (in snap) */
     void (*connected)(struct hy_px_conn *c, int status);
     void (*up_then)(struct hy_px_conn *c);
     char endpoint[HY_AGENT_EP_KEY]; /* "address:port" being connected to */

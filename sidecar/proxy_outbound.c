@@ -5,6 +5,7 @@
  * peer sidecar, whose SPIFFE ID must be that of the service. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "metrics.h"
@@ -188,7 +189,50 @@ const Hypha__V1__DpEndpoint *hy_px_pick_among(struct hy_px_route *r, const Hypha
 
 static const Hypha__V1__DpEndpoint *pick(struct hy_px_conn *c)
 {
-    return hy_px_pick(c->l->route, c->out, &c->load, NULL);
+    const Hypha__V1__DpOutbound *o = c->out;
+    if (!c->subset || !c->subset->n_tags)
+        return hy_px_pick(c->l->route, o, &c->load, NULL);
+    bool *among = calloc(o->n_endpoints ? o->n_endpoints : 1, sizeof(*among));
+    if (!among)
+        return NULL;
+    for (size_t k = 0; k < o->n_endpoints; k++)
+        among[k] = hy_l7_subset_has(c->subset, o->endpoints[k]);
+    const Hypha__V1__DpEndpoint *e = hy_px_pick_among(c->l->route, o, among, &c->load, NULL);
+    free(among);
+    return e;
+}
+
+/* MeshTCPRoute: this connection goes to one backendRef picked by weight,
+ * to the endpoints of that service (its backend-only outbound, port 0),
+ * only those with the ref's tags. false: c was closed (every weight 0, or
+ * the backend is not in the config: refused, never the front service). */
+static bool tcp_route(struct hy_px_conn *c, const Hypha__V1__DpConfig *cf)
+{
+    struct hy_px_route *r = c->l->route;
+    pthread_mutex_lock(&r->eps.lock);
+    uint64_t rnd = next_random(r);
+    pthread_mutex_unlock(&r->eps.lock);
+    const Hypha__V1__DpBackendRef *b = hy_l7_tcp_backend_ref(c->out, rnd);
+    if (!b || !b->service) {
+        hy_px_conn_close(c, "no_route", "every MeshTCPRoute backend of %s has weight 0",
+                         c->out->service);
+        return false;
+    }
+    const Hypha__V1__DpOutbound *to = NULL;
+    if (c->out->service && !strcmp(c->out->service, b->service))
+        to = c->out;
+    for (size_t i = 0; !to && cf && i < cf->n_outbounds; i++)
+        if (cf->outbounds[i]->service && !strcmp(cf->outbounds[i]->service, b->service) &&
+            (cf->outbounds[i]->port == 0 || !hy_px_l7_protocol(cf->outbounds[i]->protocol)))
+            to = cf->outbounds[i];
+    if (!to) {
+        hy_px_conn_close(c, "no_route", "MeshTCPRoute backend %s of %s is not in the config",
+                         b->service, c->out->service);
+        return false;
+    }
+    c->out = to;
+    c->subset = b;
+    return true;
 }
 
 static void on_peer_connected(struct hy_px_conn *c, int status);
@@ -206,6 +250,13 @@ static void try_next(struct hy_px_conn *c)
         return;
     }
     const Hypha__V1__DpEndpoint *e = pick(c);
+    if (!e) {
+        hy_px_conn_close(c, "no_endpoints",
+                         "service %s has no endpoints with the tags of the "
+                         "MeshTCPRoute backend",
+                         o->service);
+        return;
+    }
     c->attempts++;
     int rc = hy_px_conn_connect(c, e->address ? e->address : "", e->port,
                                 hy_px_ms(o->connect_timeout, HY_PX_CONNECT_MS), on_peer_connected);
@@ -263,6 +314,11 @@ void hy_px_outbound_accept(struct hy_px_conn *c)
         hy_px_conn_close(c, "overflow", "%u connections still connecting (max_pending)",
                          c->pending_n - 1);
         return;
+    }
+    if (o->n_tcp_backends && !hy_px_l7_protocol(o->protocol)) {
+        if (!tcp_route(c, cf))
+            return;
+        o = c->out;
     }
     if (!o->n_endpoints) {
         hy_px_conn_close(c, "no_endpoints", "service %s has no endpoints", o->service);

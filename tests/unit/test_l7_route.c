@@ -357,8 +357,14 @@ static void backends(void **state)
     for (uint64_t rnd = 0; rnd < 400; rnd++)
         b += !strcmp(hy_l7_tcp_backend(o, rnd), "tcp-b");
     assert_int_equal(b, 300);
+    /* the ref itself (what the sidecar connects by, subset tags and all) */
+    b = 0;
+    for (uint64_t rnd = 0; rnd < 400; rnd++)
+        b += hy_l7_tcp_backend_ref(o, rnd) == o->tcp_backends[1];
+    assert_int_equal(b, 300);
     o->tcp_backends[0]->weight = o->tcp_backends[1]->weight = 0;
     assert_null(hy_l7_tcp_backend(o, 3));
+    assert_null(hy_l7_tcp_backend_ref(o, 3));
     hypha__v1__dp_outbound__free_unpacked(o, NULL);
 }
 
