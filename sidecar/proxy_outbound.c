@@ -222,8 +222,7 @@ static bool tcp_route(struct hy_px_conn *c, const Hypha__V1__DpConfig *cf)
     if (c->out->service && !strcmp(c->out->service, b->service))
         to = c->out;
     for (size_t i = 0; !to && cf && i < cf->n_outbounds; i++)
-        if (cf->outbounds[i]->service && !strcmp(cf->outbounds[i]->service, b->service) &&
-            (cf->outbounds[i]->port == 0 || !hy_px_l7_protocol(cf->outbounds[i]->protocol)))
+        if (cf->outbounds[i]->service && !strcmp(cf->outbounds[i]->service, b->service))
             to = cf->outbounds[i];
     if (!to) {
         hy_px_conn_close(c, "no_route", "MeshTCPRoute backend %s of %s is not in the config",
