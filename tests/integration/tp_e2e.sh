@@ -137,7 +137,7 @@ YAML
     cp "$HY_TMP/$1.token" "$DPD/$1.token"
     chown -R "$DP_UID" "$DPD"
 }
-start_dp() { # start_dp NS NAME SERVICE ADDRESS: echoes the admin URL
+start_dp() { # start_dp NS NAME SERVICE ADDRESS: sets ADMIN (not in $(...): HY_PIDS must see the pid)
     local ns=$1 name=$2 log=$DPD/dp-$2.log
     dataplane "$name" "$3" "$4"
     ip netns exec "$ns" setpriv --reuid=$DP_UID --regid=$DP_UID --clear-groups \
@@ -146,7 +146,7 @@ start_dp() { # start_dp NS NAME SERVICE ADDRESS: echoes the admin URL
         --admin-address 127.0.0.1:0 --workers 2 --transparent >"$log" 2>&1 &
     HY_PIDS+=("$!")
     hy_wait_for 30 grep -q 'admin on http://' "$log"
-    grep -o 'admin on http://[^ ]*' "$log" | sed 's/admin on //'
+    ADMIN=$(grep -o 'admin on http://[^ ]*' "$log" | sed 's/admin on //')
 }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 app() { local ns=$1; shift; ip netns exec "$ns" setpriv --reuid=$APP_UID --regid=$APP_UID --clear-groups "$@"; }
@@ -155,8 +155,10 @@ ready() { in_ns "$1" curl -sf "$2/ready" >/dev/null; }
 in_ns "$PB" python3 "$TOOLS/http_app.py" "$APP_PORT" backend-1 >"$HY_TMP/app-backend-1.log" 2>&1 &
 HY_PIDS+=("$!")
 hy_wait_for 10 grep -q listening "$HY_TMP/app-backend-1.log"
-B_ADMIN=$(start_dp "$PB" backend-1 backend "$IPB")
-A_ADMIN=$(start_dp "$PA" web-1 web "$IPA")
+start_dp "$PB" backend-1 backend "$IPB"
+B_ADMIN=$ADMIN
+start_dp "$PA" web-1 web "$IPA"
+A_ADMIN=$ADMIN
 hy_check "backend-1 becomes ready" hy_wait_for 30 ready "$PB" "$B_ADMIN"
 hy_check "web-1 becomes ready" hy_wait_for 30 ready "$PA" "$A_ADMIN"
 has_vip() { in_ns "$PA" curl -s "$A_ADMIN/config" | jq -e '.outbounds[] | select(.service == "backend") | .vip' >/dev/null; }
@@ -227,7 +229,8 @@ before=$(rules)
 out=$(in_ns "$PV" "$HY_BIN/hypha-dp" install transparent-proxy 2>&1) && rc=0 || rc=$?
 hy_eq "VM: hypha-dp install transparent-proxy succeeds" 0 "$rc"
 [ "$rc" -eq 0 ] || echo "$out" >&2
-V_ADMIN=$(start_dp "$PV" web-2 web "$IPV")
+start_dp "$PV" web-2 web "$IPV"
+V_ADMIN=$ADMIN
 hy_check "VM: web-2 becomes ready" hy_wait_for 30 ready "$PV" "$V_ADMIN"
 vm_call() { [ "$(app "$PV" curl -s --max-time 10 "http://backend.mesh:8080/")" = "hello from backend-1" ]; }
 hy_check "VM: curl http://backend.mesh:8080/ reaches pod B" hy_wait_for 30 vm_call
