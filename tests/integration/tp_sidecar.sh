@@ -115,7 +115,7 @@ networking:
     redirectPortInbound: 15006
     redirectPortOutbound: 15001
 YAML
-start_dp() { # start_dp NAME SERVICE ARGS...
+start_dp() { # start_dp NAME SERVICE ARGS...: sets ADMIN (not in $(...): HY_PIDS must see the pid)
     local name=$1 svc=$2 log=$HY_TMP/dp-$1.log
     shift 2
     hy_dp_token "$name" default "$svc"
@@ -124,14 +124,16 @@ start_dp() { # start_dp NAME SERVICE ARGS...
         --admin-address 127.0.0.1:0 --workers 2 "$@" >"$log" 2>&1 &
     HY_PIDS+=("$!")
     hy_wait_for 15 grep -q 'admin on http://' "$log"
-    grep -o 'admin on http://[^ ]*' "$log" | sed 's/admin on //'
+    ADMIN=$(grep -o 'admin on http://[^ ]*' "$log" | sed 's/admin on //')
 }
 cp "$HY_TMP/backend.yaml" "$HY_TMP/backend-1.yaml"
 cp "$HY_TMP/web.yaml" "$HY_TMP/web-1.yaml"
 # the backend: transparent by the flag, on other ports than web's (one namespace)
-B_ADMIN=$(start_dp backend-1 backend --transparent --transparent-outbound-port 15101 \
-    --transparent-inbound-port 15106 --transparent-dns-port 15153)
-W_ADMIN=$(start_dp web-1 web) # transparent by its Dataplane; DNS on 15053
+start_dp backend-1 backend --transparent --transparent-outbound-port 15101 \
+    --transparent-inbound-port 15106 --transparent-dns-port 15153
+B_ADMIN=$ADMIN
+start_dp web-1 web # transparent by its Dataplane; DNS on 15053
+W_ADMIN=$ADMIN
 ready() { curl -sf "$1/ready" >/dev/null; }
 # bad input: redirect ports that clash, and a --transparent port that is none
 sed 's/redirectPortInbound: 15006/redirectPortInbound: 15001/' "$HY_TMP/web.yaml" >"$HY_TMP/bad.yaml"
