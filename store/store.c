@@ -339,3 +339,47 @@ int hy_store_stats(struct hy_store *s, struct hy_store_stats *out)
     memset(out, 0, sizeof(*out));
     return s->ops->stats(s, out);
 }
+
+bool hy_store_cas_ok(const struct hy_resource *old, uint64_t expect)
+{
+    if (expect == HY_VERSION_ANY)
+        return true;
+    if (expect == HY_VERSION_NEW)
+        return !old;
+    return old && old->version == expect;
+}
+
+int hy_store_stamp_put(struct hy_store_write *w, const struct hy_resource *old, const char *mesh,
+                       uint64_t rev, struct hy_store_stamp *st)
+{
+    const struct hy_resource *r = w->r;
+    bool replica = w->flags & HY_STORE_REPLICA;
+    if (!replica && !hy_store_cas_ok(old, w->expect_version))
+        return HY_ECONFLICT;
+    if (old && hy_resource_same_content(old, r) && (!replica || old->version == r->version)) {
+        w->result = HY_STORE_UNCHANGED;
+        w->version = old->version;
+        w->revision = rev;
+        return 1;
+    }
+    if (!(st->now = hy_timestamp_now()))
+        return HY_ENOMEM;
+    st->meta = *r->meta;
+    st->meta.type = (char *)r->type->name;
+    st->meta.mesh = mesh[0] ? (char *)mesh : NULL;
+    if (!replica || !st->meta.creation_time)
+        st->meta.creation_time =
+            old && old->meta->creation_time ? old->meta->creation_time : st->now;
+    if (!replica || !st->meta.modification_time)
+        st->meta.modification_time = st->now;
+    st->res = *r;
+    st->res.meta = &st->meta;
+    st->res.version = replica && r->version ? r->version : old ? old->version + 1 : 1;
+    return 0;
+}
+
+void hy_store_stamp_fini(struct hy_store_stamp *st)
+{
+    protobuf_c_message_free_unpacked(&st->now->base, NULL);
+    st->now = NULL;
+}

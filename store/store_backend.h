@@ -69,6 +69,27 @@ int hy_store_pg_migrate(const struct hy_store_config *cfg, int *from, int *to);
  * that learns of commits made by other processes. */
 void hy_store_watchers_notify(struct hy_store *s, uint64_t revision);
 
+/* Whether a write expecting version expect may replace old (NULL: none). */
+bool hy_store_cas_ok(const struct hy_resource *old, uint64_t expect);
+
+/* What a backend writes for a put: a shallow copy of the caller's resource
+ * carrying the store's fields (type, mesh, times, version). */
+struct hy_store_stamp {
+    Hypha__V1__Meta meta;
+    struct hy_resource res; /* res.meta is &meta */
+    Hypha__V1__Timestamp *now;
+};
+
+/* The part of a put both backends share, inside their write transaction,
+ * once old (NULL: none) is read: HY_ECONFLICT when w's compare-and-swap
+ * fails; 1 when nothing changes (w says HY_STORE_UNCHANGED at revision
+ * rev); 0 with st to write, then hy_store_stamp_fini (HY_ENOMEM: nothing
+ * to free). A replica write keeps the times and version its source store
+ * gave it. */
+int hy_store_stamp_put(struct hy_store_write *w, const struct hy_resource *old, const char *mesh,
+                       uint64_t rev, struct hy_store_stamp *st);
+void hy_store_stamp_fini(struct hy_store_stamp *st);
+
 /* The mesh part of a key: "" for global-scope types or a NULL mesh. */
 static inline const char *hy_store_key_mesh(const struct hy_rtype *t, const char *mesh)
 {

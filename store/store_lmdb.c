@@ -351,15 +351,6 @@ static int append_change(struct lmdb_store *ls, MDB_txn *txn, uint64_t rev, int 
     return rc;
 }
 
-static bool cas_ok(const struct hy_resource *old, uint64_t expect)
-{
-    if (expect == HY_VERSION_ANY)
-        return true;
-    if (expect == HY_VERSION_NEW)
-        return !old;
-    return old && old->version == expect;
-}
-
 /* Writes r's Envelope at k, packed by protobuf-c straight into the value
  * LMDB reserves for it: the bytes hy_resource_pack makes (keep the two in
  * step), without its two heap buffers and the copy into the page. A spec of
@@ -400,44 +391,21 @@ static int apply_put(struct lmdb_store *ls, MDB_txn *txn, struct hy_store_write 
     int rc = make_key(ls, r->type->name, mesh, r->meta->name, kb, &k);
     if (rc || (rc = load(ls, txn, &k, &old)))
         return rc;
-    bool replica = w->flags & HY_STORE_REPLICA;
-    if (!replica && !cas_ok(old, w->expect_version)) {
-        rc = HY_ECONFLICT;
+    struct hy_store_stamp st;
+    if ((rc = hy_store_stamp_put(w, old, mesh, *rev, &st)) != 0) {
+        rc = rc == 1 ? 0 : rc;
         goto out_free_old;
     }
-    if (old && hy_resource_same_content(old, r) && (!replica || old->version == r->version)) {
-        w->result = HY_STORE_UNCHANGED;
-        w->version = old->version;
-        w->revision = *rev;
-        goto out_free_old;
-    }
-    Hypha__V1__Timestamp *now = hy_timestamp_now();
-    if (!now) {
-        rc = HY_ENOMEM;
-        goto out_free_old;
-    }
-    /* Pack a shallow copy carrying the store's fields: r is the caller's.
-     * A replica keeps the times and version its source store gave it. */
-    Hypha__V1__Meta m = *r->meta;
-    m.type = (char *)r->type->name;
-    m.mesh = mesh[0] ? (char *)mesh : NULL;
-    if (!replica || !m.creation_time)
-        m.creation_time = old && old->meta->creation_time ? old->meta->creation_time : now;
-    if (!replica || !m.modification_time)
-        m.modification_time = now;
-    struct hy_resource tmp = *r;
-    tmp.meta = &m;
-    tmp.version = replica && r->version ? r->version : old ? old->version + 1 : 1;
-    if ((rc = put_envelope(ls, txn, &k, &tmp)) ||
+    if ((rc = put_envelope(ls, txn, &k, &st.res)) ||
         (rc = append_change(ls, txn, ++*rev, OP_UPSERT, r->type->name, mesh, r->meta->name,
-                            tmp.version, r->origin)) ||
+                            st.res.version, r->origin)) ||
         (!old && (rc = counts_note(ls, txn, cnt, r->type, mesh, 1))))
         goto out_free_now;
     w->result = old ? HY_STORE_UPDATED : HY_STORE_CREATED;
-    w->version = tmp.version;
+    w->version = st.res.version;
     w->revision = *rev;
 out_free_now:
-    protobuf_c_message_free_unpacked(&now->base, NULL);
+    hy_store_stamp_fini(&st);
 out_free_old:
     hy_resource_free(old);
     return rc;
@@ -526,7 +494,7 @@ static int apply_delete(struct lmdb_store *ls, MDB_txn *txn, struct hy_store_wri
         w->revision = *rev;
         return 0;
     }
-    if (!cas_ok(old, w->expect_version)) {
+    if (!hy_store_cas_ok(old, w->expect_version)) {
         rc = HY_ECONFLICT;
         goto out_free_old;
     }

@@ -396,15 +396,6 @@ static int append_change(struct pg_store *ps, uint64_t rev, int op, const char *
     return run(ps, "change", &p, NULL);
 }
 
-static bool cas_ok(const struct hy_resource *old, uint64_t expect)
-{
-    if (expect == HY_VERSION_ANY)
-        return true;
-    if (expect == HY_VERSION_NEW)
-        return !old;
-    return old && old->version == expect;
-}
-
 static int apply_put(struct pg_store *ps, struct hy_store_write *w, uint64_t *rev)
 {
     const struct hy_resource *r = w->r;
@@ -414,35 +405,13 @@ static int apply_put(struct pg_store *ps, struct hy_store_write *w, uint64_t *re
     int rc = make_key(r->type->name, mesh, r->meta->name, key);
     if (rc || (rc = load(ps, key, &old)))
         return rc;
-    bool replica = w->flags & HY_STORE_REPLICA;
-    if (!replica && !cas_ok(old, w->expect_version)) {
-        rc = HY_ECONFLICT;
+    struct hy_store_stamp st;
+    if ((rc = hy_store_stamp_put(w, old, mesh, *rev, &st)) != 0) {
+        rc = rc == 1 ? 0 : rc;
         goto out_free_old;
     }
-    if (old && hy_resource_same_content(old, r) && (!replica || old->version == r->version)) {
-        w->result = HY_STORE_UNCHANGED;
-        w->version = old->version;
-        w->revision = *rev;
-        goto out_free_old;
-    }
-    Hypha__V1__Timestamp *now = hy_timestamp_now();
-    if (!now) {
-        rc = HY_ENOMEM;
-        goto out_free_old;
-    }
-    /* Pack a shallow copy carrying the store's fields, as LMDB does. */
-    Hypha__V1__Meta m = *r->meta;
-    m.type = (char *)r->type->name;
-    m.mesh = mesh[0] ? (char *)mesh : NULL;
-    if (!replica || !m.creation_time)
-        m.creation_time = old && old->meta->creation_time ? old->meta->creation_time : now;
-    if (!replica || !m.modification_time)
-        m.modification_time = now;
-    struct hy_resource tmp = *r;
-    tmp.meta = &m;
-    tmp.version = replica && r->version ? r->version : old ? old->version + 1 : 1;
     size_t len;
-    uint8_t *env = hy_resource_pack(&tmp, &len);
+    uint8_t *env = hy_resource_pack(&st.res, &len);
     if (!env) {
         rc = HY_ENOMEM;
         goto out_free_now;
@@ -452,20 +421,20 @@ static int apply_put(struct pg_store *ps, struct hy_store_write *w, uint64_t *re
     p_str(&p, r->type->name);
     p_str(&p, mesh);
     p_str(&p, r->meta->name);
-    p_u64(&p, tmp.version);
+    p_u64(&p, st.res.version);
     p_str(&p, r->origin && r->origin[0] ? r->origin : NULL);
     p_bin(&p, env, len);
     if ((rc = run(ps, "upsert", &p, NULL)) ||
-        (rc = append_change(ps, ++*rev, OP_UPSERT, r->type->name, mesh, r->meta->name, tmp.version,
-                            r->origin)))
+        (rc = append_change(ps, ++*rev, OP_UPSERT, r->type->name, mesh, r->meta->name,
+                            st.res.version, r->origin)))
         goto out_free_env;
     w->result = old ? HY_STORE_UPDATED : HY_STORE_CREATED;
-    w->version = tmp.version;
+    w->version = st.res.version;
     w->revision = *rev;
 out_free_env:
     free(env);
 out_free_now:
-    protobuf_c_message_free_unpacked(&now->base, NULL);
+    hy_store_stamp_fini(&st);
 out_free_old:
     hy_resource_free(old);
     return rc;
@@ -505,7 +474,7 @@ static int apply_delete(struct pg_store *ps, struct hy_store_write *w, uint64_t 
     }
     struct params p = {0};
     p_str(&p, key);
-    if (!cas_ok(old, w->expect_version))
+    if (!hy_store_cas_ok(old, w->expect_version))
         rc = HY_ECONFLICT;
     else if (strcmp(r->type->name, "Mesh") == 0)
         rc = cascade(ps, r->meta->name, rev);
