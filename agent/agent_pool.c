@@ -18,6 +18,7 @@ static void stop_worker(struct hy_agent_worker *w)
 {
     w->stopped = true;
     uv_close((uv_handle_t *)&w->wake, NULL);
+    hy_agent_defer_close(&w->defer);
     w->pool->ops->stop(w);
 }
 
@@ -52,8 +53,10 @@ static int open_worker(struct hy_agent_pool *pool, struct hy_agent_worker *w, un
     w->loop_init = true;
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
+    hy_agent_defer_open(&w->defer, &w->loop);
     if ((rc = pool->ops->open(w)) < 0) {
         uv_close((uv_handle_t *)&w->wake, NULL);
+        hy_agent_defer_close(&w->defer);
         uv_run(&w->loop, UV_RUN_DEFAULT);
         uv_loop_close(&w->loop);
         w->loop_init = false;

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "agent_side.h"
+
 struct hy_agent_pool;
 
 /* The head of a binary's worker. Only its own thread touches a worker once
@@ -21,7 +23,8 @@ struct hy_agent_worker {
     unsigned index;
     uv_loop_t loop;
     uv_thread_t thread;
-    uv_async_t wake; /* hy_agent_pool_wake, or stop */
+    uv_async_t wake;             /* hy_agent_pool_wake, or stop */
+    struct hy_agent_defer defer; /* its sides' writes that went out at once */
     bool loop_init, thread_started, stopped;
 };
 

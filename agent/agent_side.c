@@ -1,5 +1,8 @@
 /* A relayed connection's socket (agent_side.h). */
+#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 
 #include "agent_side.h"
@@ -26,9 +29,105 @@ static void on_write(uv_write_t *req, int status)
     done(s, status);
 }
 
+static void unlink_done(struct hy_agent_side *s)
+{
+    if (!s->dprev)
+        return;
+    *s->dprev = s->dnext;
+    if (s->dnext)
+        s->dnext->dprev = s->dprev;
+    s->dnext = NULL;
+    s->dprev = NULL;
+    s->ddone = NULL;
+    s->dshut = false;
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    struct hy_agent_defer *d = h->data;
+    /* this round: what waits now; a done that writes again waits for the next */
+    d->run = d->head;
+    d->head = NULL;
+    if (d->run)
+        d->run->dprev = &d->run;
+    struct hy_agent_side *s;
+    while ((s = d->run)) {
+        hy_agent_written_fn done = s->ddone;
+        bool shut = s->dshut;
+        unlink_done(s); /* a done may close other sides of the round: they unlink */
+        if (done)
+            done(s, 0);
+        if (shut) { /* s's memory lasts until its close callback, after this round */
+            s->shut_done = true;
+            s->shut_cb(s);
+        }
+    }
+    if (!d->head)
+        uv_idle_stop(&d->idle);
+}
+
+void hy_agent_defer_open(struct hy_agent_defer *d, uv_loop_t *loop)
+{
+    memset(d, 0, sizeof(*d));
+    uv_idle_init(loop, &d->idle);
+    d->idle.data = d;
+    d->open = true;
+}
+
+void hy_agent_defer_close(struct hy_agent_defer *d)
+{
+    if (!d->open)
+        return;
+    d->open = false;
+    while (d->head) /* their sides are being closed with the loop */
+        unlink_done(d->head);
+    uv_close((uv_handle_t *)&d->idle, NULL);
+}
+
+int hy_agent_side_init(struct hy_agent_side *s, uv_loop_t *loop, struct hy_agent_defer *d)
+{
+    s->defer = d;
+    return uv_tcp_init(loop, &s->tcp);
+}
+
+void hy_agent_side_close(struct hy_agent_side *s, uv_close_cb cb)
+{
+    unlink_done(s);
+    uv_close((uv_handle_t *)&s->tcp, cb);
+}
+
+/* s on its loop's list for the next idle round (once). */
+static void defer_link(struct hy_agent_side *s)
+{
+    struct hy_agent_defer *d = s->defer;
+    if (s->dprev)
+        return;
+    s->dnext = d->head;
+    if (d->head)
+        d->head->dprev = &s->dnext;
+    s->dprev = &d->head;
+    d->head = s;
+    uv_idle_start(&d->idle, on_idle);
+}
+
 int hy_agent_side_write(struct hy_agent_side *s, const void *data, size_t len,
                         hy_agent_written_fn done)
 {
+    if (s->defer && s->defer->open && len > 0 && len <= INT_MAX &&
+        (!s->ddone || s->ddone == done) &&
+        uv_stream_get_write_queue_size((const uv_stream_t *)&s->tcp) == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+        if (n == (int)len) { /* done from the next round, once however many went out */
+            s->ddone = done;
+            defer_link(s);
+            return 0;
+        }
+        if (n > 0) { /* the rest is queued below */
+            data = (const uint8_t *)data + n;
+            len -= (size_t)n;
+        } /* an error or EAGAIN: uv_write below reports it, or waits, as before */
+    }
     struct wreq *w = malloc(sizeof(*w) + len);
     if (!w)
         return UV_ENOMEM;
@@ -83,6 +182,14 @@ bool hy_agent_side_shut(struct hy_agent_side *s, hy_agent_shut_fn done)
         return false;
     s->shut = true;
     s->shut_cb = done;
+    uv_os_fd_t fd;
+    if (s->defer && s->defer->open && hy_agent_side_queued(s) == 0 &&
+        !uv_is_closing((uv_handle_t *)&s->tcp) && uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0 &&
+        shutdown(fd, SHUT_WR) == 0) {
+        s->dshut = true;
+        defer_link(s);
+        return true;
+    } /* something queued, or shutdown(2) refused (not connected yet): libuv's way */
     s->shutdown_req.data = s;
     if (uv_shutdown(&s->shutdown_req, (uv_stream_t *)&s->tcp, on_shutdown) < 0) {
         s->shut_done = true;

@@ -23,23 +23,62 @@ typedef void (*hy_agent_written_fn)(struct hy_agent_side *s, int status);
 /* Called once s's write side is shut down (or could not be: it is gone). */
 typedef void (*hy_agent_shut_fn)(struct hy_agent_side *s);
 
+struct hy_agent_defer;
+
 struct hy_agent_side {
-    uv_tcp_t tcp; /* tcp.data: the connection */
-    bool init;    /* tcp is initialised (it needs a uv_close) */
-    bool reading; /* uv_read_start is on */
-    bool paused;  /* the other side's write queue is too long */
-    bool eof;     /* it sent EOF (a TLS side: or close_notify) */
-    bool shut;    /* we asked to shut down its write side */
+    uv_tcp_t tcp;                         /* tcp.data: the connection */
+    struct hy_agent_defer *defer;         /* NULL: every write is queued with uv_write */
+    struct hy_agent_side *dnext, **dprev; /* on defer's list while ddone waits */
+    hy_agent_written_fn ddone;            /* a write's done waits */
+    bool dshut;                           /* shut_cb waits */
+    bool init;                            /* tcp is initialised (it needs a uv_close) */
+    bool reading;                         /* uv_read_start is on */
+    bool paused;                          /* the other side's write queue is too long */
+    bool eof;                             /* it sent EOF (a TLS side: or close_notify) */
+    bool shut;                            /* we asked to shut down its write side */
     bool shut_done;
     uv_shutdown_t shutdown_req;
     hy_agent_shut_fn shut_cb; /* hy_agent_side_shut's done */
 };
 
+/* A loop's completions of writes that went out at once. A write that finds
+ * its socket's queue empty is tried right away (uv_try_write): when the
+ * kernel takes all of it there is no copy, no write request, and none of
+ * the epoll_ctl that libuv's finished write requests cost (one per write:
+ * it re-arms the socket whenever a queue drains). Its done still runs
+ * later, from the loop, as a queued write's would: the caller sees the
+ * same order of events either way. Several such writes on one side before
+ * the loop comes round complete with one done. A shutdown of a side with
+ * nothing queued is done the same way (shutdown(2) at once, its done from
+ * the loop), saving libuv's shutdown request and its epoll_ctl. */
+struct hy_agent_defer {
+    uv_idle_t idle;
+    struct hy_agent_side *head; /* waiting for the next round */
+    struct hy_agent_side *run;  /* the round under way */
+    bool open;
+};
+
+/* Opens d on loop. The loop's owner closes it (hy_agent_defer_close) with
+ * its other handles. */
+void hy_agent_defer_open(struct hy_agent_defer *d, uv_loop_t *loop);
+/* Closes d's handle; writes queue with uv_write from then on. */
+void hy_agent_defer_close(struct hy_agent_defer *d);
+
+/* uv_tcp_init of s's socket on loop; its writes complete through d (may
+ * be NULL). */
+int hy_agent_side_init(struct hy_agent_side *s, uv_loop_t *loop, struct hy_agent_defer *d);
+/* Closes s's socket (uv_close with cb) once its pending done is dropped:
+ * every side written with a defer is closed here, never with a bare
+ * uv_close, so no done runs for a side that is gone. */
+void hy_agent_side_close(struct hy_agent_side *s, uv_close_cb cb);
+
 /* Bytes queued to be written on s. */
 size_t hy_agent_side_queued(const struct hy_agent_side *s);
 
-/* Queues a copy of data[0..len) on s; done runs when it is written.
- * 0, or a libuv code (UV_ENOMEM; nothing queued, done never runs). */
+/* Writes data[0..len) on s: at once when its queue is empty and the
+ * kernel takes it all, else queues a copy of what is left. done runs from
+ * the loop when it is written (never inside this call). 0, or a libuv
+ * code (UV_ENOMEM; nothing queued, done never runs). */
 int hy_agent_side_write(struct hy_agent_side *s, const void *data, size_t len,
                         hy_agent_written_fn done);
 

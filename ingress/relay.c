@@ -133,10 +133,15 @@ static void on_closed(uv_handle_t *h)
 
 static void close_handle(struct hy_ing_conn *c, uv_handle_t *h)
 {
-    if (!uv_is_closing(h)) {
-        c->handles++;
+    if (uv_is_closing(h))
+        return;
+    c->handles++;
+    if (h == (uv_handle_t *)&c->down.tcp)
+        hy_agent_side_close(&c->down, on_closed);
+    else if (h == (uv_handle_t *)&c->up.tcp)
+        hy_agent_side_close(&c->up, on_closed);
+    else
         uv_close(h, on_closed);
-    }
 }
 
 static void conn_close(struct hy_ing_conn *c, const char *result, const char *why, ...)
@@ -293,7 +298,7 @@ static void on_timer(uv_timer_t *t)
                  HY_ING_CONNECT_MS);
         c->up.init = false;
         c->handles++;
-        uv_close((uv_handle_t *)&c->up.tcp, on_up_closed);
+        hy_agent_side_close(&c->up, on_up_closed);
         break;
     case RELAY:
         if (now - c->last_ms >= HY_ING_IDLE_MS)
@@ -553,7 +558,7 @@ static void on_connect(uv_connect_t *req, int status)
         snprintf(c->why, sizeof(c->why), "%s: %s", c->upstream, uv_strerror(status));
         c->up.init = false;
         c->handles++;
-        uv_close((uv_handle_t *)&c->up.tcp, on_up_closed); /* then the next endpoint */
+        hy_agent_side_close(&c->up, on_up_closed); /* then the next endpoint */
         return;
     }
     uv_tcp_nodelay(&c->up.tcp, 1);
@@ -630,7 +635,7 @@ static void try_connect(struct hy_ing_conn *c)
         try_connect(c);
         return;
     }
-    uv_tcp_init(&c->w->base.loop, &c->up.tcp);
+    hy_agent_side_init(&c->up, &c->w->base.loop, &c->w->base.defer);
     c->up.tcp.data = c;
     c->up.init = true;
     c->connect_req.data = c;
@@ -640,7 +645,7 @@ static void try_connect(struct hy_ing_conn *c)
         snprintf(c->why, sizeof(c->why), "%s: %s", c->upstream, uv_strerror(rc));
         c->up.init = false;
         c->handles++;
-        uv_close((uv_handle_t *)&c->up.tcp, on_up_closed);
+        hy_agent_side_close(&c->up, on_up_closed);
         return;
     }
     uv_timer_start(&c->timer, on_timer, HY_ING_CONNECT_MS, 0);
@@ -737,7 +742,7 @@ static void on_accept(uv_stream_t *server, int status)
     c->g = g;
     c->w = w;
     c->start_ms = c->last_ms = uv_now(&w->base.loop);
-    uv_tcp_init(&w->base.loop, &c->down.tcp);
+    hy_agent_side_init(&c->down, &w->base.loop, &w->base.defer);
     c->down.tcp.data = c;
     c->down.init = true;
     uv_timer_init(&w->base.loop, &c->timer);

@@ -75,7 +75,7 @@ static void app_close(struct hy_l7_app *a, int status, const char *why)
     void *u = a->u;
     a->ops = NULL;
     a->u = NULL;
-    uv_close((uv_handle_t *)&a->side.tcp, on_closed);
+    hy_agent_side_close(&a->side, on_closed);
     if (ops && status >= 0) {
         if (a->tunnel && a->tunnel_data)
             a->tunnel_data(u, NULL, UV_EOF);
@@ -264,7 +264,7 @@ struct hy_l7_app *hy_l7_app_get(struct hy_l7_worker *lw, const char *host, uint3
     a->port = port;
     a->born_ms = uv_now(&lw->w->base.loop);
     snprintf(a->host, sizeof(a->host), "%s", host);
-    uv_tcp_init(&lw->w->base.loop, &a->side.tcp);
+    hy_agent_side_init(&a->side, &lw->w->base.loop, &lw->w->base.defer);
     a->side.tcp.data = a;
     a->side.init = true;
     a->creq.data = a;

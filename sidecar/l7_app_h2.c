@@ -52,7 +52,7 @@ static void app_close(struct hy_l7_app_h2 *a, const char *why)
     a->h2 = NULL;
     if (h2)
         hy_l7_h2_free(h2, a->connected ? HY_L7_TRY_RESET : HY_L7_TRY_CONNECT_FAILURE);
-    uv_close((uv_handle_t *)&a->side.tcp, on_closed);
+    hy_agent_side_close(&a->side, on_closed);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -149,7 +149,7 @@ struct hy_l7_h2 *hy_l7_app_h2_get(struct hy_l7_worker *lw, const char *host, uin
         snprintf(why, size, "out of memory");
         return NULL;
     }
-    uv_tcp_init(&lw->w->base.loop, &a->side.tcp);
+    hy_agent_side_init(&a->side, &lw->w->base.loop, &lw->w->base.defer);
     a->side.tcp.data = a;
     a->side.init = true;
     a->creq.data = a;

@@ -47,7 +47,7 @@ struct hy_px_conn *hy_px_conn_new(struct hy_px_listener *l)
     c->idle_ms = HY_PX_IDLE_MS;
     c->result = "ok";
     snprintf(c->peer, sizeof(c->peer), "-");
-    uv_tcp_init(&w->base.loop, &c->down.tcp);
+    hy_agent_side_init(&c->down, &w->base.loop, &w->base.defer);
     c->down.init = true;
     c->down.tcp.data = c;
     uv_timer_init(&w->base.loop, &c->timer);
@@ -89,10 +89,15 @@ static void on_handle_closed(uv_handle_t *h)
 
 static void close_handle(struct hy_px_conn *c, uv_handle_t *h)
 {
-    if (!uv_is_closing(h)) {
-        c->handles++;
+    if (uv_is_closing(h))
+        return;
+    c->handles++;
+    if (h == (uv_handle_t *)&c->down.tcp)
+        hy_agent_side_close(&c->down, on_handle_closed);
+    else if (h == (uv_handle_t *)&c->up.tcp)
+        hy_agent_side_close(&c->up, on_handle_closed);
+    else
         uv_close(h, on_handle_closed);
-    }
 }
 
 void hy_px_conn_close_handle(struct hy_px_conn *c, uv_handle_t *h)
@@ -629,7 +634,7 @@ int hy_px_conn_connect(struct hy_px_conn *c, const char *host, uint32_t port, ui
     if (c->dir == HY_PX_IN)
         c->attempts++;         /* outbound counts its own, across endpoints */
     update_reading(c, c->tls); /* what the TLS peer sends waits for the upstream */
-    uv_tcp_init(&c->w->base.loop, &c->up.tcp);
+    hy_agent_side_init(&c->up, &c->w->base.loop, &c->w->base.defer);
     c->up.tcp.data = c;
     c->up.init = true;
     c->connect_req.data = c;
@@ -681,5 +686,5 @@ void hy_px_conn_drop_up(struct hy_px_conn *c, void (*then)(struct hy_px_conn *c)
     c->up_then = then;
     c->up.init = false;
     c->handles++;
-    uv_close((uv_handle_t *)&c->up.tcp, on_up_dropped);
+    hy_agent_side_close(&c->up, on_up_dropped);
 }

@@ -65,7 +65,11 @@ group=$(curl -s "$W_ADMIN/config" | jq -r .tls.group)
 hy_check "/config names the preferred TLS 1.3 suite ($suite)" \
     grep -qE '^TLS13-(CHACHA20-POLY1305-SHA256|AES128-GCM-SHA256)$' <<<"$suite"
 hy_check "and the key exchange group ($group)" grep -qE '^(X25519|P-256)$' <<<"$group"
-info_one() { curl -s "$W_ADMIN/metrics" | grep -q "^hypha_dp_tls_cipher_info{suite=\"$suite\",group=\"$group\",reason=\"[a-z_]*\"} 1$"; }
+info_one() { # (the page captured first: grep -q ending early would fail curl under pipefail)
+    local m
+    m=$(curl -s "$W_ADMIN/metrics")
+    grep -q "^hypha_dp_tls_cipher_info{suite=\"$suite\",group=\"$group\",reason=\"[a-z_]*\"} 1$" <<<"$m"
+}
 hy_check "and hypha_dp_tls_cipher_info says the same" info_one
 
 # ---- a second connection resumes the first one's session

@@ -37,7 +37,7 @@ ready() { curl -sf "$W_ADMIN/ready" >/dev/null; }
 hy_check "web-1 becomes ready" hy_wait_for 15 ready
 # one connection to its outbound, so the labelled counter has a series
 (exec 3<>"/dev/tcp/127.0.0.1/$((W_PORT + 2))" && exec 3>&-) 2>/dev/null || true
-counted() { curl -s "$W_ADMIN/metrics" | grep -q '^hypha_dp_connections_total{'; }
+counted() { local m; m=$(curl -s "$W_ADMIN/metrics") && grep -q '^hypha_dp_connections_total{' <<<"$m"; }
 hy_wait_for 10 counted
 
 o=$(zctl inspect dataplane web-1 --type=stats)
@@ -79,7 +79,7 @@ zctl generate zone-ingress-token --name ingress-1 --valid-for 1h >"$HY_TMP/ingre
     >"$HY_TMP/ingress-1.log" 2>&1 &
 I_PID=$!
 HY_PIDS+=("$I_PID")
-ingress_stats() { curl -sf "$E/zoneingresses/ingress-1/stats" | grep -q '^hypha_ingress_connected 1'; }
+ingress_stats() { local m; m=$(curl -sf "$E/zoneingresses/ingress-1/stats") && grep -q '^hypha_ingress_connected 1' <<<"$m"; }
 hy_check "GET /zoneingresses/NAME/stats: the ingress's own metrics" hy_wait_for 15 ingress_stats
 hy_eq "an unknown ingress: 404" 404 "$(hy_status GET "$E/zoneingresses/nope/stats")"
 hy_stop "$I_PID" || true

@@ -1,6 +1,6 @@
 /* Unit tests of what the two data-plane binaries share (agent/): config
  * snapshots published across threads, the endpoint table the workers
- * share. */
+ * share, a side's writes that complete at once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent_eps.h"
+#include "agent_side.h"
 #include "agent_snap.h"
 #include "log.h"
 #include "poison.h"
@@ -212,11 +213,202 @@ static void test_endpoints(void **state)
     hy_agent_eps_fini(&table);
 }
 
+/* ----- writes the kernel takes at once ----- */
+
+struct pair {
+    uv_loop_t loop;
+    uv_tcp_t server;
+    struct hy_agent_defer defer;
+    struct hy_agent_side side; /* the client: written */
+    uv_tcp_t peer;             /* its accepted end: read */
+    uv_connect_t creq;
+    bool connected, accepted;
+    size_t got;
+    unsigned dones, closed;
+    int last_status;
+};
+
+static void on_conn(uv_stream_t *srv, int status)
+{
+    struct pair *p = srv->data;
+    assert_int_equal(status, 0);
+    uv_tcp_init(&p->loop, &p->peer);
+    p->peer.data = p;
+    assert_int_equal(uv_accept(srv, (uv_stream_t *)&p->peer), 0);
+    p->accepted = true;
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    struct pair *p = req->data;
+    assert_int_equal(status, 0);
+    p->connected = true;
+}
+
+static void on_done(struct hy_agent_side *s, int status)
+{
+    struct pair *p = s->tcp.data;
+    p->dones++;
+    p->last_status = status;
+}
+
+static void on_peer_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void)h;
+    (void)hint;
+    static char b[65536];
+    *buf = uv_buf_init(b, sizeof(b));
+}
+
+static void on_peer_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    (void)buf;
+    struct pair *p = st->data;
+    if (n > 0)
+        p->got += (size_t)n;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct pair *p = h->data;
+    p->closed++;
+}
+
+static void pair_open(struct pair *p)
+{
+    memset(p, 0, sizeof(*p));
+    assert_int_equal(uv_loop_init(&p->loop), 0);
+    hy_agent_defer_open(&p->defer, &p->loop);
+    uv_tcp_init(&p->loop, &p->server);
+    p->server.data = p;
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    assert_int_equal(uv_tcp_bind(&p->server, (struct sockaddr *)&sa, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&p->server, 4, on_conn), 0);
+    int len = sizeof(sa);
+    uv_tcp_getsockname(&p->server, (struct sockaddr *)&sa, &len);
+    assert_int_equal(hy_agent_side_init(&p->side, &p->loop, &p->defer), 0);
+    p->side.tcp.data = p;
+    p->creq.data = p;
+    assert_int_equal(uv_tcp_connect(&p->creq, &p->side.tcp, (struct sockaddr *)&sa, on_connected),
+                     0);
+    while (!p->connected || !p->accepted)
+        uv_run(&p->loop, UV_RUN_ONCE);
+    uv_read_start((uv_stream_t *)&p->peer, on_peer_alloc, on_peer_read);
+}
+
+static void pair_close(struct pair *p)
+{
+    if (!uv_is_closing((uv_handle_t *)&p->side.tcp))
+        hy_agent_side_close(&p->side, on_handle_closed);
+    uv_close((uv_handle_t *)&p->peer, on_handle_closed);
+    uv_close((uv_handle_t *)&p->server, NULL);
+    hy_agent_defer_close(&p->defer);
+    uv_run(&p->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&p->loop), 0);
+}
+
+static void test_side_write_at_once(void **state)
+{
+    (void)state;
+    struct pair p;
+    pair_open(&p);
+    /* three small writes: out at once, nothing queued, done not yet run */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(hy_agent_side_write(&p.side, "hello", 5, on_done), 0);
+    assert_int_equal(hy_agent_side_queued(&p.side), 0);
+    assert_int_equal(p.dones, 0);
+    /* the loop's next round runs done once for the three */
+    while (p.dones == 0 || p.got < 15)
+        uv_run(&p.loop, UV_RUN_ONCE);
+    assert_int_equal(p.dones, 1);
+    assert_int_equal(p.last_status, 0);
+    assert_int_equal(p.got, 15);
+    /* a write larger than the socket takes: the rest is queued, done runs
+     * when all of it is out */
+    size_t big = 16u << 20;
+    char *data = calloc(1, big);
+    assert_non_null(data);
+    p.dones = 0;
+    assert_int_equal(hy_agent_side_write(&p.side, data, big, on_done), 0);
+    free(data); /* what was not taken is a copy */
+    assert_true(hy_agent_side_queued(&p.side) > 0);
+    while (p.got < 15 + big)
+        uv_run(&p.loop, UV_RUN_ONCE);
+    assert_true(p.dones >= 1);
+    assert_int_equal(hy_agent_side_queued(&p.side), 0);
+    pair_close(&p);
+}
+
+static void on_shut_done(struct hy_agent_side *s)
+{
+    struct pair *p = s->tcp.data;
+    p->dones += 100;
+}
+
+static void on_peer_read_eof(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct pair *p = st->data;
+    on_peer_read(st, n, buf);
+    if (n == UV_EOF)
+        p->closed += 10;
+}
+
+static void test_side_shut_at_once(void **state)
+{
+    (void)state;
+    struct pair p;
+    pair_open(&p);
+    uv_read_stop((uv_stream_t *)&p.peer);
+    uv_read_start((uv_stream_t *)&p.peer, on_peer_alloc, on_peer_read_eof);
+    assert_int_equal(hy_agent_side_write(&p.side, "last", 4, on_done), 0);
+    assert_true(hy_agent_side_shut(&p.side, on_shut_done));
+    assert_false(hy_agent_side_shut(&p.side, on_shut_done)); /* once */
+    assert_int_equal(p.dones, 0);                            /* neither done inside the calls */
+    while (p.dones < 101 || p.closed < 10)
+        uv_run(&p.loop, UV_RUN_ONCE);
+    assert_int_equal(p.dones, 101); /* the write's done, then the shutdown's, once each */
+    assert_true(p.side.shut_done);
+    assert_int_equal(p.got, 4); /* the bytes, then EOF */
+    pair_close(&p);
+}
+
+static void test_side_closed_before_done(void **state)
+{
+    (void)state;
+    struct pair p;
+    pair_open(&p);
+    assert_int_equal(hy_agent_side_write(&p.side, "bye", 3, on_done), 0);
+    /* closed before the loop came round: its done never runs (it would
+     * see a side whose owner is gone) */
+    hy_agent_side_close(&p.side, on_handle_closed);
+    while (p.closed < 1)
+        uv_run(&p.loop, UV_RUN_ONCE);
+    uv_run(&p.loop, UV_RUN_NOWAIT);
+    assert_int_equal(p.dones, 0);
+    pair_close(&p);
+    assert_int_equal(p.dones, 0);
+}
+
+static void test_side_without_defer(void **state)
+{
+    (void)state;
+    struct pair p;
+    pair_open(&p);
+    p.side.defer = NULL; /* queued with uv_write as before */
+    assert_int_equal(hy_agent_side_write(&p.side, "queued", 6, on_done), 0);
+    while (p.dones == 0 || p.got < 6)
+        uv_run(&p.loop, UV_RUN_ONCE);
+    assert_int_equal(p.dones, 1);
+    pair_close(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_snapshot_publish),
-        cmocka_unit_test(test_endpoints),
+        cmocka_unit_test(test_snapshot_publish),   cmocka_unit_test(test_endpoints),
+        cmocka_unit_test(test_side_write_at_once), cmocka_unit_test(test_side_closed_before_done),
+        cmocka_unit_test(test_side_shut_at_once),  cmocka_unit_test(test_side_without_defer),
     };
     hy_log_threshold = getenv("HY_TEST_LOG") ? HY_LOG_DEBUG : HY_LOG_ERROR + 1;
     if (getenv("HY_TEST_FILTER"))
