@@ -172,7 +172,7 @@ struct hy_px_metrics {
     struct hy_series *shadow_denied; /* AllowWithShadowDeny: let in, counted as denied */
     struct hy_series *overflow[2];   /* max_connections, max_pending */
     /* L7 families; their series are looked up per worker (l7_conf.c) */
-    struct hy_metric *http_requests, *http_duration, *rate_limited, *faults;
+    struct hy_metric *http_requests, *http_duration, *rate_limited, *faults, *mirrors;
     struct hy_series *http_retries, *http_timeouts, *http_ejections;
     struct hy_series *mem_releases;     /* proxy_mem.c */
     struct hy_series *handshakes[2][2]; /* [direction][resumed] */
