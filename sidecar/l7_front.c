@@ -185,9 +185,7 @@ static void submit(struct fs *s, const struct hy_http_head *h, bool body)
     hy_l7_h2_dirty(s->f->h2);
 }
 
-/* gRPC's code for an HTTP status the sidecar answers with (Envoy's
- * httpToGrpcStatus, the gRPC spec's mapping). */
-static unsigned grpc_code(unsigned st)
+unsigned hy_l7_grpc_code(unsigned st)
 {
     switch (st) {
     case 400:
@@ -254,7 +252,7 @@ static void local_answer(struct fs *s, unsigned status, const char *result, cons
     s->down.len = s->down_off = 0;
     if (s->grpc_req) {
         char code[8];
-        snprintf(code, sizeof(code), "%u", grpc_code(status));
+        snprintf(code, sizeof(code), "%u", hy_l7_grpc_code(status));
         h.status = 200;
         hy_http_head_add(&h, "content-type", 12, "application/grpc", 16);
         hy_http_head_add(&h, "grpc-status", 11, code, strlen(code));

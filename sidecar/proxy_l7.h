@@ -297,6 +297,13 @@ enum hy_l7_count { HY_L7_RETRY, HY_L7_TIMEOUT, HY_L7_EJECTION };
 void hy_l7_count(struct hy_l7_worker *lw, enum hy_l7_count what);
 void hy_l7_count_limited(struct hy_l7_worker *lw, const char *kind);
 void hy_l7_count_fault(struct hy_l7_worker *lw, const char *kind);
+/* gRPC's code for an HTTP status the sidecar answers a gRPC call with
+ * itself (Envoy's Grpc::Utility::httpToGrpcStatus, the gRPC spec's
+ * mapping): 400 INTERNAL (13), 401 UNAUTHENTICATED (16), 403
+ * PERMISSION_DENIED (7), 404 UNIMPLEMENTED (12), 429, 502, 503, 504
+ * UNAVAILABLE (14), any other UNKNOWN (2). The answer is trailers-only:
+ * HTTP 200, content-type application/grpc, grpc-status, grpc-message. */
+unsigned hy_l7_grpc_code(unsigned http_status);
 /* hypha_dp_http_mirrors_total{result}: "sent", "body_too_large" (over
  * HY_L7_MIRROR_MAX: not mirrored), "failed" (no endpoint, no memory). */
 void hy_l7_count_mirror(struct hy_l7_worker *lw, const char *result);

@@ -11,7 +11,9 @@
 # slow call, MeshHealthCheck grpc (NOT_SERVING takes an endpoint out),
 # RequestMirror copying h2c calls and HTTP/1.1 POSTs with their bodies to
 # backend-v2 (whose app records what it gets), by percentage, and not
-# bodies over 64 KiB.
+# bodies over 64 KiB; and what backend's own sidecar answers a gRPC call
+# itself with (a Deny, a rate limit, a fault abort) comes as a gRPC status
+# (HTTP 200, trailers-only, grpc-status mapped as Envoy maps HTTP codes).
 . "$(dirname "$0")/lib.sh"
 DATA=$(cd "$(dirname "$0")/../data" && pwd)
 export HOME=$HY_TMP/home
@@ -267,6 +269,63 @@ hy_check "an HTTP/1.1 POST to the grpc outbound is answered by b1 (through h2c a
 hy_check "chunked" grep -qi "^transfer-encoding: chunked" "$HY_TMP/h1-head"
 hy_check "its trailers (grpc-status, grpc-message) after the last chunk" \
     "$PY" -c 'import sys; sys.exit(not open(sys.argv[1], "rb").read().endswith(b"\r\n0\r\ngrpc-status: 0\r\ngrpc-message: ok\r\n\r\n"))' "$HY_TMP/h1-body"
+
+# ---- the inbound's own answers to gRPC calls: trailers-only, with a gRPC status
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: web-deny
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Deny}
+YAML
+denied() { [[ "$(call "$OUT")" == "http=200 grpc-status=7 grpc-message="*"MeshTrafficPermission/web-deny"*" trailers=0 msg=" ]]; }
+hy_check "a Deny at backend's inbound: PERMISSION_DENIED (7) in a trailers-only answer, naming the policy" \
+    hy_wait_for 15 denied
+hy_check "the inbound (backend-1's or backend-2's) logs it as a 403" \
+    grep -hq "http direction=inbound port=\($B_PORT\|$B3_PORT\) method=POST .*status=403 .*result=denied" "$B_LOG" "$HY_TMP/dp-backend-2.log"
+ctl delete meshtrafficpermission web-deny --mesh default >/dev/null
+allowed() { [[ "$(call "$OUT")" == "http=200 grpc-status=0 "* ]]; }
+hy_check "lifting it lets calls in again" hy_wait_for 15 allowed
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshFaultInjection
+mesh: default
+name: backend-abort
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: Mesh}
+      default:
+        http:
+          - abort: {httpStatus: 401, percentage: 100}
+YAML
+aborted() { [ "$(call "$OUT")" = "http=200 grpc-status=16 grpc-message=fault_filter_abort trailers=0 msg=" ]; }
+hy_check "a fault abort with httpStatus 401: UNAUTHENTICATED (16), trailers-only" hy_wait_for 15 aborted
+ctl delete meshfaultinjection backend-abort --mesh default >/dev/null
+hy_check "deleting it lets calls through again" hy_wait_for 15 allowed
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshRateLimit
+mesh: default
+name: backend-limit
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: Mesh}
+      default:
+        local:
+          http:
+            requestRate: {num: 2, interval: 60s}
+            onRateLimit: {status: 429, headers: {add: [{name: x-limited, value: "yes"}]}}
+YAML
+limited() { call "$OUT" --count=10 >"$HY_TMP/limited"; grep -q "grpc-status=14" "$HY_TMP/limited"; }
+hy_check "MeshRateLimit: calls over the limit are refused" hy_wait_for 15 limited
+hy_eq "each as UNAVAILABLE (14) in a trailers-only answer, the others pass" "" \
+    "$(grep -v -e '^http=200 grpc-status=14 grpc-message=local_rate_limited trailers=0 msg=$' -e '^http=200 grpc-status=0 ' "$HY_TMP/limited")"
+ctl delete meshratelimit backend-limit --mesh default >/dev/null
+unlimited() { [ "$(call "$OUT" --count=5 | grep -c 'grpc-status=0')" = 5 ]; }
+hy_check "deleting it lets every call through" hy_wait_for 70 unlimited
 
 # ---- RequestMirror: b2 (backend-v2's app) records each request it gets
 pol_apply "$W_ADMIN" <<'YAML'
