@@ -673,6 +673,10 @@ static const struct hy_l7_cs_ops ex_ops = {ex_head, ex_data, ex_end, ex_fail, ex
 
 /* ----- RequestMirror: a copy, fire and forget ----- */
 
+/* the body is dropped from the front only past HY_L7_REPLAY_MAX: a
+ * mirrored one is still whole when the request ends */
+_Static_assert(HY_L7_MIRROR_MAX <= HY_L7_REPLAY_MAX, "a mirrored body must be kept whole");
+
 struct mirror {
     struct hy_l7_cs cs; /* first */
     struct hy_buf body;
@@ -725,8 +729,7 @@ static const struct hy_l7_cs_ops mirror_ops = {mirror_head, mirror_data, mirror_
                                                mirror_read};
 
 void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg, const char *service,
-                  const struct hy_http_head *req, const void *body, size_t len,
-                  const char *src)
+                  const struct hy_http_head *req, const void *body, size_t len, const char *src)
 {
     struct hy_l7_svc *svc = hy_l7_cfg_service(cfg, service);
     char why[200] = "";
@@ -739,7 +742,10 @@ void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg, const char *se
             mirror_free(m);
         hy_l7_count_mirror(lw, "failed");
         hy_log(HY_LOG_DEBUG, "dp", "RequestMirror to %s: not sent: %s", service,
-               !svc ? "no outbound for it" : !ep ? "no endpoint" : why[0] ? why : "out of memory");
+               !svc     ? "no outbound for it"
+               : !ep    ? "no endpoint"
+               : why[0] ? why
+                        : "out of memory");
         return;
     }
     m->cs.ops = &mirror_ops;
@@ -755,8 +761,8 @@ void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg, const char *se
 void hy_l7_mirror_too_big(struct hy_l7_worker *lw, const char **mirror)
 {
     hy_l7_count_mirror(lw, "body_too_large");
-    hy_log(HY_LOG_DEBUG, "dp", "RequestMirror to %s: not sent: the body is over %u bytes",
-           *mirror, HY_L7_MIRROR_MAX);
+    hy_log(HY_LOG_DEBUG, "dp", "RequestMirror to %s: not sent: the body is over %u bytes", *mirror,
+           HY_L7_MIRROR_MAX);
     *mirror = NULL;
 }
 

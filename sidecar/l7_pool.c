@@ -128,9 +128,8 @@ const Hypha__V1__DpEndpoint *hy_l7_pick(struct hy_l7_worker *lw, const struct hy
         size_t i = SIZE_MAX;
         if (ok) {
             if (!hy_px_usable(rt, o, among, ok)) /* none usable: as if all were */
-                for (size_t k = 0; k < n; k++) /* (a remote subset's endpoint: its own picks) */
-                    ok[k] = among ? among[k]
-                                  : !(o->endpoints[k]->sni && o->endpoints[k]->sni[0]);
+                for (size_t k = 0; k < n; k++)   /* (a remote subset's endpoint: its own picks) */
+                    ok[k] = among ? among[k] : !(o->endpoints[k]->sni && o->endpoints[k]->sni[0]);
             i = hy_l7_hash_pick_ok(svc->hash, hash, ok, n);
             if (ok != stack)
                 free(ok);

@@ -87,8 +87,7 @@ static int open_metrics(struct hy_proxy *p, struct hy_metrics *m)
         hy_metric_counter(m, "hypha_dp_http_ejections_total",
                           "Endpoints ejected by outlier detection (MeshCircuitBreaker)", 0));
     if (!p->m.http_requests || !p->m.http_duration || !p->m.rate_limited || !p->m.faults ||
-        !p->m.mirrors ||
-        !p->m.http_retries || !p->m.http_timeouts || !p->m.http_ejections)
+        !p->m.mirrors || !p->m.http_retries || !p->m.http_timeouts || !p->m.http_ejections)
         return HY_ENOMEM;
     for (int d = HY_PX_IN; d <= HY_PX_OUT; d++) {
         const char *n = hy_px_dir_name(d);

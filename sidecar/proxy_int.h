@@ -136,7 +136,7 @@ struct hy_px_conn {
     unsigned active_n, pending_n; /* the route's counts with this one, taken at accept */
     struct hy_agent_ep *load;     /* the endpoint slot this connection counts in (route's lock) */
     const Hypha__V1__DpBackendRef
-        *subset; /* MeshTCPRoute: only endpoints with its tags (in snap) */
+        *subset;        /* MeshTCPRoute: only endpoints with its tags (in snap) */
     const char *ep_sni; /* the picked endpoint's own SNI (a remote subset's; in snap), or NULL */
     void (*connected)(struct hy_px_conn *c, int status);
     void (*up_then)(struct hy_px_conn *c);

@@ -33,7 +33,7 @@
 #include "proxy_int.h"
 
 #define HY_L7_REPLAY_MAX (64u << 10)    /* request body kept for retries; more: not retried */
-#define HY_L7_MIRROR_MAX HY_L7_REPLAY_MAX /* request body a RequestMirror copies; more: not mirrored */
+#define HY_L7_MIRROR_MAX (64u << 10)    /* request body a RequestMirror copies; more: none */
 #define HY_L7_BODY_HIGH (256u << 10)    /* stop reading a side while this much waits */
 #define HY_L7_TIMEOUT_MS 15000          /* requestTimeout unset (Kuma's default) */
 #define HY_L7_STREAM_IDLE_MS 1800000u   /* streamIdleTimeout unset (Kuma's default: 30 min) */
@@ -312,8 +312,7 @@ void hy_l7_count_mirror(struct hy_l7_worker *lw, const char *result);
  * request) to an endpoint of service, on its own pooled stream; its
  * answer is dropped and nothing waits on it (l7_down.c). */
 void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg, const char *service,
-                  const struct hy_http_head *req, const void *body, size_t len,
-                  const char *src);
+                  const struct hy_http_head *req, const void *body, size_t len, const char *src);
 /* The request a mirror waited on grew past HY_L7_MIRROR_MAX: counted, and
  * *mirror (the pending mirror's service) becomes NULL. */
 void hy_l7_mirror_too_big(struct hy_l7_worker *lw, const char **mirror);
