@@ -2,7 +2,8 @@
 # MeshServiceSubset backendRefs across zones (lib_zones.sh: a global CP,
 # zones east and west in their own network namespaces, an ingress each).
 # backend (kuma.io/protocol: http) runs as b1 (version v1) in east and as
-# b1w (v1) and b2 (v2) in west: v2 exists only in the other zone. West's
+# b1w (v1) and b2 (v2) in west: v2 exists only in the other zone (b1
+# starts once a call with no route has gone to west). West's
 # ingress offers each tag set of backend's instances under its own subset
 # SNI and relays it to those instances only. Checked from web-1 in east:
 # a header-matched route to subset v2 reaches b2 only (not b1w, which the
@@ -48,10 +49,8 @@ http_dp() { # NAME SERVICE NS ZONE PORT ADMIN_PORT VERSION
     DP_FILE=$DATA/dp/dataplane-http.yaml DP_VARS="out_port2=$(($5 + 3)),version=$7" \
         start_dp "$1" "$2" "$3" "$4" "$5" "$6"
 }
-http_dp backend-1 backend "$EA" east 21000 9903 v1
 DP_ADDRESS=$WE_IP http_dp backend-w1 backend "$WE" west 21000 9901 v1
 DP_ADDRESS=$WE_IP http_dp backend-w2 backend "$WE" west 22000 9903 v2
-hy_check "backend-1 (east, v1) becomes ready" hy_wait_for 15 dp_ready "$EA" 9903
 hy_check "backend-w1 (west, v1) becomes ready" hy_wait_for 15 dp_ready "$WE" 9901
 hy_check "backend-w2 (west, v2) becomes ready" hy_wait_for 15 dp_ready "$WE" 9903
 
@@ -94,17 +93,33 @@ hy_check "and for v1" subset_ep v1
 V2_SNI=$(wcfg | jq -r '.outbounds[] | select(.service == "backend") | .endpoints[] | select(.tags.version == "v2") | .sni')
 hy_log "subset v2's SNI: $V2_SNI"
 
-# without a route: the whole service, local first (b1 in east); the
-# subset endpoints are never picked for it
 count() {
     local n=$1 u=$2 urls=() i
     shift 2
     for ((i = 0; i < n; i++)); do urls+=("$u"); done
     wcurl -s "$@" "${urls[@]}"
 }
+imetric() {
+    inns "$WE" curl -s http://127.0.0.1:9902/metrics |
+        awk -v m="$1" '$1 == m { print $2; f = 1 } END { if (!f) print 0 }'
+}
+# without a route, backend only in west: the whole service, by its plain
+# SNI; the subset endpoints are never picked for it (their SNIs would add
+# pooled connections at the ingress: at most one per web-1 worker here)
+c0=$(imetric hypha_ingress_connections_total)
+plain=$(count 60 "$OUT/" | sort | uniq -c)
+# (the ingress relays a connection to one instance: a pooled one stays with it)
+hy_eq "without a route, 60 requests reach west's instances" 60 "$(awk '/from (b1w|b2)$/ { s += $1 } END { print s + 0 }' <<<"$plain")"
+hy_check "on at most 2 pooled connections (the plain SNI's, one per worker): $(($(imetric hypha_ingress_connections_total) - c0))" \
+    test $(($(imetric hypha_ingress_connections_total) - c0)) -le 2
+
+# now backend-1 in east (v1), which web-1 prefers to west's instances
+http_dp backend-1 backend "$EA" east 21000 9903 v1
+hy_check "backend-1 (east, v1) becomes ready" hy_wait_for 15 dp_ready "$EA" 9903
+local_ep() { wcfg | jq -e '.outbounds[] | select(.service == "backend") | .endpoints[] | select(.port == 21000 and (.priority // 0) == 0)' >/dev/null; }
+hy_check "web-1 gets its local endpoint" hy_wait_for 20 local_ep
 plain=$(count 50 "$OUT/" | sort | uniq -c)
-hy_eq "without a route, 50 requests stay in east (b1): no subset endpoint is taken" 50 \
-    "$(awk '/from b1$/ { print $1 }' <<<"$plain")"
+hy_eq "without a route, 50 requests now stay in east (b1)" 50 "$(awk '/from b1$/ { print $1 }' <<<"$plain")"
 
 gapply() {
     gctl apply -f - >/dev/null
