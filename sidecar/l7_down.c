@@ -28,7 +28,7 @@ struct ex {
     struct hy_l7_cfg *cfg;
     struct hy_l7_svc *front, *svc;
     const Hypha__V1__DpBackendRef *ref; /* the route's pick (its subset tags); NULL: all of svc */
-    const char *mirror; /* RequestMirror's service (in cfg) until the body is all in; or NULL */
+    const Hypha__V1__DpBackendRef *mirror; /* RequestMirror's (in cfg) until the body is all in */
     int route;
     struct hy_http_head req;
     struct hy_http_head req_trailers; /* a chunked request's, for the callee */
@@ -728,13 +728,17 @@ static ssize_t mirror_read(struct hy_l7_cs *cs, uint8_t *buf, size_t len, bool *
 static const struct hy_l7_cs_ops mirror_ops = {mirror_head, mirror_data, mirror_end, mirror_fail,
                                                mirror_read};
 
-void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg, const char *service,
-                  const struct hy_http_head *req, const void *body, size_t len, const char *src)
+void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg,
+                  const Hypha__V1__DpBackendRef *ref, const struct hy_http_head *req,
+                  const void *body, size_t len, const char *src)
 {
+    const char *service = ref->service ? ref->service : "";
     struct hy_l7_svc *svc = hy_l7_cfg_service(cfg, service);
     char why[200] = "";
     size_t idx;
-    const Hypha__V1__DpEndpoint *ep = svc ? hy_l7_pick(lw, svc, req, src, NULL, &idx) : NULL;
+    bool oom = false;
+    const Hypha__V1__DpEndpoint *ep =
+        svc ? hy_l7_pick_ref(lw, svc, req, src, ref, &idx, &oom) : NULL;
     struct hy_l7_h2 *h2 = ep ? hy_l7_pool_get(lw, svc, ep, why, sizeof(why)) : NULL;
     struct mirror *m = h2 ? calloc(1, sizeof(*m)) : NULL;
     if (!m || (len && hy_buf_append(&m->body, body, len) < 0)) {
@@ -758,11 +762,11 @@ void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg, const char *se
 }
 
 /* The request's body grew past what a mirror copies: it is not mirrored. */
-void hy_l7_mirror_too_big(struct hy_l7_worker *lw, const char **mirror)
+void hy_l7_mirror_too_big(struct hy_l7_worker *lw, const Hypha__V1__DpBackendRef **mirror)
 {
     hy_l7_count_mirror(lw, "body_too_large");
-    hy_log(HY_LOG_DEBUG, "dp", "RequestMirror to %s: not sent: the body is over %u bytes", *mirror,
-           HY_L7_MIRROR_MAX);
+    hy_log(HY_LOG_DEBUG, "dp", "RequestMirror to %s: not sent: the body is over %u bytes",
+           (*mirror)->service ? (*mirror)->service : "-", HY_L7_MIRROR_MAX);
     *mirror = NULL;
 }
 
@@ -883,9 +887,10 @@ static int on_head(void *u, struct hy_http_head *h, bool body)
     stream_arm(d);
     if (mirror && !e->upgrade) { /* with a body: once it is all in */
         if (e->req_end)
-            hy_l7_mirror(d->lw, e->cfg, mirror, &e->req, NULL, 0, d->src);
+            hy_l7_mirror(d->lw, e->cfg, hy_l7_route_mirror_ref(e->front->routes, e->route), &e->req,
+                         NULL, 0, d->src);
         else
-            e->mirror = mirror;
+            e->mirror = hy_l7_route_mirror_ref(e->front->routes, e->route);
     }
     try_start(d);
     return 0;

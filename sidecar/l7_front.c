@@ -37,9 +37,9 @@ struct fs {
     uint16_t port;
     struct hy_l7_cfg *cfg;
     struct hy_l7_svc *front, *svc;
-    const Hypha__V1__DpBackendRef *ref; /* the route's backend (a MeshServiceSubset's tags) */
-    char src[64];                       /* the app's address (hashPolicies SourceIP) */
-    const char *mirror; /* RequestMirror's service (in cfg) until the body is all in */
+    const Hypha__V1__DpBackendRef *ref;    /* the route's backend (a MeshServiceSubset's tags) */
+    char src[64];                          /* the app's address (hashPolicies SourceIP) */
+    const Hypha__V1__DpBackendRef *mirror; /* RequestMirror's (in cfg) until the body is all in */
     int route;
     struct hy_http_head req, req_trailers, resp_trailers;
     const char *bad;
@@ -594,9 +594,10 @@ static void fs_head(void *u, bool end)
         uv_timer_start(&s->timer, on_request_timer, timeout, 0);
     if (mirror) { /* with a body: once it is all in */
         if (s->req_end)
-            hy_l7_mirror(s->lw, s->cfg, mirror, &s->req, NULL, 0, s->src);
+            hy_l7_mirror(s->lw, s->cfg, hy_l7_route_mirror_ref(s->front->routes, s->route), &s->req,
+                         NULL, 0, s->src);
         else
-            s->mirror = mirror;
+            s->mirror = hy_l7_route_mirror_ref(s->front->routes, s->route);
     }
     try_start(s);
 }

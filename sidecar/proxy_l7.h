@@ -309,13 +309,15 @@ unsigned hy_l7_grpc_code(unsigned http_status);
 void hy_l7_count_mirror(struct hy_l7_worker *lw, const char *result);
 
 /* MeshHTTPRoute RequestMirror: a copy of req with body[0..len) (the whole
- * request) to an endpoint of service, on its own pooled stream; its
- * answer is dropped and nothing waits on it (l7_down.c). */
-void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg, const char *service,
-                  const struct hy_http_head *req, const void *body, size_t len, const char *src);
+ * request) to an endpoint of ref's service (of its subset when it has
+ * tags), on its own pooled stream; its answer is dropped and nothing
+ * waits on it (l7_down.c). */
+void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg,
+                  const Hypha__V1__DpBackendRef *ref, const struct hy_http_head *req,
+                  const void *body, size_t len, const char *src);
 /* The request a mirror waited on grew past HY_L7_MIRROR_MAX: counted, and
  * *mirror (the pending mirror's service) becomes NULL. */
-void hy_l7_mirror_too_big(struct hy_l7_worker *lw, const char **mirror);
+void hy_l7_mirror_too_big(struct hy_l7_worker *lw, const Hypha__V1__DpBackendRef **mirror);
 
 /* ----- outbound: the app's HTTP/1.1 (l7_down.c) ----- */
 

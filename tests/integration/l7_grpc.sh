@@ -347,8 +347,18 @@ spec:
             filters:
               - type: RequestMirror
                 requestMirror: {backendRef: {kind: MeshService, name: backend-v2}, percentage: "50"}
+        - matches: [{path: {type: PathPrefix, value: /test.SubV2}}]
+          default:
+            filters:
+              - type: RequestMirror
+                requestMirror: {backendRef: {kind: MeshServiceSubset, name: backend-v2, tags: {version: v2}}}
+        - matches: [{path: {type: PathPrefix, value: /test.SubV9}}]
+          default:
+            filters:
+              - type: RequestMirror
+                requestMirror: {backendRef: {kind: MeshServiceSubset, name: backend-v2, tags: {version: v9}}}
 YAML
-mirror_set() { curl -s "$W_ADMIN/config" | jq -e '[.outbounds[] | select(.service == "backend") | (.httpRoutes // .http_routes)[]? | .filters[]? | select(.requestMirror // .request_mirror)] | length == 2' >/dev/null; }
+mirror_set() { curl -s "$W_ADMIN/config" | jq -e '[.outbounds[] | select(.service == "backend") | (.httpRoutes // .http_routes)[]? | .filters[]? | select(.requestMirror // .request_mirror)] | length == 4' >/dev/null; }
 hy_check "a MeshHTTPRoute with RequestMirror filters reaches web-1" hy_wait_for 15 mirror_set
 rec() { # rec JQ-FILTER: how many of b2's records match
     [ -f "$HY_TMP/b2-record" ] || { echo 0; return; }
@@ -365,6 +375,14 @@ curl -s -o /dev/null -X POST -H 'content-type: text/plain' --data-binary 'hello-
 got_h1() { [ "$(rec '.path == "/test.Mirror/post" and .method == "POST" and .body == "hello-post-body"')" = 1 ]; }
 hy_check "an HTTP/1.1 POST with a body: b2 got its copy, body and all" hy_wait_for 10 got_h1
 hy_check "both counted as sent" test "$(mirrors sent)" -ge 2
+call "$OUT" --path=/test.SubV2/Unary --msg=sub >/dev/null
+got_sub() { [ "$(rec '.path == "/test.SubV2/Unary"')" = 1 ]; }
+hy_check "a mirror to a MeshServiceSubset (version v2) reaches b2, which carries it" hy_wait_for 10 got_sub
+failed0=$(mirrors failed)
+r=$(call "$OUT" --path=/test.SubV9/Unary --msg=sub)
+hy_eq "a mirror to a subset nobody carries (v9): the call is answered as ever" "grpc-status=0" "$(grep -o 'grpc-status=0' <<<"$r")"
+hy_eq "its copy goes nowhere (never to backend-v2's other instances): counted as failed" \
+    $((failed0 + 1)) "$(mirrors failed)"
 big0=$(mirrors body_too_large)
 r=$(call "$OUT" --path=/test.Mirror/Big --size=100000 | sed 's/msg=b[13]|//' | awk '{print length($NF)}')
 hy_eq "a 100 kB h2c call under the mirror is answered whole" 100000 "$r"
