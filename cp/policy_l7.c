@@ -386,8 +386,25 @@ static int put_filter(Hypha__V1__DpHttpRoute *r, const Hypha__V1__MeshHTTPRoute_
         hypha__v1__dp_backend_ref__init(d->backend);
         d->backend->has_weight = 1;
         d->backend->weight = 1;
-        const char *name = s->backend_ref ? s->backend_ref->name : NULL;
-        return (d->backend->service = strdup(S(name))) ? 0 : HY_ENOMEM;
+        const Hypha__V1__TargetRef *ref = s->backend_ref;
+        if (!(d->backend->service = strdup(ref && ref->name ? ref->name : "")))
+            return HY_ENOMEM;
+        /* a MeshServiceSubset: the copies go to the instances with its tags */
+        size_t n = ref ? ref->n_tags : 0;
+        if (n && !(d->backend->tags = calloc(n, sizeof(*d->backend->tags))))
+            return HY_ENOMEM;
+        for (size_t k = 0; k < n; k++) {
+            Hypha__V1__DpBackendRef__TagsEntry *t = malloc(sizeof(*t));
+            if (!t)
+                return HY_ENOMEM;
+            hypha__v1__dp_backend_ref__tags_entry__init(t);
+            d->backend->tags[d->backend->n_tags++] = t;
+            t->key = strdup(S(ref->tags[k]->key));
+            t->value = strdup(S(ref->tags[k]->value));
+            if (!t->key || !t->value)
+                return HY_ENOMEM;
+        }
+        return 0;
     }
     return 0;
 }

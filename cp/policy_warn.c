@@ -105,9 +105,12 @@ static const char *const http_route[] = {TARGET_REFS,
                                          "to.rules.default.backendRefs.weight",
                                          "to.rules.default.backendRefs.tags",
                                          NULL};
-static const char *const tcp_route[] = {TARGET_REFS, "to.rules.default.backendRefs.kind",
+static const char *const tcp_route[] = {TARGET_REFS,
+                                        "to.rules.default.backendRefs.kind",
                                         "to.rules.default.backendRefs.name",
-                                        "to.rules.default.backendRefs.weight", NULL};
+                                        "to.rules.default.backendRefs.weight",
+                                        "to.rules.default.backendRefs.tags",
+                                        NULL};
 static const char *const fault[] = {TARGET_REFS, "from.default.http.*", "rules.default.http.*",
                                     NULL};
 static const char *const rate_limit[] = {TARGET_REFS, "from.default.local.*",
@@ -169,12 +172,13 @@ static const struct enforced table[] = {
      "http.requestHeadersToAdd (http and http2 services), or by grpc.health.v1 Health/Check "
      "(grpc services); payload checks, jitter and panic thresholds are not there yet"},
     {"MeshHTTPRoute", http_route,
-     "a backendRef names a service, narrowed by a MeshServiceSubset's tags to this zone's "
-     "instances carrying them (other zones' instances are not reached by a subset); ports "
-     "and namespaces do not narrow it yet"},
+     "a backendRef names a service, narrowed by a MeshServiceSubset's tags to the instances "
+     "carrying them, in this zone and (through their ingress) in others; ports and "
+     "namespaces do not narrow it yet"},
     {"MeshTCPRoute", tcp_route,
-     "a backendRef names a whole service: the sidecar sends to every instance of it (a "
-     "MeshServiceSubset's tags, ports and namespaces do not narrow it yet)"},
+     "a backendRef names a service, narrowed by a MeshServiceSubset's tags to the instances "
+     "carrying them, in this zone and (through their ingress) in others; ports and "
+     "namespaces do not narrow it yet"},
     {"MeshFaultInjection", fault,
      "the sidecar injects faults into the requests it receives (from); client-side faults (to) "
      "are not there yet"},

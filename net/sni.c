@@ -1,6 +1,7 @@
 /* SNI names for cross-zone routing, and a ClientHello reader that finds
  * one without terminating TLS (RFC 8446 4.1.2, RFC 6066 3). */
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,6 +41,40 @@ void hy_sni_for(const char *service, const char *mesh, char *buf, size_t size)
     label(service ? service : "", a);
     label(mesh ? mesh : "", b);
     snprintf(buf, size, "%s.%s.mesh", a, b);
+}
+
+static uint64_t fnv(uint64_t h, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        h ^= *p;
+        h *= 0x100000001b3u;
+    }
+    h ^= 0xff; /* a separator no string holds */
+    return h * 0x100000001b3u;
+}
+
+void hy_sni_for_subset(const char *service, const char *mesh, const char *const *keys,
+                       const char *const *values, size_t n, char *buf, size_t size)
+{
+    char a[64], b[64];
+    label(service ? service : "", a);
+    label(mesh ? mesh : "", b);
+    uint64_t h = 0xcbf29ce484222325u;
+    const char *last = NULL; /* hashed in key order without sorting a copy */
+    for (size_t done = 0; done < n; done++) {
+        size_t at = SIZE_MAX;
+        for (size_t i = 0; i < n; i++) {
+            const char *k = keys[i] ? keys[i] : "";
+            if ((!last || strcmp(k, last) > 0) &&
+                (at == SIZE_MAX || strcmp(k, keys[at] ? keys[at] : "") < 0))
+                at = i;
+        }
+        if (at == SIZE_MAX)
+            break; /* repeated keys: a map has none */
+        last = keys[at] ? keys[at] : "";
+        h = fnv(fnv(h, last), values[at] ? values[at] : "");
+    }
+    snprintf(buf, size, "%s.hy--%016llx.%s.mesh", a, (unsigned long long)h, b);
 }
 
 /* ----- ClientHello ----- */

@@ -21,6 +21,15 @@
  * always enough. */
 void hy_sni_for(const char *service, const char *mesh, char *buf, size_t size);
 
+/* The server name for the instances of service in mesh whose tags are
+ * exactly keys[i]=values[i] (i < n; the service tag left out; any order):
+ * "<service>.hy--<16 hex digits>.<mesh>.mesh", the digits a 64-bit FNV-1a
+ * hash of the tags sorted by key. Four labels, so never a service's own
+ * name. A zone's ingress routes it to those instances; a caller in
+ * another zone sends it for a MeshServiceSubset. */
+void hy_sni_for_subset(const char *service, const char *mesh, const char *const *keys,
+                       const char *const *values, size_t n, char *buf, size_t size);
+
 enum {
     HY_SNI_MORE = 0,       /* a ClientHello so far: more bytes are needed */
     HY_SNI_FOUND = 1,      /* a complete ClientHello with a server name */

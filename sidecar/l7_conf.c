@@ -433,6 +433,12 @@ void hy_l7_count_limited(struct hy_l7_worker *lw, const char *kind)
     hy_series_inc(series(lw, lw->w->p->m.rate_limited, 3, v, 1));
 }
 
+void hy_l7_count_mirror(struct hy_l7_worker *lw, const char *result)
+{
+    const char *v[] = {result};
+    hy_series_inc(series(lw, lw->w->p->m.mirrors, 5, v, 1));
+}
+
 void hy_l7_count_fault(struct hy_l7_worker *lw, const char *kind)
 {
     const char *v[] = {kind};

@@ -28,6 +28,7 @@ struct ex {
     struct hy_l7_cfg *cfg;
     struct hy_l7_svc *front, *svc;
     const Hypha__V1__DpBackendRef *ref; /* the route's pick (its subset tags); NULL: all of svc */
+    const Hypha__V1__DpBackendRef *mirror; /* RequestMirror's (in cfg) until the body is all in */
     int route;
     struct hy_http_head req;
     struct hy_http_head req_trailers; /* a chunked request's, for the callee */
@@ -672,6 +673,10 @@ static const struct hy_l7_cs_ops ex_ops = {ex_head, ex_data, ex_end, ex_fail, ex
 
 /* ----- RequestMirror: a copy, fire and forget ----- */
 
+/* the body is dropped from the front only past HY_L7_REPLAY_MAX: a
+ * mirrored one is still whole when the request ends */
+_Static_assert(HY_L7_MIRROR_MAX <= HY_L7_REPLAY_MAX, "a mirrored body must be kept whole");
+
 struct mirror {
     struct hy_l7_cs cs; /* first */
     struct hy_buf body;
@@ -723,25 +728,46 @@ static ssize_t mirror_read(struct hy_l7_cs *cs, uint8_t *buf, size_t len, bool *
 static const struct hy_l7_cs_ops mirror_ops = {mirror_head, mirror_data, mirror_end, mirror_fail,
                                                mirror_read};
 
-static void mirror_start(struct hy_l7_down *d, const char *service)
+void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg,
+                  const Hypha__V1__DpBackendRef *ref, const struct hy_http_head *req,
+                  const void *body, size_t len, const char *src)
 {
-    struct ex *e = &d->ex;
-    struct hy_l7_svc *svc = hy_l7_cfg_service(e->cfg, service);
-    char why[200];
+    const char *service = ref->service ? ref->service : "";
+    struct hy_l7_svc *svc = hy_l7_cfg_service(cfg, service);
+    char why[200] = "";
     size_t idx;
+    bool oom = false;
     const Hypha__V1__DpEndpoint *ep =
-        svc ? hy_l7_pick(d->lw, svc, &e->req, d->src, NULL, &idx) : NULL;
-    struct hy_l7_h2 *h2 = ep ? hy_l7_pool_get(d->lw, svc, ep, why, sizeof(why)) : NULL;
+        svc ? hy_l7_pick_ref(lw, svc, req, src, ref, &idx, &oom) : NULL;
+    struct hy_l7_h2 *h2 = ep ? hy_l7_pool_get(lw, svc, ep, why, sizeof(why)) : NULL;
     struct mirror *m = h2 ? calloc(1, sizeof(*m)) : NULL;
-    if (!m)
-        return;
-    m->cs.ops = &mirror_ops;
-    if (e->body.len && hy_buf_append(&m->body, e->body.data, e->body.len) < 0) {
-        free(m);
+    if (!m || (len && hy_buf_append(&m->body, body, len) < 0)) {
+        if (m)
+            mirror_free(m);
+        hy_l7_count_mirror(lw, "failed");
+        hy_log(HY_LOG_DEBUG, "dp", "RequestMirror to %s: not sent: %s", service,
+               !svc     ? "no outbound for it"
+               : !ep    ? "no endpoint"
+               : why[0] ? why
+                        : "out of memory");
         return;
     }
-    if (hy_l7_h2_submit(h2, &m->cs, &e->req, m->body.len > 0) < 0)
+    m->cs.ops = &mirror_ops;
+    if (hy_l7_h2_submit(h2, &m->cs, req, m->body.len > 0) < 0) {
         mirror_free(m);
+        hy_l7_count_mirror(lw, "failed");
+        return;
+    }
+    hy_l7_count_mirror(lw, "sent");
+}
+
+/* The request's body grew past what a mirror copies: it is not mirrored. */
+void hy_l7_mirror_too_big(struct hy_l7_worker *lw, const Hypha__V1__DpBackendRef **mirror)
+{
+    hy_l7_count_mirror(lw, "body_too_large");
+    hy_log(HY_LOG_DEBUG, "dp", "RequestMirror to %s: not sent: the body is over %u bytes",
+           (*mirror)->service ? (*mirror)->service : "-", HY_L7_MIRROR_MAX);
+    *mirror = NULL;
 }
 
 /* ----- requests from the app ----- */
@@ -859,8 +885,13 @@ static int on_head(void *u, struct hy_http_head *h, bool body)
     e->max_ms = t ? hy_px_ms(t->max_stream_duration, 0) : 0;
     e->last_ms = e->start_ms;
     stream_arm(d);
-    if (mirror && !e->upgrade && e->req_end)
-        mirror_start(d, mirror);
+    if (mirror && !e->upgrade) { /* with a body: once it is all in */
+        if (e->req_end)
+            hy_l7_mirror(d->lw, e->cfg, hy_l7_route_mirror_ref(e->front->routes, e->route), &e->req,
+                         NULL, 0, d->src);
+        else
+            e->mirror = hy_l7_route_mirror_ref(e->front->routes, e->route);
+    }
     try_start(d);
     return 0;
 }
@@ -873,6 +904,8 @@ static int on_body(void *u, const uint8_t *p, size_t n)
         return 0; /* answered already: dropped */
     if (hy_buf_append(&e->body, p, n) < 0)
         return 1;
+    if (e->mirror && e->body_base + e->body.len > HY_L7_MIRROR_MAX)
+        hy_l7_mirror_too_big(d->lw, &e->mirror);
     stream_active(d);
     if (e->body_base + e->body.len > HY_L7_REPLAY_MAX)
         e->replay = false;
@@ -898,6 +931,11 @@ static int on_end(void *u, struct hy_http_head *trailers)
         memset(trailers, 0, sizeof(*trailers));
     }
     e->req_end = true;
+    if (e->mirror && !e->body_base) /* the whole body is here (under HY_L7_MIRROR_MAX) */
+        hy_l7_mirror(d->lw, e->cfg, e->mirror, &e->req, e->body.data, e->body.len, d->src);
+    else if (e->mirror)
+        hy_l7_mirror_too_big(d->lw, &e->mirror);
+    e->mirror = NULL;
     if (e->cs.h2)
         hy_l7_h2_resume(&e->cs);
     return 0;

@@ -37,8 +37,9 @@ struct fs {
     uint16_t port;
     struct hy_l7_cfg *cfg;
     struct hy_l7_svc *front, *svc;
-    const Hypha__V1__DpBackendRef *ref; /* the route's backend (a MeshServiceSubset's tags) */
-    char src[64];                       /* the app's address (hashPolicies SourceIP) */
+    const Hypha__V1__DpBackendRef *ref;    /* the route's backend (a MeshServiceSubset's tags) */
+    char src[64];                          /* the app's address (hashPolicies SourceIP) */
+    const Hypha__V1__DpBackendRef *mirror; /* RequestMirror's (in cfg) until the body is all in */
     int route;
     struct hy_http_head req, req_trailers, resp_trailers;
     const char *bad;
@@ -184,9 +185,7 @@ static void submit(struct fs *s, const struct hy_http_head *h, bool body)
     hy_l7_h2_dirty(s->f->h2);
 }
 
-/* gRPC's code for an HTTP status the sidecar answers with (Envoy's
- * httpToGrpcStatus, the gRPC spec's mapping). */
-static unsigned grpc_code(unsigned st)
+unsigned hy_l7_grpc_code(unsigned st)
 {
     switch (st) {
     case 400:
@@ -253,7 +252,7 @@ static void local_answer(struct fs *s, unsigned status, const char *result, cons
     s->down.len = s->down_off = 0;
     if (s->grpc_req) {
         char code[8];
-        snprintf(code, sizeof(code), "%u", grpc_code(status));
+        snprintf(code, sizeof(code), "%u", hy_l7_grpc_code(status));
         h.status = 200;
         hy_http_head_add(&h, "content-type", 12, "application/grpc", 16);
         hy_http_head_add(&h, "grpc-status", 11, code, strlen(code));
@@ -561,7 +560,7 @@ static void fs_head(void *u, bool end)
         return;
     }
     struct hy_l7_redirect redir = {0};
-    const char *mirror = NULL; /* RequestMirror: not on the h2c path yet */
+    const char *mirror = NULL;
     if (hy_l7_route_request(s->front->routes, s->route, &s->req, rnd, &redir, &mirror) < 0) {
         local_answer(s, 500, "error", "out of memory", NULL);
         return;
@@ -593,6 +592,13 @@ static void fs_head(void *u, bool end)
         timeout = hy_px_ms(t->request_timeout, 0);
     if (timeout)
         uv_timer_start(&s->timer, on_request_timer, timeout, 0);
+    if (mirror) { /* with a body: once it is all in */
+        if (s->req_end)
+            hy_l7_mirror(s->lw, s->cfg, hy_l7_route_mirror_ref(s->front->routes, s->route), &s->req,
+                         NULL, 0, s->src);
+        else
+            s->mirror = hy_l7_route_mirror_ref(s->front->routes, s->route);
+    }
     try_start(s);
 }
 
@@ -610,6 +616,8 @@ static void fs_data(void *u, const uint8_t *p, size_t n)
     }
     if (s->body_base + s->body.len > HY_L7_REPLAY_MAX)
         s->replay = false;
+    if (s->mirror && s->body_base + s->body.len > HY_L7_MIRROR_MAX)
+        hy_l7_mirror_too_big(s->lw, &s->mirror);
     if (s->cs.h2)
         hy_l7_h2_resume(&s->cs);
 }
@@ -618,6 +626,9 @@ static void fs_end(void *u)
 {
     struct fs *s = u;
     s->req_end = true;
+    if (s->mirror && !s->body_base) /* the whole body (under HY_L7_MIRROR_MAX) */
+        hy_l7_mirror(s->lw, s->cfg, s->mirror, &s->req, s->body.data, s->body.len, s->src);
+    s->mirror = NULL;
     if (s->cs.h2)
         hy_l7_h2_resume(&s->cs);
 }

@@ -203,7 +203,10 @@ ssize_t hy_l7_ss_read(struct hy_l7_ss *ss, uint8_t *buf, size_t len, uint32_t *f
 }
 
 /* Answers ss locally: status, with fields of mod (MeshRateLimit's
- * onRateLimit headers) and a one-line body. */
+ * onRateLimit headers) and a one-line body; a gRPC call (content-type
+ * application/grpc...) gets a trailers-only answer instead, grpc-status
+ * mapped from status as Envoy does (hy_l7_grpc_code) and why in
+ * grpc-message, so its client sees a gRPC status. */
 static void answer(struct hy_l7_ss *ss, unsigned status, const char *result, const char *why,
                    const Hypha__V1__DpHeaderModifier *mod)
 {
@@ -215,8 +218,18 @@ static void answer(struct hy_l7_ss *ss, unsigned status, const char *result, con
         ss->result = result;
         return;
     }
-    struct hy_http_head h = {.status = status, .version = 20};
-    hy_http_head_add(&h, "content-type", 12, "text/plain", 10);
+    const char *ct = ss->req.n ? hy_http_head_get(&ss->req, "content-type") : NULL;
+    bool grpc = ct && !strncasecmp(ct, "application/grpc", 16);
+    struct hy_http_head h = {.status = grpc ? 200 : status, .version = 20};
+    if (grpc) {
+        char code[8];
+        snprintf(code, sizeof(code), "%u", hy_l7_grpc_code(status));
+        hy_http_head_add(&h, "content-type", 12, "application/grpc", 16);
+        hy_http_head_add(&h, "grpc-status", 11, code, strlen(code));
+        hy_http_head_add(&h, "grpc-message", 12, why, strlen(why));
+    } else {
+        hy_http_head_add(&h, "content-type", 12, "text/plain", 10);
+    }
     for (size_t i = 0; mod && i < mod->n_set; i++)
         if (mod->set[i]->name && mod->set[i]->value)
             hy_http_head_set(&h, mod->set[i]->name, mod->set[i]->value);
@@ -225,11 +238,13 @@ static void answer(struct hy_l7_ss *ss, unsigned status, const char *result, con
             hy_http_head_add(&h, mod->add[i]->name, strlen(mod->add[i]->name), mod->add[i]->value,
                              strlen(mod->add[i]->value));
     ss->down.len = ss->down_off = 0;
-    hy_buf_printf(&ss->down, "%s\n", why);
+    if (!grpc)
+        hy_buf_printf(&ss->down, "%s\n", why);
     ss->resp_end = true;
     ss->local = true;
     ss->result = result;
-    submit(ss, &h, true, NULL, NULL);
+    submit(ss, &h, !grpc, NULL, NULL);
+    ss->status = status; /* the log and metrics say what happened */
     hy_http_head_fini(&h);
 }
 

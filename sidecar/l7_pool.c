@@ -47,7 +47,8 @@ struct hy_l7_h2 *hy_l7_pool_get(struct hy_l7_worker *lw, const struct hy_l7_svc 
                                 const Hypha__V1__DpEndpoint *e, char *why, size_t size)
 {
     const Hypha__V1__DpOutbound *o = svc->o;
-    const char *sni = o->sni ? o->sni : "";
+    /* a remote subset through its zone's ingress: its own SNI */
+    const char *sni = e->sni && e->sni[0] ? e->sni : o->sni ? o->sni : "";
     char key[HY_AGENT_EP_KEY];
     hy_agent_endpoint_key(e, key, sizeof(key));
     uint64_t now = uv_now(&lw->w->base.loop);
@@ -127,8 +128,8 @@ const Hypha__V1__DpEndpoint *hy_l7_pick(struct hy_l7_worker *lw, const struct hy
         size_t i = SIZE_MAX;
         if (ok) {
             if (!hy_px_usable(rt, o, among, ok)) /* none usable: as if all were */
-                for (size_t k = 0; k < n; k++)
-                    ok[k] = !among || among[k];
+                for (size_t k = 0; k < n; k++)   /* (a remote subset's endpoint: its own picks) */
+                    ok[k] = among ? among[k] : !(o->endpoints[k]->sni && o->endpoints[k]->sni[0]);
             i = hy_l7_hash_pick_ok(svc->hash, hash, ok, n);
             if (ok != stack)
                 free(ok);

@@ -594,6 +594,15 @@ int hy_l7_route_request(const struct hy_l7_routes *r, int i, struct hy_http_head
     return 0;
 }
 
+const Hypha__V1__DpBackendRef *hy_l7_route_mirror_ref(const struct hy_l7_routes *r, int i)
+{
+    const Hypha__V1__DpHttpRoute *src = hy_l7_route_get(r, i);
+    for (size_t k = 0; src && k < src->n_filters; k++)
+        if (src->filters[k]->request_mirror && src->filters[k]->request_mirror->backend)
+            return src->filters[k]->request_mirror->backend;
+    return NULL;
+}
+
 int hy_l7_route_response(const struct hy_l7_routes *r, int i, struct hy_http_head *resp)
 {
     const Hypha__V1__DpHttpRoute *src = hy_l7_route_get(r, i);

@@ -80,6 +80,9 @@ bool hy_l7_subset_has(const Hypha__V1__DpBackendRef *ref, const Hypha__V1__DpEnd
  * HY_ENOMEM (h may be partly rewritten). */
 int hy_l7_route_request(const struct hy_l7_routes *r, int i, struct hy_http_head *h, uint64_t rnd,
                         struct hy_l7_redirect *redirect, const char **mirror_service);
+/* Route i's RequestMirror backendRef (its service and MeshServiceSubset
+ * tags), or NULL. */
+const Hypha__V1__DpBackendRef *hy_l7_route_mirror_ref(const struct hy_l7_routes *r, int i);
 /* Applies route i's ResponseHeaderModifier filters to resp in order. 0 or
  * HY_ENOMEM. */
 int hy_l7_route_response(const struct hy_l7_routes *r, int i, struct hy_http_head *resp);

@@ -74,6 +74,10 @@ static int open_metrics(struct hy_proxy *p, struct hy_metrics *m)
         "Requests (kind http) and connections (kind tcp) MeshRateLimit refused", 1, "kind");
     p->m.faults = hy_metric_counter(m, "hypha_dp_http_faults_total",
                                     "Faults MeshFaultInjection injected, by kind", 1, "kind");
+    p->m.mirrors = hy_metric_counter(
+        m, "hypha_dp_http_mirrors_total",
+        "RequestMirror copies, by result: sent, body_too_large (not mirrored), failed", 1,
+        "result");
     p->m.http_retries = hy_metric_series(hy_metric_counter(
         m, "hypha_dp_http_retries_total", "HTTP requests tried again (MeshRetry)", 0));
     p->m.http_timeouts = hy_metric_series(hy_metric_counter(
@@ -83,7 +87,7 @@ static int open_metrics(struct hy_proxy *p, struct hy_metrics *m)
         hy_metric_counter(m, "hypha_dp_http_ejections_total",
                           "Endpoints ejected by outlier detection (MeshCircuitBreaker)", 0));
     if (!p->m.http_requests || !p->m.http_duration || !p->m.rate_limited || !p->m.faults ||
-        !p->m.http_retries || !p->m.http_timeouts || !p->m.http_ejections)
+        !p->m.mirrors || !p->m.http_retries || !p->m.http_timeouts || !p->m.http_ejections)
         return HY_ENOMEM;
     for (int d = HY_PX_IN; d <= HY_PX_OUT; d++) {
         const char *n = hy_px_dir_name(d);

@@ -281,6 +281,8 @@ static void http_round(struct checker *ck, const Hypha__V1__DpOutbound *o)
         const Hypha__V1__DpEndpoint *e = o->endpoints[i];
         if (e->port == 0 || e->port > 65535 || !e->address || !e->address[0])
             continue; /* the outbound cannot reach it either; nothing to learn */
+        if (e->sni && e->sni[0])
+            continue; /* a remote subset: its ingress is checked as the service's endpoint */
         struct hy_l7_hc *hc = calloc(1, sizeof(*hc));
         if (!hc || !(hc->t.route = hy_px_route_get(p, ck->t.port, NULL))) {
             free(hc);
@@ -328,7 +330,8 @@ static void on_tick(uv_timer_t *t)
         return;
     }
     for (size_t i = 0; i < o->n_endpoints; i++)
-        probe_start(ck, o->endpoints[i]);
+        if (!o->endpoints[i]->sni || !o->endpoints[i]->sni[0]) /* (a remote subset: see above) */
+            probe_start(ck, o->endpoints[i]);
 }
 
 static void on_checker_timer_closed(uv_handle_t *h)

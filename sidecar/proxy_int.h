@@ -136,7 +136,8 @@ struct hy_px_conn {
     unsigned active_n, pending_n; /* the route's counts with this one, taken at accept */
     struct hy_agent_ep *load;     /* the endpoint slot this connection counts in (route's lock) */
     const Hypha__V1__DpBackendRef
-        *subset; /* MeshTCPRoute: only endpoints with its tags (in snap) */
+        *subset;        /* MeshTCPRoute: only endpoints with its tags (in snap) */
+    const char *ep_sni; /* the picked endpoint's own SNI (a remote subset's; in snap), or NULL */
     void (*connected)(struct hy_px_conn *c, int status);
     void (*up_then)(struct hy_px_conn *c);
     char endpoint[HY_AGENT_EP_KEY]; /* "address:port" being connected to */
@@ -171,7 +172,7 @@ struct hy_px_metrics {
     struct hy_series *shadow_denied; /* AllowWithShadowDeny: let in, counted as denied */
     struct hy_series *overflow[2];   /* max_connections, max_pending */
     /* L7 families; their series are looked up per worker (l7_conf.c) */
-    struct hy_metric *http_requests, *http_duration, *rate_limited, *faults;
+    struct hy_metric *http_requests, *http_duration, *rate_limited, *faults, *mirrors;
     struct hy_series *http_retries, *http_timeouts, *http_ejections;
     struct hy_series *mem_releases;     /* proxy_mem.c */
     struct hy_series *handshakes[2][2]; /* [direction][resumed] */

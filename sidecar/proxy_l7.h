@@ -33,6 +33,7 @@
 #include "proxy_int.h"
 
 #define HY_L7_REPLAY_MAX (64u << 10)    /* request body kept for retries; more: not retried */
+#define HY_L7_MIRROR_MAX (64u << 10)    /* request body a RequestMirror copies; more: none */
 #define HY_L7_BODY_HIGH (256u << 10)    /* stop reading a side while this much waits */
 #define HY_L7_TIMEOUT_MS 15000          /* requestTimeout unset (Kuma's default) */
 #define HY_L7_STREAM_IDLE_MS 1800000u   /* streamIdleTimeout unset (Kuma's default: 30 min) */
@@ -296,6 +297,27 @@ enum hy_l7_count { HY_L7_RETRY, HY_L7_TIMEOUT, HY_L7_EJECTION };
 void hy_l7_count(struct hy_l7_worker *lw, enum hy_l7_count what);
 void hy_l7_count_limited(struct hy_l7_worker *lw, const char *kind);
 void hy_l7_count_fault(struct hy_l7_worker *lw, const char *kind);
+/* gRPC's code for an HTTP status the sidecar answers a gRPC call with
+ * itself (Envoy's Grpc::Utility::httpToGrpcStatus, the gRPC spec's
+ * mapping): 400 INTERNAL (13), 401 UNAUTHENTICATED (16), 403
+ * PERMISSION_DENIED (7), 404 UNIMPLEMENTED (12), 429, 502, 503, 504
+ * UNAVAILABLE (14), any other UNKNOWN (2). The answer is trailers-only:
+ * HTTP 200, content-type application/grpc, grpc-status, grpc-message. */
+unsigned hy_l7_grpc_code(unsigned http_status);
+/* hypha_dp_http_mirrors_total{result}: "sent", "body_too_large" (over
+ * HY_L7_MIRROR_MAX: not mirrored), "failed" (no endpoint, no memory). */
+void hy_l7_count_mirror(struct hy_l7_worker *lw, const char *result);
+
+/* MeshHTTPRoute RequestMirror: a copy of req with body[0..len) (the whole
+ * request) to an endpoint of ref's service (of its subset when it has
+ * tags), on its own pooled stream; its answer is dropped and nothing
+ * waits on it (l7_down.c). */
+void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg,
+                  const Hypha__V1__DpBackendRef *ref, const struct hy_http_head *req,
+                  const void *body, size_t len, const char *src);
+/* The request a mirror waited on grew past HY_L7_MIRROR_MAX: counted, and
+ * *mirror (the pending mirror's service) becomes NULL. */
+void hy_l7_mirror_too_big(struct hy_l7_worker *lw, const Hypha__V1__DpBackendRef **mirror);
 
 /* ----- outbound: the app's HTTP/1.1 (l7_down.c) ----- */
 

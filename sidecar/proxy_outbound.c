@@ -89,6 +89,14 @@ static bool avoided(struct hy_px_route *r, const Hypha__V1__DpOutbound *o, size_
     return hy_agent_ep_avoided(e, now) || ejected(r, o, k, now, key);
 }
 
+/* Is endpoint i of o among those a pick may take? among NULL: the whole
+ * service, so not a remote subset's own endpoint (DpEndpoint.sni), which
+ * only a MeshServiceSubset pick (among) takes. */
+static bool in_pick(const Hypha__V1__DpOutbound *o, const bool *among, size_t i)
+{
+    return among ? among[i] : !(o->endpoints[i]->sni && o->endpoints[i]->sni[0]);
+}
+
 static uint32_t priority_of(const Hypha__V1__DpEndpoint *e)
 {
     return e->has_priority ? e->priority : 0;
@@ -116,7 +124,7 @@ size_t hy_px_usable(struct hy_px_route *r, const Hypha__V1__DpOutbound *o, const
     struct hy_agent_ep *e;
     pthread_mutex_lock(&r->eps.lock);
     for (size_t i = 0; i < o->n_endpoints; i++) {
-        ok[i] = (!among || among[i]) && !avoided(r, o, i, now, &e);
+        ok[i] = in_pick(o, among, i) && !avoided(r, o, i, now, &e);
         good += ok[i];
     }
     pthread_mutex_unlock(&r->eps.lock);
@@ -134,7 +142,7 @@ const Hypha__V1__DpEndpoint *hy_px_pick_among(struct hy_px_route *r, const Hypha
     uint32_t level = UINT32_MAX, lowest = UINT32_MAX;
     pthread_mutex_lock(&r->eps.lock);
     for (size_t i = 0; i < n; i++) {
-        if (among && !among[i])
+        if (!in_pick(o, among, i))
             continue;
         uint32_t p = priority_of(o->endpoints[i]);
         if (p < lowest)
@@ -150,14 +158,14 @@ const Hypha__V1__DpEndpoint *hy_px_pick_among(struct hy_px_route *r, const Hypha
         return NULL;
     }
     for (size_t i = 0; i < n; i++)
-        good += (!among || among[i]) && priority_of(o->endpoints[i]) == level &&
+        good += in_pick(o, among, i) && priority_of(o->endpoints[i]) == level &&
                 (any || !avoided(r, o, i, now, &e));
     size_t skip = lb == LB_RANDOM ? (size_t)(next_random(r) % good) : 0;
     size_t best = SIZE_MAX;
     unsigned best_load = 0;
     for (size_t i = 0; i < n; i++) {
         size_t k = (r->rr + i) % n;
-        if ((among && !among[k]) || priority_of(o->endpoints[k]) != level ||
+        if (!in_pick(o, among, k) || priority_of(o->endpoints[k]) != level ||
             (avoided(r, o, k, now, &e) && !any))
             continue;
         if (lb == LB_RANDOM && skip-- > 0)
@@ -257,6 +265,7 @@ static void try_next(struct hy_px_conn *c)
         return;
     }
     c->attempts++;
+    c->ep_sni = e->sni && e->sni[0] ? e->sni : NULL;
     int rc = hy_px_conn_connect(c, e->address ? e->address : "", e->port,
                                 hy_px_ms(o->connect_timeout, HY_PX_CONNECT_MS), on_peer_connected);
     if (rc < 0) {
@@ -283,7 +292,8 @@ static void on_peer_connected(struct hy_px_conn *c, int status)
     c->why[0] = '\0';
     hy_series_observe(c->m->connect_s[c->dir],
                       (double)(uv_now(&c->w->base.loop) - c->connect_start_ms) / 1000.0);
-    if (hy_px_tls_start(c, c->w->tls.client, c->out->sni) < 0) {
+    /* a remote subset (MeshTCPRoute tags) through its zone's ingress: its own SNI */
+    if (hy_px_tls_start(c, c->w->tls.client, c->ep_sni ? c->ep_sni : c->out->sni) < 0) {
         hy_px_conn_close(c, "error", NULL);
         return;
     }

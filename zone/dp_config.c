@@ -1019,6 +1019,48 @@ static int local_endpoints(const struct hy_zone_dp_round *r, const char *origin,
     return 0;
 }
 
+/* A tag set another zone's ingress serves (an availableServices entry
+ * marked subset) on its endpoint e: the tags (the service tag left out)
+ * for MeshServiceSubset picks, and the SNI that reaches only those
+ * instances through the ingress (hy_sni_for_subset, as that zone
+ * computed it). */
+static int subset_endpoint(Hypha__V1__DpEndpoint *e,
+                           const Hypha__V1__ZoneIngress__AvailableService *as, const char *service,
+                           const char *mesh)
+{
+    size_t n = 0;
+    const char **keys = calloc(as->n_tags + 1, sizeof(*keys));
+    const char **values = calloc(as->n_tags + 1, sizeof(*values));
+    e->tags = calloc(as->n_tags + 1, sizeof(*e->tags));
+    int rc = keys && values && e->tags ? 0 : HY_ENOMEM;
+    for (size_t k = 0; rc == 0 && k < as->n_tags; k++) {
+        if (!as->tags[k]->key || !strcmp(as->tags[k]->key, HY_TAG_SERVICE))
+            continue;
+        keys[n] = as->tags[k]->key;
+        values[n++] = S(as->tags[k]->value);
+        Hypha__V1__DpEndpoint__TagsEntry *t = malloc(sizeof(*t));
+        if (!t) {
+            rc = HY_ENOMEM;
+            break;
+        }
+        hypha__v1__dp_endpoint__tags_entry__init(t);
+        e->tags[e->n_tags++] = t;
+        t->key = strdup(as->tags[k]->key);
+        t->value = strdup(S(as->tags[k]->value));
+        if (!t->key || !t->value)
+            rc = HY_ENOMEM;
+    }
+    char sni[HY_SNI_MAX];
+    if (rc == 0) {
+        hy_sni_for_subset(service, mesh, keys, values, n, sni, sizeof(sni));
+        if (!(e->sni = strdup(sni)))
+            rc = HY_ENOMEM;
+    }
+    free(keys);
+    free(values);
+    return rc;
+}
+
 /* Remote endpoints: other zones' ingresses that carry the service in this
  * mesh. The zone is the one the global CP stored each under (the KDS
  * session's), never spec.zone: a zone could claim to be another there. */
@@ -1036,11 +1078,12 @@ static int remote_endpoints(const struct hy_zone_dp_round *r, const char *origin
         /* an ingress listening on every address must say which one to dial */
         if (!addr[0] || !strcmp(addr, "0.0.0.0") || !strcmp(addr, "::"))
             continue;
+        bool whole = false; /* the service's own entry: one endpoint per ingress */
         for (size_t i = 0; i < zi->n_available_services; i++) {
             const Hypha__V1__ZoneIngress__AvailableService *as = zi->available_services[i];
             const char *svc = tag(as->n_tags, (void *)as->tags, HY_TAG_SERVICE);
             if (!svc || strcmp(svc, service) || strcmp(S(as->mesh), mesh) ||
-                (as->has_instances && as->instances == 0))
+                (as->has_instances && as->instances == 0) || (whole && !as->subset))
                 continue;
             Hypha__V1__DpEndpoint *e = new_endpoint(p);
             if (!e)
@@ -1052,7 +1095,10 @@ static int remote_endpoints(const struct hy_zone_dp_round *r, const char *origin
             e->name = strdup(zr->meta->name);
             if (!e->address || !e->zone || !e->name)
                 return HY_ENOMEM;
-            break;
+            whole = whole || !as->subset;
+            int rc = as->subset ? subset_endpoint(e, as, service, mesh) : 0;
+            if (rc < 0)
+                return rc;
         }
     }
     return 0;
@@ -1087,7 +1133,7 @@ static const char *service_protocol(const struct hy_zone_dp_round *r, const char
             const Hypha__V1__ZoneIngress__AvailableService *as = zi->available_services[i];
             const char *svc = tag(as->n_tags, (void *)as->tags, HY_TAG_SERVICE);
             if (!svc || strcmp(svc, service) || strcmp(S(as->mesh), mesh) ||
-                (as->has_instances && as->instances == 0))
+                (as->has_instances && as->instances == 0) || as->subset)
                 continue;
             const char *p =
                 hy_zone_dp_protocol_name(tag(as->n_tags, (void *)as->tags, HY_TAG_PROTOCOL));

@@ -3,6 +3,7 @@
  * it and the local endpoints (sidecar inbounds) to relay to. The same
  * list, as counts, becomes the ZoneIngress's availableServices, which KDS
  * carries to the other zones. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,10 +11,12 @@
 #include "dataplane.pb-c.h"
 #include "dp_server.h"
 #include "error.h"
+#include "policy.h"
 #include "sni.h"
 #include "poison.h"
 
 #define S(s) ((s) ? (s) : "")
+#define HY_ZONE_SUBSET_TAGS 32 /* an inbound with more tags has no subset route */
 
 struct routes_walk {
     const char *zone;
@@ -45,6 +48,95 @@ static Hypha__V1__DpIngressRoute *route_of(Hypha__V1__DpIngressConfig *c, const 
     return r->sni && r->mesh && r->service ? r : NULL;
 }
 
+/* The route for the instances of service whose inbound tags, the service
+ * tag left out, are exactly those of in: found by its subset SNI, or
+ * added. NULL: in has no other tag (the service's route is enough), or
+ * out of memory (*oom). */
+static Hypha__V1__DpIngressRoute *
+subset_route_of(Hypha__V1__DpIngressConfig *c, const char *mesh, const char *service,
+                const Hypha__V1__Dataplane__Networking__Inbound *in, bool *oom)
+{
+    const char *keys[HY_ZONE_SUBSET_TAGS], *values[HY_ZONE_SUBSET_TAGS];
+    size_t n = 0;
+    for (size_t k = 0; k < in->n_tags && n < HY_ZONE_SUBSET_TAGS; k++)
+        if (in->tags[k]->key && strcmp(in->tags[k]->key, HY_TAG_SERVICE)) {
+            keys[n] = in->tags[k]->key;
+            values[n++] = S(in->tags[k]->value);
+        }
+    if (!n || n == HY_ZONE_SUBSET_TAGS)
+        return NULL; /* no tag but the service's; or more than a subset SNI takes */
+    char sni[HY_SNI_MAX];
+    hy_sni_for_subset(service, mesh, keys, values, n, sni, sizeof(sni));
+    for (size_t i = 0; i < c->n_routes; i++)
+        if (!strcmp(c->routes[i]->sni, sni))
+            return c->routes[i];
+    Hypha__V1__DpIngressRoute *r = malloc(sizeof(*r));
+    Hypha__V1__DpIngressRoute **v = realloc(c->routes, (c->n_routes + 1) * sizeof(*v));
+    if (v)
+        c->routes = v;
+    if (!r || !v) {
+        free(r);
+        *oom = true;
+        return NULL;
+    }
+    hypha__v1__dp_ingress_route__init(r);
+    v[c->n_routes++] = r;
+    r->sni = strdup(sni);
+    r->mesh = strdup(mesh);
+    r->service = strdup(service);
+    if (!r->sni || !r->mesh || !r->service || !(r->tags = calloc(n, sizeof(*r->tags)))) {
+        *oom = true;
+        return NULL;
+    }
+    for (size_t k = 0; k < n; k++) {
+        Hypha__V1__DpIngressRoute__TagsEntry *t = malloc(sizeof(*t));
+        if (!t) {
+            *oom = true;
+            return NULL;
+        }
+        hypha__v1__dp_ingress_route__tags_entry__init(t);
+        r->tags[r->n_tags++] = t;
+        t->key = strdup(keys[k]);
+        t->value = strdup(values[k]);
+        if (!t->key || !t->value) {
+            *oom = true;
+            return NULL;
+        }
+    }
+    return r;
+}
+
+/* One more endpoint on r: the inbound in of Dataplane res. */
+static int add_endpoint(Hypha__V1__DpIngressRoute *r, const struct hy_resource *res,
+                        const Hypha__V1__Dataplane__Networking__Inbound *in, const char *zone)
+{
+    const Hypha__V1__Dataplane *d = (const Hypha__V1__Dataplane *)res->spec;
+    Hypha__V1__DpEndpoint *e = malloc(sizeof(*e));
+    Hypha__V1__DpEndpoint **v = e ? realloc(r->endpoints, (r->n_endpoints + 1) * sizeof(*v)) : NULL;
+    if (!v) {
+        free(e);
+        return HY_ENOMEM;
+    }
+    r->endpoints = v;
+    /* the instances' protocol: tcp as soon as two differ (Kuma's rule) */
+    const char *proto = hy_zone_dp_protocol_of(in);
+    if (!r->n_endpoints || strcmp(S(r->protocol), proto)) {
+        free(r->protocol);
+        if (!(r->protocol = strdup(r->n_endpoints ? "tcp" : proto))) {
+            free(e);
+            return HY_ENOMEM;
+        }
+    }
+    hypha__v1__dp_endpoint__init(e);
+    v[r->n_endpoints++] = e;
+    e->address = strdup(S(d->networking->address));
+    e->has_port = 1;
+    e->port = in->port;
+    e->name = strdup(S(res->meta->name));
+    e->zone = strdup(zone);
+    return e->address && e->name && e->zone ? 0 : HY_ENOMEM;
+}
+
 static int add_local(void *ud, struct hy_resource *res, bool *take)
 {
     struct routes_walk *w = ud;
@@ -58,30 +150,37 @@ static int add_local(void *ud, struct hy_resource *res, bool *take)
         if (!svc || !in->has_port)
             continue;
         Hypha__V1__DpIngressRoute *r = route_of(w->c, S(res->meta->mesh), svc);
-        Hypha__V1__DpEndpoint *e = r ? malloc(sizeof(*e)) : NULL;
-        Hypha__V1__DpEndpoint **v =
-            e ? realloc(r->endpoints, (r->n_endpoints + 1) * sizeof(*v)) : NULL;
-        if (!v) {
-            free(e);
+        int rc = r ? add_endpoint(r, res, in, w->zone) : HY_ENOMEM;
+        bool oom = false;
+        Hypha__V1__DpIngressRoute *sr =
+            rc == 0 ? subset_route_of(w->c, S(res->meta->mesh), svc, in, &oom) : NULL;
+        if (oom)
             return HY_ENOMEM;
-        }
-        r->endpoints = v;
-        /* the instances' protocol: tcp as soon as two differ (Kuma's rule) */
-        const char *proto = hy_zone_dp_protocol_of(in);
-        if (!r->n_endpoints || strcmp(S(r->protocol), proto)) {
+        if (sr && (rc = add_endpoint(sr, res, in, w->zone)) < 0)
+            return rc;
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* A subset route's protocol is its service's (what every instance of it
+ * agrees on), so that remote callers see one protocol per service. */
+static int subset_protocols(Hypha__V1__DpIngressConfig *c)
+{
+    for (size_t i = 0; i < c->n_routes; i++) {
+        Hypha__V1__DpIngressRoute *r = c->routes[i];
+        if (!r->n_tags)
+            continue;
+        for (size_t k = 0; k < c->n_routes; k++) {
+            const Hypha__V1__DpIngressRoute *s = c->routes[k];
+            if (s->n_tags || strcmp(s->mesh, r->mesh) || strcmp(s->service, r->service))
+                continue;
             free(r->protocol);
-            if (!(r->protocol = strdup(r->n_endpoints ? "tcp" : proto))) {
-                free(e);
+            if (!(r->protocol = strdup(S(s->protocol))))
                 return HY_ENOMEM;
-            }
+            break;
         }
-        hypha__v1__dp_endpoint__init(e);
-        v[r->n_endpoints++] = e;
-        e->address = strdup(S(d->networking->address));
-        e->has_port = 1;
-        e->port = in->port;
-        e->name = strdup(S(res->meta->name));
-        e->zone = strdup(w->zone);
     }
     return 0;
 }
@@ -95,6 +194,8 @@ int hy_zone_ingress_config_build(struct hy_store *s, const char *zone,
     hypha__v1__dp_ingress_config__init(c);
     struct routes_walk w = {zone, c};
     int rc = (c->zone = strdup(zone)) ? hy_store_each(s, "Dataplane", add_local, &w) : HY_ENOMEM;
+    if (rc == 0)
+        rc = subset_protocols(c);
     if (rc == 0)
         rc = hy_zone_dp_version(&c->base, &c->version);
     if (rc < 0) {
@@ -121,11 +222,14 @@ int hy_zone_ingress_available(const Hypha__V1__DpIngressConfig *c, Hypha__V1__Zo
         Hypha__V1__ZoneIngress__AvailableService__TagsEntry *t = malloc(sizeof(*t));
         /* the protocol tag when the instances agree on one other than tcp
          * (absent is tcp), so other zones' callers proxy it alike */
-        const char *proto = c->routes[i]->protocol;
-        bool tagged = proto && strcmp(proto, "tcp");
+        const Hypha__V1__DpIngressRoute *r = c->routes[i];
+        const char *proto = r->protocol;
+        /* (a subset entry carries the instances' own tags instead) */
+        bool tagged = proto && strcmp(proto, "tcp") && !r->n_tags;
         Hypha__V1__ZoneIngress__AvailableService__TagsEntry *pt =
             tagged ? malloc(sizeof(*pt)) : NULL;
-        Hypha__V1__ZoneIngress__AvailableService__TagsEntry **tv = malloc(2 * sizeof(*tv));
+        Hypha__V1__ZoneIngress__AvailableService__TagsEntry **tv =
+            malloc((2 + r->n_tags) * sizeof(*tv));
         if (!as || !t || !tv || (tagged && !pt)) {
             free(pt);
             free(as);
@@ -149,6 +253,20 @@ int hy_zone_ingress_available(const Hypha__V1__DpIngressConfig *c, Hypha__V1__Zo
             if (!pt->key || !pt->value)
                 return HY_ENOMEM;
         }
+        /* a subset route: its tag set, for other zones' MeshServiceSubsets */
+        for (size_t k = 0; k < r->n_tags; k++) {
+            Hypha__V1__ZoneIngress__AvailableService__TagsEntry *x = malloc(sizeof(*x));
+            if (!x)
+                return HY_ENOMEM;
+            hypha__v1__zone_ingress__available_service__tags_entry__init(x);
+            tv[as->n_tags++] = x;
+            x->key = strdup(S(r->tags[k]->key));
+            x->value = strdup(S(r->tags[k]->value));
+            if (!x->key || !x->value)
+                return HY_ENOMEM;
+        }
+        as->has_subset = r->n_tags > 0;
+        as->subset = r->n_tags > 0;
         as->mesh = strdup(c->routes[i]->mesh);
         as->has_instances = 1;
         as->instances = (uint32_t)c->routes[i]->n_endpoints;

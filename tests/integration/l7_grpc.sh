@@ -8,7 +8,12 @@
 # trailers (grpc-status, grpc-message) both ways, trailers-only answers,
 # HTTP/1.1 callers of the same outbound, a MeshHTTPRoute split, MeshRetry
 # grpc (unavailable, then success), MeshTimeout requestTimeout cutting a
-# slow call, MeshHealthCheck grpc (NOT_SERVING takes an endpoint out).
+# slow call, MeshHealthCheck grpc (NOT_SERVING takes an endpoint out),
+# RequestMirror copying h2c calls and HTTP/1.1 POSTs with their bodies to
+# backend-v2 (whose app records what it gets), by percentage, and not
+# bodies over 64 KiB; and what backend's own sidecar answers a gRPC call
+# itself with (a Deny, a rate limit, a fault abort) comes as a gRPC status
+# (HTTP 200, trailers-only, grpc-status mapped as Envoy maps HTTP codes).
 . "$(dirname "$0")/lib.sh"
 DATA=$(cd "$(dirname "$0")/../data" && pwd)
 export HOME=$HY_TMP/home
@@ -59,7 +64,7 @@ start_dp() { # start_dp NAME SERVICE PORT VERSION: as lib.sh's hy_start_http_dp,
 call() { "$PY" "$TOOLS/grpc_call.py" "$@"; } # call PORT [ARGS]: one line per call
 
 start_app $((B_PORT + 1)) b1 --health-file="$HY_TMP/b1-down"
-start_app $((B2_PORT + 1)) b2
+start_app $((B2_PORT + 1)) b2 --record="$HY_TMP/b2-record"
 start_app $((W_PORT + 1)) w1
 start_dp backend-1 backend "$B_PORT" v1
 B_ADMIN=$DP_ADMIN B_LOG=$DP_LOG
@@ -264,6 +269,136 @@ hy_check "an HTTP/1.1 POST to the grpc outbound is answered by b1 (through h2c a
 hy_check "chunked" grep -qi "^transfer-encoding: chunked" "$HY_TMP/h1-head"
 hy_check "its trailers (grpc-status, grpc-message) after the last chunk" \
     "$PY" -c 'import sys; sys.exit(not open(sys.argv[1], "rb").read().endswith(b"\r\n0\r\ngrpc-status: 0\r\ngrpc-message: ok\r\n\r\n"))' "$HY_TMP/h1-body"
+
+# ---- the inbound's own answers to gRPC calls: trailers-only, with a gRPC status
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshTrafficPermission
+mesh: default
+name: web-deny
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: MeshService, name: web}
+      default: {action: Deny}
+YAML
+denied() { [[ "$(call "$OUT")" == "http=200 grpc-status=7 grpc-message="*"MeshTrafficPermission/web-deny"*" trailers=0 msg=" ]]; }
+hy_check "a Deny at backend's inbound: PERMISSION_DENIED (7) in a trailers-only answer, naming the policy" \
+    hy_wait_for 15 denied
+hy_check "the inbound (backend-1's or backend-2's) logs it as a 403" \
+    grep -hq "http direction=inbound port=\($B_PORT\|$B3_PORT\) method=POST .*status=403 .*result=denied" "$B_LOG" "$HY_TMP/dp-backend-2.log"
+ctl delete meshtrafficpermission web-deny --mesh default >/dev/null
+allowed() { [[ "$(call "$OUT")" == "http=200 grpc-status=0 "* ]]; }
+hy_check "lifting it lets calls in again" hy_wait_for 15 allowed
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshFaultInjection
+mesh: default
+name: backend-abort
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: Mesh}
+      default:
+        http:
+          - abort: {httpStatus: 401, percentage: 100}
+YAML
+aborted() { [ "$(call "$OUT")" = "http=200 grpc-status=16 grpc-message=fault_filter_abort trailers=0 msg=" ]; }
+hy_check "a fault abort with httpStatus 401: UNAUTHENTICATED (16), trailers-only" hy_wait_for 15 aborted
+ctl delete meshfaultinjection backend-abort --mesh default >/dev/null
+hy_check "deleting it lets calls through again" hy_wait_for 15 allowed
+ctl apply -f - >/dev/null <<'YAML'
+type: MeshRateLimit
+mesh: default
+name: backend-limit
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: Mesh}
+      default:
+        local:
+          http:
+            requestRate: {num: 2, interval: 60s}
+            onRateLimit: {status: 429, headers: {add: [{name: x-limited, value: "yes"}]}}
+YAML
+limited() { call "$OUT" --count=10 >"$HY_TMP/limited"; grep -q "grpc-status=14" "$HY_TMP/limited"; }
+hy_check "MeshRateLimit: calls over the limit are refused" hy_wait_for 15 limited
+hy_eq "each as UNAVAILABLE (14) in a trailers-only answer, the others pass" "" \
+    "$(grep -v -e '^http=200 grpc-status=14 grpc-message=local_rate_limited trailers=0 msg=$' -e '^http=200 grpc-status=0 ' "$HY_TMP/limited")"
+ctl delete meshratelimit backend-limit --mesh default >/dev/null
+unlimited() { [ "$(call "$OUT" --count=5 | grep -c 'grpc-status=0')" = 5 ]; }
+hy_check "deleting it lets every call through" hy_wait_for 70 unlimited
+
+# ---- RequestMirror: b2 (backend-v2's app) records each request it gets
+pol_apply "$W_ADMIN" <<'YAML'
+type: MeshHTTPRoute
+mesh: default
+name: web-grpc-mirror
+spec:
+  targetRef: {kind: MeshService, name: web}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      rules:
+        - matches: [{path: {type: PathPrefix, value: /test.Mirror}}]
+          default:
+            filters:
+              - type: RequestMirror
+                requestMirror: {backendRef: {kind: MeshService, name: backend-v2}}
+        - matches: [{path: {type: PathPrefix, value: /test.Half}}]
+          default:
+            filters:
+              - type: RequestMirror
+                requestMirror: {backendRef: {kind: MeshService, name: backend-v2}, percentage: "50"}
+        - matches: [{path: {type: PathPrefix, value: /test.SubV2}}]
+          default:
+            filters:
+              - type: RequestMirror
+                requestMirror: {backendRef: {kind: MeshServiceSubset, name: backend-v2, tags: {version: v2}}}
+        - matches: [{path: {type: PathPrefix, value: /test.SubV9}}]
+          default:
+            filters:
+              - type: RequestMirror
+                requestMirror: {backendRef: {kind: MeshServiceSubset, name: backend-v2, tags: {version: v9}}}
+YAML
+mirror_set() { curl -s "$W_ADMIN/config" | jq -e '[.outbounds[] | select(.service == "backend") | (.httpRoutes // .http_routes)[]? | .filters[]? | select(.requestMirror // .request_mirror)] | length == 4' >/dev/null; }
+hy_check "a MeshHTTPRoute with RequestMirror filters reaches web-1" hy_wait_for 15 mirror_set
+rec() { # rec JQ-FILTER: how many of b2's records match
+    [ -f "$HY_TMP/b2-record" ] || { echo 0; return; }
+    jq -s "[.[] | select($1)] | length" "$HY_TMP/b2-record"
+}
+mirrors() { hy_metric "$W_ADMIN" "hypha_dp_http_mirrors_total{result=\"$1\"}"; }
+r=$(call "$OUT" --path=/test.Mirror/Unary --msg=mirror-me)
+hy_eq "an h2c call under the mirror is answered by backend (b1 or b3) as ever" \
+    "http=200 grpc-status=0 grpc-message=ok trailers=1 msg=b|mirror-me" "${r/msg=b[13]|/msg=b|}"
+got_h2c() { [ "$(rec '.path == "/test.Mirror/Unary" and .method == "POST" and .len == 14 and (.body | endswith("mirror-me"))')" = 1 ]; }
+hy_check "b2 got its copy: method, path and the whole gRPC message" hy_wait_for 10 got_h2c
+curl -s -o /dev/null -X POST -H 'content-type: text/plain' --data-binary 'hello-post-body' \
+    "http://127.0.0.1:$OUT/test.Mirror/post"
+got_h1() { [ "$(rec '.path == "/test.Mirror/post" and .method == "POST" and .body == "hello-post-body"')" = 1 ]; }
+hy_check "an HTTP/1.1 POST with a body: b2 got its copy, body and all" hy_wait_for 10 got_h1
+hy_check "both counted as sent" test "$(mirrors sent)" -ge 2
+call "$OUT" --path=/test.SubV2/Unary --msg=sub >/dev/null
+got_sub() { [ "$(rec '.path == "/test.SubV2/Unary"')" = 1 ]; }
+hy_check "a mirror to a MeshServiceSubset (version v2) reaches b2, which carries it" hy_wait_for 10 got_sub
+failed0=$(mirrors failed)
+r=$(call "$OUT" --path=/test.SubV9/Unary --msg=sub)
+hy_eq "a mirror to a subset nobody carries (v9): the call is answered as ever" "grpc-status=0" "$(grep -o 'grpc-status=0' <<<"$r")"
+hy_eq "its copy goes nowhere (never to backend-v2's other instances): counted as failed" \
+    $((failed0 + 1)) "$(mirrors failed)"
+big0=$(mirrors body_too_large)
+r=$(call "$OUT" --path=/test.Mirror/Big --size=100000 | sed 's/msg=b[13]|//' | awk '{print length($NF)}')
+hy_eq "a 100 kB h2c call under the mirror is answered whole" 100000 "$r"
+head -c 100000 /dev/zero | tr '\0' y >"$HY_TMP/big-body"
+hy_eq "and a 100 kB HTTP/1.1 POST" 200 \
+    "$(curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary @"$HY_TMP/big-body" "http://127.0.0.1:$OUT/test.Mirror/BigPost")"
+hy_eq "neither is mirrored (over 64 KiB): counted as body_too_large" $((big0 + 2)) "$(mirrors body_too_large)"
+hy_eq "b2 got no copy of them" 0 "$(rec '.path | startswith("/test.Mirror/Big")')"
+sent0=$(mirrors sent)
+call "$OUT" --path=/test.Half/Unary --count=400 >/dev/null
+sent=$(($(mirrors sent) - sent0))
+half() { rec '.path == "/test.Half/Unary"'; }
+all_in() { [ "$(half)" = "$sent" ]; }
+hy_check "every copy web-1 sent ($sent) reaches b2" hy_wait_for 10 all_in
+hy_check "percentage 50: b2 got 50 % +- 10 % of 400 calls ($(half))" within "$(half)" 160 240
+pol_delete "$W_ADMIN" meshhttproute web-grpc-mirror
 
 hy_check "SIGTERM stops web-1 cleanly" hy_stop "$W_PID"
 hy_check "no sanitizer report" bash -c "! grep -q 'Sanitizer' '$HY_TMP'/*.log*"

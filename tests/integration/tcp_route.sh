@@ -3,8 +3,12 @@
 # plain TCP (dataplane.yaml, no kuma.io/protocol); a MeshTCPRoute splits
 # backend 80/20 between backend and backend-v2 (two apps that name
 # themselves). 1000 connections, each picked on its own: within ±5 % of
-# the weights (500 would miss that by chance about one run in 200). A split whose weights are all 0 refuses connections (never the
-# front service: no fail open).
+# the weights (500 would miss that by chance about one run in 200). A
+# split whose weights are all 0 refuses connections (never the front
+# service: no fail open). A backendRef's MeshServiceSubset tags narrow it:
+# backend-3 (version v3) takes every connection of a route to subset v3,
+# the untagged backend-1 none; a subset nobody carries refuses every
+# connection (l7_zones_subset.sh does it across zones).
 . "$(dirname "$0")/lib.sh"
 DATA=$(cd "$(dirname "$0")/../data" && pwd) # hy_start_mesh_zone's
 export HOME=$HY_TMP/home
@@ -71,12 +75,12 @@ split_set() {
 hy_check "the split and backend-v2's endpoints reach web-1" hy_wait_for 20 split_set
 
 # calls N: N TCP connections through web-1's outbound, one HTTP/1.0 GET
-# each; prints "v1 COUNT v2 COUNT fail COUNT"
+# each; prints "v1 COUNT v2 COUNT fail COUNT v3 COUNT"
 calls() {
     python3 - "$OUT_PORT" "$1" <<'PY'
 import socket, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
-c = {"v1": 0, "v2": 0, "fail": 0}
+c = {"v1": 0, "v2": 0, "v3": 0, "fail": 0}
 for _ in range(n):
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -89,13 +93,13 @@ for _ in range(n):
             data += b
         s.close()
         body = data.decode(errors="replace")
-        c["v2" if "hello from v2" in body else "v1" if "hello from v1" in body else "fail"] += 1
+        c[next((v for v in ("v1", "v2", "v3") if "hello from " + v in body), "fail")] += 1
     except OSError:
         c["fail"] += 1
-print("v1 %d v2 %d fail %d" % (c["v1"], c["v2"], c["fail"]))
+print("v1 %d v2 %d fail %d v3 %d" % (c["v1"], c["v2"], c["fail"], c["v3"]))
 PY
 }
-read -r _ n1 _ n2 _ nf <<<"$(calls 1000)"
+read -r _ n1 _ n2 _ nf _ <<<"$(calls 1000)"
 hy_log "1000 connections: backend $n1, backend-v2 $n2, failed $nf"
 hy_eq "every one of 1000 connections is answered" 0 "$nf"
 hy_check "backend-v2 takes 20 % ± 5 % of 1000 connections ($n2)" test "$n2" -ge 150 -a "$n2" -le 250
@@ -118,6 +122,51 @@ spec:
 YAML
 zero_set() { curl -s "$W_ADMIN/config" | jq -e '[.outbounds[] | (.tcpBackends // .tcp_backends)[]? | (.weight // 0)] | length == 2 and add == 0' >/dev/null; }
 hy_check "the all-zero split reaches web-1" hy_wait_for 20 zero_set
-read -r _ n1 _ n2 _ nf <<<"$(calls 20)"
+read -r _ n1 _ n2 _ nf _ <<<"$(calls 20)"
 hy_eq "with every weight 0 no connection is answered (backend $n1, backend-v2 $n2)" "20" "$nf"
+
+# ---- subset tags: backend-3 serves backend with version v3
+B3_PORT=$(hy_free_ports 3)
+hy_start_http_app $((B3_PORT + 1)) v3
+sed 's/        kuma.io\/service: {{ service }}/&\n        version: v3/' "$DATA/dp/dataplane.yaml" >"$HY_TMP/dataplane-v3.yaml"
+hy_dp_token backend-3 default backend
+"$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" --ca-cert-file "$ZCA" \
+    --dataplane-file "$HY_TMP/dataplane-v3.yaml" --dataplane-token-file "$HY_TMP/backend-3.token" \
+    --dataplane-var "name=backend-3,service=backend,port=$B3_PORT,app_port=$((B3_PORT + 1)),out_port=$((B3_PORT + 2))" \
+    --admin-address 127.0.0.1:0 >"$HY_TMP/dp-backend-3.log" 2>&1 &
+HY_PIDS+=("$!")
+hy_wait_for 15 grep -q 'admin on http://' "$HY_TMP/dp-backend-3.log"
+B3_ADMIN=$(grep -o 'admin on http://[^ ]*' "$HY_TMP/dp-backend-3.log" | sed 's/admin on //')
+hy_check "backend-3 (version v3) becomes ready" hy_wait_for 20 ready "$B3_ADMIN"
+subset_route() { # VERSION: a route of backend to the subset with that version
+    ctl apply -f - >/dev/null 2>"$HY_TMP/apply-subset.err" <<YAML
+type: MeshTCPRoute
+mesh: default
+name: split
+spec:
+  targetRef: {kind: MeshService, name: web}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      rules:
+        - default:
+            backendRefs:
+              - {kind: MeshServiceSubset, name: backend, tags: {version: $1}, weight: 100}
+YAML
+}
+subset_route v3
+hy_eq "a MeshTCPRoute to a subset draws no warning (its tags are enforced)" "" "$(cat "$HY_TMP/apply-subset.err")"
+v3_set() {
+    curl -s "$W_ADMIN/config" | jq -e '(.outbounds[] | select(.service == "backend" and .port != 0 and .port != null)
+        | (.tcpBackends // .tcp_backends)[0].tags.version == "v3")
+        and ([.outbounds[] | select(.service == "backend") | .endpoints[]? | select(.tags.version == "v3")] | length >= 1)' >/dev/null
+}
+hy_check "the subset route and backend-3's tagged endpoint reach web-1" hy_wait_for 20 v3_set
+read -r _ n1 _ n2 _ nf _ n3 <<<"$(calls 50)"
+hy_eq "50 connections to subset v3 all reach backend-3 (backend-1 $n1, backend-v2 $n2, failed $nf)" 50 "$n3"
+subset_route v9
+v9_set() { curl -s "$W_ADMIN/config" | jq -e '[.outbounds[] | (.tcpBackends // .tcp_backends)[]? | .tags.version] | index("v9") != null' >/dev/null; }
+hy_check "a route to a subset nobody carries (v9) reaches web-1" hy_wait_for 20 v9_set
+read -r _ n1 _ n2 _ nf _ n3 <<<"$(calls 10)"
+hy_eq "its 10 connections are all refused, none sent to backend's instances" "10 0 0" "$nf $n1 $n3"
+hy_check "logged as no_endpoints" grep -q "result=no_endpoints" "$HY_TMP/dp-web-1.log"
 hy_done

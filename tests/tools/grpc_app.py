@@ -12,7 +12,10 @@ grpc-message "ok". Request metadata changes that:
   x-sleep-ms: MS     answer after MS milliseconds
 /grpc.health.v1.Health/Check answers SERVING, or NOT_SERVING while the
 health file exists. /stats answers (as a message) "calls=N".
+With --record=FILE each request adds a JSON line to FILE: method, path,
+content-type, the body's length and the body (latin-1).
 """
+import json
 import os
 import socket
 import socketserver
@@ -26,6 +29,7 @@ import h2.events
 PORT = int(sys.argv[1])
 NAME = sys.argv[2] if len(sys.argv) > 2 else "app"
 HEALTH_FILE = next((a.split("=", 1)[1] for a in sys.argv[3:] if a.startswith("--health-file=")), None)
+RECORD = next((a.split("=", 1)[1] for a in sys.argv[3:] if a.startswith("--record=")), None)
 LOCK = threading.Lock()
 FLAKY = {}
 STATS = {"calls": 0}
@@ -91,6 +95,11 @@ class Handler(socketserver.BaseRequestHandler):
         headers, body = self.streams[sid]
         with LOCK:
             STATS["calls"] += 1
+            if RECORD:
+                with open(RECORD, "a") as f:
+                    f.write(json.dumps({"method": headers.get(":method"), "path": headers.get(":path"),
+                                        "content_type": headers.get("content-type"), "len": len(body),
+                                        "body": body.decode("latin-1")}) + "\n")
         delay = int(headers.get("x-sleep-ms", "0"))
         if delay:
             threading.Timer(delay / 1000.0, self.answer_later, (sid, headers, body)).start()

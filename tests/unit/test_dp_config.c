@@ -34,6 +34,7 @@
 #include "policies.pb-c.h"
 #include "store.h"
 #include "zone_config_fx.h"
+#include "sni.h"
 #include "poison.h"
 
 static Hypha__V1__DpInbound *inbound(const Hypha__V1__DpConfig *c, uint32_t port)
@@ -565,11 +566,17 @@ static void test_ingress_routes(void **state)
     assert_int_equal(hy_zone_ingress_config_build(f->s, "west", &ic), 0);
     assert_string_equal(ic->zone, "west");
     assert_int_equal(strlen(ic->version), 16);
-    assert_int_equal(ic->n_routes, 3); /* default/backend, default/metrics, other/backend */
-    const Hypha__V1__DpIngressRoute *backend = NULL, *other = NULL;
+    /* default/backend, default/metrics, other/backend, and backend's tag
+     * set {version: v1} (backend-1's inbound) under its subset SNI */
+    assert_int_equal(ic->n_routes, 4);
+    const Hypha__V1__DpIngressRoute *backend = NULL, *other = NULL, *v1 = NULL;
     for (size_t i = 0; i < ic->n_routes; i++) {
         const Hypha__V1__DpIngressRoute *r = ic->routes[i];
         assert_string_not_equal(r->service, "web");
+        if (r->n_tags) {
+            v1 = r;
+            continue;
+        }
         if (!strcmp(r->service, "backend") && !strcmp(r->mesh, "default"))
             backend = r;
         if (!strcmp(r->service, "backend") && !strcmp(r->mesh, "other"))
@@ -583,6 +590,17 @@ static void test_ingress_routes(void **state)
     assert_int_equal(other->n_endpoints, 1);
     assert_string_equal(other->endpoints[0]->address, "10.9.0.1");
     assert_int_equal(other->endpoints[0]->port, 7000);
+    assert_non_null(v1);
+    assert_string_equal(v1->service, "backend");
+    assert_int_equal(v1->n_tags, 1);
+    assert_string_equal(v1->tags[0]->key, "version");
+    assert_string_equal(v1->tags[0]->value, "v1");
+    char sni[HY_SNI_MAX];
+    const char *k[] = {"version"}, *v[] = {"v1"};
+    hy_sni_for_subset("backend", "default", k, v, 1, sni, sizeof(sni));
+    assert_string_equal(v1->sni, sni);
+    assert_int_equal(v1->n_endpoints, 1); /* backend-1 only: backend-2 has no version */
+    assert_int_equal(v1->endpoints[0]->port, 20001);
 
     /* the same store, the same routes, the same version */
     Hypha__V1__DpIngressConfig *again = NULL;
@@ -601,9 +619,13 @@ static void test_ingress_routes(void **state)
     net.port = 10001;
     spec->networking = &net;
     assert_int_equal(hy_zone_ingress_available(ic, spec), 0);
-    assert_int_equal(spec->n_available_services, 3);
+    assert_int_equal(spec->n_available_services, 4);
     assert_int_equal(hy_zone_ingress_available(ic, spec), 0); /* again: replaced, not added */
-    assert_int_equal(spec->n_available_services, 3);
+    assert_int_equal(spec->n_available_services, 4);
+    size_t subsets = 0;
+    for (size_t i = 0; i < spec->n_available_services; i++)
+        subsets += spec->available_services[i]->subset;
+    assert_int_equal(subsets, 1);
     zi->origin = strdup("west");
     struct hy_store_write w;
     assert_int_equal(hy_store_put(f->s, zi, HY_VERSION_ANY, &w), 0);
@@ -613,8 +635,21 @@ static void test_ingress_routes(void **state)
 
     Hypha__V1__DpConfig *c = config(f->s, "default", "web-1");
     const Hypha__V1__DpOutbound *o = outbound(c, "backend");
-    assert_int_equal(o->n_endpoints, 1); /* west's Dataplanes only through the ingress */
+    /* west's Dataplanes only through the ingress: the whole service, and
+     * its tag set {version: v1} by that set's own SNI */
+    assert_int_equal(o->n_endpoints, 2);
     assert_endpoint(o, "west-ingress", "203.0.113.5", 10001, "west", 1);
+    const Hypha__V1__DpEndpoint *whole = NULL, *sub = NULL;
+    for (size_t i = 0; i < o->n_endpoints; i++)
+        *(o->endpoints[i]->sni ? &sub : &whole) = o->endpoints[i];
+    assert_non_null(whole);
+    assert_non_null(sub);
+    assert_int_equal(whole->n_tags, 0);
+    assert_string_equal(sub->sni, sni);
+    assert_string_equal(sub->address, "203.0.113.5");
+    assert_int_equal(sub->n_tags, 1);
+    assert_string_equal(sub->tags[0]->key, "version");
+    assert_string_equal(sub->tags[0]->value, "v1");
     hypha__v1__dp_config__free_unpacked(c, NULL);
 }
 
@@ -1596,6 +1631,8 @@ static void test_ingress_protocol(void **state)
     size_t seen = 0;
     for (size_t i = 0; i < zi.n_available_services; i++) {
         const Hypha__V1__ZoneIngress__AvailableService *as = zi.available_services[i];
+        if (as->subset)
+            continue; /* a tag set: the instances' own tags */
         const char *svc = NULL, *proto = NULL;
         for (size_t k = 0; k < as->n_tags; k++) {
             if (!strcmp(as->tags[k]->key, "hypha.io/service"))

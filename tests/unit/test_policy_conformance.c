@@ -764,6 +764,15 @@ static void put_dur(struct hy_buf *b, const Hypha__V1__Duration *d)
     format_one(b, f, &d);
 }
 
+/* A backendRef: "svc", or "svc{k:v,k2:v2}" for a MeshServiceSubset. */
+static void put_ref(struct hy_buf *b, const Hypha__V1__DpBackendRef *r)
+{
+    hy_buf_puts(b, r->service);
+    for (size_t i = 0; i < r->n_tags; i++)
+        hy_buf_printf(b, "%s%s:%s%s", i ? "," : "{", r->tags[i]->key, r->tags[i]->value,
+                      i + 1 == r->n_tags ? "}" : "");
+}
+
 /* "Exact /a GET h1 q1 -> svc:90 svc2:10 +URLRewrite" per route, " | "
  * between routes; "*" for the outbound's own service. */
 static void describe_routes(const Hypha__V1__DpOutbound *o, struct hy_buf *b)
@@ -785,8 +794,11 @@ static void describe_routes(const Hypha__V1__DpOutbound *o, struct hy_buf *b)
         hy_buf_puts(b, "->");
         if (!r->n_backends)
             hy_buf_puts(b, " *");
-        for (size_t k = 0; k < r->n_backends; k++)
-            hy_buf_printf(b, " %s:%u", r->backends[k]->service, r->backends[k]->weight);
+        for (size_t k = 0; k < r->n_backends; k++) {
+            hy_buf_puts(b, " ");
+            put_ref(b, r->backends[k]);
+            hy_buf_printf(b, ":%u", r->backends[k]->weight);
+        }
         for (size_t k = 0; k < r->n_filters; k++)
             hy_buf_printf(b, " +%s", r->filters[k]->type);
     }
@@ -814,9 +826,11 @@ static void run_routes(const struct kase *k, char **tok, size_t n, struct outcom
         describe_routes(o, &b);
     } else {
         assert_int_equal(hy_policy_tcp_backends(&s.sel[HY_POLICY_TCP_ROUTE], tok[3], o), 0);
-        for (size_t i = 0; i < o->n_tcp_backends; i++)
-            hy_buf_printf(&b, "%s%s:%u", i ? " " : "", o->tcp_backends[i]->service,
-                          o->tcp_backends[i]->weight);
+        for (size_t i = 0; i < o->n_tcp_backends; i++) {
+            hy_buf_puts(&b, i ? " " : "");
+            put_ref(&b, o->tcp_backends[i]);
+            hy_buf_printf(&b, ":%u", o->tcp_backends[i]->weight);
+        }
         if (!o->n_tcp_backends)
             hy_buf_puts(&b, "none");
     }

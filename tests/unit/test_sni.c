@@ -105,6 +105,38 @@ static void test_names(void **state)
     assert_int_equal(strncmp(a, "hy--", 4), 0);
 }
 
+/* A subset's name: four labels, the tags' order does not matter, their
+ * values and the service do, and never a service's own name. */
+static void test_subset_names(void **state)
+{
+    (void)state;
+    char a[HY_SNI_MAX], b[HY_SNI_MAX], c[HY_SNI_MAX];
+    const char *k1[] = {"version", "hypha.io/protocol"}, *v1[] = {"v2", "http"};
+    const char *k2[] = {"hypha.io/protocol", "version"}, *v2[] = {"http", "v2"};
+    const char *v3[] = {"v1", "http"};
+    hy_sni_for_subset("backend", "default", k1, v1, 2, a, sizeof(a));
+    hy_sni_for_subset("backend", "default", k2, v2, 2, b, sizeof(b));
+    assert_string_equal(a, b);
+    assert_int_equal(strncmp(a, "backend.hy--", 12), 0);
+    assert_int_equal(strlen(a), strlen("backend.hy--.default.mesh") + 16);
+    hy_sni_for_subset("backend", "default", k1, v3, 2, c, sizeof(c));
+    assert_string_not_equal(a, c);
+    hy_sni_for_subset("backend2", "default", k1, v1, 2, c, sizeof(c));
+    assert_string_equal(strchr(a, '.'), strchr(c, '.')); /* the hash covers the tags only */
+    assert_string_not_equal(a, c);
+    /* a key and value split differently hash differently */
+    const char *ka[] = {"ab"}, *va[] = {"c"}, *kb[] = {"a"}, *vb[] = {"bc"};
+    hy_sni_for_subset("s", "m", ka, va, 1, b, sizeof(b));
+    hy_sni_for_subset("s", "m", kb, vb, 1, c, sizeof(c));
+    assert_string_not_equal(b, c);
+    /* no tags: still a subset's name, not the service's own */
+    hy_sni_for_subset("backend", "default", NULL, NULL, 0, b, sizeof(b));
+    hy_sni_for("backend", "default", c, sizeof(c));
+    assert_string_not_equal(b, c);
+    /* a name hy_sni_parse takes back as it is */
+    assert_null(strchr(a, '_'));
+}
+
 static void test_parse(void **state)
 {
     (void)state;
@@ -177,6 +209,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_subset_names),
         cmocka_unit_test(test_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
