@@ -62,6 +62,10 @@ ZONE
 ldnsd 10.77.0.1 53 outside.test "$HY_TMP/outside.zone" >"$HY_TMP/ldnsd.log" 2>&1 &
 HY_PIDS+=("$!")
 hy_check "the host resolver answers" hy_wait_for 10 drill @10.77.0.1 www.outside.test
+# ldnsd has UDP only: a TCP front for it, to see queries forwarded over TCP
+python3 "$here/../tools/dns_tcp.py" bridge 10.77.0.1 10.77.0.1 >"$HY_TMP/dns-tcp.log" 2>&1 &
+HY_PIDS+=("$!")
+hy_check "the host resolver answers over TCP too" hy_wait_for 10 drill -t @10.77.0.1 www.outside.test
 
 # ---- the zone, the apps, the sidecars
 hy_start_standalone_zone z1
@@ -184,6 +188,30 @@ hy_contains "DNS: an unknown .mesh name is NXDOMAIN" "NXDOMAIN" \
     "$(drill @127.0.0.1 -p 15053 nothing.mesh A || true)"
 a=$(drill @127.0.0.1 -p 15053 www.outside.test A | awk '$1 == "www.outside.test." && $4 == "A" {print $5}')
 hy_eq "DNS: another name is forwarded to the host's resolver" 10.77.0.3 "$a"
+# ---- DNS over TCP: forwarded over TCP, pipelined, IPv6, bad framing
+n0=$(grep -c '^query' "$HY_TMP/dns-tcp.log" || true)
+a=$(drill -t @127.0.0.1 -p 15053 www.outside.test A | awk '$1 == "www.outside.test." && $4 == "A" {print $5}')
+hy_eq "DNS (TCP): another name is forwarded to the host's resolver" 10.77.0.3 "$a"
+hy_eq "over TCP" "$((n0 + 1))" "$(grep -c '^query' "$HY_TMP/dns-tcp.log" || true)"
+out=$(python3 "$here/../tools/dns_tcp.py" pipelined 127.0.0.1 15053 backend.mesh www.outside.test web.mesh)
+hy_eq "DNS (TCP): three queries in one write, three answers in order" \
+    "100 $VIP|101 10.77.0.3|102 $(curl -s "$W_ADMIN/config" | jq -r '.outbounds[] | select(.service == "web") | .vip')" \
+    "$(echo "$out" | paste -sd'|')"
+if ip -6 addr show dev lo | grep -q '::1'; then
+    a=$(drill @::1 -p 15053 backend.mesh AAAA | awk '$1 == "backend.mesh." && $4 == "AAAA" {print $5}')
+    hy_eq "DNS on [::1] (UDP): backend.mesh AAAA" "$VIP6" "$a"
+    a=$(drill -t @::1 -p 15053 backend.mesh A | awk '$1 == "backend.mesh." && $4 == "A" {print $5}')
+    hy_eq "DNS on [::1] (TCP): backend.mesh A" "$VIP" "$a"
+else
+    hy_ok "no IPv6 loopback here: [::1] not tried"
+fi
+hy_eq "DNS (TCP): a length below a DNS header closes the connection" closed \
+    "$(python3 "$here/../tools/dns_tcp.py" raw 127.0.0.1 15053 000568656c6c6f)"
+hy_eq "DNS (TCP): a query longer than 4096 bytes closes it too" closed \
+    "$(python3 "$here/../tools/dns_tcp.py" raw 127.0.0.1 15053 1388000000)"
+hy_contains "with a warning naming the client and the length" "sent a message of 5 bytes" \
+    "$(grep 'dns' "$HY_TMP/dp-web-1.log")"
+hy_check "the sidecar still answers over TCP" drill -t @127.0.0.1 -p 15053 backend.mesh A
 printf 'garbage, not DNS' >"$HY_TMP/garbage"
 python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(open(sys.argv[1],"rb").read(),("127.0.0.1",15053))' "$HY_TMP/garbage"
 counted() { [ "$(hy_metric "$W_ADMIN" "hypha_dp_dns_queries_total{result=\"$1\"}")" != 0 ]; }
