@@ -231,6 +231,30 @@ hy_eq "curl of the backend's real address:port goes through the mesh" "hello fro
 mesh_n=$(hy_metric "$W_ADMIN" 'hypha_dp_transparent_connections_total{result="mesh"}')
 [ "${mesh_n%.*}" -ge 2 ] && hy_ok "both counted as mesh connections ($mesh_n)" ||
     hy_fail "mesh connections: $mesh_n"
+
+# ---- IPv6 (ULA addresses of this namespace only): ip6tables rules as the
+# IPv4 ones, an unmodified curl -6 resolves backend.mesh's AAAA (its IPv6
+# VIP) and reaches the backend through web's IPv6 outbound listener
+if ip -6 addr add fd77::1/64 dev hytp0 nodad 2>/dev/null && ip -6 route add default dev hytp0 2>/dev/null &&
+    command -v ip6tables >/dev/null; then
+    ip6tables -t nat -A OUTPUT -p tcp -m owner --uid-owner "$APP_UID" ! -d ::1/128 \
+        -j REDIRECT --to-ports 15001
+    ip6tables -t nat -A OUTPUT -p udp --dport 53 -m owner --uid-owner "$APP_UID" \
+        -j REDIRECT --to-ports 15053
+    listening() { ss -Hltn "sport = :$1" | awk '{print $4}' | sort | paste -sd' '; }
+    hy_contains "web's transparent outbound listens on [::1] too" "[::1]:15001" "$(listening 15001)"
+    hy_contains "its transparent inbound on [::] too" "[::]:15006" "$(listening 15006)"
+    body=$(app curl -6 -s --max-time 20 "http://backend.mesh:8080/")
+    hy_eq "IPv6: curl -6 http://backend.mesh:8080/ reaches the backend" "hello from backend-1" "$body"
+    body=$(app curl -s --max-time 20 "http://[$VIP6]:8080/")
+    hy_eq "IPv6: curl of the IPv6 VIP too" "hello from backend-1" "$body"
+    mesh6=$(hy_metric "$W_ADMIN" 'hypha_dp_transparent_connections_total{result="mesh"}')
+    [ "${mesh6%.*}" -ge $((${mesh_n%.*} + 2)) ] && hy_ok "both counted as mesh connections ($mesh6)" ||
+        hy_fail "mesh connections after IPv6: $mesh6"
+    mesh_n=$mesh6
+else
+    hy_ok "no IPv6 in this namespace: IPv6 not tried"
+fi
 body=$(app curl -s --max-time 20 -o /dev/null -w '%{http_code}' "http://www.outside.test:$OUT_PORT/")
 hy_eq "a destination outside the mesh passes through" 200 "$body"
 pt=$(hy_metric "$W_ADMIN" 'hypha_dp_transparent_connections_total{result="passthrough"}')
