@@ -25,7 +25,9 @@
 #   deploy/local/demo.sh           start, show, stay up until Ctrl-C
 #   deploy/local/demo.sh --check   the same in namespaces of its own, check, stop; exit 0 or 1
 #
-# Network namespaces need root; nothing outside them is touched.
+# Network namespaces need root; outside them only /etc/netns/<pod namespace>/
+# (an nsswitch.conf that ip netns exec mounts in the pods) is written, and
+# removed with them.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
