@@ -64,7 +64,8 @@ HY_PIDS+=("$!")
 hy_check "the host resolver answers" hy_wait_for 10 drill @10.77.0.1 www.outside.test
 # ldnsd has UDP only: a TCP front for it, to see queries forwarded over TCP
 python3 "$here/../tools/dns_tcp.py" bridge 10.77.0.1 10.77.0.1 >"$HY_TMP/dns-tcp.log" 2>&1 &
-HY_PIDS+=("$!")
+BRIDGE=$!
+HY_PIDS+=("$BRIDGE")
 hy_check "the host resolver answers over TCP too" hy_wait_for 10 drill -t @10.77.0.1 www.outside.test
 
 # ---- the zone, the apps, the sidecars
@@ -212,6 +213,11 @@ hy_eq "DNS (TCP): a query longer than 4096 bytes closes it too" closed \
 hy_contains "with a warning naming the client and the length" "sent a message of 5 bytes" \
     "$(grep 'dns' "$HY_TMP/dp-web-1.log")"
 hy_check "the sidecar still answers over TCP" drill -t @127.0.0.1 -p 15053 backend.mesh A
+kill "$BRIDGE"
+wait "$BRIDGE" 2>/dev/null || true
+hy_contains "DNS (TCP): with the resolver's TCP port closed, SERVFAIL" SERVFAIL \
+    "$(drill -t @127.0.0.1 -p 15053 www.outside.test A || true)"
+hy_contains "logged" "no resolver answered a query" "$(grep 'dns' "$HY_TMP/dp-web-1.log")"
 printf 'garbage, not DNS' >"$HY_TMP/garbage"
 python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(open(sys.argv[1],"rb").read(),("127.0.0.1",15053))' "$HY_TMP/garbage"
 counted() { [ "$(hy_metric "$W_ADMIN" "hypha_dp_dns_queries_total{result=\"$1\"}")" != 0 ]; }
