@@ -16,7 +16,8 @@
 #include "net.h"
 #include "poison.h"
 
-int hy_net_listen_reuseport(uv_tcp_t *tcp, const char *host, unsigned port, uv_connection_cb cb)
+static int listen_reuseport(uv_tcp_t *tcp, const char *host, unsigned port, uv_connection_cb cb,
+                            bool v6only)
 {
     struct sockaddr_storage sa;
     if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&sa) != 0 &&
@@ -30,6 +31,8 @@ int hy_net_listen_reuseport(uv_tcp_t *tcp, const char *host, unsigned port, uv_c
         sa.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        (v6only && sa.ss_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
         bind(fd, (struct sockaddr *)&sa, len) < 0) {
         int e = errno;
         close(fd);
@@ -41,6 +44,16 @@ int hy_net_listen_reuseport(uv_tcp_t *tcp, const char *host, unsigned port, uv_c
         return rc;
     }
     return uv_listen((uv_stream_t *)tcp, 511, cb);
+}
+
+int hy_net_listen_reuseport(uv_tcp_t *tcp, const char *host, unsigned port, uv_connection_cb cb)
+{
+    return listen_reuseport(tcp, host, port, cb, false);
+}
+
+int hy_net_listen_reuseport6(uv_tcp_t *tcp, const char *host, unsigned port, uv_connection_cb cb)
+{
+    return listen_reuseport(tcp, host, port, cb, true);
 }
 
 void hy_net_peer_name(uv_tcp_t *tcp, char *buf, size_t size)

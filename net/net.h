@@ -14,6 +14,9 @@
  * listens with cb. host must be an IP literal. Returns 0 or a libuv error
  * code; on error tcp is left for the caller to uv_close. */
 int hy_net_listen_reuseport(uv_tcp_t *tcp, const char *host, unsigned port, uv_connection_cb cb);
+/* The same with IPV6_V6ONLY on an IPv6 host: "::" then takes IPv6 only,
+ * next to a listener on 0.0.0.0 of the same port. */
+int hy_net_listen_reuseport6(uv_tcp_t *tcp, const char *host, unsigned port, uv_connection_cb cb);
 
 /* "ip:port" ("[ip]:port" for IPv6) of tcp's peer into buf; "-" when it
  * has none. */

@@ -280,3 +280,18 @@ size_t hy_dns_parse_resolv(const char *text, bool skip_loopback, struct sockaddr
     }
     return n;
 }
+
+enum hy_dns_frame hy_dns_tcp_frame(const uint8_t *buf, size_t len, size_t max, size_t *msglen)
+{
+    if (len < 2) {
+        *msglen = 0;
+        return HY_DNS_FRAME_MORE;
+    }
+    size_t n = ldns_read_uint16(buf);
+    *msglen = n;
+    if (n < LDNS_HEADER_SIZE)
+        return HY_DNS_FRAME_SHORT;
+    if (n > max)
+        return HY_DNS_FRAME_LONG;
+    return len - 2 >= n ? HY_DNS_FRAME_OK : HY_DNS_FRAME_MORE;
+}

@@ -49,6 +49,25 @@ enum hy_dns_action hy_dns_handle(const struct hy_dns_table *t, const uint8_t *in
 /* A SERVFAIL answer to query in[0..len) (its upstreams failed), or NULL. */
 uint8_t *hy_dns_servfail(const uint8_t *in, size_t len, size_t *outlen);
 
+/* ----- DNS over TCP (RFC 1035 4.2.2, RFC 7766) ----- */
+
+#define HY_DNS_TCP_MAX_QUERY 4096 /* bytes of one query a client sends over TCP */
+#define HY_DNS_TCP_MAX_CLIENTS 64 /* TCP clients at once; more are refused */
+#define HY_DNS_TCP_IDLE_MS 10000  /* a TCP client silent this long is closed */
+#define HY_DNS_MAX_INFLIGHT 256   /* queries waiting for an upstream at once */
+
+enum hy_dns_frame {
+    HY_DNS_FRAME_MORE,  /* not a whole message yet: read on */
+    HY_DNS_FRAME_OK,    /* a message of *msglen bytes at buf + 2 */
+    HY_DNS_FRAME_SHORT, /* its length (*msglen) is below a DNS header: malformed */
+    HY_DNS_FRAME_LONG,  /* its length (*msglen) is above max: refused */
+};
+
+/* The first message of a TCP stream's bytes buf[0..len): a two-byte
+ * length (network order) and that many bytes. *msglen is the length the
+ * prefix says whenever there are two bytes. Cannot fail. */
+enum hy_dns_frame hy_dns_tcp_frame(const uint8_t *buf, size_t len, size_t max, size_t *msglen);
+
 /* The nameservers of a resolv.conf text (at most max), port 53, leaving
  * out a loopback one when skip_loopback (our own port is 53: it would be
  * us). Returns how many. */
@@ -60,7 +79,8 @@ struct hy_dns;
 struct hy_agent_current;
 struct hy_metrics;
 
-/* Listens on 127.0.0.1:port, UDP and TCP, on loop; answers from the
+/* Listens on 127.0.0.1:port and [::1]:port (when the host has IPv6), UDP
+ * and TCP, on loop; forwards over the transport the query came on; answers from the
  * snapshot current holds; its counters in m (hypha_dp_dns_queries_total).
  * 0, or a negative code (logged: -errno such as -EADDRINUSE, or HY_ENOMEM);
  * either way *out is set unless out of memory made nothing, and is

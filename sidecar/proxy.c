@@ -164,7 +164,7 @@ static void on_accept(uv_stream_t *server, int status)
 }
 
 static struct hy_px_listener *listener_open(struct hy_px_worker *w, enum hy_px_dir dir,
-                                            uint16_t port, bool transparent)
+                                            uint16_t port, bool transparent, bool v6)
 {
     struct hy_proxy *p = w->p;
     struct hy_px_listener *l = calloc(1, sizeof(*l));
@@ -182,16 +182,29 @@ static struct hy_px_listener *listener_open(struct hy_px_worker *w, enum hy_px_d
     l->port = port;
     l->refs = 1;
     l->transparent = transparent;
-    /* iptables REDIRECT sends the workload's own connections to 127.0.0.1,
-     * its callers' to the address they arrived on */
-    const char *host = dir == HY_PX_OUT ? "127.0.0.1" : transparent ? "0.0.0.0" : p->inbound_host;
+    l->v6 = v6;
+    /* iptables REDIRECT sends the workload's own connections to 127.0.0.1
+     * (ip6tables to ::1), its callers' to the address they arrived on */
+    const char *host = v6                 ? (dir == HY_PX_OUT ? "::1" : "::")
+                       : dir == HY_PX_OUT ? "127.0.0.1"
+                       : transparent      ? "0.0.0.0"
+                                          : p->inbound_host;
     struct sockaddr_storage sa;
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) != 0 &&
         uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0)
         host = "0.0.0.0";
     uv_tcp_init(&w->base.loop, &l->tcp);
     l->tcp.data = l;
-    int rc = hy_net_listen_reuseport(&l->tcp, host, port, on_accept);
+    int rc = v6 ? hy_net_listen_reuseport6(&l->tcp, host, port, on_accept)
+                : hy_net_listen_reuseport(&l->tcp, host, port, on_accept);
+    if (rc < 0 && v6 && (rc == UV_EADDRNOTAVAIL || rc == UV_EAFNOSUPPORT)) {
+        w->no_v6 = true; /* not tried again */
+        hy_log(HY_LOG_INFO, "dp",
+               "worker %u: no IPv6 here (%s on %s): transparent mode on IPv4 only", w->base.index,
+               uv_strerror(rc), host);
+        uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+        return NULL;
+    }
     if (rc < 0) {
         hy_log(HY_LOG_ERROR, "dp",
                "worker %u: cannot listen on %s:%u for %s traffic: %s; the next config tries "
@@ -249,19 +262,22 @@ static void reconcile(struct hy_px_worker *w)
         bool have = false;
         for (struct hy_px_listener *l = w->listeners; l && !have; l = l->next)
             have = l->dir == dir && l->port == port && !l->transparent;
-        struct hy_px_listener *l = have ? NULL : listener_open(w, dir, port, false);
+        struct hy_px_listener *l = have ? NULL : listener_open(w, dir, port, false, false);
         if (l) {
             l->next = w->listeners;
             w->listeners = l;
         }
     }
-    /* transparent mode: the redirect ports, once there is a config */
-    for (int d = HY_PX_IN; d <= HY_PX_OUT; d++) {
+    /* transparent mode: the redirect ports, IPv4 and IPv6, once there is
+     * a config */
+    for (int k = 0; k < 4; k++) {
+        enum hy_px_dir d = k & 1 ? HY_PX_OUT : HY_PX_IN;
+        bool v6 = k >= 2;
         uint16_t port = d == HY_PX_IN ? w->p->tp_inbound : w->p->tp_outbound;
-        bool have = !port;
+        bool have = !port || (v6 && w->no_v6);
         for (struct hy_px_listener *l = w->listeners; l && !have; l = l->next)
-            have = l->transparent && l->dir == (enum hy_px_dir)d;
-        struct hy_px_listener *l = have ? NULL : listener_open(w, d, port, true);
+            have = l->transparent && l->dir == d && l->v6 == v6;
+        struct hy_px_listener *l = have ? NULL : listener_open(w, d, port, true, v6);
         if (l) {
             l->next = w->listeners;
             w->listeners = l;

@@ -98,6 +98,7 @@ struct hy_px_listener {
     unsigned refs;             /* 1 while open, + 1 per connection accepted on it */
     struct hy_px_route *route; /* outbound only: a reference */
     bool transparent;          /* takes redirected connections (proxy_transparent.c) */
+    bool v6;                   /* transparent: the IPv6 one (ip6tables redirects there) */
     bool is_virtual;           /* no socket: where transparent connections of a port go */
     char service[256];         /* is_virtual outbound on port 0: its service */
 };
@@ -210,6 +211,7 @@ struct hy_px_worker {
     uint64_t handshakes, handshakes_seen; /* TLS sessions started; as the timer last saw */
     bool mem_released;                    /* nothing dropped since, nothing to drop */
     struct hy_px_listener *virtuals;      /* socket-less listeners of transparent connections */
+    bool no_v6;                           /* no IPv6 here: no transparent IPv6 listeners */
     struct hy_px_pt *pts;                 /* passthrough relays (proxy_passthrough.c) */
 };
 

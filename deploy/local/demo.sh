@@ -2,14 +2,22 @@
 # The main command: installs what is missing (as root), builds, and starts
 # the multi-zone demo on this machine:
 #
-#   a global CP            netns hy-demo-g     10.213.90.1 (a bridge)
-#   zone east              netns hy-demo-east  10.213.90.2 (veth on the bridge)
-#   zone west              netns hy-demo-west  10.213.90.3
+#   a global CP            netns hy-demo-g        10.213.90.1 (a bridge)
+#   zone east              netns hy-demo-east     10.213.90.2 (veth on the bridge)
+#   zone west              netns hy-demo-west     10.213.90.3
 #   an ingress per zone, on its zone's address, port 10001
-#   web-1: a sidecar in east (the caller)
-#   backend-1: an echo app behind its sidecar, in west only
+#   pod web (zone east)    netns hy-demo-web      10.213.90.4: web-1's sidecar
+#   pod backend (west)     netns hy-demo-backend  10.213.90.5: an HTTP app and
+#                                                 backend-1's sidecar
 #
-# web calls backend: east's zone knows backend only from west's ingress
+# Both pods are transparent, as a Kubernetes pod with hypha-cni or a VM
+# with `hypha-dp install transparent-proxy`: that command installs the
+# iptables rules in the pod's namespace, each sidecar runs `hypha-dp run
+# --transparent` as its own uid (5678, whose traffic the rules leave
+# alone), and the app is unchanged: in the web pod a plain
+# `curl http://backend.mesh:8080/` resolves backend.mesh through the
+# sidecar's DNS to backend's virtual IP, and its connection is redirected
+# into the sidecar. East's zone knows backend only from west's ingress
 # (through the global CP), so web-1's sidecar opens mTLS to backend-1's
 # sidecar through west's ingress, which routes by SNI without decrypting.
 # The demo prints the answer, then stays up and says what to try.
@@ -17,7 +25,9 @@
 #   deploy/local/demo.sh           start, show, stay up until Ctrl-C
 #   deploy/local/demo.sh --check   the same in namespaces of its own, check, stop; exit 0 or 1
 #
-# Network namespaces need root; nothing outside them is touched.
+# Network namespaces need root; outside them only /etc/netns/<pod namespace>/
+# (an nsswitch.conf that ip netns exec mounts in the pods) is written, and
+# removed with them.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -30,7 +40,7 @@ fi
 
 . deploy/local/deps.sh
 # shellcheck disable=SC2086
-hy_install_packages $HY_BUILD_PACKAGES curl iproute2 jq
+hy_install_packages $HY_BUILD_PACKAGES curl iproute2 jq iptables python3 util-linux
 
 echo "== building (build-demo/, optimised, no sanitizers)"
 cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHYPHA_SANITIZE=OFF >/dev/null
@@ -41,7 +51,9 @@ bin=$top/build-demo/bin
 suffix=
 $check && suffix=-$$
 G=hy-demo-g$suffix EAST=hy-demo-east$suffix WEST=hy-demo-west$suffix
-for ns in $G $EAST $WEST; do
+WEB=hy-demo-web$suffix BACKEND=hy-demo-backend$suffix
+DP_UID=5678 # the sidecars' uid: the redirection rules leave its traffic alone
+for ns in $G $EAST $WEST $WEB $BACKEND; do
     if ip netns list | grep -qw "$ns"; then
         echo "demo.sh: network namespace $ns exists: is a demo running? (remove it: ip netns del $ns)" >&2
         exit 1
@@ -53,14 +65,15 @@ cleanup() {
     local p
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    for ns in $G $EAST $WEST; do ip netns del "$ns" 2>/dev/null || true; done
+    for ns in $G $EAST $WEST $WEB $BACKEND; do ip netns del "$ns" 2>/dev/null || true; done
+    for ns in $WEB $BACKEND; do rm -rf "/etc/netns/$ns"; done
     rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== network: namespaces $G (bridge 10.213.90.1), $EAST (.2), $WEST (.3)"
-for ns in $G $EAST $WEST; do
+echo "== network: namespaces $G (bridge 10.213.90.1), $EAST (.2), $WEST (.3), $WEB (.4), $BACKEND (.5)"
+for ns in $G $EAST $WEST $WEB $BACKEND; do
     ip netns add "$ns"
     ip -n "$ns" link set lo up
 done
@@ -68,7 +81,7 @@ ip -n "$G" link add br0 type bridge
 ip -n "$G" addr add 10.213.90.1/24 dev br0
 ip -n "$G" link set br0 up
 n=2
-for ns in $EAST $WEST; do
+for ns in $EAST $WEST $WEB $BACKEND; do
     ip link add "veth$n$suffix" netns "$G" type veth peer name eth0 netns "$ns"
     ip -n "$G" link set "veth$n$suffix" master br0 up
     ip -n "$ns" addr add "10.213.90.$n/24" dev eth0
@@ -76,6 +89,15 @@ for ns in $EAST $WEST; do
     n=$((n + 1))
 done
 declare -A ns_of=([global]=$G [east]=$EAST [west]=$WEST) ip_of=([east]=10.213.90.2 [west]=10.213.90.3)
+# the pods: a default route, so that the virtual IPs (240.0.0.0/4) are
+# routable (the rules redirect them before they leave); names resolve
+# through DNS (which the rules send to the sidecar), not through a
+# resolver daemon of the host outside the namespace
+for ns in $WEB $BACKEND; do
+    ip -n "$ns" route add default dev eth0
+    mkdir -p "/etc/netns/$ns"
+    echo "hosts: files dns" >"/etc/netns/$ns/nsswitch.conf"
+done
 
 # start NAME NS CMD...: runs CMD in namespace NS, logging to $work/NAME.log
 start() {
@@ -108,7 +130,7 @@ echo "== zones east and west, each registered with a zone token"
 for z in east west; do
     ctl generate zone-token --zone "$z" --valid-for 720h >"$work/$z.token"
     start "zone-$z" "${ns_of[$z]}" "$bin/hypha-zone" --zone "$z" --data-dir "$work/zone-$z" \
-        --api-address 127.0.0.1:5681 --dp-address 127.0.0.1:5678 \
+        --api-address 127.0.0.1:5681 --dp-address "${ip_of[$z]}:5678" \
         --global-address wss://10.213.90.1:5685 --global-ca-file "$work/global/kds/ca.pem" \
         --zone-token-file "$work/$z.token"
 done
@@ -121,45 +143,68 @@ done
 echo "== an ingress per zone, on 10001 of the zone's address"
 for z in east west; do
     zctl "$z" generate zone-ingress-token --name "ingress-$z" --valid-for 720h >"$work/ingress-$z.token"
-    start "ingress-$z" "${ns_of[$z]}" "$bin/hypha-ingress" run --cp-address wss://127.0.0.1:5678 \
+    start "ingress-$z" "${ns_of[$z]}" "$bin/hypha-ingress" run --cp-address "wss://${ip_of[$z]}:5678" \
         --ca-cert-file "$work/zone-$z/dp/ca.pem" --ingress-file tests/data/dp/ingress.yaml \
         --ingress-var "name=ingress-$z,address=${ip_of[$z]},advertised=${ip_of[$z]},port=10001" \
         --token-file "$work/ingress-$z.token" --admin-address 127.0.0.1:9902
 done
 
-echo "== the app: backend-1 (an echo server) in west, web-1 calling it from east"
-# each sidecar's inbound listens on its zone's address, where the ingress
-# reaches it: an ingress never relays to loopback (security finding 4)
-sidecar() { # NAME SERVICE ZONE
-    zctl "$3" generate dataplane-token --mesh default --name "$1" --tag "hypha.io/service=$2" \
-        --valid-for 24h >"$work/$1.token"
-    sed "s/^  address: 127.0.0.1\$/  address: ${ip_of[$3]}/" tests/data/dp/dataplane.yaml >"$work/dp-$1.yaml"
-    start "dp-$1" "${ns_of[$3]}" "$bin/hypha-dp" run --cp-address wss://127.0.0.1:5678 \
-        --ca-cert-file "$work/zone-$3/dp/ca.pem" --dataplane-file "$work/dp-$1.yaml" \
-        --dataplane-token-file "$work/$1.token" \
-        --dataplane-var "name=$1,service=$2,port=21000,app_port=21001,out_port=21002" \
-        --admin-address 127.0.0.1:9901
+echo "== the pods: backend (an HTTP app) in west, web in east; transparent sidecars"
+# In each pod: the iptables rules, by `hypha-dp install transparent-proxy`
+# (outbound TCP to 15001, inbound TCP to 15006, DNS to 15053, uid 5678
+# left alone), then the sidecar as uid 5678 with --transparent. A pod's
+# sidecar reaches its zone's CP on the zone's address (in the CP's
+# certificate); its inbound takes callers on the pod's address, where the
+# ingress reaches it (an ingress never relays to loopback: security
+# finding 4).
+chmod 755 "$work"
+sidecar() { # NAME SERVICE ZONE POD-NS POD-ADDRESS
+    local name=$1 svc=$2 z=$3 ns=$4 addr=$5
+    zctl "$z" generate dataplane-token --mesh default --name "$name" --tag "hypha.io/service=$svc" \
+        --valid-for 24h >"$work/$name.token"
+    cat >"$work/dp-$name.yaml" <<YAML
+type: Dataplane
+mesh: default
+name: $name
+networking:
+  address: $addr
+  inbound:
+    - port: 8080
+      servicePort: 21001
+      tags:
+        kuma.io/service: $svc
+YAML
+    cp "$work/zone-$z/dp/ca.pem" "$work/$name-ca.pem"
+    chown "$DP_UID" "$work/$name.token" "$work/dp-$name.yaml" "$work/$name-ca.pem"
+    in_ns "$ns" "$bin/hypha-dp" install transparent-proxy --dp-uid "$DP_UID" \
+        >"$work/install-$name.log" 2>&1 || { cat "$work/install-$name.log" >&2; exit 1; }
+    start "dp-$name" "$ns" setpriv --reuid="$DP_UID" --regid="$DP_UID" --clear-groups \
+        "$bin/hypha-dp" run --cp-address "wss://${ip_of[$z]}:5678" \
+        --ca-cert-file "$work/$name-ca.pem" --dataplane-file "$work/dp-$name.yaml" \
+        --dataplane-token-file "$work/$name.token" --transparent --admin-address 127.0.0.1:9901
 }
-start echo "$WEST" "$bin/hypha-test-echo" 21001
-sidecar backend-1 backend west
-sidecar web-1 web east
+start backend-app "$BACKEND" python3 tests/tools/http_app.py 21001 backend-1
+sidecar backend-1 backend west "$BACKEND" 10.213.90.5
+sidecar web-1 web east "$WEB" 10.213.90.4
 for z in east west; do
     until_true ready "${ns_of[$z]}" http://127.0.0.1:9902 || echo "   (ingress-$z is not ready)"
-    until_true ready "${ns_of[$z]}" http://127.0.0.1:9901 || echo "   (the sidecar in $z is not ready)"
+done
+for ns in $BACKEND $WEB; do
+    until_true ready "$ns" http://127.0.0.1:9901 || echo "   (the sidecar in $ns is not ready)"
 done
 
-call() { # MSG: one line through web-1's outbound listener in east; prints the answer
-    in_ns "$EAST" bash -c 'exec 3<>/dev/tcp/127.0.0.1/21002 || exit 1
-        printf "%s\n" "$1" >&3
-        IFS= read -r -t 5 line <&3 || exit 1
-        printf "%s\n" "$line"' _ "$1" 2>/dev/null
-}
-answers() { [ "$(call "hello from east")" = "hello from east" ]; }
+# the app's call, unchanged: a name, the service's port; prints the answer
+call() { in_ns "$WEB" curl -s --max-time 5 http://backend.mesh:8080/; }
+answers() { [ "$(call)" = "hello from backend-1" ]; }
 until_true answers || true
+vip=$(in_ns "$WEB" getent ahostsv4 backend.mesh | awk 'NR == 1 {print $1}' || true)
 echo
-echo "   web-1 (east) 127.0.0.1:21002 -> mTLS -> ingress-west 10.213.90.3:10001 (SNI, not decrypted)"
-echo "     -> backend-1's sidecar (west) 10.213.90.3:21000 -> echo app 127.0.0.1:21001"
-echo "   answer: $(call "hello from east" || echo "(none)")"
+echo "   in pod web (east): curl http://backend.mesh:8080/"
+echo "     backend.mesh -> ${vip:-(no answer)} (web-1's DNS on 127.0.0.1:15053: backend's virtual IP)"
+echo "     iptables -> web-1's outbound 127.0.0.1:15001 -> mTLS -> ingress-west 10.213.90.3:10001"
+echo "     (SNI, not decrypted) -> pod backend 10.213.90.5:8080 -> iptables -> backend-1's inbound"
+echo "     127.0.0.1:15006 -> the app 127.0.0.1:21001"
+echo "   answer: $(call || echo "(none)")"
 sleep 0.2 # access lines are written when a connection closes
 grep -o 'access peer=.*' "$work/ingress-west.log" | tail -n 1 | sed 's/^/   ingress-west: /'
 grep -o 'access direction=inbound .*' "$work/dp-backend-1.log" | tail -n 1 | sed 's/^/   backend-1:    /'
@@ -176,11 +221,18 @@ ctl get zoneingresses
 
 if $check; then
     ok=true
-    answers || { echo "no answer across the zones"; ok=false; }
-    grep -q 'access peer=10.213.90.2:.* sni=backend.default.mesh .*result=ok' "$work/ingress-west.log" ||
+    answers || { echo "no answer across the zones for curl http://backend.mesh:8080/"; ok=false; }
+    [ "${vip%%.*}" -ge 240 ] 2>/dev/null || # the VIPs are 240.0.0.0/4
+        { echo "backend.mesh did not resolve to a virtual IP (got '$vip')"; ok=false; }
+    in_ns "$WEB" iptables-save | grep -q 'REDIRECT --to-ports 15001' ||
+        { echo "pod web has no redirection rules"; ok=false; }
+    grep -q 'access peer=10.213.90.4:.* sni=backend.default.mesh .*result=ok' "$work/ingress-west.log" ||
         { echo "west's ingress did not log the call"; ok=false; }
     grep -q 'access direction=inbound .*id=spiffe://default/web .*result=ok' "$work/dp-backend-1.log" ||
         { echo "backend-1 did not log web's SPIFFE ID"; ok=false; }
+    in_ns "$WEB" curl -sf http://127.0.0.1:9901/metrics |
+        grep -q '^hypha_dp_transparent_connections_total{result="mesh"} [1-9]' ||
+        { echo "web-1 counted no transparent connection into the mesh"; ok=false; }
     online2 || { echo "the zones are not both Online"; ok=false; }
     at_global || { echo "the Dataplanes did not reach the global CP"; ok=false; }
     in_ns "$WEST" curl -sf http://127.0.0.1:9902/metrics | grep -q '^hypha_ingress_connections_total' || ok=false
@@ -196,13 +248,18 @@ cat <<TXT
   gctl get zones ; gctl inspect zones
   gctl get dataplanes                  # east.web-1, west.backend-1
   gctl get zoneingresses -o yaml       # what each zone's ingress offers
-  # a cross-zone call through web-1's sidecar:
-  ip netns exec $EAST bash -c 'exec 3<>/dev/tcp/127.0.0.1/21002; echo hi >&3; head -n1 <&3'
+  # the app in pod web, unchanged: a name and a port, no address of the mesh
+  ip netns exec $WEB curl -s http://backend.mesh:8080/
+  ip netns exec $WEB getent hosts backend.mesh    # backend's virtual IPs
+  ip netns exec $EAST build-demo/bin/hyphactl --cp http://127.0.0.1:5681 inspect services
+  # the rules hypha-dp install transparent-proxy put in pod web
+  ip netns exec $WEB iptables-save -t nat | grep HYPHA_MESH
+  ip netns exec $WEB build-demo/bin/hypha-dp install transparent-proxy --dry-run
   # metrics: the ingress in west, the sidecars, the global CP
   ip netns exec $WEST curl -s http://127.0.0.1:9902/metrics | grep hypha_ingress
-  ip netns exec $EAST curl -s http://127.0.0.1:9901/metrics | grep hypha_dp_connections
+  ip netns exec $WEB curl -s http://127.0.0.1:9901/metrics | grep -e hypha_dp_transparent -e hypha_dp_dns
   ip netns exec $G curl -s http://127.0.0.1:5681/metrics | grep hypha_kds
-  # deny web -> backend on the global CP; the next call fails, in west's sidecar log:
+  # deny web -> backend on the global CP; the next call fails, in backend-1's log:
   gctl apply -f - <<'YAML'
 type: MeshTrafficPermission
 mesh: default

@@ -1,7 +1,9 @@
 /* hy_dns_handle on arbitrary bytes: what any process in the workload's
  * namespace can send the sidecar's DNS port. An answer must be a DNS
  * message ldns parses, with the query's id; what it forwards must have
- * parsed as a query; SERVFAIL for any input must not crash either. */
+ * parsed as a query; SERVFAIL for any input must not crash either. The
+ * same bytes as a TCP stream (hy_dns_tcp_frame, RFC 1035 4.2.2): every
+ * whole message it cuts lies inside the input and is handled as above. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,7 +40,25 @@ static struct hy_dns_table *table(void)
     return t;
 }
 
+static void one(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    one(data, size);
+    size_t at = 0, n = 0;
+    for (;;) {
+        enum hy_dns_frame f = hy_dns_tcp_frame(data + at, size - at, HY_DNS_TCP_MAX_QUERY, &n);
+        if (f != HY_DNS_FRAME_OK)
+            break;
+        if (n < LDNS_HEADER_SIZE || n > HY_DNS_TCP_MAX_QUERY || at + 2 + n > size)
+            abort();
+        one(data + at + 2, n);
+        at += 2 + n;
+    }
+    return 0;
+}
+
+static void one(const uint8_t *data, size_t size)
 {
     uint8_t *out = NULL;
     size_t outlen = 0;
@@ -60,5 +80,4 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (a == HY_DNS_ANSWERED && !out)
         abort();
     free(hy_dns_servfail(data, size, &outlen));
-    return 0;
 }

@@ -211,6 +211,12 @@ loops=$(in_ns "$PA" curl -s "$A_ADMIN/metrics" | awk '/^hypha_dp_transparent_con
 [ "${loops%.*}" -lt 30 ] && hy_ok "web-1 counted few transparent connections ($loops)" ||
     hy_fail "web-1 counted $loops transparent connections"
 
+# ---- DNS over TCP: the rules send the app's TCP 53 (to any resolver) to
+# the sidecar too, which answers the mesh's names over TCP
+vip=$(in_ns "$PA" curl -s "$A_ADMIN/config" | jq -r '.outbounds[] | select(.service == "backend") | .vip')
+a=$(app "$PA" drill -t @"$IPC" backend.mesh A | awk '$1 == "backend.mesh." && $4 == "A" {print $5}')
+hy_eq "pod A: a DNS query over TCP (drill -t) is answered by the sidecar" "$vip" "$a"
+
 # ---- a name outside the mesh, through the upstream resolver
 hy_eq "pod A: a name outside the mesh resolves upstream" "$IPC" \
     "$(app "$PA" getent ahostsv4 www.outside.test | awk 'NR == 1 {print $1}')"
@@ -234,6 +240,21 @@ V_ADMIN=$ADMIN
 hy_check "VM: web-2 becomes ready" hy_wait_for 30 ready "$PV" "$V_ADMIN"
 vm_call() { [ "$(app "$PV" curl -s --max-time 10 "http://backend.mesh:8080/")" = "hello from backend-1" ]; }
 hy_check "VM: curl http://backend.mesh:8080/ reaches pod B" hy_wait_for 30 vm_call
+# IPv6, through the ip6tables rules install put there (dual stack), with a
+# ULA address of this namespace only: an AAAA answer (asked of an IPv6
+# resolver address: the rules send it to [::1]:15053) and a curl -6
+if in_ns "$PV" ip -6 addr add fd78::5/64 dev eth0 nodad 2>/dev/null &&
+    in_ns "$PV" ip -6 route add default dev eth0 2>/dev/null; then
+    vip6=$(in_ns "$PV" curl -s "$V_ADMIN/config" | jq -r '.outbounds[] | select(.service == "backend") | .vip6')
+    a=$(app "$PV" drill @fd78::1 backend.mesh AAAA | awk '$1 == "backend.mesh." && $4 == "AAAA" {print $5}')
+    hy_eq "VM, IPv6: a query to an IPv6 resolver gets the sidecar's AAAA" "$vip6" "$a"
+    a=$(app "$PV" drill -t @fd78::1 backend.mesh AAAA | awk '$1 == "backend.mesh." && $4 == "AAAA" {print $5}')
+    hy_eq "VM, IPv6: over TCP too" "$vip6" "$a"
+    vm_call6() { [ "$(app "$PV" curl -6 -s --max-time 10 "http://backend.mesh:8080/")" = "hello from backend-1" ]; }
+    hy_check "VM, IPv6: curl -6 http://backend.mesh:8080/ reaches pod B" hy_wait_for 30 vm_call6
+else
+    hy_ok "VM: no IPv6 in the namespace, IPv6 not tried"
+fi
 out=$(in_ns "$PV" "$HY_BIN/hypha-dp" uninstall transparent-proxy 2>&1) && rc=0 || rc=$?
 hy_eq "VM: uninstall succeeds" 0 "$rc"
 hy_eq "VM: uninstall restores the exact prior rules" "$before" "$(rules)"

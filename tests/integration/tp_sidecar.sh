@@ -62,6 +62,11 @@ ZONE
 ldnsd 10.77.0.1 53 outside.test "$HY_TMP/outside.zone" >"$HY_TMP/ldnsd.log" 2>&1 &
 HY_PIDS+=("$!")
 hy_check "the host resolver answers" hy_wait_for 10 drill @10.77.0.1 www.outside.test
+# ldnsd has UDP only: a TCP front for it, to see queries forwarded over TCP
+python3 "$here/../tools/dns_tcp.py" bridge 10.77.0.1 10.77.0.1 >"$HY_TMP/dns-tcp.log" 2>&1 &
+BRIDGE=$!
+HY_PIDS+=("$BRIDGE")
+hy_check "the host resolver answers over TCP too" hy_wait_for 10 drill -t @10.77.0.1 www.outside.test
 
 # ---- the zone, the apps, the sidecars
 hy_start_standalone_zone z1
@@ -184,6 +189,35 @@ hy_contains "DNS: an unknown .mesh name is NXDOMAIN" "NXDOMAIN" \
     "$(drill @127.0.0.1 -p 15053 nothing.mesh A || true)"
 a=$(drill @127.0.0.1 -p 15053 www.outside.test A | awk '$1 == "www.outside.test." && $4 == "A" {print $5}')
 hy_eq "DNS: another name is forwarded to the host's resolver" 10.77.0.3 "$a"
+# ---- DNS over TCP: forwarded over TCP, pipelined, IPv6, bad framing
+n0=$(grep -c '^query' "$HY_TMP/dns-tcp.log" || true)
+a=$(drill -t @127.0.0.1 -p 15053 www.outside.test A | awk '$1 == "www.outside.test." && $4 == "A" {print $5}')
+hy_eq "DNS (TCP): another name is forwarded to the host's resolver" 10.77.0.3 "$a"
+hy_eq "over TCP" "$((n0 + 1))" "$(grep -c '^query' "$HY_TMP/dns-tcp.log" || true)"
+out=$(python3 "$here/../tools/dns_tcp.py" pipelined 127.0.0.1 15053 backend.mesh www.outside.test web.mesh)
+hy_eq "DNS (TCP): three queries in one write, three answers in order" \
+    "100 $VIP|101 10.77.0.3|102 $(curl -s "$W_ADMIN/config" | jq -r '.outbounds[] | select(.service == "web") | .vip')" \
+    "$(echo "$out" | paste -sd'|')"
+if ip -6 addr show dev lo | grep -q '::1'; then
+    a=$(drill @::1 -p 15053 backend.mesh AAAA | awk '$1 == "backend.mesh." && $4 == "AAAA" {print $5}')
+    hy_eq "DNS on [::1] (UDP): backend.mesh AAAA" "$VIP6" "$a"
+    a=$(drill -t @::1 -p 15053 backend.mesh A | awk '$1 == "backend.mesh." && $4 == "A" {print $5}')
+    hy_eq "DNS on [::1] (TCP): backend.mesh A" "$VIP" "$a"
+else
+    hy_ok "no IPv6 loopback here: [::1] not tried"
+fi
+hy_eq "DNS (TCP): a length below a DNS header closes the connection" closed \
+    "$(python3 "$here/../tools/dns_tcp.py" raw 127.0.0.1 15053 000568656c6c6f)"
+hy_eq "DNS (TCP): a query longer than 4096 bytes closes it too" closed \
+    "$(python3 "$here/../tools/dns_tcp.py" raw 127.0.0.1 15053 1388000000)"
+hy_contains "with a warning naming the client and the length" "sent a message of 5 bytes" \
+    "$(grep 'dns' "$HY_TMP/dp-web-1.log")"
+hy_check "the sidecar still answers over TCP" drill -t @127.0.0.1 -p 15053 backend.mesh A
+kill "$BRIDGE"
+wait "$BRIDGE" 2>/dev/null || true
+hy_contains "DNS (TCP): with the resolver's TCP port closed, SERVFAIL" SERVFAIL \
+    "$(drill -t @127.0.0.1 -p 15053 www.outside.test A || true)"
+hy_contains "logged" "no resolver answered a query" "$(grep 'dns' "$HY_TMP/dp-web-1.log")"
 printf 'garbage, not DNS' >"$HY_TMP/garbage"
 python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.sendto(open(sys.argv[1],"rb").read(),("127.0.0.1",15053))' "$HY_TMP/garbage"
 counted() { [ "$(hy_metric "$W_ADMIN" "hypha_dp_dns_queries_total{result=\"$1\"}")" != 0 ]; }
@@ -203,6 +237,30 @@ hy_eq "curl of the backend's real address:port goes through the mesh" "hello fro
 mesh_n=$(hy_metric "$W_ADMIN" 'hypha_dp_transparent_connections_total{result="mesh"}')
 [ "${mesh_n%.*}" -ge 2 ] && hy_ok "both counted as mesh connections ($mesh_n)" ||
     hy_fail "mesh connections: $mesh_n"
+
+# ---- IPv6 (ULA addresses of this namespace only): ip6tables rules as the
+# IPv4 ones, an unmodified curl -6 resolves backend.mesh's AAAA (its IPv6
+# VIP) and reaches the backend through web's IPv6 outbound listener
+if ip -6 addr add fd77::1/64 dev hytp0 nodad 2>/dev/null && ip -6 route add default dev hytp0 2>/dev/null &&
+    command -v ip6tables >/dev/null; then
+    ip6tables -t nat -A OUTPUT -p tcp -m owner --uid-owner "$APP_UID" ! -d ::1/128 \
+        -j REDIRECT --to-ports 15001
+    ip6tables -t nat -A OUTPUT -p udp --dport 53 -m owner --uid-owner "$APP_UID" \
+        -j REDIRECT --to-ports 15053
+    listening() { ss -Hltn "sport = :$1" | awk '{print $4}' | sort | paste -sd' '; }
+    hy_contains "web's transparent outbound listens on [::1] too" "[::1]:15001" "$(listening 15001)"
+    hy_contains "its transparent inbound on [::] too" "[::]:15006" "$(listening 15006)"
+    body=$(app curl -6 -s --max-time 20 "http://backend.mesh:8080/")
+    hy_eq "IPv6: curl -6 http://backend.mesh:8080/ reaches the backend" "hello from backend-1" "$body"
+    body=$(app curl -s --max-time 20 "http://[$VIP6]:8080/")
+    hy_eq "IPv6: curl of the IPv6 VIP too" "hello from backend-1" "$body"
+    mesh6=$(hy_metric "$W_ADMIN" 'hypha_dp_transparent_connections_total{result="mesh"}')
+    [ "${mesh6%.*}" -ge $((${mesh_n%.*} + 2)) ] && hy_ok "both counted as mesh connections ($mesh6)" ||
+        hy_fail "mesh connections after IPv6: $mesh6"
+    mesh_n=$mesh6
+else
+    hy_ok "no IPv6 in this namespace: IPv6 not tried"
+fi
 body=$(app curl -s --max-time 20 -o /dev/null -w '%{http_code}' "http://www.outside.test:$OUT_PORT/")
 hy_eq "a destination outside the mesh passes through" 200 "$body"
 pt=$(hy_metric "$W_ADMIN" 'hypha_dp_transparent_connections_total{result="passthrough"}')

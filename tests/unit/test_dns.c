@@ -294,6 +294,53 @@ static void original_destination(void **state)
     assert_null(hy_px_transparent_match(NULL, "240.1.2.3", 80));
 }
 
+/* RFC 1035 4.2.2 framing: a two-byte length, then the message; bounds. */
+static void tcp_frame(void **state)
+{
+    (void)state;
+    uint8_t buf[2 + 40] = {0};
+    size_t n = 99;
+    assert_int_equal(hy_dns_tcp_frame(buf, 0, 4096, &n), HY_DNS_FRAME_MORE);
+    assert_int_equal(n, 0);
+    buf[1] = 30; /* 30 bytes */
+    assert_int_equal(hy_dns_tcp_frame(buf, 1, 4096, &n), HY_DNS_FRAME_MORE);
+    assert_int_equal(hy_dns_tcp_frame(buf, 2, 4096, &n), HY_DNS_FRAME_MORE);
+    assert_int_equal(n, 30);
+    assert_int_equal(hy_dns_tcp_frame(buf, 31, 4096, &n), HY_DNS_FRAME_MORE);
+    assert_int_equal(hy_dns_tcp_frame(buf, 32, 4096, &n), HY_DNS_FRAME_OK);
+    assert_int_equal(n, 30);
+    assert_int_equal(hy_dns_tcp_frame(buf, sizeof(buf), 4096, &n),
+                     HY_DNS_FRAME_OK); /* more after */
+    assert_int_equal(hy_dns_tcp_frame(buf, 32, 29, &n), HY_DNS_FRAME_LONG);
+    assert_int_equal(hy_dns_tcp_frame(buf, 2, 29, &n), HY_DNS_FRAME_LONG); /* before the rest */
+    buf[1] = 0;                                                            /* empty: no header */
+    assert_int_equal(hy_dns_tcp_frame(buf, 2, 4096, &n), HY_DNS_FRAME_SHORT);
+    assert_int_equal(n, 0);
+    buf[1] = LDNS_HEADER_SIZE - 1;
+    assert_int_equal(hy_dns_tcp_frame(buf, sizeof(buf), 4096, &n), HY_DNS_FRAME_SHORT);
+    buf[1] = LDNS_HEADER_SIZE;
+    assert_int_equal(hy_dns_tcp_frame(buf, 2 + LDNS_HEADER_SIZE, 4096, &n), HY_DNS_FRAME_OK);
+    buf[0] = 0xff;
+    buf[1] = 0xff; /* 65535 */
+    assert_int_equal(hy_dns_tcp_frame(buf, sizeof(buf), 65535, &n), HY_DNS_FRAME_MORE);
+    assert_int_equal(n, 65535);
+    assert_int_equal(hy_dns_tcp_frame(buf, sizeof(buf), HY_DNS_TCP_MAX_QUERY, &n),
+                     HY_DNS_FRAME_LONG);
+    /* a query built by ldns, framed, comes out whole */
+    size_t qlen = 0;
+    uint8_t *q = query("backend.mesh.", LDNS_RR_TYPE_A, 7, &qlen);
+    uint8_t *framed = malloc(qlen + 2);
+    ldns_write_uint16(framed, (uint16_t)qlen);
+    memcpy(framed + 2, q, qlen);
+    for (size_t k = 0; k < qlen + 2; k++)
+        assert_int_equal(hy_dns_tcp_frame(framed, k, HY_DNS_TCP_MAX_QUERY, &n), HY_DNS_FRAME_MORE);
+    assert_int_equal(hy_dns_tcp_frame(framed, qlen + 2, HY_DNS_TCP_MAX_QUERY, &n), HY_DNS_FRAME_OK);
+    assert_int_equal(n, qlen);
+    assert_memory_equal(framed + 2, q, qlen);
+    free(framed);
+    free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -302,6 +349,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(malformed, setup, teardown),
         cmocka_unit_test(servfail),
         cmocka_unit_test(resolv),
+        cmocka_unit_test(tcp_frame),
         cmocka_unit_test_setup_teardown(original_destination, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
