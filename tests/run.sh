@@ -43,6 +43,9 @@ step "optimised build ($build-release, Release, whole tree): warnings that only 
 cmake -S . -B "$build-release" -DHYPHA_WERROR=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build-release" -j "$jobs"
 
+step "the main job: deploy/local/demo.sh --check on the optimised build (transparent pods, two zones)"
+HYPHA_DEMO_BIN="$build-release/bin" deploy/local/demo.sh --check
+
 step "ctest"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

@@ -25,6 +25,9 @@
 #   deploy/local/demo.sh           start, show, stay up until Ctrl-C
 #   deploy/local/demo.sh --check   the same in namespaces of its own, check, stop; exit 0 or 1
 #
+# HYPHA_DEMO_BIN=DIR uses the binaries in DIR instead of building build-demo/
+# (tests/run.sh runs --check on its optimised build this way).
+#
 # Network namespaces need root; outside them only /etc/netns/<pod namespace>/
 # (an nsswitch.conf that ip netns exec mounts in the pods) is written, and
 # removed with them.
@@ -42,11 +45,19 @@ fi
 # shellcheck disable=SC2086
 hy_install_packages $HY_BUILD_PACKAGES curl iproute2 jq iptables python3 util-linux
 
-echo "== building (build-demo/, optimised, no sanitizers)"
-cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHYPHA_SANITIZE=OFF >/dev/null
-cmake --build build-demo -j "$(nproc)" \
-    --target hypha-global hypha-zone hypha-ingress hyphactl hypha-dp hypha-test-echo >/dev/null
-bin=$top/build-demo/bin
+if [ -n "${HYPHA_DEMO_BIN:-}" ]; then
+    bin=$(cd "$HYPHA_DEMO_BIN" && pwd)
+    for b in hypha-global hypha-zone hypha-ingress hyphactl hypha-dp; do
+        [ -x "$bin/$b" ] || { echo "demo.sh: HYPHA_DEMO_BIN=$bin has no $b" >&2; exit 1; }
+    done
+    echo "== binaries from $bin"
+else
+    echo "== building (build-demo/, optimised, no sanitizers)"
+    cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHYPHA_SANITIZE=OFF >/dev/null
+    cmake --build build-demo -j "$(nproc)" \
+        --target hypha-global hypha-zone hypha-ingress hyphactl hypha-dp >/dev/null
+    bin=$top/build-demo/bin
+fi
 
 suffix=
 $check && suffix=-$$
