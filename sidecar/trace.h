@@ -20,7 +20,8 @@
 #define HY_TRACE_QUEUE_SPANS 8192   /* spans waiting for the writer; more: dropped */
 #define HY_TRACE_BATCH_SPANS 512    /* spans in one POST at most */
 #define HY_TRACE_FLUSH_MS 200       /* a partial batch waits this long at most */
-#define HY_TRACE_IO_TIMEOUT_MS 2000 /* connect, send, answer: each, per POST */
+#define HY_TRACE_IO_TIMEOUT_MS 5000 /* connect, send, answer: each, per POST */
+#define HY_TRACE_TRIES 3            /* POSTs of one batch before its spans are dropped */
 #define HY_TRACE_BACKOFF_MIN_MS 100
 #define HY_TRACE_BACKOFF_MAX_MS 10000
 #define HY_TRACE_MAX_TAG 256 /* bytes of a tag value kept; longer ones are cut */

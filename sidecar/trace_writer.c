@@ -179,7 +179,9 @@ out_close:
     return rc;
 }
 
-static void send_batch(struct hy_trace *t, bool otlp, const char *target,
+/* Sends a batch: true once the backend took it, false after a failure
+ * (logged once until it recovers; t->backoff_ms grown). */
+static bool send_batch(struct hy_trace *t, bool otlp, const char *target,
                        struct hy_trace_span *const *v, size_t n)
 {
     char host[256], path[1100], why[300] = "";
@@ -214,17 +216,18 @@ static void send_batch(struct hy_trace *t, bool otlp, const char *target,
             hy_log(HY_LOG_INFO, "trace", "backend %s: sending spans again", target);
         t->failing = false;
         t->backoff_ms = 0;
-        return;
+        return true;
     }
-    hy_series_add(t->failed, (double)n);
     if (!t->failing)
         hy_log(HY_LOG_WARN, "trace",
-               "backend %s: %s; %zu spans dropped, retrying (every %u ms at most, backing off)",
-               target, why, n, (unsigned)HY_TRACE_BACKOFF_MAX_MS);
+               "backend %s: %s; retrying %u times, then its spans are dropped (backing off up "
+               "to %u ms)",
+               target, why, HY_TRACE_TRIES - 1, (unsigned)HY_TRACE_BACKOFF_MAX_MS);
     t->failing = true;
     t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : HY_TRACE_BACKOFF_MIN_MS;
     if (t->backoff_ms > HY_TRACE_BACKOFF_MAX_MS)
         t->backoff_ms = HY_TRACE_BACKOFF_MAX_MS;
+    return false;
 }
 
 static void deadline_in(struct timespec *ts, uint64_t ms)
@@ -238,51 +241,64 @@ static void deadline_in(struct timespec *ts, uint64_t ms)
     }
 }
 
+/* Waits (t->lock held) up to ms, or until stop or, when fill is set, a
+ * full batch. */
+static void nap(struct hy_trace *t, uint64_t ms, bool fill)
+{
+    struct timespec ts;
+    deadline_in(&ts, ms);
+    int rc = 0;
+    while (!t->stop && rc != ETIMEDOUT && !(fill && t->n >= HY_TRACE_BATCH_SPANS))
+        rc = pthread_cond_timedwait(&t->cond, &t->lock, &ts);
+}
+
 static void *writer(void *arg)
 {
     struct hy_trace *t = arg;
     struct hy_trace_span *batch[HY_TRACE_BATCH_SPANS];
+    size_t n = 0;       /* the batch in hand (a failed one is tried again) */
+    unsigned tries = 0; /* of that batch */
     char target[1100];
     pthread_mutex_lock(&t->lock);
     while (!t->stop) {
-        if (!t->n) {
+        if (n) { /* a failed batch: back off (jittered: 50-100 %), then again */
+            t->rng ^= t->rng << 13, t->rng ^= t->rng >> 7, t->rng ^= t->rng << 17;
+            uint64_t wait = t->backoff_ms / 2 + t->rng % (t->backoff_ms / 2 + 1);
+            nap(t, wait, false);
+        } else if (!t->n) {
             pthread_cond_wait(&t->cond, &t->lock);
             continue;
+        } else if (t->n < HY_TRACE_BATCH_SPANS) { /* let a batch fill a while */
+            nap(t, HY_TRACE_FLUSH_MS, true);
         }
-        /* back off after a failure; else let a batch fill a while */
-        uint64_t wait = t->backoff_ms;
-        if (wait) {
-            t->rng ^= t->rng << 13, t->rng ^= t->rng >> 7, t->rng ^= t->rng << 17;
-            wait = wait / 2 + t->rng % (wait / 2 + 1); /* jittered: 50-100 % */
-        } else if (t->n < HY_TRACE_BATCH_SPANS) {
-            wait = HY_TRACE_FLUSH_MS;
-        }
-        if (wait) {
-            struct timespec ts;
-            deadline_in(&ts, wait);
-            int rc = 0;
-            while (!t->stop && rc != ETIMEDOUT && (t->backoff_ms || t->n < HY_TRACE_BATCH_SPANS))
-                rc = pthread_cond_timedwait(&t->cond, &t->lock, &ts);
-            if (t->stop)
-                break;
-        }
-        size_t n = 0;
+        if (t->stop)
+            break;
         while (t->head && n < HY_TRACE_BATCH_SPANS) {
             batch[n++] = t->head;
             t->head = t->head->next;
+            t->n--;
         }
         if (!t->head)
             t->tail = NULL;
-        t->n -= n;
         bool otlp = t->otlp;
         snprintf(target, sizeof(target), "%s", t->target);
         pthread_mutex_unlock(&t->lock);
-        send_batch(t, otlp, target, batch, n);
+        bool sent = send_batch(t, otlp, target, batch, n);
+        if (!sent && ++tries < HY_TRACE_TRIES) {
+            pthread_mutex_lock(&t->lock);
+            continue;
+        }
+        if (!sent)
+            hy_series_add(t->failed, (double)n);
         for (size_t i = 0; i < n; i++)
             free(batch[i]);
+        n = 0;
+        tries = 0;
         pthread_mutex_lock(&t->lock);
     }
     pthread_mutex_unlock(&t->lock);
+    for (size_t i = 0; i < n; i++)
+        free(batch[i]);
     return NULL;
 }
 

@@ -116,6 +116,11 @@ hy_check "a Zipkin MeshTrace applied on the global CP reaches the three sidecars
 inns "$EA" curl -s http://127.0.0.1:9901/config | jq -c .trace >"$HY_TMP/web-trace.json"
 hy_eq "web-1's trace config names its service and zone" "web east" \
     "$(jq -r '.service + " " + .zone' "$HY_TMP/web-trace.json")"
+insp=$(zctl "$EA" inspect dataplane web-1 --mesh default 2>&1)
+printf '%s\n' "$insp" >"$HY_TMP/inspect-web-1.txt"
+hy_contains "inspect dataplane shows web-1's MeshTrace, its backend and origin" \
+    "MeshTrace/tracing" "$insp"
+hy_contains "and the Zipkin url" "http://$GA:$COL_PORT/api/v2/spans" "$insp"
 r=$(wcurl -s "$OUT/chain")
 T=$(jq -r .headers['"x-b3-traceid"'] <<<"$r")
 A=$(jq -r .headers['"x-b3-spanid"'] <<<"$r")
