@@ -218,7 +218,7 @@ done
 hy_eq "all 50 calls succeed with the collector gone" 50 "$ok"
 dropped() { [ "$(wdropped)" -gt 0 ]; }
 hy_check "web-1 counts the spans it could not send" hy_wait_for 15 dropped
-hy_check "and says so once" hy_wait_for 5 grep -q 'trace: backend .*spans dropped' "$HY_TMP/dp-web-1.log"
+hy_check "and says so once" hy_wait_for 5 grep -q 'trace: backend .*cannot connect' "$HY_TMP/dp-web-1.log"
 start_collector
 
 # ---- (5) sampling: random 10 %, over 1000 requests; the callee follows
