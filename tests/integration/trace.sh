@@ -18,10 +18,10 @@
 # (the same traces, no more).
 . "$(dirname "$0")/lib_zones.sh"
 TOOLS=$(cd "$(dirname "$0")/../tools" && pwd)
-command -v python3 >/dev/null && command -v jq >/dev/null || {
+if ! command -v python3 >/dev/null || ! command -v jq >/dev/null; then
     hy_log "skip: needs python3 and jq"
     exit 77
-}
+fi
 
 hy_zones_net
 hy_zones_global
