@@ -260,7 +260,8 @@ int hy_policy_trace_merge(const struct hy_policy_set *s, struct hy_policy_conf *
  * policies in s: the backend (none for a Datadog one, which the sidecar
  * does not support: the policy's warnings say so), the tags, the
  * sampling per million, its service (first inbound's) and zone. *out NULL
- * when no MeshTrace selects it; the caller's otherwise. 0 or HY_ENOMEM. */
+ * when no MeshTrace selects it or the merged default has no backend (Kuma:
+ * tracing off); the caller's otherwise. 0 or HY_ENOMEM. */
 int hy_policy_trace(const struct hy_policy_set *s, const struct hy_resource *dp, const char *zone,
                     Hypha__V1__DpTrace **out);
 

@@ -130,6 +130,10 @@ int hy_policy_trace(const struct hy_policy_set *s, const struct hy_resource *dp,
     int rc = hy_policy_trace_merge(s, &c);
     if (rc < 0 || !c.conf)
         return rc;
+    if (!((const Hypha__V1__MeshTrace__Conf *)c.conf)->n_backends) {
+        hy_policy_conf_fini(&c); /* Kuma: no backend, no tracing (headers left alone) */
+        return 0;
+    }
     Hypha__V1__DpTrace *t = malloc(sizeof(*t));
     if (!t) {
         hy_policy_conf_fini(&c);

@@ -245,6 +245,15 @@ static void merge(void **state)
     hypha__v1__dp_trace__free_unpacked(t, NULL);
     hy_policy_set_fini(&s);
 
+    /* only the service's policy (tags, sampling, no backend): tracing off */
+    p.dp = find(&w, "Dataplane", "web-1");
+    struct hy_resource *web_only[1] = {find(&w, "MeshTrace", "web")};
+    assert_int_equal(hy_policy_select(web_only, 1, &p, &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(hy_policy_trace(&s, p.dp, "east", &t), 0);
+    assert_null(t);
+    hy_policy_set_fini(&s);
+
     /* none selecting: nothing */
     assert_int_equal(hy_policy_select(pols, 0, &p, &s), 0);
     assert_int_equal(hy_policy_trace(&s, p.dp, "west", &t), 0);
