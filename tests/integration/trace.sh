@@ -227,6 +227,8 @@ done
 hy_eq "all 50 calls succeed with the collector gone" 50 "$ok"
 dropped() { [ "$(wdropped)" -gt 0 ]; }
 hy_check "web-1 counts the spans it could not send" hy_wait_for 15 dropped
+promtool_ok() { ! command -v promtool >/dev/null || wcurl -s http://127.0.0.1:9901/metrics | promtool check metrics >/dev/null 2>&1; }
+hy_check "its metrics page (with the trace counters) is valid Prometheus text" promtool_ok
 hy_check "and says so once" hy_wait_for 5 grep -q 'trace: backend .*cannot connect' "$HY_TMP/dp-web-1.log"
 start_collector
 
