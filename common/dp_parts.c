@@ -381,6 +381,9 @@ int hy_dp_parts_assemble(const struct hy_dp_parts *p, Hypha__V1__DpConfig **out,
     if (have[2]->metrics && /* MeshMetric rides in the Inbounds part */
         !(c->metrics = (Hypha__V1__DpMetrics *)hy_dp_msg_copy(&have[2]->metrics->base)))
         goto nomem;
+    if (have[2]->trace && /* so does MeshTrace */
+        !(c->trace = (Hypha__V1__DpTrace *)hy_dp_msg_copy(&have[2]->trace->base)))
+        goto nomem;
     for (size_t i = 0; i < nout; i++) {
         const Hypha__V1__DpOutbound *src = have[3]->outbounds[i];
         const Hypha__V1__DpPart *eps =
@@ -532,6 +535,8 @@ int hy_dp_parts_split(const Hypha__V1__DpConfig *c, Hypha__V1__DpConfigUpdate **
                  : HY_ENOMEM;
     if (rc == 0 && c->metrics &&
         !(p->metrics = (Hypha__V1__DpMetrics *)hy_dp_msg_copy(&c->metrics->base)))
+        rc = HY_ENOMEM;
+    if (rc == 0 && c->trace && !(p->trace = (Hypha__V1__DpTrace *)hy_dp_msg_copy(&c->trace->base)))
         rc = HY_ENOMEM;
     Hypha__V1__DpPart *outs = NULL;
     if (rc == 0)

@@ -124,6 +124,8 @@ static const struct hy_rtype types[] = {
      hy_validate_mesh_metric, false},
     {"MeshAccessLog", "meshaccesslogs", "mal", M, OG, false, false,
      &hypha__v1__mesh_access_log__descriptor, hy_validate_access_log, false},
+    {"MeshTrace", "meshtraces", "mtr", M, OG, false, false, &hypha__v1__mesh_trace__descriptor,
+     hy_validate_mesh_trace, false},
     {"MeshTrust", "meshtrusts", NULL, M, OG, false, false, &hypha__v1__mesh_trust__descriptor,
      validate_mesh_trust, false},
     {"MeshCaRoot", "meshcaroots", NULL, M, OG, true, true, &hypha__v1__mesh_ca_root__descriptor,

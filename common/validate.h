@@ -27,6 +27,12 @@ void hy_validate_rate_limit(const struct hy_resource *r, struct hy_diag *d);
 void hy_validate_mesh_metric(const struct hy_resource *r, struct hy_diag *d);
 /* validate_obs.c */
 void hy_validate_access_log(const struct hy_resource *r, struct hy_diag *d);
+void hy_validate_mesh_trace(const struct hy_resource *r, struct hy_diag *d);
+/* Is s an http://HOST[:PORT][/PATH] URL (MeshTrace's Zipkin url)? Its host
+ * (brackets stripped), port (default 80) and path (default "/") into the
+ * buffers given (each may be NULL). Cannot fail otherwise. */
+bool hy_validate_trace_url(const char *s, char *host, size_t hsize, unsigned *port, char *path,
+                           size_t psize);
 
 /* A Kuma percentage (int-or-string: "50", "0.5", "100") as parts per
  * million into *out; false when it is not a number in [0, 100]. */

@@ -182,7 +182,7 @@ static bool is_inbound_type(int t)
 /* One top-level default for the whole proxy (MeshMetric). */
 static bool is_proxy_type(int t)
 {
-    return t == HY_POLICY_METRIC;
+    return t == HY_POLICY_METRIC || t == HY_POLICY_TRACE;
 }
 
 static int l7_outbound_json(int t, const struct hy_policy_set *s, const char *svc,
@@ -371,11 +371,11 @@ static int put_to_rules(struct hy_buf *b, const struct hy_policy_proxy *p, int t
     return 0;
 }
 
-/* MeshMetric: the merged default, with where each value came from. */
-static int put_proxy_rule(struct hy_buf *b, const struct hy_policy_set *s)
+/* MeshMetric, MeshTrace: the merged default, with where each value came from. */
+static int put_proxy_rule(struct hy_buf *b, int t, const struct hy_policy_set *s)
 {
     struct hy_policy_conf c;
-    int rc = hy_policy_metric_merge(s, &c);
+    int rc = t == HY_POLICY_TRACE ? hy_policy_trace_merge(s, &c) : hy_policy_metric_merge(s, &c);
     if (rc < 0)
         return rc;
     hy_buf_puts(b, ",\"proxyRule\":{");
@@ -424,7 +424,7 @@ static void rules(struct hy_cp_api *api, struct hy_http_resp *resp, const char *
         else if (t == HY_POLICY_FAULT || t == HY_POLICY_RATE_LIMIT)
             rc = put_l7_from_rules(b, &p, t, &sel[t]);
         else if (is_proxy_type(t))
-            rc = put_proxy_rule(b, &sel[t]);
+            rc = put_proxy_rule(b, t, &sel[t]);
         else if (t == HY_POLICY_ACCESS_LOG && (rc = put_l7_from_rules(b, &p, t, &sel[t])) == 0)
             rc = put_to_rules(b, &p, t, &sel[t]); /* both sides: from/rules and to */
         else
@@ -1064,6 +1064,16 @@ static int effective(const struct hy_policy_world *w, const struct dps *mesh_dps
             hy_codec_encode_message(c.conf, HY_FORMAT_JSON, &json);
         if (rc == 0)
             rc = add_line(out, "proxy MeshMetric", json.data ? json.data : "none");
+        hy_buf_fini(&json);
+        hy_policy_conf_fini(&c);
+    }
+    if (rc == 0) { /* MeshTrace: the proxy's one merged default */
+        struct hy_policy_conf c;
+        struct hy_buf json = {0};
+        if ((rc = hy_policy_trace_merge(&sel[HY_POLICY_TRACE], &c)) == 0 && c.conf)
+            hy_codec_encode_message(c.conf, HY_FORMAT_JSON, &json);
+        if (rc == 0)
+            rc = add_line(out, "proxy MeshTrace", json.data ? json.data : "none");
         hy_buf_fini(&json);
         hy_policy_conf_fini(&c);
     }

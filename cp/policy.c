@@ -370,9 +370,19 @@ int hy_policy_merge(const struct hy_policy_set *s, const char *section, size_t i
 /* ----- the policies of a store ----- */
 
 const char *const hy_policy_type_names[HY_POLICY_NTYPES] = {
-    "MeshTrafficPermission",     "MeshTimeout",     "MeshRetry",     "MeshCircuitBreaker",
-    "MeshLoadBalancingStrategy", "MeshHealthCheck", "MeshHTTPRoute", "MeshTCPRoute",
-    "MeshFaultInjection",        "MeshRateLimit",   "MeshMetric",    "MeshAccessLog",
+    "MeshTrafficPermission",
+    "MeshTimeout",
+    "MeshRetry",
+    "MeshCircuitBreaker",
+    "MeshLoadBalancingStrategy",
+    "MeshHealthCheck",
+    "MeshHTTPRoute",
+    "MeshTCPRoute",
+    "MeshFaultInjection",
+    "MeshRateLimit",
+    "MeshMetric",
+    "MeshAccessLog",
+    "MeshTrace",
 };
 
 static int world_add(struct hy_policy_world *w, int t, struct hy_resource *r)

@@ -122,6 +122,7 @@ enum hy_policy_type {
     HY_POLICY_RATE_LIMIT,
     HY_POLICY_METRIC, /* proxy-wide: one top-level default (policy_metric.c) */
     HY_POLICY_ACCESS_LOG,
+    HY_POLICY_TRACE, /* proxy-wide: one top-level default (policy_trace.c) */
     HY_POLICY_NTYPES
 };
 extern const char *const hy_policy_type_names[HY_POLICY_NTYPES];
@@ -249,6 +250,20 @@ int hy_policy_metric_merge(const struct hy_policy_set *s, struct hy_policy_conf 
 #define HY_POLICY_METRIC_APP_PATH "/metrics/prometheus"
 int hy_policy_metrics(const struct hy_policy_set *s, const struct hy_resource *dp,
                       Hypha__V1__DpMetrics **out);
+
+/* policy_trace.c: MeshTrace, whose policies hold one top-level `default`
+ * for the whole proxy, merged as MeshMetric's (lists such as backends and
+ * tags replace whole). *out zeroed first; conf NULL when no policy selects
+ * the proxy. 0 or HY_ENOMEM. */
+int hy_policy_trace_merge(const struct hy_policy_set *s, struct hy_policy_conf *out);
+/* What the sidecar of Dataplane dp (in zone) gets of the MeshTrace
+ * policies in s: the backend (none for a Datadog one, which the sidecar
+ * does not support: the policy's warnings say so), the tags, the
+ * sampling per million, its service (first inbound's) and zone. *out NULL
+ * when no MeshTrace selects it or the merged default has no backend (Kuma:
+ * tracing off); the caller's otherwise. 0 or HY_ENOMEM. */
+int hy_policy_trace(const struct hy_policy_set *s, const struct hy_resource *dp, const char *zone,
+                    Hypha__V1__DpTrace **out);
 
 /* Adds to w one cause per field of policy (or Mesh) r that Hypha does not
  * enforce yet (its path, "spec.to[0].default.http.numRetries", and why);

@@ -131,6 +131,15 @@ static const char *const metric[] = {"targetRef.*",
 static const char *const access_log[] = {TARGET_REFS, ALOG_BACKENDS("to"), ALOG_BACKENDS("from"),
                                          ALOG_BACKENDS("rules"), NULL};
 
+/* MeshTrace: one top-level default too */
+static const char *const trace[] = {"targetRef.*",
+                                    "default.backends.type",
+                                    "default.backends.zipkin.*",
+                                    "default.backends.openTelemetry.*",
+                                    "default.tags.*",
+                                    "default.sampling.*",
+                                    NULL};
+
 static const char *const mesh[] = {"mtls.enabledBackend",
                                    "mtls.backends.name",
                                    "mtls.backends.type",
@@ -192,6 +201,10 @@ static const struct enforced table[] = {
      "the sidecar limits what it receives (from); limits on outgoing traffic (to) are not "
      "there yet"},
     {"MeshAccessLog", access_log, "every field is enforced"},
+    {"MeshTrace", trace,
+     "the sidecar reports spans to Zipkin (v2 JSON) and OpenTelemetry (OTLP/HTTP protobuf) "
+     "backends; Datadog backends are not supported: with one, the sidecar propagates trace "
+     "headers and records no spans"},
 };
 
 /* Is path (entry indexes removed) enforced? */

@@ -408,6 +408,7 @@ void hy_l7_log(struct hy_l7_worker *lw, const struct hy_l7_done *d)
     const char *v[] = {dir, svc, d->route ? d->route : "", cls, code};
     hy_series_inc(series(lw, m->http_requests, 1, v, 5));
     hy_series_observe(series(lw, m->http_duration, 2, v, 2), d->seconds);
+    hy_trace_http_done(lw, d);
     bool logged = hy_alog_http(lw, d); /* MeshAccessLog: then the line below is debug */
 #define S(x) ((x) && (x)[0] ? (x) : "-")
     hy_log(logged ? HY_LOG_DEBUG : HY_LOG_INFO, "dp",

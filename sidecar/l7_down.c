@@ -48,6 +48,7 @@ struct ex {
     uint64_t idle_ms, max_ms; /* streamIdleTimeout, maxStreamDuration; 0: none */
     size_t unconsumed;
     const char *result;
+    struct hy_trace_ctx trace; /* MeshTrace: the client span */
 };
 
 struct hy_l7_down {
@@ -230,6 +231,7 @@ static void ex_finish(struct hy_l7_down *d, const char *result)
         .upstream_seconds = e->up_ms ? (double)(e->up_ms - e->start_ms) / 1000.0 : 0,
         .peer = c->peer,
         .req = &e->req,
+        .trace = &e->trace,
     };
     hy_l7_log(d->lw, &done);
     bool more = !c->closing && !d->close_after && d->keep && e->req_end && !e->tunnel;
@@ -821,6 +823,9 @@ static int on_head(void *u, struct hy_http_head *h, bool body)
         free(upgrade);
     }
     e->cfg = hy_l7_cfg_ref(d->lw->cfg);
+    /* MeshTrace: the client span, its context on the request before any
+     * retry or mirror copies it */
+    hy_trace_begin(&e->trace, hy_trace_conf(d->lw), HY_TRACE_CLIENT, &e->req, hy_l7_random(d->lw));
     e->front = c->l->is_virtual && !c->l->port ? hy_l7_cfg_service(e->cfg, c->l->service)
                                                : hy_l7_cfg_port(e->cfg, c->l->port);
     if (!e->front) {

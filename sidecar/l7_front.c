@@ -57,6 +57,7 @@ struct fs {
     char peer_id[HY_PX_ID_MAX];
     uint64_t start_ms, up_ms;
     const char *result;
+    struct hy_trace_ctx trace;   /* MeshTrace: the client span */
     uv_timer_t timer, try_timer; /* requestTimeout; perTryTimeout or the backoff */
 };
 
@@ -130,6 +131,8 @@ static void finish(struct fs *s)
         .retries = s->tries > 1 ? s->tries - 1 : 0,
         .seconds = (double)(now - s->start_ms) / 1000.0,
         .upstream_seconds = s->up_ms ? (double)(s->up_ms - s->start_ms) / 1000.0 : 0,
+        .req = &s->req,
+        .trace = &s->trace,
     };
     hy_l7_log(s->lw, &done);
 }
@@ -542,6 +545,8 @@ static void fs_head(void *u, bool end)
     }
     hy_http_head_remove(&s->req, "connection");
     s->cfg = hy_l7_cfg_ref(s->lw->cfg);
+    /* MeshTrace: the client span, its context on the request */
+    hy_trace_begin(&s->trace, hy_trace_conf(s->lw), HY_TRACE_CLIENT, &s->req, hy_l7_random(s->lw));
     s->front = hy_l7_cfg_port(s->cfg, s->port);
     if (!s->front) {
         local_answer(s, 503, "no_config", "no outbound on this port in the current config", NULL);

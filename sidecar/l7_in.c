@@ -49,7 +49,8 @@ struct hy_l7_ss {
     uint64_t start_ms, app_ms, deadline_ms;
     const char *result;
     struct hy_l7_fault fault;
-    uint64_t tokens; /* bandwidth fault: bytes that may go now */
+    uint64_t tokens;           /* bandwidth fault: bytes that may go now */
+    struct hy_trace_ctx trace; /* MeshTrace: the server span */
     uv_timer_t timer;
 };
 
@@ -620,6 +621,8 @@ void hy_l7_ss_head(struct hy_l7_ss *ss, bool end)
         return;
     }
     snprintf(ss->service, sizeof(ss->service), "%s", in->service ? in->service : "");
+    /* MeshTrace: the server span, its context on the request to the app */
+    hy_trace_begin(&ss->trace, hy_trace_conf(lw), HY_TRACE_SERVER, &ss->req, hy_l7_random(lw));
     ss->upgrade = hy_http_head_get(&ss->req, HY_L7_UPGRADE) || !strcmp(ss->req.method, "CONNECT");
     /* the permission, again: the config may have changed since the connection came */
     struct hy_permit_decision d;
@@ -770,6 +773,7 @@ void hy_l7_ss_closed(struct hy_l7_ss *ss)
             .upstream_seconds = ss->app_ms ? (double)(ss->app_ms - ss->start_ms) / 1000.0 : 0,
             .peer = h2 ? h2->c->peer : NULL,
             .req = &ss->req,
+            .trace = &ss->trace,
         };
         hy_l7_log(ss->lw, &d);
     }

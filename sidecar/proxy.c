@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "alog.h"
+#include "trace.h"
 #include "error.h"
 #include "metrics.h"
 #include "net.h"
@@ -440,7 +441,8 @@ int hy_proxy_new(const struct hy_proxy_cfg *cfg, struct hy_proxy **out)
     if ((rc = open_metrics(p, cfg->metrics)) < 0 || (rc = hy_px_mem_metrics(p, cfg->metrics)) < 0 ||
         (rc = hy_px_health_new(p, cfg->metrics)) < 0 ||
         (rc = hy_px_tls_resume_new(p, cfg->metrics)) < 0 ||
-        (rc = hy_alog_new(cfg->metrics, &p->alog)) < 0) {
+        (rc = hy_alog_new(cfg->metrics, &p->alog)) < 0 ||
+        (rc = hy_trace_new(cfg->metrics, &p->trace)) < 0) {
         hy_proxy_free(p);
         return rc;
     }
@@ -495,6 +497,7 @@ void hy_proxy_free(struct hy_proxy *p)
     hy_px_health_free(p);
     hy_px_tls_resume_free(p);
     hy_alog_free(p->alog); /* after the workers: nothing queues any more */
+    hy_trace_free(p->trace);
     if (p->routes)
         hy_log(HY_LOG_ERROR, "dp", "the proxy is freed with routes in use (a bug)");
     pthread_mutex_destroy(&p->lock);

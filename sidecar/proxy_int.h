@@ -218,6 +218,7 @@ struct hy_px_worker {
 struct hy_px_health;
 struct hy_l7_hc;
 struct hy_alog;
+struct hy_trace;
 
 struct hy_proxy {
     uv_loop_t *loop; /* the control loop: health checks run on it */
@@ -235,7 +236,8 @@ struct hy_proxy {
     struct hy_px_sessions *sessions; /* outbound: sessions to resume (any worker) */
     /* transparent mode: redirect ports, 0 when off (read-only after new) */
     uint16_t tp_outbound, tp_inbound;
-    struct hy_alog *alog; /* MeshAccessLog's backends and writer (alog.h) */
+    struct hy_alog *alog;   /* MeshAccessLog's backends and writer (alog.h) */
+    struct hy_trace *trace; /* MeshTrace's span queue and writer (trace.h) */
 };
 
 static inline const char *hy_px_dir_name(enum hy_px_dir d)

@@ -31,6 +31,7 @@
 #include "l7_retry.h"
 #include "l7_route.h"
 #include "proxy_int.h"
+#include "trace.h"
 
 #define HY_L7_REPLAY_MAX (64u << 10)    /* request body kept for retries; more: not retried */
 #define HY_L7_MIRROR_MAX (64u << 10)    /* request body a RequestMirror copies; more: none */
@@ -282,15 +283,16 @@ struct hy_l7_svc *hy_l7_cfg_port(struct hy_l7_cfg *cfg, uint32_t port);
 const Hypha__V1__DpInbound *hy_l7_inbound(struct hy_l7_worker *lw, uint32_t port);
 uint64_t hy_l7_random(struct hy_l7_worker *lw);
 
-/* One request done: metrics and the access-log line. */
+/* One request done: metrics, the access-log line and its span. */
 struct hy_l7_done {
     enum hy_px_dir dir;
     uint16_t port;
     const char *service, *route, *method, *authority, *path, *upstream, *id, *result;
     unsigned status, retries;
     double seconds, upstream_seconds;
-    const char *peer;               /* who connected ("address:port"), for access logs */
-    const struct hy_http_head *req; /* the request, for access logs' %REQ(...)% */
+    const char *peer;                 /* who connected ("address:port"), for access logs */
+    const struct hy_http_head *req;   /* the request, for access logs' %REQ(...)% */
+    const struct hy_trace_ctx *trace; /* its span (MeshTrace), or NULL */
 };
 void hy_l7_log(struct hy_l7_worker *lw, const struct hy_l7_done *d);
 enum hy_l7_count { HY_L7_RETRY, HY_L7_TIMEOUT, HY_L7_EJECTION };

@@ -1566,6 +1566,8 @@ int hy_zone_dp_parts_own(struct hy_zone_dp_round *r, const struct hy_resource *d
         rc = in ? make_inbounds(dp, &pol, in) : HY_ENOMEM;
         if (rc == 0) /* MeshMetric is proxy-wide: it rides in the Inbounds part */
             rc = hy_policy_metrics(&pol.sel[HY_POLICY_METRIC], dp, &in->metrics);
+        if (rc == 0) /* so is MeshTrace */
+            rc = hy_policy_trace(&pol.sel[HY_POLICY_TRACE], dp, dp->origin, &in->trace);
         if (rc == 0)
             rc = hy_dp_part_stamp(in);
     }
@@ -2217,9 +2219,10 @@ static unsigned policy_impact(int t, const struct hy_resource *r, const struct h
     if (set.n && (hy_policy_each_entry(&set, "from", SIZE_MAX, count_entry, &inbound_entries) < 0 ||
                   hy_policy_each_entry(&set, "rules", SIZE_MAX, count_entry, &inbound_entries) < 0))
         inbound_entries = 1;
-    if (set.n && (t == HY_POLICY_MTP || t == HY_POLICY_METRIC || inbound_entries))
+    if (set.n &&
+        (t == HY_POLICY_MTP || t == HY_POLICY_METRIC || t == HY_POLICY_TRACE || inbound_entries))
         what = HY_ZONE_DP_INBOUNDS;
-    if (set.n && t != HY_POLICY_MTP && t != HY_POLICY_METRIC) {
+    if (set.n && t != HY_POLICY_MTP && t != HY_POLICY_METRIC && t != HY_POLICY_TRACE) {
         struct to_match m = {(const Hypha__V1__Dataplane *)p->dp->spec, NULL, 0, false};
         int rc = hy_policy_each_entry(&set, "to", SIZE_MAX, to_entry, &m);
         if (rc == 0 && !m.hit && world) {

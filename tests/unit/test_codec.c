@@ -241,7 +241,8 @@ static void test_error_envelope(void **state)
         "Mesh, Zone, ZoneInsight, ZoneIngress, ZoneIngressInsight, Dataplane, DataplaneInsight, "
         "MeshTrafficPermission, MeshTimeout, MeshRetry, MeshHealthCheck, "
         "MeshCircuitBreaker, MeshLoadBalancingStrategy, MeshHTTPRoute, MeshTCPRoute, "
-        "MeshFaultInjection, MeshRateLimit, MeshMetric, MeshAccessLog, MeshTrust, MeshCaRoot, "
+        "MeshFaultInjection, MeshRateLimit, MeshMetric, MeshAccessLog, MeshTrace, MeshTrust, "
+        "MeshCaRoot, "
         "MeshCaKey, "
         "MeshIssuer, "
         "MeshIssuerKey, TokenSigningKey, "
@@ -598,7 +599,8 @@ static void test_kubernetes_shape(void **state)
         "MeshTrafficPermission, "
         "MeshTimeout, MeshRetry, MeshHealthCheck, MeshCircuitBreaker, "
         "MeshLoadBalancingStrategy, MeshHTTPRoute, MeshTCPRoute, MeshFaultInjection, "
-        "MeshRateLimit, MeshMetric, MeshAccessLog, MeshTrust, MeshCaRoot, MeshCaKey, MeshIssuer, "
+        "MeshRateLimit, MeshMetric, MeshAccessLog, MeshTrace, MeshTrust, MeshCaRoot, MeshCaKey, "
+        "MeshIssuer, "
         "MeshIssuerKey, "
         "TokenSigningKey, TokenRevocation)");
 }
