@@ -16,7 +16,7 @@ hy_install_packages $HY_BUILD_PACKAGES $HY_TEST_PACKAGES
 build=${HYPHA_BUILD_DIR:-build-tests}
 fuzz_seconds=${HYPHA_FUZZ_SECONDS:-20}
 # tests/fuzz/fuzz_<name>.c, each with its seed corpus in tests/fuzz/corpus/<name>/
-fuzz_targets=(codec token http_response cli_json config kds kds_changes dp sni permit dp_parts h1 h2_in cni_conf prom_merge dns h2c_front alog_format)
+fuzz_targets=(codec token http_response cli_json config kds kds_changes dp sni permit dp_parts h1 h2_in cni_conf prom_merge dns h2c_front alog_format trace_headers)
 jobs=$(nproc)
 
 step() { printf '\n== %s\n' "$*"; }
@@ -54,11 +54,11 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 step "ThreadSanitizer: the sidecar's and the ingress's worker threads, the API writer ($build-tsan)"
 cmake -S . -B "$build-tsan" -DHYPHA_WERROR=ON -DHYPHA_TSAN=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build "$build-tsan" -j "$jobs" --target hypha-global hypha-zone hypha-dp hypha-ingress \
-    hyphactl hypha-test-echo test_dp test_dp_resume test_cp_writer
+    hyphactl hypha-test-echo hypha-test-otlp-dump test_dp test_dp_resume test_cp_writer test_trace
 # the sidecar and ingress tests, and the API writer's; each fails on any sanitizer line in a log.
 # The minute of 10 s certificates shrinks to 10 s: TSan runs the same code, slower.
 (cd "$build-tsan" && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-    HY_ROTATION_SECONDS=10 ctest --output-on-failure -R '^(test_dp|dp|dp_proxy|l7|l7_health|l7_grpc|l7_zones|l7_lb|l7_timeouts|ingress|test_cp_writer|api_writes|prom_sd|test_dp_resume|dp_resume|tp_sidecar|access_log)$')
+    HY_ROTATION_SECONDS=10 ctest --output-on-failure -R '^(test_dp|dp|dp_proxy|l7|l7_health|l7_grpc|l7_zones|l7_lb|l7_timeouts|ingress|test_cp_writer|api_writes|prom_sd|test_dp_resume|dp_resume|tp_sidecar|access_log|trace|test_trace)$')
 
 if [ "$fuzz_seconds" -gt 0 ]; then
     step "fuzz (${fuzz_seconds}s per target, ${#fuzz_targets[@]} targets, clang + libFuzzer)"
