@@ -578,6 +578,29 @@ struct hy_ws_conn *hy_ws_client_conn(struct hy_ws_client *c)
     return &c->conn;
 }
 
+int hy_ws_client_set_url(struct hy_ws_client *c, const char *url)
+{
+    struct hy_ws_client tmp = {0};
+    int rc = parse_url(&tmp, url);
+    if (rc < 0) {
+        if (rc == HY_EINVAL)
+            hy_log(HY_LOG_ERROR, "ws", "client: invalid URL \"%s\" (expected wss://host:port/path)",
+                   url ? url : "");
+        free(tmp.host);
+        free(tmp.hostport);
+        free(tmp.path);
+        return rc;
+    }
+    free(c->host);
+    free(c->hostport);
+    free(c->path);
+    c->host = tmp.host;
+    c->hostport = tmp.hostport;
+    c->path = tmp.path;
+    c->port = tmp.port;
+    return 0;
+}
+
 bool hy_ws_client_is_open(const struct hy_ws_client *c)
 {
     return c->conn.state == HY_WS_OPEN;

@@ -814,7 +814,7 @@ static struct hy_sidecar_cfg sidecar_cfg(const char *cp_address)
     struct hy_sidecar_cfg cfg = {
         .base =
             {
-                .cp_address = strdup(cp_address),
+                .cp_addresses = {.v = calloc(1, sizeof(char *)), .n = 1},
                 .ca_cert_file = strdup(srv_ca),
                 .resource_file = strdup(DATA),
                 .token_file = strdup(token_path),
@@ -823,12 +823,14 @@ static struct hy_sidecar_cfg sidecar_cfg(const char *cp_address)
             },
     };
     assert_int_equal(hy_addr_parse("127.0.0.1:0", &cfg.base.admin_address, NULL, 0), 0);
+    cfg.base.cp_addresses.v[0] = strdup(cp_address);
     return cfg;
 }
 
 static void sidecar_cfg_fini(struct hy_sidecar_cfg *cfg)
 {
-    free(cfg->base.cp_address);
+    free(cfg->base.cp_addresses.v[0]);
+    free(cfg->base.cp_addresses.v);
     free(cfg->base.ca_cert_file);
     free(cfg->base.resource_file);
     free(cfg->base.token_file);
