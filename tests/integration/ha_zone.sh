@@ -105,6 +105,19 @@ hy_check "web-1 too" at "$WE_ADMIN" "$DPA"
 hy_eq "no failover yet" 0 "$(hy_metric "$BE_ADMIN" hypha_dp_zone_failovers_total)"
 hy_check "promtool accepts the sidecar's metrics" promtool check metrics < <(curl -s "$BE_ADMIN/metrics")
 
+# an ingress too (the same agent code): a comma list in its flag
+"$HY_BIN/hyphactl" --cp "$A_URL" generate zone-ingress-token --name ingress-1 --valid-for 1h \
+    >"$HY_TMP/ingress-1.token"
+"$HY_BIN/hypha-ingress" run --cp-address "wss://127.0.0.1:$DPA,wss://127.0.0.1:$DPB" \
+    --ca-cert-file "$ZCA" --ingress-file "$DATA/dp/ingress.yaml" \
+    --ingress-var "name=ingress-1,address=127.0.0.1,advertised=127.0.0.1,port=$(hy_free_port)" \
+    --token-file "$HY_TMP/ingress-1.token" --admin-address 127.0.0.1:0 >"$HY_TMP/ingress-1.log" 2>&1 &
+HY_PIDS+=($!)
+hy_wait_for 15 grep -q 'admin on http://' "$HY_TMP/ingress-1.log"
+IN_ADMIN=$(grep -o 'admin on http://[^ ]*' "$HY_TMP/ingress-1.log" | sed 's/admin on //')
+iat() { [ "$(hy_metric "$1" "hypha_ingress_zone_address{address=\"wss://127.0.0.1:$2\"}")" = 1 ]; }
+hy_check "the ingress connects to replica a" hy_wait_for 20 iat "$IN_ADMIN" "$DPA"
+
 CALL_PORT=$((W_PORT + 2))
 call() {
     (
@@ -148,6 +161,8 @@ hy_check "web-1 reconnects to replica b" hy_wait_for 30 at "$WE_ADMIN" "$DPB"
 hy_eq "backend-1 counts one failover" 1 "$(hy_metric "$BE_ADMIN" hypha_dp_zone_failovers_total)"
 hy_eq "web-1 counts one failover" 1 "$(hy_metric "$WE_ADMIN" hypha_dp_zone_failovers_total)"
 hy_check "and logs it" grep -q "failed over to the zone control plane at wss://127.0.0.1:$DPB" "$BE_LOG"
+hy_check "the ingress moves to replica b too" hy_wait_for 30 iat "$IN_ADMIN" "$DPB"
+hy_eq "and counts its failover" 1 "$(hy_metric "$IN_ADMIN" hypha_ingress_zone_failovers_total)"
 hy_check "both are ready again (served by replica b)" ready "$BE_ADMIN"
 hy_check "web-1 too" ready "$WE_ADMIN"
 registered() { curl -sf "$B_URL/meshes/default/dataplanes/$1" >/dev/null; }
