@@ -96,8 +96,9 @@ static void zone_next(struct hy_agent *a)
     if (hy_ws_client_set_url(a->ws, a->cfg->cp_addresses.v[next]) < 0)
         return; /* checked at start; only memory can fail here: stay */
     a->cp_index = next;
-    hy_log(HY_LOG_INFO, a->ops->component, "next attempt: the zone control plane at %s (%zu of %zu)",
-           hy_agent_cp_address(a), next + 1, n);
+    hy_log(HY_LOG_INFO, a->ops->component,
+           "next attempt: the zone control plane at %s (%zu of %zu)", hy_agent_cp_address(a),
+           next + 1, n);
 }
 
 /* ----- the control stream ----- */
@@ -391,15 +392,14 @@ static int open_metrics(struct hy_agent *a)
                             connected, a))
         return HY_ENOMEM;
     snprintf(name, sizeof(name), "hypha_%s_zone_address", a->ops->component);
-    struct hy_metric *addr = hy_metric_gauge(
-        a->metrics, name,
-        "1 for the zone control-plane address (--cp-address) the stream is open to, 0 for the others",
-        1, "address");
+    struct hy_metric *addr = hy_metric_gauge(a->metrics, name,
+                                             "1 for the zone control-plane address (--cp-address) "
+                                             "the stream is open to, 0 for the others",
+                                             1, "address");
     snprintf(name, sizeof(name), "hypha_%s_zone_failovers_total", a->ops->component);
-    struct hy_metric *fo =
-        hy_metric_counter(a->metrics, name,
-                          "Streams opened to another zone control-plane address than the last one",
-                          0);
+    struct hy_metric *fo = hy_metric_counter(
+        a->metrics, name, "Streams opened to another zone control-plane address than the last one",
+        0);
     size_t n = a->cfg->cp_addresses.n;
     a->cp_series = calloc(n ? n : 1, sizeof(*a->cp_series));
     if (!addr || !fo || !a->cp_series || !(a->failovers = hy_metric_series(fo)))
@@ -469,7 +469,8 @@ int hy_agent_open(struct hy_agent *a, const struct hy_agent_cfg *cfg,
     struct hy_addr bound = cfg->admin_address;
     bound.port = (uint16_t)hy_agent_admin_port(a);
     for (size_t i = 0, off = 0; i < cfg->cp_addresses.n && off < sizeof(cps); i++) {
-        int w = snprintf(cps + off, sizeof(cps) - off, "%s%s", i ? "," : "", cfg->cp_addresses.v[i]);
+        int w =
+            snprintf(cps + off, sizeof(cps) - off, "%s%s", i ? "," : "", cfg->cp_addresses.v[i]);
         off += w > 0 ? (size_t)w : 0;
     }
     hy_log(HY_LOG_INFO, ops->component,

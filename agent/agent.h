@@ -35,11 +35,12 @@
  * with it (member base), and its option table with HY_AGENT_OPTIONS. */
 struct hy_agent_cfg {
     int64_t shutdown_timeout; /* ms after SIGTERM before a stuck process exits anyway */
-    struct hy_strings cp_addresses; /* wss://ZONE:5678, one or more (replicas of one zone) */
-    char *ca_cert_file;       /* PEM CA(s) the zone's DP server certificate chains to */
-    char *resource_file;      /* the resource presented, YAML or JSON */
-    char *token_file;         /* its token */
-    struct hy_strings vars;   /* NAME=VALUE, for {{ NAME }} in the file */
+    /* wss://ZONE:5678, one or more (replicas of one zone) */
+    struct hy_strings cp_addresses;
+    char *ca_cert_file;     /* PEM CA(s) the zone's DP server certificate chains to */
+    char *resource_file;    /* the resource presented, YAML or JSON */
+    char *token_file;       /* its token */
+    struct hy_strings vars; /* NAME=VALUE, for {{ NAME }} in the file */
     struct hy_addr admin_address;
     enum hy_log_level log_level;
     uint64_t workers; /* worker threads; 0: one per CPU */
@@ -164,7 +165,7 @@ struct hy_agent {
     /* which of cfg->cp_addresses the stream dials (several: zone replicas,
      * the next one after every failure) */
     size_t cp_index;
-    ssize_t cp_last_open; /* the address of the last open stream; -1: none yet */
+    ssize_t cp_last_open;         /* the address of the last open stream; -1: none yet */
     struct hy_series **cp_series; /* hypha_<component>_zone_address{address}, one per address */
     struct hy_series *failovers;  /* hypha_<component>_zone_failovers_total */
 
