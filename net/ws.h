@@ -204,11 +204,10 @@ bool hy_ws_client_is_open(const struct hy_ws_client *c);
 /* The delay before the next attempt that was scheduled last, in ms (0
  * before any failure). For logs, metrics and tests. */
 unsigned hy_ws_client_retry_delay_ms(const struct hy_ws_client *c);
-/* Points the client's next attempts at url (same syntax and rules as
- * struct hy_ws_client_config's url): for a client given several addresses
- * of one service, which moves to another when one fails (call it from
- * on_close). The connection open now, if any, is left alone. Returns 0,
- * or HY_EINVAL (bad URL, logged) or HY_ENOMEM with the URL unchanged. */
+/* Points the next attempts at url (same form as the config's; the TLS
+ * setup and subprotocol stay): for a client given several addresses of one
+ * service, called from on_close to move on. 0, HY_EINVAL (bad URL: the
+ * client keeps its old one) or HY_ENOMEM. */
 int hy_ws_client_set_url(struct hy_ws_client *c, const char *url);
 /* Skips the wait of a scheduled reconnect (the backoff keeps growing).
  * Returns 0, or -EALREADY when the client is connecting or open, or

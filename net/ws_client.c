@@ -578,29 +578,6 @@ struct hy_ws_conn *hy_ws_client_conn(struct hy_ws_client *c)
     return &c->conn;
 }
 
-int hy_ws_client_set_url(struct hy_ws_client *c, const char *url)
-{
-    struct hy_ws_client tmp = {0};
-    int rc = parse_url(&tmp, url);
-    if (rc < 0) {
-        if (rc == HY_EINVAL)
-            hy_log(HY_LOG_ERROR, "ws", "client: invalid URL \"%s\" (expected wss://host:port/path)",
-                   url ? url : "");
-        free(tmp.host);
-        free(tmp.hostport);
-        free(tmp.path);
-        return rc;
-    }
-    free(c->host);
-    free(c->hostport);
-    free(c->path);
-    c->host = tmp.host;
-    c->hostport = tmp.hostport;
-    c->path = tmp.path;
-    c->port = tmp.port;
-    return 0;
-}
-
 bool hy_ws_client_is_open(const struct hy_ws_client *c)
 {
     return c->conn.state == HY_WS_OPEN;
@@ -609,6 +586,30 @@ bool hy_ws_client_is_open(const struct hy_ws_client *c)
 unsigned hy_ws_client_retry_delay_ms(const struct hy_ws_client *c)
 {
     return c->last_delay_ms;
+}
+
+int hy_ws_client_set_url(struct hy_ws_client *c, const char *url)
+{
+    struct hy_ws_client t;
+    memset(&t, 0, sizeof(t));
+    int rc = parse_url(&t, url);
+    char *name = rc == 0 ? strdup(url) : NULL;
+    if (rc < 0 || !name) {
+        free(t.host);
+        free(t.hostport);
+        free(t.path);
+        return rc < 0 ? rc : HY_ENOMEM;
+    }
+    free(c->host);
+    free(c->hostport);
+    free(c->path);
+    free(c->name);
+    c->host = t.host;
+    c->hostport = t.hostport;
+    c->path = t.path;
+    c->port = t.port;
+    c->name = name;
+    return 0;
 }
 
 int hy_ws_client_reconnect_now(struct hy_ws_client *c)
