@@ -57,6 +57,50 @@ int hy_agent_answer(struct hy_agent *a, const char *version, const char *error)
     return hy_agent_send(a, &m);
 }
 
+/* ----- the zone's addresses (several replicas of one zone) ----- */
+
+const char *hy_agent_cp_address(const struct hy_agent *a)
+{
+    const struct hy_strings *v = &a->cfg->cp_addresses;
+    return v->n ? v->v[a->cp_index % v->n] : "";
+}
+
+/* The stream opened on address cp_index: the metrics say which, and a
+ * move from the address of the last open stream is a failover. */
+static void zone_opened(struct hy_agent *a)
+{
+    size_t n = a->cfg->cp_addresses.n;
+    for (size_t i = 0; a->cp_series && i < n; i++)
+        hy_series_set(a->cp_series[i], i == a->cp_index ? 1 : 0);
+    if (a->cp_last_open >= 0 && (size_t)a->cp_last_open != a->cp_index) {
+        hy_series_inc(a->failovers);
+        hy_log(HY_LOG_WARN, a->ops->component,
+               "failed over to the zone control plane at %s (from %s; failover %.0f)",
+               hy_agent_cp_address(a), a->cfg->cp_addresses.v[a->cp_last_open],
+               hy_series_value(a->failovers));
+    }
+    a->cp_last_open = (ssize_t)a->cp_index;
+}
+
+/* The stream closed or an attempt failed: with several addresses, the
+ * client's next attempt (after its backoff) goes to the next one, so a
+ * dead replica is left at once and every replica is tried in turn. */
+static void zone_next(struct hy_agent *a)
+{
+    size_t n = a->cfg->cp_addresses.n;
+    for (size_t i = 0; a->cp_series && i < n; i++)
+        hy_series_set(a->cp_series[i], 0);
+    if (n < 2 || a->stopped)
+        return;
+    size_t next = (a->cp_index + 1) % n;
+    if (hy_ws_client_set_url(a->ws, a->cfg->cp_addresses.v[next]) < 0)
+        return; /* checked at start; only memory can fail here: stay */
+    a->cp_index = next;
+    hy_log(HY_LOG_INFO, a->ops->component,
+           "next attempt: the zone control plane at %s (%zu of %zu)", hy_agent_cp_address(a),
+           next + 1, n);
+}
+
 /* ----- the control stream ----- */
 
 /* DpStatsRequest id: what /metrics renders, cut at a line end before
@@ -96,6 +140,7 @@ static void on_open(void *ud, struct hy_ws_conn *c, const char *peer)
     const char *comp = a->ops->component;
     a->open = true;
     a->rejected = false;
+    zone_opened(a);
     char *token = hy_agent_read_token(a->cfg->token_file);
     if (token) { /* it may have been replaced since: take the new one */
         explicit_bzero(a->token, strlen(a->token));
@@ -173,14 +218,17 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
             uv_stop(a->loop);
         return;
     }
+    const char *at = hy_agent_cp_address(a);
     if (!a->rejected) /* a reject says more than the close that follows it */
         snprintf(a->status, sizeof(a->status), "%s the zone control plane at %s: %.150s (%d)",
-                 was ? "lost" : "cannot reach", a->cfg->cp_address, reason, code);
+                 was ? "lost" : "cannot reach", at, reason, code);
     struct hy_agent_snap *s = hy_agent_current_get(&a->current, NULL);
-    hy_log(was ? HY_LOG_WARN : HY_LOG_INFO, comp, "%s the zone control plane: %s (%d); %s %s%s%s",
-           was ? "lost" : "cannot reach", reason, code, s ? "keeping" : "no", a->ops->configs,
-           s ? " " : " yet", s ? s->version : "");
+    hy_log(was ? HY_LOG_WARN : HY_LOG_INFO, comp,
+           "%s the zone control plane at %s: %s (%d); %s %s%s%s", was ? "lost" : "cannot reach", at,
+           reason, code, s ? "keeping" : "no", a->ops->configs, s ? " " : " yet",
+           s ? s->version : "");
     hy_agent_snap_unref(s);
+    zone_next(a);
 }
 
 /* ----- the admin server ----- */
@@ -283,7 +331,8 @@ static int check_options(const struct hy_agent_cfg *cfg, const struct hy_agent_o
     const struct {
         const char *value, *flag, *what;
     } required[] = {
-        {cfg->cp_address, "--cp-address", "the zone control plane's DP server, wss://ZONE:5678"},
+        {cfg->cp_addresses.n ? cfg->cp_addresses.v[0] : NULL, "--cp-address",
+         "the zone control plane's DP server, wss://ZONE:5678 (several replicas: repeat it)"},
         {cfg->ca_cert_file, "--ca-cert-file",
          "the CA certificate that verifies the zone's DP server (the zone logs where it is)"},
         {cfg->resource_file, ops->file_flag, ops->file_help},
@@ -296,12 +345,14 @@ static int check_options(const struct hy_agent_cfg *cfg, const struct hy_agent_o
                    required[i].what);
             rc = HY_EINVAL;
         }
-    if (cfg->cp_address && cfg->cp_address[0] && strncmp(cfg->cp_address, "wss://", 6) != 0) {
-        hy_log(HY_LOG_ERROR, ops->component,
-               "--cp-address \"%s\": expected wss://HOST:PORT (the zone's DP server, port 5678)",
-               cfg->cp_address);
-        rc = HY_EINVAL;
-    }
+    for (size_t i = 0; i < cfg->cp_addresses.n; i++)
+        if (strncmp(cfg->cp_addresses.v[i], "wss://", 6) != 0) {
+            hy_log(HY_LOG_ERROR, ops->component,
+                   "--cp-address \"%s\": expected wss://HOST:PORT (the zone's DP server, port "
+                   "5678)",
+                   cfg->cp_addresses.v[i]);
+            rc = HY_EINVAL;
+        }
     return rc;
 }
 
@@ -340,6 +391,22 @@ static int open_metrics(struct hy_agent *a)
                             "1 while connected to the zone control plane (and not rejected)",
                             connected, a))
         return HY_ENOMEM;
+    snprintf(name, sizeof(name), "hypha_%s_zone_address", a->ops->component);
+    struct hy_metric *addr = hy_metric_gauge(a->metrics, name,
+                                             "1 for the zone control-plane address (--cp-address) "
+                                             "the stream is open to, 0 for the others",
+                                             1, "address");
+    snprintf(name, sizeof(name), "hypha_%s_zone_failovers_total", a->ops->component);
+    struct hy_metric *fo = hy_metric_counter(
+        a->metrics, name, "Streams opened to another zone control-plane address than the last one",
+        0);
+    size_t n = a->cfg->cp_addresses.n;
+    a->cp_series = calloc(n ? n : 1, sizeof(*a->cp_series));
+    if (!addr || !fo || !a->cp_series || !(a->failovers = hy_metric_series(fo)))
+        return HY_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!(a->cp_series[i] = hy_metric_series(addr, a->cfg->cp_addresses.v[i])))
+            return HY_ENOMEM;
     return 0;
 }
 
@@ -367,7 +434,7 @@ static int start_stream(struct hy_agent *a)
 {
     struct hy_ws_client_config wc = {
         .loop = a->loop,
-        .url = a->cfg->cp_address,
+        .url = hy_agent_cp_address(a),
         .name = "the zone control plane",
         .ca_file = a->cfg->ca_cert_file,
         .subprotocol = HY_DP_SUBPROTOCOL,
@@ -389,20 +456,26 @@ int hy_agent_open(struct hy_agent *a, const struct hy_agent_cfg *cfg,
     int rc = check_options(cfg, ops);
     if (rc < 0 || (rc = load_file(a)) < 0)
         return rc;
+    a->cp_last_open = -1;
     snprintf(a->status, sizeof(a->status), "connecting to the zone control plane at %s",
-             cfg->cp_address);
+             hy_agent_cp_address(a));
     uv_timer_init(loop, &a->grace_timer);
     a->grace_timer.data = a;
     a->grace_init = true;
     if ((rc = open_metrics(a)) < 0 || (rc = start_admin(a)) < 0 || (rc = ops->start(a)) < 0 ||
         (rc = start_stream(a)) < 0)
         return rc;
-    char admin[300], name[300];
+    char admin[300], name[300], cps[1024] = "";
     struct hy_addr bound = cfg->admin_address;
     bound.port = (uint16_t)hy_agent_admin_port(a);
+    for (size_t i = 0, off = 0; i < cfg->cp_addresses.n && off < sizeof(cps); i++) {
+        int w =
+            snprintf(cps + off, sizeof(cps) - off, "%s%s", i ? "," : "", cfg->cp_addresses.v[i]);
+        off += w > 0 ? (size_t)w : 0;
+    }
     hy_log(HY_LOG_INFO, ops->component,
            "%s %s started: %s %s, zone control plane %s, admin on http://%s", ops->program,
-           HYPHA_VERSION, ops->type, presented(a, name, sizeof(name)), cfg->cp_address,
+           HYPHA_VERSION, ops->type, presented(a, name, sizeof(name)), cps,
            hy_addr_format(&bound, admin, sizeof(admin)));
     return 0;
 }
@@ -456,6 +529,8 @@ void hy_agent_close(struct hy_agent *a)
     a->admin = NULL;
     hy_metrics_free(a->metrics);
     a->metrics = NULL;
+    free(a->cp_series);
+    a->cp_series = NULL;
     hy_agent_file_fini(&a->file);
     if (a->token) {
         explicit_bzero(a->token, strlen(a->token));

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include "agent_file.h"
@@ -34,11 +35,12 @@
  * with it (member base), and its option table with HY_AGENT_OPTIONS. */
 struct hy_agent_cfg {
     int64_t shutdown_timeout; /* ms after SIGTERM before a stuck process exits anyway */
-    char *cp_address;         /* wss://ZONE:5678 */
-    char *ca_cert_file;       /* PEM CA(s) the zone's DP server certificate chains to */
-    char *resource_file;      /* the resource presented, YAML or JSON */
-    char *token_file;         /* its token */
-    struct hy_strings vars;   /* NAME=VALUE, for {{ NAME }} in the file */
+    /* wss://ZONE:5678, one or more (replicas of one zone) */
+    struct hy_strings cp_addresses;
+    char *ca_cert_file;     /* PEM CA(s) the zone's DP server certificate chains to */
+    char *resource_file;    /* the resource presented, YAML or JSON */
+    char *token_file;       /* its token */
+    struct hy_strings vars; /* NAME=VALUE, for {{ NAME }} in the file */
     struct hy_addr admin_address;
     enum hy_log_level log_level;
     uint64_t workers; /* worker threads; 0: one per CPU */
@@ -57,10 +59,11 @@ struct hy_agent_cfg {
         {"cp-address",                                                                             \
          "HYPHA_CP_ADDRESS",                                                                       \
          "cpAddress",                                                                              \
-         HY_OPT_STRING,                                                                            \
-         HY_AGENT_OPT_(T, cp_address),                                                             \
+         HY_OPT_STRINGS,                                                                           \
+         HY_AGENT_OPT_(T, cp_addresses),                                                           \
          NULL,                                                                                     \
-         "the zone control plane's DP server, wss://ZONE:5678"},                                   \
+         "the zone control plane's DP server, wss://ZONE:5678; several replicas of one zone: "     \
+         "repeat it or separate with commas (one is used, the next on failure)"},                  \
         {"ca-cert-file",                                                                           \
          "HYPHA_CA_CERT_FILE",                                                                     \
          "caCertFile",                                                                             \
@@ -101,6 +104,7 @@ struct hy_agent;
 struct hy_buf;
 struct hy_http_server;
 struct hy_metrics;
+struct hy_series;
 struct hy_ws_client;
 
 /* What a binary adds. Every function runs on the main loop's thread. */
@@ -158,6 +162,12 @@ struct hy_agent {
     bool shutting_down; /* hy_agent_shutdown was called */
     bool stopped;       /* hy_agent_stop was called: the runner drains the loop, leave it be */
     char status[HY_AGENT_STATUS_MAX]; /* the last thing that happened to the stream */
+    /* which of cfg->cp_addresses the stream dials (several: zone replicas,
+     * the next one after every failure) */
+    size_t cp_index;
+    ssize_t cp_last_open;         /* the address of the last open stream; -1: none yet */
+    struct hy_series **cp_series; /* hypha_<component>_zone_address{address}, one per address */
+    struct hy_series *failovers;  /* hypha_<component>_zone_failovers_total */
 
     struct hy_metrics *metrics; /* with the process's and hypha_<component>_connected */
     struct hy_http_server *admin;
@@ -197,6 +207,10 @@ int hy_agent_send(struct hy_agent *a, const Hypha__V1__DpMessage *m);
 /* Answers a config: DpAck of version, or DpNack of version with error
  * (version NULL: ""). */
 int hy_agent_answer(struct hy_agent *a, const char *version, const char *error);
+
+/* The zone control-plane address the stream dials now (or dialled last):
+ * one of cfg->cp_addresses, borrowed. */
+const char *hy_agent_cp_address(const struct hy_agent *a);
 
 /* The port the admin server listens on (with port 0 in the address); 0 if
  * none. */

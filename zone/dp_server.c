@@ -983,7 +983,19 @@ static struct hy_resource *insight_made(struct dp_session *s, bool connect, bool
         sub->control_plane_instance_id = strdup(srv_of(s)->z->cp.instance_id);
         v[(*l.n)++] = sub;
     }
-    sub = (*l.v)[*l.n - 1];
+    /* this replica's latest subscription: with several zone replicas on
+     * one store, the sidecar may have moved to another since, whose
+     * subscription (last) this replica must not mark disconnected */
+    const char *me = srv_of(s)->z->cp.instance_id;
+    size_t at = *l.n;
+    while (at > 0 && (*l.v)[at - 1]->control_plane_instance_id &&
+           strcmp((*l.v)[at - 1]->control_plane_instance_id, me) != 0)
+        at--;
+    if (at == 0) {
+        hy_resource_free(r); /* it moved on: nothing of ours to write */
+        return NULL;
+    }
+    sub = (*l.v)[at - 1];
     if (disconnect && !sub->disconnect_time)
         sub->disconnect_time = hy_timestamp_now();
     hy_kds_set_str(&sub->config_version, s->ingress ? s->acked_version : s->acked.version);
@@ -1498,6 +1510,14 @@ static int find_stale(void *ud, struct hy_resource *r, bool *take)
     if (!*l.n || connected_dp(st->srv, ingress, mesh, name))
         return 0;
     const Hypha__V1__DataplaneInsight__Subscription *sub = (*l.v)[*l.n - 1];
+    /* open on another replica of this zone (a store several processes
+     * share): it may well be connected there; that replica's own cleanup
+     * decides. An LMDB store has one process: an open subscription of
+     * another instance is this zone's before a restart. */
+    if (!sub->disconnect_time && sub->control_plane_instance_id &&
+        strcmp(sub->control_plane_instance_id, st->srv->z->cp.instance_id) != 0 &&
+        strcmp(hy_store_backend_name(st->srv->z->cp.store), "lmdb") != 0)
+        return 0;
     /* no disconnect time: the sidecar was connected when this zone last
      * stopped; count from this zone's start */
     int64_t since = sub->disconnect_time ? sub->disconnect_time->seconds : st->srv->started;

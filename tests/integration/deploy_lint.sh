@@ -5,7 +5,8 @@
 # Hypha resource they carry (mesh.yaml, the Dataplane and ZoneIngress in
 # ConfigMaps and beside the units) through our codec on a real zone; every
 # config file (in ConfigMaps and beside the units) started by the binary
-# that reads it; every flag they pass known to that binary; and
+# that reads it; every flag they pass known to that binary; the replica
+# units and manifests on PostgreSQL (env files, Secrets, 3 replicas); and
 # systemd-analyze verify and security on the units, where it exists.
 . "$(dirname "$0")/lib.sh"
 DEPLOY=$(cd "$(dirname "$0")/../../deploy" && pwd)
@@ -374,6 +375,84 @@ while read -r bin flag; do
         noted=$bin
     fi
 done <"$HY_TMP/flags"
+
+# ---- replicas on PostgreSQL (issue 18): the environment files and the
+# manifests' env name variables their binary knows; the replica units
+# and manifests run on postgres with the URL kept out of the unit and
+# the ConfigMap, and share the per-process secrets
+known_env() { # known_env BINARY VAR: VAR is one of BINARY's variables
+    local help
+    help=$("$HY_BIN/$1" --help 2>&1 || "$HY_BIN/$1" run --help 2>&1)
+    [[ "$help" == *" $2 "* ]]
+}
+for env in "$UNITS"/*-replica.env; do
+    b=$(basename "$env")
+    bin=hypha-${b%%-*}
+    [ -x "$HY_BIN/$bin" ] || continue
+    while IFS='=' read -r var value; do
+        case $var in '' | '#'*) continue ;; esac
+        hy_check "$b: $bin knows $var" known_env "$bin" "$var"
+    done <"$env"
+    hy_check "$b: sets HYPHA_STORE=postgres" grep -qx 'HYPHA_STORE=postgres' "$env"
+    hy_check "$b: gives HYPHA_STORE_POSTGRES_URL" grep -q '^HYPHA_STORE_POSTGRES_URL=postgresql://' "$env"
+done
+for u in "$UNITS"/hypha-*-replica.service; do
+    b=$(basename "$u")
+    kind=${b#hypha-}
+    kind=${kind%-replica.service}
+    hy_check "$b: reads /etc/hypha/$kind-replica.env" grep -qx "EnvironmentFile=/etc/hypha/$kind-replica.env" "$u"
+    hy_check "$b: no database URL in the unit itself" bash -c "! grep -q 'postgres' <(grep -v '^#' '$u')"
+    hy_check "$b: copies the shared admin token and token signing key into its state dir" \
+        grep -q "ExecStartPre=.*%d/admin-token %d/token-signing.key %S/hypha-$kind/" "$u"
+    hy_check "$b: which is its StateDirectory" grep -qx "StateDirectory=hypha-$kind" "$u"
+done
+cat >"$HY_TMP/ha.py" <<'PY'
+import sys
+import yaml
+
+errors = []
+for f in sys.argv[1:]:
+    docs = [d for d in yaml.safe_load_all(open(f)) if d]
+    deps = [d for d in docs if d.get("kind") == "Deployment"]
+    if len(deps) != 1:
+        errors.append(f"{f}: one Deployment expected")
+        continue
+    d = deps[0]
+    if d["spec"].get("replicas") != 3:
+        errors.append(f"{f}: replicas must be 3")
+    pod = d["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    env = {e["name"]: e for e in c.get("env") or []}
+    if (env.get("HYPHA_STORE") or {}).get("value") != "postgres":
+        errors.append(f"{f}: HYPHA_STORE must be postgres")
+    url = ((env.get("HYPHA_STORE_POSTGRES_URL") or {}).get("valueFrom") or {}).get("secretKeyRef")
+    if not url or not url.get("name") or not url.get("key"):
+        errors.append(f"{f}: HYPHA_STORE_POSTGRES_URL must come from a Secret (secretKeyRef)")
+    for cm in (x for x in docs if x.get("kind") == "ConfigMap"):
+        if "postgres" in yaml.safe_dump(cm.get("data")):
+            errors.append(f"{f}: ConfigMap {cm['metadata']['name']} names postgres: keep the URL in the Secret")
+    mounts = {m["mountPath"]: m for m in c.get("volumeMounts") or []}
+    vols = {v["name"]: v for v in pod.get("volumes") or []}
+    for fname in ("admin-token", "token-signing.key"):
+        m = mounts.get("/var/lib/hypha/" + fname)
+        if not m or "secret" not in vols.get(m["name"], {}):
+            errors.append(f"{f}: /var/lib/hypha/{fname} must be mounted from a Secret (shared by the replicas)")
+    for e in env:
+        print(f"env {c['command'][0].rsplit('/', 1)[-1]} {e}")
+    if not any(x.get("kind") == "Service" for x in docs):
+        errors.append(f"{f}: needs a Service")
+for e in errors:
+    print(e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+rc=0
+"$PY" "$HY_TMP/ha.py" "$K8S"/*-ha.yaml >"$HY_TMP/ha-env" 2>"$HY_TMP/ha-errors" || rc=$?
+hy_check "the replica manifests: 3 replicas on postgres, the URL and shared keys from Secrets" test "$rc" -eq 0
+[ "$rc" -eq 0 ] || cat "$HY_TMP/ha-errors"
+while read -r _ bin var; do
+    [ -x "$HY_BIN/$bin" ] || continue
+    hy_check "$bin knows $var (the replica manifests' env)" known_env "$bin" "$var"
+done <"$HY_TMP/ha-env"
 
 if command -v systemd-analyze >/dev/null; then
     # verify wants the programs to exist: the units are copied with this

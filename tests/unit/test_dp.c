@@ -814,7 +814,7 @@ static struct hy_sidecar_cfg sidecar_cfg(const char *cp_address)
     struct hy_sidecar_cfg cfg = {
         .base =
             {
-                .cp_address = strdup(cp_address),
+                .cp_addresses = {.v = calloc(1, sizeof(char *)), .n = 1},
                 .ca_cert_file = strdup(srv_ca),
                 .resource_file = strdup(DATA),
                 .token_file = strdup(token_path),
@@ -823,12 +823,14 @@ static struct hy_sidecar_cfg sidecar_cfg(const char *cp_address)
             },
     };
     assert_int_equal(hy_addr_parse("127.0.0.1:0", &cfg.base.admin_address, NULL, 0), 0);
+    cfg.base.cp_addresses.v[0] = strdup(cp_address);
     return cfg;
 }
 
 static void sidecar_cfg_fini(struct hy_sidecar_cfg *cfg)
 {
-    free(cfg->base.cp_address);
+    free(cfg->base.cp_addresses.v[0]);
+    free(cfg->base.cp_addresses.v);
     free(cfg->base.ca_cert_file);
     free(cfg->base.resource_file);
     free(cfg->base.token_file);
@@ -972,6 +974,58 @@ static void test_stream(void **state)
     unlink(token_path);
 }
 
+/* Two zone replicas: the sidecar uses the first; when it goes away the
+ * sidecar keeps its config, moves to the second, presents its token there
+ * and takes its config; the metrics say where it is and that it moved. */
+static void test_failover(void **state)
+{
+    (void)state;
+    struct fake f1 = {.validity = 3600}, f2 = {.validity = 3600};
+    fake_start(&f1, "127.0.0.1:0");
+    fake_start(&f2, "127.0.0.1:0");
+    char url1[64], url2[64], want[160];
+    snprintf(url1, sizeof(url1), "wss://127.0.0.1:%d", hy_ws_server_port(f1.srv));
+    snprintf(url2, sizeof(url2), "wss://127.0.0.1:%d", hy_ws_server_port(f2.srv));
+    write_file(token_path, "tok-ha");
+    struct hy_sidecar_cfg cfg = sidecar_cfg(url1);
+    struct hy_strings *v = &cfg.base.cp_addresses;
+    v->v = realloc(v->v, 2 * sizeof(char *));
+    assert_non_null(v->v);
+    v->v[v->n++] = strdup(url2);
+    struct hy_sidecar d;
+    assert_int_equal(hy_sidecar_open(&d, &cfg, &loop), 0);
+    wait_for(&f1.acks, 1);
+    assert_int_equal(f2.hellos, 0);
+    assert_true(dp_ready_soon(&d));
+    snprintf(want, sizeof(want), "\nhypha_dp_zone_address{address=\"%s\"} 1\n", url1);
+    expect_get(&d, "/metrics", 200, want, NULL);
+    expect_get(&d, "/metrics", 200, "\nhypha_dp_zone_failovers_total 0\n", NULL);
+
+    fake_stop(&f1);
+    wait_for(&f2.acks, 1);
+    assert_int_equal(f2.hellos, 1);
+    assert_string_equal(f2.token, "tok-ha");
+    assert_true(dp_ready_soon(&d));
+    snprintf(want, sizeof(want), "\nhypha_dp_zone_address{address=\"%s\"} 1\n", url2);
+    expect_get(&d, "/metrics", 200, want, NULL);
+    snprintf(want, sizeof(want), "\nhypha_dp_zone_address{address=\"%s\"} 0\n", url1);
+    expect_get(&d, "/metrics", 200, want, NULL);
+    expect_get(&d, "/metrics", 200, "\nhypha_dp_zone_failovers_total 1\n", NULL);
+    assert_string_equal(hy_agent_cp_address(&d.a), url2);
+
+    hy_agent_shutdown(&d.a);
+    wait_for(&f2.closes, 1);
+    assert_true(run_until(dp_closed, &d, 5000));
+    sidecar_close(&d);
+    free(v->v[1]);
+    v->n = 1;
+    sidecar_cfg_fini(&cfg);
+    fake_stop(&f2);
+    free(f1.csr);
+    free(f2.csr);
+    unlink(token_path);
+}
+
 /* No zone at all: not ready, and /ready says why. */
 static void test_not_ready(void **state)
 {
@@ -1076,7 +1130,7 @@ int main(void)
         cmocka_unit_test(test_vars),       cmocka_unit_test(test_file),
         cmocka_unit_test(test_token),      cmocka_unit_test(test_config_checks),
         cmocka_unit_test(test_renew_time), cmocka_unit_test(test_stream),
-        cmocka_unit_test(test_not_ready),
+        cmocka_unit_test(test_not_ready),  cmocka_unit_test(test_failover),
     };
     if (getenv("HY_TEST_FILTER"))
         cmocka_set_test_filter(getenv("HY_TEST_FILTER"));

@@ -825,6 +825,37 @@ static void test_server_restart(void **state)
     rec_fini(&cr);
 }
 
+/* A client pointed elsewhere after a failure (several addresses of one
+ * service, as the sidecar's zone replicas): its next attempt goes to the
+ * new URL; a bad URL is refused and changes nothing. */
+static void test_set_url(void **state)
+{
+    (void)state;
+    struct rec dead = {0}, sr = {.echo = true}, cr = {0};
+    struct hy_ws_server *gone = server(&dead, (struct hy_ws_limits){0});
+    int dead_port = hy_ws_server_port(gone);
+    hy_ws_server_stop(gone);
+    free_server(gone);
+    struct hy_ws_server *s = server(&sr, (struct hy_ws_limits){0});
+    struct hy_ws_client *c =
+        client(&cr, dead_port, (struct client_opts){.backoff = {.initial_ms = 50, .max_ms = 100}});
+    assert_true(run_until(closes_at_least_1, &cr, 5000));
+    assert_int_equal(cr.opens, 0);
+    assert_int_equal(hy_ws_client_set_url(c, "http://127.0.0.1:1/"), HY_EINVAL);
+    char url[64];
+    snprintf(url, sizeof(url), "wss://127.0.0.1:%d/kds", hy_ws_server_port(s));
+    assert_int_equal(hy_ws_client_set_url(c, url), 0);
+    assert_true(run_until(opens_at_least, &cr, 5000));
+    assert_int_equal(hy_ws_send(hy_ws_client_conn(c), "moved", 5), 0);
+    struct want w = {&cr, 1};
+    assert_true(run_until(got_rx, &w, 5000));
+    assert_memory_equal(cr.rx[0], "moved", 5);
+    cleanup(NULL);
+    rec_fini(&dead);
+    rec_fini(&sr);
+    rec_fini(&cr);
+}
+
 /* Connections that end at once make the delay grow; one that stayed open
  * reset_sec resets it. */
 static void test_backoff_reset(void **state)
@@ -1320,6 +1351,7 @@ int main(void)
         cmocka_unit_test_teardown(test_wrong_ca_backoff, cleanup),
         cmocka_unit_test_teardown(test_skip_verify, cleanup),
         cmocka_unit_test_teardown(test_server_restart, cleanup),
+        cmocka_unit_test_teardown(test_set_url, cleanup),
         cmocka_unit_test_teardown(test_backoff_reset, cleanup),
         cmocka_unit_test_teardown(test_idle, cleanup),
         cmocka_unit_test_teardown(test_garbage, cleanup),
