@@ -1,12 +1,13 @@
 /* The sidecar's DNS answers (dns.h): a sorted table of the mesh's names
- * and one query handler, every message parsed and built by ldns. */
+ * and one query handler, every message parsed and built here (RFC 1035:
+ * the header, names with compression pointers, every record checked to lie
+ * within the message). Not ldns: Debian's links OpenSSL, whose pages the
+ * sidecar would map for nothing (issue 15: the sidecar's memory). */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <ldns/ldns.h>
 
 #include "dns.h"
 #include "error.h"
@@ -119,67 +120,182 @@ static bool in_mesh_zone(const char *name)
     return false;
 }
 
-/* An answer to q (a parsed query, NULL: only its id is known) with rcode. */
-static ldns_pkt *answer_to(const ldns_pkt *q, uint16_t id, ldns_pkt_rcode rcode)
+#define HDR 12
+#define F_QR 0x8000
+#define F_AA 0x0400
+#define F_RD 0x0100
+#define F_RA 0x0080
+#define OPCODE(f) (((f) >> 11) & 0xf)
+#define T_A 1
+#define T_AAAA 28
+#define C_IN 1
+#define RC_NOERROR 0
+#define RC_FORMERR 1
+#define RC_SERVFAIL 2
+#define RC_NXDOMAIN 3
+#define MAX_POINTERS 64
+
+static uint16_t get16(const uint8_t *p)
 {
-    ldns_pkt *r = ldns_pkt_new();
-    if (!r)
-        return NULL;
-    ldns_pkt_set_id(r, id);
-    ldns_pkt_set_qr(r, true);
-    ldns_pkt_set_opcode(r, LDNS_PACKET_QUERY);
-    ldns_pkt_set_rcode(r, (uint8_t)rcode);
-    ldns_pkt_set_ra(r, true);
-    if (q) {
-        ldns_pkt_set_rd(r, ldns_pkt_rd(q));
-        ldns_rr *qr = ldns_rr_clone(ldns_rr_list_rr(ldns_pkt_question(q), 0));
-        if (!qr || !ldns_pkt_push_rr(r, LDNS_SECTION_QUESTION, qr)) {
-            ldns_rr_free(qr);
-            ldns_pkt_free(r);
-            return NULL;
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static uint8_t *put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+    return p + 2;
+}
+
+/* A message's first question, as far as an answer needs it. */
+struct question {
+    uint8_t wire[255]; /* the name uncompressed, final zero label included */
+    size_t wire_len;
+    char text[1024]; /* presentation form, "\.", "\DDD" escapes, final dot */
+    uint16_t type, class;
+};
+
+/* Reads the name at *off of m[0..len) (compression pointers followed, at
+ * most MAX_POINTERS, so a loop ends), moving *off past it; q (may be NULL)
+ * gets it uncompressed and in text. False if it does not lie within the
+ * message or breaks RFC 1035 (a label over 63, a name over 255). */
+static bool read_name(const uint8_t *m, size_t len, size_t *off, struct question *q)
+{
+    size_t p = *off, wl = 0, tl = 0;
+    bool jumped = false;
+    unsigned hops = 0;
+    for (;;) {
+        if (p >= len)
+            return false;
+        uint8_t l = m[p];
+        if ((l & 0xc0) == 0xc0) {
+            if (p + 1 >= len || ++hops > MAX_POINTERS)
+                return false;
+            if (!jumped)
+                *off = p + 2;
+            jumped = true;
+            p = (size_t)(l & 0x3f) << 8 | m[p + 1];
+            continue;
         }
+        if (l & 0xc0)
+            return false; /* 0x40, 0x80: extended label types */
+        if (p + 1 + l > len || wl + 1 + l > 255)
+            return false;
+        if (q) {
+            memcpy(q->wire + wl, m + p, (size_t)l + 1);
+            for (size_t i = 0; i < l; i++) {
+                uint8_t c = m[p + 1 + i];
+                if (tl + 5 >= sizeof(q->text))
+                    return false;
+                if (c == '.' || c == ';' || c == '(' || c == ')' || c == '\\' || c == '"') {
+                    q->text[tl++] = '\\';
+                    q->text[tl++] = (char)c;
+                } else if (c <= 0x20 || c >= 0x7f) {
+                    tl += (size_t)snprintf(q->text + tl, sizeof(q->text) - tl, "\\%03u", c);
+                } else {
+                    q->text[tl++] = (char)c;
+                }
+            }
+            if (l || !tl)
+                q->text[tl++] = '.';
+            q->text[tl] = '\0';
+        }
+        wl += 1 + (size_t)l;
+        p += 1 + (size_t)l;
+        if (!l)
+            break;
     }
-    return r;
+    if (!jumped)
+        *off = p;
+    if (q)
+        q->wire_len = wl;
+    return true;
 }
 
-/* An A or AAAA record for owner (cloned) with data. */
-static ldns_rr *address_rr(const ldns_rdf *owner, ldns_rr_type type, const uint8_t *data)
+/* Whether in[0..len) is a whole DNS message: the header, then every
+ * question and record within it. q (may be NULL) gets the first question
+ * (type 0 when there is none). */
+static bool parse(const uint8_t *in, size_t len, struct question *q)
 {
-    ldns_rr *rr = ldns_rr_new();
-    ldns_rdf *o = ldns_rdf_clone(owner);
-    ldns_rdf *d = type == LDNS_RR_TYPE_A ? ldns_rdf_new_frm_data(LDNS_RDF_TYPE_A, 4, data)
-                                         : ldns_rdf_new_frm_data(LDNS_RDF_TYPE_AAAA, 16, data);
-    if (!rr || !o || !d) {
-        ldns_rr_free(rr);
-        ldns_rdf_deep_free(o);
-        ldns_rdf_deep_free(d);
+    if (len < HDR || len > 65535)
+        return false;
+    size_t off = HDR;
+    unsigned qd = get16(in + 4), rr = (unsigned)get16(in + 6) + get16(in + 8) + get16(in + 10);
+    if (q)
+        q->type = 0;
+    for (unsigned i = 0; i < qd; i++) {
+        if (!read_name(in, len, &off, i == 0 ? q : NULL) || off + 4 > len)
+            return false;
+        if (i == 0 && q) {
+            q->type = get16(in + off);
+            q->class = get16(in + off + 2);
+        }
+        off += 4;
+    }
+    for (unsigned i = 0; i < rr; i++) {
+        if (!read_name(in, len, &off, NULL) || off + 10 > len)
+            return false;
+        size_t rdlen = get16(in + off + 8);
+        off += 10;
+        if (off + rdlen > len)
+            return false;
+        off += rdlen;
+    }
+    return true;
+}
+
+bool hy_dns_wire_ok(const uint8_t *in, size_t len, uint16_t *id, bool *qr)
+{
+    if (!parse(in, len, NULL))
+        return false;
+    *id = get16(in);
+    *qr = get16(in + 2) & F_QR;
+    return true;
+}
+
+/* An answer with id and rcode, to question q (NULL: none) with the
+ * query's flags qflags, aa, and one address record (data of dlen 4 or 16
+ * bytes; NULL: none). malloc'd; NULL when out of memory. */
+static uint8_t *answer(uint16_t id, uint16_t qflags, const struct question *q, int rcode, bool aa,
+                       uint16_t type, const uint8_t *data, size_t dlen, size_t *outlen)
+{
+    uint8_t *out = malloc(HDR + (q ? q->wire_len + 4 : 0) + (data ? 12 + dlen : 0)), *p = out;
+    if (!out)
         return NULL;
+    uint16_t f = F_QR | F_RA | (uint16_t)rcode | (aa ? F_AA : 0) | (q ? (qflags & F_RD) : 0);
+    p = put16(p, id);
+    p = put16(p, f);
+    p = put16(p, q ? 1 : 0);
+    p = put16(p, data ? 1 : 0);
+    p = put16(p, 0);
+    p = put16(p, 0);
+    if (q) {
+        memcpy(p, q->wire, q->wire_len);
+        p += q->wire_len;
+        p = put16(p, q->type);
+        p = put16(p, q->class);
     }
-    ldns_rr_set_owner(rr, o);
-    ldns_rr_set_type(rr, type);
-    ldns_rr_set_class(rr, LDNS_RR_CLASS_IN);
-    ldns_rr_set_ttl(rr, HY_DNS_TTL);
-    ldns_rr_push_rdf(rr, d);
-    return rr;
-}
-
-static bool to_wire(ldns_pkt *r, uint8_t **out, size_t *outlen)
-{
-    bool ok = r && ldns_pkt2wire(out, r, outlen) == LDNS_STATUS_OK;
-    ldns_pkt_free(r);
-    if (!ok) {
-        *out = NULL;
-        *outlen = 0;
+    if (data) {
+        p = put16(p, 0xc000 | HDR); /* the question's name */
+        p = put16(p, type);
+        p = put16(p, C_IN);
+        p = put16(p, 0);
+        p = put16(p, HY_DNS_TTL);
+        p = put16(p, (uint16_t)dlen);
+        memcpy(p, data, dlen);
+        p += dlen;
     }
-    return ok;
+    *outlen = (size_t)(p - out);
+    return out;
 }
 
 static enum hy_dns_action malformed(const uint8_t *in, size_t len, uint8_t **out, size_t *outlen)
 {
     /* too short for a header, or itself an answer (never answer those:
      * two servers could bounce errors forever): dropped */
-    if (len >= LDNS_HEADER_SIZE && !LDNS_QR_WIRE(in))
-        to_wire(answer_to(NULL, LDNS_ID_WIRE(in), LDNS_RCODE_FORMERR), out, outlen);
+    if (len >= HDR && !(get16(in + 2) & F_QR) &&
+        !(*out = answer(get16(in), 0, NULL, RC_FORMERR, false, 0, NULL, 0, outlen)))
+        *outlen = 0;
     return HY_DNS_MALFORMED;
 }
 
@@ -188,68 +304,47 @@ enum hy_dns_action hy_dns_handle(const struct hy_dns_table *t, const uint8_t *in
 {
     *out = NULL;
     *outlen = 0;
-    ldns_pkt *q = NULL;
-    if (len > 65535 || ldns_wire2pkt(&q, in, len) != LDNS_STATUS_OK)
+    struct question q;
+    if (!parse(in, len, &q))
         return malformed(in, len, out, outlen);
-    enum hy_dns_action act = HY_DNS_MALFORMED;
-    const ldns_rr *qr = ldns_pkt_qdcount(q) == 1 ? ldns_rr_list_rr(ldns_pkt_question(q), 0) : NULL;
-    if (ldns_pkt_qr(q) || ldns_pkt_get_opcode(q) != LDNS_PACKET_QUERY || !qr ||
-        !ldns_rr_owner(qr)) {
-        ldns_pkt_free(q);
-        return malformed(in, len, out, outlen);
-    }
-    char *owner = ldns_rdf2str(ldns_rr_owner(qr));
+    uint16_t flags = get16(in + 2);
     char name[256];
-    if (!owner || !norm(owner, name, sizeof(name))) {
-        free(owner);
-        ldns_pkt_free(q);
+    if ((flags & F_QR) || OPCODE(flags) != 0 || get16(in + 4) != 1 ||
+        !norm(q.text, name, sizeof(name)))
         return malformed(in, len, out, outlen);
-    }
-    free(owner);
     uint8_t v4[4], v6[16];
     bool has6 = false, known = hy_dns_table_lookup(t, name, v4, v6, &has6);
-    if (!known && !in_mesh_zone(name)) {
-        ldns_pkt_free(q);
+    if (!known && !in_mesh_zone(name))
         return HY_DNS_FORWARD;
-    }
     /* ours: the name's address, nothing (another type, or no IPv6 VIP),
      * or NXDOMAIN for a name the mesh does not have */
-    ldns_pkt *r = answer_to(q, ldns_pkt_id(q), known ? LDNS_RCODE_NOERROR : LDNS_RCODE_NXDOMAIN);
-    ldns_rr_type type = ldns_rr_get_type(qr);
-    bool in_class = ldns_rr_get_class(qr) == LDNS_RR_CLASS_IN;
-    if (r) {
-        ldns_pkt_set_aa(r, true);
-        ldns_rr *a = NULL;
-        if (known && in_class && type == LDNS_RR_TYPE_A)
-            a = address_rr(ldns_rr_owner(qr), LDNS_RR_TYPE_A, v4);
-        else if (known && in_class && type == LDNS_RR_TYPE_AAAA && has6)
-            a = address_rr(ldns_rr_owner(qr), LDNS_RR_TYPE_AAAA, v6);
-        else
-            a = NULL;
-        bool want =
-            known && in_class && (type == LDNS_RR_TYPE_A || (type == LDNS_RR_TYPE_AAAA && has6));
-        if (want && (!a || !ldns_pkt_push_rr(r, LDNS_SECTION_ANSWER, a))) {
-            ldns_rr_free(a);
-            ldns_pkt_free(r);
-            r = NULL;
-        }
+    bool in_class = q.class == C_IN;
+    const uint8_t *data = NULL;
+    size_t dlen = 0;
+    if (known && in_class && q.type == T_A) {
+        data = v4;
+        dlen = 4;
+    } else if (known && in_class && q.type == T_AAAA && has6) {
+        data = v6;
+        dlen = 16;
     }
-    if (to_wire(r, out, outlen))
-        act = HY_DNS_ANSWERED;
-    ldns_pkt_free(q);
-    return act;
+    *out = answer(get16(in), flags, &q, known ? RC_NOERROR : RC_NXDOMAIN, true, q.type, data, dlen,
+                  outlen);
+    if (!*out) {
+        *outlen = 0;
+        return HY_DNS_MALFORMED;
+    }
+    return HY_DNS_ANSWERED;
 }
 
 uint8_t *hy_dns_servfail(const uint8_t *in, size_t len, size_t *outlen)
 {
-    ldns_pkt *q = NULL;
-    uint8_t *out = NULL;
-    if (ldns_wire2pkt(&q, in, len) != LDNS_STATUS_OK)
+    struct question q;
+    if (!parse(in, len, &q))
         return NULL;
-    to_wire(answer_to(ldns_pkt_qdcount(q) == 1 ? q : NULL, ldns_pkt_id(q), LDNS_RCODE_SERVFAIL),
-            &out, outlen);
-    ldns_pkt_free(q);
-    return out;
+    bool one = get16(in + 4) == 1;
+    return answer(get16(in), get16(in + 2), one ? &q : NULL, RC_SERVFAIL, false, 0, NULL, 0,
+                  outlen);
 }
 
 size_t hy_dns_parse_resolv(const char *text, bool skip_loopback, struct sockaddr_storage *out,

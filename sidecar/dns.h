@@ -1,7 +1,7 @@
 /* The sidecar's DNS (transparent mode): A and AAAA answers for the mesh's
  * service names with their virtual IPs (from the config's outbounds), and
  * every other query forwarded to the host's resolvers (/etc/resolv.conf).
- * Messages are parsed and built with ldns. dns.c holds the table and the
+ * Messages are parsed and built in dns.c (no DNS library). dns.c holds the table and the
  * query handler (no I/O: unit tests and fuzz_dns drive it); dns_server.c
  * the UDP and TCP server on the control loop. */
 #ifndef HY_DNS_H
@@ -45,6 +45,10 @@ enum hy_dns_action {
  * otherwise; out of memory is HY_DNS_MALFORMED with *out NULL (dropped). */
 enum hy_dns_action hy_dns_handle(const struct hy_dns_table *t, const uint8_t *in, size_t len,
                                  uint8_t **out, size_t *outlen);
+
+/* Whether in[0..len) is a whole DNS message (its header, then every
+ * question and record within it): true with its id and QR flag. */
+bool hy_dns_wire_ok(const uint8_t *in, size_t len, uint16_t *id, bool *qr);
 
 /* A SERVFAIL answer to query in[0..len) (its upstreams failed), or NULL. */
 uint8_t *hy_dns_servfail(const uint8_t *in, size_t len, size_t *outlen);

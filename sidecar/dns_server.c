@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <ldns/ldns.h>
 
 #include "dns.h"
 #include "dp.h"
@@ -167,7 +166,8 @@ static void tcp_reply(struct tconn *tc, uint8_t *data, size_t len)
         tconn_close(tc);
         return;
     }
-    ldns_write_uint16(t->data, (uint16_t)len);
+    t->data[0] = (uint8_t)(len >> 8);
+    t->data[1] = (uint8_t)len;
     memcpy(t->data + 2, data, len);
     free(data);
     t->req.data = tc;
@@ -268,13 +268,11 @@ static void on_fwd_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struc
     if (f->done || n <= 0 || !from || f->up >= f->d->nups || !same_addr(from, &f->d->ups[f->up]))
         return;
     /* only a well-formed answer to this query (its id) goes back */
-    ldns_pkt *a = NULL;
-    if (ldns_wire2pkt(&a, (const uint8_t *)buf->base, (size_t)n) != LDNS_STATUS_OK ||
-        !ldns_pkt_qr(a) || ldns_pkt_id(a) != LDNS_ID_WIRE(f->q)) {
-        ldns_pkt_free(a);
+    uint16_t id;
+    bool qr;
+    if (!hy_dns_wire_ok((const uint8_t *)buf->base, (size_t)n, &id, &qr) || !qr ||
+        id != (uint16_t)(f->q[0] << 8 | f->q[1]))
         return;
-    }
-    ldns_pkt_free(a);
     uint8_t *copy = malloc((size_t)n);
     if (copy)
         memcpy(copy, buf->base, (size_t)n);
@@ -428,7 +426,7 @@ static void tcp_next(struct tconn *tc)
     if (tc->closing)
         return;
     if (tc->len >= 2) {
-        size_t want = ldns_read_uint16(tc->buf);
+        size_t want = (size_t)tc->buf[0] << 8 | tc->buf[1];
         if (tc->len >= want + 2) {
             uint8_t q[65535];
             memcpy(q, tc->buf + 2, want);
