@@ -53,8 +53,8 @@ struct hy_http_server {
     size_t nlst;
     size_t nconns, nclosing; /* open connections; handles being closed */
     bool stopping;
-    bool orphan; /* freed by its owner: the last handle closed frees it */
-    struct hconn *conns;      /* every open connection */
+    bool orphan;         /* freed by its owner: the last handle closed frees it */
+    struct hconn *conns; /* every open connection */
 };
 
 enum hdr_slot { H_CT, H_ACCEPT, H_IFMATCH, H_AUTH, H_SOURCE, H_SCRAPE, H_TE, H_NSLOTS };
@@ -76,8 +76,8 @@ struct hconn {
     int cur; /* slot of the header whose value is being read, -1 none */
     char *hdr[H_NSLOTS];
     size_t hdr_len[H_NSLOTS];
-    bool pending;   /* counted in l->pending */
-    bool decided;   /* the server answers, the handler is not called */
+    bool pending; /* counted in l->pending */
+    bool decided; /* the server answers, the handler is not called */
     bool responding, writing, done;
     bool closing;
     struct hy_http_later *later;
@@ -182,16 +182,16 @@ static int on_field(llhttp_t *ll, const char *at, size_t n)
 static int on_field_done(llhttp_t *ll)
 {
     static const char *const names[H_NSLOTS] = {
-        "content-type",  "accept",
-        "if-match",      "authorization",
-        "hypha-source",  "x-prometheus-scrape-timeout-seconds",
+        "content-type",      "accept",       "if-match",
+        "authorization",     "hypha-source", "x-prometheus-scrape-timeout-seconds",
         "transfer-encoding",
     };
     struct hconn *c = ll->data;
     c->cur = -1;
     if (!c->field_long)
         for (int i = 0; i < H_NSLOTS; i++)
-            if (strlen(names[i]) == c->field_len && strncasecmp(c->field, names[i], c->field_len) == 0)
+            if (strlen(names[i]) == c->field_len &&
+                strncasecmp(c->field, names[i], c->field_len) == 0)
                 c->cur = i;
     c->field_len = 0;
     c->field_long = false;
@@ -287,25 +287,44 @@ static void refuse(struct hconn *c, int status, const char *title, const char *d
 static const char *status_text(int s)
 {
     switch (s) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Payload Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Status";
     }
 }
 
@@ -371,12 +390,12 @@ static void start_response(struct hconn *c)
         snprintf(etag, sizeof(etag), "etag: \"%s\"\r\n", r->etag);
     if (r->result[0])
         snprintf(result, sizeof(result), "hypha-result: %s\r\n", r->result);
-    int hn = snprintf(head, sizeof(head),
-                      "HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n%s%s"
-                      "connection: close\r\n\r\n",
-                      r->status, status_text(r->status),
-                      r->content_type ? r->content_type : "application/json",
-                      r->body.len, etag, result);
+    int hn =
+        snprintf(head, sizeof(head),
+                 "HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %zu\r\n%s%s"
+                 "connection: close\r\n\r\n",
+                 r->status, status_text(r->status),
+                 r->content_type ? r->content_type : "application/json", r->body.len, etag, result);
     if (hn < 0 || (size_t)hn >= sizeof(head) || !(c->out = malloc((size_t)hn + blen))) {
         conn_close(c);
         return;
@@ -497,8 +516,8 @@ static int on_headers(llhttp_t *ll)
             snprintf(c->resp.route, sizeof(c->resp.route), "(unauthorized)");
     } else if (has_len && ll->content_length > cfg->max_body) {
         char details[128];
-        snprintf(details, sizeof(details),
-                 "the request body is larger than the limit of %zu bytes", cfg->max_body);
+        snprintf(details, sizeof(details), "the request body is larger than the limit of %zu bytes",
+                 cfg->max_body);
         refuse(c, 413, "Request body too large", details, "(too large)");
     } else {
         return 0; /* the body, if any, then on_complete */
@@ -606,13 +625,14 @@ static void conn_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     if (c->responding || c->closing)
         return;
     if (c->head_bytes > HEAD_MAX)
-        refuse(c, 431, "Request header fields too large", "the request line and headers are over 8 KiB",
-               "(bad request)");
+        refuse(c, 431, "Request header fields too large",
+               "the request line and headers are over 8 KiB", "(bad request)");
     else if (e == HPE_USER)
         refuse(c, 500, "Out of memory", "cannot read the request", "(bad request)");
     else
         refuse(c, 400, "Bad request", llhttp_get_error_reason(&c->ll), "(bad request)");
-    c->resp.content_type = "application/json";
+    if (!c->req.method_name)
+        c->req.method_name = method_names[HY_HTTP_OTHER];
     respond(c);
 }
 
@@ -685,6 +705,7 @@ static void on_accept(uv_stream_t *server, int status)
     s->nconns++;
     c->pending = true;
     l->pending++;
+    clock_gettime(CLOCK_MONOTONIC, &c->started);
     struct sockaddr_storage ss;
     int sl = sizeof(ss);
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)

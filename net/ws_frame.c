@@ -68,7 +68,8 @@ static int header_step(struct hy_wsf_parser *p)
     if (h[0] & 0x70)
         return error(p, 1002, "reserved bits set (no extension was negotiated)");
     if (masked != p->masked)
-        return error(p, 1002, p->masked ? "unmasked frame from a client" : "masked frame from a server");
+        return error(p, 1002,
+                     p->masked ? "unmasked frame from a client" : "masked frame from a server");
     uint64_t len = len7;
     if (len7 == 126) {
         len = (uint64_t)h[2] << 8 | h[3];

@@ -20,10 +20,10 @@ enum {
     HY_WSF_PONG = 0xa,
 };
 
-#define HY_WSF_HEADER_MAX 14         /* 2 + 8 (length) + 4 (mask) */
-#define HY_WSF_CONTROL_MAX 125       /* payload of a control frame */
-#define HY_WSF_RX_KEEP (256u << 10)  /* a reassembly buffer larger than this is freed */
-#define HY_WSF_RESPONSE_MAX 8192     /* bytes of a handshake response's head */
+#define HY_WSF_HEADER_MAX 14        /* 2 + 8 (length) + 4 (mask) */
+#define HY_WSF_CONTROL_MAX 125      /* payload of a control frame */
+#define HY_WSF_RX_KEEP (256u << 10) /* a reassembly buffer larger than this is freed */
+#define HY_WSF_RESPONSE_MAX 8192    /* bytes of a handshake response's head */
 
 /* What the parser hands its owner: one whole binary message, or one
  * control frame (ping, pong, close: payload at most 125 bytes). data is
@@ -45,8 +45,8 @@ struct hy_wsf_parser {
     uint8_t opcode, mask[4];
     bool fin;
     uint64_t plen, pgot;
-    bool in_msg;        /* a fragmented data message is under way */
-    uint8_t *msg;       /* its payload so far (and a whole frame's) */
+    bool in_msg;  /* a fragmented data message is under way */
+    uint8_t *msg; /* its payload so far (and a whole frame's) */
     size_t msg_len, msg_cap;
     uint8_t ctl[HY_WSF_CONTROL_MAX];
 };

@@ -34,10 +34,10 @@
 #include "ws_frame.h"
 #include "poison.h"
 
-#define FRAG (64u << 10)      /* bytes of payload per data frame sent */
-#define WQ_HIGH (128u << 10)  /* stop framing while this much waits for the socket */
-#define CLOSE_GRACE_MS 10000  /* hy_ws_close: queue drained and the peer's answer within */
-#define CLOSE_WAIT_MS 5000    /* our close frame sent: the peer's answer within */
+#define FRAG (64u << 10)     /* bytes of payload per data frame sent */
+#define WQ_HIGH (128u << 10) /* stop framing while this much waits for the socket */
+#define CLOSE_GRACE_MS 10000 /* hy_ws_close: queue drained and the peer's answer within */
+#define CLOSE_WAIT_MS 5000   /* our close frame sent: the peer's answer within */
 #define RD_SIZE (16u << 10)
 
 struct hy_ws_client_ctx {
@@ -102,7 +102,7 @@ struct hy_ws_client {
     int port;
     bool host_is_ip;
     bool stopping, stopped;
-    int depth; /* user callbacks running */
+    int depth;         /* user callbacks running */
     uv_timer_t *timer; /* next attempt, an attempt's watchdog, a deferred stop */
     uv_timer_t *tick;  /* keepalive and close deadlines while connected */
     unsigned attempt, last_delay_ms;
@@ -117,7 +117,7 @@ struct hy_ws_client {
     bool eof;
     size_t wq; /* bytes in uv_write requests not yet done */
     char key[25];
-    char *hs;   /* the upgrade response so far */
+    char *hs; /* the upgrade response so far */
     size_t hs_len;
     struct hy_wsf_parser parser;
     bool want_ping, ping_sent, want_pong;
@@ -310,7 +310,7 @@ static void teardown(struct hy_ws_client *cl, const char *why)
     }
     if (cl->tick)
         uv_timer_stop(cl->tick);
-    if (cl->timer)
+    if (cl->timer && !cl->stopping) /* stopping: it may hold the deferred stop */
         uv_timer_stop(cl->timer);
     cl->wq = 0;
     cl->in_len = 0;
@@ -446,7 +446,7 @@ static int on_frame(void *ud, int opcode, const uint8_t *data, size_t len)
         return 0;
     case HY_WSF_PONG:
         return 0;
-    default: /* close */
+    default:               /* close */
         if (c->close_sent) /* the answer to ours: done */
             return 1;
         c->close_recv = true;
@@ -517,8 +517,8 @@ static bool on_plain(struct hy_ws_client *cl, const uint8_t *data, size_t len)
         memcpy(cl->hs + cl->hs_len, data, n);
         cl->hs_len += n;
         char why[160];
-        long head = hy_wsf_response(cl->hs, cl->hs_len, cl->key, cl->xctx->subprotocol, why,
-                                    sizeof(why));
+        long head =
+            hy_wsf_response(cl->hs, cl->hs_len, cl->key, cl->xctx->subprotocol, why, sizeof(why));
         if (head == 0)
             return true;
         if (head < 0) {
@@ -689,8 +689,7 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
     if (cl) {
         cl->verify_failed = true;
         int e = wolfSSL_X509_STORE_CTX_get_error(store);
-        snprintf(cl->tls_why, sizeof(cl->tls_why), "%s",
-                 wolfSSL_X509_verify_cert_error_string(e));
+        snprintf(cl->tls_why, sizeof(cl->tls_why), "%s", wolfSSL_X509_verify_cert_error_string(e));
     }
     return 0;
 }
@@ -898,9 +897,10 @@ static int ctx_init(struct hy_ws_client_ctx *x, uv_loop_t *loop, const char *ca_
     x->ssl_ctx = wolfSSL_CTX_new(wolfSSLv23_client_method());
     if (!x->ssl_ctx || wolfSSL_CTX_SetMinVersion(x->ssl_ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS)
         return HY_ENOMEM;
-    if (ca_file && wolfSSL_CTX_load_verify_locations(x->ssl_ctx, ca_file, NULL) != WOLFSSL_SUCCESS) {
-        hy_log(HY_LOG_ERROR, "ws", "client %s: cannot load the CA file \"%s\" (not PEM certificates?)",
-               what, ca_file);
+    if (ca_file &&
+        wolfSSL_CTX_load_verify_locations(x->ssl_ctx, ca_file, NULL) != WOLFSSL_SUCCESS) {
+        hy_log(HY_LOG_ERROR, "ws",
+               "client %s: cannot load the CA file \"%s\" (not PEM certificates?)", what, ca_file);
         return HY_EINVAL;
     }
     wolfSSL_CTX_set_verify(x->ssl_ctx, skip_verify ? WOLFSSL_VERIFY_NONE : WOLFSSL_VERIFY_PEER,
@@ -1009,7 +1009,8 @@ static int parse_url(struct hy_ws_client *cl, const char *url)
         if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == '/' || *p == '@')
             return HY_EINVAL;
     unsigned char a6[16];
-    cl->host_is_ip = inet_pton(AF_INET, cl->host, a6) == 1 || inet_pton(AF_INET6, cl->host, a6) == 1;
+    cl->host_is_ip =
+        inet_pton(AF_INET, cl->host, a6) == 1 || inet_pton(AF_INET6, cl->host, a6) == 1;
     snprintf(cl->hostport, hl, strchr(cl->host, ':') ? "[%s]:%d" : "%s:%d", cl->host, cl->port);
     return 0;
 }

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "dns.h"
 #include "dp.h"
 #include "error.h"

@@ -226,8 +226,10 @@ static void test_accept(void **state)
 
 #define KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define OK_HEAD                                                                                    \
-    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n" \
-    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: hypha.dp.v1\r\n\r\n"
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, "           \
+    "Upgrade\r\n"                                                                                  \
+    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: "               \
+    "hypha.dp.v1\r\n\r\n"
 
 static long response(const char *s, char *why)
 {
@@ -248,7 +250,8 @@ static void test_response(void **state)
     assert_string_equal(why, "HTTP status 403 Forbidden");
     const char *bad_accept =
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\nSec-WebSocket-Protocol: hypha.dp.v1\r\n\r\n";
+        "Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\nSec-WebSocket-Protocol: "
+        "hypha.dp.v1\r\n\r\n";
     assert_int_equal(response(bad_accept, why), -1);
     assert_string_equal(why, "wrong Sec-WebSocket-Accept");
     const char *no_accept = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -264,12 +267,14 @@ static void test_response(void **state)
     assert_int_equal(response(no_proto, why), -1);
     const char *ext =
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: hypha.dp.v1\r\n"
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: "
+        "hypha.dp.v1\r\n"
         "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
     assert_int_equal(response(ext, why), -1);
     const char *no_upgrade =
         "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: hypha.dp.v1\r\n\r\n";
+        "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: "
+        "hypha.dp.v1\r\n\r\n";
     assert_int_equal(response(no_upgrade, why), -1);
     assert_int_equal(response("HTTP/1.0 101 x\r\n\r\n", why), -1);
     assert_int_equal(response("HTTP/1.1 101 x\r\nbad line\r\n\r\n", why), -1);
