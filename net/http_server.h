@@ -3,7 +3,10 @@
  * the response it fills. Shared by the control planes' API and the admin
  * servers of hypha-dp and hypha-ingress. One request per connection: every
  * response says "Connection: close" (http_server.c says why). This header
- * does not include libwebsockets.h, so handlers need not. */
+ * does not include libwebsockets.h, so handlers need not. Two
+ * implementations: libwebsockets (http_server.c) and, plain HTTP only,
+ * libuv + llhttp (http_uv.c in hypha-net-lite, for the data-plane
+ * binaries); an executable links one. */
 #ifndef HY_HTTP_SERVER_H
 #define HY_HTTP_SERVER_H
 

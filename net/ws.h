@@ -4,6 +4,10 @@
  * one binary websocket message (one protobuf, not interpreted here); large
  * messages go out in fragments so one slow peer never blocks the loop.
  * This header does not include libwebsockets.h, so users need not.
+ * Two implementations: libwebsockets (ws_client.c, ws_server.c: the control
+ * planes) and, client side only, libuv + wolfSSL (ws_uv.c, hypha-net-lite:
+ * the data-plane binaries, which then map no libwebsockets or OpenSSL). An
+ * executable links one of them (hypha-dp-net picks for the data plane).
  *
  * Threads: everything here runs on the loop's thread; call these functions
  * only from that thread. */

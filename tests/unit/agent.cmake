@@ -1,1 +1,1 @@
-hy_unit_test(test_agent LIBS hypha-agent hypha-cli)
+hy_unit_test(test_agent LIBS hypha-agent hypha-cli hypha-dp-net)
