@@ -16,7 +16,7 @@ hy_install_packages $HY_BUILD_PACKAGES $HY_TEST_PACKAGES
 build=${HYPHA_BUILD_DIR:-build-tests}
 fuzz_seconds=${HYPHA_FUZZ_SECONDS:-20}
 # tests/fuzz/fuzz_<name>.c, each with its seed corpus in tests/fuzz/corpus/<name>/
-fuzz_targets=(codec token http_response cli_json config kds kds_changes dp sni permit dp_parts h1 h2_in cni_conf prom_merge dns h2c_front alog_format trace_headers)
+fuzz_targets=(codec token http_response cli_json config kds kds_changes dp sni permit dp_parts h1 h2_in cni_conf prom_merge dns h2c_front alog_format trace_headers ws_frame ws_handshake)
 jobs=$(nproc)
 
 step() { printf '\n== %s\n' "$*"; }
