@@ -128,10 +128,11 @@ else:  # POST /api/v2/spans: the body read, 202 at once
     srv.serve_forever()
 PY
 ALOG_PORT=$(hy_free_port) SPAN_PORT=$(hy_free_port)
+declare -A SINK_PID
 for k in tcp http; do
     p=$([ "$k" = tcp ] && echo "$ALOG_PORT" || echo "$SPAN_PORT")
     python3 "$tmp/sinks.py" "$k" "$p" >"$tmp/sink-$k.log" 2>&1 &
-    pids+=($!)
+    pids+=($!) SINK_PID[$k]=$!
     wait_for 10 grep -q listening "$tmp/sink-$k.log"
 done
 
@@ -220,8 +221,10 @@ for row in "${rows[@]}"; do
     d0=$(m2 hypha_dp_access_log_dropped_total) s0=$(m2 hypha_dp_trace_spans_sent_total)
     q0=$(m2 hypha_dp_trace_spans_dropped_total) l0=$( [ -f "$ALOG_FILE" ] && wc -l <"$ALOG_FILE" || echo 0)
     c0=$(cpu_ticks "${DP_PID[web-1]}" "${DP_PID[backend-1]}")
+    k0=$(cpu_ticks "${SINK_PID[tcp]}" "${SINK_PID[http]}")
     wrk_run "$W_OUT"
     c1=$(cpu_ticks "${DP_PID[web-1]}" "${DP_PID[backend-1]}")
+    sink=$(cpu_pct "$k0" "$(cpu_ticks "${SINK_PID[tcp]}" "${SINK_PID[http]}")")
     rps[$row]=$RPS cpu[$row]=$(cpu_pct "$c0" "$c1") errs[$row]=$ERRS
     # the pair's CPU time per request (µs), over the wrk part
     us[$row]=$(awk -v d=$((c1 - c0)) -v t="$(getconf CLK_TCK)" -v n="${REQS:-0}" \
@@ -237,9 +240,9 @@ for row in "${rows[@]}"; do
     q1=$(m2 hypha_dp_trace_spans_dropped_total) l1=$( [ -f "$ALOG_FILE" ] && wc -l <"$ALOG_FILE" || echo 0)
     delta() { [[ "$1" =~ ^[0-9]+$ && "$2" =~ ^[0-9]+$ ]] && echo $(($2 - $1)) || echo "?"; }
     case "$row" in
-    alog-file) note[$row]="$reqs requests: $(delta "$l0" "$l1") lines written (of $((2 * reqs))), $(delta "$d0" "$d1") dropped" ;;
-    alog-tcp) note[$row]="$reqs requests: $(delta "$d0" "$d1") lines dropped (of $((2 * reqs)))" ;;
-    trace-*) note[$row]="$reqs requests: $(delta "$s0" "$s1") spans sent, $(delta "$q0" "$q1") dropped" ;;
+    alog-file) note[$row]="$reqs requests: $(delta "$l0" "$l1") lines written (for about $((2 * reqs))), $(delta "$d0" "$d1") dropped" ;;
+    alog-tcp) note[$row]="$reqs requests: $(delta "$d0" "$d1") lines dropped (of about $((2 * reqs))); the reader's CPU $sink %" ;;
+    trace-*) note[$row]="$reqs requests: $(delta "$s0" "$s1") spans sent, $(delta "$q0" "$q1") dropped; the sink's CPU $sink %" ;;
     *) note[$row]="" ;;
     esac
 done
@@ -254,7 +257,7 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "Run $(date -u +%Y-%m-%d) on $(dp_machine), load average $load at the end; hypha-dp $branch $commit$([ -z "$src" ] || [ "$src" = "$root" ] || echo " (from $src)"); $(nginx -v 2>&1 | sed 's/.*nginx\//nginx /')."
     echo "The L7 pair (one worker each, mTLS HTTP/2 between them) in front of nginx's 64-byte /small; wrk -t2 -c$conns for ${seconds}s per row; the fixed rate: h2load --h1, 20 connections, ${seconds}s (the rate achieved in brackets). Both sidecars log / trace (MeshAccessLog to and from, targetRef Mesh; MeshTrace targetRef Mesh)."
     echo
-    echo "Ratios (× off) are against the mean of the two off rows, the first before and the second after the others. The pair's CPU (% of one core, and CPU time per request) is over the wrk part; the sinks' is not counted."
+    echo "Ratios (× off) are against the mean of the two off rows, the first before and the second after the others. The pair's CPU (% of one core, and CPU time per request) is over the wrk part; the sinks' (Python, on the same cores) is in the notes, not in the pair's. Requests: wrk's and h2load's completed ones, so a line or span count can be slightly above twice that (requests in flight when wrk stops)."
     echo
     echo "| row | req/s (keep-alive) | × off | p50 / p99 ms at 1k req/s | p99 × off | pair's CPU % | pair's CPU µs per request | × off | notes |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
