@@ -265,7 +265,7 @@ echo "   in pod web: curl http://backend.mesh:8080/echo  (the app answers with t
 tp=$(in_ns "$WEB" curl -s --max-time 5 http://backend.mesh:8080/echo | jq -r '.headers.traceparent // .headers.Traceparent // empty' 2>/dev/null || true)
 echo "     the app got traceparent: ${tp:-(none)}"
 tid=$(cut -d- -f2 <<<"$tp")
-spans_of() { jq -c --arg t "$tid" 'select(.traceId == $t)' "$work/traces/zipkin.jsonl" 2>/dev/null; }
+spans_of() { jq -c --arg t "$tid" 'select(.traceId == $t)' "$work/traces/zipkin.jsonl" 2>/dev/null || true; }
 span_of() { spans_of | jq -c --arg s "$1" --arg k "$2" 'select(.localEndpoint.serviceName == $s and .kind == $k)'; }
 # spans are batched every 200 ms: wait for both sides'
 both_spans() { [ -n "$tid" ] && [ -n "$(span_of web CLIENT)" ] && [ -n "$(span_of backend SERVER)" ]; }
@@ -274,7 +274,8 @@ echo "     trace ${tid:-(none)} at the collector:"
 spans_of | jq -s -r 'sort_by(.timestamp)[] | "       " + .localEndpoint.serviceName + " " + .kind + " span " + .id + " parent " +
     (.parentId // "-") + (if .shared then " (shared)" else "" end) + "  " + (.tags["http.method"] // "") +
     " " + (.tags["http.url"] // "") + " " + (.tags["http.status_code"] // "") +
-    " zone " + (.tags.zone // "?") + " " + ((.duration // 0) / 1000 | tostring) + " ms"'
+    " zone " + (.tags.zone // "?") + " " + ((.duration // 0) / 1000 | tostring) + " ms"' || true
+[ -n "$(spans_of)" ] || echo "       (no span arrived in 15 s: see $work/collector.log and the sidecars' hypha_dp_trace_spans_dropped_total)"
 # trace_ok: one trace with web-1's client span and backend-1's server span,
 # the server's parent the client's span
 trace_ok() {
