@@ -20,7 +20,14 @@
 # into the sidecar. East's zone knows backend only from west's ingress
 # (through the global CP), so web-1's sidecar opens mTLS to backend-1's
 # sidecar through west's ingress, which routes by SNI without decrypting.
-# The demo prints the answer, then stays up and says what to try.
+# Both pods' inbounds are HTTP (kuma.io/protocol: http), so the sidecars
+# see requests: a MeshTrace (deploy/local/demo.yaml) sends their spans to a
+# small Zipkin-compatible collector in the global namespace
+# (tests/tools/trace_collector.py on 10.213.90.1:9411), and a MeshAccessLog
+# writes backend-1's incoming requests to a file in the demo's work dir.
+# The demo prints the answer, the trace of a call (its spans: service,
+# kind, parent) and where to look for traces, access logs and metrics,
+# then stays up and says what to try.
 #
 #   deploy/local/demo.sh           start, show, stay up until Ctrl-C
 #   deploy/local/demo.sh --check   the same in namespaces of its own, check, stop; exit 0 or 1
@@ -136,6 +143,32 @@ start global "$G" "$bin/hypha-global" --data-dir "$work/global" --api-address 12
 until_true ready "$G" http://127.0.0.1:5681 || { cat "$work/global.log" >&2; exit 1; }
 echo "== applying a mesh with mTLS and policies (deploy/local/demo.yaml)"
 ctl apply -f - <deploy/local/demo.yaml
+# backend-1 (its sidecar runs as $DP_UID) appends one line per request it
+# takes to a file in the work dir
+mkdir -p "$work/access" "$work/traces"
+chown "$DP_UID" "$work/access"
+alog=$work/access/backend.log
+echo "== MeshAccessLog: backend-1's incoming requests to $alog"
+ctl apply -f - <<YAML
+type: MeshAccessLog
+mesh: default
+name: backend-access
+spec:
+  targetRef: {kind: MeshService, name: backend}
+  from:
+    - targetRef: {kind: Mesh}
+      default:
+        backends:
+          - type: File
+            file:
+              path: $alog
+              format:
+                type: Plain
+                plain: '[%START_TIME%] %KUMA_SOURCE_SERVICE% -> %KUMA_DESTINATION_SERVICE% %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %DURATION%ms'
+YAML
+echo "== a Zipkin-compatible collector on 10.213.90.1:9411 in $G (spans in $work/traces/zipkin.jsonl)"
+start collector "$G" python3 tests/tools/trace_collector.py 10.213.90.1 9411 "$work/traces"
+until_true grep -q listening "$work/collector.log" || { cat "$work/collector.log" >&2; exit 1; }
 
 echo "== zones east and west, each registered with a zone token"
 for z in east west; do
@@ -184,10 +217,11 @@ networking:
       servicePort: 21001
       tags:
         kuma.io/service: $svc
+        kuma.io/protocol: http
 YAML
     cp "$work/zone-$z/dp/ca.pem" "$work/$name-ca.pem"
     chown "$DP_UID" "$work/$name.token" "$work/dp-$name.yaml" "$work/$name-ca.pem"
-    in_ns "$ns" "$bin/hypha-dp" install transparent-proxy --dp-uid "$DP_UID" \
+    in_ns "$ns" "$bin/hypha-dp" install transparent-proxy --dp-uid "$DP_UID" --exclude-inbound-ports 22,5670 \
         >"$work/install-$name.log" 2>&1 || { cat "$work/install-$name.log" >&2; exit 1; }
     start "dp-$name" "$ns" setpriv --reuid="$DP_UID" --regid="$DP_UID" --clear-groups \
         "$bin/hypha-dp" run --cp-address "wss://${ip_of[$z]}:5678" \
@@ -216,9 +250,49 @@ echo "     iptables -> web-1's outbound 127.0.0.1:15001 -> mTLS -> ingress-west 
 echo "     (SNI, not decrypted) -> pod backend 10.213.90.5:8080 -> iptables -> backend-1's inbound"
 echo "     127.0.0.1:15006 -> the app 127.0.0.1:21001"
 echo "   answer: $(call || echo "(none)")"
-sleep 0.2 # access lines are written when a connection closes
-grep -o 'access peer=.*' "$work/ingress-west.log" | tail -n 1 | sed 's/^/   ingress-west: /'
-grep -o 'access direction=inbound .*' "$work/dp-backend-1.log" | tail -n 1 | sed 's/^/   backend-1:    /'
+# backend-1's MeshAccessLog line for a request from web
+logged() { grep -q ' web -> backend GET / 200 ' "$alog"; }
+until_true logged || true
+echo "   backend-1's access log ($alog):"
+tail -n 1 "$alog" 2>/dev/null | sed 's/^/     /' || true
+echo "   ingress-west: $(in_ns "$WEST" curl -sf http://127.0.0.1:9902/metrics |
+    awk '$1 == "hypha_ingress_connections_total" {print $2 " connection(s) relayed so far (mTLS, not decrypted; web-1 keeps its connection open for the next requests)"}')"
+
+# ---- a trace: one more call, to the app's /echo, which answers with the
+# request headers it got: the sidecars added the trace context
+echo
+echo "   in pod web: curl http://backend.mesh:8080/echo  (the app answers with the headers it got)"
+tp=$(in_ns "$WEB" curl -s --max-time 5 http://backend.mesh:8080/echo | jq -r '.headers.traceparent // .headers.Traceparent // empty' 2>/dev/null || true)
+echo "     the app got traceparent: ${tp:-(none)}"
+tid=$(cut -d- -f2 <<<"$tp")
+spans_of() { jq -c --arg t "$tid" 'select(.traceId == $t)' "$work/traces/zipkin.jsonl" 2>/dev/null || true; }
+span_of() { spans_of | jq -c --arg s "$1" --arg k "$2" 'select(.localEndpoint.serviceName == $s and .kind == $k)'; }
+# spans are batched every 200 ms: wait for both sides'
+both_spans() { [ -n "$tid" ] && [ -n "$(span_of web CLIENT)" ] && [ -n "$(span_of backend SERVER)" ]; }
+until_true both_spans || true
+echo "     trace ${tid:-(none)} at the collector:"
+spans_of | jq -s -r 'sort_by(.timestamp)[] | "       " + .localEndpoint.serviceName + " " + .kind + " span " + .id + " parent " +
+    (.parentId // "-") + (if .shared then " (shared)" else "" end) + "  " + (.tags["http.method"] // "") +
+    " " + (.tags["http.url"] // "") + " " + (.tags["http.status_code"] // "") +
+    " zone " + (.tags.zone // "?") + " " + ((.duration // 0) / 1000 | tostring) + " ms"' || true
+[ -n "$(spans_of)" ] || echo "       (no span arrived in 15 s: see $work/collector.log and the sidecars' hypha_dp_trace_spans_dropped_total)"
+# trace_ok: one trace with web-1's client span and backend-1's server span,
+# the server's parent the client's span
+trace_ok() {
+    local c s
+    c=$(span_of web CLIENT | jq -r .id)
+    s=$(span_of backend SERVER | jq -r '(.parentId // "-") + " " + .id')
+    [ -n "$c" ] && [ "$(span_of web CLIENT | wc -l)" = 1 ] && [ "$(span_of backend SERVER | wc -l)" = 1 ] &&
+        { [ "${s%% *}" = "$c" ] || [ "${s#* }" = "$c" ]; }
+}
+# sd_target ZONE ADDRESS: the zone's /prometheus/sd lists a sidecar on
+# ADDRESS, and a metrics page is there (reached from the zone's namespace)
+sd_target() {
+    in_ns "${ns_of[$1]}" curl -sf http://127.0.0.1:5681/prometheus/sd | jq -e --arg a "$2" \
+        'any(.[]; .targets[0] == $a and .labels.proxy == "sidecar")' >/dev/null &&
+        in_ns "${ns_of[$1]}" curl -sf "http://$2/metrics" | grep -q '^hypha_dp_http_requests_total'
+}
+sd_config="{job_name: hypha, honor_labels: true, http_sd_configs: [{url: 'http://127.0.0.1:5681/prometheus/sd'}]}"
 online2() { [ "$(ctl inspect zones | grep -c Online)" -eq 2 ]; }
 at_global() { ctl get dataplanes | grep -q west.backend-1 && ctl get dataplanes | grep -q east.web-1; }
 until_true online2 || true
@@ -229,6 +303,23 @@ echo
 ctl get dataplanes
 echo
 ctl get zoneingresses
+cat <<TXT
+
+== where to look (everything lives in network namespaces: ip netns exec NS CMD)
+   the trace:    ip netns exec $G curl -s http://10.213.90.1:9411/api/v2/trace/${tid:-TRACE-ID}
+                 (Zipkin's API; /api/v2/traces lists every trace), every span as it came in
+                 $work/traces/zipkin.jsonl; for Zipkin or Jaeger, point the MeshTrace's zipkin.url there
+   access log:   $alog (backend-1's incoming requests)
+   metrics:      each sidecar on its pod's address, port 5670 (MeshMetric "metrics"), from any namespace:
+                 ip netns exec $G curl -s http://10.213.90.4:5670/metrics   # web-1
+                 ip netns exec $G curl -s http://10.213.90.5:5670/metrics   # backend-1
+                 and on its admin server inside its pod: ip netns exec $WEB curl -s http://127.0.0.1:9901/metrics
+                 each zone's ingress: ip netns exec $WEST curl -s http://127.0.0.1:9902/metrics
+   discovery:    each zone lists its sidecars and its ingress for Prometheus, labelled mesh/zone/service/dataplane:
+                 ip netns exec $EAST curl -s http://127.0.0.1:5681/prometheus/sd
+                 a Prometheus in that zone's namespace finds them all with:
+                 scrape_configs: [$sd_config]
+TXT
 
 if $check; then
     ok=true
@@ -237,10 +328,14 @@ if $check; then
         { echo "backend.mesh did not resolve to a virtual IP (got '$vip')"; ok=false; }
     in_ns "$WEB" iptables-save | grep -q 'REDIRECT --to-ports 15001' ||
         { echo "pod web has no redirection rules"; ok=false; }
-    grep -q 'access peer=10.213.90.4:.* sni=backend.default.mesh .*result=ok' "$work/ingress-west.log" ||
-        { echo "west's ingress did not log the call"; ok=false; }
-    grep -q 'access direction=inbound .*id=spiffe://default/web .*result=ok' "$work/dp-backend-1.log" ||
-        { echo "backend-1 did not log web's SPIFFE ID"; ok=false; }
+    in_ns "$WEST" curl -sf http://127.0.0.1:9902/metrics | grep -q '^hypha_ingress_connections_total [1-9]' ||
+        { echo "west's ingress relayed no connection"; ok=false; }
+    logged || { echo "backend-1's MeshAccessLog file has no line for web's GET / (200): $alog"; ok=false; }
+    until_true sd_target east 10.213.90.4:5670 ||
+        { echo "east's /prometheus/sd does not list web-1 on 10.213.90.4:5670, or no metrics there"; ok=false; }
+    until_true sd_target west 10.213.90.5:5670 ||
+        { echo "west's /prometheus/sd does not list backend-1 on 10.213.90.5:5670, or no metrics there"; ok=false; }
+    trace_ok || { echo "no trace of /echo with web-1's client span and backend-1's server span as its child"; ok=false; }
     in_ns "$WEB" curl -sf http://127.0.0.1:9901/metrics |
         grep -q '^hypha_dp_transparent_connections_total{result="mesh"} [1-9]' ||
         { echo "web-1 counted no transparent connection into the mesh"; ok=false; }
@@ -270,7 +365,9 @@ cat <<TXT
   ip netns exec $WEST curl -s http://127.0.0.1:9902/metrics | grep hypha_ingress
   ip netns exec $WEB curl -s http://127.0.0.1:9901/metrics | grep -e hypha_dp_transparent -e hypha_dp_dns
   ip netns exec $G curl -s http://127.0.0.1:5681/metrics | grep hypha_kds
-  # deny web -> backend on the global CP; the next call fails, in backend-1's log:
+  # traces, access log, metrics: see "where to look" above
+  # deny web -> backend on the global CP; the next call gets a 403 from
+  # backend-1's sidecar, and backend-1's access log says so:
   gctl apply -f - <<'YAML'
 type: MeshTrafficPermission
 mesh: default
@@ -281,7 +378,8 @@ spec:
     - targetRef: {kind: MeshService, name: web}
       default: {action: Deny}
 YAML
-  tail -n 2 $work/dp-backend-1.log
+  ip netns exec $WEB curl -s -w ' %{http_code}\n' http://backend.mesh:8080/
+  tail -n 1 $alog
 
 Press Ctrl-C to stop: every process, the namespaces and $work go.
 TXT

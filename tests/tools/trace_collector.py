@@ -7,6 +7,9 @@ be a JSON list; each span is appended as one JSON line to OUTDIR/zipkin.jsonl.
 POST /v1/traces (OTLP/HTTP, application/x-protobuf): the body is kept as
 OUTDIR/otlp-N.bin, for hypha-test-otlp-dump to decode with the schema.
 Both are answered 202 / 200; anything else 400 (and logged).
+What it kept can be read back as Zipkin's API answers it (the local demo
+points users here): GET /api/v2/traces (every trace, a list of span
+lists) and GET /api/v2/trace/ID (one trace's spans; 404 when unknown).
 """
 import json
 import os
@@ -29,6 +32,32 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def json_answer(self, status, value):
+        data = json.dumps(value, indent=1).encode() + b"\n"
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        traces = {}
+        with LOCK:
+            try:
+                with open(os.path.join(OUT, "zipkin.jsonl")) as f:
+                    for line in f:
+                        s = json.loads(line)
+                        traces.setdefault(s.get("traceId"), []).append(s)
+            except FileNotFoundError:
+                pass
+        if self.path == "/api/v2/traces":
+            self.json_answer(200, list(traces.values()))
+        elif self.path.startswith("/api/v2/trace/"):
+            spans = traces.get(self.path[len("/api/v2/trace/"):])
+            self.json_answer(200 if spans else 404, spans or [])
+        else:
+            self.answer(404)
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
