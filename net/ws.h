@@ -204,6 +204,11 @@ bool hy_ws_client_is_open(const struct hy_ws_client *c);
 /* The delay before the next attempt that was scheduled last, in ms (0
  * before any failure). For logs, metrics and tests. */
 unsigned hy_ws_client_retry_delay_ms(const struct hy_ws_client *c);
+/* Points the next attempts at url (same form as the config's; the TLS
+ * setup and subprotocol stay): for a client given several addresses of one
+ * service, called from on_close to move on. 0, HY_EINVAL (bad URL: the
+ * client keeps its old one) or HY_ENOMEM. */
+int hy_ws_client_set_url(struct hy_ws_client *c, const char *url);
 /* Skips the wait of a scheduled reconnect (the backoff keeps growing).
  * Returns 0, or -EALREADY when the client is connecting or open, or
  * -ESHUTDOWN once stopped. */

@@ -588,6 +588,30 @@ unsigned hy_ws_client_retry_delay_ms(const struct hy_ws_client *c)
     return c->last_delay_ms;
 }
 
+int hy_ws_client_set_url(struct hy_ws_client *c, const char *url)
+{
+    struct hy_ws_client t;
+    memset(&t, 0, sizeof(t));
+    int rc = parse_url(&t, url);
+    char *name = rc == 0 ? strdup(url) : NULL;
+    if (rc < 0 || !name) {
+        free(t.host);
+        free(t.hostport);
+        free(t.path);
+        return rc < 0 ? rc : HY_ENOMEM;
+    }
+    free(c->host);
+    free(c->hostport);
+    free(c->path);
+    free(c->name);
+    c->host = t.host;
+    c->hostport = t.hostport;
+    c->path = t.path;
+    c->port = t.port;
+    c->name = name;
+    return 0;
+}
+
 int hy_ws_client_reconnect_now(struct hy_ws_client *c)
 {
     if (c->ep.stopping || !c->timer)

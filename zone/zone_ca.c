@@ -183,7 +183,7 @@ static int check_mesh(void *ud, struct hy_resource *r, bool *take)
     if (t->ca_cert && t->fingerprint && !issuer_ok(z, mesh, backend, t->fingerprint)) {
         if (hy_store_get(z->cp.store, "MeshCaKey", mesh, backend, &key) == 0)
             sign_locally(z, mesh, backend, t, ((Hypha__V1__MeshCaKey *)key->spec)->key);
-        else if (z->cfg->global_address)
+        else if (hy_zone_federated(z->cfg))
             request(ca, mesh, backend);
     }
     hy_resource_free(trust);
