@@ -340,8 +340,8 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
         }
     }
     hy_log(was ? HY_LOG_WARN : HY_LOG_INFO, "kds",
-           "%s the global control plane at %s: %s (%d); retrying%s%s in %u ms",
-           was ? "lost" : "cannot reach", from, reason, code, a->n > 1 ? " with " : "",
+           "%s the global control plane: %s (%d) at %s; retrying%s%s in %u ms",
+           was ? "lost" : "cannot reach", reason, code, from, a->n > 1 ? " with " : "",
            a->n > 1 ? a->v[k->cur] : "", k->ws ? hy_ws_client_retry_delay_ms(k->ws) : 0);
 }
 
