@@ -75,9 +75,9 @@ int hy_cp_leader_start(struct hy_cp *cp, const char *name, hy_cp_leader_fn fn, v
         cp->metrics, "hypha_leader",
         "1 while this replica holds the leader lease of its component (run-once tasks)", 2,
         "component", "replica");
-    struct hy_metric *c = hy_metric_counter(
-        cp->metrics, "hypha_leader_transitions_total",
-        "Times this replica acquired or lost the leader lease", 2, "component", "replica");
+    struct hy_metric *c = hy_metric_counter(cp->metrics, "hypha_leader_transitions_total",
+                                            "Times this replica acquired or lost the leader lease",
+                                            2, "component", "replica");
     if (!g || !c || !(l->gauge = hy_metric_series(g, cp->component, cp->instance_id)) ||
         !(l->transitions = hy_metric_series(c, cp->component, cp->instance_id)))
         return HY_ENOMEM;

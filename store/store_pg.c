@@ -1253,8 +1253,8 @@ static void *lease_thread(void *arg)
         }
         if (!hy_store_lease_held(pl->l)) {
             const char *v[2] = {cls, pl->key};
-            PGresult *r = PQexecParams(c, "SELECT pg_try_advisory_lock($1::int, $2::int)", 2,
-                                       NULL, v, NULL, NULL, 0);
+            PGresult *r = PQexecParams(c, "SELECT pg_try_advisory_lock($1::int, $2::int)", 2, NULL,
+                                       v, NULL, NULL, 0);
             if (PQresultStatus(r) != PGRES_TUPLES_OK) {
                 PQclear(r);
                 lease_drop(pl, &c, PQerrorMessage(c));

@@ -14,7 +14,7 @@
 
 struct hy_zone_cfg {
     struct hy_cp_cfg cp;
-    char *zone;           /* this zone's name */
+    char *zone; /* this zone's name */
     /* wss://HOST:5685 of each global CP replica, tried in turn; none: standalone */
     struct hy_strings global_address;
     char *global_ca_file; /* verifies the global CP's KDS certificate */

@@ -1511,7 +1511,7 @@ static void test_lease(void **state)
     assert_int_equal(hy_store_lease_open(sb, "global", "b", &b), 0);
     assert_int_equal(hy_store_lease_open(sb, "zone/east", "b", &other), 0);
     assert_true(lease_becomes(other, true)); /* another name: its own lock */
-    usleep(1200 * 1000);                      /* b has tried a few times */
+    usleep(1200 * 1000);                     /* b has tried a few times */
     assert_false(hy_store_lease_held(b));
     assert_true(hy_store_lease_held(a));
 
@@ -1528,7 +1528,7 @@ static void test_lease(void **state)
         usleep(10000);
     }
     assert_true(hy_store_lease_held(a) ^ hy_store_lease_held(b)); /* never both */
-    assert_true(lease_becomes(other, true)); /* back after its own reconnect */
+    assert_true(lease_becomes(other, true));                      /* back after its own reconnect */
 
     /* closing the holder releases at once: the other gets it */
     struct hy_store_lease *holder = hy_store_lease_held(a) ? a : b;
