@@ -63,10 +63,13 @@ static int before_commit(void *ud, struct hy_cp_api_batch *b, struct hy_diag *d)
     return 0;
 }
 
-/* Zone replicas on one database: the leader holds the KDS session. */
+/* Zone replicas on one database: the leader holds the KDS session and
+ * makes the zone's intermediate CAs. */
 static void leader_changed(void *ud, bool held)
 {
     hy_zone_kds_leader(ud, held);
+    if (held)
+        hy_zone_ca_check(ud);
 }
 
 int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *loop)

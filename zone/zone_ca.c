@@ -193,7 +193,9 @@ static int check_mesh(void *ud, struct hy_resource *r, bool *take)
 
 void hy_zone_ca_check(struct hy_zone *z)
 {
-    if (z->ca)
+    /* zone replicas on one database: the leader makes the issuers (one key
+     * per backend, not one per replica); the others read them */
+    if (z->ca && hy_cp_leader_held(&z->cp))
         hy_store_each(z->cp.store, "Mesh", check_mesh, z->ca);
 }
 
