@@ -267,6 +267,15 @@ hy_check "the other east replica takes the global session over" hy_wait_for 20 c
 EAST_A_URL=$other
 hy_check "and east gets what is written meanwhile" synced
 
+# ---- every replica still answers (with HY_HA_GDB=1, a stuck one's threads
+# are dumped into the test's output for diagnosis)
+for i in 0 1 2; do
+    if ! hy_check "replica g$i still answers" hy_wait_for 10 curl -sf --max-time 5 "${URL[$i]}/ready" &&
+        [ -n "${HY_HA_GDB:-}" ] && command -v gdb >/dev/null; then
+        gdb -batch -p "${GPID[$i]}" -ex 'thread apply all bt' 2>&1 | grep -E '^(#|Thread)' >&2 || true
+    fi
+done
+
 # ---- end: stop the load; the zones' listings equal the global's
 kill "$LOADER"
 wait "$LOADER" 2>/dev/null || true
