@@ -270,8 +270,12 @@ hy_check "and east gets what is written meanwhile" synced
 # ---- every replica still answers (with HY_HA_GDB=1, a stuck one's threads
 # are dumped into the test's output for diagnosis)
 for i in 0 1 2; do
-    if ! hy_check "replica g$i still answers" hy_wait_for 10 curl -sf --max-time 5 "${URL[$i]}/ready" &&
-        [ -n "${HY_HA_GDB:-}" ] && command -v gdb >/dev/null; then
+    if hy_wait_for 10 curl -sf --max-time 5 "${URL[$i]}/ready"; then
+        hy_ok "replica g$i still answers"
+        continue
+    fi
+    hy_fail "replica g$i still answers"
+    if [ -n "${HY_HA_GDB:-}" ] && command -v gdb >/dev/null; then
         gdb -batch -p "${GPID[$i]}" -ex 'thread apply all bt' 2>&1 | grep -E '^(#|Thread)' >&2 || true
     fi
 done
