@@ -117,6 +117,7 @@ static void handle(void *ud, const struct hy_http_req *req, struct hy_http_resp 
     if (strcmp(req->path, "/metrics") == 0) {
         snprintf(resp->route, sizeof(resp->route), "/metrics");
         resp->content_type = "text/plain; version=0.0.4";
+        hy_cp_leader_sample(g);
         for (size_t i = 0; i < 2 && hy_http_server_port(g->http, i); i++)
             hy_series_set(hy_metric_series(g->pending, i ? "https" : "http"),
                           (double)hy_http_server_pending(g->http, i));
@@ -268,7 +269,8 @@ int hy_cp_open(struct hy_cp *g, const struct hy_cp_cfg *cfg, const char *compone
     if (rc < 0 || (rc = hy_store_open(&sc, &g->store)) < 0)
         return rc;
     hy_log(HY_LOG_INFO, component, "store: %s", hy_store_backend_name(g->store));
-    if ((rc = hy_cp_migrate_mesh_roots(g)) < 0)
+    /* with replicas on one database, the leader migrates (cp_leader.c) */
+    if (!strcmp(hy_store_backend_name(g->store), "lmdb") && (rc = hy_cp_migrate_mesh_roots(g)) < 0)
         return rc;
     char host[40] = "hypha", suffix[7];
     gethostname(host, sizeof(host) - 1);
@@ -282,11 +284,13 @@ int hy_cp_open(struct hy_cp *g, const struct hy_cp_cfg *cfg, const char *compone
 
 void hy_cp_stop(struct hy_cp *g)
 {
+    hy_cp_leader_stop(g);
     hy_http_server_stop(g->http);
 }
 
 void hy_cp_close(struct hy_cp *g)
 {
+    hy_cp_leader_free(g);
     hy_http_server_free(g->http);
     g->http = NULL;
     hy_store_close(g->store);

@@ -159,6 +159,7 @@ struct hy_cp {
     void *extra_ud;
     char admin_token[65];
     char instance_id[64];
+    struct hy_cp_leader *leader; /* hy_cp_leader_start; NULL before */
 };
 
 /* Opens the data dir (created 0700), the store, the admin token (made at
@@ -245,6 +246,25 @@ int hy_cp_store_config(const struct hy_cp_cfg *cfg, char *path, size_t size,
  * Returns -1 when argv is not one of them, else the exit code. */
 int hy_cp_store_command(const struct hy_config_spec *spec, void *cfg, size_t cp_offset, int argc,
                         char **argv);
+
+/* The leader lease (cp_leader.c): one replica at a time among those on one
+ * store holds lease name ("global", "zone/<name>"); LMDB: always this one.
+ * fn (may be NULL) is called on the loop when this replica becomes
+ * (held) or stops being the leader; the first time may be during this
+ * call. Becoming leader on PostgreSQL first runs hy_cp_migrate_mesh_roots
+ * (which hy_cp_open runs for LMDB). Registers hypha_leader{component,
+ * replica} and hypha_leader_transitions_total. 0 or a negative code. */
+struct hy_cp_leader;
+typedef void (*hy_cp_leader_fn)(void *ud, bool held);
+int hy_cp_leader_start(struct hy_cp *cp, const char *name, hy_cp_leader_fn fn, void *ud);
+/* Whether this replica leads now (as last told to fn). */
+bool hy_cp_leader_held(const struct hy_cp *cp);
+/* Refreshes the metrics from the lease (done before /metrics renders). */
+void hy_cp_leader_sample(struct hy_cp *cp);
+/* Releases the lease (another replica takes over) and stops the timer;
+ * fn is not called again. Then run the loop, then hy_cp_leader_free. */
+void hy_cp_leader_stop(struct hy_cp *cp);
+void hy_cp_leader_free(struct hy_cp *cp);
 
 /* data_dir/name into buf; HY_ETOOBIG if it does not fit. */
 int hy_cp_path(const struct hy_cp *cp, const char *name, char *buf, size_t size);

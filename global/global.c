@@ -20,12 +20,24 @@ static const char *write_refusal(void *ud, const struct hy_rtype *t, char *buf, 
     return buf;
 }
 
+/* Run-once work of the global CP: the mesh-root migration (cp_leader.c
+ * runs it on becoming leader). The store's change-log compaction and the
+ * zone insights' trimming happen inside write transactions, serialised by
+ * the store on every replica, so they need no leader. */
+static void leader_changed(void *ud, bool held)
+{
+    struct hy_global *g = ud;
+    hy_log(HY_LOG_INFO, "global", "replica %s is %s", g->cp.instance_id,
+           held ? "the leader: run-once tasks run here" : "no longer the leader");
+}
+
 int hy_global_open(struct hy_global *g, const struct hy_global_cfg *cfg, uv_loop_t *loop)
 {
     memset(g, 0, sizeof(*g));
     g->cfg = cfg;
     int rc = hy_cp_open(&g->cp, &cfg->cp, "global", loop);
-    if (rc < 0 || (rc = hy_cp_tokens_open(&g->cp)) < 0)
+    if (rc < 0 || (rc = hy_cp_tokens_open(&g->cp)) < 0 ||
+        (rc = hy_cp_leader_start(&g->cp, "global", leader_changed, g)) < 0)
         return rc;
     g->cp.api = (struct hy_cp_api){
         .store = g->cp.store,

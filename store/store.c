@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "log.h"
 #include "store_backend.h"
 #include "poison.h"
 
@@ -382,4 +383,63 @@ void hy_store_stamp_fini(struct hy_store_stamp *st)
 {
     protobuf_c_message_free_unpacked(&st->now->base, NULL);
     st->now = NULL;
+}
+
+/* ---- leader leases ----------------------------------------------------- */
+
+void hy_store_lease_set(struct hy_store_lease *l, bool held, const char *why)
+{
+    if (atomic_exchange(&l->held, held) == held)
+        return;
+    atomic_fetch_add(&l->transitions, 1);
+    hy_log(held ? HY_LOG_INFO : HY_LOG_WARN, "leader", "leader %s: %s by replica %s%s%s", l->name,
+           held ? "acquired" : "lost", l->replica, why ? ": " : "", why ? why : "");
+}
+
+int hy_store_lease_open(struct hy_store *s, const char *name, const char *replica,
+                        struct hy_store_lease **out)
+{
+    struct hy_store_lease *l = calloc(1, sizeof(*l));
+    if (!l)
+        return HY_ENOMEM;
+    atomic_init(&l->held, false);
+    atomic_init(&l->transitions, 0);
+    if (!(l->name = strdup(name)) || !(l->replica = strdup(replica))) {
+        hy_store_lease_close(l);
+        return HY_ENOMEM;
+    }
+    int rc = 0;
+    if (s->ops->lease_open)
+        rc = s->ops->lease_open(s, l);
+    else /* one process owns the store: always the leader */
+        hy_store_lease_set(l, true, "the store is this process's own");
+    if (rc < 0) {
+        hy_store_lease_close(l);
+        return rc;
+    }
+    *out = l;
+    return 0;
+}
+
+bool hy_store_lease_held(const struct hy_store_lease *l)
+{
+    return atomic_load(&((struct hy_store_lease *)l)->held);
+}
+
+uint64_t hy_store_lease_transitions(const struct hy_store_lease *l)
+{
+    return atomic_load(&((struct hy_store_lease *)l)->transitions);
+}
+
+void hy_store_lease_close(struct hy_store_lease *l)
+{
+    if (!l)
+        return;
+    if (l->close)
+        l->close(l); /* releases the lock with its connection */
+    else if (atomic_load(&l->held))
+        hy_store_lease_set(l, false, "released");
+    free(l->name);
+    free(l->replica);
+    free(l);
 }

@@ -196,4 +196,27 @@ typedef void (*hy_store_watch_fn)(void *ud, uint64_t revision);
 int hy_store_watch(struct hy_store *s, hy_store_watch_fn fn, void *ud);
 void hy_store_unwatch(struct hy_store *s, int id);
 
+/* Leader leases: at most one holder of a named lease among every process
+ * on one store, for work that must run once (the global CP's periodic
+ * tasks, a zone's KDS session). PostgreSQL: a session-level advisory lock
+ * taken on a connection of its own by a thread of the lease; the database
+ * frees it with that connection, so a dead holder hands over as soon as
+ * its connection closes (at once when the process dies). The holder steps
+ * down (hy_store_lease_held turns false) the moment that connection
+ * errors, before the server can grant the lock to anyone else. LMDB: one
+ * process owns the store, so the lease is always held. Changes are logged
+ * (one line: acquired or lost, the lease and the replica). */
+struct hy_store_lease;
+/* Opens a lease called name (e.g. "global", "zone/east") for this process,
+ * known as replica in logs; it is tried at once and then every ~0.5 s
+ * while another holds it. On success *out owns it. HY_ENOMEM or -errno. */
+int hy_store_lease_open(struct hy_store *s, const char *name, const char *replica,
+                        struct hy_store_lease **out);
+/* Whether this process holds the lease now; any thread. Cannot fail. */
+bool hy_store_lease_held(const struct hy_store_lease *l);
+/* How many times the lease was acquired or lost here. Cannot fail. */
+uint64_t hy_store_lease_transitions(const struct hy_store_lease *l);
+/* Releases (if held) and frees; NULL is fine. Before hy_store_close. */
+void hy_store_lease_close(struct hy_store_lease *l);
+
 #endif

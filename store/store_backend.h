@@ -4,6 +4,7 @@
 #define HY_STORE_BACKEND_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "store.h"
 
@@ -31,7 +32,22 @@ struct hy_store_ops {
     int (*compact)(struct hy_store *s, uint64_t upto);
     int (*skip_to)(struct hy_store *s, uint64_t rev);
     int (*stats)(struct hy_store *s, struct hy_store_stats *out);
+    /* Opens l's backend part (NULL: the lease is always held, as on LMDB):
+     * it sets l->held and l->transitions as they change, and l->close. */
+    int (*lease_open)(struct hy_store *s, struct hy_store_lease *l);
 };
+
+/* A lease (store.h); the backend's part follows when it has one. */
+struct hy_store_lease {
+    char *name, *replica;
+    _Atomic bool held;
+    _Atomic uint64_t transitions;
+    void (*close)(struct hy_store_lease *l); /* the backend's part; NULL: none */
+    void *backend;
+};
+
+/* Logs a lease change and counts it (store.c): any thread. */
+void hy_store_lease_set(struct hy_store_lease *l, bool held, const char *why);
 
 struct hy_store_watcher {
     int id;

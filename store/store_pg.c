@@ -1156,6 +1156,170 @@ int hy_store_pg_migrate(const struct hy_store_config *cfg, int *from, int *to)
     return rc;
 }
 
+/* ---- leader leases ---------------------------------------------------- */
+
+/* A session-level advisory lock (pg_try_advisory_lock) held on a
+ * connection of the lease's own, by a thread of its own. Why a lock and
+ * not a lease row with an expiry: the database frees the lock with the
+ * connection, so a dead holder (kill -9, a lost machine whose socket the
+ * server sees close) hands over at once, with no clock and no renewal
+ * that a stalled holder could miss while believing it still leads. The
+ * thread sleeps in poll() on the lock connection's socket, so a server
+ * that goes away (restart, terminate) wakes it at once and it steps down
+ * before doing anything else; an idle holder also checks the connection
+ * every LEASE_CHECK_MS (keepalives and tcp_user_timeout bound a silent
+ * network to seconds, well before a server's own TCP keepalive would free
+ * the lock). */
+
+#define LEASE_TRY_MS 500    /* a follower tries the lock this often */
+#define LEASE_CHECK_MS 1000 /* a holder checks its connection this often */
+#define LEASE_CLASS 0x4879  /* advisory lock namespace ("Hy"): (class, hash of the name) */
+
+struct pg_lease {
+    struct pg_store *ps;
+    struct hy_store_lease *l;
+    pthread_t thread;
+    int wake[2]; /* 'x' stops the thread */
+    char key[16];
+};
+
+static uint32_t lease_hash(const char *name)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+/* Waits up to ms for fd (if >= 0) or the stop byte: -1 stop, 1 fd ready, 0 timeout. */
+static int lease_wait(struct pg_lease *pl, int fd, int ms)
+{
+    struct pollfd p[2] = {{.fd = pl->wake[0], .events = POLLIN}, {.fd = fd, .events = POLLIN}};
+    int n = poll(p, fd >= 0 ? 2 : 1, ms);
+    if (n > 0 && (p[0].revents & POLLIN))
+        return -1;
+    return n > 0 && fd >= 0 && (p[1].revents & (POLLIN | POLLERR | POLLHUP)) ? 1 : 0;
+}
+
+/* Drops the lock connection, stepping down first. */
+static void lease_drop(struct pg_lease *pl, PGconn **c, const char *why)
+{
+    char line[200];
+    hy_store_lease_set(pl->l, false, why ? first_line(why, line, sizeof(line)) : NULL);
+    if (*c)
+        PQfinish(*c);
+    *c = NULL;
+}
+
+/* The connection is still good: consumes what the server sent (a FATAL
+ * termination shows here) and, when asked, makes a round trip. */
+static bool lease_alive(PGconn *c, bool probe)
+{
+    if (!PQconsumeInput(c) || PQstatus(c) != CONNECTION_OK)
+        return false;
+    PGnotify *nf;
+    while ((nf = PQnotifies(c)))
+        PQfreemem(nf);
+    if (!probe)
+        return true;
+    PGresult *r = PQexec(c, "SELECT 1");
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    PQclear(r);
+    return ok && PQstatus(c) == CONNECTION_OK;
+}
+
+static void *lease_thread(void *arg)
+{
+    struct pg_lease *pl = arg;
+    struct pg_store *ps = pl->ps;
+    PGconn *c = NULL;
+    unsigned backoff = 0;
+    char cls[16];
+    snprintf(cls, sizeof(cls), "%d", LEASE_CLASS);
+    for (;;) {
+        if (!c) {
+            c = connect_db(ps->url, "hypha-lease");
+            if (PQstatus(c) != CONNECTION_OK) {
+                PQfinish(c);
+                c = NULL;
+                backoff = backoff ? backoff * 2 : BACKOFF_MIN_MS;
+                if (backoff > BACKOFF_MAX_MS)
+                    backoff = BACKOFF_MAX_MS;
+                if (lease_wait(pl, -1, (int)(backoff / 2 + (unsigned)rand() % (backoff / 2))) < 0)
+                    break;
+                continue;
+            }
+            backoff = 0;
+        }
+        if (!hy_store_lease_held(pl->l)) {
+            const char *v[2] = {cls, pl->key};
+            PGresult *r = PQexecParams(c, "SELECT pg_try_advisory_lock($1::int, $2::int)", 2, NULL,
+                                       v, NULL, NULL, 0);
+            if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+                PQclear(r);
+                lease_drop(pl, &c, PQerrorMessage(c));
+                continue;
+            }
+            if (PQgetvalue(r, 0, 0)[0] == 't')
+                hy_store_lease_set(pl->l, true, NULL);
+            PQclear(r);
+        }
+        bool held = hy_store_lease_held(pl->l);
+        int w = lease_wait(pl, PQsocket(c), held ? LEASE_CHECK_MS : LEASE_TRY_MS);
+        if (w < 0)
+            break;
+        /* readable: the server spoke (a termination) or closed; timeout:
+         * a holder makes sure its connection still stands */
+        if (!lease_alive(c, w == 0 && held))
+            lease_drop(pl, &c, PQerrorMessage(c)[0] ? PQerrorMessage(c) : "connection lost");
+    }
+    /* stepping down before the connection (and with it the lock) goes */
+    if (hy_store_lease_held(pl->l))
+        hy_store_lease_set(pl->l, false, "released");
+    if (c)
+        PQfinish(c);
+    return NULL;
+}
+
+static void pg_lease_close(struct hy_store_lease *l)
+{
+    struct pg_lease *pl = l->backend;
+    if (!pl)
+        return;
+    ssize_t n = write(pl->wake[1], "x", 1);
+    (void)n;
+    pthread_join(pl->thread, NULL);
+    close(pl->wake[0]);
+    close(pl->wake[1]);
+    free(pl);
+    l->backend = NULL;
+}
+
+static int pg_lease_open(struct hy_store *s, struct hy_store_lease *l)
+{
+    struct pg_lease *pl = calloc(1, sizeof(*pl));
+    if (!pl)
+        return HY_ENOMEM;
+    pl->ps = pg(s);
+    pl->l = l;
+    snprintf(pl->key, sizeof(pl->key), "%d", (int32_t)lease_hash(l->name));
+    if (pipe2(pl->wake, O_NONBLOCK | O_CLOEXEC) < 0) {
+        int rc = -errno;
+        free(pl);
+        return rc;
+    }
+    int rc = pthread_create(&pl->thread, NULL, lease_thread, pl);
+    if (rc) {
+        close(pl->wake[0]);
+        close(pl->wake[1]);
+        free(pl);
+        return -rc;
+    }
+    l->backend = pl;
+    l->close = pg_lease_close;
+    return 0;
+}
+
 /* ---- open and close ---------------------------------------------------- */
 
 static void pg_close(struct hy_store *s)
@@ -1183,6 +1347,7 @@ static const struct hy_store_ops pg_ops = {
     .compact = pg_compact,
     .skip_to = pg_skip_to,
     .stats = pg_stats,
+    .lease_open = pg_lease_open,
 };
 
 int hy_store_pg_open(const struct hy_store_config *cfg, struct hy_store **out)

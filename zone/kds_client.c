@@ -1,8 +1,11 @@
 /* The KDS client of a federated zone: connects to the global CP over wss
- * (reconnecting with jittered backoff), presents the zone token, applies
- * the global resources it is sent and sends up its own. What it has
- * applied is recorded in its own ZoneInsight, so a restart resumes from
- * there and only changes travel. */
+ * (reconnecting with jittered backoff, moving to the next of its global
+ * addresses after each failure or lost connection), presents the zone
+ * token, applies the global resources it is sent and sends up its own.
+ * What it has applied is recorded in its own ZoneInsight, so a restart
+ * resumes from there and only changes travel. With zone replicas on one
+ * database, only the holder of the zone's leader lease holds the session
+ * (hy_zone_kds_leader); the others serve their sidecars from the store. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +21,11 @@
 
 struct hy_kds_client {
     struct hy_zone *z;
-    struct hy_ws_client *ws;
+    struct hy_ws_client *ws;      /* NULL while another replica holds the session */
+    struct hy_ws_client *stopped; /* a session given up (leadership lost), freed later */
+    size_t cur;                   /* index of the global address in use */
+    struct hy_metric *address;    /* hypha_kds_global_address{address} */
+    bool stopped_all;             /* hy_zone_kds_stop ran */
     struct hy_store_uv_watch watch;
     bool watching;
     bool welcomed, rejected;
@@ -66,6 +73,8 @@ static int send_msg(void *ud, const Hypha__V1__KdsMessage *m)
 {
     struct hy_kds_client *k = ud;
     size_t len;
+    if (!k->ws)
+        return -ENOTCONN;
     int rc = hy_ws_send_msg(hy_ws_client_conn(k->ws), &m->base, &len);
     if (rc == 0)
         hy_kds_count(&k->metrics, "sent", m, len);
@@ -76,6 +85,8 @@ int hy_zone_kds_send(struct hy_zone *z, const Hypha__V1__KdsMessage *m)
 {
     return z->kds && z->kds->welcomed ? send_msg(z->kds, m) : -ENOTCONN;
 }
+
+static void show_address(struct hy_kds_client *k);
 
 /* ----- our own insight ----- */
 
@@ -319,40 +330,43 @@ static void on_close(void *ud, struct hy_ws_conn *c, int code, const char *reaso
     if (!k->rejected)             /* a Reject says more than the close that follows it */
         snprintf(k->last_error, sizeof(k->last_error), "%s (%d)", reason, code);
     hy_kds_insight_edit(k->z->cp.store, k->z->cfg->zone, edit_disconnect, k);
+    const struct hy_strings *a = &k->z->cfg->global_address;
+    const char *from = a->v[k->cur];
+    if (a->n > 1 && k->ws && !k->stopped_all) { /* the next replica, after the backoff */
+        size_t next = (k->cur + 1) % a->n;
+        if (hy_ws_client_set_url(k->ws, a->v[next]) == 0) {
+            k->cur = next;
+            show_address(k);
+        }
+    }
     hy_log(was ? HY_LOG_WARN : HY_LOG_INFO, "kds",
-           "%s the global control plane: %s (%d); retrying in %u ms", was ? "lost" : "cannot reach",
-           reason, code, hy_ws_client_retry_delay_ms(k->ws));
+           "%s the global control plane: %s (%d) at %s; retrying%s%s in %u ms",
+           was ? "lost" : "cannot reach", reason, code, from, a->n > 1 ? " with " : "",
+           a->n > 1 ? a->v[k->cur] : "", k->ws ? hy_ws_client_retry_delay_ms(k->ws) : 0);
 }
 
 /* ----- lifecycle ----- */
+
+/* hypha_kds_global_address: 1 for the address in use (or tried next). */
+static void show_address(struct hy_kds_client *k)
+{
+    const struct hy_strings *a = &k->z->cfg->global_address;
+    for (size_t i = 0; i < a->n; i++)
+        hy_series_set(hy_metric_series(k->address, a->v[i]), i == k->cur && k->ws ? 1 : 0);
+}
 
 static double connected(void *ud)
 {
     return ((struct hy_kds_client *)ud)->welcomed;
 }
 
-int hy_zone_kds_start(struct hy_zone *z)
+/* A session to the global CP, from the address in use. */
+static int session_start(struct hy_kds_client *k)
 {
-    const struct hy_zone_cfg *cfg = z->cfg;
-    if (!cfg->global_ca_file && !cfg->global_tls_skip_verify) {
-        hy_log(HY_LOG_ERROR, "kds",
-               "--global-ca-file is required to verify the global control plane (or "
-               "--global-tls-skip-verify, which is insecure)");
-        return HY_EINVAL;
-    }
-    struct hy_kds_client *k = calloc(1, sizeof(*k));
-    if (!k)
-        return HY_ENOMEM;
-    k->z = z;
-    z->kds = k;
-    if (hy_kds_metrics_init(&k->metrics, z->cp.metrics) < 0 ||
-        !hy_metric_gauge_fn(z->cp.metrics, "hypha_kds_connected",
-                            "1 while admitted by the global control plane", connected, k))
-        return HY_ENOMEM;
-    k->global_applied = load_applied(z->cp.store, cfg->zone);
+    const struct hy_zone_cfg *cfg = k->z->cfg;
     struct hy_ws_client_config wc = {
-        .loop = z->cp.loop,
-        .url = cfg->global_address,
+        .loop = k->z->cp.loop,
+        .url = cfg->global_address.v[k->cur],
         .ca_file = cfg->global_ca_file,
         .skip_verify = cfg->global_tls_skip_verify,
         .subprotocol = HY_KDS_SUBPROTOCOL,
@@ -366,10 +380,74 @@ int hy_zone_kds_start(struct hy_zone *z)
         .cb = {on_open, on_message, on_close},
         .ud = k,
     };
+    /* another replica may have synced meanwhile: resume from the store */
+    k->global_applied = load_applied(k->z->cp.store, cfg->zone);
     int rc = hy_ws_client_new(&wc, &k->ws);
-    if (rc < 0)
-        return rc;
+    show_address(k);
+    return rc;
+}
+
+void hy_zone_kds_leader(struct hy_zone *z, bool held)
+{
+    struct hy_kds_client *k = z->kds;
+    if (!k || held == (k->ws != NULL))
+        return;
+    if (held) {
+        hy_ws_client_free(k->stopped); /* stopped long ago: its handles are closed */
+        k->stopped = NULL;
+        hy_log(HY_LOG_INFO, "kds",
+               "this replica leads zone %s: it holds the session to the global control plane "
+               "(%s)",
+               z->cfg->zone, z->cfg->global_address.v[k->cur]);
+        int rc = session_start(k);
+        if (rc < 0)
+            hy_log(HY_LOG_ERROR, "kds", "cannot start the KDS session: %s", hy_strerror(rc));
+        return;
+    }
+    hy_log(HY_LOG_WARN, "kds",
+           "this replica no longer leads zone %s: dropping its session to the global control "
+           "plane (the leader holds it; sidecars are still served here)",
+           z->cfg->zone);
+    struct hy_ws_client *ws = k->ws;
+    k->ws = NULL; /* on_close (now or later) must not move the address */
+    hy_ws_client_stop(ws);
+    k->stopped = ws;
+    show_address(k);
+}
+
+int hy_zone_kds_start(struct hy_zone *z)
+{
+    const struct hy_zone_cfg *cfg = z->cfg;
+    if (!cfg->global_ca_file && !cfg->global_tls_skip_verify) {
+        hy_log(HY_LOG_ERROR, "kds",
+               "--global-ca-file is required to verify the global control plane (or "
+               "--global-tls-skip-verify, which is insecure)");
+        return HY_EINVAL;
+    }
+    for (size_t i = 0; i < cfg->global_address.n; i++)
+        if (strncmp(cfg->global_address.v[i], "wss://", 6) != 0) {
+            hy_log(HY_LOG_ERROR, "kds",
+                   "--global-address: \"%s\" is not a KDS address (wss://HOST:5685)",
+                   cfg->global_address.v[i]);
+            return HY_EINVAL;
+        }
+    struct hy_kds_client *k = calloc(1, sizeof(*k));
+    if (!k)
+        return HY_ENOMEM;
+    k->z = z;
+    z->kds = k;
+    if (hy_kds_metrics_init(&k->metrics, z->cp.metrics) < 0 ||
+        !hy_metric_gauge_fn(z->cp.metrics, "hypha_kds_connected",
+                            "1 while admitted by the global control plane", connected, k) ||
+        !(k->address = hy_metric_gauge(
+              z->cp.metrics, "hypha_kds_global_address",
+              "1 for the global control plane address this zone uses (or tries next)", 1,
+              "address")))
+        return HY_ENOMEM;
+    k->global_applied = load_applied(z->cp.store, cfg->zone);
+    show_address(k);
     k->watch.data = k;
+    int rc;
     if ((rc = hy_store_uv_watch_start(z->cp.loop, z->cp.store, &k->watch, on_store_change)) < 0)
         return rc;
     k->watching = true;
@@ -381,7 +459,14 @@ void hy_zone_kds_stop(struct hy_zone *z)
     struct hy_kds_client *k = z->kds;
     if (!k)
         return;
-    hy_ws_client_stop(k->ws);
+    struct hy_ws_client *ws = k->ws;
+    k->ws = NULL;
+    k->stopped_all = true;
+    hy_ws_client_stop(ws);
+    if (k->stopped)
+        hy_ws_client_stop(k->stopped);
+    hy_ws_client_free(k->stopped); /* stopped long ago, or just now: freed after the loop ran */
+    k->stopped = ws;
     if (k->watching)
         hy_store_uv_watch_stop(&k->watch, NULL);
     k->watching = false;
@@ -393,6 +478,7 @@ void hy_zone_kds_free(struct hy_zone *z)
     if (!k)
         return;
     hy_ws_client_free(k->ws);
+    hy_ws_client_free(k->stopped);
     hy_kds_outbox_fini(&k->out);
     hy_kds_snap_rx_reset(&k->rx);
     free(k);

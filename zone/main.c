@@ -11,8 +11,10 @@ static const struct hy_option options[] = {
     HY_CP_OPTIONS(struct hy_zone_cfg, cp, "./hypha-zone-data"),
     {"zone", "HYPHA_ZONE", "zone", HY_OPT_STRING, O(zone), "zone",
      "this zone's name, as registered on the global control plane"},
-    {"global-address", "HYPHA_GLOBAL_ADDRESS", "globalAddress", HY_OPT_STRING, O(global_address),
-     NULL, "KDS address of the global control plane (wss://HOST:5685); none: standalone"},
+    {"global-address", "HYPHA_GLOBAL_ADDRESS", "globalAddress", HY_OPT_STRINGS, O(global_address),
+     NULL,
+     "KDS address of the global control plane (wss://HOST:5685); several (repeat the flag or "
+     "separate with commas) for global replicas, tried in turn; none: standalone"},
     {"global-ca-file", "HYPHA_GLOBAL_CA_FILE", "globalCaFile", HY_OPT_STRING, O(global_ca_file),
      NULL, "CA certificate that verifies the global control plane's KDS certificate"},
     {"global-tls-skip-verify", "HYPHA_GLOBAL_TLS_SKIP_VERIFY", "globalTlsSkipVerify", HY_OPT_BOOL,

@@ -14,19 +14,19 @@
 static const char *write_refusal(void *ud, const struct hy_rtype *t, char *buf, size_t size)
 {
     struct hy_zone *z = ud;
-    if (!z->cfg->global_address || t->origin != HY_ORIGIN_GLOBAL)
+    if (!hy_zone_federated(z->cfg) || t->origin != HY_ORIGIN_GLOBAL)
         return NULL;
     snprintf(buf, size,
              "%s resources are managed by the global control plane at %s: write them there and "
              "they sync to this zone",
-             t->name, z->cfg->global_address);
+             t->name, z->cfg->global_address.v[0]);
     return buf;
 }
 
 bool hy_zone_name_fits(const struct hy_zone *z, const char *name, char *why, size_t size)
 {
     size_t n = strlen(z->cfg->zone) + 1 + strlen(name);
-    if (!z->cfg->global_address || n <= 253)
+    if (!hy_zone_federated(z->cfg) || n <= 253)
         return true;
     snprintf(why, size,
              "with this zone's prefix (\"%s.\") the name is %zu characters long on the global "
@@ -42,7 +42,7 @@ static int before_commit(void *ud, struct hy_cp_api_batch *b, struct hy_diag *d)
 {
     struct hy_zone *z = ud;
     size_t n = b->n;
-    if (!z->cfg->global_address) {
+    if (!hy_zone_federated(z->cfg)) {
         int rc = hy_cp_mesh_roots(&z->cp, b, d);
         if (rc < 0)
             return rc;
@@ -63,6 +63,15 @@ static int before_commit(void *ud, struct hy_cp_api_batch *b, struct hy_diag *d)
     return 0;
 }
 
+/* Zone replicas on one database: the leader holds the KDS session and
+ * makes the zone's intermediate CAs. */
+static void leader_changed(void *ud, bool held)
+{
+    hy_zone_kds_leader(ud, held);
+    if (held)
+        hy_zone_ca_check(ud);
+}
+
 int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *loop)
 {
     memset(z, 0, sizeof(*z));
@@ -78,7 +87,7 @@ int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *lo
         return rc;
     z->cp.api = (struct hy_cp_api){
         .store = z->cp.store,
-        .mode = cfg->global_address ? "zone" : "standalone",
+        .mode = hy_zone_federated(cfg) ? "zone" : "standalone",
         .instance_id = z->cp.instance_id,
         .write_refusal = write_refusal,
         .before_commit = before_commit,
@@ -88,12 +97,16 @@ int hy_zone_open(struct hy_zone *z, const struct hy_zone_cfg *cfg, uv_loop_t *lo
     z->cp.extra_ud = z;
     if ((rc = hy_cp_listen(&z->cp)) < 0)
         return rc;
-    if ((cfg->global_address && (rc = hy_zone_kds_start(z)) < 0) ||
+    if ((hy_zone_federated(cfg) && (rc = hy_zone_kds_start(z)) < 0) ||
         (rc = hy_zone_ca_start(z)) < 0 || (rc = hy_zone_dp_server_start(z)) < 0)
+        return rc;
+    char lease[300];
+    snprintf(lease, sizeof(lease), "zone/%s", cfg->zone);
+    if ((rc = hy_cp_leader_start(&z->cp, lease, leader_changed, z)) < 0)
         return rc;
     hy_log(HY_LOG_INFO, "zone", "hypha-zone %s started: zone %s, %s, data %s, revision %llu",
            HYPHA_VERSION, cfg->zone,
-           cfg->global_address ? "federated with the global control plane" : "standalone",
+           hy_zone_federated(cfg) ? "federated with the global control plane" : "standalone",
            cfg->cp.data_dir, (unsigned long long)hy_store_revision(z->cp.store));
     return 0;
 }

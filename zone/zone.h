@@ -14,8 +14,9 @@
 
 struct hy_zone_cfg {
     struct hy_cp_cfg cp;
-    char *zone;           /* this zone's name */
-    char *global_address; /* wss://HOST:5685; NULL: standalone */
+    char *zone; /* this zone's name */
+    /* wss://HOST:5685 of each global CP replica, tried in turn; none: standalone */
+    struct hy_strings global_address;
     char *global_ca_file; /* verifies the global CP's KDS certificate */
     bool global_tls_skip_verify;
     char *zone_token_file;     /* the zone token the global CP issued */
@@ -27,6 +28,12 @@ struct hy_zone_cfg {
     char *dp_tls_key;
     int64_t dp_cleanup_age; /* ms a disconnected sidecar's Dataplane is kept; 0: forever */
 };
+
+/* Whether the zone syncs with a global CP (it was given an address). */
+static inline bool hy_zone_federated(const struct hy_zone_cfg *c)
+{
+    return c->global_address.n > 0;
+}
 
 struct hy_kds_client;
 struct hy_zone_ca;
@@ -65,6 +72,9 @@ bool hy_zone_api_handle(void *z, const struct hy_http_req *req, struct hy_http_r
 int hy_zone_kds_start(struct hy_zone *z);
 void hy_zone_kds_stop(struct hy_zone *z);
 void hy_zone_kds_free(struct hy_zone *z);
+/* This replica became (held) or stopped being the zone's leader: it starts
+ * or drops the session to the global CP (cp_leader.c calls it). */
+void hy_zone_kds_leader(struct hy_zone *z, bool held);
 /* Sends one message to the global CP: 0, or -ENOTCONN while not admitted. */
 int hy_zone_kds_send(struct hy_zone *z, const Hypha__V1__KdsMessage *m);
 

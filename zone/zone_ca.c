@@ -183,7 +183,7 @@ static int check_mesh(void *ud, struct hy_resource *r, bool *take)
     if (t->ca_cert && t->fingerprint && !issuer_ok(z, mesh, backend, t->fingerprint)) {
         if (hy_store_get(z->cp.store, "MeshCaKey", mesh, backend, &key) == 0)
             sign_locally(z, mesh, backend, t, ((Hypha__V1__MeshCaKey *)key->spec)->key);
-        else if (z->cfg->global_address)
+        else if (hy_zone_federated(z->cfg))
             request(ca, mesh, backend);
     }
     hy_resource_free(trust);
@@ -193,7 +193,9 @@ static int check_mesh(void *ud, struct hy_resource *r, bool *take)
 
 void hy_zone_ca_check(struct hy_zone *z)
 {
-    if (z->ca)
+    /* zone replicas on one database: the leader makes the issuers (one key
+     * per backend, not one per replica); the others read them */
+    if (z->ca && hy_cp_leader_held(&z->cp))
         hy_store_each(z->cp.store, "Mesh", check_mesh, z->ca);
 }
 

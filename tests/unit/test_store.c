@@ -1479,6 +1479,67 @@ static void test_pg_schema(void **state)
     assert_int_equal(hy_store_open(&cfg, &ro), HY_EUNAVAIL);
 }
 
+/* Waits up to 20 s for the lease to be (or not be) held. */
+static bool lease_becomes(struct hy_store_lease *l, bool held)
+{
+    for (int i = 0; i < 2000; i++) {
+        if (hy_store_lease_held(l) == held)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+/* Leader leases: LMDB's is always held; on PostgreSQL two handles (two
+ * replicas) never hold one lease together, a second lease name is apart,
+ * the holder that loses its connection steps down and the other takes
+ * over, and closing the holder hands over too. */
+static void test_lease(void **state)
+{
+    struct fx *f = *state;
+    struct hy_store_lease *a, *b, *other;
+    struct hy_store *sb;
+    assert_int_equal(hy_store_lease_open(f->s, "global", "a", &a), 0);
+    if (!pg_url) {
+        assert_true(hy_store_lease_held(a));
+        assert_int_equal(hy_store_lease_transitions(a), 1);
+        hy_store_lease_close(a);
+        return;
+    }
+    assert_int_equal(open_store(f->dir, 0, 0, false, &sb), 0);
+    assert_true(lease_becomes(a, true));
+    assert_int_equal(hy_store_lease_open(sb, "global", "b", &b), 0);
+    assert_int_equal(hy_store_lease_open(sb, "zone/east", "b", &other), 0);
+    assert_true(lease_becomes(other, true)); /* another name: its own lock */
+    usleep(1200 * 1000);                     /* b has tried a few times */
+    assert_false(hy_store_lease_held(b));
+    assert_true(hy_store_lease_held(a));
+
+    /* the holders' lock connections die: a steps down; then exactly one
+     * of a and b holds the lease (whoever asks first), never both */
+    pg_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+            "'hypha-lease' AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND "
+            "granted)");
+    for (int i = 0; i < 2000 && hy_store_lease_transitions(a) < 2; i++)
+        usleep(10000);
+    assert_true(hy_store_lease_transitions(a) >= 2);
+    for (int i = 0; i < 2000 && !(hy_store_lease_held(a) ^ hy_store_lease_held(b)); i++) {
+        assert_false(hy_store_lease_held(a) && hy_store_lease_held(b));
+        usleep(10000);
+    }
+    assert_true(hy_store_lease_held(a) ^ hy_store_lease_held(b)); /* never both */
+    assert_true(lease_becomes(other, true));                      /* back after its own reconnect */
+
+    /* closing the holder releases at once: the other gets it */
+    struct hy_store_lease *holder = hy_store_lease_held(a) ? a : b;
+    struct hy_store_lease *rest = holder == a ? b : a;
+    hy_store_lease_close(holder);
+    assert_true(lease_becomes(rest, true));
+    hy_store_lease_close(rest);
+    hy_store_lease_close(other);
+    hy_store_close(sb);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "postgres") == 0) {
@@ -1519,6 +1580,7 @@ int main(int argc, char **argv)
         T(test_pg_two_handles),
         T(test_pg_conn_loss),
         T(test_pg_schema),
+        T(test_lease),
 #undef T
     };
     return cmocka_run_group_tests_name(pg_url ? "store/postgres" : "store/lmdb", tests, NULL, NULL);
