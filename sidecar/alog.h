@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define HY_ALOG_QUEUE_BYTES (256 * 1024) /* per backend, waiting for the writer */
+#define HY_ALOG_QUEUE_BYTES (1024 * 1024) /* per backend, waiting for the writer */
 #define HY_ALOG_TCP_SNDBUF (64 * 1024)   /* a TCP backend's socket send buffer */
 #define HY_ALOG_BACKOFF_MIN_MS 100
 #define HY_ALOG_BACKOFF_MAX_MS 10000

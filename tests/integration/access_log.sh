@@ -210,7 +210,7 @@ wait "$COL_PID" 2>/dev/null || true
 start_collector --stall
 hy_check "the sidecar reconnects to the (now stalled) collector" hy_wait_for 30 grep -q accepted "$COL_LOG"
 PAD=$(head -c 4000 /dev/zero | tr '\0' p)
-N=150
+N=400 # 1.6 MB of lines: more than the 1 MiB queue and the sockets hold
 ok=$(for ((i = 0; i < N; i++)); do curl -s -o /dev/null -w '%{http_code}\n' -H "X-Pad: $PAD" "$OUT/stalled/$i"; done | grep -c '^200$')
 hy_eq "all $N calls complete while the collector reads nothing" "$N" "$ok"
 drop="hypha_dp_access_log_dropped_total{backend=\"tcp:127.0.0.1:$COL_PORT\"}"
