@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define HY_ALOG_QUEUE_BYTES (1024 * 1024) /* per backend, waiting for the writer */
-#define HY_ALOG_TCP_SNDBUF (64 * 1024)   /* a TCP backend's socket send buffer */
+#define HY_ALOG_TCP_SNDBUF (64 * 1024)    /* a TCP backend's socket send buffer */
 #define HY_ALOG_BACKOFF_MIN_MS 100
 #define HY_ALOG_BACKOFF_MAX_MS 10000
 #define HY_ALOG_REOPEN_CHECK_MS 1000 /* how often a file backend looks for rotation */
