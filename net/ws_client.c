@@ -12,6 +12,7 @@
 #include "error.h"
 #include "log.h"
 #include "ws_int.h"
+#include "ws_url.h"
 #include "poison.h"
 
 #define LIVE_MAX 4 /* wsis of one client not yet destroyed: the open one, a closing one */
@@ -441,52 +442,25 @@ void hy_ws_client_ctx_free(struct hy_ws_client_ctx *x)
     free(x);
 }
 
-/* Parses wss://host[:port][/path]; fills cl's host, hostport, port, path. */
+/* cl takes u's parts (what it had goes). */
+static void adopt_url(struct hy_ws_client *cl, struct hy_ws_url *u)
+{
+    free(cl->host);
+    free(cl->hostport);
+    free(cl->path);
+    cl->host = u->host;
+    cl->hostport = u->hostport;
+    cl->path = u->path;
+    cl->port = u->port;
+}
+
 static int parse_url(struct hy_ws_client *cl, const char *url)
 {
-    if (!url || strncmp(url, "wss://", 6) != 0)
-        return HY_EINVAL;
-    const char *h = url + 6, *end = h + strcspn(h, "/?#"), *hend, *colon = NULL;
-    if (*h == '[') {
-        hend = memchr(h, ']', (size_t)(end - h));
-        if (!hend)
-            return HY_EINVAL;
-        if (hend + 1 < end && hend[1] == ':')
-            colon = hend + 1;
-        else if (hend + 1 != end)
-            return HY_EINVAL;
-        h++;
-    } else {
-        colon = memchr(h, ':', (size_t)(end - h));
-        hend = colon ? colon : end;
-    }
-    if (hend == h || *end == '#')
-        return HY_EINVAL;
-    cl->port = 443;
-    if (colon) {
-        char *e;
-        long p = strtol(colon + 1, &e, 10);
-        if (e != end || colon + 1 == end || p < 1 || p > 65535)
-            return HY_EINVAL;
-        cl->port = (int)p;
-    }
-    cl->host = strndup(h, (size_t)(hend - h));
-    size_t hl = (size_t)(hend - h) + 16;
-    cl->hostport = malloc(hl);
-    if (*end == '/') {
-        cl->path = strdup(end);
-    } else if (*end == '?') { /* a query without a path */
-        size_t n = strlen(end) + 2;
-        cl->path = malloc(n);
-        if (cl->path)
-            snprintf(cl->path, n, "/%s", end);
-    } else {
-        cl->path = strdup("/");
-    }
-    if (!cl->host || !cl->hostport || !cl->path)
-        return HY_ENOMEM;
-    snprintf(cl->hostport, hl, strchr(cl->host, ':') ? "[%s]:%d" : "%s:%d", cl->host, cl->port);
-    return 0;
+    struct hy_ws_url u;
+    int rc = hy_ws_url_parse(url, &u);
+    if (rc == 0)
+        adopt_url(cl, &u);
+    return rc;
 }
 
 int hy_ws_client_new(const struct hy_ws_client_config *cfg, struct hy_ws_client **out)
@@ -590,24 +564,15 @@ unsigned hy_ws_client_retry_delay_ms(const struct hy_ws_client *c)
 
 int hy_ws_client_set_url(struct hy_ws_client *c, const char *url)
 {
-    struct hy_ws_client t;
-    memset(&t, 0, sizeof(t));
-    int rc = parse_url(&t, url);
+    struct hy_ws_url u;
+    int rc = hy_ws_url_parse(url, &u);
     char *name = rc == 0 ? strdup(url) : NULL;
     if (rc < 0 || !name) {
-        free(t.host);
-        free(t.hostport);
-        free(t.path);
+        hy_ws_url_fini(&u);
         return rc < 0 ? rc : HY_ENOMEM;
     }
-    free(c->host);
-    free(c->hostport);
-    free(c->path);
+    adopt_url(c, &u);
     free(c->name);
-    c->host = t.host;
-    c->hostport = t.hostport;
-    c->path = t.path;
-    c->port = t.port;
     c->name = name;
     return 0;
 }

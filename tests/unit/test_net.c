@@ -12,7 +12,9 @@
 
 #include <cmocka.h>
 
+#include "error.h"
 #include "net.h"
+#include "ws_url.h"
 #include "poison.h"
 
 static enum hy_net_scope scope(const char *ip)
@@ -123,12 +125,46 @@ static void test_local(void **state)
     free(t);
 }
 
+/* Websocket client URLs: what both clients accept and refuse. */
+static void test_ws_url(void **state)
+{
+    (void)state;
+    struct hy_ws_url u;
+    assert_int_equal(hy_ws_url_parse("wss://zone.example:5678/dp", &u), 0);
+    assert_string_equal(u.host, "zone.example");
+    assert_string_equal(u.hostport, "zone.example:5678");
+    assert_string_equal(u.path, "/dp");
+    assert_int_equal(u.port, 5678);
+    assert_false(u.host_is_ip);
+    hy_ws_url_fini(&u);
+    assert_int_equal(hy_ws_url_parse("wss://[::1]?x=1", &u), 0);
+    assert_string_equal(u.host, "::1");
+    assert_string_equal(u.hostport, "[::1]:443");
+    assert_string_equal(u.path, "/?x=1");
+    assert_true(u.host_is_ip);
+    hy_ws_url_fini(&u);
+    assert_int_equal(hy_ws_url_parse("wss://10.0.0.1", &u), 0);
+    assert_string_equal(u.path, "/");
+    assert_true(u.host_is_ip);
+    hy_ws_url_fini(&u);
+    const char *bad[] = {NULL,          "ws://a:1/",         "https://a/",     "wss://",
+                         "wss://:80/",  "wss://a:0/",        "wss://a:65536/", "wss://a:1x/",
+                         "wss://a:/",   "wss://[::1/",       "wss://[::1]x/",  "wss://a/#frag",
+                         "wss://a/p q", "wss://a/p\r\nX: y", "wss://user@a/"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(hy_ws_url_parse(bad[i], &u), HY_EINVAL);
+        assert_null(u.host); /* nothing held on an error */
+        assert_null(u.path);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_scope),
         cmocka_unit_test(test_local),
+        cmocka_unit_test(test_ws_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
