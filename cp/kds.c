@@ -190,15 +190,23 @@ int hy_kds_outbox_next(struct hy_kds_outbox *o, struct hy_store *s,
                        int (*send)(void *ud, const Hypha__V1__KdsMessage *m), void *ud)
 {
     uint64_t rev = hy_store_revision(s);
+    bool caught_up = false;
     /* a peer ahead of this store (rebuilt, restored) gets a snapshot too */
-    while (!o->in_flight && (o->acked != rev || o->snap.active) && o->nacked != rev) {
+    while (!o->in_flight && !caught_up && (o->acked != rev || o->snap.active) && o->nacked != rev) {
         Hypha__V1__Changes *c = NULL;
         int rc =
             hy_kds_collect_parts(s, o->acked, scope, &o->budget, o->parts ? &o->snap : NULL, &c);
         if (rc < 0)
             return rc;
         if (!c->snapshot && c->n_upserts == 0 && c->n_deletes == 0) {
-            o->acked = c->to; /* nothing in scope there: move on without a message */
+            /* nothing in scope there: move on without a message. Another
+             * writer (a replica, the API's thread) may have taken the log
+             * past rev since it was read, and c->to with it: then, or when
+             * the read moved nothing, this is all there is for now. Going
+             * round again would read the same empty tail until something
+             * in scope is written, with the loop thread stuck (issue 18). */
+            caught_up = c->to == o->acked || c->to >= rev;
+            o->acked = c->to;
         } else {
             Hypha__V1__KdsMessage m = HYPHA__V1__KDS_MESSAGE__INIT;
             m.msg_case = HYPHA__V1__KDS_MESSAGE__MSG_CHANGES;

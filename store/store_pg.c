@@ -869,20 +869,27 @@ static int pg_stats(struct hy_store *s, struct hy_store_stats *out)
 
 /* ---- the listener: commits of other processes --------------------------- */
 
-/* Reads the committed revision on c and calls the watchers when it grew. */
+/* Reads the committed revision on c and calls the watchers when it grew.
+ * The query runs without mu: mu is what every caller's thread (an event
+ * loop) waits on, and this connection has no bound on a server that stalls
+ * (no keepalive on a unix socket). Only the comparison is ordered with this
+ * process's own commits, which move `notified` under mu with their COMMIT:
+ * an older revision read here then calls nothing. */
 static void listener_check(struct pg_store *ps, PGconn *c)
 {
     uint64_t rev = 0, call = 0;
-    pthread_mutex_lock(&ps->mu); /* ordered with this process's own commits */
     PGresult *r = PQexec(c, "SELECT revision FROM hy_meta WHERE id = 1");
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    if (ok)
         rev = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-        if (rev > ps->notified)
-            call = ps->notified = rev;
-        if (rev > atomic_load(&ps->last_rev))
-            atomic_store(&ps->last_rev, rev);
-    }
     PQclear(r);
+    if (!ok)
+        return;
+    pthread_mutex_lock(&ps->mu);
+    if (rev > ps->notified)
+        call = ps->notified = rev;
+    if (rev > atomic_load(&ps->last_rev))
+        atomic_store(&ps->last_rev, rev);
     pthread_mutex_unlock(&ps->mu);
     if (call)
         hy_store_watchers_notify(&ps->base, call);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include <cmocka.h>
 
@@ -891,6 +892,70 @@ static void test_snapshot_parts_outbox(void **state)
     hy_kds_snap_rx_reset(&rx);
 }
 
+/* A scope that takes nothing and, the first time it is asked, commits one
+ * more write that is not in scope either: another writer (a replica on the
+ * same PostgreSQL, the API's thread) landing while the outbox reads. */
+struct racing {
+    struct hy_store *s;
+    int writes;
+};
+
+static bool nothing_but_a_write(void *ud, const struct hy_rtype *t, const char *origin)
+{
+    struct racing *r = ud;
+    (void)t;
+    (void)origin;
+    if (r->writes++ == 0)
+        put(r->s, "ZoneInsight", NULL, "late", NULL, NULL);
+    return false;
+}
+
+/* Issue 18: the log grows past the revision the outbox read at its start
+ * while it skips a stretch with nothing in scope. It must stop at the end
+ * of the log, not go round the empty tail until something in scope is
+ * written (the event loop spun, the replica answered nothing, not even
+ * SIGTERM). Before the fix this call never returned: the alarm ends the
+ * test then rather than hanging ctest. */
+/* SIGALRM after sec seconds (0: none); <unistd.h>'s alarm() would bring a
+ * sync() that clashes with this file's. */
+static void alarm_in(long sec)
+{
+    struct itimerval t = {.it_value = {.tv_sec = sec}};
+    setitimer(ITIMER_REAL, &t, NULL);
+}
+
+static void test_outbox_log_grows_while_skipping(void **state)
+{
+    struct fx *f = *state;
+    uint64_t since = hy_store_revision(f->a);
+    put(f->a, "ZoneInsight", NULL, "i-1", NULL, NULL);
+    put(f->a, "ZoneInsight", NULL, "i-2", NULL, NULL);
+    put(f->a, "ZoneInsight", NULL, "i-3", NULL, NULL);
+    struct racing r = {f->a, 0};
+    const struct hy_kds_scope racy = {nothing_but_a_write, &r};
+    struct hy_kds_outbox out;
+    hy_kds_outbox_init(&out, since, true, 16u << 10);
+    out.budget.max_changes = 2; /* two reads: the write lands between them */
+    struct wire w = {0};
+    alarm_in(20);
+    assert_int_equal(hy_kds_outbox_next(&out, f->a, &racy, capture, &w), 0);
+    alarm_in(0);
+    assert_int_equal(r.writes, 4); /* asked about each of the four, wrote once */
+    assert_false(out.in_flight);
+    assert_int_equal(w.sent, 0);
+    assert_int_equal(out.acked, since + 4);
+    assert_int_equal(out.acked, hy_store_revision(f->a));
+    /* and what comes in scope next goes out as usual */
+    put(f->a, "MeshTimeout", "default", "t1", NULL, NULL);
+    assert_int_equal(hy_kds_outbox_next(&out, f->a, &zone_scope, capture, &w), 0);
+    assert_true(out.in_flight);
+    assert_int_equal(w.sent, 1);
+    assert_int_equal(w.last->n_upserts, 1);
+    assert_int_equal(w.last->to, since + 5);
+    hypha__v1__changes__free_unpacked(w.last, NULL);
+    hy_kds_outbox_fini(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -906,6 +971,7 @@ int main(void)
         T(test_snapshot_parts),
         T(test_snapshot_parts_drop),
         T(test_snapshot_parts_outbox),
+        T(test_outbox_log_grows_while_skipping),
 #undef T
         cmocka_unit_test(test_fanout_fair),
         cmocka_unit_test(test_snapshot_budget),
