@@ -3,7 +3,7 @@
 # builds with ASan + UBSan, runs every test with ctest, then runs each fuzz
 # target for a bounded time. Exits non-zero on any failure.
 #
-#   HYPHA_FUZZ_SECONDS  seconds per fuzz target (default 20; 0 skips fuzzing)
+#   HYPHA_FUZZ_SECONDS  seconds per fuzz target (default 5; 0 skips fuzzing; longer runs: e.g. 60)
 #   HYPHA_BUILD_DIR     sanitizer build directory (default build-tests; ThreadSanitizer
 #                       builds the sidecar and what its tests start in <dir>-tsan)
 set -euo pipefail
@@ -14,7 +14,7 @@ cd "$top"
 hy_install_packages $HY_BUILD_PACKAGES $HY_TEST_PACKAGES
 
 build=${HYPHA_BUILD_DIR:-build-tests}
-fuzz_seconds=${HYPHA_FUZZ_SECONDS:-20}
+fuzz_seconds=${HYPHA_FUZZ_SECONDS:-5}
 # tests/fuzz/fuzz_<name>.c, each with its seed corpus in tests/fuzz/corpus/<name>/
 fuzz_targets=(codec token http_response cli_json config kds kds_changes dp sni permit dp_parts h1 h2_in cni_conf prom_merge dns h2c_front alog_format trace_headers ws_frame ws_handshake)
 jobs=$(nproc)
