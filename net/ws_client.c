@@ -42,12 +42,9 @@ struct hy_ws_client {
     bool in_connect;
     struct lws *live[LIVE_MAX]; /* wsis whose user data is conn until WSI_DESTROY */
     unsigned attempt_timeout_ms;
-    char *host;              /* without brackets */
-    char *hostport;          /* "host:port" / "[v6]:port": Host header and peer */
-    char *path;              /* starts with '/' */
+    struct hy_ws_url url;    /* host, host:port (Host header and peer), path, port */
     const char *subprotocol; /* the context's */
     char *name;              /* the peer in log lines */
-    int port;
     bool skip_verify;
     struct hy_ws_backoff bo;
     uv_timer_t *timer;      /* next attempt, the watchdog of one, or a deferred stop */
@@ -217,7 +214,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (cl->timer)
             uv_timer_stop(cl->timer); /* the watchdog */
         cl->opened_ms = hy_ws_now_ms();
-        hy_ws_conn_opened(c, wsi, cl->hostport);
+        hy_ws_conn_opened(c, wsi, cl->url.hostport);
         return 0;
     case LWS_CALLBACK_CLIENT_RECEIVE:
         return c->wsi == wsi ? hy_ws_conn_receive(c, in, len) : 0;
@@ -259,11 +256,11 @@ static void do_connect(struct hy_ws_client *cl)
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof(i));
     i.context = cl->ctx;
-    i.address = cl->host;
-    i.port = cl->port;
-    i.path = cl->path;
-    i.host = cl->hostport; /* lws strips ":port" to check the certificate's name */
-    i.origin = cl->hostport;
+    i.address = cl->url.host;
+    i.port = cl->url.port;
+    i.path = cl->url.path;
+    i.host = cl->url.hostport; /* lws strips ":port" to check the certificate's name */
+    i.origin = cl->url.hostport;
     i.protocol = cl->subprotocol;
     i.local_protocol_name = cl->subprotocol;
     i.alpn = "http/1.1";
@@ -442,24 +439,14 @@ void hy_ws_client_ctx_free(struct hy_ws_client_ctx *x)
     free(x);
 }
 
-/* cl takes u's parts (what it had goes). */
-static void adopt_url(struct hy_ws_client *cl, struct hy_ws_url *u)
-{
-    free(cl->host);
-    free(cl->hostport);
-    free(cl->path);
-    cl->host = u->host;
-    cl->hostport = u->hostport;
-    cl->path = u->path;
-    cl->port = u->port;
-}
-
 static int parse_url(struct hy_ws_client *cl, const char *url)
 {
     struct hy_ws_url u;
     int rc = hy_ws_url_parse(url, &u);
-    if (rc == 0)
-        adopt_url(cl, &u);
+    if (rc == 0) {
+        hy_ws_url_fini(&cl->url);
+        cl->url = u;
+    }
     return rc;
 }
 
@@ -571,7 +558,8 @@ int hy_ws_client_set_url(struct hy_ws_client *c, const char *url)
         hy_ws_url_fini(&u);
         return rc < 0 ? rc : HY_ENOMEM;
     }
-    adopt_url(c, &u);
+    hy_ws_url_fini(&c->url);
+    c->url = u;
     free(c->name);
     c->name = name;
     return 0;
@@ -611,9 +599,7 @@ void hy_ws_client_free(struct hy_ws_client *c)
             lws_set_wsi_user(c->live[i], NULL);
     ctx_fini(&c->own); /* nothing when shared */
     hy_ws_conn_drop_buffers(&c->conn);
-    free(c->host);
-    free(c->hostport);
-    free(c->path);
+    hy_ws_url_fini(&c->url);
     free(c->name);
     free(c);
 }

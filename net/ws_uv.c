@@ -249,11 +249,12 @@ static void send_upgrade(struct hy_ws_client *cl)
     hy_wsu_random(rnd, sizeof(rnd));
     hy_wsf_key(rnd, cl->key);
     char req[1024];
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-                     "Sec-WebSocket-Protocol: %s\r\nOrigin: %s\r\n\r\n",
-                     cl->path, cl->hostport, cl->key, cl->xctx->subprotocol, cl->hostport);
+    int n =
+        snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
+                 "Sec-WebSocket-Protocol: %s\r\nOrigin: %s\r\n\r\n",
+                 cl->url.path, cl->url.hostport, cl->key, cl->xctx->subprotocol, cl->url.hostport);
     cl->hs = malloc(HY_WSF_RESPONSE_MAX);
     if (n < 0 || (size_t)n >= sizeof(req) || !cl->hs) {
         hy_wsu_teardown(cl, "cannot make the upgrade request (path too long or out of memory)");
@@ -370,13 +371,14 @@ static void connected(uv_connect_t *req, int status)
     }
     wolfSSL_SetIOReadCtx(cl->ssl, cl);
     wolfSSL_SetIOWriteCtx(cl->ssl, cl);
-    if (!cl->xctx->skip_verify && wolfSSL_check_domain_name(cl->ssl, cl->host) != WOLFSSL_SUCCESS) {
+    if (!cl->xctx->skip_verify &&
+        wolfSSL_check_domain_name(cl->ssl, cl->url.host) != WOLFSSL_SUCCESS) {
         hy_wsu_teardown(cl, "TLS: cannot set the name to verify");
         return;
     }
-    if (!cl->host_is_ip)
-        (void)wolfSSL_UseSNI(cl->ssl, WOLFSSL_SNI_HOST_NAME, cl->host,
-                             (unsigned short)strlen(cl->host));
+    if (!cl->url.host_is_ip)
+        (void)wolfSSL_UseSNI(cl->ssl, WOLFSSL_SNI_HOST_NAME, cl->url.host,
+                             (unsigned short)strlen(cl->url.host));
     char alpn[] = "http/1.1";
     (void)wolfSSL_UseALPN(cl->ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH);
     uv_tcp_nodelay(&s->tcp, 1);
@@ -413,7 +415,7 @@ static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
         cl->res = NULL;
     if (cl && (status < 0 || !ai)) {
         char why[200];
-        snprintf(why, sizeof(why), "cannot resolve %s: %s", cl->host, uv_strerror(status));
+        snprintf(why, sizeof(why), "cannot resolve %s: %s", cl->url.host, uv_strerror(status));
         hy_wsu_teardown(cl, why);
     } else if (cl) {
         start_tcp(cl, ai->ai_addr);
@@ -435,10 +437,11 @@ static void do_connect(struct hy_ws_client *cl)
     cl->attempt_ms = hy_wsu_now_ms();
     uv_update_time(cl->loop);
     uv_timer_start(cl->timer, hy_wsu_on_timer, cl->attempt_timeout_ms, 0); /* the watchdog */
-    if (cl->host_is_ip) { /* no resolver thread (and its malloc arena) for an address */
+    if (cl->url.host_is_ip) { /* no resolver thread (and its malloc arena) for an address */
         struct sockaddr_storage ss;
-        int rc = strchr(cl->host, ':') ? uv_ip6_addr(cl->host, cl->port, (struct sockaddr_in6 *)&ss)
-                                       : uv_ip4_addr(cl->host, cl->port, (struct sockaddr_in *)&ss);
+        int rc = strchr(cl->url.host, ':')
+                     ? uv_ip6_addr(cl->url.host, cl->url.port, (struct sockaddr_in6 *)&ss)
+                     : uv_ip4_addr(cl->url.host, cl->url.port, (struct sockaddr_in *)&ss);
         if (rc < 0)
             hy_wsu_teardown(cl, "cannot use the server's address");
         else
@@ -453,9 +456,9 @@ static void do_connect(struct hy_ws_client *cl)
     r->cl = cl;
     cl->res = r;
     char port[8];
-    snprintf(port, sizeof(port), "%d", cl->port);
+    snprintf(port, sizeof(port), "%d", cl->url.port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    int rc = uv_getaddrinfo(cl->loop, &r->req, resolved, cl->host, port, &hints);
+    int rc = uv_getaddrinfo(cl->loop, &r->req, resolved, cl->url.host, port, &hints);
     if (rc < 0) {
         cl->res = NULL;
         free(r);
@@ -617,25 +620,14 @@ void hy_ws_client_ctx_free(struct hy_ws_client_ctx *x)
 
 /* ---- client ---- */
 
-/* cl takes u's parts (what it had goes). */
-static void adopt_url(struct hy_ws_client *cl, struct hy_ws_url *u)
-{
-    free(cl->host);
-    free(cl->hostport);
-    free(cl->path);
-    cl->host = u->host;
-    cl->hostport = u->hostport;
-    cl->path = u->path;
-    cl->port = u->port;
-    cl->host_is_ip = u->host_is_ip;
-}
-
 static int parse_url(struct hy_ws_client *cl, const char *url)
 {
     struct hy_ws_url u;
     int rc = hy_ws_url_parse(url, &u);
-    if (rc == 0)
-        adopt_url(cl, &u);
+    if (rc == 0) {
+        hy_ws_url_fini(&cl->url);
+        cl->url = u;
+    }
     return rc;
 }
 
@@ -764,7 +756,8 @@ int hy_ws_client_set_url(struct hy_ws_client *c, const char *url)
         hy_ws_url_fini(&u);
         return rc < 0 ? rc : HY_ENOMEM;
     }
-    adopt_url(c, &u);
+    hy_ws_url_fini(&c->url);
+    c->url = u;
     free(c->name);
     c->name = name;
     return 0;
@@ -801,9 +794,7 @@ void hy_ws_client_free(struct hy_ws_client *c)
     hy_wsu_drop_queue(&c->conn);
     hy_wsf_parser_fini(&c->parser);
     free(c->hs);
-    free(c->host);
-    free(c->hostport);
-    free(c->path);
+    hy_ws_url_fini(&c->url);
     free(c->name);
     free(c);
 }

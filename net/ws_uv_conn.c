@@ -185,14 +185,14 @@ static void on_open(struct hy_ws_client *cl)
     c->close_reason[0] = '\0';
     cl->opened_ms = cl->last_rx_ms = hy_wsu_now_ms();
     cl->want_ping = cl->ping_sent = cl->want_pong = false;
-    snprintf(c->peer, sizeof(c->peer), "%s", cl->hostport);
+    snprintf(c->peer, sizeof(c->peer), "%s", cl->url.hostport);
     hy_wsf_parser_init(&cl->parser, cl->max_message, false);
     uint64_t every = cl->ping_ms < 1000 ? cl->ping_ms : 1000;
     uv_timer_start(cl->tick, hy_wsu_on_timer, every, every);
     hy_log(HY_LOG_INFO, "ws", "client: connection with %s open", c->peer);
     if (cl->cb.on_open) {
         cl->depth++;
-        cl->cb.on_open(cl->ud, c, cl->hostport);
+        cl->cb.on_open(cl->ud, c, cl->url.hostport);
         cl->depth--;
     }
 }

@@ -12,6 +12,7 @@
 #include <wolfssl/ssl.h>
 
 #include "ws.h"
+#include "ws_url.h"
 #include "ws_frame.h"
 
 #define HY_WSU_FRAG (64u << 10)     /* bytes of payload per data frame sent */
@@ -79,9 +80,8 @@ struct hy_ws_client {
     struct hy_ws_backoff bo;
     unsigned attempt_timeout_ms;
     struct hy_ws_client_ctx own, *xctx;
-    char *host, *hostport, *path, *name;
-    int port;
-    bool host_is_ip;
+    struct hy_ws_url url; /* host, host:port (Host header and peer), path, port */
+    char *name;
     bool stopping, stopped;
     int depth;         /* user callbacks running */
     uv_timer_t *timer; /* next attempt, an attempt's watchdog, a deferred stop */
