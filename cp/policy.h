@@ -276,6 +276,11 @@ void hy_policy_warnings(const struct hy_resource *r, struct hy_diag *w);
  * conf is of another message type than c's. */
 int hy_policy_conf_merge(struct hy_policy_conf *c, const ProtobufCMessage *conf,
                          const struct hy_policy_origin *o);
+/* For policies with one top-level `default` (MeshMetric, MeshTrace): the
+ * `default` of each policy of type in s merged in s's order into out. 0,
+ * HY_ENOMEM, or HY_EINVAL for a type without a message field `default`. */
+int hy_policy_default_merge(const struct hy_policy_set *s, const ProtobufCMessageDescriptor *type,
+                            struct hy_policy_conf *out);
 /* The origin of the value at path, or NULL when no entry set it. */
 const struct hy_policy_origin *hy_policy_conf_origin(const struct hy_policy_conf *c,
                                                      const char *path);

@@ -215,6 +215,30 @@ int hy_policy_conf_merge(struct hy_policy_conf *c, const ProtobufCMessage *conf,
     return merge_into(c, c->conf, conf, "", o);
 }
 
+int hy_policy_default_merge(const struct hy_policy_set *s, const ProtobufCMessageDescriptor *type,
+                            struct hy_policy_conf *out)
+{
+    memset(out, 0, sizeof(*out));
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(type, "default");
+    if (!f || f->type != PROTOBUF_C_TYPE_MESSAGE)
+        return HY_EINVAL;
+    for (size_t i = 0; i < s->n; i++) {
+        const struct hy_resource *r = s->v[i].r;
+        if (r->spec->descriptor != type)
+            continue;
+        const ProtobufCMessage *d =
+            *(ProtobufCMessage *const *)(const void *)((const char *)r->spec + f->offset);
+        struct hy_policy_origin o = {r, "default", 0};
+        int rc = hy_policy_conf_merge(out, d, &o); /* no default: validation refuses it */
+        if (rc < 0) {
+            hy_policy_conf_fini(out);
+            return rc;
+        }
+    }
+    return 0;
+}
+
 const struct hy_policy_origin *hy_policy_conf_origin(const struct hy_policy_conf *c,
                                                      const char *path)
 {

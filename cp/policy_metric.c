@@ -15,22 +15,7 @@
 
 int hy_policy_metric_merge(const struct hy_policy_set *s, struct hy_policy_conf *out)
 {
-    memset(out, 0, sizeof(*out));
-    for (size_t i = 0; i < s->n; i++) {
-        const struct hy_resource *r = s->v[i].r;
-        if (r->spec->descriptor != &hypha__v1__mesh_metric__descriptor)
-            continue;
-        const Hypha__V1__MeshMetric *m = (const Hypha__V1__MeshMetric *)r->spec;
-        if (!m->default_)
-            continue; /* validation refuses it */
-        struct hy_policy_origin o = {r, "default", 0};
-        int rc = hy_policy_conf_merge(out, &m->default_->base, &o);
-        if (rc < 0) {
-            hy_policy_conf_fini(out);
-            return rc;
-        }
-    }
-    return 0;
+    return hy_policy_default_merge(s, &hypha__v1__mesh_metric__descriptor, out);
 }
 
 static const Hypha__V1__MeshMetric__Prometheus *
