@@ -20,6 +20,7 @@ const char *hy_strerror(int err)
         [HY_ECRYPTO - HY_EFIRST] = "crypto library failure",
         [HY_EVERIFY - HY_EFIRST] = "verification failed",
         [HY_EUNAVAIL - HY_EFIRST] = "store database unavailable",
+        [HY_EBUSY - HY_EFIRST] = "store database busy (lock wait timed out)",
     };
     if (err == 0)
         return "success";

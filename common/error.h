@@ -18,6 +18,7 @@ enum hy_err {
     HY_ECRYPTO,            /* the crypto library failed (wolfSSL) */
     HY_EVERIFY,            /* a signature, certificate or token did not verify */
     HY_EUNAVAIL,           /* the store's database cannot be reached now: retry later */
+    HY_EBUSY,              /* the store's database did not grant a lock in time: retry later */
     HY_ELAST
 };
 

@@ -148,6 +148,13 @@ static void store_error(struct hy_http_resp *resp, int rc, const char *what)
                  what);
         hy_http_error(resp, 503, "Store unavailable", details, NULL);
         break;
+    case HY_EBUSY:
+        snprintf(details, sizeof(details),
+                 "%s: the store's database did not grant the write lock in time (another writer "
+                 "held it: a stopped control plane replica?); nothing was written: retry later",
+                 what);
+        hy_http_error(resp, 503, "Store busy", details, NULL);
+        break;
     default:
         snprintf(details, sizeof(details), "%s: %s", what, hy_strerror(rc));
         hy_http_error(resp, 500, "Store error", details, NULL);
@@ -190,7 +197,7 @@ static int mesh_exists(struct hy_cp_api *api, const char *mesh)
 {
     struct hy_resource *m = NULL;
     int rc = hy_store_get(api->store, "Mesh", NULL, mesh, &m);
-    if (rc == HY_EUNAVAIL)
+    if (hy_store_retry_later(rc))
         return rc;
     if (rc < 0)
         return 0;
@@ -664,7 +671,7 @@ static int write_prepare(struct hy_cp_write_job *j)
         if (rc == 0)
             rc = check_writes(api, v, aw->lines, aw->nuser, &d);
         free(v);
-        if (rc == HY_EUNAVAIL)
+        if (hy_store_retry_later(rc))
             store_error(answer_of(aw), rc, "checking the write");
         else if (rc < 0)
             hy_http_error(answer_of(aw), 500, "Out of memory", "nothing was written", NULL);
@@ -789,6 +796,7 @@ static void put_one(struct hy_cp_api *api, const struct hy_http_req *req, struct
         return;
     struct hy_diag d = {.source = source_name(req)};
     struct hy_resource *r = docs.v[0].res;
+    int crc;
     if (docs.n != 1)
         hy_diag_add(&d, 0, 0, "", "expected one resource, found %zu (use POST /_apply for many)",
                     docs.n);
@@ -801,8 +809,8 @@ static void put_one(struct hy_cp_api *api, const struct hy_http_req *req, struct
     else if (mesh && (!r->meta->mesh || strcmp(r->meta->mesh, mesh) != 0))
         hy_diag_add(&d, docs.v[0].line, 1, "mesh", "\"%s\" does not match the path's \"%s\"",
                     r->meta->mesh ? r->meta->mesh : "", mesh);
-    else if (check_write(api, r, NULL, &d) == HY_EUNAVAIL) {
-        store_error(resp, HY_EUNAVAIL, "checking the write");
+    else if (hy_store_retry_later(crc = check_write(api, r, NULL, &d))) {
+        store_error(resp, crc, "checking the write");
         goto out;
     }
     uint64_t version = HY_VERSION_ANY;
@@ -920,7 +928,7 @@ static void apply(struct hy_cp_api *api, const struct hy_http_req *req, struct h
         lines[i] = docs.v[i].line;
     }
     int crc = check_writes(api, v, lines, docs.n, &d);
-    if (crc == HY_EUNAVAIL) {
+    if (hy_store_retry_later(crc)) {
         store_error(resp, crc, "checking the writes");
         goto out;
     }

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "error.h"
 #include "resource.h"
 
 struct hy_store;
@@ -37,6 +38,12 @@ struct hy_store_config {
  * password) and the backend's reason, -errno for the directory,
  * HY_EUNAVAIL when the database cannot be reached. */
 int hy_store_open(const struct hy_store_config *cfg, struct hy_store **out);
+/* True for the errors after which the same call may succeed later with
+ * nothing changed by the caller (HY_EUNAVAIL, HY_EBUSY): an API answers 503. */
+static inline bool hy_store_retry_later(int rc)
+{
+    return rc == HY_EUNAVAIL || rc == HY_EBUSY;
+}
 /* Closes and frees; NULL is fine. No other call may be in flight. */
 void hy_store_close(struct hy_store *s);
 /* The backend's name: "lmdb" or "postgres". */
@@ -99,8 +106,10 @@ struct hy_store_write {
  * index), HY_ETOOBIG (key over the backend's limit, or too many changes for
  * one transaction), HY_EFULL (map full: nothing written), -EROFS (store
  * opened read-only), HY_EUNAVAIL (the database cannot be reached: nothing
- * written, or for a commit cut off, perhaps written), HY_ESTORE. Reads
- * return HY_EUNAVAIL the same way. *failed = n when the commit itself failed;
+ * written, or for a commit cut off, perhaps written), HY_EBUSY (PostgreSQL:
+ * another session held the write lock past lock_timeout, or a statement
+ * ran past statement_timeout: nothing written), HY_ESTORE. Reads return
+ * HY_EUNAVAIL and HY_EBUSY the same way. *failed = n when the commit itself failed;
  * failed may be NULL. Watchers are woken after a successful commit that
  * changed something. */
 int hy_store_apply(struct hy_store *s, struct hy_store_write *w, size_t n, size_t *failed);

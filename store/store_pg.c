@@ -168,19 +168,25 @@ static char *shown_url(const char *url)
     return strdup(len ? buf : "(libpq defaults)");
 }
 
+/* Server-side limits on every session: a control plane replica stopped
+ * (not killed) inside a write transaction holds the row lock every writer
+ * takes; after IDLE_TX the server ends its session and the lock goes. A
+ * writer waits for a lock at most LOCK_WAIT (longer than IDLE_TX, so that a
+ * stopped replica's lock is gone first) and then fails with HY_EBUSY, and
+ * no statement runs longer than STATEMENT_MAX: a stuck database fails
+ * calls (503) instead of blocking an API writer for ever. */
+#define SESSION_LIMITS                                                                             \
+    "-c idle_in_transaction_session_timeout=10s -c lock_timeout=15s -c statement_timeout=60s"
+
 /* A new connection to url, with timeouts so that a dead server fails calls
- * in seconds rather than at TCP's pace; the user's own settings win. */
+ * in seconds rather than at TCP's pace; the user's own settings win (an
+ * `options` in the URL replaces SESSION_LIMITS whole). */
 static PGconn *connect_db(const char *url, const char *app)
 {
-    const char *const keys[] = {"connect_timeout",
-                                "keepalives_idle",
-                                "keepalives_interval",
-                                "keepalives_count",
-                                "tcp_user_timeout",
-                                "application_name",
-                                "dbname",
-                                NULL};
-    const char *const vals[] = {"5", "10", "3", "3", "15000", app, url, NULL};
+    const char *const keys[] = {"connect_timeout",  "keepalives_idle",  "keepalives_interval",
+                                "keepalives_count", "tcp_user_timeout", "options",
+                                "application_name", "dbname",           NULL};
+    const char *const vals[] = {"5", "10", "3", "3", "15000", SESSION_LIMITS, app, url, NULL};
     return PQconnectdbParams(keys, vals, 1);
 }
 
@@ -258,6 +264,14 @@ static int fail(struct pg_store *ps, PGresult *r, const char *what)
     }
     if (strcmp(state, "54000") == 0)
         return HY_ETOOBIG;
+    if (strcmp(state, "55P03") == 0 ||
+        strcmp(state, "57014") == 0) { /* lock or statement timeout */
+        hy_log(HY_LOG_WARN, "store",
+               "postgres %s: %s: %s (another session held the lock or the database is stuck); "
+               "nothing written, the caller may retry",
+               ps->shown, what, first_line(msg, line, sizeof(line)));
+        return HY_EBUSY;
+    }
     hy_log(HY_LOG_ERROR, "store", "postgres %s: %s: %s (SQLSTATE %s)", ps->shown, what,
            first_line(msg, line, sizeof(line)), state);
     return HY_ESTORE;

@@ -19,7 +19,8 @@ fuzz_seconds=${HYPHA_FUZZ_SECONDS:-5}
 fuzz_targets=(codec token http_response cli_json config kds kds_changes dp sni permit dp_parts h1 h2_in cni_conf prom_merge dns h2c_front alog_format trace_headers ws_frame ws_handshake)
 jobs=$(nproc)
 
-step() { printf '\n== %s\n' "$*"; }
+# each step prints the run's elapsed time, so a slow step shows in the log
+step() { printf '\n== [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 
 step "format and source checks"
 mapfile -t sources < <(git ls-files '*.c' '*.h' 2>/dev/null ||

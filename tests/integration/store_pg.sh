@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # hypha-global on the PostgreSQL store: apply/get/list/delete through
 # hyphactl, a restart keeps the data, `migrate` is idempotent, `store copy`
-# moves an LMDB store in (verified), and PostgreSQL stopped under the
+# moves an LMDB store in (verified), a write lock held by another session
+# answers 503 after lock_timeout instead of hanging, PostgreSQL stopped under the
 # running control plane: writes answer 503 with a clear message, the
 # control plane recovers by itself once it is back and nothing
 # acknowledged is lost. Skipped (77) only without the PostgreSQL binaries.
@@ -59,6 +60,34 @@ hy_stop "$GLOBAL_PID"
 hy_start_global g "${PG[@]}"
 run ctl get mtp allow-web-to-backend -m default -o yaml
 hy_contains "a restart keeps the data" "name: allow-web-to-backend" "$o"
+
+# ---- a write lock held by another session (as a replica stopped inside a
+# write transaction would): a write waits lock_timeout, then answers 503
+# naming the cause instead of hanging, and writes work once the lock goes
+"$HY_PG_BIN/psql" -q "$HY_PG_URL application_name=hy-blocker" \
+    -c 'BEGIN' -c 'SELECT revision FROM hy_meta WHERE id = 1 FOR UPDATE' \
+    -c 'SELECT pg_sleep(300)' >/dev/null 2>&1 &
+BLOCKER_PID=$!
+HY_PIDS+=("$BLOCKER_PID")
+blocking() {
+    [ "$("$HY_PG_BIN/psql" -tAq "$HY_PG_URL" -c "SELECT count(*) FROM pg_stat_activity
+        WHERE application_name = 'hy-blocker' AND query LIKE '%pg_sleep%'")" = 1 ]
+}
+hy_check "another session holds the write lock" hy_wait_for 20 blocking
+sed 's/name: retry-backend/name: while-locked/' "$DATA/meshretry.yaml" >"$HY_TMP/locked.yaml"
+code=$(hy_status PUT "$GLOBAL_URL/meshes/default/meshretries/while-locked" \
+    -H 'Content-Type: application/yaml' --data-binary @"$HY_TMP/locked.yaml")
+hy_eq "a write behind the held lock answers 503" 503 "$code"
+hy_contains "saying the lock was not granted" "did not grant the write lock" "$(hy_body)"
+hy_contains "the log names the lock timeout" "lock timeout" "$(cat "$GLOBAL_LOG")"
+"$HY_PG_BIN/psql" -q "$HY_PG_URL" -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+    WHERE application_name = 'hy-blocker'" >/dev/null
+wait "$BLOCKER_PID" 2>/dev/null || true
+code=$(hy_status PUT "$GLOBAL_URL/meshes/default/meshretries/while-locked" \
+    -H 'Content-Type: application/yaml' --data-binary @"$HY_TMP/locked.yaml")
+hy_eq "once the lock is gone the write succeeds" 201 "$code"
+run ctl get meshretry while-locked -m default
+hy_eq "and is there" 0 "$rc"
 
 # ---- PostgreSQL goes away under the running control plane
 sed 's/name: retry-backend/name: while-down/' "$DATA/meshretry.yaml" >"$HY_TMP/down.yaml"
