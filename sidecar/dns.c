@@ -1,14 +1,14 @@
 /* The sidecar's DNS answers (dns.h): a sorted table of the mesh's names
- * and one query handler, every message parsed and built by ldns. */
+ * and one query handler, every message parsed and built by ldns (called
+ * through LDNS, loaded by hy_dns_ldns_load: dns_ldns.h). */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <ldns/ldns.h>
-
 #include "dns.h"
+#include "dns_ldns.h"
 #include "error.h"
 #include "poison.h"
 
@@ -122,20 +122,20 @@ static bool in_mesh_zone(const char *name)
 /* An answer to q (a parsed query, NULL: only its id is known) with rcode. */
 static ldns_pkt *answer_to(const ldns_pkt *q, uint16_t id, ldns_pkt_rcode rcode)
 {
-    ldns_pkt *r = ldns_pkt_new();
+    ldns_pkt *r = LDNS->pkt_new();
     if (!r)
         return NULL;
-    ldns_pkt_set_id(r, id);
-    ldns_pkt_set_qr(r, true);
-    ldns_pkt_set_opcode(r, LDNS_PACKET_QUERY);
-    ldns_pkt_set_rcode(r, (uint8_t)rcode);
-    ldns_pkt_set_ra(r, true);
+    LDNS->pkt_set_id(r, id);
+    LDNS->pkt_set_qr(r, true);
+    LDNS->pkt_set_opcode(r, LDNS_PACKET_QUERY);
+    LDNS->pkt_set_rcode(r, (uint8_t)rcode);
+    LDNS->pkt_set_ra(r, true);
     if (q) {
-        ldns_pkt_set_rd(r, ldns_pkt_rd(q));
-        ldns_rr *qr = ldns_rr_clone(ldns_rr_list_rr(ldns_pkt_question(q), 0));
-        if (!qr || !ldns_pkt_push_rr(r, LDNS_SECTION_QUESTION, qr)) {
-            ldns_rr_free(qr);
-            ldns_pkt_free(r);
+        LDNS->pkt_set_rd(r, LDNS->pkt_rd(q));
+        ldns_rr *qr = LDNS->rr_clone(LDNS->rr_list_rr(LDNS->pkt_question(q), 0));
+        if (!qr || !LDNS->pkt_push_rr(r, LDNS_SECTION_QUESTION, qr)) {
+            LDNS->rr_free(qr);
+            LDNS->pkt_free(r);
             return NULL;
         }
     }
@@ -145,28 +145,28 @@ static ldns_pkt *answer_to(const ldns_pkt *q, uint16_t id, ldns_pkt_rcode rcode)
 /* An A or AAAA record for owner (cloned) with data. */
 static ldns_rr *address_rr(const ldns_rdf *owner, ldns_rr_type type, const uint8_t *data)
 {
-    ldns_rr *rr = ldns_rr_new();
-    ldns_rdf *o = ldns_rdf_clone(owner);
-    ldns_rdf *d = type == LDNS_RR_TYPE_A ? ldns_rdf_new_frm_data(LDNS_RDF_TYPE_A, 4, data)
-                                         : ldns_rdf_new_frm_data(LDNS_RDF_TYPE_AAAA, 16, data);
+    ldns_rr *rr = LDNS->rr_new();
+    ldns_rdf *o = LDNS->rdf_clone(owner);
+    ldns_rdf *d = type == LDNS_RR_TYPE_A ? LDNS->rdf_new_frm_data(LDNS_RDF_TYPE_A, 4, data)
+                                         : LDNS->rdf_new_frm_data(LDNS_RDF_TYPE_AAAA, 16, data);
     if (!rr || !o || !d) {
-        ldns_rr_free(rr);
-        ldns_rdf_deep_free(o);
-        ldns_rdf_deep_free(d);
+        LDNS->rr_free(rr);
+        LDNS->rdf_deep_free(o);
+        LDNS->rdf_deep_free(d);
         return NULL;
     }
-    ldns_rr_set_owner(rr, o);
-    ldns_rr_set_type(rr, type);
-    ldns_rr_set_class(rr, LDNS_RR_CLASS_IN);
-    ldns_rr_set_ttl(rr, HY_DNS_TTL);
-    ldns_rr_push_rdf(rr, d);
+    LDNS->rr_set_owner(rr, o);
+    LDNS->rr_set_type(rr, type);
+    LDNS->rr_set_class(rr, LDNS_RR_CLASS_IN);
+    LDNS->rr_set_ttl(rr, HY_DNS_TTL);
+    LDNS->rr_push_rdf(rr, d);
     return rr;
 }
 
 static bool to_wire(ldns_pkt *r, uint8_t **out, size_t *outlen)
 {
-    bool ok = r && ldns_pkt2wire(out, r, outlen) == LDNS_STATUS_OK;
-    ldns_pkt_free(r);
+    bool ok = r && LDNS->pkt2wire(out, r, outlen) == LDNS_STATUS_OK;
+    LDNS->pkt_free(r);
     if (!ok) {
         *out = NULL;
         *outlen = 0;
@@ -189,54 +189,55 @@ enum hy_dns_action hy_dns_handle(const struct hy_dns_table *t, const uint8_t *in
     *out = NULL;
     *outlen = 0;
     ldns_pkt *q = NULL;
-    if (len > 65535 || ldns_wire2pkt(&q, in, len) != LDNS_STATUS_OK)
+    if (len > 65535 || LDNS->wire2pkt(&q, in, len) != LDNS_STATUS_OK)
         return malformed(in, len, out, outlen);
     enum hy_dns_action act = HY_DNS_MALFORMED;
-    const ldns_rr *qr = ldns_pkt_qdcount(q) == 1 ? ldns_rr_list_rr(ldns_pkt_question(q), 0) : NULL;
-    if (ldns_pkt_qr(q) || ldns_pkt_get_opcode(q) != LDNS_PACKET_QUERY || !qr ||
-        !ldns_rr_owner(qr)) {
-        ldns_pkt_free(q);
+    const ldns_rr *qr =
+        LDNS->pkt_qdcount(q) == 1 ? LDNS->rr_list_rr(LDNS->pkt_question(q), 0) : NULL;
+    if (LDNS->pkt_qr(q) || LDNS->pkt_get_opcode(q) != LDNS_PACKET_QUERY || !qr ||
+        !LDNS->rr_owner(qr)) {
+        LDNS->pkt_free(q);
         return malformed(in, len, out, outlen);
     }
-    char *owner = ldns_rdf2str(ldns_rr_owner(qr));
+    char *owner = LDNS->rdf2str(LDNS->rr_owner(qr));
     char name[256];
     if (!owner || !norm(owner, name, sizeof(name))) {
         free(owner);
-        ldns_pkt_free(q);
+        LDNS->pkt_free(q);
         return malformed(in, len, out, outlen);
     }
     free(owner);
     uint8_t v4[4], v6[16];
     bool has6 = false, known = hy_dns_table_lookup(t, name, v4, v6, &has6);
     if (!known && !in_mesh_zone(name)) {
-        ldns_pkt_free(q);
+        LDNS->pkt_free(q);
         return HY_DNS_FORWARD;
     }
     /* ours: the name's address, nothing (another type, or no IPv6 VIP),
      * or NXDOMAIN for a name the mesh does not have */
-    ldns_pkt *r = answer_to(q, ldns_pkt_id(q), known ? LDNS_RCODE_NOERROR : LDNS_RCODE_NXDOMAIN);
-    ldns_rr_type type = ldns_rr_get_type(qr);
-    bool in_class = ldns_rr_get_class(qr) == LDNS_RR_CLASS_IN;
+    ldns_pkt *r = answer_to(q, LDNS->pkt_id(q), known ? LDNS_RCODE_NOERROR : LDNS_RCODE_NXDOMAIN);
+    ldns_rr_type type = LDNS->rr_get_type(qr);
+    bool in_class = LDNS->rr_get_class(qr) == LDNS_RR_CLASS_IN;
     if (r) {
-        ldns_pkt_set_aa(r, true);
+        LDNS->pkt_set_aa(r, true);
         ldns_rr *a = NULL;
         if (known && in_class && type == LDNS_RR_TYPE_A)
-            a = address_rr(ldns_rr_owner(qr), LDNS_RR_TYPE_A, v4);
+            a = address_rr(LDNS->rr_owner(qr), LDNS_RR_TYPE_A, v4);
         else if (known && in_class && type == LDNS_RR_TYPE_AAAA && has6)
-            a = address_rr(ldns_rr_owner(qr), LDNS_RR_TYPE_AAAA, v6);
+            a = address_rr(LDNS->rr_owner(qr), LDNS_RR_TYPE_AAAA, v6);
         else
             a = NULL;
         bool want =
             known && in_class && (type == LDNS_RR_TYPE_A || (type == LDNS_RR_TYPE_AAAA && has6));
-        if (want && (!a || !ldns_pkt_push_rr(r, LDNS_SECTION_ANSWER, a))) {
-            ldns_rr_free(a);
-            ldns_pkt_free(r);
+        if (want && (!a || !LDNS->pkt_push_rr(r, LDNS_SECTION_ANSWER, a))) {
+            LDNS->rr_free(a);
+            LDNS->pkt_free(r);
             r = NULL;
         }
     }
     if (to_wire(r, out, outlen))
         act = HY_DNS_ANSWERED;
-    ldns_pkt_free(q);
+    LDNS->pkt_free(q);
     return act;
 }
 
@@ -244,11 +245,11 @@ uint8_t *hy_dns_servfail(const uint8_t *in, size_t len, size_t *outlen)
 {
     ldns_pkt *q = NULL;
     uint8_t *out = NULL;
-    if (ldns_wire2pkt(&q, in, len) != LDNS_STATUS_OK)
+    if (LDNS->wire2pkt(&q, in, len) != LDNS_STATUS_OK)
         return NULL;
-    to_wire(answer_to(ldns_pkt_qdcount(q) == 1 ? q : NULL, ldns_pkt_id(q), LDNS_RCODE_SERVFAIL),
+    to_wire(answer_to(LDNS->pkt_qdcount(q) == 1 ? q : NULL, LDNS->pkt_id(q), LDNS_RCODE_SERVFAIL),
             &out, outlen);
-    ldns_pkt_free(q);
+    LDNS->pkt_free(q);
     return out;
 }
 

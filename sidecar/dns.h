@@ -1,7 +1,9 @@
 /* The sidecar's DNS (transparent mode): A and AAAA answers for the mesh's
  * service names with their virtual IPs (from the config's outbounds), and
  * every other query forwarded to the host's resolvers (/etc/resolv.conf).
- * Messages are parsed and built with ldns. dns.c holds the table and the
+ * Messages are parsed and built with ldns, loaded when the server starts
+ * (dns_ldns.h) so that sidecars without DNS never map it or its
+ * libcrypto. dns.c holds the table and the
  * query handler (no I/O: unit tests and fuzz_dns drive it); dns_server.c
  * the UDP and TCP server on the control loop. */
 #ifndef HY_DNS_H
@@ -42,7 +44,9 @@ enum hy_dns_action {
 
 /* Handles one query message in[0..len): the answer (malloc'd, the
  * caller frees it) into *out and *outlen, or nothing. Cannot fail
- * otherwise; out of memory is HY_DNS_MALFORMED with *out NULL (dropped). */
+ * otherwise; out of memory is HY_DNS_MALFORMED with *out NULL (dropped).
+ * Here and in hy_dns_servfail, ldns must be loaded (hy_dns_ldns_load
+ * returned 0; hy_dns_new does it). */
 enum hy_dns_action hy_dns_handle(const struct hy_dns_table *t, const uint8_t *in, size_t len,
                                  uint8_t **out, size_t *outlen);
 
@@ -82,9 +86,10 @@ struct hy_metrics;
 /* Listens on 127.0.0.1:port and [::1]:port (when the host has IPv6), UDP
  * and TCP, on loop; forwards over the transport the query came on; answers from the
  * snapshot current holds; its counters in m (hypha_dp_dns_queries_total).
- * 0, or a negative code (logged: -errno such as -EADDRINUSE, or HY_ENOMEM);
- * either way *out is set unless out of memory made nothing, and is
- * stopped and freed as usual. Control loop. */
+ * Loads ldns first (hy_dns_ldns_load). 0, or a negative code (logged:
+ * -ELIBACC when ldns cannot be loaded, -errno such as -EADDRINUSE, or
+ * HY_ENOMEM); either way *out is set unless ldns or memory was missing,
+ * and is stopped and freed as usual. Control loop. */
 int hy_dns_new(uv_loop_t *loop, struct hy_agent_current *current, struct hy_metrics *m,
                uint16_t port, struct hy_dns **out);
 /* Closes its handles (run the loop afterwards). NULL is fine. */

@@ -13,9 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <ldns/ldns.h>
-
 #include "dns.h"
+#include "dns_ldns.h"
 #include "dp.h"
 #include "error.h"
 #include "log.h"
@@ -321,9 +320,9 @@ static void ft_next(struct fwd *f)
 static bool answers(const struct fwd *f, const uint8_t *answer, size_t n)
 {
     ldns_pkt *a = NULL;
-    bool ok = ldns_wire2pkt(&a, answer, n) == LDNS_STATUS_OK && ldns_pkt_qr(a) &&
-              ldns_pkt_id(a) == LDNS_ID_WIRE(f->q);
-    ldns_pkt_free(a);
+    bool ok = LDNS->wire2pkt(&a, answer, n) == LDNS_STATUS_OK && LDNS->pkt_qr(a) &&
+              LDNS->pkt_id(a) == LDNS_ID_WIRE(f->q);
+    LDNS->pkt_free(a);
     return ok;
 }
 
@@ -797,14 +796,20 @@ static void close_pair(struct hy_dns *d, int i)
 int hy_dns_new(uv_loop_t *loop, struct hy_agent_current *current, struct hy_metrics *m,
                uint16_t port, struct hy_dns **out)
 {
-    struct hy_dns *d = calloc(1, sizeof(*d));
     *out = NULL;
+    char why[512];
+    int rc = hy_dns_ldns_load(why, sizeof(why));
+    if (rc < 0) {
+        hy_log(HY_LOG_ERROR, "dns", "no DNS on port %u: %s", (unsigned)port, why);
+        return rc;
+    }
+    struct hy_dns *d = calloc(1, sizeof(*d));
     if (!d)
         return HY_ENOMEM;
     d->loop = loop;
     d->current = current;
     d->port = port;
-    int rc = open_metrics(d, m);
+    rc = open_metrics(d, m);
     if (rc == 0)
         rc = listen_on(d, 0, "127.0.0.1");
     *out = d; /* even when it failed: stopped and freed as always */

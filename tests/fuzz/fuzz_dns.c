@@ -12,6 +12,7 @@
 #include <ldns/ldns.h>
 
 #include "dns.h"
+#include "dns_ldns.h"
 #include "poison.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -35,7 +36,8 @@ static struct hy_dns_table *table(void)
     hypha__v1__dp_config__init(&cf);
     cf.outbounds = outs;
     cf.n_outbounds = 1;
-    if (hy_dns_table_new(&cf, &t) < 0)
+    char why[512];
+    if (hy_dns_ldns_load(why, sizeof(why)) < 0 || hy_dns_table_new(&cf, &t) < 0)
         abort();
     return t;
 }

@@ -21,6 +21,27 @@ B_PID=$DP_PID
 B_ADMIN=$DP_ADMIN
 ready() { curl -sf "$1/ready" >/dev/null; }
 hy_check "the sidecar becomes ready" hy_wait_for 15 ready "$B_ADMIN"
+# ldns and its libcrypto are loaded by the transparent mode's DNS only (sidecar/dns_ldns.h)
+hy_check "a sidecar without transparent mode maps neither libldns nor libcrypto/libssl" \
+    bash -c "! grep -E 'libldns|libcrypto|libssl' /proc/$B_PID/maps"
+# ...and a transparent one whose ldns cannot be loaded (libuv under its name
+# here) does not run without DNS: it exits at start, naming what is missing
+mkdir "$HY_TMP/noldns"
+ln -s "$(ldd "$HY_BIN/hypha-dp" | awk '$1 == "libuv.so.1" {print $3}')" "$HY_TMP/noldns/libldns.so.3"
+rc=0
+out=$(LD_LIBRARY_PATH=$HY_TMP/noldns "$HY_BIN/hypha-dp" run --cp-address "wss://127.0.0.1:$DP_PORT" \
+    --ca-cert-file "$ZCA" --dataplane-file "$DATA/dp/dataplane.yaml" \
+    --dataplane-token-file "$HY_TMP/backend-1.token" \
+    --dataplane-var "name=noldns-1,service=backend,port=21100,app_port=21101,out_port=21102" \
+    --admin-address 127.0.0.1:0 --transparent --transparent-outbound-port "$(hy_free_port)" \
+    --transparent-inbound-port "$(hy_free_port)" --transparent-dns-port "$(hy_free_port)" 2>&1) || rc=$?
+if [ "$rc" -ne 0 ]; then
+    hy_ok "transparent, ldns not loadable: hypha-dp exits ($rc)"
+else
+    hy_fail "transparent, ldns not loadable: hypha-dp ran on (rc 0)"
+fi
+hy_contains "naming the library and the function" \
+    "libldns.so.3 has no function ldns_pkt2wire" "$out"
 registered() { curl -sf "$E/meshes/default/dataplanes/$1" >/dev/null; }
 hy_check "its Dataplane is registered in the zone" registered backend-1
 at_global() { curl -sf "$GLOBAL_URL/meshes/default/dataplanes/east.$1" >/dev/null; }

@@ -5,8 +5,9 @@
 # before any frame, a frame announcing more than the message limit is
 # answered with close 1009 before its payload, a text frame with close 1003,
 # a ping with its pong, and a close with the same code. Also: hypha-dp
-# itself needs neither libwebsockets nor OpenSSL (libcrypto still comes in
-# through Debian's ldns, the DNS library of transparent mode), and refuses a
+# itself needs neither libwebsockets nor OpenSSL, nor ldns (the DNS library
+# of transparent mode, which links libcrypto: loaded when the DNS starts,
+# sidecar/dns_ldns.h), and refuses a
 # server whose certificate does not chain to its CA file or does not name
 # the host it dialled.
 . "$(dirname "$0")/lib.sh"
@@ -17,8 +18,8 @@ if ldd "$HY_BIN/hypha-dp" | grep -qE 'libwebsockets'; then
     exit 77
 fi
 libs=$(readelf -d "$HY_BIN/hypha-dp" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')
-hy_check "hypha-dp needs no libwebsockets, libssl or libcrypto itself ($libs)" \
-    bash -c "! grep -qE 'libwebsockets|libssl|libcrypto' <<<'$libs'"
+hy_check "hypha-dp needs no libwebsockets, libssl, libcrypto or libldns itself ($libs)" \
+    bash -c "! grep -qE 'libwebsockets|libssl|libcrypto|libldns' <<<'$libs'"
 
 cd "$HY_TMP"
 cert() { # NAME SAN CA: a P-256 certificate for SAN signed by CA

@@ -139,6 +139,7 @@ start_dp backend-1 backend --transparent --transparent-outbound-port 15101 \
 B_ADMIN=$ADMIN
 start_dp web-1 web # transparent by its Dataplane; DNS on 15053
 W_ADMIN=$ADMIN
+W_PID=${HY_PIDS[-1]}
 ready() { curl -sf "$1/ready" >/dev/null; }
 # bad input: redirect ports that clash, and a --transparent port that is none
 sed 's/redirectPortInbound: 15006/redirectPortInbound: 15001/' "$HY_TMP/web.yaml" >"$HY_TMP/bad.yaml"
@@ -180,6 +181,7 @@ case "$VIP" in 24[0-9].* | 25[0-5].*) hy_ok "the VIP is in 240.0.0.0/4 ($VIP)" ;
 hy_contains "with an IPv6 twin in fd00:fd00::/64" "fd00:fd00::" "$VIP6"
 a=$(drill @127.0.0.1 -p 15053 backend.mesh A | awk '$1 == "backend.mesh." && $4 == "A" {print $5}')
 hy_eq "DNS (UDP): backend.mesh A is the VIP" "$VIP" "$a"
+hy_check "the DNS loaded ldns (not linked: sidecar/dns_ldns.h)" grep -q libldns "/proc/$W_PID/maps"
 a=$(drill -t @127.0.0.1 -p 15053 backend.svc.mesh.local A |
     awk '$1 == "backend.svc.mesh.local." && $4 == "A" {print $5}')
 hy_eq "DNS (TCP): backend.svc.mesh.local A is the VIP" "$VIP" "$a"

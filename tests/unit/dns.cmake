@@ -1,1 +1,1 @@
-hy_unit_test(test_dns LIBS hypha-sidecar-core)
+hy_unit_test(test_dns LIBS hypha-sidecar-core PkgConfig::LDNS)
