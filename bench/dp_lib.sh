@@ -294,6 +294,12 @@ rate_run() {
         "http://127.0.0.1:$port/small" >/dev/null 2>&1 || true
     GOT=$(awk -v s="$seconds" 'END {printf "%.0f", NR / s}' "$log")
     read -r P50 P99 < <(log_pcts "$log")
+    # HYPHA_BENCH_KEEP_LOGS=DIR keeps each row's per-request log (h2load
+    # --log-file: start µs, status, duration µs) for finding where the tail is
+    if [ -n "${HYPHA_BENCH_KEEP_LOGS:-}" ]; then
+        mkdir -p "$HYPHA_BENCH_KEEP_LOGS"
+        cp "$log" "$HYPHA_BENCH_KEEP_LOGS/h2load-$port-$rate.log"
+    fi
 }
 bulk_mbs() { # PORT: median MB/s of three 64 MiB downloads
     local port=$1 i
