@@ -256,8 +256,19 @@ static void answer(struct hy_l7_ss *ss, unsigned status, const char *result, con
  * caller's header block has not ended in time. While a header block is
  * open nothing else may come on the connection (RFC 9113, 6.10), so a
  * peer holding one open (HEADERS, then no CONTINUATION) holds the whole
- * connection: the stream is answered 408 (no body) and the connection
- * goes away (GOAWAY, then closed once it is written). */
+ * connection: the stream is answered 408 (no body) with a GOAWAY, then
+ * reset once they are out (nghttp2 would drop a response queued behind
+ * the reset); with no stream left and the GOAWAY sent the session wants
+ * neither to read nor to write, and the connection closes (flush). */
+static void on_head_reset(uv_timer_t *t)
+{
+    struct hy_l7_ss *ss = t->data;
+    if (ss->closed || !ss->h2 || ss->h2->dead)
+        return;
+    nghttp2_submit_rst_stream(ss->h2->s, NGHTTP2_FLAG_NONE, ss->id, NGHTTP2_NO_ERROR);
+    hy_l7_h2_dirty(ss->h2);
+}
+
 static void on_head_timer(uv_timer_t *t)
 {
     struct hy_l7_ss *ss = t->data;
@@ -272,8 +283,9 @@ static void on_head_timer(uv_timer_t *t)
     ss->resp_end = ss->local = true;
     ss->result = "request_headers_timeout";
     submit(ss, &h, false, NULL, NULL);
-    nghttp2_session_terminate_session(h2->s, NGHTTP2_NO_ERROR);
-    hy_l7_h2_dirty(h2);
+    nghttp2_submit_goaway(h2->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h2->s),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    uv_timer_start(&ss->timer, on_head_reset, 1, 0); /* after the flush before the next poll */
 }
 
 static void head_timer_start(struct hy_l7_ss *ss)
