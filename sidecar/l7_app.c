@@ -276,6 +276,41 @@ void hy_l7_app_timeouts(struct hy_l7_app *a, uint64_t connect_ms, uint64_t idle_
     }
 }
 
+/* The inbound of config cf whose app a is (its service address and
+ * port), or NULL. */
+static const Hypha__V1__DpInbound *inbound_of(const Hypha__V1__DpConfig *cf, const char *host,
+                                              uint32_t port)
+{
+    for (size_t i = 0; cf && i < cf->n_inbounds; i++) {
+        const Hypha__V1__DpInbound *in = cf->inbounds[i];
+        const char *h =
+            in->service_address && in->service_address[0] ? in->service_address : "127.0.0.1";
+        if (in->service_port == port && !strcmp(h, host))
+            return in;
+    }
+    return NULL;
+}
+
+void hy_l7_app_retime(struct hy_l7_worker *lw, const Hypha__V1__DpConfig *cf)
+{
+    uint64_t now = uv_now(&lw->w->base.loop);
+    for (struct hy_l7_app *a = lw->idle, *next; a; a = next) {
+        next = a->next;
+        const Hypha__V1__DpInbound *in = inbound_of(cf, a->host, a->port);
+        uint64_t ms = in ? hy_px_inbound_idle_ms(in) : a->idle_ms;
+        if (ms == a->idle_ms)
+            continue;
+        a->idle_ms = ms;
+        if (!ms) {
+            uv_timer_stop(&a->timer);
+        } else if (now - a->idle_since >= ms) {
+            app_close(a, -1, NULL);
+        } else {
+            uv_timer_start(&a->timer, on_timer, ms - (now - a->idle_since), 0);
+        }
+    }
+}
+
 struct hy_l7_app *hy_l7_app_get(struct hy_l7_worker *lw, const char *host, uint32_t port,
                                 const struct hy_l7_app_ops *ops, void *u, bool fresh)
 {

@@ -401,6 +401,10 @@ void hy_l7_app_max_duration(struct hy_l7_app *a, uint64_t ms);
  * timeout); idle_ms (0: none), how long a may wait in the idle pool
  * before it is closed. Cannot fail. */
 void hy_l7_app_timeouts(struct hy_l7_app *a, uint64_t connect_ms, uint64_t idle_ms);
+/* A new config cf: the idle connections take its inbounds' idleTimeout
+ * now, not at their next use (closed at once if idle longer already).
+ * Cannot fail. */
+void hy_l7_app_retime(struct hy_l7_worker *lw, const Hypha__V1__DpConfig *cf);
 int hy_l7_app_write(struct hy_l7_app *a, const void *p, size_t n);
 size_t hy_l7_app_queued(const struct hy_l7_app *a);
 void hy_l7_app_expect(struct hy_l7_app *a, const char *method);
