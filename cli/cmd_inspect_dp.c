@@ -317,10 +317,17 @@ static int put_inbound_alog(struct hy_buf *out, const struct hy_json *r, const s
     return rc == 0 ? hy_buf_printf(out, " (%s)\n", str(al, "origin")) : rc;
 }
 
-/* One inbound's entries and matchers in the order the sidecar reads them. */
+static int put_conf_table(struct hy_buf *out, const struct hy_json *r);
+
+/* One inbound's entries and matchers in the order the sidecar reads them,
+ * or its merged conf. */
 static int put_inbound(struct hy_buf *out, const struct hy_json *r)
 {
     const struct hy_json *in = hy_json_get(r, "inbound"), *e = hy_json_get(r, "entries");
+    if (hy_json_get(r, "origin")) { /* a merged conf (MeshTimeout from and rules) */
+        int rc = hy_buf_printf(out, "  inbound %s", str(in, "port"));
+        return rc < 0 ? rc : put_conf_table(out, r);
+    }
     if (hy_json_get(e, "accessLog"))
         return put_inbound_alog(out, r, hy_json_get(e, "accessLog"));
     if (hy_json_get(e, "faults"))
@@ -479,15 +486,14 @@ static int put_routes(struct hy_buf *out, const struct hy_json *r, const struct 
     return rc == 0 ? put_table(out, &t, "    ") : (hy_table_fini(&t), rc);
 }
 
-static int put_outbound(struct hy_buf *out, const struct hy_json *r)
+/* A merged conf (r's "conf" and "origin"), one row per value, under the
+ * line out already has (": no entry matches" when there is none). */
+static int put_conf_table(struct hy_buf *out, const struct hy_json *r)
 {
-    if (hy_json_get(r, "routes"))
-        return put_routes(out, r, hy_json_get(r, "routes"));
-    const struct hy_json *ob = hy_json_get(r, "outbound"), *conf = hy_json_get(r, "conf");
-    int rc = hy_buf_printf(out, "  outbound %s to %s", str(ob, "port"), str(ob, "service"));
-    if (rc < 0 || !conf || conf->kind != HY_JSON_OBJECT)
-        return rc < 0 ? rc : hy_buf_puts(out, ": no entry matches\n");
-    rc = hy_buf_puts(out, ":\n");
+    const struct hy_json *conf = hy_json_get(r, "conf");
+    if (!conf || conf->kind != HY_JSON_OBJECT)
+        return hy_buf_puts(out, ": no entry matches\n");
+    int rc = hy_buf_puts(out, ":\n");
     static const char *const head[] = {"FIELD", "VALUE", "ORIGIN"};
     struct hy_table t;
     struct hy_buf path = {0};
@@ -497,6 +503,15 @@ static int put_outbound(struct hy_buf *out, const struct hy_json *r)
     }
     hy_buf_fini(&path);
     return rc;
+}
+
+static int put_outbound(struct hy_buf *out, const struct hy_json *r)
+{
+    if (hy_json_get(r, "routes"))
+        return put_routes(out, r, hy_json_get(r, "routes"));
+    const struct hy_json *ob = hy_json_get(r, "outbound");
+    int rc = hy_buf_printf(out, "  outbound %s to %s", str(ob, "port"), str(ob, "service"));
+    return rc < 0 ? rc : put_conf_table(out, r);
 }
 
 /* MeshMetric: one merged default for the whole proxy. */
@@ -562,6 +577,15 @@ static bool any_origin(const struct hy_json *list, const char *type, const char 
     return false;
 }
 
+/* Is any value of a merged conf's origins ({"path": "TYPE/NAME section[I]"}) of TYPE/NAME? */
+static bool any_value_origin(const struct hy_json *origins, const char *type, const char *name)
+{
+    for (size_t k = 1; origins && origins->kind == HY_JSON_OBJECT && k < origins->n; k += 2)
+        if (from_policy(hy_json_str(origins->items[k]), type, name))
+            return true;
+    return false;
+}
+
 /* Where policy TYPE/NAME is in effect, from the provenance in _rules: the
  * inbounds whose entries or matchers it gave, the outbounds whose merged
  * conf has a value of it. JSON strings into b ("inbound 8080", ...). */
@@ -572,7 +596,8 @@ static int applies_to(struct hy_buf *b, const struct hy_json *r, const char *typ
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < count(from); i++) {
         const struct hy_json *e = hy_json_get(from->items[i], "entries");
-        if (any_origin(hy_json_get(e, "permissions"), type, name) ||
+        if (any_value_origin(hy_json_get(from->items[i], "origin"), type, name) ||
+            any_origin(hy_json_get(e, "permissions"), type, name) ||
             any_origin(hy_json_get(e, "faults"), type, name) ||
             any_origin(hy_json_get(e, "rateLimits"), type, name) ||
             from_policy(hy_json_get_str(hy_json_get(e, "accessLog"), "origin"), type, name) ||
@@ -583,10 +608,7 @@ static int applies_to(struct hy_buf *b, const struct hy_json *r, const char *typ
                                str(hy_json_get(from->items[i], "inbound"), "port"));
     }
     for (size_t i = 0; rc == 0 && i < count(to); i++) {
-        const struct hy_json *origins = hy_json_get(to->items[i], "origin");
-        bool in = false;
-        for (size_t k = 1; !in && origins && k < origins->n; k += 2)
-            in = from_policy(hy_json_str(origins->items[k]), type, name);
+        bool in = any_value_origin(hy_json_get(to->items[i], "origin"), type, name);
         const struct hy_json *routes =
             hy_json_get(hy_json_get(to->items[i], "routes"), "httpRoutes");
         for (size_t k = 0; !in && k < count(routes); k++)

@@ -336,6 +336,27 @@ static int put_l7_from_rules(struct hy_buf *b, const struct hy_policy_proxy *p, 
     return rc;
 }
 
+/* MeshTimeout: per inbound, its from entries and rules merged as the
+ * sidecar gets them, with where each value came from. */
+static int put_merged_from_rules(struct hy_buf *b, const struct hy_policy_proxy *p,
+                                 const struct hy_policy_set *s)
+{
+    hy_buf_puts(b, ",\"fromRules\":[");
+    for (size_t i = 0; i < n_inbounds(p->dp); i++) {
+        struct hy_policy_conf c;
+        int rc = hy_policy_merge_inbound(s, i, &c);
+        if (rc < 0)
+            return rc;
+        hy_buf_printf(b, "%s{\"inbound\":{\"port\":%u},", i ? "," : "",
+                      dp_spec(p->dp)->networking->inbound[i]->port);
+        put_conf(b, &c);
+        hy_buf_puts(b, "}");
+        hy_policy_conf_fini(&c);
+    }
+    hy_buf_puts(b, "]");
+    return 0;
+}
+
 static int put_to_rules(struct hy_buf *b, const struct hy_policy_proxy *p, int t,
                         const struct hy_policy_set *s)
 {
@@ -427,6 +448,8 @@ static void rules(struct hy_cp_api *api, struct hy_http_resp *resp, const char *
             rc = put_proxy_rule(b, t, &sel[t]);
         else if (t == HY_POLICY_ACCESS_LOG && (rc = put_l7_from_rules(b, &p, t, &sel[t])) == 0)
             rc = put_to_rules(b, &p, t, &sel[t]); /* both sides: from/rules and to */
+        else if (t == HY_POLICY_TIMEOUT && (rc = put_merged_from_rules(b, &p, &sel[t])) == 0)
+            rc = put_to_rules(b, &p, t, &sel[t]); /* both sides likewise */
         else
             rc = put_to_rules(b, &p, t, &sel[t]);
         hy_buf_puts(b, ",\"warnings\":[");

@@ -367,6 +367,25 @@ int hy_policy_merge(const struct hy_policy_set *s, const char *section, size_t i
     return rc;
 }
 
+static int merge_any(void *ud, const Hypha__V1__TargetRef *ref, const ProtobufCMessage *conf,
+                     const struct hy_policy_origin *o)
+{
+    (void)ref; /* any caller: the types merged so name the Mesh only (validation) */
+    return hy_policy_conf_merge(ud, conf, o);
+}
+
+int hy_policy_merge_inbound(const struct hy_policy_set *s, size_t inbound,
+                            struct hy_policy_conf *out)
+{
+    memset(out, 0, sizeof(*out));
+    int rc = hy_policy_each_entry(s, "from", inbound, merge_any, out);
+    if (rc == 0)
+        rc = hy_policy_each_entry(s, "rules", inbound, merge_any, out);
+    if (rc < 0)
+        hy_policy_conf_fini(out);
+    return rc;
+}
+
 /* ----- the policies of a store ----- */
 
 const char *const hy_policy_type_names[HY_POLICY_NTYPES] = {

@@ -182,6 +182,13 @@ int hy_policy_each_entry(const struct hy_policy_set *s, const char *section, siz
 int hy_policy_merge(const struct hy_policy_set *s, const char *section, size_t inbound,
                     const struct hy_policy_tags *peer, struct hy_policy_conf *out);
 
+/* The merged `default` at inbound `inbound` of a type whose `from`
+ * entries name the Mesh only (MeshTimeout): its from entries, then its
+ * rules (newer Kuma's inbound section), later over earlier, into *out
+ * (zeroed before; conf NULL when none applies). 0 or a negative code. */
+int hy_policy_merge_inbound(const struct hy_policy_set *s, size_t inbound,
+                            struct hy_policy_conf *out);
+
 /* The MeshTrafficPermission entries and rules matchers of the policies in
  * mtp that select inbound i, in merge order, appended to in's permissions,
  * deny, allow and allow_with_shadow_deny (common/permit.h decides on

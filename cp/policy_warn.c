@@ -33,11 +33,17 @@ static const char *const timeout[] = {TARGET_REFS,
                                       "to.default.http.requestHeadersTimeout",
                                       "to.default.http.maxStreamDuration",
                                       "to.default.http.maxConnectionDuration",
+                                      "from.default.connectionTimeout",
+                                      "from.default.idleTimeout",
                                       "from.default.http.requestTimeout",
+                                      "from.default.http.requestHeadersTimeout",
                                       "from.default.http.maxStreamDuration",
                                       "from.default.http.maxConnectionDuration",
                                       "from.default.http.streamIdleTimeout",
+                                      "rules.default.connectionTimeout",
+                                      "rules.default.idleTimeout",
                                       "rules.default.http.requestTimeout",
+                                      "rules.default.http.requestHeadersTimeout",
                                       "rules.default.http.maxStreamDuration",
                                       "rules.default.http.maxConnectionDuration",
                                       "rules.default.http.streamIdleTimeout",
@@ -155,11 +161,9 @@ static const struct enforced table[] = {
      "(RSAbits: no RSA root is made; the root is P-256)"},
     {"MeshTrafficPermission", mtp, NULL},
     {"MeshTimeout", timeout,
-     "the sidecar enforces connection and idle timeouts and the HTTP request, stream-idle, "
-     "stream and connection duration timeouts, and for outgoing traffic (to) the "
-     "request-headers timeout; on incoming traffic (from, rules) the request-headers "
-     "timeout (the caller's sidecar sends each request's head at once), a stream-idle "
-     "timeout on upgraded (WebSocket) streams, and inbound TCP timeouts are not there yet"},
+     "the sidecar enforces connection, idle, HTTP request, request-headers, stream-idle, "
+     "stream and connection duration timeouts, both ways; on incoming traffic (from, "
+     "rules) a stream-idle timeout on upgraded (WebSocket) streams is not there yet"},
     {"MeshRetry", retry,
      "the sidecar retries TCP connects, HTTP requests (numRetries, perTryTimeout, backOff, "
      "retryOn, retriableRequestHeaders) and gRPC calls (numRetries, perTryTimeout, backOff, "

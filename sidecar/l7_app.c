@@ -22,6 +22,11 @@ struct hy_l7_app {
     uint32_t port;
     bool connected, closing, idle, reused, got_bytes, tunnel;
     uint64_t born_ms, max_ms; /* loop time it was made; maxConnectionDuration (0: none) */
+    /* MeshTimeout from/rules: connectionTimeout (while connecting) and
+     * idleTimeout (while in the idle pool; 0: none), on one timer */
+    uint64_t connect_ms, idle_ms, idle_since;
+    uv_timer_t timer;
+    int handles; /* open: the socket and the timer */
     uv_connect_t creq;
     struct hy_buf pending; /* written before the connect completed */
     void (*tunnel_data)(void *u, const uint8_t *p, ssize_t n);
@@ -59,6 +64,8 @@ static void link_app(struct hy_l7_app *a, bool idle)
 static void on_closed(uv_handle_t *h)
 {
     struct hy_l7_app *a = h->data;
+    if (--a->handles > 0)
+        return;
     hy_h1_free(a->p);
     hy_buf_fini(&a->pending);
     free(a);
@@ -76,6 +83,7 @@ static void app_close(struct hy_l7_app *a, int status, const char *why)
     a->ops = NULL;
     a->u = NULL;
     hy_agent_side_close(&a->side, on_closed);
+    uv_close((uv_handle_t *)&a->timer, on_closed);
     if (ops && status >= 0) {
         if (a->tunnel && a->tunnel_data)
             a->tunnel_data(u, NULL, UV_EOF);
@@ -200,6 +208,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     a->connected = true;
+    uv_timer_stop(&a->timer); /* connectionTimeout's; idleTimeout's starts when idle */
     uv_tcp_nodelay(&a->side.tcp, 1);
     hy_agent_side_read(&a->side, true, on_alloc, on_read);
     if (a->pending.len) {
@@ -224,6 +233,82 @@ static bool app_expired(const struct hy_l7_app *a)
 void hy_l7_app_max_duration(struct hy_l7_app *a, uint64_t ms)
 {
     a->max_ms = ms;
+}
+
+/* connectionTimeout: the app has not accepted in time, answered as an
+ * unreachable app is (503); idleTimeout: an idle connection is closed
+ * once idle that long (checked here, so taking one from the pool costs
+ * no timer call). */
+static void on_timer(uv_timer_t *t)
+{
+    struct hy_l7_app *a = t->data;
+    if (a->closing)
+        return;
+    uint64_t now = uv_now(&a->lw->w->base.loop);
+    if (!a->connected) {
+        char why[200];
+        snprintf(why, sizeof(why),
+                 "cannot connect to the app at %s:%u: no connection within %llu ms "
+                 "(connectionTimeout)",
+                 a->host, (unsigned)a->port, (unsigned long long)a->connect_ms);
+        hy_log(HY_LOG_INFO, "dp", "inbound: %s", why);
+        hy_l7_count(a->lw, HY_L7_TIMEOUT);
+        app_close(a, 503, why);
+        return;
+    }
+    if (!a->idle || !a->idle_ms)
+        return; /* in use: armed again when released */
+    if (now - a->idle_since >= a->idle_ms) {
+        hy_log(HY_LOG_DEBUG, "dp", "inbound: closing the app connection to %s:%u, idle %llu ms",
+               a->host, (unsigned)a->port, (unsigned long long)(now - a->idle_since));
+        app_close(a, -1, NULL);
+        return;
+    }
+    uv_timer_start(t, on_timer, a->idle_ms - (now - a->idle_since), 0);
+}
+
+void hy_l7_app_timeouts(struct hy_l7_app *a, uint64_t connect_ms, uint64_t idle_ms)
+{
+    a->idle_ms = idle_ms;
+    if (!a->connected && !a->connect_ms && connect_ms && !a->closing) {
+        a->connect_ms = connect_ms;
+        uv_timer_start(&a->timer, on_timer, connect_ms, 0);
+    }
+}
+
+/* The inbound of config cf whose app a is (its service address and
+ * port), or NULL. */
+static const Hypha__V1__DpInbound *inbound_of(const Hypha__V1__DpConfig *cf, const char *host,
+                                              uint32_t port)
+{
+    for (size_t i = 0; cf && i < cf->n_inbounds; i++) {
+        const Hypha__V1__DpInbound *in = cf->inbounds[i];
+        const char *h =
+            in->service_address && in->service_address[0] ? in->service_address : "127.0.0.1";
+        if (in->service_port == port && !strcmp(h, host))
+            return in;
+    }
+    return NULL;
+}
+
+void hy_l7_app_retime(struct hy_l7_worker *lw, const Hypha__V1__DpConfig *cf)
+{
+    uint64_t now = uv_now(&lw->w->base.loop);
+    for (struct hy_l7_app *a = lw->idle, *next; a; a = next) {
+        next = a->next;
+        const Hypha__V1__DpInbound *in = inbound_of(cf, a->host, a->port);
+        uint64_t ms = in ? hy_px_inbound_idle_ms(in) : a->idle_ms;
+        if (ms == a->idle_ms)
+            continue;
+        a->idle_ms = ms;
+        if (!ms) {
+            uv_timer_stop(&a->timer);
+        } else if (now - a->idle_since >= ms) {
+            app_close(a, -1, NULL);
+        } else {
+            uv_timer_start(&a->timer, on_timer, ms - (now - a->idle_since), 0);
+        }
+    }
 }
 
 struct hy_l7_app *hy_l7_app_get(struct hy_l7_worker *lw, const char *host, uint32_t port,
@@ -267,6 +352,9 @@ struct hy_l7_app *hy_l7_app_get(struct hy_l7_worker *lw, const char *host, uint3
     hy_agent_side_init(&a->side, &lw->w->base.loop, &lw->w->base.defer);
     a->side.tcp.data = a;
     a->side.init = true;
+    uv_timer_init(&lw->w->base.loop, &a->timer);
+    a->timer.data = a;
+    a->handles = 2;
     a->creq.data = a;
     link_app(a, false);
     int rc = uv_tcp_connect(&a->creq, &a->side.tcp, (struct sockaddr *)&sa, on_connect);
@@ -311,6 +399,11 @@ void hy_l7_app_release(struct hy_l7_app *a, bool keep)
     }
     unlink_app(a);
     link_app(a, true);
+    if (a->idle_ms) {
+        a->idle_since = uv_now(&lw->w->base.loop);
+        if (!uv_is_active((uv_handle_t *)&a->timer))
+            uv_timer_start(&a->timer, on_timer, a->idle_ms, 0);
+    }
     a->side.paused = false;
     hy_agent_side_read(&a->side, true, on_alloc, on_read);
 }

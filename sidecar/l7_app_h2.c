@@ -19,6 +19,12 @@ struct hy_l7_app_h2 {
     char host[64];
     uint32_t port;
     bool connected, closing;
+    /* MeshTimeout from/rules: connectionTimeout while connecting, then
+     * idleTimeout (0: none): no stream for that long closes it */
+    uint64_t connect_ms, idle_ms, idle_since;
+    int32_t last_id; /* the next stream id when the timer last looked */
+    uv_timer_t timer;
+    int handles; /* open: the socket and the timer */
     uv_connect_t creq;
     struct hy_buf pending; /* written before the connect completed */
     struct hy_l7_h2 *h2;
@@ -27,6 +33,8 @@ struct hy_l7_app_h2 {
 static void on_closed(uv_handle_t *h)
 {
     struct hy_l7_app_h2 *a = h->data;
+    if (--a->handles > 0)
+        return;
     hy_buf_fini(&a->pending);
     free(a);
 }
@@ -53,6 +61,7 @@ static void app_close(struct hy_l7_app_h2 *a, const char *why)
     if (h2)
         hy_l7_h2_free(h2, a->connected ? HY_L7_TRY_RESET : HY_L7_TRY_CONNECT_FAILURE);
     hy_agent_side_close(&a->side, on_closed);
+    uv_close((uv_handle_t *)&a->timer, on_closed);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -100,6 +109,44 @@ static void wire_close(void *u, const char *result, const char *why)
     app_close(u, why ? why : "done");
 }
 
+/* Checks of the idle timeout per connection: a quarter of it apart, so a
+ * connection with no stream goes between 1 and 1.25 times it. */
+#define IDLE_CHECKS 4
+
+static uint64_t idle_step(uint64_t idle_ms)
+{
+    return idle_ms / IDLE_CHECKS ? idle_ms / IDLE_CHECKS : 1;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct hy_l7_app_h2 *a = t->data;
+    if (a->closing)
+        return;
+    uint64_t now = uv_now(&a->lw->w->base.loop);
+    if (!a->connected) {
+        char why[200];
+        snprintf(why, sizeof(why), "no connection within %llu ms (connectionTimeout)",
+                 (unsigned long long)a->connect_ms);
+        hy_log(HY_LOG_INFO, "dp", "inbound: cannot connect to the app at %s:%u: %s", a->host,
+               (unsigned)a->port, why);
+        hy_l7_count(a->lw, HY_L7_TIMEOUT);
+        app_close(a, why); /* its streams hear HY_L7_TRY_CONNECT_FAILURE: 503 */
+        return;
+    }
+    if (!a->idle_ms || !a->h2)
+        return;
+    int32_t id = nghttp2_session_get_next_stream_id(a->h2->s);
+    if (a->h2->nstreams || id != a->last_id) /* busy since the last look */
+        a->idle_since = now;
+    a->last_id = id;
+    if (now - a->idle_since >= a->idle_ms) {
+        app_close(a, "idle (idleTimeout)");
+        return;
+    }
+    uv_timer_start(t, on_timer, idle_step(a->idle_ms), 0);
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     struct hy_l7_app_h2 *a = req->data;
@@ -112,6 +159,11 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     a->connected = true;
+    uv_timer_stop(&a->timer); /* connectionTimeout's; idleTimeout's from now */
+    if (a->idle_ms) {
+        a->idle_since = uv_now(&a->lw->w->base.loop);
+        uv_timer_start(&a->timer, on_timer, idle_step(a->idle_ms), 0);
+    }
     uv_tcp_nodelay(&a->side.tcp, 1);
     hy_agent_side_read(&a->side, true, on_alloc, on_read);
     if (a->pending.len) {
@@ -120,6 +172,22 @@ static void on_connect(uv_connect_t *req, int status)
         if (rc < 0)
             app_close(a, uv_strerror(rc));
     }
+}
+
+void hy_l7_app_h2_timeouts(struct hy_l7_h2 *h2, uint64_t connect_ms, uint64_t idle_ms)
+{
+    struct hy_l7_app_h2 *a = h2->wire.u;
+    if (a->closing)
+        return;
+    if (!a->connected && !a->connect_ms && connect_ms) {
+        a->connect_ms = connect_ms;
+        uv_timer_start(&a->timer, on_timer, connect_ms, 0);
+    }
+    if (a->connected && idle_ms && !uv_is_active((uv_handle_t *)&a->timer)) {
+        a->idle_since = uv_now(&a->lw->w->base.loop);
+        uv_timer_start(&a->timer, on_timer, idle_step(idle_ms), 0);
+    }
+    a->idle_ms = idle_ms;
 }
 
 struct hy_l7_h2 *hy_l7_app_h2_get(struct hy_l7_worker *lw, const char *host, uint32_t port,
@@ -152,6 +220,9 @@ struct hy_l7_h2 *hy_l7_app_h2_get(struct hy_l7_worker *lw, const char *host, uin
     hy_agent_side_init(&a->side, &lw->w->base.loop, &lw->w->base.defer);
     a->side.tcp.data = a;
     a->side.init = true;
+    uv_timer_init(&lw->w->base.loop, &a->timer);
+    a->timer.data = a;
+    a->handles = 2;
     a->creq.data = a;
     a->next = lw->apph2s;
     if (a->next)

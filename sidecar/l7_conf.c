@@ -246,6 +246,7 @@ void hy_px_l7_refresh(struct hy_px_worker *w)
     hy_l7_cfg_unref(lw->cfg);
     lw->cfg = cfg;
     refresh_limits(lw);
+    hy_l7_app_retime(lw, cf); /* MeshTimeout from idleTimeout of the pooled app connections */
 }
 
 void hy_px_l7_turn(struct hy_px_worker *w)

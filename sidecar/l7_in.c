@@ -72,6 +72,8 @@ static void on_timer_closed(uv_handle_t *h)
     free(ss);
 }
 
+static void head_timer_start(struct hy_l7_ss *ss);
+
 struct hy_l7_ss *hy_l7_ss_new(struct hy_l7_h2 *h2, int32_t id)
 {
     struct hy_l7_ss *ss = calloc(1, sizeof(*ss));
@@ -89,6 +91,7 @@ struct hy_l7_ss *hy_l7_ss_new(struct hy_l7_h2 *h2, int32_t id)
     if (ss->next)
         ss->next->prev = ss;
     h2->sstreams = ss;
+    head_timer_start(ss);
     return ss;
 }
 
@@ -247,6 +250,51 @@ static void answer(struct hy_l7_ss *ss, unsigned status, const char *result, con
     submit(ss, &h, !grpc, NULL, NULL);
     ss->status = status; /* the log and metrics say what happened */
     hy_http_head_fini(&h);
+}
+
+/* requestHeadersTimeout (the inbound listener's, as Kuma sets it): the
+ * caller's header block has not ended in time. While a header block is
+ * open nothing else may come on the connection (RFC 9113, 6.10), so a
+ * peer holding one open (HEADERS, then no CONTINUATION) holds the whole
+ * connection: the stream is answered 408 (no body) with a GOAWAY, then
+ * reset once they are out (nghttp2 would drop a response queued behind
+ * the reset); with no stream left and the GOAWAY sent the session wants
+ * neither to read nor to write, and the connection closes (flush). */
+static void on_head_reset(uv_timer_t *t)
+{
+    struct hy_l7_ss *ss = t->data;
+    if (ss->closed || !ss->h2 || ss->h2->dead)
+        return;
+    nghttp2_submit_rst_stream(ss->h2->s, NGHTTP2_FLAG_NONE, ss->id, NGHTTP2_NO_ERROR);
+    hy_l7_h2_dirty(ss->h2);
+}
+
+static void on_head_timer(uv_timer_t *t)
+{
+    struct hy_l7_ss *ss = t->data;
+    struct hy_l7_h2 *h2 = ss->h2;
+    if (ss->head_done || ss->answered || ss->closed || !h2 || h2->dead)
+        return;
+    hy_l7_count(ss->lw, HY_L7_TIMEOUT);
+    hy_log(HY_LOG_INFO, "dp",
+           "inbound %u: request headers from %s not complete in time (requestHeadersTimeout)",
+           (unsigned)ss->port, ss->id_peer);
+    struct hy_http_head h = {.status = 408, .version = 20};
+    ss->resp_end = ss->local = true;
+    ss->result = "request_headers_timeout";
+    submit(ss, &h, false, NULL, NULL);
+    nghttp2_submit_goaway(h2->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h2->s),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    uv_timer_start(&ss->timer, on_head_reset, 1, 0); /* after the flush before the next poll */
+}
+
+static void head_timer_start(struct hy_l7_ss *ss)
+{
+    const Hypha__V1__DpInbound *in = hy_l7_inbound(ss->lw, ss->port);
+    const Hypha__V1__DpHttpTimeouts *t = in ? in->http_timeouts : NULL;
+    uint64_t ms = t ? hy_px_ms(t->request_headers_timeout, 0) : 0; /* unset: none, as Kuma */
+    if (ms)
+        uv_timer_start(&ss->timer, on_head_timer, ms, 0);
 }
 
 /* ----- the app's side ----- */
@@ -446,14 +494,15 @@ static ssize_t acs_read(struct hy_l7_cs *cs, uint8_t *buf, size_t len, bool *eof
 
 static const struct hy_l7_cs_ops acs_ops = {acs_head, acs_data, acs_end, acs_fail, acs_read};
 
-static void forward_h2c(struct hy_l7_ss *ss, const char *host, uint32_t port)
+static void forward_h2c(struct hy_l7_ss *ss, const Hypha__V1__DpInbound *in, const char *host)
 {
     char why[256];
-    struct hy_l7_h2 *h2 = hy_l7_app_h2_get(ss->lw, host, port, why, sizeof(why));
+    struct hy_l7_h2 *h2 = hy_l7_app_h2_get(ss->lw, host, in->service_port, why, sizeof(why));
     if (!h2) {
         answer(ss, 503, "upstream_failed", why, NULL);
         return;
     }
+    hy_l7_app_h2_timeouts(h2, hy_px_inbound_connect_ms(in), hy_px_inbound_idle_ms(in));
     ss->h2c = true;
     ss->body_sent = true;
     ss->acs.ops = &acs_ops;
@@ -473,7 +522,7 @@ static void forward(struct hy_l7_ss *ss, bool fresh)
     const char *host =
         in->service_address && in->service_address[0] ? in->service_address : "127.0.0.1";
     if (hy_l7_h2c_protocol(in->protocol) && !ss->upgrade) {
-        forward_h2c(ss, host, in->service_port);
+        forward_h2c(ss, in, host);
         return;
     }
     struct hy_l7_app *a =
@@ -484,6 +533,7 @@ static void forward(struct hy_l7_ss *ss, bool fresh)
     }
     if (in->http_timeouts) /* maxConnectionDuration: of the connections to the app */
         hy_l7_app_max_duration(a, hy_px_ms(in->http_timeouts->max_connection_duration, 0));
+    hy_l7_app_timeouts(a, hy_px_inbound_connect_ms(in), hy_px_inbound_idle_ms(in));
     ss->app = a;
     hy_l7_app_expect(a, ss->req.method);
     long long cl = -2;

@@ -38,6 +38,13 @@ void hy_px_inbound_accept(struct hy_px_conn *c)
 
 static void on_app_connected(struct hy_px_conn *c, int status)
 {
+    if (status == UV_ETIMEDOUT) { /* our connectionTimeout's timer (or the kernel's) */
+        hy_px_conn_close(c, "upstream_failed",
+                         "cannot connect to the app at %s: no connection within %llu ms "
+                         "(connectionTimeout)",
+                         c->endpoint, (unsigned long long)hy_px_inbound_connect_ms(c->in));
+        return;
+    }
     if (status < 0) {
         hy_px_conn_close(c, "upstream_failed", "cannot connect to the app at %s: %s", c->endpoint,
                          uv_strerror(status));
@@ -133,12 +140,25 @@ void hy_px_inbound_handshake_done(struct hy_px_conn *c)
     hy_px_inbound_connect_app(c);
 }
 
+uint64_t hy_px_inbound_connect_ms(const Hypha__V1__DpInbound *in)
+{
+    return hy_px_ms(in->connect_timeout, HY_PX_CONNECT_MS);
+}
+
+uint64_t hy_px_inbound_idle_ms(const Hypha__V1__DpInbound *in)
+{
+    return in->idle_timeout ? hy_px_ms(in->idle_timeout, 0) : HY_PX_IDLE_MS;
+}
+
 void hy_px_inbound_connect_app(struct hy_px_conn *c)
 {
     const Hypha__V1__DpInbound *in = c->in;
     const char *host =
         in->service_address && in->service_address[0] ? in->service_address : "127.0.0.1";
-    int rc = hy_px_conn_connect(c, host, in->service_port, HY_PX_CONNECT_MS, on_app_connected);
+    uint64_t idle = hy_px_inbound_idle_ms(in);
+    c->idle_ms = idle ? idle : HY_PX_NEVER_MS; /* the relay's, from when it starts */
+    int rc = hy_px_conn_connect(c, host, in->service_port, hy_px_inbound_connect_ms(in),
+                                on_app_connected);
     if (rc < 0)
         hy_px_conn_close(c, "upstream_failed", "cannot connect to the app at %s: %s", c->endpoint,
                          uv_strerror(rc));

@@ -35,6 +35,7 @@
 #define HY_PX_LINGER_MS 1000         /* a refused caller's socket is drained this long at most */
 #define HY_PX_CONNECT_MS 5000        /* connect timeout when the config names none */
 #define HY_PX_IDLE_MS (3600u * 1000) /* idle timeout when the config names none */
+#define HY_PX_NEVER_MS (1ull << 60)  /* a timeout of 0 (none): later than any deadline */
 #define HY_PX_ATTEMPTS 3             /* connect attempts when the config names none */
 #define HY_PX_ID_MAX 512             /* bytes of a SPIFFE ID we log and compare */
 #define HY_PX_DNS_SLOTS 16           /* host names a worker remembers the address of */
@@ -392,8 +393,15 @@ void hy_px_inbound_handshake_done(struct hy_px_conn *c);
  * lives as long as c->snap. An AllowWithShadowDeny decision lets it in and
  * is counted and logged. */
 const char *hy_px_inbound_refusal(struct hy_px_conn *c, const struct hy_permit_peer *peer);
-/* Connects c to its inbound's app, then relays (c->pre first). */
+/* Connects c to its inbound's app within the inbound's connectionTimeout
+ * (else closed as an unreachable app), then relays (c->pre first), closed
+ * after the inbound's idleTimeout with nothing either way. */
 void hy_px_inbound_connect_app(struct hy_px_conn *c);
+/* MeshTimeout from/rules of inbound in, in ms: connectionTimeout
+ * (absent: HY_PX_CONNECT_MS, Kuma's default) and idleTimeout (absent:
+ * HY_PX_IDLE_MS; 0: none, as Envoy). Cannot fail. */
+uint64_t hy_px_inbound_connect_ms(const Hypha__V1__DpInbound *in);
+uint64_t hy_px_inbound_idle_ms(const Hypha__V1__DpInbound *in);
 /* Counts and closes c as denied. */
 void hy_px_inbound_denied(struct hy_px_conn *c, const char *why);
 void hy_px_outbound_accept(struct hy_px_conn *c);

@@ -367,6 +367,11 @@ extern const struct hy_l7_sops hy_l7_in_sops;
  * a bad address (why says). */
 struct hy_l7_h2 *hy_l7_app_h2_get(struct hy_l7_worker *lw, const char *host, uint32_t port,
                                   char *why, size_t size);
+/* MeshTimeout from/rules for h2 (one hy_l7_app_h2_get gave): connect_ms
+ * (0: none), how long it may take to connect before its streams fail as
+ * for an unreachable app (counted as a timeout); idle_ms (0: none), how
+ * long it may carry no stream before it is closed. Cannot fail. */
+void hy_l7_app_h2_timeouts(struct hy_l7_h2 *h2, uint64_t connect_ms, uint64_t idle_ms);
 /* Closes them all (the worker stops): their streams fail. */
 void hy_l7_app_h2_stop_all(struct hy_l7_worker *lw);
 
@@ -391,6 +396,15 @@ struct hy_l7_app *hy_l7_app_get(struct hy_l7_worker *lw, const char *host, uint3
 /* maxConnectionDuration (ms, 0: none) of a, from when it was made: past
  * it, a is closed instead of kept idle. Cannot fail. */
 void hy_l7_app_max_duration(struct hy_l7_app *a, uint64_t ms);
+/* MeshTimeout from/rules of a's inbound: connect_ms (0: none), how long a
+ * new a may take to connect before its user hears fail(503) (counted as a
+ * timeout); idle_ms (0: none), how long a may wait in the idle pool
+ * before it is closed. Cannot fail. */
+void hy_l7_app_timeouts(struct hy_l7_app *a, uint64_t connect_ms, uint64_t idle_ms);
+/* A new config cf: the idle connections take its inbounds' idleTimeout
+ * now, not at their next use (closed at once if idle longer already).
+ * Cannot fail. */
+void hy_l7_app_retime(struct hy_l7_worker *lw, const Hypha__V1__DpConfig *cf);
 int hy_l7_app_write(struct hy_l7_app *a, const void *p, size_t n);
 size_t hy_l7_app_queued(const struct hy_l7_app *a);
 void hy_l7_app_expect(struct hy_l7_app *a, const char *method);

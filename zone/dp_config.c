@@ -1335,22 +1335,19 @@ int hy_zone_dp_part_identity(const struct hy_resource *dp, const char *cert, con
     return rc;
 }
 
-static int merge_entry(void *ud, const Hypha__V1__TargetRef *ref, const ProtobufCMessage *conf,
-                       const struct hy_policy_origin *o)
-{
-    (void)ref; /* MeshTimeout's from names the Mesh only (validation) */
-    return hy_policy_conf_merge(ud, conf, o);
-}
-
-/* MeshTimeout's http at inbound i: its from entries, then its rules
- * (newer Kuma's inbound section), merged later over earlier. */
+/* MeshTimeout at inbound i: its from entries, then its rules (newer
+ * Kuma's inbound section), merged later over earlier; as Kuma, the
+ * connect and idle timeouts are the inbound cluster's (the app) and, in
+ * TCP mode, the listener's tcp_proxy idle timeout. */
 static int inbound_timeouts(const struct policies *p, size_t i, Hypha__V1__DpInbound *in)
 {
-    struct hy_policy_conf c = {0};
-    int rc = hy_policy_each_entry(&p->sel[HY_POLICY_TIMEOUT], "from", i, merge_entry, &c);
-    if (rc == 0)
-        rc = hy_policy_each_entry(&p->sel[HY_POLICY_TIMEOUT], "rules", i, merge_entry, &c);
+    struct hy_policy_conf c;
+    int rc = hy_policy_merge_inbound(&p->sel[HY_POLICY_TIMEOUT], i, &c);
     const Hypha__V1__MeshTimeout__Conf *t = (const void *)c.conf;
+    if (rc == 0 && t)
+        rc = set_dur(&in->connect_timeout, t->connection_timeout);
+    if (rc == 0 && t)
+        rc = set_dur(&in->idle_timeout, t->idle_timeout);
     if (rc == 0 && t && t->http)
         rc = http_timeouts(&in->http_timeouts, t->http);
     hy_policy_conf_fini(&c);

@@ -51,7 +51,8 @@ allowed() { [ "$(call ping)" = ping ]; }
 denied() { [ "$(call ping)" != ping ]; }
 
 # the policies: allow-all, then on backend a Deny for env: dev (web-1
-# has it), a MeshTimeout with a field the sidecar does not enforce
+# has it), a MeshTimeout both ways, a MeshRetry with a field the
+# sidecar does not enforce
 ctl delete meshtrafficpermission web-to-backend -m default >/dev/null
 ctl apply -f - >/dev/null 2>&1 <<'YAML'
 type: MeshTrafficPermission
@@ -83,6 +84,15 @@ spec:
   from:
     - targetRef: {kind: Mesh}
       default: {idleTimeout: 1h}
+---
+type: MeshRetry
+mesh: default
+name: r
+spec:
+  targetRef: {kind: Mesh}
+  to:
+    - targetRef: {kind: MeshService, name: backend}
+      default: {http: {hostSelectionMaxAttempts: 3}}
 YAML
 # the zone's _config is what the sidecar got: inbounds and outbounds alike
 same_config() {
@@ -157,8 +167,10 @@ hy_eq "rules: the from entries in merge order, the deciding one last" \
     "$(grep -E '^    [0-9] ' <<<"$o" | tr -s ' ' | sed 's/^ //' | paste -sd'|')"
 hy_contains "rules: each outbound value with the entry it came from" \
     "connectionTimeout     3s      MeshTimeout/t to[0]" "$o"
+hy_contains "rules: each inbound value (MeshTimeout from and rules merged) with its entry" \
+    "idleTimeout   1h      MeshTimeout/t from[0]" "$o"
 hy_contains "rules: and the fields not enforced yet" \
-    "t: spec.from[0].default.idleTimeout: accepted, not enforced yet" "$o"
+    "r: spec.to[0].default.http.hostSelectionMaxAttempts: accepted, not enforced yet" "$o"
 hy_eq "rules -o json is the API's _rules" "$(curl -s "$E/meshes/default/dataplanes/backend-1/_rules" | jq -cS .)" \
     "$(zctl inspect dataplane backend-1 --type=rules -o json | jq -cS .)"
 hy_contains "rules -o yaml" $'rules:\n- type: MeshTrafficPermission' \
@@ -167,9 +179,9 @@ hy_contains "rules -o yaml" $'rules:\n- type: MeshTrafficPermission' \
 # ---- --type=policies
 o=$(zctl inspect dataplane backend-1 --type=policies)
 hy_eq "policies: the ones selecting backend-1, where each is in effect" \
-    "MeshTrafficPermission allow-all Mesh global inbound $B_PORT|MeshTrafficPermission deny-dev MeshService:backend global inbound $B_PORT|MeshTimeout t Mesh global outbound $((B_PORT + 2)) (backend)" \
+    "MeshTrafficPermission allow-all Mesh global inbound $B_PORT|MeshTrafficPermission deny-dev MeshService:backend global inbound $B_PORT|MeshTimeout t Mesh global inbound $B_PORT, outbound $((B_PORT + 2)) (backend)|MeshRetry r Mesh global outbound $((B_PORT + 2)) (backend)" \
     "$(tail -n +2 <<<"$o" | tr -s ' ' | paste -sd'|')"
-hy_eq "policies -o json" "allow-all deny-dev t" \
+hy_eq "policies -o json" "allow-all deny-dev t r" \
     "$(zctl inspect dataplane backend-1 --type=policies -o json | jq -r '[.items[].name] | join(" ")')"
 hy_contains "policies on the global CP, by its name there" "deny-dev" \
     "$(ctl inspect dataplane east.backend-1 --type=policies)"

@@ -1969,14 +1969,16 @@ static void test_l7_outbound_policies(void **state)
         "1h}}\n"
         "  from:\n"
         "    - targetRef: {kind: Mesh}\n"
-        "      default: {http: {requestTimeout: 3s, streamIdleTimeout: 20s}}\n"
+        "      default: {connectionTimeout: 7s, idleTimeout: 90s, http: {requestTimeout: 3s, "
+        "streamIdleTimeout: 20s, requestHeadersTimeout: 4s}}\n"
         "---\n"
         "type: MeshTimeout\n"
         "mesh: default\n"
         "name: t-rules\n"
         "spec:\n"
         "  targetRef: {kind: MeshService, name: web}\n"
-        "  rules: [{default: {http: {streamIdleTimeout: 10s}}}]\n"
+        "  rules: [{default: {idleTimeout: 45s, http: {streamIdleTimeout: 10s, "
+        "requestHeadersTimeout: 500ms}}}]\n"
         "---\n"
         "type: MeshCircuitBreaker\n"
         "mesh: default\n"
@@ -2107,7 +2109,12 @@ static void test_l7_outbound_policies(void **state)
     const Hypha__V1__DpInbound *in = inbound(c, 20001);
     assert_duration(in->http_timeouts->request_timeout, 3, 0);
     assert_duration(in->http_timeouts->stream_idle_timeout, 10, 0);
+    assert_duration(in->http_timeouts->request_headers_timeout, 0, 500000000);
+    assert_duration(in->connect_timeout, 7, 0);    /* from's, rules leaving it */
+    assert_duration(in->idle_timeout, 45, 0);      /* rules' over from's */
     assert_null(inbound(c, 20002)->http_timeouts); /* web-admin is not web */
+    assert_null(inbound(c, 20002)->connect_timeout);
+    assert_null(inbound(c, 20002)->idle_timeout);
     hypha__v1__dp_config__free_unpacked(c, NULL);
 }
 
