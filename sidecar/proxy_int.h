@@ -100,6 +100,7 @@ struct hy_px_listener {
     bool transparent;          /* takes redirected connections (proxy_transparent.c) */
     bool v6;                   /* transparent: the IPv6 one (ip6tables redirects there) */
     bool is_virtual;           /* no socket: where transparent connections of a port go */
+    bool nodelay;              /* TCP_NODELAY is set on it, so on what it accepts (Linux) */
     char service[256];         /* is_virtual outbound on port 0: its service */
 };
 
