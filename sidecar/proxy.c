@@ -154,7 +154,8 @@ static void on_accept(uv_stream_t *server, int status)
         hy_px_conn_close(c, "error", "accept: %s", uv_strerror(rc));
         return;
     }
-    uv_tcp_nodelay(&c->down.tcp, 1);
+    if (!l->nodelay)
+        uv_tcp_nodelay(&c->down.tcp, 1);
     hy_net_peer_name(&c->down.tcp, c->peer, sizeof(c->peer));
     if (l->transparent)
         hy_px_transparent_accept(c);
@@ -214,6 +215,11 @@ static struct hy_px_listener *listener_open(struct hy_px_worker *w, enum hy_px_d
         uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
         return NULL;
     }
+#ifdef __linux__
+    /* Linux's accepted sockets inherit TCP_NODELAY from their listener:
+     * set once here, it saves a setsockopt per connection */
+    l->nodelay = uv_tcp_nodelay(&l->tcp, 1) == 0;
+#endif
     hy_log(HY_LOG_INFO, "dp", "worker %u: %s%s listener on %s:%u", w->base.index,
            transparent ? "transparent " : "", hy_px_dir_name(dir), host, (unsigned)port);
     return l;

@@ -129,7 +129,7 @@ static void on_linger_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct hy_px_conn *c = h->data;
     (void)hint;
-    *buf = uv_buf_init((char *)c->pbuf, sizeof(c->pbuf));
+    *buf = uv_buf_init((char *)c->w->pbuf, sizeof(c->w->pbuf));
 }
 
 static void on_linger_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
@@ -281,7 +281,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     struct hy_px_conn *c = h->data;
     (void)hint;
     if ((uv_tcp_t *)h == &c->plain->tcp) {
-        *buf = uv_buf_init((char *)c->pbuf, sizeof(c->pbuf));
+        *buf = uv_buf_init((char *)c->w->pbuf, sizeof(c->w->pbuf));
         return;
     }
     if (c->roff) { /* keep the waiting ciphertext at the front */

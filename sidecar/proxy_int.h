@@ -101,6 +101,7 @@ struct hy_px_listener {
     bool transparent;          /* takes redirected connections (proxy_transparent.c) */
     bool v6;                   /* transparent: the IPv6 one (ip6tables redirects there) */
     bool is_virtual;           /* no socket: where transparent connections of a port go */
+    bool nodelay;              /* TCP_NODELAY is set on it, so on what it accepts (Linux) */
     char service[256];         /* is_virtual outbound on port 0: its service */
 };
 
@@ -165,8 +166,7 @@ struct hy_px_conn {
     struct hy_px_pt *pt; /* transparent: the passthrough relaying it, or NULL */
     uint8_t *pre;        /* inbound: decrypted bytes for the app before the relay */
     size_t pre_len;
-    char why[200];                 /* details of result, for the access log */
-    uint8_t pbuf[HY_PX_READ_SIZE]; /* plaintext read buffer */
+    char why[200]; /* details of result, for the access log */
 };
 
 struct hy_px_metrics {
@@ -214,6 +214,10 @@ struct hy_px_worker {
     struct hy_px_listener *virtuals;      /* socket-less listeners of transparent connections */
     bool no_v6;                           /* no IPv6 here: no transparent IPv6 listeners */
     struct hy_px_pt *pts;                 /* passthrough relays (proxy_passthrough.c) */
+    /* what its connections' plaintext sockets read into: a read callback
+     * is done with it before it returns (its bytes are encrypted, parsed
+     * or copied), so one buffer serves them all */
+    uint8_t pbuf[HY_PX_READ_SIZE];
 };
 
 struct hy_px_health;
