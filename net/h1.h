@@ -90,7 +90,8 @@ void hy_h1_strip_hop(struct hy_http_head *h);
  * own Content-Length, Transfer-Encoding and Host fields are not written.
  * h->scheme and h->version are not written (always origin-form, HTTP/1.1).
  * Refuses (HY_EINVAL, out unchanged) CR, LF, NUL or another control
- * character but HT in any value, invalid names and methods, a target with
+ * character but HT in any value, invalid names, a method llhttp does not
+ * know (HTTP_METHOD_MAP: an HTTP/2 caller's custom method), a target with
  * anything but visible ASCII or with '#', an authority that is not host[:port] (the
  * parser's rule), a request without authority, a status
  * out of 100-599; HY_ENOMEM (out unchanged). */
