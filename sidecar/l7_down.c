@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 
 #include "error.h"
 #include "log.h"
@@ -149,13 +150,30 @@ static void on_drain_timer(uv_timer_t *t)
     hy_px_conn_close(d->c, d->ex.result ? d->ex.result : "ok", NULL);
 }
 
+/* The app asked for the close (Connection: close, or HTTP/1.0 without
+ * keep-alive), the sidecar had no reason of its own to close, and nothing
+ * the app sent is unread, here or in the kernel: a close now sends no
+ * reset (what a staged close, RFC 9112 9.6, guards against is unread
+ * data), so the connection ends without waiting for the app's FIN, as
+ * nginx and HAProxy do. Saves a wake-up and a read per connection. */
+static bool app_done(struct hy_l7_down *d)
+{
+    int fd, unread = 0;
+    if (d->keep || d->close_after || d->in.len > d->in_off)
+        return false;
+    if (uv_fileno((const uv_handle_t *)&d->c->down.tcp, &fd) != 0 ||
+        ioctl(fd, FIONREAD, &unread) != 0)
+        return false;
+    return unread == 0;
+}
+
 static void on_shut(struct hy_agent_side *s)
 {
     struct hy_px_conn *c = s->tcp.data;
     struct hy_l7_down *d = c->l7;
     if (c->closing || !d)
         return;
-    if (c->down.eof) {
+    if (c->down.eof || app_done(d)) {
         hy_px_conn_close(c, "ok", NULL);
         return;
     }

@@ -108,6 +108,33 @@ hy_contains "and the connection ends" "<EOF>" "$p"
 p=$(printf 'GET / HTTP/1.0\r\nHost: a\r\n\r\n' | raw $((W_PORT + 2)))
 hy_contains "HTTP/1.0 without keep-alive: answered" "hello from b1" "$p"
 hy_contains "then closed" "<EOF>" "$p"
+# after the answer and the sidecar's FIN, a client writes more: the
+# sidecar's socket is already closed when the client asked for the close
+# (Connection: close, nothing unread: no wait for the client's FIN, so the
+# late bytes get a reset), and still draining when the sidecar decided the
+# close (a smuggling attempt's 400: late bytes dropped for up to 1 s, so
+# no reset can overtake the answer)
+AFTER_EOF_PY='
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(sys.argv[2].encode().decode("unicode_escape").encode("latin1"))
+s.settimeout(5)
+while s.recv(65536):
+    pass
+state, t = "QUIET", time.monotonic()
+while time.monotonic() - t < 0.5:
+    try:
+        s.send(b"X")
+    except (BrokenPipeError, ConnectionResetError):
+        state = "RESET"
+        break
+    time.sleep(0.05)
+print(state)
+'
+st=$(python3 -c "$AFTER_EOF_PY" $((W_PORT + 2)) 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+hy_eq "Connection: close asked, nothing unread: closed at once, no drain (late bytes reset)" RESET "$st"
+st=$(python3 -c "$AFTER_EOF_PY" $((W_PORT + 2)) 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n')
+hy_eq "a close the sidecar decided (400): it drains, late bytes are dropped, no reset" QUIET "$st"
 
 # many new connections: the pooled hop makes no new mesh connections
 before=$(hy_metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')
