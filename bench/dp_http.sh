@@ -190,62 +190,7 @@ absent | 0 | unreachable)
 esac
 
 # ---- haproxy: the same shape in HTTP mode, mTLS with its own CA
-dp_pki
-H_OUT=$(hy_free_port) H_OUT_H2=$(hy_free_port) H_IN=$(hy_free_port) H_IN_H2=$(hy_free_port)
-H_OUT_GRPC=$(hy_free_port) H_IN_GRPC=$(hy_free_port)
-peer_tls="ssl crt $pki/client.pem ca-file $pki/ca.pem verify required sni str(server)"
-hop_alpn=$([ "$hop" = h2 ] && echo "alpn h2" || echo "alpn http/1.1")
-{
-    dp_haproxy_head http
-    cat <<EOF
-frontend outbound
-    bind 127.0.0.1:$H_OUT
-    default_backend peer
-frontend outbound_h2
-    bind 127.0.0.1:$H_OUT_H2 proto h2
-    default_backend peer_h2
-backend peer
-    http-reuse always
-    server peer 127.0.0.1:$H_IN $peer_tls $hop_alpn
-backend peer_h2
-    http-reuse always
-    server peer 127.0.0.1:$H_IN_H2 $peer_tls alpn h2
-frontend outbound_grpc
-    bind 127.0.0.1:$H_OUT_GRPC proto h2
-    default_backend peer_grpc
-backend peer_grpc
-    http-reuse always
-    server peer 127.0.0.1:$H_IN_GRPC $peer_tls alpn h2
-EOF
-} >"$tmp/haproxy-out.cfg"
-{
-    dp_haproxy_head http
-    cat <<EOF
-frontend inbound
-    bind 127.0.0.1:$H_IN ssl crt $pki/server.pem ca-file $pki/ca.pem verify required alpn h2,http/1.1
-    default_backend app
-frontend inbound_h2
-    bind 127.0.0.1:$H_IN_H2 ssl crt $pki/server.pem ca-file $pki/ca.pem verify required alpn h2
-    default_backend app_h2
-backend app
-    http-reuse always
-    server app 127.0.0.1:$NGINX_PORT
-backend app_h2
-    http-reuse always
-    server app 127.0.0.1:$NGINX_H2_PORT proto h2
-frontend inbound_grpc
-    bind 127.0.0.1:$H_IN_GRPC ssl crt $pki/server.pem ca-file $pki/ca.pem verify required alpn h2
-    default_backend app_grpc
-backend app_grpc
-    http-reuse always
-    server app 127.0.0.1:$GRPC_PORT proto h2
-EOF
-} >"$tmp/haproxy-in.cfg"
-for side in out in; do
-    dp_start_haproxy "$side" "$tmp/haproxy-$side.cfg"
-done
-wait_for 10 curl -sf "http://127.0.0.1:$H_OUT/small"
-wait_for 10 curl -sf --http2-prior-knowledge "http://127.0.0.1:$H_OUT_H2/small"
+dp_haproxy_http_pair "$([ "$hop" = h2 ] && echo "alpn h2" || echo "alpn http/1.1")" "$GRPC_PORT"
 wait_for 10 grpc_call "$H_OUT_GRPC"
 
 # h2_run PORT [PATH [H2LOAD-ARGS...]]: unary calls flat out for the row:

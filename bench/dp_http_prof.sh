@@ -87,48 +87,7 @@ dp_start_sidecar web-1 "$tmp/web-1.yaml" hypha.io/service=web
 wait_for 20 curl -sf "http://127.0.0.1:$W_OUT/small"
 wait_for 20 curl -sf --http2-prior-knowledge "http://127.0.0.1:$W_OUT_H2/small"
 
-dp_pki
-H_OUT=$(hy_free_port) H_OUT_H2=$(hy_free_port) H_IN=$(hy_free_port) H_IN_H2=$(hy_free_port)
-peer_tls="ssl crt $pki/client.pem ca-file $pki/ca.pem verify required sni str(server)"
-{
-    dp_haproxy_head http
-    cat <<EOF
-frontend outbound
-    bind 127.0.0.1:$H_OUT
-    default_backend peer
-frontend outbound_h2
-    bind 127.0.0.1:$H_OUT_H2 proto h2
-    default_backend peer_h2
-backend peer
-    http-reuse always
-    server peer 127.0.0.1:$H_IN $peer_tls alpn h2
-backend peer_h2
-    http-reuse always
-    server peer 127.0.0.1:$H_IN_H2 $peer_tls alpn h2
-EOF
-} >"$tmp/haproxy-out.cfg"
-{
-    dp_haproxy_head http
-    cat <<EOF
-frontend inbound
-    bind 127.0.0.1:$H_IN ssl crt $pki/server.pem ca-file $pki/ca.pem verify required alpn h2,http/1.1
-    default_backend app
-frontend inbound_h2
-    bind 127.0.0.1:$H_IN_H2 ssl crt $pki/server.pem ca-file $pki/ca.pem verify required alpn h2
-    default_backend app_h2
-backend app
-    http-reuse always
-    server app 127.0.0.1:$NGINX_PORT
-backend app_h2
-    http-reuse always
-    server app 127.0.0.1:$NGINX_H2_PORT proto h2
-EOF
-} >"$tmp/haproxy-in.cfg"
-for side in out in; do
-    dp_start_haproxy "$side" "$tmp/haproxy-$side.cfg"
-done
-wait_for 10 curl -sf "http://127.0.0.1:$H_OUT/small"
-wait_for 10 curl -sf --http2-prior-knowledge "http://127.0.0.1:$H_OUT_H2/small"
+dp_haproxy_http_pair "alpn h2"
 
 # a hook for ad-hoc looks at the running pairs (pids in DP_PID, HA_PID)
 [ -z "${PROF_HOOK:-}" ] || eval "$PROF_HOOK"

@@ -207,6 +207,78 @@ dp_start_haproxy() {
     pids+=($!)
 }
 
+# dp_haproxy_http_pair HOP_ALPN [GRPC_APP_PORT]: the HAProxy pair in HTTP
+# mode (mTLS with its own CA from dp_pki, http-reuse always): an outbound
+# for HTTP/1.1 (H_OUT, its hop speaking HOP_ALPN, e.g. "alpn h2") and one
+# for h2c (H_OUT_H2), each to an inbound (H_IN, H_IN_H2) that verifies the
+# client and reaches nginx (NGINX_PORT, NGINX_H2_PORT); with GRPC_APP_PORT
+# also an h2c outbound H_OUT_GRPC to H_IN_GRPC and that app. Waits until
+# the HTTP/1.1 and h2c calls go through.
+dp_haproxy_http_pair() {
+    local hop_alpn=$1 grpc=${2:-} peer_tls in_tls
+    [ -n "${pki:-}" ] || dp_pki
+    H_OUT=$(hy_free_port) H_OUT_H2=$(hy_free_port) H_IN=$(hy_free_port) H_IN_H2=$(hy_free_port)
+    peer_tls="ssl crt $pki/client.pem ca-file $pki/ca.pem verify required sni str(server)"
+    in_tls="ssl crt $pki/server.pem ca-file $pki/ca.pem verify required"
+    {
+        dp_haproxy_head http
+        cat <<EOF
+frontend outbound
+    bind 127.0.0.1:$H_OUT
+    default_backend peer
+frontend outbound_h2
+    bind 127.0.0.1:$H_OUT_H2 proto h2
+    default_backend peer_h2
+backend peer
+    http-reuse always
+    server peer 127.0.0.1:$H_IN $peer_tls $hop_alpn
+backend peer_h2
+    http-reuse always
+    server peer 127.0.0.1:$H_IN_H2 $peer_tls alpn h2
+EOF
+    } >"$tmp/haproxy-out.cfg"
+    {
+        dp_haproxy_head http
+        cat <<EOF
+frontend inbound
+    bind 127.0.0.1:$H_IN $in_tls alpn h2,http/1.1
+    default_backend app
+frontend inbound_h2
+    bind 127.0.0.1:$H_IN_H2 $in_tls alpn h2
+    default_backend app_h2
+backend app
+    http-reuse always
+    server app 127.0.0.1:$NGINX_PORT
+backend app_h2
+    http-reuse always
+    server app 127.0.0.1:$NGINX_H2_PORT proto h2
+EOF
+    } >"$tmp/haproxy-in.cfg"
+    if [ -n "$grpc" ]; then
+        H_OUT_GRPC=$(hy_free_port) H_IN_GRPC=$(hy_free_port)
+        cat >>"$tmp/haproxy-out.cfg" <<EOF
+frontend outbound_grpc
+    bind 127.0.0.1:$H_OUT_GRPC proto h2
+    default_backend peer_grpc
+backend peer_grpc
+    http-reuse always
+    server peer 127.0.0.1:$H_IN_GRPC $peer_tls alpn h2
+EOF
+        cat >>"$tmp/haproxy-in.cfg" <<EOF
+frontend inbound_grpc
+    bind 127.0.0.1:$H_IN_GRPC $in_tls alpn h2
+    default_backend app_grpc
+backend app_grpc
+    http-reuse always
+    server app 127.0.0.1:$grpc proto h2
+EOF
+    fi
+    dp_start_haproxy out "$tmp/haproxy-out.cfg"
+    dp_start_haproxy in "$tmp/haproxy-in.cfg"
+    wait_for 10 curl -sf "http://127.0.0.1:$H_OUT/small"
+    wait_for 10 curl -sf --http2-prior-knowledge "http://127.0.0.1:$H_OUT_H2/small"
+}
+
 # dp_haproxy_tcp_pair APP_PORT: the HAProxy pair in TCP mode, as the
 # sidecars are: an outbound listener relaying over mTLS (its own CA, from
 # dp_pki) to an inbound one that verifies the client and relays to
