@@ -176,7 +176,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     s->shut_cb(s);
 }
 
-bool hy_agent_side_shut(struct hy_agent_side *s, hy_agent_shut_fn done)
+static bool shut(struct hy_agent_side *s, hy_agent_shut_fn done, bool fin)
 {
     if (s->shut)
         return false;
@@ -185,7 +185,7 @@ bool hy_agent_side_shut(struct hy_agent_side *s, hy_agent_shut_fn done)
     uv_os_fd_t fd;
     if (s->defer && s->defer->open && hy_agent_side_queued(s) == 0 &&
         !uv_is_closing((uv_handle_t *)&s->tcp) && uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0 &&
-        shutdown(fd, SHUT_WR) == 0) {
+        (!fin || shutdown(fd, SHUT_WR) == 0)) {
         s->dshut = true;
         defer_link(s);
         return true;
@@ -196,4 +196,14 @@ bool hy_agent_side_shut(struct hy_agent_side *s, hy_agent_shut_fn done)
         done(s);
     }
     return true;
+}
+
+bool hy_agent_side_shut(struct hy_agent_side *s, hy_agent_shut_fn done)
+{
+    return shut(s, done, true);
+}
+
+bool hy_agent_side_end(struct hy_agent_side *s, hy_agent_shut_fn done)
+{
+    return shut(s, done, false);
 }

@@ -97,5 +97,9 @@ void hy_agent_side_read(struct hy_agent_side *s, bool want, uv_alloc_cb alloc, u
  * when that finished, at once if it cannot start. Returns false when it
  * was asked before (done does not run again). */
 bool hy_agent_side_shut(struct hy_agent_side *s, hy_agent_shut_fn done);
+/* hy_agent_side_shut for a side that done closes: with nothing queued
+ * (and a defer), no shutdown(2) at all, close(2) sends the FIN after what
+ * was written; done still runs from the loop. */
+bool hy_agent_side_end(struct hy_agent_side *s, hy_agent_shut_fn done);
 
 #endif

@@ -294,13 +294,13 @@ bool hy_alog_conn(struct hy_px_conn *c, uint64_t duration_ms)
         .bytes_sent = c->bytes_down,
         .bytes_received = c->bytes_up,
         .mesh = cfg->mesh,
-        .downstream_remote = c->peer,
+        .downstream_remote = hy_px_conn_peer(c),
         .flags = hy_alog_flags_of(c->result),
         .details = c->result,
     };
     if (c->dir == HY_PX_IN) {
         r.src_service = service_of_id(c->id, src, sizeof(src));
-        r.src_addr = c->peer;
+        r.src_addr = r.downstream_remote;
         r.dst_service = c->in->service;
         r.upstream_cluster = c->in->service;
         snprintf(up, sizeof(up), "%s:%u", c->in->service_address ? c->in->service_address : "",
@@ -360,7 +360,7 @@ bool hy_alog_http(struct hy_l7_worker *lw, const struct hy_l7_done *d)
         .upstream_ms = d->upstream_seconds > 0 ? (int64_t)(d->upstream_seconds * 1000.0 + 0.5) : -1,
         .status = d->status,
         .mesh = cfg->mesh,
-        .downstream_remote = d->peer,
+        .downstream_remote = d->from ? hy_px_conn_peer(d->from) : NULL,
         .protocol = version == 20   ? "HTTP/2"
                     : version == 10 ? "HTTP/1.0"
                                     : "HTTP/1.1",
@@ -375,7 +375,7 @@ bool hy_alog_http(struct hy_l7_worker *lw, const struct hy_l7_done *d)
     };
     if (in) {
         r.src_service = service_of_id(d->id, src, sizeof(src));
-        r.src_addr = d->peer;
+        r.src_addr = r.downstream_remote;
         r.dst_service = in->service;
         r.upstream_cluster = in->service;
         snprintf(up, sizeof(up), "%s:%u", in->service_address ? in->service_address : "",

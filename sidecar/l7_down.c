@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/ioctl.h>
 
 #include "error.h"
 #include "log.h"
@@ -66,7 +65,6 @@ struct hy_l7_down {
     struct hy_l7_front *front; /* h2c: everything goes there */
     struct hy_l7_down *flush_next;
     struct hy_buf out;    /* for the app, written at the end of the loop turn */
-    char src[64];         /* the app's address, without the port (hashPolicies SourceIP) */
     uv_timer_t timer;     /* requestTimeout, or the drain after a refusal */
     uv_timer_t try_timer; /* perTryTimeout, or the backoff before a retry */
     /* streamIdleTimeout and maxStreamDuration of the request under way */
@@ -151,20 +149,16 @@ static void on_drain_timer(uv_timer_t *t)
 }
 
 /* The app asked for the close (Connection: close, or HTTP/1.0 without
- * keep-alive), the sidecar had no reason of its own to close, and nothing
- * the app sent is unread, here or in the kernel: a close now sends no
- * reset (what a staged close, RFC 9112 9.6, guards against is unread
- * data), so the connection ends without waiting for the app's FIN, as
- * nginx and HAProxy do. Saves a wake-up and a read per connection. */
+ * keep-alive), the sidecar had no reason of its own to close (a request
+ * whose body it did not read all of sets close_after), and nothing the
+ * app sent is unread here. After "close" the app sends nothing more
+ * (RFC 9112 9.6: a client MUST NOT), so a close now sends no reset, and
+ * the connection ends without waiting for the app's FIN, as nginx and
+ * HAProxy do: no shutdown(2) either, close(2) sends the FIN after the
+ * answer. An app that sends more anyway gets a reset, as from nginx. */
 static bool app_done(struct hy_l7_down *d)
 {
-    int fd, unread = 0;
-    if (d->keep || d->close_after || d->in.len > d->in_off)
-        return false;
-    if (uv_fileno((const uv_handle_t *)&d->c->down.tcp, &fd) != 0 ||
-        ioctl(fd, FIONREAD, &unread) != 0)
-        return false;
-    return unread == 0;
+    return !d->keep && !d->close_after && d->in.len <= d->in_off;
 }
 
 static void on_shut(struct hy_agent_side *s)
@@ -191,7 +185,10 @@ static void down_end(struct hy_l7_down *d)
         return;
     d->draining = true;
     down_flush(d); /* before the shutdown, which follows what is queued */
-    hy_agent_side_shut(&c->down, on_shut);
+    if (app_done(d))
+        hy_agent_side_end(&c->down, on_shut);
+    else
+        hy_agent_side_shut(&c->down, on_shut);
 }
 
 /* ----- the exchange's end ----- */
@@ -247,7 +244,7 @@ static void ex_finish(struct hy_l7_down *d, const char *result)
         .retries = e->tries > 1 ? e->tries - 1 : 0,
         .seconds = (double)(now - e->start_ms) / 1000.0,
         .upstream_seconds = e->up_ms ? (double)(e->up_ms - e->start_ms) / 1000.0 : 0,
-        .peer = c->peer,
+        .from = c,
         .req = &e->req,
         .trace = &e->trace,
     };
@@ -399,7 +396,7 @@ static void on_head_timer(uv_timer_t *t)
     hy_l7_count(d->lw, HY_L7_TIMEOUT);
     hy_log(HY_LOG_INFO, "dp",
            "outbound %u: request headers from %s not complete in time (requestHeadersTimeout)",
-           (unsigned)d->c->l->port, d->c->peer);
+           (unsigned)d->c->l->port, hy_px_conn_peer(d->c));
     d->close_after = true;
     ex_reset(&d->ex);
     d->busy = true;
@@ -476,7 +473,7 @@ static void try_start(struct hy_l7_down *d)
     size_t idx = 0;
     bool oom = false;
     const Hypha__V1__DpEndpoint *ep =
-        hy_l7_pick_ref(d->lw, e->svc, &e->req, d->src, e->ref, &idx, &oom);
+        hy_l7_pick_ref(d->lw, e->svc, &e->req, d->c, e->ref, &idx, &oom);
     if (oom) {
         local_answer(d, 500, "error", "out of memory", NULL);
         return;
@@ -750,7 +747,7 @@ static const struct hy_l7_cs_ops mirror_ops = {mirror_head, mirror_data, mirror_
 
 void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg,
                   const Hypha__V1__DpBackendRef *ref, const struct hy_http_head *req,
-                  const void *body, size_t len, const char *src)
+                  const void *body, size_t len, struct hy_px_conn *from)
 {
     const char *service = ref->service ? ref->service : "";
     struct hy_l7_svc *svc = hy_l7_cfg_service(cfg, service);
@@ -758,7 +755,7 @@ void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg,
     size_t idx;
     bool oom = false;
     const Hypha__V1__DpEndpoint *ep =
-        svc ? hy_l7_pick_ref(lw, svc, req, src, ref, &idx, &oom) : NULL;
+        svc ? hy_l7_pick_ref(lw, svc, req, from, ref, &idx, &oom) : NULL;
     struct hy_l7_h2 *h2 = ep ? hy_l7_pool_get(lw, svc, ep, why, sizeof(why)) : NULL;
     struct mirror *m = h2 ? calloc(1, sizeof(*m)) : NULL;
     if (!m || (len && hy_buf_append(&m->body, body, len) < 0)) {
@@ -911,7 +908,7 @@ static int on_head(void *u, struct hy_http_head *h, bool body)
     if (mirror && !e->upgrade) { /* with a body: once it is all in */
         if (e->req_end)
             hy_l7_mirror(d->lw, e->cfg, hy_l7_route_mirror_ref(e->front->routes, e->route), &e->req,
-                         NULL, 0, d->src);
+                         NULL, 0, d->c);
         else
             e->mirror = hy_l7_route_mirror_ref(e->front->routes, e->route);
     }
@@ -955,7 +952,7 @@ static int on_end(void *u, struct hy_http_head *trailers)
     }
     e->req_end = true;
     if (e->mirror && !e->body_base) /* the whole body is here (under HY_L7_MIRROR_MAX) */
-        hy_l7_mirror(d->lw, e->cfg, e->mirror, &e->req, e->body.data, e->body.len, d->src);
+        hy_l7_mirror(d->lw, e->cfg, e->mirror, &e->req, e->body.data, e->body.len, d->c);
     else if (e->mirror)
         hy_l7_mirror_too_big(d->lw, &e->mirror);
     e->mirror = NULL;
@@ -972,7 +969,7 @@ static void refuse(struct hy_l7_down *d)
     const char *why = NULL;
     unsigned st = hy_h1_error(d->p, &why);
     hy_log(HY_LOG_INFO, "dp", "outbound %u: refused a request from %s: %u %s",
-           (unsigned)d->c->l->port, d->c->peer, st, why ? why : "");
+           (unsigned)d->c->l->port, hy_px_conn_peer(d->c), st, why ? why : "");
     d->close_after = true;
     if (d->busy && d->ex.resp_started) {
         hy_px_conn_close(d->c, "bad_request", "%s", why ? why : "invalid request");
@@ -1112,22 +1109,6 @@ void hy_l7_down_written(struct hy_px_conn *c)
     }
 }
 
-/* The address of peer ("a.b.c.d:port", "[v6]:port") without its port:
- * the app's own source address (a loopback app may call from any
- * 127.x address, and each is a different source to hash on). */
-void hy_l7_source_ip(const char *peer, char *out, size_t size)
-{
-    const char *p = peer, *end = strrchr(peer, ':');
-    if (*p == '[') {
-        p++;
-        end = strchr(p, ']');
-    }
-    size_t n = end ? (size_t)(end - p) : strlen(p);
-    if (!strcmp(peer, "-"))
-        n = 0;
-    snprintf(out, size, "%.*s", (int)n, p);
-}
-
 void hy_l7_down_start(struct hy_px_conn *c)
 {
     struct hy_l7_worker *lw = hy_l7_worker(c->w);
@@ -1142,7 +1123,6 @@ void hy_l7_down_start(struct hy_px_conn *c)
     }
     d->kind = HY_L7_DOWN;
     d->c = c;
-    hy_l7_source_ip(c->peer, d->src, sizeof(d->src));
     d->lw = lw;
     d->ex.cs.ops = &ex_ops;
     uv_timer_init(&c->w->base.loop, &d->timer);

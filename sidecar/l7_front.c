@@ -38,7 +38,6 @@ struct fs {
     struct hy_l7_cfg *cfg;
     struct hy_l7_svc *front, *svc;
     const Hypha__V1__DpBackendRef *ref;    /* the route's backend (a MeshServiceSubset's tags) */
-    char src[64];                          /* the app's address (hashPolicies SourceIP) */
     const Hypha__V1__DpBackendRef *mirror; /* RequestMirror's (in cfg) until the body is all in */
     int route;
     struct hy_http_head req, req_trailers, resp_trailers;
@@ -341,7 +340,7 @@ static void try_start(struct fs *s)
     size_t idx = 0;
     bool oom = false;
     const Hypha__V1__DpEndpoint *ep =
-        hy_l7_pick_ref(s->lw, s->svc, &s->req, s->src, s->ref, &idx, &oom);
+        hy_l7_pick_ref(s->lw, s->svc, &s->req, s->f->c, s->ref, &idx, &oom);
     if (oom) {
         local_answer(s, 500, "error", "out of memory", NULL);
         return;
@@ -495,7 +494,6 @@ static void *fs_new(struct hy_l7_h2 *h2, int32_t id)
     s->f = f;
     s->id = id;
     s->lw = f->lw;
-    hy_l7_source_ip(f->c->peer, s->src, sizeof(s->src));
     s->port = f->c->l->port;
     s->route = -1;
     s->start_ms = now_of(s);
@@ -600,7 +598,7 @@ static void fs_head(void *u, bool end)
     if (mirror) { /* with a body: once it is all in */
         if (s->req_end)
             hy_l7_mirror(s->lw, s->cfg, hy_l7_route_mirror_ref(s->front->routes, s->route), &s->req,
-                         NULL, 0, s->src);
+                         NULL, 0, s->f->c);
         else
             s->mirror = hy_l7_route_mirror_ref(s->front->routes, s->route);
     }
@@ -632,7 +630,7 @@ static void fs_end(void *u)
     struct fs *s = u;
     s->req_end = true;
     if (s->mirror && !s->body_base) /* the whole body (under HY_L7_MIRROR_MAX) */
-        hy_l7_mirror(s->lw, s->cfg, s->mirror, &s->req, s->body.data, s->body.len, s->src);
+        hy_l7_mirror(s->lw, s->cfg, s->mirror, &s->req, s->body.data, s->body.len, s->f->c);
     s->mirror = NULL;
     if (s->cs.h2)
         hy_l7_h2_resume(&s->cs);

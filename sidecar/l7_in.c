@@ -821,7 +821,7 @@ void hy_l7_ss_closed(struct hy_l7_ss *ss)
             .status = ss->status,
             .seconds = (double)(now - ss->start_ms) / 1000.0,
             .upstream_seconds = ss->app_ms ? (double)(ss->app_ms - ss->start_ms) / 1000.0 : 0,
-            .peer = h2 ? h2->c->peer : NULL,
+            .from = h2 ? h2->c : NULL,
             .req = &ss->req,
             .trace = &ss->trace,
         };

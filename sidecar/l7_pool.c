@@ -110,7 +110,7 @@ struct hy_l7_h2 *hy_l7_pool_get(struct hy_l7_worker *lw, const struct hy_l7_svc 
 }
 
 const Hypha__V1__DpEndpoint *hy_l7_pick(struct hy_l7_worker *lw, const struct hy_l7_svc *svc,
-                                        const struct hy_http_head *h, const char *source_ip,
+                                        const struct hy_http_head *h, struct hy_px_conn *from,
                                         const bool *among, size_t *index)
 {
     (void)lw;
@@ -121,7 +121,8 @@ const Hypha__V1__DpEndpoint *hy_l7_pick(struct hy_l7_worker *lw, const struct hy
     struct hy_px_route *rt = svc->a->l->route;
     uint64_t hash;
     if (svc->hash && h &&
-        hy_l7_hash_request(o->hash_policies, o->n_hash_policies, h, source_ip, &hash)) {
+        hy_l7_hash_request(o->hash_policies, o->n_hash_policies, h,
+                           from ? hy_px_conn_src(from) : NULL, &hash)) {
         /* RingHash, Maglev: the endpoint the request's hash falls on, or
          * the next usable one after it on the ring */
         bool stack[64], *ok = n <= 64 ? stack : malloc(n * sizeof(*ok));
@@ -187,7 +188,7 @@ void hy_l7_pool_stop(struct hy_l7_worker *lw)
 }
 
 const Hypha__V1__DpEndpoint *hy_l7_pick_ref(struct hy_l7_worker *lw, const struct hy_l7_svc *svc,
-                                            const struct hy_http_head *h, const char *source_ip,
+                                            const struct hy_http_head *h, struct hy_px_conn *from,
                                             const Hypha__V1__DpBackendRef *ref, size_t *index,
                                             bool *oom)
 {
@@ -203,7 +204,7 @@ const Hypha__V1__DpEndpoint *hy_l7_pick_ref(struct hy_l7_worker *lw, const struc
         for (size_t k = 0; k < n; k++)
             among[k] = hy_l7_subset_has(ref, svc->o->endpoints[k]);
     }
-    const Hypha__V1__DpEndpoint *ep = hy_l7_pick(lw, svc, h, source_ip, among, index);
+    const Hypha__V1__DpEndpoint *ep = hy_l7_pick(lw, svc, h, from, among, index);
     if (among != stack)
         free(among);
     return ep;

@@ -11,6 +11,7 @@
 #include "alog.h"
 #include "error.h"
 #include "metrics.h"
+#include "net.h"
 #include "proxy_int.h"
 #include "proxy_l7.h"
 #include "poison.h"
@@ -46,7 +47,6 @@ struct hy_px_conn *hy_px_conn_new(struct hy_px_listener *l)
     c->start_ms = c->last_ms = uv_now(&w->base.loop);
     c->idle_ms = HY_PX_IDLE_MS;
     c->result = "ok";
-    snprintf(c->peer, sizeof(c->peer), "-");
     hy_agent_side_init(&c->down, &w->base.loop, &w->base.defer);
     c->down.init = true;
     c->down.tcp.data = c;
@@ -103,6 +103,35 @@ static void close_handle(struct hy_px_conn *c, uv_handle_t *h)
 void hy_px_conn_close_handle(struct hy_px_conn *c, uv_handle_t *h)
 {
     close_handle(c, h);
+}
+
+const char *hy_px_conn_peer(struct hy_px_conn *c)
+{
+    if (!c->peer[0]) {
+        if (c->down.init && !uv_is_closing((uv_handle_t *)&c->down.tcp))
+            hy_net_peer_name(&c->down.tcp, c->peer, sizeof(c->peer));
+        else
+            snprintf(c->peer, sizeof(c->peer), "-");
+    }
+    return c->peer;
+}
+
+/* (a loopback app may call from any 127.x address, and each is a
+ * different source to hash on) */
+const char *hy_px_conn_src(struct hy_px_conn *c)
+{
+    if (!c->src[0]) {
+        const char *peer = hy_px_conn_peer(c), *p = peer, *end = strrchr(peer, ':');
+        if (*p == '[') {
+            p++;
+            end = strchr(p, ']');
+        }
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (!strcmp(peer, "-"))
+            n = 0;
+        snprintf(c->src, sizeof(c->src), "%.*s", (int)n, p);
+    }
+    return c->src;
 }
 
 /* ----- lingering close of a refused caller -----
@@ -190,7 +219,7 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
     hy_log(strcmp(result, "closed") && !logged ? HY_LOG_INFO : HY_LOG_DEBUG, "dp",
            "access direction=%s port=%u peer=%s id=%s upstream=%s attempts=%u sent=%llu "
            "received=%llu duration=%.3fs resumed=%s result=%s%s%s",
-           hy_px_dir_name(c->dir), (unsigned)c->l->port, c->peer, c->id[0] ? c->id : "-",
+           hy_px_dir_name(c->dir), (unsigned)c->l->port, hy_px_conn_peer(c), c->id[0] ? c->id : "-",
            c->endpoint[0] ? c->endpoint : "-", c->attempts, (unsigned long long)c->bytes_up,
            (unsigned long long)c->bytes_down, secs, c->tls_done ? (c->resumed ? "1" : "0") : "-",
            c->result, c->why[0] ? ": " : "", c->why);

@@ -148,7 +148,8 @@ struct hy_px_conn {
     uint64_t tls_in;                /* ciphertext bytes received in all */
     size_t roff, rlen, rcap;
     uint64_t bytes_up, bytes_down; /* plaintext to the upstream, to the downstream */
-    char peer[64];                 /* who connected to us */
+    char peer[64];                 /* who connected to us ("": not looked up, hy_px_conn_peer) */
+    char src[64];                  /* its address without the port ("": not derived yet) */
     char id[HY_PX_ID_MAX];         /* the TLS peer's SPIFFE ID, once known */
     const char *refusal;           /* inbound: why the verify callback refused the peer */
     bool tls_done;                 /* the TLS handshake completed */
@@ -357,6 +358,13 @@ int hy_px_conn_connect(struct hy_px_conn *c, const char *host, uint32_t port, ui
                        void (*done)(struct hy_px_conn *c, int status));
 /* Closes a handle of c's (an L7 timer): c is freed after it has closed. */
 void hy_px_conn_close_handle(struct hy_px_conn *c, uv_handle_t *h);
+/* Who connected to c ("ADDR:PORT", "[ADDR]:PORT", or "-" once it is
+ * gone). An outbound's caller is the local app: its address is looked up
+ * (getpeername) only when something asks, a log line or a hash on it,
+ * not for every connection. */
+const char *hy_px_conn_peer(struct hy_px_conn *c);
+/* hy_px_conn_peer without the port (hashPolicies SourceIP), "" if none. */
+const char *hy_px_conn_src(struct hy_px_conn *c);
 /* Starts or stops reading side s of c as its state says (s->paused...). */
 void hy_px_conn_update_reading(struct hy_px_conn *c, struct hy_agent_side *s);
 /* Queues data on side s (a copy). 0 or a libuv code. */

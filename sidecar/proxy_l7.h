@@ -249,20 +249,18 @@ struct hy_l7_h2 *hy_l7_pool_get(struct hy_l7_worker *lw, const struct hy_l7_svc 
  * Maglev: the one the request's hash falls on, else the next usable one
  * on the ring), among the endpoints k with among[k] (NULL: all; a
  * MeshServiceSubset); its index in *index; NULL when there is none. h:
- * the request, source_ip: the app's address (hashPolicies SourceIP). */
+ * the request, from: the app's connection (hashPolicies SourceIP and
+ * Connection hash on its address; may be NULL). */
 const Hypha__V1__DpEndpoint *hy_l7_pick(struct hy_l7_worker *lw, const struct hy_l7_svc *svc,
-                                        const struct hy_http_head *h, const char *source_ip,
+                                        const struct hy_http_head *h, struct hy_px_conn *from,
                                         const bool *among, size_t *index);
 /* hy_l7_pick among the endpoints of svc a route's backendRef ref selects
  * (a MeshServiceSubset: those carrying its tags; NULL or no tags: all).
  * *oom set when the selection could not be allocated. */
 const Hypha__V1__DpEndpoint *hy_l7_pick_ref(struct hy_l7_worker *lw, const struct hy_l7_svc *svc,
-                                            const struct hy_http_head *h, const char *source_ip,
+                                            const struct hy_http_head *h, struct hy_px_conn *from,
                                             const Hypha__V1__DpBackendRef *ref, size_t *index,
                                             bool *oom);
-/* The address of a connection's peer ("ADDR:PORT", "[ADDR]:PORT" or "-")
- * without its port, into out (hashPolicies SourceIP). */
-void hy_l7_source_ip(const char *peer, char *out, size_t size);
 /* Outlier detection: what a request to endpoint index of svc came to. */
 void hy_l7_outlier(struct hy_l7_worker *lw, const struct hy_l7_svc *svc, size_t index,
                    enum hy_l7_outlier_result r, unsigned status);
@@ -290,7 +288,7 @@ struct hy_l7_done {
     const char *service, *route, *method, *authority, *path, *upstream, *id, *result;
     unsigned status, retries;
     double seconds, upstream_seconds;
-    const char *peer;                 /* who connected ("address:port"), for access logs */
+    struct hy_px_conn *from;          /* who connected, for access logs (hy_px_conn_peer) */
     const struct hy_http_head *req;   /* the request, for access logs' %REQ(...)% */
     const struct hy_trace_ctx *trace; /* its span (MeshTrace), or NULL */
 };
@@ -316,7 +314,7 @@ void hy_l7_count_mirror(struct hy_l7_worker *lw, const char *result);
  * waits on it (l7_down.c). */
 void hy_l7_mirror(struct hy_l7_worker *lw, struct hy_l7_cfg *cfg,
                   const Hypha__V1__DpBackendRef *ref, const struct hy_http_head *req,
-                  const void *body, size_t len, const char *src);
+                  const void *body, size_t len, struct hy_px_conn *from);
 /* The request a mirror waited on grew past HY_L7_MIRROR_MAX: counted, and
  * *mirror (the pending mirror's service) becomes NULL. */
 void hy_l7_mirror_too_big(struct hy_l7_worker *lw, const Hypha__V1__DpBackendRef **mirror);

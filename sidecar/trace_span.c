@@ -72,7 +72,7 @@ void hy_trace_http_done(struct hy_l7_worker *lw, const struct hy_l7_done *d)
                         : "HTTP/1.1",
         d->status ? status : NULL,
         d->service,
-        d->peer,
+        d->from ? hy_px_conn_peer(d->from) : NULL,
         ok ? NULL : d->result,
         d->route,
         error ? "true" : NULL,

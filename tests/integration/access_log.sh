@@ -120,6 +120,7 @@ spec:
                   - {key: missing, value: '%REQ(X-NONE)%'}
                   - {key: start, value: '%START_TIME%'}
                   - {key: quoted, value: '"%REQ(X-QUOTE)%"'}
+                  - {key: from, value: '%DOWNSTREAM_REMOTE_ADDRESS%'}
 YAML
 pol_apply "$B_ADMIN" <<YAML
 type: MeshAccessLog
@@ -188,6 +189,9 @@ hy_eq "json: an absent header is null" "null" "$(jq -r .missing <"$JSON" | sort 
 hy_contains "json: the user agent" "curl/" "$(head -n 1 "$JSON" | jq -r .ua)"
 hy_eq "json: quotes and backslashes escaped" 'say "hi"\' \
     "$(jq -r 'select(.status == "418") | .quoted' "$JSON" | sed 's/^"//; s/"$//')"
+# an outbound looks its caller's address up only when asked: here, by the log
+hy_eq "json: each line has the app's own address and port (DOWNSTREAM_REMOTE_ADDRESS)" 5 \
+    "$(jq -r .from "$JSON" | grep -cxE '127\.0\.0\.1:[0-9]+')"
 hy_check "json: START_TIME is ISO 8601 UTC with milliseconds" \
     bash -c "jq -r .start '$JSON' | grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$'"
 hy_check "with a MeshAccessLog the stderr line goes to debug level" \
