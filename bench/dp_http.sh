@@ -18,15 +18,21 @@
 # (h2load POSTs of one 10-byte gRPC message over cleartext HTTP/2) to
 # nghttpd answering one message and a grpc-status trailer (the hypha
 # backend tagged kuma.io/protocol: grpc, h2c to the app); the pairs' CPU
-# and RSS. Afterwards it reads hypha_dp_http_requests_total from the caller
+# and RSS. Every row runs --rounds times (default 3), the paths taking
+# turns in an order that rotates each round, and the tables give each
+# figure's median over the rounds, with hypha/HAProxy per round beside
+# them: a slow window of the VM then lands on one round of one path, not
+# on a whole column. Afterwards it reads hypha_dp_http_requests_total from the caller
 # sidecar's admin /metrics and fails (writing nothing) when the hypha
 # column did not go through the HTTP path. Rewrites the results:dp_http
 # section of bench/README.md.
 #
-# usage: bench/dp_http.sh [--no-write] [--seconds S] [--connections N] [--dir D]
-#                         [--bin DIR] [--haproxy-hop h2|h1] [--keep-going]
+# usage: bench/dp_http.sh [--no-write] [--seconds S] [--rounds N] [--connections N]
+#                         [--dir D] [--bin DIR] [--haproxy-hop h2|h1] [--keep-going]
 #   --no-write       print the results, leave README.md alone
-#   --seconds S      duration of each row (HYPHA_BENCH_DP_SECONDS, default 10)
+#   --seconds S      duration of each row in each round (HYPHA_BENCH_DP_SECONDS,
+#                    default 5)
+#   --rounds N       rounds of all rows (HYPHA_BENCH_DP_ROUNDS, default 3)
 #   --connections N  wrk connections over 2 threads, and h2load streams in all
 #                    (HYPHA_BENCH_DP_CONNECTIONS, default 32)
 #   --dir D          where data dirs go (HYPHA_BENCH_DIR, default $TMPDIR or /tmp)
@@ -42,7 +48,8 @@
 set -euo pipefail
 
 write=1
-seconds=${HYPHA_BENCH_DP_SECONDS:-10}
+seconds=${HYPHA_BENCH_DP_SECONDS:-5}
+rounds=${HYPHA_BENCH_DP_ROUNDS:-3}
 conns=${HYPHA_BENCH_DP_CONNECTIONS:-32}
 dir=${HYPHA_BENCH_DIR:-${TMPDIR:-/tmp}}
 bin=""
@@ -52,13 +59,14 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --no-write) write=0 ;;
     --seconds) seconds=${2:?}; shift ;;
+    --rounds) rounds=${2:?}; shift ;;
     --connections) conns=${2:?}; shift ;;
     --dir) dir=${2:?}; shift ;;
     --bin) bin=${2:?}; shift ;;
     --haproxy-hop) hop=${2:?}; shift ;;
     --keep-going) keep_going=1 ;;
     -h | --help)
-        sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,47p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -81,7 +89,7 @@ readme=bench/README.md
 # shellcheck source=bench/dp_lib.sh
 . bench/dp_lib.sh
 
-dp_check_positive dp_http.sh seconds conns
+dp_check_positive dp_http.sh seconds conns rounds
 [ "$conns" -ge 2 ] || { echo "dp_http.sh: --connections must be at least 2" >&2; exit 2; }
 case "$hop" in h1 | h2) ;; *) echo "dp_http.sh: --haproxy-hop must be h1 or h2, not '$hop'" >&2; exit 2 ;; esac
 if [ -n "$bin" ]; then
@@ -229,46 +237,70 @@ declare -A h2port=([direct]=$NGINX_H2_PORT [hypha]=$W_OUT_H2 [haproxy]=$H_OUT_H2
 declare -A gport=([direct]=$GRPC_PORT [hypha]=$W_OUT_GRPC [haproxy]=$H_OUT_GRPC)
 declare -A procs=([direct]="" [hypha]="${DP_PID[web-1]} ${DP_PID[backend-1]}"
     [haproxy]="${HA_PID[out]} ${HA_PID[in]}" [hypha-tcp]="${DP_PID[web-tcp-1]} ${DP_PID[backend-tcp-1]}")
-declare -A rps p50 p99 crps cpu ccpu rss errs r1k r10k grps gp50 gp99 qrps qp50 qp99 sent
+declare -A rps p50 p99 crps cpu ccpu rss errs r1k r10k grps gp50 gp99 qrps qp50 qp99 sent \
+    r1k_50 r1k_99 r1k_got r10k_50 r10k_99 r10k_got
 ticks_of() { # PATH: its pair's CPU ticks (0 for direct)
     # shellcheck disable=SC2086
     if [ -z "${procs[$1]}" ]; then echo 0; else cpu_ticks ${procs[$1]}; fi
 }
 h2_l7=""
-for path in "${paths[@]}"; do
-    say "$path"
-    p=${port[$path]}
+add() { # ARRAY PATH VALUE: VALUE appended to the round's list ARRAY[PATH]
+    # shellcheck disable=SC2178 # a names an associative array
+    local -n a=$1
+    a[$2]="${a[$2]:+${a[$2]} }$3"
+}
+median() { # VALUES...: their median ("-" when none is a number; whole
+    # numbers stay whole, others keep three decimals)
+    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{v[NR] = $1; if ($1 ~ /\./) f = 1} END {
+        if (!NR) { print "-"; exit }
+        m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf(f ? "%.3f\n" : "%.0f\n", m) }'
+}
+measure() { # PATH: one round of its rows, appended to the lists
+    local path=$1 p=${port[$1]} c0 c1
+    say "$path (round $round of $rounds)"
     c0=$(ticks_of "$path")
     wrk_run "$p"
     c1=$(ticks_of "$path")
-    rps[$path]=$RPS p50[$path]=$P50 p99[$path]=$P99 errs[$path]=$ERRS sent[$path]=${REQS:-0}
-    cpu[$path]=$(cpu_pct "$c0" "$c1")
+    add rps "$path" "$RPS"
+    add p50 "$path" "$P50"
+    add p99 "$path" "$P99"
+    add cpu "$path" "$(cpu_pct "$c0" "$c1")"
+    [ -z "$ERRS" ] || errs[$path]="${errs[$path]} $ERRS"
+    sent[$path]=$((${sent[$path]:-0} + ${REQS:-0}))
     c0=$(ticks_of "$path")
     wrk_run "$p" -H "Connection: close"
     c1=$(ticks_of "$path")
-    crps[$path]=$RPS ccpu[$path]=$(cpu_pct "$c0" "$c1")
+    add crps "$path" "$RPS"
+    add ccpu "$path" "$(cpu_pct "$c0" "$c1")"
     sent[$path]=$((${sent[$path]:-0} + ${REQS:-0}))
     [ -z "$ERRS" ] || errs[$path]="${errs[$path]} close: $ERRS"
     if [ "$path" != hypha-tcp ]; then
         rate_run "$p" 1000
-        r1k[$path]="$P50 / $P99 ($GOT/s)"
+        add r1k_50 "$path" "$P50"
+        add r1k_99 "$path" "$P99"
+        add r1k_got "$path" "$GOT"
         rate_run "$p" 10000
-        r10k[$path]="$P50 / $P99 ($GOT/s)"
+        add r10k_50 "$path" "$P50"
+        add r10k_99 "$path" "$P99"
+        add r10k_got "$path" "$GOT"
         [ "$path" != hypha ] || before_h2=$(l7_count web-1)
         if [ "$path" = hypha ] && [ -n "$h2_broken" ]; then
-            grps[$path]=- gp50[$path]=- gp99[$path]=-
-            errs[$path]="${errs[$path]} h2: the http2-tagged backend did not answer a first call, row skipped"
+            [ "$round" != 1 ] || errs[$path]="${errs[$path]} h2: the http2-tagged backend did not answer a first call, row skipped"
         else
             h2_run "${h2port[$path]}"
-            grps[$path]=$RPS gp50[$path]=$P50 gp99[$path]=$P99
+            add grps "$path" "$RPS"
+            add gp50 "$path" "$P50"
+            add gp99 "$path" "$P99"
             [ -z "$ERRS" ] || errs[$path]="${errs[$path]} h2: $ERRS"
         fi
         if [ "$path" = hypha ] && [ -n "$grpc_broken" ]; then
-            qrps[$path]=- qp50[$path]=- qp99[$path]=-
-            errs[$path]="${errs[$path]} grpc: the grpc-tagged backend did not answer a first call, row skipped"
+            [ "$round" != 1 ] || errs[$path]="${errs[$path]} grpc: the grpc-tagged backend did not answer a first call, row skipped"
         else
             h2_run "${gport[$path]}" /unary -d "$tmp/grpc-req.bin" -H 'content-type: application/grpc' -H 'te: trailers'
-            qrps[$path]=$RPS qp50[$path]=$P50 qp99[$path]=$P99
+            add qrps "$path" "$RPS"
+            add qp50 "$path" "$P50"
+            add qp99 "$path" "$P99"
             [ -z "$ERRS" ] || errs[$path]="${errs[$path]} grpc: $ERRS"
         fi
         if [ "$path" = hypha ]; then
@@ -279,6 +311,45 @@ for path in "${paths[@]}"; do
             fi
         fi
     fi
+}
+for path in "${paths[@]}"; do errs[$path]=""; done
+for ((round = 1; round <= rounds; round++)); do
+    # each round starts one path further on: no path always runs first,
+    # or always right after the same other one
+    for ((k = 0; k < ${#paths[@]}; k++)); do
+        measure "${paths[$(((k + round - 1) % ${#paths[@]}))]}"
+    done
+done
+# per round, hypha / haproxy of the list ARRAY: "r1, r2, r3"
+per_round() {
+    local -n a=$1
+    local -a h q
+    local i out=""
+    read -r -a h <<<"${a[hypha]:-}"
+    read -r -a q <<<"${a[haproxy]:-}"
+    for ((i = 0; i < ${#h[@]} && i < ${#q[@]}; i++)); do
+        out+="${out:+, }$(ratio "${h[$i]}" "${q[$i]}")"
+    done
+    echo "${out:--}"
+}
+round_line="Per round, hypha (L7) / haproxy (http mode): keep-alive $(per_round rps); new connection $(per_round crps); gRPC-like $(per_round grps); gRPC $(per_round qrps); p50 at 1k req/s $(per_round r1k_50); p50 at 10k req/s $(per_round r10k_50)."
+for path in "${paths[@]}"; do # the medians
+    for a in rps p50 p99 cpu crps ccpu grps gp50 gp99 qrps qp50 qp99 r1k_50 r1k_99 r1k_got r10k_50 r10k_99 r10k_got; do
+        # shellcheck disable=SC2178,SC2004,SC2086 # arr names an associative array
+        declare -n arr=$a
+        [ -z "${arr[$path]+x}" ] || arr[$path]=$(median ${arr[$path]})
+        unset -n arr
+    done
+    if [ "$path" != hypha-tcp ]; then
+        r1k[$path]="${r1k_50[$path]} / ${r1k_99[$path]} (${r1k_got[$path]}/s)"
+        r10k[$path]="${r10k_50[$path]} / ${r10k_99[$path]} (${r10k_got[$path]}/s)"
+    fi
+    for a in grps gp50 gp99 qrps qp50 qp99; do
+        # shellcheck disable=SC2178,SC2004 # arr names an associative array
+        declare -n arr=$a
+        [ -n "${arr[$path]+x}" ] || [ "$path" = hypha-tcp ] || arr[$path]=-
+        unset -n arr
+    done
     # shellcheck disable=SC2086
     rss[$path]=$([ -z "${procs[$path]}" ] && echo - || echo $(($(rss_kib ${procs[$path]}) / 1024)))
 done
@@ -348,8 +419,9 @@ rate_note() { # RATE_COLUMN TARGET: a note when a path fell short of the rate
 }
 {
     echo "Run $(date -u +%Y-%m-%d) on $(dp_machine); hypha-dp $branch $commit$([ -z "$src" ] || [ "$src" = "$root" ] || echo " (from $src)"); $(haproxy -v | awk 'NR == 1 {print "HAProxy " $3}'), $(nginx -v 2>&1 | sed 's/.*nginx\//nginx /')."
-    echo "wrk -t2 -c$conns for ${seconds}s per row; one thread per proxy; 64-byte body. HAProxy: mode http, http-reuse always, $hop between its two processes."
-    echo "Fixed rates: h2load --h1, 20 connections, ${seconds}s; the rate achieved in brackets. gRPC-like: h2load over cleartext HTTP/2, $(h2_streams), GET of the 64-byte body."
+    echo "Each figure is the median of $rounds rounds of ${seconds}s per row, the paths taking turns (the order rotated each round); RSS after the last round."
+    echo "wrk -t2 -c$conns; one thread per proxy; 64-byte body. HAProxy: mode http, http-reuse always, $hop between its two processes."
+    echo "Fixed rates: h2load --h1, 20 connections; the rate achieved in brackets. gRPC-like: h2load over cleartext HTTP/2, $(h2_streams), GET of the 64-byte body."
     echo
     echo "| path | req/s (keep-alive) | p50 ms | p99 ms | new connection per request, req/s | pair's CPU % keep-alive / new-conn | pair's RSS MiB |"
     echo "| --- | --- | --- | --- | --- | --- | --- |"
@@ -384,9 +456,10 @@ rate_note() { # RATE_COLUMN TARGET: a note when a path fell short of the rate
     echo "hypha (L7) / direct: keep-alive req/s $(ratio "${rps[hypha]}" "${rps[direct]}"), new-connection req/s $(ratio "${crps[hypha]}" "${crps[direct]}"), gRPC-like req/s $(ratio "${grps[hypha]}" "${grps[direct]}"), gRPC req/s $(ratio "${qrps[hypha]}" "${qrps[direct]}")."
     echo "haproxy (http mode) / direct: keep-alive req/s $(ratio "${rps[haproxy]}" "${rps[direct]}"), new-connection req/s $(ratio "${crps[haproxy]}" "${crps[direct]}"), gRPC-like req/s $(ratio "${grps[haproxy]}" "${grps[direct]}")."
     echo "hypha L7 / hypha TCP mode: new-connection req/s $(ratio "${crps[hypha]}" "${crps[hypha-tcp]}"), keep-alive req/s $(ratio "${rps[hypha]}" "${rps[hypha-tcp]}")."
+    echo "$round_line"
     echo "L7 check: the caller sidecar's $METRIC is $l7_total after the run; the wrk rows completed ${sent[hypha]} requests through it, the fixed-rate$([ -z "$h2_l7" ] || echo " and gRPC-like") rows more. The TCP-mode caller's: $tcp_total."
     echo
-    echo "Goals (issue 14), this run:"
+    echo "Goals (issue 14), this run's medians:"
     echo "keep-alive req/s ≥ HAProxy's: $(verdict le "${rps[haproxy]}" "${rps[hypha]}") (${rps[hypha]} vs ${rps[haproxy]});"
     echo "p50/p99 at 1k req/s ≤ HAProxy's: $(verdict rates_ok r1k 1000) (${r1k[hypha]%% (*} vs ${r1k[haproxy]%% (*});$(rate_note r1k 1000)"
     echo "p50/p99 at 10k req/s ≤ HAProxy's: $(verdict rates_ok r10k 10000) (${r10k[hypha]%% (*} vs ${r10k[haproxy]%% (*});$(rate_note r10k 10000)"
