@@ -637,25 +637,38 @@ static bool named_by_connection(const struct hy_http_head *h, const char *name, 
     return lists(h, "Connection", name, n);
 }
 
+static bool name_is(const struct hy_http_field *f, const char *name, size_t n)
+{
+    return f->name_len == n && !strncasecmp(f->name, name, n);
+}
+
 void hy_h1_strip_hop(struct hy_http_head *h)
 {
-    static const char *const hop[] = {"Connection", "Keep-Alive", "Proxy-Connection",
-                                      "Transfer-Encoding", "Upgrade"};
+    static const struct {
+        const char *name;
+        size_t len;
+    } hop[] = {{"Connection", 10},
+               {"Keep-Alive", 10},
+               {"Proxy-Connection", 16},
+               {"Transfer-Encoding", 17},
+               {"Upgrade", 7}};
     bool drop[HY_HTTP_MAX_FIELDS] = {false};
-    bool te_kept = false;
+    bool te_kept = false, conn = false;
     size_t n = h->n < HY_HTTP_MAX_FIELDS ? h->n : HY_HTTP_MAX_FIELDS;
+    for (size_t i = 0; i < n && !conn; i++) /* most messages have none to look in */
+        conn = name_is(&h->fields[i], "Connection", 10);
     for (size_t i = 0; i < n; i++) {
         struct hy_http_field *f = &h->fields[i];
-        for (size_t k = 0; k < sizeof(hop) / sizeof(hop[0]); k++)
-            drop[i] |= !strcasecmp(f->name, hop[k]);
-        drop[i] |= named_by_connection(h, f->name, f->name_len);
-        if (h->request && !strcasecmp(f->name, "Host")) {
+        for (size_t k = 0; k < sizeof(hop) / sizeof(hop[0]) && !drop[i]; k++)
+            drop[i] = name_is(f, hop[k].name, hop[k].len);
+        drop[i] |= conn && named_by_connection(h, f->name, f->name_len);
+        if (h->request && name_is(f, "Host", 4)) {
             drop[i] = true;
             if (!h->authority) { /* steal the value: nothing to allocate */
                 h->authority = f->value;
                 f->value = NULL;
             }
-        } else if (!strcasecmp(f->name, "TE") && !drop[i]) {
+        } else if (name_is(f, "TE", 2) && !drop[i]) {
             /* only "TE: trailers" may cross to HTTP/2 (RFC 9113 8.2.2) */
             const char *s = f->value, *e;
             size_t en;
@@ -683,6 +696,22 @@ void hy_h1_strip_hop(struct hy_http_head *h)
         }
     }
     h->n = k;
+}
+
+/* "Content-Length: N" and the head's end, without printf (once a message). */
+static int put_length(struct hy_buf *out, unsigned long long n)
+{
+    char d[24];
+    size_t i = sizeof(d);
+    d[--i] = '\0';
+    do {
+        d[--i] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    return hy_buf_puts(out, "Content-Length: ") || hy_buf_puts(out, d + i) ||
+                   hy_buf_puts(out, "\r\n\r\n")
+               ? HY_ENOMEM
+               : 0;
 }
 
 static const char *reason_phrase(unsigned status)
@@ -788,12 +817,19 @@ int hy_h1_write_head(struct hy_buf *out, const struct hy_http_head *h, long long
     } else {
         if (h->status < 100 || h->status > 599)
             return HY_EINVAL;
-        rc = hy_buf_printf(out, "HTTP/1.1 %u %s\r\n", h->status, reason_phrase(h->status));
+        char line[] = "HTTP/1.1 000 "; /* the status has three digits (checked) */
+        line[9] = (char)('0' + h->status / 100);
+        line[10] = (char)('0' + h->status / 10 % 10);
+        line[11] = (char)('0' + h->status % 10);
+        rc = hy_buf_puts(out, line) || hy_buf_puts(out, reason_phrase(h->status)) ||
+                     hy_buf_puts(out, "\r\n")
+                 ? HY_ENOMEM
+                 : 0;
     }
     if (rc || (rc = write_fields(out, h)))
         return undo(out, start, rc);
     if (content_length >= 0)
-        rc = hy_buf_printf(out, "Content-Length: %lld\r\n\r\n", content_length);
+        rc = put_length(out, (unsigned long long)content_length);
     else if (content_length == -1)
         rc = hy_buf_puts(out, "Transfer-Encoding: chunked\r\n\r\n");
     else

@@ -123,8 +123,9 @@ int hy_http_head_set(struct hy_http_head *h, const char *name, const char *value
 const struct hy_http_field *hy_http_head_find(const struct hy_http_head *h, const char *name,
                                               size_t *from)
 {
+    size_t len = strlen(name); /* the lengths first: most fields differ there */
     for (size_t i = from ? *from : 0; i < h->n; i++)
-        if (!strcasecmp(h->fields[i].name, name)) {
+        if (h->fields[i].name_len == len && !strncasecmp(h->fields[i].name, name, len)) {
             if (from)
                 *from = i + 1;
             return &h->fields[i];

@@ -241,6 +241,9 @@ void hy_px_l7_refresh(struct hy_px_worker *w)
         s->o = o;
         s->snap = cfg->snap;
         s->hash = hash_table(o);
+        char mesh[256];
+        snprintf(s->peer_id, sizeof(s->peer_id), "spiffe://%s/%s",
+                 hy_px_mesh(s->snap, mesh, sizeof(mesh)), o->service ? o->service : "");
         cfg->n++;
     }
     hy_l7_cfg_unref(lw->cfg);
@@ -398,12 +401,31 @@ static struct hy_series *series(struct hy_l7_worker *lw, struct hy_metric *f, ui
     return found;
 }
 
+/* The status's labels, "503" and "5xx" (without printf: once a request). */
+static void status_labels(unsigned st, char code[16], char cls[16])
+{
+    char rev[12];
+    size_t n = 0;
+    do {
+        rev[n++] = (char)('0' + st % 10);
+        st /= 10;
+    } while (st);
+    for (size_t i = 0; i < n; i++)
+        code[i] = rev[n - 1 - i];
+    code[n] = '\0';
+    size_t k = n > 2 ? n - 2 : 0; /* the hundreds and up; none: "0xx" */
+    if (k)
+        memcpy(cls, code, k);
+    else
+        cls[k++] = '0';
+    memcpy(cls + k, "xx", 3);
+}
+
 void hy_l7_log(struct hy_l7_worker *lw, const struct hy_l7_done *d)
 {
     const struct hy_px_metrics *m = &lw->w->p->m;
     char code[16], cls[16];
-    snprintf(code, sizeof(code), "%u", d->status);
-    snprintf(cls, sizeof(cls), "%uxx", d->status / 100);
+    status_labels(d->status, code, cls);
     const char *dir = hy_px_dir_name(d->dir);
     const char *svc = d->service ? d->service : "";
     const char *v[] = {dir, svc, d->route ? d->route : "", cls, code};

@@ -42,7 +42,7 @@ struct ex {
     size_t ep_index;
     bool has_ep;
     char upstream[HY_AGENT_EP_KEY];
-    char peer_id[HY_PX_ID_MAX]; /* the SPIFFE ID the pooled hop checked */
+    const char *peer_id; /* the SPIFFE ID the pooled hop checked (svc's, in cfg) */
     uint64_t start_ms, up_ms;
     uint64_t last_ms;         /* the stream's last activity, either way */
     uint64_t idle_ms, max_ms; /* streamIdleTimeout, maxStreamDuration; 0: none */
@@ -484,9 +484,7 @@ static void try_start(struct hy_l7_down *d)
     }
     e->ep_index = idx;
     e->has_ep = true;
-    char mesh[256];
-    snprintf(e->peer_id, sizeof(e->peer_id), "spiffe://%s/%s",
-             hy_px_mesh(e->svc->snap, mesh, sizeof(mesh)), e->svc->o->service);
+    e->peer_id = e->svc->peer_id;
     hy_agent_endpoint_key(ep, e->upstream, sizeof(e->upstream));
     e->tries++;
     struct hy_l7_h2 *h2 = hy_l7_pool_get(d->lw, e->svc, ep, why, sizeof(why));

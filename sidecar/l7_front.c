@@ -53,7 +53,7 @@ struct fs {
     size_t ep_index;
     bool has_ep;
     char upstream[HY_AGENT_EP_KEY];
-    char peer_id[HY_PX_ID_MAX];
+    const char *peer_id; /* svc's SPIFFE ID (in cfg) */
     uint64_t start_ms, up_ms;
     const char *result;
     struct hy_trace_ctx trace;   /* MeshTrace: the client span */
@@ -351,9 +351,7 @@ static void try_start(struct fs *s)
     }
     s->ep_index = idx;
     s->has_ep = true;
-    char mesh[256];
-    snprintf(s->peer_id, sizeof(s->peer_id), "spiffe://%s/%s",
-             hy_px_mesh(s->svc->snap, mesh, sizeof(mesh)), s->svc->o->service);
+    s->peer_id = s->svc->peer_id;
     hy_agent_endpoint_key(ep, s->upstream, sizeof(s->upstream));
     s->tries++;
     struct hy_l7_h2 *h2 = hy_l7_pool_get(s->lw, s->svc, ep, why, sizeof(why));

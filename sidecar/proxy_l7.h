@@ -71,6 +71,7 @@ struct hy_l7_svc {
     struct hy_l7_routes *routes;      /* never NULL once built */
     struct hy_l7_hash_table *hash;    /* lb RingHash or Maglev: over o's endpoints; else NULL */
     struct hy_l7_anchor *a;
+    char peer_id[HY_PX_ID_MAX]; /* the SPIFFE ID its pooled hops check, for the access log */
 };
 
 /* A worker's view of one snapshot. Requests hold a reference. */
