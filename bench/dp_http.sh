@@ -12,7 +12,8 @@
 # nbthread 1) and TLS 1.3 with ECDSA P-256 certificates. Rows: small
 # requests flat out over kept-alive connections (req/s, p50, p99, by wrk);
 # a new connection per request (wrk, Connection: close); fixed 1k and 10k
-# req/s (h2load --h1 --rps; p50, p99); gRPC-like unary calls over
+# req/s (h2load --h1 --rps over 20 connections, which h2load fires
+# together, and 1k req/s on one connection, evenly paced; p50, p99); gRPC-like unary calls over
 # cleartext HTTP/2 (h2load, prior knowledge) to nginx's `listen ... http2`
 # (the hypha backend tagged kuma.io/protocol: http2); gRPC unary calls
 # (h2load POSTs of one 10-byte gRPC message over cleartext HTTP/2) to
@@ -238,7 +239,7 @@ declare -A gport=([direct]=$GRPC_PORT [hypha]=$W_OUT_GRPC [haproxy]=$H_OUT_GRPC)
 declare -A procs=([direct]="" [hypha]="${DP_PID[web-1]} ${DP_PID[backend-1]}"
     [haproxy]="${HA_PID[out]} ${HA_PID[in]}" [hypha-tcp]="${DP_PID[web-tcp-1]} ${DP_PID[backend-tcp-1]}")
 declare -A rps p50 p99 crps cpu ccpu rss errs r1k r10k grps gp50 gp99 qrps qp50 qp99 sent \
-    r1k_50 r1k_99 r1k_got r10k_50 r10k_99 r10k_got
+    r1k_50 r1k_99 r1k_got r10k_50 r10k_99 r10k_got r1e_50 r1e_99 r1e_got r1e
 ticks_of() { # PATH: its pair's CPU ticks (0 for direct)
     # shellcheck disable=SC2086
     if [ -z "${procs[$1]}" ]; then echo 0; else cpu_ticks ${procs[$1]}; fi
@@ -280,6 +281,10 @@ measure() { # PATH: one round of its rows, appended to the lists
         add r1k_50 "$path" "$P50"
         add r1k_99 "$path" "$P99"
         add r1k_got "$path" "$GOT"
+        rate_run "$p" 1000 1
+        add r1e_50 "$path" "$P50"
+        add r1e_99 "$path" "$P99"
+        add r1e_got "$path" "$GOT"
         rate_run "$p" 10000
         add r10k_50 "$path" "$P50"
         add r10k_99 "$path" "$P99"
@@ -332,9 +337,10 @@ per_round() {
     done
     echo "${out:--}"
 }
-round_line="Per round, hypha (L7) / haproxy (http mode): keep-alive $(per_round rps); new connection $(per_round crps); gRPC-like $(per_round grps); gRPC $(per_round qrps); p50 at 1k req/s $(per_round r1k_50); p50 at 10k req/s $(per_round r10k_50)."
+round_line="Per round, hypha (L7) / haproxy (http mode): keep-alive $(per_round rps); new connection $(per_round crps); gRPC-like $(per_round grps); gRPC $(per_round qrps); p50 at 1k req/s $(per_round r1k_50); p50 at 10k req/s $(per_round r10k_50); p50 at 1k req/s on one connection $(per_round r1e_50)."
 for path in "${paths[@]}"; do # the medians
-    for a in rps p50 p99 cpu crps ccpu grps gp50 gp99 qrps qp50 qp99 r1k_50 r1k_99 r1k_got r10k_50 r10k_99 r10k_got; do
+    for a in rps p50 p99 cpu crps ccpu grps gp50 gp99 qrps qp50 qp99 r1k_50 r1k_99 r1k_got \
+        r10k_50 r10k_99 r10k_got r1e_50 r1e_99 r1e_got; do
         # shellcheck disable=SC2178,SC2004,SC2086 # arr names an associative array
         declare -n arr=$a
         [ -z "${arr[$path]+x}" ] || arr[$path]=$(median ${arr[$path]})
@@ -343,6 +349,7 @@ for path in "${paths[@]}"; do # the medians
     if [ "$path" != hypha-tcp ]; then
         r1k[$path]="${r1k_50[$path]} / ${r1k_99[$path]} (${r1k_got[$path]}/s)"
         r10k[$path]="${r10k_50[$path]} / ${r10k_99[$path]} (${r10k_got[$path]}/s)"
+        r1e[$path]="${r1e_50[$path]} / ${r1e_99[$path]} (${r1e_got[$path]}/s)"
     fi
     for a in grps gp50 gp99 qrps qp50 qp99; do
         # shellcheck disable=SC2178,SC2004 # arr names an associative array
@@ -421,7 +428,7 @@ rate_note() { # RATE_COLUMN TARGET: a note when a path fell short of the rate
     echo "Run $(date -u +%Y-%m-%d) on $(dp_machine); hypha-dp $branch $commit$([ -z "$src" ] || [ "$src" = "$root" ] || echo " (from $src)"); $(haproxy -v | awk 'NR == 1 {print "HAProxy " $3}'), $(nginx -v 2>&1 | sed 's/.*nginx\//nginx /')."
     echo "Each figure is the median of $rounds rounds of ${seconds}s per row, the paths taking turns (the order rotated each round); RSS after the last round."
     echo "wrk -t2 -c$conns; one thread per proxy; 64-byte body. HAProxy: mode http, http-reuse always, $hop between its two processes."
-    echo "Fixed rates: h2load --h1, 20 connections; the rate achieved in brackets. gRPC-like: h2load over cleartext HTTP/2, $(h2_streams), GET of the 64-byte body."
+    echo "Fixed rates: h2load --h1, 20 connections (h2load sends on all 20 at once, every 20 ms at 1k req/s), and one connection at 1k req/s (a request every millisecond); the rate achieved in brackets. gRPC-like: h2load over cleartext HTTP/2, $(h2_streams), GET of the 64-byte body."
     echo
     echo "| path | req/s (keep-alive) | p50 ms | p99 ms | new connection per request, req/s | pair's CPU % keep-alive / new-conn | pair's RSS MiB |"
     echo "| --- | --- | --- | --- | --- | --- | --- |"
@@ -430,10 +437,10 @@ rate_note() { # RATE_COLUMN TARGET: a note when a path fell short of the rate
         echo "| $(label "$path") | ${rps[$path]} | ${p50[$path]} | ${p99[$path]} | ${crps[$path]} | $c | ${rss[$path]} |"
     done
     echo
-    echo "| path | p50 / p99 ms at 1k req/s | p50 / p99 ms at 10k req/s |"
-    echo "| --- | --- | --- |"
+    echo "| path | p50 / p99 ms at 1k req/s | p50 / p99 ms at 10k req/s | p50 / p99 ms at 1k req/s, one connection (evenly paced) |"
+    echo "| --- | --- | --- | --- |"
     for path in direct hypha haproxy; do
-        echo "| $(label "$path") | ${r1k[$path]} | ${r10k[$path]} |"
+        echo "| $(label "$path") | ${r1k[$path]} | ${r10k[$path]} | ${r1e[$path]} |"
     done
     echo
     echo "| gRPC-like unary calls, h2c | req/s | p50 ms | p99 ms |"
@@ -463,6 +470,7 @@ rate_note() { # RATE_COLUMN TARGET: a note when a path fell short of the rate
     echo "keep-alive req/s ≥ HAProxy's: $(verdict le "${rps[haproxy]}" "${rps[hypha]}") (${rps[hypha]} vs ${rps[haproxy]});"
     echo "p50/p99 at 1k req/s ≤ HAProxy's: $(verdict rates_ok r1k 1000) (${r1k[hypha]%% (*} vs ${r1k[haproxy]%% (*});$(rate_note r1k 1000)"
     echo "p50/p99 at 10k req/s ≤ HAProxy's: $(verdict rates_ok r10k 10000) (${r10k[hypha]%% (*} vs ${r10k[haproxy]%% (*});$(rate_note r10k 10000)"
+    echo "p50/p99 at 1k req/s evenly paced (one connection) ≤ HAProxy's: $(verdict rates_ok r1e 1000) (${r1e[hypha]%% (*} vs ${r1e[haproxy]%% (*});$(rate_note r1e 1000)"
     echo "new-connection req/s ≥ HAProxy HTTP mode's: $(verdict le "${crps[haproxy]}" "${crps[hypha]}") (${crps[hypha]} vs ${crps[haproxy]});"
     echo "new-connection req/s ≥ 3× the TCP-mode pair's: $(verdict le "$(awk -v t="${crps[hypha-tcp]}" 'BEGIN {print 3 * t}')" "${crps[hypha]}") (${crps[hypha]} vs 3 × ${crps[hypha-tcp]})."
     [ -z "$short" ] || echo "$short"

@@ -356,13 +356,14 @@ log_pcts() {
         if (!NR) { print "? ?"; exit }
         printf "%.3f %.3f\n", v[int(NR * 0.5 + 0.5)] / 1000, v[int(NR * 0.99 + 0.5)] / 1000 }'
 }
-# rate_run PORT RATE: small requests at RATE/s for the row's duration
-# (h2load, HTTP/1.1, 20 connections each paced at RATE/20); sets P50 P99
-# (ms) and GOT (requests/s achieved)
+# rate_run PORT RATE [CONNS]: small requests at RATE/s for the row's
+# duration (h2load, HTTP/1.1, CONNS connections, default 20, each paced at
+# RATE/CONNS: h2load fires them on one beat, so 20 send together); sets
+# P50 P99 (ms) and GOT (requests/s achieved)
 rate_run() {
-    local port=$1 rate=$2 log=$tmp/h2load.log
+    local port=$1 rate=$2 c=${3:-20} log=$tmp/h2load.log
     rm -f "$log"
-    h2load --h1 -c 20 --rps $((rate / 20)) -D "$seconds" --log-file="$log" \
+    h2load --h1 -c "$c" --rps $((rate / c)) -D "$seconds" --log-file="$log" \
         "http://127.0.0.1:$port/small" >/dev/null 2>&1 || true
     GOT=$(awk -v s="$seconds" 'END {printf "%.0f", NR / s}' "$log")
     read -r P50 P99 < <(log_pcts "$log")
@@ -370,7 +371,7 @@ rate_run() {
     # --log-file: start µs, status, duration µs) for finding where the tail is
     if [ -n "${HYPHA_BENCH_KEEP_LOGS:-}" ]; then
         mkdir -p "$HYPHA_BENCH_KEEP_LOGS"
-        cp "$log" "$HYPHA_BENCH_KEEP_LOGS/h2load-$port-$rate.log"
+        cp "$log" "$HYPHA_BENCH_KEEP_LOGS/h2load-$port-$rate-$c.log"
     fi
 }
 bulk_mbs() { # PORT: median MB/s of three 64 MiB downloads
