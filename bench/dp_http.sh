@@ -19,8 +19,8 @@
 # (h2load POSTs of one 10-byte gRPC message over cleartext HTTP/2) to
 # nghttpd answering one message and a grpc-status trailer (the hypha
 # backend tagged kuma.io/protocol: grpc, h2c to the app); the pairs' CPU
-# and RSS. Every row runs --rounds times (default 3), the paths taking
-# turns in an order that rotates each round, and the tables give each
+# and RSS. Every row runs --rounds times (default 3), the paths one right
+# after another in an order that rotates each round, and the tables give each
 # figure's median over the rounds, with hypha/HAProxy per round beside
 # them: a slow window of the VM then lands on one round of one path, not
 # on a whole column. Afterwards it reads hypha_dp_http_requests_total from the caller
@@ -257,38 +257,40 @@ median() { # VALUES...: their median ("-" when none is a number; whole
         m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
         printf(f ? "%.3f\n" : "%.0f\n", m) }'
 }
-measure() { # PATH: one round of its rows, appended to the lists
-    local path=$1 p=${port[$1]} c0 c1
-    say "$path (round $round of $rounds)"
-    c0=$(ticks_of "$path")
-    wrk_run "$p"
-    c1=$(ticks_of "$path")
-    add rps "$path" "$RPS"
-    add p50 "$path" "$P50"
-    add p99 "$path" "$P99"
-    add cpu "$path" "$(cpu_pct "$c0" "$c1")"
-    [ -z "$ERRS" ] || errs[$path]="${errs[$path]} $ERRS"
-    sent[$path]=$((${sent[$path]:-0} + ${REQS:-0}))
-    c0=$(ticks_of "$path")
-    wrk_run "$p" -H "Connection: close"
-    c1=$(ticks_of "$path")
-    add crps "$path" "$RPS"
-    add ccpu "$path" "$(cpu_pct "$c0" "$c1")"
-    sent[$path]=$((${sent[$path]:-0} + ${REQS:-0}))
-    [ -z "$ERRS" ] || errs[$path]="${errs[$path]} close: $ERRS"
-    if [ "$path" != hypha-tcp ]; then
-        rate_run "$p" 1000
-        add r1k_50 "$path" "$P50"
-        add r1k_99 "$path" "$P99"
-        add r1k_got "$path" "$GOT"
-        rate_run "$p" 1000 1
-        add r1e_50 "$path" "$P50"
-        add r1e_99 "$path" "$P99"
-        add r1e_got "$path" "$GOT"
-        rate_run "$p" 10000
-        add r10k_50 "$path" "$P50"
-        add r10k_99 "$path" "$P99"
-        add r10k_got "$path" "$GOT"
+measure() { # ROW PATH: one round of one row on one path, appended to the lists
+    local row=$1 path=$2 p=${port[$2]} c0 c1
+    case "$row" in
+    ka)
+        c0=$(ticks_of "$path")
+        wrk_run "$p"
+        c1=$(ticks_of "$path")
+        add rps "$path" "$RPS"
+        add p50 "$path" "$P50"
+        add p99 "$path" "$P99"
+        add cpu "$path" "$(cpu_pct "$c0" "$c1")"
+        [ -z "$ERRS" ] || errs[$path]="${errs[$path]} $ERRS"
+        sent[$path]=$((${sent[$path]:-0} + ${REQS:-0}))
+        ;;
+    close)
+        c0=$(ticks_of "$path")
+        wrk_run "$p" -H "Connection: close"
+        c1=$(ticks_of "$path")
+        add crps "$path" "$RPS"
+        add ccpu "$path" "$(cpu_pct "$c0" "$c1")"
+        sent[$path]=$((${sent[$path]:-0} + ${REQS:-0}))
+        [ -z "$ERRS" ] || errs[$path]="${errs[$path]} close: $ERRS"
+        ;;
+    r1k | r10k | r1e)
+        case "$row" in
+        r1k) rate_run "$p" 1000 ;;
+        r10k) rate_run "$p" 10000 ;;
+        r1e) rate_run "$p" 1000 1 ;;
+        esac
+        add "${row}_50" "$path" "$P50"
+        add "${row}_99" "$path" "$P99"
+        add "${row}_got" "$path" "$GOT"
+        ;;
+    h2)
         [ "$path" != hypha ] || before_h2=$(l7_count web-1)
         if [ "$path" = hypha ] && [ -n "$h2_broken" ]; then
             [ "$round" != 1 ] || errs[$path]="${errs[$path]} h2: the http2-tagged backend did not answer a first call, row skipped"
@@ -299,6 +301,15 @@ measure() { # PATH: one round of its rows, appended to the lists
             add gp99 "$path" "$P99"
             [ -z "$ERRS" ] || errs[$path]="${errs[$path]} h2: $ERRS"
         fi
+        if [ "$path" = hypha ]; then
+            after_h2=$(l7_count web-1)
+            # did the http2-tagged backend's calls count as HTTP requests?
+            if [[ "$before_h2" =~ ^[0-9]+$ && "$after_h2" =~ ^[0-9]+$ ]] && [ "$after_h2" -gt "$before_h2" ]; then
+                h2_l7=1
+            fi
+        fi
+        ;;
+    grpc)
         if [ "$path" = hypha ] && [ -n "$grpc_broken" ]; then
             [ "$round" != 1 ] || errs[$path]="${errs[$path]} grpc: the grpc-tagged backend did not answer a first call, row skipped"
         else
@@ -308,21 +319,20 @@ measure() { # PATH: one round of its rows, appended to the lists
             add qp99 "$path" "$P99"
             [ -z "$ERRS" ] || errs[$path]="${errs[$path]} grpc: $ERRS"
         fi
-        if [ "$path" = hypha ]; then
-            after_h2=$(l7_count web-1)
-            # did the http2-tagged backend's calls count as HTTP requests?
-            if [[ "$before_h2" =~ ^[0-9]+$ && "$after_h2" =~ ^[0-9]+$ ]] && [ "$after_h2" -gt "$before_h2" ]; then
-                h2_l7=1
-            fi
-        fi
-    fi
+        ;;
+    esac
 }
 for path in "${paths[@]}"; do errs[$path]=""; done
 for ((round = 1; round <= rounds; round++)); do
-    # each round starts one path further on: no path always runs first,
-    # or always right after the same other one
-    for ((k = 0; k < ${#paths[@]}; k++)); do
-        measure "${paths[$(((k + round - 1) % ${#paths[@]}))]}"
+    say "round $round of $rounds"
+    # row by row, the paths one right after another (what is compared is
+    # measured seconds apart), starting one path further on each round: no
+    # path always runs first, or always right after the same other one
+    for row in ka close r1k r10k r1e h2 grpc; do
+        for ((k = 0; k < ${#paths[@]}; k++)); do
+            path=${paths[$(((k + round - 1) % ${#paths[@]}))]}
+            case "$row:$path" in ka:* | close:* | *:direct | *:hypha | *:haproxy) measure "$row" "$path" ;; esac
+        done
     done
 done
 # per round, hypha / haproxy of the list ARRAY: "r1, r2, r3"
@@ -426,7 +436,7 @@ rate_note() { # RATE_COLUMN TARGET: a note when a path fell short of the rate
 }
 {
     echo "Run $(date -u +%Y-%m-%d) on $(dp_machine); hypha-dp $branch $commit$([ -z "$src" ] || [ "$src" = "$root" ] || echo " (from $src)"); $(haproxy -v | awk 'NR == 1 {print "HAProxy " $3}'), $(nginx -v 2>&1 | sed 's/.*nginx\//nginx /')."
-    echo "Each figure is the median of $rounds rounds of ${seconds}s per row, the paths taking turns (the order rotated each round); RSS after the last round."
+    echo "Each figure is the median of $rounds rounds of ${seconds}s per row; in a round each row runs on the paths one right after another (the order rotated each round); RSS after the last round."
     echo "wrk -t2 -c$conns; one thread per proxy; 64-byte body. HAProxy: mode http, http-reuse always, $hop between its two processes."
     echo "Fixed rates: h2load --h1, 20 connections (h2load sends on all 20 at once, every 20 ms at 1k req/s), and one connection at 1k req/s (a request every millisecond); the rate achieved in brackets. gRPC-like: h2load over cleartext HTTP/2, $(h2_streams), GET of the 64-byte body."
     echo
