@@ -130,6 +130,7 @@ static void finish(struct fs *s)
         .retries = s->tries > 1 ? s->tries - 1 : 0,
         .seconds = (double)(now - s->start_ms) / 1000.0,
         .upstream_seconds = s->up_ms ? (double)(s->up_ms - s->start_ms) / 1000.0 : 0,
+        .from = s->f ? s->f->c : NULL,
         .req = &s->req,
         .trace = &s->trace,
     };
@@ -340,7 +341,7 @@ static void try_start(struct fs *s)
     size_t idx = 0;
     bool oom = false;
     const Hypha__V1__DpEndpoint *ep =
-        hy_l7_pick_ref(s->lw, s->svc, &s->req, s->f->c, s->ref, &idx, &oom);
+        hy_l7_pick_ref(s->lw, s->svc, &s->req, s->f ? s->f->c : NULL, s->ref, &idx, &oom);
     if (oom) {
         local_answer(s, 500, "error", "out of memory", NULL);
         return;
@@ -596,7 +597,7 @@ static void fs_head(void *u, bool end)
     if (mirror) { /* with a body: once it is all in */
         if (s->req_end)
             hy_l7_mirror(s->lw, s->cfg, hy_l7_route_mirror_ref(s->front->routes, s->route), &s->req,
-                         NULL, 0, s->f->c);
+                         NULL, 0, s->f ? s->f->c : NULL);
         else
             s->mirror = hy_l7_route_mirror_ref(s->front->routes, s->route);
     }
@@ -628,7 +629,8 @@ static void fs_end(void *u)
     struct fs *s = u;
     s->req_end = true;
     if (s->mirror && !s->body_base) /* the whole body (under HY_L7_MIRROR_MAX) */
-        hy_l7_mirror(s->lw, s->cfg, s->mirror, &s->req, s->body.data, s->body.len, s->f->c);
+        hy_l7_mirror(s->lw, s->cfg, s->mirror, &s->req, s->body.data, s->body.len,
+                     s->f ? s->f->c : NULL);
     s->mirror = NULL;
     if (s->cs.h2)
         hy_l7_h2_resume(&s->cs);
