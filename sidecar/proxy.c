@@ -156,8 +156,8 @@ static void on_accept(uv_stream_t *server, int status)
     }
     if (!l->nodelay)
         uv_tcp_nodelay(&c->down.tcp, 1);
-    if (l->dir == HY_PX_IN) /* an outbound's: hy_px_conn_peer, when asked */
-        hy_net_peer_name(&c->down.tcp, c->peer, sizeof(c->peer));
+    if (l->dir == HY_PX_IN) /* now, while it is surely there; an outbound's when asked */
+        hy_px_conn_peer(c);
     if (l->transparent)
         hy_px_transparent_accept(c);
     else if (l->dir == HY_PX_IN)
