@@ -1,9 +1,11 @@
 /* A relayed connection's socket (agent_side.h). */
+#include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent_side.h"
 #include "poison.h"
@@ -166,6 +168,31 @@ void hy_agent_side_read(struct hy_agent_side *s, bool want, uv_alloc_cb alloc, u
         uv_read_stop((uv_stream_t *)&s->tcp);
         s->reading = false;
     }
+}
+
+bool hy_agent_side_read_now(struct hy_agent_side *s, uv_alloc_cb alloc, uv_read_cb read_cb)
+{
+    uv_os_fd_t fd;
+    if (uv_is_closing((uv_handle_t *)&s->tcp) || uv_fileno((uv_handle_t *)&s->tcp, &fd) != 0)
+        return false;
+    uv_buf_t buf = uv_buf_init(NULL, 0);
+    alloc((uv_handle_t *)&s->tcp, 64 * 1024, &buf);
+    if (!buf.base || !buf.len) {
+        read_cb((uv_stream_t *)&s->tcp, UV_ENOBUFS, &buf);
+        return true;
+    }
+    ssize_t n;
+    do
+        n = read(fd, buf.base, buf.len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return false;
+    read_cb((uv_stream_t *)&s->tcp,
+            n > 0    ? n
+            : n == 0 ? UV_EOF
+                     : uv_translate_sys_error(errno),
+            &buf);
+    return true;
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)

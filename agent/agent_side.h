@@ -93,6 +93,15 @@ bool hy_agent_side_relieved(struct hy_agent_side *dst, struct hy_agent_side *src
  * uv_read_start). Cannot fail: a read that cannot start stays off. */
 void hy_agent_side_read(struct hy_agent_side *s, bool want, uv_alloc_cb alloc, uv_read_cb read);
 
+/* One read(2) of s's socket now, without waiting for the loop to report it
+ * readable: what it gets (bytes, UV_EOF, an error) goes to read as from
+ * libuv; nothing there yet (EAGAIN) calls nothing and returns false. A
+ * socket just accepted whose client spoke first (HTTP) usually has its
+ * request waiting already: read now, it is handled before libuv ever
+ * registers the socket with epoll, and one that then needs no more
+ * reading never is (an EPOLL_CTL_ADD saved per connection). */
+bool hy_agent_side_read_now(struct hy_agent_side *s, uv_alloc_cb alloc, uv_read_cb read);
+
 /* Shuts down s's write side once (its queue is written first); done runs
  * when that finished, at once if it cannot start. Returns false when it
  * was asked before (done does not run again). */

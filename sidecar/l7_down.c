@@ -1015,8 +1015,19 @@ static void parse(struct hy_l7_down *d)
         d->in.len -= d->in_off;
         d->in_off = 0;
     }
-    /* pipelined requests beyond a bound wait in the socket */
     struct hy_px_conn *c = d->c;
+    /* the app asked for the close and its request is all in: it sends
+     * nothing more (RFC 9112 9.6), so its socket is not read again before
+     * the answer is written and the connection ends (an app gone meanwhile
+     * shows as a failed write, as a FIN or reset read now would only have
+     * set close_after). A socket that hy_l7_down_start read at accept is
+     * then never put into epoll at all. */
+    if (!c->closing && d->busy && d->ex.req_end && !d->keep && !d->ex.upgrade && !d->ex.tunnel &&
+        d->in.len == 0 && !c->app_quiet) {
+        c->app_quiet = true;
+        hy_px_conn_update_reading(c, &c->down);
+    }
+    /* pipelined requests beyond a bound wait in the socket */
     if (!c->closing && d->in.len > HY_L7_BODY_HIGH && !c->down.paused) {
         c->down.paused = true;
         hy_px_conn_update_reading(c, &c->down);
@@ -1133,6 +1144,8 @@ void hy_l7_down_start(struct hy_px_conn *c)
     d->stream_timer.data = d;
     c->l7 = d;
     hy_px_conn_relay(c);
+    /* an HTTP client speaks first, and the request is usually here by now */
+    hy_px_conn_read_now(c);
 }
 
 void hy_l7_down_closed(struct hy_px_conn *c)

@@ -401,8 +401,14 @@ static void update_reading(struct hy_px_conn *c, struct hy_agent_side *s)
         want = !s->eof && !s->paused && !c->tls_in_done &&
                (c->phase == HY_PX_RELAY || (c->phase == HY_PX_HANDSHAKE && c->ssl));
     else
-        want = !s->eof && !s->paused && c->phase == HY_PX_RELAY;
+        want = !s->eof && !s->paused && !c->app_quiet && c->phase == HY_PX_RELAY;
     hy_agent_side_read(s, want, on_alloc, s == c->tls ? on_tls_read : on_plain_read);
+}
+
+void hy_px_conn_read_now(struct hy_px_conn *c)
+{
+    if (!c->closing && c->plain->reading)
+        hy_agent_side_read_now(c->plain, on_alloc, on_plain_read);
 }
 
 void hy_px_conn_tls_progress(struct hy_px_conn *c)

@@ -125,6 +125,7 @@ struct hy_px_conn {
     bool tls_in_done; /* everything the TLS peer will send was relayed */
     bool closing;
     bool lingering;   /* closing, its caller's socket drained first (proxy_conn.c) */
+    bool app_quiet;   /* L7: the app's last request is in, its socket is read no more */
     unsigned handles; /* uv_close calls still to complete */
     uv_timer_t timer; /* connect, handshake, then idle */
     uv_connect_t connect_req;
@@ -367,6 +368,9 @@ const char *hy_px_conn_peer(struct hy_px_conn *c);
 const char *hy_px_conn_src(struct hy_px_conn *c);
 /* Starts or stops reading side s of c as its state says (s->paused...). */
 void hy_px_conn_update_reading(struct hy_px_conn *c, struct hy_agent_side *s);
+/* Reads the app's side once now (hy_agent_side_read_now), as if the loop
+ * had found it readable. */
+void hy_px_conn_read_now(struct hy_px_conn *c);
 /* Queues data on side s (a copy). 0 or a libuv code. */
 int hy_px_write(struct hy_px_conn *c, struct hy_agent_side *s, const void *data, size_t len);
 uint64_t hy_px_ms(const Hypha__V1__Duration *d, uint64_t dflt);

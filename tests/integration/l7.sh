@@ -108,6 +108,37 @@ hy_contains "and the connection ends" "<EOF>" "$p"
 p=$(printf 'GET / HTTP/1.0\r\nHost: a\r\n\r\n' | raw $((W_PORT + 2)))
 hy_contains "HTTP/1.0 without keep-alive: answered" "hello from b1" "$p"
 hy_contains "then closed" "<EOF>" "$p"
+# once a Connection: close request is all in, web-1 reads the app's
+# socket no more (usually never registering it with epoll): a client that
+# half-closes while the backend is slow still gets its answer, and one that
+# gives up (a reset) leaves no connection behind once the answer comes
+GONE_PY='
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /slow/300 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+if sys.argv[2] == "fin":
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(5)
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    print(out.split(b"\r\n")[0].decode())
+else:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    print("reset")
+'
+hy_eq "Connection: close, the client half-closes while the backend is slow: answered" \
+    "HTTP/1.1 200 OK" "$(python3 -c "$GONE_PY" $((W_PORT + 2)) fin)"
+active() { hy_metric "$W_ADMIN" 'hypha_dp_active_connections{direction="outbound"}'; }
+before=$(active) # the pooled mTLS connections
+hy_eq "Connection: close, the client resets while the backend is slow" reset \
+    "$(python3 -c "$GONE_PY" $((W_PORT + 2)) reset)"
+gone_too() { [ "$(active)" = "$before" ]; }
+hy_check "and web-1 holds its connection no longer than the answer takes" hy_wait_for 10 gone_too
 # after the answer and the sidecar's FIN, a client writes more: the
 # sidecar's socket is already closed when the client asked for the close
 # (Connection: close, nothing unread: no wait for the client's FIN, so the

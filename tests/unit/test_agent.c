@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -390,6 +391,74 @@ static void test_side_closed_before_done(void **state)
     assert_int_equal(p.dones, 0);
 }
 
+/* ----- a read before the loop reports the socket readable ----- */
+
+struct now_read {
+    char buf[16];
+    ssize_t n;
+    unsigned calls;
+};
+
+static struct now_read now_got;
+
+static void on_now_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    (void)h;
+    assert_true(hint > 0);
+    *buf = uv_buf_init(now_got.buf, sizeof(now_got.buf));
+}
+
+static void on_now_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    (void)st;
+    assert_ptr_equal(buf->base, now_got.buf);
+    now_got.n = n;
+    now_got.calls++;
+}
+
+/* Waits (without the loop) until s's socket has something to read. */
+static void wait_readable(struct hy_agent_side *s)
+{
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno((uv_handle_t *)&s->tcp, &fd), 0);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 5000), 1);
+}
+
+static void test_side_read_now(void **state)
+{
+    (void)state;
+    struct pair p;
+    pair_open(&p);
+    memset(&now_got, 0, sizeof(now_got));
+    /* nothing sent yet: false, and read is not called */
+    assert_false(hy_agent_side_read_now(&p.side, on_now_alloc, on_now_read));
+    assert_int_equal(now_got.calls, 0);
+    /* the peer's bytes, at once, without uv_run */
+    uv_buf_t b = uv_buf_init("ping", 4);
+    assert_int_equal(uv_try_write((uv_stream_t *)&p.peer, &b, 1), 4);
+    wait_readable(&p.side);
+    assert_true(hy_agent_side_read_now(&p.side, on_now_alloc, on_now_read));
+    assert_int_equal(now_got.calls, 1);
+    assert_int_equal(now_got.n, 4);
+    assert_memory_equal(now_got.buf, "ping", 4);
+    assert_false(hy_agent_side_read_now(&p.side, on_now_alloc, on_now_read));
+    /* the peer's FIN: UV_EOF, as libuv reports it */
+    uv_os_fd_t pfd;
+    assert_int_equal(uv_fileno((uv_handle_t *)&p.peer, &pfd), 0);
+    assert_int_equal(shutdown(pfd, SHUT_WR), 0);
+    wait_readable(&p.side);
+    assert_true(hy_agent_side_read_now(&p.side, on_now_alloc, on_now_read));
+    assert_int_equal(now_got.calls, 2);
+    assert_int_equal(now_got.n, UV_EOF);
+    /* a closing side is not read */
+    hy_agent_side_close(&p.side, on_handle_closed);
+    assert_false(hy_agent_side_read_now(&p.side, on_now_alloc, on_now_read));
+    assert_int_equal(now_got.calls, 2);
+    pair_close(&p);
+    assert_int_equal(p.closed, 2);
+}
+
 static void test_side_without_defer(void **state)
 {
     (void)state;
@@ -408,7 +477,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snapshot_publish),   cmocka_unit_test(test_endpoints),
         cmocka_unit_test(test_side_write_at_once), cmocka_unit_test(test_side_closed_before_done),
-        cmocka_unit_test(test_side_shut_at_once),  cmocka_unit_test(test_side_without_defer),
+        cmocka_unit_test(test_side_shut_at_once),  cmocka_unit_test(test_side_read_now),
+        cmocka_unit_test(test_side_without_defer),
     };
     hy_log_threshold = getenv("HY_TEST_LOG") ? HY_LOG_DEBUG : HY_LOG_ERROR + 1;
     if (getenv("HY_TEST_FILTER"))
