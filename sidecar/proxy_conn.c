@@ -203,6 +203,8 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
         vsnprintf(c->why, sizeof(c->why), why, ap);
         va_end(ap);
     }
+    /* an HTTP app's connection to its outbound: each request has its line */
+    bool app_l7 = c->l7 && *(enum hy_l7_kind *)c->l7 == HY_L7_DOWN;
     if (c->l7)
         hy_px_l7_closed(c); /* its streams and requests end; its timers close */
     if (c->pt)
@@ -214,9 +216,11 @@ void hy_px_conn_close(struct hy_px_conn *c, const char *result, const char *why,
     double secs = (double)(uv_now(&c->w->base.loop) - c->start_ms) / 1000.0;
     /* a connection that only opened and closed (a TCP health check) is
      * logged at debug level: one per check and peer would drown the log;
-     * so is one a MeshAccessLog logs */
+     * so is one a MeshAccessLog logs, and an HTTP app's that ended well
+     * (its requests' lines say what it did) */
     bool logged = hy_alog_conn(c, uv_now(&c->w->base.loop) - c->start_ms);
-    hy_log(strcmp(result, "closed") && !logged ? HY_LOG_INFO : HY_LOG_DEBUG, "dp",
+    bool quiet = !strcmp(result, "closed") || logged || (app_l7 && !strcmp(result, "ok"));
+    hy_log(quiet ? HY_LOG_DEBUG : HY_LOG_INFO, "dp",
            "access direction=%s port=%u peer=%s id=%s upstream=%s attempts=%u sent=%llu "
            "received=%llu duration=%.3fs resumed=%s result=%s%s%s",
            hy_px_dir_name(c->dir), (unsigned)c->l->port, hy_px_conn_peer(c), c->id[0] ? c->id : "-",

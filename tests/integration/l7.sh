@@ -139,6 +139,8 @@ hy_eq "Connection: close, the client resets while the backend is slow" reset \
     "$(python3 -c "$GONE_PY" $((W_PORT + 2)) reset)"
 gone_too() { [ "$(active)" = "$before" ]; }
 hy_check "and web-1 holds its connection no longer than the answer takes" hy_wait_for 10 gone_too
+hy_check "and logs that connection's end at info level, saying why" hy_wait_for 5 \
+    grep -q "INFO dp: access direction=outbound port=$((W_PORT + 2)) .*result=error: writing to the downstream" "$W_LOG"
 # after the answer and the sidecar's FIN, a client writes more: the
 # sidecar's socket is already closed when the client asked for the close
 # (Connection: close, nothing unread: no wait for the client's FIN, so the
@@ -174,6 +176,10 @@ after=$(hy_metric "$B_ADMIN" 'hypha_dp_connections_total{direction="inbound"}')
 hy_check "100 new app connections: backend-1 accepted at most 2 new mTLS connections ($before -> $after)" \
     test $((after - before)) -le 2
 hy_check "backend-1 has at most one pooled connection per worker of web-1" test "$after" -le 4
+# an HTTP app's connection that ended well leaves no line of its own at
+# info level (each request has one); one that ended badly still does (above)
+hy_eq "the app's connections that ended well: no per-connection line" 0 \
+    "$(grep -c "access direction=outbound port=$((W_PORT + 2)) .*result=ok" "$W_LOG" || true)"
 
 # ---- smuggling and malformed requests: 400, Connection: close, closed
 smuggle() { # smuggle WHAT REQUEST
