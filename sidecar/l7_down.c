@@ -18,6 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy_l7.h"
+#include "str.h"
 #include "poison.h"
 
 #define DRAIN_MS HY_PX_LINGER_MS
@@ -499,7 +500,7 @@ static void try_start(struct hy_l7_down *d)
         try_failed(d, HY_L7_TRY_RESET, "the request cannot be sent as HTTP/2");
         return;
     }
-    snprintf(d->c->endpoint, sizeof(d->c->endpoint), "%s", e->upstream);
+    hy_str_copy(d->c->endpoint, sizeof(d->c->endpoint), e->upstream);
     uint64_t per_try = hy_l7_retry_per_try_ms(retry_of(e));
     if (per_try && !e->tunnel)
         uv_timer_start(&d->try_timer, on_try_timer, per_try, 0);

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy_l7.h"
+#include "str.h"
 #include "poison.h"
 
 #define BANDWIDTH_TICK_MS 50
@@ -83,7 +84,7 @@ struct hy_l7_ss *hy_l7_ss_new(struct hy_l7_h2 *h2, int32_t id)
     ss->id = id;
     ss->lw = h2->lw;
     ss->port = h2->c->l->port;
-    snprintf(ss->id_peer, sizeof(ss->id_peer), "%s", h2->c->id);
+    hy_str_copy(ss->id_peer, sizeof(ss->id_peer), h2->c->id);
     ss->start_ms = uv_now(&h2->lw->w->base.loop);
     uv_timer_init(&h2->lw->w->base.loop, &ss->timer);
     ss->timer.data = ss;
@@ -147,7 +148,11 @@ static int submit(struct hy_l7_ss *ss, const struct hy_http_head *h, bool body,
     char *names = malloc(h->bytes + 1);
     if (!names)
         return HY_ENOMEM;
-    snprintf(status, sizeof(status), "%03u", h->status % 1000);
+    unsigned st = h->status % 1000; /* three digits, without printf: once a response */
+    status[0] = (char)('0' + st / 100);
+    status[1] = (char)('0' + st / 10 % 10);
+    status[2] = (char)('0' + st % 10);
+    status[3] = '\0';
     size_t k = 0, off = 0;
     nv[k++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
     if (extra_name)
@@ -670,7 +675,7 @@ void hy_l7_ss_head(struct hy_l7_ss *ss, bool end)
         answer(ss, 503, "no_config", "no inbound on this port in the current config", NULL);
         return;
     }
-    snprintf(ss->service, sizeof(ss->service), "%s", in->service ? in->service : "");
+    hy_str_copy(ss->service, sizeof(ss->service), in->service);
     /* MeshTrace: the server span, its context on the request to the app */
     hy_trace_begin(&ss->trace, hy_trace_conf(lw), HY_TRACE_SERVER, &ss->req, hy_l7_random(lw));
     ss->upgrade = hy_http_head_get(&ss->req, HY_L7_UPGRADE) || !strcmp(ss->req.method, "CONNECT");

@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "h1.h"
+#include "str.h"
 #include "poison.h"
 
 #define MAX_HEADS 8
@@ -860,6 +861,27 @@ static void test_stop(void **state)
     hy_h1_free(NULL);
 }
 
+/* hy_str_copy, the hot path's snprintf(dst, size, "%s", src) */
+static void test_str_copy(void **state)
+{
+    (void)state;
+    char b[6];
+    memset(b, 'x', sizeof(b));
+    assert_int_equal(hy_str_copy(b, sizeof(b), "abc"), 3);
+    assert_string_equal(b, "abc");
+    assert_int_equal(hy_str_copy(b, sizeof(b), "abcdefgh"), 5); /* cut to fit */
+    assert_string_equal(b, "abcde");
+    assert_int_equal(hy_str_copy(b, sizeof(b), NULL), 0);
+    assert_string_equal(b, "");
+    assert_int_equal(hy_str_copy(b, sizeof(b), ""), 0);
+    assert_string_equal(b, "");
+    b[0] = 'y';
+    assert_int_equal(hy_str_copy(b, 0, "abc"), 0); /* no room: untouched */
+    assert_int_equal(b[0], 'y');
+    assert_int_equal(hy_str_copy(b, 1, "abc"), 0);
+    assert_string_equal(b, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -878,6 +900,7 @@ int main(void)
         cmocka_unit_test(test_write_round_trip),
         cmocka_unit_test(test_write_refuses),
         cmocka_unit_test(test_stop),
+        cmocka_unit_test(test_str_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
